@@ -1,0 +1,7 @@
+"""clustertwin: a discrete-event digital twin of a large GPU training cluster.
+
+The package ``sim`` holds all simulation logic. It never imports torch, ``reports`` or
+``calibrate``; only ``sim.cli`` (the command-line layer) reaches into ``reports``.
+"""
+
+__version__ = "0.1.0"

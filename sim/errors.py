@@ -1,0 +1,46 @@
+"""Errors with a key path, so a bad input can be reported in one line."""
+
+from __future__ import annotations
+
+
+class TwinError(Exception):
+    """Base class of every error the twin reports to a user (exit status 2)."""
+
+
+class ScenarioError(TwinError):
+    """Bad input: names the file (if any), the key path and what is allowed.
+
+    ``str(err)`` is a single line such as
+    ``scenarios/x.yaml: pipeline.pp: dualpipe needs an even PP, got 7``.
+    """
+
+    def __init__(self, key_path: str, message: str, file: str | None = None) -> None:
+        self.key_path = key_path
+        self.message = message
+        self.file = file
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        parts = [p for p in (self.file, self.key_path) if p]
+        prefix = ": ".join(parts)
+        text = " ".join(self.message.split())
+        return f"{prefix}: {text}" if prefix else text
+
+    def with_file(self, file: str) -> ScenarioError:
+        return ScenarioError(self.key_path, self.message, file)
+
+    def with_prefix(self, prefix: str) -> ScenarioError:
+        """Re-root the key path, e.g. ``pp`` -> ``pipeline.pp``."""
+        return ScenarioError(f"{prefix}.{self.key_path}" if prefix else self.key_path, self.message, self.file)
+
+
+class LayoutError(ScenarioError):
+    """An impossible parallel layout (e.g. odd PP for DualPipe, too few micro-batches).
+
+    ``key_path`` is the bare parameter name (``pp``, ``microbatches``, ``virtual_stages``); the
+    config loader re-roots it under ``pipeline.`` and the CLI shows it as ``--pp``.
+    """
+
+
+class DeadlockError(TwinError):
+    """A schedule cannot run to completion; the message says which devices wait on what."""

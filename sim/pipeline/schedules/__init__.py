@@ -1,0 +1,63 @@
+"""Schedule generators: pure functions ``(pp, microbatches, virtual_stages) -> Schedule``.
+
+The registry is keyed by the names used in YAML and on the command line. Importing this package
+registers the built-in schedules; a duplicate name is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sim.errors import LayoutError, ScenarioError
+from sim.pipeline.ops import Schedule
+
+ScheduleFn = Callable[[int, int, int], Schedule]
+
+
+@dataclass(frozen=True)
+class ScheduleInfo:
+    """A registered schedule generator and what the comparison table needs to know about it."""
+
+    name: str
+    build: ScheduleFn
+    summary: str
+    devices: Callable[[int], int]
+
+
+SCHEDULES: dict[str, ScheduleInfo] = {}
+
+
+def register(name: str, summary: str, devices: Callable[[int], int] = lambda pp: pp) -> Callable[[ScheduleFn], ScheduleFn]:
+    """Decorator adding a generator to :data:`SCHEDULES` under ``name``."""
+
+    def deco(fn: ScheduleFn) -> ScheduleFn:
+        if name in SCHEDULES:
+            raise ValueError(f"schedule {name!r} registered twice")
+        SCHEDULES[name] = ScheduleInfo(name, fn, summary, devices)
+        return fn
+
+    return deco
+
+
+def build_schedule(name: str, pp: int, microbatches: int, virtual_stages: int = 2) -> Schedule:
+    """Build a registered schedule; raises :class:`LayoutError` for an impossible layout."""
+    info = SCHEDULES.get(name)
+    if info is None:
+        raise ScenarioError("schedule", f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+    if pp < 1:
+        raise LayoutError("pp", f"PP must be >= 1, got {pp}")
+    if microbatches < 1:
+        raise LayoutError("microbatches", f"need at least 1 micro-batch, got {microbatches}")
+    if virtual_stages < 1:
+        raise LayoutError("virtual_stages", f"need at least 1 virtual stage per device, got {virtual_stages}")
+    return info.build(pp, microbatches, virtual_stages)
+
+
+def _register_builtins() -> None:
+    from sim.pipeline.schedules import dualpipe, interleaved, linear  # noqa: F401
+
+
+_register_builtins()
+
+__all__ = ["SCHEDULES", "ScheduleInfo", "build_schedule", "register"]
