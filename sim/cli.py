@@ -1,0 +1,246 @@
+"""The ``twin`` command: thin commands over sim.run / sim.results and reports.
+
+Every user error (bad scenario, impossible layout, invalid schedule) prints one line
+``error: <file>: <key>: <what is allowed>`` to stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sim.config import default_scenario_path, load_scenario
+from sim.errors import LayoutError, ScenarioError, TwinError
+from sim.outputs import atomic_dir, atomic_write, atomic_write_text
+from sim.pipeline.costs import OpTimes
+from sim.pipeline.execute import P2P, ScheduleRun
+from sim.pipeline.notation import format_schedule, parse_lines, schedule_from_actions
+from sim.pipeline.schedules import SCHEDULES, build_schedule
+from sim.pipeline.validate import check_schedule
+from sim.results import ScheduleMetrics, chrome_trace, metrics, spans_frame
+from sim.run import compare, run_schedule, simulate
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="clustertwin: a discrete-event twin of a GPU training cluster.",
+)
+schedules_app = typer.Typer(no_args_is_help=True, help="Pipeline schedules: show, check, compare, plot, trace.")
+app.add_typer(schedules_app, name="schedules")
+out = Console()
+err = Console(stderr=True)
+
+
+class TableOrJson(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class ShowFormat(str, Enum):
+    torch = "torch"
+    text = "text"
+    json = "json"
+
+
+Name = Annotated[str, typer.Argument(help=f"schedule: {', '.join(SCHEDULES)}")]
+PP = Annotated[int, typer.Option("--pp", help="model stages (devices = PP, or PP/2 for dualpipev)")]
+Micro = Annotated[int, typer.Option("--microbatches", "-n", help="micro-batches per step")]
+VStages = Annotated[int, typer.Option("--virtual-stages", help="chunks per device for interleaved-1f1b")]
+FTime = Annotated[float, typer.Option("--f", help="forward time of one stage (any unit; output uses it)")]
+BTime = Annotated[float, typer.Option("--b", help="full backward time of one stage")]
+WTime = Annotated[float, typer.Option("--w", help="weight-gradient part of B (I = B - W)")]
+FBTime = Annotated[float | None, typer.Option("--fb", help="overlapped F&B pair time [default: F + B]")]
+P2PBytes = Annotated[float, typer.Option("--p2p-bytes", help="bytes per stage-to-stage transfer")]
+P2PBw = Annotated[float, typer.Option("--p2p-bandwidth", help="link bandwidth, bytes per time unit")]
+P2PLat = Annotated[float, typer.Option("--p2p-latency", help="link latency, time units")]
+
+
+def _layout_error(e: LayoutError) -> ScenarioError:
+    return ScenarioError("--" + e.key_path.replace("_", "-"), e.message)
+
+
+def _times(pp: int, f: float, b: float, w: float, fb: float | None) -> OpTimes:
+    times = OpTimes.uniform(pp, f, b, w, fb)
+    try:
+        times.validate(pp)
+    except ScenarioError as e:
+        raise ScenarioError("--" + e.key_path, e.message) from None
+    return times
+
+
+def _run_one(name: str, pp: int, n: int, v: int, times: OpTimes, p2p: P2P) -> ScheduleRun:
+    try:
+        return run_schedule(name, pp, n, times, p2p, v)
+    except LayoutError as e:
+        raise _layout_error(e) from None
+
+
+@app.command()
+def run(
+    scenario: Annotated[Path | None, typer.Argument(help="scenario YAML [default: the embedded default]")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="folder for the report")] = Path("out"),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Simulate a scenario and write its report (Markdown, JSON, Parquet, Gantt PNGs, Perfetto traces)."""
+    from reports.gantt import plot_gantt
+    from reports.markdown import schedule_report
+
+    sc = load_scenario(scenario or default_scenario_path())
+    with err.status("simulating") as status:
+        result = simulate(sc, progress=lambda name: status.update(f"simulating {name}"))
+        target = output / sc.name
+        with atomic_dir(target) as tmp:
+            figures = {}
+            for r in result.runs:
+                status.update(f"drawing {r.schedule.name}")
+                png = f"gantt-{r.schedule.name}.png"
+                plot_gantt(r, tmp / png, time_unit="s")
+                figures[r.schedule.name] = png
+                (tmp / f"trace-{r.schedule.name}.json").write_text(json.dumps(chrome_trace(r)))
+            frames = [spans_frame(r).assign(schedule=r.schedule.name) for r in result.runs]
+            import pandas as pd
+
+            pd.concat(frames, ignore_index=True).to_parquet(tmp / "spans.parquet", index=False)
+            (tmp / "summary.json").write_text(json.dumps(result.to_dict(), indent=2))
+            (tmp / "report.md").write_text(schedule_report(result, figures))
+    if not quiet:
+        _print_table(result.metrics, unit="s")
+        out.print(f"report written to {target / 'report.md'}")
+
+
+@app.command()
+def validate(scenario: Annotated[Path, typer.Argument(help="scenario YAML")]) -> None:
+    """Check a scenario file without running it."""
+    sc = load_scenario(scenario)
+    out.print(f"{scenario}: ok (scenario {sc.name!r}, {len(sc.pipeline.schedules)} schedule(s))")
+
+
+@schedules_app.command("list")
+def list_schedules() -> None:
+    """List the registered schedules."""
+    for info in SCHEDULES.values():
+        out.print(f"[bold]{info.name}[/bold]: {info.summary}")
+
+
+@schedules_app.command()
+def show(
+    name: Name, pp: PP = 8, microbatches: Micro = 20, virtual_stages: VStages = 2,
+    fmt: Annotated[ShowFormat, typer.Option("--format")] = ShowFormat.torch,
+) -> None:
+    """Print a schedule's per-device action lists (torch notation: one line per device)."""
+    try:
+        sched = build_schedule(name, pp, microbatches, virtual_stages)
+    except LayoutError as e:
+        raise _layout_error(e) from None
+    if fmt is ShowFormat.torch:
+        print(format_schedule(sched))
+    elif fmt is ShowFormat.text:
+        for d, acts in enumerate(sched.actions):
+            print(f"device {d:>2}: " + " ".join(str(a) for a in acts))
+    else:
+        print(json.dumps({
+            "name": sched.name, "pp": sched.pp, "devices": sched.num_devices, "microbatches": microbatches,
+            "stage_device": list(sched.stage_device), "actions": [[str(a) for a in acts] for acts in sched.actions],
+        }))
+
+
+@schedules_app.command()
+def check(
+    name: Annotated[str | None, typer.Argument(help="registered schedule (or use --file)")] = None,
+    pp: PP = 8, microbatches: Micro = 20, virtual_stages: VStages = 2,
+    file: Annotated[Path | None, typer.Option("--file", help="action lists in torch notation, one line per device")] = None,
+) -> None:
+    """Prove a schedule valid: complete, dependencies respected, no deadlock."""
+    if file is not None:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ScenarioError("", f"cannot read: {e.strerror}", str(file)) from None
+        sched = schedule_from_actions(parse_lines(text, str(file)), name=file.stem)
+    elif name is not None:
+        try:
+            sched = build_schedule(name, pp, microbatches, virtual_stages)
+        except LayoutError as e:
+            raise _layout_error(e) from None
+    else:
+        raise ScenarioError("NAME", "give a schedule name or --file")
+    check_schedule(sched)
+    out.print(f"{sched.name}: valid ({sched.num_devices} devices, {sched.num_actions()} actions)")
+
+
+def _print_table(rows: tuple[ScheduleMetrics, ...], unit: str = "") -> None:
+    table = Table(title="pipeline schedules")
+    suffix = f" ({unit})" if unit else ""
+    for col in ("schedule", "devices", f"step time{suffix}", f"max bubble{suffix}", "bubble ratio", "peak act.", "params"):
+        table.add_column(col, justify="left" if col == "schedule" else "right")
+    for m in rows:
+        table.add_row(
+            m.name, str(m.devices), f"{m.step_time:.6g}", f"{max(m.bubble):.6g}", f"{max(m.bubble_ratio):.3f}",
+            f"{max(m.peak_activations):.6g}", f"{m.param_copies:g}x",
+        )
+    out.print(table)
+
+
+@schedules_app.command("compare")
+def compare_cmd(
+    pp: PP = 8, microbatches: Micro = 20, f: FTime = 1.0, b: BTime = 2.0, w: WTime = 1.0, fb: FBTime = None,
+    virtual_stages: VStages = 2,
+    schedules: Annotated[str, typer.Option("--schedules", help="comma-separated names")] = ",".join(SCHEDULES),
+    p2p_bytes: P2PBytes = 0.0, p2p_bandwidth: P2PBw = float("inf"), p2p_latency: P2PLat = 0.0,
+    fmt: Annotated[TableOrJson, typer.Option("--format")] = TableOrJson.table,
+) -> None:
+    """Run schedules on the same layout and op times; report step time, bubbles, memory."""
+    names = [s.strip() for s in schedules.split(",") if s.strip()]
+    for n in names:
+        if n not in SCHEDULES:
+            raise ScenarioError("--schedules", f"unknown schedule {n!r}; choose from {', '.join(SCHEDULES)}")
+    times = _times(pp, f, b, w, fb)
+    try:
+        _, rows = compare(names, pp, microbatches, times, P2P(p2p_bytes, p2p_bandwidth, p2p_latency), virtual_stages)
+    except LayoutError as e:
+        raise _layout_error(e) from None
+    if fmt is TableOrJson.json:
+        print(json.dumps({"schedules": [m.to_dict() for m in rows]}))
+    else:
+        _print_table(rows)
+
+
+@schedules_app.command()
+def plot(
+    name: Name, output: Annotated[Path, typer.Option("--output", "-o", help="PNG/SVG/PDF path")],
+    pp: PP = 8, microbatches: Micro = 20, f: FTime = 1.0, b: BTime = 2.0, w: WTime = 1.0, fb: FBTime = None,
+    virtual_stages: VStages = 2,
+) -> None:
+    """Draw the per-device timeline (Gantt chart) of a schedule."""
+    from reports.gantt import plot_gantt
+
+    run = _run_one(name, pp, microbatches, virtual_stages, _times(pp, f, b, w, fb), P2P())
+    atomic_write(output, lambda p: plot_gantt(run, p, time_unit="time units"))
+    out.print(f"wrote {output}")
+
+
+@schedules_app.command()
+def trace(
+    name: Name, output: Annotated[Path, typer.Option("--output", "-o", help="trace JSON path")],
+    pp: PP = 8, microbatches: Micro = 20, f: FTime = 1.0, b: BTime = 2.0, w: WTime = 1.0, fb: FBTime = None,
+    virtual_stages: VStages = 2,
+) -> None:
+    """Write a Chrome/Perfetto trace (one track per device); 1 time unit = 1 ms in the viewer."""
+    run = _run_one(name, pp, microbatches, virtual_stages, _times(pp, f, b, w, fb), P2P())
+    atomic_write_text(output, json.dumps(chrome_trace(run, time_scale_us=1e3)))
+    out.print(f"wrote {output} ({metrics(run).step_time:g} time units)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: user errors become one line and exit status 2."""
+    try:
+        app(args=argv)
+    except TwinError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None

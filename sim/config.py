@@ -1,0 +1,194 @@
+"""Scenario files: YAML loaded into frozen, typed config objects with strict keys.
+
+Every error is a :class:`~sim.errors.ScenarioError` whose one-line message names the file, the key
+path and what is allowed, e.g.::
+
+    scenarios/bad.yaml: pipeline.pp: dualpipe needs an even PP >= 2 (two stages per device), got 7
+
+Units are in key names (``forward_ms``, ``bandwidth_GBps``, ``latency_us``); inside the simulator
+everything is SI (seconds, bytes, bytes/s).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from sim.errors import LayoutError, ScenarioError
+from sim.pipeline.costs import OpTimes
+from sim.pipeline.execute import P2P
+from sim.pipeline.schedules import SCHEDULES, build_schedule
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+class PipelineSpec(_Strict):
+    """The pipeline layout and the schedules to run on it."""
+
+    pp: int = Field(ge=1, description="model stages (devices = PP, or PP/2 for dualpipev)")
+    microbatches: int = Field(ge=1, description="micro-batches per step")
+    virtual_stages: int = Field(2, ge=1, description="model chunks per device for interleaved-1f1b")
+    schedules: list[str] = Field(default_factory=lambda: list(SCHEDULES), min_length=1)
+
+    @field_validator("schedules")
+    @classmethod
+    def _known(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if name not in SCHEDULES:
+                raise ValueError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}")
+        if len(set(names)) != len(names):
+            raise ValueError("a schedule is listed twice")
+        return names
+
+
+class OpsSpec(_Strict):
+    """Abstract-mode op times in milliseconds: one value for every stage, or one per model stage."""
+
+    forward_ms: list[float] = Field(description="F: forward chunk of one stage, one micro-batch")
+    backward_ms: list[float] = Field(description="B: full backward (input + weight gradients)")
+    weight_ms: list[float] = Field(description="W: the weight-gradient part of B (I = B - W)")
+    overlapped_ms: list[float] | None = Field(None, description="F&B: an overlapped forward+backward pair")
+
+    _scalar = field_validator("forward_ms", "backward_ms", "weight_ms", "overlapped_ms", mode="before")(_as_list)
+
+    def op_times(self, pp: int) -> OpTimes:
+        def per_stage(key: str, values: list[float]) -> tuple[float, ...]:
+            if len(values) == 1:
+                values = values * pp
+            if len(values) != pp:
+                raise ScenarioError(key, f"give one value or one per model stage ({pp}), got {len(values)}")
+            for i, v in enumerate(values):
+                if not v >= 0:
+                    raise ScenarioError(f"{key}[{i}]", f"times must be >= 0, got {v}")
+            return tuple(v * 1e-3 for v in values)
+
+        fb = None if self.overlapped_ms is None else per_stage("overlapped_ms", self.overlapped_ms)
+        times = OpTimes(
+            per_stage("forward_ms", self.forward_ms),
+            per_stage("backward_ms", self.backward_ms),
+            per_stage("weight_ms", self.weight_ms),
+            fb,
+        )
+        try:
+            times.validate(pp)
+        except ScenarioError as err:
+            names = {"f": "forward_ms", "b": "backward_ms", "w": "weight_ms", "fb": "overlapped_ms"}
+            raise ScenarioError(names.get(err.key_path, err.key_path), err.message) from None
+        return times
+
+
+class P2PSpec(_Strict):
+    """The simple point-to-point link between pipeline stages (alpha-beta model)."""
+
+    activation_bytes: float = Field(0.0, ge=0, description="bytes sent per micro-batch at a stage boundary")
+    bandwidth_GBps: float = Field(50.0, gt=0, description="per directed link; default one 400G IB NIC")
+    latency_us: float = Field(0.0, ge=0, description="per transfer")
+
+    def p2p(self) -> P2P:
+        return P2P(self.activation_bytes, self.bandwidth_GBps * 1e9, self.latency_us * 1e-6)
+
+
+class Scenario(_Strict):
+    """A whole scenario. ``seed`` feeds every random draw (none yet in abstract mode)."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    description: str = ""
+    seed: int = 0
+    pipeline: PipelineSpec
+    ops: OpsSpec
+    p2p: P2PSpec = Field(default_factory=P2PSpec)
+
+    def op_times(self) -> OpTimes:
+        return self.ops.op_times(self.pipeline.pp)
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """Keys allowed at the mapping that holds ``loc`` (for 'unknown key' messages)."""
+    model: Any = Scenario
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        ann = getattr(field, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return list(model.model_fields)
+
+
+def _from_validation_error(err: ValidationError) -> ScenarioError:
+    first = err.errors()[0]
+    loc = tuple(first["loc"])
+    path = _key_path(loc)
+    if first["type"] == "extra_forbidden":
+        allowed = _allowed_keys(loc)
+        return ScenarioError(path, "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else ""))
+    if first["type"] == "missing":
+        return ScenarioError(path, "required key is missing")
+    msg = first["msg"].removeprefix("Value error, ")
+    got = first.get("input")
+    if first["type"] not in ("value_error",) and not isinstance(got, dict | list):
+        msg += f" (got {got!r})"
+    return ScenarioError(path, msg)
+
+
+def parse_scenario(data: Any) -> Scenario:
+    """Validate a mapping (parsed YAML) into a :class:`Scenario`, including layout checks."""
+    if not isinstance(data, dict):
+        raise ScenarioError("", f"a scenario must be a mapping of keys, got {type(data).__name__}")
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as err:
+        raise _from_validation_error(err) from None
+    try:
+        scenario.op_times()
+    except ScenarioError as err:
+        raise err.with_prefix("ops") from None
+    plan = scenario.pipeline
+    for name in plan.schedules:
+        try:
+            build_schedule(name, plan.pp, plan.microbatches, plan.virtual_stages)
+        except LayoutError as err:
+            raise err.with_prefix("pipeline") from None
+    return scenario
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a YAML scenario; every error names ``path`` and the key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError("", "no such scenario file", str(path)) from None
+    except OSError as err:
+        raise ScenarioError("", f"cannot read: {err.strerror}", str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ScenarioError("", f"malformed YAML{where}: {problem}", str(path)) from None
+    try:
+        return parse_scenario(data)
+    except ScenarioError as err:
+        raise err.with_file(str(path)) from None
+
+
+def default_scenario_path() -> Path:
+    """The embedded default scenario, shipped in the repository's ``scenarios/`` folder."""
+    return Path(__file__).resolve().parent.parent / "scenarios" / "default.yaml"

@@ -1,0 +1,1 @@
+"""Pipeline parallelism: actions, schedules (data), validity, execution on the engine."""

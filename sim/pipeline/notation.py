@@ -1,0 +1,103 @@
+"""torch.distributed.pipelining's action-string notation, both ways.
+
+``0F3`` = forward of stage 0 for micro-batch 3; ``7I0`` / ``7W0`` = backward for inputs / weights;
+``7B6`` = full backward; ``(0F7;7B3)OVERLAP_F_B`` = an overlapped forward+backward pair. A schedule
+is written one line per device, actions separated by spaces.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sim.errors import ScenarioError
+from sim.pipeline.ops import Action, Op, Schedule
+
+_ATOM = re.compile(r"^(\d+)([FBIW])(\d+)$")
+_OVERLAP = re.compile(r"^\(([^;()]+);([^;()]+)\)OVERLAP_F_B$")
+
+
+def format_action(action: Action) -> str:
+    return str(action)
+
+
+def format_schedule(schedule: Schedule) -> str:
+    """One line per device, in torch notation."""
+    return "\n".join(" ".join(str(a) for a in acts) for acts in schedule.actions)
+
+
+def parse_action(text: str) -> Action:
+    """Parse one action string; raises ValueError on anything else."""
+    text = text.strip()
+    m = _ATOM.match(text)
+    if m:
+        return Action(Op(m.group(2)), int(m.group(1)), int(m.group(3)))
+    m = _OVERLAP.match(text)
+    if m:
+        return Action.overlap(parse_action(m.group(1)), parse_action(m.group(2)))
+    raise ValueError(f"not a compute action in torch notation: {text!r} (expected e.g. 0F3, 7I0, (0F7;7B3)OVERLAP_F_B)")
+
+
+def parse_lines(text: str, source: str = "<text>") -> list[list[Action]]:
+    """Per-device action lists from one line per device (blank lines and ``#`` comments skipped).
+
+    A line may start with a ``rank N:`` label. Errors name the source and line.
+    """
+    devices: list[list[Action]] = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        line = re.sub(r"^(rank|device)\s*\d+\s*:\s*", "", line)
+        try:
+            devices.append([parse_action(tok) for tok in line.split()])
+        except ValueError as err:
+            raise ScenarioError(f"line {lineno}", str(err), source) from None
+    if not devices:
+        raise ScenarioError("", "no action lines found", source)
+    return devices
+
+
+def schedule_from_actions(
+    actions: list[list[Action]],
+    name: str = "imported",
+    routes: tuple[tuple[int, ...], ...] | None = None,
+) -> Schedule:
+    """Build a :class:`Schedule` from per-device action lists.
+
+    Stage devices are read off the lists. By default all stages form one route in index order
+    (torch's convention, also for V-shaped schedules); pass ``routes`` for DualPipe's two
+    directions. A micro-batch takes the route that holds the stage of its first forward.
+    Inconsistencies (a stage on two devices) are left for the validity checker where possible.
+    """
+    stage_device: dict[int, int] = {}
+    mbs: dict[int, int] = {}
+    for device, acts in enumerate(actions):
+        for action in acts:
+            for atom in action.atoms():
+                stage_device.setdefault(atom.stage, device)
+                if atom.op is Op.F:
+                    mbs.setdefault(atom.mb, atom.stage)
+                else:
+                    mbs.setdefault(atom.mb, -1)
+    num_stages = max(stage_device) + 1 if stage_device else 0
+    missing = [s for s in range(num_stages) if s not in stage_device]
+    if missing:
+        raise ScenarioError("stages", f"stage(s) {missing} never appear; stages must be numbered 0..S-1")
+    routes = routes or (tuple(range(num_stages)),)
+    num_mb = max(mbs) + 1 if mbs else 0
+    mb_route = []
+    for m in range(num_mb):
+        stage = mbs.get(m, -1)
+        mb_route.append(next((i for i, r in enumerate(routes) if stage in r), 0))
+    pp = num_stages if len(routes) == 1 else len(routes[0])
+    return Schedule(
+        name=name,
+        pp=pp,
+        num_microbatches=num_mb,
+        stage_device=tuple(stage_device[s] for s in range(num_stages)),
+        stage_model=tuple(s % pp for s in range(num_stages)),
+        stage_weight=(1.0,) * num_stages,
+        routes=routes,
+        mb_route=tuple(mb_route),
+        actions=tuple(tuple(a) for a in actions),
+    )
