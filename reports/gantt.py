@@ -12,11 +12,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import Patch, Rectangle  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.patches import Patch, Rectangle
 
-from sim.pipeline.execute import ScheduleRun  # noqa: E402
-from sim.pipeline.ops import Action, Op  # noqa: E402
+from sim.pipeline.execute import ScheduleRun
+from sim.pipeline.ops import Action, Op
 
 _HATCH = {Op.F: "", Op.B: "//", Op.I: "\\\\", Op.W: ".."}
 _ALPHA = {Op.F: 1.0, Op.B: 0.85, Op.I: 0.85, Op.W: 0.45}
@@ -30,8 +30,14 @@ def _colour(mb: int) -> tuple[float, float, float, float]:
 def _box(ax: plt.Axes, atom: Action, x: float, y: float, w: float, h: float, label: bool) -> None:
     ax.add_patch(
         Rectangle(
-            (x, y), w, h, facecolor=_colour(atom.mb), alpha=_ALPHA[atom.op], hatch=_HATCH[atom.op],
-            edgecolor="black", linewidth=0.4,
+            (x, y),
+            w,
+            h,
+            facecolor=_colour(atom.mb),
+            alpha=_ALPHA[atom.op],
+            hatch=_HATCH[atom.op],
+            edgecolor="black",
+            linewidth=0.4,
         )
     )
     if label:
@@ -47,7 +53,7 @@ def plot_gantt(run: ScheduleRun, path: str | Path, title: str | None = None, tim
     fig, ax = plt.subplots(figsize=(min(24, 6 + len(spans) / max(rows, 1) / 6), 0.45 * rows + 1.6))
     min_label = end / 120
     for s in spans:
-        action = sched.actions[s.device][s.index]
+        action = sched.actions[s.device][s.pos]
         y = rows - 1 - s.device
         w = s.end - s.start
         if action.op is Op.FB:
@@ -70,7 +76,11 @@ def plot_gantt(run: ScheduleRun, path: str | Path, title: str | None = None, tim
             Patch(facecolor=grey, hatch="..", alpha=0.45, label="W backward (weights)"),
             Patch(facecolor="white", edgecolor="black", label="F&B: F top / B bottom"),
         ],
-        loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=5, fontsize=7, frameon=False,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.18),
+        ncol=5,
+        fontsize=7,
+        frameon=False,
     )
     fig.tight_layout()
     path = Path(path)

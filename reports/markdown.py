@@ -10,7 +10,9 @@ def _fmt(x: float) -> str:
     return f"{x:.6g}"
 
 
-def metrics_table(rows: tuple[ScheduleMetrics, ...] | list[ScheduleMetrics], unit: str = "ms", scale: float = 1e3) -> str:
+def metrics_table(
+    rows: tuple[ScheduleMetrics, ...] | list[ScheduleMetrics], unit: str = "ms", scale: float = 1e3
+) -> str:
     head = (
         f"| schedule | devices | step time ({unit}) | max bubble ({unit}) | max bubble ratio "
         "| peak activations | param copies |\n|---|---:|---:|---:|---:|---:|---:|\n"

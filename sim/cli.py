@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -28,7 +28,9 @@ from sim.results import ScheduleMetrics, chrome_trace, metrics, spans_frame
 from sim.run import compare, run_schedule, simulate
 
 app = typer.Typer(
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
     help="clustertwin: a discrete-event twin of a GPU training cluster.",
 )
 schedules_app = typer.Typer(no_args_is_help=True, help="Pipeline schedules: show, check, compare, plot, trace.")
@@ -37,12 +39,12 @@ out = Console()
 err = Console(stderr=True)
 
 
-class TableOrJson(str, Enum):
+class TableOrJson(StrEnum):
     table = "table"
     json = "json"
 
 
-class ShowFormat(str, Enum):
+class ShowFormat(StrEnum):
     torch = "torch"
     text = "text"
     json = "json"
@@ -130,7 +132,10 @@ def list_schedules() -> None:
 
 @schedules_app.command()
 def show(
-    name: Name, pp: PP = 8, microbatches: Micro = 20, virtual_stages: VStages = 2,
+    name: Name,
+    pp: PP = 8,
+    microbatches: Micro = 20,
+    virtual_stages: VStages = 2,
     fmt: Annotated[ShowFormat, typer.Option("--format")] = ShowFormat.torch,
 ) -> None:
     """Print a schedule's per-device action lists (torch notation: one line per device)."""
@@ -144,17 +149,29 @@ def show(
         for d, acts in enumerate(sched.actions):
             print(f"device {d:>2}: " + " ".join(str(a) for a in acts))
     else:
-        print(json.dumps({
-            "name": sched.name, "pp": sched.pp, "devices": sched.num_devices, "microbatches": microbatches,
-            "stage_device": list(sched.stage_device), "actions": [[str(a) for a in acts] for acts in sched.actions],
-        }))
+        print(
+            json.dumps(
+                {
+                    "name": sched.name,
+                    "pp": sched.pp,
+                    "devices": sched.num_devices,
+                    "microbatches": microbatches,
+                    "stage_device": list(sched.stage_device),
+                    "actions": [[str(a) for a in acts] for acts in sched.actions],
+                }
+            )
+        )
 
 
 @schedules_app.command()
 def check(
     name: Annotated[str | None, typer.Argument(help="registered schedule (or use --file)")] = None,
-    pp: PP = 8, microbatches: Micro = 20, virtual_stages: VStages = 2,
-    file: Annotated[Path | None, typer.Option("--file", help="action lists in torch notation, one line per device")] = None,
+    pp: PP = 8,
+    microbatches: Micro = 20,
+    virtual_stages: VStages = 2,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="action lists in torch notation, one line per device")
+    ] = None,
 ) -> None:
     """Prove a schedule valid: complete, dependencies respected, no deadlock."""
     if file is not None:
@@ -177,22 +194,42 @@ def check(
 def _print_table(rows: tuple[ScheduleMetrics, ...], unit: str = "") -> None:
     table = Table(title="pipeline schedules")
     suffix = f" ({unit})" if unit else ""
-    for col in ("schedule", "devices", f"step time{suffix}", f"max bubble{suffix}", "bubble ratio", "peak act.", "params"):
+    for col in (
+        "schedule",
+        "devices",
+        f"step time{suffix}",
+        f"max bubble{suffix}",
+        "bubble ratio",
+        "peak act.",
+        "params",
+    ):
         table.add_column(col, justify="left" if col == "schedule" else "right")
     for m in rows:
         table.add_row(
-            m.name, str(m.devices), f"{m.step_time:.6g}", f"{max(m.bubble):.6g}", f"{max(m.bubble_ratio):.3f}",
-            f"{max(m.peak_activations):.6g}", f"{m.param_copies:g}x",
+            m.name,
+            str(m.devices),
+            f"{m.step_time:.6g}",
+            f"{max(m.bubble):.6g}",
+            f"{max(m.bubble_ratio):.3f}",
+            f"{max(m.peak_activations):.6g}",
+            f"{m.param_copies:g}x",
         )
     out.print(table)
 
 
 @schedules_app.command("compare")
 def compare_cmd(
-    pp: PP = 8, microbatches: Micro = 20, f: FTime = 1.0, b: BTime = 2.0, w: WTime = 1.0, fb: FBTime = None,
+    pp: PP = 8,
+    microbatches: Micro = 20,
+    f: FTime = 1.0,
+    b: BTime = 2.0,
+    w: WTime = 1.0,
+    fb: FBTime = None,
     virtual_stages: VStages = 2,
     schedules: Annotated[str, typer.Option("--schedules", help="comma-separated names")] = ",".join(SCHEDULES),
-    p2p_bytes: P2PBytes = 0.0, p2p_bandwidth: P2PBw = float("inf"), p2p_latency: P2PLat = 0.0,
+    p2p_bytes: P2PBytes = 0.0,
+    p2p_bandwidth: P2PBw = float("inf"),
+    p2p_latency: P2PLat = 0.0,
     fmt: Annotated[TableOrJson, typer.Option("--format")] = TableOrJson.table,
 ) -> None:
     """Run schedules on the same layout and op times; report step time, bubbles, memory."""
@@ -213,8 +250,14 @@ def compare_cmd(
 
 @schedules_app.command()
 def plot(
-    name: Name, output: Annotated[Path, typer.Option("--output", "-o", help="PNG/SVG/PDF path")],
-    pp: PP = 8, microbatches: Micro = 20, f: FTime = 1.0, b: BTime = 2.0, w: WTime = 1.0, fb: FBTime = None,
+    name: Name,
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG/SVG/PDF path")],
+    pp: PP = 8,
+    microbatches: Micro = 20,
+    f: FTime = 1.0,
+    b: BTime = 2.0,
+    w: WTime = 1.0,
+    fb: FBTime = None,
     virtual_stages: VStages = 2,
 ) -> None:
     """Draw the per-device timeline (Gantt chart) of a schedule."""
@@ -227,8 +270,14 @@ def plot(
 
 @schedules_app.command()
 def trace(
-    name: Name, output: Annotated[Path, typer.Option("--output", "-o", help="trace JSON path")],
-    pp: PP = 8, microbatches: Micro = 20, f: FTime = 1.0, b: BTime = 2.0, w: WTime = 1.0, fb: FBTime = None,
+    name: Name,
+    output: Annotated[Path, typer.Option("--output", "-o", help="trace JSON path")],
+    pp: PP = 8,
+    microbatches: Micro = 20,
+    f: FTime = 1.0,
+    b: BTime = 2.0,
+    w: WTime = 1.0,
+    fb: FBTime = None,
     virtual_stages: VStages = 2,
 ) -> None:
     """Write a Chrome/Perfetto trace (one track per device); 1 time unit = 1 ms in the viewer."""

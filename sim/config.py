@@ -154,16 +154,16 @@ def parse_scenario(data: Any) -> Scenario:
         scenario = Scenario.model_validate(data)
     except ValidationError as err:
         raise _from_validation_error(err) from None
-    try:
-        scenario.op_times()
-    except ScenarioError as err:
-        raise err.with_prefix("ops") from None
     plan = scenario.pipeline
     for name in plan.schedules:
         try:
             build_schedule(name, plan.pp, plan.microbatches, plan.virtual_stages)
         except LayoutError as err:
             raise err.with_prefix("pipeline") from None
+    try:
+        scenario.op_times()
+    except ScenarioError as err:
+        raise err.with_prefix("ops") from None
     return scenario
 
 

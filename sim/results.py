@@ -66,7 +66,7 @@ def metrics(run: ScheduleRun) -> ScheduleMetrics:
     for span in run.recorder.spans:
         busy[span.device] += span.end - span.start
         step_time = max(step_time, span.end)
-        for atom in sched.actions[span.device][span.index].atoms():
+        for atom in sched.actions[span.device][span.pos].atoms():
             weight = sched.stage_weight[atom.stage]
             if atom.op is Op.F:
                 deltas[span.device].append((span.start, weight))
@@ -97,9 +97,9 @@ def spans_frame(run: ScheduleRun) -> pd.DataFrame:
     sched = run.schedule
     rows = []
     for s in run.recorder.spans:
-        action = sched.actions[s.device][s.index]
+        action = sched.actions[s.device][s.pos]
         head = action.parts[0] if action.op is Op.FB else action
-        rows.append((s.device, s.index, s.label, action.op.value, head.stage, head.mb, s.start, s.end))
+        rows.append((s.device, s.pos, s.label, action.op.value, head.stage, head.mb, s.start, s.end))
     return pd.DataFrame(rows, columns=["device", "index", "label", "op", "stage", "mb", "start_s", "end_s"])
 
 
@@ -111,13 +111,18 @@ def chrome_trace(run: ScheduleRun, time_scale_us: float = 1e6) -> dict[str, Any]
     """
     sched = run.schedule
     events: list[dict[str, Any]] = [
-        {"ph": "M", "pid": 0, "name": "process_name", "args": {"name": f"{sched.name} PP{sched.pp} N{sched.num_microbatches}"}}
+        {
+            "ph": "M",
+            "pid": 0,
+            "name": "process_name",
+            "args": {"name": f"{sched.name} PP{sched.pp} N{sched.num_microbatches}"},
+        }
     ]
     for d in range(sched.num_devices):
         events.append({"ph": "M", "pid": 0, "tid": d, "name": "thread_name", "args": {"name": f"device {d}"}})
         events.append({"ph": "M", "pid": 0, "tid": d, "name": "thread_sort_index", "args": {"sort_index": d}})
     for s in run.recorder.spans:
-        action = sched.actions[s.device][s.index]
+        action = sched.actions[s.device][s.pos]
         atoms = action.atoms()
         events.append(
             {
@@ -128,7 +133,11 @@ def chrome_trace(run: ScheduleRun, time_scale_us: float = 1e6) -> dict[str, Any]
                 "cat": action.op.value,
                 "ts": s.start * time_scale_us,
                 "dur": (s.end - s.start) * time_scale_us,
-                "args": {"op": action.op.value, "stages": [a.stage for a in atoms], "microbatches": [a.mb for a in atoms]},
+                "args": {
+                    "op": action.op.value,
+                    "stages": [a.stage for a in atoms],
+                    "microbatches": [a.mb for a in atoms],
+                },
             }
         )
     link_tid: dict[tuple[int, int], int] = {}
@@ -136,7 +145,9 @@ def chrome_trace(run: ScheduleRun, time_scale_us: float = 1e6) -> dict[str, Any]
         tid = link_tid.get((t.src, t.dst))
         if tid is None:
             tid = link_tid[(t.src, t.dst)] = 1000 + len(link_tid)
-            events.append({"ph": "M", "pid": 1, "tid": tid, "name": "thread_name", "args": {"name": f"link {t.src}->{t.dst}"}})
+            events.append(
+                {"ph": "M", "pid": 1, "tid": tid, "name": "thread_name", "args": {"name": f"link {t.src}->{t.dst}"}}
+            )
         events.append(
             {
                 "ph": "X",

@@ -9,7 +9,7 @@ class Span(NamedTuple):
     """One action on a device's compute stream; times in seconds."""
 
     device: int
-    index: int  # position in the device's action list
+    pos: int  # position in the device's action list
     label: str
     start: float
     end: float

@@ -1,4 +1,4 @@
-""""How long" for pipeline actions in abstract mode: op times given directly per model stage.
+""" "How long" for pipeline actions in abstract mode: op times given directly per model stage.
 
 ``OpTimes`` holds, per model stage (index 0..PP-1), the time of a forward chunk (F), a full backward
 (B), its weight-gradient part (W, so the input-gradient part I takes B - W) and optionally an

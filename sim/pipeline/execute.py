@@ -1,4 +1,4 @@
-""""When": run a schedule on the simpy engine.
+""" "When": run a schedule on the simpy engine.
 
 Each device is one simpy process, a compute stream that runs its action list in order. Before an
 action starts, every piece of data it needs (see :mod:`sim.pipeline.deps`) must have arrived on the
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
+from functools import partial
 
 import simpy
 
@@ -55,6 +56,7 @@ def execute(schedule: Schedule, times: OpTimes, p2p: P2P | None = None) -> Sched
     events: dict[tuple[Key, int], simpy.Event] = {}
     positions = [0] * schedule.num_devices
     waiting: list[tuple[Key, int] | None] = [None] * schedule.num_devices
+    record_transfers = p2p.nbytes > 0 or p2p.latency_s > 0  # free transfers are not worth a trace slice
 
     def event(key: Key, device: int) -> simpy.Event:
         ev = events.get((key, device))
@@ -65,6 +67,9 @@ def execute(schedule: Schedule, times: OpTimes, p2p: P2P | None = None) -> Sched
     def arrive(key: Key, device: int) -> None:
         event(key, device).succeed()
 
+    def arrive_cb(key: Key, device: int, _fired: simpy.Event) -> None:
+        arrive(key, device)
+
     def publish(key: Key, src: int) -> None:
         now = env.now
         for dst in consumers(schedule, key):
@@ -72,11 +77,12 @@ def execute(schedule: Schedule, times: OpTimes, p2p: P2P | None = None) -> Sched
                 arrive(key, dst)
                 continue
             start, arrival = links.get(src, dst).transfer(now, p2p.nbytes)
-            rec.transfer(src, dst, f"{key[1]}{key[0]}{key[2]}", p2p.nbytes, start, arrival)
+            if record_transfers:
+                rec.transfer(src, dst, f"{key[1]}{key[0]}{key[2]}", p2p.nbytes, start, arrival)
             if arrival <= now:
                 arrive(key, dst)
             else:
-                env.timeout(arrival - now).callbacks.append(lambda _e, k=key, d=dst: arrive(k, d))
+                env.timeout(arrival - now).callbacks.append(partial(arrive_cb, key, dst))
 
     # Precompute per action: label, duration, keys to wait for, keys to publish.
     plans = []

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class Op(str, Enum):
+class Op(StrEnum):
     """Kinds of pipeline actions; the value is the letter used in notation."""
 
     F = "F"

@@ -39,7 +39,9 @@ def find_problems(schedule: Schedule) -> list[str]:
                     problems.append(f"device {device} action {index} ({atom}): stage or micro-batch out of range")
                     continue
                 if schedule.stage_device[s] != device:
-                    problems.append(f"device {device} action {index} ({atom}): stage {s} lives on device {schedule.stage_device[s]}")
+                    problems.append(
+                        f"device {device} action {index} ({atom}): stage {s} lives on device {schedule.stage_device[s]}"
+                    )
                 if not schedule.on_route(s, m):
                     problems.append(f"device {device} action {index} ({atom}): micro-batch {m} does not pass stage {s}")
                 count[(atom.op, s, m)] += 1
@@ -53,7 +55,9 @@ def find_problems(schedule: Schedule) -> list[str]:
             if f != 1:
                 problems.append(f"{s}F{m} runs {f} times, expected once")
             if not ((b == 1 and i == 0 and w == 0) or (b == 0 and i == 1 and w == 1)):
-                problems.append(f"stage {s} micro-batch {m}: B x{b}, I x{i}, W x{w}; expected B once or I and W once each")
+                problems.append(
+                    f"stage {s} micro-batch {m}: B x{b}, I x{i}, W x{w}; expected B once or I and W once each"
+                )
     return problems
 
 
@@ -87,9 +91,7 @@ def deadlock_report(schedule: Schedule, pos: list[int], done: set[Key]) -> str:
             continue
         action = schedule.actions[d][pos[d]]
         missing = [k for a in action.atoms() for k in needs(schedule, a) if k not in done]
-        what = ", ".join(
-            f"{describe(k)} (device {schedule.stage_device[k[1]]})" for k in missing
-        )
+        what = ", ".join(f"{describe(k)} (device {schedule.stage_device[k[1]]})" for k in missing)
         waits.append(f"device {d} waits at action {pos[d]} ({action}) for {what}")
     return f"schedule {schedule.name!r} deadlocks: " + "; ".join(waits)
 

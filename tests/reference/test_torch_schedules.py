@@ -59,8 +59,12 @@ def test_interleaved_equals_torch_where_torch_accepts_n(pp: int, v: int) -> None
         if n % rounds:
             continue  # torch refuses these N; ours still runs them (see the property tests)
         theirs = _torch_lists(
-            torch_schedules.ScheduleInterleaved1F1B, pp, n,
-            n_local_stages=v, number_of_rounds=rounds, microbatches_per_round=n // rounds,
+            torch_schedules.ScheduleInterleaved1F1B,
+            pp,
+            n,
+            n_local_stages=v,
+            number_of_rounds=rounds,
+            microbatches_per_round=n // rounds,
         )
         assert _ours("interleaved-1f1b", pp, n, v) == theirs, (pp, v, n)
         checked += 1
@@ -72,8 +76,12 @@ def test_zb1p_equals_torch_zero_bubble_with_one_stage_per_rank(pp: int) -> None:
     for n in range(1, 4 * pp + 3):
         rounds = max(1, n // pp)
         theirs = _torch_lists(
-            torch_schedules.ScheduleInterleavedZeroBubble, pp, n,
-            n_local_stages=1, number_of_rounds=rounds, microbatches_per_round=n // rounds,
+            torch_schedules.ScheduleInterleavedZeroBubble,
+            pp,
+            n,
+            n_local_stages=1,
+            number_of_rounds=rounds,
+            microbatches_per_round=n // rounds,
         )
         assert _ours("zb1p", pp, n) == theirs, (pp, n)
 

@@ -41,7 +41,12 @@ def test_dualpipe_table_bubbles(pp: int, f: float, b: float) -> None:
 
 @pytest.mark.parametrize("pp", [4, 8, 16])
 def test_dualpipe_table_memory_and_parameters(pp: int) -> None:
-    expected = {"1f1b": (pp, 1.0, pp), "zb1p": (pp, 1.0, pp), "dualpipe": (pp + 1, 2.0, pp), "dualpipev": (pp + 1, 2.0, pp // 2)}
+    expected = {
+        "1f1b": (pp, 1.0, pp),
+        "zb1p": (pp, 1.0, pp),
+        "dualpipe": (pp + 1, 2.0, pp),
+        "dualpipev": (pp + 1, 2.0, pp // 2),
+    }
     for n in _valid_ns(pp):
         for name, (peak, params, devices) in expected.items():
             m = metrics(run_schedule(name, pp, n, OpTimes.uniform(pp, 1.0, 2.0, 1.0, 3.0)))

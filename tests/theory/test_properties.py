@@ -7,6 +7,8 @@ the step time is at least every device's busy time; the same inputs give identic
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -40,34 +42,36 @@ def op_times(draw: st.DrawFn, pp: int) -> OpTimes:
     f = tuple(draw(st.lists(time_value, min_size=pp, max_size=pp)))
     b = tuple(draw(st.lists(time_value, min_size=pp, max_size=pp)))
     w = tuple(bi * draw(st.floats(0.0, 1.0)) for bi in b)
-    fb = None if draw(st.booleans()) else tuple(fi + bi * draw(st.floats(0.5, 1.2)) for fi, bi in zip(f, b, strict=True))
+    fb = (
+        None if draw(st.booleans()) else tuple(fi + bi * draw(st.floats(0.5, 1.2)) for fi, bi in zip(f, b, strict=True))
+    )
     return OpTimes(f, b, w, fb)
 
 
 def _assert_run_is_consistent(sched: Schedule, times: OpTimes, p2p: P2P, run: ScheduleRun) -> None:
     spans = run.recorder.spans
     # every action exactly once, in list order, never overlapping on a device
-    assert sorted((s.device, s.index) for s in spans) == [
+    assert sorted((s.device, s.pos) for s in spans) == [
         (d, i) for d in range(sched.num_devices) for i in range(len(sched.actions[d]))
     ]
     by_device: dict[int, list] = {}
     for s in spans:
         by_device.setdefault(s.device, []).append(s)
     for d, lst in by_device.items():
-        lst.sort(key=lambda s: s.index)
-        for a, b in zip(lst, lst[1:], strict=False):
+        lst.sort(key=lambda s: s.pos)
+        for a, b in itertools.pairwise(lst):
             assert b.start >= a.end - 1e-12, (d, a, b)
         for s in lst:
-            assert abs((s.end - s.start) - times.duration(sched.actions[d][s.index], sched)) < 1e-9
+            assert abs((s.end - s.start) - times.duration(sched.actions[d][s.pos], sched)) < 1e-9
     # dependencies: consumer starts after producer end + transfer time when devices differ
     finish: dict[tuple, tuple[int, float]] = {}
     for s in spans:
-        for atom in sched.actions[s.device][s.index].atoms():
+        for atom in sched.actions[s.device][s.pos].atoms():
             for key in produces(atom):
                 finish[key] = (s.device, s.end)
     hop = p2p.latency_s + (p2p.nbytes / p2p.bandwidth_Bps if p2p.nbytes else 0.0)
     for s in spans:
-        for atom in sched.actions[s.device][s.index].atoms():
+        for atom in sched.actions[s.device][s.pos].atoms():
             for key in needs(sched, atom):
                 src, end = finish[key]
                 assert s.device in consumers(sched, key)

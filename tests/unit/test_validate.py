@@ -7,8 +7,8 @@ from dataclasses import replace
 import pytest
 
 from sim.errors import DeadlockError
-from sim.pipeline.execute import execute
 from sim.pipeline.costs import OpTimes
+from sim.pipeline.execute import execute
 from sim.pipeline.ops import Action, Op
 from sim.pipeline.schedules import SCHEDULES, build_schedule
 from sim.pipeline.schedules.linear import linear_schedule

@@ -28,7 +28,9 @@ class ScheduleInfo:
 SCHEDULES: dict[str, ScheduleInfo] = {}
 
 
-def register(name: str, summary: str, devices: Callable[[int], int] = lambda pp: pp) -> Callable[[ScheduleFn], ScheduleFn]:
+def register(
+    name: str, summary: str, devices: Callable[[int], int] = lambda pp: pp
+) -> Callable[[ScheduleFn], ScheduleFn]:
     """Decorator adding a generator to :data:`SCHEDULES` under ``name``."""
 
     def deco(fn: ScheduleFn) -> ScheduleFn:
@@ -56,6 +58,12 @@ def build_schedule(name: str, pp: int, microbatches: int, virtual_stages: int = 
 
 def _register_builtins() -> None:
     from sim.pipeline.schedules import dualpipe, interleaved, linear  # noqa: F401
+
+    # list the built-ins from oldest to newest, whatever the import order
+    order = ("1f1b", "zb1p", "interleaved-1f1b", "dualpipe", "dualpipev")
+    ordered = {name: SCHEDULES[name] for name in order} | SCHEDULES
+    SCHEDULES.clear()
+    SCHEDULES.update(ordered)
 
 
 _register_builtins()

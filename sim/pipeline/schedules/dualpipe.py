@@ -141,9 +141,7 @@ def dualpipe(pp: int, n: int, virtual_stages: int = 1) -> Schedule:
 def dualpipev(pp: int, n: int, virtual_stages: int = 1) -> Schedule:
     _check(pp, n, "dualpipev", pp, n_even=False)
     devices = pp // 2
-    per_device = [
-        _emit(phase_program(devices, r, n), (r, pp - 1 - r), (0, 0)) for r in range(devices)
-    ]
+    per_device = [_emit(phase_program(devices, r, n), (r, pp - 1 - r), (0, 0)) for r in range(devices)]
     return Schedule(
         name="dualpipev",
         pp=pp,

@@ -1,0 +1,58 @@
+"""Speed of the engine: every schedule at PP16 with 120 micro-batches (DeepSeek-V3's depth and
+per-DP-rank micro-batch count), with p2p transfers on. Prints ops/s and wall time per schedule and
+the total against the target (all five under 1 s on this machine's 2 cores).
+
+    python benchmarks/bench_schedules.py [--pp 16] [--microbatches 120] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from sim.pipeline.costs import OpTimes
+from sim.pipeline.execute import P2P, execute
+from sim.pipeline.schedules import SCHEDULES, build_schedule
+from sim.pipeline.validate import check_schedule
+from sim.results import metrics
+
+TARGET_S = 1.0
+
+
+def bench(pp: int, n: int, repeat: int) -> float:
+    times = OpTimes.uniform(pp, 36.96e-3, 89.48e-3, 29.88e-3, 129.0e-3)
+    p2p = P2P(58_720_256, 50e9, 3.7e-6)
+    total = 0.0
+    head = ("schedule", "devices", "actions", "build+check s", "simulate s", "ops/s", "step s")
+    print("{:<18}{:>8}{:>9}{:>15}{:>12}{:>12}{:>10}".format(*head))
+    for name in SCHEDULES:
+        best_build = best_sim = float("inf")
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            sched = build_schedule(name, pp, n, 2)
+            check_schedule(sched)
+            t1 = time.perf_counter()
+            run = execute(sched, times, p2p)
+            m = metrics(run)
+            t2 = time.perf_counter()
+            best_build, best_sim = min(best_build, t1 - t0), min(best_sim, t2 - t1)
+        ops = sched.num_actions()
+        total += best_build + best_sim
+        row = (name, sched.num_devices, ops, best_build, best_sim, ops / best_sim, m.step_time)
+        print("{:<18}{:>8}{:>9}{:>15.4f}{:>12.4f}{:>12.0f}{:>10.3f}".format(*row))
+    verdict = "meets" if total < TARGET_S else "MISSES"
+    print(f"all five: {total:.3f} s wall (best of {repeat}) - {verdict} the {TARGET_S:.0f} s target")
+    return total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pp", type=int, default=16)
+    ap.add_argument("--microbatches", type=int, default=120)
+    ap.add_argument("--repeat", type=int, default=3)
+    a = ap.parse_args()
+    bench(a.pp, a.microbatches, a.repeat)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""The twin command: output shapes, exit status 2 with one line on bad input, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sim.cli import main
+
+
+def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    captured = capsys.readouterr()
+    code = info.value.code if isinstance(info.value.code, int) else 1
+    return code, captured.out, captured.err
+
+
+def test_compare_json_shape_and_values(capsys: pytest.CaptureFixture[str]) -> None:
+    args = [
+        "schedules",
+        "compare",
+        "--pp",
+        "8",
+        "--microbatches",
+        "20",
+        "--f",
+        "1",
+        "--b",
+        "2",
+        "--w",
+        "1",
+        "--fb",
+        "3",
+    ]
+    code, out, _ = _run([*args, "--format", "json"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    rows = {r["name"]: r for r in data["schedules"]}
+    assert set(rows) == {"1f1b", "zb1p", "interleaved-1f1b", "dualpipe", "dualpipev"}
+    for r in rows.values():
+        assert set(r) >= {"name", "devices", "step_time", "bubble", "peak_activations", "param_copies"}
+        assert len(r["bubble"]["per_device"]) == r["devices"] == len(r["peak_activations"]["per_device"])
+    assert rows["1f1b"]["bubble"]["max"] == pytest.approx(21.0)
+    assert rows["dualpipe"]["bubble"]["max"] == pytest.approx(6.0)
+    assert rows["dualpipev"]["devices"] == 4 and rows["dualpipev"]["param_copies"] == 2.0
+    code, out, _ = _run([*args, "--format", "table"], capsys)
+    assert code == 0 and "dualpipev" in out and "bubble" in out
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["schedules", "compare", "--pp", "7"], "error: --pp: dualpipe needs an even PP"),
+        (
+            ["schedules", "show", "dualpipe", "--pp", "8", "-n", "10"],
+            "error: --microbatches: dualpipe with PP=8 needs at least 16",
+        ),
+        (["schedules", "compare", "--b", "-1"], "error: --b: times must be >= 0"),
+        (["schedules", "compare", "--schedules", "1f1b,gpipe"], "error: --schedules: unknown schedule 'gpipe'"),
+        (["run", "does-not-exist.yaml"], "error: does-not-exist.yaml: no such scenario file"),
+    ],
+)
+def test_bad_input_exit_2_one_line(args: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(args, capsys)
+    assert code == 2
+    assert err.strip().startswith(expected)
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_show_text_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(["schedules", "show", "1f1b", "--pp", "2", "-n", "2", "--format", "text"], capsys)
+    assert code == 0 and out.splitlines() == ["device  0: 0F0 0F1 0B0 0B1", "device  1: 1F0 1B0 1F1 1B1"]
+    code, out, _ = _run(["schedules", "show", "zb1p", "--pp", "2", "-n", "2", "--format", "json"], capsys)
+    assert json.loads(out)["actions"][1] == ["1F0", "1I0", "1F1", "1I1", "1W0", "1W1"]
+
+
+def test_check_file_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(["schedules", "show", "dualpipev", "--pp", "6", "-n", "9"], capsys)
+    f = tmp_path / "v.txt"
+    f.write_text(out)
+    code, out, _ = _run(["schedules", "check", "--file", str(f)], capsys)
+    assert code == 0 and "valid" in out
+    f.write_text(out.replace("0F0", "", 1) if False else "0F0 0B0\n1F0 1X0\n")
+    code, _, err = _run(["schedules", "check", "--file", str(f)], capsys)
+    assert code == 2 and f"{f}: line 2:" in err
+
+
+def test_plot_and_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    png = tmp_path / "g.png"
+    assert _run(["schedules", "plot", "dualpipev", "--pp", "8", "-n", "10", "-o", str(png)], capsys)[0] == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    trace = tmp_path / "t.json"
+    assert _run(["schedules", "trace", "dualpipe", "--pp", "4", "-n", "8", "-o", str(trace)], capsys)[0] == 0
+    events = json.loads(trace.read_text())["traceEvents"]
+    slices = [e for e in events if e["ph"] == "X"]
+    assert {e["tid"] for e in slices} == {0, 1, 2, 3}
+    assert not list(tmp_path.glob(".*"))  # no temp files left behind
+
+
+def test_run_writes_report_and_bad_scenario_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(
+        "name: small\npipeline: {pp: 4, microbatches: 8}\nops: {forward_ms: 1, backward_ms: 2, weight_ms: 1}\n"
+    )
+    out_dir = tmp_path / "out"
+    code, _out, _ = _run(["run", str(scenario), "-o", str(out_dir), "-q"], capsys)
+    assert code == 0
+    written = {p.name for p in (out_dir / "small").iterdir()}
+    assert {"report.md", "summary.json", "spans.parquet", "gantt-dualpipe.png", "trace-zb1p.json"} <= written
+    summary = json.loads((out_dir / "small" / "summary.json").read_text())
+    assert [s["name"] for s in summary["schedules"]] == ["1f1b", "zb1p", "interleaved-1f1b", "dualpipe", "dualpipev"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(scenario.read_text().replace("pp: 4", "pp: 5"))
+    code, _, err = _run(["run", str(bad), "-o", str(tmp_path / "out2")], capsys)
+    assert code == 2 and "pipeline.pp" in err
+    assert not (tmp_path / "out2").exists()
+
+
+def test_console_script_reports_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: x\npipeline: {pp: 4, microbatches: 8, bogus: 1}\nops: {forward_ms: 1, backward_ms: 2, weight_ms: 1}\n"
+    )
+    proc = subprocess.run([sys.executable, "-m", "sim", "validate", str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip()
+        == f"error: {bad}: pipeline.bogus: unknown key; allowed: pp, microbatches, virtual_stages, schedules"
+    )

@@ -1,0 +1,81 @@
+"""Scenario loading: a good file loads; every kind of bad input gives one line naming file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from sim.config import default_scenario_path, load_scenario
+from sim.errors import ScenarioError
+
+GOOD = {
+    "name": "t",
+    "pipeline": {"pp": 4, "microbatches": 8, "schedules": ["1f1b", "dualpipe"]},
+    "ops": {"forward_ms": 1.0, "backward_ms": [2.0, 2.0, 2.5, 2.0], "weight_ms": 1, "overlapped_ms": 3.0},
+}
+
+
+def _write(tmp_path: Path, data: object) -> Path:
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return p
+
+
+def _with(path: str, value: object) -> dict:
+    data = yaml.safe_load(yaml.safe_dump(GOOD))
+    *parents, last = path.split(".")
+    node = data
+    for k in parents:
+        node = node[k]
+    node[last] = value
+    return data
+
+
+def test_default_scenario_loads() -> None:
+    sc = load_scenario(default_scenario_path())
+    assert sc.pipeline.pp == 16 and len(sc.pipeline.schedules) == 5
+
+
+def test_good_scenario_and_units(tmp_path: Path) -> None:
+    sc = load_scenario(_write(tmp_path, GOOD))
+    t = sc.op_times()
+    assert t.f == (1e-3,) * 4 and t.b[2] == pytest.approx(2.5e-3) and t.fb == (3e-3,) * 4
+    with pytest.raises(ValidationError):  # frozen
+        sc.pipeline.pp = 8  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "data,expected",
+    [
+        (_with("pipeline.ppp", 4), "pipeline.ppp: unknown key; allowed: pp, microbatches, virtual_stages, schedules"),
+        (_with("colour", "red"), "colour: unknown key; allowed: name, description, seed"),
+        (_with("pipeline.pp", "four"), "pipeline.pp: Input should be a valid integer (got 'four')"),
+        (_with("pipeline.pp", 7), "pipeline.pp: dualpipe needs an even PP"),
+        (_with("pipeline.microbatches", 6), "pipeline.microbatches: dualpipe with PP=4 needs at least 8 micro-batches"),
+        (_with("pipeline.microbatches", 0), "pipeline.microbatches: Input should be greater than or equal to 1"),
+        (_with("pipeline.schedules", ["1f1b", "gpipe"]), "pipeline.schedules: unknown schedule 'gpipe'"),
+        (_with("ops.forward_ms", -1.0), "ops.forward_ms[0]: times must be >= 0"),
+        (_with("ops.weight_ms", 5.0), "ops.weight_ms: W is part of B and cannot exceed it"),
+        (_with("ops.backward_ms", [1.0, 2.0]), "ops.backward_ms: give one value or one per model stage (4), got 2"),
+        (_with("p2p", {"bandwidth_GBps": 0}), "p2p.bandwidth_GBps: Input should be greater than 0"),
+        ({"name": "t", "pipeline": {"pp": 4, "microbatches": 8}}, "ops: required key is missing"),
+        ("pipeline: [1, 2\n", "malformed YAML at line 2"),
+        ("- 1\n- 2\n", "a scenario must be a mapping"),
+    ],
+)
+def test_bad_input_gives_one_line_naming_file_and_key(tmp_path: Path, data: object, expected: str) -> None:
+    path = _write(tmp_path, data)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: ")
+    assert expected in msg
+    assert "\n" not in msg
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match="no such scenario file"):
+        load_scenario(tmp_path / "nope.yaml")
