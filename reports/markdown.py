@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sim.pipeline import theory
 from sim.results import ScheduleMetrics
 from sim.run import RunResult
 
@@ -11,18 +12,37 @@ def _fmt(x: float) -> str:
 
 
 def metrics_table(
-    rows: tuple[ScheduleMetrics, ...] | list[ScheduleMetrics], unit: str = "ms", scale: float = 1e3
+    rows: tuple[ScheduleMetrics, ...] | list[ScheduleMetrics],
+    closed_form: dict[str, float | None] | None = None,
+    unit: str = "ms",
+    scale: float = 1e3,
 ) -> str:
+    """Markdown table of the metrics; ``closed_form`` adds Table 2's bubble per schedule (seconds)."""
+    closed_form = closed_form or {}
     head = (
-        f"| schedule | devices | step time ({unit}) | max bubble ({unit}) | max bubble ratio "
-        "| peak activations | param copies |\n|---|---:|---:|---:|---:|---:|---:|\n"
+        f"| schedule | devices | step time ({unit}) | device-time ({unit}) | max bubble ({unit}) "
+        f"| closed-form bubble ({unit}) | max bubble ratio | peak activations | param copies |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
-    body = "".join(
-        f"| {m.name} | {m.devices} | {_fmt(m.step_time * scale)} | {_fmt(max(m.bubble) * scale)} "
-        f"| {max(m.bubble_ratio):.3f} | {_fmt(max(m.peak_activations))} | {_fmt(m.param_copies)} |\n"
-        for m in rows
-    )
+    body = ""
+    for m in rows:
+        formula = closed_form.get(m.name)
+        body += (
+            f"| {m.name} | {m.devices} | {_fmt(m.step_time * scale)} | {_fmt(m.step_time * m.devices * scale)} "
+            f"| {_fmt(max(m.bubble) * scale)} | {'-' if formula is None else _fmt(formula * scale)} "
+            f"| {max(m.bubble_ratio):.3f} | {_fmt(max(m.peak_activations))} | {_fmt(m.param_copies)} |\n"
+        )
     return head + body
+
+
+def _closed_forms(result: RunResult) -> dict[str, float | None]:
+    times = result.scenario.op_times()
+    if len({*times.f}) > 1 or len({*times.b}) > 1 or len({*times.w}) > 1 or (times.fb and len({*times.fb}) > 1):
+        return {}  # no closed form for uneven stages
+    fb = times.fb[0] if times.fb else None
+    v = result.scenario.pipeline.virtual_stages
+    pp = result.scenario.pipeline.pp
+    return {m.name: theory.bubble(m.name, pp, times.f[0], times.b[0], times.w[0], fb, v) for m in result.metrics}
 
 
 def schedule_report(result: RunResult, figures: dict[str, str]) -> str:
@@ -43,9 +63,12 @@ def schedule_report(result: RunResult, figures: dict[str, str]) -> str:
         "",
         "## Results",
         "",
-        metrics_table(result.metrics),
-        "Bubble = step time - busy time of a device; peak activations in units of one model stage's "
-        "activations for one micro-batch (see docs/ARCHITECTURE.md for the counting rule).",
+        metrics_table(result.metrics, _closed_forms(result)),
+        "Bubble = step time - busy time of a device. Device-time = step time x devices (DualPipeV "
+        "uses half the devices). The closed-form bubble is Table 2 of the DeepSeek-V3 report (and "
+        "(PP-1)(F+B)/v for interleaved) for uniform stages and free transfers; it is exact only when "
+        "W = B/2 = F and F&B = F + B. Peak activations are in units of one model stage's activations "
+        "for one micro-batch (see docs/ARCHITECTURE.md for the counting rule).",
         "",
         "## Timelines",
         "",

@@ -203,7 +203,7 @@ def _print_table(rows: tuple[ScheduleMetrics, ...], unit: str = "") -> None:
         "peak act.",
         "params",
     ):
-        table.add_column(col, justify="left" if col == "schedule" else "right")
+        table.add_column(col, justify="left" if col == "schedule" else "right", no_wrap=col == "schedule")
     for m in rows:
         table.add_row(
             m.name,
@@ -241,7 +241,8 @@ def compare_cmd(
     try:
         _, rows = compare(names, pp, microbatches, times, P2P(p2p_bytes, p2p_bandwidth, p2p_latency), virtual_stages)
     except LayoutError as e:
-        raise _layout_error(e) from None
+        hint = " (leave that schedule out with --schedules)" if len(names) > 1 else ""
+        raise ScenarioError("--" + e.key_path.replace("_", "-"), e.message + hint) from None
     if fmt is TableOrJson.json:
         print(json.dumps({"schedules": [m.to_dict() for m in rows]}))
     else:

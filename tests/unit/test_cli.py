@@ -132,3 +132,19 @@ def test_console_script_reports_without_traceback(tmp_path: Path) -> None:
         proc.stderr.strip()
         == f"error: {bad}: pipeline.bogus: unknown key; allowed: pp, microbatches, virtual_stages, schedules"
     )
+
+
+def test_report_of_the_table_scenario_shows_matching_closed_forms(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], repo: Path
+) -> None:
+    code, _, _ = _run(["run", str(repo / "scenarios" / "dualpipe-table.yaml"), "-o", str(tmp_path), "-q"], capsys)
+    assert code == 0
+    rows = [
+        line.strip("|").split("|")
+        for line in (tmp_path / "dualpipe-table" / "report.md").read_text().splitlines()
+        if line.startswith("| ") and not line.startswith("| schedule")
+    ]
+    assert len(rows) == 5
+    for row in rows:
+        simulated, closed_form = float(row[4]), float(row[5])
+        assert simulated == pytest.approx(closed_form), row[0]
