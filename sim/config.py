@@ -14,13 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sim.errors import LayoutError, ScenarioError
 from sim.pipeline.costs import OpTimes
 from sim.pipeline.execute import P2P
 from sim.pipeline.schedules import SCHEDULES, build_schedule
+from sim.yamlio import read_yaml, validation_error
 
 
 class _Strict(BaseModel):
@@ -111,41 +111,6 @@ class Scenario(_Strict):
         return self.ops.op_times(self.pipeline.pp)
 
 
-def _key_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
-
-
-def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
-    """Keys allowed at the mapping that holds ``loc`` (for 'unknown key' messages)."""
-    model: Any = Scenario
-    for part in loc[:-1]:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
-        ann = getattr(field, "annotation", None)
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
-            return []
-        model = ann
-    return list(model.model_fields)
-
-
-def _from_validation_error(err: ValidationError) -> ScenarioError:
-    first = err.errors()[0]
-    loc = tuple(first["loc"])
-    path = _key_path(loc)
-    if first["type"] == "extra_forbidden":
-        allowed = _allowed_keys(loc)
-        return ScenarioError(path, "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else ""))
-    if first["type"] == "missing":
-        return ScenarioError(path, "required key is missing")
-    msg = first["msg"].removeprefix("Value error, ")
-    got = first.get("input")
-    if first["type"] not in ("value_error",) and not isinstance(got, dict | list):
-        msg += f" (got {got!r})"
-    return ScenarioError(path, msg)
-
-
 def parse_scenario(data: Any) -> Scenario:
     """Validate a mapping (parsed YAML) into a :class:`Scenario`, including layout checks."""
     if not isinstance(data, dict):
@@ -153,7 +118,7 @@ def parse_scenario(data: Any) -> Scenario:
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as err:
-        raise _from_validation_error(err) from None
+        raise validation_error(err, Scenario) from None
     plan = scenario.pipeline
     for name in plan.schedules:
         try:
@@ -169,20 +134,7 @@ def parse_scenario(data: Any) -> Scenario:
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a YAML scenario; every error names ``path`` and the key."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError("", "no such scenario file", str(path)) from None
-    except OSError as err:
-        raise ScenarioError("", f"cannot read: {err.strerror}", str(path)) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err)
-        raise ScenarioError("", f"malformed YAML{where}: {problem}", str(path)) from None
+    data = read_yaml(path, "scenario")
     try:
         return parse_scenario(data)
     except ScenarioError as err:

@@ -1,4 +1,4 @@
-"""Imports go one way: sim never imports torch, reports or calibrate (only sim.cli reaches reports)."""
+"""Imports go one way: sim never imports torch, reports or calibrate (only the sim.cli package reaches reports)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ def _imports(path: Path) -> set[str]:
 def test_sim_does_not_import_upper_layers() -> None:
     offenders = {}
     for path in SIM.rglob("*.py"):
-        bad = _imports(path) & (FORBIDDEN - ({"reports"} if path.name == "cli.py" else set()))
+        bad = _imports(path) & (FORBIDDEN - ({"reports"} if path.parent.name == "cli" else set()))
         if bad:
             offenders[str(path.relative_to(SIM))] = bad
     assert offenders == {}
-    assert "reports" in _imports(SIM / "cli.py")  # the rule above is not vacuous
+    assert "reports" in _imports(SIM / "cli" / "__init__.py")  # the rule above is not vacuous

@@ -1,42 +1,27 @@
-"""The ``twin`` command: thin commands over sim.run / sim.results and reports.
-
-Every user error (bad scenario, impossible layout, invalid schedule) prints one line
-``error: <file>: <key>: <what is allowed>`` to stderr and exits with status 2.
-"""
+"""``twin schedules ...``: show, check, compare, plot and trace pipeline schedules."""
 
 from __future__ import annotations
 
 import json
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from sim.config import default_scenario_path, load_scenario
-from sim.errors import LayoutError, ScenarioError, TwinError
-from sim.outputs import atomic_dir, atomic_write, atomic_write_text
+from sim.cli.common import out
+from sim.errors import LayoutError, ScenarioError
+from sim.outputs import atomic_write, atomic_write_text
 from sim.pipeline.costs import OpTimes
 from sim.pipeline.execute import P2P, ScheduleRun
 from sim.pipeline.notation import format_schedule, parse_lines, schedule_from_actions
 from sim.pipeline.schedules import SCHEDULES, build_schedule
 from sim.pipeline.validate import check_schedule
-from sim.results import ScheduleMetrics, chrome_trace, metrics, spans_frame
-from sim.run import compare, run_schedule, simulate
+from sim.results import ScheduleMetrics, chrome_trace, metrics
+from sim.run import compare, run_schedule
 
-app = typer.Typer(
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    help="clustertwin: a discrete-event twin of a GPU training cluster.",
-)
 schedules_app = typer.Typer(no_args_is_help=True, help="Pipeline schedules: show, check, compare, plot, trace.")
-app.add_typer(schedules_app, name="schedules")
-out = Console()
-err = Console(stderr=True)
 
 
 class TableOrJson(StrEnum):
@@ -81,46 +66,6 @@ def _run_one(name: str, pp: int, n: int, v: int, times: OpTimes, p2p: P2P) -> Sc
         return run_schedule(name, pp, n, times, p2p, v)
     except LayoutError as e:
         raise _layout_error(e) from None
-
-
-@app.command()
-def run(
-    scenario: Annotated[Path | None, typer.Argument(help="scenario YAML [default: the embedded default]")] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="folder for the report")] = Path("out"),
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
-) -> None:
-    """Simulate a scenario and write its report (Markdown, JSON, Parquet, Gantt PNGs, Perfetto traces)."""
-    from reports.gantt import plot_gantt
-    from reports.markdown import schedule_report
-
-    sc = load_scenario(scenario or default_scenario_path())
-    with err.status("simulating") as status:
-        result = simulate(sc, progress=lambda name: status.update(f"simulating {name}"))
-        target = output / sc.name
-        with atomic_dir(target) as tmp:
-            figures = {}
-            for r in result.runs:
-                status.update(f"drawing {r.schedule.name}")
-                png = f"gantt-{r.schedule.name}.png"
-                plot_gantt(r, tmp / png, time_unit="s")
-                figures[r.schedule.name] = png
-                (tmp / f"trace-{r.schedule.name}.json").write_text(json.dumps(chrome_trace(r)))
-            frames = [spans_frame(r).assign(schedule=r.schedule.name) for r in result.runs]
-            import pandas as pd
-
-            pd.concat(frames, ignore_index=True).to_parquet(tmp / "spans.parquet", index=False)
-            (tmp / "summary.json").write_text(json.dumps(result.to_dict(), indent=2))
-            (tmp / "report.md").write_text(schedule_report(result, figures))
-    if not quiet:
-        _print_table(result.metrics, unit="s")
-        out.print(f"report written to {target / 'report.md'}")
-
-
-@app.command()
-def validate(scenario: Annotated[Path, typer.Argument(help="scenario YAML")]) -> None:
-    """Check a scenario file without running it."""
-    sc = load_scenario(scenario)
-    out.print(f"{scenario}: ok (scenario {sc.name!r}, {len(sc.pipeline.schedules)} schedule(s))")
 
 
 @schedules_app.command("list")
@@ -285,12 +230,3 @@ def trace(
     run = _run_one(name, pp, microbatches, virtual_stages, _times(pp, f, b, w, fb), P2P())
     atomic_write_text(output, json.dumps(chrome_trace(run, time_scale_us=1e3)))
     out.print(f"wrote {output} ({metrics(run).step_time:g} time units)")
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: user errors become one line and exit status 2."""
-    try:
-        app(args=argv)
-    except TwinError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None

@@ -1,0 +1,82 @@
+"""The ``twin`` command: thin commands over sim.run / sim.results and reports.
+
+Every user error (bad scenario, impossible layout, invalid schedule) prints one line
+``error: <file>: <key>: <what is allowed>`` to stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sim.cli.common import err, out
+from sim.cli.network import collective_cmd, topology_app
+from sim.cli.schedules import _print_table, schedules_app
+from sim.config import default_scenario_path, load_scenario
+from sim.errors import TwinError
+from sim.outputs import atomic_dir
+from sim.results import chrome_trace, spans_frame
+from sim.run import simulate
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="clustertwin: a discrete-event twin of a GPU training cluster.",
+)
+app.add_typer(schedules_app, name="schedules")
+app.add_typer(topology_app, name="topology")
+app.command("collective")(collective_cmd)
+
+
+@app.command()
+def run(
+    scenario: Annotated[Path | None, typer.Argument(help="scenario YAML [default: the embedded default]")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="folder for the report")] = Path("out"),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Simulate a scenario and write its report (Markdown, JSON, Parquet, Gantt PNGs, Perfetto traces)."""
+    from reports.gantt import plot_gantt
+    from reports.markdown import schedule_report
+
+    sc = load_scenario(scenario or default_scenario_path())
+    with err.status("simulating") as status:
+        result = simulate(sc, progress=lambda name: status.update(f"simulating {name}"))
+        target = output / sc.name
+        with atomic_dir(target) as tmp:
+            figures = {}
+            for r in result.runs:
+                status.update(f"drawing {r.schedule.name}")
+                png = f"gantt-{r.schedule.name}.png"
+                plot_gantt(r, tmp / png, time_unit="s")
+                figures[r.schedule.name] = png
+                (tmp / f"trace-{r.schedule.name}.json").write_text(json.dumps(chrome_trace(r)))
+            frames = [spans_frame(r).assign(schedule=r.schedule.name) for r in result.runs]
+            import pandas as pd
+
+            pd.concat(frames, ignore_index=True).to_parquet(tmp / "spans.parquet", index=False)
+            (tmp / "summary.json").write_text(json.dumps(result.to_dict(), indent=2))
+            (tmp / "report.md").write_text(schedule_report(result, figures))
+    if not quiet:
+        _print_table(result.metrics, unit="s")
+        out.print(f"report written to {target / 'report.md'}")
+
+
+@app.command()
+def validate(scenario: Annotated[Path, typer.Argument(help="scenario YAML")]) -> None:
+    """Check a scenario file without running it."""
+    sc = load_scenario(scenario)
+    out.print(f"{scenario}: ok (scenario {sc.name!r}, {len(sc.pipeline.schedules)} schedule(s))")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: user errors become one line and exit status 2."""
+    try:
+        app(args=argv)
+    except TwinError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None

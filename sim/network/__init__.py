@@ -1,0 +1,1 @@
+"""Cluster topologies, routing, the flow-level network and collectives."""

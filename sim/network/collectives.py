@@ -1,0 +1,196 @@
+"""Collectives built from flows on the flow-level network, reported the way nccl-tests does.
+
+Sizes follow nccl-tests: ``size`` is the per-rank buffer (all-gather: the gathered output; reduce-
+scatter: the input; all-to-all: the whole send buffer, ``size/n`` to each peer). ``algbw = size /
+time``; ``busbw = algbw x factor`` with factor 1 (send/recv), (n-1)/n (all-gather, reduce-scatter,
+all-to-all) and 2(n-1)/n (all-reduce), so that busbw is comparable with link bandwidth.
+
+Algorithms:
+
+* ``sendrecv``: rank i sends ``size`` to rank i+1 (a ring shift, as nccl-tests' sendrecv).
+* ``alltoall``: every ordered pair at once (any traffic matrix through :func:`alltoall_matrix`).
+* ``ring``: all-gather and reduce-scatter in n-1 steps of size/n, all-reduce as reduce-scatter then
+  all-gather (2(n-1) steps). Across nodes the data is split over one ring per GPU of a node (NCCL's
+  channels): ring r visits each node's GPUs starting at local index r, so its inter-node hops leave
+  every node through a different NIC (and, in a multi-plane fabric, a different plane via PXN).
+* ``hierarchical``: reduce-scatter inside each node (NVLink), the collective across nodes among GPUs
+  with the same local index (IB, one ring per local index), all-gather inside each node.
+
+Simplifications (documented parameters of the model, not hidden): ring steps run in lockstep (a
+step starts when the previous one has finished everywhere; exact when ring links are equally
+loaded); reductions cost no compute time; protocol overheads (NCCL's LL/Simple) are not modelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+
+from sim.errors import ScenarioError
+from sim.network.flows import FlowNetwork
+from sim.network.topology import Topology
+
+KINDS = ("sendrecv", "alltoall", "allgather", "reducescatter", "allreduce")
+ALGORITHMS = ("ring", "hierarchical")
+
+
+@dataclass(frozen=True)
+class CollectiveResult:
+    kind: str
+    algorithm: str
+    ranks: int
+    size_bytes: float
+    time_s: float
+    algbw_Bps: float
+    busbw_Bps: float
+    max_link_utilization: float
+    flows: int
+    recomputes: int
+
+    def to_dict(self) -> dict[str, float | int | str]:
+        return {
+            "time_s": self.time_s,
+            "algbw_GBps": self.algbw_Bps / 1e9,
+            "busbw_GBps": self.busbw_Bps / 1e9,
+            "max_link_utilization": self.max_link_utilization,
+            "kind": self.kind,
+            "algorithm": self.algorithm,
+            "ranks": self.ranks,
+            "size_bytes": self.size_bytes,
+            "flows": self.flows,
+        }
+
+
+def bus_factor(kind: str, n: int) -> float:
+    """nccl-tests' busbw / algbw factor."""
+    if n <= 1:
+        return 0.0 if kind != "sendrecv" else 1.0
+    return {"sendrecv": 1.0, "allreduce": 2 * (n - 1) / n}.get(kind, (n - 1) / n)
+
+
+@dataclass(frozen=True)
+class RingPhase:
+    """Disjoint rings run together in lockstep: ``steps`` steps of ``chunk`` bytes per rank."""
+
+    rings: list[np.ndarray]
+    steps: int
+    chunk: float
+
+
+def _channel_rings(topo: Topology, gpus: np.ndarray) -> list[np.ndarray]:
+    """One ring, or NCCL-style one ring per local GPU index when whole nodes take part."""
+    g = topo.gpus_per_node
+    nodes = np.unique(gpus // g)
+    whole = (
+        len(nodes) > 1
+        and len(gpus) == len(nodes) * g
+        and set(gpus.tolist()) == set((nodes[:, None] * g + np.arange(g)).ravel().tolist())
+    )
+    if not whole:
+        return [gpus]
+    return [(nodes[:, None] * g + (np.arange(g) + r) % g).ravel() for r in range(g)]
+
+
+def _phases(topo: Topology, kind: str, algorithm: str, gpus: np.ndarray, size: float) -> list[RingPhase]:
+    n = len(gpus)
+    if algorithm == "ring" or kind not in ("allgather", "reducescatter", "allreduce"):
+        rings = _channel_rings(topo, gpus)
+        chunk = size / n / len(rings)
+        steps = 2 * (n - 1) if kind == "allreduce" else n - 1
+        return [RingPhase(rings, steps, chunk)]
+    g = topo.gpus_per_node
+    nodes = np.unique(gpus // g)
+    if len(gpus) != len(nodes) * g:
+        raise ScenarioError("--gpus", f"hierarchical collectives need whole nodes ({g} GPUs each), got {n} GPUs")
+    local = [nodes[i] * g + np.arange(g) for i in range(len(nodes))]  # one ring per node
+    cross = [nodes * g + i for i in range(g)]  # one ring per local index
+    k = len(nodes)
+    if kind == "allreduce":
+        return [
+            RingPhase(local, g - 1, size / g),
+            RingPhase(cross, 2 * (k - 1), size / g / k),
+            RingPhase(local, g - 1, size / g),
+        ]
+    if kind == "reducescatter":
+        return [RingPhase(local, g - 1, size / g), RingPhase(cross, k - 1, size / n)]
+    return [RingPhase(cross, k - 1, size / n), RingPhase(local, g - 1, size / g)]
+
+
+def _ring_pairs(rings: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    src = np.concatenate([r for r in rings if len(r) > 1]) if rings else np.zeros(0, dtype=np.int64)
+    dst = np.concatenate([np.roll(r, -1) for r in rings if len(r) > 1]) if rings else src
+    return src, dst
+
+
+def alltoall_matrix(net: FlowNetwork, gpus: np.ndarray, matrix: np.ndarray) -> simpy.Event:
+    """Start an all-to-all where ``gpus[i]`` sends ``matrix[i, j]`` bytes to ``gpus[j]``."""
+    src_i, dst_j = np.nonzero(matrix)
+    off = src_i != dst_j
+    return net.send_batch(gpus[src_i[off]], gpus[dst_j[off]], matrix[src_i[off], dst_j[off]])
+
+
+def collective_process(
+    net: FlowNetwork, kind: str, gpus: np.ndarray, size: float, algorithm: str = "ring"
+) -> Generator[simpy.Event, object, None]:
+    """A simpy process running one collective on ``net`` (so it can overlap other traffic)."""
+    n = len(gpus)
+    if n < 2:
+        return
+    if kind == "alltoall":
+        matrix = np.full((n, n), size / n)
+        yield alltoall_matrix(net, gpus, matrix)
+        return
+    if kind == "sendrecv":
+        yield net.send_batch(gpus, np.roll(gpus, -1), np.full(n, float(size)))
+        return
+    for phase in _phases(net.topo, kind, algorithm, gpus, size):
+        src, dst = _ring_pairs(phase.rings)
+        if not len(src):
+            continue
+        for _ in range(phase.steps):
+            yield net.send_batch(src, dst, np.full(len(src), phase.chunk))
+
+
+def run_collective(
+    topo: Topology,
+    kind: str,
+    gpus: np.ndarray | int,
+    size_bytes: float,
+    algorithm: str = "ring",
+    seed: int | None = None,
+    completion_rtol: float = 1e-2,
+) -> CollectiveResult:
+    """Simulate one collective alone on the network and report nccl-tests style figures."""
+    if kind not in KINDS:
+        raise ScenarioError("KIND", f"unknown collective {kind!r}; choose from {', '.join(KINDS)}")
+    if algorithm not in ALGORITHMS:
+        raise ScenarioError("--algorithm", f"unknown algorithm {algorithm!r}; choose from {', '.join(ALGORITHMS)}")
+    ranks = np.arange(gpus) if isinstance(gpus, int) else np.asarray(gpus, dtype=np.int64)
+    if len(ranks) < 2 or len(ranks) > topo.gpus:
+        raise ScenarioError("--gpus", f"need 2..{topo.gpus} GPUs on this cluster, got {len(ranks)}")
+    if len(np.unique(ranks)) != len(ranks):
+        raise ScenarioError("--gpus", "GPUs must be distinct")
+    if not size_bytes > 0:
+        raise ScenarioError("--size-bytes", f"must be > 0, got {size_bytes}")
+    env = simpy.Environment()
+    net = FlowNetwork(env, topo, seed=seed, completion_rtol=completion_rtol)
+    env.process(collective_process(net, kind, ranks, float(size_bytes), algorithm))
+    env.run()
+    time_s = env.now
+    algbw = size_bytes / time_s if time_s > 0 else float("inf")
+    util = net.stats.link_bytes / (topo.capacity * time_s) if time_s > 0 else np.zeros(1)
+    return CollectiveResult(
+        kind=kind,
+        algorithm=algorithm,
+        ranks=len(ranks),
+        size_bytes=float(size_bytes),
+        time_s=time_s,
+        algbw_Bps=algbw,
+        busbw_Bps=algbw * bus_factor(kind, len(ranks)),
+        max_link_utilization=float(util.max()),
+        flows=net.stats.flows,
+        recomputes=net.stats.recomputes,
+    )

@@ -1,0 +1,202 @@
+"""A flow-level network on the simpy engine: max-min fair sharing, recomputed as flows come and go.
+
+``FlowNetwork.send_batch`` starts flows between GPUs and returns a simpy event that fires when the
+last of them has been delivered. Each flow crosses the links of its route at its max-min fair rate;
+rates are recomputed whenever flows start or finish (flows starting at the same instant are batched
+into one recomputation). A flow's data is delivered its path latency (sum of per-hop latencies)
+after its last byte leaves.
+
+``completion_rtol`` trades accuracy for speed when thousands of flows finish at slightly different
+times (ECMP collisions give each its own rate): at each completion event, flows whose remaining
+time is at most ``completion_rtol`` x their age so far also complete, so each flow's duration is
+shortened by at most that fraction and the number of recomputations stays near
+ln(last/first completion time) / completion_rtol. 0 means exact.
+
+Invariants (tested): no link carries more than its capacity at any instant; every flow finishes;
+the bytes carried by each link equal the bytes of the flows that cross it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+
+from sim.network.maxmin import maxmin_rates
+from sim.network.routing import route
+from sim.network.topology import Topology
+
+_REL_DONE = 1e-9
+
+
+@dataclass
+class _Batch:
+    event: simpy.Event
+    pending: int
+    deliver_at: float = 0.0
+
+
+@dataclass
+class FlowStats:
+    """Counters of what the network did (for benchmarks and reports)."""
+
+    flows: int = 0
+    recomputes: int = 0
+    completions: int = 0
+    link_bytes: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+class FlowNetwork:
+    """Max-min fair flow network over a :class:`Topology`, driven by a simpy environment."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        topo: Topology,
+        seed: int | None = None,
+        completion_rtol: float = 1e-3,
+        on_rates: Callable[[float, np.ndarray, np.ndarray], None] | None = None,
+    ) -> None:
+        self.env = env
+        self.topo = topo
+        self.seed = seed
+        self.completion_rtol = completion_rtol
+        self.on_rates = on_rates  # test hook: (time, link load in bytes/s, capacity) after each recompute
+        self.stats = FlowStats(link_bytes=np.zeros(topo.num_links))
+        # active flows (compacted arrays)
+        self._remaining = np.zeros(0)
+        self._size = np.zeros(0)
+        self._rate = np.zeros(0)
+        self._latency = np.zeros(0)
+        self._start = np.zeros(0)
+        self._batch = np.zeros(0, dtype=np.int64)
+        self._entry_flow = np.zeros(0, dtype=np.int64)
+        self._entry_link = np.zeros(0, dtype=np.int64)
+        self._batches: dict[int, _Batch] = {}
+        self._next_batch = 0
+        self._last = 0.0
+        self._generation = 0
+        self._recompute_pending = False
+
+    @property
+    def active_flows(self) -> int:
+        return len(self._remaining)
+
+    def send(self, src: int, dst: int, nbytes: float) -> simpy.Event:
+        """One flow; the event fires on delivery."""
+        return self.send_batch(np.array([src]), np.array([dst]), np.array([float(nbytes)]))
+
+    def send_batch(self, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray) -> simpy.Event:
+        """Start many flows now; the event fires when all are delivered (value: delivery time)."""
+        src = np.asarray(src, dtype=np.int64)
+        dst = np.asarray(dst, dtype=np.int64)
+        nbytes = np.broadcast_to(np.asarray(nbytes, dtype=np.float64), src.shape).copy()
+        event = self.env.event()
+        routes = route(self.topo, src, dst, self.seed)
+        counts = np.diff(routes.indptr)
+        self.stats.flows += len(src)
+        if routes.links.size:
+            self.stats.link_bytes += np.bincount(
+                routes.links, weights=np.repeat(nbytes, counts), minlength=self.topo.num_links
+            )
+        # flows with nothing to carry (no bytes or no links) are delivered after their latency only
+        moving = (nbytes > 0) & (counts > 0)
+        batch_id = self._next_batch
+        self._next_batch += 1
+        now = self.env.now
+        deliver_now = float(routes.latency[~moving].max()) if (~moving).any() else 0.0
+        if not moving.any():
+            self._fire(event, now + deliver_now)
+            return event
+        self._batches[batch_id] = _Batch(event, int(moving.sum()), now + deliver_now)
+        self._advance()
+        base = len(self._remaining)
+        keep = np.flatnonzero(moving)
+        kept_counts = counts[keep]
+        starts = routes.indptr[keep]
+        entry_links = routes.links[
+            np.repeat(starts - np.cumsum(np.r_[0, kept_counts[:-1]]), kept_counts) + np.arange(kept_counts.sum())
+        ]
+        self._entry_flow = np.concatenate([self._entry_flow, base + np.repeat(np.arange(len(keep)), kept_counts)])
+        self._entry_link = np.concatenate([self._entry_link, entry_links])
+        self._remaining = np.concatenate([self._remaining, nbytes[keep]])
+        self._size = np.concatenate([self._size, nbytes[keep]])
+        self._rate = np.concatenate([self._rate, np.zeros(len(keep))])
+        self._latency = np.concatenate([self._latency, routes.latency[keep]])
+        self._start = np.concatenate([self._start, np.full(len(keep), now)])
+        self._batch = np.concatenate([self._batch, np.full(len(keep), batch_id)])
+        if not self._recompute_pending:
+            self._recompute_pending = True
+            self.env.timeout(0).callbacks.append(self._on_recompute)
+        return event
+
+    def _fire(self, event: simpy.Event, at: float) -> None:
+        delay = max(0.0, at - self.env.now)
+        if delay == 0.0:
+            event.succeed(at)
+        else:
+            self.env.timeout(delay).callbacks.append(lambda _e: self._succeed(event, at))
+
+    @staticmethod
+    def _succeed(event: simpy.Event, at: float) -> None:
+        event.succeed(at)
+
+    def _advance(self) -> None:
+        now = self.env.now
+        dt = now - self._last
+        if dt > 0 and len(self._remaining):
+            self._remaining -= self._rate * dt
+        self._last = now
+
+    def _finish_done(self) -> None:
+        now = self.env.now
+        done = self._remaining <= np.maximum(_REL_DONE * self._size, 1e-6)
+        if self.completion_rtol > 0 and len(self._remaining):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                done |= self._remaining / self._rate <= self.completion_rtol * (now - self._start)
+        if not done.any():
+            return
+        self.stats.completions += int(done.sum())
+        for batch_id, lat in zip(self._batch[done].tolist(), self._latency[done].tolist(), strict=True):
+            b = self._batches[batch_id]
+            b.pending -= 1
+            b.deliver_at = max(b.deliver_at, now + lat)
+            if b.pending == 0:
+                del self._batches[batch_id]
+                self._fire(b.event, b.deliver_at)
+        keep = ~done
+        new_index = np.cumsum(keep) - 1
+        entry_keep = keep[self._entry_flow]
+        self._entry_flow = new_index[self._entry_flow[entry_keep]]
+        self._entry_link = self._entry_link[entry_keep]
+        self._remaining = self._remaining[keep]
+        self._size = self._size[keep]
+        self._rate = self._rate[keep]
+        self._latency = self._latency[keep]
+        self._start = self._start[keep]
+        self._batch = self._batch[keep]
+
+    def _on_recompute(self, _event: simpy.Event) -> None:
+        self._recompute_pending = False
+        self._step()
+
+    def _on_wake(self, generation: int) -> None:
+        if generation == self._generation:
+            self._step()
+
+    def _step(self) -> None:
+        self._advance()
+        self._finish_done()
+        self._generation += 1
+        if not len(self._remaining):
+            return
+        self._rate = maxmin_rates(self._entry_flow, self._entry_link, self.topo.capacity, len(self._remaining))
+        self.stats.recomputes += 1
+        if self.on_rates is not None:
+            load = np.bincount(self._entry_link, weights=self._rate[self._entry_flow], minlength=self.topo.num_links)
+            self.on_rates(self.env.now, load, self.topo.capacity)
+        dt = float((self._remaining / self._rate).min())
+        gen = self._generation
+        self.env.timeout(max(dt, 0.0)).callbacks.append(lambda _e: self._on_wake(gen))

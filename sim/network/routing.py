@@ -1,0 +1,130 @@
+"""Routing: the directed links each flow crosses, for many flows at once (numpy, no loops).
+
+* Same node: GPU -> NVSwitch -> GPU over NVLink.
+* Across nodes: GPU -> PCIe -> NIC -> fabric -> NIC -> PCIe -> GPU. In a fat tree, flows that stay
+  under one leaf (edge) switch turn there; others climb to a spine (FT2) or through an aggregation
+  and a core switch (FT3), chosen by ECMP: a deterministic hash of (source, destination, seed)
+  picks the uplink port at each level, so the same seed always gives the same paths.
+* Multi-plane fat tree: a NIC only reaches its own plane, so a flow whose destination NIC sits in
+  another plane is first forwarded inside the source node over NVLink to the GPU whose NIC is in the
+  destination's plane (PXN), then crosses that plane.
+
+Routes are returned in CSR form: the links of flow ``f`` are ``links[indptr[f]:indptr[f+1]]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.network.topology import Topology
+
+_MAX_HOPS = 10
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLD = np.uint64(0x9E3779B97F4A7C15)
+
+
+@dataclass(frozen=True)
+class Routes:
+    """Paths of a batch of flows: CSR ``indptr``/``links`` and per-flow path latency (s)."""
+
+    indptr: np.ndarray
+    links: np.ndarray
+    latency: np.ndarray
+
+    @property
+    def num_flows(self) -> int:
+        return len(self.indptr) - 1
+
+    def path(self, flow: int) -> list[int]:
+        return self.links[self.indptr[flow] : self.indptr[flow + 1]].tolist()
+
+
+def ecmp_hash(src: np.ndarray, dst: np.ndarray, seed: int, salt: int = 0) -> np.ndarray:
+    """splitmix64 of (src, dst, seed, salt): a well-mixed, deterministic unsigned 64-bit hash."""
+    with np.errstate(over="ignore"):
+        x = src.astype(np.uint64) * _GOLD + dst.astype(np.uint64)
+        x ^= np.uint64((seed * 0x632BE59BD9B4E019 + salt * 0x85EBCA77C2B2AE63) & 0xFFFFFFFFFFFFFFFF)
+        x = (x ^ (x >> np.uint64(30))) * _M1
+        x = (x ^ (x >> np.uint64(27))) * _M2
+        return x ^ (x >> np.uint64(31))
+
+
+def route(topo: Topology, src: np.ndarray, dst: np.ndarray, seed: int | None = None) -> Routes:
+    """Paths from GPUs ``src[i]`` to GPUs ``dst[i]`` (flows with src == dst get an empty path)."""
+    src = np.asarray(src, dtype=np.int64)
+    dst = np.asarray(dst, dtype=np.int64)
+    if len(src) and (src.min() < 0 or dst.min() < 0 or max(src.max(), dst.max()) >= topo.gpus):
+        raise ValueError(f"GPU index out of range 0..{topo.gpus - 1}")
+    seed = topo.spec.fabric.ecmp_seed if seed is None else seed
+    b = topo.blocks
+    g = topo.gpus_per_node
+    hops = np.full((len(src), _MAX_HOPS), -1, dtype=np.int64)
+    same_node = (src // g) == (dst // g)
+    local = same_node & (src != dst)
+    hops[local, 0] = b["nv_up"].offset + src[local]
+    hops[local, 1] = b["nv_down"].offset + dst[local]
+    remote = ~same_node
+    if remote.any():
+        if topo.layout is None:
+            raise ValueError("this cluster has no network fabric between nodes")
+        _remote_hops(topo, src[remote], dst[remote], seed, hops, np.flatnonzero(remote))
+    mask = hops >= 0
+    counts = mask.sum(axis=1)
+    indptr = np.zeros(len(src) + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    links = hops[mask]
+    per_link = topo.latency[links]
+    latency = np.zeros(len(src))
+    nonempty = counts > 0
+    if links.size:
+        latency[nonempty] = np.add.reduceat(per_link, indptr[:-1][nonempty])
+    return Routes(indptr, links, latency)
+
+
+def _remote_hops(topo: Topology, s: np.ndarray, t: np.ndarray, seed: int, hops: np.ndarray, rows: np.ndarray) -> None:
+    b = topo.blocks
+    lay = topo.layout
+    assert lay is not None
+    g = topo.gpus_per_node
+    plane_s, _ = topo.endpoint_of(s)
+    plane_t, e_t = topo.endpoint_of(t)
+    # PXN: forward over NVLink to the source-node GPU whose NIC is in the destination's plane
+    pxn = plane_s != plane_t
+    a = np.where(pxn, (s // g) * g + t % g, s)
+    col = np.zeros(len(s), dtype=np.int64)
+
+    def put(mask: np.ndarray, values: np.ndarray) -> None:
+        hops[rows[mask], col[mask]] = values[mask] if values.shape else values
+        col[mask] += 1
+
+    everyone = np.ones(len(s), dtype=bool)
+    put(pxn, b["nv_up"].offset + s)
+    put(pxn, b["nv_down"].offset + a)
+    put(everyone, b["pcie_up"].offset + a)
+    put(everyone, b["nic_up"].offset + a)
+    _, e_a = topo.endpoint_of(a)
+    h = ecmp_hash(s, t, seed)
+    if lay.kind in ("ft2", "mpft"):
+        leaf_a, leaf_t = e_a // lay.down, e_t // lay.down
+        cross = leaf_a != leaf_t
+        port = (h % np.uint64(lay.up)).astype(np.int64)
+        base = plane_t * lay.leaves
+        put(cross, b["leaf_up"].offset + (base + leaf_a) * lay.up + port)
+        put(cross, b["leaf_down"].offset + (base + leaf_t) * lay.up + port)
+    else:
+        half = lay.k // 2
+        edge_a, edge_t = e_a // lay.down, e_t // lay.down
+        pod_a, pod_t = edge_a // lay.edges_per_pod, edge_t // lay.edges_per_pod
+        agg = (h % np.uint64(lay.up)).astype(np.int64)
+        port = (ecmp_hash(s, t, seed, salt=1) % np.uint64(half)).astype(np.int64)
+        cross_edge = edge_a != edge_t
+        cross_pod = pod_a != pod_t
+        put(cross_edge, b["edge_up"].offset + edge_a * lay.up + agg)
+        put(cross_pod, b["agg_up"].offset + (pod_a * lay.up + agg) * half + port)
+        put(cross_pod, b["agg_down"].offset + (pod_t * lay.up + agg) * half + port)
+        put(cross_edge, b["edge_down"].offset + edge_t * lay.up + agg)
+    put(everyone, b["nic_down"].offset + t)
+    put(everyone, b["pcie_down"].offset + t)

@@ -1,0 +1,373 @@
+"""Cluster topologies as arrays of directed links, with a networkx view.
+
+Every physical link is two directed links (one per direction), each with its own capacity. Links
+are stored in named *blocks* of consecutive ids so that routing is arithmetic on indices (fast and
+vectorised); :meth:`Topology.graph` builds the equivalent networkx ``MultiDiGraph`` for inspection,
+max-flow checks and custom analysis.
+
+Blocks (``g`` = global GPU index, node = g // G, local = g % G):
+
+* ``nv_up[g]`` GPU -> its node's NVSwitch, ``nv_down[g]`` NVSwitch -> GPU (NVLink)
+* ``pcie_up[g]`` GPU -> NIC g, ``pcie_down[g]`` NIC g -> GPU (the PCIe path)
+* ``nic_up[g]`` NIC -> first switch, ``nic_down[g]`` first switch -> NIC
+* two-layer trees (``ft2``; ``mpft`` = one per plane): ``leaf_up[(plane, leaf, port)]`` leaf ->
+  spine ``port % spines``, ``leaf_down`` the reverse
+* three-layer trees (``ft3``): ``edge_up[(pod, edge, port)]`` edge -> agg ``port`` of its pod,
+  ``edge_down`` the reverse; ``agg_up[(pod, agg, port)]`` agg -> core ``(agg*k/2 + port) % cores``,
+  ``agg_down`` the reverse.
+
+In a multi-plane fat tree NIC ``local`` of every node sits in plane ``local % planes``; each plane
+is a two-layer fat tree over its NICs. Switch counts for 64-port switches reproduce ISCA'25 Table 3.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import networkx as nx
+import numpy as np
+
+from sim.errors import ScenarioError
+from sim.network.spec import ClusterSpec
+
+NVLINK, PCIE, NIC, SWITCH = 0, 1, 2, 3
+KIND_NAMES = ("nvlink", "pcie", "nic", "switch")
+
+
+@dataclass(frozen=True)
+class Block:
+    offset: int
+    count: int
+
+    def ids(self, index: np.ndarray | int) -> np.ndarray | int:
+        return self.offset + index
+
+
+@dataclass(frozen=True)
+class TreeLayout:
+    """Shape of a fat tree: radix ``k``, first-layer down/up ports ``down``/``up``.
+
+    Two-layer: ``leaves`` and ``spines`` per plane. Three-layer: ``pods`` of ``k/2`` edges and
+    ``up`` aggregation switches, and ``cores``.
+    """
+
+    kind: str
+    planes: int
+    endpoints: int  # per plane
+    k: int
+    down: int
+    up: int
+    leaves: int = 0
+    spines: int = 0
+    pods: int = 0
+    edges_per_pod: int = 0
+    cores: int = 0
+
+
+@dataclass
+class Topology:
+    """A built cluster: link arrays (SI units), blocks, fabric layout and counts."""
+
+    spec: ClusterSpec
+    capacity: np.ndarray  # bytes/s per directed link
+    latency: np.ndarray  # seconds per directed link
+    kind: np.ndarray  # NVLINK, PCIE, NIC or SWITCH
+    blocks: dict[str, Block]
+    layout: TreeLayout | None
+    switches: int
+    _graph: nx.MultiDiGraph | None = field(default=None, repr=False)
+
+    @property
+    def gpus(self) -> int:
+        return self.spec.gpus
+
+    @property
+    def nodes(self) -> int:
+        return self.spec.nodes
+
+    @property
+    def gpus_per_node(self) -> int:
+        return self.spec.node.gpus_per_node
+
+    @property
+    def num_links(self) -> int:
+        return len(self.capacity)
+
+    @property
+    def switch_links(self) -> int:
+        """Physical switch-to-switch links (each is two directed links)."""
+        return int(np.count_nonzero(self.kind == SWITCH)) // 2
+
+    @property
+    def nic_links(self) -> int:
+        return int(np.count_nonzero(self.kind == NIC)) // 2
+
+    def bisection_Bps(self) -> float:
+        """Bandwidth across the cut between the first and second half of the nodes, one direction.
+
+        Single node: half the GPUs' NVLink. Fat trees: per plane, the smaller of the half's NIC
+        bandwidth and its first-layer uplink bandwidth (which is where oversubscription bites);
+        this is the min cut for cuts along switch boundaries (checked against networkx max-flow).
+        """
+        g = self.gpus_per_node
+        if self.layout is None:
+            return self.gpus / 2 * self.spec.node.nvlink_GBps * 1e9
+        lay = self.layout
+        nic = self.spec.node.nic_Gbps / 8 * 1e9
+        link = (self.spec.fabric.link_Gbps or self.spec.node.nic_Gbps) / 8 * 1e9
+        half = self.nodes // 2 * g // lay.planes  # endpoints per plane in the first half
+        first_layer = math.ceil(half / lay.down)
+        return lay.planes * min(half * nic, first_layer * lay.up * link)
+
+    @cached_property
+    def cost_usd(self) -> float:
+        p = self.spec.prices
+        return (
+            self.switches * p.switch_usd + self.switch_links * p.switch_link_usd + self.nic_links * p.endpoint_link_usd
+        )
+
+    def summary(self) -> dict[str, float | int]:
+        """Counts of ``twin topology show`` (links are physical, i.e. bidirectional pairs)."""
+        endpoints = self.nic_links if self.layout else self.gpus
+        return {
+            "gpus": self.gpus,
+            "nodes": self.nodes,
+            "switches": self.switches,
+            "switch_links": self.switch_links,
+            "nic_links": self.nic_links,
+            "bisection_GBps": self.bisection_Bps() / 1e9,
+            "cost_usd": self.cost_usd,
+            "cost_per_endpoint_usd": self.cost_usd / endpoints if endpoints else 0.0,
+        }
+
+    def endpoint_of(self, gpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(plane, endpoint index within the plane) of each GPU's NIC."""
+        assert self.layout is not None
+        g = self.gpus_per_node
+        planes = self.layout.planes
+        local = gpus % g
+        return local % planes, (gpus // g) * (g // planes) + local // planes
+
+    def graph(self) -> nx.MultiDiGraph:
+        """The topology as a networkx MultiDiGraph; edge keys are link ids."""
+        if self._graph is None:
+            self._graph = _to_graph(self)
+        return self._graph
+
+
+def _vertex_namer(topo: Topology) -> dict[str, Callable[[int], tuple[object, object]]]:
+    """For each block, a function from index in block to (source vertex, target vertex)."""
+    g = topo.gpus_per_node
+    lay = topo.layout
+
+    def gpu(i: int) -> tuple[str, int]:
+        return ("gpu", i)
+
+    def nvsw(i: int) -> tuple[str, int]:
+        return ("nvswitch", i // g)
+
+    def nic(i: int) -> tuple[str, int]:
+        return ("nic", i)
+
+    names: dict[str, Callable[[int], tuple[object, object]]] = {
+        "nv_up": lambda i: (gpu(i), nvsw(i)),
+        "nv_down": lambda i: (nvsw(i), gpu(i)),
+        "pcie_up": lambda i: (gpu(i), nic(i)),
+        "pcie_down": lambda i: (nic(i), gpu(i)),
+    }
+    if lay is None:
+        return names
+    if lay.kind in ("ft2", "mpft"):
+        per_plane = lay.leaves * lay.up
+
+        def first(i: int) -> tuple[str, int, int]:
+            plane, e = topo.endpoint_of(np.array([i]))
+            return ("leaf", int(plane[0]), int(e[0]) // lay.down)
+
+        def leaf_port(i: int) -> tuple[tuple[str, int, int], tuple[str, int, int]]:
+            plane, rest = divmod(i, per_plane)
+            leaf, port = divmod(rest, lay.up)
+            return ("leaf", plane, leaf), ("spine", plane, port % lay.spines)
+
+        names["leaf_up"] = leaf_port
+        names["leaf_down"] = lambda i: leaf_port(i)[::-1]
+    else:
+        half = lay.k // 2
+
+        def first(i: int) -> tuple[str, int, int]:
+            edge = i // lay.down
+            return ("edge", edge // lay.edges_per_pod, edge % lay.edges_per_pod)
+
+        def edge_port(i: int) -> tuple[tuple[str, int, int], tuple[str, int, int]]:
+            pod, rest = divmod(i, lay.edges_per_pod * lay.up)
+            edge, port = divmod(rest, lay.up)
+            return ("edge", pod, edge), ("agg", pod, port)
+
+        def agg_port(i: int) -> tuple[tuple[str, int, int], tuple[str, int]]:
+            pod, rest = divmod(i, lay.up * half)
+            agg, port = divmod(rest, half)
+            return ("agg", pod, agg), ("core", (agg * half + port) % lay.cores)
+
+        names["edge_up"] = edge_port
+        names["edge_down"] = lambda i: edge_port(i)[::-1]
+        names["agg_up"] = agg_port
+        names["agg_down"] = lambda i: agg_port(i)[::-1]
+    names["nic_up"] = lambda i: (nic(i), first(i))
+    names["nic_down"] = lambda i: (first(i), nic(i))
+    return names
+
+
+def _to_graph(topo: Topology) -> nx.MultiDiGraph:
+    graph: nx.MultiDiGraph = nx.MultiDiGraph(name=topo.spec.name)
+    for name, block in topo.blocks.items():
+        namer = _vertex_namer(topo)[name]
+        for i in range(block.count):
+            link = block.offset + i
+            u, v = namer(i)
+            graph.add_edge(
+                u,
+                v,
+                key=link,
+                capacity=float(topo.capacity[link]),
+                latency=float(topo.latency[link]),
+                kind=KIND_NAMES[int(topo.kind[link])],
+            )
+    return graph
+
+
+class _Links:
+    """Accumulates blocks of directed links."""
+
+    def __init__(self) -> None:
+        self.blocks: dict[str, Block] = {}
+        self.cap: list[np.ndarray] = []
+        self.lat: list[np.ndarray] = []
+        self.kind: list[np.ndarray] = []
+        self.size = 0
+
+    def add(self, name: str, count: int, kind: int, capacity: float, latency: float) -> None:
+        self.blocks[name] = Block(self.size, count)
+        self.cap.append(np.full(count, capacity))
+        self.lat.append(np.full(count, latency))
+        self.kind.append(np.full(count, kind, dtype=np.int8))
+        self.size += count
+
+
+def _ports(spec: ClusterSpec) -> tuple[int, int]:
+    k, o = spec.fabric.switch_radix, spec.fabric.oversubscription
+    down = max(1, min(k - 1, round(k * o / (1 + o))))
+    return down, k - down
+
+
+FabricBuilder = Callable[[ClusterSpec, "_Links"], tuple[TreeLayout | None, int]]
+FABRICS: dict[str, FabricBuilder] = {}
+
+
+def register_fabric(name: str) -> Callable[[FabricBuilder], FabricBuilder]:
+    """Register a fabric builder under the ``fabric.kind`` name used in topology files."""
+
+    def deco(fn: FabricBuilder) -> FabricBuilder:
+        if name in FABRICS:
+            raise ValueError(f"fabric {name!r} registered twice")
+        FABRICS[name] = fn
+        return fn
+
+    return deco
+
+
+@register_fabric("none")
+def _no_fabric(spec: ClusterSpec, links: _Links) -> tuple[TreeLayout | None, int]:
+    return None, 0
+
+
+def _nic_links(spec: ClusterSpec, links: _Links) -> None:
+    nic = spec.node.nic_Gbps / 8 * 1e9
+    links.add("nic_up", spec.gpus, NIC, nic, spec.latency.nic_leaf_us * 1e-6)
+    links.add("nic_down", spec.gpus, NIC, nic, spec.latency.nic_leaf_us * 1e-6)
+
+
+def _switch_link(spec: ClusterSpec) -> tuple[float, float]:
+    return (spec.fabric.link_Gbps or spec.node.nic_Gbps) / 8 * 1e9, spec.latency.switch_hop_us * 1e-6
+
+
+def _two_layer(spec: ClusterSpec, links: _Links, planes: int) -> tuple[TreeLayout | None, int]:
+    g, k = spec.node.gpus_per_node, spec.fabric.switch_radix
+    if g % planes:
+        raise ScenarioError("fabric.planes", f"must divide gpus_per_node ({g}), got {planes}")
+    down, up = _ports(spec)
+    endpoints = spec.gpus // planes
+    leaves = math.ceil(endpoints / down)
+    if leaves > k:
+        raise ScenarioError(
+            "nodes",
+            f"a two-layer fat tree of radix {k} holds at most {k * down} endpoints per plane, "
+            f"got {endpoints}; use more planes (mpft) or ft3",
+        )
+    spines = math.ceil(leaves * up / k)
+    while leaves * math.ceil(up / spines) > k:
+        spines += 1
+    _nic_links(spec, links)
+    cap, hop = _switch_link(spec)
+    links.add("leaf_up", planes * leaves * up, SWITCH, cap, hop)
+    links.add("leaf_down", planes * leaves * up, SWITCH, cap, hop)
+    kind = "mpft" if planes > 1 or spec.fabric.kind == "mpft" else "ft2"
+    return TreeLayout(kind, planes, endpoints, k, down, up, leaves=leaves, spines=spines), planes * (leaves + spines)
+
+
+@register_fabric("ft2")
+def _ft2(spec: ClusterSpec, links: _Links) -> tuple[TreeLayout | None, int]:
+    return _two_layer(spec, links, 1)
+
+
+@register_fabric("mpft")
+def _mpft(spec: ClusterSpec, links: _Links) -> tuple[TreeLayout | None, int]:
+    return _two_layer(spec, links, spec.fabric.planes or spec.node.gpus_per_node)
+
+
+@register_fabric("ft3")
+def _ft3(spec: ClusterSpec, links: _Links) -> tuple[TreeLayout | None, int]:
+    k = spec.fabric.switch_radix
+    half = k // 2
+    down, up = _ports(spec)
+    per_pod = half * down
+    pods = math.ceil(spec.gpus / per_pod)
+    if pods > k:
+        raise ScenarioError(
+            "nodes", f"a three-layer fat tree of radix {k} holds at most {k * per_pod} endpoints, got {spec.gpus}"
+        )
+    cores = math.ceil(pods * up * half / k)
+    _nic_links(spec, links)
+    cap, hop = _switch_link(spec)
+    links.add("edge_up", pods * half * up, SWITCH, cap, hop)
+    links.add("edge_down", pods * half * up, SWITCH, cap, hop)
+    links.add("agg_up", pods * up * half, SWITCH, cap, hop)
+    links.add("agg_down", pods * up * half, SWITCH, cap, hop)
+    layout = TreeLayout("ft3", 1, spec.gpus, k, down, up, pods=pods, edges_per_pod=half, cores=cores)
+    return layout, pods * (half + up) + cores
+
+
+def build_topology(spec: ClusterSpec) -> Topology:
+    """Build the link arrays of a cluster description with its registered fabric builder."""
+    node, lat = spec.node, spec.latency
+    builder = FABRICS.get(spec.fabric.kind)
+    if builder is None:
+        raise ScenarioError("fabric.kind", f"unknown fabric {spec.fabric.kind!r}; choose from {', '.join(FABRICS)}")
+    links = _Links()
+    nv, pcie = node.nvlink_GBps * 1e9, node.pcie_GBps * 1e9
+    links.add("nv_up", spec.gpus, NVLINK, nv, lat.nvlink_hop_us * 1e-6)
+    links.add("nv_down", spec.gpus, NVLINK, nv, lat.nvlink_hop_us * 1e-6)
+    links.add("pcie_up", spec.gpus, PCIE, pcie, lat.pcie_nic_us * 1e-6)
+    links.add("pcie_down", spec.gpus, PCIE, pcie, lat.pcie_nic_us * 1e-6)
+    layout, switches = builder(spec, links)
+    return Topology(
+        spec=spec,
+        capacity=np.concatenate(links.cap),
+        latency=np.concatenate(links.lat),
+        kind=np.concatenate(links.kind),
+        blocks=links.blocks,
+        layout=layout,
+        switches=switches,
+    )
