@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.collections import PatchCollection
 from matplotlib.patches import Patch, Rectangle
 
 from sim.pipeline.execute import ScheduleRun
@@ -27,21 +28,36 @@ def _colour(mb: int) -> tuple[float, float, float, float]:
     return cmap((mb * 7) % 20 / 20 + 0.025)
 
 
-def _box(ax: plt.Axes, atom: Action, x: float, y: float, w: float, h: float, label: bool) -> None:
-    ax.add_patch(
-        Rectangle(
-            (x, y),
-            w,
-            h,
-            facecolor=_colour(atom.mb),
-            alpha=_ALPHA[atom.op],
-            hatch=_HATCH[atom.op],
-            edgecolor="black",
-            linewidth=0.4,
-        )
-    )
-    if label:
-        ax.text(x + w / 2, y + h / 2, str(atom.mb), ha="center", va="center", fontsize=6)
+class _Boxes:
+    """Rectangles grouped by op so each group is drawn as one collection (fast)."""
+
+    def __init__(self) -> None:
+        self.rects: dict[Op, list[Rectangle]] = {op: [] for op in _HATCH}
+        self.colours: dict[Op, list[tuple[float, float, float, float]]] = {op: [] for op in _HATCH}
+        self.labels: list[tuple[float, float, str]] = []
+
+    def add(self, atom: Action, x: float, y: float, w: float, h: float, label: bool) -> None:
+        self.rects[atom.op].append(Rectangle((x, y), w, h))
+        self.colours[atom.op].append(_colour(atom.mb))
+        if label:
+            self.labels.append((x + w / 2, y + h / 2, str(atom.mb)))
+
+    def draw(self, ax: plt.Axes) -> None:
+        for op, rects in self.rects.items():
+            if rects:
+                ax.add_collection(
+                    PatchCollection(
+                        rects,
+                        facecolors=self.colours[op],
+                        edgecolors="black",
+                        linewidths=0.4,
+                        hatch=_HATCH[op] or None,
+                        alpha=_ALPHA[op],
+                        match_original=False,
+                    )
+                )
+        for x, y, text in self.labels:
+            ax.text(x, y, text, ha="center", va="center", fontsize=6)
 
 
 def plot_gantt(run: ScheduleRun, path: str | Path, title: str | None = None, time_unit: str = "s") -> Path:
@@ -52,16 +68,18 @@ def plot_gantt(run: ScheduleRun, path: str | Path, title: str | None = None, tim
     rows = sched.num_devices
     fig, ax = plt.subplots(figsize=(min(24, 6 + len(spans) / max(rows, 1) / 6), 0.45 * rows + 1.6))
     min_label = end / 120
+    boxes = _Boxes()
     for s in spans:
         action = sched.actions[s.device][s.pos]
         y = rows - 1 - s.device
         w = s.end - s.start
         if action.op is Op.FB:
             fwd, bwd = action.parts
-            _box(ax, fwd, s.start, y + 0.4, w, 0.4, w > min_label)
-            _box(ax, bwd, s.start, y, w, 0.4, w > min_label)
+            boxes.add(fwd, s.start, y + 0.4, w, 0.4, w > min_label)
+            boxes.add(bwd, s.start, y, w, 0.4, w > min_label)
         else:
-            _box(ax, action, s.start, y, w, 0.8, w > min_label)
+            boxes.add(action, s.start, y, w, 0.8, w > min_label)
+    boxes.draw(ax)
     ax.set_xlim(0, end)
     ax.set_ylim(-0.2, rows)
     ax.set_yticks([rows - 1 - d + 0.4 for d in range(rows)], [f"device {d}" for d in range(rows)])

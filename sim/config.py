@@ -14,11 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from sim.errors import LayoutError, ScenarioError
+from sim.network.spec import ClusterSpec, load_cluster
+from sim.network.topology import build_topology
 from sim.pipeline.costs import OpTimes
-from sim.pipeline.execute import P2P
+from sim.pipeline.execute import P2P, NetworkP2P
 from sim.pipeline.schedules import SCHEDULES, build_schedule
 from sim.yamlio import read_yaml, validation_error
 
@@ -97,6 +99,28 @@ class P2PSpec(_Strict):
         return P2P(self.activation_bytes, self.bandwidth_GBps * 1e9, self.latency_us * 1e-6)
 
 
+class ClusterRef(_Strict):
+    """Run stage-to-stage transfers on a cluster network instead of the simple p2p link."""
+
+    topology: str = Field(min_length=1, description="topology YAML, relative to the scenario file")
+    device_gpus: list[int] | None = Field(None, description="GPU of each pipeline device [default: one per node]")
+    completion_rtol: float = Field(1e-2, ge=0, lt=1, description="flow completion grouping; 0 = exact")
+    _spec: ClusterSpec | None = PrivateAttr(None)
+
+    @property
+    def spec(self) -> ClusterSpec:
+        if self._spec is None:
+            raise RuntimeError("cluster topology not loaded; use load_scenario()")
+        return self._spec
+
+    def placement(self, devices: int) -> tuple[int, ...]:
+        """GPU of each of ``devices`` pipeline devices."""
+        if self.device_gpus is not None:
+            return tuple(self.device_gpus)
+        g = self.spec.node.gpus_per_node
+        return tuple(d * g if self.spec.nodes >= devices else d for d in range(devices))
+
+
 class Scenario(_Strict):
     """A whole scenario. ``seed`` feeds every random draw (none yet in abstract mode)."""
 
@@ -106,9 +130,24 @@ class Scenario(_Strict):
     pipeline: PipelineSpec
     ops: OpsSpec
     p2p: P2PSpec = Field(default_factory=P2PSpec)
+    cluster: ClusterRef | None = None
 
     def op_times(self) -> OpTimes:
         return self.ops.op_times(self.pipeline.pp)
+
+    def devices(self) -> int:
+        """Most devices any of the scenario's schedules uses."""
+        plan = self.pipeline
+        return max(SCHEDULES[name].devices(plan.pp) for name in plan.schedules)
+
+    def transport(self) -> P2P | NetworkP2P:
+        """How stage-to-stage transfers travel: the simple link, or the cluster network."""
+        if self.cluster is None:
+            return self.p2p.p2p()
+        topo = build_topology(self.cluster.spec)
+        return NetworkP2P(
+            topo, self.cluster.placement(self.devices()), self.p2p.activation_bytes, self.cluster.completion_rtol
+        )
 
 
 def parse_scenario(data: Any) -> Scenario:
@@ -132,13 +171,42 @@ def parse_scenario(data: Any) -> Scenario:
     return scenario
 
 
+def _attach_cluster(scenario: Scenario, base: Path) -> None:
+    """Load the scenario's topology file (relative to ``base``) and check the device placement."""
+    ref = scenario.cluster
+    if ref is None:
+        return
+    for key in ("bandwidth_GBps", "latency_us"):
+        if key in scenario.p2p.model_fields_set:
+            raise ScenarioError(f"p2p.{key}", "not used with a cluster: the network sets bandwidth and latency")
+    path = Path(ref.topology)
+    spec = load_cluster(path if path.is_absolute() else base / path)
+    try:
+        build_topology(spec)
+    except ScenarioError as err:
+        raise ScenarioError(err.key_path, err.message, str(base / path)) from None
+    ref._spec = spec
+    devices = scenario.devices()
+    gpus = ref.placement(devices)
+    if len(gpus) < devices or len(set(gpus)) != len(gpus) or min(gpus) < 0 or max(gpus) >= spec.gpus:
+        raise ScenarioError(
+            "cluster.device_gpus",
+            f"need {devices} distinct GPUs in 0..{spec.gpus - 1} (one per pipeline device), got {list(gpus)}",
+        )
+
+
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a YAML scenario; every error names ``path`` and the key."""
     data = read_yaml(path, "scenario")
     try:
-        return parse_scenario(data)
+        scenario = parse_scenario(data)
     except ScenarioError as err:
         raise err.with_file(str(path)) from None
+    try:
+        _attach_cluster(scenario, Path(path).parent)
+    except ScenarioError as err:
+        raise (err if err.file else err.with_file(str(path))) from None
+    return scenario
 
 
 def default_scenario_path() -> Path:

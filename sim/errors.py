@@ -18,7 +18,10 @@ class ScenarioError(TwinError):
         self.key_path = key_path
         self.message = message
         self.file = file
-        super().__init__(self.one_line())
+        super().__init__(key_path, message, file)  # args rebuild the error (simpy re-raises that way)
+
+    def __str__(self) -> str:
+        return self.one_line()
 
     def one_line(self) -> str:
         parts = [p for p in (self.file, self.key_path) if p]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sim.config import Scenario
 from sim.pipeline.costs import OpTimes
-from sim.pipeline.execute import P2P, ScheduleRun, execute
+from sim.pipeline.execute import P2P, NetworkP2P, ScheduleRun, execute
 from sim.pipeline.schedules import build_schedule
 from sim.pipeline.validate import check_schedule
 from sim.results import ScheduleMetrics, metrics
@@ -26,7 +26,12 @@ class RunResult:
 
 
 def run_schedule(
-    name: str, pp: int, microbatches: int, times: OpTimes, p2p: P2P | None = None, virtual_stages: int = 2
+    name: str,
+    pp: int,
+    microbatches: int,
+    times: OpTimes,
+    p2p: P2P | NetworkP2P | None = None,
+    virtual_stages: int = 2,
 ) -> ScheduleRun:
     """Build, check and execute one schedule."""
     schedule = build_schedule(name, pp, microbatches, virtual_stages)
@@ -39,7 +44,7 @@ def compare(
     pp: int,
     microbatches: int,
     times: OpTimes,
-    p2p: P2P | None = None,
+    p2p: P2P | NetworkP2P | None = None,
     virtual_stages: int = 2,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[tuple[ScheduleRun, ...], tuple[ScheduleMetrics, ...]]:
@@ -60,7 +65,7 @@ def simulate(scenario: Scenario, progress: Callable[[str], None] | None = None) 
         plan.pp,
         plan.microbatches,
         scenario.op_times(),
-        scenario.p2p.p2p(),
+        scenario.transport(),
         plan.virtual_stages,
         progress,
     )

@@ -175,6 +175,7 @@ def run_collective(
         raise ScenarioError("--gpus", "GPUs must be distinct")
     if not size_bytes > 0:
         raise ScenarioError("--size-bytes", f"must be > 0, got {size_bytes}")
+    _phases(topo, kind, algorithm, ranks, float(size_bytes))  # layout errors before anything runs
     env = simpy.Environment()
     net = FlowNetwork(env, topo, seed=seed, completion_rtol=completion_rtol)
     env.process(collective_process(net, kind, ranks, float(size_bytes), algorithm))

@@ -3,8 +3,10 @@
 Each device is one simpy process, a compute stream that runs its action list in order. Before an
 action starts, every piece of data it needs (see :mod:`sim.pipeline.deps`) must have arrived on the
 device; the action then holds the stream for the duration the cost model gives. When it ends, the
-data it produced is published: at once to its own device, and over a point-to-point link (latency +
-bytes / bandwidth, FIFO per directed link) to the device of the neighbouring stage.
+data it produced is published: at once to its own device, and to the device of the neighbouring
+stage over the transport: either the simple point-to-point link model (:class:`P2P`: latency +
+bytes / bandwidth, FIFO per directed link) or the flow-level cluster network (:class:`NetworkP2P`:
+devices placed on GPUs, transfers share links max-min fairly with everything else on the network).
 
 Same-time events are ordered by simpy's heap key (time, priority, insertion sequence); device
 processes are started in device order and every publication happens in a fixed order, so the same
@@ -21,6 +23,8 @@ import simpy
 
 from sim.engine import LinkSet, Recorder
 from sim.errors import DeadlockError
+from sim.network.flows import FlowNetwork
+from sim.network.topology import Topology
 from sim.pipeline.costs import OpTimes
 from sim.pipeline.deps import Key, consumers, describe, needs, produces
 from sim.pipeline.ops import Schedule
@@ -40,6 +44,16 @@ class P2P:
 
 
 @dataclass(frozen=True)
+class NetworkP2P:
+    """Send stage-to-stage transfers over a cluster network: device ``d`` runs on ``device_gpus[d]``."""
+
+    topology: Topology
+    device_gpus: tuple[int, ...]
+    nbytes: float = 0.0
+    completion_rtol: float = 1e-2
+
+
+@dataclass(frozen=True)
 class ScheduleRun:
     """What happened: the schedule, its compute spans and transfers (times in seconds)."""
 
@@ -47,16 +61,24 @@ class ScheduleRun:
     recorder: Recorder
 
 
-def execute(schedule: Schedule, times: OpTimes, p2p: P2P | None = None) -> ScheduleRun:
+def execute(schedule: Schedule, times: OpTimes, p2p: P2P | NetworkP2P | None = None) -> ScheduleRun:
     """Run ``schedule`` with op ``times``; raise :class:`DeadlockError` if it cannot finish."""
     p2p = p2p or P2P()
     env = simpy.Environment()
     rec = Recorder()
-    links = LinkSet(p2p.bandwidth_Bps, p2p.latency_s)
+    if isinstance(p2p, NetworkP2P):
+        if len(p2p.device_gpus) < schedule.num_devices:
+            raise ValueError(f"{schedule.num_devices} devices but only {len(p2p.device_gpus)} placed on GPUs")
+        network: FlowNetwork | None = FlowNetwork(env, p2p.topology, completion_rtol=p2p.completion_rtol)
+        links = LinkSet(float("inf"), 0.0)
+        record_transfers = p2p.nbytes > 0
+    else:
+        network = None
+        links = LinkSet(p2p.bandwidth_Bps, p2p.latency_s)
+        record_transfers = p2p.nbytes > 0 or p2p.latency_s > 0  # free transfers are not worth a trace slice
     events: dict[tuple[Key, int], simpy.Event] = {}
     positions = [0] * schedule.num_devices
     waiting: list[tuple[Key, int] | None] = [None] * schedule.num_devices
-    record_transfers = p2p.nbytes > 0 or p2p.latency_s > 0  # free transfers are not worth a trace slice
 
     def event(key: Key, device: int) -> simpy.Event:
         ev = events.get((key, device))
@@ -70,11 +92,21 @@ def execute(schedule: Schedule, times: OpTimes, p2p: P2P | None = None) -> Sched
     def arrive_cb(key: Key, device: int, _fired: simpy.Event) -> None:
         arrive(key, device)
 
+    def delivered_cb(key: Key, src: int, dst: int, start: float, _fired: simpy.Event) -> None:
+        if record_transfers:
+            rec.transfer(src, dst, f"{key[1]}{key[0]}{key[2]}", p2p.nbytes, start, env.now)
+        arrive(key, dst)
+
     def publish(key: Key, src: int) -> None:
         now = env.now
         for dst in consumers(schedule, key):
             if dst == src:
                 arrive(key, dst)
+                continue
+            if network is not None:
+                assert isinstance(p2p, NetworkP2P)
+                sent = network.send(p2p.device_gpus[src], p2p.device_gpus[dst], p2p.nbytes)
+                sent.callbacks.append(partial(delivered_cb, key, src, dst, now))
                 continue
             start, arrival = links.get(src, dst).transfer(now, p2p.nbytes)
             if record_transfers:

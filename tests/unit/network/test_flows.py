@@ -1,0 +1,159 @@
+"""Flow-level network: closed forms, max-min examples, capacity and conservation invariants."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import simpy
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from sim.errors import ScenarioError
+from sim.network.flows import FlowNetwork
+from sim.network.maxmin import maxmin_rates
+from sim.network.routing import route
+from tests.unit.network.conftest import ZERO_LATENCY, make
+
+
+def _run(topo, batches, rtol: float = 0.0, on_rates=None):  # type: ignore[no-untyped-def]
+    env = simpy.Environment()
+    net = FlowNetwork(env, topo, completion_rtol=rtol, on_rates=on_rates)
+    events = [net.send_batch(np.asarray(s), np.asarray(d), np.asarray(b, dtype=float)) for s, d, b in batches]
+    env.run()
+    return env, net, events
+
+
+def test_one_flow_pays_latency_plus_bytes_over_bottleneck() -> None:
+    topo = make(2, "mpft")  # GPU 0 -> GPU 8: same plane, same leaf; NIC 50 GB/s is the bottleneck
+    env, _, (ev,) = _run(topo, [([0], [8], [1e9])])
+    assert env.now == pytest.approx(2.8e-6 + 1e9 / 50e9)
+    assert ev.value == env.now
+
+
+def test_n_flows_through_one_bottleneck_each_get_one_nth() -> None:
+    topo = make(2, "mpft", latency=ZERO_LATENCY)
+    for n in (2, 3, 7):
+        # n flows from GPU 0's NIC (PXN-free: same plane) to GPU 8: the NIC link carries all of them
+        env, _net, _ = _run(topo, [([0] * n, [8] * n, [1e9] * n)])
+        assert env.now == pytest.approx(n * 1e9 / 50e9)
+
+
+def test_textbook_maxmin() -> None:
+    # Bertsekas & Gallager style: link A (10) carries flows 0 and 1; link B (4) carries 1 and 2
+    rates = maxmin_rates(np.array([0, 1, 1, 2]), np.array([0, 0, 1, 1]), np.array([10.0, 4.0]), 3)
+    assert rates.tolist() == [8.0, 2.0, 2.0]
+    # a flow limited elsewhere (demand 1 via its own access link) leaves the rest to the others
+    rates = maxmin_rates(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 1]), np.array([1.0, 9.0]), 3)
+    assert rates.tolist() == [1.0, 4.0, 4.0]
+
+
+def _progressive_filling(entry_flow, entry_link, cap, nflows):  # type: ignore[no-untyped-def]
+    """The textbook algorithm, one small step per saturated link (reference)."""
+    paths = [set(entry_link[entry_flow == f].tolist()) for f in range(nflows)]
+    rates, frozen, rem = np.zeros(nflows), np.zeros(nflows, bool), cap.astype(float).copy()
+    while not frozen.all():
+        count = np.zeros(len(cap))
+        for f in range(nflows):
+            if not frozen[f]:
+                count[list(paths[f])] += 1
+        inc = min(rem[j] / count[j] for j in range(len(cap)) if count[j])
+        rates[~frozen] += inc
+        rem -= count * inc
+        full = {j for j in range(len(cap)) if count[j] and rem[j] <= 1e-9 * cap[j]}
+        for f in range(nflows):
+            if paths[f] & full:
+                frozen[f] = True
+    return rates
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_parallel_water_filling_equals_progressive_filling(data: st.DataObject) -> None:
+    nlinks = data.draw(st.integers(1, 7))
+    nflows = data.draw(st.integers(1, 9))
+    cap = np.array(data.draw(st.lists(st.floats(0.5, 10.0), min_size=nlinks, max_size=nlinks)))
+    flows, links = [], []
+    for f in range(nflows):
+        path = sorted(data.draw(st.sets(st.integers(0, nlinks - 1), min_size=1, max_size=nlinks)))
+        flows += [f] * len(path)
+        links += path
+    ef, el = np.array(flows), np.array(links)
+    assert np.allclose(maxmin_rates(ef, el, cap, nflows), _progressive_filling(ef, el, cap, nflows), rtol=1e-7)
+
+
+def test_unequal_sizes_speed_up_the_survivor() -> None:
+    topo = make(2, "mpft", latency=ZERO_LATENCY)
+    _env, _, (small, big) = _run(topo, [([0], [8], [1e9]), ([0], [8], [3e9])])
+    assert small.value == pytest.approx(2 * 1e9 / 50e9)  # shared: 25 GB/s each
+    assert big.value == pytest.approx(0.04 + 2e9 / 50e9)  # then alone at 50 GB/s
+
+
+def test_uniform_alltoall_across_nodes_is_ib_bound() -> None:
+    """EP64 on 8 nodes: every NIC carries 56 of the 64 per-peer shares of its node's data."""
+    topo = make(8, "mpft", latency=ZERO_LATENCY)
+    gpus = np.arange(64)
+    src, dst = np.repeat(gpus, 64), np.tile(gpus, 64)
+    off = src != dst
+    share = 1e6
+    env, net, _ = _run(topo, [(src[off], dst[off], [share] * int(off.sum()))])
+    assert env.now == pytest.approx(56 * share / 50e9, rel=1e-9)
+    # bytes conserved: every NIC-up link carries exactly its 56 shares, every NIC-down link too
+    nic_up = net.stats.link_bytes[topo.blocks["nic_up"].offset : topo.blocks["nic_up"].offset + 64]
+    assert np.allclose(nic_up, 56 * share)
+
+
+@st.composite
+def small_networks(draw: st.DrawFn):  # type: ignore[no-untyped-def]
+    kind = draw(st.sampled_from(["ft2", "mpft", "ft3"]))
+    radix = draw(st.sampled_from([4, 8]))
+    nodes = draw(st.integers(2, 6))
+    g = draw(st.sampled_from([2, 4, 8]))
+    nic = draw(st.sampled_from([200.0, 400.0]))
+    try:
+        topo = make(nodes, kind, switch_radix=radix, node={"gpus_per_node": g, "nic_Gbps": nic})
+    except ScenarioError:
+        assume(False)  # too many endpoints for this radix
+    nflows = draw(st.integers(1, 40))
+    src = np.array(draw(st.lists(st.integers(0, topo.gpus - 1), min_size=nflows, max_size=nflows)))
+    dst = np.array(draw(st.lists(st.integers(0, topo.gpus - 1), min_size=nflows, max_size=nflows)))
+    sizes = np.array(draw(st.lists(st.floats(1e3, 1e8), min_size=nflows, max_size=nflows)))
+    split = draw(st.integers(0, nflows))
+    return topo, src, dst, sizes, split
+
+
+@settings(max_examples=80, deadline=None)
+@given(small_networks())
+def test_random_networks_respect_capacity_and_finish_every_flow(case) -> None:  # type: ignore[no-untyped-def]
+    topo, src, dst, sizes, split = case
+    worst = [0.0]
+
+    def check(_t: float, load: np.ndarray, cap: np.ndarray) -> None:
+        worst[0] = max(worst[0], float((load / cap).max()))
+
+    env = simpy.Environment()
+    net = FlowNetwork(env, topo, completion_rtol=0.0, on_rates=check)
+    first = net.send_batch(src[:split], dst[:split], sizes[:split])
+
+    def later():  # type: ignore[no-untyped-def]
+        yield env.timeout(1e-4)
+        yield net.send_batch(src[split:], dst[split:], sizes[split:])
+
+    second = env.process(later())
+    env.run()
+    assert first.triggered and second.triggered and net.active_flows == 0
+    assert worst[0] <= 1 + 1e-9
+    # conservation: bytes on each link = bytes of the flows whose route crosses it
+    r = route(topo, src, dst)
+    expect = np.bincount(r.links, weights=np.repeat(sizes, np.diff(r.indptr)), minlength=topo.num_links)
+    assert np.allclose(net.stats.link_bytes, expect)
+
+
+def test_same_seed_same_result_and_rtol_bounds_the_error() -> None:
+    topo = make(16, "ft2", switch_radix=16)
+    rng = np.random.default_rng(7)
+    src, dst = rng.integers(0, topo.gpus, 400), rng.integers(0, topo.gpus, 400)
+    sizes = rng.uniform(1e5, 1e7, 400)
+    exact = [_run(topo, [(src, dst, sizes)])[0].now for _ in range(2)]
+    assert exact[0] == exact[1]
+    approx = _run(topo, [(src, dst, sizes)], rtol=1e-2)[0].now
+    assert approx == pytest.approx(exact[0], rel=1e-2)
