@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -30,16 +31,8 @@ def show(
 ) -> None:
     """Counts of GPUs, nodes, switches and links, bisection bandwidth and cost."""
     topo = build_topology(load_cluster(file))
-    summary = topo.summary()
-    if fmt is Format.json:
-        print(json.dumps(summary))
-        return
-    table = Table(title=f"{topo.spec.name} ({topo.layout.kind if topo.layout else 'single node'})")
-    table.add_column("quantity")
-    table.add_column("value", justify="right")
-    for key, value in summary.items():
-        table.add_row(key, f"{value:,.0f}" if isinstance(value, float) else f"{value:,}")
-    out.print(table)
+    title = f"{topo.spec.name} ({topo.layout.kind if topo.layout else 'single node'})"
+    _emit(topo.summary(), fmt, title, "{:,.0f}")
 
 
 def collective_cmd(
@@ -58,13 +51,17 @@ def collective_cmd(
     """Simulate one collective on the flow-level network: time, algbw, busbw, busiest link."""
     topo = build_topology(load_cluster(cluster))
     result = run_collective(topo, kind, gpus, size_bytes, algorithm, seed, completion_rtol)
-    data = result.to_dict()
+    _emit(result.to_dict(), fmt, f"{kind} ({algorithm}) on {gpus} GPUs of {topo.spec.name}", "{:.6g}")
+
+
+def _emit(data: Mapping[str, object], fmt: Format, title: str, float_format: str) -> None:
+    """Print a flat mapping as JSON or as a two-column table."""
     if fmt is Format.json:
         print(json.dumps(data))
         return
-    table = Table(title=f"{kind} ({algorithm}) on {gpus} GPUs of {topo.spec.name}")
+    table = Table(title=title)
     table.add_column("quantity")
     table.add_column("value", justify="right")
     for key, value in data.items():
-        table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
+        table.add_row(key, float_format.format(value) if isinstance(value, float) else f"{value}")
     out.print(table)
