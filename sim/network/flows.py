@@ -25,7 +25,7 @@ import numpy as np
 import simpy
 
 from sim.network.maxmin import maxmin_rates
-from sim.network.routing import route
+from sim.network.routing import Routes, route
 from sim.network.topology import Topology
 
 _REL_DONE = 1e-9
@@ -64,6 +64,7 @@ class FlowNetwork:
         self.seed = seed
         self.completion_rtol = completion_rtol
         self.on_rates = on_rates  # test hook: (time, link load in bytes/s, capacity) after each recompute
+        self.capacity = topo.capacity.copy()  # grows with virtual links
         self.stats = FlowStats(link_bytes=np.zeros(topo.num_links))
         # active flows (compacted arrays)
         self._remaining = np.zeros(0)
@@ -80,6 +81,17 @@ class FlowNetwork:
         self._generation = 0
         self._recompute_pending = False
 
+    def add_virtual_links(self, capacity_Bps: np.ndarray) -> np.ndarray:
+        """Extra capacity constraints (e.g. the SMs driving a GPU's communication); returns their ids.
+
+        A flow passes through a virtual link when it is named in ``send_batch(..., extra_links=...)``.
+        """
+        capacity_Bps = np.asarray(capacity_Bps, dtype=np.float64)
+        ids = np.arange(len(self.capacity), len(self.capacity) + len(capacity_Bps))
+        self.capacity = np.concatenate([self.capacity, capacity_Bps])
+        self.stats.link_bytes = np.concatenate([self.stats.link_bytes, np.zeros(len(capacity_Bps))])
+        return ids
+
     @property
     def active_flows(self) -> int:
         return len(self._remaining)
@@ -88,18 +100,25 @@ class FlowNetwork:
         """One flow; the event fires on delivery."""
         return self.send_batch(np.array([src]), np.array([dst]), np.array([float(nbytes)]))
 
-    def send_batch(self, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray) -> simpy.Event:
-        """Start many flows now; the event fires when all are delivered (value: delivery time)."""
+    def send_batch(
+        self, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray, extra_links: np.ndarray | None = None
+    ) -> simpy.Event:
+        """Start many flows now; the event fires when all are delivered (value: delivery time).
+
+        ``extra_links`` (flows x m, -1 for none) adds virtual links to each flow's route.
+        """
         src = np.asarray(src, dtype=np.int64)
         dst = np.asarray(dst, dtype=np.int64)
         nbytes = np.broadcast_to(np.asarray(nbytes, dtype=np.float64), src.shape).copy()
         event = self.env.event()
         routes = route(self.topo, src, dst, self.seed)
+        if extra_links is not None:
+            routes = _with_extra(routes, np.asarray(extra_links, dtype=np.int64).reshape(len(src), -1))
         counts = np.diff(routes.indptr)
         self.stats.flows += len(src)
         if routes.links.size:
             self.stats.link_bytes += np.bincount(
-                routes.links, weights=np.repeat(nbytes, counts), minlength=self.topo.num_links
+                routes.links, weights=np.repeat(nbytes, counts), minlength=len(self.capacity)
             )
         # flows with nothing to carry (no bytes or no links) are delivered after their latency only
         moving = (nbytes > 0) & (counts > 0)
@@ -192,11 +211,28 @@ class FlowNetwork:
         self._generation += 1
         if not len(self._remaining):
             return
-        self._rate = maxmin_rates(self._entry_flow, self._entry_link, self.topo.capacity, len(self._remaining))
+        self._rate = maxmin_rates(self._entry_flow, self._entry_link, self.capacity, len(self._remaining))
         self.stats.recomputes += 1
         if self.on_rates is not None:
-            load = np.bincount(self._entry_link, weights=self._rate[self._entry_flow], minlength=self.topo.num_links)
-            self.on_rates(self.env.now, load, self.topo.capacity)
+            load = np.bincount(self._entry_link, weights=self._rate[self._entry_flow], minlength=len(self.capacity))
+            self.on_rates(self.env.now, load, self.capacity)
         dt = float((self._remaining / self._rate).min())
         gen = self._generation
         self.env.timeout(max(dt, 0.0)).callbacks.append(lambda _e: self._on_wake(gen))
+
+
+def _with_extra(routes: Routes, extra: np.ndarray) -> Routes:
+    """Append each flow's virtual links (``extra[f]``, -1 = none) to its route."""
+    counts = np.diff(routes.indptr)
+    valid = extra >= 0
+    new_counts = counts + valid.sum(axis=1)
+    indptr = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(new_counts, out=indptr[1:])
+    links = np.empty(indptr[-1], dtype=np.int64)
+    flow_of_entry = np.repeat(np.arange(len(counts)), counts)
+    offset_in_flow = np.arange(len(routes.links)) - routes.indptr[flow_of_entry]
+    links[indptr[flow_of_entry] + offset_in_flow] = routes.links
+    rank_extra = np.cumsum(valid, axis=1) - 1
+    rows, cols = np.nonzero(valid)
+    links[indptr[rows] + counts[rows] + rank_extra[rows, cols]] = extra[rows, cols]
+    return Routes(indptr, links, routes.latency)

@@ -1,0 +1,115 @@
+"""Gating generators: where the affinity scores (or the choices) of each token come from.
+
+All draws come from the ``numpy.random.Generator`` passed in (built from the scenario seed).
+
+* ``balanced``: exactly uniform expert load, as in DeepSeek's profiled run: token ``t`` is sent to
+  ``node_limit`` consecutive groups (rotating with t) and ``topk/node_limit`` experts in each, on
+  distinct GPUs, from a start that rotates over the group; expressed as scores so the real selection
+  code picks them. Loads are exactly equal when the token count is a multiple of
+  groups x experts-per-group.
+* ``random``: i.i.d. sigmoid(normal) scores.
+* ``skewed``: per-expert popularity drawn once (Zipf exponent ``alpha`` over a random expert
+  order, or Dirichlet concentration when ``dirichlet`` is set), added in logit space.
+* ``replay``: a recorded token-to-expert table (CSV or Parquet, one row per token, columns
+  ``e0..e{k-1}``), turned into scores that make the selection reproduce it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from sim.errors import ScenarioError
+from sim.moe.spec import MoESpec
+
+Gate = Callable[[int, MoESpec, np.random.Generator], np.ndarray]
+GATES: dict[str, Gate] = {}
+
+
+def register_gate(name: str) -> Callable[[Gate], Gate]:
+    def deco(fn: Gate) -> Gate:
+        if name in GATES:
+            raise ValueError(f"gate {name!r} registered twice")
+        GATES[name] = fn
+        return fn
+
+    return deco
+
+
+def choices_to_scores(choices: np.ndarray, experts: int) -> np.ndarray:
+    """Scores that make any selection rule that prefers high scores pick exactly ``choices``."""
+    scores = np.zeros((len(choices), experts), dtype=np.float32)
+    np.put_along_axis(scores, choices.astype(np.int64), 1.0, axis=1)
+    return scores
+
+
+@register_gate("balanced")
+def balanced(tokens: int, spec: MoESpec, rng: np.random.Generator) -> np.ndarray:
+    t = np.arange(tokens)
+    per_group = spec.topk // spec.limit
+    groups_used = spec.limit
+    g = (t[:, None] + np.arange(groups_used)[None, :]) % spec.groups
+    # inside a group, picks are experts_per_gpu apart (distinct GPUs) from a rotating start
+    start = (t // spec.groups) % spec.experts_per_group
+    within = (
+        start[:, None, None] + np.arange(per_group)[None, None, :] * spec.experts_per_gpu
+    ) % spec.experts_per_group
+    choices = (g[:, :, None] * spec.experts_per_group + within).reshape(tokens, -1)
+    return choices_to_scores(choices, spec.experts)
+
+
+@register_gate("random")
+def random_scores(tokens: int, spec: MoESpec, rng: np.random.Generator) -> np.ndarray:
+    logits = rng.standard_normal((tokens, spec.experts), dtype=np.float32)
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+def popularity(
+    spec: MoESpec, rng: np.random.Generator, alpha: float = 1.0, dirichlet: float | None = None
+) -> np.ndarray:
+    """Per-expert popularity (sums to 1): Zipf(alpha) over a random expert order, or Dirichlet."""
+    if dirichlet is not None:
+        return rng.dirichlet(np.full(spec.experts, dirichlet))
+    weights = (rng.permutation(spec.experts) + 1).astype(np.float64) ** -alpha
+    return weights / weights.sum()
+
+
+def skewed_scores(tokens: int, spec: MoESpec, rng: np.random.Generator, popular: np.ndarray) -> np.ndarray:
+    """Random scores with a fixed per-expert popularity added in logit space."""
+    logits = rng.standard_normal((tokens, spec.experts), dtype=np.float32)
+    logits += np.log(popular * spec.experts).astype(np.float32)
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+@register_gate("skewed")
+def skewed(tokens: int, spec: MoESpec, rng: np.random.Generator) -> np.ndarray:
+    """Zipf(1) popularity drawn from the same generator, then scores."""
+    return skewed_scores(tokens, spec, rng, popularity(spec, rng))
+
+
+def load_choices(path: str | Path, spec: MoESpec) -> np.ndarray:
+    """Read a token-to-expert table (CSV or Parquet; columns e0..e{topk-1})."""
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except FileNotFoundError:
+        raise ScenarioError("", "no such routing table", str(path)) from None
+    cols = [f"e{i}" for i in range(spec.topk)]
+    missing = [c for c in cols if c not in frame.columns]
+    if missing:
+        raise ScenarioError(missing[0], f"routing table needs columns {', '.join(cols)}", str(path))
+    choices = frame[cols].to_numpy()
+    if choices.min() < 0 or choices.max() >= spec.experts:
+        raise ScenarioError(cols[0], f"expert ids must be in 0..{spec.experts - 1}", str(path))
+    return choices
+
+
+def replay(path: str | Path, tokens: int, spec: MoESpec) -> np.ndarray:
+    """Scores reproducing a recorded table, cycled or cut to ``tokens`` rows."""
+    choices = load_choices(path, spec)
+    rows = np.arange(tokens) % len(choices)
+    return choices_to_scores(choices[rows], spec.experts)

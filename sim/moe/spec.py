@@ -1,0 +1,79 @@
+"""The MoE layer and its expert-parallel placement (DeepSeek-V3 defaults, REFERENCE.md sections 1, 4).
+
+* 256 routed experts, 8 per token (``topk``), selected within at most ``node_limit`` = 4 groups;
+  in training the groups are the nodes of the EP group (EP64 = 8 nodes of 8 GPUs, 4 experts per
+  GPU); a group's score is the sum of its best ``topk / node_limit`` = 2 (bias-adjusted) scores.
+* Dispatch payload: FP8 hidden state (1 byte/element) plus one FP32 scale per 128 elements
+  (4/128 byte/element); combine payload: BF16 (2 bytes/element). Both are parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sim.errors import ScenarioError
+
+
+@dataclass(frozen=True)
+class MoESpec:
+    experts: int = 256
+    topk: int = 8
+    node_limit: int = 4
+    ep: int = 64
+    gpus_per_node: int = 8
+    hidden: int = 7168
+    dispatch_bytes_per_elem: float = 1.0 + 4.0 / 128.0
+    combine_bytes_per_elem: float = 2.0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (
+                "ep",
+                (self.ep >= 1 and self.ep % self.gpus_per_node == 0) or self.ep < self.gpus_per_node,
+                f"EP ({self.ep}) must be a multiple of gpus_per_node ({self.gpus_per_node}) or fit in one node",
+            ),
+            ("experts", self.experts % self.ep == 0, f"experts ({self.experts}) must divide evenly over EP {self.ep}"),
+            ("topk", 1 <= self.topk <= self.experts, f"topk must be in 1..{self.experts}, got {self.topk}"),
+            ("node_limit", self.node_limit >= 1, f"node_limit must be >= 1, got {self.node_limit}"),
+            (
+                "topk",
+                self.topk % self.limit == 0 or self.limit == self.groups,
+                f"topk ({self.topk}) must be a multiple of node_limit ({self.limit})",
+            ),
+            (
+                "topk",
+                self.topk <= self.limit * self.experts // self.groups,
+                f"topk ({self.topk}) exceeds the experts of {self.limit} groups",
+            ),
+        ]
+        for key, ok, msg in checks:
+            if not ok:
+                raise ScenarioError(key, msg)
+
+    @property
+    def nodes(self) -> int:
+        """Nodes spanned by one EP group."""
+        return max(1, self.ep // self.gpus_per_node)
+
+    @property
+    def groups(self) -> int:
+        """Expert groups = nodes of the EP group (DeepSeek-V3 training)."""
+        return self.nodes
+
+    @property
+    def limit(self) -> int:
+        """Groups a token may use: node_limit, or every group when the EP group has fewer nodes."""
+        return min(self.node_limit, self.groups)
+
+    @property
+    def experts_per_gpu(self) -> int:
+        return self.experts // self.ep
+
+    @property
+    def experts_per_group(self) -> int:
+        return self.experts // self.groups
+
+    @property
+    def group_topk(self) -> int:
+        """Scores summed for a group's score: topk / node_limit (DeepSeek-V3: 2)."""
+        return max(1, self.topk // self.limit)

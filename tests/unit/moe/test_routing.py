@@ -1,0 +1,107 @@
+"""Node-limited selection, gating generators and aux-loss-free balancing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sim.errors import ScenarioError
+from sim.moe.balance import run_balancing, update_bias
+from sim.moe.gating import GATES, popularity, replay, skewed_scores
+from sim.moe.select import select_experts, select_experts_reference
+from sim.moe.spec import MoESpec
+
+V3 = MoESpec()
+
+
+@pytest.mark.parametrize("gate", sorted(GATES))
+def test_selection_invariants(gate: str) -> None:
+    rng = np.random.default_rng(0)
+    choices = select_experts(GATES[gate](2048, V3, rng), V3)
+    assert choices.shape == (2048, 8)
+    assert all(len(set(row)) == 8 for row in choices.tolist())  # exactly K distinct experts
+    nodes = choices // V3.experts_per_group
+    assert max(len(set(row)) for row in nodes.tolist()) <= V3.node_limit  # at most M nodes
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_selection_equals_brute_force(data: st.DataObject) -> None:
+    gpn = data.draw(st.sampled_from([2, 4]))
+    nodes = data.draw(st.integers(1, 4))
+    ep = gpn * nodes
+    experts = ep * data.draw(st.integers(1, 3))
+    limit = data.draw(st.integers(1, nodes))
+    per = data.draw(st.integers(1, max(1, experts // nodes)))
+    topk = min(per * limit, experts)
+    spec = MoESpec(experts=experts, topk=topk, node_limit=limit, ep=ep, gpus_per_node=gpn)
+    rng = np.random.default_rng(data.draw(st.integers(0, 10**6)))
+    scores = rng.random((50, experts)).astype(np.float32)
+    bias = rng.normal(0, 0.05, experts).astype(np.float32)
+    assert np.array_equal(select_experts(scores, spec, bias), select_experts_reference(scores, spec, bias))
+
+
+def test_kept_groups_are_the_best_by_top2_sum() -> None:
+    rng = np.random.default_rng(1)
+    scores = rng.random((300, 256)).astype(np.float32)
+    choices = select_experts(scores, V3)
+    grouped = scores.reshape(300, 8, 32)
+    group_score = np.sort(grouped, axis=2)[:, :, -2:].sum(axis=2)
+    best4 = np.argsort(-group_score, axis=1)[:, :4]
+    for row, kept in zip(choices // 32, best4, strict=True):
+        assert set(row.tolist()) <= set(kept.tolist())
+
+
+def test_node_limit_equal_to_node_count_is_plain_topk() -> None:
+    spec = MoESpec(node_limit=8)
+    scores = np.random.default_rng(2).random((200, 256)).astype(np.float32)
+    plain = np.sort(np.argsort(-scores, axis=1)[:, :8], axis=1)
+    assert np.array_equal(select_experts(scores, spec), plain)
+
+
+def test_balanced_gives_exactly_equal_loads() -> None:
+    for spec in (V3, MoESpec(ep=16), MoESpec(ep=8)):
+        tokens = spec.groups * spec.experts_per_group * 3
+        choices = select_experts(GATES["balanced"](tokens, spec, np.random.default_rng(0)), spec)
+        load = np.bincount(choices.ravel(), minlength=spec.experts)
+        assert load.min() == load.max() == tokens * spec.topk // spec.experts
+
+
+def test_same_seed_same_choices() -> None:
+    a = select_experts(GATES["random"](500, V3, np.random.default_rng(5)), V3)
+    b = select_experts(GATES["random"](500, V3, np.random.default_rng(5)), V3)
+    c = select_experts(GATES["random"](500, V3, np.random.default_rng(6)), V3)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_replay_reproduces_a_recorded_table(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    table = select_experts(GATES["random"](64, V3, rng), V3)
+    frame = pd.DataFrame(table, columns=[f"e{i}" for i in range(8)])
+    for path in (tmp_path / "r.csv", tmp_path / "r.parquet"):
+        frame.to_csv(path, index=False) if path.suffix == ".csv" else frame.to_parquet(path)
+        again = select_experts(replay(path, 128, V3), V3)
+        assert np.array_equal(again[:64], table) and np.array_equal(again[64:], table)
+    frame.drop(columns="e7").to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ScenarioError, match="e7: routing table needs columns"):
+        replay(tmp_path / "bad.csv", 10, V3)
+
+
+def test_bias_update_and_convergence() -> None:
+    assert update_bias(np.zeros(3), np.array([1.0, 2.0, 6.0]), 0.5).tolist() == [0.5, 0.5, -0.5]
+    pop = popularity(V3, np.random.default_rng(0), alpha=1.0)
+    trace = run_balancing(lambda s: skewed_scores(4096, V3, np.random.default_rng(100 + s), pop), V3, 60, 1e-2)
+    assert trace.max_over_mean[0] > 10
+    assert trace.max_over_mean[-10:].mean() < 2.5
+
+
+def test_spec_errors() -> None:
+    with pytest.raises(ScenarioError, match="experts"):
+        MoESpec(experts=250)
+    with pytest.raises(ScenarioError, match="multiple of node_limit"):
+        MoESpec(topk=6)
