@@ -1,0 +1,126 @@
+"""``twin alltoall``: one MoE layer's dispatch and combine on the cluster, optionally swept over SMs."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from sim.cli.common import out
+from sim.errors import ScenarioError
+from sim.moe.alltoall import route_layer, sm_sweep
+from sim.moe.deepep import KernelSpec
+from sim.moe.gating import GATES
+from sim.moe.spec import MoESpec
+from sim.network.spec import ClusterSpec, load_cluster
+from sim.network.topology import build_topology
+from sim.outputs import atomic_write
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+
+
+def _sms(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ScenarioError("--sms", f"give SM counts like 20 or 4,8,16, got {text!r}") from None
+    if not values:
+        raise ScenarioError("--sms", "give at least one SM count")
+    return values
+
+
+def alltoall_cmd(
+    ep: Annotated[int, typer.Option("--ep", help="expert-parallel group size (GPUs)")] = 64,
+    nodes: Annotated[int | None, typer.Option("--nodes", help="nodes of the cluster [default: EP/8]")] = None,
+    tokens: Annotated[int, typer.Option("--tokens", help="tokens per GPU")] = 4096,
+    hidden: Annotated[int, typer.Option("--hidden")] = 7168,
+    experts: Annotated[int, typer.Option("--experts")] = 256,
+    topk: Annotated[int, typer.Option("--topk")] = 8,
+    node_limit: Annotated[int, typer.Option("--node-limit", help="max nodes per token (M)")] = 4,
+    sms: Annotated[str, typer.Option("--sms", help="comm SMs, or a list to sweep: 4,8,...,32")] = "20",
+    routing: Annotated[str, typer.Option("--routing", help=f"{', '.join(GATES)} or replay")] = "balanced",
+    routing_table: Annotated[Path | None, typer.Option("--routing-table", help="CSV/Parquet for replay")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    cluster: Annotated[Path | None, typer.Option("--cluster", help="topology YAML [default: MPFT H800]")] = None,
+    coprocessor: Annotated[bool, typer.Option("--coprocessor", help="communication off the SMs")] = False,
+    rdma_channel_GBps: Annotated[float, typer.Option("--rdma-channel-GBps", help="per SM pair")] = 5.0,
+    nvlink_channel_GBps: Annotated[float, typer.Option("--nvlink-channel-GBps", help="per SM pair")] = 16.0,
+    plot: Annotated[Path | None, typer.Option("--plot", help="PNG of the SM sweep")] = None,
+    fmt: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """Dispatch and combine of one MoE layer: time, IB/NVLink bytes per GPU, DeepEP bandwidth."""
+    if routing not in GATES and routing != "replay":
+        raise ScenarioError("--routing", f"unknown routing {routing!r}; choose from {', '.join(GATES)}, replay")
+    if routing == "replay" and routing_table is None:
+        raise ScenarioError("--routing-table", "replay needs a routing table")
+    try:
+        spec = MoESpec(experts=experts, topk=topk, node_limit=node_limit, ep=ep, hidden=hidden)
+    except ScenarioError as e:
+        raise ScenarioError("--" + e.key_path.replace("_", "-"), e.message) from None
+    if cluster is not None:
+        cspec = load_cluster(cluster)
+    else:
+        n = nodes or spec.nodes
+        kind = "none" if n == 1 else "mpft"
+        cspec = ClusterSpec.model_validate({"name": f"h800-{n}-nodes", "nodes": n, "fabric": {"kind": kind}})
+    topo = build_topology(cspec)
+    if ep > topo.gpus:
+        raise ScenarioError("--ep", f"EP {ep} is larger than the cluster ({topo.gpus} GPUs)")
+    counts = _sms(sms)
+    try:
+        kernels = [
+            KernelSpec(
+                comm_sms=c,
+                rdma_channel_GBps=rdma_channel_GBps,
+                nvlink_channel_GBps=nvlink_channel_GBps,
+                coprocessor=coprocessor,
+            )
+            for c in counts
+        ]
+    except ScenarioError as e:
+        raise ScenarioError("--sms", e.message) from None
+    traffic = route_layer(spec, tokens, routing, seed, routing_table)
+    results = sm_sweep(topo, traffic, kernels[0], counts)
+    if plot is not None:
+        from reports.sm_sweep import plot_sm_sweep
+
+        title = f"EP{ep}, {tokens} tokens/GPU, top-{topk} of {experts}, M={node_limit}, {routing}"
+        atomic_write(plot, lambda p: plot_sm_sweep(results, p, title))
+    if fmt is Format.json:
+        data = results[0].to_dict() if len(results) == 1 else {"sweep": [r.to_dict() for r in results]}
+        print(json.dumps(data))
+        return
+    table = Table(title=f"EP{ep} all-to-all on {topo.spec.name} ({routing} routing, {tokens} tokens/GPU)")
+    for col in (
+        "comm SMs",
+        "phase",
+        "time (us)",
+        "notify (us)",
+        "IB MB/GPU",
+        "NVLink MB/GPU",
+        "DeepEP GB/s",
+        "GEMM left",
+    ):
+        table.add_column(col, justify="right")
+    for r in results:
+        for ph in (r.dispatch, r.combine):
+            table.add_row(
+                str(r.comm_sms),
+                ph.phase,
+                f"{ph.time_s * 1e6:.1f}",
+                f"{ph.notify_s * 1e6:.1f}",
+                f"{ph.ib_bytes_per_gpu / 1e6:.2f}",
+                f"{ph.nvlink_bytes_per_gpu / 1e6:.2f}",
+                f"{ph.deepep_GBps:.1f}",
+                f"{100 * r.gemm_throughput_fraction:.0f}%",
+            )
+    out.print(table)
+    npt = traffic.nodes_per_token
+    out.print(f"nodes per token: mean {npt.mean():.3f}, max {npt.max()}")

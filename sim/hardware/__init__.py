@@ -1,0 +1,1 @@
+"""Hardware: GPU specs and compute cost models (calibrated models come with the calibration work)."""

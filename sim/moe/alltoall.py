@@ -1,0 +1,66 @@
+"""One EP all-to-all (dispatch + combine) of an MoE layer, end to end: gate, select, count, simulate.
+
+Used by ``twin alltoall``: EP rank r runs on cluster GPU r, each rank holds ``tokens`` tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from sim.hardware.gpu import SmSplit
+from sim.moe.deepep import KernelSpec, PhaseResult, simulate_phase
+from sim.moe.gating import GATES, replay
+from sim.moe.select import select_experts
+from sim.moe.spec import MoESpec
+from sim.moe.traffic import Traffic, layer_traffic
+from sim.network.topology import Topology
+
+
+@dataclass(frozen=True)
+class AlltoallResult:
+    comm_sms: int
+    compute_sms: int
+    gemm_throughput_fraction: float
+    dispatch: PhaseResult
+    combine: PhaseResult
+    traffic: Traffic
+
+    def to_dict(self) -> dict[str, object]:
+        npt = self.traffic.nodes_per_token
+        tpe = self.traffic.tokens_per_expert
+        return {
+            "comm_sms": self.comm_sms,
+            "compute_sms": self.compute_sms,
+            "gemm_throughput_fraction": self.gemm_throughput_fraction,
+            "dispatch": self.dispatch.to_dict(),
+            "combine": self.combine.to_dict(),
+            "nodes_per_token": {"mean": float(npt.mean()), "max": int(npt.max())},
+            "tokens_per_expert": {"min": int(tpe.min()), "mean": float(tpe.mean()), "max": int(tpe.max())},
+        }
+
+
+def route_layer(spec: MoESpec, tokens: int, routing: str, seed: int, table: str | Path | None = None) -> Traffic:
+    """Gate and select for ``tokens`` tokens on every EP rank; count the layer's messages."""
+    rng = np.random.default_rng(seed)
+    total = tokens * spec.ep
+    scores = replay(table, total, spec) if routing == "replay" and table else GATES[routing](total, spec, rng)
+    return layer_traffic(select_experts(scores, spec), np.repeat(np.arange(spec.ep), tokens), spec)
+
+
+def run_alltoall(topo: Topology, traffic: Traffic, kernel: KernelSpec) -> AlltoallResult:
+    split = SmSplit(comm_sms=kernel.comm_sms, coprocessor=kernel.coprocessor)
+    return AlltoallResult(
+        comm_sms=kernel.comm_sms,
+        compute_sms=split.compute_sms,
+        gemm_throughput_fraction=split.gemm_throughput_fraction(),
+        dispatch=simulate_phase(topo, traffic, kernel, "dispatch"),
+        combine=simulate_phase(topo, traffic, kernel, "combine"),
+        traffic=traffic,
+    )
+
+
+def sm_sweep(topo: Topology, traffic: Traffic, kernel: KernelSpec, sms: list[int]) -> list[AlltoallResult]:
+    return [run_alltoall(topo, traffic, replace(kernel, comm_sms=n)) for n in sms]

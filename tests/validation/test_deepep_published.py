@@ -1,0 +1,28 @@
+"""The DeepEP model against DeepEP's published H800 figures (deepseek-ai/DeepEP README, "Normal
+kernels with NVLink and RDMA forwarding": 4096 tokens, hidden 7168, top-4 groups, top-8 of 256,
+FP8 dispatch, BF16 combine; bottleneck bandwidth, RDMA figures are logical bandwidth).
+
+Tolerance 20%: the per-channel SM throughput is not calibrated yet (it defaults to the smallest
+value for which 20 SMs saturate IB and NVLink), so the model is an optimistic bound. EP16 is a
+known gap (+29%): the twin finds it NVLink-bound, DeepEP measures less; it is marked xfail(strict)
+so that a model change that closes it is noticed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from reports.deepep_table import PUBLISHED, predict
+
+TOLERANCE = 0.20
+
+
+@pytest.mark.parametrize(
+    "ep",
+    [8, pytest.param(16, marks=pytest.mark.xfail(strict=True, reason="known gap: twin +29% at EP16")), 32, 64],
+)
+def test_dispatch_and_combine_bandwidth_within_tolerance(ep: int) -> None:
+    dispatch, combine, _, _ = predict(ep, 20)
+    pub_d, pub_c = PUBLISHED[ep]
+    assert dispatch == pytest.approx(pub_d, rel=TOLERANCE)
+    assert combine == pytest.approx(pub_c, rel=TOLERANCE)
