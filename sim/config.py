@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from sim.errors import LayoutError, ScenarioError
+from sim.hardware.gpu import SmSplit
 from sim.network.spec import ClusterSpec, load_cluster
 from sim.network.topology import build_topology
 from sim.pipeline.costs import OpTimes
@@ -59,6 +60,9 @@ class OpsSpec(_Strict):
     backward_ms: list[float] = Field(description="B: full backward (input + weight gradients)")
     weight_ms: list[float] = Field(description="W: the weight-gradient part of B (I = B - W)")
     overlapped_ms: list[float] | None = Field(None, description="F&B: an overlapped forward+backward pair")
+    measured_at_compute_sms: int | None = Field(
+        None, ge=1, description="SMs computing when these times were measured (DeepSeek's trace: 112); enables comm.sms"
+    )
 
     _scalar = field_validator("forward_ms", "backward_ms", "weight_ms", "overlapped_ms", mode="before")(_as_list)
 
@@ -99,6 +103,19 @@ class P2PSpec(_Strict):
         return P2P(self.activation_bytes, self.bandwidth_GBps * 1e9, self.latency_us * 1e-6)
 
 
+class CommSpec(_Strict):
+    """The SM split: SMs reserved for communication kernels, or a communication co-processor."""
+
+    sms: int = Field(20, ge=0, description="SMs for communication (DeepSeek-V3: 20 = 10 channels)")
+    coprocessor: bool = Field(False, description="communication off the SMs: all SMs compute")
+
+    def split(self) -> SmSplit:
+        try:
+            return SmSplit(comm_sms=self.sms, coprocessor=self.coprocessor)
+        except ScenarioError as err:
+            raise ScenarioError("comm.sms", err.message) from None
+
+
 class ClusterRef(_Strict):
     """Run stage-to-stage transfers on a cluster network instead of the simple p2p link."""
 
@@ -131,9 +148,24 @@ class Scenario(_Strict):
     ops: OpsSpec
     p2p: P2PSpec = Field(default_factory=P2PSpec)
     cluster: ClusterRef | None = None
+    comm: CommSpec = Field(default_factory=CommSpec)
 
     def op_times(self) -> OpTimes:
-        return self.ops.op_times(self.pipeline.pp)
+        """Op times in seconds, rescaled to the SMs left to compute when the measurement SM count is given.
+
+        Analytical default (sim.hardware.gpu): compute time is inversely proportional to the SMs.
+        """
+        times = self.ops.op_times(self.pipeline.pp)
+        measured = self.ops.measured_at_compute_sms
+        if measured is None:
+            return times
+        factor = measured / self.comm.split().compute_sms
+        return OpTimes(
+            tuple(x * factor for x in times.f),
+            tuple(x * factor for x in times.b),
+            tuple(x * factor for x in times.w),
+            None if times.fb is None else tuple(x * factor for x in times.fb),
+        )
 
     def devices(self) -> int:
         """Most devices any of the scenario's schedules uses."""
@@ -165,9 +197,10 @@ def parse_scenario(data: Any) -> Scenario:
         except LayoutError as err:
             raise err.with_prefix("pipeline") from None
     try:
-        scenario.op_times()
+        scenario.ops.op_times(plan.pp)
     except ScenarioError as err:
         raise err.with_prefix("ops") from None
+    scenario.comm.split()
     return scenario
 
 

@@ -40,6 +40,8 @@ class SmSplit:
     def __post_init__(self) -> None:
         if not 0 <= self.comm_sms < self.gpu.sms:
             raise ScenarioError("comm_sms", f"must be in 0..{self.gpu.sms - 1}, got {self.comm_sms}")
+        if self.comm_sms == 0 and not self.coprocessor:
+            raise ScenarioError("comm_sms", "0 SMs for communication needs coprocessor mode")
 
     @property
     def compute_sms(self) -> int:

@@ -79,3 +79,16 @@ def test_bad_input_gives_one_line_naming_file_and_key(tmp_path: Path, data: obje
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="no such scenario file"):
         load_scenario(tmp_path / "nope.yaml")
+
+
+def test_sm_split_rescales_compute_times(tmp_path: Path) -> None:
+    base = yaml.safe_load(yaml.safe_dump(GOOD))
+    base["ops"]["measured_at_compute_sms"] = 112
+    with_sms = load_scenario(_write(tmp_path, base))
+    assert with_sms.op_times().f == pytest.approx((1e-3,) * 4)  # 20 comm SMs: 112 compute, as measured
+    base["comm"] = {"sms": 0, "coprocessor": True}
+    offload = load_scenario(_write(tmp_path, base))
+    assert offload.op_times().f[0] == pytest.approx(1e-3 * 112 / 132)
+    base["comm"] = {"sms": 0}
+    with pytest.raises(ScenarioError, match=r"comm\.sms: .*coprocessor"):
+        load_scenario(_write(tmp_path, base)).op_times()
