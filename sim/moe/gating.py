@@ -23,19 +23,11 @@ import numpy as np
 
 from sim.errors import ScenarioError
 from sim.moe.spec import MoESpec
+from sim.registry import Registry
 
 Gate = Callable[[int, MoESpec, np.random.Generator], np.ndarray]
-GATES: dict[str, Gate] = {}
-
-
-def register_gate(name: str) -> Callable[[Gate], Gate]:
-    def deco(fn: Gate) -> Gate:
-        if name in GATES:
-            raise ValueError(f"gate {name!r} registered twice")
-        GATES[name] = fn
-        return fn
-
-    return deco
+GATES: Registry[Gate] = Registry("gate")
+register_gate = GATES.register
 
 
 def choices_to_scores(choices: np.ndarray, experts: int) -> np.ndarray:

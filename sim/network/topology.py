@@ -32,6 +32,7 @@ import numpy as np
 
 from sim.errors import ScenarioError
 from sim.network.spec import ClusterSpec
+from sim.registry import Registry
 
 NVLINK, PCIE, NIC, SWITCH = 0, 1, 2, 3
 KIND_NAMES = ("nvlink", "pcie", "nic", "switch")
@@ -263,19 +264,8 @@ def _ports(spec: ClusterSpec) -> tuple[int, int]:
 
 
 FabricBuilder = Callable[[ClusterSpec, "_Links"], tuple[TreeLayout | None, int]]
-FABRICS: dict[str, FabricBuilder] = {}
-
-
-def register_fabric(name: str) -> Callable[[FabricBuilder], FabricBuilder]:
-    """Register a fabric builder under the ``fabric.kind`` name used in topology files."""
-
-    def deco(fn: FabricBuilder) -> FabricBuilder:
-        if name in FABRICS:
-            raise ValueError(f"fabric {name!r} registered twice")
-        FABRICS[name] = fn
-        return fn
-
-    return deco
+FABRICS: Registry[FabricBuilder] = Registry("fabric")
+register_fabric = FABRICS.register
 
 
 @register_fabric("none")

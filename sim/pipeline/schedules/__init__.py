@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from sim.errors import LayoutError, ScenarioError
 from sim.pipeline.ops import Schedule
+from sim.registry import Registry
 
 ScheduleFn = Callable[[int, int, int], Schedule]
 
@@ -25,7 +26,7 @@ class ScheduleInfo:
     devices: Callable[[int], int]
 
 
-SCHEDULES: dict[str, ScheduleInfo] = {}
+SCHEDULES: Registry[ScheduleInfo] = Registry("schedule")
 
 
 def register(
@@ -34,9 +35,7 @@ def register(
     """Decorator adding a generator to :data:`SCHEDULES` under ``name``."""
 
     def deco(fn: ScheduleFn) -> ScheduleFn:
-        if name in SCHEDULES:
-            raise ValueError(f"schedule {name!r} registered twice")
-        SCHEDULES[name] = ScheduleInfo(name, fn, summary, devices)
+        SCHEDULES.add(name, ScheduleInfo(name, fn, summary, devices))
         return fn
 
     return deco
