@@ -134,10 +134,7 @@ class FlowNetwork:
         base = len(self._remaining)
         keep = np.flatnonzero(moving)
         kept_counts = counts[keep]
-        starts = routes.indptr[keep]
-        entry_links = routes.links[
-            np.repeat(starts - np.cumsum(np.r_[0, kept_counts[:-1]]), kept_counts) + np.arange(kept_counts.sum())
-        ]
+        entry_links = routes.links[np.repeat(moving, counts)]
         self._entry_flow = np.concatenate([self._entry_flow, base + np.repeat(np.arange(len(keep)), kept_counts)])
         self._entry_link = np.concatenate([self._entry_link, entry_links])
         self._remaining = np.concatenate([self._remaining, nbytes[keep]])
