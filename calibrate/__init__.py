@@ -1,0 +1,4 @@
+"""Calibration: the only code that may import torch (microbenchmarks), plus trace import (no torch).
+
+Nothing in ``sim`` imports this package.
+"""

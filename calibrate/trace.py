@@ -1,0 +1,91 @@
+"""Reading a PyTorch-profiler Chrome trace: GPU time of each CPU annotation.
+
+Each ``user_annotation`` (e.g. ``attn(F)``) covers the CUDA launches the CPU made inside it; each
+launch carries a correlation id shared with the GPU kernel it started. For every annotation we
+collect its kernels and report, per stream class, the *wall* time (first kernel start to last
+kernel end) and the *busy* time (sum of kernel durations). In DeepSeek's H800 trace
+(``shared/reference/deepseek-v3/profile-data-train.json``) streams 7 and 23 compute and stream 27
+runs DeepEP; the defaults say so.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+COMPUTE_STREAMS = (7, 23)
+COMM_STREAMS = (27,)
+
+
+@dataclass(frozen=True)
+class AnnotationTiming:
+    """GPU times of one annotation instance, in microseconds."""
+
+    name: str
+    compute_wall_us: float
+    compute_busy_us: float
+    comm_wall_us: float
+    kernels: int
+
+
+def _wall(kernels: list[dict[str, Any]]) -> float:
+    if not kernels:
+        return 0.0
+    return float(max(k["ts"] + k["dur"] for k in kernels) - min(k["ts"] for k in kernels))
+
+
+def annotation_timings(
+    trace: str | Path | dict[str, Any],
+    compute_streams: tuple[int, ...] = COMPUTE_STREAMS,
+    comm_streams: tuple[int, ...] = COMM_STREAMS,
+    skip: tuple[str, ...] = ("ProfilerStep", "1F1B"),
+) -> list[AnnotationTiming]:
+    """Timings of every annotation in order (annotations whose name starts with ``skip`` excluded)."""
+    data = json.loads(Path(trace).read_text()) if not isinstance(trace, dict) else trace
+    events = data["traceEvents"]
+    annotations = sorted(
+        (e for e in events if e.get("cat") == "user_annotation" and not e["name"].startswith(skip)),
+        key=lambda e: e["ts"],
+    )
+    launches = sorted((e for e in events if e.get("cat") == "cuda_runtime"), key=lambda e: e["ts"])
+    starts = [e["ts"] for e in launches]
+    kernels = {e["args"]["correlation"]: e for e in events if e.get("cat") == "kernel"}
+    out = []
+    for a in annotations:
+        lo = bisect.bisect_left(starts, a["ts"])
+        hi = bisect.bisect_right(starts, a["ts"] + a["dur"])
+        mine = [kernels[c] for e in launches[lo:hi] if (c := e.get("args", {}).get("correlation")) in kernels]
+        compute = [k for k in mine if k["args"].get("stream") in compute_streams]
+        comm = [k for k in mine if k["args"].get("stream") in comm_streams]
+        out.append(
+            AnnotationTiming(a["name"], _wall(compute), float(sum(k["dur"] for k in compute)), _wall(comm), len(mine))
+        )
+    return out
+
+
+def mean_by_name(timings: list[AnnotationTiming]) -> dict[str, AnnotationTiming]:
+    """Mean timing of each annotation name (e.g. over the 4 layers of DeepSeek's trace)."""
+    groups: dict[str, list[AnnotationTiming]] = defaultdict(list)
+    for t in timings:
+        groups[t.name].append(t)
+    return {
+        name: AnnotationTiming(
+            name,
+            statistics.fmean(t.compute_wall_us for t in ts),
+            statistics.fmean(t.compute_busy_us for t in ts),
+            statistics.fmean(t.comm_wall_us for t in ts),
+            round(statistics.fmean(t.kernels for t in ts)),
+        )
+        for name, ts in groups.items()
+    }
+
+
+def kernel_span_us(trace: str | Path | dict[str, Any]) -> float:
+    """First kernel start to last kernel end over the whole trace."""
+    data = json.loads(Path(trace).read_text()) if not isinstance(trace, dict) else trace
+    return _wall([e for e in data["traceEvents"] if e.get("cat") == "kernel"])

@@ -1,0 +1,48 @@
+"""DeepSeek's real H800 trace (shared/reference/deepseek-v3/profile-data-train.json, deepseek-ai/
+profile-data): our trace reader reproduces REFERENCE.md section 6's derived per-layer compute wall
+times and span, and the default scenario's op times are exactly those figures for a 4-layer stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from calibrate.trace import annotation_timings, kernel_span_us, mean_by_name
+from sim.config import default_scenario_path, load_scenario
+
+TRACE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "deepseek-v3" / "profile-data-train.json"
+
+# REFERENCE.md section 6, "mean per-layer compute wall times (us)", and the 129.0 ms span
+REFERENCE_US = {"attn(F)": 4600, "mlp(F)": 4640, "mlp(B)": 5360, "mlp(W)": 5070, "attn(B)": 9540, "attn(W)": 2400}
+
+
+@pytest.fixture(scope="module")
+def means():  # type: ignore[no-untyped-def]
+    if not TRACE.exists():
+        pytest.skip(f"reference trace not found at {TRACE} (CI has ../shared beside the checkout)")
+    return mean_by_name(annotation_timings(TRACE))
+
+
+def test_reader_reproduces_reference_figures(means) -> None:  # type: ignore[no-untyped-def]
+    for name, us in REFERENCE_US.items():
+        assert means[name].compute_wall_us == pytest.approx(us, rel=0.005), name
+    assert kernel_span_us(TRACE) / 1e3 == pytest.approx(129.0, abs=0.05)
+    # DeepEP annotations launch no compute kernels; compute ones launch no DeepEP kernels
+    assert means["dispatch(F)"].compute_wall_us == 0 and means["dispatch(F)"].comm_wall_us > 0
+    assert means["attn(F)"].comm_wall_us == 0
+
+
+def test_default_scenario_op_times_come_from_the_trace(means) -> None:  # type: ignore[no-untyped-def]
+    layers = 4  # the trace's chunk = one PP16 stage of DeepSeek-V3 (about 61/16 layers)
+    w = {name: means[name].compute_wall_us for name in REFERENCE_US}
+    f = layers * (w["attn(F)"] + w["mlp(F)"])
+    b = layers * (w["attn(B)"] + w["attn(W)"] + w["mlp(B)"] + w["mlp(W)"])
+    wgrad = layers * (w["attn(W)"] + w["mlp(W)"])
+    ops = load_scenario(default_scenario_path()).ops
+    assert ops.forward_ms[0] == pytest.approx(f / 1e3, rel=0.005)
+    assert ops.backward_ms[0] == pytest.approx(b / 1e3, rel=0.005)
+    assert ops.weight_ms[0] == pytest.approx(wgrad / 1e3, rel=0.005)
+    assert ops.overlapped_ms is not None and ops.overlapped_ms[0] == pytest.approx(
+        kernel_span_us(TRACE) / 1e3, rel=0.005
+    )
