@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from sim.cli.common import err, out
-from sim.cli.moe import alltoall_cmd
+from sim.cli.moe import alltoall_cmd, balance_cmd
 from sim.cli.network import collective_cmd, topology_app
 from sim.cli.schedules import _print_table, schedules_app
 from sim.config import default_scenario_path, load_scenario
@@ -33,6 +33,7 @@ app.add_typer(schedules_app, name="schedules")
 app.add_typer(topology_app, name="topology")
 app.command("collective")(collective_cmd)
 app.command("alltoall")(alltoall_cmd)
+app.command("balance")(balance_cmd)
 
 
 @app.command()

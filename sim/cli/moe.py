@@ -7,14 +7,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.table import Table
 
 from sim.cli.common import out
 from sim.errors import ScenarioError
 from sim.moe.alltoall import route_layer, sm_sweep
+from sim.moe.balance import run_balancing
 from sim.moe.deepep import KernelSpec
-from sim.moe.gating import GATES
+from sim.moe.gating import popularity, skewed_scores
 from sim.moe.spec import MoESpec
 from sim.network.spec import ClusterSpec, load_cluster
 from sim.network.topology import build_topology
@@ -45,8 +47,10 @@ def alltoall_cmd(
     topk: Annotated[int, typer.Option("--topk")] = 8,
     node_limit: Annotated[int, typer.Option("--node-limit", help="max nodes per token (M)")] = 4,
     sms: Annotated[str, typer.Option("--sms", help="comm SMs, or a list to sweep: 4,8,...,32")] = "20",
-    routing: Annotated[str, typer.Option("--routing", help=f"{', '.join(GATES)} or replay")] = "balanced",
+    routing: Annotated[str, typer.Option("--routing", help="balanced, random, skewed or replay")] = "balanced",
     routing_table: Annotated[Path | None, typer.Option("--routing-table", help="CSV/Parquet for replay")] = None,
+    skew_alpha: Annotated[float, typer.Option("--skew-alpha", help="Zipf exponent of skewed routing")] = 1.0,
+    dirichlet: Annotated[float | None, typer.Option("--dirichlet", help="skewed: Dirichlet concentration")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     cluster: Annotated[Path | None, typer.Option("--cluster", help="topology YAML [default: MPFT H800]")] = None,
     coprocessor: Annotated[bool, typer.Option("--coprocessor", help="communication off the SMs")] = False,
@@ -56,10 +60,6 @@ def alltoall_cmd(
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Dispatch and combine of one MoE layer: time, IB/NVLink bytes per GPU, DeepEP bandwidth."""
-    if routing not in GATES and routing != "replay":
-        raise ScenarioError("--routing", f"unknown routing {routing!r}; choose from {', '.join(GATES)}, replay")
-    if routing == "replay" and routing_table is None:
-        raise ScenarioError("--routing-table", "replay needs a routing table")
     try:
         spec = MoESpec(experts=experts, topk=topk, node_limit=node_limit, ep=ep, hidden=hidden)
     except ScenarioError as e:
@@ -86,7 +86,7 @@ def alltoall_cmd(
         ]
     except ScenarioError as e:
         raise ScenarioError("--sms", e.message) from None
-    traffic = route_layer(spec, tokens, routing, seed, routing_table)
+    traffic = route_layer(spec, tokens, routing, seed, routing_table, skew_alpha, dirichlet)
     results = sm_sweep(topo, traffic, kernels[0], counts)
     if plot is not None:
         from reports.sm_sweep import plot_sm_sweep
@@ -124,3 +124,39 @@ def alltoall_cmd(
     out.print(table)
     npt = traffic.nodes_per_token
     out.print(f"nodes per token: mean {npt.mean():.3f}, max {npt.max()}")
+
+
+def balance_cmd(
+    steps: Annotated[int, typer.Option("--steps", help="training steps (bias updates)")] = 100,
+    gamma: Annotated[float, typer.Option("--gamma", help="bias update speed (V3: 0.001)")] = 1e-3,
+    tokens: Annotated[int, typer.Option("--tokens", help="tokens routed per step")] = 4096,
+    ep: Annotated[int, typer.Option("--ep")] = 64,
+    experts: Annotated[int, typer.Option("--experts")] = 256,
+    topk: Annotated[int, typer.Option("--topk")] = 8,
+    node_limit: Annotated[int, typer.Option("--node-limit")] = 4,
+    skew_alpha: Annotated[float, typer.Option("--skew-alpha", help="Zipf exponent of expert popularity")] = 1.0,
+    dirichlet: Annotated[float | None, typer.Option("--dirichlet", help="Dirichlet concentration instead")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    every: Annotated[int, typer.Option("--every", help="print every N steps")] = 10,
+    fmt: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """Auxiliary-loss-free balancing on skewed routing: busiest expert's load / mean, step by step."""
+    try:
+        spec = MoESpec(experts=experts, topk=topk, node_limit=node_limit, ep=ep)
+    except ScenarioError as e:
+        raise ScenarioError("--" + e.key_path.replace("_", "-"), e.message) from None
+    if steps < 1:
+        raise ScenarioError("--steps", f"must be >= 1, got {steps}")
+    rng = np.random.default_rng(seed)
+    popular = popularity(spec, rng, skew_alpha, dirichlet)
+    trace = run_balancing(lambda _step: skewed_scores(tokens, spec, rng, popular), spec, steps, gamma)
+    ratios = trace.max_over_mean
+    if fmt is Format.json:
+        print(json.dumps({"max_over_mean": ratios.tolist(), "gamma": gamma}))
+        return
+    table = Table(title=f"aux-loss-free balancing, gamma {gamma:g}, {tokens} tokens/step")
+    table.add_column("step", justify="right")
+    table.add_column("max load / mean", justify="right")
+    for step in [*range(0, steps, max(1, every)), steps - 1]:
+        table.add_row(str(step), f"{ratios[step]:.2f}")
+    out.print(table)

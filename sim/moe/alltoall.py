@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from sim.errors import ScenarioError
 from sim.hardware.gpu import SmSplit
 from sim.moe.deepep import KernelSpec, PhaseResult, simulate_phase
-from sim.moe.gating import GATES, replay
+from sim.moe.gating import GATES, popularity, replay, skewed_scores
 from sim.moe.select import select_experts
 from sim.moe.spec import MoESpec
 from sim.moe.traffic import Traffic, layer_traffic
@@ -42,11 +43,39 @@ class AlltoallResult:
         }
 
 
-def route_layer(spec: MoESpec, tokens: int, routing: str, seed: int, table: str | Path | None = None) -> Traffic:
+def layer_scores(
+    spec: MoESpec,
+    total: int,
+    routing: str,
+    rng: np.random.Generator,
+    table: str | Path | None = None,
+    alpha: float = 1.0,
+    dirichlet: float | None = None,
+) -> np.ndarray:
+    """Affinity scores of ``total`` tokens from a gate (``skewed`` takes Zipf ``alpha`` or ``dirichlet``)."""
+    if routing == "replay":
+        if table is None:
+            raise ScenarioError("--routing-table", "replay needs a routing table")
+        return replay(table, total, spec)
+    if routing == "skewed":
+        return skewed_scores(total, spec, rng, popularity(spec, rng, alpha, dirichlet))
+    if routing not in GATES:
+        raise ScenarioError("--routing", f"unknown routing {routing!r}; choose from {', '.join(GATES)}, replay")
+    return GATES[routing](total, spec, rng)
+
+
+def route_layer(
+    spec: MoESpec,
+    tokens: int,
+    routing: str,
+    seed: int,
+    table: str | Path | None = None,
+    alpha: float = 1.0,
+    dirichlet: float | None = None,
+) -> Traffic:
     """Gate and select for ``tokens`` tokens on every EP rank; count the layer's messages."""
     rng = np.random.default_rng(seed)
-    total = tokens * spec.ep
-    scores = replay(table, total, spec) if routing == "replay" and table else GATES[routing](total, spec, rng)
+    scores = layer_scores(spec, tokens * spec.ep, routing, rng, table, alpha, dirichlet)
     return layer_traffic(select_experts(scores, spec), np.repeat(np.arange(spec.ep), tokens), spec)
 
 

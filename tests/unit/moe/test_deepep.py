@@ -89,3 +89,15 @@ def test_cli_alltoall_json_and_errors(capsys: pytest.CaptureFixture[str]) -> Non
     with pytest.raises(SystemExit) as info:
         main(["alltoall", "--sms", "4,x"])
     assert info.value.code == 2 and "--sms" in capsys.readouterr().err
+
+
+def test_cli_balance_converges_and_skew_parameters(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["balance", "--steps", "40", "--gamma", "0.01", "--tokens", "2048", "--format", "json"])
+    ratios = json.loads(capsys.readouterr().out)["max_over_mean"]
+    assert info.value.code == 0 and len(ratios) == 40 and ratios[0] > 5 and min(ratios[-5:]) < 3
+    mild = route_layer(MoESpec(ep=16), 512, "skewed", 0, alpha=0.2).tokens_per_expert
+    steep = route_layer(MoESpec(ep=16), 512, "skewed", 0, alpha=2.0).tokens_per_expert
+    assert steep.max() / steep.mean() > mild.max() / mild.mean()
+    flat = route_layer(MoESpec(ep=16), 512, "skewed", 0, dirichlet=1000.0).tokens_per_expert
+    assert flat.max() / flat.mean() < 2
