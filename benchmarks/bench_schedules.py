@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
+from sim.network.spec import load_cluster
+from sim.network.topology import build_topology
 from sim.pipeline.costs import OpTimes
-from sim.pipeline.execute import P2P, execute
+from sim.pipeline.execute import P2P, NetworkP2P, execute
 from sim.pipeline.schedules import SCHEDULES, build_schedule
 from sim.pipeline.validate import check_schedule
 from sim.results import metrics
 
 TARGET_S = 1.0
+TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "deepseek-v3-mpft.yaml"
 
 
-def bench(pp: int, n: int, repeat: int) -> float:
+def bench(pp: int, n: int, repeat: int, p2p: P2P | NetworkP2P, target: bool = True) -> float:
     times = OpTimes.uniform(pp, 36.96e-3, 89.48e-3, 29.88e-3, 129.0e-3)
-    p2p = P2P(58_720_256, 50e9, 3.7e-6)
     total = 0.0
     head = ("schedule", "devices", "actions", "build+check s", "simulate s", "ops/s", "step s")
     print("{:<18}{:>8}{:>9}{:>15}{:>12}{:>12}{:>10}".format(*head))
@@ -40,8 +43,8 @@ def bench(pp: int, n: int, repeat: int) -> float:
         total += best_build + best_sim
         row = (name, sched.num_devices, ops, best_build, best_sim, ops / best_sim, m.step_time)
         print("{:<18}{:>8}{:>9}{:>15.4f}{:>12.4f}{:>12.0f}{:>10.3f}".format(*row))
-    verdict = "meets" if total < TARGET_S else "MISSES"
-    print(f"all five: {total:.3f} s wall (best of {repeat}) - {verdict} the {TARGET_S:.0f} s target")
+    verdict = ("meets" if total < TARGET_S else "MISSES") + f" the {TARGET_S:.0f} s target" if target else "no target"
+    print(f"all five: {total:.3f} s wall (best of {repeat}) - {verdict}")
     return total
 
 
@@ -51,7 +54,12 @@ def main() -> None:
     ap.add_argument("--microbatches", type=int, default=120)
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
-    bench(a.pp, a.microbatches, a.repeat)
+    print("simple alpha-beta p2p link (58.7 MB activations, 50 GB/s, 3.7 us):")
+    bench(a.pp, a.microbatches, a.repeat, P2P(58_720_256, 50e9, 3.7e-6))
+    topo = build_topology(load_cluster(TOPOLOGY))
+    placement = tuple(8 * d for d in range(a.pp))
+    print(f"\nflow-level network ({topo.spec.name}, one pipeline device per node; not part of the target):")
+    bench(a.pp, a.microbatches, 1, NetworkP2P(topo, placement, 58_720_256), target=False)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ class FlowNetwork:
         self._entry_link = np.zeros(0, dtype=np.int64)
         self._batches: dict[int, _Batch] = {}
         self._next_batch = 0
+        self._route_cache: dict[tuple[int, int], Routes] = {}
         self._last = 0.0
         self._generation = 0
         self._recompute_pending = False
@@ -97,8 +98,11 @@ class FlowNetwork:
         return len(self._remaining)
 
     def send(self, src: int, dst: int, nbytes: float) -> simpy.Event:
-        """One flow; the event fires on delivery."""
-        return self.send_batch(np.array([src]), np.array([dst]), np.array([float(nbytes)]))
+        """One flow; the event fires on delivery. Routes of single flows are cached per GPU pair."""
+        routes = self._route_cache.get((src, dst))
+        if routes is None:
+            routes = self._route_cache[(src, dst)] = route(self.topo, np.array([src]), np.array([dst]), self.seed)
+        return self.send_routes(routes, np.array([float(nbytes)]))
 
     def send_batch(
         self, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray, extra_links: np.ndarray | None = None
@@ -110,12 +114,16 @@ class FlowNetwork:
         src = np.asarray(src, dtype=np.int64)
         dst = np.asarray(dst, dtype=np.int64)
         nbytes = np.broadcast_to(np.asarray(nbytes, dtype=np.float64), src.shape).copy()
-        event = self.env.event()
         routes = route(self.topo, src, dst, self.seed)
         if extra_links is not None:
             routes = _with_extra(routes, np.asarray(extra_links, dtype=np.int64).reshape(len(src), -1))
+        return self.send_routes(routes, nbytes)
+
+    def send_routes(self, routes: Routes, nbytes: np.ndarray) -> simpy.Event:
+        """Start flows along precomputed routes (one per entry of ``nbytes``)."""
+        event = self.env.event()
         counts = np.diff(routes.indptr)
-        self.stats.flows += len(src)
+        self.stats.flows += len(nbytes)
         if routes.links.size:
             self.stats.link_bytes += np.bincount(
                 routes.links, weights=np.repeat(nbytes, counts), minlength=len(self.capacity)
