@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from sim.cli.calibrate import calibrate_app
 from sim.cli.common import err, out
 from sim.cli.moe import alltoall_cmd, balance_cmd
 from sim.cli.network import collective_cmd, topology_app
@@ -31,6 +32,7 @@ app = typer.Typer(
 )
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(topology_app, name="topology")
+app.add_typer(calibrate_app, name="calibrate")
 app.command("collective")(collective_cmd)
 app.command("alltoall")(alltoall_cmd)
 app.command("balance")(balance_cmd)

@@ -46,3 +46,17 @@ def test_default_scenario_op_times_come_from_the_trace(means) -> None:  # type: 
     assert ops.overlapped_ms is not None and ops.overlapped_ms[0] == pytest.approx(
         kernel_span_us(TRACE) / 1e3, rel=0.005
     )
+
+
+def test_shipped_h800_trace_profile_matches_a_fresh_import() -> None:
+    if not TRACE.exists():
+        pytest.skip("reference trace not found")
+    from calibrate.profiles import profile_from_trace
+    from sim.hardware.profile import load_profile
+
+    shipped = load_profile(Path(__file__).resolve().parents[2] / "calibrate" / "profiles" / "h800-trace.json", "H800")
+    fresh = profile_from_trace(TRACE)
+    assert [(s.params, s.time_s) for s in shipped.samples] == [(s.params, s.time_s) for s in fresh.samples]
+    by_name = {s.params["annotation"]: s.time_s for s in fresh.samples if s.params.get("stream") == "compute"}
+    for name, us in REFERENCE_US.items():
+        assert by_name[name] * 1e6 == pytest.approx(us, rel=0.005)

@@ -1,0 +1,99 @@
+"""Calibration profiles: measured (or imported, or datasheet) kernel timings with provenance.
+
+A profile is a JSON file (``calibrate/profiles/*.json``) with this schema (version 1):
+
+* ``schema_version``: 1
+* ``device``: name, SM count, and what is known of clocks, driver, CUDA and torch versions
+* ``source``: ``measured`` (microbenchmarks), ``trace`` (imported profiler trace) or ``datasheet``
+* ``created`` (ISO date), ``git_revision`` of the twin that wrote it, ``tool`` (command line)
+* ``peaks``: dense FP8 / BF16 TFLOPS and HBM TB/s used by the roofline
+* ``efficiency``: fraction of peak assumed where no sample exists (datasheet profiles)
+* ``ran`` / ``skipped``: what was measured, and what was not and why
+* ``samples``: every raw sample: ``op`` (gemm, attention, memory, alltoall, p2p, chunk), its
+  ``params`` (shape, dtype, SMs ...) and ``time_s``
+* ``loso_error``: the predictor's leave-one-shape-out median relative error per op
+
+Loading validates the schema (strict keys) and, when asked, the device: a profile of another device
+than the one requested is refused with a one-line error.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sim.errors import ScenarioError
+from sim.yamlio import validation_error
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeviceInfo(_Strict):
+    name: str = Field(min_length=1)
+    sms: int = Field(ge=1)
+    clock_mhz: float | None = None
+    driver: str | None = None
+    cuda: str | None = None
+    torch: str | None = None
+
+
+class Peaks(_Strict):
+    fp8_dense_TFLOPS: float = Field(gt=0)
+    bf16_dense_TFLOPS: float = Field(gt=0)
+    hbm_TBps: float = Field(gt=0)
+
+
+class Sample(_Strict):
+    op: Literal["gemm", "attention", "memory", "alltoall", "p2p", "chunk"]
+    params: dict[str, float | int | str]
+    time_s: float = Field(gt=0)
+
+
+class Skipped(_Strict):
+    what: str
+    why: str
+
+
+class Profile(_Strict):
+    schema_version: Literal[1] = 1
+    device: DeviceInfo
+    source: Literal["measured", "trace", "datasheet"]
+    created: str
+    git_revision: str = "unknown"
+    tool: str = ""
+    peaks: Peaks
+    efficiency: float = Field(0.7, gt=0, le=1, description="assumed fraction of peak without samples")
+    ran: list[str] = Field(default_factory=list)
+    skipped: list[Skipped] = Field(default_factory=list)
+    samples: list[Sample] = Field(default_factory=list)
+    loso_error: dict[str, float] = Field(default_factory=dict)
+
+
+def load_profile(path: str | Path, device: str | None = None) -> Profile:
+    """Read and validate a profile; ``device`` (e.g. ``H800``) refuses profiles of other devices."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScenarioError("", "no such profile", str(path)) from None
+    except json.JSONDecodeError as err:
+        raise ScenarioError("", f"malformed JSON at line {err.lineno}: {err.msg}", str(path)) from None
+    try:
+        profile = Profile.model_validate(data)
+    except ValidationError as err:
+        e = validation_error(err, Profile)
+        raise ScenarioError(e.key_path, e.message, str(path)) from None
+    if device is not None and profile.device.name.lower() != device.lower():
+        raise ScenarioError(
+            "device.name", f"profile is for {profile.device.name!r}, but {device!r} was requested", str(path)
+        )
+    return profile
+
+
+def dump_profile(profile: Profile) -> str:
+    return profile.model_dump_json(indent=2) + "\n"

@@ -1,0 +1,109 @@
+"""Profiles (schema, provenance, device checks) and the cost model (roofline, interpolation, LOSO)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calibrate.profiles import datasheet_profile
+from sim.cli import main
+from sim.errors import ScenarioError
+from sim.hardware.costmodel import CostModel
+from sim.hardware.profile import Profile, Sample, dump_profile, load_profile
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _synthetic_efficiency(m: float, n: float, k: float) -> float:
+    """A smooth 'true' efficiency: small GEMMs are inefficient, large ones approach 80% of peak."""
+    return 0.8 * (1 - np.exp(-m / 700)) * (1 - np.exp(-n / 1500)) * (1 - np.exp(-k / 1500))
+
+
+def _profile_with(shapes: list[tuple[int, int, int]]) -> Profile:
+    base = datasheet_profile()
+    model = CostModel(base)
+    samples = [
+        Sample(
+            op="gemm",
+            params={"m": m, "n": n, "k": k, "dtype": "fp8"},
+            time_s=model.gemm_roofline(m, n, k, "fp8") / _synthetic_efficiency(m, n, k),
+        )
+        for m, n, k in shapes
+    ]
+    return base.model_copy(update={"samples": samples, "source": "measured"})
+
+
+def test_roofline_sm_scaling_and_datasheet_efficiency() -> None:
+    model = CostModel(datasheet_profile(efficiency=0.5))
+    flops = 2 * 8192 * 8192 * 8192
+    assert model.gemm_time(8192, 8192, 8192, "fp8") == pytest.approx(flops / (1979e12 * 0.5))
+    assert model.gemm_time(8192, 8192, 8192, "fp8", sms=66) == pytest.approx(
+        2 * model.gemm_time(8192, 8192, 8192, "fp8")
+    )
+    # a skinny GEMM is memory bound: bytes / HBM
+    m, n, k = 1, 16384, 16384
+    assert model.gemm_roofline(m, n, k, "bf16") == pytest.approx(((m * k + k * n) * 2 + m * n * 2) / 3.35e12)
+
+
+def test_predictor_reproduces_samples_and_recovers_held_out_shapes() -> None:
+    """A typical sweep grid (M 256..16384, N and K 1024..7168): held-out shapes within 5% (median)."""
+    sizes = (1024, 2048, 4096, 7168)
+    train = [(m, n, k) for m in (256, 512, 1024, 2048, 4096, 8192, 16384) for n in sizes for k in sizes]
+    model = CostModel(_profile_with(train))
+    m, n, k = train[7]
+    truth = model.gemm_roofline(m, n, k, "fp8") / _synthetic_efficiency(m, n, k)
+    assert model.gemm_time(m, n, k, "fp8") == pytest.approx(truth)
+    rng = np.random.default_rng(0)
+    errors = []
+    for _ in range(60):
+        mm, nn, kk = (int(rng.integers(lo, hi)) for lo, hi in ((512, 16000), (1100, 7000), (1100, 7000)))
+        truth = model.gemm_roofline(mm, nn, kk, "fp8") / _synthetic_efficiency(mm, nn, kk)
+        errors.append(abs(model.gemm_time(mm, nn, kk, "fp8") - truth) / truth)
+    assert np.median(errors) < 0.05
+    loso = model.loso_error("fp8")
+    assert loso is not None and loso < 0.1
+
+
+def test_profile_round_trip_and_refusals(tmp_path: Path) -> None:
+    profile = _profile_with([(1024, 1024, 1024), (4096, 4096, 4096)])
+    path = tmp_path / "p.json"
+    path.write_text(dump_profile(profile))
+    assert load_profile(path, device="H800") == profile
+    with pytest.raises(ScenarioError, match="profile is for 'H800', but 'H100' was requested"):
+        load_profile(path, device="H100")
+    data = json.loads(path.read_text())
+    data["samples"][0]["op"] = "conv"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ScenarioError, match=r"samples\[0\]\.op"):
+        load_profile(path)
+    path.write_text("{")
+    with pytest.raises(ScenarioError, match="malformed JSON"):
+        load_profile(path)
+
+
+def test_shipped_profiles_load() -> None:
+    for path in sorted((REPO / "calibrate" / "profiles").glob("*.json")):
+        p = load_profile(path)
+        assert p.device.name and p.git_revision and p.source in ("measured", "trace", "datasheet")
+
+
+def test_cli_predict_show_datasheet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sheet = tmp_path / "d.json"
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "datasheet", "-o", str(sheet), "--efficiency", "0.5"])
+    assert info.value.code == 0
+    capsys.readouterr()
+    args = ["calibrate", "predict", "--profile", str(sheet), "--op", "gemm", "--dtype", "fp8"]
+    with pytest.raises(SystemExit):
+        main([*args, "--m", "4096", "--n", "4096", "--k", "7168", "--sms", "112", "--format", "json"])
+    t = json.loads(capsys.readouterr().out)["time_s"]
+    assert t == pytest.approx(2 * 4096 * 4096 * 7168 / (1979e12 * 112 / 132 * 0.5))
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "predict", "--profile", str(sheet), "--dtype", "int4"])
+    assert info.value.code == 2 and "--dtype: unknown dtype 'int4'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "show", str(sheet), "--format", "json"])
+    assert json.loads(capsys.readouterr().out)["source"] == "datasheet"
