@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sim.cli.common import out
+from sim.cli.common import err, out
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
 from sim.hardware.profile import dump_profile, load_profile
@@ -42,6 +42,42 @@ def import_trace(
         raise ScenarioError("traceEvents", f"not a PyTorch-profiler Chrome trace ({e})", str(trace)) from None
     atomic_write_text(output, dump_profile(profile))
     out.print(f"wrote {output}: {len(profile.samples)} samples from {trace.name}")
+
+
+@calibrate_app.command("run")
+def run_cmd(
+    output: Annotated[Path, typer.Option("--output", "-o", help="profile JSON to write")] = Path("profile.json"),
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda")] = "cpu",
+    preset: Annotated[str, typer.Option("--preset", help="tiny (CPU, seconds), quick (GPU, minutes), full")] = "tiny",
+    world: Annotated[int, typer.Option("--world", help="local processes for p2p/all-to-all (0: skip)")] = 2,
+    comm_samples: Annotated[
+        Path | None, typer.Option("--comm-samples", help="JSON from torchrun -m calibrate.comm")
+    ] = None,
+) -> None:
+    """Run the microbenchmarks through torch and write a profile (needs the calibrate extra)."""
+    if preset not in ("tiny", "quick", "full"):
+        raise ScenarioError("--preset", f"unknown preset {preset!r}; choose from tiny, quick, full")
+    if device not in ("cpu", "cuda"):
+        raise ScenarioError("--device", f"unknown device {device!r}; choose from cpu, cuda")
+    try:
+        from calibrate.run import merge_comm_samples, run_calibration
+    except ImportError as e:
+        raise ScenarioError(
+            "--device", f"torch is needed for microbenchmarks: pip install -e '.[calibrate]' ({e})"
+        ) from None
+    with err.status(f"benchmarking on {device} ({preset})"):
+        try:
+            profile = run_calibration(device, preset, world, comm=world >= 2)
+        except RuntimeError as e:
+            raise ScenarioError("--device", str(e)) from None
+    if comm_samples is not None:
+        profile = merge_comm_samples(profile, comm_samples)
+    atomic_write_text(output, dump_profile(profile))
+    loso = profile.loso_error.get("gemm")
+    out.print(
+        f"wrote {output}: {len(profile.samples)} samples on {profile.device.name}"
+        + (f", GEMM leave-one-shape-out median error {loso:.1%}" if loso is not None else "")
+    )
 
 
 @calibrate_app.command("datasheet")

@@ -46,7 +46,7 @@ class CostModel:
         self.all_sms = profile.device.sms
         self._gemm: dict[str, list[tuple[Sample, _Point]]] = {}
         for s in profile.samples:
-            if s.op == "gemm":
+            if s.op == "gemm" and all(x in s.params for x in ("m", "n", "k")):  # grouped GEMMs are kept as data
                 dtype = str(s.params.get("dtype", "bf16"))
                 m, n, k = (int(s.params[x]) for x in ("m", "n", "k"))
                 sms = int(s.params.get("sms", self.all_sms))

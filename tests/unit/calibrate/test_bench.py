@@ -1,0 +1,75 @@
+"""The calibration pipeline end to end on the CPU with tiny shapes (torch CPU build, gloo)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from calibrate.run import run_calibration
+from calibrate.shapes import V3_GEMMS, Preset, gemm_shapes
+from sim.cli import main
+from sim.hardware.profile import load_profile
+
+
+def test_shapes_cover_deepseek_v3_gemms() -> None:
+    full = gemm_shapes(Preset.named("full"))
+    labels = {label for label, _ in full}
+    assert set(V3_GEMMS) <= labels and "generic" in labels
+    assert ("moe-up", (4096, 4096, 7168)) in full and ("head", (256, 129280, 7168)) in full
+    tiny = gemm_shapes(Preset.named("tiny"))
+    assert all(n % 8 == 0 and k % 8 == 0 for _, (_, n, k) in tiny)
+
+
+def test_cpu_run_produces_a_valid_profile_with_provenance(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cpu.json"
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "run", "--device", "cpu", "--preset", "tiny", "--world", "2", "-o", str(out)])
+    assert info.value.code == 0
+    profile = load_profile(out)
+    ops = {s.op for s in profile.samples}
+    assert ops == {"gemm", "attention", "memory", "alltoall", "p2p"}
+    assert profile.source == "measured" and profile.git_revision and profile.device.torch
+    assert any(s.what == "SM-limited gemm" for s in profile.skipped)  # no green contexts on CPU
+    fp8 = [s for s in profile.samples if s.op == "gemm" and s.params.get("dtype") == "fp8"]
+    assert fp8 and all(s.params["scaling"] in ("blockwise", "rowwise", "tensorwise") for s in fp8)
+    assert all(s.time_s > 0 for s in profile.samples)
+    assert "gemm" in profile.loso_error
+    a2a = [s for s in profile.samples if s.op == "alltoall"]
+    assert {s.params["world"] for s in a2a} == {2} and {s.params["backend"] for s in a2a} == {"gloo"}
+    # the profile feeds the predictor and the CLI
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "calibrate",
+                "predict",
+                "--profile",
+                str(out),
+                "--dtype",
+                "bf16",
+                "--m",
+                "32",
+                "--n",
+                "64",
+                "--k",
+                "112",
+                "--format",
+                "json",
+            ]
+        )
+    assert json.loads(capsys.readouterr().out)["time_s"] > 0
+
+
+def test_run_without_comm_records_the_skip() -> None:
+    profile = run_calibration("cpu", "tiny", world=0, comm=False)
+    assert any(s.what == "p2p and all-to-all" for s in profile.skipped)
+
+
+def test_bad_run_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "run", "--preset", "huge"])
+    assert info.value.code == 2 and "--preset: unknown preset 'huge'" in capsys.readouterr().err
