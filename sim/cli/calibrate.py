@@ -137,25 +137,31 @@ def show(
 @calibrate_app.command("predict")
 def predict(
     profile: Annotated[Path, typer.Option("--profile", help="profile JSON")],
-    op: Annotated[str, typer.Option("--op", help="gemm or memory")] = "gemm",
+    op: Annotated[str, typer.Option("--op", help="gemm, attention, memory, alltoall or p2p")] = "gemm",
     dtype: Annotated[str, typer.Option("--dtype")] = "fp8",
     m: Annotated[int, typer.Option("--m")] = 4096,
     n: Annotated[int, typer.Option("--n")] = 4096,
     k: Annotated[int, typer.Option("--k")] = 7168,
     sms: Annotated[int | None, typer.Option("--sms", help="SMs the kernel gets [default: all]")] = None,
-    nbytes: Annotated[float, typer.Option("--bytes", help="memory op: bytes moved")] = 0.0,
+    nbytes: Annotated[float, typer.Option("--bytes", help="memory/alltoall/p2p: bytes moved")] = 0.0,
+    heads: Annotated[int, typer.Option("--heads", help="attention heads")] = 128,
+    seq: Annotated[int, typer.Option("--seq", help="attention sequence length")] = 4096,
+    causal: Annotated[bool, typer.Option("--causal/--no-causal")] = True,
+    phase: Annotated[str, typer.Option("--phase", help="attention: fwd or fwd+bwd")] = "fwd",
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Predicted time of one kernel from a profile."""
     model = CostModel(load_profile(profile))
     if op == "gemm":
         time_s = model.gemm_time(m, n, k, dtype, sms)
-    elif op == "memory":
+    elif op == "attention":
+        time_s = model.attention_time(heads, seq, causal=causal, phase=phase)
+    elif op in ("memory", "alltoall", "p2p"):
         if nbytes <= 0:
-            raise ScenarioError("--bytes", "a memory op needs --bytes > 0")
-        time_s = model.memory_time(nbytes)
+            raise ScenarioError("--bytes", f"a {op} op needs --bytes > 0")
+        time_s = model.memory_time(nbytes) if op == "memory" else model.comm_time(op, nbytes)
     else:
-        raise ScenarioError("--op", f"unknown op {op!r}; choose from gemm, memory")
+        raise ScenarioError("--op", f"unknown op {op!r}; choose from gemm, attention, memory, alltoall, p2p")
     if fmt is Format.json:
         print(json.dumps({"time_s": time_s}))
     else:

@@ -13,6 +13,12 @@ GEMM (M x K times K x N, ``dtype`` inputs, BF16 output) on ``sms`` SMs:
   local fit's held-out median error is ~1.5% (inverse-distance weighting alone: ~15%);
 * without samples for the dtype, the profile's assumed ``efficiency``.
 
+Attention (``scaled_dot_product_attention`` at MLA head dims): roofline FLOPs
+2 x heads x seq^2 x (qk + v) per forward, halved when causal, x 3.5 for forward+backward (backward
+~2.5x forward); efficiency from attention samples of the same causal/phase class, interpolated in
+log (heads, seq) the same way. Communication (``alltoall``, ``p2p``): an alpha-beta line
+``t = alpha + bytes / beta`` fitted by least squares to the profile's samples of that op.
+
 ``loso_error`` predicts each sample from all the others (leave one shape out) and reports the median
 relative error; calibration stores it in the profile and ``twin calibrate show`` prints it.
 """
@@ -105,6 +111,35 @@ class CostModel:
         points = [p for _, p in self._gemm.get(dtype, [])]
         eff = self._efficiency(points, self._coords(m, n, k, sms))
         return self.gemm_roofline(m, n, k, dtype, sms) / eff
+
+    def attention_time(
+        self, heads: int, seq: int, qk_dim: int = 192, v_dim: int = 128, causal: bool = True, phase: str = "fwd"
+    ) -> float:
+        """Predicted attention time in seconds (BF16)."""
+        if phase not in ("fwd", "fwd+bwd"):
+            raise ScenarioError("--phase", f"unknown phase {phase!r}; choose from fwd, fwd+bwd")
+        roof = self._attention_roofline(heads, seq, qk_dim, v_dim, causal, phase)
+        points = []
+        for s in self.profile.samples:
+            if s.op == "attention" and int(s.params.get("causal", 1)) == int(causal) and s.params.get("phase") == phase:
+                h, n = int(s.params["heads"]), int(s.params["seq"])
+                eff = self._attention_roofline(h, n, int(s.params["qk_dim"]), int(s.params["v_dim"]), causal, phase)
+                points.append(_Point(np.log(np.array([h, n], dtype=np.float64)), eff / s.time_s))
+        return roof / self._efficiency(points, np.log(np.array([heads, seq], dtype=np.float64)))
+
+    def _attention_roofline(self, heads: int, seq: int, qk: int, v: int, causal: bool, phase: str) -> float:
+        flops = 2.0 * heads * seq * seq * (qk + v) * (0.5 if causal else 1.0) * (3.5 if phase == "fwd+bwd" else 1.0)
+        return flops / self._peak_flops("bf16")
+
+    def comm_time(self, op: str, nbytes: float) -> float:
+        """Predicted ``alltoall`` or ``p2p`` time from the alpha-beta fit of the profile's samples."""
+        xs = np.array([float(s.params["bytes"]) for s in self.profile.samples if s.op == op])
+        ts = np.array([s.time_s for s in self.profile.samples if s.op == op])
+        if len(xs) < 2:
+            raise ScenarioError("--op", f"the profile has fewer than 2 {op} samples")
+        design = np.c_[np.ones(len(xs)), xs]
+        (alpha, inv_beta), *_ = np.linalg.lstsq(design / ts[:, None], np.ones(len(xs)), rcond=None)
+        return float(max(alpha, 0.0) + max(inv_beta, 0.0) * nbytes)
 
     def memory_time(self, nbytes: float) -> float:
         """A memory-bound kernel moving ``nbytes`` at the profile's efficiency of HBM bandwidth."""

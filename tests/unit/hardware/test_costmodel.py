@@ -107,3 +107,25 @@ def test_cli_predict_show_datasheet(tmp_path: Path, capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit) as info:
         main(["calibrate", "show", str(sheet), "--format", "json"])
     assert json.loads(capsys.readouterr().out)["source"] == "datasheet"
+
+
+def test_attention_and_comm_predictions() -> None:
+    base = datasheet_profile(efficiency=0.5)
+    model = CostModel(base)
+    flops = 2 * 128 * 4096**2 * (192 + 128) * 0.5
+    assert model.attention_time(128, 4096) == pytest.approx(flops / (989e12 * 0.5))
+    assert model.attention_time(128, 4096, phase="fwd+bwd") == pytest.approx(3.5 * model.attention_time(128, 4096))
+    # alpha-beta fit recovers alpha = 5 us, beta = 20 GB/s from exact samples
+    comm = [Sample(op="alltoall", params={"bytes": b}, time_s=5e-6 + b / 20e9) for b in (1e4, 1e6, 1e8)]
+    fitted = CostModel(base.model_copy(update={"samples": comm}))
+    assert fitted.comm_time("alltoall", 1e7) == pytest.approx(5e-6 + 1e7 / 20e9, rel=1e-6)
+    with pytest.raises(ScenarioError, match="fewer than 2 p2p samples"):
+        fitted.comm_time("p2p", 1e6)
+    # an attention sample sets the efficiency for its class
+    sample = Sample(
+        op="attention",
+        params={"heads": 128, "seq": 4096, "qk_dim": 192, "v_dim": 128, "causal": 1, "phase": "fwd"},
+        time_s=1e-3,
+    )
+    measured = CostModel(base.model_copy(update={"samples": [sample]}))
+    assert measured.attention_time(128, 4096) == pytest.approx(1e-3)
