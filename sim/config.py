@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from sim.errors import LayoutError, ScenarioError
 from sim.hardware.gpu import SmSplit
 from sim.network.spec import ClusterSpec, load_cluster
-from sim.network.topology import build_topology
+from sim.network.topology import Topology, build_topology
 from sim.pipeline.costs import OpTimes
 from sim.pipeline.execute import P2P, NetworkP2P
 from sim.pipeline.schedules import SCHEDULES, build_schedule
@@ -122,13 +122,17 @@ class ClusterRef(_Strict):
     topology: str = Field(min_length=1, description="topology YAML, relative to the scenario file")
     device_gpus: list[int] | None = Field(None, description="GPU of each pipeline device [default: one per node]")
     completion_rtol: float = Field(1e-2, ge=0, lt=1, description="flow completion grouping; 0 = exact")
-    _spec: ClusterSpec | None = PrivateAttr(None)
+    _topology: Topology | None = PrivateAttr(None)
+
+    @property
+    def topology_built(self) -> Topology:
+        if self._topology is None:
+            raise RuntimeError("cluster topology not loaded; use load_scenario()")
+        return self._topology
 
     @property
     def spec(self) -> ClusterSpec:
-        if self._spec is None:
-            raise RuntimeError("cluster topology not loaded; use load_scenario()")
-        return self._spec
+        return self.topology_built.spec
 
     def placement(self, devices: int) -> tuple[int, ...]:
         """GPU of each of ``devices`` pipeline devices."""
@@ -215,10 +219,9 @@ def _attach_cluster(scenario: Scenario, base: Path) -> None:
     path = Path(ref.topology)
     spec = load_cluster(path if path.is_absolute() else base / path)
     try:
-        build_topology(spec)
+        ref._topology = build_topology(spec)
     except ScenarioError as err:
         raise ScenarioError(err.key_path, err.message, str(base / path)) from None
-    ref._spec = spec
     devices = scenario.devices()
     gpus = ref.placement(devices)
     if len(gpus) < devices or len(set(gpus)) != len(gpus) or min(gpus) < 0 or max(gpus) >= spec.gpus:

@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from sim.cli.common import err, out
+from sim.cli.common import Format, err, out
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
 from sim.hardware.profile import dump_profile, load_profile
 from sim.outputs import atomic_write_text
 
 calibrate_app = typer.Typer(no_args_is_help=True, help="Calibration profiles: import a trace, show, predict.")
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
 
 
 @calibrate_app.command("import-trace")

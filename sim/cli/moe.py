@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +10,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from sim.cli.common import out
+from sim.cli.common import Format, as_flag, out
 from sim.errors import ScenarioError
 from sim.moe.alltoall import route_layer, sm_sweep
 from sim.moe.balance import run_balancing
@@ -21,11 +20,6 @@ from sim.moe.spec import MoESpec
 from sim.network.spec import ClusterSpec, load_cluster
 from sim.network.topology import build_topology
 from sim.outputs import atomic_write
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
 
 
 def _sms(text: str) -> list[int]:
@@ -63,7 +57,7 @@ def alltoall_cmd(
     try:
         spec = MoESpec(experts=experts, topk=topk, node_limit=node_limit, ep=ep, hidden=hidden)
     except ScenarioError as e:
-        raise ScenarioError("--" + e.key_path.replace("_", "-"), e.message) from None
+        raise as_flag(e) from None
     if cluster is not None:
         cspec = load_cluster(cluster)
     else:
@@ -144,7 +138,7 @@ def balance_cmd(
     try:
         spec = MoESpec(experts=experts, topk=topk, node_limit=node_limit, ep=ep)
     except ScenarioError as e:
-        raise ScenarioError("--" + e.key_path.replace("_", "-"), e.message) from None
+        raise as_flag(e) from None
     if steps < 1:
         raise ScenarioError("--steps", f"must be >= 1, got {steps}")
     rng = np.random.default_rng(seed)

@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from sim.cli.common import out
+from sim.cli.common import Format, out
 from sim.network.collectives import ALGORITHMS, KINDS, run_collective
 from sim.network.spec import load_cluster
 from sim.network.topology import build_topology
 
 topology_app = typer.Typer(no_args_is_help=True, help="Cluster topologies: counts, bisection, cost.")
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
 
 
 @topology_app.command("show")

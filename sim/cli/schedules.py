@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sim.cli.common import out
+from sim.cli.common import Format, as_flag, out
 from sim.errors import LayoutError, ScenarioError
 from sim.outputs import atomic_write, atomic_write_text
 from sim.pipeline.costs import OpTimes
@@ -22,11 +22,6 @@ from sim.results import ScheduleMetrics, chrome_trace, metrics
 from sim.run import compare, run_schedule
 
 schedules_app = typer.Typer(no_args_is_help=True, help="Pipeline schedules: show, check, compare, plot, trace.")
-
-
-class TableOrJson(StrEnum):
-    table = "table"
-    json = "json"
 
 
 class ShowFormat(StrEnum):
@@ -48,10 +43,6 @@ P2PBw = Annotated[float, typer.Option("--p2p-bandwidth", help="link bandwidth, b
 P2PLat = Annotated[float, typer.Option("--p2p-latency", help="link latency, time units")]
 
 
-def _layout_error(e: LayoutError) -> ScenarioError:
-    return ScenarioError("--" + e.key_path.replace("_", "-"), e.message)
-
-
 def _times(pp: int, f: float, b: float, w: float, fb: float | None) -> OpTimes:
     times = OpTimes.uniform(pp, f, b, w, fb)
     try:
@@ -65,7 +56,7 @@ def _run_one(name: str, pp: int, n: int, v: int, times: OpTimes, p2p: P2P) -> Sc
     try:
         return run_schedule(name, pp, n, times, p2p, v)
     except LayoutError as e:
-        raise _layout_error(e) from None
+        raise as_flag(e) from None
 
 
 @schedules_app.command("list")
@@ -87,7 +78,7 @@ def show(
     try:
         sched = build_schedule(name, pp, microbatches, virtual_stages)
     except LayoutError as e:
-        raise _layout_error(e) from None
+        raise as_flag(e) from None
     if fmt is ShowFormat.torch:
         print(format_schedule(sched))
     elif fmt is ShowFormat.text:
@@ -129,7 +120,7 @@ def check(
         try:
             sched = build_schedule(name, pp, microbatches, virtual_stages)
         except LayoutError as e:
-            raise _layout_error(e) from None
+            raise as_flag(e) from None
     else:
         raise ScenarioError("NAME", "give a schedule name or --file")
     check_schedule(sched)
@@ -175,7 +166,7 @@ def compare_cmd(
     p2p_bytes: P2PBytes = 0.0,
     p2p_bandwidth: P2PBw = float("inf"),
     p2p_latency: P2PLat = 0.0,
-    fmt: Annotated[TableOrJson, typer.Option("--format")] = TableOrJson.table,
+    fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Run schedules on the same layout and op times; report step time, bubbles, memory."""
     names = [s.strip() for s in schedules.split(",") if s.strip()]
@@ -188,7 +179,7 @@ def compare_cmd(
     except LayoutError as e:
         hint = " (leave that schedule out with --schedules)" if len(names) > 1 else ""
         raise ScenarioError("--" + e.key_path.replace("_", "-"), e.message + hint) from None
-    if fmt is TableOrJson.json:
+    if fmt is Format.json:
         print(json.dumps({"schedules": [m.to_dict() for m in rows]}))
     else:
         _print_table(rows)
