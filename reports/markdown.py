@@ -35,6 +35,21 @@ def metrics_table(
     return head + body
 
 
+def _transfers(result: RunResult) -> str:
+    sc = result.scenario
+    if sc.cluster is None:
+        return (
+            f"Stage-to-stage transfers: {sc.p2p.activation_bytes:g} B each over a point-to-point link of "
+            f"{sc.p2p.bandwidth_GBps:g} GB/s and {sc.p2p.latency_us:g} us latency."
+        )
+    gpus = sc.cluster.placement(sc.devices())
+    return (
+        f"Stage-to-stage transfers: {sc.p2p.activation_bytes:g} B each as flows on the cluster network "
+        f"`{sc.cluster.spec.name}` (max-min fair sharing), pipeline devices on GPUs {list(gpus)}. "
+        f"Compute SMs: {sc.comm.split().compute_sms} of {sc.comm.split().gpu.sms}."
+    )
+
+
 def _closed_forms(result: RunResult) -> dict[str, float | None]:
     times = result.scenario.op_times()
     if len({*times.f}) > 1 or len({*times.b}) > 1 or len({*times.w}) > 1 or (times.fb and len({*times.fb}) > 1):
@@ -58,8 +73,7 @@ def schedule_report(result: RunResult, figures: dict[str, str]) -> str:
         f"PP = {plan.pp} model stages, {plan.microbatches} micro-batches, "
         f"{plan.virtual_stages} virtual stages for interleaved-1f1b. Op times per stage (ms): "
         f"F {ops.forward_ms}, B {ops.backward_ms}, W {ops.weight_ms}, F&B {ops.overlapped_ms or 'F + B (no overlap)'}. "
-        f"P2P: {sc.p2p.activation_bytes:g} B per transfer at {sc.p2p.bandwidth_GBps:g} GB/s, "
-        f"{sc.p2p.latency_us:g} us latency.",
+        + _transfers(result),
         "",
         "## Results",
         "",
