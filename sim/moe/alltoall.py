@@ -13,8 +13,8 @@ import numpy as np
 from sim.errors import ScenarioError
 from sim.hardware.gpu import SmSplit
 from sim.moe.deepep import KernelSpec, PhaseResult, simulate_phase
-from sim.moe.gating import GATES, popularity, replay, skewed_scores
-from sim.moe.select import select_experts
+from sim.moe.gating import GATES, balanced_choices, popularity, replay, skewed_scores
+from sim.moe.select import CHUNK, select_experts
 from sim.moe.spec import MoESpec
 from sim.moe.traffic import Traffic, layer_traffic
 from sim.network.topology import Topology
@@ -75,8 +75,40 @@ def route_layer(
 ) -> Traffic:
     """Gate and select for ``tokens`` tokens on every EP rank; count the layer's messages."""
     rng = np.random.default_rng(seed)
-    scores = layer_scores(spec, tokens * spec.ep, routing, rng, table, alpha, dirichlet)
-    return layer_traffic(select_experts(scores, spec), np.repeat(np.arange(spec.ep), tokens), spec)
+    return layer_traffic(
+        route_choices(spec, tokens * spec.ep, routing, rng, table, alpha, dirichlet),
+        np.repeat(np.arange(spec.ep), tokens),
+        spec,
+    )
+
+
+def route_choices(
+    spec: MoESpec,
+    total: int,
+    routing: str,
+    rng: np.random.Generator,
+    table: str | Path | None = None,
+    alpha: float = 1.0,
+    dirichlet: float | None = None,
+) -> np.ndarray:
+    """Chosen experts of ``total`` tokens, scoring and selecting block by block (cache-friendly).
+
+    ``balanced`` is constructed directly (its scores make the selection pick exactly these experts,
+    which a test checks); a replayed table is routed whole.
+    """
+    if routing == "balanced":
+        return balanced_choices(total, spec)  # what selection picks from balanced scores (tested)
+    period = spec.groups * spec.experts_per_group
+    block = max(period, CHUNK // period * period)
+    if routing == "replay" or total <= block:
+        return select_experts(layer_scores(spec, total, routing, rng, table, alpha, dirichlet), spec)
+    popular = popularity(spec, rng, alpha, dirichlet) if routing == "skewed" else None
+    parts = []
+    for start in range(0, total, block):
+        n = min(block, total - start)
+        scores = skewed_scores(n, spec, rng, popular) if popular is not None else layer_scores(spec, n, routing, rng)
+        parts.append(select_experts(scores, spec))
+    return np.concatenate(parts)
 
 
 def run_alltoall(topo: Topology, traffic: Traffic, kernel: KernelSpec) -> AlltoallResult:

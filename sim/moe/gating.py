@@ -39,6 +39,11 @@ def choices_to_scores(choices: np.ndarray, experts: int) -> np.ndarray:
 
 @register_gate("balanced")
 def balanced(tokens: int, spec: MoESpec, rng: np.random.Generator) -> np.ndarray:
+    return choices_to_scores(balanced_choices(tokens, spec), spec.experts)
+
+
+def balanced_choices(tokens: int, spec: MoESpec) -> np.ndarray:
+    """The experts ``balanced`` makes the selection pick (sorted per row; tests check the equality)."""
     t = np.arange(tokens)
     per_group = spec.topk // spec.limit
     groups_used = spec.limit
@@ -49,7 +54,7 @@ def balanced(tokens: int, spec: MoESpec, rng: np.random.Generator) -> np.ndarray
         start[:, None, None] + np.arange(per_group)[None, None, :] * spec.experts_per_gpu
     ) % spec.experts_per_group
     choices = (g[:, :, None] * spec.experts_per_group + within).reshape(tokens, -1)
-    return choices_to_scores(choices, spec.experts)
+    return np.sort(choices, axis=1).astype(np.int16)
 
 
 @register_gate("random")

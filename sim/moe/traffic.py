@@ -64,12 +64,29 @@ def _first_in_row(sorted_rows: np.ndarray) -> np.ndarray:
     return first
 
 
+CHUNK = 8192  # tokens per block; counting in cache-sized blocks is about 2x faster
+
+
 def layer_traffic(choices: np.ndarray, src: np.ndarray, spec: MoESpec) -> Traffic:
     """Count the messages of one layer: ``choices`` (tokens x topk) of tokens living on GPUs ``src``."""
+    src = np.asarray(src, dtype=np.int64)
+    if len(src) <= CHUNK:
+        return _count(choices, src, spec)
+    parts = [_count(choices[i : i + CHUNK], src[i : i + CHUNK], spec) for i in range(0, len(src), CHUNK)]
+    return Traffic(
+        spec=spec,
+        ib=sum((p.ib for p in parts), np.zeros_like(parts[0].ib)),
+        nvlink=sum((p.nvlink for p in parts), np.zeros_like(parts[0].nvlink)),
+        logical_rdma=sum((p.logical_rdma for p in parts), np.zeros_like(parts[0].logical_rdma)),
+        tokens_per_expert=sum((p.tokens_per_expert for p in parts), np.zeros_like(parts[0].tokens_per_expert)),
+        nodes_per_token=np.concatenate([p.nodes_per_token for p in parts]),
+    )
+
+
+def _count(choices: np.ndarray, src: np.ndarray, spec: MoESpec) -> Traffic:
     g, ep, nodes = spec.gpus_per_node, spec.ep, spec.nodes
     gpu = np.sort(choices.astype(np.int64) // spec.experts_per_gpu, axis=1)
     node = gpu // g  # still sorted per row
-    src = np.asarray(src, dtype=np.int64)
     ns, ls = src // g, src % g
     rows = np.broadcast_to(np.arange(len(src))[:, None], gpu.shape)
 

@@ -105,3 +105,28 @@ def test_spec_errors() -> None:
         MoESpec(experts=250)
     with pytest.raises(ScenarioError, match="multiple of node_limit"):
         MoESpec(topk=6)
+
+
+def test_balanced_fast_path_equals_selection_on_balanced_scores() -> None:
+    from sim.moe.alltoall import route_choices
+    from sim.moe.gating import balanced_choices
+
+    for spec in (V3, MoESpec(ep=16), MoESpec(ep=8), MoESpec(node_limit=2)):
+        tokens = 3 * spec.groups * spec.experts_per_group + 17
+        via_selection = select_experts(GATES["balanced"](tokens, spec, np.random.default_rng(0)), spec)
+        assert np.array_equal(balanced_choices(tokens, spec), via_selection)
+        assert np.array_equal(route_choices(spec, tokens, "balanced", np.random.default_rng(0)), via_selection)
+
+
+def test_chunked_routing_and_counting_equal_whole() -> None:
+    from sim.moe.select import _select
+    from sim.moe.traffic import _count, layer_traffic
+
+    rng = np.random.default_rng(9)
+    scores = GATES["random"](20000, V3, rng)
+    whole = _select(scores, V3, None)
+    assert np.array_equal(select_experts(scores, V3), whole)
+    src = np.repeat(np.arange(64), 20000 // 64 + 1)[:20000]
+    a, b = layer_traffic(whole, src, V3), _count(whole, src, V3)
+    assert np.array_equal(a.ib, b.ib) and np.array_equal(a.nvlink, b.nvlink)
+    assert np.array_equal(a.nodes_per_token, b.nodes_per_token) and np.array_equal(a.logical_rdma, b.logical_rdma)
