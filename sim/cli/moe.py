@@ -15,7 +15,7 @@ from sim.errors import ScenarioError
 from sim.moe.alltoall import route_layer, sm_sweep
 from sim.moe.balance import run_balancing
 from sim.moe.deepep import KernelSpec
-from sim.moe.gating import popularity, skewed_scores
+from sim.moe.gating import Gating, popularity, skewed_scores
 from sim.moe.spec import MoESpec
 from sim.network.spec import ClusterSpec, load_cluster
 from sim.network.topology import build_topology
@@ -80,7 +80,7 @@ def alltoall_cmd(
         ]
     except ScenarioError as e:
         raise ScenarioError("--sms", e.message) from None
-    traffic = route_layer(spec, tokens, routing, seed, routing_table, skew_alpha, dirichlet)
+    traffic = route_layer(spec, tokens, Gating(routing, routing_table, skew_alpha, dirichlet), seed)
     results = sm_sweep(topo, traffic, kernels[0], counts)
     if plot is not None:
         from reports.sm_sweep import plot_sm_sweep

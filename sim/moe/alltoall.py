@@ -6,14 +6,12 @@ Used by ``twin alltoall``: EP rank r runs on cluster GPU r, each rank holds ``to
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
-from sim.errors import ScenarioError
 from sim.hardware.gpu import SmSplit
 from sim.moe.deepep import KernelSpec, PhaseResult, simulate_phase
-from sim.moe.gating import GATES, balanced_choices, popularity, replay, skewed_scores
+from sim.moe.gating import Gating, balanced_choices
 from sim.moe.select import CHUNK, select_experts
 from sim.moe.spec import MoESpec
 from sim.moe.traffic import Traffic, layer_traffic
@@ -43,72 +41,26 @@ class AlltoallResult:
         }
 
 
-def layer_scores(
-    spec: MoESpec,
-    total: int,
-    routing: str,
-    rng: np.random.Generator,
-    table: str | Path | None = None,
-    alpha: float = 1.0,
-    dirichlet: float | None = None,
-) -> np.ndarray:
-    """Affinity scores of ``total`` tokens from a gate (``skewed`` takes Zipf ``alpha`` or ``dirichlet``)."""
-    if routing == "replay":
-        if table is None:
-            raise ScenarioError("--routing-table", "replay needs a routing table")
-        return replay(table, total, spec)
-    if routing == "skewed":
-        return skewed_scores(total, spec, rng, popularity(spec, rng, alpha, dirichlet))
-    if routing not in GATES:
-        raise ScenarioError("--routing", f"unknown routing {routing!r}; choose from {', '.join(GATES)}, replay")
-    return GATES[routing](total, spec, rng)
-
-
-def route_layer(
-    spec: MoESpec,
-    tokens: int,
-    routing: str,
-    seed: int,
-    table: str | Path | None = None,
-    alpha: float = 1.0,
-    dirichlet: float | None = None,
-) -> Traffic:
+def route_layer(spec: MoESpec, tokens: int, gating: Gating | str, seed: int) -> Traffic:
     """Gate and select for ``tokens`` tokens on every EP rank; count the layer's messages."""
     rng = np.random.default_rng(seed)
-    return layer_traffic(
-        route_choices(spec, tokens * spec.ep, routing, rng, table, alpha, dirichlet),
-        np.repeat(np.arange(spec.ep), tokens),
-        spec,
-    )
+    choices = route_choices(spec, tokens * spec.ep, gating, rng)
+    return layer_traffic(choices, np.repeat(np.arange(spec.ep), tokens), spec)
 
 
-def route_choices(
-    spec: MoESpec,
-    total: int,
-    routing: str,
-    rng: np.random.Generator,
-    table: str | Path | None = None,
-    alpha: float = 1.0,
-    dirichlet: float | None = None,
-) -> np.ndarray:
+def route_choices(spec: MoESpec, total: int, gating: Gating | str, rng: np.random.Generator) -> np.ndarray:
     """Chosen experts of ``total`` tokens, scoring and selecting block by block (cache-friendly).
 
     ``balanced`` is constructed directly (its scores make the selection pick exactly these experts,
     which a test checks); a replayed table is routed whole.
     """
-    if routing == "balanced":
-        return balanced_choices(total, spec)  # what selection picks from balanced scores (tested)
-    period = spec.groups * spec.experts_per_group
-    block = max(period, CHUNK // period * period)
-    if routing == "replay" or total <= block:
-        return select_experts(layer_scores(spec, total, routing, rng, table, alpha, dirichlet), spec)
-    popular = popularity(spec, rng, alpha, dirichlet) if routing == "skewed" else None
-    parts = []
-    for start in range(0, total, block):
-        n = min(block, total - start)
-        scores = skewed_scores(n, spec, rng, popular) if popular is not None else layer_scores(spec, n, routing, rng)
-        parts.append(select_experts(scores, spec))
-    return np.concatenate(parts)
+    gating = Gating.of(gating)
+    if gating.routing == "balanced":
+        return balanced_choices(total, spec)
+    scores = gating.scorer(spec, rng)
+    if gating.routing == "replay" or total <= CHUNK:
+        return select_experts(scores(total), spec)
+    return np.concatenate([select_experts(scores(min(CHUNK, total - i)), spec) for i in range(0, total, CHUNK)])
 
 
 def run_alltoall(topo: Topology, traffic: Traffic, kernel: KernelSpec) -> AlltoallResult:

@@ -17,6 +17,7 @@ All draws come from the ``numpy.random.Generator`` passed in (built from the sce
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,38 @@ def skewed_scores(tokens: int, spec: MoESpec, rng: np.random.Generator, popular:
 def skewed(tokens: int, spec: MoESpec, rng: np.random.Generator) -> np.ndarray:
     """Zipf(1) popularity drawn from the same generator, then scores."""
     return skewed_scores(tokens, spec, rng, popularity(spec, rng))
+
+
+@dataclass(frozen=True)
+class Gating:
+    """A gate and its parameters: ``skewed`` takes a Zipf ``alpha`` or a ``dirichlet`` concentration,
+    ``replay`` a ``table``."""
+
+    routing: str = "balanced"
+    table: str | Path | None = None
+    alpha: float = 1.0
+    dirichlet: float | None = None
+
+    @staticmethod
+    def of(gating: Gating | str) -> Gating:
+        return gating if isinstance(gating, Gating) else Gating(gating)
+
+    def scorer(self, spec: MoESpec, rng: np.random.Generator) -> Callable[[int], np.ndarray]:
+        """A function giving the scores of the next ``n`` tokens of one layer."""
+        if self.routing == "replay":
+            if self.table is None:
+                raise ScenarioError("--routing-table", "replay needs a routing table")
+            table = self.table
+            return lambda n: replay(table, n, spec)
+        if self.routing == "skewed":
+            popular = popularity(spec, rng, self.alpha, self.dirichlet)  # one popularity per layer
+            return lambda n: skewed_scores(n, spec, rng, popular)
+        if self.routing not in GATES:
+            raise ScenarioError(
+                "--routing", f"unknown routing {self.routing!r}; choose from {', '.join(GATES)}, replay"
+            )
+        gate = GATES[self.routing]
+        return lambda n: gate(n, spec, rng)
 
 
 def load_choices(path: str | Path, spec: MoESpec) -> np.ndarray:

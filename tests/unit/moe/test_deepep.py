@@ -12,6 +12,7 @@ from sim.errors import ScenarioError
 from sim.hardware.gpu import SmSplit
 from sim.moe.alltoall import route_layer, run_alltoall, sm_sweep
 from sim.moe.deepep import KernelSpec, simulate_phase
+from sim.moe.gating import Gating
 from sim.moe.spec import MoESpec
 from sim.network.spec import ClusterSpec
 from sim.network.topology import build_topology
@@ -96,8 +97,8 @@ def test_cli_balance_converges_and_skew_parameters(capsys: pytest.CaptureFixture
         main(["balance", "--steps", "40", "--gamma", "0.01", "--tokens", "2048", "--format", "json"])
     ratios = json.loads(capsys.readouterr().out)["max_over_mean"]
     assert info.value.code == 0 and len(ratios) == 40 and ratios[0] > 5 and min(ratios[-5:]) < 3
-    mild = route_layer(MoESpec(ep=16), 512, "skewed", 0, alpha=0.2).tokens_per_expert
-    steep = route_layer(MoESpec(ep=16), 512, "skewed", 0, alpha=2.0).tokens_per_expert
+    mild = route_layer(MoESpec(ep=16), 512, Gating("skewed", alpha=0.2), 0).tokens_per_expert
+    steep = route_layer(MoESpec(ep=16), 512, Gating("skewed", alpha=2.0), 0).tokens_per_expert
     assert steep.max() / steep.mean() > mild.max() / mild.mean()
-    flat = route_layer(MoESpec(ep=16), 512, "skewed", 0, dirichlet=1000.0).tokens_per_expert
+    flat = route_layer(MoESpec(ep=16), 512, Gating("skewed", dirichlet=1000.0), 0).tokens_per_expert
     assert flat.max() / flat.mean() < 2
