@@ -15,7 +15,6 @@ Definitions (per device):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,7 +162,3 @@ def chrome_trace(run: ScheduleRun, time_scale_us: float = 1e6) -> dict[str, Any]
     if link_tid:
         events.append({"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "p2p links"}})
     return {"traceEvents": events, "displayTimeUnit": "ms"}
-
-
-def chrome_trace_json(run: ScheduleRun) -> str:
-    return json.dumps(chrome_trace(run))

@@ -16,10 +16,6 @@ _ATOM = re.compile(r"^(\d+)([FBIW])(\d+)$")
 _OVERLAP = re.compile(r"^\(([^;()]+);([^;()]+)\)OVERLAP_F_B$")
 
 
-def format_action(action: Action) -> str:
-    return str(action)
-
-
 def format_schedule(schedule: Schedule) -> str:
     """One line per device, in torch notation."""
     return "\n".join(" ".join(str(a) for a in acts) for acts in schedule.actions)

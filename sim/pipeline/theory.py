@@ -1,4 +1,4 @@
-"""Closed-form bubble and memory of each schedule (DeepSeek-V3 report, Table 2; Megatron; ZB paper).
+"""Closed-form bubble of each schedule (DeepSeek-V3 report, Table 2; Megatron; ZB paper).
 
 Valid for uniform stages with zero transfer cost; for DualPipe only when W = B/2 and F&B = F + B
 (elsewhere the timed simulation differs, which is the point of a twin). ``None`` means no closed
@@ -19,12 +19,3 @@ def bubble(name: str, pp: int, f: float, b: float, w: float, fb: float | None = 
     if name in ("dualpipe", "dualpipev"):
         return (pp / 2 - 1) * ((f + b if fb is None else fb) + b - 3 * w)
     return None
-
-
-def peak_activations(name: str, pp: int) -> float | None:
-    """Peak in-flight micro-batch activations per device, in model-stage units (Table 2)."""
-    return {"1f1b": pp, "zb1p": pp, "dualpipe": pp + 1, "dualpipev": pp + 1}.get(name)
-
-
-def param_copies(name: str) -> float | None:
-    return {"1f1b": 1.0, "zb1p": 1.0, "interleaved-1f1b": 1.0, "dualpipe": 2.0, "dualpipev": 2.0}.get(name)
