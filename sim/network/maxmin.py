@@ -25,3 +25,30 @@ def maxmin_rates(
     rates = np.full(num_flows, np.inf)
     if entry_flow.size == 0:
         return rates
+    num_links = len(capacity)
+    remaining = capacity.astype(np.float64, copy=True)
+    flows, links = entry_flow, entry_link
+    while flows.size:
+        count = np.bincount(links, minlength=num_links)
+        used = count > 0
+        share = np.full(num_links, np.inf)
+        share[used] = np.maximum(remaining[used], 0.0) / count[used]
+        entry_share = share[links]
+        # each flow's entries are consecutive: find the blocks once per round
+        change = np.empty(flows.size, dtype=bool)
+        change[0] = True
+        np.not_equal(flows[1:], flows[:-1], out=change[1:])
+        starts = np.flatnonzero(change)
+        lengths = np.diff(starts, append=flows.size)
+        flow_min = np.minimum.reduceat(entry_share, starts)  # smallest share on each flow's path
+        entry_min = np.repeat(flow_min, lengths)
+        # a link is a local bottleneck if it is the minimum of every flow crossing it
+        not_min = entry_share > entry_min * (1.0 + rtol)
+        bottleneck = used & (np.bincount(links[not_min], minlength=num_links) == 0)
+        frozen_flow = np.add.reduceat(bottleneck[links].astype(np.int8), starts) > 0
+        rates[flows[starts[frozen_flow]]] = flow_min[frozen_flow]
+        frozen_entry = np.repeat(frozen_flow, lengths)
+        remaining -= np.bincount(links[frozen_entry], weights=entry_min[frozen_entry], minlength=num_links)
+        keep = ~frozen_entry
+        flows, links = flows[keep], links[keep]
+    return rates
