@@ -5,6 +5,8 @@ Used by ``twin alltoall``: EP rank r runs on cluster GPU r, each rank holds ``to
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -46,6 +48,29 @@ def route_layer(spec: MoESpec, tokens: int, gating: Gating | str, seed: int) -> 
     rng = np.random.default_rng(seed)
     choices = route_choices(spec, tokens * spec.ep, gating, rng)
     return layer_traffic(choices, np.repeat(np.arange(spec.ep), tokens), spec)
+
+
+def route_layers(
+    spec: MoESpec, tokens: int, layers: int, gating: Gating | str, seed: int, workers: int | None = None
+) -> list[Traffic]:
+    """Route one micro-batch through ``layers`` MoE layers: ``tokens`` tokens on every EP rank.
+
+    Layer ``i`` draws from its own stream (``SeedSequence(seed).spawn``), so the result depends on
+    the seed only, not on ``workers``: threads (default: one per CPU, at most ``layers``) route
+    layers in parallel, which numpy allows because its kernels release the GIL.
+    """
+    streams = np.random.SeedSequence(seed).spawn(layers)
+    src = np.repeat(np.arange(spec.ep), tokens)
+
+    def one(stream: np.random.SeedSequence) -> Traffic:
+        choices = route_choices(spec, tokens * spec.ep, gating, np.random.default_rng(stream))
+        return layer_traffic(choices, src, spec)
+
+    workers = max(1, min(layers, workers or os.cpu_count() or 1))
+    if workers == 1:
+        return [one(s) for s in streams]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, streams))
 
 
 def route_choices(spec: MoESpec, total: int, gating: Gating | str, rng: np.random.Generator) -> np.ndarray:

@@ -7,9 +7,11 @@ All draws come from the ``numpy.random.Generator`` passed in (built from the sce
   distinct GPUs, from a start that rotates over the group; expressed as scores so the real selection
   code picks them. Loads are exactly equal when the token count is a multiple of
   groups x experts-per-group.
-* ``random``: i.i.d. sigmoid(normal) scores.
-* ``skewed``: per-expert popularity drawn once (Zipf exponent ``alpha`` over a random expert
-  order, or Dirichlet concentration when ``dirichlet`` is set), added in logit space.
+* ``random``: i.i.d. affinities, uniform on (0, 1): the sigmoid of i.i.d. standard logistic
+  logits (sampled as uniforms directly, about 4x faster than drawing logits and applying exp).
+* ``skewed``: per-expert popularity ``p`` drawn once (Zipf exponent ``alpha`` over a random expert
+  order, or Dirichlet concentration when ``dirichlet`` is set), added in logit space as
+  ``log(p * experts)``; with a uniform popularity it is ``random`` exactly.
 * ``replay``: a recorded token-to-expert table (CSV or Parquet, one row per token, columns
   ``e0..e{k-1}``), turned into scores that make the selection reproduce it.
 """
@@ -44,24 +46,27 @@ def balanced(tokens: int, spec: MoESpec, rng: np.random.Generator) -> np.ndarray
 
 
 def balanced_choices(tokens: int, spec: MoESpec) -> np.ndarray:
-    """The experts ``balanced`` makes the selection pick (sorted per row; tests check the equality)."""
-    t = np.arange(tokens)
+    """The experts ``balanced`` makes the selection pick (sorted per row; tests check the equality).
+
+    The pattern repeats every ``groups x experts_per_group`` (= experts) tokens, so one period is
+    built and repeated.
+    """
+    period = min(tokens, spec.experts)
+    t = np.arange(period)
     per_group = spec.topk // spec.limit
-    groups_used = spec.limit
-    g = (t[:, None] + np.arange(groups_used)[None, :]) % spec.groups
+    g = (t[:, None] + np.arange(spec.limit)[None, :]) % spec.groups
     # inside a group, picks are experts_per_gpu apart (distinct GPUs) from a rotating start
     start = (t // spec.groups) % spec.experts_per_group
     within = (
         start[:, None, None] + np.arange(per_group)[None, None, :] * spec.experts_per_gpu
     ) % spec.experts_per_group
-    choices = (g[:, :, None] * spec.experts_per_group + within).reshape(tokens, -1)
-    return np.sort(choices, axis=1).astype(np.int16)
+    choices = np.sort((g[:, :, None] * spec.experts_per_group + within).reshape(period, -1), axis=1)
+    return np.resize(choices.astype(np.int16), (tokens, choices.shape[1]))
 
 
 @register_gate("random")
 def random_scores(tokens: int, spec: MoESpec, rng: np.random.Generator) -> np.ndarray:
-    logits = rng.standard_normal((tokens, spec.experts), dtype=np.float32)
-    return 1.0 / (1.0 + np.exp(-logits))
+    return rng.random((tokens, spec.experts), dtype=np.float32)
 
 
 def popularity(
@@ -75,10 +80,10 @@ def popularity(
 
 
 def skewed_scores(tokens: int, spec: MoESpec, rng: np.random.Generator, popular: np.ndarray) -> np.ndarray:
-    """Random scores with a fixed per-expert popularity added in logit space."""
-    logits = rng.standard_normal((tokens, spec.experts), dtype=np.float32)
-    logits += np.log(popular * spec.experts).astype(np.float32)
-    return 1.0 / (1.0 + np.exp(-logits))
+    """``sigmoid(logit(u) + log(p * experts))`` for uniform ``u``, computed as ``u w / (u w + 1 - u)``."""
+    u = rng.random((tokens, spec.experts), dtype=np.float32)
+    weighted = u * (popular * spec.experts).astype(np.float32)
+    return weighted / (weighted + (1.0 - u))
 
 
 @register_gate("skewed")

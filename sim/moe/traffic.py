@@ -64,15 +64,32 @@ def _first_in_row(sorted_rows: np.ndarray) -> np.ndarray:
     return first
 
 
-CHUNK = 8192  # tokens per block; counting in cache-sized blocks is about 2x faster
+CHUNK = 8192  # tokens per block for the sorting counter; cache-sized blocks are about 2x faster
+MASK_CHUNK = 1 << 20  # tokens per block for the bitmask counter (bigger is faster; bounds memory)
+
+_U64 = np.uint64
+_BYTE_LOW_BITS = _U64(0x0101010101010101)
+_GATHER_BYTE_BITS = _U64(0x0102040810204080)  # (x * this) >> 56 packs the low bit of byte n into bit n
+_BITS = ((np.arange(256)[:, None] >> np.arange(8)[None, :]) & 1).astype(np.int64)  # byte value -> its 8 bits
+_POPCOUNT = _BITS.sum(axis=1)
+
+
+def masks_fit(spec: MoESpec) -> bool:
+    """Whether the bitmask counter applies: a byte per node (<= 8 GPUs) and <= 8 nodes (one uint64)."""
+    return spec.gpus_per_node <= 8 and spec.nodes <= 8
 
 
 def layer_traffic(choices: np.ndarray, src: np.ndarray, spec: MoESpec) -> Traffic:
-    """Count the messages of one layer: ``choices`` (tokens x topk) of tokens living on GPUs ``src``."""
+    """Count the messages of one layer: ``choices`` (tokens x topk) of tokens living on GPUs ``src``.
+
+    Uses the bitmask counter when :func:`masks_fit`, else the sorting counter; both give identical
+    counts (a test checks) and take ``choices`` in any order within a row.
+    """
     src = np.asarray(src, dtype=np.int64)
-    if len(src) <= CHUNK:
-        return _count(choices, src, spec)
-    parts = [_count(choices[i : i + CHUNK], src[i : i + CHUNK], spec) for i in range(0, len(src), CHUNK)]
+    count, chunk = (_count_masks, MASK_CHUNK) if masks_fit(spec) else (_count, CHUNK)
+    if len(src) <= chunk:
+        return count(choices, src, spec)
+    parts = [count(choices[i : i + chunk], src[i : i + chunk], spec) for i in range(0, len(src), chunk)]
     return Traffic(
         spec=spec,
         ib=sum((p.ib for p in parts), np.zeros_like(parts[0].ib)),
@@ -84,6 +101,7 @@ def layer_traffic(choices: np.ndarray, src: np.ndarray, spec: MoESpec) -> Traffi
 
 
 def _count(choices: np.ndarray, src: np.ndarray, spec: MoESpec) -> Traffic:
+    """Sorting counter (any shape): sort each token's GPUs, keep the first of each GPU and node."""
     g, ep, nodes = spec.gpus_per_node, spec.ep, spec.nodes
     gpu = np.sort(choices.astype(np.int64) // spec.experts_per_gpu, axis=1)
     node = gpu // g  # still sorted per row
@@ -108,4 +126,53 @@ def _count(choices: np.ndarray, src: np.ndarray, spec: MoESpec) -> Traffic:
         logical_rdma=logical,
         tokens_per_expert=np.bincount(choices.ravel().astype(np.int64), minlength=spec.experts),
         nodes_per_token=node_first.sum(axis=1),
+    )
+
+
+def _count_masks(choices: np.ndarray, src: np.ndarray, spec: MoESpec) -> Traffic:
+    """Bitmask counter (at most 8 nodes of at most 8 GPUs), about 10x faster than sorting.
+
+    Each token's destination GPUs become one uint64 with a byte per node (bit ``local`` of byte
+    ``node``), which deduplicates GPUs for free. Byte ``n`` non-zero means the token reaches node
+    ``n``; those bits packed give an 8-bit node mask. Then:
+
+    * ``ib`` and ``logical_rdma`` come from one histogram over (source GPU, node mask);
+    * NVLink: the sender on node ``n`` always has the source's in-node index ``ls`` (the source
+      itself on its own node, its IB forwarder elsewhere) and sends to the GPUs of byte ``n``
+      except bit ``ls``, so a histogram over (node, ls, byte n) gives every NVLink count.
+    """
+    g, ep, nodes, tokens = spec.gpus_per_node, spec.ep, spec.nodes, len(src)
+    gpu = choices // spec.experts_per_gpu
+    slot = (gpu + (gpu // g) * (8 - g)).astype(np.uint8)  # node * 8 + local
+    mask = np.zeros(tokens, _U64)
+    for j in range(choices.shape[1]):
+        mask |= np.left_shift(_U64(1), slot[:, j], dtype=_U64)
+    nonzero = mask | (mask >> _U64(4))
+    nonzero |= nonzero >> _U64(2)
+    nonzero |= nonzero >> _U64(1)
+    nonzero &= _BYTE_LOW_BITS
+    node_mask = ((nonzero * _GATHER_BYTE_BITS) >> _U64(56)).astype(np.intp)
+
+    per_node = (np.bincount(src * 256 + node_mask, minlength=ep * 256).reshape(ep, 256) @ _BITS)[:, :nodes]
+    logical = per_node.sum(axis=1)
+    ib = per_node.copy()
+    ib[np.arange(ep), np.arange(ep) // g] = 0
+
+    node_bytes = mask.astype("<u8", copy=False).view(np.uint8).reshape(tokens, 8)  # byte n = node n
+    local256 = (src % g) * 256
+    hist = np.stack([np.bincount(local256 + node_bytes[:, n], minlength=g * 256) for n in range(nodes)])
+    pairs = hist.reshape(nodes, g, 256) @ _BITS[:, :g]  # [node, sender index, receiver index]
+    pairs[:, np.arange(g), np.arange(g)] = 0
+    nvlink = np.zeros((ep, ep), dtype=np.int64)
+    for n in range(nodes):
+        lo, hi = n * g, min((n + 1) * g, ep)
+        nvlink[lo:hi, lo:hi] = pairs[n, : hi - lo, : hi - lo]
+
+    return Traffic(
+        spec=spec,
+        ib=ib,
+        nvlink=nvlink,
+        logical_rdma=logical,
+        tokens_per_expert=np.bincount(choices.ravel(), minlength=spec.experts),
+        nodes_per_token=_POPCOUNT[node_mask],
     )

@@ -130,3 +130,27 @@ def test_chunked_routing_and_counting_equal_whole() -> None:
     a, b = layer_traffic(whole, src, V3), _count(whole, src, V3)
     assert np.array_equal(a.ib, b.ib) and np.array_equal(a.nvlink, b.nvlink)
     assert np.array_equal(a.nodes_per_token, b.nodes_per_token) and np.array_equal(a.logical_rdma, b.logical_rdma)
+
+
+def test_route_layers_depends_on_the_seed_not_the_threads() -> None:
+    from sim.moe.alltoall import route_layers
+
+    spec = MoESpec(ep=16)
+    one = route_layers(spec, 256, 5, "random", seed=3, workers=1)
+    two = route_layers(spec, 256, 5, "random", seed=3, workers=2)
+    other = route_layers(spec, 256, 5, "random", seed=4, workers=2)
+    assert len(one) == 5
+    assert all(np.array_equal(a.nvlink, b.nvlink) and np.array_equal(a.ib, b.ib) for a, b in zip(one, two, strict=True))
+    assert not np.array_equal(one[0].tokens_per_expert, one[1].tokens_per_expert)  # layers draw different streams
+    assert not np.array_equal(one[0].tokens_per_expert, other[0].tokens_per_expert)
+
+
+def test_skewed_with_uniform_popularity_is_random() -> None:
+    uniform = np.full(V3.experts, 1.0 / V3.experts)
+    skewed = skewed_scores(300, V3, np.random.default_rng(8), uniform)
+    plain = GATES["random"](300, V3, np.random.default_rng(8))
+    np.testing.assert_allclose(skewed, plain, rtol=1e-6)
+    # a popular expert's scores rise: sigmoid(logit(u) + log(p * experts)) with p * experts > 1
+    popular = uniform.copy()
+    popular[0] *= 10
+    assert (skewed_scores(300, V3, np.random.default_rng(8), popular)[:, 0] >= plain[:, 0]).all()

@@ -69,3 +69,38 @@ def test_node_limit_one_keeps_traffic_in_the_node_when_experts_allow() -> None:
 def test_combine_bytes_use_bf16() -> None:
     _, _, t = _traffic(MoESpec(ep=16), 128)
     assert t.ib_bytes_per_gpu("combine").sum() == pytest.approx(t.ib.sum() * 7168 * 2)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        V3,
+        MoESpec(ep=8),
+        MoESpec(ep=16, node_limit=2),
+        MoESpec(ep=4),
+        MoESpec(experts=192),
+        MoESpec(ep=32, gpus_per_node=4),
+    ],
+    ids=["ep64", "ep8", "ep16-m2", "ep4", "3-experts-per-gpu", "4-gpus-per-node"],
+)
+def test_bitmask_counter_equals_sorting_counter(spec: MoESpec) -> None:
+    """The fast counter and the sorting one agree, on any rows (unsorted, several experts per GPU)."""
+    from sim.moe.traffic import _count, _count_masks, masks_fit
+
+    assert masks_fit(spec)
+    rng = np.random.default_rng(11)
+    tokens = 3000
+    choices = rng.integers(0, spec.experts, size=(tokens, spec.topk)).astype(np.int16)  # unsorted, repeats
+    src = rng.integers(0, spec.ep, size=tokens).astype(np.int64)
+    a, b = _count_masks(choices, src, spec), _count(choices, src, spec)
+    for field in ("ib", "nvlink", "logical_rdma", "tokens_per_expert", "nodes_per_token"):
+        assert np.array_equal(getattr(a, field), getattr(b, field)), field
+
+
+def test_sorting_counter_serves_shapes_beyond_the_bitmask() -> None:
+    from sim.moe.traffic import masks_fit
+
+    wide = MoESpec(ep=128)  # 16 nodes: more than one uint64 of node bytes
+    assert not masks_fit(wide) and not masks_fit(MoESpec(ep=64, gpus_per_node=16))
+    _, _, t = _traffic(wide, 64)
+    assert (t.nodes_per_token == 4).all() and t.ib.shape == (128, 16)
