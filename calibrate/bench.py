@@ -78,38 +78,51 @@ class Bench:
         return torch.randn(*shape, device=self.device, dtype=torch.float32).to(dtype)
 
 
-def _fp8_gemm_fn(b: Bench, m: int, n: int, k: int) -> tuple[Callable[[int], object], str] | None:
-    """The best available FP8 GEMM for this torch/device: blockwise, rowwise or tensorwise."""
+def _blockwise_scales(b: Bench, m: int, n: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scales in the layouts cuBLAS wants (as torch's own scaled-mm tests build them).
+
+    Activations, 1x128 tiles: ``(M, K/128)`` float32, outer-dim-major (stride 1 along M).
+    Weights, 128x128 blocks: ``(ceil(N/128), L)`` with ``L = K/128`` padded to a multiple of 4,
+    passed transposed, i.e. ``(L4, ceil(N/128))`` K-major.
+    """
+    blocks_k = k // 128
+    sa = (torch.rand(m, blocks_k, device=b.device) + 0.5).t().contiguous().t()
+    sb = torch.rand(-(-n // 128), blocks_k, device=b.device) + 0.5
+    if blocks_k % 4:
+        sb = torch.nn.functional.pad(sb, (0, 4 - blocks_k % 4))
+    return sa, sb.t()
+
+
+def _fp8_gemm_fn(b: Bench, m: int, n: int, k: int) -> tuple[tuple[Callable[[int], object], str] | None, dict[str, str]]:
+    """The best available FP8 GEMM for this torch/device (blockwise, rowwise or tensorwise), and why
+    the better ones did not run."""
     fp8 = torch.float8_e4m3fn
     count = b.copies(m * k + k * n)
     a = [b.rand(m, k, dtype=fp8) for _ in range(count)]
     w = [b.rand(n, k, dtype=fp8).t() for _ in range(count)]  # column-major K x N
     attempts: list[tuple[str, Callable[[int], object]]] = []
+    failures: dict[str, str] = {}
     functional = getattr(torch.nn.functional, "scaled_mm", None)
-    if functional is not None and b.cuda and k % 128 == 0 and n % 128 == 0:
-        try:
-            from torch.nn.functional import ScalingType, SwizzleType
+    if functional is None or not b.cuda or k % 128 or m % 4:
+        failures["blockwise"] = "needs torch.nn.functional.scaled_mm, a GPU, K % 128 == 0 and M % 4 == 0"
+    else:
+        from torch.nn.functional import ScalingType
 
-            sa = torch.rand(m, k // 128, device=b.device) + 0.5
-            sb = torch.rand(n // 128, k // 128, device=b.device) + 0.5
-            attempts.append(
-                (
-                    "blockwise",
-                    lambda i: functional(
-                        a[i % count],
-                        w[i % count],
-                        sa,
-                        ScalingType.BlockWise1x128,
-                        sb,
-                        ScalingType.BlockWise128x128,
-                        swizzle_a=SwizzleType.NO_SWIZZLE,
-                        swizzle_b=SwizzleType.NO_SWIZZLE,
-                        output_dtype=torch.bfloat16,
-                    ),
-                )
+        sa, sb = _blockwise_scales(b, m, n, k)
+        attempts.append(
+            (
+                "blockwise",
+                lambda i: functional(
+                    a[i % count],
+                    w[i % count],
+                    sa,
+                    ScalingType.BlockWise1x128,
+                    sb,
+                    ScalingType.BlockWise128x128,
+                    output_dtype=torch.bfloat16,
+                ),
             )
-        except ImportError:
-            pass
+        )
     row_a = torch.rand(m, 1, device=b.device) + 0.5
     row_b = torch.rand(1, n, device=b.device) + 0.5
     attempts.append(
@@ -122,10 +135,10 @@ def _fp8_gemm_fn(b: Bench, m: int, n: int, k: int) -> tuple[Callable[[int], obje
     for name, fn in attempts:
         try:
             fn(0)
-            return fn, name
-        except (RuntimeError, TypeError, NotImplementedError):
-            continue
-    return None
+            return (fn, name), failures
+        except Exception as err:  # any failure means: try the next scaling
+            failures[name] = f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}"
+    return None, failures
 
 
 def _bf16_gemm_fn(b: Bench, m: int, n: int, k: int) -> Callable[[int], object]:
@@ -136,10 +149,13 @@ def _bf16_gemm_fn(b: Bench, m: int, n: int, k: int) -> Callable[[int], object]:
 
 
 def bench_gemm(b: Bench) -> None:
+    why_not: dict[str, str] = {}  # scaling -> first reason it did not run
     for dtype in ("fp8", "bf16"):
         for label, (m, n, k) in gemm_shapes(b.preset):
             if dtype == "fp8":
-                found = _fp8_gemm_fn(b, m, n, k)
+                found, failures = _fp8_gemm_fn(b, m, n, k)
+                for scaling, reason in failures.items():
+                    why_not.setdefault(scaling, f"{label} {m}x{n}x{k}: {reason}")
                 if found is None:
                     b.skipped.append(Skipped(what=f"fp8 gemm {label}", why="no scaled_mm path on this torch/device"))
                     continue
@@ -149,6 +165,8 @@ def bench_gemm(b: Bench) -> None:
             t = b.time(fn)
             params = {"m": m, "n": n, "k": k, "dtype": dtype, "shape": label, "scaling": scaling}
             b.samples.append(Sample(op="gemm", params=params, time_s=t))
+    for scaling, reason in why_not.items():
+        b.skipped.append(Skipped(what=f"fp8 {scaling} scaling (at least once)", why=reason[:300]))
     b.ran.append("gemm fp8/bf16")
 
 
@@ -228,6 +246,7 @@ def bench_sm_limited_gemm(b: Bench) -> None:
         except (RuntimeError, TypeError) as err:
             b.skipped.append(Skipped(what=f"green context {sms} SMs", why=str(err)[:200]))
             continue
+        torch.cuda.synchronize()  # inputs were made on the default stream
         with torch.cuda.stream(stream):
             t = b.time(lambda _i: a @ w)
         b.samples.append(
@@ -238,6 +257,31 @@ def bench_sm_limited_gemm(b: Bench) -> None:
     b.ran.append("SM-limited gemm")
 
 
+def _nvidia_smi(index: int = 0) -> dict[str, str | float | None]:
+    """Driver version and maximum SM clock from ``nvidia-smi`` (None where it is absent or fails)."""
+    import shutil
+    import subprocess
+
+    facts: dict[str, str | float | None] = {"driver": None, "clock_mhz": None}
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return facts
+    try:
+        out = subprocess.run(
+            [exe, f"--id={index}", "--query-gpu=driver_version,clocks.max.sm", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout.strip()
+        driver, clock = (x.strip() for x in out.splitlines()[0].split(","))
+        facts["driver"] = driver
+        facts["clock_mhz"] = float(clock)
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        pass
+    return facts
+
+
 def device_description(device: str) -> tuple[str, int, dict[str, str | float | None]]:
     """(name, SM count or CPU cores, extra facts) of the device."""
     if device.startswith("cuda"):
@@ -246,7 +290,7 @@ def device_description(device: str) -> tuple[str, int, dict[str, str | float | N
         return (
             name,
             props.multi_processor_count,
-            {"cuda": torch.version.cuda, "torch": torch.__version__, "clock_mhz": None, "driver": None},
+            {"cuda": torch.version.cuda, "torch": torch.__version__, **_nvidia_smi(0)},
         )
     import os
 

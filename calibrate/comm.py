@@ -24,7 +24,8 @@ import torch.distributed as dist
 SIZES = (1 << 12, 1 << 16, 1 << 20)
 
 
-def _time(fn, device: str, warmup: int = 2, repeats: int = 5) -> float:  # type: ignore[no-untyped-def]
+def _time(fn, device: str, warmup: int = 2, repeats: int = 5, burst: int = 5) -> float:  # type: ignore[no-untyped-def]
+    """Median seconds per call: after a barrier, ``burst`` back-to-back calls, synchronised."""
     for _ in range(warmup):
         fn()
     results = []
@@ -33,17 +34,31 @@ def _time(fn, device: str, warmup: int = 2, repeats: int = 5) -> float:  # type:
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        fn()
+        for _ in range(burst):
+            fn()
         if device.startswith("cuda"):
             torch.cuda.synchronize()
-        results.append(time.perf_counter() - t0)
+        results.append((time.perf_counter() - t0) / burst)
     return statistics.median(results)
 
 
-def measure(sizes: tuple[int, ...] = SIZES) -> list[dict[str, object]]:
+def _init(rank: int | None, world: int | None, gpu: int | None) -> str:
+    """Join the process group on GPU ``gpu`` (NCCL) or, when None, the CPU (gloo); returns the device."""
+    if gpu is not None:
+        device = torch.device("cuda", gpu)
+        torch.cuda.set_device(device)  # NCCL communicators and barriers use the current device
+        kwargs: dict[str, object] = {"backend": "nccl", "device_id": device}
+    else:
+        device, kwargs = torch.device("cpu"), {"backend": "gloo"}
+    if rank is not None and world is not None:
+        kwargs.update(rank=rank, world_size=world)
+    dist.init_process_group(**kwargs)  # type: ignore[arg-type]
+    return str(device)
+
+
+def measure(device: str, sizes: tuple[int, ...] = SIZES) -> list[dict[str, object]]:
     """Run on every rank of an initialised process group; returns rank 0's samples."""
     rank, world = dist.get_rank(), dist.get_world_size()
-    device = f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
     samples: list[dict[str, object]] = []
     for nbytes in sizes:
         elems = max(world, nbytes // 4 // world * world)
@@ -77,10 +92,10 @@ def measure(sizes: tuple[int, ...] = SIZES) -> list[dict[str, object]]:
 
 def _worker(rank: int, world: int, port: int, out: str, sizes: tuple[int, ...]) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    backend = "nccl" if torch.cuda.is_available() and torch.cuda.device_count() >= world else "gloo"
-    dist.init_process_group(backend, rank=rank, world_size=world)
+    one_gpu_each = torch.cuda.is_available() and torch.cuda.device_count() >= world
+    device = _init(rank, world, rank if one_gpu_each else None)
     try:
-        samples = measure(sizes)
+        samples = measure(device, sizes)
         if rank == 0:
             Path(out).write_text(json.dumps(samples))
     finally:
@@ -99,10 +114,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="comm.json")
     a = ap.parse_args()
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend)
+    local = int(os.environ.get("LOCAL_RANK", "0"))  # torchrun sets it, with RANK and WORLD_SIZE
+    device = _init(None, None, local if torch.cuda.is_available() else None)
     try:
-        samples = measure()
+        samples = measure(device)
         if dist.get_rank() == 0:
             Path(a.out).write_text(json.dumps(samples))
     finally:

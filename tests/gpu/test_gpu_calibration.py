@@ -1,4 +1,7 @@
-"""GPU calibration checks (marked ``gpu``; skipped where torch sees no CUDA device)."""
+"""GPU calibration checks (marked ``gpu``; skipped where torch sees no CUDA device).
+
+One quick calibration runs once for the module (a few minutes on an H100).
+"""
 
 from __future__ import annotations
 
@@ -12,21 +15,35 @@ pytestmark = [
 ]
 
 
-def test_quick_gpu_profile_has_fp8_and_sm_sweep() -> None:
+@pytest.fixture(scope="module")
+def profile():  # type: ignore[no-untyped-def]
     from calibrate.run import run_calibration
 
-    profile = run_calibration("cuda", "quick", world=1, comm=False)
+    return run_calibration("cuda", "quick", world=1, comm=False)
+
+
+def test_quick_gpu_profile_has_fp8_and_sm_sweep(profile) -> None:  # type: ignore[no-untyped-def]
     fp8 = [s for s in profile.samples if s.op == "gemm" and s.params.get("dtype") == "fp8"]
     assert fp8, "no FP8 GEMM path ran"
-    assert any("sms" in s.params for s in profile.samples if s.op == "gemm")
+    sweep = sorted(int(s.params["sms"]) for s in profile.samples if s.op == "gemm" and "sms" in s.params)
+    assert sweep and all(n % 8 == 0 for n in sweep)
+    assert profile.device.sms == torch.cuda.get_device_properties(0).multi_processor_count
 
 
-def test_gemm_predictor_error_within_five_percent_for_large_m() -> None:
+def test_hopper_runs_deepseek_blockwise_fp8(profile) -> None:  # type: ignore[no-untyped-def]
+    """On SM90, torch's scaled_mm has DeepSeek's 1x128 x 128x128 block scaling: it must be what ran."""
+    if torch.cuda.get_device_capability(0) != (9, 0):
+        pytest.skip("blockwise FP8 scaling is an SM90 (Hopper) cuBLAS path")
+    fp8 = [s for s in profile.samples if s.op == "gemm" and s.params.get("dtype") == "fp8"]
+    blockwise = [s for s in fp8 if s.params["scaling"] == "blockwise"]
+    reasons = [f"{s.what}: {s.why}" for s in profile.skipped if s.what.startswith("fp8")]
+    assert blockwise, f"blockwise FP8 never ran: {reasons}"
+
+
+def test_gemm_predictor_error_within_five_percent_for_large_m(profile) -> None:  # type: ignore[no-untyped-def]
     """The issue's GPU target: leave-one-shape-out median error <= 5% for M >= 512."""
-    from calibrate.run import run_calibration
     from sim.hardware.costmodel import CostModel
 
-    profile = run_calibration("cuda", "quick", world=1, comm=False)
     large = profile.model_copy(
         update={"samples": [s for s in profile.samples if s.op == "gemm" and int(s.params.get("m", 0)) >= 512]}
     )

@@ -67,6 +67,22 @@ def test_cpu_run_produces_a_valid_profile_with_provenance(tmp_path: Path, capsys
 def test_run_without_comm_records_the_skip() -> None:
     profile = run_calibration("cpu", "tiny", world=0, comm=False)
     assert any(s.what == "p2p and all-to-all" for s in profile.skipped)
+    # DeepSeek's blockwise FP8 needs a GPU: the profile says it did not run, and why
+    blockwise = [s for s in profile.skipped if s.what.startswith("fp8 blockwise")]
+    assert blockwise and "GPU" in blockwise[0].why
+
+
+@pytest.mark.parametrize(("m", "n", "k"), [(4096, 4096, 7168), (512, 576, 7168), (256, 7168, 2048), (64, 1536, 640)])
+def test_blockwise_scales_have_the_layouts_cublas_wants(m: int, n: int, k: int) -> None:
+    """1x128 activation scales (M, K/128) M-major; 128x128 weight scales (L4, ceil(N/128)) K-major,
+    with L = K/128 padded to a multiple of 4 (cuBLAS block scaling, as torch's scaled-mm tests build)."""
+    from calibrate.bench import Bench, _blockwise_scales
+
+    sa, sb = _blockwise_scales(Bench(), m, n, k)
+    assert sa.shape == (m, k // 128) and sa.stride(0) == 1
+    l4 = -(-(k // 128) // 4) * 4
+    assert sb.shape == (l4, -(-n // 128)) and sb.stride(0) == 1
+    assert (sa > 0).all() and (sb[: k // 128] > 0).all() and (sb[k // 128 :] == 0).all()
 
 
 def test_bad_run_options(capsys: pytest.CaptureFixture[str]) -> None:
