@@ -102,7 +102,7 @@ def alltoall_cmd(
         "DeepEP GB/s",
         "GEMM left",
     ):
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="left" if col == "phase" else "right", no_wrap=col == "phase")
     for r in results:
         for ph in (r.dispatch, r.combine):
             table.add_row(
