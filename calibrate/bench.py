@@ -42,6 +42,11 @@ class Bench:
     samples: list[Sample] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     ran: list[str] = field(default_factory=list)
+    progress: Callable[[str], None] | None = None  # told what is about to be timed
+
+    def tell(self, what: str) -> None:
+        if self.progress is not None:
+            self.progress(what)
 
     @property
     def cuda(self) -> bool:
@@ -150,8 +155,10 @@ def _bf16_gemm_fn(b: Bench, m: int, n: int, k: int) -> Callable[[int], object]:
 
 def bench_gemm(b: Bench) -> None:
     why_not: dict[str, str] = {}  # scaling -> first reason it did not run
+    shapes = gemm_shapes(b.preset)
     for dtype in ("fp8", "bf16"):
-        for label, (m, n, k) in gemm_shapes(b.preset):
+        for i, (label, (m, n, k)) in enumerate(shapes):
+            b.tell(f"{dtype} gemm {label} {m}x{n}x{k} ({i + 1}/{len(shapes)})")
             if dtype == "fp8":
                 found, failures = _fp8_gemm_fn(b, m, n, k)
                 for scaling, reason in failures.items():
@@ -172,6 +179,7 @@ def bench_gemm(b: Bench) -> None:
 
 def bench_grouped_gemm(b: Bench) -> None:
     """Several experts' GEMMs back to back with uneven token counts (the MoE layer's pattern)."""
+    b.tell("grouped expert gemms")
     n, k = b.preset.scale(2 * 2048), b.preset.scale(7168)
     ms = [b.preset.scale_m(x) for x in (64, 128, 96, 256, 32, 160, 224, 48)]
     xs = [b.rand(m, k) for m in ms]
@@ -206,6 +214,7 @@ def _attention_fns(
 
 def bench_attention(b: Bench) -> None:
     heads, seq = b.preset.attn_heads, b.preset.attn_seq
+    b.tell(f"attention {heads} heads x {seq} tokens")
     for causal in (True, False):
         q = b.rand(1, heads, seq, 192).requires_grad_(True)
         k = b.rand(1, heads, seq, 192).requires_grad_(True)
@@ -219,6 +228,7 @@ def bench_attention(b: Bench) -> None:
 
 def bench_memory(b: Bench) -> None:
     n = b.preset.memory_elems
+    b.tell("memory-bound kernels")
     x, y, z = b.rand(n), b.rand(n), b.rand(n)
     out = torch.empty_like(x)
     cases: list[tuple[str, Callable[[int], object], int]] = [
@@ -240,6 +250,7 @@ def bench_sm_limited_gemm(b: Bench) -> None:
     a, w = b.rand(m, k), b.rand(k, n)
     total = torch.cuda.get_device_properties(0).multi_processor_count
     for sms in range(8, total + 1, 8) if not b.preset.quick else (total - total % 8 - 16, total - total % 8):
+        b.tell(f"gemm on {sms} of {total} SMs (green context)")
         try:
             ctx = gc.create(num_sms=sms, device_id=0)
             stream = ctx.Stream()

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -45,15 +46,23 @@ def _measured_peaks(samples: list[Sample]) -> Peaks:
     return Peaks(fp8_dense_TFLOPS=best("fp8") or 1e-6, bf16_dense_TFLOPS=best("bf16"), hbm_TBps=max(hbm, default=1e-6))
 
 
-def run_calibration(device: str = "cpu", preset: str = "tiny", world: int = 2, comm: bool = True) -> Profile:
-    """Run every available benchmark on ``device`` and return the profile."""
+def run_calibration(
+    device: str = "cpu",
+    preset: str = "tiny",
+    world: int = 2,
+    comm: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> Profile:
+    """Run every available benchmark on ``device`` and return the profile (``progress`` is told
+    what is being timed)."""
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError("CUDA requested but torch sees no GPU")
-    bench = Bench(device=device, preset=Preset.named(preset))
+    bench = Bench(device=device, preset=Preset.named(preset), progress=progress)
     torch.manual_seed(0)
     for step in (bench_gemm, bench_grouped_gemm, bench_attention, bench_memory, bench_sm_limited_gemm):
         step(bench)
     if comm and world >= 2:
+        bench.tell(f"p2p and all-to-all among {world} processes")
         with tempfile.TemporaryDirectory() as tmp:
             for s in run_local(world, str(Path(tmp) / "comm.json")):
                 bench.samples.append(Sample.model_validate(s))

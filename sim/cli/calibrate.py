@@ -42,13 +42,22 @@ def import_trace(
 def run_cmd(
     output: Annotated[Path, typer.Option("--output", "-o", help="profile JSON to write")] = Path("profile.json"),
     device: Annotated[str, typer.Option("--device", help="cpu or cuda")] = "cpu",
-    preset: Annotated[str, typer.Option("--preset", help="tiny (CPU, seconds), quick (GPU, minutes), full")] = "tiny",
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            "--preset", help="tiny (CPU, seconds), quick (GPU, minutes), full [default: tiny on cpu, full on cuda]"
+        ),
+    ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="same as --preset quick")] = False,
     world: Annotated[int, typer.Option("--world", help="local processes for p2p/all-to-all (0: skip)")] = 2,
     comm_samples: Annotated[
         Path | None, typer.Option("--comm-samples", help="JSON from torchrun -m calibrate.comm")
     ] = None,
 ) -> None:
     """Run the microbenchmarks through torch and write a profile (needs the calibrate extra)."""
+    if quick and preset not in (None, "quick"):
+        raise ScenarioError("--quick", f"conflicts with --preset {preset}")
+    preset = "quick" if quick else preset or ("tiny" if device == "cpu" else "full")
     if preset not in ("tiny", "quick", "full"):
         raise ScenarioError("--preset", f"unknown preset {preset!r}; choose from tiny, quick, full")
     if device not in ("cpu", "cuda"):
@@ -59,9 +68,13 @@ def run_cmd(
         raise ScenarioError(
             "--device", f"torch is needed for microbenchmarks: pip install -e '.[calibrate]' ({e})"
         ) from None
-    with err.status(f"benchmarking on {device} ({preset})"):
+    with err.status(f"benchmarking on {device} ({preset})") as status:
+
+        def progress(what: str) -> None:
+            status.update(f"benchmarking on {device} ({preset}): {what}")
+
         try:
-            profile = run_calibration(device, preset, world, comm=world >= 2)
+            profile = run_calibration(device, preset, world, comm=world >= 2, progress=progress)
         except RuntimeError as e:
             raise ScenarioError("--device", str(e)) from None
     if comm_samples is not None:

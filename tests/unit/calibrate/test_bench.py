@@ -89,3 +89,13 @@ def test_bad_run_options(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["calibrate", "run", "--preset", "huge"])
     assert info.value.code == 2 and "--preset: unknown preset 'huge'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "run", "--quick", "--preset", "full"])
+    assert info.value.code == 2 and "--quick: conflicts with --preset full" in capsys.readouterr().err
+
+
+def test_progress_names_each_benchmark() -> None:
+    told: list[str] = []
+    run_calibration("cpu", "tiny", world=0, comm=False, progress=told.append)
+    assert any(t.startswith("fp8 gemm moe-up") for t in told) and "memory-bound kernels" in told
+    assert any("(1/" in t for t in told)
