@@ -155,6 +155,9 @@ def predict(
     seq: Annotated[int, typer.Option("--seq", help="attention sequence length")] = 4096,
     causal: Annotated[bool, typer.Option("--causal/--no-causal")] = True,
     phase: Annotated[str, typer.Option("--phase", help="attention: fwd or fwd+bwd")] = "fwd",
+    kernel: Annotated[
+        str | None, typer.Option("--kernel", help="memory: copy, fp8-cast or elementwise [default: any]")
+    ] = None,
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Predicted time of one kernel from a profile."""
@@ -166,7 +169,7 @@ def predict(
     elif op in ("memory", "alltoall", "p2p"):
         if nbytes <= 0:
             raise ScenarioError("--bytes", f"a {op} op needs --bytes > 0")
-        time_s = model.memory_time(nbytes) if op == "memory" else model.comm_time(op, nbytes)
+        time_s = model.memory_time(nbytes, kernel) if op == "memory" else model.comm_time(op, nbytes)
     else:
         raise ScenarioError("--op", f"unknown op {op!r}; choose from gemm, attention, memory, alltoall, p2p")
     if fmt is Format.json:

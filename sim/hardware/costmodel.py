@@ -16,7 +16,8 @@ GEMM (M x K times K x N, ``dtype`` inputs, BF16 output) on ``sms`` SMs:
 Attention (``scaled_dot_product_attention`` at MLA head dims): roofline FLOPs
 2 x heads x seq^2 x (qk + v) per forward, halved when causal, x 3.5 for forward+backward (backward
 ~2.5x forward); efficiency from attention samples of the same causal/phase class, interpolated in
-log (heads, seq) the same way. Communication (``alltoall``, ``p2p``): an alpha-beta line
+log (heads, seq) the same way. Memory-bound kernels: achieved fraction of HBM bandwidth interpolated
+in log(bytes) over the memory samples. Communication (``alltoall``, ``p2p``): an alpha-beta line
 ``t = alpha + bytes / beta`` fitted by least squares to the profile's samples of that op.
 
 ``loso_error`` predicts each sample from all the others (leave one shape out) and reports the median
@@ -141,9 +142,21 @@ class CostModel:
         (alpha, inv_beta), *_ = np.linalg.lstsq(design / ts[:, None], np.ones(len(xs)), rcond=None)
         return float(max(alpha, 0.0) + max(inv_beta, 0.0) * nbytes)
 
-    def memory_time(self, nbytes: float) -> float:
-        """A memory-bound kernel moving ``nbytes`` at the profile's efficiency of HBM bandwidth."""
-        return nbytes / (self.profile.peaks.hbm_TBps * 1e12 * self.profile.efficiency)
+    def memory_time(self, nbytes: float, kernel: str | None = None) -> float:
+        """A memory-bound kernel moving ``nbytes``: the achieved fraction of HBM bandwidth interpolated
+        in log(bytes) over the profile's memory samples (of ``kernel`` when given: copy, fp8-cast,
+        elementwise), else the profile's assumed efficiency."""
+        if nbytes <= 0:
+            raise ScenarioError("--bytes", f"must be > 0, got {nbytes:g}")
+        hbm = self.profile.peaks.hbm_TBps * 1e12
+        points = [
+            _Point(np.log(np.array([float(s.params["bytes"])])), float(s.params["bytes"]) / s.time_s / hbm)
+            for s in self.profile.samples
+            if s.op == "memory" and (kernel is None or s.params.get("kernel") == kernel)
+        ]
+        if kernel is not None and not points:
+            raise ScenarioError("--kernel", f"the profile has no memory samples of kernel {kernel!r}")
+        return nbytes / (hbm * self._efficiency(points, np.log(np.array([nbytes]))))
 
     def loso_error(self, dtype: str | None = None) -> float | None:
         """Median relative error predicting each GEMM sample from the others (None below 2 samples)."""

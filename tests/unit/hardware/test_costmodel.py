@@ -129,3 +129,24 @@ def test_attention_and_comm_predictions() -> None:
     )
     measured = CostModel(base.model_copy(update={"samples": [sample]}))
     assert measured.attention_time(128, 4096) == pytest.approx(1e-3)
+
+
+def test_memory_time_interpolates_measured_bandwidth() -> None:
+    """Without samples: bytes / (HBM x assumed efficiency). With samples: their achieved fraction of
+    HBM, exact at the measured sizes and log-interpolated between them, per kernel when asked."""
+    base = datasheet_profile(efficiency=0.7)
+    hbm = base.peaks.hbm_TBps * 1e12
+    assert CostModel(base).memory_time(1e9) == pytest.approx(1e9 / (hbm * 0.7))
+    fractions = {1e6: 0.2, 1e8: 0.6, 1e10: 0.9}
+    samples = [
+        Sample(op="memory", params={"kernel": "copy", "bytes": b}, time_s=b / (hbm * f)) for b, f in fractions.items()
+    ]
+    samples.append(Sample(op="memory", params={"kernel": "fp8-cast", "bytes": 1e8}, time_s=1e8 / (hbm * 0.3)))
+    model = CostModel(base.model_copy(update={"samples": samples}))
+    for b, f in fractions.items():
+        assert model.memory_time(b, "copy") == pytest.approx(b / (hbm * f))
+    between = model.memory_time(1e7, "copy")
+    assert 1e7 / (hbm * 0.6) < between < 1e7 / (hbm * 0.2)
+    assert model.memory_time(1e8, "fp8-cast") == pytest.approx(1e8 / (hbm * 0.3))
+    with pytest.raises(ScenarioError, match="no memory samples of kernel 'transpose'"):
+        model.memory_time(1e8, "transpose")
