@@ -17,7 +17,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from sim.errors import LayoutError, ScenarioError
+from sim.hardware.costmodel import CostModel
 from sim.hardware.gpu import SmSplit
+from sim.hardware.profile import load_profile
 from sim.network.spec import ClusterSpec, load_cluster
 from sim.network.topology import Topology, build_topology
 from sim.pipeline.costs import OpTimes
@@ -108,6 +110,18 @@ class CommSpec(_Strict):
 
     sms: int = Field(20, ge=0, description="SMs for communication (DeepSeek-V3: 20 = 10 channels)")
     coprocessor: bool = Field(False, description="communication off the SMs: all SMs compute")
+    profile: str | None = Field(
+        None,
+        min_length=1,
+        description="calibration profile (relative to the scenario file) whose green-context GEMM samples "
+        "give compute throughput versus SMs [default: linear in SMs]",
+    )
+    _model: CostModel | None = PrivateAttr(None)
+
+    @property
+    def model(self) -> CostModel | None:
+        """The profile's cost model, once :func:`load_scenario` has read it."""
+        return self._model
 
     def split(self) -> SmSplit:
         try:
@@ -157,13 +171,18 @@ class Scenario(_Strict):
     def op_times(self) -> OpTimes:
         """Op times in seconds, rescaled to the SMs left to compute when the measurement SM count is given.
 
-        Analytical default (sim.hardware.gpu): compute time is inversely proportional to the SMs.
+        Compute time is inversely proportional to GEMM throughput at the SMs left to compute: measured
+        with ``comm.profile``, else linear in SMs (sim.hardware.gpu).
         """
         times = self.ops.op_times(self.pipeline.pp)
         measured = self.ops.measured_at_compute_sms
         if measured is None:
             return times
-        factor = measured / self.comm.split().compute_sms
+        split = self.comm.split()
+        try:
+            factor = split.throughput_at(measured, self.comm.model) / split.gemm_throughput_fraction(self.comm.model)
+        except ScenarioError as err:
+            raise ScenarioError("comm.profile", err.message) from None
         return OpTimes(
             tuple(x * factor for x in times.f),
             tuple(x * factor for x in times.b),
@@ -231,6 +250,18 @@ def _attach_cluster(scenario: Scenario, base: Path) -> None:
         )
 
 
+def _attach_profile(scenario: Scenario, base: Path) -> None:
+    """Read ``comm.profile`` (relative to ``base``) and check it fits the GPU."""
+    if scenario.comm.profile is None:
+        return
+    path = Path(scenario.comm.profile)
+    if not (path if path.is_absolute() else base / path).is_file():
+        raise ScenarioError("comm.profile", f"no such profile: {path}")
+    model = CostModel(load_profile(path if path.is_absolute() else base / path))
+    scenario.comm._model = model
+    scenario.op_times()  # the SM counts must fit the profile's GPU
+
+
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a YAML scenario; every error names ``path`` and the key."""
     data = read_yaml(path, "scenario")
@@ -238,10 +269,11 @@ def load_scenario(path: str | Path) -> Scenario:
         scenario = parse_scenario(data)
     except ScenarioError as err:
         raise err.with_file(str(path)) from None
-    try:
-        _attach_cluster(scenario, Path(path).parent)
-    except ScenarioError as err:
-        raise (err if err.file else err.with_file(str(path))) from None
+    for attach in (_attach_cluster, _attach_profile):
+        try:
+            attach(scenario, Path(path).parent)
+        except ScenarioError as err:
+            raise (err if err.file else err.with_file(str(path))) from None
     return scenario
 
 

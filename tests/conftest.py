@@ -13,3 +13,25 @@ SHARED = REPO.parent / "shared"
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+def write_sm_sweep_profile(path: Path, sms_total: int = 132) -> Path:
+    """A profile whose green-context samples say the SM-sweep GEMM loses less than linearly:
+    efficiency 0.8 on all SMs, rising to 0.9 on 8 SMs (fewer waves' tail effect)."""
+    from calibrate.profiles import datasheet_profile
+    from sim.hardware.costmodel import CostModel
+    from sim.hardware.profile import Sample, dump_profile
+
+    base = datasheet_profile()
+    base = base.model_copy(update={"device": base.device.model_copy(update={"sms": sms_total})})
+    model = CostModel(base)
+    samples = []
+    for sms in range(8, sms_total + 1, 8) if sms_total % 8 == 0 else [*range(8, sms_total, 8), sms_total]:
+        eff = 0.8 + 0.1 * (1 - sms / sms_total)
+        for m in (2048, 4096, 8192):
+            t = model.gemm_roofline(m, 4096, 7168, "bf16", sms) / eff
+            samples.append(
+                Sample(op="gemm", params={"m": m, "n": 4096, "k": 7168, "dtype": "bf16", "sms": sms}, time_s=t)
+            )
+    path.write_text(dump_profile(base.model_copy(update={"samples": samples, "source": "measured"})))
+    return path

@@ -12,6 +12,8 @@ from rich.table import Table
 
 from sim.cli.common import Format, as_flag, out
 from sim.errors import ScenarioError
+from sim.hardware.costmodel import CostModel
+from sim.hardware.profile import load_profile
 from sim.moe.alltoall import route_layer, sm_sweep
 from sim.moe.balance import run_balancing
 from sim.moe.deepep import KernelSpec
@@ -51,6 +53,10 @@ def alltoall_cmd(
     rdma_channel_GBps: Annotated[float, typer.Option("--rdma-channel-GBps", help="per SM pair")] = 5.0,
     nvlink_channel_GBps: Annotated[float, typer.Option("--nvlink-channel-GBps", help="per SM pair")] = 16.0,
     plot: Annotated[Path | None, typer.Option("--plot", help="PNG of the SM sweep")] = None,
+    profile: Annotated[
+        Path | None,
+        typer.Option("--profile", help="calibration profile: measured GEMM throughput vs SMs [default: linear]"),
+    ] = None,
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Dispatch and combine of one MoE layer: time, IB/NVLink bytes per GPU, DeepEP bandwidth."""
@@ -80,8 +86,12 @@ def alltoall_cmd(
         ]
     except ScenarioError as e:
         raise ScenarioError("--sms", e.message) from None
+    model = None if profile is None else CostModel(load_profile(profile))
     traffic = route_layer(spec, tokens, Gating(routing, routing_table, skew_alpha, dirichlet), seed)
-    results = sm_sweep(topo, traffic, kernels[0], counts)
+    try:
+        results = sm_sweep(topo, traffic, kernels[0], counts, model)
+    except ScenarioError as e:
+        raise ScenarioError("--profile", e.message, str(profile)) from None
     if plot is not None:
         from reports.sm_sweep import plot_sm_sweep
 

@@ -85,10 +85,15 @@ class CostModel:
         )
 
     def _efficiency(self, points: list[_Point], coords: np.ndarray) -> float:
+        """Efficiency at ``coords`` from the samples' efficiencies. Dimensions in which the samples do
+        not vary (e.g. SMs when no green-context samples exist) carry no information: they are left
+        out, so the efficiency is constant along them and the roofline's scaling applies."""
         if not points:
             return self.profile.efficiency
         xs = np.array([p.coords for p in points])
         ys = np.array([p.efficiency for p in points])
+        varying = np.ptp(xs, axis=0) > 1e-12
+        xs, coords = xs[:, varying], coords[varying]
         dist = np.sqrt(np.sum((xs - coords) ** 2, axis=1))
         exact = dist < 1e-9
         if exact.any():
@@ -99,7 +104,9 @@ class CostModel:
         nearest = np.argsort(dist)[:NEIGHBOURS]
         span = dist[nearest].max() * (1 + 1e-9)
         weights = np.sqrt((1 - (dist[nearest] / span) ** 3) ** 3 + 1e-6)
-        design = np.c_[np.ones(len(nearest)), xs[nearest] - coords]
+        local = xs[nearest] - coords
+        local = local[:, np.ptp(local, axis=0) > 1e-12]  # a constant column would alias the intercept
+        design = np.c_[np.ones(len(nearest)), local]
         coef, *_ = np.linalg.lstsq(design * weights[:, None], ys[nearest] * weights, rcond=None)
         return float(np.clip(coef[0], 1e-2, 1.0))
 
@@ -112,6 +119,12 @@ class CostModel:
         points = [p for _, p in self._gemm.get(dtype, [])]
         eff = self._efficiency(points, self._coords(m, n, k, sms))
         return self.gemm_roofline(m, n, k, dtype, sms) / eff
+
+    def sm_throughput(self, sms: int, m: int = 4096, n: int = 4096, k: int = 7168, dtype: str = "bf16") -> float:
+        """Fraction of the whole GPU's GEMM throughput left on ``sms`` SMs, for the calibration's
+        SM-sweep GEMM (4096 x 4096 x 7168 BF16, ``calibrate.bench.bench_sm_limited_gemm``). With
+        green-context samples the curve is measured; without them it is linear (the roofline)."""
+        return self.gemm_time(m, n, k, dtype) / self.gemm_time(m, n, k, dtype, sms)
 
     def attention_time(
         self, heads: int, seq: int, qk_dim: int = 192, v_dim: int = 128, causal: bool = True, phase: str = "fwd"

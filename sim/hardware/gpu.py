@@ -3,17 +3,22 @@
 H800 SXM (REFERENCE.md section 3): Hopper, 132 SMs, 80 GB HBM3 at ~3.35 TB/s (datasheet), dense
 FP8 ~1979 TFLOPS and BF16 ~989 TFLOPS (H100 SXM datasheet figures; H800 keeps H100's compute).
 
-The compute cost model receives ``sms - comm_sms`` SMs. Until calibrated curves exist (green-context
-measurements of the calibration work), GEMM throughput scales linearly with the SMs it gets (the
-analytical default: a GEMM big enough to fill every SM runs in waves whose count is inversely
-proportional to the SM count). Co-processor mode leaves all SMs to compute.
+The compute cost model receives ``sms - comm_sms`` SMs. With a calibration profile that holds
+green-context samples, GEMM throughput at that SM count is measured (interpolated); without one it
+scales linearly with the SMs it gets (the analytical default: a GEMM big enough to fill every SM runs
+in waves whose count is inversely proportional to the SM count). Co-processor mode leaves all SMs to
+compute.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sim.errors import ScenarioError
+
+if TYPE_CHECKING:
+    from sim.hardware.costmodel import CostModel
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,17 @@ class SmSplit:
     def compute_sms(self) -> int:
         return self.gpu.sms if self.coprocessor else self.gpu.sms - self.comm_sms
 
-    def gemm_throughput_fraction(self) -> float:
-        """Fraction of the full-GPU GEMM throughput left to compute (analytical: linear in SMs)."""
-        return self.compute_sms / self.gpu.sms
+    def gemm_throughput_fraction(self, model: CostModel | None = None) -> float:
+        """Fraction of the full-GPU GEMM throughput left to compute: measured when ``model`` (a
+        calibration profile's cost model) is given, else the analytical default, linear in SMs."""
+        return self.throughput_at(self.compute_sms, model)
+
+    def throughput_at(self, sms: int, model: CostModel | None = None) -> float:
+        """GEMM throughput on ``sms`` of this GPU's SMs, as a fraction of all of them."""
+        if model is None:
+            return sms / self.gpu.sms
+        if model.all_sms != self.gpu.sms:
+            raise ScenarioError(
+                "profile", f"profile is for a GPU with {model.all_sms} SMs, the cluster's has {self.gpu.sms}"
+            )
+        return model.sm_throughput(sms)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from sim.hardware.costmodel import CostModel
 from sim.hardware.gpu import SmSplit
 from sim.moe.deepep import KernelSpec, PhaseResult, simulate_phase
 from sim.moe.gating import Gating, balanced_choices
@@ -88,17 +89,23 @@ def route_choices(spec: MoESpec, total: int, gating: Gating | str, rng: np.rando
     return np.concatenate([select_experts(scores(min(CHUNK, total - i)), spec) for i in range(0, total, CHUNK)])
 
 
-def run_alltoall(topo: Topology, traffic: Traffic, kernel: KernelSpec) -> AlltoallResult:
+def run_alltoall(
+    topo: Topology, traffic: Traffic, kernel: KernelSpec, model: CostModel | None = None
+) -> AlltoallResult:
+    """Dispatch and combine on ``topo``; the GEMM throughput left uses ``model``'s measured SM curve
+    when given (a calibration profile), else the linear default."""
     split = SmSplit(comm_sms=kernel.comm_sms, coprocessor=kernel.coprocessor)
     return AlltoallResult(
         comm_sms=kernel.comm_sms,
         compute_sms=split.compute_sms,
-        gemm_throughput_fraction=split.gemm_throughput_fraction(),
+        gemm_throughput_fraction=split.gemm_throughput_fraction(model),
         dispatch=simulate_phase(topo, traffic, kernel, "dispatch"),
         combine=simulate_phase(topo, traffic, kernel, "combine"),
         traffic=traffic,
     )
 
 
-def sm_sweep(topo: Topology, traffic: Traffic, kernel: KernelSpec, sms: list[int]) -> list[AlltoallResult]:
-    return [run_alltoall(topo, traffic, replace(kernel, comm_sms=n)) for n in sms]
+def sm_sweep(
+    topo: Topology, traffic: Traffic, kernel: KernelSpec, sms: list[int], model: CostModel | None = None
+) -> list[AlltoallResult]:
+    return [run_alltoall(topo, traffic, replace(kernel, comm_sms=n), model) for n in sms]

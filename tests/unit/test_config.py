@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from sim.config import default_scenario_path, load_scenario
 from sim.errors import ScenarioError
+from tests.conftest import write_sm_sweep_profile
 
 GOOD = {
     "name": "t",
@@ -92,3 +93,38 @@ def test_sm_split_rescales_compute_times(tmp_path: Path) -> None:
     base["comm"] = {"sms": 0}
     with pytest.raises(ScenarioError, match=r"comm\.sms: .*coprocessor"):
         load_scenario(_write(tmp_path, base)).op_times()
+
+
+def test_sm_split_uses_a_calibrated_curve(tmp_path: Path) -> None:
+    """With comm.profile, compute time scales by the measured throughput at the SMs left, not linearly."""
+    from sim.hardware.costmodel import CostModel
+    from sim.hardware.profile import load_profile
+
+    prof = write_sm_sweep_profile(tmp_path / "h100-sweep.json")
+    base = yaml.safe_load(yaml.safe_dump(GOOD))
+    base["ops"]["measured_at_compute_sms"] = 112
+    base["comm"] = {"sms": 40, "profile": "h100-sweep.json"}  # relative to the scenario file
+    sc = load_scenario(_write(tmp_path, base))
+    model = CostModel(load_profile(prof))
+    expected = model.sm_throughput(112) / model.sm_throughput(92)
+    assert sc.op_times().f[0] == pytest.approx(1e-3 * expected)
+    linear = 112 / 92
+    assert 1.0 < expected < linear  # sublinear loss: fewer SMs run at higher efficiency
+    assert sc.comm.split().gemm_throughput_fraction(model) == pytest.approx(model.sm_throughput(92))
+
+
+@pytest.mark.parametrize(
+    ("profile", "expected"),
+    [
+        ("missing.json", "comm.profile: no such profile"),
+        ("small.json", "comm.profile: profile is for a GPU with 64 SMs"),
+    ],
+)
+def test_bad_comm_profile(tmp_path: Path, profile: str, expected: str) -> None:
+    write_sm_sweep_profile(tmp_path / "small.json", sms_total=64)
+    base = yaml.safe_load(yaml.safe_dump(GOOD))
+    base["ops"]["measured_at_compute_sms"] = 112
+    base["comm"] = {"profile": profile}
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(_write(tmp_path, base))
+    assert expected in str(info.value) and "s.yaml" in str(info.value) and "\n" not in str(info.value)

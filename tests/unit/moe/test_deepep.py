@@ -102,3 +102,24 @@ def test_cli_balance_converges_and_skew_parameters(capsys: pytest.CaptureFixture
     assert steep.max() / steep.mean() > mild.max() / mild.mean()
     flat = route_layer(MoESpec(ep=16), 512, Gating("skewed", dirichlet=1000.0), 0).tokens_per_expert
     assert flat.max() / flat.mean() < 2
+
+
+def test_cli_alltoall_gemm_left_follows_a_calibrated_profile(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    from sim.hardware.costmodel import CostModel
+    from sim.hardware.profile import load_profile
+    from tests.conftest import write_sm_sweep_profile
+
+    prof = write_sm_sweep_profile(tmp_path / "sweep.json")
+    args = ["alltoall", "--ep", "8", "--tokens", "64", "--sms", "20,40", "--format", "json"]
+    with pytest.raises(SystemExit):
+        main([*args, "--profile", str(prof)])
+    sweep = json.loads(capsys.readouterr().out)["sweep"]
+    model = CostModel(load_profile(prof))
+    assert [r["gemm_throughput_fraction"] for r in sweep] == pytest.approx(
+        [model.sm_throughput(112), model.sm_throughput(92)]
+    )
+    assert sweep[1]["gemm_throughput_fraction"] > 92 / 132  # measured: better than linear here
+    small = write_sm_sweep_profile(tmp_path / "small.json", sms_total=64)
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--profile", str(small)])
+    assert info.value.code == 2 and "small.json: --profile: profile is for a GPU with 64 SMs" in capsys.readouterr().err
