@@ -11,10 +11,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
 from sim.hardware.gpu import SmSplit
 from sim.moe.deepep import KernelSpec, PhaseResult, simulate_phase
-from sim.moe.gating import Gating, balanced_choices
+from sim.moe.gating import Gating, balanced_choices, replay_choices
 from sim.moe.select import CHUNK, select_experts
 from sim.moe.spec import MoESpec
 from sim.moe.traffic import Traffic, layer_traffic
@@ -78,13 +79,17 @@ def route_choices(spec: MoESpec, total: int, gating: Gating | str, rng: np.rando
     """Chosen experts of ``total`` tokens, scoring and selecting block by block (cache-friendly).
 
     ``balanced`` is constructed directly (its scores make the selection pick exactly these experts,
-    which a test checks); a replayed table is routed whole.
+    which a test checks); a replayed table is used as recorded.
     """
     gating = Gating.of(gating)
     if gating.routing == "balanced":
         return balanced_choices(total, spec)
+    if gating.routing == "replay":
+        if gating.table is None:
+            raise ScenarioError("--routing-table", "replay needs a routing table")
+        return replay_choices(gating.table, total, spec)
     scores = gating.scorer(spec, rng)
-    if gating.routing == "replay" or total <= CHUNK:
+    if total <= CHUNK:
         return select_experts(scores(total), spec)
     return np.concatenate([select_experts(scores(min(CHUNK, total - i)), spec) for i in range(0, total, CHUNK)])
 

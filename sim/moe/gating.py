@@ -13,13 +13,15 @@ All draws come from the ``numpy.random.Generator`` passed in (built from the sce
   order, or Dirichlet concentration when ``dirichlet`` is set), added in logit space as
   ``log(p * experts)``; with a uniform popularity it is ``random`` exactly.
 * ``replay``: a recorded token-to-expert table (CSV or Parquet, one row per token, columns
-  ``e0..e{k-1}``), turned into scores that make the selection reproduce it.
+  ``e0..e{k-1}``), replayed as recorded (rows cycled); each row must be a routing the spec allows
+  (distinct experts, at most ``node_limit`` nodes), else the error names the file and row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -125,26 +127,59 @@ class Gating:
 
 
 def load_choices(path: str | Path, spec: MoESpec) -> np.ndarray:
-    """Read a token-to-expert table (CSV or Parquet; columns e0..e{topk-1})."""
-    import pandas as pd
-
+    """Read a token-to-expert table (CSV or Parquet; columns e0..e{topk-1}) and check that every row
+    is a routing this spec allows: ``topk`` distinct experts on at most ``node_limit`` nodes.
+    Returns the rows sorted (int16); the file is read once per (path, modification time, spec)."""
     path = Path(path)
     try:
-        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        stamp = path.stat().st_mtime_ns
     except FileNotFoundError:
         raise ScenarioError("", "no such routing table", str(path)) from None
+    return _load_choices(str(path), stamp, spec)
+
+
+@lru_cache(maxsize=8)
+def _load_choices(path: str, _stamp: int, spec: MoESpec) -> np.ndarray:
+    import pandas as pd
+
+    try:
+        frame = pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path)
+    except (ValueError, OSError, pd.errors.ParserError) as err:
+        raise ScenarioError("", f"cannot read routing table: {str(err).splitlines()[0]}", path) from None
     cols = [f"e{i}" for i in range(spec.topk)]
     missing = [c for c in cols if c not in frame.columns]
     if missing:
-        raise ScenarioError(missing[0], f"routing table needs columns {', '.join(cols)}", str(path))
-    choices = frame[cols].to_numpy()
-    if choices.min() < 0 or choices.max() >= spec.experts:
-        raise ScenarioError(cols[0], f"expert ids must be in 0..{spec.experts - 1}", str(path))
+        raise ScenarioError(missing[0], f"routing table needs columns {', '.join(cols)}", path)
+    values = frame[cols].to_numpy()
+    if len(values) == 0:
+        raise ScenarioError(cols[0], "routing table has no rows", path)
+    if not np.issubdtype(values.dtype, np.integer):
+        raise ScenarioError(cols[0], "expert ids must be integers", path)
+    if values.min() < 0 or values.max() >= spec.experts:
+        raise ScenarioError(cols[0], f"expert ids must be in 0..{spec.experts - 1}", path)
+    choices = np.sort(values.astype(np.int16), axis=1)
+    repeated = (choices[:, 1:] == choices[:, :-1]).any(axis=1)
+    if repeated.any():
+        row = int(np.argmax(repeated))
+        raise ScenarioError(
+            f"row {row}", f"a token's {spec.topk} experts must be distinct, got {values[row].tolist()}", path
+        )
+    nodes = np.sort(choices // spec.experts_per_group, axis=1)
+    reached = 1 + (nodes[:, 1:] != nodes[:, :-1]).sum(axis=1)
+    over = reached > spec.limit
+    if over.any():
+        row = int(np.argmax(over))
+        raise ScenarioError(f"row {row}", f"the token reaches {reached[row]} nodes, node_limit is {spec.limit}", path)
+    choices.flags.writeable = False
     return choices
 
 
-def replay(path: str | Path, tokens: int, spec: MoESpec) -> np.ndarray:
-    """Scores reproducing a recorded table, cycled or cut to ``tokens`` rows."""
+def replay_choices(path: str | Path, tokens: int, spec: MoESpec) -> np.ndarray:
+    """The recorded routing itself for ``tokens`` tokens (rows cycled or cut)."""
     choices = load_choices(path, spec)
-    rows = np.arange(tokens) % len(choices)
-    return choices_to_scores(choices[rows], spec.experts)
+    return np.resize(choices, (tokens, choices.shape[1]))
+
+
+def replay(path: str | Path, tokens: int, spec: MoESpec) -> np.ndarray:
+    """Scores reproducing a recorded table (for code that works on scores, e.g. bias balancing)."""
+    return choices_to_scores(replay_choices(path, tokens, spec), spec.experts)

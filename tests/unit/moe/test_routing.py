@@ -92,6 +92,43 @@ def test_replay_reproduces_a_recorded_table(tmp_path: Path) -> None:
         replay(tmp_path / "bad.csv", 10, V3)
 
 
+def test_replay_routes_the_table_as_recorded_and_refuses_impossible_rows(tmp_path: Path) -> None:
+    from sim.moe.alltoall import route_choices, route_layers
+    from sim.moe.gating import Gating
+
+    table = select_experts(GATES["random"](100, V3, np.random.default_rng(4)), V3)
+    shuffled = np.random.default_rng(5).permuted(table, axis=1)  # order inside a row does not matter
+    path = tmp_path / "log.csv"
+    pd.DataFrame(shuffled, columns=[f"e{i}" for i in range(8)]).to_csv(path, index=False)
+    gating = Gating("replay", table=path)
+    assert np.array_equal(route_choices(V3, 250, gating, np.random.default_rng(0)), np.resize(table, (250, 8)))
+    assert len(route_layers(V3, 8, 3, gating, seed=0)) == 3  # read once, replayed for every layer
+    bad = shuffled.copy()
+    bad[7, 1] = bad[7, 0]  # the same expert twice
+    pd.DataFrame(bad, columns=[f"e{i}" for i in range(8)]).to_csv(tmp_path / "dup.csv", index=False)
+    with pytest.raises(ScenarioError, match=r"dup\.csv: row 7: a token's 8 experts must be distinct"):
+        route_choices(V3, 10, Gating("replay", table=tmp_path / "dup.csv"), np.random.default_rng(0))
+    wide = shuffled.copy()
+    wide[3] = np.arange(8) * 32  # one expert on each of the 8 nodes
+    pd.DataFrame(wide, columns=[f"e{i}" for i in range(8)]).to_csv(tmp_path / "wide.csv", index=False)
+    with pytest.raises(ScenarioError, match="row 3: the token reaches 8 nodes, node_limit is 4"):
+        route_choices(V3, 10, Gating("replay", table=tmp_path / "wide.csv"), np.random.default_rng(0))
+    assert route_choices(
+        MoESpec(node_limit=8), 4, Gating("replay", table=tmp_path / "wide.csv"), np.random.default_rng(0)
+    )[3].tolist() == [
+        0,
+        32,
+        64,
+        96,
+        128,
+        160,
+        192,
+        224,
+    ]
+    with pytest.raises(ScenarioError, match="no such routing table"):
+        route_choices(V3, 10, Gating("replay", table=tmp_path / "nope.csv"), np.random.default_rng(0))
+
+
 def test_bias_update_and_convergence() -> None:
     assert update_bias(np.zeros(3), np.array([1.0, 2.0, 6.0]), 0.5).tolist() == [0.5, 0.5, -0.5]
     pop = popularity(V3, np.random.default_rng(0), alpha=1.0)
