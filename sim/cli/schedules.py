@@ -140,12 +140,16 @@ def _print_table(rows: tuple[ScheduleMetrics, ...], unit: str = "") -> None:
         "params",
     ):
         table.add_column(col, justify="left" if col == "schedule" else "right", no_wrap=col == "schedule")
+
+    def num(x: float) -> str:  # exact values in abstract units (the DualPipe table), 4 decimals in seconds
+        return f"{x:.4f}" if unit == "s" else f"{x:.6g}"
+
     for m in rows:
         table.add_row(
             m.name,
             str(m.devices),
-            f"{m.step_time:.6g}",
-            f"{max(m.bubble):.6g}",
+            num(m.step_time),
+            num(max(m.bubble)),
             f"{max(m.bubble_ratio):.3f}",
             f"{max(m.peak_activations):.6g}",
             f"{m.param_copies:g}x",
