@@ -61,7 +61,12 @@ def run_calibration(
     torch.manual_seed(0)
     for step in (bench_gemm, bench_grouped_gemm, bench_attention, bench_memory, bench_sm_limited_gemm):
         step(bench)
-    if comm and world >= 2:
+    gpus = torch.cuda.device_count() if bench.cuda else 0
+    if comm and world >= 2 and bench.cuda and gpus < world:
+        # gloo on the host would put CPU numbers in a GPU profile
+        why = f"{world} processes need {world} GPUs for NCCL, this machine has {gpus}; see docs/calibration.md"
+        bench.skipped.append(Skipped(what="p2p and all-to-all", why=why))
+    elif comm and world >= 2:
         bench.tell(f"p2p and all-to-all among {world} processes")
         with tempfile.TemporaryDirectory() as tmp:
             for s in run_local(world, str(Path(tmp) / "comm.json")):
