@@ -254,11 +254,10 @@ def _attach_profile(scenario: Scenario, base: Path) -> None:
     """Read ``comm.profile`` (relative to ``base``) and check it fits the GPU."""
     if scenario.comm.profile is None:
         return
-    path = Path(scenario.comm.profile)
-    if not (path if path.is_absolute() else base / path).is_file():
-        raise ScenarioError("comm.profile", f"no such profile: {path}")
-    model = CostModel(load_profile(path if path.is_absolute() else base / path))
-    scenario.comm._model = model
+    path = base / scenario.comm.profile  # an absolute profile path stays as it is
+    if not path.is_file():
+        raise ScenarioError("comm.profile", f"no such profile: {scenario.comm.profile}")
+    scenario.comm._model = CostModel(load_profile(path))
     scenario.op_times()  # the SM counts must fit the profile's GPU
 
 
