@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 from calibrate.trace import annotation_timings, kernel_span_us, mean_by_name
-from sim.hardware.gpu import H800, GpuSpec
+from sim.hardware.gpu import DEFAULT_EFFICIENCY, H800, GpuSpec
 from sim.hardware.profile import DeviceInfo, Peaks, Profile, Sample, Skipped
 
 
@@ -26,8 +26,8 @@ def _peaks(gpu: GpuSpec) -> Peaks:
     return Peaks(fp8_dense_TFLOPS=gpu.fp8_dense_TFLOPS, bf16_dense_TFLOPS=gpu.bf16_dense_TFLOPS, hbm_TBps=gpu.hbm_TBps)
 
 
-def datasheet_profile(gpu: GpuSpec = H800, efficiency: float = 0.7, tool: str = "") -> Profile:
-    """Peaks from the datasheet and an assumed efficiency (0.7 is an assumption, not a measurement)."""
+def datasheet_profile(gpu: GpuSpec = H800, efficiency: float = DEFAULT_EFFICIENCY, tool: str = "") -> Profile:
+    """Peaks from the datasheet and an assumed efficiency (an assumption, not a measurement)."""
     return Profile(
         device=DeviceInfo(name=gpu.name, sms=gpu.sms),
         source="datasheet",
@@ -71,3 +71,17 @@ def profile_from_trace(
         skipped=[Skipped(what="GEMM shape sweep", why="a trace has kernel times but not their shapes")],
         samples=samples,
     )
+
+
+def with_errors(profile: Profile) -> Profile:
+    """The profile with the GEMM predictor's errors filled in: leave one sample out (``loso_error``:
+    ``gemm`` all samples, ``gemm:m>=512``) and leave one shape family out (``lofo_error``)."""
+    from sim.hardware.costmodel import CostModel
+
+    model = CostModel(profile)
+    loso: dict[str, float] = {}
+    for key, min_m in (("gemm", 1), ("gemm:m>=512", 512)):
+        value = model.loso_error(min_m=min_m)
+        if value is not None:
+            loso[key] = value
+    return profile.model_copy(update={"loso_error": loso, "lofo_error": model.lofo_error()})

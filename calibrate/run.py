@@ -11,24 +11,23 @@ from pathlib import Path
 
 import torch
 
-from calibrate.bench import (
-    Bench,
-    bench_attention,
-    bench_gemm,
-    bench_grouped_gemm,
-    bench_memory,
-    bench_sm_limited_gemm,
-    device_description,
-)
+from calibrate.bench import Bench, device_description
+from calibrate.bench_gemm import bench_gemm, bench_grouped_gemm, bench_sm_limited_gemm
+from calibrate.bench_kernels import bench_attention, bench_interference, bench_memory
 from calibrate.comm import run_local
-from calibrate.profiles import git_revision
+from calibrate.profiles import git_revision, with_errors
 from calibrate.shapes import Preset
-from sim.hardware.costmodel import CostModel
+from sim.hardware.gpu import datasheet_for
 from sim.hardware.profile import DeviceInfo, Peaks, Profile, Sample, Skipped
 
-# Datasheet dense peaks (TFLOPS FP8, BF16; HBM TB/s) for the GPUs the twin targets (REFERENCE.md
-# section 3 for H800 / H100 SXM; H200 keeps H100's compute with 4.8 TB/s HBM3e).
-DATASHEET = {"H800": (1979.0, 989.0, 3.35), "H100": (1979.0, 989.0, 3.35), "H200": (1979.0, 989.0, 4.8)}
+STEPS = (
+    ("gemm", bench_gemm),
+    ("interference", bench_interference),
+    ("SM-limited gemm", bench_sm_limited_gemm),
+    ("memory-bound kernels", bench_memory),
+    ("attention", bench_attention),
+    ("grouped gemm", bench_grouped_gemm),
+)
 
 
 def _measured_peaks(samples: list[Sample]) -> Peaks:
@@ -46,21 +45,33 @@ def _measured_peaks(samples: list[Sample]) -> Peaks:
     return Peaks(fp8_dense_TFLOPS=best("fp8") or 1e-6, bf16_dense_TFLOPS=best("bf16"), hbm_TBps=max(hbm, default=1e-6))
 
 
+METHOD = (
+    "twin calibrate run: torch microbenchmarks on random data (never zeros); CUDA events around bursts of "
+    "back-to-back launches after warm-up, median of repeats; inputs rotated past the L2; SM-limited runs on "
+    "CUDA green contexts; interference: the measured kernel's burst inside a longer burst of the other kernel "
+    "on its own green context (docs/calibration.md)"
+)
+
+
 def run_calibration(
     device: str = "cpu",
     preset: str = "tiny",
     world: int = 2,
     comm: bool = True,
     progress: Callable[[str], None] | None = None,
+    checkpoint: Callable[[Profile], None] | None = None,
 ) -> Profile:
     """Run every available benchmark on ``device`` and return the profile (``progress`` is told
-    what is being timed)."""
+    what is being timed; ``checkpoint`` gets the profile so far after each benchmark, so a run that
+    is stopped keeps what it measured)."""
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError("CUDA requested but torch sees no GPU")
     bench = Bench(device=device, preset=Preset.named(preset), progress=progress)
     torch.manual_seed(0)
-    for step in (bench_gemm, bench_grouped_gemm, bench_attention, bench_memory, bench_sm_limited_gemm):
-        step(bench)
+    for name, step in STEPS:
+        bench.step(name, step)
+        if checkpoint is not None:
+            checkpoint(_profile(bench, device, partial=True))
     gpus = torch.cuda.device_count() if bench.cuda else 0
     if comm and world >= 2 and bench.cuda and gpus < world:
         # gloo on the host would put CPU numbers in a GPU profile
@@ -74,23 +85,26 @@ def run_calibration(
         bench.ran.append(f"p2p and all-to-all, {world} local processes")
     else:
         bench.skipped.append(Skipped(what="p2p and all-to-all", why="disabled or a single process"))
+    return with_errors(_profile(bench, device))
+
+
+def _profile(bench: Bench, device: str, partial: bool = False) -> Profile:
     name, sms, facts = device_description(device)
-    peaks = DATASHEET.get(name)
-    profile = Profile(
+    gpu = datasheet_for(name)
+    return Profile(
         device=DeviceInfo(name=name, sms=sms, **facts),
         source="measured",
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         git_revision=git_revision(),
         tool=" ".join(["twin calibrate run", *sys.argv[1:]]) if sys.argv else "run_calibration",
-        peaks=Peaks(fp8_dense_TFLOPS=peaks[0], bf16_dense_TFLOPS=peaks[1], hbm_TBps=peaks[2])
-        if peaks
+        peaks=Peaks(fp8_dense_TFLOPS=gpu.fp8_dense_TFLOPS, bf16_dense_TFLOPS=gpu.bf16_dense_TFLOPS, hbm_TBps=gpu.hbm_TBps)
+        if gpu is not None
         else _measured_peaks(bench.samples),
         ran=bench.ran,
-        skipped=bench.skipped,
+        skipped=[*bench.skipped, *([Skipped(what="the rest", why="partial: written after a step")] if partial else [])],
         samples=bench.samples,
+        method=METHOD,
     )
-    loso = CostModel(profile).loso_error()
-    return profile.model_copy(update={"loso_error": {} if loso is None else {"gemm": loso}})
 
 
 def merge_comm_samples(profile: Profile, path: str | Path) -> Profile:

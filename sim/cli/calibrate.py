@@ -12,7 +12,7 @@ from rich.table import Table
 from sim.cli.common import Format, err, out
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
-from sim.hardware.profile import dump_profile, load_profile
+from sim.hardware.profile import Profile, dump_profile, load_profile
 from sim.outputs import atomic_write_text
 
 calibrate_app = typer.Typer(no_args_is_help=True, help="Calibration profiles: import a trace, show, predict.")
@@ -53,6 +53,9 @@ def run_cmd(
     comm_samples: Annotated[
         Path | None, typer.Option("--comm-samples", help="JSON from torchrun -m calibrate.comm")
     ] = None,
+    partial: Annotated[
+        Path | None, typer.Option("--partial", help="also write the profile so far after each benchmark here")
+    ] = None,
 ) -> None:
     """Run the microbenchmarks through torch and write a profile (needs the calibrate extra)."""
     if quick and preset not in (None, "quick"):
@@ -74,7 +77,11 @@ def run_cmd(
             status.update(f"benchmarking on {device} ({preset}): {what}")
 
         try:
-            profile = run_calibration(device, preset, world, comm=world >= 2, progress=progress)
+            def checkpoint(p: Profile) -> None:
+                if partial is not None:
+                    atomic_write_text(partial, dump_profile(p))
+
+            profile = run_calibration(device, preset, world, comm=world >= 2, progress=progress, checkpoint=checkpoint)
         except RuntimeError as e:
             raise ScenarioError("--device", str(e)) from None
     if comm_samples is not None:

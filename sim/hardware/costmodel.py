@@ -1,48 +1,99 @@
-"""The calibrated cost model: how long a GEMM or a memory-bound kernel takes, from a profile.
+"""The calibrated cost model: how long a GEMM, attention, memory-bound or communication kernel takes.
 
-GEMM (M x K times K x N, ``dtype`` inputs, BF16 output) on ``sms`` SMs:
+Everything comes from a :class:`~sim.hardware.profile.Profile` (no torch):
 
-* roofline: ``max(2MNK / (peak x sms / all_sms), bytes / HBM)`` with bytes = (MK + KN) x input
-  bytes + MN x 2; the peak scales linearly with the SMs given (analytical default until
-  green-context samples exist);
-* efficiency = roofline / measured time of each sample; a prediction interpolates it in log space
-  over (M, N, K, SMs) by a local linear fit to the ``NEIGHBOURS`` = 8 nearest samples (tricube
-  weights), clipped to (0, 1]; with fewer than 5 samples, by inverse-distance weighting. Measured
-  points are reproduced exactly; shapes beyond them follow the local trend of the nearest ones
-  ("roofline with efficiency"). On a synthetic smooth efficiency and a typical sweep grid the
-  local fit's held-out median error is ~1.5% (inverse-distance weighting alone: ~15%);
-* without samples for the dtype, the profile's assumed ``efficiency``.
+* **GEMM** (:mod:`sim.hardware.gemm_model`): a wave/roofline model fitted per dtype with one
+  efficiency per FP8 scaling (tensorwise, rowwise, blockwise), SM-limited samples included, plus a
+  narrow residual correction near measured shapes. Without samples of a dtype: the roofline at the
+  profile's assumed ``efficiency`` (datasheet profiles), SMs scaling linearly.
+* **Attention** (``scaled_dot_product_attention`` at MLA head dims): roofline FLOPs
+  ``2 x heads x seq^2 x (qk + v)``, halved when causal, x 2.5 for the backward (five matmuls against
+  two), efficiency interpolated in log (heads, seq, qk, v) over samples of the same causal/phase
+  class; ``fwd+bwd`` is the sum of the two.
+* **Memory-bound kernels**: the achieved fraction of HBM bandwidth interpolated in log(bytes) over
+  the memory samples (per kernel: copy, fp8-cast, elementwise).
+* **SMs**: every compute op is timed on the SMs it gets. GEMMs through the fitted model; attention
+  through its own SM samples where the profile has them, else the GEMM's measured (BF16) throughput
+  curve; memory-bound kernels through the measured copy bandwidth against SMs (green-context copy
+  samples), else linear below the point where a copy saturates HBM.
+* **Interference** (:mod:`sim.hardware.interference`): a GEMM beside communication kernels on
+  ``comm_sms`` other SMs, and the communication kernels beside a GEMM, fitted to the profile's
+  interference samples.
+* **Communication** (``alltoall``, ``p2p``): an alpha-beta line ``t = alpha + bytes / beta`` fitted
+  by least squares to the profile's samples of that op.
 
-Attention (``scaled_dot_product_attention`` at MLA head dims): roofline FLOPs
-2 x heads x seq^2 x (qk + v) per forward, halved when causal, x 3.5 for forward+backward (backward
-~2.5x forward); efficiency from attention samples of the same causal/phase class, interpolated in
-log (heads, seq) the same way. Memory-bound kernels: achieved fraction of HBM bandwidth interpolated
-in log(bytes) over the memory samples. Communication (``alltoall``, ``p2p``): an alpha-beta line
-``t = alpha + bytes / beta`` fitted by least squares to the profile's samples of that op.
-
-``loso_error`` predicts each sample from all the others (leave one shape out) and reports the median
-relative error; calibration stores it in the profile and ``twin calibrate show`` prints it.
+``loso_error`` (leave one sample out) and ``lofo_error`` (leave one shape family out) report the
+GEMM predictor's error; calibration stores both in the profile and ``twin calibrate show`` prints them.
 """
 
 from __future__ import annotations
 
+import functools
 import statistics
-from dataclasses import dataclass
 
 import numpy as np
 
 from sim.errors import ScenarioError
+from sim.hardware.gemm_model import (
+    INPUT_BYTES,
+    OUTPUT_BYTES,
+    SCALINGS,
+    GemmModel,
+    GemmPoint,
+    Peaks,
+    canonical_scaling,
+    lofo_errors,
+    loso_errors,
+    summarise_lofo,
+)
+from sim.hardware.interference import InterferenceModel, InterferenceRow
 from sim.hardware.profile import Profile, Sample
 
 NEIGHBOURS = 8
-INPUT_BYTES = {"fp8": 1, "bf16": 2, "fp16": 2, "fp32": 4}
-OUTPUT_BYTES = 2
+ATTENTION_BWD_FLOPS = 2.5  # backward matmul FLOPs per forward matmul FLOP (5 products against 2)
+PHASES = ("fwd", "bwd", "fwd+bwd")
 
 
-@dataclass(frozen=True)
-class _Point:
-    coords: np.ndarray  # log m, log n, log k, log sms
-    efficiency: float
+def interpolate(xs: np.ndarray, ys: np.ndarray, at: np.ndarray, default: float) -> float:
+    """A value at ``at`` from samples ``(xs, ys)`` in log space: exact at samples, a local linear fit
+    to the ``NEIGHBOURS`` nearest (tricube weights) elsewhere, inverse-distance weighting below 5
+    samples, ``default`` without samples. Dimensions the samples do not vary are left out (they
+    carry no information)."""
+    if len(ys) == 0:
+        return default
+    varying = np.ptp(xs, axis=0) > 1e-12
+    xs, at = xs[:, varying], at[varying]
+    dist = np.sqrt(np.sum((xs - at) ** 2, axis=1))
+    exact = dist < 1e-9
+    if exact.any():
+        return float(ys[exact].mean())
+    if len(ys) < 5:
+        weights = 1.0 / dist**2
+        return float(np.sum(weights * ys) / weights.sum())
+    nearest = np.argsort(dist)[:NEIGHBOURS]
+    span = dist[nearest].max() * (1 + 1e-9)
+    weights = np.sqrt((1 - (dist[nearest] / span) ** 3) ** 3 + 1e-6)
+    local = xs[nearest] - at
+    local = local[:, np.ptp(local, axis=0) > 1e-12]  # a constant column would alias the intercept
+    design = np.c_[np.ones(len(nearest)), local]
+    coef, *_ = np.linalg.lstsq(design * weights[:, None], ys[nearest] * weights, rcond=None)
+    return float(coef[0])
+
+
+def _gemm_points(profile: Profile) -> list[GemmPoint]:
+    points = []
+    for s in profile.samples:
+        p = s.params
+        if s.op != "gemm" or not all(x in p for x in ("m", "n", "k")):  # grouped GEMMs are kept as data
+            continue
+        dtype = str(p.get("dtype", "bf16"))
+        scaling = canonical_scaling(dtype, str(p["scaling"]) if "scaling" in p else None)
+        if dtype == "fp8" and "scaling" not in p:
+            scaling = "tensorwise"
+        family = str(p.get("family", p.get("shape", "unnamed")))
+        sms = int(p.get("sms", profile.device.sms))
+        points.append(GemmPoint(int(p["m"]), int(p["n"]), int(p["k"]), sms, dtype, scaling, family, s.time_s))
+    return points
 
 
 class CostModel:
@@ -51,100 +102,254 @@ class CostModel:
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
         self.all_sms = profile.device.sms
-        self._gemm: dict[str, list[tuple[Sample, _Point]]] = {}
-        for s in profile.samples:
-            if s.op == "gemm" and all(x in s.params for x in ("m", "n", "k")):  # grouped GEMMs are kept as data
-                dtype = str(s.params.get("dtype", "bf16"))
-                m, n, k = (int(s.params[x]) for x in ("m", "n", "k"))
-                sms = int(s.params.get("sms", self.all_sms))
-                eff = self.gemm_roofline(m, n, k, dtype, sms) / s.time_s
-                self._gemm.setdefault(dtype, []).append((s, _Point(self._coords(m, n, k, sms), eff)))
+        pk = profile.peaks
+        self.peaks = Peaks(pk.fp8_dense_TFLOPS * 1e12, pk.bf16_dense_TFLOPS * 1e12, pk.hbm_TBps * 1e12, self.all_sms)
+        self.gemm_points = _gemm_points(profile)
+        self.gemm_model = GemmModel(self.gemm_points, self.peaks)
+        self._memory = [s for s in profile.samples if s.op == "memory"]
+        self.interference = InterferenceModel.fit(self._interference_rows())
 
-    @staticmethod
-    def _coords(m: int, n: int, k: int, sms: int) -> np.ndarray:
-        return np.log(np.array([m, n, k, sms], dtype=np.float64))
-
-    def _peak_flops(self, dtype: str) -> float:
-        peaks = self.profile.peaks
-        tflops = peaks.fp8_dense_TFLOPS if dtype == "fp8" else peaks.bf16_dense_TFLOPS
-        if dtype == "fp32":
-            tflops = peaks.bf16_dense_TFLOPS / 2  # TF32 tensor cores run at half the BF16 rate
-        return tflops * 1e12
-
+    # ---------------------------------------------------------------- GEMM
     def gemm_roofline(self, m: int, n: int, k: int, dtype: str = "fp8", sms: int | None = None) -> float:
         """Time at 100% of the (SM-scaled) peak, seconds."""
         if dtype not in INPUT_BYTES:
             raise ScenarioError("--dtype", f"unknown dtype {dtype!r}; choose from {', '.join(INPUT_BYTES)}")
+        sms = self._sms(sms)
+        flops = 2.0 * m * n * k
+        nbytes = (m * k + k * n) * INPUT_BYTES[dtype] + m * n * OUTPUT_BYTES
+        return max(flops / (self.peaks.flops(dtype) * sms / self.all_sms), nbytes / self.peaks.hbm_Bps)
+
+    def _sms(self, sms: int | None) -> int:
         sms = self.all_sms if sms is None else sms
         if not 0 < sms <= self.all_sms:
             raise ScenarioError("--sms", f"must be in 1..{self.all_sms}, got {sms}")
-        flops = 2.0 * m * n * k
-        nbytes = (m * k + k * n) * INPUT_BYTES[dtype] + m * n * OUTPUT_BYTES
-        return max(
-            flops / (self._peak_flops(dtype) * sms / self.all_sms), nbytes / (self.profile.peaks.hbm_TBps * 1e12)
-        )
+        return sms
 
-    def _efficiency(self, points: list[_Point], coords: np.ndarray) -> float:
-        """Efficiency at ``coords`` from the samples' efficiencies. Dimensions in which the samples do
-        not vary (e.g. SMs when no green-context samples exist) carry no information: they are left
-        out, so the efficiency is constant along them and the roofline's scaling applies."""
-        if not points:
-            return self.profile.efficiency
-        xs = np.array([p.coords for p in points])
-        ys = np.array([p.efficiency for p in points])
-        varying = np.ptp(xs, axis=0) > 1e-12
-        xs, coords = xs[:, varying], coords[varying]
-        dist = np.sqrt(np.sum((xs - coords) ** 2, axis=1))
-        exact = dist < 1e-9
-        if exact.any():
-            return float(ys[exact].mean())
-        if len(points) < 5:
-            weights = 1.0 / dist**2
-            return float(np.sum(weights * ys) / weights.sum())
-        nearest = np.argsort(dist)[:NEIGHBOURS]
-        span = dist[nearest].max() * (1 + 1e-9)
-        weights = np.sqrt((1 - (dist[nearest] / span) ** 3) ** 3 + 1e-6)
-        local = xs[nearest] - coords
-        local = local[:, np.ptp(local, axis=0) > 1e-12]  # a constant column would alias the intercept
-        design = np.c_[np.ones(len(nearest)), local]
-        coef, *_ = np.linalg.lstsq(design * weights[:, None], ys[nearest] * weights, rcond=None)
-        return float(np.clip(coef[0], 1e-2, 1.0))
-
-    def gemm_time(self, m: int, n: int, k: int, dtype: str = "fp8", sms: int | None = None) -> float:
-        """Predicted GEMM time in seconds."""
+    def gemm_time(
+        self,
+        m: int,
+        n: int,
+        k: int,
+        dtype: str = "fp8",
+        sms: int | None = None,
+        scaling: str | None = None,
+        beside_comm_sms: int = 0,
+    ) -> float:
+        """Predicted GEMM time in seconds on ``sms`` SMs (default all), FP8 ``scaling`` (default
+        DeepSeek's blockwise), optionally beside memory-bound communication kernels saturating
+        ``beside_comm_sms`` other SMs."""
         for name, v in (("--m", m), ("--n", n), ("--k", k)):
             if v < 1:
                 raise ScenarioError(name, f"must be >= 1, got {v}")
-        sms = self.all_sms if sms is None else sms
-        points = [p for _, p in self._gemm.get(dtype, [])]
-        eff = self._efficiency(points, self._coords(m, n, k, sms))
-        return self.gemm_roofline(m, n, k, dtype, sms) / eff
+        sms = self._sms(sms)
+        if dtype not in INPUT_BYTES:
+            raise ScenarioError("--dtype", f"unknown dtype {dtype!r}; choose from {', '.join(INPUT_BYTES)}")
+        scaling = canonical_scaling(dtype, scaling)
+        allowed = SCALINGS.get(dtype, ("none",))
+        if scaling not in allowed:
+            raise ScenarioError("--scaling", f"{dtype} has no scaling {scaling!r}; choose from {', '.join(allowed)}")
+        t = self._gemm(m, n, k, dtype, sms, scaling)
+        if beside_comm_sms:
+            if sms + beside_comm_sms > self.all_sms:
+                raise ScenarioError(
+                    "--beside-comm-sms", f"{sms} + {beside_comm_sms} SMs exceed the GPU's {self.all_sms}"
+                )
+            t *= self.interference.gemm_slowdown(dtype, self.comm_utilisation(beside_comm_sms))
+        return t
+
+    @functools.lru_cache(maxsize=65536)  # noqa: B019 - one model per profile, kept for its lifetime
+    def _gemm(self, m: int, n: int, k: int, dtype: str, sms: int, scaling: str) -> float:
+        if self.gemm_model.has(dtype):
+            return self.gemm_model.time(m, n, k, dtype, scaling, sms)
+        return self.gemm_roofline(m, n, k, dtype, sms) / self.profile.efficiency
 
     def sm_throughput(self, sms: int, m: int = 4096, n: int = 4096, k: int = 7168, dtype: str = "bf16") -> float:
-        """Fraction of the whole GPU's GEMM throughput left on ``sms`` SMs, for the calibration's
-        SM-sweep GEMM (4096 x 4096 x 7168 BF16, ``calibrate.bench.bench_sm_limited_gemm``). With
-        green-context samples the curve is measured; without them it is linear (the roofline)."""
+        """Fraction of the whole GPU's GEMM throughput left on ``sms`` SMs (4096 x 4096 x 7168 BF16 by
+        default, the calibration's SM-sweep GEMM). Measured where the profile has SM-limited samples;
+        linear in SMs for datasheet profiles."""
         return self.gemm_time(m, n, k, dtype) / self.gemm_time(m, n, k, dtype, sms)
 
+    # ---------------------------------------------------------------- attention
     def attention_time(
-        self, heads: int, seq: int, qk_dim: int = 192, v_dim: int = 128, causal: bool = True, phase: str = "fwd"
+        self,
+        heads: int,
+        seq: int,
+        qk_dim: int = 192,
+        v_dim: int = 128,
+        causal: bool = True,
+        phase: str = "fwd",
+        sms: int | None = None,
     ) -> float:
-        """Predicted attention time in seconds (BF16)."""
-        if phase not in ("fwd", "fwd+bwd"):
-            raise ScenarioError("--phase", f"unknown phase {phase!r}; choose from fwd, fwd+bwd")
-        roof = self._attention_roofline(heads, seq, qk_dim, v_dim, causal, phase)
-        points = []
+        """Predicted attention time in seconds (BF16) on ``sms`` SMs."""
+        if phase not in PHASES:
+            raise ScenarioError("--phase", f"unknown phase {phase!r}; choose from {', '.join(PHASES)}")
+        sms = self._sms(sms)
+        if phase == "fwd+bwd" and not self._attention_samples(causal, phase):
+            return self.attention_time(heads, seq, qk_dim, v_dim, causal, "fwd", sms) + self.attention_time(
+                heads, seq, qk_dim, v_dim, causal, "bwd", sms
+            )
+        t = self._attention_full(heads, seq, qk_dim, v_dim, causal, phase)
+        return t / self._attention_sm_fraction(sms, causal, phase)
+
+    def _attention_samples(self, causal: bool, phase: str, sms: int | None = None) -> list[Sample]:
+        sms = self.all_sms if sms is None else sms
+        return [
+            s
+            for s in self.profile.samples
+            if s.op == "attention"
+            and int(s.params.get("causal", 1)) == int(causal)
+            and s.params.get("phase") == phase
+            and int(s.params.get("sms", self.all_sms)) == sms
+        ]
+
+    @staticmethod
+    def _attention_coords(s: Sample) -> np.ndarray:
+        p = s.params
+        return np.log(np.array([p["heads"], p["seq"], p.get("qk_dim", 192), p.get("v_dim", 128)], dtype=np.float64))
+
+    def _attention_full(self, heads: int, seq: int, qk: int, v: int, causal: bool, phase: str) -> float:
+        roof = self.attention_roofline(heads, seq, qk, v, causal, phase)
+        samples = self._attention_samples(causal, phase)
+        xs = np.array([self._attention_coords(s) for s in samples]).reshape(len(samples), 4)
+        ys = np.array(
+            [
+                self.attention_roofline(
+                    int(s.params["heads"]),
+                    int(s.params["seq"]),
+                    int(s.params.get("qk_dim", 192)),
+                    int(s.params.get("v_dim", 128)),
+                    causal,
+                    phase,
+                )
+                / s.time_s
+                for s in samples
+            ]
+        )
+        at = np.log(np.array([heads, seq, qk, v], dtype=np.float64))
+        eff = interpolate(xs, ys, at, self.profile.efficiency)
+        return roof / float(np.clip(eff, 1e-2, 1.0))
+
+    def _attention_sm_fraction(self, sms: int, causal: bool, phase: str) -> float:
+        if sms >= self.all_sms:
+            return 1.0
+        limited = [
+            s
+            for s in self.profile.samples
+            if s.op == "attention"
+            and int(s.params.get("sms", self.all_sms)) < self.all_sms
+            and s.params.get("phase") == phase
+        ]
+        if limited:  # measured: throughput at the sampled SM counts, interpolated in SMs
+            ratios: dict[int, list[float]] = {}
+            for s in limited:
+                full = [
+                    f
+                    for f in self._attention_samples(bool(s.params.get("causal", 1)), phase)
+                    if all(f.params.get(x) == s.params.get(x) for x in ("heads", "seq", "qk_dim", "v_dim"))
+                ]
+                if full:
+                    ratios.setdefault(int(s.params["sms"]), []).append(full[0].time_s / s.time_s)
+            if ratios:
+                xs = np.array([*sorted(ratios), self.all_sms], dtype=np.float64)
+                ys = np.array([statistics.fmean(ratios[x]) for x in sorted(ratios)] + [1.0])
+                return float(np.interp(sms, xs, ys, left=ys[0] * sms / xs[0]))
+        return self.sm_throughput(sms)
+
+    def attention_roofline(self, heads: int, seq: int, qk: int, v: int, causal: bool, phase: str) -> float:
+        flops = 2.0 * heads * seq * seq * (qk + v) * (0.5 if causal else 1.0)
+        flops *= {"fwd": 1.0, "bwd": ATTENTION_BWD_FLOPS, "fwd+bwd": 1.0 + ATTENTION_BWD_FLOPS}[phase]
+        return flops / self.peaks.flops("bf16")
+
+    # ---------------------------------------------------------------- memory-bound kernels
+    def memory_time(self, nbytes: float, kernel: str | None = None, sms: int | None = None) -> float:
+        """A memory-bound kernel moving ``nbytes`` (read + written) on ``sms`` SMs: the achieved
+        fraction of HBM bandwidth interpolated in log(bytes) over the profile's memory samples at all
+        SMs (of ``kernel`` when given: copy, fp8-cast, elementwise), else the assumed efficiency; on
+        fewer SMs, slowed by the measured copy bandwidth against SMs."""
+        if nbytes <= 0:
+            raise ScenarioError("--bytes", f"must be > 0, got {nbytes:g}")
+        sms = self._sms(sms)
+        full = [
+            s
+            for s in self._memory
+            if int(s.params.get("sms", self.all_sms)) == self.all_sms
+            and (kernel is None or s.params.get("kernel") == kernel)
+        ]
+        if kernel is not None and not full:
+            raise ScenarioError("--kernel", f"the profile has no memory samples of kernel {kernel!r}")
+        xs = np.log(np.array([[float(s.params["bytes"])] for s in full])).reshape(len(full), 1)
+        ys = np.array([float(s.params["bytes"]) / s.time_s / self.peaks.hbm_Bps for s in full])
+        eff = interpolate(xs, ys, np.log(np.array([nbytes])), self.profile.efficiency)
+        return nbytes / (self.peaks.hbm_Bps * float(np.clip(eff, 1e-3, 1.0))) / self.memory_sm_fraction(sms)
+
+    def _copy_curve(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(SMs, copy traffic rate) of the largest copy measured at several SM counts."""
+        copies = [s for s in self._memory if s.params.get("kernel") == "copy" and "sms" in s.params]
+        by_size: dict[float, dict[int, float]] = {}
+        for s in copies:
+            rate = float(s.params["bytes"]) / s.time_s
+            by_size.setdefault(float(s.params["bytes"]), {})[int(s.params["sms"])] = rate
+        sizes = [b for b, rates in by_size.items() if len(rates) >= 2 and self.all_sms in rates]
+        if not sizes:
+            return None
+        rates = by_size[max(sizes)]
+        xs = np.array(sorted(rates), dtype=np.float64)
+        return xs, np.array([rates[int(x)] for x in xs])
+
+    def hbm_rate(self) -> float:
+        """Traffic rate (bytes/s, read + written) of the best copy on the whole GPU: the ``C`` of the
+        interference model; the datasheet bandwidth x efficiency without copy samples."""
+        copies = [float(s.params["bytes"]) / s.time_s for s in self._memory if s.params.get("kernel") == "copy"]
+        return max(copies) if copies else self.peaks.hbm_Bps * self.profile.efficiency
+
+    def memory_sm_fraction(self, sms: int) -> float:
+        """Fraction of the whole GPU's copy bandwidth a memory-bound kernel reaches on ``sms`` SMs."""
+        if sms >= self.all_sms:
+            return 1.0
+        curve = self._copy_curve()
+        if curve is None:  # linear until 40% of the SMs saturate HBM (no measurement: an assumption)
+            return min(1.0, sms / (0.4 * self.all_sms))
+        xs, rates = curve
+        full = rates[-1]
+        return float(np.interp(sms, xs, rates / full, left=rates[0] / full * sms / xs[0]))
+
+    def comm_utilisation(self, comm_sms: int, rate: float | None = None) -> float:
+        """HBM share used by memory-bound communication kernels on ``comm_sms`` SMs: their traffic
+        ``rate`` (bytes/s) when given, else a copy saturating those SMs (the measured worst case)."""
+        if comm_sms <= 0:
+            return 0.0
+        c = self.hbm_rate()
+        if rate is None:
+            rate = c * self.memory_sm_fraction(comm_sms)
+        return min(rate / c, 1.0)
+
+    def _interference_rows(self) -> list[InterferenceRow]:
+        c = self.hbm_rate()
+        pairs: dict[tuple[object, ...], dict[str, Sample]] = {}
         for s in self.profile.samples:
-            if s.op == "attention" and int(s.params.get("causal", 1)) == int(causal) and s.params.get("phase") == phase:
-                h, n = int(s.params["heads"]), int(s.params["seq"])
-                eff = self._attention_roofline(h, n, int(s.params["qk_dim"]), int(s.params["v_dim"]), causal, phase)
-                points.append(_Point(np.log(np.array([h, n], dtype=np.float64)), eff / s.time_s))
-        return roof / self._efficiency(points, np.log(np.array([heads, seq], dtype=np.float64)))
+            if s.op != "interference" or s.params.get("mode", "green-contexts") != "green-contexts":
+                continue
+            key = tuple(sorted((k, v) for k, v in s.params.items() if k not in ("kernel", "alone_s")))
+            pairs.setdefault(key, {})[str(s.params["kernel"])] = s
+        rows = []
+        for pair in pairs.values():
+            if "gemm" not in pair or "copy" not in pair:
+                continue
+            g, cp = pair["gemm"], pair["copy"]
+            copy_alone = float(cp.params["alone_s"])
+            rows.append(
+                InterferenceRow(
+                    dtype=str(g.params.get("dtype", "fp8")),
+                    compute_sms=int(g.params["compute_sms"]),
+                    comm_sms=int(g.params["comm_sms"]),
+                    gemm_slowdown=g.time_s / float(g.params["alone_s"]),
+                    copy_slowdown=cp.time_s / copy_alone,
+                    copy_utilisation=2.0 * float(cp.params["copy_bytes"]) / copy_alone / c,
+                )
+            )
+        return rows
 
-    def _attention_roofline(self, heads: int, seq: int, qk: int, v: int, causal: bool, phase: str) -> float:
-        flops = 2.0 * heads * seq * seq * (qk + v) * (0.5 if causal else 1.0) * (3.5 if phase == "fwd+bwd" else 1.0)
-        return flops / self._peak_flops("bf16")
-
+    # ---------------------------------------------------------------- communication
     def comm_time(self, op: str, nbytes: float) -> float:
         """Predicted ``alltoall`` or ``p2p`` time from the alpha-beta fit of the profile's samples."""
         xs = np.array([float(s.params["bytes"]) for s in self.profile.samples if s.op == op])
@@ -155,34 +360,22 @@ class CostModel:
         (alpha, inv_beta), *_ = np.linalg.lstsq(design / ts[:, None], np.ones(len(xs)), rcond=None)
         return float(max(alpha, 0.0) + max(inv_beta, 0.0) * nbytes)
 
-    def memory_time(self, nbytes: float, kernel: str | None = None) -> float:
-        """A memory-bound kernel moving ``nbytes``: the achieved fraction of HBM bandwidth interpolated
-        in log(bytes) over the profile's memory samples (of ``kernel`` when given: copy, fp8-cast,
-        elementwise), else the profile's assumed efficiency."""
-        if nbytes <= 0:
-            raise ScenarioError("--bytes", f"must be > 0, got {nbytes:g}")
-        hbm = self.profile.peaks.hbm_TBps * 1e12
-        points = [
-            _Point(np.log(np.array([float(s.params["bytes"])])), float(s.params["bytes"]) / s.time_s / hbm)
-            for s in self.profile.samples
-            if s.op == "memory" and (kernel is None or s.params.get("kernel") == kernel)
-        ]
-        if kernel is not None and not points:
-            raise ScenarioError("--kernel", f"the profile has no memory samples of kernel {kernel!r}")
-        return nbytes / (hbm * self._efficiency(points, np.log(np.array([nbytes]))))
+    # ---------------------------------------------------------------- errors
+    def loso_error(self, dtype: str | None = None, min_m: int = 1) -> float | None:
+        """Median relative error predicting each GEMM sample without its own residual (None below 2)."""
+        model = self.gemm_model
+        if dtype is not None:
+            model = GemmModel([p for p in self.gemm_points if p.dtype == dtype], self.peaks)
+        errors = loso_errors(model, min_m)
+        return statistics.median(errors) if len(errors) >= 2 else None
 
-    def loso_error(self, dtype: str | None = None) -> float | None:
-        """Median relative error predicting each GEMM sample from the others (None below 2 samples)."""
-        errors = []
-        for dt, entries in self._gemm.items():
-            if dtype is not None and dt != dtype:
-                continue
-            for i, (sample, point) in enumerate(entries):
-                others = [p for j, (_, p) in enumerate(entries) if j != i]
-                if not others:
-                    continue
-                m, n, k = (int(sample.params[x]) for x in ("m", "n", "k"))
-                sms = int(sample.params.get("sms", self.all_sms))
-                pred = self.gemm_roofline(m, n, k, dt, sms) / self._efficiency(others, point.coords)
-                errors.append(abs(pred - sample.time_s) / sample.time_s)
-        return statistics.median(errors) if errors else None
+    def lofo_error(self, min_m: int = 512) -> dict[str, float]:
+        """Leave-one-family-out medians: ``gemm`` pooled, per dtype and scaling, and the worst family."""
+        return summarise_lofo(lofo_errors(self.gemm_points, self.peaks, min_m))
+
+    def describe(self) -> dict[str, dict[str, float]]:
+        """The fitted GEMM parameters per dtype and the interference sensitivities."""
+        out = self.gemm_model.describe()
+        if self.interference.rows:
+            out["interference"] = {**self.interference.describe(), "rows": float(self.interference.rows)}
+        return out

@@ -1,7 +1,14 @@
 """GPU specifications and the SM split between communication and compute.
 
-H800 SXM (REFERENCE.md section 3): Hopper, 132 SMs, 80 GB HBM3 at ~3.35 TB/s (datasheet), dense
-FP8 ~1979 TFLOPS and BF16 ~989 TFLOPS (H100 SXM datasheet figures; H800 keeps H100's compute).
+The one place GPU datasheet figures live (every other module reads them from here):
+
+* H800 SXM (REFERENCE.md section 3): Hopper, 132 SMs, 80 GB HBM3 at ~3.35 TB/s (datasheet), dense
+  FP8 ~1979 TFLOPS and BF16 ~989 TFLOPS (H100 SXM datasheet figures; H800 keeps H100's compute).
+* H100 SXM: the same compute and HBM as the H800 (the H800 cuts NVLink and FP64).
+* H200 SXM: the H100's compute, 141 GB HBM3e at 4.8 TB/s (NVIDIA H200 datasheet).
+
+``DEFAULT_EFFICIENCY`` (0.7 of peak) is the *assumed* efficiency of datasheet profiles, where no
+measurement exists; it is an assumption, not a measured figure.
 
 The compute cost model receives ``sms - comm_sms`` SMs. With a calibration profile that holds
 green-context samples, GEMM throughput at that SM count is measured (interpolated); without one it
@@ -32,6 +39,19 @@ class GpuSpec:
 
 
 H800 = GpuSpec()
+H100 = GpuSpec(name="H100")
+H200 = GpuSpec(name="H200", hbm_GB=141.0, hbm_TBps=4.8)
+DATASHEETS: dict[str, GpuSpec] = {g.name: g for g in (H800, H100, H200)}
+DEFAULT_EFFICIENCY = 0.7
+
+
+def datasheet_for(device_name: str) -> GpuSpec | None:
+    """The datasheet entry whose name is a word of ``device_name`` ("NVIDIA H100 80GB HBM3" -> H100)."""
+    words = device_name.replace("-", " ").upper().split()
+    for name, gpu in DATASHEETS.items():
+        if name in words:
+            return gpu
+    return None
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,13 @@ A profile is a JSON file (``calibrate/profiles/*.json``) with this schema (versi
 * ``peaks``: dense FP8 / BF16 TFLOPS and HBM TB/s used by the roofline
 * ``efficiency``: fraction of peak assumed where no sample exists (datasheet profiles)
 * ``ran`` / ``skipped``: what was measured, and what was not and why
-* ``samples``: every raw sample: ``op`` (gemm, attention, memory, alltoall, p2p, chunk), its
-  ``params`` (shape, dtype, SMs ...) and ``time_s``
-* ``loso_error``: the predictor's leave-one-shape-out median relative error per op
+* ``samples``: every raw sample: ``op`` (gemm, attention, memory, interference, alltoall, p2p,
+  chunk), its ``params`` (shape, dtype, scaling, SMs ...; names in docs/calibration.md) and ``time_s``
+* ``sources``: files the samples were read from (name, SHA-256, bytes) and ``method``, how they were
+  measured (imported profiles: the measurement folder's README)
+* ``loso_error``: the predictor's leave-one-shape-out median relative error per op;
+  ``lofo_error``: the same when whole shape families are left out (``gemm`` M >= 512, per dtype and
+  scaling, and the worst family)
 
 Loading validates the schema (strict keys) and, when asked, the device: a profile of another device
 than the one requested is refused with a one-line error.
@@ -26,6 +30,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sim.errors import ScenarioError
+from sim.hardware.gpu import DEFAULT_EFFICIENCY
 from sim.yamlio import validation_error
 
 
@@ -49,7 +54,7 @@ class Peaks(_Strict):
 
 
 class Sample(_Strict):
-    op: Literal["gemm", "attention", "memory", "alltoall", "p2p", "chunk"]
+    op: Literal["gemm", "attention", "memory", "interference", "alltoall", "p2p", "chunk"]
     params: dict[str, float | int | str]
     time_s: float = Field(gt=0)
 
@@ -57,6 +62,12 @@ class Sample(_Strict):
 class Skipped(_Strict):
     what: str
     why: str
+
+
+class SourceFile(_Strict):
+    name: str = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(ge=0)
 
 
 class Profile(_Strict):
@@ -67,11 +78,16 @@ class Profile(_Strict):
     git_revision: str = "unknown"
     tool: str = ""
     peaks: Peaks
-    efficiency: float = Field(0.7, gt=0, le=1, description="assumed fraction of peak without samples")
+    efficiency: float = Field(
+        DEFAULT_EFFICIENCY, gt=0, le=1, description="assumed fraction of peak without samples"
+    )
     ran: list[str] = Field(default_factory=list)
     skipped: list[Skipped] = Field(default_factory=list)
     samples: list[Sample] = Field(default_factory=list)
+    sources: list[SourceFile] = Field(default_factory=list)
+    method: str = ""
     loso_error: dict[str, float] = Field(default_factory=dict)
+    lofo_error: dict[str, float] = Field(default_factory=dict)
 
 
 def load_profile(path: str | Path, device: str | None = None) -> Profile:

@@ -25,7 +25,8 @@ def profile():  # type: ignore[no-untyped-def]
 def test_quick_gpu_profile_has_fp8_and_sm_sweep(profile) -> None:  # type: ignore[no-untyped-def]
     fp8 = [s for s in profile.samples if s.op == "gemm" and s.params.get("dtype") == "fp8"]
     assert fp8, "no FP8 GEMM path ran"
-    sweep = sorted(int(s.params["sms"]) for s in profile.samples if s.op == "gemm" and "sms" in s.params)
+    total = profile.device.sms
+    sweep = sorted(int(s.params["sms"]) for s in profile.samples if s.op == "gemm" and s.params["sms"] < total)
     assert sweep and all(n % 8 == 0 for n in sweep)
     assert profile.device.sms == torch.cuda.get_device_properties(0).multi_processor_count
 
@@ -49,3 +50,22 @@ def test_gemm_predictor_error_within_five_percent_for_large_m(profile) -> None: 
     )
     error = CostModel(large).loso_error()
     assert error is not None and error <= 0.05
+
+
+def test_interference_pairs_ran_on_green_contexts(profile) -> None:  # type: ignore[no-untyped-def]
+    rows = [s for s in profile.samples if s.op == "interference" and s.params["mode"] == "green-contexts"]
+    assert rows, f"no interference rows: {[s.why for s in profile.skipped if s.what == 'interference']}"
+    assert {s.params["kernel"] for s in rows} == {"gemm", "copy"}
+    # sharing HBM cannot make a kernel faster (5% allowance for clock noise)
+    assert all(s.time_s >= 0.95 * float(s.params["alone_s"]) for s in rows)
+    print([line for line in profile.ran if line.startswith("green contexts")])
+
+
+def test_memory_and_attention_are_measured_against_sms(profile) -> None:  # type: ignore[no-untyped-def]
+    from sim.hardware.costmodel import CostModel
+
+    model = CostModel(profile)
+    assert model.memory_sm_fraction(16) < 0.9 * model.memory_sm_fraction(model.all_sms)
+    assert model.sm_throughput(64) < 0.75
+    assert any(s.op == "attention" and s.params["phase"] == "bwd" for s in profile.samples)
+    print("GEMM fit:", model.describe())

@@ -1,0 +1,224 @@
+"""Attention, memory-bound kernels, FP8 cast and compute/communication interference through torch.
+
+* attention: ``scaled_dot_product_attention`` (BF16, batch 1) at MLA head dims (q/k 192, v 128) and
+  plain ones, causal and not; the forward, and the backward as (forward + backward) - forward, as
+  the H100 measurements in ``shared/measurements`` were taken; also on fewer SMs (green context);
+* memory: ``y.copy_(x)`` of uint8 tensors over a sweep of sizes and of SMs, ``addcmul``, and the
+  per-token FP8 quantisation in 1x128 tiles written with torch ops (amax per tile, scale, cast);
+* interference: a GEMM burst on ``compute_sms`` (one green context) while a loop of 256 MiB copies
+  runs on ``comm_sms`` (another), each timed alone and then beside the other, plus a full-GPU GEMM
+  beside a copy on another stream. Copies stand in for communication kernels, which are memory
+  bound. The measured kernel's burst runs entirely inside the other kernel's longer burst.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable
+
+import torch
+
+from calibrate.bench import Bench, GreenContexts
+from calibrate.bench_gemm import GemmFn, best_fp8, bf16_gemm_fn, fp8_gemm_fns
+from sim.hardware.profile import Sample, Skipped
+
+FP8_MAX = 448.0  # largest finite E4M3 value
+
+
+def _attention_fns(
+    b: Bench, heads: int, seq: int, qk: int, v: int, causal: bool
+) -> tuple[Callable[[int], object], Callable[[int], object]]:
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    q = b.rand(1, heads, seq, qk).requires_grad_(True)
+    k = b.rand(1, heads, seq, qk).requires_grad_(True)
+    val = b.rand(1, heads, seq, v).requires_grad_(True)
+    grad = b.rand(1, heads, seq, v)
+
+    def fwd(_i: int) -> object:
+        with torch.no_grad():
+            return sdpa(q, k, val, is_causal=causal)
+
+    def fwd_bwd(_i: int) -> object:
+        out = sdpa(q, k, val, is_causal=causal)
+        return torch.autograd.grad(out, (q, k, val), grad)
+
+    return fwd, fwd_bwd
+
+
+def bench_attention(b: Bench) -> None:
+    p = b.preset
+    heads, seq = p.attn_heads, p.attn_seq
+    dims = [(192, 128), (128, 128)] + ([] if p.quick else [(192, 192)])
+    green = GreenContexts()
+    cases: list[tuple[int, int, bool, int | None]] = [(qk, v, c, None) for qk, v in dims for c in (True, False)]
+    if GreenContexts.available(b):
+        cases += [(192, 128, True, sms) for sms in (112, 64)]
+    for qk, v, causal, sms in cases:
+        b.tell(f"attention {heads} heads x {seq} tokens, q/k {qk} v {v}{' causal' if causal else ''}")
+        fwd, fwd_bwd = _attention_fns(b, heads, seq, qk, v, causal)
+        with green.on(b, sms):
+            t_fwd = b.time(fwd)
+            t_both = b.time(fwd_bwd)
+        base = {"heads": heads, "seq": seq, "qk_dim": qk, "v_dim": v, "causal": int(causal), "sms": sms or b.all_sms}
+        b.samples.append(Sample(op="attention", params={**base, "phase": "fwd"}, time_s=t_fwd))
+        if t_both > t_fwd:
+            b.samples.append(Sample(op="attention", params={**base, "phase": "bwd"}, time_s=t_both - t_fwd))
+    b.ran.append("attention fwd/bwd")
+
+
+def fp8_quantise(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token FP8 quantisation in 1x128 tiles with torch ops: amax per tile, scale, cast."""
+    tokens, hidden = x.shape
+    tiles = x.view(tokens, hidden // 128, 128).float()
+    amax = tiles.abs().amax(dim=-1, keepdim=True).clamp(min=1e-4)
+    scale = FP8_MAX / amax
+    return (tiles * scale).to(torch.float8_e4m3fn).view(tokens, hidden), scale
+
+
+def bench_memory(b: Bench) -> None:
+    p = b.preset
+    green = GreenContexts() if GreenContexts.available(b) else None
+    sizes = [p.memory_elems >> s for s in (8, 4, 2, 0)] + ([] if p.quick else [p.memory_elems << 2])
+    for size in sizes:
+        b.tell(f"copy {size} bytes")
+        t = b.time(_copy_fn(b, size))
+        b.samples.append(Sample(op="memory", params=_copy_params(size, b.all_sms), time_s=t))
+    if green is not None:
+        size = p.memory_elems
+        fn = _copy_fn(b, size)
+        for sms in b.sm_counts(dense=not p.quick):
+            b.tell(f"copy {size} bytes on {sms} SMs (green context)")
+            with green.on(b, sms):
+                t = b.time(fn)
+            b.samples.append(Sample(op="memory", params=_copy_params(size, sms), time_s=t))
+    n = p.memory_elems // 4
+    x, y, z = b.rand(n), b.rand(n), b.rand(n)
+    out = torch.empty_like(x)
+    t = b.time(lambda _i: torch.addcmul(z, x, y, out=out))
+    b.samples.append(Sample(op="memory", params={"kernel": "elementwise", "bytes": 4 * 2 * n, "sms": b.all_sms}, time_s=t))
+    hidden = p.scale(7168) // 128 * 128 or 128
+    for tokens in (p.scale_m(4096), p.scale_m(16384), p.scale_m(32768)):
+        b.tell(f"fp8 cast {tokens} x {hidden}")
+        xs = b.rand(tokens, hidden)
+        t = b.time(lambda _i, xs=xs: fp8_quantise(xs))
+        nbytes = 2 * tokens * hidden + tokens * hidden + 4 * tokens * hidden // 128
+        params = {"kernel": "fp8-cast", "bytes": nbytes, "tokens": tokens, "hidden": hidden, "sms": b.all_sms}
+        b.samples.append(Sample(op="memory", params=params, time_s=t))
+    b.ran.append("memory-bound kernels (copy sweep, copy vs SMs, addcmul, fp8 cast)")
+
+
+def _copy_fn(b: Bench, size: int) -> Callable[[int], object]:
+    count = b.copies(2 * size)
+    xs = [torch.randint(0, 255, (size,), dtype=torch.uint8, device=b.device) for _ in range(count)]
+    ys = [torch.empty_like(xs[0]) for _ in range(count)]
+    return lambda i: ys[i % count].copy_(xs[i % count])
+
+
+def _copy_params(size: int, sms: int) -> dict[str, float | int | str]:
+    return {"kernel": "copy", "bytes": 2 * size, "bytes_copied": size, "sms": sms}
+
+
+def _pairs(b: Bench) -> list[tuple[int, int]]:
+    total = b.all_sms
+    pairs = [(112, 16), (96, 32)] if b.preset.quick else [(120, 8), (112, 16), (104, 24), (96, 32), (64, 64)]
+    return [(c, m) for c, m in pairs if c + m <= total]
+
+
+def _concurrent(
+    b: Bench, measured: tuple[GemmFn, torch.cuda.Stream, float], cover: tuple[GemmFn, torch.cuda.Stream, float]
+) -> float:
+    """Seconds per call of ``measured`` while ``cover`` runs on its own stream for longer."""
+    fn, stream, alone = measured
+    cover_fn, cover_stream, cover_alone = cover
+    n = max(5, math.ceil(5e-3 / alone))
+    n_cover = math.ceil((2 * n * alone + 2e-3) / cover_alone)
+    results = []
+    for r in range(3):
+        b.sync()
+        with torch.cuda.stream(cover_stream):
+            for i in range(n_cover):
+                cover_fn(i)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        with torch.cuda.stream(stream):
+            start.record()
+            for i in range(n):
+                fn(r * n + i)
+            end.record()
+        b.sync()
+        results.append(float(start.elapsed_time(end)) / 1e3 / n)
+    return statistics.median(results)
+
+
+def _disjoint(green: GreenContexts, a: int, c: int) -> str:
+    """A line for the profile saying whether green contexts of ``a`` and ``c`` SMs share SMs."""
+    try:
+        from calibrate.smid import sm_ids
+
+        ids_a, ids_c = sm_ids(green.stream(a)), sm_ids(green.stream(c))
+    except Exception as err:  # Triton missing or the check failed: say so, measure anyway
+        return f"green contexts {a}+{c}: SM sets not checked ({type(err).__name__}: {str(err)[:120]})"
+    both = len(ids_a & ids_c)
+    return (
+        f"green contexts {a}+{c}: kernels used {len(ids_a)} and {len(ids_c)} SMs, "
+        + ("disjoint" if both == 0 else f"{both} SMs shared")
+        + " (checked with %smid)"
+    )
+
+
+def bench_interference(b: Bench) -> None:
+    if not GreenContexts.available(b):
+        b.skipped.append(Skipped(what="interference", why="needs two CUDA green contexts (GPU)"))
+        return
+    p = b.preset
+    green = GreenContexts()
+    m = p.scale_m(8192)
+    gemms: list[tuple[str, int, int, int, str, str, GemmFn]] = []
+    for family, n, k in (("moe-up", 4096, 7168), ("moe-down", 7168, 2048)):
+        fns, _ = fp8_gemm_fns(b, m, n, k)
+        found = best_fp8(fns)
+        if found is not None:
+            gemms.append((family, m, n, k, "fp8", found[0], found[1]))
+    gemms.append(("generic", m, 4096, 7168, "bf16", "none", bf16_gemm_fn(b, m, 4096, 7168)))
+    copy_bytes = 256 * 2**20
+    copy = _copy_fn(b, copy_bytes)
+    b.sync()  # inputs were made on the default stream; the kernels run on others
+    default = torch.cuda.current_stream()
+    for compute_sms, comm_sms in [*_pairs(b), (b.all_sms, 0)]:
+        shared = comm_sms == 0
+        if not shared:
+            b.ran.append(_disjoint(green, compute_sms, comm_sms))
+        s_gemm = default if shared else green.stream(compute_sms)
+        s_copy = torch.cuda.Stream() if shared else green.stream(comm_sms)
+        size = 4 * copy_bytes if shared else copy_bytes
+        copy_fn = _copy_fn(b, size) if shared else copy
+        b.sync()
+        for family, mm, n, k, dtype, scaling, fn in gemms:
+            if shared and not (dtype == "fp8" and family == "moe-up"):
+                continue
+            b.tell(f"interference: {dtype} {family} on {compute_sms} SMs beside a copy on {comm_sms or 'shared'} SMs")
+            with torch.cuda.stream(s_gemm):
+                g_alone = b.time(fn)
+            with torch.cuda.stream(s_copy):
+                c_alone = b.time(copy_fn, burst=4)
+            g_beside = _concurrent(b, (fn, s_gemm, g_alone), (copy_fn, s_copy, c_alone))
+            c_beside = _concurrent(b, (copy_fn, s_copy, c_alone), (fn, s_gemm, g_alone))
+            base = {
+                "compute_sms": compute_sms,
+                "comm_sms": comm_sms,
+                "mode": "shared-sms" if shared else "green-contexts",
+                "gemm": family,
+                "m": mm,
+                "n": n,
+                "k": k,
+                "dtype": dtype,
+                "scaling": scaling,
+                "copy_bytes": size,
+            }
+            b.samples.append(
+                Sample(op="interference", params={**base, "kernel": "gemm", "alone_s": g_alone}, time_s=g_beside)
+            )
+            b.samples.append(
+                Sample(op="interference", params={**base, "kernel": "copy", "alone_s": c_alone}, time_s=c_beside)
+            )
+    b.ran.append("interference: gemm beside copy on separate green contexts, and on shared SMs")

@@ -1,0 +1,284 @@
+"""GEMM time from measured samples: a fitted wave/roofline model plus a narrow residual correction.
+
+For ``x[M, K] @ W[K, N]`` with ``dtype`` inputs (BF16 output) on ``S`` of the GPU's ``S_all`` SMs::
+
+    t = t0 + max( 2MNK / (P_dtype * S/S_all * e_scaling * w^gamma * K/(K + k0)),  bytes / (HBM * bw) )
+
+* ``P_dtype``: the datasheet dense peak (FP8 or BF16) of the profile;
+* ``e_scaling``: the best fraction of that peak a kernel of this FP8 scaling (tensorwise, rowwise,
+  blockwise) or BF16 reaches; one per scaling, the other parameters are shared within a dtype;
+* ``w = tiles / (ceil(tiles/S) * S)``, ``tiles = ceil(M/128) * ceil(N/128)``: wave quantisation of
+  128x128 output tiles over the SMs (a GEMM too small to fill every SM, or with a last partial
+  wave, wastes SMs); ``gamma`` says how much of it shows (cuBLAS splits K and picks other tiles
+  for awkward shapes, so less than all of it);
+* ``K/(K + k0)``: each tile's pipeline fill and epilogue cost ``k0`` columns of K;
+* ``t0``: launch and tail latency; ``bytes = (MK + KN) x input bytes + MN x 2`` at ``bw`` of HBM.
+
+The parameters are fitted per dtype by robust least squares on log time (scipy ``least_squares``,
+soft-L1 loss) over every GEMM sample of that dtype, SM-limited (green-context) ones included, so
+the SM scaling is measured, not assumed. On top, a narrow Gaussian smoother (bandwidth 0.3 in log M,
+N, K, SMs) of the log residuals of the same dtype and scaling brings predictions at and next to
+measured shapes onto the measurements; far from them the fitted model alone speaks.
+
+A scaling without samples of its own takes the efficiency of the nearest measured one (blockwise ->
+rowwise -> tensorwise, and back), and says so in :meth:`GemmModel.describe`. Errors are reported
+two ways: leave one sample out (LOSO) and leave one whole shape family out (LOFO: refit without the
+family, predict it), the harder and more honest figure.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import least_squares
+
+SCALINGS = {"fp8": ("blockwise", "rowwise", "tensorwise"), "bf16": ("none",), "fp16": ("none",), "fp32": ("none",)}
+SCALING_ALIASES = {
+    "blockwise_1x128_128x128": "blockwise",
+    "block": "blockwise",
+    "row": "rowwise",
+    "tensor": "tensorwise",
+    "": "none",
+}
+INPUT_BYTES = {"fp8": 1, "bf16": 2, "fp16": 2, "fp32": 4}
+OUTPUT_BYTES = 2
+TILE = 128
+BANDWIDTH = 0.3  # residual smoother, in natural-log units of M, N, K and SMs
+SHRINK = 0.05  # residual smoother's pull towards the fitted model
+SHARED = ("k0", "t0_us", "gamma", "bw")
+DEFAULTS = {"k0": 300.0, "t0_us": 5.0, "gamma": 1.0, "bw": 0.8}
+LOWER = {"k0": 0.0, "t0_us": 0.0, "gamma": 0.0, "bw": 0.05}
+UPPER = {"k0": 1e4, "t0_us": 100.0, "gamma": 3.0, "bw": 1.0}
+MIN_FULL_FIT = 12  # below this many samples only the efficiencies are fitted
+
+
+def canonical_scaling(dtype: str, scaling: str | None) -> str:
+    """``blockwise_1x128_128x128`` -> ``blockwise``; BF16 has no scaling (``none``); FP8 defaults to
+    DeepSeek's blockwise recipe."""
+    if scaling is None:
+        return "blockwise" if dtype == "fp8" else "none"
+    s = SCALING_ALIASES.get(scaling, scaling)
+    return s
+
+
+@dataclass(frozen=True)
+class GemmPoint:
+    """One measured GEMM."""
+
+    m: int
+    n: int
+    k: int
+    sms: int
+    dtype: str
+    scaling: str
+    family: str
+    time_s: float
+
+
+@dataclass(frozen=True)
+class Peaks:
+    fp8_flops: float
+    bf16_flops: float
+    hbm_Bps: float
+    all_sms: int
+
+    def flops(self, dtype: str) -> float:
+        if dtype == "fp8":
+            return self.fp8_flops
+        if dtype == "fp32":
+            return self.bf16_flops / 2  # TF32 tensor cores run at half the BF16 rate
+        return self.bf16_flops
+
+
+def _arrays(points: list[GemmPoint]) -> tuple[np.ndarray, ...]:
+    m = np.array([p.m for p in points], dtype=np.float64)
+    n = np.array([p.n for p in points], dtype=np.float64)
+    k = np.array([p.k for p in points], dtype=np.float64)
+    s = np.array([p.sms for p in points], dtype=np.float64)
+    return m, n, k, s
+
+
+def roofline_parts(
+    m: np.ndarray, n: np.ndarray, k: np.ndarray, sms: np.ndarray, dtype: str, peaks: Peaks
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(FLOP time at 100% of the SM-scaled peak, minimal HBM bytes, wave efficiency)."""
+    flop_time = 2.0 * m * n * k / (peaks.flops(dtype) * sms / peaks.all_sms)
+    nbytes = (m * k + k * n) * INPUT_BYTES[dtype] + m * n * OUTPUT_BYTES
+    tiles = np.ceil(m / TILE) * np.ceil(n / TILE)
+    waves = np.ceil(tiles / sms)
+    return flop_time, nbytes, tiles / (waves * sms)
+
+
+class DtypeFit:
+    """The fitted model of one dtype (shared parameters and one efficiency per scaling)."""
+
+    def __init__(self, dtype: str, points: list[GemmPoint], peaks: Peaks) -> None:
+        self.dtype = dtype
+        self.peaks = peaks
+        self.points = points
+        self.scalings = sorted({p.scaling for p in points})
+        self.params = dict(DEFAULTS)
+        self.efficiency: dict[str, float] = {}
+        self._fit()
+        m, n, k, s = _arrays(points)
+        self._coords = np.log(np.c_[m, n, k, s])
+        self._scaling = np.array([p.scaling for p in points], dtype=object)
+        model = self._model_time(m, n, k, s, self._scaling)
+        self._residual = np.log(np.array([p.time_s for p in points])) - np.log(model)
+
+    def _model_time(
+        self, m: np.ndarray, n: np.ndarray, k: np.ndarray, s: np.ndarray, scaling: np.ndarray, x: np.ndarray | None = None
+    ) -> np.ndarray:
+        p = self.params if x is None else self._unpack(x)[0]
+        eff = self.efficiency if x is None else self._unpack(x)[1]
+        e = np.array([eff[self.substitute(str(sc))] for sc in scaling], dtype=np.float64)
+        flop_time, nbytes, wave = roofline_parts(m, n, k, s, self.dtype, self.peaks)
+        compute = flop_time / (e * wave ** p["gamma"] * k / (k + p["k0"]))
+        memory = nbytes / (self.peaks.hbm_Bps * p["bw"])
+        return p["t0_us"] * 1e-6 + np.maximum(compute, memory)
+
+    def _free(self) -> tuple[str, ...]:
+        return SHARED if len(self.points) >= MIN_FULL_FIT else ()
+
+    def _unpack(self, x: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
+        free = self._free()
+        params = dict(DEFAULTS)
+        params.update(zip(free, (float(v) for v in x[: len(free)]), strict=True))
+        eff = dict(zip(self.scalings, (float(v) for v in x[len(free) :]), strict=True))
+        return params, eff
+
+    def _fit(self) -> None:
+        free = self._free()
+        m, n, k, s = _arrays(self.points)
+        scaling = np.array([p.scaling for p in self.points], dtype=object)
+        log_t = np.log(np.array([p.time_s for p in self.points]))
+        x0 = np.array([DEFAULTS[f] for f in free] + [0.7] * len(self.scalings))
+        lo = np.array([LOWER[f] for f in free] + [0.02] * len(self.scalings))
+        hi = np.array([UPPER[f] for f in free] + [1.2] * len(self.scalings))
+        self.efficiency = dict.fromkeys(self.scalings, 0.7)
+
+        def residuals(x: np.ndarray) -> np.ndarray:
+            return np.log(self._model_time(m, n, k, s, scaling, x)) - log_t
+
+        result = least_squares(residuals, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.1)
+        self.params, self.efficiency = self._unpack(result.x)
+
+    def substitute(self, scaling: str) -> str:
+        """The measured scaling standing in for ``scaling`` (itself when measured)."""
+        if scaling in self.efficiency:
+            return scaling
+        order = SCALINGS.get(self.dtype, (scaling,))
+        if scaling in order:
+            i = order.index(scaling)
+            for j in sorted(range(len(order)), key=lambda j: (abs(j - i), j)):
+                if order[j] in self.efficiency:
+                    return order[j]
+        return next(iter(self.efficiency))
+
+    def time(self, m: int, n: int, k: int, sms: int, scaling: str, smooth: bool = True) -> float:
+        args = [np.array([float(v)]) for v in (m, n, k, sms)]
+        base = float(self._model_time(*args, np.array([scaling], dtype=object))[0])
+        if not smooth:
+            return base
+        used = self.substitute(scaling)
+        coords = np.log(np.array([m, n, k, sms], dtype=np.float64))
+        mask = self._scaling == used
+        if not mask.any():
+            return base
+        d2 = np.sum((self._coords[mask] - coords) ** 2, axis=1)
+        w = np.exp(-d2 / (2 * BANDWIDTH**2))
+        correction = float(np.sum(w * self._residual[mask]) / (np.sum(w) + SHRINK))
+        return base * float(np.exp(correction))
+
+
+class GemmModel:
+    """Fitted GEMM models of every dtype in a set of samples."""
+
+    def __init__(self, points: list[GemmPoint], peaks: Peaks) -> None:
+        self.peaks = peaks
+        self.points = points
+        by_dtype: dict[str, list[GemmPoint]] = {}
+        for p in points:
+            by_dtype.setdefault(p.dtype, []).append(p)
+        self.fits = {dt: DtypeFit(dt, pts, peaks) for dt, pts in by_dtype.items()}
+
+    def has(self, dtype: str) -> bool:
+        return dtype in self.fits
+
+    def time(self, m: int, n: int, k: int, dtype: str, scaling: str, sms: int) -> float:
+        return self.fits[dtype].time(m, n, k, sms, scaling)
+
+    def describe(self) -> dict[str, dict[str, float]]:
+        """Fitted parameters per dtype (``e:<scaling>`` the efficiencies)."""
+        out: dict[str, dict[str, float]] = {}
+        for dt, fit in self.fits.items():
+            out[dt] = {**fit.params, **{f"e:{s}": e for s, e in fit.efficiency.items()}}
+        return out
+
+
+def _relative(pred: float, truth: float) -> float:
+    return abs(pred - truth) / truth
+
+
+def loso_errors(model: GemmModel, min_m: int = 1) -> list[float]:
+    """Each sample predicted from the fit of its dtype with that sample's own residual removed
+    from the smoother (the shared parameters keep it: a cheap, slightly optimistic figure)."""
+    errors = []
+    for fit in model.fits.values():
+        for i, p in enumerate(fit.points):
+            if p.m < min_m:
+                continue
+            keep = np.ones(len(fit.points), dtype=bool)
+            keep[i] = False
+            base = fit.time(p.m, p.n, p.k, p.sms, p.scaling, smooth=False)
+            coords = np.log(np.array([p.m, p.n, p.k, p.sms], dtype=np.float64))
+            mask = keep & (fit._scaling == fit.substitute(p.scaling))
+            d2 = np.sum((fit._coords[mask] - coords) ** 2, axis=1)
+            w = np.exp(-d2 / (2 * BANDWIDTH**2))
+            corr = float(np.sum(w * fit._residual[mask]) / (np.sum(w) + SHRINK)) if mask.any() else 0.0
+            errors.append(_relative(base * float(np.exp(corr)), p.time_s))
+    return errors
+
+
+def lofo_errors(points: list[GemmPoint], peaks: Peaks, min_m: int = 512) -> dict[str, list[float]]:
+    """Leave one family out: for every (dtype, family), refit the dtype without the family and predict
+    its samples with M >= ``min_m``. Keys: ``dtype:scaling:family``. Families of one dtype that are
+    its only family are skipped (nothing would be left to fit)."""
+    out: dict[str, list[float]] = {}
+    by_dtype: dict[str, list[GemmPoint]] = {}
+    for p in points:
+        by_dtype.setdefault(p.dtype, []).append(p)
+    for dt, pts in by_dtype.items():
+        families = sorted({p.family for p in pts})
+        if len(families) < 2:
+            continue
+        for fam in families:
+            train = [p for p in pts if p.family != fam]
+            test = [p for p in pts if p.family == fam and p.m >= min_m]
+            if not test or len(train) < 3:
+                continue
+            fit = DtypeFit(dt, train, peaks)
+            for p in test:
+                key = f"{dt}:{p.scaling}:{fam}"
+                out.setdefault(key, []).append(_relative(fit.time(p.m, p.n, p.k, p.sms, p.scaling), p.time_s))
+    return out
+
+
+def summarise_lofo(errors: dict[str, list[float]]) -> dict[str, float]:
+    """``gemm`` (pooled median), ``gemm:<dtype>:<scaling>`` medians, ``gemm:worst-family``."""
+    if not errors:
+        return {}
+    pooled = [e for es in errors.values() for e in es]
+    out = {"gemm": statistics.median(pooled)}
+    groups: dict[str, list[float]] = {}
+    families: dict[str, list[float]] = {}
+    for key, es in errors.items():
+        dt, sc, fam = key.split(":", 2)
+        groups.setdefault(f"gemm:{dt}:{sc}", []).extend(es)
+        families.setdefault(f"{dt}:{fam}", []).extend(es)
+    out.update({k: statistics.median(v) for k, v in sorted(groups.items())})
+    worst = max(families.items(), key=lambda kv: statistics.median(kv[1]))
+    out[f"gemm:worst-family:{worst[0]}"] = statistics.median(worst[1])
+    return out
