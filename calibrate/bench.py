@@ -18,6 +18,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 from dataclasses import dataclass, field
 
 import torch
@@ -119,6 +120,7 @@ class GreenContexts:
 
     def __init__(self) -> None:
         self._streams: dict[int, torch.cuda.Stream] = {}
+        self._pairs: dict[tuple[int, int], tuple[torch.cuda.Stream, torch.cuda.Stream]] = {}
         self._contexts: list[object] = []
 
     @staticmethod
@@ -132,6 +134,41 @@ class GreenContexts:
             self._contexts.append(ctx)  # keep it alive
             self._streams[sms] = ctx.Stream()
         return self._streams[sms]
+
+    def disjoint_pair(self, a: int, c: int) -> tuple[torch.cuda.Stream, torch.cuda.Stream]:
+        """Streams on two green contexts of ``a`` and ``c`` SMs that share no SM.
+
+        torch's ``GreenContext.create`` takes each context's SMs from the start of the device's SM
+        list, so two contexts overlap (``calibrate.smid`` showed it on an H200 with torch 2.11). Here
+        the CUDA driver splits the device's SMs instead (``cuDevSmResourceSplitByCount``: ``c`` SMs
+        first, then ``a`` of the rest), through ``cuda.bindings``; raises where that is missing.
+        """
+        if (a, c) not in self._pairs:
+            from cuda.bindings import driver as cu
+
+            def check(result: tuple[Any, ...]) -> Any:
+                if result[0] != cu.CUresult.CUDA_SUCCESS:
+                    raise RuntimeError(f"CUDA driver error {result[0]}")
+                return result[1] if len(result) == 2 else result[1:]
+
+            torch.cuda.init()
+            dev = check(cu.cuDeviceGet(torch.cuda.current_device()))
+            whole = check(cu.cuDeviceGetDevResource(dev, cu.CUdevResourceType.CU_DEV_RESOURCE_TYPE_SM))
+            comm, _, rest = check(cu.cuDevSmResourceSplitByCount(1, whole, 0, c))
+            compute, _, _ = check(cu.cuDevSmResourceSplitByCount(1, rest, 0, a))
+            streams = []
+            for group in (compute[0], comm[0]):
+                desc = check(cu.cuDevResourceGenerateDesc([group], 1))
+                ctx = check(cu.cuGreenCtxCreate(desc, dev, cu.CUgreenCtxCreate_flags.CU_GREEN_CTX_DEFAULT_STREAM))
+                raw = check(cu.cuGreenCtxStreamCreate(ctx, cu.CUstream_flags.CU_STREAM_NON_BLOCKING, 0))
+                self._contexts.extend((ctx, raw))
+                handle = int(raw) if hasattr(raw, "__int__") else int(raw.getPtr())
+                stream = torch.cuda.get_stream_from_external(handle)
+                with torch.cuda.stream(stream):  # a kernel must run there before we rely on it
+                    torch.ones(8, device="cuda").sum().item()
+                streams.append(stream)
+            self._pairs[(a, c)] = (streams[0], streams[1])
+        return self._pairs[(a, c)]
 
     @contextlib.contextmanager
     def on(self, b: Bench, sms: int | None) -> Iterator[None]:

@@ -160,7 +160,6 @@ def bench_sm_limited_gemm(b: Bench) -> None:
         with green.on(b, sms):
             t = b.time(lambda _i: a @ w)
         b.samples.append(_sample("sm-sweep", m, n, k, "bf16", "none", sms, t))
-    del a, w
     shapes = [(p.scale_m(8192), p.scale(4096), p.scale(7168)), (p.scale_m(8192), p.scale(7168), p.scale(2048))]
     if not p.quick:
         shapes += [(p.scale_m(2048), p.scale(4096), p.scale(7168))]

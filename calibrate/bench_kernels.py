@@ -125,20 +125,24 @@ def _pairs(b: Bench) -> list[tuple[int, int]]:
     return [(c, m) for c, m in pairs if c + m <= total]
 
 
-def _concurrent(
-    b: Bench, measured: tuple[GemmFn, torch.cuda.Stream, float], cover: tuple[GemmFn, torch.cuda.Stream, float]
+def _burst(
+    b: Bench,
+    measured: tuple[GemmFn, torch.cuda.Stream, float],
+    cover: tuple[GemmFn, torch.cuda.Stream, float] | None,
 ) -> float:
-    """Seconds per call of ``measured`` while ``cover`` runs on its own stream for longer."""
-    fn, stream, alone = measured
-    cover_fn, cover_stream, cover_alone = cover
-    n = max(5, math.ceil(5e-3 / alone))
-    n_cover = math.ceil((2 * n * alone + 2e-3) / cover_alone)
+    """Seconds per call of ``measured`` in bursts of at least 5 ms, alone or while ``cover`` runs on
+    its own stream for twice as long (so the measured burst runs entirely beside it); median of 3.
+    The alone and the beside figures come from the same burst length and timing."""
+    fn, stream, estimate = measured
+    n = max(5, math.ceil(5e-3 / estimate))
     results = []
     for r in range(3):
         b.sync()
-        with torch.cuda.stream(cover_stream):
-            for i in range(n_cover):
-                cover_fn(i)
+        if cover is not None:
+            cover_fn, cover_stream, cover_alone = cover
+            with torch.cuda.stream(cover_stream):
+                for i in range(math.ceil((2 * n * estimate + 2e-3) / cover_alone)):
+                    cover_fn(i)
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         with torch.cuda.stream(stream):
             start.record()
@@ -150,20 +154,32 @@ def _concurrent(
     return statistics.median(results)
 
 
-def _disjoint(green: GreenContexts, a: int, c: int) -> str:
-    """A line for the profile saying whether green contexts of ``a`` and ``c`` SMs share SMs."""
+def _split(green: GreenContexts, a: int, c: int) -> tuple[torch.cuda.Stream, torch.cuda.Stream, str, str]:
+    """Streams of ``a`` and ``c`` SMs, disjoint where the driver API allows, the mode that says which,
+    and a line for the profile with what ``%smid`` showed."""
+    try:
+        s_a, s_c = green.disjoint_pair(a, c)
+        mode = "green-contexts"
+    except Exception as err:  # cuda.bindings missing: torch's contexts, which overlap
+        s_a, s_c = green.stream(a), green.stream(c)
+        mode, why = "green-contexts-overlapping", f" (driver split failed: {type(err).__name__}: {str(err)[:80]})"
+    else:
+        why = ""
     try:
         from calibrate.smid import sm_ids
 
-        ids_a, ids_c = sm_ids(green.stream(a)), sm_ids(green.stream(c))
+        ids_a, ids_c = sm_ids(s_a), sm_ids(s_c)
     except Exception as err:  # Triton missing or the check failed: say so, measure anyway
-        return f"green contexts {a}+{c}: SM sets not checked ({type(err).__name__}: {str(err)[:120]})"
+        return s_a, s_c, mode, f"green contexts {a}+{c} ({mode}): SM sets not checked ({type(err).__name__}){why}"
     both = len(ids_a & ids_c)
-    return (
-        f"green contexts {a}+{c}: kernels used {len(ids_a)} and {len(ids_c)} SMs, "
+    if both:
+        mode = "green-contexts-overlapping"
+    line = (
+        f"green contexts {a}+{c} ({mode}): kernels used {len(ids_a)} and {len(ids_c)} SMs, "
         + ("disjoint" if both == 0 else f"{both} SMs shared")
-        + " (checked with %smid)"
+        + f" (checked with %smid){why}"
     )
+    return s_a, s_c, mode, line
 
 
 def bench_interference(b: Bench) -> None:
@@ -184,12 +200,15 @@ def bench_interference(b: Bench) -> None:
     copy = _copy_fn(b, copy_bytes)
     b.sync()  # inputs were made on the default stream; the kernels run on others
     default = torch.cuda.current_stream()
-    for compute_sms, comm_sms in [*_pairs(b), (b.all_sms, 0)]:
-        shared = comm_sms == 0
-        if not shared:
-            b.ran.append(_disjoint(green, compute_sms, comm_sms))
-        s_gemm = default if shared else green.stream(compute_sms)
-        s_copy = torch.cuda.Stream() if shared else green.stream(comm_sms)
+    plans = [(a, c, *_split(green, a, c)) for a, c in _pairs(b)]
+    if plans and plans[0][4] == "green-contexts":  # torch's overlapping contexts too, for comparison
+        a, c = plans[0][:2]
+        s_a, s_c = green.stream(a), green.stream(c)
+        plans.append((a, c, s_a, s_c, "green-contexts-overlapping", f"green contexts {a}+{c} through torch"))
+    plans.append((b.all_sms, 0, default, torch.cuda.Stream(), "shared-sms", "one context, two streams"))
+    for compute_sms, comm_sms, s_gemm, s_copy, mode, line in plans:
+        b.ran.append(line)
+        shared = mode == "shared-sms"
         size = 4 * copy_bytes if shared else copy_bytes
         copy_fn = _copy_fn(b, size) if shared else copy
         b.sync()
@@ -198,15 +217,17 @@ def bench_interference(b: Bench) -> None:
                 continue
             b.tell(f"interference: {dtype} {family} on {compute_sms} SMs beside a copy on {comm_sms or 'shared'} SMs")
             with torch.cuda.stream(s_gemm):
-                g_alone = b.time(fn)
+                g_estimate = b.time(fn)
             with torch.cuda.stream(s_copy):
-                c_alone = b.time(copy_fn, burst=4)
-            g_beside = _concurrent(b, (fn, s_gemm, g_alone), (copy_fn, s_copy, c_alone))
-            c_beside = _concurrent(b, (copy_fn, s_copy, c_alone), (fn, s_gemm, g_alone))
+                c_estimate = b.time(copy_fn, burst=4)
+            g_alone = _burst(b, (fn, s_gemm, g_estimate), None)
+            c_alone = _burst(b, (copy_fn, s_copy, c_estimate), None)
+            g_beside = _burst(b, (fn, s_gemm, g_alone), (copy_fn, s_copy, c_alone))
+            c_beside = _burst(b, (copy_fn, s_copy, c_alone), (fn, s_gemm, g_alone))
             base = {
                 "compute_sms": compute_sms,
                 "comm_sms": comm_sms,
-                "mode": "shared-sms" if shared else "green-contexts",
+                "mode": mode,
                 "gemm": family,
                 "m": mm,
                 "n": n,

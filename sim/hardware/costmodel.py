@@ -324,10 +324,16 @@ class CostModel:
         return min(rate / c, 1.0)
 
     def _interference_rows(self) -> list[InterferenceRow]:
+        """Measured pairs on disjoint green contexts; where a profile has none, pairs on torch's
+        overlapping ones (``green-contexts-overlapping``: SM sharing and HBM sharing mixed).
+        Pairs on shared SMs (``shared-sms``) are a different mechanism and stay data only."""
+        modes = {str(s.params.get("mode", "green-contexts")) for s in self.profile.samples if s.op == "interference"}
+        mode = "green-contexts" if "green-contexts" in modes else "green-contexts-overlapping"
+        self.interference_mode = mode if modes & {mode} else "none"
         c = self.hbm_rate()
         pairs: dict[tuple[object, ...], dict[str, Sample]] = {}
         for s in self.profile.samples:
-            if s.op != "interference" or s.params.get("mode", "green-contexts") != "green-contexts":
+            if s.op != "interference" or s.params.get("mode", "green-contexts") != mode:
                 continue
             key = tuple(sorted((k, v) for k, v in s.params.items() if k not in ("kernel", "alone_s")))
             pairs.setdefault(key, {})[str(s.params["kernel"])] = s
