@@ -120,7 +120,7 @@ class GreenContexts:
 
     def __init__(self) -> None:
         self._streams: dict[int, torch.cuda.Stream] = {}
-        self._pairs: dict[tuple[int, int], tuple[torch.cuda.Stream, torch.cuda.Stream]] = {}
+        self._pairs: dict[int, tuple[torch.cuda.Stream, torch.cuda.Stream, int]] = {}
         self._contexts: list[object] = []
 
     @staticmethod
@@ -135,15 +135,16 @@ class GreenContexts:
             self._streams[sms] = ctx.Stream()
         return self._streams[sms]
 
-    def disjoint_pair(self, a: int, c: int) -> tuple[torch.cuda.Stream, torch.cuda.Stream]:
-        """Streams on two green contexts of ``a`` and ``c`` SMs that share no SM.
+    def disjoint_pair(self, a: int) -> tuple[torch.cuda.Stream, torch.cuda.Stream, int]:
+        """Streams on two green contexts that share no SM: ``a`` SMs, and every other SM of the GPU
+        (returned with its count: 132 - 112 = 20 on Hopper, DeepSeek's split).
 
         torch's ``GreenContext.create`` takes each context's SMs from the start of the device's SM
         list, so two contexts overlap (``calibrate.smid`` showed it on an H200 with torch 2.11). Here
-        the CUDA driver splits the device's SMs instead (``cuDevSmResourceSplitByCount``: ``c`` SMs
-        first, then ``a`` of the rest), through ``cuda.bindings``; raises where that is missing.
+        the CUDA driver splits the device's SMs instead (``cuDevSmResourceSplitByCount``: a group of
+        ``a`` SMs and the remainder), through ``cuda.bindings``; raises where that is missing.
         """
-        if (a, c) not in self._pairs:
+        if a not in self._pairs:
             from cuda.bindings import driver as cu
 
             def check(result: tuple[Any, ...]) -> Any:
@@ -154,10 +155,9 @@ class GreenContexts:
             torch.cuda.init()
             dev = check(cu.cuDeviceGet(torch.cuda.current_device()))
             whole = check(cu.cuDeviceGetDevResource(dev, cu.CUdevResourceType.CU_DEV_RESOURCE_TYPE_SM))
-            comm, _, rest = check(cu.cuDevSmResourceSplitByCount(1, whole, 0, c))
-            compute, _, _ = check(cu.cuDevSmResourceSplitByCount(1, rest, 0, a))
+            groups, _, rest = check(cu.cuDevSmResourceSplitByCount(1, whole, 0, a))
             streams = []
-            for group in (compute[0], comm[0]):
+            for group in (groups[0], rest):
                 desc = check(cu.cuDevResourceGenerateDesc([group], 1))
                 ctx = check(cu.cuGreenCtxCreate(desc, dev, cu.CUgreenCtxCreate_flags.CU_GREEN_CTX_DEFAULT_STREAM))
                 raw = check(cu.cuGreenCtxStreamCreate(ctx, cu.CUstream_flags.CU_STREAM_NON_BLOCKING, 0))
@@ -167,8 +167,8 @@ class GreenContexts:
                 with torch.cuda.stream(stream):  # a kernel must run there before we rely on it
                     torch.ones(8, device="cuda").sum().item()
                 streams.append(stream)
-            self._pairs[(a, c)] = (streams[0], streams[1])
-        return self._pairs[(a, c)]
+            self._pairs[a] = (streams[0], streams[1], int(rest.sm.smCount))
+        return self._pairs[a]
 
     @contextlib.contextmanager
     def on(self, b: Bench, sms: int | None) -> Iterator[None]:

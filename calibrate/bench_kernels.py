@@ -154,11 +154,12 @@ def _burst(
     return statistics.median(results)
 
 
-def _split(green: GreenContexts, a: int, c: int) -> tuple[torch.cuda.Stream, torch.cuda.Stream, str, str]:
-    """Streams of ``a`` and ``c`` SMs, disjoint where the driver API allows, the mode that says which,
+def _split(green: GreenContexts, a: int, c: int) -> tuple[int, torch.cuda.Stream, torch.cuda.Stream, str, str]:
+    """Streams of ``a`` SMs and of the rest of the GPU, disjoint, where the driver API allows (else
+    torch's contexts of ``a`` and ``c`` SMs, which overlap); the other stream's SM count, the mode,
     and a line for the profile with what ``%smid`` showed."""
     try:
-        s_a, s_c = green.disjoint_pair(a, c)
+        s_a, s_c, c = green.disjoint_pair(a)
         mode = "green-contexts"
     except Exception as err:  # cuda.bindings missing: torch's contexts, which overlap
         s_a, s_c = green.stream(a), green.stream(c)
@@ -170,7 +171,7 @@ def _split(green: GreenContexts, a: int, c: int) -> tuple[torch.cuda.Stream, tor
 
         ids_a, ids_c = sm_ids(s_a), sm_ids(s_c)
     except Exception as err:  # Triton missing or the check failed: say so, measure anyway
-        return s_a, s_c, mode, f"green contexts {a}+{c} ({mode}): SM sets not checked ({type(err).__name__}){why}"
+        return c, s_a, s_c, mode, f"green contexts {a}+{c} ({mode}): SM sets not checked ({type(err).__name__}){why}"
     both = len(ids_a & ids_c)
     if both:
         mode = "green-contexts-overlapping"
@@ -179,7 +180,7 @@ def _split(green: GreenContexts, a: int, c: int) -> tuple[torch.cuda.Stream, tor
         + ("disjoint" if both == 0 else f"{both} SMs shared")
         + f" (checked with %smid){why}"
     )
-    return s_a, s_c, mode, line
+    return c, s_a, s_c, mode, line
 
 
 def bench_interference(b: Bench) -> None:
@@ -200,9 +201,9 @@ def bench_interference(b: Bench) -> None:
     copy = _copy_fn(b, copy_bytes)
     b.sync()  # inputs were made on the default stream; the kernels run on others
     default = torch.cuda.current_stream()
-    plans = [(a, c, *_split(green, a, c)) for a, c in _pairs(b)]
+    plans = [(a, *_split(green, a, c)) for a, c in _pairs(b)]
     if plans and plans[0][4] == "green-contexts":  # torch's overlapping contexts too, for comparison
-        a, c = plans[0][:2]
+        a, c = _pairs(b)[0]
         s_a, s_c = green.stream(a), green.stream(c)
         plans.append((a, c, s_a, s_c, "green-contexts-overlapping", f"green contexts {a}+{c} through torch"))
     plans.append((b.all_sms, 0, default, torch.cuda.Stream(), "shared-sms", "one context, two streams"))
