@@ -125,23 +125,25 @@ def _pairs(b: Bench) -> list[tuple[int, int]]:
     return [(c, m) for c, m in pairs if c + m <= total]
 
 
-def _burst(
+def _alone_and_beside(
     b: Bench,
     measured: tuple[GemmFn, torch.cuda.Stream, float],
-    cover: tuple[GemmFn, torch.cuda.Stream, float] | None,
-) -> float:
-    """Seconds per call of ``measured`` in bursts of at least 5 ms, alone or while ``cover`` runs on
-    its own stream for twice as long (so the measured burst runs entirely beside it); median of 3.
-    The alone and the beside figures come from the same burst length and timing."""
+    cover: tuple[GemmFn, torch.cuda.Stream, float],
+    rounds: int = 5,
+) -> tuple[float, float]:
+    """Seconds per call of ``measured`` alone and while ``cover`` runs on its own stream for twice as
+    long (so the measured burst runs entirely beside it): bursts of at least 5 ms, alone and beside
+    alternating so that clock drift touches both alike; medians of ``rounds``."""
     fn, stream, estimate = measured
+    cover_fn, cover_stream, cover_alone = cover
     n = max(5, math.ceil(5e-3 / estimate))
-    results = []
-    for r in range(3):
+    n_cover = math.ceil((2 * n * estimate + 2e-3) / cover_alone)
+    alone, beside = [], []
+    for r in range(2 * rounds):
         b.sync()
-        if cover is not None:
-            cover_fn, cover_stream, cover_alone = cover
+        if r % 2:
             with torch.cuda.stream(cover_stream):
-                for i in range(math.ceil((2 * n * estimate + 2e-3) / cover_alone)):
+                for i in range(n_cover):
                     cover_fn(i)
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         with torch.cuda.stream(stream):
@@ -150,8 +152,8 @@ def _burst(
                 fn(r * n + i)
             end.record()
         b.sync()
-        results.append(float(start.elapsed_time(end)) / 1e3 / n)
-    return statistics.median(results)
+        (beside if r % 2 else alone).append(float(start.elapsed_time(end)) / 1e3 / n)
+    return statistics.median(alone), statistics.median(beside)
 
 
 def _split(green: GreenContexts, a: int, c: int) -> tuple[int, torch.cuda.Stream, torch.cuda.Stream, str, str]:
@@ -221,10 +223,8 @@ def bench_interference(b: Bench) -> None:
                 g_estimate = b.time(fn)
             with torch.cuda.stream(s_copy):
                 c_estimate = b.time(copy_fn, burst=4)
-            g_alone = _burst(b, (fn, s_gemm, g_estimate), None)
-            c_alone = _burst(b, (copy_fn, s_copy, c_estimate), None)
-            g_beside = _burst(b, (fn, s_gemm, g_alone), (copy_fn, s_copy, c_alone))
-            c_beside = _burst(b, (copy_fn, s_copy, c_alone), (fn, s_gemm, g_alone))
+            g_alone, g_beside = _alone_and_beside(b, (fn, s_gemm, g_estimate), (copy_fn, s_copy, c_estimate))
+            c_alone, c_beside = _alone_and_beside(b, (copy_fn, s_copy, c_estimate), (fn, s_gemm, g_estimate))
             base = {
                 "compute_sms": compute_sms,
                 "comm_sms": comm_sms,

@@ -51,8 +51,9 @@ def test_interference_pairs_ran_on_green_contexts(profile) -> None:  # type: ign
     rows = [s for s in profile.samples if s.op == "interference" and s.params["mode"].startswith("green-contexts")]
     assert rows, f"no interference rows: {[s.why for s in profile.skipped if s.what == 'interference']}"
     assert {s.params["kernel"] for s in rows} == {"gemm", "copy"}
-    # sharing HBM cannot make a kernel faster (5% allowance for clock noise)
-    assert all(s.time_s >= 0.95 * float(s.params["alone_s"]) for s in rows)
+    # sharing HBM cannot make a kernel faster (10% allowance: clocks are not locked, and on disjoint
+    # SMs the GEMM's slowdown is within that noise)
+    assert all(s.time_s >= 0.9 * float(s.params["alone_s"]) for s in rows)
     print([line for line in profile.ran if line.startswith("green contexts")])
 
 
