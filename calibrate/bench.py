@@ -18,8 +18,8 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -129,7 +129,7 @@ class GreenContexts:
 
     def stream(self, sms: int) -> torch.cuda.Stream:
         if sms not in self._streams:
-            gc = torch.cuda.green_contexts.GreenContext
+            gc: Any = torch.cuda.green_contexts.GreenContext
             ctx = gc.create(num_sms=sms, device_id=0)
             self._contexts.append(ctx)  # keep it alive
             self._streams[sms] = ctx.Stream()

@@ -68,9 +68,7 @@ def fp8_gemm_fns(b: Bench, m: int, n: int, k: int) -> tuple[dict[str, GemmFn], d
         attempts["blockwise"] = blockwise
     row_a = torch.rand(m, 1, device=b.device) + 0.5
     row_b = torch.rand(1, n, device=b.device) + 0.5
-    attempts["rowwise"] = lambda i: torch._scaled_mm(
-        a[i % count], w[i % count], row_a, row_b, out_dtype=torch.bfloat16
-    )
+    attempts["rowwise"] = lambda i: torch._scaled_mm(a[i % count], w[i % count], row_a, row_b, out_dtype=torch.bfloat16)
     one = torch.tensor(1.0, device=b.device)
     attempts["tensorwise"] = lambda i: torch._scaled_mm(a[i % count], w[i % count], one, one, out_dtype=torch.bfloat16)
     ok: dict[str, GemmFn] = {}
@@ -115,7 +113,9 @@ def bench_gemm(b: Bench) -> None:
         for scaling, reason in failures.items():
             why_not.setdefault(scaling, f"{label} {m}x{n}x{k}: {reason}")
         if not fns:
-            b.skipped.append(Skipped(what=f"fp8 gemm {label} {m}x{n}x{k}", why="no scaled_mm path on this torch/device"))
+            b.skipped.append(
+                Skipped(what=f"fp8 gemm {label} {m}x{n}x{k}", why="no scaled_mm path on this torch/device")
+            )
         for scaling, fn in fns.items():
             b.samples.append(_sample(label, m, n, k, "fp8", scaling, sms, b.time(fn)))
         del fns
@@ -137,7 +137,14 @@ def bench_grouped_gemm(b: Bench) -> None:
     b.samples.append(
         Sample(
             op="gemm",
-            params={"experts": len(ms), "m_total": sum(ms), "n": n, "k": k, "dtype": "bf16", "family": "grouped-moe-up"},
+            params={
+                "experts": len(ms),
+                "m_total": sum(ms),
+                "n": n,
+                "k": k,
+                "dtype": "bf16",
+                "family": "grouped-moe-up",
+            },
             time_s=t,
         )
     )

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections.abc import Callable
@@ -76,6 +77,10 @@ def fp8_quantise(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (tiles * scale).to(torch.float8_e4m3fn).view(tokens, hidden), scale
 
 
+def _quantise_call(x: torch.Tensor, _i: int) -> object:
+    return fp8_quantise(x)
+
+
 def bench_memory(b: Bench) -> None:
     p = b.preset
     green = GreenContexts() if GreenContexts.available(b) else None
@@ -96,12 +101,14 @@ def bench_memory(b: Bench) -> None:
     x, y, z = b.rand(n), b.rand(n), b.rand(n)
     out = torch.empty_like(x)
     t = b.time(lambda _i: torch.addcmul(z, x, y, out=out))
-    b.samples.append(Sample(op="memory", params={"kernel": "elementwise", "bytes": 4 * 2 * n, "sms": b.all_sms}, time_s=t))
+    b.samples.append(
+        Sample(op="memory", params={"kernel": "elementwise", "bytes": 4 * 2 * n, "sms": b.all_sms}, time_s=t)
+    )
     hidden = p.scale(7168) // 128 * 128 or 128
     for tokens in (p.scale_m(4096), p.scale_m(16384), p.scale_m(32768)):
         b.tell(f"fp8 cast {tokens} x {hidden}")
         xs = b.rand(tokens, hidden)
-        t = b.time(lambda _i, xs=xs: fp8_quantise(xs))
+        t = b.time(functools.partial(_quantise_call, xs))
         nbytes = 2 * tokens * hidden + tokens * hidden + 4 * tokens * hidden // 128
         params = {"kernel": "fp8-cast", "bytes": nbytes, "tokens": tokens, "hidden": hidden, "sms": b.all_sms}
         b.samples.append(Sample(op="memory", params=params, time_s=t))
@@ -138,7 +145,8 @@ def _alone_and_beside(
     cover_fn, cover_stream, cover_alone = cover
     n = max(5, math.ceil(5e-3 / estimate))
     n_cover = math.ceil((2 * n * estimate + 2e-3) / cover_alone)
-    alone, beside = [], []
+    alone: list[float] = []
+    beside: list[float] = []
     for r in range(2 * rounds):
         b.sync()
         if r % 2:

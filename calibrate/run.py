@@ -97,7 +97,9 @@ def _profile(bench: Bench, device: str, partial: bool = False) -> Profile:
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         git_revision=git_revision(),
         tool=" ".join(["twin calibrate run", *sys.argv[1:]]) if sys.argv else "run_calibration",
-        peaks=Peaks(fp8_dense_TFLOPS=gpu.fp8_dense_TFLOPS, bf16_dense_TFLOPS=gpu.bf16_dense_TFLOPS, hbm_TBps=gpu.hbm_TBps)
+        peaks=Peaks(
+            fp8_dense_TFLOPS=gpu.fp8_dense_TFLOPS, bf16_dense_TFLOPS=gpu.bf16_dense_TFLOPS, hbm_TBps=gpu.hbm_TBps
+        )
         if gpu is not None
         else _measured_peaks(bench.samples),
         ran=bench.ran,

@@ -8,7 +8,6 @@ GPU machines it ships with torch); :func:`sm_ids` raises where it is missing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -16,20 +15,20 @@ import torch
 _KERNEL: list[Any] = []
 
 
-def _kernel() -> Callable[..., Any]:
+def _kernel() -> Any:
     if not _KERNEL:
         import triton
         import triton.language as tl
 
         @triton.jit
-        def smid(out_ptr):  # type: ignore[no-untyped-def]
+        def smid(out_ptr):  # type: ignore[no-untyped-def,unused-ignore]
             pid = tl.program_id(0)
             dummy = tl.load(out_ptr + pid)
             sm = tl.inline_asm_elementwise("mov.u32 $0, %smid;", "=r,r", [dummy], dtype=tl.int32, is_pure=False, pack=1)
             tl.store(out_ptr + pid, sm)
 
         _KERNEL.append(smid)
-    return _KERNEL[0]  # type: ignore[no-any-return]
+    return _KERNEL[0]
 
 
 def sm_ids(stream: torch.cuda.Stream, blocks: int = 8192) -> set[int]:

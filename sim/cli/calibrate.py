@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -77,6 +78,7 @@ def run_cmd(
             status.update(f"benchmarking on {device} ({preset}): {what}")
 
         try:
+
             def checkpoint(p: Profile) -> None:
                 if partial is not None:
                     atomic_write_text(partial, dump_profile(p))
@@ -116,26 +118,97 @@ def datasheet(
     out.print(f"wrote {output}")
 
 
+@calibrate_app.command("import-measurements")
+def import_measurements_cmd(
+    source: Annotated[Path, typer.Argument(help="folder of measurement CSVs (with README.md), or one CSV")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="profile JSON to write")] = Path("profile.json"),
+    device: Annotated[str, typer.Option("--device", help='GPU measured, e.g. "NVIDIA H100 80GB HBM3"')] = "",
+    sms: Annotated[int | None, typer.Option("--sms", help="SMs of that GPU [default: its datasheet]")] = None,
+) -> None:
+    """Turn tables of timings taken elsewhere (GEMM, attention, HBM copy, FP8 cast, interference) into a
+    profile with provenance and the predictor's errors (column names: docs/calibration.md)."""
+    from calibrate.measurements import import_measurements
+
+    if not device:
+        raise ScenarioError("--device", 'name the GPU the measurements come from, e.g. "NVIDIA H100 80GB HBM3"')
+    tool = f"twin calibrate import-measurements {source} --device {device!r}" + (f" --sms {sms}" if sms else "")
+    profile = import_measurements(source, device, sms, tool=tool)
+    atomic_write_text(output, dump_profile(profile))
+    lofo = profile.lofo_error.get("gemm")
+    out.print(
+        f"wrote {output}: {len(profile.samples)} samples from {len(profile.sources)} files"
+        + (f", GEMM leave-one-family-out median error {lofo:.1%} (M >= 512)" if lofo is not None else "")
+    )
+
+
+@calibrate_app.command("import-nccl-tests")
+def import_nccl_tests_cmd(
+    logs: Annotated[list[Path], typer.Argument(help="nccl-tests output files (all_reduce_perf, alltoall_perf, ...)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="profile JSON to write")] = Path("profile.json"),
+    profile: Annotated[
+        Path | None, typer.Option("--profile", help="add the samples to this profile [default: a new one]")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="GPU of a new profile")] = "H800",
+    gpus: Annotated[int | None, typer.Option("--gpus", help="GPUs in the test [default: from the Rank lines]")] = None,
+    nodes: Annotated[
+        int | None, typer.Option("--nodes", help="nodes in the test [default: from the Rank lines]")
+    ] = None,
+) -> None:
+    """Read nccl-tests logs into communication samples (alpha-beta fitted per collective and scale)."""
+    from calibrate.nccl_tests import parse_log
+    from calibrate.profiles import datasheet_profile
+    from sim.hardware.gpu import datasheet_for
+
+    for name, value in (("--gpus", gpus), ("--nodes", nodes)):
+        if value is not None and value < 1:
+            raise ScenarioError(name, f"must be >= 1, got {value}")
+    samples = [s for log in logs for s in parse_log(log, gpus, nodes)]
+    if profile is not None:
+        base = load_profile(profile)
+    else:
+        gpu = datasheet_for(device)
+        if gpu is None:
+            raise ScenarioError("--device", f"no datasheet for {device!r}; the twin knows H800, H100 and H200")
+        base = datasheet_profile(gpu, tool="twin calibrate import-nccl-tests")
+    from calibrate.measurements import source_file
+
+    merged = base.model_copy(
+        update={
+            "samples": [*base.samples, *samples],
+            "sources": [*base.sources, *(source_file(log) for log in logs)],
+            "ran": [*base.ran, *(f"nccl-tests {log.name}" for log in logs)],
+        }
+    )
+    atomic_write_text(output, dump_profile(merged))
+    scales = sorted({(s.params["collective"], s.params["gpus"], s.params["nodes"]) for s in samples}, key=str)
+    out.print(f"wrote {output}: {len(samples)} samples ({', '.join(f'{c} {g} GPUs/{n} nodes' for c, g, n in scales)})")
+
+
 @calibrate_app.command("show")
 def show(
     profile: Annotated[Path, typer.Argument(help="profile JSON")],
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
-    """Provenance, peaks, samples per op and the predictor's leave-one-shape-out error."""
+    """Provenance, samples per op, the GEMM predictor's errors and the fitted models."""
     p = load_profile(profile)
-    loso = CostModel(p).loso_error()
+    model = CostModel(p)
     counts: dict[str, int] = {}
     for s in p.samples:
         counts[s.op] = counts.get(s.op, 0) + 1
-    summary = {
+    summary: dict[str, object] = {
         "device": p.device.name,
         "sms": p.device.sms,
         "source": p.source,
         "created": p.created,
         "git_revision": p.git_revision,
+        "tool": p.tool,
+        "sources": [f"{s.name} sha256:{s.sha256[:12]}" for s in p.sources],
         "samples": counts,
         "skipped": [s.what for s in p.skipped],
-        "loso_error_gemm": p.loso_error.get("gemm", loso),
+        "loso_error": p.loso_error or {"gemm": model.loso_error()},
+        "lofo_error": p.lofo_error or model.lofo_error(),
+        "fit": model.describe(),
+        "interference_rows": model.interference_mode,
     }
     if fmt is Format.json:
         print(json.dumps(summary))
@@ -144,42 +217,134 @@ def show(
     table.add_column("field")
     table.add_column("value")
     for key, value in summary.items():
-        table.add_row(key, "-" if value is None else f"{value:.2%}" if key.startswith("loso") else str(value))
+        if isinstance(value, dict) and key.endswith("error"):
+            value = ", ".join(f"{k} {v:.1%}" for k, v in value.items() if v is not None) or "-"
+        elif isinstance(value, dict) and key == "fit":
+            value = "\n".join(f"{k}: " + ", ".join(f"{a}={b:.3g}" for a, b in v.items()) for k, v in value.items())
+        table.add_row(key, "-" if value in (None, [], {}) else str(value))
     out.print(table)
+
+
+class PredictFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+BATCH_COLUMNS = ("op", "dtype", "scaling", "M", "N", "K", "sms", "beside_comm_sms")
+
+
+def _batch(model: CostModel, path: Path) -> list[dict[str, object]]:
+    """Predict every row of a shapes CSV (columns ``BATCH_COLUMNS``; sms and beside_comm_sms may be
+    empty: all SMs, no communication beside)."""
+    import csv
+
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+            header = list(rows[0].keys()) if rows else []
+    except FileNotFoundError:
+        raise ScenarioError("--batch", "no such file", str(path)) from None
+    unknown = [c for c in header if c not in BATCH_COLUMNS]
+    missing = [c for c in ("op", "dtype", "M", "N", "K") if c not in header]
+    if unknown or missing:
+        what = f"unknown column {unknown[0]!r}" if unknown else f"missing column {missing[0]!r}"
+        raise ScenarioError("row 1", f"{what}; columns are {', '.join(BATCH_COLUMNS)}", str(path))
+    results = []
+    for line, row in enumerate(rows, start=2):
+
+        def num(col: str, default: int | None = None, row: dict[str, str] = row, line: int = line) -> int | None:
+            text = (row.get(col) or "").strip()
+            if not text:
+                if default is None and col in ("M", "N", "K"):
+                    raise ScenarioError(f"row {line}, column {col}", "missing value", str(path))
+                return default
+            try:
+                return int(text)
+            except ValueError:
+                raise ScenarioError(f"row {line}, column {col}", f"{text!r} is not a whole number", str(path)) from None
+
+        if row["op"].strip() != "gemm":
+            raise ScenarioError(f"row {line}, column op", f"{row['op']!r}: batch rows are gemm", str(path))
+        try:
+            t = model.gemm_time(
+                num("M") or 0,
+                num("N") or 0,
+                num("K") or 0,
+                row["dtype"].strip(),
+                num("sms"),
+                (row.get("scaling") or "").strip() or None,
+                num("beside_comm_sms", 0) or 0,
+            )
+        except ScenarioError as e:
+            raise ScenarioError(
+                f"row {line}, column {e.key_path.lstrip('-').replace('-', '_')}", e.message, str(path)
+            ) from None
+        results.append({**{k: row.get(k, "") for k in header}, "time_s": t})
+    return results
 
 
 @calibrate_app.command("predict")
 def predict(
     profile: Annotated[Path, typer.Option("--profile", help="profile JSON")],
-    op: Annotated[str, typer.Option("--op", help="gemm, attention, memory, alltoall or p2p")] = "gemm",
+    op: Annotated[
+        str, typer.Option("--op", help="gemm, attention, memory, alltoall, p2p or an nccl-tests collective")
+    ] = "gemm",
     dtype: Annotated[str, typer.Option("--dtype")] = "fp8",
+    scaling: Annotated[
+        str | None, typer.Option("--scaling", help="fp8: blockwise, rowwise, tensorwise [default: blockwise]")
+    ] = None,
     m: Annotated[int, typer.Option("--m")] = 4096,
     n: Annotated[int, typer.Option("--n")] = 4096,
     k: Annotated[int, typer.Option("--k")] = 7168,
     sms: Annotated[int | None, typer.Option("--sms", help="SMs the kernel gets [default: all]")] = None,
-    nbytes: Annotated[float, typer.Option("--bytes", help="memory/alltoall/p2p: bytes moved")] = 0.0,
+    beside_comm_sms: Annotated[
+        int, typer.Option("--beside-comm-sms", help="memory-bound communication kernels on this many other SMs")
+    ] = 0,
+    nbytes: Annotated[float, typer.Option("--bytes", help="memory/communication: bytes moved")] = 0.0,
     heads: Annotated[int, typer.Option("--heads", help="attention heads")] = 128,
     seq: Annotated[int, typer.Option("--seq", help="attention sequence length")] = 4096,
+    qk_dim: Annotated[int, typer.Option("--qk-dim", help="attention q/k head dim")] = 192,
+    v_dim: Annotated[int, typer.Option("--v-dim", help="attention v head dim")] = 128,
     causal: Annotated[bool, typer.Option("--causal/--no-causal")] = True,
-    phase: Annotated[str, typer.Option("--phase", help="attention: fwd or fwd+bwd")] = "fwd",
+    phase: Annotated[str, typer.Option("--phase", help="attention: fwd, bwd or fwd+bwd")] = "fwd",
     kernel: Annotated[
         str | None, typer.Option("--kernel", help="memory: copy, fp8-cast or elementwise [default: any]")
     ] = None,
-    fmt: Annotated[Format, typer.Option("--format")] = Format.table,
+    gpus: Annotated[int | None, typer.Option("--gpus", help="communication: GPUs of the measured scale")] = None,
+    nodes: Annotated[int | None, typer.Option("--nodes", help="communication: nodes of the measured scale")] = None,
+    batch: Annotated[
+        Path | None, typer.Option("--batch", help=f"CSV of GEMM rows ({', '.join(BATCH_COLUMNS)}) to predict at once")
+    ] = None,
+    fmt: Annotated[PredictFormat, typer.Option("--format", help="table, json or csv (batch)")] = PredictFormat.table,
 ) -> None:
-    """Predicted time of one kernel from a profile."""
+    """Predicted time of one kernel (or of every row of --batch) from a profile."""
     model = CostModel(load_profile(profile))
+    if batch is not None:
+        rows = _batch(model, batch)
+        if fmt is PredictFormat.json:
+            print(json.dumps(rows))
+        else:
+            import csv
+            import sys
+
+            writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["time_s"])
+            writer.writeheader()
+            writer.writerows(rows)
+        return
     if op == "gemm":
-        time_s = model.gemm_time(m, n, k, dtype, sms)
+        time_s = model.gemm_time(m, n, k, dtype, sms, scaling, beside_comm_sms)
     elif op == "attention":
-        time_s = model.attention_time(heads, seq, causal=causal, phase=phase)
-    elif op in ("memory", "alltoall", "p2p"):
+        time_s = model.attention_time(heads, seq, qk_dim, v_dim, causal=causal, phase=phase, sms=sms)
+    elif op == "memory":
         if nbytes <= 0:
             raise ScenarioError("--bytes", f"a {op} op needs --bytes > 0")
-        time_s = model.memory_time(nbytes, kernel) if op == "memory" else model.comm_time(op, nbytes)
+        time_s = model.memory_time(nbytes, kernel, sms)
     else:
-        raise ScenarioError("--op", f"unknown op {op!r}; choose from gemm, attention, memory, alltoall, p2p")
-    if fmt is Format.json:
-        print(json.dumps({"time_s": time_s}))
-    else:
+        if nbytes <= 0:
+            raise ScenarioError("--bytes", f"a {op} op needs --bytes > 0")
+        time_s = model.comm_time(op, nbytes, gpus, nodes)
+    if fmt is PredictFormat.table:
         out.print(f"{op} time: {time_s * 1e6:.2f} us")
+    else:
+        print(json.dumps({"time_s": time_s}))

@@ -92,7 +92,8 @@ def _gemm_points(profile: Profile) -> list[GemmPoint]:
             scaling = "tensorwise"
         family = str(p.get("family", p.get("shape", "unnamed")))
         sms = int(p.get("sms", profile.device.sms))
-        points.append(GemmPoint(int(p["m"]), int(p["n"]), int(p["k"]), sms, dtype, scaling, family, s.time_s))
+        single = p.get("timing") == "single"
+        points.append(GemmPoint(int(p["m"]), int(p["n"]), int(p["k"]), sms, dtype, scaling, family, s.time_s, single))
     return points
 
 
@@ -350,18 +351,54 @@ class CostModel:
                     comm_sms=int(g.params["comm_sms"]),
                     gemm_slowdown=g.time_s / float(g.params["alone_s"]),
                     copy_slowdown=cp.time_s / copy_alone,
-                    copy_utilisation=2.0 * float(cp.params["copy_bytes"]) / copy_alone / c,
+                    copy_utilisation=2.0
+                    * float(cp.params["copy_bytes"])
+                    / copy_alone
+                    / float(cp.params.get("hbm_rate_Bps", c)),
                 )
             )
         return rows
 
     # ---------------------------------------------------------------- communication
-    def comm_time(self, op: str, nbytes: float) -> float:
-        """Predicted ``alltoall`` or ``p2p`` time from the alpha-beta fit of the profile's samples."""
-        xs = np.array([float(s.params["bytes"]) for s in self.profile.samples if s.op == op])
-        ts = np.array([s.time_s for s in self.profile.samples if s.op == op])
+    def comm_samples(self, op: str, gpus: int | None = None, nodes: int | None = None) -> list[Sample]:
+        """Samples of ``op``: torch.distributed ones (``alltoall``, ``p2p``) and nccl-tests ones
+        (``collective`` samples of that name, out-of-place; ``p2p`` is nccl-tests' ``sendrecv``) at
+        one scale (``gpus``, ``nodes``); with several scales and none given, an error lists them."""
+        name = "sendrecv" if op == "p2p" else op
+        direct = [s for s in self.profile.samples if s.op == op and op in ("alltoall", "p2p")]
+        nccl = [
+            s
+            for s in self.profile.samples
+            if s.op == "collective"
+            and s.params.get("collective") == name
+            and s.params.get("placement", "out-of-place") == "out-of-place"
+            and (gpus is None or int(s.params["gpus"]) == gpus)
+            and (nodes is None or int(s.params["nodes"]) == nodes)
+        ]
+        scales = sorted({(int(s.params["gpus"]), int(s.params["nodes"])) for s in nccl})
+        if len(scales) > 1:
+            listed = ", ".join(f"{g} GPUs on {n} nodes" for g, n in scales)
+            raise ScenarioError("--gpus", f"the profile has {op} at several scales ({listed}); give --gpus and --nodes")
+        return nccl or direct
+
+    def comm_time(self, op: str, nbytes: float, gpus: int | None = None, nodes: int | None = None) -> float:
+        """Predicted time of ``op`` moving ``nbytes`` (nccl-tests' size column): an alpha-beta line
+        ``alpha + bytes / beta`` fitted by least squares (relative errors) to the profile's samples of
+        that op at one scale."""
+        samples = self.comm_samples(op, gpus, nodes)
+        xs = np.array([float(s.params["bytes"]) for s in samples])
+        ts = np.array([s.time_s for s in samples])
         if len(xs) < 2:
-            raise ScenarioError("--op", f"the profile has fewer than 2 {op} samples")
+            have = sorted(
+                {
+                    str(s.params.get("collective", s.op))
+                    for s in self.profile.samples
+                    if s.op in ("alltoall", "p2p", "collective")
+                }
+            )
+            raise ScenarioError(
+                "--op", f"the profile has fewer than 2 {op} samples (it has: {', '.join(have) or 'no communication'})"
+            )
         design = np.c_[np.ones(len(xs)), xs]
         (alpha, inv_beta), *_ = np.linalg.lstsq(design / ts[:, None], np.ones(len(xs)), rcond=None)
         return float(max(alpha, 0.0) + max(inv_beta, 0.0) * nbytes)

@@ -12,7 +12,9 @@ For ``x[M, K] @ W[K, N]`` with ``dtype`` inputs (BF16 output) on ``S`` of the GP
   wave, wastes SMs); ``gamma`` says how much of it shows (cuBLAS splits K and picks other tiles
   for awkward shapes, so less than all of it);
 * ``K/(K + k0)``: each tile's pipeline fill and epilogue cost ``k0`` columns of K;
-* ``t0``: launch and tail latency; ``bytes = (MK + KN) x input bytes + MN x 2`` at ``bw`` of HBM.
+* ``t0``: launch and tail latency; ``bytes = (MK + KN) x input bytes + MN x 2`` at ``bw`` of HBM;
+* samples timed one call at a time (``timing: single``) carry the launch overhead a burst hides:
+  ``launch_us`` more, fitted when such samples exist and never added to predictions.
 
 The parameters are fitted per dtype by robust least squares on log time (scipy ``least_squares``,
 soft-L1 loss) over every GEMM sample of that dtype, SM-limited (green-context) ones included, so
@@ -48,9 +50,9 @@ TILE = 128
 BANDWIDTH = 0.3  # residual smoother, in natural-log units of M, N, K and SMs
 SHRINK = 0.05  # residual smoother's pull towards the fitted model
 SHARED = ("k0", "t0_us", "gamma", "bw")
-DEFAULTS = {"k0": 300.0, "t0_us": 5.0, "gamma": 1.0, "bw": 0.8}
-LOWER = {"k0": 0.0, "t0_us": 0.0, "gamma": 0.0, "bw": 0.05}
-UPPER = {"k0": 1e4, "t0_us": 100.0, "gamma": 3.0, "bw": 1.0}
+DEFAULTS = {"k0": 300.0, "t0_us": 5.0, "gamma": 1.0, "bw": 0.8, "launch_us": 0.0}
+LOWER = {"k0": 0.0, "t0_us": 0.0, "gamma": 0.0, "bw": 0.05, "launch_us": 0.0}
+UPPER = {"k0": 1e4, "t0_us": 100.0, "gamma": 3.0, "bw": 1.0, "launch_us": 15.0}  # launch: a few us
 MIN_FULL_FIT = 12  # below this many samples only the efficiencies are fitted
 
 
@@ -75,6 +77,7 @@ class GemmPoint:
     scaling: str
     family: str
     time_s: float
+    single: bool = False  # timed one call per event pair: the launch overhead is inside
 
 
 @dataclass(frozen=True)
@@ -125,11 +128,20 @@ class DtypeFit:
         m, n, k, s = _arrays(points)
         self._coords = np.log(np.c_[m, n, k, s])
         self._scaling = np.array([p.scaling for p in points], dtype=object)
-        model = self._model_time(m, n, k, s, self._scaling)
+        model = self._model_time(m, n, k, s, self._scaling) + self._launch(self.params)
         self._residual = np.log(np.array([p.time_s for p in points])) - np.log(model)
 
+    def _launch(self, params: dict[str, float]) -> np.ndarray:
+        return np.array([p.single for p in self.points], dtype=np.float64) * params["launch_us"] * 1e-6
+
     def _model_time(
-        self, m: np.ndarray, n: np.ndarray, k: np.ndarray, s: np.ndarray, scaling: np.ndarray, x: np.ndarray | None = None
+        self,
+        m: np.ndarray,
+        n: np.ndarray,
+        k: np.ndarray,
+        s: np.ndarray,
+        scaling: np.ndarray,
+        x: np.ndarray | None = None,
     ) -> np.ndarray:
         p = self.params if x is None else self._unpack(x)[0]
         eff = self.efficiency if x is None else self._unpack(x)[1]
@@ -140,7 +152,9 @@ class DtypeFit:
         return p["t0_us"] * 1e-6 + np.maximum(compute, memory)
 
     def _free(self) -> tuple[str, ...]:
-        return SHARED if len(self.points) >= MIN_FULL_FIT else ()
+        if len(self.points) < MIN_FULL_FIT:
+            return ()
+        return (*SHARED, "launch_us") if any(p.single for p in self.points) else SHARED
 
     def _unpack(self, x: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
         free = self._free()
@@ -160,10 +174,14 @@ class DtypeFit:
         self.efficiency = dict.fromkeys(self.scalings, 0.7)
 
         def residuals(x: np.ndarray) -> np.ndarray:
-            return np.log(self._model_time(m, n, k, s, scaling, x)) - log_t
+            return np.log(self._model_time(m, n, k, s, scaling, x) + self._launch(self._unpack(x)[0])) - log_t
 
         result = least_squares(residuals, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.1)
         self.params, self.efficiency = self._unpack(result.x)
+
+    def predict_point(self, p: GemmPoint) -> float:
+        """A prediction comparable with the measured point (its launch overhead added if it has one)."""
+        return self.time(p.m, p.n, p.k, p.sms, p.scaling) + (self.params["launch_us"] * 1e-6 if p.single else 0.0)
 
     def substitute(self, scaling: str) -> str:
         """The measured scaling standing in for ``scaling`` (itself when measured)."""
@@ -178,8 +196,10 @@ class DtypeFit:
         return next(iter(self.efficiency))
 
     def time(self, m: int, n: int, k: int, sms: int, scaling: str, smooth: bool = True) -> float:
-        args = [np.array([float(v)]) for v in (m, n, k, sms)]
-        base = float(self._model_time(*args, np.array([scaling], dtype=object))[0])
+        def one(v: int) -> np.ndarray:
+            return np.array([float(v)])
+
+        base = float(self._model_time(one(m), one(n), one(k), one(sms), np.array([scaling], dtype=object))[0])
         if not smooth:
             return base
         used = self.substitute(scaling)
@@ -232,7 +252,9 @@ def loso_errors(model: GemmModel, min_m: int = 1) -> list[float]:
                 continue
             keep = np.ones(len(fit.points), dtype=bool)
             keep[i] = False
-            base = fit.time(p.m, p.n, p.k, p.sms, p.scaling, smooth=False)
+            base = fit.time(p.m, p.n, p.k, p.sms, p.scaling, smooth=False) + (
+                fit.params["launch_us"] * 1e-6 if p.single else 0.0
+            )
             coords = np.log(np.array([p.m, p.n, p.k, p.sms], dtype=np.float64))
             mask = keep & (fit._scaling == fit.substitute(p.scaling))
             d2 = np.sum((fit._coords[mask] - coords) ** 2, axis=1)
@@ -262,7 +284,7 @@ def lofo_errors(points: list[GemmPoint], peaks: Peaks, min_m: int = 512) -> dict
             fit = DtypeFit(dt, train, peaks)
             for p in test:
                 key = f"{dt}:{p.scaling}:{fam}"
-                out.setdefault(key, []).append(_relative(fit.time(p.m, p.n, p.k, p.sms, p.scaling), p.time_s))
+                out.setdefault(key, []).append(_relative(fit.predict_point(p), p.time_s))
     return out
 
 

@@ -54,7 +54,7 @@ class Peaks(_Strict):
 
 
 class Sample(_Strict):
-    op: Literal["gemm", "attention", "memory", "interference", "alltoall", "p2p", "chunk"]
+    op: Literal["gemm", "attention", "memory", "interference", "alltoall", "p2p", "collective", "chunk"]
     params: dict[str, float | int | str]
     time_s: float = Field(gt=0)
 
@@ -78,9 +78,7 @@ class Profile(_Strict):
     git_revision: str = "unknown"
     tool: str = ""
     peaks: Peaks
-    efficiency: float = Field(
-        DEFAULT_EFFICIENCY, gt=0, le=1, description="assumed fraction of peak without samples"
-    )
+    efficiency: float = Field(DEFAULT_EFFICIENCY, gt=0, le=1, description="assumed fraction of peak without samples")
     ran: list[str] = Field(default_factory=list)
     skipped: list[Skipped] = Field(default_factory=list)
     samples: list[Sample] = Field(default_factory=list)

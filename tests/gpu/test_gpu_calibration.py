@@ -26,7 +26,9 @@ def test_quick_gpu_profile_has_fp8_and_sm_sweep(profile) -> None:  # type: ignor
     fp8 = [s for s in profile.samples if s.op == "gemm" and s.params.get("dtype") == "fp8"]
     assert fp8, "no FP8 GEMM path ran"
     total = profile.device.sms
-    sweep = sorted(int(s.params["sms"]) for s in profile.samples if s.op == "gemm" and int(s.params.get("sms", total)) < total)
+    sweep = sorted(
+        int(s.params["sms"]) for s in profile.samples if s.op == "gemm" and int(s.params.get("sms", total)) < total
+    )
     assert sweep and all(n % 8 == 0 for n in sweep)
     assert profile.device.sms == torch.cuda.get_device_properties(0).multi_processor_count
 

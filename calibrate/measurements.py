@@ -1,0 +1,347 @@
+"""``twin calibrate import-measurements``: tables of kernel timings taken elsewhere -> a profile.
+
+A measurement folder (or a single CSV) holds tables whose kind is told by their columns. Column
+names are exact (lower case); a time column carries its unit in its name (``seconds`` or ``_s``,
+``milliseconds`` or ``_ms``, ``microseconds`` or ``_us``) and is stored in seconds. Every other
+column is refused, as is a cell that is not a number where one is needed, with one line naming the
+file, the row (the file's line number, the header being row 1) and the column.
+
+* gemm: family, dtype (fp8, bf16), scaling (tensorwise, rowwise, blockwise_1x128_128x128 or
+  blockwise, none), M, N, K, [sms], time
+* attention: heads, seq, qk_head_dim, v_head_dim, causal, forward_<time>, backward_<time>, [sms]
+* hbm_copy: bytes_copied, [sms], time
+* fp8_cast: tokens, hidden, [sms], time
+* interference: compute_sms, comm_sms, gemm, gemm_alone_<time>, gemm_beside_copy_<time>,
+  copy_bytes, copy_alone_<time>, copy_beside_gemm_<time>, [mode]
+
+(``[x]`` optional; ``time`` is any of the time columns above, ``forward_<time>`` e.g.
+``forward_seconds``.) A
+``README.md`` beside the tables becomes the profile's ``method``; the date of the measurement is
+the first ISO date in the README's first line or the folder's name.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from calibrate.profiles import git_revision, with_errors
+from sim.errors import ScenarioError
+from sim.hardware.gpu import datasheet_for
+from sim.hardware.profile import DeviceInfo, Peaks, Profile, Sample, Skipped, SourceFile
+
+UNITS = {"seconds": 1.0, "s": 1.0, "milliseconds": 1e-3, "ms": 1e-3, "microseconds": 1e-6, "us": 1e-6}
+TIME = "<time>"
+TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # name -> (required, optional)
+    "gemm": (("family", "dtype", "scaling", "m", "n", "k", TIME), ("sms",)),
+    "attention": (
+        ("heads", "seq", "qk_head_dim", "v_head_dim", "causal", f"forward_{TIME}", f"backward_{TIME}"),
+        ("sms",),
+    ),
+    "hbm_copy": (("bytes_copied", TIME), ("sms",)),
+    "fp8_cast": (("tokens", "hidden", TIME), ("sms",)),
+    "interference": (
+        (
+            "compute_sms",
+            "comm_sms",
+            "gemm",
+            f"gemm_alone_{TIME}",
+            f"gemm_beside_copy_{TIME}",
+            "copy_bytes",
+            f"copy_alone_{TIME}",
+            f"copy_beside_gemm_{TIME}",
+        ),
+        ("mode",),
+    ),
+}
+SCALINGS = {"tensorwise", "rowwise", "blockwise", "blockwise_1x128_128x128", "none"}
+DTYPES = {"fp8", "bf16", "fp16", "fp32"}
+INTERFERENCE_MODES = {"green-contexts", "green-contexts-overlapping", "shared-sms"}
+# DeepSeek-V3 projections named by the H100 measurements' README: (N, K) of x[M, K] @ W[K, N]
+FAMILY_SHAPES = {"moe_up": (4096, 7168), "moe_down": (7168, 2048), "q_a": (1536, 7168), "attn_o": (7168, 16384)}
+
+
+def _split_unit(column: str) -> tuple[str, float] | None:
+    """``gemm_alone_seconds`` -> (``gemm_alone_<time>``, 1.0); None when no time unit ends it."""
+    for unit, factor in UNITS.items():
+        if column == unit:
+            return TIME, factor
+        if column.endswith("_" + unit):
+            return column[: -len(unit)] + TIME, factor
+    return None
+
+
+class _Table:
+    """One CSV file's rows with its kind, each cell read by column name."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = path.name
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+        if not rows or not any(c.strip() for c in rows[0]):
+            raise ScenarioError("", "empty table: no header row", str(path))
+        header = [c.strip() for c in rows[0]]
+        self.columns: dict[str, tuple[int, float]] = {}  # logical name -> (index, unit factor)
+        unknown = []
+        for i, col in enumerate(header):
+            split = _split_unit(col)
+            logical, factor = split if split else (col.lower() if col in ("M", "N", "K") else col, 1.0)
+            if col != col.strip() or (logical in self.columns):
+                raise ScenarioError(f"row 1, column {col}", "a column is named twice", str(path))
+            self.columns[logical] = (i, factor)
+            if not any(logical in req + opt for req, opt in TABLES.values()):
+                unknown.append(col)
+        kinds = [
+            name
+            for name, (req, opt) in TABLES.items()
+            if set(req) <= set(self.columns) and set(self.columns) <= set(req) | set(opt)
+        ]
+        if unknown:
+            raise ScenarioError(
+                f"row 1, column {unknown[0]}",
+                "unknown column (see docs/calibration.md for the columns of each table; a time column "
+                "names its unit: seconds, milliseconds, microseconds)",
+                str(path),
+            )
+        if len(kinds) != 1:
+            best = min(TABLES, key=lambda n: len(set(TABLES[n][0]) ^ set(self.columns)))
+            missing = sorted(set(TABLES[best][0]) - set(self.columns))
+            raise ScenarioError(
+                "row 1", f"the columns match no table; as a {best} table it lacks {', '.join(missing)}", str(path)
+            )
+        self.kind = kinds[0]
+        self.rows = [(n + 2, r) for n, r in enumerate(rows[1:]) if any(c.strip() for c in r)]
+        self.header = header
+
+    def _cell(self, line: int, row: list[str], name: str) -> str:
+        i, _ = self.columns[name]
+        if i >= len(row):
+            raise ScenarioError(f"row {line}, column {self.header[i]}", "missing value", str(self.path))
+        return row[i].strip()
+
+    def has(self, name: str) -> bool:
+        return name in self.columns
+
+    def number(self, line: int, row: list[str], name: str, integer: bool = False) -> float:
+        """The cell as a number (time columns converted to seconds)."""
+        text = self._cell(line, row, name)
+        i, factor = self.columns[name]
+        where = f"row {line}, column {self.header[i]}"
+        try:
+            value = float(text)
+        except ValueError:
+            raise ScenarioError(
+                where, f"{text!r} is not a number (units go in the column name)", str(self.path)
+            ) from None
+        if value != value or value < 0 or ((factor != 1.0 or name.endswith(TIME)) and value <= 0):
+            raise ScenarioError(where, f"{text} is not allowed here (must be a positive number)", str(self.path))
+        if integer and value != int(value):
+            raise ScenarioError(where, f"{text} must be a whole number", str(self.path))
+        return value * factor
+
+    def choice(self, line: int, row: list[str], name: str, allowed: set[str]) -> str:
+        text = self._cell(line, row, name)
+        if text not in allowed:
+            i, _ = self.columns[name]
+            raise ScenarioError(
+                f"row {line}, column {self.header[i]}",
+                f"{text!r} is not one of {', '.join(sorted(allowed))}",
+                str(self.path),
+            )
+        return text
+
+    def text(self, line: int, row: list[str], name: str) -> str:
+        value = self._cell(line, row, name)
+        if not value:
+            i, _ = self.columns[name]
+            raise ScenarioError(f"row {line}, column {self.header[i]}", "missing value", str(self.path))
+        return value
+
+    def flag(self, line: int, row: list[str], name: str) -> bool:
+        return self.choice(line, row, name, {"True", "False", "true", "false", "1", "0"}) in ("True", "true", "1")
+
+
+def _sms(t: _Table, line: int, row: list[str], all_sms: int) -> int:
+    if not t.has("sms"):
+        return all_sms
+    sms = int(t.number(line, row, "sms", integer=True))
+    if not 0 < sms <= all_sms:
+        raise ScenarioError(f"row {line}, column sms", f"must be in 1..{all_sms}, got {sms}", str(t.path))
+    return sms
+
+
+def _gemm(t: _Table, all_sms: int) -> list[Sample]:
+    out = []
+    for line, row in t.rows:
+        dtype = t.choice(line, row, "dtype", DTYPES)
+        scaling = t.choice(line, row, "scaling", SCALINGS)
+        family = t.text(line, row, "family")
+        params: dict[str, float | int | str] = {
+            "family": family,
+            "dtype": dtype,
+            "scaling": "blockwise" if scaling.startswith("blockwise") else scaling,
+            "m": int(t.number(line, row, "m", integer=True)),
+            "n": int(t.number(line, row, "n", integer=True)),
+            "k": int(t.number(line, row, "k", integer=True)),
+            "sms": _sms(t, line, row, all_sms),
+        }
+        if family.endswith("_single"):  # timed one call per event pair: launch overhead included
+            params["timing"] = "single"
+        out.append(Sample(op="gemm", params=params, time_s=t.number(line, row, TIME)))
+    return out
+
+
+def _attention(t: _Table, all_sms: int) -> list[Sample]:
+    out = []
+    for line, row in t.rows:
+        base: dict[str, float | int | str] = {
+            "heads": int(t.number(line, row, "heads", integer=True)),
+            "seq": int(t.number(line, row, "seq", integer=True)),
+            "qk_dim": int(t.number(line, row, "qk_head_dim", integer=True)),
+            "v_dim": int(t.number(line, row, "v_head_dim", integer=True)),
+            "causal": int(t.flag(line, row, "causal")),
+            "sms": _sms(t, line, row, all_sms),
+        }
+        out.append(
+            Sample(op="attention", params={**base, "phase": "fwd"}, time_s=t.number(line, row, f"forward_{TIME}"))
+        )
+        out.append(
+            Sample(op="attention", params={**base, "phase": "bwd"}, time_s=t.number(line, row, f"backward_{TIME}"))
+        )
+    return out
+
+
+def _hbm_copy(t: _Table, all_sms: int) -> list[Sample]:
+    out = []
+    for line, row in t.rows:
+        size = int(t.number(line, row, "bytes_copied", integer=True))
+        params = {"kernel": "copy", "bytes": 2 * size, "bytes_copied": size, "sms": _sms(t, line, row, all_sms)}
+        out.append(Sample(op="memory", params=params, time_s=t.number(line, row, TIME)))
+    return out
+
+
+def _fp8_cast(t: _Table, all_sms: int) -> list[Sample]:
+    out = []
+    for line, row in t.rows:
+        tokens = int(t.number(line, row, "tokens", integer=True))
+        hidden = int(t.number(line, row, "hidden", integer=True))
+        nbytes = 2 * tokens * hidden + tokens * hidden + 4 * tokens * hidden // 128  # bf16 in, fp8 + scales out
+        params = {"kernel": "fp8-cast", "bytes": nbytes, "tokens": tokens, "hidden": hidden}
+        params["sms"] = _sms(t, line, row, all_sms)
+        out.append(Sample(op="memory", params=params, time_s=t.number(line, row, TIME)))
+    return out
+
+
+def gemm_label(label: str) -> dict[str, float | int | str]:
+    """``fp8_moe_up_8192`` / ``bf16_8192x4096x7168`` -> dtype, family, M, N, K of the GEMM."""
+    dtype, _, rest = label.partition("_")
+    params: dict[str, float | int | str] = {"gemm": label, "dtype": dtype if dtype in DTYPES else "unknown"}
+    shape = re.search(r"(\d+)x(\d+)x(\d+)", rest)
+    if shape:
+        params.update(m=int(shape[1]), n=int(shape[2]), k=int(shape[3]))
+    else:
+        for family, (n, k) in FAMILY_SHAPES.items():
+            found = re.fullmatch(rf"{family}_(\d+)", rest)
+            if found:
+                params.update(family=family, m=int(found[1]), n=n, k=k)
+    return params
+
+
+def _interference(t: _Table, all_sms: int) -> list[Sample]:
+    out = []
+    for line, row in t.rows:
+        compute = int(t.number(line, row, "compute_sms", integer=True))
+        comm = int(t.number(line, row, "comm_sms", integer=True))
+        if compute + comm > all_sms or compute < 1:
+            raise ScenarioError(
+                f"row {line}, column compute_sms", f"{compute} + {comm} SMs do not fit a {all_sms}-SM GPU", str(t.path)
+            )
+        if t.has("mode"):
+            mode = t.choice(line, row, "mode", INTERFERENCE_MODES)
+        else:  # torch's GreenContext.create gives overlapping SM sets (docs/calibration.md)
+            mode = "shared-sms" if comm == 0 else "green-contexts-overlapping"
+        base = {
+            **gemm_label(t.text(line, row, "gemm")),
+            "compute_sms": compute,
+            "comm_sms": comm,
+            "mode": mode,
+            "copy_bytes": int(t.number(line, row, "copy_bytes", integer=True)),
+        }
+        for kernel, alone, beside in (
+            ("gemm", "gemm_alone", "gemm_beside_copy"),
+            ("copy", "copy_alone", "copy_beside_gemm"),
+        ):
+            params = {**base, "kernel": kernel, "alone_s": t.number(line, row, f"{alone}_{TIME}")}
+            out.append(Sample(op="interference", params=params, time_s=t.number(line, row, f"{beside}_{TIME}")))
+    return out
+
+
+READERS: dict[str, Callable[[_Table, int], list[Sample]]] = {
+    "gemm": _gemm,
+    "attention": _attention,
+    "hbm_copy": _hbm_copy,
+    "fp8_cast": _fp8_cast,
+    "interference": _interference,
+}
+
+
+def source_file(path: Path) -> SourceFile:
+    data = path.read_bytes()
+    return SourceFile(name=path.name, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+
+
+def _date(readme: str, folder: str) -> str:
+    for text in (readme.splitlines()[0] if readme else "", folder):
+        found = re.search(r"\d{4}-\d{2}-\d{2}", text)
+        if found:
+            return found[0]
+    return dt.date.today().isoformat()
+
+
+def import_measurements(path: str | Path, device: str, sms: int | None = None, tool: str = "") -> Profile:
+    """Read a measurement folder (every ``*.csv`` and its ``README.md``) or one CSV into a profile
+    for ``device`` (its datasheet peaks; ``sms`` defaults to the datasheet's SM count)."""
+    path = Path(path)
+    if not path.exists():
+        raise ScenarioError("", "no such file or folder", str(path))
+    files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
+    if not files:
+        raise ScenarioError("", "no *.csv tables in the folder", str(path))
+    gpu = datasheet_for(device)
+    if gpu is None:
+        raise ScenarioError("--device", f"no datasheet for {device!r}; the twin knows H800, H100 and H200")
+    all_sms = sms or gpu.sms
+    readme_path = (path if path.is_dir() else path.parent) / "README.md"
+    readme = readme_path.read_text(encoding="utf-8") if readme_path.is_file() else ""
+    samples: list[Sample] = []
+    ran = []
+    for f in files:
+        table = _Table(f)
+        read = READERS[table.kind](table, all_sms)
+        samples.extend(read)
+        ran.append(f"{table.kind} from {f.name} ({len(table.rows)} rows)")
+    sources = [source_file(f) for f in files] + ([source_file(readme_path)] if readme else [])
+    kinds = {r.split()[0] for r in ran}
+    skipped = [Skipped(what="p2p and all-to-all", why="not in the measurements (import nccl-tests logs for them)")]
+    skipped += [Skipped(what=k, why="no table of this kind") for k in READERS if k not in kinds]
+    profile = Profile(
+        device=DeviceInfo(name=device, sms=all_sms),
+        source="measured",
+        created=_date(readme, path.name if path.is_dir() else path.parent.name),
+        git_revision=git_revision(),
+        tool=tool or f"twin calibrate import-measurements {path} --device {device!r}",
+        peaks=Peaks(
+            fp8_dense_TFLOPS=gpu.fp8_dense_TFLOPS, bf16_dense_TFLOPS=gpu.bf16_dense_TFLOPS, hbm_TBps=gpu.hbm_TBps
+        ),
+        ran=ran,
+        skipped=skipped,
+        samples=samples,
+        sources=sources,
+        method=readme.strip(),
+    )
+    return with_errors(profile)

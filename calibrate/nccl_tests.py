@@ -1,0 +1,118 @@
+"""``twin calibrate import-nccl-tests``: standard nccl-tests output -> communication samples.
+
+nccl-tests (github.com/NVIDIA/nccl-tests) prints, per binary (``all_reduce_perf``,
+``all_gather_perf``, ``reduce_scatter_perf``, ``alltoall_perf``, ``sendrecv_perf``, ...):
+
+* a ``# Collective test starting: <name>_perf`` line (newer versions) and ``#  Rank  N ... on HOST
+  device D ...`` lines, one per rank: the GPU count is the number of ranks, the node count the
+  number of distinct hosts;
+* a header naming the columns, in two groups (out-of-place, in-place): ``size count type redop
+  [root] time algbw busbw #wrong`` (older versions: ``error`` for ``#wrong``, no ``root``, some no
+  ``redop``);
+* one row per message size. ``time`` is in microseconds, ``algbw``/``busbw`` in GB/s.
+
+Each row gives two samples (``op: collective``): out-of-place and in-place, with the collective,
+``bytes`` (the size column), count, type, GPUs, nodes and both bandwidths. Rows of size 0 are
+skipped. The collective comes from the test-starting line, else from the file name.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sim.errors import ScenarioError
+from sim.hardware.profile import Sample
+
+COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "alltoall", "sendrecv", "broadcast", "reduce")
+_RANK = re.compile(r"^#\s*Rank\s+(\d+)\s.*?\bon\s+(\S+)\s+device\s+(\d+)")
+_STARTING = re.compile(r"Collective test starting:\s*(\w+?)_perf")
+
+
+def _collective(text: str, path: Path) -> str:
+    found = _STARTING.search(text)
+    if found:
+        return found[1]
+    for name in sorted(COLLECTIVES, key=len, reverse=True):
+        if path.name.startswith(name):
+            return name
+    raise ScenarioError(
+        "", "cannot tell the collective: no 'Collective test starting' line and the file name names none", str(path)
+    )
+
+
+def _columns(lines: list[str], path: Path) -> tuple[int, list[str]]:
+    """(line index of the column header, column names with out-of-place/in-place prefixes)."""
+    for i, line in enumerate(lines):
+        words = line.lstrip("#").split()
+        if words[:2] == ["size", "count"] and "time" in words:
+            names: list[str] = []
+            group = "out-of-place"
+            for w in words:
+                w = "#wrong" if w == "error" else w
+                if w in ("time", "algbw", "busbw", "#wrong"):
+                    if f"{group}:{w}" in names:
+                        group = "in-place"
+                    names.append(f"{group}:{w}")
+                else:
+                    names.append(w)
+            return i, names
+    raise ScenarioError("", "no nccl-tests column header (a '# size count type ... time algbw busbw' line)", str(path))
+
+
+def parse_log(path: str | Path, gpus: int | None = None, nodes: int | None = None) -> list[Sample]:
+    """Samples of one nccl-tests log; ``gpus``/``nodes`` override what the Rank lines say."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        raise ScenarioError("", "no such log", str(path)) from None
+    lines = text.splitlines()
+    start, names = _columns(lines, path)
+    collective = _collective(text, path)
+    ranks = {}
+    for line in lines:
+        m = _RANK.match(line)
+        if m:
+            ranks[int(m[1])] = m[2]
+    n_gpus = gpus or len(ranks)
+    n_nodes = nodes or len(set(ranks.values()))
+    if not n_gpus or not n_nodes:
+        raise ScenarioError("--gpus", "the log has no '#  Rank' lines: give --gpus and --nodes", str(path))
+    samples = []
+    for number, line in enumerate(lines[start + 1 :], start=start + 2):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        cells = line.split()
+        if len(cells) != len(names) or not cells[0].isdigit():
+            raise ScenarioError(
+                f"line {number}", f"expected {len(names)} columns ({' '.join(names)}), got {len(cells)}", str(path)
+            )
+        row = dict(zip(names, cells, strict=True))
+        size = int(row["size"])
+        if size == 0:
+            continue
+        for group in ("out-of-place", "in-place"):
+            try:
+                time_us = float(row[f"{group}:time"])
+                algbw, busbw = float(row[f"{group}:algbw"]), float(row[f"{group}:busbw"])
+            except (KeyError, ValueError):
+                raise ScenarioError(f"line {number}", f"{group} time/algbw/busbw are not numbers", str(path)) from None
+            if time_us <= 0:
+                continue
+            params: dict[str, float | int | str] = {
+                "collective": collective,
+                "bytes": size,
+                "count": int(row["count"]),
+                "type": row["type"],
+                "gpus": n_gpus,
+                "nodes": n_nodes,
+                "placement": group,
+                "algbw_GBps": algbw,
+                "busbw_GBps": busbw,
+                "source": f"nccl-tests {path.name}",
+            }
+            samples.append(Sample(op="collective", params=params, time_s=time_us * 1e-6))
+    if not samples:
+        raise ScenarioError("", "no result rows", str(path))
+    return samples
