@@ -6,12 +6,14 @@ Both record provenance (source, date, the twin's git revision, the command) in t
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import subprocess
 from pathlib import Path
 
 from calibrate.trace import annotation_timings, kernel_span_us, mean_by_name
+from sim.errors import ScenarioError
 from sim.hardware.gpu import DEFAULT_EFFICIENCY, H800, GpuSpec
-from sim.hardware.profile import DeviceInfo, Peaks, Profile, Sample, Skipped
+from sim.hardware.profile import DeviceInfo, Peaks, Profile, Sample, Skipped, SourceFile
 
 
 def git_revision() -> str:
@@ -41,13 +43,28 @@ def datasheet_profile(gpu: GpuSpec = H800, efficiency: float = DEFAULT_EFFICIENC
 
 
 def profile_from_trace(
-    trace: str | Path, gpu: GpuSpec = H800, compute_sms: int = 112, layers_per_chunk: int = 4, tool: str = ""
+    trace: str | Path,
+    gpu: GpuSpec = H800,
+    compute_sms: int = 112,
+    layers_per_chunk: int = 4,
+    tool: str = "",
+    base: Profile | None = None,
 ) -> Profile:
-    """Per-annotation GPU times of a trace as ``chunk`` samples (per layer, mean over the trace).
+    """A profile of what DeepSeek's trace says, optionally on top of a measured ``base`` profile.
 
-    For DeepSeek's H800 trace the compute annotations ran their GEMMs on ``compute_sms`` = 112 SMs
-    (132 - 20 for DeepEP) and one chunk holds ``layers_per_chunk`` = 4 MoE layers.
+    * ``chunk`` samples: per-annotation GPU times (per layer, mean over the trace) and the pair's
+      kernel span, for reference (the chunk model never reads them);
+    * per-op samples (``calibrate.trace_calibration``): every kernel matched to the layer model's
+      ops by order, GEMMs, attention, memory-bound classes and tiny kernels with their mean
+      processor-sharing effective times at ``compute_sms`` = 112 SMs (132 - 20 for DeepEP).
+
+    With ``base`` (e.g. the H100 measurements: the H800 keeps the H100's SMs, clocks and HBM), the
+    result is ``base`` plus the trace's samples, for ``gpu``; where both hold the same thing (an
+    attention shape, a memory-bound kernel class) the trace's samples replace the base's, since they
+    are DeepSeek's own kernels.
     """
+    from calibrate.trace_calibration import match_ops, profile_samples
+
     means = mean_by_name(annotation_timings(trace))
     samples = []
     stat = "mean per-layer wall"
@@ -60,17 +77,70 @@ def profile_from_trace(
             samples.append(Sample(op="chunk", params=params, time_s=t.comm_wall_us * 1e-6))
     pair = {"annotation": "F&B chunk pair", "layers": layers_per_chunk, "stat": "kernel span"}
     samples.append(Sample(op="chunk", params=pair, time_s=kernel_span_us(trace) * 1e-6))
-    return Profile(
-        device=DeviceInfo(name=gpu.name, sms=gpu.sms),
-        source="trace",
-        created=dt.date.today().isoformat(),
-        git_revision=git_revision(),
-        tool=tool or f"twin calibrate import-trace {Path(trace).name}",
-        peaks=_peaks(gpu),
-        ran=[f"trace import of {Path(trace).name}"],
-        skipped=[Skipped(what="GEMM shape sweep", why="a trace has kernel times but not their shapes")],
-        samples=samples,
+    op_samples = [Sample.model_validate(x) for x in profile_samples(match_ops(trace))]
+    source = SourceFile(
+        name=Path(trace).name,
+        sha256=hashlib.sha256(Path(trace).read_bytes()).hexdigest(),
+        bytes=Path(trace).stat().st_size,
     )
+    ran = [f"trace import of {Path(trace).name}: {len(op_samples)} op samples (kernels matched to the layer model)"]
+    if base is None:
+        return Profile(
+            device=DeviceInfo(name=gpu.name, sms=gpu.sms),
+            source="trace",
+            created=dt.date.today().isoformat(),
+            git_revision=git_revision(),
+            tool=tool or f"twin calibrate import-trace {Path(trace).name}",
+            peaks=_peaks(gpu),
+            ran=ran,
+            skipped=[Skipped(what="GEMM shape sweep", why="a trace has only the model's own shapes")],
+            samples=[*samples, *op_samples],
+            sources=[source],
+            method=TRACE_METHOD,
+        )
+    if base.device.sms != gpu.sms:
+        raise ScenarioError("--base", f"the base profile's GPU has {base.device.sms} SMs, the {gpu.name} {gpu.sms}")
+    replaced = {_same_key(s) for s in op_samples}
+    kept = [s for s in base.samples if _same_key(s) not in replaced]
+    profile = base.model_copy(
+        update={
+            "device": DeviceInfo(name=gpu.name, sms=gpu.sms),
+            "created": dt.date.today().isoformat(),
+            "git_revision": git_revision(),
+            "tool": tool,
+            "peaks": _peaks(gpu),
+            "ran": [*base.ran, *ran],
+            "samples": [*kept, *samples, *op_samples],
+            "sources": [*base.sources, source],
+            "method": f"{base.method}\n\n{TRACE_METHOD}",
+        }
+    )
+    return with_errors(profile)
+
+
+TRACE_METHOD = (
+    "DeepSeek's H800 profiler trace (deepseek-ai/profile-data train.json): every kernel of every layer annotation "
+    "matched by launch order to the layer model's ops (sim.model.layer), times are processor-sharing effective "
+    "kernel times at 112 compute SMs, mean over the 4 layers (calibrate.trace_calibration)."
+)
+
+
+def _same_key(s: Sample) -> tuple[object, ...]:
+    """What makes a base sample and a trace sample the same measurement (replaced by the trace's)."""
+    p = s.params
+    if s.op == "attention":
+        return (
+            "attention",
+            p.get("heads"),
+            p.get("seq"),
+            p.get("qk_dim"),
+            p.get("v_dim"),
+            p.get("causal"),
+            p.get("phase"),
+        )
+    if s.op == "memory":
+        return ("memory", p.get("kernel"))
+    return (id(s),)
 
 
 def with_errors(profile: Profile) -> Profile:

@@ -10,14 +10,12 @@ DeepEP's test draws random scores, so the twin uses ``random`` routing (seed 0).
 from __future__ import annotations
 
 from sim.moe.alltoall import route_layer, run_alltoall
-from sim.moe.deepep import KernelSpec
+from sim.moe.deepep import PUBLISHED, KernelSpec
 from sim.moe.spec import MoESpec
 from sim.network.spec import ClusterSpec
 from sim.network.topology import build_topology
 
-# deepseek-ai/DeepEP README (legacy V1 docs), H800, after the 2025-04-22 update (PR #130):
-# bottleneck bandwidth in GB/s, NVLink for EP8, RDMA (logical) for EP16..64.
-PUBLISHED = {8: (153.0, 158.0), 16: (43.0, 43.0), 32: (58.0, 57.0), 64: (51.0, 50.0)}
+__all__ = ["PUBLISHED", "predict", "table"]
 
 
 def predict(ep: int, sms: int, tokens: int = 4096, seed: int = 0) -> tuple[float, float, float, float]:

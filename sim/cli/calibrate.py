@@ -25,16 +25,29 @@ def import_trace(
     output: Annotated[Path, typer.Option("--output", "-o", help="profile JSON to write")] = Path("profile.json"),
     compute_sms: Annotated[int, typer.Option("--compute-sms", help="SMs the compute kernels ran on")] = 112,
     layers: Annotated[int, typer.Option("--layers", help="layers per chunk in the trace")] = 4,
+    base: Annotated[
+        Path | None, typer.Option("--base", help="measured profile to add the trace's kernels to (e.g. the H100's)")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="GPU the trace ran on")] = "H800",
 ) -> None:
-    """Turn a profiler trace into a profile of per-annotation GPU times (H800 peaks)."""
+    """Turn DeepSeek's profiler trace into a profile: per-op kernel times matched to the layer model
+    (and per-annotation times), alone or on top of a measured --base profile."""
     from calibrate.profiles import profile_from_trace
+    from sim.hardware.gpu import datasheet_for
 
     if not trace.exists():
         raise ScenarioError("", "no such trace file", str(trace))
+    gpu = datasheet_for(device)
+    if gpu is None:
+        raise ScenarioError("--device", f"no datasheet for {device!r}; the twin knows H800, H100 and H200")
+    base_profile = load_profile(base) if base is not None else None
+    tool = f"twin calibrate import-trace {trace.name}" + (f" --base {base}" if base else "") + f" --device {device}"
     try:
-        profile = profile_from_trace(trace, compute_sms=compute_sms, layers_per_chunk=layers)
+        profile = profile_from_trace(trace, gpu, compute_sms, layers, tool=tool, base=base_profile)
     except (KeyError, ValueError) as e:
-        raise ScenarioError("traceEvents", f"not a PyTorch-profiler Chrome trace ({e})", str(trace)) from None
+        raise ScenarioError(
+            "traceEvents", f"not DeepSeek's layer trace as the layer model knows it ({e})", str(trace)
+        ) from None
     atomic_write_text(output, dump_profile(profile))
     out.print(f"wrote {output}: {len(profile.samples)} samples from {trace.name}")
 

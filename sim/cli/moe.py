@@ -16,7 +16,7 @@ from sim.hardware.costmodel import CostModel
 from sim.hardware.profile import load_profile
 from sim.moe.alltoall import route_layer, sm_sweep
 from sim.moe.balance import run_balancing
-from sim.moe.deepep import KernelSpec
+from sim.moe.deepep import DERIVED_RDMA_GBps, KernelSpec, NVLINK_CHANNEL_GBps
 from sim.moe.gating import Gating, popularity, skewed_scores
 from sim.moe.spec import MoESpec
 from sim.network.spec import ClusterSpec, load_cluster
@@ -50,8 +50,12 @@ def alltoall_cmd(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     cluster: Annotated[Path | None, typer.Option("--cluster", help="topology YAML [default: MPFT H800]")] = None,
     coprocessor: Annotated[bool, typer.Option("--coprocessor", help="communication off the SMs")] = False,
-    rdma_channel_GBps: Annotated[float, typer.Option("--rdma-channel-GBps", help="per SM pair")] = 5.0,
-    nvlink_channel_GBps: Annotated[float, typer.Option("--nvlink-channel-GBps", help="per SM pair")] = 16.0,
+    rdma_channel_GBps: Annotated[
+        float | None, typer.Option("--rdma-channel-GBps", help="per SM pair, every phase [default: derived]")
+    ] = None,
+    nvlink_channel_GBps: Annotated[
+        float | None, typer.Option("--nvlink-channel-GBps", help="per SM pair, every phase [default: from the trace]")
+    ] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="PNG of the SM sweep")] = None,
     profile: Annotated[
         Path | None,
@@ -75,11 +79,16 @@ def alltoall_cmd(
         raise ScenarioError("--ep", f"EP {ep} is larger than the cluster ({topo.gpus} GPUs)")
     counts = _sms(sms)
     try:
+        rdma = (
+            dict(DERIVED_RDMA_GBps)
+            if rdma_channel_GBps is None
+            else dict.fromkeys(DERIVED_RDMA_GBps, rdma_channel_GBps)
+        )
         kernels = [
             KernelSpec(
                 comm_sms=c,
-                rdma_channel_GBps=rdma_channel_GBps,
-                nvlink_channel_GBps=nvlink_channel_GBps,
+                rdma_channel_GBps=rdma,
+                nvlink_channel_GBps=nvlink_channel_GBps or NVLINK_CHANNEL_GBps,
                 coprocessor=coprocessor,
             )
             for c in counts

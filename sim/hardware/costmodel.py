@@ -48,10 +48,11 @@ from sim.hardware.gemm_model import (
 )
 from sim.hardware.interference import InterferenceModel, InterferenceRow
 from sim.hardware.profile import Profile, Sample
+from sim.model.ops import ATTENTION_BWD_RATIO, attention_flops
 
 NEIGHBOURS = 8
-ATTENTION_BWD_FLOPS = 2.5  # backward matmul FLOPs per forward matmul FLOP (5 products against 2)
 PHASES = ("fwd", "bwd", "fwd+bwd")
+SMALL_KERNEL_S = 3e-6  # a tiny kernel without calibration: launch-bound, a few microseconds (assumption)
 
 
 def interpolate(xs: np.ndarray, ys: np.ndarray, at: np.ndarray, default: float) -> float:
@@ -209,8 +210,14 @@ class CostModel:
         return np.log(np.array([p["heads"], p["seq"], p.get("qk_dim", 192), p.get("v_dim", 128)], dtype=np.float64))
 
     def _attention_full(self, heads: int, seq: int, qk: int, v: int, causal: bool, phase: str) -> float:
+        """Time on all SMs: efficiency interpolated over the class's samples, each taken on any SM
+        count and brought to the whole GPU through the attention SM curve."""
         roof = self.attention_roofline(heads, seq, qk, v, causal, phase)
-        samples = self._attention_samples(causal, phase)
+        samples = [
+            s
+            for s in self.profile.samples
+            if s.op == "attention" and int(s.params.get("causal", 1)) == int(causal) and s.params.get("phase") == phase
+        ]
         xs = np.array([self._attention_coords(s) for s in samples]).reshape(len(samples), 4)
         ys = np.array(
             [
@@ -222,7 +229,7 @@ class CostModel:
                     causal,
                     phase,
                 )
-                / s.time_s
+                / (s.time_s * self._attention_sm_fraction(int(s.params.get("sms", self.all_sms)), causal, phase))
                 for s in samples
             ]
         )
@@ -257,31 +264,50 @@ class CostModel:
         return self.sm_throughput(sms)
 
     def attention_roofline(self, heads: int, seq: int, qk: int, v: int, causal: bool, phase: str) -> float:
-        flops = 2.0 * heads * seq * seq * (qk + v) * (0.5 if causal else 1.0)
-        flops *= {"fwd": 1.0, "bwd": ATTENTION_BWD_FLOPS, "fwd+bwd": 1.0 + ATTENTION_BWD_FLOPS}[phase]
+        flops = attention_flops(heads, seq, qk, v, causal)
+        flops *= {"fwd": 1.0, "bwd": ATTENTION_BWD_RATIO, "fwd+bwd": 1.0 + ATTENTION_BWD_RATIO}[phase]
         return flops / self.peaks.flops("bf16")
 
     # ---------------------------------------------------------------- memory-bound kernels
     def memory_time(self, nbytes: float, kernel: str | None = None, sms: int | None = None) -> float:
         """A memory-bound kernel moving ``nbytes`` (read + written) on ``sms`` SMs: the achieved
-        fraction of HBM bandwidth interpolated in log(bytes) over the profile's memory samples at all
-        SMs (of ``kernel`` when given: copy, fp8-cast, elementwise), else the assumed efficiency; on
-        fewer SMs, slowed by the measured copy bandwidth against SMs."""
+        fraction of HBM bandwidth interpolated in log(bytes) over the profile's memory samples (of
+        ``kernel`` when given: copy, fp8-cast, norm, ...; samples taken on fewer SMs count as the
+        whole-GPU rate through the copy bandwidth against SMs), else the assumed efficiency; on fewer
+        SMs, slowed by that same curve. Samples of multi-kernel ops (``kernels`` > 1) are the op's
+        total time."""
         if nbytes <= 0:
             raise ScenarioError("--bytes", f"must be > 0, got {nbytes:g}")
         sms = self._sms(sms)
-        full = [
+        mine = [
             s
             for s in self._memory
-            if int(s.params.get("sms", self.all_sms)) == self.all_sms
-            and (kernel is None or s.params.get("kernel") == kernel)
+            if (kernel is None and s.params.get("kernel") != "small") or s.params.get("kernel") == kernel
         ]
-        if kernel is not None and not full:
+        if kernel is not None and not mine:
             raise ScenarioError("--kernel", f"the profile has no memory samples of kernel {kernel!r}")
-        xs = np.log(np.array([[float(s.params["bytes"])] for s in full])).reshape(len(full), 1)
-        ys = np.array([float(s.params["bytes"]) / s.time_s / self.peaks.hbm_Bps for s in full])
+        xs = np.log(np.array([[float(s.params["bytes"])] for s in mine])).reshape(len(mine), 1)
+        hbm = self.peaks.hbm_Bps
+        ys = np.array(
+            [
+                float(s.params["bytes"])
+                / s.time_s
+                / self.memory_sm_fraction(int(s.params.get("sms", self.all_sms)))
+                / hbm
+                for s in mine
+            ]
+        )
         eff = interpolate(xs, ys, np.log(np.array([nbytes])), self.profile.efficiency)
-        return nbytes / (self.peaks.hbm_Bps * float(np.clip(eff, 1e-3, 1.0))) / self.memory_sm_fraction(sms)
+        return nbytes / (hbm * float(np.clip(eff, 1e-3, 1.0))) / self.memory_sm_fraction(sms)
+
+    def has_memory_kernel(self, kernel: str) -> bool:
+        return any(s.params.get("kernel") == kernel for s in self._memory)
+
+    def small_kernel_time(self) -> float:
+        """One tiny launch-bound kernel (bookkeeping, scale transposes): the median of the profile's
+        ``small`` samples, else ``SMALL_KERNEL_S`` (an assumption: a few microseconds of launch)."""
+        times = [s.time_s for s in self._memory if s.params.get("kernel") == "small"]
+        return statistics.median(times) if times else SMALL_KERNEL_S
 
     def _copy_curve(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(SMs, copy traffic rate) of the largest copy measured at several SM counts."""

@@ -7,24 +7,32 @@ NVLink receivers, the other forwards IB -> NVLink. The model:
 * Messages are those of :mod:`sim.moe.traffic`: IB (source -> same-index GPU of each remote node)
   and NVLink (forwarder or source -> expert GPU), aggregated per GPU pair into flows that all start
   together (DeepEP pipelines the two hops in chunks, so they overlap).
-* Each GPU's SMs cap what it can drive: a virtual link of ``channels x rdma_channel_GBps`` that its
-  IB flows cross, and one of ``channels x nvlink_channel_GBps`` for its NVLink flows. Together with
-  the real links (max-min fair sharing) they bound the achieved bandwidth.
+* Each GPU's SMs cap what it can drive: a virtual link of ``channels x`` the phase's per-channel
+  RDMA rate that its IB flows cross, and one of ``channels x`` the per-channel NVLink rate for its
+  NVLink flows. Together with the real links (max-min fair sharing) they bound the achieved bandwidth.
 * A notify phase first exchanges the per-rank token counts: an all-to-all of ``notify_bytes`` per
-  peer on the same network, which starts only when the slowest rank is ready (``rank_ready_s``), so
-  stragglers make everyone wait; its time grows with EP size through the message count.
+  peer on the same network, which starts only when the slowest rank is ready (``rank_ready_s``), and
+  then waits ``notify_wait_us`` more (rank skew a single-GPU model cannot produce; 0 standalone).
 * Combine reverses every message (NVLink to the forwarder, accumulated there, then IB back) with the
-  combine payload and the same SM caps.
+  combine payload and its own per-channel rates.
 
-Defaults: ``rdma_channel_GBps`` = 5 and ``nvlink_channel_GBps`` = 16 are the smallest per-channel
-rates for which DeepSeek's statement "20 SMs (10 channels) suffice to saturate IB (50 GB/s) and
-NVLink (160 GB/s)" holds; they are parameters to be replaced by calibrated values. ``comm_sms: 0``
-with ``coprocessor`` removes the SM caps (communication offloaded from the SMs).
+Per-channel RDMA rates (:data:`DERIVED_RDMA_GBps`) are derived, not assumed
+(``calibrate.trace_calibration.derive_channel_rates``, which a test reruns): DeepEP's published
+standalone EP64 figures (:data:`PUBLISHED`: 51 GB/s dispatch, 50 GB/s combine, logical RDMA) give
+the standalone durations of the layer in DeepSeek's trace (balanced routing, EP64, 4096 tokens per
+GPU); the GPU's IB bytes over that duration over 10 channels (20 SMs) is the rate: 4.46 GB/s for a
+dispatch, 4.38 for a combine, so 20 SMs drive 44.6 GB/s, just short of the 50 GB/s NIC. A dispatch
+reusing a cached layout (the backward's) ran 1.28x faster than a fresh one in the trace (3.41 against
+4.35 ms): 5.70 GB/s. The per-channel NVLink rate is not derived: in EP64 the NIC binds, so the trace
+does not constrain it, and it stays the assumption that 10 channels saturate 160 GB/s (16 GB/s per
+channel). How much slower these kernels run beside GEMMs than alone is the communication slowdown of
+:mod:`sim.training.params`, derived from the same trace.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import simpy
@@ -34,13 +42,24 @@ from sim.moe.traffic import Traffic
 from sim.network.flows import FlowNetwork
 from sim.network.topology import Topology
 
+# deepseek-ai/DeepEP README (legacy V1 docs), H800 + CX7 400 Gb/s, after the 2025-04-22 update (PR #130):
+# normal kernels, 4096 tokens, hidden 7168, top-4 groups, top-8 of 256; bottleneck bandwidth in GB/s
+# (dispatch, combine): NVLink for EP8, logical RDMA for EP16..64.
+PUBLISHED: dict[int, tuple[float, float]] = {8: (153.0, 158.0), 16: (43.0, 43.0), 32: (58.0, 57.0), 64: (51.0, 50.0)}
+
+
+# Derived from DeepSeek's trace and DeepEP's published EP64 figures (see the module docstring).
+DERIVED_RDMA_GBps = {"dispatch": 4.46, "dispatch-cached": 5.70, "combine": 4.38}
+NVLINK_CHANNEL_GBps = 16.0  # assumption: 10 channels saturate 160 GB/s NVLink (the trace does not bind it)
+
 
 @dataclass(frozen=True)
 class KernelSpec:
     comm_sms: int = 20
-    rdma_channel_GBps: float = 5.0
-    nvlink_channel_GBps: float = 16.0
+    rdma_channel_GBps: dict[str, float] = field(default_factory=lambda: dict(DERIVED_RDMA_GBps))
+    nvlink_channel_GBps: float = NVLINK_CHANNEL_GBps
     notify_bytes: float = 64.0
+    notify_wait_us: float = 0.0
     coprocessor: bool = False
     completion_rtol: float = 1e-2
 
@@ -49,10 +68,33 @@ class KernelSpec:
             raise ScenarioError("comm_sms", f"must be an even number >= 0 (SM pairs), got {self.comm_sms}")
         if self.comm_sms == 0 and not self.coprocessor:
             raise ScenarioError("comm_sms", "0 SMs needs coprocessor mode (communication off the SMs)")
+        if self.notify_wait_us < 0:
+            raise ScenarioError("notify_wait_us", f"must be >= 0, got {self.notify_wait_us}")
+        missing = {"dispatch", "dispatch-cached", "combine"} - set(self.rdma_channel_GBps)
+        if missing:
+            raise ScenarioError("rdma_channel_GBps", f"missing per-channel rates for {', '.join(sorted(missing))}")
+        if min(self.rdma_channel_GBps.values()) <= 0 or self.nvlink_channel_GBps <= 0:
+            raise ScenarioError("rdma_channel_GBps", "per-channel rates must be > 0")
 
     @property
     def channels(self) -> int:
         return self.comm_sms // 2
+
+    def rdma_rate(self, phase: str, cached: bool) -> float:
+        """Per-channel RDMA rate (GB/s) of this phase."""
+        return self.rdma_channel_GBps["dispatch-cached" if phase == "dispatch" and cached else phase]
+
+    def key(self) -> tuple[Any, ...]:
+        """What determines a phase's time (for memoisation)."""
+        return (
+            self.comm_sms,
+            tuple(sorted(self.rdma_channel_GBps.items())),
+            self.nvlink_channel_GBps,
+            self.notify_bytes,
+            self.notify_wait_us,
+            self.coprocessor,
+            self.completion_rtol,
+        )
 
 
 @dataclass(frozen=True)
@@ -91,6 +133,56 @@ def _flows(traffic: Traffic, gpus: np.ndarray, phase: str) -> tuple[np.ndarray, 
     return gpus[src], gpus[dst], nbytes, is_ib
 
 
+def check_gpus(topo: Topology, traffic: Traffic, gpus: np.ndarray | None) -> np.ndarray:
+    ep = traffic.spec.ep
+    gpus = np.arange(ep) if gpus is None else np.asarray(gpus, dtype=np.int64)
+    if len(gpus) != ep or gpus.max() >= topo.gpus:
+        raise ScenarioError("ep", f"EP {ep} needs {ep} GPUs on the cluster, which has {topo.gpus}")
+    return gpus
+
+
+def phase_process(
+    net: FlowNetwork,
+    traffic: Traffic,
+    kernel: KernelSpec,
+    phase: str,
+    gpus: np.ndarray,
+    cached: bool = False,
+    rank_ready_s: np.ndarray | None = None,
+    times: dict[str, float] | None = None,
+) -> simpy.events.ProcessGenerator:
+    """A simpy process: one dispatch or combine of ``traffic`` on ``net`` (a shared network: other
+    processes' flows contend with these). ``times`` receives ``notify`` and ``end`` (durations from
+    the process's start)."""
+    env = net.env
+    t_start = env.now
+    ep = traffic.spec.ep
+    src, dst, nbytes, is_ib = _flows(traffic, gpus, phase)
+    extra = None
+    if not kernel.coprocessor:
+        rdma = net.add_virtual_links(np.full(ep, kernel.channels * kernel.rdma_rate(phase, cached) * 1e9))
+        nvl = net.add_virtual_links(np.full(ep, kernel.channels * kernel.nvlink_channel_GBps * 1e9))
+        rank_of = np.full(net.topo.gpus, -1)
+        rank_of[gpus] = np.arange(ep)
+        # the SMs of the GPU that drives the message: its sender (dispatch) or receiver (combine
+        # reverses the direction of the same messages, driven by the same SM roles)
+        driver = rank_of[src]
+        extra = np.where(is_ib, rdma[driver], nvl[driver])[:, None]
+    ready = np.zeros(ep) if rank_ready_s is None else np.asarray(rank_ready_s, dtype=np.float64)
+    yield env.timeout(float(ready.max()))  # stragglers: notify waits for the slowest rank
+    t0 = env.now
+    peers_s, peers_d = np.repeat(gpus, ep), np.tile(gpus, ep)
+    off = peers_s != peers_d
+    yield net.send_batch(peers_s[off], peers_d[off], np.full(int(off.sum()), kernel.notify_bytes))
+    if kernel.notify_wait_us:
+        yield env.timeout(kernel.notify_wait_us * 1e-6)
+    if times is not None:
+        times["notify"] = env.now - t0
+    yield net.send_batch(src, dst, nbytes, extra)
+    if times is not None:
+        times["end"] = env.now - t_start
+
+
 def simulate_phase(
     topo: Topology,
     traffic: Traffic,
@@ -98,45 +190,24 @@ def simulate_phase(
     phase: str = "dispatch",
     gpus: np.ndarray | None = None,
     rank_ready_s: np.ndarray | None = None,
+    cached: bool = False,
 ) -> PhaseResult:
-    """Time one dispatch or combine of ``traffic`` on ``topo`` (EP rank r on cluster GPU ``gpus[r]``)."""
-    ep = traffic.spec.ep
-    gpus = np.arange(ep) if gpus is None else np.asarray(gpus, dtype=np.int64)
-    if len(gpus) != ep or gpus.max() >= topo.gpus:
-        raise ScenarioError("ep", f"EP {ep} needs {ep} GPUs on the cluster, which has {topo.gpus}")
+    """Time one dispatch or combine of ``traffic`` alone on ``topo`` (EP rank r on cluster GPU ``gpus[r]``)."""
+    gpus = check_gpus(topo, traffic, gpus)
     env = simpy.Environment()
     net = FlowNetwork(env, topo, completion_rtol=kernel.completion_rtol)
-    src, dst, nbytes, is_ib = _flows(traffic, gpus, phase)
-    extra = None
-    if not kernel.coprocessor:
-        rdma = net.add_virtual_links(np.full(ep, kernel.channels * kernel.rdma_channel_GBps * 1e9))
-        nvl = net.add_virtual_links(np.full(ep, kernel.channels * kernel.nvlink_channel_GBps * 1e9))
-        rank_of = np.full(topo.gpus, -1)
-        rank_of[gpus] = np.arange(ep)
-        # the SMs of the GPU that drives the message: its sender (dispatch) or receiver (combine
-        # reverses the direction of the same messages, driven by the same SM roles)
-        driver = rank_of[src]
-        extra = np.where(is_ib, rdma[driver], nvl[driver])[:, None]
-    ready = np.zeros(ep) if rank_ready_s is None else np.asarray(rank_ready_s, dtype=np.float64)
     times: dict[str, float] = {}
-
-    def run() -> simpy.events.ProcessGenerator:
-        yield env.timeout(float(ready.max()))  # stragglers: notify waits for the slowest rank
-        t0 = env.now
-        peers_s, peers_d = np.repeat(gpus, ep), np.tile(gpus, ep)
-        off = peers_s != peers_d
-        yield net.send_batch(peers_s[off], peers_d[off], np.full(int(off.sum()), kernel.notify_bytes))
-        times["notify"] = env.now - t0
-        yield net.send_batch(src, dst, nbytes, extra)
-        times["end"] = env.now
-
-    env.process(run())
+    env.process(phase_process(net, traffic, kernel, phase, gpus, cached, rank_ready_s, times))
     env.run()
+    return phase_result(traffic, phase, times, float(0.0 if rank_ready_s is None else np.max(rank_ready_s)))
+
+
+def phase_result(traffic: Traffic, phase: str, times: dict[str, float], ready_s: float = 0.0) -> PhaseResult:
     time_s = times["end"]
     per_token = traffic.bytes_per_token(phase)
     logical = float(traffic.logical_rdma.mean()) * per_token
     nvl_bytes = float(traffic.nvlink_bytes_per_gpu(phase).mean())
-    moving = time_s - float(ready.max())
+    moving = time_s - ready_s
     bandwidth = (logical if traffic.spec.nodes > 1 else nvl_bytes) / moving if moving > 0 else float("inf")
     return PhaseResult(
         phase=phase,

@@ -148,7 +148,20 @@ def test_nccl_tests_import_feeds_the_alpha_beta_model(tmp_path: Path, capsys: py
     assert info.value.code == 0
     capsys.readouterr()
     with pytest.raises(SystemExit):
-        main(["calibrate", "predict", "--profile", str(out), "--op", "alltoall", "--bytes", "33554432", "--format", "json"])
+        main(
+            [
+                "calibrate",
+                "predict",
+                "--profile",
+                str(out),
+                "--op",
+                "alltoall",
+                "--bytes",
+                "33554432",
+                "--format",
+                "json",
+            ]
+        )
     t = json.loads(capsys.readouterr().out)["time_s"]
     assert t == pytest.approx(19.41e-6, rel=0.5)  # the log's own 32 MiB row, through a fitted line
     # a second scale of the same collective needs --gpus/--nodes to choose

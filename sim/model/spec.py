@@ -1,0 +1,99 @@
+"""The model: DeepSeek-V3 by default, any model of the same family from its fields.
+
+Field names are those of DeepSeek-V3's ``config_671B.json`` (``shared/reference/deepseek-v3/``),
+so a scenario's ``model:`` section or ``twin ... --model-config config.json`` can give them as
+published. Defaults: that file and REFERENCE.md section 1 (MTP depth 1, sequence 4096, FP8 recipe).
+Fields the config file does not carry (``seq_len``, ``mtp_depth``) have their REFERENCE.md values.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sim.errors import ScenarioError
+from sim.yamlio import validation_error
+
+
+class ModelSpec(BaseModel):
+    """A DeepSeek-V3-family model: MLA attention, dense FFN in the first layers, MoE after."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    name: str = Field("DeepSeek-V3", min_length=1)
+    vocab_size: int = Field(129280, ge=1)
+    dim: int = Field(7168, ge=128, description="hidden size")
+    inter_dim: int = Field(18432, ge=1, description="dense FFN intermediate size")
+    moe_inter_dim: int = Field(2048, ge=1, description="expert intermediate size")
+    n_layers: int = Field(61, ge=1)
+    n_dense_layers: int = Field(3, ge=0, description="the first layers have a dense FFN")
+    n_heads: int = Field(128, ge=1)
+    n_routed_experts: int = Field(256, ge=1)
+    n_shared_experts: int = Field(1, ge=0)
+    n_activated_experts: int = Field(8, ge=1, description="routed experts per token (top-k)")
+    n_expert_groups: int = Field(8, ge=1)
+    n_limited_groups: int = Field(4, ge=1, description="groups (nodes) a token may reach")
+    route_scale: float = Field(2.5, gt=0)
+    score_func: str = Field("sigmoid", pattern="^(sigmoid|softmax)$")
+    q_lora_rank: int = Field(1536, ge=0, description="0: no query compression")
+    kv_lora_rank: int = Field(512, ge=1)
+    qk_nope_head_dim: int = Field(128, ge=1)
+    qk_rope_head_dim: int = Field(64, ge=0)
+    v_head_dim: int = Field(128, ge=1)
+    dtype: str = Field("fp8", pattern="^(fp8|bf16)$", description="GEMM precision (FP8: DeepSeek's recipe)")
+    seq_len: int = Field(4096, ge=1, description="tokens per sequence in training")
+    mtp_depth: int = Field(1, ge=0, description="multi-token-prediction modules")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        if self.n_dense_layers > self.n_layers:
+            raise ValueError(f"n_dense_layers ({self.n_dense_layers}) exceeds n_layers ({self.n_layers})")
+        if self.n_activated_experts > self.n_routed_experts:
+            raise ValueError("n_activated_experts exceeds n_routed_experts")
+        if self.n_limited_groups > self.n_expert_groups:
+            raise ValueError("n_limited_groups exceeds n_expert_groups")
+        if self.dim % 128:
+            raise ValueError(f"dim ({self.dim}) must be a multiple of 128 (FP8 1x128 tiles)")
+        return self
+
+    @property
+    def qk_head_dim(self) -> int:
+        return self.qk_nope_head_dim + self.qk_rope_head_dim
+
+    @property
+    def moe_layers(self) -> int:
+        return self.n_layers - self.n_dense_layers
+
+    def is_moe(self, layer: int) -> bool:
+        """Layer ``layer`` (0-based) has an MoE FFN (the first ``n_dense_layers`` are dense)."""
+        return layer >= self.n_dense_layers
+
+
+DEEPSEEK_V3 = ModelSpec()
+
+
+def parse_model(data: object, file: str | None = None) -> ModelSpec:
+    """A ModelSpec from a mapping (a scenario's ``model:`` section or a config.json)."""
+    if data is None:
+        return DEEPSEEK_V3
+    if not isinstance(data, dict):
+        raise ScenarioError("model", f"must be a mapping of keys, got {type(data).__name__}", file)
+    try:
+        return ModelSpec.model_validate(data)
+    except ValidationError as err:
+        e = validation_error(err, ModelSpec)
+        raise ScenarioError(f"model.{e.key_path}", e.message, file) from None
+
+
+def load_model_config(path: str | Path) -> ModelSpec:
+    """Read a ``config.json`` of the DeepSeek-V3 family (unknown keys refused, naming the key)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScenarioError("", "no such model config", str(path)) from None
+    except json.JSONDecodeError as err:
+        raise ScenarioError("", f"malformed JSON at line {err.lineno}: {err.msg}", str(path)) from None
+    return parse_model(data, str(path))

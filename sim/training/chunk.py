@@ -1,0 +1,342 @@
+"""Chunks of layers as task graphs on a GPU's streams: forward, backward, and the overlapped F&B pair.
+
+A *stage* is the layers one pipeline stage holds (with the embedding on the first stage and the
+output head and MTP module on the last). Its chunks, for one micro-batch on one GPU:
+
+* forward ``F``: per layer ``attn(F)`` -> ``dispatch(F)`` -> ``mlp(F)`` -> ``combine(F)`` -> the next
+  layer; run alone, the communication is exposed;
+* backward ``B`` (``I`` then ``W`` parts, or ``I`` alone, or ``W`` alone): per layer from the last,
+  ``combine(B)`` -> ``mlp(B)`` -> ``dispatch(B)`` -> ``attn(B)``, the weight gradients ``mlp(W)``
+  and ``attn(W)`` placed after their input gradients on the compute stream, so ``mlp(W)`` fills the
+  wait for ``dispatch(B)``;
+* the F&B pair: the forward chunk of one micro-batch and the backward chunk of another, layer step by
+  layer step (forward layer ``i`` with backward layer ``n-1-i``) in DeepSeek's order (REFERENCE.md
+  section 6): on the compute streams ``attn(F) mlp(B) mlp(W) mlp(F) attn(B) attn(W)``, on the
+  communication stream ``combine(B) dispatch(F) dispatch(B) combine(F)``, so that combine(B) runs
+  under attn(F), dispatch(F) under mlp(B), dispatch(B) under mlp(W)+mlp(F) and combine(F) under
+  attn(B)+attn(W), with the true data dependencies between them.
+
+Timing (:mod:`sim.training.overlap`) happens outside the event loop and is memoised by what
+determines it: the stages' layers and their routed token counts, the compute SMs, the communication
+kernels and the parameters. The engine then places whole chunks.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sim.model.layer import LayerOps, embedding_ops, head_ops, mtp_ops
+from sim.model.ops import Op
+from sim.model.spec import ModelSpec
+from sim.moe.traffic import Traffic
+from sim.training.comm import CommModel
+from sim.training.costs import OpCoster
+from sim.training.overlap import Task, run_streams
+from sim.training.params import ChunkParams
+
+PAIR_COMPUTE = ("attn(F)", "mlp(B)", "mlp(W)", "mlp(F)", "attn(B)", "attn(W)")
+PAIR_COMM = ("combine(B)", "dispatch(F)", "dispatch(B)", "combine(F)")
+COMPUTE_ANNOTATIONS = ("attn(F)", "mlp(F)", "mlp(B)", "mlp(W)", "attn(B)", "attn(W)")
+COMM_ANNOTATIONS = PAIR_COMM
+
+
+@dataclass(frozen=True)
+class Stage:
+    """The layers of one pipeline stage, in forward order, and what else the stage holds."""
+
+    layers: tuple[LayerOps, ...]
+    traffic: tuple[Traffic | None, ...]  # per layer: its routing (None for dense layers)
+    first: bool = False  # holds the embedding
+    last: bool = False  # holds the output head (and the MTP module, whose block is the last layer)
+    spec: ModelSpec | None = None
+    tokens: int = 0
+
+    def key(self) -> tuple[object, ...]:
+        return (
+            tuple((lo.layer, lo.moe, tuple(op for ops in lo.annotations.values() for op in ops)) for lo in self.layers),
+            tuple(id(t) for t in self.traffic),
+            self.first,
+            self.last,
+        )
+
+    def extras(self) -> dict[str, tuple[Op, ...]]:
+        if self.spec is None:
+            return {}
+        out: dict[str, tuple[Op, ...]] = {}
+        if self.first:
+            out |= embedding_ops(self.spec, self.tokens)
+        if self.last:
+            heads = max(1, 1 + self.spec.mtp_depth)  # the main head and the MTP module's use of it
+            for name, ops in head_ops(self.spec, self.tokens).items():
+                out[name] = ops * heads
+            if self.spec.mtp_depth:
+                out |= mtp_ops(self.spec, self.tokens)
+        return out
+
+
+@dataclass
+class ChunkResult:
+    """A timed chunk: every task with its start and end (seconds from the chunk's start)."""
+
+    kind: str
+    span_s: float
+    tasks: list[Task] = field(default_factory=list)
+
+    @property
+    def kernel_span_s(self) -> float:
+        """First kernel start to last kernel end (the trace's span; ``span_s`` also counts the launch
+        gap before the first kernel)."""
+        busy = [t for t in self.tasks if t.end > t.start]
+        return max(t.end for t in busy) - min(t.start for t in busy) if busy else 0.0
+
+    def annotation_walls(self) -> dict[str, float]:
+        """Mean GPU wall time of each annotation over its instances (first start to last end of its
+        tasks on their streams), as DeepSeek's trace reader defines it."""
+        groups: dict[tuple[str, int], list[Task]] = defaultdict(list)
+        for t in self.tasks:
+            if t.annotation and t.end > t.start:
+                groups[(t.annotation, t.step)].append(t)
+        walls: dict[str, list[float]] = defaultdict(list)
+        for (ann, _), ts in groups.items():
+            walls[ann].append(max(t.end for t in ts) - min(t.start for t in ts))
+        return {ann: statistics.fmean(v) for ann, v in walls.items()}
+
+    def stream_spans(self) -> list[tuple[str, float, float]]:
+        """(compute | comm, start, end) of every task that took time."""
+        return [("comm" if t.stream == "comm" else "compute", t.start, t.end) for t in self.tasks if t.end > t.start]
+
+
+class ChunkTimer:
+    """Builds and times chunks; memoised by what determines a chunk's timing."""
+
+    def __init__(self, coster: OpCoster, comm: CommModel | None, params: ChunkParams) -> None:
+        self.coster = coster
+        self.comm = comm
+        self.params = params
+        self._memo: dict[tuple[object, ...], ChunkResult] = {}
+        self.timed = 0  # chunks actually built and timed (the rest came from the memo)
+
+    # ------------------------------------------------------------------ public
+    def forward(self, stage: Stage) -> ChunkResult:
+        return self._memoised(("F", stage.key()), lambda: self._time("F", stage, None))
+
+    def backward(self, stage: Stage, parts: str = "IW") -> ChunkResult:
+        """``parts``: ``IW`` (full backward B), ``I`` (input gradients) or ``W`` (weight gradients)."""
+        if parts not in ("IW", "I", "W"):
+            raise ValueError(f"parts must be IW, I or W, got {parts!r}")
+        return self._memoised(("B" + parts, stage.key()), lambda: self._time("B" + parts, None, stage))
+
+    def pair(self, f_stage: Stage, b_stage: Stage) -> ChunkResult:
+        return self._memoised(("FB", f_stage.key(), b_stage.key()), lambda: self._time("FB", f_stage, b_stage))
+
+    # ------------------------------------------------------------------ internals
+    def _memoised(self, key: tuple[object, ...], build: Callable[[], ChunkResult]) -> ChunkResult:
+        full = (*key, self.coster.key(), None if self.comm is None else self.comm.key(), self.params.key())
+        if full not in self._memo:
+            self._memo[full] = build()
+            self.timed += 1
+        return self._memo[full]
+
+    def _time(self, kind: str, f: Stage | None, b: Stage | None) -> ChunkResult:
+        graph = _Graph(self)
+        parts = kind[1:] if kind.startswith("B") else "IW"
+        f_layers = list(range(len(f.layers))) if f is not None else []
+        b_layers = list(reversed(range(len(b.layers)))) if b is not None else []
+        if f is not None and f.first:
+            graph.add_extra(f, "embed(F)", step=0)
+        if b is not None and b.last and "I" in parts:
+            graph.add_extra(b, "head(B)", step=0, backward_input=True)
+            graph.add_extra(b, "mtp(B)", step=0, backward_input=True)
+        steps = max(len(f_layers), len(b_layers))
+        for s in range(steps):
+            lf = f_layers[s] if s < len(f_layers) else None
+            lb = b_layers[s] if s < len(b_layers) else None
+            graph.step(s, f, lf, b, lb, parts, overlapped=kind == "FB")
+        if f is not None and f.last:
+            graph.add_extra(f, "mtp(F)", step=steps)
+            graph.add_extra(f, "head(F)", step=steps)
+        if b is not None and b.last and "W" in parts:
+            graph.add_extra(b, "head(W)", step=steps, weights=True)
+            graph.add_extra(b, "mtp(W)", step=steps, weights=True)
+        if b is not None and b.first and "W" in parts:
+            graph.add_extra(b, "embed(W)", step=steps, weights=True)
+        span = run_streams(graph.tasks)
+        return ChunkResult(kind, span, graph.tasks)
+
+
+class _Graph:
+    """Tasks of one chunk with their annotation-level dependencies."""
+
+    def __init__(self, timer: ChunkTimer) -> None:
+        self.timer = timer
+        self.tasks: list[Task] = []
+        self.done: dict[tuple[str, str, int], list[int]] = {}  # (direction, annotation, layer) -> task ids
+        self.last_f: list[int] = []  # what the next forward layer waits for
+        self.last_b: list[int] = []  # what the next backward layer waits for
+
+    def _add(self, op: Op, deps: list[int], step: int, layer: int, traffic: Traffic | None) -> list[int]:
+        p = self.timer.params
+        c = self.timer.coster
+        if op.kind == "comm":
+            if self.timer.comm is None or traffic is None:
+                return []
+            ct = self.timer.comm.time(traffic, op.comm, op.cached)
+            which = "dispatch-cached" if op.comm == "dispatch" and op.cached else op.comm
+            slow = p.comm_beside_compute.get(which, 1.0) if p.interference == "trace" else 1.0
+            if p.interference == "profile":
+                slow = c.model.interference.comm_slowdown("fp8")
+            wait = Task(f"{op.name}.notify", "comm", "wait", ct.notify_s, tuple(deps), op.annotation, step, layer)
+            self.tasks.append(wait)
+            data = Task(
+                op.name,
+                "comm",
+                "comm",
+                ct.data_s,
+                (len(self.tasks) - 1,),
+                op.annotation,
+                step,
+                layer,
+                slow_beside_compute=slow,
+            )
+            self.tasks.append(data)
+            return [len(self.tasks) - 2, len(self.tasks) - 1]
+        slow = 1.0
+        if op.stream != "comm" and p.interference == "trace":
+            slow = p.gemm_beside_comm if op.kind in ("gemm", "attention") else p.memory_beside_comm
+        elif op.stream != "comm" and p.interference == "profile" and self.timer.comm is not None:
+            slow = c.model.interference.gemm_slowdown(op.dtype, self._comm_utilisation())
+        task = Task(
+            op.name,
+            op.stream,
+            op.kind,
+            c.alone(op),
+            tuple(deps),
+            op.annotation,
+            step,
+            layer,
+            slow_beside_comm=slow,
+            delay=c.gap(op),
+        )
+        self.tasks.append(task)
+        return [len(self.tasks) - 1]
+
+    def _comm_utilisation(self) -> float:
+        """HBM share of DeepEP's data kernels (for the ``profile`` interference source): the bytes they
+        read and write over the time they take, against the profile's copy rate."""
+        comm = self.timer.comm
+        memo = list(comm._memo.values()) if comm is not None else []
+        if not memo:
+            return 0.0
+        ct = memo[0]
+        return self.timer.coster.model.comm_utilisation(1, rate=ct.hbm_bytes / ct.data_s) if ct.data_s > 0 else 0.0
+
+    def annotation(
+        self, direction: str, layer: LayerOps, name: str, deps: list[int], step: int, traffic: Traffic | None
+    ) -> list[int]:
+        ids: list[int] = []
+        last_compute: list[int] = []
+        for op in layer.ops(name):
+            # an op on the second compute stream waits for the annotation's compute-stream ops before it
+            mine = self._add(op, deps + (last_compute if op.stream == "wgrad" else []), step, layer.layer, traffic)
+            if op.stream == "compute":
+                last_compute = mine
+            ids += mine
+        self.done[(direction, name, layer.layer)] = ids
+        return ids
+
+    def add_extra(
+        self, stage: Stage, name: str, step: int, backward_input: bool = False, weights: bool = False
+    ) -> None:
+        ops = stage.extras().get(name, ())
+        if not ops:
+            return
+        deps = self.last_b if backward_input or weights else self.last_f
+        ids: list[int] = []
+        for op in ops:
+            ids += self._add(op, list(deps), step, -1, None)
+        if backward_input:
+            self.last_b = ids or self.last_b
+        elif not weights:
+            self.last_f = ids or self.last_f
+
+    def step(
+        self, s: int, f: Stage | None, lf: int | None, b: Stage | None, lb: int | None, parts: str, overlapped: bool
+    ) -> None:
+        """One layer step: forward layer ``lf`` of ``f`` and/or backward layer ``lb`` of ``b``."""
+        fl = f.layers[lf] if f is not None and lf is not None else None
+        bl = b.layers[lb] if b is not None and lb is not None else None
+        ft = f.traffic[lf] if f is not None and lf is not None else None
+        bt = b.traffic[lb] if b is not None and lb is not None else None
+        # the order in which annotations enter their stream queues (DeepSeek's launch order)
+        order: list[tuple[str, str]] = []
+        if fl is not None and bl is not None and overlapped:
+            compute = [("F" if a.endswith("(F)") else "B", a) for a in PAIR_COMPUTE]
+            comm = [("F" if a.endswith("(F)") else "B", a) for a in PAIR_COMM]
+            order = _interleave(compute, comm)
+        else:
+            if fl is not None:
+                order += [("F", "attn(F)"), ("F", "dispatch(F)"), ("F", "mlp(F)"), ("F", "combine(F)")]
+            if bl is not None:
+                order += [("B", "combine(B)"), ("B", "mlp(B)")]
+                if "W" in parts and "I" in parts:
+                    order += [("B", "mlp(W)")]
+                order += [("B", "dispatch(B)"), ("B", "attn(B)")]
+                if "W" in parts and "I" in parts:
+                    order += [("B", "attn(W)")]
+                if parts == "W":
+                    order = [("B", "mlp(W)"), ("B", "attn(W)")]
+        for direction, name in order:
+            layer = fl if direction == "F" else bl
+            traffic = ft if direction == "F" else bt
+            if layer is None:
+                continue
+            if direction == "B" and "I" not in parts and not name.endswith("(W)"):
+                continue
+            if direction == "B" and "W" not in parts and name.endswith("(W)"):
+                continue
+            deps = self._deps(direction, name, layer)
+            ids = self.annotation(direction, layer, name, deps, s, traffic)
+            if direction == "F" and name in ("combine(F)", "mlp(F)") and ids:
+                if name == "combine(F)" or not layer.moe:
+                    self.last_f = ids
+            if direction == "B" and name == "attn(B)" and ids:
+                self.last_b = ids
+
+    def _deps(self, direction: str, name: str, layer: LayerOps) -> list[int]:
+        key = layer.layer
+
+        def done(ann: str) -> list[int]:
+            return self.done.get((direction, ann, key), [])
+
+        if direction == "F":
+            return {
+                "attn(F)": list(self.last_f),
+                "dispatch(F)": done("attn(F)"),
+                "mlp(F)": done("dispatch(F)") if layer.moe else done("attn(F)"),
+                "combine(F)": done("mlp(F)"),
+            }[name]
+        return {
+            "combine(B)": list(self.last_b),
+            "mlp(B)": done("combine(B)") if layer.moe else list(self.last_b),
+            "mlp(W)": done("mlp(B)"),
+            "dispatch(B)": done("mlp(B)"),
+            "attn(B)": done("dispatch(B)") if layer.moe else done("mlp(B)"),
+            "attn(W)": done("attn(B)"),
+        }[name]
+
+
+def _interleave(compute: list[tuple[str, str]], comm: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """DeepSeek's launch order of one F&B step: each communication annotation enqueued just before the
+    compute annotation it overlaps (combine(B) with attn(F), dispatch(F) with mlp(B), dispatch(B) with
+    mlp(W), combine(F) with attn(B))."""
+    before = {"attn(F)": "combine(B)", "mlp(B)": "dispatch(F)", "mlp(W)": "dispatch(B)", "attn(B)": "combine(F)"}
+    comm_by_name = {c[1]: c for c in comm}
+    out = []
+    for c in compute:
+        if c[1] in before:
+            out.append(comm_by_name[before[c[1]]])
+        out.append(c)
+    return out

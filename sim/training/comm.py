@@ -1,0 +1,62 @@
+"""DeepEP dispatch and combine durations for chunk timing, on the run's shared flow network.
+
+Each distinct (traffic, phase, cached) is simulated once, every EP group of the stage at the same
+time (they run in lockstep in training, and share the fabric), and memoised: the chunk model then
+uses the timed GPU's phase as a notify part (the count exchange and the wait for the slowest rank)
+and a data part.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.moe.deepep import KernelSpec, check_gpus, phase_process
+from sim.moe.traffic import Traffic
+from sim.network.shared import SharedNetwork
+
+
+@dataclass(frozen=True)
+class CommTime:
+    notify_s: float
+    data_s: float
+    hbm_bytes: float  # bytes this GPU's DeepEP kernels read and write in HBM (sent + received)
+
+
+class CommModel:
+    """Times DeepEP phases of ``groups`` (each an array of cluster GPU ids, one per EP rank; the
+    first group holds the timed GPU) on ``shared``."""
+
+    def __init__(self, shared: SharedNetwork, kernel: KernelSpec, groups: list[np.ndarray]) -> None:
+        self.shared = shared
+        self.kernel = kernel
+        self.groups = [np.asarray(g, dtype=np.int64) for g in groups]
+        self._memo: dict[tuple[int, str, bool], CommTime] = {}
+        self._keep: list[Traffic] = []
+
+    def key(self) -> tuple[object, ...]:
+        return (id(self.shared), self.kernel.key(), tuple(tuple(g.tolist()) for g in self.groups))
+
+    def time(self, traffic: Traffic, phase: str, cached: bool) -> CommTime:
+        key = (id(traffic), phase, cached)
+        if key not in self._memo:
+            self._keep.append(traffic)  # ids stay valid while memoised
+            records: list[dict[str, float]] = [{} for _ in self.groups]
+            procs = [
+                phase_process(
+                    self.shared.net,
+                    traffic,
+                    self.kernel,
+                    phase,
+                    check_gpus(self.shared.topo, traffic, g),
+                    cached,
+                    times=rec,
+                )
+                for g, rec in zip(self.groups, records, strict=True)
+            ]
+            self.shared.run(procs)
+            mine = records[0]
+            moved = float(traffic.ib_bytes_per_gpu(phase)[0] + traffic.nvlink_bytes_per_gpu(phase)[0])
+            self._memo[key] = CommTime(mine["notify"], mine["end"] - mine["notify"], 2.0 * moved)
+        return self._memo[key]

@@ -1,0 +1,59 @@
+"""How long each op of a layer takes alone on the compute SMs: the cost model, per op kind.
+
+* ``gemm``: :meth:`CostModel.gemm_time` at the compute SM count (grouped expert GEMMs as one GEMM of
+  all their rows: the same tiles, one launch);
+* ``attention``: :meth:`CostModel.attention_time` per sequence, times the sequences;
+* ``memory``: :meth:`CostModel.memory_time` of the op's kernel class where the profile has samples of
+  it (a trace-calibrated profile holds the op's whole multi-kernel time there), else of any
+  memory-bound kernel plus a tiny kernel per extra launch;
+* ``small``: ``kernels`` x :meth:`CostModel.small_kernel_time`;
+* every op also pays ``launch_gap_us`` per kernel (:mod:`sim.training.params`).
+
+Times are memoised per op (ops are frozen dataclasses), so a chunk of identical layers is costed
+once per distinct op.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from sim.hardware.costmodel import CostModel
+from sim.model.ops import Op
+from sim.training.params import ChunkParams
+
+
+class OpCoster:
+    """Alone-on-the-compute-SMs durations of ops, seconds."""
+
+    def __init__(self, model: CostModel, compute_sms: int, params: ChunkParams) -> None:
+        self.model = model
+        self.compute_sms = compute_sms
+        self.params = params
+
+    def key(self) -> tuple[object, ...]:
+        return (id(self.model), self.compute_sms, self.params.key())
+
+    @functools.lru_cache(maxsize=8192)  # noqa: B019 - one coster per run, kept for its lifetime
+    def alone(self, op: Op) -> float:
+        """The op's kernels back to back, alone on the compute SMs, without launch gaps."""
+        return self.kernel_time(op)
+
+    def gap(self, op: Op) -> float:
+        """Idle launch time before the op's kernels: ``launch_gap_us`` per kernel."""
+        return op.kernels * self.params.launch_gap_us * 1e-6
+
+    def kernel_time(self, op: Op) -> float:
+        """The op's kernels back to back, without launch gaps."""
+        m, sms = self.model, self.compute_sms
+        if op.kind == "gemm":
+            return m.gemm_time(op.m, op.n, op.k, op.dtype, sms, op.scaling if op.dtype == "fp8" else None)
+        if op.kind == "attention":
+            per = m.attention_time(op.heads, op.seq, op.qk_dim, op.v_dim, op.causal, op.phase, sms)
+            return per * op.sequences
+        if op.kind == "memory":
+            if m.has_memory_kernel(op.kernel):
+                return m.memory_time(op.nbytes, op.kernel, sms)
+            return m.memory_time(op.nbytes, None, sms) + (op.kernels - 1) * m.small_kernel_time()
+        if op.kind == "small":
+            return op.kernels * m.small_kernel_time()
+        raise ValueError(f"op {op.name}: {op.kind} ops are timed by the communication model")

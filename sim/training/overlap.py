@@ -1,0 +1,122 @@
+"""Timing a graph of tasks on a GPU's streams, outside the event loop.
+
+Three streams run their tasks in order (FIFO): ``compute`` and ``wgrad`` (DeepSeek's streams 7 and
+23) share the compute SMs, ``comm`` (stream 27) drives DeepEP on its own SMs. A task starts when it
+is first in its stream's queue and every task it depends on has finished. It carries ``work``: its
+duration alone, in seconds. While tasks run together (a fluid model, exact for piecewise-constant
+rates):
+
+* the compute SMs are processor-shared: with a task on both ``compute`` and ``wgrad``, each
+  progresses at half speed, so work is conserved (two GEMMs on one set of SMs take as long as
+  both back to back);
+* a compute task progresses ``1 / slow_beside_comm`` as fast while a communication data task runs
+  (HBM and L2 shared with DeepEP), and a communication data task ``1 / slow_beside_compute`` as fast
+  while any compute task runs (the interference of :mod:`sim.training.params`);
+* ``wait`` tasks (DeepEP's notify: waiting for the other ranks) take their time whatever else runs;
+* a task's ``delay`` (the launch gap before its kernels) passes first, at full speed, without using
+  the SMs: ``start`` is when its kernels begin, ``queued`` when its delay began.
+
+The result is every task's start and end; the events are processed in time order with ties broken by
+stream order, so the same graph always gives the same spans.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STREAM_ORDER = ("compute", "wgrad", "comm")
+_EPS = 1e-12
+
+
+@dataclass
+class Task:
+    """One unit of work on a stream. ``kind``: gemm | memory | small | attention | comm | wait."""
+
+    name: str
+    stream: str
+    kind: str
+    work: float
+    deps: tuple[int, ...] = ()
+    annotation: str = ""
+    step: int = 0  # which layer step of the chunk (for reports)
+    layer: int = -1
+    slow_beside_comm: float = 1.0  # compute tasks
+    slow_beside_compute: float = 1.0  # comm data tasks
+    delay: float = 0.0  # idle before the kernels (launch gap); uses no SMs
+    queued: float = -1.0
+    start: float = -1.0
+    end: float = -1.0
+
+
+class DeadlockError(RuntimeError):
+    pass
+
+
+def run_streams(tasks: list[Task]) -> float:
+    """Fill in every task's start and end; returns the makespan (first start is 0)."""
+    queues: dict[str, list[int]] = {s: [] for s in STREAM_ORDER}
+    for i, t in enumerate(tasks):
+        if t.stream not in queues:
+            raise ValueError(f"task {t.name}: unknown stream {t.stream!r}")
+        if any(d >= i for d in t.deps):
+            raise ValueError(f"task {t.name}: depends on a later task")
+        queues[t.stream].append(i)
+    head = dict.fromkeys(STREAM_ORDER, 0)
+    active: dict[str, int] = {}
+    remaining = [t.work for t in tasks]
+    delay = [t.delay for t in tasks]
+    done = [False] * len(tasks)
+    now = 0.0
+    left = len(tasks)
+    while left:
+        for s in STREAM_ORDER:  # start what can start
+            while s not in active and head[s] < len(queues[s]):
+                i = queues[s][head[s]]
+                if not all(done[d] for d in tasks[i].deps):
+                    break
+                tasks[i].queued = now
+                tasks[i].start = now + delay[i]
+                if remaining[i] <= _EPS and delay[i] <= _EPS:
+                    tasks[i].start = tasks[i].end = now
+                    done[i] = True
+                    left -= 1
+                    head[s] += 1
+                    continue
+                active[s] = i
+                head[s] += 1
+        if not active:
+            waiting = [tasks[queues[s][head[s]]].name for s in STREAM_ORDER if head[s] < len(queues[s])]
+            raise DeadlockError(f"no task can start; waiting: {', '.join(waiting)}")
+        working = {s: i for s, i in active.items() if delay[i] <= 0.0}
+        rates = _rates(tasks, working)
+        dt = min(delay[i] if delay[i] > 0.0 else remaining[i] / rates[s] for s, i in active.items())
+        now += dt
+        for s, i in list(active.items()):
+            if delay[i] > 0.0:
+                delay[i] = max(0.0, delay[i] - dt)
+                if delay[i] <= _EPS:
+                    delay[i] = 0.0
+                    tasks[i].start = now
+                continue
+            remaining[i] -= rates[s] * dt
+            if remaining[i] <= _EPS * max(1.0, tasks[i].work):
+                remaining[i] = 0.0
+                tasks[i].end = now
+                done[i] = True
+                left -= 1
+                del active[s]
+    return now
+
+
+def _rates(tasks: list[Task], active: dict[str, int]) -> dict[str, float]:
+    compute = [s for s in ("compute", "wgrad") if s in active]
+    comm = active.get("comm")
+    comm_moving = comm is not None and tasks[comm].kind == "comm"
+    rates: dict[str, float] = {}
+    for s in compute:
+        t = tasks[active[s]]
+        rates[s] = (1.0 / len(compute)) / (t.slow_beside_comm if comm_moving else 1.0)
+    if comm is not None:
+        t = tasks[comm]
+        rates["comm"] = 1.0 / (t.slow_beside_compute if compute and t.kind == "comm" else 1.0)
+    return rates
