@@ -14,12 +14,13 @@ from typing import Annotated
 import typer
 
 from sim.cli.calibrate import calibrate_app
-from sim.cli.common import err, out
+from sim.cli.chunk import chunk_cmd, print_validation, validate_trace
+from sim.cli.common import Format, err, out
 from sim.cli.moe import alltoall_cmd, balance_cmd
 from sim.cli.network import collective_cmd, topology_app
 from sim.cli.schedules import _print_table, schedules_app
 from sim.config import default_scenario_path, load_scenario
-from sim.errors import TwinError
+from sim.errors import ScenarioError, TwinError
 from sim.outputs import atomic_dir
 from sim.results import chrome_trace, spans_frame
 from sim.run import simulate
@@ -36,6 +37,7 @@ app.add_typer(calibrate_app, name="calibrate")
 app.command("collective")(collective_cmd)
 app.command("alltoall")(alltoall_cmd)
 app.command("balance")(balance_cmd)
+app.command("chunk")(chunk_cmd)
 
 
 @app.command()
@@ -72,8 +74,29 @@ def run(
 
 
 @app.command()
-def validate(scenario: Annotated[Path, typer.Argument(help="scenario YAML")]) -> None:
-    """Check a scenario file without running it."""
+def validate(
+    scenario: Annotated[
+        Path, typer.Argument(help="scenario YAML, or 'trace' to check the twin against DeepSeek's trace")
+    ],
+    profile: Annotated[
+        Path | None,
+        typer.Option("--profile", help="trace: calibration profile [default: calibrate/profiles/h800.json]"),
+    ] = None,
+    fmt: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """Check a scenario file without running it; ``twin validate trace`` predicts DeepSeek's F&B chunk
+    pair and prints it beside the trace (span, the 10 annotations, stream busy and hidden fractions)."""
+    if str(scenario) == "trace" and not scenario.exists():
+        from sim.training.setup import DEFAULT_PROFILE
+
+        v = validate_trace(profile or DEFAULT_PROFILE)
+        if fmt is Format.json:
+            print(json.dumps(v))
+        else:
+            print_validation(v)
+        return
+    if profile is not None:
+        raise ScenarioError("--profile", "only for 'twin validate trace'")
     sc = load_scenario(scenario)
     out.print(f"{scenario}: ok (scenario {sc.name!r}, {len(sc.pipeline.schedules)} schedule(s))")
 

@@ -1,0 +1,228 @@
+"""``twin chunk`` (time a chunk of layers on the streams) and ``twin validate trace`` (the F&B pair of
+DeepSeek's trace, predicted and compared with the trace)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from sim.cli.common import Format, as_flag, out
+from sim.errors import ScenarioError
+from sim.model.spec import load_model_config
+from sim.moe.gating import Gating
+from sim.outputs import atomic_write_text
+from sim.training.chunk import COMM_ANNOTATIONS, COMPUTE_ANNOTATIONS, ChunkResult
+from sim.training.export import chunk_trace
+from sim.training.params import ChunkParams
+from sim.training.setup import DEFAULT_PROFILE, ChunkConfig, build_chunk
+
+REPO = Path(__file__).resolve().parents[2]
+TRACE = REPO.parent / "shared" / "reference" / "deepseek-v3" / "profile-data-train.json"
+DATASHEET = REPO / "calibrate" / "profiles" / "h800-datasheet.json"
+ANNOTATIONS = (
+    "combine(B)",
+    "attn(F)",
+    "mlp(B)",
+    "dispatch(F)",
+    "dispatch(B)",
+    "mlp(W)",
+    "mlp(F)",
+    "attn(B)",
+    "attn(W)",
+    "combine(F)",
+)
+
+
+class ChunkKind(StrEnum):
+    pair = "pair"
+    forward = "forward"
+    backward = "backward"
+    input = "input"
+    weight = "weight"
+
+
+def figures(result: ChunkResult) -> dict[str, Any]:
+    """Span, mean per-annotation GPU wall times and stream fractions of a timed chunk (ms)."""
+    from calibrate.trace_calibration import stream_fractions
+
+    walls = result.annotation_walls()
+    fr = stream_fractions(result.stream_spans()) if result.tasks else {}
+    return {
+        "span_ms": result.kernel_span_s * 1e3,
+        "chunk_ms": result.span_s * 1e3,
+        "annotations": {a: walls[a] * 1e3 for a in ANNOTATIONS if a in walls}
+        | {a: v * 1e3 for a, v in walls.items() if a not in ANNOTATIONS},
+        "compute_busy_fraction": fr.get("compute_busy_fraction", 0.0),
+        "comm_busy_fraction": fr.get("comm_busy_fraction", 0.0),
+        "hidden_comm_fraction": fr.get("hidden_comm_fraction", 1.0),
+    }
+
+
+def _time(config: ChunkConfig, kind: ChunkKind) -> ChunkResult:
+    setup = build_chunk(config)
+    timer, stage = setup.timer, setup.stage
+    if kind is ChunkKind.pair:
+        return timer.pair(stage, stage)
+    if kind is ChunkKind.forward:
+        return timer.forward(stage)
+    return timer.backward(stage, {"backward": "IW", "input": "I", "weight": "W"}[kind.value])
+
+
+def chunk_cmd(
+    layers: Annotated[int, typer.Option("--layers", help="layers in the chunk (from --first-layer)")] = 4,
+    first_layer: Annotated[
+        int | None, typer.Option("--first-layer", help="first layer, 0-based [default: the first MoE layer]")
+    ] = None,
+    kind: Annotated[ChunkKind, typer.Option("--kind", help="pair (F&B), forward, backward (I+W), input, weight")] = (
+        ChunkKind.pair
+    ),
+    sms: Annotated[int, typer.Option("--sms", help="SMs for DeepEP (the rest compute)")] = 20,
+    coprocessor: Annotated[bool, typer.Option("--coprocessor", help="communication off the SMs")] = False,
+    ep: Annotated[int, typer.Option("--ep")] = 64,
+    tokens: Annotated[int, typer.Option("--tokens", help="tokens per micro-batch per GPU")] = 4096,
+    node_limit: Annotated[int | None, typer.Option("--node-limit", help="max nodes per token [default: 4]")] = None,
+    routing: Annotated[str, typer.Option("--routing", help="balanced, random, skewed or replay")] = "balanced",
+    routing_table: Annotated[Path | None, typer.Option("--routing-table", help="CSV/Parquet for replay")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    profile: Annotated[Path, typer.Option("--profile", help="calibration profile")] = DEFAULT_PROFILE,
+    model_config: Annotated[
+        Path | None, typer.Option("--model-config", help="config.json of the model [default: DeepSeek-V3]")
+    ] = None,
+    interference: Annotated[str, typer.Option("--interference", help="trace, profile or none")] = "trace",
+    trace_out: Annotated[Path | None, typer.Option("--trace-out", help="Chrome/Perfetto trace to write")] = None,
+    fmt: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """Time a chunk of layers (default: DeepSeek's trace configuration, an F&B pair of 4 MoE layers)
+    on the compute, weight-gradient and DeepEP streams."""
+    model = load_model_config(model_config) if model_config is not None else ChunkConfig().model
+    if node_limit is not None:
+        try:
+            model = model.model_copy(update={"n_limited_groups": node_limit})
+            model = type(model).model_validate(model.model_dump())
+        except ValueError as e:
+            raise ScenarioError("--node-limit", str(e).splitlines()[-1]) from None
+    try:
+        params = ChunkParams(interference=interference)
+        config = ChunkConfig(
+            model=model,
+            profile=profile,
+            layers=layers,
+            first_layer=first_layer,
+            tokens=tokens,
+            ep=ep,
+            routing=Gating(routing, routing_table),
+            seed=seed,
+            comm_sms=sms,
+            coprocessor=coprocessor,
+            params=params,
+        )
+        result = _time(config, kind)
+    except ScenarioError as e:
+        raise (as_flag(e) if not e.file else e) from None
+    if trace_out is not None:
+        atomic_write_text(trace_out, json.dumps(chunk_trace(result, f"{kind.value}, {layers} layers")))
+    fig = figures(result)
+    if fmt is Format.json:
+        print(json.dumps(fig))
+        return
+    table = Table(title=f"{kind.value} chunk, {layers} layers, EP{ep}, {sms} SMs for DeepEP, {routing} routing")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("span (ms)", f"{fig['span_ms']:.2f}")
+    for name, ms in fig["annotations"].items():
+        table.add_row(f"{name} (ms, mean per layer)", f"{ms:.3f}")
+    for key in ("compute_busy_fraction", "comm_busy_fraction", "hidden_comm_fraction"):
+        table.add_row(key.replace("_", " "), f"{fig[key]:.1%}")
+    out.print(table)
+    if trace_out is not None:
+        out.print(f"wrote {trace_out}")
+
+
+def trace_reference(trace: Path = TRACE) -> dict[str, Any]:
+    """The same figures read from DeepSeek's trace (the trace reader's definitions)."""
+    from calibrate.trace import annotation_timings, mean_by_name
+    from calibrate.trace_calibration import stream_fractions, trace_stream_spans
+
+    if not trace.is_file():
+        raise ScenarioError("", "DeepSeek's trace is not there (it comes with ../shared)", str(trace))
+    means = mean_by_name(annotation_timings(trace))
+    fr = stream_fractions(trace_stream_spans(trace))
+    ann = {}
+    for name in ANNOTATIONS:
+        t = means[name]
+        ann[name] = (t.compute_wall_us if name in COMPUTE_ANNOTATIONS else t.comm_wall_us) / 1e3
+    return {
+        "span_ms": fr["span"] / 1e3,
+        "annotations": ann,
+        "compute_busy_fraction": fr["compute_busy_fraction"],
+        "comm_busy_fraction": fr["comm_busy_fraction"],
+        "hidden_comm_fraction": fr["hidden_comm_fraction"],
+    }
+
+
+def validate_trace(profile: Path = DEFAULT_PROFILE, datasheet: Path = DATASHEET) -> dict[str, Any]:
+    """DeepSeek's trace configuration predicted with ``profile`` (and with the datasheet profile),
+    side by side with the trace, in the JSON layout of ``twin validate trace --format json``."""
+    ref = trace_reference()
+    sim = figures(_time(ChunkConfig(profile=profile), ChunkKind.pair))
+    sheet = figures(_time(replace(ChunkConfig(), profile=datasheet), ChunkKind.pair))
+    result: dict[str, Any] = {
+        "span_ms": {"sim": sim["span_ms"], "trace": ref["span_ms"], "datasheet": sheet["span_ms"]},
+        "annotations": {
+            a: {
+                "sim_ms": sim["annotations"][a],
+                "trace_ms": ref["annotations"][a],
+                "datasheet_ms": sheet["annotations"][a],
+            }
+            for a in ANNOTATIONS
+        },
+    }
+    for key in ("compute_busy_fraction", "comm_busy_fraction", "hidden_comm_fraction"):
+        result[key] = {"sim": sim[key], "trace": ref[key], "datasheet": sheet[key]}
+    result["profile"] = str(profile)
+    return result
+
+
+def print_validation(v: dict[str, Any]) -> None:
+    table = Table(title="DeepSeek's F&B chunk pair (4 MoE layers, EP64, 20 SMs for DeepEP): twin vs trace")
+    for col in ("figure", "trace", "twin", "error", "datasheet", "error "):
+        table.add_column(col, justify="left" if col == "figure" else "right")
+
+    def row(name: str, trace: float, sim: float, sheet: float, pct: bool = False) -> None:
+        if pct:
+            table.add_row(
+                name,
+                f"{trace:.1%}",
+                f"{sim:.1%}",
+                f"{100 * (sim - trace):+.1f} pt",
+                f"{sheet:.1%}",
+                f"{100 * (sheet - trace):+.1f} pt",
+            )
+        else:
+            table.add_row(
+                name,
+                f"{trace:.2f}",
+                f"{sim:.2f}",
+                f"{100 * (sim / trace - 1):+.1f}%",
+                f"{sheet:.2f}",
+                f"{100 * (sheet / trace - 1):+.1f}%",
+            )
+
+    row("span (ms)", v["span_ms"]["trace"], v["span_ms"]["sim"], v["span_ms"]["datasheet"])
+    for name in ANNOTATIONS:
+        a = v["annotations"][name]
+        row(f"{name} (ms per layer)", a["trace_ms"], a["sim_ms"], a["datasheet_ms"])
+    for key in ("compute_busy_fraction", "comm_busy_fraction", "hidden_comm_fraction"):
+        f = v[key]
+        row(key.replace("_", " "), f["trace"], f["sim"], f["datasheet"], pct=True)
+    out.print(table)
+    out.print(f"twin: profile {v['profile']}; datasheet: {DATASHEET.name} (no trace information)")
+
+
+__all__ = ["COMM_ANNOTATIONS", "chunk_cmd", "figures", "print_validation", "trace_reference", "validate_trace"]

@@ -1,0 +1,144 @@
+"""Assembling a chunk model from its description: model, profile, cluster, EP group, routing, SMs.
+
+Data flows one way: a :class:`ChunkConfig` (from command-line flags or a scenario) -> the cost model
+(profile), the cluster network (topology), the routing of every layer (traffic) -> a
+:class:`~sim.training.chunk.ChunkTimer` and the :class:`~sim.training.chunk.Stage` it times.
+
+Defaults are the configuration of DeepSeek's trace: DeepSeek-V3, 4 MoE layers, EP64 on 8 H800 nodes
+of the multi-plane fat tree, 4096 tokens per micro-batch, balanced routing, 20 SMs for DeepEP, the
+H800 profile (H100 measurements plus the trace's kernels), interference derived from the trace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sim.errors import ScenarioError
+from sim.hardware.costmodel import CostModel
+from sim.hardware.gpu import H800, SmSplit
+from sim.hardware.profile import load_profile
+from sim.model.layer import LayerOps, LayerWork, layer_ops
+from sim.model.spec import DEEPSEEK_V3, ModelSpec
+from sim.moe.alltoall import route_layers
+from sim.moe.deepep import KernelSpec
+from sim.moe.gating import Gating
+from sim.moe.spec import MoESpec
+from sim.moe.traffic import Traffic
+from sim.network.shared import SharedNetwork
+from sim.network.spec import ClusterSpec
+from sim.network.topology import Topology, build_topology
+from sim.training.chunk import ChunkTimer, Stage
+from sim.training.comm import CommModel
+from sim.training.costs import OpCoster
+from sim.training.params import ChunkParams
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_PROFILE = REPO / "calibrate" / "profiles" / "h800.json"
+
+
+@dataclass(frozen=True)
+class ChunkConfig:
+    model: ModelSpec = DEEPSEEK_V3
+    profile: str | Path = DEFAULT_PROFILE
+    layers: int = 4  # layers of the stage, from ``first_layer``
+    first_layer: int | None = None  # default: the first MoE layer
+    tokens: int = 4096  # per micro-batch per GPU
+    ep: int = 64
+    routing: Gating | str = "balanced"
+    seed: int = 0
+    comm_sms: int = 20
+    coprocessor: bool = False
+    params: ChunkParams = field(default_factory=ChunkParams)
+    cluster: ClusterSpec | None = None  # default: ep / 8 H800 nodes on the multi-plane fat tree
+    first_stage: bool = False  # the stage holds the embedding
+    last_stage: bool = False  # the stage holds the output head and the MTP module
+
+    def moe_spec(self) -> MoESpec:
+        m = self.model
+        try:
+            return MoESpec(
+                experts=m.n_routed_experts,
+                topk=m.n_activated_experts,
+                node_limit=m.n_limited_groups,
+                ep=self.ep,
+                hidden=m.dim,
+            )
+        except ScenarioError as err:
+            raise ScenarioError("ep" if err.key_path == "ep" else f"model.{err.key_path}", err.message) from None
+
+
+@dataclass
+class ChunkSetup:
+    """Everything a chunk needs, built once."""
+
+    config: ChunkConfig
+    cost: CostModel
+    topology: Topology
+    network: SharedNetwork
+    timer: ChunkTimer
+    stage: Stage
+    traffic: list[Traffic | None]
+    compute_sms: int
+
+
+def _cluster(config: ChunkConfig) -> ClusterSpec:
+    if config.cluster is not None:
+        return config.cluster
+    nodes = max(1, -(-config.ep // 8))
+    kind = "none" if nodes == 1 else "mpft"
+    return ClusterSpec.model_validate({"name": f"h800-{nodes}-nodes", "nodes": nodes, "fabric": {"kind": kind}})
+
+
+def build_chunk(config: ChunkConfig) -> ChunkSetup:
+    """Build the cost model, network, routing and stage of ``config`` (errors name the setting)."""
+    path = Path(config.profile)
+    if not path.is_file():
+        raise ScenarioError("profile", f"no such profile: {path}")
+    cost = CostModel(load_profile(path))
+    split = SmSplit(gpu=H800, comm_sms=config.comm_sms, coprocessor=config.coprocessor)
+    if cost.all_sms != split.gpu.sms:
+        raise ScenarioError(
+            "profile", f"profile is for a GPU with {cost.all_sms} SMs, the cluster's has {split.gpu.sms}"
+        )
+    model = config.model
+    first = model.n_dense_layers if config.first_layer is None else config.first_layer
+    if config.layers < 1 or first < 0 or first + config.layers > model.n_layers + model.mtp_depth:
+        raise ScenarioError(
+            "layers", f"layers {first}..{first + config.layers - 1} are not in the model's {model.n_layers} layers"
+        )
+    if config.tokens < 1:
+        raise ScenarioError("tokens", f"must be >= 1, got {config.tokens}")
+    moe = config.moe_spec()
+    topo = build_topology(_cluster(config))
+    if config.ep > topo.gpus:
+        raise ScenarioError("ep", f"EP {config.ep} is larger than the cluster ({topo.gpus} GPUs)")
+    network = SharedNetwork(topo)
+    kernel = KernelSpec(
+        comm_sms=config.comm_sms,
+        notify_wait_us=config.params.notify_wait_us,
+        coprocessor=config.coprocessor,
+    )
+    comm = CommModel(network, kernel, [np.arange(config.ep)])
+    layer_ids = list(range(first, first + config.layers))
+    moe_layers = [layer for layer in layer_ids if layer >= model.n_layers or model.is_moe(layer)]
+    routed = route_layers(moe, config.tokens, len(moe_layers), config.routing, config.seed) if moe_layers else []
+    traffic: list[Traffic | None] = []
+    ops: list[LayerOps] = []
+    it = iter(routed)
+    for layer in layer_ids:
+        is_moe = layer >= model.n_layers or model.is_moe(layer)
+        if is_moe:
+            t = next(it)
+            rows = tuple(int(x) for x in t.tokens_per_expert[: moe.experts_per_gpu])
+            ops.append(layer_ops(model, min(layer, model.n_layers - 1), LayerWork(config.tokens, rows)))
+            traffic.append(t)
+        else:
+            ops.append(layer_ops(model, layer, LayerWork(config.tokens)))
+            traffic.append(None)
+    compute_sms = split.compute_sms
+    timer = ChunkTimer(OpCoster(cost, compute_sms, config.params), comm, config.params)
+    stage = Stage(tuple(ops), tuple(traffic), config.first_stage, config.last_stage, model, config.tokens)
+    return ChunkSetup(config, cost, topo, network, timer, stage, traffic, compute_sms)
