@@ -23,7 +23,7 @@ def chunk_trace(result: ChunkResult, title: str = "clustertwin chunk") -> dict[s
     events: list[dict[str, Any]] = [
         {"ph": "M", "name": "process_name", "pid": 0, "args": {"name": f"GPU 0 ({title})"}},
     ]
-    for stream, tid in STREAM_TID.items():
+    for tid in STREAM_TID.values():
         events.append({"ph": "M", "name": "thread_name", "pid": 0, "tid": tid, "args": {"name": f"stream {tid}"}})
     groups: dict[tuple[str, int], list[Any]] = defaultdict(list)
     for t in busy:
