@@ -1,0 +1,109 @@
+"""Chunks on the streams: every op once, dependencies, overlap, memoisation, SM what-ifs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from sim.training.params import ChunkParams
+from sim.training.setup import ChunkConfig, build_chunk
+
+SMALL = ChunkConfig(layers=2, tokens=1024, ep=16)
+
+
+@pytest.fixture(scope="module")
+def setup():  # type: ignore[no-untyped-def]
+    return build_chunk(SMALL)
+
+
+def _ops(stage) -> int:  # type: ignore[no-untyped-def]
+    return sum(
+        1 + (op.kind == "comm")  # a DeepEP op is a notify task and a data task
+        for lo in stage.layers
+        for ops in lo.annotations.values()
+        for op in ops
+    )
+
+
+def test_every_op_runs_once_and_dependencies_hold(setup) -> None:  # type: ignore[no-untyped-def]
+    pair = setup.timer.pair(setup.stage, setup.stage)
+    # the forward ops of one micro-batch and the backward ops of another: every op of the stage once
+    assert len(pair.tasks) == _ops(setup.stage)
+    for t in pair.tasks:
+        assert t.end >= t.start >= t.queued >= 0
+        assert all(pair.tasks[d].end <= t.queued + 1e-12 for d in t.deps)
+    # streams run one task at a time
+    for stream in ("compute", "wgrad", "comm"):
+        spans = sorted((t.queued, t.end) for t in pair.tasks if t.stream == stream)
+        assert all(a[1] <= b[0] + 1e-12 for a, b in zip(spans, spans[1:], strict=False))
+
+
+def test_overlapping_forward_and_backward_beats_running_them_apart(setup) -> None:  # type: ignore[no-untyped-def]
+    f = setup.timer.forward(setup.stage)
+    b = setup.timer.backward(setup.stage)
+    pair = setup.timer.pair(setup.stage, setup.stage)
+    assert pair.span_s < 0.95 * (f.span_s + b.span_s)
+    # and it cannot beat the compute work alone
+    compute = sum(t.work for t in pair.tasks if t.stream != "comm")
+    assert pair.span_s >= compute * 0.999
+
+
+def test_a_forward_chunk_alone_exposes_its_communication(setup) -> None:  # type: ignore[no-untyped-def]
+    f = setup.timer.forward(setup.stage)
+    comm = [t for t in f.tasks if t.stream == "comm"]
+    compute = [t for t in f.tasks if t.stream != "comm"]
+    exposed = sum(t.end - t.queued for t in comm)
+    assert f.span_s == pytest.approx(sum(t.end - t.queued for t in compute) + exposed, rel=1e-9)
+
+
+def test_backward_parts_add_up(setup) -> None:  # type: ignore[no-untyped-def]
+    timer, stage = setup.timer, setup.stage
+    full, inputs, weights = timer.backward(stage), timer.backward(stage, "I"), timer.backward(stage, "W")
+    names = lambda r: sorted(t.name for t in r.tasks)  # noqa: E731
+    assert names(full) == sorted(names(inputs) + names(weights))
+    assert inputs.span_s < full.span_s and weights.span_s < full.span_s
+    assert all(t.annotation.endswith("(W)") for t in weights.tasks)
+
+
+def test_chunks_are_memoised(setup) -> None:  # type: ignore[no-untyped-def]
+    timer = setup.timer
+    timer.pair(setup.stage, setup.stage)
+    before = timer.timed
+    again = timer.pair(setup.stage, setup.stage)
+    assert timer.timed == before and again is timer.pair(setup.stage, setup.stage)
+
+
+def test_comm_sms_and_coprocessor_what_ifs() -> None:
+    """Fewer DeepEP SMs: slower communication but faster compute; a co-processor: all 132 SMs compute
+    and no interference-free gain is lost."""
+    base = build_chunk(SMALL)
+    few = build_chunk(replace(SMALL, comm_sms=8))
+    cop = build_chunk(replace(SMALL, comm_sms=0, coprocessor=True))
+    assert (base.compute_sms, few.compute_sms, cop.compute_sms) == (112, 124, 132)
+    fb, ff, fc = (s.timer.forward(s.stage) for s in (base, few, cop))
+
+    def comm(r):  # type: ignore[no-untyped-def]
+        return sum(t.end - t.start for t in r.tasks if t.kind == "comm")
+
+    def compute(r):  # type: ignore[no-untyped-def]
+        return sum(t.work for t in r.tasks if t.stream != "comm")
+
+    assert comm(ff) > comm(fb) and compute(ff) < compute(fb)
+    assert compute(fc) < compute(fb) and fc.span_s < fb.span_s
+
+
+def test_interference_source_changes_the_pair() -> None:
+    none = build_chunk(replace(SMALL, params=ChunkParams(interference="none")))
+    trace = build_chunk(SMALL)
+    assert none.timer.pair(none.stage, none.stage).span_s < trace.timer.pair(trace.stage, trace.stage).span_s
+
+
+def test_stage_extras_embedding_and_head() -> None:
+    s = build_chunk(replace(SMALL, layers=1, first_layer=60, first_stage=True, last_stage=True))
+    f = s.timer.forward(s.stage)
+    names = {t.name for t in f.tasks}
+    assert {"embedding", "head", "mtp.proj"} <= names
+    # the head runs twice (the main model's and the MTP module's), and the last loss ends the chunk
+    assert sum(t.name == "head" for t in f.tasks) == 2
+    assert max(t.end for t in f.tasks if t.name == "loss") == pytest.approx(f.span_s)
