@@ -50,8 +50,30 @@ def _transfers(result: RunResult) -> str:
     )
 
 
+def _op_times(result: RunResult) -> str:
+    sc = result.scenario
+    c = result.chunk
+    if c is None:
+        ops = sc.ops
+        assert ops is not None
+        return (
+            f"Op times per stage (ms), given: F {ops.forward_ms}, B {ops.backward_ms}, W {ops.weight_ms}, "
+            f"F&B {ops.overlapped_ms or 'F + B (no overlap)'}."
+        )
+    w = sc.workload
+    return (
+        f"Op times per stage from the chunk model ({c.layers} layers of {sc.model.name} per stage, "
+        f"{w.tokens} tokens per micro-batch, EP{w.ep}, {w.routing} routing, {c.compute_sms} compute SMs, "
+        f"profile `{sc.profile_path.name}`): F {c.forward_ms:.2f} ms (its all-to-all exposed), "
+        f"B {c.backward_ms:.2f} ms of which W {c.weight_ms:.2f} ms, F&B {c.overlapped_ms:.2f} ms "
+        "(DualPipe's overlapped pair)."
+    )
+
+
 def _closed_forms(result: RunResult) -> dict[str, float | None]:
-    times = result.scenario.op_times()
+    times = result.times
+    if times is None:
+        return {}
     if len({*times.f}) > 1 or len({*times.b}) > 1 or len({*times.w}) > 1 or (times.fb and len({*times.fb}) > 1):
         return {}  # no closed form for uneven stages
     fb = times.fb[0] if times.fb else None
@@ -64,16 +86,13 @@ def schedule_report(result: RunResult, figures: dict[str, str]) -> str:
     """The report of ``twin run`` for a schedule-comparison scenario."""
     sc = result.scenario
     plan = sc.pipeline
-    ops = sc.ops
     lines = [
         f"# Scenario `{sc.name}`",
         "",
         sc.description.strip(),
         "",
         f"PP = {plan.pp} model stages, {plan.microbatches} micro-batches, "
-        f"{plan.virtual_stages} virtual stages for interleaved-1f1b. Op times per stage (ms): "
-        f"F {ops.forward_ms}, B {ops.backward_ms}, W {ops.weight_ms}, F&B {ops.overlapped_ms or 'F + B (no overlap)'}. "
-        + _transfers(result),
+        f"{plan.virtual_stages} virtual stages for interleaved-1f1b. " + _op_times(result) + " " + _transfers(result),
         "",
         "## Results",
         "",

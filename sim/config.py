@@ -17,13 +17,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from sim.errors import LayoutError, ScenarioError
-from sim.hardware.costmodel import CostModel
 from sim.hardware.gpu import SmSplit
 from sim.hardware.profile import load_profile
+from sim.model.spec import DEEPSEEK_V3, ModelSpec
 from sim.network.spec import ClusterSpec, load_cluster
-from sim.network.topology import Topology, build_topology
 from sim.pipeline.costs import OpTimes
-from sim.pipeline.execute import P2P, NetworkP2P
+from sim.pipeline.execute import P2P
 from sim.pipeline.schedules import SCHEDULES, build_schedule
 from sim.yamlio import read_yaml, validation_error
 
@@ -110,18 +109,14 @@ class CommSpec(_Strict):
 
     sms: int = Field(20, ge=0, description="SMs for communication (DeepSeek-V3: 20 = 10 channels)")
     coprocessor: bool = Field(False, description="communication off the SMs: all SMs compute")
-    profile: str | None = Field(
-        None,
-        min_length=1,
-        description="calibration profile (relative to the scenario file) whose green-context GEMM samples "
-        "give compute throughput versus SMs [default: linear in SMs]",
-    )
-    _model: CostModel | None = PrivateAttr(None)
+    profile: str | None = Field(None, description="moved: the calibration profile is the scenario's 'profile'")
 
-    @property
-    def model(self) -> CostModel | None:
-        """The profile's cost model, once :func:`load_scenario` has read it."""
-        return self._model
+    @field_validator("profile")
+    @classmethod
+    def _moved(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError("moved: the calibration profile is the scenario's top-level 'profile' key")
+        return value
 
     def split(self) -> SmSplit:
         try:
@@ -130,23 +125,32 @@ class CommSpec(_Strict):
             raise ScenarioError("comm.sms", err.message) from None
 
 
+class WorkloadSpec(_Strict):
+    """How op times come from the model when ``ops`` is not given: a chunk of the model's layers per
+    stage, timed by the chunk model (sim.training) with the scenario's profile and SM split."""
+
+    layers_per_stage: int = Field(4, ge=1, description="layers in each stage's chunk (uniform stages)")
+    first_layer: int | None = Field(None, ge=0, description="first layer of the chunk [default: the first MoE layer]")
+    tokens: int = Field(4096, ge=1, description="tokens per micro-batch per GPU (one 4096-token sequence)")
+    ep: int = Field(64, ge=1, description="expert-parallel group size (GPUs)")
+    routing: str = Field("balanced", pattern="^(balanced|random|skewed)$", description="gating of the routed experts")
+    interference: str = Field("trace", pattern="^(trace|profile|none)$", description="compute/comm slowdowns")
+
+
 class ClusterRef(_Strict):
     """Run stage-to-stage transfers on a cluster network instead of the simple p2p link."""
 
     topology: str = Field(min_length=1, description="topology YAML, relative to the scenario file")
     device_gpus: list[int] | None = Field(None, description="GPU of each pipeline device [default: one per node]")
     completion_rtol: float = Field(1e-2, ge=0, lt=1, description="flow completion grouping; 0 = exact")
-    _topology: Topology | None = PrivateAttr(None)
-
-    @property
-    def topology_built(self) -> Topology:
-        if self._topology is None:
-            raise RuntimeError("cluster topology not loaded; use load_scenario()")
-        return self._topology
+    _spec: ClusterSpec | None = PrivateAttr(None)
 
     @property
     def spec(self) -> ClusterSpec:
-        return self.topology_built.spec
+        """The cluster description, once :func:`load_scenario` has read the topology file."""
+        if self._spec is None:
+            raise RuntimeError("cluster topology not loaded; use load_scenario()")
+        return self._spec
 
     def placement(self, devices: int) -> tuple[int, ...]:
         """GPU of each of ``devices`` pipeline devices."""
@@ -157,52 +161,36 @@ class ClusterRef(_Strict):
 
 
 class Scenario(_Strict):
-    """A whole scenario. ``seed`` feeds every random draw (none yet in abstract mode)."""
+    """A whole scenario: it describes; ``sim.run`` assembles costs, topology and timing from it."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     description: str = ""
     seed: int = 0
+    model: ModelSpec = Field(default_factory=lambda: DEEPSEEK_V3)
     pipeline: PipelineSpec
-    ops: OpsSpec
+    ops: OpsSpec | None = Field(None, description="op times given directly [default: from the chunk model]")
+    workload: WorkloadSpec = Field(default_factory=WorkloadSpec)
+    profile: str | None = Field(
+        None, min_length=1, description="calibration profile, relative to the scenario [default: the H800 profile]"
+    )
     p2p: P2PSpec = Field(default_factory=P2PSpec)
     cluster: ClusterRef | None = None
     comm: CommSpec = Field(default_factory=CommSpec)
+    _profile_path: Path | None = PrivateAttr(None)
 
-    def op_times(self) -> OpTimes:
-        """Op times in seconds, rescaled to the SMs left to compute when the measurement SM count is given.
+    @property
+    def profile_path(self) -> Path:
+        """The calibration profile's path (resolved against the scenario file)."""
+        if self._profile_path is not None:
+            return self._profile_path
+        from sim.training.setup import DEFAULT_PROFILE
 
-        Compute time is inversely proportional to GEMM throughput at the SMs left to compute: measured
-        with ``comm.profile``, else linear in SMs (sim.hardware.gpu).
-        """
-        times = self.ops.op_times(self.pipeline.pp)
-        measured = self.ops.measured_at_compute_sms
-        if measured is None:
-            return times
-        split = self.comm.split()
-        try:
-            factor = split.throughput_at(measured, self.comm.model) / split.gemm_throughput_fraction(self.comm.model)
-        except ScenarioError as err:
-            raise ScenarioError("comm.profile", err.message) from None
-        return OpTimes(
-            tuple(x * factor for x in times.f),
-            tuple(x * factor for x in times.b),
-            tuple(x * factor for x in times.w),
-            None if times.fb is None else tuple(x * factor for x in times.fb),
-        )
+        return DEFAULT_PROFILE
 
     def devices(self) -> int:
         """Most devices any of the scenario's schedules uses."""
         plan = self.pipeline
         return max(SCHEDULES[name].devices(plan.pp) for name in plan.schedules)
-
-    def transport(self) -> P2P | NetworkP2P:
-        """How stage-to-stage transfers travel: the simple link, or the cluster network."""
-        if self.cluster is None:
-            return self.p2p.p2p()
-        topo = build_topology(self.cluster.spec)
-        return NetworkP2P(
-            topo, self.cluster.placement(self.devices()), self.p2p.activation_bytes, self.cluster.completion_rtol
-        )
 
 
 def parse_scenario(data: Any) -> Scenario:
@@ -219,10 +207,11 @@ def parse_scenario(data: Any) -> Scenario:
             build_schedule(name, plan.pp, plan.microbatches, plan.virtual_stages)
         except LayoutError as err:
             raise err.with_prefix("pipeline") from None
-    try:
-        scenario.ops.op_times(plan.pp)
-    except ScenarioError as err:
-        raise err.with_prefix("ops") from None
+    if scenario.ops is not None:
+        try:
+            scenario.ops.op_times(plan.pp)
+        except ScenarioError as err:
+            raise err.with_prefix("ops") from None
     scenario.comm.split()
     return scenario
 
@@ -236,13 +225,10 @@ def _attach_cluster(scenario: Scenario, base: Path) -> None:
         if key in scenario.p2p.model_fields_set:
             raise ScenarioError(f"p2p.{key}", "not used with a cluster: the network sets bandwidth and latency")
     path = Path(ref.topology)
-    spec = load_cluster(path if path.is_absolute() else base / path)
-    try:
-        ref._topology = build_topology(spec)
-    except ScenarioError as err:
-        raise ScenarioError(err.key_path, err.message, str(base / path)) from None
+    ref._spec = load_cluster(path if path.is_absolute() else base / path)
     devices = scenario.devices()
     gpus = ref.placement(devices)
+    spec = ref.spec
     if len(gpus) < devices or len(set(gpus)) != len(gpus) or min(gpus) < 0 or max(gpus) >= spec.gpus:
         raise ScenarioError(
             "cluster.device_gpus",
@@ -251,14 +237,21 @@ def _attach_cluster(scenario: Scenario, base: Path) -> None:
 
 
 def _attach_profile(scenario: Scenario, base: Path) -> None:
-    """Read ``comm.profile`` (relative to ``base``) and check it fits the GPU."""
-    if scenario.comm.profile is None:
-        return
-    path = base / scenario.comm.profile  # an absolute profile path stays as it is
-    if not path.is_file():
-        raise ScenarioError("comm.profile", f"no such profile: {scenario.comm.profile}")
-    scenario.comm._model = CostModel(load_profile(path))
-    scenario.op_times()  # the SM counts must fit the profile's GPU
+    """Resolve ``profile`` (relative to ``base``) and check it is a profile of a GPU with the cluster's SMs."""
+    if scenario.profile is None:
+        path = scenario.profile_path
+    else:
+        path = base / scenario.profile  # an absolute profile path stays as it is
+        if not path.is_file():
+            raise ScenarioError("profile", f"no such profile: {scenario.profile}")
+    try:
+        profile = load_profile(path)
+    except ScenarioError as err:
+        raise ScenarioError("profile", f"{err.key_path}: {err.message}" if err.key_path else err.message) from None
+    sms = scenario.comm.split().gpu.sms
+    if profile.device.sms != sms:
+        raise ScenarioError("profile", f"profile is for a GPU with {profile.device.sms} SMs, the cluster's has {sms}")
+    scenario._profile_path = path
 
 
 def load_scenario(path: str | Path) -> Scenario:

@@ -1,4 +1,9 @@
-"""simulate(scenario) -> RunResult: pure, no files, no plots."""
+"""simulate(scenario) -> RunResult: pure, no files, no plots.
+
+Data flows one way: the scenario describes; :func:`assemble` builds from it the cost model
+(profile), the topology, the routing and the chunk timing, which give every action its duration;
+the engine places the actions; the results account for them.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,108 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sim.config import Scenario
+from sim.errors import ScenarioError
+from sim.hardware.costmodel import CostModel
+from sim.hardware.profile import load_profile
+from sim.moe.gating import Gating
+from sim.network.topology import build_topology
 from sim.pipeline.costs import OpTimes
 from sim.pipeline.execute import P2P, NetworkP2P, ScheduleRun, execute
 from sim.pipeline.schedules import build_schedule
 from sim.pipeline.validate import check_schedule
 from sim.results import ScheduleMetrics, metrics
+from sim.training.params import ChunkParams
+from sim.training.setup import ChunkConfig, ChunkSetup, build_chunk
+
+
+@dataclass(frozen=True)
+class ChunkTimes:
+    """Where the op times came from when the chunk model gave them (ms, for reports)."""
+
+    forward_ms: float
+    backward_ms: float
+    weight_ms: float
+    overlapped_ms: float
+    layers: int
+    compute_sms: int
+
+
+@dataclass(frozen=True)
+class Assembly:
+    """What a run needs, built from the scenario once."""
+
+    times: OpTimes
+    transport: P2P | NetworkP2P
+    chunk: ChunkTimes | None = None
+
+
+def _chunk_times(sc: Scenario) -> tuple[OpTimes, ChunkTimes]:
+    """F, B (I + W), W and F&B of one stage's chunk from the chunk model (uniform stages)."""
+    w = sc.workload
+    config = ChunkConfig(
+        model=sc.model,
+        profile=sc.profile_path,
+        layers=w.layers_per_stage,
+        first_layer=w.first_layer,
+        tokens=w.tokens,
+        ep=w.ep,
+        routing=Gating(w.routing),
+        seed=sc.seed,
+        comm_sms=sc.comm.sms,
+        coprocessor=sc.comm.coprocessor,
+        params=ChunkParams(interference=w.interference),
+    )
+    try:
+        setup: ChunkSetup = build_chunk(config)
+    except ScenarioError as err:
+        key = err.key_path if err.key_path in ("profile",) else f"workload.{err.key_path}"
+        raise ScenarioError(key, err.message) from None
+    timer, stage = setup.timer, setup.stage
+    f = timer.forward(stage).span_s
+    b = timer.backward(stage).span_s
+    wgt = min(timer.backward(stage, "W").span_s, b)
+    fb = timer.pair(stage, stage).span_s
+    pp = sc.pipeline.pp
+    info = ChunkTimes(f * 1e3, b * 1e3, wgt * 1e3, fb * 1e3, w.layers_per_stage, setup.compute_sms)
+    return OpTimes.uniform(pp, f, b, wgt, fb), info
+
+
+def _given_times(sc: Scenario) -> OpTimes:
+    """Op times as the scenario gives them, rescaled to the SMs left to compute when the SM count they
+    were measured at is given (by the profile's measured GEMM throughput against SMs)."""
+    assert sc.ops is not None
+    times = sc.ops.op_times(sc.pipeline.pp)
+    measured = sc.ops.measured_at_compute_sms
+    if measured is None:
+        return times
+    split = sc.comm.split()
+    model = CostModel(load_profile(sc.profile_path))
+    try:
+        factor = split.throughput_at(measured, model) / split.gemm_throughput_fraction(model)
+    except ScenarioError as err:
+        raise ScenarioError("profile", err.message) from None
+    return OpTimes(
+        tuple(x * factor for x in times.f),
+        tuple(x * factor for x in times.b),
+        tuple(x * factor for x in times.w),
+        None if times.fb is None else tuple(x * factor for x in times.fb),
+    )
+
+
+def assemble(sc: Scenario) -> Assembly:
+    """Costs, topology and timing of a scenario."""
+    if sc.ops is not None:
+        times, chunk = _given_times(sc), None
+    else:
+        times, chunk = _chunk_times(sc)
+    if sc.cluster is None:
+        transport: P2P | NetworkP2P = sc.p2p.p2p()
+    else:
+        topo = build_topology(sc.cluster.spec)
+        transport = NetworkP2P(
+            topo, sc.cluster.placement(sc.devices()), sc.p2p.activation_bytes, sc.cluster.completion_rtol
+        )
+    return Assembly(times, transport, chunk)
 
 
 @dataclass(frozen=True)
@@ -20,6 +122,8 @@ class RunResult:
     scenario: Scenario
     runs: tuple[ScheduleRun, ...]
     metrics: tuple[ScheduleMetrics, ...]
+    times: OpTimes | None = None
+    chunk: ChunkTimes | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {"scenario": self.scenario.name, "schedules": [m.to_dict() for m in self.metrics]}
@@ -60,13 +164,16 @@ def compare(
 def simulate(scenario: Scenario, progress: Callable[[str], None] | None = None) -> RunResult:
     """Run every schedule of ``scenario`` and account for it."""
     plan = scenario.pipeline
+    if progress:
+        progress("timing the chunks")
+    parts = assemble(scenario)
     runs, mets = compare(
         list(plan.schedules),
         plan.pp,
         plan.microbatches,
-        scenario.op_times(),
-        scenario.transport(),
+        parts.times,
+        parts.transport,
         plan.virtual_stages,
         progress,
     )
-    return RunResult(scenario, runs, mets)
+    return RunResult(scenario, runs, mets, parts.times, parts.chunk)

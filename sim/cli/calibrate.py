@@ -13,6 +13,7 @@ from rich.table import Table
 from sim.cli.common import Format, err, out
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
+from sim.hardware.gpu import DEFAULT_EFFICIENCY
 from sim.hardware.profile import Profile, dump_profile, load_profile
 from sim.outputs import atomic_write_text
 
@@ -112,20 +113,34 @@ def run_cmd(
 @calibrate_app.command("datasheet")
 def datasheet(
     output: Annotated[Path, typer.Option("--output", "-o", help="profile JSON to write")] = Path("profile.json"),
-    name: Annotated[str, typer.Option("--name")] = "H800",
-    sms: Annotated[int, typer.Option("--sms")] = 132,
-    fp8_tflops: Annotated[float, typer.Option("--fp8-tflops", help="dense")] = 1979.0,
-    bf16_tflops: Annotated[float, typer.Option("--bf16-tflops", help="dense")] = 989.0,
-    hbm_tbps: Annotated[float, typer.Option("--hbm-tbps")] = 3.35,
-    efficiency: Annotated[float, typer.Option("--efficiency", help="assumed fraction of peak")] = 0.7,
+    name: Annotated[str, typer.Option("--name", help="H800, H100, H200, or any name with every figure given")] = "H800",
+    sms: Annotated[int | None, typer.Option("--sms", help="[default: the datasheet's]")] = None,
+    fp8_tflops: Annotated[float | None, typer.Option("--fp8-tflops", help="dense [default: the datasheet's]")] = None,
+    bf16_tflops: Annotated[float | None, typer.Option("--bf16-tflops", help="dense [default: the datasheet's]")] = None,
+    hbm_tbps: Annotated[float | None, typer.Option("--hbm-tbps", help="[default: the datasheet's]")] = None,
+    efficiency: Annotated[float, typer.Option("--efficiency", help="assumed fraction of peak")] = DEFAULT_EFFICIENCY,
 ) -> None:
-    """An analytical profile for any GPU from its datasheet (defaults: H800)."""
+    """An analytical profile for any GPU from its datasheet (defaults: the named GPU's figures in
+    sim.hardware.gpu)."""
     from calibrate.profiles import datasheet_profile
-    from sim.hardware.gpu import GpuSpec
+    from sim.hardware.gpu import GpuSpec, datasheet_for
 
     if not 0 < efficiency <= 1:
         raise ScenarioError("--efficiency", f"must be in (0, 1], got {efficiency}")
-    gpu = GpuSpec(name=name, sms=sms, fp8_dense_TFLOPS=fp8_tflops, bf16_dense_TFLOPS=bf16_tflops, hbm_TBps=hbm_tbps)
+    known = datasheet_for(name)
+    given = {"--sms": sms, "--fp8-tflops": fp8_tflops, "--bf16-tflops": bf16_tflops, "--hbm-tbps": hbm_tbps}
+    if known is None and None in given.values():
+        missing = next(k for k, v in given.items() if v is None)
+        raise ScenarioError(missing, f"no datasheet for {name!r}: give {', '.join(given)}")
+    base = known or GpuSpec(name=name)
+    gpu = GpuSpec(
+        name=name,
+        sms=sms or base.sms,
+        fp8_dense_TFLOPS=fp8_tflops or base.fp8_dense_TFLOPS,
+        bf16_dense_TFLOPS=bf16_tflops or base.bf16_dense_TFLOPS,
+        hbm_TBps=hbm_tbps or base.hbm_TBps,
+        hbm_GB=base.hbm_GB,
+    )
     profile = datasheet_profile(gpu, efficiency, tool=f"twin calibrate datasheet --name {name}")
     atomic_write_text(output, dump_profile(profile))
     out.print(f"wrote {output}")

@@ -54,6 +54,7 @@ DEFAULTS = {"k0": 300.0, "t0_us": 5.0, "gamma": 1.0, "bw": 0.8, "launch_us": 0.0
 LOWER = {"k0": 0.0, "t0_us": 0.0, "gamma": 0.0, "bw": 0.05, "launch_us": 0.0}
 UPPER = {"k0": 1e4, "t0_us": 100.0, "gamma": 3.0, "bw": 1.0, "launch_us": 15.0}  # launch: a few us
 MIN_FULL_FIT = 12  # below this many samples only the efficiencies are fitted
+START_EFFICIENCY = 0.7  # where the fit starts (not a model constant: the fit moves it)
 
 
 def canonical_scaling(dtype: str, scaling: str | None) -> str:
@@ -168,10 +169,10 @@ class DtypeFit:
         m, n, k, s = _arrays(self.points)
         scaling = np.array([p.scaling for p in self.points], dtype=object)
         log_t = np.log(np.array([p.time_s for p in self.points]))
-        x0 = np.array([DEFAULTS[f] for f in free] + [0.7] * len(self.scalings))
+        x0 = np.array([DEFAULTS[f] for f in free] + [START_EFFICIENCY] * len(self.scalings))
         lo = np.array([LOWER[f] for f in free] + [0.02] * len(self.scalings))
         hi = np.array([UPPER[f] for f in free] + [1.2] * len(self.scalings))
-        self.efficiency = dict.fromkeys(self.scalings, 0.7)
+        self.efficiency = dict.fromkeys(self.scalings, START_EFFICIENCY)
 
         def residuals(x: np.ndarray) -> np.ndarray:
             return np.log(self._model_time(m, n, k, s, scaling, x) + self._launch(self._unpack(x)[0])) - log_t

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from sim.config import default_scenario_path, load_scenario
 from sim.errors import ScenarioError
+from sim.run import assemble
 from tests.conftest import write_sm_sweep_profile
 
 GOOD = {
@@ -42,7 +43,7 @@ def test_default_scenario_loads() -> None:
 
 def test_good_scenario_and_units(tmp_path: Path) -> None:
     sc = load_scenario(_write(tmp_path, GOOD))
-    t = sc.op_times()
+    t = assemble(sc).times
     assert t.f == (1e-3,) * 4 and t.b[2] == pytest.approx(2.5e-3) and t.fb == (3e-3,) * 4
     with pytest.raises(ValidationError):  # frozen
         sc.pipeline.pp = 8  # type: ignore[misc]
@@ -62,7 +63,10 @@ def test_good_scenario_and_units(tmp_path: Path) -> None:
         (_with("ops.weight_ms", 5.0), "ops.weight_ms: W is part of B and cannot exceed it"),
         (_with("ops.backward_ms", [1.0, 2.0]), "ops.backward_ms: give one value or one per model stage (4), got 2"),
         (_with("p2p", {"bandwidth_GBps": 0}), "p2p.bandwidth_GBps: Input should be greater than 0"),
-        ({"name": "t", "pipeline": {"pp": 4, "microbatches": 8}}, "ops: required key is missing"),
+        ({"name": "t", "pipeline": {"pp": 4, "microbatches": 8}, "workload": {"ep": 0}}, "workload.ep: Input should"),
+        (_with("comm", {"profile": "x.json"}), "comm.profile: moved: the calibration profile is the scenario's"),
+        (_with("model", {"n_layers": 2}), "model: n_dense_layers (3) exceeds n_layers (2)"),
+        (_with("model", {"dims": 7168}), "model.dims: unknown key"),
         ("pipeline: [1, 2\n", "malformed YAML at line 2"),
         ("- 1\n- 2\n", "a scenario must be a mapping"),
     ],
@@ -82,49 +86,64 @@ def test_missing_file(tmp_path: Path) -> None:
         load_scenario(tmp_path / "nope.yaml")
 
 
-def test_sm_split_rescales_compute_times(tmp_path: Path) -> None:
+def test_sm_split_rescales_given_compute_times(tmp_path: Path) -> None:
+    """Times measured at 112 compute SMs, run with another split: rescaled by the profile's measured GEMM
+    throughput against SMs (the default H800 profile)."""
     base = yaml.safe_load(yaml.safe_dump(GOOD))
     base["ops"]["measured_at_compute_sms"] = 112
     with_sms = load_scenario(_write(tmp_path, base))
-    assert with_sms.op_times().f == pytest.approx((1e-3,) * 4)  # 20 comm SMs: 112 compute, as measured
+    assert assemble(with_sms).times.f == pytest.approx((1e-3,) * 4)  # 20 comm SMs: 112 compute, as measured
     base["comm"] = {"sms": 0, "coprocessor": True}
     offload = load_scenario(_write(tmp_path, base))
-    assert offload.op_times().f[0] == pytest.approx(1e-3 * 112 / 132)
+    faster = assemble(offload).times.f[0]
+    assert 1e-3 * 112 / 132 * 0.95 < faster < 1e-3
     base["comm"] = {"sms": 0}
     with pytest.raises(ScenarioError, match=r"comm\.sms: .*coprocessor"):
-        load_scenario(_write(tmp_path, base)).op_times()
+        load_scenario(_write(tmp_path, base))
 
 
-def test_sm_split_uses_a_calibrated_curve(tmp_path: Path) -> None:
-    """With comm.profile, compute time scales by the measured throughput at the SMs left, not linearly."""
+def test_sm_split_uses_the_scenario_profile(tmp_path: Path) -> None:
+    """With a profile of green-context samples, compute time scales by its measured throughput."""
     from sim.hardware.costmodel import CostModel
     from sim.hardware.profile import load_profile
 
     prof = write_sm_sweep_profile(tmp_path / "h100-sweep.json")
     base = yaml.safe_load(yaml.safe_dump(GOOD))
     base["ops"]["measured_at_compute_sms"] = 112
-    base["comm"] = {"sms": 40, "profile": "h100-sweep.json"}  # relative to the scenario file
+    base["comm"] = {"sms": 40}
+    base["profile"] = "h100-sweep.json"  # relative to the scenario file
     sc = load_scenario(_write(tmp_path, base))
     model = CostModel(load_profile(prof))
     expected = model.sm_throughput(112) / model.sm_throughput(92)
-    assert sc.op_times().f[0] == pytest.approx(1e-3 * expected)
+    assert assemble(sc).times.f[0] == pytest.approx(1e-3 * expected)
     linear = 112 / 92
     assert 1.0 < expected < linear  # sublinear loss: fewer SMs run at higher efficiency
-    assert sc.comm.split().gemm_throughput_fraction(model) == pytest.approx(model.sm_throughput(92))
 
 
 @pytest.mark.parametrize(
     ("profile", "expected"),
     [
-        ("missing.json", "comm.profile: no such profile"),
-        ("small.json", "comm.profile: profile is for a GPU with 64 SMs"),
+        ("missing.json", "profile: no such profile"),
+        ("small.json", "profile: profile is for a GPU with 64 SMs"),
     ],
 )
-def test_bad_comm_profile(tmp_path: Path, profile: str, expected: str) -> None:
+def test_bad_profile(tmp_path: Path, profile: str, expected: str) -> None:
     write_sm_sweep_profile(tmp_path / "small.json", sms_total=64)
     base = yaml.safe_load(yaml.safe_dump(GOOD))
-    base["ops"]["measured_at_compute_sms"] = 112
-    base["comm"] = {"profile": profile}
+    base["profile"] = profile
     with pytest.raises(ScenarioError) as info:
         load_scenario(_write(tmp_path, base))
     assert expected in str(info.value) and "s.yaml" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_without_ops_the_chunk_model_gives_the_times(tmp_path: Path) -> None:
+    data = {
+        "name": "m",
+        "pipeline": {"pp": 4, "microbatches": 8, "schedules": ["1f1b", "dualpipe"]},
+        "workload": {"layers_per_stage": 1, "tokens": 1024, "ep": 16},
+    }
+    parts = assemble(load_scenario(_write(tmp_path, data)))
+    t, c = parts.times, parts.chunk
+    assert c is not None and c.layers == 1 and c.compute_sms == 112
+    assert t.f[0] == pytest.approx(c.forward_ms / 1e3) and t.fb is not None
+    assert t.w[0] <= t.b[0] and t.fb[0] < t.f[0] + t.b[0]  # the pair overlaps

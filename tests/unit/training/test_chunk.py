@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 import pytest
@@ -36,7 +37,7 @@ def test_every_op_runs_once_and_dependencies_hold(setup) -> None:  # type: ignor
     # streams run one task at a time
     for stream in ("compute", "wgrad", "comm"):
         spans = sorted((t.queued, t.end) for t in pair.tasks if t.stream == stream)
-        assert all(a[1] <= b[0] + 1e-12 for a, b in zip(spans, spans[1:], strict=False))
+        assert all(a[1] <= b[0] + 1e-12 for a, b in itertools.pairwise(spans))
 
 
 def test_overlapping_forward_and_backward_beats_running_them_apart(setup) -> None:  # type: ignore[no-untyped-def]
