@@ -279,6 +279,15 @@ class CostModel:
         if nbytes <= 0:
             raise ScenarioError("--bytes", f"must be > 0, got {nbytes:g}")
         sms = self._sms(sms)
+        xs, ys = self._memory_points(kernel)
+        hbm = self.peaks.hbm_Bps
+        eff = interpolate(xs, ys, np.log(np.array([nbytes])), self.profile.efficiency)
+        return nbytes / (hbm * float(np.clip(eff, 1e-3, 1.0))) / self.memory_sm_fraction(sms)
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - one model per profile, kept for its lifetime
+    def _memory_points(self, kernel: str | None) -> tuple[np.ndarray, np.ndarray]:
+        """(log bytes, whole-GPU fraction of HBM) of the memory samples of ``kernel`` (any but tiny
+        kernels when None)."""
         mine = [
             s
             for s in self._memory
@@ -297,8 +306,7 @@ class CostModel:
                 for s in mine
             ]
         )
-        eff = interpolate(xs, ys, np.log(np.array([nbytes])), self.profile.efficiency)
-        return nbytes / (hbm * float(np.clip(eff, 1e-3, 1.0))) / self.memory_sm_fraction(sms)
+        return xs, ys
 
     def has_memory_kernel(self, kernel: str) -> bool:
         return any(s.params.get("kernel") == kernel for s in self._memory)
@@ -308,6 +316,10 @@ class CostModel:
         ``small`` samples, else ``SMALL_KERNEL_S`` (an assumption: a few microseconds of launch)."""
         times = [s.time_s for s in self._memory if s.params.get("kernel") == "small"]
         return statistics.median(times) if times else SMALL_KERNEL_S
+
+    @functools.cached_property
+    def _copy(self) -> tuple[np.ndarray, np.ndarray] | None:
+        return self._copy_curve()
 
     def _copy_curve(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(SMs, copy traffic rate) of the largest copy measured at several SM counts."""
@@ -333,7 +345,7 @@ class CostModel:
         """Fraction of the whole GPU's copy bandwidth a memory-bound kernel reaches on ``sms`` SMs."""
         if sms >= self.all_sms:
             return 1.0
-        curve = self._copy_curve()
+        curve = self._copy
         if curve is None:  # linear until 40% of the SMs saturate HBM (no measurement: an assumption)
             return min(1.0, sms / (0.4 * self.all_sms))
         xs, rates = curve

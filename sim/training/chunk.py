@@ -55,8 +55,10 @@ class Stage:
     tokens: int = 0
 
     def key(self) -> tuple[object, ...]:
+        """What determines the stage's timing: its layers' ops (not their indices), their routing and
+        what else it holds; identical stages share chunk timings."""
         return (
-            tuple((lo.layer, lo.moe, tuple(op for ops in lo.annotations.values() for op in ops)) for lo in self.layers),
+            tuple((lo.moe, tuple(op for ops in lo.annotations.values() for op in ops)) for lo in self.layers),
             tuple(id(t) for t in self.traffic),
             self.first,
             self.last,

@@ -124,7 +124,11 @@ def build_chunk(config: ChunkConfig) -> ChunkSetup:
     comm = CommModel(network, kernel, [np.arange(config.ep)])
     layer_ids = list(range(first, first + config.layers))
     moe_layers = [layer for layer in layer_ids if layer >= model.n_layers or model.is_moe(layer)]
-    routed = route_layers(moe, config.tokens, len(moe_layers), config.routing, config.seed) if moe_layers else []
+    gating = Gating.of(config.routing)
+    if gating.routing == "balanced" and moe_layers:  # every layer routes alike: one traffic, shared timings
+        routed = route_layers(moe, config.tokens, 1, gating, config.seed) * len(moe_layers)
+    else:
+        routed = route_layers(moe, config.tokens, len(moe_layers), gating, config.seed) if moe_layers else []
     traffic: list[Traffic | None] = []
     ops: list[LayerOps] = []
     it = iter(routed)
