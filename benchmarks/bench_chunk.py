@@ -66,7 +66,8 @@ def main() -> None:
     print(f"first 4-layer F&B pair (DeepEP phases simulated, then memoised): {first_ms:.1f} ms")
     verdict = "meets" if steady_ms < TARGET_MS else "MISSES"
     print(
-        f"4-layer F&B pair, build graph and time it (best of {args.repeat}): {steady_ms:.1f} ms ({verdict} {TARGET_MS:g} ms)"
+        f"4-layer F&B pair, build graph and time it (best of {args.repeat}): {steady_ms:.1f} ms "
+        f"({verdict} {TARGET_MS:g} ms)"
     )
     for label, per_mb in (
         ("balanced routing (all micro-batches alike)", False),
