@@ -1,0 +1,142 @@
+"""Interference fitting, batch prediction and the shipped measured profiles (no torch)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from calibrate.measurements import import_measurements
+from calibrate.profiles import datasheet_profile, profile_from_trace
+from sim.cli import main
+from sim.hardware.costmodel import CostModel
+from sim.hardware.gpu import H800
+from sim.hardware.interference import InterferenceModel, InterferenceRow, queue
+from sim.hardware.profile import Sample, dump_profile, load_profile
+from tests.conftest import SHARED
+
+REPO = Path(__file__).resolve().parents[3]
+PROFILES = REPO / "calibrate" / "profiles"
+MEASURED = SHARED / "measurements" / "h100-sxm-2026-11-23"
+TRACE = SHARED / "reference" / "deepseek-v3" / "profile-data-train.json"
+
+
+def test_interference_fit_recovers_known_sensitivities() -> None:
+    """Rows made from phi = 0.3 (FP8), 0.05 (BF16) and psi = 0.2, 0.4: the fit finds them."""
+    truth = {"fp8": (0.3, 0.2), "bf16": (0.05, 0.4)}
+    rows = [
+        InterferenceRow(dt, 128 - c, c, 1 + phi * queue(u), 1 + psi, u)
+        for dt, (phi, psi) in truth.items()
+        for c, u in ((8, 0.2), (16, 0.35), (32, 0.6), (64, 0.85))
+    ]
+    model = InterferenceModel.fit(rows)
+    for dt, (phi, psi) in truth.items():
+        assert model.phi[dt] == pytest.approx(phi) and model.psi[dt] == pytest.approx(psi)
+        assert model.gemm_slowdown(dt, 0.5) == pytest.approx(1 + phi)  # u / (1 - u) = 1
+    assert model.gemm_slowdown("fp8", 0.0) == 1.0 and InterferenceModel.none().comm_slowdown("fp8") == 1.0
+
+
+def test_interference_samples_reach_the_cost_model() -> None:
+    """A profile's pairs (GEMM and copy, alone and beside) set how much a GEMM slows beside comm SMs."""
+    base = datasheet_profile()
+    copy_rate = 3.0e12  # bytes/s on the whole GPU: the model's C
+    samples = [Sample(op="memory", params={"kernel": "copy", "bytes": 2e9, "sms": 132}, time_s=2e9 / copy_rate)]
+    for comm, u in ((16, 0.3), (32, 0.6)):
+        copy_alone = 2 * 2**28 / (u * copy_rate)
+        common = {"compute_sms": 132 - comm, "comm_sms": comm, "mode": "green-contexts", "dtype": "fp8"}
+        common |= {"gemm": "g", "copy_bytes": 2**28}
+        gemm = {**common, "kernel": "gemm", "alone_s": 1e-3}
+        copy = {**common, "kernel": "copy", "alone_s": copy_alone}
+        samples += [
+            Sample(op="interference", params=gemm, time_s=1e-3 * (1 + 0.25 * queue(u))),
+            Sample(op="interference", params=copy, time_s=copy_alone * 1.1),
+        ]
+    model = CostModel(base.model_copy(update={"samples": samples}))
+    assert model.interference.phi["fp8"] == pytest.approx(0.25)
+    assert model.interference.psi["fp8"] == pytest.approx(0.1)
+    alone = model.gemm_time(4096, 4096, 7168, "fp8", 100)
+    beside = model.gemm_time(4096, 4096, 7168, "fp8", 100, beside_comm_sms=32)
+    assert beside / alone == pytest.approx(1 + 0.25 * queue(model.comm_utilisation(32)))
+    with pytest.raises(Exception, match="exceed the GPU's 132"):
+        model.gemm_time(4096, 4096, 7168, "fp8", 120, beside_comm_sms=20)
+
+
+def test_predict_batch_csv_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    profile = PROFILES / "h100-sxm-measured.json"
+    shapes = tmp_path / "shapes.csv"
+    shapes.write_text(
+        "op,dtype,scaling,M,N,K,sms,beside_comm_sms\n"
+        "gemm,fp8,blockwise,4096,7168,2048,112,20\n"
+        "gemm,bf16,,8192,4096,7168,,\n"
+        "gemm,fp8,tensorwise,4096,4096,7168,132,0\n"
+    )
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "predict", "--profile", str(profile), "--batch", str(shapes), "--format", "csv"])
+    assert info.value.code == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    model = CostModel(load_profile(profile))
+    assert float(rows[0]["time_s"]) == pytest.approx(model.gemm_time(4096, 7168, 2048, "fp8", 112, "blockwise", 20))
+    assert float(rows[1]["time_s"]) == pytest.approx(model.gemm_time(8192, 4096, 7168, "bf16"))
+    assert len(rows) == 3
+    with pytest.raises(SystemExit):
+        main(["calibrate", "predict", "--profile", str(profile), "--batch", str(shapes), "--format", "json"])
+    assert [r["time_s"] for r in json.loads(capsys.readouterr().out)] == pytest.approx([float(r["time_s"]) for r in rows])
+    # one call, single shape, JSON: the issue's example
+    with pytest.raises(SystemExit):
+        main(
+            ["calibrate", "predict", "--profile", str(profile), "--op", "gemm", "--dtype", "fp8", "--scaling",
+             "blockwise", "--m", "4096", "--n", "7168", "--k", "2048", "--sms", "112", "--beside-comm-sms", "20",
+             "--format", "json"]
+        )  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["time_s"] == pytest.approx(float(rows[0]["time_s"]))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("op,dtype,M,N,K,colour\ngemm,fp8,1,1,1,red\n", "row 1: unknown column 'colour'"),
+        ("op,dtype,M,N,K\ngemm,fp8,64,x,7168\n", "row 2, column N: 'x' is not a whole number"),
+        ("op,dtype,M,N,K\nattention,fp8,64,64,64\n", "row 2, column op: 'attention': batch rows are gemm"),
+        ("op,dtype,M,N,K,sms\ngemm,fp8,64,64,64,200\n", "row 2, column sms: must be in 1..132"),
+    ],
+)
+def test_predict_batch_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str) -> None:
+    shapes = tmp_path / "bad.csv"
+    shapes.write_text(content)
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "predict", "--profile", str(PROFILES / "h800.json"), "--batch", str(shapes)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and message in err and str(shapes) in err
+
+
+@pytest.mark.skipif(not MEASURED.exists() or not TRACE.exists(), reason="../shared not found")
+def test_shipped_measured_profiles_are_what_the_documented_commands_build() -> None:
+    """calibrate/profiles/README.md: h100-sxm-measured.json from the shared measurements, h800.json from
+    it plus DeepSeek's trace. Rebuilt here, the samples are the shipped ones."""
+    h100 = import_measurements(MEASURED, "NVIDIA H100 80GB HBM3")
+    shipped = load_profile(PROFILES / "h100-sxm-measured.json")
+    assert [(s.op, s.params, s.time_s) for s in h100.samples] == [(s.op, s.params, s.time_s) for s in shipped.samples]
+    assert h100.sources == shipped.sources
+    h800 = profile_from_trace(TRACE, H800, base=shipped)
+    shipped800 = load_profile(PROFILES / "h800.json", "H800")
+    assert [(s.op, s.params) for s in h800.samples] == [(s.op, s.params) for s in shipped800.samples]
+    assert [s.time_s for s in h800.samples] == pytest.approx([s.time_s for s in shipped800.samples])
+
+
+def test_show_reports_both_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["calibrate", "show", str(PROFILES / "h100-sxm-measured.json"), "--format", "json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["lofo_error"]["gemm"] <= 0.10 and "gemm:m>=512" in summary["loso_error"]
+    assert summary["interference_rows"] == "green-contexts-overlapping"
+    assert summary["fit"]["fp8"]["e:blockwise"] > 0 and len(summary["sources"]) == 6
+
+
+def test_dump_round_trip_of_an_imported_profile(tmp_path: Path) -> None:
+    profile = load_profile(PROFILES / "h100-sxm-measured.json")
+    path = tmp_path / "p.json"
+    path.write_text(dump_profile(profile))
+    assert load_profile(path) == profile
