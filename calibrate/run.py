@@ -96,7 +96,7 @@ def _profile(bench: Bench, device: str, partial: bool = False) -> Profile:
         source="measured",
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         git_revision=git_revision(),
-        tool=" ".join(["twin calibrate run", *sys.argv[1:]]) if sys.argv else "run_calibration",
+        tool=_tool(),
         peaks=Peaks(
             fp8_dense_TFLOPS=gpu.fp8_dense_TFLOPS, bf16_dense_TFLOPS=gpu.bf16_dense_TFLOPS, hbm_TBps=gpu.hbm_TBps
         )
@@ -107,6 +107,14 @@ def _profile(bench: Bench, device: str, partial: bool = False) -> Profile:
         samples=bench.samples,
         method=METHOD,
     )
+
+
+def _tool() -> str:
+    """The command line that ran, as ``twin calibrate run ...`` however it was invoked."""
+    args = sys.argv[1:]
+    if args[:2] == ["calibrate", "run"]:
+        args = args[2:]
+    return " ".join(["twin calibrate run", *args])
 
 
 def merge_comm_samples(profile: Profile, path: str | Path) -> Profile:
