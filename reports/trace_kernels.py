@@ -50,7 +50,8 @@ def table(trace: Path = TRACE) -> str:
     data = rows(trace)
     for ann, name, shape, t, h, d in data:
         lines.append(
-            f"| {ann} | {name} | {shape} | {t:.0f} | {h:.0f} | {100 * (h / t - 1):+.0f}% | {d:.0f} | {100 * (d / t - 1):+.0f}% |"
+            f"| {ann} | {name} | {shape} | {t:.0f} | {h:.0f} | {100 * (h / t - 1):+.0f}% "
+            f"| {d:.0f} | {100 * (d / t - 1):+.0f}% |"
         )
     for kind in ("gemm", "attention", "memory"):
         sel = [(t, h, d) for (_, _, shape, t, h, d) in data if _kind(shape) == kind]

@@ -39,6 +39,9 @@ ANNOTATIONS = (
 )
 
 
+FLAGS = {"comm_sms": "--sms", "ep": "--ep", "model.n_limited_groups": "--node-limit", "layers": "--layers"}
+
+
 class ChunkKind(StrEnum):
     pair = "pair"
     forward = "forward"
@@ -124,7 +127,10 @@ def chunk_cmd(
         )
         result = _time(config, kind)
     except ScenarioError as e:
-        raise (as_flag(e) if not e.file else e) from None
+        if e.file:
+            raise
+        flag = FLAGS.get(e.key_path)
+        raise (ScenarioError(flag, e.message) if flag else as_flag(e)) from None
     if trace_out is not None:
         atomic_write_text(trace_out, json.dumps(chunk_trace(result, f"{kind.value}, {layers} layers")))
     fig = figures(result)

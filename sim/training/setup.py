@@ -67,7 +67,8 @@ class ChunkConfig:
                 hidden=m.dim,
             )
         except ScenarioError as err:
-            raise ScenarioError("ep" if err.key_path == "ep" else f"model.{err.key_path}", err.message) from None
+            key = "ep" if err.key_path in ("ep", "experts") else f"model.{err.key_path}"
+            raise ScenarioError(key, err.message) from None
 
 
 @dataclass

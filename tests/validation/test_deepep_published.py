@@ -2,10 +2,11 @@
 kernels with NVLink and RDMA forwarding": 4096 tokens, hidden 7168, top-4 groups, top-8 of 256,
 FP8 dispatch, BF16 combine; bottleneck bandwidth, RDMA figures are logical bandwidth).
 
-Tolerance 20%: the per-channel SM throughput is not calibrated yet (it defaults to the smallest
-value for which 20 SMs saturate IB and NVLink), so the model is an optimistic bound. EP16 is a
-known gap (+29%): the twin finds it NVLink-bound, DeepEP measures less; it is marked xfail(strict)
-so that a model change that closes it is noticed.
+Tolerance 20%. The per-channel RDMA rates are derived from DeepSeek's trace and the EP64 figure
+(so EP64 agrees by construction; EP8, EP16 and EP32 are predictions). EP16 is a known gap (+29%):
+the twin finds it NVLink-bound at 160 GB/s, DeepEP measures less, and the per-channel NVLink
+forwarding rate that would decide it is not derivable from the trace; it is marked xfail(strict) so
+that a model change that closes it is noticed.
 """
 
 from __future__ import annotations

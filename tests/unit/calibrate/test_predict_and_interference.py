@@ -83,7 +83,9 @@ def test_predict_batch_csv_and_json(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert len(rows) == 3
     with pytest.raises(SystemExit):
         main(["calibrate", "predict", "--profile", str(profile), "--batch", str(shapes), "--format", "json"])
-    assert [r["time_s"] for r in json.loads(capsys.readouterr().out)] == pytest.approx([float(r["time_s"]) for r in rows])
+    assert [r["time_s"] for r in json.loads(capsys.readouterr().out)] == pytest.approx(
+        [float(r["time_s"]) for r in rows]
+    )
     # one call, single shape, JSON: the example
     with pytest.raises(SystemExit):
         main(

@@ -108,3 +108,41 @@ def test_stage_extras_embedding_and_head() -> None:
     # the head runs twice (the main model's and the MTP module's), and the last loss ends the chunk
     assert sum(t.name == "head" for t in f.tasks) == 2
     assert max(t.end for t in f.tasks if t.name == "loss") == pytest.approx(f.span_s)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sms", "7"], "--sms: must be an even number"),
+        (["--ep", "6"], "--ep: experts (256) must divide evenly over EP 6"),
+        (["--layers", "70"], "--layers: layers 3..72 are not in the model's 61 layers"),
+        (["--interference", "maybe"], "--interference: unknown source 'maybe'"),
+        (["--profile", "nope.json"], "--profile: no such profile: nope.json"),
+        (["--sms", "0"], "--sms: 0 SMs for communication needs coprocessor mode"),
+    ],
+)
+def test_chunk_cli_refuses_bad_flags(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from sim.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["chunk", *args])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_chunk_cli_json_and_perfetto_trace(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from sim.cli import main
+
+    out = tmp_path / "sim.json"
+    with pytest.raises(SystemExit) as info:
+        main(["chunk", "--layers", "2", "--ep", "16", "--tokens", "1024", "--trace-out", str(out), "--format", "json"])
+    assert info.value.code == 0
+    fig = json.loads(capsys.readouterr().out)
+    assert fig["span_ms"] > 0 and set(fig["annotations"]) >= {"attn(F)", "dispatch(F)", "combine(B)"}
+    trace = json.loads(out.read_text())
+    tids = {e["tid"] for e in trace["traceEvents"] if e.get("ph") == "X"}
+    assert tids == {7, 23, 27}
+    names = {e["name"] for e in trace["traceEvents"] if e.get("cat") == "gpu_user_annotation"}
+    assert {"attn(F)", "mlp(B)", "mlp(W)", "mlp(F)", "attn(B)", "attn(W)", "dispatch(F)", "combine(F)"} <= names
