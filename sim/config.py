@@ -24,6 +24,7 @@ from sim.network.spec import ClusterSpec, load_cluster
 from sim.pipeline.costs import OpTimes
 from sim.pipeline.execute import P2P
 from sim.pipeline.schedules import SCHEDULES, build_schedule
+from sim.training.params import COMM_BESIDE_COMPUTE, ChunkParams
 from sim.yamlio import read_yaml, validation_error
 
 
@@ -135,6 +136,38 @@ class WorkloadSpec(_Strict):
     ep: int = Field(64, ge=1, description="expert-parallel group size (GPUs)")
     routing: str = Field("balanced", pattern="^(balanced|random|skewed)$", description="gating of the routed experts")
     interference: str = Field("trace", pattern="^(trace|profile|none)$", description="compute/comm slowdowns")
+    gemm_beside_comm: float | None = Field(None, ge=1, description="GEMM slowdown beside DeepEP [default: trace]")
+    memory_beside_comm: float | None = Field(None, ge=1, description="memory-bound slowdown [default: trace]")
+    comm_beside_compute: dict[str, float] | None = Field(
+        None, description="DeepEP slowdown beside compute per phase: dispatch, dispatch-cached, combine"
+    )
+    launch_gap_us: float | None = Field(None, ge=0, description="idle per kernel launch [default: trace]")
+    notify_wait_us: float | None = Field(None, ge=0, description="DeepEP notify wait (rank skew) [default: trace]")
+
+    def params(self) -> ChunkParams:
+        """The chunk model's parameters: the trace-derived defaults, overridden where given."""
+        given: dict[str, object] = {
+            k: v
+            for k, v in {
+                "gemm_beside_comm": self.gemm_beside_comm,
+                "memory_beside_comm": self.memory_beside_comm,
+                "launch_gap_us": self.launch_gap_us,
+                "notify_wait_us": self.notify_wait_us,
+            }.items()
+            if v is not None
+        }
+        if self.comm_beside_compute is not None:
+            unknown = set(self.comm_beside_compute) - set(COMM_BESIDE_COMPUTE)
+            if unknown:
+                raise ScenarioError(
+                    "workload.comm_beside_compute",
+                    f"unknown phase {sorted(unknown)[0]!r}; choose from {', '.join(COMM_BESIDE_COMPUTE)}",
+                )
+            given["comm_beside_compute"] = {**COMM_BESIDE_COMPUTE, **self.comm_beside_compute}
+        try:
+            return ChunkParams(interference=self.interference, **given)  # type: ignore[arg-type]
+        except ScenarioError as err:
+            raise ScenarioError(f"workload.{err.key_path}", err.message) from None
 
 
 class ClusterRef(_Strict):
@@ -213,6 +246,7 @@ def parse_scenario(data: Any) -> Scenario:
         except ScenarioError as err:
             raise err.with_prefix("ops") from None
     scenario.comm.split()
+    scenario.workload.params()
     return scenario
 
 

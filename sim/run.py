@@ -21,7 +21,6 @@ from sim.pipeline.execute import P2P, NetworkP2P, ScheduleRun, execute
 from sim.pipeline.schedules import build_schedule
 from sim.pipeline.validate import check_schedule
 from sim.results import ScheduleMetrics, metrics
-from sim.training.params import ChunkParams
 from sim.training.setup import ChunkConfig, ChunkSetup, build_chunk
 
 
@@ -60,7 +59,7 @@ def _chunk_times(sc: Scenario) -> tuple[OpTimes, ChunkTimes]:
         seed=sc.seed,
         comm_sms=sc.comm.sms,
         coprocessor=sc.comm.coprocessor,
-        params=ChunkParams(interference=w.interference),
+        params=w.params(),
     )
     try:
         setup: ChunkSetup = build_chunk(config)

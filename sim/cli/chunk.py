@@ -56,9 +56,14 @@ def figures(result: ChunkResult) -> dict[str, Any]:
 
     walls = result.annotation_walls()
     fr = stream_fractions(result.stream_spans()) if result.tasks else {}
+    streams = {
+        s: sum(t.end - t.start for t in result.tasks if t.stream == s and t.end > t.start) * 1e3
+        for s in ("compute", "wgrad", "comm")
+    }
     return {
         "span_ms": result.kernel_span_s * 1e3,
         "chunk_ms": result.span_s * 1e3,
+        "stream_busy_ms": streams,
         "annotations": {a: walls[a] * 1e3 for a in ANNOTATIONS if a in walls}
         | {a: v * 1e3 for a, v in walls.items() if a not in ANNOTATIONS},
         "compute_busy_fraction": fr.get("compute_busy_fraction", 0.0),

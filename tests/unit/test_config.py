@@ -147,3 +147,23 @@ def test_without_ops_the_chunk_model_gives_the_times(tmp_path: Path) -> None:
     assert c is not None and c.layers == 1 and c.compute_sms == 112
     assert t.f[0] == pytest.approx(c.forward_ms / 1e3) and t.fb is not None
     assert t.w[0] <= t.b[0] and t.fb[0] < t.f[0] + t.b[0]  # the pair overlaps
+
+
+def test_workload_interference_parameters_override_the_trace_defaults(tmp_path: Path) -> None:
+    from sim.training.params import COMM_BESIDE_COMPUTE, GEMM_BESIDE_COMM
+
+    data = {
+        "name": "w",
+        "pipeline": {"pp": 4, "microbatches": 8},
+        "workload": {"memory_beside_comm": 1.0, "comm_beside_compute": {"combine": 1.0}, "notify_wait_us": 0.0},
+    }
+    params = load_scenario(_write(tmp_path, data)).workload.params()
+    assert params.memory_beside_comm == 1.0 and params.notify_wait_us == 0.0
+    assert params.gemm_beside_comm == GEMM_BESIDE_COMM  # not given: the trace's
+    assert params.comm_beside_compute == {**COMM_BESIDE_COMPUTE, "combine": 1.0}
+    data["workload"] = {"comm_beside_compute": {"broadcast": 2.0}}
+    with pytest.raises(ScenarioError, match="workload.comm_beside_compute: unknown phase 'broadcast'"):
+        load_scenario(_write(tmp_path, data))
+    data["workload"] = {"gemm_beside_comm": 0.5}
+    with pytest.raises(ScenarioError, match="workload.gemm_beside_comm: Input should be greater than or equal to 1"):
+        load_scenario(_write(tmp_path, data))
