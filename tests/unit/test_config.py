@@ -162,8 +162,8 @@ def test_workload_interference_parameters_override_the_trace_defaults(tmp_path: 
     assert params.gemm_beside_comm == GEMM_BESIDE_COMM  # not given: the trace's
     assert params.comm_beside_compute == {**COMM_BESIDE_COMPUTE, "combine": 1.0}
     data["workload"] = {"comm_beside_compute": {"broadcast": 2.0}}
-    with pytest.raises(ScenarioError, match="workload.comm_beside_compute: unknown phase 'broadcast'"):
+    with pytest.raises(ScenarioError, match=r"workload\.comm_beside_compute: unknown phase 'broadcast'"):
         load_scenario(_write(tmp_path, data))
     data["workload"] = {"gemm_beside_comm": 0.5}
-    with pytest.raises(ScenarioError, match="workload.gemm_beside_comm: Input should be greater than or equal to 1"):
+    with pytest.raises(ScenarioError, match=r"workload\.gemm_beside_comm: Input should be greater than or equal to 1"):
         load_scenario(_write(tmp_path, data))
