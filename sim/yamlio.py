@@ -29,6 +29,19 @@ def read_yaml(path: str | Path, what: str = "scenario") -> Any:
         raise ScenarioError("", f"malformed YAML{where}: {problem}", str(path)) from None
 
 
+def read_json(path: str | Path, what: str) -> Any:
+    """Parse a JSON file; a missing or malformed file is a one-line ScenarioError naming it."""
+    import json
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScenarioError("", f"no such {what}", str(path)) from None
+    except json.JSONDecodeError as err:
+        raise ScenarioError("", f"malformed JSON at line {err.lineno}: {err.msg}", str(path)) from None
+
+
 def key_path(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:

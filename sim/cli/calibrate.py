@@ -17,6 +17,22 @@ from sim.hardware.gpu import DEFAULT_EFFICIENCY
 from sim.hardware.profile import Profile, dump_profile, load_profile
 from sim.outputs import atomic_write_text
 
+
+def _write(output: Path, profile: Profile, where: str) -> None:
+    """Write a profile atomically and say what it holds and how well its GEMM predictor does."""
+    atomic_write_text(output, dump_profile(profile))
+    lofo = profile.lofo_error.get("gemm")
+    loso = profile.loso_error.get("gemm")
+    error = (
+        f", GEMM leave-one-family-out median error {lofo:.1%} (M >= 512)"
+        if lofo is not None
+        else f", GEMM leave-one-shape-out median error {loso:.1%}"
+        if loso is not None
+        else ""
+    )
+    out.print(f"wrote {output}: {len(profile.samples)} samples {where}{error}")
+
+
 calibrate_app = typer.Typer(no_args_is_help=True, help="Calibration profiles: import a trace, show, predict.")
 
 
@@ -102,12 +118,7 @@ def run_cmd(
             raise ScenarioError("--device", str(e)) from None
     if comm_samples is not None:
         profile = merge_comm_samples(profile, comm_samples)
-    atomic_write_text(output, dump_profile(profile))
-    loso = profile.loso_error.get("gemm")
-    out.print(
-        f"wrote {output}: {len(profile.samples)} samples on {profile.device.name}"
-        + (f", GEMM leave-one-shape-out median error {loso:.1%}" if loso is not None else "")
-    )
+    _write(output, profile, f"on {profile.device.name}")
 
 
 @calibrate_app.command("datasheet")
@@ -161,12 +172,7 @@ def import_measurements_cmd(
         raise ScenarioError("--device", 'name the GPU the measurements come from, e.g. "NVIDIA H100 80GB HBM3"')
     tool = f"twin calibrate import-measurements {source} --device {device!r}" + (f" --sms {sms}" if sms else "")
     profile = import_measurements(source, device, sms, tool=tool)
-    atomic_write_text(output, dump_profile(profile))
-    lofo = profile.lofo_error.get("gemm")
-    out.print(
-        f"wrote {output}: {len(profile.samples)} samples from {len(profile.sources)} files"
-        + (f", GEMM leave-one-family-out median error {lofo:.1%} (M >= 512)" if lofo is not None else "")
-    )
+    _write(output, profile, f"from {len(profile.sources)} files")
 
 
 @calibrate_app.command("import-nccl-tests")

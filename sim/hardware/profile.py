@@ -23,7 +23,6 @@ than the one requested is refused with a one-line error.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
@@ -31,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sim.errors import ScenarioError
 from sim.hardware.gpu import DEFAULT_EFFICIENCY
-from sim.yamlio import validation_error
+from sim.yamlio import read_json, validation_error
 
 
 class _Strict(BaseModel):
@@ -91,12 +90,7 @@ class Profile(_Strict):
 def load_profile(path: str | Path, device: str | None = None) -> Profile:
     """Read and validate a profile; ``device`` (e.g. ``H800``) refuses profiles of other devices."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ScenarioError("", "no such profile", str(path)) from None
-    except json.JSONDecodeError as err:
-        raise ScenarioError("", f"malformed JSON at line {err.lineno}: {err.msg}", str(path)) from None
+    data = read_json(path, "profile")
     try:
         profile = Profile.model_validate(data)
     except ValidationError as err:

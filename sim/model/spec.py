@@ -8,13 +8,12 @@ Fields the config file does not carry (``seq_len``, ``mtp_depth``) have their RE
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sim.errors import ScenarioError
-from sim.yamlio import validation_error
+from sim.yamlio import read_json, validation_error
 
 
 class ModelSpec(BaseModel):
@@ -89,11 +88,4 @@ def parse_model(data: object, file: str | None = None) -> ModelSpec:
 
 def load_model_config(path: str | Path) -> ModelSpec:
     """Read a ``config.json`` of the DeepSeek-V3 family (unknown keys refused, naming the key)."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ScenarioError("", "no such model config", str(path)) from None
-    except json.JSONDecodeError as err:
-        raise ScenarioError("", f"malformed JSON at line {err.lineno}: {err.msg}", str(path)) from None
-    return parse_model(data, str(path))
+    return parse_model(read_json(path, "model config"), str(path))
