@@ -125,7 +125,23 @@ class RunResult:
     chunk: ChunkTimes | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {"scenario": self.scenario.name, "schedules": [m.to_dict() for m in self.metrics]}
+        out: dict[str, object] = {"scenario": self.scenario.name, "schedules": [m.to_dict() for m in self.metrics]}
+        if self.times is not None:
+            t = self.times
+            out["op_times_ms"] = {
+                "forward": [x * 1e3 for x in t.f],
+                "backward": [x * 1e3 for x in t.b],
+                "weight": [x * 1e3 for x in t.w],
+                "overlapped": None if t.fb is None else [x * 1e3 for x in t.fb],
+                "source": "given" if self.chunk is None else "chunk model",
+            }
+        if self.chunk is not None:
+            out["chunk"] = {
+                "layers_per_stage": self.chunk.layers,
+                "compute_sms": self.chunk.compute_sms,
+                "profile": self.scenario.profile_path.name,
+            }
+        return out
 
 
 def run_schedule(
