@@ -91,7 +91,7 @@ class _Table:
         for i, col in enumerate(header):
             split = _split_unit(col)
             logical, factor = split if split else (col.lower() if col in ("M", "N", "K") else col, 1.0)
-            if col != col.strip() or (logical in self.columns):
+            if logical in self.columns:
                 raise ScenarioError(f"row 1, column {col}", "a column is named twice", str(path))
             self.columns[logical] = (i, factor)
             if not any(logical in req + opt for req, opt in TABLES.values()):

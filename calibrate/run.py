@@ -66,12 +66,13 @@ def run_calibration(
     is stopped keeps what it measured)."""
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError("CUDA requested but torch sees no GPU")
+    described = device_description(device)  # once: it asks nvidia-smi
     bench = Bench(device=device, preset=Preset.named(preset), progress=progress)
     torch.manual_seed(0)
     for name, step in STEPS:
         bench.step(name, step)
         if checkpoint is not None:
-            checkpoint(_profile(bench, device, partial=True))
+            checkpoint(_profile(bench, described, partial=True))
     gpus = torch.cuda.device_count() if bench.cuda else 0
     if comm and world >= 2 and bench.cuda and gpus < world:
         # gloo on the host would put CPU numbers in a GPU profile
@@ -85,11 +86,11 @@ def run_calibration(
         bench.ran.append(f"p2p and all-to-all, {world} local processes")
     else:
         bench.skipped.append(Skipped(what="p2p and all-to-all", why="disabled or a single process"))
-    return with_errors(_profile(bench, device))
+    return with_errors(_profile(bench, described))
 
 
-def _profile(bench: Bench, device: str, partial: bool = False) -> Profile:
-    name, sms, facts = device_description(device)
+def _profile(bench: Bench, described: tuple[str, int, dict[str, str | float | None]], partial: bool = False) -> Profile:
+    name, sms, facts = described
     gpu = datasheet_for(name)
     return Profile(
         device=DeviceInfo(name=name, sms=sms, **facts),

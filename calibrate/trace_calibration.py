@@ -41,6 +41,7 @@ from sim.model.layer import LayerWork, layer_ops
 from sim.model.ops import Op
 from sim.model.spec import DEEPSEEK_V3, ModelSpec
 from sim.training.params import ChunkParams
+from sim.training.stats import merge_intervals
 
 COMPUTE = (7, 23)
 COMM = 27
@@ -309,12 +310,6 @@ def derive_compute_slowdowns(trace: str | Path | dict[str, Any]) -> dict[str, fl
     memory-bound kernels of 50 us or more. The second compute stream's kernels (mlp(W)) are left
     out: there the two streams share the SMs, a different slowdown."""
     anns = read_annotations(trace)
-    comm = [(k.start, k.end) for a in anns for k in a.kernels if k.stream == COMM and "notify" not in k.name]
-    comm = [(s, e) for s, e in comm if e - s > 300]
-
-    def covered(k: Kernel) -> float:
-        return sum(max(0.0, min(k.end, e) - max(k.start, s)) for s, e in comm) / (k.end - k.start)
-
     by_position: dict[tuple[str, int], list[Kernel]] = defaultdict(list)
     for a in anns:
         if a.name == "mlp(W)":
@@ -324,8 +319,8 @@ def derive_compute_slowdowns(trace: str | Path | dict[str, Any]) -> dict[str, fl
                 by_position[(a.name, i)].append(k)
     ratios: dict[str, list[float]] = {"gemm": [], "memory": []}
     for ks in by_position.values():
-        on = [k.end - k.start for k in ks if covered(k) > 0.95]
-        off = [k.end - k.start for k in ks if covered(k) < 0.05]
+        on = [k.end - k.start for k in ks if k.covered > 0.95]
+        off = [k.end - k.start for k in ks if k.covered < 0.05]
         if not on or not off or max(on + off) < 50:
             continue
         kind = "gemm" if any(g in ks[0].name for g in GEMM_KERNELS) else "memory"
@@ -345,48 +340,10 @@ def derive_launch_and_notify(trace: str | Path | dict[str, Any]) -> dict[str, fl
         ks = [k for k in a.kernels if k.stream in COMPUTE]
         if not ks or a.name == "mlp(W)":
             continue
-        spans = sorted((k.start, k.end) for k in ks)
-        busy, cur_s, cur_e = 0.0, spans[0][0], spans[0][1]
-        for s, e in spans[1:]:
-            if s > cur_e:
-                busy += cur_e - cur_s
-                cur_s, cur_e = s, e
-            else:
-                cur_e = max(cur_e, e)
-        busy += cur_e - cur_s
-        idle += (spans[-1][1] - spans[0][0]) - busy
+        busy = sum(e - s for s, e in merge_intervals([(k.start, k.end) for k in ks]))
+        idle += (max(k.end for k in ks) - min(k.start for k in ks)) - busy
         count += len(ks)
     return {"launch_gap_us": idle / count, "notify_wait_us": comm_kernel_us(trace)["notify"]}
-
-
-def stream_fractions(spans: list[tuple[str, float, float]]) -> dict[str, float]:
-    """From (stream class, start, end) spans: the span (us or s, as given), compute and communication
-    busy fractions of it, and the share of communication time that overlaps compute."""
-
-    def union(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        out: list[tuple[float, float]] = []
-        for s, e in sorted(intervals):
-            if out and s <= out[-1][1]:
-                out[-1] = (out[-1][0], max(out[-1][1], e))
-            else:
-                out.append((s, e))
-        return out
-
-    compute = union([(s, e) for c, s, e in spans if c == "compute"])
-    comm = union([(s, e) for c, s, e in spans if c == "comm"])
-    start = min(s for _, s, _ in spans)
-    span = max(e for _, _, e in spans) - start
-    comm_busy = sum(e - s for s, e in comm)
-    hidden = 0.0
-    for s, e in comm:
-        for a, b in compute:
-            hidden += max(0.0, min(e, b) - max(s, a))
-    return {
-        "span": span,
-        "compute_busy_fraction": sum(e - s for s, e in compute) / span,
-        "comm_busy_fraction": comm_busy / span,
-        "hidden_comm_fraction": hidden / comm_busy if comm_busy else 1.0,
-    }
 
 
 def trace_stream_spans(trace: str | Path | dict[str, Any]) -> list[tuple[str, float, float]]:

@@ -24,8 +24,8 @@ TRACE = REPO.parent / "shared" / "reference" / "deepseek-v3" / "profile-data-tra
 PROFILES = REPO / "calibrate" / "profiles"
 
 
-def rows(trace: Path = TRACE) -> list[tuple[str, str, str, float, float, float]]:
-    """(annotation, op, shape, trace us, H100-based us, datasheet us) of every compute op."""
+def rows(trace: Path = TRACE) -> list[tuple[str, str, str, str, float, float, float]]:
+    """(annotation, op, kind, shape, trace us, H100-based us, datasheet us) of every compute op."""
     h100 = OpCoster(CostModel(load_profile(PROFILES / "h100-sxm-measured.json")), TRACE_SMS, ChunkParams())
     sheet = OpCoster(CostModel(load_profile(PROFILES / "h800-datasheet.json")), TRACE_SMS, ChunkParams())
     out = []
@@ -38,7 +38,7 @@ def rows(trace: Path = TRACE) -> list[tuple[str, str, str, float, float, float]]
             shape = f"{op.phase} {op.heads}h s{op.seq} {op.qk_dim}/{op.v_dim}"
         else:
             shape = f"{op.kernel} {op.nbytes / 1e6:.0f} MB"
-        out.append((ann, name, shape, t * 1e6, h100.kernel_time(op) * 1e6, sheet.kernel_time(op) * 1e6))
+        out.append((ann, name, op.kind, shape, t * 1e6, h100.kernel_time(op) * 1e6, sheet.kernel_time(op) * 1e6))
     return out
 
 
@@ -48,13 +48,13 @@ def table(trace: Path = TRACE) -> str:
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     data = rows(trace)
-    for ann, name, shape, t, h, d in data:
+    for ann, name, _, shape, t, h, d in data:
         lines.append(
             f"| {ann} | {name} | {shape} | {t:.0f} | {h:.0f} | {100 * (h / t - 1):+.0f}% "
             f"| {d:.0f} | {100 * (d / t - 1):+.0f}% |"
         )
     for kind in ("gemm", "attention", "memory"):
-        sel = [(t, h, d) for (_, _, shape, t, h, d) in data if _kind(shape) == kind]
+        sel = [(t, h, d) for (_, _, k, _, t, h, d) in data if k == kind]
         if sel:
             th = sum(t for t, _, _ in sel)
             hh = sum(h for _, h, _ in sel)
@@ -65,15 +65,6 @@ def table(trace: Path = TRACE) -> str:
                 f"(median abs {100 * med:.0f}%) | {dd:.0f} | {100 * (dd / th - 1):+.0f}% |"
             )
     return "\n".join(lines)
-
-
-def _kind(shape: str) -> str:
-    first = shape.split()[0]
-    if first in ("fp8", "bf16"):
-        return "gemm"
-    if first in ("fwd", "bwd"):
-        return "attention"
-    return "memory"
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from sim.errors import LayoutError, ScenarioError
 from sim.hardware.gpu import SmSplit
-from sim.hardware.profile import load_profile
+from sim.hardware.profile import DEFAULT_PROFILE, load_profile
 from sim.model.spec import DEEPSEEK_V3, ModelSpec
 from sim.network.spec import ClusterSpec, load_cluster
 from sim.pipeline.costs import OpTimes
@@ -216,8 +216,6 @@ class Scenario(_Strict):
         """The calibration profile's path (resolved against the scenario file)."""
         if self._profile_path is not None:
             return self._profile_path
-        from sim.training.setup import DEFAULT_PROFILE
-
         return DEFAULT_PROFILE
 
     def devices(self) -> int:

@@ -87,7 +87,7 @@ def validate(
     """Check a scenario file without running it; ``twin validate trace`` predicts DeepSeek's F&B chunk
     pair and prints it beside the trace (span, the 10 annotations, stream busy and hidden fractions)."""
     if str(scenario) == "trace" and not scenario.exists():
-        from sim.training.setup import DEFAULT_PROFILE
+        from sim.hardware.profile import DEFAULT_PROFILE
 
         v = validate_trace(profile or DEFAULT_PROFILE)
         if fmt is Format.json:

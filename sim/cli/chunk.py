@@ -14,17 +14,19 @@ from rich.table import Table
 
 from sim.cli.common import Format, as_flag, out
 from sim.errors import ScenarioError
-from sim.model.spec import load_model_config
+from sim.hardware.profile import DEFAULT_PROFILE, PROFILES_DIR
+from sim.model.spec import load_model_config, parse_model
 from sim.moe.gating import Gating
 from sim.outputs import atomic_write_text
 from sim.training.chunk import COMM_ANNOTATIONS, COMPUTE_ANNOTATIONS, ChunkResult
 from sim.training.export import chunk_trace
 from sim.training.params import ChunkParams
-from sim.training.setup import DEFAULT_PROFILE, ChunkConfig, build_chunk
+from sim.training.setup import ChunkConfig, build_chunk
+from sim.training.stats import stream_fractions
 
 REPO = Path(__file__).resolve().parents[2]
 TRACE = REPO.parent / "shared" / "reference" / "deepseek-v3" / "profile-data-train.json"
-DATASHEET = REPO / "calibrate" / "profiles" / "h800-datasheet.json"
+DATASHEET = PROFILES_DIR / "h800-datasheet.json"
 ANNOTATIONS = (
     "combine(B)",
     "attn(F)",
@@ -52,8 +54,6 @@ class ChunkKind(StrEnum):
 
 def figures(result: ChunkResult) -> dict[str, Any]:
     """Span, mean per-annotation GPU wall times and stream fractions of a timed chunk (ms)."""
-    from calibrate.trace_calibration import stream_fractions
-
     walls = result.annotation_walls()
     fr = stream_fractions(result.stream_spans()) if result.tasks else {}
     streams = {
@@ -111,10 +111,9 @@ def chunk_cmd(
     model = load_model_config(model_config) if model_config is not None else ChunkConfig().model
     if node_limit is not None:
         try:
-            model = model.model_copy(update={"n_limited_groups": node_limit})
-            model = type(model).model_validate(model.model_dump())
-        except ValueError as e:
-            raise ScenarioError("--node-limit", str(e).splitlines()[-1]) from None
+            model = parse_model({**model.model_dump(), "n_limited_groups": node_limit})
+        except ScenarioError as e:
+            raise ScenarioError("--node-limit", e.message) from None
     try:
         params = ChunkParams(interference=interference)
         config = ChunkConfig(
@@ -158,7 +157,7 @@ def chunk_cmd(
 def trace_reference(trace: Path = TRACE) -> dict[str, Any]:
     """The same figures read from DeepSeek's trace (the trace reader's definitions)."""
     from calibrate.trace import annotation_timings, mean_by_name
-    from calibrate.trace_calibration import stream_fractions, trace_stream_spans
+    from calibrate.trace_calibration import trace_stream_spans
 
     if not trace.is_file():
         raise ScenarioError("", "DeepSeek's trace is not there (it comes with ../shared)", str(trace))

@@ -203,15 +203,20 @@ class DtypeFit:
         base = float(self._model_time(one(m), one(n), one(k), one(sms), np.array([scaling], dtype=object))[0])
         if not smooth:
             return base
-        used = self.substitute(scaling)
-        coords = np.log(np.array([m, n, k, sms], dtype=np.float64))
-        mask = self._scaling == used
+        return base * float(np.exp(self.correction(m, n, k, sms, scaling)))
+
+    def correction(self, m: int, n: int, k: int, sms: int, scaling: str, leave_out: int | None = None) -> float:
+        """The residual smoother at a shape: a Gaussian-weighted mean of the log residuals of the
+        samples of the same (substituted) scaling, shrunk towards 0; ``leave_out`` drops one sample."""
+        mask = self._scaling == self.substitute(scaling)
+        if leave_out is not None:
+            mask[leave_out] = False
         if not mask.any():
-            return base
+            return 0.0
+        coords = np.log(np.array([m, n, k, sms], dtype=np.float64))
         d2 = np.sum((self._coords[mask] - coords) ** 2, axis=1)
         w = np.exp(-d2 / (2 * BANDWIDTH**2))
-        correction = float(np.sum(w * self._residual[mask]) / (np.sum(w) + SHRINK))
-        return base * float(np.exp(correction))
+        return float(np.sum(w * self._residual[mask]) / (np.sum(w) + SHRINK))
 
 
 class GemmModel:
@@ -251,16 +256,10 @@ def loso_errors(model: GemmModel, min_m: int = 1) -> list[float]:
         for i, p in enumerate(fit.points):
             if p.m < min_m:
                 continue
-            keep = np.ones(len(fit.points), dtype=bool)
-            keep[i] = False
             base = fit.time(p.m, p.n, p.k, p.sms, p.scaling, smooth=False) + (
                 fit.params["launch_us"] * 1e-6 if p.single else 0.0
             )
-            coords = np.log(np.array([p.m, p.n, p.k, p.sms], dtype=np.float64))
-            mask = keep & (fit._scaling == fit.substitute(p.scaling))
-            d2 = np.sum((fit._coords[mask] - coords) ** 2, axis=1)
-            w = np.exp(-d2 / (2 * BANDWIDTH**2))
-            corr = float(np.sum(w * fit._residual[mask]) / (np.sum(w) + SHRINK)) if mask.any() else 0.0
+            corr = fit.correction(p.m, p.n, p.k, p.sms, p.scaling, leave_out=i)
             errors.append(_relative(base * float(np.exp(corr)), p.time_s))
     return errors
 

@@ -87,6 +87,10 @@ class Profile(_Strict):
     lofo_error: dict[str, float] = Field(default_factory=dict)
 
 
+PROFILES_DIR = Path(__file__).resolve().parents[2] / "calibrate" / "profiles"
+DEFAULT_PROFILE = PROFILES_DIR / "h800.json"  # H100 measurements plus DeepSeek's H800 trace kernels
+
+
 def load_profile(path: str | Path, device: str | None = None) -> Profile:
     """Read and validate a profile; ``device`` (e.g. ``H800``) refuses profiles of other devices."""
     path = Path(path)

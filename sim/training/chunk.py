@@ -23,6 +23,7 @@ kernels and the parameters. The engine then places whole chunks.
 
 from __future__ import annotations
 
+import functools
 import statistics
 from collections import defaultdict
 from collections.abc import Callable
@@ -54,6 +55,7 @@ class Stage:
     spec: ModelSpec | None = None
     tokens: int = 0
 
+    @functools.cached_property
     def key(self) -> tuple[object, ...]:
         """What determines the stage's timing: its layers' ops (not their indices), their routing and
         what else it holds; identical stages share chunk timings."""
@@ -123,16 +125,16 @@ class ChunkTimer:
 
     # ------------------------------------------------------------------ public
     def forward(self, stage: Stage) -> ChunkResult:
-        return self._memoised(("F", stage.key()), lambda: self._time("F", stage, None))
+        return self._memoised(("F", stage.key), lambda: self._time("F", stage, None))
 
     def backward(self, stage: Stage, parts: str = "IW") -> ChunkResult:
         """``parts``: ``IW`` (full backward B), ``I`` (input gradients) or ``W`` (weight gradients)."""
         if parts not in ("IW", "I", "W"):
             raise ValueError(f"parts must be IW, I or W, got {parts!r}")
-        return self._memoised(("B" + parts, stage.key()), lambda: self._time("B" + parts, None, stage))
+        return self._memoised(("B" + parts, stage.key), lambda: self._time("B" + parts, None, stage))
 
     def pair(self, f_stage: Stage, b_stage: Stage) -> ChunkResult:
-        return self._memoised(("FB", f_stage.key(), b_stage.key()), lambda: self._time("FB", f_stage, b_stage))
+        return self._memoised(("FB", f_stage.key, b_stage.key), lambda: self._time("FB", f_stage, b_stage))
 
     # ------------------------------------------------------------------ internals
     def _memoised(self, key: tuple[object, ...], build: Callable[[], ChunkResult]) -> ChunkResult:
@@ -229,11 +231,8 @@ class _Graph:
         """HBM share of DeepEP's data kernels (for the ``profile`` interference source): the bytes they
         read and write over the time they take, against the profile's copy rate."""
         comm = self.timer.comm
-        memo = list(comm._memo.values()) if comm is not None else []
-        if not memo:
-            return 0.0
-        ct = memo[0]
-        return self.timer.coster.model.comm_utilisation(1, rate=ct.hbm_bytes / ct.data_s) if ct.data_s > 0 else 0.0
+        rate = comm.hbm_rate() if comm is not None else 0.0
+        return self.timer.coster.model.comm_utilisation(1, rate=rate) if rate > 0 else 0.0
 
     def annotation(
         self, direction: str, layer: LayerOps, name: str, deps: list[int], step: int, traffic: Traffic | None

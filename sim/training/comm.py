@@ -38,6 +38,12 @@ class CommModel:
     def key(self) -> tuple[object, ...]:
         return (id(self.shared), self.kernel.key(), tuple(tuple(g.tolist()) for g in self.groups))
 
+    def hbm_rate(self) -> float:
+        """Mean HBM traffic rate (bytes/s) of the data parts of the phases timed so far (0 before any)."""
+        times = list(self._memo.values())
+        data = sum(t.data_s for t in times)
+        return sum(t.hbm_bytes for t in times) / data if data > 0 else 0.0
+
     def time(self, traffic: Traffic, phase: str, cached: bool) -> CommTime:
         key = (id(traffic), phase, cached)
         if key not in self._memo:

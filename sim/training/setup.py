@@ -19,7 +19,7 @@ import numpy as np
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
 from sim.hardware.gpu import H800, SmSplit
-from sim.hardware.profile import load_profile
+from sim.hardware.profile import DEFAULT_PROFILE, load_profile
 from sim.model.layer import LayerOps, LayerWork, layer_ops
 from sim.model.spec import DEEPSEEK_V3, ModelSpec
 from sim.moe.alltoall import route_layers
@@ -34,9 +34,6 @@ from sim.training.chunk import ChunkTimer, Stage
 from sim.training.comm import CommModel
 from sim.training.costs import OpCoster
 from sim.training.params import ChunkParams
-
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_PROFILE = REPO / "calibrate" / "profiles" / "h800.json"
 
 
 @dataclass(frozen=True)
@@ -85,10 +82,11 @@ class ChunkSetup:
     compute_sms: int
 
 
-def _cluster(config: ChunkConfig) -> ClusterSpec:
+def _cluster(config: ChunkConfig, moe: MoESpec) -> ClusterSpec:
+    """The given cluster, else the EP group's nodes of H800s on the multi-plane fat tree."""
     if config.cluster is not None:
         return config.cluster
-    nodes = max(1, -(-config.ep // 8))
+    nodes = moe.nodes
     kind = "none" if nodes == 1 else "mpft"
     return ClusterSpec.model_validate({"name": f"h800-{nodes}-nodes", "nodes": nodes, "fabric": {"kind": kind}})
 
@@ -113,7 +111,7 @@ def build_chunk(config: ChunkConfig) -> ChunkSetup:
     if config.tokens < 1:
         raise ScenarioError("tokens", f"must be >= 1, got {config.tokens}")
     moe = config.moe_spec()
-    topo = build_topology(_cluster(config))
+    topo = build_topology(_cluster(config, moe))
     if config.ep > topo.gpus:
         raise ScenarioError("ep", f"EP {config.ep} is larger than the cluster ({topo.gpus} GPUs)")
     network = SharedNetwork(topo)
@@ -124,7 +122,8 @@ def build_chunk(config: ChunkConfig) -> ChunkSetup:
     )
     comm = CommModel(network, kernel, [np.arange(config.ep)])
     layer_ids = list(range(first, first + config.layers))
-    moe_layers = [layer for layer in layer_ids if layer >= model.n_layers or model.is_moe(layer)]
+    is_moe = {layer: layer >= model.n_layers or model.is_moe(layer) for layer in layer_ids}  # MTP block: MoE
+    moe_layers = [layer for layer in layer_ids if is_moe[layer]]
     gating = Gating.of(config.routing)
     if gating.routing == "balanced" and moe_layers:  # every layer routes alike: one traffic, shared timings
         routed = route_layers(moe, config.tokens, 1, gating, config.seed) * len(moe_layers)
@@ -134,8 +133,7 @@ def build_chunk(config: ChunkConfig) -> ChunkSetup:
     ops: list[LayerOps] = []
     it = iter(routed)
     for layer in layer_ids:
-        is_moe = layer >= model.n_layers or model.is_moe(layer)
-        if is_moe:
+        if is_moe[layer]:
             t = next(it)
             rows = tuple(int(x) for x in t.tokens_per_expert[: moe.experts_per_gpu])
             ops.append(layer_ops(model, min(layer, model.n_layers - 1), LayerWork(config.tokens, rows)))
