@@ -1,0 +1,143 @@
+"""Memory per GPU and optimizer traffic: closed forms and scaling laws, and the DeepSeek-V3 default."""
+
+from __future__ import annotations
+
+import pytest
+
+from sim.model.params import device_params, layer_params, stage_params
+from sim.model.spec import DEEPSEEK_V3
+from sim.pipeline.costs import OpTimes
+from sim.pipeline.execute import execute
+from sim.pipeline.schedules import build_schedule
+from sim.results import metrics
+from sim.training.memory import (
+    ActivationRecipe,
+    Memory,
+    Precision,
+    activation_bytes,
+    deepseek_v3_default,
+    dp_collectives,
+    inflight_at_peak,
+    layer_activation_bytes_per_token,
+    memory_per_gpu,
+    optimizer_shard,
+    optimizer_traffic,
+    saved_tensors,
+    stage_activation_bytes,
+    static_memory,
+)
+
+S = DEEPSEEK_V3
+P = stage_params(S, range(3, 7), ep=64)
+
+
+def test_static_memory_closed_form() -> None:
+    m = static_memory(P, dp=128, expert_dp=2)
+    assert m.params == 2 * P.total
+    assert m.grads == 4 * P.total
+    assert m.optimizer == pytest.approx(8 * (P.non_expert / 128 + P.expert / 2))
+    copy = static_memory(P, dp=128, expert_dp=2, precision=Precision(fp8_weight_copy=True))
+    assert copy.params - m.params == pytest.approx(P.fp8_gemm * (1 + 4 / 128**2))
+
+
+def test_only_the_optimizer_scales_with_dp() -> None:
+    a = static_memory(P, dp=8, expert_dp=1)
+    b = static_memory(P, dp=16, expert_dp=1)
+    c = static_memory(P, dp=8, expert_dp=2)
+    assert (a.params, a.grads) == (b.params, b.grads) == (c.params, c.grads)
+    assert a.optimizer - b.optimizer == pytest.approx(8 * P.non_expert / 16)
+    assert a.optimizer - c.optimizer == pytest.approx(8 * P.expert / 2)
+    # non-expert and expert shards alone scale as 1/DP
+    only_dense = stage_params(S, range(0, 3), ep=64)
+    assert static_memory(only_dense, dp=4, expert_dp=1).optimizer * 4 == pytest.approx(
+        static_memory(only_dense, dp=1, expert_dp=1).optimizer
+    )
+
+
+def test_optimizer_shards_add_up_to_the_full_state() -> None:
+    dp, edp = 128, 2
+    shard = optimizer_shard(P, dp=dp, expert_dp=edp)
+    assert shard * dp == pytest.approx(P.non_expert + P.expert * dp / edp)
+    # every DP rank owns one shard of each group: dp shards of non-expert, edp of expert
+    assert (shard - P.expert / edp) * dp == pytest.approx(P.non_expert)
+    t = optimizer_traffic(P, dp=dp, expert_dp=edp)
+    assert t.read == pytest.approx(12 * shard) and t.written == pytest.approx(10 * shard)
+    assert t.total == pytest.approx(22 * shard)
+
+
+def test_dp_collective_sizes() -> None:
+    c = dp_collectives(P, dp=128, expert_dp=2)
+    assert c.grad_reduce_scatter.size_bytes == 4 * P.non_expert
+    assert c.param_all_gather.size_bytes == 2 * P.non_expert
+    assert c.expert_grad_reduce_scatter.size_bytes == 4 * P.expert
+    assert c.expert_param_all_gather.sent_bytes == pytest.approx(2 * P.expert / 2)
+    assert c.grad_reduce_scatter.sent_bytes == pytest.approx(4 * P.non_expert * 127 / 128)
+    assert dp_collectives(P, dp=1, expert_dp=1).param_all_gather.sent_bytes == 0
+    assert len(c.all()) == 4
+
+
+def test_saved_tensors_per_token() -> None:
+    moe = {t.name: t.bytes_per_token for t in saved_tensors(S, 3)}
+    assert moe["attention output (E5M6)"] == pytest.approx(16384 * (1.5 + 4 / 128))
+    assert moe["dispatched tokens (FP8)"] == pytest.approx(8 * 7168 * (1 + 4 / 128))
+    assert moe["routed SwiGLU input (FP8)"] == pytest.approx(8 * 4096 * (1 + 4 / 128))
+    assert layer_activation_bytes_per_token(S, 3) == 156_736
+    assert layer_activation_bytes_per_token(S, 0) == 96_512
+    more = ActivationRecipe(store_expert_outputs=True)
+    assert layer_activation_bytes_per_token(S, 3, more) - 156_736 == 8 * 7168 * 2
+
+
+def test_activations_linear_in_tokens_and_layers() -> None:
+    one = activation_bytes(S, range(3, 5), 1)
+    assert activation_bytes(S, range(3, 5), 4096) == pytest.approx(4096 * one)
+    assert activation_bytes(S, range(3, 7), 7) == pytest.approx(2 * activation_bytes(S, range(3, 5), 7))
+    head = activation_bytes(S, [], 1, head=True)
+    assert head == 7168 * 2 + 129280 * 4 + 8
+    assert stage_activation_bytes(S, 15, 16, 1) == pytest.approx(
+        activation_bytes(S, range(58, 61), 1)
+        + head
+        + layer_activation_bytes_per_token(S, 61)
+        + 2 * 7168 * 2
+        + 129280 * 4
+        + 8
+    )
+
+
+def test_inflight_matches_results_peak() -> None:
+    """The order-only peak equals the timed accounting of sim.results (PP+1 for DualPipe)."""
+    for name, pp, n in [("dualpipe", 8, 20), ("1f1b", 4, 8), ("zb1p", 4, 8), ("dualpipev", 8, 16)]:
+        sched = build_schedule(name, pp, n)
+        m = metrics(execute(sched, OpTimes.uniform(pp, 1.0, 2.0, 1.0)))
+        for d in range(sched.num_devices):
+            assert sum(inflight_at_peak(sched, d).values()) == pytest.approx(m.peak_activations[d])
+    dual = build_schedule("dualpipe", 16, 120)
+    assert all(sum(inflight_at_peak(dual, d).values()) == 17 for d in range(16))
+
+
+def test_memory_per_gpu_inflight_forms() -> None:
+    kw = {"pp": 16, "ep": 64, "dp": 128, "expert_dp": 2, "tokens": 4096}
+    per_stage = memory_per_gpu(S, [0, 15], inflight={0: 16, 15: 1}, **kw)
+    bound = memory_per_gpu(S, [0, 15], inflight=17.0, **kw)
+    a0, a15 = stage_activation_bytes(S, 0, 16, 4096), stage_activation_bytes(S, 15, 16, 4096)
+    assert per_stage.activations_peak == pytest.approx(16 * a0 + a15)
+    assert bound.activations_peak == pytest.approx(17 * a15)
+    assert per_stage.params == bound.params == 2 * device_params(S, [0, 15], pp=16, ep=64).total
+    with pytest.raises(ValueError):
+        memory_per_gpu(S, [0, 15], inflight={3: 1}, **kw)
+
+
+def test_memory_to_dict_in_gb() -> None:
+    m = Memory(params=1e9, grads=2e9, optimizer=3e9, activations_peak=4e9)
+    assert m.to_dict() == {"params": 1, "grads": 2, "optimizer": 3, "activations_peak": 4, "total": 10}
+
+
+def test_deepseek_v3_default_fits_in_80_gb() -> None:
+    """PP16 DualPipe (rank r: stages r and 15-r), EP64, DP128, expert DP 2, 4096 tokens/micro-batch."""
+    table = {r: deepseek_v3_default(S, r) for r in range(16)}
+    for r in (0, 7):
+        print(f"rank {r}:", {k: round(v, 2) for k, v in table[r].to_dict().items()})
+    assert table[0].to_dict()["total"] == pytest.approx(61.12, abs=0.01)
+    assert table[7].to_dict()["total"] == pytest.approx(69.05, abs=0.01)
+    assert max(m.total for m in table.values()) < 80e9
+    # rank 7 holds 8 MoE layers: 4 experts of each per GPU, replicated over expert DP 2
+    assert table[7].optimizer == pytest.approx(8 * (8 * layer_params(S, 3).non_expert / 128 + 8 * 4 * 44040192 / 2))
