@@ -1,26 +1,165 @@
-"""Writing outputs so that nothing is ever half-written: temp file or folder, then rename."""
+"""Writing outputs so that nothing is ever half-written: temp file or folder, then rename.
+
+* :func:`check_output_file` / :func:`check_output_dir` check an output path before any work starts
+  (a writable folder, not a folder where a file goes or the reverse, a known extension).
+* :func:`atomic_write` / :func:`atomic_dir` write to ``.NAME.PID.XXXXXXXX`` beside the target and
+  rename it into place; on any error or interruption (SIGINT, and SIGTERM once ``twin`` has installed
+  its handler, see ``sim.cli.main``) the temporary is removed. Signals are held back while the
+  temporary is created and while it is renamed, so an interruption never strands one.
+* Temporaries of processes that no longer exist (killed with SIGKILL, a power cut) are removed by
+  the next write to the same name.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
+import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from sim.errors import ScenarioError
+
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+LEGACY_STALE_S = 3600.0  # temp folders of older twins (no PID in the name) older than this are removed
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM/SIGHUP back for the block (delivered right after it)."""
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - platforms without sigmask
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _prefix(name: str) -> str:
+    return f".{name}.{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def clean_stale(folder: Path, name: str, suffix: str = "") -> list[Path]:
+    """Remove temporaries ``.NAME.PID.XXXXXXXX[suffix]`` in ``folder`` whose process is gone (and
+    ``.NAME.XXXXXXXX`` folders of older twins, after an hour). Returns what was removed."""
+    ours = re.compile(rf"^\.{re.escape(name)}\.(\d+)\.[A-Za-z0-9_]{{8}}{re.escape(suffix)}$")
+    legacy = re.compile(rf"^\.{re.escape(name)}\.[a-z0-9_]{{8}}{re.escape(suffix)}$")
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        m = ours.match(entry.name)
+        try:
+            stale = (m is not None and not _alive(int(m.group(1)))) or (
+                legacy.match(entry.name) is not None
+                and now - entry.stat(follow_symlinks=False).st_mtime > LEGACY_STALE_S
+            )
+            if not stale:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
+
+
+def _writable_folder(path: Path, flag: str) -> None:
+    """The nearest existing folder at or above ``path`` must be a folder we can create files in."""
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise ScenarioError(flag, f"{probe} is a file, not a folder; cannot write {path}")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".twin-probe.", dir=probe)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as err:
+        raise ScenarioError(flag, f"cannot write in {probe}: {err.strerror or err}") from None
+
+
+def check_output_file(path: str | Path | None, flag: str, suffixes: tuple[str, ...] | None = None) -> None:
+    """Before work starts: ``path`` can be written as a file (``flag`` names it in errors)."""
+    if path is None:
+        return
+    text = str(path)
+    path = Path(path)
+    if not text or text.endswith(("/", os.sep)) or path.name in ("", ".", ".."):
+        raise ScenarioError(flag, f"give a file name, got {text!r}")
+    if path.is_dir():
+        raise ScenarioError(flag, f"{path} is a folder; give a file name")
+    if path.exists() or path.is_symlink():
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as err:
+            raise ScenarioError(flag, f"cannot write {path}: {err.strerror}") from None
+        if not stat.S_ISREG(mode):
+            raise ScenarioError(flag, f"{path} exists and is not a regular file (a device, pipe or socket)")
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        got = repr(path.suffix) if path.suffix else "none"
+        raise ScenarioError(flag, f"unknown file extension {got} in {path.name!r}; use {', '.join(suffixes)}")
+    _writable_folder(path.parent, flag)
+
+
+def check_output_dir(path: str | Path | None, flag: str) -> None:
+    """Before work starts: ``path`` can be created or replaced as a folder."""
+    if path is None:
+        return
+    path = Path(path)
+    if str(path) in ("", ".", "..") or path.resolve().parent == path.resolve():
+        raise ScenarioError(flag, f"give a folder to create (it is replaced whole), got {str(path)!r}")
+    if path.exists() and not path.is_dir():
+        raise ScenarioError(flag, f"{path} is a file; give a folder")
+    _writable_folder(path, flag)
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp_path)`` then move the temp file onto ``path`` (same folder, same suffix)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    clean_stale(path.parent, path.stem, path.suffix)
+    tmp: Path | None = None
     try:
-        write(Path(tmp))
-        os.replace(tmp, path)
+        with signals_held():
+            fd, name = tempfile.mkstemp(prefix=_prefix(path.stem), suffix=path.suffix, dir=path.parent)
+            os.close(fd)
+            tmp = Path(name)
+        write(tmp)
+        with signals_held():
+            os.replace(tmp, path)
+            tmp = None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise
     return path
 
@@ -34,17 +173,23 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Fill a temp folder beside ``path``; on success it replaces ``path`` whole, else it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    clean_stale(path.parent, path.name)
+    tmp: Path | None = None
     try:
+        with signals_held():
+            tmp = Path(tempfile.mkdtemp(prefix=_prefix(path.name), dir=path.parent))
         yield tmp
+        with signals_held():
+            old = None
+            if path.exists():
+                old = path.with_name(f".{path.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(path, old)
+            os.replace(tmp, path)
+            tmp = None
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = None
-    if path.exists():
-        old = path.with_name(f".{path.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
-    os.replace(tmp, path)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -1,7 +1,18 @@
-"""Reading YAML input files and turning validation errors into one-line ScenarioErrors."""
+"""Reading YAML and JSON input files safely, and turning validation errors into one-line ScenarioErrors.
+
+Every input file goes through :func:`read_text`: it must be a regular file (not a directory, device,
+named pipe or socket), at most a bounded size, and UTF-8. YAML is then parsed with duplicate keys
+refused, nesting depth and alias expansion bounded, and YAML 1.2 numbers such as ``1e6`` read as
+numbers (PyYAML's YAML 1.1 needs a dot). JSON likewise: duplicate keys, ``NaN``/``Infinity`` and
+deep nesting are refused. Every problem is a one-line :class:`ScenarioError` naming the file.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -10,36 +21,196 @@ from pydantic import BaseModel, ValidationError
 
 from sim.errors import ScenarioError
 
+MiB = 1 << 20
+MAX_YAML_BYTES = 8 * MiB  # scenarios and topologies are a few KiB
+MAX_JSON_BYTES = 256 * MiB  # profiles, model configs, routing tables
+MAX_TRACE_BYTES = 1024 * MiB  # profiler traces
+MAX_DEPTH = 64  # nesting of mappings and lists
+MAX_VALUES = 1_000_000  # values in one document, counting every alias expansion
 
-def read_yaml(path: str | Path, what: str = "scenario") -> Any:
-    """Parse a YAML file; a missing, unreadable or malformed file is a one-line ScenarioError."""
+
+def read_bytes(path: str | Path, what: str, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``; anything else is a one-line error."""
     path = Path(path)
+    name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError("", f"no such {what} file", str(path)) from None
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ScenarioError("", f"no such {what} file", name) from None
     except OSError as err:
-        raise ScenarioError("", f"cannot read: {err.strerror}", str(path)) from None
+        raise ScenarioError("", f"cannot read: {err.strerror}", name) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ScenarioError("", f"is a folder, not a {what} file", name)
+    if not stat.S_ISREG(st.st_mode):
+        raise ScenarioError("", f"not a regular file (a device, pipe or socket); give a {what} file", name)
+    if st.st_size > max_bytes:
+        raise ScenarioError("", f"{what} file is {st.st_size:,} bytes; at most {max_bytes:,} are read", name)
     try:
-        return yaml.safe_load(text)
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as err:
+        raise ScenarioError("", f"cannot read: {err.strerror}", name) from None
+    if len(data) > max_bytes:
+        raise ScenarioError("", f"{what} file is over {max_bytes:,} bytes", name)
+    return data
+
+
+def read_text(path: str | Path, what: str, max_bytes: int = MAX_YAML_BYTES) -> str:
+    """The UTF-8 text of a regular file of at most ``max_bytes`` (see :func:`read_bytes`)."""
+    data = read_bytes(path, what, max_bytes)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ScenarioError(
+            "", f"not a UTF-8 text file (byte {err.start} is {data[err.start]:#04x})", str(path)
+        ) from None
+
+
+# ---- YAML ----------------------------------------------------------------------------------------
+
+_FLOAT_12 = re.compile(r"^([-+]?[0-9][0-9_]*)(\.[0-9_]*)?[eE]([-+]?[0-9]+)$")
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with bounded nesting and YAML 1.2 exponent numbers (``1e6``, ``2E-3``)."""
+
+    yaml_implicit_resolvers = {  # noqa: RUF012 - PyYAML's class-level table, copied
+        k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _Refused(f"nested deeper than {MAX_DEPTH} levels at line {mark.line + 1}")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _float_or_exp(loader: yaml.SafeLoader, node: Any) -> Any:
+    """``1e6`` (no dot, exponent 0..18) is the whole number 1000000; ``1.5e6`` and ``1e-3`` are floats."""
+    m = _FLOAT_12.match(str(node.value))
+    if m is None:
+        return yaml.SafeLoader.construct_yaml_float(loader, node)
+    mantissa, dot, exp = m.group(1).replace("_", ""), m.group(2), int(m.group(3))
+    if dot is None and 0 <= exp <= 18:
+        return int(mantissa) * 10**exp
+    return float(str(node.value).replace("_", ""))
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789"))
+_Loader.add_constructor("tag:yaml.org,2002:float", _float_or_exp)
+
+
+class _Refused(Exception):
+    """A YAML document the twin will not read (depth, size, duplicate key); message is the reason."""
+
+
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+def _check_tree(root: yaml.Node) -> None:
+    """Refuse duplicate keys (naming the key path), recursive aliases and alias bombs."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def walk(node: yaml.Node, path: str) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise _Refused(f"{path or 'document'}: an alias refers to itself (line {node.start_mark.line + 1})")
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for k, v in node.value:
+                name = k.value if isinstance(k, yaml.ScalarNode) else "?"
+                if isinstance(k, yaml.ScalarNode) and k.tag != _MERGE:
+                    if name in seen:
+                        where = f"{path}.{name}" if path else str(name)
+                        lines = f"lines {seen[name]} and {k.start_mark.line + 1}"
+                        raise _Refused(f"{where}: duplicate key ({lines}); give each key once")
+                    seen[name] = k.start_mark.line + 1
+                total += walk(k, path) + walk(v, f"{path}.{name}" if path else str(name))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                total += walk(v, f"{path}[{i}]")
+        active.discard(key)
+        if total > MAX_VALUES:
+            raise _Refused(f"expands to more than {MAX_VALUES:,} values (aliases)")
+        sizes[key] = total
+        return total
+
+    walk(root, "")
+
+
+def parse_yaml(text: str, file: str | None = None) -> Any:
+    """Parse YAML text with the twin's rules (see the module docstring)."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_tree(node)
+        return loader.construct_document(node)
+    except _Refused as err:
+        raise ScenarioError("", str(err), file) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err)
-        raise ScenarioError("", f"malformed YAML{where}: {problem}", str(path)) from None
+        raise ScenarioError("", f"malformed YAML{where}: {problem}", file) from None
+    except (RecursionError, ValueError, OverflowError) as err:
+        raise ScenarioError("", f"malformed YAML: {type(err).__name__}: {err}", file) from None
+    finally:
+        loader.dispose()
 
 
-def read_json(path: str | Path, what: str) -> Any:
-    """Parse a JSON file; a missing or malformed file is a one-line ScenarioError naming it."""
-    import json
+def read_yaml(path: str | Path, what: str = "scenario") -> Any:
+    """Parse a YAML file; a missing, unreadable, oversized, binary or malformed file is a one-line
+    ScenarioError naming it."""
+    return parse_yaml(read_text(path, what, MAX_YAML_BYTES), str(path))
 
-    path = Path(path)
+
+# ---- JSON ----------------------------------------------------------------------------------------
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _Refused(f"duplicate key {k!r}; give each key once")
+        out[k] = v
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise _Refused(f"{name} is not a number the twin accepts (give finite numbers)")
+
+
+def parse_json(text: str, file: str | None = None) -> Any:
+    """Parse JSON text: duplicate keys, NaN/Infinity and nesting deeper than Python's stack refused."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ScenarioError("", f"no such {what}", str(path)) from None
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except _Refused as err:
+        raise ScenarioError("", str(err), file) from None
     except json.JSONDecodeError as err:
-        raise ScenarioError("", f"malformed JSON at line {err.lineno}: {err.msg}", str(path)) from None
+        raise ScenarioError("", f"malformed JSON at line {err.lineno}: {err.msg}", file) from None
+    except RecursionError:
+        raise ScenarioError("", "JSON nested too deeply", file) from None
+
+
+def read_json(path: str | Path, what: str, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """Parse a JSON file; a missing, unreadable, oversized, binary or malformed file is a one-line
+    ScenarioError naming it."""
+    return parse_json(read_text(path, what, max_bytes), str(path))
+
+
+# ---- validation errors ---------------------------------------------------------------------------
 
 
 def key_path(loc: tuple[int | str, ...]) -> str:
@@ -61,6 +232,11 @@ def _allowed_keys(root: type[BaseModel], loc: tuple[int | str, ...]) -> list[str
     return list(model.model_fields)
 
 
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def validation_error(err: ValidationError, root: type[BaseModel]) -> ScenarioError:
     """The first problem of a pydantic error as a one-line ScenarioError with its key path."""
     first = err.errors()[0]
@@ -74,5 +250,5 @@ def validation_error(err: ValidationError, root: type[BaseModel]) -> ScenarioErr
     msg = first["msg"].removeprefix("Value error, ")
     got = first.get("input")
     if first["type"] != "value_error" and not isinstance(got, dict | list):
-        msg += f" (got {got!r})"
+        msg += f" (got {_shown(got)})"
     return ScenarioError(path, msg)

@@ -7,7 +7,6 @@ Every user error (bad scenario, impossible layout, invalid schedule) prints one 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -15,12 +14,12 @@ import typer
 
 from sim.cli.calibrate import calibrate_app
 from sim.cli.chunk import chunk_cmd, print_validation, validate_trace
-from sim.cli.common import Format, err, out
+from sim.cli.common import Format, err, invoke, out, output_dir_option
 from sim.cli.moe import alltoall_cmd, balance_cmd
 from sim.cli.network import collective_cmd, topology_app
 from sim.cli.schedules import _print_table, schedules_app
 from sim.config import default_scenario_path, load_scenario
-from sim.errors import ScenarioError, TwinError
+from sim.errors import ScenarioError
 from sim.outputs import atomic_dir
 from sim.results import chrome_trace, spans_frame
 from sim.run import simulate
@@ -101,10 +100,15 @@ def validate(
     out.print(f"{scenario}: ok (scenario {sc.name!r}, {len(sc.pipeline.schedules)} schedule(s))")
 
 
+def _prepare(command: object) -> None:
+    """Checks attached to the click command before parsing: ``twin run -o`` must be a writable
+    folder (until ``run`` declares ``callback=output_dir_option`` itself)."""
+    run_cmd = getattr(command, "commands", {}).get("run")
+    for param in getattr(run_cmd, "params", []):
+        if param.name == "output" and param.callback is None:
+            param.callback = output_dir_option
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: user errors become one line and exit status 2."""
-    try:
-        app(args=argv)
-    except TwinError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+    """Console-script entry point: user errors become one line and exit status 2 (sim.cli.common.invoke)."""
+    raise SystemExit(invoke(app, argv, _prepare))

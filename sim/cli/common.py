@@ -1,8 +1,18 @@
-"""Pieces shared by the command modules."""
+"""Pieces shared by the command modules: consoles, formats, and the numeric flag parsers.
+
+Every numeric flag of every command is declared with ``parser=Int(lo, hi)`` or
+``parser=Float(lo, hi)``: the value is checked for type, finiteness and range while the command
+line is parsed, before any work starts, and a bad value is one line such as
+``error: --ep: must be a whole number in 1..1,048,576, got '0'`` (``tests/unit/test_bad_inputs.py``
+checks that no numeric flag lacks one).
+"""
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -22,3 +32,279 @@ class Format(StrEnum):
 def as_flag(err: ScenarioError) -> ScenarioError:
     """Re-express a parameter error (``node_limit``) as the command-line flag (``--node-limit``)."""
     return ScenarioError("--" + err.key_path.replace("_", "-"), err.message)
+
+
+def _num(x: float) -> str:
+    if abs(x) < 1e7 and (isinstance(x, int) or x.is_integer()):
+        return f"{int(x):,}"
+    return f"{x:g}"
+
+
+class Number:
+    """A numeric flag's parser: type, finiteness and range (``lo``/``hi`` inclusive unless open)."""
+
+    def __init__(self, kind: type, lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False) -> None:
+        self.kind, self.lo, self.hi, self.lo_open, self.hi_open = kind, lo, hi, lo_open, hi_open
+
+    @property
+    def allowed(self) -> str:
+        what = "a whole number" if self.kind is int else "a finite number"
+        return f"{what} in {'(' if self.lo_open else '['}{_num(self.lo)}, {_num(self.hi)}{')' if self.hi_open else ']'}"
+
+    def _bad(self, given: Any) -> ValueError:
+        shown = repr(given) if isinstance(given, str) else _num(given)
+        return ValueError(f"must be {self.allowed}, got {shown}")
+
+    def __call__(self, given: Any) -> Any:
+        value: int | float
+        if isinstance(given, bool):
+            raise self._bad(given)
+        if isinstance(given, int | float):
+            value = given
+        else:
+            text = str(given).strip().replace("_", "")
+            try:
+                value = int(text)
+            except ValueError:
+                try:
+                    value = float(text)
+                except ValueError:
+                    raise self._bad(given) from None
+        if not math.isfinite(value):
+            raise self._bad(given)
+        if self.kind is int:
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise self._bad(given)
+                value = int(value)
+        else:
+            value = float(value)
+        below = value <= self.lo if self.lo_open else value < self.lo
+        above = value >= self.hi if self.hi_open else value > self.hi
+        if below or above:
+            raise self._bad(given)
+        return value
+
+
+def Int(lo: int, hi: int) -> Number:
+    """A whole number in [lo, hi] (``1e6`` is accepted: it is whole)."""
+    return Number(int, lo, hi)
+
+
+def Float(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False) -> Number:
+    """A finite number in [lo, hi] (``(lo`` / ``hi)`` when open)."""
+    return Number(float, lo, hi, lo_open=lo_open, hi_open=hi_open)
+
+
+def int_list(text: str, flag: str, parse: Number, limit: int = 64) -> list[int]:
+    """A comma-separated list of whole numbers, each checked by ``parse`` (e.g. ``--sms 4,8,16``)."""
+    parts = [p.strip() for p in text.split(",")]
+    if not any(parts):
+        raise ScenarioError(flag, f"give one or more whole numbers like 20 or 4,8,16, got {text!r}")
+    if len(parts) > limit:
+        raise ScenarioError(flag, f"give at most {limit} values, got {len(parts)}")
+    values = []
+    for p in parts:
+        if not p:
+            raise ScenarioError(flag, f"empty item in {text!r}; give values like 4,8,16")
+        try:
+            values.append(int(parse(p)))
+        except ValueError as e:
+            raise ScenarioError(flag, f"{e}") from None
+    return values
+
+
+def name_list(text: str, flag: str, known: Any, what: str = "name") -> list[str]:
+    """A comma-separated list of distinct names from ``known`` (e.g. ``--schedules 1f1b,zb1p``)."""
+    names = [s.strip() for s in text.split(",")]
+    if not any(names):
+        raise ScenarioError(flag, f"give one or more of {', '.join(known)}, got {text!r}")
+    for n in names:
+        if n not in known:
+            raise ScenarioError(flag, f"unknown {what} {n!r}; choose from {', '.join(known)}")
+    if len(set(names)) != len(names):
+        raise ScenarioError(flag, f"a {what} is listed twice")
+    return names
+
+
+def input_file(path: Path | None, flag: str, what: str = "input") -> None:
+    """An input file flag must name an existing regular file (checked before work starts)."""
+    if path is None:
+        return
+    import os
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise ScenarioError(flag, f"no such {what} file: {path}") from None
+    except OSError as e:
+        raise ScenarioError(flag, f"cannot read {path}: {e.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise ScenarioError(flag, f"{path} is a folder; give a {what} file")
+    if not stat.S_ISREG(mode):
+        raise ScenarioError(flag, f"{path} is not a regular file (a device, pipe or socket)")
+
+
+# ---- the command-line boundary: one line, exit status 2 -------------------------------------------
+
+
+class Terminated(BaseException):
+    """SIGTERM/SIGHUP arrived: unwinds like KeyboardInterrupt so temporaries are removed."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _param_name(param: Any) -> str:
+    if param is None:
+        return ""
+    opts = [o for o in getattr(param, "opts", []) if o.startswith("--")] or list(getattr(param, "opts", []))
+    if getattr(param, "param_type_name", "") == "argument" or not opts:
+        return str(getattr(param, "name", "") or "").upper()
+    return max(opts, key=len)
+
+
+_PYDANTIC = {
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "bool_parsing": "must be true or false",
+}
+
+
+def usage_line(e: Exception) -> str:
+    """A typer/click usage error as one line ``FLAG: what was wrong (got X)``."""
+    from typer._click import exceptions as ce
+
+    if isinstance(e, ce.NoSuchOption):
+        msg = f"{e.option_name}: no such option"
+        if e.possibilities:
+            msg += f"; did you mean {', '.join(sorted(e.possibilities))}?"
+        return msg
+    if isinstance(e, ce.MissingParameter):
+        name = _param_name(e.param) or (str(e.param_hint) if e.param_hint else "")
+        what = "argument" if getattr(e.param, "param_type_name", "") == "argument" else "option"
+        return f"{name}: required {what} is missing"
+    if isinstance(e, ce.BadParameter):
+        name = _param_name(e.param) or (str(e.param_hint) if e.param_hint else "")
+        msg = " ".join(str(e.message).split()).removeprefix("Value error, ").rstrip(".")
+        errors = getattr(e.__cause__, "errors", None)
+        if callable(errors):
+            try:
+                first = errors()[0]
+            except (IndexError, TypeError, AttributeError):
+                first = {}
+            msg = _PYDANTIC.get(first.get("type", ""), msg)
+            given = first.get("input")
+            if isinstance(given, str) and repr(given) not in msg and "got " not in msg:
+                msg += f", got {given!r}"
+        return f"{name}: {msg}" if name else msg
+    if isinstance(e, ce.BadOptionUsage):
+        msg = " ".join(str(e.message).split())
+        if "requires an argument" in msg:
+            return f"{e.option_name}: needs a value"
+        if "does not take a value" in msg:
+            return f"{e.option_name}: is a switch and takes no value (give --flag or leave it out)"
+        return msg
+    return " ".join(str(getattr(e, "message", e)).split())
+
+
+def invoke(app: Any, argv: list[str] | None, prepare: Any = None) -> int:
+    """Run the typer ``app`` on ``argv``; every user error becomes one line ``error: ...`` on stderr
+    and status 2. SIGTERM/SIGHUP unwind like Ctrl-C (temporaries removed; status 143/129/130);
+    warnings (numpy's) are shown only when the command succeeds."""
+    import signal
+    import sys
+    import threading
+    import warnings
+
+    import typer
+    import typer.main
+    from typer._click import exceptions as ce
+
+    from sim.errors import TwinError
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # cleanup must not be interrupted
+            signal.signal(s, signal.SIG_IGN)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Terminated(signum)
+
+    saved = {}
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            saved[s] = signal.signal(s, on_signal)
+    line = None
+    code = 0
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            try:
+                command = typer.main.get_command(app)
+                if prepare is not None:
+                    prepare(command)
+                rv = command.main(args=argv, prog_name="twin", standalone_mode=False)
+                code = rv if isinstance(rv, int) else 0
+                if code == 130:
+                    line = "interrupted"
+            except ce.NoArgsIsHelpError:
+                code = 2  # the help was printed
+            except ce.UsageError as e:
+                line, code = usage_line(e), 2
+            except typer.Abort:
+                line, code = "aborted", 1
+            except TwinError as e:
+                line, code = str(e), 2
+            except KeyboardInterrupt:
+                line, code = "interrupted", 130
+            except Terminated as e:
+                line, code = "terminated", 128 + e.signum
+            except RecursionError:
+                line, code = "input nested too deeply", 2
+            except MemoryError:
+                line, code = "ran out of memory; use a smaller size", 2
+            except OSError as e:
+                where = f"{e.filename}: " if e.filename else ""
+                line, code = f"{where}{e.strerror or e}", 2
+            if code == 0:
+                for w in caught:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+    if line is not None:
+        print(f"error: {line}", file=sys.stderr)
+    return code
+
+
+def output_dir_option(_ctx: Any, param: Any, value: Path | None) -> Path | None:
+    """``callback=`` for an output-folder option: checked before the command runs."""
+    from sim.outputs import check_output_dir
+
+    check_output_dir(value, _param_name(param))
+    return value
+
+
+def output_file_option(_ctx: Any, param: Any, value: Path | None) -> Path | None:
+    """``callback=`` for an output-file option (JSON, CSV ...): checked before the command runs."""
+    from sim.outputs import check_output_file
+
+    check_output_file(value, _param_name(param))
+    return value
+
+
+def plot_file_option(_ctx: Any, param: Any, value: Path | None) -> Path | None:
+    """``callback=`` for a plot option: a writable file with a known extension (.png, .svg, .pdf)."""
+    from sim.outputs import PLOT_SUFFIXES, check_output_file
+
+    check_output_file(value, _param_name(param), PLOT_SUFFIXES)
+    return value
+
+
+def input_file_option(_ctx: Any, param: Any, value: Path | None) -> Path | None:
+    """``callback=`` for an input-file option: an existing regular file."""
+    input_file(value, _param_name(param))
+    return value

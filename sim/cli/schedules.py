@@ -10,8 +10,19 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sim.cli.common import Format, as_flag, out
+from sim.cli.common import (
+    Float,
+    Format,
+    Int,
+    as_flag,
+    input_file_option,
+    name_list,
+    out,
+    output_file_option,
+    plot_file_option,
+)
 from sim.errors import LayoutError, ScenarioError
+from sim.limits import MAX_BYTES, MAX_MICROBATCHES, MAX_PP, MAX_RATE, MAX_TIME, MAX_VIRTUAL_STAGES, check_schedule_size
 from sim.outputs import atomic_write, atomic_write_text
 from sim.pipeline.costs import OpTimes
 from sim.pipeline.execute import P2P, ScheduleRun
@@ -20,6 +31,7 @@ from sim.pipeline.schedules import SCHEDULES, build_schedule
 from sim.pipeline.validate import check_schedule
 from sim.results import ScheduleMetrics, chrome_trace, metrics
 from sim.run import compare, run_schedule
+from sim.yamlio import MAX_JSON_BYTES, read_text
 
 schedules_app = typer.Typer(no_args_is_help=True, help="Pipeline schedules: show, check, compare, plot, trace.")
 
@@ -31,16 +43,36 @@ class ShowFormat(StrEnum):
 
 
 Name = Annotated[str, typer.Argument(help=f"schedule: {', '.join(SCHEDULES)}")]
-PP = Annotated[int, typer.Option("--pp", help="model stages (devices = PP, or PP/2 for dualpipev)")]
-Micro = Annotated[int, typer.Option("--microbatches", "-n", help="micro-batches per step")]
-VStages = Annotated[int, typer.Option("--virtual-stages", help="chunks per device for interleaved-1f1b")]
-FTime = Annotated[float, typer.Option("--f", help="forward time of one stage (any unit; output uses it)")]
-BTime = Annotated[float, typer.Option("--b", help="full backward time of one stage")]
-WTime = Annotated[float, typer.Option("--w", help="weight-gradient part of B (I = B - W)")]
-FBTime = Annotated[float | None, typer.Option("--fb", help="overlapped F&B pair time [default: F + B]")]
-P2PBytes = Annotated[float, typer.Option("--p2p-bytes", help="bytes per stage-to-stage transfer")]
-P2PBw = Annotated[float, typer.Option("--p2p-bandwidth", help="link bandwidth, bytes per time unit")]
-P2PLat = Annotated[float, typer.Option("--p2p-latency", help="link latency, time units")]
+PP = Annotated[
+    int, typer.Option("--pp", parser=Int(1, MAX_PP), help="model stages (devices = PP, or PP/2 for dualpipev)")
+]
+Micro = Annotated[
+    int, typer.Option("--microbatches", "-n", parser=Int(1, MAX_MICROBATCHES), help="micro-batches per step")
+]
+VStages = Annotated[
+    int,
+    typer.Option("--virtual-stages", parser=Int(1, MAX_VIRTUAL_STAGES), help="chunks per device for interleaved-1f1b"),
+]
+FTime = Annotated[
+    float, typer.Option("--f", parser=Float(0, MAX_TIME), help="forward time of one stage (any unit; output uses it)")
+]
+BTime = Annotated[float, typer.Option("--b", parser=Float(0, MAX_TIME), help="full backward time of one stage")]
+WTime = Annotated[float, typer.Option("--w", parser=Float(0, MAX_TIME), help="weight-gradient part of B (I = B - W)")]
+FBTime = Annotated[
+    float | None, typer.Option("--fb", parser=Float(0, MAX_TIME), help="overlapped F&B pair time [default: F + B]")
+]
+P2PBytes = Annotated[
+    float, typer.Option("--p2p-bytes", parser=Float(0, MAX_BYTES), help="bytes per stage-to-stage transfer")
+]
+P2PBw = Annotated[
+    float | None,
+    typer.Option(
+        "--p2p-bandwidth",
+        parser=Float(0, MAX_BYTES * MAX_RATE, lo_open=True),
+        help="link bandwidth, bytes per time unit [default: infinite]",
+    ),
+]
+P2PLat = Annotated[float, typer.Option("--p2p-latency", parser=Float(0, MAX_TIME), help="link latency, time units")]
 
 
 def _times(pp: int, f: float, b: float, w: float, fb: float | None) -> OpTimes:
@@ -52,7 +84,21 @@ def _times(pp: int, f: float, b: float, w: float, fb: float | None) -> OpTimes:
     return times
 
 
+def _size(pp: int, n: int, v: int) -> None:
+    """Refuse a schedule too large to build or run here (see sim.limits)."""
+    check_schedule_size(pp, n, v, "--microbatches")
+
+
+def _build(name: str, pp: int, n: int, v: int):  # type: ignore[no-untyped-def]
+    _size(pp, n, v)
+    try:
+        return build_schedule(name, pp, n, v)
+    except LayoutError as e:
+        raise as_flag(e) from None
+
+
 def _run_one(name: str, pp: int, n: int, v: int, times: OpTimes, p2p: P2P) -> ScheduleRun:
+    _size(pp, n, v)
     try:
         return run_schedule(name, pp, n, times, p2p, v)
     except LayoutError as e:
@@ -75,10 +121,7 @@ def show(
     fmt: Annotated[ShowFormat, typer.Option("--format")] = ShowFormat.torch,
 ) -> None:
     """Print a schedule's per-device action lists (torch notation: one line per device)."""
-    try:
-        sched = build_schedule(name, pp, microbatches, virtual_stages)
-    except LayoutError as e:
-        raise as_flag(e) from None
+    sched = _build(name, pp, microbatches, virtual_stages)
     if fmt is ShowFormat.torch:
         print(format_schedule(sched))
     elif fmt is ShowFormat.text:
@@ -106,21 +149,16 @@ def check(
     microbatches: Micro = 20,
     virtual_stages: VStages = 2,
     file: Annotated[
-        Path | None, typer.Option("--file", help="action lists in torch notation, one line per device")
+        Path | None,
+        typer.Option("--file", help="action lists in torch notation, one line per device", callback=input_file_option),
     ] = None,
 ) -> None:
     """Prove a schedule valid: complete, dependencies respected, no deadlock."""
     if file is not None:
-        try:
-            text = file.read_text(encoding="utf-8")
-        except OSError as e:
-            raise ScenarioError("", f"cannot read: {e.strerror}", str(file)) from None
+        text = read_text(file, "schedule", MAX_JSON_BYTES)
         sched = schedule_from_actions(parse_lines(text, str(file)), name=file.stem)
     elif name is not None:
-        try:
-            sched = build_schedule(name, pp, microbatches, virtual_stages)
-        except LayoutError as e:
-            raise as_flag(e) from None
+        sched = _build(name, pp, microbatches, virtual_stages)
     else:
         raise ScenarioError("NAME", "give a schedule name or --file")
     check_schedule(sched)
@@ -168,18 +206,17 @@ def compare_cmd(
     virtual_stages: VStages = 2,
     schedules: Annotated[str, typer.Option("--schedules", help="comma-separated names")] = ",".join(SCHEDULES),
     p2p_bytes: P2PBytes = 0.0,
-    p2p_bandwidth: P2PBw = float("inf"),
+    p2p_bandwidth: P2PBw = None,
     p2p_latency: P2PLat = 0.0,
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Run schedules on the same layout and op times; report step time, bubbles, memory."""
-    names = [s.strip() for s in schedules.split(",") if s.strip()]
-    for n in names:
-        if n not in SCHEDULES:
-            raise ScenarioError("--schedules", f"unknown schedule {n!r}; choose from {', '.join(SCHEDULES)}")
+    names = name_list(schedules, "--schedules", SCHEDULES, "schedule")
     times = _times(pp, f, b, w, fb)
+    _size(pp, microbatches, virtual_stages)
+    bandwidth = float("inf") if p2p_bandwidth is None else p2p_bandwidth
     try:
-        _, rows = compare(names, pp, microbatches, times, P2P(p2p_bytes, p2p_bandwidth, p2p_latency), virtual_stages)
+        _, rows = compare(names, pp, microbatches, times, P2P(p2p_bytes, bandwidth, p2p_latency), virtual_stages)
     except LayoutError as e:
         hint = " (leave that schedule out with --schedules)" if len(names) > 1 else ""
         raise ScenarioError("--" + e.key_path.replace("_", "-"), e.message + hint) from None
@@ -192,7 +229,7 @@ def compare_cmd(
 @schedules_app.command()
 def plot(
     name: Name,
-    output: Annotated[Path, typer.Option("--output", "-o", help="PNG/SVG/PDF path")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG/SVG/PDF path", callback=plot_file_option)],
     pp: PP = 8,
     microbatches: Micro = 20,
     f: FTime = 1.0,
@@ -212,7 +249,7 @@ def plot(
 @schedules_app.command()
 def trace(
     name: Name,
-    output: Annotated[Path, typer.Option("--output", "-o", help="trace JSON path")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="trace JSON path", callback=output_file_option)],
     pp: PP = 8,
     microbatches: Micro = 20,
     f: FTime = 1.0,

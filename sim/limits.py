@@ -1,0 +1,91 @@
+"""Upper bounds on work a single run may ask for, and the memory check that refuses absurd sizes.
+
+Every count a user gives (flag or file) has a documented upper bound here; work whose estimated
+memory exceeds what this machine has available is refused before it starts, with the estimate
+(:func:`require_memory`). See docs/errors.md.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sim.errors import ScenarioError
+
+MAX_GPUS = 1 << 20  # GPUs in one cluster description (ISCA'25's largest is 65,536)
+MAX_GPUS_PER_NODE = 1024
+MAX_PP = 4096  # pipeline stages
+MAX_MICROBATCHES = 1 << 20
+MAX_VIRTUAL_STAGES = 256
+MAX_SCHEDULE_ACTIONS = 1_000_000  # actions of one schedule (PP x micro-batches x ops); ~20 s to run
+MAX_EXPERTS = 1 << 16
+MAX_TOKENS = 1 << 24  # tokens per GPU / per step
+MAX_HIDDEN = 1 << 20
+MAX_STEPS = 1_000_000  # balancing steps
+MAX_LAYERS = 1024
+MAX_SMS = 1024
+MAX_SEED = (1 << 63) - 1
+MAX_BYTES = 1e18  # any byte count (an exabyte)
+MAX_RATE = 1e15  # any rate in GB/s or TFLOPS
+MAX_TIME = 1e12  # any time in the time unit given
+
+
+def available_memory() -> int:
+    """Bytes this process can still allocate: MemAvailable, capped by a cgroup limit if any."""
+    avail = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                avail = int(line.split()[1]) * 1024
+                break
+    except (OSError, ValueError, IndexError):
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):  # pragma: no cover
+            avail = 8 << 30
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
+        try:
+            limit = Path(limit_file).read_text().strip()
+            if limit != "max" and int(limit) < 1 << 60:
+                avail = min(avail, int(limit) - int(Path(usage_file).read_text().strip()))
+            break
+        except (OSError, ValueError):
+            continue
+    return max(avail, 0)
+
+
+def gib(n: float) -> str:
+    return f"{n / (1 << 30):,.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):,.0f} MiB"
+
+
+def require_memory(needed: float, what: str, key: str, hint: str, fraction: float = 0.8) -> None:
+    """Refuse work estimated to need more than ``fraction`` of the memory available now."""
+    avail = available_memory()
+    if needed > fraction * avail:
+        raise ScenarioError(key, f"{what} needs about {gib(needed)}; this machine has {gib(avail)} available; {hint}")
+
+
+def require_count(value: int, limit: int, what: str, key: str, hint: str) -> None:
+    """Refuse a derived count (e.g. schedule actions) above its documented bound."""
+    if value > limit:
+        raise ScenarioError(key, f"{what} is {value:,}, over the limit of {limit:,}; {hint}")
+
+
+def schedule_actions(pp: int, microbatches: int, virtual_stages: int = 1) -> int:
+    """An upper estimate of a schedule's actions: F, I and W of every (stage, micro-batch)."""
+    return 3 * pp * max(1, virtual_stages) * microbatches
+
+
+def check_schedule_size(pp: int, microbatches: int, virtual_stages: int, key: str) -> None:
+    require_count(
+        schedule_actions(pp, microbatches, virtual_stages),
+        MAX_SCHEDULE_ACTIONS,
+        "the schedule's action count (3 x PP x virtual stages x micro-batches)",
+        key,
+        "use fewer stages or micro-batches",
+    )
