@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 import tempfile
 from collections.abc import Callable
@@ -120,5 +119,17 @@ def _tool() -> str:
 
 def merge_comm_samples(profile: Profile, path: str | Path) -> Profile:
     """Add samples written by ``torchrun -m calibrate.comm`` (multi-GPU or multi-node runs)."""
-    extra = [Sample.model_validate(s) for s in json.loads(Path(path).read_text())]
+    from pydantic import ValidationError
+
+    from sim.errors import ScenarioError
+    from sim.yamlio import read_json, validation_error
+
+    data = read_json(path, "communication samples")
+    if not isinstance(data, list):
+        raise ScenarioError("", "give a JSON list of samples (torchrun -m calibrate.comm)", str(path))
+    try:
+        extra = [Sample.model_validate(s) for s in data]
+    except ValidationError as err:
+        e = validation_error(err, Sample)
+        raise ScenarioError(e.key_path, e.message, str(path)) from None
     return profile.model_copy(update={"samples": [*profile.samples, *extra]})

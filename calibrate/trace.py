@@ -11,7 +11,6 @@ runs DeepEP; the defaults say so.
 from __future__ import annotations
 
 import bisect
-import json
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
@@ -39,6 +38,19 @@ def _wall(kernels: list[dict[str, Any]]) -> float:
     return float(max(k["ts"] + k["dur"] for k in kernels) - min(k["ts"] for k in kernels))
 
 
+def _read(trace: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """A trace's JSON (read safely: regular UTF-8 file, bounded size, no NaN, no duplicate keys)."""
+    if isinstance(trace, dict):
+        return trace
+    from sim.errors import ScenarioError
+    from sim.yamlio import MAX_TRACE_BYTES, read_json
+
+    data = read_json(trace, "trace", MAX_TRACE_BYTES)
+    if not isinstance(data, dict) or not isinstance(data.get("traceEvents"), list):
+        raise ScenarioError("traceEvents", "a profiler trace is a JSON object with a traceEvents list", str(trace))
+    return data
+
+
 def annotation_timings(
     trace: str | Path | dict[str, Any],
     compute_streams: tuple[int, ...] = COMPUTE_STREAMS,
@@ -46,7 +58,7 @@ def annotation_timings(
     skip: tuple[str, ...] = ("ProfilerStep", "1F1B"),
 ) -> list[AnnotationTiming]:
     """Timings of every annotation in order (annotations whose name starts with ``skip`` excluded)."""
-    data = json.loads(Path(trace).read_text()) if not isinstance(trace, dict) else trace
+    data = _read(trace)
     events = data["traceEvents"]
     annotations = sorted(
         (e for e in events if e.get("cat") == "user_annotation" and not e["name"].startswith(skip)),
@@ -87,5 +99,5 @@ def mean_by_name(timings: list[AnnotationTiming]) -> dict[str, AnnotationTiming]
 
 def kernel_span_us(trace: str | Path | dict[str, Any]) -> float:
     """First kernel start to last kernel end over the whole trace."""
-    data = json.loads(Path(trace).read_text()) if not isinstance(trace, dict) else trace
+    data = _read(trace)
     return _wall([e for e in data["traceEvents"] if e.get("cat") == "kernel"])

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import json
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
@@ -71,9 +70,9 @@ class Annotation:
 
 
 def _load(trace: str | Path | dict[str, Any]) -> dict[str, Any]:
-    if isinstance(trace, dict):
-        return trace
-    return dict(json.loads(Path(trace).read_text()))
+    from calibrate.trace import _read
+
+    return _read(trace)
 
 
 def _effective(kernels: list[dict[str, Any]]) -> dict[int, float]:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from sim.errors import LayoutError, ScenarioError
 from sim.hardware.gpu import SmSplit
 from sim.hardware.profile import DEFAULT_PROFILE, load_profile
+from sim.limits import check_scenario_sizes
 from sim.model.spec import DEEPSEEK_V3, ModelSpec
 from sim.network.spec import ClusterSpec, load_cluster
 from sim.pipeline.costs import OpTimes
@@ -29,7 +30,7 @@ from sim.yamlio import read_yaml, validation_error
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 def _as_list(value: Any) -> Any:
@@ -232,6 +233,7 @@ def parse_scenario(data: Any) -> Scenario:
         scenario = Scenario.model_validate(data)
     except ValidationError as err:
         raise validation_error(err, Scenario) from None
+    check_scenario_sizes(scenario)  # counts bounded before any schedule is built (sim.limits)
     plan = scenario.pipeline
     for name in plan.schedules:
         try:

@@ -89,3 +89,34 @@ def check_schedule_size(pp: int, microbatches: int, virtual_stages: int, key: st
         key,
         "use fewer stages or micro-batches",
     )
+
+
+def check_scenario_sizes(scenario: object) -> None:
+    """A scenario's counts within the bounds above, before anything is built (key paths in errors)."""
+    plan = getattr(scenario, "pipeline", None)
+    bounds: tuple[tuple[str, object, int], ...] = (
+        ("pipeline.pp", getattr(plan, "pp", None), MAX_PP),
+        ("pipeline.microbatches", getattr(plan, "microbatches", None), MAX_MICROBATCHES),
+        ("pipeline.virtual_stages", getattr(plan, "virtual_stages", None), MAX_VIRTUAL_STAGES),
+    )
+    work = getattr(scenario, "workload", None)
+    bounds += (
+        ("workload.tokens", getattr(work, "tokens", None), MAX_TOKENS),
+        ("workload.ep", getattr(work, "ep", None), MAX_GPUS),
+        ("workload.layers_per_stage", getattr(work, "layers_per_stage", None), MAX_LAYERS),
+        ("comm.sms", getattr(getattr(scenario, "comm", None), "sms", None), MAX_SMS),
+    )
+    for key, value, limit in bounds:
+        if isinstance(value, int) and value > limit:
+            raise ScenarioError(key, f"must be at most {limit:,}, got {value:,}")
+    pp, n, v = (getattr(plan, k, None) for k in ("pp", "microbatches", "virtual_stages"))
+    if isinstance(pp, int) and isinstance(n, int):
+        check_schedule_size(pp, n, v if isinstance(v, int) else 1, "pipeline.microbatches")
+    tokens, ep = getattr(work, "tokens", None), getattr(work, "ep", None)
+    if getattr(scenario, "ops", None) is None and isinstance(tokens, int) and isinstance(ep, int):
+        require_memory(
+            tokens * ep * 256,
+            f"routing {tokens:,} tokens on each of {ep:,} GPUs",
+            "workload.tokens",
+            "use fewer tokens",
+        )

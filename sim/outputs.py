@@ -44,6 +44,12 @@ def signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+def _umask_mode(mode: int) -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
+
+
 def _prefix(name: str) -> str:
     return f".{name}.{os.getpid()}."
 
@@ -153,6 +159,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
             fd, name = tempfile.mkstemp(prefix=_prefix(path.stem), suffix=path.suffix, dir=path.parent)
             os.close(fd)
             tmp = Path(name)
+            os.chmod(tmp, _umask_mode(0o666))  # as a plain open() would create it
         write(tmp)
         with signals_held():
             os.replace(tmp, path)
@@ -178,6 +185,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     try:
         with signals_held():
             tmp = Path(tempfile.mkdtemp(prefix=_prefix(path.name), dir=path.parent))
+            os.chmod(tmp, _umask_mode(0o777))  # as a plain mkdir would create it
         yield tmp
         with signals_held():
             old = None

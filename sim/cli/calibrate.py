@@ -10,12 +10,29 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sim.cli.common import Format, err, out
+from sim.cli.common import (
+    Float,
+    Format,
+    Int,
+    err,
+    input_file_option,
+    input_files_option,
+    out,
+    output_file_option,
+)
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
 from sim.hardware.gpu import DEFAULT_EFFICIENCY
 from sim.hardware.profile import Profile, dump_profile, load_profile
+from sim.limits import MAX_BYTES, MAX_GPUS, MAX_LAYERS, MAX_RATE, MAX_SMS, MAX_TOKENS
 from sim.outputs import atomic_write_text
+from sim.yamlio import MAX_JSON_BYTES, read_text
+
+Rate = Float(0, MAX_RATE, lo_open=True)
+Dim = Int(1, 1 << 31)
+OutputProfile = Annotated[
+    Path, typer.Option("--output", "-o", help="profile JSON to write", callback=output_file_option)
+]
 
 
 def _write(output: Path, profile: Profile, where: str) -> None:
@@ -38,12 +55,21 @@ calibrate_app = typer.Typer(no_args_is_help=True, help="Calibration profiles: im
 
 @calibrate_app.command("import-trace")
 def import_trace(
-    trace: Annotated[Path, typer.Argument(help="PyTorch-profiler Chrome trace (JSON)")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="profile JSON to write")] = Path("profile.json"),
-    compute_sms: Annotated[int, typer.Option("--compute-sms", help="SMs the compute kernels ran on")] = 112,
-    layers: Annotated[int, typer.Option("--layers", help="layers per chunk in the trace")] = 4,
+    trace: Annotated[Path, typer.Argument(help="PyTorch-profiler Chrome trace (JSON)", callback=input_file_option)],
+    output: OutputProfile = Path("profile.json"),
+    compute_sms: Annotated[
+        int, typer.Option("--compute-sms", parser=Int(1, MAX_SMS), help="SMs the compute kernels ran on")
+    ] = 112,
+    layers: Annotated[
+        int, typer.Option("--layers", parser=Int(1, MAX_LAYERS), help="layers per chunk in the trace")
+    ] = 4,
     base: Annotated[
-        Path | None, typer.Option("--base", help="measured profile to add the trace's kernels to (e.g. the H100's)")
+        Path | None,
+        typer.Option(
+            "--base",
+            help="measured profile to add the trace's kernels to (e.g. the H100's)",
+            callback=input_file_option,
+        ),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="GPU the trace ran on")] = "H800",
 ) -> None:
@@ -57,13 +83,17 @@ def import_trace(
     gpu = datasheet_for(device)
     if gpu is None:
         raise ScenarioError("--device", f"no datasheet for {device!r}; the twin knows H800, H100 and H200")
+    if compute_sms > gpu.sms:
+        raise ScenarioError("--compute-sms", f"the {gpu.name} has {gpu.sms} SMs, got {compute_sms}")
     base_profile = load_profile(base) if base is not None else None
     tool = f"twin calibrate import-trace {trace.name}" + (f" --base {base}" if base else "") + f" --device {device}"
     try:
         profile = profile_from_trace(trace, gpu, compute_sms, layers, tool=tool, base=base_profile)
-    except (KeyError, ValueError) as e:
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError, ZeroDivisionError) as e:
         raise ScenarioError(
-            "traceEvents", f"not DeepSeek's layer trace as the layer model knows it ({e})", str(trace)
+            "traceEvents",
+            f"not DeepSeek's layer trace as the layer model knows it ({type(e).__name__}: {e})",
+            str(trace),
         ) from None
     atomic_write_text(output, dump_profile(profile))
     out.print(f"wrote {output}: {len(profile.samples)} samples from {trace.name}")
@@ -71,7 +101,7 @@ def import_trace(
 
 @calibrate_app.command("run")
 def run_cmd(
-    output: Annotated[Path, typer.Option("--output", "-o", help="profile JSON to write")] = Path("profile.json"),
+    output: OutputProfile = Path("profile.json"),
     device: Annotated[str, typer.Option("--device", help="cpu or cuda")] = "cpu",
     preset: Annotated[
         str | None,
@@ -80,12 +110,18 @@ def run_cmd(
         ),
     ] = None,
     quick: Annotated[bool, typer.Option("--quick", help="same as --preset quick")] = False,
-    world: Annotated[int, typer.Option("--world", help="local processes for p2p/all-to-all (0: skip)")] = 2,
+    world: Annotated[
+        int, typer.Option("--world", parser=Int(0, 64), help="local processes for p2p/all-to-all (0: skip)")
+    ] = 2,
     comm_samples: Annotated[
-        Path | None, typer.Option("--comm-samples", help="JSON from torchrun -m calibrate.comm")
+        Path | None,
+        typer.Option("--comm-samples", help="JSON from torchrun -m calibrate.comm", callback=input_file_option),
     ] = None,
     partial: Annotated[
-        Path | None, typer.Option("--partial", help="also write the profile so far after each benchmark here")
+        Path | None,
+        typer.Option(
+            "--partial", help="also write the profile so far after each benchmark here", callback=output_file_option
+        ),
     ] = None,
 ) -> None:
     """Run the microbenchmarks through torch and write a profile (needs the calibrate extra)."""
@@ -123,13 +159,21 @@ def run_cmd(
 
 @calibrate_app.command("datasheet")
 def datasheet(
-    output: Annotated[Path, typer.Option("--output", "-o", help="profile JSON to write")] = Path("profile.json"),
+    output: OutputProfile = Path("profile.json"),
     name: Annotated[str, typer.Option("--name", help="H800, H100, H200, or any name with every figure given")] = "H800",
-    sms: Annotated[int | None, typer.Option("--sms", help="[default: the datasheet's]")] = None,
-    fp8_tflops: Annotated[float | None, typer.Option("--fp8-tflops", help="dense [default: the datasheet's]")] = None,
-    bf16_tflops: Annotated[float | None, typer.Option("--bf16-tflops", help="dense [default: the datasheet's]")] = None,
-    hbm_tbps: Annotated[float | None, typer.Option("--hbm-tbps", help="[default: the datasheet's]")] = None,
-    efficiency: Annotated[float, typer.Option("--efficiency", help="assumed fraction of peak")] = DEFAULT_EFFICIENCY,
+    sms: Annotated[int | None, typer.Option("--sms", parser=Int(1, MAX_SMS), help="[default: the datasheet's]")] = None,
+    fp8_tflops: Annotated[
+        float | None, typer.Option("--fp8-tflops", parser=Rate, help="dense [default: the datasheet's]")
+    ] = None,
+    bf16_tflops: Annotated[
+        float | None, typer.Option("--bf16-tflops", parser=Rate, help="dense [default: the datasheet's]")
+    ] = None,
+    hbm_tbps: Annotated[
+        float | None, typer.Option("--hbm-tbps", parser=Rate, help="[default: the datasheet's]")
+    ] = None,
+    efficiency: Annotated[
+        float, typer.Option("--efficiency", parser=Float(0, 1, lo_open=True), help="assumed fraction of peak")
+    ] = DEFAULT_EFFICIENCY,
 ) -> None:
     """An analytical profile for any GPU from its datasheet (defaults: the named GPU's figures in
     sim.hardware.gpu)."""
@@ -160,9 +204,11 @@ def datasheet(
 @calibrate_app.command("import-measurements")
 def import_measurements_cmd(
     source: Annotated[Path, typer.Argument(help="folder of measurement CSVs (with README.md), or one CSV")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="profile JSON to write")] = Path("profile.json"),
+    output: OutputProfile = Path("profile.json"),
     device: Annotated[str, typer.Option("--device", help='GPU measured, e.g. "NVIDIA H100 80GB HBM3"')] = "",
-    sms: Annotated[int | None, typer.Option("--sms", help="SMs of that GPU [default: its datasheet]")] = None,
+    sms: Annotated[
+        int | None, typer.Option("--sms", parser=Int(1, MAX_SMS), help="SMs of that GPU [default: its datasheet]")
+    ] = None,
 ) -> None:
     """Turn tables of timings taken elsewhere (GEMM, attention, HBM copy, FP8 cast, interference) into a
     profile with provenance and the predictor's errors (column names: docs/calibration.md)."""
@@ -177,15 +223,27 @@ def import_measurements_cmd(
 
 @calibrate_app.command("import-nccl-tests")
 def import_nccl_tests_cmd(
-    logs: Annotated[list[Path], typer.Argument(help="nccl-tests output files (all_reduce_perf, alltoall_perf, ...)")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="profile JSON to write")] = Path("profile.json"),
+    logs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="nccl-tests output files (all_reduce_perf, alltoall_perf, ...)", callback=input_files_option
+        ),
+    ],
+    output: OutputProfile = Path("profile.json"),
     profile: Annotated[
-        Path | None, typer.Option("--profile", help="add the samples to this profile [default: a new one]")
+        Path | None,
+        typer.Option(
+            "--profile", help="add the samples to this profile [default: a new one]", callback=input_file_option
+        ),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="GPU of a new profile")] = "H800",
-    gpus: Annotated[int | None, typer.Option("--gpus", help="GPUs in the test [default: from the Rank lines]")] = None,
+    gpus: Annotated[
+        int | None,
+        typer.Option("--gpus", parser=Int(1, MAX_GPUS), help="GPUs in the test [default: from the Rank lines]"),
+    ] = None,
     nodes: Annotated[
-        int | None, typer.Option("--nodes", help="nodes in the test [default: from the Rank lines]")
+        int | None,
+        typer.Option("--nodes", parser=Int(1, MAX_GPUS), help="nodes in the test [default: from the Rank lines]"),
     ] = None,
 ) -> None:
     """Read nccl-tests logs into communication samples (alpha-beta fitted per collective and scale)."""
@@ -220,7 +278,7 @@ def import_nccl_tests_cmd(
 
 @calibrate_app.command("show")
 def show(
-    profile: Annotated[Path, typer.Argument(help="profile JSON")],
+    profile: Annotated[Path, typer.Argument(help="profile JSON", callback=input_file_option)],
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Provenance, samples per op, the GEMM predictor's errors and the fitted models."""
@@ -272,13 +330,16 @@ def _batch(model: CostModel, path: Path) -> list[dict[str, object]]:
     """Predict every row of a shapes CSV (columns ``BATCH_COLUMNS``; sms and beside_comm_sms may be
     empty: all SMs, no communication beside)."""
     import csv
+    import io
 
     try:
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-            header = list(rows[0].keys()) if rows else []
-    except FileNotFoundError:
-        raise ScenarioError("--batch", "no such file", str(path)) from None
+        reader = csv.DictReader(io.StringIO(read_text(path, "batch CSV", MAX_JSON_BYTES), newline=""))
+        header = list(reader.fieldnames or [])
+        rows = list(reader)
+    except csv.Error as e:
+        raise ScenarioError("", f"malformed CSV: {e}", str(path)) from None
+    if not header:
+        raise ScenarioError("row 1", f"empty file; columns are {', '.join(BATCH_COLUMNS)}", str(path))
     unknown = [c for c in header if c not in BATCH_COLUMNS]
     missing = [c for c in ("op", "dtype", "M", "N", "K") if c not in header]
     if unknown or missing:
@@ -294,10 +355,12 @@ def _batch(model: CostModel, path: Path) -> list[dict[str, object]]:
                     raise ScenarioError(f"row {line}, column {col}", "missing value", str(path))
                 return default
             try:
-                return int(text)
-            except ValueError:
-                raise ScenarioError(f"row {line}, column {col}", f"{text!r} is not a whole number", str(path)) from None
+                return int(Dim(text) if col in ("M", "N", "K") else Int(0, MAX_SMS)(text))
+            except ValueError as e:
+                raise ScenarioError(f"row {line}, column {col}", str(e), str(path)) from None
 
+        if any(v is None for v in row.values()) or None in row:
+            raise ScenarioError(f"row {line}", f"has {len(row)} fields; the header has {len(header)}", str(path))
         if row["op"].strip() != "gemm":
             raise ScenarioError(f"row {line}, column op", f"{row['op']!r}: batch rows are gemm", str(path))
         try:
@@ -320,7 +383,7 @@ def _batch(model: CostModel, path: Path) -> list[dict[str, object]]:
 
 @calibrate_app.command("predict")
 def predict(
-    profile: Annotated[Path, typer.Option("--profile", help="profile JSON")],
+    profile: Annotated[Path, typer.Option("--profile", help="profile JSON", callback=input_file_option)],
     op: Annotated[
         str, typer.Option("--op", help="gemm, attention, memory, alltoall, p2p or an nccl-tests collective")
     ] = "gemm",
@@ -328,27 +391,45 @@ def predict(
     scaling: Annotated[
         str | None, typer.Option("--scaling", help="fp8: blockwise, rowwise, tensorwise [default: blockwise]")
     ] = None,
-    m: Annotated[int, typer.Option("--m")] = 4096,
-    n: Annotated[int, typer.Option("--n")] = 4096,
-    k: Annotated[int, typer.Option("--k")] = 7168,
-    sms: Annotated[int | None, typer.Option("--sms", help="SMs the kernel gets [default: all]")] = None,
+    m: Annotated[int, typer.Option("--m", parser=Dim)] = 4096,
+    n: Annotated[int, typer.Option("--n", parser=Dim)] = 4096,
+    k: Annotated[int, typer.Option("--k", parser=Dim)] = 7168,
+    sms: Annotated[
+        int | None, typer.Option("--sms", parser=Int(1, MAX_SMS), help="SMs the kernel gets [default: all]")
+    ] = None,
     beside_comm_sms: Annotated[
-        int, typer.Option("--beside-comm-sms", help="memory-bound communication kernels on this many other SMs")
+        int,
+        typer.Option(
+            "--beside-comm-sms",
+            parser=Int(0, MAX_SMS),
+            help="memory-bound communication kernels on this many other SMs",
+        ),
     ] = 0,
-    nbytes: Annotated[float, typer.Option("--bytes", help="memory/communication: bytes moved")] = 0.0,
-    heads: Annotated[int, typer.Option("--heads", help="attention heads")] = 128,
-    seq: Annotated[int, typer.Option("--seq", help="attention sequence length")] = 4096,
-    qk_dim: Annotated[int, typer.Option("--qk-dim", help="attention q/k head dim")] = 192,
-    v_dim: Annotated[int, typer.Option("--v-dim", help="attention v head dim")] = 128,
+    nbytes: Annotated[
+        float, typer.Option("--bytes", parser=Float(0, MAX_BYTES), help="memory/communication: bytes moved")
+    ] = 0.0,
+    heads: Annotated[int, typer.Option("--heads", parser=Int(1, 1 << 16), help="attention heads")] = 128,
+    seq: Annotated[int, typer.Option("--seq", parser=Int(1, MAX_TOKENS), help="attention sequence length")] = 4096,
+    qk_dim: Annotated[int, typer.Option("--qk-dim", parser=Int(1, 1 << 16), help="attention q/k head dim")] = 192,
+    v_dim: Annotated[int, typer.Option("--v-dim", parser=Int(1, 1 << 16), help="attention v head dim")] = 128,
     causal: Annotated[bool, typer.Option("--causal/--no-causal")] = True,
     phase: Annotated[str, typer.Option("--phase", help="attention: fwd, bwd or fwd+bwd")] = "fwd",
     kernel: Annotated[
         str | None, typer.Option("--kernel", help="memory: copy, fp8-cast or elementwise [default: any]")
     ] = None,
-    gpus: Annotated[int | None, typer.Option("--gpus", help="communication: GPUs of the measured scale")] = None,
-    nodes: Annotated[int | None, typer.Option("--nodes", help="communication: nodes of the measured scale")] = None,
+    gpus: Annotated[
+        int | None, typer.Option("--gpus", parser=Int(1, MAX_GPUS), help="communication: GPUs of the measured scale")
+    ] = None,
+    nodes: Annotated[
+        int | None, typer.Option("--nodes", parser=Int(1, MAX_GPUS), help="communication: nodes of the measured scale")
+    ] = None,
     batch: Annotated[
-        Path | None, typer.Option("--batch", help=f"CSV of GEMM rows ({', '.join(BATCH_COLUMNS)}) to predict at once")
+        Path | None,
+        typer.Option(
+            "--batch",
+            help=f"CSV of GEMM rows ({', '.join(BATCH_COLUMNS)}) to predict at once",
+            callback=input_file_option,
+        ),
     ] = None,
     fmt: Annotated[PredictFormat, typer.Option("--format", help="table, json or csv (batch)")] = PredictFormat.table,
 ) -> None:

@@ -12,11 +12,12 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from sim.cli.common import Format, as_flag, out
+from sim.cli.common import Format, Int, as_flag, input_file_option, out, output_file_option
 from sim.errors import ScenarioError
 from sim.hardware.profile import DEFAULT_PROFILE, PROFILES_DIR
+from sim.limits import MAX_GPUS, MAX_LAYERS, MAX_SEED, MAX_SMS, MAX_TOKENS, require_memory
 from sim.model.spec import load_model_config, parse_model
-from sim.moe.gating import Gating
+from sim.moe.gating import GATES, Gating
 from sim.outputs import atomic_write_text
 from sim.training.chunk import COMM_ANNOTATIONS, COMPUTE_ANNOTATIONS, ChunkResult
 from sim.training.export import chunk_trace
@@ -83,31 +84,54 @@ def _time(config: ChunkConfig, kind: ChunkKind) -> ChunkResult:
 
 
 def chunk_cmd(
-    layers: Annotated[int, typer.Option("--layers", help="layers in the chunk (from --first-layer)")] = 4,
+    layers: Annotated[
+        int, typer.Option("--layers", parser=Int(1, MAX_LAYERS), help="layers in the chunk (from --first-layer)")
+    ] = 4,
     first_layer: Annotated[
-        int | None, typer.Option("--first-layer", help="first layer, 0-based [default: the first MoE layer]")
+        int | None,
+        typer.Option(
+            "--first-layer", parser=Int(0, MAX_LAYERS), help="first layer, 0-based [default: the first MoE layer]"
+        ),
     ] = None,
     kind: Annotated[ChunkKind, typer.Option("--kind", help="pair (F&B), forward, backward (I+W), input, weight")] = (
         ChunkKind.pair
     ),
-    sms: Annotated[int, typer.Option("--sms", help="SMs for DeepEP (the rest compute)")] = 20,
+    sms: Annotated[int, typer.Option("--sms", parser=Int(0, MAX_SMS), help="SMs for DeepEP (the rest compute)")] = 20,
     coprocessor: Annotated[bool, typer.Option("--coprocessor", help="communication off the SMs")] = False,
-    ep: Annotated[int, typer.Option("--ep")] = 64,
-    tokens: Annotated[int, typer.Option("--tokens", help="tokens per micro-batch per GPU")] = 4096,
-    node_limit: Annotated[int | None, typer.Option("--node-limit", help="max nodes per token [default: 4]")] = None,
+    ep: Annotated[int, typer.Option("--ep", parser=Int(1, MAX_GPUS))] = 64,
+    tokens: Annotated[
+        int, typer.Option("--tokens", parser=Int(1, MAX_TOKENS), help="tokens per micro-batch per GPU")
+    ] = 4096,
+    node_limit: Annotated[
+        int | None, typer.Option("--node-limit", parser=Int(1, MAX_GPUS), help="max nodes per token [default: 4]")
+    ] = None,
     routing: Annotated[str, typer.Option("--routing", help="balanced, random, skewed or replay")] = "balanced",
-    routing_table: Annotated[Path | None, typer.Option("--routing-table", help="CSV/Parquet for replay")] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    profile: Annotated[Path, typer.Option("--profile", help="calibration profile")] = DEFAULT_PROFILE,
+    routing_table: Annotated[
+        Path | None, typer.Option("--routing-table", help="CSV/Parquet for replay", callback=input_file_option)
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", parser=Int(0, MAX_SEED))] = 0,
+    profile: Annotated[
+        Path, typer.Option("--profile", help="calibration profile", callback=input_file_option)
+    ] = DEFAULT_PROFILE,
     model_config: Annotated[
-        Path | None, typer.Option("--model-config", help="config.json of the model [default: DeepSeek-V3]")
+        Path | None,
+        typer.Option(
+            "--model-config", help="config.json of the model [default: DeepSeek-V3]", callback=input_file_option
+        ),
     ] = None,
     interference: Annotated[str, typer.Option("--interference", help="trace, profile or none")] = "trace",
-    trace_out: Annotated[Path | None, typer.Option("--trace-out", help="Chrome/Perfetto trace to write")] = None,
+    trace_out: Annotated[
+        Path | None, typer.Option("--trace-out", help="Chrome/Perfetto trace to write", callback=output_file_option)
+    ] = None,
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Time a chunk of layers (default: DeepSeek's trace configuration, an F&B pair of 4 MoE layers)
     on the compute, weight-gradient and DeepEP streams."""
+    if routing not in (*GATES, "replay"):
+        raise ScenarioError("--routing", f"unknown routing {routing!r}; choose from {', '.join(GATES)}, replay")
+    require_memory(
+        tokens * ep * 256, f"routing {tokens:,} tokens on each of {ep} GPUs", "--tokens", "use fewer --tokens"
+    )
     model = load_model_config(model_config) if model_config is not None else ChunkConfig().model
     if node_limit is not None:
         try:

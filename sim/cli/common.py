@@ -35,7 +35,7 @@ def as_flag(err: ScenarioError) -> ScenarioError:
 
 
 def _num(x: float) -> str:
-    if abs(x) < 1e7 and (isinstance(x, int) or x.is_integer()):
+    if abs(x) < 1e10 and (isinstance(x, int) or x.is_integer()):
         return f"{int(x):,}"
     return f"{x:g}"
 
@@ -141,7 +141,7 @@ def input_file(path: Path | None, flag: str, what: str = "input") -> None:
     except OSError as e:
         raise ScenarioError(flag, f"cannot read {path}: {e.strerror}") from None
     if stat.S_ISDIR(mode):
-        raise ScenarioError(flag, f"{path} is a folder; give a {what} file")
+        raise ScenarioError(flag, f"{path} is a folder; give a file")
     if not stat.S_ISREG(mode):
         raise ScenarioError(flag, f"{path} is not a regular file (a device, pipe or socket)")
 
@@ -307,4 +307,11 @@ def plot_file_option(_ctx: Any, param: Any, value: Path | None) -> Path | None:
 def input_file_option(_ctx: Any, param: Any, value: Path | None) -> Path | None:
     """``callback=`` for an input-file option: an existing regular file."""
     input_file(value, _param_name(param))
+    return value
+
+
+def input_files_option(_ctx: Any, param: Any, value: list[Path] | None) -> list[Path] | None:
+    """``callback=`` for a list of input files: each an existing regular file."""
+    for path in value or []:
+        input_file(path, _param_name(param))
     return value

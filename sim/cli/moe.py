@@ -10,97 +10,158 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from sim.cli.common import Format, as_flag, out
+from sim.cli.common import (
+    Float,
+    Format,
+    Int,
+    as_flag,
+    input_file_option,
+    int_list,
+    out,
+    plot_file_option,
+)
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
+from sim.hardware.gpu import SmSplit
 from sim.hardware.profile import load_profile
+from sim.limits import (
+    MAX_EXPERTS,
+    MAX_GPUS,
+    MAX_HIDDEN,
+    MAX_RATE,
+    MAX_SEED,
+    MAX_SMS,
+    MAX_STEPS,
+    MAX_TOKENS,
+    require_count,
+    require_memory,
+)
 from sim.moe.alltoall import route_layer, sm_sweep
 from sim.moe.balance import run_balancing
 from sim.moe.deepep import DERIVED_RDMA_GBps, KernelSpec, NVLINK_CHANNEL_GBps
-from sim.moe.gating import Gating, popularity, skewed_scores
+from sim.moe.gating import GATES, Gating, popularity, skewed_scores
 from sim.moe.spec import MoESpec
-from sim.network.spec import ClusterSpec, load_cluster
+from sim.network.spec import ClusterSpec, build_cluster, load_cluster
 from sim.network.topology import build_topology
 from sim.outputs import atomic_write
 
+SmCount = Int(0, MAX_SMS)
+EP = Int(1, MAX_GPUS)
+Experts = Int(1, MAX_EXPERTS)
+TopK = Int(1, MAX_EXPERTS)
+NodeLimit = Int(1, MAX_GPUS)
+Tokens = Int(1, MAX_TOKENS)
+Seed = Int(0, MAX_SEED)
+Alpha = Float(0, 50)
+Concentration = Float(1e-3, 1e6)
+ChannelRate = Float(0, MAX_RATE, lo_open=True)
+MAX_BALANCE_WORK = 1 << 36  # steps x tokens x experts: ~10 minutes
+TOKEN_GPU_BYTES = 256  # routing memory per (token, GPU): scores chunked per GPU, choices, traffic counts
 
-def _sms(text: str) -> list[int]:
+
+def _moe_spec(**kw: int) -> MoESpec:
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ScenarioError("--sms", f"give SM counts like 20 or 4,8,16, got {text!r}") from None
-    if not values:
-        raise ScenarioError("--sms", "give at least one SM count")
-    return values
+        return MoESpec(**kw)
+    except ScenarioError as e:
+        raise as_flag(e) from None
 
 
 def alltoall_cmd(
-    ep: Annotated[int, typer.Option("--ep", help="expert-parallel group size (GPUs)")] = 64,
-    nodes: Annotated[int | None, typer.Option("--nodes", help="nodes of the cluster [default: EP/8]")] = None,
-    tokens: Annotated[int, typer.Option("--tokens", help="tokens per GPU")] = 4096,
-    hidden: Annotated[int, typer.Option("--hidden")] = 7168,
-    experts: Annotated[int, typer.Option("--experts")] = 256,
-    topk: Annotated[int, typer.Option("--topk")] = 8,
-    node_limit: Annotated[int, typer.Option("--node-limit", help="max nodes per token (M)")] = 4,
+    ep: Annotated[int, typer.Option("--ep", parser=EP, help="expert-parallel group size (GPUs)")] = 64,
+    nodes: Annotated[
+        int | None, typer.Option("--nodes", parser=Int(1, MAX_GPUS), help="nodes of the cluster [default: EP/8]")
+    ] = None,
+    tokens: Annotated[int, typer.Option("--tokens", parser=Tokens, help="tokens per GPU")] = 4096,
+    hidden: Annotated[int, typer.Option("--hidden", parser=Int(1, MAX_HIDDEN))] = 7168,
+    experts: Annotated[int, typer.Option("--experts", parser=Experts)] = 256,
+    topk: Annotated[int, typer.Option("--topk", parser=TopK)] = 8,
+    node_limit: Annotated[int, typer.Option("--node-limit", parser=NodeLimit, help="max nodes per token (M)")] = 4,
     sms: Annotated[str, typer.Option("--sms", help="comm SMs, or a list to sweep: 4,8,...,32")] = "20",
     routing: Annotated[str, typer.Option("--routing", help="balanced, random, skewed or replay")] = "balanced",
-    routing_table: Annotated[Path | None, typer.Option("--routing-table", help="CSV/Parquet for replay")] = None,
-    skew_alpha: Annotated[float, typer.Option("--skew-alpha", help="Zipf exponent of skewed routing")] = 1.0,
-    dirichlet: Annotated[float | None, typer.Option("--dirichlet", help="skewed: Dirichlet concentration")] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    cluster: Annotated[Path | None, typer.Option("--cluster", help="topology YAML [default: MPFT H800]")] = None,
+    routing_table: Annotated[
+        Path | None, typer.Option("--routing-table", help="CSV/Parquet for replay", callback=input_file_option)
+    ] = None,
+    skew_alpha: Annotated[
+        float, typer.Option("--skew-alpha", parser=Alpha, help="Zipf exponent of skewed routing")
+    ] = 1.0,
+    dirichlet: Annotated[
+        float | None, typer.Option("--dirichlet", parser=Concentration, help="skewed: Dirichlet concentration")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", parser=Seed)] = 0,
+    cluster: Annotated[
+        Path | None, typer.Option("--cluster", help="topology YAML [default: MPFT H800]", callback=input_file_option)
+    ] = None,
     coprocessor: Annotated[bool, typer.Option("--coprocessor", help="communication off the SMs")] = False,
     rdma_channel_GBps: Annotated[
-        float | None, typer.Option("--rdma-channel-GBps", help="per SM pair, every phase [default: derived]")
+        float | None,
+        typer.Option("--rdma-channel-GBps", parser=ChannelRate, help="per SM pair, every phase [default: derived]"),
     ] = None,
     nvlink_channel_GBps: Annotated[
-        float | None, typer.Option("--nvlink-channel-GBps", help="per SM pair, every phase [default: from the trace]")
+        float | None,
+        typer.Option(
+            "--nvlink-channel-GBps", parser=ChannelRate, help="per SM pair, every phase [default: from the trace]"
+        ),
     ] = None,
-    plot: Annotated[Path | None, typer.Option("--plot", help="PNG of the SM sweep")] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="PNG/SVG/PDF of the SM sweep", callback=plot_file_option)
+    ] = None,
     profile: Annotated[
         Path | None,
-        typer.Option("--profile", help="calibration profile: measured GEMM throughput vs SMs [default: linear]"),
+        typer.Option(
+            "--profile",
+            help="calibration profile: measured GEMM throughput vs SMs [default: linear]",
+            callback=input_file_option,
+        ),
     ] = None,
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Dispatch and combine of one MoE layer: time, IB/NVLink bytes per GPU, DeepEP bandwidth."""
-    try:
-        spec = MoESpec(experts=experts, topk=topk, node_limit=node_limit, ep=ep, hidden=hidden)
-    except ScenarioError as e:
-        raise as_flag(e) from None
+    spec = _moe_spec(experts=experts, topk=topk, node_limit=node_limit, ep=ep, hidden=hidden)
+    if routing not in (*GATES, "replay"):
+        raise ScenarioError("--routing", f"unknown routing {routing!r}; choose from {', '.join(GATES)}, replay")
+    counts = int_list(sms, "--sms", SmCount)
+    for c in counts:
+        try:
+            SmSplit(comm_sms=c, coprocessor=coprocessor)
+            KernelSpec(comm_sms=c, coprocessor=coprocessor)
+        except ScenarioError as e:
+            raise ScenarioError("--sms", f"{e.message} (in {sms!r})") from None
+    model = None if profile is None else CostModel(load_profile(profile))
+    if model is not None and model.all_sms != SmSplit().gpu.sms:
+        raise ScenarioError(
+            "--profile",
+            f"profile is for a GPU with {model.all_sms} SMs; the cluster's H800 has {SmSplit().gpu.sms}",
+            str(profile),
+        )
     if cluster is not None:
+        if nodes is not None:
+            raise ScenarioError("--nodes", "give --nodes or --cluster, not both")
         cspec = load_cluster(cluster)
     else:
-        n = nodes or spec.nodes
+        n = nodes if nodes is not None else spec.nodes
         kind = "none" if n == 1 else "mpft"
         cspec = ClusterSpec.model_validate({"name": f"h800-{n}-nodes", "nodes": n, "fabric": {"kind": kind}})
-    topo = build_topology(cspec)
-    if ep > topo.gpus:
-        raise ScenarioError("--ep", f"EP {ep} is larger than the cluster ({topo.gpus} GPUs)")
-    counts = _sms(sms)
-    try:
-        rdma = (
-            dict(DERIVED_RDMA_GBps)
-            if rdma_channel_GBps is None
-            else dict.fromkeys(DERIVED_RDMA_GBps, rdma_channel_GBps)
+    if ep > cspec.gpus:
+        raise ScenarioError("--ep", f"EP {ep} is larger than the cluster ({cspec.gpus} GPUs)")
+    require_memory(
+        tokens * ep * TOKEN_GPU_BYTES,
+        f"routing {tokens:,} tokens on each of {ep} GPUs",
+        "--tokens",
+        "use fewer --tokens",
+    )
+    topo = build_cluster(cluster) if cluster is not None else build_topology(cspec)
+    rdma = dict(DERIVED_RDMA_GBps) if rdma_channel_GBps is None else dict.fromkeys(DERIVED_RDMA_GBps, rdma_channel_GBps)
+    kernels = [
+        KernelSpec(
+            comm_sms=c,
+            rdma_channel_GBps=rdma,
+            nvlink_channel_GBps=nvlink_channel_GBps or NVLINK_CHANNEL_GBps,
+            coprocessor=coprocessor,
         )
-        kernels = [
-            KernelSpec(
-                comm_sms=c,
-                rdma_channel_GBps=rdma,
-                nvlink_channel_GBps=nvlink_channel_GBps or NVLINK_CHANNEL_GBps,
-                coprocessor=coprocessor,
-            )
-            for c in counts
-        ]
-    except ScenarioError as e:
-        raise ScenarioError("--sms", e.message) from None
-    model = None if profile is None else CostModel(load_profile(profile))
+        for c in counts
+    ]
     traffic = route_layer(spec, tokens, Gating(routing, routing_table, skew_alpha, dirichlet), seed)
-    try:
-        results = sm_sweep(topo, traffic, kernels[0], counts, model)
-    except ScenarioError as e:
-        raise ScenarioError("--profile", e.message, str(profile)) from None
+    results = sm_sweep(topo, traffic, kernels[0], counts, model)
     if plot is not None:
         from reports.sm_sweep import plot_sm_sweep
 
@@ -140,26 +201,37 @@ def alltoall_cmd(
 
 
 def balance_cmd(
-    steps: Annotated[int, typer.Option("--steps", help="training steps (bias updates)")] = 100,
-    gamma: Annotated[float, typer.Option("--gamma", help="bias update speed (V3: 0.001)")] = 1e-3,
-    tokens: Annotated[int, typer.Option("--tokens", help="tokens routed per step")] = 4096,
-    ep: Annotated[int, typer.Option("--ep")] = 64,
-    experts: Annotated[int, typer.Option("--experts")] = 256,
-    topk: Annotated[int, typer.Option("--topk")] = 8,
-    node_limit: Annotated[int, typer.Option("--node-limit")] = 4,
-    skew_alpha: Annotated[float, typer.Option("--skew-alpha", help="Zipf exponent of expert popularity")] = 1.0,
-    dirichlet: Annotated[float | None, typer.Option("--dirichlet", help="Dirichlet concentration instead")] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    every: Annotated[int, typer.Option("--every", help="print every N steps")] = 10,
+    steps: Annotated[
+        int, typer.Option("--steps", parser=Int(1, MAX_STEPS), help="training steps (bias updates)")
+    ] = 100,
+    gamma: Annotated[float, typer.Option("--gamma", parser=Float(0, 1e3), help="bias update speed (V3: 0.001)")] = 1e-3,
+    tokens: Annotated[int, typer.Option("--tokens", parser=Tokens, help="tokens routed per step")] = 4096,
+    ep: Annotated[int, typer.Option("--ep", parser=EP)] = 64,
+    experts: Annotated[int, typer.Option("--experts", parser=Experts)] = 256,
+    topk: Annotated[int, typer.Option("--topk", parser=TopK)] = 8,
+    node_limit: Annotated[int, typer.Option("--node-limit", parser=NodeLimit)] = 4,
+    skew_alpha: Annotated[
+        float, typer.Option("--skew-alpha", parser=Alpha, help="Zipf exponent of expert popularity")
+    ] = 1.0,
+    dirichlet: Annotated[
+        float | None, typer.Option("--dirichlet", parser=Concentration, help="Dirichlet concentration instead")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", parser=Seed)] = 0,
+    every: Annotated[int, typer.Option("--every", parser=Int(1, MAX_STEPS), help="print every N steps")] = 10,
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Auxiliary-loss-free balancing on skewed routing: busiest expert's load / mean, step by step."""
-    try:
-        spec = MoESpec(experts=experts, topk=topk, node_limit=node_limit, ep=ep)
-    except ScenarioError as e:
-        raise as_flag(e) from None
-    if steps < 1:
-        raise ScenarioError("--steps", f"must be >= 1, got {steps}")
+    spec = _moe_spec(experts=experts, topk=topk, node_limit=node_limit, ep=ep)
+    require_memory(
+        16 * tokens * experts, f"scores of {tokens:,} tokens x {experts} experts", "--tokens", "use fewer --tokens"
+    )
+    require_count(
+        steps * tokens * experts,
+        MAX_BALANCE_WORK,
+        "--steps x --tokens x --experts (about 10 minutes of work at the limit)",
+        "--steps",
+        "use fewer steps or tokens",
+    )
     rng = np.random.default_rng(seed)
     popular = popularity(spec, rng, skew_alpha, dirichlet)
     trace = run_balancing(lambda _step: skewed_scores(tokens, spec, rng, popular), spec, steps, gamma)
@@ -170,6 +242,6 @@ def balance_cmd(
     table = Table(title=f"aux-loss-free balancing, gamma {gamma:g}, {tokens} tokens/step")
     table.add_column("step", justify="right")
     table.add_column("max load / mean", justify="right")
-    for step in [*range(0, steps, max(1, every)), steps - 1]:
+    for step in sorted({*range(0, steps, every), steps - 1}):
         table.add_row(str(step), f"{ratios[step]:.2f}")
     out.print(table)

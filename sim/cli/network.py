@@ -10,10 +10,21 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sim.cli.common import Format, out
+from sim.cli.common import Float, Format, Int, out
+from sim.errors import ScenarioError
+from sim.limits import MAX_BYTES, MAX_GPUS, MAX_SEED, require_memory
 from sim.network.collectives import ALGORITHMS, KINDS, run_collective
-from sim.network.spec import load_cluster
-from sim.network.topology import build_topology
+from sim.network.spec import build_cluster, load_cluster
+
+FLOW_BYTES = 512  # memory per simultaneous flow (route, rates, bookkeeping), measured at 1-4 M flows
+
+
+def max_alltoall_gpus() -> int:
+    """The largest all-to-all whose flow table fits in 80% of the memory available now."""
+    from sim.limits import available_memory
+
+    return int((0.8 * available_memory() / FLOW_BYTES) ** 0.5)
+
 
 topology_app = typer.Typer(no_args_is_help=True, help="Cluster topologies: counts, bisection, cost.")
 
@@ -24,7 +35,7 @@ def show(
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Counts of GPUs, nodes, switches and links, bisection bandwidth and cost."""
-    topo = build_topology(load_cluster(file))
+    topo = build_cluster(file)
     title = f"{topo.spec.name} ({topo.layout.kind if topo.layout else 'single node'})"
     _emit(topo.summary(), fmt, title, "{:,.0f}")
 
@@ -32,18 +43,39 @@ def show(
 def collective_cmd(
     kind: Annotated[str, typer.Argument(help=f"one of {', '.join(KINDS)}")],
     cluster: Annotated[Path, typer.Option("--cluster", help="topology YAML")],
-    gpus: Annotated[int, typer.Option("--gpus", help="ranks: GPUs 0..N-1 of the cluster")],
-    size_bytes: Annotated[float, typer.Option("--size-bytes", help="per-rank buffer, nccl-tests convention")],
+    gpus: Annotated[int, typer.Option("--gpus", parser=Int(2, MAX_GPUS), help="ranks: GPUs 0..N-1 of the cluster")],
+    size_bytes: Annotated[
+        float,
+        typer.Option(
+            "--size-bytes", parser=Float(0, MAX_BYTES, lo_open=True), help="per-rank buffer, nccl-tests convention"
+        ),
+    ],
     algorithm: Annotated[str, typer.Option("--algorithm", help=f"one of {', '.join(ALGORITHMS)}")] = "ring",
-    seed: Annotated[int | None, typer.Option("--seed", help="ECMP hash seed [default: the topology's]")] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", parser=Int(0, MAX_SEED), help="ECMP hash seed [default: the topology's]")
+    ] = None,
     completion_rtol: Annotated[
         float,
-        typer.Option("--completion-rtol", help="flows within this fraction of their age finish together; 0 = exact"),
+        typer.Option(
+            "--completion-rtol",
+            parser=Float(0, 1, hi_open=True),
+            help="flows within this fraction of their age finish together; 0 = exact",
+        ),
     ] = 1e-2,
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Simulate one collective on the flow-level network: time, algbw, busbw, busiest link."""
-    topo = build_topology(load_cluster(cluster))
+    spec = load_cluster(cluster)
+    if gpus > spec.gpus:
+        raise ScenarioError("--gpus", f"need 2..{spec.gpus} GPUs on this cluster ({cluster}), got {gpus}")
+    flows = gpus * (gpus - 1) if kind == "alltoall" else 64 * gpus
+    require_memory(
+        flows * FLOW_BYTES,
+        f"this {kind} of {gpus:,} GPUs has {flows:,} flows at once; its flow table",
+        "--gpus",
+        f"use fewer GPUs (at most about {max_alltoall_gpus():,} for an all-to-all here)",
+    )
+    topo = build_cluster(cluster)
     result = run_collective(topo, kind, gpus, size_bytes, algorithm, seed, completion_rtol)
     _emit(result.to_dict(), fmt, f"{kind} ({algorithm}) on {gpus} GPUs of {topo.spec.name}", "{:.6g}")
 

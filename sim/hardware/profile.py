@@ -34,12 +34,12 @@ from sim.yamlio import read_json, validation_error
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DeviceInfo(_Strict):
     name: str = Field(min_length=1)
-    sms: int = Field(ge=1)
+    sms: int = Field(ge=1, le=1024)
     clock_mhz: float | None = None
     driver: str | None = None
     cuda: str | None = None
@@ -47,15 +47,15 @@ class DeviceInfo(_Strict):
 
 
 class Peaks(_Strict):
-    fp8_dense_TFLOPS: float = Field(gt=0)
-    bf16_dense_TFLOPS: float = Field(gt=0)
-    hbm_TBps: float = Field(gt=0)
+    fp8_dense_TFLOPS: float = Field(gt=0, le=1e9)
+    bf16_dense_TFLOPS: float = Field(gt=0, le=1e9)
+    hbm_TBps: float = Field(gt=0, le=1e9)
 
 
 class Sample(_Strict):
     op: Literal["gemm", "attention", "memory", "interference", "alltoall", "p2p", "collective", "chunk"]
     params: dict[str, float | int | str]
-    time_s: float = Field(gt=0)
+    time_s: float = Field(gt=0, le=1e9)
 
 
 class Skipped(_Strict):
@@ -95,6 +95,8 @@ def load_profile(path: str | Path, device: str | None = None) -> Profile:
     """Read and validate a profile; ``device`` (e.g. ``H800``) refuses profiles of other devices."""
     path = Path(path)
     data = read_json(path, "profile")
+    if not isinstance(data, dict):
+        raise ScenarioError("", f"a profile is a JSON object, got {type(data).__name__}", str(path))
     try:
         profile = Profile.model_validate(data)
     except ValidationError as err:

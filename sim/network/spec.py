@@ -19,51 +19,56 @@ Defaults are the H800 nodes of DeepSeek-V3's cluster (REFERENCE.md section 3):
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sim.errors import ScenarioError
+from sim.limits import MAX_GPUS, MAX_GPUS_PER_NODE, MAX_RATE, MAX_SEED
 from sim.yamlio import read_yaml, validation_error
+
+MAX_US = 1e9  # any latency (us)
+MAX_USD = 1e12  # any price
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class NodeSpec(_Strict):
-    gpus_per_node: int = Field(8, ge=1)
-    nvlink_GBps: float = Field(160.0, gt=0, description="achievable per GPU per direction")
-    nvlink_nominal_GBps: float = Field(400.0, gt=0, description="datasheet aggregate; reference only")
-    pcie_GBps: float = Field(64.0, gt=0, description="GPU<->NIC path per direction")
-    nic_Gbps: float = Field(400.0, gt=0, description="per NIC (one per GPU)")
+    gpus_per_node: int = Field(8, ge=1, le=MAX_GPUS_PER_NODE)
+    nvlink_GBps: float = Field(160.0, gt=0, le=MAX_RATE, description="achievable per GPU per direction")
+    nvlink_nominal_GBps: float = Field(400.0, gt=0, le=MAX_RATE, description="datasheet aggregate; reference only")
+    pcie_GBps: float = Field(64.0, gt=0, le=MAX_RATE, description="GPU<->NIC path per direction")
+    nic_Gbps: float = Field(400.0, gt=0, le=MAX_RATE, description="per NIC (one per GPU)")
 
 
 class LatencySpec(_Strict):
-    nvlink_hop_us: float = Field(1.665, ge=0)
-    pcie_nic_us: float = Field(0.95, ge=0, description="GPU<->NIC side of an IB path")
-    nic_leaf_us: float = Field(0.45, ge=0)
-    switch_hop_us: float = Field(0.45, ge=0, description="switch<->switch hop")
+    nvlink_hop_us: float = Field(1.665, ge=0, le=MAX_US)
+    pcie_nic_us: float = Field(0.95, ge=0, le=MAX_US, description="GPU<->NIC side of an IB path")
+    nic_leaf_us: float = Field(0.45, ge=0, le=MAX_US)
+    switch_hop_us: float = Field(0.45, ge=0, le=MAX_US, description="switch<->switch hop")
 
 
 class FabricSpec(_Strict):
     kind: str = Field("mpft", description="registered fabric builder: none, ft2, mpft, ft3")
-    switch_radix: int = Field(64, ge=4, description="ports per switch")
-    oversubscription: float = Field(1.0, ge=1.0, description="down:up port ratio at the first switch layer")
-    planes: int | None = Field(None, ge=1, description="mpft only; default gpus_per_node")
-    link_Gbps: float | None = Field(None, gt=0, description="switch<->switch links; default nic_Gbps")
-    ecmp_seed: int = 0
+    switch_radix: int = Field(64, ge=4, le=65536, description="ports per switch")
+    oversubscription: float = Field(1.0, ge=1.0, le=1024, description="down:up port ratio at the first switch layer")
+    planes: int | None = Field(None, ge=1, le=MAX_GPUS_PER_NODE, description="mpft only; default gpus_per_node")
+    link_Gbps: float | None = Field(None, gt=0, le=MAX_RATE, description="switch<->switch links; default nic_Gbps")
+    ecmp_seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
 class PriceSpec(_Strict):
-    switch_usd: float = Field(10_760.0, ge=0)
-    switch_link_usd: float = Field(2_730.0, ge=0)
-    endpoint_link_usd: float = Field(1_170.0, ge=0)
+    switch_usd: float = Field(10_760.0, ge=0, le=MAX_USD)
+    switch_link_usd: float = Field(2_730.0, ge=0, le=MAX_USD)
+    endpoint_link_usd: float = Field(1_170.0, ge=0, le=MAX_USD)
 
 
 class ClusterSpec(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
-    nodes: int = Field(ge=1)
+    nodes: int = Field(ge=1, le=MAX_GPUS)
     node: NodeSpec = Field(default_factory=NodeSpec)
     fabric: FabricSpec = Field(default_factory=FabricSpec)
     latency: LatencySpec = Field(default_factory=LatencySpec)
@@ -83,12 +88,35 @@ def parse_cluster(data: object, file: str | None = None) -> ClusterSpec:
     except ValidationError as err:
         e = validation_error(err, ClusterSpec)
         raise ScenarioError(e.key_path, e.message, file) from None
+    if spec.gpus > MAX_GPUS:
+        raise ScenarioError(
+            "nodes",
+            f"{spec.nodes:,} nodes x {spec.node.gpus_per_node} GPUs is over the limit of {MAX_GPUS:,} GPUs",
+            file,
+        )
     if spec.fabric.kind == "none" and spec.nodes > 1:
         raise ScenarioError("fabric.kind", f"'none' (no network) only fits one node, got nodes: {spec.nodes}", file)
     return spec
 
 
 def load_cluster(path: str | Path) -> ClusterSpec:
-    """Read a topology YAML file."""
-    data = read_yaml(path, "topology")
-    return parse_cluster(data, str(path))
+    """Read a topology YAML file; the fabric is built once to check it (planes, capacity), so every
+    error names the file."""
+    spec = parse_cluster(read_yaml(path, "topology"), str(path))
+    build_cluster_spec(spec, str(path))
+    return spec
+
+
+def build_cluster_spec(spec: ClusterSpec, file: str | None = None) -> Any:
+    """Build the network of ``spec``; errors name ``file``."""
+    from sim.network.topology import build_topology
+
+    try:
+        return build_topology(spec)
+    except ScenarioError as err:
+        raise (err if err.file or file is None else err.with_file(file)) from None
+
+
+def build_cluster(path: str | Path) -> Any:
+    """Read a topology YAML file and build its network; every error names the file."""
+    return build_cluster_spec(parse_cluster(read_yaml(path, "topology"), str(path)), str(path))

@@ -100,7 +100,10 @@ def test_predict_batch_csv_and_json(tmp_path: Path, capsys: pytest.CaptureFixtur
     ("content", "message"),
     [
         ("op,dtype,M,N,K,colour\ngemm,fp8,1,1,1,red\n", "row 1: unknown column 'colour'"),
-        ("op,dtype,M,N,K\ngemm,fp8,64,x,7168\n", "row 2, column N: 'x' is not a whole number"),
+        (
+            "op,dtype,M,N,K\ngemm,fp8,64,x,7168\n",
+            "row 2, column N: must be a whole number in [1, 2,147,483,648], got 'x'",
+        ),
         ("op,dtype,M,N,K\nattention,fp8,64,64,64\n", "row 2, column op: 'attention': batch rows are gemm"),
         ("op,dtype,M,N,K,sms\ngemm,fp8,64,64,64,200\n", "row 2, column sms: must be in 1..132"),
     ],
