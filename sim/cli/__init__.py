@@ -14,7 +14,7 @@ import typer
 
 from sim.cli.calibrate import calibrate_app
 from sim.cli.chunk import chunk_cmd, print_validation, validate_trace
-from sim.cli.common import Format, err, invoke, out, output_dir_option
+from sim.cli.common import Format, err, input_file_option, invoke, out, output_dir_option
 from sim.cli.moe import alltoall_cmd, balance_cmd
 from sim.cli.network import collective_cmd, topology_app
 from sim.cli.schedules import _print_table, schedules_app
@@ -79,7 +79,11 @@ def validate(
     ],
     profile: Annotated[
         Path | None,
-        typer.Option("--profile", help="trace: calibration profile [default: calibrate/profiles/h800.json]"),
+        typer.Option(
+            "--profile",
+            help="trace: calibration profile [default: calibrate/profiles/h800.json]",
+            callback=input_file_option,
+        ),
     ] = None,
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:

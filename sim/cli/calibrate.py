@@ -374,6 +374,8 @@ def _batch(model: CostModel, path: Path) -> list[dict[str, object]]:
                 num("beside_comm_sms", 0) or 0,
             )
         except ScenarioError as e:
+            if e.file:
+                raise
             raise ScenarioError(
                 f"row {line}, column {e.key_path.lstrip('-').replace('-', '_')}", e.message, str(path)
             ) from None

@@ -63,6 +63,8 @@ def _moe_spec(**kw: int) -> MoESpec:
     try:
         return MoESpec(**kw)
     except ScenarioError as e:
+        if e.key_path == "experts" and "over EP" in e.message and kw["experts"] == 256:  # --ep was changed
+            raise ScenarioError("--ep", f"EP {kw['ep']} must divide the {kw['experts']} experts evenly") from None
         raise as_flag(e) from None
 
 

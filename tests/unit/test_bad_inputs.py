@@ -1,0 +1,360 @@
+"""Every bad input gets one clear line (issue 12): a table of hostile inputs for every command.
+
+Each case runs ``sim.cli.main`` in-process and asserts exit status 2, exactly one line on stderr that
+starts with ``error:`` and names the flag, argument or ``file: key``, no traceback, nothing on
+stdout and no file left behind. Numeric-flag cases are generated from the commands themselves
+(every int/float option: not a number, NaN, infinities, below and above its range), so a new flag
+is covered, and refused if it has no bounded parser (``test_every_numeric_flag_is_bounded``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+
+from sim.cli import app, main
+from sim.cli.common import Number
+
+REPO = Path(__file__).resolve().parents[2]
+TOPO = str(REPO / "topologies" / "h800-node.yaml")
+MPFT = str(REPO / "topologies" / "deepseek-v3-mpft.yaml")
+PROFILE = str(REPO / "calibrate" / "profiles" / "h800-datasheet.json")
+NCCL_LOG = str(REPO / "tests" / "data" / "nccl-tests" / "alltoall_perf-h200-1gpu.log")
+SCENARIO = str(REPO / "scenarios" / "dualpipe-table.yaml")
+
+
+def commands() -> Iterator[tuple[tuple[str, ...], Any]]:
+    """(command path, callback) of every command of the twin."""
+
+    def walk(t: typer.Typer, prefix: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Any]]:
+        for c in t.registered_commands:
+            assert c.callback is not None
+            yield (*prefix, c.name or c.callback.__name__.replace("_", "-")), c.callback
+        for g in t.registered_groups:
+            assert g.typer_instance is not None and g.name is not None
+            yield from walk(g.typer_instance, (*prefix, g.name))
+
+    yield from walk(app, ())
+
+
+def numeric_options(callback: Any) -> Iterator[tuple[str, type, Any]]:
+    """(flag, int or float, parser) of every numeric option of a command."""
+    hints = typing.get_type_hints(callback, include_extras=True)
+    for name in inspect.signature(callback).parameters:
+        hint = hints[name]
+        if typing.get_origin(hint) is not typing.Annotated:
+            continue
+        base, *meta = typing.get_args(hint)
+        kinds = {a for a in (typing.get_args(base) or (base,)) if a in (int, float)}
+        if not kinds:
+            continue
+        info = next(m for m in meta if isinstance(m, typer.models.ParameterInfo))
+        decls = [d for d in (info.param_decls or ()) if d.startswith("--")]
+        flag = max(decls, key=len) if decls else "--" + name.replace("_", "-")
+        yield flag, kinds.pop(), getattr(info, "parser", None)
+
+
+# Arguments that make each command valid, so that the bad flag is the only problem.
+BASE: dict[tuple[str, ...], list[str]] = {
+    ("schedules", "show"): ["1f1b"],
+    ("schedules", "check"): ["1f1b"],
+    ("schedules", "compare"): [],
+    ("schedules", "plot"): ["1f1b", "-o", "p.png"],
+    ("schedules", "trace"): ["1f1b", "-o", "t.json"],
+    ("collective",): ["alltoall", "--cluster", MPFT, "--gpus", "16", "--size-bytes", "1e6"],
+    ("alltoall",): [],
+    ("balance",): [],
+    ("chunk",): [],
+    ("calibrate", "import-trace"): [PROFILE, "-o", "x.json"],
+    ("calibrate", "run"): ["-o", "x.json"],
+    ("calibrate", "datasheet"): ["-o", "x.json"],
+    ("calibrate", "import-measurements"): [".", "-o", "x.json"],
+    ("calibrate", "import-nccl-tests"): [NCCL_LOG, "-o", "x.json"],
+    ("calibrate", "predict"): ["--profile", PROFILE],
+}
+
+
+def numeric_cases() -> list[Any]:
+    cases = []
+    for path, callback in commands():
+        for flag, kind, parser in numeric_options(callback):
+            if not isinstance(parser, Number):
+                continue  # test_every_numeric_flag_is_bounded reports it
+            below = parser.lo - (1 if kind is int else max(1.0, abs(parser.lo)))
+            above = parser.hi * 2 + 1
+            values = ["abc", "nan", "inf", "-inf", str(int(below) if kind is int else below), f"{above:g}"]
+            if kind is int:
+                values.append("2.5")
+            for v in values:
+                args = [*path, *BASE.get(path, []), flag, v]
+                cases.append(pytest.param(args, flag, id=" ".join([*path, flag, v])))
+    return cases
+
+
+@pytest.fixture
+def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working folder of hostile input files; the test runs inside it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "garbage.bin").write_bytes(bytes(range(256)) * 8)
+    (tmp_path / "folder").mkdir()
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "deep.yaml").write_text("a: " + "[" * 500 + "]" * 500 + "\n")
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "dup.yaml").write_text("name: a\nname: b\n")
+    bomb = ["a: &a [1,1,1,1,1,1,1,1,1,1]"]
+    for prev, cur in zip("abcdefg", "bcdefgh", strict=True):
+        bomb.append(f"{cur}: &{cur} [" + ",".join([f"*{prev}"] * 10) + "]")
+    (tmp_path / "bomb.yaml").write_text("\n".join(bomb) + "\n")
+    (tmp_path / "self.yaml").write_text("a: &a [*a]\n")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    (tmp_path / "empty.yaml").write_text("")
+    ops = "ops: {forward_ms: 1, backward_ms: 2, weight_ms: 1}\n"
+    scen = "name: s\npipeline: {pp: 4, microbatches: 8}\n"
+    (tmp_path / "inf.yaml").write_text(scen + "ops: {forward_ms: .inf, backward_ms: 2, weight_ms: 1}\n")
+    (tmp_path / "nan.yaml").write_text(scen + ops + "p2p: {bandwidth_GBps: .nan}\n")
+    (tmp_path / "zero_bw.yaml").write_text(scen + ops + "p2p: {bandwidth_GBps: 0}\n")
+    (tmp_path / "huge_n.yaml").write_text("name: s\npipeline: {pp: 4, microbatches: 1e8}\n" + ops)
+    (tmp_path / "huge_pp.yaml").write_text("name: s\npipeline: {pp: 100000, microbatches: 100000}\n" + ops)
+    (tmp_path / "tokens.yaml").write_text(scen + "workload: {tokens: 100000000}\n")
+    (tmp_path / "bool_pp.yaml").write_text("name: s\npipeline: {pp: true, microbatches: 8}\n" + ops)
+    (tmp_path / "str_pp.yaml").write_text("name: s\npipeline: {pp: '4', microbatches: 8}\n" + ops)
+    (tmp_path / "neg_ops.yaml").write_text(scen + "ops: {forward_ms: -1, backward_ms: 2, weight_ms: 1}\n")
+    (tmp_path / "unknown.yaml").write_text(scen + ops + "pipelin: {}\n")
+    (tmp_path / "bad_topo_ref.yaml").write_text(scen + ops + "cluster: {topology: folder}\n")
+    (tmp_path / "big_topo.yaml").write_text("name: t\nnodes: 100000000\n")
+    (tmp_path / "inf_topo.yaml").write_text("name: t\nnodes: 4\nnode: {nvlink_GBps: .inf}\n")
+    (tmp_path / "planes.yaml").write_text("name: t\nnodes: 4\nfabric: {planes: 3}\n")
+    (tmp_path / "dup_topo.yaml").write_text("name: t\nnodes: 4\nnodes: 8\n")
+    (tmp_path / "neg_topo.yaml").write_text("name: t\nnodes: -8\n")
+    (tmp_path / "nan.json").write_text('{"device": {"name": "x", "sms": NaN}}')
+    (tmp_path / "dup.json").write_text('{"a": 1, "a": 2}')
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "trace.json").write_text('{"traceEvents": 5}')
+    (tmp_path / "existing.txt").write_text("keep me\n")
+    (tmp_path / "bad_batch.csv").write_text("op,dtype,M,N,K\ngemm,fp8,-5,64,64\n")
+    (tmp_path / "ragged.csv").write_text("op,dtype,M,N,K\ngemm,fp8,64\n")
+    (tmp_path / "batch.bin").write_bytes(b"op,dtype\n\xff\xfe\n")
+    (tmp_path / "sched.txt").write_bytes(b"\xff\xfe0F0\n")
+    return tmp_path
+
+
+def _ls(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+HAND: list[Any] = [
+    # files that are not what they should be
+    (["validate", "garbage.bin"], "garbage.bin: not a UTF-8"),
+    (["validate", "folder"], "folder: is a folder"),
+    (["validate", "pipe"], "pipe: not a regular file"),
+    (["validate", "/dev/zero"], "/dev/zero: not a regular file"),
+    (["validate", "missing.yaml"], "missing.yaml: no such scenario file"),
+    (["validate", "deep.yaml"], "deep.yaml: nested deeper than"),
+    (["validate", "dup.yaml"], "dup.yaml: name: duplicate key"),
+    (["validate", "bomb.yaml"], "bomb.yaml: expands to more than"),
+    (["validate", "self.yaml"], "self.yaml: a[0]: an alias refers to itself"),
+    (["validate", "list.yaml"], "list.yaml: a scenario must be a mapping"),
+    (["validate", "empty.yaml"], "empty.yaml: a scenario must be a mapping"),
+    (["validate", "inf.yaml"], "inf.yaml: ops.forward_ms[0]: Input should be a finite number"),
+    (["validate", "nan.yaml"], "nan.yaml: p2p.bandwidth_GBps: Input should be a finite number"),
+    (["validate", "zero_bw.yaml"], "zero_bw.yaml: p2p.bandwidth_GBps"),
+    (["validate", "huge_n.yaml"], "huge_n.yaml: pipeline.microbatches: must be at most"),
+    (["validate", "huge_pp.yaml"], "huge_pp.yaml: pipeline.pp: must be at most"),
+    (["validate", "tokens.yaml"], "tokens.yaml: workload.tokens: must be at most"),
+    (["validate", "bool_pp.yaml"], "bool_pp.yaml: pipeline.pp"),
+    (["validate", "str_pp.yaml"], "str_pp.yaml: pipeline.pp"),
+    (["validate", "neg_ops.yaml"], "neg_ops.yaml: ops.forward_ms"),
+    (["validate", "unknown.yaml"], "unknown.yaml: pipelin: unknown key"),
+    (["validate", "bad_topo_ref.yaml"], "folder: is a folder, not a topology file"),
+    (["validate", "trace", "--profile", "folder"], "--profile"),
+    (["validate", "dualpipe.yaml", "--profile", PROFILE], "--profile: only for"),
+    (["run", "garbage.bin"], "garbage.bin: not a UTF-8"),
+    (["run", "pipe"], "pipe: not a regular file"),
+    (["run", "huge_n.yaml"], "huge_n.yaml: pipeline.microbatches"),
+    (["run", SCENARIO, "-o", "existing.txt"], "--output: existing.txt is a file"),
+    (["run", SCENARIO, "-o", "/proc/x"], "--output: cannot write in /proc"),
+    (["run", SCENARIO, "-o", "existing.txt/sub"], "--output: existing.txt is a file, not a folder"),
+    (["run", SCENARIO, "-o", "."], "--output"),
+    (["run", "--quiet=maybe"], "--quiet: is a switch"),
+    (["run", "--bogus"], "--bogus: no such option"),
+    # topologies
+    (["topology", "show", "big_topo.yaml"], "big_topo.yaml: nodes: Input should be less than or equal to"),
+    (["topology", "show", "inf_topo.yaml"], "inf_topo.yaml: node.nvlink_GBps: Input should be a finite number"),
+    (["topology", "show", "planes.yaml"], "planes.yaml: fabric.planes: must divide"),
+    (["topology", "show", "dup_topo.yaml"], "dup_topo.yaml: nodes: duplicate key"),
+    (["topology", "show", "neg_topo.yaml"], "neg_topo.yaml: nodes"),
+    (["topology", "show", "folder"], "folder: is a folder"),
+    (["topology", "show", "/dev/zero"], "/dev/zero: not a regular file"),
+    (["topology", "show", "garbage.bin"], "garbage.bin: not a UTF-8"),
+    (["topology", "show", TOPO, "--format", "xml"], "--format: 'xml' is not one of"),
+    (["topology", "show"], "FILE: required argument is missing"),
+    (["topology", "bogus"], "No such command 'bogus'"),
+    # collective: sizes refused up front
+    (
+        [
+            "collective",
+            "alltoall",
+            "--cluster",
+            str(REPO / "topologies" / "isca-ft3-65536.yaml"),
+            "--gpus",
+            "65536",
+            "--size-bytes",
+            "1e6",
+        ],
+        "--gpus: this alltoall of 65,536 GPUs",
+    ),
+    (["collective", "alltoall", "--cluster", MPFT, "--gpus", "99999", "--size-bytes", "1"], "--gpus: need 2..2048"),
+    (["collective", "bogus", "--cluster", MPFT, "--gpus", "16", "--size-bytes", "1"], "KIND: unknown collective"),
+    (
+        ["collective", "alltoall", "--cluster", MPFT, "--gpus", "16", "--size-bytes", "1", "--algorithm", "x"],
+        "--algorithm: unknown algorithm",
+    ),
+    (["collective", "alltoall", "--cluster", "folder", "--gpus", "16", "--size-bytes", "1"], "folder: is a folder"),
+    (["collective", "alltoall", "--gpus", "16", "--size-bytes", "1"], "--cluster: required option is missing"),
+    # schedules
+    (["schedules", "show", "1f1b", "--pp", "4000", "-n", "100000"], "--microbatches: the schedule's action count"),
+    (["schedules", "show", "1f1b", "--format", "xml"], "--format: 'xml' is not one of"),
+    (["schedules", "show", "gpipe"], "gpipe"),
+    (["schedules", "show", "dualpipe", "--pp", "7"], "--pp: dualpipe needs an even PP"),
+    (["schedules", "compare", "--schedules", ","], "--schedules: give one or more"),
+    (["schedules", "compare", "--schedules", "1f1b,1f1b"], "--schedules: a schedule is listed twice"),
+    (["schedules", "compare", "--schedules", "gpipe"], "--schedules: unknown schedule 'gpipe'"),
+    (["schedules", "compare", "--p2p-bandwidth", "0"], "--p2p-bandwidth: must be"),
+    (["schedules", "compare", "--w", "5"], "--w"),
+    (["schedules", "plot", "1f1b", "-o", "x.txt"], "--output: unknown file extension '.txt'"),
+    (["schedules", "plot", "1f1b", "-o", "noext"], "--output: unknown file extension none"),
+    (["schedules", "plot", "1f1b", "-o", "folder"], "--output: folder is a folder"),
+    (["schedules", "plot", "1f1b", "-o", "/proc/x.png"], "--output: cannot write in /proc"),
+    (["schedules", "plot", "1f1b", "-o", "existing.txt/x.png"], "--output: existing.txt is a file, not a folder"),
+    (["schedules", "trace", "1f1b", "-o", "folder"], "--output: folder is a folder"),
+    (["schedules", "trace", "1f1b", "-o", "/dev/null"], "--output: /dev/null exists and is not a regular file"),
+    (["schedules", "check", "--file", "/dev/zero"], "--file: /dev/zero is not a regular file"),
+    (["schedules", "check", "--file", "folder"], "--file: folder is a folder"),
+    (["schedules", "check", "--file", "sched.txt"], "sched.txt: not a UTF-8"),
+    (["schedules", "check"], "NAME: give a schedule name or --file"),
+    # MoE
+    (["alltoall", "--sms", "200"], "--sms: must be in 0..131"),
+    (["alltoall", "--sms", "3"], "--sms: must be an even number"),
+    (["alltoall", "--sms", ","], "--sms: give one or more"),
+    (["alltoall", "--sms", "4,,8"], "--sms: empty item"),
+    (["alltoall", "--sms", "4,x"], "--sms: must be a whole number"),
+    (["alltoall", "--sms", "0"], "--sms: 0 SMs"),
+    (["alltoall", "--ep", "7"], "--ep"),
+    (["alltoall", "--ep", "256", "--nodes", "2"], "--ep: EP 256 is larger than the cluster"),
+    (["alltoall", "--experts", "100"], "--experts"),
+    (["alltoall", "--topk", "300"], "--topk"),
+    (["alltoall", "--routing", "zipf"], "--routing: unknown routing"),
+    (["alltoall", "--routing", "replay"], "--routing-table: replay needs a routing table"),
+    (["alltoall", "--routing-table", "folder", "--routing", "replay"], "--routing-table: folder is a folder"),
+    (["alltoall", "--plot", "x.txt"], "--plot: unknown file extension"),
+    (["alltoall", "--plot", "/proc/x.png"], "--plot: cannot write"),
+    (["alltoall", "--profile", "garbage.bin"], "garbage.bin: not a UTF-8"),
+    (["alltoall", "--profile", "nan.json"], "nan.json: NaN is not a number"),
+    (["alltoall", "--profile", "dup.json"], "dup.json: duplicate key 'a'"),
+    (["alltoall", "--profile", "deep.json"], "deep.json: JSON nested too deeply"),
+    (["alltoall", "--profile", "list.json"], "list.json: a profile is a JSON object"),
+    (["alltoall", "--profile", "bad.json"], "bad.json: malformed JSON"),
+    (["alltoall", "--profile", "pipe"], "--profile: pipe is not a regular file"),
+    (["alltoall", "--cluster", "planes.yaml"], "planes.yaml: fabric.planes"),
+    (["alltoall", "--cluster", MPFT, "--nodes", "4"], "--nodes: give --nodes or --cluster"),
+    (["balance", "--steps", "1000000", "--tokens", "1000000"], "--steps"),
+    (["balance", "--topk", "0"], "--topk"),
+    # chunk
+    (["chunk", "--layers", "100"], "--layers: layers"),
+    (["chunk", "--sms", "200"], "--sms: must be in 0..131"),
+    (["chunk", "--sms", "0"], "--sms: 0 SMs"),
+    (["chunk", "--ep", "7"], "--ep"),
+    (["chunk", "--ep", "1000000"], "GiB"),
+    (["chunk", "--interference", "foo"], "--interference: unknown source"),
+    (["chunk", "--routing", "x"], "--routing: unknown routing"),
+    (["chunk", "--kind", "bad"], "--kind: 'bad' is not one of"),
+    (["chunk", "--profile", "folder"], "--profile: folder is a folder"),
+    (["chunk", "--profile", "garbage.bin"], "garbage.bin: not a UTF-8"),
+    (["chunk", "--model-config", "/dev/zero"], "--model-config: /dev/zero is not a regular file"),
+    (["chunk", "--model-config", "garbage.bin"], "garbage.bin"),
+    (["chunk", "--model-config", "list.json"], "list.json"),
+    (["chunk", "--trace-out", "folder"], "--trace-out: folder is a folder"),
+    (["chunk", "--trace-out", "/proc/x.json"], "--trace-out: cannot write in /proc"),
+    # calibrate
+    (["calibrate", "show", "garbage.bin"], "garbage.bin: not a UTF-8"),
+    (["calibrate", "show", "folder"], "PROFILE: folder is a folder"),
+    (["calibrate", "show", "pipe"], "PROFILE: pipe is not a regular file"),
+    (["calibrate", "show", "nan.json"], "nan.json: NaN"),
+    (["calibrate", "show", "list.json"], "list.json: a profile is a JSON object"),
+    (["calibrate", "show", "missing.json"], "PROFILE: no such input file"),
+    (["calibrate", "import-trace", "folder"], "TRACE: folder is a folder"),
+    (["calibrate", "import-trace", "garbage.bin"], "garbage.bin: not a UTF-8"),
+    (["calibrate", "import-trace", "trace.json"], "trace.json: traceEvents"),
+    (["calibrate", "import-trace", "list.json"], "list.json: traceEvents"),
+    (["calibrate", "import-trace", PROFILE], "traceEvents"),
+    (["calibrate", "import-trace", PROFILE, "--compute-sms", "200"], "--compute-sms: the H800 has 132 SMs"),
+    (["calibrate", "import-trace", PROFILE, "--device", "TPU"], "--device: no datasheet"),
+    (["calibrate", "import-trace", PROFILE, "-o", "folder"], "--output: folder is a folder"),
+    (["calibrate", "datasheet", "-o", "/proc/x.json"], "--output: cannot write in /proc"),
+    (["calibrate", "datasheet", "--name", "X1"], "no datasheet for 'X1'"),
+    (["calibrate", "run", "--preset", "huge"], "--preset: unknown preset"),
+    (["calibrate", "run", "--device", "tpu"], "--device: unknown device"),
+    (["calibrate", "run", "--comm-samples", "folder"], "--comm-samples: folder is a folder"),
+    (["calibrate", "import-nccl-tests", "folder"], "LOGS: folder is a folder"),
+    (["calibrate", "import-nccl-tests", NCCL_LOG, "--profile", "garbage.bin"], "garbage.bin: not a UTF-8"),
+    (["calibrate", "import-measurements", ".", "-o", "x.json"], "--device"),
+    (["calibrate", "predict", "--profile", "folder"], "--profile: folder is a folder"),
+    (["calibrate", "predict", "--profile", PROFILE, "--batch", "bad_batch.csv"], "bad_batch.csv: row 2, column M"),
+    (["calibrate", "predict", "--profile", PROFILE, "--batch", "ragged.csv"], "ragged.csv: row 2"),
+    (["calibrate", "predict", "--profile", PROFILE, "--batch", "batch.bin"], "batch.bin: not a UTF-8"),
+    (["calibrate", "predict", "--profile", PROFILE, "--batch", "folder"], "--batch: folder is a folder"),
+    (["calibrate", "predict", "--profile", PROFILE, "--op", "memory"], "--bytes"),
+    (["calibrate", "predict", "--profile", PROFILE, "--format", "xml"], "--format: 'xml' is not one of"),
+    (["calibrate", "predict"], "--profile: required option is missing"),
+    # usage errors from the parser itself
+    (["schedules", "show", "1f1b", "--pp"], "--pp: needs a value"),
+    (["schedules", "show", "1f1b", "extra"], "unexpected extra argument"),
+    (["nosuch"], "No such command 'nosuch'"),
+    (["alltoall", "--coprocessor=yes"], "--coprocessor: is a switch"),
+]
+
+
+@pytest.mark.parametrize("args,expected", [pytest.param(a, e, id=" ".join(a)[:80]) for a, e in HAND] + numeric_cases())
+def test_bad_input_one_line(args: list[str], expected: str, files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = _ls(files)
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert info.value.code == 2, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
+    assert "Traceback" not in err and out == ""
+    assert _ls(files) == before
+
+
+def test_at_least_150_cases() -> None:
+    assert len(HAND) + len(numeric_cases()) >= 150
+
+
+def test_every_numeric_flag_is_bounded() -> None:
+    """Every int/float option of every command has a Number parser (type, finiteness, range)."""
+    missing = [
+        f"{' '.join(path)} {flag}"
+        for path, callback in commands()
+        for flag, _, parser in numeric_options(callback)
+        if not isinstance(parser, Number)
+    ]
+    assert not missing, f"numeric flags without parser=Int(..)/Float(..): {missing}"
+
+
+def test_numbers_in_scientific_notation_are_accepted(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["schedules", "show", "1f1b", "--pp", "4", "-n", "8e0", "--format", "json"])
+    assert info.value.code == 0, capsys.readouterr().err
+    from sim.yamlio import parse_yaml
+
+    assert parse_yaml("a: 1e6\nb: 1.5e3\nc: 2E-3\n") == {"a": 1_000_000, "b": 1500.0, "c": 0.002}
