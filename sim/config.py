@@ -24,7 +24,9 @@ from sim.model.spec import DEEPSEEK_V3, ModelSpec
 from sim.network.spec import ClusterSpec, load_cluster
 from sim.pipeline.costs import OpTimes
 from sim.pipeline.execute import P2P
+from sim.pipeline.ops import Schedule
 from sim.pipeline.schedules import SCHEDULES, build_schedule
+from sim.training.layout import Layout, build_layout
 from sim.training.params import COMM_BESIDE_COMPUTE, ChunkParams
 from sim.yamlio import read_yaml, validation_error
 
@@ -41,7 +43,9 @@ class PipelineSpec(_Strict):
     """The pipeline layout and the schedules to run on it."""
 
     pp: int = Field(ge=1, description="model stages (devices = PP, or PP/2 for dualpipev)")
-    microbatches: int = Field(ge=1, description="micro-batches per step")
+    microbatches: int | None = Field(
+        None, ge=1, description="micro-batches per step [training step: global batch / (DP x micro-batch size)]"
+    )
     virtual_stages: int = Field(2, ge=1, description="model chunks per device for interleaved-1f1b")
     schedules: list[str] = Field(default_factory=lambda: list(SCHEDULES), min_length=1)
 
@@ -177,6 +181,10 @@ class ClusterRef(_Strict):
     topology: str = Field(min_length=1, description="topology YAML, relative to the scenario file")
     device_gpus: list[int] | None = Field(None, description="GPU of each pipeline device [default: one per node]")
     completion_rtol: float = Field(1e-2, ge=0, lt=1, description="flow completion grouping; 0 = exact")
+    nic_Gbps: float | None = Field(None, gt=0, description="what-if: every NIC (IB) at this rate [default: topology]")
+    nvlink_GBps: float | None = Field(
+        None, gt=0, description="what-if: NVLink per GPU per direction [default: topology]"
+    )
     _spec: ClusterSpec | None = PrivateAttr(None)
 
     @property
@@ -192,6 +200,30 @@ class ClusterRef(_Strict):
             return tuple(self.device_gpus)
         g = self.spec.node.gpus_per_node
         return tuple(d * g if self.spec.nodes >= devices else d for d in range(devices))
+
+
+class TrainingSpec(_Strict):
+    """The full training step (sim.training.step): the cluster's GPUs, the global batch, the data-parallel
+    phase and the fidelity. Present = ``twin run`` simulates a training step; absent = a schedule
+    comparison on given or chunk-model op times."""
+
+    gpus: int = Field(2048, ge=1, description="GPUs in the job (PP ranks x GPUs per rank)")
+    global_batch: int | None = Field(
+        None, ge=1, description="sequences per step [default: 15360, DeepSeek-V3's batch after its ramp]"
+    )
+    microbatch_sequences: int = Field(1, ge=1, description="sequences per micro-batch per GPU")
+    fidelity: str = Field(
+        "representative", pattern="^(representative|per-gpu)$", description="one EP group, or every EP group"
+    )
+    routing_samples: int | None = Field(
+        None, ge=1, le=1024, description="routings drawn per layer, cycled over micro-batches [1 balanced, 8 else]"
+    )
+    dp_overlap: str = Field(
+        "none", pattern="^(none|tail)$", description="ZeRO-1 collectives after the whole pipeline, or per rank"
+    )
+    dp_algorithm: str = Field("hierarchical", pattern="^(hierarchical|ring)$", description="non-expert DP")
+    grad_reduce_bytes: int = Field(4, ge=1, le=8, description="bytes per gradient element reduced [FP32]")
+    check_memory: bool = Field(True, description="refuse layouts whose memory exceeds the GPU's")
 
 
 class Scenario(_Strict):
@@ -210,6 +242,7 @@ class Scenario(_Strict):
     p2p: P2PSpec = Field(default_factory=P2PSpec)
     cluster: ClusterRef | None = None
     comm: CommSpec = Field(default_factory=CommSpec)
+    training: TrainingSpec | None = Field(None, description="simulate the full training step")
     _profile_path: Path | None = PrivateAttr(None)
 
     @property
@@ -224,6 +257,42 @@ class Scenario(_Strict):
         plan = self.pipeline
         return max(SCHEDULES[name].devices(plan.pp) for name in plan.schedules)
 
+    def cluster_spec(self) -> ClusterSpec:
+        """The scenario's cluster with its what-if overrides (NIC and NVLink rates)."""
+        if self.cluster is None:
+            raise ScenarioError("cluster", "a training step needs a cluster: give cluster.topology")
+        spec = self.cluster.spec
+        node: dict[str, float] = {}
+        if self.cluster.nic_Gbps is not None:
+            node["nic_Gbps"] = self.cluster.nic_Gbps
+        if self.cluster.nvlink_GBps is not None:
+            node["nvlink_GBps"] = self.cluster.nvlink_GBps
+        if node:
+            spec = spec.model_copy(update={"node": spec.node.model_copy(update=node)})
+        return spec
+
+    def step_layout(self) -> tuple[Layout, Schedule]:
+        """The layout and schedule of a training scenario (errors name the key to change)."""
+        t = self.training
+        if t is None:
+            raise ScenarioError("training", "not a training scenario")
+        if len(self.pipeline.schedules) != 1:
+            raise ScenarioError("pipeline.schedules", "a training step runs one schedule; sweep to compare several")
+        spec = self.cluster_spec()
+        return build_layout(
+            self.model,
+            self.pipeline.schedules[0],
+            self.pipeline.pp,
+            self.pipeline.virtual_stages,
+            t.gpus,
+            spec.node.gpus_per_node,
+            spec.gpus,
+            self.workload.ep,
+            t.global_batch,
+            self.pipeline.microbatches,
+            t.microbatch_sequences,
+        )
+
 
 def parse_scenario(data: Any) -> Scenario:
     """Validate a mapping (parsed YAML) into a :class:`Scenario`, including layout checks."""
@@ -235,11 +304,14 @@ def parse_scenario(data: Any) -> Scenario:
         raise validation_error(err, Scenario) from None
     check_scenario_sizes(scenario)  # counts bounded before any schedule is built (sim.limits)
     plan = scenario.pipeline
-    for name in plan.schedules:
-        try:
-            build_schedule(name, plan.pp, plan.microbatches, plan.virtual_stages)
-        except LayoutError as err:
-            raise err.with_prefix("pipeline") from None
+    if scenario.training is None:
+        if plan.microbatches is None:
+            raise ScenarioError("pipeline.microbatches", "required (or add a training section to derive it)")
+        for name in plan.schedules:
+            try:
+                build_schedule(name, plan.pp, plan.microbatches, plan.virtual_stages)
+            except LayoutError as err:
+                raise err.with_prefix("pipeline") from None
     if scenario.ops is not None:
         try:
             scenario.ops.op_times(plan.pp)
@@ -254,6 +326,13 @@ def _attach_cluster(scenario: Scenario, base: Path) -> None:
     """Load the scenario's topology file (relative to ``base``) and check the device placement."""
     ref = scenario.cluster
     if ref is None:
+        return
+    if scenario.training is not None:
+        if ref.device_gpus is not None:
+            raise ScenarioError("cluster.device_gpus", "set by the training step's layout (rank d on GPUs d x G ..)")
+        path = Path(ref.topology)
+        ref._spec = load_cluster(path if path.is_absolute() else base / path)
+        scenario.step_layout()
         return
     for key in ("bandwidth_GBps", "latency_us"):
         if key in scenario.p2p.model_fields_set:
@@ -305,4 +384,4 @@ def load_scenario(path: str | Path) -> Scenario:
 
 def default_scenario_path() -> Path:
     """The embedded default scenario, shipped in the repository's ``scenarios/`` folder."""
-    return Path(__file__).resolve().parent.parent / "scenarios" / "default.yaml"
+    return Path(__file__).resolve().parent.parent / "scenarios" / "deepseek_v3_pretrain.yaml"

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from sim.config import Scenario
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
+from sim.hardware.gpu import H800, GpuSpec, datasheet_for
 from sim.hardware.profile import load_profile
+from sim.moe.deepep import KernelSpec
 from sim.moe.gating import Gating
 from sim.network.topology import build_topology
 from sim.pipeline.costs import OpTimes
@@ -21,7 +23,13 @@ from sim.pipeline.execute import P2P, NetworkP2P, ScheduleRun, execute
 from sim.pipeline.schedules import build_schedule
 from sim.pipeline.validate import check_schedule
 from sim.results import ScheduleMetrics, metrics
+from sim.training.chunks import ChunkInputs
+from sim.training.dp import DpSpec
 from sim.training.setup import ChunkConfig, ChunkSetup, build_chunk
+from sim.training.step import Progress, StepRun, StepSpec, run_step
+from sim.training.step_result import StepResult, account, rank_memory
+
+ACTIVATION_BYTES = 2  # a stage-to-stage send carries the hidden states in BF16 (DeepSeek-V3 report 3.3)
 
 
 @dataclass(frozen=True)
@@ -177,8 +185,10 @@ def compare(
 
 
 def simulate(scenario: Scenario, progress: Callable[[str], None] | None = None) -> RunResult:
-    """Run every schedule of ``scenario`` and account for it."""
+    """Run every schedule of ``scenario`` and account for it (a schedule comparison; a scenario with
+    a ``training`` section is a training step: :func:`simulate_training`)."""
     plan = scenario.pipeline
+    assert plan.microbatches is not None, "parse_scenario requires micro-batches without a training section"
     if progress:
         progress("timing the chunks")
     parts = assemble(scenario)
@@ -192,3 +202,81 @@ def simulate(scenario: Scenario, progress: Callable[[str], None] | None = None) 
         progress,
     )
     return RunResult(scenario, runs, mets, parts.times, parts.chunk)
+
+
+# ---------------------------------------------------------------------------------------- the step
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """A simulated training step: its timeline and what it says."""
+
+    scenario: Scenario
+    step: StepRun
+    result: StepResult
+    gpu: GpuSpec
+
+    def to_dict(self) -> dict[str, object]:
+        return {"scenario": self.scenario.name} | self.result.to_dict()
+
+
+def step_spec(sc: Scenario) -> tuple[StepSpec, GpuSpec]:
+    """Everything a training step needs, built from the scenario once."""
+    t = sc.training
+    assert t is not None
+    w = sc.workload
+    if "tokens" in w.model_fields_set:
+        raise ScenarioError(
+            "workload.tokens", "set by the training step: model.seq_len x training.microbatch_sequences"
+        )
+    if "layers_per_stage" in w.model_fields_set or "first_layer" in w.model_fields_set:
+        raise ScenarioError("workload.layers_per_stage", "set by the training step's layout (pipeline.pp)")
+    layout, schedule = sc.step_layout()
+    profile = load_profile(sc.profile_path)
+    cost = CostModel(profile)
+    gpu = datasheet_for(profile.device.name) or H800
+    split = sc.comm.split()
+    params = w.params()
+    kernel = KernelSpec(comm_sms=sc.comm.sms, notify_wait_us=params.notify_wait_us, coprocessor=sc.comm.coprocessor)
+    gating = Gating(w.routing)
+    samples = t.routing_samples or (1 if gating.routing == "balanced" else 8)
+    inputs = ChunkInputs(
+        model=sc.model,
+        layout=layout,
+        cost=cost,
+        params=params,
+        kernel=kernel,
+        gating=gating,
+        seed=sc.seed,
+        compute_sms=split.compute_sms,
+        fidelity=t.fidelity,
+        routing_samples=samples,
+    )
+    if t.check_memory:
+        for d in range(layout.devices):
+            mem = rank_memory(inputs, schedule, d)
+            if mem.total > gpu.hbm_GB * 1e9:
+                parts = ", ".join(f"{k} {v:.1f}" for k, v in mem.to_dict().items() if k != "total")
+                raise ScenarioError(
+                    "training",
+                    f"pipeline rank {d} needs {mem.total / 1e9:.1f} GB per GPU ({parts} GB), more than the "
+                    f"{gpu.name}'s {gpu.hbm_GB:g} GB: raise pipeline.pp or training.gpus, lower "
+                    "training.microbatch_sequences, or set training.check_memory: false",
+                )
+    cluster = sc.cluster_spec()
+    spec = StepSpec(
+        inputs=inputs,
+        schedule=schedule,
+        topology=build_topology(cluster),
+        activation_bytes=float(layout.tokens * sc.model.dim * ACTIVATION_BYTES),
+        dp=DpSpec(t.dp_overlap, t.dp_algorithm, t.grad_reduce_bytes),
+        completion_rtol=sc.cluster.completion_rtol if sc.cluster is not None else 1e-2,
+    )
+    return spec, gpu
+
+
+def simulate_training(sc: Scenario, progress: Progress | None = None) -> TrainingRun:
+    """Simulate the scenario's training step and account for it."""
+    spec, gpu = step_spec(sc)
+    step = run_step(spec, progress)
+    return TrainingRun(sc, step, account(step, gpu), gpu)

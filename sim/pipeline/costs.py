@@ -11,9 +11,17 @@ F(a) + B(b), i.e. no overlap benefit. The engine asks this object and never comp
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from sim.errors import ScenarioError
 from sim.pipeline.ops import Action, Op, Schedule
+
+
+class Durations(Protocol):
+    """Anything that gives an action's duration on its device (seconds): :class:`OpTimes`, or the
+    chunk model's source of a training step (:mod:`sim.training.chunks`)."""
+
+    def duration(self, action: Action, schedule: Schedule) -> float: ...
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from sim.engine import LinkSet, Recorder
 from sim.errors import DeadlockError
 from sim.network.flows import FlowNetwork
 from sim.network.topology import Topology
-from sim.pipeline.costs import OpTimes
+from sim.pipeline.costs import Durations
 from sim.pipeline.deps import Key, consumers, describe, needs, produces
 from sim.pipeline.ops import Schedule
 
@@ -61,7 +61,7 @@ class ScheduleRun:
     recorder: Recorder
 
 
-def execute(schedule: Schedule, times: OpTimes, p2p: P2P | NetworkP2P | None = None) -> ScheduleRun:
+def execute(schedule: Schedule, times: Durations, p2p: P2P | NetworkP2P | None = None) -> ScheduleRun:
     """Run ``schedule`` with op ``times``; raise :class:`DeadlockError` if it cannot finish."""
     p2p = p2p or P2P()
     env = simpy.Environment()

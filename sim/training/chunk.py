@@ -33,7 +33,7 @@ from sim.model.layer import LayerOps, embedding_ops, head_ops, mtp_ops
 from sim.model.ops import Op
 from sim.model.spec import ModelSpec
 from sim.moe.traffic import Traffic
-from sim.training.comm import CommModel
+from sim.training.comm import CommModel, GroupTraffic
 from sim.training.costs import OpCoster
 from sim.training.overlap import Task, run_streams
 from sim.training.params import ChunkParams
@@ -49,7 +49,7 @@ class Stage:
     """The layers of one pipeline stage, in forward order, and what else the stage holds."""
 
     layers: tuple[LayerOps, ...]
-    traffic: tuple[Traffic | None, ...]  # per layer: its routing (None for dense layers)
+    traffic: tuple[Traffic | GroupTraffic | None, ...]  # per layer: its routing (None for dense layers)
     first: bool = False  # holds the embedding
     last: bool = False  # holds the output head (and the MTP module, whose block is the last layer)
     spec: ModelSpec | None = None
@@ -181,7 +181,9 @@ class _Graph:
         self.last_f: list[int] = []  # what the next forward layer waits for
         self.last_b: list[int] = []  # what the next backward layer waits for
 
-    def _add(self, op: Op, deps: list[int], step: int, layer: int, traffic: Traffic | None) -> list[int]:
+    def _add(
+        self, op: Op, deps: list[int], step: int, layer: int, traffic: Traffic | GroupTraffic | None
+    ) -> list[int]:
         p = self.timer.params
         c = self.timer.coster
         if op.kind == "comm":
@@ -235,7 +237,13 @@ class _Graph:
         return self.timer.coster.model.comm_utilisation(1, rate=rate) if rate > 0 else 0.0
 
     def annotation(
-        self, direction: str, layer: LayerOps, name: str, deps: list[int], step: int, traffic: Traffic | None
+        self,
+        direction: str,
+        layer: LayerOps,
+        name: str,
+        deps: list[int],
+        step: int,
+        traffic: Traffic | GroupTraffic | None,
     ) -> list[int]:
         ids: list[int] = []
         last_compute: list[int] = []

@@ -17,6 +17,18 @@ from sim.moe.traffic import Traffic
 from sim.network.shared import SharedNetwork
 
 
+@dataclass(frozen=True, eq=False)
+class GroupTraffic:
+    """One layer's routing in every EP group of a stage (per-GPU fidelity): ``groups[i]`` is the
+    traffic of the model's ``i``-th group, the first being the timed one."""
+
+    groups: tuple[Traffic, ...]
+
+    @property
+    def timed(self) -> Traffic:
+        return self.groups[0]
+
+
 @dataclass(frozen=True)
 class CommTime:
     notify_s: float
@@ -33,7 +45,7 @@ class CommModel:
         self.kernel = kernel
         self.groups = [np.asarray(g, dtype=np.int64) for g in groups]
         self._memo: dict[tuple[int, str, bool], CommTime] = {}
-        self._keep: list[Traffic] = []
+        self._keep: list[Traffic | GroupTraffic] = []
 
     def key(self) -> tuple[object, ...]:
         return (id(self.shared), self.kernel.key(), tuple(tuple(g.tolist()) for g in self.groups))
@@ -44,25 +56,31 @@ class CommModel:
         data = sum(t.data_s for t in times)
         return sum(t.hbm_bytes for t in times) / data if data > 0 else 0.0
 
-    def time(self, traffic: Traffic, phase: str, cached: bool) -> CommTime:
+    def time(self, traffic: Traffic | GroupTraffic, phase: str, cached: bool) -> CommTime:
+        """The timed GPU's phase; a plain :class:`Traffic` is every group's routing, a
+        :class:`GroupTraffic` gives each group its own."""
         key = (id(traffic), phase, cached)
         if key not in self._memo:
             self._keep.append(traffic)  # ids stay valid while memoised
+            per_group = traffic.groups if isinstance(traffic, GroupTraffic) else (traffic,) * len(self.groups)
+            if len(per_group) != len(self.groups):
+                raise ValueError(f"{len(per_group)} traffics for {len(self.groups)} EP groups")
             records: list[dict[str, float]] = [{} for _ in self.groups]
             procs = [
                 phase_process(
                     self.shared.net,
-                    traffic,
+                    t,
                     self.kernel,
                     phase,
-                    check_gpus(self.shared.topo, traffic, g),
+                    check_gpus(self.shared.topo, t, g),
                     cached,
                     times=rec,
                 )
-                for g, rec in zip(self.groups, records, strict=True)
+                for g, t, rec in zip(self.groups, per_group, records, strict=True)
             ]
             self.shared.run(procs)
             mine = records[0]
-            moved = float(traffic.ib_bytes_per_gpu(phase)[0] + traffic.nvlink_bytes_per_gpu(phase)[0])
+            timed = per_group[0]
+            moved = float(timed.ib_bytes_per_gpu(phase)[0] + timed.nvlink_bytes_per_gpu(phase)[0])
             self._memo[key] = CommTime(mine["notify"], mine["end"] - mine["notify"], 2.0 * moved)
         return self._memo[key]

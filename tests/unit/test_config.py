@@ -38,7 +38,14 @@ def _with(path: str, value: object) -> dict:
 
 def test_default_scenario_loads() -> None:
     sc = load_scenario(default_scenario_path())
-    assert sc.pipeline.pp == 16 and len(sc.pipeline.schedules) == 5
+    assert sc.training is not None and sc.pipeline.pp == 16 and sc.pipeline.schedules == ["dualpipe"]
+    layout, _ = sc.step_layout()
+    assert (layout.dp, layout.expert_dp, layout.microbatches) == (128, 2, 120)
+
+
+def test_schedule_comparison_scenario_loads() -> None:
+    sc = load_scenario(default_scenario_path().parent / "schedule-comparison.yaml")
+    assert sc.training is None and sc.pipeline.pp == 16 and len(sc.pipeline.schedules) == 5
 
 
 def test_good_scenario_and_units(tmp_path: Path) -> None:

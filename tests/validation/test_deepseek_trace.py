@@ -39,7 +39,7 @@ def test_default_scenario_op_times_come_from_the_chunk_model(means) -> None:  # 
     least the trace's forward compute (the all-to-all is exposed when nothing overlaps it)."""
     from sim.run import assemble
 
-    sc = load_scenario(default_scenario_path())
+    sc = load_scenario(default_scenario_path().parent / "schedule-comparison.yaml")
     assert sc.ops is None and sc.workload.layers_per_stage == 4
     parts = assemble(sc)
     assert parts.chunk is not None

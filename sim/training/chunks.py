@@ -1,0 +1,227 @@
+"""Every pipeline action of a training step as a chunk from the chunk model.
+
+A :class:`ChunkSource` answers the pipeline engine's "how long" for one pipeline (one EP group on
+every rank): F, B, I, W of a schedule stage and the F&B pair of two, each built from that stage's
+layers (:mod:`sim.training.layout`) with the micro-batch's routed traffic and timed by
+:class:`~sim.training.chunk.ChunkTimer` (memoised by what determines the timing).
+
+Routing, by fidelity:
+
+* ``representative``: one routing per (MoE layer, routing sample), every EP group alike (all EP
+  groups of the rank run it at once on the shared fabric); the expert GEMMs are those of the group's
+  most loaded GPU (its straggler), the all-to-all ends when the slowest rank's messages have arrived.
+* ``per-gpu``: every EP group of every rank draws its own routing per (layer, sample); its all-to-alls
+  run on the fabric at the same time as the other groups of its rank, each with its own traffic; its
+  chunk is its straggler's. Each group's pipeline is run by the engine separately.
+
+Micro-batch ``m`` uses routing sample ``m mod routing_samples`` (balanced routing needs one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.hardware.costmodel import CostModel
+from sim.model.layer import LayerOps, LayerWork, layer_ops
+from sim.model.spec import ModelSpec
+from sim.moe.alltoall import route_layers
+from sim.moe.deepep import KernelSpec
+from sim.moe.gating import Gating
+from sim.moe.spec import MoESpec
+from sim.moe.traffic import Traffic
+from sim.network.shared import SharedNetwork
+from sim.pipeline.ops import Action, Op, Schedule
+from sim.training.chunk import ChunkResult, ChunkTimer, Stage
+from sim.training.comm import CommModel, GroupTraffic
+from sim.training.costs import OpCoster
+from sim.training.layout import Layout
+from sim.training.params import ChunkParams
+
+
+@dataclass(frozen=True)
+class ChunkInputs:
+    """What every chunk of a step depends on."""
+
+    model: ModelSpec
+    layout: Layout
+    cost: CostModel
+    params: ChunkParams
+    kernel: KernelSpec
+    gating: Gating
+    seed: int
+    compute_sms: int
+    fidelity: str  # representative | per-gpu
+    routing_samples: int
+
+
+def straggler_rows(traffic: Traffic) -> tuple[int, ...]:
+    """Token rows of each local expert on the group's most loaded GPU (first of equals)."""
+    spec = traffic.spec
+    per = traffic.tokens_per_expert.reshape(spec.ep, spec.experts_per_gpu)
+    gpu = int(np.argmax(per.sum(axis=1)))
+    return tuple(int(x) for x in per[gpu])
+
+
+class Routing:
+    """Routed traffic of every MoE layer, drawn once and shared by every chunk that needs it."""
+
+    def __init__(self, inputs: ChunkInputs, moe: MoESpec) -> None:
+        self.inputs = inputs
+        self.moe = moe
+        self._layers: dict[tuple[object, ...], dict[int, Traffic]] = {}
+        self._groups: dict[tuple[int, ...], GroupTraffic] = {}
+        self.routed_layers = 0
+
+    def _seed(self, *key: int) -> int:
+        return int(np.random.SeedSequence([self.inputs.seed, *key]).generate_state(1)[0])
+
+    def traffic(self, layers: tuple[int, ...], where: tuple[int, int, int], sample: int) -> dict[int, Traffic]:
+        """Traffic of the MoE ``layers`` of a stage; ``where`` = (device, stage, group) in per-GPU
+        fidelity, ignored in representative fidelity (every group and stage alike)."""
+        inp = self.inputs
+        if inp.gating.routing == "balanced":
+            key: tuple[object, ...] = ("balanced",)
+            if key not in self._layers:
+                t = route_layers(self.moe, inp.layout.tokens, 1, inp.gating, inp.seed)[0]
+                self.routed_layers += 1
+                self._layers[key] = {-1: t}
+            t = self._layers[key][-1]
+            return {layer: t for layer in layers}
+        if inp.fidelity == "representative":
+            key = ("sample", sample)
+            if key not in self._layers:
+                ids = self._all_moe_layers()
+                routed = route_layers(self.moe, inp.layout.tokens, len(ids), inp.gating, self._seed(sample))
+                self.routed_layers += len(ids)
+                self._layers[key] = dict(zip(ids, routed, strict=True))
+            return {layer: self._layers[key][layer] for layer in layers}
+        key = ("gpu", *where, sample)
+        if key not in self._layers:
+            routed = route_layers(self.moe, inp.layout.tokens, len(layers), inp.gating, self._seed(*where, sample))
+            self.routed_layers += len(layers)
+            self._layers[key] = dict(zip(layers, routed, strict=True))
+        return self._layers[key]
+
+    def _all_moe_layers(self) -> list[int]:
+        m = self.inputs.model
+        return [i for i in range(m.n_layers + m.mtp_depth) if i >= m.n_layers or m.is_moe(i)]
+
+    def group(self, traffics: tuple[Traffic, ...]) -> GroupTraffic:
+        """One GroupTraffic per distinct tuple, so identical stages share chunk timings."""
+        key = tuple(id(t) for t in traffics)
+        if key not in self._groups:
+            self._groups[key] = GroupTraffic(traffics)
+        return self._groups[key]
+
+
+class ChunkSource:
+    """Chunks of one pipeline: EP group ``group`` on every rank (representative: group 0, alike)."""
+
+    def __init__(
+        self,
+        inputs: ChunkInputs,
+        schedule: Schedule,
+        shared: SharedNetwork,
+        routing: Routing,
+        group: int = 0,
+        timers: dict[tuple[int, int], ChunkTimer] | None = None,
+    ) -> None:
+        self.inputs = inputs
+        self.schedule = schedule
+        self.shared = shared
+        self.routing = routing
+        self.group = group
+        self.timers = {} if timers is None else timers
+        self._stages: dict[tuple[int, int], Stage] = {}
+        self._chunks: dict[tuple[tuple[Op, int, int], ...], ChunkResult] = {}
+        self._ops: dict[tuple[int, tuple[int, ...]], LayerOps] = {}
+        self._coster = OpCoster(inputs.cost, inputs.compute_sms, inputs.params)
+
+    # ---------------------------------------------------------------- engine interface
+    def duration(self, action: Action, schedule: Schedule) -> float:
+        return self.chunk(action).span_s
+
+    def chunk(self, action: Action) -> ChunkResult:
+        """The action's timed chunk (looked up by stage and routing sample before the timer's memo,
+        whose keys are the stages' whole op lists)."""
+        r = self.inputs.routing_samples
+        key = tuple((a.op, a.stage, a.mb % r) for a in action.atoms())
+        hit = self._chunks.get(key)
+        if hit is None:
+            hit = self._chunks[key] = self._chunk(action)
+        return hit
+
+    def _chunk(self, action: Action) -> ChunkResult:
+        op = action.op
+        if op is Op.FB:
+            fwd, bwd = action.parts
+            timer = self.timer(self.schedule.stage_device[fwd.stage])
+            return timer.pair(self.stage(fwd.stage, fwd.mb), self.stage(bwd.stage, bwd.mb))
+        timer = self.timer(self.schedule.stage_device[action.stage])
+        stage = self.stage(action.stage, action.mb)
+        if op is Op.F:
+            return timer.forward(stage)
+        return timer.backward(stage, {Op.B: "IW", Op.I: "I", Op.W: "W"}[op])
+
+    # ---------------------------------------------------------------- building
+    def _groups_of(self, device: int) -> list[np.ndarray]:
+        lay = self.inputs.layout
+        order = [(self.group + i) % lay.ep_groups for i in range(lay.ep_groups)]
+        return [lay.ep_group(device, g) for g in order]
+
+    def timer(self, device: int) -> ChunkTimer:
+        where = (device, self.group) if self.inputs.fidelity == "per-gpu" else (0, 0)
+        if where not in self.timers:
+            comm = None
+            if self.inputs.layout.ep > 1:
+                groups = self._groups_of(where[0])
+                comm = CommModel(self.shared, self.inputs.kernel, groups)
+            self.timers[where] = ChunkTimer(self._coster, comm, self.inputs.params)
+        return self.timers[where]
+
+    def stage(self, stage: int, mb: int) -> Stage:
+        sample = mb % self.inputs.routing_samples
+        key = (stage, sample)
+        if key not in self._stages:
+            self._stages[key] = self._build(stage, sample)
+        return self._stages[key]
+
+    def _build(self, stage: int, sample: int) -> Stage:
+        inp = self.inputs
+        model, lay = inp.model, inp.layout
+        place = lay.stages[stage]
+        device = self.schedule.stage_device[stage]
+        moe_layers = tuple(i for i in place.layers if i >= model.n_layers or model.is_moe(i))
+        per_group: list[dict[int, Traffic]] = []
+        if moe_layers:
+            groups = [self.group] if inp.fidelity == "representative" else list(range(lay.ep_groups))
+            order = groups[self.group :] + groups[: self.group] if inp.fidelity == "per-gpu" else groups
+            for g in order:
+                per_group.append(self.routing.traffic(moe_layers, (device, stage, g), sample))
+        ops: list[LayerOps] = []
+        traffic: list[Traffic | GroupTraffic | None] = []
+        for layer in place.layers:
+            index = min(layer, model.n_layers - 1)  # an MTP block is built like the last layer
+            if layer in moe_layers:
+                mine = per_group[0][layer]
+                rows = straggler_rows(mine)
+                ops.append(self._layer(index, rows))
+                if inp.fidelity == "per-gpu" and len(per_group) > 1:
+                    traffic.append(self.routing.group(tuple(p[layer] for p in per_group)))
+                else:
+                    traffic.append(mine)
+            else:
+                ops.append(self._layer(index, ()))
+                traffic.append(None)
+        return Stage(tuple(ops), tuple(traffic), place.first, place.last, model, lay.tokens)
+
+    def _layer(self, index: int, rows: tuple[int, ...]) -> LayerOps:
+        key = (index, rows)
+        if key not in self._ops:
+            self._ops[key] = layer_ops(self.inputs.model, index, LayerWork(self.inputs.layout.tokens, rows))
+        return self._ops[key]
+
+    def chunks_timed(self) -> int:
+        return sum(t.timed for t in self.timers.values())

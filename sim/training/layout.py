@@ -1,0 +1,181 @@
+"""The parallel layout of a training step: which GPUs hold which layers, EP groups, DP groups, batch.
+
+DeepSeek-V3 (REFERENCE.md section 2): 2048 GPUs = PP16 x EP64 (8 nodes) x ZeRO-1 DP, no tensor
+parallelism. Derived here from the scenario's inputs, never fixed:
+
+* pipeline ranks (devices) = what the schedule needs for ``pp`` model stages (PP, or PP/2 for
+  DualPipeV); GPUs per rank = GPUs / ranks; rank ``d`` holds the contiguous GPUs
+  ``d x G .. (d+1) x G - 1`` (whole nodes);
+* EP groups per rank = G / EP, group ``g`` on GPUs ``d x G + g x EP ..``; EP must divide G and fill
+  whole nodes (or fit in one node);
+* DP for the non-expert weights = G (every GPU of a rank holds the same non-expert weights); expert
+  replicas (expert DP) = G / EP;
+* micro-batches per pipeline = global batch / (DP x sequences per micro-batch), exactly;
+* layers along each route: the model's layers split over the route's stages as evenly as possible,
+  the smaller counts at the ends (:mod:`sim.model.stages`); the first stage of a route holds the
+  embedding, the last the output head and the MTP module (whose transformer block is its last
+  layer). With DualPipe both routes' ends sit on rank 0 and rank PP-1, as DeepSeek place them.
+
+Every impossible layout raises :class:`ScenarioError` naming the key to change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.errors import LayoutError, ScenarioError
+from sim.model.spec import ModelSpec
+from sim.model.stages import stage_layers
+from sim.pipeline.ops import Schedule
+from sim.pipeline.schedules import SCHEDULES, build_schedule
+
+DEFAULT_GLOBAL_BATCH = 15360  # sequences per step after DeepSeek-V3's batch ramp (REFERENCE.md section 1)
+
+
+@dataclass(frozen=True)
+class StagePlacement:
+    """What one schedule stage holds: its layer ids (``n_layers`` and up are MTP blocks) and extras."""
+
+    layers: tuple[int, ...]
+    first: bool  # the embedding
+    last: bool  # the output head and the MTP module
+
+
+@dataclass(frozen=True)
+class Layout:
+    gpus: int
+    gpus_per_node: int
+    devices: int  # pipeline ranks
+    gpus_per_rank: int
+    ep: int
+    dp: int  # non-expert data parallelism (= GPUs per rank)
+    expert_dp: int  # replicas of each expert (= GPUs per rank / EP)
+    microbatches: int
+    microbatch_sequences: int
+    tokens: int  # tokens per micro-batch per GPU
+    global_batch: int  # sequences per step
+    stages: tuple[StagePlacement, ...]  # per schedule stage
+
+    @property
+    def ep_groups(self) -> int:
+        return self.gpus_per_rank // self.ep
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.global_batch * (self.tokens // self.microbatch_sequences)
+
+    def rank_gpus(self, device: int) -> np.ndarray:
+        return device * self.gpus_per_rank + np.arange(self.gpus_per_rank)
+
+    def ep_group(self, device: int, group: int) -> np.ndarray:
+        return device * self.gpus_per_rank + group * self.ep + np.arange(self.ep)
+
+    def expert_dp_groups(self, device: int) -> list[np.ndarray]:
+        """For each EP rank, the GPUs (one per EP group) that hold the same experts."""
+        base = device * self.gpus_per_rank
+        return [base + np.arange(self.expert_dp) * self.ep + r for r in range(self.ep)]
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "gpus": self.gpus,
+            "pipeline_ranks": self.devices,
+            "gpus_per_rank": self.gpus_per_rank,
+            "ep": self.ep,
+            "dp": self.dp,
+            "expert_dp": self.expert_dp,
+            "microbatches": self.microbatches,
+            "microbatch_sequences": self.microbatch_sequences,
+            "tokens_per_microbatch": self.tokens,
+            "global_batch_sequences": self.global_batch,
+        }
+
+
+def placements(model: ModelSpec, schedule: Schedule) -> tuple[StagePlacement, ...]:
+    """Layers and extras of every schedule stage, from the order of the stages along each route."""
+    out: dict[int, StagePlacement] = {}
+    for route in schedule.routes:
+        ranges = stage_layers(model.n_layers, len(route))
+        for i, stage in enumerate(route):
+            layers = tuple(ranges[i])
+            last = i == len(route) - 1
+            if last:
+                layers += tuple(range(model.n_layers, model.n_layers + model.mtp_depth))
+            out[stage] = StagePlacement(layers, i == 0, last)
+    return tuple(out[s] for s in range(schedule.num_stages))
+
+
+def build_layout(
+    model: ModelSpec,
+    schedule_name: str,
+    pp: int,
+    virtual_stages: int,
+    gpus: int,
+    gpus_per_node: int,
+    cluster_gpus: int,
+    ep: int,
+    global_batch: int | None,
+    microbatches: int | None,
+    microbatch_sequences: int,
+) -> tuple[Layout, Schedule]:
+    """The layout and the schedule of a training step; errors name the scenario key to change."""
+    info = SCHEDULES.get(schedule_name)
+    if info is None:
+        raise ScenarioError("pipeline.schedules", f"unknown schedule {schedule_name!r}")
+    if gpus > cluster_gpus:
+        raise ScenarioError("training.gpus", f"{gpus} GPUs do not fit the cluster's {cluster_gpus}")
+    if pp > model.n_layers:
+        raise ScenarioError("pipeline.pp", f"PP {pp} has more stages than the model's {model.n_layers} layers")
+    devices = info.devices(pp)
+    if gpus % devices:
+        raise ScenarioError("training.gpus", f"{gpus} GPUs do not divide into {devices} pipeline ranks")
+    per_rank = gpus // devices
+    if ep > per_rank:
+        raise ScenarioError("workload.ep", f"EP {ep} is larger than a pipeline rank's {per_rank} GPUs")
+    if per_rank % ep:
+        raise ScenarioError("workload.ep", f"EP {ep} does not divide a pipeline rank's {per_rank} GPUs")
+    if ep > gpus_per_node and ep % gpus_per_node:
+        raise ScenarioError("workload.ep", f"EP {ep} must fill whole nodes of {gpus_per_node} GPUs")
+    if model.n_routed_experts % ep:
+        raise ScenarioError("workload.ep", f"EP {ep} does not divide the model's {model.n_routed_experts} experts")
+    dp = per_rank
+    if global_batch is None:
+        if microbatches is None:
+            global_batch = DEFAULT_GLOBAL_BATCH
+        else:
+            global_batch = microbatches * dp * microbatch_sequences
+    per_pipeline, rest = divmod(global_batch, dp * microbatch_sequences)
+    if rest or per_pipeline < 1:
+        raise ScenarioError(
+            "training.global_batch",
+            f"{global_batch} sequences do not split into DP {dp} x {microbatch_sequences} sequence(s) per micro-batch",
+        )
+    if microbatches is not None and microbatches != per_pipeline:
+        raise ScenarioError(
+            "pipeline.microbatches",
+            f"{microbatches} does not match training.global_batch {global_batch} / (DP {dp} x "
+            f"{microbatch_sequences} sequence(s)) = {per_pipeline}; give one of them",
+        )
+    try:
+        schedule = build_schedule(schedule_name, pp, per_pipeline, virtual_stages)
+    except LayoutError as err:
+        raise err.with_prefix("pipeline") from None
+    stages = placements(model, schedule)
+    if any(not p.layers for p in stages):
+        raise ScenarioError("pipeline.pp", f"{schedule.num_stages} stages leave a stage without layers")
+    layout = Layout(
+        gpus=gpus,
+        gpus_per_node=gpus_per_node,
+        devices=devices,
+        gpus_per_rank=per_rank,
+        ep=ep,
+        dp=dp,
+        expert_dp=per_rank // ep,
+        microbatches=per_pipeline,
+        microbatch_sequences=microbatch_sequences,
+        tokens=microbatch_sequences * model.seq_len,
+        global_batch=global_batch,
+        stages=stages,
+    )
+    return layout, schedule

@@ -1,0 +1,245 @@
+"""What a training step's timeline says: per-rank breakdown, throughput, MFU, cost, memory.
+
+All figures come from the simulated timeline (:class:`~sim.training.step.StepRun`), never from fixed
+ratios. Per rank (of the pipeline the step waits for):
+
+* ``forward_only_s``, ``backward_only_s`` (B and I), ``weight_only_s`` (W), ``overlapped_fb_s``
+  (F&B pairs): the summed durations of the rank's actions of each kind;
+* ``optimizer_s``: its AdamW shard; ``dp_comm_exposed_s``: its reduce-scatter and all-gather (nothing
+  computes on the rank while they run, so all of it is exposed);
+* ``bubble_s``: the rest of the step: step time minus all of the above, so that the seven add up to
+  the step time exactly;
+* ``ep_comm_exposed_s``: inside the rank's chunks, the time the communication stream was busy (DeepEP
+  notify and data) while neither compute stream ran: compute waiting on all-to-all. It is part of the
+  chunk times above, not an eighth term.
+
+The top-level breakdown is the rank with the most busy time (``reported_rank``); ``per_rank`` has all.
+MFU: the model's training FLOPs per token (:mod:`sim.model.flops`: the main model without the MTP
+module, as ISCA'25 Table 2 counts ~250 GFLOP/token; causal attention counts half the score matrix,
+non-causal all of it) x tokens per step / (step time x GPUs x the GPU's dense BF16 peak), as
+DeepSeek state theirs. GPU-hours per trillion tokens = GPUs x step time / 3600 x 1e12 / tokens per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sim.hardware.gpu import GpuSpec
+from sim.model.flops import training_flops_per_token
+from sim.pipeline.ops import Op, Schedule
+from sim.training.chunk import ChunkResult
+from sim.training.chunks import ChunkInputs
+from sim.training.dp import device_params
+from sim.training.memory import Memory, activation_bytes, static_memory
+from sim.training.stats import merge_intervals
+from sim.training.step import StepRun
+
+GB = 1e9
+SECONDS_PER_DAY = 86_400.0
+
+
+def exposed_comm_s(chunk: ChunkResult) -> float:
+    """Time the communication stream is busy while no compute stream runs."""
+    compute = merge_intervals([(t.start, t.end) for t in chunk.tasks if t.stream != "comm" and t.end > t.start])
+    comm = merge_intervals([(t.start, t.end) for t in chunk.tasks if t.stream == "comm" and t.end > t.start])
+    covered = 0.0
+    j = 0
+    for s, e in comm:
+        while j < len(compute) and compute[j][1] <= s:
+            j += 1
+        k = j
+        while k < len(compute) and compute[k][0] < e:
+            covered += max(0.0, min(e, compute[k][1]) - max(s, compute[k][0]))
+            k += 1
+    return sum(e - s for s, e in comm) - covered
+
+
+@dataclass(frozen=True)
+class RankBreakdown:
+    rank: int
+    forward_only_s: float
+    backward_only_s: float
+    weight_only_s: float
+    overlapped_fb_s: float
+    bubble_s: float
+    optimizer_s: float
+    dp_comm_exposed_s: float
+    ep_comm_exposed_s: float
+    memory: Memory
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "forward_only_s": self.forward_only_s,
+            "backward_only_s": self.backward_only_s,
+            "weight_only_s": self.weight_only_s,
+            "overlapped_fb_s": self.overlapped_fb_s,
+            "bubble_s": self.bubble_s,
+            "optimizer_s": self.optimizer_s,
+            "dp_comm_exposed_s": self.dp_comm_exposed_s,
+            "ep_comm_exposed_s": self.ep_comm_exposed_s,
+            "memory_per_gpu_GB": self.memory.to_dict(),
+        }
+
+    @property
+    def busy_s(self) -> float:
+        return self.forward_only_s + self.backward_only_s + self.weight_only_s + self.overlapped_fb_s
+
+
+def stage_activations(inputs: ChunkInputs, stage: int) -> float:
+    """Activation bytes one micro-batch keeps on a GPU of schedule stage ``stage`` (DeepSeek's recipe,
+    :mod:`sim.training.memory`)."""
+    m = inputs.model
+    place = inputs.layout.stages[stage]
+    return activation_bytes(
+        m,
+        [i for i in place.layers if i < m.n_layers],
+        inputs.layout.tokens,
+        embedding=place.first,
+        head=place.last,
+        mtp=place.last and m.mtp_depth > 0,
+    )
+
+
+def activation_peak(inputs: ChunkInputs, schedule: Schedule, device: int) -> float:
+    """Most activation bytes rank ``device`` holds at once: a micro-batch's activations of a stage are
+    allocated when its F starts and freed when its backward is complete (B, or W when split). A rank
+    runs its actions one after another, so their order alone fixes the peak."""
+    per = {s: stage_activations(inputs, s) for s, d in enumerate(schedule.stage_device) if d == device}
+    level = peak = 0.0
+    for action in schedule.actions[device]:
+        atoms = action.atoms()
+        for a in atoms:
+            if a.op is Op.F:
+                level += per[a.stage]
+        peak = max(peak, level)
+        for a in atoms:
+            if a.op in (Op.B, Op.W):
+                level -= per[a.stage]
+    return peak
+
+
+def rank_memory(inputs: ChunkInputs, schedule: Schedule, device: int) -> Memory:
+    """Parameters, gradients, optimizer shard and peak activations on one GPU of rank ``device``."""
+    lay = inputs.layout
+    static = static_memory(device_params(inputs, schedule, device), dp=lay.dp, expert_dp=lay.expert_dp)
+    return Memory(static.params, static.grads, static.optimizer, activation_peak(inputs, schedule, device))
+
+
+def rank_breakdowns(step: StepRun) -> list[RankBreakdown]:
+    pipe = step.reported_pipeline()
+    sched = pipe.run.schedule
+    inp = step.spec.inputs
+    lay = inp.layout
+    total = step.step_time
+    sums = [{op: 0.0 for op in Op} for _ in range(lay.devices)]
+    exposed = [0.0] * lay.devices
+    cache: dict[int, float] = {}
+    for span in pipe.run.recorder.spans:
+        action = sched.actions[span.device][span.pos]
+        sums[span.device][action.op] += span.end - span.start
+        chunk = pipe.chunk_at(span.device, span.pos)
+        if id(chunk) not in cache:
+            cache[id(chunk)] = exposed_comm_s(chunk)
+        exposed[span.device] += cache[id(chunk)]
+    out = []
+    for d in range(lay.devices):
+        dp = step.dp[d]
+        s = sums[d]
+        busy = s[Op.F] + s[Op.B] + s[Op.I] + s[Op.W] + s[Op.FB]
+        dp_comm = dp.reduce_scatter_s + dp.all_gather_s
+        mem = rank_memory(inp, sched, d)
+        out.append(
+            RankBreakdown(
+                rank=d,
+                forward_only_s=s[Op.F],
+                backward_only_s=s[Op.B] + s[Op.I],
+                weight_only_s=s[Op.W],
+                overlapped_fb_s=s[Op.FB],
+                bubble_s=total - busy - dp.optimizer_s - dp_comm,
+                optimizer_s=dp.optimizer_s,
+                dp_comm_exposed_s=dp_comm,
+                ep_comm_exposed_s=exposed[d],
+                memory=mem,
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class StepResult:
+    step_time_s: float
+    ranks: tuple[RankBreakdown, ...]
+    reported_rank: int
+    tokens_per_step: int
+    gpus: int
+    flops_per_token: dict[str, float]  # causal / noncausal, main model
+    bf16_peak_flops: float
+    layout: dict[str, int]
+    stats: dict[str, Any]
+
+    @property
+    def reported(self) -> RankBreakdown:
+        return self.ranks[self.reported_rank]
+
+    def tflops_per_gpu(self, causal: bool) -> float:
+        per = self.flops_per_token["causal" if causal else "noncausal"]
+        return per * self.tokens_per_step / self.step_time_s / self.gpus / 1e12
+
+    def mfu(self, causal: bool) -> float:
+        return self.tflops_per_gpu(causal) * 1e12 / self.bf16_peak_flops
+
+    @property
+    def tokens_per_day(self) -> float:
+        return self.tokens_per_step / self.step_time_s * SECONDS_PER_DAY
+
+    @property
+    def gpu_hours_per_trillion_tokens(self) -> float:
+        return self.gpus * self.step_time_s / 3600.0 * 1e12 / self.tokens_per_step
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.reported
+        breakdown = r.to_dict()
+        mem = breakdown.pop("memory_per_gpu_GB")
+        breakdown.pop("rank")
+        worst_memory = max(self.ranks, key=lambda x: x.memory.total)
+        return {
+            "step_time_s": self.step_time_s,
+            "reported_rank": self.reported_rank,
+            "breakdown": breakdown,
+            "per_rank": [x.to_dict() for x in self.ranks],
+            "mfu": {"bf16_noncausal": self.mfu(False), "bf16_causal": self.mfu(True)},
+            "tflops_per_gpu": {"noncausal": self.tflops_per_gpu(False), "causal": self.tflops_per_gpu(True)},
+            "tokens_per_day": self.tokens_per_day,
+            "gpu_hours_per_trillion_tokens": self.gpu_hours_per_trillion_tokens,
+            "memory_per_gpu_GB": worst_memory.memory.to_dict(),
+            "memory_rank": worst_memory.rank,
+            "reported_rank_memory_GB": mem,
+            "layout": self.layout,
+            "tokens_per_step": self.tokens_per_step,
+            "stats": self.stats,
+        }
+
+
+def account(step: StepRun, gpu: GpuSpec) -> StepResult:
+    """The step's figures from its timeline."""
+    inp = step.spec.inputs
+    ranks = rank_breakdowns(step)
+    reported = max(ranks, key=lambda r: (r.busy_s, -r.rank)).rank
+    flops = {
+        "causal": training_flops_per_token(inp.model, causal=True).main,
+        "noncausal": training_flops_per_token(inp.model, causal=False).main,
+    }
+    stats: dict[str, Any] = dict(step.stats) | {"wall_s": step.wall_s}
+    return StepResult(
+        step_time_s=step.step_time,
+        ranks=tuple(ranks),
+        reported_rank=reported,
+        tokens_per_step=inp.layout.tokens_per_step,
+        gpus=inp.layout.gpus,
+        flops_per_token=flops,
+        bf16_peak_flops=gpu.bf16_dense_TFLOPS * 1e12,
+        layout=inp.layout.to_dict(),
+        stats=stats,
+    )
