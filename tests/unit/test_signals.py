@@ -1,0 +1,77 @@
+"""Interrupted runs leave nothing half-written: SIGTERM at random moments of ``twin run`` leaves no
+temporary folder, and temporaries of killed processes are removed by the next write."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sim.outputs import atomic_dir, atomic_write_text, clean_stale
+
+REPO = Path(__file__).resolve().parents[2]
+SCENARIO = REPO / "scenarios" / "dualpipe-table.yaml"
+
+
+def _twin_run(out: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "sim", "run", str(SCENARIO), "-o", str(out), "-q"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_sigterm_at_random_moments_leaves_no_temp_folder(tmp_path: Path) -> None:
+    rng = random.Random(12)
+    start = time.monotonic()
+    proc = _twin_run(tmp_path / "ref")
+    proc.wait(timeout=120)
+    full = time.monotonic() - start  # one whole run, so the kills spread over all of it
+    for trial in range(3):
+        out = tmp_path / f"out{trial}"
+        proc = _twin_run(out)
+        time.sleep(rng.uniform(0.3, 1.05) * full)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode in (0, 128 + signal.SIGTERM), err
+        if proc.returncode:
+            assert err.decode().strip().splitlines()[-1] == "error: terminated"
+        leftovers = [p.name for p in out.iterdir() if p.name.startswith(".")] if out.exists() else []
+        assert leftovers == []
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale_dir = tmp_path / f".report.{dead.pid}.abcd1234"
+    stale_dir.mkdir()
+    (stale_dir / "x").write_text("half")
+    stale_file = tmp_path / f".p.{dead.pid}.abcd1234.json"
+    stale_file.write_text("{")
+    live = tmp_path / f".report.{os.getpid()}.efgh5678"  # our own (a write in progress): kept
+    live.mkdir()
+    legacy = tmp_path / ".report.zz99yy88"  # an older twin's, without PID: removed after an hour
+    legacy.mkdir()
+    os.utime(legacy, (time.time() - 7200, time.time() - 7200))
+    other = tmp_path / ".reports.notours"  # another name: kept
+    other.mkdir()
+    with atomic_dir(tmp_path / "report") as tmp:
+        (tmp / "a.txt").write_text("ok")
+    atomic_write_text(tmp_path / "p.json", "{}")
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted(["report", "p.json", live.name, other.name])
+    assert clean_stale(tmp_path, "report") == []
+
+
+def test_error_inside_atomic_dir_removes_the_temporary(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), atomic_dir(tmp_path / "r") as tmp:
+        (tmp / "a").write_text("x")
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
