@@ -16,6 +16,7 @@ from sim.hardware.costmodel import CostModel
 from sim.hardware.gpu import SmSplit
 from sim.moe.deepep import KernelSpec, PhaseResult, simulate_phase
 from sim.moe.gating import Gating, balanced_choices, replay_choices
+from sim.moe.sampling import sample_choices, sample_traffic
 from sim.moe.select import CHUNK, select_experts
 from sim.moe.spec import MoESpec
 from sim.moe.traffic import Traffic, layer_traffic
@@ -59,13 +60,20 @@ def route_layers(
 
     Layer ``i`` draws from its own stream (``SeedSequence(seed).spawn``), so the result depends on
     the seed only, not on ``workers``: threads (default: one per CPU, at most ``layers``) route
-    layers in parallel, which numpy allows because its kernels release the GIL.
+    layers in parallel, which numpy and the compiled sampler allow because they release the GIL.
+    ``random`` and ``skewed`` use the fast exact sampler unless ``gating.sampler`` is ``reference``
+    (same distribution, different draws: a seed gives other, equally likely, routings on each path).
     """
     streams = np.random.SeedSequence(seed).spawn(layers)
     src = np.repeat(np.arange(spec.ep), tokens)
+    gating = Gating.of(gating)
+    fast = gating.uses_fast_sampler()
 
     def one(stream: np.random.SeedSequence) -> Traffic:
-        choices = route_choices(spec, tokens * spec.ep, gating, np.random.default_rng(stream))
+        rng = np.random.default_rng(stream)
+        if fast:  # sampled and counted in one compiled pass
+            return sample_traffic(spec, src, rng, gating.expert_weights(spec, rng))
+        choices = route_choices(spec, tokens * spec.ep, gating, rng)
         return layer_traffic(choices, src, spec)
 
     workers = max(1, min(layers, workers or os.cpu_count() or 1))
@@ -79,7 +87,8 @@ def route_choices(spec: MoESpec, total: int, gating: Gating | str, rng: np.rando
     """Chosen experts of ``total`` tokens, scoring and selecting block by block (cache-friendly).
 
     ``balanced`` is constructed directly (its scores make the selection pick exactly these experts,
-    which a test checks); a replayed table is used as recorded.
+    which a test checks); a replayed table is used as recorded; ``random`` and ``skewed`` use the
+    fast exact sampler (:mod:`sim.moe.sampling`) unless ``gating.sampler`` is ``reference``.
     """
     gating = Gating.of(gating)
     if gating.routing == "balanced":
@@ -88,6 +97,8 @@ def route_choices(spec: MoESpec, total: int, gating: Gating | str, rng: np.rando
         if gating.table is None:
             raise ScenarioError("--routing-table", "replay needs a routing table")
         return replay_choices(gating.table, total, spec)
+    if gating.uses_fast_sampler():
+        return sample_choices(spec, total, rng, gating.expert_weights(spec, rng))
     scores = gating.scorer(spec, rng)
     if total <= CHUNK:
         return select_experts(scores(total), spec)

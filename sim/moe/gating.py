@@ -94,19 +94,46 @@ def skewed(tokens: int, spec: MoESpec, rng: np.random.Generator) -> np.ndarray:
     return skewed_scores(tokens, spec, rng, popularity(spec, rng))
 
 
+SAMPLERS = ("auto", "fast", "reference")
+
+
 @dataclass(frozen=True)
 class Gating:
     """A gate and its parameters: ``skewed`` takes a Zipf ``alpha`` or a ``dirichlet`` concentration,
-    ``replay`` a ``table``."""
+    ``replay`` a ``table``.
+
+    ``sampler`` says how ``random`` and ``skewed`` routings are drawn: ``reference`` draws every
+    score and runs :func:`sim.moe.select.select_experts`; ``fast`` draws only the scores the
+    selection looks at, exactly (:mod:`sim.moe.sampling`, ``docs/routing.md``); ``auto`` (default)
+    is ``fast`` when numba is installed. Both give the same distribution, not the same draws.
+    """
 
     routing: str = "balanced"
     table: str | Path | None = None
     alpha: float = 1.0
     dirichlet: float | None = None
+    sampler: str = "auto"
 
     @staticmethod
     def of(gating: Gating | str) -> Gating:
         return gating if isinstance(gating, Gating) else Gating(gating)
+
+    def uses_fast_sampler(self) -> bool:
+        """Whether ``random``/``skewed`` routing goes through the fast exact sampler."""
+        if self.sampler not in SAMPLERS:
+            raise ScenarioError("sampler", f"unknown sampler {self.sampler!r}; choose from {', '.join(SAMPLERS)}")
+        if self.routing not in ("random", "skewed") or self.sampler == "reference":
+            return False
+        from sim.moe.sampling import HAVE_NUMBA
+
+        return self.sampler == "fast" or HAVE_NUMBA
+
+    def expert_weights(self, spec: MoESpec, rng: np.random.Generator) -> np.ndarray | None:
+        """The fast sampler's per-expert weights: None (``random``) or ``popularity * experts``
+        (``skewed``; the popularity drawn from ``rng`` as the reference path draws it)."""
+        if self.routing == "skewed":
+            return popularity(spec, rng, self.alpha, self.dirichlet) * spec.experts
+        return None
 
     def scorer(self, spec: MoESpec, rng: np.random.Generator) -> Callable[[int], np.ndarray]:
         """A function giving the scores of the next ``n`` tokens of one layer."""

@@ -1,0 +1,626 @@
+"""Exact fast sampling of ``random`` and ``skewed`` gating through DeepSeek-V3's node-limited
+selection, and a compiled traffic counter (numba). See ``docs/routing.md``.
+
+The reference path draws all ``experts`` scores of a token and selects (:mod:`sim.moe.select`). Only
+a handful of those scores matter: the ``group_topk`` best of every group (for the group scores) and
+the next few of the kept groups (for the final top-k). This module draws exactly those, in
+descending order, as the first arrivals of independent point processes, so the selected experts have
+the same distribution as on the reference path (up to floating-point rounding) while drawing about 30
+random numbers per token instead of 256.
+
+**Arrival clocks.** An expert's score ``s = sigmoid(logit(u) + log w)`` (``u`` uniform, ``w`` its
+popularity weight ``p * experts``; ``w = 1`` is ``random``) is written ``s = 1 / (1 + R)`` with
+``R = (1 - u) / (w u)``. Large scores are small ``R``, and ``P(R > r) = 1 / (1 + w r)``: as a clock
+running from 0, the expert "arrives" at ``R`` with hazard ``w / (1 + w r)``. Scores of a group in
+descending order are its experts' arrivals in time order. The experts are independent, so the
+arrivals are a superposition of independent hazards, simulated exactly by thinning (Lewis-Shedler):
+
+* candidate events come at total rate ``W / (1 + w_min r)`` (``W``: weight of the experts not yet
+  arrived, ``w_min``: smallest positive weight of the group), which dominates the true total rate
+  ``sum w_e / (1 + w_e r)``; its integral inverts in closed form, so the next candidate time after
+  ``r`` is ``r + (1 + w_min r) expm1(E w_min / W) / w_min`` with ``E ~ Exp(1)``;
+* the candidate is expert ``e`` with probability ``w_e / W`` (an alias table over the group, redrawn
+  while it names an expert that already arrived), accepted with probability
+  ``(1 + w_min r) / (1 + w_e r)``: the ratio of its true hazard to its share of the bound. Accepted
+  candidates are arrivals; rejected ones only advance time.
+
+For ``random`` every weight is 1, every candidate is accepted and the clock is the Rényi
+representation of uniform order statistics (the ``j``-th largest of ``m`` uniforms below ``x`` is
+``x V^(1/m)``); which experts hold the top ranks is then a uniform random subset of the group
+(exchangeability), drawn once at the end (Floyd's algorithm) instead of per arrival.
+
+**Selection.** Every group's first ``group_topk`` arrivals give its score; the ``limit`` best groups
+are kept; the top-k among them is a k-way merge of the kept groups' arrival streams, each advanced
+lazily (a group's next arrival is drawn only when the merge needs it). By independence, continuing a
+group's clock after the group step is the same as having drawn all its scores up front.
+
+Random numbers come from SplitMix64 seeded from the caller's ``numpy`` generator or
+``SeedSequence``, so a seed gives the same routing on every run and thread count. Kernels are
+compiled with ``cache=True`` (the first call in a fresh environment compiles for a few seconds;
+later processes load the cache).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from sim.moe.spec import MoESpec
+from sim.moe.traffic import Traffic
+
+try:
+    import numba
+
+    HAVE_NUMBA = True
+except ImportError:  # pragma: no cover - the reference path is used instead
+    HAVE_NUMBA = False
+
+
+def _jit(fn: Any) -> Any:
+    """Compile with numba (cached on disk, releasing the GIL) when it is installed."""
+    return numba.njit(cache=True, nogil=True)(fn) if HAVE_NUMBA else fn
+
+
+def _inline(fn: Any) -> Any:
+    """A helper compiled into its callers (numba IR inlining)."""
+    return numba.njit(cache=True, nogil=True, inline="always")(fn) if HAVE_NUMBA else fn
+
+
+_U64 = np.uint64
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_TWO32 = np.uint64(0x100000000)
+_M64 = 0xFFFFFFFFFFFFFFFF
+
+# Random numbers: SplitMix64 (Steele, Lea & Flood 2014; passes BigCrush): the state is one uint64
+# counter, kept in a register and threaded through the helpers (state in, (value, state) out).
+
+
+@_inline
+def _mix(z: Any) -> Any:
+    z = (z ^ (z >> _U64(30))) * _MIX1
+    z = (z ^ (z >> _U64(27))) * _MIX2
+    return z ^ (z >> _U64(31))
+
+
+@_inline
+def _uniform(st: Any) -> tuple[float, Any]:
+    """Uniform on (0, 1], 53 bits (never 0, so its logarithm is finite)."""
+    st = st + _GOLDEN
+    return float(np.int64(_mix(st) >> _U64(11)) + 1) * (1.0 / 9007199254740992.0), st
+
+
+@_inline
+def _below(st: Any, n: int) -> tuple[Any, Any]:
+    """Uniform integer in [0, n) without bias (Lemire's multiply-and-reject on 32 bits)."""
+    bound = _U64(n)
+    st = st + _GOLDEN
+    m = (_mix(st) >> _U64(32)) * bound
+    if (m & _LOW32) < bound:
+        threshold = (_TWO32 - bound) % bound
+        while (m & _LOW32) < threshold:
+            st = st + _GOLDEN
+            m = (_mix(st) >> _U64(32)) * bound
+    return np.int64(m >> _U64(32)), st
+
+
+def _ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Marsaglia-Tsang (2000) tables for Exp(1) with 256 strips, on 53-bit integers."""
+    de, ve, scale = 7.697117470131487, 3.949659822581572e-3, 2.0**53
+    te = de
+    ke, we, fe = np.zeros(256, np.uint64), np.zeros(256), np.zeros(256)
+    q = ve / math.exp(-de)
+    ke[0], we[0], we[255], fe[0], fe[255] = int(de / q * scale), q / scale, de / scale, 1.0, math.exp(-de)
+    for i in range(254, 0, -1):
+        de = -math.log(ve / de + math.exp(-de))
+        ke[i + 1] = int(de / te * scale)
+        te = de
+        fe[i] = math.exp(-de)
+        we[i] = de / scale
+    return ke, we, fe
+
+
+_ZKE, _ZWE, _ZFE = _ziggurat_tables()
+_ZR = 7.697117470131487
+BATCH = 16  # tokens the random kernel works on together
+
+
+@_inline
+def _exponential(st: Any) -> tuple[float, Any]:
+    """Exp(1) by the ziggurat (exact): one 64-bit draw and a comparison 99% of the time."""
+    ke, we, fe = _ZKE, _ZWE, _ZFE
+    while True:
+        st = st + _GOLDEN
+        r = _mix(st)
+        i = np.int64(r & _U64(255))
+        j = r >> _U64(11)
+        if j < ke[i]:
+            return float(np.int64(j)) * we[i], st
+        if i == 0:
+            u, st = _uniform(st)
+            return _ZR - math.log(u), st
+        x = float(np.int64(j)) * we[i]
+        u, st = _uniform(st)
+        if fe[i] + u * (fe[i - 1] - fe[i]) < math.exp(-x):
+            return x, st
+
+
+@_inline
+def _log_pair(y1: float, y2: float) -> float:
+    """``log(exp(-y1) + exp(-y2))`` for ``y1 <= y2``: ``-y1 + log(1 + exp(-d))``, ``d = y2 - y1``;
+    below d = 0.25 by its series ``log 2 - d/2 + log cosh(d/2)`` to d^14 (error < 1e-15)."""
+    d = y2 - y1
+    if d >= 0.25:
+        return -y1 + math.log1p(math.exp(-d))
+    z = d * d
+    p = 5461.0 / 99632332800.0
+    p = p * z - 691.0 / 1916006400.0
+    p = p * z + 31.0 / 14515200.0
+    p = p * z - 17.0 / 645120.0
+    p = p * z + 1.0 / 2880.0
+    p = p * z - 1.0 / 192.0
+    p = p * z + 1.0 / 8.0
+    return -y1 + (0.6931471805599453 - 0.5 * d + p * z)
+
+
+@_inline
+def _log_score(ys: np.ndarray, q: int, last: float) -> float:
+    """``log(sum(exp(-ys[:q])))`` (ascending ``ys``), for group scores other than a pair."""
+    total = 0.0
+    for n in range(q):
+        total += math.exp(ys[0] - ys[n])
+    return -ys[0] + math.log(total)
+
+
+@_jit
+def _route_iid(
+    state: np.ndarray,
+    tokens: int,
+    groups: int,
+    per: int,
+    limit: int,
+    q: int,
+    k: int,
+    out: np.ndarray,
+    count: bool,
+    src: np.ndarray,
+    gpn: int,
+    gpu_of: np.ndarray,
+    ib: np.ndarray,
+    nvlink: np.ndarray,
+    logical: np.ndarray,
+    tpe: np.ndarray,
+    npt: np.ndarray,
+) -> None:
+    """``random`` gating: chosen experts of ``tokens`` tokens into ``out`` (tokens x k, unsorted).
+
+    Works on ``BATCH`` tokens at a time, phase by phase, so that the dependent chains of different
+    tokens (the merge above all) overlap in the processor. With ``count``, also adds the layer's
+    traffic counts of tokens living on GPUs ``src`` to ``ib`` ... ``npt`` (see ``_count``);
+    ``gpu_of[e]``: the GPU of expert ``e``, ``gpu_of[-1 - s]``: the node of GPU ``s``."""
+    st = state[0]
+    gseen = np.full(max(gpn, 1), -1, np.int64)
+    inv = np.zeros(per + 1)
+    for m in range(1, per + 1):
+        inv[m] = 1.0 / m
+    vals = np.zeros((BATCH, groups, q))
+    score = np.zeros((BATCH, groups))
+    kept = np.zeros((BATCH, limit), np.int64)
+    head = np.zeros((BATCH, limit))
+    cnt = np.zeros((BATCH, limit), np.int64)
+    for t0 in range(0, tokens, BATCH):
+        nb = min(BATCH, tokens - t0)
+        for b in range(nb):
+            for g in range(groups):  # Rényi, as y = -log(score): y_next = y + E / m
+                y = 0.0
+                for n in range(q):
+                    e, st = _exponential(st)
+                    y += e * inv[per - n]
+                    vals[b, g, n] = y
+                score[b, g] = _log_score(vals[b, g], q, y) if q != 2 else _log_pair(vals[b, g, 0], y)
+        for b in range(nb):
+            nk = 0
+            for g in range(groups):  # keep the `limit` best groups (ties: lower index), branch-free ranks
+                rank = 0
+                for h in range(groups):
+                    rank += (score[b, h] > score[b, g]) | ((score[b, h] == score[b, g]) & (h < g))
+                if rank < limit:
+                    kept[b, nk] = g
+                    nk += 1
+            for j in range(limit):
+                head[b, j] = vals[b, kept[b, j], 0]
+                cnt[b, j] = 0
+        for _ in range(k):  # k-way merge of the kept groups' scores (ascending y), drawn lazily
+            for b in range(nb):
+                bj = 0
+                best = head[b, 0]
+                for j in range(1, limit):
+                    v = head[b, j]
+                    bj = j if v < best else bj
+                    best = v if v < best else best
+                c = cnt[b, bj] + 1
+                cnt[b, bj] = c
+                if c == per:
+                    head[b, bj] = math.inf
+                elif c < q:
+                    head[b, bj] = vals[b, kept[b, bj], c]
+                else:
+                    e, st = _exponential(st)
+                    head[b, bj] = best + e * inv[per - c]
+        for b in range(nb):
+            t = t0 + b
+            n = 0
+            for j in range(limit):  # which experts hold a group's top c ranks: a uniform c-subset (Floyd)
+                base = kept[b, j] * per
+                start = n
+                for m in range(per - cnt[b, j], per):
+                    pick, st = _below(st, m + 1)
+                    for i in range(start, n):
+                        if out[t, i] == base + pick:
+                            pick = m
+                            break
+                    out[t, n] = base + pick
+                    n += 1
+            if count:  # the traffic of token t: its kept groups are the nodes it reaches
+                sg = src[t]
+                sn = gpu_of[-1 - sg]
+                ls = sg - sn * gpn
+                reached = 0
+                n = 0
+                for j in range(limit):
+                    c = cnt[b, j]
+                    if c == 0:
+                        continue
+                    node = kept[b, j]
+                    reached += 1
+                    sender = sg
+                    if node != sn:
+                        ib[sg, node] += 1
+                        sender = node * gpn + ls
+                    for i in range(n, n + c):
+                        e = out[t, i]
+                        tpe[e] += 1
+                        d = gpu_of[e]
+                        if gseen[d - node * gpn] != t * limit + j:
+                            gseen[d - node * gpn] = t * limit + j
+                            if d != sender:
+                                nvlink[sender, d] += 1
+                    n += c
+                logical[sg] += reached
+                npt[t] = reached
+    state[0] = st
+
+
+@_jit
+def _route_weighted(
+    state: np.ndarray,
+    tokens: int,
+    groups: int,
+    per: int,
+    limit: int,
+    q: int,
+    k: int,
+    w: np.ndarray,
+    wmin: np.ndarray,
+    prob: np.ndarray,
+    alias: np.ndarray,
+    out: np.ndarray,
+    count: bool,
+    src: np.ndarray,
+    gpn: int,
+    gpu_of: np.ndarray,
+    ib: np.ndarray,
+    nvlink: np.ndarray,
+    logical: np.ndarray,
+    tpe: np.ndarray,
+    npt: np.ndarray,
+) -> None:
+    """``skewed`` gating (weights ``w``, flat groups * per; alias tables by group): chosen experts
+    into ``out`` (unsorted). One loop serves the group step and the merge, so that the arrival step
+    is written once (helpers taking several arrays cost numba reference counting on every call).
+    ``count``: as in ``_route_iid``."""
+    st = state[0]
+    gseen = np.full(max(gpn, 1), -1, np.int64)
+    wtotal = np.zeros(groups)
+    npos = np.zeros(groups, np.int64)
+    for g in range(groups):
+        for e in range(per):
+            wtotal[g] += w[g * per + e]
+            npos[g] += w[g * per + e] > 0.0
+    clock = np.zeros(groups)
+    wleft = np.zeros(groups)
+    posleft = np.zeros(groups, np.int64)
+    nrev = np.zeros(groups, np.int64)
+    vals = np.zeros(groups * per)
+    who = np.zeros(groups * per, np.int64)
+    score = np.zeros(groups)
+    kept = np.zeros(groups, np.int64)
+    cnt = np.zeros(groups, np.int64)
+    for t in range(tokens):
+        for g in range(groups):
+            clock[g] = 0.0
+            wleft[g] = wtotal[g]
+            posleft[g] = npos[g]
+            nrev[g] = 0
+        grouping = True  # group step (every group up to q arrivals), then the merge
+        g = 0
+        picks = 0
+        while True:
+            if grouping:
+                if nrev[g] == q:
+                    total = 0.0
+                    for i in range(q):
+                        total += vals[g * per + i]
+                    score[g] = total
+                    g += 1
+                    if g < groups:
+                        continue
+                    grouping = False
+                    nk = 0
+                    for h in range(groups):  # keep the `limit` best groups (ties: lower index)
+                        rank = 0
+                        for o in range(groups):
+                            rank += (score[o] > score[h]) | ((score[o] == score[h]) & (o < h))
+                        if rank < limit:
+                            kept[nk] = h
+                            cnt[nk] = 0
+                            nk += 1
+                    continue
+            else:
+                if picks == k:
+                    break
+                g = -1  # a kept group whose next score is not drawn yet, if any
+                bj = -1
+                for j in range(limit):
+                    h = kept[j]
+                    if cnt[j] < per and cnt[j] == nrev[h]:
+                        g = h
+                        break
+                    if cnt[j] < per and (bj < 0 or vals[h * per + cnt[j]] > vals[kept[bj] * per + cnt[bj]]):
+                        bj = j
+                if g < 0:  # every kept group's head is drawn: take the best
+                    cnt[bj] += 1
+                    picks += 1
+                    continue
+            # the next arrival of group g (thinning, see the module docstring)
+            n = nrev[g]
+            base = g * per
+            e = 0
+            if posleft[g] == 0:  # only zero-weight experts left: score 0, any of them (ties)
+                while True:
+                    e, st = _below(st, per)
+                    seen = False
+                    for i in range(n):
+                        seen |= who[base + i] == e
+                    if not seen:
+                        break
+                vals[base + n] = 0.0
+            else:
+                r = clock[g]
+                lo = wmin[g]
+                we_ = 0.0
+                while True:
+                    x, st = _exponential(st)
+                    x /= wleft[g]
+                    r = r + (1.0 + lo * r) * math.expm1(x * lo) / lo if lo > 0.0 else r + x
+                    while True:  # an expert by weight among those not arrived yet
+                        e, st = _below(st, per)
+                        u, st = _uniform(st)
+                        if u > prob[base + e]:
+                            e = alias[base + e]
+                        seen = False
+                        for i in range(n):
+                            seen |= who[base + i] == e
+                        if not seen:
+                            break
+                    we_ = w[base + e]
+                    if we_ == lo:
+                        break
+                    u, st = _uniform(st)
+                    if u * (1.0 + we_ * r) <= 1.0 + lo * r:
+                        break
+                clock[g] = r
+                wleft[g] -= we_
+                posleft[g] -= 1
+                vals[base + n] = 1.0 / (1.0 + r)
+            who[base + n] = e
+            nrev[g] = n + 1
+        n = 0
+        for j in range(limit):
+            g = kept[j]
+            for i in range(cnt[j]):
+                out[t, n] = g * per + who[g * per + i]
+                n += 1
+        if count:  # the traffic of token t: its kept groups are the nodes it reaches
+            sg = src[t]
+            sn = gpu_of[-1 - sg]
+            ls = sg - sn * gpn
+            reached = 0
+            n = 0
+            for j in range(limit):
+                c = cnt[j]
+                if c == 0:
+                    continue
+                node = kept[j]
+                reached += 1
+                sender = sg
+                if node != sn:
+                    ib[sg, node] += 1
+                    sender = node * gpn + ls
+                for i in range(n, n + c):
+                    e = out[t, i]
+                    tpe[e] += 1
+                    d = gpu_of[e]
+                    if gseen[d - node * gpn] != t * limit + j:
+                        gseen[d - node * gpn] = t * limit + j
+                        if d != sender:
+                            nvlink[sender, d] += 1
+                n += c
+            logical[sg] += reached
+            npt[t] = reached
+    state[0] = st
+
+
+@_jit
+def _count(
+    choices: np.ndarray,
+    src: np.ndarray,
+    experts_per_gpu: int,
+    g: int,
+    ep: int,
+    nodes: int,
+    experts: int,
+    ib: np.ndarray,
+    nvlink: np.ndarray,
+    logical: np.ndarray,
+    tpe: np.ndarray,
+    npt: np.ndarray,
+) -> None:
+    """The counts of :func:`sim.moe.traffic.layer_traffic`, one pass over the tokens (added to the outputs)."""
+    gpu_seen = np.full(ep, -1, np.int64)
+    node_seen = np.full(nodes, -1, np.int64)
+    for t in range(choices.shape[0]):
+        sgpu = src[t]
+        snode = sgpu // g
+        ls = sgpu % g
+        reached = 0
+        for j in range(choices.shape[1]):
+            e = choices[t, j]
+            tpe[e] += 1
+            d = e // experts_per_gpu
+            nd = d // g
+            if node_seen[nd] != t:
+                node_seen[nd] = t
+                reached += 1
+                logical[sgpu] += 1
+                if nd != snode:
+                    ib[sgpu, nd] += 1
+            if gpu_seen[d] != t:
+                gpu_seen[d] = t
+                sender = sgpu if nd == snode else nd * g + ls
+                if d != sender:
+                    nvlink[sender, d] += 1
+        npt[t] = reached
+
+
+def _seed_state(seed: np.random.Generator | np.random.SeedSequence) -> np.ndarray:
+    """SplitMix64 state from a numpy generator (advancing it) or a seed sequence."""
+    if isinstance(seed, np.random.SeedSequence):
+        state = seed.generate_state(1, np.uint64)
+    else:
+        state = seed.integers(0, _M64, size=1, dtype=np.uint64, endpoint=True)
+    return np.ascontiguousarray(state, dtype=np.uint64)
+
+
+def _alias_tables(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vose alias tables per row of ``w`` (groups x per): draw ``i`` uniform, keep it with ``prob[i]``,
+    else take ``alias[i]``; gives ``i`` with probability ``w[i] / sum(w)``."""
+    groups, per = w.shape
+    prob = np.ones((groups, per))
+    alias = np.tile(np.arange(per, dtype=np.int64), (groups, 1))
+    for g in range(groups):
+        total = w[g].sum()
+        if total <= 0:
+            continue
+        scaled = w[g] * per / total
+        small = [i for i in range(per) if scaled[i] < 1.0]
+        large = [i for i in range(per) if scaled[i] >= 1.0]
+        while small and large:
+            a, b = small.pop(), large.pop()
+            prob[g, a] = scaled[a]
+            alias[g, a] = b
+            scaled[b] -= 1.0 - scaled[a]
+            (small if scaled[b] < 1.0 else large).append(b)
+        for i in small + large:  # rounding leftovers: keep themselves
+            prob[g, i] = 1.0
+    return prob, alias
+
+
+def _sample(
+    spec: MoESpec,
+    tokens: int,
+    seed: np.random.Generator | np.random.SeedSequence,
+    weights: np.ndarray | None,
+    src: np.ndarray | None,
+) -> tuple[np.ndarray, Traffic | None]:
+    groups, per, ep = spec.groups, spec.experts_per_group, spec.ep
+    out = np.zeros((tokens, spec.topk), dtype=np.int16)
+    count = src is not None
+    where = np.zeros(1, np.int64) if src is None else np.ascontiguousarray(src, dtype=np.int64)
+    if count and len(where) != tokens:
+        raise ValueError(f"src has {len(where)} entries for {tokens} tokens")
+    size = (ep, spec.nodes, spec.experts, tokens) if count else (1, 1, 1, 1)
+    ib, nvlink = np.zeros((size[0], size[1]), np.int64), np.zeros((size[0], size[0]), np.int64)
+    logical, tpe, npt = np.zeros(size[0], np.int64), np.zeros(size[2], np.int64), np.zeros(size[3], np.int64)
+    # lookup instead of integer division: gpu_of[e] = GPU of expert e; gpu_of[-1 - s] = node of GPU s
+    node_of = np.arange(ep)[::-1] // spec.gpus_per_node
+    gpu_of = np.concatenate([np.arange(spec.experts) // spec.experts_per_gpu, node_of])
+    counts = (where, spec.gpus_per_node, gpu_of.astype(np.int64), ib, nvlink, logical, tpe, npt)
+    shape = (groups, per, spec.limit, spec.group_topk, spec.topk)
+    state = _seed_state(seed)
+    if weights is None:
+        if tokens:
+            _route_iid(state, tokens, *shape, out, count, *counts)
+    else:
+        w = np.asarray(weights, dtype=np.float64).reshape(groups, per)
+        if (w < 0).any() or not np.isfinite(w).all():
+            raise ValueError("expert weights must be finite and >= 0")
+        positive = np.where(w > 0, w, np.inf).min(axis=1)
+        wmin = np.where(np.isfinite(positive), positive, 0.0)
+        prob, alias = _alias_tables(w)
+        if tokens:
+            _route_weighted(state, tokens, *shape, w.ravel(), wmin, prob.ravel(), alias.ravel(), out, count, *counts)
+    traffic = (
+        Traffic(spec=spec, ib=ib, nvlink=nvlink, logical_rdma=logical, tokens_per_expert=tpe, nodes_per_token=npt)
+        if count
+        else None
+    )
+    return out, traffic
+
+
+def sample_choices(
+    spec: MoESpec,
+    tokens: int,
+    seed: np.random.Generator | np.random.SeedSequence,
+    weights: np.ndarray | None = None,
+) -> np.ndarray:
+    """Chosen experts (tokens x topk, int16, ascending per row) of ``tokens`` tokens whose scores are
+    ``sigmoid(logit(u) + log(weights))`` for i.i.d. uniform ``u`` (``weights`` None: all 1, i.e.
+    ``random`` gating; ``skewed`` passes ``popularity * experts``), through node-limited selection.
+    ``seed``: a generator (advanced by one draw) or a seed sequence."""
+    out, _ = _sample(spec, tokens, seed, weights, None)
+    out.sort(axis=1)
+    return out
+
+
+def sample_traffic(
+    spec: MoESpec,
+    src: np.ndarray,
+    seed: np.random.Generator | np.random.SeedSequence,
+    weights: np.ndarray | None = None,
+) -> Traffic:
+    """The traffic of one layer for tokens living on GPUs ``src`` (one token per entry), routed as by
+    :func:`sample_choices` with the same seed, counted as :func:`sim.moe.traffic.layer_traffic`
+    counts, inside the sampling kernel."""
+    _, traffic = _sample(spec, len(src), seed, weights, src)
+    assert traffic is not None
+    return traffic
+
+
+def count_traffic(choices: np.ndarray, src: np.ndarray, spec: MoESpec) -> Traffic:
+    """:func:`sim.moe.traffic.layer_traffic` compiled, for any ``choices`` (tests check equality)."""
+    src = np.ascontiguousarray(src, dtype=np.int64)
+    ep, nodes = spec.ep, spec.nodes
+    ib = np.zeros((ep, nodes), np.int64)
+    nvlink = np.zeros((ep, ep), np.int64)
+    logical = np.zeros(ep, np.int64)
+    tpe = np.zeros(spec.experts, np.int64)
+    npt = np.zeros(len(src), np.int64)
+    choices = np.ascontiguousarray(choices)
+    shape = (spec.experts_per_gpu, spec.gpus_per_node, ep, nodes, spec.experts)
+    _count(choices, src, *shape, ib, nvlink, logical, tpe, npt)
+    return Traffic(spec=spec, ib=ib, nvlink=nvlink, logical_rdma=logical, tokens_per_expert=tpe, nodes_per_token=npt)
