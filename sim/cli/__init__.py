@@ -18,7 +18,7 @@ from sim.cli.common import Format, err, input_file_option, invoke, out, output_d
 from sim.cli.moe import alltoall_cmd, balance_cmd
 from sim.cli.network import collective_cmd, topology_app
 from sim.cli.schedules import _print_table, schedules_app
-from sim.config import default_scenario_path, load_scenario
+from sim.config import Scenario, default_scenario_path, load_scenario
 from sim.errors import ScenarioError
 from sim.outputs import atomic_dir
 from sim.results import chrome_trace, spans_frame
@@ -43,13 +43,18 @@ app.command("chunk")(chunk_cmd)
 def run(
     scenario: Annotated[Path | None, typer.Argument(help="scenario YAML [default: the embedded default]")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="folder for the report")] = Path("out"),
+    fmt: Annotated[Format, typer.Option("--format", help="table, or json on stdout")] = Format.table,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    """Simulate a scenario and write its report (Markdown, JSON, Parquet, Gantt PNGs, Perfetto traces)."""
+    """Simulate a scenario and write its report: a training step (the default: DeepSeek-V3 on 2048
+    H800s) or a schedule comparison (Markdown, JSON, Parquet of every span, Gantt PNG, Perfetto trace)."""
+    sc = load_scenario(scenario or default_scenario_path())
+    if sc.training is not None:
+        _run_training(sc, output, fmt, quiet)
+        return
     from reports.gantt import plot_gantt
     from reports.markdown import schedule_report
 
-    sc = load_scenario(scenario or default_scenario_path())
     with err.status("simulating") as status:
         result = simulate(sc, progress=lambda name: status.update(f"simulating {name}"))
         target = output / sc.name
@@ -67,9 +72,63 @@ def run(
             pd.concat(frames, ignore_index=True).to_parquet(tmp / "spans.parquet", index=False)
             (tmp / "summary.json").write_text(json.dumps(result.to_dict(), indent=2))
             (tmp / "report.md").write_text(schedule_report(result, figures))
-    if not quiet:
+    if fmt is Format.json:
+        print(json.dumps(result.to_dict()))
+    elif not quiet:
         _print_table(result.metrics, unit="s")
         out.print(f"report written to {target / 'report.md'}")
+
+
+def _run_training(sc: Scenario, output: Path, fmt: Format, quiet: bool) -> None:
+    """Simulate the scenario's training step with a progress bar, then write its report folder."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from reports.gantt import plot_gantt
+    from reports.step_report import step_report
+    from sim.run import simulate_training
+    from sim.training.timeline import perfetto_trace
+    from sim.training.timeline import spans_frame as step_spans
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
+    with Progress(*columns, TimeElapsedColumn(), console=err, transient=True, disable=quiet) as bar:
+        task = bar.add_task("building the step", total=None)
+
+        def progress(what: str, done: int, total: int) -> None:
+            bar.update(task, description=what, completed=done, total=total)
+
+        result = simulate_training(sc, progress)
+        target = output / sc.name
+        bar.update(task, description="writing the report", completed=0, total=4)
+        with atomic_dir(target) as tmp:
+            frame = step_spans(result.step)
+            frame.to_parquet(tmp / "spans.parquet", index=False)
+            bar.advance(task)
+            (tmp / "trace.json").write_text(json.dumps(perfetto_trace(frame, sc.name), separators=(",", ":")))
+            bar.advance(task)
+            plot_gantt(result.step.reported_pipeline().run, tmp / "gantt.png", title=f"{sc.name}", time_unit="s")
+            bar.advance(task)
+            summary = result.to_dict()
+            (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
+            (tmp / "report.md").write_text(step_report(result, "gantt.png"))
+            bar.advance(task)
+    if fmt is Format.json:
+        print(json.dumps(summary))
+        return
+    if quiet:
+        return
+    r = result.result
+    b = r.reported
+    out.print(
+        f"{sc.name}: step {r.step_time_s:.3f} s | {r.tokens_per_day / 1e9:,.1f}B tokens/day | "
+        f"{r.gpu_hours_per_trillion_tokens / 1e3:,.1f}K GPU-hours per trillion tokens | "
+        f"MFU {r.mfu(True):.1%} causal, {r.mfu(False):.1%} non-causal"
+    )
+    out.print(
+        f"rank {r.reported_rank}: F {b.forward_only_s:.3f} s, B/I {b.backward_only_s:.3f}, W {b.weight_only_s:.3f}, "
+        f"F&B {b.overlapped_fb_s:.3f}, bubble {b.bubble_s:.3f}, optimizer {b.optimizer_s:.3f}, "
+        f"DP comm {b.dp_comm_exposed_s:.3f} (EP exposed inside chunks {b.ep_comm_exposed_s:.3f})"
+    )
+    out.print(f"report written to {target / 'report.md'}")
 
 
 @app.command()

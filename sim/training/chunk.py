@@ -181,9 +181,7 @@ class _Graph:
         self.last_f: list[int] = []  # what the next forward layer waits for
         self.last_b: list[int] = []  # what the next backward layer waits for
 
-    def _add(
-        self, op: Op, deps: list[int], step: int, layer: int, traffic: Traffic | GroupTraffic | None
-    ) -> list[int]:
+    def _add(self, op: Op, deps: list[int], step: int, layer: int, traffic: Traffic | GroupTraffic | None) -> list[int]:
         p = self.timer.params
         c = self.timer.coster
         if op.kind == "comm":

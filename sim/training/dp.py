@@ -72,9 +72,7 @@ def device_params(inputs: ChunkInputs, schedule: Schedule, device: int) -> Stage
     )
 
 
-def _collectives(
-    topology: Topology, kind: str, groups: list[tuple[np.ndarray, float, str]], rtol: float
-) -> float:
+def _collectives(topology: Topology, kind: str, groups: list[tuple[np.ndarray, float, str]], rtol: float) -> float:
     """Seconds until every (GPUs, per-rank bytes, algorithm) collective of ``kind`` has finished."""
     env = simpy.Environment()
     net = FlowNetwork(env, topology, completion_rtol=rtol)

@@ -1,0 +1,128 @@
+"""Markdown report of a simulated training step (reads the run's results only)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from sim.run import TrainingRun
+
+# DeepSeek-V3 report (arXiv 2412.19437), Table 1: 2.664M H800 GPU-hours of pre-training on 14.8T tokens.
+PUBLISHED_GPU_HOURS_PER_T = 2.664e6 / 14.8
+
+
+def git_revision() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _ms(x: float) -> str:
+    return f"{x * 1e3:,.1f}"
+
+
+def step_report(run: TrainingRun, gantt: str | None = None) -> str:
+    """The report: summary, per-rank breakdown, layout, memory and where every input came from."""
+    sc = run.scenario
+    r = run.result
+    d = r.to_dict()
+    lay = d["layout"]
+    b = r.reported
+    t = sc.training
+    assert t is not None
+    hours = r.gpu_hours_per_trillion_tokens
+    lines = [
+        f"# Training step: {sc.name}",
+        "",
+        sc.description.strip(),
+        "",
+        "## Summary",
+        "",
+        "| figure | value |",
+        "|---|---:|",
+        f"| step time | {r.step_time_s:.3f} s |",
+        f"| tokens per step | {r.tokens_per_step:,} |",
+        f"| tokens per day | {r.tokens_per_day / 1e9:,.1f} B |",
+        f"| GPU-hours per trillion tokens | {hours / 1e3:,.1f} K (DeepSeek-V3 published: "
+        f"{PUBLISHED_GPU_HOURS_PER_T / 1e3:,.1f} K, {hours / PUBLISHED_GPU_HOURS_PER_T - 1:+.1%}) |",
+        f"| TFLOPS per GPU (causal / non-causal) | {r.tflops_per_gpu(True):.0f} / {r.tflops_per_gpu(False):.0f} |",
+        f"| MFU vs dense BF16 peak (causal / non-causal) | {r.mfu(True):.1%} / {r.mfu(False):.1%} |",
+        f"| peak memory per GPU | {max(x.memory.total for x in r.ranks) / 1e9:.1f} GB "
+        f"(rank {d['memory_rank']}; {run.gpu.name}: {run.gpu.hbm_GB:g} GB) |",
+        "",
+        "The published comparison is a whole run (ramp, long-context extension excluded: Table 1's "
+        "pre-training line) against one steady-state step; the twin is not fitted to it.",
+        "",
+        "## Layout",
+        "",
+        f"{lay['gpus']} GPUs: {lay['pipeline_ranks']} pipeline ranks ({sc.pipeline.schedules[0]}, PP {sc.pipeline.pp}) "
+        f"x {lay['gpus_per_rank']} GPUs each; EP {lay['ep']}, DP {lay['dp']} (non-expert), {lay['expert_dp']} "
+        f"replicas of each expert; {lay['microbatches']} micro-batches of {lay['microbatch_sequences']} "
+        f"sequence(s) ({lay['tokens_per_microbatch']} tokens) per pipeline; global batch "
+        f"{lay['global_batch_sequences']} sequences. Fidelity: {t.fidelity}; routing: {sc.workload.routing}; "
+        f"data-parallel overlap: {t.dp_overlap}.",
+        "",
+        f"## Where the time goes (rank {r.reported_rank}, the busiest)",
+        "",
+        "| part | ms | share |",
+        "|---|---:|---:|",
+    ]
+    parts = [
+        ("forward only (F)", b.forward_only_s),
+        ("backward only (B, I)", b.backward_only_s),
+        ("weight gradients only (W)", b.weight_only_s),
+        ("overlapped F&B", b.overlapped_fb_s),
+        ("bubble", b.bubble_s),
+        ("optimizer", b.optimizer_s),
+        ("exposed DP communication", b.dp_comm_exposed_s),
+    ]
+    for name, v in parts:
+        lines.append(f"| {name} | {_ms(v)} | {v / r.step_time_s:.1%} |")
+    lines += [
+        f"| **step** | **{_ms(r.step_time_s)}** | 100% |",
+        "",
+        f"Inside those chunks, compute waited {_ms(b.ep_comm_exposed_s)} ms on DeepEP all-to-alls "
+        "(communication stream busy, both compute streams idle).",
+        "",
+        "## Per rank (ms)",
+        "",
+        "| rank | F | B/I | W | F&B | bubble | optimizer | DP comm | EP exposed | memory GB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for x in r.ranks:
+        lines.append(
+            f"| {x.rank} | {_ms(x.forward_only_s)} | {_ms(x.backward_only_s)} | {_ms(x.weight_only_s)} "
+            f"| {_ms(x.overlapped_fb_s)} | {_ms(x.bubble_s)} | {_ms(x.optimizer_s)} | {_ms(x.dp_comm_exposed_s)} "
+            f"| {_ms(x.ep_comm_exposed_s)} | {x.memory.total / 1e9:.1f} |"
+        )
+    m = max(r.ranks, key=lambda x: x.memory.total).memory.to_dict()
+    lines += [
+        "",
+        f"Memory of rank {d['memory_rank']} (GB): params {m['params']:.1f}, grads {m['grads']:.1f}, optimizer "
+        f"{m['optimizer']:.1f}, activations at peak {m['activations_peak']:.1f}, total {m['total']:.1f} "
+        "(DeepEP/NCCL buffers and allocator fragmentation not counted; docs/memory.md).",
+        "",
+    ]
+    if gantt:
+        lines += ["## Timeline", "", f"![pipeline ranks]({gantt})", ""]
+    s = r.stats
+    lines += [
+        "## Provenance",
+        "",
+        f"- scenario `{sc.name}`, seed {sc.seed}; profile `{sc.profile_path.name}`; topology "
+        f"`{sc.cluster_spec().name}`; twin revision `{git_revision()}`",
+        f"- {s['actions']} actions, {s['chunk_timings']} distinct chunk timings, {s['routed_layers']} routed layers, "
+        f"{s['events']} engine events; simulated in {s['wall_s']:.2f} s",
+        "- files: `summary.json` (the figures), `spans.parquet` (every span: rank, stream, layer, op, "
+        "micro-batch), `trace.json` (Perfetto: one process per rank, one track per stream)",
+        "",
+    ]
+    return "\n".join(lines)
