@@ -60,12 +60,12 @@ except ImportError:  # pragma: no cover - the reference path is used instead
 
 def _jit(fn: Any) -> Any:
     """Compile with numba (cached on disk, releasing the GIL) when it is installed."""
-    return numba.njit(cache=True, nogil=True)(fn) if HAVE_NUMBA else fn
+    return numba.njit(cache=True, nogil=True, error_model="numpy")(fn) if HAVE_NUMBA else fn
 
 
 def _inline(fn: Any) -> Any:
     """A helper compiled into its callers (numba IR inlining)."""
-    return numba.njit(cache=True, nogil=True, inline="always")(fn) if HAVE_NUMBA else fn
+    return numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")(fn) if HAVE_NUMBA else fn
 
 
 _U64 = np.uint64
@@ -210,6 +210,7 @@ def _route_iid(
     vals = np.zeros((BATCH, groups, q))
     score = np.zeros((BATCH, groups))
     kept = np.zeros((BATCH, limit), np.int64)
+    rank = np.zeros(groups, np.int64)
     head = np.zeros((BATCH, limit))
     cnt = np.zeros((BATCH, limit), np.int64)
     for t0 in range(0, tokens, BATCH):
@@ -223,12 +224,17 @@ def _route_iid(
                     vals[b, g, n] = y
                 score[b, g] = _log_score(vals[b, g], q, y) if q != 2 else _log_pair(vals[b, g, 0], y)
         for b in range(nb):
+            for g in range(groups):  # keep the `limit` best groups (ties: lower index): ranks by pairs
+                rank[g] = 0
+            for g in range(1, groups):
+                sg = score[b, g]
+                for h in range(g):
+                    worse = np.int64(score[b, h] >= sg)
+                    rank[g] += worse
+                    rank[h] += 1 - worse
             nk = 0
-            for g in range(groups):  # keep the `limit` best groups (ties: lower index), branch-free ranks
-                rank = 0
-                for h in range(groups):
-                    rank += (score[b, h] > score[b, g]) | ((score[b, h] == score[b, g]) & (h < g))
-                if rank < limit:
+            for g in range(groups):
+                if rank[g] < limit:
                     kept[b, nk] = g
                     nk += 1
             for j in range(limit):
@@ -320,9 +326,11 @@ def _route_weighted(
     npt: np.ndarray,
 ) -> None:
     """``skewed`` gating (weights ``w``, flat groups * per; alias tables by group): chosen experts
-    into ``out`` (unsorted). One loop serves the group step and the merge, so that the arrival step
-    is written once (helpers taking several arrays cost numba reference counting on every call).
-    ``count``: as in ``_route_iid``."""
+    into ``out`` (unsorted), ``BATCH`` tokens at a time like ``_route_iid``; ``count`` as there.
+
+    The arrival step (thinning, see the module docstring) is written out twice, in the group step
+    and in the merge: a helper taking this many arrays costs numba reference counting on every call.
+    """
     st = state[0]
     gseen = np.full(max(gpn, 1), -1, np.int64)
     wtotal = np.zeros(groups)
@@ -331,137 +339,170 @@ def _route_weighted(
         for e in range(per):
             wtotal[g] += w[g * per + e]
             npos[g] += w[g * per + e] > 0.0
-    clock = np.zeros(groups)
-    wleft = np.zeros(groups)
-    posleft = np.zeros(groups, np.int64)
-    nrev = np.zeros(groups, np.int64)
-    vals = np.zeros(groups * per)
-    who = np.zeros(groups * per, np.int64)
-    score = np.zeros(groups)
-    kept = np.zeros(groups, np.int64)
-    cnt = np.zeros(groups, np.int64)
-    for t in range(tokens):
-        for g in range(groups):
-            clock[g] = 0.0
-            wleft[g] = wtotal[g]
-            posleft[g] = npos[g]
-            nrev[g] = 0
-        grouping = True  # group step (every group up to q arrivals), then the merge
-        g = 0
-        picks = 0
-        while True:
-            if grouping:
-                if nrev[g] == q:
-                    total = 0.0
-                    for i in range(q):
-                        total += vals[g * per + i]
-                    score[g] = total
-                    g += 1
-                    if g < groups:
-                        continue
-                    grouping = False
-                    nk = 0
-                    for h in range(groups):  # keep the `limit` best groups (ties: lower index)
-                        rank = 0
-                        for o in range(groups):
-                            rank += (score[o] > score[h]) | ((score[o] == score[h]) & (o < h))
-                        if rank < limit:
-                            kept[nk] = h
-                            cnt[nk] = 0
-                            nk += 1
+    clock = np.zeros((BATCH, groups))
+    wleft = np.zeros((BATCH, groups))
+    posleft = np.zeros((BATCH, groups), np.int64)
+    nrev = np.zeros((BATCH, groups), np.int64)
+    vals = np.zeros((BATCH, groups, per))
+    who = np.zeros((BATCH, groups, per), np.int64)
+    arrived = np.zeros((BATCH, groups, per), np.bool_)  # cleared after each token
+    score = np.zeros((BATCH, groups))
+    kept = np.zeros((BATCH, limit), np.int64)
+    rank = np.zeros(groups, np.int64)
+    head = np.zeros((BATCH, limit))
+    cnt = np.zeros((BATCH, limit), np.int64)
+    for t0 in range(0, tokens, BATCH):
+        nb = min(BATCH, tokens - t0)
+        for b in range(nb):
+            for g in range(groups):
+                clock[b, g] = 0.0
+                wleft[b, g] = wtotal[g]
+                posleft[b, g] = npos[g]
+                total = 0.0
+                for n in range(q):
+                    e = 0
+                    we_ = 0.0
+                    if posleft[b, g] == 0:  # only zero-weight experts left: score 0, any of them (ties)
+                        while True:
+                            e, st = _below(st, per)
+                            if not arrived[b, g, e]:
+                                break
+                        vals[b, g, n] = 0.0
+                    else:
+                        r = clock[b, g]
+                        lo = wmin[g]
+                        wl = wleft[b, g]
+                        inv_wl = 1.0 / wl
+                        while True:  # candidates at the constant rate W / (1 + w_min r) of the current r
+                            x, st = _exponential(st)
+                            bound = 1.0 + lo * r
+                            r += x * bound * inv_wl
+                            while True:  # an expert by weight among those not arrived yet
+                                e, st = _below(st, per)
+                                u, st = _uniform(st)
+                                if u > prob[g * per + e]:
+                                    e = alias[g * per + e]
+                                if not arrived[b, g, e]:
+                                    break
+                            we_ = w[g * per + e]
+                            u, st = _uniform(st)
+                            if u * (1.0 + we_ * r) <= bound:  # its true hazard over its share of the bound
+                                break
+                        clock[b, g] = r
+                        wleft[b, g] = wl - we_
+                        posleft[b, g] -= 1
+                        vals[b, g, n] = 1.0 / (1.0 + r)
+                    who[b, g, n] = e
+                    arrived[b, g, e] = True
+                    total += vals[b, g, n]
+                nrev[b, g] = q
+                score[b, g] = total
+        for b in range(nb):
+            for g in range(groups):  # keep the `limit` best groups (ties: lower index): ranks by pairs
+                rank[g] = 0
+            for g in range(1, groups):
+                sg = score[b, g]
+                for h in range(g):
+                    worse = np.int64(score[b, h] >= sg)
+                    rank[g] += worse
+                    rank[h] += 1 - worse
+            nk = 0
+            for g in range(groups):
+                if rank[g] < limit:
+                    kept[b, nk] = g
+                    nk += 1
+            for j in range(limit):
+                head[b, j] = vals[b, kept[b, j], 0]
+                cnt[b, j] = 0
+        for _ in range(k):  # k-way merge of the kept groups' descending scores, drawn lazily
+            for b in range(nb):
+                bj = 0
+                best = head[b, 0]
+                for j in range(1, limit):
+                    v = head[b, j]
+                    bj = j if v > best else bj
+                    best = v if v > best else best
+                n = cnt[b, bj] + 1
+                cnt[b, bj] = n
+                g = kept[b, bj]
+                if n == per:
+                    head[b, bj] = -1.0
                     continue
-            else:
-                if picks == k:
-                    break
-                g = -1  # a kept group whose next score is not drawn yet, if any
-                bj = -1
-                for j in range(limit):
-                    h = kept[j]
-                    if cnt[j] < per and cnt[j] == nrev[h]:
-                        g = h
-                        break
-                    if cnt[j] < per and (bj < 0 or vals[h * per + cnt[j]] > vals[kept[bj] * per + cnt[bj]]):
-                        bj = j
-                if g < 0:  # every kept group's head is drawn: take the best
-                    cnt[bj] += 1
-                    picks += 1
-                    continue
-            # the next arrival of group g (thinning, see the module docstring)
-            n = nrev[g]
-            base = g * per
-            e = 0
-            if posleft[g] == 0:  # only zero-weight experts left: score 0, any of them (ties)
-                while True:
-                    e, st = _below(st, per)
-                    seen = False
-                    for i in range(n):
-                        seen |= who[base + i] == e
-                    if not seen:
-                        break
-                vals[base + n] = 0.0
-            else:
-                r = clock[g]
-                lo = wmin[g]
-                we_ = 0.0
-                while True:
-                    x, st = _exponential(st)
-                    x /= wleft[g]
-                    r = r + (1.0 + lo * r) * math.expm1(x * lo) / lo if lo > 0.0 else r + x
-                    while True:  # an expert by weight among those not arrived yet
-                        e, st = _below(st, per)
-                        u, st = _uniform(st)
-                        if u > prob[base + e]:
-                            e = alias[base + e]
-                        seen = False
-                        for i in range(n):
-                            seen |= who[base + i] == e
-                        if not seen:
-                            break
-                    we_ = w[base + e]
-                    if we_ == lo:
-                        break
-                    u, st = _uniform(st)
-                    if u * (1.0 + we_ * r) <= 1.0 + lo * r:
-                        break
-                clock[g] = r
-                wleft[g] -= we_
-                posleft[g] -= 1
-                vals[base + n] = 1.0 / (1.0 + r)
-            who[base + n] = e
-            nrev[g] = n + 1
-        n = 0
-        for j in range(limit):
-            g = kept[j]
-            for i in range(cnt[j]):
-                out[t, n] = g * per + who[g * per + i]
-                n += 1
-        if count:  # the traffic of token t: its kept groups are the nodes it reaches
-            sg = src[t]
-            sn = gpu_of[-1 - sg]
-            ls = sg - sn * gpn
-            reached = 0
+                if n == nrev[b, g]:
+                    e = 0
+                    we_ = 0.0
+                    if posleft[b, g] == 0:  # only zero-weight experts left: score 0, any of them (ties)
+                        while True:
+                            e, st = _below(st, per)
+                            if not arrived[b, g, e]:
+                                break
+                        vals[b, g, n] = 0.0
+                    else:
+                        r = clock[b, g]
+                        lo = wmin[g]
+                        wl = wleft[b, g]
+                        inv_wl = 1.0 / wl
+                        while True:  # candidates at the constant rate W / (1 + w_min r) of the current r
+                            x, st = _exponential(st)
+                            bound = 1.0 + lo * r
+                            r += x * bound * inv_wl
+                            while True:  # an expert by weight among those not arrived yet
+                                e, st = _below(st, per)
+                                u, st = _uniform(st)
+                                if u > prob[g * per + e]:
+                                    e = alias[g * per + e]
+                                if not arrived[b, g, e]:
+                                    break
+                            we_ = w[g * per + e]
+                            u, st = _uniform(st)
+                            if u * (1.0 + we_ * r) <= bound:  # its true hazard over its share of the bound
+                                break
+                        clock[b, g] = r
+                        wleft[b, g] = wl - we_
+                        posleft[b, g] -= 1
+                        vals[b, g, n] = 1.0 / (1.0 + r)
+                    who[b, g, n] = e
+                    arrived[b, g, e] = True
+                    nrev[b, g] = n + 1
+                head[b, bj] = vals[b, g, n]
+        for b in range(nb):
+            t = t0 + b
             n = 0
             for j in range(limit):
-                c = cnt[j]
-                if c == 0:
-                    continue
-                node = kept[j]
-                reached += 1
-                sender = sg
-                if node != sn:
-                    ib[sg, node] += 1
-                    sender = node * gpn + ls
-                for i in range(n, n + c):
-                    e = out[t, i]
-                    tpe[e] += 1
-                    d = gpu_of[e]
-                    if gseen[d - node * gpn] != t * limit + j:
-                        gseen[d - node * gpn] = t * limit + j
-                        if d != sender:
-                            nvlink[sender, d] += 1
-                n += c
-            logical[sg] += reached
-            npt[t] = reached
+                g = kept[b, j]
+                for i in range(cnt[b, j]):
+                    out[t, n] = g * per + who[b, g, i]
+                    n += 1
+            for g in range(groups):
+                for i in range(nrev[b, g]):
+                    arrived[b, g, who[b, g, i]] = False
+            if count:  # the traffic of token t: its kept groups are the nodes it reaches
+                sg = src[t]
+                sn = gpu_of[-1 - sg]
+                ls = sg - sn * gpn
+                reached = 0
+                n = 0
+                for j in range(limit):
+                    c = cnt[b, j]
+                    if c == 0:
+                        continue
+                    node = kept[b, j]
+                    reached += 1
+                    sender = sg
+                    if node != sn:
+                        ib[sg, node] += 1
+                        sender = node * gpn + ls
+                    for i in range(n, n + c):
+                        e = out[t, i]
+                        tpe[e] += 1
+                        d = gpu_of[e]
+                        if gseen[d - node * gpn] != t * limit + j:
+                            gseen[d - node * gpn] = t * limit + j
+                            if d != sender:
+                                nvlink[sender, d] += 1
+                    n += c
+                logical[sg] += reached
+                npt[t] = reached
     state[0] = st
 
 
