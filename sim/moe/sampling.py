@@ -314,6 +314,7 @@ def _route_weighted(
     wmin: np.ndarray,
     prob: np.ndarray,
     alias: np.ndarray,
+    accept: bool,
     out: np.ndarray,
     count: bool,
     src: np.ndarray,
@@ -386,7 +387,7 @@ def _route_weighted(
                                     break
                             we_ = w[g * per + e]
                             u, st = _uniform(st)
-                            if u * (1.0 + we_ * r) <= bound:  # its true hazard over its share of the bound
+                            if u * (1.0 + we_ * r) <= bound or not accept:  # true hazard over its share of the bound
                                 break
                         clock[b, g] = r
                         wleft[b, g] = wl - we_
@@ -455,7 +456,7 @@ def _route_weighted(
                                     break
                             we_ = w[g * per + e]
                             u, st = _uniform(st)
-                            if u * (1.0 + we_ * r) <= bound:  # its true hazard over its share of the bound
+                            if u * (1.0 + we_ * r) <= bound or not accept:  # true hazard over its share of the bound
                                 break
                         clock[b, g] = r
                         wleft[b, g] = wl - we_
@@ -587,7 +588,11 @@ def _sample(
     seed: np.random.Generator | np.random.SeedSequence,
     weights: np.ndarray | None,
     src: np.ndarray | None,
+    group_topk: int | None = None,
+    accept: bool = True,
 ) -> tuple[np.ndarray, Traffic | None]:
+    """Run a kernel: choices (unsorted rows) and, when ``src`` is given, the traffic. ``group_topk``
+    and ``accept=False`` make deliberately wrong samplers (tests show they are caught)."""
     groups, per, ep = spec.groups, spec.experts_per_group, spec.ep
     out = np.zeros((tokens, spec.topk), dtype=np.int16)
     count = src is not None
@@ -601,7 +606,7 @@ def _sample(
     node_of = np.arange(ep)[::-1] // spec.gpus_per_node
     gpu_of = np.concatenate([np.arange(spec.experts) // spec.experts_per_gpu, node_of])
     counts = (where, spec.gpus_per_node, gpu_of.astype(np.int64), ib, nvlink, logical, tpe, npt)
-    shape = (groups, per, spec.limit, spec.group_topk, spec.topk)
+    shape = (groups, per, spec.limit, group_topk or spec.group_topk, spec.topk)
     state = _seed_state(seed)
     if weights is None:
         if tokens:
@@ -614,7 +619,8 @@ def _sample(
         wmin = np.where(np.isfinite(positive), positive, 0.0)
         prob, alias = _alias_tables(w)
         if tokens:
-            _route_weighted(state, tokens, *shape, w.ravel(), wmin, prob.ravel(), alias.ravel(), out, count, *counts)
+            tables = (w.ravel(), wmin, prob.ravel(), alias.ravel(), accept)
+            _route_weighted(state, tokens, *shape, *tables, out, count, *counts)
     traffic = (
         Traffic(spec=spec, ib=ib, nvlink=nvlink, logical_rdma=logical, tokens_per_expert=tpe, nodes_per_token=npt)
         if count

@@ -1,0 +1,276 @@
+"""The fast exact sampler (sim.moe.sampling) against the reference path (all scores + selection).
+
+Statistical tests use fixed seeds, so they are deterministic; a correct sampler passes with
+p > 1e-3 and the wrong variants at the end (plausible bugs) are rejected with p < 1e-6, which shows
+the tests have the power to catch a wrong distribution. Chi-square tests on counts pooled over the
+tokens treat a token's k experts (or GPUs, nodes) as independent; they are distinct within a token,
+which makes the pooled counts less variable than multinomial ones: the tests are conservative.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from sim.errors import ScenarioError
+from sim.moe.alltoall import route_choices, route_layer, route_layers
+from sim.moe.gating import Gating, popularity, random_scores, skewed_scores
+from sim.moe.sampling import HAVE_NUMBA, _sample, count_traffic, sample_choices, sample_traffic
+from sim.moe.select import select_experts
+from sim.moe.spec import MoESpec
+from sim.moe.traffic import _count, layer_traffic
+
+V3 = MoESpec()
+SPECS = [
+    V3,
+    MoESpec(ep=16),
+    MoESpec(ep=8),  # one node: one group of 256
+    MoESpec(node_limit=8),  # plain top-k
+    MoESpec(experts=48, topk=6, node_limit=3, ep=24, gpus_per_node=4),
+    MoESpec(experts=12, topk=4, node_limit=2, ep=6, gpus_per_node=2),  # groups of 4: deep merges
+]
+
+pytestmark = pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed (the fast path is off)")
+
+
+def _weights(spec: MoESpec, seed: int = 7, alpha: float = 1.0) -> np.ndarray:
+    return popularity(spec, np.random.default_rng(seed), alpha) * spec.experts
+
+
+def _reference(spec: MoESpec, n: int, seed: int, weights: np.ndarray | None) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if weights is None:
+        return select_experts(random_scores(n, spec, rng), spec)
+    return select_experts(skewed_scores(n, spec, rng, weights / spec.experts), spec)
+
+
+def _pooled(a: np.ndarray, b: np.ndarray, minimum: int = 20) -> float:
+    """p-value of the chi-square test that two count vectors come from one distribution (cells
+    with fewer than ``minimum`` counts in total are pooled into one)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    small = (a + b) < minimum
+    if small.any():
+        a = np.append(a[~small], a[small].sum())
+        b = np.append(b[~small], b[small].sum())
+    keep = (a + b) > 0
+    return float(stats.chi2_contingency(np.stack([a[keep], b[keep]]))[1])
+
+
+def _per_token(choices: np.ndarray, src: np.ndarray, spec: MoESpec) -> dict[str, np.ndarray]:
+    """Per-token statistics: nodes reached, IB messages, NVLink messages, the experts-per-node
+    pattern (sorted counts as one code) and the source GPU's position."""
+    g = spec.gpus_per_node
+    gpu = np.sort(choices.astype(np.int64) // spec.experts_per_gpu, axis=1)
+    node = gpu // g
+    first_node = np.ones_like(node, bool)
+    first_node[:, 1:] = node[:, 1:] != node[:, :-1]
+    first_gpu = np.ones_like(gpu, bool)
+    first_gpu[:, 1:] = gpu[:, 1:] != gpu[:, :-1]
+    sn, ls = src // g, src % g
+    local = node == sn[:, None]
+    sender = np.where(local, src[:, None], node * g + ls[:, None])
+    per_node = np.stack([(node == n).sum(axis=1) for n in range(spec.nodes)], axis=1)
+    pattern = np.sort(per_node, axis=1)[:, ::-1][:, : spec.limit]
+    code = (pattern * (spec.topk + 1) ** np.arange(spec.limit)[::-1]).sum(axis=1)
+    return {
+        "nodes": first_node.sum(axis=1),
+        "ib": (first_node & ~local).sum(axis=1),
+        "nvlink": (first_gpu & (gpu != sender)).sum(axis=1),
+        "pattern": code,
+    }
+
+
+# ---------------------------------------------------------------- invariants
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"E{s.experts}k{s.topk}M{s.node_limit}ep{s.ep}g{s.gpus_per_node}")
+@pytest.mark.parametrize("skew", [False, True])
+def test_every_token_gets_topk_distinct_experts_on_at_most_limit_nodes(spec: MoESpec, skew: bool) -> None:
+    weights = _weights(spec) if skew else None
+    choices = sample_choices(spec, 3000, np.random.SeedSequence(1), weights)
+    assert choices.shape == (3000, spec.topk) and choices.dtype == np.int16
+    assert (np.diff(choices.astype(int), axis=1) > 0).all()  # ascending, hence distinct
+    assert choices.min() >= 0 and choices.max() < spec.experts
+    nodes = choices // spec.experts_per_group
+    reached = 1 + (np.diff(nodes, axis=1) != 0).sum(axis=1)
+    assert reached.max() <= spec.limit
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"E{s.experts}k{s.topk}M{s.node_limit}ep{s.ep}g{s.gpus_per_node}")
+@pytest.mark.parametrize("skew", [False, True])
+def test_fused_counts_equal_the_numpy_counters_and_conserve_tokens(spec: MoESpec, skew: bool) -> None:
+    weights = _weights(spec) if skew else None
+    src = np.random.default_rng(0).integers(0, spec.ep, 4000)
+    fused = sample_traffic(spec, src, np.random.SeedSequence(2), weights)
+    choices = sample_choices(spec, 4000, np.random.SeedSequence(2), weights)  # same seed: same routing
+    for counted in (layer_traffic(choices, src, spec), _count(choices, src, spec), count_traffic(choices, src, spec)):
+        for field in ("ib", "nvlink", "logical_rdma", "tokens_per_expert", "nodes_per_token"):
+            assert np.array_equal(getattr(fused, field), getattr(counted, field)), field
+    # conservation: every token-expert pair lands once; a token's remote nodes = its IB messages
+    assert fused.tokens_per_expert.sum() == 4000 * spec.topk
+    assert fused.logical_rdma.sum() == fused.nodes_per_token.sum()
+    local = np.array([((choices[src == s] // spec.experts_per_group) == s // spec.gpus_per_node).any(axis=1).sum()
+                      for s in range(spec.ep)])  # fmt: skip
+    assert np.array_equal(fused.ib.sum(axis=1), fused.logical_rdma - local)
+    assert fused.nodes_per_token.max() <= spec.limit
+    # dispatch and combine move the same messages with their own payloads
+    combine, dispatch = fused.ib_bytes_per_gpu("combine"), fused.ib_bytes_per_gpu("dispatch")
+    assert np.allclose(combine * spec.dispatch_bytes_per_elem, dispatch * spec.combine_bytes_per_elem)
+
+
+def test_same_seed_same_routing_and_threads_do_not_matter() -> None:
+    spec = MoESpec(ep=16)
+    for gating in ("random", Gating("skewed", alpha=1.2)):
+        one = route_layers(spec, 512, 4, gating, seed=3, workers=1)
+        two = route_layers(spec, 512, 4, gating, seed=3, workers=2)
+        other = route_layers(spec, 512, 4, gating, seed=4, workers=2)
+        for a, b in zip(one, two, strict=True):
+            assert np.array_equal(a.ib, b.ib) and np.array_equal(a.nvlink, b.nvlink)
+            assert np.array_equal(a.tokens_per_expert, b.tokens_per_expert)
+        assert not np.array_equal(one[0].tokens_per_expert, other[0].tokens_per_expert)
+        assert not np.array_equal(one[0].tokens_per_expert, one[1].tokens_per_expert)
+    a = route_choices(V3, 1000, "skewed", np.random.default_rng(5))
+    assert np.array_equal(a, route_choices(V3, 1000, "skewed", np.random.default_rng(5)))
+
+
+def test_route_layers_fast_path_equals_sampling_then_counting() -> None:
+    """route_layers' fused path and route_choices + layer_traffic route alike for one seed stream."""
+    spec = MoESpec(ep=16)
+    layers = route_layers(spec, 300, 2, "skewed", seed=9)
+    stream = np.random.SeedSequence(9).spawn(2)[1]
+    choices = route_choices(spec, 300 * spec.ep, "skewed", np.random.default_rng(stream))
+    again = layer_traffic(choices, np.repeat(np.arange(spec.ep), 300), spec)
+    assert np.array_equal(layers[1].nvlink, again.nvlink) and np.array_equal(layers[1].ib, again.ib)
+
+
+def test_reference_sampler_is_the_plain_path_and_unknown_samplers_are_refused() -> None:
+    rng = np.random.default_rng(4)
+    expected = select_experts(random_scores(500, V3, np.random.default_rng(4)), V3)
+    assert np.array_equal(route_choices(V3, 500, Gating("random", sampler="reference"), rng), expected)
+    assert Gating("random").uses_fast_sampler() and not Gating("balanced").uses_fast_sampler()
+    with pytest.raises(ScenarioError, match="unknown sampler"):
+        route_layer(V3, 4, Gating("random", sampler="quick"), 0)
+
+
+def test_zero_weight_experts_are_chosen_only_when_nothing_else_is_left() -> None:
+    spec = MoESpec(experts=16, topk=4, node_limit=2, ep=4, gpus_per_node=2)  # 2 groups of 8
+    weights = np.ones(16)
+    weights[[0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13]] = 0.0  # two live experts per group
+    choices = sample_choices(spec, 2000, np.random.SeedSequence(0), weights)
+    assert (np.sort(choices, axis=1) == [6, 7, 14, 15]).all()
+    weights[7] = 0.0  # group 0 has one live expert: a zero-weight one of it (any) fills in
+    choices = sample_choices(spec, 2000, np.random.SeedSequence(0), weights)
+    assert np.isin([6, 14, 15], choices).all(axis=None) and (choices < 16).all()
+    assert all(len(set(row)) == 4 for row in choices.tolist())
+
+
+# ---------------------------------------------------------------- distributions against the reference
+
+N = 60_000
+
+
+@pytest.fixture(scope="module")
+def samples() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]:
+    """(fast, reference, src, weights) for random and skewed gating on V3, and skewed on a small spec."""
+    out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]] = {}
+    for name, spec, weights in (
+        ("random", V3, None),
+        ("skewed", V3, _weights(V3)),
+        ("skewed-small", SPECS[-1], _weights(SPECS[-1], alpha=1.5)),
+    ):
+        src = np.random.default_rng(11).integers(0, spec.ep, N)
+        out[name] = (
+            sample_choices(spec, N, np.random.SeedSequence(12), weights),
+            _reference(spec, N, 13, weights),
+            src,
+            weights,
+        )
+    return out
+
+
+def _spec(name: str) -> MoESpec:
+    return SPECS[-1] if name == "skewed-small" else V3
+
+
+@pytest.mark.parametrize("name", ["random", "skewed", "skewed-small"])
+def test_per_expert_load_matches_the_reference(samples: dict, name: str) -> None:  # type: ignore[type-arg]
+    fast, ref, _, _ = samples[name]
+    spec = _spec(name)
+    assert (
+        _pooled(np.bincount(fast.ravel(), minlength=spec.experts), np.bincount(ref.ravel(), minlength=spec.experts))
+        > 1e-3
+    )
+
+
+@pytest.mark.parametrize("name", ["random", "skewed", "skewed-small"])
+@pytest.mark.parametrize("statistic", ["nodes", "pattern", "ib", "nvlink"])
+def test_per_token_distributions_match_the_reference(samples: dict, name: str, statistic: str) -> None:  # type: ignore[type-arg]
+    """Nodes per token (always <= node limit), experts per node, IB and NVLink messages per token."""
+    fast, ref, src, _ = samples[name]
+    spec = _spec(name)
+    a, b = _per_token(fast, src, spec)[statistic], _per_token(ref, src, spec)[statistic]
+    size = max(a.max(), b.max()) + 1
+    assert _pooled(np.bincount(a, minlength=size), np.bincount(b, minlength=size)) > 1e-3
+    if statistic == "nodes":
+        assert a.max() <= spec.limit and b.max() <= spec.limit
+
+
+@pytest.mark.parametrize("name", ["random", "skewed"])
+def test_gpu_pair_counts_and_byte_totals_match_the_reference(samples: dict, name: str) -> None:  # type: ignore[type-arg]
+    """Per GPU-pair NVLink counts, per (GPU, node) IB counts and IB / NVLink byte totals."""
+    fast, ref, src, _ = samples[name]
+    a, b = layer_traffic(fast, src, V3), layer_traffic(ref, src, V3)
+    assert _pooled(a.nvlink.ravel(), b.nvlink.ravel()) > 1e-3
+    assert _pooled(a.ib.ravel(), b.ib.ravel()) > 1e-3
+    # per-token byte totals: a two-sample KS test on IB and NVLink bytes of each token
+    for statistic in ("ib", "nvlink"):
+        x = _per_token(fast, src, V3)[statistic] * a.bytes_per_token("dispatch")
+        y = _per_token(ref, src, V3)[statistic] * b.bytes_per_token("dispatch")
+        assert stats.ks_2samp(x, y).pvalue > 1e-3
+        assert abs(x.mean() - y.mean()) < 4 * np.sqrt(x.var() / N + y.var() / N)
+
+
+def test_layer_totals_over_many_layers_match_the_reference() -> None:
+    """IB and NVLink bytes of whole layers (route_layers, 64 GPUs x 256 tokens) on both paths."""
+    fast = route_layers(V3, 256, 24, "skewed", seed=1)
+    ref = route_layers(V3, 256, 24, Gating("skewed", sampler="reference"), seed=2)
+    for bytes_of in (lambda t: t.ib_bytes_per_gpu().sum(), lambda t: t.nvlink_bytes_per_gpu().sum()):
+        x, y = [bytes_of(t) for t in fast], [bytes_of(t) for t in ref]
+        assert stats.ttest_ind(x, y, equal_var=False).pvalue > 1e-3
+        assert stats.ks_2samp(x, y).pvalue > 1e-3
+
+
+# ---------------------------------------------------------------- the tests catch wrong samplers
+
+
+def _wrong_group_score(spec: MoESpec, n: int, seed: int) -> np.ndarray:
+    """A plausible bug: groups scored by their best score only (group_topk = 1)."""
+    wrong = MoESpec(experts=spec.experts, topk=spec.topk, node_limit=spec.node_limit, ep=spec.ep)
+    out, _ = _sample(wrong, n, np.random.SeedSequence(seed), None, None, group_topk=1)
+    return np.sort(out, axis=1)
+
+
+def test_the_checks_reject_a_sampler_that_scores_groups_by_their_best_expert(samples: dict) -> None:  # type: ignore[type-arg]
+    _, ref, src, _ = samples["random"]
+    wrong = _wrong_group_score(V3, N, 12)
+    a, b = _per_token(wrong, src, V3)["pattern"], _per_token(ref, src, V3)["pattern"]
+    size = max(a.max(), b.max()) + 1
+    assert _pooled(np.bincount(a, minlength=size), np.bincount(b, minlength=size)) < 1e-6
+
+
+def test_the_checks_reject_a_sampler_with_a_slightly_wrong_skew(samples: dict) -> None:  # type: ignore[type-arg]
+    """Weights off by a power of 0.9 (as if the skew were applied to the wrong logit scale)."""
+    _, ref, _, weights = samples["skewed"]
+    assert weights is not None
+    wrong = sample_choices(V3, N, np.random.SeedSequence(12), weights**0.9)
+    assert _pooled(np.bincount(wrong.ravel(), minlength=256), np.bincount(ref.ravel(), minlength=256)) < 1e-6
+
+
+def test_the_checks_reject_a_sampler_that_ignores_the_acceptance_step(samples: dict) -> None:  # type: ignore[type-arg]
+    """Thinning without the accept/reject step picks experts by weight alone (wrong hazards)."""
+    _, ref, _, weights = samples["skewed"]
+    assert weights is not None
+    wrong, _ = _sample(V3, N, np.random.SeedSequence(12), weights, None, accept=False)
+    wrong.sort(axis=1)
+    assert _pooled(np.bincount(wrong.ravel(), minlength=256), np.bincount(ref.ravel(), minlength=256)) < 1e-6
