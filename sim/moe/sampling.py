@@ -6,7 +6,7 @@ a handful of those scores matter: the ``group_topk`` best of every group (for th
 the next few of the kept groups (for the final top-k). This module draws exactly those, in
 descending order, as the first arrivals of independent point processes, so the selected experts have
 the same distribution as on the reference path (up to floating-point rounding) while drawing about 30
-random numbers per token instead of 256.
+random numbers per token instead of 256 (about 100 for ``skewed``).
 
 **Arrival clocks.** An expert's score ``s = sigmoid(logit(u) + log w)`` (``u`` uniform, ``w`` its
 popularity weight ``p * experts``; ``w = 1`` is ``random``) is written ``s = 1 / (1 + R)`` with
@@ -15,18 +15,21 @@ running from 0, the expert "arrives" at ``R`` with hazard ``w / (1 + w r)``. Sco
 descending order are its experts' arrivals in time order. The experts are independent, so the
 arrivals are a superposition of independent hazards, simulated exactly by thinning (Lewis-Shedler):
 
-* candidate events come at total rate ``W / (1 + w_min r)`` (``W``: weight of the experts not yet
-  arrived, ``w_min``: smallest positive weight of the group), which dominates the true total rate
-  ``sum w_e / (1 + w_e r)``; its integral inverts in closed form, so the next candidate time after
-  ``r`` is ``r + (1 + w_min r) expm1(E w_min / W) / w_min`` with ``E ~ Exp(1)``;
+* from the current time ``r``, candidates come at the constant rate ``B = W / (1 + w_min r)``
+  (``W``: weight of the experts not arrived yet, ``w_min``: smallest positive weight of the
+  group), which bounds the true total rate ``sum w_e / (1 + w_e r')`` for every ``r' >= r``
+  (hazards fall with time); the next candidate is at ``r' = r + E / B``, ``E ~ Exp(1)``;
 * the candidate is expert ``e`` with probability ``w_e / W`` (an alias table over the group, redrawn
   while it names an expert that already arrived), accepted with probability
-  ``(1 + w_min r) / (1 + w_e r)``: the ratio of its true hazard to its share of the bound. Accepted
-  candidates are arrivals; rejected ones only advance time.
+  ``(1 + w_min r) / (1 + w_e r')``: its true hazard at ``r'`` over its share of the bound.
+  Accepted candidates are arrivals; rejected ones only advance time; the bound is renewed at every
+  candidate (adaptive thinning; the Poisson candidates are memoryless).
 
-For ``random`` every weight is 1, every candidate is accepted and the clock is the Rényi
-representation of uniform order statistics (the ``j``-th largest of ``m`` uniforms below ``x`` is
-``x V^(1/m)``); which experts hold the top ranks is then a uniform random subset of the group
+For ``random`` every weight is 1 and the clock is the Rényi representation of uniform order
+statistics, kept as ``y = -log(score)``: the largest of ``m`` uniforms below ``exp(-y)`` is
+``exp(-(y + E / m))``. Groups are ranked by ``log(exp(-y1) + exp(-y2))`` (a series below
+``y2 - y1 = 0.25``, error < 1e-14) and merged on ``y``, so no exponential or logarithm is computed
+per token. Which experts hold a group's top ranks is a uniform random subset of the group
 (exchangeability), drawn once at the end (Floyd's algorithm) instead of per arrival.
 
 **Selection.** Every group's first ``group_topk`` arrivals give its score; the ``limit`` best groups
@@ -34,8 +37,9 @@ are kept; the top-k among them is a k-way merge of the kept groups' arrival stre
 lazily (a group's next arrival is drawn only when the merge needs it). By independence, continuing a
 group's clock after the group step is the same as having drawn all its scores up front.
 
-Random numbers come from SplitMix64 seeded from the caller's ``numpy`` generator or
-``SeedSequence``, so a seed gives the same routing on every run and thread count. Kernels are
+Random numbers come from SplitMix64 (a 64-bit counter through a bijective mix; passes BigCrush)
+seeded from the caller's ``numpy`` generator or ``SeedSequence``, so a seed gives the same routing
+on every run and thread count; exponentials come from the Marsaglia-Tsang ziggurat (exact). Kernels are
 compiled with ``cache=True`` (the first call in a fresh environment compiles for a few seconds;
 later processes load the cache).
 """
@@ -126,7 +130,7 @@ def _ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 _ZKE, _ZWE, _ZFE = _ziggurat_tables()
 _ZR = 7.697117470131487
-BATCH = 16  # tokens the random kernel works on together
+BATCH = 64  # tokens the kernels work on together
 
 
 @_inline
@@ -176,6 +180,40 @@ def _log_score(ys: np.ndarray, q: int, last: float) -> float:
     return -ys[0] + math.log(total)
 
 
+@_inline
+def _exponential_from(r: Any, st: Any) -> tuple[float, Any]:
+    """Finish a ziggurat draw whose first 64 bits ``r`` failed the fast test (exact continuation)."""
+    we, fe = _ZWE, _ZFE
+    i = np.int64(r & _U64(255))
+    if i == 0:
+        u, st = _uniform(st)
+        return _ZR - math.log(u), st
+    x = float(np.int64(r >> _U64(11))) * we[i]
+    u, st = _uniform(st)
+    if fe[i] + u * (fe[i - 1] - fe[i]) < math.exp(-x):
+        return x, st
+    return _exponential(st)
+
+
+@_inline
+def _fill_exponentials(st: Any, n: int, out: np.ndarray, bad: np.ndarray) -> Any:
+    """``out[:n]`` = Exp(1) draws: the ziggurat's fast path for all of them in one loop that the
+    compiler vectorises (the random numbers are SplitMix64 at counters st+1 .. st+n), then the
+    about 2% that failed it finished one by one. Returns the advanced state."""
+    ke, we = _ZKE, _ZWE
+    for i in range(n):
+        r = _mix(st + _U64(i + 1) * _GOLDEN)
+        j = r >> _U64(11)
+        idx = np.int64(r & _U64(255))
+        out[i] = float(np.int64(j)) * we[idx]
+        bad[i] = j >= ke[idx]
+    end = st + _U64(n) * _GOLDEN
+    for i in range(n):
+        if bad[i]:
+            out[i], end = _exponential_from(_mix(st + _U64(i + 1) * _GOLDEN), end)
+    return end
+
+
 @_jit
 def _route_iid(
     state: np.ndarray,
@@ -192,56 +230,91 @@ def _route_iid(
     gpu_of: np.ndarray,
     ib: np.ndarray,
     nvlink: np.ndarray,
+    hist: np.ndarray,
     logical: np.ndarray,
     tpe: np.ndarray,
     npt: np.ndarray,
 ) -> None:
     """``random`` gating: chosen experts of ``tokens`` tokens into ``out`` (tokens x k, unsorted).
+    With ``count``, also adds the layer's traffic counts of tokens living on GPUs ``src`` to ``ib``
+    ... ``npt`` (see ``_count``; NVLink through ``hist`` when ``gpn <= 8``); ``gpu_of[e]``: the GPU
+    of expert ``e``, ``gpu_of[-1 - s]``: the node of GPU ``s``.
 
-    Works on ``BATCH`` tokens at a time, phase by phase, so that the dependent chains of different
-    tokens (the merge above all) overlap in the processor. With ``count``, also adds the layer's
-    traffic counts of tokens living on GPUs ``src`` to ``ib`` ... ``npt`` (see ``_count``);
-    ``gpu_of[e]``: the GPU of expert ``e``, ``gpu_of[-1 - s]``: the node of GPU ``s``."""
+    Works on ``BATCH`` tokens at a time, phase by phase, with arrays laid out [..., token] so that
+    the group step (exponentials, group scores, ranks) runs as vector loops; the merge, the expert
+    draw and the counting run token by token."""
     st = state[0]
     gseen = np.full(max(gpn, 1), -1, np.int64)
     inv = np.zeros(per + 1)
     for m in range(1, per + 1):
         inv[m] = 1.0 / m
-    vals = np.zeros((BATCH, groups, q))
-    score = np.zeros((BATCH, groups))
-    kept = np.zeros((BATCH, limit), np.int64)
-    rank = np.zeros(groups, np.int64)
-    head = np.zeros((BATCH, limit))
-    cnt = np.zeros((BATCH, limit), np.int64)
+    ex = np.zeros(q * groups * BATCH)  # Exp(1) draws, then y = -log(score) of the top q per group
+    bad = np.zeros(max(q * groups, k) * BATCH, np.bool_)
+    lazy = np.zeros(k * BATCH)  # the merge's draws, at most k per token
+    key = np.zeros(groups * BATCH)
+    rank = np.zeros(groups * BATCH, np.int64)
+    kept = np.zeros((BATCH, limit + 1), np.int64)
+    head = np.zeros((BATCH, limit + 1))
+    cnt = np.zeros((BATCH, limit + 1), np.int64)
+    used = np.zeros(BATCH, np.int64)
+    pow2 = per <= 32 and per & (per - 1) == 0
+    shift = 0
+    while (1 << shift) < per:
+        shift += 1
+    per_draw = 64 // max(shift, 1)
+    low = _U64(per - 1)
+    bits = _U64(0)
+    left = 0
+    gb = groups * BATCH
     for t0 in range(0, tokens, BATCH):
         nb = min(BATCH, tokens - t0)
-        for b in range(nb):
-            for g in range(groups):  # Rényi, as y = -log(score): y_next = y + E / m
-                y = 0.0
+        st = _fill_exponentials(st, q * gb, ex, bad)  # (whole batch: the tail's extra draws are unused)
+        st = _fill_exponentials(st, k * BATCH, lazy, bad)
+        # Rényi, as y = -log(score): the largest of m uniforms below exp(-y) is exp(-(y + E / m))
+        for i in range(gb):
+            ex[i] *= inv[per]
+        for n in range(1, q):
+            for i in range(gb):
+                ex[n * gb + i] = ex[(n - 1) * gb + i] + ex[n * gb + i] * inv[per - n]
+        if q == 2:  # group score log(exp(-y1) + exp(-y2)) by the series of _log_pair (vector loop)
+            for i in range(gb):
+                d = ex[gb + i] - ex[i]
+                z = d * d
+                p = 5461.0 / 99632332800.0
+                p = p * z - 691.0 / 1916006400.0
+                p = p * z + 31.0 / 14515200.0
+                p = p * z - 17.0 / 645120.0
+                p = p * z + 1.0 / 2880.0
+                p = p * z - 1.0 / 192.0
+                p = p * z + 1.0 / 8.0
+                key[i] = -ex[i] + (0.6931471805599453 - 0.5 * d + p * z)
+            for i in range(gb):
+                if ex[gb + i] - ex[i] >= 0.25:
+                    key[i] = _log_pair(ex[i], ex[gb + i])
+        else:
+            for i in range(gb):
+                total = 0.0
                 for n in range(q):
-                    e, st = _exponential(st)
-                    y += e * inv[per - n]
-                    vals[b, g, n] = y
-                score[b, g] = _log_score(vals[b, g], q, y) if q != 2 else _log_pair(vals[b, g, 0], y)
+                    total += math.exp(ex[i] - ex[n * gb + i])
+                key[i] = -ex[i] + math.log(total)
+        for i in range(gb):  # keep the `limit` best groups (ties: lower index): ranks by pairs
+            rank[i] = 0
+        for g in range(1, groups):
+            for h in range(g):
+                for b in range(BATCH):
+                    worse = np.int64(key[h * BATCH + b] >= key[g * BATCH + b])
+                    rank[g * BATCH + b] += worse
+                    rank[h * BATCH + b] += 1 - worse
         for b in range(nb):
-            for g in range(groups):  # keep the `limit` best groups (ties: lower index): ranks by pairs
-                rank[g] = 0
-            for g in range(1, groups):
-                sg = score[b, g]
-                for h in range(g):
-                    worse = np.int64(score[b, h] >= sg)
-                    rank[g] += worse
-                    rank[h] += 1 - worse
             nk = 0
-            for g in range(groups):
-                if rank[g] < limit:
-                    kept[b, nk] = g
-                    nk += 1
-            for j in range(limit):
-                head[b, j] = vals[b, kept[b, j], 0]
-                cnt[b, j] = 0
+            for g in range(groups):  # branch-free: written always, kept when ranked high enough
+                kept[b, nk] = g
+                head[b, nk] = ex[g * BATCH + b]
+                cnt[b, nk] = 0
+                nk += rank[g * BATCH + b] < limit
+            used[b] = b * k
         for _ in range(k):  # k-way merge of the kept groups' scores (ascending y), drawn lazily
-            for b in range(nb):
+            for b in range(nb):  # (tokens interleaved: their dependency chains overlap)
                 bj = 0
                 best = head[b, 0]
                 for j in range(1, limit):
@@ -253,24 +326,41 @@ def _route_iid(
                 if c == per:
                     head[b, bj] = math.inf
                 elif c < q:
-                    head[b, bj] = vals[b, kept[b, bj], c]
+                    head[b, bj] = ex[(c * groups + kept[b, bj]) * BATCH + b]
                 else:
-                    e, st = _exponential(st)
-                    head[b, bj] = best + e * inv[per - c]
+                    head[b, bj] = best + lazy[used[b]] * inv[per - c]
+                    used[b] += 1
         for b in range(nb):
             t = t0 + b
             n = 0
-            for j in range(limit):  # which experts hold a group's top c ranks: a uniform c-subset (Floyd)
+            for j in range(limit):  # which experts hold a group's top c ranks: a uniform c-subset
                 base = kept[b, j] * per
-                start = n
-                for m in range(per - cnt[b, j], per):
-                    pick, st = _below(st, m + 1)
-                    for i in range(start, n):
-                        if out[t, i] == base + pick:
-                            pick = m
-                            break
-                    out[t, n] = base + pick
-                    n += 1
+                if pow2:  # distinct uniform indices, `shift` bits at a time, repeats rejected
+                    chosen = 0
+                    for _ in range(cnt[b, j]):
+                        while True:
+                            if left == 0:
+                                st = st + _GOLDEN
+                                bits = _mix(st)
+                                left = per_draw
+                            pick = np.int64(bits & low)
+                            bits >>= shift
+                            left -= 1
+                            if not (chosen >> pick) & 1:
+                                break
+                        chosen |= 1 << pick
+                        out[t, n] = base + pick
+                        n += 1
+                else:  # Floyd's algorithm
+                    start = n
+                    for m in range(per - cnt[b, j], per):
+                        pick, st = _below(st, m + 1)
+                        for i in range(start, n):
+                            if out[t, i] == base + pick:
+                                pick = m
+                                break
+                        out[t, n] = base + pick
+                        n += 1
             if count:  # the traffic of token t: its kept groups are the nodes it reaches
                 sg = src[t]
                 sn = gpu_of[-1 - sg]
@@ -287,14 +377,22 @@ def _route_iid(
                     if node != sn:
                         ib[sg, node] += 1
                         sender = node * gpn + ls
-                    for i in range(n, n + c):
-                        e = out[t, i]
-                        tpe[e] += 1
-                        d = gpu_of[e]
-                        if gseen[d - node * gpn] != t * limit + j:
-                            gseen[d - node * gpn] = t * limit + j
-                            if d != sender:
-                                nvlink[sender, d] += 1
+                    if gpn <= 8:  # NVLink: a histogram of (node, sender's index, byte of GPUs reached)
+                        mask = 0
+                        for i in range(n, n + c):
+                            e = out[t, i]
+                            tpe[e] += 1
+                            mask |= 1 << (gpu_of[e] - node * gpn)
+                        hist[((node * gpn) + ls) * 256 + mask] += 1
+                    else:
+                        for i in range(n, n + c):
+                            e = out[t, i]
+                            tpe[e] += 1
+                            d = gpu_of[e]
+                            if gseen[d - node * gpn] != t * limit + j:
+                                gseen[d - node * gpn] = t * limit + j
+                                if d != sender:
+                                    nvlink[sender, d] += 1
                     n += c
                 logical[sg] += reached
                 npt[t] = reached
@@ -322,6 +420,7 @@ def _route_weighted(
     gpu_of: np.ndarray,
     ib: np.ndarray,
     nvlink: np.ndarray,
+    hist: np.ndarray,
     logical: np.ndarray,
     tpe: np.ndarray,
     npt: np.ndarray,
@@ -493,14 +592,22 @@ def _route_weighted(
                     if node != sn:
                         ib[sg, node] += 1
                         sender = node * gpn + ls
-                    for i in range(n, n + c):
-                        e = out[t, i]
-                        tpe[e] += 1
-                        d = gpu_of[e]
-                        if gseen[d - node * gpn] != t * limit + j:
-                            gseen[d - node * gpn] = t * limit + j
-                            if d != sender:
-                                nvlink[sender, d] += 1
+                    if gpn <= 8:  # NVLink: a histogram of (node, sender's index, byte of GPUs reached)
+                        mask = 0
+                        for i in range(n, n + c):
+                            e = out[t, i]
+                            tpe[e] += 1
+                            mask |= 1 << (gpu_of[e] - node * gpn)
+                        hist[((node * gpn) + ls) * 256 + mask] += 1
+                    else:
+                        for i in range(n, n + c):
+                            e = out[t, i]
+                            tpe[e] += 1
+                            d = gpu_of[e]
+                            if gseen[d - node * gpn] != t * limit + j:
+                                gseen[d - node * gpn] = t * limit + j
+                                if d != sender:
+                                    nvlink[sender, d] += 1
                     n += c
                 logical[sg] += reached
                 npt[t] = reached
@@ -605,7 +712,8 @@ def _sample(
     # lookup instead of integer division: gpu_of[e] = GPU of expert e; gpu_of[-1 - s] = node of GPU s
     node_of = np.arange(ep)[::-1] // spec.gpus_per_node
     gpu_of = np.concatenate([np.arange(spec.experts) // spec.experts_per_gpu, node_of])
-    counts = (where, spec.gpus_per_node, gpu_of.astype(np.int64), ib, nvlink, logical, tpe, npt)
+    hist = np.zeros(spec.nodes * spec.gpus_per_node * 256 if count and spec.gpus_per_node <= 8 else 1, np.int64)
+    counts = (where, spec.gpus_per_node, gpu_of.astype(np.int64), ib, nvlink, hist, logical, tpe, npt)
     shape = (groups, per, spec.limit, group_topk or spec.group_topk, spec.topk)
     state = _seed_state(seed)
     if weights is None:
@@ -621,11 +729,17 @@ def _sample(
         if tokens:
             tables = (w.ravel(), wmin, prob.ravel(), alias.ravel(), accept)
             _route_weighted(state, tokens, *shape, *tables, out, count, *counts)
-    traffic = (
-        Traffic(spec=spec, ib=ib, nvlink=nvlink, logical_rdma=logical, tokens_per_expert=tpe, nodes_per_token=npt)
-        if count
-        else None
-    )
+    if not count:
+        return out, None
+    if spec.gpus_per_node <= 8:  # hist[node, sender index, byte] -> messages to each GPU of the byte
+        g = spec.gpus_per_node
+        bits = (np.arange(256)[:, None] >> np.arange(g)[None, :]) & 1
+        pairs = hist.reshape(spec.nodes, g, 256) @ bits  # [node, sender index, receiver index]
+        pairs[:, np.arange(g), np.arange(g)] = 0
+        for n in range(spec.nodes):
+            lo, hi = n * g, min((n + 1) * g, ep)
+            nvlink[lo:hi, lo:hi] = pairs[n, : hi - lo, : hi - lo]
+    traffic = Traffic(spec=spec, ib=ib, nvlink=nvlink, logical_rdma=logical, tokens_per_expert=tpe, nodes_per_token=npt)
     return out, traffic
 
 
