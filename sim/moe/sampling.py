@@ -336,20 +336,20 @@ def _route_iid(
             for j in range(limit):  # which experts hold a group's top c ranks: a uniform c-subset
                 base = kept[b, j] * per
                 if pow2:  # distinct uniform indices, `shift` bits at a time, repeats rejected
-                    chosen = 0
+                    chosen = np.int64(0)
                     for _ in range(cnt[b, j]):
                         while True:
                             if left == 0:
                                 st = st + _GOLDEN
                                 bits = _mix(st)
                                 left = per_draw
-                            pick = np.int64(bits & low)
+                            index = np.int64(bits & low)
                             bits >>= shift
                             left -= 1
-                            if not (chosen >> pick) & 1:
+                            if not (chosen >> index) & 1:
                                 break
-                        chosen |= 1 << pick
-                        out[t, n] = base + pick
+                        chosen |= 1 << index
+                        out[t, n] = base + index
                         n += 1
                 else:  # Floyd's algorithm
                     start = n
