@@ -257,6 +257,10 @@ def _route_iid(
     head = np.zeros((BATCH, limit + 1))
     cnt = np.zeros((BATCH, limit + 1), np.int64)
     used = np.zeros(BATCH, np.int64)
+    popped = np.zeros((BATCH, k), np.int64)
+    words = np.zeros(2 * BATCH, np.uint64)
+    taken = np.zeros(limit, np.int64)
+    reach = np.zeros(limit, np.int64)
     pow2 = per <= 32 and per & (per - 1) == 0
     shift = 0
     while (1 << shift) < per:
@@ -313,7 +317,7 @@ def _route_iid(
                 cnt[b, nk] = 0
                 nk += rank[g * BATCH + b] < limit
             used[b] = b * k
-        for _ in range(k):  # k-way merge of the kept groups' scores (ascending y), drawn lazily
+        for pop in range(k):  # k-way merge of the kept groups' scores (ascending y), drawn lazily
             for b in range(nb):  # (tokens interleaved: their dependency chains overlap)
                 bj = 0
                 best = head[b, 0]
@@ -321,6 +325,7 @@ def _route_iid(
                     v = head[b, j]
                     bj = j if v < best else bj
                     best = v if v < best else best
+                popped[b, pop] = bj
                 c = cnt[b, bj] + 1
                 cnt[b, bj] = c
                 if c == per:
@@ -330,6 +335,55 @@ def _route_iid(
                 else:
                     head[b, bj] = best + lazy[used[b]] * inv[per - c]
                     used[b] += 1
+        if pow2 and (not count or gpn <= 8):  # the common shape, flat and mostly branch-free
+            for b in range(BATCH):  # two random words per token for its expert indices
+                words[2 * b] = _mix(st + _U64(2 * b + 1) * _GOLDEN)
+                words[2 * b + 1] = _mix(st + _U64(2 * b + 2) * _GOLDEN)
+            st = st + _U64(2 * BATCH) * _GOLDEN
+            for b in range(nb):
+                t = t0 + b
+                for j in range(limit):
+                    taken[j] = 0
+                    reach[j] = 0
+                bits = words[2 * b]
+                left = per_draw
+                second = True
+                for pop in range(k):  # which experts hold a group's top ranks: a uniform subset,
+                    j = popped[b, pop]  # drawn `shift` bits at a time, repeats rejected
+                    while True:
+                        if left == 0:
+                            if second:
+                                bits = words[2 * b + 1]
+                                second = False
+                            else:
+                                st = st + _GOLDEN
+                                bits = _mix(st)
+                            left = per_draw
+                        index = np.int64(bits & low)
+                        bits >>= shift
+                        left -= 1
+                        if not (taken[j] >> index) & 1:
+                            break
+                    taken[j] |= 1 << index
+                    e = kept[b, j] * per + index
+                    out[t, pop] = e
+                    if count:
+                        tpe[e] += 1
+                        reach[j] |= 1 << (gpu_of[e] - kept[b, j] * gpn)
+                if count:  # the traffic of token t: its kept groups are the nodes it reaches
+                    sg = src[t]
+                    sn = gpu_of[-1 - sg]
+                    ls = sg - sn * gpn
+                    reached = 0
+                    for j in range(limit):
+                        node = kept[b, j]
+                        some = np.int64(reach[j] != 0)
+                        reached += some
+                        ib[sg, node] += some * (node != sn)
+                        hist[((node * gpn) + ls) * 256 + reach[j]] += some
+                    logical[sg] += reached
+                    npt[t] = reached
+            continue
         for b in range(nb):
             t = t0 + b
             n = 0
