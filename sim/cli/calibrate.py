@@ -24,11 +24,11 @@ from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
 from sim.hardware.gpu import DEFAULT_EFFICIENCY
 from sim.hardware.profile import Profile, dump_profile, load_profile
-from sim.limits import MAX_BYTES, MAX_GPUS, MAX_LAYERS, MAX_RATE, MAX_SMS, MAX_TOKENS
+from sim.limits import MAX_BYTES, MAX_GPUS, MAX_LAYERS, MAX_SMS, MAX_TOKENS
 from sim.outputs import atomic_write_text
 from sim.yamlio import MAX_JSON_BYTES, read_text
 
-Rate = Float(0, MAX_RATE, lo_open=True)
+Rate = Float(0, 1e9, lo_open=True)  # the profile schema's bound on peaks
 Dim = Int(1, 1 << 31)
 OutputProfile = Annotated[
     Path, typer.Option("--output", "-o", help="profile JSON to write", callback=output_file_option)

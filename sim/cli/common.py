@@ -127,7 +127,7 @@ def name_list(text: str, flag: str, known: Any, what: str = "name") -> list[str]
     return names
 
 
-def input_file(path: Path | None, flag: str, what: str = "input") -> None:
+def input_file(path: Path | None, flag: str, what: str = "file") -> None:
     """An input file flag must name an existing regular file (checked before work starts)."""
     if path is None:
         return
@@ -137,7 +137,7 @@ def input_file(path: Path | None, flag: str, what: str = "input") -> None:
     try:
         mode = os.stat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
-        raise ScenarioError(flag, f"no such {what} file: {path}") from None
+        raise ScenarioError(flag, f"no such {what}: {path}") from None
     except OSError as e:
         raise ScenarioError(flag, f"cannot read {path}: {e.strerror}") from None
     if stat.S_ISDIR(mode):
@@ -306,7 +306,8 @@ def plot_file_option(_ctx: Any, param: Any, value: Path | None) -> Path | None:
 
 def input_file_option(_ctx: Any, param: Any, value: Path | None) -> Path | None:
     """``callback=`` for an input-file option: an existing regular file."""
-    input_file(value, _param_name(param))
+    name = _param_name(param)
+    input_file(value, name, "profile" if "profile" in name.lower() else "file")
     return value
 
 

@@ -289,7 +289,7 @@ HAND: list[Any] = [
     (["calibrate", "show", "pipe"], "PROFILE: pipe is not a regular file"),
     (["calibrate", "show", "nan.json"], "nan.json: NaN"),
     (["calibrate", "show", "list.json"], "list.json: a profile is a JSON object"),
-    (["calibrate", "show", "missing.json"], "PROFILE: no such input file"),
+    (["calibrate", "show", "missing.json"], "PROFILE: no such profile: missing.json"),
     (["calibrate", "import-trace", "folder"], "TRACE: folder is a folder"),
     (["calibrate", "import-trace", "garbage.bin"], "garbage.bin: not a UTF-8"),
     (["calibrate", "import-trace", "trace.json"], "trace.json: traceEvents"),
