@@ -328,13 +328,12 @@ def _route_iid(
                 popped[b, pop] = bj
                 c = cnt[b, bj] + 1
                 cnt[b, bj] = c
-                if c == per:
-                    head[b, bj] = math.inf
-                elif c < q:
-                    head[b, bj] = ex[(c * groups + kept[b, bj]) * BATCH + b]
-                else:
-                    head[b, bj] = best + lazy[used[b]] * inv[per - c]
-                    used[b] += 1
+                # next head, branch-free: drawn in the group step (c < q), else the next arrival
+                known = ex[(min(c, q - 1) * groups + kept[b, bj]) * BATCH + b]
+                drawn = best + lazy[used[b]] * inv[per - c]
+                nxt = known if c < q else drawn
+                head[b, bj] = nxt if c < per else math.inf
+                used[b] += c >= q
         if pow2 and (not count or gpn <= 8):  # the common shape, flat and mostly branch-free
             for b in range(BATCH):  # two random words per token for its expert indices
                 words[2 * b] = _mix(st + _U64(2 * b + 1) * _GOLDEN)
