@@ -377,7 +377,7 @@ def _route_iid(
                     for j in range(limit):
                         node = kept[b, j]
                         some = np.int64(reach[j] != 0)
-                        reached += some
+                        reached += int(some)
                         ib[sg, node] += some * (node != sn)
                         hist[((node * gpn) + ls) * 256 + reach[j]] += some
                     logical[sg] += reached
