@@ -248,9 +248,10 @@ def _route_iid(
     inv = np.zeros(per + 1)
     for m in range(1, per + 1):
         inv[m] = 1.0 / m
-    ex = np.zeros(q * groups * BATCH)  # Exp(1) draws, then y = -log(score) of the top q per group
-    bad = np.zeros(max(q * groups, k) * BATCH, np.bool_)
-    lazy = np.zeros(k * BATCH)  # the merge's draws, at most k per token
+    draws = np.zeros((q * groups + k) * BATCH)  # Exp(1): the group step's, then the merge's
+    bad = np.zeros((q * groups + k) * BATCH, np.bool_)
+    ex = draws[: q * groups * BATCH]  # becomes y = -log(score) of the top q per group
+    lazy = draws[q * groups * BATCH :]  # at most k per token
     key = np.zeros(groups * BATCH)
     rank = np.zeros(groups * BATCH, np.int64)
     kept = np.zeros((BATCH, limit + 1), np.int64)
@@ -272,17 +273,14 @@ def _route_iid(
     gb = groups * BATCH
     for t0 in range(0, tokens, BATCH):
         nb = min(BATCH, tokens - t0)
-        st = _fill_exponentials(st, q * gb, ex, bad)  # (whole batch: the tail's extra draws are unused)
-        st = _fill_exponentials(st, k * BATCH, lazy, bad)
+        st = _fill_exponentials(st, len(draws), draws, bad)  # (whole batch: a short tail's are unused)
         # Rényi, as y = -log(score): the largest of m uniforms below exp(-y) is exp(-(y + E / m))
-        for i in range(gb):
-            ex[i] *= inv[per]
-        for n in range(1, q):
-            for i in range(gb):
-                ex[n * gb + i] = ex[(n - 1) * gb + i] + ex[n * gb + i] * inv[per - n]
         if q == 2:  # group score log(exp(-y1) + exp(-y2)) by the series of _log_pair (vector loop)
             for i in range(gb):
-                d = ex[gb + i] - ex[i]
+                y = ex[i] * inv[per]
+                d = ex[gb + i] * inv[per - 1]
+                ex[i] = y
+                ex[gb + i] = y + d
                 z = d * d
                 p = 5461.0 / 99632332800.0
                 p = p * z - 691.0 / 1916006400.0
@@ -291,11 +289,16 @@ def _route_iid(
                 p = p * z + 1.0 / 2880.0
                 p = p * z - 1.0 / 192.0
                 p = p * z + 1.0 / 8.0
-                key[i] = -ex[i] + (0.6931471805599453 - 0.5 * d + p * z)
+                key[i] = -y + (0.6931471805599453 - 0.5 * d + p * z)
             for i in range(gb):
                 if ex[gb + i] - ex[i] >= 0.25:
                     key[i] = _log_pair(ex[i], ex[gb + i])
         else:
+            for i in range(gb):
+                ex[i] *= inv[per]
+            for n in range(1, q):
+                for i in range(gb):
+                    ex[n * gb + i] = ex[(n - 1) * gb + i] + ex[n * gb + i] * inv[per - n]
             for i in range(gb):
                 total = 0.0
                 for n in range(q):
