@@ -256,9 +256,13 @@ def _route_iid(
     rank = np.zeros(groups * BATCH, np.int64)
     kept = np.zeros((BATCH, limit + 1), np.int64)
     head = np.zeros((BATCH, limit + 1))
+    runner_up = np.zeros((BATCH, limit + 1))  # a kept group's second score (the known next head when q = 2)
     cnt = np.zeros((BATCH, limit + 1), np.int64)
     used = np.zeros(BATCH, np.int64)
     popped = np.zeros((BATCH, k), np.int64)
+    local_gpu = np.zeros(per, np.int64)  # GPU of a group's expert, within its node
+    for i in range(per):
+        local_gpu[i] = gpu_of[i] - gpu_of[0]
     words = np.zeros(2 * BATCH, np.uint64)
     taken = np.zeros(limit, np.int64)
     reach = np.zeros(limit, np.int64)
@@ -317,6 +321,7 @@ def _route_iid(
             for g in range(groups):  # branch-free: written always, kept when ranked high enough
                 kept[b, nk] = g
                 head[b, nk] = ex[g * BATCH + b]
+                runner_up[b, nk] = ex[(min(1, q - 1) * groups + g) * BATCH + b]
                 cnt[b, nk] = 0
                 nk += rank[g * BATCH + b] < limit
             used[b] = b * k
@@ -332,7 +337,7 @@ def _route_iid(
                 c = cnt[b, bj] + 1
                 cnt[b, bj] = c
                 # next head, branch-free: drawn in the group step (c < q), else the next arrival
-                known = ex[(min(c, q - 1) * groups + kept[b, bj]) * BATCH + b]
+                known = runner_up[b, bj] if q == 2 else ex[(min(c, q - 1) * groups + kept[b, bj]) * BATCH + b]
                 drawn = best + lazy[used[b]] * inv[per - c]
                 nxt = known if c < q else drawn
                 head[b, bj] = nxt if c < per else math.inf
@@ -371,7 +376,7 @@ def _route_iid(
                     out[t, pop] = e
                     if count:
                         tpe[e] += 1
-                        reach[j] |= 1 << (gpu_of[e] - kept[b, j] * gpn)
+                        reach[j] |= 1 << local_gpu[index]
                 if count:  # the traffic of token t: its kept groups are the nodes it reaches
                     sg = src[t]
                     sn = gpu_of[-1 - sg]
