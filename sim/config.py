@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from sim.errors import LayoutError, ScenarioError
-from sim.hardware.gpu import SmSplit
+from sim.hardware.gpu import H800, SmSplit, datasheet_for
 from sim.hardware.profile import DEFAULT_PROFILE, load_profile
 from sim.limits import check_scenario_sizes
 from sim.model.spec import DEEPSEEK_V3, ModelSpec
@@ -304,6 +304,12 @@ def parse_scenario(data: Any) -> Scenario:
         raise validation_error(err, Scenario) from None
     check_scenario_sizes(scenario)  # counts bounded before any schedule is built (sim.limits)
     plan = scenario.pipeline
+    if scenario.training is not None:
+        given = scenario.workload.model_fields_set
+        if "tokens" in given:
+            raise ScenarioError("workload.tokens", "set by the training step: model.seq_len x microbatch_sequences")
+        if given & {"layers_per_stage", "first_layer"}:
+            raise ScenarioError("workload.layers_per_stage", "set by the training step's layout (pipeline.pp)")
     if scenario.training is None:
         if plan.microbatches is None:
             raise ScenarioError("pipeline.microbatches", "required (or add a training section to derive it)")
@@ -365,6 +371,11 @@ def _attach_profile(scenario: Scenario, base: Path) -> None:
     if profile.device.sms != sms:
         raise ScenarioError("profile", f"profile is for a GPU with {profile.device.sms} SMs, the cluster's has {sms}")
     scenario._profile_path = path
+    if scenario.training is not None and scenario.training.check_memory:
+        from sim.training.step_result import check_memory
+
+        layout, schedule = scenario.step_layout()
+        check_memory(scenario.model, layout, schedule, datasheet_for(profile.device.name) or H800)
 
 
 def load_scenario(path: str | Path) -> Scenario:

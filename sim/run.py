@@ -27,7 +27,7 @@ from sim.training.chunks import ChunkInputs
 from sim.training.dp import DpSpec
 from sim.training.setup import ChunkConfig, ChunkSetup, build_chunk
 from sim.training.step import Progress, StepRun, StepSpec, run_step
-from sim.training.step_result import StepResult, account, rank_memory
+from sim.training.step_result import StepResult, account
 
 ACTIVATION_BYTES = 2  # a stage-to-stage send carries the hidden states in BF16 (DeepSeek-V3 report 3.3)
 
@@ -225,12 +225,6 @@ def step_spec(sc: Scenario) -> tuple[StepSpec, GpuSpec]:
     t = sc.training
     assert t is not None
     w = sc.workload
-    if "tokens" in w.model_fields_set:
-        raise ScenarioError(
-            "workload.tokens", "set by the training step: model.seq_len x training.microbatch_sequences"
-        )
-    if "layers_per_stage" in w.model_fields_set or "first_layer" in w.model_fields_set:
-        raise ScenarioError("workload.layers_per_stage", "set by the training step's layout (pipeline.pp)")
     layout, schedule = sc.step_layout()
     profile = load_profile(sc.profile_path)
     cost = CostModel(profile)
@@ -252,17 +246,6 @@ def step_spec(sc: Scenario) -> tuple[StepSpec, GpuSpec]:
         fidelity=t.fidelity,
         routing_samples=samples,
     )
-    if t.check_memory:
-        for d in range(layout.devices):
-            mem = rank_memory(inputs, schedule, d)
-            if mem.total > gpu.hbm_GB * 1e9:
-                parts = ", ".join(f"{k} {v:.1f}" for k, v in mem.to_dict().items() if k != "total")
-                raise ScenarioError(
-                    "training",
-                    f"pipeline rank {d} needs {mem.total / 1e9:.1f} GB per GPU ({parts} GB), more than the "
-                    f"{gpu.name}'s {gpu.hbm_GB:g} GB: raise pipeline.pp or training.gpus, lower "
-                    "training.microbatch_sequences, or set training.check_memory: false",
-                )
     cluster = sc.cluster_spec()
     spec = StepSpec(
         inputs=inputs,

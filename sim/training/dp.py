@@ -29,11 +29,13 @@ import numpy as np
 import simpy
 
 from sim.model.params import StageParams, stage_params
+from sim.model.spec import ModelSpec
 from sim.network.collectives import collective_process
 from sim.network.flows import FlowNetwork
 from sim.network.topology import Topology
 from sim.pipeline.ops import Schedule
 from sim.training.chunks import ChunkInputs
+from sim.training.layout import Layout
 from sim.training.memory import dp_collectives, optimizer_traffic
 
 
@@ -53,19 +55,19 @@ class DpTimes:
     optimizer_bytes: float
 
 
-def device_params(inputs: ChunkInputs, schedule: Schedule, device: int) -> StageParams:
+def device_params(model: ModelSpec, layout: Layout, schedule: Schedule, device: int) -> StageParams:
     """Parameters on one GPU of pipeline rank ``device``: the layers of every stage it holds, the
     embedding where it holds a first stage or the MTP module (which shares it), the output head where
     it holds a last stage."""
-    m = inputs.model
-    mine = [inputs.layout.stages[s] for s, d in enumerate(schedule.stage_device) if d == device]
+    m = model
+    mine = [layout.stages[s] for s, d in enumerate(schedule.stage_device) if d == device]
     layers = sorted({i for p in mine for i in p.layers if i < m.n_layers})
     last = any(p.last for p in mine)
     first = any(p.first for p in mine)
     return stage_params(
         m,
         layers,
-        ep=inputs.layout.ep,
+        ep=layout.ep,
         embedding=first or (last and m.mtp_depth > 0),
         head=last,
         mtp=last and m.mtp_depth > 0,
@@ -97,7 +99,7 @@ def dp_times(
     """The DP phase of rank ``device``; ``memo`` shares collective timings between identical ranks."""
     memo = {} if memo is None else memo
     lay = inputs.layout
-    p = device_params(inputs, schedule, device)
+    p = device_params(inputs.model, lay, schedule, device)
     gpus = lay.rank_gpus(device)
     g = lay.gpus_per_node
     algo = spec.algorithm if len(gpus) % g == 0 and len(gpus) > g else "ring"

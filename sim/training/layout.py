@@ -131,6 +131,11 @@ def build_layout(
     if gpus % devices:
         raise ScenarioError("training.gpus", f"{gpus} GPUs do not divide into {devices} pipeline ranks")
     per_rank = gpus // devices
+    if per_rank % gpus_per_node and per_rank > 1:
+        raise ScenarioError(
+            "training.gpus",
+            f"{gpus} GPUs give each of {devices} pipeline ranks {per_rank} GPUs, not whole nodes of {gpus_per_node}",
+        )
     if ep > per_rank:
         raise ScenarioError("workload.ep", f"EP {ep} is larger than a pipeline rank's {per_rank} GPUs")
     if per_rank % ep:

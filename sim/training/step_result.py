@@ -25,12 +25,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sim.errors import ScenarioError
 from sim.hardware.gpu import GpuSpec
 from sim.model.flops import training_flops_per_token
+from sim.model.spec import ModelSpec
 from sim.pipeline.ops import Op, Schedule
 from sim.training.chunk import ChunkResult
-from sim.training.chunks import ChunkInputs
 from sim.training.dp import device_params
+from sim.training.layout import Layout
 from sim.training.memory import Memory, activation_bytes, static_memory
 from sim.training.stats import merge_intervals
 from sim.training.step import StepRun
@@ -87,26 +89,25 @@ class RankBreakdown:
         return self.forward_only_s + self.backward_only_s + self.weight_only_s + self.overlapped_fb_s
 
 
-def stage_activations(inputs: ChunkInputs, stage: int) -> float:
+def stage_activations(model: ModelSpec, layout: Layout, stage: int) -> float:
     """Activation bytes one micro-batch keeps on a GPU of schedule stage ``stage`` (DeepSeek's recipe,
     :mod:`sim.training.memory`)."""
-    m = inputs.model
-    place = inputs.layout.stages[stage]
+    place = layout.stages[stage]
     return activation_bytes(
-        m,
-        [i for i in place.layers if i < m.n_layers],
-        inputs.layout.tokens,
+        model,
+        [i for i in place.layers if i < model.n_layers],
+        layout.tokens,
         embedding=place.first,
         head=place.last,
-        mtp=place.last and m.mtp_depth > 0,
+        mtp=place.last and model.mtp_depth > 0,
     )
 
 
-def activation_peak(inputs: ChunkInputs, schedule: Schedule, device: int) -> float:
+def activation_peak(model: ModelSpec, layout: Layout, schedule: Schedule, device: int) -> float:
     """Most activation bytes rank ``device`` holds at once: a micro-batch's activations of a stage are
     allocated when its F starts and freed when its backward is complete (B, or W when split). A rank
     runs its actions one after another, so their order alone fixes the peak."""
-    per = {s: stage_activations(inputs, s) for s, d in enumerate(schedule.stage_device) if d == device}
+    per = {s: stage_activations(model, layout, s) for s, d in enumerate(schedule.stage_device) if d == device}
     level = peak = 0.0
     for action in schedule.actions[device]:
         atoms = action.atoms()
@@ -120,11 +121,24 @@ def activation_peak(inputs: ChunkInputs, schedule: Schedule, device: int) -> flo
     return peak
 
 
-def rank_memory(inputs: ChunkInputs, schedule: Schedule, device: int) -> Memory:
+def rank_memory(model: ModelSpec, layout: Layout, schedule: Schedule, device: int) -> Memory:
     """Parameters, gradients, optimizer shard and peak activations on one GPU of rank ``device``."""
-    lay = inputs.layout
-    static = static_memory(device_params(inputs, schedule, device), dp=lay.dp, expert_dp=lay.expert_dp)
-    return Memory(static.params, static.grads, static.optimizer, activation_peak(inputs, schedule, device))
+    static = static_memory(device_params(model, layout, schedule, device), dp=layout.dp, expert_dp=layout.expert_dp)
+    return Memory(static.params, static.grads, static.optimizer, activation_peak(model, layout, schedule, device))
+
+
+def check_memory(model: ModelSpec, layout: Layout, schedule: Schedule, gpu: GpuSpec) -> None:
+    """Refuse a layout whose memory per GPU exceeds the GPU's (naming the keys that change it)."""
+    for d in range(layout.devices):
+        mem = rank_memory(model, layout, schedule, d)
+        if mem.total > gpu.hbm_GB * 1e9:
+            parts = ", ".join(f"{k} {v:.1f}" for k, v in mem.to_dict().items() if k != "total")
+            raise ScenarioError(
+                "training",
+                f"pipeline rank {d} needs {mem.total / 1e9:.1f} GB per GPU ({parts} GB), more than the "
+                f"{gpu.name}'s {gpu.hbm_GB:g} GB: raise pipeline.pp or training.gpus, lower "
+                "training.microbatch_sequences, or set training.check_memory: false",
+            )
 
 
 def rank_breakdowns(step: StepRun) -> list[RankBreakdown]:
@@ -149,7 +163,7 @@ def rank_breakdowns(step: StepRun) -> list[RankBreakdown]:
         s = sums[d]
         busy = s[Op.F] + s[Op.B] + s[Op.I] + s[Op.W] + s[Op.FB]
         dp_comm = dp.reduce_scatter_s + dp.all_gather_s
-        mem = rank_memory(inp, sched, d)
+        mem = rank_memory(inp.model, lay, sched, d)
         out.append(
             RankBreakdown(
                 rank=d,

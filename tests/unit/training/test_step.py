@@ -1,0 +1,229 @@
+"""The training step: accounting invariants, layout, fidelity modes, what-ifs and refusals."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from sim.cli import main
+from sim.config import default_scenario_path, load_scenario
+from sim.pipeline.ops import Op
+from sim.run import TrainingRun, simulate_training
+
+ROOT = Path(__file__).resolve().parents[3]
+BASE: dict[str, Any] = yaml.safe_load(default_scenario_path().read_text())
+BASE["profile"] = str(ROOT / "calibrate" / "profiles" / "h800.json")
+BASE["cluster"]["topology"] = str(ROOT / "topologies" / "deepseek-v3-mpft.yaml")
+_CACHE: dict[str, TrainingRun] = {}
+
+
+def scenario_file(tmp: Path, **over: Any) -> Path:
+    """The default scenario with dotted-key overrides (``pipeline.pp=8``), written to ``tmp``."""
+    data = copy.deepcopy(BASE)
+    for key, value in over.items():
+        *parents, last = key.split("__")
+        node = data
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    path = tmp / f"s{abs(hash(json.dumps(over, sort_keys=True, default=str)))}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def step(tmp_path_factory: pytest.TempPathFactory, **over: Any) -> TrainingRun:
+    key = json.dumps(over, sort_keys=True, default=str)
+    if key not in _CACHE:
+        _CACHE[key] = simulate_training(load_scenario(scenario_file(tmp_path_factory.mktemp("sc"), **over)))
+    return _CACHE[key]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> TrainingRun:
+    return step(tmp_path_factory)
+
+
+def test_breakdown_adds_up_to_the_step_on_every_rank(base: TrainingRun) -> None:
+    r = base.result
+    assert len(r.ranks) == 16
+    for x in r.ranks:
+        parts = (
+            x.forward_only_s
+            + x.backward_only_s
+            + x.weight_only_s
+            + x.overlapped_fb_s
+            + x.bubble_s
+            + x.optimizer_s
+            + x.dp_comm_exposed_s
+        )
+        assert parts == pytest.approx(r.step_time_s, rel=1e-12)
+        assert x.bubble_s >= 0 and x.optimizer_s > 0 and x.dp_comm_exposed_s > 0
+        assert 0 < x.ep_comm_exposed_s < x.busy_s
+
+
+def test_every_action_runs_once_and_breakdown_comes_from_the_spans(base: TrainingRun) -> None:
+    pipe = base.step.reported_pipeline()
+    sched = pipe.run.schedule
+    spans = pipe.run.recorder.spans
+    assert sorted((s.device, s.pos) for s in spans) == [(d, i) for d in range(16) for i in range(len(sched.actions[d]))]
+    fb = sum(s.end - s.start for s in spans if s.device == 0 and sched.actions[0][s.pos].op is Op.FB)
+    assert base.result.ranks[0].overlapped_fb_s == pytest.approx(fb)
+    # a forward of stage s+1 starts only after stage s's forward of the same micro-batch has ended
+    f_end = {(a.stage, a.mb): s.end for s in spans for a in sched.actions[s.device][s.pos].atoms() if a.op is Op.F}
+    for s in spans:
+        for a in sched.actions[s.device][s.pos].atoms():
+            prev = sched.prev_stage(a.stage, a.mb) if a.op is Op.F else None
+            if prev is not None:
+                assert s.start >= f_end[(prev, a.mb)]
+
+
+def test_layout_and_placement_follow_deepseek(base: TrainingRun) -> None:
+    lay = base.step.spec.inputs.layout
+    sched = base.step.spec.schedule
+    assert (lay.gpus_per_rank, lay.dp, lay.expert_dp, lay.microbatches, lay.tokens) == (128, 128, 2, 120, 4096)
+    on_rank0 = [lay.stages[s] for s, d in enumerate(sched.stage_device) if d == 0]
+    assert any(p.first for p in on_rank0) and any(p.last for p in on_rank0)  # embedding and head + MTP on rank 0
+    for route in sched.routes:
+        layers = [i for s in route for i in lay.stages[s].layers]
+        assert layers == list(range(62))  # 61 layers then the MTP block, each once per route
+    assert base.result.tokens_per_step == 15360 * 4096
+
+
+def test_throughput_figures_follow_from_the_step_time(base: TrainingRun) -> None:
+    r = base.result
+    assert r.tokens_per_day == pytest.approx(r.tokens_per_step / r.step_time_s * 86400)
+    assert r.gpu_hours_per_trillion_tokens == pytest.approx(2048 * r.step_time_s / 3600 * 1e12 / r.tokens_per_step)
+    assert 0 < r.mfu(True) < r.mfu(False) < 1
+    assert r.tflops_per_gpu(True) == pytest.approx(r.mfu(True) * 989)
+
+
+def test_json_shape(base: TrainingRun) -> None:
+    d = base.to_dict()
+    keys = {"forward_only_s", "backward_only_s", "weight_only_s", "overlapped_fb_s", "bubble_s", "optimizer_s"}
+    keys |= {"dp_comm_exposed_s", "ep_comm_exposed_s"}
+    assert set(d["breakdown"]) == keys
+    assert len(d["per_rank"]) == 16 and keys <= set(d["per_rank"][0])
+    assert set(d["mfu"]) == {"bf16_noncausal", "bf16_causal"}
+    assert set(d["tflops_per_gpu"]) == {"noncausal", "causal"}
+    assert set(d["memory_per_gpu_GB"]) == {"params", "grads", "optimizer", "activations_peak", "total"}
+    assert d["memory_per_gpu_GB"]["total"] < 80
+    for k in ("step_time_s", "tokens_per_day", "gpu_hours_per_trillion_tokens", "reported_rank"):
+        assert k in d
+
+
+def test_same_seed_same_step(tmp_path_factory: pytest.TempPathFactory, base: TrainingRun) -> None:
+    again = simulate_training(load_scenario(scenario_file(tmp_path_factory.mktemp("again"))))
+    assert again.to_dict() | {"stats": None} == base.to_dict() | {"stats": None}
+
+
+def test_per_gpu_fidelity_agrees_with_representative_under_balanced_routing(
+    tmp_path_factory: pytest.TempPathFactory, base: TrainingRun
+) -> None:
+    per_gpu = step(tmp_path_factory, training__fidelity="per-gpu")
+    assert per_gpu.result.stats["pipelines"] == 2  # one per EP group of a rank
+    assert per_gpu.result.step_time_s == pytest.approx(base.result.step_time_s, rel=0.01)
+
+
+# what-if key, value, (low, high) bounds on step time / base step time
+WHAT_IFS = [
+    ("comm__coprocessor", True, (0.80, 0.97)),  # all 132 SMs compute: faster
+    ("comm__sms", 12, (1.02, 1.20)),  # fewer channels: the all-to-all no longer hides
+    ("cluster__nic_Gbps", 200, (1.05, 1.30)),  # half the IB bandwidth
+    ("cluster__nic_Gbps", 800, (0.95, 1.0)),  # 2x IB: DeepEP is bound by its channels, little gain
+    ("cluster__nvlink_GBps", 450, (0.97, 1.0)),  # faster NVLink: only the DP collectives gain
+    ("model__n_limited_groups", 2, (0.90, 0.99)),  # node limit 2: less IB traffic
+    ("model__n_limited_groups", 8, (1.05, 1.30)),  # no node limit: more IB traffic
+    ("pipeline__schedules", ["1f1b"], (1.3, 2.0)),  # no F&B overlap: all-to-all exposed
+    ("pipeline__schedules", ["dualpipev"], (0.98, 1.02)),  # same overlap, half the ranks
+    ("cluster__topology", str(ROOT / "topologies" / "deepseek-v3-ft2.yaml"), (1.0, 1.10)),  # ECMP, no planes
+    ("training__global_batch", 7680, (0.5, 0.6)),  # half the micro-batches: ramp and drain weigh more
+    ("training__gpus", 1024, (1.7, 2.0)),  # half the GPUs: DP 64, 240 micro-batches
+    ("pipeline__pp", 32, (1.05, 1.40)),  # 2 layers per stage: head and MTP stage dominate more
+    ("training__dp_overlap", "tail", (0.99, 1.0)),  # reduce-scatter as soon as a rank is done
+    ("profile", str(ROOT / "calibrate" / "profiles" / "h800-datasheet.json"), (0.80, 0.97)),  # 0.7 of peak
+]
+
+
+@pytest.mark.parametrize("key,value,bounds", WHAT_IFS, ids=[f"{k}={v}" for k, v, _ in WHAT_IFS])
+def test_what_if_direction_and_size(
+    tmp_path_factory: pytest.TempPathFactory, base: TrainingRun, key: str, value: Any, bounds: tuple[float, float]
+) -> None:
+    ratio = step(tmp_path_factory, **{key: value}).result.step_time_s / base.result.step_time_s
+    assert bounds[0] <= ratio <= bounds[1], ratio
+
+
+def test_h200_profile_beats_the_h100_profile(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Both profiles were measured with the same microbenchmarks (no trace kernels): the H200's faster
+    HBM shows in the memory-bound ops."""
+    prof = ROOT / "calibrate" / "profiles"
+    h200 = step(tmp_path_factory, profile=str(prof / "h200-measured.json")).result.step_time_s
+    h100 = step(tmp_path_factory, profile=str(prof / "h100-sxm-device.json")).result.step_time_s
+    assert h200 < h100
+
+
+def test_longer_sequences_cost_more_per_token(tmp_path_factory: pytest.TempPathFactory, base: TrainingRun) -> None:
+    longer = step(
+        tmp_path_factory, model__seq_len=8192, training__global_batch=7680, training__check_memory=False
+    ).result
+    assert longer.tokens_per_step == base.result.tokens_per_step
+    assert 1.0 < longer.step_time_s / base.result.step_time_s < 1.5  # attention grows with the sequence
+
+
+REFUSALS = [
+    ({"pipeline__pp": 64}, "pipeline.pp"),
+    ({"workload__ep": 256}, "workload.ep"),
+    ({"workload__ep": 24}, "workload.ep"),
+    ({"training__gpus": 4096}, "training.gpus"),
+    ({"training__gpus": 2000}, "training.gpus"),
+    ({"pipeline__pp": 8}, "training: pipeline rank 0 needs"),  # memory over the H800's 80 GB
+    ({"pipeline__microbatches": 60}, "pipeline.microbatches"),
+    ({"training__global_batch": 1000}, "training.global_batch"),
+    ({"pipeline__schedules": ["dualpipe", "1f1b"]}, "pipeline.schedules"),
+    ({"workload__tokens": 8192}, "workload.tokens"),
+    ({"training__fidelity": "exact"}, "training.fidelity"),
+]
+
+
+@pytest.mark.parametrize("over,key", REFUSALS, ids=[k for _, k in REFUSALS])
+def test_impossible_layouts_are_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], over: dict[str, Any], key: str
+) -> None:
+    path = scenario_file(tmp_path, **over)
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(path), "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert str(path) in err and key in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_writes_the_report_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(scenario_file(tmp_path)), "-o", str(tmp_path), "--format", "json"])
+    assert info.value.code == 0
+    printed = json.loads(capsys.readouterr().out)
+    folder = tmp_path / "deepseek-v3-pretrain"
+    assert {p.name for p in folder.iterdir()} == {
+        "report.md",
+        "summary.json",
+        "spans.parquet",
+        "gantt.png",
+        "trace.json",
+    }
+    assert json.loads((folder / "summary.json").read_text())["step_time_s"] == printed["step_time_s"]
+    spans = pd.read_parquet(folder / "spans.parquet")
+    assert {"rank", "stream", "layer", "op", "microbatch", "start_s", "end_s"} <= set(spans.columns)
+    assert set(spans["stream"]) == {"compute", "wgrad", "comm", "dp"}
+    assert spans["end_s"].max() == pytest.approx(printed["step_time_s"])
+    assert (spans["end_s"] >= spans["start_s"]).all()
+    trace = json.loads((folder / "trace.json").read_text())
+    ranks = {e["pid"] for e in trace["traceEvents"] if e["ph"] == "X"}
+    tracks = {(e["pid"], e["tid"]) for e in trace["traceEvents"] if e["ph"] == "X"}
+    assert ranks == set(range(16)) and (0, 27) in tracks and (0, 7) in tracks
+    assert "GPU-hours per trillion tokens" in (folder / "report.md").read_text()
