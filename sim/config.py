@@ -212,6 +212,9 @@ class TrainingSpec(_Strict):
         None, ge=1, description="sequences per step [default: 15360, DeepSeek-V3's batch after its ramp]"
     )
     microbatch_sequences: int = Field(1, ge=1, description="sequences per micro-batch per GPU")
+    layers_per_stage: list[int] | None = Field(
+        None, description="layers of each stage along a route, first to last [default: as even as possible]"
+    )
     fidelity: str = Field(
         "representative", pattern="^(representative|per-gpu)$", description="one EP group, or every EP group"
     )
@@ -291,6 +294,7 @@ class Scenario(_Strict):
             t.global_batch,
             self.pipeline.microbatches,
             t.microbatch_sequences,
+            t.layers_per_stage,
         )
 
 

@@ -20,7 +20,7 @@ from sim.cli.network import collective_cmd, topology_app
 from sim.cli.schedules import _print_table, schedules_app
 from sim.config import Scenario, default_scenario_path, load_scenario
 from sim.errors import ScenarioError
-from sim.outputs import atomic_dir
+from sim.outputs import atomic_dir, atomic_write_text
 from sim.results import chrome_trace, spans_frame
 from sim.run import simulate
 
@@ -134,7 +134,11 @@ def _run_training(sc: Scenario, output: Path, fmt: Format, quiet: bool) -> None:
 @app.command()
 def validate(
     scenario: Annotated[
-        Path, typer.Argument(help="scenario YAML, or 'trace' to check the twin against DeepSeek's trace")
+        Path,
+        typer.Argument(
+            help="scenario YAML; 'trace': the twin against DeepSeek's trace; 'published': every published "
+            "figure (docs/validation.md)"
+        ),
     ],
     profile: Annotated[
         Path | None,
@@ -145,9 +149,28 @@ def validate(
         ),
     ] = None,
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="published: write the Markdown here [default: stdout]")
+    ] = None,
 ) -> None:
     """Check a scenario file without running it; ``twin validate trace`` predicts DeepSeek's F&B chunk
-    pair and prints it beside the trace (span, the 10 annotations, stream busy and hidden fractions)."""
+    pair and prints it beside the trace (span, the 10 annotations, stream busy and hidden fractions);
+    ``twin validate published -o docs/validation.md`` regenerates the table of every published figure."""
+    if str(scenario) == "published" and not scenario.exists():
+        from reports.validation import validation_markdown
+
+        if output is not None and output.suffix != ".md":
+            raise ScenarioError("--output", f"must be a Markdown file (.md), got {str(output)!r}")
+        with err.status("validating") as status:
+            text = validation_markdown(lambda name: status.update(f"validating: {name}"))
+        if output is None:
+            print(text)
+        else:
+            atomic_write_text(output, text + "\n")
+            out.print(f"written to {output}")
+        return
+    if output is not None:
+        raise ScenarioError("--output", "only for 'twin validate published'")
     if str(scenario) == "trace" and not scenario.exists():
         from sim.hardware.profile import DEFAULT_PROFILE
 

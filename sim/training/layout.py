@@ -92,11 +92,18 @@ class Layout:
         }
 
 
-def placements(model: ModelSpec, schedule: Schedule) -> tuple[StagePlacement, ...]:
-    """Layers and extras of every schedule stage, from the order of the stages along each route."""
+def placements(
+    model: ModelSpec, schedule: Schedule, layers_per_stage: list[int] | None = None
+) -> tuple[StagePlacement, ...]:
+    """Layers and extras of every schedule stage, from the order of the stages along each route
+    (``layers_per_stage``: the layers of each stage along a route, first to last, else as even as
+    possible)."""
     out: dict[int, StagePlacement] = {}
     for route in schedule.routes:
-        ranges = stage_layers(model.n_layers, len(route))
+        try:
+            ranges = stage_layers(model.n_layers, len(route), layers_per_stage)
+        except ScenarioError as err:
+            raise ScenarioError("training.layers_per_stage", err.message) from None
         for i, stage in enumerate(route):
             layers = tuple(ranges[i])
             last = i == len(route) - 1
@@ -118,6 +125,7 @@ def build_layout(
     global_batch: int | None,
     microbatches: int | None,
     microbatch_sequences: int,
+    layers_per_stage: list[int] | None = None,
 ) -> tuple[Layout, Schedule]:
     """The layout and the schedule of a training step; errors name the scenario key to change."""
     info = SCHEDULES.get(schedule_name)
@@ -166,7 +174,7 @@ def build_layout(
         schedule = build_schedule(schedule_name, pp, per_pipeline, virtual_stages)
     except LayoutError as err:
         raise err.with_prefix("pipeline") from None
-    stages = placements(model, schedule)
+    stages = placements(model, schedule, layers_per_stage)
     if any(not p.layers for p in stages):
         raise ScenarioError("pipeline.pp", f"{schedule.num_stages} stages leave a stage without layers")
     layout = Layout(
