@@ -149,8 +149,9 @@ def gemm_section() -> list[str]:
         p = s.params
         if s.op != "gemm" or "m" not in p or int(p["m"]) < 512:
             continue
-        scaling = p.get("scaling") if p["dtype"] == "fp8" else None
-        t = ref.gemm_time(int(p["m"]), int(p["n"]), int(p["k"]), p["dtype"], int(p.get("sms", 132)), scaling)
+        dtype = str(p["dtype"])
+        scaling = str(p["scaling"]) if dtype == "fp8" and "scaling" in p else None
+        t = ref.gemm_time(int(p["m"]), int(p["n"]), int(p["k"]), dtype, int(p.get("sms", 132)), scaling)
         errs.append(t / s.time_s - 1)
     e = np.array(errs)
     return [
