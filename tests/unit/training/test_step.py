@@ -145,6 +145,8 @@ WHAT_IFS = [
     ("training__global_batch", 7680, (0.5, 0.6)),  # half the micro-batches: ramp and drain weigh more
     ("training__gpus", 1024, (1.7, 2.0)),  # half the GPUs: DP 64, 240 micro-batches
     ("pipeline__pp", 32, (1.05, 1.40)),  # 2 layers per stage: head and MTP stage dominate more
+    ("workload__ep", 32, (0.95, 1.0)),  # 4 nodes per EP group: less IB traffic per token
+    ("workload__ep", 128, (1.0, 1.05)),  # 16 nodes: node limit 4 of 16 groups, more IB
     ("training__dp_overlap", "tail", (0.99, 1.0)),  # reduce-scatter as soon as a rank is done
     ("profile", str(ROOT / "calibrate" / "profiles" / "h800-datasheet.json"), (0.80, 0.97)),  # 0.7 of peak
 ]
