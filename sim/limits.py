@@ -18,6 +18,7 @@ MAX_PP = 4096  # pipeline stages
 MAX_MICROBATCHES = 1 << 20
 MAX_VIRTUAL_STAGES = 256
 MAX_SCHEDULE_ACTIONS = 1_000_000  # actions of one schedule (PP x micro-batches x ops); ~20 s to run
+MAX_STEP_ACTIONS = 250_000  # actions of a training step's schedule, each a chunk: ~1 min representative
 MAX_EXPERTS = 1 << 16
 MAX_TOKENS = 1 << 24  # tokens per GPU / per step
 MAX_HIDDEN = 1 << 20

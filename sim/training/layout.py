@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.errors import LayoutError, ScenarioError
+from sim.limits import MAX_STEP_ACTIONS, require_count, schedule_actions
 from sim.model.spec import ModelSpec
 from sim.model.stages import stage_layers
 from sim.pipeline.ops import Schedule
@@ -170,6 +171,13 @@ def build_layout(
             f"{microbatches} does not match training.global_batch {global_batch} / (DP {dp} x "
             f"{microbatch_sequences} sequence(s)) = {per_pipeline}; give one of them",
         )
+    require_count(
+        schedule_actions(pp, per_pipeline, virtual_stages),
+        MAX_STEP_ACTIONS,
+        f"the step's action count (3 x PP x virtual stages x {per_pipeline:,} micro-batches)",
+        "training.global_batch",
+        "use a smaller global batch or more sequences per micro-batch",
+    )
     try:
         schedule = build_schedule(schedule_name, pp, per_pipeline, virtual_stages)
     except LayoutError as err:

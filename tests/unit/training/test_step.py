@@ -186,6 +186,7 @@ REFUSALS = [
     ({"pipeline__pp": 8}, "training: pipeline rank 0 needs"),  # memory over the H800's 80 GB
     ({"pipeline__microbatches": 60}, "pipeline.microbatches"),
     ({"training__global_batch": 1000}, "training.global_batch"),
+    ({"training__global_batch": 128_000_000}, "training.global_batch: the step's action count"),
     ({"pipeline__schedules": ["dualpipe", "1f1b"]}, "pipeline.schedules"),
     ({"workload__tokens": 8192}, "workload.tokens"),
     ({"training__fidelity": "exact"}, "training.fidelity"),
