@@ -28,9 +28,10 @@ arrivals are a superposition of independent hazards, simulated exactly by thinni
 For ``random`` every weight is 1 and the clock is the Rényi representation of uniform order
 statistics, kept as ``y = -log(score)``: the largest of ``m`` uniforms below ``exp(-y)`` is
 ``exp(-(y + E / m))``. Groups are ranked by ``log(exp(-y1) + exp(-y2))`` (a series below
-``y2 - y1 = 0.25``, error < 1e-14) and merged on ``y``, so no exponential or logarithm is computed
-per token. Which experts hold a group's top ranks is a uniform random subset of the group
-(exchangeability), drawn once at the end (Floyd's algorithm) instead of per arrival.
+``y2 - y1 = 0.25``, error < 1e-14) and merged on ``y``, so exponentials and logarithms are computed only
+in rare fix-ups. Which experts hold a group's top ranks is a uniform random subset of the group
+(exchangeability), drawn once at the end (log2(group size)-bit indices, repeats rejected, for groups of a
+power of two up to 32; else Floyd's algorithm) instead of per arrival.
 
 **Selection.** Every group's first ``group_topk`` arrivals give its score; the ``limit`` best groups
 are kept; the top-k among them is a k-way merge of the kept groups' arrival streams, each advanced
