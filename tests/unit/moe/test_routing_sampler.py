@@ -26,6 +26,7 @@ SPECS = [
     V3,
     MoESpec(ep=16),
     MoESpec(ep=8),  # one node: one group of 256
+    MoESpec(ep=4),  # part of a node
     MoESpec(node_limit=8),  # plain top-k
     MoESpec(experts=48, topk=6, node_limit=3, ep=24, gpus_per_node=4),
     MoESpec(experts=12, topk=4, node_limit=2, ep=6, gpus_per_node=2),  # groups of 4: deep merges
