@@ -16,7 +16,6 @@ from sim.hardware.costmodel import CostModel
 from sim.hardware.gpu import SmSplit
 from sim.moe.deepep import KernelSpec, PhaseResult, simulate_phase
 from sim.moe.gating import Gating, balanced_choices, replay_choices
-from sim.moe.sampling import sample_choices, sample_traffic
 from sim.moe.select import CHUNK, select_experts
 from sim.moe.spec import MoESpec
 from sim.moe.traffic import Traffic, layer_traffic
@@ -72,6 +71,8 @@ def route_layers(
     def one(stream: np.random.SeedSequence) -> Traffic:
         rng = np.random.default_rng(stream)
         if fast:  # sampled and counted in one compiled pass
+            from sim.moe.sampling import sample_traffic  # imports numba: only when used
+
             return sample_traffic(spec, src, rng, gating.expert_weights(spec, rng))
         choices = route_choices(spec, tokens * spec.ep, gating, rng)
         return layer_traffic(choices, src, spec)
@@ -98,6 +99,8 @@ def route_choices(spec: MoESpec, total: int, gating: Gating | str, rng: np.rando
             raise ScenarioError("--routing-table", "replay needs a routing table")
         return replay_choices(gating.table, total, spec)
     if gating.uses_fast_sampler():
+        from sim.moe.sampling import sample_choices  # imports numba: only when used
+
         return sample_choices(spec, total, rng, gating.expert_weights(spec, rng))
     scores = gating.scorer(spec, rng)
     if total <= CHUNK:
