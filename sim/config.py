@@ -218,8 +218,8 @@ class TrainingSpec(_Strict):
     fidelity: str = Field(
         "representative", pattern="^(representative|per-gpu)$", description="one EP group, or every EP group"
     )
-    routing_samples: int | None = Field(
-        None, ge=1, le=1024, description="routings drawn per layer, cycled over micro-batches [1 balanced, 8 else]"
+    routing_samples: int = Field(
+        1, ge=1, le=1024, description="routings drawn per layer (per EP group in per-gpu), cycled over micro-batches"
     )
     dp_overlap: str = Field(
         "none", pattern="^(none|tail)$", description="ZeRO-1 collectives after the whole pipeline, or per rank"

@@ -233,7 +233,7 @@ def step_spec(sc: Scenario) -> tuple[StepSpec, GpuSpec]:
     params = w.params()
     kernel = KernelSpec(comm_sms=sc.comm.sms, notify_wait_us=params.notify_wait_us, coprocessor=sc.comm.coprocessor)
     gating = Gating(w.routing)
-    samples = t.routing_samples or (1 if gating.routing == "balanced" else 8)
+    samples = 1 if gating.routing == "balanced" else t.routing_samples
     inputs = ChunkInputs(
         model=sc.model,
         layout=layout,
