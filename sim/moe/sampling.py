@@ -68,6 +68,12 @@ def _jit(fn: Any) -> Any:
     return numba.njit(cache=True, nogil=True, error_model="numpy")(fn) if HAVE_NUMBA else fn
 
 
+def _leaf(fn: Any) -> Any:
+    """A compiled helper without reference counting (no allocation inside): called with many arrays
+    in a hot loop, it then costs a plain call instead of atomic reference-count updates per array."""
+    return numba.njit(cache=True, nogil=True, error_model="numpy", _nrt=False)(fn) if HAVE_NUMBA else fn
+
+
 def _inline(fn: Any) -> Any:
     """A helper compiled into its callers (numba IR inlining)."""
     return numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")(fn) if HAVE_NUMBA else fn
@@ -461,6 +467,126 @@ def _route_iid(
     state[0] = st
 
 
+SEGMENTS = 64  # segments of the dominating clock per group (skewed gating), each DELTA long
+DELTA = 0.125  # expected candidates per segment: a candidate's rejection chance is at most about DELTA
+MISSES = 4  # consecutive candidates naming arrived experts after which a group goes to exact rates
+EXPS = 4096  # exponentials drawn at a time by the skewed kernel
+
+
+@_jit
+def _segment_tables(
+    w: np.ndarray, segments: int, delta: float, start: np.ndarray, binv: np.ndarray, prob: np.ndarray, alias: np.ndarray
+) -> None:
+    """Piecewise-constant bounds of each group's total hazard ``H(r) = sum w_e / (1 + w_e r)``
+    (``w``: groups x per). Segment ``s`` of group ``g`` starts at time ``start[g, s]``, has the
+    constant rate ``B = H(start[g, s])`` (``binv`` = 1 / B) and lasts until the dominating clock
+    ``u`` (unit-rate candidates) has advanced by ``delta``; ``prob``/``alias`` (Vose) draw its
+    candidate expert ``e`` with probability ``w_e / (1 + w_e start) / B``. ``start[g, segments]``
+    is where the tables end."""
+    groups, per = w.shape
+    h = np.zeros(per)
+    scaled = np.zeros(per)
+    small = np.zeros(per, np.int64)
+    large = np.zeros(per, np.int64)
+    for g in range(groups):
+        r = 0.0
+        for s in range(segments):
+            start[g, s] = r
+            total = 0.0
+            for e in range(per):
+                h[e] = w[g, e] / (1.0 + w[g, e] * r)
+                total += h[e]
+            for e in range(per):
+                prob[g, s, e] = 1.0
+                alias[g, s, e] = e
+            if total <= 0.0:  # no positive weight: the group only has scores 0, tables unused
+                binv[g, s] = 0.0
+                continue
+            binv[g, s] = 1.0 / total
+            ns = 0
+            nl = 0
+            for e in range(per):
+                scaled[e] = h[e] * per / total
+                if scaled[e] < 1.0:
+                    small[ns] = e
+                    ns += 1
+                else:
+                    large[nl] = e
+                    nl += 1
+            while ns > 0 and nl > 0:
+                ns -= 1
+                a = small[ns]
+                nl -= 1
+                b = large[nl]
+                prob[g, s, a] = scaled[a]
+                alias[g, s, a] = b
+                scaled[b] -= 1.0 - scaled[a]
+                if scaled[b] < 1.0:
+                    small[ns] = b
+                    ns += 1
+                else:
+                    large[nl] = b
+                    nl += 1
+            r += delta / total
+        start[g, segments] = r
+
+
+@_leaf
+def _arrive_exact(
+    b: int,
+    g: int,
+    st: Any,
+    per: int,
+    w: np.ndarray,
+    accept: bool,
+    lane_r: np.ndarray,
+    posleft: np.ndarray,
+    arrived: np.ndarray,
+    h: np.ndarray,
+) -> tuple[int, float, Any]:
+    """The next arrival (expert, score) of group ``g`` of token ``b`` by thinning at the group's exact
+    current rate: from time ``r = lane_r[b, g]``, a candidate at ``r' = r + E / H(r)`` (``H``: the
+    total hazard of the experts left), naming expert ``e`` with probability ``h_e(r) / H(r)``
+    (a linear scan), accepted with probability ``h_e(r') / h_e(r) = (1 + w_e r) / (1 + w_e r')``.
+    Used past the segment tables and for groups whose arrived experts hold most of the tables'
+    rate; also draws the zero-weight experts (score 0, in random order) once nothing else is left.
+    """
+    if posleft[b, g] == 0:  # only zero-weight experts left: score 0, any of them (ties)
+        while True:
+            e, st = _below(st, per)
+            if not arrived[b, g, e]:
+                break
+        arrived[b, g, e] = True
+        return e, 0.0, st
+    gp = g * per
+    r = lane_r[b, g]
+    while True:
+        total = 0.0
+        for i in range(per):
+            we = w[gp + i]
+            h[i] = 0.0 if arrived[b, g, i] else we / (1.0 + we * r)
+            total += h[i]
+        x, st = _exponential(st)
+        r1 = r + x / total
+        a, st = _uniform(st)
+        target = a * total
+        e = -1
+        for i in range(per):
+            if h[i] > 0.0:
+                e = i
+                target -= h[i]
+                if target < 0.0:
+                    break
+        we = w[gp + e]
+        a, st = _uniform(st)
+        if not math.isfinite(r1) or not accept or a * (1.0 + we * r1) <= 1.0 + we * r:
+            lane_r[b, g] = r1
+            arrived[b, g, e] = True
+            posleft[b, g] -= 1
+            return e, 1.0 / (1.0 + r1), st
+        r = r1
+
+
 @_jit
 def _route_weighted(
     state: np.ndarray,
@@ -471,7 +597,8 @@ def _route_weighted(
     q: int,
     k: int,
     w: np.ndarray,
-    wmin: np.ndarray,
+    start: np.ndarray,
+    binv: np.ndarray,
     prob: np.ndarray,
     alias: np.ndarray,
     accept: bool,
@@ -487,22 +614,24 @@ def _route_weighted(
     tpe: np.ndarray,
     npt: np.ndarray,
 ) -> None:
-    """``skewed`` gating (weights ``w``, flat groups * per; alias tables by group): chosen experts
-    into ``out`` (unsorted), ``BATCH`` tokens at a time like ``_route_iid``; ``count`` as there.
-
-    The arrival step (thinning, see the module docstring) is written out twice, in the group step
-    and in the merge: a helper taking this many arrays costs numba reference counting on every call.
-    """
+    """``skewed`` gating (weights ``w``, flat groups * per; segment tables of ``_segment_tables``):
+    chosen experts into ``out`` (unsorted), ``BATCH`` tokens at a time like ``_route_iid``; ``count``
+    as there. Arrivals come from ``_arrive``."""
     st = state[0]
+    segments = binv.shape[1]
+    scale = per / 9007199254740992.0
     gseen = np.full(max(gpn, 1), -1, np.int64)
-    wtotal = np.zeros(groups)
     npos = np.zeros(groups, np.int64)
     for g in range(groups):
         for e in range(per):
-            wtotal[g] += w[g * per + e]
             npos[g] += w[g * per + e] > 0.0
-    clock = np.zeros((BATCH, groups))
-    wleft = np.zeros((BATCH, groups))
+    ebuf = np.zeros(EXPS)
+    bad = np.zeros(EXPS, np.bool_)
+    pos = EXPS
+    h = np.zeros(per)
+    lane_u = np.zeros((BATCH, groups))
+    lane_r = np.zeros((BATCH, groups))
+    lane_mode = np.zeros((BATCH, groups), np.int64)
     posleft = np.zeros((BATCH, groups), np.int64)
     nrev = np.zeros((BATCH, groups), np.int64)
     vals = np.zeros((BATCH, groups, per))
@@ -517,46 +646,55 @@ def _route_weighted(
         nb = min(BATCH, tokens - t0)
         for b in range(nb):
             for g in range(groups):
-                clock[b, g] = 0.0
-                wleft[b, g] = wtotal[g]
+                lane_u[b, g] = 0.0
+                lane_r[b, g] = 0.0
+                lane_mode[b, g] = 0
                 posleft[b, g] = npos[g]
                 total = 0.0
-                for n in range(q):
-                    e = 0
-                    we_ = 0.0
-                    if posleft[b, g] == 0:  # only zero-weight experts left: score 0, any of them (ties)
+                for n in range(q):  # the arrival step (written out twice: see the docstring)
+                    if posleft[b, g] == 0 or lane_mode[b, g] == 1:
+                        e, v, st = _arrive_exact(b, g, st, per, w, accept, lane_r, posleft, arrived, h)
+                    else:  # the segment tables (see _route_weighted)
+                        u = lane_u[b, g]
+                        misses = 0
                         while True:
-                            e, st = _below(st, per)
-                            if not arrived[b, g, e]:
+                            if pos == EXPS:
+                                st = _fill_exponentials(st, EXPS, ebuf, bad)
+                                pos = 0
+                            u += ebuf[pos]
+                            pos += 1
+                            s = min(np.int64(u * (1.0 / DELTA)), segments) if accept else 0
+                            if s == segments:  # past the tables: exact rates from their end
+                                lane_r[b, g] = start[g, segments]
+                                lane_mode[b, g] = 1
+                                e, v, st = _arrive_exact(b, g, st, per, w, accept, lane_r, posleft, arrived, h)
                                 break
-                        vals[b, g, n] = 0.0
-                    else:
-                        r = clock[b, g]
-                        lo = wmin[g]
-                        wl = wleft[b, g]
-                        inv_wl = 1.0 / wl
-                        while True:  # candidates at the constant rate W / (1 + w_min r) of the current r
-                            x, st = _exponential(st)
-                            bound = 1.0 + lo * r
-                            r += x * bound * inv_wl
-                            while True:  # an expert by weight among those not arrived yet
-                                e, st = _below(st, per)
-                                u, st = _uniform(st)
-                                if u > prob[g * per + e]:
-                                    e = alias[g * per + e]
-                                if not arrived[b, g, e]:
+                            st = st + _GOLDEN
+                            x = float(np.int64(_mix(st) >> _U64(11))) * scale
+                            i = min(np.int64(x), per - 1)
+                            e = i if x - i < prob[g, s, i] else alias[g, s, i]
+                            r0 = start[g, s]
+                            r = r0 + (u - s * DELTA) * binv[g, s]
+                            if arrived[b, g, e]:  # its hazard is 0 now: rejected; many in a row: exact rates
+                                misses += 1
+                                if misses == MISSES:
+                                    lane_r[b, g] = r
+                                    lane_mode[b, g] = 1
+                                    e, v, st = _arrive_exact(b, g, st, per, w, accept, lane_r, posleft, arrived, h)
                                     break
-                            we_ = w[g * per + e]
-                            u, st = _uniform(st)
-                            if u * (1.0 + we_ * r) <= bound or not accept:  # true hazard over its share of the bound
+                                continue
+                            misses = 0
+                            we = w[g * per + e]
+                            a, st = _uniform(st)
+                            if we > 0.0 and (a * (1.0 + we * r) <= 1.0 + we * r0 or not accept):
+                                lane_u[b, g] = u
+                                arrived[b, g, e] = True
+                                posleft[b, g] -= 1
+                                v = 1.0 / (1.0 + r)
                                 break
-                        clock[b, g] = r
-                        wleft[b, g] = wl - we_
-                        posleft[b, g] -= 1
-                        vals[b, g, n] = 1.0 / (1.0 + r)
                     who[b, g, n] = e
-                    arrived[b, g, e] = True
-                    total += vals[b, g, n]
+                    vals[b, g, n] = v
+                    total += v
                 nrev[b, g] = q
                 score[b, g] = total
         for b in range(nb):
@@ -564,10 +702,10 @@ def _route_weighted(
                 rank[g] = 0
             for g in range(1, groups):
                 sg = score[b, g]
-                for h in range(g):
-                    worse = np.int64(score[b, h] >= sg)
+                for hh in range(g):
+                    worse = np.int64(score[b, hh] >= sg)
                     rank[g] += worse
-                    rank[h] += 1 - worse
+                    rank[hh] += 1 - worse
             nk = 0
             for g in range(groups):
                 if rank[g] < limit:
@@ -590,41 +728,49 @@ def _route_weighted(
                 if n == per:
                     head[b, bj] = -1.0
                     continue
-                if n == nrev[b, g]:
-                    e = 0
-                    we_ = 0.0
-                    if posleft[b, g] == 0:  # only zero-weight experts left: score 0, any of them (ties)
+                if n == nrev[b, g]:  # the arrival step again
+                    if posleft[b, g] == 0 or lane_mode[b, g] == 1:
+                        e, v, st = _arrive_exact(b, g, st, per, w, accept, lane_r, posleft, arrived, h)
+                    else:  # the segment tables (see _route_weighted)
+                        u = lane_u[b, g]
+                        misses = 0
                         while True:
-                            e, st = _below(st, per)
-                            if not arrived[b, g, e]:
+                            if pos == EXPS:
+                                st = _fill_exponentials(st, EXPS, ebuf, bad)
+                                pos = 0
+                            u += ebuf[pos]
+                            pos += 1
+                            s = min(np.int64(u * (1.0 / DELTA)), segments) if accept else 0
+                            if s == segments:  # past the tables: exact rates from their end
+                                lane_r[b, g] = start[g, segments]
+                                lane_mode[b, g] = 1
+                                e, v, st = _arrive_exact(b, g, st, per, w, accept, lane_r, posleft, arrived, h)
                                 break
-                        vals[b, g, n] = 0.0
-                    else:
-                        r = clock[b, g]
-                        lo = wmin[g]
-                        wl = wleft[b, g]
-                        inv_wl = 1.0 / wl
-                        while True:  # candidates at the constant rate W / (1 + w_min r) of the current r
-                            x, st = _exponential(st)
-                            bound = 1.0 + lo * r
-                            r += x * bound * inv_wl
-                            while True:  # an expert by weight among those not arrived yet
-                                e, st = _below(st, per)
-                                u, st = _uniform(st)
-                                if u > prob[g * per + e]:
-                                    e = alias[g * per + e]
-                                if not arrived[b, g, e]:
+                            st = st + _GOLDEN
+                            x = float(np.int64(_mix(st) >> _U64(11))) * scale
+                            i = min(np.int64(x), per - 1)
+                            e = i if x - i < prob[g, s, i] else alias[g, s, i]
+                            r0 = start[g, s]
+                            r = r0 + (u - s * DELTA) * binv[g, s]
+                            if arrived[b, g, e]:  # its hazard is 0 now: rejected; many in a row: exact rates
+                                misses += 1
+                                if misses == MISSES:
+                                    lane_r[b, g] = r
+                                    lane_mode[b, g] = 1
+                                    e, v, st = _arrive_exact(b, g, st, per, w, accept, lane_r, posleft, arrived, h)
                                     break
-                            we_ = w[g * per + e]
-                            u, st = _uniform(st)
-                            if u * (1.0 + we_ * r) <= bound or not accept:  # true hazard over its share of the bound
+                                continue
+                            misses = 0
+                            we = w[g * per + e]
+                            a, st = _uniform(st)
+                            if we > 0.0 and (a * (1.0 + we * r) <= 1.0 + we * r0 or not accept):
+                                lane_u[b, g] = u
+                                arrived[b, g, e] = True
+                                posleft[b, g] -= 1
+                                v = 1.0 / (1.0 + r)
                                 break
-                        clock[b, g] = r
-                        wleft[b, g] = wl - we_
-                        posleft[b, g] -= 1
-                        vals[b, g, n] = 1.0 / (1.0 + r)
                     who[b, g, n] = e
-                    arrived[b, g, e] = True
+                    vals[b, g, n] = v
                     nrev[b, g] = n + 1
                 head[b, bj] = vals[b, g, n]
         for b in range(nb):
@@ -727,30 +873,6 @@ def _seed_state(seed: np.random.Generator | np.random.SeedSequence) -> np.ndarra
     return np.ascontiguousarray(state, dtype=np.uint64)
 
 
-def _alias_tables(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Vose alias tables per row of ``w`` (groups x per): draw ``i`` uniform, keep it with ``prob[i]``,
-    else take ``alias[i]``; gives ``i`` with probability ``w[i] / sum(w)``."""
-    groups, per = w.shape
-    prob = np.ones((groups, per))
-    alias = np.tile(np.arange(per, dtype=np.int64), (groups, 1))
-    for g in range(groups):
-        total = w[g].sum()
-        if total <= 0:
-            continue
-        scaled = w[g] * per / total
-        small = [i for i in range(per) if scaled[i] < 1.0]
-        large = [i for i in range(per) if scaled[i] >= 1.0]
-        while small and large:
-            a, b = small.pop(), large.pop()
-            prob[g, a] = scaled[a]
-            alias[g, a] = b
-            scaled[b] -= 1.0 - scaled[a]
-            (small if scaled[b] < 1.0 else large).append(b)
-        for i in small + large:  # rounding leftovers: keep themselves
-            prob[g, i] = 1.0
-    return prob, alias
-
-
 def _sample(
     spec: MoESpec,
     tokens: int,
@@ -785,11 +907,13 @@ def _sample(
         w = np.asarray(weights, dtype=np.float64).reshape(groups, per)
         if (w < 0).any() or not np.isfinite(w).all():
             raise ValueError("expert weights must be finite and >= 0")
-        positive = np.where(w > 0, w, np.inf).min(axis=1)
-        wmin = np.where(np.isfinite(positive), positive, 0.0)
-        prob, alias = _alias_tables(w)
         if tokens:
-            tables = (w.ravel(), wmin, prob.ravel(), alias.ravel(), accept)
+            start = np.zeros((groups, SEGMENTS + 1))
+            binv = np.zeros((groups, SEGMENTS))
+            prob = np.zeros((groups, SEGMENTS, per))
+            alias = np.zeros((groups, SEGMENTS, per), np.int64)
+            _segment_tables(w, SEGMENTS, DELTA, start, binv, prob, alias)
+            tables = (w.ravel(), start, binv, prob, alias, accept)
             _route_weighted(state, tokens, *shape, *tables, out, count, *counts)
     if not count:
         return out, None
