@@ -230,3 +230,34 @@ def test_run_writes_the_report_folder(tmp_path: Path, capsys: pytest.CaptureFixt
     tracks = {(e["pid"], e["tid"]) for e in trace["traceEvents"] if e["ph"] == "X"}
     assert ranks == set(range(16)) and (0, 27) in tracks and (0, 7) in tracks
     assert "GPU-hours per trillion tokens" in (folder / "report.md").read_text()
+
+
+SMALL = {
+    "model__n_layers": 8,
+    "model__n_dense_layers": 1,
+    "pipeline__pp": 4,
+    "training__gpus": 512,
+    "training__global_batch": 1024,
+}
+
+
+def test_per_gpu_fidelity_routes_every_ep_group_on_its_own(tmp_path_factory: pytest.TempPathFactory) -> None:
+    run = step(tmp_path_factory, **SMALL, workload__routing="random", training__fidelity="per-gpu")
+    assert run.result.stats["pipelines"] == 2
+    a, b = (p.source for p in run.step.pipelines)
+    ta, tb = a.stage(1, 0).traffic[0], b.stage(1, 0).traffic[0]
+    assert ta is not None and tb is not None
+    first_a = ta.groups[0] if hasattr(ta, "groups") else ta
+    first_b = tb.groups[0] if hasattr(tb, "groups") else tb
+    assert not (first_a.tokens_per_expert == first_b.tokens_per_expert).all()  # independent draws
+    assert ta.groups[1] is first_b and tb.groups[1] is first_a  # each group sees the other's traffic
+    ends = [max(s.end for s in p.run.recorder.spans) for p in run.step.pipelines]
+    assert max(t.pipeline_end for t in run.step.timelines) == pytest.approx(max(ends))  # the step waits for both
+
+
+def test_skewed_routing_makes_stragglers(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Skewed gating loads some GPUs' experts more: the straggler's expert GEMMs and the unbalanced
+    all-to-all make the step slower than balanced routing."""
+    balanced = step(tmp_path_factory, **SMALL).result.step_time_s
+    skewed = step(tmp_path_factory, **SMALL, workload__routing="skewed").result.step_time_s
+    assert skewed > 1.02 * balanced
