@@ -18,7 +18,7 @@ from sim.training.chunk import ChunkResult
 from sim.training.step import StepRun
 
 STREAM_TID = {"compute": 7, "wgrad": 23, "comm": 27, "dp": 99}
-COLUMNS = ["pipeline", "rank", "stream", "layer", "op", "microbatch", "action", "start_s", "end_s"]
+COLUMNS = ["pipeline", "device", "stream", "layer", "op", "microbatch", "action", "start_s", "end_s"]
 
 Segment = tuple[str, int, str, str, float, float]  # stream, layer, annotation, direction, start, end
 
@@ -72,19 +72,19 @@ def spans_frame(step: StepRun) -> pd.DataFrame:
             if e > s:
                 rows.append((0, d, stream, -1, op, -1, op, s, e))
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    return frame.astype({"pipeline": "int16", "rank": "int16", "layer": "int16", "microbatch": "int32"})
+    return frame.astype({"pipeline": "int16", "device": "int16", "layer": "int16", "microbatch": "int32"})
 
 
 def perfetto_trace(frame: pd.DataFrame, title: str) -> dict[str, Any]:
     """A Chrome/Perfetto trace of :func:`spans_frame` (pipeline 0's ranks; times in microseconds)."""
     mine = frame[frame["pipeline"] == 0]
     events: list[dict[str, Any]] = []
-    for rank in sorted(mine["rank"].unique()):
+    for rank in sorted(mine["device"].unique()):
         events.append({"ph": "M", "pid": int(rank), "name": "process_name", "args": {"name": f"PP rank {rank}"}})
         events.append({"ph": "M", "pid": int(rank), "name": "process_sort_index", "args": {"sort_index": int(rank)}})
         for stream, tid in STREAM_TID.items():
             events.append({"ph": "M", "pid": int(rank), "tid": tid, "name": "thread_name", "args": {"name": stream}})
-    cols = [mine[c].to_numpy() for c in ("rank", "stream", "layer", "op", "microbatch", "action", "start_s", "end_s")]
+    cols = [mine[c].to_numpy() for c in ("device", "stream", "layer", "op", "microbatch", "action", "start_s", "end_s")]
     for rank, stream, layer, op, mb, action, s, e in zip(*cols, strict=True):
         events.append(
             {

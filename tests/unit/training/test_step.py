@@ -221,7 +221,7 @@ def test_run_writes_the_report_folder(tmp_path: Path, capsys: pytest.CaptureFixt
     }
     assert json.loads((folder / "summary.json").read_text())["step_time_s"] == printed["step_time_s"]
     spans = pd.read_parquet(folder / "spans.parquet")
-    assert {"rank", "stream", "layer", "op", "microbatch", "start_s", "end_s"} <= set(spans.columns)
+    assert {"device", "stream", "layer", "op", "microbatch", "start_s", "end_s"} <= set(spans.columns)
     assert set(spans["stream"]) == {"compute", "wgrad", "comm", "dp"}
     assert spans["end_s"].max() == pytest.approx(printed["step_time_s"])
     assert (spans["end_s"] >= spans["start_s"]).all()
