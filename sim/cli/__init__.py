@@ -183,6 +183,14 @@ def validate(
     if profile is not None:
         raise ScenarioError("--profile", "only for 'twin validate trace'")
     sc = load_scenario(scenario)
+    if sc.training is not None:
+        lay, _ = sc.step_layout()
+        out.print(
+            f"{scenario}: ok (training step {sc.name!r}: {lay.gpus} GPUs = {lay.devices} {sc.pipeline.schedules[0]} "
+            f"ranks x {lay.gpus_per_rank}, EP {lay.ep}, DP {lay.dp}, {lay.microbatches} micro-batches of "
+            f"{lay.tokens} tokens)"
+        )
+        return
     out.print(f"{scenario}: ok (scenario {sc.name!r}, {len(sc.pipeline.schedules)} schedule(s))")
 
 
