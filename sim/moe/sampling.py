@@ -15,15 +15,14 @@ running from 0, the expert "arrives" at ``R`` with hazard ``w / (1 + w r)``. Sco
 descending order are its experts' arrivals in time order. The experts are independent, so the
 arrivals are a superposition of independent hazards, simulated exactly by thinning (Lewis-Shedler):
 
-* from the current time ``r``, candidates come at the constant rate ``B = W / (1 + w_min r)``
-  (``W``: weight of the experts not arrived yet, ``w_min``: smallest positive weight of the
-  group), which bounds the true total rate ``sum w_e / (1 + w_e r')`` for every ``r' >= r``
-  (hazards fall with time); the next candidate is at ``r' = r + E / B``, ``E ~ Exp(1)``;
-* the candidate is expert ``e`` with probability ``w_e / W`` (an alias table over the group, redrawn
-  while it names an expert that already arrived), accepted with probability
-  ``(1 + w_min r) / (1 + w_e r')``: its true hazard at ``r'`` over its share of the bound.
-  Accepted candidates are arrivals; rejected ones only advance time; the bound is renewed at every
-  candidate (adaptive thinning; the Poisson candidates are memoryless).
+* a unit-rate candidate clock ``u`` is cut into segments (``_segment_tables``, once per layer): in
+  segment ``s`` (from time ``r_s``) candidates come at the constant rate ``B_s = H(r_s)``, the
+  group's exact total hazard at the segment's start (hazards fall with time, so it bounds the
+  whole segment), naming expert ``e`` with probability ``w_e / (1 + w_e r_s) / B_s`` (alias table);
+* a candidate at time ``r`` is accepted with probability ``(1 + w_e r_s) / (1 + w_e r)`` (its true
+  hazard over its rate in the segment) unless ``e`` already arrived (rejected). Past the tables, or
+  after a run of candidates naming arrived experts, the group continues at its exact current rate
+  (``_arrive_exact``); switching happens at a candidate's time and draws afresh, so it is exact.
 
 For ``random`` every weight is 1 and the clock is the Rényi representation of uniform order
 statistics, kept as ``y = -log(score)``: the largest of ``m`` uniforms below ``exp(-y)`` is
@@ -71,7 +70,8 @@ def _jit(fn: Any) -> Any:
 def _leaf(fn: Any) -> Any:
     """A compiled helper without reference counting (no allocation inside): called with many arrays
     in a hot loop, it then costs a plain call instead of atomic reference-count updates per array."""
-    return numba.njit(cache=True, nogil=True, error_model="numpy", _nrt=False)(fn) if HAVE_NUMBA else fn
+    options: dict[str, Any] = {"cache": True, "nogil": True, "error_model": "numpy", "_nrt": False}
+    return numba.njit(**options)(fn) if HAVE_NUMBA else fn
 
 
 def _inline(fn: Any) -> Any:
@@ -623,8 +623,8 @@ def _route_weighted(
     gseen = np.full(max(gpn, 1), -1, np.int64)
     npos = np.zeros(groups, np.int64)
     for g in range(groups):
-        for e in range(per):
-            npos[g] += w[g * per + e] > 0.0
+        for i in range(per):
+            npos[g] += w[g * per + i] > 0.0
     ebuf = np.zeros(EXPS)
     bad = np.zeros(EXPS, np.bool_)
     pos = EXPS
@@ -642,8 +642,43 @@ def _route_weighted(
     rank = np.zeros(groups, np.int64)
     head = np.zeros((BATCH, limit))
     cnt = np.zeros((BATCH, limit), np.int64)
+    gb = groups * BATCH
+    fast = q == 2 and accept  # the group step's first two candidates as vector loops
+    spec_x = np.zeros(2 * gb)  # their exponentials, then clocks u1 (first half) and u2
+    spec_bad = np.zeros(2 * gb, np.bool_)
+    spec_w = np.zeros(4 * gb, np.uint64)  # random words: expert 1, acceptance 1, expert 2, acceptance 2
+    spec_e = np.zeros(2 * gb, np.int64)
+    spec_r = np.zeros(2 * gb)
+    spec_ok = np.zeros(2 * gb, np.bool_)  # passed the acceptance test (the arrived check comes later)
+    u_end = segments * DELTA
     for t0 in range(0, tokens, BATCH):
         nb = min(BATCH, tokens - t0)
+        if fast:  # speculative: each lane's first two candidates, processed in order further down
+            st = _fill_exponentials(st, 2 * gb, spec_x, spec_bad)
+            for j in range(4 * gb):
+                spec_w[j] = _mix(st + _U64(j + 1) * _GOLDEN)
+            st = st + _U64(4 * gb) * _GOLDEN
+            for g in range(groups):
+                gp = g * per
+                for b in range(BATCH):
+                    i = g * BATCH + b
+                    u1 = spec_x[i]
+                    u2 = u1 + spec_x[gb + i]
+                    spec_x[i] = u1
+                    spec_x[gb + i] = u2
+                    for c in range(2):
+                        u = u1 if c == 0 else u2
+                        s = min(np.int64(u * (1.0 / DELTA)), segments - 1)
+                        x = float(np.int64(spec_w[4 * i + 2 * c] >> _U64(11))) * scale
+                        ix = min(np.int64(x), np.int64(per - 1))
+                        e = ix if x - ix < prob[g, s, ix] else alias[g, s, ix]
+                        r0 = start[g, s]
+                        r = r0 + (u - s * DELTA) * binv[g, s]
+                        a = float(np.int64(spec_w[4 * i + 2 * c + 1] >> _U64(11))) * (1.0 / 9007199254740992.0)
+                        we = w[gp + e]
+                        spec_e[2 * i + c] = e
+                        spec_r[2 * i + c] = r
+                        spec_ok[2 * i + c] = (we > 0.0) & (a * (1.0 + we * r) < 1.0 + we * r0)
         for b in range(nb):
             for g in range(groups):
                 lane_u[b, g] = 0.0
@@ -651,7 +686,25 @@ def _route_weighted(
                 lane_mode[b, g] = 0
                 posleft[b, g] = npos[g]
                 total = 0.0
-                for n in range(q):  # the arrival step (written out twice: see the docstring)
+                n0 = 0
+                if fast:  # the speculative candidates in order: arrivals, rejections, or the tables' end
+                    i = g * BATCH + b
+                    for c in range(2):
+                        if spec_x[c * gb + i] >= u_end:  # past the tables: exact rates from their end
+                            lane_r[b, g] = start[g, segments]
+                            lane_mode[b, g] = 1
+                            break
+                        lane_u[b, g] = spec_x[c * gb + i]
+                        e = spec_e[2 * i + c]
+                        if spec_ok[2 * i + c] and not arrived[b, g, e]:
+                            v = 1.0 / (1.0 + spec_r[2 * i + c])
+                            who[b, g, n0] = e
+                            vals[b, g, n0] = v
+                            total += v
+                            arrived[b, g, e] = True
+                            posleft[b, g] -= 1
+                            n0 += 1
+                for n in range(n0, q):  # the arrival step (written out twice: see the docstring)
                     if posleft[b, g] == 0 or lane_mode[b, g] == 1:
                         e, v, st = _arrive_exact(b, g, st, per, w, accept, lane_r, posleft, arrived, h)
                     else:  # the segment tables (see _route_weighted)
@@ -671,8 +724,8 @@ def _route_weighted(
                                 break
                             st = st + _GOLDEN
                             x = float(np.int64(_mix(st) >> _U64(11))) * scale
-                            i = min(np.int64(x), per - 1)
-                            e = i if x - i < prob[g, s, i] else alias[g, s, i]
+                            ix = min(np.int64(x), np.int64(per - 1))
+                            e = ix if x - ix < prob[g, s, ix] else alias[g, s, ix]
                             r0 = start[g, s]
                             r = r0 + (u - s * DELTA) * binv[g, s]
                             if arrived[b, g, e]:  # its hazard is 0 now: rejected; many in a row: exact rates
@@ -748,8 +801,8 @@ def _route_weighted(
                                 break
                             st = st + _GOLDEN
                             x = float(np.int64(_mix(st) >> _U64(11))) * scale
-                            i = min(np.int64(x), per - 1)
-                            e = i if x - i < prob[g, s, i] else alias[g, s, i]
+                            ix = min(np.int64(x), np.int64(per - 1))
+                            e = ix if x - ix < prob[g, s, ix] else alias[g, s, ix]
                             r0 = start[g, s]
                             r = r0 + (u - s * DELTA) * binv[g, s]
                             if arrived[b, g, e]:  # its hazard is 0 now: rejected; many in a row: exact rates

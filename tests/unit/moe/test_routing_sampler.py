@@ -286,3 +286,37 @@ def test_the_checks_reject_a_sampler_that_ignores_the_acceptance_step(samples: d
     wrong, _ = _sample(V3, N, np.random.SeedSequence(12), weights, None, accept=False)
     wrong.sort(axis=1)
     assert _pooled(np.bincount(wrong.ravel(), minlength=256), np.bincount(ref.ravel(), minlength=256)) < 1e-6
+
+
+# ---------------------------------------------------------------- extreme popularity
+
+
+def _extreme(name: str) -> np.ndarray:
+    rng = np.random.default_rng(21)
+    if name == "zipf2":
+        return popularity(V3, rng, alpha=2.0) * V3.experts
+    if name == "dirichlet0.1":  # a few experts hold almost all the weight; many are ~0 (float32: 0)
+        return popularity(V3, rng, dirichlet=0.1) * V3.experts
+    weights = popularity(V3, rng) * V3.experts  # Zipf(1) with one expert of weight 0
+    weights[int(np.argmax(weights))] = 0.0
+    return weights
+
+
+@pytest.mark.parametrize("name", ["zipf2", "dirichlet0.1", "one-zero"])
+def test_extreme_popularity_matches_the_reference(name: str) -> None:
+    """Dominant experts (the arrived-expert fallback to exact rates), weights of 0 and ~0."""
+    weights = _extreme(name)
+    n = 30_000
+    fast = sample_choices(V3, n, np.random.SeedSequence(22), weights)
+    assert (np.diff(fast.astype(int), axis=1) > 0).all()
+    assert (1 + (np.diff(fast // V3.experts_per_group, axis=1) != 0).sum(axis=1)).max() <= V3.limit
+    ref = _reference(V3, n, 23, weights)
+    if name == "one-zero":  # its score is 0: chosen only with 30 other experts of its group (never here)
+        assert not (fast == int(np.argmin(weights))).any()
+    load_fast, load_ref = np.bincount(fast.ravel(), minlength=256), np.bincount(ref.ravel(), minlength=256)
+    assert _pooled(load_fast, load_ref) > 1e-3
+    src = np.random.default_rng(24).integers(0, V3.ep, n)
+    for statistic in ("nodes", "pattern", "nvlink"):
+        a, b = _per_token(fast, src, V3)[statistic], _per_token(ref, src, V3)[statistic]
+        size = max(a.max(), b.max()) + 1
+        assert _pooled(np.bincount(a, minlength=size), np.bincount(b, minlength=size)) > 1e-3, statistic
