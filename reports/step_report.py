@@ -121,8 +121,8 @@ def step_report(run: TrainingRun, gantt: str | None = None) -> str:
         f"`{sc.cluster_spec().name}`; twin revision `{git_revision()}`",
         f"- {s['actions']} actions, {s['chunk_timings']} distinct chunk timings, {s['routed_layers']} routed layers, "
         f"{s['events']} engine events; simulated in {s['wall_s']:.2f} s",
-        "- files: `summary.json` (the figures), `spans.parquet` (every span: device (pipeline rank), stream, layer, op, "
-        "micro-batch), `trace.json` (Perfetto: one process per rank, one track per stream)",
+        "- files: `summary.json` (the figures), `spans.parquet` (every span: device (pipeline rank), stream, "
+        "layer, op, micro-batch), `trace.json` (Perfetto: one process per rank, one track per stream)",
         "",
     ]
     return "\n".join(lines)

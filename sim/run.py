@@ -247,13 +247,14 @@ def step_spec(sc: Scenario) -> tuple[StepSpec, GpuSpec]:
         routing_samples=samples,
     )
     cluster = sc.cluster_spec()
+    rtol = sc.cluster.completion_rtol if sc.cluster is not None else 1e-2
     spec = StepSpec(
         inputs=inputs,
         schedule=schedule,
         topology=build_topology(cluster),
         activation_bytes=float(layout.tokens * sc.model.dim * ACTIVATION_BYTES),
-        dp=DpSpec(t.dp_overlap, t.dp_algorithm, t.grad_reduce_bytes),
-        completion_rtol=sc.cluster.completion_rtol if sc.cluster is not None else 1e-2,
+        dp=DpSpec(t.dp_overlap, t.dp_algorithm, t.grad_reduce_bytes, rtol),
+        completion_rtol=rtol,
     )
     return spec, gpu
 

@@ -1,28 +1,38 @@
-"""ZeRO-1's data-parallel phase of a rank: gradient reduce-scatter, optimizer step, parameter all-gather.
+"""ZeRO-1's data-parallel phase: gradient reduce-scatter, optimizer step, parameter all-gather.
 
-Groups (:mod:`sim.training.layout`): the non-expert weights of a rank are data-parallel over all its
-GPUs (DP = GPUs per rank; DeepSeek-V3: 128), each routed expert over its replicas (expert DP = GPUs
-per rank / EP; DeepSeek-V3: 2), one group per EP rank. Every group's collective runs at the same
-time on the flow-level fabric (:mod:`sim.network.collectives`: the non-expert one hierarchical by
-default, NVLink inside nodes then one IB ring per local GPU index; the expert ones as rings, their
-GPUs being one per node). Sizes follow nccl-tests: the reduce-scatter's input is the rank's
-gradients (``grad_reduce_bytes`` per element: FP32, in which DeepSeek accumulate them [V3 3.3]; the
-wire format is not published, so it is a parameter), the all-gather's output its parameters
-(``param_gather_bytes``: BF16).
+Groups. The ranks that hold the same layers form one *replica set*: one rank for 1F1B-like
+schedules, ranks ``d`` and ``PP-1-d`` for DualPipe, whose two copies of every stage must be
+gradient-synchronised (DeepSeek's DualPipe example adds the mirror rank's gradients). The non-expert
+weights of a replica set are data-parallel over all its GPUs (DP = GPUs per rank x copies; DeepSeek-V3:
+128 x 2), each routed expert over its replicas on those ranks (expert DP = GPUs per rank / EP x
+copies: 2 x 2). The optimizer shard and the optimizer state in memory divide by those degrees.
 
-The optimizer (AdamW with FP32 master weights and BF16 moments [V3 3.3]) updates the GPU's shard of
-the state; it is memory-bound, timed as one streaming kernel over the bytes
-:func:`sim.training.memory.optimizer_traffic` gives, on every SM (communication kernels are idle by
-then), with the profile's HBM efficiency for that size.
+Collectives run on the flow-level fabric (:mod:`sim.network.collectives`): the non-expert one
+hierarchical by default (NVLink inside nodes, then one IB ring per local GPU index), the expert ones
+as rings (one GPU per node), all of a replica set's groups at the same time. Sizes follow nccl-tests:
+the reduce-scatter's input is the gradients (``grad_reduce_bytes`` per element: FP32, in which
+DeepSeek accumulate them [V3 3.3]; the wire format is not published, so it is a parameter), the
+all-gather's output the parameters (BF16).
 
-Not modelled (small, documented): the gradient-norm all-reduce for clipping (a few bytes; its
-synchronisation is modelled as a barrier), reduction arithmetic, NCCL protocol overheads. Ranks hold
-whole nodes of a non-blocking fabric, so each rank's collectives are simulated alone, memoised by
-their sizes (identical ranks share one simulation).
+When. ``dp_overlap: none``: the reduce-scatter of everything starts when the whole pipeline has
+drained. ``tail``: each stage's gradients are reduce-scattered as soon as that stage's last backward
+(B or W) has ended on every rank of the set, one stage after another on the set's communication
+stream, overlapping the rest of the pipeline (their interference with compute is not modelled). Then
+a barrier (the global gradient norm for clipping needs every rank), the optimizer, the all-gather.
+
+The optimizer (AdamW, FP32 master weights, BF16 moments [V3 3.3]) is memory-bound: one streaming
+kernel over :func:`sim.training.memory.optimizer_traffic` bytes on every SM, at the profile's HBM
+efficiency for that size.
+
+Not modelled (small, documented): the gradient-norm all-reduce itself (a few bytes; its
+synchronisation is the barrier), reduction arithmetic, NCCL protocol overheads. Replica sets hold
+whole nodes of a non-blocking fabric, so each set's collectives are simulated alone, memoised by
+their sizes (identical sets share one simulation).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,9 +43,8 @@ from sim.model.spec import ModelSpec
 from sim.network.collectives import collective_process
 from sim.network.flows import FlowNetwork
 from sim.network.topology import Topology
-from sim.pipeline.ops import Schedule
-from sim.training.chunks import ChunkInputs
-from sim.training.layout import Layout
+from sim.pipeline.ops import Op, Schedule
+from sim.training.layout import Layout, StagePlacement
 from sim.training.memory import dp_collectives, optimizer_traffic
 
 
@@ -44,34 +53,77 @@ class DpSpec:
     overlap: str = "none"  # none | tail
     algorithm: str = "hierarchical"  # non-expert group: hierarchical | ring
     grad_reduce_bytes: int = 4
+    completion_rtol: float = 1e-2
 
 
-@dataclass(frozen=True)
-class DpTimes:
-    params: StageParams  # on one GPU of the rank
-    reduce_scatter_s: float
-    optimizer_s: float
-    all_gather_s: float
-    optimizer_bytes: float
+def held(layout: Layout, schedule: Schedule, device: int) -> tuple[StagePlacement, ...]:
+    """The distinct stage placements (layers, extras) rank ``device`` holds, in a canonical order."""
+    mine = {layout.stages[s] for s, d in enumerate(schedule.stage_device) if d == device}
+    return tuple(sorted(mine, key=lambda p: (p.layers, p.first, p.last)))
+
+
+def replica_set(layout: Layout, schedule: Schedule, device: int) -> tuple[int, ...]:
+    """The ranks holding exactly the layers ``device`` holds (itself included)."""
+    mine = held(layout, schedule, device)
+    return tuple(d for d in range(layout.devices) if held(layout, schedule, d) == mine)
+
+
+def placement_params(model: ModelSpec, layout: Layout, place: StagePlacement, embedding: bool) -> StageParams:
+    """Parameters of one stage placement on one GPU (``embedding``: count the embedding here)."""
+    last = place.last and model.mtp_depth > 0
+    return stage_params(
+        model,
+        [i for i in place.layers if i < model.n_layers],
+        ep=layout.ep,
+        embedding=embedding,
+        head=place.last,
+        mtp=last,
+    )
 
 
 def device_params(model: ModelSpec, layout: Layout, schedule: Schedule, device: int) -> StageParams:
-    """Parameters on one GPU of pipeline rank ``device``: the layers of every stage it holds, the
-    embedding where it holds a first stage or the MTP module (which shares it), the output head where
-    it holds a last stage."""
-    m = model
-    mine = [layout.stages[s] for s, d in enumerate(schedule.stage_device) if d == device]
-    layers = sorted({i for p in mine for i in p.layers if i < m.n_layers})
-    last = any(p.last for p in mine)
-    first = any(p.first for p in mine)
-    return stage_params(
-        m,
-        layers,
-        ep=layout.ep,
-        embedding=first or (last and m.mtp_depth > 0),
-        head=last,
-        mtp=last and m.mtp_depth > 0,
+    """Parameters on one GPU of rank ``device``: the layers of every stage it holds, the embedding
+    once where it holds a first stage or the MTP module (which shares it), the head where it holds a
+    last stage."""
+    parts = _pieces(model, layout, schedule, device)
+    return StageParams(
+        sum(p.non_expert for _, p in parts),
+        sum(p.expert for _, p in parts),
+        sum(p.high_precision for _, p in parts),
     )
+
+
+def _pieces(
+    model: ModelSpec, layout: Layout, schedule: Schedule, device: int
+) -> list[tuple[StagePlacement, StageParams]]:
+    places = held(layout, schedule, device)
+    has_first = any(p.first for p in places)
+    out = []
+    for p in places:
+        emb = p.first or (p.last and model.mtp_depth > 0 and not has_first)
+        out.append((p, placement_params(model, layout, p, emb)))
+    return out
+
+
+@dataclass(frozen=True)
+class ReplicaSet:
+    """The ranks holding the same layers and the degrees of their data parallelism."""
+
+    ranks: tuple[int, ...]
+    dp: int  # non-expert
+    expert_dp: int
+
+    @staticmethod
+    def of(layout: Layout, schedule: Schedule, device: int) -> ReplicaSet:
+        ranks = replica_set(layout, schedule, device)
+        return ReplicaSet(ranks, layout.dp * len(ranks), layout.expert_dp * len(ranks))
+
+    def gpus(self, layout: Layout) -> np.ndarray:
+        return np.concatenate([layout.rank_gpus(d) for d in self.ranks])
+
+    def expert_groups(self, layout: Layout) -> list[np.ndarray]:
+        per = [layout.expert_dp_groups(d) for d in self.ranks]
+        return [np.concatenate([groups[r] for groups in per]) for r in range(layout.ep)]
 
 
 def _collectives(topology: Topology, kind: str, groups: list[tuple[np.ndarray, float, str]], rtol: float) -> float:
@@ -88,34 +140,89 @@ def _collectives(topology: Topology, kind: str, groups: list[tuple[np.ndarray, f
     return float(env.now)
 
 
-def dp_times(
-    spec: DpSpec,
-    inputs: ChunkInputs,
-    schedule: Schedule,
-    topology: Topology,
-    device: int,
-    memo: dict[tuple[object, ...], float] | None = None,
-) -> DpTimes:
-    """The DP phase of rank ``device``; ``memo`` shares collective timings between identical ranks."""
-    memo = {} if memo is None else memo
-    lay = inputs.layout
-    p = device_params(inputs.model, lay, schedule, device)
-    gpus = lay.rank_gpus(device)
-    g = lay.gpus_per_node
-    algo = spec.algorithm if len(gpus) % g == 0 and len(gpus) > g else "ring"
-    sizes = dp_collectives(p, dp=lay.dp, expert_dp=lay.expert_dp, grad_comm_bytes=spec.grad_reduce_bytes)
-    times = []
-    for kind, mine, expert in (
-        ("reducescatter", sizes.grad_reduce_scatter, sizes.expert_grad_reduce_scatter),
-        ("allgather", sizes.param_all_gather, sizes.expert_param_all_gather),
-    ):
-        groups = [(gpus, mine.size_bytes, algo)]
-        if lay.expert_dp > 1:
-            groups += [(grp, expert.size_bytes, "ring") for grp in lay.expert_dp_groups(device)]
-        key = (kind, mine.size_bytes, expert.size_bytes, algo)
-        if key not in memo:
-            memo[key] = _collectives(topology, kind, groups, 1e-2)
-        times.append(memo[key])
-    traffic = optimizer_traffic(p, dp=lay.dp, expert_dp=lay.expert_dp).total
-    opt = inputs.cost.memory_time(traffic) if traffic > 0 else 0.0
-    return DpTimes(p, times[0], opt, times[1], traffic)
+@dataclass(frozen=True)
+class SetPhase:
+    """A replica set's DP phase: reduce-scatter intervals, then (after the barrier) optimizer and
+    all-gather durations."""
+
+    rset: ReplicaSet
+    params: StageParams  # per GPU
+    reduce_scatter: tuple[tuple[float, float], ...]
+    optimizer_s: float
+    all_gather_s: float
+    optimizer_bytes: float
+
+    @property
+    def reduce_scatter_end(self) -> float:
+        return max((e for _, e in self.reduce_scatter), default=0.0)
+
+
+class DpModel:
+    """Times the DP phase of every replica set (memoised collective simulations)."""
+
+    def __init__(
+        self,
+        spec: DpSpec,
+        model: ModelSpec,
+        layout: Layout,
+        schedule: Schedule,
+        topology: Topology,
+        memory_time: Callable[[float], float],
+    ) -> None:
+        self.spec, self.model, self.layout, self.schedule, self.topology = spec, model, layout, schedule, topology
+        self.memory_time = memory_time  # seconds of a streaming kernel moving that many bytes
+        self._memo: dict[tuple[object, ...], float] = {}
+
+    def _time(self, kind: str, rset: ReplicaSet, p: StageParams) -> float:
+        lay = self.layout
+        sizes = dp_collectives(p, dp=rset.dp, expert_dp=rset.expert_dp, grad_comm_bytes=self.spec.grad_reduce_bytes)
+        mine, expert = (
+            (sizes.grad_reduce_scatter, sizes.expert_grad_reduce_scatter)
+            if kind == "reducescatter"
+            else (sizes.param_all_gather, sizes.expert_param_all_gather)
+        )
+        gpus = rset.gpus(lay)
+        g = lay.gpus_per_node
+        algo = self.spec.algorithm if len(gpus) % g == 0 and len(gpus) > g else "ring"
+        key = (kind, len(gpus), rset.expert_dp, mine.size_bytes, expert.size_bytes, algo)
+        if key not in self._memo:
+            groups = [(gpus, mine.size_bytes, algo)]
+            if rset.expert_dp > 1:
+                groups += [(grp, expert.size_bytes, "ring") for grp in rset.expert_groups(lay)]
+            self._memo[key] = _collectives(self.topology, kind, groups, self.spec.completion_rtol)
+        return self._memo[key]
+
+    def phase(self, device: int, stage_ready: dict[StagePlacement, float], pipeline_end: float) -> SetPhase:
+        """The DP phase of ``device``'s replica set: ``stage_ready`` is when each stage's gradients are
+        complete on every rank of the set (used with ``tail``), ``pipeline_end`` when the whole
+        pipeline has drained (used with ``none``)."""
+        lay = self.layout
+        rset = ReplicaSet.of(lay, self.schedule, device)
+        pieces = _pieces(self.model, lay, self.schedule, device)
+        total = device_params(self.model, lay, self.schedule, device)
+        intervals: list[tuple[float, float]] = []
+        if self.spec.overlap == "tail":
+            t = 0.0
+            for place, p in sorted(pieces, key=lambda x: stage_ready[x[0]]):
+                start = max(t, stage_ready[place])
+                t = start + self._time("reducescatter", rset, p)
+                intervals.append((start, t))
+        else:
+            intervals.append((pipeline_end, pipeline_end + self._time("reducescatter", rset, total)))
+        traffic = optimizer_traffic(total, dp=rset.dp, expert_dp=rset.expert_dp).total
+        opt = self.memory_time(traffic) if traffic > 0 else 0.0
+        return SetPhase(rset, total, tuple(intervals), opt, self._time("allgather", rset, total), traffic)
+
+
+def stage_ready_times(
+    schedule: Schedule, layout: Layout, spans: list[tuple[int, int, float]]
+) -> dict[StagePlacement, float]:
+    """When each stage placement's weight gradients are complete everywhere: the latest end of any
+    action holding a B or W of a schedule stage with that placement. ``spans``: (device, pos, end)."""
+    ready: dict[StagePlacement, float] = {}
+    for device, pos, end in spans:
+        for atom in schedule.actions[device][pos].atoms():
+            if atom.op in (Op.B, Op.W):
+                place = layout.stages[atom.stage]
+                ready[place] = max(ready.get(place, 0.0), end)
+    return ready

@@ -28,7 +28,7 @@ from sim.pipeline.execute import NetworkP2P, ScheduleRun, execute
 from sim.pipeline.ops import Action, Schedule
 from sim.training.chunk import ChunkResult, ChunkTimer
 from sim.training.chunks import ChunkInputs, ChunkSource, Routing
-from sim.training.dp import DpSpec, DpTimes, dp_times
+from sim.training.dp import DpModel, DpSpec, ReplicaSet, SetPhase, stage_ready_times
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -58,7 +58,7 @@ class DeviceTimeline:
     """When a rank's phases happen (seconds from the step's start)."""
 
     pipeline_end: float
-    reduce_scatter: tuple[float, float]
+    reduce_scatter: tuple[tuple[float, float], ...]  # its replica set's reduce-scatters, in order
     optimizer: tuple[float, float]
     all_gather: tuple[float, float]
 
@@ -66,12 +66,19 @@ class DeviceTimeline:
     def end(self) -> float:
         return self.all_gather[1]
 
+    @property
+    def dp_comm_exposed_s(self) -> float:
+        """Reduce-scatter time after the rank's own pipeline work, and the all-gather: nothing computes
+        on the rank while they run."""
+        rs = sum(max(0.0, e - max(s, self.pipeline_end)) for s, e in self.reduce_scatter)
+        return rs + self.all_gather[1] - self.all_gather[0]
+
 
 @dataclass
 class StepRun:
     spec: StepSpec
     pipelines: list[PipelineRun]
-    dp: list[DpTimes]
+    dp: list[SetPhase]  # per rank: its replica set's DP phase
     timelines: list[DeviceTimeline]
     wall_s: float = 0.0
     stats: dict[str, int] = field(default_factory=dict)
@@ -134,24 +141,28 @@ def run_step(spec: StepSpec, progress: Progress | None = None) -> StepRun:
     for p in pipelines:
         for s in p.run.recorder.spans:
             ends[s.device] = max(ends[s.device], s.end)
-    memo: dict[tuple[object, ...], float] = {}
-    dp = [dp_times(spec.dp, inp, spec.schedule, spec.topology, d, memo) for d in range(lay.devices)]
     pipe_end = max(ends)
-    rs_end = []
+    finished = [(s.device, s.pos, s.end) for p in pipelines for s in p.run.recorder.spans]
+    ready = stage_ready_times(spec.schedule, lay, finished)
+    model = DpModel(spec.dp, m, lay, spec.schedule, spec.topology, inp.cost.memory_time)
+    phases: dict[tuple[int, ...], SetPhase] = {}
+    dp: list[SetPhase] = []
     for d in range(lay.devices):
-        start = ends[d] if spec.dp.overlap == "tail" else pipe_end
-        rs_end.append(start + dp[d].reduce_scatter_s)
-    barrier = max(rs_end)
+        rset = ReplicaSet.of(lay, spec.schedule, d)
+        if rset.ranks not in phases:
+            phases[rset.ranks] = model.phase(d, ready, pipe_end)
+        dp.append(phases[rset.ranks])
+    barrier = max(ph.reduce_scatter_end for ph in dp)
     timelines = []
     for d in range(lay.devices):
-        start = ends[d] if spec.dp.overlap == "tail" else pipe_end
-        opt_end = barrier + dp[d].optimizer_s
+        ph = dp[d]
+        opt_end = barrier + max(dp[r].optimizer_s for r in ph.rset.ranks)
         timelines.append(
             DeviceTimeline(
                 pipeline_end=ends[d],
-                reduce_scatter=(start, rs_end[d]),
-                optimizer=(barrier, opt_end),
-                all_gather=(opt_end, opt_end + dp[d].all_gather_s),
+                reduce_scatter=ph.reduce_scatter,
+                optimizer=(barrier, barrier + ph.optimizer_s),
+                all_gather=(opt_end, opt_end + ph.all_gather_s),
             )
         )
     if progress is not None:

@@ -31,7 +31,7 @@ from sim.model.flops import training_flops_per_token
 from sim.model.spec import ModelSpec
 from sim.pipeline.ops import Op, Schedule
 from sim.training.chunk import ChunkResult
-from sim.training.dp import device_params
+from sim.training.dp import ReplicaSet, device_params
 from sim.training.layout import Layout
 from sim.training.memory import Memory, activation_bytes, static_memory
 from sim.training.stats import merge_intervals
@@ -123,7 +123,8 @@ def activation_peak(model: ModelSpec, layout: Layout, schedule: Schedule, device
 
 def rank_memory(model: ModelSpec, layout: Layout, schedule: Schedule, device: int) -> Memory:
     """Parameters, gradients, optimizer shard and peak activations on one GPU of rank ``device``."""
-    static = static_memory(device_params(model, layout, schedule, device), dp=layout.dp, expert_dp=layout.expert_dp)
+    rset = ReplicaSet.of(layout, schedule, device)
+    static = static_memory(device_params(model, layout, schedule, device), dp=rset.dp, expert_dp=rset.expert_dp)
     return Memory(static.params, static.grads, static.optimizer, activation_peak(model, layout, schedule, device))
 
 
@@ -162,7 +163,7 @@ def rank_breakdowns(step: StepRun) -> list[RankBreakdown]:
         dp = step.dp[d]
         s = sums[d]
         busy = s[Op.F] + s[Op.B] + s[Op.I] + s[Op.W] + s[Op.FB]
-        dp_comm = dp.reduce_scatter_s + dp.all_gather_s
+        dp_comm = step.timelines[d].dp_comm_exposed_s
         mem = rank_memory(inp.model, lay, sched, d)
         out.append(
             RankBreakdown(

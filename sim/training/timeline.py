@@ -64,11 +64,9 @@ def spans_frame(step: StepRun) -> pd.DataFrame:
                 mb = mb_f if direction == "F" else mb_b
                 rows.append((pipe.group, span.device, stream, layer, ann, mb, label, span.start + s, span.start + e))
     for d, t in enumerate(step.timelines):
-        for stream, op, (s, e) in (
-            ("dp", "reduce-scatter", t.reduce_scatter),
-            ("compute", "optimizer", t.optimizer),
-            ("dp", "all-gather", t.all_gather),
-        ):
+        phases = [("dp", "reduce-scatter", iv) for iv in t.reduce_scatter]
+        phases += [("compute", "optimizer", t.optimizer), ("dp", "all-gather", t.all_gather)]
+        for stream, op, (s, e) in phases:
             if e > s:
                 rows.append((0, d, stream, -1, op, -1, op, s, e))
     frame = pd.DataFrame(rows, columns=COLUMNS)
