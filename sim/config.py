@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from sim.errors import LayoutError, ScenarioError
-from sim.hardware.gpu import H800, SmSplit, datasheet_for
+from sim.hardware.gpu import SmSplit, datasheet_for
 from sim.hardware.profile import DEFAULT_PROFILE, load_profile
 from sim.limits import check_scenario_sizes
 from sim.model.spec import DEEPSEEK_V3, ModelSpec
@@ -375,11 +375,19 @@ def _attach_profile(scenario: Scenario, base: Path) -> None:
     if profile.device.sms != sms:
         raise ScenarioError("profile", f"profile is for a GPU with {profile.device.sms} SMs, the cluster's has {sms}")
     scenario._profile_path = path
-    if scenario.training is not None and scenario.training.check_memory:
-        from sim.training.step_result import check_memory
+    if scenario.training is not None:
+        gpu = datasheet_for(profile.device.name)
+        if gpu is None:
+            raise ScenarioError(
+                "profile",
+                f"no datasheet for {profile.device.name!r} (a training step needs its HBM size and BF16 peak); "
+                "known: H800, H100, H200 (sim/hardware/gpu.py)",
+            )
+        if scenario.training.check_memory:
+            from sim.training.step_result import check_memory
 
-        layout, schedule = scenario.step_layout()
-        check_memory(scenario.model, layout, schedule, datasheet_for(profile.device.name) or H800)
+            layout, schedule = scenario.step_layout()
+            check_memory(scenario.model, layout, schedule, gpu)
 
 
 def load_scenario(path: str | Path) -> Scenario:

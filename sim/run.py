@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sim.config import Scenario
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
-from sim.hardware.gpu import H800, GpuSpec, datasheet_for
+from sim.hardware.gpu import GpuSpec, datasheet_for
 from sim.hardware.profile import load_profile
 from sim.moe.deepep import KernelSpec
 from sim.moe.gating import Gating
@@ -228,7 +228,8 @@ def step_spec(sc: Scenario) -> tuple[StepSpec, GpuSpec]:
     layout, schedule = sc.step_layout()
     profile = load_profile(sc.profile_path)
     cost = CostModel(profile)
-    gpu = datasheet_for(profile.device.name) or H800
+    gpu = datasheet_for(profile.device.name)
+    assert gpu is not None, "load_scenario refuses a training step on a GPU without a datasheet"
     split = sc.comm.split()
     params = w.params()
     kernel = KernelSpec(comm_sms=sc.comm.sms, notify_wait_us=params.notify_wait_us, coprocessor=sc.comm.coprocessor)

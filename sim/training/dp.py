@@ -81,7 +81,7 @@ def placement_params(model: ModelSpec, layout: Layout, place: StagePlacement, em
     )
 
 
-def device_params(model: ModelSpec, layout: Layout, schedule: Schedule, device: int) -> StageParams:
+def rank_params(model: ModelSpec, layout: Layout, schedule: Schedule, device: int) -> StageParams:
     """Parameters on one GPU of rank ``device``: the layers of every stage it holds, the embedding
     once where it holds a first stage or the MTP module (which shares it), the head where it holds a
     last stage."""
@@ -199,7 +199,7 @@ class DpModel:
         lay = self.layout
         rset = ReplicaSet.of(lay, self.schedule, device)
         pieces = _pieces(self.model, lay, self.schedule, device)
-        total = device_params(self.model, lay, self.schedule, device)
+        total = rank_params(self.model, lay, self.schedule, device)
         intervals: list[tuple[float, float]] = []
         if self.spec.overlap == "tail":
             t = 0.0

@@ -31,7 +31,7 @@ from sim.model.flops import training_flops_per_token
 from sim.model.spec import ModelSpec
 from sim.pipeline.ops import Op, Schedule
 from sim.training.chunk import ChunkResult
-from sim.training.dp import ReplicaSet, device_params
+from sim.training.dp import ReplicaSet, rank_params
 from sim.training.layout import Layout
 from sim.training.memory import Memory, activation_bytes, static_memory
 from sim.training.stats import merge_intervals
@@ -124,7 +124,7 @@ def activation_peak(model: ModelSpec, layout: Layout, schedule: Schedule, device
 def rank_memory(model: ModelSpec, layout: Layout, schedule: Schedule, device: int) -> Memory:
     """Parameters, gradients, optimizer shard and peak activations on one GPU of rank ``device``."""
     rset = ReplicaSet.of(layout, schedule, device)
-    static = static_memory(device_params(model, layout, schedule, device), dp=rset.dp, expert_dp=rset.expert_dp)
+    static = static_memory(rank_params(model, layout, schedule, device), dp=rset.dp, expert_dp=rset.expert_dp)
     return Memory(static.params, static.grads, static.optimizer, activation_peak(model, layout, schedule, device))
 
 

@@ -73,9 +73,10 @@ def spans_frame(step: StepRun) -> pd.DataFrame:
     return frame.astype({"pipeline": "int16", "device": "int16", "layer": "int16", "microbatch": "int32"})
 
 
-def perfetto_trace(frame: pd.DataFrame, title: str) -> dict[str, Any]:
-    """A Chrome/Perfetto trace of :func:`spans_frame` (pipeline 0's ranks; times in microseconds)."""
-    mine = frame[frame["pipeline"] == 0]
+def perfetto_trace(frame: pd.DataFrame, title: str, pipeline: int = 0) -> dict[str, Any]:
+    """A Chrome/Perfetto trace of :func:`spans_frame`: one pipeline's ranks (per-GPU fidelity has one
+    per EP group of a rank; give the one the step waits for) and the DP phase; times in microseconds."""
+    mine = frame[(frame["pipeline"] == pipeline) | (frame["stream"] == "dp") | (frame["op"] == "optimizer")]
     events: list[dict[str, Any]] = []
     for rank in sorted(mine["device"].unique()):
         events.append({"ph": "M", "pid": int(rank), "name": "process_name", "args": {"name": f"PP rank {rank}"}})

@@ -276,7 +276,7 @@ def test_faster_nvlink_speeds_up_the_nvlink_bound_collectives(
 def test_dualpipe_mirror_ranks_share_one_data_parallel_group(base: TrainingRun) -> None:
     """DualPipe's rank d and rank 15-d hold the same layers: one ZeRO-1 group of 256 GPUs (experts 4)
     whose gradients are reduced together, and whose optimizer state is sharded over both."""
-    from sim.training.dp import ReplicaSet, device_params
+    from sim.training.dp import ReplicaSet, rank_params
 
     lay, sched = base.step.spec.inputs.layout, base.step.spec.schedule
     for d in range(16):
@@ -284,7 +284,7 @@ def test_dualpipe_mirror_ranks_share_one_data_parallel_group(base: TrainingRun) 
         assert rset.ranks == tuple(sorted({d, 15 - d})) and (rset.dp, rset.expert_dp) == (256, 4)
         assert base.step.dp[d] is base.step.dp[15 - d]
         assert base.step.timelines[d].reduce_scatter == base.step.timelines[15 - d].reduce_scatter
-        p = device_params(base.step.spec.inputs.model, lay, sched, d)
+        p = rank_params(base.step.spec.inputs.model, lay, sched, d)
         mem = base.result.ranks[d].memory
         assert mem.optimizer == pytest.approx(8 * (p.non_expert / 256 + p.expert / 4))  # 4 + 2 + 2 bytes
 
