@@ -20,6 +20,7 @@ Micro-batch ``m`` uses routing sample ``m mod routing_samples`` (balanced routin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -127,6 +128,7 @@ class ChunkSource:
         routing: Routing,
         group: int = 0,
         timers: dict[tuple[int, int], ChunkTimer] | None = None,
+        runs: dict[int, dict[tuple[object, ...], Any]] | None = None,
     ) -> None:
         self.inputs = inputs
         self.schedule = schedule
@@ -134,6 +136,7 @@ class ChunkSource:
         self.routing = routing
         self.group = group
         self.timers = {} if timers is None else timers
+        self._runs = runs if runs is not None else {}
         self._stages: dict[tuple[int, int], Stage] = {}
         self._chunks: dict[tuple[tuple[Op, int, int], ...], ChunkResult] = {}
         self._ops: dict[tuple[int, tuple[int, ...]], LayerOps] = {}
@@ -177,7 +180,8 @@ class ChunkSource:
             comm = None
             if self.inputs.layout.ep > 1:
                 groups = self._groups_of(where[0])
-                comm = CommModel(self.shared, self.inputs.kernel, groups)
+                runs = self._runs.setdefault(where[0], {})
+                comm = CommModel(self.shared, self.inputs.kernel, groups, runs)
             self.timers[where] = ChunkTimer(self._coster, comm, self.inputs.params)
         return self.timers[where]
 

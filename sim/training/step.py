@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sim.moe.spec import MoESpec
 from sim.network.shared import SharedNetwork
@@ -123,11 +124,12 @@ def run_step(spec: StepSpec, progress: Progress | None = None) -> StepRun:
     routing = Routing(inp, moe)
     groups = lay.ep_groups if inp.fidelity == "per-gpu" else 1
     timers: dict[tuple[int, int], ChunkTimer] = {}
+    runs: dict[int, dict[tuple[object, ...], Any]] = {}  # DeepEP simulations shared by a rank's EP groups
     pipelines: list[PipelineRun] = []
     total = spec.schedule.num_actions() * groups
     events = 0
     for g in range(groups):
-        source = ChunkSource(inp, spec.schedule, shared, routing, g, timers)
+        source = ChunkSource(inp, spec.schedule, shared, routing, g, timers, runs)
         counting = _Counting(source, progress, total, "timing chunks")
         counting.done = g * spec.schedule.num_actions()
         gpus = tuple(int(lay.ep_group(d, g)[0]) for d in range(lay.devices))
