@@ -19,7 +19,7 @@ from sim.yamlio import read_json, validation_error
 class ModelSpec(BaseModel):
     """A DeepSeek-V3-family model: MLA attention, dense FFN in the first layers, MoE after."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     name: str = Field("DeepSeek-V3", min_length=1)
     vocab_size: int = Field(129280, ge=1)
