@@ -21,6 +21,7 @@ from sim.hardware.gpu import SmSplit, datasheet_for
 from sim.hardware.profile import DEFAULT_PROFILE, load_profile
 from sim.limits import check_scenario_sizes
 from sim.model.spec import DEEPSEEK_V3, ModelSpec
+from sim.moe.spec import MoESpec
 from sim.network.spec import ClusterSpec, load_cluster
 from sim.pipeline.costs import OpTimes
 from sim.pipeline.execute import P2P
@@ -212,9 +213,19 @@ class TrainingSpec(_Strict):
         None, ge=1, description="sequences per step [default: 15360, DeepSeek-V3's batch after its ramp]"
     )
     microbatch_sequences: int = Field(1, ge=1, description="sequences per micro-batch per GPU")
-    layers_per_stage: list[int] | None = Field(
-        None, description="layers of each stage along a route, first to last [default: as even as possible]"
+    layers_per_stage: list[int] | str = Field(
+        "even",
+        description="layers of each stage along a route, first to last; 'even' (as even as possible) or "
+        "'balanced' (by predicted cost: sim/training/balance.py)",
     )
+
+    @field_validator("layers_per_stage")
+    @classmethod
+    def _split(cls, value: list[int] | str) -> list[int] | str:
+        if isinstance(value, str) and value not in ("even", "balanced"):
+            raise ValueError(f"give a list of layer counts, 'even' or 'balanced', got {value!r}")
+        return value
+
     fidelity: str = Field(
         "representative", pattern="^(representative|per-gpu)$", description="one EP group, or every EP group"
     )
@@ -247,6 +258,22 @@ class Scenario(_Strict):
     comm: CommSpec = Field(default_factory=CommSpec)
     training: TrainingSpec | None = Field(None, description="simulate the full training step")
     _profile_path: Path | None = PrivateAttr(None)
+    _source_path: Path | None = PrivateAttr(None)
+
+    @property
+    def source_path(self) -> str:
+        """The scenario file it was read from ('<scenario>' when built in memory)."""
+        return str(self._source_path) if self._source_path is not None else "<scenario>"
+
+    def moe_spec(self) -> MoESpec:
+        m = self.model
+        return MoESpec(
+            experts=m.n_routed_experts,
+            topk=m.n_activated_experts,
+            node_limit=m.n_limited_groups,
+            ep=self.workload.ep,
+            hidden=m.dim,
+        )
 
     @property
     def profile_path(self) -> Path:
@@ -274,8 +301,9 @@ class Scenario(_Strict):
             spec = spec.model_copy(update={"node": spec.node.model_copy(update=node)})
         return spec
 
-    def step_layout(self) -> tuple[Layout, Schedule]:
-        """The layout and schedule of a training scenario (errors name the key to change)."""
+    def step_layout(self, layers_per_stage: list[int] | None = None) -> tuple[Layout, Schedule]:
+        """The layout and schedule of a training scenario (errors name the key to change);
+        ``layers_per_stage`` overrides the scenario's split (a 'balanced' one, once computed)."""
         t = self.training
         if t is None:
             raise ScenarioError("training", "not a training scenario")
@@ -294,7 +322,7 @@ class Scenario(_Strict):
             t.global_batch,
             self.pipeline.microbatches,
             t.microbatch_sequences,
-            t.layers_per_stage,
+            layers_per_stage or (t.layers_per_stage if isinstance(t.layers_per_stage, list) else None),
         )
 
 
@@ -397,6 +425,7 @@ def load_scenario(path: str | Path) -> Scenario:
         scenario = parse_scenario(data)
     except ScenarioError as err:
         raise err.with_file(str(path)) from None
+    scenario._source_path = Path(path)
     for attach in (_attach_cluster, _attach_profile):
         try:
             attach(scenario, Path(path).parent)

@@ -8,26 +8,31 @@ the engine places the actions; the results account for them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sim.config import Scenario
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
 from sim.hardware.gpu import GpuSpec, datasheet_for
 from sim.hardware.profile import load_profile
+from sim.model.stages import layers_per_stage
 from sim.moe.deepep import KernelSpec
 from sim.moe.gating import Gating
-from sim.network.topology import build_topology
+from sim.network.shared import SharedNetwork
+from sim.network.topology import Topology, build_topology
 from sim.pipeline.costs import OpTimes
 from sim.pipeline.execute import P2P, NetworkP2P, ScheduleRun, execute
+from sim.pipeline.ops import Schedule
 from sim.pipeline.schedules import build_schedule
 from sim.pipeline.validate import check_schedule
 from sim.results import ScheduleMetrics, metrics
-from sim.training.chunks import ChunkInputs
+from sim.training.balance import balanced_ranks, balanced_split, layer_costs, rank_positions
+from sim.training.chunks import ChunkInputs, ChunkSource, Routing
 from sim.training.dp import DpSpec
+from sim.training.layout import StagePlacement
 from sim.training.setup import ChunkConfig, ChunkSetup, build_chunk
 from sim.training.step import Progress, StepRun, StepSpec, run_step
-from sim.training.step_result import StepResult, account
+from sim.training.step_result import StepResult, account, check_memory
 
 ACTIVATION_BYTES = 2  # a stage-to-stage send carries the hidden states in BF16 (DeepSeek-V3 report 3.3)
 
@@ -249,15 +254,46 @@ def step_spec(sc: Scenario) -> tuple[StepSpec, GpuSpec]:
     )
     cluster = sc.cluster_spec()
     rtol = sc.cluster.completion_rtol if sc.cluster is not None else 1e-2
+    topology = build_topology(cluster)
+    if t.layers_per_stage == "balanced":
+        inputs, schedule = _balanced(sc, inputs, schedule, topology, gpu)
     spec = StepSpec(
         inputs=inputs,
         schedule=schedule,
-        topology=build_topology(cluster),
+        topology=topology,
         activation_bytes=float(layout.tokens * sc.model.dim * ACTIVATION_BYTES),
         dp=DpSpec(t.dp_overlap, t.dp_algorithm, t.grad_reduce_bytes, rtol),
         completion_rtol=rtol,
     )
     return spec, gpu
+
+
+def _balanced(
+    sc: Scenario, inputs: ChunkInputs, schedule: Schedule, topology: Topology, gpu: GpuSpec
+) -> tuple[ChunkInputs, Schedule]:
+    """The layout with layers split by predicted cost (:mod:`sim.training.balance`), memory checked."""
+    t = sc.training
+    assert t is not None
+    probe = replace(inputs, fidelity="representative", routing_samples=1)
+    source = ChunkSource(probe, schedule, SharedNetwork(topology), Routing(probe, sc.moe_spec()))
+    timer = source.timer(0)
+
+    def pair_time(place: StagePlacement) -> float:
+        stage = source.build(place)
+        return timer.pair(stage, stage).span_s
+
+    costs = layer_costs(sc.model, pair_time)
+    stages = len(schedule.routes[0])
+    even = layers_per_stage(sc.model.n_layers, stages)
+    positions = rank_positions(schedule.routes, schedule.stage_device)
+    split = balanced_ranks(sc.model, positions, stages, costs, [even, balanced_split(sc.model, stages, costs)])
+    try:
+        layout, schedule = sc.step_layout(split)
+        if t.check_memory:
+            check_memory(sc.model, layout, schedule, gpu)
+    except ScenarioError as err:
+        raise (err if err.file else err.with_file(str(sc.source_path))) from None
+    return replace(inputs, layout=layout), schedule
 
 
 def simulate_training(sc: Scenario, progress: Progress | None = None) -> TrainingRun:

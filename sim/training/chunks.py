@@ -37,7 +37,7 @@ from sim.pipeline.ops import Action, Op, Schedule
 from sim.training.chunk import ChunkResult, ChunkTimer, Stage
 from sim.training.comm import CommModel, GroupTraffic
 from sim.training.costs import OpCoster
-from sim.training.layout import Layout
+from sim.training.layout import Layout, StagePlacement
 from sim.training.params import ChunkParams
 
 
@@ -193,10 +193,12 @@ class ChunkSource:
         return self._stages[key]
 
     def _build(self, stage: int, sample: int) -> Stage:
+        return self.build(self.inputs.layout.stages[stage], self.schedule.stage_device[stage], stage, sample)
+
+    def build(self, place: StagePlacement, device: int = 0, stage: int = -1, sample: int = 0) -> Stage:
+        """A stage holding ``place`` on rank ``device`` (``stage`` keys its routing in per-GPU fidelity)."""
         inp = self.inputs
         model, lay = inp.model, inp.layout
-        place = lay.stages[stage]
-        device = self.schedule.stage_device[stage]
         moe_layers = tuple(i for i in place.layers if i >= model.n_layers or model.is_moe(i))
         per_group: list[dict[int, Traffic]] = []
         if moe_layers:

@@ -148,6 +148,7 @@ WHAT_IFS = [
     ("workload__ep", 32, (0.97, 1.03)),  # less IB per token, but twice the experts per GPU to reduce
     ("workload__ep", 128, (1.0001, 1.05)),  # 16 nodes: node limit 4 of 16 groups, more IB
     ("training__dp_overlap", "tail", (0.98, 0.9999)),  # each stage's reduce-scatter once its gradients are done
+    ("training__layers_per_stage", "balanced", (0.80, 0.95)),  # lighter head + MTP stage, cost-balanced
     ("profile", str(ROOT / "calibrate" / "profiles" / "h800-datasheet.json"), (0.80, 0.97)),  # 0.7 of peak
 ]
 
@@ -301,3 +302,10 @@ def test_dp_phase_order_on_every_rank(base: TrainingRun) -> None:
     for d in range(16):
         spans = sorted((s.start, s.end) for s in pipe.run.recorder.spans if s.device == d)
         assert all(a[1] <= b[0] + 1e-12 for a, b in itertools.pairwise(spans))
+
+
+def test_balanced_split_lightens_the_head_stage(tmp_path_factory: pytest.TempPathFactory) -> None:
+    run = step(tmp_path_factory, training__layers_per_stage="balanced")
+    lay, sched = run.step.spec.inputs.layout, run.step.spec.schedule
+    sizes = [len([i for i in lay.stages[s].layers if i < 61]) for s in sched.routes[0]]
+    assert sum(sizes) == 61 and sizes[-1] < 4 and sizes[0] <= 4  # the head + MTP stage holds fewer layers
