@@ -82,16 +82,24 @@ def model_section() -> list[str]:
 
 
 def step_section() -> list[str]:
-    run = simulate_training(load_scenario(default_scenario_path()))
+    sc = load_scenario(default_scenario_path())
+    run = simulate_training(sc)
+    assert sc.training is not None
+    balanced_sc = sc.model_copy(update={"training": sc.training.model_copy(update={"layers_per_stage": "balanced"})})
+    balanced = simulate_training(balanced_sc).result
     r = run.result
     hours = r.gpu_hours_per_trillion_tokens
+    b_hours = balanced.gpu_hours_per_trillion_tokens
+    pub = PUBLISHED_GPU_HOURS_PER_T
     return [
         "## The training step (the default scenario, `twin run`)",
         "",
         "| figure | source | published | twin | error |",
         "|---|---|---:|---:|---:|",
         f"| H800 GPU-hours per trillion tokens | V3 report Table 1: 2.664M for 14.8T pre-training tokens "
-        f"| {PUBLISHED_GPU_HOURS_PER_T / 1e3:.1f}K | {hours / 1e3:.1f}K | {_err(hours, PUBLISHED_GPU_HOURS_PER_T)} |",
+        f"| {pub / 1e3:.1f}K | {hours / 1e3:.1f}K | {_err(hours, pub)} |",
+        f"| the same, layers split by predicted cost (`training.layers_per_stage: balanced`) | (layer map not "
+        f"published) | {pub / 1e3:.1f}K | {b_hours / 1e3:.1f}K | {_err(b_hours, pub)} |",
         "",
         f"Twin: one steady-state step of 15360 x 4096 tokens takes {r.step_time_s:.2f} s (MFU {r.mfu(True):.1%} "
         f"causal, {r.mfu(False):.1%} non-causal). The published figure averages a whole run (batch ramp, "
