@@ -25,6 +25,12 @@ def git_revision() -> str:
         return "unknown"
 
 
+def _sets(run: TrainingRun) -> str:
+    rset = run.step.dp[0].rset
+    ranks = " and ".join(str(r) for r in rset.ranks)
+    return f"rank 0's: ranks {ranks}, DP {rset.dp}, expert DP {rset.expert_dp}"
+
+
 def _ms(x: float) -> str:
     return f"{x * 1e3:,.1f}"
 
@@ -67,7 +73,8 @@ def step_report(run: TrainingRun, gantt: str | None = None) -> str:
         f"x {lay['gpus_per_rank']} GPUs each; EP {lay['ep']}, DP {lay['dp']} (non-expert), {lay['expert_dp']} "
         f"replicas of each expert; {lay['microbatches']} micro-batches of {lay['microbatch_sequences']} "
         f"sequence(s) ({lay['tokens_per_microbatch']} tokens) per pipeline; global batch "
-        f"{lay['global_batch_sequences']} sequences. Fidelity: {t.fidelity}; routing: {sc.workload.routing}; "
+        f"{lay['global_batch_sequences']} sequences. ZeRO-1 groups span the ranks holding the same layers "
+        f"({_sets(run)}). Fidelity: {t.fidelity}; routing: {sc.workload.routing}; "
         f"data-parallel overlap: {t.dp_overlap}.",
         "",
         f"## Where the time goes (rank {r.reported_rank}, the busiest)",
