@@ -176,7 +176,7 @@ _PYDANTIC = {
 
 def usage_line(e: Exception) -> str:
     """A typer/click usage error as one line ``FLAG: what was wrong (got X)``."""
-    from typer._click import exceptions as ce
+    ce = click_exceptions()
 
     if isinstance(e, ce.NoSuchOption):
         msg = f"{e.option_name}: no such option"
@@ -211,6 +211,16 @@ def usage_line(e: Exception) -> str:
     return " ".join(str(getattr(e, "message", e)).split())
 
 
+def click_exceptions() -> Any:
+    """click's exception classes: vendored as ``typer._click`` by recent typer, else click itself."""
+    import importlib
+
+    try:
+        return importlib.import_module("typer._click.exceptions")
+    except ImportError:
+        return importlib.import_module("click.exceptions")
+
+
 def invoke(app: Any, argv: list[str] | None, prepare: Any = None) -> int:
     """Run the typer ``app`` on ``argv``; every user error becomes one line ``error: ...`` on stderr
     and status 2. SIGTERM/SIGHUP unwind like Ctrl-C (temporaries removed; status 143/129/130);
@@ -222,7 +232,7 @@ def invoke(app: Any, argv: list[str] | None, prepare: Any = None) -> int:
 
     import typer
     import typer.main
-    from typer._click import exceptions as ce
+    ce = click_exceptions()
 
     from sim.errors import TwinError
 
