@@ -246,14 +246,7 @@ def _trace_traffic(spec: ModelSpec) -> Any:
     from sim.moe.alltoall import route_layer
     from sim.moe.spec import MoESpec
 
-    moe = MoESpec(
-        experts=spec.n_routed_experts,
-        topk=spec.n_activated_experts,
-        node_limit=spec.n_limited_groups,
-        ep=TRACE_EP,
-        hidden=spec.dim,
-    )
-    return route_layer(moe, TRACE_TOKENS, "balanced", 0)
+    return route_layer(MoESpec.of_model(spec, TRACE_EP), TRACE_TOKENS, "balanced", 0)
 
 
 def derive_channel_rates(trace: str | Path | dict[str, Any], spec: ModelSpec = DEEPSEEK_V3) -> dict[str, float]:

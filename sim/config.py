@@ -266,14 +266,7 @@ class Scenario(_Strict):
         return str(self._source_path) if self._source_path is not None else "<scenario>"
 
     def moe_spec(self) -> MoESpec:
-        m = self.model
-        return MoESpec(
-            experts=m.n_routed_experts,
-            topk=m.n_activated_experts,
-            node_limit=m.n_limited_groups,
-            ep=self.workload.ep,
-            hidden=m.dim,
-        )
+        return MoESpec.of_model(self.model, self.workload.ep)
 
     @property
     def profile_path(self) -> Path:

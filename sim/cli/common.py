@@ -232,6 +232,7 @@ def invoke(app: Any, argv: list[str] | None, prepare: Any = None) -> int:
 
     import typer
     import typer.main
+
     ce = click_exceptions()
 
     from sim.errors import TwinError

@@ -10,8 +10,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sim.errors import ScenarioError
+
+if TYPE_CHECKING:
+    from sim.model.spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,17 @@ class MoESpec:
     hidden: int = 7168
     dispatch_bytes_per_elem: float = 1.0 + 4.0 / 128.0
     combine_bytes_per_elem: float = 2.0
+
+    @staticmethod
+    def of_model(model: ModelSpec, ep: int) -> MoESpec:
+        """The MoE layers of ``model`` (config.json fields) spread over ``ep`` GPUs."""
+        return MoESpec(
+            experts=model.n_routed_experts,
+            topk=model.n_activated_experts,
+            node_limit=model.n_limited_groups,
+            ep=ep,
+            hidden=model.dim,
+        )
 
     def __post_init__(self) -> None:
         checks = [

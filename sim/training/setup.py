@@ -54,15 +54,8 @@ class ChunkConfig:
     last_stage: bool = False  # the stage holds the output head and the MTP module
 
     def moe_spec(self) -> MoESpec:
-        m = self.model
         try:
-            return MoESpec(
-                experts=m.n_routed_experts,
-                topk=m.n_activated_experts,
-                node_limit=m.n_limited_groups,
-                ep=self.ep,
-                hidden=m.dim,
-            )
+            return MoESpec.of_model(self.model, self.ep)
         except ScenarioError as err:
             key = "ep" if err.key_path in ("ep", "experts") else f"model.{err.key_path}"
             raise ScenarioError(key, err.message) from None

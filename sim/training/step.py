@@ -117,9 +117,7 @@ def run_step(spec: StepSpec, progress: Progress | None = None) -> StepRun:
     inp = spec.inputs
     lay = inp.layout
     m = inp.model
-    moe = MoESpec(
-        experts=m.n_routed_experts, topk=m.n_activated_experts, node_limit=m.n_limited_groups, ep=lay.ep, hidden=m.dim
-    )
+    moe = MoESpec.of_model(m, lay.ep)
     shared = SharedNetwork(spec.topology, completion_rtol=spec.completion_rtol)
     routing = Routing(inp, moe)
     groups = lay.ep_groups if inp.fidelity == "per-gpu" else 1

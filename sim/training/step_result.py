@@ -30,31 +30,14 @@ from sim.hardware.gpu import GpuSpec
 from sim.model.flops import training_flops_per_token
 from sim.model.spec import ModelSpec
 from sim.pipeline.ops import Op, Schedule
-from sim.training.chunk import ChunkResult
 from sim.training.dp import ReplicaSet, rank_params
 from sim.training.layout import Layout
 from sim.training.memory import Memory, activation_bytes, static_memory
-from sim.training.stats import merge_intervals
+from sim.training.stats import exposed_comm
 from sim.training.step import StepRun
 
 GB = 1e9
 SECONDS_PER_DAY = 86_400.0
-
-
-def exposed_comm_s(chunk: ChunkResult) -> float:
-    """Time the communication stream is busy while no compute stream runs."""
-    compute = merge_intervals([(t.start, t.end) for t in chunk.tasks if t.stream != "comm" and t.end > t.start])
-    comm = merge_intervals([(t.start, t.end) for t in chunk.tasks if t.stream == "comm" and t.end > t.start])
-    covered = 0.0
-    j = 0
-    for s, e in comm:
-        while j < len(compute) and compute[j][1] <= s:
-            j += 1
-        k = j
-        while k < len(compute) and compute[k][0] < e:
-            covered += max(0.0, min(e, compute[k][1]) - max(s, compute[k][0]))
-            k += 1
-    return sum(e - s for s, e in comm) - covered
 
 
 @dataclass(frozen=True)
@@ -156,7 +139,7 @@ def rank_breakdowns(step: StepRun) -> list[RankBreakdown]:
         sums[span.device][action.op] += span.end - span.start
         chunk = pipe.chunk_at(span.device, span.pos)
         if id(chunk) not in cache:
-            cache[id(chunk)] = exposed_comm_s(chunk)
+            cache[id(chunk)] = exposed_comm(chunk.stream_spans())
         exposed[span.device] += cache[id(chunk)]
     out = []
     for d in range(lay.devices):
