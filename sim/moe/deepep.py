@@ -133,6 +133,15 @@ def _flows(traffic: Traffic, gpus: np.ndarray, phase: str) -> tuple[np.ndarray, 
     return gpus[src], gpus[dst], nbytes, is_ib
 
 
+def message_flows(
+    traffic: Traffic, gpus: np.ndarray, phase: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(source, destination, bytes, over IB) of every aggregated message of one ``phase`` (dispatch
+    or combine) of ``traffic`` on the EP group ``gpus`` (cluster GPU ids): the flows a phase puts on
+    the network, for byte accounting."""
+    return _flows(traffic, np.asarray(gpus, dtype=np.int64), phase)
+
+
 def check_gpus(topo: Topology, traffic: Traffic, gpus: np.ndarray | None) -> np.ndarray:
     ep = traffic.spec.ep
     gpus = np.arange(ep) if gpus is None else np.asarray(gpus, dtype=np.int64)

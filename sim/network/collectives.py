@@ -154,6 +154,31 @@ def collective_process(
             yield net.send_batch(src, dst, np.full(len(src), phase.chunk))
 
 
+def collective_flows(
+    topo: Topology, kind: str, gpus: np.ndarray, size: float, algorithm: str = "ring"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(source GPUs, destination GPUs, bytes) that :func:`collective_process` sends for one
+    collective, summed over its steps per (source, destination) ring edge (byte accounting)."""
+    gpus = np.asarray(gpus, dtype=np.int64)
+    empty = np.zeros(0, dtype=np.int64)
+    if len(gpus) < 2 or size <= 0:
+        return empty, empty, np.zeros(0)
+    n = len(gpus)
+    if kind == "alltoall":
+        src, dst = np.repeat(gpus, n), np.tile(gpus, n)
+        off = src != dst
+        return src[off], dst[off], np.full(int(off.sum()), size / n)
+    if kind == "sendrecv":
+        return gpus, np.roll(gpus, -1), np.full(n, float(size))
+    srcs, dsts, sizes = [], [], []
+    for phase in _phases(topo, kind, algorithm, gpus, size):
+        src, dst = _ring_pairs(phase.rings)
+        srcs.append(src)
+        dsts.append(dst)
+        sizes.append(np.full(len(src), phase.steps * phase.chunk))
+    return np.concatenate(srcs), np.concatenate(dsts), np.concatenate(sizes)
+
+
 def run_collective(
     topo: Topology,
     kind: str,

@@ -173,7 +173,10 @@ class DpModel:
         self.memory_time = memory_time  # seconds of a streaming kernel moving that many bytes
         self._memo: dict[tuple[object, ...], float] = {}
 
-    def _time(self, kind: str, rset: ReplicaSet, p: StageParams) -> float:
+    def groups(self, kind: str, rset: ReplicaSet, p: StageParams) -> list[tuple[np.ndarray, float, str]]:
+        """The collectives of ``kind`` (reducescatter, allgather) a replica set runs together for the
+        parameters ``p`` per GPU: (GPUs, per-rank bytes as nccl-tests counts them, algorithm) of the
+        non-expert group and of each expert's replicas."""
         lay = self.layout
         sizes = dp_collectives(p, dp=rset.dp, expert_dp=rset.expert_dp, grad_comm_bytes=self.spec.grad_reduce_bytes)
         mine, expert = (
@@ -184,11 +187,16 @@ class DpModel:
         gpus = rset.gpus(lay)
         g = lay.gpus_per_node
         algo = self.spec.algorithm if len(gpus) % g == 0 and len(gpus) > g else "ring"
-        key = (kind, len(gpus), rset.expert_dp, mine.size_bytes, expert.size_bytes, algo)
+        out = [(gpus, mine.size_bytes, algo)]
+        if rset.expert_dp > 1:
+            out += [(grp, expert.size_bytes, "ring") for grp in rset.expert_groups(lay)]
+        return out
+
+    def _time(self, kind: str, rset: ReplicaSet, p: StageParams) -> float:
+        groups = self.groups(kind, rset, p)
+        gpus, size, algo = groups[0]
+        key = (kind, len(gpus), rset.expert_dp, size, groups[1][1] if len(groups) > 1 else 0.0, algo)
         if key not in self._memo:
-            groups = [(gpus, mine.size_bytes, algo)]
-            if rset.expert_dp > 1:
-                groups += [(grp, expert.size_bytes, "ring") for grp in rset.expert_groups(lay)]
             self._memo[key] = _collectives(self.topology, kind, groups, self.spec.completion_rtol)
         return self._memo[key]
 
