@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.collections import PatchCollection
+from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
 from sim.pipeline.execute import ScheduleRun
@@ -62,6 +63,15 @@ class _Boxes:
 
 def plot_gantt(run: ScheduleRun, path: str | Path, title: str | None = None, time_unit: str = "s") -> Path:
     """Draw the run's timeline to ``path`` (PNG, SVG or PDF by suffix); returns the path."""
+    fig = gantt_figure(run, title, time_unit)
+    path = Path(path)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def gantt_figure(run: ScheduleRun, title: str | None = None, time_unit: str = "s") -> Figure:
+    """The run's timeline as a matplotlib figure (the caller saves and closes it)."""
     sched = run.schedule
     spans = run.recorder.spans
     end = max((s.end for s in spans), default=1.0) or 1.0
@@ -101,7 +111,4 @@ def plot_gantt(run: ScheduleRun, path: str | Path, title: str | None = None, tim
         frameon=False,
     )
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return fig

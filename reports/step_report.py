@@ -1,4 +1,5 @@
-"""Markdown report of a simulated training step (reads the run's results only)."""
+"""Markdown report of a simulated training step (reads the run's results only); its pieces (summary
+rows, layout text, breakdown parts, per-rank rows) are shared with the HTML report (:mod:`reports.step_html`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 from sim.run import TrainingRun
+from sim.training.step_result import RankBreakdown, StepResult
 
 # DeepSeek-V3 report (arXiv 2412.19437), Table 1: 2.664M H800 GPU-hours of pre-training on 14.8T tokens.
 PUBLISHED_GPU_HOURS_PER_T = 2.664e6 / 14.8
@@ -35,16 +37,111 @@ def _ms(x: float) -> str:
     return f"{x * 1e3:,.1f}"
 
 
+def summary_rows(run: TrainingRun) -> list[tuple[str, str]]:
+    """(figure, value) of the step's summary: step time, tokens, throughput, cost against the
+    published figure, TFLOPS, MFU, peak memory."""
+    r = run.result
+    d = r.to_dict()
+    hours = r.gpu_hours_per_trillion_tokens
+    return [
+        ("step time", f"{r.step_time_s:.3f} s"),
+        ("tokens per step", f"{r.tokens_per_step:,}"),
+        ("tokens per day", f"{r.tokens_per_day / 1e9:,.1f} B"),
+        (
+            "GPU-hours per trillion tokens",
+            f"{hours / 1e3:,.1f} K (DeepSeek-V3 published: {PUBLISHED_GPU_HOURS_PER_T / 1e3:,.1f} K, "
+            f"{hours / PUBLISHED_GPU_HOURS_PER_T - 1:+.1%})",
+        ),
+        ("TFLOPS per GPU (causal / non-causal)", f"{r.tflops_per_gpu(True):.0f} / {r.tflops_per_gpu(False):.0f}"),
+        ("MFU vs dense BF16 peak (causal / non-causal)", f"{r.mfu(True):.1%} / {r.mfu(False):.1%}"),
+        (
+            "peak memory per GPU",
+            f"{max(x.memory.total for x in r.ranks) / 1e9:.1f} GB (rank {d['memory_rank']}; "
+            f"{run.gpu.name}: {run.gpu.hbm_GB:g} GB)",
+        ),
+    ]
+
+
+PUBLISHED_NOTE = (
+    "The published comparison is a whole run (ramp, long-context extension excluded: Table 1's "
+    "pre-training line) against one steady-state step; the twin is not fitted to it."
+)
+
+
+def layout_text(run: TrainingRun) -> str:
+    """One paragraph: GPUs, ranks, EP, DP, micro-batches, ZeRO-1 groups, fidelity."""
+    sc = run.scenario
+    lay = run.result.to_dict()["layout"]
+    t = sc.training
+    assert t is not None
+    return (
+        f"{lay['gpus']} GPUs: {lay['pipeline_ranks']} pipeline ranks ({sc.pipeline.schedules[0]}, PP {sc.pipeline.pp}) "
+        f"x {lay['gpus_per_rank']} GPUs each; EP {lay['ep']}, DP {lay['dp']} (non-expert), {lay['expert_dp']} "
+        f"replicas of each expert; {lay['microbatches']} micro-batches of {lay['microbatch_sequences']} "
+        f"sequence(s) ({lay['tokens_per_microbatch']} tokens) per pipeline; global batch "
+        f"{lay['global_batch_sequences']} sequences. ZeRO-1 groups span the ranks holding the same layers "
+        f"({_sets(run)}). Fidelity: {t.fidelity}; routing: {sc.workload.routing}; "
+        f"data-parallel overlap: {t.dp_overlap}."
+    )
+
+
+def breakdown_parts(b: RankBreakdown) -> list[tuple[str, float]]:
+    """The seven parts of a rank's step (seconds; they add up to the step time)."""
+    return [
+        ("forward only (F)", b.forward_only_s),
+        ("backward only (B, I)", b.backward_only_s),
+        ("weight gradients only (W)", b.weight_only_s),
+        ("overlapped F&B", b.overlapped_fb_s),
+        ("bubble", b.bubble_s),
+        ("optimizer", b.optimizer_s),
+        ("exposed DP communication", b.dp_comm_exposed_s),
+    ]
+
+
+PER_RANK_HEADERS = ["rank", "F", "B/I", "W", "F&B", "bubble", "optimizer", "DP comm", "EP exposed", "memory GB"]
+
+
+def per_rank_rows(r: StepResult) -> list[list[str]]:
+    """One row per rank (ms, memory in GB) under :data:`PER_RANK_HEADERS`."""
+    return [
+        [
+            str(x.rank),
+            _ms(x.forward_only_s),
+            _ms(x.backward_only_s),
+            _ms(x.weight_only_s),
+            _ms(x.overlapped_fb_s),
+            _ms(x.bubble_s),
+            _ms(x.optimizer_s),
+            _ms(x.dp_comm_exposed_s),
+            _ms(x.ep_comm_exposed_s),
+            f"{x.memory.total / 1e9:.1f}",
+        ]
+        for x in r.ranks
+    ]
+
+
+def memory_text(run: TrainingRun) -> str:
+    r = run.result
+    m = max(r.ranks, key=lambda x: x.memory.total).memory.to_dict()
+    return (
+        f"Memory of rank {r.to_dict()['memory_rank']} (GB): params {m['params']:.1f}, grads {m['grads']:.1f}, "
+        f"optimizer {m['optimizer']:.1f}, activations at peak {m['activations_peak']:.1f}, total {m['total']:.1f} "
+        "(DeepEP/NCCL buffers and allocator fragmentation not counted; docs/memory.md)."
+    )
+
+
+def ep_exposed_text(b: RankBreakdown) -> str:
+    return (
+        f"Inside those chunks, compute waited {_ms(b.ep_comm_exposed_s)} ms on DeepEP all-to-alls "
+        "(communication stream busy, both compute streams idle)."
+    )
+
+
 def step_report(run: TrainingRun, gantt: str | None = None) -> str:
     """The report: summary, per-rank breakdown, layout, memory and where every input came from."""
     sc = run.scenario
     r = run.result
-    d = r.to_dict()
-    lay = d["layout"]
     b = r.reported
-    t = sc.training
-    assert t is not None
-    hours = r.gpu_hours_per_trillion_tokens
     lines = [
         f"# Training step: {sc.name}",
         "",
@@ -54,68 +151,33 @@ def step_report(run: TrainingRun, gantt: str | None = None) -> str:
         "",
         "| figure | value |",
         "|---|---:|",
-        f"| step time | {r.step_time_s:.3f} s |",
-        f"| tokens per step | {r.tokens_per_step:,} |",
-        f"| tokens per day | {r.tokens_per_day / 1e9:,.1f} B |",
-        f"| GPU-hours per trillion tokens | {hours / 1e3:,.1f} K (DeepSeek-V3 published: "
-        f"{PUBLISHED_GPU_HOURS_PER_T / 1e3:,.1f} K, {hours / PUBLISHED_GPU_HOURS_PER_T - 1:+.1%}) |",
-        f"| TFLOPS per GPU (causal / non-causal) | {r.tflops_per_gpu(True):.0f} / {r.tflops_per_gpu(False):.0f} |",
-        f"| MFU vs dense BF16 peak (causal / non-causal) | {r.mfu(True):.1%} / {r.mfu(False):.1%} |",
-        f"| peak memory per GPU | {max(x.memory.total for x in r.ranks) / 1e9:.1f} GB "
-        f"(rank {d['memory_rank']}; {run.gpu.name}: {run.gpu.hbm_GB:g} GB) |",
+        *(f"| {k} | {v} |" for k, v in summary_rows(run)),
         "",
-        "The published comparison is a whole run (ramp, long-context extension excluded: Table 1's "
-        "pre-training line) against one steady-state step; the twin is not fitted to it.",
+        PUBLISHED_NOTE,
         "",
         "## Layout",
         "",
-        f"{lay['gpus']} GPUs: {lay['pipeline_ranks']} pipeline ranks ({sc.pipeline.schedules[0]}, PP {sc.pipeline.pp}) "
-        f"x {lay['gpus_per_rank']} GPUs each; EP {lay['ep']}, DP {lay['dp']} (non-expert), {lay['expert_dp']} "
-        f"replicas of each expert; {lay['microbatches']} micro-batches of {lay['microbatch_sequences']} "
-        f"sequence(s) ({lay['tokens_per_microbatch']} tokens) per pipeline; global batch "
-        f"{lay['global_batch_sequences']} sequences. ZeRO-1 groups span the ranks holding the same layers "
-        f"({_sets(run)}). Fidelity: {t.fidelity}; routing: {sc.workload.routing}; "
-        f"data-parallel overlap: {t.dp_overlap}.",
+        layout_text(run),
         "",
         f"## Where the time goes (rank {r.reported_rank}, the busiest)",
         "",
         "| part | ms | share |",
         "|---|---:|---:|",
     ]
-    parts = [
-        ("forward only (F)", b.forward_only_s),
-        ("backward only (B, I)", b.backward_only_s),
-        ("weight gradients only (W)", b.weight_only_s),
-        ("overlapped F&B", b.overlapped_fb_s),
-        ("bubble", b.bubble_s),
-        ("optimizer", b.optimizer_s),
-        ("exposed DP communication", b.dp_comm_exposed_s),
-    ]
-    for name, v in parts:
+    for name, v in breakdown_parts(b):
         lines.append(f"| {name} | {_ms(v)} | {v / r.step_time_s:.1%} |")
     lines += [
         f"| **step** | **{_ms(r.step_time_s)}** | 100% |",
         "",
-        f"Inside those chunks, compute waited {_ms(b.ep_comm_exposed_s)} ms on DeepEP all-to-alls "
-        "(communication stream busy, both compute streams idle).",
+        ep_exposed_text(b),
         "",
         "## Per rank (ms)",
         "",
-        "| rank | F | B/I | W | F&B | bubble | optimizer | DP comm | EP exposed | memory GB |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for x in r.ranks:
-        lines.append(
-            f"| {x.rank} | {_ms(x.forward_only_s)} | {_ms(x.backward_only_s)} | {_ms(x.weight_only_s)} "
-            f"| {_ms(x.overlapped_fb_s)} | {_ms(x.bubble_s)} | {_ms(x.optimizer_s)} | {_ms(x.dp_comm_exposed_s)} "
-            f"| {_ms(x.ep_comm_exposed_s)} | {x.memory.total / 1e9:.1f} |"
-        )
-    m = max(r.ranks, key=lambda x: x.memory.total).memory.to_dict()
-    lines += [
+        "| " + " | ".join(PER_RANK_HEADERS) + " |",
+        "|" + "|".join(["---:"] * len(PER_RANK_HEADERS)) + "|",
+        *("| " + " | ".join(row) + " |" for row in per_rank_rows(r)),
         "",
-        f"Memory of rank {d['memory_rank']} (GB): params {m['params']:.1f}, grads {m['grads']:.1f}, optimizer "
-        f"{m['optimizer']:.1f}, activations at peak {m['activations_peak']:.1f}, total {m['total']:.1f} "
-        "(DeepEP/NCCL buffers and allocator fragmentation not counted; docs/memory.md).",
+        memory_text(run),
         "",
     ]
     if gantt:
