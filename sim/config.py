@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from sim.economics import FABRIC_LIFE_YEARS, GPU_HOUR_USD
 from sim.errors import LayoutError, ScenarioError
 from sim.hardware.gpu import SmSplit, datasheet_for
 from sim.hardware.profile import DEFAULT_PROFILE, load_profile
@@ -23,6 +24,7 @@ from sim.limits import check_scenario_sizes
 from sim.model.spec import DEEPSEEK_V3, ModelSpec
 from sim.moe.spec import MoESpec
 from sim.network.spec import ClusterSpec, load_cluster
+from sim.overrides import apply_overrides, check_key, resolve_paths
 from sim.pipeline.costs import OpTimes
 from sim.pipeline.execute import P2P
 from sim.pipeline.ops import Schedule
@@ -240,6 +242,15 @@ class TrainingSpec(_Strict):
     check_memory: bool = Field(True, description="refuse layouts whose memory exceeds the GPU's")
 
 
+class EconomicsSpec(_Strict):
+    """Prices for the cost per trillion tokens (sim/economics.py gives the sources of the defaults)."""
+
+    gpu_hour_usd: float = Field(GPU_HOUR_USD, ge=0, le=1e4, description="GPU rental price per hour, network excluded")
+    fabric_life_years: float = Field(
+        FABRIC_LIFE_YEARS, gt=0, le=100, description="years the fabric's cost is spread over"
+    )
+
+
 class Scenario(_Strict):
     """A whole scenario: it describes; ``sim.run`` assembles costs, topology and timing from it."""
 
@@ -257,6 +268,7 @@ class Scenario(_Strict):
     cluster: ClusterRef | None = None
     comm: CommSpec = Field(default_factory=CommSpec)
     training: TrainingSpec | None = Field(None, description="simulate the full training step")
+    economics: EconomicsSpec = Field(default_factory=EconomicsSpec)
     _profile_path: Path | None = PrivateAttr(None)
     _source_path: Path | None = PrivateAttr(None)
 
@@ -411,20 +423,74 @@ def _attach_profile(scenario: Scenario, base: Path) -> None:
             check_memory(scenario.model, layout, schedule, gpu)
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a YAML scenario; every error names ``path`` and the key."""
+MAX_BASE_DEPTH = 8  # derived scenarios deriving from derived scenarios
+_DERIVED_KEYS = ("base", "name", "description", "set")
+
+
+def scenario_data(path: str | Path, depth: int = 0) -> tuple[dict[str, Any], Path]:
+    """The mapping of a scenario file and the folder its relative paths resolve against.
+
+    A *derived* scenario names a ``base`` scenario file (relative to itself) and dotted overrides in
+    ``set`` (``comm.sms: 12``), optionally a new ``name`` and ``description``; its paths resolve like
+    the base's (the base's folder), except path values in ``set``, which resolve against the derived
+    file (:mod:`sim.overrides`)."""
+    path = Path(path)
     data = read_yaml(path, "scenario")
+    if not isinstance(data, dict) or "base" not in data:
+        return data, path.parent
+    for key in data:
+        if key not in _DERIVED_KEYS:
+            raise ScenarioError(
+                str(key), f"a derived scenario (with 'base') has only the keys {', '.join(_DERIVED_KEYS)}", str(path)
+            )
+    if depth >= MAX_BASE_DEPTH:
+        raise ScenarioError("base", f"more than {MAX_BASE_DEPTH} levels of base scenarios", str(path))
+    base = data["base"]
+    if not isinstance(base, str) or not base:
+        raise ScenarioError("base", "give the base scenario's file, relative to this one", str(path))
+    sets = data.get("set") or {}
+    if not isinstance(sets, dict):
+        raise ScenarioError("set", "a mapping of dotted keys to values, e.g. {comm.sms: 12}", str(path))
+    for key in sets:
+        check_key(key, "set")
+    base_path = Path(base) if Path(base).is_absolute() else path.parent / base
+    if base_path.resolve() == path.resolve():
+        raise ScenarioError("base", "a scenario cannot be its own base", str(path))
+    parent, folder = scenario_data(base_path, depth + 1)
+    if not isinstance(parent, dict):
+        raise ScenarioError("", "the base scenario must be a mapping of keys", str(base_path))
+    try:
+        merged = apply_overrides(parent, resolve_paths(sets, path.parent), "set.")
+    except ScenarioError as err:
+        raise err.with_file(str(path)) from None
+    for key in ("name", "description"):
+        if key in data:
+            merged[key] = data[key]
+    return merged, folder
+
+
+def scenario_from_data(data: Any, path: str | Path, folder: str | Path | None = None) -> Scenario:
+    """Validate ``data`` as the scenario read from ``path`` (errors name it); relative paths in it
+    resolve against ``folder`` [default: the file's folder]."""
     try:
         scenario = parse_scenario(data)
     except ScenarioError as err:
         raise err.with_file(str(path)) from None
     scenario._source_path = Path(path)
+    base = Path(folder) if folder is not None else Path(path).parent
     for attach in (_attach_cluster, _attach_profile):
         try:
-            attach(scenario, Path(path).parent)
+            attach(scenario, base)
         except ScenarioError as err:
             raise (err if err.file else err.with_file(str(path))) from None
     return scenario
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a YAML scenario (or a derived one: ``base`` + ``set``); every error names
+    ``path`` and the key."""
+    data, folder = scenario_data(path)
+    return scenario_from_data(data, path, folder)
 
 
 def default_scenario_path() -> Path:

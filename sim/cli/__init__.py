@@ -18,6 +18,7 @@ from sim.cli.common import Format, err, input_file_option, invoke, out, output_d
 from sim.cli.moe import alltoall_cmd, balance_cmd
 from sim.cli.network import collective_cmd, topology_app
 from sim.cli.schedules import _print_table, schedules_app
+from sim.cli.sweep import compare_cmd, sweep_cmd
 from sim.config import Scenario, default_scenario_path, load_scenario
 from sim.errors import ScenarioError
 from sim.outputs import atomic_dir, atomic_write_text
@@ -37,6 +38,8 @@ app.command("collective")(collective_cmd)
 app.command("alltoall")(alltoall_cmd)
 app.command("balance")(balance_cmd)
 app.command("chunk")(chunk_cmd)
+app.command("sweep")(sweep_cmd)
+app.command("compare")(compare_cmd)
 
 
 @app.command()

@@ -1,0 +1,71 @@
+"""Dotted-key overrides of a scenario: ``comm.sms: 12`` sets ``data["comm"]["sms"] = 12``.
+
+Used by derived scenario files (``base:`` + ``set:``, :func:`sim.config.load_scenario`), by sweeps
+(:mod:`sim.sweep`) and by the co-design study. Paths given as override values (``cluster.topology``,
+``profile``) are resolved against the file that gives them and made absolute, so a sweep under
+``scenarios/sweeps/`` can name ``../../topologies/deepseek-v3-ft2.yaml`` as written beside it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from sim.errors import ScenarioError
+
+PATH_KEYS = ("cluster.topology", "profile")  # values that are file paths, relative to the file giving them
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def check_key(key: Any, where: str) -> str:
+    """A dotted key (``a.b.c``, identifiers only); anything else names ``where``."""
+    if not isinstance(key, str) or not _KEY.match(key):
+        raise ScenarioError(where, f"an override key is a dotted scenario key such as 'comm.sms', got {key!r}")
+    return key
+
+
+def resolve_paths(overrides: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``overrides`` with path values (:data:`PATH_KEYS`) made absolute against ``folder``."""
+    out = dict(overrides)
+    for key in PATH_KEYS:
+        value = out.get(key)
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            out[key] = str((folder / value).resolve())
+    return out
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """A deep copy of ``data`` with each dotted key set; missing sections are created. A key whose
+    parent is not a mapping (``pipeline.pp.x``) is an error naming ``where`` + the key."""
+    out = copy.deepcopy(data)
+    for key, value in overrides.items():
+        parts = key.split(".")
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                prefix = ".".join(parts[: i + 1])
+                raise ScenarioError(
+                    f"{where}{key}" if where else key,
+                    f"{prefix} is a value ({json.dumps(child)}), not a section with keys",
+                )
+            node = child
+        node[parts[-1]] = copy.deepcopy(value)
+    return out
+
+
+def canonical(overrides: dict[str, Any]) -> str:
+    """One JSON text per set of overrides (sorted keys, no spaces): the identity of a sweep point."""
+    return json.dumps(overrides, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def label(overrides: dict[str, Any]) -> str:
+    """``comm.sms=12, cluster.nic_Gbps=800`` (``base`` when there are none)."""
+    if not overrides:
+        return "base"
+    return ", ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in overrides.items())

@@ -1,0 +1,98 @@
+"""Rank a sweep's results by one figure and find the Pareto front of two (``twin compare``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sim.errors import ScenarioError
+from sim.sweep.pareto import pareto_front
+from sim.sweep.point import LAYOUT_COLUMNS, METRIC_BY_NAME, METRICS, OK
+from sim.sweep.store import META_KEY
+
+_FIXED = {"point", "point_id", "label", "status", "error"} | {m.name for m in METRICS} | {c for c, _ in LAYOUT_COLUMNS}
+
+
+def load_results(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The results frame of ``twin sweep`` and its metadata (one-line errors)."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as err:
+        raise ScenarioError("", f"cannot read it as Parquet ({type(err).__name__})", str(path)) from None
+    frame = table.to_pandas()
+    missing = [c for c in ("point", "status", *METRIC_BY_NAME) if c not in frame.columns]
+    if missing:
+        raise ScenarioError("", f"not a twin sweep results file (no column {missing[0]!r})", str(path))
+    raw = (table.schema.metadata or {}).get(META_KEY)
+    try:
+        meta = json.loads(raw) if raw else {}
+    except json.JSONDecodeError:
+        meta = {}
+    return frame, meta if isinstance(meta, dict) else {}
+
+
+def override_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c not in _FIXED]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    by: str
+    against: str
+    ok: int
+    not_ok: int
+    columns: list[str]
+    best: list[dict[str, Any]]
+    front_columns: list[str]
+    front: list[dict[str, Any]]
+    front_points: list[int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "by": self.by,
+            "against": self.against,
+            "ok": self.ok,
+            "not_ok": self.not_ok,
+            "best": self.best,
+            "pareto_front": self.front,
+        }
+
+
+def _records(frame: pd.DataFrame, cols: list[str]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for rec in frame[cols].to_dict(orient="records"):
+        out.append(
+            {
+                str(k): (None if (not isinstance(v, str) and pd.isna(v)) else (v.item() if hasattr(v, "item") else v))
+                for k, v in rec.items()
+            }
+        )
+    return out
+
+
+def compare(frame: pd.DataFrame, by: str, against: str, top: int) -> Comparison:
+    """The ``top`` best ok points by ``by`` (ties by point order) and the front of ``by`` vs ``against``."""
+    ok = frame[frame["status"] == OK]
+    m, n = METRIC_BY_NAME[by], METRIC_BY_NAME[against]
+    ranked = ok.sort_values([by, "point"], ascending=[m.better == "min", True], kind="mergesort")
+    shown = ["point", "label", by] + [c for c in ("step_time_s", "cost_per_T_usd", "memory_headroom_GB") if c != by]
+    idx = pareto_front(ok[by].to_numpy(), ok[against].to_numpy(), m.better, n.better)
+    front = ok.iloc[idx].sort_values([by, "point"], ascending=[m.better == "min", True], kind="mergesort")
+    front_cols = ["point", "label", by, against]
+    return Comparison(
+        by,
+        against,
+        len(ok),
+        len(frame) - len(ok),
+        shown,
+        _records(ranked.head(top), shown),
+        front_cols,
+        _records(front, front_cols),
+        [int(p) for p in front["point"]],
+    )

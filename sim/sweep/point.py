@@ -1,0 +1,124 @@
+"""One sweep point: simulate its training step and reduce it to a row of figures.
+
+:func:`run_point` is what a local worker process or a dask worker runs; it is a pure function of its
+arguments (the same row, bit for bit, wherever it runs). :data:`METRICS` is the one list of the
+figures a row holds, with their direction (what ``twin compare`` calls better).
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sim.errors import TwinError
+
+OK, INFEASIBLE, FAILED = "ok", "infeasible", "error"
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    better: str  # "min" or "max"
+    unit: str
+    label: str
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("step_time_s", "min", "s", "step time"),
+    Metric("tokens_per_day", "max", "tokens", "tokens per day"),
+    Metric("gpu_hours_per_T", "min", "GPU-h", "GPU-hours per trillion tokens"),
+    Metric("cost_per_T_usd", "min", "USD", "cost per trillion tokens (GPUs + fabric)"),
+    Metric("fabric_cost_usd", "min", "USD", "fabric capital cost, the job's share"),
+    Metric("mfu_causal", "max", "", "MFU vs dense BF16 peak (causal FLOPs)"),
+    Metric("mfu_noncausal", "max", "", "MFU vs dense BF16 peak (non-causal FLOPs)"),
+    Metric("tflops_per_gpu", "max", "TFLOPS", "TFLOPS per GPU (causal)"),
+    Metric("bubble_s", "min", "s", "bubble of the busiest rank"),
+    Metric("bubble_ratio", "min", "", "bubble / step time (busiest rank)"),
+    Metric("ep_comm_exposed_s", "min", "s", "EP all-to-all exposed inside chunks (busiest rank)"),
+    Metric("dp_comm_exposed_s", "min", "s", "DP communication exposed (busiest rank)"),
+    Metric("memory_peak_GB", "min", "GB", "peak memory per GPU (worst rank)"),
+    Metric("memory_headroom_GB", "max", "GB", "GPU memory left at the peak (worst rank)"),
+)
+METRIC_BY_NAME = {m.name: m for m in METRICS}
+LAYOUT_COLUMNS: tuple[tuple[str, str], ...] = (  # (column, dtype): the layout the point ran
+    ("schedule", "string"),
+    ("gpus", "Int64"),
+    ("pp", "Int64"),
+    ("ep", "Int64"),
+    ("dp", "Int64"),
+    ("microbatches", "Int64"),
+    ("memory_capacity_GB", "float64"),
+)
+
+
+def _figures(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
+    from sim.config import scenario_from_data
+    from sim.economics import training_cost
+    from sim.network.topology import build_topology
+    from sim.run import simulate_training
+
+    sc = scenario_from_data(data, path, folder)
+    run = simulate_training(sc)
+    r = run.result
+    d = r.to_dict()
+    lay = d["layout"]
+    assert isinstance(lay, dict)
+    b = r.reported
+    peak = max(x.memory.total for x in r.ranks) / 1e9
+    cluster = sc.cluster_spec()
+    cost = training_cost(
+        r.gpu_hours_per_trillion_tokens,
+        int(lay["gpus"]),
+        build_topology(cluster).cost_usd,
+        cluster.gpus,
+        sc.economics.gpu_hour_usd,
+        sc.economics.fabric_life_years,
+    )
+    return {
+        "step_time_s": r.step_time_s,
+        "tokens_per_day": r.tokens_per_day,
+        "gpu_hours_per_T": r.gpu_hours_per_trillion_tokens,
+        "cost_per_T_usd": cost.usd_per_T,
+        "fabric_cost_usd": cost.fabric_usd,
+        "mfu_causal": r.mfu(True),
+        "mfu_noncausal": r.mfu(False),
+        "tflops_per_gpu": r.tflops_per_gpu(True),
+        "bubble_s": b.bubble_s,
+        "bubble_ratio": b.bubble_s / r.step_time_s,
+        "ep_comm_exposed_s": b.ep_comm_exposed_s,
+        "dp_comm_exposed_s": b.dp_comm_exposed_s,
+        "memory_peak_GB": peak,
+        "memory_headroom_GB": run.gpu.hbm_GB - peak,
+        "schedule": sc.pipeline.schedules[0],
+        "gpus": int(lay["gpus"]),
+        "pp": sc.pipeline.pp,
+        "ep": int(lay["ep"]),
+        "dp": int(lay["dp"]),
+        "microbatches": int(lay["microbatches"]),
+        "memory_capacity_GB": run.gpu.hbm_GB,
+    }
+
+
+def empty_figures() -> dict[str, Any]:
+    row: dict[str, Any] = {m.name: math.nan for m in METRICS}
+    row.update({name: None for name, _ in LAYOUT_COLUMNS})
+    return row
+
+
+def run_point(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
+    """Simulate the scenario ``data`` (as if read from ``path``, relative paths against ``folder``):
+    ``status`` ok with its figures, ``infeasible`` with the one-line reason (a layout that does not
+    fit, refused as ``twin run`` would), or ``error`` with the exception (a bug: please report it)."""
+    row = empty_figures()
+    try:
+        row.update(_figures(data, path, folder))
+        row.update(status=OK, error="")
+    except TwinError as err:
+        row.update(status=INFEASIBLE, error=str(err).replace(f"{path}: ", "", 1))
+    except Exception as err:  # a point never takes the sweep down; it is recorded
+        where = traceback.extract_tb(err.__traceback__)[-1]
+        row.update(status=FAILED, error=f"{type(err).__name__}: {err} ({Path(where.filename).name}:{where.lineno})")
+    return row

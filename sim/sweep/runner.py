@@ -1,0 +1,172 @@
+"""Run a sweep's points in parallel: a local process pool, or a dask.distributed cluster.
+
+Both paths call the same pure :func:`sim.sweep.point.run_point` in separate processes and hand its
+rows to the same :class:`~sim.sweep.store.Store`, so they give the same file, row for row. Rows are
+recorded as they complete; Ctrl-C or SIGTERM stops the sweep after writing what has completed (the
+points in flight are lost and rerun next time).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sim.errors import ScenarioError
+from sim.overrides import label
+from sim.sweep.point import FAILED, OK, run_point
+from sim.sweep.spec import Point, Sweep
+from sim.sweep.store import Store, override_cells
+
+Progress = Callable[[int, int, int], None]  # (completed now, total to run, failed so far)
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    total: int  # points in the sweep
+    skipped: int  # already in the results
+    ran: int
+    failed: int  # rows with status other than ok, among those run now
+    output: Path
+
+
+def _task(sweep: Sweep, point: Point) -> tuple[dict[str, Any], str, str]:
+    return sweep.scenario_data(point), str(sweep.base_path), str(sweep.base_folder)
+
+
+def _row(sweep: Sweep, point: Point, figures: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {"point": point.index, "point_id": point.point_id, "label": label(point.overrides)}
+    row.update(override_cells(sweep, point.overrides))
+    row.update(figures)
+    return row
+
+
+def _quiet_worker() -> None:
+    """Workers leave Ctrl-C to the parent (which stops the pool) and run single-threaded numerics."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def _local(sweep: Sweep, todo: list[Point], workers: int) -> Iterator[tuple[Point, dict[str, Any]]]:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # no fork of a process with threads (rich's progress)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_quiet_worker)
+    pending: dict[Future[dict[str, Any]], Point] = {}
+    queue = iter(todo)
+    try:
+        for point in queue:  # keep a bounded number in flight: a stop loses only those
+            pending[pool.submit(run_point, *_task(sweep, point))] = point
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                point = pending.pop(fut)
+                yield point, _result(fut)
+                nxt = next(queue, None)
+                if nxt is not None:
+                    pending[pool.submit(run_point, *_task(sweep, nxt))] = nxt
+    finally:
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:  # a stop must not wait for the points in flight
+            if proc.is_alive():
+                proc.terminate()
+
+
+def _result(fut: Future[dict[str, Any]]) -> dict[str, Any]:
+    from sim.sweep.point import empty_figures
+
+    try:
+        return fut.result()
+    except Exception as err:  # the worker process died (killed, out of memory)
+        row = empty_figures()
+        row.update(status=FAILED, error=f"worker process lost: {type(err).__name__}: {err}")
+        return row
+
+
+def connect(address: str) -> Any:
+    """A dask.distributed client of the scheduler at ``address`` (one-line errors)."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ScenarioError(
+            "--scheduler", "needs dask.distributed: pip install 'clustertwin[dask]' (or 'distributed')"
+        ) from None
+    try:
+        return Client(address, timeout="5s", set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as err:
+        raise ScenarioError("--scheduler", f"cannot reach a dask scheduler at {address!r}: {err}") from None
+
+
+def _dask(sweep: Sweep, todo: list[Point], client: Any) -> Iterator[tuple[Point, dict[str, Any]]]:
+    from distributed import as_completed
+
+    from sim.sweep.point import empty_figures
+
+    futures = {}
+    try:
+        for point in todo:
+            fut = client.submit(run_point, *_task(sweep, point), key=f"twin-{sweep.name}-{point.point_id}", pure=False)
+            futures[fut.key] = (fut, point)
+        with client.as_current():
+            for fut in as_completed([f for f, _ in futures.values()]):
+                point = futures[fut.key][1]
+                try:
+                    row = fut.result()
+                except Exception as err:  # the task raised inside dask (a worker lost, say)
+                    row = empty_figures()
+                    row.update(status=FAILED, error=f"dask task failed: {type(err).__name__}: {err}")
+                yield point, row
+    finally:
+        client.cancel([f for f, _ in futures.values()])
+
+
+def run_sweep(
+    sweep: Sweep,
+    output: Path,
+    workers: int = 1,
+    scheduler: str | None = None,
+    restart: bool = False,
+    retry_failed: bool = False,
+    progress: Progress | None = None,
+) -> SweepOutcome:
+    """Run the points of ``sweep`` not yet in ``output``; write every row to it (see :mod:`sim.sweep.store`)."""
+    client = connect(scheduler) if scheduler else None
+    try:
+        store = Store(sweep, output, restart=restart, retry_failed=retry_failed)
+        try:
+            done = store.done()
+            todo = [p for p in sweep.points if p.point_id not in done]
+            ran = failed = 0
+            if progress:
+                progress(0, len(todo), 0)
+            if todo:
+                source = _dask(sweep, todo, client) if client is not None else _local(sweep, todo, workers or 1)
+                try:
+                    for point, figures in source:
+                        row = _row(sweep, point, figures)
+                        store.add(row)
+                        ran += 1
+                        failed += row["status"] != OK
+                        if progress:
+                            progress(ran, len(todo), failed)
+                finally:
+                    if store.rows:
+                        store.write()  # what completed, whether the loop ended or was stopped
+            elif store.rows:
+                store.write()
+            return SweepOutcome(len(sweep.points), len(sweep.points) - len(todo), ran, failed, output)
+        finally:
+            store.release()
+    finally:
+        if client is not None:
+            client.close()

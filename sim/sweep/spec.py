@@ -1,0 +1,204 @@
+"""Sweep files: a base scenario and the points to run, each a set of dotted-key overrides.
+
+.. code-block:: yaml
+
+    name: comm-sms
+    description: step time against the SMs given to DeepEP
+    base: ../deepseek_v3_pretrain.yaml    # relative to this file
+    grid:                                  # every combination, the last key varying fastest
+      comm.sms: [8, 12, 16, 20, 24, 32]
+      cluster.nic_Gbps: [200, 400]
+    points:                                # and these, after the grid
+      - {comm.coprocessor: true}
+
+Every point is checked against the scenario schema before anything runs: a bad key or value stops the
+sweep with one line naming it (``grid.comm.sms``, ``points[3].pipeline.pp``). Points that are well formed
+but infeasible (a layout over the GPU's memory, EP beyond a rank) are not errors of the file: they run,
+and are recorded as infeasible with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from sim.config import Scenario, scenario_data
+from sim.errors import ScenarioError
+from sim.overrides import apply_overrides, canonical, check_key, resolve_paths
+from sim.yamlio import read_yaml, validation_error
+
+MAX_POINTS = 1_000_000
+_KEYS = ("name", "description", "base", "grid", "points")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One scenario of a sweep: its place, its overrides as written and its identity."""
+
+    index: int
+    overrides: dict[str, Any]
+    point_id: str  # sha256 of the base scenario's data and the overrides (16 hex digits)
+    where: str  # 'grid' or 'points[i]' (for error lines)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """An expanded sweep: the base scenario's data, and its points in order."""
+
+    path: Path
+    name: str
+    description: str
+    base_path: Path
+    base_data: dict[str, Any]
+    base_folder: Path  # where the base's relative paths resolve
+    points: tuple[Point, ...]
+    keys: tuple[str, ...]  # every override key, in first-seen order
+
+    def scenario_data(self, point: Point) -> dict[str, Any]:
+        """The scenario mapping of ``point`` (path values resolved against the sweep file)."""
+        return apply_overrides(self.base_data, resolve_paths(point.overrides, self.path.parent))
+
+    @property
+    def base_hash(self) -> str:
+        return _digest(canonical(self.base_data))
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _grid(grid: Any, file: str) -> list[dict[str, Any]]:
+    if grid is None:
+        return []
+    if not isinstance(grid, dict) or not grid:
+        raise ScenarioError("grid", "a mapping of dotted keys to lists of values, e.g. {comm.sms: [8, 16]}", file)
+    axes = []
+    for key, values in grid.items():
+        check_key(key, f"grid.{key}")
+        if not isinstance(values, list) or not values:
+            raise ScenarioError(f"grid.{key}", "give a non-empty list of values", file)
+        axes.append(values)
+    size = 1
+    for values in axes:
+        size *= len(values)
+    if size > MAX_POINTS:
+        raise ScenarioError("grid", f"{size:,} combinations; at most {MAX_POINTS:,} points", file)
+    keys = list(grid)
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*axes)]
+
+
+def _points(points: Any, file: str) -> list[dict[str, Any]]:
+    if points is None:
+        return []
+    if not isinstance(points, list):
+        raise ScenarioError("points", "a list of override mappings, e.g. [{comm.coprocessor: true}]", file)
+    out = []
+    for i, p in enumerate(points):
+        if p is None:
+            p = {}
+        if not isinstance(p, dict):
+            raise ScenarioError(f"points[{i}]", "a mapping of dotted keys to values", file)
+        for key in p:
+            check_key(key, f"points[{i}]")
+        out.append(p)
+    return out
+
+
+def _check(base: dict[str, Any], sets: dict[str, Any], folder: Path) -> None:
+    """Schema-check one point (types, ranges, unknown keys); ScenarioError with the scenario key path."""
+    data = apply_overrides(base, resolve_paths(sets, folder))
+    try:
+        Scenario.model_validate(data)
+    except ValidationError as err:
+        raise validation_error(err, Scenario) from None
+    for key in ("cluster.topology", "profile"):
+        if key in sets:
+            value = resolve_paths(sets, folder)[key]
+            if not isinstance(value, str) or not Path(value).is_file():
+                raise ScenarioError(key, f"no such file: {sets[key]!r} (relative to the sweep file)")
+
+
+def _owner(error_key: str, sets: dict[str, Any]) -> str | None:
+    """The override key that an error at ``error_key`` comes from (itself, a parent or a child)."""
+    for key in sets:
+        if error_key == key or error_key.startswith(key + ".") or error_key.startswith(key + "["):
+            return key
+        if key.startswith(error_key + "."):
+            return key
+    return None
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read, expand and check a sweep file; every problem is one line naming the file and key."""
+    try:
+        return _load(Path(path))
+    except ScenarioError as err:
+        raise (err if err.file else err.with_file(str(path))) from None
+
+
+def _load(path: Path) -> Sweep:
+    file = str(path)
+    data = read_yaml(path, "sweep")
+    if not isinstance(data, dict):
+        raise ScenarioError("", "a sweep file is a mapping with base, grid and/or points", file)
+    for key in data:
+        if key not in _KEYS:
+            raise ScenarioError(str(key), f"unknown key; allowed: {', '.join(_KEYS)}", file)
+    base = data.get("base")
+    if not isinstance(base, str) or not base:
+        raise ScenarioError("base", "give the base scenario file, relative to the sweep file", file)
+    base_path = Path(base) if Path(base).is_absolute() else path.parent / base
+    base_data, base_folder = scenario_data(base_path)
+    if not isinstance(base_data, dict):
+        raise ScenarioError("", "the base scenario must be a mapping of keys", str(base_path))
+    if base_data.get("training") is None:
+        raise ScenarioError(
+            "base", "a sweep runs training steps: the base scenario needs a training section", str(base_path)
+        )
+    name = data.get("name", path.stem)
+    if not isinstance(name, str) or not name:
+        raise ScenarioError("name", "a non-empty string", file)
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise ScenarioError("description", "a string", file)
+    grid = _grid(data.get("grid"), file)
+    listed = _points(data.get("points"), file)
+    sets = [(s, "grid") for s in grid] + [(s, f"points[{i}]") for i, s in enumerate(listed)]
+    if not sets:
+        raise ScenarioError("grid", "the sweep has no points: give grid and/or points", file)
+    if len(sets) > MAX_POINTS:
+        raise ScenarioError("points", f"{len(sets):,} points; at most {MAX_POINTS:,}", file)
+    base_hash = _digest(canonical(base_data))
+    seen: dict[str, str] = {}
+    keys: dict[str, None] = {}
+    points = []
+    checked: set[str] = set()
+    for index, (overrides, where) in enumerate(sets):
+        try:
+            text = canonical(overrides)
+        except (TypeError, ValueError):
+            raise ScenarioError(where, "values must be numbers, strings, booleans, lists or mappings", file) from None
+        if text in seen:
+            raise ScenarioError(where, f"repeats the point {seen[text]} ({text})", file)
+        seen[text] = f"{where} #{index}"
+        if text not in checked:
+            try:
+                _check(base_data, overrides, path.parent)
+            except ScenarioError as err:
+                owner = _owner(err.key_path, overrides)
+                if owner is None:  # the base itself is wrong
+                    raise err.with_file(str(base_path)) from None
+                value = json.dumps(overrides[owner])
+                key = f"{where}.{owner}" if where != "grid" else f"grid.{owner}"
+                raise ScenarioError(key, f"{value}: {err.message}", file) from None
+            checked.add(text)
+        for key in overrides:
+            keys[key] = None
+        points.append(Point(index, overrides, _digest(base_hash + text)[:16], where))
+    return Sweep(path, name, description, base_path, base_data, base_folder, tuple(points), tuple(keys))

@@ -1,0 +1,216 @@
+"""Where a sweep's rows go: an append-only journal beside the Parquet file, so a killed sweep loses
+only the points that were running.
+
+* ``results.parquet.journal``: one JSON row per line, appended and flushed to disk as each point
+  completes (a line cut short by a kill is ignored on the next start).
+* ``results.parquet``: every completed row in point order, rewritten atomically (temporary file, then
+  rename) every few seconds and at the end; the journal is removed once the Parquet file holds
+  everything it had.
+* On start, rows of both are read; points already there are skipped. Rows of points that are not in
+  the sweep (another sweep, or a changed base scenario) stop it, unless ``--restart`` discards them.
+
+The frame's columns and dtypes come from the sweep alone (:func:`frame`), so the same rows give the
+same file whether they were computed now, read from the journal, or returned by dask workers.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TextIO
+
+import pandas as pd
+
+from sim.errors import ScenarioError
+from sim.outputs import atomic_write
+from sim.sweep.point import LAYOUT_COLUMNS, METRICS
+from sim.sweep.spec import Sweep
+
+META_KEY = b"clustertwin.sweep"
+FLUSH_EVERY_S = 5.0
+
+
+def journal_path(output: Path) -> Path:
+    return output.with_name(output.name + ".journal")
+
+
+def _override_dtype(values: list[Any]) -> str:
+    """One dtype per override column, from the values the sweep gives it."""
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, bool) for v in present):
+        return "boolean"
+    if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+        return "Int64"
+    if present and all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
+        return "float64"
+    if present and all(isinstance(v, str) for v in present):
+        return "string"
+    return "json"  # lists, mappings or mixed types: the JSON text
+
+
+def columns(sweep: Sweep) -> list[tuple[str, str]]:
+    """(column, dtype) of a sweep's rows, in order."""
+    cols = [("point", "Int64"), ("point_id", "string"), ("label", "string")]
+    for key in sweep.keys:
+        dtype = _override_dtype([p.overrides.get(key) for p in sweep.points])
+        cols.append((key, "string" if dtype == "json" else dtype))
+    cols += [("status", "string"), ("error", "string")]
+    cols += [(m.name, "float64") for m in METRICS]
+    cols += list(LAYOUT_COLUMNS)
+    return cols
+
+
+def override_cells(sweep: Sweep, overrides: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in sweep.keys:
+        dtype = _override_dtype([p.overrides.get(key) for p in sweep.points])
+        value = overrides.get(key)
+        out[key] = json.dumps(value, sort_keys=True) if (dtype == "json" and value is not None) else value
+    return out
+
+
+def frame(sweep: Sweep, rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """The rows as a frame with the sweep's columns and dtypes, in point order."""
+    cols = columns(sweep)
+    ordered = sorted(rows, key=lambda r: int(r["point"]))
+    data = {}
+    for name, dtype in cols:
+        values = [r.get(name) for r in ordered]
+        if dtype == "float64":
+            values = [math.nan if v is None else float(v) for v in values]
+        data[name] = pd.Series(values, dtype=dtype)
+    return pd.DataFrame(data)
+
+
+def _read_parquet(output: Path) -> list[dict[str, Any]]:
+    try:
+        df = pd.read_parquet(output)
+    except Exception as err:
+        raise ScenarioError("", f"cannot read it as sweep results ({type(err).__name__}: {err})", str(output)) from None
+    if "point_id" not in df.columns or "point" not in df.columns:
+        raise ScenarioError("", "not a sweep results file (no point_id column)", str(output))
+    return [{str(k): (None if _missing(v) else v) for k, v in rec.items()} for rec in df.to_dict(orient="records")]
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _read_journal(path: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return rows
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # the line a kill cut short
+        if isinstance(row, dict) and "point_id" in row:
+            rows.append(row)
+    return rows
+
+
+class Store:
+    """The rows of one sweep in one output file (see the module docstring)."""
+
+    def __init__(self, sweep: Sweep, output: Path, restart: bool = False, retry_failed: bool = False) -> None:
+        self.sweep = sweep
+        self.output = output
+        self.journal = journal_path(output)
+        self._lock: TextIO | None = None
+        self._journal_file: TextIO | None = None
+        self._acquire()
+        if restart:
+            for p in (self.output, self.journal):
+                p.unlink(missing_ok=True)
+        ids = {p.point_id: p for p in sweep.points}
+        rows: dict[str, dict[str, Any]] = {}
+        if output.exists():
+            for row in _read_parquet(output):
+                rows[str(row["point_id"])] = row
+        for row in _read_journal(self.journal):
+            rows[str(row["point_id"])] = row
+        foreign = [i for i in rows if i not in ids]
+        if foreign:
+            self.release()
+            raise ScenarioError(
+                "",
+                f"holds {len(foreign)} point(s) that are not in {sweep.path} (another sweep, or its base scenario "
+                "changed); write to another file or pass --restart to discard them",
+                str(output),
+            )
+        if retry_failed:
+            rows = {i: r for i, r in rows.items() if r.get("status") == "ok" or r.get("status") == "infeasible"}
+        self.rows = rows
+        self._last_flush = time.monotonic()
+        self._dirty = False
+
+    def _acquire(self) -> None:
+        lock = self.output.with_name(self.output.name + ".lock")
+        f = open(lock, "a")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise ScenarioError("", "another sweep is writing this file now", str(self.output)) from None
+        self._lock = f
+
+    def release(self) -> None:
+        if self._journal_file is not None:
+            self._journal_file.close()
+            self._journal_file = None
+        if self._lock is not None:
+            lock = Path(self._lock.name)
+            self._lock.close()
+            self._lock = None
+            lock.unlink(missing_ok=True)
+
+    def done(self) -> set[str]:
+        return set(self.rows)
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Record one completed point: journal line now (flushed to disk), Parquet every few seconds."""
+        self.rows[str(row["point_id"])] = row
+        if self._journal_file is None:
+            self._journal_file = open(self.journal, "a", encoding="utf-8")
+        self._journal_file.write(json.dumps(row, separators=(",", ":")) + "\n")
+        self._journal_file.flush()
+        os.fsync(self._journal_file.fileno())
+        self._dirty = True
+        if time.monotonic() - self._last_flush > FLUSH_EVERY_S:
+            self.write()
+
+    def frame(self) -> pd.DataFrame:
+        return frame(self.sweep, self.rows.values())
+
+    def write(self) -> None:
+        """Rewrite the Parquet file with every row so far (atomic), then drop the journal."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(self.frame(), preserve_index=False)
+        meta = {
+            "name": self.sweep.name,
+            "sweep": str(self.sweep.path),
+            "base": str(self.sweep.base_path),
+            "base_sha256": self.sweep.base_hash,
+            "points": len(self.sweep.points),
+        }
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
+        atomic_write(self.output, lambda tmp: pq.write_table(table, tmp))
+        if self._journal_file is not None:
+            self._journal_file.close()
+            self._journal_file = None
+        self.journal.unlink(missing_ok=True)
+        self._last_flush = time.monotonic()
+        self._dirty = False
