@@ -57,6 +57,7 @@ table { border-collapse: collapse; margin: 0.8rem 0; font-size: 0.9rem; }
 th, td { border: 1px solid #d8dce5; padding: 0.25rem 0.55rem; }
 th { background: #f1f3f7; }
 td.r, th.r { text-align: right; font-variant-numeric: tabular-nums; }
+td.r { white-space: nowrap; }
 td.c, th.c { text-align: center; }
 caption { caption-side: bottom; color: #555d6e; font-size: 0.85rem; padding-top: 0.3rem; text-align: left; }
 figure { margin: 1rem 0; }

@@ -11,6 +11,44 @@ def _fmt(x: float) -> str:
     return f"{x:.6g}"
 
 
+def metrics_rows(
+    rows: tuple[ScheduleMetrics, ...] | list[ScheduleMetrics],
+    closed_form: dict[str, float | None] | None = None,
+    unit: str = "ms",
+    scale: float = 1e3,
+) -> tuple[list[str], list[list[str]]]:
+    """(headers, rows) of the comparison; ``closed_form`` adds Table 2's bubble per schedule (seconds)."""
+    closed_form = closed_form or {}
+    headers = [
+        "schedule",
+        "devices",
+        f"step time ({unit})",
+        f"device-time ({unit})",
+        f"max bubble ({unit})",
+        f"closed-form bubble ({unit})",
+        "max bubble ratio",
+        "peak activations",
+        "param copies",
+    ]
+    out = []
+    for m in rows:
+        formula = closed_form.get(m.name)
+        out.append(
+            [
+                m.name,
+                str(m.devices),
+                _fmt(m.step_time * scale),
+                _fmt(m.step_time * m.devices * scale),
+                _fmt(max(m.bubble) * scale),
+                "-" if formula is None else _fmt(formula * scale),
+                f"{max(m.bubble_ratio):.3f}",
+                _fmt(max(m.peak_activations)),
+                _fmt(m.param_copies),
+            ]
+        )
+    return headers, out
+
+
 def metrics_table(
     rows: tuple[ScheduleMetrics, ...] | list[ScheduleMetrics],
     closed_form: dict[str, float | None] | None = None,
@@ -18,21 +56,9 @@ def metrics_table(
     scale: float = 1e3,
 ) -> str:
     """Markdown table of the metrics; ``closed_form`` adds Table 2's bubble per schedule (seconds)."""
-    closed_form = closed_form or {}
-    head = (
-        f"| schedule | devices | step time ({unit}) | device-time ({unit}) | max bubble ({unit}) "
-        f"| closed-form bubble ({unit}) | max bubble ratio | peak activations | param copies |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-    )
-    body = ""
-    for m in rows:
-        formula = closed_form.get(m.name)
-        body += (
-            f"| {m.name} | {m.devices} | {_fmt(m.step_time * scale)} | {_fmt(m.step_time * m.devices * scale)} "
-            f"| {_fmt(max(m.bubble) * scale)} | {'-' if formula is None else _fmt(formula * scale)} "
-            f"| {max(m.bubble_ratio):.3f} | {_fmt(max(m.peak_activations))} | {_fmt(m.param_copies)} |\n"
-        )
-    return head + body
+    headers, body = metrics_rows(rows, closed_form, unit, scale)
+    head = "| " + " | ".join(headers) + " |\n" + "|---|" + "---:|" * (len(headers) - 1) + "\n"
+    return head + "".join("| " + " | ".join(r) + " |\n" for r in body)
 
 
 def _transfers(result: RunResult) -> str:
@@ -70,7 +96,7 @@ def _op_times(result: RunResult) -> str:
     )
 
 
-def _closed_forms(result: RunResult) -> dict[str, float | None]:
+def closed_forms(result: RunResult) -> dict[str, float | None]:
     times = result.times
     if times is None:
         return {}
@@ -96,7 +122,7 @@ def schedule_report(result: RunResult, figures: dict[str, str]) -> str:
         "",
         "## Results",
         "",
-        metrics_table(result.metrics, _closed_forms(result)),
+        metrics_table(result.metrics, closed_forms(result)),
         "Bubble = step time - busy time of a device. Device-time = step time x devices (DualPipeV "
         "uses half the devices). The closed-form bubble is Table 2 of the DeepSeek-V3 report (and "
         "(PP-1)(F+B)/v for interleaved) for uniform stages and free transfers; it is exact only when "

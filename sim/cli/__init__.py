@@ -17,6 +17,7 @@ from sim.cli.chunk import chunk_cmd, print_validation, validate_trace
 from sim.cli.common import Format, err, input_file_option, invoke, out, output_dir_option
 from sim.cli.moe import alltoall_cmd, balance_cmd
 from sim.cli.network import collective_cmd, topology_app
+from sim.cli.report import report_cmd
 from sim.cli.schedules import _print_table, schedules_app
 from sim.cli.sweep import compare_cmd, sweep_cmd
 from sim.config import Scenario, default_scenario_path, load_scenario
@@ -40,6 +41,7 @@ app.command("balance")(balance_cmd)
 app.command("chunk")(chunk_cmd)
 app.command("sweep")(sweep_cmd)
 app.command("compare")(compare_cmd)
+app.command("report")(report_cmd)
 
 
 @app.command()

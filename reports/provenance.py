@@ -1,0 +1,96 @@
+"""Where every input of a report came from: files with their SHA-256, the twin's version and revision,
+the command line and the date (read from the scenario and the files it names; nothing simulated)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import platform
+import shlex
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from reports.step_report import git_revision
+from sim.config import Scenario, scenario_data
+from sim.hardware.profile import load_profile
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (the same on every machine), else as given."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def topology_path(sc: Scenario) -> Path | None:
+    """The topology file the scenario's ``cluster.topology`` names, resolved as the loader does."""
+    if sc.cluster is None:
+        return None
+    try:
+        _, folder = scenario_data(sc.source_path)
+    except (OSError, ValueError):
+        folder = Path.cwd()
+    path = Path(sc.cluster.topology)
+    return path if path.is_absolute() else (folder / path)
+
+
+def twin_version() -> str:
+    try:
+        return importlib.metadata.version("clustertwin")
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command as typed: ``twin report -o out`` (the console script's path shortened to ``twin``)."""
+    args = list(sys.argv if argv is None else argv)
+    if args and Path(args[0]).name in ("twin", "__main__.py"):
+        args[0] = "twin"
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def provenance(sc: Scenario, argv: list[str] | None = None, now: datetime | None = None) -> list[tuple[str, str]]:
+    """(what, value) rows: scenario, topology and profile files (path, SHA-256; the profile's own
+    provenance), twin version, git revision, command line, date, Python."""
+    rows: list[tuple[str, str]] = []
+    src = Path(sc.source_path)
+    if src.is_file():
+        rows.append(("scenario file", f"`{shown(src)}` (sha256 `{sha256(src)}`)"))
+    else:
+        rows.append(("scenario file", f"`{sc.source_path}` (built in memory)"))
+    rows.append(("scenario", f"`{sc.name}`, seed {sc.seed}"))
+    topo = topology_path(sc)
+    if topo is not None and topo.is_file():
+        rows.append(("topology file", f"`{shown(topo)}` (sha256 `{sha256(topo)}`; cluster `{sc.cluster_spec().name}`)"))
+    prof = sc.profile_path
+    rows.append(("profile file", f"`{shown(prof)}` (sha256 `{sha256(prof)}`)"))
+    p = load_profile(prof)
+    made = (
+        f"{p.source} profile of {p.device.name} ({p.device.sms} SMs), created {p.created}, "
+        f"twin revision {p.git_revision}"
+    )
+    rows.append(("profile provenance", made + (f"; tool: `{p.tool}`" if p.tool else "")))
+    if p.sources:
+        files = "; ".join(f"`{f.name}` (sha256 `{f.sha256[:16]}...`, {f.bytes:,} B)" for f in p.sources[:6])
+        more = f"; and {len(p.sources) - 6} more" if len(p.sources) > 6 else ""
+        rows.append(("profile sources", files + more))
+    rows += [
+        ("twin version", f"clustertwin {twin_version()}"),
+        ("git revision", f"`{git_revision()}`"),
+        ("command line", f"`{command_line(argv)}`"),
+        ("date", (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")),
+        ("python", f"{platform.python_version()} on {platform.system()} {platform.machine()}"),
+    ]
+    return rows

@@ -1,0 +1,67 @@
+"""``twin report [SCENARIO] -o DIR``: one self-contained HTML report and its Markdown twin.
+
+For a training step: the step, every schedule and the SM split as variants of it, the bytes per node
+(:mod:`sim.training.study`), rendered by :mod:`reports.training_report`; for a schedule comparison
+(no ``training`` section): the comparison against the closed forms and a timeline per schedule. The
+folder ``DIR/<scenario name>/`` is replaced whole on success and untouched on failure
+(:func:`sim.outputs.atomic_dir`). ``docs/report.md`` explains every section.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sim.cli.common import err, out, output_dir_option
+from sim.config import default_scenario_path, load_scenario
+from sim.outputs import atomic_dir
+
+
+def report_cmd(
+    scenario: Annotated[Path | None, typer.Argument(help="scenario YAML [default: the embedded default]")] = None,
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", help="folder; the report goes to DIR/<scenario name>/", callback=output_dir_option
+        ),
+    ] = Path("out"),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress, no summary line")] = False,
+) -> None:
+    """Write the report of a scenario: report.html (self-contained: figures, styles and the zoomable
+    timeline inline, nothing fetched) and report.md with its figures as PNG files. A training step gets
+    its summary, timeline, breakdown per rank, every schedule's bubble beside the closed forms, the
+    SM-split curve, IB/NVLink bytes per node, memory per GPU and the provenance of every input."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from reports.provenance import provenance
+    from reports.training_report import schedules_document, training_document
+    from sim.run import simulate, simulate_training
+    from sim.training.study import run_study
+
+    sc = load_scenario(scenario or default_scenario_path())
+    prov = provenance(sc)
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
+    with Progress(*columns, TimeElapsedColumn(), console=err, transient=True, disable=quiet) as bar:
+        task = bar.add_task("building the step", total=None)
+
+        def progress(what: str, done: int, total: int) -> None:
+            bar.update(task, description=what, completed=done, total=total)
+
+        if sc.training is None:
+            result = simulate(sc, progress=lambda name: progress(f"simulating {name}", 0, 1))
+            progress("drawing", 0, 1)
+            doc = schedules_document(result, prov)
+        else:
+            run = simulate_training(sc, progress)
+            study = run_study(run, lambda what, done, total: progress(f"variants: {what}", done, total))
+            progress("drawing the figures", 0, 1)
+            doc = training_document(run, study, prov)
+        target = output / sc.name
+        progress("writing the report", 0, 1)
+        with atomic_dir(target) as tmp:
+            doc.write_html(tmp / "report.html")
+            doc.write_markdown(tmp)
+    if not quiet:
+        out.print(f"report written to {target / 'report.html'} (and report.md)")
