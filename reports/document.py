@@ -9,7 +9,7 @@ API (every report of the twin builds one of these; nothing here knows about trai
     doc.table(["figure", "value"], [["step time", "21.0 s"]], align="lr", caption="...")
     doc.figure(fig, "breakdown", "Caption.")   # a matplotlib Figure: inline SVG in the HTML (fmt="svg",
                                                # the default) or a base64 PNG (fmt="png", for figures with
-                                               # thousands of boxes); a PNG file beside report.md
+                                               # thousands of boxes; dpi=...); a PNG file beside report.md
     doc.html_block(html, markdown="...")       # raw HTML (an interactive timeline): HTML only; the
                                                # Markdown gets ``markdown`` instead (may be empty)
     html = doc.to_html()                       # one string: CSS inline, figures inline, no URL at all
@@ -99,13 +99,13 @@ def clean_svg(svg: str, prefix: str = "") -> str:
     return svg.strip()
 
 
-def _render(fig: Figure, fmt: str) -> bytes:
+def _render(fig: Figure, fmt: str, dpi: int = PNG_DPI) -> bytes:
     buf = io.BytesIO()
     if fmt == "svg":
         with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "twin"}):
             fig.savefig(buf, format="svg", metadata={"Creator": None, "Date": None, "Format": None, "Type": None})
     else:
-        fig.savefig(buf, format="png", dpi=PNG_DPI, metadata={"Software": None})
+        fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
     return buf.getvalue()
 
 
@@ -155,16 +155,16 @@ class Document:
         block = _Block("table", headers=list(headers), rows=[list(r) for r in rows], align=align, caption=caption)
         self.blocks.append(block)
 
-    def figure(self, fig: Figure, name: str, caption: str, fmt: str = "svg") -> None:
-        """Add a matplotlib figure (rendered now, then closed)."""
+    def figure(self, fig: Figure, name: str, caption: str, fmt: str = "svg", dpi: int = PNG_DPI) -> None:
+        """Add a matplotlib figure (rendered now, then closed); ``dpi`` of its PNG."""
         import matplotlib.pyplot as plt
 
         if not _NAME.match(name) or name in self.figures():
             raise ValueError(f"figure name must be a new file stem of [a-z0-9_-], got {name!r}")
         if fmt not in ("svg", "png"):
             raise ValueError(f"fmt: svg or png, got {fmt!r}")
-        png = _render(fig, "png")
-        svg = clean_svg(_render(fig, "svg").decode(), name) if fmt == "svg" else ""
+        png = _render(fig, "png", dpi)
+        svg = clean_svg(_render(fig, "svg", dpi).decode(), name) if fmt == "svg" else ""
         plt.close(fig)
         self.blocks.append(_Block("figure", caption=caption, name=name, fmt=fmt, svg=svg, png=png))
 

@@ -460,6 +460,6 @@ def schedules_document(result: RunResult, provenance: list[tuple[str, str]]) -> 
     doc.heading("Timelines")
     for run in result.runs:
         name = run.schedule.name
-        doc.figure(gantt_figure(run, time_unit="s"), f"gantt-{name}", f"{name}: one row per device.", fmt="png")
+        doc.figure(gantt_figure(run, time_unit="s"), f"gantt-{name}", f"{name}: one row per device.", fmt="png", dpi=80)
     _provenance(doc, provenance)
     return doc

@@ -35,3 +35,16 @@ def write_sm_sweep_profile(path: Path, sms_total: int = 132) -> Path:
             )
     path.write_text(dump_profile(base.model_copy(update={"samples": samples, "source": "measured"})))
     return path
+
+
+@pytest.fixture(scope="session")
+def default_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``twin report -o DIR`` on the embedded default scenario, once per session: the report folder
+    (report.html, report.md and its PNGs). Shared by the report tests and the browser test."""
+    from sim.cli import main
+
+    out = tmp_path_factory.mktemp("report")
+    with pytest.raises(SystemExit) as info:
+        main(["report", "-q", "-o", str(out)])
+    assert info.value.code == 0
+    return out / "deepseek-v3-pretrain"

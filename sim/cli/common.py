@@ -20,6 +20,7 @@ from sim.errors import ScenarioError
 
 out = Console()
 err = Console(stderr=True)
+ARGV: list[str] = []  # the arguments of the running command, as invoke() received them (for provenance)
 
 
 class Format(StrEnum):
@@ -244,6 +245,7 @@ def invoke(app: Any, argv: list[str] | None, prepare: Any = None) -> int:
             raise KeyboardInterrupt
         raise Terminated(signum)
 
+    ARGV[:] = list(sys.argv[1:] if argv is None else argv)
     saved = {}
     if threading.current_thread() is threading.main_thread():
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

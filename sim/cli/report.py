@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from sim.cli.common import err, out, output_dir_option
+from sim.cli.common import ARGV, err, out, output_dir_option
 from sim.config import default_scenario_path, load_scenario
 from sim.outputs import atomic_dir
 
@@ -41,7 +41,7 @@ def report_cmd(
     from sim.training.study import run_study
 
     sc = load_scenario(scenario or default_scenario_path())
-    prov = provenance(sc)
+    prov = provenance(sc, ["twin", *ARGV])
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
     with Progress(*columns, TimeElapsedColumn(), console=err, transient=True, disable=quiet) as bar:
         task = bar.add_task("building the step", total=None)

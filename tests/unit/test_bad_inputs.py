@@ -185,6 +185,16 @@ HAND: list[Any] = [
     (["run", SCENARIO, "-o", "."], "--output"),
     (["run", "--quiet=maybe"], "--quiet: is a switch"),
     (["run", "--bogus"], "--bogus: no such option"),
+    # report
+    (["report", "garbage.bin"], "garbage.bin: not a UTF-8"),
+    (["report", "pipe"], "pipe: not a regular file"),
+    (["report", "missing.yaml"], "missing.yaml: no such scenario file"),
+    (["report", "huge_n.yaml"], "huge_n.yaml: pipeline.microbatches"),
+    (["report", SCENARIO, "-o", "existing.txt"], "--output: existing.txt is a file"),
+    (["report", SCENARIO, "-o", "/proc/x"], "--output: cannot write in /proc"),
+    (["report", SCENARIO, "-o", "existing.txt/sub"], "--output: existing.txt is a file, not a folder"),
+    (["report", "--quiet=maybe"], "--quiet: is a switch"),
+    (["report", "--bogus"], "--bogus: no such option"),
     # topologies
     (["topology", "show", "big_topo.yaml"], "big_topo.yaml: nodes: Input should be less than or equal to"),
     (["topology", "show", "inf_topo.yaml"], "inf_topo.yaml: node.nvlink_GBps: Input should be a finite number"),
