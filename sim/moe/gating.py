@@ -50,20 +50,25 @@ def balanced(tokens: int, spec: MoESpec, rng: np.random.Generator) -> np.ndarray
 def balanced_choices(tokens: int, spec: MoESpec) -> np.ndarray:
     """The experts ``balanced`` makes the selection pick (sorted per row; tests check the equality).
 
-    The pattern repeats every ``groups x experts_per_group`` (= experts) tokens, so one period is
-    built and repeated.
+    Token ``t`` uses groups ``t, t+1, .. t+limit-1`` (mod groups) and takes ``topk / limit`` experts in
+    each; when ``limit`` does not divide ``topk`` the first ``topk % limit`` of its groups take one more.
+    Over ``groups`` tokens every group then gets ``topk`` picks, and with the rotating start inside a
+    group, every expert gets the same load over ``experts`` tokens. The pattern repeats every
+    ``groups x experts_per_group`` (= experts) tokens, so one period is built and repeated.
     """
     period = min(tokens, spec.experts)
     t = np.arange(period)
-    per_group = spec.topk // spec.limit
+    per_group, extra = divmod(spec.topk, spec.limit)
+    counts = per_group + (np.arange(spec.limit) < extra)  # picks in the token's j-th group
     g = (t[:, None] + np.arange(spec.limit)[None, :]) % spec.groups
     # inside a group, picks are experts_per_gpu apart (distinct GPUs) from a rotating start
     start = (t // spec.groups) % spec.experts_per_group
-    within = (
-        start[:, None, None] + np.arange(per_group)[None, None, :] * spec.experts_per_gpu
-    ) % spec.experts_per_group
-    choices = np.sort((g[:, :, None] * spec.experts_per_group + within).reshape(period, -1), axis=1)
-    return np.resize(choices.astype(np.int16), (tokens, choices.shape[1]))
+    k = np.arange(int(counts.max()))
+    within = (start[:, None, None] + k[None, None, :] * spec.experts_per_gpu) % spec.experts_per_group
+    picks = g[:, :, None] * spec.experts_per_group + within
+    keep = np.broadcast_to(k[None, None, :] < counts[None, :, None], picks.shape)
+    choices = np.sort(picks[keep].reshape(period, spec.topk), axis=1)
+    return np.resize(choices.astype(np.int16), (tokens, spec.topk))
 
 
 @register_gate("random")

@@ -2,7 +2,9 @@
 
 * 256 routed experts, 8 per token (``topk``), selected within at most ``node_limit`` = 4 groups;
   in training the groups are the nodes of the EP group (EP64 = 8 nodes of 8 GPUs, 4 experts per
-  GPU); a group's score is the sum of its best ``topk / node_limit`` = 2 (bias-adjusted) scores.
+  GPU); a group's score is the sum of its best ``topk // node_limit`` = 2 (bias-adjusted) scores
+  (at least 1; DeepSeek-V3's code sums the best 2 for its M = 4: the floor keeps that and scales it
+  for other M, e.g. 8 for M = 1, 2 for M = 3, 1 for M >= 5).
 * Dispatch payload: FP8 hidden state (1 byte/element) plus one FP32 scale per 128 elements
   (4/128 byte/element); combine payload: BF16 (2 bytes/element). Both are parameters.
 """
@@ -52,8 +54,8 @@ class MoESpec:
             ("node_limit", self.node_limit >= 1, f"node_limit must be >= 1, got {self.node_limit}"),
             (
                 "topk",
-                self.topk % self.limit == 0 or self.limit == self.groups,
-                f"topk ({self.topk}) must be a multiple of node_limit ({self.limit})",
+                self.topk >= self.limit,
+                f"topk ({self.topk}) must be at least node_limit ({self.limit}): every chosen node gets an expert",
             ),
             (
                 "topk",

@@ -65,7 +65,8 @@ def test_node_limit_equal_to_node_count_is_plain_topk() -> None:
 
 
 def test_balanced_gives_exactly_equal_loads() -> None:
-    for spec in (V3, MoESpec(ep=16), MoESpec(ep=8)):
+    uneven = tuple(MoESpec(node_limit=m) for m in (3, 5, 6, 7))  # M not dividing topk: 3+3+2 picks ...
+    for spec in (V3, MoESpec(ep=16), MoESpec(ep=8), MoESpec(node_limit=1), *uneven):
         tokens = spec.groups * spec.experts_per_group * 3
         choices = select_experts(GATES["balanced"](tokens, spec, np.random.default_rng(0)), spec)
         load = np.bincount(choices.ravel(), minlength=spec.experts)
@@ -140,15 +141,22 @@ def test_bias_update_and_convergence() -> None:
 def test_spec_errors() -> None:
     with pytest.raises(ScenarioError, match="experts"):
         MoESpec(experts=250)
-    with pytest.raises(ScenarioError, match="multiple of node_limit"):
-        MoESpec(topk=6)
+    with pytest.raises(ScenarioError, match="at least node_limit"):
+        MoESpec(topk=2, node_limit=4)
 
 
 def test_balanced_fast_path_equals_selection_on_balanced_scores() -> None:
     from sim.moe.alltoall import route_choices
     from sim.moe.gating import balanced_choices
 
-    for spec in (V3, MoESpec(ep=16), MoESpec(ep=8), MoESpec(node_limit=2)):
+    for spec in (
+        V3,
+        MoESpec(ep=16),
+        MoESpec(ep=8),
+        MoESpec(node_limit=2),
+        MoESpec(node_limit=3),
+        MoESpec(node_limit=7),
+    ):
         tokens = 3 * spec.groups * spec.experts_per_group + 17
         via_selection = select_experts(GATES["balanced"](tokens, spec, np.random.default_rng(0)), spec)
         assert np.array_equal(balanced_choices(tokens, spec), via_selection)

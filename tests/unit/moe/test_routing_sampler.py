@@ -30,6 +30,8 @@ SPECS = [
     MoESpec(node_limit=8),  # plain top-k
     MoESpec(experts=48, topk=6, node_limit=3, ep=24, gpus_per_node=4),
     MoESpec(experts=12, topk=4, node_limit=2, ep=6, gpus_per_node=2),  # groups of 4: deep merges
+    MoESpec(node_limit=3),  # M not dividing topk: group scores sum the best 2
+    MoESpec(node_limit=6),  # group scores are the best 1
 ]
 
 pytestmark = pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed (the fast path is off)")
