@@ -1,0 +1,241 @@
+"""Co-design studies: named groups of what-ifs of one base scenario, run as one sweep and reported
+side by side (``twin report scenarios/codesign.yaml``).
+
+.. code-block:: yaml
+
+    name: deepseek-v3-codesign
+    base: deepseek_v3_pretrain.yaml          # relative to this file; every study compares against it
+    studies:
+      - key: coprocessor
+        title: Communication on a co-processor
+        question: What if DeepEP ran on dedicated hardware and all 132 SMs computed?
+        variants:
+          - scenario: codesign/coprocessor.yaml      # a derived scenario of the same base (its ``set``)
+      - key: node-limit
+        title: Node limit M
+        grid: {model.n_limited_groups: [1, 2, 4, 8]} # or a grid, as in a sweep file
+      - key: fabric
+        metrics: [step_time_s, fabric_cost_usd, cost_per_T_usd]
+        variants:
+          - {label: FT2, set: {cluster.topology: ../topologies/deepseek-v3-ft2.yaml}}
+
+Every distinct set of overrides runs once (the base is point 0), through :mod:`sim.sweep`, so a study
+file is resumable like a sweep; its rows are mapped back to the studies here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sim.errors import ScenarioError
+from sim.overrides import canonical, check_key, label, resolve_paths
+from sim.sweep.point import METRIC_BY_NAME
+from sim.sweep.spec import Sweep, load_sweep
+from sim.yamlio import read_yaml
+
+DEFAULT_METRICS = ("step_time_s", "tokens_per_day", "cost_per_T_usd", "memory_peak_GB")
+_KEYS = ("name", "description", "base", "studies")
+_STUDY_KEYS = ("key", "title", "question", "metrics", "variants", "grid")
+_VARIANT_KEYS = ("label", "set", "scenario")
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    overrides: dict[str, Any]  # as written (paths relative to the study file)
+    point: int  # index of its point in the sweep
+
+
+@dataclass(frozen=True)
+class Study:
+    key: str
+    title: str
+    question: str
+    metrics: tuple[str, ...]
+    variants: tuple[Variant, ...]  # the base first
+
+
+@dataclass(frozen=True)
+class Codesign:
+    path: Path
+    name: str
+    description: str
+    sweep: Sweep
+    studies: tuple[Study, ...]
+
+
+def is_codesign(path: str | Path) -> bool:
+    """Whether ``path`` is a co-design study file (a mapping with ``studies``)."""
+    try:
+        data = read_yaml(path, "scenario")
+    except ScenarioError:
+        return False
+    return isinstance(data, dict) and "studies" in data
+
+
+def _short_label(sets: dict[str, Any], varying: list[str]) -> str:
+    """``schedules=dualpipe, pp=8``: the grid's varying keys by their last part, one-item lists bare."""
+    parts = []
+    for key in varying or list(sets):
+        value = sets[key]
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        shown = value if isinstance(value, str) else json.dumps(value)
+        parts.append(f"{key.rsplit('.', 1)[-1]}={shown}")
+    return ", ".join(parts)
+
+
+def _scenario_sets(ref: Any, folder: Path, where: str, file: str) -> tuple[str, dict[str, Any]]:
+    """(name, overrides) of a derived scenario named by a variant; paths made absolute."""
+    if not isinstance(ref, str) or not ref:
+        raise ScenarioError(where, "give a derived scenario file (base + set), relative to this file", file)
+    path = folder / ref
+    data = read_yaml(path, "scenario")
+    if not isinstance(data, dict) or "base" not in data:
+        raise ScenarioError(where, f"{ref} is not a derived scenario (no 'base')", file)
+    sets = data.get("set") or {}
+    if not isinstance(sets, dict):
+        raise ScenarioError("set", "a mapping of dotted keys to values", str(path))
+    for key in sets:
+        check_key(key, "set")
+    return str(data.get("name", path.stem)), resolve_paths(sets, path.parent)
+
+
+def _variants(study: dict[str, Any], where: str, folder: Path, file: str) -> list[tuple[str, dict[str, Any]]]:
+    out: list[tuple[str, dict[str, Any]]] = []
+    grid = study.get("grid")
+    if grid is not None:
+        if not isinstance(grid, dict) or not grid:
+            raise ScenarioError(f"{where}.grid", "a mapping of dotted keys to lists of values", file)
+        for key, values in grid.items():
+            check_key(key, f"{where}.grid.{key}")
+            if not isinstance(values, list) or not values:
+                raise ScenarioError(f"{where}.grid.{key}", "give a non-empty list of values", file)
+        varying = [k for k, values in grid.items() if len(values) > 1]
+        for combo in itertools.product(*grid.values()):
+            sets = dict(zip(grid, combo, strict=True))
+            out.append((_short_label(sets, varying), resolve_paths(sets, folder)))
+    variants = study.get("variants") or []
+    if not isinstance(variants, list):
+        raise ScenarioError(f"{where}.variants", "a list of {label, set} or {scenario}", file)
+    for j, v in enumerate(variants):
+        at = f"{where}.variants[{j}]"
+        if not isinstance(v, dict):
+            raise ScenarioError(at, "a mapping: {label, set} or {scenario}", file)
+        for key in v:
+            if key not in _VARIANT_KEYS:
+                raise ScenarioError(f"{at}.{key}", f"unknown key; allowed: {', '.join(_VARIANT_KEYS)}", file)
+        if "scenario" in v:
+            if "set" in v:
+                raise ScenarioError(at, "give either scenario or set, not both", file)
+            name, sets = _scenario_sets(v["scenario"], folder, f"{at}.scenario", file)
+        else:
+            sets = v.get("set") or {}
+            if not isinstance(sets, dict):
+                raise ScenarioError(f"{at}.set", "a mapping of dotted keys to values", file)
+            for key in sets:
+                check_key(key, f"{at}.set")
+            name = label(sets)
+            sets = resolve_paths(sets, folder)
+        text = v.get("label", name)
+        if not isinstance(text, str) or not text:
+            raise ScenarioError(f"{at}.label", "a non-empty string", file)
+        out.append((text, sets))
+    if not out:
+        raise ScenarioError(where, "a study needs variants and/or a grid", file)
+    return out
+
+
+def load_codesign(path: str | Path) -> Codesign:
+    """Read a co-design study file; its points are checked like a sweep's (one line naming the key)."""
+    path = Path(path)
+    file = str(path)
+    data = read_yaml(path, "scenario")
+    if not isinstance(data, dict) or not isinstance(data.get("studies"), list) or not data["studies"]:
+        raise ScenarioError("studies", "a co-design file lists its studies: [{key, title, variants | grid}]", file)
+    for key in data:
+        if key not in _KEYS:
+            raise ScenarioError(str(key), f"unknown key; allowed: {', '.join(_KEYS)}", file)
+    base = data.get("base")
+    if not isinstance(base, str) or not base:
+        raise ScenarioError("base", "give the base scenario file, relative to this file", file)
+    folder = path.parent
+    points: list[dict[str, Any]] = [{}]
+    origins = ["base"]
+    index: dict[str, int] = {canonical({}): 0}
+    raw: list[tuple[dict[str, Any], list[tuple[str, dict[str, Any]]], str]] = []
+    keys_seen: set[str] = set()
+    for i, study in enumerate(data["studies"]):
+        where = f"studies[{i}]"
+        if not isinstance(study, dict):
+            raise ScenarioError(where, "a mapping with key, title and variants or grid", file)
+        for key in study:
+            if key not in _STUDY_KEYS:
+                raise ScenarioError(f"{where}.{key}", f"unknown key; allowed: {', '.join(_STUDY_KEYS)}", file)
+        skey = study.get("key")
+        if not isinstance(skey, str) or not skey or skey in keys_seen:
+            raise ScenarioError(f"{where}.key", "a unique, non-empty name for the study", file)
+        keys_seen.add(skey)
+        variants = _variants(study, where, folder, file)
+        for j, (_, sets) in enumerate(variants):
+            text = canonical(sets)
+            if text not in index:
+                index[text] = len(points)
+                points.append(sets)
+                origins.append(f"{where}, variant {j + 1}")
+        raw.append((study, variants, where))
+    sweep_file = folder / f".{path.stem}.sweep.yaml"  # not written: the sweep's identity only
+    body = {"name": str(data.get("name", path.stem)), "base": base, "points": points}
+    sweep = _sweep_from(body, sweep_file, path, origins)
+    studies = []
+    for study, variants, where in raw:
+        metrics = study.get("metrics", list(DEFAULT_METRICS))
+        if not isinstance(metrics, list) or not metrics:
+            raise ScenarioError(f"{where}.metrics", "a list of figures", file)
+        for m in metrics:
+            if m not in METRIC_BY_NAME:
+                raise ScenarioError(
+                    f"{where}.metrics", f"unknown figure {m!r}; choose from {', '.join(METRIC_BY_NAME)}", file
+                )
+        rows = [Variant("base", {}, 0)]
+        rows += [Variant(text, sets, index[canonical(sets)]) for text, sets in variants if sets]
+        studies.append(
+            Study(
+                str(study["key"]),
+                str(study.get("title", study["key"])),
+                str(study.get("question", "")),
+                tuple(metrics),
+                tuple(rows),
+            )
+        )
+    return Codesign(path, sweep.name, str(data.get("description", "")), sweep, tuple(studies))
+
+
+def _sweep_from(body: dict[str, Any], sweep_file: Path, path: Path, origins: list[str]) -> Sweep:
+    """Check the points as a sweep file beside the study file would (errors name the study file)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        body = dict(body)
+        base = Path(body["base"])
+        body["base"] = str(base if base.is_absolute() else (path.parent / base).resolve())
+        temp = Path(tmp) / sweep_file.name
+        temp.write_text(yaml.safe_dump(body, sort_keys=False))
+        try:
+            sweep = load_sweep(temp)
+        except ScenarioError as err:
+            if err.file != str(temp):
+                raise
+            m = re.match(r"^points\[(\d+)\]\.?(.*)$", err.key_path)
+            key = f"{origins[int(m.group(1))]}: {m.group(2)}" if m else err.key_path
+            raise ScenarioError(key, err.message, str(path)) from None
+    from dataclasses import replace
+
+    return replace(sweep, path=path)
