@@ -1,0 +1,178 @@
+"""The HTML report in a real browser: Debian's headless Chromium driven by Playwright.
+
+Opens the report ``twin report`` writes for the default scenario (and the committed example), with
+every request routed through the test: anything but the page itself is recorded and refused. Checks
+that the page renders, that every figure (img, svg, canvas) is shown with a non-zero size (images
+decoded: ``naturalWidth > 0``), that the console has no errors, that the timeline zooms, and saves a
+full-page screenshot beside the test output (``out/test-artifacts/``).
+
+Skipped with a reason only when Chromium or Playwright is missing outside CI; in CI (``CI`` set) it
+fails instead. Playwright's own browser downloads are never used: Chromium comes from the Debian
+package (``apt-get install chromium``, as the README's test command does).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "out" / "test-artifacts"
+EXAMPLE = REPO / "reports" / "examples" / "deepseek-v3-pretrain" / "report.html"
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set: the browser test must run; see the README's test command)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed: pip install -e '.[test]'")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class Page:
+    """A page opened on ``html`` with its requests, console messages and errors recorded."""
+
+    def __init__(self, browser: Any, html: Path) -> None:
+        self.url = html.resolve().as_uri()
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900}, offline=True)
+        self.page = self.context.new_page()
+        self.requests: list[str] = []
+        self.console: list[str] = []
+        self.context.route("**/*", self._route)
+        self.page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
+        self.page.on("requestfailed", lambda r: self.console.append(f"failed: {r.url}") if r.url != self.url else None)
+        self.page.goto(self.url, wait_until="load")
+
+    def _route(self, route: Any) -> None:
+        url = route.request.url
+        if url == self.url:
+            route.continue_()
+            return
+        if not url.startswith("data:"):
+            self.requests.append(url)
+        route.abort()
+
+    def figures(self) -> list[dict[str, Any]]:
+        """Every img, top-level svg and canvas: tag, size, visibility and (images) natural width."""
+        return list(
+            self.page.evaluate(
+                """() => Array.from(document.querySelectorAll('img, svg, canvas'))
+                    .filter(e => !(e.tagName.toLowerCase() === 'svg' && e.parentElement.closest('svg')))
+                    .map(e => {
+                      const r = e.getBoundingClientRect(), s = getComputedStyle(e);
+                      return {tag: e.tagName.toLowerCase(), w: r.width, h: r.height,
+                              shown: s.display !== 'none' && s.visibility !== 'hidden' && s.opacity !== '0',
+                              natural: e.tagName.toLowerCase() === 'img' ? e.naturalWidth : null,
+                              complete: e.tagName.toLowerCase() === 'img' ? e.complete : true};
+                    })"""
+            )
+        )
+
+    def screenshot(self, name: str, tmp: Path) -> Path:
+        path = tmp / name
+        self.page.screenshot(path=str(path), full_page=True)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, ARTIFACTS / name)
+        print(f"screenshot: {ARTIFACTS / name}")
+        return path
+
+
+def _check(page: Page, figures: int) -> None:
+    assert page.page.title().startswith("Training step:")
+    found = page.figures()
+    assert sum(f["tag"] != "canvas" for f in found) == figures, found
+    assert sum(f["tag"] == "canvas" for f in found) == 1
+    for f in found:
+        assert f["shown"] and f["w"] > 0 and f["h"] > 0, f
+        if f["tag"] == "img":
+            assert f["complete"] and f["natural"] > 0, f
+    assert page.requests == []
+    assert page.console == []
+
+
+def test_the_report_renders_every_figure_offline(browser: Any, default_report: Path, tmp_path: Path) -> None:
+    md_figures = (default_report / "report.md").read_text().count("![")
+    page = Page(browser, default_report / "report.html")
+    try:
+        _check(page, md_figures)
+        assert page.page.locator("h2").count() == 8
+        shot = page.screenshot("report-default.png", tmp_path)
+        assert shot.stat().st_size > 50_000
+    finally:
+        page.context.close()
+
+
+def test_the_timeline_zooms_pans_and_names_boxes(browser: Any, default_report: Path) -> None:
+    page = Page(browser, default_report / "report.html")
+    try:
+        canvas = page.page.locator("#tl canvas")
+        canvas.scroll_into_view_if_needed()
+        box = canvas.bounding_box()
+        assert box is not None and box["width"] > 500 and box["height"] > 100
+
+        def pixels() -> str:
+            return str(page.page.evaluate("() => document.querySelector('#tl canvas').toDataURL()"))
+
+        before = pixels()
+        x, y = box["x"] + box["width"] * 0.6, box["y"] + 40
+        page.page.mouse.move(x, y)
+        page.page.mouse.wheel(0, -600)
+        page.page.wait_for_timeout(100)
+        zoomed = pixels()
+        assert zoomed != before
+        page.page.mouse.move(x, y)
+        page.page.wait_for_timeout(50)
+        info = page.page.locator("#tl .tl-info").inner_text()
+        assert info.startswith("rank ") and " ms" in info, info
+        page.page.mouse.down()
+        page.page.mouse.move(x - 200, y)
+        page.page.mouse.up()
+        assert pixels() != zoomed
+        page.page.locator("#tl button").click()
+        assert pixels() == before
+        assert page.console == [] and page.requests == []
+    finally:
+        page.context.close()
+
+
+def test_the_committed_example_renders_offline(browser: Any, tmp_path: Path) -> None:
+    md_figures = EXAMPLE.with_name("report.md").read_text().count("![")
+    page = Page(browser, EXAMPLE)
+    try:
+        _check(page, md_figures)
+        page.screenshot("report-example.png", tmp_path)
+    finally:
+        page.context.close()

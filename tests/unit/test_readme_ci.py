@@ -1,0 +1,17 @@
+"""`.ci/run` runs exactly the README's test command (the second bash block)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    blocks = re.findall(r"```bash\n(.*?)\n```", (REPO / "README.md").read_text(), flags=re.S)
+    command = blocks[1].strip()
+    assert "\n" not in command and command.endswith("pytest")
+    assert "apt-get install -y -q chromium" in command  # the browser test's Chromium (Debian's package)
+    lines = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
+    assert lines[-1] == command
