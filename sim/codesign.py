@@ -14,6 +14,7 @@ side by side (``twin report scenarios/codesign.yaml``).
       - key: node-limit
         title: Node limit M
         grid: {model.n_limited_groups: [1, 2, 4, 8]} # or a grid, as in a sweep file
+        label: "M={model.n_limited_groups}"          # grid labels [default: the varying keys' last parts]
       - key: fabric
         metrics: [step_time_s, fabric_cost_usd, cost_per_T_usd]
         variants:
@@ -40,9 +41,10 @@ from sim.sweep.point import METRIC_BY_NAME
 from sim.sweep.spec import Sweep, load_sweep
 from sim.yamlio import read_yaml
 
+BASE_LABEL = "base scenario (as built)"
 DEFAULT_METRICS = ("step_time_s", "tokens_per_day", "cost_per_T_usd", "memory_peak_GB")
 _KEYS = ("name", "description", "base", "studies")
-_STUDY_KEYS = ("key", "title", "question", "metrics", "variants", "grid")
+_STUDY_KEYS = ("key", "title", "question", "metrics", "variants", "grid", "label")
 _VARIANT_KEYS = ("label", "set", "scenario")
 
 
@@ -119,9 +121,18 @@ def _variants(study: dict[str, Any], where: str, folder: Path, file: str) -> lis
             if not isinstance(values, list) or not values:
                 raise ScenarioError(f"{where}.grid.{key}", "give a non-empty list of values", file)
         varying = [k for k, values in grid.items() if len(values) > 1]
+        template = study.get("label")
+        if template is not None and not isinstance(template, str):
+            raise ScenarioError(f"{where}.label", "a string such as 'M={model.n_limited_groups}'", file)
         for combo in itertools.product(*grid.values()):
             sets = dict(zip(grid, combo, strict=True))
-            out.append((_short_label(sets, varying), resolve_paths(sets, folder)))
+            text = _short_label(sets, varying)
+            if template:
+                text = template
+                for key, value in sets.items():
+                    shown = value[0] if isinstance(value, list) and len(value) == 1 else value
+                    text = text.replace("{" + key + "}", shown if isinstance(shown, str) else json.dumps(shown))
+            out.append((text, resolve_paths(sets, folder)))
     variants = study.get("variants") or []
     if not isinstance(variants, list):
         raise ScenarioError(f"{where}.variants", "a list of {label, set} or {scenario}", file)
@@ -204,7 +215,7 @@ def load_codesign(path: str | Path) -> Codesign:
                 raise ScenarioError(
                     f"{where}.metrics", f"unknown figure {m!r}; choose from {', '.join(METRIC_BY_NAME)}", file
                 )
-        rows = [Variant("base", {}, 0)]
+        rows = [Variant(BASE_LABEL, {}, 0)]
         rows += [Variant(text, sets, index[canonical(sets)]) for text, sets in variants if sets]
         studies.append(
             Study(

@@ -32,14 +32,22 @@ def report_cmd(
     """Write the report of a scenario: report.html (self-contained: figures, styles and the zoomable
     timeline inline, nothing fetched) and report.md with its figures as PNG files. A training step gets
     its summary, timeline, breakdown per rank, every schedule's bubble beside the closed forms, the
-    SM-split curve, IB/NVLink bytes per node, memory per GPU and the provenance of every input."""
+    SM-split curve, IB/NVLink bytes per node, memory per GPU and the provenance of every input. A
+    co-design study file (scenarios/codesign.yaml) gets every study beside its base (results kept in
+    DIR/<name>/results.parquet, so a rerun only runs what is missing)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from reports.provenance import provenance
     from reports.training_report import schedules_document, training_document
+    from sim.codesign import is_codesign
     from sim.run import simulate, simulate_training
     from sim.training.study import run_study
 
+    if scenario is not None and is_codesign(scenario):
+        from sim.cli.codesign import codesign_report
+
+        codesign_report(scenario, output, quiet, ["twin", *ARGV])
+        return
     sc = load_scenario(scenario or default_scenario_path())
     prov = provenance(sc, ["twin", *ARGV])
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))

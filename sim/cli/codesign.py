@@ -1,0 +1,58 @@
+"""``twin report scenarios/codesign.yaml``: run a co-design study file's points (resumable, as a sweep)
+and write its report (report.html, report.md, results.parquet) to ``DIR/<name>/``."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from sim.cli.common import err, out
+
+
+def codesign_report(path: Path, output: Path, quiet: bool, argv: list[str]) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from reports.codesign_report import codesign_document
+    from reports.provenance import provenance, sha256, shown
+    from sim.codesign import load_codesign
+    from sim.config import load_scenario
+    from sim.outputs import atomic_dir
+    from sim.sweep.runner import default_workers, run_sweep
+    from sim.sweep.store import Store
+
+    spec = load_codesign(path)
+    base = load_scenario(spec.sweep.base_path)
+    target = output / spec.name
+    target.mkdir(parents=True, exist_ok=True)
+    results = target / "results.parquet"
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True, disable=quiet or not err.is_terminal) as bar:
+        task = bar.add_task(f"{spec.name}: {len(spec.sweep.points)} points", total=None)
+        outcome = run_sweep(
+            spec.sweep,
+            results,
+            workers=default_workers(),
+            progress=lambda done, total, failed: bar.update(task, completed=done, total=total),
+        )
+        bar.update(task, description="writing the report")
+        store = Store(spec.sweep, results)
+        try:
+            frame = store.frame()
+        finally:
+            store.release()
+        rows = [
+            ("study file", f"`{shown(path)}` (sha256 `{sha256(path)}`)"),
+            ("results", "`results.parquet` beside this report: one row per distinct point (twin compare reads it)"),
+            *provenance(base, argv),
+        ]
+        doc = codesign_document(spec, frame, rows)
+        with atomic_dir(target) as tmp:
+            shutil.copy2(results, tmp / "results.parquet")
+            doc.write_html(tmp / "report.html")
+            doc.write_markdown(tmp)
+    if not quiet:
+        out.print(
+            f"{spec.name}: {outcome.ran} of {outcome.total} points run ({outcome.skipped} kept from "
+            f"results.parquet, {outcome.failed} not possible or failed)"
+        )
+        out.print(f"report written to {target / 'report.html'} (and report.md, results.parquet)")

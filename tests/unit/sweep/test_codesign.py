@@ -1,0 +1,112 @@
+"""Co-design study files: expansion into one sweep, errors naming the study, and the report's figures
+equal to direct runs of the same what-ifs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from reports.codesign_report import codesign_document, findings, headline
+from sim.codesign import BASE_LABEL, is_codesign, load_codesign
+from sim.config import load_scenario
+from sim.errors import ScenarioError
+from sim.run import simulate_training
+
+ROOT = Path(__file__).resolve().parents[3]
+SMALL = ROOT / "tests" / "data" / "sweep" / "small-step.yaml"
+
+
+def _file(folder: Path, studies: list[dict], name: str = "cd.yaml") -> Path:
+    path = folder / name
+    path.write_text(yaml.safe_dump({"name": "tiny", "base": str(SMALL), "studies": studies}, sort_keys=False))
+    return path
+
+
+def test_shipped_study_file_and_what_if_scenarios_load() -> None:
+    spec = load_codesign(ROOT / "scenarios" / "codesign.yaml")
+    keys = [s.key for s in spec.studies]
+    assert keys == ["coprocessor", "ib-2x", "nvlink-900", "node-limit", "fabric", "schedules", "comm-sms"]
+    node = next(s for s in spec.studies if s.key == "node-limit")
+    assert [v.label for v in node.variants] == [BASE_LABEL] + [f"M={m}" for m in (1, 2, 3, 5, 6, 7, 8)]
+    sched = next(s for s in spec.studies if s.key == "schedules")
+    assert len(sched.variants) == 1 + 4 * 3
+    assert spec.sweep.points[0].overrides == {}
+    assert len({p.point_id for p in spec.sweep.points}) == len(spec.sweep.points)
+    for path in sorted((ROOT / "scenarios" / "codesign").glob("*.yaml")):
+        sc = load_scenario(path)
+        assert sc.training is not None, path
+    cop = next(s for s in spec.studies if s.key == "coprocessor").variants[1]
+    assert cop.overrides == {"comm.coprocessor": True}  # read from scenarios/codesign/coprocessor.yaml
+    assert is_codesign(ROOT / "scenarios" / "codesign.yaml")
+    assert not is_codesign(ROOT / "scenarios" / "deepseek_v3_pretrain.yaml")
+
+
+@pytest.mark.parametrize(
+    ("studies", "needle"),
+    [
+        ([{"key": "a", "grid": {"comm.sms": ["x"]}}], "studies[0], variant 1: comm.sms"),
+        ([{"key": "a", "variants": [{"set": {"comm.smz": 1}}]}], "studies[0], variant 1: comm.smz: 1: unknown key"),
+        ([{"key": "a"}], "studies[0]: a study needs variants and/or a grid"),
+        ([{"key": "a", "grid": {"comm.sms": [12]}}, {"key": "a", "grid": {"comm.sms": [16]}}], "studies[1].key"),
+        ([{"key": "a", "metrics": ["speed"], "grid": {"comm.sms": [12]}}], "unknown figure 'speed'"),
+        ([{"key": "a", "variants": [{"scenario": "nope.yaml"}]}], "nope.yaml"),
+        ([{"key": "a", "variants": [{"lable": "x"}]}], "studies[0].variants[0].lable: unknown key"),
+    ],
+)
+def test_bad_study_files_name_the_place(tmp_path: Path, studies: list[dict], needle: str) -> None:
+    path = _file(tmp_path, studies)
+    with pytest.raises(ScenarioError) as e:
+        load_codesign(path)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_report_figures_equal_direct_runs_and_a_rerun_runs_nothing(tmp_path: Path) -> None:
+    path = _file(
+        tmp_path,
+        [
+            {"key": "sms", "title": "SMs", "label": "{comm.sms} SMs", "grid": {"comm.sms": [12]}},
+            {
+                "key": "both",
+                "title": "Both",
+                "metrics": ["step_time_s", "ep_comm_exposed_s"],
+                "variants": [
+                    {"label": "twelve", "set": {"comm.sms": 12}},  # the same point as above: runs once
+                    {"label": "too big", "set": {"workload.ep": 1024}},
+                ],
+            },
+        ],
+    )
+    spec = load_codesign(path)
+    assert len(spec.sweep.points) == 3  # base, 12 SMs, EP 1024
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "sim", "report", str(path), "-o", str(out), "-q"]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    folder = out / "tiny"
+    html = (folder / "report.html").read_text()
+    md = (folder / "report.md").read_text()
+    frame = pd.read_parquet(folder / "results.parquet")
+    assert "http://" not in html and "https://" not in html
+    assert (folder / "study-sms.png").is_file() and (folder / "study-both.png").is_file()
+    derived = tmp_path / "d.yaml"
+    derived.write_text(f"base: {SMALL}\nset: {{comm.sms: 12}}\n")
+    direct = simulate_training(load_scenario(derived)).result.step_time_s
+    base = simulate_training(load_scenario(SMALL)).result.step_time_s
+    assert frame.loc[frame["point"] == 1, "step_time_s"].item() == direct
+    change = f"{direct / base - 1:+.1%}"
+    lines = findings(spec.studies[1], frame)
+    assert lines[0].startswith("**twelve**: step time") and change in lines[0]
+    assert lines[1].startswith("**too big**: not possible:") and "workload.ep" in lines[1]
+    assert headline(spec.studies[0], frame) == ("12 SMs", change, change)
+    assert f"| 12 SMs | {direct:.3f} s | {change} |" in md
+    doc = codesign_document(spec, frame, [])
+    assert [t for lvl, t in doc.headings() if lvl == 2] == ["Summary", "SMs", "Both", "Provenance"]
+    r = subprocess.run(cmd[:-1], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "0 of 3 points run (3 kept from results.parquet" in " ".join(r.stdout.split())
+    pd.testing.assert_frame_equal(pd.read_parquet(folder / "results.parquet"), frame)
