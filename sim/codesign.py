@@ -28,17 +28,16 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sim.errors import ScenarioError
-from sim.overrides import canonical, check_key, label, resolve_paths
+from sim.overrides import PATH_KEYS, canonical, check_key, label, resolve_paths
 from sim.sweep.point import METRIC_BY_NAME
-from sim.sweep.spec import Sweep, load_sweep
+from sim.sweep.spec import Sweep, sweep_from_data
 from sim.yamlio import read_yaml
 
 BASE_LABEL = "base scenario (as built)"
@@ -82,6 +81,15 @@ def is_codesign(path: str | Path) -> bool:
     return isinstance(data, dict) and "studies" in data
 
 
+def _relative(sets: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Path values made relative to ``folder`` (the study file's): point ids stay the same in any checkout."""
+    out = dict(sets)
+    for key in PATH_KEYS:
+        if isinstance(out.get(key), str):
+            out[key] = os.path.relpath(out[key], folder.resolve())
+    return out
+
+
 def _short_label(sets: dict[str, Any], varying: list[str]) -> str:
     """``schedules=dualpipe, pp=8``: the grid's varying keys by their last part, one-item lists bare."""
     parts = []
@@ -107,7 +115,7 @@ def _scenario_sets(ref: Any, folder: Path, where: str, file: str) -> tuple[str, 
         raise ScenarioError("set", "a mapping of dotted keys to values", str(path))
     for key in sets:
         check_key(key, "set")
-    return str(data.get("name", path.stem)), resolve_paths(sets, path.parent)
+    return str(data.get("name", path.stem)), _relative(resolve_paths(sets, path.parent), folder)
 
 
 def _variants(study: dict[str, Any], where: str, folder: Path, file: str) -> list[tuple[str, dict[str, Any]]]:
@@ -132,7 +140,7 @@ def _variants(study: dict[str, Any], where: str, folder: Path, file: str) -> lis
                 for key, value in sets.items():
                     shown = value[0] if isinstance(value, list) and len(value) == 1 else value
                     text = text.replace("{" + key + "}", shown if isinstance(shown, str) else json.dumps(shown))
-            out.append((text, resolve_paths(sets, folder)))
+            out.append((text, sets))
     variants = study.get("variants") or []
     if not isinstance(variants, list):
         raise ScenarioError(f"{where}.variants", "a list of {label, set} or {scenario}", file)
@@ -154,7 +162,6 @@ def _variants(study: dict[str, Any], where: str, folder: Path, file: str) -> lis
             for key in sets:
                 check_key(key, f"{at}.set")
             name = label(sets)
-            sets = resolve_paths(sets, folder)
         text = v.get("label", name)
         if not isinstance(text, str) or not text:
             raise ScenarioError(f"{at}.label", "a non-empty string", file)
@@ -202,9 +209,8 @@ def load_codesign(path: str | Path) -> Codesign:
                 points.append(sets)
                 origins.append(f"{where}, variant {j + 1}")
         raw.append((study, variants, where))
-    sweep_file = folder / f".{path.stem}.sweep.yaml"  # not written: the sweep's identity only
     body = {"name": str(data.get("name", path.stem)), "base": base, "points": points}
-    sweep = _sweep_from(body, sweep_file, path, origins)
+    sweep = _sweep_from(body, path, origins)
     studies = []
     for study, variants, where in raw:
         metrics = study.get("metrics", list(DEFAULT_METRICS))
@@ -229,24 +235,11 @@ def load_codesign(path: str | Path) -> Codesign:
     return Codesign(path, sweep.name, str(data.get("description", "")), sweep, tuple(studies))
 
 
-def _sweep_from(body: dict[str, Any], sweep_file: Path, path: Path, origins: list[str]) -> Sweep:
-    """Check the points as a sweep file beside the study file would (errors name the study file)."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        body = dict(body)
-        base = Path(body["base"])
-        body["base"] = str(base if base.is_absolute() else (path.parent / base).resolve())
-        temp = Path(tmp) / sweep_file.name
-        temp.write_text(yaml.safe_dump(body, sort_keys=False))
-        try:
-            sweep = load_sweep(temp)
-        except ScenarioError as err:
-            if err.file != str(temp):
-                raise
-            m = re.match(r"^points\[(\d+)\]\.?(.*)$", err.key_path)
-            key = f"{origins[int(m.group(1))]}: {m.group(2)}" if m else err.key_path
-            raise ScenarioError(key, err.message, str(path)) from None
-    from dataclasses import replace
-
-    return replace(sweep, path=path)
+def _sweep_from(body: dict[str, Any], path: Path, origins: list[str]) -> Sweep:
+    """The points as a sweep file at ``path`` would give them (errors name the study that gave the point)."""
+    try:
+        return sweep_from_data(body, path)
+    except ScenarioError as err:
+        m = re.match(r"^points\[(\d+)\]\.?(.*)$", err.key_path)
+        key = f"{origins[int(m.group(1))]}: {m.group(2)}" if m else err.key_path
+        raise ScenarioError(key, err.message, str(path) if err.file in (None, str(path)) else err.file) from None

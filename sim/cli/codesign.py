@@ -33,9 +33,10 @@ def codesign_report(path: Path, output: Path, quiet: bool, argv: list[str]) -> N
             results,
             workers=default_workers(),
             progress=lambda done, total, failed: bar.update(task, completed=done, total=total),
+            drop_foreign=True,  # the results are a cache of the study file as it is now
         )
         bar.update(task, description="writing the report")
-        store = Store(spec.sweep, results)
+        store = Store(spec.sweep, results, drop_foreign=True)
         try:
             frame = store.frame()
         finally:

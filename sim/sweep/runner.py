@@ -138,11 +138,12 @@ def run_sweep(
     restart: bool = False,
     retry_failed: bool = False,
     progress: Progress | None = None,
+    drop_foreign: bool = False,
 ) -> SweepOutcome:
     """Run the points of ``sweep`` not yet in ``output``; write every row to it (see :mod:`sim.sweep.store`)."""
     client = connect(scheduler) if scheduler else None
     try:
-        store = Store(sweep, output, restart=restart, retry_failed=retry_failed)
+        store = Store(sweep, output, restart=restart, retry_failed=retry_failed, drop_foreign=drop_foreign)
         try:
             done = store.done()
             todo = [p for p in sweep.points if p.point_id not in done]

@@ -143,8 +143,12 @@ def load_sweep(path: str | Path) -> Sweep:
 
 
 def _load(path: Path) -> Sweep:
+    return sweep_from_data(read_yaml(path, "sweep"), path)
+
+
+def sweep_from_data(data: Any, path: Path) -> Sweep:
+    """A sweep from its mapping, as if read from ``path`` (relative paths resolve against its folder)."""
     file = str(path)
-    data = read_yaml(path, "sweep")
     if not isinstance(data, dict):
         raise ScenarioError("", "a sweep file is a mapping with base, grid and/or points", file)
     for key in data:

@@ -123,7 +123,16 @@ def _read_journal(path: Path) -> list[dict[str, Any]]:
 class Store:
     """The rows of one sweep in one output file (see the module docstring)."""
 
-    def __init__(self, sweep: Sweep, output: Path, restart: bool = False, retry_failed: bool = False) -> None:
+    def __init__(
+        self,
+        sweep: Sweep,
+        output: Path,
+        restart: bool = False,
+        retry_failed: bool = False,
+        drop_foreign: bool = False,
+    ) -> None:
+        """``drop_foreign``: rows of points not in the sweep are dropped instead of stopping it (a
+        co-design report's results are a cache of its current study file)."""
         self.sweep = sweep
         self.output = output
         self.journal = journal_path(output)
@@ -141,7 +150,9 @@ class Store:
         for row in _read_journal(self.journal):
             rows[str(row["point_id"])] = row
         foreign = [i for i in rows if i not in ids]
-        if foreign:
+        if foreign and drop_foreign:
+            rows = {i: r for i, r in rows.items() if i in ids}
+        elif foreign:
             self.release()
             raise ScenarioError(
                 "",
