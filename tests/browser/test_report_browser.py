@@ -176,3 +176,21 @@ def test_the_committed_example_renders_offline(browser: Any, tmp_path: Path) -> 
         page.screenshot("report-example.png", tmp_path)
     finally:
         page.context.close()
+
+
+def test_the_committed_codesign_report_renders_offline(browser: Any, tmp_path: Path) -> None:
+    html = REPO / "reports" / "examples" / "deepseek-v3-codesign" / "report.html"
+    md_figures = html.with_name("report.md").read_text().count("![")
+    page = Page(browser, html)
+    try:
+        assert page.page.title().startswith("Co-design what-ifs:")
+        found = page.figures()
+        assert len(found) == md_figures == 7, found  # one figure per study, no canvas
+        for f in found:
+            assert f["shown"] and f["w"] > 0 and f["h"] > 0, f
+            if f["tag"] == "img":
+                assert f["complete"] and f["natural"] > 0, f
+        assert page.requests == [] and page.console == []
+        page.screenshot("report-codesign.png", tmp_path)
+    finally:
+        page.context.close()
