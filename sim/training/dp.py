@@ -32,6 +32,7 @@ their sizes (identical sets share one simulation).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -126,8 +127,34 @@ class ReplicaSet:
         return [np.concatenate([groups[r] for groups in per]) for r in range(layout.ep)]
 
 
+_COLLECTIVES_MEMO: OrderedDict[tuple[object, ...], float] = OrderedDict()
+COLLECTIVES_MEMO_SIZE = 256  # entries kept across steps in one process (a sweep's worker reuses them)
+
+
 def _collectives(topology: Topology, kind: str, groups: list[tuple[np.ndarray, float, str]], rtol: float) -> float:
-    """Seconds until every (GPUs, per-rank bytes, algorithm) collective of ``kind`` has finished."""
+    """Seconds until every (GPUs, per-rank bytes, algorithm) collective of ``kind`` has finished;
+    memoised across steps by everything that determines it (the cluster description, the GPUs, sizes and
+    algorithms, the completion tolerance), so the points of a sweep that share a fabric share it."""
+    key = (
+        topology.spec.model_dump_json(),
+        kind,
+        tuple((gpus.tobytes(), float(size), algo) for gpus, size, algo in groups),
+        rtol,
+    )
+    hit = _COLLECTIVES_MEMO.get(key)
+    if hit is not None:
+        _COLLECTIVES_MEMO.move_to_end(key)
+        return hit
+    value = _simulate_collectives(topology, kind, groups, rtol)
+    _COLLECTIVES_MEMO[key] = value
+    if len(_COLLECTIVES_MEMO) > COLLECTIVES_MEMO_SIZE:
+        _COLLECTIVES_MEMO.popitem(last=False)
+    return value
+
+
+def _simulate_collectives(
+    topology: Topology, kind: str, groups: list[tuple[np.ndarray, float, str]], rtol: float
+) -> float:
     env = simpy.Environment()
     net = FlowNetwork(env, topology, completion_rtol=rtol)
     procs = [
