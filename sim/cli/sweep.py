@@ -20,9 +20,7 @@ Top = Int(1, 100_000)
 
 
 def sweep_cmd(
-    sweep_file: Annotated[
-        Path, typer.Argument(help="sweep YAML (base scenario + grid and/or points)", callback=input_file_option)
-    ],
+    sweep_file: Annotated[Path, typer.Argument(help="sweep YAML (base scenario + grid and/or points)")],
     output: Annotated[
         Path | None,
         typer.Option(

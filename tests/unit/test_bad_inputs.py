@@ -143,7 +143,24 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "ragged.csv").write_text("op,dtype,M,N,K\ngemm,fp8,64\n")
     (tmp_path / "batch.bin").write_bytes(b"op,dtype\n\xff\xfe\n")
     (tmp_path / "sched.txt").write_bytes(b"\xff\xfe0F0\n")
+    default = REPO / "scenarios" / "deepseek_v3_pretrain.yaml"
+    (tmp_path / "bad_sweep.yaml").write_text(f"base: {default}\ngrid: {{comm.sms: [20, x]}}\n")
+    (tmp_path / "ok_sweep.yaml").write_text(f"base: {default}\ngrid: {{comm.sms: [20]}}\n")
+    (tmp_path / "nobase_sweep.yaml").write_text("grid: {comm.sms: [20]}\n")
+    (tmp_path / "comparison_sweep.yaml").write_text(f"base: {SCENARIO}\ngrid: {{seed: [1]}}\n")
+    (tmp_path / "bad_study.yaml").write_text(f"base: {default}\nstudies: [{{key: a, grid: {{comm.smz: [1]}}}}]\n")
+    (tmp_path / "plain.parquet").write_bytes(_plain_parquet())
     return tmp_path
+
+
+def _plain_parquet() -> bytes:
+    import io
+
+    import pandas as pd
+
+    buf = io.BytesIO()
+    pd.DataFrame({"a": [1]}).to_parquet(buf)
+    return buf.getvalue()
 
 
 def _ls(root: Path) -> set[str]:
@@ -195,6 +212,21 @@ HAND: list[Any] = [
     (["report", SCENARIO, "-o", "existing.txt/sub"], "--output: existing.txt is a file, not a folder"),
     (["report", "--quiet=maybe"], "--quiet: is a switch"),
     (["report", "--bogus"], "--bogus: no such option"),
+    # sweeps, comparisons, co-design studies
+    (["sweep", "garbage.bin"], "garbage.bin: not a UTF-8"),
+    (["sweep", "pipe"], "pipe: not a regular file"),
+    (["sweep", "bad_sweep.yaml"], "bad_sweep.yaml: grid.comm.sms: \"x\""),
+    (["sweep", "nobase_sweep.yaml"], "nobase_sweep.yaml: base: give the base scenario file"),
+    (["sweep", "comparison_sweep.yaml"], "needs a training section"),
+    (["sweep", "ok_sweep.yaml", "-o", "existing.txt"], "--output: must be a Parquet file"),
+    (["sweep", "ok_sweep.yaml", "-o", "/proc/x.parquet"], "--output: cannot write in /proc"),
+    (["sweep", "ok_sweep.yaml", "-j", "2", "--scheduler", "tcp://127.0.0.1:9"], "--workers: local processes only"),
+    (["compare", "existing.txt"], "existing.txt: cannot read it as Parquet"),
+    (["compare", "plain.parquet"], "plain.parquet: not a twin sweep results file"),
+    (["compare", "missing.parquet"], "missing.parquet"),
+    (["compare", "plain.parquet", "--by", "speed"], "--by: unknown figure 'speed'"),
+    (["compare", "plain.parquet", "--plot", "x.txt"], "--plot: unknown file extension"),
+    (["report", "bad_study.yaml"], "bad_study.yaml: studies[0], variant 1: comm.smz"),
     # topologies
     (["topology", "show", "big_topo.yaml"], "big_topo.yaml: nodes: Input should be less than or equal to"),
     (["topology", "show", "inf_topo.yaml"], "inf_topo.yaml: node.nvlink_GBps: Input should be a finite number"),

@@ -252,6 +252,46 @@ def test_killed_sweep_resumes_losing_only_points_in_flight(tmp_path: Path) -> No
     assert list(resumed["status"]) == [OK] * 6
 
 
+def _workers(pid: int) -> list[int]:
+    """Pool worker processes (spawned) among the children of ``pid``."""
+    out = []
+    for child in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (child / "stat").read_text()
+            cmd = (child / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid and "spawn_main" in cmd and "resource_tracker" not in cmd:
+            out.append(int(child.name))
+    return out
+
+
+def test_a_killed_worker_is_replaced_and_its_point_run_again(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, {"grid": {"comm.sms": [8, 12, 16, 20]}})
+    out = tmp_path / "r.parquet"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sim", "sweep", str(path), "-o", str(out), "-j", "1", "-q"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    journal = journal_path(out)
+    deadline = time.monotonic() + 120
+    killed = []
+    while time.monotonic() < deadline and proc.poll() is None and not killed:
+        if journal.exists() and journal.read_text().count("\n") >= 1:
+            for pid in _workers(proc.pid):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+        time.sleep(0.05)
+    assert killed, "no worker to kill"
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    df = pd.read_parquet(out)
+    assert list(df["status"]) == [OK] * 4  # the point in flight ran again on a new worker
+
+
 def test_dask_cluster_gives_the_same_rows(tmp_path: Path) -> None:
     distributed = pytest.importorskip("distributed")
     path = write_sweep(tmp_path, {"grid": {"comm.sms": [12, 20]}, "points": [{"workload.ep": 1024}]})
