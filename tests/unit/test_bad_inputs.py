@@ -215,7 +215,7 @@ HAND: list[Any] = [
     # sweeps, comparisons, co-design studies
     (["sweep", "garbage.bin"], "garbage.bin: not a UTF-8"),
     (["sweep", "pipe"], "pipe: not a regular file"),
-    (["sweep", "bad_sweep.yaml"], "bad_sweep.yaml: grid.comm.sms: \"x\""),
+    (["sweep", "bad_sweep.yaml"], 'bad_sweep.yaml: grid.comm.sms: "x"'),
     (["sweep", "nobase_sweep.yaml"], "nobase_sweep.yaml: base: give the base scenario file"),
     (["sweep", "comparison_sweep.yaml"], "needs a training section"),
     (["sweep", "ok_sweep.yaml", "-o", "existing.txt"], "--output: must be a Parquet file"),
