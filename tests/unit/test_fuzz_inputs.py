@@ -79,7 +79,7 @@ def _check(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert elapsed < TIME_BOUND_S, (args, elapsed)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(doc=structures, base=st.booleans())
 def test_random_yaml_scenarios(doc: Any, base: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     if base and isinstance(doc, dict):  # most documents start from a valid scenario, then one part is random
@@ -101,7 +101,7 @@ numbers = st.one_of(
 )
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(which=st.sampled_from(FLAGS), value=numbers)
 def test_random_numbers_to_every_numeric_flag(
     which: tuple[tuple[str, ...], str],
