@@ -26,7 +26,6 @@ file is resumable like a sweep; its rows are mapped back to the studies here.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import re
@@ -35,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from sim.errors import ScenarioError
-from sim.overrides import PATH_KEYS, canonical, check_key, label, resolve_paths
+from sim.overrides import PATH_KEYS, canonical, check_key, label, only_keys, resolve_paths
 from sim.sweep.point import METRIC_BY_NAME
-from sim.sweep.spec import Sweep, sweep_from_data
+from sim.sweep.spec import Sweep, expand_grid, sweep_from_data
 from sim.yamlio import read_yaml
 
 BASE_LABEL = "base scenario (as built)"
@@ -122,18 +121,12 @@ def _variants(study: dict[str, Any], where: str, folder: Path, file: str) -> lis
     out: list[tuple[str, dict[str, Any]]] = []
     grid = study.get("grid")
     if grid is not None:
-        if not isinstance(grid, dict) or not grid:
-            raise ScenarioError(f"{where}.grid", "a mapping of dotted keys to lists of values", file)
-        for key, values in grid.items():
-            check_key(key, f"{where}.grid.{key}")
-            if not isinstance(values, list) or not values:
-                raise ScenarioError(f"{where}.grid.{key}", "give a non-empty list of values", file)
+        combos = expand_grid(grid, file, f"{where}.grid")
         varying = [k for k, values in grid.items() if len(values) > 1]
         template = study.get("label")
         if template is not None and not isinstance(template, str):
             raise ScenarioError(f"{where}.label", "a string such as 'M={model.n_limited_groups}'", file)
-        for combo in itertools.product(*grid.values()):
-            sets = dict(zip(grid, combo, strict=True))
+        for sets in combos:
             text = _short_label(sets, varying)
             if template:
                 text = template
@@ -148,9 +141,7 @@ def _variants(study: dict[str, Any], where: str, folder: Path, file: str) -> lis
         at = f"{where}.variants[{j}]"
         if not isinstance(v, dict):
             raise ScenarioError(at, "a mapping: {label, set} or {scenario}", file)
-        for key in v:
-            if key not in _VARIANT_KEYS:
-                raise ScenarioError(f"{at}.{key}", f"unknown key; allowed: {', '.join(_VARIANT_KEYS)}", file)
+        only_keys(v, _VARIANT_KEYS, at, file)
         if "scenario" in v:
             if "set" in v:
                 raise ScenarioError(at, "give either scenario or set, not both", file)
@@ -178,9 +169,7 @@ def load_codesign(path: str | Path) -> Codesign:
     data = read_yaml(path, "scenario")
     if not isinstance(data, dict) or not isinstance(data.get("studies"), list) or not data["studies"]:
         raise ScenarioError("studies", "a co-design file lists its studies: [{key, title, variants | grid}]", file)
-    for key in data:
-        if key not in _KEYS:
-            raise ScenarioError(str(key), f"unknown key; allowed: {', '.join(_KEYS)}", file)
+    only_keys(data, _KEYS, "", file)
     base = data.get("base")
     if not isinstance(base, str) or not base:
         raise ScenarioError("base", "give the base scenario file, relative to this file", file)
@@ -194,9 +183,7 @@ def load_codesign(path: str | Path) -> Codesign:
         where = f"studies[{i}]"
         if not isinstance(study, dict):
             raise ScenarioError(where, "a mapping with key, title and variants or grid", file)
-        for key in study:
-            if key not in _STUDY_KEYS:
-                raise ScenarioError(f"{where}.{key}", f"unknown key; allowed: {', '.join(_STUDY_KEYS)}", file)
+        only_keys(study, _STUDY_KEYS, where, file)
         skey = study.get("key")
         if not isinstance(skey, str) or not skey or skey in keys_seen:
             raise ScenarioError(f"{where}.key", "a unique, non-empty name for the study", file)

@@ -27,6 +27,14 @@ def check_key(key: Any, where: str) -> str:
     return key
 
 
+def only_keys(data: dict[Any, Any], allowed: tuple[str, ...], where: str, file: str) -> None:
+    """Refuse a key of ``data`` not in ``allowed``: one line naming ``where.key`` and the allowed keys."""
+    for key in data:
+        if key not in allowed:
+            at = f"{where}.{key}" if where else str(key)
+            raise ScenarioError(at, f"unknown key; allowed: {', '.join(allowed)}", file)
+
+
 def resolve_paths(overrides: dict[str, Any], folder: Path) -> dict[str, Any]:
     """``overrides`` with path values (:data:`PATH_KEYS`) made absolute against ``folder``."""
     out = dict(overrides)

@@ -114,6 +114,15 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+def _table(title: str, columns: list[str], rows: list[dict[str, object]]) -> Table:
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="left" if col == "label" else "right")
+    for row in rows:
+        table.add_row(*(_cell(row[c]) for c in columns))
+    return table
+
+
 def compare_cmd(
     results: Annotated[Path, typer.Argument(help="results of twin sweep (.parquet)", callback=input_file_option)],
     by: Annotated[str, typer.Option("--by", help="figure to rank by")] = "step_time_s",
@@ -151,18 +160,14 @@ def compare_cmd(
         return
     m = METRIC_BY_NAME[by]
     direction = "lower" if m.better == "min" else "higher"
-    table = Table(title=f"best {len(result.best)} of {result.ok} by {m.label} ({direction} is better)")
-    for col in result.columns:
-        table.add_column(col, justify="left" if col == "label" else "right")
-    for row in result.best:
-        table.add_row(*(_cell(row[c]) for c in result.columns))
-    out.print(table)
-    front = Table(title=f"Pareto front: {by} vs {second} ({len(result.front)} points)")
-    for col in result.front_columns:
-        front.add_column(col, justify="left" if col == "label" else "right")
-    for row in result.front:
-        front.add_row(*(_cell(row[c]) for c in result.front_columns))
-    out.print(front)
+    out.print(
+        _table(
+            f"best {len(result.best)} of {result.ok} by {m.label} ({direction} is better)", result.columns, result.best
+        )
+    )
+    out.print(
+        _table(f"Pareto front: {by} vs {second} ({len(result.front)} points)", result.front_columns, result.front)
+    )
     if result.not_ok:
         out.print(f"{result.not_ok} point(s) infeasible or failed are not ranked (status and error columns)")
     out.print(f"plot written to {target}")

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from sim.config import Scenario, scenario_data
 from sim.errors import ScenarioError
-from sim.overrides import apply_overrides, canonical, check_key, resolve_paths
+from sim.overrides import apply_overrides, canonical, check_key, only_keys, resolve_paths
 from sim.yamlio import read_yaml, validation_error
 
 MAX_POINTS = 1_000_000
@@ -73,22 +73,23 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _grid(grid: Any, file: str) -> list[dict[str, Any]]:
+def expand_grid(grid: Any, file: str, where: str = "grid") -> list[dict[str, Any]]:
+    """Every combination of a grid's values, the last key varying fastest (errors name ``where``)."""
     if grid is None:
         return []
     if not isinstance(grid, dict) or not grid:
-        raise ScenarioError("grid", "a mapping of dotted keys to lists of values, e.g. {comm.sms: [8, 16]}", file)
+        raise ScenarioError(where, "a mapping of dotted keys to lists of values, e.g. {comm.sms: [8, 16]}", file)
     axes = []
     for key, values in grid.items():
-        check_key(key, f"grid.{key}")
+        check_key(key, f"{where}.{key}")
         if not isinstance(values, list) or not values:
-            raise ScenarioError(f"grid.{key}", "give a non-empty list of values", file)
+            raise ScenarioError(f"{where}.{key}", "give a non-empty list of values", file)
         axes.append(values)
     size = 1
     for values in axes:
         size *= len(values)
     if size > MAX_POINTS:
-        raise ScenarioError("grid", f"{size:,} combinations; at most {MAX_POINTS:,} points", file)
+        raise ScenarioError(where, f"{size:,} combinations; at most {MAX_POINTS:,} points", file)
     keys = list(grid)
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*axes)]
 
@@ -151,9 +152,7 @@ def sweep_from_data(data: Any, path: Path) -> Sweep:
     file = str(path)
     if not isinstance(data, dict):
         raise ScenarioError("", "a sweep file is a mapping with base, grid and/or points", file)
-    for key in data:
-        if key not in _KEYS:
-            raise ScenarioError(str(key), f"unknown key; allowed: {', '.join(_KEYS)}", file)
+    only_keys(data, _KEYS, "", file)
     base = data.get("base")
     if not isinstance(base, str) or not base:
         raise ScenarioError("base", "give the base scenario file, relative to the sweep file", file)
@@ -171,7 +170,7 @@ def sweep_from_data(data: Any, path: Path) -> Sweep:
     description = data.get("description", "")
     if not isinstance(description, str):
         raise ScenarioError("description", "a string", file)
-    grid = _grid(data.get("grid"), file)
+    grid = expand_grid(data.get("grid"), file)
     listed = _points(data.get("points"), file)
     sets = [(s, "grid") for s in grid] + [(s, f"points[{i}]") for i, s in enumerate(listed)]
     if not sets:
