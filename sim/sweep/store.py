@@ -139,13 +139,22 @@ class Store:
         self._lock: TextIO | None = None
         self._journal_file: TextIO | None = None
         self._acquire()
+        try:
+            self.rows = self._load(restart, retry_failed, drop_foreign)
+        except BaseException:
+            self.release()  # nothing left behind: not even the lock file
+            raise
+        self._last_flush = time.monotonic()
+        self._dirty = False
+
+    def _load(self, restart: bool, retry_failed: bool, drop_foreign: bool) -> dict[str, dict[str, Any]]:
         if restart:
             for p in (self.output, self.journal):
                 p.unlink(missing_ok=True)
-        ids = {p.point_id: p for p in sweep.points}
+        ids = {p.point_id for p in self.sweep.points}
         rows: dict[str, dict[str, Any]] = {}
-        if output.exists():
-            for row in _read_parquet(output):
+        if self.output.exists():
+            for row in _read_parquet(self.output):
                 rows[str(row["point_id"])] = row
         for row in _read_journal(self.journal):
             rows[str(row["point_id"])] = row
@@ -153,18 +162,15 @@ class Store:
         if foreign and drop_foreign:
             rows = {i: r for i, r in rows.items() if i in ids}
         elif foreign:
-            self.release()
             raise ScenarioError(
                 "",
-                f"holds {len(foreign)} point(s) that are not in {sweep.path} (another sweep, or its base scenario "
-                "changed); write to another file or pass --restart to discard them",
-                str(output),
+                f"holds {len(foreign)} point(s) that are not in {self.sweep.path} (another sweep, or its base "
+                "scenario changed); write to another file or pass --restart to discard them",
+                str(self.output),
             )
         if retry_failed:
-            rows = {i: r for i, r in rows.items() if r.get("status") == "ok" or r.get("status") == "infeasible"}
-        self.rows = rows
-        self._last_flush = time.monotonic()
-        self._dirty = False
+            rows = {i: r for i, r in rows.items() if r.get("status") in ("ok", "infeasible")}
+        return rows
 
     def _acquire(self) -> None:
         lock = self.output.with_name(self.output.name + ".lock")

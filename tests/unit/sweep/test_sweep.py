@@ -208,6 +208,17 @@ def test_journal_rows_survive_and_a_cut_line_is_ignored(tmp_path: Path) -> None:
     again.release()
 
 
+def test_a_corrupt_results_file_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, {"grid": {"comm.sms": [12]}})
+    out = tmp_path / "r.parquet"
+    out.write_bytes(b"not parquet at all")
+    r = twin("sweep", str(path), "-o", str(out))
+    assert r.returncode == 2 and "r.parquet: cannot read it as sweep results" in r.stderr
+    assert r.stderr.strip().count("\n") == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.parquet", "s.yaml"]  # no lock, no journal
+    assert out.read_bytes() == b"not parquet at all"
+
+
 def test_two_sweeps_cannot_write_one_file(tmp_path: Path) -> None:
     sweep = load_sweep(write_sweep(tmp_path, {"grid": {"comm.sms": [12]}}))
     out = tmp_path / "r.parquet"
