@@ -92,23 +92,44 @@ def findings(study: Study, frame: pd.DataFrame) -> list[str]:
                 parts.append(f"{METRIC_BY_NAME[m].label} unchanged ({_value(m, a)})")
             else:
                 parts.append(f"{METRIC_BY_NAME[m].label} {_value(m, a)} -> {_value(m, b)} ({_delta(b, a)})")
+        if not _fits(r):
+            parts.append(
+                f"**needs {r['memory_peak_GB']:.1f} GB per GPU, over the {r['memory_capacity_GB']:.0f} GB it has**"
+            )
         out.append(f"**{name}**: " + "; ".join(parts))
     return out
 
 
+def _fits(r: dict[str, Any]) -> bool:
+    head = r.get("memory_headroom_GB")
+    return head is None or (isinstance(head, float) and math.isnan(head)) or head >= 0
+
+
 def headline(study: Study, frame: pd.DataFrame) -> tuple[str, str, str]:
-    """(best variant by step time, its change, the range of step-time changes) of a study."""
+    """(fastest variant that fits in GPU memory, its step-time change, the range of step-time changes)
+    of a study; a faster variant over the GPU's memory is named beside it."""
     rows = [(n, r) for n, r in _rows(study, frame)[1:] if r["status"] == OK]
     base = _rows(study, frame)[0][1]["step_time_s"]
     if not rows:
         return "-", "-", "-"
-    best = min(rows, key=lambda nr: nr[1]["step_time_s"])
+    fitting = [nr for nr in rows if _fits(nr[1])]
+    fastest = min(rows, key=lambda nr: nr[1]["step_time_s"])
+    best = min(fitting, key=lambda nr: nr[1]["step_time_s"]) if fitting else None
     changes = [r["step_time_s"] / base - 1 for _, r in rows]
     impossible = sum(1 for _, r in _rows(study, frame)[1:] if r["status"] != OK)
     spread = f"{min(changes):+.1%} to {max(changes):+.1%}" if len(changes) > 1 else f"{changes[0]:+.1%}"
     if impossible:
         spread += f" ({impossible} not possible)"
-    return best[0], f"{best[1]['step_time_s'] / base - 1:+.1%}", spread
+    if best is None:
+        return f"none fits in memory ({fastest[0]} fastest)", "-", spread
+    name = best[0]
+    if fastest is not best:
+        over = fastest[1]
+        name += (
+            f" ({fastest[0]} is faster, {over['step_time_s'] / base - 1:+.1%}, but needs "
+            f"{over['memory_peak_GB']:.1f} GB of {over['memory_capacity_GB']:.0f})"
+        )
+    return name, f"{best[1]['step_time_s'] / base - 1:+.1%}", spread
 
 
 def study_figure(study: Study, frame: pd.DataFrame) -> Figure:
@@ -166,7 +187,7 @@ def codesign_document(spec: Codesign, frame: pd.DataFrame, provenance: list[tupl
         best, change, spread = headline(s, frame)
         rows.append([s.title, str(len(s.variants) - 1), best, change, spread])
     doc.table(
-        ["study", "variants", "fastest variant", "its step time vs base", "step time changes"],
+        ["study", "variants", "fastest variant that fits in memory", "its step time vs base", "step time changes"],
         rows,
         align="lrlrl",
     )

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from reports.codesign_report import codesign_document, findings, headline
-from sim.codesign import BASE_LABEL, is_codesign, load_codesign
+from sim.codesign import BASE_LABEL, Study, Variant, is_codesign, load_codesign
 from sim.config import load_scenario
 from sim.errors import ScenarioError
 from sim.run import simulate_training
@@ -102,7 +102,8 @@ def test_report_figures_equal_direct_runs_and_a_rerun_runs_nothing(tmp_path: Pat
     lines = findings(spec.studies[1], frame)
     assert lines[0].startswith("**twelve**: step time") and change in lines[0]
     assert lines[1].startswith("**too big**: not possible:") and "workload.ep" in lines[1]
-    assert headline(spec.studies[0], frame) == ("12 SMs", change, change)
+    over = frame.loc[frame["point"] == 1, "memory_peak_GB"].item() > 80  # the small step is over 80 GB
+    assert over and headline(spec.studies[0], frame) == ("none fits in memory (12 SMs fastest)", "-", change)
     assert f"| 12 SMs | {direct:.3f} s | {change} |" in md
     doc = codesign_document(spec, frame, [])
     assert [t for lvl, t in doc.headings() if lvl == 2] == ["Summary", "SMs", "Both", "Provenance"]
@@ -110,3 +111,23 @@ def test_report_figures_equal_direct_runs_and_a_rerun_runs_nothing(tmp_path: Pat
     assert r.returncode == 0, r.stderr
     assert "0 of 3 points run (3 kept from results.parquet" in " ".join(r.stdout.split())
     pd.testing.assert_frame_equal(pd.read_parquet(folder / "results.parquet"), frame)
+
+
+def test_headline_prefers_variants_that_fit_in_memory() -> None:
+    study = Study("s", "S", "", ("step_time_s",), (Variant("base", {}, 0), Variant("a", {}, 1), Variant("b", {}, 2)))
+    frame = pd.DataFrame(
+        {
+            "point": [0, 1, 2],
+            "status": ["ok"] * 3,
+            "error": [""] * 3,
+            "step_time_s": [20.0, 18.0, 19.0],
+            "memory_peak_GB": [60.0, 95.0, 70.0],
+            "memory_capacity_GB": [80.0] * 3,
+            "memory_headroom_GB": [20.0, -15.0, 10.0],
+        }
+    )
+    name, change, spread = headline(study, frame)
+    assert name == "b (a is faster, -10.0%, but needs 95.0 GB of 80)"
+    assert (change, spread) == ("-5.0%", "-10.0% to -5.0%")
+    lines = findings(study, frame)
+    assert "needs 95.0 GB per GPU, over the 80 GB" in lines[0] and "needs" not in lines[1]
