@@ -83,7 +83,11 @@ def findings(study: Study, frame: pd.DataFrame) -> list[str]:
     out = []
     for name, r in rows[1:]:
         if r["status"] != OK:
-            out.append(f"**{name}**: not possible: {r['error']}")
+            what = "not possible" if r["status"] == "infeasible" else "failed (a bug: please report it)"
+            out.append(f"**{name}**: {what}: {r['error']}")
+            continue
+        if base["status"] != OK:
+            out.append(f"**{name}**: step time {_value('step_time_s', r['step_time_s'])} (the base did not run)")
             continue
         parts = []
         for m in study.metrics:
@@ -109,9 +113,10 @@ def headline(study: Study, frame: pd.DataFrame) -> tuple[str, str, str]:
     """(fastest variant that fits in GPU memory, its step-time change, the range of step-time changes)
     of a study; a faster variant over the GPU's memory is named beside it."""
     rows = [(n, r) for n, r in _rows(study, frame)[1:] if r["status"] == OK]
-    base = _rows(study, frame)[0][1]["step_time_s"]
-    if not rows:
+    first = _rows(study, frame)[0][1]
+    if not rows or first["status"] != OK:
         return "-", "-", "-"
+    base = first["step_time_s"]
     fitting = [nr for nr in rows if _fits(nr[1])]
     fastest = min(rows, key=lambda nr: nr[1]["step_time_s"])
     best = min(fitting, key=lambda nr: nr[1]["step_time_s"]) if fitting else None

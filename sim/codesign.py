@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sim.config import MAX_BASE_DEPTH
 from sim.errors import ScenarioError
 from sim.overrides import PATH_KEYS, canonical, check_key, label, only_keys, resolve_paths
 from sim.sweep.point import METRIC_BY_NAME
@@ -101,23 +102,43 @@ def _short_label(sets: dict[str, Any], varying: list[str]) -> str:
     return ", ".join(parts)
 
 
-def _scenario_sets(ref: Any, folder: Path, where: str, file: str) -> tuple[str, dict[str, Any]]:
-    """(name, overrides) of a derived scenario named by a variant; paths made absolute."""
+def _scenario_sets(ref: Any, folder: Path, where: str, file: str, base: Path) -> tuple[str, dict[str, Any]]:
+    """(name, overrides) of a derived scenario named by a variant: the ``set`` of every file along its
+    chain of bases down to the study's ``base`` (a chain that does not reach it is refused); paths
+    relative to the study file."""
     if not isinstance(ref, str) or not ref:
         raise ScenarioError(where, "give a derived scenario file (base + set), relative to this file", file)
     path = folder / ref
-    data = read_yaml(path, "scenario")
-    if not isinstance(data, dict) or "base" not in data:
-        raise ScenarioError(where, f"{ref} is not a derived scenario (no 'base')", file)
-    sets = data.get("set") or {}
-    if not isinstance(sets, dict):
-        raise ScenarioError("set", "a mapping of dotted keys to values", str(path))
-    for key in sets:
-        check_key(key, "set")
-    return str(data.get("name", path.stem)), _relative(resolve_paths(sets, path.parent), folder)
+    chain: list[dict[str, Any]] = []
+    current = path
+    name = path.stem
+    for depth in range(MAX_BASE_DEPTH + 1):
+        data = read_yaml(current, "scenario")
+        if not isinstance(data, dict) or "base" not in data or not isinstance(data["base"], str):
+            raise ScenarioError(where, f"{ref} does not derive from the study's base {base.name}", file)
+        if depth == 0:
+            name = str(data.get("name", path.stem))
+        sets = data.get("set") or {}
+        if not isinstance(sets, dict):
+            raise ScenarioError("set", "a mapping of dotted keys to values", str(current))
+        for key in sets:
+            check_key(key, "set", str(current))
+        chain.append(resolve_paths(sets, current.parent))
+        parent = (current.parent / data["base"]).resolve()
+        if parent == base.resolve():
+            break
+        current = parent
+    else:
+        raise ScenarioError(where, f"{ref}: more than {MAX_BASE_DEPTH} levels of base scenarios", file)
+    merged: dict[str, Any] = {}
+    for sets in reversed(chain):  # the base-most file first, the variant's own keys last
+        merged.update(sets)
+    return name, _relative(merged, folder)
 
 
-def _variants(study: dict[str, Any], where: str, folder: Path, file: str) -> list[tuple[str, dict[str, Any]]]:
+def _variants(
+    study: dict[str, Any], where: str, folder: Path, file: str, base: Path
+) -> list[tuple[str, dict[str, Any]]]:
     out: list[tuple[str, dict[str, Any]]] = []
     grid = study.get("grid")
     if grid is not None:
@@ -126,6 +147,9 @@ def _variants(study: dict[str, Any], where: str, folder: Path, file: str) -> lis
         template = study.get("label")
         if template is not None and not isinstance(template, str):
             raise ScenarioError(f"{where}.label", "a string such as 'M={model.n_limited_groups}'", file)
+        for name in re.findall(r"\{([^}]*)\}", template or ""):
+            if name not in grid:
+                raise ScenarioError(f"{where}.label", f"{{{name}}} is not a key of the grid ({', '.join(grid)})", file)
         for sets in combos:
             text = _short_label(sets, varying)
             if template:
@@ -145,13 +169,13 @@ def _variants(study: dict[str, Any], where: str, folder: Path, file: str) -> lis
         if "scenario" in v:
             if "set" in v:
                 raise ScenarioError(at, "give either scenario or set, not both", file)
-            name, sets = _scenario_sets(v["scenario"], folder, f"{at}.scenario", file)
+            name, sets = _scenario_sets(v["scenario"], folder, f"{at}.scenario", file, base)
         else:
             sets = v.get("set") or {}
             if not isinstance(sets, dict):
                 raise ScenarioError(f"{at}.set", "a mapping of dotted keys to values", file)
             for key in sets:
-                check_key(key, f"{at}.set")
+                check_key(key, f"{at}.set", file)
             name = label(sets)
         text = v.get("label", name)
         if not isinstance(text, str) or not text:
@@ -164,7 +188,13 @@ def _variants(study: dict[str, Any], where: str, folder: Path, file: str) -> lis
 
 def load_codesign(path: str | Path) -> Codesign:
     """Read a co-design study file; its points are checked like a sweep's (one line naming the key)."""
-    path = Path(path)
+    try:
+        return _load_codesign(Path(path))
+    except ScenarioError as err:
+        raise (err if err.file else err.with_file(str(path))) from None
+
+
+def _load_codesign(path: Path) -> Codesign:
     file = str(path)
     data = read_yaml(path, "scenario")
     if not isinstance(data, dict) or not isinstance(data.get("studies"), list) or not data["studies"]:
@@ -174,6 +204,7 @@ def load_codesign(path: str | Path) -> Codesign:
     if not isinstance(base, str) or not base:
         raise ScenarioError("base", "give the base scenario file, relative to this file", file)
     folder = path.parent
+    base_path = Path(base) if Path(base).is_absolute() else folder / base
     points: list[dict[str, Any]] = [{}]
     origins = ["base"]
     index: dict[str, int] = {canonical({}): 0}
@@ -188,9 +219,16 @@ def load_codesign(path: str | Path) -> Codesign:
         if not isinstance(skey, str) or not skey or skey in keys_seen:
             raise ScenarioError(f"{where}.key", "a unique, non-empty name for the study", file)
         keys_seen.add(skey)
-        variants = _variants(study, where, folder, file)
+        variants = _variants(study, where, folder, file, base_path)
         for j, (_, sets) in enumerate(variants):
-            text = canonical(sets)
+            try:
+                text = canonical(sets)
+            except (TypeError, ValueError):
+                raise ScenarioError(
+                    f"{where}, variant {j + 1}",
+                    "values must be finite numbers, strings, booleans, lists or mappings",
+                    file,
+                ) from None
             if text not in index:
                 index[text] = len(points)
                 points.append(sets)

@@ -452,7 +452,7 @@ def scenario_data(path: str | Path, depth: int = 0) -> tuple[dict[str, Any], Pat
     if not isinstance(sets, dict):
         raise ScenarioError("set", "a mapping of dotted keys to values, e.g. {comm.sms: 12}", str(path))
     for key in sets:
-        check_key(key, "set")
+        check_key(key, "set", str(path))
     base_path = Path(base) if Path(base).is_absolute() else path.parent / base
     if base_path.resolve() == path.resolve():
         raise ScenarioError("base", "a scenario cannot be its own base", str(path))

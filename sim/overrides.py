@@ -20,10 +20,10 @@ PATH_KEYS = ("cluster.topology", "profile")  # values that are file paths, relat
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
-def check_key(key: Any, where: str) -> str:
-    """A dotted key (``a.b.c``, identifiers only); anything else names ``where``."""
+def check_key(key: Any, where: str, file: str | None = None) -> str:
+    """A dotted key (``a.b.c``, identifiers only); anything else names ``file`` and ``where``."""
     if not isinstance(key, str) or not _KEY.match(key):
-        raise ScenarioError(where, f"an override key is a dotted scenario key such as 'comm.sms', got {key!r}")
+        raise ScenarioError(where, f"an override key is a dotted scenario key such as 'comm.sms', got {key!r}", file)
     return key
 
 
@@ -36,12 +36,28 @@ def only_keys(data: dict[Any, Any], allowed: tuple[str, ...], where: str, file: 
 
 
 def resolve_paths(overrides: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """``overrides`` with path values (:data:`PATH_KEYS`) made absolute against ``folder``."""
-    out = dict(overrides)
-    for key in PATH_KEYS:
-        value = out.get(key)
+    """``overrides`` with path values (:data:`PATH_KEYS`) made absolute against ``folder``, whether given
+    as the dotted key (``cluster.topology: t.yaml``) or inside a mapping (``cluster: {topology: t.yaml}``)."""
+
+    def resolved(value: Any) -> Any:
         if isinstance(value, str) and value and not Path(value).is_absolute():
-            out[key] = str((folder / value).resolve())
+            return str((folder / value).resolve())
+        return value
+
+    out = dict(overrides)
+    for key, value in overrides.items():
+        for path_key in PATH_KEYS:
+            if key == path_key:
+                out[key] = resolved(value)
+            elif path_key.startswith(key + ".") and isinstance(value, dict):
+                inner = copy.deepcopy(out[key])
+                node = inner
+                *parents, leaf = path_key[len(key) + 1 :].split(".")
+                for part in parents:
+                    node = node.get(part) if isinstance(node, dict) else None
+                if isinstance(node, dict) and leaf in node:
+                    node[leaf] = resolved(node[leaf])
+                out[key] = inner
     return out
 
 

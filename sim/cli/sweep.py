@@ -105,6 +105,8 @@ def _metric(name: str, flag: str) -> str:
 
 
 def _cell(value: object) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
         if math.isnan(value):
             return "-"

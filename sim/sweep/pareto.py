@@ -2,7 +2,8 @@
 
 :func:`pareto_front` sorts once (O(n log n)); :func:`pareto_front_reference` compares every pair
 (O(n^2)), plainly; a property test ties the two. Both take "better" per figure ("min" or "max") and
-return the indices of the front in ascending order. Exact ties on both figures are all kept.
+return the indices of the front in ascending order. Exact ties on both figures are all kept; points
+with a value that is not finite (NaN, infinity: a figure that does not exist) are never on it.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ def _signed(values: np.ndarray, better: str) -> np.ndarray:
 
 
 def pareto_front(x: np.ndarray, y: np.ndarray, x_better: str = "min", y_better: str = "min") -> np.ndarray:
-    """Indices of the non-dominated points (NaNs are never on the front)."""
+    """Indices of the non-dominated points among those with finite values."""
     a, b = _signed(x, x_better), _signed(y, y_better)
-    ok = np.flatnonzero(~(np.isnan(a) | np.isnan(b)))
+    ok = np.flatnonzero(np.isfinite(a) & np.isfinite(b))
     if ok.size == 0:
         return ok
     order = ok[np.lexsort((b[ok], a[ok]))]  # by x, then y: each point is beaten only by earlier ones
@@ -42,12 +43,13 @@ def pareto_front_reference(x: np.ndarray, y: np.ndarray, x_better: str = "min", 
     better on one."""
     a, b = _signed(x, x_better), _signed(y, y_better)
     front = []
+    finite = [bool(np.isfinite(a[i]) and np.isfinite(b[i])) for i in range(len(a))]
     for i in range(len(a)):
-        if np.isnan(a[i]) or np.isnan(b[i]):
+        if not finite[i]:
             continue
         dominated = False
         for j in range(len(a)):
-            if j == i or np.isnan(a[j]) or np.isnan(b[j]):
+            if j == i or not finite[j]:
                 continue
             if a[j] <= a[i] and b[j] <= b[i] and (a[j] < a[i] or b[j] < b[i]):
                 dominated = True

@@ -54,54 +54,81 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
-def _local(sweep: Sweep, todo: list[Point], workers: int) -> Iterator[tuple[Point, dict[str, Any]]]:
-    """Run ``todo`` on a pool of ``workers`` processes, at most two points per process in flight (a stop
-    loses only those). A worker that dies (killed, out of memory) breaks the pool: a new one is started
-    and the points that were in flight are run once more; a point that breaks it twice is recorded as an
-    error. A pool that breaks before any point completes is an error of its own (workers cannot start)."""
+def _pool(workers: int) -> ProcessPoolExecutor:
     import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # no fork of a process with threads (rich's progress)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_quiet_worker)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:  # a stop must not wait for the points in flight
+        if proc.is_alive():
+            proc.terminate()
+
+
+def _local(
+    sweep: Sweep, todo: list[Point], workers: int, fn: Callable[..., dict[str, Any]] = run_point
+) -> Iterator[tuple[Point, dict[str, Any]]]:
+    """Run ``todo`` on a pool of ``workers`` processes, at most two points per process in flight (a stop
+    loses only those). A worker that dies (killed, out of memory, a crash) breaks the pool: the points
+    that were in flight are then run again one at a time, each alone on a new worker, so that only a
+    point that kills its worker when alone is recorded as an error; the others go on. ``fn`` is the
+    point function (tests swap it)."""
     from concurrent.futures.process import BrokenProcessPool
 
     from sim.sweep.point import empty_figures
 
-    ctx = mp.get_context("spawn")  # no fork of a process with threads (rich's progress)
     queue = list(reversed(todo))
-    tries: dict[int, int] = {}
-    completed = 0
-    while queue:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_quiet_worker)
+    suspects: list[Point] = []
+    pool = _pool(1)
+    try:  # a worker must start at all (it cannot when the main module is not a file, e.g. stdin)
+        pool.submit(os.getpid).result()
+    except BrokenProcessPool:
+        raise TwinError("the sweep's worker processes cannot start (see above)") from None
+    finally:
+        _stop(pool)
+    while queue or suspects:
+        if suspects:
+            point = suspects.pop()
+            pool = _pool(1)
+            try:
+                row = pool.submit(fn, *_task(sweep, point)).result()
+            except BrokenProcessPool:
+                row = empty_figures()
+                row.update(
+                    status=FAILED, error="its worker process died while it ran alone (killed, out of memory or a crash)"
+                )
+            finally:
+                _stop(pool)
+            yield point, row
+            continue
+        pool = _pool(workers)
         pending: dict[Future[dict[str, Any]], Point] = {}
-        broken = False
         try:
-            while (queue or pending) and not broken:
+            while queue or pending:
                 while queue and len(pending) < 2 * workers:
-                    point = queue.pop()
-                    pending[pool.submit(run_point, *_task(sweep, point))] = point
+                    nxt = queue.pop()
+                    pending[pool.submit(fn, *_task(sweep, nxt))] = nxt
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                broken = False
                 for fut in done:
                     point = pending.pop(fut)
                     try:
                         row = fut.result()
                     except BrokenProcessPool:
                         broken = True
-                        tries[point.index] = tries.get(point.index, 0) + 1
-                        if tries[point.index] < 2:
-                            queue.append(point)
-                            continue
-                        row = empty_figures()
-                        row.update(status=FAILED, error="its worker process died twice (killed or out of memory)")
-                    completed += 1
+                        suspects.append(point)
+                        continue
                     yield point, row
-            if broken:
-                if completed == 0:
-                    raise TwinError("the sweep's worker processes stopped before finishing a point (see above)")
-                queue.extend(reversed(list(pending.values())))  # in flight when the pool broke: run again
+                if broken:
+                    suspects.extend(pending.values())  # in flight when the pool broke: run alone next
+                    pending.clear()
+                    break
         finally:
-            procs = list((getattr(pool, "_processes", None) or {}).values())
-            pool.shutdown(wait=False, cancel_futures=True)
-            for proc in procs:  # a stop must not wait for the points in flight
-                if proc.is_alive():
-                    proc.terminate()
+            _stop(pool)
 
 
 M_TRIM_THRESHOLD = -1  # glibc mallopt parameter
@@ -154,14 +181,18 @@ def connect(address: str) -> Any:
 
 
 def _dask(sweep: Sweep, todo: list[Point], client: Any) -> Iterator[tuple[Point, dict[str, Any]]]:
+    import uuid
+
     from distributed import as_completed
 
     from sim.sweep.point import empty_figures
 
+    run = uuid.uuid4().hex[:8]  # two runs of one sweep on one cluster must not share (or cancel) tasks
     futures = {}
     try:
         for point in todo:
-            fut = client.submit(run_point, *_task(sweep, point), key=f"twin-{sweep.name}-{point.point_id}", pure=False)
+            key = f"twin-{sweep.name}-{run}-{point.point_id}"
+            fut = client.submit(run_point, *_task(sweep, point), key=key, pure=False)
             futures[fut.key] = (fut, point)
         with client.as_current():
             for fut in as_completed([f for f, _ in futures.values()]):

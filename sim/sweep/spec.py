@@ -23,6 +23,7 @@ import hashlib
 import itertools
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from pydantic import ValidationError
 
 from sim.config import Scenario, scenario_data
 from sim.errors import ScenarioError
-from sim.overrides import apply_overrides, canonical, check_key, only_keys, resolve_paths
+from sim.overrides import PATH_KEYS, apply_overrides, canonical, check_key, only_keys, resolve_paths
 from sim.yamlio import read_yaml, validation_error
 
 MAX_POINTS = 1_000_000
@@ -64,9 +65,33 @@ class Sweep:
         """The scenario mapping of ``point`` (path values resolved against the sweep file)."""
         return apply_overrides(self.base_data, resolve_paths(point.overrides, self.path.parent))
 
+    @cached_property
+    def override_dtypes(self) -> dict[str, str]:
+        """The column type of each override key, from the values the sweep gives it."""
+        return {key: override_dtype([p.overrides.get(key) for p in self.points]) for key in self.keys}
+
     @property
     def base_hash(self) -> str:
         return _digest(canonical(self.base_data))
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def override_dtype(values: list[Any]) -> str:
+    """One dtype per override column, from the values the sweep gives it."""
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, bool) for v in present):
+        return "boolean"
+    if present and all(isinstance(v, int) and not isinstance(v, bool) and INT64_MIN <= v <= INT64_MAX for v in present):
+        return "Int64"
+    if present and all(
+        isinstance(v, float) or (isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**53) for v in present
+    ):
+        return "float64"  # ints and floats mixed: exact as floats up to 2**53
+    if present and all(isinstance(v, str) for v in present):
+        return "string"
+    return "json"  # lists, mappings or mixed types: the JSON text
 
 
 def _digest(text: str) -> str:
@@ -118,11 +143,13 @@ def _check(base: dict[str, Any], sets: dict[str, Any], folder: Path) -> None:
         Scenario.model_validate(data)
     except ValidationError as err:
         raise validation_error(err, Scenario) from None
-    for key in ("cluster.topology", "profile"):
-        if key in sets:
-            value = resolve_paths(sets, folder)[key]
-            if not isinstance(value, str) or not Path(value).is_file():
-                raise ScenarioError(key, f"no such file: {sets[key]!r} (relative to the sweep file)")
+    for key in PATH_KEYS:  # a path the point gives (made absolute above) must name a file
+        node: Any = data
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        given = any(key == k or key.startswith(k + ".") for k in sets)
+        if given and isinstance(node, str) and Path(node).is_absolute() and not Path(node).is_file():
+            raise ScenarioError(key, f"no such file: {node} (paths are relative to the sweep file)")
 
 
 def _owner(error_key: str, sets: dict[str, Any]) -> str | None:

@@ -28,6 +28,7 @@ import pandas as pd
 
 from sim.errors import ScenarioError
 from sim.outputs import atomic_write
+from sim.overrides import label
 from sim.sweep.point import LAYOUT_COLUMNS, METRICS
 from sim.sweep.spec import Sweep
 
@@ -39,25 +40,10 @@ def journal_path(output: Path) -> Path:
     return output.with_name(output.name + ".journal")
 
 
-def _override_dtype(values: list[Any]) -> str:
-    """One dtype per override column, from the values the sweep gives it."""
-    present = [v for v in values if v is not None]
-    if present and all(isinstance(v, bool) for v in present):
-        return "boolean"
-    if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
-        return "Int64"
-    if present and all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
-        return "float64"
-    if present and all(isinstance(v, str) for v in present):
-        return "string"
-    return "json"  # lists, mappings or mixed types: the JSON text
-
-
 def columns(sweep: Sweep) -> list[tuple[str, str]]:
     """(column, dtype) of a sweep's rows, in order."""
     cols = [("point", "Int64"), ("point_id", "string"), ("label", "string")]
-    for key in sweep.keys:
-        dtype = _override_dtype([p.overrides.get(key) for p in sweep.points])
+    for key, dtype in sweep.override_dtypes.items():
         cols.append((key, "string" if dtype == "json" else dtype))
     cols += [("status", "string"), ("error", "string")]
     cols += [(m.name, "float64") for m in METRICS]
@@ -67,8 +53,7 @@ def columns(sweep: Sweep) -> list[tuple[str, str]]:
 
 def override_cells(sweep: Sweep, overrides: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key in sweep.keys:
-        dtype = _override_dtype([p.overrides.get(key) for p in sweep.points])
+    for key, dtype in sweep.override_dtypes.items():
         value = overrides.get(key)
         out[key] = json.dumps(value, sort_keys=True) if (dtype == "json" and value is not None) else value
     return out
@@ -170,17 +155,31 @@ class Store:
             )
         if retry_failed:
             rows = {i: r for i, r in rows.items() if r.get("status") in ("ok", "infeasible")}
+        current = {p.point_id: p for p in self.sweep.points}
+        for i, row in rows.items():  # a grown or reordered sweep: the point's place and cells as they are now
+            point = current[i]
+            row.update(point=point.index, label=label(point.overrides))
+            row.update(override_cells(self.sweep, point.overrides))
         return rows
 
     def _acquire(self) -> None:
         lock = self.output.with_name(self.output.name + ".lock")
-        f = open(lock, "a")
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        for _ in range(20):
+            f = open(lock, "a")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.close()
+                raise ScenarioError("", "another sweep is writing this file now", str(self.output)) from None
+            try:
+                same = os.fstat(f.fileno()).st_ino == os.stat(lock).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:  # not a lock file its last holder removed while we opened it
+                self._lock = f
+                return
             f.close()
-            raise ScenarioError("", "another sweep is writing this file now", str(self.output)) from None
-        self._lock = f
+        raise ScenarioError("", "cannot take the lock beside it (removed again and again)", str(self.output))
 
     def release(self) -> None:
         if self._journal_file is not None:
@@ -199,7 +198,11 @@ class Store:
         """Record one completed point: journal line now (flushed to disk), Parquet every few seconds."""
         self.rows[str(row["point_id"])] = row
         if self._journal_file is None:
-            self._journal_file = open(self.journal, "a", encoding="utf-8")
+            self._journal_file = open(self.journal, "a+", encoding="utf-8")
+            if self._journal_file.tell() > 0:  # a line cut by a kill must not swallow the next one
+                self._journal_file.seek(self._journal_file.tell() - 1)
+                if self._journal_file.read(1) != "\n":
+                    self._journal_file.write("\n")
         self._journal_file.write(json.dumps(row, separators=(",", ":")) + "\n")
         self._journal_file.flush()
         os.fsync(self._journal_file.fileno())

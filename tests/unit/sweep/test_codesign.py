@@ -56,6 +56,12 @@ def test_shipped_study_file_and_what_if_scenarios_load() -> None:
         ([{"key": "a", "metrics": ["speed"], "grid": {"comm.sms": [12]}}], "unknown figure 'speed'"),
         ([{"key": "a", "variants": [{"scenario": "nope.yaml"}]}], "nope.yaml"),
         ([{"key": "a", "variants": [{"lable": "x"}]}], "studies[0].variants[0].lable: unknown key"),
+        ([{"key": "a", "variants": [{"set": {"comm.sms": float("nan")}}]}], "studies[0], variant 1: values must be"),
+        (
+            [{"key": "a", "variants": [{"set": {"comm sms": 1}}]}],
+            "cd.yaml: studies[0].variants[0].set: an override key",
+        ),
+        ([{"key": "a", "label": "M={model.n_limited_group}", "grid": {"model.n_limited_groups": [1]}}], "not a key"),
     ],
 )
 def test_bad_study_files_name_the_place(tmp_path: Path, studies: list[dict], needle: str) -> None:
@@ -131,3 +137,14 @@ def test_headline_prefers_variants_that_fit_in_memory() -> None:
     assert (change, spread) == ("-5.0%", "-10.0% to -5.0%")
     lines = findings(study, frame)
     assert "needs 95.0 GB per GPU, over the 80 GB" in lines[0] and "needs" not in lines[1]
+
+
+def test_a_scenario_variant_brings_its_whole_chain_and_must_reach_the_study_base(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(f"base: {SMALL}\nset: {{comm.sms: 12}}\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\nset: {cluster.nic_Gbps: 800}\n")
+    spec = load_codesign(_file(tmp_path, [{"key": "a", "variants": [{"scenario": "b.yaml"}]}]))
+    assert spec.studies[0].variants[1].overrides == {"comm.sms": 12, "cluster.nic_Gbps": 800}
+    other = ROOT / "scenarios" / "deepseek_v3_pretrain.yaml"
+    (tmp_path / "c.yaml").write_text(f"base: {other}\nset: {{comm.sms: 12}}\n")
+    with pytest.raises(ScenarioError, match="does not derive from the study's base"):
+        load_codesign(_file(tmp_path, [{"key": "a", "variants": [{"scenario": "c.yaml"}]}]))

@@ -182,16 +182,54 @@ def test_resume_runs_only_new_points_and_refuses_foreign_rows(tmp_path: Path) ->
     first = run_sweep(load_sweep(write_sweep(tmp_path, {"grid": {"comm.sms": [12, 20]}})), out, workers=1)
     assert first.ran == 2
     before = pd.read_parquet(out)
-    grown = load_sweep(write_sweep(tmp_path, {"grid": {"comm.sms": [12, 20, 24]}}))
+    grown = load_sweep(write_sweep(tmp_path, {"grid": {"comm.sms": [8, 12, 20]}}))  # a point in front
     second = run_sweep(grown, out, workers=1)
     assert (second.ran, second.skipped) == (1, 2)
     after = pd.read_parquet(out)
-    pd.testing.assert_frame_equal(after.iloc[:2].reset_index(drop=True), before)
+    assert list(after["point"]) == [0, 1, 2] and list(after["comm.sms"]) == [8, 12, 20]
+    kept = after.iloc[1:].reset_index(drop=True)
+    assert list(kept["point_id"]) == list(before["point_id"])
+    pd.testing.assert_frame_equal(kept.drop(columns="point"), before.drop(columns="point"))
+    r = twin("compare", str(out), "--by", "memory_headroom_GB", "--format", "json", "--plot", str(tmp_path / "p.png"))
+    assert r.returncode == 0, r.stderr
     shrunk = load_sweep(write_sweep(tmp_path, {"grid": {"comm.sms": [12]}}))
     with pytest.raises(ScenarioError, match=r"not in .*--restart"):
         run_sweep(shrunk, out, workers=1)
     third = run_sweep(shrunk, out, workers=1, restart=True)
     assert third.ran == 1 and len(pd.read_parquet(out)) == 1
+
+
+def test_override_columns_keep_their_values_whatever_their_size(tmp_path: Path) -> None:
+    points = [{"seed": 1}, {"seed": 10**19}, {"cluster.nic_Gbps": 400}, {"cluster.nic_Gbps": 12.5}]
+    sweep = load_sweep(write_sweep(tmp_path, {"points": points}))
+    assert sweep.override_dtypes == {"seed": "json", "cluster.nic_Gbps": "float64"}  # 10**19 does not fit Int64
+    out = tmp_path / "r.parquet"
+    store = Store(sweep, out)
+    from sim.sweep.runner import _row
+
+    for p in sweep.points:
+        store.add(_row(sweep, p, {"status": INFEASIBLE, "error": "x"}))
+    store.write()
+    store.release()
+    df = pd.read_parquet(out)
+    assert list(df["seed"].fillna("-")) == ["1", str(10**19), "-", "-"]
+    assert list(df["cluster.nic_Gbps"])[2:] == [400.0, 12.5]
+
+
+def test_a_row_after_a_cut_journal_line_is_kept(tmp_path: Path) -> None:
+    sweep = load_sweep(write_sweep(tmp_path, {"grid": {"comm.sms": [12, 16, 20]}}))
+    out = tmp_path / "r.parquet"
+    store = Store(sweep, out)
+    store.add({"point": 0, "point_id": sweep.points[0].point_id, "status": OK, "error": ""})
+    store.release()
+    with open(journal_path(out), "a") as f:
+        f.write('{"point": 1, "point_id": "')  # killed in the middle of a line
+    again = Store(sweep, out)
+    again.add({"point": 2, "point_id": sweep.points[2].point_id, "status": OK, "error": ""})
+    again.release()
+    third = Store(sweep, out)
+    assert third.done() == {sweep.points[0].point_id, sweep.points[2].point_id}
+    third.release()
 
 
 def test_journal_rows_survive_and_a_cut_line_is_ignored(tmp_path: Path) -> None:
@@ -303,6 +341,18 @@ def test_a_killed_worker_is_replaced_and_its_point_run_again(tmp_path: Path) -> 
     assert list(df["status"]) == [OK] * 4  # the point in flight ran again on a new worker
 
 
+@pytest.mark.parametrize("order", [[13, 8, 12, 16, 20], [8, 12, 13, 16, 20, 24, 28]])
+def test_a_point_that_kills_its_worker_is_recorded_and_the_others_run(tmp_path: Path, order: list[int]) -> None:
+    from sim.sweep.runner import _local
+    from tests.unit.sweep.crashing import crash_on_13
+
+    sweep = load_sweep(write_sweep(tmp_path, {"grid": {"comm.sms": order}}))
+    rows = {p.overrides["comm.sms"]: r for p, r in _local(sweep, list(sweep.points), 2, fn=crash_on_13)}
+    assert sorted(rows) == sorted(order)  # every point once
+    assert rows[13]["status"] == FAILED and "died while it ran alone" in rows[13]["error"]
+    assert all(r["status"] == OK and r["step_time_s"] == sms for sms, r in rows.items() if sms != 13)
+
+
 def test_dask_cluster_gives_the_same_rows(tmp_path: Path) -> None:
     distributed = pytest.importorskip("distributed")
     path = write_sweep(tmp_path, {"grid": {"comm.sms": [12, 20]}, "points": [{"workload.ep": 1024}]})
@@ -371,13 +421,16 @@ def test_compare_refuses_a_file_that_is_not_sweep_results(tmp_path: Path) -> Non
     assert r.returncode == 2 and "not a twin sweep results file" in r.stderr
 
 
-@settings(max_examples=300, deadline=None)
+VALUES = st.one_of(st.integers(0, 6).map(float), st.sampled_from([np.nan, np.inf, -np.inf]))
+
+
+@settings(max_examples=400, deadline=None)
 @given(
-    st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6)), max_size=40),
+    st.lists(st.tuples(VALUES, VALUES), max_size=40),
     st.sampled_from(["min", "max"]),
     st.sampled_from(["min", "max"]),
 )
-def test_pareto_front_matches_the_pairwise_reference(points: list[tuple[int, int]], bx: str, by: str) -> None:
+def test_pareto_front_matches_the_pairwise_reference(points: list[tuple[float, float]], bx: str, by: str) -> None:
     x = np.array([p[0] for p in points], dtype=float)
     y = np.array([p[1] for p in points], dtype=float)
     assert list(pareto_front(x, y, bx, by)) == list(pareto_front_reference(x, y, bx, by))
