@@ -52,8 +52,9 @@ def codesign_report(path: Path, output: Path, quiet: bool, argv: list[str]) -> N
             doc.write_html(tmp / "report.html")
             doc.write_markdown(tmp)
     if not quiet:
+        not_ok = int((frame["status"] != "ok").sum())
         out.print(
             f"{spec.name}: {outcome.ran} of {outcome.total} points run ({outcome.skipped} kept from "
-            f"results.parquet, {outcome.failed} not possible or failed)"
+            f"results.parquet); {not_ok} of the {len(frame)} not possible or failed"
         )
         out.print(f"report written to {target / 'report.html'} (and report.md, results.parquet)")
