@@ -18,7 +18,7 @@ from sim.hardware.profile import load_profile
 from sim.model.stages import layers_per_stage
 from sim.moe.deepep import KernelSpec
 from sim.moe.gating import Gating
-from sim.network.shared import SharedNetwork
+from sim.network.context import SimContext
 from sim.network.topology import Topology, build_topology
 from sim.pipeline.costs import OpTimes
 from sim.pipeline.execute import P2P, NetworkP2P, ScheduleRun, execute
@@ -264,6 +264,7 @@ def step_spec(sc: Scenario) -> tuple[StepSpec, GpuSpec]:
         activation_bytes=float(layout.tokens * sc.model.dim * ACTIVATION_BYTES),
         dp=DpSpec(t.dp_overlap, t.dp_algorithm, t.grad_reduce_bytes, rtol),
         completion_rtol=rtol,
+        contention=t.contention,
     )
     return spec, gpu
 
@@ -275,7 +276,7 @@ def _balanced(
     t = sc.training
     assert t is not None
     probe = replace(inputs, fidelity="representative", routing_samples=1)
-    source = ChunkSource(probe, schedule, SharedNetwork(topology), Routing(probe, sc.moe_spec()))
+    source = ChunkSource(probe, schedule, SimContext(topology), Routing(probe, sc.moe_spec()))
     timer = source.timer(0)
 
     def pair_time(place: StagePlacement) -> float:

@@ -39,6 +39,7 @@ import simpy
 
 from sim.errors import ScenarioError
 from sim.moe.traffic import Traffic
+from sim.network.context import SimContext
 from sim.network.flows import FlowNetwork
 from sim.network.topology import Topology
 
@@ -200,14 +201,14 @@ def simulate_phase(
     gpus: np.ndarray | None = None,
     rank_ready_s: np.ndarray | None = None,
     cached: bool = False,
+    ctx: SimContext | None = None,
 ) -> PhaseResult:
-    """Time one dispatch or combine of ``traffic`` alone on ``topo`` (EP rank r on cluster GPU ``gpus[r]``)."""
+    """Time one dispatch or combine of ``traffic`` alone on ``topo`` (EP rank r on cluster GPU ``gpus[r]``),
+    on the run's context ``ctx`` (a new one for ``topo`` when none is given)."""
     gpus = check_gpus(topo, traffic, gpus)
-    env = simpy.Environment()
-    net = FlowNetwork(env, topo, completion_rtol=kernel.completion_rtol)
+    ctx = ctx if ctx is not None else SimContext(topo, kernel.completion_rtol)
     times: dict[str, float] = {}
-    env.process(phase_process(net, traffic, kernel, phase, gpus, cached, rank_ready_s, times))
-    env.run()
+    ctx.run_alone([phase_process(ctx.network, traffic, kernel, phase, gpus, cached, rank_ready_s, times)])
     return phase_result(traffic, phase, times, float(0.0 if rank_ready_s is None else np.max(rank_ready_s)))
 
 

@@ -30,7 +30,8 @@ import numpy as np
 import simpy
 
 from sim.errors import ScenarioError
-from sim.network.flows import FlowNetwork
+from sim.network.context import SimContext
+from sim.network.flows import COMPLETION_RTOL, FlowNetwork
 from sim.network.topology import Topology
 
 KINDS = ("sendrecv", "alltoall", "allgather", "reducescatter", "allreduce")
@@ -186,7 +187,8 @@ def run_collective(
     size_bytes: float,
     algorithm: str = "ring",
     seed: int | None = None,
-    completion_rtol: float = 1e-2,
+    completion_rtol: float = COMPLETION_RTOL,
+    ctx: SimContext | None = None,
 ) -> CollectiveResult:
     """Simulate one collective alone on the network and report nccl-tests style figures."""
     if kind not in KINDS:
@@ -201,13 +203,13 @@ def run_collective(
     if not size_bytes > 0:
         raise ScenarioError("--size-bytes", f"must be > 0, got {size_bytes}")
     _phases(topo, kind, algorithm, ranks, float(size_bytes))  # layout errors before anything runs
-    env = simpy.Environment()
-    net = FlowNetwork(env, topo, seed=seed, completion_rtol=completion_rtol)
-    env.process(collective_process(net, kind, ranks, float(size_bytes), algorithm))
-    env.run()
-    time_s = env.now
+    ctx = ctx if ctx is not None else SimContext(topo, completion_rtol, seed)
+    net = ctx.network
+    flows0, recomputes0, bytes0 = net.stats.flows, net.stats.recomputes, net.stats.link_bytes[: topo.num_links].copy()
+    time_s = ctx.run_alone([collective_process(net, kind, ranks, float(size_bytes), algorithm)])
     algbw = size_bytes / time_s if time_s > 0 else float("inf")
-    util = net.stats.link_bytes / (topo.capacity * time_s) if time_s > 0 else np.zeros(1)
+    moved = net.stats.link_bytes[: topo.num_links] - bytes0
+    util = moved / (topo.capacity * time_s) if time_s > 0 else np.zeros(1)
     return CollectiveResult(
         kind=kind,
         algorithm=algorithm,
@@ -217,6 +219,6 @@ def run_collective(
         algbw_Bps=algbw,
         busbw_Bps=algbw * bus_factor(kind, len(ranks)),
         max_link_utilization=float(util.max()),
-        flows=net.stats.flows,
-        recomputes=net.stats.recomputes,
+        flows=net.stats.flows - flows0,
+        recomputes=net.stats.recomputes - recomputes0,
     )

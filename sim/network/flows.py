@@ -14,6 +14,17 @@ ln(last/first completion time) / completion_rtol. 0 means exact.
 
 Invariants (tested): no link carries more than its capacity at any instant; every flow finishes;
 the bytes carried by each link equal the bytes of the flows that cross it.
+
+Coflows. ``send_coflow`` starts one entity standing for many flows that progress together (a
+DeepEP phase of a whole pipeline rank, a rank's pipeline sends, a ZeRO-1 collective): it carries
+``link_bytes[i]`` over ``links[i]``, and alone it takes ``time_alone_s`` (what its own per-flow
+model gave: SM channel limits, stragglers, its own ECMP collisions). Its rate is measured on its
+most loaded link (``B`` bytes): it loads link ``i`` with ``link_bytes[i] / B`` x its rate and is
+capped at ``B / time_alone_s``. It shares links max-min fairly with every other flow and coflow
+(weighted water-filling, :mod:`sim.network.maxmin`), so alone it takes exactly ``time_alone_s``
+and beside others no less. A coflow completes exactly (no ``completion_rtol``). While only coflows
+run, each at its cap, and no link is over capacity, that allocation is already max-min fair: a
+start or an end then costs O(its links), not a recomputation.
 """
 
 from __future__ import annotations
@@ -27,6 +38,11 @@ import simpy
 from sim.network.maxmin import maxmin_rates
 from sim.network.routing import Routes, route
 from sim.network.topology import Topology
+
+COMPLETION_RTOL = 1e-2
+"""The run's default ``completion_rtol`` (the one home of this constant): flows finishing within 1% of
+their age of one another complete together, so a flow's duration is at most 1% short (the module
+docstring); scenarios set it as ``cluster.completion_rtol``."""
 
 _REL_DONE = 1e-9
 
@@ -56,7 +72,7 @@ class FlowNetwork:
         env: simpy.Environment,
         topo: Topology,
         seed: int | None = None,
-        completion_rtol: float = 1e-3,
+        completion_rtol: float = COMPLETION_RTOL,
         on_rates: Callable[[float, np.ndarray, np.ndarray], None] | None = None,
     ) -> None:
         self.env = env
@@ -81,6 +97,20 @@ class FlowNetwork:
         self._last = 0.0
         self._generation = 0
         self._recompute_pending = False
+        # coflows: slots with scalar state in arrays, links per slot in lists
+        self._cf_rem = np.zeros(0)
+        self._cf_size = np.zeros(0)
+        self._cf_rate = np.zeros(0)
+        self._cf_cap = np.zeros(0)
+        self._cf_lat = np.zeros(0)
+        self._cf_active = np.zeros(0, dtype=bool)
+        self._cf_links: list[np.ndarray] = []
+        self._cf_w: list[np.ndarray] = []
+        self._cf_event: list[simpy.Event | None] = []
+        self._cf_free: list[int] = []
+        self._cf_load = np.zeros(len(self.capacity))  # bytes/s of active coflows on each link
+        self._cf_at_cap = True  # every active coflow runs at its cap (and no link is over capacity)
+        self._solve_needed = False
 
     def add_virtual_links(self, capacity_Bps: np.ndarray) -> np.ndarray:
         """Extra capacity constraints (e.g. the SMs driving a GPU's communication); returns their ids.
@@ -91,7 +121,74 @@ class FlowNetwork:
         ids = np.arange(len(self.capacity), len(self.capacity) + len(capacity_Bps))
         self.capacity = np.concatenate([self.capacity, capacity_Bps])
         self.stats.link_bytes = np.concatenate([self.stats.link_bytes, np.zeros(len(capacity_Bps))])
+        self._cf_load = np.concatenate([self._cf_load, np.zeros(len(capacity_Bps))])
         return ids
+
+    @property
+    def active_coflows(self) -> int:
+        return int(self._cf_active.sum())
+
+    def send_coflow(
+        self, links: np.ndarray, link_bytes: np.ndarray, time_alone_s: float, latency_s: float = 0.0
+    ) -> simpy.Event:
+        """Start a coflow now (see the module docstring); the event fires ``latency_s`` after its
+        last byte (value: that time)."""
+        links = np.asarray(links, dtype=np.int64)
+        link_bytes = np.asarray(link_bytes, dtype=np.float64)
+        event = self.env.event()
+        keep = link_bytes > 0
+        links, link_bytes = links[keep], link_bytes[keep]
+        if links.size == 0 or not time_alone_s > 0:
+            self._fire(event, self.env.now + max(time_alone_s, 0.0) + latency_s)
+            return event
+        if np.unique(links).size != links.size:
+            raise ValueError("a coflow names each link once (sum its bytes per link)")
+        self.stats.flows += 1
+        self.stats.link_bytes[links] += link_bytes
+        size = float(link_bytes.max())
+        cap = size / time_alone_s
+        self._advance()
+        slot = self._cf_slot()
+        self._cf_rem[slot] = size
+        self._cf_size[slot] = size
+        self._cf_cap[slot] = cap
+        self._cf_lat[slot] = latency_s
+        self._cf_active[slot] = True
+        self._cf_links[slot] = links
+        self._cf_w[slot] = link_bytes / size
+        self._cf_event[slot] = event
+        if len(self._remaining) or not self._cf_at_cap:
+            self._cf_rate[slot] = 0.0
+            self._solve_needed = True
+        else:
+            self._cf_rate[slot] = cap
+            self._cf_load[links] += self._cf_w[slot] * cap
+            if (self._cf_load[links] > self.capacity[links] * (1.0 + 1e-9)).any():
+                self._solve_needed = True
+        self._schedule_step()
+        return event
+
+    def _cf_slot(self) -> int:
+        if self._cf_free:
+            return self._cf_free.pop()
+        n = len(self._cf_rem)
+        grow = max(8, n)
+        self._cf_rem = np.concatenate([self._cf_rem, np.zeros(grow)])
+        self._cf_size = np.concatenate([self._cf_size, np.ones(grow)])
+        self._cf_rate = np.concatenate([self._cf_rate, np.zeros(grow)])
+        self._cf_cap = np.concatenate([self._cf_cap, np.zeros(grow)])
+        self._cf_lat = np.concatenate([self._cf_lat, np.zeros(grow)])
+        self._cf_active = np.concatenate([self._cf_active, np.zeros(grow, dtype=bool)])
+        self._cf_links += [np.zeros(0, dtype=np.int64)] * grow
+        self._cf_w += [np.zeros(0)] * grow
+        self._cf_event += [None] * grow
+        self._cf_free = list(range(n + grow - 1, n, -1))
+        return n
+
+    def _schedule_step(self) -> None:
+        if not self._recompute_pending:
+            self._recompute_pending = True
+            self.env.timeout(0).callbacks.append(self._on_recompute)
 
     @property
     def active_flows(self) -> int:
@@ -151,9 +248,7 @@ class FlowNetwork:
         self._latency = np.concatenate([self._latency, routes.latency[keep]])
         self._start = np.concatenate([self._start, np.full(len(keep), now)])
         self._batch = np.concatenate([self._batch, np.full(len(keep), batch_id)])
-        if not self._recompute_pending:
-            self._recompute_pending = True
-            self.env.timeout(0).callbacks.append(self._on_recompute)
+        self._schedule_step()
         return event
 
     def _fire(self, event: simpy.Event, at: float) -> None:
@@ -170,9 +265,34 @@ class FlowNetwork:
     def _advance(self) -> None:
         now = self.env.now
         dt = now - self._last
-        if dt > 0 and len(self._remaining):
-            self._remaining -= self._rate * dt
+        if dt > 0:
+            if len(self._remaining):
+                self._remaining -= self._rate * dt
+            if self._cf_active.any():
+                self._cf_rem -= np.where(self._cf_active, self._cf_rate, 0.0) * dt
         self._last = now
+
+    def _finish_coflows(self) -> None:
+        done = np.flatnonzero(self._cf_active & (self._cf_rem <= _REL_DONE * self._cf_size))
+        if not done.size:
+            return
+        now = self.env.now
+        self.stats.completions += int(done.size)
+        for slot in done.tolist():
+            links = self._cf_links[slot]
+            self._cf_load[links] -= self._cf_w[slot] * self._cf_rate[slot]
+            self._cf_active[slot] = False
+            self._cf_rate[slot] = 0.0
+            event = self._cf_event[slot]
+            self._cf_event[slot] = None
+            assert event is not None
+            self._fire(event, now + float(self._cf_lat[slot]))
+            self._cf_free.append(slot)
+        if not self._cf_at_cap:
+            self._solve_needed = True  # freed capacity may raise the others
+        if not self._cf_active.any():
+            self._cf_load[:] = 0.0  # no drift left behind
+            self._cf_at_cap = True
 
     def _finish_done(self) -> None:
         now = self.env.now
@@ -213,17 +333,52 @@ class FlowNetwork:
     def _step(self) -> None:
         self._advance()
         self._finish_done()
+        self._finish_coflows()
         self._generation += 1
-        if not len(self._remaining):
+        coflows = self._cf_active.any()
+        if not len(self._remaining) and not coflows:
             return
-        self._rate = maxmin_rates(self._entry_flow, self._entry_link, self.capacity, len(self._remaining))
-        self.stats.recomputes += 1
-        if self.on_rates is not None:
-            load = np.bincount(self._entry_link, weights=self._rate[self._entry_flow], minlength=len(self.capacity))
-            self.on_rates(self.env.now, load, self.capacity)
-        dt = float((self._remaining / self._rate).min())
+        if len(self._remaining) or self._solve_needed:
+            self._solve()
+        dt = np.inf
+        if len(self._remaining):
+            dt = float((self._remaining / self._rate).min())
+        if coflows:
+            active = self._cf_active
+            with np.errstate(divide="ignore", invalid="ignore"):
+                dt = min(dt, float(np.min(self._cf_rem[active] / self._cf_rate[active])))
         gen = self._generation
         self.env.timeout(max(dt, 0.0)).callbacks.append(lambda _e: self._on_wake(gen))
+
+    def _solve(self) -> None:
+        """Max-min rates of every active flow and coflow."""
+        self._solve_needed = False
+        n = len(self._remaining)
+        slots = np.flatnonzero(self._cf_active)
+        if not slots.size:
+            self._rate = maxmin_rates(self._entry_flow, self._entry_link, self.capacity, n)
+        else:
+            cf_links = [self._cf_links[s] for s in slots.tolist()]
+            counts = np.array([len(x) for x in cf_links])
+            entry_flow = np.concatenate([self._entry_flow, n + np.repeat(np.arange(slots.size), counts)])
+            entry_link = np.concatenate([self._entry_link, *cf_links])
+            weight = np.concatenate([np.ones(len(self._entry_link)), *(self._cf_w[s] for s in slots.tolist())])
+            cap = np.concatenate([np.full(n, np.inf), self._cf_cap[slots]])
+            rates = maxmin_rates(entry_flow, entry_link, self.capacity, n + slots.size, weight=weight, cap=cap)
+            self._rate = rates[:n]
+            self._cf_rate[slots] = rates[n:]
+            self._cf_load[:] = np.bincount(
+                entry_link[len(self._entry_link) :],
+                weights=weight[len(self._entry_link) :] * np.repeat(rates[n:], counts),
+                minlength=len(self.capacity),
+            )
+            self._cf_at_cap = bool((rates[n:] >= self._cf_cap[slots] * (1.0 - 1e-12)).all())
+        self.stats.recomputes += 1
+        if self.on_rates is not None:
+            load = self._cf_load.copy()
+            if n:
+                load += np.bincount(self._entry_link, weights=self._rate[self._entry_flow], minlength=len(self.capacity))
+            self.on_rates(self.env.now, load, self.capacity)
 
 
 def _with_extra(routes: Routes, extra: np.ndarray) -> Routes:

@@ -11,6 +11,15 @@ rounds is the depth of the bottleneck dependency chain, not the number of distin
 
 Entries: ``entry_flow[i]`` crosses ``entry_link[i]``; entries must be grouped by flow (all of a
 flow's entries consecutive, flows in increasing order). A flow with no entries gets ``inf``.
+
+Weights and caps (coflows, :mod:`sim.network.flows`). An entry may carry a weight ``w``: the flow
+loads that link with ``w`` x its rate (a coflow's rate is its progress on its most loaded link, and
+``w`` <= 1 the share of its bytes on each other link). The fair share of a link is then its
+remaining capacity over the summed weights of its unfrozen entries, and the same local-bottleneck
+argument holds (freezing a flow at ``x`` <= share(j) removes ``w x`` of capacity and ``w`` of weight
+from link ``j``, so its share cannot fall). A flow's ``cap`` (its rate alone, e.g. what its driving
+SMs allow) is a private link of that capacity with weight 1. With every weight 1 and no caps this is
+plain max-min fairness.
 """
 
 from __future__ import annotations
@@ -19,17 +28,34 @@ import numpy as np
 
 
 def maxmin_rates(
-    entry_flow: np.ndarray, entry_link: np.ndarray, capacity: np.ndarray, num_flows: int, rtol: float = 1e-9
+    entry_flow: np.ndarray,
+    entry_link: np.ndarray,
+    capacity: np.ndarray,
+    num_flows: int,
+    rtol: float = 1e-9,
+    weight: np.ndarray | None = None,
+    cap: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Max-min fair rate of each of ``num_flows`` flows (same unit as ``capacity``)."""
+    """Max-min fair rate of each of ``num_flows`` flows (same unit as ``capacity``); ``weight`` per
+    entry (default 1), ``cap`` per flow (default none: ``inf``)."""
     rates = np.full(num_flows, np.inf)
+    if cap is not None:
+        capped = np.flatnonzero(np.isfinite(cap))
+        if capped.size:
+            # each capped flow gets a private link of its cap, placed after its own entries
+            entry_flow, entry_link, weight = _with_caps(entry_flow, entry_link, weight, capped, len(capacity))
+            capacity = np.concatenate([capacity, cap[capped]])
     if entry_flow.size == 0:
         return rates
     num_links = len(capacity)
     remaining = capacity.astype(np.float64, copy=True)
     flows, links = entry_flow, entry_link
+    weights = weight
     while flows.size:
-        count = np.bincount(links, minlength=num_links)
+        if weights is None:
+            count = np.bincount(links, minlength=num_links).astype(np.float64)
+        else:
+            count = np.bincount(links, weights=weights, minlength=num_links)
         used = count > 0
         share = np.full(num_links, np.inf)
         share[used] = np.maximum(remaining[used], 0.0) / count[used]
@@ -48,7 +74,23 @@ def maxmin_rates(
         frozen_flow = np.add.reduceat(bottleneck[links].astype(np.int8), starts) > 0
         rates[flows[starts[frozen_flow]]] = flow_min[frozen_flow]
         frozen_entry = np.repeat(frozen_flow, lengths)
-        remaining -= np.bincount(links[frozen_entry], weights=entry_min[frozen_entry], minlength=num_links)
+        load = entry_min[frozen_entry] if weights is None else entry_min[frozen_entry] * weights[frozen_entry]
+        remaining -= np.bincount(links[frozen_entry], weights=load, minlength=num_links)
         keep = ~frozen_entry
         flows, links = flows[keep], links[keep]
+        if weights is not None:
+            weights = weights[keep]
     return rates
+
+
+def _with_caps(
+    entry_flow: np.ndarray, entry_link: np.ndarray, weight: np.ndarray | None, capped: np.ndarray, num_links: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Entries with one extra entry (weight 1, link ``num_links + k``) for the ``k``-th capped flow,
+    kept grouped by flow."""
+    w = np.ones(entry_flow.size) if weight is None else np.asarray(weight, dtype=np.float64)
+    flows = np.concatenate([entry_flow, capped])
+    links = np.concatenate([entry_link, num_links + np.arange(capped.size)])
+    weights = np.concatenate([w, np.ones(capped.size)])
+    order = np.argsort(flows, kind="stable")
+    return flows[order], links[order], weights[order]

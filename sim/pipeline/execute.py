@@ -15,15 +15,18 @@ inputs always give the same spans, bit for bit.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from functools import partial
 
+import numpy as np
 import simpy
 
 from sim.engine import LinkSet, Recorder
 from sim.errors import DeadlockError
-from sim.network.flows import FlowNetwork
+from sim.network.coflow import coflow_of_flows
+from sim.network.context import SimContext
+from sim.network.flows import COMPLETION_RTOL, FlowNetwork
 from sim.network.topology import Topology
 from sim.pipeline.costs import Durations
 from sim.pipeline.deps import Key, consumers, describe, needs, produces
@@ -50,35 +53,124 @@ class NetworkP2P:
     topology: Topology
     device_gpus: tuple[int, ...]
     nbytes: float = 0.0
-    completion_rtol: float = 1e-2
+    completion_rtol: float = COMPLETION_RTOL
+
+
+@dataclass(frozen=True)
+class RankP2P:
+    """Send stage-to-stage transfers as one coflow per send over the cluster network: device ``d`` is
+    a whole pipeline rank, ``device_gpus[d]`` its GPUs in chain order (GPU ``i`` of rank ``d`` sends
+    to GPU ``i`` of the neighbour: every pipeline of the rank sends its micro-batch at once, as they run
+    in lockstep). The coflow's time alone is the max-min time of those flows alone on the fabric; beside
+    other traffic it shares links (:meth:`sim.network.flows.FlowNetwork.send_coflow`)."""
+
+    topology: Topology
+    device_gpus: tuple[np.ndarray, ...]
+    nbytes: float = 0.0
 
 
 @dataclass(frozen=True)
 class ScheduleRun:
-    """What happened: the schedule, its compute spans and transfers (times in seconds)."""
+    """What happened: the schedule, its compute spans and transfers (times in seconds from the run's
+    origin)."""
 
     schedule: Schedule
     recorder: Recorder
 
 
-def execute(schedule: Schedule, times: Durations, p2p: P2P | NetworkP2P | None = None) -> ScheduleRun:
-    """Run ``schedule`` with op ``times``; raise :class:`DeadlockError` if it cannot finish."""
+ActionRunner = Callable[[int, int, float], Generator[simpy.Event, object, None]]
+"""``runner(device, pos, duration)``: the process an action runs on its device's stream in place of a
+plain ``duration`` timeout (a chunk whose communication goes through the shared network)."""
+
+
+class Launched:
+    """A schedule ready to run on a context: :meth:`start` starts its device processes at the
+    context's current time (its origin), :meth:`finish` checks they all completed."""
+
+    def __init__(self, schedule: Schedule, ctx: SimContext, recorder: Recorder) -> None:
+        self.schedule = schedule
+        self.ctx = ctx
+        self.recorder = recorder
+        self.positions = [0] * schedule.num_devices
+        self.waiting: list[tuple[Key, int] | None] = [None] * schedule.num_devices
+        self.labels: list[list[str]] = []
+        self.done: simpy.Event = ctx.env.event()
+        self.origin = 0.0
+        self._start: Callable[[], None] = lambda: None
+
+    def start(self) -> None:
+        self.origin = self.ctx.env.now
+        self._start()
+
+    def finish(self) -> ScheduleRun:
+        schedule = self.schedule
+        if any(self.positions[d] < len(self.labels[d]) for d in range(schedule.num_devices)):
+            waits = []
+            for d, w in enumerate(self.waiting):
+                if w is not None:
+                    key, index = w
+                    waits.append(
+                        f"device {d} waits at action {index} ({self.labels[d][index]}) for {describe(key)}"
+                        f" (device {schedule.stage_device[key[1]]})"
+                    )
+            raise DeadlockError(f"schedule {schedule.name!r} deadlocks: " + "; ".join(waits))
+        return ScheduleRun(schedule, self.recorder)
+
+
+def execute(
+    schedule: Schedule,
+    times: Durations,
+    p2p: P2P | NetworkP2P | RankP2P | None = None,
+    ctx: SimContext | None = None,
+) -> ScheduleRun:
+    """Run ``schedule`` with op ``times`` on ``ctx`` (a new context when none is given: the network
+    of ``p2p``'s topology, if any); raise :class:`DeadlockError` if it cannot finish."""
+    if ctx is None:
+        topo = p2p.topology if isinstance(p2p, NetworkP2P | RankP2P) else None
+        rtol = p2p.completion_rtol if isinstance(p2p, NetworkP2P) else COMPLETION_RTOL
+        ctx = SimContext(topo, rtol)
+    launched = launch(schedule, times, p2p, ctx)
+    ctx.start_main()
+    launched.start()
+    ctx.env.run(until=launched.done)
+    return launched.finish()
+
+
+def launch(
+    schedule: Schedule,
+    times: Durations,
+    p2p: P2P | NetworkP2P | RankP2P | None,
+    ctx: SimContext,
+    runner: ActionRunner | None = None,
+    on_end: Callable[[int, int, float], None] | None = None,
+    recorder: Recorder | None = None,
+) -> Launched:
+    """Prepare ``schedule``'s device processes on ``ctx``: every action's duration is asked now (the
+    chunk model may time phases alone on the context); :meth:`Launched.start` starts them, and the
+    caller runs the environment.
+
+    ``runner`` replaces each action's timeout by a process (see :data:`ActionRunner`); ``on_end(device,
+    pos, end)`` is called as each action ends (times from the context's origin)."""
     p2p = p2p or P2P()
-    env = simpy.Environment()
-    rec = Recorder()
-    if isinstance(p2p, NetworkP2P):
+    env = ctx.env
+    rec = recorder if recorder is not None else Recorder()
+    handle = Launched(schedule, ctx, rec)
+    network: FlowNetwork | None = None
+    coflow_sends: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, float, float]] = {}
+    if isinstance(p2p, NetworkP2P | RankP2P):
         if len(p2p.device_gpus) < schedule.num_devices:
             raise ValueError(f"{schedule.num_devices} devices but only {len(p2p.device_gpus)} placed on GPUs")
-        network: FlowNetwork | None = FlowNetwork(env, p2p.topology, completion_rtol=p2p.completion_rtol)
+        network = ctx.network
+        if network.topo is not p2p.topology:
+            raise ValueError("the transport's topology is not the context's")
         links = LinkSet(float("inf"), 0.0)
         record_transfers = p2p.nbytes > 0
     else:
-        network = None
         links = LinkSet(p2p.bandwidth_Bps, p2p.latency_s)
         record_transfers = p2p.nbytes > 0 or p2p.latency_s > 0  # free transfers are not worth a trace slice
     events: dict[tuple[Key, int], simpy.Event] = {}
-    positions = [0] * schedule.num_devices
-    waiting: list[tuple[Key, int] | None] = [None] * schedule.num_devices
+    positions = handle.positions
+    waiting = handle.waiting
 
     def event(key: Key, device: int) -> simpy.Event:
         ev = events.get((key, device))
@@ -94,8 +186,18 @@ def execute(schedule: Schedule, times: Durations, p2p: P2P | NetworkP2P | None =
 
     def delivered_cb(key: Key, src: int, dst: int, start: float, _fired: simpy.Event) -> None:
         if record_transfers:
-            rec.transfer(src, dst, f"{key[1]}{key[0]}{key[2]}", p2p.nbytes, start, env.now)
+            origin = handle.origin
+            rec.transfer(src, dst, f"{key[1]}{key[0]}{key[2]}", p2p.nbytes, start - origin, env.now - origin)
         arrive(key, dst)
+
+    def rank_send(src: int, dst: int) -> simpy.Event:
+        assert isinstance(p2p, RankP2P) and network is not None
+        hit = coflow_sends.get((src, dst))
+        if hit is None:
+            hit = coflow_sends[(src, dst)] = rank_coflow(
+                p2p.topology, p2p.device_gpus[src], p2p.device_gpus[dst], p2p.nbytes, network.seed
+            )
+        return network.send_coflow(*hit)
 
     def publish(key: Key, src: int) -> None:
         now = env.now
@@ -104,17 +206,21 @@ def execute(schedule: Schedule, times: Durations, p2p: P2P | NetworkP2P | None =
                 arrive(key, dst)
                 continue
             if network is not None:
-                assert isinstance(p2p, NetworkP2P)
-                sent = network.send(p2p.device_gpus[src], p2p.device_gpus[dst], p2p.nbytes)
+                if isinstance(p2p, RankP2P):
+                    sent = rank_send(src, dst)
+                else:
+                    assert isinstance(p2p, NetworkP2P)
+                    sent = network.send(p2p.device_gpus[src], p2p.device_gpus[dst], p2p.nbytes)
                 sent.callbacks.append(partial(delivered_cb, key, src, dst, now))
                 continue
-            start, arrival = links.get(src, dst).transfer(now, p2p.nbytes)
+            origin = handle.origin
+            start, arrival = links.get(src, dst).transfer(now - origin, p2p.nbytes)
             if record_transfers:
                 rec.transfer(src, dst, f"{key[1]}{key[0]}{key[2]}", p2p.nbytes, start, arrival)
-            if arrival <= now:
+            if arrival + origin <= now:
                 arrive(key, dst)
             else:
-                env.timeout(arrival - now).callbacks.append(partial(arrive_cb, key, dst))
+                env.timeout(arrival + origin - now).callbacks.append(partial(arrive_cb, key, dst))
 
     # Precompute per action: label, duration, keys to wait for, keys to publish.
     plans = []
@@ -131,6 +237,8 @@ def execute(schedule: Schedule, times: Durations, p2p: P2P | NetworkP2P | None =
                 )
             )
         plans.append(plan)
+    handle.labels = [[p[0] for p in plan] for plan in plans]
+    remaining = [schedule.num_devices]
 
     def stream(device: int) -> Generator[simpy.Event, object, None]:
         for index, (label, duration, wait_for, publishes) in enumerate(plans[device]):
@@ -141,25 +249,36 @@ def execute(schedule: Schedule, times: Durations, p2p: P2P | NetworkP2P | None =
                     yield ev
             waiting[device] = None
             start = env.now
-            if duration > 0:
+            if runner is not None:
+                yield from runner(device, index, duration)
+            elif duration > 0:
                 yield env.timeout(duration)
-            rec.span(device, index, label, start, env.now)
+            rec.span(device, index, label, start - handle.origin, env.now - handle.origin)
+            if on_end is not None:
+                on_end(device, index, env.now - handle.origin)
             for key in publishes:
                 publish(key, device)
             positions[device] = index + 1
+        remaining[0] -= 1
+        if remaining[0] == 0:
+            handle.done.succeed()
 
-    for device in range(schedule.num_devices):
-        env.process(stream(device))
-    env.run()
+    def start() -> None:
+        for device in range(schedule.num_devices):
+            env.process(stream(device))
+        if schedule.num_devices == 0:
+            handle.done.succeed()
 
-    if any(positions[d] < len(plans[d]) for d in range(schedule.num_devices)):
-        waits = []
-        for d, w in enumerate(waiting):
-            if w is not None:
-                key, index = w
-                waits.append(
-                    f"device {d} waits at action {index} ({plans[d][index][0]}) for {describe(key)}"
-                    f" (device {schedule.stage_device[key[1]]})"
-                )
-        raise DeadlockError(f"schedule {schedule.name!r} deadlocks: " + "; ".join(waits))
-    return ScheduleRun(schedule, rec)
+    handle._start = start
+    return handle
+
+
+def rank_coflow(
+    topo: Topology, src: np.ndarray, dst: np.ndarray, nbytes: float, seed: int | None
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(links, bytes per link, time alone, latency) of ``nbytes`` from every GPU of ``src`` to the GPU
+    at the same position of ``dst``: the flows routed, their bytes summed per link, and their max-min
+    rates alone giving the time the last one needs."""
+    src = np.asarray(src, dtype=np.int64)
+    dst = np.asarray(dst, dtype=np.int64)
+    return coflow_of_flows(topo, src, dst, np.full(len(src), float(nbytes)), seed)

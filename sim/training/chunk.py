@@ -204,6 +204,7 @@ class _Graph:
                 step,
                 layer,
                 slow_beside_compute=slow,
+                moves=(traffic, op.comm),
             )
             self.tasks.append(data)
             return [len(self.tasks) - 2, len(self.tasks) - 1]

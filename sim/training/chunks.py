@@ -32,7 +32,7 @@ from sim.moe.deepep import KernelSpec
 from sim.moe.gating import Gating
 from sim.moe.spec import MoESpec
 from sim.moe.traffic import Traffic
-from sim.network.shared import SharedNetwork
+from sim.network.context import SimContext
 from sim.pipeline.ops import Action, Op, Schedule
 from sim.training.chunk import ChunkResult, ChunkTimer, Stage
 from sim.training.comm import CommModel, GroupTraffic
@@ -124,7 +124,7 @@ class ChunkSource:
         self,
         inputs: ChunkInputs,
         schedule: Schedule,
-        shared: SharedNetwork,
+        shared: SimContext,
         routing: Routing,
         group: int = 0,
         timers: dict[tuple[int, int], ChunkTimer] | None = None,

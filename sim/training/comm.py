@@ -14,7 +14,7 @@ import numpy as np
 
 from sim.moe.deepep import KernelSpec, check_gpus, phase_process
 from sim.moe.traffic import Traffic
-from sim.network.shared import SharedNetwork
+from sim.network.context import SimContext
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,7 +42,7 @@ class CommModel:
 
     def __init__(
         self,
-        shared: SharedNetwork,
+        shared: SimContext,
         kernel: KernelSpec,
         groups: list[np.ndarray],
         runs: dict[tuple[object, ...], tuple[list[dict[str, float]], tuple[Traffic, ...]]] | None = None,
@@ -85,17 +85,17 @@ class CommModel:
                 records: list[dict[str, float]] = [{} for _ in order]
                 procs = [
                     phase_process(
-                        self.shared.net,
+                        self.shared.network,
                         per_group[i],
                         self.kernel,
                         phase,
-                        check_gpus(self.shared.topo, per_group[i], self.groups[i]),
+                        check_gpus(self.shared.network.topo, per_group[i], self.groups[i]),
                         cached,
                         times=rec,
                     )
                     for i, rec in zip(order, records, strict=True)
                 ]
-                self.shared.run(procs)
+                self.shared.run_alone(procs)
                 self._runs[run_key] = (records, tuple(per_group))
             records = self._runs[run_key][0]
             mine = records[order.index(0)]

@@ -37,12 +37,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import simpy
 
 from sim.model.params import StageParams, stage_params
 from sim.model.spec import ModelSpec
 from sim.network.collectives import collective_process
-from sim.network.flows import FlowNetwork
+from sim.network.context import SimContext
+from sim.network.flows import COMPLETION_RTOL
 from sim.network.topology import Topology
 from sim.pipeline.ops import Op, Schedule
 from sim.training.layout import Layout, StagePlacement
@@ -54,7 +54,7 @@ class DpSpec:
     overlap: str = "none"  # none | tail
     algorithm: str = "hierarchical"  # non-expert group: hierarchical | ring
     grad_reduce_bytes: int = 4
-    completion_rtol: float = 1e-2
+    completion_rtol: float = COMPLETION_RTOL
 
 
 def held(layout: Layout, schedule: Schedule, device: int) -> tuple[StagePlacement, ...]:
@@ -86,7 +86,7 @@ def rank_params(model: ModelSpec, layout: Layout, schedule: Schedule, device: in
     """Parameters on one GPU of rank ``device``: the layers of every stage it holds, the embedding
     once where it holds a first stage or the MTP module (which shares it), the head where it holds a
     last stage."""
-    parts = _pieces(model, layout, schedule, device)
+    parts = pieces(model, layout, schedule, device)
     return StageParams(
         sum(p.non_expert for _, p in parts),
         sum(p.expert for _, p in parts),
@@ -94,7 +94,7 @@ def rank_params(model: ModelSpec, layout: Layout, schedule: Schedule, device: in
     )
 
 
-def _pieces(
+def pieces(
     model: ModelSpec, layout: Layout, schedule: Schedule, device: int
 ) -> list[tuple[StagePlacement, StageParams]]:
     places = held(layout, schedule, device)
@@ -131,7 +131,9 @@ _COLLECTIVES_MEMO: OrderedDict[tuple[object, ...], float] = OrderedDict()
 COLLECTIVES_MEMO_SIZE = 256  # entries kept across steps in one process (a sweep's worker reuses them)
 
 
-def _collectives(topology: Topology, kind: str, groups: list[tuple[np.ndarray, float, str]], rtol: float) -> float:
+def _collectives(
+    ctx: SimContext, topology: Topology, kind: str, groups: list[tuple[np.ndarray, float, str]], rtol: float
+) -> float:
     """Seconds until every (GPUs, per-rank bytes, algorithm) collective of ``kind`` has finished;
     memoised across steps by everything that determines it (the cluster description, the GPUs, sizes and
     algorithms, the completion tolerance), so the points of a sweep that share a fabric share it."""
@@ -145,26 +147,18 @@ def _collectives(topology: Topology, kind: str, groups: list[tuple[np.ndarray, f
     if hit is not None:
         _COLLECTIVES_MEMO.move_to_end(key)
         return hit
-    value = _simulate_collectives(topology, kind, groups, rtol)
+    value = _simulate_collectives(ctx, kind, groups)
     _COLLECTIVES_MEMO[key] = value
     if len(_COLLECTIVES_MEMO) > COLLECTIVES_MEMO_SIZE:
         _COLLECTIVES_MEMO.popitem(last=False)
     return value
 
 
-def _simulate_collectives(
-    topology: Topology, kind: str, groups: list[tuple[np.ndarray, float, str]], rtol: float
-) -> float:
-    env = simpy.Environment()
-    net = FlowNetwork(env, topology, completion_rtol=rtol)
-    procs = [
-        env.process(collective_process(net, kind, gpus, size, algo))
-        for gpus, size, algo in groups
-        if len(gpus) > 1 and size > 0
-    ]
-    if procs:
-        env.run(until=env.all_of(procs))
-    return float(env.now)
+def _simulate_collectives(ctx: SimContext, kind: str, groups: list[tuple[np.ndarray, float, str]]) -> float:
+    """The collectives alone on the run's network (nothing else active)."""
+    net = ctx.network
+    procs = [collective_process(net, kind, gpus, size, algo) for gpus, size, algo in groups if len(gpus) > 1 and size > 0]
+    return float(ctx.run_alone(procs))
 
 
 @dataclass(frozen=True)
@@ -195,8 +189,10 @@ class DpModel:
         schedule: Schedule,
         topology: Topology,
         memory_time: Callable[[float], float],
+        ctx: SimContext | None = None,
     ) -> None:
         self.spec, self.model, self.layout, self.schedule, self.topology = spec, model, layout, schedule, topology
+        self.ctx = ctx if ctx is not None else SimContext(topology, spec.completion_rtol)
         self.memory_time = memory_time  # seconds of a streaming kernel moving that many bytes
         self._memo: dict[tuple[object, ...], float] = {}
 
@@ -219,12 +215,12 @@ class DpModel:
             out += [(grp, expert.size_bytes, "ring") for grp in rset.expert_groups(lay)]
         return out
 
-    def _time(self, kind: str, rset: ReplicaSet, p: StageParams) -> float:
+    def time(self, kind: str, rset: ReplicaSet, p: StageParams) -> float:
         groups = self.groups(kind, rset, p)
         gpus, size, algo = groups[0]
         key = (kind, len(gpus), rset.expert_dp, size, groups[1][1] if len(groups) > 1 else 0.0, algo)
         if key not in self._memo:
-            self._memo[key] = _collectives(self.topology, kind, groups, self.spec.completion_rtol)
+            self._memo[key] = _collectives(self.ctx, self.topology, kind, groups, self.spec.completion_rtol)
         return self._memo[key]
 
     def phase(self, device: int, stage_ready: dict[StagePlacement, float], pipeline_end: float) -> SetPhase:
@@ -233,20 +229,20 @@ class DpModel:
         pipeline has drained (used with ``none``)."""
         lay = self.layout
         rset = ReplicaSet.of(lay, self.schedule, device)
-        pieces = _pieces(self.model, lay, self.schedule, device)
+        held = pieces(self.model, lay, self.schedule, device)
         total = rank_params(self.model, lay, self.schedule, device)
         intervals: list[tuple[float, float]] = []
         if self.spec.overlap == "tail":
             t = 0.0
-            for place, p in sorted(pieces, key=lambda x: stage_ready[x[0]]):
+            for place, p in sorted(held, key=lambda x: stage_ready[x[0]]):
                 start = max(t, stage_ready[place])
-                t = start + self._time("reducescatter", rset, p)
+                t = start + self.time("reducescatter", rset, p)
                 intervals.append((start, t))
         else:
-            intervals.append((pipeline_end, pipeline_end + self._time("reducescatter", rset, total)))
+            intervals.append((pipeline_end, pipeline_end + self.time("reducescatter", rset, total)))
         traffic = optimizer_traffic(total, dp=rset.dp, expert_dp=rset.expert_dp).total
         opt = self.memory_time(traffic) if traffic > 0 else 0.0
-        return SetPhase(rset, total, tuple(intervals), opt, self._time("allgather", rset, total), traffic)
+        return SetPhase(rset, total, tuple(intervals), opt, self.time("allgather", rset, total), traffic)
 
 
 def stage_ready_times(

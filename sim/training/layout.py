@@ -26,12 +26,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.errors import LayoutError, ScenarioError
+from sim.keys import as_yaml_key
 from sim.limits import MAX_STEP_ACTIONS, require_count, schedule_actions
 from sim.model.spec import ModelSpec
 from sim.model.stages import stage_layers
 from sim.pipeline.ops import Schedule
 from sim.pipeline.schedules import SCHEDULES, build_schedule
 
+# DeepSeek-V3's training layout and batch (REFERENCE.md sections 1-2), the defaults of scenarios and
+# commands (the one home of these figures: tests/unit/test_constants.py)
+DEFAULT_GPUS = 2048  # H800s in the job
+DEFAULT_PP = 16  # pipeline stages (DualPipe: 16 ranks)
+DEFAULT_EP = 64  # expert-parallel group: 8 nodes of 8 GPUs
 DEFAULT_GLOBAL_BATCH = 15360  # sequences per step after DeepSeek-V3's batch ramp (REFERENCE.md section 1)
 
 
@@ -104,7 +110,7 @@ def placements(
         try:
             ranges = stage_layers(model.n_layers, len(route), layers_per_stage)
         except ScenarioError as err:
-            raise ScenarioError("training.layers_per_stage", err.message) from None
+            raise as_yaml_key(err) from None
         for i, stage in enumerate(route):
             layers = tuple(ranges[i])
             last = i == len(route) - 1

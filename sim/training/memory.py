@@ -82,11 +82,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sim.model.params import FP8_BLOCK, StageParams, device_params, pipeline_parts
+from sim.model.params import StageParams, device_params, pipeline_parts
 from sim.model.spec import ModelSpec
 from sim.pipeline.ops import Op, Schedule
-
-FP8_TILE = 1.0 + 4.0 / 128  # bytes per element: FP8 plus an FP32 scale per 1x128 tile
+from sim.units import BF16_BYTES, FP8_BLOCK, FP8_BYTES, FP8_TILE_BYTES, FP8_TILE_SCALE_BYTES, FP32_BYTES
 GB = 1e9
 
 
@@ -94,11 +93,11 @@ GB = 1e9
 class Precision:
     """Bytes per parameter of each copy (DeepSeek-V3 section 3.3; defaults are the recipe's)."""
 
-    weight_bytes: float = 2.0  # BF16 working weights
+    weight_bytes: float = BF16_BYTES  # BF16 working weights
     fp8_weight_copy: bool = False  # not published: an FP8 copy of the FP8-GEMM weights kept as well
-    grad_bytes: float = 4.0  # FP32 accumulation over micro-batches
-    master_bytes: float = 4.0  # FP32 master weights (optimizer state)
-    moment_bytes: float = 2.0  # each of AdamW's m and v, BF16
+    grad_bytes: float = FP32_BYTES  # FP32 accumulation over micro-batches
+    master_bytes: float = FP32_BYTES  # FP32 master weights (optimizer state)
+    moment_bytes: float = BF16_BYTES  # each of AdamW's m and v, BF16
 
     @property
     def optimizer_bytes(self) -> float:
@@ -110,12 +109,12 @@ class Precision:
 class ActivationRecipe:
     """What one layer keeps for its backward, in bytes per element (see the module table)."""
 
-    hidden_bytes: float = 2.0  # residual stream (layer input, mid-layer residual): BF16
-    latent_bytes: float = 2.0  # MLA compressed q and kv (+ k_rope) before their norms: BF16
-    attn_out_bytes: float = 1.5 + 4.0 / 128  # E5M6 (1+5+6 = 12 bits) with a 1x128 FP32 scale
-    softmax_stats_bytes: float = 4.0  # per head and token, FP32 log-sum-exp
-    fp8_bytes: float = FP8_TILE  # dispatched tokens and SwiGLU inputs
-    dense_swiglu_bytes: float = FP8_TILE  # dense FFN's SwiGLU input (the report states FP8 for MoE)
+    hidden_bytes: float = BF16_BYTES  # residual stream (layer input, mid-layer residual): BF16
+    latent_bytes: float = BF16_BYTES  # MLA compressed q and kv (+ k_rope) before their norms: BF16
+    attn_out_bytes: float = 1.5 + FP8_TILE_SCALE_BYTES  # E5M6 (1+5+6 = 12 bits) with a 1x128 FP32 scale
+    softmax_stats_bytes: float = FP32_BYTES  # per head and token, FP32 log-sum-exp
+    fp8_bytes: float = FP8_TILE_BYTES  # dispatched tokens and SwiGLU inputs
+    dense_swiglu_bytes: float = FP8_TILE_BYTES  # dense FFN's SwiGLU input (the report states FP8 for MoE)
     router_score_bytes: float = 4.0  # FP32 scores of every routed expert (0: not kept)
     router_choice_bytes: float = 8.0  # per chosen expert: int32 id + FP32 weight
     dispatched_rows_per_token: float | None = None  # None: top-k (balanced routing over EP)
@@ -270,7 +269,7 @@ def static_memory(p: StageParams, *, dp: int, expert_dp: int, precision: Precisi
     pr = precision or Precision()
     weights = p.total * pr.weight_bytes
     if pr.fp8_weight_copy:
-        weights += p.fp8_gemm * (1.0 + 4.0 / FP8_BLOCK**2)
+        weights += p.fp8_gemm * (FP8_BYTES + FP32_BYTES / FP8_BLOCK**2)
     optimizer = pr.optimizer_bytes * (p.non_expert / dp + p.expert / expert_dp)
     return Memory(params=weights, grads=p.total * pr.grad_bytes, optimizer=optimizer, activations_peak=0.0)
 
@@ -403,8 +402,11 @@ def deepseek_v3_default(s: ModelSpec, rank: int, microbatches: int = 120) -> Mem
     in-flight micro-batches of each stage from the DualPipe action lists."""
     from sim.pipeline.schedules import build_schedule
 
-    pp = 16
+    from sim.training.layout import DEFAULT_EP, DEFAULT_GPUS, DEFAULT_PP
+
+    pp = DEFAULT_PP
+    dp = DEFAULT_GPUS // pp  # 128
     stages = [rank, pp - 1 - rank]
-    per_mb = {st: stage_activation_bytes(s, st, pp, 4096) for st in stages}
+    per_mb = {st: stage_activation_bytes(s, st, pp, s.seq_len) for st in stages}
     inflight = inflight_at_peak(build_schedule("dualpipe", pp, microbatches), rank, per_mb)
-    return memory_per_gpu(s, stages, pp=pp, ep=64, dp=128, expert_dp=2, tokens=4096, inflight=inflight)
+    return memory_per_gpu(s, stages, pp=pp, ep=DEFAULT_EP, dp=dp, expert_dp=dp // DEFAULT_EP, tokens=s.seq_len, inflight=inflight)

@@ -43,6 +43,7 @@ class Task:
     slow_beside_comm: float = 1.0  # compute tasks
     slow_beside_compute: float = 1.0  # comm data tasks
     delay: float = 0.0  # idle before the kernels (launch gap); uses no SMs
+    moves: object = None  # comm data tasks: what they move (the step's shared network turns it into a coflow)
     queued: float = -1.0
     start: float = -1.0
     end: float = -1.0

@@ -18,7 +18,7 @@ import numpy as np
 
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
-from sim.hardware.gpu import H800, SmSplit
+from sim.hardware.gpu import DEEPSEEK_COMM_SMS, H800, SmSplit
 from sim.hardware.profile import DEFAULT_PROFILE, load_profile
 from sim.model.layer import LayerOps, LayerWork, layer_ops
 from sim.model.spec import DEEPSEEK_V3, ModelSpec
@@ -27,11 +27,12 @@ from sim.moe.deepep import KernelSpec
 from sim.moe.gating import Gating
 from sim.moe.spec import MoESpec
 from sim.moe.traffic import Traffic
-from sim.network.shared import SharedNetwork
+from sim.network.context import SimContext
 from sim.network.spec import ClusterSpec
 from sim.network.topology import Topology, build_topology
 from sim.training.chunk import ChunkTimer, Stage
 from sim.training.comm import CommModel
+from sim.training.layout import DEFAULT_EP
 from sim.training.costs import OpCoster
 from sim.training.params import ChunkParams
 
@@ -42,11 +43,11 @@ class ChunkConfig:
     profile: str | Path = DEFAULT_PROFILE
     layers: int = 4  # layers of the stage, from ``first_layer``
     first_layer: int | None = None  # default: the first MoE layer
-    tokens: int = 4096  # per micro-batch per GPU
-    ep: int = 64
+    tokens: int = DEEPSEEK_V3.seq_len  # per micro-batch per GPU: one sequence
+    ep: int = DEFAULT_EP
     routing: Gating | str = "balanced"
     seed: int = 0
-    comm_sms: int = 20
+    comm_sms: int = DEEPSEEK_COMM_SMS
     coprocessor: bool = False
     params: ChunkParams = field(default_factory=ChunkParams)
     cluster: ClusterSpec | None = None  # default: ep / 8 H800 nodes on the multi-plane fat tree
@@ -54,11 +55,11 @@ class ChunkConfig:
     last_stage: bool = False  # the stage holds the output head and the MTP module
 
     def moe_spec(self) -> MoESpec:
+        """The MoE layer of the chunk; an expert count that does not divide over EP names ``ep``."""
         try:
             return MoESpec.of_model(self.model, self.ep)
         except ScenarioError as err:
-            key = "ep" if err.key_path in ("ep", "experts") else f"model.{err.key_path}"
-            raise ScenarioError(key, err.message) from None
+            raise ScenarioError("ep" if err.key_path == "experts" else err.key_path, err.message) from None
 
 
 @dataclass
@@ -68,7 +69,7 @@ class ChunkSetup:
     config: ChunkConfig
     cost: CostModel
     topology: Topology
-    network: SharedNetwork
+    network: SimContext
     timer: ChunkTimer
     stage: Stage
     traffic: list[Traffic | None]
@@ -107,7 +108,7 @@ def build_chunk(config: ChunkConfig) -> ChunkSetup:
     topo = build_topology(_cluster(config, moe))
     if config.ep > topo.gpus:
         raise ScenarioError("ep", f"EP {config.ep} is larger than the cluster ({topo.gpus} GPUs)")
-    network = SharedNetwork(topo)
+    network = SimContext(topo)
     kernel = KernelSpec(
         comm_sms=config.comm_sms,
         notify_wait_us=config.params.notify_wait_us,

@@ -12,129 +12,97 @@
    all of them: a barrier at the last reduce-scatter's end), runs its optimizer shard on all its
    SMs, and all-gathers the updated parameters. The step ends when the last rank's all-gather ends.
 
+Contention (``training.contention``). ``shared`` (the default): one event loop and one network for
+every byte of the step. Each action's chunk runs as a process (:mod:`sim.training.comm_plan`): its
+DeepEP phases start as coflows on the shared network at the times the chunk reaches them (every EP
+group of the rank, its bytes on each link), pipeline sends are coflows of all the rank's pipelines,
+and the ZeRO-1 collectives are coflows of each replica set at the times they run, so all of them
+share NICs, NVLink, leaf uplinks and spines max-min fairly; each coflow alone takes the time its
+own per-flow model gives (the DeepEP channel limits, the collective's steps). ``isolated``: the
+figures before that model, kept to measure its effect: every DeepEP phase takes its time alone,
+pipeline sends are one flow each (one GPU per rank), and the collectives run after the pipeline,
+each replica set alone (docs/step.md).
+
 Everything reported comes from this timeline (:mod:`sim.training.step_result`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from sim.moe.spec import MoESpec
-from sim.network.shared import SharedNetwork
-from sim.network.topology import Topology
-from sim.pipeline.execute import NetworkP2P, ScheduleRun, execute
-from sim.pipeline.ops import Action, Schedule
-from sim.training.chunk import ChunkResult, ChunkTimer
-from sim.training.chunks import ChunkInputs, ChunkSource, Routing
-from sim.training.dp import DpModel, DpSpec, ReplicaSet, SetPhase, stage_ready_times
+from sim.network.context import SimContext
+from sim.pipeline.execute import NetworkP2P, execute
+from sim.training.chunk import ChunkTimer
+from sim.training.chunks import ChunkSource, Routing
+from sim.training.dp import DpModel, ReplicaSet, SetPhase, stage_ready_times
+from sim.training.shared_step import run_shared
+from sim.training.step_run import (
+    CONTENTION,
+    Counting,
+    DeviceTimeline,
+    PipelineRun,
+    Progress,
+    StepRun,
+    StepSpec,
+)
 
-Progress = Callable[[str, int, int], None]  # (what, done, total)
-
-
-@dataclass(frozen=True)
-class StepSpec:
-    inputs: ChunkInputs
-    schedule: Schedule
-    topology: Topology
-    activation_bytes: float  # per stage-to-stage send (one micro-batch's hidden states)
-    dp: DpSpec
-    completion_rtol: float = 1e-2
-
-
-@dataclass
-class PipelineRun:
-    group: int
-    run: ScheduleRun
-    source: ChunkSource
-
-    def chunk_at(self, device: int, pos: int) -> ChunkResult:
-        return self.source.chunk(self.run.schedule.actions[device][pos])
-
-
-@dataclass
-class DeviceTimeline:
-    """When a rank's phases happen (seconds from the step's start)."""
-
-    pipeline_end: float
-    reduce_scatter: tuple[tuple[float, float], ...]  # its replica set's reduce-scatters, in order
-    optimizer: tuple[float, float]
-    all_gather: tuple[float, float]
-
-    @property
-    def end(self) -> float:
-        return self.all_gather[1]
-
-    @property
-    def dp_comm_exposed_s(self) -> float:
-        """Reduce-scatter time after the rank's own pipeline work, and the all-gather: nothing computes
-        on the rank while they run."""
-        rs = sum(max(0.0, e - max(s, self.pipeline_end)) for s, e in self.reduce_scatter)
-        return rs + self.all_gather[1] - self.all_gather[0]
-
-
-@dataclass
-class StepRun:
-    spec: StepSpec
-    pipelines: list[PipelineRun]
-    dp: list[SetPhase]  # per rank: its replica set's DP phase
-    timelines: list[DeviceTimeline]
-    wall_s: float = 0.0
-    stats: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def step_time(self) -> float:
-        return max(t.end for t in self.timelines)
-
-    def reported_pipeline(self) -> PipelineRun:
-        """The pipeline that ends last (the one the step waits for)."""
-        return max(self.pipelines, key=lambda p: max((s.end for s in p.run.recorder.spans), default=0.0))
-
-
-class _Counting:
-    """Reports progress while the engine asks the chunk source for every action's duration."""
-
-    def __init__(self, source: ChunkSource, progress: Progress | None, total: int, label: str) -> None:
-        self.source = source
-        self.progress = progress
-        self.total = total
-        self.done = 0
-        self.label = label
-
-    def duration(self, action: Action, schedule: Schedule) -> float:
-        d = self.source.duration(action, schedule)
-        self.done += 1
-        if self.progress is not None and (self.done % 64 == 0 or self.done == self.total):
-            self.progress(self.label, self.done, self.total)
-        return d
+__all__ = ["CONTENTION", "DeviceTimeline", "PipelineRun", "Progress", "StepRun", "StepSpec", "run_step"]
 
 
 def run_step(spec: StepSpec, progress: Progress | None = None) -> StepRun:
     """Simulate one training step."""
+    if spec.contention not in CONTENTION:
+        raise ValueError(f"contention must be one of {', '.join(CONTENTION)}, got {spec.contention!r}")
     t0 = time.perf_counter()
     inp = spec.inputs
     lay = inp.layout
-    m = inp.model
-    moe = MoESpec.of_model(m, lay.ep)
-    shared = SharedNetwork(spec.topology, completion_rtol=spec.completion_rtol)
-    routing = Routing(inp, moe)
+    ctx = SimContext(spec.topology, spec.completion_rtol)
+    routing = Routing(inp, MoESpec.of_model(inp.model, lay.ep))
     groups = lay.ep_groups if inp.fidelity == "per-gpu" else 1
     timers: dict[tuple[int, int], ChunkTimer] = {}
     runs: dict[int, dict[tuple[object, ...], Any]] = {}  # DeepEP simulations shared by a rank's EP groups
-    pipelines: list[PipelineRun] = []
+    sources = [ChunkSource(inp, spec.schedule, ctx, routing, g, timers, runs) for g in range(groups)]
     total = spec.schedule.num_actions() * groups
-    events = 0
-    for g in range(groups):
-        source = ChunkSource(inp, spec.schedule, shared, routing, g, timers, runs)
-        counting = _Counting(source, progress, total, "timing chunks")
+    model = DpModel(spec.dp, inp.model, lay, spec.schedule, spec.topology, inp.cost.memory_time, ctx)
+    if spec.contention == "isolated":
+        pipelines, dp, timelines = _isolated(spec, ctx, sources, model, progress, total)
+    else:
+        pipelines, dp, timelines = run_shared(spec, ctx, sources, model, progress, total)
+    timed = sum(t.timed for t in timers.values())
+    events = sum(len(p.run.recorder.spans) + len(p.run.recorder.transfers) for p in pipelines)
+    net = ctx.network
+    stats = {
+        "pipelines": len(pipelines),
+        "actions": total,
+        "events": events,
+        "chunk_timings": timed,
+        "routed_layers": routing.routed_layers,
+        "flows": net.stats.flows,
+        "network_recomputes": net.stats.recomputes,
+    }
+    return StepRun(spec, pipelines, dp, timelines, time.perf_counter() - t0, stats)
+
+
+def _isolated(
+    spec: StepSpec,
+    ctx: SimContext,
+    sources: list[ChunkSource],
+    model: DpModel,
+    progress: Progress | None,
+    total: int,
+) -> tuple[list[PipelineRun], list[SetPhase], list[DeviceTimeline]]:
+    """Every DeepEP phase alone, each pipeline on its own (one flow per send), then the DP phase with
+    each replica set's collectives alone."""
+    lay = spec.inputs.layout
+    pipelines: list[PipelineRun] = []
+    for g, source in enumerate(sources):
+        counting = Counting(source, progress, total, "timing chunks")
         counting.done = g * spec.schedule.num_actions()
         gpus = tuple(int(lay.ep_group(d, g)[0]) for d in range(lay.devices))
         p2p = NetworkP2P(spec.topology, gpus, spec.activation_bytes, spec.completion_rtol)
-        run = execute(spec.schedule, counting, p2p)
-        events += len(run.recorder.spans) + len(run.recorder.transfers)
-        pipelines.append(PipelineRun(g, run, source))
+        pipelines.append(PipelineRun(g, execute(spec.schedule, counting, p2p, ctx), source))
     if progress is not None:
         progress("data-parallel phase", 0, lay.devices)
     ends = [0.0] * lay.devices
@@ -144,7 +112,6 @@ def run_step(spec: StepSpec, progress: Progress | None = None) -> StepRun:
     pipe_end = max(ends)
     finished = [(s.device, s.pos, s.end) for p in pipelines for s in p.run.recorder.spans]
     ready = stage_ready_times(spec.schedule, lay, finished)
-    model = DpModel(spec.dp, m, lay, spec.schedule, spec.topology, inp.cost.memory_time)
     phases: dict[tuple[int, ...], SetPhase] = {}
     dp: list[SetPhase] = []
     for d in range(lay.devices):
@@ -167,12 +134,4 @@ def run_step(spec: StepSpec, progress: Progress | None = None) -> StepRun:
         )
     if progress is not None:
         progress("data-parallel phase", lay.devices, lay.devices)
-    timed = sum(t.timed for t in timers.values())
-    stats = {
-        "pipelines": len(pipelines),
-        "actions": total,
-        "events": events,
-        "chunk_timings": timed,
-        "routed_layers": routing.routed_layers,
-    }
-    return StepRun(spec, pipelines, dp, timelines, time.perf_counter() - t0, stats)
+    return pipelines, dp, timelines

@@ -1,0 +1,65 @@
+"""A run's one simulation context: one simpy environment, one flow network over the whole cluster,
+one span recorder.
+
+``run`` (the step, the schedule comparison) and every standalone command (``twin collective``,
+``twin alltoall``, ``twin chunk``) make one and hand it to everything that moves bytes or uses time:
+the pipeline engine, the DeepEP phases, the data-parallel collectives. So flows that overlap in
+time share links, and one clock orders every event of a run.
+
+Some figures are taken *alone* before the run's main event loop starts (a DeepEP phase's time on
+its own, which the chunk model needs; a collective's time on its own, which a coflow needs as its
+cap): :meth:`SimContext.run_alone` runs such processes on the same environment and network while
+nothing else is active, and returns the time they took. The main loop then starts at the
+environment's current time, which becomes the run's origin (:attr:`SimContext.origin`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import simpy
+
+from sim.engine.recorder import Recorder
+from sim.network.flows import COMPLETION_RTOL, FlowNetwork
+from sim.network.topology import Topology
+
+
+class SimContext:
+    """The environment, the network over ``topology`` (none without a cluster) and the recorder."""
+
+    def __init__(
+        self, topology: Topology | None = None, completion_rtol: float = COMPLETION_RTOL, seed: int | None = None
+    ) -> None:
+        self.env = simpy.Environment()
+        self.topo = topology
+        self.net: FlowNetwork | None = (
+            None if topology is None else FlowNetwork(self.env, topology, seed=seed, completion_rtol=completion_rtol)
+        )
+        self.recorder = Recorder()
+        self.origin = 0.0
+
+    @property
+    def network(self) -> FlowNetwork:
+        if self.net is None:
+            raise ValueError("this run has no cluster network")
+        return self.net
+
+    def idle(self) -> bool:
+        net = self.net
+        return net is None or (net.active_flows == 0 and net.active_coflows == 0)
+
+    def run_alone(self, processes: Iterable[simpy.events.ProcessGenerator]) -> float:
+        """Start ``processes`` now, with nothing else on the network, and run until all have finished;
+        returns the time they took."""
+        if not self.idle():
+            raise RuntimeError("run_alone needs an idle network (it times processes on their own)")
+        t0 = self.env.now
+        started = [self.env.process(p) for p in processes]
+        if started:
+            self.env.run(until=self.env.all_of(started))
+        return self.env.now - t0
+
+    def start_main(self) -> float:
+        """Mark the start of the run's main event loop (the origin of its reported times)."""
+        self.origin = self.env.now
+        return self.origin

@@ -1,0 +1,293 @@
+"""The step on one event loop and one network (``training.contention: shared``).
+
+Every pipeline's actions run as processes on the run's context: a chunk with DeepEP phases starts
+each phase as a coflow on the shared network when its plan reaches it (:mod:`sim.training.comm_plan`),
+the stage-to-stage sends are coflows of the rank's pipelines (:class:`sim.pipeline.execute.RankP2P`),
+and each replica set's ZeRO-1 reduce-scatters start as soon as their gradients are ready (``tail``)
+or the pipeline has drained (``none``), then the barrier, the optimizer and the all-gathers, on the
+same network at the same time as whatever else still runs.
+
+Which GPUs a coflow covers. Representative fidelity times one pipeline and takes every EP group of a
+rank to run alike, so a rank's DeepEP phase is one coflow over all its EP groups (each group's
+messages from the same routing), and a send is one coflow of every pipeline of the rank. Per-GPU
+fidelity runs every EP group's pipeline with its own routing; each phase covers its own group.
+
+Everything a coflow needs alone (the DeepEP phases' times inside their chunk, the collectives' times)
+is measured on the context before the loop starts, while the network is idle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+import numpy as np
+import simpy
+
+from sim.moe.deepep import message_flows
+from sim.moe.traffic import Traffic
+from sim.network.coflow import link_loads
+from sim.network.collectives import collective_flows
+from sim.network.context import SimContext
+from sim.pipeline.execute import Launched, RankP2P, launch
+from sim.pipeline.ops import Op
+from sim.training.chunk import ChunkResult
+from sim.training.chunks import ChunkSource
+from sim.training.comm import GroupTraffic
+from sim.training.comm_plan import CommPlan, comm_plan
+from sim.training.dp import DpModel, ReplicaSet, SetPhase, pieces, rank_params
+from sim.training.layout import StagePlacement
+from sim.training.memory import optimizer_traffic
+from sim.training.step_run import Counting, DeviceTimeline, PipelineRun, Progress, StepSpec
+
+Coflow = tuple[np.ndarray, np.ndarray, float, float]  # links, bytes per link, time alone, latency
+
+
+class _Phases:
+    """Link loads of DeepEP phases on a rank's GPUs, memoised by (traffic, phase, rank, group)."""
+
+    def __init__(self, spec: StepSpec, representative: bool) -> None:
+        self.spec = spec
+        self.representative = representative
+        self._memo: dict[tuple[object, ...], tuple[np.ndarray, np.ndarray, float]] = {}
+        self._keep: list[object] = []
+
+    def loads(self, moves: object, device: int, group: int) -> tuple[np.ndarray, np.ndarray, float]:
+        traffic, phase = moves  # type: ignore[misc]
+        key = (id(traffic), phase, device, -1 if self.representative else group)
+        hit = self._memo.get(key)
+        if hit is None:
+            self._keep.append(traffic)
+            lay = self.spec.inputs.layout
+            if self.representative:
+                parts = [(traffic, lay.ep_group(device, g)) for g in range(lay.ep_groups)]
+            else:
+                mine = traffic.timed if isinstance(traffic, GroupTraffic) else traffic
+                parts = [(mine, lay.ep_group(device, group))]
+            src, dst, nbytes = [], [], []
+            for t, gpus in parts:
+                assert isinstance(t, Traffic)
+                s, d, b, _ = message_flows(t, gpus, phase)
+                src.append(s)
+                dst.append(d)
+                nbytes.append(b)
+            hit = link_loads(self.spec.topology, np.concatenate(src), np.concatenate(dst), np.concatenate(nbytes))
+            self._memo[key] = hit
+        return hit
+
+
+def run_shared(
+    spec: StepSpec,
+    ctx: SimContext,
+    sources: list[ChunkSource],
+    model: DpModel,
+    progress: Progress | None,
+    total: int,
+) -> tuple[list[PipelineRun], list[SetPhase], list[DeviceTimeline]]:
+    """Run every pipeline and the DP phase in one event loop on ``ctx``."""
+    inp = spec.inputs
+    lay = inp.layout
+    schedule = spec.schedule
+    env = ctx.env
+    net = ctx.network
+    representative = inp.fidelity != "per-gpu"
+    phases = _Phases(spec, representative)
+    plans: dict[int, tuple[ChunkResult, CommPlan]] = {}
+
+    def plan_of(chunk: ChunkResult) -> CommPlan:
+        hit = plans.get(id(chunk))
+        if hit is None:
+            hit = plans[id(chunk)] = (chunk, comm_plan(chunk))
+        return hit[1]
+
+    # --------------------------------------------------------------- the DP phase's coflows alone
+    sets: dict[tuple[int, ...], tuple[ReplicaSet, int]] = {}
+    for d in range(lay.devices):
+        rset = ReplicaSet.of(lay, schedule, d)
+        sets.setdefault(rset.ranks, (rset, d))
+    dp_coflows: dict[tuple[object, ...], Coflow] = {}
+    set_pieces: dict[tuple[int, ...], list[tuple[StagePlacement, object]]] = {}
+    for ranks, (rset, d) in sets.items():
+        held = pieces(inp.model, lay, schedule, d)
+        set_pieces[ranks] = list(held)
+        whole = rank_params(inp.model, lay, schedule, d)
+        wanted = [("reducescatter", p) for _, p in held] if spec.dp.overlap == "tail" else []
+        wanted += [("reducescatter", whole), ("allgather", whole)]
+        for kind, p in wanted:
+            key = (kind, ranks, p)
+            if key not in dp_coflows:
+                dp_coflows[key] = _dp_coflow(model, kind, rset, p)
+
+    # --------------------------------------------------------------- the pipelines
+    pipelines: list[PipelineRun] = []
+    handles: list[Launched] = []
+    ready_left: dict[StagePlacement, int] = {}
+    ready_event: dict[StagePlacement, simpy.Event] = {}
+    ready_at: dict[StagePlacement, float] = {}
+    for _ in sources:
+        for acts in schedule.actions:
+            for action in acts:
+                for atom in action.atoms():
+                    if atom.op in (Op.B, Op.W):
+                        place = lay.stages[atom.stage]
+                        ready_left[place] = ready_left.get(place, 0) + 1
+    for place in ready_left:
+        ready_event[place] = env.event()
+
+    def on_end(device: int, pos: int, end: float) -> None:
+        for atom in schedule.actions[device][pos].atoms():
+            if atom.op in (Op.B, Op.W):
+                place = lay.stages[atom.stage]
+                ready_left[place] -= 1
+                ready_at[place] = max(ready_at.get(place, 0.0), end)
+                if ready_left[place] == 0:
+                    ready_event[place].succeed()
+
+    for g, source in enumerate(sources):
+        pipe = PipelineRun(g, None, source)  # type: ignore[arg-type]
+
+        def runner(
+            device: int, pos: int, duration: float, source: ChunkSource = source, pipe: PipelineRun = pipe, g: int = g
+        ) -> Generator[simpy.Event, object, None]:
+            chunk = source.chunk(schedule.actions[device][pos])
+            plan = plan_of(chunk)
+            if not plan.phases:
+                if duration > 0:
+                    yield env.timeout(duration)
+                return
+            t0 = env.now
+            ends: list[float] = []
+            for k, task in enumerate(plan.tasks):
+                start = t0 + plan.start(k, ends)
+                if start > env.now:
+                    yield env.timeout(start - env.now)
+                links, nbytes, latency = phases.loads(chunk.tasks[task].moves, device, g)
+                yield net.send_coflow(links, nbytes, plan.durations[k], 0.0)
+                ends.append(env.now - t0)
+            end = t0 + plan.span(ends)
+            if end > env.now:
+                yield env.timeout(end - env.now)
+            actual = tuple(ends[k] - plan.start(k, ends[:k]) for k in range(plan.phases))
+            if any(abs(a - b) > 1e-12 * max(b, 1e-9) for a, b in zip(actual, plan.durations, strict=True)):
+                pipe.comm_durations[(device, pos)] = (plan, actual)
+
+        counting = Counting(source, progress, total, "timing chunks")
+        counting.done = g * schedule.num_actions()
+        if representative:
+            gpus = tuple(lay.rank_gpus(d) for d in range(lay.devices))
+        else:
+            gpus = tuple(lay.ep_group(d, g) for d in range(lay.devices))
+        p2p = RankP2P(spec.topology, gpus, spec.activation_bytes)
+        handle = launch(schedule, counting, p2p, ctx, runner=runner, on_end=on_end)
+        handles.append(handle)
+        pipelines.append(pipe)
+    origin = ctx.start_main()  # every duration is known: the loop starts here
+    for h in handles:
+        h.start()
+    pipeline_done = env.all_of([h.done for h in handles])
+
+    # --------------------------------------------------------------- the DP phase
+    barrier_left = [len(sets)]
+    barrier = env.event()
+    results: dict[tuple[int, ...], dict[str, object]] = {}
+
+    def dp_process(ranks: tuple[int, ...], rset: ReplicaSet, d: int) -> Generator[simpy.Event, object, None]:
+        out: dict[str, object] = {}
+        results[ranks] = out
+        intervals: list[tuple[float, float]] = []
+        whole = rank_params(inp.model, lay, schedule, d)
+        if spec.dp.overlap == "tail":
+            waiting = list(set_pieces[ranks])
+            while waiting:
+                pending = [ready_event[place] for place, _ in waiting]
+                yield env.any_of(pending)
+                now_ready = [(place, p) for place, p in waiting if ready_event[place].triggered]
+                now_ready.sort(key=lambda x: (ready_at[x[0]], x[0].layers, x[0].first, x[0].last))
+                place, p = now_ready[0]
+                waiting.remove((place, p))
+                start = env.now
+                yield net.send_coflow(*dp_coflows[("reducescatter", ranks, p)])
+                intervals.append((start - origin, env.now - origin))
+        else:
+            yield pipeline_done
+            start = env.now
+            yield net.send_coflow(*dp_coflows[("reducescatter", ranks, whole)])
+            intervals.append((start - origin, env.now - origin))
+        out["rs"] = tuple(intervals)
+        barrier_left[0] -= 1
+        if barrier_left[0] == 0:
+            barrier.succeed()
+        yield barrier
+        bar = env.now
+        traffic = optimizer_traffic(whole, dp=rset.dp, expert_dp=rset.expert_dp).total
+        opt = model.memory_time(traffic) if traffic > 0 else 0.0
+        if opt > 0:
+            yield env.timeout(opt)
+        ag0 = env.now
+        yield net.send_coflow(*dp_coflows[("allgather", ranks, whole)])
+        out.update(params=whole, barrier=bar - origin, opt=opt, ag=(ag0 - origin, env.now - origin), traffic=traffic)
+
+    procs = [env.process(dp_process(ranks, rset, d)) for ranks, (rset, d) in sets.items()]
+    if progress is not None:
+        progress("timing chunks", total, total)
+    env.run(until=env.all_of([pipeline_done, *procs]))
+    runs = [h.finish() for h in handles]
+    for pipe, run in zip(pipelines, runs, strict=True):
+        pipe.run = run
+    if progress is not None:
+        progress("data-parallel phase", lay.devices, lay.devices)
+
+    ends = [0.0] * lay.devices
+    for p in pipelines:
+        for s in p.run.recorder.spans:
+            ends[s.device] = max(ends[s.device], s.end)
+    phase_of: dict[tuple[int, ...], SetPhase] = {}
+    for ranks, (rset, _) in sets.items():
+        r = results[ranks]
+        ag = r["ag"]
+        assert isinstance(ag, tuple)
+        phase_of[ranks] = SetPhase(
+            rset,
+            r["params"],  # type: ignore[arg-type]
+            r["rs"],  # type: ignore[arg-type]
+            float(r["opt"]),  # type: ignore[arg-type]
+            ag[1] - ag[0],
+            float(r["traffic"]),  # type: ignore[arg-type]
+        )
+    dp: list[SetPhase] = []
+    timelines: list[DeviceTimeline] = []
+    for d in range(lay.devices):
+        ph = phase_of[ReplicaSet.of(lay, schedule, d).ranks]
+        r = results[ph.rset.ranks]
+        bar = float(r["barrier"])  # type: ignore[arg-type]
+        ag = r["ag"]
+        assert isinstance(ag, tuple)
+        dp.append(ph)
+        timelines.append(
+            DeviceTimeline(
+                pipeline_end=ends[d],
+                reduce_scatter=ph.reduce_scatter,
+                optimizer=(bar, bar + ph.optimizer_s),
+                all_gather=(float(ag[0]), float(ag[1])),
+            )
+        )
+    return pipelines, dp, timelines
+
+
+def _dp_coflow(model: DpModel, kind: str, rset: ReplicaSet, p: object) -> Coflow:
+    """A replica set's collectives of ``kind`` for parameters ``p`` as one coflow: every group's ring
+    edges summed per link, its time alone the memoised simulation of them together."""
+    groups = model.groups(kind, rset, p)  # type: ignore[arg-type]
+    src, dst, nbytes = [], [], []
+    for gpus, size, algo in groups:
+        s, d, b = collective_flows(model.topology, kind, gpus, size, algo)
+        src.append(s)
+        dst.append(d)
+        nbytes.append(b)
+    links, per_link, _latency = link_loads(
+        model.topology, np.concatenate(src), np.concatenate(dst), np.concatenate(nbytes)
+    )
+    time_alone = model.time(kind, rset, p)  # type: ignore[arg-type]
+    return links, per_link, time_alone, 0.0
+
+
+__all__ = ["Counting", "run_shared"]

@@ -1,0 +1,105 @@
+"""What a training step is given and what it produced: the spec, the pipelines' runs, each rank's
+timeline (the data shared by the step's two event loops, :mod:`sim.training.step` and
+:mod:`sim.training.shared_step`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sim.network.flows import COMPLETION_RTOL
+from sim.network.topology import Topology
+from sim.pipeline.execute import ScheduleRun
+from sim.pipeline.ops import Action, Schedule
+from sim.training.chunk import ChunkResult
+from sim.training.chunks import ChunkInputs, ChunkSource
+from sim.training.comm_plan import CommPlan, retime
+from sim.training.dp import DpSpec, SetPhase
+
+CONTENTION = ("shared", "isolated")
+
+Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    inputs: ChunkInputs
+    schedule: Schedule
+    topology: Topology
+    activation_bytes: float  # per stage-to-stage send (one micro-batch's hidden states)
+    dp: DpSpec
+    completion_rtol: float = COMPLETION_RTOL
+    contention: str = "shared"  # shared | isolated (module docstring)
+
+
+@dataclass
+class PipelineRun:
+    group: int
+    run: ScheduleRun
+    source: ChunkSource
+    # shared contention: the comm data tasks' durations of the actions whose phases the network slowed
+    comm_durations: dict[tuple[int, int], tuple[CommPlan, tuple[float, ...]]] = field(default_factory=dict)
+
+    def chunk_at(self, device: int, pos: int) -> ChunkResult:
+        chunk = self.source.chunk(self.run.schedule.actions[device][pos])
+        hit = self.comm_durations.get((device, pos))
+        return chunk if hit is None else retime(chunk, hit[0], hit[1])
+
+
+@dataclass
+class DeviceTimeline:
+    """When a rank's phases happen (seconds from the step's start)."""
+
+    pipeline_end: float
+    reduce_scatter: tuple[tuple[float, float], ...]  # its replica set's reduce-scatters, in order
+    optimizer: tuple[float, float]
+    all_gather: tuple[float, float]
+
+    @property
+    def end(self) -> float:
+        return self.all_gather[1]
+
+    @property
+    def dp_comm_exposed_s(self) -> float:
+        """Reduce-scatter time after the rank's own pipeline work, and the all-gather: nothing computes
+        on the rank while they run."""
+        rs = sum(max(0.0, e - max(s, self.pipeline_end)) for s, e in self.reduce_scatter)
+        return rs + self.all_gather[1] - self.all_gather[0]
+
+
+@dataclass
+class StepRun:
+    spec: StepSpec
+    pipelines: list[PipelineRun]
+    dp: list[SetPhase]  # per rank: its replica set's DP phase
+    timelines: list[DeviceTimeline]
+    wall_s: float = 0.0
+    stats: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def step_time(self) -> float:
+        return max(t.end for t in self.timelines)
+
+    def reported_pipeline(self) -> PipelineRun:
+        """The pipeline that ends last (the one the step waits for)."""
+        return max(self.pipelines, key=lambda p: max((s.end for s in p.run.recorder.spans), default=0.0))
+
+
+class Counting:
+    """Reports progress while the engine asks the chunk source for every action's duration."""
+
+    def __init__(self, source: ChunkSource, progress: Progress | None, total: int, label: str) -> None:
+        self.source = source
+        self.progress = progress
+        self.total = total
+        self.done = 0
+        self.label = label
+
+    def duration(self, action: Action, schedule: Schedule) -> float:
+        d = self.source.duration(action, schedule)
+        self.done += 1
+        if self.progress is not None and (self.done % 64 == 0 or self.done == self.total):
+            self.progress(self.label, self.done, self.total)
+        return d
+
+
