@@ -23,7 +23,7 @@ from sim.hardware.profile import DEFAULT_PROFILE, load_profile
 from sim.limits import check_scenario_sizes
 from sim.model.spec import DEEPSEEK_V3, ModelSpec
 from sim.moe.spec import MoESpec
-from sim.network.spec import ClusterSpec, load_cluster
+from sim.network.spec import ClusterSpec, build_cluster_spec, load_cluster
 from sim.overrides import apply_overrides, check_key, resolve_paths
 from sim.pipeline.costs import OpTimes
 from sim.pipeline.execute import P2P
@@ -188,6 +188,12 @@ class ClusterRef(_Strict):
     nvlink_GBps: float | None = Field(
         None, gt=0, description="what-if: NVLink per GPU per direction [default: topology]"
     )
+    oversubscription: int | None = Field(
+        None,
+        ge=1,
+        le=65536,
+        description="what-if: fat tree's first-layer down:up ratio k:1, k fewer uplinks [default: topology]",
+    )
     _spec: ClusterSpec | None = PrivateAttr(None)
 
     @property
@@ -293,7 +299,7 @@ class Scenario(_Strict):
         return max(SCHEDULES[name].devices(plan.pp) for name in plan.schedules)
 
     def cluster_spec(self) -> ClusterSpec:
-        """The scenario's cluster with its what-if overrides (NIC and NVLink rates)."""
+        """The scenario's cluster with its what-if overrides (NIC and NVLink rates, oversubscription)."""
         if self.cluster is None:
             raise ScenarioError("cluster", "a training step needs a cluster: give cluster.topology")
         spec = self.cluster.spec
@@ -304,6 +310,9 @@ class Scenario(_Strict):
             node["nvlink_GBps"] = self.cluster.nvlink_GBps
         if node:
             spec = spec.model_copy(update={"node": spec.node.model_copy(update=node)})
+        if self.cluster.oversubscription is not None:
+            fabric = spec.fabric.model_copy(update={"oversubscription": self.cluster.oversubscription})
+            spec = spec.model_copy(update={"fabric": fabric})
         return spec
 
     def step_layout(self, layers_per_stage: list[int] | None = None) -> tuple[Layout, Schedule]:
@@ -375,8 +384,19 @@ def _attach_cluster(scenario: Scenario, base: Path) -> None:
             raise ScenarioError("cluster.device_gpus", "set by the training step's layout (rank d on GPUs d x G ..)")
         path = Path(ref.topology)
         ref._spec = load_cluster(path if path.is_absolute() else base / path)
+        if ref.oversubscription is not None:  # the overridden fabric must build (k divides radix/2, a tree)
+            try:
+                build_cluster_spec(scenario.cluster_spec())
+            except ScenarioError as err:
+                if err.key_path != "fabric.oversubscription":
+                    raise
+                raise ScenarioError("cluster.oversubscription", f"{err.message} (topology {path})") from None
         scenario.step_layout()
         return
+    if ref.oversubscription is not None:
+        raise ScenarioError(
+            "cluster.oversubscription", "only used by a training step (a training section); set it in the topology file"
+        )
     for key in ("bandwidth_GBps", "latency_us"):
         if key in scenario.p2p.model_fields_set:
             raise ScenarioError(f"p2p.{key}", "not used with a cluster: the network sets bandwidth and latency")

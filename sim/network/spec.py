@@ -14,6 +14,10 @@ Defaults are the H800 nodes of DeepSeek-V3's cluster (REFERENCE.md section 3):
 * Switch prices: fitted by least squares to the five rows of ISCA'25 Table 3 (FT2, MPFT, FT3,
   Slim Fly, Dragonfly; each within 0.5%): $10,760 per 64-port 400G switch, $2,730 per
   switch-to-switch link, $1,170 per endpoint link. These are *derived*, not published prices.
+* ``fabric.oversubscription`` k (an integer, default 1 = non-blocking): the first switch layer (FT2 and
+  MPFT leaves, FT3 edges) keeps its radix/2 endpoint ports and gets k times fewer uplinks, so the layers
+  above shrink with them (fewer spines, or aggregation and core switches, and cables) and the fabric's
+  cost follows; the convention and its reason are in :mod:`sim.network.topology`.
 """
 
 from __future__ import annotations
@@ -53,7 +57,13 @@ class LatencySpec(_Strict):
 class FabricSpec(_Strict):
     kind: str = Field("mpft", description="registered fabric builder: none, ft2, mpft, ft3")
     switch_radix: int = Field(64, ge=4, le=65536, description="ports per switch")
-    oversubscription: float = Field(1.0, ge=1.0, le=1024, description="down:up port ratio at the first switch layer")
+    oversubscription: int = Field(
+        1,
+        ge=1,
+        le=65536,
+        description="down:up ratio at the first switch layer, k:1 (1 = non-blocking); fewer uplinks, same "
+        "endpoints per switch; must divide switch_radix/2 (sim/network/topology.py)",
+    )
     planes: int | None = Field(None, ge=1, le=MAX_GPUS_PER_NODE, description="mpft only; default gpus_per_node")
     link_Gbps: float | None = Field(None, gt=0, le=MAX_RATE, description="switch<->switch links; default nic_Gbps")
     ecmp_seed: int = Field(0, ge=0, le=MAX_SEED)

@@ -18,6 +18,23 @@ Blocks (``g`` = global GPU index, node = g // G, local = g % G):
 
 In a multi-plane fat tree NIC ``local`` of every node sits in plane ``local % planes``; each plane
 is a two-layer fat tree over its NICs. Switch counts for 64-port switches reproduce ISCA'25 Table 3.
+
+Oversubscription ``k`` (``fabric.oversubscription``; a scenario's ``cluster.oversubscription``), an
+integer >= 1, 1 = non-blocking. **Convention: the same endpoints per first-layer switch, k times fewer
+uplinks.** A first-layer switch (FT2 leaf, MPFT leaf of every plane, FT3 edge) keeps its ``radix/2``
+down ports and has ``radix/(2k)`` uplinks (k must divide radix/2: 1, 2, 4, 8, 16 or 32 at radix 64);
+its other ports stay unused. Its uplink capacity is its downlink capacity / k, the bisection is divided
+by k, and the layers above are non-blocking and sized by the uplinks they serve: ``ceil(leaves * up /
+radix)`` spines; in FT3 ``radix/(2k)`` aggregation switches per pod (each still radix/2 down, radix/2
+up) and ``ceil(pods * aggs * radix/2 / radix)`` cores. So a k:1 fabric has the same leaves (edges) and
+fewer spines (aggregation and core switches) and switch cables, and costs less by exactly those.
+Why not the other convention (all ports used, down:up = k:1, more endpoints per leaf): (1) it is exact
+only when k+1 divides the radix (k = 1, 3, 7, ... at 64 ports), so 2:1 and 4:1 would not be k:1;
+(2) it moves endpoints between leaves, changing which traffic stays under a leaf, so a sweep over k
+would not measure the uplinks alone; (3) thinning the spine layer of a non-blocking design is how an
+oversubscribed tree of the same leaves is built. Leaves are priced whole (their idle ports are paid
+for). FT3 applies the ratio once, at the edge layer, so that k means k:1 end to end in both trees;
+oversubscribing its aggregation layer as well would compound to k*k between pods.
 """
 
 from __future__ import annotations
@@ -258,9 +275,20 @@ class _Links:
 
 
 def _ports(spec: ClusterSpec) -> tuple[int, int]:
+    """(down, up) ports of a first-layer switch: radix/2 down and, at oversubscription k, radix/(2k) up
+    (module docstring: same endpoints per switch, k times fewer uplinks). k = 1 is the non-blocking split."""
     k, o = spec.fabric.switch_radix, spec.fabric.oversubscription
-    down = max(1, min(k - 1, round(k * o / (1 + o))))
-    return down, k - down
+    down = max(1, min(k - 1, round(k / 2)))
+    if o == 1:
+        return down, k - down
+    if down % o:
+        options = ", ".join(str(d) for d in range(1, down + 1) if down % d == 0)
+        raise ScenarioError(
+            "fabric.oversubscription",
+            f"must divide the {down} endpoint ports of a radix-{k} first-layer switch (it gets {down}/k uplinks): "
+            f"one of {options}; got {o}",
+        )
+    return down, down // o
 
 
 FabricBuilder = Callable[[ClusterSpec, "_Links"], tuple[TreeLayout | None, int]]
@@ -270,6 +298,8 @@ register_fabric = FABRICS.register
 
 @register_fabric("none")
 def _no_fabric(spec: ClusterSpec, links: _Links) -> tuple[TreeLayout | None, int]:
+    if spec.fabric.oversubscription != 1:
+        raise ScenarioError("fabric.oversubscription", "only a fat tree (ft2, mpft, ft3) has uplinks to oversubscribe")
     return None, 0
 
 
@@ -284,6 +314,10 @@ def _switch_link(spec: ClusterSpec) -> tuple[float, float]:
 
 
 def _two_layer(spec: ClusterSpec, links: _Links, planes: int) -> tuple[TreeLayout | None, int]:
+    """Per plane: ``ceil(endpoints / down)`` leaves of ``down`` endpoint ports and ``up`` uplinks (``up =
+    down / oversubscription``), uplink ``p`` to spine ``p % spines``, and the fewest spines whose ports
+    take every leaf's links to them. At oversubscription k the leaves are the same and there are about
+    k times fewer spines and leaf-spine links (module docstring)."""
     g, k = spec.node.gpus_per_node, spec.fabric.switch_radix
     if g % planes:
         raise ScenarioError("fabric.planes", f"must divide gpus_per_node ({g}), got {planes}")
@@ -319,6 +353,10 @@ def _mpft(spec: ClusterSpec, links: _Links) -> tuple[TreeLayout | None, int]:
 
 @register_fabric("ft3")
 def _ft3(spec: ClusterSpec, links: _Links) -> tuple[TreeLayout | None, int]:
+    """Pods of radix/2 edges, each with ``down`` endpoint ports and one uplink to each of the pod's ``up``
+    aggregation switches (``up = down / oversubscription``); every aggregation switch has radix/2 uplinks
+    to ``ceil(pods * up * radix/2 / radix)`` cores. Oversubscription k thins the edge uplinks only (k
+    times fewer aggregation switches per pod, cores and cables), so k is the end-to-end ratio."""
     k = spec.fabric.switch_radix
     half = k // 2
     down, up = _ports(spec)

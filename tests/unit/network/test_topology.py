@@ -67,7 +67,7 @@ def _max_flow_across_halves(topo) -> float:  # type: ignore[no-untyped-def]
     [
         (8, "ft2", {"switch_radix": 16}),
         (8, "mpft", {"switch_radix": 4, "planes": 8}),
-        (6, "ft2", {"switch_radix": 16, "oversubscription": 3.0}),
+        (6, "ft2", {"switch_radix": 16, "oversubscription": 2}),
         (16, "ft3", {"switch_radix": 8}),
         (8, "mpft", {"switch_radix": 8, "planes": 4}),
     ],

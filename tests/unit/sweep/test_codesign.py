@@ -30,7 +30,16 @@ def _file(folder: Path, studies: list[dict], name: str = "cd.yaml") -> Path:
 def test_shipped_study_file_and_what_if_scenarios_load() -> None:
     spec = load_codesign(ROOT / "scenarios" / "codesign.yaml")
     keys = [s.key for s in spec.studies]
-    assert keys == ["coprocessor", "ib-2x", "nvlink-900", "node-limit", "fabric", "schedules", "comm-sms"]
+    assert keys == [
+        "coprocessor",
+        "ib-2x",
+        "nvlink-900",
+        "node-limit",
+        "fabric",
+        "oversubscription",
+        "schedules",
+        "comm-sms",
+    ]
     node = next(s for s in spec.studies if s.key == "node-limit")
     assert [v.label for v in node.variants] == [BASE_LABEL] + [f"M={m}" for m in (1, 2, 3, 5, 6, 7, 8)]
     sched = next(s for s in spec.studies if s.key == "schedules")
