@@ -24,6 +24,7 @@ import simpy
 
 from sim.network.flows import FlowNetwork
 from sim.network.spec import load_cluster
+from sim.network.tolerance import COMPLETION_RTOL
 from sim.network.topology import Topology, build_topology
 
 TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "deepseek-v3-mpft.yaml"
@@ -66,7 +67,7 @@ def report(label: str, wall: float, sim_t: float, flows: int, recomputes: int, t
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--max-gpus", type=int, default=1024)
-    ap.add_argument("--completion-rtol", type=float, default=1e-2)
+    ap.add_argument("--completion-rtol", type=float, default=COMPLETION_RTOL)
     ap.add_argument("--skip-stress", action="store_true", help="skip the strided (ECMP collision) case")
     a = ap.parse_args()
     topo = build_topology(load_cluster(TOPOLOGY))

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sim.model.spec import DEEPSEEK_V3
 from sim.moe.alltoall import route_choices, route_layers
 from sim.moe.gating import Gating
 from sim.moe.spec import MoESpec
@@ -60,7 +61,7 @@ def split(spec: MoESpec, gate: str, tokens: int) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--layers", type=int, default=58)
-    ap.add_argument("--tokens", type=int, default=4096)
+    ap.add_argument("--tokens", type=int, default=DEEPSEEK_V3.seq_len)
     ap.add_argument("--reference-layers", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()

@@ -33,6 +33,7 @@ from calibrate.profiles import git_revision, with_errors
 from sim.errors import ScenarioError
 from sim.hardware.gpu import datasheet_for
 from sim.hardware.profile import DeviceInfo, Peaks, Profile, Sample, Skipped, SourceFile
+from sim.units import BF16_BYTES, FP8_BYTES, FP8_TILE, FP32_BYTES
 
 UNITS = {"seconds": 1.0, "s": 1.0, "milliseconds": 1e-3, "ms": 1e-3, "microseconds": 1e-6, "us": 1e-6}
 TIME = "<time>"
@@ -230,7 +231,8 @@ def _fp8_cast(t: _Table, all_sms: int) -> list[Sample]:
     for line, row in t.rows:
         tokens = int(t.number(line, row, "tokens", integer=True))
         hidden = int(t.number(line, row, "hidden", integer=True))
-        nbytes = 2 * tokens * hidden + tokens * hidden + 4 * tokens * hidden // 128  # bf16 in, fp8 + scales out
+        elems = tokens * hidden  # BF16 in, FP8 and one FP32 scale per 1x128 tile out
+        nbytes = BF16_BYTES * elems + FP8_BYTES * elems + FP32_BYTES * elems // FP8_TILE
         params = {"kernel": "fp8-cast", "bytes": nbytes, "tokens": tokens, "hidden": hidden}
         params["sms"] = _sms(t, line, row, all_sms)
         out.append(Sample(op="memory", params=params, time_s=t.number(line, row, TIME)))

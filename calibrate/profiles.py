@@ -12,7 +12,7 @@ from pathlib import Path
 
 from calibrate.trace import annotation_timings, kernel_span_us, mean_by_name
 from sim.errors import ScenarioError
-from sim.hardware.gpu import DEFAULT_EFFICIENCY, H800, GpuSpec
+from sim.hardware.gpu import DEEPSEEK_COMPUTE_SMS, DEFAULT_EFFICIENCY, H800, GpuSpec
 from sim.hardware.profile import DeviceInfo, Peaks, Profile, Sample, Skipped, SourceFile
 
 
@@ -45,7 +45,7 @@ def datasheet_profile(gpu: GpuSpec = H800, efficiency: float = DEFAULT_EFFICIENC
 def profile_from_trace(
     trace: str | Path,
     gpu: GpuSpec = H800,
-    compute_sms: int = 112,
+    compute_sms: int = DEEPSEEK_COMPUTE_SMS,
     layers_per_chunk: int = 4,
     tool: str = "",
     base: Profile | None = None,

@@ -36,18 +36,20 @@ from typing import Any
 
 import numpy as np
 
+from sim.hardware.gpu import DEEPSEEK_COMM_SMS, DEEPSEEK_COMPUTE_SMS
 from sim.model.layer import LayerWork, layer_ops
 from sim.model.ops import Op
 from sim.model.spec import DEEPSEEK_V3, ModelSpec
+from sim.training.layout import DEFAULT_EP
 from sim.training.params import ChunkParams
 from sim.training.stats import merge_intervals
 
 COMPUTE = (7, 23)
 COMM = 27
 DROPPED = ("fill_tensormaps",)
-TRACE_SMS = 112  # the trace's GEMMs launch 112 CTAs: 132 SMs - 20 for DeepEP
-TRACE_TOKENS = 4096  # one sequence per micro-batch (REFERENCE.md section 6)
-TRACE_EP = 64
+TRACE_SMS = DEEPSEEK_COMPUTE_SMS  # the trace's GEMMs launch 112 CTAs: 132 SMs - 20 for DeepEP
+TRACE_TOKENS = DEEPSEEK_V3.seq_len  # one sequence per micro-batch (REFERENCE.md section 6)
+TRACE_EP = DEFAULT_EP
 GEMM_KERNELS = ("cutlass", "gemm", "xmma")
 ATTENTION_KERNELS = ("flash", "cutlass")
 
@@ -263,7 +265,7 @@ def derive_channel_rates(trace: str | Path | dict[str, Any], spec: ModelSpec = D
 
     traffic = _trace_traffic(spec)
     kernels = comm_kernel_us(trace)
-    channels = (132 - TRACE_SMS) // 2
+    channels = DEEPSEEK_COMM_SMS // 2
     pub_d, pub_c = PUBLISHED[TRACE_EP]
     rates = {}
     for phase, published in (("dispatch", pub_d), ("combine", pub_c)):
@@ -284,7 +286,7 @@ def derive_comm_slowdowns(trace: str | Path | dict[str, Any], spec: ModelSpec = 
     traffic = _trace_traffic(spec)
     topo = build_topology(ClusterSpec.model_validate({"name": "trace", "nodes": 8, "fabric": {"kind": "mpft"}}))
     kernels = comm_kernel_us(trace)
-    kernel = KernelSpec(comm_sms=132 - TRACE_SMS, notify_bytes=0.0)
+    kernel = KernelSpec(comm_sms=DEEPSEEK_COMM_SMS, notify_bytes=0.0)
     out = {}
     for name, phase, cached in (
         ("dispatch", "dispatch", False),

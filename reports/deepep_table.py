@@ -9,6 +9,7 @@ DeepEP's test draws random scores, so the twin uses ``random`` routing (seed 0).
 
 from __future__ import annotations
 
+from sim.hardware.gpu import DEEPSEEK_COMM_SMS
 from sim.moe.alltoall import route_layer, run_alltoall
 from sim.moe.deepep import PUBLISHED, KernelSpec
 from sim.moe.spec import MoESpec
@@ -37,7 +38,7 @@ def table() -> str:
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for ep, (pub_d, pub_c) in PUBLISHED.items():
-        for sms in (20, 24):
+        for sms in (DEEPSEEK_COMM_SMS, 24):
             d, c, td, tc = predict(ep, sms)
             link = "NVLink" if ep == 8 else "RDMA"
             lines.append(

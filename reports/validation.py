@@ -88,6 +88,7 @@ def step_section() -> list[str]:
     balanced_sc = sc.model_copy(update={"training": sc.training.model_copy(update={"layers_per_stage": "balanced"})})
     balanced = simulate_training(balanced_sc).result
     r = run.result
+    layout, _ = sc.step_layout()
     hours = r.gpu_hours_per_trillion_tokens
     b_hours = balanced.gpu_hours_per_trillion_tokens
     pub = PUBLISHED_GPU_HOURS_PER_T
@@ -101,10 +102,10 @@ def step_section() -> list[str]:
         f"| the same, layers split by predicted cost (`training.layers_per_stage: balanced`) | (layer map not "
         f"published) | {pub / 1e3:.1f}K | {b_hours / 1e3:.1f}K | {_err(b_hours, pub)} |",
         "",
-        f"Twin: one steady-state step of 15360 x 4096 tokens takes {r.step_time_s:.2f} s (MFU {r.mfu(True):.1%} "
-        f"causal, {r.mfu(False):.1%} non-causal). The published figure averages a whole run (batch ramp, "
-        "restarts, evaluation), so the twin should come out somewhat below it, not above: the gap is what "
-        "the step model still misses (see docs/step.md).",
+        f"Twin: one steady-state step of {layout.global_batch} x {sc.model.seq_len} tokens takes "
+        f"{r.step_time_s:.2f} s (MFU {r.mfu(True):.1%} causal, {r.mfu(False):.1%} non-causal). The published "
+        "figure averages a whole run (batch ramp, restarts, evaluation), so the twin should come out somewhat "
+        "below it, not above: the gap is what the step model still misses (see docs/step.md).",
         "",
     ]
 
@@ -159,7 +160,7 @@ def gemm_section() -> list[str]:
             continue
         dtype = str(p["dtype"])
         scaling = str(p["scaling"]) if dtype == "fp8" and "scaling" in p else None
-        t = ref.gemm_time(int(p["m"]), int(p["n"]), int(p["k"]), dtype, int(p.get("sms", 132)), scaling)
+        t = ref.gemm_time(int(p["m"]), int(p["n"]), int(p["k"]), dtype, int(p.get("sms", ref.all_sms)), scaling)
         errs.append(t / s.time_s - 1)
     e = np.array(errs)
     return [

@@ -18,19 +18,22 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from sim.economics import FABRIC_LIFE_YEARS, GPU_HOUR_USD
 from sim.errors import LayoutError, ScenarioError
-from sim.hardware.gpu import SmSplit, datasheet_for
+from sim.hardware.gpu import DEEPSEEK_COMM_SMS, NIC_Gbps, SmSplit, datasheet_for
 from sim.hardware.profile import DEFAULT_PROFILE, load_profile
+from sim.keys import as_yaml_key
 from sim.limits import check_scenario_sizes
 from sim.model.spec import DEEPSEEK_V3, ModelSpec
 from sim.moe.spec import MoESpec
 from sim.network.spec import ClusterSpec, build_cluster_spec, load_cluster
+from sim.network.tolerance import COMPLETION_RTOL
 from sim.overrides import apply_overrides, check_key, resolve_paths
 from sim.pipeline.costs import OpTimes
 from sim.pipeline.execute import P2P
 from sim.pipeline.ops import Schedule
 from sim.pipeline.schedules import SCHEDULES, build_schedule
-from sim.training.layout import Layout, build_layout
+from sim.training.layout import DEFAULT_EP, DEFAULT_GLOBAL_BATCH, DEFAULT_GPUS, Layout, build_layout
 from sim.training.params import COMM_BESIDE_COMPUTE, ChunkParams
+from sim.units import gbit_to_gbyte
 from sim.yamlio import read_yaml, validation_error
 
 
@@ -106,7 +109,9 @@ class P2PSpec(_Strict):
     """The simple point-to-point link between pipeline stages (alpha-beta model)."""
 
     activation_bytes: float = Field(0.0, ge=0, description="bytes sent per micro-batch at a stage boundary")
-    bandwidth_GBps: float = Field(50.0, gt=0, description="per directed link; default one 400G IB NIC")
+    bandwidth_GBps: float = Field(
+        gbit_to_gbyte(NIC_Gbps), gt=0, description="per directed link; default one 400G IB NIC"
+    )
     latency_us: float = Field(0.0, ge=0, description="per transfer")
 
     def p2p(self) -> P2P:
@@ -116,7 +121,7 @@ class P2PSpec(_Strict):
 class CommSpec(_Strict):
     """The SM split: SMs reserved for communication kernels, or a communication co-processor."""
 
-    sms: int = Field(20, ge=0, description="SMs for communication (DeepSeek-V3: 20 = 10 channels)")
+    sms: int = Field(DEEPSEEK_COMM_SMS, ge=0, description="SMs for communication, even (DeepSeek-V3: 20 = 10 channels)")
     coprocessor: bool = Field(False, description="communication off the SMs: all SMs compute")
     profile: str | None = Field(None, description="moved: the calibration profile is the scenario's 'profile'")
 
@@ -131,7 +136,7 @@ class CommSpec(_Strict):
         try:
             return SmSplit(comm_sms=self.sms, coprocessor=self.coprocessor)
         except ScenarioError as err:
-            raise ScenarioError("comm.sms", err.message) from None
+            raise as_yaml_key(err) from None
 
 
 class WorkloadSpec(_Strict):
@@ -140,8 +145,8 @@ class WorkloadSpec(_Strict):
 
     layers_per_stage: int = Field(4, ge=1, description="layers in each stage's chunk (uniform stages)")
     first_layer: int | None = Field(None, ge=0, description="first layer of the chunk [default: the first MoE layer]")
-    tokens: int = Field(4096, ge=1, description="tokens per micro-batch per GPU (one 4096-token sequence)")
-    ep: int = Field(64, ge=1, description="expert-parallel group size (GPUs)")
+    tokens: int = Field(DEEPSEEK_V3.seq_len, ge=1, description="tokens per micro-batch per GPU (one sequence)")
+    ep: int = Field(DEFAULT_EP, ge=1, description="expert-parallel group size (GPUs)")
     routing: str = Field("balanced", pattern="^(balanced|random|skewed)$", description="gating of the routed experts")
     interference: str = Field("trace", pattern="^(trace|profile|none)$", description="compute/comm slowdowns")
     gemm_beside_comm: float | None = Field(None, ge=1, description="GEMM slowdown beside DeepEP [default: trace]")
@@ -175,7 +180,7 @@ class WorkloadSpec(_Strict):
         try:
             return ChunkParams(interference=self.interference, **given)  # type: ignore[arg-type]
         except ScenarioError as err:
-            raise ScenarioError(f"workload.{err.key_path}", err.message) from None
+            raise as_yaml_key(err) from None
 
 
 class ClusterRef(_Strict):
@@ -183,7 +188,9 @@ class ClusterRef(_Strict):
 
     topology: str = Field(min_length=1, description="topology YAML, relative to the scenario file")
     device_gpus: list[int] | None = Field(None, description="GPU of each pipeline device [default: one per node]")
-    completion_rtol: float = Field(1e-2, ge=0, lt=1, description="flow completion grouping; 0 = exact")
+    completion_rtol: float = Field(
+        COMPLETION_RTOL, ge=0, lt=1, description="flow completion grouping; 0 = exact (sim/network/tolerance.py)"
+    )
     nic_Gbps: float | None = Field(None, gt=0, description="what-if: every NIC (IB) at this rate [default: topology]")
     nvlink_GBps: float | None = Field(
         None, gt=0, description="what-if: NVLink per GPU per direction [default: topology]"
@@ -216,9 +223,11 @@ class TrainingSpec(_Strict):
     phase and the fidelity. Present = ``twin run`` simulates a training step; absent = a schedule
     comparison on given or chunk-model op times."""
 
-    gpus: int = Field(2048, ge=1, description="GPUs in the job (PP ranks x GPUs per rank)")
+    gpus: int = Field(DEFAULT_GPUS, ge=1, description="GPUs in the job (PP ranks x GPUs per rank)")
     global_batch: int | None = Field(
-        None, ge=1, description="sequences per step [default: 15360, DeepSeek-V3's batch after its ramp]"
+        None,
+        ge=1,
+        description=f"sequences per step [default: {DEFAULT_GLOBAL_BATCH}, DeepSeek-V3's batch after its ramp]",
     )
     microbatch_sequences: int = Field(1, ge=1, description="sequences per micro-batch per GPU")
     layers_per_stage: list[int] | str = Field(
@@ -284,7 +293,12 @@ class Scenario(_Strict):
         return str(self._source_path) if self._source_path is not None else "<scenario>"
 
     def moe_spec(self) -> MoESpec:
-        return MoESpec.of_model(self.model, self.workload.ep)
+        """The model's MoE layer over the workload's EP group; an error names the scenario key (the
+        experts not dividing over EP names ``workload.ep``, as the layout does)."""
+        try:
+            return MoESpec.of_model(self.model, self.workload.ep)
+        except ScenarioError as err:
+            raise as_yaml_key(ScenarioError("ep" if err.key_path == "experts" else err.key_path, err.message)) from None
 
     @property
     def profile_path(self) -> Path:
@@ -371,6 +385,8 @@ def parse_scenario(data: Any) -> Scenario:
             raise err.with_prefix("ops") from None
     scenario.comm.split()
     scenario.workload.params()
+    if scenario.training is None and scenario.ops is None:  # the chunk model routes the workload
+        scenario.moe_spec()
     return scenario
 
 
@@ -392,6 +408,7 @@ def _attach_cluster(scenario: Scenario, base: Path) -> None:
                     raise
                 raise ScenarioError("cluster.oversubscription", f"{err.message} (topology {path})") from None
         scenario.step_layout()
+        scenario.moe_spec()
         return
     if ref.oversubscription is not None:
         raise ScenarioError(

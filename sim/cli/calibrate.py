@@ -15,6 +15,7 @@ from sim.cli.common import (
     Format,
     Int,
     err,
+    flag_errors,
     input_file_option,
     input_files_option,
     out,
@@ -22,7 +23,7 @@ from sim.cli.common import (
 )
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
-from sim.hardware.gpu import DEFAULT_EFFICIENCY
+from sim.hardware.gpu import DEEPSEEK_COMPUTE_SMS, DEFAULT_EFFICIENCY
 from sim.hardware.profile import Profile, dump_profile, load_profile
 from sim.limits import MAX_BYTES, MAX_GPUS, MAX_LAYERS, MAX_SMS, MAX_TOKENS
 from sim.outputs import atomic_write_text
@@ -59,7 +60,7 @@ def import_trace(
     output: OutputProfile = Path("profile.json"),
     compute_sms: Annotated[
         int, typer.Option("--compute-sms", parser=Int(1, MAX_SMS), help="SMs the compute kernels ran on")
-    ] = 112,
+    ] = DEEPSEEK_COMPUTE_SMS,
     layers: Annotated[
         int, typer.Option("--layers", parser=Int(1, MAX_LAYERS), help="layers per chunk in the trace")
     ] = 4,
@@ -324,6 +325,7 @@ class PredictFormat(StrEnum):
 
 
 BATCH_COLUMNS = ("op", "dtype", "scaling", "M", "N", "K", "sms", "beside_comm_sms")
+BATCH_PARAMS = {"m": "M", "n": "N", "k": "K"}  # CostModel.gemm_time's parameters named otherwise in the CSV
 
 
 def _batch(model: CostModel, path: Path) -> list[dict[str, object]]:
@@ -376,9 +378,8 @@ def _batch(model: CostModel, path: Path) -> list[dict[str, object]]:
         except ScenarioError as e:
             if e.file:
                 raise
-            raise ScenarioError(
-                f"row {line}, column {e.key_path.lstrip('-').replace('-', '_')}", e.message, str(path)
-            ) from None
+            column = BATCH_PARAMS.get(e.key_path, e.key_path)
+            raise ScenarioError(f"row {line}, column {column}", e.message, str(path)) from None
         results.append({**{k: row.get(k, "") for k in header}, "time_s": t})
     return results
 
@@ -449,18 +450,18 @@ def predict(
             writer.writeheader()
             writer.writerows(rows)
         return
-    if op == "gemm":
-        time_s = model.gemm_time(m, n, k, dtype, sms, scaling, beside_comm_sms)
-    elif op == "attention":
-        time_s = model.attention_time(heads, seq, qk_dim, v_dim, causal=causal, phase=phase, sms=sms)
-    elif op == "memory":
+    if op not in ("gemm", "attention"):
         if nbytes <= 0:
             raise ScenarioError("--bytes", f"a {op} op needs --bytes > 0")
-        time_s = model.memory_time(nbytes, kernel, sms)
-    else:
-        if nbytes <= 0:
-            raise ScenarioError("--bytes", f"a {op} op needs --bytes > 0")
-        time_s = model.comm_time(op, nbytes, gpus, nodes)
+    with flag_errors():
+        if op == "gemm":
+            time_s = model.gemm_time(m, n, k, dtype, sms, scaling, beside_comm_sms)
+        elif op == "attention":
+            time_s = model.attention_time(heads, seq, qk_dim, v_dim, causal=causal, phase=phase, sms=sms)
+        elif op == "memory":
+            time_s = model.memory_time(nbytes, kernel, sms)
+        else:
+            time_s = model.comm_time(op, nbytes, gpus, nodes)
     if fmt is PredictFormat.table:
         out.print(f"{op} time: {time_s * 1e6:.2f} us")
     else:

@@ -14,13 +14,15 @@ from rich.table import Table
 
 from sim.cli.common import Format, Int, as_flag, input_file_option, out, output_file_option
 from sim.errors import ScenarioError
+from sim.hardware.gpu import DEEPSEEK_COMM_SMS
 from sim.hardware.profile import DEFAULT_PROFILE, PROFILES_DIR
 from sim.limits import MAX_GPUS, MAX_LAYERS, MAX_SEED, MAX_SMS, MAX_TOKENS, require_memory
-from sim.model.spec import load_model_config, parse_model
+from sim.model.spec import DEEPSEEK_V3, load_model_config, parse_model
 from sim.moe.gating import GATES, Gating
 from sim.outputs import atomic_write_text
 from sim.training.chunk import COMM_ANNOTATIONS, COMPUTE_ANNOTATIONS, ChunkResult
 from sim.training.export import chunk_trace
+from sim.training.layout import DEFAULT_EP
 from sim.training.params import ChunkParams
 from sim.training.setup import ChunkConfig, build_chunk
 from sim.training.stats import stream_fractions
@@ -40,9 +42,6 @@ ANNOTATIONS = (
     "attn(W)",
     "combine(F)",
 )
-
-
-FLAGS = {"comm_sms": "--sms", "ep": "--ep", "model.n_limited_groups": "--node-limit", "layers": "--layers"}
 
 
 class ChunkKind(StrEnum):
@@ -96,12 +95,14 @@ def chunk_cmd(
     kind: Annotated[ChunkKind, typer.Option("--kind", help="pair (F&B), forward, backward (I+W), input, weight")] = (
         ChunkKind.pair
     ),
-    sms: Annotated[int, typer.Option("--sms", parser=Int(0, MAX_SMS), help="SMs for DeepEP (the rest compute)")] = 20,
+    sms: Annotated[
+        int, typer.Option("--sms", parser=Int(0, MAX_SMS), help="SMs for DeepEP (the rest compute)")
+    ] = DEEPSEEK_COMM_SMS,
     coprocessor: Annotated[bool, typer.Option("--coprocessor", help="communication off the SMs")] = False,
-    ep: Annotated[int, typer.Option("--ep", parser=Int(1, MAX_GPUS))] = 64,
+    ep: Annotated[int, typer.Option("--ep", parser=Int(1, MAX_GPUS))] = DEFAULT_EP,
     tokens: Annotated[
         int, typer.Option("--tokens", parser=Int(1, MAX_TOKENS), help="tokens per micro-batch per GPU")
-    ] = 4096,
+    ] = DEEPSEEK_V3.seq_len,
     node_limit: Annotated[
         int | None, typer.Option("--node-limit", parser=Int(1, MAX_GPUS), help="max nodes per token [default: 4]")
     ] = None,
@@ -155,10 +156,7 @@ def chunk_cmd(
         )
         result = _time(config, kind)
     except ScenarioError as e:
-        if e.file:
-            raise
-        flag = FLAGS.get(e.key_path)
-        raise (ScenarioError(flag, e.message) if flag else as_flag(e)) from None
+        raise as_flag(e) from None
     if trace_out is not None:
         atomic_write_text(trace_out, json.dumps(chunk_trace(result, f"{kind.value}, {layers} layers")))
     fig = figures(result)

@@ -10,6 +10,8 @@ checks that no numeric flag lacks one).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 from rich.console import Console
 
 from sim.errors import ScenarioError
+from sim.keys import as_flag  # the command modules take it from here
 
 out = Console()
 err = Console(stderr=True)
@@ -30,9 +33,14 @@ class Format(StrEnum):
     json = "json"
 
 
-def as_flag(err: ScenarioError) -> ScenarioError:
-    """Re-express a parameter error (``node_limit``) as the command-line flag (``--node-limit``)."""
-    return ScenarioError("--" + err.key_path.replace("_", "-"), err.message)
+@contextmanager
+def flag_errors() -> Iterator[None]:
+    """Around a command's calls into domain code: a parameter error (``node_limit``) names the
+    command-line flag (``--node-limit``), through the one table of :mod:`sim.keys`."""
+    try:
+        yield
+    except ScenarioError as e:
+        raise as_flag(e) from None
 
 
 def _num(x: float) -> str:

@@ -15,6 +15,7 @@ from sim.cli.common import (
     Format,
     Int,
     as_flag,
+    flag_errors,
     input_file_option,
     int_list,
     out,
@@ -22,7 +23,7 @@ from sim.cli.common import (
 )
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
-from sim.hardware.gpu import SmSplit
+from sim.hardware.gpu import DEEPSEEK_COMM_SMS, SmSplit
 from sim.hardware.profile import load_profile
 from sim.limits import (
     MAX_EXPERTS,
@@ -36,6 +37,7 @@ from sim.limits import (
     require_count,
     require_memory,
 )
+from sim.model.spec import DEEPSEEK_V3 as V3
 from sim.moe.alltoall import route_layer, sm_sweep
 from sim.moe.balance import run_balancing
 from sim.moe.deepep import DERIVED_RDMA_GBps, KernelSpec, NVLINK_CHANNEL_GBps
@@ -44,6 +46,7 @@ from sim.moe.spec import MoESpec
 from sim.network.spec import ClusterSpec, build_cluster, load_cluster
 from sim.network.topology import build_topology
 from sim.outputs import atomic_write
+from sim.training.layout import DEFAULT_EP
 
 SmCount = Int(0, MAX_SMS)
 EP = Int(1, MAX_GPUS)
@@ -63,22 +66,26 @@ def _moe_spec(**kw: int) -> MoESpec:
     try:
         return MoESpec(**kw)
     except ScenarioError as e:
-        if e.key_path == "experts" and "over EP" in e.message and kw["experts"] == 256:  # --ep was changed
+        if e.key_path == "experts" and "over EP" in e.message and kw["experts"] == V3.n_routed_experts:  # --ep changed
             raise ScenarioError("--ep", f"EP {kw['ep']} must divide the {kw['experts']} experts evenly") from None
         raise as_flag(e) from None
 
 
 def alltoall_cmd(
-    ep: Annotated[int, typer.Option("--ep", parser=EP, help="expert-parallel group size (GPUs)")] = 64,
+    ep: Annotated[int, typer.Option("--ep", parser=EP, help="expert-parallel group size (GPUs)")] = DEFAULT_EP,
     nodes: Annotated[
         int | None, typer.Option("--nodes", parser=Int(1, MAX_GPUS), help="nodes of the cluster [default: EP/8]")
     ] = None,
-    tokens: Annotated[int, typer.Option("--tokens", parser=Tokens, help="tokens per GPU")] = 4096,
-    hidden: Annotated[int, typer.Option("--hidden", parser=Int(1, MAX_HIDDEN))] = 7168,
-    experts: Annotated[int, typer.Option("--experts", parser=Experts)] = 256,
-    topk: Annotated[int, typer.Option("--topk", parser=TopK)] = 8,
-    node_limit: Annotated[int, typer.Option("--node-limit", parser=NodeLimit, help="max nodes per token (M)")] = 4,
-    sms: Annotated[str, typer.Option("--sms", help="comm SMs, or a list to sweep: 4,8,...,32")] = "20",
+    tokens: Annotated[int, typer.Option("--tokens", parser=Tokens, help="tokens per GPU")] = V3.seq_len,
+    hidden: Annotated[int, typer.Option("--hidden", parser=Int(1, MAX_HIDDEN))] = V3.dim,
+    experts: Annotated[int, typer.Option("--experts", parser=Experts)] = V3.n_routed_experts,
+    topk: Annotated[int, typer.Option("--topk", parser=TopK)] = V3.n_activated_experts,
+    node_limit: Annotated[
+        int, typer.Option("--node-limit", parser=NodeLimit, help="max nodes per token (M)")
+    ] = V3.n_limited_groups,
+    sms: Annotated[str, typer.Option("--sms", help="comm SMs, or a list to sweep: 4,8,...,32")] = str(
+        DEEPSEEK_COMM_SMS
+    ),
     routing: Annotated[str, typer.Option("--routing", help="balanced, random, skewed or replay")] = "balanced",
     routing_table: Annotated[
         Path | None, typer.Option("--routing-table", help="CSV/Parquet for replay", callback=input_file_option)
@@ -162,8 +169,9 @@ def alltoall_cmd(
         )
         for c in counts
     ]
-    traffic = route_layer(spec, tokens, Gating(routing, routing_table, skew_alpha, dirichlet), seed)
-    results = sm_sweep(topo, traffic, kernels[0], counts, model)
+    with flag_errors():
+        traffic = route_layer(spec, tokens, Gating(routing, routing_table, skew_alpha, dirichlet), seed)
+        results = sm_sweep(topo, traffic, kernels[0], counts, model)
     if plot is not None:
         from reports.sm_sweep import plot_sm_sweep
 
@@ -207,11 +215,11 @@ def balance_cmd(
         int, typer.Option("--steps", parser=Int(1, MAX_STEPS), help="training steps (bias updates)")
     ] = 100,
     gamma: Annotated[float, typer.Option("--gamma", parser=Float(0, 1e3), help="bias update speed (V3: 0.001)")] = 1e-3,
-    tokens: Annotated[int, typer.Option("--tokens", parser=Tokens, help="tokens routed per step")] = 4096,
-    ep: Annotated[int, typer.Option("--ep", parser=EP)] = 64,
-    experts: Annotated[int, typer.Option("--experts", parser=Experts)] = 256,
-    topk: Annotated[int, typer.Option("--topk", parser=TopK)] = 8,
-    node_limit: Annotated[int, typer.Option("--node-limit", parser=NodeLimit)] = 4,
+    tokens: Annotated[int, typer.Option("--tokens", parser=Tokens, help="tokens routed per step")] = V3.seq_len,
+    ep: Annotated[int, typer.Option("--ep", parser=EP)] = DEFAULT_EP,
+    experts: Annotated[int, typer.Option("--experts", parser=Experts)] = V3.n_routed_experts,
+    topk: Annotated[int, typer.Option("--topk", parser=TopK)] = V3.n_activated_experts,
+    node_limit: Annotated[int, typer.Option("--node-limit", parser=NodeLimit)] = V3.n_limited_groups,
     skew_alpha: Annotated[
         float, typer.Option("--skew-alpha", parser=Alpha, help="Zipf exponent of expert popularity")
     ] = 1.0,

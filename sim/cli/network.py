@@ -10,11 +10,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sim.cli.common import Float, Format, Int, out
+from sim.cli.common import Float, Format, Int, flag_errors, out
 from sim.errors import ScenarioError
 from sim.limits import MAX_BYTES, MAX_GPUS, MAX_SEED, require_memory
 from sim.network.collectives import ALGORITHMS, KINDS, run_collective
 from sim.network.spec import build_cluster, load_cluster
+from sim.network.tolerance import COMPLETION_RTOL
 
 FLOW_BYTES = 512  # memory per simultaneous flow (route, rates, bookkeeping), measured at 1-4 M flows
 
@@ -61,7 +62,7 @@ def collective_cmd(
             parser=Float(0, 1, hi_open=True),
             help="flows within this fraction of their age finish together; 0 = exact",
         ),
-    ] = 1e-2,
+    ] = COMPLETION_RTOL,
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Simulate one collective on the flow-level network: time, algbw, busbw, busiest link."""
@@ -76,7 +77,8 @@ def collective_cmd(
         f"use fewer GPUs (at most about {max_alltoall_gpus():,} for an all-to-all here)",
     )
     topo = build_cluster(cluster)
-    result = run_collective(topo, kind, gpus, size_bytes, algorithm, seed, completion_rtol)
+    with flag_errors():
+        result = run_collective(topo, kind, gpus, size_bytes, algorithm, seed, completion_rtol)
     _emit(result.to_dict(), fmt, f"{kind} ({algorithm}) on {gpus} GPUs of {topo.spec.name}", "{:.6g}")
 
 

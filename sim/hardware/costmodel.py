@@ -116,7 +116,7 @@ class CostModel:
     def gemm_roofline(self, m: int, n: int, k: int, dtype: str = "fp8", sms: int | None = None) -> float:
         """Time at 100% of the (SM-scaled) peak, seconds."""
         if dtype not in INPUT_BYTES:
-            raise ScenarioError("--dtype", f"unknown dtype {dtype!r}; choose from {', '.join(INPUT_BYTES)}")
+            raise ScenarioError("dtype", f"unknown dtype {dtype!r}; choose from {', '.join(INPUT_BYTES)}")
         sms = self._sms(sms)
         flops = 2.0 * m * n * k
         nbytes = (m * k + k * n) * INPUT_BYTES[dtype] + m * n * OUTPUT_BYTES
@@ -125,7 +125,7 @@ class CostModel:
     def _sms(self, sms: int | None) -> int:
         sms = self.all_sms if sms is None else sms
         if not 0 < sms <= self.all_sms:
-            raise ScenarioError("--sms", f"must be in 1..{self.all_sms}, got {sms}")
+            raise ScenarioError("sms", f"must be in 1..{self.all_sms}, got {sms}")
         return sms
 
     def gemm_time(
@@ -141,22 +141,20 @@ class CostModel:
         """Predicted GEMM time in seconds on ``sms`` SMs (default all), FP8 ``scaling`` (default
         DeepSeek's blockwise), optionally beside memory-bound communication kernels saturating
         ``beside_comm_sms`` other SMs."""
-        for name, v in (("--m", m), ("--n", n), ("--k", k)):
+        for name, v in (("m", m), ("n", n), ("k", k)):
             if v < 1:
                 raise ScenarioError(name, f"must be >= 1, got {v}")
         sms = self._sms(sms)
         if dtype not in INPUT_BYTES:
-            raise ScenarioError("--dtype", f"unknown dtype {dtype!r}; choose from {', '.join(INPUT_BYTES)}")
+            raise ScenarioError("dtype", f"unknown dtype {dtype!r}; choose from {', '.join(INPUT_BYTES)}")
         scaling = canonical_scaling(dtype, scaling)
         allowed = SCALINGS.get(dtype, ("none",))
         if scaling not in allowed:
-            raise ScenarioError("--scaling", f"{dtype} has no scaling {scaling!r}; choose from {', '.join(allowed)}")
+            raise ScenarioError("scaling", f"{dtype} has no scaling {scaling!r}; choose from {', '.join(allowed)}")
         t = self._gemm(m, n, k, dtype, sms, scaling)
         if beside_comm_sms:
             if sms + beside_comm_sms > self.all_sms:
-                raise ScenarioError(
-                    "--beside-comm-sms", f"{sms} + {beside_comm_sms} SMs exceed the GPU's {self.all_sms}"
-                )
+                raise ScenarioError("beside_comm_sms", f"{sms} + {beside_comm_sms} SMs exceed the GPU's {self.all_sms}")
             t *= self.interference.gemm_slowdown(dtype, self.comm_utilisation(beside_comm_sms))
         return t
 
@@ -185,7 +183,7 @@ class CostModel:
     ) -> float:
         """Predicted attention time in seconds (BF16) on ``sms`` SMs."""
         if phase not in PHASES:
-            raise ScenarioError("--phase", f"unknown phase {phase!r}; choose from {', '.join(PHASES)}")
+            raise ScenarioError("phase", f"unknown phase {phase!r}; choose from {', '.join(PHASES)}")
         sms = self._sms(sms)
         if phase == "fwd+bwd" and not self._attention_samples(causal, phase):
             return self.attention_time(heads, seq, qk_dim, v_dim, causal, "fwd", sms) + self.attention_time(
@@ -278,7 +276,7 @@ class CostModel:
         SMs, slowed by that same curve. Samples of multi-kernel ops (``kernels`` > 1) are the op's
         total time."""
         if nbytes <= 0:
-            raise ScenarioError("--bytes", f"must be > 0, got {nbytes:g}")
+            raise ScenarioError("nbytes", f"must be > 0, got {nbytes:g}")
         sms = self._sms(sms)
         xs, ys = self._memory_points(kernel)
         hbm = self.peaks.hbm_Bps
@@ -300,7 +298,7 @@ class CostModel:
             if (kernel is None and s.params.get("kernel") != "small") or s.params.get("kernel") == kernel
         ]
         if kernel is not None and not mine:
-            raise ScenarioError("--kernel", f"the profile has no memory samples of kernel {kernel!r}")
+            raise ScenarioError("kernel", f"the profile has no memory samples of kernel {kernel!r}")
         xs = np.log(np.array([[float(s.params["bytes"])] for s in mine])).reshape(len(mine), 1)
         hbm = self.peaks.hbm_Bps
         ys = np.array(
@@ -422,7 +420,9 @@ class CostModel:
         scales = sorted({(int(s.params["gpus"]), int(s.params["nodes"])) for s in nccl})
         if len(scales) > 1:
             listed = ", ".join(f"{g} GPUs on {n} nodes" for g, n in scales)
-            raise ScenarioError("--gpus", f"the profile has {op} at several scales ({listed}); give --gpus and --nodes")
+            raise ScenarioError(
+                "gpus", f"the profile has {op} at several scales ({listed}); pick one by its GPUs and nodes"
+            )
         return nccl or direct
 
     def comm_time(self, op: str, nbytes: float, gpus: int | None = None, nodes: int | None = None) -> float:
@@ -441,7 +441,7 @@ class CostModel:
                 }
             )
             raise ScenarioError(
-                "--op", f"the profile has fewer than 2 {op} samples (it has: {', '.join(have) or 'no communication'})"
+                "op", f"the profile has fewer than 2 {op} samples (it has: {', '.join(have) or 'no communication'})"
             )
         design = np.c_[np.ones(len(xs)), xs]
         (alpha, inv_beta), *_ = np.linalg.lstsq(design / ts[:, None], np.ones(len(xs)), rcond=None)

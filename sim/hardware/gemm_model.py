@@ -36,6 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 
+from sim.units import BF16_BYTES, FP8_BYTES, FP32_BYTES
+
 SCALINGS = {"fp8": ("blockwise", "rowwise", "tensorwise"), "bf16": ("none",), "fp16": ("none",), "fp32": ("none",)}
 SCALING_ALIASES = {
     "blockwise_1x128_128x128": "blockwise",
@@ -44,8 +46,8 @@ SCALING_ALIASES = {
     "tensor": "tensorwise",
     "": "none",
 }
-INPUT_BYTES = {"fp8": 1, "bf16": 2, "fp16": 2, "fp32": 4}
-OUTPUT_BYTES = 2
+INPUT_BYTES = {"fp8": FP8_BYTES, "bf16": BF16_BYTES, "fp16": 2, "fp32": FP32_BYTES}
+OUTPUT_BYTES = BF16_BYTES
 TILE = 128
 BANDWIDTH = 0.3  # residual smoother, in natural-log units of M, N, K and SMs
 SHRINK = 0.05  # residual smoother's pull towards the fitted model

@@ -10,6 +10,16 @@ The one place GPU datasheet figures live (every other module reads them from her
 ``DEFAULT_EFFICIENCY`` (0.7 of peak) is the *assumed* efficiency of datasheet profiles, where no
 measurement exists; it is an assumption, not a measured figure.
 
+Also here, each in one place (tests/unit/test_constants.py refuses copies):
+
+* :data:`DEEPSEEK_COMM_SMS` = 20: the SMs DeepSeek-V3's training gives its communication kernels
+  (DeepEP dispatch/combine, 10 channels of 2 SMs), leaving :data:`DEEPSEEK_COMPUTE_SMS` = 112 of
+  the H800's 132 to compute (V3 report section 3.2.2; REFERENCE.md section 3; DeepSeek's trace: the
+  DeepEP kernels launch 20 blocks, the FP8 GEMMs 112 CTAs).
+* :data:`NIC_Gbps` = 400: one ConnectX-7 InfiniBand NIC per GPU, 400 Gb/s = 50 GB/s
+  (REFERENCE.md section 3). NIC rates are given in Gb/s only; GB/s come from
+  :func:`sim.units.gbit_to_gbyte`.
+
 The compute cost model receives ``sms - comm_sms`` SMs. With a calibration profile that holds
 green-context samples, GEMM throughput at that SM count is measured (interpolated); without one it
 scales linearly with the SMs it gets (the analytical default: a GEMM big enough to fill every SM runs
@@ -44,6 +54,10 @@ H200 = GpuSpec(name="H200", hbm_GB=141.0, hbm_TBps=4.8)
 DATASHEETS: dict[str, GpuSpec] = {g.name: g for g in (H800, H100, H200)}
 DEFAULT_EFFICIENCY = 0.7
 
+DEEPSEEK_COMM_SMS = 20  # SMs for communication in DeepSeek-V3's training: 10 DeepEP channels of 2 SMs
+DEEPSEEK_COMPUTE_SMS = H800.sms - DEEPSEEK_COMM_SMS  # 112: the SMs left to compute (the trace's GEMM CTAs)
+NIC_Gbps = 400.0  # one ConnectX-7 400 Gb/s InfiniBand NIC per GPU (50 GB/s)
+
 
 def datasheet_for(device_name: str) -> GpuSpec | None:
     """The datasheet entry whose name is a word of ``device_name`` ("NVIDIA H100 80GB HBM3" -> H100)."""
@@ -59,12 +73,16 @@ class SmSplit:
     """How a GPU's SMs are shared: ``comm_sms`` drive communication kernels, the rest compute."""
 
     gpu: GpuSpec = H800
-    comm_sms: int = 20
+    comm_sms: int = DEEPSEEK_COMM_SMS
     coprocessor: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.comm_sms < self.gpu.sms:
             raise ScenarioError("comm_sms", f"must be in 0..{self.gpu.sms - 1}, got {self.comm_sms}")
+        if self.comm_sms % 2:
+            raise ScenarioError(
+                "comm_sms", f"must be an even number (DeepEP drives a channel with 2 SMs), got {self.comm_sms}"
+            )
         if self.comm_sms == 0 and not self.coprocessor:
             raise ScenarioError("comm_sms", "0 SMs for communication needs coprocessor mode")
 

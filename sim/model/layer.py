@@ -25,8 +25,9 @@ from dataclasses import dataclass
 
 from sim.model.ops import Op
 from sim.model.spec import ModelSpec
+from sim.units import BF16_BYTES, FP8_TILE_BYTES
 
-FP8_CAST = 3.0 + 4.0 / 128  # bytes per element: read BF16 (2), write FP8 (1) and a scale per 128 (4/128)
+FP8_CAST = BF16_BYTES + FP8_TILE_BYTES  # bytes per element: read BF16, write FP8 and its 1x128 tile's scale share
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def moe_forward(s: ModelSpec, w: LayerWork) -> list[Op]:
         Op("shared_up.scales", a, "small"),
         Op("shared_up", a, "gemm", m=t, n=2 * si, k=h),
         Op("expert_map", a, "memory", kernels=2, nbytes=16.0 * r, kernel="expert-map"),
-        Op("permute", a, "memory", kernels=3, nbytes=2.0 * r * h * (1 + 4 / 128), kernel="permute"),
+        Op("permute", a, "memory", kernels=3, nbytes=2.0 * r * h * FP8_TILE_BYTES, kernel="permute"),
         Op("experts_up", a, "gemm", m=r, n=2 * i, k=h, groups=g),
         Op("swiglu", a, "memory", kernels=3, nbytes=r * (2 * i * 2 + i * FP8_CAST / 3), kernel="swiglu"),
         Op("experts_down.prep", a, "small"),
@@ -145,7 +146,7 @@ def moe_backward_input(s: ModelSpec, w: LayerWork) -> list[Op]:
         Op("shared_swiglu.recompute", a, "memory", nbytes=t * (2 * si * 2 + si), kernel="swiglu", recompute=True),
         Op("shared_swiglu.bwd", a, "memory", nbytes=t * (2 * si * 2 + si * 2 + 2 * si * 2), kernel="swiglu-bwd"),
         Op("experts_swiglu.restore", a, "memory", nbytes=FP8_CAST * r * 2 * i, kernel="cast-back"),
-        Op("permute", a, "memory", kernels=2, nbytes=2.0 * r * h * (1 + 4 / 128), kernel="permute"),
+        Op("permute", a, "memory", kernels=2, nbytes=2.0 * r * h * FP8_TILE_BYTES, kernel="permute"),
         Op("experts_down.dgrad", a, "gemm", m=r, n=i, k=h, groups=g),
         Op(
             "experts_swiglu.bwd",

@@ -50,8 +50,7 @@ from math import ceil
 
 from sim.model.spec import ModelSpec
 from sim.model.stages import stage_layers
-
-FP8_BLOCK = 128  # weights are quantised in 128x128 blocks, one FP32 scale each (README_WEIGHTS.md)
+from sim.units import FP8_BLOCK  # weights are quantised in 128x128 blocks, one FP32 scale each (README_WEIGHTS.md)
 
 
 @dataclass(frozen=True)

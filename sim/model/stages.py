@@ -20,7 +20,7 @@ def layers_per_stage(layers: int, pp: int, explicit: list[int] | None = None) ->
             raise ScenarioError("layers_per_stage", f"counts must be >= 0 and add up to {layers}, got {explicit}")
         return list(explicit)
     if pp > layers:
-        raise ScenarioError("pipeline.pp", f"{pp} stages is more stages than the model's {layers} layers")
+        raise ScenarioError("pp", f"{pp} stages is more stages than the model's {layers} layers")
     base, extra = divmod(layers, pp)
     sizes = [base] * pp
     # the extra layers go to the middle stages first: order stages by distance from the ends, farthest first

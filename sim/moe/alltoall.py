@@ -96,7 +96,7 @@ def route_choices(spec: MoESpec, total: int, gating: Gating | str, rng: np.rando
         return balanced_choices(total, spec)
     if gating.routing == "replay":
         if gating.table is None:
-            raise ScenarioError("--routing-table", "replay needs a routing table")
+            raise ScenarioError("routing_table", "replay needs a routing table")
         return replay_choices(gating.table, total, spec)
     if gating.uses_fast_sampler():
         from sim.moe.sampling import sample_choices  # imports numba: only when used

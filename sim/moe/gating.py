@@ -144,16 +144,14 @@ class Gating:
         """A function giving the scores of the next ``n`` tokens of one layer."""
         if self.routing == "replay":
             if self.table is None:
-                raise ScenarioError("--routing-table", "replay needs a routing table")
+                raise ScenarioError("routing_table", "replay needs a routing table")
             table = self.table
             return lambda n: replay(table, n, spec)
         if self.routing == "skewed":
             popular = popularity(spec, rng, self.alpha, self.dirichlet)  # one popularity per layer
             return lambda n: skewed_scores(n, spec, rng, popular)
         if self.routing not in GATES:
-            raise ScenarioError(
-                "--routing", f"unknown routing {self.routing!r}; choose from {', '.join(GATES)}, replay"
-            )
+            raise ScenarioError("routing", f"unknown routing {self.routing!r}; choose from {', '.join(GATES)}, replay")
         gate = GATES[self.routing]
         return lambda n: gate(n, spec, rng)
 

@@ -6,30 +6,34 @@
   (at least 1; DeepSeek-V3's code sums the best 2 for its M = 4: the floor keeps that and scales it
   for other M, e.g. 8 for M = 1, 2 for M = 3, 1 for M >= 5).
 * Dispatch payload: FP8 hidden state (1 byte/element) plus one FP32 scale per 128 elements
-  (4/128 byte/element); combine payload: BF16 (2 bytes/element). Both are parameters.
+  (4/128 byte/element); combine payload: BF16 (2 bytes/element). Both are parameters
+  (:mod:`sim.units`).
+
+The defaults are DeepSeek-V3's: the model's fields come from :data:`sim.model.spec.DEEPSEEK_V3`
+(``n_routed_experts``, ``n_activated_experts``, ``n_limited_groups``, ``dim``) and the EP group from
+its training layout (:data:`sim.training.layout.DEFAULT_EP`); nothing is copied here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sim.errors import ScenarioError
-
-if TYPE_CHECKING:
-    from sim.model.spec import ModelSpec
+from sim.model.spec import DEEPSEEK_V3, ModelSpec
+from sim.training.layout import DEFAULT_EP
+from sim.units import BF16_BYTES, FP8_TILE_BYTES
 
 
 @dataclass(frozen=True)
 class MoESpec:
-    experts: int = 256
-    topk: int = 8
-    node_limit: int = 4
-    ep: int = 64
+    experts: int = DEEPSEEK_V3.n_routed_experts
+    topk: int = DEEPSEEK_V3.n_activated_experts
+    node_limit: int = DEEPSEEK_V3.n_limited_groups
+    ep: int = DEFAULT_EP
     gpus_per_node: int = 8
-    hidden: int = 7168
-    dispatch_bytes_per_elem: float = 1.0 + 4.0 / 128.0
-    combine_bytes_per_elem: float = 2.0
+    hidden: int = DEEPSEEK_V3.dim
+    dispatch_bytes_per_elem: float = FP8_TILE_BYTES
+    combine_bytes_per_elem: float = BF16_BYTES
 
     @staticmethod
     def of_model(model: ModelSpec, ep: int) -> MoESpec:

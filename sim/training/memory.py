@@ -86,6 +86,7 @@ from sim.model.params import StageParams, device_params, pipeline_parts
 from sim.model.spec import ModelSpec
 from sim.pipeline.ops import Op, Schedule
 from sim.units import BF16_BYTES, FP8_BLOCK, FP8_BYTES, FP8_TILE_BYTES, FP8_TILE_SCALE_BYTES, FP32_BYTES
+
 GB = 1e9
 
 
@@ -401,7 +402,6 @@ def deepseek_v3_default(s: ModelSpec, rank: int, microbatches: int = 120) -> Mem
     expert DP 2, one 4096-token sequence per micro-batch, ``microbatches`` per step), with the
     in-flight micro-batches of each stage from the DualPipe action lists."""
     from sim.pipeline.schedules import build_schedule
-
     from sim.training.layout import DEFAULT_EP, DEFAULT_GPUS, DEFAULT_PP
 
     pp = DEFAULT_PP
@@ -409,4 +409,6 @@ def deepseek_v3_default(s: ModelSpec, rank: int, microbatches: int = 120) -> Mem
     stages = [rank, pp - 1 - rank]
     per_mb = {st: stage_activation_bytes(s, st, pp, s.seq_len) for st in stages}
     inflight = inflight_at_peak(build_schedule("dualpipe", pp, microbatches), rank, per_mb)
-    return memory_per_gpu(s, stages, pp=pp, ep=DEFAULT_EP, dp=dp, expert_dp=dp // DEFAULT_EP, tokens=s.seq_len, inflight=inflight)
+    return memory_per_gpu(
+        s, stages, pp=pp, ep=DEFAULT_EP, dp=dp, expert_dp=dp // DEFAULT_EP, tokens=s.seq_len, inflight=inflight
+    )

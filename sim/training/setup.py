@@ -32,8 +32,8 @@ from sim.network.spec import ClusterSpec
 from sim.network.topology import Topology, build_topology
 from sim.training.chunk import ChunkTimer, Stage
 from sim.training.comm import CommModel
-from sim.training.layout import DEFAULT_EP
 from sim.training.costs import OpCoster
+from sim.training.layout import DEFAULT_EP
 from sim.training.params import ChunkParams
 
 
