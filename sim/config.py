@@ -253,6 +253,12 @@ class TrainingSpec(_Strict):
         "none", pattern="^(none|tail)$", description="ZeRO-1 collectives after the whole pipeline, or per rank"
     )
     dp_algorithm: str = Field("hierarchical", pattern="^(hierarchical|ring)$", description="non-expert DP")
+    contention: str = Field(
+        "shared",
+        pattern="^(shared|isolated)$",
+        description="shared: every byte of the step on one network in one event loop; isolated: DeepEP phases, "
+        "pipeline sends and ZeRO-1 collectives each timed alone (docs/step.md)",
+    )
     grad_reduce_bytes: int = Field(4, ge=1, le=8, description="bytes per gradient element reduced [FP32]")
     check_memory: bool = Field(True, description="refuse layouts whose memory exceeds the GPU's")
 
