@@ -15,10 +15,12 @@ from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
 from sim.hardware.gpu import GpuSpec, datasheet_for
 from sim.hardware.profile import load_profile
+from sim.keys import as_yaml_key
 from sim.model.stages import layers_per_stage
 from sim.moe.deepep import KernelSpec
 from sim.moe.gating import Gating
 from sim.network.context import SimContext
+from sim.network.tolerance import COMPLETION_RTOL
 from sim.network.topology import Topology, build_topology
 from sim.pipeline.costs import OpTimes
 from sim.pipeline.execute import P2P, NetworkP2P, ScheduleRun, execute
@@ -33,8 +35,9 @@ from sim.training.layout import StagePlacement
 from sim.training.setup import ChunkConfig, ChunkSetup, build_chunk
 from sim.training.step import Progress, StepRun, StepSpec, run_step
 from sim.training.step_result import StepResult, account, check_memory
+from sim.units import BF16_BYTES
 
-ACTIVATION_BYTES = 2  # a stage-to-stage send carries the hidden states in BF16 (DeepSeek-V3 report 3.3)
+ACTIVATION_BYTES = BF16_BYTES  # a stage-to-stage send carries the hidden states in BF16 (DeepSeek-V3 report 3.3)
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,7 @@ def _chunk_times(sc: Scenario) -> tuple[OpTimes, ChunkTimes]:
     try:
         setup: ChunkSetup = build_chunk(config)
     except ScenarioError as err:
-        key = err.key_path if err.key_path in ("profile",) else f"workload.{err.key_path}"
-        raise ScenarioError(key, err.message) from None
+        raise as_yaml_key(err).with_file(str(sc.source_path)) from None
     timer, stage = setup.timer, setup.stage
     f = timer.forward(stage).span_s
     b = timer.backward(stage).span_s
@@ -253,7 +255,7 @@ def step_spec(sc: Scenario) -> tuple[StepSpec, GpuSpec]:
         routing_samples=samples,
     )
     cluster = sc.cluster_spec()
-    rtol = sc.cluster.completion_rtol if sc.cluster is not None else 1e-2
+    rtol = sc.cluster.completion_rtol if sc.cluster is not None else COMPLETION_RTOL
     topology = build_topology(cluster)
     if t.layers_per_stage == "balanced":
         inputs, schedule = _balanced(sc, inputs, schedule, topology, gpu)

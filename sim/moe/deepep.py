@@ -38,9 +38,11 @@ import numpy as np
 import simpy
 
 from sim.errors import ScenarioError
+from sim.hardware.gpu import DEEPSEEK_COMM_SMS
 from sim.moe.traffic import Traffic
 from sim.network.context import SimContext
 from sim.network.flows import FlowNetwork
+from sim.network.tolerance import COMPLETION_RTOL
 from sim.network.topology import Topology
 
 # deepseek-ai/DeepEP README (legacy V1 docs), H800 + CX7 400 Gb/s, after the 2025-04-22 update (PR #130):
@@ -56,13 +58,13 @@ NVLINK_CHANNEL_GBps = 16.0  # assumption: 10 channels saturate 160 GB/s NVLink (
 
 @dataclass(frozen=True)
 class KernelSpec:
-    comm_sms: int = 20
+    comm_sms: int = DEEPSEEK_COMM_SMS
     rdma_channel_GBps: dict[str, float] = field(default_factory=lambda: dict(DERIVED_RDMA_GBps))
     nvlink_channel_GBps: float = NVLINK_CHANNEL_GBps
     notify_bytes: float = 64.0
     notify_wait_us: float = 0.0
     coprocessor: bool = False
-    completion_rtol: float = 1e-2
+    completion_rtol: float = COMPLETION_RTOL
 
     def __post_init__(self) -> None:
         if self.comm_sms < 0 or self.comm_sms % 2:

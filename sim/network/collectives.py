@@ -31,7 +31,8 @@ import simpy
 
 from sim.errors import ScenarioError
 from sim.network.context import SimContext
-from sim.network.flows import COMPLETION_RTOL, FlowNetwork
+from sim.network.flows import FlowNetwork
+from sim.network.tolerance import COMPLETION_RTOL
 from sim.network.topology import Topology
 
 KINDS = ("sendrecv", "alltoall", "allgather", "reducescatter", "allreduce")
@@ -105,7 +106,7 @@ def _phases(topo: Topology, kind: str, algorithm: str, gpus: np.ndarray, size: f
     g = topo.gpus_per_node
     nodes = np.unique(gpus // g)
     if len(gpus) != len(nodes) * g:
-        raise ScenarioError("--gpus", f"hierarchical collectives need whole nodes ({g} GPUs each), got {n} GPUs")
+        raise ScenarioError("gpus", f"hierarchical collectives need whole nodes ({g} GPUs each), got {n} GPUs")
     local = [nodes[i] * g + np.arange(g) for i in range(len(nodes))]  # one ring per node
     cross = [nodes * g + i for i in range(g)]  # one ring per local index
     k = len(nodes)
@@ -192,16 +193,16 @@ def run_collective(
 ) -> CollectiveResult:
     """Simulate one collective alone on the network and report nccl-tests style figures."""
     if kind not in KINDS:
-        raise ScenarioError("KIND", f"unknown collective {kind!r}; choose from {', '.join(KINDS)}")
+        raise ScenarioError("kind", f"unknown collective {kind!r}; choose from {', '.join(KINDS)}")
     if algorithm not in ALGORITHMS:
-        raise ScenarioError("--algorithm", f"unknown algorithm {algorithm!r}; choose from {', '.join(ALGORITHMS)}")
+        raise ScenarioError("algorithm", f"unknown algorithm {algorithm!r}; choose from {', '.join(ALGORITHMS)}")
     ranks = np.arange(gpus) if isinstance(gpus, int) else np.asarray(gpus, dtype=np.int64)
     if len(ranks) < 2 or len(ranks) > topo.gpus:
-        raise ScenarioError("--gpus", f"need 2..{topo.gpus} GPUs on this cluster, got {len(ranks)}")
+        raise ScenarioError("gpus", f"need 2..{topo.gpus} GPUs on this cluster, got {len(ranks)}")
     if len(np.unique(ranks)) != len(ranks):
-        raise ScenarioError("--gpus", "GPUs must be distinct")
+        raise ScenarioError("gpus", "GPUs must be distinct")
     if not size_bytes > 0:
-        raise ScenarioError("--size-bytes", f"must be > 0, got {size_bytes}")
+        raise ScenarioError("size_bytes", f"must be > 0, got {size_bytes}")
     _phases(topo, kind, algorithm, ranks, float(size_bytes))  # layout errors before anything runs
     ctx = ctx if ctx is not None else SimContext(topo, completion_rtol, seed)
     net = ctx.network

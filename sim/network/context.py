@@ -9,8 +9,10 @@ time share links, and one clock orders every event of a run.
 Some figures are taken *alone* before the run's main event loop starts (a DeepEP phase's time on
 its own, which the chunk model needs; a collective's time on its own, which a coflow needs as its
 cap): :meth:`SimContext.run_alone` runs such processes on the same environment and network while
-nothing else is active, and returns the time they took. The main loop then starts at the
-environment's current time, which becomes the run's origin (:attr:`SimContext.origin`).
+nothing else is active, returns the time they took, and sets the clock back to where it was (the
+network is idle again, and the only events left are its stale wake-ups). Measurements alone take
+no simulated time, so every one of them, and the main loop, starts at the same instant whatever was
+memoised before: the same inputs give the same bits in a fresh process and in a warm one.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from collections.abc import Iterable
 import simpy
 
 from sim.engine.recorder import Recorder
-from sim.network.flows import COMPLETION_RTOL, FlowNetwork
+from sim.network.flows import FlowNetwork
+from sim.network.tolerance import COMPLETION_RTOL
 from sim.network.topology import Topology
 
 
@@ -53,11 +56,21 @@ class SimContext:
         returns the time they took."""
         if not self.idle():
             raise RuntimeError("run_alone needs an idle network (it times processes on their own)")
-        t0 = self.env.now
-        started = [self.env.process(p) for p in processes]
-        if started:
-            self.env.run(until=self.env.all_of(started))
-        return self.env.now - t0
+        env = self.env
+        t0 = env.now
+        started = [env.process(p) for p in processes]
+        if not started:
+            return 0.0
+        env.run(until=env.all_of(started))
+        elapsed = env.now - t0
+        if not self.idle():
+            raise RuntimeError("processes run alone left flows on the network")
+        # set the clock back: only the network's stale wake-ups (and no process) are left queued
+        env._queue.clear()
+        env._now = t0
+        if self.net is not None:
+            self.net.rewind(t0)
+        return elapsed
 
     def start_main(self) -> float:
         """Mark the start of the run's main event loop (the origin of its reported times)."""

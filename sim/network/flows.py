@@ -35,14 +35,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
+from sim.network.coflow import CoflowTable
 from sim.network.maxmin import maxmin_rates
 from sim.network.routing import Routes, route
+from sim.network.tolerance import COMPLETION_RTOL
 from sim.network.topology import Topology
 
-COMPLETION_RTOL = 1e-2
-"""The run's default ``completion_rtol`` (the one home of this constant): flows finishing within 1% of
-their age of one another complete together, so a flow's duration is at most 1% short (the module
-docstring); scenarios set it as ``cluster.completion_rtol``."""
+__all__ = ["COMPLETION_RTOL", "FlowNetwork", "FlowStats"]
 
 _REL_DONE = 1e-9
 
@@ -61,6 +60,7 @@ class FlowStats:
     flows: int = 0
     recomputes: int = 0
     completions: int = 0
+    coflow_solves: int = 0
     link_bytes: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
@@ -74,6 +74,7 @@ class FlowNetwork:
         seed: int | None = None,
         completion_rtol: float = COMPLETION_RTOL,
         on_rates: Callable[[float, np.ndarray, np.ndarray], None] | None = None,
+        incremental: bool = True,
     ) -> None:
         self.env = env
         self.topo = topo
@@ -97,20 +98,9 @@ class FlowNetwork:
         self._last = 0.0
         self._generation = 0
         self._recompute_pending = False
-        # coflows: slots with scalar state in arrays, links per slot in lists
-        self._cf_rem = np.zeros(0)
-        self._cf_size = np.zeros(0)
-        self._cf_rate = np.zeros(0)
-        self._cf_cap = np.zeros(0)
-        self._cf_lat = np.zeros(0)
-        self._cf_active = np.zeros(0, dtype=bool)
-        self._cf_links: list[np.ndarray] = []
-        self._cf_w: list[np.ndarray] = []
-        self._cf_event: list[simpy.Event | None] = []
-        self._cf_free: list[int] = []
-        self._cf_load = np.zeros(len(self.capacity))  # bytes/s of active coflows on each link
-        self._cf_at_cap = True  # every active coflow runs at its cap (and no link is over capacity)
-        self._solve_needed = False
+        self._wake_at = np.inf  # when the next completion wakes the network
+        self.coflows = CoflowTable(self.capacity)
+        self.incremental = incremental  # False: every change re-solves every flow and coflow (the reference)
 
     def add_virtual_links(self, capacity_Bps: np.ndarray) -> np.ndarray:
         """Extra capacity constraints (e.g. the SMs driving a GPU's communication); returns their ids.
@@ -121,69 +111,49 @@ class FlowNetwork:
         ids = np.arange(len(self.capacity), len(self.capacity) + len(capacity_Bps))
         self.capacity = np.concatenate([self.capacity, capacity_Bps])
         self.stats.link_bytes = np.concatenate([self.stats.link_bytes, np.zeros(len(capacity_Bps))])
-        self._cf_load = np.concatenate([self._cf_load, np.zeros(len(capacity_Bps))])
+        self.coflows.grow_links(self.capacity)
         return ids
+
+    def rewind(self, now: float) -> None:
+        """The clock was set back to ``now`` (:meth:`sim.network.context.SimContext.run_alone`): only
+        an idle network can follow it."""
+        if len(self._remaining) or self.coflows.active.any():
+            raise RuntimeError("cannot rewind a network with active flows")
+        self._last = now
+        self._generation += 1
+        self._wake_at = np.inf
+        self._recompute_pending = False
 
     @property
     def active_coflows(self) -> int:
-        return int(self._cf_active.sum())
+        return int(self.coflows.active.sum())
 
     def send_coflow(
         self, links: np.ndarray, link_bytes: np.ndarray, time_alone_s: float, latency_s: float = 0.0
     ) -> simpy.Event:
         """Start a coflow now (see the module docstring); the event fires ``latency_s`` after its
-        last byte (value: that time)."""
-        links = np.asarray(links, dtype=np.int64)
-        link_bytes = np.asarray(link_bytes, dtype=np.float64)
+        last byte (value: that time). Pass the same ``links`` and ``link_bytes`` arrays for coflows of
+        the same kind (their sharing with other kinds is worked out once)."""
         event = self.env.event()
-        keep = link_bytes > 0
-        links, link_bytes = links[keep], link_bytes[keep]
-        if links.size == 0 or not time_alone_s > 0:
+        if len(links) == 0 or not time_alone_s > 0:
             self._fire(event, self.env.now + max(time_alone_s, 0.0) + latency_s)
             return event
-        if np.unique(links).size != links.size:
-            raise ValueError("a coflow names each link once (sum its bytes per link)")
+        table = self.coflows
+        kind = table.kind_of(links, link_bytes)
         self.stats.flows += 1
         self.stats.link_bytes[links] += link_bytes
-        size = float(link_bytes.max())
-        cap = size / time_alone_s
         self._advance()
-        slot = self._cf_slot()
-        self._cf_rem[slot] = size
-        self._cf_size[slot] = size
-        self._cf_cap[slot] = cap
-        self._cf_lat[slot] = latency_s
-        self._cf_active[slot] = True
-        self._cf_links[slot] = links
-        self._cf_w[slot] = link_bytes / size
-        self._cf_event[slot] = event
-        if len(self._remaining) or not self._cf_at_cap:
-            self._cf_rate[slot] = 0.0
-            self._solve_needed = True
-        else:
-            self._cf_rate[slot] = cap
-            self._cf_load[links] += self._cf_w[slot] * cap
-            if (self._cf_load[links] > self.capacity[links] * (1.0 + 1e-9)).any():
-                self._solve_needed = True
-        self._schedule_step()
+        slot = table.add(kind, time_alone_s, latency_s, event)
+        if table.dirty or len(self._remaining) or self._recompute_pending or not self.incremental:
+            self._schedule_step()
+        else:  # at its cap and nothing over capacity: only the next wake may move earlier
+            done_at = self.env.now + float(table.rem[slot] / table.rate[slot])
+            if done_at < self._wake_at:
+                self._generation += 1
+                self._wake_at = done_at
+                gen = self._generation
+                self.env.timeout(done_at - self.env.now).callbacks.append(lambda _e: self._on_wake(gen))
         return event
-
-    def _cf_slot(self) -> int:
-        if self._cf_free:
-            return self._cf_free.pop()
-        n = len(self._cf_rem)
-        grow = max(8, n)
-        self._cf_rem = np.concatenate([self._cf_rem, np.zeros(grow)])
-        self._cf_size = np.concatenate([self._cf_size, np.ones(grow)])
-        self._cf_rate = np.concatenate([self._cf_rate, np.zeros(grow)])
-        self._cf_cap = np.concatenate([self._cf_cap, np.zeros(grow)])
-        self._cf_lat = np.concatenate([self._cf_lat, np.zeros(grow)])
-        self._cf_active = np.concatenate([self._cf_active, np.zeros(grow, dtype=bool)])
-        self._cf_links += [np.zeros(0, dtype=np.int64)] * grow
-        self._cf_w += [np.zeros(0)] * grow
-        self._cf_event += [None] * grow
-        self._cf_free = list(range(n + grow - 1, n, -1))
-        return n
 
     def _schedule_step(self) -> None:
         if not self._recompute_pending:
@@ -268,33 +238,27 @@ class FlowNetwork:
         if dt > 0:
             if len(self._remaining):
                 self._remaining -= self._rate * dt
-            if self._cf_active.any():
-                self._cf_rem -= np.where(self._cf_active, self._cf_rate, 0.0) * dt
+            table = self.coflows
+            if table.active.any():
+                table.rem -= table.rate * dt  # inactive slots have rate 0
         self._last = now
 
     def _finish_coflows(self) -> None:
-        done = np.flatnonzero(self._cf_active & (self._cf_rem <= _REL_DONE * self._cf_size))
+        table = self.coflows
+        done = np.flatnonzero(table.active & (table.rem <= _REL_DONE * table.size))
         if not done.size:
             return
         now = self.env.now
         self.stats.completions += int(done.size)
         for slot in done.tolist():
-            links = self._cf_links[slot]
-            self._cf_load[links] -= self._cf_w[slot] * self._cf_rate[slot]
-            self._cf_active[slot] = False
-            self._cf_rate[slot] = 0.0
-            event = self._cf_event[slot]
-            self._cf_event[slot] = None
-            assert event is not None
-            self._fire(event, now + float(self._cf_lat[slot]))
-            self._cf_free.append(slot)
-        if not self._cf_at_cap:
-            self._solve_needed = True  # freed capacity may raise the others
-        if not self._cf_active.any():
-            self._cf_load[:] = 0.0  # no drift left behind
-            self._cf_at_cap = True
+            latency = float(table.lat[slot])
+            event = table.remove(slot)
+            assert isinstance(event, simpy.Event)
+            self._fire(event, now + latency)
 
     def _finish_done(self) -> None:
+        if not len(self._remaining):
+            return
         now = self.env.now
         done = self._remaining <= np.maximum(_REL_DONE * self._size, 1e-6)
         if self.completion_rtol > 0 and len(self._remaining):
@@ -335,50 +299,52 @@ class FlowNetwork:
         self._finish_done()
         self._finish_coflows()
         self._generation += 1
-        coflows = self._cf_active.any()
+        self._wake_at = np.inf
+        table = self.coflows
+        coflows = table.active.any()
         if not len(self._remaining) and not coflows:
             return
-        if len(self._remaining) or self._solve_needed:
+        if len(self._remaining) or not self.incremental:
             self._solve()
+        elif table.dirty:
+            self.stats.recomputes += table.solve_dirty()
+            self._report_rates()
         dt = np.inf
         if len(self._remaining):
             dt = float((self._remaining / self._rate).min())
         if coflows:
-            active = self._cf_active
+            active = table.active
             with np.errstate(divide="ignore", invalid="ignore"):
-                dt = min(dt, float(np.min(self._cf_rem[active] / self._cf_rate[active])))
+                dt = min(dt, float(np.min(table.rem[active] / table.rate[active])))
         gen = self._generation
+        self._wake_at = self.env.now + max(dt, 0.0)
         self.env.timeout(max(dt, 0.0)).callbacks.append(lambda _e: self._on_wake(gen))
 
     def _solve(self) -> None:
-        """Max-min rates of every active flow and coflow."""
-        self._solve_needed = False
+        """Max-min rates of every active flow and coflow together."""
         n = len(self._remaining)
-        slots = np.flatnonzero(self._cf_active)
-        if not slots.size:
+        table = self.coflows
+        slots, cf_flow, cf_link, cf_weight = table.entries()
+        if not slots:
             self._rate = maxmin_rates(self._entry_flow, self._entry_link, self.capacity, n)
         else:
-            cf_links = [self._cf_links[s] for s in slots.tolist()]
-            counts = np.array([len(x) for x in cf_links])
-            entry_flow = np.concatenate([self._entry_flow, n + np.repeat(np.arange(slots.size), counts)])
-            entry_link = np.concatenate([self._entry_link, *cf_links])
-            weight = np.concatenate([np.ones(len(self._entry_link)), *(self._cf_w[s] for s in slots.tolist())])
-            cap = np.concatenate([np.full(n, np.inf), self._cf_cap[slots]])
-            rates = maxmin_rates(entry_flow, entry_link, self.capacity, n + slots.size, weight=weight, cap=cap)
+            entry_flow = np.concatenate([self._entry_flow, n + cf_flow])
+            entry_link = np.concatenate([self._entry_link, cf_link])
+            weight = np.concatenate([np.ones(len(self._entry_link)), cf_weight])
+            cap = np.concatenate([np.full(n, np.inf), table.cap[slots]])
+            rates = maxmin_rates(entry_flow, entry_link, self.capacity, n + len(slots), weight=weight, cap=cap)
             self._rate = rates[:n]
-            self._cf_rate[slots] = rates[n:]
-            self._cf_load[:] = np.bincount(
-                entry_link[len(self._entry_link) :],
-                weights=weight[len(self._entry_link) :] * np.repeat(rates[n:], counts),
-                minlength=len(self.capacity),
-            )
-            self._cf_at_cap = bool((rates[n:] >= self._cf_cap[slots] * (1.0 - 1e-12)).all())
+            table.set_rates(slots, rates[n:])
         self.stats.recomputes += 1
-        if self.on_rates is not None:
-            load = self._cf_load.copy()
-            if n:
-                load += np.bincount(self._entry_link, weights=self._rate[self._entry_flow], minlength=len(self.capacity))
-            self.on_rates(self.env.now, load, self.capacity)
+        self._report_rates()
+
+    def _report_rates(self) -> None:
+        if self.on_rates is None:
+            return
+        load = self.coflows.load.copy()
+        if len(self._remaining):
+            load += np.bincount(self._entry_link, weights=self._rate[self._entry_flow], minlength=len(self.capacity))
+        self.on_rates(self.env.now, load, self.capacity)
 
 
 def _with_extra(routes: Routes, extra: np.ndarray) -> Routes:

@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sim.errors import ScenarioError
+from sim.hardware.gpu import NIC_Gbps
 from sim.limits import MAX_GPUS, MAX_GPUS_PER_NODE, MAX_RATE, MAX_SEED
 from sim.yamlio import read_yaml, validation_error
 
@@ -44,7 +45,7 @@ class NodeSpec(_Strict):
     nvlink_GBps: float = Field(160.0, gt=0, le=MAX_RATE, description="achievable per GPU per direction")
     nvlink_nominal_GBps: float = Field(400.0, gt=0, le=MAX_RATE, description="datasheet aggregate; reference only")
     pcie_GBps: float = Field(64.0, gt=0, le=MAX_RATE, description="GPU<->NIC path per direction")
-    nic_Gbps: float = Field(400.0, gt=0, le=MAX_RATE, description="per NIC (one per GPU)")
+    nic_Gbps: float = Field(NIC_Gbps, gt=0, le=MAX_RATE, description="per NIC (one per GPU)")
 
 
 class LatencySpec(_Strict):

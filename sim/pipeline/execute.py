@@ -26,7 +26,8 @@ from sim.engine import LinkSet, Recorder
 from sim.errors import DeadlockError
 from sim.network.coflow import coflow_of_flows
 from sim.network.context import SimContext
-from sim.network.flows import COMPLETION_RTOL, FlowNetwork
+from sim.network.flows import FlowNetwork
+from sim.network.tolerance import COMPLETION_RTOL
 from sim.network.topology import Topology
 from sim.pipeline.costs import Durations
 from sim.pipeline.deps import Key, consumers, describe, needs, produces

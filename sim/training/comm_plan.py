@@ -28,7 +28,6 @@ not re-timed for the longer overlap (docs/step.md).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,16 +38,22 @@ from sim.training.overlap import STREAM_ORDER, Task
 _NEG = -np.inf
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CommPlan:
-    """``starts[k]``: the max-plus form of the ``k``-th comm data task's start (``[c0, c1..cK]``, the
-    constant and the offset after each comm end); ``end``: the chunk span's form; ``tasks``: the comm
-    data tasks' indices in stream order, ``durations`` their isolated durations."""
+    """``forms[i]``: the max-plus form of task ``i``'s start (``[c0, c1..cK]``: the constant and the
+    offset after each comm end); ``starts`` those of the comm data tasks, ``end`` the span's form;
+    ``tasks``: the comm data tasks' indices in stream order, ``durations`` their isolated durations;
+    ``base``: every task's isolated duration; ``is_comm``: the tasks on the comm stream that move
+    data or wait (the communication of the chunk, for exposure)."""
 
     tasks: tuple[int, ...]
     durations: tuple[float, ...]
+    forms: np.ndarray  # N x (K + 1)
     starts: np.ndarray  # K x (K + 1)
     end: np.ndarray  # K + 1
+    base: np.ndarray  # N
+    is_comm: np.ndarray  # N, bool
+    is_compute: np.ndarray  # N, bool
 
     @property
     def phases(self) -> int:
@@ -61,12 +66,24 @@ class CommPlan:
     def span(self, ends: list[float]) -> float:
         return _eval(self.end, ends)
 
+    def times(self, durations: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Every task's (start, end) with the comm data tasks taking ``durations``."""
+        ends: list[float] = []
+        for k, d in enumerate(durations):
+            ends.append(self.start(k, ends) + d)
+        vec = np.array([0.0, *ends])
+        starts = np.max(self.forms + vec, axis=1)
+        dur = self.base.copy()
+        if self.tasks:
+            dur[list(self.tasks)] = durations
+        return starts, starts + dur
+
 
 def _eval(form: np.ndarray, ends: list[float]) -> float:
-    value = float(form[0])
-    for k, e in enumerate(ends):
-        c = form[k + 1]
-        if c != _NEG and e + c > value:
+    coef = form.tolist()
+    value: float = coef[0]
+    for e, c in zip(ends, coef[1:], strict=False):
+        if e + c > value:  # -inf never wins
             value = e + c
     return value
 
@@ -92,18 +109,17 @@ def comm_plan(chunk: ChunkResult) -> CommPlan:
     n_k = len(comm)
     preds = _preds(tasks)
     ends = np.full((len(tasks), n_k + 1), _NEG)
-    starts = np.full((n_k, n_k + 1), _NEG)
+    forms = np.full((len(tasks), n_k + 1), _NEG)
     for i, t in enumerate(tasks):
         form = np.full(n_k + 1, _NEG)
         form[0] = 0.0
         for p in preds[i]:
             np.maximum(form, ends[p], out=form)
         form = form + (t.start - t.queued if t.queued >= 0 else 0.0)
+        forms[i] = form
         if i in index:
-            k = index[i]
-            starts[k] = form
             ends[i] = _NEG
-            ends[i, k + 1] = 0.0
+            ends[i, index[i] + 1] = 0.0
         else:
             ends[i] = form + (t.end - t.start)
     end = np.full(n_k + 1, _NEG)
@@ -111,7 +127,11 @@ def comm_plan(chunk: ChunkResult) -> CommPlan:
     for i in range(len(tasks)):
         np.maximum(end, ends[i], out=end)
     durations = tuple(float(tasks[i].end - tasks[i].start) for i in comm)
-    return CommPlan(tuple(comm), durations, starts, end)
+    base = np.array([t.end - t.start for t in tasks], dtype=np.float64)
+    is_comm = np.array([t.stream == "comm" for t in tasks], dtype=bool)
+    return CommPlan(
+        tuple(comm), durations, forms, forms[comm] if comm else np.zeros((0, 1)), end, base, is_comm, ~is_comm
+    )
 
 
 def retime(chunk: ChunkResult, plan: CommPlan, durations: tuple[float, ...]) -> ChunkResult:
@@ -119,19 +139,46 @@ def retime(chunk: ChunkResult, plan: CommPlan, durations: tuple[float, ...]) -> 
     by the same recurrence (compute durations and launch gaps as observed alone)."""
     if durations == plan.durations:
         return chunk
-    tasks = chunk.tasks
-    preds = _preds(tasks)
-    actual = dict(zip(plan.tasks, durations, strict=True))
+    starts, ends = plan.times(durations)
     out: list[Task] = []
-    end_of: list[float] = []
-    for i, t in enumerate(tasks):
-        ready = max((end_of[p] for p in preds[i]), default=0.0)
-        delay = t.start - t.queued if t.queued >= 0 else 0.0
-        start = ready + delay
-        end = start + actual.get(i, t.end - t.start)
-        out.append(dataclasses.replace(t, queued=ready, start=start, end=end))
-        end_of.append(end)
-    return ChunkResult(chunk.kind, max(end_of, default=0.0), out)
+    new = object.__new__
+    for t, s, e in zip(chunk.tasks, starts.tolist(), ends.tolist(), strict=True):
+        c = new(Task)
+        c.__dict__.update(t.__dict__)
+        c.queued = s - (t.start - t.queued if t.queued >= 0 else 0.0)
+        c.start = s
+        c.end = e
+        out.append(c)
+    return ChunkResult(chunk.kind, float(ends.max()) if len(ends) else 0.0, out)
 
 
-__all__ = ["STREAM_ORDER", "CommPlan", "comm_plan", "retime"]
+def exposed_comm_of(plan: CommPlan, durations: tuple[float, ...]) -> float:
+    """Communication time not under compute of the chunk retimed with ``durations`` (the figure
+    :func:`sim.training.stats.exposed_comm` gives for its spans), from the plan's arrays."""
+    starts, ends = plan.times(durations)
+    moving = ends > starts
+    return exposed_time(
+        starts[moving & plan.is_comm],
+        ends[moving & plan.is_comm],
+        starts[moving & plan.is_compute],
+        ends[moving & plan.is_compute],
+    )
+
+
+def exposed_time(cs: np.ndarray, ce: np.ndarray, ks: np.ndarray, ke: np.ndarray) -> float:
+    """Length of the time covered by the intervals ``[cs, ce)`` and by none of ``[ks, ke)`` (a sweep
+    over the sorted boundaries)."""
+    if not len(cs):
+        return 0.0
+    at = np.concatenate([cs, ce, ks, ke])
+    d_comm = np.concatenate([np.ones(len(cs)), -np.ones(len(ce)), np.zeros(len(ks) + len(ke))])
+    d_comp = np.concatenate([np.zeros(len(cs) + len(ce)), np.ones(len(ks)), -np.ones(len(ke))])
+    order = np.argsort(at, kind="stable")
+    at = at[order]
+    comm = np.cumsum(d_comm[order])
+    comp = np.cumsum(d_comp[order])
+    gaps = np.diff(at)
+    return float(gaps[(comm[:-1] > 0.5) & (comp[:-1] < 0.5)].sum())
+
+
+__all__ = ["STREAM_ORDER", "CommPlan", "comm_plan", "exposed_comm_of", "exposed_time", "retime"]

@@ -42,7 +42,7 @@ from sim.model.params import StageParams, stage_params
 from sim.model.spec import ModelSpec
 from sim.network.collectives import collective_process
 from sim.network.context import SimContext
-from sim.network.flows import COMPLETION_RTOL
+from sim.network.tolerance import COMPLETION_RTOL
 from sim.network.topology import Topology
 from sim.pipeline.ops import Op, Schedule
 from sim.training.layout import Layout, StagePlacement
@@ -132,7 +132,11 @@ COLLECTIVES_MEMO_SIZE = 256  # entries kept across steps in one process (a sweep
 
 
 def _collectives(
-    ctx: SimContext, topology: Topology, kind: str, groups: list[tuple[np.ndarray, float, str]], rtol: float
+    topology: Topology,
+    kind: str,
+    groups: list[tuple[np.ndarray, float, str]],
+    rtol: float,
+    ctx: SimContext | None = None,
 ) -> float:
     """Seconds until every (GPUs, per-rank bytes, algorithm) collective of ``kind`` has finished;
     memoised across steps by everything that determines it (the cluster description, the GPUs, sizes and
@@ -147,7 +151,7 @@ def _collectives(
     if hit is not None:
         _COLLECTIVES_MEMO.move_to_end(key)
         return hit
-    value = _simulate_collectives(ctx, kind, groups)
+    value = _simulate_collectives(ctx if ctx is not None else SimContext(topology, rtol), kind, groups)
     _COLLECTIVES_MEMO[key] = value
     if len(_COLLECTIVES_MEMO) > COLLECTIVES_MEMO_SIZE:
         _COLLECTIVES_MEMO.popitem(last=False)
@@ -157,7 +161,9 @@ def _collectives(
 def _simulate_collectives(ctx: SimContext, kind: str, groups: list[tuple[np.ndarray, float, str]]) -> float:
     """The collectives alone on the run's network (nothing else active)."""
     net = ctx.network
-    procs = [collective_process(net, kind, gpus, size, algo) for gpus, size, algo in groups if len(gpus) > 1 and size > 0]
+    procs = [
+        collective_process(net, kind, gpus, size, algo) for gpus, size, algo in groups if len(gpus) > 1 and size > 0
+    ]
     return float(ctx.run_alone(procs))
 
 
@@ -220,7 +226,7 @@ class DpModel:
         gpus, size, algo = groups[0]
         key = (kind, len(gpus), rset.expert_dp, size, groups[1][1] if len(groups) > 1 else 0.0, algo)
         if key not in self._memo:
-            self._memo[key] = _collectives(self.ctx, self.topology, kind, groups, self.spec.completion_rtol)
+            self._memo[key] = _collectives(self.topology, kind, groups, self.spec.completion_rtol, self.ctx)
         return self._memo[key]
 
     def phase(self, device: int, stage_ready: dict[StagePlacement, float], pipeline_end: float) -> SetPhase:

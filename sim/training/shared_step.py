@@ -160,7 +160,7 @@ def run_shared(
                 start = t0 + plan.start(k, ends)
                 if start > env.now:
                     yield env.timeout(start - env.now)
-                links, nbytes, latency = phases.loads(chunk.tasks[task].moves, device, g)
+                links, nbytes, _latency = phases.loads(chunk.tasks[task].moves, device, g)
                 yield net.send_coflow(links, nbytes, plan.durations[k], 0.0)
                 ends.append(env.now - t0)
             end = t0 + plan.span(ends)

@@ -33,7 +33,6 @@ from sim.pipeline.ops import Op, Schedule
 from sim.training.dp import ReplicaSet, rank_params
 from sim.training.layout import Layout
 from sim.training.memory import Memory, activation_bytes, static_memory
-from sim.training.stats import exposed_comm
 from sim.training.step import StepRun
 
 GB = 1e9
@@ -133,14 +132,10 @@ def rank_breakdowns(step: StepRun) -> list[RankBreakdown]:
     total = step.step_time
     sums = [{op: 0.0 for op in Op} for _ in range(lay.devices)]
     exposed = [0.0] * lay.devices
-    cache: dict[int, float] = {}
     for span in pipe.run.recorder.spans:
         action = sched.actions[span.device][span.pos]
         sums[span.device][action.op] += span.end - span.start
-        chunk = pipe.chunk_at(span.device, span.pos)
-        if id(chunk) not in cache:
-            cache[id(chunk)] = exposed_comm(chunk.stream_spans())
-        exposed[span.device] += cache[id(chunk)]
+        exposed[span.device] += pipe.exposed_comm_at(span.device, span.pos)
     out = []
     for d in range(lay.devices):
         dp = step.dp[d]

@@ -7,14 +7,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sim.network.flows import COMPLETION_RTOL
+from sim.network.tolerance import COMPLETION_RTOL
 from sim.network.topology import Topology
 from sim.pipeline.execute import ScheduleRun
 from sim.pipeline.ops import Action, Schedule
 from sim.training.chunk import ChunkResult
 from sim.training.chunks import ChunkInputs, ChunkSource
-from sim.training.comm_plan import CommPlan, retime
+from sim.training.comm_plan import CommPlan, exposed_comm_of, retime
 from sim.training.dp import DpSpec, SetPhase
+from sim.training.stats import exposed_comm
 
 CONTENTION = ("shared", "isolated")
 
@@ -39,11 +40,30 @@ class PipelineRun:
     source: ChunkSource
     # shared contention: the comm data tasks' durations of the actions whose phases the network slowed
     comm_durations: dict[tuple[int, int], tuple[CommPlan, tuple[float, ...]]] = field(default_factory=dict)
+    _retimed: dict[tuple[int, int], ChunkResult] = field(default_factory=dict, repr=False)
+    _exposed: dict[int, float] = field(default_factory=dict, repr=False)
 
     def chunk_at(self, device: int, pos: int) -> ChunkResult:
+        """The action's chunk as it ran (its phases as long as the shared network made them)."""
         chunk = self.source.chunk(self.run.schedule.actions[device][pos])
         hit = self.comm_durations.get((device, pos))
-        return chunk if hit is None else retime(chunk, hit[0], hit[1])
+        if hit is None:
+            return chunk
+        out = self._retimed.get((device, pos))
+        if out is None:
+            out = self._retimed[(device, pos)] = retime(chunk, hit[0], hit[1])
+        return out
+
+    def exposed_comm_at(self, device: int, pos: int) -> float:
+        """Communication time of the action's chunk not under compute (seconds)."""
+        hit = self.comm_durations.get((device, pos))
+        if hit is not None:
+            return exposed_comm_of(hit[0], hit[1])
+        chunk = self.source.chunk(self.run.schedule.actions[device][pos])
+        value = self._exposed.get(id(chunk))
+        if value is None:
+            value = self._exposed[id(chunk)] = exposed_comm(chunk.stream_spans())
+        return value
 
 
 @dataclass
@@ -101,5 +121,3 @@ class Counting:
         if self.progress is not None and (self.done % 64 == 0 or self.done == self.total):
             self.progress(self.label, self.done, self.total)
         return d
-
-

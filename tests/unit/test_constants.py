@@ -53,9 +53,6 @@ RULES = (
             "        for sms in (20, 24):",
         ),
         ("SM_COUNTS = (8, 12, 16, 20, 24, 32)", "    sms: int = 120", "    comm_sms = 2 * 10"),
-        pending={
-            "sim/moe/deepep.py": "KernelSpec.comm_sms",  # pending: being rewritten
-        },
     ),
     Rule(
         "compute SMs (112 = 132 - 20)",
@@ -83,16 +80,6 @@ RULES = (
             '    completion_rtol: Annotated[\n        float, typer.Option("--completion-rtol")\n    ] = 0.01,',
         ),
         ("    rtol: float = 1e-9,", "    assert rel < 1e-3", "    completion_rtol: float = COMPLETION_RTOL"),
-        pending={  # pending: being rewritten
-            "sim/network/flows.py": "FlowNetwork's default (its own COMPLETION_RTOL: import sim.network.tolerance's)",
-            "sim/network/shared.py": "SharedNetwork's default",
-            "sim/network/collectives.py": "run_collective's default",
-            "sim/pipeline/execute.py": "NetworkP2P.completion_rtol",
-            "sim/training/step.py": "StepSpec.completion_rtol",
-            "sim/training/dp.py": "DpSpec.completion_rtol",
-            "sim/moe/deepep.py": "KernelSpec.completion_rtol",
-            "sim/run.py": "the training step's rtol without a cluster",
-        },
     ),
     Rule(
         "FP8 tile bytes (1 + 4/128)",
@@ -117,9 +104,6 @@ RULES = (
             "OUTPUT_BYTES = 2",
         ),
         ("    nbytes = 2 * tokens * hidden", "    grad_reduce_bytes: int = 4", "    token_id_bytes: float = 8.0"),
-        pending={
-            "sim/run.py": "ACTIVATION_BYTES",  # pending: being rewritten
-        },
     ),
     Rule(
         "NIC rate (400 Gb/s = 50 GB/s)",
@@ -136,9 +120,6 @@ RULES = (
             '    bandwidth_GBps: float = Field(gbit_to_gbyte(NIC_Gbps), description="one 400G IB NIC")',
             '    nvlink_nominal_GBps: float = Field(400.0, gt=0, description="datasheet aggregate")',
         ),
-        pending={
-            "sim/network/spec.py": "NodeSpec.nic_Gbps",  # pending: being rewritten
-        },
     ),
     Rule(
         "DeepSeek-V3's model fields (ModelSpec)",

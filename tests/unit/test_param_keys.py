@@ -21,9 +21,7 @@ SCENARIOS = ROOT / "scenarios"
 DOMAIN = ("sim/hardware", "sim/network", "sim/moe", "sim/model", "sim/training", "sim/pipeline")
 
 # files still raising flag names; the engineer rewriting each removes it when it names the parameter
-PENDING = {
-    "sim/network/collectives.py",  # pending: being rewritten ("--gpus", "KIND", "--algorithm", "--size-bytes")
-}
+PENDING: set[str] = set()
 
 
 def _twin(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sim.network.context import SimContext
 from sim.network.spec import load_cluster
 from sim.network.topology import build_topology
 from sim.training import dp
@@ -25,12 +26,12 @@ def test_memo_equals_a_fresh_simulation_and_keys_on_the_fabric() -> None:
     assert (
         dp._collectives(fast, "reducescatter", groups, 1e-2)
         == a
-        == dp._simulate_collectives(fast, "reducescatter", groups, 1e-2)
+        == dp._simulate_collectives(SimContext(fast, 1e-2), "reducescatter", groups)
     )
     b = dp._collectives(slow, "reducescatter", groups, 1e-2)
     assert b > 2 * a  # a quarter of the NIC rate (latency not scaled): not the fast fabric's entry
     other = [(gpus[:128], 64e6, "ring")]
     assert dp._collectives(fast, "reducescatter", other, 1e-2) == dp._simulate_collectives(
-        fast, "reducescatter", other, 1e-2
+        SimContext(fast, 1e-2), "reducescatter", other
     )
     assert len(dp._COLLECTIVES_MEMO) == 3
