@@ -89,14 +89,24 @@ class CoflowTable:
         self.active = np.zeros(0, dtype=bool)
         self.kind: list[int] = []
         self.payload: list[object] = []
+        self.tag: list[str] = []
+        self.bottleneck: list[int] = []  # below its cap: the link that holds it back (-1: none)
         self.free: list[int] = []
         self.below: set[int] = set()  # active slots running below their cap
         self.dirty: set[int] = set()  # slots whose component must be solved again
         self._kinds: dict[tuple[int, int], int] = {}
         self._kind_arrays: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # links, bytes, weights
+        self._size_of: list[float] = []
         self._conflicts: list[set[int]] = []
         self._by_kind: dict[int, set[int]] = {}
         self._memo: dict[tuple[tuple[int, float], ...], np.ndarray] = {}
+        self.sent: dict[int, int] = {}  # coflows started, per kind
+        # time lost to sharing: each slot's rate of loss (1 - rate / cap) and what it lost since its
+        # bottleneck last changed; flushed into ``delay`` ((tag, bottleneck link) -> s)
+        self.loss_rate = np.zeros(0)
+        self.lost = np.zeros(0)
+        self.delay: dict[tuple[str, int], float] = {}
+        self.sent_by_tag: dict[tuple[int, str], int] = {}
         self.solves = 0
 
     def grow_links(self, capacity: np.ndarray) -> None:
@@ -112,6 +122,7 @@ class CoflowTable:
         k = len(self._kind_arrays)
         self._kinds[key] = k
         self._kind_arrays.append((links, link_bytes, link_bytes / float(link_bytes.max())))
+        self._size_of.append(float(link_bytes.max()))
         mask = np.zeros(len(self.capacity), dtype=bool)
         mask[links] = True
         mine = {k}
@@ -122,10 +133,16 @@ class CoflowTable:
         self._conflicts.append(mine)
         return k
 
+    def kind_arrays(self, kind: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(links, bytes on each, weights) of a kind."""
+        return self._kind_arrays[kind]
+
     # ------------------------------------------------------------------ slots
-    def add(self, kind: int, time_alone_s: float, latency_s: float, payload: object) -> int:
-        links, link_bytes, w = self._kind_arrays[kind]
-        size = float(link_bytes.max())
+    def add(self, kind: int, time_alone_s: float, latency_s: float, payload: object, tag: str = "") -> int:
+        links, _, w = self._kind_arrays[kind]
+        self.sent[kind] = self.sent.get(kind, 0) + 1
+        self.sent_by_tag[(kind, tag)] = self.sent_by_tag.get((kind, tag), 0) + 1
+        size = self._size_of[kind]
         cap = size / time_alone_s
         slot = self._slot()
         self.rem[slot] = size
@@ -135,6 +152,8 @@ class CoflowTable:
         self.active[slot] = True
         self.kind[slot] = kind
         self.payload[slot] = payload
+        self.tag[slot] = tag
+        self.bottleneck[slot] = -1
         self._by_kind.setdefault(kind, set()).add(slot)
         self.rate[slot] = cap
         self.load[links] += w * cap
@@ -143,6 +162,8 @@ class CoflowTable:
         return slot
 
     def remove(self, slot: int) -> object:
+        self.flush(slot)
+        self.loss_rate[slot] = 0.0
         kind = self.kind[slot]
         links, _, w = self._kind_arrays[kind]
         self.load[links] -= w * self.rate[slot]
@@ -173,8 +194,12 @@ class CoflowTable:
         self.cap = np.concatenate([self.cap, np.zeros(grow)])
         self.lat = np.concatenate([self.lat, np.zeros(grow)])
         self.active = np.concatenate([self.active, np.zeros(grow, dtype=bool)])
+        self.loss_rate = np.concatenate([self.loss_rate, np.zeros(grow)])
+        self.lost = np.concatenate([self.lost, np.zeros(grow)])
         self.kind += [-1] * grow
         self.payload += [None] * grow
+        self.tag += [""] * grow
+        self.bottleneck += [-1] * grow
         self.free = list(range(n + grow - 1, n, -1))
         return n
 
@@ -221,10 +246,28 @@ class CoflowTable:
             if r != old:
                 self.load[links] += w * (r - old)
                 self.rate[s] = r
-            if r < self.cap[s] * (1.0 - 1e-12):
-                self.below.add(s)
-            else:
-                self.below.discard(s)
+        for s, r in zip(order, rates.tolist(), strict=True):
+            self._mark(s, r)
+
+    def flush(self, s: int) -> None:
+        if self.lost[s] > 0.0:
+            key = (self.tag[s], self.bottleneck[s])
+            self.delay[key] = self.delay.get(key, 0.0) + float(self.lost[s])
+            self.lost[s] = 0.0
+
+    def _mark(self, s: int, r: float) -> None:
+        """Record whether ``s`` runs below its cap, and on which saturated link (its most loaded)."""
+        self.flush(s)
+        if r >= self.cap[s] * (1.0 - 1e-12):
+            self.below.discard(s)
+            self.bottleneck[s] = -1
+            self.loss_rate[s] = 0.0
+            return
+        self.below.add(s)
+        self.loss_rate[s] = 1.0 - r / self.cap[s]
+        links, _, w = self._kind_arrays[self.kind[s]]
+        full = self.load[links] >= self.capacity[links] * (1.0 - 1e-9)
+        self.bottleneck[s] = int(links[np.argmax(np.where(full, w, -1.0))]) if full.any() else -1
 
     def _maxmin(self, order: list[int]) -> np.ndarray:
         arrays = [self._kind_arrays[self.kind[s]] for s in order]
@@ -258,7 +301,5 @@ class CoflowTable:
             links, _, w = self._kind_arrays[self.kind[s]]
             self.load[links] += w * (r - self.rate[s])
             self.rate[s] = r
-            if r < self.cap[s] * (1.0 - 1e-12):
-                self.below.add(s)
-            else:
-                self.below.discard(s)
+        for s, r in zip(slots, rates.tolist(), strict=True):
+            self._mark(s, r)

@@ -55,13 +55,55 @@ class _Batch:
 
 @dataclass
 class FlowStats:
-    """Counters of what the network did (for benchmarks and reports)."""
+    """Counters of what the network did (for benchmarks and reports). Coflows are counted per kind as
+    they start and folded into ``link_bytes`` and ``coflow_bytes`` when those are read."""
 
     flows: int = 0
     recomputes: int = 0
     completions: int = 0
-    coflow_solves: int = 0
-    link_bytes: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    plain_bytes: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per link, plain flows
+    table: CoflowTable | None = None
+    block_of: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    block_names: tuple[str, ...] = ()
+
+    @property
+    def link_bytes(self) -> np.ndarray:
+        """Bytes each link carried (plain flows and coflows)."""
+        out = self.plain_bytes.copy()
+        if self.table is not None:
+            for kind, n in self.table.sent.items():
+                links, link_bytes, _ = self.table.kind_arrays(kind)
+                out[links] += n * link_bytes
+        return out
+
+    @property
+    def coflow_delay_s(self) -> dict[tuple[str, str], float]:
+        """Time the coflows of each tag lost to sharing, by the link block that held them back
+        ((tag, block) -> seconds, summed over coflows; their time alone excluded)."""
+        out: dict[tuple[str, str], float] = {}
+        if self.table is None:
+            return out
+        for s in np.flatnonzero(self.table.lost > 0).tolist():
+            self.table.flush(s)  # fold what running coflows lost so far
+        for (tag, link), v in self.table.delay.items():
+            block = self.block_names[self.block_of[link]] if 0 <= link < len(self.block_of) else "virtual"
+            out[(tag, block)] = out.get((tag, block), 0.0) + v
+        return out
+
+    @property
+    def coflow_bytes(self) -> dict[tuple[str, str], float]:
+        """Bytes the coflows of each tag put on each link block ((tag, block) -> bytes)."""
+        out: dict[tuple[str, str], float] = {}
+        if self.table is None:
+            return out
+        for (kind, tag), n in self.table.sent_by_tag.items():
+            links, link_bytes, _ = self.table.kind_arrays(kind)
+            blocks = self.block_of[np.minimum(links, len(self.block_of) - 1)]
+            per_block = np.bincount(blocks, weights=link_bytes, minlength=len(self.block_names))
+            for b in np.flatnonzero(per_block).tolist():
+                key = (tag, self.block_names[b])
+                out[key] = out.get(key, 0.0) + n * float(per_block[b])
+        return out
 
 
 class FlowNetwork:
@@ -82,7 +124,7 @@ class FlowNetwork:
         self.completion_rtol = completion_rtol
         self.on_rates = on_rates  # test hook: (time, link load in bytes/s, capacity) after each recompute
         self.capacity = topo.capacity.copy()  # grows with virtual links
-        self.stats = FlowStats(link_bytes=np.zeros(topo.num_links))
+        self.stats = FlowStats(plain_bytes=np.zeros(topo.num_links))
         # active flows (compacted arrays)
         self._remaining = np.zeros(0)
         self._size = np.zeros(0)
@@ -100,6 +142,13 @@ class FlowNetwork:
         self._recompute_pending = False
         self._wake_at = np.inf  # when the next completion wakes the network
         self.coflows = CoflowTable(self.capacity)
+        self._block_names = (*topo.blocks, "virtual")
+        self._block_of = np.full(topo.num_links, len(topo.blocks), dtype=np.int64)
+        for b, block in enumerate(topo.blocks.values()):
+            self._block_of[block.offset : block.offset + block.count] = b
+        self.stats.table = self.coflows
+        self.stats.block_of = self._block_of
+        self.stats.block_names = self._block_names
         self.incremental = incremental  # False: every change re-solves every flow and coflow (the reference)
 
     def add_virtual_links(self, capacity_Bps: np.ndarray) -> np.ndarray:
@@ -110,7 +159,7 @@ class FlowNetwork:
         capacity_Bps = np.asarray(capacity_Bps, dtype=np.float64)
         ids = np.arange(len(self.capacity), len(self.capacity) + len(capacity_Bps))
         self.capacity = np.concatenate([self.capacity, capacity_Bps])
-        self.stats.link_bytes = np.concatenate([self.stats.link_bytes, np.zeros(len(capacity_Bps))])
+        self.stats.plain_bytes = np.concatenate([self.stats.plain_bytes, np.zeros(len(capacity_Bps))])
         self.coflows.grow_links(self.capacity)
         return ids
 
@@ -129,7 +178,7 @@ class FlowNetwork:
         return int(self.coflows.active.sum())
 
     def send_coflow(
-        self, links: np.ndarray, link_bytes: np.ndarray, time_alone_s: float, latency_s: float = 0.0
+        self, links: np.ndarray, link_bytes: np.ndarray, time_alone_s: float, latency_s: float = 0.0, tag: str = ""
     ) -> simpy.Event:
         """Start a coflow now (see the module docstring); the event fires ``latency_s`` after its
         last byte (value: that time). Pass the same ``links`` and ``link_bytes`` arrays for coflows of
@@ -141,9 +190,8 @@ class FlowNetwork:
         table = self.coflows
         kind = table.kind_of(links, link_bytes)
         self.stats.flows += 1
-        self.stats.link_bytes[links] += link_bytes
         self._advance()
-        slot = table.add(kind, time_alone_s, latency_s, event)
+        slot = table.add(kind, time_alone_s, latency_s, event, tag)
         if table.dirty or len(self._remaining) or self._recompute_pending or not self.incremental:
             self._schedule_step()
         else:  # at its cap and nothing over capacity: only the next wake may move earlier
@@ -192,7 +240,7 @@ class FlowNetwork:
         counts = np.diff(routes.indptr)
         self.stats.flows += len(nbytes)
         if routes.links.size:
-            self.stats.link_bytes += np.bincount(
+            self.stats.plain_bytes += np.bincount(
                 routes.links, weights=np.repeat(nbytes, counts), minlength=len(self.capacity)
             )
         # flows with nothing to carry (no bytes or no links) are delivered after their latency only
@@ -241,6 +289,8 @@ class FlowNetwork:
             table = self.coflows
             if table.active.any():
                 table.rem -= table.rate * dt  # inactive slots have rate 0
+                if table.below:
+                    table.lost += table.loss_rate * dt
         self._last = now
 
     def _finish_coflows(self) -> None:

@@ -52,10 +52,11 @@ def maxmin_rates(
     flows, links = entry_flow, entry_link
     weights = weight
     while flows.size:
-        if weights is None:
-            count = np.bincount(links, minlength=num_links).astype(np.float64)
-        else:
-            count = np.bincount(links, weights=weights, minlength=num_links)
+        count: np.ndarray = (
+            np.bincount(links, minlength=num_links).astype(np.float64)
+            if weights is None
+            else np.bincount(links, weights=weights, minlength=num_links)
+        )
         used = count > 0
         share = np.full(num_links, np.inf)
         share[used] = np.maximum(remaining[used], 0.0) / count[used]

@@ -198,7 +198,7 @@ def launch(
             hit = coflow_sends[(src, dst)] = rank_coflow(
                 p2p.topology, p2p.device_gpus[src], p2p.device_gpus[dst], p2p.nbytes, network.seed
             )
-        return network.send_coflow(*hit)
+        return network.send_coflow(*hit, "pipeline")
 
     def publish(key: Key, src: int) -> None:
         now = env.now

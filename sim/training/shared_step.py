@@ -52,7 +52,9 @@ class _Phases:
         self._keep: list[object] = []
 
     def loads(self, moves: object, device: int, group: int) -> tuple[np.ndarray, np.ndarray, float]:
-        traffic, phase = moves  # type: ignore[misc]
+        assert isinstance(moves, tuple)
+        traffic: Traffic | GroupTraffic = moves[0]
+        phase: str = moves[1]
         key = (id(traffic), phase, device, -1 if self.representative else group)
         hit = self._memo.get(key)
         if hit is None:
@@ -161,7 +163,7 @@ def run_shared(
                 if start > env.now:
                     yield env.timeout(start - env.now)
                 links, nbytes, _latency = phases.loads(chunk.tasks[task].moves, device, g)
-                yield net.send_coflow(links, nbytes, plan.durations[k], 0.0)
+                yield net.send_coflow(links, nbytes, plan.durations[k], 0.0, "deepep")
                 ends.append(env.now - t0)
             end = t0 + plan.span(ends)
             if end > env.now:
@@ -205,12 +207,12 @@ def run_shared(
                 place, p = now_ready[0]
                 waiting.remove((place, p))
                 start = env.now
-                yield net.send_coflow(*dp_coflows[("reducescatter", ranks, p)])
+                yield net.send_coflow(*dp_coflows[("reducescatter", ranks, p)], "zero1")
                 intervals.append((start - origin, env.now - origin))
         else:
             yield pipeline_done
             start = env.now
-            yield net.send_coflow(*dp_coflows[("reducescatter", ranks, whole)])
+            yield net.send_coflow(*dp_coflows[("reducescatter", ranks, whole)], "zero1")
             intervals.append((start - origin, env.now - origin))
         out["rs"] = tuple(intervals)
         barrier_left[0] -= 1
@@ -223,7 +225,7 @@ def run_shared(
         if opt > 0:
             yield env.timeout(opt)
         ag0 = env.now
-        yield net.send_coflow(*dp_coflows[("allgather", ranks, whole)])
+        yield net.send_coflow(*dp_coflows[("allgather", ranks, whole)], "zero1")
         out.update(params=whole, barrier=bar - origin, opt=opt, ag=(ag0 - origin, env.now - origin), traffic=traffic)
 
     procs = [env.process(dp_process(ranks, rset, d)) for ranks, (rset, d) in sets.items()]
@@ -237,8 +239,8 @@ def run_shared(
         progress("data-parallel phase", lay.devices, lay.devices)
 
     ends = [0.0] * lay.devices
-    for p in pipelines:
-        for s in p.run.recorder.spans:
+    for pipe in pipelines:
+        for s in pipe.run.recorder.spans:
             ends[s.device] = max(ends[s.device], s.end)
     phase_of: dict[tuple[int, ...], SetPhase] = {}
     for ranks, (rset, _) in sets.items():

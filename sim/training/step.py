@@ -73,7 +73,7 @@ def run_step(spec: StepSpec, progress: Progress | None = None) -> StepRun:
     timed = sum(t.timed for t in timers.values())
     events = sum(len(p.run.recorder.spans) + len(p.run.recorder.transfers) for p in pipelines)
     net = ctx.network
-    stats = {
+    stats: dict[str, Any] = {
         "pipelines": len(pipelines),
         "actions": total,
         "events": events,
@@ -82,6 +82,9 @@ def run_step(spec: StepSpec, progress: Progress | None = None) -> StepRun:
         "flows": net.stats.flows,
         "network_recomputes": net.stats.recomputes,
     }
+    if spec.contention == "shared":
+        stats["coflow_delay_ms"] = {f"{t}@{b}": v * 1e3 for (t, b), v in sorted(net.stats.coflow_delay_s.items())}
+        stats["coflow_GB"] = {f"{t}@{b}": v / 1e9 for (t, b), v in sorted(net.stats.coflow_bytes.items())}
     return StepRun(spec, pipelines, dp, timelines, time.perf_counter() - t0, stats)
 
 

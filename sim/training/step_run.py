@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sim.network.tolerance import COMPLETION_RTOL
 from sim.network.topology import Topology
@@ -94,7 +95,7 @@ class StepRun:
     dp: list[SetPhase]  # per rank: its replica set's DP phase
     timelines: list[DeviceTimeline]
     wall_s: float = 0.0
-    stats: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
 
     @property
     def step_time(self) -> float:
