@@ -1,5 +1,5 @@
 """The co-design report: every study of a co-design file (``scenarios/codesign.yaml``) beside its base,
-with what changes and by how much (reads the study's results only; :mod:`sim.codesign` runs them)."""
+with what changes and by how much (reads the study's results only; :mod:`sim.experiments.codesign` runs them)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from reports.document import Document
-from sim.codesign import Codesign, Study
+from sim.experiments.codesign import Codesign, Study
 from sim.sweep.point import METRIC_BY_NAME, OK
 
 _SCALE = {  # figure -> (divisor, unit shown) for tables and bullets

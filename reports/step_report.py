@@ -6,11 +6,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from sim.experiments.published import PUBLISHED_GPU_HOURS_PER_T
 from sim.run import TrainingRun
 from sim.training.step_result import RankBreakdown, StepResult
-
-# DeepSeek-V3 report (arXiv 2412.19437), Table 1: 2.664M H800 GPU-hours of pre-training on 14.8T tokens.
-PUBLISHED_GPU_HOURS_PER_T = 2.664e6 / 14.8
 
 
 def git_revision() -> str:

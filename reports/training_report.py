@@ -2,7 +2,7 @@
 :class:`~reports.document.Document` (one self-contained HTML file and a Markdown twin).
 
 Renders results only: the step (:func:`sim.run.simulate_training`), its schedule and SM-split
-variants and its bytes per node (:mod:`sim.training.study`), the provenance rows
+variants and its bytes per node (:mod:`sim.experiments.study`), the provenance rows
 (:mod:`reports.provenance`). ``docs/report.md`` explains every section. A schedule-comparison scenario
 (no ``training`` section) gets the smaller :func:`schedules_document`.
 """
@@ -21,7 +21,6 @@ from reports.gantt import gantt_figure
 from reports.markdown import closed_forms, metrics_rows
 from reports.step_report import (
     PER_RANK_HEADERS,
-    PUBLISHED_GPU_HOURS_PER_T,
     PUBLISHED_NOTE,
     _ms,
     breakdown_parts,
@@ -31,8 +30,9 @@ from reports.step_report import (
     summary_rows,
 )
 from reports.timeline_view import timeline_html
+from sim.experiments.published import PUBLISHED_GPU_HOURS_PER_T
+from sim.experiments.study import ScheduleRow, SmPoint, Study
 from sim.run import RunResult, TrainingRun
-from sim.training.study import ScheduleRow, SmPoint, Study
 from sim.training.traffic_bytes import COMPONENTS, NodeBytes
 
 PART_COLOURS = ["#4c78a8", "#54a24b", "#e0c341", "#72b7b2", "#bab0ac", "#b279a2", "#e45756"]

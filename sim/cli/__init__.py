@@ -7,13 +7,14 @@ Every user error (bad scenario, impossible layout, invalid schedule) prints one 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from sim.cli.calibrate import calibrate_app
-from sim.cli.chunk import chunk_cmd, print_validation, validate_trace
+from sim.cli.chunk import chunk_cmd, print_validation, trace_validation
 from sim.cli.common import Format, err, input_file_option, invoke, out, output_dir_option
 from sim.cli.moe import alltoall_cmd, balance_cmd
 from sim.cli.network import collective_cmd, topology_app
@@ -138,13 +139,39 @@ def _run_training(sc: Scenario, output: Path, fmt: Format, quiet: bool) -> None:
     out.print(f"report written to {target / 'report.md'}")
 
 
+# ``twin validate NAME``: Markdown tables of the twin beside published or traced figures (the data from
+# sim.experiments, rendered by reports; the trace read by calibrate).
+MARKDOWN_CHECKS = ("published", "deepep", "kernels")
+
+
+def _markdown_check(name: str, progress: Callable[[str], None]) -> str:
+    """The Markdown of one of :data:`MARKDOWN_CHECKS`."""
+    if name == "published":
+        from calibrate.trace_figures import trace_figures
+        from reports.validation import validation_markdown
+        from sim.experiments.published import published_figures
+
+        return validation_markdown(published_figures(trace_figures(), progress))
+    if name == "deepep":
+        from reports.deepep_table import table
+        from sim.experiments.deepep_table import rows
+
+        return table(rows())
+    from calibrate.trace_figures import kernel_means
+    from reports.trace_kernels import table as kernel_table
+    from sim.experiments.trace_validation import kernel_rows
+
+    return kernel_table(kernel_rows(kernel_means()))
+
+
 @app.command()
 def validate(
     scenario: Annotated[
         Path,
         typer.Argument(
             help="scenario YAML; 'trace': the twin against DeepSeek's trace; 'published': every published "
-            "figure (docs/validation.md)"
+            "figure (docs/validation.md); 'deepep': DeepEP's test setting (docs/deepep.md); 'kernels': the "
+            "trace's kernels against H100-based predictions (docs/calibration.md)"
         ),
     ],
     profile: Annotated[
@@ -157,19 +184,20 @@ def validate(
     ] = None,
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="published: write the Markdown here [default: stdout]")
+        Path | None,
+        typer.Option("--output", "-o", help="published, deepep, kernels: write the Markdown here [default: stdout]"),
     ] = None,
 ) -> None:
     """Check a scenario file without running it; ``twin validate trace`` predicts DeepSeek's F&B chunk
     pair and prints it beside the trace (span, the 10 annotations, stream busy and hidden fractions);
-    ``twin validate published -o docs/validation.md`` regenerates the table of every published figure."""
-    if str(scenario) == "published" and not scenario.exists():
-        from reports.validation import validation_markdown
-
+    ``twin validate published -o docs/validation.md`` regenerates the table of every published figure;
+    ``twin validate deepep`` and ``twin validate kernels`` print the tables of docs/deepep.md and
+    docs/calibration.md."""
+    if str(scenario) in MARKDOWN_CHECKS and not scenario.exists():
         if output is not None and output.suffix != ".md":
             raise ScenarioError("--output", f"must be a Markdown file (.md), got {str(output)!r}")
         with err.status("validating") as status:
-            text = validation_markdown(lambda name: status.update(f"validating: {name}"))
+            text = _markdown_check(str(scenario), lambda name: status.update(f"validating: {name}"))
         if output is None:
             print(text)
         else:
@@ -177,11 +205,11 @@ def validate(
             out.print(f"written to {output}")
         return
     if output is not None:
-        raise ScenarioError("--output", "only for 'twin validate published'")
+        raise ScenarioError("--output", "only for 'twin validate published', 'deepep' or 'kernels'")
     if str(scenario) == "trace" and not scenario.exists():
         from sim.hardware.profile import DEFAULT_PROFILE
 
-        v = validate_trace(profile or DEFAULT_PROFILE)
+        v = trace_validation(profile or DEFAULT_PROFILE)
         if fmt is Format.json:
             print(json.dumps(v))
         else:

@@ -1,10 +1,10 @@
 """``twin chunk`` (time a chunk of layers on the streams) and ``twin validate trace`` (the F&B pair of
-DeepSeek's trace, predicted and compared with the trace)."""
+DeepSeek's trace, predicted and compared with the trace: :mod:`sim.experiments.trace_validation`, with
+the trace read by :mod:`calibrate.trace_figures`)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,34 +14,18 @@ from rich.table import Table
 
 from sim.cli.common import Format, Int, as_flag, input_file_option, out, output_file_option
 from sim.errors import ScenarioError
+from sim.experiments.trace_validation import ANNOTATIONS, DATASHEET, FRACTIONS, figures, validate_trace
 from sim.hardware.gpu import DEEPSEEK_COMM_SMS
-from sim.hardware.profile import DEFAULT_PROFILE, PROFILES_DIR
+from sim.hardware.profile import DEFAULT_PROFILE
 from sim.limits import MAX_GPUS, MAX_LAYERS, MAX_SEED, MAX_SMS, MAX_TOKENS, require_memory
 from sim.model.spec import DEEPSEEK_V3, load_model_config, parse_model
 from sim.moe.gating import GATES, Gating
 from sim.outputs import atomic_write_text
-from sim.training.chunk import COMM_ANNOTATIONS, COMPUTE_ANNOTATIONS, ChunkResult
+from sim.training.chunk import ChunkResult
 from sim.training.export import chunk_trace
 from sim.training.layout import DEFAULT_EP
 from sim.training.params import ChunkParams
 from sim.training.setup import ChunkConfig, build_chunk
-from sim.training.stats import stream_fractions
-
-REPO = Path(__file__).resolve().parents[2]
-TRACE = REPO.parent / "shared" / "reference" / "deepseek-v3" / "profile-data-train.json"
-DATASHEET = PROFILES_DIR / "h800-datasheet.json"
-ANNOTATIONS = (
-    "combine(B)",
-    "attn(F)",
-    "mlp(B)",
-    "dispatch(F)",
-    "dispatch(B)",
-    "mlp(W)",
-    "mlp(F)",
-    "attn(B)",
-    "attn(W)",
-    "combine(F)",
-)
 
 
 class ChunkKind(StrEnum):
@@ -50,26 +34,6 @@ class ChunkKind(StrEnum):
     backward = "backward"
     input = "input"
     weight = "weight"
-
-
-def figures(result: ChunkResult) -> dict[str, Any]:
-    """Span, mean per-annotation GPU wall times and stream fractions of a timed chunk (ms)."""
-    walls = result.annotation_walls()
-    fr = stream_fractions(result.stream_spans()) if result.tasks else {}
-    streams = {
-        s: sum(t.end - t.start for t in result.tasks if t.stream == s and t.end > t.start) * 1e3
-        for s in ("compute", "wgrad", "comm")
-    }
-    return {
-        "span_ms": result.kernel_span_s * 1e3,
-        "chunk_ms": result.span_s * 1e3,
-        "stream_busy_ms": streams,
-        "annotations": {a: walls[a] * 1e3 for a in ANNOTATIONS if a in walls}
-        | {a: v * 1e3 for a, v in walls.items() if a not in ANNOTATIONS},
-        "compute_busy_fraction": fr.get("compute_busy_fraction", 0.0),
-        "comm_busy_fraction": fr.get("comm_busy_fraction", 0.0),
-        "hidden_comm_fraction": fr.get("hidden_comm_fraction", 1.0),
-    }
 
 
 def _time(config: ChunkConfig, kind: ChunkKind) -> ChunkResult:
@@ -169,56 +133,19 @@ def chunk_cmd(
     table.add_row("span (ms)", f"{fig['span_ms']:.2f}")
     for name, ms in fig["annotations"].items():
         table.add_row(f"{name} (ms, mean per layer)", f"{ms:.3f}")
-    for key in ("compute_busy_fraction", "comm_busy_fraction", "hidden_comm_fraction"):
+    for key in FRACTIONS:
         table.add_row(key.replace("_", " "), f"{fig[key]:.1%}")
     out.print(table)
     if trace_out is not None:
         out.print(f"wrote {trace_out}")
 
 
-def trace_reference(trace: Path = TRACE) -> dict[str, Any]:
-    """The same figures read from DeepSeek's trace (the trace reader's definitions)."""
-    from calibrate.trace import annotation_timings, mean_by_name
-    from calibrate.trace_calibration import trace_stream_spans
+def trace_validation(profile: Path = DEFAULT_PROFILE) -> dict[str, Any]:
+    """``twin validate trace``: DeepSeek's trace read into figures (:mod:`calibrate.trace_figures`) and
+    predicted beside them (:func:`sim.experiments.trace_validation.validate_trace`)."""
+    from calibrate.trace_figures import trace_figures
 
-    if not trace.is_file():
-        raise ScenarioError("", "DeepSeek's trace is not there (it comes with ../shared)", str(trace))
-    means = mean_by_name(annotation_timings(trace))
-    fr = stream_fractions(trace_stream_spans(trace))
-    ann = {}
-    for name in ANNOTATIONS:
-        t = means[name]
-        ann[name] = (t.compute_wall_us if name in COMPUTE_ANNOTATIONS else t.comm_wall_us) / 1e3
-    return {
-        "span_ms": fr["span"] / 1e3,
-        "annotations": ann,
-        "compute_busy_fraction": fr["compute_busy_fraction"],
-        "comm_busy_fraction": fr["comm_busy_fraction"],
-        "hidden_comm_fraction": fr["hidden_comm_fraction"],
-    }
-
-
-def validate_trace(profile: Path = DEFAULT_PROFILE, datasheet: Path = DATASHEET) -> dict[str, Any]:
-    """DeepSeek's trace configuration predicted with ``profile`` (and with the datasheet profile),
-    side by side with the trace, in the JSON layout of ``twin validate trace --format json``."""
-    ref = trace_reference()
-    sim = figures(_time(ChunkConfig(profile=profile), ChunkKind.pair))
-    sheet = figures(_time(replace(ChunkConfig(), profile=datasheet), ChunkKind.pair))
-    result: dict[str, Any] = {
-        "span_ms": {"sim": sim["span_ms"], "trace": ref["span_ms"], "datasheet": sheet["span_ms"]},
-        "annotations": {
-            a: {
-                "sim_ms": sim["annotations"][a],
-                "trace_ms": ref["annotations"][a],
-                "datasheet_ms": sheet["annotations"][a],
-            }
-            for a in ANNOTATIONS
-        },
-    }
-    for key in ("compute_busy_fraction", "comm_busy_fraction", "hidden_comm_fraction"):
-        result[key] = {"sim": sim[key], "trace": ref[key], "datasheet": sheet[key]}
-    result["profile"] = str(profile)
-    return result
+    return validate_trace(trace_figures(), profile)
 
 
 def print_validation(v: dict[str, Any]) -> None:
@@ -250,11 +177,11 @@ def print_validation(v: dict[str, Any]) -> None:
     for name in ANNOTATIONS:
         a = v["annotations"][name]
         row(f"{name} (ms per layer)", a["trace_ms"], a["sim_ms"], a["datasheet_ms"])
-    for key in ("compute_busy_fraction", "comm_busy_fraction", "hidden_comm_fraction"):
+    for key in FRACTIONS:
         f = v[key]
         row(key.replace("_", " "), f["trace"], f["sim"], f["datasheet"], pct=True)
     out.print(table)
     out.print(f"twin: profile {v['profile']}; datasheet: {DATASHEET.name} (no trace information)")
 
 
-__all__ = ["COMM_ANNOTATIONS", "chunk_cmd", "figures", "print_validation", "trace_reference", "validate_trace"]
+__all__ = ["chunk_cmd", "print_validation", "trace_validation"]

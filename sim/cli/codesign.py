@@ -14,8 +14,8 @@ def codesign_report(path: Path, output: Path, quiet: bool, argv: list[str]) -> N
 
     from reports.codesign_report import codesign_document
     from reports.provenance import provenance, sha256, shown
-    from sim.codesign import load_codesign
     from sim.config import load_scenario
+    from sim.experiments.codesign import load_codesign
     from sim.outputs import atomic_dir
     from sim.sweep.runner import default_workers, run_sweep
     from sim.sweep.store import Store

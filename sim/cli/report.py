@@ -1,7 +1,7 @@
 """``twin report [SCENARIO] -o DIR``: one self-contained HTML report and its Markdown twin.
 
 For a training step: the step, every schedule and the SM split as variants of it, the bytes per node
-(:mod:`sim.training.study`), rendered by :mod:`reports.training_report`; for a schedule comparison
+(:mod:`sim.experiments.study`), rendered by :mod:`reports.training_report`; for a schedule comparison
 (no ``training`` section): the comparison against the closed forms and a timeline per schedule. The
 folder ``DIR/<scenario name>/`` is replaced whole on success and untouched on failure
 (:func:`sim.outputs.atomic_dir`). ``docs/report.md`` explains every section.
@@ -39,9 +39,9 @@ def report_cmd(
 
     from reports.provenance import provenance
     from reports.training_report import schedules_document, training_document
-    from sim.codesign import is_codesign
+    from sim.experiments.codesign import is_codesign
+    from sim.experiments.study import run_study
     from sim.run import simulate, simulate_training
-    from sim.training.study import run_study
 
     if scenario is not None and is_codesign(scenario):
         from sim.cli.codesign import codesign_report

@@ -164,7 +164,7 @@ RULES = (
         ),
         ("    tokens = 4096 * 4", "    pp = 160", "EXPS = 4096"),
         other_sources={
-            "reports/deepep_table.py": "4096 tokens per GPU: DeepEP's README test setting, not the model's",
+            "sim/experiments/deepep_table.py": "4096 tokens per GPU: DeepEP's README test setting, not the model's",
         },
     ),
 )

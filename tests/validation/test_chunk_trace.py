@@ -14,7 +14,7 @@ import json
 import pytest
 
 from sim.cli import main
-from sim.cli.chunk import ANNOTATIONS, validate_trace
+from sim.experiments.trace_validation import ANNOTATIONS, validate_trace
 from tests.conftest import SHARED
 
 TRACE = SHARED / "reference" / "deepseek-v3" / "profile-data-train.json"
@@ -23,7 +23,9 @@ pytestmark = pytest.mark.skipif(not TRACE.exists(), reason="reference trace not 
 
 @pytest.fixture(scope="module")
 def validation():  # type: ignore[no-untyped-def]
-    return validate_trace()
+    from calibrate.trace_figures import trace_figures
+
+    return validate_trace(trace_figures(TRACE))
 
 
 def test_span_within_five_percent(validation) -> None:  # type: ignore[no-untyped-def]

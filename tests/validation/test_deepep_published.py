@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from reports.deepep_table import PUBLISHED, predict
+from sim.experiments.deepep_table import PUBLISHED, predict
 
 TOLERANCE = 0.20
 

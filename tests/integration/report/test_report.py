@@ -10,10 +10,10 @@ import pytest
 from reports.training_report import SECTIONS
 from sim.cli import main
 from sim.config import default_scenario_path, load_scenario
+from sim.experiments.study import Study, run_study, run_variant
 from sim.pipeline import theory
 from sim.pipeline.schedules import SCHEDULES
 from sim.run import TrainingRun, simulate_training
-from sim.training.study import Study, run_study, run_variant
 from tests.unit.report.test_document import external_refs
 
 REPO = Path(__file__).resolve().parents[3]
