@@ -13,6 +13,7 @@ that is no longer needed fails too.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,6 +150,14 @@ def test_calibrate_never_reaches_the_cli_or_reports() -> None:
         if _top(m) == "reports" or m == "sim.cli" or m.startswith("sim.cli.") or m == "sim.__main__"
     ]
     assert offenders == [], "\n".join(offenders)
+
+
+def test_the_floors_are_documented() -> None:
+    """docs/ARCHITECTURE.md's floor table is :data:`FLOORS`."""
+    section = (ROOT / "docs" / "ARCHITECTURE.md").read_text().split("\n## Floors\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|") for line in section.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    documented = [tuple(u for u in re.findall(r"`([^`]+)`", cells[2])) for cells in rows]
+    assert documented == list(FLOORS)
 
 
 def test_the_checks_see_imports(tmp_path: Path) -> None:
