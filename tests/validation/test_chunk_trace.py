@@ -66,3 +66,20 @@ def test_cli_json_layout(capsys: pytest.CaptureFixture[str]) -> None:
     assert all(set(a) >= {"sim_ms", "trace_ms"} for a in v["annotations"].values()) and len(v["annotations"]) == 10
     for key in ("compute_busy_fraction", "comm_busy_fraction", "hidden_comm_fraction"):
         assert set(v[key]) >= {"sim", "trace"}
+
+
+def test_cli_kernel_table(capsys: pytest.CaptureFixture[str]) -> None:
+    """``twin validate kernels``: every compute op of the traced layer, then the totals per kind."""
+    with pytest.raises(SystemExit) as info:
+        main(["validate", "kernels"])
+    assert info.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| annotation | op | shape | trace us |")
+    totals = [line.split("|")[1].strip() for line in lines[-3:]]
+    assert totals == ["**all gemm**", "**all attention**", "**all memory**"]
+
+
+def test_cli_refuses_a_table_file_that_is_not_markdown(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["validate", "kernels", "-o", "table.txt"])
+    assert info.value.code == 2 and "--output" in capsys.readouterr().err

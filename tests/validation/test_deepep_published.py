@@ -11,8 +11,11 @@ that a model change that closes it is noticed.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from sim.cli import main
 from sim.experiments.deepep_table import PUBLISHED, predict
 
 TOLERANCE = 0.20
@@ -27,3 +30,14 @@ def test_dispatch_and_combine_bandwidth_within_tolerance(ep: int) -> None:
     pub_d, pub_c = PUBLISHED[ep]
     assert dispatch == pytest.approx(pub_d, rel=TOLERANCE)
     assert combine == pytest.approx(pub_c, rel=TOLERANCE)
+
+
+def test_cli_writes_the_table(tmp_path: Path) -> None:
+    """``twin validate deepep -o FILE.md``: every published EP size at 20 and 24 SMs (docs/deepep.md)."""
+    target = tmp_path / "deepep.md"
+    with pytest.raises(SystemExit) as info:
+        main(["validate", "deepep", "-o", str(target)])
+    assert info.value.code == 0
+    lines = target.read_text().splitlines()
+    assert lines[0].startswith("| EP | link | SMs |") and len(lines) == 2 + 2 * len(PUBLISHED)
+    assert [line.split("|")[3].strip() for line in lines[2:4]] == ["20", "24"]

@@ -1,0 +1,50 @@
+"""The validation tables render given data (nothing simulated here): DeepEP's table, the trace-kernel
+table and docs/validation.md's sections, each from hand-made rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from reports.deepep_table import table as deepep_table
+from reports.trace_kernels import table as kernel_table
+from reports.validation import dualpipe_section, gemm_section, model_section, step_section
+from sim.experiments.deepep_table import DeepEPRow
+from sim.experiments.published import BubbleRow, Bubbles, Figure, GemmCheck, StepCheck
+from sim.experiments.trace_validation import KernelRow
+
+
+def test_deepep_row() -> None:
+    row = DeepEPRow(64, "RDMA", 20, 51.0, 51.0, 55.0, 50.0, 1000.4, 2000.6)
+    lines = deepep_table([row]).splitlines()
+    assert lines[0].startswith("| EP | link | SMs |") and len(lines) == 3
+    assert lines[2] == "| 64 | RDMA | 20 | 51.0 | 51 | +0% | 55.0 | 50 | +10% | 1000 | 2001 |"
+
+
+def test_kernel_rows_and_totals() -> None:
+    rows = [
+        KernelRow("mlp(F)", "up", "gemm", "fp8 1x2x3", 100.0, 110.0, 80.0),
+        KernelRow("mlp(F)", "down", "gemm", "fp8 3x2x1", 100.0, 70.0, 80.0),
+        KernelRow("attn(F)", "core", "attention", "fwd", 50.0, 50.0, 40.0),
+    ]
+    lines = kernel_table(rows).splitlines()
+    assert lines[2] == "| mlp(F) | up | fp8 1x2x3 | 100 | 110 | +10% | 80 | -20% |"
+    assert lines[5] == "| **all gemm** | | 2 ops | 200 | 180 | -10% (median abs 20%) | 160 | -20% |"
+    assert lines[6].startswith("| **all attention** | | 1 ops |") and len(lines) == 7  # no memory ops: no row
+
+
+def test_validation_sections() -> None:
+    model = model_section((Figure("parameters", "V3 report", 671e9, "671B", 680e9, 1e9, "B"),))
+    assert model[4] == f"| parameters | V3 report | 671B | 680.0B | {680 / 671 - 1:+.1%} |"
+    pub = 180e3
+    step = StepCheck((Figure("h", "s", pub, "180.0K", 190e3, 1e3, "K"),) * 2, 15360, 4096, 21.0, 0.37, 0.415)
+    text = "\n".join(step_section(step))
+    assert "| h | s | 180.0K | 190.0K | +5.6% |" in text and "15360 x 4096 tokens takes 21.00 s" in text
+    bubbles = dualpipe_section(Bubbles(16, 40, (BubbleRow("1f1b", 45.0, 45.0), BubbleRow("x", 0.0, 0.0))))
+    assert bubbles[0] == "## Pipeline bubbles: V3 report Table 2 (PP 16, 40 micro-batches)"
+    assert bubbles[-3:] == ["| 1f1b | 45 | 45 | +0.0% |", "| x | 0 | 0 | 0 |", ""]
+    gemm = gemm_section(GemmCheck("dev.json", 12, 0.05, -0.01))[4]
+    assert "`dev.json`, 12 shapes" in gemm and gemm.endswith("| median 5.0% (bias -1.0%) |")
+
+
+def test_figure_error() -> None:
+    assert Figure("f", "s", 250, "~250", 255).error == pytest.approx(0.02)
