@@ -15,11 +15,15 @@ most slowed flow would.
 
 from __future__ import annotations
 
+import heapq
+
 import numpy as np
 
 from sim.network.maxmin import maxmin_rates
 from sim.network.routing import route
 from sim.network.topology import Topology
+
+_REL_DONE = 1e-9  # a coflow with less than this fraction of its bytes left has ended (rounding)
 
 
 def link_loads(
@@ -74,6 +78,9 @@ class CoflowTable:
 
     A coflow's *kind* is its link and byte arrays (the caller passes the same memoised arrays for
     the same kind of coflow): kinds that share a link conflict, computed once per pair of kinds.
+
+    State is kept lazily per coflow: its remaining bytes at the time its rate last changed, so
+    nothing is touched while rates hold; completions come from a heap of end times.
     """
 
     MEMO_SIZE = 200_000
@@ -81,32 +88,32 @@ class CoflowTable:
     def __init__(self, capacity: np.ndarray) -> None:
         self.capacity = capacity
         self.load = np.zeros(len(capacity))  # bytes/s of the active coflows on each link
-        self.rem = np.zeros(0)
-        self.size = np.zeros(0)
-        self.rate = np.zeros(0)
-        self.cap = np.zeros(0)
-        self.lat = np.zeros(0)
-        self.active = np.zeros(0, dtype=bool)
+        self.rem0: list[float] = []  # remaining bytes at t0
+        self.t0: list[float] = []
+        self.rate: list[float] = []
+        self.cap: list[float] = []
+        self.size: list[float] = []
+        self.lat: list[float] = []
         self.kind: list[int] = []
         self.payload: list[object] = []
         self.tag: list[str] = []
         self.bottleneck: list[int] = []  # below its cap: the link that holds it back (-1: none)
+        self.version: list[int] = []
+        self.active: set[int] = set()
         self.free: list[int] = []
         self.below: set[int] = set()  # active slots running below their cap
         self.dirty: set[int] = set()  # slots whose component must be solved again
+        self._heap: list[tuple[float, int, int]] = []  # (end time, version, slot)
         self._kinds: dict[tuple[int, int], int] = {}
         self._kind_arrays: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # links, bytes, weights
         self._size_of: list[float] = []
         self._conflicts: list[set[int]] = []
         self._by_kind: dict[int, set[int]] = {}
-        self._memo: dict[tuple[tuple[int, float], ...], np.ndarray] = {}
+        self._memo: dict[tuple[tuple[int, float], ...], list[float]] = {}
         self.sent: dict[int, int] = {}  # coflows started, per kind
-        # time lost to sharing: each slot's rate of loss (1 - rate / cap) and what it lost since its
-        # bottleneck last changed; flushed into ``delay`` ((tag, bottleneck link) -> s)
-        self.loss_rate = np.zeros(0)
-        self.lost = np.zeros(0)
-        self.delay: dict[tuple[str, int], float] = {}
         self.sent_by_tag: dict[tuple[int, str], int] = {}
+        # time lost to sharing: (1 - rate / cap) integrated while below the cap, by (tag, bottleneck)
+        self.delay: dict[tuple[str, int], float] = {}
         self.solves = 0
 
     def grow_links(self, capacity: np.ndarray) -> None:
@@ -138,37 +145,97 @@ class CoflowTable:
         return self._kind_arrays[kind]
 
     # ------------------------------------------------------------------ slots
-    def add(self, kind: int, time_alone_s: float, latency_s: float, payload: object, tag: str = "") -> int:
+    def add(self, kind: int, time_alone_s: float, latency_s: float, payload: object, tag: str, now: float) -> int:
         links, _, w = self._kind_arrays[kind]
         self.sent[kind] = self.sent.get(kind, 0) + 1
         self.sent_by_tag[(kind, tag)] = self.sent_by_tag.get((kind, tag), 0) + 1
         size = self._size_of[kind]
         cap = size / time_alone_s
         slot = self._slot()
-        self.rem[slot] = size
+        self.rem0[slot] = size
+        self.t0[slot] = now
         self.size[slot] = size
         self.cap[slot] = cap
+        self.rate[slot] = cap
         self.lat[slot] = latency_s
-        self.active[slot] = True
         self.kind[slot] = kind
         self.payload[slot] = payload
         self.tag[slot] = tag
         self.bottleneck[slot] = -1
+        self.version[slot] += 1
+        self.active.add(slot)
         self._by_kind.setdefault(kind, set()).add(slot)
-        self.rate[slot] = cap
-        self.load[links] += w * cap
-        if (self.load[links] > self.capacity[links] * (1.0 + 1e-9)).any():
+        heapq.heappush(self._heap, (now + size / cap, self.version[slot], slot))
+        load = self.load
+        load[links] += w * cap
+        if (load[links] > self.capacity[links] * (1.0 + 1e-9)).any():
             self.dirty.add(slot)
         return slot
 
-    def remove(self, slot: int) -> object:
-        self.flush(slot)
-        self.loss_rate[slot] = 0.0
+    def end_time(self, slot: int) -> float:
+        r = self.rate[slot]
+        return self.t0[slot] + self.rem0[slot] / r if r > 0 else np.inf
+
+    def remaining(self, slot: int, now: float) -> float:
+        return self.rem0[slot] - self.rate[slot] * (now - self.t0[slot])
+
+    def next_end(self) -> float:
+        """When the first active coflow ends (``inf`` without any)."""
+        heap = self._heap
+        while heap and (heap[0][2] not in self.active or heap[0][1] != self.version[heap[0][2]]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else np.inf
+
+    def pop_ended(self, now: float) -> list[int]:
+        """The coflows that have ended by ``now`` (their remaining bytes within rounding of zero)."""
+        out = []
+        heap = self._heap
+        while heap:
+            t, version, slot = heap[0]
+            if slot not in self.active or version != self.version[slot]:
+                heapq.heappop(heap)
+                continue
+            if t > now and self.remaining(slot, now) > _REL_DONE * self.size[slot]:
+                break
+            heapq.heappop(heap)
+            out.append(slot)
+        return sorted(out)
+
+    def _set_rate(self, slot: int, r: float, now: float) -> None:
+        old = self.rate[slot]
+        if r == old:
+            return
+        self._account(slot, now)
+        self.rem0[slot] = self.remaining(slot, now)
+        self.t0[slot] = now
+        self.rate[slot] = r
+        self.version[slot] += 1
+        heapq.heappush(self._heap, (self.end_time(slot), self.version[slot], slot))
+        links, _, w = self._kind_arrays[self.kind[slot]]
+        self.load[links] += w * (r - old)
+
+    def _account(self, slot: int, now: float) -> None:
+        """Fold the time ``slot`` lost below its cap since its rate last changed."""
+        if slot in self.below and now > self.t0[slot]:
+            key = (self.tag[slot], self.bottleneck[slot])
+            lost = (1.0 - self.rate[slot] / self.cap[slot]) * (now - self.t0[slot])
+            self.delay[key] = self.delay.get(key, 0.0) + lost
+
+    def flush(self, now: float) -> None:
+        """Fold what the running coflows lost so far (for a reading of :attr:`delay`)."""
+        for slot in list(self.below):
+            self._account(slot, now)
+            self.rem0[slot] = self.remaining(slot, now)
+            self.t0[slot] = now
+
+    def remove(self, slot: int, now: float) -> object:
+        self._account(slot, now)
         kind = self.kind[slot]
         links, _, w = self._kind_arrays[kind]
         self.load[links] -= w * self.rate[slot]
-        self.active[slot] = False
+        self.active.discard(slot)
         self.rate[slot] = 0.0
+        self.version[slot] += 1
         self._by_kind[kind].discard(slot)
         self.below.discard(slot)
         self.dirty.discard(slot)
@@ -179,28 +246,21 @@ class CoflowTable:
             neighbours = self._neighbours(kind)
             if neighbours & self.below:
                 self.dirty |= neighbours
-        if not self.active.any():
+        if not self.active:
             self.load[:] = 0.0  # no drift left behind
         return payload
 
     def _slot(self) -> int:
         if self.free:
             return self.free.pop()
-        n = len(self.rem)
-        grow = max(8, n)
-        self.rem = np.concatenate([self.rem, np.zeros(grow)])
-        self.size = np.concatenate([self.size, np.ones(grow)])
-        self.rate = np.concatenate([self.rate, np.zeros(grow)])
-        self.cap = np.concatenate([self.cap, np.zeros(grow)])
-        self.lat = np.concatenate([self.lat, np.zeros(grow)])
-        self.active = np.concatenate([self.active, np.zeros(grow, dtype=bool)])
-        self.loss_rate = np.concatenate([self.loss_rate, np.zeros(grow)])
-        self.lost = np.concatenate([self.lost, np.zeros(grow)])
-        self.kind += [-1] * grow
-        self.payload += [None] * grow
-        self.tag += [""] * grow
-        self.bottleneck += [-1] * grow
-        self.free = list(range(n + grow - 1, n, -1))
+        n = len(self.rem0)
+        for floats in (self.rem0, self.t0, self.rate, self.cap, self.size, self.lat):
+            floats.append(0.0)
+        for ints in (self.kind, self.bottleneck):
+            ints.append(-1)
+        self.version.append(0)
+        self.payload.append(None)
+        self.tag.append("")
         return n
 
     def _neighbours(self, kind: int) -> set[int]:
@@ -220,54 +280,49 @@ class CoflowTable:
         return sorted(seen)
 
     # ------------------------------------------------------------------ rates
-    def solve_dirty(self) -> int:
+    def solve_dirty(self, now: float) -> int:
         """Solve the components of the dirty slots; returns how many were solved."""
         solved = 0
         while self.dirty:
             comp = self.component({self.dirty.pop()})
             self.dirty.difference_update(comp)
-            self._solve(comp)
+            self._solve(comp, now)
             solved += 1
         return solved
 
-    def _solve(self, slots: list[int]) -> None:
+    def _solve(self, slots: list[int], now: float) -> None:
         order = sorted(slots, key=lambda s: (self.kind[s], self.cap[s]))
-        key = tuple((self.kind[s], float(self.cap[s])) for s in order)
+        key = tuple((self.kind[s], self.cap[s]) for s in order)
         rates = self._memo.get(key)
         if rates is None:
-            rates = self._maxmin(order)
+            rates = self._maxmin(order).tolist()
             if len(self._memo) >= self.MEMO_SIZE:
                 self._memo.clear()
             self._memo[key] = rates
         self.solves += 1
-        for s, r in zip(order, rates.tolist(), strict=True):
-            links, _, w = self._kind_arrays[self.kind[s]]
-            old = self.rate[s]
-            if r != old:
-                self.load[links] += w * (r - old)
-                self.rate[s] = r
-        for s, r in zip(order, rates.tolist(), strict=True):
-            self._mark(s, r)
+        for s, r in zip(order, rates, strict=True):
+            self._set_rate(s, r, now)
+        for s, r in zip(order, rates, strict=True):
+            self._mark(s, r, now)
 
-    def flush(self, s: int) -> None:
-        if self.lost[s] > 0.0:
-            key = (self.tag[s], self.bottleneck[s])
-            self.delay[key] = self.delay.get(key, 0.0) + float(self.lost[s])
-            self.lost[s] = 0.0
-
-    def _mark(self, s: int, r: float) -> None:
+    def _mark(self, s: int, r: float, now: float) -> None:
         """Record whether ``s`` runs below its cap, and on which saturated link (its most loaded)."""
-        self.flush(s)
-        if r >= self.cap[s] * (1.0 - 1e-12):
-            self.below.discard(s)
-            self.bottleneck[s] = -1
-            self.loss_rate[s] = 0.0
+        bottleneck = -1
+        if r < self.cap[s] * (1.0 - 1e-12):
+            links, _, w = self._kind_arrays[self.kind[s]]
+            full = self.load[links] >= self.capacity[links] * (1.0 - 1e-9)
+            bottleneck = int(links[np.argmax(np.where(full, w, -1.0))]) if full.any() else -1
+        below = bottleneck >= 0 or r < self.cap[s] * (1.0 - 1e-12)
+        if below == (s in self.below) and bottleneck == self.bottleneck[s]:
             return
-        self.below.add(s)
-        self.loss_rate[s] = 1.0 - r / self.cap[s]
-        links, _, w = self._kind_arrays[self.kind[s]]
-        full = self.load[links] >= self.capacity[links] * (1.0 - 1e-9)
-        self.bottleneck[s] = int(links[np.argmax(np.where(full, w, -1.0))]) if full.any() else -1
+        self._account(s, now)  # the time lost so far belongs to the old bottleneck
+        self.rem0[s] = self.remaining(s, now)
+        self.t0[s] = now
+        self.bottleneck[s] = bottleneck
+        if below:
+            self.below.add(s)
+        else:
+            self.below.discard(s)
 
     def _maxmin(self, order: list[int]) -> np.ndarray:
         arrays = [self._kind_arrays[self.kind[s]] for s in order]
@@ -276,17 +331,16 @@ class CoflowTable:
         uniq, local = np.unique(links, return_inverse=True)
         entry_flow = np.repeat(np.arange(len(order)), counts)
         weight = np.concatenate([a[2] for a in arrays])
-        return maxmin_rates(
-            entry_flow, local, self.capacity[uniq], len(order), weight=weight, cap=self.cap[np.array(order)]
-        )
+        caps = np.array([self.cap[s] for s in order])
+        return maxmin_rates(entry_flow, local, self.capacity[uniq], len(order), weight=weight, cap=caps)
 
     def entries(self) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
         """(active slots, entry coflow index, entry link, entry weight) for a solve with plain flows."""
-        slots = np.flatnonzero(self.active).tolist()
-        arrays = [self._kind_arrays[self.kind[s]] for s in slots]
-        counts = np.array([len(a[0]) for a in arrays], dtype=np.int64)
+        slots = sorted(self.active)
         if not slots:
             return slots, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
+        arrays = [self._kind_arrays[self.kind[s]] for s in slots]
+        counts = np.array([len(a[0]) for a in arrays], dtype=np.int64)
         return (
             slots,
             np.repeat(np.arange(len(slots)), counts),
@@ -294,12 +348,14 @@ class CoflowTable:
             np.concatenate([a[2] for a in arrays]),
         )
 
-    def set_rates(self, slots: list[int], rates: np.ndarray) -> None:
+    def caps(self, slots: list[int]) -> np.ndarray:
+        return np.array([self.cap[s] for s in slots], dtype=np.float64)
+
+    def set_rates(self, slots: list[int], rates: np.ndarray, now: float) -> None:
         """Rates from a solve with plain flows (every active coflow)."""
         self.dirty.clear()
-        for s, r in zip(slots, rates.tolist(), strict=True):
-            links, _, w = self._kind_arrays[self.kind[s]]
-            self.load[links] += w * (r - self.rate[s])
-            self.rate[s] = r
-        for s, r in zip(slots, rates.tolist(), strict=True):
-            self._mark(s, r)
+        values = rates.tolist()
+        for s, r in zip(slots, values, strict=True):
+            self._set_rate(s, r, now)
+        for s, r in zip(slots, values, strict=True):
+            self._mark(s, r, now)

@@ -83,8 +83,6 @@ class FlowStats:
         out: dict[tuple[str, str], float] = {}
         if self.table is None:
             return out
-        for s in np.flatnonzero(self.table.lost > 0).tolist():
-            self.table.flush(s)  # fold what running coflows lost so far
         for (tag, link), v in self.table.delay.items():
             block = self.block_names[self.block_of[link]] if 0 <= link < len(self.block_of) else "virtual"
             out[(tag, block)] = out.get((tag, block), 0.0) + v
@@ -166,7 +164,7 @@ class FlowNetwork:
     def rewind(self, now: float) -> None:
         """The clock was set back to ``now`` (:meth:`sim.network.context.SimContext.run_alone`): only
         an idle network can follow it."""
-        if len(self._remaining) or self.coflows.active.any():
+        if len(self._remaining) or self.coflows.active:
             raise RuntimeError("cannot rewind a network with active flows")
         self._last = now
         self._generation += 1
@@ -175,7 +173,7 @@ class FlowNetwork:
 
     @property
     def active_coflows(self) -> int:
-        return int(self.coflows.active.sum())
+        return len(self.coflows.active)
 
     def send_coflow(
         self, links: np.ndarray, link_bytes: np.ndarray, time_alone_s: float, latency_s: float = 0.0, tag: str = ""
@@ -191,11 +189,11 @@ class FlowNetwork:
         kind = table.kind_of(links, link_bytes)
         self.stats.flows += 1
         self._advance()
-        slot = table.add(kind, time_alone_s, latency_s, event, tag)
+        slot = table.add(kind, time_alone_s, latency_s, event, tag, self.env.now)
         if table.dirty or len(self._remaining) or self._recompute_pending or not self.incremental:
             self._schedule_step()
         else:  # at its cap and nothing over capacity: only the next wake may move earlier
-            done_at = self.env.now + float(table.rem[slot] / table.rate[slot])
+            done_at = table.end_time(slot)
             if done_at < self._wake_at:
                 self._generation += 1
                 self._wake_at = done_at
@@ -286,23 +284,18 @@ class FlowNetwork:
         if dt > 0:
             if len(self._remaining):
                 self._remaining -= self._rate * dt
-            table = self.coflows
-            if table.active.any():
-                table.rem -= table.rate * dt  # inactive slots have rate 0
-                if table.below:
-                    table.lost += table.loss_rate * dt
         self._last = now
 
     def _finish_coflows(self) -> None:
         table = self.coflows
-        done = np.flatnonzero(table.active & (table.rem <= _REL_DONE * table.size))
-        if not done.size:
+        if not table.active:
             return
         now = self.env.now
-        self.stats.completions += int(done.size)
-        for slot in done.tolist():
-            latency = float(table.lat[slot])
-            event = table.remove(slot)
+        done = table.pop_ended(now)
+        self.stats.completions += len(done)
+        for slot in done:
+            latency = table.lat[slot]
+            event = table.remove(slot, now)
             assert isinstance(event, simpy.Event)
             self._fire(event, now + latency)
 
@@ -351,21 +344,19 @@ class FlowNetwork:
         self._generation += 1
         self._wake_at = np.inf
         table = self.coflows
-        coflows = table.active.any()
+        coflows = bool(table.active)
         if not len(self._remaining) and not coflows:
             return
         if len(self._remaining) or not self.incremental:
             self._solve()
         elif table.dirty:
-            self.stats.recomputes += table.solve_dirty()
+            self.stats.recomputes += table.solve_dirty(self.env.now)
             self._report_rates()
         dt = np.inf
         if len(self._remaining):
             dt = float((self._remaining / self._rate).min())
         if coflows:
-            active = table.active
-            with np.errstate(divide="ignore", invalid="ignore"):
-                dt = min(dt, float(np.min(table.rem[active] / table.rate[active])))
+            dt = min(dt, table.next_end() - self.env.now)
         gen = self._generation
         self._wake_at = self.env.now + max(dt, 0.0)
         self.env.timeout(max(dt, 0.0)).callbacks.append(lambda _e: self._on_wake(gen))
@@ -381,10 +372,10 @@ class FlowNetwork:
             entry_flow = np.concatenate([self._entry_flow, n + cf_flow])
             entry_link = np.concatenate([self._entry_link, cf_link])
             weight = np.concatenate([np.ones(len(self._entry_link)), cf_weight])
-            cap = np.concatenate([np.full(n, np.inf), table.cap[slots]])
+            cap = np.concatenate([np.full(n, np.inf), table.caps(slots)])
             rates = maxmin_rates(entry_flow, entry_link, self.capacity, n + len(slots), weight=weight, cap=cap)
             self._rate = rates[:n]
-            table.set_rates(slots, rates[n:])
+            table.set_rates(slots, rates[n:], self.env.now)
         self.stats.recomputes += 1
         self._report_rates()
 
