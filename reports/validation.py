@@ -16,7 +16,7 @@ from typing import Any
 from reports.deepep_table import table
 from reports.step_report import git_revision
 from sim.experiments.deepep_table import DeepEPRow
-from sim.experiments.published import Bubbles, Figure, GemmCheck, PublishedFigures, StepCheck
+from sim.experiments.published import Bubbles, ContentionRow, Figure, GemmCheck, PublishedFigures, StepCheck
 
 
 def _err(twin: float, ref: float) -> str:
@@ -85,6 +85,38 @@ def step_section(step: StepCheck) -> list[str]:
     ]
 
 
+def contention_section(rows: tuple[ContentionRow, ...]) -> list[str]:
+    """The default step with every byte on one network (shared) beside each part timed alone
+    (isolated), per fabric, with what the coflows lost to sharing and where."""
+    lines = [
+        "## One network: the step with contention shared and isolated (`training.contention`)",
+        "",
+        "Shared: DeepEP phases, pipeline sends and ZeRO-1 collectives as coflows on one network in one event loop; "
+        "isolated: each timed alone (the figures before that model). Step, then the bubble, exposed EP and exposed "
+        "DP of the rank that ends last (s). The mechanism of each difference is in docs/step.md (Contention).",
+        "",
+        "| fabric | step isolated | step shared | change | bubble | exposed EP | exposed DP |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        i, s = r.isolated, r.shared
+        lines.append(
+            f"| {r.fabric} | {i[0]:.3f} | {s[0]:.3f} | {(s[0] / i[0] - 1):+.1%} | {i[1]:.3f} -> {s[1]:.3f} "
+            f"| {i[2]:.3f} -> {s[2]:.3f} | {i[3]:.3f} -> {s[3]:.3f} |"
+        )
+    lines += [
+        "",
+        "Time the shared run's coflows lost to sharing, by kind and the link block that held them back "
+        "(ms, summed over coflows; a coflow's loss is hidden where its chunk had slack):",
+        "",
+    ]
+    lines += ["| fabric | lost to sharing |", "|---|---|"]
+    for r in rows:
+        top = sorted(r.lost_ms.items(), key=lambda kv: -kv[1])
+        lines.append(f"| {r.fabric} | " + ", ".join(f"{k} {v:,.0f}" for k, v in top) + " |")
+    return [*lines, ""]
+
+
 def dualpipe_section(bubbles: Bubbles) -> list[str]:
     """DualPipe's Table 2 (V3 report) at its exact point: the closed forms beside the simulated bubbles."""
     lines = [
@@ -139,6 +171,7 @@ def validation_markdown(figures: PublishedFigures) -> str:
     lines += trace_section(figures.trace)
     lines += model_section(figures.model)
     lines += step_section(figures.step)
+    lines += contention_section(figures.contention)
     lines += dualpipe_section(figures.bubbles)
     lines += deepep_section(figures.deepep)
     lines += gemm_section(figures.gemm)

@@ -41,7 +41,12 @@ from sim.run import run_schedule, simulate_training
 
 # DeepSeek-V3 report (arXiv 2412.19437), Table 1: 2.664M H800 GPU-hours of pre-training on 14.8T tokens.
 PUBLISHED_GPU_HOURS_PER_T = 2.664e6 / 14.8
-SECTIONS = ("trace", "model", "step", "dualpipe", "deepep", "gemm")
+SECTIONS = ("trace", "model", "step", "contention", "dualpipe", "deepep", "gemm")
+CONTENTION_FABRICS = (  # (label, cluster.topology relative to the default scenario's folder)
+    ("MPFT (DeepSeek's multi-plane fat tree, the default)", None),
+    ("FT2 (two-layer fat tree, one plane), 2048 GPUs", "../topologies/deepseek-v3-ft2.yaml"),
+    ("FT3 (three-layer fat tree), 2048 GPUs", "../topologies/deepseek-v3-ft3.yaml"),
+)
 BUBBLE_SCHEDULES = ("1f1b", "zb1p", "dualpipe", "dualpipev")
 GEMM_DEVICE = "h100-sxm-device.json"  # measured on a second H100, not fitted
 GEMM_REFERENCE = "h100-sxm-measured.json"  # the shared H100 measurements the profile is fitted to
@@ -133,6 +138,38 @@ def step_check() -> StepCheck:
 
 
 @dataclass(frozen=True)
+class ContentionRow:
+    """One fabric's default step with ``training.contention`` isolated and shared: the step and the
+    last-ending rank's bubble, exposed EP and exposed DP (s), and what the shared run's coflows lost to
+    sharing by tag and link block (ms, summed over coflows)."""
+
+    fabric: str
+    isolated: tuple[float, float, float, float]
+    shared: tuple[float, float, float, float]
+    lost_ms: dict[str, float]
+
+
+def _figures(result: Any) -> tuple[float, float, float, float]:
+    last = result.ranks[result.reported_rank]
+    return (result.step_time_s, last.bubble_s, last.ep_comm_exposed_s, last.dp_comm_exposed_s)
+
+
+def contention_rows() -> tuple[ContentionRow, ...]:
+    """The default step on each of :data:`CONTENTION_FABRICS`, isolated and shared."""
+    from sim.experiments.study import variant
+
+    sc = load_scenario(default_scenario_path())
+    out = []
+    for label, topology in CONTENTION_FABRICS:
+        base = {} if topology is None else {"cluster.topology": topology}
+        iso = simulate_training(variant(sc, base | {"training.contention": "isolated"}))
+        shared = simulate_training(variant(sc, base | {"training.contention": "shared"}))
+        lost = dict(shared.step.stats.get("coflow_delay_ms", {}))
+        out.append(ContentionRow(label, _figures(iso.result), _figures(shared.result), lost))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class BubbleRow:
     """A schedule's pipeline bubble: Table 2's closed form and the simulated one (units of F)."""
 
@@ -197,6 +234,7 @@ class PublishedFigures:
     trace: dict[str, Any]  # the layout of ``twin validate trace --format json``
     model: tuple[Figure, ...]
     step: StepCheck
+    contention: tuple[ContentionRow, ...]
     bubbles: Bubbles
     deepep: tuple[DeepEPRow, ...]
     gemm: GemmCheck
@@ -218,9 +256,11 @@ def published_figures(
     model = model_figures()
     step("step")
     training = step_check()
+    step("contention")
+    contention = contention_rows()
     step("dualpipe")
     pipeline = bubbles()
     step("deepep")
     deepep = tuple(deepep_rows())
     step("gemm")
-    return PublishedFigures(trace, model, training, pipeline, deepep, gemm_check())
+    return PublishedFigures(trace, model, training, contention, pipeline, deepep, gemm_check())

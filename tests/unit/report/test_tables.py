@@ -7,9 +7,9 @@ import pytest
 
 from reports.deepep_table import table as deepep_table
 from reports.trace_kernels import table as kernel_table
-from reports.validation import dualpipe_section, gemm_section, model_section, step_section
+from reports.validation import contention_section, dualpipe_section, gemm_section, model_section, step_section
 from sim.experiments.deepep_table import DeepEPRow
-from sim.experiments.published import BubbleRow, Bubbles, Figure, GemmCheck, StepCheck
+from sim.experiments.published import BubbleRow, Bubbles, ContentionRow, Figure, GemmCheck, StepCheck
 from sim.experiments.trace_validation import KernelRow
 
 
@@ -44,6 +44,14 @@ def test_validation_sections() -> None:
     assert bubbles[-3:] == ["| 1f1b | 45 | 45 | +0.0% |", "| x | 0 | 0 | 0 |", ""]
     gemm = gemm_section(GemmCheck("dev.json", 12, 0.05, -0.01))[4]
     assert "`dev.json`, 12 shapes" in gemm and gemm.endswith("| median 5.0% (bias -1.0%) |")
+
+
+def test_contention_section() -> None:
+    row = ContentionRow("F", (20.0, 1.0, 2.0, 0.25), (21.0, 1.5, 2.5, 0.5), {"a@x": 10.0, "b@y": 2000.0})
+    lines = contention_section((row,))
+    assert lines[0].startswith("## One network")
+    assert "| F | 20.000 | 21.000 | +5.0% | 1.000 -> 1.500 | 2.000 -> 2.500 | 0.250 -> 0.500 |" in lines
+    assert "| F | b@y 2,000, a@x 10 |" in lines  # largest loss first
 
 
 def test_figure_error() -> None:
