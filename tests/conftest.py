@@ -2,17 +2,45 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
+SMALL_STEP = REPO / "tests" / "data" / "sweep" / "small-step.yaml"  # a small, fast training step for sweeps
+INTEGRATION = REPO / "tests" / "integration"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test under tests/integration (whole training steps, reports, sweeps of training points,
+    the CLI run end to end) is marked ``integration``: ``-m "not integration"`` is the fast tier."""
+    for item in items:
+        if INTEGRATION in item.path.parents:
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+def write_sweep(folder: Path, body: dict, name: str = "s.yaml") -> Path:
+    """A sweep file over the small step (``body`` adds grid/points, or replaces the base), in ``folder``."""
+    body = {"base": str(SMALL_STEP)} | body
+    path = folder / name
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return path
+
+
+def twin(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """The twin command as a process, from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "sim", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
 
 
 def write_sm_sweep_profile(path: Path, sms_total: int = 132) -> Path:

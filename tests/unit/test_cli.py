@@ -102,25 +102,6 @@ def test_plot_and_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert not list(tmp_path.glob(".*"))  # no temp files left behind
 
 
-def test_run_writes_report_and_bad_scenario_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    scenario = tmp_path / "s.yaml"
-    scenario.write_text(
-        "name: small\npipeline: {pp: 4, microbatches: 8}\nops: {forward_ms: 1, backward_ms: 2, weight_ms: 1}\n"
-    )
-    out_dir = tmp_path / "out"
-    code, _out, _ = _run(["run", str(scenario), "-o", str(out_dir), "-q"], capsys)
-    assert code == 0
-    written = {p.name for p in (out_dir / "small").iterdir()}
-    assert {"report.md", "summary.json", "spans.parquet", "gantt-dualpipe.png", "trace-zb1p.json"} <= written
-    summary = json.loads((out_dir / "small" / "summary.json").read_text())
-    assert [s["name"] for s in summary["schedules"]] == ["1f1b", "zb1p", "interleaved-1f1b", "dualpipe", "dualpipev"]
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(scenario.read_text().replace("pp: 4", "pp: 5"))
-    code, _, err = _run(["run", str(bad), "-o", str(tmp_path / "out2")], capsys)
-    assert code == 2 and "pipeline.pp" in err
-    assert not (tmp_path / "out2").exists()
-
-
 def test_console_script_reports_without_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(
@@ -132,19 +113,3 @@ def test_console_script_reports_without_traceback(tmp_path: Path) -> None:
         proc.stderr.strip()
         == f"error: {bad}: pipeline.bogus: unknown key; allowed: pp, microbatches, virtual_stages, schedules"
     )
-
-
-def test_report_of_the_table_scenario_shows_matching_closed_forms(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], repo: Path
-) -> None:
-    code, _, _ = _run(["run", str(repo / "scenarios" / "dualpipe-table.yaml"), "-o", str(tmp_path), "-q"], capsys)
-    assert code == 0
-    rows = [
-        line.strip("|").split("|")
-        for line in (tmp_path / "dualpipe-table" / "report.md").read_text().splitlines()
-        if line.startswith("| ") and not line.startswith("| schedule")
-    ]
-    assert len(rows) == 5
-    for row in rows:
-        simulated, closed_form = float(row[4]), float(row[5])
-        assert simulated == pytest.approx(closed_form), row[0]
