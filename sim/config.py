@@ -7,34 +7,41 @@ path and what is allowed, e.g.::
 
 Units are in key names (``forward_ms``, ``bandwidth_GBps``, ``latency_us``); inside the simulator
 everything is SI (seconds, bytes, bytes/s).
+
+The scenario describes: this module holds the schema, reads the files a scenario names (topology,
+profile) and checks what the description alone decides (types, ranges, unknown keys, sizes, keys that
+do not go together, files that exist and parse). It builds nothing: the layout, schedules, fabric,
+cost model, routing and memory check are :func:`sim.assemble.assemble`'s, which ``twin validate`` and
+every run share. It imports no training, pipeline-execution or memory code; the schedule registry
+(:data:`~sim.pipeline.schedules.SCHEDULES`) is read for the names a scenario may give and the devices
+a schedule takes (``pipeline.schedules``, ``cluster.device_gpus``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from sim.economics import FABRIC_LIFE_YEARS, GPU_HOUR_USD
-from sim.errors import LayoutError, ScenarioError
-from sim.hardware.gpu import DEEPSEEK_COMM_SMS, NIC_Gbps, SmSplit, datasheet_for
+from sim.errors import ScenarioError
+from sim.hardware.gpu import DEEPSEEK_COMM_SMS, NIC_Gbps
 from sim.hardware.profile import DEFAULT_PROFILE, load_profile
-from sim.keys import as_yaml_key
+from sim.layout_defaults import DEFAULT_EP, DEFAULT_GLOBAL_BATCH, DEFAULT_GPUS
 from sim.limits import check_scenario_sizes
 from sim.model.spec import DEEPSEEK_V3, ModelSpec
-from sim.moe.spec import MoESpec
-from sim.network.spec import ClusterSpec, build_cluster_spec, load_cluster
+from sim.network.spec import ClusterSpec, parse_cluster
 from sim.network.tolerance import COMPLETION_RTOL
 from sim.overrides import apply_overrides, check_key, resolve_paths
-from sim.pipeline.costs import OpTimes
-from sim.pipeline.execute import P2P
-from sim.pipeline.ops import Schedule
-from sim.pipeline.schedules import SCHEDULES, build_schedule
-from sim.training.layout import DEFAULT_EP, DEFAULT_GLOBAL_BATCH, DEFAULT_GPUS, Layout, build_layout
-from sim.training.params import COMM_BESIDE_COMPUTE, ChunkParams
+from sim.pipeline.schedules import SCHEDULES
 from sim.units import gbit_to_gbyte
 from sim.yamlio import read_yaml, validation_error
+
+if TYPE_CHECKING:  # the old factories' return types (deprecated shims below)
+    from sim.hardware.gpu import SmSplit
+    from sim.pipeline.ops import Schedule
+    from sim.training.layout import Layout
 
 
 class _Strict(BaseModel):
@@ -79,31 +86,6 @@ class OpsSpec(_Strict):
 
     _scalar = field_validator("forward_ms", "backward_ms", "weight_ms", "overlapped_ms", mode="before")(_as_list)
 
-    def op_times(self, pp: int) -> OpTimes:
-        def per_stage(key: str, values: list[float]) -> tuple[float, ...]:
-            if len(values) == 1:
-                values = values * pp
-            if len(values) != pp:
-                raise ScenarioError(key, f"give one value or one per model stage ({pp}), got {len(values)}")
-            for i, v in enumerate(values):
-                if not v >= 0:
-                    raise ScenarioError(f"{key}[{i}]", f"times must be >= 0, got {v}")
-            return tuple(v * 1e-3 for v in values)
-
-        fb = None if self.overlapped_ms is None else per_stage("overlapped_ms", self.overlapped_ms)
-        times = OpTimes(
-            per_stage("forward_ms", self.forward_ms),
-            per_stage("backward_ms", self.backward_ms),
-            per_stage("weight_ms", self.weight_ms),
-            fb,
-        )
-        try:
-            times.validate(pp)
-        except ScenarioError as err:
-            names = {"f": "forward_ms", "b": "backward_ms", "w": "weight_ms", "fb": "overlapped_ms"}
-            raise ScenarioError(names.get(err.key_path, err.key_path), err.message) from None
-        return times
-
 
 class P2PSpec(_Strict):
     """The simple point-to-point link between pipeline stages (alpha-beta model)."""
@@ -113,9 +95,6 @@ class P2PSpec(_Strict):
         gbit_to_gbyte(NIC_Gbps), gt=0, description="per directed link; default one 400G IB NIC"
     )
     latency_us: float = Field(0.0, ge=0, description="per transfer")
-
-    def p2p(self) -> P2P:
-        return P2P(self.activation_bytes, self.bandwidth_GBps * 1e9, self.latency_us * 1e-6)
 
 
 class CommSpec(_Strict):
@@ -133,10 +112,10 @@ class CommSpec(_Strict):
         return value
 
     def split(self) -> SmSplit:
-        try:
-            return SmSplit(comm_sms=self.sms, coprocessor=self.coprocessor)
-        except ScenarioError as err:
-            raise as_yaml_key(err) from None
+        """Deprecated: :func:`sim.assemble.sm_split` (kept for callers not yet moved to it)."""
+        from sim.assemble import sm_split
+
+        return sm_split(self)
 
 
 class WorkloadSpec(_Strict):
@@ -156,31 +135,6 @@ class WorkloadSpec(_Strict):
     )
     launch_gap_us: float | None = Field(None, ge=0, description="idle per kernel launch [default: trace]")
     notify_wait_us: float | None = Field(None, ge=0, description="DeepEP notify wait (rank skew) [default: trace]")
-
-    def params(self) -> ChunkParams:
-        """The chunk model's parameters: the trace-derived defaults, overridden where given."""
-        given: dict[str, object] = {
-            k: v
-            for k, v in {
-                "gemm_beside_comm": self.gemm_beside_comm,
-                "memory_beside_comm": self.memory_beside_comm,
-                "launch_gap_us": self.launch_gap_us,
-                "notify_wait_us": self.notify_wait_us,
-            }.items()
-            if v is not None
-        }
-        if self.comm_beside_compute is not None:
-            unknown = set(self.comm_beside_compute) - set(COMM_BESIDE_COMPUTE)
-            if unknown:
-                raise ScenarioError(
-                    "workload.comm_beside_compute",
-                    f"unknown phase {sorted(unknown)[0]!r}; choose from {', '.join(COMM_BESIDE_COMPUTE)}",
-                )
-            given["comm_beside_compute"] = {**COMM_BESIDE_COMPUTE, **self.comm_beside_compute}
-        try:
-            return ChunkParams(interference=self.interference, **given)  # type: ignore[arg-type]
-        except ScenarioError as err:
-            raise as_yaml_key(err) from None
 
 
 class ClusterRef(_Strict):
@@ -202,6 +156,7 @@ class ClusterRef(_Strict):
         description="what-if: fat tree's first-layer down:up ratio k:1, k fewer uplinks [default: topology]",
     )
     _spec: ClusterSpec | None = PrivateAttr(None)
+    _path: Path | None = PrivateAttr(None)
 
     @property
     def spec(self) -> ClusterSpec:
@@ -209,6 +164,11 @@ class ClusterRef(_Strict):
         if self._spec is None:
             raise RuntimeError("cluster topology not loaded; use load_scenario()")
         return self._spec
+
+    @property
+    def path(self) -> Path:
+        """The topology file, resolved against the scenario's folder (errors building it name it)."""
+        return self._path if self._path is not None else Path(self.topology)
 
     def placement(self, devices: int) -> tuple[int, ...]:
         """GPU of each of ``devices`` pipeline devices."""
@@ -273,7 +233,7 @@ class EconomicsSpec(_Strict):
 
 
 class Scenario(_Strict):
-    """A whole scenario: it describes; ``sim.run`` assembles costs, topology and timing from it."""
+    """A whole scenario: it describes; :func:`sim.assemble.assemble` builds what a run needs from it."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     description: str = ""
@@ -297,14 +257,6 @@ class Scenario(_Strict):
     def source_path(self) -> str:
         """The scenario file it was read from ('<scenario>' when built in memory)."""
         return str(self._source_path) if self._source_path is not None else "<scenario>"
-
-    def moe_spec(self) -> MoESpec:
-        """The model's MoE layer over the workload's EP group; an error names the scenario key (the
-        experts not dividing over EP names ``workload.ep``, as the layout does)."""
-        try:
-            return MoESpec.of_model(self.model, self.workload.ep)
-        except ScenarioError as err:
-            raise as_yaml_key(ScenarioError("ep" if err.key_path == "experts" else err.key_path, err.message)) from None
 
     @property
     def profile_path(self) -> Path:
@@ -336,32 +288,17 @@ class Scenario(_Strict):
         return spec
 
     def step_layout(self, layers_per_stage: list[int] | None = None) -> tuple[Layout, Schedule]:
-        """The layout and schedule of a training scenario (errors name the key to change);
-        ``layers_per_stage`` overrides the scenario's split (a 'balanced' one, once computed)."""
-        t = self.training
-        if t is None:
-            raise ScenarioError("training", "not a training scenario")
-        if len(self.pipeline.schedules) != 1:
-            raise ScenarioError("pipeline.schedules", "a training step runs one schedule; sweep to compare several")
-        spec = self.cluster_spec()
-        return build_layout(
-            self.model,
-            self.pipeline.schedules[0],
-            self.pipeline.pp,
-            self.pipeline.virtual_stages,
-            t.gpus,
-            spec.node.gpus_per_node,
-            spec.gpus,
-            self.workload.ep,
-            t.global_batch,
-            self.pipeline.microbatches,
-            t.microbatch_sequences,
-            layers_per_stage or (t.layers_per_stage if isinstance(t.layers_per_stage, list) else None),
-        )
+        """Deprecated: :func:`sim.assemble.step_layout`, or the layout of ``assemble(scenario)`` (kept
+        for callers not yet moved to them)."""
+        from sim.assemble import step_layout
+
+        return step_layout(self, layers_per_stage)
 
 
 def parse_scenario(data: Any) -> Scenario:
-    """Validate a mapping (parsed YAML) into a :class:`Scenario`, including layout checks."""
+    """Validate a mapping (parsed YAML) into a :class:`Scenario`: the schema, the sizes, keys that do
+    not go together. What needs building (layout, schedules, times, fabric) is checked by
+    :func:`sim.assemble.assemble`."""
     if not isinstance(data, dict):
         raise ScenarioError("", f"a scenario must be a mapping of keys, got {type(data).__name__}")
     try:
@@ -369,52 +306,35 @@ def parse_scenario(data: Any) -> Scenario:
     except ValidationError as err:
         raise validation_error(err, Scenario) from None
     check_scenario_sizes(scenario)  # counts bounded before any schedule is built (sim.limits)
-    plan = scenario.pipeline
     if scenario.training is not None:
         given = scenario.workload.model_fields_set
         if "tokens" in given:
             raise ScenarioError("workload.tokens", "set by the training step: model.seq_len x microbatch_sequences")
         if given & {"layers_per_stage", "first_layer"}:
             raise ScenarioError("workload.layers_per_stage", "set by the training step's layout (pipeline.pp)")
-    if scenario.training is None:
-        if plan.microbatches is None:
-            raise ScenarioError("pipeline.microbatches", "required (or add a training section to derive it)")
-        for name in plan.schedules:
-            try:
-                build_schedule(name, plan.pp, plan.microbatches, plan.virtual_stages)
-            except LayoutError as err:
-                raise err.with_prefix("pipeline") from None
-    if scenario.ops is not None:
-        try:
-            scenario.ops.op_times(plan.pp)
-        except ScenarioError as err:
-            raise err.with_prefix("ops") from None
-    scenario.comm.split()
-    scenario.workload.params()
-    if scenario.training is None and scenario.ops is None:  # the chunk model routes the workload
-        scenario.moe_spec()
+    elif scenario.pipeline.microbatches is None:
+        raise ScenarioError("pipeline.microbatches", "required (or add a training section to derive it)")
     return scenario
 
 
+def _read_topology(ref: ClusterRef, base: Path) -> None:
+    """Read (not build) the topology file ``ref`` names, relative to ``base``."""
+    path = Path(ref.topology)
+    path = path if path.is_absolute() else base / path
+    ref._spec = parse_cluster(read_yaml(path, "topology"), str(path))
+    ref._path = path
+
+
 def _attach_cluster(scenario: Scenario, base: Path) -> None:
-    """Load the scenario's topology file (relative to ``base``) and check the device placement."""
+    """Read the scenario's topology file (relative to ``base``) and check the keys that go with it and
+    the device placement of a schedule comparison (the fabric is built, once, by ``assemble``)."""
     ref = scenario.cluster
     if ref is None:
         return
     if scenario.training is not None:
         if ref.device_gpus is not None:
             raise ScenarioError("cluster.device_gpus", "set by the training step's layout (rank d on GPUs d x G ..)")
-        path = Path(ref.topology)
-        ref._spec = load_cluster(path if path.is_absolute() else base / path)
-        if ref.oversubscription is not None:  # the overridden fabric must build (k divides radix/2, a tree)
-            try:
-                build_cluster_spec(scenario.cluster_spec())
-            except ScenarioError as err:
-                if err.key_path != "fabric.oversubscription":
-                    raise
-                raise ScenarioError("cluster.oversubscription", f"{err.message} (topology {path})") from None
-        scenario.step_layout()
-        scenario.moe_spec()
+        _read_topology(ref, base)
         return
     if ref.oversubscription is not None:
         raise ScenarioError(
@@ -423,8 +343,7 @@ def _attach_cluster(scenario: Scenario, base: Path) -> None:
     for key in ("bandwidth_GBps", "latency_us"):
         if key in scenario.p2p.model_fields_set:
             raise ScenarioError(f"p2p.{key}", "not used with a cluster: the network sets bandwidth and latency")
-    path = Path(ref.topology)
-    ref._spec = load_cluster(path if path.is_absolute() else base / path)
+    _read_topology(ref, base)
     devices = scenario.devices()
     gpus = ref.placement(devices)
     spec = ref.spec
@@ -436,7 +355,8 @@ def _attach_cluster(scenario: Scenario, base: Path) -> None:
 
 
 def _attach_profile(scenario: Scenario, base: Path) -> None:
-    """Resolve ``profile`` (relative to ``base``) and check it is a profile of a GPU with the cluster's SMs."""
+    """Resolve ``profile`` (relative to ``base``) and check that it reads as a profile (its device is
+    checked against the SM split and the datasheets by ``assemble``)."""
     if scenario.profile is None:
         path = scenario.profile_path
     else:
@@ -444,26 +364,10 @@ def _attach_profile(scenario: Scenario, base: Path) -> None:
         if not path.is_file():
             raise ScenarioError("profile", f"no such profile: {scenario.profile}")
     try:
-        profile = load_profile(path)
+        load_profile(path)
     except ScenarioError as err:
         raise ScenarioError("profile", f"{err.key_path}: {err.message}" if err.key_path else err.message) from None
-    sms = scenario.comm.split().gpu.sms
-    if profile.device.sms != sms:
-        raise ScenarioError("profile", f"profile is for a GPU with {profile.device.sms} SMs, the cluster's has {sms}")
     scenario._profile_path = path
-    if scenario.training is not None:
-        gpu = datasheet_for(profile.device.name)
-        if gpu is None:
-            raise ScenarioError(
-                "profile",
-                f"no datasheet for {profile.device.name!r} (a training step needs its HBM size and BF16 peak); "
-                "known: H800, H100, H200 (sim/hardware/gpu.py)",
-            )
-        if scenario.training.check_memory:
-            from sim.training.step_result import check_memory
-
-            layout, schedule = scenario.step_layout()
-            check_memory(scenario.model, layout, schedule, gpu)
 
 
 MAX_BASE_DEPTH = 8  # derived scenarios deriving from derived scenarios
@@ -531,7 +435,8 @@ def scenario_from_data(data: Any, path: str | Path, folder: str | Path | None = 
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a YAML scenario (or a derived one: ``base`` + ``set``); every error names
-    ``path`` and the key."""
+    ``path`` and the key. What a run builds from it is checked by :func:`sim.assemble.assemble`
+    (``twin validate`` is both)."""
     data, folder = scenario_data(path)
     return scenario_from_data(data, path, folder)
 

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from sim.assemble import Assembly, assemble
 from sim.cli.calibrate import calibrate_app
 from sim.cli.chunk import chunk_cmd, print_validation, trace_validation
 from sim.cli.common import Format, err, input_file_option, invoke, out, output_dir_option
@@ -21,7 +22,7 @@ from sim.cli.network import collective_cmd, topology_app
 from sim.cli.report import report_cmd
 from sim.cli.schedules import _print_table, schedules_app
 from sim.cli.sweep import compare_cmd, sweep_cmd
-from sim.config import Scenario, default_scenario_path, load_scenario
+from sim.config import default_scenario_path, load_scenario
 from sim.errors import ScenarioError
 from sim.outputs import atomic_dir, atomic_write_text
 from sim.results import chrome_trace, spans_frame
@@ -54,15 +55,16 @@ def run(
 ) -> None:
     """Simulate a scenario and write its report: a training step (the default: DeepSeek-V3 on 2048
     H800s) or a schedule comparison (Markdown, JSON, Parquet of every span, Gantt PNG, Perfetto trace)."""
-    sc = load_scenario(scenario or default_scenario_path())
-    if sc.training is not None:
-        _run_training(sc, output, fmt, quiet)
+    asm = assemble(load_scenario(scenario or default_scenario_path()))  # refuses what twin validate refuses
+    sc = asm.scenario
+    if asm.training:
+        _run_training(asm, output, fmt, quiet)
         return
     from reports.gantt import plot_gantt
     from reports.markdown import schedule_report
 
     with err.status("simulating") as status:
-        result = simulate(sc, progress=lambda name: status.update(f"simulating {name}"))
+        result = simulate(asm, progress=lambda name: status.update(f"simulating {name}"))
         target = output / sc.name
         with atomic_dir(target) as tmp:
             figures = {}
@@ -85,8 +87,8 @@ def run(
         out.print(f"report written to {target / 'report.md'}")
 
 
-def _run_training(sc: Scenario, output: Path, fmt: Format, quiet: bool) -> None:
-    """Simulate the scenario's training step with a progress bar, then write its report folder."""
+def _run_training(asm: Assembly, output: Path, fmt: Format, quiet: bool) -> None:
+    """Simulate the assembled training step with a progress bar, then write its report folder."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from reports.gantt import plot_gantt
@@ -95,6 +97,7 @@ def _run_training(sc: Scenario, output: Path, fmt: Format, quiet: bool) -> None:
     from sim.training.timeline import perfetto_trace
     from sim.training.timeline import spans_frame as step_spans
 
+    sc = asm.scenario
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
     with Progress(*columns, TimeElapsedColumn(), console=err, transient=True, disable=quiet) as bar:
         task = bar.add_task("building the step", total=None)
@@ -102,7 +105,7 @@ def _run_training(sc: Scenario, output: Path, fmt: Format, quiet: bool) -> None:
         def progress(what: str, done: int, total: int) -> None:
             bar.update(task, description=what, completed=done, total=total)
 
-        result = simulate_training(sc, progress)
+        result = simulate_training(asm, progress)
         target = output / sc.name
         bar.update(task, description="writing the report", completed=0, total=4)
         with atomic_dir(target) as tmp:
@@ -217,9 +220,9 @@ def validate(
         return
     if profile is not None:
         raise ScenarioError("--profile", "only for 'twin validate trace'")
-    sc = load_scenario(scenario)
-    if sc.training is not None:
-        lay, _ = sc.step_layout()
+    asm = assemble(load_scenario(scenario))  # what twin run builds, without simulating: the same refusals
+    sc, lay = asm.scenario, asm.layout
+    if lay is not None:
         out.print(
             f"{scenario}: ok (training step {sc.name!r}: {lay.gpus} GPUs = {lay.devices} {sc.pipeline.schedules[0]} "
             f"ranks x {lay.gpus_per_rank}, EP {lay.ep}, DP {lay.dp}, {lay.microbatches} micro-batches of "

@@ -27,18 +27,15 @@ import numpy as np
 
 from sim.errors import LayoutError, ScenarioError
 from sim.keys import as_yaml_key
+from sim.layout_defaults import DEFAULT_EP as DEFAULT_EP  # re-exported: DeepSeek-V3's layout, the defaults of
+from sim.layout_defaults import DEFAULT_GLOBAL_BATCH  # scenarios and commands, live in sim/layout_defaults.py
+from sim.layout_defaults import DEFAULT_GPUS as DEFAULT_GPUS
+from sim.layout_defaults import DEFAULT_PP as DEFAULT_PP
 from sim.limits import MAX_STEP_ACTIONS, require_count, schedule_actions
 from sim.model.spec import ModelSpec
 from sim.model.stages import stage_layers
 from sim.pipeline.ops import Schedule
 from sim.pipeline.schedules import SCHEDULES, build_schedule
-
-# DeepSeek-V3's training layout and batch (REFERENCE.md sections 1-2), the defaults of scenarios and
-# commands (the one home of these figures: tests/unit/test_constants.py)
-DEFAULT_GPUS = 2048  # H800s in the job
-DEFAULT_PP = 16  # pipeline stages (DualPipe: 16 ranks)
-DEFAULT_EP = 64  # expert-parallel group: 8 nodes of 8 GPUs
-DEFAULT_GLOBAL_BATCH = 15360  # sequences per step after DeepSeek-V3's batch ramp (REFERENCE.md section 1)
 
 
 @dataclass(frozen=True)

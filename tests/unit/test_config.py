@@ -1,4 +1,5 @@
-"""Scenario loading: a good file loads; every kind of bad input gives one line naming file and key."""
+"""Scenario loading and assembling: a good file loads and assembles; every kind of bad input gives one
+line naming file and key, from the loader (schema, files) or from assemble (what needs building)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from sim.assemble import Assembly, assemble, chunk_params
 from sim.config import default_scenario_path, load_scenario
 from sim.errors import ScenarioError
-from sim.run import assemble
+from sim.run import op_times
 from tests.conftest import write_sm_sweep_profile
 
 GOOD = {
@@ -26,6 +28,11 @@ def _write(tmp_path: Path, data: object) -> Path:
     return p
 
 
+def _assembled(path: Path) -> Assembly:
+    """What ``twin validate`` does: load, then assemble."""
+    return assemble(load_scenario(path))
+
+
 def _with(path: str, value: object) -> dict:
     data = yaml.safe_load(yaml.safe_dump(GOOD))
     *parents, last = path.split(".")
@@ -39,8 +46,8 @@ def _with(path: str, value: object) -> dict:
 def test_default_scenario_loads() -> None:
     sc = load_scenario(default_scenario_path())
     assert sc.training is not None and sc.pipeline.pp == 16 and sc.pipeline.schedules == ["dualpipe"]
-    layout, _ = sc.step_layout()
-    assert (layout.dp, layout.expert_dp, layout.microbatches) == (128, 2, 120)
+    layout = assemble(sc).layout
+    assert layout is not None and (layout.dp, layout.expert_dp, layout.microbatches) == (128, 2, 120)
 
 
 def test_schedule_comparison_scenario_loads() -> None:
@@ -81,7 +88,7 @@ def test_good_scenario_and_units(tmp_path: Path) -> None:
 def test_bad_input_gives_one_line_naming_file_and_key(tmp_path: Path, data: object, expected: str) -> None:
     path = _write(tmp_path, data)
     with pytest.raises(ScenarioError) as info:
-        load_scenario(path)
+        _assembled(path)
     msg = str(info.value)
     assert msg.startswith(f"{path}: ")
     assert expected in msg
@@ -106,7 +113,7 @@ def test_sm_split_rescales_given_compute_times(tmp_path: Path) -> None:
     assert 1e-3 * 112 / 132 * 0.95 < faster < 1e-3
     base["comm"] = {"sms": 0}
     with pytest.raises(ScenarioError, match=r"comm\.sms: .*coprocessor"):
-        load_scenario(_write(tmp_path, base))
+        _assembled(_write(tmp_path, base))
 
 
 def test_sm_split_uses_the_scenario_profile(tmp_path: Path) -> None:
@@ -139,7 +146,7 @@ def test_bad_profile(tmp_path: Path, profile: str, expected: str) -> None:
     base = yaml.safe_load(yaml.safe_dump(GOOD))
     base["profile"] = profile
     with pytest.raises(ScenarioError) as info:
-        load_scenario(_write(tmp_path, base))
+        _assembled(_write(tmp_path, base))
     assert expected in str(info.value) and "s.yaml" in str(info.value) and "\n" not in str(info.value)
 
 
@@ -149,8 +156,9 @@ def test_without_ops_the_chunk_model_gives_the_times(tmp_path: Path) -> None:
         "pipeline": {"pp": 4, "microbatches": 8, "schedules": ["1f1b", "dualpipe"]},
         "workload": {"layers_per_stage": 1, "tokens": 1024, "ep": 16},
     }
-    parts = assemble(load_scenario(_write(tmp_path, data)))
-    t, c = parts.times, parts.chunk
+    parts = _assembled(_write(tmp_path, data))
+    assert parts.times is None and parts.chunk is not None  # built and routed, timed by the run
+    t, c = op_times(parts)
     assert c is not None and c.layers == 1 and c.compute_sms == 112
     assert t.f[0] == pytest.approx(c.forward_ms / 1e3) and t.fb is not None
     assert t.w[0] <= t.b[0] and t.fb[0] < t.f[0] + t.b[0]  # the pair overlaps
@@ -164,13 +172,13 @@ def test_workload_interference_parameters_override_the_trace_defaults(tmp_path: 
         "pipeline": {"pp": 4, "microbatches": 8},
         "workload": {"memory_beside_comm": 1.0, "comm_beside_compute": {"combine": 1.0}, "notify_wait_us": 0.0},
     }
-    params = load_scenario(_write(tmp_path, data)).workload.params()
+    params = chunk_params(load_scenario(_write(tmp_path, data)).workload)
     assert params.memory_beside_comm == 1.0 and params.notify_wait_us == 0.0
     assert params.gemm_beside_comm == GEMM_BESIDE_COMM  # not given: the trace's
     assert params.comm_beside_compute == {**COMM_BESIDE_COMPUTE, "combine": 1.0}
     data["workload"] = {"comm_beside_compute": {"broadcast": 2.0}}
     with pytest.raises(ScenarioError, match=r"workload\.comm_beside_compute: unknown phase 'broadcast'"):
-        load_scenario(_write(tmp_path, data))
+        _assembled(_write(tmp_path, data))
     data["workload"] = {"gemm_beside_comm": 0.5}
     with pytest.raises(ScenarioError, match=r"workload\.gemm_beside_comm: Input should be greater than or equal to 1"):
         load_scenario(_write(tmp_path, data))

@@ -144,8 +144,8 @@ RULES = (
         ),
     ),
     Rule(
-        "DeepSeek-V3's layout and batch (sim/training/layout.py; tokens: ModelSpec.seq_len)",
-        "sim/training/layout.py",  # DEFAULT_GPUS, DEFAULT_PP, DEFAULT_EP, DEFAULT_GLOBAL_BATCH
+        "DeepSeek-V3's layout and batch (sim/layout_defaults.py; tokens: ModelSpec.seq_len)",
+        "sim/layout_defaults.py",  # DEFAULT_GPUS, DEFAULT_PP, DEFAULT_EP, DEFAULT_GLOBAL_BATCH
         (
             rf"{NUM}15360{END}",
             rf"(?i)\bgpus\b.*=\s*(?:Field\()?{NUM}2048{ALONE}",

@@ -10,6 +10,7 @@ import pytest
 
 from calibrate.trace import annotation_timings, kernel_span_us, mean_by_name
 from sim.config import default_scenario_path, load_scenario
+from tests.conftest import require_shared
 
 TRACE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "deepseek-v3" / "profile-data-train.json"
 
@@ -19,8 +20,7 @@ REFERENCE_US = {"attn(F)": 4600, "mlp(F)": 4640, "mlp(B)": 5360, "mlp(W)": 5070,
 
 @pytest.fixture(scope="module")
 def means():  # type: ignore[no-untyped-def]
-    if not TRACE.exists():
-        pytest.skip(f"reference trace not found at {TRACE} (CI has ../shared beside the checkout)")
+    require_shared(TRACE)
     return mean_by_name(annotation_timings(TRACE))
 
 
@@ -37,21 +37,20 @@ def test_default_scenario_op_times_come_from_the_chunk_model(means) -> None:  # 
     """The default scenario gives no op times: they come from the chunk model of a 4-layer stage. Its
     F&B pair is the trace's pair (within the chunk validation's 5%); its forward chunk alone is at
     least the trace's forward compute (the all-to-all is exposed when nothing overlaps it)."""
-    from sim.run import assemble
+    from sim.run import op_times
 
     sc = load_scenario(default_scenario_path().parent / "schedule-comparison.yaml")
     assert sc.ops is None and sc.workload.layers_per_stage == 4
-    parts = assemble(sc)
-    assert parts.chunk is not None
-    assert parts.chunk.overlapped_ms == pytest.approx(kernel_span_us(TRACE) / 1e3, rel=0.05)
+    times, chunk = op_times(sc)
+    assert chunk is not None
+    assert chunk.overlapped_ms == pytest.approx(kernel_span_us(TRACE) / 1e3, rel=0.05)
     forward_compute_ms = 4 * (means["attn(F)"].compute_wall_us + means["mlp(F)"].compute_wall_us) / 1e3
-    assert parts.chunk.forward_ms > forward_compute_ms
-    assert parts.times.fb is not None and parts.times.fb[0] == pytest.approx(parts.chunk.overlapped_ms / 1e3)
+    assert chunk.forward_ms > forward_compute_ms
+    assert times.fb is not None and times.fb[0] == pytest.approx(chunk.overlapped_ms / 1e3)
 
 
 def test_shipped_h800_trace_profile_matches_a_fresh_import() -> None:
-    if not TRACE.exists():
-        pytest.skip("reference trace not found")
+    require_shared(TRACE)
     from calibrate.profiles import profile_from_trace
     from sim.hardware.profile import load_profile
 

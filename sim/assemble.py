@@ -1,0 +1,379 @@
+"""assemble(scenario) -> Assembly: everything a run needs, built once; ``twin validate`` stops here.
+
+The scenario describes (:mod:`sim.config`: the schema and the files it names); this module builds
+from it, in one place and once, what either kind of run needs:
+
+* both kinds: the SM split, the cost model of the profile (its device checked against the split),
+  the chunk model's parameters, DeepEP's kernel spec, the gating, the cluster's fabric (built once,
+  with the scenario's what-ifs);
+* a training step (``training:``): the layout and its schedule (layers balanced by predicted cost when
+  asked), the GPU's datasheet, the memory check, and the :class:`~sim.training.step_run.StepSpec`;
+* a schedule comparison: every schedule built and checked, the stage-to-stage transport, and the op
+  times: given (``ops:``, rescaled to the SM split) or the chunk model, routed and ready to time.
+
+Whatever a run would refuse is refused here, as one :class:`~sim.errors.ScenarioError` naming the
+scenario file and key, so ``twin validate`` (load + assemble) and ``twin run`` (load + assemble +
+simulate) refuse the same inputs with the same line. :mod:`sim.run` only simulates an assembly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from sim.config import CommSpec, OpsSpec, P2PSpec, Scenario, WorkloadSpec
+from sim.errors import LayoutError, ScenarioError
+from sim.hardware.costmodel import CostModel
+from sim.hardware.gpu import GpuSpec, SmSplit, datasheet_for
+from sim.hardware.profile import load_profile
+from sim.keys import as_yaml_key
+from sim.model.stages import layers_per_stage
+from sim.moe.deepep import KernelSpec
+from sim.moe.gating import Gating
+from sim.moe.spec import MoESpec
+from sim.network.context import SimContext
+from sim.network.spec import ClusterSpec, build_cluster_spec
+from sim.network.topology import Topology
+from sim.pipeline.costs import OpTimes
+from sim.pipeline.execute import P2P, NetworkP2P
+from sim.pipeline.ops import Schedule
+from sim.pipeline.schedules import build_schedule
+from sim.pipeline.validate import check_schedule
+from sim.training.balance import balanced_ranks, balanced_split, layer_costs, rank_positions
+from sim.training.chunks import ChunkInputs, ChunkSource, Routing
+from sim.training.dp import DpSpec
+from sim.training.layout import Layout, StagePlacement, build_layout
+from sim.training.params import COMM_BESIDE_COMPUTE, ChunkParams
+from sim.training.setup import ChunkConfig, ChunkSetup, build_chunk
+from sim.training.step_result import check_memory
+from sim.training.step_run import StepSpec
+from sim.units import BF16_BYTES
+
+ACTIVATION_BYTES = BF16_BYTES  # a stage-to-stage send carries the hidden states in BF16 (DeepSeek-V3 report 3.3)
+
+
+@dataclass(frozen=True)
+class Assembly:
+    """What a run needs, built from ``scenario`` once (:func:`assemble`).
+
+    A training step has ``layout`` and ``step`` (``schedules`` is its one schedule, ``gpu`` its
+    datasheet); a schedule comparison has ``transport`` and either ``times`` (given) or ``chunk`` (the
+    chunk model, timed by :func:`sim.run.op_times`; its timer memoises, so timing twice gives the same
+    times)."""
+
+    scenario: Scenario
+    split: SmSplit  # SMs for communication and for compute
+    cost: CostModel  # the scenario's profile
+    params: ChunkParams  # the chunk model's interference, launch gap, notify wait
+    kernel: KernelSpec  # DeepEP's kernels on the split's communication SMs
+    gating: Gating  # the routing of the routed experts
+    schedules: tuple[Schedule, ...]  # built and checked; a training step's one (balanced when asked)
+    topology: Topology | None  # the cluster's fabric with the scenario's what-ifs; None: the p2p link
+    gpu: GpuSpec | None = None  # the profile's datasheet (a training step's HBM and peak)
+    layout: Layout | None = None  # training step
+    step: StepSpec | None = None  # training step
+    transport: P2P | NetworkP2P | None = None  # schedule comparison: stage-to-stage sends
+    times: OpTimes | None = None  # schedule comparison: op times given in the scenario (rescaled)
+    chunk: ChunkSetup | None = None  # schedule comparison without ops: the chunk model, routed
+
+    @property
+    def training(self) -> bool:
+        """A training step (else a schedule comparison)."""
+        return self.step is not None
+
+
+# --------------------------------------------------------------------- the description, built
+
+
+def sm_split(comm: CommSpec) -> SmSplit:
+    """The SM split of ``comm`` (errors name ``comm.*``)."""
+    try:
+        return SmSplit(comm_sms=comm.sms, coprocessor=comm.coprocessor)
+    except ScenarioError as err:
+        raise as_yaml_key(err) from None
+
+
+def chunk_params(workload: WorkloadSpec) -> ChunkParams:
+    """The chunk model's parameters: the trace-derived defaults, overridden where the workload gives them."""
+    given: dict[str, object] = {
+        k: v
+        for k, v in {
+            "gemm_beside_comm": workload.gemm_beside_comm,
+            "memory_beside_comm": workload.memory_beside_comm,
+            "launch_gap_us": workload.launch_gap_us,
+            "notify_wait_us": workload.notify_wait_us,
+        }.items()
+        if v is not None
+    }
+    if workload.comm_beside_compute is not None:
+        unknown = set(workload.comm_beside_compute) - set(COMM_BESIDE_COMPUTE)
+        if unknown:
+            raise ScenarioError(
+                "workload.comm_beside_compute",
+                f"unknown phase {sorted(unknown)[0]!r}; choose from {', '.join(COMM_BESIDE_COMPUTE)}",
+            )
+        given["comm_beside_compute"] = {**COMM_BESIDE_COMPUTE, **workload.comm_beside_compute}
+    try:
+        return ChunkParams(interference=workload.interference, **given)  # type: ignore[arg-type]
+    except ScenarioError as err:
+        raise as_yaml_key(err) from None
+
+
+def given_op_times(ops: OpsSpec, pp: int) -> OpTimes:
+    """The op times ``ops`` gives (ms -> s), one per model stage (errors name ``ops.*``)."""
+
+    def per_stage(key: str, values: list[float]) -> tuple[float, ...]:
+        if len(values) == 1:
+            values = values * pp
+        if len(values) != pp:
+            raise ScenarioError(f"ops.{key}", f"give one value or one per model stage ({pp}), got {len(values)}")
+        for i, v in enumerate(values):
+            if not v >= 0:
+                raise ScenarioError(f"ops.{key}[{i}]", f"times must be >= 0, got {v}")
+        return tuple(v * 1e-3 for v in values)
+
+    fb = None if ops.overlapped_ms is None else per_stage("overlapped_ms", ops.overlapped_ms)
+    times = OpTimes(
+        per_stage("forward_ms", ops.forward_ms),
+        per_stage("backward_ms", ops.backward_ms),
+        per_stage("weight_ms", ops.weight_ms),
+        fb,
+    )
+    try:
+        times.validate(pp)
+    except ScenarioError as err:
+        names = {"f": "forward_ms", "b": "backward_ms", "w": "weight_ms", "fb": "overlapped_ms"}
+        raise ScenarioError(f"ops.{names.get(err.key_path, err.key_path)}", err.message) from None
+    return times
+
+
+def p2p_link(p2p: P2PSpec) -> P2P:
+    """The alpha-beta link of ``p2p`` in SI units."""
+    return P2P(p2p.activation_bytes, p2p.bandwidth_GBps * 1e9, p2p.latency_us * 1e-6)
+
+
+def moe_spec(sc: Scenario) -> MoESpec:
+    """The model's MoE layer over the workload's EP group (experts not dividing over EP name
+    ``workload.ep``, as the layout does)."""
+    try:
+        return MoESpec.of_model(sc.model, sc.workload.ep)
+    except ScenarioError as err:
+        raise as_yaml_key(ScenarioError("ep" if err.key_path == "experts" else err.key_path, err.message)) from None
+
+
+def step_layout(sc: Scenario, split: list[int] | None = None) -> tuple[Layout, Schedule]:
+    """The layout and schedule of a training scenario (errors name the key to change); ``split``, the
+    layers of each stage along a route, overrides the scenario's (a 'balanced' one, once computed)."""
+    t = sc.training
+    if t is None:
+        raise ScenarioError("training", "not a training scenario")
+    if len(sc.pipeline.schedules) != 1:
+        raise ScenarioError("pipeline.schedules", "a training step runs one schedule; sweep to compare several")
+    spec = sc.cluster_spec()
+    return build_layout(
+        sc.model,
+        sc.pipeline.schedules[0],
+        sc.pipeline.pp,
+        sc.pipeline.virtual_stages,
+        t.gpus,
+        spec.node.gpus_per_node,
+        spec.gpus,
+        sc.workload.ep,
+        t.global_batch,
+        sc.pipeline.microbatches,
+        t.microbatch_sequences,
+        split or (t.layers_per_stage if isinstance(t.layers_per_stage, list) else None),
+    )
+
+
+def _topology(sc: Scenario, cluster: ClusterSpec) -> Topology:
+    """The cluster's fabric, built once; a what-if oversubscription it cannot take names its key."""
+    assert sc.cluster is not None
+    try:
+        topo: Topology = build_cluster_spec(cluster, str(sc.cluster.path))
+    except ScenarioError as err:
+        if sc.cluster.oversubscription is None or err.key_path != "fabric.oversubscription":
+            raise
+        where = f"(topology {sc.cluster.topology})"
+        raise ScenarioError("cluster.oversubscription", f"{err.message} {where}") from None
+    return topo
+
+
+def _cost(sc: Scenario, split: SmSplit) -> CostModel:
+    """The cost model of the scenario's profile, which must be of a GPU with the split's SMs."""
+    profile = load_profile(sc.profile_path)
+    if profile.device.sms != split.gpu.sms:
+        raise ScenarioError(
+            "profile", f"profile is for a GPU with {profile.device.sms} SMs, the cluster's has {split.gpu.sms}"
+        )
+    return CostModel(profile)
+
+
+# ------------------------------------------------------------------------------------ assemble
+
+
+def assemble(scenario: Scenario) -> Assembly:
+    """Build everything a run of ``scenario`` needs, refusing what a run would refuse (one line naming
+    the scenario file and key)."""
+    try:
+        return _training(scenario) if scenario.training is not None else _comparison(scenario)
+    except ScenarioError as err:
+        raise (err if err.file else err.with_file(scenario.source_path)) from None
+
+
+def _training(sc: Scenario) -> Assembly:
+    t = sc.training
+    assert t is not None
+    split = sm_split(sc.comm)
+    params = chunk_params(sc.workload)
+    cluster = sc.cluster_spec()
+    topology = _topology(sc, cluster)
+    layout, schedule = step_layout(sc)
+    moe = moe_spec(sc)
+    cost = _cost(sc, split)
+    gpu = datasheet_for(cost.profile.device.name)
+    if gpu is None:
+        raise ScenarioError(
+            "profile",
+            f"no datasheet for {cost.profile.device.name!r} (a training step needs its HBM size and BF16 peak); "
+            "known: H800, H100, H200 (sim/hardware/gpu.py)",
+        )
+    kernel = KernelSpec(comm_sms=sc.comm.sms, notify_wait_us=params.notify_wait_us, coprocessor=sc.comm.coprocessor)
+    gating = Gating(sc.workload.routing)
+    inputs = ChunkInputs(
+        model=sc.model,
+        layout=layout,
+        cost=cost,
+        params=params,
+        kernel=kernel,
+        gating=gating,
+        seed=sc.seed,
+        compute_sms=split.compute_sms,
+        fidelity=t.fidelity,
+        routing_samples=1 if gating.routing == "balanced" else t.routing_samples,
+    )
+    if t.layers_per_stage == "balanced":
+        inputs, schedule = _balanced(sc, inputs, schedule, topology, moe)
+        layout = inputs.layout
+    if t.check_memory:  # the layout that runs: balanced when asked
+        check_memory(sc.model, layout, schedule, gpu)
+    assert sc.cluster is not None  # cluster_spec() refuses a step without one
+    rtol = sc.cluster.completion_rtol
+    step = StepSpec(
+        inputs=inputs,
+        schedule=schedule,
+        topology=topology,
+        activation_bytes=float(layout.tokens * sc.model.dim * ACTIVATION_BYTES),
+        dp=DpSpec(t.dp_overlap, t.dp_algorithm, t.grad_reduce_bytes, rtol),
+        completion_rtol=rtol,
+        contention=t.contention,
+    )
+    return Assembly(sc, split, cost, params, kernel, gating, (schedule,), topology, gpu=gpu, layout=layout, step=step)
+
+
+def _balanced(
+    sc: Scenario, inputs: ChunkInputs, schedule: Schedule, topology: Topology, moe: MoESpec
+) -> tuple[ChunkInputs, Schedule]:
+    """The layout with layers split by predicted cost (:mod:`sim.training.balance`): every kind of
+    layer's F&B pair timed by the chunk model on a probe network of its own."""
+    probe = replace(inputs, fidelity="representative", routing_samples=1)
+    source = ChunkSource(probe, schedule, SimContext(topology), Routing(probe, moe))
+    timer = source.timer(0)
+
+    def pair_time(place: StagePlacement) -> float:
+        stage = source.build(place)
+        return timer.pair(stage, stage).span_s
+
+    costs = layer_costs(sc.model, pair_time)
+    stages = len(schedule.routes[0])
+    even = layers_per_stage(sc.model.n_layers, stages)
+    positions = rank_positions(schedule.routes, schedule.stage_device)
+    split = balanced_ranks(sc.model, positions, stages, costs, [even, balanced_split(sc.model, stages, costs)])
+    layout, schedule = step_layout(sc, split)
+    return replace(inputs, layout=layout), schedule
+
+
+def _comparison(sc: Scenario) -> Assembly:
+    plan = sc.pipeline
+    assert plan.microbatches is not None, "load_scenario requires micro-batches without a training section"
+    schedules = []
+    for name in plan.schedules:
+        try:
+            schedule = build_schedule(name, plan.pp, plan.microbatches, plan.virtual_stages)
+        except LayoutError as err:
+            raise err.with_prefix("pipeline") from None
+        check_schedule(schedule)
+        schedules.append(schedule)
+    given = None if sc.ops is None else given_op_times(sc.ops, plan.pp)
+    split = sm_split(sc.comm)
+    params = chunk_params(sc.workload)
+    if sc.ops is None:  # the chunk model routes the workload
+        moe_spec(sc)
+    topology = None
+    transport: P2P | NetworkP2P = p2p_link(sc.p2p)
+    if sc.cluster is not None:
+        topology = _topology(sc, sc.cluster_spec())
+        gpus = sc.cluster.placement(sc.devices())
+        transport = NetworkP2P(topology, gpus, sc.p2p.activation_bytes, sc.cluster.completion_rtol)
+    cost = _cost(sc, split)
+    kernel = KernelSpec(comm_sms=sc.comm.sms, notify_wait_us=params.notify_wait_us, coprocessor=sc.comm.coprocessor)
+    gating = Gating(sc.workload.routing)
+    chunk = None
+    if given is not None:
+        given = _rescaled(sc, given, split, cost)
+    else:
+        chunk = _chunk_model(sc, params, gating)
+    return Assembly(
+        sc,
+        split,
+        cost,
+        params,
+        kernel,
+        gating,
+        tuple(schedules),
+        topology,
+        gpu=datasheet_for(cost.profile.device.name),
+        transport=transport,
+        times=given,
+        chunk=chunk,
+    )
+
+
+def _rescaled(sc: Scenario, times: OpTimes, split: SmSplit, cost: CostModel) -> OpTimes:
+    """Given op times rescaled to the SMs left to compute when the SM count they were measured at is
+    given (by the profile's measured GEMM throughput against SMs)."""
+    measured = sc.ops.measured_at_compute_sms if sc.ops is not None else None
+    if measured is None:
+        return times
+    try:
+        factor = split.throughput_at(measured, cost) / split.gemm_throughput_fraction(cost)
+    except ScenarioError as err:
+        raise ScenarioError("profile", err.message) from None
+    return OpTimes(
+        tuple(x * factor for x in times.f),
+        tuple(x * factor for x in times.b),
+        tuple(x * factor for x in times.w),
+        None if times.fb is None else tuple(x * factor for x in times.fb),
+    )
+
+
+def _chunk_model(sc: Scenario, params: ChunkParams, gating: Gating) -> ChunkSetup:
+    """One stage's chunk of the workload's layers (uniform stages): cost model, EP network, routing,
+    timer; timed by :func:`sim.run.op_times`."""
+    w = sc.workload
+    config = ChunkConfig(
+        model=sc.model,
+        profile=sc.profile_path,
+        layers=w.layers_per_stage,
+        first_layer=w.first_layer,
+        tokens=w.tokens,
+        ep=w.ep,
+        routing=gating,
+        seed=sc.seed,
+        comm_sms=sc.comm.sms,
+        coprocessor=sc.comm.coprocessor,
+        params=params,
+    )
+    try:
+        return build_chunk(config)
+    except ScenarioError as err:
+        raise as_yaml_key(err) from None
