@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from sim.assemble import step_layout
 from sim.config import default_scenario_path, load_scenario
 from sim.experiments.deepep_table import DeepEPRow
 from sim.experiments.deepep_table import rows as deepep_rows
@@ -105,7 +106,7 @@ def step_check() -> StepCheck:
     balanced_sc = sc.model_copy(update={"training": sc.training.model_copy(update={"layers_per_stage": "balanced"})})
     balanced = simulate_training(balanced_sc).result
     r = run.result
-    layout, _ = sc.step_layout()
+    layout, _ = step_layout(sc)
     pub = PUBLISHED_GPU_HOURS_PER_T
     shown = f"{pub / 1e3:.1f}K"
     return StepCheck(

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sim.assemble import sm_split
 from sim.config import Scenario, scenario_data, scenario_from_data
 from sim.errors import TwinError
 from sim.overrides import apply_overrides
@@ -213,7 +214,7 @@ def sm_study(
     point (``comm.coprocessor: true`` with the scenario's ``comm.sms`` channels). A count the GPU
     cannot give is a point with its refusal."""
     sc = base.scenario
-    total = sc.comm.split().gpu.sms
+    total = sm_split(sc.comm).gpu.sms
     own = sc.comm.sms
     wanted = sorted({*counts, own} - {0})
     points = []

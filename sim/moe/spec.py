@@ -11,7 +11,7 @@
 
 The defaults are DeepSeek-V3's: the model's fields come from :data:`sim.model.spec.DEEPSEEK_V3`
 (``n_routed_experts``, ``n_activated_experts``, ``n_limited_groups``, ``dim``) and the EP group from
-its training layout (:data:`sim.training.layout.DEFAULT_EP`); nothing is copied here.
+its training layout (:data:`sim.layout_defaults.DEFAULT_EP`); nothing is copied here.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sim.errors import ScenarioError
+from sim.layout_defaults import DEFAULT_EP
 from sim.model.spec import DEEPSEEK_V3, ModelSpec
-from sim.training.layout import DEFAULT_EP
 from sim.units import BF16_BYTES, FP8_TILE_BYTES
 
 

@@ -43,13 +43,9 @@ FLOOR = {unit: level for level, units in enumerate(FLOORS) for unit in units}
 
 # (file, imported module) -> why it is allowed for now. Remove an entry when its import goes away.
 ALLOWED: dict[tuple[str, str], str] = {
-    ("sim/moe/spec.py", "sim.training.layout"): (
-        "MoESpec's default EP group is DEFAULT_EP, whose one home is sim/training/layout.py (another owner's "
-        "file in this change); fix: import it from its new home sim/layout_defaults.py (being moved there)"
-    ),
     ("sim/config.py", "sim.assemble"): (
-        "Scenario.sm_split() and Scenario.step_layout() delegate to the assembly (lazy imports; sim/config.py is "
-        "another owner's file in this change); fix: callers use sim.assemble and the methods go"
+        "the deprecated shims CommSpec.split() and Scenario.step_layout() delegate to sim.assemble (lazy imports; "
+        "sim/config.py is another owner's file in this change); fix: move their callers to sim.assemble, drop them"
     ),
 }
 
