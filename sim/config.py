@@ -38,10 +38,8 @@ from sim.pipeline.schedules import SCHEDULES
 from sim.units import gbit_to_gbyte
 from sim.yamlio import read_yaml, validation_error
 
-if TYPE_CHECKING:  # the old factories' return types (deprecated shims below)
+if TYPE_CHECKING:  # the return type of the deprecated CommSpec.split
     from sim.hardware.gpu import SmSplit
-    from sim.pipeline.ops import Schedule
-    from sim.training.layout import Layout
 
 
 class _Strict(BaseModel):
@@ -112,7 +110,8 @@ class CommSpec(_Strict):
         return value
 
     def split(self) -> SmSplit:
-        """Deprecated: :func:`sim.assemble.sm_split` (kept for callers not yet moved to it)."""
+        """Deprecated: :func:`sim.assemble.sm_split`, or the ``split`` of an assembly (kept while
+        reports/markdown.py calls it; ``RunResult.assembly.split`` has it)."""
         from sim.assemble import sm_split
 
         return sm_split(self)
@@ -286,13 +285,6 @@ class Scenario(_Strict):
             fabric = spec.fabric.model_copy(update={"oversubscription": self.cluster.oversubscription})
             spec = spec.model_copy(update={"fabric": fabric})
         return spec
-
-    def step_layout(self, layers_per_stage: list[int] | None = None) -> tuple[Layout, Schedule]:
-        """Deprecated: :func:`sim.assemble.step_layout`, or the layout of ``assemble(scenario)`` (kept
-        for callers not yet moved to them)."""
-        from sim.assemble import step_layout
-
-        return step_layout(self, layers_per_stage)
 
 
 def parse_scenario(data: Any) -> Scenario:

@@ -79,6 +79,7 @@ class RunResult:
     metrics: tuple[ScheduleMetrics, ...]
     times: OpTimes | None = None
     chunk: ChunkTimes | None = None
+    assembly: Assembly | None = None  # what was simulated (SM split, cost model, transport, ...)
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"scenario": self.scenario.name, "schedules": [m.to_dict() for m in self.metrics]}
@@ -146,7 +147,7 @@ def simulate(run: Scenario | Assembly, progress: Callable[[str], None] | None = 
         if progress:
             progress(schedule.name)
         runs.append(execute(schedule, times, asm.transport))
-    return RunResult(asm.scenario, tuple(runs), tuple(metrics(r) for r in runs), times, chunk)
+    return RunResult(asm.scenario, tuple(runs), tuple(metrics(r) for r in runs), times, chunk, asm)
 
 
 # ---------------------------------------------------------------------------------------- the step
@@ -160,6 +161,7 @@ class TrainingRun:
     step: StepRun
     result: StepResult
     gpu: GpuSpec
+    assembly: Assembly | None = None  # what was simulated (layout, SM split, topology, ...)
 
     def to_dict(self) -> dict[str, object]:
         return {"scenario": self.scenario.name} | self.result.to_dict()
@@ -171,4 +173,4 @@ def simulate_training(run: Scenario | Assembly, progress: Progress | None = None
     if asm.step is None or asm.gpu is None:
         raise ValueError("a schedule comparison: use simulate")
     step = run_step(asm.step, progress)
-    return TrainingRun(asm.scenario, step, account(step, asm.gpu), asm.gpu)
+    return TrainingRun(asm.scenario, step, account(step, asm.gpu), asm.gpu, asm)
