@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,30 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 SMALL_STEP = REPO / "tests" / "data" / "sweep" / "small-step.yaml"  # a small, fast training step for sweeps
 INTEGRATION = REPO / "tests" / "integration"
+
+
+def in_ci() -> bool:
+    """CI runs with ``CI`` set (``CI=true``), ../shared beside the checkout and every test dependency."""
+    return bool(os.environ.get("CI"))
+
+
+def require_shared(*paths: Path) -> None:
+    """Reference data from ../shared (the sibling folder /work/shared) that a test reads: when one of
+    ``paths`` is missing the test is skipped locally, but fails under CI, where ../shared must be there."""
+    missing = [p for p in paths if not Path(p).exists()]
+    if not missing:
+        return
+    reason = f"{missing[0]} not found (../shared, beside the checkout)"
+    if in_ci():
+        pytest.fail(f"{reason}; CI is set: failed, not skipped (CI has ../shared beside the checkout)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.needs_shared(path, ...)``: ``require_shared(path, ...)`` before any fixture runs."""
+    for mark in item.iter_markers("needs_shared"):
+        require_shared(*mark.args)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -18,7 +18,7 @@ from sim.experiments.trace_validation import ANNOTATIONS, validate_trace
 from tests.conftest import SHARED
 
 TRACE = SHARED / "reference" / "deepseek-v3" / "profile-data-train.json"
-pytestmark = pytest.mark.skipif(not TRACE.exists(), reason="reference trace not found")
+pytestmark = pytest.mark.needs_shared(TRACE)
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,7 @@ def test_committed_validation_lists_the_required_figures() -> None:
     assert hours is not None and abs(float(hours.group(2))) < 15  # the step is within 15% of the published cost
 
 
-@pytest.mark.skipif(not TRACE.exists(), reason="../shared not found")
+@pytest.mark.needs_shared(TRACE)
 def test_the_command_regenerates_the_committed_file() -> None:
     from calibrate.trace_figures import trace_figures
     from reports.validation import validation_markdown

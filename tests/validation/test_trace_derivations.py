@@ -20,7 +20,7 @@ from sim.training.params import ChunkParams
 from tests.conftest import SHARED
 
 TRACE = SHARED / "reference" / "deepseek-v3" / "profile-data-train.json"
-pytestmark = pytest.mark.skipif(not TRACE.exists(), reason="reference trace not found")
+pytestmark = pytest.mark.needs_shared(TRACE)
 
 
 def test_every_kernel_is_matched_to_an_op_of_the_layer_model() -> None:

@@ -17,7 +17,7 @@ from sim.hardware.profile import load_profile
 from tests.conftest import SHARED
 
 MEASURED = SHARED / "measurements" / "h100-sxm-2026-11-23"
-pytestmark = pytest.mark.skipif(not MEASURED.exists(), reason="../shared not found (CI has it beside the checkout)")
+needs_shared = pytest.mark.needs_shared(MEASURED)
 NCCL = Path(__file__).resolve().parents[2] / "data" / "nccl-tests"
 H100 = "NVIDIA H100 80GB HBM3"
 
@@ -28,6 +28,7 @@ def _copy(tmp_path: Path) -> Path:
     return target
 
 
+@needs_shared
 def test_import_round_trip_keeps_every_row_and_its_provenance(tmp_path: Path) -> None:
     out = tmp_path / "h100.json"
     with pytest.raises(SystemExit) as info:
@@ -82,6 +83,7 @@ def test_bad_tables_are_refused_naming_file_row_and_column(tmp_path: Path, heade
     assert str(info.value).startswith(str(table)) and message in str(info.value)
 
 
+@needs_shared
 def test_cli_refusals_exit_2_and_write_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = _copy(tmp_path)
     (folder / "gemm.csv").write_text((folder / "gemm.csv").read_text().replace("0.000262230396", "fast", 1))
@@ -96,6 +98,7 @@ def test_cli_refusals_exit_2_and_write_nothing(tmp_path: Path, capsys: pytest.Ca
     assert info.value.code == 2 and "--device: no datasheet for 'TPU v5'" in capsys.readouterr().err
 
 
+@needs_shared
 def test_h100_gemms_are_predicted_within_ten_percent_when_whole_families_are_left_out() -> None:
     """Issue 10's target on the shared H100 measurements: refit without each shape family (moe_up,
     q_a, q_b, kv_a, attn_o, the SM-limited sets, the blockwise generic pair) and predict it; the
@@ -107,6 +110,7 @@ def test_h100_gemms_are_predicted_within_ten_percent_when_whole_families_are_lef
     assert all(lofo[f"gemm:{g}"] <= 0.15 for g in ("bf16:none", "fp8:rowwise", "fp8:tensorwise"))
 
 
+@needs_shared
 def test_h100_sm_scaling_and_interference_come_from_the_measurements() -> None:
     model = CostModel(import_measurements(MEASURED, H100))
     # HBM copy against SMs: the 1 GiB copy on 16 SMs took 1.823 ms, on all SMs 0.733 ms

@@ -117,7 +117,7 @@ def test_predict_batch_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert info.value.code == 2 and message in err and str(shapes) in err
 
 
-@pytest.mark.skipif(not MEASURED.exists() or not TRACE.exists(), reason="../shared not found")
+@pytest.mark.needs_shared(MEASURED, TRACE)
 def test_shipped_measured_profiles_are_what_the_documented_commands_build() -> None:
     """calibrate/profiles/README.md: h100-sxm-measured.json from the shared measurements, h800.json from
     it plus DeepSeek's trace. Rebuilt here, the samples are the shipped ones."""

@@ -14,7 +14,7 @@ from sim.model.stages import layers_per_stage
 from tests.conftest import SHARED
 
 CONFIG = SHARED / "reference" / "deepseek-v3" / "config_671B.json"
-needs_shared = pytest.mark.skipif(not CONFIG.exists(), reason="../shared not found (CI has it beside the checkout)")
+needs_shared = pytest.mark.needs_shared(CONFIG)
 
 
 @needs_shared
