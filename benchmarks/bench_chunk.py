@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import time
 
+from sim.chunk.build import ChunkConfig, build_chunk
 from sim.model.stages import layers_per_stage
 from sim.pipeline.ops import Op
 from sim.pipeline.schedules import build_schedule
-from sim.training.setup import ChunkConfig, build_chunk
 
 TARGET_MS = 20.0
 

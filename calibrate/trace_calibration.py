@@ -36,13 +36,13 @@ from typing import Any
 
 import numpy as np
 
+from sim.chunk.intervals import merge_intervals
+from sim.chunk.overheads import ChunkParams
 from sim.hardware.gpu import DEEPSEEK_COMM_SMS, DEEPSEEK_COMPUTE_SMS
 from sim.model.layer import LayerWork, layer_ops
-from sim.model.ops import Op
+from sim.model.ops import Operator
 from sim.model.spec import DEEPSEEK_V3, ModelSpec
-from sim.training.layout import DEFAULT_EP
-from sim.training.params import ChunkParams
-from sim.training.stats import merge_intervals
+from sim.step.layout import DEFAULT_EP
 
 COMPUTE = (7, 23)
 COMM = 27
@@ -133,7 +133,7 @@ def read_annotations(trace: str | Path | dict[str, Any]) -> list[Annotation]:
     return out
 
 
-def trace_layer_ops(spec: ModelSpec = DEEPSEEK_V3) -> dict[str, tuple[Op, ...]]:
+def trace_layer_ops(spec: ModelSpec = DEEPSEEK_V3) -> dict[str, tuple[Operator, ...]]:
     """The layer model's ops of one MoE layer in the trace's configuration (balanced routing: every
     GPU's 4 experts get tokens x top-k / 4 rows each)."""
     experts_per_gpu = spec.n_routed_experts // TRACE_EP
@@ -146,7 +146,7 @@ def trace_layer_ops(spec: ModelSpec = DEEPSEEK_V3) -> dict[str, tuple[Op, ...]]:
 class OpTime:
     """One op's kernels in one layer of the trace."""
 
-    op: Op
+    op: Operator
     layer: int
     kernels: tuple[Kernel, ...]
 
@@ -188,7 +188,7 @@ def match_ops(trace: str | Path | dict[str, Any], spec: ModelSpec = DEEPSEEK_V3)
     return out
 
 
-def op_means(matched: list[OpTime], params: ChunkParams | None = None) -> dict[tuple[str, str], tuple[Op, float]]:
+def op_means(matched: list[OpTime], params: ChunkParams | None = None) -> dict[tuple[str, str], tuple[Operator, float]]:
     """(annotation, op name) -> (op, mean time over the layers, seconds): effective times, or with
     ``params`` the alone times (DeepEP's slowdown taken out)."""
     groups: dict[tuple[str, str], list[OpTime]] = defaultdict(list)

@@ -7,7 +7,7 @@ The trace reader's definitions (:mod:`calibrate.trace`, :mod:`calibrate.trace_ca
   annotation (compute annotations on the compute streams 7 and 23, the others on DeepEP's stream 27)
   and the stream fractions (busy compute, busy communication, hidden communication);
 * :func:`kernel_means`: every op of a layer matched to its kernels by order, mean alone-equivalent
-  time over the 4 layers (the interference factors of :class:`sim.training.params.ChunkParams` undone).
+  time over the 4 layers (the interference factors of :class:`sim.chunk.overheads.ChunkParams` undone).
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from typing import Any
 
 from calibrate.trace import annotation_timings, mean_by_name
 from calibrate.trace_calibration import match_ops, op_means, trace_stream_spans
+from sim.chunk.intervals import stream_fractions
+from sim.chunk.overheads import ChunkParams
+from sim.chunk.timer import COMPUTE_ANNOTATIONS
 from sim.errors import ScenarioError
 from sim.experiments.trace_validation import ANNOTATIONS, FRACTIONS
-from sim.model.ops import Op
-from sim.training.chunk import COMPUTE_ANNOTATIONS
-from sim.training.params import ChunkParams
-from sim.training.stats import stream_fractions
+from sim.model.ops import Operator
 
 REPO = Path(__file__).resolve().parents[1]
 TRACE = REPO.parent / "shared" / "reference" / "deepseek-v3" / "profile-data-train.json"
@@ -46,7 +46,7 @@ def trace_figures(trace: Path = TRACE) -> dict[str, Any]:
     return {"span_ms": fr["span"] / 1e3, "annotations": ann} | {key: fr[key] for key in FRACTIONS}
 
 
-def kernel_means(trace: Path = TRACE) -> dict[tuple[str, str], tuple[Op, float]]:
+def kernel_means(trace: Path = TRACE) -> dict[tuple[str, str], tuple[Operator, float]]:
     """(annotation, op name) -> (op, mean alone-equivalent seconds) of every op of DeepSeek's traced layers."""
     _require(trace)
     return op_means(match_ops(trace), ChunkParams())

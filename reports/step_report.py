@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sim.experiments.published import PUBLISHED_GPU_HOURS_PER_T
 from sim.run import TrainingRun
-from sim.training.step_result import RankBreakdown, StepResult
+from sim.step.accounting import RankBreakdown, StepResult
 
 
 def git_revision() -> str:

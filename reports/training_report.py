@@ -33,7 +33,7 @@ from reports.timeline_view import timeline_html
 from sim.experiments.published import PUBLISHED_GPU_HOURS_PER_T
 from sim.experiments.study import ScheduleRow, SmPoint, Study
 from sim.run import RunResult, TrainingRun
-from sim.training.traffic_bytes import COMPONENTS, NodeBytes
+from sim.step.traffic_bytes import COMPONENTS, NodeBytes
 
 PART_COLOURS = ["#4c78a8", "#54a24b", "#e0c341", "#72b7b2", "#bab0ac", "#b279a2", "#e45756"]
 COMPONENT_NAMES = {"ep": "EP all-to-all (DeepEP)", "pp": "pipeline sends", "dp": "ZeRO-1 collectives"}
@@ -375,7 +375,7 @@ def training_document(run: TrainingRun, study: Study, provenance: list[tuple[str
     doc.paragraph(
         f"Bytes one step moves, per node of the job: {nb.ranks} pipeline ranks (rows) x {nb.nodes_per_rank} nodes "
         "each (columns; rank d holds nodes d x nodes-per-rank onwards). Counted from the pieces the simulation "
-        "runs, each routed on the fabric (`sim/training/traffic_bytes.py`):"
+        "runs, each routed on the fabric (`sim/step/traffic_bytes.py`):"
     )
     doc.bullets(
         [

@@ -7,7 +7,7 @@ from it, in one place and once, what either kind of run needs:
   the chunk model's parameters, DeepEP's kernel spec, the gating, the cluster's fabric (built once,
   with the scenario's what-ifs);
 * a training step (``training:``): the layout and its schedule (layers balanced by predicted cost when
-  asked), the GPU's datasheet, the memory check, and the :class:`~sim.training.step_run.StepSpec`;
+  asked), the GPU's datasheet, the memory check, and the :class:`~sim.step.spec.StepSpec`;
 * a schedule comparison: every schedule built and checked, the stage-to-stage transport, and the op
   times: given (``ops:``, rescaled to the SM split) or the chunk model, routed and ready to time.
 
@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from sim.chunk.build import ChunkConfig, ChunkSetup, build_chunk
+from sim.chunk.overheads import COMM_BESIDE_COMPUTE, ChunkParams
 from sim.config import CommSpec, OpsSpec, P2PSpec, Scenario, WorkloadSpec
 from sim.errors import LayoutError, ScenarioError
 from sim.hardware.costmodel import CostModel
@@ -38,14 +40,12 @@ from sim.pipeline.execute import P2P, NetworkP2P
 from sim.pipeline.ops import Schedule
 from sim.pipeline.schedules import build_schedule
 from sim.pipeline.validate import check_schedule
-from sim.training.balance import balanced_ranks, balanced_split, layer_costs, rank_positions
-from sim.training.chunks import ChunkInputs, ChunkSource, Routing
-from sim.training.dp import DpSpec
-from sim.training.layout import Layout, StagePlacement, build_layout
-from sim.training.params import COMM_BESIDE_COMPUTE, ChunkParams
-from sim.training.setup import ChunkConfig, ChunkSetup, build_chunk
-from sim.training.step_result import check_memory
-from sim.training.step_run import StepSpec
+from sim.step.accounting import check_memory
+from sim.step.actions import ChunkInputs, ChunkSource, Routing
+from sim.step.layer_split import balanced_ranks, balanced_split, layer_costs, rank_positions
+from sim.step.layout import Layout, StagePlacement, build_layout
+from sim.step.spec import StepSpec
+from sim.step.zero1 import DpSpec
 from sim.units import BF16_BYTES
 
 ACTIVATION_BYTES = BF16_BYTES  # a stage-to-stage send carries the hidden states in BF16 (DeepSeek-V3 report 3.3)
@@ -273,7 +273,7 @@ def _training(sc: Scenario) -> Assembly:
 def _balanced(
     sc: Scenario, inputs: ChunkInputs, schedule: Schedule, topology: Topology, moe: MoESpec
 ) -> tuple[ChunkInputs, Schedule]:
-    """The layout with layers split by predicted cost (:mod:`sim.training.balance`): every kind of
+    """The layout with layers split by predicted cost (:mod:`sim.step.layer_split`): every kind of
     layer's F&B pair timed by the chunk model on a probe network of its own."""
     probe = replace(inputs, fidelity="representative", routing_samples=1)
     source = ChunkSource(probe, schedule, SimContext(topology), Routing(probe, moe))

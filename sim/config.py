@@ -119,7 +119,7 @@ class CommSpec(_Strict):
 
 class WorkloadSpec(_Strict):
     """How op times come from the model when ``ops`` is not given: a chunk of the model's layers per
-    stage, timed by the chunk model (sim.training) with the scenario's profile and SM split."""
+    stage, timed by the chunk model (sim.chunk) with the scenario's profile and SM split."""
 
     layers_per_stage: int = Field(4, ge=1, description="layers in each stage's chunk (uniform stages)")
     first_layer: int | None = Field(None, ge=0, description="first layer of the chunk [default: the first MoE layer]")
@@ -178,7 +178,7 @@ class ClusterRef(_Strict):
 
 
 class TrainingSpec(_Strict):
-    """The full training step (sim.training.step): the cluster's GPUs, the global batch, the data-parallel
+    """The full training step (sim.step.simulate): the cluster's GPUs, the global batch, the data-parallel
     phase and the fidelity. Present = ``twin run`` simulates a training step; absent = a schedule
     comparison on given or chunk-model op times."""
 
@@ -192,7 +192,7 @@ class TrainingSpec(_Strict):
     layers_per_stage: list[int] | str = Field(
         "even",
         description="layers of each stage along a route, first to last; 'even' (as even as possible) or "
-        "'balanced' (by predicted cost: sim/training/balance.py)",
+        "'balanced' (by predicted cost: sim/step/layer_split.py)",
     )
 
     @field_validator("layers_per_stage")

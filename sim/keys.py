@@ -1,7 +1,7 @@
 """One table of the parameters a user sets: the name domain code gives it, its key in a scenario file
 and its command-line flag.
 
-Domain code (``sim/hardware``, ``sim/network``, ``sim/moe``, ``sim/model``, ``sim/training``) raises
+Domain code (``sim/hardware``, ``sim/network``, ``sim/moe``, ``sim/model``, ``sim/chunk``, ``sim/step``) raises
 :class:`~sim.errors.ScenarioError` naming the *parameter* (``comm_sms``, ``size_bytes``); it never
 names a flag (``--sms``) or a scenario key (``comm.sms``). The two boundaries translate through
 :data:`PARAMS`: the scenario loader (:mod:`sim.config`, and whatever runs a loaded scenario) with

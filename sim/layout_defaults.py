@@ -1,5 +1,5 @@
 """DeepSeek-V3's training layout and batch (REFERENCE.md sections 1-2): the defaults of scenarios
-(:mod:`sim.config`), of the training layout (:mod:`sim.training.layout`) and of commands; the one home
+(:mod:`sim.config`), of the training layout (:mod:`sim.step.layout`) and of commands; the one home
 of these figures (tests/unit/test_constants.py). Plain numbers, so the scenario schema takes them
 without importing the training code."""
 

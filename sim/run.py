@@ -19,8 +19,8 @@ from sim.pipeline.execute import P2P, NetworkP2P, ScheduleRun, execute
 from sim.pipeline.schedules import build_schedule
 from sim.pipeline.validate import check_schedule
 from sim.results import ScheduleMetrics, metrics
-from sim.training.step import Progress, StepRun, run_step
-from sim.training.step_result import StepResult, account
+from sim.step.accounting import StepResult, account
+from sim.step.simulate import Progress, StepRun, run_step
 
 __all__ = [  # Assembly and assemble re-exported: their home is sim.assemble
     "Assembly",

@@ -94,8 +94,8 @@ def _run_training(asm: Assembly, output: Path, fmt: Format, quiet: bool) -> None
     from reports.gantt import plot_gantt
     from reports.step_report import step_report
     from sim.run import simulate_training
-    from sim.training.timeline import perfetto_trace
-    from sim.training.timeline import spans_frame as step_spans
+    from sim.step.timeline import perfetto_trace
+    from sim.step.timeline import spans_frame as step_spans
 
     sc = asm.scenario
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))

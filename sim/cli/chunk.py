@@ -12,6 +12,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from sim.chunk.build import ChunkConfig, build_chunk
+from sim.chunk.export import chunk_trace
+from sim.chunk.overheads import ChunkParams
+from sim.chunk.timer import ChunkResult
 from sim.cli.common import Format, Int, as_flag, input_file_option, out, output_file_option
 from sim.errors import ScenarioError
 from sim.experiments.trace_validation import ANNOTATIONS, DATASHEET, FRACTIONS, figures, validate_trace
@@ -21,11 +25,7 @@ from sim.limits import MAX_GPUS, MAX_LAYERS, MAX_SEED, MAX_SMS, MAX_TOKENS, requ
 from sim.model.spec import DEEPSEEK_V3, load_model_config, parse_model
 from sim.moe.gating import GATES, Gating
 from sim.outputs import atomic_write_text
-from sim.training.chunk import ChunkResult
-from sim.training.export import chunk_trace
-from sim.training.layout import DEFAULT_EP
-from sim.training.params import ChunkParams
-from sim.training.setup import ChunkConfig, build_chunk
+from sim.step.layout import DEFAULT_EP
 
 
 class ChunkKind(StrEnum):

@@ -46,7 +46,7 @@ from sim.moe.spec import MoESpec
 from sim.network.spec import ClusterSpec, build_cluster, load_cluster
 from sim.network.topology import build_topology
 from sim.outputs import atomic_write
-from sim.training.layout import DEFAULT_EP
+from sim.step.layout import DEFAULT_EP
 
 SmCount = Int(0, MAX_SMS)
 EP = Int(1, MAX_GPUS)

@@ -36,7 +36,7 @@ from sim.overrides import apply_overrides
 from sim.pipeline import theory
 from sim.pipeline.schedules import SCHEDULES
 from sim.run import TrainingRun, simulate_training
-from sim.training.traffic_bytes import NodeBytes, node_bytes
+from sim.step.traffic_bytes import NodeBytes, node_bytes
 
 SM_COUNTS = (8, 12, 16, 20, 24, 32)
 Progress = Callable[[str, int, int], None]  # (what, done, total)

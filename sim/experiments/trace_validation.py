@@ -5,10 +5,10 @@ The trace (deepseek-ai/profile-data, ``../shared/reference/deepseek-v3/profile-d
 DualPipe F&B chunk pair of 4 MoE layers at EP64 with 20 SMs for DeepEP. It is read by ``calibrate``
 (:mod:`calibrate.trace_figures`), which hands its figures in: ``sim`` never imports ``calibrate``.
 
-* :func:`validate_trace`: the same pair timed by the chunk model (:func:`sim.training.setup.build_chunk`,
+* :func:`validate_trace`: the same pair timed by the chunk model (:func:`sim.chunk.build.build_chunk`,
   DeepSeek's configuration by default) with the given profile and with the datasheet profile, beside
   the trace's span, mean GPU wall time of each of the 10 annotations per layer, and stream fractions
-  (busy compute, busy communication, communication hidden under compute; :mod:`sim.training.stats`).
+  (busy compute, busy communication, communication hidden under compute; :mod:`sim.chunk.intervals`).
   The interference factors and DeepEP's notify wait were derived from this trace, so this checks the
   op times and the stream model, not those constants.
 * :func:`kernel_rows`: every GEMM, attention and memory-bound op of a layer, its trace time (kernels
@@ -24,15 +24,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from sim.chunk.build import ChunkConfig, build_chunk
+from sim.chunk.intervals import stream_fractions
+from sim.chunk.op_cost import OpCoster
+from sim.chunk.overheads import ChunkParams
+from sim.chunk.timer import ChunkResult
 from sim.hardware.costmodel import CostModel
 from sim.hardware.gpu import DEEPSEEK_COMPUTE_SMS
 from sim.hardware.profile import DEFAULT_PROFILE, PROFILES_DIR, load_profile
-from sim.model.ops import Op
-from sim.training.chunk import ChunkResult
-from sim.training.costs import OpCoster
-from sim.training.params import ChunkParams
-from sim.training.setup import ChunkConfig, build_chunk
-from sim.training.stats import stream_fractions
+from sim.model.ops import Operator
 
 DATASHEET = PROFILES_DIR / "h800-datasheet.json"
 H100_MEASURED = PROFILES_DIR / "h100-sxm-measured.json"
@@ -116,7 +116,7 @@ class KernelRow:
     datasheet_us: float
 
 
-def _shape(op: Op) -> str:
+def _shape(op: Operator) -> str:
     if op.kind == "gemm":
         return f"{op.dtype} {op.m}x{op.n}x{op.k}"
     if op.kind == "attention":
@@ -124,7 +124,9 @@ def _shape(op: Op) -> str:
     return f"{op.kernel} {op.nbytes / 1e6:.0f} MB"
 
 
-def kernel_rows(means: Mapping[tuple[str, str], tuple[Op, float]], sms: int = DEEPSEEK_COMPUTE_SMS) -> list[KernelRow]:
+def kernel_rows(
+    means: Mapping[tuple[str, str], tuple[Operator, float]], sms: int = DEEPSEEK_COMPUTE_SMS
+) -> list[KernelRow]:
     """Every compute op of ``means`` ((annotation, op name) -> (op, mean trace seconds), as
     :func:`calibrate.trace_calibration.op_means` gives them) predicted on ``sms`` SMs by the H100-based
     and the datasheet profiles; communication and small ops are left out."""

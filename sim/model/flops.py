@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from sim.model.layer import LayerWork, head_ops, layer_ops, mtp_ops
-from sim.model.ops import Op
+from sim.model.ops import Operator
 from sim.model.spec import ModelSpec
 
 
@@ -52,7 +52,7 @@ class FlopCount:
         }
 
 
-def _is_expert(op: Op) -> bool:
+def _is_expert(op: Operator) -> bool:
     return op.annotation.startswith("mlp") and op.name.startswith(("shared", "expert"))
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sim.model.ops import Op
+from sim.model.ops import Operator
 from sim.model.spec import ModelSpec
 from sim.units import BF16_BYTES, FP8_TILE_BYTES
 
@@ -42,30 +42,34 @@ class LayerWork:
         return sum(self.rows_per_expert)
 
 
-def _linear(prefix: str, ann: str, m: int, n: int, k: int, recompute: bool = False, cast: bool = True) -> list[Op]:
+def _linear(
+    prefix: str, ann: str, m: int, n: int, k: int, recompute: bool = False, cast: bool = True
+) -> list[Operator]:
     """An FP8 linear: cast the BF16 input to FP8 (1x128 tiles), transpose the scales, GEMM."""
     ops = []
     if cast:
-        ops.append(Op(f"{prefix}.cast", ann, "memory", nbytes=FP8_CAST * m * k, kernel="fp8-cast", recompute=recompute))
-    ops.append(Op(f"{prefix}.scales", ann, "small"))
-    ops.append(Op(prefix, ann, "gemm", m=m, n=n, k=k, recompute=recompute))
+        ops.append(
+            Operator(f"{prefix}.cast", ann, "memory", nbytes=FP8_CAST * m * k, kernel="fp8-cast", recompute=recompute)
+        )
+    ops.append(Operator(f"{prefix}.scales", ann, "small"))
+    ops.append(Operator(prefix, ann, "gemm", m=m, n=n, k=k, recompute=recompute))
     return ops
 
 
-def _norm(name: str, ann: str, t: int, width: int, recompute: bool = False) -> Op:
-    return Op(name, ann, "memory", nbytes=4.0 * t * width, kernel="norm", recompute=recompute)
+def _norm(name: str, ann: str, t: int, width: int, recompute: bool = False) -> Operator:
+    return Operator(name, ann, "memory", nbytes=4.0 * t * width, kernel="norm", recompute=recompute)
 
 
-def _norm_bwd(name: str, ann: str, t: int, width: int, kernels: int) -> Op:
-    return Op(name, ann, "memory", kernels=kernels, nbytes=6.0 * t * width, kernel="norm-bwd")
+def _norm_bwd(name: str, ann: str, t: int, width: int, kernels: int) -> Operator:
+    return Operator(name, ann, "memory", kernels=kernels, nbytes=6.0 * t * width, kernel="norm-bwd")
 
 
-def _channel_cast(name: str, ann: str, elements: float, kernels: int = 1) -> Op:
+def _channel_cast(name: str, ann: str, elements: float, kernels: int = 1) -> Operator:
     """Per-channel FP8 cast and transpose of a wgrad operand (K-major for the weight gradient)."""
-    return Op(name, ann, "memory", kernels=kernels, nbytes=FP8_CAST * elements, kernel="fp8-cast-channel")
+    return Operator(name, ann, "memory", kernels=kernels, nbytes=FP8_CAST * elements, kernel="fp8-cast-channel")
 
 
-def attention_forward(s: ModelSpec, t: int, moe: bool) -> list[Op]:
+def attention_forward(s: ModelSpec, t: int, moe: bool) -> list[Operator]:
     """``attn(F)``: norm, MLA down/up projections, RoPE, attention, output projection, FFN norm and,
     in an MoE layer, the router and the FP8 cast of the dispatched tokens."""
     a = "attn(F)"
@@ -74,17 +78,17 @@ def attention_forward(s: ModelSpec, t: int, moe: bool) -> list[Op]:
     ops += _linear("q_a", a, t, q, h)
     ops += _linear("kv_a", a, t, c + p, h)
     ops += [
-        Op("split", a, "small", kernels=2),
+        Operator("split", a, "small", kernels=2),
         _norm("q_norm", a, t, q),
-        Op("q_norm.out", a, "memory", nbytes=4.0 * t * q, kernel="elementwise"),
+        Operator("q_norm.out", a, "memory", nbytes=4.0 * t * q, kernel="elementwise"),
         _norm("kv_norm", a, t, c),
-        Op("k_rope", a, "memory", nbytes=4.0 * t * p, kernel="elementwise"),
+        Operator("k_rope", a, "memory", nbytes=4.0 * t * p, kernel="elementwise"),
     ]
     ops += _linear("q_b", a, t, nh * s.qk_head_dim, q)
     ops += _linear("kv_b", a, t, nh * (s.qk_nope_head_dim + s.v_head_dim), c)
     ops += [
-        Op("rope", a, "memory", nbytes=8.0 * t * nh * p, kernel="rope"),
-        Op(
+        Operator("rope", a, "memory", nbytes=8.0 * t * nh * p, kernel="rope"),
+        Operator(
             "attention",
             a,
             "attention",
@@ -94,61 +98,61 @@ def attention_forward(s: ModelSpec, t: int, moe: bool) -> list[Op]:
             v_dim=s.v_head_dim,
             sequences=max(1, t // s.seq_len),
         ),
-        Op("attn_out.store", a, "memory", nbytes=3.0 * t * nh * s.v_head_dim, kernel="fp8-cast-e5m6"),
+        Operator("attn_out.store", a, "memory", nbytes=3.0 * t * nh * s.v_head_dim, kernel="fp8-cast-e5m6"),
     ]
     ops += _linear("o_proj", a, t, h, nh * s.v_head_dim)
-    ops += [Op("residual", a, "memory", nbytes=4.0 * t * h, kernel="elementwise"), _norm("ffn_norm", a, t, h)]
+    ops += [Operator("residual", a, "memory", nbytes=4.0 * t * h, kernel="elementwise"), _norm("ffn_norm", a, t, h)]
     if moe:
         e = s.n_routed_experts
         ops += [
-            Op("gate", a, "gemm", m=t, n=e, k=h, dtype="bf16", scaling="none"),
-            Op("router", a, "memory", kernels=33, nbytes=8.0 * t * e, kernel="router"),
-            Op("dispatch.cast", a, "memory", nbytes=FP8_CAST * t * h, kernel="fp8-cast"),
+            Operator("gate", a, "gemm", m=t, n=e, k=h, dtype="bf16", scaling="none"),
+            Operator("router", a, "memory", kernels=33, nbytes=8.0 * t * e, kernel="router"),
+            Operator("dispatch.cast", a, "memory", nbytes=FP8_CAST * t * h, kernel="fp8-cast"),
         ]
     return ops
 
 
-def moe_forward(s: ModelSpec, w: LayerWork) -> list[Op]:
+def moe_forward(s: ModelSpec, w: LayerWork) -> list[Operator]:
     """``mlp(F)``: shared expert, expert mapping, permutation, grouped expert GEMMs, SwiGLU,
     un-permutation weighted by the gates, FP8 copies of the SwiGLU inputs kept for the backward."""
     a, t, r, h, i = "mlp(F)", w.tokens, w.rows, s.dim, s.moe_inter_dim
     si = s.n_shared_experts * i
     g = len(w.rows_per_expert)
     return [
-        Op("shared_up.scales", a, "small"),
-        Op("shared_up", a, "gemm", m=t, n=2 * si, k=h),
-        Op("expert_map", a, "memory", kernels=2, nbytes=16.0 * r, kernel="expert-map"),
-        Op("permute", a, "memory", kernels=3, nbytes=2.0 * r * h * FP8_TILE_BYTES, kernel="permute"),
-        Op("experts_up", a, "gemm", m=r, n=2 * i, k=h, groups=g),
-        Op("swiglu", a, "memory", kernels=3, nbytes=r * (2 * i * 2 + i * FP8_CAST / 3), kernel="swiglu"),
-        Op("experts_down.prep", a, "small"),
-        Op("experts_down", a, "gemm", m=r, n=h, k=i, groups=g),
-        Op("unpermute", a, "memory", nbytes=3.0 * r * h, kernel="unpermute"),
-        Op("shared_swiglu", a, "memory", nbytes=t * (2 * si * 2 + si * FP8_CAST / 3), kernel="swiglu"),
-        Op("shared_down.scales", a, "small"),
-        Op("shared_down", a, "gemm", m=t, n=h, k=si),
-        Op("experts_up.store", a, "memory", nbytes=FP8_CAST * r * 2 * i, kernel="fp8-cast"),
-        Op("shared_up.store", a, "memory", nbytes=FP8_CAST * t * 2 * si, kernel="fp8-cast"),
+        Operator("shared_up.scales", a, "small"),
+        Operator("shared_up", a, "gemm", m=t, n=2 * si, k=h),
+        Operator("expert_map", a, "memory", kernels=2, nbytes=16.0 * r, kernel="expert-map"),
+        Operator("permute", a, "memory", kernels=3, nbytes=2.0 * r * h * FP8_TILE_BYTES, kernel="permute"),
+        Operator("experts_up", a, "gemm", m=r, n=2 * i, k=h, groups=g),
+        Operator("swiglu", a, "memory", kernels=3, nbytes=r * (2 * i * 2 + i * FP8_CAST / 3), kernel="swiglu"),
+        Operator("experts_down.prep", a, "small"),
+        Operator("experts_down", a, "gemm", m=r, n=h, k=i, groups=g),
+        Operator("unpermute", a, "memory", nbytes=3.0 * r * h, kernel="unpermute"),
+        Operator("shared_swiglu", a, "memory", nbytes=t * (2 * si * 2 + si * FP8_CAST / 3), kernel="swiglu"),
+        Operator("shared_down.scales", a, "small"),
+        Operator("shared_down", a, "gemm", m=t, n=h, k=si),
+        Operator("experts_up.store", a, "memory", nbytes=FP8_CAST * r * 2 * i, kernel="fp8-cast"),
+        Operator("shared_up.store", a, "memory", nbytes=FP8_CAST * t * 2 * si, kernel="fp8-cast"),
     ]
 
 
-def moe_backward_input(s: ModelSpec, w: LayerWork) -> list[Op]:
+def moe_backward_input(s: ModelSpec, w: LayerWork) -> list[Operator]:
     """``mlp(B)``: input gradients of the shared and routed experts, SwiGLU recomputed, the FFN norm
     recomputed, FP8 operands for the weight gradients prepared."""
     a, t, r, h, i = "mlp(B)", w.tokens, w.rows, s.dim, s.moe_inter_dim
     si = s.n_shared_experts * i
     g = len(w.rows_per_expert)
     return [
-        Op("shared_swiglu.restore", a, "memory", nbytes=FP8_CAST * t * 2 * si, kernel="cast-back"),
-        Op("shared_down.scales", a, "small", kernels=2),
-        Op("shared_down.dgrad", a, "gemm", m=t, n=si, k=h),
+        Operator("shared_swiglu.restore", a, "memory", nbytes=FP8_CAST * t * 2 * si, kernel="cast-back"),
+        Operator("shared_down.scales", a, "small", kernels=2),
+        Operator("shared_down.dgrad", a, "gemm", m=t, n=si, k=h),
         _channel_cast("shared_down.grad_t", a, t * h),
-        Op("shared_swiglu.recompute", a, "memory", nbytes=t * (2 * si * 2 + si), kernel="swiglu", recompute=True),
-        Op("shared_swiglu.bwd", a, "memory", nbytes=t * (2 * si * 2 + si * 2 + 2 * si * 2), kernel="swiglu-bwd"),
-        Op("experts_swiglu.restore", a, "memory", nbytes=FP8_CAST * r * 2 * i, kernel="cast-back"),
-        Op("permute", a, "memory", kernels=2, nbytes=2.0 * r * h * FP8_TILE_BYTES, kernel="permute"),
-        Op("experts_down.dgrad", a, "gemm", m=r, n=i, k=h, groups=g),
-        Op(
+        Operator("shared_swiglu.recompute", a, "memory", nbytes=t * (2 * si * 2 + si), kernel="swiglu", recompute=True),
+        Operator("shared_swiglu.bwd", a, "memory", nbytes=t * (2 * si * 2 + si * 2 + 2 * si * 2), kernel="swiglu-bwd"),
+        Operator("experts_swiglu.restore", a, "memory", nbytes=FP8_CAST * r * 2 * i, kernel="cast-back"),
+        Operator("permute", a, "memory", kernels=2, nbytes=2.0 * r * h * FP8_TILE_BYTES, kernel="permute"),
+        Operator("experts_down.dgrad", a, "gemm", m=r, n=i, k=h, groups=g),
+        Operator(
             "experts_swiglu.bwd",
             a,
             "memory",
@@ -157,79 +161,79 @@ def moe_backward_input(s: ModelSpec, w: LayerWork) -> list[Op]:
             kernel="swiglu-bwd",
         ),
         _channel_cast("experts_down.grad_t", a, r * i),
-        Op("misc", a, "small"),
+        Operator("misc", a, "small"),
         _norm("ffn_norm.recompute", a, t, h, recompute=True),
-        Op("ffn_norm.cast", a, "memory", nbytes=FP8_CAST * t * h, kernel="fp8-cast", recompute=True),
-        Op("experts_up.grad_cast", a, "memory", nbytes=FP8_CAST * r * 2 * i, kernel="fp8-cast"),
-        Op("misc2", a, "small"),
-        Op("experts_up.dgrad", a, "gemm", m=r, n=h, k=2 * i, groups=g),
-        Op("unpermute", a, "memory", nbytes=3.0 * r * h, kernel="unpermute"),
+        Operator("ffn_norm.cast", a, "memory", nbytes=FP8_CAST * t * h, kernel="fp8-cast", recompute=True),
+        Operator("experts_up.grad_cast", a, "memory", nbytes=FP8_CAST * r * 2 * i, kernel="fp8-cast"),
+        Operator("misc2", a, "small"),
+        Operator("experts_up.dgrad", a, "gemm", m=r, n=h, k=2 * i, groups=g),
+        Operator("unpermute", a, "memory", nbytes=3.0 * r * h, kernel="unpermute"),
         _channel_cast("experts_up.grad_t", a, r * 2 * i),
-        Op("shared_up.restore", a, "memory", nbytes=FP8_CAST * t * h, kernel="cast-back"),
-        Op("shared_up.scales", a, "small"),
-        Op("shared_up.grad_cast", a, "memory", nbytes=FP8_CAST * t * 2 * si, kernel="fp8-cast"),
-        Op("shared_up.scales2", a, "small"),
-        Op("shared_up.dgrad", a, "gemm", m=t, n=h, k=2 * si),
+        Operator("shared_up.restore", a, "memory", nbytes=FP8_CAST * t * h, kernel="cast-back"),
+        Operator("shared_up.scales", a, "small"),
+        Operator("shared_up.grad_cast", a, "memory", nbytes=FP8_CAST * t * 2 * si, kernel="fp8-cast"),
+        Operator("shared_up.scales2", a, "small"),
+        Operator("shared_up.dgrad", a, "gemm", m=t, n=h, k=2 * si),
         _channel_cast("shared.grad_t", a, t * (2 * si + h), kernels=2),
     ]
 
 
-def moe_backward_weight(s: ModelSpec, w: LayerWork) -> list[Op]:
+def moe_backward_weight(s: ModelSpec, w: LayerWork) -> list[Operator]:
     """``mlp(W)``: weight gradients; the routed experts' alternate between the two compute streams
     (DeepSeek runs every other one on a second stream)."""
     a, t, h, i = "mlp(W)", w.tokens, s.dim, s.moe_inter_dim
     si = s.n_shared_experts * i
     ops = [
-        Op("shared_down.wgrad", a, "gemm", m=h, n=si, k=t),
+        Operator("shared_down.wgrad", a, "gemm", m=h, n=si, k=t),
         _channel_cast("experts_down.prep", a, w.rows * i),
     ]
     streams = ("compute", "wgrad")
     ops += [
-        Op(f"expert{e}_down.wgrad", a, "gemm", stream=streams[e % 2], m=h, n=i, k=max(rows, 1))
+        Operator(f"expert{e}_down.wgrad", a, "gemm", stream=streams[e % 2], m=h, n=i, k=max(rows, 1))
         for e, rows in enumerate(w.rows_per_expert)
     ]
     ops.append(_channel_cast("experts_up.prep", a, w.rows * 2 * i))
     ops += [
-        Op(f"expert{e}_up.wgrad", a, "gemm", stream=streams[e % 2], m=h, n=2 * i, k=max(rows, 1))
+        Operator(f"expert{e}_up.wgrad", a, "gemm", stream=streams[e % 2], m=h, n=2 * i, k=max(rows, 1))
         for e, rows in enumerate(w.rows_per_expert)
     ]
-    ops.append(Op("shared_up.wgrad", a, "gemm", m=h, n=2 * si, k=t))
+    ops.append(Operator("shared_up.wgrad", a, "gemm", m=h, n=2 * si, k=t))
     return ops
 
 
-def attention_backward_input(s: ModelSpec, t: int, moe: bool) -> list[Op]:
+def attention_backward_input(s: ModelSpec, t: int, moe: bool) -> list[Operator]:
     """``attn(B)``: router backward, FFN-norm backward, output projection dgrad, the MLA
     up-projections and norms recomputed, attention backward, projection dgrads, norm backwards."""
     a = "attn(B)"
     h, q, c, p, nh = s.dim, s.q_lora_rank, s.kv_lora_rank, s.qk_rope_head_dim, s.n_heads
     qk, v = s.qk_head_dim, s.v_head_dim
-    ops: list[Op] = []
+    ops: list[Operator] = []
     if moe:
         e = s.n_routed_experts
         ops += [
-            Op("router.bwd", a, "small", kernels=25),
-            Op("gate.dgrad", a, "gemm", m=t, n=h, k=e, dtype="bf16", scaling="none"),
-            Op("gate.wgrad", a, "gemm", m=e, n=h, k=t, dtype="bf16", scaling="none"),
-            Op("gate.grad_add", a, "memory", nbytes=4.0 * t * h, kernel="elementwise"),
+            Operator("router.bwd", a, "small", kernels=25),
+            Operator("gate.dgrad", a, "gemm", m=t, n=h, k=e, dtype="bf16", scaling="none"),
+            Operator("gate.wgrad", a, "gemm", m=e, n=h, k=t, dtype="bf16", scaling="none"),
+            Operator("gate.grad_add", a, "memory", nbytes=4.0 * t * h, kernel="elementwise"),
         ]
     ops += [
         _norm_bwd("ffn_norm.bwd", a, t, h, kernels=3),
-        Op("residual.grad", a, "memory", nbytes=4.0 * t * h, kernel="elementwise"),
-        Op("attn_out.restore", a, "memory", nbytes=3.0 * t * nh * v, kernel="cast-back-e5m6"),
-        Op("o_proj.grad_cast", a, "memory", nbytes=FP8_CAST * t * h, kernel="fp8-cast"),
-        Op("o_proj.grad_t", a, "memory", nbytes=2.0 * t * h, kernel="transpose"),
-        Op("o_proj.scales", a, "small"),
-        Op("o_proj.dgrad", a, "gemm", m=t, n=nh * v, k=h),
+        Operator("residual.grad", a, "memory", nbytes=4.0 * t * h, kernel="elementwise"),
+        Operator("attn_out.restore", a, "memory", nbytes=3.0 * t * nh * v, kernel="cast-back-e5m6"),
+        Operator("o_proj.grad_cast", a, "memory", nbytes=FP8_CAST * t * h, kernel="fp8-cast"),
+        Operator("o_proj.grad_t", a, "memory", nbytes=2.0 * t * h, kernel="transpose"),
+        Operator("o_proj.scales", a, "small"),
+        Operator("o_proj.dgrad", a, "gemm", m=t, n=nh * v, k=h),
         _channel_cast("o_proj.wgrad_prep", a, t * (nh * v + h), kernels=2),
         _norm("q_norm.recompute", a, t, q, recompute=True),
-        Op("q_norm.out", a, "memory", nbytes=4.0 * t * q, kernel="elementwise", recompute=True),
+        Operator("q_norm.out", a, "memory", nbytes=4.0 * t * q, kernel="elementwise", recompute=True),
         _norm("kv_norm.recompute", a, t, c, recompute=True),
     ]
     ops += _linear("q_b.recompute", a, t, nh * qk, q, recompute=True)
     ops += _linear("kv_b.recompute", a, t, nh * (s.qk_nope_head_dim + v), c, recompute=True)
     ops += [
-        Op("rope.recompute", a, "memory", nbytes=8.0 * t * nh * p, kernel="rope", recompute=True),
-        Op(
+        Operator("rope.recompute", a, "memory", nbytes=8.0 * t * nh * p, kernel="rope", recompute=True),
+        Operator(
             "attention.bwd",
             a,
             "attention",
@@ -241,79 +245,79 @@ def attention_backward_input(s: ModelSpec, t: int, moe: bool) -> list[Op]:
             phase="bwd",
             sequences=max(1, t // s.seq_len),
         ),
-        Op("attention.grad_t", a, "small"),
+        Operator("attention.grad_t", a, "small"),
     ]
     ops += _linear("kv_b.dgrad", a, t, c, nh * (s.qk_nope_head_dim + v))
-    ops += [Op("k_rope.grad", a, "memory", nbytes=2.0 * t * nh * p * 2, kernel="elementwise")]
-    ops += [Op("q_b.grad_t", a, "small")]
+    ops += [Operator("k_rope.grad", a, "memory", nbytes=2.0 * t * nh * p * 2, kernel="elementwise")]
+    ops += [Operator("q_b.grad_t", a, "small")]
     ops += _linear("q_b.dgrad", a, t, q, nh * qk)
     ops += [
         _channel_cast("mla_up.wgrad_prep", a, t * (nh * (s.qk_nope_head_dim + v) + c + nh * qk + q), kernels=4),
         _norm_bwd("qkv_norm.bwd", a, t, q + c, kernels=6),
-        Op("rope.bwd", a, "small", kernels=5),
+        Operator("rope.bwd", a, "small", kernels=5),
         _norm("attn_norm.recompute", a, t, h, recompute=True),
-        Op("kv_a.grad_cast", a, "memory", nbytes=FP8_CAST * t * (c + p), kernel="fp8-cast"),
-        Op("kv_a.scales", a, "small", kernels=2),
-        Op("kv_a.dgrad", a, "gemm", m=t, n=h, k=c + p),
+        Operator("kv_a.grad_cast", a, "memory", nbytes=FP8_CAST * t * (c + p), kernel="fp8-cast"),
+        Operator("kv_a.scales", a, "small", kernels=2),
+        Operator("kv_a.dgrad", a, "gemm", m=t, n=h, k=c + p),
         _channel_cast("kv_a.wgrad_prep", a, t * (h + c + p), kernels=2),
-        Op("q_a.grad_cast", a, "memory", nbytes=FP8_CAST * t * q, kernel="fp8-cast"),
-        Op("q_a.scales", a, "small", kernels=2),
-        Op("q_a.dgrad", a, "gemm", m=t, n=h, k=q),
+        Operator("q_a.grad_cast", a, "memory", nbytes=FP8_CAST * t * q, kernel="fp8-cast"),
+        Operator("q_a.scales", a, "small", kernels=2),
+        Operator("q_a.dgrad", a, "gemm", m=t, n=h, k=q),
         _channel_cast("q_a.wgrad_prep", a, t * (h + q), kernels=2),
-        Op("residual.grad2", a, "memory", nbytes=4.0 * t * h, kernel="elementwise"),
+        Operator("residual.grad2", a, "memory", nbytes=4.0 * t * h, kernel="elementwise"),
         _norm_bwd("attn_norm.bwd", a, t, h, kernels=3),
     ]
     return ops
 
 
-def attention_backward_weight(s: ModelSpec, t: int) -> list[Op]:
+def attention_backward_weight(s: ModelSpec, t: int) -> list[Operator]:
     """``attn(W)``: weight gradients of the output, up and down projections."""
     a = "attn(W)"
     h, q, c, p, nh = s.dim, s.q_lora_rank, s.kv_lora_rank, s.qk_rope_head_dim, s.n_heads
     return [
-        Op("o_proj.wgrad", a, "gemm", m=h, n=nh * s.v_head_dim, k=t),
-        Op("kv_b.wgrad", a, "gemm", m=c, n=nh * (s.qk_nope_head_dim + s.v_head_dim), k=t),
-        Op("q_b.wgrad", a, "gemm", m=q, n=nh * s.qk_head_dim, k=t),
-        Op("kv_a.wgrad", a, "gemm", m=h, n=c + p, k=t),
-        Op("q_a.wgrad", a, "gemm", m=h, n=q, k=t),
+        Operator("o_proj.wgrad", a, "gemm", m=h, n=nh * s.v_head_dim, k=t),
+        Operator("kv_b.wgrad", a, "gemm", m=c, n=nh * (s.qk_nope_head_dim + s.v_head_dim), k=t),
+        Operator("q_b.wgrad", a, "gemm", m=q, n=nh * s.qk_head_dim, k=t),
+        Operator("kv_a.wgrad", a, "gemm", m=h, n=c + p, k=t),
+        Operator("q_a.wgrad", a, "gemm", m=h, n=q, k=t),
     ]
 
 
-def dense_forward(s: ModelSpec, t: int) -> list[Op]:
+def dense_forward(s: ModelSpec, t: int) -> list[Operator]:
     """``mlp(F)`` of a dense layer: SwiGLU FFN of ``inter_dim``."""
     a, h, f = "mlp(F)", s.dim, s.inter_dim
     ops = _linear("ffn_up", a, t, 2 * f, h)
-    ops += [Op("swiglu", a, "memory", nbytes=t * (2 * f * 2 + f * FP8_CAST / 3), kernel="swiglu")]
+    ops += [Operator("swiglu", a, "memory", nbytes=t * (2 * f * 2 + f * FP8_CAST / 3), kernel="swiglu")]
     ops += _linear("ffn_down", a, t, h, f, cast=False)
-    ops += [Op("ffn_up.store", a, "memory", nbytes=FP8_CAST * t * 2 * f, kernel="fp8-cast")]
+    ops += [Operator("ffn_up.store", a, "memory", nbytes=FP8_CAST * t * 2 * f, kernel="fp8-cast")]
     return ops
 
 
-def dense_backward_input(s: ModelSpec, t: int) -> list[Op]:
+def dense_backward_input(s: ModelSpec, t: int) -> list[Operator]:
     a, h, f = "mlp(B)", s.dim, s.inter_dim
     return [
-        Op("swiglu.restore", a, "memory", nbytes=FP8_CAST * t * 2 * f, kernel="cast-back"),
-        Op("ffn_down.grad_cast", a, "memory", nbytes=FP8_CAST * t * h, kernel="fp8-cast"),
-        Op("ffn_down.scales", a, "small"),
-        Op("ffn_down.dgrad", a, "gemm", m=t, n=f, k=h),
-        Op("swiglu.bwd", a, "memory", nbytes=t * (2 * f * 2 + f * 2 + 2 * f * 2), kernel="swiglu-bwd"),
-        Op("ffn_up.grad_cast", a, "memory", nbytes=FP8_CAST * t * 2 * f, kernel="fp8-cast"),
-        Op("ffn_up.scales", a, "small"),
-        Op("ffn_up.dgrad", a, "gemm", m=t, n=h, k=2 * f),
+        Operator("swiglu.restore", a, "memory", nbytes=FP8_CAST * t * 2 * f, kernel="cast-back"),
+        Operator("ffn_down.grad_cast", a, "memory", nbytes=FP8_CAST * t * h, kernel="fp8-cast"),
+        Operator("ffn_down.scales", a, "small"),
+        Operator("ffn_down.dgrad", a, "gemm", m=t, n=f, k=h),
+        Operator("swiglu.bwd", a, "memory", nbytes=t * (2 * f * 2 + f * 2 + 2 * f * 2), kernel="swiglu-bwd"),
+        Operator("ffn_up.grad_cast", a, "memory", nbytes=FP8_CAST * t * 2 * f, kernel="fp8-cast"),
+        Operator("ffn_up.scales", a, "small"),
+        Operator("ffn_up.dgrad", a, "gemm", m=t, n=h, k=2 * f),
         _norm("ffn_norm.recompute", a, t, h, recompute=True),
         _channel_cast("ffn.wgrad_prep", a, t * (h + 2 * f + f), kernels=3),
     ]
 
 
-def dense_backward_weight(s: ModelSpec, t: int) -> list[Op]:
+def dense_backward_weight(s: ModelSpec, t: int) -> list[Operator]:
     a, h, f = "mlp(W)", s.dim, s.inter_dim
     return [
-        Op("ffn_down.wgrad", a, "gemm", m=h, n=f, k=t),
-        Op("ffn_up.wgrad", a, "gemm", stream="wgrad", m=h, n=2 * f, k=t),
+        Operator("ffn_down.wgrad", a, "gemm", m=h, n=f, k=t),
+        Operator("ffn_up.wgrad", a, "gemm", stream="wgrad", m=h, n=2 * f, k=t),
     ]
 
 
-def comm_ops(s: ModelSpec, t: int) -> dict[str, list[Op]]:
+def comm_ops(s: ModelSpec, t: int) -> dict[str, list[Operator]]:
     """The four communication annotations of an MoE layer (stream 27 of the trace): a dispatch in the
     forward (fresh layout) and its backward twin (a combine); a combine in the forward and its
     backward twin (a dispatch with the cached layout). The output gradients are cast to FP8 on the
@@ -321,15 +325,19 @@ def comm_ops(s: ModelSpec, t: int) -> dict[str, list[Op]]:
     h = s.dim
     return {
         "dispatch(F)": [
-            Op("dispatch.layout", "dispatch(F)", "small", stream="comm"),
-            Op("dispatch", "dispatch(F)", "comm", stream="comm", kernels=2, comm="dispatch"),
+            Operator("dispatch.layout", "dispatch(F)", "small", stream="comm"),
+            Operator("dispatch", "dispatch(F)", "comm", stream="comm", kernels=2, comm="dispatch"),
         ],
-        "combine(F)": [Op("combine", "combine(F)", "comm", stream="comm", kernels=2, comm="combine", cached=True)],
+        "combine(F)": [
+            Operator("combine", "combine(F)", "comm", stream="comm", kernels=2, comm="combine", cached=True)
+        ],
         "combine(B)": [
-            Op("grad.cast", "combine(B)", "memory", stream="comm", nbytes=FP8_CAST * t * h, kernel="fp8-cast"),
-            Op("dispatch", "combine(B)", "comm", stream="comm", kernels=2, comm="dispatch", cached=True),
+            Operator("grad.cast", "combine(B)", "memory", stream="comm", nbytes=FP8_CAST * t * h, kernel="fp8-cast"),
+            Operator("dispatch", "combine(B)", "comm", stream="comm", kernels=2, comm="dispatch", cached=True),
         ],
-        "dispatch(B)": [Op("combine", "dispatch(B)", "comm", stream="comm", kernels=2, comm="combine", cached=True)],
+        "dispatch(B)": [
+            Operator("combine", "dispatch(B)", "comm", stream="comm", kernels=2, comm="combine", cached=True)
+        ],
     }
 
 
@@ -339,9 +347,9 @@ class LayerOps:
 
     layer: int
     moe: bool
-    annotations: dict[str, tuple[Op, ...]]
+    annotations: dict[str, tuple[Operator, ...]]
 
-    def ops(self, annotation: str) -> tuple[Op, ...]:
+    def ops(self, annotation: str) -> tuple[Operator, ...]:
         return self.annotations.get(annotation, ())
 
 
@@ -351,7 +359,7 @@ def layer_ops(s: ModelSpec, layer: int, work: LayerWork) -> LayerOps:
     moe = s.is_moe(layer)
     if moe and not work.rows_per_expert:
         raise ValueError(f"layer {layer} is an MoE layer: give rows_per_expert")
-    ann: dict[str, tuple[Op, ...]] = {
+    ann: dict[str, tuple[Operator, ...]] = {
         "attn(F)": tuple(attention_forward(s, t, moe)),
         "attn(B)": tuple(attention_backward_input(s, t, moe)),
         "attn(W)": tuple(attention_backward_weight(s, t)),
@@ -372,34 +380,34 @@ def layer_ops(s: ModelSpec, layer: int, work: LayerWork) -> LayerOps:
     return LayerOps(layer, moe, ann)
 
 
-def head_ops(s: ModelSpec, t: int) -> dict[str, tuple[Op, ...]]:
+def head_ops(s: ModelSpec, t: int) -> dict[str, tuple[Operator, ...]]:
     """The last stage's extra work: final norm, output head (BF16) and loss, and their backward."""
     h, vocab = s.dim, s.vocab_size
     return {
         "head(F)": (
             _norm("final_norm", "head(F)", t, h),
-            Op("head", "head(F)", "gemm", m=t, n=vocab, k=h, dtype="bf16", scaling="none"),
-            Op("loss", "head(F)", "memory", kernels=3, nbytes=4.0 * t * vocab * 2, kernel="elementwise"),
+            Operator("head", "head(F)", "gemm", m=t, n=vocab, k=h, dtype="bf16", scaling="none"),
+            Operator("loss", "head(F)", "memory", kernels=3, nbytes=4.0 * t * vocab * 2, kernel="elementwise"),
         ),
         "head(B)": (
-            Op("loss.bwd", "head(B)", "memory", nbytes=4.0 * t * vocab * 2, kernel="elementwise"),
-            Op("head.dgrad", "head(B)", "gemm", m=t, n=h, k=vocab, dtype="bf16", scaling="none"),
+            Operator("loss.bwd", "head(B)", "memory", nbytes=4.0 * t * vocab * 2, kernel="elementwise"),
+            Operator("head.dgrad", "head(B)", "gemm", m=t, n=h, k=vocab, dtype="bf16", scaling="none"),
             _norm_bwd("final_norm.bwd", "head(B)", t, h, kernels=2),
         ),
-        "head(W)": (Op("head.wgrad", "head(W)", "gemm", m=h, n=vocab, k=t, dtype="bf16", scaling="none"),),
+        "head(W)": (Operator("head.wgrad", "head(W)", "gemm", m=h, n=vocab, k=t, dtype="bf16", scaling="none"),),
     }
 
 
-def embedding_ops(s: ModelSpec, t: int) -> dict[str, tuple[Op, ...]]:
+def embedding_ops(s: ModelSpec, t: int) -> dict[str, tuple[Operator, ...]]:
     """The first stage's embedding lookup and its gradient (a scatter-add into the table)."""
     h = s.dim
     return {
-        "embed(F)": (Op("embedding", "embed(F)", "memory", nbytes=4.0 * t * h, kernel="elementwise"),),
-        "embed(W)": (Op("embedding.wgrad", "embed(W)", "memory", nbytes=6.0 * t * h, kernel="elementwise"),),
+        "embed(F)": (Operator("embedding", "embed(F)", "memory", nbytes=4.0 * t * h, kernel="elementwise"),),
+        "embed(W)": (Operator("embedding.wgrad", "embed(W)", "memory", nbytes=6.0 * t * h, kernel="elementwise"),),
     }
 
 
-def mtp_ops(s: ModelSpec, t: int) -> dict[str, tuple[Op, ...]]:
+def mtp_ops(s: ModelSpec, t: int) -> dict[str, tuple[Operator, ...]]:
     """One multi-token-prediction module's own ops besides its transformer block (which is an MoE
     layer built by :func:`layer_ops`) and its use of the shared head: two norms and the projection of
     the concatenated [hidden, next-token embedding] (2 x dim -> dim)."""
@@ -413,5 +421,5 @@ def mtp_ops(s: ModelSpec, t: int) -> dict[str, tuple[Op, ...]]:
             *_linear("mtp.proj.dgrad", "mtp(B)", t, 2 * h, h),
             _norm_bwd("mtp.norms.bwd", "mtp(B)", t, 2 * h, 2),
         ),
-        "mtp(W)": (Op("mtp.proj.wgrad", "mtp(W)", "gemm", m=2 * h, n=h, k=t),),
+        "mtp(W)": (Operator("mtp.proj.wgrad", "mtp(W)", "gemm", m=2 * h, n=h, k=t),),
     }

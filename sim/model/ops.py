@@ -1,6 +1,6 @@
 """Operators of a layer: what runs, on which stream, and how much work it is.
 
-An :class:`Op` is one step of a layer's forward (``F``), input-gradient (``B``) or weight-gradient
+An :class:`Operator` is one step of a layer's forward (``F``), input-gradient (``B``) or weight-gradient
 (``W``) part, in the order DeepSeek's training code launches it. Its ``kind`` says how the cost model
 times it:
 
@@ -28,7 +28,7 @@ STREAMS = ("compute", "wgrad", "comm")
 
 
 @dataclass(frozen=True)
-class Op:
+class Operator:
     name: str
     annotation: str  # DeepSeek's CPU annotation: attn(F), mlp(B), dispatch(F), ...
     kind: str

@@ -26,7 +26,7 @@ reusing a cached layout (the backward's) ran 1.28x faster than a fresh one in th
 4.35 ms): 5.70 GB/s. The per-channel NVLink rate is not derived: in EP64 the NIC binds, so the trace
 does not constrain it, and it stays the assumption that 10 channels saturate 160 GB/s (16 GB/s per
 channel). How much slower these kernels run beside GEMMs than alone is the communication slowdown of
-:mod:`sim.training.params`, derived from the same trace.
+:mod:`sim.chunk.overheads`, derived from the same trace.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from sim.pipeline.ops import Action, Op, Schedule
 
 class Durations(Protocol):
     """Anything that gives an action's duration on its device (seconds): :class:`OpTimes`, or the
-    chunk model's source of a training step (:mod:`sim.training.chunks`)."""
+    chunk model's source of a training step (:mod:`sim.step.actions`)."""
 
     def duration(self, action: Action, schedule: Schedule) -> float: ...
 

@@ -133,8 +133,18 @@ def execute(
     launched = launch(schedule, times, p2p, ctx)
     ctx.start_main()
     launched.start()
-    ctx.env.run(until=launched.done)
+    run_until(ctx, launched.done)
     return launched.finish()
+
+
+def run_until(ctx: SimContext, done: simpy.Event) -> None:
+    """Run the context until ``done``; if the events run out first (a deadlock), return and let the
+    caller's :meth:`Launched.finish` say who waits for what."""
+    try:
+        ctx.env.run(until=done)
+    except RuntimeError:
+        if done.triggered:
+            raise
 
 
 def launch(

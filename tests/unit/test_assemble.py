@@ -31,7 +31,7 @@ def test_config_imports_no_training_or_execution_code() -> None:
     """Loading a scenario loads no training, pipeline-execution or memory module, nor the assembly."""
     code = (
         "import sys, sim.config; sim.config.load_scenario(sim.config.default_scenario_path()); "
-        "print(' '.join(m for m in sys.modules if m.startswith(('sim.training', 'sim.pipeline.execute', "
+        "print(' '.join(m for m in sys.modules if m.startswith(('sim.chunk', 'sim.step', 'sim.pipeline.execute', "
         "'sim.assemble', 'sim.run'))))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)

@@ -165,7 +165,7 @@ def test_without_ops_the_chunk_model_gives_the_times(tmp_path: Path) -> None:
 
 
 def test_workload_interference_parameters_override_the_trace_defaults(tmp_path: Path) -> None:
-    from sim.training.params import COMM_BESIDE_COMPUTE, GEMM_BESIDE_COMM
+    from sim.chunk.overheads import COMM_BESIDE_COMPUTE, GEMM_BESIDE_COMM
 
     data = {
         "name": "w",

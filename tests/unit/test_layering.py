@@ -30,7 +30,8 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("network",),  # topologies, routing, flows, collectives (NIC rates from hardware)
     ("moe",),  # gating, selection, traffic, DeepEP on the network
     ("pipeline",),  # schedules, validity, the executor on the network
-    ("training",),  # chunk model and the step (layout, chunks, DP, accounting)
+    ("chunk",),  # the chunk model: a stage's layers on a GPU's streams, timed alone; its max-plus plan
+    ("step",),  # the step: layout, actions as chunks, the event loop on one network, ZeRO-1, accounting
     ("config",),  # the scenario: the schema and the files it names
     ("assemble",),  # assemble(scenario): everything a run needs, built once (what validate checks)
     ("results",),  # metrics and exports of schedule runs

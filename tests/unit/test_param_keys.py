@@ -18,7 +18,7 @@ from sim.keys import PARAMS, as_flag, as_yaml_key, flag, yaml_key
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"
-DOMAIN = ("sim/hardware", "sim/network", "sim/moe", "sim/model", "sim/training", "sim/pipeline")
+DOMAIN = ("sim/hardware", "sim/network", "sim/moe", "sim/model", "sim/chunk", "sim/step", "sim/pipeline")
 
 # files still raising flag names; the engineer rewriting each removes it when it names the parameter
 PENDING: set[str] = set()

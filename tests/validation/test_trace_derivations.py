@@ -15,8 +15,8 @@ from calibrate.trace_calibration import (
     read_annotations,
     trace_layer_ops,
 )
+from sim.chunk.overheads import ChunkParams
 from sim.moe.deepep import DERIVED_RDMA_GBps, KernelSpec
-from sim.training.params import ChunkParams
 from tests.conftest import SHARED
 
 TRACE = SHARED / "reference" / "deepseek-v3" / "profile-data-train.json"

@@ -277,7 +277,7 @@ def test_faster_nvlink_speeds_up_the_nvlink_bound_collectives(
 def test_dualpipe_mirror_ranks_share_one_data_parallel_group(base: TrainingRun) -> None:
     """DualPipe's rank d and rank 15-d hold the same layers: one ZeRO-1 group of 256 GPUs (experts 4)
     whose gradients are reduced together, and whose optimizer state is sharded over both."""
-    from sim.training.dp import ReplicaSet, rank_params
+    from sim.step.zero1 import ReplicaSet, rank_params
 
     lay, sched = base.step.spec.inputs.layout, base.step.spec.schedule
     for d in range(16):

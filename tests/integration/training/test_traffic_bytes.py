@@ -8,8 +8,8 @@ import pytest
 
 from sim.config import default_scenario_path, load_scenario
 from sim.run import TrainingRun, simulate_training
-from sim.training.dp import DpModel
-from sim.training.traffic_bytes import NodeBytes, node_bytes
+from sim.step.traffic_bytes import NodeBytes, node_bytes
+from sim.step.zero1 import DpModel
 
 
 @pytest.fixture(scope="module")

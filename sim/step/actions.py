@@ -2,8 +2,8 @@
 
 A :class:`ChunkSource` answers the pipeline engine's "how long" for one pipeline (one EP group on
 every rank): F, B, I, W of a schedule stage and the F&B pair of two, each built from that stage's
-layers (:mod:`sim.training.layout`) with the micro-batch's routed traffic and timed by
-:class:`~sim.training.chunk.ChunkTimer` (memoised by what determines the timing).
+layers (:mod:`sim.step.layout`) with the micro-batch's routed traffic and timed by
+:class:`~sim.chunk.timer.ChunkTimer` (memoised by what determines the timing).
 
 Routing, by fidelity:
 
@@ -24,6 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from sim.chunk.op_cost import OpCoster
+from sim.chunk.overheads import ChunkParams
+from sim.chunk.phases import CommModel, GroupTraffic
+from sim.chunk.timer import ChunkResult, ChunkTimer, Stage
 from sim.hardware.costmodel import CostModel
 from sim.model.layer import LayerOps, LayerWork, layer_ops
 from sim.model.spec import ModelSpec
@@ -34,11 +38,7 @@ from sim.moe.spec import MoESpec
 from sim.moe.traffic import Traffic
 from sim.network.context import SimContext
 from sim.pipeline.ops import Action, Op, Schedule
-from sim.training.chunk import ChunkResult, ChunkTimer, Stage
-from sim.training.comm import CommModel, GroupTraffic
-from sim.training.costs import OpCoster
-from sim.training.layout import Layout, StagePlacement
-from sim.training.params import ChunkParams
+from sim.step.layout import Layout, StagePlacement
 
 
 @dataclass(frozen=True)

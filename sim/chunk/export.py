@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from sim.training.chunk import ChunkResult
+from sim.chunk.timer import ChunkResult
 
 STREAM_TID = {"compute": 7, "wgrad": 23, "comm": 27}
 

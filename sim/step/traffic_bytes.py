@@ -14,7 +14,7 @@ Counted per step from the same pieces the simulation runs, each routed on the cl
   between stages on different ranks, each GPU sends the micro-batch's hidden states (BF16) to the GPU
   with the same index on the next rank, and the backward sends the gradient of the same size back.
 * ``dp``: ZeRO-1. Each replica set's gradient reduce-scatter and parameter all-gather (the non-expert
-  group and every expert's replicas, :meth:`sim.training.dp.DpModel.groups`), with the flows of the
+  group and every expert's replicas, :meth:`sim.step.zero1.DpModel.groups`), with the flows of the
   collective's algorithm (:func:`sim.network.collectives.collective_flows`).
 
 A node's IB bytes are those leaving it through its NICs (the ``nic_up`` links of its GPUs); its
@@ -36,8 +36,8 @@ from sim.moe.traffic import Traffic
 from sim.network.collectives import collective_flows
 from sim.network.routing import route
 from sim.network.topology import Topology
-from sim.training.dp import DpModel, ReplicaSet
-from sim.training.step import StepRun
+from sim.step.simulate import StepRun
+from sim.step.zero1 import DpModel, ReplicaSet
 
 COMPONENTS = ("ep", "pp", "dp")
 PHASES_PER_LAYER = {"dispatch": 2, "combine": 2}  # forward dispatch + backward combine(B); and the reverse

@@ -6,7 +6,7 @@ import pytest
 
 from sim.model.spec import DEEPSEEK_V3, ModelSpec
 from sim.model.stages import layers_per_stage
-from sim.training.balance import LayerCosts, balanced_ranks, balanced_split, rank_positions
+from sim.step.layer_split import LayerCosts, balanced_ranks, balanced_split, rank_positions
 
 FLAT = ModelSpec(n_layers=12, n_dense_layers=0)
 

@@ -2,7 +2,7 @@
 
 Data flows one way: a :class:`ChunkConfig` (from command-line flags or a scenario) -> the cost model
 (profile), the cluster network (topology), the routing of every layer (traffic) -> a
-:class:`~sim.training.chunk.ChunkTimer` and the :class:`~sim.training.chunk.Stage` it times.
+:class:`~sim.chunk.timer.ChunkTimer` and the :class:`~sim.chunk.timer.Stage` it times.
 
 Defaults are the configuration of DeepSeek's trace: DeepSeek-V3, 4 MoE layers, EP64 on 8 H800 nodes
 of the multi-plane fat tree, 4096 tokens per micro-batch, balanced routing, 20 SMs for DeepEP, the
@@ -16,10 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
+from sim.chunk.op_cost import OpCoster
+from sim.chunk.overheads import ChunkParams
+from sim.chunk.phases import CommModel
+from sim.chunk.timer import ChunkTimer, Stage
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
 from sim.hardware.gpu import DEEPSEEK_COMM_SMS, H800, SmSplit
 from sim.hardware.profile import DEFAULT_PROFILE, load_profile
+from sim.layout_defaults import DEFAULT_EP
 from sim.model.layer import LayerOps, LayerWork, layer_ops
 from sim.model.spec import DEEPSEEK_V3, ModelSpec
 from sim.moe.alltoall import route_layers
@@ -30,11 +35,6 @@ from sim.moe.traffic import Traffic
 from sim.network.context import SimContext
 from sim.network.spec import ClusterSpec
 from sim.network.topology import Topology, build_topology
-from sim.training.chunk import ChunkTimer, Stage
-from sim.training.comm import CommModel
-from sim.training.costs import OpCoster
-from sim.training.layout import DEFAULT_EP
-from sim.training.params import ChunkParams
 
 
 @dataclass(frozen=True)

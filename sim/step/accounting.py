@@ -1,6 +1,6 @@
 """What a training step's timeline says: per-rank breakdown, throughput, MFU, cost, memory.
 
-All figures come from the simulated timeline (:class:`~sim.training.step.StepRun`), never from fixed
+All figures come from the simulated timeline (:class:`~sim.step.simulate.StepRun`), never from fixed
 ratios. Per rank (of the pipeline the step waits for):
 
 * ``forward_only_s``, ``backward_only_s`` (B and I), ``weight_only_s`` (W), ``overlapped_fb_s``
@@ -30,10 +30,10 @@ from sim.hardware.gpu import GpuSpec
 from sim.model.flops import training_flops_per_token
 from sim.model.spec import ModelSpec
 from sim.pipeline.ops import Op, Schedule
-from sim.training.dp import ReplicaSet, rank_params
-from sim.training.layout import Layout
-from sim.training.memory import Memory, activation_bytes, static_memory
-from sim.training.step import StepRun
+from sim.step.layout import Layout
+from sim.step.memory import Memory, activation_bytes, static_memory
+from sim.step.simulate import StepRun
+from sim.step.zero1 import ReplicaSet, rank_params
 
 GB = 1e9
 SECONDS_PER_DAY = 86_400.0
@@ -73,7 +73,7 @@ class RankBreakdown:
 
 def stage_activations(model: ModelSpec, layout: Layout, stage: int) -> float:
     """Activation bytes one micro-batch keeps on a GPU of schedule stage ``stage`` (DeepSeek's recipe,
-    :mod:`sim.training.memory`)."""
+    :mod:`sim.step.memory`)."""
     place = layout.stages[stage]
     return activation_bytes(
         model,

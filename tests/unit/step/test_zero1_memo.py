@@ -9,7 +9,7 @@ import numpy as np
 from sim.network.context import SimContext
 from sim.network.spec import load_cluster
 from sim.network.topology import build_topology
-from sim.training import dp
+from sim.step import zero1 as dp
 
 ROOT = Path(__file__).resolve().parents[3]
 

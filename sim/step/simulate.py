@@ -1,19 +1,19 @@
 """The training step: the pipeline schedule of chunks, then ZeRO-1's data-parallel phase.
 
 1. Pipeline: the schedule's actions (F, B, I, W, F&B) on every rank, each a chunk of that stage's
-   layers from the chunk model (:mod:`sim.training.chunks`), placed by the simpy engine
+   layers from the chunk model (:mod:`sim.step.actions`), placed by the simpy engine
    (:mod:`sim.pipeline.execute`) with the stage-to-stage sends as flows on the cluster's fabric
    (rank ``d``'s GPU of the timed EP group to rank ``d+1``'s, max-min shared with the other sends).
    Representative fidelity runs one pipeline; per-GPU fidelity one per EP group of a rank (they
    differ by their routing), the step waiting for the slowest.
-2. Data-parallel phase (:mod:`sim.training.dp`): each rank reduce-scatters its gradients over its DP
+2. Data-parallel phase (:mod:`sim.step.zero1`): each rank reduce-scatters its gradients over its DP
    groups, from the end of the whole pipeline (``dp_overlap: none``) or from the end of its own last
    backward (``tail``); every rank then waits for the global gradient norm (gradient clipping needs
    all of them: a barrier at the last reduce-scatter's end), runs its optimizer shard on all its
    SMs, and all-gathers the updated parameters. The step ends when the last rank's all-gather ends.
 
 Contention (``training.contention``). ``shared`` (the default): one event loop and one network for
-every byte of the step. Each action's chunk runs as a process (:mod:`sim.training.comm_plan`): its
+every byte of the step. Each action's chunk runs as a process (:mod:`sim.chunk.plan`): its
 DeepEP phases start as coflows on the shared network at the times the chunk reaches them (every EP
 group of the rank, its bytes on each link), pipeline sends are coflows of all the rank's pipelines,
 and the ZeRO-1 collectives are coflows of each replica set at the times they run, so all of them
@@ -23,7 +23,7 @@ figures before that model, kept to measure its effect: every DeepEP phase takes 
 pipeline sends are one flow each (one GPU per rank), and the collectives run after the pipeline,
 each replica set alone (docs/step.md).
 
-Everything reported comes from this timeline (:mod:`sim.training.step_result`).
+Everything reported comes from this timeline (:mod:`sim.step.accounting`).
 """
 
 from __future__ import annotations
@@ -31,14 +31,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from sim.chunk.timer import ChunkTimer
 from sim.moe.spec import MoESpec
 from sim.network.context import SimContext
 from sim.pipeline.execute import NetworkP2P, execute
-from sim.training.chunk import ChunkTimer
-from sim.training.chunks import ChunkSource, Routing
-from sim.training.dp import DpModel, ReplicaSet, SetPhase, stage_ready_times
-from sim.training.shared_step import run_shared
-from sim.training.step_run import (
+from sim.step.actions import ChunkSource, Routing
+from sim.step.shared import run_shared
+from sim.step.spec import (
     CONTENTION,
     Counting,
     DeviceTimeline,
@@ -47,6 +46,7 @@ from sim.training.step_run import (
     StepRun,
     StepSpec,
 )
+from sim.step.zero1 import DpModel, ReplicaSet, SetPhase, stage_ready_times
 
 __all__ = ["CONTENTION", "DeviceTimeline", "PipelineRun", "Progress", "StepRun", "StepSpec", "run_step"]
 

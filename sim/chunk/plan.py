@@ -1,7 +1,7 @@
 """A timed chunk as a function of how long its communication takes: the chunk model's result made
 re-timeable, so the step's shared network can decide the DeepEP phases' durations.
 
-The chunk model (:mod:`sim.training.overlap`) times a chunk with every DeepEP phase alone on the
+The chunk model (:mod:`sim.chunk.streams`) times a chunk with every DeepEP phase alone on the
 network. Its result is a schedule of tasks on three FIFO streams. Read back as a graph, with each
 task's observed duration ``d_i = end - start`` and launch gap ``delay_i = start - queued``, it is
 exact: a task is queued when its stream predecessor and every dependency have ended, so
@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.training.chunk import ChunkResult
-from sim.training.overlap import STREAM_ORDER, Task
+from sim.chunk.streams import STREAM_ORDER, Task
+from sim.chunk.timer import ChunkResult
 
 _NEG = -np.inf
 
@@ -154,7 +154,7 @@ def retime(chunk: ChunkResult, plan: CommPlan, durations: tuple[float, ...]) -> 
 
 def exposed_comm_of(plan: CommPlan, durations: tuple[float, ...]) -> float:
     """Communication time not under compute of the chunk retimed with ``durations`` (the figure
-    :func:`sim.training.stats.exposed_comm` gives for its spans), from the plan's arrays."""
+    :func:`sim.chunk.intervals.exposed_comm` gives for its spans), from the plan's arrays."""
     starts, ends = plan.times(durations)
     moving = ends > starts
     return exposed_time(

@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from sim.training.params import ChunkParams
-from sim.training.setup import ChunkConfig, build_chunk
+from sim.chunk.build import ChunkConfig, build_chunk
+from sim.chunk.overheads import ChunkParams
 
 SMALL = ChunkConfig(layers=2, tokens=1024, ep=16)
 

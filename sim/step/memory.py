@@ -402,7 +402,7 @@ def deepseek_v3_default(s: ModelSpec, rank: int, microbatches: int = 120) -> Mem
     expert DP 2, one 4096-token sequence per micro-batch, ``microbatches`` per step), with the
     in-flight micro-batches of each stage from the DualPipe action lists."""
     from sim.pipeline.schedules import build_schedule
-    from sim.training.layout import DEFAULT_EP, DEFAULT_GPUS, DEFAULT_PP
+    from sim.step.layout import DEFAULT_EP, DEFAULT_GPUS, DEFAULT_PP
 
     pp = DEFAULT_PP
     dp = DEFAULT_GPUS // pp  # 128

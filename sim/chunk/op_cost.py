@@ -7,7 +7,7 @@
   it (a trace-calibrated profile holds the op's whole multi-kernel time there), else of any
   memory-bound kernel plus a tiny kernel per extra launch;
 * ``small``: ``kernels`` x :meth:`CostModel.small_kernel_time`;
-* every op also pays ``launch_gap_us`` per kernel (:mod:`sim.training.params`).
+* every op also pays ``launch_gap_us`` per kernel (:mod:`sim.chunk.overheads`).
 
 Times are memoised per op (ops are frozen dataclasses), so a chunk of identical layers is costed
 once per distinct op.
@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import functools
 
+from sim.chunk.overheads import ChunkParams
 from sim.hardware.costmodel import CostModel
-from sim.model.ops import Op
-from sim.training.params import ChunkParams
+from sim.model.ops import Operator
 
 
 class OpCoster:
@@ -34,15 +34,15 @@ class OpCoster:
         return (id(self.model), self.compute_sms, self.params.key())
 
     @functools.lru_cache(maxsize=8192)  # noqa: B019 - one coster per run, kept for its lifetime
-    def alone(self, op: Op) -> float:
+    def alone(self, op: Operator) -> float:
         """The op's kernels back to back, alone on the compute SMs, without launch gaps."""
         return self.kernel_time(op)
 
-    def gap(self, op: Op) -> float:
+    def gap(self, op: Operator) -> float:
         """Idle launch time before the op's kernels: ``launch_gap_us`` per kernel."""
         return op.kernels * self.params.launch_gap_us * 1e-6
 
-    def kernel_time(self, op: Op) -> float:
+    def kernel_time(self, op: Operator) -> float:
         """The op's kernels back to back, without launch gaps."""
         m, sms = self.model, self.compute_sms
         if op.kind == "gemm":

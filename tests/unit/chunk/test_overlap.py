@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sim.training.overlap import DeadlockError, Task, run_streams
+from sim.chunk.streams import DeadlockError, Task, run_streams
 
 
 def test_two_compute_streams_share_the_sms_and_conserve_work() -> None:

@@ -1,6 +1,6 @@
 """What a training step is given and what it produced: the spec, the pipelines' runs, each rank's
-timeline (the data shared by the step's two event loops, :mod:`sim.training.step` and
-:mod:`sim.training.shared_step`)."""
+timeline (the data shared by the step's two event loops, :mod:`sim.step.simulate` and
+:mod:`sim.step.shared`)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sim.chunk.intervals import exposed_comm
+from sim.chunk.plan import CommPlan, exposed_comm_of, retime
+from sim.chunk.timer import ChunkResult
 from sim.network.tolerance import COMPLETION_RTOL
 from sim.network.topology import Topology
 from sim.pipeline.execute import ScheduleRun
 from sim.pipeline.ops import Action, Schedule
-from sim.training.chunk import ChunkResult
-from sim.training.chunks import ChunkInputs, ChunkSource
-from sim.training.comm_plan import CommPlan, exposed_comm_of, retime
-from sim.training.dp import DpSpec, SetPhase
-from sim.training.stats import exposed_comm
+from sim.step.actions import ChunkInputs, ChunkSource
+from sim.step.zero1 import DpSpec, SetPhase
 
 CONTENTION = ("shared", "isolated")
 

@@ -11,7 +11,7 @@ rates):
   both back to back);
 * a compute task progresses ``1 / slow_beside_comm`` as fast while a communication data task runs
   (HBM and L2 shared with DeepEP), and a communication data task ``1 / slow_beside_compute`` as fast
-  while any compute task runs (the interference of :mod:`sim.training.params`);
+  while any compute task runs (the interference of :mod:`sim.chunk.overheads`);
 * ``wait`` tasks (DeepEP's notify: waiting for the other ranks) take their time whatever else runs;
 * a task's ``delay`` (the launch gap before its kernels) passes first, at full speed, without using
   the SMs: ``start`` is when its kernels begin, ``queued`` when its delay began.

@@ -21,7 +21,7 @@ stream, overlapping the rest of the pipeline (their interference with compute is
 a barrier (the global gradient norm for clipping needs every rank), the optimizer, the all-gather.
 
 The optimizer (AdamW, FP32 master weights, BF16 moments [V3 3.3]) is memory-bound: one streaming
-kernel over :func:`sim.training.memory.optimizer_traffic` bytes on every SM, at the profile's HBM
+kernel over :func:`sim.step.memory.optimizer_traffic` bytes on every SM, at the profile's HBM
 efficiency for that size.
 
 Not modelled (small, documented): the gradient-norm all-reduce itself (a few bytes; its
@@ -45,8 +45,8 @@ from sim.network.context import SimContext
 from sim.network.tolerance import COMPLETION_RTOL
 from sim.network.topology import Topology
 from sim.pipeline.ops import Op, Schedule
-from sim.training.layout import Layout, StagePlacement
-from sim.training.memory import dp_collectives, optimizer_traffic
+from sim.step.layout import Layout, StagePlacement
+from sim.step.memory import dp_collectives, optimizer_traffic
 
 
 @dataclass(frozen=True)

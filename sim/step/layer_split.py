@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from sim.errors import ScenarioError
 from sim.model.spec import ModelSpec
-from sim.training.layout import StagePlacement
+from sim.step.layout import StagePlacement
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ output head and MTP module on the last). Its chunks, for one micro-batch on one 
   under attn(F), dispatch(F) under mlp(B), dispatch(B) under mlp(W)+mlp(F) and combine(F) under
   attn(B)+attn(W), with the true data dependencies between them.
 
-Timing (:mod:`sim.training.overlap`) happens outside the event loop and is memoised by what
+Timing (:mod:`sim.chunk.streams`) happens outside the event loop and is memoised by what
 determines it: the stages' layers and their routed token counts, the compute SMs, the communication
 kernels and the parameters. The engine then places whole chunks.
 """
@@ -29,14 +29,14 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sim.chunk.op_cost import OpCoster
+from sim.chunk.overheads import ChunkParams
+from sim.chunk.phases import CommModel, GroupTraffic
+from sim.chunk.streams import Task, run_streams
 from sim.model.layer import LayerOps, embedding_ops, head_ops, mtp_ops
-from sim.model.ops import Op
+from sim.model.ops import Operator
 from sim.model.spec import ModelSpec
 from sim.moe.traffic import Traffic
-from sim.training.comm import CommModel, GroupTraffic
-from sim.training.costs import OpCoster
-from sim.training.overlap import Task, run_streams
-from sim.training.params import ChunkParams
 
 PAIR_COMPUTE = ("attn(F)", "mlp(B)", "mlp(W)", "mlp(F)", "attn(B)", "attn(W)")
 PAIR_COMM = ("combine(B)", "dispatch(F)", "dispatch(B)", "combine(F)")
@@ -66,10 +66,10 @@ class Stage:
             self.last,
         )
 
-    def extras(self) -> dict[str, tuple[Op, ...]]:
+    def extras(self) -> dict[str, tuple[Operator, ...]]:
         if self.spec is None:
             return {}
-        out: dict[str, tuple[Op, ...]] = {}
+        out: dict[str, tuple[Operator, ...]] = {}
         if self.first:
             out |= embedding_ops(self.spec, self.tokens)
         if self.last:
@@ -181,7 +181,9 @@ class _Graph:
         self.last_f: list[int] = []  # what the next forward layer waits for
         self.last_b: list[int] = []  # what the next backward layer waits for
 
-    def _add(self, op: Op, deps: list[int], step: int, layer: int, traffic: Traffic | GroupTraffic | None) -> list[int]:
+    def _add(
+        self, op: Operator, deps: list[int], step: int, layer: int, traffic: Traffic | GroupTraffic | None
+    ) -> list[int]:
         p = self.timer.params
         c = self.timer.coster
         if op.kind == "comm":

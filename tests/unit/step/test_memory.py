@@ -10,7 +10,7 @@ from sim.pipeline.costs import OpTimes
 from sim.pipeline.execute import execute
 from sim.pipeline.schedules import build_schedule
 from sim.results import metrics
-from sim.training.memory import (
+from sim.step.memory import (
     ActivationRecipe,
     Memory,
     Precision,

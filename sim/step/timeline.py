@@ -13,9 +13,9 @@ from typing import Any
 
 import pandas as pd
 
+from sim.chunk.timer import ChunkResult
 from sim.pipeline.ops import Op
-from sim.training.chunk import ChunkResult
-from sim.training.step import StepRun
+from sim.step.simulate import StepRun
 
 STREAM_TID = {"compute": 7, "wgrad": 23, "comm": 27, "dp": 99}
 COLUMNS = ["pipeline", "device", "stream", "layer", "op", "microbatch", "action", "start_s", "end_s"]

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.training.chunk import ChunkResult
-from sim.training.comm_plan import comm_plan, exposed_comm_of, exposed_time, retime
-from sim.training.setup import ChunkConfig, build_chunk
-from sim.training.stats import exposed_comm
+from sim.chunk.build import ChunkConfig, build_chunk
+from sim.chunk.intervals import exposed_comm
+from sim.chunk.plan import comm_plan, exposed_comm_of, exposed_time, retime
+from sim.chunk.timer import ChunkResult
 
 SMALL = ChunkConfig(layers=2, tokens=1024, ep=16)
 

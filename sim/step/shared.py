@@ -1,7 +1,7 @@
 """The step on one event loop and one network (``training.contention: shared``).
 
 Every pipeline's actions run as processes on the run's context: a chunk with DeepEP phases starts
-each phase as a coflow on the shared network when its plan reaches it (:mod:`sim.training.comm_plan`),
+each phase as a coflow on the shared network when its plan reaches it (:mod:`sim.chunk.plan`),
 the stage-to-stage sends are coflows of the rank's pipelines (:class:`sim.pipeline.execute.RankP2P`),
 and each replica set's ZeRO-1 reduce-scatters start as soon as their gradients are ready (``tail``)
 or the pipeline has drained (``none``), then the barrier, the optimizer and the all-gathers, on the
@@ -23,21 +23,21 @@ from collections.abc import Generator
 import numpy as np
 import simpy
 
+from sim.chunk.phases import GroupTraffic
+from sim.chunk.plan import CommPlan, comm_plan
+from sim.chunk.timer import ChunkResult
 from sim.moe.deepep import message_flows
 from sim.moe.traffic import Traffic
 from sim.network.coflow import link_loads
 from sim.network.collectives import collective_flows
 from sim.network.context import SimContext
-from sim.pipeline.execute import Launched, RankP2P, launch
+from sim.pipeline.execute import Launched, RankP2P, launch, run_until
 from sim.pipeline.ops import Op
-from sim.training.chunk import ChunkResult
-from sim.training.chunks import ChunkSource
-from sim.training.comm import GroupTraffic
-from sim.training.comm_plan import CommPlan, comm_plan
-from sim.training.dp import DpModel, ReplicaSet, SetPhase, pieces, rank_params
-from sim.training.layout import StagePlacement
-from sim.training.memory import optimizer_traffic
-from sim.training.step_run import Counting, DeviceTimeline, PipelineRun, Progress, StepSpec
+from sim.step.actions import ChunkSource
+from sim.step.layout import StagePlacement
+from sim.step.memory import optimizer_traffic
+from sim.step.spec import Counting, DeviceTimeline, PipelineRun, Progress, StepSpec
+from sim.step.zero1 import DpModel, ReplicaSet, SetPhase, pieces, rank_params
 
 Coflow = tuple[np.ndarray, np.ndarray, float, float]  # links, bytes per link, time alone, latency
 
@@ -231,7 +231,7 @@ def run_shared(
     procs = [env.process(dp_process(ranks, rset, d)) for ranks, (rset, d) in sets.items()]
     if progress is not None:
         progress("timing chunks", total, total)
-    env.run(until=env.all_of([pipeline_done, *procs]))
+    run_until(ctx, env.all_of([pipeline_done, *procs]))
     runs = [h.finish() for h in handles]
     for pipe, run in zip(pipelines, runs, strict=True):
         pipe.run = run
