@@ -28,6 +28,7 @@ not re-timed for the longer overlap (docs/step.md).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,12 +60,20 @@ class CommPlan:
     def phases(self) -> int:
         return len(self.tasks)
 
+    @functools.cached_property
+    def _start_coef(self) -> list[list[float]]:
+        return [row.tolist() for row in self.starts]
+
+    @functools.cached_property
+    def _end_coef(self) -> list[float]:
+        return self.end.tolist()
+
     def start(self, k: int, ends: list[float]) -> float:
         """Start of comm task ``k`` given the ends of comm tasks ``0..k-1``."""
-        return _eval(self.starts[k], ends)
+        return _eval(self._start_coef[k], ends)
 
     def span(self, ends: list[float]) -> float:
-        return _eval(self.end, ends)
+        return _eval(self._end_coef, ends)
 
     def times(self, durations: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
         """Every task's (start, end) with the comm data tasks taking ``durations``."""
@@ -79,8 +88,7 @@ class CommPlan:
         return starts, starts + dur
 
 
-def _eval(form: np.ndarray, ends: list[float]) -> float:
-    coef = form.tolist()
+def _eval(coef: list[float], ends: list[float]) -> float:
     value: float = coef[0]
     for e, c in zip(ends, coef[1:], strict=False):
         if e + c > value:  # -inf never wins

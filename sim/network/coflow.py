@@ -107,6 +107,7 @@ class CoflowTable:
         self._kinds: dict[tuple[int, int], int] = {}
         self._kind_arrays: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # links, bytes, weights
         self._size_of: list[float] = []
+        self._limit: list[np.ndarray] = []  # per kind: its links' capacities, with rounding room
         self._conflicts: list[set[int]] = []
         self._by_kind: dict[int, set[int]] = {}
         self._memo: dict[tuple[tuple[int, float], ...], list[float]] = {}
@@ -130,6 +131,7 @@ class CoflowTable:
         self._kinds[key] = k
         self._kind_arrays.append((links, link_bytes, link_bytes / float(link_bytes.max())))
         self._size_of.append(float(link_bytes.max()))
+        self._limit.append(self.capacity[links] * (1.0 + 1e-9))  # a link's capacity never changes
         mask = np.zeros(len(self.capacity), dtype=bool)
         mask[links] = True
         mine = {k}
@@ -166,9 +168,10 @@ class CoflowTable:
         self.active.add(slot)
         self._by_kind.setdefault(kind, set()).add(slot)
         heapq.heappush(self._heap, (now + size / cap, self.version[slot], slot))
-        load = self.load
-        load[links] += w * cap
-        if (load[links] > self.capacity[links] * (1.0 + 1e-9)).any():
+        seg = self.load[links]
+        seg += w * cap
+        self.load[links] = seg
+        if (seg > self._limit[kind]).any():
             self.dirty.add(slot)
         return slot
 
