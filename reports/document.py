@@ -4,7 +4,7 @@ API (every report of the twin builds one of these; nothing here knows about trai
 
     doc = Document("Training step: deepseek-v3-pretrain", subtitle="one line under the title")
     doc.heading("Summary")                     # level 2 by default; level 3 for sub-sections
-    doc.paragraph("Text with `code` and **bold**.")   # HTML-escaped; `code` and **bold** marked up
+    doc.paragraph("Text with `code` and **bold**.")   # `code` and **bold** marked up, the rest literal
     doc.bullets(["one", "two"])
     doc.table(["figure", "value"], [["step time", "21.0 s"]], align="lr", caption="...")
     doc.figure(fig, "breakdown", "Caption.")   # a matplotlib Figure: inline SVG in the HTML (fmt="svg",
@@ -16,10 +16,13 @@ API (every report of the twin builds one of these; nothing here knows about trai
     doc.write_html(folder / "report.html")
     doc.write_markdown(folder)                 # report.md + <name>.png per figure; returns the paths
 
-Cells and text are plain strings (numbers formatted by the caller). ``align`` is one letter per
-column, ``l``/``r``/``c``. Figure names must be unique file stems (``[a-z0-9_-]``); the figure is
-rendered when added and then closed. ``headings()`` and ``figures()`` list what the document holds
-(tests compare reports by them). Headings get anchors and a table of contents in the HTML.
+Cells and text are plain strings (numbers formatted by the caller). Their one markup is `code` and
+**bold**, in both writers; everything else is literal text: the HTML escapes it, the Markdown escapes
+what Markdown would read as markup (raw HTML, links, emphasis, a list or heading marker at a line's
+start, ``|`` in a cell), so that user strings (a scenario's name and description) inject none.
+``align`` is one letter per column, ``l``/``r``/``c``. Figure names must be unique file stems
+(``[a-z0-9_-]``); the figure is rendered when added and then closed. ``headings()`` and ``figures()``
+list what the document holds (tests compare reports by them). Headings get anchors and a table of contents in the HTML.
 
 Self-contained means: no ``http``/``https`` reference anywhere in the HTML, SVG without namespace URLs
 or metadata (an HTML parser needs none), fonts from the viewer's system (``svg.fonttype: none``),
@@ -238,16 +241,16 @@ class Document:
 
     # ------------------------------------------------------------------ Markdown
     def to_markdown(self) -> str:
-        lines = [f"# {self.title}", ""]
+        lines = [_md_heading(1, self.title), ""]
         if self.subtitle:
-            lines += [self.subtitle, ""]
+            lines += [_md_block(self.subtitle), ""]
         for b in self.blocks:
             if b.kind == "heading":
-                lines += ["#" * b.level + " " + b.text, ""]
+                lines += [_md_heading(b.level, b.text), ""]
             elif b.kind == "paragraph":
-                lines += [b.text, ""]
+                lines += [_md_block(b.text), ""]
             elif b.kind == "bullets":
-                lines += [f"- {i}" for i in b.items] + [""]
+                lines += [f"- {_md_block(i)}" for i in b.items] + [""]
             elif b.kind == "table":
                 sep = {"l": "---", "r": "---:", "c": ":---:"}
                 lines.append("| " + " | ".join(_cell(h) for h in b.headers) + " |")
@@ -255,11 +258,11 @@ class Document:
                 lines += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in b.rows]
                 lines.append("")
                 if b.caption:
-                    lines += [b.caption, ""]
+                    lines += [_md_block(b.caption), ""]
             elif b.kind == "figure":
-                lines += [f"![{b.name}]({b.name}.png)", "", b.caption, ""]
+                lines += [f"![{b.name}]({b.name}.png)", "", _md_block(b.caption), ""]
             elif b.markdown:
-                lines += [b.markdown, ""]
+                lines += [b.markdown, ""]  # Markdown given as such by the caller
         return "\n".join(lines).rstrip() + "\n"
 
     def write_markdown(self, folder: str | Path, name: str = "report.md") -> list[Path]:
@@ -276,5 +279,60 @@ class Document:
         return [md, *written]
 
 
+# --------------------------------------------------------------------------- Markdown escaping
+# The text's markup (`code`, **bold**) is kept; the rest is made literal, as the HTML writer's
+# html.escape makes it there (CommonMark: a backslash before ASCII punctuation shows it as is).
+_MD_MARKUP = re.compile(r"`[^`]+`|\*\*[^*]+\*\*")
+_MD_CODE = re.compile(r"`[^`]+`")
+_MD_PLAIN = re.compile(
+    r"[\\`*<~]"  # escapes, unpaired code or bold marks, emphasis, raw HTML and autolinks, strikethrough
+    r"|\](?=[(\[:])"  # a link's ]( or ][ or a definition's ]:
+    r"|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])"  # emphasis with _ (not inside a word: snake_case stays)
+    r"|&(?=#?[A-Za-z0-9]+;)"  # a character reference
+)
+_MD_LINE_START = re.compile(r"^(?:[#>+=\[|-]|\d+(?=[.)]))")  # heading, quote, list, rule, definition
+
+
+def _md_plain(text: str) -> str:
+    return _MD_PLAIN.sub(lambda m: "\\" + m.group(), text)
+
+
+def _md_code_and_plain(text: str) -> str:
+    """``text`` with its `code` spans as they are and the rest escaped."""
+    out, pos = [], 0
+    for m in _MD_CODE.finditer(text):
+        out += [_md_plain(text[pos : m.start()]), m.group()]
+        pos = m.end()
+    return "".join([*out, _md_plain(text[pos:])])
+
+
+def _md_inline(text: str) -> str:
+    """``text`` as Markdown inline content: `code` and **bold** kept, everything else literal."""
+    out, pos = [], 0
+    for m in _MD_MARKUP.finditer(text):
+        token = m.group()
+        kept = token if token.startswith("`") else f"**{_md_code_and_plain(token[2:-2])}**"
+        out += [_md_plain(text[pos : m.start()]), kept]
+        pos = m.end()
+    return "".join([*out, _md_plain(text[pos:])])
+
+
+def _md_block(text: str) -> str:
+    """A line of text (paragraph, list item, caption): inline content that starts no other block."""
+    out = _md_inline(text)
+    m = _MD_LINE_START.match(out)
+    if m is None:
+        return out
+    if m.group()[0].isdigit():  # "1." would start a numbered list
+        return f"{m.group()}\\{out[m.end() :]}"
+    return "\\" + out
+
+
+def _md_heading(level: int, text: str) -> str:
+    out = _md_inline(text)
+    out = re.sub(r"(^|\s)(#+)\s*$", lambda m: m.group(1) + "\\" + m.group(2), out)  # not a closing sequence
+    return "#" * level + " " + out
+
+
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return _md_inline(text).replace("|", "\\|").replace("\n", " ")

@@ -23,6 +23,7 @@ from sim.pipeline.execute import ScheduleRun
 from sim.pipeline.ops import Action, Op
 
 MAX_HEIGHT_IN = 30.0  # a figure taller than this is compressed (thousands of devices)
+GANTT_PNG_DPI = 130  # a Gantt chart's PNG resolution (plot_gantt, and the figures of twin run's reports)
 MAX_TICKS = 64  # device labels shown at most (every k-th device beyond)
 MAX_DETAILED_BOXES = 20_000  # beyond this many spans: no micro-batch labels, no box edges
 _HATCH = {Op.F: "", Op.B: "//", Op.I: "\\\\", Op.W: ".."}
@@ -77,7 +78,7 @@ def plot_gantt(run: ScheduleRun, path: str | Path, title: str | None = None, tim
     """Draw the run's timeline to ``path`` (PNG, SVG or PDF by suffix); returns the path."""
     fig = gantt_figure(run, title, time_unit)
     path = Path(path)
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=GANTT_PNG_DPI)
     plt.close(fig)
     return path
 

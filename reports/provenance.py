@@ -7,15 +7,30 @@ import hashlib
 import importlib.metadata
 import platform
 import shlex
+import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reports.step_report import git_revision
 from sim.config import Scenario, scenario_data
 from sim.hardware.profile import load_profile
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def git_revision() -> str:
+    """The twin's short commit hash ('unknown' outside a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def sha256(path: Path) -> str:

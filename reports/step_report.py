@@ -1,28 +1,15 @@
-"""Markdown report of a simulated training step (reads the run's results only); its pieces (summary
-rows, layout text, breakdown parts, per-rank rows) are shared with the HTML report (:mod:`reports.step_html`)."""
+"""The report of ``twin run`` for a training step (:func:`step_document`, reads the run's results only),
+and its pieces (summary rows, layout text, breakdown parts, per-rank rows) that the full report of
+``twin report`` (:mod:`reports.training_report`) shares."""
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
-
+from reports.document import Document
+from reports.gantt import GANTT_PNG_DPI, gantt_figure
+from reports.provenance import git_revision
 from sim.experiments.published import PUBLISHED_GPU_HOURS_PER_T
 from sim.run import TrainingRun
 from sim.step.accounting import RankBreakdown, StepResult
-
-
-def git_revision() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def _sets(run: TrainingRun) -> str:
@@ -135,61 +122,48 @@ def ep_exposed_text(b: RankBreakdown) -> str:
     )
 
 
-def step_report(run: TrainingRun, gantt: str | None = None) -> str:
-    """The report: summary, per-rank breakdown, layout, memory and where every input came from."""
+def step_document(run: TrainingRun) -> Document:
+    """The report: summary, layout, the busiest rank's breakdown, every rank's, memory, the timeline of
+    the pipeline the step waits for (the figure ``gantt``: ``gantt.png`` beside ``report.md``) and where
+    every input came from."""
     sc = run.scenario
     r = run.result
     b = r.reported
-    lines = [
-        f"# Training step: {sc.name}",
-        "",
-        sc.description.strip(),
-        "",
-        "## Summary",
-        "",
-        "| figure | value |",
-        "|---|---:|",
-        *(f"| {k} | {v} |" for k, v in summary_rows(run)),
-        "",
-        PUBLISHED_NOTE,
-        "",
-        "## Layout",
-        "",
-        layout_text(run),
-        "",
-        f"## Where the time goes (rank {r.reported_rank}, the busiest)",
-        "",
-        "| part | ms | share |",
-        "|---|---:|---:|",
-    ]
-    for name, v in breakdown_parts(b):
-        lines.append(f"| {name} | {_ms(v)} | {v / r.step_time_s:.1%} |")
-    lines += [
-        f"| **step** | **{_ms(r.step_time_s)}** | 100% |",
-        "",
-        ep_exposed_text(b),
-        "",
-        "## Per rank (ms)",
-        "",
-        "| " + " | ".join(PER_RANK_HEADERS) + " |",
-        "|" + "|".join(["---:"] * len(PER_RANK_HEADERS)) + "|",
-        *("| " + " | ".join(row) + " |" for row in per_rank_rows(r)),
-        "",
-        memory_text(run),
-        "",
-    ]
-    if gantt:
-        lines += ["## Timeline", "", f"![pipeline ranks]({gantt})", ""]
+    doc = Document(f"Training step: {sc.name}", " ".join(sc.description.split()))
+    doc.heading("Summary")
+    doc.table(["figure", "value"], [list(x) for x in summary_rows(run)], align="lr")
+    doc.paragraph(PUBLISHED_NOTE)
+    doc.heading("Layout")
+    doc.paragraph(layout_text(run))
+    doc.heading(f"Where the time goes (rank {r.reported_rank}, the busiest)")
+    doc.table(
+        ["part", "ms", "share"],
+        [[name, _ms(v), f"{v / r.step_time_s:.1%}"] for name, v in breakdown_parts(b)]
+        + [["**step**", f"**{_ms(r.step_time_s)}**", "100%"]],
+    )
+    doc.paragraph(ep_exposed_text(b))
+    doc.heading("Per rank (ms)")
+    doc.table(PER_RANK_HEADERS, per_rank_rows(r), align="r" * len(PER_RANK_HEADERS))
+    doc.paragraph(memory_text(run))
+    doc.heading("Timeline")
+    doc.figure(
+        gantt_figure(run.step.reported_pipeline().run, title=sc.name, time_unit="s"),
+        "gantt",
+        "The pipeline the step waits for, one row per rank (device d = pipeline rank d), boxes coloured by "
+        "micro-batch: F solid, B hatched, W dotted; an F&B pair shows its forward on top and its backward below.",
+        fmt="png",
+        dpi=GANTT_PNG_DPI,
+    )
     s = r.stats
-    lines += [
-        "## Provenance",
-        "",
-        f"- scenario `{sc.name}`, seed {sc.seed}; profile `{sc.profile_path.name}`; topology "
-        f"`{sc.cluster_spec().name}`; twin revision `{git_revision()}`",
-        f"- {s['actions']} actions, {s['chunk_timings']} distinct chunk timings, {s['routed_layers']} routed layers, "
-        f"{s['events']} engine events; simulated in {s['wall_s']:.2f} s",
-        "- files: `summary.json` (the figures), `spans.parquet` (every span: device (pipeline rank), stream, "
-        "layer, op, micro-batch), `trace.json` (Perfetto: one process per rank, one track per stream)",
-        "",
-    ]
-    return "\n".join(lines)
+    doc.heading("Provenance")
+    doc.bullets(
+        [
+            f"scenario `{sc.name}`, seed {sc.seed}; profile `{sc.profile_path.name}`; topology "
+            f"`{sc.cluster_spec().name}`; twin revision `{git_revision()}`",
+            f"{s['actions']} actions, {s['chunk_timings']} distinct chunk timings, {s['routed_layers']} routed "
+            f"layers, {s['events']} engine events; simulated in {s['wall_s']:.2f} s",
+            "files: `summary.json` (the figures), `spans.parquet` (every span: device (pipeline rank), stream, "
+            "layer, op, micro-batch), `trace.json` (Perfetto: one process per rank, one track per stream)",
+        ]
+    )
+    return doc

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from reports.document import Document
 from reports.gantt import gantt_figure
-from reports.markdown import closed_forms, metrics_rows
+from reports.schedule_report import closed_forms, metrics_rows
 from reports.step_report import (
     PER_RANK_HEADERS,
     PUBLISHED_NOTE,

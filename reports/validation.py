@@ -14,7 +14,7 @@ from datetime import date
 from typing import Any
 
 from reports.deepep_table import table
-from reports.step_report import git_revision
+from reports.provenance import git_revision
 from sim.experiments.deepep_table import DeepEPRow
 from sim.experiments.published import Bubbles, ContentionRow, Figure, GemmCheck, PublishedFigures, StepCheck
 

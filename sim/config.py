@@ -20,7 +20,7 @@ a schedule takes (``pipeline.schedules``, ``cluster.device_gpus``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
@@ -37,9 +37,6 @@ from sim.overrides import apply_overrides, check_key, resolve_paths
 from sim.pipeline.schedules import SCHEDULES
 from sim.units import gbit_to_gbyte
 from sim.yamlio import read_yaml, validation_error
-
-if TYPE_CHECKING:  # the return type of the deprecated CommSpec.split
-    from sim.hardware.gpu import SmSplit
 
 
 class _Strict(BaseModel):
@@ -108,13 +105,6 @@ class CommSpec(_Strict):
         if value is not None:
             raise ValueError("moved: the calibration profile is the scenario's top-level 'profile' key")
         return value
-
-    def split(self) -> SmSplit:
-        """Deprecated: :func:`sim.assemble.sm_split`, or the ``split`` of an assembly (kept while
-        reports/markdown.py calls it; ``RunResult.assembly.split`` has it)."""
-        from sim.assemble import sm_split
-
-        return sm_split(self)
 
 
 class WorkloadSpec(_Strict):

@@ -60,26 +60,21 @@ def run(
     if asm.training:
         _run_training(asm, output, fmt, quiet)
         return
-    from reports.gantt import plot_gantt
-    from reports.markdown import schedule_report
+    from reports.schedule_report import schedule_document
 
     with err.status("simulating") as status:
         result = simulate(asm, progress=lambda name: status.update(f"simulating {name}"))
         target = output / sc.name
         with atomic_dir(target) as tmp:
-            figures = {}
             for r in result.runs:
-                status.update(f"drawing {r.schedule.name}")
-                png = f"gantt-{r.schedule.name}.png"
-                plot_gantt(r, tmp / png, time_unit="s")
-                figures[r.schedule.name] = png
                 (tmp / f"trace-{r.schedule.name}.json").write_text(json.dumps(chrome_trace(r)))
             frames = [spans_frame(r).assign(schedule=r.schedule.name) for r in result.runs]
             import pandas as pd
 
             pd.concat(frames, ignore_index=True).to_parquet(tmp / "spans.parquet", index=False)
             (tmp / "summary.json").write_text(json.dumps(result.to_dict(), indent=2))
-            (tmp / "report.md").write_text(schedule_report(result, figures))
+            status.update("drawing the timelines")
+            schedule_document(result).write_markdown(tmp)  # report.md and gantt-<schedule>.png
     if fmt is Format.json:
         print(json.dumps(result.to_dict()))
     elif not quiet:
@@ -91,8 +86,7 @@ def _run_training(asm: Assembly, output: Path, fmt: Format, quiet: bool) -> None
     """Simulate the assembled training step with a progress bar, then write its report folder."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from reports.gantt import plot_gantt
-    from reports.step_report import step_report
+    from reports.step_report import step_document
     from sim.run import simulate_training
     from sim.step.timeline import perfetto_trace
     from sim.step.timeline import spans_frame as step_spans
@@ -107,20 +101,17 @@ def _run_training(asm: Assembly, output: Path, fmt: Format, quiet: bool) -> None
 
         result = simulate_training(asm, progress)
         target = output / sc.name
-        bar.update(task, description="writing the report", completed=0, total=4)
+        bar.update(task, description="writing the report", completed=0, total=3)
         with atomic_dir(target) as tmp:
             frame = step_spans(result.step)
             frame.to_parquet(tmp / "spans.parquet", index=False)
             bar.advance(task)
-            waited = result.step.reported_pipeline()
-            trace = perfetto_trace(frame, sc.name, waited.group)
+            trace = perfetto_trace(frame, sc.name, result.step.reported_pipeline().group)
             (tmp / "trace.json").write_text(json.dumps(trace, separators=(",", ":")))
-            bar.advance(task)
-            plot_gantt(waited.run, tmp / "gantt.png", title=f"{sc.name}", time_unit="s")
             bar.advance(task)
             summary = result.to_dict()
             (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
-            (tmp / "report.md").write_text(step_report(result, "gantt.png"))
+            step_document(result).write_markdown(tmp)  # report.md and gantt.png
             bar.advance(task)
     if fmt is Format.json:
         print(json.dumps(summary))

@@ -4,6 +4,12 @@ Field names are those of DeepSeek-V3's ``config_671B.json`` (``shared/reference/
 so a scenario's ``model:`` section or ``twin ... --model-config config.json`` can give them as
 published. Defaults: that file and REFERENCE.md section 1 (MTP depth 1, sequence 4096, FP8 recipe).
 Fields the config file does not carry (``seq_len``, ``mtp_depth``) have their REFERENCE.md values.
+
+One key of the config file is not a field: ``n_expert_groups``, the groups of DeepSeek's inference
+router. The twin's node-limited routing takes its groups from the EP placement (a group is a node of
+the EP group: :class:`sim.moe.spec.MoESpec`), so nothing would read it; :func:`load_model_config`
+accepts it in a config file, checks ``n_limited_groups`` against it and drops it. A scenario's
+``model:`` section refuses it like any unknown key.
 """
 
 from __future__ import annotations
@@ -32,7 +38,6 @@ class ModelSpec(BaseModel):
     n_routed_experts: int = Field(256, ge=1)
     n_shared_experts: int = Field(1, ge=0)
     n_activated_experts: int = Field(8, ge=1, description="routed experts per token (top-k)")
-    n_expert_groups: int = Field(8, ge=1)
     n_limited_groups: int = Field(4, ge=1, description="groups (nodes) a token may reach")
     route_scale: float = Field(2.5, gt=0)
     score_func: str = Field("sigmoid", pattern="^(sigmoid|softmax)$")
@@ -51,8 +56,6 @@ class ModelSpec(BaseModel):
             raise ValueError(f"n_dense_layers ({self.n_dense_layers}) exceeds n_layers ({self.n_layers})")
         if self.n_activated_experts > self.n_routed_experts:
             raise ValueError("n_activated_experts exceeds n_routed_experts")
-        if self.n_limited_groups > self.n_expert_groups:
-            raise ValueError("n_limited_groups exceeds n_expert_groups")
         if self.dim % 128:
             raise ValueError(f"dim ({self.dim}) must be a multiple of 128 (FP8 1x128 tiles)")
         return self
@@ -87,5 +90,18 @@ def parse_model(data: object, file: str | None = None) -> ModelSpec:
 
 
 def load_model_config(path: str | Path) -> ModelSpec:
-    """Read a ``config.json`` of the DeepSeek-V3 family (unknown keys refused, naming the key)."""
-    return parse_model(read_json(path, "model config"), str(path))
+    """Read a ``config.json`` of the DeepSeek-V3 family (unknown keys refused, naming the key); its
+    ``n_expert_groups`` is checked (a whole number, at least ``n_limited_groups``) and dropped."""
+    data = read_json(path, "model config")
+    if not isinstance(data, dict) or "n_expert_groups" not in data:
+        return parse_model(data, str(path))
+    data = dict(data)
+    groups = data.pop("n_expert_groups")
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise ScenarioError("model.n_expert_groups", f"must be a whole number >= 1, got {groups!r}", str(path))
+    spec = parse_model(data, str(path))
+    if spec.n_limited_groups > groups:
+        raise ScenarioError(
+            "model.n_limited_groups", f"{spec.n_limited_groups} exceeds n_expert_groups ({groups})", str(path)
+        )
+    return spec

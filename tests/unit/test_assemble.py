@@ -51,7 +51,6 @@ def test_training_assembly_is_built_once_and_frozen() -> None:
     assert asm.step.contention == "shared"
     with pytest.raises(dataclasses.FrozenInstanceError):
         asm.layout = None  # type: ignore[misc]
-    assert sc.comm.split() == asm.split  # the deprecated shim gives what the assembly holds
 
 
 def test_contention_flows_into_the_step(tmp_path: Path) -> None:

@@ -43,12 +43,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
 FLOOR = {unit: level for level, units in enumerate(FLOORS) for unit in units}
 
 # (file, imported module) -> why it is allowed for now. Remove an entry when its import goes away.
-ALLOWED: dict[tuple[str, str], str] = {
-    ("sim/config.py", "sim.assemble"): (
-        "the deprecated shim CommSpec.split() delegates to sim.assemble (a lazy import) for reports/markdown.py; "
-        "fix: reports/markdown.py reads RunResult.assembly.split, then the shim goes"
-    ),
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 # from these, reports import only types and constants (capitalised names): they render, never run
 RENDER_ONLY = ("sim.run", "sim.experiments", "sim.sweep")

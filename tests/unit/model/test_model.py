@@ -36,6 +36,22 @@ def test_bad_model_keys_are_refused(tmp_path: Path) -> None:
         parse_model({"dim": 1000})
 
 
+def test_config_files_may_carry_n_expert_groups_which_is_checked_and_dropped(tmp_path: Path) -> None:
+    """DeepSeek's config.json has n_expert_groups (its inference router's groups); the twin's groups are
+    the EP group's nodes, so ModelSpec has no such field: a config file's is checked, a scenario's refused."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"n_limited_groups": 4, "n_expert_groups": 8}))
+    assert load_model_config(config) == DEEPSEEK_V3
+    config.write_text(json.dumps({"n_limited_groups": 4, "n_expert_groups": 2}))
+    with pytest.raises(ScenarioError, match=r"config.json: model.n_limited_groups: 4 exceeds n_expert_groups \(2\)"):
+        load_model_config(config)
+    config.write_text(json.dumps({"n_expert_groups": "8"}))
+    with pytest.raises(ScenarioError, match=r"model.n_expert_groups: must be a whole number >= 1, got '8'"):
+        load_model_config(config)
+    with pytest.raises(ScenarioError, match=r"model.n_expert_groups: unknown key"):
+        parse_model({"n_expert_groups": 8})
+
+
 def test_moe_layer_ops_have_the_recipe_shapes_and_dtypes() -> None:
     rows = (8192,) * 4
     lo = layer_ops(DEEPSEEK_V3, 10, LayerWork(4096, rows))

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pytest
 
-from reports.document import Document, clean_svg
+from reports.document import Document, _inline, clean_svg
 
 
 class Refs(HTMLParser):
@@ -108,7 +108,7 @@ def test_markdown_twin_references_only_files_it_wrote(tmp_path: Path) -> None:
     assert {p.name for p in written} == {"report.md", "line.png", "other.png", "bars.png"}
     assert "| a\\|b | 1.0 |" in md and "|---|---:|" in md
     assert "(interactive in the HTML)" in md and "<div" not in md
-    assert md.startswith("# A <test> report\n")
+    assert md.startswith("# A \\<test> report\n")  # literal, as in the HTML
 
 
 def test_headings_and_figures_are_listed() -> None:
@@ -132,3 +132,45 @@ def test_table_shape_is_checked() -> None:
         doc.table(["a", "b"], [["1"]])
     with pytest.raises(ValueError):
         doc.table(["a", "b"], [["1", "2"]], align="lx")
+
+
+# Strings a user may put in a scenario's name or description, and text with the document's own markup.
+HOSTILE = [
+    "A <script>alert(1)</script> & <b>bold</b>",
+    "[click](http://evil.example) ![img](x.png) <http://x.y> www.x.y",
+    "# not a heading",
+    "> not a quote",
+    "- not a list",
+    "* nor this",
+    "1. not numbered",
+    "---",
+    "_emph_ *emph* __strong__ ~~strike~~",
+    "snake_case and x86_64 stay",
+    "F&B and &amp; and &#60; and &copy;",
+    "back\\slash \\* and \\`",
+    "a `code <b>` span and **bold `x` here** and **unclosed",
+    "pipe | in text",
+    "[ref]: http://x",
+    "trailing #",
+    "```fence",
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_markdown_shows_text_as_the_html_does(text: str) -> None:
+    """Every block's text, rendered from the Markdown by a CommonMark renderer (GFM tables), is what the
+    HTML writer shows: `code` and **bold** marked up, the rest literal (no tag, link, list, heading)."""
+    markdown_it = pytest.importorskip("markdown_it")
+    doc = Document(text, text)
+    doc.heading(text)
+    doc.paragraph(text)
+    doc.bullets([text])
+    doc.table(["h"], [[text]], caption=text)
+    rendered = markdown_it.MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(doc.to_markdown())
+    shown = _inline(" ".join(text.split()))
+    expected = [f"<h1>{shown}</h1>", f"<p>{shown}</p>", f"<h2>{shown}</h2>", f"<li>{shown}</li>", f"<td>{shown}</td>"]
+    html = rendered.replace("&quot;", '"')
+    for element in expected:
+        assert element in html
+    assert html.count(f"<p>{shown}</p>") == 3  # subtitle, paragraph, caption
+    assert "<a " not in html and "<img" not in html and "<em>" not in html and "<script" not in html

@@ -1,7 +1,11 @@
-"""Markdown report of a schedule comparison."""
+"""The report of ``twin run`` for a schedule comparison (:func:`schedule_document`), and the
+comparison's table rows and closed forms that the smaller report of ``twin report``
+(:func:`reports.training_report.schedules_document`) shares."""
 
 from __future__ import annotations
 
+from reports.document import Document
+from reports.gantt import GANTT_PNG_DPI, gantt_figure
 from sim.pipeline import theory
 from sim.results import ScheduleMetrics
 from sim.run import RunResult
@@ -49,18 +53,6 @@ def metrics_rows(
     return headers, out
 
 
-def metrics_table(
-    rows: tuple[ScheduleMetrics, ...] | list[ScheduleMetrics],
-    closed_form: dict[str, float | None] | None = None,
-    unit: str = "ms",
-    scale: float = 1e3,
-) -> str:
-    """Markdown table of the metrics; ``closed_form`` adds Table 2's bubble per schedule (seconds)."""
-    headers, body = metrics_rows(rows, closed_form, unit, scale)
-    head = "| " + " | ".join(headers) + " |\n" + "|---|" + "---:|" * (len(headers) - 1) + "\n"
-    return head + "".join("| " + " | ".join(r) + " |\n" for r in body)
-
-
 def _transfers(result: RunResult) -> str:
     sc = result.scenario
     if sc.cluster is None:
@@ -69,10 +61,12 @@ def _transfers(result: RunResult) -> str:
             f"{sc.p2p.bandwidth_GBps:g} GB/s and {sc.p2p.latency_us:g} us latency."
         )
     gpus = sc.cluster.placement(sc.devices())
+    assert result.assembly is not None  # sim.run.simulate keeps the assembly it ran
+    split = result.assembly.split
     return (
         f"Stage-to-stage transfers: {sc.p2p.activation_bytes:g} B each as flows on the cluster network "
         f"`{sc.cluster.spec.name}` (max-min fair sharing), pipeline devices on GPUs {list(gpus)}. "
-        f"Compute SMs: {sc.comm.split().compute_sms} of {sc.comm.split().gpu.sms}."
+        f"Compute SMs: {split.compute_sms} of {split.gpu.sms}."
     )
 
 
@@ -108,30 +102,33 @@ def closed_forms(result: RunResult) -> dict[str, float | None]:
     return {m.name: theory.bubble(m.name, pp, times.f[0], times.b[0], times.w[0], fb, v) for m in result.metrics}
 
 
-def schedule_report(result: RunResult, figures: dict[str, str]) -> str:
-    """The report of ``twin run`` for a schedule-comparison scenario."""
+COMPARISON_NOTE = (
+    "Bubble = step time - busy time of a device. Device-time = step time x devices (DualPipeV "
+    "uses half the devices). The closed-form bubble is Table 2 of the DeepSeek-V3 report (and "
+    "(PP-1)(F+B)/v for interleaved) for uniform stages and free transfers; it is exact only when "
+    "W = B/2 = F and F&B = F + B. Peak activations are in units of one model stage's activations "
+    "for one micro-batch (see docs/ARCHITECTURE.md for the counting rule)."
+)
+
+
+def schedule_document(result: RunResult) -> Document:
+    """The report of ``twin run`` for a schedule-comparison scenario: the setting, the comparison
+    against the closed forms and one timeline per schedule (figures ``gantt-<schedule>``)."""
     sc = result.scenario
     plan = sc.pipeline
-    lines = [
-        f"# Scenario `{sc.name}`",
-        "",
-        sc.description.strip(),
-        "",
+    doc = Document(f"Scenario `{sc.name}`", " ".join(sc.description.split()))
+    doc.paragraph(
         f"PP = {plan.pp} model stages, {plan.microbatches} micro-batches, "
-        f"{plan.virtual_stages} virtual stages for interleaved-1f1b. " + _op_times(result) + " " + _transfers(result),
-        "",
-        "## Results",
-        "",
-        metrics_table(result.metrics, closed_forms(result)),
-        "Bubble = step time - busy time of a device. Device-time = step time x devices (DualPipeV "
-        "uses half the devices). The closed-form bubble is Table 2 of the DeepSeek-V3 report (and "
-        "(PP-1)(F+B)/v for interleaved) for uniform stages and free transfers; it is exact only when "
-        "W = B/2 = F and F&B = F + B. Peak activations are in units of one model stage's activations "
-        "for one micro-batch (see docs/ARCHITECTURE.md for the counting rule).",
-        "",
-        "## Timelines",
-        "",
-    ]
-    for name, fig in figures.items():
-        lines += [f"### {name}", "", f"![{name}]({fig})", ""]
-    return "\n".join(lines)
+        f"{plan.virtual_stages} virtual stages for interleaved-1f1b. " + _op_times(result) + " " + _transfers(result)
+    )
+    doc.heading("Results")
+    headers, rows = metrics_rows(result.metrics, closed_forms(result))
+    doc.table(headers, rows)
+    doc.paragraph(COMPARISON_NOTE)
+    doc.heading("Timelines")
+    for run in result.runs:
+        name = run.schedule.name
+        doc.heading(name, level=3)
+        figure = gantt_figure(run, time_unit="s")
+        doc.figure(figure, f"gantt-{name}", f"{name}: one row per device.", fmt="png", dpi=GANTT_PNG_DPI)
+    return doc
