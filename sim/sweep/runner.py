@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,11 +109,17 @@ def _local(
         pending: dict[Future[dict[str, Any]], Point] = {}
         try:
             while queue or pending:
+                refused = False  # the pool broke between two submissions: it takes no more
                 while queue and len(pending) < 2 * workers:
                     nxt = queue.pop()
-                    pending[pool.submit(fn, *_task(sweep, nxt))] = nxt
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                broken = False
+                    try:
+                        pending[pool.submit(fn, *_task(sweep, nxt))] = nxt
+                    except BrokenProcessPool:
+                        queue.append(nxt)  # never started: back in line
+                        refused = True
+                        break
+                done, _ = wait(pending, return_when=ALL_COMPLETED if refused else FIRST_COMPLETED)
+                broken = refused
                 for fut in done:
                     point = pending.pop(fut)
                     try:
