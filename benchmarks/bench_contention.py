@@ -15,14 +15,12 @@ fabric's switch ports (leaf and spine links), which is where ranks meet.
 from __future__ import annotations
 
 import argparse
-import copy
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
-from sim.config import default_scenario_path, load_scenario
+from benchmarks.bench_step import scenario as step_scenario
+from sim.config import load_scenario
 from sim.run import simulate_training
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,14 +32,7 @@ FABRICS = {
 
 
 def scenario(fabric: str, contention: str, fidelity: str, folder: Path) -> Path:
-    data = copy.deepcopy(yaml.safe_load(default_scenario_path().read_text()))
-    data["profile"] = str(ROOT / "calibrate" / "profiles" / "h800.json")
-    data["cluster"]["topology"] = str(ROOT / "topologies" / FABRICS[fabric])
-    data["training"]["contention"] = contention
-    data["training"]["fidelity"] = fidelity
-    path = folder / f"{fabric}-{contention}-{fidelity}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return step_scenario(fidelity, "balanced", folder, FABRICS[fabric], contention)
 
 
 def main() -> None:

@@ -26,14 +26,18 @@ ROOT = Path(__file__).resolve().parent.parent
 CASES = ["representative:balanced", "per-gpu:balanced", "representative:random", "per-gpu:random"]
 
 
-def scenario(fidelity: str, routing: str, folder: Path) -> Path:
-    data = yaml.safe_load(default_scenario_path().read_text())
-    data = copy.deepcopy(data)
+def scenario(
+    fidelity: str, routing: str, folder: Path, topology: str = "deepseek-v3-mpft.yaml", contention: str = "shared"
+) -> Path:
+    """The default scenario with absolute paths and the given fidelity, routing, topology file (under
+    topologies/) and contention, written to ``folder``."""
+    data = copy.deepcopy(yaml.safe_load(default_scenario_path().read_text()))
     data["profile"] = str(ROOT / "calibrate" / "profiles" / "h800.json")
-    data["cluster"]["topology"] = str(ROOT / "topologies" / "deepseek-v3-mpft.yaml")
+    data["cluster"]["topology"] = str(ROOT / "topologies" / topology)
     data["training"]["fidelity"] = fidelity
+    data["training"]["contention"] = contention
     data["workload"]["routing"] = routing
-    path = folder / f"{fidelity}-{routing}.yaml"
+    path = folder / f"{fidelity}-{routing}-{Path(topology).stem}-{contention}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
 
