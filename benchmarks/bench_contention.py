@@ -19,7 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.bench_step import scenario as step_scenario
+try:
+    from benchmarks.bench_step import scenario as step_scenario
+except ModuleNotFoundError:  # run as a script: benchmarks/ itself is on the path, not the checkout
+    from bench_step import scenario as step_scenario  # type: ignore[no-redef,import-not-found]
 from sim.config import load_scenario
 from sim.run import simulate_training
 
