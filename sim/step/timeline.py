@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from sim.chunk.streams import Task
 from sim.chunk.timer import ChunkResult
 from sim.pipeline.ops import Op
 from sim.step.simulate import StepRun
@@ -25,17 +26,23 @@ Segment = tuple[str, int, str, str, float, float]  # stream, layer, annotation, 
 
 def chunk_segments(chunk: ChunkResult) -> list[Segment]:
     """Annotation instances of a chunk per stream, in start order (seconds from the chunk's start)."""
+    return _segments(chunk.tasks, [t.start for t in chunk.tasks], [t.end for t in chunk.tasks])
+
+
+def _segments(tasks: list[Task], starts: list[float], ends: list[float]) -> list[Segment]:
+    """:func:`chunk_segments` of ``tasks`` taking ``starts`` and ``ends`` (a chunk re-timed by the shared
+    network needs no copy of its tasks)."""
     groups: dict[tuple[str, str, int, int], list[float]] = {}
-    for t in chunk.tasks:
-        if t.end <= t.start:
+    for t, start, end in zip(tasks, starts, ends, strict=True):
+        if end <= start:
             continue
         key = (t.stream, t.annotation or t.name, t.step, t.layer)
         span = groups.get(key)
         if span is None:
-            groups[key] = [t.start, t.end]
+            groups[key] = [start, end]
         else:
-            span[0] = min(span[0], t.start)
-            span[1] = max(span[1], t.end)
+            span[0] = min(span[0], start)
+            span[1] = max(span[1], end)
     out = []
     for (stream, ann, _, layer), (s, e) in groups.items():
         direction = "F" if ann.endswith("(F)") else "B"
@@ -55,10 +62,16 @@ def spans_frame(step: StepRun) -> pd.DataFrame:
             atoms = action.atoms()
             mb_f = next((a.mb for a in atoms if a.op is Op.F), -1)
             mb_b = next((a.mb for a in atoms if a.op is not Op.F), -1)
-            chunk = pipe.chunk_at(span.device, span.pos)
-            segs = cache.get(id(chunk))
-            if segs is None:
-                segs = cache[id(chunk)] = chunk_segments(chunk)
+            chunk = pipe.source.chunk(action)
+            retimed = pipe.comm_durations.get((span.device, span.pos))
+            if retimed is not None:  # its phases as long as the shared network made them
+                starts, ends = retimed[0].times(retimed[1])
+                segs = _segments(chunk.tasks, starts.tolist(), ends.tolist())
+            else:
+                hit = cache.get(id(chunk))
+                if hit is None:
+                    hit = cache[id(chunk)] = chunk_segments(chunk)
+                segs = hit
             label = span.label
             for stream, layer, ann, direction, s, e in segs:
                 mb = mb_f if direction == "F" else mb_b
