@@ -44,6 +44,22 @@ COMPUTE_ANNOTATIONS = ("attn(F)", "mlp(F)", "mlp(B)", "mlp(W)", "attn(B)", "attn
 COMM_ANNOTATIONS = PAIR_COMM
 
 
+class HashedKey:
+    """A tuple used as a memo key whose hash is computed once; equal to another when the tuples are."""
+
+    __slots__ = ("_hash", "value")
+
+    def __init__(self, value: tuple[object, ...]) -> None:
+        self.value = value
+        self._hash = hash(value)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HashedKey) and self._hash == other._hash and self.value == other.value
+
+
 @dataclass(frozen=True)
 class Stage:
     """The layers of one pipeline stage, in forward order, and what else the stage holds."""
@@ -56,14 +72,17 @@ class Stage:
     tokens: int = 0
 
     @functools.cached_property
-    def key(self) -> tuple[object, ...]:
+    def key(self) -> HashedKey:
         """What determines the stage's timing: its layers' ops (not their indices), their routing and
-        what else it holds; identical stages share chunk timings."""
-        return (
-            tuple((lo.moe, tuple(op for ops in lo.annotations.values() for op in ops)) for lo in self.layers),
-            tuple(id(t) for t in self.traffic),
-            self.first,
-            self.last,
+        what else it holds; identical stages share chunk timings. Its hash is taken once (the ops
+        are a thousand frozen dataclasses, and every memo lookup would hash them all again)."""
+        return HashedKey(
+            (
+                tuple((lo.moe, tuple(op for ops in lo.annotations.values() for op in ops)) for lo in self.layers),
+                tuple(id(t) for t in self.traffic),
+                self.first,
+                self.last,
+            )
         )
 
     def extras(self) -> dict[str, tuple[Operator, ...]]:

@@ -353,6 +353,13 @@ class LayerOps:
         return self.annotations.get(annotation, ())
 
 
+def layer_signature(s: ModelSpec, layer: int) -> tuple[object, ...]:
+    """Everything about a layer's index that :func:`layer_ops` depends on: two layers with the same
+    signature and the same work have equal ops (``tests/unit/model/test_layer_signature.py`` checks it
+    on every layer of every reference model), so a stage's layers can share one op list."""
+    return (s.is_moe(layer),)
+
+
 def layer_ops(s: ModelSpec, layer: int, work: LayerWork) -> LayerOps:
     """The ops of layer ``layer`` (0-based) for ``work``; an MoE layer needs ``rows_per_expert``."""
     t = work.tokens

@@ -152,8 +152,9 @@ def collective_process(
         src, dst = _ring_pairs(phase.rings)
         if not len(src):
             continue
+        routes = net.route(src, dst)  # every step of a phase sends along the same ring edges
         for _ in range(phase.steps):
-            yield net.send_batch(src, dst, np.full(len(src), phase.chunk))
+            yield net.send_routes(routes, np.full(len(src), phase.chunk))
 
 
 def collective_flows(

@@ -217,6 +217,11 @@ class FlowNetwork:
             routes = self._route_cache[(src, dst)] = route(self.topo, np.array([src]), np.array([dst]), self.seed)
         return self.send_routes(routes, np.array([float(nbytes)]))
 
+    def route(self, src: np.ndarray, dst: np.ndarray) -> Routes:
+        """The paths :meth:`send_batch` would give flows ``src[i] -> dst[i]`` (to send them again and
+        again with :meth:`send_routes`)."""
+        return route(self.topo, np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64), self.seed)
+
     def send_batch(
         self, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray, extra_links: np.ndarray | None = None
     ) -> simpy.Event:

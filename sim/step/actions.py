@@ -19,7 +19,7 @@ Micro-batch ``m`` uses routing sample ``m mod routing_samples`` (balanced routin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,7 @@ from sim.chunk.overheads import ChunkParams
 from sim.chunk.phases import CommModel, GroupTraffic
 from sim.chunk.timer import ChunkResult, ChunkTimer, Stage
 from sim.hardware.costmodel import CostModel
-from sim.model.layer import LayerOps, LayerWork, layer_ops
+from sim.model.layer import LayerOps, LayerWork, layer_ops, layer_signature
 from sim.model.spec import ModelSpec
 from sim.moe.alltoall import route_layers
 from sim.moe.deepep import KernelSpec
@@ -140,6 +140,7 @@ class ChunkSource:
         self._stages: dict[tuple[int, int], Stage] = {}
         self._chunks: dict[tuple[tuple[Op, int, int], ...], ChunkResult] = {}
         self._ops: dict[tuple[int, tuple[int, ...]], LayerOps] = {}
+        self._alike: dict[tuple[object, ...], LayerOps] = {}
         self._coster = OpCoster(inputs.cost, inputs.compute_sms, inputs.params)
 
     # ---------------------------------------------------------------- engine interface
@@ -225,9 +226,17 @@ class ChunkSource:
 
     def _layer(self, index: int, rows: tuple[int, ...]) -> LayerOps:
         key = (index, rows)
-        if key not in self._ops:
-            self._ops[key] = layer_ops(self.inputs.model, index, LayerWork(self.inputs.layout.tokens, rows))
-        return self._ops[key]
+        hit = self._ops.get(key)
+        if hit is None:
+            # layers with the same signature share one op list (same objects: stage keys compare fast)
+            kind = (layer_signature(self.inputs.model, index), rows)
+            alike = self._alike.get(kind)
+            if alike is None:
+                alike = self._alike[kind] = layer_ops(
+                    self.inputs.model, index, LayerWork(self.inputs.layout.tokens, rows)
+                )
+            hit = self._ops[key] = alike if alike.layer == index else replace(alike, layer=index)
+        return hit
 
     def chunks_timed(self) -> int:
         return sum(t.timed for t in self.timers.values())
