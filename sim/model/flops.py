@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from sim.model.layer import LayerWork, head_ops, layer_ops, mtp_ops
+from sim.model.layer import LayerWork, head_ops, layer_ops, layer_signature, mtp_ops
 from sim.model.ops import Operator
 from sim.model.spec import ModelSpec
 
@@ -69,7 +69,13 @@ def _layer_flops(s: ModelSpec, layer: int, t: int, causal: bool) -> tuple[float,
 def training_flops_per_token(s: ModelSpec, causal: bool = True) -> FlopCount:
     """Model FLOPs per token of one training step (forward and backward) at ``s.seq_len``."""
     t = s.seq_len
-    parts = [_layer_flops(s, layer, t, causal) for layer in range(s.n_layers)]
+    by_signature: dict[tuple[object, ...], tuple[float, float, float]] = {}  # equal signatures, equal ops
+    parts = []
+    for layer in range(s.n_layers):
+        sig = layer_signature(s, layer)
+        if sig not in by_signature:
+            by_signature[sig] = _layer_flops(s, layer, t, causal)
+        parts.append(by_signature[sig])
     head = sum(op.flops for ops in head_ops(s, t).values() for op in ops)
     mtp = 0.0
     if s.mtp_depth:

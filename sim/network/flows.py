@@ -51,6 +51,8 @@ class _Batch:
     event: simpy.Event
     pending: int
     deliver_at: float = 0.0
+    routes: Routes | None = None  # when its flows are exactly these routes' flows (keys memoised solves)
+    size: int = 0
 
 
 @dataclass
@@ -107,6 +109,8 @@ class FlowStats:
 class FlowNetwork:
     """Max-min fair flow network over a :class:`Topology`, driven by a simpy environment."""
 
+    SOLVE_MEMO_SIZE = 4096  # memoised plain-flow solves kept (keyed by the active batches' routes)
+
     def __init__(
         self,
         env: simpy.Environment,
@@ -133,6 +137,8 @@ class FlowNetwork:
         self._entry_flow = np.zeros(0, dtype=np.int64)
         self._entry_link = np.zeros(0, dtype=np.int64)
         self._batches: dict[int, _Batch] = {}
+        self._users = np.zeros(topo.num_links, dtype=np.int64)  # active plain-flow entries on each link
+        self._solve_memo: dict[tuple[int, ...], tuple[list[Routes | None], np.ndarray]] = {}
         self._next_batch = 0
         self._route_cache: dict[tuple[int, int], Routes] = {}
         self._last = 0.0
@@ -158,6 +164,7 @@ class FlowNetwork:
         ids = np.arange(len(self.capacity), len(self.capacity) + len(capacity_Bps))
         self.capacity = np.concatenate([self.capacity, capacity_Bps])
         self.stats.plain_bytes = np.concatenate([self.stats.plain_bytes, np.zeros(len(capacity_Bps))])
+        self._users = np.concatenate([self._users, np.zeros(len(capacity_Bps), dtype=np.int64)])
         self.coflows.grow_links(self.capacity)
         return ids
 
@@ -239,13 +246,14 @@ class FlowNetwork:
 
     def send_routes(self, routes: Routes, nbytes: np.ndarray) -> simpy.Event:
         """Start flows along precomputed routes (one per entry of ``nbytes``)."""
+        if len(nbytes) == 1 and self.incremental:
+            return self._send_one(routes, float(nbytes[0]))
         event = self.env.event()
         counts = np.diff(routes.indptr)
         self.stats.flows += len(nbytes)
-        if routes.links.size:
-            self.stats.plain_bytes += np.bincount(
-                routes.links, weights=np.repeat(nbytes, counts), minlength=len(self.capacity)
-            )
+        if routes.links.size:  # summed per link touched (a bincount over every link costs more than the send)
+            touched, entry = np.unique(routes.links, return_inverse=True)
+            self.stats.plain_bytes[touched] += np.bincount(entry, weights=np.repeat(nbytes, counts))
         # flows with nothing to carry (no bytes or no links) are delivered after their latency only
         moving = (nbytes > 0) & (counts > 0)
         batch_id = self._next_batch
@@ -255,21 +263,84 @@ class FlowNetwork:
         if not moving.any():
             self._fire(event, now + deliver_now)
             return event
-        self._batches[batch_id] = _Batch(event, int(moving.sum()), now + deliver_now)
+        whole = routes if bool(moving.all()) else None
+        self._batches[batch_id] = _Batch(event, int(moving.sum()), now + deliver_now, whole, int(moving.sum()))
         self._advance()
         base = len(self._remaining)
         keep = np.flatnonzero(moving)
         kept_counts = counts[keep]
         entry_links = routes.links[np.repeat(moving, counts)]
-        self._entry_flow = np.concatenate([self._entry_flow, base + np.repeat(np.arange(len(keep)), kept_counts)])
+        local_flow = np.repeat(np.arange(len(keep)), kept_counts)
+        # Alone: no active flow or coflow crosses any of its links, and no re-solve is pending. Max-min
+        # fairness decomposes over link-disjoint groups (each water-filling round treats a link only
+        # with the entries that cross it), so the batch's rates among itself are its rates in the
+        # whole, bit for bit, and nobody else's change.
+        alone = (
+            self.incremental
+            and not self._recompute_pending
+            and not self.coflows.active
+            and not self._users[entry_links].any()
+        )
+        rates = maxmin_rates(local_flow, entry_links, self.capacity, len(keep)) if alone else np.zeros(len(keep))
+        np.add.at(self._users, entry_links, 1)
+        self._entry_flow = np.concatenate([self._entry_flow, base + local_flow])
         self._entry_link = np.concatenate([self._entry_link, entry_links])
         self._remaining = np.concatenate([self._remaining, nbytes[keep]])
         self._size = np.concatenate([self._size, nbytes[keep]])
-        self._rate = np.concatenate([self._rate, np.zeros(len(keep))])
+        self._rate = np.concatenate([self._rate, rates])
         self._latency = np.concatenate([self._latency, routes.latency[keep]])
         self._start = np.concatenate([self._start, np.full(len(keep), now)])
         self._batch = np.concatenate([self._batch, np.full(len(keep), batch_id)])
-        self._schedule_step()
+        if not alone:
+            self._schedule_step()
+            return event
+        self._report_rates()
+        done_at = now + float((nbytes[keep] / rates).min())
+        if done_at < self._wake_at:
+            self._generation += 1
+            self._wake_at = done_at
+            gen = self._generation
+            self.env.timeout(done_at - now).callbacks.append(lambda _e: self._on_wake(gen))
+        return event
+
+    def _send_one(self, routes: Routes, nbytes: float) -> simpy.Event:
+        """:meth:`send_routes` of one flow (a pipeline send), without the batch's array work: the same
+        state, rates and events."""
+        event = self.env.event()
+        self.stats.flows += 1
+        links = routes.links
+        now = self.env.now
+        if links.size:
+            np.add.at(self.stats.plain_bytes, links, nbytes)
+        if not (nbytes > 0 and links.size):
+            self._fire(event, now + float(routes.latency[0]))
+            return event
+        batch_id = self._next_batch
+        self._next_batch += 1
+        self._batches[batch_id] = _Batch(event, 1, now, routes, 1)
+        self._advance()
+        alone = not self._recompute_pending and not self.coflows.active and not self._users[links].any()
+        rate = float(self.capacity[links].min()) if alone else 0.0  # max-min of one flow alone
+        np.add.at(self._users, links, 1)
+        n = len(self._remaining)
+        self._entry_flow = np.concatenate([self._entry_flow, np.full(len(links), n)])
+        self._entry_link = np.concatenate([self._entry_link, links])
+        self._remaining = np.append(self._remaining, nbytes)
+        self._size = np.append(self._size, nbytes)
+        self._rate = np.append(self._rate, rate)
+        self._latency = np.append(self._latency, routes.latency[0])
+        self._start = np.append(self._start, now)
+        self._batch = np.append(self._batch, batch_id)
+        if not alone:
+            self._schedule_step()
+            return event
+        self._report_rates()
+        done_at = now + nbytes / rate
+        if done_at < self._wake_at:
+            self._generation += 1
+            self._wake_at = done_at
+            gen = self._generation
+            self.env.timeout(done_at - now).callbacks.append(lambda _e: self._on_wake(gen))
         return event
 
     def _fire(self, event: simpy.Event, at: float) -> None:
@@ -304,16 +375,18 @@ class FlowNetwork:
             assert isinstance(event, simpy.Event)
             self._fire(event, now + latency)
 
-    def _finish_done(self) -> None:
+    def _finish_done(self) -> bool:
+        """Deliver the flows that are done; True when none of the flows left shares a link with them
+        (their rates stay max-min fair: no re-solve needed)."""
         if not len(self._remaining):
-            return
+            return True
         now = self.env.now
         done = self._remaining <= np.maximum(_REL_DONE * self._size, 1e-6)
         if self.completion_rtol > 0 and len(self._remaining):
             with np.errstate(divide="ignore", invalid="ignore"):
                 done |= self._remaining / self._rate <= self.completion_rtol * (now - self._start)
         if not done.any():
-            return
+            return True
         self.stats.completions += int(done.sum())
         for batch_id, lat in zip(self._batch[done].tolist(), self._latency[done].tolist(), strict=True):
             b = self._batches[batch_id]
@@ -325,6 +398,9 @@ class FlowNetwork:
         keep = ~done
         new_index = np.cumsum(keep) - 1
         entry_keep = keep[self._entry_flow]
+        freed = self._entry_link[~entry_keep]
+        np.subtract.at(self._users, freed, 1)
+        untouched = not self._users[freed].any()
         self._entry_flow = new_index[self._entry_flow[entry_keep]]
         self._entry_link = self._entry_link[entry_keep]
         self._remaining = self._remaining[keep]
@@ -333,6 +409,7 @@ class FlowNetwork:
         self._latency = self._latency[keep]
         self._start = self._start[keep]
         self._batch = self._batch[keep]
+        return untouched
 
     def _on_recompute(self, _event: simpy.Event) -> None:
         self._recompute_pending = False
@@ -340,11 +417,13 @@ class FlowNetwork:
 
     def _on_wake(self, generation: int) -> None:
         if generation == self._generation:
-            self._step()
+            self._step(recompute=self._recompute_pending)
 
-    def _step(self) -> None:
+    def _step(self, recompute: bool = True) -> None:
+        """Deliver what is done and re-solve what changed; ``recompute`` False: a wake-up at a
+        completion (flows started since the last solve come with a recompute of their own)."""
         self._advance()
-        self._finish_done()
+        untouched = self._finish_done()
         self._finish_coflows()
         self._generation += 1
         self._wake_at = np.inf
@@ -352,7 +431,9 @@ class FlowNetwork:
         coflows = bool(table.active)
         if not len(self._remaining) and not coflows:
             return
-        if len(self._remaining) or not self.incremental:
+        if len(self._remaining) and not coflows and untouched and not recompute and self.incremental:
+            pass  # only link-disjoint flows ended: the others' rates are still max-min fair
+        elif len(self._remaining) or not self.incremental:
             self._solve()
         elif table.dirty:
             self.stats.recomputes += table.solve_dirty(self.env.now)
@@ -372,7 +453,17 @@ class FlowNetwork:
         table = self.coflows
         slots, cf_flow, cf_link, cf_weight = table.entries()
         if not slots:
-            self._rate = maxmin_rates(self._entry_flow, self._entry_link, self.capacity, n)
+            key = self._batches_key() if self.incremental else None  # the reference solves everything
+            hit = None if key is None else self._solve_memo.get(key)
+            if hit is None:
+                self._rate = maxmin_rates(self._entry_flow, self._entry_link, self.capacity, n)
+                if key is not None:
+                    if len(self._solve_memo) >= self.SOLVE_MEMO_SIZE:
+                        self._solve_memo.clear()
+                    keep = [b.routes for b in self._batches.values()]
+                    self._solve_memo[key] = (keep, self._rate.copy())
+            else:
+                self._rate = hit[1].copy()
         else:
             entry_flow = np.concatenate([self._entry_flow, n + cf_flow])
             entry_link = np.concatenate([self._entry_link, cf_link])
@@ -383,6 +474,18 @@ class FlowNetwork:
             table.set_rates(slots, rates[n:], self.env.now)
         self.stats.recomputes += 1
         self._report_rates()
+
+    def _batches_key(self) -> tuple[int, ...] | None:
+        """What the max-min rates of the active plain flows depend on, when every active batch still
+        has all the flows of its routes: those routes, in the order their flows sit in the arrays
+        (rates depend on paths only, not on bytes). A collective's ring steps repeat the same few sets
+        of batches hundreds of times. None when a batch is partly delivered."""
+        key = []
+        for b in self._batches.values():
+            if b.routes is None or b.pending != b.size:
+                return None
+            key.append(id(b.routes))
+        return tuple(key)
 
     def _report_rates(self) -> None:
         if self.on_rates is None:
