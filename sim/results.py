@@ -1,4 +1,5 @@
-"""Accounting and export of a schedule run: busy time, bubbles, activation memory, traces.
+"""Accounting of a schedule run: busy time, bubbles, activation memory, parameter copies (its spans
+and trace: :mod:`sim.step.timeline`, as for every run).
 
 Definitions (per device):
 
@@ -17,8 +18,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
-import pandas as pd
 
 from sim.pipeline.execute import ScheduleRun
 from sim.pipeline.ops import Op
@@ -89,76 +88,3 @@ def metrics(run: ScheduleRun) -> ScheduleMetrics:
         peak_activations=tuple(peaks),
         param_copies=sched.param_copies(),
     )
-
-
-def spans_frame(run: ScheduleRun) -> pd.DataFrame:
-    """One row per action: device, index, label, op, stage, mb (forward part for F&B), start, end."""
-    sched = run.schedule
-    rows = []
-    for s in run.recorder.spans:
-        action = sched.actions[s.device][s.pos]
-        head = action.parts[0] if action.op is Op.FB else action
-        rows.append((s.device, s.pos, s.label, action.op.value, head.stage, head.mb, s.start, s.end))
-    return pd.DataFrame(rows, columns=["device", "index", "label", "op", "stage", "mb", "start_s", "end_s"])
-
-
-def chrome_trace(run: ScheduleRun, time_scale_us: float = 1e6) -> dict[str, Any]:
-    """A Chrome/Perfetto trace: one track (thread) per device, one slice per action.
-
-    ``time_scale_us`` converts run time to the trace's microseconds (1e6 for seconds).
-    Transfers appear on one extra track per directed link.
-    """
-    sched = run.schedule
-    events: list[dict[str, Any]] = [
-        {
-            "ph": "M",
-            "pid": 0,
-            "name": "process_name",
-            "args": {"name": f"{sched.name} PP{sched.pp} N{sched.num_microbatches}"},
-        }
-    ]
-    for d in range(sched.num_devices):
-        events.append({"ph": "M", "pid": 0, "tid": d, "name": "thread_name", "args": {"name": f"device {d}"}})
-        events.append({"ph": "M", "pid": 0, "tid": d, "name": "thread_sort_index", "args": {"sort_index": d}})
-    for s in run.recorder.spans:
-        action = sched.actions[s.device][s.pos]
-        atoms = action.atoms()
-        events.append(
-            {
-                "ph": "X",
-                "pid": 0,
-                "tid": s.device,
-                "name": s.label,
-                "cat": action.op.value,
-                "ts": s.start * time_scale_us,
-                "dur": (s.end - s.start) * time_scale_us,
-                "args": {
-                    "op": action.op.value,
-                    "stages": [a.stage for a in atoms],
-                    "microbatches": [a.mb for a in atoms],
-                },
-            }
-        )
-    link_tid: dict[tuple[int, int], int] = {}
-    for t in run.recorder.transfers:
-        tid = link_tid.get((t.src, t.dst))
-        if tid is None:
-            tid = link_tid[(t.src, t.dst)] = 1000 + len(link_tid)
-            events.append(
-                {"ph": "M", "pid": 1, "tid": tid, "name": "thread_name", "args": {"name": f"link {t.src}->{t.dst}"}}
-            )
-        events.append(
-            {
-                "ph": "X",
-                "pid": 1,
-                "tid": tid,
-                "name": t.label,
-                "cat": "p2p",
-                "ts": t.start * time_scale_us,
-                "dur": (t.arrival - t.start) * time_scale_us,
-                "args": {"bytes": t.nbytes},
-            }
-        )
-    if link_tid:
-        events.append({"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "p2p links"}})
-    return {"traceEvents": events, "displayTimeUnit": "ms"}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sim.assemble import Assembly, assemble
 from sim.config import Scenario
 from sim.hardware.gpu import GpuSpec
+from sim.network.context import SimContext
 from sim.pipeline.costs import OpTimes
 from sim.pipeline.execute import P2P, NetworkP2P, ScheduleRun, execute
 from sim.pipeline.schedules import build_schedule
@@ -75,11 +76,16 @@ class RunResult:
     """Runs and metrics of every schedule in the scenario, in the scenario's order."""
 
     scenario: Scenario
-    runs: tuple[ScheduleRun, ...]
+    steps: tuple[StepRun, ...]  # each schedule as a step whose op times are given
     metrics: tuple[ScheduleMetrics, ...]
     times: OpTimes | None = None
     chunk: ChunkTimes | None = None
     assembly: Assembly | None = None  # what was simulated (SM split, cost model, transport, ...)
+
+    @property
+    def runs(self) -> tuple[ScheduleRun, ...]:
+        """Each schedule's run (its spans and transfers)."""
+        return tuple(step.pipelines[0].run for step in self.steps)
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"scenario": self.scenario.name, "schedules": [m.to_dict() for m in self.metrics]}
@@ -142,12 +148,19 @@ def simulate(run: Scenario | Assembly, progress: Callable[[str], None] | None = 
     if progress:
         progress("timing the chunks")
     times, chunk = op_times(asm)
-    runs = []
+    steps = []
     for schedule in asm.schedules:
         if progress:
             progress(schedule.name)
-        runs.append(execute(schedule, times, asm.transport))
-    return RunResult(asm.scenario, tuple(runs), tuple(metrics(r) for r in runs), times, chunk, asm)
+        transport = asm.transport
+        if isinstance(transport, NetworkP2P):
+            ctx = SimContext(transport.topology, transport.completion_rtol)
+        else:
+            ctx = SimContext()
+        done = execute(schedule, times, transport, ctx)
+        steps.append(StepRun.of_schedule(done, None if ctx.net is None else ctx.net.carried()))
+    metric = tuple(metrics(s.pipelines[0].run) for s in steps)
+    return RunResult(asm.scenario, tuple(steps), metric, times, chunk, asm)
 
 
 # ---------------------------------------------------------------------------------------- the step

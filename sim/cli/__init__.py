@@ -25,8 +25,8 @@ from sim.cli.sweep import compare_cmd, sweep_cmd
 from sim.config import default_scenario_path, load_scenario
 from sim.errors import ScenarioError
 from sim.outputs import atomic_dir, atomic_write_text
-from sim.results import chrome_trace, spans_frame
 from sim.run import simulate
+from sim.step.timeline import perfetto_trace, timeline
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -66,9 +66,13 @@ def run(
         result = simulate(asm, progress=lambda name: status.update(f"simulating {name}"))
         target = output / sc.name
         with atomic_dir(target) as tmp:
-            for r in result.runs:
-                (tmp / f"trace-{r.schedule.name}.json").write_text(json.dumps(chrome_trace(r)))
-            frames = [spans_frame(r).assign(schedule=r.schedule.name) for r in result.runs]
+            frames = []
+            for step in result.steps:
+                name = step.pipelines[0].run.schedule.name
+                tl = timeline(step)
+                trace = perfetto_trace(tl, f"{sc.name}: {name}")
+                (tmp / f"trace-{name}.json").write_text(json.dumps(trace, separators=(",", ":")))
+                frames.append(tl.spans.assign(schedule=name))
             import pandas as pd
 
             pd.concat(frames, ignore_index=True).to_parquet(tmp / "spans.parquet", index=False)
@@ -88,8 +92,6 @@ def _run_training(asm: Assembly, output: Path, fmt: Format, quiet: bool) -> None
 
     from reports.step_report import step_document
     from sim.run import simulate_training
-    from sim.step.timeline import perfetto_trace
-    from sim.step.timeline import spans_frame as step_spans
 
     sc = asm.scenario
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
@@ -103,10 +105,10 @@ def _run_training(asm: Assembly, output: Path, fmt: Format, quiet: bool) -> None
         target = output / sc.name
         bar.update(task, description="writing the report", completed=0, total=3)
         with atomic_dir(target) as tmp:
-            frame = step_spans(result.step)
-            frame.to_parquet(tmp / "spans.parquet", index=False)
+            tl = timeline(result.step)
+            tl.spans.to_parquet(tmp / "spans.parquet", index=False)
             bar.advance(task)
-            trace = perfetto_trace(frame, sc.name, result.step.reported_pipeline().group)
+            trace = perfetto_trace(tl, sc.name, result.step.reported_pipeline().group)
             (tmp / "trace.json").write_text(json.dumps(trace, separators=(",", ":")))
             bar.advance(task)
             summary = result.to_dict()

@@ -29,7 +29,7 @@ from sim.pipeline.execute import P2P, ScheduleRun
 from sim.pipeline.notation import format_schedule, parse_lines, schedule_from_actions
 from sim.pipeline.schedules import SCHEDULES, build_schedule
 from sim.pipeline.validate import check_schedule
-from sim.results import ScheduleMetrics, chrome_trace, metrics
+from sim.results import ScheduleMetrics, metrics
 from sim.run import compare, run_schedule
 from sim.yamlio import MAX_JSON_BYTES, read_text
 
@@ -258,7 +258,12 @@ def trace(
     fb: FBTime = None,
     virtual_stages: VStages = 2,
 ) -> None:
-    """Write a Chrome/Perfetto trace (one track per device); 1 time unit = 1 ms in the viewer."""
+    """Write a Chrome/Perfetto trace (one process per pipeline rank, as ``twin run`` writes them); 1 time
+    unit = 1 ms in the viewer."""
+    from sim.step.spec import StepRun
+    from sim.step.timeline import perfetto_trace, timeline
+
     run = _run_one(name, pp, microbatches, virtual_stages, _times(pp, f, b, w, fb), P2P())
-    atomic_write_text(output, json.dumps(chrome_trace(run, time_scale_us=1e3)))
+    trace = perfetto_trace(timeline(StepRun.of_schedule(run)), f"{name} PP{pp} N{microbatches}", time_scale_us=1e3)
+    atomic_write_text(output, json.dumps(trace))
     out.print(f"wrote {output} ({metrics(run).step_time:g} time units)")

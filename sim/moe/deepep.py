@@ -185,12 +185,12 @@ def phase_process(
     t0 = env.now
     peers_s, peers_d = np.repeat(gpus, ep), np.tile(gpus, ep)
     off = peers_s != peers_d
-    yield net.send_batch(peers_s[off], peers_d[off], np.full(int(off.sum()), kernel.notify_bytes))
+    yield net.send_batch(peers_s[off], peers_d[off], np.full(int(off.sum()), kernel.notify_bytes), tag="deepep")
     if kernel.notify_wait_us:
         yield env.timeout(kernel.notify_wait_us * 1e-6)
     if times is not None:
         times["notify"] = env.now - t0
-    yield net.send_batch(src, dst, nbytes, extra)
+    yield net.send_batch(src, dst, nbytes, extra, tag="deepep")
     if times is not None:
         times["end"] = env.now - t_start
 

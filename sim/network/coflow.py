@@ -90,6 +90,7 @@ class CoflowTable:
         self.load = np.zeros(len(capacity))  # bytes/s of the active coflows on each link
         self.rem0: list[float] = []  # remaining bytes at t0
         self.t0: list[float] = []
+        self.started: list[float] = []
         self.rate: list[float] = []
         self.cap: list[float] = []
         self.size: list[float] = []
@@ -142,6 +143,10 @@ class CoflowTable:
         self._conflicts.append(mine)
         return k
 
+    def sent_kinds(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Every kind seen, in kind order: (links, bytes on each, weights)."""
+        return self._kind_arrays
+
     def kind_arrays(self, kind: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(links, bytes on each, weights) of a kind."""
         return self._kind_arrays[kind]
@@ -156,6 +161,7 @@ class CoflowTable:
         slot = self._slot()
         self.rem0[slot] = size
         self.t0[slot] = now
+        self.started[slot] = now
         self.size[slot] = size
         self.cap[slot] = cap
         self.rate[slot] = cap
@@ -257,7 +263,7 @@ class CoflowTable:
         if self.free:
             return self.free.pop()
         n = len(self.rem0)
-        for floats in (self.rem0, self.t0, self.rate, self.cap, self.size, self.lat):
+        for floats in (self.rem0, self.t0, self.started, self.rate, self.cap, self.size, self.lat):
             floats.append(0.0)
         for ints in (self.kind, self.bottleneck):
             ints.append(-1)

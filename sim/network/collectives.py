@@ -131,7 +131,7 @@ def alltoall_matrix(net: FlowNetwork, gpus: np.ndarray, matrix: np.ndarray) -> s
     """Start an all-to-all where ``gpus[i]`` sends ``matrix[i, j]`` bytes to ``gpus[j]``."""
     src_i, dst_j = np.nonzero(matrix)
     off = src_i != dst_j
-    return net.send_batch(gpus[src_i[off]], gpus[dst_j[off]], matrix[src_i[off], dst_j[off]])
+    return net.send_batch(gpus[src_i[off]], gpus[dst_j[off]], matrix[src_i[off], dst_j[off]], tag="collective")
 
 
 def collective_process(
@@ -146,7 +146,7 @@ def collective_process(
         yield alltoall_matrix(net, gpus, matrix)
         return
     if kind == "sendrecv":
-        yield net.send_batch(gpus, np.roll(gpus, -1), np.full(n, float(size)))
+        yield net.send_batch(gpus, np.roll(gpus, -1), np.full(n, float(size)), tag="collective")
         return
     for phase in _phases(net.topo, kind, algorithm, gpus, size):
         src, dst = _ring_pairs(phase.rings)
@@ -154,7 +154,7 @@ def collective_process(
             continue
         routes = net.route(src, dst)  # every step of a phase sends along the same ring edges
         for _ in range(phase.steps):
-            yield net.send_routes(routes, np.full(len(src), phase.chunk))
+            yield net.send_routes(routes, np.full(len(src), phase.chunk), "collective")
 
 
 def collective_flows(

@@ -23,6 +23,7 @@ import simpy
 
 from sim.engine.recorder import Recorder
 from sim.network.flows import FlowNetwork
+from sim.network.linklog import LinkLog
 from sim.network.tolerance import COMPLETION_RTOL
 from sim.network.topology import Topology
 
@@ -61,7 +62,14 @@ class SimContext:
         started = [env.process(p) for p in processes]
         if not started:
             return 0.0
-        env.run(until=env.all_of(started))
+        log = None if self.net is None else self.net.log
+        if self.net is not None:
+            self.net.log = None  # taken alone: not on the run's clock, not in its link log
+        try:
+            env.run(until=env.all_of(started))
+        finally:
+            if self.net is not None:
+                self.net.log = log
         elapsed = env.now - t0
         if not self.idle():
             raise RuntimeError("processes run alone left flows on the network")
@@ -73,6 +81,11 @@ class SimContext:
         return elapsed
 
     def start_main(self) -> float:
-        """Mark the start of the run's main event loop (the origin of its reported times)."""
+        """Mark the start of the run's main event loop (the origin of its reported times); the network
+        logs what it carries from here (:mod:`sim.network.linklog`)."""
         self.origin = self.env.now
+        if self.net is not None:
+            self.net.origin = self.origin
+            if self.net.log is None:
+                self.net.log = LinkLog()
         return self.origin

@@ -36,6 +36,7 @@ import numpy as np
 import simpy
 
 from sim.network.coflow import CoflowTable
+from sim.network.linklog import CarriedLog, LinkLog
 from sim.network.maxmin import maxmin_rates
 from sim.network.routing import Routes, route
 from sim.network.tolerance import COMPLETION_RTOL
@@ -53,6 +54,9 @@ class _Batch:
     deliver_at: float = 0.0
     routes: Routes | None = None  # when its flows are exactly these routes' flows (keys memoised solves)
     size: int = 0
+    start: float = 0.0
+    tag: str = "flows"
+    blocks: np.ndarray | None = None  # bytes per link block (logged when the run's log is on)
 
 
 @dataclass
@@ -154,6 +158,8 @@ class FlowNetwork:
         self.stats.block_of = self._block_of
         self.stats.block_names = self._block_names
         self.incremental = incremental  # False: every change re-solves every flow and coflow (the reference)
+        self.log: LinkLog | None = None  # what finished, from the run's origin (SimContext.start_main turns it on)
+        self.origin = 0.0
 
     def add_virtual_links(self, capacity_Bps: np.ndarray) -> np.ndarray:
         """Extra capacity constraints (e.g. the SMs driving a GPU's communication); returns their ids.
@@ -217,12 +223,12 @@ class FlowNetwork:
     def active_flows(self) -> int:
         return len(self._remaining)
 
-    def send(self, src: int, dst: int, nbytes: float) -> simpy.Event:
+    def send(self, src: int, dst: int, nbytes: float, tag: str = "flows") -> simpy.Event:
         """One flow; the event fires on delivery. Routes of single flows are cached per GPU pair."""
         routes = self._route_cache.get((src, dst))
         if routes is None:
             routes = self._route_cache[(src, dst)] = route(self.topo, np.array([src]), np.array([dst]), self.seed)
-        return self.send_routes(routes, np.array([float(nbytes)]))
+        return self.send_routes(routes, np.array([float(nbytes)]), tag)
 
     def route(self, src: np.ndarray, dst: np.ndarray) -> Routes:
         """The paths :meth:`send_batch` would give flows ``src[i] -> dst[i]`` (to send them again and
@@ -230,7 +236,12 @@ class FlowNetwork:
         return route(self.topo, np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64), self.seed)
 
     def send_batch(
-        self, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray, extra_links: np.ndarray | None = None
+        self,
+        src: np.ndarray,
+        dst: np.ndarray,
+        nbytes: np.ndarray,
+        extra_links: np.ndarray | None = None,
+        tag: str = "flows",
     ) -> simpy.Event:
         """Start many flows now; the event fires when all are delivered (value: delivery time).
 
@@ -242,12 +253,13 @@ class FlowNetwork:
         routes = route(self.topo, src, dst, self.seed)
         if extra_links is not None:
             routes = _with_extra(routes, np.asarray(extra_links, dtype=np.int64).reshape(len(src), -1))
-        return self.send_routes(routes, nbytes)
+        return self.send_routes(routes, nbytes, tag)
 
-    def send_routes(self, routes: Routes, nbytes: np.ndarray) -> simpy.Event:
-        """Start flows along precomputed routes (one per entry of ``nbytes``)."""
+    def send_routes(self, routes: Routes, nbytes: np.ndarray, tag: str = "flows") -> simpy.Event:
+        """Start flows along precomputed routes (one per entry of ``nbytes``); ``tag`` names them in
+        the run's link log."""
         if len(nbytes) == 1 and self.incremental:
-            return self._send_one(routes, float(nbytes[0]))
+            return self._send_one(routes, float(nbytes[0]), tag)
         event = self.env.event()
         counts = np.diff(routes.indptr)
         self.stats.flows += len(nbytes)
@@ -264,7 +276,12 @@ class FlowNetwork:
             self._fire(event, now + deliver_now)
             return event
         whole = routes if bool(moving.all()) else None
-        self._batches[batch_id] = _Batch(event, int(moving.sum()), now + deliver_now, whole, int(moving.sum()))
+        blocks = None
+        if self.log is not None:
+            entry_moving = np.repeat(moving, counts)
+            blocks = self._block_bytes(routes.links[entry_moving], np.repeat(nbytes, counts)[entry_moving])
+        pending = int(moving.sum())
+        self._batches[batch_id] = _Batch(event, pending, now + deliver_now, whole, pending, now, tag, blocks)
         self._advance()
         base = len(self._remaining)
         keep = np.flatnonzero(moving)
@@ -303,7 +320,7 @@ class FlowNetwork:
             self.env.timeout(done_at - now).callbacks.append(lambda _e: self._on_wake(gen))
         return event
 
-    def _send_one(self, routes: Routes, nbytes: float) -> simpy.Event:
+    def _send_one(self, routes: Routes, nbytes: float, tag: str) -> simpy.Event:
         """:meth:`send_routes` of one flow (a pipeline send), without the batch's array work: the same
         state, rates and events."""
         event = self.env.event()
@@ -317,7 +334,8 @@ class FlowNetwork:
             return event
         batch_id = self._next_batch
         self._next_batch += 1
-        self._batches[batch_id] = _Batch(event, 1, now, routes, 1)
+        blocks = None if self.log is None else self._block_bytes(links, np.full(len(links), nbytes))
+        self._batches[batch_id] = _Batch(event, 1, now, routes, 1, now, tag, blocks)
         self._advance()
         alone = not self._recompute_pending and not self.coflows.active and not self._users[links].any()
         rate = float(self.capacity[links].min()) if alone else 0.0  # max-min of one flow alone
@@ -342,6 +360,26 @@ class FlowNetwork:
             gen = self._generation
             self.env.timeout(done_at - now).callbacks.append(lambda _e: self._on_wake(gen))
         return event
+
+    def _block_bytes(self, links: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
+        """Bytes per link block (virtual links in the last, ``virtual``)."""
+        n = len(self._block_of)
+        blocks = np.where(links < n, self._block_of[np.minimum(links, n - 1)], len(self._block_names) - 1)
+        return np.bincount(blocks, weights=nbytes, minlength=len(self._block_names))
+
+    def carried(self) -> CarriedLog | None:
+        """The run's link log, ready to read (None before :meth:`SimContext.start_main`)."""
+        if self.log is None:
+            return None
+        return CarriedLog(self.log, self.kind_block_bytes(), self._block_names)
+
+    def kind_block_bytes(self) -> list[np.ndarray]:
+        """Per coflow kind: the bytes one coflow of it puts on each link block."""
+        out = []
+        for kind in range(len(self.coflows.sent_kinds())):
+            links, link_bytes, _ = self.coflows.kind_arrays(kind)
+            out.append(self._block_bytes(links, link_bytes))
+        return out
 
     def _fire(self, event: simpy.Event, at: float) -> None:
         delay = max(0.0, at - self.env.now)
@@ -371,6 +409,9 @@ class FlowNetwork:
         self.stats.completions += len(done)
         for slot in done:
             latency = table.lat[slot]
+            if self.log is not None:
+                start = table.started[slot] - self.origin
+                self.log.coflows.append((start, now - self.origin, table.kind[slot], table.tag[slot]))
             event = table.remove(slot, now)
             assert isinstance(event, simpy.Event)
             self._fire(event, now + latency)
@@ -394,6 +435,8 @@ class FlowNetwork:
             b.deliver_at = max(b.deliver_at, now + lat)
             if b.pending == 0:
                 del self._batches[batch_id]
+                if self.log is not None and b.blocks is not None:
+                    self.log.batches.append((b.start - self.origin, now - self.origin, b.tag, b.blocks))
                 self._fire(b.event, b.deliver_at)
         keep = ~done
         new_index = np.cumsum(keep) - 1

@@ -221,7 +221,7 @@ def launch(
                     sent = rank_send(src, dst)
                 else:
                     assert isinstance(p2p, NetworkP2P)
-                    sent = network.send(p2p.device_gpus[src], p2p.device_gpus[dst], p2p.nbytes)
+                    sent = network.send(p2p.device_gpus[src], p2p.device_gpus[dst], p2p.nbytes, "pipeline")
                 sent.callbacks.append(partial(delivered_cb, key, src, dst, now))
                 continue
             origin = handle.origin

@@ -85,7 +85,7 @@ def run_step(spec: StepSpec, progress: Progress | None = None) -> StepRun:
     if spec.contention == "shared":
         stats["coflow_delay_ms"] = {f"{t}@{b}": v * 1e3 for (t, b), v in sorted(net.stats.coflow_delay_s.items())}
         stats["coflow_GB"] = {f"{t}@{b}": v / 1e9 for (t, b), v in sorted(net.stats.coflow_bytes.items())}
-    return StepRun(spec, pipelines, dp, timelines, time.perf_counter() - t0, stats)
+    return StepRun(spec, pipelines, dp, timelines, time.perf_counter() - t0, stats, net.carried())
 
 
 def _isolated(

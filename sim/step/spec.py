@@ -11,6 +11,7 @@ from typing import Any
 from sim.chunk.intervals import exposed_comm
 from sim.chunk.plan import CommPlan, exposed_comm_of, retime
 from sim.chunk.timer import ChunkResult
+from sim.network.linklog import CarriedLog
 from sim.network.tolerance import COMPLETION_RTOL
 from sim.network.topology import Topology
 from sim.pipeline.execute import ScheduleRun
@@ -38,11 +39,18 @@ class StepSpec:
 class PipelineRun:
     group: int
     run: ScheduleRun
-    source: ChunkSource
+    chunks: ChunkSource | None  # None: the op times were given (a schedule comparison)
     # shared contention: the comm data tasks' durations of the actions whose phases the network slowed
     comm_durations: dict[tuple[int, int], tuple[CommPlan, tuple[float, ...]]] = field(default_factory=dict)
     _retimed: dict[tuple[int, int], ChunkResult] = field(default_factory=dict, repr=False)
     _exposed: dict[int, float] = field(default_factory=dict, repr=False)
+
+    @property
+    def source(self) -> ChunkSource:
+        """Where the actions' chunks come from (a training step's pipelines only)."""
+        if self.chunks is None:
+            raise ValueError("the op times of this run were given: it has no chunks")
+        return self.chunks
 
     def chunk_at(self, device: int, pos: int) -> ChunkResult:
         """The action's chunk as it ran (its phases as long as the shared network made them)."""
@@ -60,6 +68,8 @@ class PipelineRun:
         hit = self.comm_durations.get((device, pos))
         if hit is not None:
             return exposed_comm_of(hit[0], hit[1])
+        if self.chunks is None:
+            return 0.0
         chunk = self.source.chunk(self.run.schedule.actions[device][pos])
         value = self._exposed.get(id(chunk))
         if value is None:
@@ -90,16 +100,35 @@ class DeviceTimeline:
 
 @dataclass
 class StepRun:
-    spec: StepSpec
+    """What a step did. A schedule comparison runs each schedule as a step whose op times are given
+    (:meth:`of_schedule`: no spec, no chunks, no data-parallel phase), so both have one timeline and
+    one trace (:mod:`sim.step.timeline`)."""
+
+    given_spec: StepSpec | None  # None: op times given (read it as :attr:`spec`)
     pipelines: list[PipelineRun]
     dp: list[SetPhase]  # per rank: its replica set's DP phase
     timelines: list[DeviceTimeline]
     wall_s: float = 0.0
     stats: dict[str, Any] = field(default_factory=dict)
+    links: CarriedLog | None = None  # what the run's network carried, when it had one
+
+    @property
+    def spec(self) -> StepSpec:
+        """The step's spec (a training step only)."""
+        if self.given_spec is None:
+            raise ValueError("the op times of this run were given: it has no step spec")
+        return self.given_spec
+
+    @staticmethod
+    def of_schedule(run: ScheduleRun, links: CarriedLog | None = None) -> StepRun:
+        """A schedule run with given op times as a step (one pipeline, no DP phase)."""
+        return StepRun(None, [PipelineRun(0, run, None)], [], [], links=links)
 
     @property
     def step_time(self) -> float:
-        return max(t.end for t in self.timelines)
+        if self.timelines:
+            return max(t.end for t in self.timelines)
+        return max((s.end for p in self.pipelines for s in p.run.recorder.spans), default=0.0)
 
     def reported_pipeline(self) -> PipelineRun:
         """The pipeline that ends last (the one the step waits for)."""

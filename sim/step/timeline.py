@@ -1,27 +1,57 @@
-"""The training step's timeline as data: every span with its rank, stream, layer, op and micro-batch.
+"""The one timeline of a run, as data, and its one Perfetto trace: a training step's and a schedule
+comparison's (each schedule a step whose op times were given, :meth:`StepRun.of_schedule`).
 
-Each pipeline action is expanded into its chunk's annotations on each stream (one span per
-annotation instance and stream: first kernel start to last kernel end, as DeepSeek's trace reader
-measures them), shifted to the action's start. The data-parallel phase adds its reduce-scatter and
-all-gather (stream ``dp``) and the optimizer (stream ``compute``). Perfetto: one process per rank,
-one track per stream (DeepSeek's stream ids 7, 23, 27 for compute, weight gradients, DeepEP).
+* **Spans** (:func:`spans_frame`): every span with its pipeline, rank, stream, layer, op, micro-batch,
+  stage and action. A training step expands each pipeline action into its chunk's annotations on each
+  stream (one span per annotation instance and stream: first kernel start to last kernel end, as
+  DeepSeek's trace reader measures them), shifted to the action's start; the data-parallel phase adds
+  its reduce-scatters and all-gather (stream ``dp``) and the optimizer (stream ``compute``). An action
+  with given op times is one span on ``compute`` named by its op (``F``, ``B``, ``I``, ``W``, ``F&B``).
+* **Transfers**: every stage-to-stage send (pipeline, source and destination rank, bytes, start and
+  arrival).
+* **Link counters** (:mod:`sim.network.linklog`): the bytes the run's network carried on each link
+  block (NVLink, PCIe, NIC, leaf and spine ports), per tag (``deepep``, ``pipeline``, ``zero1``),
+  in equal time bins. With ``training.contention: isolated`` only the pipeline sends ran on the
+  step's network (DeepEP phases and collectives were timed alone), so only they are counted.
+
+Perfetto (:func:`perfetto_trace`): one process per pipeline rank, one track per stream (DeepSeek's
+stream ids 7, 23, 27 for compute, weight gradients, DeepEP), a ``send`` and a ``recv`` track with a
+flow arrow from each send to its arrival on the neighbour, and one process ``network`` with a counter
+per link block (GB/s, one series per tag).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from sim.chunk.export import STREAM_TID as CHUNK_STREAM_TID
 from sim.chunk.streams import Task
 from sim.chunk.timer import ChunkResult
+from sim.network.linklog import COUNTER_COLUMNS
 from sim.pipeline.ops import Op
-from sim.step.simulate import StepRun
+from sim.step.spec import StepRun
 
-STREAM_TID = {"compute": 7, "wgrad": 23, "comm": 27, "dp": 99}
-COLUMNS = ["pipeline", "device", "stream", "layer", "op", "microbatch", "action", "start_s", "end_s"]
+STREAM_TID = {**CHUNK_STREAM_TID, "dp": 99, "send": 101, "recv": 102}
+NETWORK_PID = 1_000_000  # the network's counters: one process after every rank
+COLUMNS = ["pipeline", "device", "stream", "layer", "op", "microbatch", "stage", "action", "start_s", "end_s"]
+TRANSFER_COLUMNS = ["pipeline", "src", "dst", "label", "bytes", "start_s", "end_s"]
+COUNTER_BINS = 2000  # link counter bins over the run (a 21 s step: 10.5 ms each)
 
 Segment = tuple[str, int, str, str, float, float]  # stream, layer, annotation, direction, start, end
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """A run's spans, transfers and link counters (columns :data:`COLUMNS`, :data:`TRANSFER_COLUMNS`,
+    :data:`sim.network.linklog.COUNTER_COLUMNS`), seconds from the run's start."""
+
+    spans: pd.DataFrame
+    transfers: pd.DataFrame
+    links: pd.DataFrame
 
 
 def chunk_segments(chunk: ChunkResult) -> list[Segment]:
@@ -51,8 +81,18 @@ def _segments(tasks: list[Task], starts: list[float], ends: list[float]) -> list
     return out
 
 
+def timeline(step: StepRun, bins: int = COUNTER_BINS) -> Timeline:
+    """The run's :class:`Timeline` (link counters in ``bins`` bins over the run)."""
+    links = (
+        step.links.counters(step.step_time, bins)
+        if step.links is not None
+        else pd.DataFrame({c: [] for c in COUNTER_COLUMNS})
+    )
+    return Timeline(spans_frame(step), transfers_frame(step), links)
+
+
 def spans_frame(step: StepRun) -> pd.DataFrame:
-    """Every span of the step (all pipelines; per-GPU fidelity has one per EP group of a rank)."""
+    """Every span of the run (all pipelines; per-GPU fidelity has one per EP group of a rank)."""
     rows: list[tuple[Any, ...]] = []
     cache: dict[int, list[Segment]] = {}
     for pipe in step.pipelines:
@@ -60,9 +100,17 @@ def spans_frame(step: StepRun) -> pd.DataFrame:
         for span in pipe.run.recorder.spans:
             action = sched.actions[span.device][span.pos]
             atoms = action.atoms()
-            mb_f = next((a.mb for a in atoms if a.op is Op.F), -1)
-            mb_b = next((a.mb for a in atoms if a.op is not Op.F), -1)
-            chunk = pipe.source.chunk(action)
+            f_atom = next((a for a in atoms if a.op is Op.F), None)
+            b_atom = next((a for a in atoms if a.op is not Op.F), None)
+            label = span.label
+            if pipe.chunks is None:  # op times given: the action is one span
+                head = atoms[0]
+                op = action.op.value
+                rows.append(
+                    (pipe.group, span.device, "compute", -1, op, head.mb, head.stage, label, span.start, span.end)
+                )
+                continue
+            chunk = pipe.chunks.chunk(action)
             retimed = pipe.comm_durations.get((span.device, span.pos))
             if retimed is not None:  # its phases as long as the shared network made them
                 starts, ends = retimed[0].times(retimed[1])
@@ -72,41 +120,124 @@ def spans_frame(step: StepRun) -> pd.DataFrame:
                 if hit is None:
                     hit = cache[id(chunk)] = chunk_segments(chunk)
                 segs = hit
-            label = span.label
             for stream, layer, ann, direction, s, e in segs:
-                mb = mb_f if direction == "F" else mb_b
-                rows.append((pipe.group, span.device, stream, layer, ann, mb, label, span.start + s, span.start + e))
+                atom = f_atom if direction == "F" else b_atom
+                mb, stage = (atom.mb, atom.stage) if atom is not None else (-1, -1)
+                rows.append(
+                    (pipe.group, span.device, stream, layer, ann, mb, stage, label, span.start + s, span.start + e)
+                )
     for d, t in enumerate(step.timelines):
         phases = [("dp", "reduce-scatter", iv) for iv in t.reduce_scatter]
         phases += [("compute", "optimizer", t.optimizer), ("dp", "all-gather", t.all_gather)]
         for stream, op, (s, e) in phases:
             if e > s:
-                rows.append((0, d, stream, -1, op, -1, op, s, e))
+                rows.append((0, d, stream, -1, op, -1, -1, op, s, e))
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    return frame.astype({"pipeline": "int16", "device": "int16", "layer": "int16", "microbatch": "int32"})
+    return frame.astype(
+        {"pipeline": "int16", "device": "int16", "layer": "int16", "microbatch": "int32", "stage": "int16"}
+    )
 
 
-def perfetto_trace(frame: pd.DataFrame, title: str, pipeline: int = 0) -> dict[str, Any]:
-    """A Chrome/Perfetto trace of :func:`spans_frame`: one pipeline's ranks (per-GPU fidelity has one
-    per EP group of a rank; give the one the step waits for) and the DP phase; times in microseconds."""
+def transfers_frame(step: StepRun) -> pd.DataFrame:
+    """Every stage-to-stage send of the run."""
+    rows = [
+        (pipe.group, t.src, t.dst, t.label, t.nbytes, t.start, t.arrival)
+        for pipe in step.pipelines
+        for t in pipe.run.recorder.transfers
+    ]
+    frame = pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
+    return frame.astype({"pipeline": "int16", "src": "int16", "dst": "int16", "bytes": "float64"})
+
+
+def perfetto_trace(tl: Timeline, title: str, pipeline: int = 0, time_scale_us: float = 1e6) -> dict[str, Any]:
+    """A Chrome/Perfetto trace of ``tl``: one pipeline's ranks (per-GPU fidelity has one per EP group of a
+    rank; give the one the step waits for), its sends, the DP phase and the link counters.
+    ``time_scale_us`` converts the run's time unit to microseconds (1e6 for seconds, 1e3 for op times
+    given in milliseconds)."""
+    frame = tl.spans
     mine = frame[(frame["pipeline"] == pipeline) | (frame["stream"] == "dp") | (frame["op"] == "optimizer")]
+    sends = tl.transfers[tl.transfers["pipeline"] == pipeline]
     events: list[dict[str, Any]] = []
-    for rank in sorted(mine["device"].unique()):
-        events.append({"ph": "M", "pid": int(rank), "name": "process_name", "args": {"name": f"PP rank {rank}"}})
-        events.append({"ph": "M", "pid": int(rank), "name": "process_sort_index", "args": {"sort_index": int(rank)}})
-        for stream, tid in STREAM_TID.items():
-            events.append({"ph": "M", "pid": int(rank), "tid": tid, "name": "thread_name", "args": {"name": stream}})
-    cols = [mine[c].to_numpy() for c in ("device", "stream", "layer", "op", "microbatch", "action", "start_s", "end_s")]
-    for rank, stream, layer, op, mb, action, s, e in zip(*cols, strict=True):
+    ranks = sorted(set(mine["device"].tolist()) | set(sends["src"].tolist()) | set(sends["dst"].tolist()))
+    for rank in ranks:
+        pid = int(rank)
+        events.append({"ph": "M", "pid": pid, "name": "process_name", "args": {"name": f"PP rank {pid}"}})
+        events.append({"ph": "M", "pid": pid, "name": "process_sort_index", "args": {"sort_index": pid}})
+        streams = set(mine.loc[mine["device"] == rank, "stream"].tolist())
+        if len(sends):
+            streams |= {"send", "recv"}
+        for stream in sorted(streams, key=STREAM_TID.__getitem__):
+            tid = STREAM_TID[stream]
+            events.append({"ph": "M", "pid": pid, "tid": tid, "name": "thread_name", "args": {"name": stream}})
+            events.append({"ph": "M", "pid": pid, "tid": tid, "name": "thread_sort_index", "args": {"sort_index": tid}})
+    cols = [mine[c].to_numpy() for c in ("device", "stream", "layer", "op", "microbatch", "stage", "action")]
+    starts, ends = mine["start_s"].to_numpy(), mine["end_s"].to_numpy()
+    for rank, stream, layer, op, mb, stage, action, s, e in zip(*cols, starts, ends, strict=True):
+        args: dict[str, Any] = {"microbatch": int(mb), "stage": int(stage), "action": str(action)}
+        if layer >= 0:
+            args["layer"] = int(layer)
         events.append(
             {
                 "ph": "X",
                 "pid": int(rank),
                 "tid": STREAM_TID[str(stream)],
                 "name": str(op),
-                "ts": round(float(s) * 1e6, 3),
-                "dur": round(float(e - s) * 1e6, 3),
-                "args": {"layer": int(layer), "microbatch": int(mb), "action": str(action)},
+                "ts": round(float(s) * time_scale_us, 3),
+                "dur": round(float(e - s) * time_scale_us, 3),
+                "args": args,
             }
         )
+    events += _send_events(sends, time_scale_us)
+    events += _counter_events(tl.links, time_scale_us)
     return {"traceEvents": events, "displayTimeUnit": "ms", "otherData": {"title": title}}
+
+
+def _send_events(sends: pd.DataFrame, scale: float) -> list[dict[str, Any]]:
+    """Each send as a slice on its source's ``send`` track and its destination's ``recv`` track (from
+    its start to its arrival), joined by a flow arrow."""
+    events: list[dict[str, Any]] = []
+    cols = [sends[c].to_numpy() for c in ("src", "dst", "label", "bytes", "start_s", "end_s")]
+    for k, (src, dst, label, nbytes, s, e) in enumerate(zip(*cols, strict=True)):
+        ts, dur = round(float(s) * scale, 3), round(float(e - s) * scale, 3)
+        common = {"name": str(label), "cat": "p2p", "ts": ts}
+        args = {"bytes": float(nbytes), "from": int(src), "to": int(dst)}
+        events.append({**common, "ph": "X", "pid": int(src), "tid": STREAM_TID["send"], "dur": dur, "args": args})
+        events.append({**common, "ph": "X", "pid": int(dst), "tid": STREAM_TID["recv"], "dur": dur, "args": args})
+        events.append({**common, "ph": "s", "id": k, "pid": int(src), "tid": STREAM_TID["send"]})
+        events.append({**common, "ph": "f", "bp": "e", "id": k, "pid": int(dst), "tid": STREAM_TID["recv"]})
+    return events
+
+
+def _counter_events(links: pd.DataFrame, scale: float) -> list[dict[str, Any]]:
+    """One counter per link block: GB/s in each bin, one series per tag (a value only where it changes)."""
+    if not len(links):
+        return []
+    events: list[dict[str, Any]] = [
+        {"ph": "M", "pid": NETWORK_PID, "name": "process_name", "args": {"name": "network (whole cluster)"}},
+        {"ph": "M", "pid": NETWORK_PID, "name": "process_sort_index", "args": {"sort_index": NETWORK_PID}},
+    ]
+    tags = sorted(set(links["tag"].tolist()))
+    width = float((links["end_s"] - links["start_s"]).iloc[0])  # every bin is as wide
+    for block, rows in links.groupby("block", sort=True):
+        index = np.rint(rows["start_s"].to_numpy() / width).astype(np.int64)
+        rate = rows["bytes"].to_numpy() / width / 1e9
+        table: dict[int, dict[str, float]] = {}
+        for b, tag, value in zip(index.tolist(), rows["tag"].tolist(), rate.tolist(), strict=True):
+            table.setdefault(b, dict.fromkeys(tags, 0.0))[str(tag)] = value
+        last: dict[str, float] | None = None
+        for b in sorted(table):
+            for at in (b, b + 1):  # the bin's rates, then the next bin's (zeros when nothing moved)
+                values = table.get(at, dict.fromkeys(tags, 0.0))
+                if values == last:
+                    continue
+                events.append(
+                    {
+                        "ph": "C",
+                        "pid": NETWORK_PID,
+                        "name": f"{block} GB/s",
+                        "ts": round(at * width * scale, 3),
+                        "args": {t: round(v, 6) for t, v in values.items()},
+                    }
+                )
+                last = values
+    return events

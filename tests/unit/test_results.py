@@ -1,4 +1,5 @@
-"""Accounting: busy, bubble, the activation counting rule, parameter copies, trace export."""
+"""Accounting: busy, bubble, the activation counting rule, parameter copies; a schedule run's trace and
+spans through the step's exporter."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from sim.pipeline.execute import P2P, execute
 from sim.pipeline.ops import Action, Op
 from sim.pipeline.schedules import build_schedule
 from sim.pipeline.schedules.linear import linear_schedule
-from sim.results import chrome_trace, metrics, spans_frame
+from sim.results import metrics
+from sim.step.spec import StepRun
+from sim.step.timeline import COLUMNS, STREAM_TID, perfetto_trace, spans_frame, timeline
 
 
 def test_activation_rule_frees_at_w_when_backward_is_split() -> None:
@@ -53,20 +56,37 @@ def test_bubble_ratio_and_dict_shape() -> None:
     assert d["bubble"]["max"] == 6.0 and d["devices"] == 4 and d["param_copies"] == 1.0
 
 
-def test_chrome_trace_has_a_track_per_device_and_link() -> None:
+def test_a_schedule_run_traces_as_a_step_one_slice_per_action_and_an_arrow_per_send() -> None:
+    """A schedule with given op times goes through the training step's exporter: one process per
+    pipeline rank, one slice per action on ``compute``, each send a slice on the source's ``send`` track
+    and the destination's ``recv`` track, joined by a flow arrow (same id, start on the source)."""
     run = execute(build_schedule("zb1p", 3, 4), OpTimes.uniform(3, 1.0, 2.0, 1.0), P2P(1e3, 1e6, 1e-4))
-    trace = json.loads(json.dumps(chrome_trace(run)))
-    xs = [e for e in trace["traceEvents"] if e["ph"] == "X"]
-    compute = [e for e in xs if e["pid"] == 0]
+    tl = timeline(StepRun.of_schedule(run))
+    trace = json.loads(json.dumps(perfetto_trace(tl, "zb1p")))
+    events = trace["traceEvents"]
+    compute = [e for e in events if e["ph"] == "X" and e["tid"] == STREAM_TID["compute"]]
     assert len(compute) == sum(len(a) for a in run.schedule.actions)
-    assert {e["tid"] for e in compute} == {0, 1, 2}
-    links = {e["tid"] for e in xs if e["pid"] == 1}
-    assert len(links) == 4  # 0->1, 1->2 forward; 2->1, 1->0 backward
-    assert all(e["dur"] >= 0 for e in xs)
+    assert {e["pid"] for e in compute} == {0, 1, 2}
+    transfers = run.recorder.transfers
+    assert len(transfers) == 2 * 4 * 2  # 4 micro-batches cross each of 2 boundaries, both directions
+    sends = [e for e in events if e["ph"] == "X" and e["tid"] == STREAM_TID["send"]]
+    recvs = [e for e in events if e["ph"] == "X" and e["tid"] == STREAM_TID["recv"]]
+    assert len(sends) == len(recvs) == len(transfers)
+    starts = {e["id"]: e for e in events if e["ph"] == "s"}
+    ends = {e["id"]: e for e in events if e["ph"] == "f"}
+    assert set(starts) == set(ends) == set(range(len(transfers)))
+    for k, t in enumerate(transfers):
+        assert (starts[k]["pid"], ends[k]["pid"]) == (t.src, t.dst)
+        assert starts[k]["ts"] == pytest.approx(t.start * 1e6)
+    assert all(e["dur"] >= 0 for e in events if e["ph"] == "X")
 
 
-def test_spans_frame_columns() -> None:
-    df = spans_frame(execute(build_schedule("dualpipe", 4, 8), OpTimes.uniform(4, 1.0, 2.0, 1.0, 3.0)))
-    assert list(df.columns) == ["device", "index", "label", "op", "stage", "mb", "start_s", "end_s"]
+def test_the_spans_frame_of_given_op_times_has_the_step_columns() -> None:
+    step = StepRun.of_schedule(execute(build_schedule("dualpipe", 4, 8), OpTimes.uniform(4, 1.0, 2.0, 1.0, 3.0)))
+    df = spans_frame(step)
+    assert list(df.columns) == COLUMNS
     assert set(df["op"]) == {"F", "B", "I", "W", "F&B"}
+    assert set(df["stream"]) == {"compute"} and (df["layer"] == -1).all()
+    assert len(df) == sum(len(a) for a in step.pipelines[0].run.schedule.actions)
     assert (df["end_s"] >= df["start_s"]).all()
+    assert step.step_time == df["end_s"].max()

@@ -75,3 +75,19 @@ def test_on_ft2_deepep_and_the_sends_meet_on_the_leaf_uplinks(tmp_path_factory: 
     # on DeepSeek's multi-plane fat tree, DeepEP never waits on a switch port
     mpft = step(tmp_path_factory).step.stats["coflow_delay_ms"]
     assert not any(k.startswith("deepep@leaf") for k in mpft)
+
+
+def test_the_link_counters_add_up_to_the_bytes_every_coflow_carried(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The trace's link counters come from the run's log of finished coflows; each coflow's bytes are
+    spread over the bins it lived in, so per tag and link block they sum to the network's own count."""
+    from sim.step.timeline import timeline
+
+    run = step(tmp_path_factory)
+    tl = timeline(run.step)
+    got = (tl.links.groupby(["tag", "block"])["bytes"].sum() / 1e9).to_dict()
+    want = run.step.stats["coflow_GB"]
+    assert {f"{t}@{b}" for t, b in got} == set(want)
+    for (tag, block), gb in got.items():
+        assert gb == pytest.approx(want[f"{tag}@{block}"], rel=1e-9)
+    assert tl.links["end_s"].max() == pytest.approx(run.result.step_time_s)
+    assert len(tl.transfers) == sum(len(p.run.recorder.transfers) for p in run.step.pipelines)

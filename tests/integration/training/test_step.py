@@ -204,6 +204,13 @@ def test_run_writes_the_report_folder(tmp_path: Path, capsys: pytest.CaptureFixt
     ranks = {e["pid"] for e in trace["traceEvents"] if e["ph"] == "X"}
     tracks = {(e["pid"], e["tid"]) for e in trace["traceEvents"] if e["ph"] == "X"}
     assert ranks == set(range(16)) and (0, 27) in tracks and (0, 7) in tracks
+    events = trace["traceEvents"]
+    # a flow arrow per send: every micro-batch's activation crosses the 15 stage boundaries forward and
+    # its gradient crosses them back
+    microbatches = int(spans["microbatch"].max()) + 1
+    assert sum(e["ph"] == "s" for e in events) == sum(e["ph"] == "f" for e in events) == 2 * 15 * microbatches
+    counters = {e["name"] for e in events if e["ph"] == "C"}
+    assert {"nic_up GB/s", "nic_down GB/s", "nv_up GB/s"} <= counters
     assert "GPU-hours per trillion tokens" in (folder / "report.md").read_text()
 
 

@@ -1,0 +1,103 @@
+"""What the network carried and when: a log of finished coflows and flow batches, and the bytes each
+link block carried per time bin (the link counters of a Perfetto trace).
+
+While a run's main event loop runs, :class:`~sim.network.flows.FlowNetwork` appends one record per
+finished coflow (its kind: the bytes it put on each link) and one per finished batch of plain flows
+(its bytes per link block), with its start and end from the run's origin and its tag (``deepep``,
+``pipeline``, ``zero1``, ``flows``). Measurements taken alone (:meth:`SimContext.run_alone`) are not
+logged: they take no time on the run's clock.
+
+:func:`block_counters` turns the log into bytes per (time bin, link block, tag). A record's bytes are
+spread evenly over its life (its mean rate); under contention a coflow's real rate varies, so a bin
+may hold bytes a few bins early or late, but every record's bytes land in the bins it spans, exactly
+once: the counters integrate to the bytes the network carried (a test checks it against
+:attr:`~sim.network.flows.FlowStats.coflow_bytes`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class LinkLog:
+    """Finished coflows ``(start, end, kind, tag)`` and plain batches ``(start, end, tag, bytes per
+    block)``, times in seconds from the run's origin."""
+
+    coflows: list[tuple[float, float, int, str]] = field(default_factory=list)
+    batches: list[tuple[float, float, str, np.ndarray]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.coflows) + len(self.batches)
+
+
+COUNTER_COLUMNS = ["start_s", "end_s", "block", "tag", "bytes"]
+
+
+@dataclass(frozen=True)
+class CarriedLog:
+    """A run's link log with what reading it needs: the bytes one coflow of each kind puts on each
+    link block, and the blocks' names."""
+
+    log: LinkLog
+    kind_block_bytes: list[np.ndarray]
+    block_names: tuple[str, ...]
+
+    def counters(self, end_s: float, bins: int = 2000) -> pd.DataFrame:
+        """:func:`block_counters` over ``[0, end_s]``."""
+        return block_counters(self.log, self.kind_block_bytes, self.block_names, end_s, bins)
+
+
+def block_counters(
+    log: LinkLog,
+    kind_block_bytes: list[np.ndarray],
+    block_names: tuple[str, ...],
+    end_s: float,
+    bins: int = 2000,
+) -> pd.DataFrame:
+    """Bytes per (bin, link block, tag): ``bins`` equal bins over ``[0, end_s]``; ``kind_block_bytes[k]``
+    the bytes a coflow of kind ``k`` puts on each block. Rows only where bytes moved."""
+    if not len(log) or end_s <= 0:
+        return pd.DataFrame({c: [] for c in COUNTER_COLUMNS})
+    width = end_s / bins
+    tags = sorted({t for *_, t in log.coflows} | {t for _, _, t, _ in log.batches})
+    tag_of = {t: i for i, t in enumerate(tags)}
+    nblocks = len(block_names)
+    out = np.zeros((bins, len(tags), nblocks))
+    rows: list[tuple[float, float, int, np.ndarray]] = [
+        (s, e, tag_of[t], kind_block_bytes[k]) for s, e, k, t in log.coflows
+    ]
+    rows += [(s, e, tag_of[t], b) for s, e, t, b in log.batches]
+    start = np.array([r[0] for r in rows])
+    end = np.array([r[1] for r in rows])
+    tag = np.array([r[2] for r in rows], dtype=np.int64)
+    volume = np.stack([np.pad(r[3], (0, nblocks - len(r[3]))) for r in rows])  # record x block
+    # each record's share of its bytes in each bin it spans (1 in one bin when it lasts no time)
+    first = np.clip((start / width).astype(np.int64), 0, bins - 1)
+    last = np.clip((end / width).astype(np.int64), 0, bins - 1)
+    last = np.maximum(last, first)
+    span = last - first + 1
+    rec = np.repeat(np.arange(len(rows)), span)
+    b = first[rec] + (np.arange(len(rec)) - np.repeat(np.cumsum(span) - span, span))
+    lo = np.maximum(start[rec], b * width)
+    hi = np.minimum(end[rec], (b + 1) * width)
+    life = end[rec] - start[rec]
+    frac = np.where(life > 0, np.clip(hi - lo, 0.0, None) / np.where(life > 0, life, 1.0), 0.0)
+    # rounding at the bin edges: make each record's shares sum to exactly one
+    total = np.bincount(rec, weights=frac, minlength=len(rows))
+    single = total <= 0
+    frac = np.where(single[rec], (b == first[rec]).astype(np.float64), frac / np.where(single, 1.0, total)[rec])
+    np.add.at(out, (b, tag[rec]), frac[:, None] * volume[rec])
+    nz_bin, nz_tag, nz_block = np.nonzero(out)
+    return pd.DataFrame(
+        {
+            "start_s": nz_bin * width,
+            "end_s": (nz_bin + 1) * width,
+            "block": [block_names[i] for i in nz_block],
+            "tag": [tags[i] for i in nz_tag],
+            "bytes": out[nz_bin, nz_tag, nz_block],
+        }
+    )
