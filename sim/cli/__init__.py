@@ -144,20 +144,20 @@ def _markdown_check(name: str, progress: Callable[[str], None]) -> str:
     """The Markdown of one of :data:`MARKDOWN_CHECKS`."""
     if name == "published":
         from calibrate.trace_figures import trace_figures
-        from reports.validation import validation_markdown
+        from reports.validation import validation_document
         from sim.experiments.published import published_figures
 
-        return validation_markdown(published_figures(trace_figures(), progress))
+        return validation_document(published_figures(trace_figures(), progress)).to_markdown()
     if name == "deepep":
-        from reports.deepep_table import table
+        from reports.deepep_table import document as deepep_document
         from sim.experiments.deepep_table import rows
 
-        return table(rows())
+        return deepep_document(rows()).to_markdown()
     from calibrate.trace_figures import kernel_means
-    from reports.trace_kernels import table as kernel_table
+    from reports.trace_kernels import document as kernel_document
     from sim.experiments.trace_validation import kernel_rows
 
-    return kernel_table(kernel_rows(kernel_means()))
+    return kernel_document(kernel_rows(kernel_means())).to_markdown()
 
 
 @app.command()
@@ -195,9 +195,9 @@ def validate(
         with err.status("validating") as status:
             text = _markdown_check(str(scenario), lambda name: status.update(f"validating: {name}"))
         if output is None:
-            print(text)
+            print(text, end="")
         else:
-            atomic_write_text(output, text + "\n")
+            atomic_write_text(output, text)
             out.print(f"written to {output}")
         return
     if output is not None:

@@ -74,7 +74,8 @@ def test_cli_kernel_table(capsys: pytest.CaptureFixture[str]) -> None:
         main(["validate", "kernels"])
     assert info.value.code == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("| annotation | op | shape | trace us |")
+    assert lines[0].startswith("# DeepSeek's trace kernels")  # a Document: title, then the table
+    assert lines[2].startswith("| annotation | op | shape | trace us |")
     totals = [line.split("|")[1].strip() for line in lines[-3:]]
     assert totals == ["**all gemm**", "**all attention**", "**all memory**"]
 

@@ -39,5 +39,7 @@ def test_cli_writes_the_table(tmp_path: Path) -> None:
         main(["validate", "deepep", "-o", str(target)])
     assert info.value.code == 0
     lines = target.read_text().splitlines()
+    assert lines[0].startswith("# DeepEP")  # a Document: title, then the table
+    lines = lines[2:]
     assert lines[0].startswith("| EP | link | SMs |") and len(lines) == 2 + 2 * len(PUBLISHED)
     assert [line.split("|")[3].strip() for line in lines[2:4]] == ["20", "24"]
