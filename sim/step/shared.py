@@ -19,6 +19,7 @@ is measured on the context before the loop starts, while the network is idle.
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import dataclass
 
 import numpy as np
 import simpy
@@ -26,6 +27,7 @@ import simpy
 from sim.chunk.phases import GroupTraffic
 from sim.chunk.plan import CommPlan, comm_plan
 from sim.chunk.timer import ChunkResult
+from sim.model.params import StageParams
 from sim.moe.deepep import message_flows
 from sim.moe.traffic import Traffic
 from sim.network.coflow import link_loads
@@ -40,6 +42,18 @@ from sim.step.spec import Counting, DeviceTimeline, PipelineRun, Progress, StepS
 from sim.step.zero1 import DpModel, ReplicaSet, SetPhase, pieces, rank_params
 
 Coflow = tuple[np.ndarray, np.ndarray, float, float]  # links, bytes per link, time alone, latency
+
+
+@dataclass
+class _SetRun:
+    """What one replica set's DP process saw (seconds from the origin)."""
+
+    params: StageParams
+    reduce_scatter: tuple[tuple[float, float], ...] = ()
+    barrier: float = 0.0
+    optimizer_s: float = 0.0
+    all_gather: tuple[float, float] = (0.0, 0.0)
+    optimizer_bytes: float = 0.0
 
 
 class _Phases:
@@ -190,13 +204,12 @@ def run_shared(
     # --------------------------------------------------------------- the DP phase
     barrier_left = [len(sets)]
     barrier = env.event()
-    results: dict[tuple[int, ...], dict[str, object]] = {}
+    results: dict[tuple[int, ...], _SetRun] = {}
 
     def dp_process(ranks: tuple[int, ...], rset: ReplicaSet, d: int) -> Generator[simpy.Event, object, None]:
-        out: dict[str, object] = {}
-        results[ranks] = out
-        intervals: list[tuple[float, float]] = []
         whole = rank_params(inp.model, lay, schedule, d)
+        out = results[ranks] = _SetRun(whole)
+        intervals: list[tuple[float, float]] = []
         if spec.dp.overlap == "tail":
             waiting = list(set_pieces[ranks])
             while waiting:
@@ -214,7 +227,7 @@ def run_shared(
             start = env.now
             yield net.send_coflow(*dp_coflows[("reducescatter", ranks, whole)], "zero1")
             intervals.append((start - origin, env.now - origin))
-        out["rs"] = tuple(intervals)
+        out.reduce_scatter = tuple(intervals)
         barrier_left[0] -= 1
         if barrier_left[0] == 0:
             barrier.succeed()
@@ -226,7 +239,8 @@ def run_shared(
             yield env.timeout(opt)
         ag0 = env.now
         yield net.send_coflow(*dp_coflows[("allgather", ranks, whole)], "zero1")
-        out.update(params=whole, barrier=bar - origin, opt=opt, ag=(ag0 - origin, env.now - origin), traffic=traffic)
+        out.barrier, out.optimizer_s, out.optimizer_bytes = bar - origin, opt, traffic
+        out.all_gather = (ag0 - origin, env.now - origin)
 
     procs = [env.process(dp_process(ranks, rset, d)) for ranks, (rset, d) in sets.items()]
     if progress is not None:
@@ -245,31 +259,20 @@ def run_shared(
     phase_of: dict[tuple[int, ...], SetPhase] = {}
     for ranks, (rset, _) in sets.items():
         r = results[ranks]
-        ag = r["ag"]
-        assert isinstance(ag, tuple)
-        phase_of[ranks] = SetPhase(
-            rset,
-            r["params"],  # type: ignore[arg-type]
-            r["rs"],  # type: ignore[arg-type]
-            float(r["opt"]),  # type: ignore[arg-type]
-            ag[1] - ag[0],
-            float(r["traffic"]),  # type: ignore[arg-type]
-        )
+        ag_s = r.all_gather[1] - r.all_gather[0]
+        phase_of[ranks] = SetPhase(rset, r.params, r.reduce_scatter, r.optimizer_s, ag_s, r.optimizer_bytes)
     dp: list[SetPhase] = []
     timelines: list[DeviceTimeline] = []
     for d in range(lay.devices):
         ph = phase_of[ReplicaSet.of(lay, schedule, d).ranks]
         r = results[ph.rset.ranks]
-        bar = float(r["barrier"])  # type: ignore[arg-type]
-        ag = r["ag"]
-        assert isinstance(ag, tuple)
         dp.append(ph)
         timelines.append(
             DeviceTimeline(
                 pipeline_end=ends[d],
                 reduce_scatter=ph.reduce_scatter,
-                optimizer=(bar, bar + ph.optimizer_s),
-                all_gather=(float(ag[0]), float(ag[1])),
+                optimizer=(r.barrier, r.barrier + ph.optimizer_s),
+                all_gather=r.all_gather,
             )
         )
     return pipelines, dp, timelines
