@@ -19,6 +19,7 @@ import heapq
 
 import numpy as np
 
+from sim.network.link_classes import LinkClasses
 from sim.network.maxmin import maxmin_rates
 from sim.network.routing import route
 from sim.network.topology import Topology
@@ -78,6 +79,8 @@ class CoflowTable:
 
     A coflow's *kind* is its link and byte arrays (the caller passes the same memoised arrays for
     the same kind of coflow): kinds that share a link conflict, computed once per pair of kinds.
+    Loads, limits and solves work on link classes (:mod:`sim.network.link_classes`: links every kind
+    loads alike, one constraint each), not on every link.
 
     State is kept lazily per coflow: its remaining bytes at the time its rate last changed, so
     nothing is touched while rates hold; completions come from a heap of end times.
@@ -87,7 +90,7 @@ class CoflowTable:
 
     def __init__(self, capacity: np.ndarray) -> None:
         self.capacity = capacity
-        self.load = np.zeros(len(capacity))  # bytes/s of the active coflows on each link
+        self.classes = LinkClasses(capacity)  # links loaded alike, one constraint each (and their load)
         self.rem0: list[float] = []  # remaining bytes at t0
         self.t0: list[float] = []
         self.started: list[float] = []
@@ -108,7 +111,6 @@ class CoflowTable:
         self._kinds: dict[tuple[int, int], int] = {}
         self._kind_arrays: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # links, bytes, weights
         self._size_of: list[float] = []
-        self._limit: list[np.ndarray] = []  # per kind: its links' capacities, with rounding room
         self._conflicts: list[set[int]] = []
         self._by_kind: dict[int, set[int]] = {}
         self._memo: dict[tuple[tuple[int, float], ...], list[float]] = {}
@@ -120,7 +122,7 @@ class CoflowTable:
 
     def grow_links(self, capacity: np.ndarray) -> None:
         self.capacity = capacity
-        self.load = np.concatenate([self.load, np.zeros(len(capacity) - len(self.load))])
+        self.classes.grow_links(capacity)
 
     # ------------------------------------------------------------------ kinds
     def kind_of(self, links: np.ndarray, link_bytes: np.ndarray) -> int:
@@ -130,9 +132,10 @@ class CoflowTable:
             return k
         k = len(self._kind_arrays)
         self._kinds[key] = k
-        self._kind_arrays.append((links, link_bytes, link_bytes / float(link_bytes.max())))
+        weights = link_bytes / float(link_bytes.max())
+        self._kind_arrays.append((links, link_bytes, weights))
         self._size_of.append(float(link_bytes.max()))
-        self._limit.append(self.capacity[links] * (1.0 + 1e-9))  # a link's capacity never changes
+        self.classes.add_kind(links, weights)
         mask = np.zeros(len(self.capacity), dtype=bool)
         mask[links] = True
         mine = {k}
@@ -153,7 +156,7 @@ class CoflowTable:
 
     # ------------------------------------------------------------------ slots
     def add(self, kind: int, time_alone_s: float, latency_s: float, payload: object, tag: str, now: float) -> int:
-        links, _, w = self._kind_arrays[kind]
+        cls, w, limit = self.classes.arrays[kind]
         self.sent[kind] = self.sent.get(kind, 0) + 1
         self.sent_by_tag[(kind, tag)] = self.sent_by_tag.get((kind, tag), 0) + 1
         size = self._size_of[kind]
@@ -174,10 +177,11 @@ class CoflowTable:
         self.active.add(slot)
         self._by_kind.setdefault(kind, set()).add(slot)
         heapq.heappush(self._heap, (now + size / cap, self.version[slot], slot))
-        seg = self.load[links]
+        load = self.classes.load
+        seg = load[cls]
         seg += w * cap
-        self.load[links] = seg
-        if (seg > self._limit[kind]).any():
+        load[cls] = seg
+        if (seg > limit).any():
             self.dirty.add(slot)
         return slot
 
@@ -220,8 +224,8 @@ class CoflowTable:
         self.rate[slot] = r
         self.version[slot] += 1
         heapq.heappush(self._heap, (self.end_time(slot), self.version[slot], slot))
-        links, _, w = self._kind_arrays[self.kind[slot]]
-        self.load[links] += w * (r - old)
+        cls, w, _ = self.classes.arrays[self.kind[slot]]
+        self.classes.load[cls] += w * (r - old)
 
     def _account(self, slot: int, now: float) -> None:
         """Fold the time ``slot`` lost below its cap since its rate last changed."""
@@ -240,8 +244,8 @@ class CoflowTable:
     def remove(self, slot: int, now: float) -> object:
         self._account(slot, now)
         kind = self.kind[slot]
-        links, _, w = self._kind_arrays[kind]
-        self.load[links] -= w * self.rate[slot]
+        cls, w, _ = self.classes.arrays[kind]
+        self.classes.load[cls] -= w * self.rate[slot]
         self.active.discard(slot)
         self.rate[slot] = 0.0
         self.version[slot] += 1
@@ -256,7 +260,7 @@ class CoflowTable:
             if neighbours & self.below:
                 self.dirty |= neighbours
         if not self.active:
-            self.load[:] = 0.0  # no drift left behind
+            self.classes.load[:] = 0.0  # no drift left behind
         return payload
 
     def _slot(self) -> int:
@@ -318,9 +322,10 @@ class CoflowTable:
         """Record whether ``s`` runs below its cap, and on which saturated link (its most loaded)."""
         bottleneck = -1
         if r < self.cap[s] * (1.0 - 1e-12):
-            links, _, w = self._kind_arrays[self.kind[s]]
-            full = self.load[links] >= self.capacity[links] * (1.0 - 1e-9)
-            bottleneck = int(links[np.argmax(np.where(full, w, -1.0))]) if full.any() else -1
+            cls, w, _ = self.classes.arrays[self.kind[s]]
+            full = self.classes.load[cls] >= self.classes.cap[cls] * (1.0 - 1e-9)
+            # its first most loaded link: classes are in the order of their smallest link
+            bottleneck = int(self.classes.rep[cls[np.argmax(np.where(full, w, -1.0))]]) if full.any() else -1
         below = bottleneck >= 0 or r < self.cap[s] * (1.0 - 1e-12)
         if below == (s in self.below) and bottleneck == self.bottleneck[s]:
             return
@@ -334,14 +339,14 @@ class CoflowTable:
             self.below.discard(s)
 
     def _maxmin(self, order: list[int]) -> np.ndarray:
-        arrays = [self._kind_arrays[self.kind[s]] for s in order]
+        arrays = [self.classes.arrays[self.kind[s]] for s in order]  # one constraint per link class
         counts = np.array([len(a[0]) for a in arrays])
-        links = np.concatenate([a[0] for a in arrays])
-        uniq, local = np.unique(links, return_inverse=True)
+        cls = np.concatenate([a[0] for a in arrays])
+        uniq, local = np.unique(cls, return_inverse=True)
         entry_flow = np.repeat(np.arange(len(order)), counts)
-        weight = np.concatenate([a[2] for a in arrays])
+        weight = np.concatenate([a[1] for a in arrays])
         caps = np.array([self.cap[s] for s in order])
-        return maxmin_rates(entry_flow, local, self.capacity[uniq], len(order), weight=weight, cap=caps)
+        return maxmin_rates(entry_flow, local, self.classes.cap[uniq], len(order), weight=weight, cap=caps)
 
     def entries(self) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
         """(active slots, entry coflow index, entry link, entry weight) for a solve with plain flows."""

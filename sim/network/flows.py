@@ -533,7 +533,7 @@ class FlowNetwork:
     def _report_rates(self) -> None:
         if self.on_rates is None:
             return
-        load = self.coflows.load.copy()
+        load = self.coflows.classes.link_load()
         if len(self._remaining):
             load += np.bincount(self._entry_link, weights=self._rate[self._entry_flow], minlength=len(self.capacity))
         self.on_rates(self.env.now, load, self.capacity)

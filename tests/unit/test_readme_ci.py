@@ -12,7 +12,9 @@ REPO = Path(__file__).resolve().parents[2]
 def test_ci_runs_the_readme_test_command() -> None:
     blocks = re.findall(r"```bash\n(.*?)\n```", (REPO / "README.md").read_text(), flags=re.S)
     command = blocks[1].strip()
-    assert "\n" not in command and command.endswith("&& pytest -n auto --dist loadscope --cov=sim")  # the whole suite on every core
+    assert "\n" not in command and command.endswith(
+        "&& pytest -n auto --dist loadscope --cov=sim"
+    )  # the whole suite on every core
     assert "apt-get install -y -q chromium" in command  # the browser test's Chromium (Debian's package)
     lines = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
     assert lines[-1] == command

@@ -1,0 +1,118 @@
+"""Link classes: links that every coflow kind loads alike, kept as one constraint.
+
+A coflow kind loads each of its links with ``w[l] x`` its rate (:mod:`sim.network.coflow`). Two links
+with the same capacity and the same bytes from every kind (the same *column*) are the same
+constraint: their loads are equal at every instant, they saturate together, and in water-filling
+(:mod:`sim.network.maxmin`) every quantity of one (its weight sum, fair share, remaining capacity,
+whether it is a local bottleneck) equals the other's, so dropping one changes no rate, bit for bit.
+A rank's DeepEP phase loads hundreds of NICs, PCIe and NVLink ports alike (balanced routing, the same
+bytes per GPU), so its 500 to 1,800 links fall into 4 to 100 classes, and every start, end and solve
+touches that many numbers instead.
+
+The partition is refined as kinds arrive (a kind seen for the first time mid-run splits the classes it
+covers in part or with unequal bytes; each new class starts with the load its links had), so
+nothing needs to be known in advance. A class is named by its smallest link (``rep``), and each
+kind's classes are kept in that order, so "the first most loaded link" of a kind is the same link
+whether read from links or classes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class LinkClasses:
+    """The partition of the links the known kinds cross into classes of equal columns, each kind's
+    classes and weights, and the load on each class."""
+
+    def __init__(self, capacity: np.ndarray) -> None:
+        self.capacity = capacity  # per link
+        self.of_link = np.full(len(capacity), -1, dtype=np.int64)  # class of each link (-1: no kind crosses it)
+        self.members: list[np.ndarray] = []  # links of each class, ascending (empty: a class split away whole)
+        self.cap = np.zeros(0)  # capacity of each class
+        self.rep = np.zeros(0, dtype=np.int64)  # smallest link of each class
+        self.load = np.zeros(0)  # bytes/s of the active coflows on each class
+        self.kinds_of: list[dict[int, float]] = []  # per class: kind -> weight
+        self.classes_of: list[set[int]] = []  # per kind: its classes
+        self.arrays: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # per kind: classes, weights, limits
+
+    def grow_links(self, capacity: np.ndarray) -> None:
+        """More links (virtual ones), crossed by no kind yet."""
+        self.of_link = np.concatenate([self.of_link, np.full(len(capacity) - len(self.capacity), -1, np.int64)])
+        self.capacity = capacity
+
+    def add_kind(self, links: np.ndarray, weights: np.ndarray) -> int:
+        """Register a kind crossing ``links`` (distinct) with ``weights``; returns its number."""
+        kind = len(self.arrays)
+        self.arrays.append((np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0)))
+        self.classes_of.append(set())
+        touched: set[int] = {kind}
+        old = self.of_link[links]
+        # groups of the kind's links with the same old class, weight and capacity
+        keys = np.stack([old.astype(np.float64), weights, self.capacity[links]], axis=1)
+        _, group = np.unique(keys, axis=0, return_inverse=True)
+        order = np.argsort(group.ravel(), kind="stable")
+        bounds = np.flatnonzero(np.diff(group.ravel()[order])) + 1
+        groups = np.split(order, bounds)
+        per_class: dict[int, int] = {}
+        for at in groups:
+            c = int(old[at[0]])
+            per_class[c] = per_class.get(c, 0) + 1
+        for at in groups:
+            members = np.sort(links[at])
+            c = int(old[at[0]])
+            w = float(weights[at[0]])
+            if c >= 0 and per_class[c] == 1 and len(members) == len(self.members[c]):
+                target = c  # the whole class, alike: no split
+            else:
+                if c >= 0:
+                    touched |= set(self.kinds_of[c])  # their classes change
+                target = self._split(members, c)
+            self.kinds_of[target][kind] = w
+            self.classes_of[kind].add(target)
+        for k in touched:
+            self._rebuild(k)
+        return kind
+
+    def _split(self, members: np.ndarray, parent: int) -> int:
+        """A new class of ``members`` (taken from ``parent``, or from no class), with its load and kinds."""
+        n = len(self.members)
+        self.members.append(members)
+        self.of_link[members] = n
+        self.cap = np.append(self.cap, self.capacity[members[0]])
+        self.rep = np.append(self.rep, members[0])
+        self.load = np.append(self.load, self.load[parent] if parent >= 0 else 0.0)
+        self.kinds_of.append(dict(self.kinds_of[parent]) if parent >= 0 else {})
+        if parent >= 0:
+            for k in self.kinds_of[parent]:
+                self.classes_of[k].add(n)
+            left = self.members[parent][self.of_link[self.members[parent]] == parent]
+            self.members[parent] = left
+            if len(left):
+                self.rep[parent] = left[0]
+            else:  # split away whole: the class is gone
+                for k in self.kinds_of[parent]:
+                    self.classes_of[k].discard(parent)
+                self.kinds_of[parent] = {}
+        return n
+
+    def _rebuild(self, kind: int) -> None:
+        classes = sorted(self.classes_of[kind], key=lambda c: int(self.rep[c]))
+        cls = np.array(classes, dtype=np.int64)
+        w = np.array([self.kinds_of[c][kind] for c in classes])
+        self.arrays[kind] = (cls, w, self.cap[cls] * (1.0 + 1e-9))  # a link's capacity never changes
+
+    def link_load(self) -> np.ndarray:
+        """The load on every link (its class's; 0 where no kind crosses)."""
+        out = np.zeros(len(self.of_link))
+        on = self.of_link >= 0
+        out[on] = self.load[self.of_link[on]]
+        return out
+
+    def expand(self, kind: int) -> tuple[np.ndarray, np.ndarray]:
+        """(links, weights) of a kind read back from its classes (a check: the kind's own arrays)."""
+        cls, w, _ = self.arrays[kind]
+        links = np.concatenate([self.members[c] for c in cls]) if len(cls) else np.zeros(0, dtype=np.int64)
+        weights = np.repeat(w, [len(self.members[c]) for c in cls])
+        order = np.argsort(links)
+        return links[order], weights[order]
