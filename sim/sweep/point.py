@@ -68,12 +68,14 @@ def _figures(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
     assert isinstance(lay, dict)
     b = r.reported
     peak = max(x.memory.total for x in r.ranks) / 1e9
-    cluster = sc.cluster_spec()
+    topology = run.assembly.topology if run.assembly is not None else None
+    if topology is None:  # an assembly always has the step's fabric; built again only if it was dropped
+        topology = build_topology(sc.cluster_spec())
     cost = training_cost(
         r.gpu_hours_per_trillion_tokens,
         int(lay["gpus"]),
-        build_topology(cluster).cost_usd,
-        cluster.gpus,
+        topology.cost_usd,
+        topology.gpus,
         sc.economics.gpu_hour_usd,
         sc.economics.fabric_life_years,
     )
