@@ -164,8 +164,6 @@ def perfetto_trace(tl: Timeline, title: str, pipeline: int = 0, time_scale_us: f
         events.append({"ph": "M", "pid": pid, "name": "process_name", "args": {"name": f"PP rank {pid}"}})
         events.append({"ph": "M", "pid": pid, "name": "process_sort_index", "args": {"sort_index": pid}})
         streams = set(mine.loc[mine["device"] == rank, "stream"].tolist())
-        if len(sends):
-            streams |= {"send", "recv"}
         for stream in sorted(streams, key=STREAM_TID.__getitem__):
             tid = STREAM_TID[stream]
             events.append({"ph": "M", "pid": pid, "tid": tid, "name": "thread_name", "args": {"name": stream}})
@@ -182,8 +180,7 @@ def perfetto_trace(tl: Timeline, title: str, pipeline: int = 0, time_scale_us: f
                 "pid": int(rank),
                 "tid": STREAM_TID[str(stream)],
                 "name": str(op),
-                "ts": round(float(s) * time_scale_us, 3),
-                "dur": round(float(e - s) * time_scale_us, 3),
+                **_when(float(s), float(e), time_scale_us),
                 "args": args,
             }
         )
@@ -192,19 +189,57 @@ def perfetto_trace(tl: Timeline, title: str, pipeline: int = 0, time_scale_us: f
     return {"traceEvents": events, "displayTimeUnit": "ms", "otherData": {"title": title}}
 
 
+def _when(start: float, end: float, scale: float) -> dict[str, float]:
+    """A slice's ``ts`` and ``dur`` in microseconds (3 decimals: nanoseconds): its end rounded like the
+    next slice's start, so slices that touch never overlap by a rounding step (Perfetto reads that as
+    bad nesting)."""
+    ts = round(start * scale, 3)
+    return {"ts": ts, "dur": round(round(end * scale, 3) - ts, 3)}
+
+
 def _send_events(sends: pd.DataFrame, scale: float) -> list[dict[str, Any]]:
     """Each send as a slice on its source's ``send`` track and its destination's ``recv`` track (from
-    its start to its arrival), joined by a flow arrow."""
+    its start to its arrival), joined by a flow arrow. Sends that overlap in time (a rank sends forward
+    and backward at once, or a slow send meets the next) take the next lane (``send 2``, ...), so every
+    track's slices follow one another."""
     events: list[dict[str, Any]] = []
+    lanes: dict[tuple[int, str], list[float]] = {}  # (rank, send | recv) -> each lane's last end
+
+    def lane(rank: int, kind: str, ts: float, end: float) -> int:
+        ends = lanes.setdefault((rank, kind), [])
+        for i, last in enumerate(ends):
+            if last <= ts:
+                ends[i] = end
+                break
+        else:
+            i = len(ends)
+            ends.append(end)
+            name = kind if i == 0 else f"{kind} {i + 1}"
+            tid = STREAM_TID[kind] + 1000 * i
+            meta = {"ph": "M", "pid": rank, "tid": tid}
+            events.append({**meta, "name": "thread_name", "args": {"name": name}})
+            events.append({**meta, "name": "thread_sort_index", "args": {"sort_index": tid}})
+        return STREAM_TID[kind] + 1000 * i
+
     cols = [sends[c].to_numpy() for c in ("src", "dst", "label", "bytes", "start_s", "end_s")]
-    for k, (src, dst, label, nbytes, s, e) in enumerate(zip(*cols, strict=True)):
-        ts, dur = round(float(s) * scale, 3), round(float(e - s) * scale, 3)
-        common = {"name": str(label), "cat": "p2p", "ts": ts}
-        args = {"bytes": float(nbytes), "from": int(src), "to": int(dst)}
-        events.append({**common, "ph": "X", "pid": int(src), "tid": STREAM_TID["send"], "dur": dur, "args": args})
-        events.append({**common, "ph": "X", "pid": int(dst), "tid": STREAM_TID["recv"], "dur": dur, "args": args})
-        events.append({**common, "ph": "s", "id": k, "pid": int(src), "tid": STREAM_TID["send"]})
-        events.append({**common, "ph": "f", "bp": "e", "id": k, "pid": int(dst), "tid": STREAM_TID["recv"]})
+    order = np.argsort(cols[4], kind="stable")
+    for k in order.tolist():
+        src, dst, label, nbytes, s, e = (
+            int(cols[0][k]),
+            int(cols[1][k]),
+            str(cols[2][k]),
+            *map(float, (c[k] for c in cols[3:])),
+        )
+        when = _when(s, e, scale)
+        ts, dur = when["ts"], when["dur"]
+        end = round(ts + dur, 3)
+        out_tid, in_tid = lane(src, "send", ts, end), lane(dst, "recv", ts, end)
+        common = {"name": label, "cat": "p2p", "ts": ts}
+        args = {"bytes": nbytes, "from": src, "to": dst}
+        events.append({**common, "ph": "X", "pid": src, "tid": out_tid, "dur": dur, "args": args})
+        events.append({**common, "ph": "X", "pid": dst, "tid": in_tid, "dur": dur, "args": args})
+        events.append({**common, "ph": "s", "id": int(k), "pid": src, "tid": out_tid})
+        events.append({**common, "ph": "f", "bp": "e", "id": int(k), "pid": dst, "tid": in_tid})
     return events
 
 

@@ -59,7 +59,8 @@ def test_bubble_ratio_and_dict_shape() -> None:
 def test_a_schedule_run_traces_as_a_step_one_slice_per_action_and_an_arrow_per_send() -> None:
     """A schedule with given op times goes through the training step's exporter: one process per
     pipeline rank, one slice per action on ``compute``, each send a slice on the source's ``send`` track
-    and the destination's ``recv`` track, joined by a flow arrow (same id, start on the source)."""
+    and the destination's ``recv`` track (a second lane where sends overlap), joined by a flow arrow
+    (same id, start on the source)."""
     run = execute(build_schedule("zb1p", 3, 4), OpTimes.uniform(3, 1.0, 2.0, 1.0), P2P(1e3, 1e6, 1e-4))
     tl = timeline(StepRun.of_schedule(run))
     trace = json.loads(json.dumps(perfetto_trace(tl, "zb1p")))
@@ -69,9 +70,11 @@ def test_a_schedule_run_traces_as_a_step_one_slice_per_action_and_an_arrow_per_s
     assert {e["pid"] for e in compute} == {0, 1, 2}
     transfers = run.recorder.transfers
     assert len(transfers) == 2 * 4 * 2  # 4 micro-batches cross each of 2 boundaries, both directions
-    sends = [e for e in events if e["ph"] == "X" and e["tid"] == STREAM_TID["send"]]
-    recvs = [e for e in events if e["ph"] == "X" and e["tid"] == STREAM_TID["recv"]]
+    lanes = {e["tid"]: e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"}
+    sends = [e for e in events if e["ph"] == "X" and lanes.get(e["tid"], "").startswith("send")]
+    recvs = [e for e in events if e["ph"] == "X" and lanes.get(e["tid"], "").startswith("recv")]
     assert len(sends) == len(recvs) == len(transfers)
+    assert all(e["args"]["bytes"] == 1e3 for e in sends + recvs)
     starts = {e["id"]: e for e in events if e["ph"] == "s"}
     ends = {e["id"]: e for e in events if e["ph"] == "f"}
     assert set(starts) == set(ends) == set(range(len(transfers)))

@@ -91,3 +91,26 @@ def test_the_link_counters_add_up_to_the_bytes_every_coflow_carried(tmp_path_fac
         assert gb == pytest.approx(want[f"{tag}@{block}"], rel=1e-9)
     assert tl.links["end_s"].max() == pytest.approx(run.result.step_time_s)
     assert len(tl.transfers) == sum(len(p.run.recorder.transfers) for p in run.step.pipelines)
+
+
+def test_the_trace_slices_nest_strictly_on_every_track(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """On every track, a slice either starts at or after the previous one's end or lies inside it, in
+    the integer nanoseconds Perfetto reads (ts and dur have 3 decimals of microseconds); the DeepEP
+    stream of an F&B pair holds its two chunks' phases in turn, the compute streams their annotations."""
+    from sim.step.timeline import perfetto_trace, timeline
+
+    run = step(tmp_path_factory)
+    trace = perfetto_trace(timeline(run.step), "t", run.step.reported_pipeline().group)
+    tracks: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for e in trace["traceEvents"]:
+        if e["ph"] == "X":
+            start = round(e["ts"] * 1000)
+            tracks.setdefault((e["pid"], e["tid"]), []).append((start, start + round(e["dur"] * 1000)))
+    assert len(tracks) > 16
+    for key, slices in tracks.items():
+        open_ends: list[int] = []
+        for start, end in sorted(slices, key=lambda x: (x[0], -x[1])):
+            while open_ends and open_ends[-1] <= start:
+                open_ends.pop()
+            assert not open_ends or end <= open_ends[-1], f"track {key}: [{start}, {end}] crosses its parent's end"
+            open_ends.append(end)
