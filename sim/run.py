@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sim import __version__
 from sim.assemble import Assembly, assemble
 from sim.config import Scenario
 from sim.hardware.gpu import GpuSpec
@@ -88,7 +89,11 @@ class RunResult:
         return tuple(step.pipelines[0].run for step in self.steps)
 
     def to_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {"scenario": self.scenario.name, "schedules": [m.to_dict() for m in self.metrics]}
+        out: dict[str, object] = {
+            "scenario": self.scenario.name,
+            "twin_version": __version__,
+            "schedules": [m.to_dict() for m in self.metrics],
+        }
         if self.times is not None:
             t = self.times
             out["op_times_ms"] = {
@@ -177,7 +182,7 @@ class TrainingRun:
     assembly: Assembly | None = None  # what was simulated (layout, SM split, topology, ...)
 
     def to_dict(self) -> dict[str, object]:
-        return {"scenario": self.scenario.name} | self.result.to_dict()
+        return {"scenario": self.scenario.name, "twin_version": __version__} | self.result.to_dict()
 
 
 def simulate_training(run: Scenario | Assembly, progress: Progress | None = None) -> TrainingRun:

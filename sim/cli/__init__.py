@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from sim import __version__
 from sim.assemble import Assembly, assemble
 from sim.cli.calibrate import calibrate_app
 from sim.cli.chunk import chunk_cmd, print_validation, trace_validation
@@ -34,6 +35,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="clustertwin: a discrete-event twin of a GPU training cluster.",
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"clustertwin {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", help="print the version and exit", is_eager=True, callback=_version)
+    ] = False,
+) -> None:
+    """clustertwin: a discrete-event twin of a GPU training cluster."""
+
+
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(topology_app, name="topology")
 app.add_typer(calibrate_app, name="calibrate")

@@ -113,3 +113,10 @@ def test_console_script_reports_without_traceback(tmp_path: Path) -> None:
         proc.stderr.strip()
         == f"error: {bad}: pipeline.bogus: unknown key; allowed: pp, microbatches, virtual_stages, schedules"
     )
+
+
+def test_version_flag_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from sim import __version__
+
+    code, printed, _ = _run(["--version"], capsys)
+    assert code == 0 and printed.strip() == f"clustertwin {__version__}"
