@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sim.config import Scenario, scenario_data
-from sim.hardware.profile import load_profile
+from sim.hardware.profile import Profile, load_profile
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -93,9 +93,12 @@ def provenance(sc: Scenario, argv: list[str] | None = None, now: datetime | None
     rows.append(("profile file", f"`{shown(prof)}` (sha256 `{sha256(prof)}`)"))
     p = load_profile(prof)
     made = (
-        f"{p.source} profile of {p.device.name} ({p.device.sms} SMs), created {p.created}, "
+        f"{p.source} profile for {p.device.name} ({p.device.sms} SMs), created {p.created}, "
         f"twin revision {p.git_revision}"
     )
+    built = built_from(p)
+    if built:
+        made += f"; built from {built}"
     rows.append(("profile provenance", made + (f"; tool: `{p.tool}`" if p.tool else "")))
     if p.sources:
         files = "; ".join(f"`{f.name}` (sha256 `{f.sha256[:16]}...`, {f.bytes:,} B)" for f in p.sources[:6])
@@ -109,3 +112,15 @@ def provenance(sc: Scenario, argv: list[str] | None = None, now: datetime | None
         ("python", f"{platform.python_version()} on {platform.system()} {platform.machine()}"),
     ]
     return rows
+
+
+def built_from(p: Profile) -> str:
+    """What a profile's numbers were measured on, in its own words: the first line of its method (the
+    measurements' heading) and any trace imported into it; a profile for an H800 built from an H100's
+    measurements says so."""
+    parts = []
+    first = p.method.strip().splitlines()[0].lstrip("# ").strip() if p.method.strip() else ""
+    if first:
+        parts.append(first)
+    parts += [r for r in p.ran if r.startswith("trace import")]
+    return "; ".join(parts)
