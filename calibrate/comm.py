@@ -52,7 +52,7 @@ def _init(rank: int | None, world: int | None, gpu: int | None) -> str:
         device, kwargs = torch.device("cpu"), {"backend": "gloo"}
     if rank is not None and world is not None:
         kwargs.update(rank=rank, world_size=world)
-    dist.init_process_group(**kwargs)  # type: ignore[arg-type]
+    dist.init_process_group(**kwargs)
     return str(device)
 
 
