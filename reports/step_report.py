@@ -71,19 +71,55 @@ def layout_text(run: TrainingRun) -> str:
 
 
 def breakdown_parts(b: RankBreakdown) -> list[tuple[str, float]]:
-    """The seven parts of a rank's step (seconds; they add up to the step time)."""
+    """The eight parts of a rank's step (seconds; they add up to the step time)."""
     return [
         ("forward only (F)", b.forward_only_s),
         ("backward only (B, I)", b.backward_only_s),
         ("weight gradients only (W)", b.weight_only_s),
         ("overlapped F&B", b.overlapped_fb_s),
-        ("bubble", b.bubble_s),
+        ("pipeline bubble", b.bubble_s),
         ("optimizer", b.optimizer_s),
         ("exposed DP communication", b.dp_comm_exposed_s),
+        ("waiting for other ranks", b.wait_s),
     ]
 
 
-PER_RANK_HEADERS = ["rank", "F", "B/I", "W", "F&B", "bubble", "optimizer", "DP comm", "EP exposed", "memory GB"]
+PER_RANK_HEADERS = [
+    "rank",
+    "F",
+    "B/I",
+    "W",
+    "F&B",
+    "bubble",
+    "optimizer",
+    "DP comm",
+    "wait",
+    "EP exposed",
+    "memory GB",
+]
+OVER_RANK_NAMES = {
+    "bubble_s": "pipeline bubble",
+    "ep_comm_exposed_s": "EP exposed inside chunks",
+    "dp_comm_exposed_s": "exposed DP communication",
+    "wait_s": "waiting for other ranks",
+}
+BREAKDOWN_NOTE = (
+    "The pipeline bubble is the pipeline's makespan (its last action, on any rank) minus the rank's busy "
+    "time, as the schedule table counts it; exposed DP communication is what runs after the makespan; "
+    "waiting is the rest of the data-parallel phase (the gradient-norm barrier, the slowest optimizer shard "
+    "of the replica set, the step's end)."
+)
+
+
+def over_rank_rows(r: StepResult) -> list[list[str]]:
+    """Mean and worst over the ranks (ms), beside the critical path's rank."""
+    rows = []
+    for key, stats in r.over_ranks().items():
+        mine = getattr(r.reported, key)
+        rows.append(
+            [OVER_RANK_NAMES[key], _ms(mine), _ms(stats["mean"]), f"{_ms(stats['worst'])} (rank {stats['worst_rank']})"]
+        )
+    return rows
 
 
 def per_rank_rows(r: StepResult) -> list[list[str]]:
@@ -98,6 +134,7 @@ def per_rank_rows(r: StepResult) -> list[list[str]]:
             _ms(x.bubble_s),
             _ms(x.optimizer_s),
             _ms(x.dp_comm_exposed_s),
+            _ms(x.wait_s),
             _ms(x.ep_comm_exposed_s),
             f"{x.memory.total / 1e9:.1f}",
         ]
@@ -123,7 +160,7 @@ def ep_exposed_text(b: RankBreakdown) -> str:
 
 
 def step_document(run: TrainingRun) -> Document:
-    """The report: summary, layout, the busiest rank's breakdown, every rank's, memory, the timeline of
+    """The report: summary, layout, the breakdown of the rank that ends last, every rank's, memory, the timeline of
     the pipeline the step waits for (the figure ``gantt``: ``gantt.png`` beside ``report.md``) and where
     every input came from."""
     sc = run.scenario
@@ -135,13 +172,14 @@ def step_document(run: TrainingRun) -> Document:
     doc.paragraph(PUBLISHED_NOTE)
     doc.heading("Layout")
     doc.paragraph(layout_text(run))
-    doc.heading(f"Where the time goes (rank {r.reported_rank}, the busiest)")
+    doc.heading(f"Where the time goes (rank {r.reported_rank}, which ends the step)")
     doc.table(
         ["part", "ms", "share"],
         [[name, _ms(v), f"{v / r.step_time_s:.1%}"] for name, v in breakdown_parts(b)]
         + [["**step**", f"**{_ms(r.step_time_s)}**", "100%"]],
     )
-    doc.paragraph(ep_exposed_text(b))
+    doc.paragraph(BREAKDOWN_NOTE + " " + ep_exposed_text(b))
+    doc.table(["over the ranks (ms)", f"rank {r.reported_rank}", "mean", "worst"], over_rank_rows(r), align="lrrr")
     doc.heading("Per rank (ms)")
     doc.table(PER_RANK_HEADERS, per_rank_rows(r), align="r" * len(PER_RANK_HEADERS))
     doc.paragraph(memory_text(run))

@@ -20,12 +20,14 @@ from reports.document import Document
 from reports.gantt import gantt_figure
 from reports.schedule_report import closed_forms, metrics_rows
 from reports.step_report import (
+    BREAKDOWN_NOTE,
     PER_RANK_HEADERS,
     PUBLISHED_NOTE,
     _ms,
     breakdown_parts,
     ep_exposed_text,
     layout_text,
+    over_rank_rows,
     per_rank_rows,
     summary_rows,
 )
@@ -35,7 +37,7 @@ from sim.experiments.study import ScheduleRow, SmPoint, Study
 from sim.run import RunResult, TrainingRun
 from sim.step.traffic_bytes import COMPONENTS, NodeBytes
 
-PART_COLOURS = ["#4c78a8", "#54a24b", "#e0c341", "#72b7b2", "#bab0ac", "#b279a2", "#e45756"]
+PART_COLOURS = ["#4c78a8", "#54a24b", "#e0c341", "#72b7b2", "#bab0ac", "#b279a2", "#e45756", "#f2cf5b"]
 COMPONENT_NAMES = {"ep": "EP all-to-all (DeepEP)", "pp": "pipeline sends", "dp": "ZeRO-1 collectives"}
 SECTIONS = (
     "Summary",
@@ -101,7 +103,7 @@ def bubble_figure(rows: tuple[ScheduleRow, ...]) -> Figure:
     fig, ax = plt.subplots(figsize=(8, 3.6))
     sim = [100 * (row.bubble_ratio or 0.0) for row in ran]
     closed = [100 * (row.closed_form_ratio or 0.0) for row in ran]
-    ax.bar(x - 0.2, sim, 0.4, label="simulated (busiest rank)", color="#4c78a8")
+    ax.bar(x - 0.2, sim, 0.4, label="simulated (the rank that ends the step)", color="#4c78a8")
     ax.bar(x + 0.2, closed, 0.4, label="closed form on the step's chunk times", color="#bab0ac")
     for i, row in enumerate(ran):
         if not row.fits:
@@ -125,7 +127,7 @@ def sm_figure(points: tuple[SmPoint, ...]) -> Figure:
         [p.ep_exposed_s or 0.0 for p in line],
         "s--",
         color="#e45756",
-        label="exposed EP communication (busiest rank)",
+        label="exposed EP communication (the rank that ends the step)",
     )
     for p in co:
         step, exposed = p.step_time_s or 0.0, p.ep_exposed_s or 0.0
@@ -201,7 +203,7 @@ def _schedule_table(rows: tuple[ScheduleRow, ...]) -> tuple[list[str], list[list
         "ranks",
         "step (s)",
         "pipeline (s)",
-        "busiest rank",
+        "rank",
         "bubble (s)",
         "bubble ratio",
         "closed form (s)",
@@ -220,7 +222,7 @@ def _schedule_table(rows: tuple[ScheduleRow, ...]) -> tuple[list[str], list[list
                 "-" if row.ranks is None else str(row.ranks),
                 _f(row.step_time_s),
                 _f(row.pipeline_s),
-                "-" if row.busiest_rank is None else str(row.busiest_rank),
+                "-" if row.rank is None else str(row.rank),
                 _f(row.bubble_s),
                 _pct(row.bubble_ratio),
                 _f(row.closed_form_s),
@@ -320,27 +322,29 @@ def training_document(run: TrainingRun, study: Study, provenance: list[tuple[str
     doc.figure(
         breakdown_figure(run),
         "breakdown",
-        "Each rank's step split into F, B/I, W and F&B chunk time, bubble, optimizer and exposed DP "
-        "communication (they add up to the step, dashed); crosses: compute time waiting on DeepEP inside "
-        "the chunks (part of the chunk time, not an extra term).",
+        "Each rank's step split into F, B/I, W and F&B chunk time, pipeline bubble, optimizer, exposed DP "
+        "communication and waiting for other ranks (they add up to the step, dashed); crosses: compute time "
+        "waiting on DeepEP inside the chunks (part of the chunk time, not an extra term).",
     )
     doc.table(
         ["part", "ms", "share"],
         [[name, _ms(v), f"{v / r.step_time_s:.1%}"] for name, v in breakdown_parts(b)]
         + [["**step**", f"**{_ms(r.step_time_s)}**", "100%"]],
-        caption=f"Rank {r.reported_rank}, the busiest (most chunk time).",
+        caption=f"Rank {r.reported_rank}, which ends the step (the critical path).",
     )
-    doc.paragraph(ep_exposed_text(b))
+    doc.paragraph(BREAKDOWN_NOTE + " " + ep_exposed_text(b))
+    doc.table(["over the ranks (ms)", f"rank {r.reported_rank}", "mean", "worst"], over_rank_rows(r), align="lrrr")
     doc.table(PER_RANK_HEADERS, per_rank_rows(r), align="r" * len(PER_RANK_HEADERS), caption="Per rank, ms.")
 
     doc.heading(SECTIONS[3])
     doc.paragraph(
         "Each schedule was simulated as the whole training step (same PP, batch, cluster and chunk model; "
-        "`pipeline.schedules` set to it). Simulated bubble: the pipeline's makespan minus the busiest rank's "
-        "chunk time (the ZeRO-1 phase after the pipeline is not part of it); ratio over the makespan. "
+        "`pipeline.schedules` set to it). Simulated bubble: the pipeline's makespan minus the chunk time of "
+        "the rank that ends the step, as its breakdown counts it (the ZeRO-1 phase after the pipeline is not "
+        "part of it); ratio over the makespan. "
         "Closed form: Table 2 of the DeepSeek-V3 report (`sim/pipeline/theory.py`; interleaved: (PP-1)(F+B)/v) "
         "on the step's own chunk times: F, B (= I + W), W and F&B of every schedule stage timed by the chunk "
-        "model, averaged over the stages, per model stage; its ratio is over itself plus the busiest rank's "
+        "model, averaged over the stages, per model stage; its ratio is over itself plus that rank's "
         "chunk time. The closed forms assume uniform stages and free transfers; the step has neither (the "
         "first and last stages hold the embedding, head and MTP), so the two differ. A schedule that does not "
         "fit the GPU's memory was run with the memory check off, as its note says."
@@ -351,7 +355,7 @@ def training_document(run: TrainingRun, study: Study, provenance: list[tuple[str
         bubble_figure(study.schedules),
         "bubbles",
         "Pipeline bubble ratio of every schedule: simulated "
-        "(busiest rank) and the closed form on the same chunk times.",
+        "(the rank that ends the step) and the closed form on the same chunk times.",
     )
 
     doc.heading(SECTIONS[4])
@@ -359,8 +363,8 @@ def training_document(run: TrainingRun, study: Study, provenance: list[tuple[str
     doc.paragraph(
         f"The step with `comm.sms` set to each count (DeepEP's channels = SMs / 2; the other SMs compute), and "
         f"with `comm.coprocessor: true` (communication off the SMs: all SMs compute, DeepEP's channels as with "
-        f"{own} SMs), the star. Exposed EP communication: inside the busiest rank's chunks, the time the DeepEP "
-        "stream was busy while neither compute stream ran."
+        f"{own} SMs), the star. Exposed EP communication: inside the chunks of the rank that ends the step, "
+        "the time the DeepEP stream was busy while neither compute stream ran."
     )
     doc.figure(
         sm_figure(study.sms),

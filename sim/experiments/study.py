@@ -8,17 +8,18 @@ render the rows.
 Schedules. For each registered schedule the step is run with ``pipeline.schedules`` set to it, the
 same PP, batch and cluster. A schedule whose memory per GPU exceeds the GPU's is run with
 ``training.check_memory: false`` and says so (:attr:`ScheduleRow.note`); one whose layout is impossible
-is a row with the refusal. Its pipeline bubble is the busiest rank's (most chunk time): the pipeline's
-makespan (first action to last, every rank) minus that rank's chunk time; the DP phase after the
-pipeline is not part of it. The closed form (:func:`sim.pipeline.theory.bubble`, Table 2 of the
-DeepSeek-V3 report) takes the step's own chunk times: F, B (= I + W), W and F&B of every schedule
-stage timed by the chunk model as the step times them (F&B: a stage's forward paired with its own
-backward), averaged over the stages and expressed per model stage (an interleaved virtual stage
-holds 1/v of one).
+is a row with the refusal. Its pipeline bubble is that of the rank that ends the step (the one its
+breakdown reports, :mod:`sim.step.accounting`): the pipeline's makespan (first action to last, every
+rank) minus that rank's chunk time; the DP phase after the pipeline is not part of it. The closed
+form (:func:`sim.pipeline.theory.bubble`, Table 2 of the DeepSeek-V3 report) takes the step's own
+chunk times: F, B (= I + W), W and F&B of every schedule stage timed by the chunk model as the step
+times them (F&B: a stage's forward paired with its own backward), averaged over the stages and
+expressed per model stage (an interleaved virtual stage holds 1/v of one).
 
 SM split. The step with ``comm.sms`` at each count of :data:`SM_COUNTS` (and the scenario's own),
 then with ``comm.coprocessor: true`` (all SMs compute; DeepEP keeps the scenario's channels): step
-time and the compute time exposed to DeepEP all-to-alls inside the busiest rank's chunks.
+time and the compute time exposed to DeepEP all-to-alls inside the chunks of the rank that ends the
+step.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ class ScheduleRow:
     ranks: int | None = None
     step_time_s: float | None = None
     pipeline_s: float | None = None  # the pipeline's makespan
-    busiest_rank: int | None = None
+    rank: int | None = None  # the rank that ends the step
     busy_s: float | None = None  # its chunk time
     bubble_s: float | None = None  # pipeline_s - busy_s
     chunks: ChunkMeans | None = None
@@ -114,14 +115,14 @@ class ScheduleRow:
 
     @property
     def closed_form_ratio(self) -> float | None:
-        """The closed-form bubble over (closed-form bubble + the busiest rank's chunk time)."""
+        """The closed-form bubble over (closed-form bubble + that rank's chunk time)."""
         if self.closed_form_s is None or self.busy_s is None:
             return None
         return self.closed_form_s / (self.closed_form_s + self.busy_s)
 
 
 def schedule_row(run: TrainingRun, note: str = "") -> ScheduleRow:
-    """The bubble of ``run``'s busiest rank beside the closed form on its chunk times."""
+    """The bubble of the rank that ends ``run``'s step beside the closed form on its chunk times."""
     sc = run.scenario
     r = run.result
     pipe = run.step.reported_pipeline()
@@ -137,7 +138,7 @@ def schedule_row(run: TrainingRun, note: str = "") -> ScheduleRow:
         ranks=len(r.ranks),
         step_time_s=r.step_time_s,
         pipeline_s=makespan,
-        busiest_rank=rank.rank,
+        rank=rank.rank,
         busy_s=rank.busy_s,
         bubble_s=makespan - rank.busy_s,
         chunks=means,
@@ -195,7 +196,7 @@ class SmPoint:
     coprocessor: bool
     compute_sms: int
     step_time_s: float | None
-    ep_exposed_s: float | None  # inside the busiest rank's chunks: DeepEP busy, compute idle
+    ep_exposed_s: float | None  # inside the chunks of the rank that ends the step: DeepEP busy, compute idle
     note: str = ""
 
 

@@ -1,19 +1,28 @@
 """What a training step's timeline says: per-rank breakdown, throughput, MFU, cost, memory.
 
 All figures come from the simulated timeline (:class:`~sim.step.simulate.StepRun`), never from fixed
-ratios. Per rank (of the pipeline the step waits for):
+ratios. The step has two phases on every rank: the pipeline, from 0 to its makespan ``P`` (the last
+action's end on any rank), and the data-parallel phase, from ``P`` to the step's end ``T``. Per rank
+(of the pipeline the step waits for):
 
 * ``forward_only_s``, ``backward_only_s`` (B and I), ``weight_only_s`` (W), ``overlapped_fb_s``
-  (F&B pairs): the summed durations of the rank's actions of each kind;
-* ``optimizer_s``: its AdamW shard; ``dp_comm_exposed_s``: its reduce-scatter and all-gather (nothing
-  computes on the rank while they run, so all of it is exposed);
-* ``bubble_s``: the rest of the step: step time minus all of the above, so that the seven add up to
-  the step time exactly;
+  (F&B pairs): the summed durations of the rank's actions of each kind (its busy time);
+* ``bubble_s``: ``P`` minus its busy time: the pipeline's idle time on the rank, the schedule's own
+  definition (:func:`sim.results.metrics`, the report's schedule table), whatever else runs then (a
+  reduce-scatter started early in ``tail`` mode hides there);
+* ``dp_comm_exposed_s``: its replica set's reduce-scatters after ``P`` and its all-gather;
+  ``optimizer_s``: its AdamW shard;
+* ``wait_s``: the rest of the data-parallel phase: waiting for the other ranks (the barrier of the
+  gradient norm, the slowest optimizer shard of its set, the step's end), so that the eight add up
+  to the step time exactly;
 * ``ep_comm_exposed_s``: inside the rank's chunks, the time the communication stream was busy (DeepEP
   notify and data) while neither compute stream ran: compute waiting on all-to-all. It is part of the
-  chunk times above, not an eighth term.
+  chunk times above, not a ninth term.
 
-The top-level breakdown is the rank with the most busy time (``reported_rank``); ``per_rank`` has all.
+The top-level breakdown is the rank that ends last (``reported_rank``: its data-parallel phase ends
+the step; among several, the one whose pipeline work ends last, then the busiest), the critical
+path's; ``per_rank`` has all, and ``over_ranks`` the mean and the worst of bubble, exposed EP, exposed
+DP and wait.
 MFU: the model's training FLOPs per token (:mod:`sim.model.flops`: the main model without the MTP
 module, as ISCA'25 Table 2 counts ~250 GFLOP/token; causal attention counts half the score matrix,
 non-causal all of it) x tokens per step / (step time x GPUs x the GPU's dense BF16 peak), as
@@ -37,6 +46,7 @@ from sim.step.zero1 import ReplicaSet, rank_params
 
 GB = 1e9
 SECONDS_PER_DAY = 86_400.0
+OVER_RANKS = ("bubble_s", "ep_comm_exposed_s", "dp_comm_exposed_s", "wait_s")  # mean and worst reported
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,9 @@ class RankBreakdown:
     dp_comm_exposed_s: float
     ep_comm_exposed_s: float
     memory: Memory
+    wait_s: float = 0.0
+    ends_s: float = 0.0  # when its data-parallel phase ends
+    pipeline_end_s: float = 0.0  # when its own last action ends
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +75,7 @@ class RankBreakdown:
             "bubble_s": self.bubble_s,
             "optimizer_s": self.optimizer_s,
             "dp_comm_exposed_s": self.dp_comm_exposed_s,
+            "wait_s": self.wait_s,
             "ep_comm_exposed_s": self.ep_comm_exposed_s,
             "memory_per_gpu_GB": self.memory.to_dict(),
         }
@@ -130,6 +144,7 @@ def rank_breakdowns(step: StepRun) -> list[RankBreakdown]:
     inp = step.spec.inputs
     lay = inp.layout
     total = step.step_time
+    makespan = max(t.pipeline_end for t in step.timelines)
     sums = [{op: 0.0 for op in Op} for _ in range(lay.devices)]
     exposed = [0.0] * lay.devices
     for span in pipe.run.recorder.spans:
@@ -141,7 +156,9 @@ def rank_breakdowns(step: StepRun) -> list[RankBreakdown]:
         dp = step.dp[d]
         s = sums[d]
         busy = s[Op.F] + s[Op.B] + s[Op.I] + s[Op.W] + s[Op.FB]
-        dp_comm = step.timelines[d].dp_comm_exposed_s
+        t = step.timelines[d]
+        after = sum(max(0.0, e - max(st, makespan)) for st, e in t.reduce_scatter)  # RS past the pipeline
+        dp_comm = after + t.all_gather[1] - t.all_gather[0]
         mem = rank_memory(inp.model, lay, sched, d)
         out.append(
             RankBreakdown(
@@ -150,11 +167,14 @@ def rank_breakdowns(step: StepRun) -> list[RankBreakdown]:
                 backward_only_s=s[Op.B] + s[Op.I],
                 weight_only_s=s[Op.W],
                 overlapped_fb_s=s[Op.FB],
-                bubble_s=total - busy - dp.optimizer_s - dp_comm,
+                bubble_s=makespan - busy,
                 optimizer_s=dp.optimizer_s,
                 dp_comm_exposed_s=dp_comm,
                 ep_comm_exposed_s=exposed[d],
                 memory=mem,
+                wait_s=max(0.0, total - makespan - dp_comm - dp.optimizer_s),  # (rounding: never below 0)
+                ends_s=t.end,
+                pipeline_end_s=t.pipeline_end,
             )
         )
     return out
@@ -175,6 +195,15 @@ class StepResult:
     @property
     def reported(self) -> RankBreakdown:
         return self.ranks[self.reported_rank]
+
+    def over_ranks(self) -> dict[str, dict[str, float]]:
+        """Mean and worst over the ranks of what the critical path's rank alone would hide."""
+        out: dict[str, dict[str, float]] = {}
+        for key in OVER_RANKS:
+            values = [getattr(x, key) for x in self.ranks]
+            worst = max(range(len(values)), key=lambda i: (values[i], -i))
+            out[key] = {"mean": sum(values) / len(values), "worst": values[worst], "worst_rank": worst}
+        return out
 
     def tflops_per_gpu(self, causal: bool) -> float:
         per = self.flops_per_token["causal" if causal else "noncausal"]
@@ -201,6 +230,7 @@ class StepResult:
             "step_time_s": self.step_time_s,
             "reported_rank": self.reported_rank,
             "breakdown": breakdown,
+            "over_ranks": self.over_ranks(),
             "per_rank": [x.to_dict() for x in self.ranks],
             "mfu": {"bf16_noncausal": self.mfu(False), "bf16_causal": self.mfu(True)},
             "tflops_per_gpu": {"noncausal": self.tflops_per_gpu(False), "causal": self.tflops_per_gpu(True)},
@@ -219,7 +249,7 @@ def account(step: StepRun, gpu: GpuSpec) -> StepResult:
     """The step's figures from its timeline."""
     inp = step.spec.inputs
     ranks = rank_breakdowns(step)
-    reported = max(ranks, key=lambda r: (r.busy_s, -r.rank)).rank
+    reported = max(ranks, key=lambda r: (r.ends_s, r.pipeline_end_s, r.busy_s, -r.rank)).rank
     flops = {
         "causal": training_flops_per_token(inp.model, causal=True).main,
         "noncausal": training_flops_per_token(inp.model, causal=False).main,

@@ -62,10 +62,33 @@ def test_breakdown_adds_up_to_the_step_on_every_rank(base: TrainingRun) -> None:
             + x.bubble_s
             + x.optimizer_s
             + x.dp_comm_exposed_s
+            + x.wait_s
         )
         assert parts == pytest.approx(r.step_time_s, rel=1e-12)
-        assert x.bubble_s >= 0 and x.optimizer_s > 0 and x.dp_comm_exposed_s > 0
+        assert x.bubble_s >= 0 and x.optimizer_s > 0 and x.dp_comm_exposed_s > 0 and x.wait_s >= 0
         assert 0 < x.ep_comm_exposed_s < x.busy_s
+
+
+def test_the_reported_rank_ends_the_step_and_its_bubble_is_the_schedules(base: TrainingRun) -> None:
+    """The headline breakdown is the critical path's: the rank whose data-parallel phase ends the step
+    waits for nobody; its bubble is the pipeline's makespan minus its busy time, the number the
+    schedule's own accounting (sim.results.metrics, the report's schedule table) gives that rank."""
+    from sim.experiments.study import schedule_row
+    from sim.results import metrics
+
+    r = base.result
+    top = r.reported
+    assert top.ends_s == pytest.approx(r.step_time_s, rel=1e-12) and top.wait_s == pytest.approx(0.0, abs=1e-9)
+    pipe = base.step.reported_pipeline()
+    m = metrics(pipe.run)
+    assert top.bubble_s == pytest.approx(m.bubble[r.reported_rank], rel=1e-12)
+    row = schedule_row(base)
+    assert row.rank == r.reported_rank and row.bubble_s == pytest.approx(top.bubble_s, rel=1e-12)
+    over = r.over_ranks()
+    for key in ("bubble_s", "ep_comm_exposed_s", "dp_comm_exposed_s", "wait_s"):
+        values = [getattr(x, key) for x in r.ranks]
+        assert over[key]["worst"] == max(values) and over[key]["mean"] == pytest.approx(sum(values) / len(values))
+        assert min(values) <= getattr(top, key) <= max(values)
 
 
 def test_every_action_runs_once_and_breakdown_comes_from_the_spans(base: TrainingRun) -> None:
@@ -107,8 +130,9 @@ def test_throughput_figures_follow_from_the_step_time(base: TrainingRun) -> None
 def test_json_shape(base: TrainingRun) -> None:
     d = base.to_dict()
     keys = {"forward_only_s", "backward_only_s", "weight_only_s", "overlapped_fb_s", "bubble_s", "optimizer_s"}
-    keys |= {"dp_comm_exposed_s", "ep_comm_exposed_s"}
+    keys |= {"dp_comm_exposed_s", "ep_comm_exposed_s", "wait_s"}
     assert set(d["breakdown"]) == keys
+    assert set(d["over_ranks"]) == {"bubble_s", "ep_comm_exposed_s", "dp_comm_exposed_s", "wait_s"}
     assert len(d["per_rank"]) == 16 and keys <= set(d["per_rank"][0])
     assert set(d["mfu"]) == {"bf16_noncausal", "bf16_causal"}
     assert set(d["tflops_per_gpu"]) == {"noncausal", "causal"}
