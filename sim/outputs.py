@@ -201,3 +201,14 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_parquet(frame: object, path: Path, metadata: dict[str, str]) -> None:
+    """``frame`` (a pandas DataFrame) as Parquet at ``path`` with ``metadata`` in the file's key-value
+    metadata (``twin_version``, the scenario: where a frame came from travels with it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    extra = {k.encode(): v.encode() for k, v in metadata.items()}
+    pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **extra}), path)

@@ -25,7 +25,7 @@ from sim.cli.schedules import _print_table, schedules_app
 from sim.cli.sweep import compare_cmd, sweep_cmd
 from sim.config import default_scenario_path, load_scenario
 from sim.errors import ScenarioError
-from sim.outputs import atomic_dir, atomic_write_text
+from sim.outputs import atomic_dir, atomic_write_text, write_parquet
 from sim.run import simulate
 from sim.step.timeline import perfetto_trace, timeline
 
@@ -93,7 +93,8 @@ def run(
                 frames.append(tl.spans.assign(schedule=name))
             import pandas as pd
 
-            pd.concat(frames, ignore_index=True).to_parquet(tmp / "spans.parquet", index=False)
+            meta = {"twin_version": __version__, "scenario": sc.name}
+            write_parquet(pd.concat(frames, ignore_index=True), tmp / "spans.parquet", meta)
             (tmp / "summary.json").write_text(json.dumps(result.to_dict(), indent=2))
             status.update("drawing the timelines")
             schedule_document(result).write_markdown(tmp)  # report.md and gantt-<schedule>.png
@@ -124,7 +125,7 @@ def _run_training(asm: Assembly, output: Path, fmt: Format, quiet: bool) -> None
         bar.update(task, description="writing the report", completed=0, total=3)
         with atomic_dir(target) as tmp:
             tl = timeline(result.step)
-            tl.spans.to_parquet(tmp / "spans.parquet", index=False)
+            write_parquet(tl.spans, tmp / "spans.parquet", {"twin_version": __version__, "scenario": sc.name})
             bar.advance(task)
             trace = perfetto_trace(tl, sc.name, result.step.reported_pipeline().group)
             (tmp / "trace.json").write_text(json.dumps(trace, separators=(",", ":")))

@@ -1,12 +1,14 @@
 """The one timeline of a run, as data, and its one Perfetto trace: a training step's and a schedule
 comparison's (each schedule a step whose op times were given, :meth:`StepRun.of_schedule`).
 
-* **Spans** (:func:`spans_frame`): every span with its pipeline, rank, stream, layer, op, micro-batch,
-  stage and action. A training step expands each pipeline action into its chunk's annotations on each
-  stream (one span per annotation instance and stream: first kernel start to last kernel end, as
-  DeepSeek's trace reader measures them), shifted to the action's start; the data-parallel phase adds
-  its reduce-scatters and all-gather (stream ``dp``) and the optimizer (stream ``compute``). An action
-  with given op times is one span on ``compute`` named by its op (``F``, ``B``, ``I``, ``W``, ``F&B``).
+* **Spans** (:func:`spans_frame`): every span with its pipeline, rank, stream, layer, op, kind (the
+  pipeline op it belongs to: F, B, I, W, the two parts of an F&B pair told apart as F and B; ``dp``
+  and ``optimizer`` for the data-parallel phase), micro-batch, stage and action. A training step
+  expands each pipeline action into its chunk's annotations on each stream (one span per annotation
+  instance and stream: first kernel start to last kernel end, as DeepSeek's trace reader measures
+  them), shifted to the action's start; the data-parallel phase adds its reduce-scatters and
+  all-gather (stream ``dp``) and the optimizer (stream ``compute``). An action with given op times is
+  one span on ``compute`` named by its op (``F``, ``B``, ``I``, ``W``, ``F&B``).
 * **Transfers**: every stage-to-stage send (pipeline, source and destination rank, bytes, start and
   arrival).
 * **Link counters** (:mod:`sim.network.linklog`): the bytes the run's network carried on each link
@@ -37,7 +39,7 @@ from sim.step.spec import StepRun
 
 STREAM_TID = {**CHUNK_STREAM_TID, "dp": 99, "send": 101, "recv": 102}
 NETWORK_PID = 1_000_000  # the network's counters: one process after every rank
-COLUMNS = ["pipeline", "device", "stream", "layer", "op", "microbatch", "stage", "action", "start_s", "end_s"]
+COLUMNS = ["pipeline", "device", "stream", "layer", "op", "kind", "microbatch", "stage", "action", "start_s", "end_s"]
 TRANSFER_COLUMNS = ["pipeline", "src", "dst", "label", "bytes", "start_s", "end_s"]
 COUNTER_BINS = 2000  # link counter bins over the run (a 21 s step: 10.5 ms each)
 
@@ -107,7 +109,7 @@ def spans_frame(step: StepRun) -> pd.DataFrame:
                 head = atoms[0]
                 op = action.op.value
                 rows.append(
-                    (pipe.group, span.device, "compute", -1, op, head.mb, head.stage, label, span.start, span.end)
+                    (pipe.group, span.device, "compute", -1, op, op, head.mb, head.stage, label, span.start, span.end)
                 )
                 continue
             chunk = pipe.chunks.chunk(action)
@@ -122,16 +124,15 @@ def spans_frame(step: StepRun) -> pd.DataFrame:
                 segs = hit
             for stream, layer, ann, direction, s, e in segs:
                 atom = f_atom if direction == "F" else b_atom
-                mb, stage = (atom.mb, atom.stage) if atom is not None else (-1, -1)
-                rows.append(
-                    (pipe.group, span.device, stream, layer, ann, mb, stage, label, span.start + s, span.start + e)
-                )
+                mb, stage, kind = (atom.mb, atom.stage, atom.op.value) if atom is not None else (-1, -1, "")
+                start, end = span.start + s, span.start + e
+                rows.append((pipe.group, span.device, stream, layer, ann, kind, mb, stage, label, start, end))
     for d, t in enumerate(step.timelines):
         phases = [("dp", "reduce-scatter", iv) for iv in t.reduce_scatter]
         phases += [("compute", "optimizer", t.optimizer), ("dp", "all-gather", t.all_gather)]
         for stream, op, (s, e) in phases:
             if e > s:
-                rows.append((0, d, stream, -1, op, -1, -1, op, s, e))
+                rows.append((0, d, stream, -1, op, "dp" if stream == "dp" else op, -1, -1, op, s, e))
     frame = pd.DataFrame(rows, columns=COLUMNS)
     return frame.astype(
         {"pipeline": "int16", "device": "int16", "layer": "int16", "microbatch": "int32", "stage": "int16"}

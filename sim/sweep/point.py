@@ -117,7 +117,7 @@ def run_point(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
     row = empty_figures()
     try:
         row.update(_figures(data, path, folder))
-        row.update(status=OK, error="")
+        row.update(status=OK, error=None)  # null, not an empty string, where nothing went wrong
     except TwinError as err:
         row.update(status=INFEASIBLE, error=str(err).replace(f"{path}: ", "", 1))
     except Exception as err:  # a point never takes the sweep down; it is recorded

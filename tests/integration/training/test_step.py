@@ -222,6 +222,13 @@ def test_run_writes_the_report_folder(tmp_path: Path, capsys: pytest.CaptureFixt
     spans = pd.read_parquet(folder / "spans.parquet")
     assert {"device", "stream", "layer", "op", "microbatch", "start_s", "end_s"} <= set(spans.columns)
     assert set(spans["stream"]) == {"compute", "wgrad", "comm", "dp"}
+    assert set(spans["kind"]) == {"F", "B", "I", "W", "dp", "optimizer"}  # DualPipe's pairs split into F and B
+    import pyarrow.parquet as pq
+
+    from sim import __version__
+
+    meta = pq.read_schema(folder / "spans.parquet").metadata
+    assert meta[b"twin_version"] == __version__.encode() and meta[b"scenario"] == b"deepseek-v3-pretrain"
     assert spans["end_s"].max() == pytest.approx(printed["step_time_s"])
     assert (spans["end_s"] >= spans["start_s"]).all()
     trace = json.loads((folder / "trace.json").read_text())
