@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -91,13 +92,33 @@ def write_sm_sweep_profile(path: Path, sms_total: int = 132) -> Path:
 
 
 @pytest.fixture(scope="session")
-def default_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``twin report -o DIR`` on the embedded default scenario, once per session: the report folder
-    (report.html, report.md and its PNGs). Shared by the report tests and the browser test."""
+def default_report_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, Any]:
+    """``twin report -o DIR`` on the embedded default scenario, once per session: (the report folder
+    (report.html, report.md and its PNGs), the step it simulated, its study). The command runs as a
+    user runs it; the step and the study it computed are kept (recorded as ``run_study`` returns them)
+    for the tests that check their figures, so they are not simulated a second time."""
+    import sim.experiments.study as study_module
     from sim.cli import main
 
+    seen: dict[str, Any] = {}
+    real = study_module.run_study
+
+    def recording(base: Any, *args: Any, **kwargs: Any) -> Any:
+        seen["run"], seen["study"] = base, real(base, *args, **kwargs)
+        return seen["study"]
+
     out = tmp_path_factory.mktemp("report")
-    with pytest.raises(SystemExit) as info:
-        main(["report", "-q", "-o", str(out)])
+    study_module.run_study = recording
+    try:
+        with pytest.raises(SystemExit) as info:
+            main(["report", "-q", "-o", str(out)])
+    finally:
+        study_module.run_study = real
     assert info.value.code == 0
-    return out / "deepseek-v3-pretrain"
+    return out / "deepseek-v3-pretrain", seen["run"], seen["study"]
+
+
+@pytest.fixture(scope="session")
+def default_report(default_report_run: tuple[Path, Any, Any]) -> Path:
+    """The folder of :func:`default_report_run`. Shared by the report tests and the browser test."""
+    return default_report_run[0]

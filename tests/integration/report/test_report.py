@@ -10,10 +10,10 @@ import pytest
 from reports.training_report import SECTIONS
 from sim.cli import main
 from sim.config import default_scenario_path, load_scenario
-from sim.experiments.study import Study, run_study, run_variant
+from sim.experiments.study import Study, run_variant
 from sim.pipeline import theory
 from sim.pipeline.schedules import SCHEDULES
-from sim.run import TrainingRun, simulate_training
+from sim.run import TrainingRun
 from tests.unit.report.test_document import external_refs
 
 REPO = Path(__file__).resolve().parents[3]
@@ -28,13 +28,15 @@ def structure(folder: Path) -> tuple[list[str], list[str]]:
 
 
 @pytest.fixture(scope="module")
-def base() -> TrainingRun:
-    return simulate_training(load_scenario(default_scenario_path()))
+def base(default_report_run: tuple[Path, TrainingRun, Study]) -> TrainingRun:
+    """The default step, as the report command simulated it."""
+    return default_report_run[1]
 
 
 @pytest.fixture(scope="module")
-def study(base: TrainingRun) -> Study:
-    return run_study(base)
+def study(default_report_run: tuple[Path, TrainingRun, Study]) -> Study:
+    """Its study, as the report command ran it."""
+    return default_report_run[2]
 
 
 def test_the_report_folder_holds_one_html_file_and_a_markdown_twin(default_report: Path) -> None:
