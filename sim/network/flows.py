@@ -206,13 +206,17 @@ class FlowNetwork:
         if table.dirty or len(self._remaining) or self._recompute_pending or not self.incremental:
             self._schedule_step()
         else:  # at its cap and nothing over capacity: only the next wake may move earlier
-            done_at = table.end_time(slot)
-            if done_at < self._wake_at:
-                self._generation += 1
-                self._wake_at = done_at
-                gen = self._generation
-                self.env.timeout(done_at - self.env.now).callbacks.append(lambda _e: self._on_wake(gen))
+            self._wake_by(table.end_time(slot))
         return event
+
+    def _wake_by(self, done_at: float) -> None:
+        """Something started without a re-solve ends at ``done_at``: move the next wake-up there if it
+        is earlier (the later one goes stale by its generation)."""
+        if done_at < self._wake_at:
+            self._generation += 1
+            self._wake_at = done_at
+            gen = self._generation
+            self.env.timeout(done_at - self.env.now).callbacks.append(lambda _e: self._on_wake(gen))
 
     def _schedule_step(self) -> None:
         if not self._recompute_pending:
@@ -312,12 +316,7 @@ class FlowNetwork:
             self._schedule_step()
             return event
         self._report_rates()
-        done_at = now + float((nbytes[keep] / rates).min())
-        if done_at < self._wake_at:
-            self._generation += 1
-            self._wake_at = done_at
-            gen = self._generation
-            self.env.timeout(done_at - now).callbacks.append(lambda _e: self._on_wake(gen))
+        self._wake_by(now + float((nbytes[keep] / rates).min()))
         return event
 
     def _send_one(self, routes: Routes, nbytes: float, tag: str) -> simpy.Event:
@@ -353,12 +352,7 @@ class FlowNetwork:
             self._schedule_step()
             return event
         self._report_rates()
-        done_at = now + nbytes / rate
-        if done_at < self._wake_at:
-            self._generation += 1
-            self._wake_at = done_at
-            gen = self._generation
-            self.env.timeout(done_at - now).callbacks.append(lambda _e: self._on_wake(gen))
+        self._wake_by(now + nbytes / rate)
         return event
 
     def _block_bytes(self, links: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
