@@ -94,6 +94,12 @@ class FlowStats:
             out[(tag, block)] = out.get((tag, block), 0.0) + v
         return out
 
+    def block_bytes(self, links: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
+        """Bytes per link block of ``nbytes[i]`` on ``links[i]`` (virtual links in the last, ``virtual``)."""
+        n = len(self.block_of)
+        blocks = np.where(links < n, self.block_of[np.minimum(links, n - 1)], len(self.block_names) - 1)
+        return np.bincount(blocks, weights=nbytes, minlength=len(self.block_names))
+
     @property
     def coflow_bytes(self) -> dict[tuple[str, str], float]:
         """Bytes the coflows of each tag put on each link block ((tag, block) -> bytes)."""
@@ -102,8 +108,7 @@ class FlowStats:
             return out
         for (kind, tag), n in self.table.sent_by_tag.items():
             links, link_bytes, _ = self.table.kind_arrays(kind)
-            blocks = self.block_of[np.minimum(links, len(self.block_of) - 1)]
-            per_block = np.bincount(blocks, weights=link_bytes, minlength=len(self.block_names))
+            per_block = self.block_bytes(links, link_bytes)
             for b in np.flatnonzero(per_block).tolist():
                 key = (tag, self.block_names[b])
                 out[key] = out.get(key, 0.0) + n * float(per_block[b])
@@ -283,7 +288,7 @@ class FlowNetwork:
         blocks = None
         if self.log is not None:
             entry_moving = np.repeat(moving, counts)
-            blocks = self._block_bytes(routes.links[entry_moving], np.repeat(nbytes, counts)[entry_moving])
+            blocks = self.stats.block_bytes(routes.links[entry_moving], np.repeat(nbytes, counts)[entry_moving])
         pending = int(moving.sum())
         self._batches[batch_id] = _Batch(event, pending, now + deliver_now, whole, pending, now, tag, blocks)
         self._advance()
@@ -333,7 +338,7 @@ class FlowNetwork:
             return event
         batch_id = self._next_batch
         self._next_batch += 1
-        blocks = None if self.log is None else self._block_bytes(links, np.full(len(links), nbytes))
+        blocks = None if self.log is None else self.stats.block_bytes(links, np.full(len(links), nbytes))
         self._batches[batch_id] = _Batch(event, 1, now, routes, 1, now, tag, blocks)
         self._advance()
         alone = not self._recompute_pending and not self.coflows.active and not self._users[links].any()
@@ -355,12 +360,6 @@ class FlowNetwork:
         self._wake_by(now + nbytes / rate)
         return event
 
-    def _block_bytes(self, links: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
-        """Bytes per link block (virtual links in the last, ``virtual``)."""
-        n = len(self._block_of)
-        blocks = np.where(links < n, self._block_of[np.minimum(links, n - 1)], len(self._block_names) - 1)
-        return np.bincount(blocks, weights=nbytes, minlength=len(self._block_names))
-
     def carried(self) -> CarriedLog | None:
         """The run's link log, ready to read (None before :meth:`SimContext.start_main`)."""
         if self.log is None:
@@ -369,11 +368,7 @@ class FlowNetwork:
 
     def kind_block_bytes(self) -> list[np.ndarray]:
         """Per coflow kind: the bytes one coflow of it puts on each link block."""
-        out = []
-        for kind in range(len(self.coflows.sent_kinds())):
-            links, link_bytes, _ = self.coflows.kind_arrays(kind)
-            out.append(self._block_bytes(links, link_bytes))
-        return out
+        return [self.stats.block_bytes(links, link_bytes) for links, link_bytes, _ in self.coflows.sent_kinds()]
 
     def _fire(self, event: simpy.Event, at: float) -> None:
         delay = max(0.0, at - self.env.now)
