@@ -90,13 +90,6 @@ class DeviceTimeline:
     def end(self) -> float:
         return self.all_gather[1]
 
-    @property
-    def dp_comm_exposed_s(self) -> float:
-        """Reduce-scatter time after the rank's own pipeline work, and the all-gather: nothing computes
-        on the rank while they run."""
-        rs = sum(max(0.0, e - max(s, self.pipeline_end)) for s, e in self.reduce_scatter)
-        return rs + self.all_gather[1] - self.all_gather[0]
-
 
 @dataclass
 class StepRun:
