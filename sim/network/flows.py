@@ -272,9 +272,13 @@ class FlowNetwork:
         event = self.env.event()
         counts = np.diff(routes.indptr)
         self.stats.flows += len(nbytes)
-        if routes.links.size:  # summed per link touched (a bincount over every link costs more than the send)
-            touched, entry = np.unique(routes.links, return_inverse=True)
-            self.stats.plain_bytes[touched] += np.bincount(entry, weights=np.repeat(nbytes, counts))
+        if routes.links.size:
+            weights = np.repeat(nbytes, counts)
+            if routes.links.size > len(self.capacity):  # a big batch: one pass over every link
+                self.stats.plain_bytes += np.bincount(routes.links, weights=weights, minlength=len(self.capacity))
+            else:  # summed per link touched (a bincount over every link costs more than a small send)
+                touched, entry = np.unique(routes.links, return_inverse=True)
+                self.stats.plain_bytes[touched] += np.bincount(entry, weights=weights)
         # flows with nothing to carry (no bytes or no links) are delivered after their latency only
         moving = (nbytes > 0) & (counts > 0)
         batch_id = self._next_batch
