@@ -14,7 +14,8 @@ API (every report of the twin builds one of these; nothing here knows about trai
                                                # Markdown gets ``markdown`` instead (may be empty)
     html = doc.to_html()                       # one string: CSS inline, figures inline, no URL at all
     doc.write_html(folder / "report.html")
-    doc.write_markdown(folder)                 # report.md + <name>.png per figure; returns the paths
+    doc.write_markdown(folder)                 # report.md + <name>.png per figure (figures="sub": in
+                                               # folder/sub/); returns the paths
 
 Cells and text are plain strings (numbers formatted by the caller). Their one markup is `code` and
 **bold**, in both writers; everything else is literal text: the HTML escapes it, the Markdown escapes
@@ -240,7 +241,9 @@ class Document:
         return path
 
     # ------------------------------------------------------------------ Markdown
-    def to_markdown(self) -> str:
+    def to_markdown(self, figures: str = "") -> str:
+        """The Markdown; figures are linked as ``<figures>/<name>.png`` (beside it when empty)."""
+        where = f"{figures}/" if figures else ""
         lines = [_md_heading(1, self.title), ""]
         if self.subtitle:
             lines += [_md_block(self.subtitle), ""]
@@ -260,22 +263,25 @@ class Document:
                 if b.caption:
                     lines += [_md_block(b.caption), ""]
             elif b.kind == "figure":
-                lines += [f"![{b.name}]({b.name}.png)", "", _md_block(b.caption), ""]
+                lines += [f"![{b.name}]({where}{b.name}.png)", "", _md_block(b.caption), ""]
             elif b.markdown:
                 lines += [b.markdown, ""]  # Markdown given as such by the caller
         return "\n".join(lines).rstrip() + "\n"
 
-    def write_markdown(self, folder: str | Path, name: str = "report.md") -> list[Path]:
-        """``folder/name`` and one PNG per figure beside it; returns the paths written."""
+    def write_markdown(self, folder: str | Path, name: str = "report.md", figures: str = "") -> list[Path]:
+        """``folder/name`` and one PNG per figure, in ``folder/figures/`` (beside it when ``figures`` is
+        empty); returns the paths written."""
         folder = Path(folder)
+        pngs = folder / figures if figures else folder
         written = []
         for b in self.blocks:
             if b.kind == "figure":
-                png = folder / f"{b.name}.png"
+                pngs.mkdir(parents=True, exist_ok=True)
+                png = pngs / f"{b.name}.png"
                 png.write_bytes(b.png)
                 written.append(png)
         md = folder / name
-        md.write_text(self.to_markdown(), encoding="utf-8")
+        md.write_text(self.to_markdown(figures), encoding="utf-8")
         return [md, *written]
 
 

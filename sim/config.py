@@ -242,6 +242,15 @@ class Scenario(_Strict):
     _profile_path: Path | None = PrivateAttr(None)
     _source_path: Path | None = PrivateAttr(None)
 
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, name: str) -> str:
+        if set(name) == {"."}:  # '.' or '..' would name the output folder's parent
+            raise ValueError(
+                f"{name!r} is not a name; outputs go to DIR/<name>/, so give letters, digits, '.', '_' or '-'"
+            )
+        return name
+
     @property
     def source_path(self) -> str:
         """The scenario file it was read from ('<scenario>' when built in memory)."""

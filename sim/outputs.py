@@ -2,9 +2,10 @@
 
 * :func:`check_output_file` / :func:`check_output_dir` check an output path before any work starts
   (a writable folder, not a folder where a file goes or the reverse, a known extension).
-* :func:`atomic_write` / :func:`atomic_dir` write to ``.NAME.PID.XXXXXXXX`` beside the target and
-  rename it into place; on any error or interruption (SIGINT, and SIGTERM once ``twin`` has installed
-  its handler, see ``sim.cli.main``) the temporary is removed. Signals are held back while the
+* :func:`atomic_write` and :func:`owned_outputs` write to ``.NAME.PID.XXXXXXXX`` beside the target
+  and rename it into place (a folder that several commands share: each replaces only its own
+  files); on any error or interruption (SIGINT, and SIGTERM once ``twin`` has installed its
+  handler, see ``sim.cli.main``) the temporary is removed. Signals are held back while the
   temporary is created and while it is renamed, so an interruption never strands one.
 * Temporaries of processes that no longer exist (killed with SIGKILL, a power cut) are removed by
   the next write to the same name.
@@ -142,7 +143,7 @@ def check_output_dir(path: str | Path | None, flag: str) -> None:
         return
     path = Path(path)
     if str(path) in ("", ".", "..") or path.resolve().parent == path.resolve():
-        raise ScenarioError(flag, f"give a folder to create (it is replaced whole), got {str(path)!r}")
+        raise ScenarioError(flag, f"give a folder to write in, got {str(path)!r}")
     if path.exists() and not path.is_dir():
         raise ScenarioError(flag, f"{path} is a file; give a folder")
     _writable_folder(path, flag)
@@ -175,34 +176,6 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
-@contextmanager
-def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Fill a temp folder beside ``path``; on success it replaces ``path`` whole, else it is removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale(path.parent, path.name)
-    tmp: Path | None = None
-    try:
-        with signals_held():
-            tmp = Path(tempfile.mkdtemp(prefix=_prefix(path.name), dir=path.parent))
-            os.chmod(tmp, _umask_mode(0o777))  # as a plain mkdir would create it
-        yield tmp
-        with signals_held():
-            old = None
-            if path.exists():
-                old = path.with_name(f".{path.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(path, old)
-            os.replace(tmp, path)
-            tmp = None
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def write_parquet(frame: object, path: Path, metadata: dict[str, str]) -> None:
     """``frame`` (a pandas DataFrame) as Parquet at ``path`` with ``metadata`` in the file's key-value
     metadata (``twin_version``, the scenario: where a frame came from travels with it)."""
@@ -212,3 +185,117 @@ def write_parquet(frame: object, path: Path, metadata: dict[str, str]) -> None:
     table = pa.Table.from_pandas(frame, preserve_index=False)
     extra = {k.encode(): v.encode() for k, v in metadata.items()}
     pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **extra}), path)
+
+
+# --------------------------------------------------------------------------- folders shared by commands
+# ``twin run`` and ``twin report`` (and a co-design report) write into one folder ``DIR/<name>/``. Each
+# command owns the files it writes there, listed in the folder's marker; a command replaces its own
+# files and never touches another's, so a report never deletes what a run wrote (and the reverse).
+MARKER = ".clustertwin.json"  # in every folder twin writes: who wrote which file
+_LOCK = ".clustertwin.lock"  # held while a command puts its files in place: one result at a time
+
+
+def _manifest(folder: Path) -> dict[str, list[str]]:
+    import json
+
+    try:
+        data = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+        files = data["files"]
+        return {str(k): [str(n) for n in v] for k, v in files.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def check_output_folder(path: str | Path, flag: str = "--output") -> Path:
+    """Before work starts: ``path`` is a folder twin may write into: absent, empty, or one that twin
+    wrote (it holds :data:`MARKER`). A folder of someone else's files is refused, never replaced."""
+    path = Path(path)
+    if path.name in ("", ".", "..") or path.resolve().parent == path.resolve():
+        raise ScenarioError(flag, f"give a folder to write in, got {str(path)!r}")
+    if path.exists() or path.is_symlink():
+        if not path.is_dir():
+            raise ScenarioError(flag, f"{path} is a file; give a folder")
+        if not (path / MARKER).exists() and any(not e.name.startswith(".") for e in os.scandir(path)):
+            raise ScenarioError(
+                flag, f"{path} holds files twin did not write (no {MARKER} in it); give another folder or empty it"
+            )
+    _writable_folder(path, flag)
+    return path
+
+
+def claim_output_folder(path: str | Path, flag: str = "--output") -> Path:
+    """:func:`check_output_folder`, then create the folder with its marker (for a command that keeps
+    files there while it works, as a co-design report keeps its results)."""
+    path = check_output_folder(path, flag)
+    path.mkdir(parents=True, exist_ok=True)
+    if not (path / MARKER).exists():
+        _write_manifest(path, {})
+    return path
+
+
+def _write_manifest(folder: Path, files: dict[str, list[str]]) -> None:
+    import json
+
+    from sim import __version__
+
+    text = json.dumps({"twin_version": __version__, "files": files}, indent=1, sort_keys=True) + "\n"
+    tmp = folder / f"{MARKER}.{os.getpid()}.tmp"
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, folder / MARKER)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextmanager
+def owned_outputs(path: str | Path, owner: str, flag: str = "--output") -> Iterator[Path]:
+    """Fill a temporary folder with ``owner``'s files for ``path``; on success they replace the files
+    ``owner`` wrote there before (files it no longer writes are removed), and every other file stays;
+    on failure nothing in ``path`` changes. Two commands finishing at once put their files in place one
+    after the other (a lock), so the folder never holds a mix of two results of one command."""
+    import fcntl
+
+    path = check_output_folder(path, flag)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stem = f"{path.name}.{owner}"
+    clean_stale(path.parent, stem)
+    tmp: Path | None = None
+    try:
+        with signals_held():
+            tmp = Path(tempfile.mkdtemp(prefix=_prefix(stem), dir=path.parent))
+            os.chmod(tmp, _umask_mode(0o777))
+        yield tmp
+        claim_output_folder(path, flag)  # checked again: another process may have written there meanwhile
+        with open(path / _LOCK, "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            with signals_held():
+                files = _manifest(path)
+                new = sorted(e.name for e in os.scandir(tmp))
+                for name in new:
+                    dst = path / name
+                    if (dst.exists() or dst.is_symlink()) and (tmp / name).is_dir() != dst.is_dir():
+                        _remove(dst)  # a file where a folder goes, or the reverse
+                    if dst.is_dir() and not dst.is_symlink():
+                        old = path / f".{name}.{os.getpid()}.old"
+                        os.replace(dst, old)
+                        os.replace(tmp / name, dst)
+                        shutil.rmtree(old, ignore_errors=True)
+                    else:
+                        os.replace(tmp / name, dst)
+                others = {n for who, names in files.items() if who != owner for n in names}
+                for name in files.get(owner, []):
+                    if name not in new and name not in others:
+                        _remove(path / name)
+                files = {who: [n for n in names if n not in new] for who, names in files.items() if who != owner}
+                files[owner] = new
+                _write_manifest(path, {k: v for k, v in files.items() if v})
+                tmp.rmdir()
+                tmp = None
+    except BaseException:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -25,7 +25,7 @@ from sim.cli.schedules import _print_table, schedules_app
 from sim.cli.sweep import compare_cmd, sweep_cmd
 from sim.config import default_scenario_path, load_scenario
 from sim.errors import ScenarioError
-from sim.outputs import atomic_dir, atomic_write_text, write_parquet
+from sim.outputs import atomic_write_text, check_output_folder, owned_outputs, write_parquet
 from sim.run import simulate
 from sim.step.timeline import perfetto_trace, timeline
 
@@ -75,6 +75,7 @@ def run(
     H800s) or a schedule comparison (Markdown, JSON, Parquet of every span, Gantt PNG, Perfetto trace)."""
     asm = assemble(load_scenario(scenario or default_scenario_path()))  # refuses what twin validate refuses
     sc = asm.scenario
+    check_output_folder(output / sc.name)
     if asm.training:
         _run_training(asm, output, fmt, quiet)
         return
@@ -83,7 +84,7 @@ def run(
     with err.status("simulating") as status:
         result = simulate(asm, progress=lambda name: status.update(f"simulating {name}"))
         target = output / sc.name
-        with atomic_dir(target) as tmp:
+        with owned_outputs(target, "run") as tmp:
             frames = []
             for step in result.steps:
                 name = step.pipelines[0].run.schedule.name
@@ -97,12 +98,12 @@ def run(
             write_parquet(pd.concat(frames, ignore_index=True), tmp / "spans.parquet", meta)
             (tmp / "summary.json").write_text(json.dumps(result.to_dict(), indent=2))
             status.update("drawing the timelines")
-            schedule_document(result).write_markdown(tmp)  # report.md and gantt-<schedule>.png
+            schedule_document(result).write_markdown(tmp, "summary.md")  # and gantt-<schedule>.png
     if fmt is Format.json:
         print(json.dumps(result.to_dict()))
     elif not quiet:
         _print_table(result.metrics, unit="s")
-        out.print(f"report written to {target / 'report.md'}")
+        out.print(f"written to {target}/ (summary.md, summary.json, spans.parquet, traces, timelines)")
 
 
 def _run_training(asm: Assembly, output: Path, fmt: Format, quiet: bool) -> None:
@@ -123,7 +124,7 @@ def _run_training(asm: Assembly, output: Path, fmt: Format, quiet: bool) -> None
         result = simulate_training(asm, progress)
         target = output / sc.name
         bar.update(task, description="writing the report", completed=0, total=3)
-        with atomic_dir(target) as tmp:
+        with owned_outputs(target, "run") as tmp:
             tl = timeline(result.step)
             write_parquet(tl.spans, tmp / "spans.parquet", {"twin_version": __version__, "scenario": sc.name})
             bar.advance(task)
@@ -132,7 +133,7 @@ def _run_training(asm: Assembly, output: Path, fmt: Format, quiet: bool) -> None
             bar.advance(task)
             summary = result.to_dict()
             (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
-            step_document(result).write_markdown(tmp)  # report.md and gantt.png
+            step_document(result).write_markdown(tmp, "summary.md")  # and gantt.png
             bar.advance(task)
     if fmt is Format.json:
         print(json.dumps(summary))
@@ -151,7 +152,7 @@ def _run_training(asm: Assembly, output: Path, fmt: Format, quiet: bool) -> None
         f"F&B {b.overlapped_fb_s:.3f}, bubble {b.bubble_s:.3f}, optimizer {b.optimizer_s:.3f}, "
         f"DP comm {b.dp_comm_exposed_s:.3f}, wait {b.wait_s:.3f} (EP exposed inside chunks {b.ep_comm_exposed_s:.3f})"
     )
-    out.print(f"report written to {target / 'report.md'}")
+    out.print(f"written to {target}/ (summary.md, summary.json, spans.parquet, trace.json, gantt.png)")
 
 
 # ``twin validate NAME``: Markdown tables of the twin beside published or traced figures (the data from

@@ -16,14 +16,13 @@ def codesign_report(path: Path, output: Path, quiet: bool, argv: list[str]) -> N
     from reports.provenance import provenance, sha256, shown
     from sim.config import load_scenario
     from sim.experiments.codesign import load_codesign
-    from sim.outputs import atomic_dir
+    from sim.outputs import claim_output_folder, owned_outputs
     from sim.sweep.runner import default_workers, run_sweep
     from sim.sweep.store import Store
 
     spec = load_codesign(path)
     base = load_scenario(spec.sweep.base_path)
-    target = output / spec.name
-    target.mkdir(parents=True, exist_ok=True)
+    target = claim_output_folder(output / spec.name)
     results = target / "results.parquet"
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True, disable=quiet or not err.is_terminal) as bar:
@@ -47,10 +46,10 @@ def codesign_report(path: Path, output: Path, quiet: bool, argv: list[str]) -> N
             *provenance(base, argv),
         ]
         doc = codesign_document(spec, frame, rows)
-        with atomic_dir(target) as tmp:
+        with owned_outputs(target, "report") as tmp:
             shutil.copy2(results, tmp / "results.parquet")
             doc.write_html(tmp / "report.html")
-            doc.write_markdown(tmp)
+            doc.write_markdown(tmp, figures="figures")
     if not quiet:
         not_ok = int((frame["status"] != "ok").sum())
         out.print(

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from sim.cli.common import Float, Format, Int, flag_errors, out
+from sim.cli.common import Float, Format, Int, Number, err, flag_errors, out
 from sim.errors import ScenarioError
 from sim.limits import MAX_BYTES, MAX_GPUS, MAX_SEED, require_memory
-from sim.network.collectives import ALGORITHMS, KINDS, run_collective
+from sim.network.collectives import ALGORITHMS, KINDS
+from sim.network.nccl_sweep import SIZE_FORMS, nccl_tests_text, parse_size, run_sweep, sweep_sizes
 from sim.network.spec import build_cluster, load_cluster
 from sim.network.tolerance import COMPLETION_RTOL
 
+DEFAULT_BYTES = 32 << 20  # nccl-tests' default -b and -e (32M)
 FLOW_BYTES = 512  # memory per simultaneous flow (route, rates, bookkeeping), measured at 1-4 M flows
 
 
@@ -41,16 +44,46 @@ def show(
     _emit(topo.summary(), fmt, title, "{:,.0f}")
 
 
+class Size(Number):
+    """A size flag read as nccl-tests reads ``-b``/``-e``/``-i`` (``8``, ``1K``, ``128M``, ``1G``); a
+    :class:`Number` so that the checks every numeric flag gets (``tests/unit/test_bad_inputs.py``) apply."""
+
+    def __init__(self) -> None:
+        super().__init__(float, 1, MAX_BYTES)
+
+    @property
+    def allowed(self) -> str:
+        return f"{SIZE_FORMS} in [1, {MAX_BYTES:g}]"
+
+    def __call__(self, given: Any) -> Any:
+        if isinstance(given, str):
+            given = parse_size(given)
+        return super().__call__(given)
+
+
+def _size_option(flags: tuple[str, str], what: str, default: str) -> Any:
+    return typer.Option(*flags, parser=Size(), metavar="SIZE", show_default=default, help=f"{what}: 8, 1K, 128M, 1G")
+
+
 def collective_cmd(
     kind: Annotated[str, typer.Argument(help=f"one of {', '.join(KINDS)}")],
     cluster: Annotated[Path, typer.Option("--cluster", help="topology YAML")],
     gpus: Annotated[int, typer.Option("--gpus", parser=Int(2, MAX_GPUS), help="ranks: GPUs 0..N-1 of the cluster")],
+    minbytes: Annotated[float | None, _size_option(("-b", "--minbytes"), "smallest size", "32M")] = None,
+    maxbytes: Annotated[float | None, _size_option(("-e", "--maxbytes"), "largest size", "32M")] = None,
+    stepfactor: Annotated[
+        int,
+        typer.Option("-f", "--stepfactor", parser=Int(1, 1 << 20), help="multiply each size by this; 1: add -i"),
+    ] = 1,
+    stepbytes: Annotated[float, _size_option(("-i", "--stepbytes"), "increment when -f is 1", "1M")] = float(1 << 20),
     size_bytes: Annotated[
-        float,
+        float | None,
         typer.Option(
-            "--size-bytes", parser=Float(0, MAX_BYTES, lo_open=True), help="per-rank buffer, nccl-tests convention"
+            "--size-bytes",
+            parser=Float(0, MAX_BYTES, lo_open=True),
+            help="one size, the same as -b X -e X (kept for older scripts)",
         ),
-    ],
+    ] = None,
     algorithm: Annotated[str, typer.Option("--algorithm", help=f"one of {', '.join(ALGORITHMS)}")] = "ring",
     seed: Annotated[
         int | None, typer.Option("--seed", parser=Int(0, MAX_SEED), help="ECMP hash seed [default: the topology's]")
@@ -63,9 +96,25 @@ def collective_cmd(
             help="flows within this fraction of their age finish together; 0 = exact",
         ),
     ] = COMPLETION_RTOL,
-    fmt: Annotated[Format, typer.Option("--format")] = Format.table,
+    fmt: Annotated[Format, typer.Option("--format", help="table: nccl-tests' output; json: one record a line")] = (
+        Format.table
+    ),
 ) -> None:
-    """Simulate one collective on the flow-level network: time, algbw, busbw, busiest link."""
+    """Simulate a collective on the flow-level network over a size sweep, printed as nccl-tests prints it.
+
+    Sizes as nccl-tests takes them: -b 8 -e 128M -f 2 (or -i 1M with -f 1); one size: -b 1G -e 1G or
+    --size-bytes 1e9. Columns as nccl-tests': size, count (float elements), type, redop, root, then
+    time (us), algbw, busbw (GB/s) and #wrong out-of-place and in-place; then Avg bus bandwidth.
+    The twin moves no data (#wrong is N/A) and models no in-place difference (the in-place columns
+    repeat the out-of-place ones); a size that nccl-tests rounds down to 0 bytes takes no time."""
+    if size_bytes is not None:
+        if minbytes is not None or maxbytes is not None:
+            raise ScenarioError("--size-bytes", "give either --size-bytes or -b/-e, not both")
+        minbytes = maxbytes = size_bytes
+    low = int(minbytes if minbytes is not None else DEFAULT_BYTES)
+    high = int(maxbytes if maxbytes is not None else DEFAULT_BYTES)
+    with flag_errors():
+        sizes = sweep_sizes(max(low, 1), high, stepfactor, int(stepbytes))
     spec = load_cluster(cluster)
     if gpus > spec.gpus:
         raise ScenarioError("--gpus", f"need 2..{spec.gpus} GPUs on this cluster ({cluster}), got {gpus}")
@@ -77,9 +126,27 @@ def collective_cmd(
         f"use fewer GPUs (at most about {max_alltoall_gpus():,} for an all-to-all here)",
     )
     topo = build_cluster(cluster)
-    with flag_errors():
-        result = run_collective(topo, kind, gpus, size_bytes, algorithm, seed, completion_rtol)
-    _emit(result.to_dict(), fmt, f"{kind} ({algorithm}) on {gpus} GPUs of {topo.spec.name}", "{:.6g}")
+    with flag_errors(), _progress(len(sizes), f"{kind} on {gpus} GPUs") as advance:
+        rows = run_sweep(topo, kind, gpus, sizes, algorithm, seed, completion_rtol, advance)
+    if fmt is Format.json:
+        print("\n".join(json.dumps(r.record()) for r in rows))
+        return
+    where = f"GPUs 0..{gpus - 1} of {topo.spec.name}"
+    print(nccl_tests_text(rows, algorithm, where, (low, high, stepfactor, int(stepbytes))), end="")
+
+
+@contextmanager
+def _progress(total: int, what: str) -> Iterator[Callable[[int], None] | None]:
+    """A bar on a terminal's stderr for a sweep of several sizes (each one a simulation)."""
+    if total < 2 or not err.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(f"{what}: {total} sizes", total=total)
+        yield lambda done: bar.update(task, completed=done)
 
 
 def _emit(data: Mapping[str, object], fmt: Format, title: str, float_format: str) -> None:

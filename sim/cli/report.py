@@ -2,9 +2,10 @@
 
 For a training step: the step, every schedule and the SM split as variants of it, the bytes per node
 (:mod:`sim.experiments.study`), rendered by :mod:`reports.training_report`; for a schedule comparison
-(no ``training`` section): the comparison against the closed forms and a timeline per schedule. The
-folder ``DIR/<scenario name>/`` is replaced whole on success and untouched on failure
-(:func:`sim.outputs.atomic_dir`). ``docs/report.md`` explains every section.
+(no ``training`` section): the comparison against the closed forms and a timeline per schedule. It
+writes ``report.html``, ``report.md`` and ``figures/`` in ``DIR/<scenario name>/``, replacing only
+what an earlier report wrote there (a run's files beside them stay), and nothing on failure
+(:func:`sim.outputs.owned_outputs`). ``docs/report.md`` explains every section.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import typer
 
 from sim.cli.common import ARGV, err, out, output_dir_option
 from sim.config import default_scenario_path, load_scenario
-from sim.outputs import atomic_dir
+from sim.outputs import check_output_folder, owned_outputs
 
 
 def report_cmd(
@@ -30,7 +31,8 @@ def report_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress, no summary line")] = False,
 ) -> None:
     """Write the report of a scenario: report.html (self-contained: figures, styles and the zoomable
-    timeline inline, nothing fetched) and report.md with its figures as PNG files. A training step gets
+    timeline inline, nothing fetched) and report.md with its figures as PNG files in figures/ (a run's
+    files in the same folder stay). A training step gets
     its summary, timeline, breakdown per rank, every schedule's bubble beside the closed forms, the
     SM-split curve, IB/NVLink bytes per node, memory per GPU and the provenance of every input. A
     co-design study file (scenarios/codesign.yaml) gets every study beside its base (results kept in
@@ -49,6 +51,7 @@ def report_cmd(
         codesign_report(scenario, output, quiet, ["twin", *ARGV])
         return
     sc = load_scenario(scenario or default_scenario_path())
+    check_output_folder(output / sc.name)
     prov = provenance(sc, ["twin", *ARGV])
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
     with Progress(*columns, TimeElapsedColumn(), console=err, transient=True, disable=quiet) as bar:
@@ -68,8 +71,8 @@ def report_cmd(
             doc = training_document(run, study, prov)
         target = output / sc.name
         progress("writing the report", 0, 1)
-        with atomic_dir(target) as tmp:
+        with owned_outputs(target, "report") as tmp:
             doc.write_html(tmp / "report.html")
-            doc.write_markdown(tmp)
+            doc.write_markdown(tmp, figures="figures")
     if not quiet:
         out.print(f"report written to {target / 'report.html'} (and report.md)")

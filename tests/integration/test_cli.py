@@ -28,7 +28,7 @@ def test_run_writes_report_and_bad_scenario_writes_nothing(tmp_path: Path, capsy
     code, _out, _ = _run(["run", str(scenario), "-o", str(out_dir), "-q"], capsys)
     assert code == 0
     written = {p.name for p in (out_dir / "small").iterdir()}
-    assert {"report.md", "summary.json", "spans.parquet", "gantt-dualpipe.png", "trace-zb1p.json"} <= written
+    assert {"summary.md", "summary.json", "spans.parquet", "gantt-dualpipe.png", "trace-zb1p.json"} <= written
     summary = json.loads((out_dir / "small" / "summary.json").read_text())
     assert [s["name"] for s in summary["schedules"]] == ["1f1b", "zb1p", "interleaved-1f1b", "dualpipe", "dualpipev"]
     bad = tmp_path / "bad.yaml"
@@ -45,7 +45,7 @@ def test_report_of_the_table_scenario_shows_matching_closed_forms(
     assert code == 0
     rows = [
         line.strip("|").split("|")
-        for line in (tmp_path / "dualpipe-table" / "report.md").read_text().splitlines()
+        for line in (tmp_path / "dualpipe-table" / "summary.md").read_text().splitlines()
         if line.startswith("| ") and not line.startswith("| schedule")
     ]
     assert len(rows) == 5

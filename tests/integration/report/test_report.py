@@ -41,13 +41,14 @@ def study(default_report_run: tuple[Path, TrainingRun, Study]) -> Study:
 
 def test_the_report_folder_holds_one_html_file_and_a_markdown_twin(default_report: Path) -> None:
     names = {p.name for p in default_report.iterdir()}
-    assert names == {"report.html", "report.md", *(f"{f}.png" for f in FIGURES)}
+    assert names == {".clustertwin.json", ".clustertwin.lock", "report.html", "report.md", "figures"}
+    assert {p.name for p in (default_report / "figures").iterdir()} == {f"{f}.png" for f in FIGURES}
     html = (default_report / "report.html").read_text()
     assert external_refs(html) == []
     assert len(html.encode()) < 3e6
     headings, figures = structure(default_report)
     assert headings == list(SECTIONS)
-    assert figures == [f"{f}.png" for f in FIGURES]
+    assert figures == [f"figures/{f}.png" for f in FIGURES]
     for f in figures:
         assert (default_report / f).read_bytes().startswith(b"\x89PNG")
     # every figure inline (SVG, or the Gantt as a PNG data URI), the interactive timeline's canvas and data
@@ -131,7 +132,7 @@ def test_a_schedule_comparison_gets_the_smaller_report(tmp_path: Path, capsys: p
     headings, figures = structure(folder)
     assert headings == ["Schedules against the closed forms", "Timelines", "Provenance"]
     names = load_scenario(REPO / "scenarios" / "dualpipe-table.yaml").pipeline.schedules
-    assert figures == [f"gantt-{n}.png" for n in names]
+    assert figures == [f"figures/gantt-{n}.png" for n in names]
     html = (folder / "report.html").read_text()
     assert external_refs(html) == [] and html.count('<img src="data:image/png;base64,') == len(names)
     md = (folder / "report.md").read_text()

@@ -212,7 +212,9 @@ def test_run_writes_the_report_folder(tmp_path: Path, capsys: pytest.CaptureFixt
     printed = json.loads(capsys.readouterr().out)
     folder = tmp_path / "deepseek-v3-pretrain"
     assert {p.name for p in folder.iterdir()} == {
-        "report.md",
+        ".clustertwin.json",
+        ".clustertwin.lock",
+        "summary.md",
         "summary.json",
         "spans.parquet",
         "gantt.png",
@@ -242,7 +244,7 @@ def test_run_writes_the_report_folder(tmp_path: Path, capsys: pytest.CaptureFixt
     assert sum(e["ph"] == "s" for e in events) == sum(e["ph"] == "f" for e in events) == 2 * 15 * microbatches
     counters = {e["name"] for e in events if e["ph"] == "C"}
     assert {"nic_up GB/s", "nic_down GB/s", "nv_up GB/s"} <= counters
-    assert "GPU-hours per trillion tokens" in (folder / "report.md").read_text()
+    assert "GPU-hours per trillion tokens" in (folder / "summary.md").read_text()
 
 
 SMALL = {

@@ -1,0 +1,71 @@
+"""The README in order: ``twin run`` then ``twin report`` into the same folder; every file the
+README's table of ``twin run``'s outputs promises is there afterwards, beside the report's, and the
+report did not touch a byte of the run's (nor a second run the report's).
+
+Both commands run as a user runs them (``sim.cli.main``), with the step and its study those of the
+session's ``twin report`` (:func:`tests.conftest.default_report_run`), so nothing is simulated twice:
+what is tested is what each command writes where."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import sim.experiments.study as study_module
+import sim.run as run_module
+from sim.cli import main
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _run_table() -> list[str]:
+    """The file names in the README's table under "What `twin run` writes"."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## What `twin run` writes") :]
+    section = section[: section.index("\n## ", 4)]
+    return re.findall(r"^\| `([^`]+)` \|", section, flags=re.M)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def _twin(args: list[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 0
+
+
+def test_run_then_report_as_the_readme_says_keeps_every_promised_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, default_report_run: tuple[Path, Any, Any]
+) -> None:
+    _, step, study = default_report_run
+    monkeypatch.setattr(run_module, "simulate_training", lambda *a, **k: step)
+    monkeypatch.setattr(study_module, "run_study", lambda *a, **k: study)
+    monkeypatch.chdir(tmp_path)  # the README's commands write to out/ in the working folder
+    promised = _run_table()
+    assert promised == ["summary.md", "summary.json", "spans.parquet", "gantt.png", "trace.json"]
+
+    _twin(["run", "-q"])
+    folder = tmp_path / "out" / "deepseek-v3-pretrain"
+    after_run = _files(folder)
+    assert set(promised) <= set(after_run)
+
+    _twin(["report", "-q"])
+    after_report = _files(folder)
+    assert {k: after_report[k] for k in after_run if not k.startswith(".")} == {
+        k: v for k, v in after_run.items() if not k.startswith(".")
+    }
+    md = (folder / "report.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert links and all(link.startswith("figures/") and link in after_report for link in links)
+    assert "report.html" in after_report
+
+    _twin(["run", "-q"])  # and a second run leaves the report alone
+    again = _files(folder)
+    assert {k: again[k] for k in after_report if k.startswith(("report", "figures/"))} == {
+        k: v for k, v in after_report.items() if k.startswith(("report", "figures/"))
+    }

@@ -1,0 +1,81 @@
+"""A folder that several commands write into (sim.outputs.owned_outputs): each command replaces only
+its own files, a folder twin did not write is refused untouched, and two commands finishing at once
+leave one complete result each, never a mix."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from pathlib import Path
+
+import pytest
+
+from sim.errors import ScenarioError
+from sim.outputs import MARKER, owned_outputs
+
+
+def _write(folder: Path, owner: str, files: dict[str, str]) -> None:
+    with owned_outputs(folder, owner) as tmp:
+        for name, text in files.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_text(text)
+
+
+def _visible(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")}
+
+
+def test_each_command_replaces_only_its_own_files(tmp_path: Path) -> None:
+    out = tmp_path / "out" / "step"
+    _write(out, "run", {"summary.md": "run 1", "gantt.png": "g", "old-only.txt": "x"})
+    _write(out, "report", {"report.md": "report 1", "figures/a.png": "a", "figures/b.png": "b"})
+    _write(out, "run", {"summary.md": "run 2", "gantt.png": "g2"})  # no longer writes old-only.txt
+    assert _visible(out) == {"summary.md", "gantt.png", "report.md", "figures/a.png", "figures/b.png"}
+    assert (out / "summary.md").read_text() == "run 2" and (out / "report.md").read_text() == "report 1"
+    _write(out, "report", {"report.md": "report 2", "figures/a.png": "a2"})  # figures/ replaced whole
+    assert _visible(out) == {"summary.md", "gantt.png", "report.md", "figures/a.png"}
+    assert [p.name for p in out.parent.iterdir()] == ["step"]  # no temporary left beside it
+
+
+def test_a_failure_changes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "step"
+    _write(out, "run", {"summary.md": "kept"})
+    with pytest.raises(RuntimeError), owned_outputs(out, "run") as tmp:
+        (tmp / "summary.md").write_text("half")
+        raise RuntimeError("interrupted")
+    assert _visible(out) == {"summary.md"} and (out / "summary.md").read_text() == "kept"
+    with pytest.raises(RuntimeError), owned_outputs(tmp_path / "new", "run"):
+        raise RuntimeError("interrupted")
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "sub"])
+def test_a_folder_twin_did_not_write_is_refused_and_untouched(tmp_path: Path, name: str) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / name).write_text("the user's") if name.endswith(".txt") else (out / name).mkdir()
+    with pytest.raises(ScenarioError) as info, owned_outputs(out, "run"):
+        pytest.fail("the work must not start")
+    assert "--output" in str(info.value) and "did not write" in str(info.value)
+    assert [p.name for p in out.iterdir()] == [name] and not (out / MARKER).exists()
+
+
+def _racer(folder: str, tag: str, start: float) -> None:
+    time.sleep(max(0.0, start - time.time()))
+    with owned_outputs(Path(folder), "run") as tmp:
+        for i in range(40):
+            (tmp / f"f{i}.txt").write_text(tag)
+            time.sleep(0.001)
+
+
+def test_two_runs_into_one_folder_at_once_leave_one_complete_result(tmp_path: Path) -> None:
+    out = tmp_path / "step"
+    start = time.time() + 0.5
+    procs = [mp.get_context("fork").Process(target=_racer, args=(str(out), tag, start)) for tag in "ab"]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert [p.exitcode for p in procs] == [0, 0]
+    tags = {(out / f"f{i}.txt").read_text() for i in range(40)}
+    assert len(tags) == 1 and _visible(out) == {f"f{i}.txt" for i in range(40)}
