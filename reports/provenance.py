@@ -14,8 +14,7 @@ from pathlib import Path
 
 from sim.config import Scenario, scenario_data
 from sim.hardware.profile import Profile, load_profile
-
-REPO = Path(__file__).resolve().parent.parent
+from sim.paths import shown
 
 
 def git_revision() -> str:
@@ -39,14 +38,6 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def shown(path: Path) -> str:
-    """``path`` relative to the repository when inside it (the same on every machine), else as given."""
-    try:
-        return str(path.resolve().relative_to(REPO))
-    except ValueError:
-        return str(path)
 
 
 def topology_path(sc: Scenario) -> Path | None:

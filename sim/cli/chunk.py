@@ -25,6 +25,7 @@ from sim.limits import MAX_GPUS, MAX_LAYERS, MAX_SEED, MAX_SMS, MAX_TOKENS, requ
 from sim.model.spec import DEEPSEEK_V3, load_model_config, parse_model
 from sim.moe.gating import GATES, Gating
 from sim.outputs import atomic_write_text
+from sim.paths import shown
 from sim.step.layout import DEFAULT_EP
 
 
@@ -76,7 +77,10 @@ def chunk_cmd(
     ] = None,
     seed: Annotated[int, typer.Option("--seed", parser=Int(0, MAX_SEED))] = 0,
     profile: Annotated[
-        Path, typer.Option("--profile", help="calibration profile", callback=input_file_option)
+        Path,
+        typer.Option(
+            "--profile", help="calibration profile", callback=input_file_option, show_default=shown(DEFAULT_PROFILE)
+        ),
     ] = DEFAULT_PROFILE,
     model_config: Annotated[
         Path | None,

@@ -13,10 +13,11 @@ def codesign_report(path: Path, output: Path, quiet: bool, argv: list[str]) -> N
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from reports.codesign_report import codesign_document
-    from reports.provenance import provenance, sha256, shown
+    from reports.provenance import provenance, sha256
     from sim.config import load_scenario
     from sim.experiments.codesign import load_codesign
     from sim.outputs import claim_output_folder, owned_outputs
+    from sim.paths import shown
     from sim.sweep.runner import default_workers, run_sweep
     from sim.sweep.store import Store
 

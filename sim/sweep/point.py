@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.errors import TwinError
+from sim.paths import shown_in
 
 OK, INFEASIBLE, FAILED = "ok", "infeasible", "error"
 
@@ -119,8 +120,9 @@ def run_point(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
         row.update(_figures(data, path, folder))
         row.update(status=OK, error=None)  # null, not an empty string, where nothing went wrong
     except TwinError as err:
-        row.update(status=INFEASIBLE, error=str(err).replace(f"{path}: ", "", 1))
+        row.update(status=INFEASIBLE, error=shown_in(str(err).replace(f"{path}: ", "", 1)))
     except Exception as err:  # a point never takes the sweep down; it is recorded
         where = traceback.extract_tb(err.__traceback__)[-1]
-        row.update(status=FAILED, error=f"{type(err).__name__}: {err} ({Path(where.filename).name}:{where.lineno})")
+        text = f"{type(err).__name__}: {err} ({Path(where.filename).name}:{where.lineno})"
+        row.update(status=FAILED, error=shown_in(text))
     return row
