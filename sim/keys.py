@@ -64,6 +64,10 @@ PARAMS: dict[str, Param] = {
     "kind": Param(None, "KIND"),
     "algorithm": Param("training.dp_algorithm", "--algorithm"),
     "size_bytes": Param(None, "--size-bytes"),
+    "minbytes": Param(None, "--minbytes"),
+    "maxbytes": Param(None, "--maxbytes"),
+    "stepfactor": Param(None, "--stepfactor"),
+    "stepbytes": Param(None, "--stepbytes"),
     "completion_rtol": Param("cluster.completion_rtol", "--completion-rtol"),
     "nodes": Param(None, "--nodes"),
     # the cost model (twin calibrate predict)

@@ -27,6 +27,7 @@ MAX_LAYERS = 1024
 MAX_SMS = 1024
 MAX_SEED = (1 << 63) - 1
 MAX_BYTES = 1e18  # any byte count (an exabyte)
+MAX_SWEEP_SIZES = 1000  # sizes of one collective's sweep (twin collective -b/-e/-f/-i); each is a simulation
 MAX_RATE = 1e15  # any rate in GB/s or TFLOPS
 MAX_TIME = 1e12  # any time in the time unit given
 

@@ -100,19 +100,22 @@ def collective_cmd(
         Format.table
     ),
 ) -> None:
-    """Simulate a collective on the flow-level network over a size sweep, printed as nccl-tests prints it.
+    """Simulate a collective on the flow-level network over nccl-tests' size sweep, printed as nccl-tests does.
 
-    Sizes as nccl-tests takes them: -b 8 -e 128M -f 2 (or -i 1M with -f 1); one size: -b 1G -e 1G or
-    --size-bytes 1e9. Columns as nccl-tests': size, count (float elements), type, redop, root, then
-    time (us), algbw, busbw (GB/s) and #wrong out-of-place and in-place; then Avg bus bandwidth.
-    The twin moves no data (#wrong is N/A) and models no in-place difference (the in-place columns
-    repeat the out-of-place ones); a size that nccl-tests rounds down to 0 bytes takes no time."""
+    Sizes: -b 8 -e 128M -f 2 (or -i 1M with -f 1); one size: -b 1G -e 1G, or --size-bytes 1e9.
+
+    Columns: size, count, type, redop, root; time (us), algbw, busbw (GB/s), #wrong out-of-place and in-place.
+
+    The twin moves no data (#wrong is N/A) and models no in-place difference (in-place repeats out-of-place).
+    """
     if size_bytes is not None:
         if minbytes is not None or maxbytes is not None:
             raise ScenarioError("--size-bytes", "give either --size-bytes or -b/-e, not both")
         minbytes = maxbytes = size_bytes
     low = int(minbytes if minbytes is not None else DEFAULT_BYTES)
     high = int(maxbytes if maxbytes is not None else DEFAULT_BYTES)
+    if maxbytes is None and low > high:
+        raise ScenarioError("--maxbytes", f"defaults to 32M (as in nccl-tests), less than -b {low:,} B; give -e")
     with flag_errors():
         sizes = sweep_sizes(max(low, 1), high, stepfactor, int(stepbytes))
     spec = load_cluster(cluster)
@@ -132,7 +135,7 @@ def collective_cmd(
         print("\n".join(json.dumps(r.record()) for r in rows))
         return
     where = f"GPUs 0..{gpus - 1} of {topo.spec.name}"
-    print(nccl_tests_text(rows, algorithm, where, (low, high, stepfactor, int(stepbytes))), end="")
+    print(nccl_tests_text(rows, where, (low, high, stepfactor, int(stepbytes))), end="")
 
 
 @contextmanager

@@ -182,6 +182,21 @@ def collective_flows(
     return np.concatenate(srcs), np.concatenate(dsts), np.concatenate(sizes)
 
 
+def check_collective(topo: Topology, kind: str, gpus: np.ndarray | int, algorithm: str = "ring") -> np.ndarray:
+    """The ranks of a collective ``topo`` can run (GPUs 0..gpus-1, or those given), or the error."""
+    if kind not in KINDS:
+        raise ScenarioError("kind", f"unknown collective {kind!r}; choose from {', '.join(KINDS)}")
+    if algorithm not in ALGORITHMS:
+        raise ScenarioError("algorithm", f"unknown algorithm {algorithm!r}; choose from {', '.join(ALGORITHMS)}")
+    ranks = np.arange(gpus) if isinstance(gpus, int) else np.asarray(gpus, dtype=np.int64)
+    if len(ranks) < 2 or len(ranks) > topo.gpus:
+        raise ScenarioError("gpus", f"need 2..{topo.gpus} GPUs on this cluster, got {len(ranks)}")
+    if len(np.unique(ranks)) != len(ranks):
+        raise ScenarioError("gpus", "GPUs must be distinct")
+    _phases(topo, kind, algorithm, ranks, 1.0)  # layout errors before anything runs
+    return ranks
+
+
 def run_collective(
     topo: Topology,
     kind: str,
@@ -193,18 +208,9 @@ def run_collective(
     ctx: SimContext | None = None,
 ) -> CollectiveResult:
     """Simulate one collective alone on the network and report nccl-tests style figures."""
-    if kind not in KINDS:
-        raise ScenarioError("kind", f"unknown collective {kind!r}; choose from {', '.join(KINDS)}")
-    if algorithm not in ALGORITHMS:
-        raise ScenarioError("algorithm", f"unknown algorithm {algorithm!r}; choose from {', '.join(ALGORITHMS)}")
-    ranks = np.arange(gpus) if isinstance(gpus, int) else np.asarray(gpus, dtype=np.int64)
-    if len(ranks) < 2 or len(ranks) > topo.gpus:
-        raise ScenarioError("gpus", f"need 2..{topo.gpus} GPUs on this cluster, got {len(ranks)}")
-    if len(np.unique(ranks)) != len(ranks):
-        raise ScenarioError("gpus", "GPUs must be distinct")
+    ranks = check_collective(topo, kind, gpus, algorithm)
     if not size_bytes > 0:
         raise ScenarioError("size_bytes", f"must be > 0, got {size_bytes}")
-    _phases(topo, kind, algorithm, ranks, float(size_bytes))  # layout errors before anything runs
     ctx = ctx if ctx is not None else SimContext(topo, completion_rtol, seed)
     net = ctx.network
     flows0, recomputes0, bytes0 = net.stats.flows, net.stats.recomputes, net.stats.link_bytes[: topo.num_links].copy()
