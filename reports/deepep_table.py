@@ -1,5 +1,5 @@
 """The table of docs/deepep.md: DeepEP's published test setting as the twin predicts it
-(:mod:`sim.experiments.deepep_table` runs it; ``twin validate deepep`` prints this document)."""
+(:mod:`sim.experiments.deepep_table` runs it; ``twin check deepep`` prints this document)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def table_rows(rows: Iterable[DeepEPRow]) -> list[list[str]]:
 
 
 def document(rows: Iterable[DeepEPRow]) -> Document:
-    """``twin validate deepep``: the table under its title."""
+    """``twin check deepep``: the table under its title."""
     doc = Document("DeepEP normal kernels: the twin against DeepEP's README (H800 + CX7)")
     doc.table(HEADERS, table_rows(rows), align=ALIGN)
     return doc

@@ -1,5 +1,5 @@
 """The table of docs/calibration.md: DeepSeek's trace kernels against H100-based predictions
-(:func:`sim.experiments.trace_validation.kernel_rows` computes the rows; ``twin validate kernels``
+(:func:`sim.experiments.trace_validation.kernel_rows` computes the rows; ``twin check kernels``
 prints this document).
 
 One row per GEMM, attention and memory-bound op of a MoE layer: the trace's time, the H100-based and
@@ -60,7 +60,7 @@ def table_rows(rows: Sequence[KernelRow]) -> list[list[str]]:
 
 
 def document(rows: Sequence[KernelRow]) -> Document:
-    """``twin validate kernels``: the table under its title."""
+    """``twin check kernels``: the table under its title."""
     doc = Document("DeepSeek's trace kernels against the H100-based and datasheet profiles (112 SMs)")
     doc.table(HEADERS, table_rows(rows), align=ALIGN)
     return doc

@@ -1,4 +1,4 @@
-"""``twin chunk`` (time a chunk of layers on the streams) and ``twin validate trace`` (the F&B pair of
+"""``twin chunk`` (time a chunk of layers on the streams) and ``twin check trace`` (the F&B pair of
 DeepSeek's trace, predicted and compared with the trace: :mod:`sim.experiments.trace_validation`, with
 the trace read by :mod:`calibrate.trace_figures`)."""
 
@@ -145,7 +145,7 @@ def chunk_cmd(
 
 
 def trace_validation(profile: Path = DEFAULT_PROFILE) -> dict[str, Any]:
-    """``twin validate trace``: DeepSeek's trace read into figures (:mod:`calibrate.trace_figures`) and
+    """``twin check trace``: DeepSeek's trace read into figures (:mod:`calibrate.trace_figures`) and
     predicted beside them (:func:`sim.experiments.trace_validation.validate_trace`)."""
     from calibrate.trace_figures import trace_figures
 

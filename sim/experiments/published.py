@@ -1,5 +1,5 @@
 """Every published figure the twin is compared with, beside the twin's value (the data of
-docs/validation.md, rendered by :mod:`reports.validation`; ``twin validate published``).
+docs/validation.md, rendered by :mod:`reports.validation`; ``twin check published``).
 
 Nothing here is fitted to the figure it is compared with: where a figure was used to derive a model
 constant it says so (the trace's annotations gave the interference factors; DeepEP's EP64 figure gave
@@ -232,7 +232,7 @@ def gemm_check() -> GemmCheck:
 class PublishedFigures:
     """Everything docs/validation.md shows, section by section (:data:`SECTIONS`)."""
 
-    trace: dict[str, Any]  # the layout of ``twin validate trace --format json``
+    trace: dict[str, Any]  # the layout of ``twin check trace --format json``
     model: tuple[Figure, ...]
     step: StepCheck
     contention: tuple[ContentionRow, ...]

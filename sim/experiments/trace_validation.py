@@ -1,4 +1,4 @@
-"""DeepSeek's H800 trace beside the twin: the F&B chunk pair (``twin validate trace``) and its kernels
+"""DeepSeek's H800 trace beside the twin: the F&B chunk pair (``twin check trace``) and its kernels
 one by one (the table of docs/calibration.md).
 
 The trace (deepseek-ai/profile-data, ``../shared/reference/deepseek-v3/profile-data-train.json``) is one
@@ -83,7 +83,7 @@ def validate_trace(
 ) -> dict[str, Any]:
     """DeepSeek's trace configuration predicted with ``profile`` (and with the datasheet profile),
     side by side with the trace's ``reference`` figures (:func:`calibrate.trace_figures.trace_figures`),
-    in the JSON layout of ``twin validate trace --format json`` (ms and fractions)."""
+    in the JSON layout of ``twin check trace --format json`` (ms and fractions)."""
     sim = figures(pair(ChunkConfig(profile=profile)))
     sheet = figures(pair(replace(ChunkConfig(), profile=datasheet)))
     result: dict[str, Any] = {

@@ -59,7 +59,7 @@ def test_the_calibration_buys_accuracy(validation) -> None:  # type: ignore[no-u
 
 def test_cli_json_layout(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
-        main(["validate", "trace", "--format", "json"])
+        main(["check", "trace", "--format", "json"])
     assert info.value.code == 0
     v = json.loads(capsys.readouterr().out)
     assert set(v["span_ms"]) >= {"sim", "trace"}
@@ -71,7 +71,7 @@ def test_cli_json_layout(capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_kernel_table(capsys: pytest.CaptureFixture[str]) -> None:
     """``twin validate kernels``: every compute op of the traced layer, then the totals per kind."""
     with pytest.raises(SystemExit) as info:
-        main(["validate", "kernels"])
+        main(["check", "kernels"])
     assert info.value.code == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("# DeepSeek's trace kernels")  # a Document: title, then the table
@@ -82,5 +82,5 @@ def test_cli_kernel_table(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_cli_refuses_a_table_file_that_is_not_markdown(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
-        main(["validate", "kernels", "-o", "table.txt"])
+        main(["check", "kernels", "-o", "table.txt"])
     assert info.value.code == 2 and "--output" in capsys.readouterr().err

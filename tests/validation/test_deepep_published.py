@@ -36,7 +36,7 @@ def test_cli_writes_the_table(tmp_path: Path) -> None:
     """``twin validate deepep -o FILE.md``: every published EP size at 20 and 24 SMs (docs/deepep.md)."""
     target = tmp_path / "deepep.md"
     with pytest.raises(SystemExit) as info:
-        main(["validate", "deepep", "-o", str(target)])
+        main(["check", "deepep", "-o", str(target)])
     assert info.value.code == 0
     lines = target.read_text().splitlines()
     assert lines[0].startswith("# DeepEP")  # a Document: title, then the table

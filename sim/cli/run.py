@@ -1,0 +1,116 @@
+"""``twin run [SCENARIO]``: simulate a scenario and write its outputs to ``DIR/<scenario name>/``
+(a training step: summary, spans, trace, Gantt chart; a schedule comparison: its table, spans, and a
+trace and a Gantt chart per schedule). Only the files a run writes are replaced there
+(:func:`sim.outputs.owned_outputs`): a report's files in the same folder stay."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sim import __version__
+from sim.assemble import Assembly, assemble
+from sim.cli.common import Format, err, out, output_dir_option
+from sim.cli.schedules import _print_table
+from sim.config import default_scenario_path, load_scenario
+from sim.outputs import check_output_folder, owned_outputs, write_parquet
+from sim.run import simulate
+from sim.step.timeline import perfetto_trace, timeline
+
+
+def run_cmd(
+    scenario: Annotated[Path | None, typer.Argument(help="scenario YAML [default: the embedded default]")] = None,
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", help="folder; the outputs go to DIR/<scenario name>/", callback=output_dir_option
+        ),
+    ] = Path("out"),
+    fmt: Annotated[Format, typer.Option("--format", help="table, or json on stdout")] = Format.table,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress, no summary")] = False,
+) -> None:
+    """Simulate a scenario and write its report: a training step (the default: DeepSeek-V3 on 2048
+    H800s) or a schedule comparison (Markdown, JSON, Parquet of every span, Gantt PNG, Perfetto trace)."""
+    asm = assemble(load_scenario(scenario or default_scenario_path()))  # refuses what twin validate refuses
+    sc = asm.scenario
+    check_output_folder(output / sc.name)
+    if asm.training:
+        _run_training(asm, output, fmt, quiet)
+        return
+    from reports.schedule_report import schedule_document
+
+    with err.status("simulating") as status:
+        result = simulate(asm, progress=lambda name: status.update(f"simulating {name}"))
+        target = output / sc.name
+        with owned_outputs(target, "run") as tmp:
+            frames = []
+            for step in result.steps:
+                name = step.pipelines[0].run.schedule.name
+                tl = timeline(step)
+                trace = perfetto_trace(tl, f"{sc.name}: {name}")
+                (tmp / f"trace-{name}.json").write_text(json.dumps(trace, separators=(",", ":")))
+                frames.append(tl.spans.assign(schedule=name))
+            import pandas as pd
+
+            meta = {"twin_version": __version__, "scenario": sc.name}
+            write_parquet(pd.concat(frames, ignore_index=True), tmp / "spans.parquet", meta)
+            (tmp / "summary.json").write_text(json.dumps(result.to_dict(), indent=2))
+            status.update("drawing the timelines")
+            schedule_document(result).write_markdown(tmp, "summary.md")  # and gantt-<schedule>.png
+    if fmt is Format.json:
+        print(json.dumps(result.to_dict()))
+    elif not quiet:
+        _print_table(result.metrics, unit="s")
+        out.print(f"written to {target}/ (summary.md, summary.json, spans.parquet, traces, timelines)")
+
+
+def _run_training(asm: Assembly, output: Path, fmt: Format, quiet: bool) -> None:
+    """Simulate the assembled training step with a progress bar, then write its report folder."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from reports.step_report import step_document
+    from sim.run import simulate_training
+
+    sc = asm.scenario
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
+    with Progress(*columns, TimeElapsedColumn(), console=err, transient=True, disable=quiet) as bar:
+        task = bar.add_task("building the step", total=None)
+
+        def progress(what: str, done: int, total: int) -> None:
+            bar.update(task, description=what, completed=done, total=total)
+
+        result = simulate_training(asm, progress)
+        target = output / sc.name
+        bar.update(task, description="writing the report", completed=0, total=3)
+        with owned_outputs(target, "run") as tmp:
+            tl = timeline(result.step)
+            write_parquet(tl.spans, tmp / "spans.parquet", {"twin_version": __version__, "scenario": sc.name})
+            bar.advance(task)
+            trace = perfetto_trace(tl, sc.name, result.step.reported_pipeline().group)
+            (tmp / "trace.json").write_text(json.dumps(trace, separators=(",", ":")))
+            bar.advance(task)
+            summary = result.to_dict()
+            (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
+            step_document(result).write_markdown(tmp, "summary.md")  # and gantt.png
+            bar.advance(task)
+    if fmt is Format.json:
+        print(json.dumps(summary))
+        return
+    if quiet:
+        return
+    r = result.result
+    b = r.reported
+    out.print(
+        f"{sc.name}: step {r.step_time_s:.3f} s | {r.tokens_per_day / 1e9:,.1f}B tokens/day | "
+        f"{r.gpu_hours_per_trillion_tokens / 1e3:,.1f}K GPU-hours per trillion tokens | "
+        f"MFU {r.mfu(True):.1%} causal, {r.mfu(False):.1%} non-causal"
+    )
+    out.print(
+        f"rank {r.reported_rank}: F {b.forward_only_s:.3f} s, B/I {b.backward_only_s:.3f}, W {b.weight_only_s:.3f}, "
+        f"F&B {b.overlapped_fb_s:.3f}, bubble {b.bubble_s:.3f}, optimizer {b.optimizer_s:.3f}, "
+        f"DP comm {b.dp_comm_exposed_s:.3f}, wait {b.wait_s:.3f} (EP exposed inside chunks {b.ep_comm_exposed_s:.3f})"
+    )
+    out.print(f"written to {target}/ (summary.md, summary.json, spans.parquet, trace.json, gantt.png)")

@@ -1,0 +1,132 @@
+"""``twin validate SCENARIO``: check a scenario file without running it (what a run would refuse,
+validate refuses, with the same line); ``twin check NAME``: the twin beside DeepSeek's trace
+(``trace``), every published figure (``published``), DeepEP's test setting (``deepep``) and the
+trace's kernels (``kernels``), as tables (the data from :mod:`sim.experiments`, rendered by
+:mod:`reports`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sim.assemble import assemble
+from sim.cli.common import Format, err, input_file_option, out
+from sim.config import load_scenario
+from sim.errors import ScenarioError
+from sim.outputs import atomic_write_text
+
+CHECKS = ("trace", "published", "deepep", "kernels")
+
+check_app = typer.Typer(
+    no_args_is_help=True,
+    help="The twin beside measured and published figures: DeepSeek's trace, every published figure, "
+    "DeepEP's test setting, the trace's kernels.",
+)
+
+
+def validate_cmd(
+    scenario: Annotated[Path, typer.Argument(help="scenario YAML")],
+) -> None:
+    """Check a scenario file without running it: everything a run would refuse is refused here, with
+    the same one-line error; on success one line describes the layout it would run."""
+    if not scenario.exists() and str(scenario) in CHECKS:
+        raise ScenarioError("SCENARIO", f"no file {str(scenario)!r}; the {scenario} check is 'twin check {scenario}'")
+    asm = assemble(load_scenario(scenario))  # what twin run builds, without simulating: the same refusals
+    sc, lay = asm.scenario, asm.layout
+    if lay is not None:
+        out.print(
+            f"{scenario}: ok (training step {sc.name!r}: {lay.gpus} GPUs = {lay.devices} {sc.pipeline.schedules[0]} "
+            f"ranks x {lay.gpus_per_rank}, EP {lay.ep}, DP {lay.dp}, {lay.microbatches} micro-batches of "
+            f"{lay.tokens} tokens)"
+        )
+        return
+    out.print(f"{scenario}: ok (scenario {sc.name!r}, {len(sc.pipeline.schedules)} schedule(s))")
+
+
+MarkdownOut = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="write the Markdown table to this .md file [default: stdout]"),
+]
+
+
+def _write_markdown(name: str, output: Path | None, build: Callable[[Callable[[str], None]], str]) -> None:
+    if output is not None and output.suffix != ".md":
+        raise ScenarioError("--output", f"must be a Markdown file (.md), got {str(output)!r}")
+    with err.status(f"checking {name}") as status:
+        text = build(lambda what: status.update(f"checking {name}: {what}"))
+    if output is None:
+        print(text, end="")
+    else:
+        atomic_write_text(output, text)
+        out.print(f"written to {output}")
+
+
+@check_app.command("trace")
+def check_trace(
+    profile: Annotated[
+        Path | None,
+        typer.Option(
+            "--profile",
+            help="calibration profile [default: calibrate/profiles/h800.json]",
+            callback=input_file_option,
+        ),
+    ] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="table, or json on stdout")] = Format.table,
+) -> None:
+    """Predict DeepSeek's traced F&B chunk pair and print it beside the trace: span, the 10
+    annotations, stream busy and hidden fractions."""
+    from sim.cli.chunk import print_validation, trace_validation
+    from sim.hardware.profile import DEFAULT_PROFILE
+
+    v = trace_validation(profile or DEFAULT_PROFILE)
+    if fmt is Format.json:
+        print(json.dumps(v))
+    else:
+        print_validation(v)
+
+
+@check_app.command("published")
+def check_published(output: MarkdownOut = None) -> None:
+    """Every published figure beside the twin's: the table of docs/validation.md
+    (twin check published -o docs/validation.md regenerates it)."""
+
+    def build(progress: Callable[[str], None]) -> str:
+        from calibrate.trace_figures import trace_figures
+        from reports.validation import validation_document
+        from sim.experiments.published import published_figures
+
+        return validation_document(published_figures(trace_figures(), progress)).to_markdown()
+
+    _write_markdown("published", output, build)
+
+
+@check_app.command("deepep")
+def check_deepep(output: MarkdownOut = None) -> None:
+    """DeepEP's published test setting as the twin predicts it: the table of docs/deepep.md."""
+
+    def build(progress: Callable[[str], None]) -> str:
+        from reports.deepep_table import document as deepep_document
+        from sim.experiments.deepep_table import rows
+
+        return deepep_document(rows()).to_markdown()
+
+    _write_markdown("deepep", output, build)
+
+
+@check_app.command("kernels")
+def check_kernels(output: MarkdownOut = None) -> None:
+    """The trace's kernels beside the cost model's H100-based predictions: the table of
+    docs/calibration.md."""
+
+    def build(progress: Callable[[str], None]) -> str:
+        from calibrate.trace_figures import kernel_means
+        from reports.trace_kernels import document as kernel_document
+        from sim.experiments.trace_validation import kernel_rows
+
+        return kernel_document(kernel_rows(kernel_means())).to_markdown()
+
+    _write_markdown("kernels", output, build)

@@ -1,0 +1,60 @@
+"""The command line starts fast and reads as text: ``twin --help`` and ``twin --version`` import none of
+the heavy libraries (each command's module is imported only when it runs), every command's help has
+no ``<bool>`` type after an on/off flag, no reST double backticks and no source line breaks inside a
+paragraph, and the listing of ``twin --help`` names every command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import typer.main
+
+from sim.cli import COMMANDS, app
+
+HEAVY = ("numpy", "pandas", "scipy", "matplotlib", "torch", "simpy", "pydantic", "pyarrow")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"]])
+def test_the_root_loads_no_heavy_library(args: list[str]) -> None:
+    code = (
+        f"import sys\nfrom sim.cli import main\ntry:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
+        f"print('loaded:', ','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-1] == "loaded: ", done.stdout
+
+
+def _every_command() -> list[list[str]]:
+    root = typer.main.get_command(app)
+    paths: list[list[str]] = []
+
+    def walk(cmd: object, path: list[str]) -> None:
+        paths.append(path)
+        for name in getattr(cmd, "list_commands", lambda _ctx: [])(None):
+            walk(cmd.get_command(None, name), [*path, name])  # type: ignore[attr-defined]
+
+    walk(root, [])
+    return paths
+
+
+def test_every_help_reads_as_text(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from sim.cli import main
+
+    monkeypatch.setenv("COLUMNS", "300")
+    paths = _every_command()
+    assert {p[0] for p in paths if p} == set(COMMANDS)
+    for path in paths:
+        with pytest.raises(SystemExit):
+            main([*path, "--help"])
+        text = capsys.readouterr().out
+        assert "Usage: twin" in text, path
+        assert "<bool>" not in text and "``" not in text, (path, text)
+        assert "--install-completion" not in text, path
+        described = [
+            line
+            for line in text.splitlines()
+            if line.strip() and not line.strip().startswith(("│", "╭", "╰", "Usage"))
+        ]
+        assert len(described) <= 6, (path, described)  # paragraphs reflowed: a few lines, not the docstring's
