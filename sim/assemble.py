@@ -18,6 +18,7 @@ simulate) refuse the same inputs with the same line. :mod:`sim.run` only simulat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from sim.chunk.build import ChunkConfig, ChunkSetup, build_chunk
@@ -40,7 +41,7 @@ from sim.pipeline.execute import P2P, NetworkP2P
 from sim.pipeline.ops import Schedule
 from sim.pipeline.schedules import build_schedule
 from sim.pipeline.validate import check_schedule
-from sim.step.accounting import check_memory
+from sim.step.accounting import Relayout, check_memory
 from sim.step.actions import ChunkInputs, ChunkSource, Routing
 from sim.step.layer_split import balanced_ranks, balanced_split, layer_costs, rank_positions
 from sim.step.layout import Layout, StagePlacement, build_layout
@@ -185,6 +186,45 @@ def step_layout(sc: Scenario, split: list[int] | None = None) -> tuple[Layout, S
     )
 
 
+Rebuild = Callable[[list[int] | None], tuple[Layout, Schedule]]  # a layout with this layer split
+
+
+def relayout(
+    sc: Scenario,
+    layout: Layout,
+    balance: Callable[[Layout, Schedule, Rebuild], tuple[Layout, Schedule]] | None = None,
+) -> Relayout:
+    """Layouts of ``sc`` with another schedule, PP or sequences per micro-batch and the rest as
+    ``layout`` has it (its GPUs and global batch; the scenario's layer list, else the even split, then
+    ``balance`` when the scenario balances layers by cost), for the memory check's advice."""
+    t = sc.training
+    assert t is not None
+    spec = sc.cluster_spec()
+    given = t.layers_per_stage if isinstance(t.layers_per_stage, list) else None
+
+    def build(schedule: str, pp: int, microbatch_sequences: int) -> tuple[Layout, Schedule]:
+        def at(split: list[int] | None) -> tuple[Layout, Schedule]:
+            return build_layout(
+                sc.model,
+                schedule,
+                pp,
+                sc.pipeline.virtual_stages,
+                layout.gpus,
+                spec.node.gpus_per_node,
+                spec.gpus,
+                layout.ep,
+                layout.global_batch,
+                None,
+                microbatch_sequences,
+                split,
+            )
+
+        changed, sched = at(given)
+        return (changed, sched) if balance is None else balance(changed, sched, at)
+
+    return build
+
+
 def _topology(sc: Scenario, cluster: ClusterSpec) -> Topology:
     """The cluster's fabric, built once; a what-if oversubscription it cannot take names its key."""
     assert sc.cluster is not None
@@ -254,8 +294,15 @@ def _training(sc: Scenario) -> Assembly:
     if t.layers_per_stage == "balanced":
         inputs, schedule = _balanced(sc, inputs, schedule, topology, moe)
         layout = inputs.layout
-    if t.check_memory:  # the layout that runs: balanced when asked
-        check_memory(sc.model, layout, schedule, gpu)
+    if t.check_memory:  # the layout that runs: balanced when asked, and so are the changes it advises
+        balance = None
+        if t.layers_per_stage == "balanced":
+
+            def balance(lay: Layout, sched: Schedule, rebuild: Rebuild) -> tuple[Layout, Schedule]:
+                got, sched = _balanced(sc, replace(inputs, layout=lay), sched, topology, moe, rebuild)
+                return got.layout, sched
+
+        check_memory(sc.model, layout, schedule, gpu, relayout(sc, layout, balance))
     assert sc.cluster is not None  # cluster_spec() refuses a step without one
     rtol = sc.cluster.completion_rtol
     step = StepSpec(
@@ -271,10 +318,16 @@ def _training(sc: Scenario) -> Assembly:
 
 
 def _balanced(
-    sc: Scenario, inputs: ChunkInputs, schedule: Schedule, topology: Topology, moe: MoESpec
+    sc: Scenario,
+    inputs: ChunkInputs,
+    schedule: Schedule,
+    topology: Topology,
+    moe: MoESpec,
+    rebuild: Rebuild | None = None,
 ) -> tuple[ChunkInputs, Schedule]:
     """The layout with layers split by predicted cost (:mod:`sim.step.layer_split`): every kind of
-    layer's F&B pair timed by the chunk model on a probe network of its own."""
+    layer's F&B pair timed by the chunk model on a probe network of its own (``rebuild``: the layout
+    of a split, else the scenario's)."""
     probe = replace(inputs, fidelity="representative", routing_samples=1)
     source = ChunkSource(probe, schedule, SimContext(topology), Routing(probe, moe))
     timer = source.timer(0)
@@ -288,7 +341,7 @@ def _balanced(
     even = layers_per_stage(sc.model.n_layers, stages)
     positions = rank_positions(schedule.routes, schedule.stage_device)
     split = balanced_ranks(sc.model, positions, stages, costs, [even, balanced_split(sc.model, stages, costs)])
-    layout, schedule = step_layout(sc, split)
+    layout, schedule = step_layout(sc, split) if rebuild is None else rebuild(split)
     return replace(inputs, layout=layout), schedule
 
 

@@ -31,16 +31,19 @@ DeepSeek state theirs. GPU-hours per trillion tokens = GPUs x step time / 3600 x
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, TwinError
 from sim.hardware.gpu import GpuSpec
 from sim.model.flops import training_flops_per_token
 from sim.model.spec import ModelSpec
 from sim.pipeline.ops import Op, Schedule
+from sim.pipeline.schedules import SCHEDULES
+from sim.step.activations import activation_bytes, wgrad_activation_bytes
 from sim.step.layout import Layout
-from sim.step.memory import Memory, activation_bytes, static_memory
+from sim.step.memory import Memory, activation_walk, static_memory
 from sim.step.simulate import StepRun
 from sim.step.zero1 import ReplicaSet, rank_params
 
@@ -85,36 +88,38 @@ class RankBreakdown:
         return self.forward_only_s + self.backward_only_s + self.weight_only_s + self.overlapped_fb_s
 
 
-def stage_activations(model: ModelSpec, layout: Layout, stage: int) -> float:
-    """Activation bytes one micro-batch keeps on a GPU of schedule stage ``stage`` (DeepSeek's recipe,
-    :mod:`sim.step.memory`)."""
+def _stage_kwargs(model: ModelSpec, layout: Layout, stage: int) -> dict[str, Any]:
     place = layout.stages[stage]
-    return activation_bytes(
-        model,
-        [i for i in place.layers if i < model.n_layers],
-        layout.tokens,
-        embedding=place.first,
-        head=place.last,
-        mtp=place.last and model.mtp_depth > 0,
-    )
+    return {
+        "layers": [i for i in place.layers if i < model.n_layers],
+        "tokens": layout.tokens,
+        "embedding": place.first,
+        "head": place.last,
+        "mtp": place.last and model.mtp_depth > 0,
+    }
+
+
+def stage_activations(model: ModelSpec, layout: Layout, stage: int) -> float:
+    """Activation bytes one micro-batch keeps on a GPU of schedule stage ``stage`` from its forward to
+    its backward (DeepSeek's recipe, :mod:`sim.step.activations`)."""
+    return activation_bytes(model, **_stage_kwargs(model, layout, stage))
+
+
+def stage_wgrad_activations(model: ModelSpec, layout: Layout, stage: int) -> float:
+    """Bytes one micro-batch keeps on a GPU of schedule stage ``stage`` from its input-gradient pass to
+    its deferred weight-gradient pass: what W reads (:func:`sim.step.activations.wgrad_activation_bytes`)."""
+    return wgrad_activation_bytes(model, **_stage_kwargs(model, layout, stage))
 
 
 def activation_peak(model: ModelSpec, layout: Layout, schedule: Schedule, device: int) -> float:
     """Most activation bytes rank ``device`` holds at once: a micro-batch's activations of a stage are
-    allocated when its F starts and freed when its backward is complete (B, or W when split). A rank
-    runs its actions one after another, so their order alone fixes the peak."""
-    per = {s: stage_activations(model, layout, s) for s, d in enumerate(schedule.stage_device) if d == device}
-    level = peak = 0.0
-    for action in schedule.actions[device]:
-        atoms = action.atoms()
-        for a in atoms:
-            if a.op is Op.F:
-                level += per[a.stage]
-        peak = max(peak, level)
-        for a in atoms:
-            if a.op in (Op.B, Op.W):
-                level -= per[a.stage]
-    return peak
+    allocated when its F starts and freed when its B ends; a split backward's I keeps only what the
+    deferred W reads, which W frees (:func:`sim.step.memory.activation_walk`)."""
+    mine = [s for s, d in enumerate(schedule.stage_device) if d == device]
+    whole = {s: stage_activations(model, layout, s) for s in mine}
+    split = any(a.op is Op.I for action in schedule.actions[device] for a in action.atoms())
+    wgrad = {s: stage_wgrad_activations(model, layout, s) for s in mine} if split else whole
+    return activation_walk(schedule, device, whole, wgrad).bytes
 
 
 def rank_memory(model: ModelSpec, layout: Layout, schedule: Schedule, device: int) -> Memory:
@@ -124,18 +129,76 @@ def rank_memory(model: ModelSpec, layout: Layout, schedule: Schedule, device: in
     return Memory(static.params, static.grads, static.optimizer, activation_peak(model, layout, schedule, device))
 
 
-def check_memory(model: ModelSpec, layout: Layout, schedule: Schedule, gpu: GpuSpec) -> None:
-    """Refuse a layout whose memory per GPU exceeds the GPU's (naming the keys that change it)."""
-    for d in range(layout.devices):
-        mem = rank_memory(model, layout, schedule, d)
-        if mem.total > gpu.hbm_GB * 1e9:
-            parts = ", ".join(f"{k} {v:.1f}" for k, v in mem.to_dict().items() if k != "total")
-            raise ScenarioError(
-                "training",
-                f"pipeline rank {d} needs {mem.total / 1e9:.1f} GB per GPU ({parts} GB), more than the "
-                f"{gpu.name}'s {gpu.hbm_GB:g} GB: raise pipeline.pp or training.gpus, lower "
-                "training.microbatch_sequences, or set training.check_memory: false",
-            )
+Relayout = Callable[[str, int, int], tuple[Layout, Schedule]]
+"""(schedule name, PP, sequences per micro-batch) -> the step's layout and schedule with only those
+changed (the same GPUs, global batch and layer split); raises :class:`ScenarioError` where impossible."""
+
+
+def _worst(model: ModelSpec, layout: Layout, schedule: Schedule) -> tuple[int, Memory]:
+    """The rank with the most memory per GPU (the lowest of equals) and its memory."""
+    mems = [rank_memory(model, layout, schedule, d) for d in range(layout.devices)]
+    d = max(range(len(mems)), key=lambda i: (mems[i].total, -i))
+    return d, mems[d]
+
+
+def _fits(model: ModelSpec, relayout: Relayout, change: tuple[str, int, int], limit: float) -> float | None:
+    """The most memory per GPU of the changed layout if every rank fits under ``limit``, else None."""
+    try:
+        layout, schedule = relayout(*change)
+    except TwinError:  # an impossible layout is not advised
+        return None
+    most = _worst(model, layout, schedule)[1].total
+    return most if most <= limit else None
+
+
+def memory_advice(model: ModelSpec, layout: Layout, schedule: Schedule, relayout: Relayout, limit: float) -> str:
+    """The changes of one key that make every rank fit under ``limit`` bytes, each checked by the memory
+    model on the changed layout: the smallest larger ``pipeline.pp``, the largest smaller
+    ``training.microbatch_sequences``, every other schedule at the same PP. '' when none fits."""
+    name, pp, mbs = schedule.name, schedule.pp, layout.microbatch_sequences
+    found: list[str] = []
+    for p in range(pp + 1, model.n_layers + 1):
+        gb = _fits(model, relayout, (name, p, mbs), limit)
+        if gb is not None:
+            found.append(f"pipeline.pp: {p} ({gb / GB:.1f} GB)")
+            break
+    for m in range(mbs - 1, 0, -1):
+        gb = _fits(model, relayout, (name, pp, m), limit)
+        if gb is not None:
+            found.append(f"training.microbatch_sequences: {m} ({gb / GB:.1f} GB)")
+            break
+    others = []
+    for other in SCHEDULES:
+        gb = None if other == name else _fits(model, relayout, (other, pp, mbs), limit)
+        if gb is not None:
+            others.append(f"[{other}] ({gb / GB:.1f} GB)")
+    if others:
+        found.append("pipeline.schedules: " + " or ".join(others))
+    return "; ".join(found)
+
+
+def check_memory(
+    model: ModelSpec, layout: Layout, schedule: Schedule, gpu: GpuSpec, relayout: Relayout | None = None
+) -> None:
+    """Refuse a layout whose memory per GPU exceeds the GPU's, naming the rank that needs the most.
+    With ``relayout`` the one-line refusal names the changes that fit (:func:`memory_advice`: each
+    evaluated by the memory model before it is printed, so a change that does not fit, or makes it
+    worse, is never advised)."""
+    limit = gpu.hbm_GB * GB
+    d, mem = _worst(model, layout, schedule)
+    if mem.total <= limit:
+        return
+    parts = ", ".join(f"{k} {v:.1f}" for k, v in mem.to_dict().items() if k != "total")
+    advice = memory_advice(model, layout, schedule, relayout, limit) if relayout is not None else ""
+    if not advice:
+        advice = "no larger pipeline.pp, fewer sequences per micro-batch or other schedule fits"
+    else:
+        advice = f"it fits with {advice}"
+    raise ScenarioError(
+        "training",
+        f"pipeline rank {d} needs {mem.total / GB:.1f} GB per GPU ({parts} GB), more than the "
+        f"{gpu.name}'s {gpu.hbm_GB:g} GB: {advice}; or set training.check_memory: false",
+    )
 
 
 def rank_breakdowns(step: StepRun) -> list[RankBreakdown]:

@@ -15,77 +15,44 @@ Precision recipe (DeepSeek-V3 report, arXiv 2412.19437, section 3.3, REFERENCE.m
   experts' state over the expert DP group (``expert_dp`` = GPUs / (PP x EP), 2 for DeepSeek-V3);
 * the EMA of the parameters lives in CPU memory (3.2.3): 0 bytes on the GPU.
 
-Saved activations of one layer, per token of the micro-batch (h = dim, nh = heads, k = top-k;
-FP8 = 1 byte + one FP32 scale per 1x128 tile, 1.03125 B; bytes for DeepSeek-V3):
-
-======================================  ==================  =========  =======  ====================================
-tensor (kept for the backward)          elements per token  dtype      bytes    rule and source
-======================================  ==================  =========  =======  ====================================
-layer input x (residual stream)         h                   BF16       14336    attn RMSNorm recomputed from it [3.2.3]
-q latent c_q (wq_a output, pre-norm)    q_lora              BF16        3072    q_norm and wq_b recomputed [3.2.3]
-kv latent c_kv + k_rope (wkv_a output)  kv_lora + rope      BF16        1152    kv_norm, wkv_b, RoPE recomputed [3.2.3]
-attention output (input of wo)          nh * v              E5M6       25088    "customized E5M6", also serves the
-                                                            + scales            attention backward [3.3.3]; 12 bits
-                                                                                + a 1x128 FP32 scale (assumption)
-softmax log-sum-exp                     nh                  FP32         512    flash-attention backward (assumption)
-residual after attention h1             h                   BF16       14336    ffn RMSNorm recomputed from it [3.2.3]
-router scores (MoE)                     n_routed            FP32        1024    sigmoid scores, for the sequence-wise
-                                                                                balance loss (assumption)
-router top-k ids and weights (MoE)      k                   int32+FP32    64    assumption
-dispatched tokens (MoE)                 k x h               FP8        59136    "quantize the activation before MoE
-                                                                                up-projections into FP8 and then apply
-                                                                                dispatch" [3.3.3]; wgrad input of the
-                                                                                expert up-projections; k rows per token
-                                                                                under balanced EP (assumption)
-routed SwiGLU input (MoE)               k x 2 moe_inter     FP8        33792    "cache the inputs of the SwiGLU
-                                                                                operator and recompute its output"
-                                                                                in FP8 [3.3.3]
-shared-expert SwiGLU input (MoE)        n_shared x 2 x i    FP8         4224    same rule [3.3.3]
-dense SwiGLU input (dense layers)       2 inter             FP8        38016    same rule applied to the dense FFN
-                                                                                (assumption: the report says MoE)
-======================================  ==================  =========  =======  ====================================
-
-Not kept: RMSNorm outputs and statistics, q/k/v of MLA, the FP8 copies of GEMM inputs other than the
-above (re-quantised from what is kept), the SwiGLU outputs, the expert outputs (assumption: the gate
-weights are applied to the SwiGLU output inside the expert, so their gradient comes from the
-recomputed SwiGLU output; ``ActivationRecipe.store_expert_outputs`` adds k x h BF16 otherwise), the
-combine's outputs (its backward is a dispatch of the gradients). Per token: 156,736 B for an MoE layer
-and 96,512 B for a dense layer of DeepSeek-V3.
-
-Stage extras: the embedding needs the token ids (int64, 8 B); the head its input (the last hidden
-state, BF16 2h: the final norm is recomputed) and the loss its logits (vocab x ``logits_bytes``;
-default FP32 softmax kept by the cross-entropy, an assumption: 517 KB per token); each MTP module the
-next tokens' embeddings (BF16 h), its labels (8 B), the MoE block as a layer, its output (BF16 h) and
-its own logits. The hidden state fed to the MTP module is the main model's last hidden state, already
-counted.
+Activations: what one micro-batch keeps on a stage from its forward to its backward and, under
+W-deferral, from its input-gradient pass (I) to its weight-gradient pass (W) is
+:mod:`sim.step.activations` (DeepSeek's recompute and FP8-caching recipe); how many a GPU holds at
+once follows from its schedule's action list (:func:`activation_walk`): F allocates a micro-batch's
+saved activations, B frees them, I exchanges them for what W reads, W frees that. A device runs its
+list in order, so the order alone fixes its peak, read after each entry's forward allocations and
+after its I exchanges.
 
 DeepSeek-V3 default (PP16 DualPipe, rank r holds stages r and 15-r, EP64, DP128, expert DP 2, 4096
-tokens per micro-batch, even layer split 3,4,...,4,3,3, in-flight micro-batches per stage at each
-rank's peak from the DualPipe action lists, PP+1 = 17 in all; GB = 1e9 B):
+tokens per micro-batch, even layer split 3,4,...,4,3,3, what each rank holds at its peak from the
+DualPipe action lists; GB = 1e9 B):
 
 ==========  ===========  ======  =====  =========  ================  =====
 rank        stages       params  grads  optimizer  activations_peak  total
 ==========  ===========  ======  =====  =========  ================  =====
 0           0 and 15     10.69   21.37  3.11       25.96             61.12
-7           7 and 8      6.55    13.09  5.75       43.66             69.05
+7           7 and 8      6.55    13.09  5.75       44.59             69.98
 ==========  ===========  ======  =====  =========  ================  =====
 
 Rank 0 holds at its peak 16 micro-batches of stage 0 (3 dense layers, 1.19 GB each) and 1 of stage
-15 (3 MoE layers, the MTP block and two heads' logits: 6.98 GB); rank 7 holds 9 of stage 7 and 8 of
-stage 8 (4 MoE layers, 2.57 GB each). Ranks 2 to 13 are like rank 7 (69.05 GB, the most), ranks 1 and
-14 need 64.59 GB. All fit in the H800's 80 GB with 11 GB or more left for communication buffers
-(DeepEP), workspace and fragmentation, which are not counted (``deepseek_v3_default``).
+15 (3 MoE layers, the MTP block and two heads' logits: 6.98 GB); rank 7's peak comes in DualPipe's
+last phases, 4 micro-batches of stage 7 and 4 of stage 8 awaiting their W (4 MoE layers: 5.57 GB
+each, against 2.57 GB for a whole micro-batch). Ranks 2-6 and 9-13 need 69.49 GB (rank 2: 15 whole
+micro-batches and 1 awaiting W), ranks 7 and 8 69.98 GB (the most), ranks 1 and 14 64.59 GB. All fit
+in the H800's 80 GB with 10 GB or more left for communication buffers (DeepEP), workspace and
+fragmentation, which are not counted (``deepseek_v3_default``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
-from sim.model.params import StageParams, device_params, pipeline_parts
+from sim.model.params import StageParams, device_params
 from sim.model.spec import ModelSpec
 from sim.pipeline.ops import Op, Schedule
-from sim.units import BF16_BYTES, FP8_BLOCK, FP8_BYTES, FP8_TILE_BYTES, FP8_TILE_SCALE_BYTES, FP32_BYTES
+from sim.step.activations import ActivationRecipe, stage_activation_bytes, stage_wgrad_bytes
+from sim.units import BF16_BYTES, FP8_BLOCK, FP8_BYTES, FP32_BYTES
 
 GB = 1e9
 
@@ -106,137 +73,100 @@ class Precision:
         return self.master_bytes + 2 * self.moment_bytes
 
 
-@dataclass(frozen=True)
-class ActivationRecipe:
-    """What one layer keeps for its backward, in bytes per element (see the module table)."""
-
-    hidden_bytes: float = BF16_BYTES  # residual stream (layer input, mid-layer residual): BF16
-    latent_bytes: float = BF16_BYTES  # MLA compressed q and kv (+ k_rope) before their norms: BF16
-    attn_out_bytes: float = 1.5 + FP8_TILE_SCALE_BYTES  # E5M6 (1+5+6 = 12 bits) with a 1x128 FP32 scale
-    softmax_stats_bytes: float = FP32_BYTES  # per head and token, FP32 log-sum-exp
-    fp8_bytes: float = FP8_TILE_BYTES  # dispatched tokens and SwiGLU inputs
-    dense_swiglu_bytes: float = FP8_TILE_BYTES  # dense FFN's SwiGLU input (the report states FP8 for MoE)
-    router_score_bytes: float = 4.0  # FP32 scores of every routed expert (0: not kept)
-    router_choice_bytes: float = 8.0  # per chosen expert: int32 id + FP32 weight
-    dispatched_rows_per_token: float | None = None  # None: top-k (balanced routing over EP)
-    store_expert_outputs: bool = False  # True: keep k x h BF16 expert outputs for the gate gradient
-    token_id_bytes: float = 8.0  # int64 token ids / labels
-    logits_bytes: float = 4.0  # per vocabulary entry kept by the loss (FP32 softmax); 0 if fused
+# ---- what a device holds, in the order of its actions ---------------------------------------------
 
 
 @dataclass(frozen=True)
-class SavedTensor:
-    name: str
-    elements_per_token: float
-    bytes_per_element: float
+class ActivationPeak:
+    """A device's activation peak and what it holds then, per stage (of the stages' table given)."""
 
-    @property
-    def bytes_per_token(self) -> float:
-        return self.elements_per_token * self.bytes_per_element
+    bytes: float
+    whole: dict[int, float] = field(default_factory=dict)  # forward done, input gradients not yet
+    awaiting_w: dict[int, float] = field(default_factory=dict)  # input gradients done, W deferred
 
 
-def saved_tensors(s: ModelSpec, layer: int, recipe: ActivationRecipe | None = None) -> list[SavedTensor]:
-    """The tensors layer ``layer`` keeps for its backward, per token (the module docstring's table)."""
-    r = recipe or ActivationRecipe()
-    h, nh = s.dim, s.n_heads
-    out = [SavedTensor("layer input", h, r.hidden_bytes)]
-    if s.q_lora_rank:
-        out.append(SavedTensor("q latent", s.q_lora_rank, r.latent_bytes))
-    out += [
-        SavedTensor("kv latent + k_rope", s.kv_lora_rank + s.qk_rope_head_dim, r.latent_bytes),
-        SavedTensor("attention output (E5M6)", nh * s.v_head_dim, r.attn_out_bytes),
-        SavedTensor("softmax log-sum-exp", nh, r.softmax_stats_bytes),
-        SavedTensor("residual after attention", h, r.hidden_bytes),
-    ]
-    if not s.is_moe(layer):
-        return [*out, SavedTensor("dense SwiGLU input", 2 * s.inter_dim, r.dense_swiglu_bytes)]
-    k = s.n_activated_experts
-    rows = k if r.dispatched_rows_per_token is None else r.dispatched_rows_per_token
-    out += [
-        SavedTensor("router scores", s.n_routed_experts, r.router_score_bytes),
-        SavedTensor("router top-k ids and weights", k, r.router_choice_bytes),
-        SavedTensor("dispatched tokens (FP8)", rows * h, r.fp8_bytes),
-        SavedTensor("routed SwiGLU input (FP8)", rows * 2 * s.moe_inter_dim, r.fp8_bytes),
-        SavedTensor("shared SwiGLU input (FP8)", s.n_shared_experts * 2 * s.moe_inter_dim, r.fp8_bytes),
-    ]
-    if r.store_expert_outputs:
-        out.append(SavedTensor("expert outputs", rows * h, r.hidden_bytes))
-    return out
+def activation_walk(
+    schedule: Schedule, device: int, whole: Mapping[int, float], wgrad: Mapping[int, float]
+) -> ActivationPeak:
+    """The most activation bytes ``device`` holds at once, and what it holds then (per schedule stage,
+    counts of micro-batches), given one micro-batch's bytes of each stage it holds: ``whole`` from its
+    F to its backward, ``wgrad`` from a split backward's I to its W.
+
+    Rule (the module docstring): F allocates ``whole``; B frees it; I exchanges it for ``wgrad`` (the
+    operands W reads are written by I, the rest is released); W frees ``wgrad``. The level is read
+    after each entry's forward allocations (an F&B pair: with its backward's activations still held)
+    and again after its I exchanges (which raise the level when W keeps more than the forward saved).
+    A device runs its list in order, so the order alone fixes the peak."""
+    held: dict[int, float] = {}
+    waiting: dict[int, float] = {}
+    best = ActivationPeak(0.0)
+
+    def level() -> float:
+        return sum(n * whole[st] for st, n in held.items()) + sum(n * wgrad[st] for st, n in waiting.items())
+
+    def read() -> None:
+        nonlocal best
+        now = level()
+        if now > best.bytes * (1 + 1e-12):
+            clean = {st: n for st, n in held.items() if n}, {st: n for st, n in waiting.items() if n}
+            best = ActivationPeak(now, *clean)
+
+    for action in schedule.actions[device]:
+        atoms = action.atoms()
+        for a in atoms:
+            if a.op is Op.F:
+                held[a.stage] = held.get(a.stage, 0) + 1
+        read()
+        for a in atoms:
+            if a.op is Op.I:
+                held[a.stage] -= 1
+                waiting[a.stage] = waiting.get(a.stage, 0) + 1
+        if any(a.op is Op.I for a in atoms):
+            read()
+        for a in atoms:
+            if a.op is Op.B:
+                held[a.stage] -= 1
+            elif a.op is Op.W:
+                waiting[a.stage] -= 1
+    return best
 
 
-def layer_activation_bytes_per_token(s: ModelSpec, layer: int, recipe: ActivationRecipe | None = None) -> float:
-    return sum(t.bytes_per_token for t in saved_tensors(s, layer, recipe))
+def _by_model_stage(schedule: Schedule, counts: Mapping[int, float]) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for st, n in counts.items():
+        m = schedule.stage_model[st]
+        out[m] = round(out.get(m, 0.0) + n * schedule.stage_weight[st], 9)
+    return {m: v for m, v in sorted(out.items()) if v > 1e-12}
 
 
-def activation_bytes(
-    s: ModelSpec,
-    layers: Iterable[int],
-    tokens: int,
-    *,
-    embedding: bool = False,
-    head: bool = False,
-    mtp: bool = False,
-    recipe: ActivationRecipe | None = None,
-) -> float:
-    """Bytes one micro-batch of ``tokens`` tokens keeps on a GPU of a stage holding ``layers`` (and
-    the embedding, the output head and loss, the MTP modules) from its forward to its backward.
-
-    Multiply by the schedule's in-flight micro-batches of the stage (``sim.results`` counts them in
-    units of one model stage's activations for one micro-batch)."""
-    r = recipe or ActivationRecipe()
-    per_token = sum(layer_activation_bytes_per_token(s, layer, r) for layer in layers)
-    if embedding:
-        per_token += r.token_id_bytes
-    if head:
-        per_token += s.dim * r.hidden_bytes + s.vocab_size * r.logits_bytes + r.token_id_bytes
-    if mtp:
-        block = layer_activation_bytes_per_token(s, s.n_layers, r)
-        own = 2 * s.dim * r.hidden_bytes + s.vocab_size * r.logits_bytes + r.token_id_bytes
-        per_token += s.mtp_depth * (block + own)
-    return per_token * tokens
-
-
-def stage_activation_bytes(
-    s: ModelSpec,
-    stage: int,
-    pp: int,
-    tokens: int,
-    layers_per_stage: list[int] | None = None,
-    recipe: ActivationRecipe | None = None,
-) -> float:
-    """:func:`activation_bytes` of model stage ``stage`` of a ``pp``-stage layout (one micro-batch)."""
-    p = pipeline_parts(s, pp, layers_per_stage)[stage]
-    return activation_bytes(s, p.layers, tokens, embedding=stage == 0, head=p.head, mtp=p.mtp, recipe=recipe)
+def held_at_peak(
+    schedule: Schedule, device: int, whole_bytes: Mapping[int, float], wgrad_bytes: Mapping[int, float]
+) -> ActivationPeak:
+    """:func:`activation_walk` with one micro-batch's bytes per *model* stage (a stage holding a
+    fraction ``w`` of a model stage, interleaved, holds ``w`` of them); the counts at the peak are per
+    model stage, in micro-batches."""
+    sched_stages = [st for st, d in enumerate(schedule.stage_device) if d == device]
+    w = schedule.stage_weight
+    whole = {st: w[st] * whole_bytes[schedule.stage_model[st]] for st in sched_stages}
+    wgrad = {st: w[st] * wgrad_bytes[schedule.stage_model[st]] for st in sched_stages}
+    peak = activation_walk(schedule, device, whole, wgrad)
+    return ActivationPeak(peak.bytes, _by_model_stage(schedule, peak.whole), _by_model_stage(schedule, peak.awaiting_w))
 
 
 def inflight_at_peak(
     schedule: Schedule, device: int, stage_bytes: Mapping[int, float] | None = None
 ) -> dict[int, float]:
-    """Micro-batches of each model stage held by ``device`` when its activations peak, by the rule
-    of :mod:`sim.results` (allocated at F start, freed at the end of B, or of W when split). The
-    device runs its list in order, so the order alone fixes the peak. Without ``stage_bytes`` the
-    peak is in micro-batch units and the values add up to the device's ``peak_activations``; with
-    the bytes of one micro-batch of each model stage, it is the peak in bytes (stages differ)."""
-
-    def level(h: Mapping[int, float]) -> float:
-        return sum(n * (1.0 if stage_bytes is None else stage_bytes[m]) for m, n in h.items())
-
-    held: dict[int, float] = {}
-    best: dict[int, float] = {}
-    peak = 0.0
-    for action in schedule.actions[device]:
-        atoms = action.atoms()
-        for a in atoms:
-            if a.op is Op.F:
-                m = schedule.stage_model[a.stage]
-                held[m] = held.get(m, 0.0) + schedule.stage_weight[a.stage]
-        if level(held) > peak * (1 + 1e-12):
-            peak, best = level(held), dict(held)
-        for a in atoms:
-            if a.op in (Op.B, Op.W):
-                m = schedule.stage_model[a.stage]
-                held[m] -= schedule.stage_weight[a.stage]
-    return {m: round(v, 9) for m, v in sorted(best.items()) if v > 1e-12}
+    """Micro-batches of each model stage in flight on ``device`` (F done, backward not complete: B, or
+    W when split) at its peak, a micro-batch awaiting W counted whole: the rule of :mod:`sim.results`
+    and of Table 2's units, whose sum is the device's ``peak_activations`` (PP+1 for DualPipe). With
+    ``stage_bytes`` (one micro-batch per model stage) the peak is the one in bytes (stages differ).
+    The memory per GPU charges a micro-batch awaiting W only what W reads (:func:`held_at_peak`)."""
+    ones = {m: 1.0 for m in schedule.stage_model} if stage_bytes is None else stage_bytes
+    peak = held_at_peak(schedule, device, ones, ones)
+    total = dict(peak.whole)
+    for m, n in peak.awaiting_w.items():
+        total[m] = round(total.get(m, 0.0) + n, 9)
+    return dict(sorted(total.items()))
 
 
 @dataclass(frozen=True)
@@ -285,6 +215,7 @@ def memory_per_gpu(
     expert_dp: int,
     tokens: int,
     inflight: Mapping[int, float] | float,
+    awaiting_w: Mapping[int, float] | None = None,
     layers_per_stage: list[int] | None = None,
     precision: Precision | None = None,
     recipe: ActivationRecipe | None = None,
@@ -292,9 +223,11 @@ def memory_per_gpu(
     """Memory of one GPU holding model stages ``stages`` of a ``pp``-stage layout (DualPipe rank r:
     ``[r, pp-1-r]``) under ZeRO-1 with DP degrees ``dp`` (non-expert) and ``expert_dp``.
 
-    ``inflight``: micro-batches of ``tokens`` tokens held at the GPU's activation peak, either per
-    model stage (:func:`inflight_at_peak`) or as one number in :mod:`sim.results` units
+    ``inflight``: micro-batches of ``tokens`` tokens held whole at the GPU's activation peak, either
+    per model stage (:func:`held_at_peak`) or as one number in :mod:`sim.results` units
     (``peak_activations``), then charged at the largest held stage's activations (an upper bound).
+    ``awaiting_w``: micro-batches past their input-gradient pass whose W is deferred, per model stage,
+    charged what W reads (:func:`stage_wgrad_bytes`).
     """
     static = static_memory(
         device_params(s, stages, pp=pp, ep=ep, layers_per_stage=layers_per_stage),
@@ -303,13 +236,16 @@ def memory_per_gpu(
         precision=precision,
     )
     per_mb = {st: stage_activation_bytes(s, st, pp, tokens, layers_per_stage, recipe) for st in set(stages)}
+    waiting = dict(awaiting_w or {})
+    unknown = (set(inflight) if isinstance(inflight, Mapping) else set()) | set(waiting)
+    unknown -= set(per_mb)
+    if unknown:
+        raise ValueError(f"in-flight micro-batches for stages {sorted(unknown)} the GPU does not hold")
     if isinstance(inflight, Mapping):
-        unknown = set(inflight) - set(per_mb)
-        if unknown:
-            raise ValueError(f"in-flight micro-batches for stages {sorted(unknown)} the GPU does not hold")
         acts = sum(n * per_mb[st] for st, n in inflight.items())
     else:
         acts = inflight * max(per_mb.values())
+    acts += sum(n * stage_wgrad_bytes(s, st, pp, tokens, layers_per_stage, recipe) for st, n in waiting.items())
     return Memory(static.params, static.grads, static.optimizer, acts)
 
 
@@ -407,8 +343,17 @@ def deepseek_v3_default(s: ModelSpec, rank: int, microbatches: int = 120) -> Mem
     pp = DEFAULT_PP
     dp = DEFAULT_GPUS // pp  # 128
     stages = [rank, pp - 1 - rank]
-    per_mb = {st: stage_activation_bytes(s, st, pp, s.seq_len) for st in stages}
-    inflight = inflight_at_peak(build_schedule("dualpipe", pp, microbatches), rank, per_mb)
+    whole = {st: stage_activation_bytes(s, st, pp, s.seq_len) for st in stages}
+    wgrad = {st: stage_wgrad_bytes(s, st, pp, s.seq_len) for st in stages}
+    peak = held_at_peak(build_schedule("dualpipe", pp, microbatches), rank, whole, wgrad)
     return memory_per_gpu(
-        s, stages, pp=pp, ep=DEFAULT_EP, dp=dp, expert_dp=dp // DEFAULT_EP, tokens=s.seq_len, inflight=inflight
+        s,
+        stages,
+        pp=pp,
+        ep=DEFAULT_EP,
+        dp=dp,
+        expert_dp=dp // DEFAULT_EP,
+        tokens=s.seq_len,
+        inflight=peak.whole,
+        awaiting_w=peak.awaiting_w,
     )

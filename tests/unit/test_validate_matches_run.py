@@ -72,7 +72,7 @@ BUILT: list[tuple[str, Path, dict[str, Any], str]] = [
         "balanced.yaml",
         SMALL,
         {"training.layers_per_stage": "balanced", "training.check_memory": True},
-        "training: pipeline rank 1 needs",
+        "training: pipeline rank 7 needs",  # the rank that needs the most
     ),
     # schedule comparison: schedules, given times, the chunk model, placement on the fabric
     ("table_pp.yaml", TABLE, {"pipeline.pp": 7}, "pipeline.pp: dualpipe needs an even PP"),
