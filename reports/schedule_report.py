@@ -130,5 +130,6 @@ def schedule_document(result: RunResult) -> Document:
         name = run.schedule.name
         doc.heading(name, level=3)
         figure = gantt_figure(run, time_unit="s")
-        doc.figure(figure, f"gantt-{name}", f"{name}: one row per device.", fmt="png", dpi=GANTT_PNG_DPI)
+        caption = f"{name}: one row per rank, boxes coloured by action kind."
+        doc.figure(figure, f"gantt-{name}", caption, fmt="png", dpi=GANTT_PNG_DPI)
     return doc

@@ -5,7 +5,7 @@ and its pieces (summary rows, layout text, breakdown parts, per-rank rows) that 
 from __future__ import annotations
 
 from reports.document import Document
-from reports.gantt import GANTT_PNG_DPI, gantt_figure
+from reports.gantt import GANTT_PNG_DPI, STEP_CAPTION, gantt_figure
 from reports.provenance import git_revision
 from sim.experiments.published import PUBLISHED_GPU_HOURS_PER_T
 from sim.run import TrainingRun
@@ -185,10 +185,9 @@ def step_document(run: TrainingRun) -> Document:
     doc.paragraph(memory_text(run))
     doc.heading("Timeline")
     doc.figure(
-        gantt_figure(run.step.reported_pipeline().run, title=sc.name, time_unit="s"),
+        gantt_figure(run.step.reported_pipeline().run, title=sc.name, time_unit="s", dp=run.step.timelines),
         "gantt",
-        "The pipeline the step waits for, one row per rank (device d = pipeline rank d), boxes coloured by "
-        "micro-batch: F solid, B hatched, W dotted; an F&B pair shows its forward on top and its backward below.",
+        f"The pipeline the step waits for. {STEP_CAPTION}",
         fmt="png",
         dpi=GANTT_PNG_DPI,
     )

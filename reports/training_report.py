@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from reports.document import Document
-from reports.gantt import gantt_figure
+from reports.gantt import STEP_CAPTION, gantt_figure
 from reports.schedule_report import closed_forms, metrics_rows
 from reports.step_report import (
     BREAKDOWN_NOTE,
@@ -306,15 +306,14 @@ def training_document(run: TrainingRun, study: Study, provenance: list[tuple[str
     doc.paragraph(
         f"Every action of every pipeline rank (rank {r.reported_rank}'s pipeline is the one the step waits for), "
         "then each rank's ZeRO-1 reduce-scatter, optimizer and all-gather. Zoom into the interactive view "
-        "below; the static chart under it colours boxes by micro-batch."
+        "below; the static chart under it colours boxes by action kind and writes micro-batches where they fit."
     )
     doc.html_block(timeline_html(run))
     waited = run.step.reported_pipeline()
     doc.figure(
-        gantt_figure(waited.run, title=f"{sc.name}: pipeline ranks", time_unit="s"),
+        gantt_figure(waited.run, title=f"{sc.name}: pipeline ranks", time_unit="s", dp=run.step.timelines),
         "timeline",
-        "The pipeline of the step, one row per rank (device d = pipeline rank d), boxes coloured by micro-batch: "
-        "F solid, B hatched, W dotted; an F&B pair shows its forward on top and its backward below.",
+        f"The pipeline of the step. {STEP_CAPTION}",
         fmt="png",
     )
 
@@ -464,6 +463,6 @@ def schedules_document(result: RunResult, provenance: list[tuple[str, str]]) -> 
     doc.heading("Timelines")
     for run in result.runs:
         name = run.schedule.name
-        doc.figure(gantt_figure(run, time_unit="s"), f"gantt-{name}", f"{name}: one row per device.", fmt="png", dpi=80)
+        doc.figure(gantt_figure(run, time_unit="s"), f"gantt-{name}", f"{name}: one row per rank.", fmt="png", dpi=80)
     _provenance(doc, provenance)
     return doc
