@@ -42,7 +42,7 @@ PARAMS: dict[str, Param] = {
     "global_batch": Param("training.global_batch", None),
     "layers_per_stage": Param("training.layers_per_stage", None),
     # the workload: a chunk of layers, its routing and the chunk model's parameters
-    "layers": Param("workload.layers_per_stage", "--layers"),
+    "layers": Param("workload.layers_per_stage", "--layers-per-stage"),
     "first_layer": Param("workload.first_layer", "--first-layer"),
     "tokens": Param("workload.tokens", "--tokens"),
     "ep": Param("workload.ep", "--ep"),
@@ -55,10 +55,10 @@ PARAMS: dict[str, Param] = {
     "launch_gap_us": Param("workload.launch_gap_us", None),
     "notify_wait_us": Param("workload.notify_wait_us", None),
     # the model's MoE layer (sim.moe.spec.MoESpec names ModelSpec's fields shorter)
-    "experts": Param("model.n_routed_experts", "--experts"),
-    "topk": Param("model.n_activated_experts", "--topk"),
-    "node_limit": Param("model.n_limited_groups", "--node-limit"),
-    "hidden": Param("model.dim", "--hidden"),
+    "experts": Param("model.n_routed_experts", "--n-routed-experts"),
+    "topk": Param("model.n_activated_experts", "--n-activated-experts"),
+    "node_limit": Param("model.n_limited_groups", "--n-limited-groups"),
+    "hidden": Param("model.dim", "--dim"),
     "dtype": Param("model.dtype", "--dtype"),
     # the network and its collectives
     "kind": Param(None, "KIND"),
@@ -107,7 +107,7 @@ def as_yaml_key(err: ScenarioError) -> ScenarioError:
 
 
 def as_flag(err: ScenarioError) -> ScenarioError:
-    """``err`` naming the command-line flag of its parameter (``node_limit`` -> ``--node-limit``)."""
+    """``err`` naming the command-line flag of its parameter (``node_limit`` -> ``--n-limited-groups``)."""
     return _translate(err, "flag")
 
 

@@ -49,7 +49,13 @@ def _time(config: ChunkConfig, kind: ChunkKind) -> ChunkResult:
 
 def chunk_cmd(
     layers: Annotated[
-        int, typer.Option("--layers", parser=Int(1, MAX_LAYERS), help="layers in the chunk (from --first-layer)")
+        int,
+        typer.Option(
+            "--layers-per-stage",
+            "--layers",
+            parser=Int(1, MAX_LAYERS),
+            help="layers in the chunk, from --first-layer (workload.layers_per_stage)",
+        ),
     ] = 4,
     first_layer: Annotated[
         int | None,
@@ -66,10 +72,17 @@ def chunk_cmd(
     coprocessor: Annotated[bool, typer.Option("--coprocessor", help="communication off the SMs")] = False,
     ep: Annotated[int, typer.Option("--ep", parser=Int(1, MAX_GPUS))] = DEFAULT_EP,
     tokens: Annotated[
-        int, typer.Option("--tokens", parser=Int(1, MAX_TOKENS), help="tokens per micro-batch per GPU")
+        int,
+        typer.Option("--tokens", parser=Int(1, MAX_TOKENS), help="tokens per micro-batch per GPU (workload.tokens)"),
     ] = DEEPSEEK_V3.seq_len,
     node_limit: Annotated[
-        int | None, typer.Option("--node-limit", parser=Int(1, MAX_GPUS), help="max nodes per token [default: 4]")
+        int | None,
+        typer.Option(
+            "--n-limited-groups",
+            "--node-limit",
+            parser=Int(1, MAX_GPUS),
+            help="max nodes per token, M (model.n_limited_groups) [default: 4]",
+        ),
     ] = None,
     routing: Annotated[str, typer.Option("--routing", help="balanced, random, skewed or replay")] = "balanced",
     routing_table: Annotated[
@@ -106,7 +119,7 @@ def chunk_cmd(
         try:
             model = parse_model({**model.model_dump(), "n_limited_groups": node_limit})
         except ScenarioError as e:
-            raise ScenarioError("--node-limit", e.message) from None
+            raise ScenarioError("--n-limited-groups", e.message) from None
     try:
         params = ChunkParams(interference=interference)
         config = ChunkConfig(

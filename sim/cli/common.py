@@ -36,7 +36,7 @@ class Format(StrEnum):
 @contextmanager
 def flag_errors() -> Iterator[None]:
     """Around a command's calls into domain code: a parameter error (``node_limit``) names the
-    command-line flag (``--node-limit``), through the one table of :mod:`sim.keys`."""
+    command-line flag (``--n-limited-groups``), through the one table of :mod:`sim.keys`."""
     try:
         yield
     except ScenarioError as e:

@@ -76,12 +76,24 @@ def alltoall_cmd(
     nodes: Annotated[
         int | None, typer.Option("--nodes", parser=Int(1, MAX_GPUS), help="nodes of the cluster [default: EP/8]")
     ] = None,
-    tokens: Annotated[int, typer.Option("--tokens", parser=Tokens, help="tokens per GPU")] = V3.seq_len,
-    hidden: Annotated[int, typer.Option("--hidden", parser=Int(1, MAX_HIDDEN))] = V3.dim,
-    experts: Annotated[int, typer.Option("--experts", parser=Experts)] = V3.n_routed_experts,
-    topk: Annotated[int, typer.Option("--topk", parser=TopK)] = V3.n_activated_experts,
+    tokens: Annotated[
+        int, typer.Option("--tokens", parser=Tokens, help="tokens per micro-batch per GPU (workload.tokens)")
+    ] = V3.seq_len,
+    hidden: Annotated[int, typer.Option("--dim", "--hidden", parser=Int(1, MAX_HIDDEN), help="model.dim")] = V3.dim,
+    experts: Annotated[
+        int, typer.Option("--n-routed-experts", "--experts", parser=Experts, help="model.n_routed_experts")
+    ] = V3.n_routed_experts,
+    topk: Annotated[
+        int, typer.Option("--n-activated-experts", "--topk", parser=TopK, help="model.n_activated_experts")
+    ] = V3.n_activated_experts,
     node_limit: Annotated[
-        int, typer.Option("--node-limit", parser=NodeLimit, help="max nodes per token (M)")
+        int,
+        typer.Option(
+            "--n-limited-groups",
+            "--node-limit",
+            parser=NodeLimit,
+            help="max nodes per token, M (model.n_limited_groups)",
+        ),
     ] = V3.n_limited_groups,
     sms: Annotated[str, typer.Option("--sms", help="comm SMs, or a list to sweep: 4,8,...,32")] = str(
         DEEPSEEK_COMM_SMS
@@ -98,7 +110,13 @@ def alltoall_cmd(
     ] = None,
     seed: Annotated[int, typer.Option("--seed", parser=Seed)] = 0,
     cluster: Annotated[
-        Path | None, typer.Option("--cluster", help="topology YAML [default: MPFT H800]", callback=input_file_option)
+        Path | None,
+        typer.Option(
+            "--topology",
+            "--cluster",
+            help="topology YAML, as cluster.topology [default: MPFT H800]",
+            callback=input_file_option,
+        ),
     ] = None,
     coprocessor: Annotated[bool, typer.Option("--coprocessor", help="communication off the SMs")] = False,
     rdma_channel_GBps: Annotated[
@@ -144,7 +162,7 @@ def alltoall_cmd(
         )
     if cluster is not None:
         if nodes is not None:
-            raise ScenarioError("--nodes", "give --nodes or --cluster, not both")
+            raise ScenarioError("--nodes", "give --nodes or --topology, not both")
         cspec = load_cluster(cluster)
     else:
         n = nodes if nodes is not None else spec.nodes
@@ -215,11 +233,25 @@ def balance_cmd(
         int, typer.Option("--steps", parser=Int(1, MAX_STEPS), help="training steps (bias updates)")
     ] = 100,
     gamma: Annotated[float, typer.Option("--gamma", parser=Float(0, 1e3), help="bias update speed (V3: 0.001)")] = 1e-3,
-    tokens: Annotated[int, typer.Option("--tokens", parser=Tokens, help="tokens routed per step")] = V3.seq_len,
+    tokens: Annotated[
+        int, typer.Option("--tokens-per-step", parser=Tokens, help="tokens routed per training step")
+    ] = V3.seq_len,
     ep: Annotated[int, typer.Option("--ep", parser=EP)] = DEFAULT_EP,
-    experts: Annotated[int, typer.Option("--experts", parser=Experts)] = V3.n_routed_experts,
-    topk: Annotated[int, typer.Option("--topk", parser=TopK)] = V3.n_activated_experts,
-    node_limit: Annotated[int, typer.Option("--node-limit", parser=NodeLimit)] = V3.n_limited_groups,
+    experts: Annotated[
+        int, typer.Option("--n-routed-experts", "--experts", parser=Experts, help="model.n_routed_experts")
+    ] = V3.n_routed_experts,
+    topk: Annotated[
+        int, typer.Option("--n-activated-experts", "--topk", parser=TopK, help="model.n_activated_experts")
+    ] = V3.n_activated_experts,
+    node_limit: Annotated[
+        int,
+        typer.Option(
+            "--n-limited-groups",
+            "--node-limit",
+            parser=NodeLimit,
+            help="max nodes per token, M (model.n_limited_groups)",
+        ),
+    ] = V3.n_limited_groups,
     skew_alpha: Annotated[
         float, typer.Option("--skew-alpha", parser=Alpha, help="Zipf exponent of expert popularity")
     ] = 1.0,
@@ -233,12 +265,15 @@ def balance_cmd(
     """Auxiliary-loss-free balancing on skewed routing: busiest expert's load / mean, step by step."""
     spec = _moe_spec(experts=experts, topk=topk, node_limit=node_limit, ep=ep)
     require_memory(
-        16 * tokens * experts, f"scores of {tokens:,} tokens x {experts} experts", "--tokens", "use fewer --tokens"
+        16 * tokens * experts,
+        f"scores of {tokens:,} tokens x {experts} experts",
+        "--tokens-per-step",
+        "use fewer --tokens-per-step",
     )
     require_count(
         steps * tokens * experts,
         MAX_BALANCE_WORK,
-        "--steps x --tokens x --experts (about 10 minutes of work at the limit)",
+        "--steps x --tokens-per-step x --n-routed-experts (about 10 minutes of work at the limit)",
         "--steps",
         "use fewer steps or tokens",
     )

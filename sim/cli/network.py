@@ -67,7 +67,7 @@ def _size_option(flags: tuple[str, str], what: str, default: str) -> Any:
 
 def collective_cmd(
     kind: Annotated[str, typer.Argument(help=f"one of {', '.join(KINDS)}")],
-    cluster: Annotated[Path, typer.Option("--cluster", help="topology YAML")],
+    cluster: Annotated[Path, typer.Option("--topology", "--cluster", help="topology YAML, as cluster.topology")],
     gpus: Annotated[int, typer.Option("--gpus", parser=Int(2, MAX_GPUS), help="ranks: GPUs 0..N-1 of the cluster")],
     minbytes: Annotated[float | None, _size_option(("-b", "--minbytes"), "smallest size", "32M")] = None,
     maxbytes: Annotated[float | None, _size_option(("-e", "--maxbytes"), "largest size", "32M")] = None,

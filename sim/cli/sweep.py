@@ -132,7 +132,7 @@ def compare_cmd(
         str | None,
         typer.Option("--against", help="second figure of the Pareto front [default: cost_per_T_usd, or step time]"),
     ] = None,
-    top: Annotated[int, typer.Option("--top", "-n", parser=Top, help="best points shown")] = 10,
+    top: Annotated[int, typer.Option("--top", parser=Top, help="best points shown")] = 10,
     plot: Annotated[
         Path | None,
         typer.Option(

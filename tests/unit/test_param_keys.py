@@ -53,7 +53,7 @@ def test_translation_through_the_table() -> None:
     assert str(as_yaml_key(e)) == "comm.sms: must be even"
     assert str(as_flag(e)) == "--sms: must be even"
     assert str(as_yaml_key(ScenarioError("node_limit", "x"))) == "model.n_limited_groups: x"
-    assert str(as_flag(ScenarioError("node_limit", "x"))) == "--node-limit: x"
+    assert str(as_flag(ScenarioError("node_limit", "x"))) == "--n-limited-groups: x"
     assert str(as_flag(ScenarioError("kind", "unknown"))) == "KIND: unknown"
     assert str(as_flag(ScenarioError("size_bytes", "must be > 0"))) == "--size-bytes: must be > 0"
     # a tail after the parameter: kept in the key path, moved into the message for a flag

@@ -115,7 +115,7 @@ def test_stage_extras_embedding_and_head() -> None:
     [
         (["--sms", "7"], "--sms: must be an even number"),
         (["--ep", "6"], "--ep: experts (256) must divide evenly over EP 6"),
-        (["--layers", "70"], "--layers: layers 3..72 are not in the model's 61 layers"),
+        (["--layers", "70"], "--layers-per-stage: layers 3..72 are not in the model's 61 layers"),
         (["--interference", "maybe"], "--interference: unknown source 'maybe'"),
         (["--profile", "nope.json"], "--profile: no such profile: nope.json"),
         (["--sms", "0"], "--sms: 0 SMs for communication needs coprocessor mode"),
