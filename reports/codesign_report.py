@@ -21,6 +21,7 @@ _SCALE = {  # figure -> (divisor, unit shown) for tables and bullets
     "tokens_per_day": (1e9, "B tokens/day"),
     "gpu_hours_per_T": (1e3, "K GPU-h/T"),
     "cost_per_T_usd": (1e3, "K$/T"),
+    "cost_per_T_base_prices_usd": (1e3, "K$/T"),
     "fabric_cost_usd": (1e6, "M$"),
     "step_time_s": (1.0, "s"),
     "memory_peak_GB": (1.0, "GB"),
@@ -32,7 +33,7 @@ _SCALE = {  # figure -> (divisor, unit shown) for tables and bullets
 _PERCENT = {"bubble_ratio", "mfu_causal", "mfu_noncausal"}
 
 
-def _value(metric: str, x: float) -> str:
+def _value(metric: str, x: float | None) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
     if metric in _PERCENT:
@@ -43,8 +44,8 @@ def _value(metric: str, x: float) -> str:
     return f"{v:,.{digits}f} {unit}".strip()
 
 
-def _delta(x: float, base: float) -> str:
-    if any(v is None or math.isnan(v) for v in (x, base)) or base == 0:
+def _delta(x: float | None, base: float | None) -> str:
+    if x is None or base is None or any(math.isnan(v) for v in (x, base)) or base == 0:
         return "-"
     return f"{x / base - 1:+.1%}"
 
@@ -54,24 +55,46 @@ def _rows(study: Study, frame: pd.DataFrame) -> list[tuple[str, dict[str, Any]]]
     return [(v.label, by_point[v.point]) for v in study.variants]
 
 
+def _note(r: dict[str, Any]) -> str | None:
+    """The row's 'hardware cost not modelled: ...' (sim.economics), or None."""
+    note = r.get("cost_note")
+    return note if isinstance(note, str) and note else None
+
+
+def metrics(study: Study, frame: pd.DataFrame) -> list[str]:
+    """The study's figures, with the cost at the base's hardware prices beside the cost with the change
+    priced wherever a variant's hardware changes the price (a rate priced by the rule, or not modelled)."""
+    out = list(study.metrics)
+    if "cost_per_T_usd" in out and "cost_per_T_base_prices_usd" not in out:
+        rows = [r for _, r in _rows(study, frame) if r["status"] == OK]
+        priced = [(r.get("cost_per_T_usd"), r.get("cost_per_T_base_prices_usd")) for r in rows]
+        if any(_note(r) for r in rows) or any(a != b for a, b in priced):
+            out.insert(out.index("cost_per_T_usd") + 1, "cost_per_T_base_prices_usd")
+    return out
+
+
 def _header(metric: str) -> str:
     m = METRIC_BY_NAME[metric]
     return m.label
 
 
 def study_table(study: Study, frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    shown = metrics(study, frame)
     headers = ["variant"]
-    for m in study.metrics:
+    for m in shown:
         headers += [_header(m), "vs base"]
     rows = []
     base = _rows(study, frame)[0][1]
     for i, (name, r) in enumerate(_rows(study, frame)):
         if r["status"] != OK:
-            rows.append([name] + ["not possible" if r["status"] == "infeasible" else "failed", ""] * len(study.metrics))
+            rows.append([name] + ["not possible" if r["status"] == "infeasible" else "failed", ""] * len(shown))
             continue
         cells = [name]
-        for m in study.metrics:
-            cells += [_value(m, r[m]), "" if i == 0 else _delta(r[m], base[m])]
+        for m in shown:
+            if m == "cost_per_T_usd" and _note(r):
+                cells += ["hardware cost not modelled", ""]
+                continue
+            cells += [_value(m, r.get(m)), "" if i == 0 else _delta(r.get(m), base.get(m))]
         rows.append(cells)
     return headers, rows
 
@@ -90,8 +113,11 @@ def findings(study: Study, frame: pd.DataFrame) -> list[str]:
             out.append(f"**{name}**: step time {_value('step_time_s', r['step_time_s'])} (the base did not run)")
             continue
         parts = []
-        for m in study.metrics:
-            a, b = base[m], r[m]
+        for m in metrics(study, frame):
+            a, b = base.get(m), r.get(m)
+            if m == "cost_per_T_usd" and _note(r):
+                parts.append(f"{METRIC_BY_NAME[m].label}: {_note(r)}")
+                continue
             if a == b:
                 parts.append(f"{METRIC_BY_NAME[m].label} unchanged ({_value(m, a)})")
             else:
@@ -152,9 +178,10 @@ def study_figure(study: Study, frame: pd.DataFrame) -> Figure:
         values = [r[m] / div if r["status"] == OK else math.nan for _, r in rows]
         colours = ["0.55"] + ["tab:blue"] * (len(names) - 1)
         ax.barh(ypos, [0 if math.isnan(v) else v for v in values], color=colours)
-        for y, v in zip(ypos, values, strict=True):
+        for y, v, (_, r) in zip(ypos, values, rows, strict=True):
             if math.isnan(v):
-                ax.text(0, y, " not possible", va="center", fontsize=7, color="tab:red")
+                why = " hardware cost not modelled" if r["status"] == OK and _note(r) else " not possible"
+                ax.text(0, y, why, va="center", fontsize=7, color="tab:red")
         base = values[0]
         if not math.isnan(base):
             ax.axvline(base, color="0.3", ls="--", lw=0.8)
@@ -198,8 +225,12 @@ def codesign_document(spec: Codesign, frame: pd.DataFrame, provenance: list[tupl
     )
     doc.paragraph(
         "Cost per trillion tokens = GPU-hours x ($2 per GPU-hour, DeepSeek's H800 rental price, + the fabric's "
-        "cost from the topology's cost model spread over 4 years); sim/economics.py gives the sources. "
-        "'not possible' rows give the twin's one-line reason."
+        "capital cost spread over 4 years). The fabric (switches, cables) is priced at ISCA'25 Table 3's 400 Gb/s, "
+        "64-port prices; another rate or radix by an assumed rule, a constant price per Gb/s of port capacity, "
+        "and a NIC at another rate by the same rule. 'Hardware changes priced' pays for what a variant changes; "
+        "'at the base's hardware prices' is the step-time change alone. An NVLink generation or a co-processor "
+        "has no price: its row says 'hardware cost not modelled' and why. sim/economics.py gives every price, "
+        "its source and the rule. 'not possible' rows give the twin's one-line reason."
     )
     for s in spec.studies:
         doc.heading(s.title)

@@ -1,25 +1,162 @@
-"""What a step costs: GPU time at a rental price plus the fabric's capital cost spread over its life.
+"""What a step costs: GPU time at a rental price plus the scale-out network's capital cost spread over its
+life, with every price, its source, and the rule that prices hardware the sources do not list.
+
+Prices and their sources:
 
 * ``GPU_HOUR_USD`` = $2 per GPU-hour: the H800 rental price DeepSeek assumes for its training cost
   (DeepSeek-V3 report, arXiv 2412.19437, Table 1: 2.788M GPU-hours = $5.576M). It is used for every
-  GPU unless a scenario sets ``economics.gpu_hour_usd``; it is a price, not a measurement.
-* The fabric's cost is the topology's own cost model (:attr:`sim.network.topology.Topology.cost_usd`:
-  switches, switch links and endpoint links at prices fitted to ISCA'25 Table 3), for the share of
-  the fabric's endpoints the job uses, spread over ``FABRIC_LIFE_YEARS`` of round-the-clock use.
-  Four years is an assumption (a common depreciation period for network equipment), not a published
-  figure; change it with ``economics.fabric_life_years``.
+  GPU unless a scenario sets ``economics.gpu_hour_usd``; it is a price, not a measurement. It is taken
+  to cover the server as rented (GPUs, NVLink, the node's 400 Gb/s NICs) and not the scale-out network
+  (switches and cables), so that fabrics can be compared on one footing.
+* The fabric at the **reference point**, 400 Gb/s ports (``PRICE_REFERENCE_Gbps``) and 64-port switches
+  (``PRICE_REFERENCE_RADIX``): ``SWITCH_USD`` = $10,760 per switch, ``SWITCH_LINK_USD`` = $2,730 per
+  switch-to-switch link, ``ENDPOINT_LINK_USD`` = $1,170 per endpoint (NIC-to-switch) link, fitted by least
+  squares to the five rows of ISCA'25 Table 3 ("Insights into DeepSeek-V3", arXiv 2505.09343: FT2, MPFT,
+  FT3, Slim Fly, Dragonfly; each row within 0.5%). Derived, not published prices: the table gives only
+  totals, all of 400G InfiniBand with 64-port switches. It counts switches and links, not NICs (every
+  topology it compares has one per endpoint).
 
-``cost per trillion tokens = GPU-hours per trillion tokens x (GPU-hour price + fabric cost per GPU-hour)``.
-The GPU price is taken to exclude the scale-out network, so fabrics can be compared on one footing.
+The **rate and radix rule** (an assumption: no public list price exists for 800 Gb/s InfiniBand, nor for
+a switch of another radix in the fitted table). Hardware is priced by its port capacity:
+
+* a switch of radix ``k`` whose ports run at ``r`` Gb/s costs ``SWITCH_USD / 64 x k x (r / 400)^e``:
+  a constant price per port at a given rate (the fit's $168 per 400G port), so radix is priced linearly;
+* a switch-to-switch or endpoint link at ``r`` Gb/s costs its reference price x ``(r / 400)^e``;
+* a switch's ports are priced at the fastest rate they carry (the NICs' or the switch links', whichever
+  is higher): a switch generation is bought for its fastest port;
+* ``e`` = ``RATE_PRICE_EXPONENT`` = 1: a **constant price per Gb/s of port capacity** (a faster
+  generation costs the same per bit it moves). ``e`` = 0 makes bandwidth free (the model before this
+  rule); ``e`` = 0.5 prices a doubling at x1.41. It is ``prices.rate_exponent`` in a topology file.
+  What a result depends on: the fabric's cost at rate ``r`` is its 400G cost x ``(r/400)^e``, so the
+  800G fabric costs 2x at e = 1 and every figure built on it moves with ``e``.
+
+**NICs** (one per GPU). The reference NIC (ConnectX-7, 400 Gb/s) is inside the GPU-hour price (the rented
+server comes with it); a NIC at another rate ``r`` adds ``NIC_USD x ((r / 400)^e - 1)`` per GPU (negative
+for a slower one). ``NIC_USD`` = $168 is an assumption: one port of the fitted switch (``SWITCH_USD /
+64``), since the fitted table has no NIC and no public NIC list price is at hand. A NIC carries its own
+ASIC and PCIe interface, so this is likely a floor; it is ``prices.nic_usd`` in a topology file. Each
+$1,000 per NIC at 400G adds about $0.0285 per GPU-hour to an 800G row (e = 1, 4 years), 1.4% of the $2
+GPU-hour.
+
+**Not modelled** (:func:`unpriced_hardware`): hardware that no price here covers. Its rows carry a
+``cost_note`` saying so and no cost with the change priced (never the base's price in silence); their
+cost at the base's prices (the step-time change alone) is still given.
+
+* an NVLink rate other than the topology's: NVLink's generation comes with the GPU and its server
+  (H800: 400 GB/s nominal, H100: 900), and the GPU-hour price is the H800's; no separate price exists.
+* a communication co-processor (``comm.coprocessor``): a hypothetical part (DeepSeek-V3 report, section
+  3.5, suggests one); no design or price exists.
+
+``cost per trillion tokens = GPU-hours per trillion tokens x (GPU-hour price + fabric cost per GPU-hour)``,
+the fabric's cost being the job's share of its endpoints spread over ``FABRIC_LIFE_YEARS`` of
+round-the-clock use (four years: an assumption, a common depreciation period for network equipment, not a
+published figure; ``economics.fabric_life_years``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 GPU_HOUR_USD = 2.0
 FABRIC_LIFE_YEARS = 4.0
 HOURS_PER_YEAR = 365.25 * 24
+
+PRICE_REFERENCE_Gbps = 400.0  # every price below is for 400 Gb/s ports (ISCA'25 Table 3's InfiniBand)
+PRICE_REFERENCE_RADIX = 64  # and 64-port switches
+SWITCH_USD = 10_760.0  # one 64-port 400G switch (ISCA'25 Table 3 fit)
+SWITCH_LINK_USD = 2_730.0  # one switch-to-switch link (ISCA'25 Table 3 fit)
+ENDPOINT_LINK_USD = 1_170.0  # one NIC-to-switch link (ISCA'25 Table 3 fit)
+NIC_USD = SWITCH_USD / PRICE_REFERENCE_RADIX  # assumption: a 400G NIC priced as one 400G switch port
+RATE_PRICE_EXPONENT = 1.0  # assumption: price proportional to port capacity (constant $ per Gb/s)
+
+NVLINK_NOT_MODELLED = (
+    "NVLink's generation comes with the GPU and its server (H800: 400 GB/s nominal, H100: 900) and the "
+    "GPU-hour price is the H800's; no separate price exists"
+)
+COPROCESSOR_NOT_MODELLED = "a communication co-processor is a proposal (V3 report, 3.5) with no design or price"
+
+
+class Prices(Protocol):
+    """The prices a topology file gives (``prices:``; :class:`sim.network.spec.PriceSpec`)."""
+
+    @property
+    def switch_usd(self) -> float: ...
+    @property
+    def switch_link_usd(self) -> float: ...
+    @property
+    def endpoint_link_usd(self) -> float: ...
+    @property
+    def nic_usd(self) -> float: ...
+    @property
+    def reference_Gbps(self) -> float: ...
+    @property
+    def reference_radix(self) -> int: ...
+    @property
+    def rate_exponent(self) -> float: ...
+
+
+def rate_factor(rate_Gbps: float, prices: Prices) -> float:
+    """Price of a port, link or NIC at ``rate_Gbps`` over its price at the reference rate: (r / ref)^e."""
+    return float((rate_Gbps / prices.reference_Gbps) ** prices.rate_exponent)
+
+
+@dataclass(frozen=True)
+class FabricCost:
+    """Capital cost of a scale-out network, in US dollars, by part."""
+
+    switches_usd: float
+    switch_links_usd: float
+    endpoint_links_usd: float
+    nics_usd: float  # the NICs beyond the reference NIC the GPU-hour price includes (negative: slower)
+
+    @property
+    def total(self) -> float:
+        return self.switches_usd + self.switch_links_usd + self.endpoint_links_usd + self.nics_usd
+
+
+def fabric_cost(
+    prices: Prices,
+    *,
+    switches: int,
+    radix: int,
+    switch_links: int,
+    endpoint_links: int,
+    nic_Gbps: float,
+    switch_link_Gbps: float,
+    priced_rates: bool = True,
+) -> FabricCost:
+    """Cost of ``switches`` switches of ``radix`` ports, ``switch_links`` switch-to-switch links at
+    ``switch_link_Gbps`` and ``endpoint_links`` NIC-to-switch links (one NIC each) at ``nic_Gbps``, by the
+    rate and radix rule (module docstring). ``priced_rates=False`` prices every port at the reference rate
+    (the hardware as the base prices it: no rate change paid for)."""
+
+    def factor(rate: float) -> float:
+        return rate_factor(rate, prices) if priced_rates else 1.0
+
+    port = prices.switch_usd / prices.reference_radix * factor(max(nic_Gbps, switch_link_Gbps))
+    return FabricCost(
+        switches * radix * port,
+        switch_links * prices.switch_link_usd * factor(switch_link_Gbps),
+        endpoint_links * prices.endpoint_link_usd * factor(nic_Gbps),
+        endpoint_links * prices.nic_usd * (factor(nic_Gbps) - 1.0),
+    )
+
+
+def unpriced_hardware(*, coprocessor: bool, nvlink_GBps: float, priced_nvlink_GBps: float) -> tuple[str, ...]:
+    """Why a scenario's hardware has no price here: one line per part (empty when everything is priced).
+    ``priced_nvlink_GBps`` is the NVLink of the topology file, the node the GPU-hour price rents."""
+    out = []
+    if nvlink_GBps != priced_nvlink_GBps:
+        out.append(f"NVLink at {nvlink_GBps:g} GB/s (the topology's: {priced_nvlink_GBps:g}): {NVLINK_NOT_MODELLED}")
+    if coprocessor:
+        out.append(f"co-processor: {COPROCESSOR_NOT_MODELLED}")
+    return tuple(out)
+
+
+def not_modelled_note(reasons: tuple[str, ...]) -> str | None:
+    """The row's ``cost_note``: 'hardware cost not modelled: ...', or None where everything is priced."""
+    return "hardware cost not modelled: " + "; ".join(reasons) if reasons else None
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ Defaults are the H800 nodes of DeepSeek-V3's cluster (REFERENCE.md section 3):
   (GPU->NVSwitch->GPU) = 1.665 us per hop; IB 2.8 us same leaf, 3.7 us cross leaf, so a leaf<->spine
   hop adds (3.7-2.8)/2 = 0.45 us; we give a NIC<->leaf hop the same 0.45 us and the rest of the
   same-leaf figure, (2.8 - 2x0.45)/2 = 0.95 us, to each GPU<->NIC (PCIe + NIC) side.
-* Switch prices: fitted by least squares to the five rows of ISCA'25 Table 3 (FT2, MPFT, FT3,
-  Slim Fly, Dragonfly; each within 0.5%): $10,760 per 64-port 400G switch, $2,730 per
-  switch-to-switch link, $1,170 per endpoint link. These are *derived*, not published prices.
+* Prices (``prices:``): switches, switch links and endpoint links fitted to ISCA'25 Table 3 at 400 Gb/s
+  and 64 ports, a NIC's price, and the rule that prices other rates and radixes (``rate_exponent``);
+  the figures, their sources and the assumptions are in :mod:`sim.economics`, their one home.
 * ``fabric.oversubscription`` k (an integer, default 1 = non-blocking): the first switch layer (FT2 and
   MPFT leaves, FT3 edges) keeps its radix/2 endpoint ports and gets k times fewer uplinks, so the layers
   above shrink with them (fewer spines, or aggregation and core switches, and cables) and the fabric's
@@ -27,6 +27,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from sim.economics import (
+    ENDPOINT_LINK_USD,
+    NIC_USD,
+    PRICE_REFERENCE_RADIX,
+    RATE_PRICE_EXPONENT,
+    SWITCH_LINK_USD,
+    SWITCH_USD,
+    PRICE_REFERENCE_Gbps,
+)
 from sim.errors import ScenarioError
 from sim.hardware.gpu import NIC_Gbps
 from sim.limits import MAX_GPUS, MAX_GPUS_PER_NODE, MAX_RATE, MAX_SEED
@@ -71,9 +80,20 @@ class FabricSpec(_Strict):
 
 
 class PriceSpec(_Strict):
-    switch_usd: float = Field(10_760.0, ge=0, le=MAX_USD)
-    switch_link_usd: float = Field(2_730.0, ge=0, le=MAX_USD)
-    endpoint_link_usd: float = Field(1_170.0, ge=0, le=MAX_USD)
+    """Hardware prices at the reference rate and radix, and the rule for others (sim/economics.py)."""
+
+    switch_usd: float = Field(SWITCH_USD, ge=0, le=MAX_USD, description="a switch of reference_radix ports")
+    switch_link_usd: float = Field(SWITCH_LINK_USD, ge=0, le=MAX_USD, description="a switch-to-switch link")
+    endpoint_link_usd: float = Field(ENDPOINT_LINK_USD, ge=0, le=MAX_USD, description="a NIC-to-switch link")
+    nic_usd: float = Field(NIC_USD, ge=0, le=MAX_USD, description="a NIC (assumption: one switch port)")
+    reference_Gbps: float = Field(PRICE_REFERENCE_Gbps, gt=0, le=MAX_RATE, description="port rate of the prices")
+    reference_radix: int = Field(PRICE_REFERENCE_RADIX, ge=1, le=65536, description="ports of switch_usd's switch")
+    rate_exponent: float = Field(
+        RATE_PRICE_EXPONENT,
+        ge=0,
+        le=4,
+        description="price ~ (rate / reference_Gbps)^e; 1 = constant price per Gb/s (an assumption)",
+    )
 
 
 class ClusterSpec(_Strict):

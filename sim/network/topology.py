@@ -47,6 +47,7 @@ from functools import cached_property
 import networkx as nx
 import numpy as np
 
+from sim.economics import FabricCost, fabric_cost
 from sim.errors import ScenarioError
 from sim.network.spec import ClusterSpec
 from sim.registry import Registry
@@ -140,12 +141,25 @@ class Topology:
         first_layer = math.ceil(half / lay.down)
         return lay.planes * min(half * nic, first_layer * lay.up * link)
 
+    def fabric_cost(self, priced_rates: bool = True) -> FabricCost:
+        """Capital cost by part: switches, switch links, endpoint links and NICs at their rates and radix
+        (:func:`sim.economics.fabric_cost`); ``priced_rates=False`` prices them at the reference rate (the
+        hardware as the base prices it). At 400 Gb/s and 64 ports: ISCA'25 Table 3's fit, NICs 0."""
+        nic = self.spec.node.nic_Gbps
+        return fabric_cost(
+            self.spec.prices,
+            switches=self.switches,
+            radix=self.spec.fabric.switch_radix,
+            switch_links=self.switch_links,
+            endpoint_links=self.nic_links,
+            nic_Gbps=nic,
+            switch_link_Gbps=self.spec.fabric.link_Gbps or nic,
+            priced_rates=priced_rates,
+        )
+
     @cached_property
     def cost_usd(self) -> float:
-        p = self.spec.prices
-        return (
-            self.switches * p.switch_usd + self.switch_links * p.switch_link_usd + self.nic_links * p.endpoint_link_usd
-        )
+        return self.fabric_cost().total
 
     def summary(self) -> dict[str, float | int]:
         """Counts of ``twin topology show`` (links are physical, i.e. bidirectional pairs)."""

@@ -11,10 +11,14 @@ import pandas as pd
 
 from sim.errors import ScenarioError
 from sim.sweep.pareto import pareto_front
-from sim.sweep.point import LAYOUT_COLUMNS, METRIC_BY_NAME, METRICS, OK
+from sim.sweep.point import LAYOUT_COLUMNS, METRIC_BY_NAME, METRICS, NOTE_COLUMNS, OK
 from sim.sweep.store import META_KEY
 
-_FIXED = {"point", "point_id", "label", "status", "error"} | {m.name for m in METRICS} | {c for c, _ in LAYOUT_COLUMNS}
+_FIXED = (
+    {"point", "point_id", "label", "status", "error"}
+    | {m.name for m in METRICS}
+    | {c for c, _ in LAYOUT_COLUMNS + NOTE_COLUMNS}
+)
 
 
 def load_results(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -26,9 +30,12 @@ def load_results(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     except Exception as err:
         raise ScenarioError("", f"cannot read it as Parquet ({type(err).__name__})", str(path)) from None
     frame = table.to_pandas()
-    missing = [c for c in ("point", "status", *METRIC_BY_NAME) if c not in frame.columns]
+    missing = [c for c in ("point", "status", "step_time_s") if c not in frame.columns]
     if missing:
         raise ScenarioError("", f"not a twin sweep results file (no column {missing[0]!r})", str(path))
+    for m in METRIC_BY_NAME:  # a figure added since the file was written: unknown there, not a reason to refuse
+        if m not in frame.columns:
+            frame[m] = float("nan")
     raw = (table.schema.metadata or {}).get(META_KEY)
     try:
         meta = json.loads(raw) if raw else {}

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sim.economics import Cost, not_modelled_note, training_cost, unpriced_hardware
 from sim.errors import TwinError
 from sim.paths import shown_in
 
@@ -31,7 +32,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("step_time_s", "min", "s", "step time"),
     Metric("tokens_per_day", "max", "tokens", "tokens per day"),
     Metric("gpu_hours_per_T", "min", "GPU-h", "GPU-hours per trillion tokens"),
-    Metric("cost_per_T_usd", "min", "USD", "cost per trillion tokens (GPUs + fabric)"),
+    Metric("cost_per_T_usd", "min", "USD", "cost per trillion tokens, hardware changes priced"),
+    Metric("cost_per_T_base_prices_usd", "min", "USD", "cost per trillion tokens at the base's hardware prices"),
     Metric("fabric_cost_usd", "min", "USD", "fabric capital cost, the job's share"),
     Metric("mfu_causal", "max", "", "MFU vs dense BF16 peak (causal FLOPs)"),
     Metric("mfu_noncausal", "max", "", "MFU vs dense BF16 peak (non-causal FLOPs)"),
@@ -53,11 +55,13 @@ LAYOUT_COLUMNS: tuple[tuple[str, str], ...] = (  # (column, dtype): the layout t
     ("microbatches", "Int64"),
     ("memory_capacity_GB", "float64"),
 )
+NOTE_COLUMNS: tuple[tuple[str, str], ...] = (  # (column, dtype): what a figure of the row leaves out
+    ("cost_note", "string"),  # 'hardware cost not modelled: ...' (sim.economics), null where all is priced
+)
 
 
 def _figures(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
     from sim.config import scenario_from_data
-    from sim.economics import training_cost
     from sim.network.topology import build_topology
     from sim.run import simulate_training
 
@@ -72,20 +76,29 @@ def _figures(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
     topology = run.assembly.topology if run.assembly is not None else None
     if topology is None:  # an assembly always has the step's fabric; built again only if it was dropped
         topology = build_topology(sc.cluster_spec())
-    cost = training_cost(
-        r.gpu_hours_per_trillion_tokens,
-        int(lay["gpus"]),
-        topology.cost_usd,
-        topology.gpus,
-        sc.economics.gpu_hour_usd,
-        sc.economics.fabric_life_years,
+
+    def cost(fabric_usd: float) -> Cost:
+        hours, gpus = r.gpu_hours_per_trillion_tokens, int(lay["gpus"])
+        return training_cost(
+            hours, gpus, fabric_usd, topology.gpus, sc.economics.gpu_hour_usd, sc.economics.fabric_life_years
+        )
+
+    priced, at_base = cost(topology.cost_usd), cost(topology.fabric_cost(priced_rates=False).total)
+    assert sc.cluster is not None  # a training step has a cluster
+    note = not_modelled_note(
+        unpriced_hardware(
+            coprocessor=sc.comm.coprocessor,
+            nvlink_GBps=topology.spec.node.nvlink_GBps,
+            priced_nvlink_GBps=sc.cluster.spec.node.nvlink_GBps,
+        )
     )
     return {
         "step_time_s": r.step_time_s,
         "tokens_per_day": r.tokens_per_day,
         "gpu_hours_per_T": r.gpu_hours_per_trillion_tokens,
-        "cost_per_T_usd": cost.usd_per_T,
-        "fabric_cost_usd": cost.fabric_usd,
+        "cost_per_T_usd": math.nan if note else priced.usd_per_T,  # unknown: some hardware has no price
+        "cost_per_T_base_prices_usd": at_base.usd_per_T,
+        "fabric_cost_usd": priced.fabric_usd,
         "mfu_causal": r.mfu(True),
         "mfu_noncausal": r.mfu(False),
         "tflops_per_gpu": r.tflops_per_gpu(True),
@@ -102,12 +115,13 @@ def _figures(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
         "dp": int(lay["dp"]),
         "microbatches": int(lay["microbatches"]),
         "memory_capacity_GB": run.gpu.hbm_GB,
+        "cost_note": note,
     }
 
 
 def empty_figures() -> dict[str, Any]:
     row: dict[str, Any] = {m.name: math.nan for m in METRICS}
-    row.update({name: None for name, _ in LAYOUT_COLUMNS})
+    row.update({name: None for name, _ in LAYOUT_COLUMNS + NOTE_COLUMNS})
     return row
 
 

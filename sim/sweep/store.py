@@ -29,7 +29,7 @@ import pandas as pd
 from sim.errors import ScenarioError
 from sim.outputs import atomic_write
 from sim.overrides import label
-from sim.sweep.point import LAYOUT_COLUMNS, METRICS
+from sim.sweep.point import LAYOUT_COLUMNS, METRICS, NOTE_COLUMNS
 from sim.sweep.spec import Sweep
 
 META_KEY = b"clustertwin.sweep"
@@ -47,7 +47,7 @@ def columns(sweep: Sweep) -> list[tuple[str, str]]:
         cols.append((key, "string" if dtype == "json" else dtype))
     cols += [("status", "string"), ("error", "string")]
     cols += [(m.name, "float64") for m in METRICS]
-    cols += list(LAYOUT_COLUMNS)
+    cols += list(LAYOUT_COLUMNS + NOTE_COLUMNS)
     return cols
 
 

@@ -144,6 +144,17 @@ RULES = (
         ),
     ),
     Rule(
+        "fabric prices (ISCA'25 Table 3 fit: switch, switch link, endpoint link)",
+        "sim/economics.py",  # SWITCH_USD, SWITCH_LINK_USD, ENDPOINT_LINK_USD
+        (rf"{NUM}(?:10_?760|2_?730|1_?170)(?:\.0+)?{END}",),
+        (
+            "    switch_usd: float = Field(10_760.0, ge=0, le=MAX_USD)",
+            "    endpoint_link_usd: float = 1170",
+            "cost = switches * 10760 + links * 2_730.0",
+        ),
+        ("x = 107600", "y = 1.170", "z = 21170"),
+    ),
+    Rule(
         "DeepSeek-V3's layout and batch (sim/layout_defaults.py; tokens: ModelSpec.seq_len)",
         "sim/layout_defaults.py",  # DEFAULT_GPUS, DEFAULT_PP, DEFAULT_EP, DEFAULT_GLOBAL_BATCH
         (

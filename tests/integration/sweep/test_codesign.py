@@ -52,7 +52,7 @@ def test_report_figures_equal_direct_runs_and_a_rerun_runs_nothing(tmp_path: Pat
     md = (folder / "report.md").read_text()
     frame = pd.read_parquet(folder / "results.parquet")
     assert "http://" not in html and "https://" not in html
-    assert (folder / "study-sms.png").is_file() and (folder / "study-both.png").is_file()
+    assert (folder / "figures" / "study-sms.png").is_file() and (folder / "figures" / "study-both.png").is_file()
     derived = tmp_path / "d.yaml"
     derived.write_text(f"base: {SMALL}\nset: {{comm.sms: 12}}\n")
     direct = simulate_training(load_scenario(derived)).result.step_time_s

@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from reports.codesign_report import findings, headline
+from reports.codesign_report import findings, headline, study_table
 from sim.config import load_scenario
 from sim.errors import ScenarioError
 from sim.experiments.codesign import BASE_LABEL, Study, Variant, is_codesign, load_codesign
+from sim.sweep.point import METRIC_BY_NAME
 
 ROOT = Path(__file__).resolve().parents[3]
 SMALL = ROOT / "tests" / "data" / "sweep" / "small-step.yaml"
@@ -106,3 +107,33 @@ def test_a_scenario_variant_brings_its_whole_chain_and_must_reach_the_study_base
     (tmp_path / "c.yaml").write_text(f"base: {other}\nset: {{comm.sms: 12}}\n")
     with pytest.raises(ScenarioError, match="does not derive from the study's base"):
         load_codesign(_file(tmp_path, [{"key": "a", "variants": [{"scenario": "c.yaml"}]}]))
+
+
+def test_cost_with_and_without_the_upgrade_price_and_the_not_modelled_flag() -> None:
+    study = Study(
+        "s",
+        "S",
+        "",
+        ("step_time_s", "cost_per_T_usd"),
+        (Variant("base", {}, 0), Variant("ib", {}, 1), Variant("co", {}, 2)),
+    )
+    note = "hardware cost not modelled: co-processor: no price"
+    frame = pd.DataFrame(
+        {
+            "point": [0, 1, 2],
+            "status": ["ok"] * 3,
+            "error": [None] * 3,
+            "step_time_s": [20.0, 19.0, 18.0],
+            "cost_per_T_usd": [400e3, 420e3, float("nan")],
+            "cost_per_T_base_prices_usd": [400e3, 380e3, 360e3],
+            "cost_note": [None, None, note],
+        }
+    )
+    headers, rows = study_table(study, frame)
+    assert headers[3:6:2] == [METRIC_BY_NAME[m].label for m in ("cost_per_T_usd", "cost_per_T_base_prices_usd")]
+    assert rows[1][3:7] == ["420.0 K$/T", "+5.0%", "380.0 K$/T", "-5.0%"]
+    assert rows[2][3:6] == ["hardware cost not modelled", "", "360.0 K$/T"]
+    lines = findings(study, frame)
+    assert note in lines[1] and "not modelled" not in lines[0]
+    same = frame.assign(cost_per_T_usd=frame["cost_per_T_base_prices_usd"], cost_note=[None] * 3)
+    assert len(study_table(study, same)[0]) == 5  # every price the base's: one cost column
