@@ -1,0 +1,281 @@
+"""Every timing the README and docs quote, measured in one run and recorded in one file.
+
+    python benchmarks/run_all.py                 # every figure (about 8 minutes on 2 cores)
+    python benchmarks/run_all.py --only step_shared_s help_s   # some, merged into the file
+    python benchmarks/run_all.py --long          # also the 1,000-point sweep (about 10 minutes more)
+
+Writes ``benchmarks/results.json``: for each figure its value, unit, target (where an issue set one),
+how it was measured, and the revision, date and CPU count of the run; then sets every quote of a
+figure in the README and the docs to the new value. A quote is ``55 s (`report_default_s`)``: the
+number, its unit, then the figure's name in backticks and parentheses;
+``tests/unit/test_quoted_timings.py`` checks every quote against the file, so a figure typed by hand
+or left stale fails the suite. Run it on a quiet machine: each figure is a wall
+time, and on 2 cores anything else running shows in it.
+
+How each figure is taken:
+
+* whole-process figures (``twin ...``): a fresh Python process each time, from start to exit, the
+  median of several runs after one warm-up (so the OS's file cache is warm, as for a user's second
+  command);
+* in-process figures (``step_*``, ``chunk_pair_ms``, ``schedules_five_s``, ``routing_*``,
+  ``network_*``): the call alone, timed inside a fresh process (imports excluded; memo caches start
+  empty, as in a user's run), the median of several processes;
+* reports from nothing: one run into an empty folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results.json"
+BENCH = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Figure:
+    value: float
+    unit: str  # "s" or "ms"
+    target: float | None  # the issue's target in the same unit; None where none was set
+    how: str
+
+
+def _twin(args: list[str], cwd: Path) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "sim", *args], cwd=cwd, check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def _whole(args: list[str], runs: int) -> float:
+    """Median whole-process seconds of ``twin ARGS`` (``{out}`` in ARGS: a fresh folder each run)."""
+    times = []
+    for i in range(runs + 1):  # the first run warms the file cache and is not counted
+        with tempfile.TemporaryDirectory() as tmp:
+            wall = _twin([a.replace("{out}", tmp) for a in args], ROOT)
+        if i:
+            times.append(wall)
+    return statistics.median(times)
+
+
+def _inprocess(code: str, runs: int) -> float:
+    """Median over ``runs`` fresh processes of the seconds ``code`` prints last (it times its call)."""
+    times = []
+    for _ in range(runs):
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{BENCH}"},
+        )
+        times.append(float(done.stdout.split()[-1]))
+    return statistics.median(times)
+
+
+def _step(fidelity: str, contention: str) -> str:
+    return (
+        "import tempfile, time\nfrom pathlib import Path\nfrom bench_step import scenario\n"
+        "from sim.config import load_scenario\nfrom sim.run import simulate_training\n"
+        f"sc = load_scenario(scenario({fidelity!r}, 'balanced', Path(tempfile.mkdtemp()), contention={contention!r}))\n"
+        "t = time.perf_counter()\nsimulate_training(sc)\nprint(time.perf_counter() - t)\n"
+    )
+
+
+CHUNK = (
+    "import time\nfrom sim.chunk.build import ChunkConfig, build_chunk\n"
+    "setup = build_chunk(ChunkConfig())\nt = time.perf_counter()\nsetup.timer.pair(setup.stage, setup.stage)\n"
+    "print((time.perf_counter() - t) * 1e3)\n"
+)
+SCHEDULES = (
+    "import contextlib, io, time\nfrom bench_schedules import bench\nfrom sim.pipeline.execute import P2P\n"
+    "with contextlib.redirect_stdout(io.StringIO()):\n    total = bench(16, 120, 1, P2P(58_720_256, 50e9, 3.7e-6))\n"
+    "print(total)\n"
+)
+
+
+def _routing(gate: str) -> str:
+    warm = f"route_layers(MoESpec(), 256, 1, Gating({gate!r}), 0)\n"  # compile or load the numba samplers
+    timed = f"route_layers(MoESpec(), 4096, 58, Gating({gate!r}), 0)\n"
+    return (
+        "import time\nfrom sim.moe.alltoall import route_layers\nfrom sim.moe.gating import Gating\n"
+        f"from sim.moe.spec import MoESpec\n{warm}t = time.perf_counter()\n{timed}print(time.perf_counter() - t)\n"
+    )
+
+
+FIGURES: dict[str, tuple[str, float | None, Callable[[], float], str]] = {
+    "help_s": ("s", 0.5, lambda: _whole(["--help"], 5), "twin --help, whole process, median of 5"),
+    "run_json_s": (
+        "s",
+        1.5,
+        lambda: _whole(["run", "--format", "json", "-o", "{out}"], 3),
+        "twin run --format json (default step), whole process, median of 3",
+    ),
+    "run_s": (
+        "s",
+        3.0,
+        lambda: _whole(["run", "-q", "-o", "{out}"], 3),
+        "twin run -q with every output, whole process, median of 3",
+    ),
+    "step_isolated_s": (
+        "s",
+        0.4,
+        lambda: _inprocess(_step("representative", "isolated"), 3),
+        "default step, representative, contention isolated: simulate_training in-process, median of 3 processes",
+    ),
+    "step_shared_s": (
+        "s",
+        1.0,
+        lambda: _inprocess(_step("representative", "shared"), 3),
+        "default step, representative, contention shared: simulate_training in-process, median of 3 processes",
+    ),
+    "step_per_gpu_s": (
+        "s",
+        60.0,
+        lambda: _inprocess(_step("per-gpu", "shared"), 1),
+        "default step, per-GPU fidelity, contention shared: simulate_training in-process, one process",
+    ),
+    "chunk_pair_ms": (
+        "ms",
+        20.0,
+        lambda: _inprocess(CHUNK, 3),
+        "the 4-layer F&B pair of DeepSeek's trace, first timing (DeepEP phases simulated), median of 3 processes",
+    ),
+    "schedules_five_s": (
+        "s",
+        1.0,
+        lambda: _inprocess(SCHEDULES, 3),
+        "build, check and run all five schedules at PP16 x 120 micro-batches, median of 3 processes",
+    ),
+    "routing_random_s": (
+        "s",
+        1.0,
+        lambda: _inprocess(_routing("random"), 3),
+        "random gating of 4096 tokens x 64 GPUs through 58 layers, warm numba, median of 3 processes",
+    ),
+    "routing_skewed_s": (
+        "s",
+        1.0,
+        lambda: _inprocess(_routing("skewed"), 3),
+        "skewed gating of 4096 tokens x 64 GPUs through 58 layers, warm numba, median of 3 processes",
+    ),
+    "report_default_s": (
+        "s",
+        None,
+        lambda: _once(["report", "-q"]),
+        "twin report (default step and its 12 variants), whole process, from nothing",
+    ),
+    "report_codesign_s": (
+        "s",
+        60.0,
+        lambda: _once(["report", "scenarios/codesign.yaml", "-q"]),
+        "twin report scenarios/codesign.yaml (38 points), whole process, from nothing",
+    ),
+}
+LONG: dict[str, tuple[str, float | None, Callable[[], float], str]] = {
+    "sweep_thousand_s": (
+        "s",
+        180.0,
+        lambda: _once(["sweep", "scenarios/sweeps/thousand.yaml", "-o", "{out}/t.parquet"]),
+        "twin sweep scenarios/sweeps/thousand.yaml on the local pool, whole process, from nothing",
+    ),
+}
+
+
+def _once(args: list[str]) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        if not any("{out}" in a for a in args):
+            args = [*args, "-o", tmp]
+        return _twin([a.replace("{out}", tmp) for a in args], ROOT)
+
+
+# --------------------------------------------------------------------------- quoting
+# A quote is a number, its unit, then the figure's name: ``55 s (`report_default_s`)`` or
+# ``0.29 s (`help_s`; target 0.5 s)`` (a line break may stand for the space before the parenthesis).
+QUOTE = re.compile(r"(\d[\d,]*(?:\.\d+)?) (ms|s|min)(\s+)\(`([a-z0-9_]+)`(?=[;)])")
+QUOTING = ("README.md", "docs/*.md", "reports/examples/README.md")  # where figures are quoted
+_PER = {"ms": 1e-3, "s": 1.0, "min": 60.0}
+
+
+def formatted(value: float, unit: str, quoted_unit: str) -> str:
+    """``value`` (in ``unit``) as a quote in ``quoted_unit`` shows it: 3 significant figures, whole
+    numbers from 100 up."""
+    v = value * _PER[unit] / _PER[quoted_unit]
+    return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+
+
+def quoting_files() -> list[Path]:
+    return sorted({p for pattern in QUOTING for p in ROOT.glob(pattern)})
+
+
+def requote(text: str, figures: dict[str, dict[str, object]]) -> str:
+    """``text`` with every quote's number set from ``figures`` (quotes of unknown figures kept)."""
+
+    def one(m: re.Match[str]) -> str:
+        _, unit, space, name = m.groups()
+        fig = figures.get(name)
+        if fig is None:
+            return m.group(0)
+        return f"{formatted(float(str(fig['value'])), str(fig['unit']), unit)} {unit}{space}(`{name}`"
+
+    return QUOTE.sub(one, text)
+
+
+def _revision() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="+", metavar="FIGURE", help="measure these and keep the rest of the file")
+    ap.add_argument("--long", action="store_true", help="also the 1,000-point sweep")
+    args = ap.parse_args()
+    table = {**FIGURES, **LONG}
+    names = args.only or [*FIGURES, *(LONG if args.long else {})]
+    unknown = sorted(set(names) - set(table))
+    if unknown:
+        ap.error(f"unknown figure(s) {', '.join(unknown)}; choose from {', '.join(table)}")
+    old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"figures": {}}
+    figures = dict(old.get("figures", {}))
+    for name in names:
+        unit, target, measure, how = table[name]
+        value = measure()
+        verdict = (
+            "" if target is None else (" meets" if value < target else " MISSES") + f" the {target:g} {unit} target"
+        )
+        print(f"{name:20s} {value:10.3f} {unit}{verdict}", flush=True)
+        figures[name] = {
+            **asdict(Figure(round(value, 3), unit, target, how)),
+            "revision": _revision(),
+            "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+            "cpus": os.cpu_count(),
+        }
+    RESULTS.write_text(json.dumps({"figures": dict(sorted(figures.items()))}, indent=1) + "\n")
+    print(f"written to {RESULTS.relative_to(ROOT)}")
+    for path in quoting_files():
+        text = path.read_text()
+        new = requote(text, figures)
+        if new != text:
+            path.write_text(new)
+            print(f"quotes updated in {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
