@@ -368,7 +368,8 @@ class FlowNetwork:
         """The run's link log, ready to read (None before :meth:`SimContext.start_main`)."""
         if self.log is None:
             return None
-        return CarriedLog(self.log, self.kind_block_bytes(), self._block_names)
+        kinds = [(links, link_bytes) for links, link_bytes, _ in self.coflows.sent_kinds()]
+        return CarriedLog(self.log, self.kind_block_bytes(), self._block_names, kinds)
 
     def kind_block_bytes(self) -> list[np.ndarray]:
         """Per coflow kind: the bytes one coflow of it puts on each link block."""

@@ -45,10 +45,25 @@ class CarriedLog:
     log: LinkLog
     kind_block_bytes: list[np.ndarray]
     block_names: tuple[str, ...]
+    kind_links: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # per kind: links, bytes
 
     def counters(self, end_s: float, bins: int = 2000) -> pd.DataFrame:
         """:func:`block_counters` over ``[0, end_s]``."""
         return block_counters(self.log, self.kind_block_bytes, self.block_names, end_s, bins)
+
+    def group_counters(
+        self, group_of_link: np.ndarray, group_names: tuple[str, ...], end_s: float, bins: int = 2000
+    ) -> pd.DataFrame:
+        """Bytes per (bin, group of links, tag) of the coflows, the ``block`` column naming the group:
+        ``group_of_link[i]`` is link ``i``'s group (an index into ``group_names``), -1 for links in none
+        (a rank's NICs, say). Plain flow batches are logged per block only and are not counted."""
+        per_kind = []
+        for links, link_bytes in self.kind_links:
+            g = group_of_link[links]
+            mine = g >= 0
+            per_kind.append(np.bincount(g[mine], weights=link_bytes[mine], minlength=len(group_names)))
+        coflows_only = LinkLog(coflows=self.log.coflows)
+        return block_counters(coflows_only, per_kind, group_names, end_s, bins)
 
 
 def block_counters(

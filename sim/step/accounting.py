@@ -43,7 +43,7 @@ from sim.pipeline.ops import Op, Schedule
 from sim.pipeline.schedules import SCHEDULES
 from sim.step.activations import activation_bytes, wgrad_activation_bytes
 from sim.step.layout import Layout
-from sim.step.memory import Memory, activation_walk, static_memory
+from sim.step.memory import Memory, activation_levels, activation_walk, static_memory
 from sim.step.simulate import StepRun
 from sim.step.zero1 import ReplicaSet, rank_params
 
@@ -115,11 +115,31 @@ def activation_peak(model: ModelSpec, layout: Layout, schedule: Schedule, device
     """Most activation bytes rank ``device`` holds at once: a micro-batch's activations of a stage are
     allocated when its F starts and freed when its B ends; a split backward's I keeps only what the
     deferred W reads, which W frees (:func:`sim.step.memory.activation_walk`)."""
+    return activation_walk(schedule, device, *_held_bytes(model, layout, schedule, device)).bytes
+
+
+def _held_bytes(
+    model: ModelSpec, layout: Layout, schedule: Schedule, device: int
+) -> tuple[dict[int, float], dict[int, float]]:
+    """One micro-batch's bytes of each stage ``device`` holds: from F to the backward, and from a split
+    backward's I to its W (the same as the first where the backward is never split)."""
     mine = [s for s, d in enumerate(schedule.stage_device) if d == device]
     whole = {s: stage_activations(model, layout, s) for s in mine}
     split = any(a.op is Op.I for action in schedule.actions[device] for a in action.atoms())
     wgrad = {s: stage_wgrad_activations(model, layout, s) for s in mine} if split else whole
-    return activation_walk(schedule, device, whole, wgrad).bytes
+    return whole, wgrad
+
+
+def memory_levels(
+    model: ModelSpec, layout: Layout, schedule: Schedule, device: int
+) -> tuple[float, list[tuple[float, float]]]:
+    """Rank ``device``'s parameters, gradients and optimizer shard (bytes per GPU), and per entry of its
+    action list the activation bytes held while it runs and after it
+    (:func:`sim.step.memory.activation_levels`): the memory counter of a trace."""
+    rset = ReplicaSet.of(layout, schedule, device)
+    static = static_memory(rank_params(model, layout, schedule, device), dp=rset.dp, expert_dp=rset.expert_dp)
+    levels = activation_levels(schedule, device, *_held_bytes(model, layout, schedule, device))
+    return static.params + static.grads + static.optimizer, levels
 
 
 def rank_memory(model: ModelSpec, layout: Layout, schedule: Schedule, device: int) -> Memory:

@@ -131,6 +131,40 @@ def activation_walk(
     return best
 
 
+def activation_levels(
+    schedule: Schedule, device: int, whole: Mapping[int, float], wgrad: Mapping[int, float]
+) -> list[tuple[float, float]]:
+    """Per entry of ``device``'s action list: (the most activation bytes held while it runs, the bytes
+    held once it has ended), by :func:`activation_walk`'s rule (the most is read after its forward
+    allocations and after its I exchanges; its frees come at its end). The largest first item is
+    :func:`activation_walk`'s peak (a test ties the two); a trace draws these as a memory counter."""
+    held: dict[int, float] = {}
+    waiting: dict[int, float] = {}
+
+    def level() -> float:
+        return sum(n * whole[st] for st, n in held.items()) + sum(n * wgrad[st] for st, n in waiting.items())
+
+    out: list[tuple[float, float]] = []
+    for action in schedule.actions[device]:
+        atoms = action.atoms()
+        for a in atoms:
+            if a.op is Op.F:
+                held[a.stage] = held.get(a.stage, 0) + 1
+        high = level()
+        for a in atoms:
+            if a.op is Op.I:
+                held[a.stage] -= 1
+                waiting[a.stage] = waiting.get(a.stage, 0) + 1
+        high = max(high, level())
+        for a in atoms:
+            if a.op is Op.B:
+                held[a.stage] -= 1
+            elif a.op is Op.W:
+                waiting[a.stage] -= 1
+        out.append((high, level()))
+    return out
+
+
 def _by_model_stage(schedule: Schedule, counts: Mapping[int, float]) -> dict[int, float]:
     out: dict[int, float] = {}
     for st, n in counts.items():

@@ -24,7 +24,7 @@ per link block (GB/s, one series per tag).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -42,6 +42,8 @@ NETWORK_PID = 1_000_000  # the network's counters: one process after every rank
 COLUMNS = ["pipeline", "device", "stream", "layer", "op", "kind", "microbatch", "stage", "action", "start_s", "end_s"]
 TRANSFER_COLUMNS = ["pipeline", "src", "dst", "label", "bytes", "start_s", "end_s"]
 COUNTER_BINS = 2000  # link counter bins over the run (a 21 s step: 10.5 ms each)
+MEMORY_COLUMNS = ["device", "start_s", "end_s", "high_bytes", "low_bytes", "static_bytes"]
+GiB = float(1 << 30)
 
 Segment = tuple[str, int, str, str, float, float]  # stream, layer, annotation, direction, start, end
 
@@ -54,6 +56,8 @@ class Timeline:
     spans: pd.DataFrame
     transfers: pd.DataFrame
     links: pd.DataFrame
+    memory: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({c: [] for c in MEMORY_COLUMNS}))
+    nics: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({c: [] for c in COUNTER_COLUMNS}))
 
 
 def chunk_segments(chunk: ChunkResult) -> list[Segment]:
@@ -90,7 +94,48 @@ def timeline(step: StepRun, bins: int = COUNTER_BINS) -> Timeline:
         if step.links is not None
         else pd.DataFrame({c: [] for c in COUNTER_COLUMNS})
     )
-    return Timeline(spans_frame(step), transfers_frame(step), links)
+    tl = Timeline(spans_frame(step), transfers_frame(step), links)
+    if step.given_spec is None:
+        return tl
+    return Timeline(tl.spans, tl.transfers, tl.links, memory_frame(step), nic_counters(step, bins))
+
+
+def memory_frame(step: StepRun) -> pd.DataFrame:
+    """Per action of the reported pipeline's ranks: when it ran, the bytes per GPU it holds while it
+    runs and after it ends (activations by :func:`sim.step.accounting.memory_levels`) and the rank's
+    parameters, gradients and optimizer shard."""
+    from sim.step.accounting import memory_levels
+
+    spec = step.spec
+    pipe = step.reported_pipeline()
+    rows = []
+    levels = {}
+    for d in range(spec.inputs.layout.devices):
+        levels[d] = memory_levels(spec.inputs.model, spec.inputs.layout, spec.schedule, d)
+    for span in pipe.run.recorder.spans:
+        static, per_pos = levels[span.device]
+        high, low = per_pos[span.pos]
+        rows.append((span.device, span.start, span.end, high, low, static))
+    frame = pd.DataFrame(rows, columns=MEMORY_COLUMNS)
+    return frame.sort_values(["device", "start_s"], kind="stable", ignore_index=True)
+
+
+def nic_counters(step: StepRun, bins: int = COUNTER_BINS) -> pd.DataFrame:
+    """Bytes through each pipeline rank's NICs (both directions, every GPU of the rank) per bin and tag,
+    the ``block`` column naming the rank (``rank 3``); empty without a network log."""
+    if step.links is None or not step.links.kind_links:
+        return pd.DataFrame({c: [] for c in COUNTER_COLUMNS})
+    spec = step.spec
+    topo, lay = spec.topology, spec.inputs.layout
+    group = np.full(topo.num_links, -1, dtype=np.int64)
+    for name in ("nic_up", "nic_down"):
+        block = topo.blocks.get(name)
+        if block is None:
+            continue
+        for d in range(lay.devices):
+            group[block.offset + np.asarray(lay.rank_gpus(d), dtype=np.int64)] = d
+    names = tuple(f"rank {d}" for d in range(lay.devices))
+    return step.links.group_counters(group, names, step.step_time, bins)
 
 
 def spans_frame(step: StepRun) -> pd.DataFrame:
@@ -187,6 +232,8 @@ def perfetto_trace(tl: Timeline, title: str, pipeline: int = 0, time_scale_us: f
         )
     events += _send_events(sends, time_scale_us)
     events += _counter_events(tl.links, time_scale_us)
+    events += _memory_events(tl.memory, time_scale_us)
+    events += _rank_counter_events(tl.nics, time_scale_us)
     return {"traceEvents": events, "displayTimeUnit": "ms", "otherData": {"title": title}}
 
 
@@ -276,4 +323,47 @@ def _counter_events(links: pd.DataFrame, scale: float) -> list[dict[str, Any]]:
                     }
                 )
                 last = values
+    return events
+
+
+def _memory_events(memory: pd.DataFrame, scale: float) -> list[dict[str, Any]]:
+    """Per rank, a counter ``memory GiB`` per GPU: parameters, gradients and optimizer shard
+    (``static``) and activations, raised when an action starts (its allocations) and lowered when it
+    ends (its frees)."""
+    events: list[dict[str, Any]] = []
+    for _, rows in memory.groupby("device", sort=True):
+        pid = int(rows["device"].iloc[0])
+        points: list[tuple[float, float, float]] = []
+        for s, e, hi, lo, st in rows[["start_s", "end_s", "high_bytes", "low_bytes", "static_bytes"]].itertuples(
+            index=False
+        ):
+            points += [(float(s), float(hi), float(st)), (float(e), float(lo), float(st))]
+        last = None
+        for t, act, static in sorted(points, key=lambda x: x[0]):
+            value = (round(static / GiB, 3), round(act / GiB, 3))
+            if value == last:
+                continue
+            last = value
+            events.append(
+                {
+                    "ph": "C",
+                    "pid": pid,
+                    "name": "memory GiB",
+                    "ts": round(t * scale, 3),
+                    "args": {"static": value[0], "activations": value[1]},
+                }
+            )
+    return events
+
+
+def _rank_counter_events(nics: pd.DataFrame, scale: float) -> list[dict[str, Any]]:
+    """Per rank, a counter ``NICs GB/s``: the bytes through the rank's NICs per bin, one series per tag."""
+    if not len(nics):
+        return []
+    events = []
+    for e in _counter_events(nics, scale):
+        if e.get("ph") != "C":
+            continue
+        rank = int(str(e["name"]).split()[1])
+        events.append({**e, "pid": rank, "name": "NICs GB/s"})
     return events

@@ -313,3 +313,35 @@ def test_balanced_split_lightens_the_head_stage(tmp_path_factory: pytest.TempPat
     lay, sched = run.step.spec.inputs.layout, run.step.spec.schedule
     sizes = [len([i for i in lay.stages[s].layers if i < 61]) for s in sched.routes[0]]
     assert sum(sizes) == 61 and sizes[-1] < 4 and sizes[0] <= 4  # the head + MTP stage holds fewer layers
+
+
+def test_the_trace_counts_each_ranks_memory_and_nic_bytes(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Per rank: the memory counter's highest point is the rank's memory per GPU as the accounting
+    reports it (the same rule, in time), and its NICs' bytes, summed over the ranks, are the bytes the
+    NIC link blocks carried (every byte of a rank's GPUs' NICs counted once)."""
+    from sim.step.accounting import rank_memory
+    from sim.step.timeline import GiB, perfetto_trace, timeline
+
+    run = step(tmp_path_factory, **SMALL)
+    tl = timeline(run.step)
+    spec = run.step.spec
+    for d, rows in tl.memory.groupby("device"):
+        peak = float((rows["high_bytes"] + rows["static_bytes"]).max())
+        want = rank_memory(spec.inputs.model, spec.inputs.layout, spec.schedule, int(d)).total
+        assert peak == pytest.approx(want, rel=1e-12), d
+    assert set(tl.memory["device"]) == set(range(spec.inputs.layout.devices))
+    nic = tl.links[tl.links["block"].isin(["nic_up", "nic_down"])].groupby("tag")["bytes"].sum()
+    ranks = tl.nics.groupby("tag")["bytes"].sum()
+    assert set(ranks.index) == set(nic.index) and len(ranks) >= 2
+    for tag in nic.index:
+        assert ranks[tag] == pytest.approx(nic[tag], rel=1e-9), tag
+    events = perfetto_trace(tl, "small")["traceEvents"]
+    memory = [e for e in events if e["ph"] == "C" and e["name"] == "memory GiB"]
+    assert {e["pid"] for e in memory} == set(range(spec.inputs.layout.devices))
+    top = max(e["args"]["static"] + e["args"]["activations"] for e in memory if e["pid"] == 0)
+    assert top == pytest.approx(
+        rank_memory(spec.inputs.model, spec.inputs.layout, spec.schedule, 0).total / GiB, abs=2e-3
+    )
+    assert {e["pid"] for e in events if e["ph"] == "C" and e["name"] == "NICs GB/s"} == set(
+        range(spec.inputs.layout.devices)
+    )

@@ -155,3 +155,22 @@ def test_deepseek_v3_default_fits_in_80_gb() -> None:
     assert max(m.total for m in table.values()) == table[7].total < 80e9
     # rank 7 holds 8 MoE layers: 4 experts of each per GPU, replicated over expert DP 2
     assert table[7].optimizer == pytest.approx(8 * (8 * layer_params(S, 3).non_expert / 128 + 8 * 4 * 44040192 / 2))
+
+
+@pytest.mark.parametrize("name", ["1f1b", "zb1p", "interleaved-1f1b", "dualpipe", "dualpipev"])
+@pytest.mark.parametrize("pp", [4, 8])
+def test_the_levels_in_time_peak_where_the_walk_does(name: str, pp: int) -> None:
+    """activation_levels (a trace's memory counter) and activation_walk (the peak) apply one rule: on
+    every device the highest level is the walk's peak, and after the last action nothing is held."""
+    from sim.pipeline.schedules import build_schedule
+    from sim.step.memory import activation_levels, activation_walk
+
+    sched = build_schedule(name, pp, 2 * pp, 2)
+    for d in range(sched.num_devices):
+        mine = [s for s, dev in enumerate(sched.stage_device) if dev == d]
+        whole = {s: 1.0 + 0.25 * s for s in mine}
+        wgrad = {s: 2.17 * (1.0 + 0.25 * s) for s in mine}
+        levels = activation_levels(sched, d, whole, wgrad)
+        assert max(h for h, _ in levels) == pytest.approx(activation_walk(sched, d, whole, wgrad).bytes, rel=1e-12)
+        assert levels[-1][1] == pytest.approx(0.0, abs=1e-9)
+        assert all(low <= high + 1e-12 for high, low in levels)
