@@ -41,7 +41,7 @@ STREAM_TID = {**CHUNK_STREAM_TID, "dp": 99, "send": 101, "recv": 102}
 NETWORK_PID = 1_000_000  # the network's counters: one process after every rank
 COLUMNS = ["pipeline", "device", "stream", "layer", "op", "kind", "microbatch", "stage", "action", "start_s", "end_s"]
 TRANSFER_COLUMNS = ["pipeline", "src", "dst", "label", "bytes", "start_s", "end_s"]
-COUNTER_BINS = 2000  # link counter bins over the run (a 21 s step: 10.5 ms each)
+COUNTER_BINS = 2000  # link counter bins over the run (a 21 s step: 10.5 ms each); a rank's NICs: a quarter
 MEMORY_COLUMNS = ["device", "start_s", "end_s", "high_bytes", "low_bytes", "static_bytes"]
 GiB = float(1 << 30)
 
@@ -97,7 +97,7 @@ def timeline(step: StepRun, bins: int = COUNTER_BINS) -> Timeline:
     tl = Timeline(spans_frame(step), transfers_frame(step), links)
     if step.given_spec is None:
         return tl
-    return Timeline(tl.spans, tl.transfers, tl.links, memory_frame(step), nic_counters(step, bins))
+    return Timeline(tl.spans, tl.transfers, tl.links, memory_frame(step), nic_counters(step, max(1, bins // 4)))
 
 
 def memory_frame(step: StepRun) -> pd.DataFrame:
