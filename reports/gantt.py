@@ -115,10 +115,64 @@ class _Boxes:
             fits = (need * size <= room_x) & (1.1 * size <= room_y)
             if fits.mean() >= LABEL_SHARE or size == LABEL_PTS[-1]:
                 break
-        for (x, y, w, h, text), ok in zip(self.labels, fits.tolist(), strict=True):
-            if ok:
-                ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=size)
+        shown = [
+            (x + w / 2, y + h / 2, text)
+            for (x, y, w, h, text), ok in zip(self.labels, fits.tolist(), strict=True)
+            if ok
+        ]
+        _draw_texts(ax, shown, size)
         return size
+
+
+def _draw_texts(ax: Axes, texts: list[tuple[float, float, str]], size: float) -> None:
+    """Each text centred on its (x, y) in data units, ``size`` points high, black: one collection of
+    glyph outlines (one path per distinct text, placed by offsets) instead of one Text artist each,
+    which at a step's thousands of boxes made the chart take seconds to render."""
+    if not texts:
+        return
+    from matplotlib.collections import PathCollection
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.path import Path as MplPath
+    from matplotlib.textpath import TextPath
+    from matplotlib.transforms import Affine2D
+
+    fig = ax.get_figure()
+    assert fig is not None
+    font = FontProperties(size=size)
+    paths: dict[str, MplPath] = {}
+    index: list[int] = []
+    order: dict[str, int] = {}
+    for _, _, t in texts:
+        if t not in order:
+            glyphs = TextPath((0, 0), t, prop=font)
+            box = glyphs.get_extents()
+            centred = Affine2D().translate(-(box.x0 + box.x1) / 2, -(box.y0 + box.y1) / 2).transform_path(glyphs)
+            order[t] = len(paths)
+            paths[t] = centred
+        index.append(order[t])
+    distinct = list(paths.values())
+    offsets = np.array([(x, y) for x, y, _ in texts], dtype=float)
+    for k, path in enumerate(distinct):  # one collection per distinct text: its copies share the path
+        mine = offsets[np.asarray(index) == k]
+        coll = PathCollection(
+            [path], offsets=mine, offset_transform=ax.transData, facecolors="black", edgecolors="none"
+        )
+        coll.set_transform(Affine2D().scale(fig.dpi / 72.0))  # the path is in points
+        coll.set_gid(LABEL_GID + list(paths)[k])  # which text it draws (read back by labels_drawn)
+        ax.add_collection(coll)
+
+
+LABEL_GID = "gantt-label:"
+
+
+def labels_drawn(ax: Axes) -> list[str]:
+    """Every text on the boxes of a Gantt chart's axes, once per box it is written on."""
+    out = [t.get_text() for t in ax.texts]
+    for coll in ax.collections:
+        gid = coll.get_gid() or ""
+        if gid.startswith(LABEL_GID):
+            out += [gid[len(LABEL_GID) :]] * len(coll.get_offsets())
+    return out
 
 
 def _text_widths(texts: set[str]) -> dict[str, float]:

@@ -7,7 +7,7 @@ import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_rgba
 
-from reports.gantt import KINDS, gantt_figure
+from reports.gantt import KINDS, gantt_figure, labels_drawn
 from sim.config import load_scenario
 from sim.run import simulate_training
 from tests.conftest import SMALL_STEP
@@ -27,6 +27,6 @@ def test_step_gantt_ends_with_the_step() -> None:
     assert colours.count(optimizer) == ranks and colours.count(dp) >= 2 * ranks
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend == [KINDS[k][1] for k in ("F", "B", "I", "W", "F&B", "send", "dp", "optimizer")]
-    numbers = [t.get_text() for t in ax.texts if t.get_text().isdigit()]
+    numbers = [t for t in labels_drawn(ax) if t.isdigit()]
     assert len(numbers) > len(run.recorder.spans) / 2  # most micro-batches written on their boxes
     plt.close(fig)

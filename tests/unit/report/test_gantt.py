@@ -14,7 +14,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from reports.gantt import KINDS, LEGEND_PT, gantt_figure, plot_gantt
+from reports.gantt import KINDS, LEGEND_PT, gantt_figure, labels_drawn, plot_gantt
 from sim.config import load_scenario
 from sim.pipeline.execute import ScheduleRun
 from sim.pipeline.ops import Op
@@ -53,7 +53,7 @@ def _boxes(fig: Figure) -> Counter[str]:
 
 
 def _texts(fig: Figure) -> list[str]:
-    return [t.get_text() for t in fig.axes[0].texts]
+    return labels_drawn(fig.axes[0])
 
 
 def test_boxes_are_coloured_by_action_kind(runs: dict[str, ScheduleRun]) -> None:
