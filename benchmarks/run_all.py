@@ -120,8 +120,8 @@ FIGURES: dict[str, tuple[str, float | None, Callable[[], float], str]] = {
     "run_json_s": (
         "s",
         1.5,
-        lambda: _whole(["run", "--format", "json", "-o", "{out}"], 3),
-        "twin run --format json (default step), whole process, median of 3",
+        lambda: _whole(["run", "--format", "json"], 3),
+        "twin run --format json (default step; prints JSON, writes nothing), whole process, median of 3",
     ),
     "run_s": (
         "s",

@@ -24,19 +24,27 @@ from sim.step.timeline import perfetto_trace, timeline
 def run_cmd(
     scenario: Annotated[Path | None, typer.Argument(help="scenario YAML [default: the embedded default]")] = None,
     output: Annotated[
-        Path,
+        Path | None,
         typer.Option(
-            "--output", "-o", help="folder; the outputs go to DIR/<scenario name>/", callback=output_dir_option
+            "--output",
+            "-o",
+            help="folder; the outputs go to DIR/<scenario name>/ [default: out; with --format json nothing is "
+            "written unless -o is given]",
+            callback=output_dir_option,
         ),
-    ] = Path("out"),
+    ] = None,
     fmt: Annotated[Format, typer.Option("--format", help="table, or json on stdout")] = Format.table,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress, no summary")] = False,
 ) -> None:
-    """Simulate a scenario and write its report: a training step (the default: DeepSeek-V3 on 2048
-    H800s) or a schedule comparison (Markdown, JSON, Parquet of every span, Gantt PNG, Perfetto trace)."""
+    """Simulate a scenario and write its outputs: a training step (the default: DeepSeek-V3 on 2048
+    H800s) or a schedule comparison (Markdown, JSON, Parquet of every span, Gantt PNG, Perfetto trace).
+    With --format json the figures go to stdout and files are written only where -o says."""
     asm = assemble(load_scenario(scenario or default_scenario_path()))  # refuses what twin validate refuses
     sc = asm.scenario
-    check_output_folder(output / sc.name)
+    if output is None and fmt is not Format.json:
+        output = Path("out")
+    if output is not None:
+        check_output_folder(output / sc.name)
     if asm.training:
         _run_training(asm, output, fmt, quiet)
         return
@@ -44,6 +52,9 @@ def run_cmd(
 
     with err.status("simulating") as status:
         result = simulate(asm, progress=lambda name: status.update(f"simulating {name}"))
+        if output is None:
+            print(json.dumps(result.to_dict()))
+            return
         target = output / sc.name
         with owned_outputs(target, "run") as tmp:
             frames = []
@@ -67,8 +78,9 @@ def run_cmd(
         out.print(f"written to {target}/ (summary.md, summary.json, spans.parquet, traces, timelines)")
 
 
-def _run_training(asm: Assembly, output: Path, fmt: Format, quiet: bool) -> None:
-    """Simulate the assembled training step with a progress bar, then write its report folder."""
+def _run_training(asm: Assembly, output: Path | None, fmt: Format, quiet: bool) -> None:
+    """Simulate the assembled training step with a progress bar, then write its outputs (none when
+    ``output`` is None)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from reports.step_report import step_document
@@ -83,6 +95,9 @@ def _run_training(asm: Assembly, output: Path, fmt: Format, quiet: bool) -> None
             bar.update(task, description=what, completed=done, total=total)
 
         result = simulate_training(asm, progress)
+        if output is None:
+            print(json.dumps(result.to_dict()))
+            return
         target = output / sc.name
         bar.update(task, description="writing the report", completed=0, total=3)
         with owned_outputs(target, "run") as tmp:

@@ -33,8 +33,6 @@ def validate_cmd(
 ) -> None:
     """Check a scenario file without running it: everything a run would refuse is refused here, with
     the same one-line error; on success one line describes the layout it would run."""
-    if not scenario.exists() and str(scenario) in CHECKS:
-        raise ScenarioError("SCENARIO", f"no file {str(scenario)!r}; the {scenario} check is 'twin check {scenario}'")
     asm = assemble(load_scenario(scenario))  # what twin run builds, without simulating: the same refusals
     sc, lay = asm.scenario, asm.layout
     if lay is not None:

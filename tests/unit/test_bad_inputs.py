@@ -192,7 +192,7 @@ HAND: list[Any] = [
     (["validate", "unknown.yaml"], "unknown.yaml: pipelin: unknown key"),
     (["validate", "bad_topo_ref.yaml"], "folder: is a folder, not a topology file"),
     (["check", "trace", "--profile", "folder"], "--profile"),
-    (["validate", "trace"], "SCENARIO: no file 'trace'; the trace check is 'twin check trace'"),
+    (["validate", "trace"], "trace: no such scenario file"),  # the checks are 'twin check trace' ...
     (["validate", "dualpipe.yaml", "--profile", PROFILE], "--profile: no such option"),
     (["run", "garbage.bin"], "garbage.bin: not a UTF-8"),
     (["run", "pipe"], "pipe: not a regular file"),
