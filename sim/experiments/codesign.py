@@ -29,11 +29,11 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sim.config import MAX_BASE_DEPTH
+from sim.config import MAX_BASE_DEPTH, Scenario, scenario_from_data
 from sim.errors import ScenarioError
 from sim.overrides import PATH_KEYS, canonical, check_key, label, only_keys, resolve_paths
 from sim.sweep.point import METRIC_BY_NAME
@@ -61,6 +61,17 @@ class Study:
     question: str
     metrics: tuple[str, ...]
     variants: tuple[Variant, ...]  # the base first
+    base_sets: dict[str, Any] = field(default_factory=dict)  # the base's values of the keys the variants set
+
+    @property
+    def base_keys(self) -> str:
+        """The base's values of the study's keys: 'sms=20' ('' when the study sets none)."""
+        return _short_label(self.base_sets, []) if self.base_sets else ""
+
+    @property
+    def base_label(self) -> str:
+        """The base as this study sees it: 'base scenario (as built): sms=20'."""
+        return f"{BASE_LABEL}: {self.base_keys}" if self.base_keys else BASE_LABEL
 
 
 @dataclass(frozen=True)
@@ -236,6 +247,7 @@ def _load_codesign(path: Path) -> Codesign:
         raw.append((study, variants, where))
     body = {"name": str(data.get("name", path.stem)), "base": base, "points": points}
     sweep = _sweep_from(body, path, origins)
+    base_sc = scenario_from_data(sweep.base_data, sweep.base_path, sweep.base_folder)
     studies = []
     for study, variants, where in raw:
         metrics = study.get("metrics", list(DEFAULT_METRICS))
@@ -248,6 +260,7 @@ def _load_codesign(path: Path) -> Codesign:
                 )
         rows = [Variant(BASE_LABEL, {}, 0)]
         rows += [Variant(text, sets, index[canonical(sets)]) for text, sets in variants if sets]
+        keys = list(dict.fromkeys(k for _, sets in variants for k in sets))
         studies.append(
             Study(
                 str(study["key"]),
@@ -255,9 +268,39 @@ def _load_codesign(path: Path) -> Codesign:
                 str(study.get("question", "")),
                 tuple(metrics),
                 tuple(rows),
+                base_values(base_sc, keys),
             )
         )
     return Codesign(path, sweep.name, str(data.get("description", "")), sweep, tuple(studies))
+
+
+def base_values(sc: Scenario, keys: list[str]) -> dict[str, Any]:
+    """The value of each dotted key in the scenario as built: a key left to its default takes the
+    default's value, a cluster what-if left unset the topology's (``cluster.nic_Gbps`` -> its NICs'
+    rate), a file its name; keys with no value (an optional section absent) are left out."""
+    data = sc.model_dump()
+    cluster = sc.cluster_spec() if sc.cluster is not None and sc.training is not None else None
+    topology = {
+        "cluster.nic_Gbps": cluster.node.nic_Gbps if cluster else None,
+        "cluster.nvlink_GBps": cluster.node.nvlink_GBps if cluster else None,
+        "cluster.oversubscription": cluster.fabric.oversubscription if cluster else None,
+    }
+    out: dict[str, Any] = {}
+    for key in keys:
+        value: Any = data
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None:
+            value = topology.get(key)
+        if key == "profile" and value is None:
+            value = sc.profile_path.name
+        if isinstance(value, str) and key in PATH_KEYS:
+            value = Path(value).name
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 400, as a study file writes it, not 400.0
+        if value is not None and not isinstance(value, dict):
+            out[key] = value
+    return out
 
 
 def _sweep_from(body: dict[str, Any], path: Path, origins: list[str]) -> Sweep:

@@ -20,12 +20,62 @@ from sim.paths import shown_in
 OK, INFEASIBLE, FAILED = "ok", "infeasible", "error"
 
 
+RELATIVE, POINTS, ABSOLUTE = "relative", "points", "absolute"  # how a figure's change is given
+
+
 @dataclass(frozen=True)
 class Metric:
+    """A figure of a row: its direction, unit, label, and the unit its changes are given in (``change``).
+
+    * ``relative``: a positive extensive quantity (a time, a rate, a cost, a memory size): the change is a
+      percentage of the base (+1.9% step time).
+    * ``points``: a ratio (MFU, the bubble's share of the step; values are fractions): the change is in
+      percentage points (20.7% -> 9.2% is -11.5 pt, not -55.7%).
+    * ``absolute``: a quantity that is signed or can be zero (memory headroom; a part of the step such as
+      the bubble or exposed communication, whose change in seconds adds to the step's): the change in the
+      figure's unit (-27.3 GB of headroom, not -197.6%; exposed DP +0.211 s).
+    """
+
     name: str
     better: str  # "min" or "max"
     unit: str
     label: str
+    change: str = RELATIVE  # RELATIVE, POINTS or ABSOLUTE
+
+    def delta(self, base: float, value: float) -> float:
+        """The change from ``base`` to ``value`` in this figure's change unit (NaN where it has none: a
+        relative change of a zero base)."""
+        if self.change == POINTS:
+            return 100.0 * (value - base)
+        if self.change == ABSOLUTE:
+            return value - base
+        return 100.0 * (value / base - 1.0) if base != 0 else math.nan
+
+    def change_text(self, base: float | None, value: float | None) -> str:
+        """The change as text: '+1.9%', '-11.5 pt', '-27.294 GB', 'unchanged'; '-' where either is
+        missing. Never '-0.0%': a change that rounds to zero is given to two significant figures."""
+        if base is None or value is None or math.isnan(base) or math.isnan(value):
+            return "-"
+        if value == base:
+            return "unchanged"
+        d = self.delta(base, value)
+        if math.isnan(d):  # a relative change of a zero base: the absolute one
+            return _signed(value - base, 3) + (f" {self.unit}" if self.unit else "")
+        if self.change == POINTS:
+            return _signed(d, 1) + " pt"
+        if self.change == ABSOLUTE:
+            return _signed(d, 3) + (f" {self.unit}" if self.unit else "")
+        return _signed(d, 1) + "%"
+
+    @property
+    def change_unit(self) -> str:
+        """The unit :meth:`delta` is in ('%', 'pt' or the figure's unit)."""
+        return {POINTS: "pt", ABSOLUTE: self.unit}.get(self.change, "%")
+
+
+def _signed(x: float, decimals: int) -> str:
+    text = f"{x:+.{decimals}f}"
+    return text if float(text) != 0 else f"{x:+.2g}"
 
 
 METRICS: tuple[Metric, ...] = (
@@ -35,15 +85,17 @@ METRICS: tuple[Metric, ...] = (
     Metric("cost_per_T_usd", "min", "USD", "cost per trillion tokens, hardware changes priced"),
     Metric("cost_per_T_base_prices_usd", "min", "USD", "cost per trillion tokens at the base's hardware prices"),
     Metric("fabric_cost_usd", "min", "USD", "fabric capital cost, the job's share"),
-    Metric("mfu_causal", "max", "", "MFU vs dense BF16 peak (causal FLOPs)"),
-    Metric("mfu_noncausal", "max", "", "MFU vs dense BF16 peak (non-causal FLOPs)"),
+    Metric("mfu_causal", "max", "", "MFU vs dense BF16 peak (causal FLOPs)", POINTS),
+    Metric("mfu_noncausal", "max", "", "MFU vs dense BF16 peak (non-causal FLOPs)", POINTS),
     Metric("tflops_per_gpu", "max", "TFLOPS", "TFLOPS per GPU (causal)"),
-    Metric("bubble_s", "min", "s", "pipeline bubble (the rank that ends the step)"),
-    Metric("bubble_ratio", "min", "", "pipeline bubble / step time (the rank that ends the step)"),
-    Metric("ep_comm_exposed_s", "min", "s", "EP all-to-all exposed inside chunks (the rank that ends the step)"),
-    Metric("dp_comm_exposed_s", "min", "s", "DP communication exposed (the rank that ends the step)"),
+    Metric("bubble_s", "min", "s", "pipeline bubble (the rank that ends the step)", ABSOLUTE),
+    Metric("bubble_ratio", "min", "", "pipeline bubble / step time (the rank that ends the step)", POINTS),
+    Metric(
+        "ep_comm_exposed_s", "min", "s", "EP all-to-all exposed inside chunks (the rank that ends the step)", ABSOLUTE
+    ),
+    Metric("dp_comm_exposed_s", "min", "s", "DP communication exposed (the rank that ends the step)", ABSOLUTE),
     Metric("memory_peak_GB", "min", "GB", "peak memory per GPU (worst rank)"),
-    Metric("memory_headroom_GB", "max", "GB", "GPU memory left at the peak (worst rank)"),
+    Metric("memory_headroom_GB", "max", "GB", "GPU memory left at the peak (worst rank)", ABSOLUTE),
 )
 METRIC_BY_NAME = {m.name: m for m in METRICS}
 LAYOUT_COLUMNS: tuple[tuple[str, str], ...] = (  # (column, dtype): the layout the point ran

@@ -14,6 +14,7 @@ from reports.codesign_report import codesign_document, findings, headline
 from sim.config import load_scenario
 from sim.experiments.codesign import load_codesign
 from sim.run import simulate_training
+from sim.sweep.point import METRIC_BY_NAME
 from tests.conftest import SMALL_STEP as SMALL
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -58,7 +59,7 @@ def test_report_figures_equal_direct_runs_and_a_rerun_runs_nothing(tmp_path: Pat
     direct = simulate_training(load_scenario(derived)).result.step_time_s
     base = simulate_training(load_scenario(SMALL)).result.step_time_s
     assert frame.loc[frame["point"] == 1, "step_time_s"].item() == direct
-    change = f"{direct / base - 1:+.1%}"
+    change = METRIC_BY_NAME["step_time_s"].change_text(base, direct)
     lines = findings(spec.studies[1], frame)
     assert lines[0].startswith("**twelve**: step time") and change in lines[0]
     assert lines[1].startswith("**too big**: not possible:") and "workload.ep" in lines[1]

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from reports.codesign_report import findings, headline, study_table
+from reports.codesign_report import figure_caption, findings, headline, moved, study_figure, study_table
 from sim.config import load_scenario
 from sim.errors import ScenarioError
 from sim.experiments.codesign import BASE_LABEL, Study, Variant, is_codesign, load_codesign
@@ -135,5 +135,73 @@ def test_cost_with_and_without_the_upgrade_price_and_the_not_modelled_flag() -> 
     assert rows[2][3:6] == ["hardware cost not modelled", "", "360.0 K$/T"]
     lines = findings(study, frame)
     assert note in lines[1] and "not modelled" not in lines[0]
+    assert "cost_per_T_usd" in moved(study, frame)[0]  # 'ib' moves it ('co': a bar saying not modelled)
+    flat = frame.assign(cost_per_T_usd=[400e3, 400e3, float("nan")])
+    assert moved(study, flat)[2] == ["cost_per_T_usd"]  # not modelled for 'co', the same for 'ib': not charted
+    assert "Not charted, hardware cost not modelled for some variant: cost per trillion tokens, hardware" in (
+        figure_caption(study, flat)
+    )
     same = frame.assign(cost_per_T_usd=frame["cost_per_T_base_prices_usd"], cost_note=[None] * 3)
     assert len(study_table(study, same)[0]) == 5  # every price the base's: one cost column
+
+
+def _study(metrics: tuple[str, ...], n: int) -> Study:
+    return Study("s", "S", "", metrics, tuple(Variant("base" if i == 0 else f"v{i}", {}, i) for i in range(n)))
+
+
+def test_the_summary_compares_every_variant_with_the_base_and_says_when_none_beats_it() -> None:
+    study = _study(("step_time_s",), 3)
+    frame = pd.DataFrame(
+        {"point": [0, 1, 2], "status": ["ok"] * 3, "error": [None] * 3, "step_time_s": [20.0, 20.2, 21.0]}
+    )
+    assert headline(study, frame) == ("none beats the base (closest: v1)", "+1.0%", "+1.0% to +5.0%")
+    frame.loc[1, "step_time_s"] = 20.0
+    assert headline(study, frame)[0] == "none beats the base (best: v1, the same step)"
+    frame.loc[1, "step_time_s"] = 19.0
+    assert headline(study, frame)[:2] == ("v1", "-5.0%")
+    named = Study("s", "S", "", ("step_time_s",), study.variants, {"comm.sms": 20})
+    assert named.base_label == f"{BASE_LABEL}: sms=20"
+    assert study_table(named, frame)[1][0][0] == f"{BASE_LABEL}: sms=20"
+
+
+def test_the_chart_has_every_figure_that_moved_names_the_rest_and_shows_a_one_percent_change() -> None:
+    metrics = ("step_time_s", "tokens_per_day", "fabric_cost_usd", "bubble_ratio", "memory_headroom_GB")
+    study = _study(metrics, 3)
+    frame = pd.DataFrame(
+        {
+            "point": [0, 1, 2],
+            "status": ["ok"] * 3,
+            "error": [None] * 3,
+            "step_time_s": [20.0, 20.2, 20.0],  # +1%
+            "tokens_per_day": [1e11] * 3,  # unchanged
+            "fabric_cost_usd": [9e6, 9e6, 72e6],  # +700%
+            "bubble_ratio": [0.2, 0.1, 0.2],
+            "memory_headroom_GB": [10.0, -5.0, 10.0],
+            "memory_capacity_GB": [80.0] * 3,
+        }
+    )
+    changed, same, unknown = moved(study, frame)
+    assert changed == ["step_time_s", "fabric_cost_usd", "bubble_ratio", "memory_headroom_GB"]
+    assert same == ["tokens_per_day"] and unknown == []
+    assert "Unchanged in every variant: tokens per day." in figure_caption(study, frame)
+    fig = study_figure(study, frame)
+    assert fig is not None
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_xlabel().split(":")[0] for ax in axes] == [METRIC_BY_NAME[m].label for m in changed]
+    assert "(pt)" in axes[2].get_xlabel() and "(GB)" in axes[3].get_xlabel() and "(%)" in axes[0].get_xlabel()
+    fig.canvas.draw()
+    for ax in axes[:2]:  # +1% step time; the fabric panel: +0% and +700%
+        bars = [p for p in ax.patches if p.get_width() != 0]
+        widths = [ax.transData.transform((p.get_width(), 0))[0] - ax.transData.transform((0, 0))[0] for p in bars]
+        assert min(abs(w) for w in widths) / ax.bbox.width > 0.05  # every non-zero change is a visible bar
+    assert axes[1].get_xscale() == "linear"  # one non-zero change: nothing to compress
+    frame.loc[2, "step_time_s"] = 40.0  # +1% and +100%: over 20 times apart, a symmetric log axis
+    fig = study_figure(study, frame)
+    assert fig is not None
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    assert ax.get_xscale() == "symlog"
+    one = ax.transData.transform((1.0, 0))[0] - ax.transData.transform((0, 0))[0]
+    assert one / ax.bbox.width > 0.05
+    unchanged = frame.assign(step_time_s=20.0, fabric_cost_usd=9e6, bubble_ratio=0.2, memory_headroom_GB=10.0)
+    assert study_figure(study, unchanged) is None  # nothing moved: no chart, the report says so
