@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sim.errors import ScenarioError
 from sim.yamlio import read_json, validation_error
@@ -46,9 +46,23 @@ class ModelSpec(BaseModel):
     qk_nope_head_dim: int = Field(128, ge=1)
     qk_rope_head_dim: int = Field(64, ge=0)
     v_head_dim: int = Field(128, ge=1)
-    dtype: str = Field("fp8", pattern="^(fp8|bf16)$", description="GEMM precision (FP8: DeepSeek's recipe)")
+    dtype: str = Field(
+        "fp8",
+        pattern="^(fp8|bf16)$",
+        description="GEMM precision: fp8 (DeepSeek's recipe) only, until a BF16 recipe is modelled",
+    )
     seq_len: int = Field(4096, ge=1, description="tokens per sequence in training")
     mtp_depth: int = Field(1, ge=0, description="multi-token-prediction modules")
+
+    @field_validator("dtype")
+    @classmethod
+    def _modelled(cls, dtype: str) -> str:
+        if dtype != "fp8":  # accepted and ignored would give FP8's figures under a BF16 label
+            raise ValueError(
+                f"{dtype} training is not modelled yet: the layer's operators, the activations kept and the "
+                "bytes sent follow DeepSeek's FP8 recipe; use fp8"
+            )
+        return dtype
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:

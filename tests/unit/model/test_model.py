@@ -106,3 +106,14 @@ def test_layer_stage_map_refuses_impossible_layouts() -> None:
         layers_per_stage(4, 8)
     with pytest.raises(ScenarioError, match="add up to 61"):
         layers_per_stage(61, 2, [30, 30])
+
+
+def test_a_precision_that_is_not_modelled_is_refused_not_ignored() -> None:
+    """model.dtype: bf16 used to pass and give FP8's figures; until a BF16 recipe exists it is refused."""
+    from pydantic import ValidationError
+
+    from sim.model.spec import ModelSpec
+
+    with pytest.raises(ValidationError, match="bf16 training is not modelled yet"):
+        ModelSpec(dtype="bf16")
+    assert ModelSpec(dtype="fp8").dtype == "fp8"
