@@ -8,12 +8,15 @@ account for them. Each takes the scenario (and assembles it) or an assembly.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sim import __version__
 from sim.assemble import Assembly, assemble
 from sim.config import Scenario
+from sim.errors import ScenarioError
 from sim.hardware.gpu import GpuSpec
 from sim.network.context import SimContext
 from sim.pipeline.costs import OpTimes
@@ -165,7 +168,9 @@ def simulate(run: Scenario | Assembly, progress: Callable[[str], None] | None = 
         done = execute(schedule, times, transport, ctx)
         steps.append(StepRun.of_schedule(done, None if ctx.net is None else ctx.net.carried()))
     metric = tuple(metrics(s.pipelines[0].run) for s in steps)
-    return RunResult(asm.scenario, tuple(steps), metric, times, chunk, asm)
+    result = RunResult(asm.scenario, tuple(steps), metric, times, chunk, asm)
+    check_finite(asm.scenario, result.to_dict(), max(s.step_time for s in steps) * TRACE_US)
+    return result
 
 
 # ---------------------------------------------------------------------------------------- the step
@@ -191,4 +196,37 @@ def simulate_training(run: Scenario | Assembly, progress: Progress | None = None
     if asm.step is None or asm.gpu is None:
         raise ValueError("a schedule comparison: use simulate")
     step = run_step(asm.step, progress)
-    return TrainingRun(asm.scenario, step, account(step, asm.gpu), asm.gpu, asm)
+    done = TrainingRun(asm.scenario, step, account(step, asm.gpu), asm.gpu, asm)
+    check_finite(asm.scenario, done.to_dict(), step.step_time * TRACE_US)
+    return done
+
+
+# ------------------------------------------------------------------------------- finite figures
+TRACE_US = 1e6  # the largest factor a figure is written with: seconds to a trace's microseconds
+EDGE = 1e100  # an input beyond this magnitude (or a nonzero one below its inverse) is "at the edge"
+
+
+def check_finite(sc: Scenario, figures: dict[str, Any], *more: float) -> None:
+    """Every figure of a run is finite (and stays finite when a trace writes its times in
+    microseconds) before anything is written or plotted; otherwise one error naming the figure and the
+    scenario's inputs at the edge of floating point that produced it."""
+    bad = next(((k, v) for k, v in _numbers(figures, "") if not math.isfinite(v)), None)
+    if bad is None and all(math.isfinite(x) for x in more):
+        return
+    what = f"{bad[0]} is {bad[1]}" if bad is not None else "the step's times overflow a trace's microseconds"
+    edge = [f"{k} = {v:g}" for k, v in _numbers(sc.model_dump(), "") if abs(v) > EDGE or 0 < abs(v) < 1 / EDGE]
+    cause = f"from {', '.join(edge)}" if edge else "from the scenario's magnitudes"
+    raise ScenarioError("", f"the results overflow: {what}, {cause}; use values nearer to real ones", sc.source_path)
+
+
+def _numbers(data: object, prefix: str) -> list[tuple[str, float]]:
+    """(dotted key, value) of every number in nested dicts and lists."""
+    if isinstance(data, bool):
+        return []
+    if isinstance(data, int | float):
+        return [(prefix, float(data))]
+    if isinstance(data, dict):
+        return [kv for k, v in data.items() for kv in _numbers(v, f"{prefix}.{k}" if prefix else str(k))]
+    if isinstance(data, list | tuple):
+        return [kv for i, v in enumerate(data) for kv in _numbers(v, f"{prefix}[{i}]")]
+    return []
