@@ -188,14 +188,34 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _no_constant(name: str) -> Any:
-    raise _Refused(f"{name} is not a number the twin accepts (give finite numbers)")
+class _NonFinite:
+    """Where JSON wrote NaN or Infinity: kept while parsing so the error can name its key."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _non_finite(data: Any, path: str = "") -> tuple[str, str] | None:
+    """(key path, constant) of the first NaN/Infinity in parsed JSON, or None."""
+    if isinstance(data, _NonFinite):
+        return path, data.name
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for k, v in items:
+        found = _non_finite(v, f"{path}[{k}]" if isinstance(k, int) else f"{path}.{k}" if path else str(k))
+        if found is not None:
+            return found
+    return None
 
 
 def parse_json(text: str, file: str | None = None) -> Any:
-    """Parse JSON text: duplicate keys, NaN/Infinity and nesting deeper than Python's stack refused."""
+    """Parse JSON text: duplicate keys, NaN/Infinity (named by their key) and nesting deeper than
+    Python's stack refused."""
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_NonFinite)
+        bad = _non_finite(data)
+        if bad is not None:
+            raise ScenarioError(bad[0], f"{bad[1]} is not a number the twin accepts (give finite numbers)", file)
+        return data
     except _Refused as err:
         raise ScenarioError("", str(err), file) from None
     except json.JSONDecodeError as err:

@@ -450,6 +450,11 @@ def predict(
             writer.writeheader()
             writer.writerows(rows)
         return
+    from sim.network.collectives import KINDS
+
+    known = ("gemm", "attention", "memory", "p2p", *KINDS)
+    if op not in known:
+        raise ScenarioError("--op", f"unknown op {op!r}; choose from {', '.join(dict.fromkeys(known))}")
     if op not in ("gemm", "attention"):
         if nbytes <= 0:
             raise ScenarioError("--bytes", f"a {op} op needs --bytes > 0")
