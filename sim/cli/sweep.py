@@ -116,13 +116,64 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+LABEL_MIN = 24  # the label column wraps (at its spaces) down to this width before a figure is left out
+LABEL_WORD_MAX = 32  # or to its longest key=value part, up to this (a longer one, a path, is folded)
+TABLE_EDGES = (3, 1)  # rich's table: each column adds its two padding spaces and a rule, plus the left rule
+
+
+def _natural(column: str, rows: list[dict[str, object]]) -> int:
+    return max([len(column)] + [len(_cell(r[column])) for r in rows])
+
+
+def _label_min(rows: list[dict[str, object]]) -> int:
+    """The narrowest the label column goes: LABEL_MIN, or its longest word (a key=value part, which
+    wrapping would otherwise fold) up to LABEL_WORD_MAX, or its whole width if less."""
+    words = [min(len(w), LABEL_WORD_MAX) for r in rows for w in _cell(r["label"]).split()]
+    return min(_natural("label", rows), max([LABEL_MIN, *words]))
+
+
+def fit_columns(columns: list[str], rows: list[dict[str, object]], keep: set[str], width: int) -> list[str]:
+    """The columns of a table that fit in ``width`` characters, in their order: every column of ``keep``
+    (the point and the ranked figures) whole, the label wrapped down to :func:`_label_min`, then each
+    other figure, most important first, while it fits whole. A number is never cut: a column that does not
+    fit is left out (and said so), never shortened."""
+
+    def need(cols: list[str]) -> int:
+        widths = [_label_min(rows) if c == "label" else _natural(c, rows) for c in cols]
+        per_column, edge = TABLE_EDGES
+        return sum(widths) + per_column * len(cols) + edge
+
+    chosen = [c for c in columns if c in keep or c == "label"]
+    for col in columns:
+        if col not in chosen:
+            trial = [c for c in columns if c in chosen or c == col]
+            if need(trial) <= width:
+                chosen = trial
+    return chosen
+
+
 def _table(title: str, columns: list[str], rows: list[dict[str, object]]) -> Table:
     table = Table(title=title)
     for col in columns:
-        table.add_column(col, justify="left" if col == "label" else "right")
+        if col == "label":
+            table.add_column(col, justify="left", overflow="fold", min_width=_label_min(rows))
+        else:
+            table.add_column(col, justify="right", no_wrap=True, min_width=_natural(col, rows))
     for row in rows:
         table.add_row(*(_cell(row[c]) for c in columns))
     return table
+
+
+def _print_table(title: str, columns: list[str], rows: list[dict[str, object]], keep: set[str]) -> None:
+    shown = fit_columns(columns, rows, keep, out.width)
+    out.print(_table(title, shown, rows))
+    left = [c for c in columns if c not in shown]
+    if left:
+        out.print(
+            f"not shown at {out.width} columns: {', '.join(left)} (a wider terminal, COLUMNS=N, or --format json "
+            "shows them)",
+            highlight=False,
+        )
 
 
 def compare_cmd(
@@ -137,7 +188,7 @@ def compare_cmd(
         Path | None,
         typer.Option(
             "--plot",
-            help="scatter of the two figures with the front [default: beside the results]",
+            help="also draw the two figures of every ok point, the front and the best point (.png, .svg, .pdf)",
             callback=plot_file_option,
         ),
     ] = None,
@@ -153,23 +204,28 @@ def compare_cmd(
         raise ScenarioError("--against", f"must differ from --by ({by})")
     frame, meta = load_results(results)
     result = compare(frame, by, second, top)
-    target = plot or results.with_name(f"{results.stem}-{by}-vs-{second}.png")
-    from reports.compare_plot import plot_pareto
+    if plot is not None:  # only when asked: a pipe or a script gets the tables and nothing else
+        from reports.compare_plot import plot_pareto
 
-    plot_pareto(frame, result, target, title=str(meta.get("name", results.stem)))
+        plot_pareto(frame, result, plot, title=str(meta.get("name", results.stem)))
     if fmt is Format.json:
-        print(json.dumps(result.to_dict() | {"plot": str(target)}))
+        print(json.dumps(result.to_dict() | {"plot": str(plot) if plot is not None else None}))
         return
     m = METRIC_BY_NAME[by]
     direction = "lower" if m.better == "min" else "higher"
-    out.print(
-        _table(
-            f"best {len(result.best)} of {result.ok} by {m.label} ({direction} is better)", result.columns, result.best
-        )
-    )
-    out.print(
-        _table(f"Pareto front: {by} vs {second} ({len(result.front)} points)", result.front_columns, result.front)
-    )
+    title = f"best {len(result.best)} of {result.ok} by {m.label} ({direction} is better)"
+    _print_table(title, result.columns, result.best, {"point", by})
+    front_title = f"Pareto front: {by} vs {second} ({len(result.front)} points)"
+    _print_table(front_title, result.front_columns, result.front, {"point", by, second})
     if result.not_ok:
         out.print(f"{result.not_ok} point(s) infeasible or failed are not ranked (status and error columns)")
-    out.print(f"plot written to {target}")
+    unpriced = result.unpriced
+    if unpriced and "cost_per_T_usd" in (by, second, *result.columns):
+        out.print(
+            f"{len(unpriced)} ok point(s) have no cost_per_T_usd, hardware cost not modelled (cost_note column), "
+            f"and are not ranked or on a front by it: {', '.join(str(p) for p in unpriced[:10])}"
+            + (" ..." if len(unpriced) > 10 else ""),
+            highlight=False,
+        )
+    if plot is not None:
+        out.print(f"plot written to {plot}", highlight=False)

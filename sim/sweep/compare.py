@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ class Comparison:
     front_columns: list[str]
     front: list[dict[str, Any]]
     front_points: list[int]
+    unpriced: list[int] = field(default_factory=list)  # ok points with no cost (hardware cost not modelled)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,4 +103,5 @@ def compare(frame: pd.DataFrame, by: str, against: str, top: int) -> Comparison:
         front_cols,
         _records(front, front_cols),
         [int(p) for p in front["point"]],
+        [int(p) for p in ok.loc[ok["cost_per_T_usd"].isna(), "point"]],
     )

@@ -1,0 +1,114 @@
+"""``twin compare`` in a narrow pipe: the ranked figure whole (other columns left out, and said so, or
+the label wrapped first), a plot only when asked for, legend labels never cut inside a value."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from reports.compare_plot import legend_label, pareto_figure
+from sim.cli import main
+from sim.cli.sweep import _cell
+from sim.sweep.compare import compare, load_results
+from sim.sweep.point import METRICS, OK
+
+LONG = "training.gpus=4096, training.global_batch=30720, comm.sms=12, cluster.nic_Gbps=800"
+
+
+def _results(folder: Path) -> Path:
+    """Sweep results as ``twin sweep`` writes them: six ok points with long labels and wide figures, one
+    infeasible, one whose hardware has no price (no cost)."""
+    n = 8
+    rows: dict[str, list[object]] = {
+        "point": list(range(n)),
+        "point_id": [f"{i:016x}" for i in range(n)],
+        "label": ["base"] + [f"{LONG}, training.microbatch_sequences={i}" for i in range(1, n)],
+        "status": [OK] * 6 + ["infeasible", OK],
+        "error": [None] * 6 + ["workload.ep: too big", None],
+    }
+    for k, m in enumerate(METRICS):
+        rows[m.name] = [1234567.891 * (1 + 0.01 * ((i * 7 + k) % 5)) for i in range(n)]
+    rows["step_time_s"] = [21.349, 20.943, 19.612, 25.399, 22.5, 20.1, math.nan, 19.05]
+    rows["cost_per_T_usd"] = [410342.18, 427215.74, 376952.0, 480000.5, 433000.25, 401000.75, math.nan, math.nan]
+    rows["cost_note"] = [None] * 7 + ["hardware cost not modelled: co-processor: no price"]
+    path = folder / "r.parquet"
+    pd.DataFrame(rows).to_parquet(path)
+    return path
+
+
+def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    captured = capsys.readouterr()
+    return (info.value.code if isinstance(info.value.code, int) else 1), captured.out
+
+
+@pytest.mark.parametrize("by", ["cost_per_T_usd", "step_time_s", "memory_headroom_GB", "tokens_per_day"])
+def test_in_80_columns_the_ranked_figure_is_whole_and_what_is_left_out_is_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, by: str
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    path = _results(tmp_path)
+    code, out = _run(["compare", str(path), "--by", by], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in out  # nothing is cut with an ellipsis
+    frame, _ = load_results(path)
+    result = compare(frame, by, "step_time_s" if by == "cost_per_T_usd" else "cost_per_T_usd", 10)
+    table = [line for line in lines if line.startswith("│")]
+    header = next(line for line in lines if line.startswith("┃"))
+    assert f" {by} " in header  # the ranked figure's name whole
+    for row in result.best:  # each ranked value whole, on its point's first table line
+        first = next(line for line in table if re.match(rf"│\s+{row['point']} │", line))
+        assert f" {_cell(row[by])} " in first
+    shown = [c.strip() for c in header.strip("┃").split("┃")]
+    left = [c for c in result.columns if c not in shown]
+    if left:
+        assert f"not shown at 80 columns: {', '.join(left)}" in " ".join(out.split())
+    assert ["point", "label", by] == [c for c in shown if c in ("point", "label", by)]
+
+
+def test_a_wide_terminal_shows_every_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out = _run(["compare", str(_results(tmp_path)), "--by", "cost_per_T_usd"], capsys)
+    assert code == 0 and "not shown" not in out and "memory_headroom_GB" in out
+    assert "have no cost_per_T_usd, hardware cost not modelled" in " ".join(out.split())  # point 7: no price
+
+
+def test_the_plot_is_written_only_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    path = _results(tmp_path)
+    before = set(tmp_path.iterdir())
+    code, out = _run(["compare", str(path)], capsys)
+    assert code == 0 and set(tmp_path.iterdir()) == before and "plot" not in out
+    code, out = _run(["compare", str(path), "--format", "json"], capsys)
+    assert code == 0 and json.loads(out)["plot"] is None and set(tmp_path.iterdir()) == before
+    plot = tmp_path / "front.png"
+    code, out = _run(["compare", str(path), "--plot", str(plot)], capsys)
+    assert code == 0 and plot.stat().st_size > 1000 and f"plot written to {plot}" in " ".join(out.split())
+    assert set(tmp_path.iterdir()) == before | {plot}
+
+
+def test_legend_labels_break_between_parts_never_inside_a_value(tmp_path: Path) -> None:
+    text = f"best by step_time_s: {LONG}, cluster.topology=../topologies/deepseek-v3-ft3.yaml"
+    wrapped = legend_label(text)
+    assert wrapped.replace(",\n", ", ") == text  # every character kept
+    for line in wrapped.splitlines():
+        assert len(line) <= 48 or ", " not in line  # broken where it could be
+    assert "global_batch=30720" in wrapped.splitlines()[1] or "global_batch=30720" in wrapped.splitlines()[0]
+    frame, _ = load_results(_results(tmp_path))
+    result = compare(frame, "step_time_s", "cost_per_T_usd", 3)
+    fig = pareto_figure(frame, result, "t")
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    best = next(t for t in texts if t.startswith("best by"))
+    assert best.replace(",\n", ", ") == f"best by step_time_s: {result.best[0]['label']}"
