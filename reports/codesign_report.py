@@ -146,14 +146,14 @@ def findings(study: Study, frame: pd.DataFrame) -> list[str]:
                 parts.append(f"{METRIC_BY_NAME[m].label} {_value(m, a)} -> {_value(m, b)} ({_delta(m, b, a)})")
         if not _fits(r):
             parts.append(
-                f"**needs {r['memory_peak_GB']:.1f} GB per GPU, over the {r['memory_capacity_GB']:.0f} GB it has**"
+                f"**needs {r['memory_peak_GiB']:.1f} GiB per GPU, over the {r['memory_capacity_GiB']:.0f} GiB it has**"
             )
         out.append(f"**{name}**: " + "; ".join(parts))
     return out
 
 
 def _fits(r: dict[str, Any]) -> bool:
-    head = r.get("memory_headroom_GB")
+    head = r.get("memory_headroom_GiB")
     return head is None or (isinstance(head, float) and math.isnan(head)) or head >= 0
 
 
@@ -190,7 +190,7 @@ def headline(study: Study, frame: pd.DataFrame) -> tuple[str, str, str]:
         over = fastest[1]
         name += (
             f" ({fastest[0]} is faster, {step.change_text(base, over['step_time_s'])}, but needs "
-            f"{over['memory_peak_GB']:.1f} GB of {over['memory_capacity_GB']:.0f})"
+            f"{over['memory_peak_GiB']:.1f} GiB of {over['memory_capacity_GiB']:.0f})"
         )
     return name, change, spread
 
@@ -262,10 +262,10 @@ def _better(metric: Metric, change: float) -> bool:
 
 def _limit_line(ax: Any, m: str, base: dict[str, Any]) -> None:
     """Where a memory figure reaches the GPU's memory, as a change from the base: the capacity."""
-    cap = base.get("memory_capacity_GB")
-    if cap is None or math.isnan(cap) or m not in ("memory_peak_GB", "memory_headroom_GB"):
+    cap = base.get("memory_capacity_GiB")
+    if cap is None or math.isnan(cap) or m not in ("memory_peak_GiB", "memory_headroom_GiB"):
         return
-    at = METRIC_BY_NAME[m].delta(base[m], float(cap) if m == "memory_peak_GB" else 0.0)
+    at = METRIC_BY_NAME[m].delta(base[m], float(cap) if m == "memory_peak_GiB" else 0.0)
     ax.axvline(at, color="tab:red", lw=1.0, ls="--", label="GPU memory full")
     ax.legend(fontsize=7, loc="lower right")
 
@@ -315,7 +315,7 @@ def codesign_document(spec: Codesign, frame: pd.DataFrame, provenance: list[tupl
         doc.paragraph(
             f"Base: {spec.sweep.base_path.name}, step {base['step_time_s']:.3f} s, "
             f"{base['tokens_per_day'] / 1e9:,.1f} B tokens per day, {base['gpu_hours_per_T'] / 1e3:,.1f} K "
-            f"GPU-hours and {cost_text} per trillion tokens, peak memory {base['memory_peak_GB']:.1f} GB per GPU "
+            f"GPU-hours and {cost_text} per trillion tokens, peak memory {base['memory_peak_GiB']:.1f} GiB per GPU "
             f"({base['gpus']} GPUs, {base['schedule']} PP {base['pp']}, EP {base['ep']}). Every study changes only "
             "the keys it names, and each is compared with this base: a study that finds nothing faster says so."
         )

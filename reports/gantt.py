@@ -171,7 +171,7 @@ def labels_drawn(ax: Axes) -> list[str]:
     for coll in ax.collections:
         gid = coll.get_gid() or ""
         if gid.startswith(LABEL_GID):
-            out += [gid[len(LABEL_GID) :]] * len(coll.get_offsets())
+            out += [gid[len(LABEL_GID) :]] * len(np.asarray(coll.get_offsets()))
     return out
 
 

@@ -10,6 +10,7 @@ from reports.provenance import git_revision
 from sim.experiments.published import PUBLISHED_GPU_HOURS_PER_T
 from sim.run import TrainingRun
 from sim.step.accounting import RankBreakdown, StepResult
+from sim.units import GiB
 
 
 def _sets(run: TrainingRun) -> str:
@@ -41,8 +42,8 @@ def summary_rows(run: TrainingRun) -> list[tuple[str, str]]:
         ("MFU vs dense BF16 peak (causal / non-causal)", f"{r.mfu(True):.1%} / {r.mfu(False):.1%}"),
         (
             "peak memory per GPU",
-            f"{max(x.memory.total for x in r.ranks) / 1e9:.1f} GB (rank {d['memory_rank']}; "
-            f"{run.gpu.name}: {run.gpu.hbm_GB:g} GB)",
+            f"{max(x.memory.total for x in r.ranks) / GiB:.1f} GiB (rank {d['memory_rank']}; "
+            f"{run.gpu.name}: {run.gpu.hbm_GiB:g} GiB)",
         ),
     ]
 
@@ -95,7 +96,7 @@ PER_RANK_HEADERS = [
     "DP comm",
     "wait",
     "EP exposed",
-    "memory GB",
+    "memory GiB",
 ]
 OVER_RANK_NAMES = {
     "bubble_s": "pipeline bubble",
@@ -123,7 +124,7 @@ def over_rank_rows(r: StepResult) -> list[list[str]]:
 
 
 def per_rank_rows(r: StepResult) -> list[list[str]]:
-    """One row per rank (ms, memory in GB) under :data:`PER_RANK_HEADERS`."""
+    """One row per rank (ms, memory in GiB) under :data:`PER_RANK_HEADERS`."""
     return [
         [
             str(x.rank),
@@ -136,7 +137,7 @@ def per_rank_rows(r: StepResult) -> list[list[str]]:
             _ms(x.dp_comm_exposed_s),
             _ms(x.wait_s),
             _ms(x.ep_comm_exposed_s),
-            f"{x.memory.total / 1e9:.1f}",
+            f"{x.memory.total / GiB:.1f}",
         ]
         for x in r.ranks
     ]
@@ -146,7 +147,7 @@ def memory_text(run: TrainingRun) -> str:
     r = run.result
     m = max(r.ranks, key=lambda x: x.memory.total).memory.to_dict()
     return (
-        f"Memory of rank {r.to_dict()['memory_rank']} (GB): params {m['params']:.1f}, grads {m['grads']:.1f}, "
+        f"Memory of rank {r.to_dict()['memory_rank']} (GiB): params {m['params']:.1f}, grads {m['grads']:.1f}, "
         f"optimizer {m['optimizer']:.1f}, activations at peak {m['activations_peak']:.1f}, total {m['total']:.1f} "
         "(DeepEP/NCCL buffers and allocator fragmentation not counted; docs/memory.md)."
     )

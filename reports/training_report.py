@@ -36,6 +36,7 @@ from sim.experiments.published import PUBLISHED_GPU_HOURS_PER_T
 from sim.experiments.study import ScheduleRow, SmPoint, Study
 from sim.run import RunResult, TrainingRun
 from sim.step.traffic_bytes import COMPONENTS, NodeBytes
+from sim.units import GiB
 
 PART_COLOURS = ["#4c78a8", "#54a24b", "#e0c341", "#72b7b2", "#bab0ac", "#b279a2", "#e45756", "#f2cf5b"]
 COMPONENT_NAMES = {"ep": "EP all-to-all (DeepEP)", "pp": "pipeline sends", "dp": "ZeRO-1 collectives"}
@@ -183,11 +184,11 @@ def memory_figure(run: TrainingRun) -> Figure:
         v = np.array(values) / 1e9
         ax.bar(ranks, v, bottom=bottom, color=colour, label=name, width=0.75)
         bottom += v
-    ax.axhline(run.gpu.hbm_GB, color="#b22", lw=1.2, label=f"{run.gpu.name} HBM ({run.gpu.hbm_GB:g} GB)")
+    ax.axhline(run.gpu.hbm_GiB, color="#b22", lw=1.2, label=f"{run.gpu.name} HBM ({run.gpu.hbm_GiB:g} GiB)")
     ax.set_xticks(ranks)
     ax.set_xlabel("pipeline rank")
     ax.set_ylabel("GB per GPU")
-    ax.set_ylim(0, max(run.gpu.hbm_GB, float(bottom.max())) * 1.12)
+    ax.set_ylim(0, max(run.gpu.hbm_GiB, float(bottom.max())) * 1.12)
     ax.legend(fontsize=7.5, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
@@ -209,7 +210,7 @@ def _schedule_table(rows: tuple[ScheduleRow, ...]) -> tuple[list[str], list[list
         "closed form (s)",
         "closed-form ratio",
         "F/B/W/F&B (ms)",
-        "peak memory (GB)",
+        "peak memory (GiB)",
         "note",
     ]
     out = []
@@ -228,7 +229,7 @@ def _schedule_table(rows: tuple[ScheduleRow, ...]) -> tuple[list[str], list[list
                 _f(row.closed_form_s),
                 _pct(row.closed_form_ratio),
                 chunks,
-                _f(row.peak_memory_GB, ".1f"),
+                _f(row.peak_memory_GiB, ".1f"),
                 row.note or "fits; as given",
             ]
         )
@@ -412,17 +413,17 @@ def training_document(run: TrainingRun, study: Study, provenance: list[tuple[str
         [
             [
                 str(x.rank),
-                f"{x.memory.params / 1e9:.1f}",
-                f"{x.memory.grads / 1e9:.1f}",
-                f"{x.memory.optimizer / 1e9:.1f}",
-                f"{x.memory.activations_peak / 1e9:.1f}",
-                f"{x.memory.total / 1e9:.1f}",
-                f"{run.gpu.hbm_GB - x.memory.total / 1e9:.1f}",
+                f"{x.memory.params / GiB:.1f}",
+                f"{x.memory.grads / GiB:.1f}",
+                f"{x.memory.optimizer / GiB:.1f}",
+                f"{x.memory.activations_peak / GiB:.1f}",
+                f"{x.memory.total / GiB:.1f}",
+                f"{run.gpu.hbm_GiB - x.memory.total / GiB:.1f}",
             ]
             for x in r.ranks
         ],
         align="rrrrrrr",
-        caption="GB per GPU. DeepEP/NCCL buffers and allocator fragmentation are not counted (docs/memory.md).",
+        caption="GiB per GPU. DeepEP/NCCL buffers and allocator fragmentation are not counted (docs/memory.md).",
     )
 
     _provenance(doc, provenance, run)

@@ -9,6 +9,8 @@ The one place these figures live (tests/unit/test_constants.py refuses copies el
   dispatch payload, saved SwiGLU inputs); a weight block adds 4/128**2 byte per element.
 * Link rates: NICs and switch ports are rated in Gb/s (bits), NVLink and HBM in GB/s (bytes);
   :func:`gbit_to_gbyte` is the one conversion (8 bits per byte).
+* Memory capacities are binary: an "80 GB" H800 holds 80 GiB (2**30 bytes each; nvidia-smi shows
+  81,559 MiB of it), so every memory figure is in :data:`GiB`, the unit its capacity is in.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ FP8_TILE_SCALE_BYTES = FP32_BYTES / FP8_TILE  # 4/128 byte per element: the tile
 FP8_TILE_BYTES = FP8_BYTES + FP8_TILE_SCALE_BYTES  # 1.03125: an FP8 activation element with its scale share
 
 BITS_PER_BYTE = 8
+GiB = float(1 << 30)  # bytes in a gibibyte: memory per GPU and its capacity
 
 
 def gbit_to_gbyte(rate_Gbps: float) -> float:

@@ -195,7 +195,7 @@ def datasheet(
         fp8_dense_TFLOPS=fp8_tflops or base.fp8_dense_TFLOPS,
         bf16_dense_TFLOPS=bf16_tflops or base.bf16_dense_TFLOPS,
         hbm_TBps=hbm_tbps or base.hbm_TBps,
-        hbm_GB=base.hbm_GB,
+        hbm_GiB=base.hbm_GiB,
     )
     profile = datasheet_profile(gpu, efficiency, tool=f"twin calibrate datasheet --name {name}")
     atomic_write_text(output, dump_profile(profile))

@@ -172,7 +172,7 @@ def _param_name(param: Any) -> str:
     opts = [o for o in getattr(param, "opts", []) if o.startswith("--")] or list(getattr(param, "opts", []))
     if getattr(param, "param_type_name", "") == "argument" or not opts:
         return str(getattr(param, "name", "") or "").upper()
-    return max(opts, key=len)
+    return opts[0]  # the primary name: the scenario key's, where an old name is kept as an alias
 
 
 _PYDANTIC = {

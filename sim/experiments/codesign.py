@@ -41,7 +41,7 @@ from sim.sweep.spec import Sweep, expand_grid, sweep_from_data
 from sim.yamlio import read_yaml
 
 BASE_LABEL = "base scenario (as built)"
-DEFAULT_METRICS = ("step_time_s", "tokens_per_day", "cost_per_T_usd", "memory_peak_GB")
+DEFAULT_METRICS = ("step_time_s", "tokens_per_day", "cost_per_T_usd", "memory_peak_GiB")
 _KEYS = ("name", "description", "base", "studies")
 _STUDY_KEYS = ("key", "title", "question", "metrics", "variants", "grid", "label")
 _VARIANT_KEYS = ("label", "set", "scenario")

@@ -38,6 +38,7 @@ from sim.pipeline import theory
 from sim.pipeline.schedules import SCHEDULES
 from sim.run import TrainingRun, simulate_training
 from sim.step.traffic_bytes import NodeBytes, node_bytes
+from sim.units import GiB
 
 SM_COUNTS = (8, 12, 16, 20, 24, 32)
 Progress = Callable[[str, int, int], None]  # (what, done, total)
@@ -100,7 +101,7 @@ class ScheduleRow:
     bubble_s: float | None = None  # pipeline_s - busy_s
     chunks: ChunkMeans | None = None
     closed_form_s: float | None = None
-    peak_memory_GB: float | None = None
+    peak_memory_GiB: float | None = None
     fits: bool = True
 
     @property
@@ -131,7 +132,7 @@ def schedule_row(run: TrainingRun, note: str = "") -> ScheduleRow:
     means = chunk_means(run)
     name = sc.pipeline.schedules[0]
     closed = theory.bubble(name, sc.pipeline.pp, means.f, means.b, means.w, means.fb, sc.pipeline.virtual_stages)
-    peak = max(x.memory.total for x in r.ranks) / 1e9
+    peak = max(x.memory.total for x in r.ranks) / GiB
     return ScheduleRow(
         schedule=name,
         note=note,
@@ -143,8 +144,8 @@ def schedule_row(run: TrainingRun, note: str = "") -> ScheduleRow:
         bubble_s=makespan - rank.busy_s,
         chunks=means,
         closed_form_s=closed,
-        peak_memory_GB=peak,
-        fits=peak <= run.gpu.hbm_GB,
+        peak_memory_GiB=peak,
+        fits=peak <= run.gpu.hbm_GiB,
     )
 
 

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 class GpuSpec:
     name: str = "H800"
     sms: int = 132
-    hbm_GB: float = 80.0
+    hbm_GiB: float = 80.0  # binary: an "80 GB" H100/H800 holds 80 GiB (sim/units.py)
     hbm_TBps: float = 3.35
     fp8_dense_TFLOPS: float = 1979.0
     bf16_dense_TFLOPS: float = 989.0
@@ -50,7 +50,7 @@ class GpuSpec:
 
 H800 = GpuSpec()
 H100 = GpuSpec(name="H100")
-H200 = GpuSpec(name="H200", hbm_GB=141.0, hbm_TBps=4.8)
+H200 = GpuSpec(name="H200", hbm_GiB=141.0, hbm_TBps=4.8)
 DATASHEETS: dict[str, GpuSpec] = {g.name: g for g in (H800, H100, H200)}
 DEFAULT_EFFICIENCY = 0.7
 

@@ -46,8 +46,8 @@ from sim.step.layout import Layout
 from sim.step.memory import Memory, activation_levels, activation_walk, static_memory
 from sim.step.simulate import StepRun
 from sim.step.zero1 import ReplicaSet, rank_params
+from sim.units import GiB
 
-GB = 1e9
 SECONDS_PER_DAY = 86_400.0
 OVER_RANKS = ("bubble_s", "ep_comm_exposed_s", "dp_comm_exposed_s", "wait_s")  # mean and worst reported
 
@@ -80,7 +80,7 @@ class RankBreakdown:
             "dp_comm_exposed_s": self.dp_comm_exposed_s,
             "wait_s": self.wait_s,
             "ep_comm_exposed_s": self.ep_comm_exposed_s,
-            "memory_per_gpu_GB": self.memory.to_dict(),
+            "memory_per_gpu_GiB": self.memory.to_dict(),
         }
 
     @property
@@ -180,18 +180,18 @@ def memory_advice(model: ModelSpec, layout: Layout, schedule: Schedule, relayout
     for p in range(pp + 1, model.n_layers + 1):
         gb = _fits(model, relayout, (name, p, mbs), limit)
         if gb is not None:
-            found.append(f"pipeline.pp: {p} ({gb / GB:.1f} GB)")
+            found.append(f"pipeline.pp: {p} ({gb / GiB:.1f} GiB)")
             break
     for m in range(mbs - 1, 0, -1):
         gb = _fits(model, relayout, (name, pp, m), limit)
         if gb is not None:
-            found.append(f"training.microbatch_sequences: {m} ({gb / GB:.1f} GB)")
+            found.append(f"training.microbatch_sequences: {m} ({gb / GiB:.1f} GiB)")
             break
     others = []
     for other in SCHEDULES:
         gb = None if other == name else _fits(model, relayout, (other, pp, mbs), limit)
         if gb is not None:
-            others.append(f"[{other}] ({gb / GB:.1f} GB)")
+            others.append(f"[{other}] ({gb / GiB:.1f} GiB)")
     if others:
         found.append("pipeline.schedules: " + " or ".join(others))
     return "; ".join(found)
@@ -204,7 +204,7 @@ def check_memory(
     With ``relayout`` the one-line refusal names the changes that fit (:func:`memory_advice`: each
     evaluated by the memory model before it is printed, so a change that does not fit, or makes it
     worse, is never advised)."""
-    limit = gpu.hbm_GB * GB
+    limit = gpu.hbm_GiB * GiB
     d, mem = _worst(model, layout, schedule)
     if mem.total <= limit:
         return
@@ -216,8 +216,8 @@ def check_memory(
         advice = f"it fits with {advice}"
     raise ScenarioError(
         "training",
-        f"pipeline rank {d} needs {mem.total / GB:.1f} GB per GPU ({parts} GB), more than the "
-        f"{gpu.name}'s {gpu.hbm_GB:g} GB: {advice}; or set training.check_memory: false",
+        f"pipeline rank {d} needs {mem.total / GiB:.1f} GiB per GPU ({parts} GiB), more than the "
+        f"{gpu.name}'s {gpu.hbm_GiB:g} GiB: {advice}; or set training.check_memory: false",
     )
 
 
@@ -306,7 +306,7 @@ class StepResult:
     def to_dict(self) -> dict[str, Any]:
         r = self.reported
         breakdown = r.to_dict()
-        mem = breakdown.pop("memory_per_gpu_GB")
+        mem = breakdown.pop("memory_per_gpu_GiB")
         breakdown.pop("rank")
         worst_memory = max(self.ranks, key=lambda x: x.memory.total)
         return {
@@ -319,9 +319,9 @@ class StepResult:
             "tflops_per_gpu": {"noncausal": self.tflops_per_gpu(False), "causal": self.tflops_per_gpu(True)},
             "tokens_per_day": self.tokens_per_day,
             "gpu_hours_per_trillion_tokens": self.gpu_hours_per_trillion_tokens,
-            "memory_per_gpu_GB": worst_memory.memory.to_dict(),
+            "memory_per_gpu_GiB": worst_memory.memory.to_dict(),
             "memory_rank": worst_memory.rank,
-            "reported_rank_memory_GB": mem,
+            "reported_rank_memory_GiB": mem,
             "layout": self.layout,
             "tokens_per_step": self.tokens_per_step,
             "stats": self.stats,

@@ -1,6 +1,7 @@
 """Memory per GPU and the optimizer step's memory traffic for ZeRO-1 training (pure functions).
 
-Units: bytes, elements (parameters), tokens; :meth:`Memory.to_dict` gives GB (1e9 bytes).
+Units: bytes, elements (parameters), tokens; :meth:`Memory.to_dict` gives GiB (2**30 bytes, the unit of
+an HBM's capacity).
 
 Precision recipe (DeepSeek-V3 report, arXiv 2412.19437, section 3.3, REFERENCE.md section 1):
 
@@ -25,21 +26,21 @@ after its I exchanges.
 
 DeepSeek-V3 default (PP16 DualPipe, rank r holds stages r and 15-r, EP64, DP128, expert DP 2, 4096
 tokens per micro-batch, even layer split 3,4,...,4,3,3, what each rank holds at its peak from the
-DualPipe action lists; GB = 1e9 B):
+DualPipe action lists; GiB = 2**30 B, the unit of the H800's "80 GB"):
 
 ==========  ===========  ======  =====  =========  ================  =====
 rank        stages       params  grads  optimizer  activations_peak  total
 ==========  ===========  ======  =====  =========  ================  =====
-0           0 and 15     10.69   21.37  3.11       25.96             61.12
-7           7 and 8      6.55    13.09  5.75       44.59             69.98
+0           0 and 15     9.95    19.91  2.90       24.17             56.93
+7           7 and 8      6.10    12.19  5.36       41.53             65.18
 ==========  ===========  ======  =====  =========  ================  =====
 
-Rank 0 holds at its peak 16 micro-batches of stage 0 (3 dense layers, 1.19 GB each) and 1 of stage
-15 (3 MoE layers, the MTP block and two heads' logits: 6.98 GB); rank 7's peak comes in DualPipe's
-last phases, 4 micro-batches of stage 7 and 4 of stage 8 awaiting their W (4 MoE layers: 5.57 GB
-each, against 2.57 GB for a whole micro-batch). Ranks 2-6 and 9-13 need 69.49 GB (rank 2: 15 whole
-micro-batches and 1 awaiting W), ranks 7 and 8 69.98 GB (the most), ranks 1 and 14 64.59 GB. All fit
-in the H800's 80 GB with 10 GB or more left for communication buffers (DeepEP), workspace and
+Rank 0 holds at its peak 16 micro-batches of stage 0 (3 dense layers, 1.10 GiB each) and 1 of stage
+15 (3 MoE layers, the MTP block and two heads' logits: 6.50 GiB); rank 7's peak comes in DualPipe's
+last phases, 4 micro-batches of stage 7 and 4 of stage 8 awaiting their W (4 MoE layers: 5.19 GiB
+each, against 2.39 GiB for a whole micro-batch). Ranks 2-6 and 9-13 need 64.71 GiB (rank 2: 15 whole
+micro-batches and 1 awaiting W), ranks 7 and 8 65.18 GiB (the most), ranks 1 and 14 60.15 GiB. All fit
+in the H800's 80 GiB with 14 GiB or more left for communication buffers (DeepEP), workspace and
 fragmentation, which are not counted (``deepseek_v3_default``).
 """
 
@@ -52,9 +53,7 @@ from sim.model.params import StageParams, device_params
 from sim.model.spec import ModelSpec
 from sim.pipeline.ops import Op, Schedule
 from sim.step.activations import ActivationRecipe, stage_activation_bytes, stage_wgrad_bytes
-from sim.units import BF16_BYTES, FP8_BLOCK, FP8_BYTES, FP32_BYTES
-
-GB = 1e9
+from sim.units import BF16_BYTES, FP8_BLOCK, FP8_BYTES, FP32_BYTES, GiB
 
 
 @dataclass(frozen=True)
@@ -217,13 +216,13 @@ class Memory:
         return self.params + self.grads + self.optimizer + self.activations_peak
 
     def to_dict(self) -> dict[str, float]:
-        """GB (1e9 bytes) under params, grads, optimizer, activations_peak, total."""
+        """GiB (2**30 bytes) under params, grads, optimizer, activations_peak, total."""
         return {
-            "params": self.params / GB,
-            "grads": self.grads / GB,
-            "optimizer": self.optimizer / GB,
-            "activations_peak": self.activations_peak / GB,
-            "total": self.total / GB,
+            "params": self.params / GiB,
+            "grads": self.grads / GiB,
+            "optimizer": self.optimizer / GiB,
+            "activations_peak": self.activations_peak / GiB,
+            "total": self.total / GiB,
         }
 
 

@@ -89,7 +89,7 @@ def compare(frame: pd.DataFrame, by: str, against: str, top: int) -> Comparison:
     ok = frame[frame["status"] == OK]
     m, n = METRIC_BY_NAME[by], METRIC_BY_NAME[against]
     ranked = ok.sort_values([by, "point"], ascending=[m.better == "min", True], kind="mergesort")
-    shown = ["point", "label", by] + [c for c in ("step_time_s", "cost_per_T_usd", "memory_headroom_GB") if c != by]
+    shown = ["point", "label", by] + [c for c in ("step_time_s", "cost_per_T_usd", "memory_headroom_GiB") if c != by]
     idx = pareto_front(ok[by].to_numpy(), ok[against].to_numpy(), m.better, n.better)
     front = ok.iloc[idx].sort_values([by, "point"], ascending=[m.better == "min", True], kind="mergesort")
     front_cols = ["point", "label", by, against]

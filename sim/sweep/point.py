@@ -16,6 +16,7 @@ from typing import Any
 from sim.economics import Cost, not_modelled_note, training_cost, unpriced_hardware
 from sim.errors import TwinError
 from sim.paths import shown_in
+from sim.units import GiB
 
 OK, INFEASIBLE, FAILED = "ok", "infeasible", "error"
 
@@ -94,8 +95,8 @@ METRICS: tuple[Metric, ...] = (
         "ep_comm_exposed_s", "min", "s", "EP all-to-all exposed inside chunks (the rank that ends the step)", ABSOLUTE
     ),
     Metric("dp_comm_exposed_s", "min", "s", "DP communication exposed (the rank that ends the step)", ABSOLUTE),
-    Metric("memory_peak_GB", "min", "GB", "peak memory per GPU (worst rank)"),
-    Metric("memory_headroom_GB", "max", "GB", "GPU memory left at the peak (worst rank)", ABSOLUTE),
+    Metric("memory_peak_GiB", "min", "GiB", "peak memory per GPU (worst rank)"),
+    Metric("memory_headroom_GiB", "max", "GiB", "GPU memory left at the peak (worst rank)", ABSOLUTE),
 )
 METRIC_BY_NAME = {m.name: m for m in METRICS}
 LAYOUT_COLUMNS: tuple[tuple[str, str], ...] = (  # (column, dtype): the layout the point ran
@@ -105,7 +106,7 @@ LAYOUT_COLUMNS: tuple[tuple[str, str], ...] = (  # (column, dtype): the layout t
     ("ep", "Int64"),
     ("dp", "Int64"),
     ("microbatches", "Int64"),
-    ("memory_capacity_GB", "float64"),
+    ("memory_capacity_GiB", "float64"),
 )
 NOTE_COLUMNS: tuple[tuple[str, str], ...] = (  # (column, dtype): what a figure of the row leaves out
     ("cost_note", "string"),  # 'hardware cost not modelled: ...' (sim.economics), null where all is priced
@@ -124,7 +125,7 @@ def _figures(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
     lay = d["layout"]
     assert isinstance(lay, dict)
     b = r.reported
-    peak = max(x.memory.total for x in r.ranks) / 1e9
+    peak = max(x.memory.total for x in r.ranks) / GiB
     topology = run.assembly.topology if run.assembly is not None else None
     if topology is None:  # an assembly always has the step's fabric; built again only if it was dropped
         topology = build_topology(sc.cluster_spec())
@@ -158,15 +159,15 @@ def _figures(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
         "bubble_ratio": b.bubble_s / r.step_time_s,
         "ep_comm_exposed_s": b.ep_comm_exposed_s,
         "dp_comm_exposed_s": b.dp_comm_exposed_s,
-        "memory_peak_GB": peak,
-        "memory_headroom_GB": run.gpu.hbm_GB - peak,
+        "memory_peak_GiB": peak,
+        "memory_headroom_GiB": run.gpu.hbm_GiB - peak,
         "schedule": sc.pipeline.schedules[0],
         "gpus": int(lay["gpus"]),
         "pp": sc.pipeline.pp,
         "ep": int(lay["ep"]),
         "dp": int(lay["dp"]),
         "microbatches": int(lay["microbatches"]),
-        "memory_capacity_GB": run.gpu.hbm_GB,
+        "memory_capacity_GiB": run.gpu.hbm_GiB,
         "cost_note": note,
     }
 

@@ -19,7 +19,7 @@ import pytest
 
 from sim.paths import REPO
 
-DRIVER = r'''
+DRIVER = r"""
 import contextlib, io, sys
 import click, typer.main
 from sim.cli import app, main
@@ -39,11 +39,16 @@ twin(["run", "scenarios/dualpipe-table.yaml", "-o", "out", "-q"])
 twin(["report", "scenarios/dualpipe-table.yaml", "-o", "out", "-q"])
 twin(["sweep", "refused.yaml", "-o", "out/refused.parquet", "--workers", "1"])
 twin(["validate", "bad.yaml"])
-'''
+"""
 
 
 def _copy(dst: Path) -> None:
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True, check=True).stdout
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout
     for rel in filter(None, files.decode().split("\0")):
         src = REPO / rel
         if not src.is_file() or rel.startswith("reports/examples/"):

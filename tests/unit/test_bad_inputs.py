@@ -9,6 +9,7 @@ is covered, and refused if it has no bounded parser (``test_every_numeric_flag_i
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 import typing
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 import typer
 
-from sim.cli import app, main
+from sim.cli import COMMANDS, main
 from sim.cli.common import Number
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,7 +42,17 @@ def commands() -> Iterator[tuple[tuple[str, ...], Any]]:
             assert g.typer_instance is not None and g.name is not None
             yield from walk(g.typer_instance, (*prefix, g.name))
 
-    yield from walk(app, ())
+    found = 0
+    for name, entry in COMMANDS.items():  # the root imports each command's module when it runs
+        obj = getattr(importlib.import_module(f"sim.cli.{entry.module}"), entry.attr)
+        if isinstance(obj, typer.Typer):
+            for item in walk(obj, (name,)):
+                found += 1
+                yield item
+        else:
+            found += 1
+            yield (name,), obj
+    assert found >= 25  # every command, not an empty walk
 
 
 def numeric_options(callback: Any) -> Iterator[tuple[str, type, Any]]:
@@ -56,8 +67,9 @@ def numeric_options(callback: Any) -> Iterator[tuple[str, type, Any]]:
         if not kinds:
             continue
         info = next(m for m in meta if isinstance(m, typer.models.ParameterInfo))
-        decls = [d for d in (info.param_decls or ()) if d.startswith("--")]
-        flag = max(decls, key=len) if decls else "--" + name.replace("_", "-")
+        given = [info.default] if isinstance(info.default, str) else []  # typer takes a first "--x" as a decl
+        decls = [d for d in [*given, *(info.param_decls or ())] if d.startswith("--")]
+        flag = decls[0] if decls else "--" + name.replace("_", "-")  # the primary name (errors name it)
         yield flag, kinds.pop(), getattr(info, "parser", None)
 
 

@@ -53,8 +53,6 @@ def test_every_help_reads_as_text(capsys: pytest.CaptureFixture[str], monkeypatc
         assert "<bool>" not in text and "``" not in text, (path, text)
         assert "--install-completion" not in text, path
         described = [
-            line
-            for line in text.splitlines()
-            if line.strip() and not line.strip().startswith(("│", "╭", "╰", "Usage"))
+            line for line in text.splitlines() if line.strip() and not line.strip().startswith(("│", "╭", "╰", "Usage"))
         ]
         assert len(described) <= 6, (path, described)  # paragraphs reflowed: a few lines, not the docstring's

@@ -102,7 +102,7 @@ def test_every_schedule_has_a_row_and_dualpipe_matches_the_closed_form(base: Tra
     assert rows["dualpipev"].ranks == 8 and rows["dualpipe"].ranks == 16
     zb = rows["zb1p"]
     assert not zb.fits and "does not fit" in zb.note and "training.check_memory: false" in zb.note
-    assert (zb.peak_memory_GB or 0.0) > base.gpu.hbm_GB
+    assert (zb.peak_memory_GiB or 0.0) > base.gpu.hbm_GiB
     assert all(r.fits and r.note == "" for name, r in rows.items() if name != "zb1p")
 
 

@@ -44,7 +44,7 @@ def test_row_matches_a_direct_run_and_infeasible_points_are_recorded(tmp_path: P
     assert ok["status"] == OK and pd.isna(ok["error"])  # null where nothing went wrong
     assert ok["step_time_s"] == direct.step_time_s
     assert ok["gpu_hours_per_T"] == direct.gpu_hours_per_trillion_tokens
-    assert ok["memory_headroom_GB"] == pytest.approx(80 - ok["memory_peak_GB"])
+    assert ok["memory_headroom_GiB"] == pytest.approx(80 - ok["memory_peak_GiB"])
     assert ok["comm.sms"] == 12 and ok["label"] == "comm.sms=12"
     assert bad["status"] == INFEASIBLE and "workload.ep" in bad["error"]
     assert math.isnan(bad["step_time_s"])
@@ -64,7 +64,7 @@ def test_resume_runs_only_new_points_and_refuses_foreign_rows(tmp_path: Path) ->
     kept = after.iloc[1:].reset_index(drop=True)
     assert list(kept["point_id"]) == list(before["point_id"])
     pd.testing.assert_frame_equal(kept.drop(columns="point"), before.drop(columns="point"))
-    r = twin("compare", str(out), "--by", "memory_headroom_GB", "--format", "json", "--plot", str(tmp_path / "p.png"))
+    r = twin("compare", str(out), "--by", "memory_headroom_GiB", "--format", "json", "--plot", str(tmp_path / "p.png"))
     assert r.returncode == 0, r.stderr
     shrunk = load_sweep(write_sweep(tmp_path, {"grid": {"comm.sms": [12]}}))
     with pytest.raises(ScenarioError, match=r"not in .*--restart"):
@@ -185,7 +185,7 @@ def test_compare_ranks_and_finds_the_front(tmp_path: Path) -> None:
         "--by",
         "step_time_s",
         "--against",
-        "memory_headroom_GB",
+        "memory_headroom_GiB",
         "--plot",
         str(plot),
         "--format",
@@ -197,7 +197,7 @@ def test_compare_ranks_and_finds_the_front(tmp_path: Path) -> None:
     ok = df[df["status"] == OK]
     assert got["ok"] == 4 and got["not_ok"] == 1
     assert [b["point"] for b in got["best"]] == list(ok.sort_values(["step_time_s", "point"])["point"])
-    front = pareto_front(ok["step_time_s"].to_numpy(), ok["memory_headroom_GB"].to_numpy(), "min", "max")
+    front = pareto_front(ok["step_time_s"].to_numpy(), ok["memory_headroom_GiB"].to_numpy(), "min", "max")
     assert sorted(p["point"] for p in got["pareto_front"]) == sorted(ok.iloc[front]["point"])
     assert plot.stat().st_size > 1000
     r = twin("compare", str(out), "--by", "speed")

@@ -136,8 +136,8 @@ def test_json_shape(base: TrainingRun) -> None:
     assert len(d["per_rank"]) == 16 and keys <= set(d["per_rank"][0])
     assert set(d["mfu"]) == {"bf16_noncausal", "bf16_causal"}
     assert set(d["tflops_per_gpu"]) == {"noncausal", "causal"}
-    assert set(d["memory_per_gpu_GB"]) == {"params", "grads", "optimizer", "activations_peak", "total"}
-    assert d["memory_per_gpu_GB"]["total"] < 80
+    assert set(d["memory_per_gpu_GiB"]) == {"params", "grads", "optimizer", "activations_peak", "total"}
+    assert d["memory_per_gpu_GiB"]["total"] < 80
     for k in ("step_time_s", "tokens_per_day", "gpu_hours_per_trillion_tokens", "reported_rank"):
         assert k in d
 

@@ -97,7 +97,7 @@ def test_cli_alltoall_json_and_errors(capsys: pytest.CaptureFixture[str]) -> Non
 
 def test_cli_balance_converges_and_skew_parameters(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
-        main(["balance", "--steps", "40", "--gamma", "0.01", "--tokens", "2048", "--format", "json"])
+        main(["balance", "--steps", "40", "--gamma", "0.01", "--tokens-per-step", "2048", "--format", "json"])
     ratios = json.loads(capsys.readouterr().out)["max_over_mean"]
     assert info.value.code == 0 and len(ratios) == 40 and ratios[0] > 5 and min(ratios[-5:]) < 3
     mild = route_layer(MoESpec(ep=16), 512, Gating("skewed", alpha=0.2), 0).tokens_per_expert

@@ -125,8 +125,10 @@ def test_memory_per_gpu_inflight_forms() -> None:
         memory_per_gpu(S, [0, 15], inflight={0: 1}, awaiting_w={3: 1}, **kw)
 
 
-def test_memory_to_dict_in_gb() -> None:
-    m = Memory(params=1e9, grads=2e9, optimizer=3e9, activations_peak=4e9)
+def test_memory_to_dict_in_gib() -> None:
+    """Memory per GPU is given in GiB, the unit an "80 GB" HBM's capacity is in."""
+    gib = 1 << 30
+    m = Memory(params=1 * gib, grads=2 * gib, optimizer=3 * gib, activations_peak=4 * gib)
     assert m.to_dict() == {"params": 1, "grads": 2, "optimizer": 3, "activations_peak": 4, "total": 10}
 
 
@@ -150,9 +152,9 @@ def test_deepseek_v3_default_fits_in_80_gb() -> None:
     assert (p7.whole, p7.awaiting_w) == ({}, {7: 4, 8: 4})
     assert table[0].activations_peak == pytest.approx(16 * whole[0] + whole[15])
     assert table[7].activations_peak == pytest.approx(4 * wgrad[7] + 4 * wgrad[8]) == pytest.approx(8 * wgrad[7])
-    assert table[0].to_dict()["total"] == pytest.approx(61.12, abs=0.01)  # the docstring's table
-    assert table[7].to_dict()["total"] == pytest.approx(69.98, abs=0.01)
-    assert max(m.total for m in table.values()) == table[7].total < 80e9
+    assert table[0].to_dict()["total"] == pytest.approx(56.93, abs=0.01)  # the docstring's table (GiB)
+    assert table[7].to_dict()["total"] == pytest.approx(65.17, abs=0.01)
+    assert max(m.total for m in table.values()) == table[7].total < 80 * 2**30  # the H800's 80 GiB
     # rank 7 holds 8 MoE layers: 4 experts of each per GPU, replicated over expert DP 2
     assert table[7].optimizer == pytest.approx(8 * (8 * layer_params(S, 3).non_expert / 128 + 8 * 4 * 44040192 / 2))
 

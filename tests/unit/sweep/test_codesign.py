@@ -86,16 +86,16 @@ def test_headline_prefers_variants_that_fit_in_memory() -> None:
             "status": ["ok"] * 3,
             "error": [""] * 3,
             "step_time_s": [20.0, 18.0, 19.0],
-            "memory_peak_GB": [60.0, 95.0, 70.0],
-            "memory_capacity_GB": [80.0] * 3,
-            "memory_headroom_GB": [20.0, -15.0, 10.0],
+            "memory_peak_GiB": [60.0, 95.0, 70.0],
+            "memory_capacity_GiB": [80.0] * 3,
+            "memory_headroom_GiB": [20.0, -15.0, 10.0],
         }
     )
     name, change, spread = headline(study, frame)
-    assert name == "b (a is faster, -10.0%, but needs 95.0 GB of 80)"
+    assert name == "b (a is faster, -10.0%, but needs 95.0 GiB of 80)"
     assert (change, spread) == ("-5.0%", "-10.0% to -5.0%")
     lines = findings(study, frame)
-    assert "needs 95.0 GB per GPU, over the 80 GB" in lines[0] and "needs" not in lines[1]
+    assert "needs 95.0 GiB per GPU, over the 80 GiB" in lines[0] and "needs" not in lines[1]
 
 
 def test_a_scenario_variant_brings_its_whole_chain_and_must_reach_the_study_base(tmp_path: Path) -> None:
@@ -165,7 +165,7 @@ def test_the_summary_compares_every_variant_with_the_base_and_says_when_none_bea
 
 
 def test_the_chart_has_every_figure_that_moved_names_the_rest_and_shows_a_one_percent_change() -> None:
-    metrics = ("step_time_s", "tokens_per_day", "fabric_cost_usd", "bubble_ratio", "memory_headroom_GB")
+    metrics = ("step_time_s", "tokens_per_day", "fabric_cost_usd", "bubble_ratio", "memory_headroom_GiB")
     study = _study(metrics, 3)
     frame = pd.DataFrame(
         {
@@ -176,19 +176,19 @@ def test_the_chart_has_every_figure_that_moved_names_the_rest_and_shows_a_one_pe
             "tokens_per_day": [1e11] * 3,  # unchanged
             "fabric_cost_usd": [9e6, 9e6, 72e6],  # +700%
             "bubble_ratio": [0.2, 0.1, 0.2],
-            "memory_headroom_GB": [10.0, -5.0, 10.0],
-            "memory_capacity_GB": [80.0] * 3,
+            "memory_headroom_GiB": [10.0, -5.0, 10.0],
+            "memory_capacity_GiB": [80.0] * 3,
         }
     )
     changed, same, unknown = moved(study, frame)
-    assert changed == ["step_time_s", "fabric_cost_usd", "bubble_ratio", "memory_headroom_GB"]
+    assert changed == ["step_time_s", "fabric_cost_usd", "bubble_ratio", "memory_headroom_GiB"]
     assert same == ["tokens_per_day"] and unknown == []
     assert "Unchanged in every variant: tokens per day." in figure_caption(study, frame)
     fig = study_figure(study, frame)
     assert fig is not None
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_xlabel().split(":")[0] for ax in axes] == [METRIC_BY_NAME[m].label for m in changed]
-    assert "(pt)" in axes[2].get_xlabel() and "(GB)" in axes[3].get_xlabel() and "(%)" in axes[0].get_xlabel()
+    assert "(pt)" in axes[2].get_xlabel() and "(GiB)" in axes[3].get_xlabel() and "(%)" in axes[0].get_xlabel()
     fig.canvas.draw()
     for ax in axes[:2]:  # +1% step time; the fabric panel: +0% and +700%
         bars = [p for p in ax.patches if p.get_width() != 0]
@@ -203,5 +203,5 @@ def test_the_chart_has_every_figure_that_moved_names_the_rest_and_shows_a_one_pe
     assert ax.get_xscale() == "symlog"
     one = ax.transData.transform((1.0, 0))[0] - ax.transData.transform((0, 0))[0]
     assert one / ax.bbox.width > 0.05
-    unchanged = frame.assign(step_time_s=20.0, fabric_cost_usd=9e6, bubble_ratio=0.2, memory_headroom_GB=10.0)
+    unchanged = frame.assign(step_time_s=20.0, fabric_cost_usd=9e6, bubble_ratio=0.2, memory_headroom_GiB=10.0)
     assert study_figure(study, unchanged) is None  # nothing moved: no chart, the report says so

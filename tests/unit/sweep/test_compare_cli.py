@@ -48,7 +48,7 @@ def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]
     return (info.value.code if isinstance(info.value.code, int) else 1), captured.out
 
 
-@pytest.mark.parametrize("by", ["cost_per_T_usd", "step_time_s", "memory_headroom_GB", "tokens_per_day"])
+@pytest.mark.parametrize("by", ["cost_per_T_usd", "step_time_s", "memory_headroom_GiB", "tokens_per_day"])
 def test_in_80_columns_the_ranked_figure_is_whole_and_what_is_left_out_is_said(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, by: str
 ) -> None:
@@ -79,7 +79,7 @@ def test_a_wide_terminal_shows_every_column(
 ) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     code, out = _run(["compare", str(_results(tmp_path)), "--by", "cost_per_T_usd"], capsys)
-    assert code == 0 and "not shown" not in out and "memory_headroom_GB" in out
+    assert code == 0 and "not shown" not in out and "memory_headroom_GiB" in out
     assert "have no cost_per_T_usd, hardware cost not modelled" in " ".join(out.split())  # point 7: no price
 
 

@@ -14,10 +14,10 @@ def test_every_figure_has_a_change_unit_and_ratios_and_signed_ones_are_not_perce
     kinds = {m.name: m.change for m in METRICS}
     assert set(kinds.values()) == {RELATIVE, POINTS, ABSOLUTE}
     assert {n for n, k in kinds.items() if k == POINTS} == {"mfu_causal", "mfu_noncausal", "bubble_ratio"}
-    assert kinds["memory_headroom_GB"] == ABSOLUTE  # crosses zero when a layout does not fit
+    assert kinds["memory_headroom_GiB"] == ABSOLUTE  # crosses zero when a layout does not fit
     for part in ("bubble_s", "ep_comm_exposed_s", "dp_comm_exposed_s"):  # parts of the step, can be zero
         assert kinds[part] == ABSOLUTE
-    for extensive in ("step_time_s", "tokens_per_day", "cost_per_T_usd", "fabric_cost_usd", "memory_peak_GB"):
+    for extensive in ("step_time_s", "tokens_per_day", "cost_per_T_usd", "fabric_cost_usd", "memory_peak_GiB"):
         assert kinds[extensive] == RELATIVE
 
 
@@ -27,7 +27,7 @@ def test_every_figure_has_a_change_unit_and_ratios_and_signed_ones_are_not_perce
         ("step_time_s", 21.349, 20.943, "-1.9%"),
         ("bubble_ratio", 0.207, 0.092, "-11.5 pt"),  # not -55.6%
         ("mfu_causal", 0.40, 0.41, "+1.0 pt"),
-        ("memory_headroom_GB", 13.828, -122.1, "-135.928 GB"),  # not -983%
+        ("memory_headroom_GiB", 13.828, -122.1, "-135.928 GiB"),  # not -983%
         ("dp_comm_exposed_s", 0.0, 0.211, "+0.211 s"),  # from zero: no percentage exists
         ("step_time_s", 21.349434, 21.345, "-0.021%"),  # rounds to zero at 0.1%: two significant figures
         ("bubble_ratio", 0.2070, 0.20699, "-0.001 pt"),
