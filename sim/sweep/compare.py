@@ -13,6 +13,7 @@ from sim.errors import ScenarioError
 from sim.sweep.pareto import pareto_front
 from sim.sweep.point import LAYOUT_COLUMNS, METRIC_BY_NAME, METRICS, NOTE_COLUMNS, OK
 from sim.sweep.store import META_KEY
+from sim.units import GiB
 
 _FIXED = (
     {"point", "point_id", "label", "status", "error"}
@@ -33,6 +34,7 @@ def load_results(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     missing = [c for c in ("point", "status", "step_time_s") if c not in frame.columns]
     if missing:
         raise ScenarioError("", f"not a twin sweep results file (no column {missing[0]!r})", str(path))
+    _memory_in_gib(frame)
     for m in METRIC_BY_NAME:  # a figure added since the file was written: unknown there, not a reason to refuse
         if m not in frame.columns:
             frame[m] = float("nan")
@@ -42,6 +44,18 @@ def load_results(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     except json.JSONDecodeError:
         meta = {}
     return frame, meta if isinstance(meta, dict) else {}
+
+
+def _memory_in_gib(frame: pd.DataFrame) -> None:
+    """Results written before memory was given in GiB name it in GB (1e9 B) against the same nominal
+    capacity (80 for an H800, which holds 80 GiB): read them in GiB, the unit of today's columns."""
+    if "memory_peak_GB" not in frame.columns or "memory_peak_GiB" in frame.columns:
+        return
+    frame["memory_peak_GiB"] = frame["memory_peak_GB"] * 1e9 / GiB
+    if "memory_capacity_GB" in frame.columns:
+        frame["memory_capacity_GiB"] = frame["memory_capacity_GB"]  # the nominal figure was already GiB's
+        frame["memory_headroom_GiB"] = frame["memory_capacity_GiB"] - frame["memory_peak_GiB"]
+    frame.drop(columns=[c for c in frame.columns if c.startswith("memory_") and c.endswith("_GB")], inplace=True)
 
 
 def override_columns(frame: pd.DataFrame) -> list[str]:
