@@ -30,11 +30,16 @@ class ScenarioError(TwinError):
         return f"{prefix}: {text}" if prefix else text
 
     def with_file(self, file: str) -> ScenarioError:
-        return ScenarioError(self.key_path, self.message, file)
+        return type(self)(self.key_path, self.message, file)
 
     def with_prefix(self, prefix: str) -> ScenarioError:
         """Re-root the key path, e.g. ``pp`` -> ``pipeline.pp``."""
-        return ScenarioError(f"{prefix}.{self.key_path}" if prefix else self.key_path, self.message, self.file)
+        return type(self)(f"{prefix}.{self.key_path}" if prefix else self.key_path, self.message, self.file)
+
+
+class MemoryLimitError(ScenarioError):
+    """A layout that needs more memory per GPU than the GPU has (the memory check's refusal; a study
+    reruns such a layout with the check off and notes it)."""
 
 
 class LayoutError(ScenarioError):

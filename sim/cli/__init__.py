@@ -144,4 +144,4 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: user errors become one line and exit status 2 (sim.cli.common.invoke)."""
     from sim.cli.common import invoke
 
-    raise SystemExit(invoke(app, argv))
+    raise SystemExit(invoke(app, argv, exiting=argv is None))  # argv given: called in-process (tests)

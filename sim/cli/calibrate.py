@@ -452,7 +452,8 @@ def predict(
         return
     from sim.network.collectives import KINDS
 
-    known = ("gemm", "attention", "memory", "p2p", *KINDS)
+    measured = [str(s.params.get("collective", s.op)) for s in model.profile.samples if s.op != "gemm"]
+    known = ("gemm", "attention", "memory", "p2p", *KINDS, *measured)  # nccl-tests' names: all_gather, ...
     if op not in known:
         raise ScenarioError("--op", f"unknown op {op!r}; choose from {', '.join(dict.fromkeys(known))}")
     if op not in ("gemm", "attention"):

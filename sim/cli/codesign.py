@@ -57,4 +57,4 @@ def codesign_report(path: Path, output: Path, quiet: bool, argv: list[str]) -> N
             f"{spec.name}: {outcome.ran} of {outcome.total} points run ({outcome.skipped} kept from "
             f"results.parquet); {not_ok} of the {len(frame)} not possible or failed"
         )
-        out.print(f"report written to {target / 'report.html'} (and report.md, results.parquet)")
+        out.print(f"report written to {target / 'report.html'} (and report.md, results.parquet)", soft_wrap=True)

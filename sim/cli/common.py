@@ -230,10 +230,13 @@ def click_exceptions() -> Any:
         return importlib.import_module("click.exceptions")
 
 
-def invoke(app: Any, argv: list[str] | None, prepare: Any = None) -> int:
+def invoke(app: Any, argv: list[str] | None, prepare: Any = None, exiting: bool = False) -> int:
     """Run the typer ``app`` on ``argv``; every user error becomes one line ``error: ...`` on stderr
     and status 2. SIGTERM/SIGHUP unwind like Ctrl-C (temporaries removed; status 143/129/130);
-    warnings (numpy's) are shown only when the command succeeds."""
+    warnings (numpy's) are shown only when the command succeeds. ``exiting`` (the console script):
+    once the command is over the process only exits, so a signal that comes then is ignored rather
+    than killing the process mid-teardown with the default action (its work is already in place)."""
+    import os
     import signal
     import sys
     import threading
@@ -254,6 +257,9 @@ def invoke(app: Any, argv: list[str] | None, prepare: Any = None) -> int:
         raise Terminated(signum)
 
     ARGV[:] = list(sys.argv[1:] if argv is None else argv)
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit():  # the width now, not when the consoles were made (one process, several commands)
+        out.width = err.width = int(columns)
     saved = {}
     if threading.current_thread() is threading.main_thread():
         for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -295,7 +301,7 @@ def invoke(app: Any, argv: list[str] | None, prepare: Any = None) -> int:
                     warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     finally:
         for s, handler in saved.items():
-            signal.signal(s, handler)
+            signal.signal(s, signal.SIG_IGN if exiting else handler)
     if line is not None:
         print(f"error: {line}", file=sys.stderr)
     return code

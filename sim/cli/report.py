@@ -75,4 +75,4 @@ def report_cmd(
             doc.write_html(tmp / "report.html")
             doc.write_markdown(tmp, figures="figures")
     if not quiet:
-        out.print(f"report written to {target / 'report.html'} (and report.md)")
+        out.print(f"report written to {target / 'report.html'} (and report.md)", soft_wrap=True)

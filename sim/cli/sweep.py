@@ -228,4 +228,4 @@ def compare_cmd(
             highlight=False,
         )
     if plot is not None:
-        out.print(f"plot written to {plot}", highlight=False)
+        out.print(f"plot written to {plot}", highlight=False, soft_wrap=True)  # a path is never folded

@@ -60,7 +60,7 @@ def _write_markdown(name: str, output: Path | None, build: Callable[[Callable[[s
         print(text, end="")
     else:
         atomic_write_text(output, text)
-        out.print(f"written to {output}")
+        out.print(f"written to {output}", soft_wrap=True)
 
 
 @check_app.command("trace")

@@ -32,7 +32,7 @@ from typing import Any
 
 from sim.assemble import sm_split
 from sim.config import Scenario, scenario_data, scenario_from_data
-from sim.errors import TwinError
+from sim.errors import MemoryLimitError, TwinError
 from sim.overrides import apply_overrides
 from sim.pipeline import theory
 from sim.pipeline.schedules import SCHEDULES
@@ -150,7 +150,7 @@ def schedule_row(run: TrainingRun, note: str = "") -> ScheduleRow:
 
 
 def _memory_refusal(err: TwinError) -> bool:
-    return getattr(err, "key_path", "") == "training" and "GB per GPU" in str(err)
+    return isinstance(err, MemoryLimitError)
 
 
 def _message(err: TwinError) -> str:
@@ -165,7 +165,7 @@ def run_variant(sc: Scenario, overrides: dict[str, Any]) -> tuple[TrainingRun | 
     except TwinError as err:
         if not _memory_refusal(err):
             return None, f"refused: {_message(err)}"
-        why = re.sub(r" \(.*?\)", "", _message(err).split(":")[0])  # 'pipeline rank 15 needs 136.0 GB per GPU, ...
+        why = re.sub(r" \(.*?\)", "", _message(err).split(":")[0])  # 'pipeline rank 15 needs 140.6 GiB per GPU, ...
     try:
         run = simulate_training(variant(sc, {**overrides, "training.check_memory": False}))
     except TwinError as err:

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sim.errors import ScenarioError, TwinError
+from sim.errors import MemoryLimitError, TwinError
 from sim.hardware.gpu import GpuSpec
 from sim.model.flops import training_flops_per_token
 from sim.model.spec import ModelSpec
@@ -214,7 +214,7 @@ def check_memory(
         advice = "no larger pipeline.pp, fewer sequences per micro-batch or other schedule fits"
     else:
         advice = f"it fits with {advice}"
-    raise ScenarioError(
+    raise MemoryLimitError(
         "training",
         f"pipeline rank {d} needs {mem.total / GiB:.1f} GiB per GPU ({parts} GiB), more than the "
         f"{gpu.name}'s {gpu.hbm_GiB:g} GiB: {advice}; or set training.check_memory: false",
