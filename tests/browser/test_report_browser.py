@@ -1,6 +1,7 @@
 """The HTML report in a real browser: Debian's headless Chromium driven by Playwright.
 
-Opens the report ``twin report`` writes for the default scenario (and the committed example), with
+Opens the committed report of the default scenario (``tests/integration/report`` checks it has the
+sections and figures ``twin report`` writes) and the committed co-design report, with
 every request routed through the test: anything but the page itself is recorded and refused. Checks
 that the page renders, that every figure (img, svg, canvas) is shown with a non-zero size (images
 decoded: ``naturalWidth > 0``), that the console has no errors, that the timeline zooms, and saves a
@@ -123,9 +124,9 @@ def _check(page: Page, figures: int) -> None:
     assert page.console == []
 
 
-def test_the_report_renders_every_figure_offline(browser: Any, default_report: Path, tmp_path: Path) -> None:
-    md_figures = (default_report / "report.md").read_text().count("![")
-    page = Page(browser, default_report / "report.html")
+def test_the_report_renders_every_figure_offline(browser: Any, tmp_path: Path) -> None:
+    md_figures = EXAMPLE.with_name("report.md").read_text().count("![")
+    page = Page(browser, EXAMPLE)
     try:
         _check(page, md_figures)
         assert page.page.locator("h2").count() == 8
@@ -135,8 +136,8 @@ def test_the_report_renders_every_figure_offline(browser: Any, default_report: P
         page.context.close()
 
 
-def test_the_timeline_zooms_pans_and_names_boxes(browser: Any, default_report: Path) -> None:
-    page = Page(browser, default_report / "report.html")
+def test_the_timeline_zooms_pans_and_names_boxes(browser: Any) -> None:
+    page = Page(browser, EXAMPLE)
     try:
         canvas = page.page.locator("#tl canvas")
         canvas.scroll_into_view_if_needed()
@@ -164,16 +165,6 @@ def test_the_timeline_zooms_pans_and_names_boxes(browser: Any, default_report: P
         page.page.locator("#tl button").click()
         assert pixels() == before
         assert page.console == [] and page.requests == []
-    finally:
-        page.context.close()
-
-
-def test_the_committed_example_renders_offline(browser: Any, tmp_path: Path) -> None:
-    md_figures = EXAMPLE.with_name("report.md").read_text().count("![")
-    page = Page(browser, EXAMPLE)
-    try:
-        _check(page, md_figures)
-        page.screenshot("report-example.png", tmp_path)
     finally:
         page.context.close()
 
