@@ -45,6 +45,20 @@ def test_run_then_report_as_the_readme_says_keeps_every_promised_file(
     _, step, study = default_report_run
     monkeypatch.setattr(run_module, "simulate_training", lambda *a, **k: step)
     monkeypatch.setattr(study_module, "run_study", lambda *a, **k: study)
+    # what the report says is tested on the session's report; here only which files go where, so its
+    # document is a small one with one figure (rendering the real one again costs half a minute)
+    import matplotlib.pyplot as plt
+
+    import reports.training_report as report_module
+    from reports.document import Document
+
+    def small_document(*_a: Any, **_k: Any) -> Document:
+        doc = Document("a report")
+        fig, _ax = plt.subplots()
+        doc.figure(fig, "one", "One figure.")
+        return doc
+
+    monkeypatch.setattr(report_module, "training_document", small_document)
     monkeypatch.chdir(tmp_path)  # the README's commands write to out/ in the working folder
     promised = _run_table()
     assert promised == ["summary.md", "summary.json", "spans.parquet", "gantt.png", "trace.json"]
