@@ -71,6 +71,19 @@ def _moe_spec(**kw: int) -> MoESpec:
         raise as_flag(e) from None
 
 
+# The MoE layer's keys as flags, shared by alltoall and balance (named after the scenario keys).
+ExpertsOpt = Annotated[
+    int, typer.Option("--n-routed-experts", "--experts", parser=Experts, help="model.n_routed_experts")
+]
+TopKOpt = Annotated[int, typer.Option("--n-activated-experts", "--topk", parser=TopK, help="model.n_activated_experts")]
+NodeLimitOpt = Annotated[
+    int,
+    typer.Option(
+        "--n-limited-groups", "--node-limit", parser=NodeLimit, help="max nodes per token, M (model.n_limited_groups)"
+    ),
+]
+
+
 def alltoall_cmd(
     ep: Annotated[int, typer.Option("--ep", parser=EP, help="expert-parallel group size (GPUs)")] = DEFAULT_EP,
     nodes: Annotated[
@@ -80,21 +93,9 @@ def alltoall_cmd(
         int, typer.Option("--tokens", parser=Tokens, help="tokens per micro-batch per GPU (workload.tokens)")
     ] = V3.seq_len,
     hidden: Annotated[int, typer.Option("--dim", "--hidden", parser=Int(1, MAX_HIDDEN), help="model.dim")] = V3.dim,
-    experts: Annotated[
-        int, typer.Option("--n-routed-experts", "--experts", parser=Experts, help="model.n_routed_experts")
-    ] = V3.n_routed_experts,
-    topk: Annotated[
-        int, typer.Option("--n-activated-experts", "--topk", parser=TopK, help="model.n_activated_experts")
-    ] = V3.n_activated_experts,
-    node_limit: Annotated[
-        int,
-        typer.Option(
-            "--n-limited-groups",
-            "--node-limit",
-            parser=NodeLimit,
-            help="max nodes per token, M (model.n_limited_groups)",
-        ),
-    ] = V3.n_limited_groups,
+    experts: ExpertsOpt = V3.n_routed_experts,
+    topk: TopKOpt = V3.n_activated_experts,
+    node_limit: NodeLimitOpt = V3.n_limited_groups,
     sms: Annotated[str, typer.Option("--sms", help="comm SMs, or a list to sweep: 4,8,...,32")] = str(
         DEEPSEEK_COMM_SMS
     ),
@@ -237,21 +238,9 @@ def balance_cmd(
         int, typer.Option("--tokens-per-step", parser=Tokens, help="tokens routed per training step")
     ] = V3.seq_len,
     ep: Annotated[int, typer.Option("--ep", parser=EP)] = DEFAULT_EP,
-    experts: Annotated[
-        int, typer.Option("--n-routed-experts", "--experts", parser=Experts, help="model.n_routed_experts")
-    ] = V3.n_routed_experts,
-    topk: Annotated[
-        int, typer.Option("--n-activated-experts", "--topk", parser=TopK, help="model.n_activated_experts")
-    ] = V3.n_activated_experts,
-    node_limit: Annotated[
-        int,
-        typer.Option(
-            "--n-limited-groups",
-            "--node-limit",
-            parser=NodeLimit,
-            help="max nodes per token, M (model.n_limited_groups)",
-        ),
-    ] = V3.n_limited_groups,
+    experts: ExpertsOpt = V3.n_routed_experts,
+    topk: TopKOpt = V3.n_activated_experts,
+    node_limit: NodeLimitOpt = V3.n_limited_groups,
     skew_alpha: Annotated[
         float, typer.Option("--skew-alpha", parser=Alpha, help="Zipf exponent of expert popularity")
     ] = 1.0,
