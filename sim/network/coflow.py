@@ -21,7 +21,7 @@ import numpy as np
 
 from sim.network.link_classes import LinkClasses
 from sim.network.maxmin import maxmin_rates
-from sim.network.routing import route
+from sim.network.routing import Routes, route
 from sim.network.topology import Topology
 
 _REL_DONE = 1e-9  # a coflow with less than this fraction of its bytes left has ended (rounding)
@@ -61,6 +61,32 @@ def coflow_of_flows(
     rates = maxmin_rates(entry_flow, routes.links, topo.capacity, len(src))
     time_alone = float(np.max(nbytes[moving] / rates[moving]))
     return links, per_link, time_alone, latency
+
+
+def drain_time(routes: Routes, nbytes: np.ndarray, capacity: np.ndarray) -> tuple[float, float]:
+    """(last byte sent, last byte delivered) in seconds for flows along ``routes`` of ``nbytes[i]``
+    started together alone on links of ``capacity``: max-min rates, re-solved each time flows finish
+    (what :class:`~sim.network.flows.FlowNetwork` does with ``completion_rtol`` 0). Flows with no
+    bytes or no links are delivered after their path latency."""
+    nbytes = np.broadcast_to(np.asarray(nbytes, dtype=np.float64), (routes.num_flows,))
+    counts = np.diff(routes.indptr)
+    active = (nbytes > 0) & (counts > 0)
+    deliver = float(routes.latency[~active].max()) if (~active).any() else 0.0
+    remaining = nbytes.copy()
+    now = 0.0
+    while active.any():
+        idx = np.flatnonzero(active)
+        entry_flow = np.repeat(np.arange(idx.size), counts[idx])
+        entry_link = routes.links[np.repeat(active, counts)]
+        rates = maxmin_rates(entry_flow, entry_link, capacity, idx.size)
+        finish = remaining[idx] / rates
+        dt = float(finish.min())
+        now += dt
+        done = finish <= dt * (1.0 + 1e-12)
+        deliver = max(deliver, now + float(routes.latency[idx[done]].max()))
+        remaining[idx] -= rates * dt
+        active[idx[done]] = False
+    return now, deliver
 
 
 class CoflowTable:
@@ -136,14 +162,13 @@ class CoflowTable:
         self._kind_arrays.append((links, link_bytes, weights))
         self._size_of.append(float(link_bytes.max()))
         self.classes.add_kind(links, weights)
-        mask = np.zeros(len(self.capacity), dtype=bool)
-        mask[links] = True
+        # kinds conflict when they share a link, that is a link class (classes partition the links)
         mine = {k}
-        for other, (olinks, _, _) in enumerate(self._kind_arrays[:-1]):
-            if mask[olinks].any():
-                mine.add(other)
-                self._conflicts[other].add(k)
+        for c in self.classes.classes_of[k]:
+            mine.update(self.classes.kinds_of[c])
         self._conflicts.append(mine)
+        for other in mine - {k}:
+            self._conflicts[other].add(k)
         return k
 
     def sent_kinds(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:

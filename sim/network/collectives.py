@@ -30,8 +30,10 @@ import numpy as np
 import simpy
 
 from sim.errors import ScenarioError
+from sim.network.coflow import drain_time
 from sim.network.context import SimContext
 from sim.network.flows import FlowNetwork
+from sim.network.routing import route
 from sim.network.tolerance import COMPLETION_RTOL
 from sim.network.topology import Topology
 
@@ -155,6 +157,82 @@ def collective_process(
         routes = net.route(src, dst)  # every step of a phase sends along the same ring edges
         for _ in range(phase.steps):
             yield net.send_routes(routes, np.full(len(src), phase.chunk), "collective")
+
+
+@dataclass(frozen=True)
+class PhaseCoflow:
+    """One phase of a collective as one coflow (:mod:`sim.network.coflow`): the bytes all its steps
+    put on each link, and its time alone, ``steps`` x one step's drain, split into the time its
+    bytes take (``time_alone_s``) and the path latency every step adds (``latency_s``)."""
+
+    links: np.ndarray
+    link_bytes: np.ndarray
+    time_alone_s: float
+    latency_s: float
+
+
+def _steps(
+    topo: Topology, kind: str, gpus: np.ndarray, size: float, algorithm: str
+) -> list[tuple[np.ndarray, np.ndarray, float, int]]:
+    """(sources, destinations, bytes per flow and step, steps) of each phase of one collective."""
+    n = len(gpus)
+    if kind == "alltoall":
+        src, dst = np.repeat(gpus, n), np.tile(gpus, n)
+        off = src != dst
+        return [(src[off], dst[off], size / n, 1)]
+    if kind == "sendrecv":
+        return [(gpus, np.roll(gpus, -1), float(size), 1)]
+    out = []
+    for phase in _phases(topo, kind, algorithm, gpus, size):
+        src, dst = _ring_pairs(phase.rings)
+        if len(src):
+            out.append((src, dst, phase.chunk, phase.steps))
+    return out
+
+
+def collective_coflows(
+    topo: Topology,
+    kind: str,
+    groups: list[np.ndarray],
+    size: float,
+    algorithm: str = "ring",
+    seed: int | None = None,
+) -> list[PhaseCoflow]:
+    """The phases of ``len(groups)`` collectives of one shape (same kind, size, algorithm and group
+    size, on different GPUs) run side by side, as one coflow per phase, to run one after another.
+
+    Alone, the sequence takes exactly what :func:`collective_process` takes for the groups together
+    with ``completion_rtol`` 0, whenever they drain alike step for step (one group; or groups whose
+    flows get equal rates, as a replica set's expert groups on a symmetric fabric do): each lockstep
+    step of a phase sends the same ring edges and drains alike (:func:`sim.network.coflow.drain_time`
+    of all the groups' flows of one step). Beside other traffic a phase shares links as one coflow
+    (its flows keep their proportions, the groups advance together) instead of step by step and flow
+    by flow: one event per phase, however many GPUs and ring steps. The data-parallel phase of a
+    training step runs on it; docs/step.md compares it with the flow-by-flow reference."""
+    groups = [np.asarray(g, dtype=np.int64) for g in groups]
+    groups = [g for g in groups if len(g) > 1]
+    if not groups or size <= 0:
+        return []
+    per_group = [_steps(topo, kind, g, size, algorithm) for g in groups]
+    shape = [(len(s), float(c), int(k)) for s, _, c, k in per_group[0]]
+    if any([(len(s), float(c), int(k)) for s, _, c, k in other] != shape for other in per_group[1:]):
+        raise ValueError("collective_coflows: the groups must have one shape (the same phases and steps)")
+    out = []
+    for i, (_, chunk, count) in enumerate(shape):
+        src = np.concatenate([steps[i][0] for steps in per_group])
+        dst = np.concatenate([steps[i][1] for steps in per_group])
+        routes = route(topo, src, dst, seed)
+        sent, delivered = drain_time(routes, np.full(len(src), chunk), topo.capacity)
+        per_link = np.bincount(routes.links, minlength=topo.num_links) * (chunk * count)
+        links = np.flatnonzero(per_link > 0)
+        out.append(PhaseCoflow(links, per_link[links], count * sent, count * (delivered - sent)))
+    return out
+
+
+def coflow_process(net: FlowNetwork, phases: list[PhaseCoflow], tag: str = "collective") -> Generator[simpy.Event]:
+    """A simpy process running a collective's phases as coflows on ``net``, one after another."""
+    for ph in phases:
+        yield net.send_coflow(ph.links, ph.link_bytes, ph.time_alone_s, ph.latency_s, tag)
 
 
 def collective_flows(

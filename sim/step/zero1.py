@@ -40,7 +40,7 @@ import numpy as np
 
 from sim.model.params import StageParams, stage_params
 from sim.model.spec import ModelSpec
-from sim.network.collectives import collective_process
+from sim.network.collectives import coflow_process, collective_coflows, collective_process
 from sim.network.context import SimContext
 from sim.network.tolerance import COMPLETION_RTOL
 from sim.network.topology import Topology
@@ -159,7 +159,22 @@ def _collectives(
 
 
 def _simulate_collectives(ctx: SimContext, kind: str, groups: list[tuple[np.ndarray, float, str]]) -> float:
-    """The collectives alone on the run's network (nothing else active)."""
+    """The collectives alone on the run's network (nothing else active), each one a sequence of
+    coflows, one per phase (:func:`sim.network.collectives.collective_coflows`), sharing NICs and
+    links with the others as coflows: one event per phase, however many GPUs and ring steps.
+    :func:`simulate_collectives_by_flows` is the reference (tests/unit/step/test_zero1_coflows.py)."""
+    net = ctx.network
+    procs = [
+        coflow_process(net, collective_coflows(net.topo, kind, [gpus], size, algo, net.seed), "zero1")
+        for gpus, size, algo in groups
+        if len(gpus) > 1 and size > 0
+    ]
+    return float(ctx.run_alone(procs))
+
+
+def simulate_collectives_by_flows(ctx: SimContext, kind: str, groups: list[tuple[np.ndarray, float, str]]) -> float:
+    """The reference of :func:`_simulate_collectives`: the same collectives flow by flow and ring step
+    by ring step (:func:`sim.network.collectives.collective_process`)."""
     net = ctx.network
     procs = [
         collective_process(net, kind, gpus, size, algo) for gpus, size, algo in groups if len(gpus) > 1 and size > 0
