@@ -63,30 +63,32 @@ def coflow_of_flows(
     return links, per_link, time_alone, latency
 
 
-def drain_time(routes: Routes, nbytes: np.ndarray, capacity: np.ndarray) -> tuple[float, float]:
-    """(last byte sent, last byte delivered) in seconds for flows along ``routes`` of ``nbytes[i]``
-    started together alone on links of ``capacity``: max-min rates, re-solved each time flows finish
-    (what :class:`~sim.network.flows.FlowNetwork` does with ``completion_rtol`` 0). Flows with no
-    bytes or no links are delivered after their path latency."""
+def finish_times(routes: Routes, nbytes: np.ndarray, capacity: np.ndarray) -> np.ndarray:
+    """When each flow along ``routes`` of ``nbytes[i]``, all started together alone on links of
+    ``capacity``, sends its last byte: max-min rates, re-solved each time flows finish (what
+    :class:`~sim.network.flows.FlowNetwork` does with ``completion_rtol`` 0). Flows with no bytes
+    or no links finish at 0."""
     nbytes = np.broadcast_to(np.asarray(nbytes, dtype=np.float64), (routes.num_flows,))
     counts = np.diff(routes.indptr)
     active = (nbytes > 0) & (counts > 0)
-    deliver = float(routes.latency[~active].max()) if (~active).any() else 0.0
+    out = np.zeros(routes.num_flows)
     remaining = nbytes.copy()
+    used, local = np.unique(routes.links, return_inverse=True)  # solve on the links crossed only
+    cap = capacity[used]
     now = 0.0
     while active.any():
         idx = np.flatnonzero(active)
         entry_flow = np.repeat(np.arange(idx.size), counts[idx])
-        entry_link = routes.links[np.repeat(active, counts)]
-        rates = maxmin_rates(entry_flow, entry_link, capacity, idx.size)
+        entry_link = local[np.repeat(active, counts)]
+        rates = maxmin_rates(entry_flow, entry_link, cap, idx.size)
         finish = remaining[idx] / rates
         dt = float(finish.min())
         now += dt
         done = finish <= dt * (1.0 + 1e-12)
-        deliver = max(deliver, now + float(routes.latency[idx[done]].max()))
+        out[idx[done]] = now
         remaining[idx] -= rates * dt
         active[idx[done]] = False
-    return now, deliver
+    return out
 
 
 class CoflowTable:
@@ -138,7 +140,7 @@ class CoflowTable:
         self._kind_arrays: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # links, bytes, weights
         self._size_of: list[float] = []
         self._conflicts: list[set[int]] = []
-        self._by_kind: dict[int, set[int]] = {}
+        self._by_kind: dict[int, set[int]] = {}  # active slots of each kind (kinds with none: absent)
         self._memo: dict[tuple[tuple[int, float], ...], list[float]] = {}
         self.sent: dict[int, int] = {}  # coflows started, per kind
         self.sent_by_tag: dict[tuple[int, str], int] = {}
@@ -200,7 +202,11 @@ class CoflowTable:
         self.bottleneck[slot] = -1
         self.version[slot] += 1
         self.active.add(slot)
-        self._by_kind.setdefault(kind, set()).add(slot)
+        mine = self._by_kind.get(kind)
+        if mine is None:
+            self._by_kind[kind] = {slot}
+        else:
+            mine.add(slot)
         heapq.heappush(self._heap, (now + size / cap, self.version[slot], slot))
         load = self.classes.load
         seg = load[cls]
@@ -274,7 +280,10 @@ class CoflowTable:
         self.active.discard(slot)
         self.rate[slot] = 0.0
         self.version[slot] += 1
-        self._by_kind[kind].discard(slot)
+        mine = self._by_kind[kind]
+        mine.discard(slot)
+        if not mine:
+            del self._by_kind[kind]
         self.below.discard(slot)
         self.dirty.discard(slot)
         payload = self.payload[slot]
@@ -303,8 +312,11 @@ class CoflowTable:
 
     def _neighbours(self, kind: int) -> set[int]:
         out: set[int] = set()
-        for k in self._conflicts[kind]:
-            out |= self._by_kind.get(k, set())
+        by_kind = self._by_kind
+        conflicts = self._conflicts[kind]
+        # the conflicting kinds that are running (a run keeps every kind it has seen)
+        for k in conflicts & by_kind.keys() if len(conflicts) > len(by_kind) else by_kind.keys() & conflicts:
+            out |= by_kind[k]
         return out
 
     def component(self, seeds: set[int]) -> list[int]:

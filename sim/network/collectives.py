@@ -23,6 +23,7 @@ loaded); reductions cost no compute time; protocol overheads (NCCL's LL/Simple) 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Generator
 from dataclasses import dataclass
 
@@ -30,7 +31,7 @@ import numpy as np
 import simpy
 
 from sim.errors import ScenarioError
-from sim.network.coflow import drain_time
+from sim.network.coflow import finish_times
 from sim.network.context import SimContext
 from sim.network.flows import FlowNetwork
 from sim.network.routing import route
@@ -204,7 +205,7 @@ def collective_coflows(
     Alone, the sequence takes exactly what :func:`collective_process` takes for the groups together
     with ``completion_rtol`` 0, whenever they drain alike step for step (one group; or groups whose
     flows get equal rates, as a replica set's expert groups on a symmetric fabric do): each lockstep
-    step of a phase sends the same ring edges and drains alike (:func:`sim.network.coflow.drain_time`
+    step of a phase sends the same ring edges and drains alike (:func:`sim.network.coflow.finish_times`
     of all the groups' flows of one step). Beside other traffic a phase shares links as one coflow
     (its flows keep their proportions, the groups advance together) instead of step by step and flow
     by flow: one event per phase, however many GPUs and ring steps. The data-parallel phase of a
@@ -221,12 +222,38 @@ def collective_coflows(
     for i, (_, chunk, count) in enumerate(shape):
         src = np.concatenate([steps[i][0] for steps in per_group])
         dst = np.concatenate([steps[i][1] for steps in per_group])
-        routes = route(topo, src, dst, seed)
-        sent, delivered = drain_time(routes, np.full(len(src), chunk), topo.capacity)
-        per_link = np.bincount(routes.links, minlength=topo.num_links) * (chunk * count)
-        links = np.flatnonzero(per_link > 0)
-        out.append(PhaseCoflow(links, per_link[links], count * sent, count * (delivered - sent)))
+        links, crossings, per_byte, latency = _step_drain(topo, src, dst, seed)
+        sent = chunk * float(per_byte.max())
+        delivered = float((chunk * per_byte + latency).max())
+        out.append(PhaseCoflow(links, crossings * (chunk * count), count * sent, count * (delivered - sent)))
     return out
+
+
+_DRAINS: OrderedDict[tuple[object, ...], tuple[Topology, tuple[np.ndarray, ...]]] = OrderedDict()
+DRAINS_MEMO_SIZE = 4096  # ring steps kept (a replica set's reduce-scatter and all-gather share them)
+
+
+def _step_drain(topo: Topology, src: np.ndarray, dst: np.ndarray, seed: int | None) -> tuple[np.ndarray, ...]:
+    """(links, flows crossing each, each flow's seconds per byte until its last byte is sent, each
+    flow's path latency) of one step of equal flows ``src[i] -> dst[i]`` alone. Max-min rates do not
+    depend on bytes, so a flow's finish scales with the bytes: one memo per step's edges."""
+    key = (id(topo), seed, src.tobytes(), dst.tobytes())
+    hit = _DRAINS.get(key)
+    if hit is not None and hit[0] is topo:
+        _DRAINS.move_to_end(key)
+        return hit[1]
+    routes = route(topo, src, dst, seed)
+    links, crossings = np.unique(routes.links, return_counts=True)
+    value = (
+        links,
+        crossings.astype(np.float64),
+        finish_times(routes, np.ones(len(src)), topo.capacity),
+        routes.latency,
+    )
+    _DRAINS[key] = (topo, value)  # the topology kept with it: its id is not reused while cached
+    if len(_DRAINS) > DRAINS_MEMO_SIZE:
+        _DRAINS.popitem(last=False)
+    return value
 
 
 def coflow_process(net: FlowNetwork, phases: list[PhaseCoflow], tag: str = "collective") -> Generator[simpy.Event]:

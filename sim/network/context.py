@@ -10,7 +10,8 @@ Some figures are taken *alone* before the run's main event loop starts (a DeepEP
 its own, which the chunk model needs; a collective's time on its own, which a coflow needs as its
 cap): :meth:`SimContext.run_alone` runs such processes on the same environment and network while
 nothing else is active, returns the time they took, and sets the clock back to where it was (the
-network is idle again, and the only events left are its stale wake-ups). Measurements alone take
+network is idle again, and the only events left are its stale wake-ups; coflows started alone run on
+a scratch table, so their kinds do not refine the run's link classes). Measurements alone take
 no simulated time, so every one of them, and the main loop, starts at the same instant whatever was
 memoised before: the same inputs give the same bits in a fresh process and in a warm one.
 """
@@ -18,6 +19,7 @@ memoised before: the same inputs give the same bits in a fresh process and in a 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import nullcontext
 
 import simpy
 
@@ -66,7 +68,8 @@ class SimContext:
         if self.net is not None:
             self.net.log = None  # taken alone: not on the run's clock, not in its link log
         try:
-            env.run(until=env.all_of(started))
+            with self.net.scratch_coflows() if self.net is not None else nullcontext():
+                env.run(until=env.all_of(started))
         finally:
             if self.net is not None:
                 self.net.log = log

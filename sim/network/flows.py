@@ -29,7 +29,8 @@ start or an end then costs O(its links), not a recomputation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -188,6 +189,20 @@ class FlowNetwork:
         self._generation += 1
         self._wake_at = np.inf
         self._recompute_pending = False
+
+    @contextmanager
+    def scratch_coflows(self) -> Iterator[None]:
+        """Coflows started inside run on a table of their own, dropped at the end (measurements
+        alone, :meth:`sim.network.context.SimContext.run_alone`): the kinds they bring do not refine
+        the run's link classes (:mod:`sim.network.link_classes`) nor count in its statistics."""
+        if self.coflows.active:
+            raise RuntimeError("scratch coflows need an idle coflow table")
+        kept = self.coflows
+        self.coflows = self.stats.table = CoflowTable(self.capacity)
+        try:
+            yield
+        finally:
+            self.coflows = self.stats.table = kept
 
     @property
     def active_coflows(self) -> int:

@@ -49,10 +49,11 @@ class LinkClasses:
         touched: set[int] = {kind}
         old = self.of_link[links]
         # groups of the kind's links with the same old class, weight and capacity
-        keys = np.stack([old.astype(np.float64), weights, self.capacity[links]], axis=1)
-        _, group = np.unique(keys, axis=0, return_inverse=True)
-        order = np.argsort(group.ravel(), kind="stable")
-        bounds = np.flatnonzero(np.diff(group.ravel()[order])) + 1
+        # (sorted by old class, then weight, then capacity; each group's links in the kind's order)
+        cap = self.capacity[links]
+        order = np.lexsort((cap, weights, old))
+        so, sw, sc = old[order], weights[order], cap[order]
+        bounds = np.flatnonzero((so[1:] != so[:-1]) | (sw[1:] != sw[:-1]) | (sc[1:] != sc[:-1])) + 1
         groups = np.split(order, bounds)
         per_class: dict[int, int] = {}
         for at in groups:

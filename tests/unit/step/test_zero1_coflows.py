@@ -2,7 +2,7 @@
 
 Mechanism (sim.network.collectives.collective_coflows): every lockstep step of a ring phase sends the
 same ring edges with the same bytes, so alone each step drains alike and the phase takes ``steps`` x
-one step's drain (:func:`sim.network.coflow.drain_time`, the network's own max-min re-solves). So a
+one step's drain (:func:`sim.network.coflow.finish_times`, the network's own max-min re-solves). So a
 collective alone, and collectives on link-disjoint GPUs (max-min decomposes over disjoint links),
 take exactly what the flow-by-flow simulation with ``completion_rtol`` 0 takes. Collectives that share
 links (a replica set's non-expert and expert groups share every NIC) share them as coflows instead of
