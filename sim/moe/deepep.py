@@ -193,6 +193,9 @@ def phase_process(
     yield net.send_batch(src, dst, nbytes, extra, tag="deepep")
     if times is not None:
         times["end"] = env.now - t_start
+    if not kernel.coprocessor:
+        net.release_virtual_links(rdma)
+        net.release_virtual_links(nvl)
 
 
 def simulate_phase(

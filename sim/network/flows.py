@@ -163,6 +163,7 @@ class FlowNetwork:
         self.stats.table = self.coflows
         self.stats.block_of = self._block_of
         self.stats.block_names = self._block_names
+        self._free_virtual: dict[int, list[np.ndarray]] = {}  # released virtual links, by count
         self.incremental = incremental  # False: every change re-solves every flow and coflow (the reference)
         self.log: LinkLog | None = None  # what finished, from the run's origin (SimContext.start_main turns it on)
         self.origin = 0.0
@@ -173,12 +174,24 @@ class FlowNetwork:
         A flow passes through a virtual link when it is named in ``send_batch(..., extra_links=...)``.
         """
         capacity_Bps = np.asarray(capacity_Bps, dtype=np.float64)
+        pool = self._free_virtual.get(len(capacity_Bps))
+        if pool:  # released ones of that count: the arrays keep their size (a big fabric's are long)
+            ids = pool.pop()
+            self.capacity[ids] = capacity_Bps
+            return ids
         ids = np.arange(len(self.capacity), len(self.capacity) + len(capacity_Bps))
         self.capacity = np.concatenate([self.capacity, capacity_Bps])
         self.stats.plain_bytes = np.concatenate([self.stats.plain_bytes, np.zeros(len(capacity_Bps))])
         self._users = np.concatenate([self._users, np.zeros(len(capacity_Bps), dtype=np.int64)])
         self.coflows.grow_links(self.capacity)
         return ids
+
+    def release_virtual_links(self, ids: np.ndarray) -> None:
+        """Virtual links that no flow crosses any more, to be handed out again by
+        :meth:`add_virtual_links` (with the capacity given then)."""
+        if self._users[ids].any():
+            raise RuntimeError("cannot release virtual links that active flows cross")
+        self._free_virtual.setdefault(len(ids), []).append(ids)
 
     def rewind(self, now: float) -> None:
         """The clock was set back to ``now`` (:meth:`sim.network.context.SimContext.run_alone`): only

@@ -47,6 +47,9 @@ def maxmin_rates(
             capacity = np.concatenate([capacity, cap[capped]])
     if entry_flow.size == 0:
         return rates
+    if len(capacity) > 2 * entry_link.size:  # a big fabric: solve on the links crossed only (same sums)
+        used, entry_link = np.unique(entry_link, return_inverse=True)
+        capacity = capacity[used]
     num_links = len(capacity)
     remaining = capacity.astype(np.float64, copy=True)
     flows, links = entry_flow, entry_link
