@@ -106,6 +106,12 @@ SCHEDULES = (
 )
 
 
+def _scaling(gpus: int) -> float:
+    from bench_scaling import time_size
+
+    return time_size(gpus)["wall_s"]
+
+
 def _routing(gate: str) -> str:
     """Warm, as docs/routing.md states the target: one call to compile or load the numba samplers, then
     the best of 3 calls in the same process."""
@@ -142,6 +148,24 @@ FIGURES: dict[str, tuple[str, float | None, Callable[[], float], str]] = {
         1.0,
         lambda: _inprocess(_step("representative", "shared"), 3),
         "default step, representative, contention shared: simulate_training in-process, median of 3 processes",
+    ),
+    "step_1k_s": (
+        "s",
+        None,
+        lambda: _scaling(1024),
+        "DeepSeek-V3 representative step at 1,024 GPUs (batch halved), shared: in-process, one fresh process",
+    ),
+    "step_16k_s": (
+        "s",
+        None,
+        lambda: _scaling(16384),
+        "scenarios/codesign/mpft-16384.yaml (target: within 2x of step_shared_s), in-process, one fresh process",
+    ),
+    "step_64k_s": (
+        "s",
+        10.0,
+        lambda: _scaling(65536),
+        "scenarios/codesign/ft3-65536.yaml (ISCA'25 Table 3 FT3, batch x32), in-process, one fresh process",
     ),
     "step_per_gpu_s": (
         "s",
