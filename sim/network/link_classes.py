@@ -29,6 +29,7 @@ class LinkClasses:
         self.capacity = capacity  # per link
         self.of_link = np.full(len(capacity), -1, dtype=np.int64)  # class of each link (-1: no kind crosses it)
         self.members: list[np.ndarray] = []  # links of each class, ascending (empty: a class split away whole)
+        # per class (the arrays grow by doubling: entries past the last class are unused)
         self.cap = np.zeros(0)  # capacity of each class
         self.rep = np.zeros(0, dtype=np.int64)  # smallest link of each class
         self.load = np.zeros(0)  # bytes/s of the active coflows on each class
@@ -78,11 +79,16 @@ class LinkClasses:
     def _split(self, members: np.ndarray, parent: int) -> int:
         """A new class of ``members`` (taken from ``parent``, or from no class), with its load and kinds."""
         n = len(self.members)
+        if n == len(self.cap):  # room for more classes, doubling (arrays past the last class are unused)
+            grow = max(16, n)
+            self.cap = np.concatenate([self.cap, np.zeros(grow)])
+            self.rep = np.concatenate([self.rep, np.zeros(grow, dtype=np.int64)])
+            self.load = np.concatenate([self.load, np.zeros(grow)])
         self.members.append(members)
         self.of_link[members] = n
-        self.cap = np.append(self.cap, self.capacity[members[0]])
-        self.rep = np.append(self.rep, members[0])
-        self.load = np.append(self.load, self.load[parent] if parent >= 0 else 0.0)
+        self.cap[n] = self.capacity[members[0]]
+        self.rep[n] = members[0]
+        self.load[n] = self.load[parent] if parent >= 0 else 0.0
         self.kinds_of.append(dict(self.kinds_of[parent]) if parent >= 0 else {})
         if parent >= 0:
             for k in self.kinds_of[parent]:
