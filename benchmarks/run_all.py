@@ -107,7 +107,10 @@ SCHEDULES = (
 
 
 def _scaling(gpus: int) -> float:
-    from bench_scaling import time_size
+    try:
+        from benchmarks.bench_scaling import time_size
+    except ModuleNotFoundError:  # run as a script: benchmarks/ itself is on the path, not the checkout
+        from bench_scaling import time_size  # type: ignore[no-redef,import-not-found]
 
     return time_size(gpus)["wall_s"]
 

@@ -477,7 +477,7 @@ def test_dualpipev_runs_dualpipes_work_on_half_the_ranks(
     collectives = a[("reducescatter", rset)] + a[("allgather", rset)]
     lost = sum(v for k, v in new.step.stats["coflow_delay_ms"].items() if k.startswith("zero1@")) / 1e3
     exposed = new.result.ranks[0].dp_comm_exposed_s
-    assert collectives - 1e-9 <= exposed <= collectives + lost
+    assert collectives - 1e-9 <= exposed <= collectives + lost + 1e-9  # 1e-9: the clock's float rounding
     assert exposed < base.result.ranks[0].dp_comm_exposed_s
     assert ratio(new, base) < 1.0
 
