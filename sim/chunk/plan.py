@@ -61,12 +61,12 @@ class CommPlan:
         return len(self.tasks)
 
     @functools.cached_property
-    def _start_coef(self) -> list[list[float]]:
-        return [row.tolist() for row in self.starts]
+    def _start_coef(self) -> list[tuple[float, tuple[tuple[int, float], ...]]]:
+        return [_sparse(row) for row in self.starts]
 
     @functools.cached_property
-    def _end_coef(self) -> list[float]:
-        return self.end.tolist()
+    def _end_coef(self) -> tuple[float, tuple[tuple[int, float], ...]]:
+        return _sparse(self.end)
 
     def start(self, k: int, ends: list[float]) -> float:
         """Start of comm task ``k`` given the ends of comm tasks ``0..k-1``."""
@@ -88,11 +88,18 @@ class CommPlan:
         return starts, starts + dur
 
 
-def _eval(coef: list[float], ends: list[float]) -> float:
-    value: float = coef[0]
-    for e, c in zip(ends, coef[1:], strict=False):
-        if e + c > value:  # -inf never wins
-            value = e + c
+def _sparse(form: np.ndarray) -> tuple[float, tuple[tuple[int, float], ...]]:
+    """A form ``[c0, c1..cK]`` as its constant and its finite offsets ``(k, c_k+1)`` (-inf never wins)."""
+    coef = form.tolist()
+    return coef[0], tuple((k, c) for k, c in enumerate(coef[1:]) if c != _NEG)
+
+
+def _eval(form: tuple[float, tuple[tuple[int, float], ...]], ends: list[float]) -> float:
+    value, terms = form
+    n = len(ends)
+    for k, c in terms:
+        if k < n and ends[k] + c > value:
+            value = ends[k] + c
     return value
 
 

@@ -164,6 +164,7 @@ class FlowNetwork:
         self.stats.block_of = self._block_of
         self.stats.block_names = self._block_names
         self._free_virtual: dict[int, list[np.ndarray]] = {}  # released virtual links, by count
+        self._post: list[tuple[Callable[[float], None], float]] = []  # ended coflows' callbacks
         self.incremental = incremental  # False: every change re-solves every flow and coflow (the reference)
         self.log: LinkLog | None = None  # what finished, from the run's origin (SimContext.start_main turns it on)
         self.origin = 0.0
@@ -228,19 +229,32 @@ class FlowNetwork:
         last byte (value: that time). Pass the same ``links`` and ``link_bytes`` arrays for coflows of
         the same kind (their sharing with other kinds is worked out once)."""
         event = self.env.event()
+        self.start_coflow(links, link_bytes, time_alone_s, latency_s, tag, event)
+        return event
+
+    def start_coflow(
+        self,
+        links: np.ndarray,
+        link_bytes: np.ndarray,
+        time_alone_s: float,
+        latency_s: float,
+        tag: str,
+        done: simpy.Event | Callable[[float], None],
+    ) -> None:
+        """:meth:`send_coflow` that ends by succeeding ``done``, or by calling ``done(time)`` at that
+        time (no event: a caller that chains thousands of coflows, :mod:`sim.step.shared`)."""
         if len(links) == 0 or not time_alone_s > 0:
-            self._fire(event, self.env.now + max(time_alone_s, 0.0) + latency_s)
-            return event
+            self._fire(done, self.env.now + max(time_alone_s, 0.0) + latency_s)
+            return
         table = self.coflows
         kind = table.kind_of(links, link_bytes)
         self.stats.flows += 1
         self._advance()
-        slot = table.add(kind, time_alone_s, latency_s, event, tag, self.env.now)
+        slot = table.add(kind, time_alone_s, latency_s, done, tag, self.env.now)
         if table.dirty or len(self._remaining) or self._recompute_pending or not self.incremental:
             self._schedule_step()
         else:  # at its cap and nothing over capacity: only the next wake may move earlier
             self._wake_by(table.end_time(slot))
-        return event
 
     def _wake_by(self, done_at: float) -> None:
         """Something started without a re-solve ends at ``done_at``: move the next wake-up there if it
@@ -403,16 +417,19 @@ class FlowNetwork:
         """Per coflow kind: the bytes one coflow of it puts on each link block."""
         return [self.stats.block_bytes(links, link_bytes) for links, link_bytes, _ in self.coflows.sent_kinds()]
 
-    def _fire(self, event: simpy.Event, at: float) -> None:
+    def _fire(self, event: simpy.Event | Callable[[float], None], at: float) -> None:
         delay = max(0.0, at - self.env.now)
         if delay == 0.0:
-            event.succeed(at)
+            self._succeed(event, at)
         else:
             self.env.timeout(delay).callbacks.append(lambda _e: self._succeed(event, at))
 
     @staticmethod
-    def _succeed(event: simpy.Event, at: float) -> None:
-        event.succeed(at)
+    def _succeed(event: simpy.Event | Callable[[float], None], at: float) -> None:
+        if isinstance(event, simpy.Event):
+            event.succeed(at)
+        else:
+            event(at)
 
     def _advance(self) -> None:
         now = self.env.now
@@ -434,9 +451,13 @@ class FlowNetwork:
             if self.log is not None:
                 start = table.started[slot] - self.origin
                 self.log.coflows.append((start, now - self.origin, table.kind[slot], table.tag[slot]))
-            event = table.remove(slot, now)
-            assert isinstance(event, simpy.Event)
-            self._fire(event, now + latency)
+            then = table.remove(slot, now)
+            if isinstance(then, simpy.Event) or latency > 0.0:
+                assert isinstance(then, simpy.Event) or callable(then)
+                self._fire(then, now + latency)
+            else:
+                assert callable(then)
+                self._post.append((then, now))  # called once the network has settled (end of _step)
 
     def _finish_done(self) -> bool:
         """Deliver the flows that are done; True when none of the flows left shares a link with them
@@ -486,7 +507,15 @@ class FlowNetwork:
 
     def _step(self, recompute: bool = True) -> None:
         """Deliver what is done and re-solve what changed; ``recompute`` False: a wake-up at a
-        completion (flows started since the last solve come with a recompute of their own)."""
+        completion (flows started since the last solve come with a recompute of their own). Then
+        call the callbacks of the coflows that ended (they may start more)."""
+        self._settle(recompute)
+        while self._post:
+            post, self._post = self._post, []
+            for done, at in post:
+                done(at)
+
+    def _settle(self, recompute: bool) -> None:
         self._advance()
         untouched = self._finish_done()
         self._finish_coflows()

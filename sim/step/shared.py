@@ -33,6 +33,7 @@ from sim.moe.traffic import Traffic
 from sim.network.coflow import link_loads
 from sim.network.collectives import collective_flows
 from sim.network.context import SimContext
+from sim.network.flows import FlowNetwork
 from sim.pipeline.execute import Launched, RankP2P, launch, run_until
 from sim.pipeline.ops import Op
 from sim.step.actions import ChunkSource
@@ -108,6 +109,7 @@ def run_shared(
     representative = inp.fidelity != "per-gpu"
     phases = _Phases(spec, representative)
     plans: dict[int, tuple[ChunkResult, CommPlan]] = {}
+    chunk_loads: dict[tuple[int, int, int], list[tuple[np.ndarray, np.ndarray]]] = {}  # per (chunk, rank, group)
 
     def plan_of(chunk: ChunkResult) -> CommPlan:
         hit = plans.get(id(chunk))
@@ -170,19 +172,16 @@ def run_shared(
                 if duration > 0:
                     yield env.timeout(duration)
                 return
-            t0 = env.now
-            ends: list[float] = []
-            for k, task in enumerate(plan.tasks):
-                start = t0 + plan.start(k, ends)
-                if start > env.now:
-                    yield env.timeout(start - env.now)
-                links, nbytes, _latency = phases.loads(chunk.tasks[task].moves, device, g)
-                yield net.send_coflow(links, nbytes, plan.durations[k], 0.0, "deepep")
-                ends.append(env.now - t0)
-            end = t0 + plan.span(ends)
+            key = (id(chunk), device, g)
+            loads = chunk_loads.get(key)
+            if loads is None:
+                loads = chunk_loads[key] = [phases.loads(chunk.tasks[t].moves, device, g)[:2] for t in plan.tasks]
+            run = _ChunkComm(env, net, plan, loads)
+            yield run.done  # the last phase has ended
+            end = run.t0 + plan.span(run.ends)
             if end > env.now:
                 yield env.timeout(end - env.now)
-            actual = tuple(ends[k] - plan.start(k, ends[:k]) for k in range(plan.phases))
+            actual = tuple(run.ends[k] - plan.start(k, run.ends[:k]) for k in range(plan.phases))
             if any(abs(a - b) > 1e-12 * max(b, 1e-9) for a, b in zip(actual, plan.durations, strict=True)):
                 pipe.comm_durations[(device, pos)] = (plan, actual)
 
@@ -276,6 +275,46 @@ def run_shared(
             )
         )
     return pipelines, dp, timelines
+
+
+class _ChunkComm:
+    """A chunk's DeepEP phases on the shared network, one after another as its plan says: each starts
+    at its form's value (:meth:`sim.chunk.plan.CommPlan.start`) as a coflow, and its end, which the
+    network reports by a callback, fixes the next start. ``done`` fires when the last phase ends;
+    ``ends`` are the phases' ends from ``t0``. Callbacks, not a process: a step runs some 32,000
+    phases, and each resume of a process is a trip through the event queue."""
+
+    __slots__ = ("done", "ends", "env", "loads", "net", "plan", "t0")
+
+    def __init__(
+        self, env: simpy.Environment, net: FlowNetwork, plan: CommPlan, loads: list[tuple[np.ndarray, np.ndarray]]
+    ) -> None:
+        self.env, self.net, self.plan, self.loads = env, net, plan, loads
+        self.t0 = env.now
+        self.ends: list[float] = []
+        self.done = env.event()
+        self._next()
+
+    def _next(self) -> None:
+        k = len(self.ends)
+        if k == len(self.loads):
+            self.done.succeed()
+            return
+        start = self.t0 + self.plan.start(k, self.ends)
+        now = self.env.now
+        if start > now:
+            self.env.timeout(start - now).callbacks.append(self._launch)
+        else:
+            self._launch(None)
+
+    def _launch(self, _event: simpy.Event | None) -> None:
+        k = len(self.ends)
+        links, nbytes = self.loads[k]
+        self.net.start_coflow(links, nbytes, self.plan.durations[k], 0.0, "deepep", self._ended)
+
+    def _ended(self, at: float) -> None:
+        self.ends.append(at - self.t0)
+        self._next()
 
 
 def _dp_coflow(model: DpModel, kind: str, rset: ReplicaSet, p: object) -> Coflow:
