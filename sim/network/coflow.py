@@ -183,7 +183,7 @@ class CoflowTable:
 
     # ------------------------------------------------------------------ slots
     def add(self, kind: int, time_alone_s: float, latency_s: float, payload: object, tag: str, now: float) -> int:
-        cls, w, limit = self.classes.arrays[kind]
+        cls, _, limit = self.classes.arrays[kind]
         self.sent[kind] = self.sent.get(kind, 0) + 1
         self.sent_by_tag[(kind, tag)] = self.sent_by_tag.get((kind, tag), 0) + 1
         size = self._size_of[kind]
@@ -209,8 +209,7 @@ class CoflowTable:
             mine.add(slot)
         heapq.heappush(self._heap, (now + size / cap, self.version[slot], slot))
         load = self.classes.load
-        seg = load[cls]
-        seg += w * cap
+        seg = load[cls] + self.classes.scaled(kind, cap)
         load[cls] = seg
         if (seg > limit).any():
             self.dirty.add(slot)

@@ -36,6 +36,7 @@ class LinkClasses:
         self.kinds_of: list[dict[int, float]] = []  # per class: kind -> weight
         self.classes_of: list[set[int]] = []  # per kind: its classes
         self.arrays: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # per kind: classes, weights, limits
+        self._scaled: list[dict[float, np.ndarray]] = []  # per kind: its weights x a rate (scaled())
 
     def grow_links(self, capacity: np.ndarray) -> None:
         """More links (virtual ones), crossed by no kind yet."""
@@ -46,6 +47,7 @@ class LinkClasses:
         """Register a kind crossing ``links`` (distinct) with ``weights``; returns its number."""
         kind = len(self.arrays)
         self.arrays.append((np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0)))
+        self._scaled.append({})
         self.classes_of.append(set())
         touched: set[int] = {kind}
         old = self.of_link[links]
@@ -103,11 +105,21 @@ class LinkClasses:
                 self.kinds_of[parent] = {}
         return n
 
+    def scaled(self, kind: int, rate: float) -> np.ndarray:
+        """A kind's load on each of its classes at ``rate`` (weights x rate), memoised: a kind's coflows
+        repeat with the same few caps."""
+        mine = self._scaled[kind]
+        out = mine.get(rate)
+        if out is None:
+            out = mine[rate] = self.arrays[kind][1] * rate
+        return out
+
     def _rebuild(self, kind: int) -> None:
         classes = sorted(self.classes_of[kind], key=lambda c: int(self.rep[c]))
         cls = np.array(classes, dtype=np.int64)
         w = np.array([self.kinds_of[c][kind] for c in classes])
         self.arrays[kind] = (cls, w, self.cap[cls] * (1.0 + 1e-9))  # a link's capacity never changes
+        self._scaled[kind] = {}
 
     def link_load(self) -> np.ndarray:
         """The load on every link (its class's; 0 where no kind crosses)."""

@@ -181,7 +181,7 @@ def run_shared(
             end = run.t0 + plan.span(run.ends)
             if end > env.now:
                 yield env.timeout(end - env.now)
-            actual = tuple(run.ends[k] - plan.start(k, run.ends[:k]) for k in range(plan.phases))
+            actual = tuple(e - b for e, b in zip(run.ends, run.starts, strict=True))
             if any(abs(a - b) > 1e-12 * max(b, 1e-9) for a, b in zip(actual, plan.durations, strict=True)):
                 pipe.comm_durations[(device, pos)] = (plan, actual)
 
@@ -282,9 +282,10 @@ class _ChunkComm:
     at its form's value (:meth:`sim.chunk.plan.CommPlan.start`) as a coflow, and its end, which the
     network reports by a callback, fixes the next start. ``done`` fires when the last phase ends;
     ``ends`` are the phases' ends from ``t0``. Callbacks, not a process: a step runs some 32,000
-    phases, and each resume of a process is a trip through the event queue."""
+    phases, and each resume of a process is a trip through the event queue. ``starts``: the phases'
+    starts from ``t0`` as their forms gave them (a phase's time on the network is its end minus that)."""
 
-    __slots__ = ("done", "ends", "env", "loads", "net", "plan", "t0")
+    __slots__ = ("done", "ends", "env", "loads", "net", "plan", "starts", "t0")
 
     def __init__(
         self, env: simpy.Environment, net: FlowNetwork, plan: CommPlan, loads: list[tuple[np.ndarray, np.ndarray]]
@@ -292,6 +293,7 @@ class _ChunkComm:
         self.env, self.net, self.plan, self.loads = env, net, plan, loads
         self.t0 = env.now
         self.ends: list[float] = []
+        self.starts: list[float] = []  # each phase's start from t0, as its form gave it
         self.done = env.event()
         self._next()
 
@@ -300,7 +302,9 @@ class _ChunkComm:
         if k == len(self.loads):
             self.done.succeed()
             return
-        start = self.t0 + self.plan.start(k, self.ends)
+        offset = self.plan.start(k, self.ends)
+        self.starts.append(offset)
+        start = self.t0 + offset
         now = self.env.now
         if start > now:
             self.env.timeout(start - now).callbacks.append(self._launch)
