@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, TwinError
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 _SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
@@ -161,7 +161,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
             os.close(fd)
             tmp = Path(name)
             os.chmod(tmp, _umask_mode(0o666))  # as a plain open() would create it
-        write(tmp)
+        with not_written(path):
+            write(tmp)
         with signals_held():
             os.replace(tmp, path)
             tmp = None
@@ -170,6 +171,18 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
             tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+@contextmanager
+def not_written(path: Path) -> Iterator[None]:
+    """A write into ``path``'s temporary that fails (the disk full, a file-size or quota limit, an I/O
+    error, also as pyarrow reports it) is one line naming ``path``: its temporary is removed, so
+    nothing was replaced."""
+    try:
+        yield
+    except OSError as err:
+        detail = err.strerror or str(err) or type(err).__name__
+        raise TwinError(f"{path}: could not write it ({detail}); nothing was replaced") from None
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -268,7 +281,8 @@ def owned_outputs(path: str | Path, owner: str, flag: str = "--output") -> Itera
         with signals_held():
             tmp = Path(tempfile.mkdtemp(prefix=_prefix(stem), dir=path.parent))
             os.chmod(tmp, _umask_mode(0o777))
-        yield tmp
+        with not_written(path):
+            yield tmp
         claim_output_folder(path, flag)  # checked again: another process may have written there meanwhile
         with open(path / _LOCK, "a+b") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)

@@ -54,7 +54,9 @@ def report_cmd(
     check_output_folder(output / sc.name)
     prov = provenance(sc, ["twin", *ARGV])
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
-    with Progress(*columns, TimeElapsedColumn(), console=err, transient=True, disable=quiet) as bar:
+    with Progress(
+        *columns, TimeElapsedColumn(), console=err, transient=True, disable=quiet or not err.is_terminal
+    ) as bar:
         task = bar.add_task("building the step", total=None)
 
         def progress(what: str, done: int, total: int) -> None:

@@ -88,7 +88,9 @@ def _run_training(asm: Assembly, output: Path | None, fmt: Format, quiet: bool) 
 
     sc = asm.scenario
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
-    with Progress(*columns, TimeElapsedColumn(), console=err, transient=True, disable=quiet) as bar:
+    with Progress(
+        *columns, TimeElapsedColumn(), console=err, transient=True, disable=quiet or not err.is_terminal
+    ) as bar:
         task = bar.add_task("building the step", total=None)
 
         def progress(what: str, done: int, total: int) -> None:

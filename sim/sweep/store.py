@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 import pandas as pd
 
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, TwinError
 from sim.outputs import atomic_write
 from sim.overrides import label
 from sim.sweep.point import LAYOUT_COLUMNS, METRICS, NOTE_COLUMNS
@@ -183,7 +183,10 @@ class Store:
 
     def release(self) -> None:
         if self._journal_file is not None:
-            self._journal_file.close()
+            try:
+                self._journal_file.close()
+            except OSError:  # what a full disk would not take (the error was reported when it was written)
+                pass
             self._journal_file = None
         if self._lock is not None:
             lock = Path(self._lock.name)
@@ -203,9 +206,16 @@ class Store:
                 self._journal_file.seek(self._journal_file.tell() - 1)
                 if self._journal_file.read(1) != "\n":
                     self._journal_file.write("\n")
-        self._journal_file.write(json.dumps(row, separators=(",", ":")) + "\n")
-        self._journal_file.flush()
-        os.fsync(self._journal_file.fileno())
+        try:
+            self._journal_file.write(json.dumps(row, separators=(",", ":")) + "\n")
+            self._journal_file.flush()
+            os.fsync(self._journal_file.fileno())
+        except OSError as err:  # the disk full: what is journaled stays (a cut line is skipped on reading)
+            detail = err.strerror or str(err)
+            raise TwinError(
+                f"{self.journal}: could not write it ({detail}); the points completed before are kept in it: "
+                "run again to resume"
+            ) from None
         self._dirty = True
         if time.monotonic() - self._last_flush > FLUSH_EVERY_S:
             self.write()
@@ -227,7 +237,10 @@ class Store:
             "points": len(self.sweep.points),
         }
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
-        atomic_write(self.output, lambda tmp: pq.write_table(table, tmp))
+        try:
+            atomic_write(self.output, lambda tmp: pq.write_table(table, tmp))
+        except TwinError as err:  # the journal still holds every completed point
+            raise TwinError(f"{err}; the completed points are kept in {self.journal}: run again to resume") from None
         if self._journal_file is not None:
             self._journal_file.close()
             self._journal_file = None
