@@ -55,14 +55,15 @@ PUBLISHED_NOTE = (
 
 
 def layout_text(run: TrainingRun) -> str:
-    """One paragraph: GPUs, ranks, EP, DP, micro-batches, ZeRO-1 groups, fidelity."""
+    """One paragraph: the model, GPUs, ranks, EP, DP, micro-batches, ZeRO-1 groups, fidelity."""
     sc = run.scenario
     lay = run.result.to_dict()["layout"]
     t = sc.training
     assert t is not None
     return (
-        f"{lay['gpus']} GPUs: {lay['pipeline_ranks']} pipeline ranks ({sc.pipeline.schedules[0]}, PP {sc.pipeline.pp}) "
-        f"x {lay['gpus_per_rank']} GPUs each; EP {lay['ep']}, DP {lay['dp']} (non-expert), {lay['expert_dp']} "
+        f"{sc.model.name} on {lay['gpus']} GPUs: {lay['pipeline_ranks']} pipeline ranks "
+        f"({sc.pipeline.schedules[0]}, PP {sc.pipeline.pp}) x {lay['gpus_per_rank']} GPUs each; EP {lay['ep']}, "
+        f"DP {lay['dp']} (non-expert), {lay['expert_dp']} "
         f"replicas of each expert; {lay['microbatches']} micro-batches of {lay['microbatch_sequences']} "
         f"sequence(s) ({lay['tokens_per_microbatch']} tokens) per pipeline; global batch "
         f"{lay['global_batch_sequences']} sequences. ZeRO-1 groups span the ranks holding the same layers "

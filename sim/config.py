@@ -30,7 +30,7 @@ from sim.hardware.gpu import DEEPSEEK_COMM_SMS, NIC_Gbps
 from sim.hardware.profile import DEFAULT_PROFILE, load_profile
 from sim.layout_defaults import DEFAULT_EP, DEFAULT_GLOBAL_BATCH, DEFAULT_GPUS
 from sim.limits import check_scenario_sizes
-from sim.model.spec import DEEPSEEK_V3, ModelSpec
+from sim.model.spec import DEEPSEEK_V3, NOT_MODELLED, ModelSpec, check_timed
 from sim.network.spec import ClusterSpec, parse_cluster
 from sim.network.tolerance import COMPLETION_RTOL
 from sim.overrides import apply_overrides, check_key, resolve_paths
@@ -41,6 +41,11 @@ from sim.yamlio import read_yaml, validation_error
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+# the schedules that split a device into pipeline.virtual_stages model chunks (the others ignore it;
+# tests/unit/test_every_key_is_used.py builds every registered schedule with 1 and 2 to check this set)
+VIRTUAL_STAGE_SCHEDULES = frozenset({"interleaved-1f1b"})
 
 
 def _as_list(value: Any) -> Any:
@@ -292,6 +297,10 @@ def parse_scenario(data: Any) -> Scenario:
     :func:`sim.assemble.assemble`."""
     if not isinstance(data, dict):
         raise ScenarioError("", f"a scenario must be a mapping of keys, got {type(data).__name__}")
+    model = data.get("model")
+    for key in NOT_MODELLED:  # keys of DeepSeek's config.json that nothing reads: say why, not 'unknown'
+        if isinstance(model, dict) and key in model:
+            raise ScenarioError(f"model.{key}", NOT_MODELLED[key])
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as err:
@@ -301,11 +310,96 @@ def parse_scenario(data: Any) -> Scenario:
         given = scenario.workload.model_fields_set
         if "tokens" in given:
             raise ScenarioError("workload.tokens", "set by the training step: model.seq_len x microbatch_sequences")
-        if given & {"layers_per_stage", "first_layer"}:
-            raise ScenarioError("workload.layers_per_stage", "set by the training step's layout (pipeline.pp)")
+        for key in ("layers_per_stage", "first_layer"):
+            if key in given:
+                raise ScenarioError(f"workload.{key}", "set by the training step's layout (pipeline.pp)")
     elif scenario.pipeline.microbatches is None:
         raise ScenarioError("pipeline.microbatches", "required (or add a training section to derive it)")
+    check_timed(scenario.model)
+    check_keys_used(scenario)
     return scenario
+
+
+def check_keys_used(sc: Scenario) -> None:
+    """Every key the scenario sets is used by the run it describes: a key given (``model_fields_set``:
+    written in the file, whatever its value) where nothing reads it is refused, naming the key and why,
+    rather than accepted and ignored (tests/unit/test_every_key_is_used.py holds every key to this)."""
+    routed = sc.training is not None or sc.ops is None  # the chunk model routes tokens to experts
+    if "seed" in sc.model_fields_set:
+        if not routed:
+            raise ScenarioError("seed", "not used: ops gives the op times, so nothing is routed; remove it")
+        if sc.workload.routing == "balanced":
+            raise ScenarioError(
+                "seed",
+                "not used with balanced routing (it draws nothing); set workload.routing: random or skewed, or "
+                "remove it",
+            )
+    plan = sc.pipeline
+    if "virtual_stages" in plan.model_fields_set and not VIRTUAL_STAGE_SCHEDULES & set(plan.schedules):
+        raise ScenarioError(
+            "pipeline.virtual_stages",
+            f"not used by {', '.join(plan.schedules)} (only {', '.join(sorted(VIRTUAL_STAGE_SCHEDULES))} "
+            "splits a device into virtual stages); remove it",
+        )
+    if sc.training is not None:
+        _training_keys_used(sc)
+    else:
+        _comparison_keys_used(sc)
+
+
+def _training_keys_used(sc: Scenario) -> None:
+    t = sc.training
+    assert t is not None
+    if sc.ops is not None:
+        raise ScenarioError("ops", "not used by a training step (the chunk model times every action); remove it")
+    for key in P2PSpec.model_fields:
+        if key in sc.p2p.model_fields_set:
+            raise ScenarioError(
+                f"p2p.{key}",
+                "not used by a training step (stage-to-stage sends go over cluster.topology, their bytes from "
+                "the model); remove it",
+            )
+    if "routing_samples" in t.model_fields_set and sc.workload.routing == "balanced":
+        raise ScenarioError(
+            "training.routing_samples",
+            "not used with balanced routing (every sample routes alike); set workload.routing: random or skewed, or "
+            "remove it",
+        )
+
+
+def _comparison_keys_used(sc: Scenario) -> None:
+    for key in EconomicsSpec.model_fields:
+        if key in sc.economics.model_fields_set:
+            raise ScenarioError(
+                f"economics.{key}",
+                "not used by a schedule comparison (prices give a training step's cost: add a training section "
+                "and sweep it); remove it",
+            )
+    if sc.ops is not None:
+        for section, spec, fields in (
+            ("workload", sc.workload, WorkloadSpec.model_fields),
+            ("model", sc.model, ModelSpec.model_fields),
+        ):
+            for key in fields:
+                if key in spec.model_fields_set:
+                    raise ScenarioError(
+                        f"{section}.{key}",
+                        "not used: ops gives the op times, so the chunk model does not run; remove it",
+                    )
+        if sc.ops.measured_at_compute_sms is None:
+            given = [f"comm.{k}" for k in CommSpec.model_fields if k in sc.comm.model_fields_set]
+            given += ["profile"] if "profile" in sc.model_fields_set else []
+            if given:
+                raise ScenarioError(
+                    given[0],
+                    "not used: the op times of ops are taken as given; give ops.measured_at_compute_sms (the compute "
+                    "SMs they were measured at) to rescale them to this SM split and profile, or remove it",
+                )
+    p2p = sc.p2p
+    if "bandwidth_GBps" in p2p.model_fields_set and sc.cluster is None and p2p.activation_bytes == 0:
+        raise ScenarioError(
+            "p2p.bandwidth_GBps", "not used: no bytes are sent (p2p.activation_bytes is 0); give them, or remove it"
+        )
 
 
 def _read_topology(ref: ClusterRef, base: Path) -> None:

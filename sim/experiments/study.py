@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.assemble import sm_split
-from sim.config import Scenario, scenario_data, scenario_from_data
+from sim.config import VIRTUAL_STAGE_SCHEDULES, Scenario, scenario_data, scenario_from_data
 from sim.errors import MemoryLimitError, TwinError
 from sim.overrides import apply_overrides
 from sim.pipeline import theory
@@ -46,12 +46,18 @@ Progress = Callable[[str, int, int], None]  # (what, done, total)
 
 def variant(sc: Scenario, overrides: dict[str, Any]) -> Scenario:
     """``sc`` with dotted-key ``overrides``, loaded and checked as if its file said so (errors name
-    the scenario file and the key)."""
+    the scenario file and the key). A variant with other schedules drops the scenario's
+    ``pipeline.virtual_stages`` when none of them reads it (it would be refused as unused)."""
     path = Path(sc.source_path)
     data, folder = scenario_data(path)
     if not isinstance(data, dict):
         raise TypeError("a loaded scenario is a mapping")
-    return scenario_from_data(apply_overrides(data, overrides), path, folder)
+    data = apply_overrides(data, overrides)
+    plan = data.get("pipeline")
+    if "pipeline.schedules" in overrides and isinstance(plan, dict) and "virtual_stages" in plan:
+        if not VIRTUAL_STAGE_SCHEDULES & set(plan.get("schedules") or SCHEDULES):
+            del plan["virtual_stages"]
+    return scenario_from_data(data, path, folder)
 
 
 @dataclass(frozen=True)

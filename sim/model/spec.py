@@ -5,11 +5,16 @@ so a scenario's ``model:`` section or ``twin ... --model-config config.json`` ca
 published. Defaults: that file and REFERENCE.md section 1 (MTP depth 1, sequence 4096, FP8 recipe).
 Fields the config file does not carry (``seq_len``, ``mtp_depth``) have their REFERENCE.md values.
 
-One key of the config file is not a field: ``n_expert_groups``, the groups of DeepSeek's inference
-router. The twin's node-limited routing takes its groups from the EP placement (a group is a node of
-the EP group: :class:`sim.moe.spec.MoESpec`), so nothing would read it; :func:`load_model_config`
-accepts it in a config file, checks ``n_limited_groups`` against it and drops it. A scenario's
-``model:`` section refuses it like any unknown key.
+Three keys of the config file are not fields, since nothing would read them: ``n_expert_groups``, the
+groups of DeepSeek's inference router (the twin's node-limited routing takes its groups from the EP
+placement: a group is a node of the EP group, :class:`sim.moe.spec.MoESpec`), ``route_scale`` (it
+scales the gate weights after the top-k selection: no time or byte changes) and ``score_func`` (the
+routing is ``workload.routing``, not computed from scores). :func:`load_model_config` accepts them in
+a config file, checks them (``n_limited_groups`` against ``n_expert_groups``) and drops them; a
+scenario's ``model:`` section refuses them, saying why (:data:`NOT_MODELLED`).
+
+Some values a ModelSpec holds (its parameter count is right) are not timed by the layer's operators
+(:mod:`sim.model.layer`) yet: :func:`check_timed` refuses them where a model is read to be run.
 """
 
 from __future__ import annotations
@@ -39,9 +44,9 @@ class ModelSpec(BaseModel):
     n_shared_experts: int = Field(1, ge=0)
     n_activated_experts: int = Field(8, ge=1, description="routed experts per token (top-k)")
     n_limited_groups: int = Field(4, ge=1, description="groups (nodes) a token may reach")
-    route_scale: float = Field(2.5, gt=0)
-    score_func: str = Field("sigmoid", pattern="^(sigmoid|softmax)$")
-    q_lora_rank: int = Field(1536, ge=0, description="0: no query compression")
+    q_lora_rank: int = Field(
+        1536, ge=0, description="0: no query compression (parameters counted; not timed: check_timed)"
+    )
     kv_lora_rank: int = Field(512, ge=1)
     qk_nope_head_dim: int = Field(128, ge=1)
     qk_rope_head_dim: int = Field(64, ge=0)
@@ -89,27 +94,66 @@ class ModelSpec(BaseModel):
 
 DEEPSEEK_V3 = ModelSpec()
 
+# keys of DeepSeek's config.json that nothing in the twin reads: a config file's are checked and
+# dropped (load_model_config), a scenario's refused with the reason (sim.config.parse_scenario)
+NOT_MODELLED: dict[str, str] = {
+    "n_expert_groups": "not used: the node-limited routing's groups are the EP group's nodes "
+    "(n_limited_groups of them per token); remove it",
+    "route_scale": "not used: it scales the gate weights after the top-k selection, which changes no time "
+    "or byte; remove it",
+    "score_func": "not used: the experts are chosen by workload.routing (balanced, random, skewed), not "
+    "from gate scores; remove it",
+}
+
+# values a ModelSpec holds (its parameters are counted) that the layer's operators do not time yet
+NOT_TIMED: dict[str, str] = {
+    "q_lora_rank": "0 (no query compression) is not modelled: the attention's operators follow MLA's "
+    "compressed query (wq_a, q_norm, wq_b); give a rank >= 1",
+    "qk_rope_head_dim": "0 is not modelled: the attention's operators include the decoupled RoPE key; give 1 or more",
+    "n_shared_experts": "0 is not modelled: the MoE layer's operators include the shared experts; give 1 or more",
+}
+
+
+def check_timed(spec: ModelSpec, file: str | None = None) -> None:
+    """Refuse a model the layer's operators cannot time (:data:`NOT_TIMED`), naming the key."""
+    for key, why in NOT_TIMED.items():
+        if getattr(spec, key) == 0:
+            raise ScenarioError(f"model.{key}", why, file)
+
 
 def parse_model(data: object, file: str | None = None) -> ModelSpec:
-    """A ModelSpec from a mapping (a scenario's ``model:`` section or a config.json)."""
+    """A ModelSpec from a mapping (a config.json's, or a command's), one the layer's operators time."""
     if data is None:
         return DEEPSEEK_V3
     if not isinstance(data, dict):
         raise ScenarioError("model", f"must be a mapping of keys, got {type(data).__name__}", file)
     try:
-        return ModelSpec.model_validate(data)
+        spec = ModelSpec.model_validate(data)
     except ValidationError as err:
         e = validation_error(err, ModelSpec)
         raise ScenarioError(f"model.{e.key_path}", e.message, file) from None
+    check_timed(spec, file)
+    return spec
 
 
 def load_model_config(path: str | Path) -> ModelSpec:
-    """Read a ``config.json`` of the DeepSeek-V3 family (unknown keys refused, naming the key); its
-    ``n_expert_groups`` is checked (a whole number, at least ``n_limited_groups``) and dropped."""
+    """Read a ``config.json`` of the DeepSeek-V3 family (unknown keys refused, naming the key); the keys
+    nothing reads (:data:`NOT_MODELLED`) are checked and dropped: ``n_expert_groups`` a whole number,
+    at least ``n_limited_groups``; ``route_scale`` a number > 0; ``score_func`` sigmoid or softmax."""
     data = read_json(path, "model config")
-    if not isinstance(data, dict) or "n_expert_groups" not in data:
+    if not isinstance(data, dict):
         return parse_model(data, str(path))
     data = dict(data)
+    if "route_scale" in data:
+        scale = data.pop("route_scale")
+        if not isinstance(scale, int | float) or isinstance(scale, bool) or not 0 < scale < float("inf"):
+            raise ScenarioError("model.route_scale", f"must be a number > 0, got {scale!r}", str(path))
+    if "score_func" in data:
+        func = data.pop("score_func")
+        if func not in ("sigmoid", "softmax"):
+            raise ScenarioError("model.score_func", f"must be sigmoid or softmax, got {func!r}", str(path))
+    if "n_expert_groups" not in data:
+        return parse_model(data, str(path))
     groups = data.pop("n_expert_groups")
     if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
         raise ScenarioError("model.n_expert_groups", f"must be a whole number >= 1, got {groups!r}", str(path))

@@ -144,6 +144,7 @@ def test_sm_split_uses_the_scenario_profile(tmp_path: Path) -> None:
 def test_bad_profile(tmp_path: Path, profile: str, expected: str) -> None:
     write_sm_sweep_profile(tmp_path / "small.json", sms_total=64)
     base = yaml.safe_load(yaml.safe_dump(GOOD))
+    base["ops"]["measured_at_compute_sms"] = 112  # given op times are rescaled by the profile (else it is unused)
     base["profile"] = profile
     with pytest.raises(ScenarioError) as info:
         _assembled(_write(tmp_path, base))

@@ -67,6 +67,9 @@ BUILT: list[tuple[str, Path, dict[str, Any], str]] = [
     ("sms_profile.yaml", DEFAULT, {"profile": "small.json"}, "profile: profile is for a GPU with 64 SMs"),
     ("no_sheet.yaml", DEFAULT, {"profile": "x9.json"}, "profile: no datasheet for 'X9'"),
     ("phase.yaml", DEFAULT, {"workload.comm_beside_compute": {"x": 2.0}}, "workload.comm_beside_compute: unknown"),
+    # keys where nothing reads them (tests/unit/test_every_key_is_used.py has every key)
+    ("p2p_step.yaml", DEFAULT, {"p2p.activation_bytes": 1e6}, "p2p.activation_bytes: not used by a training step"),
+    ("seed_balanced.yaml", DEFAULT, {"seed": 1}, "seed: not used with balanced routing"),
     # training step: layers balanced by predicted cost, then the memory check of that layout
     (
         "balanced.yaml",
@@ -79,7 +82,12 @@ BUILT: list[tuple[str, Path, dict[str, Any], str]] = [
     ("table_n.yaml", TABLE, {"pipeline.microbatches": 4}, "pipeline.microbatches: dualpipe with PP=8 needs"),
     ("table_w.yaml", TABLE, {"ops.weight_ms": 5.0}, "ops.weight_ms: W is part of B and cannot exceed it"),
     ("table_len.yaml", TABLE, {"ops.backward_ms": [1.0, 2.0]}, "ops.backward_ms: give one value or one per"),
-    ("table_sms.yaml", TABLE, {"comm.sms": 0}, "comm.sms: 0 SMs for communication needs coprocessor mode"),
+    (
+        "table_sms.yaml",  # ops measured at 112 compute SMs: rescaled to the split (else comm.sms is unused)
+        TABLE,
+        {"comm.sms": 0, "ops.measured_at_compute_sms": 112},
+        "comm.sms: 0 SMs for communication needs coprocessor mode",
+    ),
     ("table_ep.yaml", TABLE, {"ops": None, "workload.ep": 7}, "workload.ep: experts (256) must divide evenly"),
     (
         "table_layers.yaml",  # was refused at run time only: twin validate said ok

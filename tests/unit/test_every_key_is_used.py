@@ -1,0 +1,386 @@
+"""Keys that are accepted are used (issue 23): every key of the scenario schema, walked from the schema
+itself, changes what the user sees where it applies, or is refused (naming it) where nothing reads it.
+
+The rule, held for every leaf key of :class:`sim.config.Scenario` (nested sections recursed into; a
+list- or mapping-valued field is one key) by :func:`test_a_changed_key_changes_the_result_or_is_refused`:
+
+* every key has at least one case in :data:`CASES`: a context (a small scenario where the key applies,
+  :data:`CONTEXTS`) and a changed value; a key added to the schema without a case fails
+  :func:`test_every_key_has_a_case`;
+* a case expecting ``changes``: the changed scenario loads, assembles, and gives other figures than the
+  context (``twin run --format json``'s: a training step's result without its run statistics, a
+  schedule comparison's results), or, for the labels (``name``, ``description``, ``model.name``), the
+  value appears in the report ``twin run`` writes (``summary.md``), or, for prices, the sweep row
+  (``twin sweep``'s figures, where a cost per trillion tokens is given);
+* a case expecting ``refused``: :func:`sim.config.load_scenario` or :func:`sim.assemble.assemble`
+  raises a ScenarioError whose key is the key (or its section) or whose message names it, the key
+  where nothing would read it (``p2p.*`` in a training step, ``seed`` with balanced routing, the chunk
+  model's keys beside given op times, ...; docs/errors.md lists them).
+
+Contexts are small (a 4-stage comparison on given op times or on a 1-layer chunk; a 128-GPU step of an
+8-layer model, 0.3 s): the whole file runs in about 35 s on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from sim.assemble import Assembly, assemble
+from sim.config import VIRTUAL_STAGE_SCHEDULES, Scenario, load_scenario, scenario_data
+from sim.errors import ScenarioError
+from sim.model.spec import NOT_MODELLED, load_model_config
+from sim.pipeline.schedules import SCHEDULES, build_schedule
+from sim.run import simulate, simulate_training
+from tests.conftest import REPO, SMALL_STEP
+
+TABLE = REPO / "scenarios" / "dualpipe-table.yaml"  # a schedule comparison on given op times
+COMPARISON = REPO / "scenarios" / "schedule-comparison.yaml"  # a schedule comparison on the chunk model
+MPFT = str(REPO / "topologies" / "deepseek-v3-mpft.yaml")
+FT2 = str(REPO / "topologies" / "deepseek-v3-ft2.yaml")
+H100 = str(REPO / "calibrate" / "profiles" / "h100-sxm-device.json")
+
+GIVEN = {"pipeline.pp": 4, "pipeline.microbatches": 8, "pipeline.schedules": ["1f1b", "dualpipe"]}
+STEP = {  # the small step made smaller: an 8-layer model on 4 DualPipe ranks of 32 GPUs, 16 micro-batches
+    "model.n_layers": 8,
+    "model.n_dense_layers": 1,
+    "pipeline.pp": 4,
+    "training.gpus": 128,
+    "training.global_batch": 512,
+}
+
+# name -> (base scenario, what it sets): the cheapest scenario where each key applies
+CONTEXTS: dict[str, tuple[Path, dict[str, Any]]] = {
+    "given": (TABLE, GIVEN),  # op times given, the p2p link, no bytes sent
+    "given-sends": (TABLE, GIVEN | {"p2p.activation_bytes": 1e8}),
+    "given-interleaved": (TABLE, GIVEN | {"pipeline.schedules": ["interleaved-1f1b"]}),
+    "given-measured": (TABLE, GIVEN | {"ops.measured_at_compute_sms": 100}),  # rescaled to the SM split
+    "given-fabric": (TABLE, GIVEN | {"cluster.topology": MPFT, "p2p.activation_bytes": 58720256}),
+    "chunk": (  # op times from the chunk model: one layer per stage, balanced routing, the p2p link
+        COMPARISON,
+        {"pipeline.pp": 4, "pipeline.microbatches": 8, "pipeline.schedules": ["interleaved-1f1b"]}
+        | {"workload.layers_per_stage": 1, "cluster": None},
+    ),
+    "chunk-random": (
+        COMPARISON,
+        {"pipeline.pp": 4, "pipeline.microbatches": 8, "pipeline.schedules": ["interleaved-1f1b"]}
+        | {"workload.layers_per_stage": 1, "cluster": None, "workload.routing": "random"},
+    ),
+    "step": (SMALL_STEP, STEP),  # a training step, balanced routing
+    "step-ft2": (SMALL_STEP, STEP | {"cluster.topology": FT2}),  # leaves of 32 GPUs: the job crosses uplinks
+    "step-random": (SMALL_STEP, STEP | {"workload.routing": "random", "model.seq_len": 1024}),
+    "step-over-memory": (SMALL_STEP, STEP | {"model.seq_len": 32768}),  # needs more than 80 GiB; check off
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    context: str
+    value: Any
+    expect: str = "changes"  # or "refused"
+    output: str = "figures"  # "figures" (twin run --format json), "report" (summary.md), "sweep" (a sweep row)
+    extra: dict[str, Any] = field(default_factory=dict)  # other keys the case sets (to make a section whole)
+
+
+def changes(context: str, value: Any, output: str = "figures") -> Case:
+    return Case(context, value, "changes", output)
+
+
+def refused(context: str, value: Any, **extra: Any) -> Case:
+    return Case(context, value, "refused", extra={k.replace("__", "."): v for k, v in extra.items()})
+
+
+OPS_WHOLE = {"ops__forward_ms": 1.0, "ops__backward_ms": 2.0, "ops__weight_ms": 1.0}
+
+CASES: dict[str, tuple[Case, ...]] = {
+    "name": (changes("given", "another-name"),),
+    "description": (changes("given", "Another description of the run.", "report"),),
+    "seed": (
+        changes("chunk-random", 7),
+        changes("step-random", 7),
+        refused("chunk", 7),  # balanced routing draws nothing
+        refused("step", 7),
+        refused("given", 7),  # nothing is routed
+    ),
+    "profile": (changes("chunk", H100), changes("step", H100), refused("given", H100)),
+    # the model (every key is also refused beside given op times: see _model_and_workload_given)
+    "model.name": (changes("chunk", "Other-Model", "report"), changes("step", "Other-Model", "report")),
+    "model.vocab_size": (changes("step", 100000),),
+    "model.dim": (changes("chunk", 6144),),
+    "model.inter_dim": (changes("step", 16384),),
+    "model.moe_inter_dim": (changes("chunk", 1024),),
+    "model.n_layers": (changes("step", 12),),
+    "model.n_dense_layers": (changes("step", 2),),
+    "model.n_heads": (changes("chunk", 64),),
+    "model.n_routed_experts": (changes("chunk", 128),),
+    "model.n_shared_experts": (changes("chunk", 2), refused("chunk", 0)),  # 0: not timed yet
+    "model.n_activated_experts": (changes("chunk", 6),),
+    "model.n_limited_groups": (changes("chunk", 2),),
+    "model.q_lora_rank": (changes("chunk", 1024), refused("chunk", 0), refused("step", 0)),
+    "model.kv_lora_rank": (changes("chunk", 256),),
+    "model.qk_nope_head_dim": (changes("chunk", 64),),
+    "model.qk_rope_head_dim": (changes("chunk", 32), refused("chunk", 0)),
+    "model.v_head_dim": (changes("chunk", 64),),
+    "model.dtype": (refused("chunk", "bf16"), refused("step", "bf16")),  # only FP8 is modelled
+    "model.seq_len": (changes("chunk", 2048), changes("step", 2048)),
+    "model.mtp_depth": (changes("step", 0),),
+    # the pipeline
+    "pipeline.pp": (changes("given", 2), changes("step", 2)),
+    "pipeline.microbatches": (changes("given", 12), refused("step", 8)),  # a step derives it from the batch
+    "pipeline.virtual_stages": (changes("given-interleaved", 4), refused("given", 3), refused("step", 3)),
+    "pipeline.schedules": (changes("given", ["zb1p"]), changes("step", ["1f1b"])),
+    # op times given
+    "ops.forward_ms": (changes("given", 2.0), refused("step", 2.0, ops__backward_ms=3.0, ops__weight_ms=1.0)),
+    "ops.backward_ms": (changes("given", 3.0), refused("step", 3.0, ops__forward_ms=1.0, ops__weight_ms=1.0)),
+    "ops.weight_ms": (changes("given", 0.5), refused("step", 0.5, ops__forward_ms=1.0, ops__backward_ms=2.0)),
+    "ops.overlapped_ms": (changes("given", 2.5), refused("step", 2.5, **OPS_WHOLE)),
+    "ops.measured_at_compute_sms": (changes("given", 100), refused("step", 100, **OPS_WHOLE)),
+    # the workload of the chunk model (every key is also refused beside given op times)
+    "workload.layers_per_stage": (changes("chunk", 2), refused("step", 2)),
+    "workload.first_layer": (changes("chunk", 0), refused("step", 0)),
+    "workload.tokens": (changes("chunk", 2048), refused("step", 2048)),
+    "workload.ep": (changes("chunk", 32), changes("step", 16)),
+    "workload.routing": (changes("chunk", "random"), changes("step", "skewed")),
+    "workload.interference": (changes("chunk", "none"), changes("step", "none")),
+    "workload.gemm_beside_comm": (changes("chunk", 1.5),),
+    "workload.memory_beside_comm": (changes("chunk", 1.5),),
+    "workload.comm_beside_compute": (changes("chunk", {"dispatch": 1.5}),),
+    "workload.launch_gap_us": (changes("chunk", 10.0),),
+    "workload.notify_wait_us": (changes("chunk", 50.0), changes("step", 50.0)),
+    # the simple stage-to-stage link
+    "p2p.activation_bytes": (changes("given", 1e8), refused("step", 1e8)),  # a step sends over the cluster
+    "p2p.bandwidth_GBps": (
+        changes("given-sends", 10.0),
+        refused("given", 10.0),  # no bytes are sent
+        refused("given-fabric", 10.0),  # the network sets it
+        refused("step", 10.0),
+    ),
+    "p2p.latency_us": (changes("given", 100.0), refused("given-fabric", 100.0), refused("step", 100.0)),
+    # the cluster
+    "cluster.topology": (changes("step", FT2),),
+    "cluster.device_gpus": (changes("given-fabric", [0, 1, 2, 3]), refused("step", [0, 8, 16, 24])),
+    "cluster.completion_rtol": (changes("given-fabric", 0.2), changes("step", 0.5)),
+    "cluster.nic_Gbps": (changes("given-fabric", 200.0), changes("step", 200.0)),
+    "cluster.nvlink_GBps": (changes("step", 80.0),),
+    "cluster.oversubscription": (changes("step-ft2", 2), refused("given-fabric", 2)),
+    # the SM split
+    "comm.sms": (changes("chunk", 24), changes("given-measured", 24), refused("given", 24)),
+    "comm.coprocessor": (changes("chunk", True), changes("step", True), refused("given", True)),
+    "comm.profile": (refused("chunk", "h800.json"),),  # moved to the top-level profile
+    # the training step
+    "training.gpus": (changes("step", 256),),
+    "training.global_batch": (changes("step", 1024),),
+    "training.microbatch_sequences": (changes("step", 2),),
+    "training.layers_per_stage": (changes("step", "balanced"), changes("step", [1, 3, 3, 1])),
+    "training.fidelity": (changes("step-random", "per-gpu"),),
+    "training.routing_samples": (changes("step-random", 2), refused("step", 2)),  # balanced: every sample alike
+    "training.dp_overlap": (changes("step", "tail"),),
+    "training.dp_algorithm": (changes("step", "ring"),),
+    "training.contention": (changes("step", "isolated"),),
+    "training.grad_reduce_bytes": (changes("step", 2),),
+    "training.check_memory": (refused("step-over-memory", True),),
+    # prices: a sweep's cost per trillion tokens
+    "economics.gpu_hour_usd": (changes("step", 3.0, "sweep"), refused("given", 3.0)),
+    "economics.fabric_life_years": (changes("step", 2.0, "sweep"), refused("chunk", 2.0)),
+}
+
+# keys whose every value but the default is refused (only FP8 is modelled; moved to the top-level profile),
+# or whose effect is a refusal (the memory check)
+ONLY_REFUSED = ["model.dtype", "comm.profile", "training.check_memory"]
+
+# beside given op times the chunk model does not run: its model and workload keys are refused
+for _key, _cases in list(CASES.items()):
+    if _key.split(".")[0] in ("model", "workload") and _key != "model.dtype":
+        CASES[_key] = (*_cases, refused("given", _cases[0].value))
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a field holds (``X`` or ``X | None``), else None (a leaf)."""
+    args = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    return next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
+
+
+def schema_keys(model: type[BaseModel] = Scenario, prefix: str = "") -> list[str]:
+    """Every leaf key of the scenario schema, dotted: nested sections recursed into; a list or mapping is one."""
+    keys = []
+    for name, info in model.model_fields.items():
+        section = _model_of(info.annotation)
+        keys += schema_keys(section, f"{prefix}{name}.") if section else [prefix + name]
+    return keys
+
+
+# ------------------------------------------------------------------------------------- running
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The contexts as derived scenario files (paths absolute)."""
+    root = tmp_path_factory.mktemp("contexts")
+    for name, (base, sets) in CONTEXTS.items():
+        (root / f"{name}.yaml").write_text(yaml.safe_dump({"base": str(base), "set": sets}, sort_keys=False))
+    return root
+
+
+def _derived(path: Path, base: Path, sets: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump({"base": str(base), "set": sets}, sort_keys=False))
+    return path
+
+
+def _figures(asm: Assembly) -> str:
+    if asm.training:
+        d = simulate_training(asm).to_dict()
+        d.pop("stats")  # how the run went (events, flows, wall time), not what it says
+    else:
+        d = simulate(asm).to_dict()
+    d.pop("twin_version")
+    return json.dumps(d, sort_keys=True)
+
+
+def _report(asm: Assembly) -> str:
+    """The Markdown of the summary.md ``twin run`` writes."""
+    if asm.training:
+        from reports.step_report import step_document
+
+        return step_document(simulate_training(asm)).to_markdown()
+    from reports.schedule_report import schedule_document
+
+    return schedule_document(simulate(asm)).to_markdown()
+
+
+def _sweep_row(path: Path) -> str:
+    """The figures of a sweep point of this scenario (``twin sweep``'s row)."""
+    from sim.sweep.point import METRICS, run_point
+
+    data, base_folder = scenario_data(path)
+    row = run_point(data, str(path), str(base_folder))
+    assert row["status"] == "ok", row["error"]
+    return json.dumps({m.name: row[m.name] for m in METRICS})
+
+
+def _output(path: Path, output: str) -> str:
+    if output == "sweep":
+        return _sweep_row(path)
+    asm = assemble(load_scenario(path))
+    return _figures(asm) if output == "figures" else " ".join(_report(asm).split())
+
+
+@cache
+def _context_output(path: Path, output: str) -> str:
+    return _output(path, output)
+
+
+@cache
+def _context_assembles(path: Path) -> None:
+    assemble(load_scenario(path))
+
+
+def _names(err: ScenarioError, key: str) -> bool:
+    """The refusal names ``key``: as its key path, the key's section, or in its message."""
+    path = err.key_path
+    return path == key or (bool(path) and key.startswith(path + ".")) or key in err.message
+
+
+PARAMS = [
+    pytest.param(key, i, case, id=f"{key}-{case.context}-{case.expect}-{i}")
+    for key, cases in CASES.items()
+    for i, case in enumerate(cases)
+]
+
+
+def test_every_key_has_a_case() -> None:
+    """A key added to the schema needs a case here: the place where it changes the result, or where it is
+    refused."""
+    keys = schema_keys()
+    assert len(keys) == len(set(keys)) >= 60
+    missing = [k for k in keys if k not in CASES]
+    stale = [k for k in CASES if k not in keys]
+    assert not missing, f"scenario keys without a case in CASES: {missing}"
+    assert not stale, f"CASES names keys the schema does not have: {stale}"
+    only_refused = [k for k in keys if all(c.expect == "refused" for c in CASES[k])]
+    assert only_refused == ONLY_REFUSED, "a key accepted somewhere needs a case where it changes the result"
+    assert all(c.context in CONTEXTS and c.expect in ("changes", "refused") for cs in CASES.values() for c in cs)
+
+
+@pytest.mark.parametrize("key,index,case", PARAMS)
+def test_a_changed_key_changes_the_result_or_is_refused(
+    key: str, index: int, case: Case, folder: Path, tmp_path: Path
+) -> None:
+    """The rule: every key the scenario schema accepts, changed from its context's value, either changes
+    what the user sees (the figures of ``twin run --format json``; the report's text for a label; a
+    sweep row for a price) or is refused by ``load_scenario``/``assemble`` (so ``twin validate`` and
+    ``twin run`` alike) with a ScenarioError naming the key. Accepted and ignored is a failure."""
+    context = folder / f"{case.context}.yaml"
+    _context_assembles(context)  # the context itself is a valid scenario
+    path = _derived(tmp_path / "changed.yaml", context, {key: case.value} | case.extra)
+    try:
+        assemble(load_scenario(path))
+    except ScenarioError as err:
+        assert _names(err, key), f"{key} refused, but the line does not name it: {err}"
+        assert case.expect == "refused", f"{key} = {case.value!r} in {case.context}: refused: {err}"
+        assert "\n" not in str(err)
+        return
+    assert case.expect == "changes", f"{key} = {case.value!r} in {case.context}: accepted, expected a refusal"
+    changed = _output(path, case.output)
+    if case.output == "report":  # a label: it shows where the user reads it
+        assert str(case.value) in changed, f"{key}: {case.value!r} not in the report"
+        return
+    assert changed != _context_output(context, case.output), f"{key} = {case.value!r}: accepted, nothing changed"
+
+
+# ------------------------------------------------------------------------------- what the rule needs
+
+
+def test_only_the_virtual_stage_schedules_read_virtual_stages() -> None:
+    """pipeline.virtual_stages is refused unless a schedule of VIRTUAL_STAGE_SCHEDULES runs: every
+    registered schedule is built with 1 and 2 virtual stages to keep that set true."""
+    for name in SCHEDULES:
+        one, two = build_schedule(name, 4, 8, 1), build_schedule(name, 4, 8, 2)
+        assert (one != two) == (name in VIRTUAL_STAGE_SCHEDULES), name
+
+
+@pytest.mark.parametrize("key", sorted(NOT_MODELLED))
+def test_config_keys_nothing_reads_are_refused_in_a_scenario_and_dropped_from_a_config_file(
+    key: str, tmp_path: Path
+) -> None:
+    value = {"n_expert_groups": 8, "route_scale": 1.0, "score_func": "softmax"}[key]
+    path = _derived(tmp_path / "s.yaml", TABLE, {"ops": None, f"model.{key}": value})
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert info.value.key_path == f"model.{key}" and info.value.message.startswith("not used")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({key: value}))
+    assert load_model_config(config) == load_model_config(_write_json(tmp_path / "empty.json", {}))
+
+
+def _write_json(path: Path, data: object) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_shipped_scenarios_set_no_key_they_do_not_use() -> None:
+    """The shipped scenarios load under the rule (twin validate of each is tests/unit/test_validate_matches_run.py)."""
+    for path in sorted((REPO / "scenarios").glob("*.yaml")) + sorted((REPO / "scenarios" / "codesign").glob("*.yaml")):
+        if not {"studies", "grid", "points"} & set(yaml.safe_load(path.read_text())):
+            load_scenario(path)
+    load_scenario(SMALL_STEP)
+
+
+def test_a_study_of_other_schedules_drops_the_virtual_stages_they_do_not_read(tmp_path: Path) -> None:
+    """``twin report`` runs every schedule on the scenario's layout: a scenario of interleaved-1f1b with
+    its virtual stages still gives the other schedules' variants (not refused as unused there)."""
+    from sim.experiments.study import variant
+
+    sets = STEP | {"pipeline.schedules": ["interleaved-1f1b"], "pipeline.virtual_stages": 2}
+    sc = load_scenario(_derived(tmp_path / "interleaved.yaml", SMALL_STEP, sets))
+    other = variant(sc, {"pipeline.schedules": ["dualpipe"]})
+    assert other.pipeline.schedules == ["dualpipe"] and "virtual_stages" not in other.pipeline.model_fields_set
+    assert variant(sc, {"comm.sms": 24}).pipeline.virtual_stages == 2
