@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable, Iterator
-from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,6 +178,15 @@ def connect(address: str) -> Any:
         raise ScenarioError(
             "--scheduler", "needs dask.distributed: pip install 'clustertwin[dask]' (or 'distributed')"
         ) from None
+    import logging
+
+    # dask's own logs (reconnect attempts, their tracebacks) are not the user's: errors reach them as
+    # one line from here and from _dask
+    for name in list(logging.root.manager.loggerDict):  # dask sets levels on its own child loggers
+        if name.split(".")[0] in ("distributed", "asyncio", "tornado"):
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+    for name in ("distributed", "asyncio", "tornado"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     try:
         client = Client(address, timeout="5s", set_as_default=False)
     except (OSError, TimeoutError, ValueError) as err:
@@ -205,12 +214,18 @@ def _dask(sweep: Sweep, todo: list[Point], client: Any) -> Iterator[tuple[Point,
                 point = futures[fut.key][1]
                 try:
                     row = fut.result()
-                except Exception as err:  # the task raised inside dask (a worker lost, say)
+                except CancelledError:  # the scheduler was lost (or restarted): every task in flight went
+                    raise TwinError(
+                        f"--scheduler: lost the dask scheduler at {client.scheduler.address}; the points "
+                        "completed so far are kept: run again (with a running scheduler) to resume"
+                    ) from None
+                except Exception as err:  # the task raised inside dask (it killed its workers, say)
                     row = empty_figures()
                     row.update(status=FAILED, error=f"dask task failed: {type(err).__name__}: {err}")
                 yield point, row
     finally:
-        client.cancel([f for f, _ in futures.values()])
+        if client.status == "running":
+            client.cancel([f for f, _ in futures.values()])
 
 
 def run_sweep(
