@@ -25,6 +25,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import io
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +36,10 @@ from sim.errors import ScenarioError
 from sim.hardware.gpu import datasheet_for
 from sim.hardware.profile import DeviceInfo, Peaks, Profile, Sample, Skipped, SourceFile
 from sim.units import BF16_BYTES, FP8_BYTES, FP8_TILE, FP32_BYTES
+from sim.yamlio import MAX_JSON_BYTES, read_bytes, read_text
 
+MAX_TIME_S = 1e9  # a profile's bound on a sample's time (sim.hardware.profile.Sample)
+MAX_COUNT = 2**53  # a shape, a size or a count: whole numbers a float holds exactly
 UNITS = {"seconds": 1.0, "s": 1.0, "milliseconds": 1e-3, "ms": 1e-3, "microseconds": 1e-6, "us": 1e-6}
 TIME = "<time>"
 TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # name -> (required, optional)
@@ -82,8 +87,12 @@ class _Table:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.name = path.name
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
+        text = read_text(path, "measurement table", MAX_JSON_BYTES)  # a regular UTF-8 file of bounded size
+        reader = csv.reader(io.StringIO(text, newline=""))
+        try:
+            rows = list(reader)
+        except csv.Error as e:
+            raise ScenarioError(f"row {reader.line_num}", f"malformed CSV: {e}", str(path)) from None
         if not rows or not any(c.strip() for c in rows[0]):
             raise ScenarioError("", "empty table: no header row", str(path))
         header = [c.strip() for c in rows[0]]
@@ -118,6 +127,9 @@ class _Table:
         self.kind = kinds[0]
         self.rows = [(n + 2, r) for n, r in enumerate(rows[1:]) if any(c.strip() for c in r)]
         self.header = header
+        for line, r in self.rows:
+            if any(c.strip() for c in r[len(header) :]):
+                raise ScenarioError(f"row {line}", f"has {len(r)} fields; the header has {len(header)}", str(path))
 
     def _cell(self, line: int, row: list[str], name: str) -> str:
         i, _ = self.columns[name]
@@ -139,10 +151,15 @@ class _Table:
             raise ScenarioError(
                 where, f"{text!r} is not a number (units go in the column name)", str(self.path)
             ) from None
-        if value != value or value < 0 or ((factor != 1.0 or name.endswith(TIME)) and value <= 0):
+        time = factor != 1.0 or name.endswith(TIME)
+        if not math.isfinite(value) or value < 0 or ((time or (integer and name != "comm_sms")) and value <= 0):
             raise ScenarioError(where, f"{text} is not allowed here (must be a positive number)", str(self.path))
         if integer and value != int(value):
             raise ScenarioError(where, f"{text} must be a whole number", str(self.path))
+        if integer and value > MAX_COUNT:
+            raise ScenarioError(where, f"{text} is more than {MAX_COUNT:.3g}", str(self.path))
+        if time and value * factor > MAX_TIME_S:
+            raise ScenarioError(where, f"{text} is more than {MAX_TIME_S:g} seconds", str(self.path))
         return value * factor
 
     def choice(self, line: int, row: list[str], name: str, allowed: set[str]) -> str:
@@ -293,7 +310,7 @@ READERS: dict[str, Callable[[_Table, int], list[Sample]]] = {
 
 
 def source_file(path: Path) -> SourceFile:
-    data = path.read_bytes()
+    data = read_bytes(path, "source", MAX_JSON_BYTES)
     return SourceFile(name=path.name, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
 
 
@@ -319,7 +336,7 @@ def import_measurements(path: str | Path, device: str, sms: int | None = None, t
         raise ScenarioError("--device", f"no datasheet for {device!r}; the twin knows H800, H100 and H200")
     all_sms = sms or gpu.sms
     readme_path = (path if path.is_dir() else path.parent) / "README.md"
-    readme = readme_path.read_text(encoding="utf-8") if readme_path.is_file() else ""
+    readme = read_text(readme_path, "README", MAX_JSON_BYTES) if readme_path.is_file() else ""
     samples: list[Sample] = []
     ran = []
     for f in files:
@@ -327,6 +344,8 @@ def import_measurements(path: str | Path, device: str, sms: int | None = None, t
         read = READERS[table.kind](table, all_sms)
         samples.extend(read)
         ran.append(f"{table.kind} from {f.name} ({len(table.rows)} rows)")
+    if not samples:
+        raise ScenarioError("", "no measurements: the tables have a header and no rows", str(path))
     sources = [source_file(f) for f in files] + ([source_file(readme_path)] if readme else [])
     kinds = {r.split()[0] for r in ran}
     skipped = [Skipped(what="p2p and all-to-all", why="not in the measurements (import nccl-tests logs for them)")]

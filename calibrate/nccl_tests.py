@@ -18,12 +18,14 @@ skipped. The collective comes from the test-starting line, else from the file na
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
 from sim.errors import ScenarioError
 from sim.hardware.profile import Sample
 
+MAX_TIME_S = 1e9  # a profile's bound on a sample's time (sim.hardware.profile.Sample)
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "alltoall", "sendrecv", "broadcast", "reduce")
 _RANK = re.compile(r"^#\s*Rank\s+(\d+)\s.*?\bon\s+(\S+)\s+device\s+(\d+)")
 _STARTING = re.compile(r"Collective test starting:\s*(\w+?)_perf")
@@ -84,11 +86,14 @@ def parse_log(path: str | Path, gpus: int | None = None, nodes: int | None = Non
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         cells = line.split()
-        if len(cells) != len(names) or not cells[0].isdigit():
+        if len(cells) != len(names):
             raise ScenarioError(
                 f"line {number}", f"expected {len(names)} columns ({' '.join(names)}), got {len(cells)}", str(path)
             )
         row = dict(zip(names, cells, strict=True))
+        for column in ("size", "count"):
+            if not row[column].isdigit():
+                raise ScenarioError(f"line {number}", f"{column} {row[column]!r} is not a whole number", str(path))
         size = int(row["size"])
         if size == 0:
             continue
@@ -100,6 +105,12 @@ def parse_log(path: str | Path, gpus: int | None = None, nodes: int | None = Non
                 raise ScenarioError(f"line {number}", f"{group} time/algbw/busbw are not numbers", str(path)) from None
             if time_us <= 0:
                 continue
+            if not all(math.isfinite(x) for x in (time_us, algbw, busbw)) or time_us * 1e-6 > MAX_TIME_S:
+                raise ScenarioError(
+                    f"line {number}",
+                    f"{group} time/algbw/busbw must be finite numbers and the time at most {MAX_TIME_S:g} s",
+                    str(path),
+                )
             params: dict[str, float | int | str] = {
                 "collective": collective,
                 "bytes": size,

@@ -65,6 +65,11 @@ def profile_from_trace(
     """
     from calibrate.trace_calibration import match_ops, profile_samples
 
+    span_us = kernel_span_us(trace)
+    if not span_us > 0:
+        raise ScenarioError(
+            "traceEvents", "no GPU kernel events (cat 'kernel') with a duration: not a trace of a GPU run", str(trace)
+        )
     means = mean_by_name(annotation_timings(trace))
     samples = []
     stat = "mean per-layer wall"
@@ -76,7 +81,7 @@ def profile_from_trace(
             params = {"annotation": name, "stream": "deepep", "comm_sms": gpu.sms - compute_sms, "stat": stat}
             samples.append(Sample(op="chunk", params=params, time_s=t.comm_wall_us * 1e-6))
     pair = {"annotation": "F&B chunk pair", "layers": layers_per_chunk, "stat": "kernel span"}
-    samples.append(Sample(op="chunk", params=pair, time_s=kernel_span_us(trace) * 1e-6))
+    samples.append(Sample(op="chunk", params=pair, time_s=span_us * 1e-6))
     op_samples = [Sample.model_validate(x) for x in profile_samples(match_ops(trace))]
     source = SourceFile(
         name=Path(trace).name,

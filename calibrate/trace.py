@@ -48,6 +48,9 @@ def _read(trace: str | Path | dict[str, Any]) -> dict[str, Any]:
     data = read_json(trace, "trace", MAX_TRACE_BYTES)
     if not isinstance(data, dict) or not isinstance(data.get("traceEvents"), list):
         raise ScenarioError("traceEvents", "a profiler trace is a JSON object with a traceEvents list", str(trace))
+    for i, event in enumerate(data["traceEvents"]):
+        if not isinstance(event, dict):
+            raise ScenarioError(f"traceEvents[{i}]", f"an event is a JSON object, got {event!r:.40}", str(trace))
     return data
 
 

@@ -35,9 +35,9 @@ from typing import Any
 
 from sim.config import MAX_BASE_DEPTH, Scenario, scenario_from_data
 from sim.errors import ScenarioError
-from sim.overrides import PATH_KEYS, canonical, check_key, label, only_keys, resolve_paths
+from sim.overrides import PATH_KEYS, check_key, label, only_keys, resolve_paths
 from sim.sweep.point import METRIC_BY_NAME
-from sim.sweep.spec import Sweep, expand_grid, sweep_from_data
+from sim.sweep.spec import Sweep, expand_grid, not_finite, point_key, sweep_from_data
 from sim.yamlio import read_yaml
 
 BASE_LABEL = "base scenario (as built)"
@@ -218,7 +218,7 @@ def _load_codesign(path: Path) -> Codesign:
     base_path = Path(base) if Path(base).is_absolute() else folder / base
     points: list[dict[str, Any]] = [{}]
     origins = ["base"]
-    index: dict[str, int] = {canonical({}): 0}
+    index: dict[str, int] = {point_key({}): 0}
     raw: list[tuple[dict[str, Any], list[tuple[str, dict[str, Any]]], str]] = []
     keys_seen: set[str] = set()
     for i, study in enumerate(data["studies"]):
@@ -232,8 +232,12 @@ def _load_codesign(path: Path) -> Codesign:
         keys_seen.add(skey)
         variants = _variants(study, where, folder, file, base_path)
         for j, (_, sets) in enumerate(variants):
+            for key, value in sets.items():
+                found = not_finite(value)
+                if found is not None:
+                    raise ScenarioError(f"{where}, variant {j + 1}: {key}", f"{found} is not a finite number", file)
             try:
-                text = canonical(sets)
+                text = point_key(sets)  # comm.sms: 20 and 20.0 are one point
             except (TypeError, ValueError):
                 raise ScenarioError(
                     f"{where}, variant {j + 1}",
@@ -245,7 +249,9 @@ def _load_codesign(path: Path) -> Codesign:
                 points.append(sets)
                 origins.append(f"{where}, variant {j + 1}")
         raw.append((study, variants, where))
-    body = {"name": str(data.get("name", path.stem)), "base": base, "points": points}
+    body: dict[str, Any] = {"base": base, "points": points}
+    if "name" in data:  # checked as a sweep's: the report goes to DIR/<name>/
+        body["name"] = data["name"]
     sweep = _sweep_from(body, path, origins)
     base_sc = scenario_from_data(sweep.base_data, sweep.base_path, sweep.base_folder)
     studies = []
@@ -259,7 +265,7 @@ def _load_codesign(path: Path) -> Codesign:
                     f"{where}.metrics", f"unknown figure {m!r}; choose from {', '.join(METRIC_BY_NAME)}", file
                 )
         rows = [Variant(BASE_LABEL, {}, 0)]
-        rows += [Variant(text, sets, index[canonical(sets)]) for text, sets in variants if sets]
+        rows += [Variant(text, sets, index[point_key(sets)]) for text, sets in variants if sets]
         keys = list(dict.fromkeys(k for _, sets in variants for k in sets))
         studies.append(
             Study(

@@ -23,10 +23,11 @@ than the one requested is refused with a one-line error.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sim.errors import ScenarioError
 from sim.hardware.gpu import DEFAULT_EFFICIENCY
@@ -52,10 +53,26 @@ class Peaks(_Strict):
     hbm_TBps: float = Field(gt=0, le=1e9)
 
 
+# Parameters the cost model reads as numbers: a profile that gives one as text is refused when loaded,
+# not when a prediction first reads it.
+NUMERIC_PARAMS = frozenset(
+    "m n k sms heads seq qk_dim v_dim causal bytes bytes_copied tokens hidden compute_sms comm_sms copy_bytes "
+    "alone_s hbm_rate_Bps launch_us gpus nodes count algbw_GBps busbw_GBps".split()
+)
+
+
 class Sample(_Strict):
     op: Literal["gemm", "attention", "memory", "interference", "alltoall", "p2p", "collective", "chunk"]
     params: dict[str, float | int | str]
     time_s: float = Field(gt=0, le=1e9)
+
+    @field_validator("params")
+    @classmethod
+    def _numbers(cls, params: dict[str, float | int | str]) -> dict[str, float | int | str]:
+        for key, value in params.items():
+            if key in NUMERIC_PARAMS and (isinstance(value, str) or not math.isfinite(value)):
+                raise ValueError(f"{key} must be a finite number, got {value!r}")
+        return params
 
 
 class Skipped(_Strict):

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from sim.errors import ScenarioError
 from sim.sweep.pareto import pareto_front
-from sim.sweep.point import LAYOUT_COLUMNS, METRIC_BY_NAME, METRICS, NOTE_COLUMNS, OK
+from sim.sweep.point import LAYOUT_COLUMNS, METRIC_BY_NAME, METRICS, NOTE_COLUMNS, OK, STATUSES
 from sim.sweep.store import META_KEY
 from sim.units import GiB
 
@@ -30,10 +31,14 @@ def load_results(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
         table = pq.read_table(path)
     except Exception as err:
         raise ScenarioError("", f"cannot read it as Parquet ({type(err).__name__})", str(path)) from None
-    frame = table.to_pandas()
+    try:
+        frame = table.to_pandas()
+    except Exception as err:  # a column pandas cannot hold
+        raise ScenarioError("", f"cannot read it as a table ({type(err).__name__})", str(path)) from None
     missing = [c for c in ("point", "status", "step_time_s") if c not in frame.columns]
     if missing:
         raise ScenarioError("", f"not a twin sweep results file (no column {missing[0]!r})", str(path))
+    _check(frame, str(path))
     _memory_in_gib(frame)
     for m in METRIC_BY_NAME:  # a figure added since the file was written: unknown there, not a reason to refuse
         if m not in frame.columns:
@@ -46,6 +51,39 @@ def load_results(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     return frame, meta if isinstance(meta, dict) else {}
 
 
+def _check(frame: pd.DataFrame, file: str) -> None:
+    """The columns ``twin compare`` reads hold what ``twin sweep`` writes: whole point numbers, each once;
+    statuses as text; figures as finite numbers or NaN (unknown), and a step time for every ok point."""
+    from pandas.api import types
+
+    point = frame["point"]
+    if not types.is_integer_dtype(point.dtype) or bool(point.isna().any()):
+        raise ScenarioError("point", f"a column of whole numbers, got {point.dtype}", file)
+    twice = point[point.duplicated()]
+    if len(twice):
+        raise ScenarioError("point", f"point {twice.iloc[0]} is in two rows (rows of two sweeps?)", file)
+    if "point_id" in frame.columns:
+        ids = frame["point_id"]
+        twice = ids[ids.duplicated() & ids.notna()]
+        if len(twice):
+            raise ScenarioError("point_id", f"point {twice.iloc[0]} is in two rows (rows of two sweeps?)", file)
+    status = frame["status"]
+    if not all(isinstance(v, str) for v in status):
+        raise ScenarioError("status", f"a column of text ({', '.join(STATUSES)}), got {status.dtype}", file)
+    figures = [c for c in frame.columns if c in METRIC_BY_NAME or (c.startswith("memory_") and c.endswith("_GB"))]
+    ok = (status == OK).to_numpy()
+    for name in figures:
+        column = frame[name]
+        if not types.is_numeric_dtype(column.dtype) or types.is_bool_dtype(column.dtype):
+            raise ScenarioError(name, f"a column of numbers, got {column.dtype}", file)
+        values = column.to_numpy(dtype="float64", na_value=np.nan)
+        for i in np.flatnonzero(np.isinf(values))[:1]:
+            raise ScenarioError(f"point {point.iloc[i]}: {name}", f"{values[i]} is not a finite number", file)
+        if name == "step_time_s":
+            for i in np.flatnonzero(np.isnan(values) & ok)[:1]:
+                raise ScenarioError(f"point {point.iloc[i]}: {name}", "NaN in a point whose status is ok", file)
+
+
 def _memory_in_gib(frame: pd.DataFrame) -> None:
     """Results written before memory was given in GiB name it in GB (1e9 B) against the same nominal
     capacity (80 for an H800, which holds 80 GiB): read them in GiB, the unit of today's columns."""
@@ -55,7 +93,8 @@ def _memory_in_gib(frame: pd.DataFrame) -> None:
     if "memory_capacity_GB" in frame.columns:
         frame["memory_capacity_GiB"] = frame["memory_capacity_GB"]  # the nominal figure was already GiB's
         frame["memory_headroom_GiB"] = frame["memory_capacity_GiB"] - frame["memory_peak_GiB"]
-    frame.drop(columns=[c for c in frame.columns if c.startswith("memory_") and c.endswith("_GB")], inplace=True)
+    for c in [c for c in frame.columns if c.startswith("memory_") and c.endswith("_GB")]:
+        del frame[c]  # in place: the caller's frame
 
 
 def override_columns(frame: pd.DataFrame) -> list[str]:

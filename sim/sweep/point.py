@@ -19,6 +19,7 @@ from sim.paths import shown_in
 from sim.units import GiB
 
 OK, INFEASIBLE, FAILED = "ok", "infeasible", "error"
+STATUSES = (OK, INFEASIBLE, FAILED)  # a row's status: every point has one
 
 
 RELATIVE, POINTS, ABSOLUTE = "relative", "points", "absolute"  # how a figure's change is given

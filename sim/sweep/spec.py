@@ -22,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -36,6 +38,7 @@ from sim.yamlio import read_yaml, validation_error
 
 MAX_POINTS = 1_000_000
 _KEYS = ("name", "description", "base", "grid", "points")
+NAME = re.compile(r"^[A-Za-z0-9._-]+$")  # a sweep's results go to out/<name>.parquet (a scenario's name likewise)
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,44 @@ def override_dtype(values: list[Any]) -> str:
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def not_finite(value: Any) -> str | None:
+    """The first NaN or infinity in ``value`` (nested lists and mappings too) as YAML writes it
+    (``.nan``, ``.inf``, ``-.inf``), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return ".nan" if math.isnan(value) else ".inf" if value > 0 else "-.inf"
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for item in items:
+        found = not_finite(item)
+        if found is not None:
+            return found
+    return None
+
+
+def non_finite_error(overrides: dict[str, Any], where: str, file: str | None = None) -> ScenarioError | None:
+    """A one-line error naming the override key (``grid.comm.sms``) whose value holds a NaN or an infinity."""
+    for key, value in overrides.items():
+        found = not_finite(value)
+        if found is not None:
+            return ScenarioError(f"{where}.{key}" if where else key, f"{found} is not a finite number", file)
+    return None
+
+
+def _same(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _same(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_same(v) for v in value]
+    return value
+
+
+def point_key(overrides: dict[str, Any]) -> str:
+    """What makes two points one: their canonical text with whole floats as ints (``comm.sms: 20`` and
+    ``20.0``). A point's id stays the digest of its text as written, so results already written keep theirs."""
+    return canonical(_same(overrides))
 
 
 def expand_grid(grid: Any, file: str, where: str = "grid") -> list[dict[str, Any]]:
@@ -184,6 +225,8 @@ def sweep_from_data(data: Any, path: Path) -> Sweep:
     if not isinstance(base, str) or not base:
         raise ScenarioError("base", "give the base scenario file, relative to the sweep file", file)
     base_path = Path(base) if Path(base).is_absolute() else path.parent / base
+    if base_path.resolve() == path.resolve():
+        raise ScenarioError("base", "names this sweep file itself; give the base scenario file", file)
     base_data, base_folder = scenario_data(base_path)
     if not isinstance(base_data, dict):
         raise ScenarioError("", "the base scenario must be a mapping of keys", str(base_path))
@@ -194,6 +237,9 @@ def sweep_from_data(data: Any, path: Path) -> Sweep:
     name = data.get("name", path.stem)
     if not isinstance(name, str) or not name:
         raise ScenarioError("name", "a non-empty string", file)
+    if "name" in data and (not NAME.match(name) or set(name) == {"."}):
+        allowed = "letters, digits, '.', '_' or '-'"
+        raise ScenarioError("name", f"{name!r} is not a name; its outputs are named after it, so give {allowed}", file)
     description = data.get("description", "")
     if not isinstance(description, str):
         raise ScenarioError("description", "a string", file)
@@ -213,10 +259,14 @@ def sweep_from_data(data: Any, path: Path) -> Sweep:
         try:
             text = canonical(overrides)
         except (TypeError, ValueError):
+            bad = non_finite_error(overrides, where, file)
+            if bad is not None:
+                raise bad from None
             raise ScenarioError(where, "values must be numbers, strings, booleans, lists or mappings", file) from None
-        if text in seen:
-            raise ScenarioError(where, f"repeats the point {seen[text]} ({text})", file)
-        seen[text] = f"{where} #{index}"
+        same = point_key(overrides)
+        if same in seen:
+            raise ScenarioError(where, f"repeats the point {seen[same]} ({text})", file)
+        seen[same] = f"{where} #{index}"
         if text not in checked:
             try:
                 _check(base_data, overrides, path.parent)

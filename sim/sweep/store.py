@@ -18,18 +18,21 @@ from __future__ import annotations
 import fcntl
 import json
 import math
+import numbers
 import os
+import stat
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
 import pandas as pd
 
 from sim.errors import ScenarioError, TwinError
 from sim.outputs import atomic_write
 from sim.overrides import label
-from sim.sweep.point import LAYOUT_COLUMNS, METRICS, NOTE_COLUMNS
+from sim.sweep.point import LAYOUT_COLUMNS, METRICS, NOTE_COLUMNS, STATUSES
 from sim.sweep.spec import Sweep
 
 META_KEY = b"clustertwin.sweep"
@@ -72,14 +75,18 @@ def frame(sweep: Sweep, rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
-def _read_parquet(output: Path) -> list[dict[str, Any]]:
+def _read_parquet(output: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(where, row) of every row of a results file: ``row N`` counts its rows from 1."""
     try:
         df = pd.read_parquet(output)
     except Exception as err:
         raise ScenarioError("", f"cannot read it as sweep results ({type(err).__name__}: {err})", str(output)) from None
     if "point_id" not in df.columns or "point" not in df.columns:
         raise ScenarioError("", "not a sweep results file (no point_id column)", str(output))
-    return [{str(k): (None if _missing(v) else v) for k, v in rec.items()} for rec in df.to_dict(orient="records")]
+    return [
+        (f"row {i}", {str(k): (None if _missing(v) else v) for k, v in rec.items()})
+        for i, rec in enumerate(df.to_dict(orient="records"), start=1)
+    ]
 
 
 def _missing(value: Any) -> bool:
@@ -89,20 +96,61 @@ def _missing(value: Any) -> bool:
         return False
 
 
-def _read_journal(path: Path) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+def _read_journal(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(where, row) of every whole row of a journal: ``line N`` counts its lines from 1."""
+    rows: list[tuple[str, dict[str, Any]]] = []
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
         return rows
-    for line in text.splitlines():
+    if stat.S_ISDIR(mode):
+        raise ScenarioError("", "is a folder, not a journal file", str(path))
+    if not stat.S_ISREG(mode):  # a pipe would never end
+        raise ScenarioError("", "not a regular file (a device, pipe or socket); a journal is a file", str(path))
+    text = path.read_text(encoding="utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(), start=1):
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue  # the line a kill cut short
         if isinstance(row, dict) and "point_id" in row:
-            rows.append(row)
+            rows.append((f"line {number}", row))
     return rows
+
+
+def _bad_cell(column: str, dtype: str, value: Any) -> str | None:
+    """Why ``value`` cannot be a row's cell of ``column`` (of ``dtype``), or None. Null is any figure's
+    'unknown', and NaN a figure's (a point that did not run to the end has none)."""
+    if column in ("point_id", "status") and not isinstance(value, str):
+        return f"{value!r} is not text"
+    if column == "status" and value not in STATUSES:
+        return f"{value!r} is not one of {', '.join(STATUSES)}"
+    if value is None:
+        return None
+    if dtype == "string":
+        return None if isinstance(value, str) else f"{value!r} is not text"
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        return f"{value!r} is not a number"
+    if math.isinf(value):
+        return f"{value!r} is not a finite number"
+    if dtype == "Int64" and not (math.isnan(value) or float(value).is_integer()):
+        return f"{value!r} is not a whole number"
+    return None
+
+
+def check_row(sweep: Sweep, row: dict[str, Any], where: str, file: Path) -> None:
+    """A row read back (from the journal or the results file) must have cells that the sweep's columns
+    can hold; else one line names the file, the line or row, and the column. The point, its label and
+    the override cells are not read: they are written again from the sweep."""
+    rewritten = {"point", "label", *sweep.keys}
+    for column, dtype in columns(sweep):
+        if column in rewritten:
+            continue
+        why = _bad_cell(column, dtype, row.get(column))
+        if why is not None:
+            raise ScenarioError(
+                f"{where}: {column}", f"{why}; fix or remove it, or pass --restart to discard the rows", str(file)
+            )
 
 
 class Store:
@@ -138,11 +186,15 @@ class Store:
                 p.unlink(missing_ok=True)
         ids = {p.point_id for p in self.sweep.points}
         rows: dict[str, dict[str, Any]] = {}
-        if self.output.exists():
-            for row in _read_parquet(self.output):
-                rows[str(row["point_id"])] = row
-        for row in _read_journal(self.journal):
-            rows[str(row["point_id"])] = row
+        read = [(self.output, w, r) for w, r in _read_parquet(self.output)] if self.output.exists() else []
+        read += [(self.journal, w, r) for w, r in _read_journal(self.journal)]
+        for file, where, row in read:
+            pid = row.get("point_id")
+            if not isinstance(pid, str):
+                raise ScenarioError(f"{where}: point_id", f"{pid!r} is not text", str(file))
+            if pid in ids:  # a foreign row is refused or dropped below, whatever it holds
+                check_row(self.sweep, row, where, file)
+            rows[pid] = row
         foreign = [i for i in rows if i not in ids]
         if foreign and drop_foreign:
             rows = {i: r for i, r in rows.items() if i in ids}
@@ -165,7 +217,12 @@ class Store:
     def _acquire(self) -> None:
         lock = self.output.with_name(self.output.name + ".lock")
         for _ in range(20):
-            f = open(lock, "a")
+            try:
+                f = open(lock, "a")
+            except OSError as err:
+                raise ScenarioError(
+                    "", f"cannot take the lock {lock.name} beside it: {err.strerror}", str(self.output)
+                ) from None
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

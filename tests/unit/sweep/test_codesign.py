@@ -63,7 +63,10 @@ def test_shipped_study_file_and_what_if_scenarios_load() -> None:
         ([{"key": "a", "metrics": ["speed"], "grid": {"comm.sms": [12]}}], "unknown figure 'speed'"),
         ([{"key": "a", "variants": [{"scenario": "nope.yaml"}]}], "nope.yaml"),
         ([{"key": "a", "variants": [{"lable": "x"}]}], "studies[0].variants[0].lable: unknown key"),
-        ([{"key": "a", "variants": [{"set": {"comm.sms": float("nan")}}]}], "studies[0], variant 1: values must be"),
+        (
+            [{"key": "a", "variants": [{"set": {"comm.sms": float("nan")}}]}],
+            "studies[0], variant 1: comm.sms: .nan is not",
+        ),
         (
             [{"key": "a", "variants": [{"set": {"comm sms": 1}}]}],
             "cd.yaml: studies[0].variants[0].set: an override key",
