@@ -229,30 +229,29 @@ def collective_coflows(
     return out
 
 
-_DRAINS: OrderedDict[tuple[object, ...], tuple[Topology, tuple[np.ndarray, ...]]] = OrderedDict()
-DRAINS_MEMO_SIZE = 4096  # ring steps kept (a replica set's reduce-scatter and all-gather share them)
+DRAINS_MEMO_SIZE = 4096  # ring steps kept per topology (a replica set's reduce-scatter and all-gather share them)
 
 
 def _step_drain(topo: Topology, src: np.ndarray, dst: np.ndarray, seed: int | None) -> tuple[np.ndarray, ...]:
     """(links, flows crossing each, each flow's seconds per byte until its last byte is sent, each
     flow's path latency) of one step of equal flows ``src[i] -> dst[i]`` alone. Max-min rates do not
-    depend on bytes, so a flow's finish scales with the bytes: one memo per step's edges."""
-    key = (id(topo), seed, src.tobytes(), dst.tobytes())
-    hit = _DRAINS.get(key)
-    if hit is not None and hit[0] is topo:
-        _DRAINS.move_to_end(key)
-        return hit[1]
+    depend on bytes, so a flow's finish scales with the bytes: one memo per step's edges, kept with
+    the topology (it goes with it: a sweep builds one per point)."""
+    memo: OrderedDict[tuple[object, ...], tuple[np.ndarray, ...]] = topo.__dict__.setdefault(
+        "_drain_memo", OrderedDict()
+    )
+    key = (seed, src.tobytes(), dst.tobytes())
+    hit = memo.get(key)
+    if hit is not None:
+        memo.move_to_end(key)
+        return hit
     routes = route(topo, src, dst, seed)
     links, crossings = np.unique(routes.links, return_counts=True)
-    value = (
-        links,
-        crossings.astype(np.float64),
-        finish_times(routes, np.ones(len(src)), topo.capacity),
-        routes.latency,
-    )
-    _DRAINS[key] = (topo, value)  # the topology kept with it: its id is not reused while cached
-    if len(_DRAINS) > DRAINS_MEMO_SIZE:
-        _DRAINS.popitem(last=False)
+    finish = finish_times(routes, np.ones(len(src)), topo.capacity)
+    value = (links, crossings.astype(np.float64), finish, routes.latency)
+    memo[key] = value
+    if len(memo) > DRAINS_MEMO_SIZE:
+        memo.popitem(last=False)
     return value
 
 
