@@ -15,8 +15,6 @@ once per distinct op.
 
 from __future__ import annotations
 
-import functools
-
 from sim.chunk.overheads import ChunkParams
 from sim.hardware.costmodel import CostModel
 from sim.model.ops import Operator
@@ -29,14 +27,17 @@ class OpCoster:
         self.model = model
         self.compute_sms = compute_sms
         self.params = params
+        self._alone: dict[Operator, float] = {}  # this coster's (a class-wide lru_cache keeps every coster)
 
     def key(self) -> tuple[object, ...]:
         return (id(self.model), self.compute_sms, self.params.key())
 
-    @functools.lru_cache(maxsize=8192)  # noqa: B019 - one coster per run, kept for its lifetime
     def alone(self, op: Operator) -> float:
         """The op's kernels back to back, alone on the compute SMs, without launch gaps."""
-        return self.kernel_time(op)
+        hit = self._alone.get(op)
+        if hit is None:
+            hit = self._alone[op] = self.kernel_time(op)
+        return hit
 
     def gap(self, op: Operator) -> float:
         """Idle launch time before the op's kernels: ``launch_gap_us`` per kernel."""

@@ -111,6 +111,10 @@ class CostModel:
         self.gemm_model = GemmModel(self.gemm_points, self.peaks)
         self._memory = [s for s in profile.samples if s.op == "memory"]
         self.interference = InterferenceModel.fit(self._interference_rows())
+        # memos of this model (not functools.lru_cache on the methods: a class-wide cache keeps every
+        # model it has seen alive, and a sweep's worker builds one per point)
+        self._gemm_memo: dict[tuple[int, int, int, str, int, str], float] = {}
+        self._memory_points_memo: dict[str | None, tuple[np.ndarray, np.ndarray]] = {}
 
     # ---------------------------------------------------------------- GEMM
     def gemm_roofline(self, m: int, n: int, k: int, dtype: str = "fp8", sms: int | None = None) -> float:
@@ -158,11 +162,16 @@ class CostModel:
             t *= self.interference.gemm_slowdown(dtype, self.comm_utilisation(beside_comm_sms))
         return t
 
-    @functools.lru_cache(maxsize=65536)  # noqa: B019 - one model per profile, kept for its lifetime
     def _gemm(self, m: int, n: int, k: int, dtype: str, sms: int, scaling: str) -> float:
-        if self.gemm_model.has(dtype):
-            return self.gemm_model.time(m, n, k, dtype, scaling, sms)
-        return self.gemm_roofline(m, n, k, dtype, sms) / self.profile.efficiency
+        key = (m, n, k, dtype, sms, scaling)
+        hit = self._gemm_memo.get(key)
+        if hit is None:
+            if self.gemm_model.has(dtype):
+                hit = self.gemm_model.time(m, n, k, dtype, scaling, sms)
+            else:
+                hit = self.gemm_roofline(m, n, k, dtype, sms) / self.profile.efficiency
+            self._gemm_memo[key] = hit
+        return hit
 
     def sm_throughput(self, sms: int, m: int = 4096, n: int = 4096, k: int = 7168, dtype: str = "bf16") -> float:
         """Fraction of the whole GPU's GEMM throughput left on ``sms`` SMs (4096 x 4096 x 7168 BF16 by
@@ -283,8 +292,13 @@ class CostModel:
         eff = interpolate(xs, ys, np.log(np.array([nbytes])), self.profile.efficiency)
         return nbytes / (hbm * float(np.clip(eff, 1e-3, 1.0))) / self.memory_sm_fraction(sms)
 
-    @functools.lru_cache(maxsize=64)  # noqa: B019 - one model per profile, kept for its lifetime
     def _memory_points(self, kernel: str | None) -> tuple[np.ndarray, np.ndarray]:
+        hit = self._memory_points_memo.get(kernel)
+        if hit is None:
+            hit = self._memory_points_memo[kernel] = self._memory_points_of(kernel)
+        return hit
+
+    def _memory_points_of(self, kernel: str | None) -> tuple[np.ndarray, np.ndarray]:
         """(log bytes, whole-GPU fraction of HBM) of the memory samples of ``kernel``; when None, of the
         copies (a fused streaming kernel of a class the profile has not measured moves its bytes as a
         copy does), else of any but tiny kernels. Classes are never mixed: an unfused torch FP8 cast
