@@ -6,9 +6,14 @@ model, and unbreakable"): memory that stays flat, the sweep's process and its wo
     python benchmarks/bench_sweep_memory.py [--points 10000] [--workers 2] [--every 500]
 
 Prints, every ``--every`` points: points done, wall time, the resident memory (RSS) of the sweep's
-process and the largest of its workers' now, then the peak RSS of each. Flat: the RSS at the end is
-within the first reading's plus what the rows themselves take (a few hundred bytes a point in the
-results the sweep holds to rewrite its Parquet file).
+process and the largest of its workers' now, then the peak RSS of each. Flat: a worker's RSS stops
+growing after its first points (its memos are per point: the cost model, the chunk timer, the
+topology's), and the sweep's process grows only by the rows it holds to rewrite its Parquet file
+(about 7 KiB a point as Python objects).
+
+Measured (2 cores, 1,000 points, 122 s): a worker 223.0 MiB at 125 points, 224.0 MiB from 250 to
+1,000; the sweep's process 133.5 -> 140.3 MiB. Before the cost model's memos became per instance, a
+worker grew by 0.37 MiB a point (500 MiB at 750 points).
 """
 
 from __future__ import annotations
