@@ -18,7 +18,6 @@ from sim.cli.schedules import _print_table
 from sim.config import default_scenario_path, load_scenario
 from sim.outputs import check_output_folder, owned_outputs, write_parquet
 from sim.run import simulate
-from sim.step.timeline import perfetto_trace, timeline
 
 
 def run_cmd(
@@ -55,6 +54,8 @@ def run_cmd(
         if output is None:
             print(json.dumps(result.to_dict()))
             return
+        from sim.step.timeline import perfetto_trace, timeline
+
         target = output / sc.name
         with owned_outputs(target, "run") as tmp:
             frames = []
@@ -83,7 +84,6 @@ def _run_training(asm: Assembly, output: Path | None, fmt: Format, quiet: bool) 
     ``output`` is None)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from reports.step_report import step_document
     from sim.run import simulate_training
 
     sc = asm.scenario
@@ -100,6 +100,9 @@ def _run_training(asm: Assembly, output: Path | None, fmt: Format, quiet: bool) 
         if output is None:
             print(json.dumps(result.to_dict()))
             return
+        from reports.step_report import step_document  # matplotlib, pandas: only when writing
+        from sim.step.timeline import perfetto_trace, timeline
+
         target = output / sc.name
         bar.update(task, description="writing the report", completed=0, total=3)
         with owned_outputs(target, "run") as tmp:

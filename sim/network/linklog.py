@@ -17,9 +17,12 @@ once: the counters integrate to the bytes the network carried (a test checks it 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -75,6 +78,8 @@ def block_counters(
 ) -> pd.DataFrame:
     """Bytes per (bin, link block, tag): ``bins`` equal bins over ``[0, end_s]``; ``kind_block_bytes[k]``
     the bytes a coflow of kind ``k`` puts on each block. Rows only where bytes moved."""
+    import pandas as pd  # only when the counters are read (outputs), not for a run's figures
+
     if not len(log) or end_s <= 0:
         return pd.DataFrame({c: [] for c in COUNTER_COLUMNS})
     width = end_s / bins
