@@ -347,18 +347,24 @@ def check_keys_used(sc: Scenario) -> None:
         _comparison_keys_used(sc)
 
 
+def _refuse_set(section: str, spec: BaseModel, why: str) -> None:
+    """Refuse the first key of ``section`` the user wrote (not a default), saying ``why``."""
+    for key in type(spec).model_fields:
+        if key in spec.model_fields_set:
+            raise ScenarioError(f"{section}.{key}", why)
+
+
 def _training_keys_used(sc: Scenario) -> None:
     t = sc.training
     assert t is not None
     if sc.ops is not None:
         raise ScenarioError("ops", "not used by a training step (the chunk model times every action); remove it")
-    for key in P2PSpec.model_fields:
-        if key in sc.p2p.model_fields_set:
-            raise ScenarioError(
-                f"p2p.{key}",
-                "not used by a training step (stage-to-stage sends go over cluster.topology, their bytes from "
-                "the model); remove it",
-            )
+    _refuse_set(
+        "p2p",
+        sc.p2p,
+        "not used by a training step (stage-to-stage sends go over cluster.topology, their bytes from the model); "
+        "remove it",
+    )
     if "routing_samples" in t.model_fields_set and sc.workload.routing == "balanced":
         raise ScenarioError(
             "training.routing_samples",
@@ -368,24 +374,15 @@ def _training_keys_used(sc: Scenario) -> None:
 
 
 def _comparison_keys_used(sc: Scenario) -> None:
-    for key in EconomicsSpec.model_fields:
-        if key in sc.economics.model_fields_set:
-            raise ScenarioError(
-                f"economics.{key}",
-                "not used by a schedule comparison (prices give a training step's cost: add a training section "
-                "and sweep it); remove it",
-            )
+    _refuse_set(
+        "economics",
+        sc.economics,
+        "not used by a schedule comparison (prices give a training step's cost: add a training section and sweep "
+        "it); remove it",
+    )
     if sc.ops is not None:
-        for section, spec, fields in (
-            ("workload", sc.workload, WorkloadSpec.model_fields),
-            ("model", sc.model, ModelSpec.model_fields),
-        ):
-            for key in fields:
-                if key in spec.model_fields_set:
-                    raise ScenarioError(
-                        f"{section}.{key}",
-                        "not used: ops gives the op times, so the chunk model does not run; remove it",
-                    )
+        for section, spec in (("workload", sc.workload), ("model", sc.model)):
+            _refuse_set(section, spec, "not used: ops gives the op times, so the chunk model does not run; remove it")
         if sc.ops.measured_at_compute_sms is None:
             given = [f"comm.{k}" for k in CommSpec.model_fields if k in sc.comm.model_fields_set]
             given += ["profile"] if "profile" in sc.model_fields_set else []

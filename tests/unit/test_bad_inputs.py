@@ -380,6 +380,12 @@ HAND: list[Any] = [
 
 @pytest.mark.parametrize("args,expected", [pytest.param(a, e, id=" ".join(a)[:80]) for a, e in HAND] + numeric_cases())
 def test_bad_input_one_line(args: list[str], expected: str, files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    refused_in_one_line(args, expected, files, capsys)
+
+
+def refused_in_one_line(args: list[str], expected: str, files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``twin ARGS`` exits 2 with one stderr line holding ``expected``, no traceback, nothing on stdout,
+    and leaves ``files`` as they were (the assertions of both bad-input tables)."""
     before = _ls(files)
     with pytest.raises(SystemExit) as info:
         main(args)

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from sim.cli import main
+from tests.unit.test_bad_inputs import refused_in_one_line
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = str(REPO / "tests" / "data" / "sweep" / "small-step.yaml")  # a training step (sweeps need one)
@@ -492,10 +492,6 @@ def files(template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
     return work
 
 
-def _ls(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*")}
-
-
 # ---------------------------------------------------------------------------------------------- cases
 
 
@@ -945,16 +941,7 @@ def _cases() -> list[Any]:
 
 @pytest.mark.parametrize("args,expected", _cases())
 def test_bad_input_one_line(args: list[str], expected: str, files: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    before = _ls(files)
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out, err = capsys.readouterr()
-    lines = err.splitlines()
-    assert info.value.code == 2, err
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
-    assert "Traceback" not in err and out == ""
-    assert _ls(files) == before
+    refused_in_one_line(args, expected, files, capsys)
 
 
 def test_at_least_150_cases() -> None:

@@ -26,6 +26,7 @@ from sim.sweep.runner import run_sweep
 from sim.sweep.spec import load_sweep
 from sim.sweep.store import journal_path
 from tests.conftest import REPO, write_sweep
+from tests.integration.sweep.test_sweep import spawned_workers
 
 DASK = Path(sys.executable).with_name("dask")
 
@@ -58,19 +59,6 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
     except ProcessLookupError:
         pass
     proc.wait(timeout=30)
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for child in Path("/proc").glob("[0-9]*"):
-        try:
-            stat = (child / "stat").read_text()
-            cmd = (child / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and "spawn_main" in cmd and "resource_tracker" not in cmd:
-            out.append(int(child.name))
-    return out
 
 
 def _rows(out: Path) -> int:
@@ -109,7 +97,7 @@ def test_lost_worker_is_replaced_and_lost_scheduler_stops_the_sweep_to_resume(tm
         )
         _wait(lambda: _rows(out) >= 1, sweep)
         assert sweep.poll() is None, sweep.communicate()
-        killed = _children(workers.pid)
+        killed = spawned_workers(workers.pid)
         assert len(killed) == 2, killed
         os.kill(killed[0], signal.SIGKILL)  # a worker with a task in flight
         _wait(lambda: _rows(out) >= 3, sweep)

@@ -115,8 +115,9 @@ def test_killed_sweep_resumes_losing_only_points_in_flight(tmp_path: Path) -> No
     assert list(resumed["status"]) == [OK] * 6
 
 
-def _workers(pid: int) -> list[int]:
-    """Pool worker processes (spawned) among the children of ``pid``."""
+def spawned_workers(pid: int) -> list[int]:
+    """Worker processes (started by multiprocessing's spawn: a process pool's, a dask nanny's) among
+    the children of ``pid``."""
     out = []
     for child in Path("/proc").glob("[0-9]*"):
         try:
@@ -141,10 +142,10 @@ def test_a_killed_worker_is_replaced_and_its_point_run_again(tmp_path: Path) -> 
     )
     journal = journal_path(out)
     deadline = time.monotonic() + 120
-    killed = []
+    killed: list[int] = []
     while time.monotonic() < deadline and proc.poll() is None and not killed:
         if journal.exists() and journal.read_text().count("\n") >= 1:
-            for pid in _workers(proc.pid):
+            for pid in spawned_workers(proc.pid):
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
         time.sleep(0.05)
