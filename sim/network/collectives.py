@@ -192,36 +192,22 @@ def _steps(
 
 
 def collective_coflows(
-    topo: Topology,
-    kind: str,
-    groups: list[np.ndarray],
-    size: float,
-    algorithm: str = "ring",
-    seed: int | None = None,
+    topo: Topology, kind: str, gpus: np.ndarray, size: float, algorithm: str = "ring", seed: int | None = None
 ) -> list[PhaseCoflow]:
-    """The phases of ``len(groups)`` collectives of one shape (same kind, size, algorithm and group
-    size, on different GPUs) run side by side, as one coflow per phase, to run one after another.
+    """The phases of one collective as coflows, one per phase, to run one after another.
 
-    Alone, the sequence takes exactly what :func:`collective_process` takes for the groups together
-    with ``completion_rtol`` 0, whenever they drain alike step for step (one group; or groups whose
-    flows get equal rates, as a replica set's expert groups on a symmetric fabric do): each lockstep
-    step of a phase sends the same ring edges and drains alike (:func:`sim.network.coflow.finish_times`
-    of all the groups' flows of one step). Beside other traffic a phase shares links as one coflow
-    (its flows keep their proportions, the groups advance together) instead of step by step and flow
-    by flow: one event per phase, however many GPUs and ring steps. The data-parallel phase of a
-    training step runs on it; docs/step.md compares it with the flow-by-flow reference."""
-    groups = [np.asarray(g, dtype=np.int64) for g in groups]
-    groups = [g for g in groups if len(g) > 1]
-    if not groups or size <= 0:
+    Alone, the sequence takes exactly what :func:`collective_process` takes with ``completion_rtol``
+    0: each lockstep step of a phase sends the same ring edges and drains alike
+    (:func:`sim.network.coflow.finish_times`). Beside other traffic a phase shares links as one coflow
+    (its flows keep their proportions) instead of step by step and flow by flow: one event per phase,
+    however many GPUs and ring steps. The data-parallel phase of a training step runs on it;
+    docs/step.md compares it with the flow-by-flow reference (merging a replica set's expert groups
+    into one coflow was tried: 4x faster, up to 10% off the reference, so each group is its own)."""
+    gpus = np.asarray(gpus, dtype=np.int64)
+    if len(gpus) < 2 or size <= 0:
         return []
-    per_group = [_steps(topo, kind, g, size, algorithm) for g in groups]
-    shape = [(len(s), float(c), int(k)) for s, _, c, k in per_group[0]]
-    if any([(len(s), float(c), int(k)) for s, _, c, k in other] != shape for other in per_group[1:]):
-        raise ValueError("collective_coflows: the groups must have one shape (the same phases and steps)")
     out = []
-    for i, (_, chunk, count) in enumerate(shape):
-        src = np.concatenate([steps[i][0] for steps in per_group])
-        dst = np.concatenate([steps[i][1] for steps in per_group])
+    for src, dst, chunk, count in _steps(topo, kind, gpus, size, algorithm):
         links, crossings, per_byte, latency = _step_drain(topo, src, dst, seed)
         sent = chunk * float(per_byte.max())
         delivered = float((chunk * per_byte + latency).max())
