@@ -165,7 +165,7 @@ def _simulate_collectives(ctx: SimContext, kind: str, groups: list[tuple[np.ndar
     :func:`simulate_collectives_by_flows` is the reference (tests/unit/step/test_zero1_coflows.py)."""
     net = ctx.network
     procs = [
-        coflow_process(net, collective_coflows(net.topo, kind, [gpus], size, algo, net.seed), "zero1")
+        coflow_process(net, collective_coflows(net.topo, kind, gpus, size, algo, net.seed), "zero1")
         for gpus, size, algo in groups
         if len(gpus) > 1 and size > 0
     ]

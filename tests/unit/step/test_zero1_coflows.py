@@ -43,9 +43,7 @@ def _by_flows(topo: Topology, procs: list[tuple[str, np.ndarray, float, str]]) -
 def _by_coflows(topo: Topology, procs: list[tuple[str, np.ndarray, float, str]]) -> float:
     ctx = SimContext(topo, 0.0)
     net = ctx.network
-    return ctx.run_alone(
-        [coflow_process(net, collective_coflows(topo, k, [g], s, a, net.seed)) for k, g, s, a in procs]
-    )
+    return ctx.run_alone([coflow_process(net, collective_coflows(topo, k, g, s, a, net.seed)) for k, g, s, a in procs])
 
 
 @pytest.mark.parametrize(("kind", "algo"), CASES)
