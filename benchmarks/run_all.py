@@ -249,8 +249,20 @@ def quoting_files() -> list[Path]:
     return sorted({p for pattern in QUOTING for p in ROOT.glob(pattern)})
 
 
+# A verdict follows a quote's name: ``(`run_s`; target 3 s)`` when the figure meets its target,
+# ``(`run_s`; target 3 s, not met)`` when it does not; the script writes it, so no prose says "met"
+# about a figure measured since.
+VERDICT = re.compile(r"\(`([a-z0-9_]+)`;(\s+)target(\s+)(\d[\d,]*(?:\.\d+)?)(\s+)(ms|s|min)(?:,(\s+)not(\s+)met)?\)")
+
+
+def verdict(value: float, unit: str, target: float, target_unit: str) -> str:
+    """Nothing when ``value`` (in ``unit``) is under ``target`` (in ``target_unit``), else ``, not met``."""
+    return "" if value * _PER[unit] < target * _PER[target_unit] else ", not met"
+
+
 def requote(text: str, figures: dict[str, dict[str, object]]) -> str:
-    """``text`` with every quote's number set from ``figures`` (quotes of unknown figures kept)."""
+    """``text`` with every quote's number and every verdict set from ``figures`` (quotes of unknown
+    figures kept)."""
 
     def one(m: re.Match[str]) -> str:
         _, unit, space, name = m.groups()
@@ -259,7 +271,15 @@ def requote(text: str, figures: dict[str, dict[str, object]]) -> str:
             return m.group(0)
         return f"{formatted(float(str(fig['value'])), str(fig['unit']), unit)} {unit}{space}(`{name}`"
 
-    return QUOTE.sub(one, text)
+    def judged(m: re.Match[str]) -> str:
+        name, s1, s2, target, s3, tunit, *_ = m.groups()
+        fig = figures.get(name)
+        if fig is None:
+            return m.group(0)
+        says = verdict(float(str(fig["value"])), str(fig["unit"]), float(target.replace(",", "")), tunit)
+        return f"(`{name}`;{s1}target{s2}{target}{s3}{tunit}{says})"
+
+    return VERDICT.sub(judged, QUOTE.sub(one, text))
 
 
 def _revision() -> str:
