@@ -1,6 +1,6 @@
 """Every timing the README and docs quote, measured in one run and recorded in one file.
 
-    python benchmarks/run_all.py                 # every figure (about 8 minutes on 2 cores)
+    python benchmarks/run_all.py                 # every figure (about 10 minutes on 2 cores)
     python benchmarks/run_all.py --only step_shared_s help_s   # some, merged into the file
     python benchmarks/run_all.py --long          # also the 1,000-point sweep (about 10 minutes more)
 
@@ -15,8 +15,8 @@ time, and on 2 cores anything else running shows in it.
 How each figure is taken:
 
 * whole-process figures (``twin ...``): a fresh Python process each time, from start to exit, the
-  median of several runs after one warm-up (so the OS's file cache is warm, as for a user's second
-  command);
+  median of several runs after one warm-up (so the OS's file cache and Python's bytecode cache are
+  warm, as for a user's second command; PYTHONDONTWRITEBYTECODE is lifted for these runs);
 * in-process figures (``step_*``, ``chunk_pair_ms``, ``schedules_five_s``, ``routing_*``,
   ``network_*``): the call alone, timed inside a fresh process (imports excluded; memo caches start
   empty, as in a user's run), the median of several processes;
@@ -52,14 +52,21 @@ class Figure:
     how: str
 
 
+# Whole-process figures run as an installed twin runs: Python writes its bytecode cache on the first
+# import (``pip install`` also compiles it), so a session that sets PYTHONDONTWRITEBYTECODE (this
+# machine's does) would otherwise time the compilation of some 900 modules, about 0.9 s, in every run.
+_AS_INSTALLED = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def _twin(args: list[str], cwd: Path) -> float:
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "sim", *args], cwd=cwd, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "sim", *args], cwd=cwd, check=True, capture_output=True, env=_AS_INSTALLED)
     return time.perf_counter() - t0
 
 
 def _whole(args: list[str], runs: int) -> float:
-    """Median whole-process seconds of ``twin ARGS`` (``{out}`` in ARGS: a fresh folder each run)."""
+    """Median whole-process seconds of ``twin ARGS`` (``{out}`` in ARGS: a fresh folder each run), after
+    one run that warms the file and bytecode caches."""
     times = []
     for i in range(runs + 1):  # the first run warms the file cache and is not counted
         with tempfile.TemporaryDirectory() as tmp:

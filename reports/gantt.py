@@ -27,6 +27,8 @@ from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.path import Path as MplPath
+from matplotlib.transforms import Bbox
 
 from sim.pipeline.execute import ScheduleRun
 from sim.pipeline.ops import Op
@@ -107,8 +109,8 @@ class _Boxes:
         pt_x = bbox.width * 72 / fig.dpi / end  # points per time unit
         pt_y = bbox.height * 72 / fig.dpi / (rows + 0.2)  # points per row
         texts = [label[4] for label in self.labels]
-        unit = _text_widths(set(texts))  # at 1 pt
-        need = np.array([unit[t] for t in texts])
+        glyphs = _glyphs(set(texts))
+        need = np.array([glyphs[t][1].width / GLYPH_PT for t in texts])  # width at 1 pt
         room_x = np.array([label[2] for label in self.labels]) * pt_x - LABEL_GAP_PT
         room_y = np.array([label[3] for label in self.labels]) * pt_y
         for size in LABEL_PTS:
@@ -120,35 +122,33 @@ class _Boxes:
             for (x, y, w, h, text), ok in zip(self.labels, fits.tolist(), strict=True)
             if ok
         ]
-        _draw_texts(ax, shown, size)
+        _draw_texts(ax, shown, size, glyphs)
         return size
 
 
-def _draw_texts(ax: Axes, texts: list[tuple[float, float, str]], size: float) -> None:
+def _draw_texts(
+    ax: Axes, texts: list[tuple[float, float, str]], size: float, glyphs: dict[str, tuple[MplPath, Bbox]]
+) -> None:
     """Each text centred on its (x, y) in data units, ``size`` points high, black: one collection of
     glyph outlines (one path per distinct text, placed by offsets) instead of one Text artist each,
-    which at a step's thousands of boxes made the chart take seconds to render."""
+    which at a step's thousands of boxes made the chart take seconds to render. ``glyphs``: each
+    text's outline at :data:`GLYPH_PT` and its extents (:func:`_glyphs`), scaled to ``size``."""
     if not texts:
         return
     from matplotlib.collections import PathCollection
-    from matplotlib.font_manager import FontProperties
-    from matplotlib.path import Path as MplPath
-    from matplotlib.textpath import TextPath
     from matplotlib.transforms import Affine2D
 
     fig = ax.get_figure()
     assert fig is not None
-    font = FontProperties(size=size)
     paths: dict[str, MplPath] = {}
     index: list[int] = []
     order: dict[str, int] = {}
     for _, _, t in texts:
         if t not in order:
-            glyphs = TextPath((0, 0), t, prop=font)
-            box = glyphs.get_extents()
-            centred = Affine2D().translate(-(box.x0 + box.x1) / 2, -(box.y0 + box.y1) / 2).transform_path(glyphs)
+            outline, box = glyphs[t]
+            centre = Affine2D().translate(-(box.x0 + box.x1) / 2, -(box.y0 + box.y1) / 2)
             order[t] = len(paths)
-            paths[t] = centred
+            paths[t] = centre.scale(size / GLYPH_PT).transform_path(outline)
         index.append(order[t])
     distinct = list(paths.values())
     offsets = np.array([(x, y) for x, y, _ in texts], dtype=float)
@@ -159,7 +159,7 @@ def _draw_texts(ax: Axes, texts: list[tuple[float, float, str]], size: float) ->
         )
         coll.set_transform(Affine2D().scale(fig.dpi / 72.0))  # the path is in points
         coll.set_gid(LABEL_GID + list(paths)[k])  # which text it draws (read back by labels_drawn)
-        ax.add_collection(coll)
+        ax.add_collection(coll, autolim=False)  # the limits are set: no walk of the glyphs' curves
 
 
 LABEL_GID = "gantt-label:"
@@ -175,13 +175,21 @@ def labels_drawn(ax: Axes) -> list[str]:
     return out
 
 
-def _text_widths(texts: set[str]) -> dict[str, float]:
-    """Each text's width in points at 1 pt (matplotlib's own font metrics; widths scale with size)."""
+GLYPH_PT = 10  # the size texts are outlined at; outlines and extents scale linearly with size
+
+
+def _glyphs(texts: set[str]) -> dict[str, tuple[MplPath, Bbox]]:
+    """Each text's outline at :data:`GLYPH_PT` and its extents (matplotlib's own font metrics), once
+    per text: sizing the labels and drawing them both read them (the extents walk every curve)."""
     from matplotlib.font_manager import FontProperties
     from matplotlib.textpath import TextPath
 
-    font = FontProperties(size=10)
-    return {t: float(TextPath((0, 0), t, prop=font).get_extents().width) / 10 for t in texts}
+    font = FontProperties(size=GLYPH_PT)
+    out: dict[str, tuple[MplPath, Bbox]] = {}
+    for t in texts:
+        outline = TextPath((0, 0), t, prop=font)
+        out[t] = (outline, outline.get_extents())
+    return out
 
 
 def plot_gantt(

@@ -87,30 +87,33 @@ def block_counters(
     tag_of = {t: i for i, t in enumerate(tags)}
     nblocks = len(block_names)
     out = np.zeros((bins, len(tags), nblocks))
-    rows: list[tuple[float, float, int, np.ndarray]] = [
-        (s, e, tag_of[t], kind_block_bytes[k]) for s, e, k, t in log.coflows
-    ]
-    rows += [(s, e, tag_of[t], b) for s, e, t, b in log.batches]
-    start = np.array([r[0] for r in rows])
-    end = np.array([r[1] for r in rows])
-    tag = np.array([r[2] for r in rows], dtype=np.int64)
-    volume = np.stack([np.pad(r[3], (0, nblocks - len(r[3]))) for r in rows])  # record x block
+    # one row of bytes per block for each coflow kind, then one per plain batch: a record names its row
+    table = np.zeros((len(kind_block_bytes) + len(log.batches), nblocks))
+    for k, v in enumerate(kind_block_bytes):
+        table[k, : len(v)] = v
+    for i, (*_, b) in enumerate(log.batches):
+        table[len(kind_block_bytes) + i, : len(b)] = b
+    start = np.array([s for s, *_ in log.coflows] + [s for s, *_ in log.batches], dtype=np.float64)
+    end = np.array([e for _, e, *_ in log.coflows] + [e for _, e, *_ in log.batches], dtype=np.float64)
+    tag = np.array([tag_of[t] for *_, t in log.coflows] + [tag_of[t] for _, _, t, _ in log.batches], dtype=np.int64)
+    row = np.array([k for _, _, k, _ in log.coflows], dtype=np.int64)
+    row = np.concatenate([row, len(kind_block_bytes) + np.arange(len(log.batches), dtype=np.int64)])
     # each record's share of its bytes in each bin it spans (1 in one bin when it lasts no time)
     first = np.clip((start / width).astype(np.int64), 0, bins - 1)
     last = np.clip((end / width).astype(np.int64), 0, bins - 1)
     last = np.maximum(last, first)
     span = last - first + 1
-    rec = np.repeat(np.arange(len(rows)), span)
+    rec = np.repeat(np.arange(len(row)), span)
     b = first[rec] + (np.arange(len(rec)) - np.repeat(np.cumsum(span) - span, span))
     lo = np.maximum(start[rec], b * width)
     hi = np.minimum(end[rec], (b + 1) * width)
     life = end[rec] - start[rec]
     frac = np.where(life > 0, np.clip(hi - lo, 0.0, None) / np.where(life > 0, life, 1.0), 0.0)
     # rounding at the bin edges: make each record's shares sum to exactly one
-    total = np.bincount(rec, weights=frac, minlength=len(rows))
+    total = np.bincount(rec, weights=frac, minlength=len(row))
     single = total <= 0
     frac = np.where(single[rec], (b == first[rec]).astype(np.float64), frac / np.where(single, 1.0, total)[rec])
-    np.add.at(out, (b, tag[rec]), frac[:, None] * volume[rec])
+    np.add.at(out, (b, tag[rec]), frac[:, None] * table[row[rec]])
     nz_bin, nz_tag, nz_block = np.nonzero(out)
     return pd.DataFrame(
         {

@@ -32,6 +32,7 @@ import time
 from typing import Any
 
 from sim.chunk.timer import ChunkTimer
+from sim.engine.collector import collector_paused
 from sim.moe.spec import MoESpec
 from sim.network.context import SimContext
 from sim.pipeline.execute import NetworkP2P, execute
@@ -66,10 +67,11 @@ def run_step(spec: StepSpec, progress: Progress | None = None) -> StepRun:
     sources = [ChunkSource(inp, spec.schedule, ctx, routing, g, timers, runs) for g in range(groups)]
     total = spec.schedule.num_actions() * groups
     model = DpModel(spec.dp, inp.model, lay, spec.schedule, spec.topology, inp.cost.memory_time, ctx)
-    if spec.contention == "isolated":
-        pipelines, dp, timelines = _isolated(spec, ctx, sources, model, progress, total)
-    else:
-        pipelines, dp, timelines = run_shared(spec, ctx, sources, model, progress, total)
+    with collector_paused():  # the loop's garbage is short-lived: see sim/engine/collector.py
+        if spec.contention == "isolated":
+            pipelines, dp, timelines = _isolated(spec, ctx, sources, model, progress, total)
+        else:
+            pipelines, dp, timelines = run_shared(spec, ctx, sources, model, progress, total)
     timed = sum(t.timed for t in timers.values())
     events = sum(len(p.run.recorder.spans) + len(p.run.recorder.transfers) for p in pipelines)
     net = ctx.network

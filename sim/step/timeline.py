@@ -87,6 +87,43 @@ def _segments(tasks: list[Task], starts: list[float], ends: list[float]) -> list
     return out
 
 
+class SegmentPlan:
+    """:func:`_segments` for one chunk's tasks, vectorised over re-timings: the grouping of tasks into
+    annotation instances is fixed by the chunk, only the times change (one plan serves every action the
+    shared network re-timed; :func:`_segments` stays the plain reference, tied by a property test)."""
+
+    def __init__(self, tasks: list[Task]) -> None:
+        index: dict[tuple[str, str, int, int], int] = {}
+        group = np.array(
+            [index.setdefault((t.stream, t.annotation or t.name, t.step, t.layer), len(index)) for t in tasks],
+            dtype=np.int64,
+        )
+        self._order = np.argsort(group, kind="stable")
+        self._bounds = np.searchsorted(group[self._order], np.arange(len(index)))
+        self._keys = list(index)
+        streams = sorted({k[0] for k in index})
+        self._stream_rank = np.array([streams.index(k[0]) for k in index], dtype=np.int64)
+        self._position = np.arange(len(tasks), dtype=np.int64)
+
+    def segments(self, starts: np.ndarray, ends: np.ndarray) -> list[Segment]:
+        """The segments of the tasks timed ``starts``/``ends`` (arrays in task order)."""
+        if not self._keys:
+            return []
+        valid = ends > starts
+        order, bounds = self._order, self._bounds
+        first = np.minimum.reduceat(np.where(valid, starts, np.inf)[order], bounds)
+        last = np.maximum.reduceat(np.where(valid, ends, -np.inf)[order], bounds)
+        # a group's place among equal (start, stream): where its first task that ran stands
+        seen = np.minimum.reduceat(np.where(valid, self._position, len(valid))[order], bounds)
+        kept = np.flatnonzero(np.isfinite(first))
+        kept = kept[np.lexsort((seen[kept], self._stream_rank[kept], first[kept]))]
+        out: list[Segment] = []
+        for g, s, e in zip(kept.tolist(), first[kept].tolist(), last[kept].tolist(), strict=True):
+            stream, ann, _, layer = self._keys[g]
+            out.append((stream, layer, ann, "F" if ann.endswith("(F)") else "B", s, e))
+        return out
+
+
 def timeline(step: StepRun, bins: int = COUNTER_BINS) -> Timeline:
     """The run's :class:`Timeline` (link counters in ``bins`` bins over the run)."""
     links = (
@@ -142,6 +179,7 @@ def spans_frame(step: StepRun) -> pd.DataFrame:
     """Every span of the run (all pipelines; per-GPU fidelity has one per EP group of a rank)."""
     rows: list[tuple[Any, ...]] = []
     cache: dict[int, list[Segment]] = {}
+    plans: dict[int, SegmentPlan] = {}
     for pipe in step.pipelines:
         sched = pipe.run.schedule
         for span in pipe.run.recorder.spans:
@@ -161,7 +199,10 @@ def spans_frame(step: StepRun) -> pd.DataFrame:
             retimed = pipe.comm_durations.get((span.device, span.pos))
             if retimed is not None:  # its phases as long as the shared network made them
                 starts, ends = retimed[0].times(retimed[1])
-                segs = _segments(chunk.tasks, starts.tolist(), ends.tolist())
+                plan = plans.get(id(chunk))
+                if plan is None:
+                    plan = plans[id(chunk)] = SegmentPlan(chunk.tasks)
+                segs = plan.segments(np.asarray(starts, dtype=np.float64), np.asarray(ends, dtype=np.float64))
             else:
                 hit = cache.get(id(chunk))
                 if hit is None:
@@ -214,19 +255,26 @@ def perfetto_trace(tl: Timeline, title: str, pipeline: int = 0, time_scale_us: f
             tid = STREAM_TID[stream]
             events.append({"ph": "M", "pid": pid, "tid": tid, "name": "thread_name", "args": {"name": stream}})
             events.append({"ph": "M", "pid": pid, "tid": tid, "name": "thread_sort_index", "args": {"sort_index": tid}})
-    cols = [mine[c].to_numpy() for c in ("device", "stream", "layer", "op", "microbatch", "stage", "action")]
-    starts, ends = mine["start_s"].to_numpy(), mine["end_s"].to_numpy()
-    for rank, stream, layer, op, mb, stage, action, s, e in zip(*cols, starts, ends, strict=True):
-        args: dict[str, Any] = {"microbatch": int(mb), "stage": int(stage), "action": str(action)}
+    # plain Python values column by column (a slice per span: numpy scalars would cost a conversion each)
+    cols = [mine[c].tolist() for c in ("device", "stream", "layer", "op", "microbatch", "stage", "action")]
+    cols[1] = [STREAM_TID[str(stream)] for stream in cols[1]]
+    cols[3] = [str(op) for op in cols[3]]
+    cols[6] = [str(action) for action in cols[6]]
+    scale = time_scale_us
+    starts, ends = mine["start_s"].tolist(), mine["end_s"].tolist()
+    for rank, tid, layer, op, mb, stage, action, s, e in zip(*cols, starts, ends, strict=True):
+        args: dict[str, Any] = {"microbatch": mb, "stage": stage, "action": action}
         if layer >= 0:
-            args["layer"] = int(layer)
+            args["layer"] = layer
+        ts = round(s * scale, 3)  # as _when: the end rounded like the next slice's start
         events.append(
             {
                 "ph": "X",
-                "pid": int(rank),
-                "tid": STREAM_TID[str(stream)],
-                "name": str(op),
-                **_when(float(s), float(e), time_scale_us),
+                "pid": rank,
+                "tid": tid,
+                "name": op,
+                "ts": ts,
+                "dur": round(round(e * scale, 3) - ts, 3),
                 "args": args,
             }
         )
