@@ -22,7 +22,7 @@ from sim.cli.common import (
     output_file_option,
 )
 from sim.errors import ScenarioError
-from sim.hardware.costmodel import CostModel
+from sim.hardware.costmodel import CostModel, fitted
 from sim.hardware.gpu import DEEPSEEK_COMPUTE_SMS, DEFAULT_EFFICIENCY
 from sim.hardware.profile import Profile, dump_profile, load_profile
 from sim.limits import MAX_BYTES, MAX_GPUS, MAX_LAYERS, MAX_SMS, MAX_TOKENS
@@ -38,7 +38,7 @@ OutputProfile = Annotated[
 
 def _write(output: Path, profile: Profile, where: str) -> None:
     """Write a profile atomically and say what it holds and how well its GEMM predictor does."""
-    atomic_write_text(output, dump_profile(profile))
+    atomic_write_text(output, dump_profile(fitted(profile)))
     lofo = profile.lofo_error.get("gemm")
     loso = profile.loso_error.get("gemm")
     error = (
@@ -96,7 +96,7 @@ def import_trace(
             f"not DeepSeek's layer trace as the layer model knows it ({type(e).__name__}: {e})",
             str(trace),
         ) from None
-    atomic_write_text(output, dump_profile(profile))
+    atomic_write_text(output, dump_profile(fitted(profile)))
     out.print(f"wrote {output}: {len(profile.samples)} samples from {trace.name}")
 
 
@@ -148,7 +148,7 @@ def run_cmd(
 
             def checkpoint(p: Profile) -> None:
                 if partial is not None:
-                    atomic_write_text(partial, dump_profile(p))
+                    atomic_write_text(partial, dump_profile(fitted(p)))
 
             profile = run_calibration(device, preset, world, comm=world >= 2, progress=progress, checkpoint=checkpoint)
         except RuntimeError as e:
@@ -198,7 +198,7 @@ def datasheet(
         hbm_GiB=base.hbm_GiB,
     )
     profile = datasheet_profile(gpu, efficiency, tool=f"twin calibrate datasheet --name {name}")
-    atomic_write_text(output, dump_profile(profile))
+    atomic_write_text(output, dump_profile(fitted(profile)))
     out.print(f"wrote {output}")
 
 
@@ -272,7 +272,7 @@ def import_nccl_tests_cmd(
             "ran": [*base.ran, *(f"nccl-tests {log.name}" for log in logs)],
         }
     )
-    atomic_write_text(output, dump_profile(merged))
+    atomic_write_text(output, dump_profile(fitted(merged)))
     scales = sorted({(s.params["collective"], s.params["gpus"], s.params["nodes"]) for s in samples}, key=str)
     out.print(f"wrote {output}: {len(samples)} samples ({', '.join(f'{c} {g} GPUs/{n} nodes' for c, g, n in scales)})")
 

@@ -41,13 +41,14 @@ from sim.hardware.gemm_model import (
     GemmModel,
     GemmPoint,
     Peaks,
+    StoredFit,
     canonical_scaling,
     lofo_errors,
     loso_errors,
     summarise_lofo,
 )
 from sim.hardware.interference import InterferenceModel, InterferenceRow
-from sim.hardware.profile import Profile, Sample
+from sim.hardware.profile import GemmFitEntry, Profile, Sample
 from sim.model.ops import ATTENTION_BWD_RATIO, attention_flops
 
 NEIGHBOURS = 8
@@ -82,6 +83,18 @@ def interpolate(xs: np.ndarray, ys: np.ndarray, at: np.ndarray, default: float) 
     return float(np.clip(coef[0], ys[nearest].min(), ys[nearest].max()))
 
 
+def fitted(profile: Profile) -> Profile:
+    """``profile`` carrying its GEMM fit (``gemm_fit``), as every ``twin calibrate`` command writes it:
+    fitted afresh from its samples, whatever fit it carried before."""
+    model = GemmModel(_gemm_points(profile), CostModel.peaks_of(profile))
+    fits = {dt: fit.stored_fit() for dt, fit in model.fits.items()}
+    entries = {
+        dt: GemmFitEntry(inputs_sha256=f.inputs_sha256, params=f.params, efficiency=f.efficiency)
+        for dt, f in fits.items()
+    }
+    return profile.model_copy(update={"gemm_fit": entries})
+
+
 def _gemm_points(profile: Profile) -> list[GemmPoint]:
     points = []
     for s in profile.samples:
@@ -105,16 +118,22 @@ class CostModel:
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
         self.all_sms = profile.device.sms
-        pk = profile.peaks
-        self.peaks = Peaks(pk.fp8_dense_TFLOPS * 1e12, pk.bf16_dense_TFLOPS * 1e12, pk.hbm_TBps * 1e12, self.all_sms)
+        self.peaks = self.peaks_of(profile)
         self.gemm_points = _gemm_points(profile)
-        self.gemm_model = GemmModel(self.gemm_points, self.peaks)
+        stored = {dt: StoredFit(f.inputs_sha256, f.params, f.efficiency) for dt, f in profile.gemm_fit.items()}
+        self.gemm_model = GemmModel(self.gemm_points, self.peaks, stored)
         self._memory = [s for s in profile.samples if s.op == "memory"]
         self.interference = InterferenceModel.fit(self._interference_rows())
         # memos of this model (not functools.lru_cache on the methods: a class-wide cache keeps every
         # model it has seen alive, and a sweep's worker builds one per point)
         self._gemm_memo: dict[tuple[int, int, int, str, int, str], float] = {}
         self._memory_points_memo: dict[str | None, tuple[np.ndarray, np.ndarray]] = {}
+
+    @staticmethod
+    def peaks_of(profile: Profile) -> Peaks:
+        """The profile's peaks in the units the GEMM model reads (FLOP/s, bytes/s)."""
+        pk = profile.peaks
+        return Peaks(pk.fp8_dense_TFLOPS * 1e12, pk.bf16_dense_TFLOPS * 1e12, pk.hbm_TBps * 1e12, profile.device.sms)
 
     # ---------------------------------------------------------------- GEMM
     def gemm_roofline(self, m: int, n: int, k: int, dtype: str = "fp8", sms: int | None = None) -> float:

@@ -20,7 +20,9 @@ The parameters are fitted per dtype by robust least squares on log time (scipy `
 soft-L1 loss) over every GEMM sample of that dtype, SM-limited (green-context) ones included, so
 the SM scaling is measured, not assumed. On top, a narrow Gaussian smoother (bandwidth 0.3 in log M,
 N, K, SMs) of the log residuals of the same dtype and scaling brings predictions at and next to
-measured shapes onto the measurements; far from them the fitted model alone speaks.
+measured shapes onto the measurements; far from them the fitted model alone speaks. A profile stores
+each dtype's fit with the digest of its inputs (:func:`fit_digest`, :class:`StoredFit`): a run uses
+it while the digest matches and fits again otherwise.
 
 A scaling without samples of its own takes the efficiency of the nearest measured one (blockwise ->
 rowwise -> tensorwise, and back), and says so in :meth:`GemmModel.describe`. Errors are reported
@@ -30,11 +32,12 @@ family, predict it), the harder and more honest figure.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import statistics
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from sim.units import BF16_BYTES, FP8_BYTES, FP32_BYTES
 
@@ -57,6 +60,10 @@ LOWER = {"k0": 0.0, "t0_us": 0.0, "gamma": 0.0, "bw": 0.05, "launch_us": 0.0}
 UPPER = {"k0": 1e4, "t0_us": 100.0, "gamma": 3.0, "bw": 1.0, "launch_us": 15.0}  # launch: a few us
 MIN_FULL_FIT = 12  # below this many samples only the efficiencies are fitted
 START_EFFICIENCY = 0.7  # where the fit starts (not a model constant: the fit moves it)
+LOSS, F_SCALE = "soft_l1", 0.1  # the fit's robust loss and its scale (log time)
+# Raise when the model's formula (``DtypeFit._model_time``) or the fit's procedure changes: a stored fit
+# (a profile's ``gemm_fit``) is used only when its digest, which includes this, matches.
+FIT_VERSION = 1
 
 
 def canonical_scaling(dtype: str, scaling: str | None) -> str:
@@ -117,17 +124,48 @@ def roofline_parts(
     return flop_time, nbytes, tiles / (waves * sms)
 
 
-class DtypeFit:
-    """The fitted model of one dtype (shared parameters and one efficiency per scaling)."""
+def fit_digest(dtype: str, points: list[GemmPoint], peaks: Peaks) -> str:
+    """SHA-256 of everything one dtype's fit depends on: its samples, the peaks, the fit's constants
+    and :data:`FIT_VERSION` (a stored fit with another digest is refitted, never used)."""
+    inputs = {
+        "version": FIT_VERSION,
+        "dtype": dtype,
+        "points": [[p.m, p.n, p.k, p.sms, p.dtype, p.scaling, p.time_s, p.single] for p in points],
+        "peaks": [peaks.fp8_flops, peaks.bf16_flops, peaks.hbm_Bps, peaks.all_sms],
+        "constants": [DEFAULTS, LOWER, UPPER, SHARED, MIN_FULL_FIT, START_EFFICIENCY, LOSS, F_SCALE],
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
-    def __init__(self, dtype: str, points: list[GemmPoint], peaks: Peaks) -> None:
+
+@dataclass(frozen=True)
+class StoredFit:
+    """A dtype's fitted parameters as a profile stores them (``gemm_fit``), with the digest of the
+    inputs they were fitted on (:func:`fit_digest`)."""
+
+    inputs_sha256: str
+    params: dict[str, float]
+    efficiency: dict[str, float]
+
+
+class DtypeFit:
+    """The fitted model of one dtype (shared parameters and one efficiency per scaling). ``stored``:
+    a fit of the same inputs read back from the profile (:class:`StoredFit`; its digest matches), used
+    as is instead of fitting again: the same floats, so the same predictions, without scipy's import
+    and the solve at every run."""
+
+    def __init__(self, dtype: str, points: list[GemmPoint], peaks: Peaks, stored: StoredFit | None = None) -> None:
         self.dtype = dtype
         self.peaks = peaks
         self.points = points
         self.scalings = sorted({p.scaling for p in points})
         self.params = dict(DEFAULTS)
         self.efficiency: dict[str, float] = {}
-        self._fit()
+        if stored is not None and stored.inputs_sha256 == fit_digest(dtype, points, peaks):
+            self.params, self.efficiency = dict(stored.params), dict(stored.efficiency)
+            self.stored = True
+        else:
+            self._fit()
+            self.stored = False
         m, n, k, s = _arrays(points)
         self._coords = np.log(np.c_[m, n, k, s])
         self._scaling = np.array([p.scaling for p in points], dtype=object)
@@ -179,8 +217,15 @@ class DtypeFit:
         def residuals(x: np.ndarray) -> np.ndarray:
             return np.log(self._model_time(m, n, k, s, scaling, x) + self._launch(self._unpack(x)[0])) - log_t
 
-        result = least_squares(residuals, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.1)
+        from scipy.optimize import least_squares  # only when fitting: a stored fit needs no scipy
+
+        result = least_squares(residuals, x0, bounds=(lo, hi), loss=LOSS, f_scale=F_SCALE)
         self.params, self.efficiency = self._unpack(result.x)
+
+    def stored_fit(self) -> StoredFit:
+        """This fit as a profile stores it."""
+        digest = fit_digest(self.dtype, self.points, self.peaks)
+        return StoredFit(digest, dict(self.params), dict(self.efficiency))
 
     def predict_point(self, p: GemmPoint) -> float:
         """A prediction comparable with the measured point (its launch overhead added if it has one)."""
@@ -224,13 +269,14 @@ class DtypeFit:
 class GemmModel:
     """Fitted GEMM models of every dtype in a set of samples."""
 
-    def __init__(self, points: list[GemmPoint], peaks: Peaks) -> None:
+    def __init__(self, points: list[GemmPoint], peaks: Peaks, stored: dict[str, StoredFit] | None = None) -> None:
         self.peaks = peaks
         self.points = points
         by_dtype: dict[str, list[GemmPoint]] = {}
         for p in points:
             by_dtype.setdefault(p.dtype, []).append(p)
-        self.fits = {dt: DtypeFit(dt, pts, peaks) for dt, pts in by_dtype.items()}
+        stored = stored or {}
+        self.fits = {dt: DtypeFit(dt, pts, peaks, stored.get(dt)) for dt, pts in by_dtype.items()}
 
     def has(self, dtype: str) -> bool:
         return dtype in self.fits

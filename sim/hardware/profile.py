@@ -16,6 +16,11 @@ A profile is a JSON file (``calibrate/profiles/*.json``) with this schema (versi
 * ``loso_error``: the predictor's leave-one-shape-out median relative error per op;
   ``lofo_error``: the same when whole shape families are left out (``gemm`` M >= 512, per dtype and
   scaling, and the worst family)
+* ``gemm_fit`` (written by every ``twin calibrate`` command): per dtype, the GEMM model's fitted
+  parameters and efficiencies with the SHA-256 of what they were fitted on
+  (:func:`sim.hardware.gemm_model.fit_digest`: the samples, the peaks, the fit's constants and
+  version). A run uses them when the digest matches, and fits again when it does not (a hand-edited
+  sample, another peak): the same floats either way, without importing scipy and solving at every run.
 
 Loading validates the schema (strict keys) and, when asked, the device: a profile of another device
 than the one requested is refused with a one-line error.
@@ -86,6 +91,12 @@ class SourceFile(_Strict):
     bytes: int = Field(ge=0)
 
 
+class GemmFitEntry(_Strict):
+    inputs_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    params: dict[str, float]
+    efficiency: dict[str, float]
+
+
 class Profile(_Strict):
     schema_version: Literal[1] = 1
     device: DeviceInfo
@@ -102,6 +113,7 @@ class Profile(_Strict):
     method: str = ""
     loso_error: dict[str, float] = Field(default_factory=dict)
     lofo_error: dict[str, float] = Field(default_factory=dict)
+    gemm_fit: dict[str, GemmFitEntry] = Field(default_factory=dict)
 
 
 PROFILES_DIR = Path(__file__).resolve().parents[2] / "calibrate" / "profiles"

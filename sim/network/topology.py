@@ -43,14 +43,17 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-import networkx as nx
 import numpy as np
 
 from sim.economics import FabricCost, fabric_cost
 from sim.errors import ScenarioError
 from sim.network.spec import ClusterSpec
 from sim.registry import Registry
+
+if TYPE_CHECKING:  # networkx only for inspection (Topology.graph), imported there
+    import networkx as nx
 
 NVLINK, PCIE, NIC, SWITCH = 0, 1, 2, 3
 KIND_NAMES = ("nvlink", "pcie", "nic", "switch")
@@ -253,6 +256,8 @@ def _vertex_namer(topo: Topology) -> dict[str, Callable[[int], tuple[object, obj
 
 
 def _to_graph(topo: Topology) -> nx.MultiDiGraph:
+    import networkx as nx
+
     graph: nx.MultiDiGraph = nx.MultiDiGraph(name=topo.spec.name)
     for name, block in topo.blocks.items():
         namer = _vertex_namer(topo)[name]

@@ -56,3 +56,20 @@ def test_every_help_reads_as_text(capsys: pytest.CaptureFixture[str], monkeypatc
             line for line in text.splitlines() if line.strip() and not line.strip().startswith(("│", "╭", "╰", "Usage"))
         ]
         assert len(described) <= 6, (path, described)  # paragraphs reflowed: a few lines, not the docstring's
+
+
+def test_a_json_run_loads_only_what_the_simulation_needs(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """``twin run --format json`` on the default step prints its figures without loading the libraries
+    of outputs (pandas, pyarrow, matplotlib), of calibration (torch; scipy: the shipped profile carries
+    its GEMM fit) or of inspection (networkx), and writes nothing."""
+    cwd = tmp_path_factory.mktemp("json-run")
+    lazy = ("pandas", "pyarrow", "matplotlib", "torch", "scipy", "networkx")
+    code = (
+        "import sys\nfrom sim.cli import main\ntry:\n    main(['run', '--format', 'json'])\n"
+        "except SystemExit:\n    pass\n"
+        f"print('loaded:', ','.join(m for m in {lazy!r} if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=cwd)
+    assert done.stdout.splitlines()[-1] == "loaded: ", done.stdout
+    assert '"step_time_s"' in done.stdout.splitlines()[0]
+    assert not any(cwd.iterdir())
