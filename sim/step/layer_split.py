@@ -18,6 +18,16 @@ busiest rank's summed stage costs, then the sum of their squares. It starts from
 from the split that minimises the costliest stage (exact dynamic programming), then moves one layer
 at a time across a stage boundary while that improves the objective.
 
+Ties. DualPipe's mirrored positions make many splits cost exactly the same (moving a layer between
+stages ``d`` and ``PP-1-d``, which one rank holds, changes no rank's load; so do swaps of layers of one
+kind). Their objectives then differ only by the rounding of the sums, which follows the last bits of
+the chunk model's costs, and those follow the CPU's vector instructions (numpy's sums): left to
+rounding, two machines picked different splits of the default step (170.4K vs 170.8K GPU-hours per
+trillion tokens). So objectives are compared at :data:`TIE_DIGITS` significant digits, far above
+rounding and far below any real difference, and a tie goes to the split that moves the fewest layers
+from the first start (the even split: the least change to the default), then to the
+lexicographically smallest.
+
 Costs are additive estimates (the pair of a many-layer stage overlaps a little better); the split is a
 policy, not a fit: nothing here looks at a published step time.
 """
@@ -30,6 +40,8 @@ from dataclasses import dataclass
 from sim.errors import ScenarioError
 from sim.model.spec import ModelSpec
 from sim.step.layout import StagePlacement
+
+TIE_DIGITS = 12  # significant digits objectives are compared at (rounding noise sits near 1e-16)
 
 
 @dataclass(frozen=True)
@@ -100,7 +112,7 @@ def balanced_split(model: ModelSpec, stages: int, costs: LayerCosts) -> list[int
                         cand = prev + c * c
                     else:
                         continue
-                    if cand < best[k][j]:
+                    if _tied(cand) < _tied(best[k][j]):  # ties: the first cut found (noise-proof)
                         best[k][j], cut[k][j] = cand, i
         return best, cut
 
@@ -132,7 +144,9 @@ def balanced_ranks(
     """Layers per stage minimising (busiest rank's load, sum of squared rank loads), by single-layer
     moves across stage boundaries from each split in ``start``."""
 
-    def objective(sizes: list[int]) -> tuple[float, float]:
+    reference = start[0]
+
+    def objective(sizes: list[int]) -> tuple[float, float, int, tuple[int, ...]]:
         bounds = [0]
         for n in sizes:
             bounds.append(bounds[-1] + n)
@@ -143,7 +157,8 @@ def balanced_ranks(
             c += costs.last if k == stages - 1 else 0.0
             stage_cost.append(c)
         loads = [sum(stage_cost[p] for p in pos) for pos in positions]
-        return max(loads), sum(x * x for x in loads)
+        moved = sum(abs(a - b) for a, b in zip(sizes, reference, strict=True))
+        return _tied(max(loads)), _tied(sum(x * x for x in loads)), moved, tuple(sizes)
 
     best_sizes, best = list(start[0]), objective(start[0])
     for first in start:
@@ -166,3 +181,8 @@ def balanced_ranks(
         if value < best:
             best, best_sizes = value, sizes
     return best_sizes
+
+
+def _tied(x: float) -> float:
+    """``x`` at :data:`TIE_DIGITS` significant digits: values equal up to rounding compare equal."""
+    return float(f"{x:.{TIE_DIGITS}g}")

@@ -62,3 +62,23 @@ def test_rank_balancing_never_worsens_the_start() -> None:
     assert sum(best) == 61 and min(best) >= 1
     assert busiest(best) < busiest(even)
     assert busiest(best) == pytest.approx(min(busiest(best), busiest(even)))
+
+
+def test_ties_go_to_the_same_split_whatever_the_rounding() -> None:
+    """Splits DualPipe's mirrored ranks cannot tell apart (a layer moved between stages 0 and 15, which
+    rank 0 holds both) cost the same up to rounding; costs nudged by a few ulps either way, as another
+    CPU's vector sums nudge the chunk model's, must pick the same split, the one nearest the even one."""
+    from sim.pipeline.schedules import build_schedule
+
+    sched = build_schedule("dualpipe", 16, 32)
+    positions = rank_positions(sched.routes, sched.stage_device)
+    even = layers_per_stage(DEEPSEEK_V3.n_layers, 16)
+    base = LayerCosts(dense=0.02719340353669145, moe=0.03172618401374845, first=0.000117080906, last=0.1131417179)
+    picks = set()
+    for ulps in (-3, -1, 0, 1, 3):
+        nudged = LayerCosts(*(x * (1 + ulps * 2.2e-16) for x in (base.dense, base.moe, base.first, base.last)))
+        start = [even, balanced_split(DEEPSEEK_V3, 16, nudged)]
+        picks.add(tuple(balanced_ranks(DEEPSEEK_V3, positions, 16, nudged, start)))
+    assert len(picks) == 1
+    (pick,) = picks
+    assert pick[0] == even[0] and sum(pick) == DEEPSEEK_V3.n_layers  # the tie [4, ..., 1] moved more layers
