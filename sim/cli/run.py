@@ -54,7 +54,7 @@ def run_cmd(
         if output is None:
             print(json.dumps(result.to_dict()))
             return
-        from sim.step.timeline import perfetto_trace, timeline
+        from sim.step.timeline import perfetto_json, timeline
 
         target = output / sc.name
         with owned_outputs(target, "run") as tmp:
@@ -62,8 +62,7 @@ def run_cmd(
             for step in result.steps:
                 name = step.pipelines[0].run.schedule.name
                 tl = timeline(step)
-                trace = perfetto_trace(tl, f"{sc.name}: {name}")
-                (tmp / f"trace-{name}.json").write_text(json.dumps(trace, separators=(",", ":")))
+                (tmp / f"trace-{name}.json").write_text(perfetto_json(tl, f"{sc.name}: {name}"))
                 frames.append(tl.spans.assign(schedule=name))
             import pandas as pd
 
@@ -101,7 +100,7 @@ def _run_training(asm: Assembly, output: Path | None, fmt: Format, quiet: bool) 
             print(json.dumps(result.to_dict()))
             return
         from reports.step_report import step_document  # matplotlib, pandas: only when writing
-        from sim.step.timeline import perfetto_trace, timeline
+        from sim.step.timeline import perfetto_json, timeline
 
         target = output / sc.name
         bar.update(task, description="writing the report", completed=0, total=3)
@@ -109,8 +108,7 @@ def _run_training(asm: Assembly, output: Path | None, fmt: Format, quiet: bool) 
             tl = timeline(result.step)
             write_parquet(tl.spans, tmp / "spans.parquet", {"twin_version": __version__, "scenario": sc.name})
             bar.advance(task)
-            trace = perfetto_trace(tl, sc.name, result.step.reported_pipeline().group)
-            (tmp / "trace.json").write_text(json.dumps(trace, separators=(",", ":")))
+            (tmp / "trace.json").write_text(perfetto_json(tl, sc.name, result.step.reported_pipeline().group))
             bar.advance(task)
             summary = result.to_dict()
             (tmp / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -24,6 +24,7 @@ per link block (GB/s, one series per tag).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -240,49 +241,96 @@ def perfetto_trace(tl: Timeline, title: str, pipeline: int = 0, time_scale_us: f
     """A Chrome/Perfetto trace of ``tl``: one pipeline's ranks (per-GPU fidelity has one per EP group of a
     rank; give the one the step waits for), its sends, the DP phase and the link counters.
     ``time_scale_us`` converts the run's time unit to microseconds (1e6 for seconds, 1e3 for op times
-    given in milliseconds)."""
+    given in milliseconds). :func:`perfetto_json` writes the same trace as JSON text, faster."""
+    head, spans, tail = _trace_parts(tl, pipeline, time_scale_us)
+    events = head + [
+        {
+            "ph": "X",
+            "pid": rank,
+            "tid": tid,
+            "name": op,
+            "ts": ts,
+            "dur": dur,
+            "args": _span_args(mb, stage, action, layer),
+        }
+        for rank, tid, op, ts, dur, mb, stage, action, layer in spans
+    ]
+    return {"traceEvents": events + tail, "displayTimeUnit": "ms", "otherData": {"title": title}}
+
+
+def perfetto_json(tl: Timeline, title: str, pipeline: int = 0, time_scale_us: float = 1e6) -> str:
+    """``json.dumps(perfetto_trace(...), separators=(",", ":"))``, byte for byte (a test checks it),
+    without building a dict per slice: a step's 85,000 slices are formatted as text directly (numbers
+    by ``repr``, as ``json`` writes them; strings through ``json.dumps``, once per distinct string)."""
+    head, spans, tail = _trace_parts(tl, pipeline, time_scale_us)
+    text: dict[str, str] = {}
+
+    def quoted(value: str) -> str:
+        hit = text.get(value)
+        if hit is None:
+            hit = text[value] = json.dumps(value)
+        return hit
+
+    compact = (",", ":")
+    parts = [json.dumps(e, separators=compact) for e in head]
+    for rank, tid, op, ts, dur, mb, stage, action, layer in spans:
+        at = f',"layer":{layer!r}' if layer >= 0 else ""
+        parts.append(
+            f'{{"ph":"X","pid":{rank!r},"tid":{tid!r},"name":{quoted(op)},"ts":{ts!r},"dur":{dur!r},'
+            f'"args":{{"microbatch":{mb!r},"stage":{stage!r},"action":{quoted(action)}{at}}}}}'
+        )
+    parts += [json.dumps(e, separators=compact) for e in tail]
+    rest = json.dumps({"displayTimeUnit": "ms", "otherData": {"title": title}}, separators=compact)
+    return '{"traceEvents":[' + ",".join(parts) + "]," + rest[1:]
+
+
+def _span_args(mb: int, stage: int, action: str, layer: int) -> dict[str, Any]:
+    args: dict[str, Any] = {"microbatch": mb, "stage": stage, "action": action}
+    if layer >= 0:
+        args["layer"] = layer
+    return args
+
+
+SpanSlice = tuple[int, int, str, float, float, int, int, str, int]  # pid, tid, name, ts, dur, mb, stage, action, layer
+
+
+def _trace_parts(
+    tl: Timeline, pipeline: int, time_scale_us: float
+) -> tuple[list[dict[str, Any]], list[SpanSlice], list[dict[str, Any]]]:
+    """The trace's events before the span slices (process and thread names), the slices as plain
+    values, and the events after them (sends, counters)."""
     frame = tl.spans
     mine = frame[(frame["pipeline"] == pipeline) | (frame["stream"] == "dp") | (frame["op"] == "optimizer")]
     sends = tl.transfers[tl.transfers["pipeline"] == pipeline]
-    events: list[dict[str, Any]] = []
+    head: list[dict[str, Any]] = []
     ranks = sorted(set(mine["device"].tolist()) | set(sends["src"].tolist()) | set(sends["dst"].tolist()))
     for rank in ranks:
         pid = int(rank)
-        events.append({"ph": "M", "pid": pid, "name": "process_name", "args": {"name": f"PP rank {pid}"}})
-        events.append({"ph": "M", "pid": pid, "name": "process_sort_index", "args": {"sort_index": pid}})
+        head.append({"ph": "M", "pid": pid, "name": "process_name", "args": {"name": f"PP rank {pid}"}})
+        head.append({"ph": "M", "pid": pid, "name": "process_sort_index", "args": {"sort_index": pid}})
         streams = set(mine.loc[mine["device"] == rank, "stream"].tolist())
         for stream in sorted(streams, key=STREAM_TID.__getitem__):
             tid = STREAM_TID[stream]
-            events.append({"ph": "M", "pid": pid, "tid": tid, "name": "thread_name", "args": {"name": stream}})
-            events.append({"ph": "M", "pid": pid, "tid": tid, "name": "thread_sort_index", "args": {"sort_index": tid}})
+            head.append({"ph": "M", "pid": pid, "tid": tid, "name": "thread_name", "args": {"name": stream}})
+            head.append({"ph": "M", "pid": pid, "tid": tid, "name": "thread_sort_index", "args": {"sort_index": tid}})
     # plain Python values column by column (a slice per span: numpy scalars would cost a conversion each)
-    cols = [mine[c].tolist() for c in ("device", "stream", "layer", "op", "microbatch", "stage", "action")]
-    cols[1] = [STREAM_TID[str(stream)] for stream in cols[1]]
-    cols[3] = [str(op) for op in cols[3]]
-    cols[6] = [str(action) for action in cols[6]]
+    ranks_of = mine["device"].tolist()
+    tids = [STREAM_TID[str(stream)] for stream in mine["stream"].tolist()]
+    ops = [str(op) for op in mine["op"].tolist()]
+    mbs, stages, layers = mine["microbatch"].tolist(), mine["stage"].tolist(), mine["layer"].tolist()
+    actions = [str(action) for action in mine["action"].tolist()]
     scale = time_scale_us
-    starts, ends = mine["start_s"].tolist(), mine["end_s"].tolist()
-    for rank, tid, layer, op, mb, stage, action, s, e in zip(*cols, starts, ends, strict=True):
-        args: dict[str, Any] = {"microbatch": mb, "stage": stage, "action": action}
-        if layer >= 0:
-            args["layer"] = layer
+    spans: list[SpanSlice] = []
+    for rank, tid, op, s, e, mb, stage, action, layer in zip(
+        ranks_of, tids, ops, mine["start_s"].tolist(), mine["end_s"].tolist(), mbs, stages, actions, layers, strict=True
+    ):
         ts = round(s * scale, 3)  # as _when: the end rounded like the next slice's start
-        events.append(
-            {
-                "ph": "X",
-                "pid": rank,
-                "tid": tid,
-                "name": op,
-                "ts": ts,
-                "dur": round(round(e * scale, 3) - ts, 3),
-                "args": args,
-            }
-        )
-    events += _send_events(sends, time_scale_us)
-    events += _counter_events(tl.links, time_scale_us)
-    events += _memory_events(tl.memory, time_scale_us)
-    events += _rank_counter_events(tl.nics, time_scale_us)
-    return {"traceEvents": events, "displayTimeUnit": "ms", "otherData": {"title": title}}
+        spans.append((rank, tid, op, ts, round(round(e * scale, 3) - ts, 3), mb, stage, action, layer))
+    tail = _send_events(sends, time_scale_us)
+    tail += _counter_events(tl.links, time_scale_us)
+    tail += _memory_events(tl.memory, time_scale_us)
+    tail += _rank_counter_events(tl.nics, time_scale_us)
+    return head, spans, tail
 
 
 def _when(start: float, end: float, scale: float) -> dict[str, float]:

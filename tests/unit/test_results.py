@@ -14,7 +14,7 @@ from sim.pipeline.schedules import build_schedule
 from sim.pipeline.schedules.linear import linear_schedule
 from sim.results import metrics
 from sim.step.spec import StepRun
-from sim.step.timeline import COLUMNS, STREAM_TID, perfetto_trace, spans_frame, timeline
+from sim.step.timeline import COLUMNS, STREAM_TID, perfetto_json, perfetto_trace, spans_frame, timeline
 
 
 def test_activation_rule_frees_at_w_when_backward_is_split() -> None:
@@ -82,6 +82,18 @@ def test_a_schedule_run_traces_as_a_step_one_slice_per_action_and_an_arrow_per_s
         assert (starts[k]["pid"], ends[k]["pid"]) == (t.src, t.dst)
         assert starts[k]["ts"] == pytest.approx(t.start * 1e6)
     assert all(e["dur"] >= 0 for e in events if e["ph"] == "X")
+
+
+@pytest.mark.parametrize("scale", [1e6, 1e3])
+def test_the_fast_trace_text_is_the_trace_dumped(scale: float) -> None:
+    """:func:`perfetto_json` formats the slices itself; it must be ``json.dumps`` of the trace, byte for
+    byte, titles and names with characters JSON escapes included."""
+    run = execute(build_schedule("dualpipe", 4, 8), OpTimes.uniform(4, 1.0, 2.0, 1.0, 3.0), P2P(1e3, 1e6, 1e-4))
+    tl = timeline(StepRun.of_schedule(run))
+    title = 'a "quoted" title\\ with é and \u2028'
+    assert perfetto_json(tl, title, time_scale_us=scale) == json.dumps(
+        perfetto_trace(tl, title, time_scale_us=scale), separators=(",", ":")
+    )
 
 
 def test_the_spans_frame_of_given_op_times_has_the_step_columns() -> None:

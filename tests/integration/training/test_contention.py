@@ -114,3 +114,16 @@ def test_the_trace_slices_nest_strictly_on_every_track(tmp_path_factory: pytest.
                 open_ends.pop()
             assert not open_ends or end <= open_ends[-1], f"track {key}: [{start}, {end}] crosses its parent's end"
             open_ends.append(end)
+
+
+def test_the_fast_trace_text_of_a_step_is_the_trace_dumped(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A training step's trace (chunk annotations with layers, sends, link, memory and NIC counters)
+    written by :func:`perfetto_json` is ``json.dumps`` of :func:`perfetto_trace`, byte for byte."""
+    import json
+
+    from sim.step.timeline import perfetto_json, perfetto_trace, timeline
+
+    run = step(tmp_path_factory)
+    tl = timeline(run.step)
+    group = run.step.reported_pipeline().group
+    assert perfetto_json(tl, "t", group) == json.dumps(perfetto_trace(tl, "t", group), separators=(",", ":"))
