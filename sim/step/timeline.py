@@ -33,7 +33,6 @@ import pandas as pd
 
 from sim.chunk.export import STREAM_TID as CHUNK_STREAM_TID
 from sim.chunk.streams import Task
-from sim.chunk.timer import ChunkResult
 from sim.network.linklog import COUNTER_COLUMNS
 from sim.pipeline.ops import Op
 from sim.step.spec import StepRun
@@ -61,14 +60,9 @@ class Timeline:
     nics: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({c: [] for c in COUNTER_COLUMNS}))
 
 
-def chunk_segments(chunk: ChunkResult) -> list[Segment]:
-    """Annotation instances of a chunk per stream, in start order (seconds from the chunk's start)."""
-    return _segments(chunk.tasks, [t.start for t in chunk.tasks], [t.end for t in chunk.tasks])
-
-
 def _segments(tasks: list[Task], starts: list[float], ends: list[float]) -> list[Segment]:
-    """:func:`chunk_segments` of ``tasks`` taking ``starts`` and ``ends`` (a chunk re-timed by the shared
-    network needs no copy of its tasks)."""
+    """Annotation instances of a chunk's ``tasks`` timed ``starts``/``ends``, per stream, in start order
+    (seconds from the chunk's start): the plain form :class:`SegmentPlan` is tested against."""
     groups: dict[tuple[str, str, int, int], list[float]] = {}
     for t, start, end in zip(tasks, starts, ends, strict=True):
         if end <= start:
@@ -105,11 +99,16 @@ class SegmentPlan:
         streams = sorted({k[0] for k in index})
         self._stream_rank = np.array([streams.index(k[0]) for k in index], dtype=np.int64)
         self._position = np.arange(len(tasks), dtype=np.int64)
+        # each group's columns (a spans frame takes them by the kept groups' indices)
+        self.streams = np.array([k[0] for k in index], dtype=object)
+        self.annotations = np.array([k[1] for k in index], dtype=object)
+        self.layers = np.array([k[3] for k in index], dtype=np.int64)
+        self.forward = np.array([k[1].endswith("(F)") for k in index], dtype=bool)
 
-    def segments(self, starts: np.ndarray, ends: np.ndarray) -> list[Segment]:
-        """The segments of the tasks timed ``starts``/``ends`` (arrays in task order)."""
+    def kept(self, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`segments` as arrays: the groups that ran, in segment order, and their starts and ends."""
         if not self._keys:
-            return []
+            return np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0)
         valid = ends > starts
         order, bounds = self._order, self._bounds
         first = np.minimum.reduceat(np.where(valid, starts, np.inf)[order], bounds)
@@ -118,8 +117,13 @@ class SegmentPlan:
         seen = np.minimum.reduceat(np.where(valid, self._position, len(valid))[order], bounds)
         kept = np.flatnonzero(np.isfinite(first))
         kept = kept[np.lexsort((seen[kept], self._stream_rank[kept], first[kept]))]
+        return kept, first[kept], last[kept]
+
+    def segments(self, starts: np.ndarray, ends: np.ndarray) -> list[Segment]:
+        """The segments of the tasks timed ``starts``/``ends`` (arrays in task order)."""
+        kept, first, last = self.kept(starts, ends)
         out: list[Segment] = []
-        for g, s, e in zip(kept.tolist(), first[kept].tolist(), last[kept].tolist(), strict=True):
+        for g, s, e in zip(kept.tolist(), first.tolist(), last.tolist(), strict=True):
             stream, ann, _, layer = self._keys[g]
             out.append((stream, layer, ann, "F" if ann.endswith("(F)") else "B", s, e))
         return out
@@ -177,50 +181,64 @@ def nic_counters(step: StepRun, bins: int = COUNTER_BINS) -> pd.DataFrame:
 
 
 def spans_frame(step: StepRun) -> pd.DataFrame:
-    """Every span of the run (all pipelines; per-GPU fidelity has one per EP group of a rank)."""
-    rows: list[tuple[Any, ...]] = []
-    cache: dict[int, list[Segment]] = {}
+    """Every span of the run (all pipelines; per-GPU fidelity has one per EP group of a rank). Built
+    column by column: an action's segments come as arrays from its chunk's :class:`SegmentPlan`."""
+    cols: dict[str, list[Any]] = {c: [] for c in COLUMNS}
+
+    def row(*values: Any) -> None:
+        for c, v in zip(COLUMNS, values, strict=True):
+            cols[c].append(v)
+
     plans: dict[int, SegmentPlan] = {}
+    as_timed: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # a chunk's segments as it timed itself
     for pipe in step.pipelines:
         sched = pipe.run.schedule
         for span in pipe.run.recorder.spans:
             action = sched.actions[span.device][span.pos]
             atoms = action.atoms()
-            f_atom = next((a for a in atoms if a.op is Op.F), None)
-            b_atom = next((a for a in atoms if a.op is not Op.F), None)
             label = span.label
             if pipe.chunks is None:  # op times given: the action is one span
-                head = atoms[0]
-                op = action.op.value
-                rows.append(
-                    (pipe.group, span.device, "compute", -1, op, op, head.mb, head.stage, label, span.start, span.end)
-                )
+                head, op = atoms[0], action.op.value
+                row(pipe.group, span.device, "compute", -1, op, op, head.mb, head.stage, label, span.start, span.end)
                 continue
             chunk = pipe.chunks.chunk(action)
+            plan = plans.get(id(chunk))
+            if plan is None:
+                plan = plans[id(chunk)] = SegmentPlan(chunk.tasks)
             retimed = pipe.comm_durations.get((span.device, span.pos))
             if retimed is not None:  # its phases as long as the shared network made them
                 starts, ends = retimed[0].times(retimed[1])
-                plan = plans.get(id(chunk))
-                if plan is None:
-                    plan = plans[id(chunk)] = SegmentPlan(chunk.tasks)
-                segs = plan.segments(np.asarray(starts, dtype=np.float64), np.asarray(ends, dtype=np.float64))
+                kept, first, last = plan.kept(np.asarray(starts, dtype=np.float64), np.asarray(ends, dtype=np.float64))
             else:
-                hit = cache.get(id(chunk))
+                hit = as_timed.get(id(chunk))
                 if hit is None:
-                    hit = cache[id(chunk)] = chunk_segments(chunk)
-                segs = hit
-            for stream, layer, ann, direction, s, e in segs:
-                atom = f_atom if direction == "F" else b_atom
-                mb, stage, kind = (atom.mb, atom.stage, atom.op.value) if atom is not None else (-1, -1, "")
-                start, end = span.start + s, span.start + e
-                rows.append((pipe.group, span.device, stream, layer, ann, kind, mb, stage, label, start, end))
+                    timed = ([t.start for t in chunk.tasks], [t.end for t in chunk.tasks])
+                    hit = as_timed[id(chunk)] = plan.kept(np.array(timed[0]), np.array(timed[1]))
+                kept, first, last = hit
+            n = len(kept)
+            f_atom = next((a for a in atoms if a.op is Op.F), None)
+            b_atom = next((a for a in atoms if a.op is not Op.F), None)
+            f = (f_atom.mb, f_atom.stage, f_atom.op.value) if f_atom is not None else (-1, -1, "")
+            b = (b_atom.mb, b_atom.stage, b_atom.op.value) if b_atom is not None else (-1, -1, "")
+            forward = plan.forward[kept].tolist()
+            cols["pipeline"] += [pipe.group] * n
+            cols["device"] += [span.device] * n
+            cols["stream"] += plan.streams[kept].tolist()
+            cols["layer"] += plan.layers[kept].tolist()
+            cols["op"] += plan.annotations[kept].tolist()
+            cols["kind"] += [f[2] if x else b[2] for x in forward]
+            cols["microbatch"] += [f[0] if x else b[0] for x in forward]
+            cols["stage"] += [f[1] if x else b[1] for x in forward]
+            cols["action"] += [label] * n
+            cols["start_s"] += (span.start + first).tolist()
+            cols["end_s"] += (span.start + last).tolist()
     for d, t in enumerate(step.timelines):
         phases = [("dp", "reduce-scatter", iv) for iv in t.reduce_scatter]
         phases += [("compute", "optimizer", t.optimizer), ("dp", "all-gather", t.all_gather)]
         for stream, op, (s, e) in phases:
             if e > s:
-                rows.append((0, d, stream, -1, op, "dp" if stream == "dp" else op, -1, -1, op, s, e))
-    frame = pd.DataFrame(rows, columns=COLUMNS)
+                row(0, d, stream, -1, op, "dp" if stream == "dp" else op, -1, -1, op, s, e)
+    frame = pd.DataFrame(cols, columns=COLUMNS)
     return frame.astype(
         {"pipeline": "int16", "device": "int16", "layer": "int16", "microbatch": "int32", "stage": "int16"}
     )
@@ -272,14 +290,15 @@ def perfetto_json(tl: Timeline, title: str, pipeline: int = 0, time_scale_us: fl
         return hit
 
     compact = (",", ":")
-    parts = [json.dumps(e, separators=compact) for e in head]
+    parts = [json.dumps(head, separators=compact)[1:-1]] if head else []  # one call: the C encoder's loop
     for rank, tid, op, ts, dur, mb, stage, action, layer in spans:
         at = f',"layer":{layer!r}' if layer >= 0 else ""
         parts.append(
             f'{{"ph":"X","pid":{rank!r},"tid":{tid!r},"name":{quoted(op)},"ts":{ts!r},"dur":{dur!r},'
             f'"args":{{"microbatch":{mb!r},"stage":{stage!r},"action":{quoted(action)}{at}}}}}'
         )
-    parts += [json.dumps(e, separators=compact) for e in tail]
+    if tail:
+        parts.append(json.dumps(tail, separators=compact)[1:-1])
     rest = json.dumps({"displayTimeUnit": "ms", "otherData": {"title": title}}, separators=compact)
     return '{"traceEvents":[' + ",".join(parts) + "]," + rest[1:]
 
@@ -319,13 +338,11 @@ def _trace_parts(
     ops = [str(op) for op in mine["op"].tolist()]
     mbs, stages, layers = mine["microbatch"].tolist(), mine["stage"].tolist(), mine["layer"].tolist()
     actions = [str(action) for action in mine["action"].tolist()]
-    scale = time_scale_us
-    spans: list[SpanSlice] = []
-    for rank, tid, op, s, e, mb, stage, action, layer in zip(
-        ranks_of, tids, ops, mine["start_s"].tolist(), mine["end_s"].tolist(), mbs, stages, actions, layers, strict=True
-    ):
-        ts = round(s * scale, 3)  # as _when: the end rounded like the next slice's start
-        spans.append((rank, tid, op, ts, round(round(e * scale, 3) - ts, 3), mb, stage, action, layer))
+    # as _when, over arrays: the end rounded like the next slice's start (numpy rounds x * 1000 to the
+    # nearest integer, Python's round the exact decimal: they can differ by 1 ns on an exact half)
+    ts = np.round(mine["start_s"].to_numpy(dtype=np.float64) * time_scale_us, 3)
+    dur = np.round(np.round(mine["end_s"].to_numpy(dtype=np.float64) * time_scale_us, 3) - ts, 3)
+    spans = list(zip(ranks_of, tids, ops, ts.tolist(), dur.tolist(), mbs, stages, actions, layers, strict=True))
     tail = _send_events(sends, time_scale_us)
     tail += _counter_events(tl.links, time_scale_us)
     tail += _memory_events(tl.memory, time_scale_us)
