@@ -322,19 +322,21 @@ def _trace_parts(
     mine = frame[(frame["pipeline"] == pipeline) | (frame["stream"] == "dp") | (frame["op"] == "optimizer")]
     sends = tl.transfers[tl.transfers["pipeline"] == pipeline]
     head: list[dict[str, Any]] = []
-    ranks = sorted(set(mine["device"].tolist()) | set(sends["src"].tolist()) | set(sends["dst"].tolist()))
+    ranks_of, streams_of = mine["device"].tolist(), mine["stream"].tolist()
+    ranks = sorted(set(ranks_of) | set(sends["src"].tolist()) | set(sends["dst"].tolist()))
+    streams_of_rank: dict[int, set[str]] = {}
+    for rank, stream in set(zip(ranks_of, streams_of, strict=True)):
+        streams_of_rank.setdefault(rank, set()).add(stream)
     for rank in ranks:
         pid = int(rank)
         head.append({"ph": "M", "pid": pid, "name": "process_name", "args": {"name": f"PP rank {pid}"}})
         head.append({"ph": "M", "pid": pid, "name": "process_sort_index", "args": {"sort_index": pid}})
-        streams = set(mine.loc[mine["device"] == rank, "stream"].tolist())
-        for stream in sorted(streams, key=STREAM_TID.__getitem__):
+        for stream in sorted(streams_of_rank.get(rank, ()), key=STREAM_TID.__getitem__):
             tid = STREAM_TID[stream]
             head.append({"ph": "M", "pid": pid, "tid": tid, "name": "thread_name", "args": {"name": stream}})
             head.append({"ph": "M", "pid": pid, "tid": tid, "name": "thread_sort_index", "args": {"sort_index": tid}})
     # plain Python values column by column (a slice per span: numpy scalars would cost a conversion each)
-    ranks_of = mine["device"].tolist()
-    tids = [STREAM_TID[str(stream)] for stream in mine["stream"].tolist()]
+    tids = [STREAM_TID[str(stream)] for stream in streams_of]
     ops = [str(op) for op in mine["op"].tolist()]
     mbs, stages, layers = mine["microbatch"].tolist(), mine["stage"].tolist(), mine["layer"].tolist()
     actions = [str(action) for action in mine["action"].tolist()]
