@@ -191,6 +191,7 @@ def spans_frame(step: StepRun) -> pd.DataFrame:
 
     plans: dict[int, SegmentPlan] = {}
     as_timed: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # a chunk's segments as it timed itself
+    as_retimed: dict[tuple[int, tuple[float, ...]], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for pipe in step.pipelines:
         sched = pipe.run.schedule
         for span in pipe.run.recorder.spans:
@@ -207,8 +208,14 @@ def spans_frame(step: StepRun) -> pd.DataFrame:
                 plan = plans[id(chunk)] = SegmentPlan(chunk.tasks)
             retimed = pipe.comm_durations.get((span.device, span.pos))
             if retimed is not None:  # its phases as long as the shared network made them
-                starts, ends = retimed[0].times(retimed[1])
-                kept, first, last = plan.kept(np.asarray(starts, dtype=np.float64), np.asarray(ends, dtype=np.float64))
+                key = (id(retimed[0]), retimed[1])  # steady state repeats them
+                hit = as_retimed.get(key)
+                if hit is None:
+                    starts, ends = retimed[0].times(retimed[1])
+                    hit = as_retimed[key] = plan.kept(
+                        np.asarray(starts, dtype=np.float64), np.asarray(ends, dtype=np.float64)
+                    )
+                kept, first, last = hit
             else:
                 hit = as_timed.get(id(chunk))
                 if hit is None:
