@@ -16,6 +16,7 @@ most slowed flow would.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -142,6 +143,7 @@ class CoflowTable:
         self._conflicts: list[set[int]] = []
         self._by_kind: dict[int, set[int]] = {}  # active slots of each kind (kinds with none: absent)
         self._memo: dict[tuple[tuple[int, float], ...], list[float]] = {}
+        self._fits: dict[tuple[int, float], bool] = {}  # (kind, cap) alone within every link
         self.sent: dict[int, int] = {}  # coflows started, per kind
         self.sent_by_tag: dict[tuple[int, str], int] = {}
         # time lost to sharing: (1 - rate / cap) integrated while below the cap, by (tag, bottleneck)
@@ -151,6 +153,7 @@ class CoflowTable:
     def grow_links(self, capacity: np.ndarray) -> None:
         self.capacity = capacity
         self.classes.grow_links(capacity)
+        self._fits.clear()  # reused virtual links may come back with another capacity
 
     # ------------------------------------------------------------------ kinds
     def kind_of(self, links: np.ndarray, link_bytes: np.ndarray) -> int:
@@ -177,15 +180,51 @@ class CoflowTable:
         """Every kind seen, in kind order: (links, bytes on each, weights)."""
         return self._kind_arrays
 
+    def size_of(self, kind: int) -> float:
+        """Bytes a coflow of ``kind`` puts on its most loaded link (its rate is counted there)."""
+        return self._size_of[kind]
+
+    def active_kinds(self) -> Iterable[int]:
+        """The kinds with a coflow in the table now."""
+        return self._by_kind.keys()
+
     def kind_arrays(self, kind: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(links, bytes on each, weights) of a kind."""
         return self._kind_arrays[kind]
 
     # ------------------------------------------------------------------ slots
-    def add(self, kind: int, time_alone_s: float, latency_s: float, payload: object, tag: str, now: float) -> int:
-        cls, _, limit = self.classes.arrays[kind]
+    def count(self, kind: int, tag: str) -> None:
+        """One more coflow of ``kind`` started (the statistics read per kind and tag)."""
         self.sent[kind] = self.sent.get(kind, 0) + 1
         self.sent_by_tag[(kind, tag)] = self.sent_by_tag.get((kind, tag), 0) + 1
+
+    def fits_alone(self, kind: int, cap: float) -> bool:
+        """Whether a coflow of ``kind`` at ``cap`` alone puts no link over its capacity (memoised)."""
+        key = (kind, cap)
+        hit = self._fits.get(key)
+        if hit is None:
+            _, _, limit = self.classes.arrays[kind]
+            hit = self._fits[key] = not bool((self.classes.scaled(kind, cap) > limit).any())
+        return hit
+
+    def conflicts_with(self, kind: int, kinds: Iterable[int]) -> bool:
+        """Whether ``kind`` shares a link with any of ``kinds`` (itself included)."""
+        return not self._conflicts[kind].isdisjoint(kinds)
+
+    def add(
+        self,
+        kind: int,
+        time_alone_s: float,
+        latency_s: float,
+        payload: object,
+        tag: str,
+        now: float,
+        counted: bool = False,
+    ) -> int:
+        """A coflow started at ``now`` (``counted``: already counted, a solo coflow joining the table)."""
+        cls, _, limit = self.classes.arrays[kind]
+        if not counted:
+            self.count(kind, tag)
         size = self._size_of[kind]
         cap = size / time_alone_s
         slot = self._slot()

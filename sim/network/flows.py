@@ -25,6 +25,16 @@ capped at ``B / time_alone_s``. It shares links max-min fairly with every other 
 and beside others no less. A coflow completes exactly (no ``completion_rtol``). While only coflows
 run, each at its cap, and no link is over capacity, that allocation is already max-min fair: a
 start or an end then costs O(its links), not a recomputation.
+
+Solo coflows. A coflow that starts while no running coflow shares a link with it (no coflow of a
+conflicting kind: :class:`sim.network.coflow.CoflowTable` works those out per kind), no plain flow
+runs, and whose cap puts no link over capacity runs at its cap until something conflicting starts:
+it ends at ``start + B / cap`` on a timer of its own, without entering the table's loads, heap and
+wake-ups (most of a step's DeepEP phases: 28,000 of the default step's 32,000 coflows start so).
+When a conflicting coflow or any plain flow starts, the solo coflows it would meet join the table
+as if they had been there from their start (at their cap, which nothing changed while they were
+solo), and sharing proceeds as above; their own timers go stale. The reference mode
+(``incremental=False``) never runs coflows solo.
 """
 
 from __future__ import annotations
@@ -46,6 +56,18 @@ from sim.network.topology import Topology
 __all__ = ["COMPLETION_RTOL", "FlowNetwork", "FlowStats"]
 
 _REL_DONE = 1e-9
+
+
+@dataclass(slots=True)
+class _Solo:
+    """A coflow running alone at its cap (see the module docstring)."""
+
+    kind: int
+    start: float
+    time_alone_s: float
+    latency_s: float
+    done: simpy.Event | Callable[[float], None]
+    tag: str
 
 
 @dataclass
@@ -129,6 +151,7 @@ class FlowNetwork:
         completion_rtol: float = COMPLETION_RTOL,
         on_rates: Callable[[float, np.ndarray, np.ndarray], None] | None = None,
         incremental: bool = True,
+        solo: bool = True,
     ) -> None:
         self.env = env
         self.topo = topo
@@ -165,7 +188,11 @@ class FlowNetwork:
         self.stats.block_names = self._block_names
         self._free_virtual: dict[int, list[np.ndarray]] = {}  # released virtual links, by count
         self._post: list[tuple[Callable[[float], None], float]] = []  # ended coflows' callbacks
+        self._solo: dict[int, _Solo] = {}  # coflows running alone at their cap, by id
+        self._solo_by_kind: dict[int, set[int]] = {}
+        self._solo_next = 0
         self.incremental = incremental  # False: every change re-solves every flow and coflow (the reference)
+        self.solo = solo and incremental  # coflows that meet nobody run on timers of their own (docstring)
         self.log: LinkLog | None = None  # what finished, from the run's origin (SimContext.start_main turns it on)
         self.origin = 0.0
 
@@ -197,7 +224,7 @@ class FlowNetwork:
     def rewind(self, now: float) -> None:
         """The clock was set back to ``now`` (:meth:`sim.network.context.SimContext.run_alone`): only
         an idle network can follow it."""
-        if len(self._remaining) or self.coflows.active:
+        if len(self._remaining) or self.coflows.active or self._solo:
             raise RuntimeError("cannot rewind a network with active flows")
         self._last = now
         self._generation += 1
@@ -209,7 +236,7 @@ class FlowNetwork:
         """Coflows started inside run on a table of their own, dropped at the end (measurements
         alone, :meth:`sim.network.context.SimContext.run_alone`): the kinds they bring do not refine
         the run's link classes (:mod:`sim.network.link_classes`) nor count in its statistics."""
-        if self.coflows.active:
+        if self.coflows.active or self._solo:
             raise RuntimeError("scratch coflows need an idle coflow table")
         kept = self.coflows
         self.coflows = self.stats.table = CoflowTable(self.capacity)
@@ -220,7 +247,7 @@ class FlowNetwork:
 
     @property
     def active_coflows(self) -> int:
-        return len(self.coflows.active)
+        return len(self.coflows.active) + len(self._solo)
 
     def send_coflow(
         self, links: np.ndarray, link_bytes: np.ndarray, time_alone_s: float, latency_s: float = 0.0, tag: str = ""
@@ -249,12 +276,73 @@ class FlowNetwork:
         table = self.coflows
         kind = table.kind_of(links, link_bytes)
         self.stats.flows += 1
+        if (
+            self.solo
+            and not len(self._remaining)
+            and not table.conflicts_with(kind, table.active_kinds())
+            and not (self._solo_by_kind and table.conflicts_with(kind, self._solo_by_kind))
+            and table.fits_alone(kind, table.size_of(kind) / time_alone_s)
+        ):
+            self._start_solo(kind, time_alone_s, latency_s, tag, done)
+            return
         self._advance()
+        if self._solo_by_kind:
+            self._join_solos(kind)
         slot = table.add(kind, time_alone_s, latency_s, done, tag, self.env.now)
         if table.dirty or len(self._remaining) or self._recompute_pending or not self.incremental:
             self._schedule_step()
         else:  # at its cap and nothing over capacity: only the next wake may move earlier
             self._wake_by(table.end_time(slot))
+
+    def _start_solo(
+        self, kind: int, time_alone_s: float, latency_s: float, tag: str, done: simpy.Event | Callable[[float], None]
+    ) -> None:
+        table = self.coflows
+        table.count(kind, tag)
+        sid = self._solo_next
+        self._solo_next += 1
+        now = self.env.now
+        self._solo[sid] = _Solo(kind, now, time_alone_s, latency_s, done, tag)
+        mine = self._solo_by_kind.get(kind)
+        if mine is None:
+            self._solo_by_kind[kind] = {sid}
+        else:
+            mine.add(sid)
+        size = table.size_of(kind)
+        end = now + size / (size / time_alone_s)  # as the table computes it: start + bytes / cap
+        self.env.timeout(end - now).callbacks.append(lambda _e: self._end_solo(sid))
+
+    def _end_solo(self, sid: int) -> None:
+        solo = self._solo.pop(sid, None)
+        if solo is None:  # it joined the table: its end is the table's
+            return
+        mine = self._solo_by_kind[solo.kind]
+        mine.discard(sid)
+        if not mine:
+            del self._solo_by_kind[solo.kind]
+        now = self.env.now
+        self.stats.completions += 1
+        if self.log is not None:
+            self.log.coflows.append((solo.start - self.origin, now - self.origin, solo.kind, solo.tag))
+        if isinstance(solo.done, simpy.Event) or solo.latency_s > 0.0:
+            self._fire(solo.done, now + solo.latency_s)
+        else:
+            solo.done(now)
+
+    def _join_solos(self, kind: int | None) -> None:
+        """Move the solo coflows that conflict with ``kind`` (every one: None) into the table, as if they
+        had started there (at their cap since their start)."""
+        table = self.coflows
+        kinds = (
+            list(self._solo_by_kind)
+            if kind is None
+            else [k for k in self._solo_by_kind if table.conflicts_with(kind, (k,))]
+        )
+        for k in kinds:
+            for sid in sorted(self._solo_by_kind.pop(k)):
+                solo = self._solo.pop(sid)
+                slot = table.add(k, solo.time_alone_s, solo.latency_s, solo.done, solo.tag, solo.start, counted=True)
+                self._wake_by(table.end_time(slot))
 
     def _wake_by(self, done_at: float) -> None:
         """Something started without a re-solve ends at ``done_at``: move the next wake-up there if it
@@ -309,6 +397,8 @@ class FlowNetwork:
     def send_routes(self, routes: Routes, nbytes: np.ndarray, tag: str = "flows") -> simpy.Event:
         """Start flows along precomputed routes (one per entry of ``nbytes``); ``tag`` names them in
         the run's link log."""
+        if self._solo:  # plain flows are solved with every coflow: the solo ones join the table
+            self._join_solos(None)
         if len(nbytes) == 1 and self.incremental:
             return self._send_one(routes, float(nbytes[0]), tag)
         event = self.env.event()
@@ -517,12 +607,19 @@ class FlowNetwork:
 
     def _settle(self, recompute: bool) -> None:
         self._advance()
+        plain = len(self._remaining)
         untouched = self._finish_done()
+        running = len(self.coflows.active)
         self._finish_coflows()
+        untouched = untouched and len(self.coflows.active) == running  # an ended coflow frees its links too
         self._generation += 1
         self._wake_at = np.inf
         table = self.coflows
         coflows = bool(table.active)
+        if len(self._remaining) < plain and table.below:
+            # plain flows ended: the coflows they held below their caps may rise (with plain flows left
+            # everything is solved again below; without, only these components)
+            table.dirty |= table.below
         if not len(self._remaining) and not coflows:
             return
         if len(self._remaining) and not coflows and untouched and not recompute and self.incremental:

@@ -190,6 +190,74 @@ def test_incremental_component_solver_equals_resolving_everything(run) -> None: 
         assert t - at >= kinds[kind][2] * (1 - 1e-9)  # never faster than alone
 
 
+def _run_mixed(topo, kinds, starts, flows, **network):  # type: ignore[no-untyped-def]
+    """:func:`_run_coflows` with plain flows ``(at, src, dst, bytes)`` among the coflows."""
+    env = simpy.Environment()
+    net = FlowNetwork(env, topo, completion_rtol=0.0, **network)
+    done: list[tuple[str, int, float]] = []
+
+    def one(i: int, at: float, kind: int):  # type: ignore[no-untyped-def]
+        yield env.timeout(at)
+        links, per_link, alone = kinds[kind]
+        yield net.send_coflow(links, per_link, alone)
+        done.append(("coflow", i, env.now))
+
+    def flow(i: int, at: float, src: int, dst: int, nbytes: float):  # type: ignore[no-untyped-def]
+        yield env.timeout(at)
+        yield net.send(src, dst, nbytes)
+        done.append(("flow", i, env.now))
+
+    for i, (at, kind) in enumerate(starts):
+        env.process(one(i, at, kind))
+    for i, f in enumerate(flows):
+        env.process(flow(i, *f))
+    env.run()
+    return sorted(done), net
+
+
+@settings(max_examples=60, deadline=None)
+@given(coflow_runs(), st.data())
+def test_plain_flows_among_coflows_equal_resolving_everything(run, data) -> None:  # type: ignore[no-untyped-def]
+    """Plain flows start among the coflows: every coflow running solo joins the table first (a plain
+    flow is solved with every coflow), and when plain flows end the coflows they held back rise (and
+    the other way round); the times equal the reference's. (Before, a coflow slowed by a plain flow
+    kept its share after the flow ended: 49% late in one drawn case.) Running solo changes nothing:
+    the same times as with every coflow in the table."""
+    topo, kinds, starts = run
+    n = data.draw(st.integers(1, 4))
+    gpus = st.integers(0, topo.gpus - 1)
+    flows = [
+        (data.draw(st.floats(0.0, 0.01)), data.draw(gpus), data.draw(gpus), data.draw(st.floats(1e6, 1e8)))
+        for _ in range(n)
+    ]
+    fast, _ = _run_mixed(topo, kinds, starts, flows)
+    table, _ = _run_mixed(topo, kinds, starts, flows, solo=False)
+    ref, _ = _run_mixed(topo, kinds, starts, flows, incremental=False)
+    assert [(w, i) for w, i, _ in fast] == [(w, i) for w, i, _ in ref] == [(w, i) for w, i, _ in table]
+    assert np.allclose([t for *_, t in fast], [t for *_, t in ref], rtol=1e-9, atol=1e-15)
+    assert np.allclose([t for *_, t in fast], [t for *_, t in table], rtol=1e-12, atol=1e-18)
+
+
+def test_coflows_that_meet_nobody_run_solo_and_one_that_meets_joins_the_table() -> None:
+    """Two coflows on different NICs never enter the table (no solve, no slot); a third on the first's
+    NIC, started while it runs, makes it join: both share the NIC from then on (25 GB/s each), as the
+    closed form of two coflows on one link says."""
+    topo = make(2, "mpft", latency=ZERO_LATENCY)
+    env = simpy.Environment()
+    net = FlowNetwork(env, topo)
+    a = net.send_coflow(np.array([_nic_up(topo, 0)]), np.array([1e9]), 1e9 / 50e9)  # 20 ms alone
+    b = net.send_coflow(np.array([_nic_up(topo, 1)]), np.array([1e9]), 1e9 / 50e9)
+    assert net.active_coflows == 2 and not net.coflows.active  # both solo
+    env.run(until=0.01)
+    c = net.send_coflow(np.array([_nic_up(topo, 0)]), np.array([1e9]), 1e9 / 50e9)  # meets a at 10 ms
+    assert len(net.coflows.active) == 2 and net.active_coflows == 3  # a joined, b stays solo
+    env.run()
+    assert b.value == pytest.approx(0.02, rel=1e-12)
+    assert a.value == pytest.approx(0.01 + 0.5e9 / 25e9, rel=1e-12)  # its last half at half the NIC
+    assert c.value == pytest.approx(a.value + 0.5e9 / 50e9, rel=1e-12)  # then alone at the full NIC
+    assert net.stats.completions == 3 and net.stats.link_bytes[_nic_up(topo, 0)] == pytest.approx(2e9)
+
+
 def test_run_alone_takes_no_simulated_time_and_needs_an_idle_network() -> None:
     topo = make(2, "mpft")
     ctx = SimContext(topo)
