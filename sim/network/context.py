@@ -61,8 +61,18 @@ class SimContext:
             raise RuntimeError("run_alone needs an idle network (it times processes on their own)")
         env = self.env
         t0 = env.now
+        # measured from a clock at 0: elapsed = (t0 + d) - t0 would round d at the magnitude of t0, so
+        # the same processes timed before a run's loop (t0 = 0) and after it (t0 = the step's end, as
+        # the isolated mode's collectives are) would differ in the last bits, and a memo of such times
+        # (sim/step/zero1.py) would keep whichever a process computed first
+        env._now = 0.0
+        if self.net is not None:
+            self.net.rewind(0.0)
         started = [env.process(p) for p in processes]
         if not started:
+            env._now = t0
+            if self.net is not None:
+                self.net.rewind(t0)
             return 0.0
         log = None if self.net is None else self.net.log
         if self.net is not None:
@@ -73,7 +83,7 @@ class SimContext:
         finally:
             if self.net is not None:
                 self.net.log = log
-        elapsed = env.now - t0
+        elapsed = env.now
         if not self.idle():
             raise RuntimeError("processes run alone left flows on the network")
         # set the clock back: only the network's stale wake-ups (and no process) are left queued
