@@ -59,6 +59,9 @@ class SimContext:
         returns the time they took."""
         if not self.idle():
             raise RuntimeError("run_alone needs an idle network (it times processes on their own)")
+        processes = list(processes)
+        if not processes:
+            return 0.0
         env = self.env
         t0 = env.now
         # measured from a clock at 0: elapsed = (t0 + d) - t0 would round d at the magnitude of t0, so
@@ -69,11 +72,6 @@ class SimContext:
         if self.net is not None:
             self.net.rewind(0.0)
         started = [env.process(p) for p in processes]
-        if not started:
-            env._now = t0
-            if self.net is not None:
-                self.net.rewind(t0)
-            return 0.0
         log = None if self.net is None else self.net.log
         if self.net is not None:
             self.net.log = None  # taken alone: not on the run's clock, not in its link log

@@ -125,7 +125,7 @@ class SegmentPlan:
         out: list[Segment] = []
         for g, s, e in zip(kept.tolist(), first.tolist(), last.tolist(), strict=True):
             stream, ann, _, layer = self._keys[g]
-            out.append((stream, layer, ann, "F" if ann.endswith("(F)") else "B", s, e))
+            out.append((stream, layer, ann, "F" if self.forward[g] else "B", s, e))
         return out
 
 
