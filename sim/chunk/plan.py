@@ -61,8 +61,14 @@ class CommPlan:
         return len(self.tasks)
 
     @functools.cached_property
-    def _start_coef(self) -> list[tuple[float, tuple[tuple[int, float], ...]]]:
-        return [_sparse(row) for row in self.starts]
+    def start_forms(self) -> list[tuple[float, tuple[tuple[int, float], ...]]]:
+        """Each comm task's start form as its constant and its finite offsets ``(j, c)`` after the
+        end of comm task ``j``, only ``j < k`` for task ``k`` (what :meth:`start` reads)."""
+        out = []
+        for k, row in enumerate(self.starts):
+            c0, terms = _sparse(row)
+            out.append((c0, tuple((j, c) for j, c in terms if j < k)))
+        return out
 
     @functools.cached_property
     def _end_coef(self) -> tuple[float, tuple[tuple[int, float], ...]]:
@@ -70,7 +76,7 @@ class CommPlan:
 
     def start(self, k: int, ends: list[float]) -> float:
         """Start of comm task ``k`` given the ends of comm tasks ``0..k-1``."""
-        return _eval(self._start_coef[k], ends)
+        return _eval(self.start_forms[k], ends)
 
     def span(self, ends: list[float]) -> float:
         return _eval(self._end_coef, ends)

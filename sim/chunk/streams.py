@@ -56,30 +56,39 @@ class DeadlockError(RuntimeError):
 def run_streams(tasks: list[Task]) -> float:
     """Fill in every task's start and end; returns the makespan (first start is 0)."""
     queues: dict[str, list[int]] = {s: [] for s in STREAM_ORDER}
+    dependents: list[list[int]] = [[] for _ in tasks]
+    unmet = [0] * len(tasks)  # dependencies not yet finished (each counted once)
     for i, t in enumerate(tasks):
         if t.stream not in queues:
             raise ValueError(f"task {t.name}: unknown stream {t.stream!r}")
         if any(d >= i for d in t.deps):
             raise ValueError(f"task {t.name}: depends on a later task")
         queues[t.stream].append(i)
+        for d in set(t.deps):
+            dependents[d].append(i)
+        unmet[i] = len(set(t.deps))
     head = dict.fromkeys(STREAM_ORDER, 0)
     active: dict[str, int] = {}
     remaining = [t.work for t in tasks]
     delay = [t.delay for t in tasks]
-    done = [False] * len(tasks)
     now = 0.0
     left = len(tasks)
+
+    def finished(i: int) -> None:
+        for j in dependents[i]:
+            unmet[j] -= 1
+
     while left:
         for s in STREAM_ORDER:  # start what can start
             while s not in active and head[s] < len(queues[s]):
                 i = queues[s][head[s]]
-                if not all(done[d] for d in tasks[i].deps):
+                if unmet[i]:
                     break
                 tasks[i].queued = now
                 tasks[i].start = now + delay[i]
                 if remaining[i] <= _EPS and delay[i] <= _EPS:
                     tasks[i].start = tasks[i].end = now
-                    done[i] = True
+                    finished(i)
                     left -= 1
                     head[s] += 1
                     continue
@@ -103,7 +112,7 @@ def run_streams(tasks: list[Task]) -> float:
             if remaining[i] <= _EPS * max(1.0, tasks[i].work):
                 remaining[i] = 0.0
                 tasks[i].end = now
-                done[i] = True
+                finished(i)
                 left -= 1
                 del active[s]
     return now

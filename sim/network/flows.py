@@ -70,6 +70,18 @@ class _Solo:
     tag: str
 
 
+@dataclass(slots=True)
+class _Path:
+    """A one-flow route as :meth:`FlowNetwork._send_one` reads it: its links (``unique``: each once),
+    its latency (a one-element array) and the link block of each link."""
+
+    routes: Routes
+    links: np.ndarray
+    unique: bool
+    latency: np.ndarray
+    blocks: np.ndarray
+
+
 @dataclass
 class _Batch:
     event: simpy.Event
@@ -142,6 +154,7 @@ class FlowNetwork:
     """Max-min fair flow network over a :class:`Topology`, driven by a simpy environment."""
 
     SOLVE_MEMO_SIZE = 4096  # memoised plain-flow solves kept (keyed by the active batches' routes)
+    PATHS_SIZE = 4096  # one-flow routes whose links and blocks are kept worked out
 
     def __init__(
         self,
@@ -174,6 +187,7 @@ class FlowNetwork:
         self._solve_memo: dict[tuple[int, ...], tuple[list[Routes | None], np.ndarray]] = {}
         self._next_batch = 0
         self._route_cache: dict[tuple[int, int], Routes] = {}
+        self._paths: dict[int, _Path] = {}  # by id of the route (the entry keeps it alive)
         self._last = 0.0
         self._generation = 0
         self._recompute_pending = False
@@ -279,9 +293,7 @@ class FlowNetwork:
         if (
             self.solo
             and not len(self._remaining)
-            and not table.conflicts_with(kind, table.active_kinds())
-            and not (self._solo_by_kind and table.conflicts_with(kind, self._solo_by_kind))
-            and table.fits_alone(kind, table.size_of(kind) / time_alone_s)
+            and table.runs_solo(kind, table.size_of(kind) / time_alone_s, self._solo_by_kind)
         ):
             self._start_solo(kind, time_alone_s, latency_s, tag, done)
             return
@@ -460,26 +472,51 @@ class FlowNetwork:
         self._wake_by(now + float((nbytes[keep] / rates).min()))
         return event
 
+    def _path(self, routes: Routes) -> _Path:
+        """What :meth:`_send_one` reads of a one-flow route, worked out once per route object."""
+        hit = self._paths.get(id(routes))
+        if hit is None or hit.routes is not routes:
+            if len(self._paths) >= self.PATHS_SIZE:
+                self._paths.clear()
+            links = routes.links
+            n = len(self._block_of)
+            blocks = np.where(links < n, self._block_of[np.minimum(links, n - 1)], len(self._block_names) - 1)
+            unique = len(np.unique(links)) == len(links)
+            hit = self._paths[id(routes)] = _Path(routes, links, unique, routes.latency[:1], blocks)
+        return hit
+
     def _send_one(self, routes: Routes, nbytes: float, tag: str) -> simpy.Event:
         """:meth:`send_routes` of one flow (a pipeline send), without the batch's array work: the same
-        state, rates and events."""
+        state, rates and events (a route that crosses each link once is added with plain indexing,
+        which is ``np.add.at`` for distinct indices)."""
         event = self.env.event()
         self.stats.flows += 1
-        links = routes.links
+        path = self._path(routes)
+        links = path.links
         now = self.env.now
-        if links.size:
-            np.add.at(self.stats.plain_bytes, links, nbytes)
         if not (nbytes > 0 and links.size):
+            if links.size:
+                np.add.at(self.stats.plain_bytes, links, nbytes)
             self._fire(event, now + float(routes.latency[0]))
             return event
+        if path.unique:
+            self.stats.plain_bytes[links] += nbytes
+        else:
+            np.add.at(self.stats.plain_bytes, links, nbytes)
         batch_id = self._next_batch
         self._next_batch += 1
-        blocks = None if self.log is None else self.stats.block_bytes(links, np.full(len(links), nbytes))
+        blocks = None
+        if self.log is not None:  # FlowStats.block_bytes of the route, its block of each link worked out once
+            blocks = np.bincount(path.blocks, weights=np.full(len(links), nbytes), minlength=len(self._block_names))
         self._batches[batch_id] = _Batch(event, 1, now, routes, 1, now, tag, blocks)
         self._advance()
-        alone = not self._recompute_pending and not self.coflows.active and not self._users[links].any()
+        users = self._users
+        alone = not self._recompute_pending and not self.coflows.active and not users[links].any()
         rate = float(self.capacity[links].min()) if alone else 0.0  # max-min of one flow alone
-        np.add.at(self._users, links, 1)
+        if path.unique:
+            users[links] += 1
+        else:
+            np.add.at(users, links, 1)
         n = len(self._remaining)
         self._entry_flow = np.concatenate([self._entry_flow, np.full(len(links), n)])
         self._entry_link = np.concatenate([self._entry_link, links])
@@ -487,7 +524,7 @@ class FlowNetwork:
         self._remaining = np.concatenate((self._remaining, (nbytes,)))
         self._size = np.concatenate((self._size, (nbytes,)))
         self._rate = np.concatenate((self._rate, (rate,)))
-        self._latency = np.concatenate((self._latency, routes.latency[:1]))
+        self._latency = np.concatenate((self._latency, path.latency))
         self._start = np.concatenate((self._start, (now,)))
         self._batch = np.concatenate((self._batch, (batch_id,)))
         if not alone:
@@ -558,8 +595,10 @@ class FlowNetwork:
         now = self.env.now
         done = self._remaining <= np.maximum(_REL_DONE * self._size, 1e-6)
         if self.completion_rtol > 0 and len(self._remaining):
-            with np.errstate(divide="ignore", invalid="ignore"):
-                done |= self._remaining / self._rate <= self.completion_rtol * (now - self._start)
+            # remaining / rate where the rate is positive, inf elsewhere (what the division gives there
+            # for what is not already done, without a floating-point state to set and restore)
+            left = np.divide(self._remaining, self._rate, out=np.full(len(self._rate), np.inf), where=self._rate > 0)
+            done |= left <= self.completion_rtol * (now - self._start)
         if not done.any():
             return True
         self.stats.completions += int(done.sum())
@@ -572,6 +611,17 @@ class FlowNetwork:
                 if self.log is not None and b.blocks is not None:
                     self.log.batches.append((b.start - self.origin, now - self.origin, b.tag, b.blocks))
                 self._fire(b.event, b.deliver_at)
+        if done.all():  # every plain flow ended (a lone pipeline send, most often): nothing to compact
+            np.subtract.at(self._users, self._entry_link, 1)
+            self._entry_flow = self._entry_flow[:0]
+            self._entry_link = self._entry_link[:0]
+            self._remaining = self._remaining[:0]
+            self._size = self._size[:0]
+            self._rate = self._rate[:0]
+            self._latency = self._latency[:0]
+            self._start = self._start[:0]
+            self._batch = self._batch[:0]
+            return True  # only plain flows count in the users: their links have none left
         keep = ~done
         new_index = np.cumsum(keep) - 1
         entry_keep = keep[self._entry_flow]
