@@ -16,7 +16,7 @@ from sim.assemble import Assembly, assemble
 from sim.cli.common import Format, err, out, output_dir_option
 from sim.cli.schedules import _print_table
 from sim.config import default_scenario_path, load_scenario
-from sim.outputs import check_output_folder, owned_outputs, write_parquet
+from sim.outputs import check_output_folder, owned_outputs, write_parquet, written_beside
 from sim.run import simulate
 
 
@@ -99,20 +99,25 @@ def _run_training(asm: Assembly, output: Path | None, fmt: Format, quiet: bool) 
         if output is None:
             print(json.dumps(result.to_dict()))
             return
-        from reports.step_report import step_document  # matplotlib, pandas: only when writing
         from sim.step.timeline import perfetto_json, timeline
 
         target = output / sc.name
         bar.update(task, description="writing the report", completed=0, total=3)
         with owned_outputs(target, "run") as tmp:
-            tl = timeline(result.step)
-            write_parquet(tl.spans, tmp / "spans.parquet", {"twin_version": __version__, "scenario": sc.name})
-            bar.advance(task)
-            (tmp / "trace.json").write_text(perfetto_json(tl, sc.name, result.step.reported_pipeline().group))
-            bar.advance(task)
-            summary = result.to_dict()
-            (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
-            step_document(result).write_markdown(tmp, "summary.md")  # and gantt.png
+
+            def document() -> None:
+                from reports.step_report import step_document  # matplotlib: only where it is drawn
+
+                step_document(result).write_markdown(tmp, "summary.md")  # and gantt.png
+
+            with written_beside(document):  # the report and its chart beside the trace (two cores)
+                tl = timeline(result.step)
+                write_parquet(tl.spans, tmp / "spans.parquet", {"twin_version": __version__, "scenario": sc.name})
+                bar.advance(task)
+                (tmp / "trace.json").write_text(perfetto_json(tl, sc.name, result.step.reported_pipeline().group))
+                bar.advance(task)
+                summary = result.to_dict()
+                (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
             bar.advance(task)
     if fmt is Format.json:
         print(json.dumps(summary))
