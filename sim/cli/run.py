@@ -6,6 +6,7 @@ trace and a Gantt chart per schedule). Only the files a run writes are replaced 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -87,13 +88,25 @@ def _run_training(asm: Assembly, output: Path | None, fmt: Format, quiet: bool) 
 
     sc = asm.scenario
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
+    # Refreshed by hand, at most 10 times a second: no refresh thread, so the report can be written in
+    # a forked child (sim.outputs.written_beside forks only with no other thread running).
+    shown = [0.0]
     with Progress(
-        *columns, TimeElapsedColumn(), console=err, transient=True, disable=quiet or not err.is_terminal
+        *columns,
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=quiet or not err.is_terminal,
+        auto_refresh=False,
     ) as bar:
         task = bar.add_task("building the step", total=None)
 
         def progress(what: str, done: int, total: int) -> None:
             bar.update(task, description=what, completed=done, total=total)
+            now = time.monotonic()
+            if now - shown[0] >= 0.1 or done >= total:
+                shown[0] = now
+                bar.refresh()
 
         result = simulate_training(asm, progress)
         if output is None:
@@ -103,6 +116,7 @@ def _run_training(asm: Assembly, output: Path | None, fmt: Format, quiet: bool) 
 
         target = output / sc.name
         bar.update(task, description="writing the report", completed=0, total=3)
+        bar.refresh()
         with owned_outputs(target, "run") as tmp:
 
             def document() -> None:
@@ -114,11 +128,14 @@ def _run_training(asm: Assembly, output: Path | None, fmt: Format, quiet: bool) 
                 tl = timeline(result.step)
                 write_parquet(tl.spans, tmp / "spans.parquet", {"twin_version": __version__, "scenario": sc.name})
                 bar.advance(task)
+                bar.refresh()
                 (tmp / "trace.json").write_text(perfetto_json(tl, sc.name, result.step.reported_pipeline().group))
                 bar.advance(task)
+                bar.refresh()
                 summary = result.to_dict()
                 (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
             bar.advance(task)
+            bar.refresh()
     if fmt is Format.json:
         print(json.dumps(summary))
         return
