@@ -18,7 +18,6 @@ import re
 import shutil
 import signal
 import stat
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -261,43 +260,20 @@ def _write_manifest(folder: Path, files: dict[str, list[str]]) -> None:
 @contextmanager
 def written_beside(task: Callable[[], object]) -> Iterator[None]:
     """Run ``task`` (it writes files) in a forked child while the ``with`` block runs here, and wait
-    for it when the block ends: on two cores a run's Gantt chart renders while its trace is written.
+    for it when the block ends: on two cores a run's Gantt chart renders while its trace is written
+    (:class:`sim.forked.Forked`: where the child fails, ``task`` runs again here and its error
+    is raised here; where there is no child, it runs here after the block). If the block raises, the
+    child is killed and reaped before the error goes on (the caller's temporary folder is then
+    removed with nothing still writing into it)."""
+    from sim.forked import Forked
 
-    The child starts from this process's memory (nothing is pickled) and leaves with ``os._exit``
-    (no cleanup of this process's runs twice). Where the child fails, ``task`` runs again here, so
-    its error is raised here, with its traceback, as if there had been no child. Where forking is not
-    safe (not Linux, or other threads running: a live progress bar's, a test runner's), ``task`` runs
-    here after the block. If the block raises, the child is killed and waited for before the error
-    goes on (the caller's temporary folder is then removed with nothing still writing into it)."""
-    import threading
-
-    pid = None
-    if sys.platform == "linux" and threading.active_count() == 1:
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-        pid = os.fork()
-        if pid == 0:  # the child: nothing of it reaches the terminal, whatever happens
-            code = 1
-            try:
-                sys.stdout = sys.stderr = open(os.devnull, "w")
-                task()
-                code = 0
-            finally:
-                os._exit(code)
-    status = None
+    job = Forked(task)
     try:
         yield
-        if pid is not None:
-            status = os.waitpid(pid, 0)[1]  # (an interruption while waiting kills it as well)
     except BaseException:
-        if pid is not None and status is None:
-            with signals_held():
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
+        job.cancel()
         raise
-    if status is not None and os.waitstatus_to_exitcode(status) == 0:
-        return
-    task()
+    job.result()
 
 
 def _remove(path: Path) -> None:

@@ -117,24 +117,6 @@ def run_shared(
             hit = plans[id(chunk)] = (chunk, comm_plan(chunk))
         return hit[1]
 
-    # --------------------------------------------------------------- the DP phase's coflows alone
-    sets: dict[tuple[int, ...], tuple[ReplicaSet, int]] = {}
-    for d in range(lay.devices):
-        rset = ReplicaSet.of(lay, schedule, d)
-        sets.setdefault(rset.ranks, (rset, d))
-    dp_coflows: dict[tuple[object, ...], Coflow] = {}
-    set_pieces: dict[tuple[int, ...], list[tuple[StagePlacement, object]]] = {}
-    for ranks, (rset, d) in sets.items():
-        held = pieces(inp.model, lay, schedule, d)
-        set_pieces[ranks] = list(held)
-        whole = rank_params(inp.model, lay, schedule, d)
-        wanted = [("reducescatter", p) for _, p in held] if spec.dp.overlap == "tail" else []
-        wanted += [("reducescatter", whole), ("allgather", whole)]
-        for kind, p in wanted:
-            key = (kind, ranks, p)
-            if key not in dp_coflows:
-                dp_coflows[key] = _dp_coflow(model, kind, rset, p)
-
     # --------------------------------------------------------------- the pipelines
     pipelines: list[PipelineRun] = []
     handles: list[Launched] = []
@@ -195,6 +177,25 @@ def run_shared(
         handle = launch(schedule, counting, p2p, ctx, runner=runner, on_end=on_end)
         handles.append(handle)
         pipelines.append(pipe)
+    # --------------------------------------------------------------- the DP phase's coflows alone
+    # (after the chunks are timed: a child may be timing them meanwhile, DpModel.time_ahead)
+    sets: dict[tuple[int, ...], tuple[ReplicaSet, int]] = {}
+    for d in range(lay.devices):
+        rset = ReplicaSet.of(lay, schedule, d)
+        sets.setdefault(rset.ranks, (rset, d))
+    dp_coflows: dict[tuple[object, ...], Coflow] = {}
+    set_pieces: dict[tuple[int, ...], list[tuple[StagePlacement, object]]] = {}
+    for ranks, (rset, d) in sets.items():
+        held = pieces(inp.model, lay, schedule, d)
+        set_pieces[ranks] = list(held)
+        whole = rank_params(inp.model, lay, schedule, d)
+        wanted = [("reducescatter", p) for _, p in held] if spec.dp.overlap == "tail" else []
+        wanted += [("reducescatter", whole), ("allgather", whole)]
+        for kind, p in wanted:
+            key = (kind, ranks, p)
+            if key not in dp_coflows:
+                dp_coflows[key] = _dp_coflow(model, kind, rset, p)
+
     origin = ctx.start_main()  # every duration is known: the loop starts here
     for h in handles:
         h.start()

@@ -67,11 +67,15 @@ def run_step(spec: StepSpec, progress: Progress | None = None) -> StepRun:
     sources = [ChunkSource(inp, spec.schedule, ctx, routing, g, timers, runs) for g in range(groups)]
     total = spec.schedule.num_actions() * groups
     model = DpModel(spec.dp, inp.model, lay, spec.schedule, spec.topology, inp.cost.memory_time, ctx)
-    with collector_paused():  # the loop's garbage is short-lived: see sim/engine/collector.py
-        if spec.contention == "isolated":
-            pipelines, dp, timelines = _isolated(spec, ctx, sources, model, progress, total)
-        else:
-            pipelines, dp, timelines = run_shared(spec, ctx, sources, model, progress, total)
+    model.time_ahead(shared=spec.contention == "shared")  # on the second core, while the chunks are timed
+    try:
+        with collector_paused():  # the loop's garbage is short-lived: see sim/engine/collector.py
+            if spec.contention == "isolated":
+                pipelines, dp, timelines = _isolated(spec, ctx, sources, model, progress, total)
+            else:
+                pipelines, dp, timelines = run_shared(spec, ctx, sources, model, progress, total)
+    finally:
+        model.cancel_ahead()
     timed = sum(t.timed for t in timers.values())
     events = sum(len(p.run.recorder.spans) + len(p.run.recorder.transfers) for p in pipelines)
     net = ctx.network

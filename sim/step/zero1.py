@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim.forked import Forked, can_fork
 from sim.model.params import StageParams, stage_params
 from sim.model.spec import ModelSpec
 from sim.network.collectives import coflow_process, collective_coflows, collective_process
@@ -199,6 +200,13 @@ class SetPhase:
         return max((e for _, e in self.reduce_scatter), default=0.0)
 
 
+_Ahead = tuple[
+    dict[tuple[object, ...], float],  # DpModel._memo
+    list[tuple[tuple[object, ...], float]],  # entries added to _COLLECTIVES_MEMO
+    tuple[int, int, int],  # the network's flows, recomputes and completions meanwhile
+]
+
+
 class DpModel:
     """Times the DP phase of every replica set (memoised collective simulations)."""
 
@@ -216,6 +224,7 @@ class DpModel:
         self.ctx = ctx if ctx is not None else SimContext(topology, spec.completion_rtol)
         self.memory_time = memory_time  # seconds of a streaming kernel moving that many bytes
         self._memo: dict[tuple[object, ...], float] = {}
+        self._ahead: Forked[_Ahead] | None = None  # times alone worked out in a child (time_ahead)
 
     def groups(self, kind: str, rset: ReplicaSet, p: StageParams) -> list[tuple[np.ndarray, float, str]]:
         """The collectives of ``kind`` (reducescatter, allgather) a replica set runs together for the
@@ -237,12 +246,77 @@ class DpModel:
         return out
 
     def time(self, kind: str, rset: ReplicaSet, p: StageParams) -> float:
+        if self._ahead is not None:
+            self._take_ahead()
         groups = self.groups(kind, rset, p)
         gpus, size, algo = groups[0]
         key = (kind, len(gpus), rset.expert_dp, size, groups[1][1] if len(groups) > 1 else 0.0, algo)
         if key not in self._memo:
             self._memo[key] = _collectives(self.topology, kind, groups, self.spec.completion_rtol, self.ctx)
         return self._memo[key]
+
+    def wanted(self, shared: bool) -> list[tuple[str, ReplicaSet, StageParams]]:
+        """Every (kind, replica set, parameters) whose collectives' time alone the step asks for: with
+        ``tail`` the reduce-scatter of each piece a set holds (and, on the shared network, of the
+        whole, whose coflow every set also builds), else that of the whole; the all-gather of the
+        whole."""
+        lay, sched = self.layout, self.schedule
+        out: list[tuple[str, ReplicaSet, StageParams]] = []
+        seen: set[tuple[int, ...]] = set()
+        for d in range(lay.devices):
+            rset = ReplicaSet.of(lay, sched, d)
+            if rset.ranks in seen:
+                continue
+            seen.add(rset.ranks)
+            whole = rank_params(self.model, lay, sched, d)
+            if self.spec.overlap == "tail":
+                out += [("reducescatter", rset, p) for _, p in pieces(self.model, lay, sched, d)]
+            if self.spec.overlap != "tail" or shared:
+                out.append(("reducescatter", rset, whole))
+            out.append(("allgather", rset, whole))
+        return out
+
+    def time_ahead(self, shared: bool) -> None:
+        """Work out the times alone of :meth:`wanted` in a forked child while the step runs its
+        pipelines (:class:`sim.forked.Forked`); the first :meth:`time` takes them. They are the
+        same bits as here: each set of collectives runs alone on a table of its own from clock 0
+        (:meth:`sim.network.context.SimContext.run_alone`), whatever the run's network did before."""
+        if not can_fork():
+            return
+        wanted = self.wanted(shared)
+
+        stats = self.ctx.network.stats
+
+        def work() -> _Ahead:
+            before = set(_COLLECTIVES_MEMO)
+            counts = (stats.flows, stats.recomputes, stats.completions)
+            for kind, rset, p in wanted:
+                self.time(kind, rset, p)
+            done = (stats.flows - counts[0], stats.recomputes - counts[1], stats.completions - counts[2])
+            return self._memo, [(k, v) for k, v in _COLLECTIVES_MEMO.items() if k not in before], done
+
+        self._ahead = Forked(work)
+
+    def _take_ahead(self) -> None:
+        ahead, self._ahead = self._ahead, None
+        assert ahead is not None
+        memo, process_wide, (flows, recomputes, completions) = ahead.result()
+        for key, value in memo.items():
+            self._memo.setdefault(key, value)
+        for key, value in process_wide:  # as _collectives would have stored them here
+            _COLLECTIVES_MEMO[key] = value
+            if len(_COLLECTIVES_MEMO) > COLLECTIVES_MEMO_SIZE:
+                _COLLECTIVES_MEMO.popitem(last=False)
+        stats = self.ctx.network.stats  # the network's counters as if it had worked them out here
+        stats.flows += flows
+        stats.recomputes += recomputes
+        stats.completions += completions
+
+    def cancel_ahead(self) -> None:
+        """Drop a child still working the times out (the step failed or ended without them)."""
+        if self._ahead is not None:
+            self._ahead.cancel()
+            self._ahead = None
 
     def phase(self, device: int, stage_ready: dict[StagePlacement, float], pipeline_end: float) -> SetPhase:
         """The DP phase of ``device``'s replica set: ``stage_ready`` is when each stage's gradients are

@@ -45,9 +45,13 @@ def _row(sweep: Sweep, point: Point, figures: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _quiet_worker() -> None:
-    """Workers leave Ctrl-C to the parent (which stops the pool) and run single-threaded numerics."""
+def _quiet_worker(children: bool = False) -> None:
+    """Workers leave Ctrl-C to the parent (which stops the pool) and run single-threaded numerics; they
+    fork no children of their own (:mod:`sim.forked`) unless the pool leaves cores free."""
+    from sim.forked import forking
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    forking(children)
 
 
 def default_workers() -> int:
@@ -58,7 +62,8 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")  # no fork of a process with threads (rich's progress)
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_quiet_worker)
+    free = workers < default_workers()  # a core for each worker's children too
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_quiet_worker, initargs=(free,))
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
