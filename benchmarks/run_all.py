@@ -133,7 +133,19 @@ def _routing(gate: str) -> str:
     )
 
 
+# The host's own speed when the figures were taken: a plain Python loop, nothing of the twin. This
+# machine's speed moves by up to 2x from day to day (a shared host: another tenant's load takes CPU
+# time from it), and every figure moves with it; figures of two runs compare after dividing each by
+# its run's ``host_loop_s``.
+HOST_LOOP = "import time\nt = time.perf_counter()\ns = 0\nfor i in range(10_000_000):\n    s += i\nprint(time.perf_counter() - t)\n"
+
 FIGURES: dict[str, tuple[str, float | None, Callable[[], float], str]] = {
+    "host_loop_s": (
+        "s",
+        None,
+        lambda: _inprocess(HOST_LOOP, 5),
+        "the host's speed: a Python loop of 10,000,000 integer additions, median of 5 processes",
+    ),
     "help_s": ("s", 0.5, lambda: _whole(["--help"], 5), "twin --help, whole process, median of 5"),
     "run_json_s": (
         "s",
@@ -150,14 +162,14 @@ FIGURES: dict[str, tuple[str, float | None, Callable[[], float], str]] = {
     "step_isolated_s": (
         "s",
         0.4,
-        lambda: _inprocess(_step("representative", "isolated"), 3),
-        "default step, representative, contention isolated: simulate_training in-process, median of 3 processes",
+        lambda: _inprocess(_step("representative", "isolated"), 5),
+        "default step, representative, contention isolated: simulate_training in-process, median of 5 processes",
     ),
     "step_shared_s": (
         "s",
         1.0,
-        lambda: _inprocess(_step("representative", "shared"), 3),
-        "default step, representative, contention shared: simulate_training in-process, median of 3 processes",
+        lambda: _inprocess(_step("representative", "shared"), 5),
+        "default step, representative, contention shared: simulate_training in-process, median of 5 processes",
     ),
     "step_1k_s": (
         "s",
