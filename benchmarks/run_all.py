@@ -134,10 +134,14 @@ def _routing(gate: str) -> str:
 
 
 # The host's own speed when the figures were taken: a plain Python loop, nothing of the twin. This
-# machine's speed moves by up to 2x from day to day (a shared host: another tenant's load takes CPU
-# time from it), and every figure moves with it; figures of two runs compare after dividing each by
-# its run's ``host_loop_s``.
-HOST_LOOP = "import time\nt = time.perf_counter()\ns = 0\nfor i in range(10_000_000):\n    s += i\nprint(time.perf_counter() - t)\n"
+# machine's speed moves by up to 2x from day to day and within a run (a shared host: another tenant's
+# load takes CPU time from it), and every figure moves with it; the run records the loop once as a
+# figure and again just before each figure (its ``host_loop_s`` field in results.json), and figures
+# of two runs compare after dividing each by its loop.
+HOST_LOOP = (
+    "import time\nt = time.perf_counter()\ns = 0\nfor i in range(10_000_000):\n    s += i\n"
+    "print(time.perf_counter() - t)\n"
+)
 
 FIGURES: dict[str, tuple[str, float | None, Callable[[], float], str]] = {
     "host_loop_s": (
@@ -324,16 +328,20 @@ def main() -> None:
     figures = dict(old.get("figures", {}))
     for name in names:
         unit, target, measure, how = table[name]
+        # the host's speed just before this figure (its load changes within a run): one loop, one process
+        host = None if name == "host_loop_s" else round(_inprocess(HOST_LOOP, 1), 3)
         value = measure()
         verdict = (
             "" if target is None else (" meets" if value < target else " MISSES") + f" the {target:g} {unit} target"
         )
-        print(f"{name:20s} {value:10.3f} {unit}{verdict}", flush=True)
+        beside = "" if host is None else f"  (host loop {host:.3f} s just before)"
+        print(f"{name:20s} {value:10.3f} {unit}{verdict}{beside}", flush=True)
         figures[name] = {
             **asdict(Figure(round(value, 3), unit, target, how)),
             "revision": _revision(),
             "date": datetime.now(UTC).strftime("%Y-%m-%d"),
             "cpus": os.cpu_count(),
+            **({} if host is None else {"host_loop_s": host}),
         }
     RESULTS.write_text(json.dumps({"figures": dict(sorted(figures.items()))}, indent=1) + "\n")
     print(f"written to {RESULTS.relative_to(ROOT)}")
