@@ -64,9 +64,10 @@ def run_streams(tasks: list[Task]) -> float:
         if any(d >= i for d in t.deps):
             raise ValueError(f"task {t.name}: depends on a later task")
         queues[t.stream].append(i)
-        for d in set(t.deps):
+        deps = set(t.deps)
+        for d in deps:
             dependents[d].append(i)
-        unmet[i] = len(set(t.deps))
+        unmet[i] = len(deps)
     head = dict.fromkeys(STREAM_ORDER, 0)
     active: dict[str, int] = {}
     remaining = [t.work for t in tasks]

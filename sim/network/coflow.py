@@ -161,9 +161,6 @@ class CoflowTable:
         k = self._kinds.get(key)
         if k is not None:
             return k
-        return self._new_kind(key, links, link_bytes)
-
-    def _new_kind(self, key: tuple[int, int], links: np.ndarray, link_bytes: np.ndarray) -> int:
         k = len(self._kind_arrays)
         self._kinds[key] = k
         weights = link_bytes / float(link_bytes.max())
@@ -218,8 +215,7 @@ class CoflowTable:
         conflicts = self._conflicts[kind]
         if not conflicts.isdisjoint(self._by_kind) or not conflicts.isdisjoint(solo_kinds):
             return False
-        hit = self._fits.get((kind, cap))
-        return self.fits_alone(kind, cap) if hit is None else hit
+        return self.fits_alone(kind, cap)
 
     def conflicts_with(self, kind: int, kinds: Iterable[int]) -> bool:
         """Whether ``kind`` shares a link with any of ``kinds`` (itself included)."""

@@ -129,11 +129,14 @@ class FlowStats:
             out[(tag, block)] = out.get((tag, block), 0.0) + v
         return out
 
+    def block_index(self, links: np.ndarray) -> np.ndarray:
+        """The link block of each of ``links`` (virtual links: the last, ``virtual``)."""
+        n = len(self.block_of)
+        return np.where(links < n, self.block_of[np.minimum(links, n - 1)], len(self.block_names) - 1)
+
     def block_bytes(self, links: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
         """Bytes per link block of ``nbytes[i]`` on ``links[i]`` (virtual links in the last, ``virtual``)."""
-        n = len(self.block_of)
-        blocks = np.where(links < n, self.block_of[np.minimum(links, n - 1)], len(self.block_names) - 1)
-        return np.bincount(blocks, weights=nbytes, minlength=len(self.block_names))
+        return np.bincount(self.block_index(links), weights=nbytes, minlength=len(self.block_names))
 
     @property
     def coflow_bytes(self) -> dict[tuple[str, str], float]:
@@ -479,8 +482,7 @@ class FlowNetwork:
             if len(self._paths) >= self.PATHS_SIZE:
                 self._paths.clear()
             links = routes.links
-            n = len(self._block_of)
-            blocks = np.where(links < n, self._block_of[np.minimum(links, n - 1)], len(self._block_names) - 1)
+            blocks = self.stats.block_index(links)
             unique = len(np.unique(links)) == len(links)
             hit = self._paths[id(routes)] = _Path(routes, links, unique, routes.latency[:1], blocks)
         return hit

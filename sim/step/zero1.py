@@ -153,10 +153,14 @@ def _collectives(
         _COLLECTIVES_MEMO.move_to_end(key)
         return hit
     value = _simulate_collectives(ctx if ctx is not None else SimContext(topology, rtol), kind, groups)
+    _remember(key, value)
+    return value
+
+
+def _remember(key: tuple[object, ...], value: float) -> None:
     _COLLECTIVES_MEMO[key] = value
     if len(_COLLECTIVES_MEMO) > COLLECTIVES_MEMO_SIZE:
         _COLLECTIVES_MEMO.popitem(last=False)
-    return value
 
 
 def _simulate_collectives(ctx: SimContext, kind: str, groups: list[tuple[np.ndarray, float, str]]) -> float:
@@ -284,7 +288,6 @@ class DpModel:
         if not can_fork():
             return
         wanted = self.wanted(shared)
-
         stats = self.ctx.network.stats
 
         def work() -> _Ahead:
@@ -293,6 +296,9 @@ class DpModel:
             for kind, rset, p in wanted:
                 self.time(kind, rset, p)
             done = (stats.flows - counts[0], stats.recomputes - counts[1], stats.completions - counts[2])
+            # the counters as they were: _take_ahead adds what this did, wherever it ran (here, where
+            # the child failed, they would otherwise count twice)
+            stats.flows, stats.recomputes, stats.completions = counts
             return self._memo, [(k, v) for k, v in _COLLECTIVES_MEMO.items() if k not in before], done
 
         self._ahead = Forked(work)
@@ -304,9 +310,7 @@ class DpModel:
         for key, value in memo.items():
             self._memo.setdefault(key, value)
         for key, value in process_wide:  # as _collectives would have stored them here
-            _COLLECTIVES_MEMO[key] = value
-            if len(_COLLECTIVES_MEMO) > COLLECTIVES_MEMO_SIZE:
-                _COLLECTIVES_MEMO.popitem(last=False)
+            _remember(key, value)
         stats = self.ctx.network.stats  # the network's counters as if it had worked them out here
         stats.flows += flows
         stats.recomputes += recomputes
