@@ -22,6 +22,7 @@ process changes between the fork and the request (the callers' docstrings say wh
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import signal
@@ -67,6 +68,7 @@ class Forked(Generic[T]):
             try:
                 os.close(read)
                 sys.stdout = sys.stderr = open(os.devnull, "w")
+                gc.disable()  # short-lived: a collection would walk (and copy) every page of the parent's heap
                 data = pickle.dumps(compute(), protocol=pickle.HIGHEST_PROTOCOL)
                 with os.fdopen(write, "wb") as pipe:
                     pipe.write(data)

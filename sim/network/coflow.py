@@ -176,6 +176,10 @@ class CoflowTable:
             self._conflicts[other].add(k)
         return k
 
+    def known_kind(self, links: np.ndarray, link_bytes: np.ndarray) -> int | None:
+        """The kind of these arrays if :meth:`kind_of` has seen them, else None (nothing is added)."""
+        return self._kinds.get((id(links), id(link_bytes)))
+
     def sent_kinds(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Every kind seen, in kind order: (links, bytes on each, weights)."""
         return self._kind_arrays
@@ -216,6 +220,10 @@ class CoflowTable:
         if not conflicts.isdisjoint(self._by_kind) or not conflicts.isdisjoint(solo_kinds):
             return False
         return self.fits_alone(kind, cap)
+
+    def conflicts(self, kind: int) -> set[int]:
+        """The kinds that share a link with ``kind``, itself included (grows as kinds arrive; do not change)."""
+        return self._conflicts[kind]
 
     def conflicts_with(self, kind: int, kinds: Iterable[int]) -> bool:
         """Whether ``kind`` shares a link with any of ``kinds`` (itself included)."""

@@ -33,19 +33,31 @@ it ends at ``start + B / cap`` on a timer of its own, without entering the table
 wake-ups (most of a step's DeepEP phases: 28,000 of the default step's 32,000 coflows start so).
 When a conflicting coflow or any plain flow starts, the solo coflows it would meet join the table
 as if they had been there from their start (at their cap, which nothing changed while they were
-solo), and sharing proceeds as above; their own timers go stale. The reference mode
-(``incremental=False``) never runs coflows solo.
+solo), in the order they started, and sharing proceeds as above; their own timers go stale. The
+reference mode (``incremental=False``) never runs coflows solo.
+
+Reservations. A caller that will start coflows one after another, each when the previous one ends
+(a chunk's DeepEP phases, :mod:`sim.step.chunk_comm`), can :meth:`FlowNetwork.reserve` their kinds:
+granted when each of them would run solo now (and nothing conflicting is reserved), it then works out
+their starts and ends itself, with no event per coflow, and reports each with :meth:`ran_solo`.
+Whatever would change that (a coflow of a conflicting kind, any plain flow) first *interrupts* the
+reservation: its holder is called with the time and puts the network where coflow-by-coflow starts
+would have left it (the one running then as a solo coflow from its start, :meth:`start_solo_at`),
+then the newcomer is handled as above. A reservation stands for exactly what the coflows would
+have done one by one: each would have found no conflicting coflow at its start (any that came
+later interrupted), no plain flow, and room at its cap.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 import simpy
 
+from sim.engine import clock
 from sim.network.coflow import CoflowTable
 from sim.network.linklog import CarriedLog, LinkLog
 from sim.network.maxmin import maxmin_rates
@@ -158,6 +170,7 @@ class FlowNetwork:
 
     SOLVE_MEMO_SIZE = 4096  # memoised plain-flow solves kept (keyed by the active batches' routes)
     PATHS_SIZE = 4096  # one-flow routes whose links and blocks are kept worked out
+    reservations = True  # whether :meth:`reserve` may grant (False: every coflow one by one; tests compare)
 
     def __init__(
         self,
@@ -208,6 +221,7 @@ class FlowNetwork:
         self._solo: dict[int, _Solo] = {}  # coflows running alone at their cap, by id
         self._solo_by_kind: dict[int, set[int]] = {}
         self._solo_next = 0
+        self._reserved: dict[int, Callable[[float], None]] = {}  # kinds held by a reservation: its holder
         self.incremental = incremental  # False: every change re-solves every flow and coflow (the reference)
         self.solo = solo and incremental  # coflows that meet nobody run on timers of their own (docstring)
         self.log: LinkLog | None = None  # what finished, from the run's origin (SimContext.start_main turns it on)
@@ -241,7 +255,7 @@ class FlowNetwork:
     def rewind(self, now: float) -> None:
         """The clock was set back to ``now`` (:meth:`sim.network.context.SimContext.run_alone`): only
         an idle network can follow it."""
-        if len(self._remaining) or self.coflows.active or self._solo:
+        if len(self._remaining) or self.coflows.active or self._solo or self._reserved:
             raise RuntimeError("cannot rewind a network with active flows")
         self._last = now
         self._generation += 1
@@ -253,7 +267,7 @@ class FlowNetwork:
         """Coflows started inside run on a table of their own, dropped at the end (measurements
         alone, :meth:`sim.network.context.SimContext.run_alone`): the kinds they bring do not refine
         the run's link classes (:mod:`sim.network.link_classes`) nor count in its statistics."""
-        if self.coflows.active or self._solo:
+        if self.coflows.active or self._solo or self._reserved:
             raise RuntimeError("scratch coflows need an idle coflow table")
         kept = self.coflows
         self.coflows = self.stats.table = CoflowTable(self.capacity)
@@ -264,7 +278,7 @@ class FlowNetwork:
 
     @property
     def active_coflows(self) -> int:
-        return len(self.coflows.active) + len(self._solo)
+        return len(self.coflows.active) + len(self._solo) + len(set(self._reserved.values()))
 
     def send_coflow(
         self, links: np.ndarray, link_bytes: np.ndarray, time_alone_s: float, latency_s: float = 0.0, tag: str = ""
@@ -293,12 +307,14 @@ class FlowNetwork:
         table = self.coflows
         kind = table.kind_of(links, link_bytes)
         self.stats.flows += 1
+        if self._reserved:
+            self._interrupt(table.conflicts(kind))
         if (
             self.solo
             and not len(self._remaining)
             and table.runs_solo(kind, table.size_of(kind) / time_alone_s, self._solo_by_kind)
         ):
-            self._start_solo(kind, time_alone_s, latency_s, tag, done)
+            self._start_solo(kind, self.env.now, time_alone_s, latency_s, tag, done)
             return
         self._advance()
         if self._solo_by_kind:
@@ -310,22 +326,89 @@ class FlowNetwork:
             self._wake_by(table.end_time(slot))
 
     def _start_solo(
-        self, kind: int, time_alone_s: float, latency_s: float, tag: str, done: simpy.Event | Callable[[float], None]
+        self,
+        kind: int,
+        start: float,
+        time_alone_s: float,
+        latency_s: float,
+        tag: str,
+        done: simpy.Event | Callable[[float], None],
+        end: float | None = None,
     ) -> None:
+        """A solo coflow from ``start``; its timer fires ``end - now`` from now (or, given ``end``, at
+        exactly ``end``: a coflow started at ``start`` on a reservation, :meth:`start_solo_at`)."""
         table = self.coflows
         table.count(kind, tag)
         sid = self._solo_next
         self._solo_next += 1
-        now = self.env.now
-        self._solo[sid] = _Solo(kind, now, time_alone_s, latency_s, done, tag)
+        self._solo[sid] = _Solo(kind, start, time_alone_s, latency_s, done, tag)
         mine = self._solo_by_kind.get(kind)
         if mine is None:
             self._solo_by_kind[kind] = {sid}
         else:
             mine.add(sid)
-        size = table.size_of(kind)
-        end = now + size / (size / time_alone_s)  # as the table computes it: start + bytes / cap
-        self.env.timeout(end - now).callbacks.append(lambda _e: self._end_solo(sid))
+        if end is None:
+            now = self.env.now
+            size = table.size_of(kind)
+            finish = now + size / (size / time_alone_s)  # as the table computes it: start + bytes / cap
+            self.env.timeout(finish - now).callbacks.append(lambda _e: self._end_solo(sid))
+        else:
+            clock.at(self.env, end).callbacks.append(lambda _e: self._end_solo(sid))
+
+    # ------------------------------------------------------------------ reservations (docstring)
+    def reserve(self, kinds: Sequence[int], caps: Sequence[float], holder: Callable[[float], None]) -> bool:
+        """Hold ``kinds`` (coflows of these kinds at these caps, to run one after another) for
+        ``holder``, called with the time if something conflicting starts before :meth:`release`.
+        Granted (True) when no plain flow runs and each would run solo now: no coflow in the table,
+        solo or reserved shares a link with it, and alone at its cap it fits."""
+        if not (self.solo and self.reservations) or len(self._remaining):
+            return False
+        table = self.coflows
+        reserved, solos = self._reserved, self._solo_by_kind
+        for kind, cap in zip(kinds, caps, strict=True):
+            if reserved and not table.conflicts(kind).isdisjoint(reserved):
+                return False
+            if not table.runs_solo(kind, cap, solos):
+                return False
+        for kind in kinds:
+            reserved[kind] = holder
+        return True
+
+    def release(self, kinds: Iterable[int]) -> None:
+        """End a reservation of ``kinds`` (its coflows are over, or its holder was interrupted)."""
+        for kind in kinds:
+            self._reserved.pop(kind, None)
+
+    def ran_solo(self, kind: int, start: float, end: float, tag: str) -> None:
+        """Count a coflow of ``kind`` that ran solo from ``start`` to ``end`` on a reservation (what
+        :meth:`start_coflow` and its solo end would have counted and logged)."""
+        self.stats.flows += 1
+        self.stats.completions += 1
+        self.coflows.count(kind, tag)
+        if self.log is not None:
+            self.log.coflows.append((start - self.origin, end - self.origin, kind, tag))
+
+    def start_solo_at(
+        self, kind: int, start: float, end: float, time_alone_s: float, tag: str, done: Callable[[float], None]
+    ) -> None:
+        """A reserved coflow running now, started at ``start`` and, solo, ending at ``end``: a solo
+        coflow from ``start`` (its holder was interrupted; the newcomer may make it join the table)."""
+        self.stats.flows += 1
+        self._start_solo(kind, start, time_alone_s, 0.0, tag, done, end)
+
+    def _interrupt(self, kinds: Iterable[int] | None) -> None:
+        """Interrupt the reservations holding any of ``kinds`` (every one: None), in the order granted."""
+        reserved = self._reserved
+        if kinds is None:
+            hit = set(reserved)
+        else:
+            hit = {k for k in reserved if k in kinds} if len(reserved) < 64 else set(reserved).intersection(kinds)
+            if not hit:
+                return
+        holders = list(dict.fromkeys(h for k, h in reserved.items() if k in hit))
+        now = self.env.now
+        for holder in holders:
+            holder(now)
 
     def _end_solo(self, sid: int) -> None:
         solo = self._solo.pop(sid, None)
@@ -346,18 +429,21 @@ class FlowNetwork:
 
     def _join_solos(self, kind: int | None) -> None:
         """Move the solo coflows that conflict with ``kind`` (every one: None) into the table, as if they
-        had started there (at their cap since their start)."""
+        had started there (at their cap since their start), in the order they started."""
         table = self.coflows
         kinds = (
             list(self._solo_by_kind)
             if kind is None
             else [k for k in self._solo_by_kind if table.conflicts_with(kind, (k,))]
         )
-        for k in kinds:
-            for sid in sorted(self._solo_by_kind.pop(k)):
-                solo = self._solo.pop(sid)
-                slot = table.add(k, solo.time_alone_s, solo.latency_s, solo.done, solo.tag, solo.start, counted=True)
-                self._wake_by(table.end_time(slot))
+        sids = [sid for k in kinds for sid in self._solo_by_kind.pop(k)]
+        sids.sort(key=lambda sid: (self._solo[sid].start, sid))
+        for sid in sids:
+            solo = self._solo.pop(sid)
+            slot = table.add(
+                solo.kind, solo.time_alone_s, solo.latency_s, solo.done, solo.tag, solo.start, counted=True
+            )
+            self._wake_by(table.end_time(slot))
 
     def _wake_by(self, done_at: float) -> None:
         """Something started without a re-solve ends at ``done_at``: move the next wake-up there if it
@@ -412,7 +498,9 @@ class FlowNetwork:
     def send_routes(self, routes: Routes, nbytes: np.ndarray, tag: str = "flows") -> simpy.Event:
         """Start flows along precomputed routes (one per entry of ``nbytes``); ``tag`` names them in
         the run's link log."""
-        if self._solo:  # plain flows are solved with every coflow: the solo ones join the table
+        if self._reserved:  # plain flows are solved with every coflow: reserved ones run one by one,
+            self._interrupt(None)
+        if self._solo:  # and the solo ones join the table
             self._join_solos(None)
         if len(nbytes) == 1 and self.incremental:
             return self._send_one(routes, float(nbytes[0]), tag)

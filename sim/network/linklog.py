@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 @dataclass
 class LinkLog:
     """Finished coflows ``(start, end, kind, tag)`` and plain batches ``(start, end, tag, bytes per
-    block)``, times in seconds from the run's origin."""
+    block)``, times in seconds from the run's origin. Coflows are appended as they finish, except
+    those that ran on a reservation (:meth:`~sim.network.flows.FlowNetwork.ran_solo`), appended when
+    it ends: readers take them in order of their ends."""
 
     coflows: list[tuple[float, float, int, str]] = field(default_factory=list)
     batches: list[tuple[float, float, str, np.ndarray]] = field(default_factory=list)
@@ -38,6 +40,10 @@ class LinkLog:
 
 
 COUNTER_COLUMNS = ["start_s", "end_s", "block", "tag", "bytes"]
+
+
+def _end(record: tuple[float, float, int, str]) -> float:
+    return record[1]
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,7 @@ def block_counters(
     if not len(log) or end_s <= 0:
         return pd.DataFrame({c: [] for c in COUNTER_COLUMNS})
     width = end_s / bins
+    log = LinkLog(sorted(log.coflows, key=_end), log.batches)  # as they finished (stable: ties stay)
     tags = sorted({t for *_, t in log.coflows} | {t for _, _, t, _ in log.batches})
     tag_of = {t: i for i, t in enumerate(tags)}
     nblocks = len(block_names)

@@ -37,6 +37,7 @@ from sim.network.flows import FlowNetwork
 from sim.pipeline.execute import Launched, RankP2P, launch, run_until
 from sim.pipeline.ops import Op
 from sim.step.actions import ChunkSource
+from sim.step.chunk_comm import ChunkComm
 from sim.step.layout import StagePlacement
 from sim.step.memory import optimizer_traffic
 from sim.step.spec import Counting, DeviceTimeline, PipelineRun, Progress, StepSpec
@@ -110,6 +111,7 @@ def run_shared(
     phases = _Phases(spec, representative)
     plans: dict[int, tuple[ChunkResult, CommPlan]] = {}
     chunk_loads: dict[tuple[int, int, int], list[tuple[np.ndarray, np.ndarray]]] = {}  # per (chunk, rank, group)
+    chunk_kinds: dict[tuple[int, int, int], list[int] | tuple[()] | None] = {}  # their coflow kinds, once all are known
 
     def plan_of(chunk: ChunkResult) -> CommPlan:
         hit = plans.get(id(chunk))
@@ -158,7 +160,12 @@ def run_shared(
             loads = chunk_loads.get(key)
             if loads is None:
                 loads = chunk_loads[key] = [phases.loads(chunk.tasks[t].moves, device, g)[:2] for t in plan.tasks]
-            run = _ChunkComm(env, net, plan, loads)
+            kinds = chunk_kinds.get(key, ())
+            if kinds == ():  # not yet known: the chunk's first run starts its phases one by one
+                found = _kinds(net, plan, loads)
+                if found != ():
+                    kinds = chunk_kinds[key] = found
+            run = ChunkComm(env, net, plan, loads, kinds or None)
             yield run.done  # the last phase has ended
             end = run.t0 + plan.span(run.ends)
             if end > env.now:
@@ -183,7 +190,7 @@ def run_shared(
     for d in range(lay.devices):
         rset = ReplicaSet.of(lay, schedule, d)
         sets.setdefault(rset.ranks, (rset, d))
-    dp_coflows: dict[tuple[object, ...], Coflow] = {}
+    dp_loads: dict[tuple[object, ...], tuple[np.ndarray, np.ndarray, ReplicaSet]] = {}
     set_pieces: dict[tuple[int, ...], list[tuple[StagePlacement, object]]] = {}
     for ranks, (rset, d) in sets.items():
         held = pieces(inp.model, lay, schedule, d)
@@ -193,8 +200,13 @@ def run_shared(
         wanted += [("reducescatter", whole), ("allgather", whole)]
         for kind, p in wanted:
             key = (kind, ranks, p)
-            if key not in dp_coflows:
-                dp_coflows[key] = _dp_coflow(model, kind, rset, p)
+            if key not in dp_loads:
+                dp_loads[key] = (*_dp_loads(model, kind, rset, p), rset)
+    # their times alone last: a child may still be working them out (DpModel.time_ahead)
+    dp_coflows: dict[tuple[object, ...], Coflow] = {
+        key: (links, per_link, model.time(key[0], rset, key[2]), 0.0)  # type: ignore[arg-type]
+        for key, (links, per_link, rset) in dp_loads.items()
+    }
 
     origin = ctx.start_main()  # every duration is known: the loop starts here
     for h in handles:
@@ -278,59 +290,24 @@ def run_shared(
     return pipelines, dp, timelines
 
 
-class _ChunkComm:
-    """A chunk's DeepEP phases on the shared network, one after another as its plan says: each starts
-    at its form's value (:meth:`sim.chunk.plan.CommPlan.start`) as a coflow, and its end, which the
-    network reports by a callback, fixes the next start. ``done`` fires when the last phase ends;
-    ``ends`` are the phases' ends from ``t0``. Callbacks, not a process: a step runs some 32,000
-    phases, and each resume of a process is a trip through the event queue. ``starts``: the phases'
-    starts from ``t0`` as their forms gave them (a phase's time on the network is its end minus that)."""
-
-    __slots__ = ("done", "durations", "ends", "env", "forms", "loads", "net", "plan", "starts", "t0")
-
-    def __init__(
-        self, env: simpy.Environment, net: FlowNetwork, plan: CommPlan, loads: list[tuple[np.ndarray, np.ndarray]]
-    ) -> None:
-        self.env, self.net, self.plan, self.loads = env, net, plan, loads
-        self.forms = plan.start_forms
-        self.durations = plan.durations
-        self.t0 = env.now
-        self.ends: list[float] = []
-        self.starts: list[float] = []  # each phase's start from t0, as its form gave it
-        self.done = env.event()
-        self._next()
-
-    def _next(self) -> None:
-        ends = self.ends
-        k = len(ends)
-        if k == len(self.loads):
-            self.done.succeed()
-            return
-        offset, terms = self.forms[k]  # CommPlan.start, inline: the step evaluates 30,000 of them
-        for j, c in terms:
-            if ends[j] + c > offset:  # j < k: a phase's form names only the phases before it
-                offset = ends[j] + c
-        self.starts.append(offset)
-        start = self.t0 + offset
-        now = self.env.now
-        if start > now:
-            self.env.timeout(start - now).callbacks.append(self._launch)
-        else:
-            self._launch(None)
-
-    def _launch(self, _event: simpy.Event | None) -> None:
-        k = len(self.ends)
-        links, nbytes = self.loads[k]
-        self.net.start_coflow(links, nbytes, self.durations[k], 0.0, "deepep", self._ended)
-
-    def _ended(self, at: float) -> None:
-        self.ends.append(at - self.t0)
-        self._next()
+def _kinds(
+    net: FlowNetwork, plan: CommPlan, loads: list[tuple[np.ndarray, np.ndarray]]
+) -> list[int] | tuple[()] | None:
+    """The coflow kinds of a chunk's phases for :class:`ChunkComm` to reserve them: () while some
+    kind is still unknown to the network, None where the chunk never reserves (no solo coflows, or a
+    phase that moves nothing or takes no time and so never reaches the network as a coflow)."""
+    if not net.solo or any(not len(links) for links, _ in loads) or not all(d > 0 for d in plan.durations):
+        return None
+    kinds = [net.coflows.known_kind(links, nbytes) for links, nbytes in loads]
+    if any(k is None for k in kinds):
+        return ()
+    return kinds  # type: ignore[return-value]
 
 
-def _dp_coflow(model: DpModel, kind: str, rset: ReplicaSet, p: object) -> Coflow:
-    """A replica set's collectives of ``kind`` for parameters ``p`` as one coflow: every group's ring
-    edges summed per link, its time alone the memoised simulation of them together."""
+def _dp_loads(model: DpModel, kind: str, rset: ReplicaSet, p: object) -> tuple[np.ndarray, np.ndarray]:
+    """A replica set's collectives of ``kind`` for parameters ``p`` as one coflow's links and bytes
+    on each: every group's ring edges summed per link (its time alone is the memoised simulation of
+    them together, :meth:`DpModel.time`)."""
     groups = model.groups(kind, rset, p)  # type: ignore[arg-type]
     src, dst, nbytes = [], [], []
     for gpus, size, algo in groups:
@@ -341,8 +318,7 @@ def _dp_coflow(model: DpModel, kind: str, rset: ReplicaSet, p: object) -> Coflow
     links, per_link, _latency = link_loads(
         model.topology, np.concatenate(src), np.concatenate(dst), np.concatenate(nbytes)
     )
-    time_alone = model.time(kind, rset, p)  # type: ignore[arg-type]
-    return links, per_link, time_alone, 0.0
+    return links, per_link
 
 
 __all__ = ["Counting", "run_shared"]

@@ -1,0 +1,183 @@
+"""A chunk's DeepEP phases on the shared network, one after another as its plan says.
+
+Each phase starts at its form's value (:meth:`sim.chunk.plan.CommPlan.start`, from the ends of the
+phases before it) as a coflow, and its end, which the network reports by a callback, fixes the next
+start. Callbacks, not a process: a step runs some 32,000 phases, and each resume of a process is a
+trip through the event queue.
+
+Most phases meet nothing on the network (the default step: 28,000 of 32,000 run solo, 94% of those
+to their end), so each is two events and a round of bookkeeping for an outcome known in advance.
+When the chunk's remaining phases would all start solo now (:meth:`FlowNetwork.reserve
+<sim.network.flows.FlowNetwork.reserve>`: none of their kinds shares a link with a coflow running
+or reserved, no plain flow runs, each fits at its cap), the chunk reserves their kinds and works out
+every start and end itself, with the very float operations the event-by-event path performs (a
+timeout lands at ``now + delay``; a solo coflow ends at ``start + B / (B / time alone)``), then
+waits for one event at the last end (:func:`sim.engine.clock.at`, so that end is reached exactly).
+If something conflicting starts first, the network interrupts the reservation at that time: the
+phases that had ended by then are counted as ended, the one running is handed to the network as a
+solo coflow from its start, or the next start is scheduled, and the chunk goes on phase by phase from
+there (reserving again when it can). What the network and the chunk then hold is what the phase-by-
+phase path would hold at that time (events at the same instant taken as having come first), so the
+step's result does not depend on the reservations (tested: the same bits with them turned off).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import simpy
+
+from sim.chunk.plan import CommPlan
+from sim.engine.clock import at
+from sim.network.flows import FlowNetwork
+
+TAG = "deepep"  # the phases' tag in the network's statistics and link log
+
+Chain = list[tuple[float, float, float]]  # per reserved phase: (start offset from t0, start, end)
+
+
+class ChunkComm:
+    """The phases of one run of a chunk from ``env.now`` (``t0``). ``loads``: each phase's (links,
+    bytes per link) arrays; ``kinds``: their coflow kinds when every one is known to the network and
+    the chunk may reserve (phases that all carry bytes over links for a positive time), else None.
+    ``done`` fires when the last phase has ended; ``ends`` are the phases' ends from ``t0``;
+    ``starts`` their starts from ``t0`` as their forms gave them (a phase's time on the network is
+    its end minus that)."""
+
+    __slots__ = (
+        "_chain",
+        "_first",
+        "done",
+        "durations",
+        "ends",
+        "env",
+        "forms",
+        "kinds",
+        "loads",
+        "net",
+        "starts",
+        "t0",
+    )
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        net: FlowNetwork,
+        plan: CommPlan,
+        loads: Sequence[tuple[np.ndarray, np.ndarray]],
+        kinds: Sequence[int] | None = None,
+    ) -> None:
+        self.env, self.net, self.loads, self.kinds = env, net, loads, kinds
+        self.forms = plan.start_forms
+        self.durations = plan.durations
+        self.t0 = env.now
+        self.ends: list[float] = []
+        self.starts: list[float] = []
+        self.done = env.event()
+        self._chain: Chain | None = None  # the reserved phases, from index _first
+        self._first = 0
+        self._next()
+
+    def _next(self) -> None:
+        ends = self.ends
+        k = len(ends)
+        if k == len(self.loads):
+            self.done.succeed()
+            return
+        if self.kinds is not None and self._reserve(k):
+            return
+        offset, terms = self.forms[k]  # CommPlan.start, inline: the step evaluates 30,000 of them
+        for j, c in terms:
+            if ends[j] + c > offset:  # j < k: a phase's form names only the phases before it
+                offset = ends[j] + c
+        self.starts.append(offset)
+        start = self.t0 + offset
+        now = self.env.now
+        if start > now:
+            self.env.timeout(start - now).callbacks.append(self._launch)
+        else:
+            self._launch(None)
+
+    def _launch(self, _event: simpy.Event | None) -> None:
+        k = len(self.ends)
+        links, nbytes = self.loads[k]
+        self.net.start_coflow(links, nbytes, self.durations[k], 0.0, TAG, self._ended)
+
+    def _ended(self, at: float) -> None:
+        self.ends.append(at - self.t0)
+        self._next()
+
+    # ------------------------------------------------------------------ reserved phases (docstring)
+    def _reserve(self, k: int) -> bool:
+        """Reserve phases ``k`` onwards and work out their times; False (nothing done) if refused."""
+        assert self.kinds is not None
+        kinds = self.kinds[k:]
+        net = self.net
+        durations = self.durations
+        sizes = [net.coflows.size_of(kind) for kind in kinds]
+        caps = [size / durations[k + i] for i, size in enumerate(sizes)]  # what start_coflow's test uses
+        if not net.reserve(kinds, caps, self._interrupted):
+            return False
+        t0, forms = self.t0, self.forms
+        ends = list(self.ends)
+        now = self.env.now
+        chain: Chain = []
+        for i, size in enumerate(sizes):
+            offset, terms = forms[k + i]
+            for j, c in terms:
+                if ends[j] + c > offset:
+                    offset = ends[j] + c
+            start = t0 + offset
+            s = now + (start - now) if start > now else now  # the start's timeout lands there
+            finish = s + size / (size / durations[k + i])  # the solo coflow's end, as _start_solo works it out
+            e = s + (finish - s)  # and where its timeout lands
+            chain.append((offset, s, e))
+            ends.append(e - t0)
+            now = e
+        self._chain, self._first = chain, k
+        at(self.env, now).callbacks.append(lambda _e: self._chain_done(chain))
+        return True
+
+    def _commit(self, chain: Chain, count: int) -> None:
+        """The first ``count`` reserved phases have ended: record and count them."""
+        assert self.kinds is not None
+        net, t0, kinds, k = self.net, self.t0, self.kinds, self._first
+        for i in range(count):
+            offset, s, e = chain[i]
+            self.starts.append(offset)
+            self.ends.append(e - t0)
+            net.ran_solo(kinds[k + i], s, e, TAG)
+
+    def _chain_done(self, chain: Chain) -> None:
+        if self._chain is not chain:  # interrupted: the phases went on one by one
+            return
+        self._chain = None
+        self.net.release(self.kinds[self._first :] if self.kinds is not None else ())
+        self._commit(chain, len(chain))
+        self._next()
+
+    def _interrupted(self, now: float) -> None:
+        """Something conflicting starts at ``now``: hold what phase-by-phase starts would hold."""
+        chain = self._chain
+        assert chain is not None and self.kinds is not None
+        self._chain = None
+        k = self._first
+        self.net.release(self.kinds[k:])
+        ended = 0
+        while ended < len(chain) and chain[ended][2] <= now:
+            ended += 1
+        self._commit(chain, ended)
+        if ended == len(chain):
+            self._next()  # the last phase ended at this instant
+            return
+        offset, s, e = chain[ended]
+        j = k + ended
+        self.starts.append(offset)
+        if s <= now:  # running: a solo coflow since its start, ending at e unless the newcomer slows it
+            self.net.start_solo_at(self.kinds[j], s, e, self.durations[j], TAG, self._ended)
+        else:  # between two phases: the next one starts on time
+            at(self.env, s).callbacks.append(self._launch)
+
+
+__all__ = ["ChunkComm"]
