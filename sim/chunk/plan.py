@@ -133,24 +133,24 @@ def comm_plan(chunk: ChunkResult) -> CommPlan:
     forms = np.full((len(tasks), n_k + 1), _NEG)
     first = np.full(n_k + 1, _NEG)
     first[0] = 0.0  # no predecessor: queued at the chunk's start
+    maximum, add = np.maximum, np.add
     for i, t in enumerate(tasks):
         p = preds[i]
-        if p:  # the latest of its predecessors' ends, term by term (one gather: tasks have ~9)
-            form = ends[p].max(axis=0) if len(p) > 1 else ends[p[0]].copy()
-            np.maximum(form, first, out=form)
+        form = forms[i]  # a view: written in place
+        if len(p) > 1:  # the latest of its predecessors' ends, term by term (one gather: tasks have ~9)
+            ends[p].max(axis=0, out=form)
+            maximum(form, first, out=form)
+        elif p:
+            maximum(ends[p[0]], first, out=form)
         else:
-            form = first.copy()
-        form += t.start - t.queued if t.queued >= 0 else 0.0
-        forms[i] = form
-        if i in index:
-            ends[i] = _NEG
-            ends[i, index[i] + 1] = 0.0
+            form[:] = first
+        add(form, t.start - t.queued if t.queued >= 0 else 0.0, out=form)
+        k = index.get(i)
+        if k is not None:  # a comm data task ends at its own end E_k (the row stays -inf elsewhere)
+            ends[i, k + 1] = 0.0
         else:
-            ends[i] = form + (t.end - t.start)
-    end = np.full(n_k + 1, _NEG)
-    end[0] = 0.0
-    for i in range(len(tasks)):
-        np.maximum(end, ends[i], out=end)
+            add(form, t.end - t.start, out=ends[i])
+    end = np.maximum(ends.max(axis=0), first) if len(tasks) else first
     durations = tuple(float(tasks[i].end - tasks[i].start) for i in comm)
     base = np.array([t.end - t.start for t in tasks], dtype=np.float64)
     is_comm = np.array([t.stream == "comm" for t in tasks], dtype=bool)

@@ -270,17 +270,20 @@ def wgrad_operands(
 
 
 @lru_cache(maxsize=256)
-def _layer_wgrad(s: ModelSpec, layer: int, r: ActivationRecipe) -> tuple[SavedTensor, ...]:
+def _layer_wgrad(s: ModelSpec, moe: bool, r: ActivationRecipe) -> tuple[SavedTensor, ...]:
+    """:func:`wgrad_operands` of a dense (``moe`` false) or MoE layer: a layer's ops depend on its
+    index only through that (:func:`sim.model.layer.layer_ops`), so one build serves every layer of a kind."""
     t = _PROBE_TOKENS
     k = s.n_activated_experts if r.dispatched_rows_per_token is None else r.dispatched_rows_per_token
-    work = LayerWork(t, (round(k * t),) if s.is_moe(layer) else ())
+    work = LayerWork(t, (round(k * t),) if moe else ())
+    layer = s.n_dense_layers if moe else 0
     return tuple(wgrad_operands(layer_ops(s, layer, work).annotations, t, r))
 
 
 def wgrad_tensors(s: ModelSpec, layer: int, recipe: ActivationRecipe | None = None) -> list[SavedTensor]:
     """What layer ``layer`` keeps from its input-gradient pass (I) to its deferred weight-gradient
     pass (W), per token: the operands of its W GEMMs (:func:`wgrad_operands`, the module table)."""
-    return list(_layer_wgrad(s, layer, recipe or ActivationRecipe()))
+    return list(_layer_wgrad(s, s.is_moe(layer), recipe or ActivationRecipe()))
 
 
 def layer_wgrad_bytes_per_token(s: ModelSpec, layer: int, recipe: ActivationRecipe | None = None) -> float:
