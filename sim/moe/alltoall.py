@@ -47,9 +47,37 @@ class AlltoallResult:
 
 def route_layer(spec: MoESpec, tokens: int, gating: Gating | str, seed: int) -> Traffic:
     """Gate and select for ``tokens`` tokens on every EP rank; count the layer's messages."""
+    if Gating.of(gating).routing == "balanced":
+        return balanced_traffic(spec, tokens)
     rng = np.random.default_rng(seed)
     choices = route_choices(spec, tokens * spec.ep, gating, rng)
     return layer_traffic(choices, np.repeat(np.arange(spec.ep), tokens), spec)
+
+
+def balanced_traffic(spec: MoESpec, tokens: int) -> Traffic:
+    """:func:`layer_traffic` of ``balanced`` routing with ``tokens`` tokens on every EP rank, counted
+    on one period of its pattern.
+
+    ``balanced`` repeats every ``experts`` tokens of the whole micro-batch
+    (:func:`sim.moe.gating.balanced_choices`) and rank ``g`` holds tokens ``g * tokens ..``, so when
+    ``tokens`` is a multiple of ``experts`` every rank holds the same ``tokens / experts`` whole
+    periods, starting at the pattern's start. Every count is then that many times the counts of one
+    period per rank (integers: exact), and each token's node count repeats with its rank's period.
+    Otherwise the whole micro-batch is counted.
+    """
+    period = spec.experts
+    reps, rest = divmod(tokens, period)
+    if rest or reps < 2:
+        return layer_traffic(balanced_choices(tokens * spec.ep, spec), np.repeat(np.arange(spec.ep), tokens), spec)
+    one = layer_traffic(balanced_choices(period * spec.ep, spec), np.repeat(np.arange(spec.ep), period), spec)
+    return Traffic(
+        spec=spec,
+        ib=one.ib * reps,
+        nvlink=one.nvlink * reps,
+        logical_rdma=one.logical_rdma * reps,
+        tokens_per_expert=one.tokens_per_expert * reps,
+        nodes_per_token=np.tile(one.nodes_per_token.reshape(spec.ep, period), (1, reps)).ravel(),
+    )
 
 
 def route_layers(
@@ -69,6 +97,8 @@ def route_layers(
     fast = gating.uses_fast_sampler()
 
     def one(stream: np.random.SeedSequence) -> Traffic:
+        if gating.routing == "balanced":
+            return balanced_traffic(spec, tokens)
         rng = np.random.default_rng(stream)
         if fast:  # sampled and counted in one compiled pass
             from sim.moe.sampling import sample_traffic  # imports numba: only when used

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import copy
 
-from sim.chunk.streams import DeadlockError, Task, run_streams
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sim.chunk.streams import DeadlockError, Task, _run_streams_reference, run_streams
 
 
 def test_two_compute_streams_share_the_sms_and_conserve_work() -> None:
@@ -69,3 +73,62 @@ def test_same_graph_same_spans_and_deadlocks_are_named() -> None:
     blocked[0].deps = (1,)  # a cycle the constructor order would have refused
     with pytest.raises((DeadlockError, ValueError)):
         run_streams(blocked)
+
+
+def _random_graph(data: st.DataObject) -> list[Task]:
+    n = data.draw(st.integers(1, 40))
+    tasks = []
+    for i in range(n):
+        stream = data.draw(st.sampled_from(["compute", "wgrad", "comm"]))
+        kind = data.draw(st.sampled_from(["comm", "wait"])) if stream == "comm" else "gemm"
+        deps = tuple(data.draw(st.lists(st.integers(0, i - 1), max_size=4))) if i else ()
+        tasks.append(
+            Task(
+                f"t{i}",
+                stream,
+                kind,
+                data.draw(st.sampled_from([0.0, 1e-13, 0.25, 1.0, 3.7])),
+                deps,
+                slow_beside_comm=data.draw(st.sampled_from([1.0, 1.13, 1.5])),
+                slow_beside_compute=data.draw(st.sampled_from([1.0, 1.21])),
+                delay=data.draw(st.sampled_from([0.0, 0.0, 1e-13, 0.05, 0.4])),
+            )
+        )
+    return tasks
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_fast_stream_timing_equals_the_reference_bit_for_bit(data: st.DataObject) -> None:
+    """run_streams against its plain reference on random graphs (every stream, shared SMs, interference,
+    zero-length tasks, launch gaps, tasks below the tolerance, repeated dependencies): the same span,
+    queued, start and end of every task, as floats."""
+    a = _random_graph(data)
+    b = [copy.copy(t) for t in a]
+    assert run_streams(a) == _run_streams_reference(b)
+    assert [(t.queued, t.start, t.end) for t in a] == [(t.queued, t.start, t.end) for t in b]
+
+
+def test_fast_stream_timing_equals_the_reference_on_the_trace_chunk() -> None:
+    """The same on DeepSeek's F&B pair as the chunk model builds it (564 tasks)."""
+    from sim.chunk.build import ChunkConfig, build_chunk
+
+    setup = build_chunk(ChunkConfig())
+    tasks = setup.timer.pair(setup.stage, setup.stage).tasks
+    a = [copy.copy(t) for t in tasks]
+    b = [copy.copy(t) for t in tasks]
+    assert run_streams(a) == _run_streams_reference(b)
+    assert [(t.queued, t.start, t.end) for t in a] == [(t.queued, t.start, t.end) for t in b]
+    assert len(a) > 500 and any(t.delay > 0 for t in a) and any(t.stream == "wgrad" for t in a)
+
+
+def test_tasks_that_take_no_time_never_look_like_a_deadlock() -> None:
+    """A zero-length task ending in a later stream's turn frees an earlier stream's head while nothing
+    runs: the heads are looked at again at the same time (this raised DeadlockError before); a graph
+    of zero-length tasks ends at 0."""
+    tasks = [Task("free", "wgrad", "gemm", 0.0), Task("next", "compute", "gemm", 1.0, (0,))]
+    for timing in (run_streams, _run_streams_reference):
+        ran = [copy.copy(t) for t in tasks]
+        assert timing(ran) == 1.0
+        assert (ran[1].start, ran[1].end) == (0.0, 1.0)
+        assert timing([Task("a", "compute", "gemm", 0.0), Task("b", "comm", "wait", 0.0, (0,))]) == 0.0

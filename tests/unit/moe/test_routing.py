@@ -163,6 +163,31 @@ def test_balanced_fast_path_equals_selection_on_balanced_scores() -> None:
         assert np.array_equal(route_choices(spec, tokens, "balanced", np.random.default_rng(0)), via_selection)
 
 
+@pytest.mark.parametrize(
+    "spec",
+    [V3, MoESpec(ep=16), MoESpec(ep=8), MoESpec(node_limit=2), MoESpec(node_limit=7), MoESpec(ep=128, experts=512)],
+    ids=["v3", "ep16", "ep8", "m2", "m7", "16-nodes"],
+)
+@pytest.mark.parametrize("periods", [1, 2, 3, 16])
+@pytest.mark.parametrize("extra", [0, 1, 37])
+def test_balanced_traffic_counted_on_one_period_equals_the_whole_count(spec: MoESpec, periods: int, extra: int) -> None:
+    """Every array of balanced_traffic equals counting the whole micro-batch: bit for bit, same dtypes,
+    when ``tokens`` is a whole number of periods (counted once and multiplied) and when it is not
+    (counted whole); the 16-node spec takes the sorting counter, the others the bitmask counter."""
+    from sim.moe.alltoall import balanced_traffic, route_layer, route_layers
+    from sim.moe.gating import balanced_choices
+    from sim.moe.traffic import layer_traffic
+
+    tokens = periods * spec.experts + extra
+    whole = layer_traffic(balanced_choices(tokens * spec.ep, spec), np.repeat(np.arange(spec.ep), tokens), spec)
+    for got in (balanced_traffic(spec, tokens), route_layer(spec, tokens, "balanced", 0)):
+        for field in ("ib", "nvlink", "logical_rdma", "tokens_per_expert", "nodes_per_token"):
+            a, b = getattr(got, field), getattr(whole, field)
+            assert a.dtype == b.dtype and np.array_equal(a, b), field
+    (layer,) = route_layers(spec, tokens, 1, "balanced", seed=0)
+    assert np.array_equal(layer.nvlink, whole.nvlink) and np.array_equal(layer.ib, whole.ib)
+
+
 def test_chunked_routing_and_counting_equal_whole() -> None:
     from sim.moe.select import _select
     from sim.moe.traffic import _count, layer_traffic
