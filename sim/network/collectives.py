@@ -272,6 +272,25 @@ def collective_flows(
     return np.concatenate(srcs), np.concatenate(dsts), np.concatenate(sizes)
 
 
+def ring_flows(topo: Topology, kind: str, rows: np.ndarray, size: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`collective_flows` of ring collectives ``kind`` of ``size`` bytes over each row of GPUs of
+    ``rows`` (k groups x n GPUs), concatenated row after row: every flow in the same order, so sums
+    over them add in the same order (a test compares). A row of whole nodes takes NCCL's
+    per-local-index rings; where ``n`` is not a multiple of the node size no row can, and the rows'
+    one-ring edges are taken at once."""
+    rows = np.asarray(rows, dtype=np.int64)
+    k, n = rows.shape
+    if kind not in ("allgather", "reducescatter", "allreduce") or n < 2 or size <= 0 or n % topo.gpus_per_node == 0:
+        parts = [collective_flows(topo, kind, row, size, "ring") for row in rows]
+        if not parts:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, np.zeros(0)
+        return tuple(np.concatenate(x) for x in zip(*parts, strict=True))  # type: ignore[return-value]
+    steps = 2 * (n - 1) if kind == "allreduce" else n - 1
+    chunk = size / n / 1  # one ring (:func:`_phases`)
+    return rows.ravel(), np.roll(rows, -1, axis=1).ravel(), np.full(k * n, steps * chunk)
+
+
 def check_collective(topo: Topology, kind: str, gpus: np.ndarray | int, algorithm: str = "ring") -> np.ndarray:
     """The ranks of a collective ``topo`` can run (GPUs 0..gpus-1, or those given), or the error."""
     if kind not in KINDS:

@@ -78,8 +78,8 @@ class Layout:
 
     def expert_dp_groups(self, device: int) -> list[np.ndarray]:
         """For each EP rank, the GPUs (one per EP group) that hold the same experts."""
-        base = device * self.gpus_per_rank
-        return [base + np.arange(self.expert_dp) * self.ep + r for r in range(self.ep)]
+        first = device * self.gpus_per_rank + np.arange(self.expert_dp) * self.ep
+        return list(first[None, :] + np.arange(self.ep)[:, None])
 
     def to_dict(self) -> dict[str, int]:
         return {

@@ -31,7 +31,7 @@ from sim.model.params import StageParams
 from sim.moe.deepep import message_flows
 from sim.moe.traffic import Traffic
 from sim.network.coflow import link_loads
-from sim.network.collectives import collective_flows
+from sim.network.collectives import collective_flows, ring_flows
 from sim.network.context import SimContext
 from sim.network.flows import FlowNetwork
 from sim.pipeline.execute import Launched, RankP2P, launch, run_until
@@ -310,8 +310,9 @@ def _dp_loads(model: DpModel, kind: str, rset: ReplicaSet, p: object) -> tuple[n
     them together, :meth:`DpModel.time`)."""
     groups = model.groups(kind, rset, p)  # type: ignore[arg-type]
     src, dst, nbytes = [], [], []
-    for gpus, size, algo in groups:
-        s, d, b = collective_flows(model.topology, kind, gpus, size, algo)
+    gpus, size, algo = groups[0]
+    flows = [collective_flows(model.topology, kind, gpus, size, algo), *_expert_flows(model, kind, groups[1:])]
+    for s, d, b in flows:
         src.append(s)
         dst.append(d)
         nbytes.append(b)
@@ -319,6 +320,19 @@ def _dp_loads(model: DpModel, kind: str, rset: ReplicaSet, p: object) -> tuple[n
         model.topology, np.concatenate(src), np.concatenate(dst), np.concatenate(nbytes)
     )
     return links, per_link
+
+
+def _expert_flows(
+    model: DpModel, kind: str, groups: list[tuple[np.ndarray, float, str]]
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The flows of the experts' ring collectives, in the order of ``groups``: rows of one size and
+    byte count at once (:func:`ring_flows`), else one by one."""
+    if not groups:
+        return []
+    n, size = len(groups[0][0]), groups[0][1]
+    if all(len(g) == n and s == size and a == "ring" for g, s, a in groups):
+        return [ring_flows(model.topology, kind, np.stack([g for g, _, _ in groups]), size)]
+    return [collective_flows(model.topology, kind, g, s, a) for g, s, a in groups]
 
 
 __all__ = ["Counting", "run_shared"]

@@ -64,10 +64,22 @@ def held(layout: Layout, schedule: Schedule, device: int) -> tuple[StagePlacemen
     return tuple(sorted(mine, key=lambda p: (p.layers, p.first, p.last)))
 
 
+_REPLICA_SETS: dict[tuple[int, int], tuple[Layout, Schedule, tuple[tuple[int, ...], ...]]] = {}
+REPLICA_SETS_SIZE = 64  # (layout, schedule) pairs kept: a run asks for every rank's set many times
+
+
 def replica_set(layout: Layout, schedule: Schedule, device: int) -> tuple[int, ...]:
-    """The ranks holding exactly the layers ``device`` holds (itself included)."""
-    mine = held(layout, schedule, device)
-    return tuple(d for d in range(layout.devices) if held(layout, schedule, d) == mine)
+    """The ranks holding exactly the layers ``device`` holds (itself included). Worked out for every
+    rank at once and memoised by the identity of the (frozen) layout and schedule."""
+    key = (id(layout), id(schedule))
+    hit = _REPLICA_SETS.get(key)
+    if hit is None or hit[0] is not layout or hit[1] is not schedule:
+        mine = [held(layout, schedule, d) for d in range(layout.devices)]
+        sets = tuple(tuple(d for d in range(layout.devices) if mine[d] == mine[e]) for e in range(layout.devices))
+        if len(_REPLICA_SETS) >= REPLICA_SETS_SIZE:
+            _REPLICA_SETS.clear()
+        hit = _REPLICA_SETS[key] = (layout, schedule, sets)
+    return hit[2][device]
 
 
 def placement_params(model: ModelSpec, layout: Layout, place: StagePlacement, embedding: bool) -> StageParams:
@@ -124,8 +136,10 @@ class ReplicaSet:
         return np.concatenate([layout.rank_gpus(d) for d in self.ranks])
 
     def expert_groups(self, layout: Layout) -> list[np.ndarray]:
-        per = [layout.expert_dp_groups(d) for d in self.ranks]
-        return [np.concatenate([groups[r] for groups in per]) for r in range(layout.ep)]
+        """For each EP rank ``r``, the GPUs of the set's ranks holding its experts
+        (:meth:`Layout.expert_dp_groups` of each rank, concatenated): row ``r`` of one matrix."""
+        replicas = np.concatenate([layout.expert_dp_groups(d)[0] for d in self.ranks])  # EP rank 0's
+        return list(replicas[None, :] + np.arange(layout.ep)[:, None])
 
 
 _COLLECTIVES_MEMO: OrderedDict[tuple[object, ...], float] = OrderedDict()

@@ -83,3 +83,26 @@ def test_cli_topology_show_and_collective(capsys: pytest.CaptureFixture[str]) ->
         ["collective", "allreduce", "--cluster", "nope.yaml", "--gpus", "8", "--size-bytes", "1"], capsys
     )
     assert code == 2 and err.strip() == "error: nope.yaml: no such topology file"
+
+
+@pytest.mark.parametrize("kind", ["allgather", "reducescatter", "allreduce", "alltoall", "sendrecv"])
+@pytest.mark.parametrize("n", [2, 3, 8, 16])
+def test_ring_flows_of_many_groups_equal_each_groups_flows_in_order(kind: str, n: int) -> None:
+    """ring_flows over a matrix of groups gives collective_flows of each row, concatenated: the same
+    sources, destinations and bytes in the same order (the ZeRO-1 coflows sum them per link in that
+    order). n = 8 and 16 are whole nodes on rows that fill them (NCCL's per-index rings, row by row);
+    2 and 3 take the one-ring path at once; the rows are scattered over nodes as experts' replicas are."""
+    from sim.network.collectives import collective_flows, ring_flows
+
+    topo = make(8, "mpft")
+    rng = np.random.default_rng(n)
+    if n % 8:
+        rows = np.stack([rng.choice(topo.gpus, n, replace=False) for _ in range(5)])
+    else:
+        rows = np.stack([(rng.choice(8, n // 8, replace=False)[:, None] * 8 + np.arange(8)).ravel() for _ in range(5)])
+    got = ring_flows(topo, kind, rows, 3.0e6)
+    each = [collective_flows(topo, kind, r, 3.0e6, "ring") for r in rows]
+    want = [np.concatenate(x) for x in zip(*each, strict=True)]
+    for a, b in zip(got, want, strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    assert [len(x) for x in ring_flows(topo, kind, rows[:0], 1.0)] == [0, 0, 0]
