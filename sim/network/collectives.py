@@ -110,8 +110,8 @@ def _phases(topo: Topology, kind: str, algorithm: str, gpus: np.ndarray, size: f
     nodes = np.unique(gpus // g)
     if len(gpus) != len(nodes) * g:
         raise ScenarioError("gpus", f"hierarchical collectives need whole nodes ({g} GPUs each), got {n} GPUs")
-    local = [nodes[i] * g + np.arange(g) for i in range(len(nodes))]  # one ring per node
-    cross = [nodes * g + i for i in range(g)]  # one ring per local index
+    local = list(nodes[:, None] * g + np.arange(g))  # one ring per node
+    cross = list(nodes[None, :] * g + np.arange(g)[:, None])  # one ring per local index
     k = len(nodes)
     if kind == "allreduce":
         return [
@@ -125,9 +125,16 @@ def _phases(topo: Topology, kind: str, algorithm: str, gpus: np.ndarray, size: f
 
 
 def _ring_pairs(rings: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    src = np.concatenate([r for r in rings if len(r) > 1]) if rings else np.zeros(0, dtype=np.int64)
-    dst = np.concatenate([np.roll(r, -1) for r in rings if len(r) > 1]) if rings else src
-    return src, dst
+    """Every ring's edges (each GPU to the next, the last to the first), ring after ring; rings of
+    one length are taken as one matrix."""
+    rings = [r for r in rings if len(r) > 1]
+    if not rings:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    if all(len(r) == len(rings[0]) for r in rings):
+        m = np.stack(rings)
+        return m.ravel(), np.roll(m, -1, axis=1).ravel()
+    return np.concatenate(rings), np.concatenate([np.roll(r, -1) for r in rings])
 
 
 def alltoall_matrix(net: FlowNetwork, gpus: np.ndarray, matrix: np.ndarray) -> simpy.Event:
