@@ -87,11 +87,15 @@ class CommPlan:
         for k, d in enumerate(durations):
             ends.append(self.start(k, ends) + d)
         vec = np.array([0.0, *ends])
-        starts = np.max(self.forms + vec, axis=1)
+        starts = (self.forms + vec).max(axis=1)
         dur = self.base.copy()
         if self.tasks:
-            dur[list(self.tasks)] = durations
+            dur[self._task_index] = durations
         return starts, starts + dur
+
+    @functools.cached_property
+    def _task_index(self) -> np.ndarray:
+        return np.array(self.tasks, dtype=np.intp)
 
 
 def _sparse(form: np.ndarray) -> tuple[float, tuple[tuple[int, float], ...]]:
@@ -182,28 +186,41 @@ def exposed_comm_of(plan: CommPlan, durations: tuple[float, ...]) -> float:
     :func:`sim.chunk.intervals.exposed_comm` gives for its spans), from the plan's arrays."""
     starts, ends = plan.times(durations)
     moving = ends > starts
-    return exposed_time(
-        starts[moving & plan.is_comm],
-        ends[moving & plan.is_comm],
-        starts[moving & plan.is_compute],
-        ends[moving & plan.is_compute],
-    )
+    comm, compute = moving & plan.is_comm, moving & plan.is_compute
+    return exposed_time(starts[comm], ends[comm], starts[compute], ends[compute])
+
+
+_STEPS: dict[tuple[int, int], np.ndarray] = {}
+_COMPUTE = 1 << 32  # a compute boundary's step in the combined count: the comm count stays below it
+
+
+def _steps(n_comm: int, n_compute: int) -> np.ndarray:
+    """What each boundary of :func:`exposed_time` adds to the combined count ``comm + 2**32 compute``
+    (comm starts +1, ends -1; compute starts and ends +-2**32), memoised by the two counts."""
+    key = (n_comm, n_compute)
+    hit = _STEPS.get(key)
+    if hit is None:
+        if len(_STEPS) >= 4096:
+            _STEPS.clear()
+        hit = _STEPS[key] = np.repeat(
+            np.array([1, -1, _COMPUTE, -_COMPUTE], dtype=np.int64), [n_comm, n_comm, n_compute, n_compute]
+        )
+    return hit
 
 
 def exposed_time(cs: np.ndarray, ce: np.ndarray, ks: np.ndarray, ke: np.ndarray) -> float:
     """Length of the time covered by the intervals ``[cs, ce)`` and by none of ``[ks, ke)`` (a sweep
-    over the sorted boundaries)."""
+    over the sorted boundaries: a gap counts where at least one comm interval and no compute interval
+    is open). Both counts are carried in one integer, ``comm + 2**32 compute``: at a tie a start comes
+    before an end of its kind (stable sort of starts listed first), so neither count goes below 0
+    and the gap is open exactly where ``0 < count < 2**32``."""
     if not len(cs):
         return 0.0
     at = np.concatenate([cs, ce, ks, ke])
-    d_comm = np.concatenate([np.ones(len(cs)), -np.ones(len(ce)), np.zeros(len(ks) + len(ke))])
-    d_comp = np.concatenate([np.zeros(len(cs) + len(ce)), np.ones(len(ks)), -np.ones(len(ke))])
     order = np.argsort(at, kind="stable")
     at = at[order]
-    comm = np.cumsum(d_comm[order])
-    comp = np.cumsum(d_comp[order])
-    gaps = np.diff(at)
-    return float(gaps[(comm[:-1] > 0.5) & (comp[:-1] < 0.5)].sum())
+    count = np.cumsum(_steps(len(cs), len(ks))[order])[:-1]
+    return float(np.diff(at)[(count > 0) & (count < _COMPUTE)].sum())
 
 
 __all__ = ["STREAM_ORDER", "CommPlan", "comm_plan", "exposed_comm_of", "exposed_time", "retime"]
