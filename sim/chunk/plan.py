@@ -113,16 +113,27 @@ def _eval(form: tuple[float, tuple[tuple[int, float], ...]], ends: list[float]) 
     return value
 
 
-def _preds(tasks: list[Task]) -> list[list[int]]:
-    """Each task's dependencies and its stream predecessor."""
+def _preds(tasks: list[Task], comm: dict[int, int]) -> list[list[int]]:
+    """Each task's dependencies and its stream predecessor, less those its stream predecessor ``s``
+    already waited for: where ``s`` is not a comm data task (``comm``), ``end_s = max(ends of s's
+    predecessors) + delay_s + d_s`` is, term by term, at least each of those ends (adding a delay and
+    a duration >= 0 never lowers a float), so the max over the rest is the same, bit for bit."""
     last: dict[str, int] = {}
+    full: list[set[int]] = []
     preds = []
     for i, t in enumerate(tasks):
-        p = list(t.deps)
-        if t.stream in last:
-            p.append(last[t.stream])
+        mine = set(t.deps)
+        s = last.get(t.stream)
         last[t.stream] = i
-        preds.append(p)
+        if s is None:
+            full.append(mine)
+            preds.append(sorted(mine))
+            continue
+        kept = mine - full[s] if s not in comm else mine
+        kept.add(s)
+        mine.add(s)
+        full.append(mine)
+        preds.append(sorted(kept))
     return preds
 
 
@@ -132,20 +143,20 @@ def comm_plan(chunk: ChunkResult) -> CommPlan:
     comm = [i for i, t in enumerate(tasks) if t.kind == "comm" and t.moves is not None]
     index = {i: k for k, i in enumerate(comm)}
     n_k = len(comm)
-    preds = _preds(tasks)
+    preds = _preds(tasks, index)
     ends = np.full((len(tasks), n_k + 1), _NEG)
     forms = np.full((len(tasks), n_k + 1), _NEG)
     first = np.full(n_k + 1, _NEG)
     first[0] = 0.0  # no predecessor: queued at the chunk's start
-    maximum, add = np.maximum, np.add
+    maximum, latest, add = np.maximum, np.maximum.reduce, np.add
     for i, t in enumerate(tasks):
         p = preds[i]
         form = forms[i]  # a view: written in place
-        if len(p) > 1:  # the latest of its predecessors' ends, term by term (one gather: tasks have ~9)
-            ends[p].max(axis=0, out=form)
-            maximum(form, first, out=form)
-        elif p:
+        if len(p) == 1:  # most tasks: their stream predecessor alone
             maximum(ends[p[0]], first, out=form)
+        elif p:  # the latest of its predecessors' ends, term by term (one gather)
+            latest(ends[p], axis=0, out=form)
+            maximum(form, first, out=form)
         else:
             form[:] = first
         add(form, t.start - t.queued if t.queued >= 0 else 0.0, out=form)
