@@ -28,15 +28,22 @@ class OpCoster:
         self.compute_sms = compute_sms
         self.params = params
         self._alone: dict[Operator, float] = {}  # this coster's (a class-wide lru_cache keeps every coster)
+        # the same op objects come back for every chunk (stages share their layers' op lists): looked
+        # up by identity first, which spares hashing the op's 23 fields (the entry keeps it alive)
+        self._by_id: dict[int, tuple[Operator, float]] = {}
 
     def key(self) -> tuple[object, ...]:
         return (id(self.model), self.compute_sms, self.params.key())
 
     def alone(self, op: Operator) -> float:
         """The op's kernels back to back, alone on the compute SMs, without launch gaps."""
+        mine = self._by_id.get(id(op))
+        if mine is not None and mine[0] is op:
+            return mine[1]
         hit = self._alone.get(op)
         if hit is None:
             hit = self._alone[op] = self.kernel_time(op)
+        self._by_id[id(op)] = (op, hit)
         return hit
 
     def gap(self, op: Operator) -> float:
