@@ -423,27 +423,29 @@ def _counter_events(links: pd.DataFrame, scale: float) -> list[dict[str, Any]]:
     ]
     tags = sorted(set(links["tag"].tolist()))
     width = float((links["end_s"] - links["start_s"]).iloc[0])  # every bin is as wide
+    zero = dict.fromkeys(tags, 0.0)  # a bin where nothing moved (read, never written)
     for block, rows in links.groupby("block", sort=True):
         index = np.rint(rows["start_s"].to_numpy() / width).astype(np.int64)
         rate = rows["bytes"].to_numpy() / width / 1e9
         table: dict[int, dict[str, float]] = {}
         for b, tag, value in zip(index.tolist(), rows["tag"].tolist(), rate.tolist(), strict=True):
-            table.setdefault(b, dict.fromkeys(tags, 0.0))[str(tag)] = value
+            row = table.get(b)
+            if row is None:
+                row = table[b] = dict(zero)
+            row[str(tag)] = value
         last: dict[str, float] | None = None
+        name = f"{block} GB/s"
+        shown: dict[int, dict[str, float]] = {}  # each bin's rounded rates, once (a bin is shown twice at most)
         for b in sorted(table):
             for at in (b, b + 1):  # the bin's rates, then the next bin's (zeros when nothing moved)
-                values = table.get(at, dict.fromkeys(tags, 0.0))
+                values = table.get(at, zero)
                 if values == last:
                     continue
-                events.append(
-                    {
-                        "ph": "C",
-                        "pid": NETWORK_PID,
-                        "name": f"{block} GB/s",
-                        "ts": round(at * width * scale, 3),
-                        "args": {t: round(v, 6) for t, v in values.items()},
-                    }
-                )
+                args = shown.get(id(values))
+                if args is None:
+                    args = shown[id(values)] = {t: round(v, 6) for t, v in values.items()}
+                ts = round(at * width * scale, 3)
+                events.append({"ph": "C", "pid": NETWORK_PID, "name": name, "ts": ts, "args": args})
                 last = values
     return events
 
