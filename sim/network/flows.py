@@ -94,6 +94,20 @@ class _Path:
     blocks: np.ndarray
 
 
+def _ended_batches(batch: np.ndarray, latency: np.ndarray) -> list[tuple[int, int, float]]:
+    """(batch, how many of its flows ended, their longest path latency) for the flows that ended now,
+    in the order of each batch's last ended flow: the order in which :meth:`FlowNetwork._finish_done`
+    fires the batches it completes. Flows are kept in the order they were sent and batch ids grow, so
+    a batch's ended flows are one run of ``batch`` (checked; else flow by flow); ``now + max(lat)``
+    is ``max(now + lat)`` (adding ``now`` is monotone in floats)."""
+    if len(batch) < 16 or not (batch[1:] >= batch[:-1]).all():
+        return [(b, 1, lat) for b, lat in zip(batch.tolist(), latency.tolist(), strict=True)]
+    starts = np.flatnonzero(np.concatenate(((True,), batch[1:] != batch[:-1])))
+    counts = np.diff(np.append(starts, len(batch)))
+    longest = np.maximum.reduceat(latency, starts)
+    return list(zip(batch[starts].tolist(), counts.tolist(), longest.tolist(), strict=True))
+
+
 @dataclass
 class _Batch:
     event: simpy.Event
@@ -692,9 +706,9 @@ class FlowNetwork:
         if not done.any():
             return True
         self.stats.completions += int(done.sum())
-        for batch_id, lat in zip(self._batch[done].tolist(), self._latency[done].tolist(), strict=True):
+        for batch_id, ended, lat in _ended_batches(self._batch[done], self._latency[done]):
             b = self._batches[batch_id]
-            b.pending -= 1
+            b.pending -= ended
             b.deliver_at = max(b.deliver_at, now + lat)
             if b.pending == 0:
                 del self._batches[batch_id]
