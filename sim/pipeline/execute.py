@@ -199,20 +199,24 @@ def launch(
     def arrive_cb(key: Key, device: int, _fired: simpy.Event) -> None:
         arrive(key, device)
 
-    def delivered_cb(key: Key, src: int, dst: int, start: float, _fired: simpy.Event) -> None:
+    def delivered_cb(key: Key, src: int, dst: int, start: float, _fired: simpy.Event | None) -> None:
         if record_transfers:
             origin = handle.origin
             rec.transfer(src, dst, f"{key[1]}{key[0]}{key[2]}", p2p.nbytes, start - origin, env.now - origin)
         arrive(key, dst)
 
-    def rank_send(src: int, dst: int) -> simpy.Event:
+    def delivered_at(key: Key, src: int, dst: int, start: float, _at: float) -> None:
+        delivered_cb(key, src, dst, start, None)
+
+    def rank_send(key: Key, src: int, dst: int, now: float) -> None:
+        """The send as a coflow that calls back on delivery (no event of its own in the queue)."""
         assert isinstance(p2p, RankP2P) and network is not None
         hit = coflow_sends.get((src, dst))
         if hit is None:
             hit = coflow_sends[(src, dst)] = rank_coflow(
                 p2p.topology, p2p.device_gpus[src], p2p.device_gpus[dst], p2p.nbytes, network.seed
             )
-        return network.send_coflow(*hit, "pipeline")
+        network.start_coflow(*hit, "pipeline", partial(delivered_at, key, src, dst, now))
 
     def publish(key: Key, src: int) -> None:
         now = env.now
@@ -222,10 +226,10 @@ def launch(
                 continue
             if network is not None:
                 if isinstance(p2p, RankP2P):
-                    sent = rank_send(src, dst)
-                else:
-                    assert isinstance(p2p, NetworkP2P)
-                    sent = network.send(p2p.device_gpus[src], p2p.device_gpus[dst], p2p.nbytes, "pipeline")
+                    rank_send(key, src, dst, now)
+                    continue
+                assert isinstance(p2p, NetworkP2P)
+                sent = network.send(p2p.device_gpus[src], p2p.device_gpus[dst], p2p.nbytes, "pipeline")
                 sent.callbacks.append(partial(delivered_cb, key, src, dst, now))
                 continue
             origin = handle.origin
