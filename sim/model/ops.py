@@ -21,7 +21,7 @@ model charges a gap per kernel, and the trace calibration matches kernels to ops
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 KINDS = ("gemm", "attention", "memory", "small", "comm")
 STREAMS = ("compute", "wgrad", "comm")
@@ -63,6 +63,19 @@ class Operator:
         if self.stream not in STREAMS:
             raise ValueError(f"op {self.name}: unknown stream {self.stream!r}")
 
+    def __hash__(self) -> int:
+        """The hash the dataclass would give (of every field, in order), worked out once per object: a
+        stage's memo key hashes its thousand ops. Kept out of pickles (:meth:`__getstate__`): string
+        hashes differ between processes."""
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash(tuple(self.__dict__[f] for f in _FIELDS))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
+    def __getstate__(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
     @property
     def part(self) -> str:
         """F, B or W: the letter inside the annotation's parentheses."""
@@ -91,6 +104,9 @@ class Operator:
 
 # executed backward matmuls of flash attention: S recomputed, dV, dP, dQ, dK = 5 against the forward's 2
 ATTENTION_BWD_RATIO = 2.5
+
+
+_FIELDS = tuple(f.name for f in fields(Operator))
 
 
 def attention_flops(heads: int, seq: int, qk: int, v: int, causal: bool) -> float:
