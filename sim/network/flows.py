@@ -400,7 +400,7 @@ class FlowNetwork:
         self.stats.completions += 1
         self.coflows.count(kind, tag)
         if self.log is not None:
-            self.log.coflows.append((start - self.origin, end - self.origin, kind, tag))
+            self.log.add_coflow(start - self.origin, end - self.origin, kind, tag)
 
     def start_solo_at(
         self, kind: int, start: float, end: float, time_alone_s: float, tag: str, done: Callable[[float], None]
@@ -435,7 +435,7 @@ class FlowNetwork:
         now = self.env.now
         self.stats.completions += 1
         if self.log is not None:
-            self.log.coflows.append((solo.start - self.origin, now - self.origin, solo.kind, solo.tag))
+            self.log.add_coflow(solo.start - self.origin, now - self.origin, solo.kind, solo.tag)
         if isinstance(solo.done, simpy.Event) or solo.latency_s > 0.0:
             self._fire(solo.done, now + solo.latency_s)
         else:
@@ -682,7 +682,7 @@ class FlowNetwork:
             latency = table.lat[slot]
             if self.log is not None:
                 start = table.started[slot] - self.origin
-                self.log.coflows.append((start, now - self.origin, table.kind[slot], table.tag[slot]))
+                self.log.add_coflow(start, now - self.origin, table.kind[slot], table.tag[slot])
             then = table.remove(slot, now)
             if isinstance(then, simpy.Event) or latency > 0.0:
                 assert isinstance(then, simpy.Event) or callable(then)

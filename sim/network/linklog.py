@@ -28,15 +28,40 @@ if TYPE_CHECKING:
 @dataclass
 class LinkLog:
     """Finished coflows ``(start, end, kind, tag)`` and plain batches ``(start, end, tag, bytes per
-    block)``, times in seconds from the run's origin. Coflows are appended as they finish, except
-    those that ran on a reservation (:meth:`~sim.network.flows.FlowNetwork.ran_solo`), appended when
-    it ends: readers take them in order of their ends."""
+    block)``, times in seconds from the run's origin. Coflows are added as they finish
+    (:meth:`add_coflow`), except those that ran on a reservation
+    (:meth:`~sim.network.flows.FlowNetwork.ran_solo`), added when it ends: readers take them in order
+    of their ends. A step finishes some 30,000 coflows: they are kept column by column (plain floats,
+    ints and strings, which the cyclic garbage collector never visits), :attr:`coflows` zips them."""
 
-    coflows: list[tuple[float, float, int, str]] = field(default_factory=list)
+    starts: list[float] = field(default_factory=list)
+    ends: list[float] = field(default_factory=list)
+    kinds: list[int] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
     batches: list[tuple[float, float, str, np.ndarray]] = field(default_factory=list)
 
+    def add_coflow(self, start: float, end: float, kind: int, tag: str) -> None:
+        self.starts.append(start)
+        self.ends.append(end)
+        self.kinds.append(kind)
+        self.tags.append(tag)
+
+    @property
+    def coflows(self) -> list[tuple[float, float, int, str]]:
+        """The finished coflows as ``(start, end, kind, tag)``, in the order they were added."""
+        return list(zip(self.starts, self.ends, self.kinds, self.tags, strict=True))
+
+    @classmethod
+    def of(
+        cls, coflows: list[tuple[float, float, int, str]], batches: list[tuple[float, float, str, np.ndarray]]
+    ) -> LinkLog:
+        log = cls(batches=list(batches))
+        for record in coflows:
+            log.add_coflow(*record)
+        return log
+
     def __len__(self) -> int:
-        return len(self.coflows) + len(self.batches)
+        return len(self.starts) + len(self.batches)
 
 
 COUNTER_COLUMNS = ["start_s", "end_s", "block", "tag", "bytes"]
@@ -71,7 +96,7 @@ class CarriedLog:
             g = group_of_link[links]
             mine = g >= 0
             per_kind.append(np.bincount(g[mine], weights=link_bytes[mine], minlength=len(group_names)))
-        coflows_only = LinkLog(coflows=self.log.coflows)
+        coflows_only = LinkLog.of(self.log.coflows, [])
         return block_counters(coflows_only, per_kind, group_names, end_s, bins)
 
 
@@ -89,8 +114,8 @@ def block_counters(
     if not len(log) or end_s <= 0:
         return pd.DataFrame({c: [] for c in COUNTER_COLUMNS})
     width = end_s / bins
-    log = LinkLog(sorted(log.coflows, key=_end), log.batches)  # as they finished (stable: ties stay)
-    tags = sorted({t for *_, t in log.coflows} | {t for _, _, t, _ in log.batches})
+    log = LinkLog.of(sorted(log.coflows, key=_end), log.batches)  # as they finished (stable: ties stay)
+    tags = sorted(set(log.tags) | {t for _, _, t, _ in log.batches})
     tag_of = {t: i for i, t in enumerate(tags)}
     nblocks = len(block_names)
     out = np.zeros((bins, len(tags), nblocks))
@@ -100,10 +125,10 @@ def block_counters(
         table[k, : len(v)] = v
     for i, (*_, b) in enumerate(log.batches):
         table[len(kind_block_bytes) + i, : len(b)] = b
-    start = np.array([s for s, *_ in log.coflows] + [s for s, *_ in log.batches], dtype=np.float64)
-    end = np.array([e for _, e, *_ in log.coflows] + [e for _, e, *_ in log.batches], dtype=np.float64)
-    tag = np.array([tag_of[t] for *_, t in log.coflows] + [tag_of[t] for _, _, t, _ in log.batches], dtype=np.int64)
-    row = np.array([k for _, _, k, _ in log.coflows], dtype=np.int64)
+    start = np.array(log.starts + [s for s, *_ in log.batches], dtype=np.float64)
+    end = np.array(log.ends + [e for _, e, *_ in log.batches], dtype=np.float64)
+    tag = np.array([tag_of[t] for t in log.tags] + [tag_of[t] for _, _, t, _ in log.batches], dtype=np.int64)
+    row = np.array(log.kinds, dtype=np.int64)
     row = np.concatenate([row, len(kind_block_bytes) + np.arange(len(log.batches), dtype=np.int64)])
     # each record's share of its bytes in each bin it spans (1 in one bin when it lasts no time)
     first = np.clip((start / width).astype(np.int64), 0, bins - 1)

@@ -23,7 +23,7 @@ def logs(draw: st.DrawFn):  # type: ignore[no-untyped-def]
         s = draw(st.floats(0.0, end))
         e = draw(st.floats(s, end))
         if draw(st.booleans()):
-            log.coflows.append((s, e, draw(st.integers(0, 2)), draw(st.sampled_from(["x", "y"]))))
+            log.add_coflow(s, e, draw(st.integers(0, 2)), draw(st.sampled_from(["x", "y"])))
         else:
             log.batches.append((s, e, "flows", np.array(draw(st.lists(st.floats(0.0, 1e9), min_size=2, max_size=3)))))
     return log, kinds, end, draw(st.integers(1, 50))
