@@ -84,6 +84,10 @@ ActionRunner = Callable[[int, int, float], Generator[simpy.Event, object, None]]
 plain ``duration`` timeout (a chunk whose communication goes through the shared network)."""
 
 
+def _started() -> None:
+    """What :meth:`Launched.start` leaves behind: its devices' processes are running."""
+
+
 class Launched:
     """A schedule ready to run on a context: :meth:`start` starts its device processes at the
     context's current time (its origin), :meth:`finish` checks they all completed."""
@@ -101,7 +105,8 @@ class Launched:
 
     def start(self) -> None:
         self.origin = self.ctx.env.now
-        self._start()
+        start, self._start = self._start, _started
+        start()  # (dropped: its closure refers back to this handle, a cycle only the collector would free)
 
     def finish(self) -> ScheduleRun:
         schedule = self.schedule
