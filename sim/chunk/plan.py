@@ -29,6 +29,7 @@ not re-timed for the longer overlap (docs/step.md).
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -201,6 +202,35 @@ def exposed_comm_of(plan: CommPlan, durations: tuple[float, ...]) -> float:
     return exposed_time(starts[comm], ends[comm], starts[compute], ends[compute])
 
 
+def exposed_comm_many(plan: CommPlan, durations: Sequence[tuple[float, ...]], block: int = 64) -> list[float]:
+    """:func:`exposed_comm_of` of ``plan`` for each of ``durations``, bit for bit, the retimings worked
+    out ``block`` at a time: the phases' ends by the same additions and maxima, column by column; every
+    start as the max of the same sums; each row's sweep as :func:`exposed_time`'s (sorting, counting
+    and summing its own row, so the same gaps add in the same order)."""
+    out: list[float] = []
+    n_k = plan.phases
+    for lo in range(0, len(durations), block):
+        rows = len(durations[lo : lo + block])
+        d = np.array(durations[lo : lo + block], dtype=np.float64).reshape(rows, n_k)
+        vec = np.zeros((rows, n_k + 1))
+        for k, (c0, terms) in enumerate(plan.start_forms):  # CommPlan.times' loop, for every row at once
+            start = np.full(rows, c0)
+            for j, c in terms:
+                np.maximum(start, vec[:, j + 1] + c, out=start)
+            vec[:, k + 1] = start + d[:, k]
+        starts = (plan.forms[None, :, :] + vec[:, None, :]).max(axis=2)
+        dur = np.repeat(plan.base[None, :], rows, axis=0)
+        if n_k:
+            dur[:, plan._task_index] = d
+        ends = starts + dur
+        moving = ends > starts
+        comm, compute = moving & plan.is_comm, moving & plan.is_compute
+        for r in range(rows):
+            c, k = comm[r], compute[r]
+            out.append(exposed_time(starts[r, c], ends[r, c], starts[r, k], ends[r, k]))
+    return out
+
+
 _STEPS: dict[tuple[int, int], np.ndarray] = {}
 _COMPUTE = 1 << 32  # a compute boundary's step in the combined count: the comm count stays below it
 
@@ -234,4 +264,4 @@ def exposed_time(cs: np.ndarray, ce: np.ndarray, ks: np.ndarray, ke: np.ndarray)
     return float(np.diff(at)[(count > 0) & (count < _COMPUTE)].sum())
 
 
-__all__ = ["STREAM_ORDER", "CommPlan", "comm_plan", "exposed_comm_of", "exposed_time", "retime"]
+__all__ = ["STREAM_ORDER", "CommPlan", "comm_plan", "exposed_comm_many", "exposed_comm_of", "exposed_time", "retime"]

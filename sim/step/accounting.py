@@ -244,6 +244,7 @@ def rank_breakdowns(step: StepRun) -> list[RankBreakdown]:
     makespan = max(t.pipeline_end for t in step.timelines)
     sums = [{op: 0.0 for op in Op} for _ in range(lay.devices)]
     exposed = [0.0] * lay.devices
+    pipe.exposed_comm_all()  # every re-timed action's at once (read below span by span)
     for span in pipe.run.recorder.spans:
         action = sched.actions[span.device][span.pos]
         sums[span.device][action.op] += span.end - span.start

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sim.chunk.intervals import exposed_comm
-from sim.chunk.plan import CommPlan, exposed_comm_of, retime
+from sim.chunk.plan import CommPlan, exposed_comm_many, exposed_comm_of, retime
 from sim.chunk.timer import ChunkResult
 from sim.network.linklog import CarriedLog
 from sim.network.tolerance import COMPLETION_RTOL
@@ -65,6 +65,18 @@ class PipelineRun:
         if out is None:
             out = self._retimed[(device, pos)] = retime(chunk, hit[0], hit[1])
         return out
+
+    def exposed_comm_all(self) -> None:
+        """Work out the exposed communication of every re-timed action at once, plan by plan
+        (:func:`sim.chunk.plan.exposed_comm_many`; what :meth:`exposed_comm_at` then reads)."""
+        todo: dict[int, tuple[CommPlan, dict[tuple[float, ...], None]]] = {}
+        for plan, durations in self.comm_durations.values():
+            if (id(plan), durations) not in self._exposed_retimed:
+                todo.setdefault(id(plan), (plan, {}))[1][durations] = None
+        for plan, wanted in todo.values():
+            rows = list(wanted)
+            for durations, exposed in zip(rows, exposed_comm_many(plan, rows), strict=True):
+                self._exposed_retimed[(id(plan), durations)] = exposed
 
     def exposed_comm_at(self, device: int, pos: int) -> float:
         """Communication time of the action's chunk not under compute (seconds)."""

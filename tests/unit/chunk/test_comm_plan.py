@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from sim.chunk.build import ChunkConfig, build_chunk
 from sim.chunk.intervals import exposed_comm
-from sim.chunk.plan import comm_plan, exposed_comm_of, exposed_time, retime
+from sim.chunk.plan import comm_plan, exposed_comm_many, exposed_comm_of, exposed_time, retime
 from sim.chunk.timer import ChunkResult
 
 SMALL = ChunkConfig(layers=2, tokens=1024, ep=16)
@@ -139,3 +139,16 @@ def test_a_comm_data_task_prunes_nothing_after_it() -> None:
     assert plan.forms.tobytes() == _forms_unpruned(ChunkResult("F", span, tasks)).tobytes()
     assert plan.forms[2].tolist() == [1.0, 0.0, -np.inf]
     assert plan.times((2.0, 3.0))[1].tolist() == [1.0, 3.0, 6.0]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.data())
+def test_exposed_comm_of_many_retimings_equals_each_bit_for_bit(chunks: list[ChunkResult], data) -> None:  # type: ignore[no-untyped-def]
+    """exposed_comm_many (every retiming of a plan at once, in blocks) gives exposed_comm_of's float
+    for each, exactly: longer, shorter, equal and zero-length phases, blocks cut mid-list."""
+    chunk = chunks[data.draw(st.integers(0, len(chunks) - 1))]
+    plan = comm_plan(chunk)
+    factor = st.sampled_from([0.0, 0.5, 1.0, 1.0, 1.7, 3.0])
+    rows = [tuple(d * data.draw(factor) for d in plan.durations) for _ in range(data.draw(st.integers(0, 9)))]
+    block = data.draw(st.integers(1, 4))
+    assert exposed_comm_many(plan, rows, block) == [exposed_comm_of(plan, r) for r in rows]
