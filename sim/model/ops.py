@@ -22,6 +22,7 @@ model charges a gap per kernel, and the trace calibration matches kernels to ops
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from operator import attrgetter
 
 KINDS = ("gemm", "attention", "memory", "small", "comm")
 STREAMS = ("compute", "wgrad", "comm")
@@ -69,7 +70,7 @@ class Operator:
         hashes differ between processes."""
         cached = self.__dict__.get("_hash")
         if cached is None:
-            cached = hash(tuple(self.__dict__[f] for f in _FIELDS))
+            cached = hash(_FIELDS(self))
             object.__setattr__(self, "_hash", cached)
         return cached
 
@@ -106,7 +107,7 @@ class Operator:
 ATTENTION_BWD_RATIO = 2.5
 
 
-_FIELDS = tuple(f.name for f in fields(Operator))
+_FIELDS = attrgetter(*(f.name for f in fields(Operator)))  # an op's fields as one tuple
 
 
 def attention_flops(heads: int, seq: int, qk: int, v: int, causal: bool) -> float:
