@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sim.engine.identity import IdentityMemo
 from sim.errors import MemoryLimitError, TwinError
 from sim.hardware.gpu import GpuSpec
 from sim.model.flops import training_flops_per_token
@@ -142,25 +143,20 @@ def memory_levels(
     return static.params + static.grads + static.optimizer, levels
 
 
-_MEMORY_MEMO: dict[tuple[int, int, int, int], tuple[tuple[object, object, object], Memory]] = {}
-MEMORY_MEMO_SIZE = 64  # ranks' memory kept (a few steps' worth: the entries keep their schedules alive)
+_MEMORY_MEMO: IdentityMemo[Memory] = IdentityMemo(64)  # a few steps' worth (entries keep their schedules alive)
 
 
 def rank_memory(model: ModelSpec, layout: Layout, schedule: Schedule, device: int) -> Memory:
     """Parameters, gradients, optimizer shard and peak activations on one GPU of rank ``device``.
     Memoised by the identity of its inputs (frozen objects): a run checks every rank's memory when it
     is assembled and reports it after the step, from the same layout and schedule."""
-    key = (id(model), id(layout), id(schedule), device)
-    hit = _MEMORY_MEMO.get(key)
-    if hit is not None and hit[0][0] is model and hit[0][1] is layout and hit[0][2] is schedule:
-        return hit[1]
+    hit = _MEMORY_MEMO.get((model, layout, schedule), device)
+    if hit is not None:
+        return hit
     rset = ReplicaSet.of(layout, schedule, device)
     static = static_memory(rank_params(model, layout, schedule, device), dp=rset.dp, expert_dp=rset.expert_dp)
     mem = Memory(static.params, static.grads, static.optimizer, activation_peak(model, layout, schedule, device))
-    if len(_MEMORY_MEMO) >= MEMORY_MEMO_SIZE:
-        _MEMORY_MEMO.clear()
-    _MEMORY_MEMO[key] = ((model, layout, schedule), mem)
-    return mem
+    return _MEMORY_MEMO.put((model, layout, schedule), mem, device)
 
 
 Relayout = Callable[[str, int, int], tuple[Layout, Schedule]]

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim.engine.identity import IdentityMemo
 from sim.forked import Forked, can_fork
 from sim.model.params import StageParams, stage_params
 from sim.model.spec import ModelSpec
@@ -64,22 +65,18 @@ def held(layout: Layout, schedule: Schedule, device: int) -> tuple[StagePlacemen
     return tuple(sorted(mine, key=lambda p: (p.layers, p.first, p.last)))
 
 
-_REPLICA_SETS: dict[tuple[int, int], tuple[Layout, Schedule, tuple[tuple[int, ...], ...]]] = {}
-REPLICA_SETS_SIZE = 64  # (layout, schedule) pairs kept: a run asks for every rank's set many times
+_REPLICA_SETS: IdentityMemo[tuple[tuple[int, ...], ...]] = IdentityMemo(64)  # every rank's set, per run
 
 
 def replica_set(layout: Layout, schedule: Schedule, device: int) -> tuple[int, ...]:
     """The ranks holding exactly the layers ``device`` holds (itself included). Worked out for every
     rank at once and memoised by the identity of the (frozen) layout and schedule."""
-    key = (id(layout), id(schedule))
-    hit = _REPLICA_SETS.get(key)
-    if hit is None or hit[0] is not layout or hit[1] is not schedule:
+    sets = _REPLICA_SETS.get((layout, schedule))
+    if sets is None:
         mine = [held(layout, schedule, d) for d in range(layout.devices)]
         sets = tuple(tuple(d for d in range(layout.devices) if mine[d] == mine[e]) for e in range(layout.devices))
-        if len(_REPLICA_SETS) >= REPLICA_SETS_SIZE:
-            _REPLICA_SETS.clear()
-        hit = _REPLICA_SETS[key] = (layout, schedule, sets)
-    return hit[2][device]
+        _REPLICA_SETS.put((layout, schedule), sets)
+    return sets[device]
 
 
 def placement_params(model: ModelSpec, layout: Layout, place: StagePlacement, embedding: bool) -> StageParams:
