@@ -30,6 +30,7 @@ from sim.hardware.gpu import DEEPSEEK_COMM_SMS, NIC_Gbps
 from sim.hardware.profile import DEFAULT_PROFILE, load_profile
 from sim.layout_defaults import DEFAULT_EP, DEFAULT_GLOBAL_BATCH, DEFAULT_GPUS
 from sim.limits import check_scenario_sizes
+from sim.model.catalog import load_model, model_fields
 from sim.model.spec import DEEPSEEK_V3, NOT_MODELLED, ModelSpec, check_timed
 from sim.network.spec import ClusterSpec, parse_cluster
 from sim.network.tolerance import COMPLETION_RTOL
@@ -317,6 +318,8 @@ def parse_scenario(data: Any) -> Scenario:
         raise ScenarioError("pipeline.microbatches", "required (or add a training section to derive it)")
     check_timed(scenario.model)
     check_keys_used(scenario)
+    if not scenario.model.is_moe_model and scenario.workload.ep != 1:  # no experts: no EP group
+        scenario = scenario.model_copy(update={"workload": scenario.workload.model_copy(update={"ep": 1})})
     return scenario
 
 
@@ -334,6 +337,8 @@ def check_keys_used(sc: Scenario) -> None:
                 "not used with balanced routing (it draws nothing); set workload.routing: random or skewed, or "
                 "remove it",
             )
+    if not sc.model.is_moe_model:
+        _dense_keys_used(sc)
     plan = sc.pipeline
     if "virtual_stages" in plan.model_fields_set and not VIRTUAL_STAGE_SCHEDULES & set(plan.schedules):
         raise ScenarioError(
@@ -345,6 +350,26 @@ def check_keys_used(sc: Scenario) -> None:
         _training_keys_used(sc)
     else:
         _comparison_keys_used(sc)
+
+
+# workload keys of the MoE layers' routing and DeepEP, which a dense model does not have
+MOE_WORKLOAD_KEYS = ("routing", "gemm_beside_comm", "memory_beside_comm", "comm_beside_compute", "notify_wait_us")
+
+
+def _dense_keys_used(sc: Scenario) -> None:
+    """A dense model routes nothing and dispatches nothing: the keys of routing, DeepEP and the EP
+    group are refused (EP 1 is accepted: it says the same)."""
+    why = "not used: the model is dense (n_routed_experts 0), so nothing is routed or dispatched; remove it"
+    w = sc.workload
+    if "ep" in w.model_fields_set and w.ep != 1:
+        raise ScenarioError("workload.ep", f"{why} (or give 1)")
+    for key in MOE_WORKLOAD_KEYS:
+        if key in w.model_fields_set:
+            raise ScenarioError(f"workload.{key}", why)
+    if "seed" in sc.model_fields_set:
+        raise ScenarioError("seed", why)
+    if sc.training is not None and "routing_samples" in sc.training.model_fields_set:
+        raise ScenarioError("training.routing_samples", why)
 
 
 def _refuse_set(section: str, spec: BaseModel, why: str) -> None:
@@ -498,15 +523,30 @@ def scenario_data(path: str | Path, depth: int = 0) -> tuple[dict[str, Any], Pat
     return merged, folder
 
 
+def expand_model_config(data: Any, folder: Path) -> Any:
+    """``model.config`` (a shipped model's name or a ``config.json`` path, relative to ``folder``)
+    replaced by the fields of that model, the section's other keys overriding them. The config is
+    checked alone first, so an error in it names its file and its own key."""
+    model = data.get("model") if isinstance(data, dict) else None
+    if not isinstance(model, dict) or "config" not in model:
+        return data
+    ref = model["config"]
+    if not isinstance(ref, str) or not ref.strip():
+        raise ScenarioError("model.config", f"a shipped model's name or a config.json path, got {ref!r}")
+    load_model(ref, folder, timed=False)
+    rest = {k: v for k, v in model.items() if k != "config"}
+    return {**data, "model": {**model_fields(ref, folder), **rest}}
+
+
 def scenario_from_data(data: Any, path: str | Path, folder: str | Path | None = None) -> Scenario:
     """Validate ``data`` as the scenario read from ``path`` (errors name it); relative paths in it
     resolve against ``folder`` [default: the file's folder]."""
-    try:
-        scenario = parse_scenario(data)
-    except ScenarioError as err:
-        raise err.with_file(str(path)) from None
-    scenario._source_path = Path(path)
     base = Path(folder) if folder is not None else Path(path).parent
+    try:
+        scenario = parse_scenario(expand_model_config(data, base))
+    except ScenarioError as err:
+        raise (err if err.file else err.with_file(str(path))) from None
+    scenario._source_path = Path(path)
     for attach in (_attach_cluster, _attach_profile):
         try:
             attach(scenario, base)

@@ -268,6 +268,9 @@ def validation_error(err: ValidationError, root: type[BaseModel]) -> ScenarioErr
     if first["type"] == "missing":
         return ScenarioError(path, "required key is missing")
     msg = first["msg"].removeprefix("Value error, ")
+    named = re.match(r"(\w+): (.*)", msg, re.S)  # a whole-section check that names one of its keys
+    if first["type"] == "value_error" and named and named.group(1) in _allowed_keys(root, (*loc, "")):
+        return ScenarioError(key_path((*loc, named.group(1))), named.group(2))
     got = first.get("input")
     if first["type"] != "value_error" and not isinstance(got, dict | list):
         msg += f" (got {_shown(got)})"

@@ -52,6 +52,7 @@ COMMANDS: dict[str, Command] = {
     "schedules": Command("schedules", "schedules_app", "Pipeline schedules: show, check, compare, plot, trace."),
     "topology": Command("network", "topology_app", "Cluster topologies: counts, bisection, cost."),
     "calibrate": Command("calibrate", "calibrate_app", "Calibration profiles: import, run, show, predict."),
+    "model": Command("model", "model_app", "Model specs: parameters, active parameters, FLOPs per token."),
 }
 
 _BACKTICKS = re.compile(r"``([^`]+)``")

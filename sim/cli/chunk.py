@@ -22,7 +22,8 @@ from sim.experiments.trace_validation import ANNOTATIONS, DATASHEET, FRACTIONS, 
 from sim.hardware.gpu import DEEPSEEK_COMM_SMS
 from sim.hardware.profile import DEFAULT_PROFILE
 from sim.limits import MAX_GPUS, MAX_LAYERS, MAX_SEED, MAX_SMS, MAX_TOKENS, require_memory
-from sim.model.spec import DEEPSEEK_V3, load_model_config, parse_model
+from sim.model.catalog import load_model_config
+from sim.model.spec import DEEPSEEK_V3, parse_model
 from sim.moe.gating import GATES, Gating
 from sim.outputs import atomic_write_text
 from sim.paths import shown

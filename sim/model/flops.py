@@ -66,8 +66,11 @@ def _layer_flops(s: ModelSpec, layer: int, t: int, causal: bool) -> tuple[float,
     return core, other, experts
 
 
-def training_flops_per_token(s: ModelSpec, causal: bool = True) -> FlopCount:
-    """Model FLOPs per token of one training step (forward and backward) at ``s.seq_len``."""
+def training_flops_per_token(s: ModelSpec, causal: bool = True, seq_len: int | None = None) -> FlopCount:
+    """Model FLOPs per token of one training step (forward and backward) at ``seq_len`` tokens per
+    sequence [default: ``s.seq_len``]."""
+    if seq_len is not None and seq_len != s.seq_len:
+        s = s.model_copy(update={"seq_len": seq_len})
     t = s.seq_len
     by_signature: dict[tuple[object, ...], tuple[float, float, float]] = {}  # equal signatures, equal ops
     parts = []

@@ -70,24 +70,14 @@ def _channel_cast(name: str, ann: str, elements: float, kernels: int = 1) -> Ope
 
 
 def attention_forward(s: ModelSpec, t: int, moe: bool) -> list[Operator]:
-    """``attn(F)``: norm, MLA down/up projections, RoPE, attention, output projection, FFN norm and,
-    in an MoE layer, the router and the FP8 cast of the dispatched tokens."""
+    """``attn(F)``: norm, attention projections (MLA's or GQA's, :func:`_mla_forward`,
+    :func:`_gqa_forward`), attention, output projection, FFN norm and, in an MoE layer, the router
+    and the FP8 cast of the dispatched tokens."""
     a = "attn(F)"
-    h, q, c, p, nh = s.dim, s.q_lora_rank, s.kv_lora_rank, s.qk_rope_head_dim, s.n_heads
+    h, nh = s.dim, s.n_heads
     ops = [_norm("attn_norm", a, t, h)]
-    ops += _linear("q_a", a, t, q, h)
-    ops += _linear("kv_a", a, t, c + p, h)
+    ops += _mla_forward(s, t) if s.attention == "mla" else _gqa_forward(s, t)
     ops += [
-        Operator("split", a, "small", kernels=2),
-        _norm("q_norm", a, t, q),
-        Operator("q_norm.out", a, "memory", nbytes=4.0 * t * q, kernel="elementwise"),
-        _norm("kv_norm", a, t, c),
-        Operator("k_rope", a, "memory", nbytes=4.0 * t * p, kernel="elementwise"),
-    ]
-    ops += _linear("q_b", a, t, nh * s.qk_head_dim, q)
-    ops += _linear("kv_b", a, t, nh * (s.qk_nope_head_dim + s.v_head_dim), c)
-    ops += [
-        Operator("rope", a, "memory", nbytes=8.0 * t * nh * p, kernel="rope"),
         Operator(
             "attention",
             a,
@@ -95,12 +85,12 @@ def attention_forward(s: ModelSpec, t: int, moe: bool) -> list[Operator]:
             heads=nh,
             seq=s.seq_len,
             qk_dim=s.qk_head_dim,
-            v_dim=s.v_head_dim,
+            v_dim=s.value_head_dim,
             sequences=max(1, t // s.seq_len),
         ),
-        Operator("attn_out.store", a, "memory", nbytes=3.0 * t * nh * s.v_head_dim, kernel="fp8-cast-e5m6"),
+        Operator("attn_out.store", a, "memory", nbytes=3.0 * t * nh * s.value_head_dim, kernel="fp8-cast-e5m6"),
     ]
-    ops += _linear("o_proj", a, t, h, nh * s.v_head_dim)
+    ops += _linear("o_proj", a, t, h, nh * s.value_head_dim)
     ops += [Operator("residual", a, "memory", nbytes=4.0 * t * h, kernel="elementwise"), _norm("ffn_norm", a, t, h)]
     if moe:
         e = s.n_routed_experts
@@ -112,28 +102,72 @@ def attention_forward(s: ModelSpec, t: int, moe: bool) -> list[Operator]:
     return ops
 
 
+def _mla_forward(s: ModelSpec, t: int) -> list[Operator]:
+    """MLA's projections (V3 section 2.1.1): the query through its latent (``wq_a``, norm, ``wq_b``;
+    straight ``wq`` when ``q_lora_rank`` is 0, as DeepSeek-V2-Lite), the key/value latent and the
+    decoupled RoPE key (``wkv_a``), the latent's norm, its up-projection (``wkv_b``), RoPE."""
+    a = "attn(F)"
+    h, q, c, p, nh = s.dim, s.q_lora_rank, s.kv_lora_rank, s.qk_rope_head_dim, s.n_heads
+    ops = _linear("q_a", a, t, q, h) if q else []
+    ops += _linear("kv_a", a, t, c + p, h)
+    if q:
+        ops += [
+            Operator("split", a, "small", kernels=2),
+            _norm("q_norm", a, t, q),
+            Operator("q_norm.out", a, "memory", nbytes=4.0 * t * q, kernel="elementwise"),
+        ]
+    else:
+        ops.append(Operator("split", a, "small", kernels=2))
+    ops += [_norm("kv_norm", a, t, c), Operator("k_rope", a, "memory", nbytes=4.0 * t * p, kernel="elementwise")]
+    ops += _linear("q_b", a, t, nh * s.qk_head_dim, q) if q else _linear("q", a, t, nh * s.qk_head_dim, h)
+    ops += _linear("kv_b", a, t, nh * (s.qk_nope_head_dim + s.v_head_dim), c)
+    ops.append(Operator("rope", a, "memory", nbytes=8.0 * t * nh * p, kernel="rope"))
+    return ops
+
+
+def _gqa_forward(s: ModelSpec, t: int) -> list[Operator]:
+    """GQA/MHA projections: one fused QKV linear (``n_heads`` query and ``kv_heads`` key and value
+    heads of ``attn_head_dim``), Qwen3's per-head RMSNorm of queries and keys where the model has it,
+    RoPE on queries and keys (read and written in BF16)."""
+    a = "attn(F)"
+    h, nh, kv, d = s.dim, s.n_heads, s.kv_heads, s.attn_head_dim
+    ops = _linear("qkv", a, t, (nh + 2 * kv) * d, h)
+    if s.qk_norm:
+        ops.append(_norm("qk_norm", a, t, (nh + kv) * d))
+    ops.append(Operator("rope", a, "memory", nbytes=4.0 * t * (nh + kv) * d, kernel="rope"))
+    return ops
+
+
+def _shared_kept(shared_width: int, ops: list[Operator]) -> list[Operator]:
+    """``ops`` without the shared experts' (``shared*``) where the model has none (Qwen3, Mixtral)."""
+    return ops if shared_width else [op for op in ops if not op.name.startswith("shared")]
+
+
 def moe_forward(s: ModelSpec, w: LayerWork) -> list[Operator]:
     """``mlp(F)``: shared expert, expert mapping, permutation, grouped expert GEMMs, SwiGLU,
     un-permutation weighted by the gates, FP8 copies of the SwiGLU inputs kept for the backward."""
     a, t, r, h, i = "mlp(F)", w.tokens, w.rows, s.dim, s.moe_inter_dim
     si = s.n_shared_experts * i
     g = len(w.rows_per_expert)
-    return [
-        Operator("shared_up.scales", a, "small"),
-        Operator("shared_up", a, "gemm", m=t, n=2 * si, k=h),
-        Operator("expert_map", a, "memory", kernels=2, nbytes=16.0 * r, kernel="expert-map"),
-        Operator("permute", a, "memory", kernels=3, nbytes=2.0 * r * h * FP8_TILE_BYTES, kernel="permute"),
-        Operator("experts_up", a, "gemm", m=r, n=2 * i, k=h, groups=g),
-        Operator("swiglu", a, "memory", kernels=3, nbytes=r * (2 * i * 2 + i * FP8_CAST / 3), kernel="swiglu"),
-        Operator("experts_down.prep", a, "small"),
-        Operator("experts_down", a, "gemm", m=r, n=h, k=i, groups=g),
-        Operator("unpermute", a, "memory", nbytes=3.0 * r * h, kernel="unpermute"),
-        Operator("shared_swiglu", a, "memory", nbytes=t * (2 * si * 2 + si * FP8_CAST / 3), kernel="swiglu"),
-        Operator("shared_down.scales", a, "small"),
-        Operator("shared_down", a, "gemm", m=t, n=h, k=si),
-        Operator("experts_up.store", a, "memory", nbytes=FP8_CAST * r * 2 * i, kernel="fp8-cast"),
-        Operator("shared_up.store", a, "memory", nbytes=FP8_CAST * t * 2 * si, kernel="fp8-cast"),
-    ]
+    return _shared_kept(
+        si,
+        [
+            Operator("shared_up.scales", a, "small"),
+            Operator("shared_up", a, "gemm", m=t, n=2 * si, k=h),
+            Operator("expert_map", a, "memory", kernels=2, nbytes=16.0 * r, kernel="expert-map"),
+            Operator("permute", a, "memory", kernels=3, nbytes=2.0 * r * h * FP8_TILE_BYTES, kernel="permute"),
+            Operator("experts_up", a, "gemm", m=r, n=2 * i, k=h, groups=g),
+            Operator("swiglu", a, "memory", kernels=3, nbytes=r * (2 * i * 2 + i * FP8_CAST / 3), kernel="swiglu"),
+            Operator("experts_down.prep", a, "small"),
+            Operator("experts_down", a, "gemm", m=r, n=h, k=i, groups=g),
+            Operator("unpermute", a, "memory", nbytes=3.0 * r * h, kernel="unpermute"),
+            Operator("shared_swiglu", a, "memory", nbytes=t * (2 * si * 2 + si * FP8_CAST / 3), kernel="swiglu"),
+            Operator("shared_down.scales", a, "small"),
+            Operator("shared_down", a, "gemm", m=t, n=h, k=si),
+            Operator("experts_up.store", a, "memory", nbytes=FP8_CAST * r * 2 * i, kernel="fp8-cast"),
+            Operator("shared_up.store", a, "memory", nbytes=FP8_CAST * t * 2 * si, kernel="fp8-cast"),
+        ],
+    )
 
 
 def moe_backward_input(s: ModelSpec, w: LayerWork) -> list[Operator]:
@@ -142,40 +176,47 @@ def moe_backward_input(s: ModelSpec, w: LayerWork) -> list[Operator]:
     a, t, r, h, i = "mlp(B)", w.tokens, w.rows, s.dim, s.moe_inter_dim
     si = s.n_shared_experts * i
     g = len(w.rows_per_expert)
-    return [
-        Operator("shared_swiglu.restore", a, "memory", nbytes=FP8_CAST * t * 2 * si, kernel="cast-back"),
-        Operator("shared_down.scales", a, "small", kernels=2),
-        Operator("shared_down.dgrad", a, "gemm", m=t, n=si, k=h),
-        _channel_cast("shared_down.grad_t", a, t * h),
-        Operator("shared_swiglu.recompute", a, "memory", nbytes=t * (2 * si * 2 + si), kernel="swiglu", recompute=True),
-        Operator("shared_swiglu.bwd", a, "memory", nbytes=t * (2 * si * 2 + si * 2 + 2 * si * 2), kernel="swiglu-bwd"),
-        Operator("experts_swiglu.restore", a, "memory", nbytes=FP8_CAST * r * 2 * i, kernel="cast-back"),
-        Operator("permute", a, "memory", kernels=2, nbytes=2.0 * r * h * FP8_TILE_BYTES, kernel="permute"),
-        Operator("experts_down.dgrad", a, "gemm", m=r, n=i, k=h, groups=g),
-        Operator(
-            "experts_swiglu.bwd",
-            a,
-            "memory",
-            kernels=2,
-            nbytes=r * (2 * i * 2 + i * 2 + 2 * i * 2),
-            kernel="swiglu-bwd",
-        ),
-        _channel_cast("experts_down.grad_t", a, r * i),
-        Operator("misc", a, "small"),
-        _norm("ffn_norm.recompute", a, t, h, recompute=True),
-        Operator("ffn_norm.cast", a, "memory", nbytes=FP8_CAST * t * h, kernel="fp8-cast", recompute=True),
-        Operator("experts_up.grad_cast", a, "memory", nbytes=FP8_CAST * r * 2 * i, kernel="fp8-cast"),
-        Operator("misc2", a, "small"),
-        Operator("experts_up.dgrad", a, "gemm", m=r, n=h, k=2 * i, groups=g),
-        Operator("unpermute", a, "memory", nbytes=3.0 * r * h, kernel="unpermute"),
-        _channel_cast("experts_up.grad_t", a, r * 2 * i),
-        Operator("shared_up.restore", a, "memory", nbytes=FP8_CAST * t * h, kernel="cast-back"),
-        Operator("shared_up.scales", a, "small"),
-        Operator("shared_up.grad_cast", a, "memory", nbytes=FP8_CAST * t * 2 * si, kernel="fp8-cast"),
-        Operator("shared_up.scales2", a, "small"),
-        Operator("shared_up.dgrad", a, "gemm", m=t, n=h, k=2 * si),
-        _channel_cast("shared.grad_t", a, t * (2 * si + h), kernels=2),
-    ]
+    return _shared_kept(
+        si,
+        [
+            Operator("shared_swiglu.restore", a, "memory", nbytes=FP8_CAST * t * 2 * si, kernel="cast-back"),
+            Operator("shared_down.scales", a, "small", kernels=2),
+            Operator("shared_down.dgrad", a, "gemm", m=t, n=si, k=h),
+            _channel_cast("shared_down.grad_t", a, t * h),
+            Operator(
+                "shared_swiglu.recompute", a, "memory", nbytes=t * (2 * si * 2 + si), kernel="swiglu", recompute=True
+            ),
+            Operator(
+                "shared_swiglu.bwd", a, "memory", nbytes=t * (2 * si * 2 + si * 2 + 2 * si * 2), kernel="swiglu-bwd"
+            ),
+            Operator("experts_swiglu.restore", a, "memory", nbytes=FP8_CAST * r * 2 * i, kernel="cast-back"),
+            Operator("permute", a, "memory", kernels=2, nbytes=2.0 * r * h * FP8_TILE_BYTES, kernel="permute"),
+            Operator("experts_down.dgrad", a, "gemm", m=r, n=i, k=h, groups=g),
+            Operator(
+                "experts_swiglu.bwd",
+                a,
+                "memory",
+                kernels=2,
+                nbytes=r * (2 * i * 2 + i * 2 + 2 * i * 2),
+                kernel="swiglu-bwd",
+            ),
+            _channel_cast("experts_down.grad_t", a, r * i),
+            Operator("misc", a, "small"),
+            _norm("ffn_norm.recompute", a, t, h, recompute=True),
+            Operator("ffn_norm.cast", a, "memory", nbytes=FP8_CAST * t * h, kernel="fp8-cast", recompute=True),
+            Operator("experts_up.grad_cast", a, "memory", nbytes=FP8_CAST * r * 2 * i, kernel="fp8-cast"),
+            Operator("misc2", a, "small"),
+            Operator("experts_up.dgrad", a, "gemm", m=r, n=h, k=2 * i, groups=g),
+            Operator("unpermute", a, "memory", nbytes=3.0 * r * h, kernel="unpermute"),
+            _channel_cast("experts_up.grad_t", a, r * 2 * i),
+            Operator("shared_up.restore", a, "memory", nbytes=FP8_CAST * t * h, kernel="cast-back"),
+            Operator("shared_up.scales", a, "small"),
+            Operator("shared_up.grad_cast", a, "memory", nbytes=FP8_CAST * t * 2 * si, kernel="fp8-cast"),
+            Operator("shared_up.scales2", a, "small"),
+            Operator("shared_up.dgrad", a, "gemm", m=t, n=h, k=2 * si),
+            _channel_cast("shared.grad_t", a, t * (2 * si + h), kernels=2),
+        ],
+    )
 
 
 def moe_backward_weight(s: ModelSpec, w: LayerWork) -> list[Operator]:
@@ -198,15 +239,15 @@ def moe_backward_weight(s: ModelSpec, w: LayerWork) -> list[Operator]:
         for e, rows in enumerate(w.rows_per_expert)
     ]
     ops.append(Operator("shared_up.wgrad", a, "gemm", m=h, n=2 * si, k=t))
-    return ops
+    return _shared_kept(si, ops)
 
 
 def attention_backward_input(s: ModelSpec, t: int, moe: bool) -> list[Operator]:
-    """``attn(B)``: router backward, FFN-norm backward, output projection dgrad, the MLA
-    up-projections and norms recomputed, attention backward, projection dgrads, norm backwards."""
+    """``attn(B)``: router backward, FFN-norm backward, output projection dgrad, the attention
+    projections' recomputation and backward (:func:`_mla_backward`, :func:`_gqa_backward`), the
+    attention norm's recomputation and backward."""
     a = "attn(B)"
-    h, q, c, p, nh = s.dim, s.q_lora_rank, s.kv_lora_rank, s.qk_rope_head_dim, s.n_heads
-    qk, v = s.qk_head_dim, s.v_head_dim
+    h, nh, v = s.dim, s.n_heads, s.value_head_dim
     ops: list[Operator] = []
     if moe:
         e = s.n_routed_experts
@@ -225,62 +266,128 @@ def attention_backward_input(s: ModelSpec, t: int, moe: bool) -> list[Operator]:
         Operator("o_proj.scales", a, "small"),
         Operator("o_proj.dgrad", a, "gemm", m=t, n=nh * v, k=h),
         _channel_cast("o_proj.wgrad_prep", a, t * (nh * v + h), kernels=2),
-        _norm("q_norm.recompute", a, t, q, recompute=True),
-        Operator("q_norm.out", a, "memory", nbytes=4.0 * t * q, kernel="elementwise", recompute=True),
-        _norm("kv_norm.recompute", a, t, c, recompute=True),
     ]
-    ops += _linear("q_b.recompute", a, t, nh * qk, q, recompute=True)
-    ops += _linear("kv_b.recompute", a, t, nh * (s.qk_nope_head_dim + v), c, recompute=True)
+    ops += _mla_backward(s, t) if s.attention == "mla" else _gqa_backward(s, t)
     ops += [
-        Operator("rope.recompute", a, "memory", nbytes=8.0 * t * nh * p, kernel="rope", recompute=True),
-        Operator(
-            "attention.bwd",
-            a,
-            "attention",
-            kernels=3,
-            heads=nh,
-            seq=s.seq_len,
-            qk_dim=qk,
-            v_dim=v,
-            phase="bwd",
-            sequences=max(1, t // s.seq_len),
-        ),
-        Operator("attention.grad_t", a, "small"),
-    ]
-    ops += _linear("kv_b.dgrad", a, t, c, nh * (s.qk_nope_head_dim + v))
-    ops += [Operator("k_rope.grad", a, "memory", nbytes=2.0 * t * nh * p * 2, kernel="elementwise")]
-    ops += [Operator("q_b.grad_t", a, "small")]
-    ops += _linear("q_b.dgrad", a, t, q, nh * qk)
-    ops += [
-        _channel_cast("mla_up.wgrad_prep", a, t * (nh * (s.qk_nope_head_dim + v) + c + nh * qk + q), kernels=4),
-        _norm_bwd("qkv_norm.bwd", a, t, q + c, kernels=6),
-        Operator("rope.bwd", a, "small", kernels=5),
-        _norm("attn_norm.recompute", a, t, h, recompute=True),
-        Operator("kv_a.grad_cast", a, "memory", nbytes=FP8_CAST * t * (c + p), kernel="fp8-cast"),
-        Operator("kv_a.scales", a, "small", kernels=2),
-        Operator("kv_a.dgrad", a, "gemm", m=t, n=h, k=c + p),
-        _channel_cast("kv_a.wgrad_prep", a, t * (h + c + p), kernels=2),
-        Operator("q_a.grad_cast", a, "memory", nbytes=FP8_CAST * t * q, kernel="fp8-cast"),
-        Operator("q_a.scales", a, "small", kernels=2),
-        Operator("q_a.dgrad", a, "gemm", m=t, n=h, k=q),
-        _channel_cast("q_a.wgrad_prep", a, t * (h + q), kernels=2),
         Operator("residual.grad2", a, "memory", nbytes=4.0 * t * h, kernel="elementwise"),
         _norm_bwd("attn_norm.bwd", a, t, h, kernels=3),
     ]
     return ops
 
 
+def _attention_bwd(s: ModelSpec, t: int) -> Operator:
+    return Operator(
+        "attention.bwd",
+        "attn(B)",
+        "attention",
+        kernels=3,
+        heads=s.n_heads,
+        seq=s.seq_len,
+        qk_dim=s.qk_head_dim,
+        v_dim=s.value_head_dim,
+        phase="bwd",
+        sequences=max(1, t // s.seq_len),
+    )
+
+
+def _mla_backward(s: ModelSpec, t: int) -> list[Operator]:
+    """MLA's backward: the latent norms and up-projections recomputed (V3 section 3.2.3), attention
+    backward, the up- and down-projections' input gradients with their FP8 operands."""
+    a = "attn(B)"
+    h, q, c, p, nh = s.dim, s.q_lora_rank, s.kv_lora_rank, s.qk_rope_head_dim, s.n_heads
+    qk, v = s.qk_head_dim, s.v_head_dim
+    ops: list[Operator] = []
+    if q:
+        ops += [
+            _norm("q_norm.recompute", a, t, q, recompute=True),
+            Operator("q_norm.out", a, "memory", nbytes=4.0 * t * q, kernel="elementwise", recompute=True),
+        ]
+    ops.append(_norm("kv_norm.recompute", a, t, c, recompute=True))
+    if q:
+        ops += _linear("q_b.recompute", a, t, nh * qk, q, recompute=True)
+    ops += _linear("kv_b.recompute", a, t, nh * (s.qk_nope_head_dim + v), c, recompute=True)
+    ops += [
+        Operator("rope.recompute", a, "memory", nbytes=8.0 * t * nh * p, kernel="rope", recompute=True),
+        _attention_bwd(s, t),
+        Operator("attention.grad_t", a, "small"),
+    ]
+    ops += _linear("kv_b.dgrad", a, t, c, nh * (s.qk_nope_head_dim + v))
+    ops += [Operator("k_rope.grad", a, "memory", nbytes=2.0 * t * nh * p * 2, kernel="elementwise")]
+    if q:
+        ops += [Operator("q_b.grad_t", a, "small")]
+        ops += _linear("q_b.dgrad", a, t, q, nh * qk)
+        ops += [
+            _channel_cast("mla_up.wgrad_prep", a, t * (nh * (s.qk_nope_head_dim + v) + c + nh * qk + q), kernels=4),
+            _norm_bwd("qkv_norm.bwd", a, t, q + c, kernels=6),
+        ]
+    else:
+        ops += [
+            _channel_cast("mla_up.wgrad_prep", a, t * (nh * (s.qk_nope_head_dim + v) + c), kernels=2),
+            _norm_bwd("kv_norm.bwd", a, t, c, kernels=3),
+        ]
+    ops += [
+        Operator("rope.bwd", a, "small", kernels=5),
+        _norm("attn_norm.recompute", a, t, h, recompute=True),
+        Operator("kv_a.grad_cast", a, "memory", nbytes=FP8_CAST * t * (c + p), kernel="fp8-cast"),
+        Operator("kv_a.scales", a, "small", kernels=2),
+        Operator("kv_a.dgrad", a, "gemm", m=t, n=h, k=c + p),
+        _channel_cast("kv_a.wgrad_prep", a, t * (h + c + p), kernels=2),
+    ]
+    if q:
+        ops += [
+            Operator("q_a.grad_cast", a, "memory", nbytes=FP8_CAST * t * q, kernel="fp8-cast"),
+            Operator("q_a.scales", a, "small", kernels=2),
+            Operator("q_a.dgrad", a, "gemm", m=t, n=h, k=q),
+            _channel_cast("q_a.wgrad_prep", a, t * (h + q), kernels=2),
+        ]
+    else:
+        ops += [
+            Operator("q.grad_cast", a, "memory", nbytes=FP8_CAST * t * nh * qk, kernel="fp8-cast"),
+            Operator("q.scales", a, "small", kernels=2),
+            Operator("q.dgrad", a, "gemm", m=t, n=h, k=nh * qk),
+            _channel_cast("q.wgrad_prep", a, t * (h + nh * qk), kernels=2),
+        ]
+    return ops
+
+
+def _gqa_backward(s: ModelSpec, t: int) -> list[Operator]:
+    """GQA/MHA backward: attention backward (queries, keys and values were kept), RoPE and the
+    query/key norm backward, the QKV input gradient with its FP8 operands, the attention norm
+    recomputed for the QKV weight gradient's FP8 input."""
+    a = "attn(B)"
+    h, nh, kv, d = s.dim, s.n_heads, s.kv_heads, s.attn_head_dim
+    qkv = (nh + 2 * kv) * d
+    ops = [_attention_bwd(s, t), Operator("rope.bwd", a, "memory", nbytes=4.0 * t * (nh + kv) * d, kernel="rope")]
+    if s.qk_norm:
+        ops.append(_norm_bwd("qk_norm.bwd", a, t, (nh + kv) * d, kernels=3))
+    ops += [
+        _norm("attn_norm.recompute", a, t, h, recompute=True),
+        Operator("qkv.grad_cast", a, "memory", nbytes=FP8_CAST * t * qkv, kernel="fp8-cast"),
+        Operator("qkv.scales", a, "small", kernels=2),
+        Operator("qkv.dgrad", a, "gemm", m=t, n=h, k=qkv),
+        _channel_cast("qkv.wgrad_prep", a, t * (h + qkv), kernels=2),
+    ]
+    return ops
+
+
 def attention_backward_weight(s: ModelSpec, t: int) -> list[Operator]:
-    """``attn(W)``: weight gradients of the output, up and down projections."""
+    """``attn(W)``: weight gradients of the output and input projections."""
     a = "attn(W)"
     h, q, c, p, nh = s.dim, s.q_lora_rank, s.kv_lora_rank, s.qk_rope_head_dim, s.n_heads
-    return [
-        Operator("o_proj.wgrad", a, "gemm", m=h, n=nh * s.v_head_dim, k=t),
-        Operator("kv_b.wgrad", a, "gemm", m=c, n=nh * (s.qk_nope_head_dim + s.v_head_dim), k=t),
-        Operator("q_b.wgrad", a, "gemm", m=q, n=nh * s.qk_head_dim, k=t),
-        Operator("kv_a.wgrad", a, "gemm", m=h, n=c + p, k=t),
-        Operator("q_a.wgrad", a, "gemm", m=h, n=q, k=t),
-    ]
+    ops = [Operator("o_proj.wgrad", a, "gemm", m=h, n=nh * s.value_head_dim, k=t)]
+    if s.attention != "mla":
+        qkv = (nh + 2 * s.kv_heads) * s.attn_head_dim
+        return [*ops, Operator("qkv.wgrad", a, "gemm", m=h, n=qkv, k=t)]
+    ops.append(Operator("kv_b.wgrad", a, "gemm", m=c, n=nh * (s.qk_nope_head_dim + s.v_head_dim), k=t))
+    if q:
+        ops.append(Operator("q_b.wgrad", a, "gemm", m=q, n=nh * s.qk_head_dim, k=t))
+    ops.append(Operator("kv_a.wgrad", a, "gemm", m=h, n=c + p, k=t))
+    ops.append(
+        Operator("q_a.wgrad", a, "gemm", m=h, n=q, k=t)
+        if q
+        else Operator("q.wgrad", a, "gemm", m=h, n=nh * s.qk_head_dim, k=t)
+    )
+    return ops
 
 
 def dense_forward(s: ModelSpec, t: int) -> list[Operator]:

@@ -88,9 +88,13 @@ class LayerParams:
         return self.norms + self.router
 
 
-def _fp8_linears(s: ModelSpec, layer: int) -> list[tuple[int, int]]:
-    """(out, in) of every FP8 linear weight of a layer (the checkpoint's FP8 tensors)."""
+def _attention_linears(s: ModelSpec) -> list[tuple[int, int]]:
+    """(out, in) of every attention projection weight: MLA's (the query straight from the hidden
+    state when ``q_lora_rank`` is 0) or GQA/MHA's (query, key, value, output)."""
     nh, h = s.n_heads, s.dim
+    if s.attention != "mla":
+        d, kv = s.attn_head_dim, s.kv_heads
+        return [(nh * d, h), (kv * d, h), (kv * d, h), (h, nh * d)]
     out: list[tuple[int, int]] = []
     if s.q_lora_rank:
         out += [(s.q_lora_rank, h), (nh * s.qk_head_dim, s.q_lora_rank)]
@@ -98,6 +102,13 @@ def _fp8_linears(s: ModelSpec, layer: int) -> list[tuple[int, int]]:
         out.append((nh * s.qk_head_dim, h))
     out += [(s.kv_lora_rank + s.qk_rope_head_dim, h), (nh * (s.qk_nope_head_dim + s.v_head_dim), s.kv_lora_rank)]
     out.append((h, nh * s.v_head_dim))
+    return out
+
+
+def _fp8_linears(s: ModelSpec, layer: int) -> list[tuple[int, int]]:
+    """(out, in) of every FP8 linear weight of a layer (the checkpoint's FP8 tensors)."""
+    h = s.dim
+    out = _attention_linears(s)
     if s.is_moe(layer):
         i = s.moe_inter_dim
         out += [(i, h), (i, h), (h, i)] * (s.n_routed_experts + s.n_shared_experts)
@@ -106,24 +117,27 @@ def _fp8_linears(s: ModelSpec, layer: int) -> list[tuple[int, int]]:
     return out
 
 
+def _attention_norms(s: ModelSpec) -> int:
+    """The attention's own norms: MLA's latent norms (q_norm only with a query latent), or the
+    per-head query and key norms of a GQA model with ``qk_norm`` (Qwen3: one weight of head width
+    each, shared by the heads)."""
+    if s.attention != "mla":
+        return 2 * s.attn_head_dim if s.qk_norm else 0
+    return s.q_lora_rank + s.kv_lora_rank
+
+
 def layer_params(s: ModelSpec, layer: int) -> LayerParams:
     """Parameters of layer ``layer`` (0-based; ``s.n_layers`` is the MTP block, an MoE layer)."""
-    h, nh = s.dim, s.n_heads
-    if s.q_lora_rank:
-        q = h * s.q_lora_rank + s.q_lora_rank * nh * s.qk_head_dim
-        q_norm = s.q_lora_rank
-    else:
-        q, q_norm = h * nh * s.qk_head_dim, 0
-    kv = h * (s.kv_lora_rank + s.qk_rope_head_dim) + s.kv_lora_rank * nh * (s.qk_nope_head_dim + s.v_head_dim)
-    norms = 2 * h + q_norm + s.kv_lora_rank
-    attention = q + kv + nh * s.v_head_dim * h
+    h = s.dim
+    attention = sum(o * i for o, i in _attention_linears(s))
+    norms = 2 * h + _attention_norms(s)
     expert = 3 * h * s.moe_inter_dim
     if s.is_moe(layer):
         return LayerParams(
             attention=attention,
             norms=norms,
             dense_ffn=0,
-            router=s.n_routed_experts * h + s.n_routed_experts,
+            router=s.n_routed_experts * h + (s.n_routed_experts if s.router_bias else 0),
             shared_experts=s.n_shared_experts * expert,
             routed_experts=s.n_routed_experts * expert,
             n_routed=s.n_routed_experts,
@@ -145,8 +159,16 @@ def embedding_params(s: ModelSpec) -> int:
 
 
 def head_params(s: ModelSpec) -> int:
-    """The final RMSNorm and the output head [vocab, dim] (BF16)."""
+    """The final RMSNorm and the output head [vocab, dim] (BF16): a device that holds the head holds
+    its weight, tied to the embedding or not (Megatron keeps a copy on the last stage and all-reduces
+    the two gradients)."""
     return s.dim + s.vocab_size * s.dim
+
+
+def unique_head_params(s: ModelSpec) -> int:
+    """The head's parameters the model counts once: only its norm when the head is the embedding
+    table (``tie_word_embeddings``)."""
+    return s.dim if s.tie_word_embeddings else head_params(s)
 
 
 def mtp_own_params(s: ModelSpec) -> int:
@@ -185,7 +207,7 @@ def model_params(s: ModelSpec) -> ModelParams:
     layers = [layer_params(s, layer) for layer in range(s.n_layers)]
     body = sum(p.total for p in layers)
     body_active = sum(p.activated(s.n_activated_experts) for p in layers)
-    main = embedding_params(s) + body + head_params(s)
+    main = embedding_params(s) + body + unique_head_params(s)
     active = s.dim + body_active + head_params(s)
     mtp = mtp_params(s)
     duplicates = s.mtp_depth * (embedding_params(s) + s.vocab_size * s.dim)  # layer 61's embed_tokens and head
@@ -222,10 +244,19 @@ class StageParams:
 
 
 def stage_params(
-    s: ModelSpec, layers: Iterable[int], *, ep: int, embedding: bool = False, head: bool = False, mtp: bool = False
+    s: ModelSpec,
+    layers: Iterable[int],
+    *,
+    ep: int,
+    embedding: bool = False,
+    head: bool = False,
+    mtp: bool = False,
+    table_here: bool = False,
 ) -> StageParams:
     """Parameters on one GPU of a stage holding ``layers`` (and the embedding, the output head, the
-    MTP modules without their shared embedding/head), with routed experts split over ``ep`` GPUs."""
+    MTP modules without their shared embedding/head), with routed experts split over ``ep`` GPUs.
+    ``table_here``: the GPU holds the embedding table in another of its stages (a tied head then
+    adds only its norm)."""
     if ep < 1 or s.n_routed_experts % ep:
         raise ValueError(f"EP ({ep}) must divide n_routed_experts ({s.n_routed_experts})")
     blocks = [layer_params(s, layer) for layer in layers]
@@ -238,8 +269,10 @@ def stage_params(
         non_expert += embedding_params(s)
         high += embedding_params(s)
     if head:
-        non_expert += head_params(s)
-        high += head_params(s)
+        beside = embedding or table_here  # a tied head beside its table: one copy
+        own = unique_head_params(s) if beside else head_params(s)
+        non_expert += own
+        high += own
     if mtp:
         own = s.mtp_depth * mtp_own_params(s)
         non_expert += own

@@ -19,16 +19,16 @@ Some values a ModelSpec holds (its parameter count is right) are not timed by th
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sim.errors import ScenarioError
-from sim.yamlio import read_json, validation_error
+from sim.yamlio import validation_error
 
 
 class ModelSpec(BaseModel):
-    """A DeepSeek-V3-family model: MLA attention, dense FFN in the first layers, MoE after."""
+    """A decoder-only transformer: MLA (DeepSeek) or GQA/MHA attention (Llama, Qwen, Mixtral); dense
+    SwiGLU FFNs in the first ``n_dense_layers`` layers and in ``mlp_only_layers``, MoE in the others
+    (none when ``n_routed_experts`` is 0: a dense model). Defaults: DeepSeek-V3."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
@@ -39,11 +39,20 @@ class ModelSpec(BaseModel):
     moe_inter_dim: int = Field(2048, ge=1, description="expert intermediate size")
     n_layers: int = Field(61, ge=1)
     n_dense_layers: int = Field(3, ge=0, description="the first layers have a dense FFN")
+    mlp_only_layers: tuple[int, ...] = Field((), description="other layers (0-based) with a dense FFN")
     n_heads: int = Field(128, ge=1)
-    n_routed_experts: int = Field(256, ge=1)
+    attention: str = Field(
+        "mla", pattern="^(mla|gqa|mha)$", description="mla (DeepSeek), gqa (grouped KV heads) or mha"
+    )
+    n_kv_heads: int = Field(0, ge=0, description="gqa/mha: key/value heads [0: n_heads]")
+    head_dim: int = Field(0, ge=0, description="gqa/mha: width of a head [0: dim / n_heads]")
+    qk_norm: bool = Field(False, description="gqa/mha: RMSNorm of each query and key head (Qwen3)")
+    n_routed_experts: int = Field(256, ge=0, description="0: a dense model")
     n_shared_experts: int = Field(1, ge=0)
-    n_activated_experts: int = Field(8, ge=1, description="routed experts per token (top-k)")
-    n_limited_groups: int = Field(4, ge=1, description="groups (nodes) a token may reach")
+    n_activated_experts: int = Field(8, ge=0, description="routed experts per token (top-k)")
+    n_limited_groups: int = Field(4, ge=1, description="groups (nodes) a token may reach; top-k or more: no limit")
+    router_bias: bool = Field(True, description="the gate's balancing bias (auxiliary-loss-free, V3)")
+    tie_word_embeddings: bool = Field(False, description="the output head is the embedding table")
     q_lora_rank: int = Field(
         1536, ge=0, description="0: no query compression (parameters counted; not timed: check_timed)"
     )
@@ -69,28 +78,105 @@ class ModelSpec(BaseModel):
             )
         return dtype
 
+    @field_validator("mlp_only_layers", mode="before")
+    @classmethod
+    def _layer_list(cls, value: object) -> object:
+        return tuple(value) if isinstance(value, list) else value  # YAML and JSON give lists
+
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
         if self.n_dense_layers > self.n_layers:
-            raise ValueError(f"n_dense_layers ({self.n_dense_layers}) exceeds n_layers ({self.n_layers})")
+            raise ValueError(f"n_dense_layers: {self.n_dense_layers} exceeds n_layers ({self.n_layers})")
+        bad = [i for i in self.mlp_only_layers if not 0 <= i < self.n_layers]
+        if bad:
+            raise ValueError(f"mlp_only_layers: layer {bad[0]} is not in 0..{self.n_layers - 1}")
+        if self.n_routed_experts == 0 and (self.n_activated_experts or self.n_shared_experts):
+            raise ValueError(
+                "n_routed_experts: a dense model (0 routed experts) has no activated or shared experts: "
+                "set n_activated_experts and n_shared_experts to 0"
+            )
+        if self.n_routed_experts and self.n_activated_experts < 1:
+            raise ValueError("n_activated_experts: must be at least 1 in an MoE model")
         if self.n_activated_experts > self.n_routed_experts:
-            raise ValueError("n_activated_experts exceeds n_routed_experts")
+            raise ValueError("n_activated_experts: exceeds n_routed_experts")
         if self.dim % 128:
-            raise ValueError(f"dim ({self.dim}) must be a multiple of 128 (FP8 1x128 tiles)")
+            raise ValueError(f"dim: {self.dim} must be a multiple of 128 (FP8 1x128 tiles)")
+        self._refuse_unread()
+        if self.attention != "mla":
+            if self.n_heads % self.kv_heads:
+                raise ValueError(f"n_kv_heads: {self.kv_heads} must divide n_heads ({self.n_heads})")
+            if self.attention == "mha" and self.kv_heads != self.n_heads:
+                raise ValueError(f"n_kv_heads: mha has as many key/value heads as heads ({self.n_heads}); use gqa")
+            if not self.head_dim and self.dim % self.n_heads:
+                raise ValueError(f"n_heads: dim ({self.dim}) is not a multiple of {self.n_heads} heads: give head_dim")
         return self
+
+    def _refuse_unread(self) -> None:
+        """A key given where this model's kind reads nothing of it is refused, naming it: GQA's keys
+        in an MLA model and MLA's in a GQA/MHA one; MoE keys in a dense model."""
+        unread = {
+            "mla": (("n_kv_heads", "head_dim", "qk_norm"), "used by gqa/mha attention only"),
+            "gqa": (MLA_KEYS, "used by mla attention only"),
+            "mha": (MLA_KEYS, "used by mla attention only"),
+        }
+        keys, why = unread[self.attention]
+        if not self.n_routed_experts:
+            keys, why = keys + DENSE_UNREAD, why
+        for key in keys:
+            if key in self.model_fields_set:
+                reason = why if key not in DENSE_UNREAD else "a dense model (n_routed_experts 0) has no MoE layers"
+                raise ValueError(f"{key}: not used: {reason}; remove it")
 
     @property
     def qk_head_dim(self) -> int:
+        """Width of a query/key head: MLA's non-positional and RoPE parts, or a GQA/MHA head."""
+        if self.attention != "mla":
+            return self.attn_head_dim
         return self.qk_nope_head_dim + self.qk_rope_head_dim
 
     @property
+    def value_head_dim(self) -> int:
+        """Width of a value head (MLA: ``v_head_dim``; GQA/MHA: the head width)."""
+        return self.v_head_dim if self.attention == "mla" else self.attn_head_dim
+
+    @property
+    def kv_heads(self) -> int:
+        """GQA/MHA key/value heads (``n_kv_heads``, or one per head)."""
+        return self.n_kv_heads or self.n_heads
+
+    @property
+    def attn_head_dim(self) -> int:
+        """GQA/MHA head width (``head_dim``, or ``dim / n_heads``)."""
+        return self.head_dim or self.dim // self.n_heads
+
+    @property
+    def is_moe_model(self) -> bool:
+        return self.n_routed_experts > 0 and self.moe_layers > 0
+
+    @property
     def moe_layers(self) -> int:
-        return self.n_layers - self.n_dense_layers
+        return sum(1 for layer in range(self.n_layers) if self.is_moe(layer))
 
     def is_moe(self, layer: int) -> bool:
-        """Layer ``layer`` (0-based) has an MoE FFN (the first ``n_dense_layers`` are dense)."""
-        return layer >= self.n_dense_layers
+        """Layer ``layer`` (0-based) has an MoE FFN: not one of the first ``n_dense_layers``, not in
+        ``mlp_only_layers``, in a model with routed experts. Layer ``n_layers`` and after (the MTP
+        blocks) are MoE layers in an MoE model."""
+        return self.n_routed_experts > 0 and layer >= self.n_dense_layers and layer not in self.mlp_only_layers
 
+    def layer_pattern(self) -> str:
+        """The layers as runs: ``dense 0-2, moe 3-60``."""
+        runs: list[tuple[str, int, int]] = []
+        for layer in range(self.n_layers):
+            kind = "moe" if self.is_moe(layer) else "dense"
+            if runs and runs[-1][0] == kind:
+                runs[-1] = (kind, runs[-1][1], layer)
+            else:
+                runs.append((kind, layer, layer))
+        return ", ".join(f"{k} {a}" if a == b else f"{k} {a}-{b}" for k, a, b in runs)
+
+
+MLA_KEYS = ("q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")
+DENSE_UNREAD = ("moe_inter_dim", "n_limited_groups", "router_bias", "n_dense_layers", "mlp_only_layers")
 
 DEEPSEEK_V3 = ModelSpec()
 
@@ -107,22 +193,20 @@ NOT_MODELLED: dict[str, str] = {
 
 # values a ModelSpec holds (its parameters are counted) that the layer's operators do not time yet
 NOT_TIMED: dict[str, str] = {
-    "q_lora_rank": "0 (no query compression) is not modelled: the attention's operators follow MLA's "
-    "compressed query (wq_a, q_norm, wq_b); give a rank >= 1",
-    "qk_rope_head_dim": "0 is not modelled: the attention's operators include the decoupled RoPE key; give 1 or more",
-    "n_shared_experts": "0 is not modelled: the MoE layer's operators include the shared experts; give 1 or more",
+    "qk_rope_head_dim": "0 is not modelled: MLA's operators include the decoupled RoPE key; give 1 or more",
 }
 
 
 def check_timed(spec: ModelSpec, file: str | None = None) -> None:
     """Refuse a model the layer's operators cannot time (:data:`NOT_TIMED`), naming the key."""
     for key, why in NOT_TIMED.items():
-        if getattr(spec, key) == 0:
+        if spec.attention == "mla" and getattr(spec, key) == 0:
             raise ScenarioError(f"model.{key}", why, file)
 
 
-def parse_model(data: object, file: str | None = None) -> ModelSpec:
-    """A ModelSpec from a mapping (a config.json's, or a command's), one the layer's operators time."""
+def parse_model(data: object, file: str | None = None, timed: bool = True) -> ModelSpec:
+    """A ModelSpec from a mapping (a config.json's, or a command's); with ``timed``, one the layer's
+    operators time (:func:`check_timed`)."""
     if data is None:
         return DEEPSEEK_V3
     if not isinstance(data, dict):
@@ -131,35 +215,31 @@ def parse_model(data: object, file: str | None = None) -> ModelSpec:
         spec = ModelSpec.model_validate(data)
     except ValidationError as err:
         e = validation_error(err, ModelSpec)
-        raise ScenarioError(f"model.{e.key_path}", e.message, file) from None
-    check_timed(spec, file)
+        raise ScenarioError(f"model.{e.key_path}" if e.key_path else "model", e.message, file) from None
+    if timed:
+        check_timed(spec, file)
     return spec
 
 
-def load_model_config(path: str | Path) -> ModelSpec:
-    """Read a ``config.json`` of the DeepSeek-V3 family (unknown keys refused, naming the key); the keys
-    nothing reads (:data:`NOT_MODELLED`) are checked and dropped: ``n_expert_groups`` a whole number,
-    at least ``n_limited_groups``; ``route_scale`` a number > 0; ``score_func`` sigmoid or softmax."""
-    data = read_json(path, "model config")
-    if not isinstance(data, dict):
-        return parse_model(data, str(path))
+def deepseek_config_fields(data: dict[str, object], path: str) -> dict[str, object]:
+    """The ModelSpec fields of a config in DeepSeek's own format (``config_671B.json``): its keys are
+    the fields; the keys nothing reads (:data:`NOT_MODELLED`) are checked and dropped:
+    ``n_expert_groups`` a whole number, at least ``n_limited_groups``; ``route_scale`` a number > 0;
+    ``score_func`` sigmoid or softmax."""
     data = dict(data)
     if "route_scale" in data:
         scale = data.pop("route_scale")
         if not isinstance(scale, int | float) or isinstance(scale, bool) or not 0 < scale < float("inf"):
-            raise ScenarioError("model.route_scale", f"must be a number > 0, got {scale!r}", str(path))
+            raise ScenarioError("model.route_scale", f"must be a number > 0, got {scale!r}", path)
     if "score_func" in data:
         func = data.pop("score_func")
         if func not in ("sigmoid", "softmax"):
-            raise ScenarioError("model.score_func", f"must be sigmoid or softmax, got {func!r}", str(path))
-    if "n_expert_groups" not in data:
-        return parse_model(data, str(path))
-    groups = data.pop("n_expert_groups")
-    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
-        raise ScenarioError("model.n_expert_groups", f"must be a whole number >= 1, got {groups!r}", str(path))
-    spec = parse_model(data, str(path))
-    if spec.n_limited_groups > groups:
-        raise ScenarioError(
-            "model.n_limited_groups", f"{spec.n_limited_groups} exceeds n_expert_groups ({groups})", str(path)
-        )
-    return spec
+            raise ScenarioError("model.score_func", f"must be sigmoid or softmax, got {func!r}", path)
+    if "n_expert_groups" in data:
+        groups = data.pop("n_expert_groups")
+        if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+            raise ScenarioError("model.n_expert_groups", f"must be a whole number >= 1, got {groups!r}", path)
+        limited = data.get("n_limited_groups", DEEPSEEK_V3.n_limited_groups)
+        if isinstance(limited, int) and limited > groups:
+            raise ScenarioError("model.n_limited_groups", f"{limited} exceeds n_expert_groups ({groups})", path)
+    return data

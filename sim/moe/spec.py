@@ -47,6 +47,8 @@ class MoESpec:
         )
 
     def __post_init__(self) -> None:
+        if self.experts == 0 and self.topk == 0:  # a dense model: no MoE layer, nothing routed
+            return
         checks = [
             (
                 "ep",

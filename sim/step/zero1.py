@@ -79,8 +79,11 @@ def replica_set(layout: Layout, schedule: Schedule, device: int) -> tuple[int, .
     return sets[device]
 
 
-def placement_params(model: ModelSpec, layout: Layout, place: StagePlacement, embedding: bool) -> StageParams:
-    """Parameters of one stage placement on one GPU (``embedding``: count the embedding here)."""
+def placement_params(
+    model: ModelSpec, layout: Layout, place: StagePlacement, embedding: bool, table_here: bool = False
+) -> StageParams:
+    """Parameters of one stage placement on one GPU (``embedding``: count the embedding here;
+    ``table_here``: another placement on the GPU holds it, which a tied head shares)."""
     last = place.last and model.mtp_depth > 0
     return stage_params(
         model,
@@ -89,6 +92,7 @@ def placement_params(model: ModelSpec, layout: Layout, place: StagePlacement, em
         embedding=embedding,
         head=place.last,
         mtp=last,
+        table_here=table_here,
     )
 
 
@@ -112,7 +116,7 @@ def pieces(
     out = []
     for p in places:
         emb = p.first or (p.last and model.mtp_depth > 0 and not has_first)
-        out.append((p, placement_params(model, layout, p, emb)))
+        out.append((p, placement_params(model, layout, p, emb, table_here=has_first and not p.first)))
     return out
 
 

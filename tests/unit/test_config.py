@@ -79,7 +79,7 @@ def test_good_scenario_and_units(tmp_path: Path) -> None:
         (_with("p2p", {"bandwidth_GBps": 0}), "p2p.bandwidth_GBps: Input should be greater than 0"),
         ({"name": "t", "pipeline": {"pp": 4, "microbatches": 8}, "workload": {"ep": 0}}, "workload.ep: Input should"),
         (_with("comm", {"profile": "x.json"}), "comm.profile: moved: the calibration profile is the scenario's"),
-        (_with("model", {"n_layers": 2}), "model: n_dense_layers (3) exceeds n_layers (2)"),
+        (_with("model", {"n_layers": 2}), "model.n_dense_layers: 3 exceeds n_layers (2)"),
         (_with("model", {"dims": 7168}), "model.dims: unknown key"),
         ("pipeline: [1, 2\n", "malformed YAML at line 2"),
         ("- 1\n- 2\n", "a scenario must be a mapping"),

@@ -38,7 +38,8 @@ from pydantic import BaseModel
 from sim.assemble import Assembly, assemble
 from sim.config import VIRTUAL_STAGE_SCHEDULES, Scenario, load_scenario, scenario_data
 from sim.errors import ScenarioError
-from sim.model.spec import NOT_MODELLED, load_model_config
+from sim.model.catalog import load_model_config
+from sim.model.spec import NOT_MODELLED
 from sim.pipeline.schedules import SCHEDULES, build_schedule
 from sim.run import simulate, simulate_training
 from tests.conftest import REPO, SMALL_STEP
@@ -74,6 +75,11 @@ CONTEXTS: dict[str, tuple[Path, dict[str, Any]]] = {
         COMPARISON,
         {"pipeline.pp": 4, "pipeline.microbatches": 8, "pipeline.schedules": ["interleaved-1f1b"]}
         | {"workload.layers_per_stage": 1, "cluster": None, "workload.routing": "random"},
+    ),
+    "chunk-gqa": (  # the chunk with grouped-query attention in place of MLA
+        COMPARISON,
+        {"pipeline.pp": 4, "pipeline.microbatches": 8, "pipeline.schedules": ["interleaved-1f1b"]}
+        | {"workload.layers_per_stage": 1, "cluster": None, "model.attention": "gqa", "model.n_kv_heads": 8},
     ),
     "step": (SMALL_STEP, STEP),  # a training step, balanced routing
     "step-ft2": (SMALL_STEP, STEP | {"cluster.topology": FT2}),  # leaves of 32 GPUs: the job crosses uplinks
@@ -122,14 +128,21 @@ CASES: dict[str, tuple[Case, ...]] = {
     "model.n_dense_layers": (changes("step", 2),),
     "model.n_heads": (changes("chunk", 64),),
     "model.n_routed_experts": (changes("chunk", 128),),
-    "model.n_shared_experts": (changes("chunk", 2), refused("chunk", 0)),  # 0: not timed yet
+    "model.n_shared_experts": (changes("chunk", 2), changes("chunk", 0)),
     "model.n_activated_experts": (changes("chunk", 6),),
     "model.n_limited_groups": (changes("chunk", 2),),
-    "model.q_lora_rank": (changes("chunk", 1024), refused("chunk", 0), refused("step", 0)),
-    "model.kv_lora_rank": (changes("chunk", 256),),
-    "model.qk_nope_head_dim": (changes("chunk", 64),),
-    "model.qk_rope_head_dim": (changes("chunk", 32), refused("chunk", 0)),
-    "model.v_head_dim": (changes("chunk", 64),),
+    "model.q_lora_rank": (changes("chunk", 1024), changes("chunk", 0), refused("chunk-gqa", 1024)),
+    "model.kv_lora_rank": (changes("chunk", 256), refused("chunk-gqa", 256)),
+    "model.qk_nope_head_dim": (changes("chunk", 64), refused("chunk-gqa", 64)),
+    "model.qk_rope_head_dim": (changes("chunk", 32), refused("chunk", 0), refused("chunk-gqa", 32)),
+    "model.v_head_dim": (changes("chunk", 64), refused("chunk-gqa", 64)),
+    "model.attention": (changes("chunk", "mha"), changes("step", "gqa")),
+    "model.n_kv_heads": (changes("chunk-gqa", 16), refused("chunk", 8)),
+    "model.head_dim": (changes("chunk-gqa", 128), refused("chunk", 128)),
+    "model.qk_norm": (changes("chunk-gqa", True), refused("chunk", True)),
+    "model.mlp_only_layers": (changes("step", [5]),),
+    "model.router_bias": (changes("step", False),),
+    "model.tie_word_embeddings": (changes("step", True),),
     "model.dtype": (refused("chunk", "bf16"), refused("step", "bf16")),  # only FP8 is modelled
     "model.seq_len": (changes("chunk", 2048), changes("step", 2048)),
     "model.mtp_depth": (changes("step", 0),),
@@ -358,7 +371,8 @@ def test_config_keys_nothing_reads_are_refused_in_a_scenario_and_dropped_from_a_
     assert info.value.key_path == f"model.{key}" and info.value.message.startswith("not used")
     config = tmp_path / "config.json"
     config.write_text(json.dumps({key: value}))
-    assert load_model_config(config) == load_model_config(_write_json(tmp_path / "empty.json", {}))
+    empty = load_model_config(_write_json(tmp_path / "empty.json", {}))
+    assert load_model_config(config) == empty.model_copy(update={"name": tmp_path.name})  # named after its folder
 
 
 def _write_json(path: Path, data: object) -> Path:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from sim.errors import ScenarioError
+from sim.model.catalog import load_model, load_model_config
 from sim.model.layer import LayerWork, layer_ops
-from sim.model.spec import DEEPSEEK_V3, load_model_config, parse_model
+from sim.model.spec import DEEPSEEK_V3, parse_model
 from sim.model.stages import layers_per_stage
 from tests.conftest import SHARED
 
@@ -20,7 +21,9 @@ needs_shared = pytest.mark.needs_shared(CONFIG)
 @needs_shared
 def test_deepseek_config_gives_the_default_model() -> None:
     spec = load_model_config(CONFIG)
-    assert spec == DEEPSEEK_V3
+    assert spec.name == "config_671B"  # a config file's model is named after the file
+    assert spec.model_copy(update={"name": DEEPSEEK_V3.name}) == DEEPSEEK_V3
+    assert load_model("deepseek-v3") == DEEPSEEK_V3  # the shipped copy, named by the catalog
     assert (spec.n_layers, spec.n_dense_layers, spec.moe_layers, spec.qk_head_dim) == (61, 3, 58, 192)
 
 
@@ -41,7 +44,7 @@ def test_config_files_may_carry_n_expert_groups_which_is_checked_and_dropped(tmp
     the EP group's nodes, so ModelSpec has no such field: a config file's is checked, a scenario's refused."""
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"n_limited_groups": 4, "n_expert_groups": 8}))
-    assert load_model_config(config) == DEEPSEEK_V3
+    assert load_model_config(config) == DEEPSEEK_V3.model_copy(update={"name": tmp_path.name})  # its folder
     config.write_text(json.dumps({"n_limited_groups": 4, "n_expert_groups": 2}))
     with pytest.raises(ScenarioError, match=r"config.json: model.n_limited_groups: 4 exceeds n_expert_groups \(2\)"):
         load_model_config(config)

@@ -1,0 +1,307 @@
+"""A Hugging Face ``config.json`` as :class:`~sim.model.spec.ModelSpec` fields.
+
+The twin's model fields carry DeepSeek's names (``dim``, ``n_layers``...); Hugging Face's configs carry
+each architecture's own (``hidden_size``, ``num_hidden_layers``, ``num_local_experts``...). This module
+maps the architectures the twin times, by ``model_type``:
+
+==============  ===========  ===================================================================
+model_type      attention    FFN
+==============  ===========  ===================================================================
+llama, mistral  gqa / mha    dense SwiGLU (``intermediate_size``)
+qwen3           gqa + qk     dense SwiGLU; RMSNorm on each query and key head (Qwen3)
+                norm
+mixtral         gqa          8 experts, top-2, expert width ``intermediate_size``, no shared expert
+qwen3_moe       gqa + qk     ``num_experts``, top ``num_experts_per_tok``, ``moe_intermediate_size``;
+                norm         dense layers ``mlp_only_layers`` and those off ``decoder_sparse_step``
+deepseek_v2,    mla          ``first_k_dense_replace`` dense layers, then MoE every ``moe_layer_freq``;
+deepseek_v3                  routed and shared experts; group-limited routing (``n_group``,
+                             ``topk_group``); the balancing bias where ``topk_method`` is noaux_tc;
+                             ``num_nextn_predict_layers`` MTP modules
+==============  ===========  ===================================================================
+
+Layer patterns follow each architecture's modelling code in ``transformers``: DeepSeek's layer ``l``
+is MoE when ``l >= first_k_dense_replace and l % moe_layer_freq == 0``; Qwen3-MoE's when ``l`` is not
+in ``mlp_only_layers`` and ``(l + 1) % decoder_sparse_step == 0``. Every dense layer past the first
+run is listed in ``mlp_only_layers``, so one field says it for both.
+
+Routing limits: DeepSeek's groups become the twin's (a group is a node of the EP group,
+:mod:`sim.moe.spec`) when there is more than one (``n_group > 1``: a token reaches ``topk_group`` of
+them); otherwise, as for Qwen and Mixtral, a token's experts are unconstrained, written as a limit
+of top-k groups (``k`` experts reach at most ``k`` nodes, so the limit never binds).
+
+Keys are checked, not skipped: the ones that change nothing the twin times, counts or moves (token
+ids, RoPE, norm epsilon, dropout, initialisation, loss coefficients, the checkpoint's dtype) are in
+:data:`IGNORED`; keys that would change the architecture in a way the twin does not model are refused
+unless they hold the value that does not (``hidden_act`` silu, no biases, no sliding window); any
+other key is refused, naming it, rather than silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sim.errors import ScenarioError
+
+# keys that change no time, byte or parameter count the twin works out
+IGNORED: frozenset[str] = frozenset(
+    {
+        "architectures",
+        "auto_map",
+        "bos_token_id",
+        "eos_token_id",
+        "pad_token_id",
+        "initializer_range",
+        "max_position_embeddings",
+        "rms_norm_eps",
+        "rope_theta",
+        "rope_scaling",
+        "torch_dtype",
+        "transformers_version",
+        "use_cache",
+        "attention_dropout",
+        "pretraining_tp",
+        "output_router_logits",
+        "router_aux_loss_coef",
+        "aux_loss_alpha",
+        "seq_aux",
+        "norm_topk_prob",
+        "scoring_func",
+        "routed_scaling_factor",
+        "max_window_layers",
+        "router_jitter_noise",
+        "ep_size",
+        "quantization_config",
+        "model_type",
+        "topk_method",
+    }
+)
+
+# key: (the value the twin models, why another is refused)
+REQUIRED_VALUES: dict[str, tuple[object, str]] = {
+    "hidden_act": ("silu", "the FFNs are SwiGLU (silu-gated)"),
+    "attention_bias": (False, "attention projections without bias are modelled"),
+    "mlp_bias": (False, "FFN projections without bias are modelled"),
+    "use_sliding_window": (False, "full attention is modelled, not a sliding window"),
+    "sliding_window": (None, "full attention is modelled, not a sliding window"),
+}
+
+MODEL_TYPES = ("llama", "mistral", "qwen3", "mixtral", "qwen3_moe", "deepseek_v2", "deepseek_v3")
+
+
+class _Reader:
+    """Takes keys out of a config, each once, with errors that name the file and the key."""
+
+    def __init__(self, data: dict[str, Any], file: str) -> None:
+        self.data = dict(data)
+        self.file = file
+
+    def error(self, key: str, message: str) -> ScenarioError:
+        return ScenarioError(key, message, self.file)  # the key as the file writes it
+
+    def whole(self, key: str, default: int | None = None, minimum: int = 1) -> int:
+        if key not in self.data:
+            if default is None:
+                raise self.error(key, "required in this config.json")
+            return default
+        value = self.data.pop(key)
+        if value is None and default is not None:
+            return default
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise self.error(key, f"must be a whole number >= {minimum}, got {value!r}")
+        return value
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.data.pop(key, default)
+        if not isinstance(value, bool):
+            raise self.error(key, f"must be true or false, got {value!r}")
+        return value
+
+    def layers(self, key: str) -> list[int]:
+        value = self.data.pop(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise self.error(key, f"must be a list of layer numbers, got {value!r}")
+        return value
+
+    def finish(self, model_type: str) -> None:
+        """Refuse what is left: a modelled-only value, or a key nothing reads."""
+        for key, value in self.data.items():
+            if key.startswith("_") or key in IGNORED:
+                continue
+            if key in REQUIRED_VALUES:
+                wanted, why = REQUIRED_VALUES[key]
+                if value != wanted:
+                    raise self.error(key, f"{why}; got {value!r}, expected {wanted!r}")
+                continue
+            raise self.error(
+                key,
+                f"not a key the twin reads for model_type {model_type}: if it changes the architecture, the "
+                "twin does not model it; if not, remove it",
+            )
+
+
+def _gqa(r: _Reader) -> dict[str, Any]:
+    heads = r.whole("num_attention_heads")
+    kv = r.whole("num_key_value_heads", heads)
+    dim = r.whole("hidden_size")
+    fields: dict[str, Any] = {
+        "dim": dim,
+        "n_layers": r.whole("num_hidden_layers"),
+        "n_heads": heads,
+        "attention": "mha" if kv == heads else "gqa",
+        "n_kv_heads": kv,
+        "vocab_size": r.whole("vocab_size"),
+        "inter_dim": r.whole("intermediate_size"),
+        "tie_word_embeddings": r.flag("tie_word_embeddings", False),
+        "mtp_depth": 0,
+    }
+    head_dim = r.whole("head_dim", 0, minimum=0)
+    if head_dim and head_dim != dim // heads:
+        fields["head_dim"] = head_dim
+    return fields
+
+
+_DENSE = {"n_routed_experts": 0, "n_activated_experts": 0, "n_shared_experts": 0}
+
+
+def _llama(r: _Reader) -> dict[str, Any]:
+    return {**_gqa(r), **_DENSE}
+
+
+def _qwen3(r: _Reader) -> dict[str, Any]:
+    return {**_gqa(r), **_DENSE, "qk_norm": True}
+
+
+def _unlimited(topk: int) -> int:
+    """A node limit that never binds: ``topk`` experts reach at most ``topk`` nodes."""
+    return topk
+
+
+def _mixtral(r: _Reader) -> dict[str, Any]:
+    fields = _gqa(r)
+    topk = r.whole("num_experts_per_tok")
+    return {
+        **fields,
+        "n_routed_experts": r.whole("num_local_experts"),
+        "n_activated_experts": topk,
+        "n_shared_experts": 0,
+        "moe_inter_dim": fields["inter_dim"],
+        "n_dense_layers": 0,
+        "n_limited_groups": _unlimited(topk),
+        "router_bias": False,
+    }
+
+
+def _qwen3_moe(r: _Reader) -> dict[str, Any]:
+    fields = _gqa(r)
+    topk = r.whole("num_experts_per_tok")
+    step = r.whole("decoder_sparse_step", 1)
+    only = r.layers("mlp_only_layers")
+    n = fields["n_layers"]
+    dense = [layer for layer in range(n) if layer in only or (layer + 1) % step]
+    return {
+        **fields,
+        "qk_norm": True,
+        "n_routed_experts": r.whole("num_experts"),
+        "n_activated_experts": topk,
+        "n_shared_experts": 0,
+        "moe_inter_dim": r.whole("moe_intermediate_size"),
+        "n_dense_layers": 0,
+        "mlp_only_layers": dense,
+        "n_limited_groups": _unlimited(topk),
+        "router_bias": False,
+    }
+
+
+def _deepseek(r: _Reader) -> dict[str, Any]:
+    topk = r.whole("num_experts_per_tok")
+    n = r.whole("num_hidden_layers")
+    first = r.whole("first_k_dense_replace", 0, minimum=0)
+    freq = r.whole("moe_layer_freq", 1)
+    groups = r.whole("n_group", 1)
+    limited = r.whole("topk_group", groups)
+    if limited > groups:
+        raise r.error("topk_group", f"{limited} exceeds n_group ({groups})")
+    heads = r.whole("num_attention_heads")
+    kv = r.whole("num_key_value_heads", heads)
+    if kv != heads:
+        raise r.error("num_key_value_heads", f"MLA has one latent for every head: expected {heads}, got {kv}")
+    bias = r.data.get("topk_method") == "noaux_tc"
+    return {
+        "dim": r.whole("hidden_size"),
+        "n_layers": n,
+        "n_heads": heads,
+        "attention": "mla",
+        "vocab_size": r.whole("vocab_size"),
+        "inter_dim": r.whole("intermediate_size"),
+        "moe_inter_dim": r.whole("moe_intermediate_size"),
+        "n_routed_experts": r.whole("n_routed_experts"),
+        "n_shared_experts": r.whole("n_shared_experts", 0, minimum=0),
+        "n_activated_experts": topk,
+        "n_dense_layers": min(first, n),
+        "mlp_only_layers": [layer for layer in range(first, n) if layer % freq],
+        "n_limited_groups": limited if groups > 1 else _unlimited(topk),
+        "router_bias": bias,
+        "q_lora_rank": r.whole("q_lora_rank", 0, minimum=0),
+        "kv_lora_rank": r.whole("kv_lora_rank"),
+        "qk_nope_head_dim": r.whole("qk_nope_head_dim"),
+        "qk_rope_head_dim": r.whole("qk_rope_head_dim", 0, minimum=0),
+        "v_head_dim": r.whole("v_head_dim"),
+        "tie_word_embeddings": r.flag("tie_word_embeddings", False),
+        "mtp_depth": r.whole("num_nextn_predict_layers", 0, minimum=0),
+    }
+
+
+_READERS: dict[str, Callable[[_Reader], dict[str, Any]]] = {
+    "llama": _llama,
+    "mistral": _llama,
+    "qwen3": _qwen3,
+    "mixtral": _mixtral,
+    "qwen3_moe": _qwen3_moe,
+    "deepseek_v2": _deepseek,
+    "deepseek_v3": _deepseek,
+}
+
+
+# the config.json key each field comes from, to name it in an error found on the field
+SOURCE_KEYS: dict[str, dict[str, str]] = {
+    "": {
+        "dim": "hidden_size",
+        "n_layers": "num_hidden_layers",
+        "n_heads": "num_attention_heads",
+        "n_kv_heads": "num_key_value_heads",
+        "head_dim": "head_dim",
+        "vocab_size": "vocab_size",
+        "inter_dim": "intermediate_size",
+        "moe_inter_dim": "moe_intermediate_size",
+        "n_activated_experts": "num_experts_per_tok",
+        "n_routed_experts": "n_routed_experts",
+        "n_shared_experts": "n_shared_experts",
+        "n_dense_layers": "first_k_dense_replace",
+        "n_limited_groups": "topk_group",
+        "mtp_depth": "num_nextn_predict_layers",
+    },
+    "mixtral": {"n_routed_experts": "num_local_experts", "moe_inter_dim": "intermediate_size"},
+    "qwen3_moe": {"n_routed_experts": "num_experts", "mlp_only_layers": "mlp_only_layers"},
+}
+
+
+def source_key(model_type: str, field: str) -> str:
+    """The config.json key ``field`` of a ``model_type`` config comes from (the field if none)."""
+    return SOURCE_KEYS.get(model_type, {}).get(field) or SOURCE_KEYS[""].get(field, field)
+
+
+def is_hf_config(data: dict[str, Any]) -> bool:
+    """A Hugging Face config (``model_type``, ``hidden_size``), not DeepSeek's own format (``dim``)."""
+    return "model_type" in data or "hidden_size" in data
+
+
+def hf_fields(data: dict[str, Any], file: str) -> dict[str, Any]:
+    """The ModelSpec fields of a Hugging Face ``config.json`` (``name`` not among them)."""
+    model_type = data.get("model_type")
+    if model_type not in _READERS:
+        raise ScenarioError("model_type", f"must be one of {', '.join(MODEL_TYPES)}, got {model_type!r}", file)
+    reader = _Reader(data, file)
+    fields = _READERS[model_type](reader)
+    reader.finish(model_type)
+    return fields

@@ -1,0 +1,181 @@
+"""Shipped model specs and Hugging Face configs (issue 19, "Models").
+
+Three kinds of check, each independent of the code under test:
+
+* the shipped files are the reference copies (``shared/reference/models/``, ``shared/reference/deepseek-v3/``)
+  byte for byte, so their provenance (``models/README.md``) holds;
+* parameter counts against two outside figures: the recount of each file in
+  ``shared/reference/models/README.md`` (to 0.01B, as it is written), and the model's published total
+  and active count, which publishers round or truncate to the digit they give: the bound is one unit
+  of that digit (e.g. Mixtral's "47B total, 13B active", the Mixtral paper, arXiv 2401.04088 section 2);
+* training FLOPs per token against the closed form they must equal for these architectures: every
+  weight of a matmul that a token uses costs 6 FLOPs (2 forward, 2 input gradient, 2 weight gradient),
+  and causal attention costs ``3 x 2 x heads x seq x (qk + v) / 2`` per token and layer (forward, and
+  twice it backward), nothing else (norms, RoPE, the embedding lookup: no matmul).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sim.errors import ScenarioError
+from sim.model.catalog import CATALOG, MODELS_DIR, load_model
+from sim.model.flops import training_flops_per_token
+from sim.model.params import layer_params, model_params
+from sim.model.spec import ModelSpec
+from tests.conftest import SHARED
+
+REFERENCE = SHARED / "reference" / "models"
+
+
+def _reference_copy(file: str) -> Path:
+    if file.startswith("deepseek-ai__DeepSeek-V3."):
+        return SHARED / "reference" / "deepseek-v3" / "config_671B.json"
+    return REFERENCE / file
+
+
+@pytest.mark.needs_shared(REFERENCE, SHARED / "reference" / "deepseek-v3")
+@pytest.mark.parametrize("name", sorted(CATALOG))
+def test_shipped_files_are_the_reference_copies(name: str) -> None:
+    file = CATALOG[name][1]
+    assert (MODELS_DIR / file).read_bytes() == _reference_copy(file).read_bytes()
+
+
+# shared/reference/models/README.md: "Parameters: ..." of each file, in billions (total, active)
+RECOUNT = {
+    "llama-3.1-8b": (8.03, None),
+    "llama-3.1-70b": (70.55, None),
+    "llama-3.1-405b": (405.85, None),
+    "qwen3-235b-a22b": (235.09, 22.19),
+    "qwen3-30b-a3b": (30.53, 3.35),
+    "mixtral-8x7b": (46.70, 12.88),
+    "deepseek-v2-lite": (15.71, 2.45),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RECOUNT))
+def test_parameters_equal_the_reference_recount(name: str) -> None:
+    """The README recounts "embeddings and the untied LM head"; its active count is "attention plus
+    the dense or shared FFN plus the top-k routed experts" with the whole embedding table, except
+    DeepSeek-V2-Lite's, given "counting the LM head but not the input embedding"."""
+    p = model_params(load_model(name, timed=False))
+    total, active = RECOUNT[name]
+    assert round(p.main / 1e9, 2) == total
+    if active is not None:
+        ours = p.activated if name == "deepseek-v2-lite" else p.activated_with_embedding_table
+        assert round(ours / 1e9, 2) == active
+
+
+# published (total, active, the unit of the last digit given, how the active count takes the embedding:
+# "row" one looked-up row, DeepSeek's (README_WEIGHTS.md of DeepSeek-V3); "table" the whole table, Qwen's
+# (its cards' non-embedding counts, 29.9B and 234B, are the totals less embedding and head); "either")
+PUBLISHED = {
+    # Llama 3 paper (arXiv 2407.21783), Table 3: 8B, 70B, 405B
+    "llama-3.1-8b": (8, None, 1, ""),
+    "llama-3.1-70b": (70, None, 1, ""),
+    "llama-3.1-405b": (405, None, 1, ""),
+    # Qwen3 model cards: "235B in total and 22B activated", "30.5B in total and 3.3B activated"
+    "qwen3-235b-a22b": (235, 22, 1, "table"),
+    "qwen3-30b-a3b": (30.5, 3.3, 0.1, "table"),
+    # Mixtral paper (arXiv 2401.04088): "47B total parameters ... 13B active parameters"
+    "mixtral-8x7b": (47, 13, 1, "either"),
+    # DeepSeek-V2 paper (arXiv 2405.04434), appendix B: "15.7B total parameters ... 2.4B activated"
+    "deepseek-v2-lite": (15.7, 2.4, 0.1, "row"),
+    # DeepSeek-V3 report (arXiv 2412.19437), abstract: "671B total parameters with 37B activated"
+    "deepseek-v3": (671, 37, 1, "row"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_parameters_match_the_published_totals(name: str) -> None:
+    p = model_params(load_model(name, timed=False))
+    total, active, unit, embedding = PUBLISHED[name]
+    assert abs(p.main / 1e9 - total) < unit
+    if embedding in ("row", "either"):
+        assert abs(p.activated / 1e9 - active) < unit
+    if embedding in ("table", "either"):
+        assert abs(p.activated_with_embedding_table / 1e9 - active) < unit
+    if name.startswith("qwen3"):  # the cards' non-embedding counts: 29.9B and 234B
+        non_embedding = (p.main - 2 * load_model(name).vocab_size * load_model(name).dim) / 1e9
+        assert abs(non_embedding - {"qwen3-30b-a3b": 29.9, "qwen3-235b-a22b": 234}[name]) < unit
+
+
+def _matmul_weights_used(s: ModelSpec) -> int:
+    """Weights of the matmuls one token goes through: its layers' projections, the FFN or its top-k
+    (and shared) experts, the router gate, the output head; not the norms, the router's bias or the
+    embedding table (a lookup)."""
+    used = 0
+    for layer in range(s.n_layers):
+        p = layer_params(s, layer)
+        gate = s.n_routed_experts * s.dim if s.is_moe(layer) else 0
+        used += p.attention + p.dense_ffn + p.shared_experts + s.n_activated_experts * p.per_expert + gate
+    return used + s.vocab_size * s.dim
+
+
+@pytest.mark.parametrize("name", sorted(CATALOG))
+@pytest.mark.parametrize("seq", [4096, 8192])
+def test_training_flops_are_six_per_weight_plus_attention(name: str, seq: int) -> None:
+    s = load_model(name, timed=False)
+    attention = 3 * s.n_layers * 2 * s.n_heads * seq * (s.qk_head_dim + s.value_head_dim) / 2
+    expected = 6 * _matmul_weights_used(s) + attention
+    assert training_flops_per_token(s, causal=True, seq_len=seq).main == pytest.approx(expected, rel=1e-12)
+    noncausal = training_flops_per_token(s, causal=False, seq_len=seq).main
+    assert noncausal == pytest.approx(expected + attention, rel=1e-12)
+
+
+def test_layer_patterns_follow_each_architecture() -> None:
+    """DeepSeek: dense below first_k_dense_replace, then MoE where l % moe_layer_freq == 0; Qwen3-MoE:
+    dense in mlp_only_layers and where (l + 1) % decoder_sparse_step != 0 (transformers' modelling code)."""
+    assert load_model("deepseek-v3").layer_pattern() == "dense 0-2, moe 3-60"
+    assert load_model("deepseek-v2-lite").layer_pattern() == "dense 0, moe 1-26"
+    assert load_model("llama-3.1-8b").layer_pattern() == "dense 0-31"
+    assert load_model("mixtral-8x7b").layer_pattern() == "moe 0-31"
+
+
+def _hf(tmp_path: Path, name: str, **changes: object) -> Path:
+    data = json.loads((MODELS_DIR / CATALOG[name][1]).read_text()) | changes
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({k: v for k, v in data.items() if v != "DROP"}))
+    return path
+
+
+def test_qwen_sparse_step_and_dense_layers(tmp_path: Path) -> None:
+    s = load_model(str(_hf(tmp_path, "qwen3-30b-a3b", decoder_sparse_step=2, mlp_only_layers=[5])))
+    assert [layer for layer in range(8) if s.is_moe(layer)] == [1, 3, 7]
+
+
+def test_deepseek_layer_frequency_and_groups(tmp_path: Path) -> None:
+    s = load_model(str(_hf(tmp_path, "deepseek-v2-lite", moe_layer_freq=2, n_group=8, topk_group=3)), timed=False)
+    assert [layer for layer in range(6) if s.is_moe(layer)] == [2, 4]
+    assert s.n_limited_groups == 3
+    assert load_model("deepseek-v2-lite", timed=False).n_limited_groups == 6  # one group: no limit
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "message"),
+    [
+        ({"model_type": "gpt2"}, "model_type", "must be one of"),
+        ({"rope_skew": 3}, "rope_skew", "not a key the twin reads"),
+        ({"hidden_act": "gelu"}, "hidden_act", "SwiGLU"),
+        ({"attention_bias": True}, "attention_bias", "without bias"),
+        ({"sliding_window": 4096}, "sliding_window", "full attention"),
+        ({"num_hidden_layers": 0}, "num_hidden_layers", "whole number >= 1"),
+        ({"num_key_value_heads": 5}, "num_key_value_heads", "must divide"),
+        ({"hidden_size": "DROP"}, "hidden_size", "required"),
+        ({"hidden_size": 4000}, "hidden_size", "multiple of 128"),
+    ],
+)
+def test_bad_config_keys_are_named(tmp_path: Path, changes: dict[str, object], key: str, message: str) -> None:
+    path = _hf(tmp_path, "llama-3.1-8b", **changes)
+    with pytest.raises(ScenarioError) as info:
+        load_model(str(path))
+    assert info.value.file is not None and info.value.file.endswith("config.json")
+    assert info.value.key_path == key and message in info.value.message
+
+
+def test_an_unknown_name_lists_the_catalog() -> None:
+    with pytest.raises(ScenarioError, match=r"neither a shipped model .*llama-3\.1-405b"):
+        load_model("llama-4")
