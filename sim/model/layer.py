@@ -21,7 +21,7 @@ these ops by order, and the count per annotation equals the trace's (tests check
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sim.model.ops import Operator
 from sim.model.spec import ModelSpec
@@ -491,7 +491,36 @@ def layer_ops(s: ModelSpec, layer: int, work: LayerWork) -> LayerOps:
             "mlp(B)": tuple(dense_backward_input(s, t)),
             "mlp(W)": tuple(dense_backward_weight(s, t)),
         }
+    if s.dtype == "bf16":
+        ann = {a: bf16_recipe(ops) for a, ops in ann.items()}
     return LayerOps(layer, moe, ann)
+
+
+# the FP8 recipe's own kernels: activation casts (1x128 and per-channel), restores of FP8 copies, the
+# E5M6 attention output's store and restore; a BF16 recipe has none of them
+FP8_KERNELS = frozenset({"fp8-cast", "fp8-cast-channel", "cast-back", "fp8-cast-e5m6", "cast-back-e5m6"})
+
+
+def bf16_recipe(ops: tuple[Operator, ...] | list[Operator]) -> tuple[Operator, ...]:
+    """A layer's ops under a BF16 recipe (``model.dtype: bf16``, as Megatron-Core and torchtitan
+    train Llama and Qwen): DeepSeek's FP8 ops without the FP8 machinery. Every FP8 GEMM becomes a
+    BF16 GEMM without scaling; the FP8 casts, restores and the scale transposes (``*.scales``) are
+    dropped; the token permutations move BF16 rows (2 bytes per element, not 1.03125). What stays
+    DeepSeek's: the recomputation of norms and SwiGLU outputs, the attention kernels, the launch
+    counts of the other kernels (the SwiGLU kernels' byte counts keep their FP8 output share, under
+    1% of a layer's bytes)."""
+    out = []
+    for op in ops:
+        if op.kind == "memory" and op.kernel in FP8_KERNELS:
+            continue
+        if op.kind == "small" and "scales" in op.name:
+            continue
+        if op.kind == "gemm" and op.dtype == "fp8":
+            op = replace(op, dtype="bf16", scaling="none")
+        elif op.kind == "memory" and op.kernel == "permute":
+            op = replace(op, nbytes=op.nbytes * BF16_BYTES / FP8_TILE_BYTES)
+        out.append(op)
+    return tuple(out)
 
 
 def head_ops(s: ModelSpec, t: int) -> dict[str, tuple[Operator, ...]]:
@@ -526,7 +555,7 @@ def mtp_ops(s: ModelSpec, t: int) -> dict[str, tuple[Operator, ...]]:
     layer built by :func:`layer_ops`) and its use of the shared head: two norms and the projection of
     the concatenated [hidden, next-token embedding] (2 x dim -> dim)."""
     h = s.dim
-    return {
+    ops = {
         "mtp(F)": (
             _norm("mtp.norms", "mtp(F)", t, 2 * h),
             *_linear("mtp.proj", "mtp(F)", t, h, 2 * h),
@@ -537,3 +566,4 @@ def mtp_ops(s: ModelSpec, t: int) -> dict[str, tuple[Operator, ...]]:
         ),
         "mtp(W)": (Operator("mtp.proj.wgrad", "mtp(W)", "gemm", m=2 * h, n=h, k=t),),
     }
+    return {a: bf16_recipe(o) for a, o in ops.items()} if s.dtype == "bf16" else ops

@@ -44,6 +44,7 @@ class MoESpec:
             node_limit=model.n_limited_groups,
             ep=ep,
             hidden=model.dim,
+            dispatch_bytes_per_elem=FP8_TILE_BYTES if model.dtype == "fp8" else BF16_BYTES,  # bf16: no FP8 dispatch
         )
 
     def __post_init__(self) -> None:

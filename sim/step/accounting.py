@@ -44,7 +44,7 @@ from sim.pipeline.ops import Op, Schedule
 from sim.pipeline.schedules import SCHEDULES
 from sim.step.activations import activation_bytes, wgrad_activation_bytes
 from sim.step.layout import Layout
-from sim.step.memory import Memory, activation_levels, activation_walk, static_memory
+from sim.step.memory import Memory, Precision, activation_levels, activation_walk, static_memory
 from sim.step.simulate import StepRun
 from sim.step.zero1 import ReplicaSet, rank_params
 from sim.units import GiB
@@ -138,7 +138,12 @@ def memory_levels(
     action list the activation bytes held while it runs and after it
     (:func:`sim.step.memory.activation_levels`): the memory counter of a trace."""
     rset = ReplicaSet.of(layout, schedule, device)
-    static = static_memory(rank_params(model, layout, schedule, device), dp=rset.dp, expert_dp=rset.expert_dp)
+    static = static_memory(
+        rank_params(model, layout, schedule, device),
+        dp=rset.dp,
+        expert_dp=rset.expert_dp,
+        precision=Precision.of(model),
+    )
     levels = activation_levels(schedule, device, *_held_bytes(model, layout, schedule, device))
     return static.params + static.grads + static.optimizer, levels
 
@@ -154,7 +159,12 @@ def rank_memory(model: ModelSpec, layout: Layout, schedule: Schedule, device: in
     if hit is not None:
         return hit
     rset = ReplicaSet.of(layout, schedule, device)
-    static = static_memory(rank_params(model, layout, schedule, device), dp=rset.dp, expert_dp=rset.expert_dp)
+    static = static_memory(
+        rank_params(model, layout, schedule, device),
+        dp=rset.dp,
+        expert_dp=rset.expert_dp,
+        precision=Precision.of(model),
+    )
     mem = Memory(static.params, static.grads, static.optimizer, activation_peak(model, layout, schedule, device))
     return _MEMORY_MEMO.put((model, layout, schedule), mem, device)
 

@@ -133,6 +133,21 @@ class ActivationRecipe:
     wgrad_fp8_bytes: float = FP8_TILE_BYTES  # an operand of an FP8 weight-gradient GEMM kept for a deferred W
     wgrad_cast_in_i: bool = False  # True: operands DeepSeek's W casts to FP8 itself are cast in I and wait in FP8
 
+    @staticmethod
+    def of(s: ModelSpec) -> ActivationRecipe:
+        """The recipe of ``s.dtype``: DeepSeek's FP8 one, or under ``bf16`` the same tensors kept in
+        BF16 (the attention output, the dispatched tokens, the SwiGLU inputs; a W's operands follow its
+        GEMM's dtype, BF16 there)."""
+        if s.dtype == "fp8":
+            return _FP8
+        return _BF16
+
+
+_FP8 = ActivationRecipe()
+_BF16 = ActivationRecipe(
+    attn_out_bytes=BF16_BYTES, fp8_bytes=BF16_BYTES, dense_swiglu_bytes=BF16_BYTES, wgrad_fp8_bytes=BF16_BYTES
+)
+
 
 @dataclass(frozen=True)
 class SavedTensor:
@@ -147,14 +162,21 @@ class SavedTensor:
 
 def saved_tensors(s: ModelSpec, layer: int, recipe: ActivationRecipe | None = None) -> list[SavedTensor]:
     """The tensors layer ``layer`` keeps for its backward, per token (the module docstring's table)."""
-    r = recipe or ActivationRecipe()
+    r = recipe or ActivationRecipe.of(s)
     h, nh = s.dim, s.n_heads
     out = [SavedTensor("layer input", h, r.hidden_bytes)]
-    if s.q_lora_rank:
-        out.append(SavedTensor("q latent", s.q_lora_rank, r.latent_bytes))
+    if s.attention != "mla":  # the attention backward reads q, k, v: GQA's are kept, not recomputed
+        out.append(SavedTensor("q, k, v (after RoPE)", (nh + 2 * s.kv_heads) * s.attn_head_dim, r.hidden_bytes))
+    else:
+        if s.q_lora_rank:
+            out.append(SavedTensor("q latent", s.q_lora_rank, r.latent_bytes))
+        else:  # no latent: the query is kept as the attention backward reads it
+            out.append(SavedTensor("q", nh * s.qk_head_dim, r.hidden_bytes))
+        out.append(SavedTensor("kv latent + k_rope", s.kv_lora_rank + s.qk_rope_head_dim, r.latent_bytes))
     out += [
-        SavedTensor("kv latent + k_rope", s.kv_lora_rank + s.qk_rope_head_dim, r.latent_bytes),
-        SavedTensor("attention output (E5M6)", nh * s.v_head_dim, r.attn_out_bytes),
+        SavedTensor(
+            f"attention output ({'E5M6' if s.dtype == 'fp8' else 'BF16'})", nh * s.value_head_dim, r.attn_out_bytes
+        ),
         SavedTensor("softmax log-sum-exp", nh, r.softmax_stats_bytes),
         SavedTensor("residual after attention", h, r.hidden_bytes),
     ]
@@ -162,12 +184,13 @@ def saved_tensors(s: ModelSpec, layer: int, recipe: ActivationRecipe | None = No
         return [*out, SavedTensor("dense SwiGLU input", 2 * s.inter_dim, r.dense_swiglu_bytes)]
     k = s.n_activated_experts
     rows = k if r.dispatched_rows_per_token is None else r.dispatched_rows_per_token
+    kept = "FP8" if s.dtype == "fp8" else "BF16"
     out += [
         SavedTensor("router scores", s.n_routed_experts, r.router_score_bytes),
         SavedTensor("router top-k ids and weights", k, r.router_choice_bytes),
-        SavedTensor("dispatched tokens (FP8)", rows * h, r.fp8_bytes),
-        SavedTensor("routed SwiGLU input (FP8)", rows * 2 * s.moe_inter_dim, r.fp8_bytes),
-        SavedTensor("shared SwiGLU input (FP8)", s.n_shared_experts * 2 * s.moe_inter_dim, r.fp8_bytes),
+        SavedTensor(f"dispatched tokens ({kept})", rows * h, r.fp8_bytes),
+        SavedTensor(f"routed SwiGLU input ({kept})", rows * 2 * s.moe_inter_dim, r.fp8_bytes),
+        SavedTensor(f"shared SwiGLU input ({kept})", s.n_shared_experts * 2 * s.moe_inter_dim, r.fp8_bytes),
     ]
     if r.store_expert_outputs:
         out.append(SavedTensor("expert outputs", rows * h, r.hidden_bytes))
@@ -193,7 +216,7 @@ def activation_bytes(
 
     Multiply by the schedule's in-flight micro-batches of the stage (``sim.results`` counts them in
     units of one model stage's activations for one micro-batch)."""
-    r = recipe or ActivationRecipe()
+    r = recipe or ActivationRecipe.of(s)
     per_token = sum(layer_activation_bytes_per_token(s, layer, r) for layer in layers)
     if embedding:
         per_token += r.token_id_bytes
@@ -283,7 +306,7 @@ def _layer_wgrad(s: ModelSpec, moe: bool, r: ActivationRecipe) -> tuple[SavedTen
 def wgrad_tensors(s: ModelSpec, layer: int, recipe: ActivationRecipe | None = None) -> list[SavedTensor]:
     """What layer ``layer`` keeps from its input-gradient pass (I) to its deferred weight-gradient
     pass (W), per token: the operands of its W GEMMs (:func:`wgrad_operands`, the module table)."""
-    return list(_layer_wgrad(s, s.is_moe(layer), recipe or ActivationRecipe()))
+    return list(_layer_wgrad(s, s.is_moe(layer), recipe or ActivationRecipe.of(s)))
 
 
 def layer_wgrad_bytes_per_token(s: ModelSpec, layer: int, recipe: ActivationRecipe | None = None) -> float:
@@ -305,7 +328,7 @@ def wgrad_activation_bytes(
     nothing else (the module table). The embedding's W, a scatter-add into the table, reads the token
     ids and the gradient of its output (BF16 h); each use of the output head (the main model's and
     each MTP module's) its input and the gradient of its logits (BF16)."""
-    r = recipe or ActivationRecipe()
+    r = recipe or ActivationRecipe.of(s)
     t = _PROBE_TOKENS
     per_token = sum(layer_wgrad_bytes_per_token(s, layer, r) for layer in layers)
     if embedding:

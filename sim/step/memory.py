@@ -71,6 +71,17 @@ class Precision:
         """Optimizer state per parameter before sharding: master + m + v."""
         return self.master_bytes + 2 * self.moment_bytes
 
+    @staticmethod
+    def of(s: ModelSpec) -> Precision:
+        """The copies of ``s.dtype``'s recipe: DeepSeek's (FP8: BF16 moments), or Megatron-Core's
+        mixed precision (BF16: BF16 weights, FP32 gradient buffers, FP32 master weights and FP32
+        moments in its distributed optimizer; ``--use-precision-aware-optimizer`` aside)."""
+        return _DEEPSEEK if s.dtype == "fp8" else _MIXED_BF16
+
+
+_DEEPSEEK = Precision()
+_MIXED_BF16 = Precision(moment_bytes=FP32_BYTES)
+
 
 # ---- what a device holds, in the order of its actions ---------------------------------------------
 
@@ -266,7 +277,7 @@ def memory_per_gpu(
         device_params(s, stages, pp=pp, ep=ep, layers_per_stage=layers_per_stage),
         dp=dp,
         expert_dp=expert_dp,
-        precision=precision,
+        precision=precision or Precision.of(s),
     )
     per_mb = {st: stage_activation_bytes(s, st, pp, tokens, layers_per_stage, recipe) for st in set(stages)}
     waiting = dict(awaiting_w or {})

@@ -39,7 +39,7 @@ from sim.pipeline.ops import Op
 from sim.step.actions import ChunkSource
 from sim.step.chunk_comm import ChunkComm
 from sim.step.layout import StagePlacement
-from sim.step.memory import optimizer_traffic
+from sim.step.memory import Precision, optimizer_traffic
 from sim.step.spec import Counting, DeviceTimeline, PipelineRun, Progress, StepSpec
 from sim.step.zero1 import DpModel, ReplicaSet, SetPhase, pieces, rank_params
 
@@ -245,7 +245,9 @@ def run_shared(
             barrier.succeed()
         yield barrier
         bar = env.now
-        traffic = optimizer_traffic(whole, dp=rset.dp, expert_dp=rset.expert_dp).total
+        traffic = optimizer_traffic(
+            whole, dp=rset.dp, expert_dp=rset.expert_dp, precision=Precision.of(model.model)
+        ).total
         opt = model.memory_time(traffic) if traffic > 0 else 0.0
         if opt > 0:
             yield env.timeout(opt)

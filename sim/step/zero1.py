@@ -48,7 +48,7 @@ from sim.network.tolerance import COMPLETION_RTOL
 from sim.network.topology import Topology
 from sim.pipeline.ops import Op, Schedule
 from sim.step.layout import Layout, StagePlacement
-from sim.step.memory import dp_collectives, optimizer_traffic
+from sim.step.memory import Precision, dp_collectives, optimizer_traffic
 
 
 @dataclass(frozen=True)
@@ -250,7 +250,13 @@ class DpModel:
         parameters ``p`` per GPU: (GPUs, per-rank bytes as nccl-tests counts them, algorithm) of the
         non-expert group and of each expert's replicas."""
         lay = self.layout
-        sizes = dp_collectives(p, dp=rset.dp, expert_dp=rset.expert_dp, grad_comm_bytes=self.spec.grad_reduce_bytes)
+        sizes = dp_collectives(
+            p,
+            dp=rset.dp,
+            expert_dp=rset.expert_dp,
+            grad_comm_bytes=self.spec.grad_reduce_bytes,
+            precision=Precision.of(self.model),
+        )
         mine, expert = (
             (sizes.grad_reduce_scatter, sizes.expert_grad_reduce_scatter)
             if kind == "reducescatter"
@@ -354,7 +360,9 @@ class DpModel:
                 intervals.append((start, t))
         else:
             intervals.append((pipeline_end, pipeline_end + self.time("reducescatter", rset, total)))
-        traffic = optimizer_traffic(total, dp=rset.dp, expert_dp=rset.expert_dp).total
+        traffic = optimizer_traffic(
+            total, dp=rset.dp, expert_dp=rset.expert_dp, precision=Precision.of(self.model)
+        ).total
         opt = self.memory_time(traffic) if traffic > 0 else 0.0
         return SetPhase(rset, total, tuple(intervals), opt, self.time("allgather", rset, total), traffic)
 

@@ -143,7 +143,7 @@ CASES: dict[str, tuple[Case, ...]] = {
     "model.mlp_only_layers": (changes("step", [5]),),
     "model.router_bias": (changes("step", False),),
     "model.tie_word_embeddings": (changes("step", True),),
-    "model.dtype": (refused("chunk", "bf16"), refused("step", "bf16")),  # only FP8 is modelled
+    "model.dtype": (changes("chunk", "bf16"), changes("step", "bf16")),
     "model.seq_len": (changes("chunk", 2048), changes("step", 2048)),
     "model.mtp_depth": (changes("step", 0),),
     # the pipeline
@@ -206,13 +206,13 @@ CASES: dict[str, tuple[Case, ...]] = {
     "economics.fabric_life_years": (changes("step", 2.0, "sweep"), refused("chunk", 2.0)),
 }
 
-# keys whose every value but the default is refused (only FP8 is modelled; moved to the top-level profile),
+# keys whose every value but the default is refused (moved to the top-level profile),
 # or whose effect is a refusal (the memory check)
-ONLY_REFUSED = ["model.dtype", "comm.profile", "training.check_memory"]
+ONLY_REFUSED = ["comm.profile", "training.check_memory"]
 
 # beside given op times the chunk model does not run: its model and workload keys are refused
 for _key, _cases in list(CASES.items()):
-    if _key.split(".")[0] in ("model", "workload") and _key != "model.dtype":
+    if _key.split(".")[0] in ("model", "workload"):
         CASES[_key] = (*_cases, refused("given", _cases[0].value))
 
 

@@ -111,12 +111,43 @@ def test_layer_stage_map_refuses_impossible_layouts() -> None:
         layers_per_stage(61, 2, [30, 30])
 
 
-def test_a_precision_that_is_not_modelled_is_refused_not_ignored() -> None:
-    """model.dtype: bf16 used to pass and give FP8's figures; until a BF16 recipe exists it is refused."""
-    from pydantic import ValidationError
+def test_the_bf16_recipe_drops_the_fp8_machinery_and_keeps_the_model_work() -> None:
+    """model.dtype: bf16 (Megatron-Core's recipe) runs the same matmuls in BF16: every GEMM BF16 and
+    unscaled, no FP8 cast, restore or scale kernel left, the same model FLOPs in every annotation, and
+    fewer bytes moved by memory-bound kernels except the token permutations (BF16 rows, 2/1.03125 x)."""
+    from sim.model.layer import FP8_KERNELS
 
-    from sim.model.spec import ModelSpec
+    bf16 = DEEPSEEK_V3.model_copy(update={"dtype": "bf16"})
+    work = LayerWork(4096, (8192,) * 4)
+    fp8_ops = layer_ops(DEEPSEEK_V3, 10, work).annotations
+    bf16_ops = layer_ops(bf16, 10, work).annotations
+    assert fp8_ops.keys() == bf16_ops.keys()
+    for ann, ops in bf16_ops.items():
+        assert all(op.dtype == "bf16" and op.scaling == "none" for op in ops if op.kind == "gemm")
+        assert not [op for op in ops if op.kernel in FP8_KERNELS or "scales" in op.name]
+        assert sum(op.flops for op in ops) == sum(op.flops for op in fp8_ops[ann])
+        permute = {op.name: op.nbytes for op in fp8_ops[ann] if op.kernel == "permute"}
+        for op in ops:
+            if op.kernel == "permute":
+                assert op.nbytes == pytest.approx(permute[op.name] * 2 / 1.03125)
+    moved = sum(op.nbytes for ops in bf16_ops.values() for op in ops if op.kernel != "permute")
+    assert moved < sum(op.nbytes for ops in fp8_ops.values() for op in ops if op.kernel != "permute")
 
-    with pytest.raises(ValidationError, match="bf16 training is not modelled yet"):
-        ModelSpec(dtype="bf16")
-    assert ModelSpec(dtype="fp8").dtype == "fp8"
+
+def test_the_bf16_recipe_keeps_and_sends_bf16() -> None:
+    """Under bf16 the dispatch payload is BF16 (2 bytes per element, not FP8's 1.03125), what a layer
+    keeps for its backward is BF16 where the FP8 recipe keeps FP8 copies, and AdamW's moments are FP32."""
+    from sim.moe.spec import MoESpec
+    from sim.step.activations import saved_tensors
+    from sim.step.memory import Precision
+
+    bf16 = DEEPSEEK_V3.model_copy(update={"dtype": "bf16"})
+    assert MoESpec.of_model(bf16, 64).dispatch_bytes_per_elem == 2.0
+    assert MoESpec.of_model(DEEPSEEK_V3, 64).dispatch_bytes_per_elem == 1.03125
+    fp8 = {t.name: t for t in saved_tensors(DEEPSEEK_V3, 10)}
+    kept = {t.name: t for t in saved_tensors(bf16, 10)}
+    assert (
+        kept["dispatched tokens (BF16)"].bytes_per_element == 2.0 == kept["attention output (BF16)"].bytes_per_element
+    )
+    assert fp8["dispatched tokens (FP8)"].bytes_per_element == 1.03125
+    assert (Precision.of(bf16).optimizer_bytes, Precision.of(DEEPSEEK_V3).optimizer_bytes) == (12.0, 8.0)
