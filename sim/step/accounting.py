@@ -39,6 +39,7 @@ from sim.engine.identity import IdentityMemo
 from sim.errors import MemoryLimitError, TwinError
 from sim.hardware.gpu import GpuSpec
 from sim.model.flops import training_flops_per_token
+from sim.model.megatron_flops import megatron_flops_per_token
 from sim.model.spec import ModelSpec
 from sim.pipeline.ops import Op, Schedule
 from sim.pipeline.schedules import SCHEDULES
@@ -293,6 +294,7 @@ class StepResult:
     gpus: int
     flops_per_token: dict[str, float]  # causal / noncausal, main model
     bf16_peak_flops: float
+    megatron_flops_per_token: float  # Megatron-LM's convention (sim.model.megatron_flops)
     layout: dict[str, int]
     stats: dict[str, Any]
 
@@ -317,6 +319,16 @@ class StepResult:
         return self.tflops_per_gpu(causal) * 1e12 / self.bf16_peak_flops
 
     @property
+    def tokens_per_s_per_gpu(self) -> float:
+        return self.tokens_per_step / self.step_time_s / self.gpus
+
+    @property
+    def model_tflops_per_gpu(self) -> float:
+        """Model TFLOP/s per GPU in Megatron-LM's convention, the figure Megatron-Core and NeMo runs
+        publish (:mod:`sim.model.megatron_flops`)."""
+        return self.megatron_flops_per_token * self.tokens_per_s_per_gpu / 1e12
+
+    @property
     def tokens_per_day(self) -> float:
         return self.tokens_per_step / self.step_time_s * SECONDS_PER_DAY
 
@@ -339,6 +351,8 @@ class StepResult:
             "mfu": {"bf16_noncausal": self.mfu(False), "bf16_causal": self.mfu(True)},
             "tflops_per_gpu": {"noncausal": self.tflops_per_gpu(False), "causal": self.tflops_per_gpu(True)},
             "tokens_per_day": self.tokens_per_day,
+            "tokens_per_s_per_gpu": self.tokens_per_s_per_gpu,
+            "model_tflops_per_gpu": self.model_tflops_per_gpu,
             "gpu_hours_per_trillion_tokens": self.gpu_hours_per_trillion_tokens,
             "memory_per_gpu_GiB": worst_memory.memory.to_dict(),
             "memory_rank": worst_memory.rank,
@@ -367,6 +381,7 @@ def account(step: StepRun, gpu: GpuSpec) -> StepResult:
         gpus=inp.layout.gpus,
         flops_per_token=flops,
         bf16_peak_flops=gpu.bf16_dense_TFLOPS * 1e12,
+        megatron_flops_per_token=megatron_flops_per_token(inp.model),
         layout=inp.layout.to_dict(),
         stats=stats,
     )

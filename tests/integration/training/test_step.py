@@ -14,6 +14,8 @@ import yaml
 
 from sim.cli import main
 from sim.config import default_scenario_path, load_scenario
+from sim.model.megatron_flops import megatron_flops_per_token
+from sim.model.spec import DEEPSEEK_V3
 from sim.pipeline.ops import Op
 from sim.run import TrainingRun, simulate_training
 
@@ -140,6 +142,11 @@ def test_json_shape(base: TrainingRun) -> None:
     assert d["memory_per_gpu_GiB"]["total"] < 80
     for k in ("step_time_s", "tokens_per_day", "gpu_hours_per_trillion_tokens", "reported_rank"):
         assert k in d
+    # issue 19: throughput per GPU, and model TFLOP/s in Megatron's convention (its FLOPs per token)
+    per_gpu = d["tokens_per_step"] / d["step_time_s"] / d["layout"]["gpus"]
+    assert d["tokens_per_s_per_gpu"] == pytest.approx(per_gpu, rel=1e-12)
+    meg = megatron_flops_per_token(DEEPSEEK_V3)
+    assert d["model_tflops_per_gpu"] == pytest.approx(meg * per_gpu / 1e12, rel=1e-12)
 
 
 def test_same_seed_same_step(tmp_path_factory: pytest.TempPathFactory, base: TrainingRun) -> None:
