@@ -29,6 +29,7 @@ from sim.hardware.costmodel import CostModel
 from sim.hardware.gpu import GpuSpec, SmSplit, datasheet_for
 from sim.hardware.profile import load_profile
 from sim.keys import as_yaml_key
+from sim.model.spec import ModelSpec
 from sim.model.stages import layers_per_stage
 from sim.moe.deepep import KernelSpec
 from sim.moe.gating import Gating
@@ -85,10 +86,20 @@ class Assembly:
 # --------------------------------------------------------------------- the description, built
 
 
-def sm_split(comm: CommSpec) -> SmSplit:
-    """The SM split of ``comm`` (errors name ``comm.*``)."""
+def kernel_spec(sc: Scenario, notify_wait_us: float) -> KernelSpec:
+    """DeepEP's kernels as the scenario sets them; a dense model dispatches nothing, so its spec (never
+    used) is DeepEP's default whatever ``comm.sms`` (which may then be 0 without a co-processor)."""
+    if not sc.model.is_moe_model:
+        return KernelSpec(notify_wait_us=notify_wait_us)
+    return KernelSpec(comm_sms=sc.comm.sms, notify_wait_us=notify_wait_us, coprocessor=sc.comm.coprocessor)
+
+
+def sm_split(comm: CommSpec, model: ModelSpec | None = None) -> SmSplit:
+    """The SM split of ``comm`` (errors name ``comm.*``); a dense ``model`` runs no DeepEP kernel, so
+    it may leave communication no SM without a co-processor."""
     try:
-        return SmSplit(comm_sms=comm.sms, coprocessor=comm.coprocessor)
+        deepep = model is None or model.is_moe_model
+        return SmSplit(comm_sms=comm.sms, coprocessor=comm.coprocessor, sm_kernels=deepep)
     except ScenarioError as err:
         raise as_yaml_key(err) from None
 
@@ -263,7 +274,7 @@ def assemble(scenario: Scenario) -> Assembly:
 def _training(sc: Scenario) -> Assembly:
     t = sc.training
     assert t is not None
-    split = sm_split(sc.comm)
+    split = sm_split(sc.comm, sc.model)
     params = chunk_params(sc.workload)
     cluster = sc.cluster_spec()
     topology = _topology(sc, cluster)
@@ -277,7 +288,7 @@ def _training(sc: Scenario) -> Assembly:
             f"no datasheet for {cost.profile.device.name!r} (a training step needs its HBM size and BF16 peak); "
             "known: H800, H100, H200 (sim/hardware/gpu.py)",
         )
-    kernel = KernelSpec(comm_sms=sc.comm.sms, notify_wait_us=params.notify_wait_us, coprocessor=sc.comm.coprocessor)
+    kernel = kernel_spec(sc, params.notify_wait_us)
     gating = Gating(sc.workload.routing)
     inputs = ChunkInputs(
         model=sc.model,
@@ -357,7 +368,7 @@ def _comparison(sc: Scenario) -> Assembly:
         check_schedule(schedule)
         schedules.append(schedule)
     given = None if sc.ops is None else given_op_times(sc.ops, plan.pp)
-    split = sm_split(sc.comm)
+    split = sm_split(sc.comm, sc.model)
     params = chunk_params(sc.workload)
     if sc.ops is None:  # the chunk model routes the workload
         moe_spec(sc)
@@ -368,7 +379,7 @@ def _comparison(sc: Scenario) -> Assembly:
         gpus = sc.cluster.placement(sc.devices())
         transport = NetworkP2P(topology, gpus, sc.p2p.activation_bytes, sc.cluster.completion_rtol)
     cost = _cost(sc, split)
-    kernel = KernelSpec(comm_sms=sc.comm.sms, notify_wait_us=params.notify_wait_us, coprocessor=sc.comm.coprocessor)
+    kernel = kernel_spec(sc, params.notify_wait_us)
     gating = Gating(sc.workload.routing)
     chunk = None
     if given is not None:

@@ -318,15 +318,28 @@ def parse_scenario(data: Any) -> Scenario:
         raise ScenarioError("pipeline.microbatches", "required (or add a training section to derive it)")
     check_timed(scenario.model)
     check_keys_used(scenario)
-    if not scenario.model.is_moe_model and scenario.workload.ep != 1:  # no experts: no EP group
-        scenario = scenario.model_copy(update={"workload": scenario.workload.model_copy(update={"ep": 1})})
+    if not scenario.model.is_moe_model:
+        scenario = _dense_defaults(scenario)
     return scenario
+
+
+def _dense_defaults(sc: Scenario) -> Scenario:
+    """A dense model has no EP group (EP 1) and no DeepEP kernels: unless ``comm.sms`` is given, no
+    SMs are set aside for communication (the 20 of the default are DeepEP's channels)."""
+    update: dict[str, Any] = {}
+    if sc.workload.ep != 1:
+        update["workload"] = sc.workload.model_copy(update={"ep": 1})
+    if "sms" not in sc.comm.model_fields_set and sc.comm.sms:
+        update["comm"] = sc.comm.model_copy(update={"sms": 0})
+    return sc.model_copy(update=update) if update else sc
 
 
 def check_keys_used(sc: Scenario) -> None:
     """Every key the scenario sets is used by the run it describes: a key given (``model_fields_set``:
     written in the file, whatever its value) where nothing reads it is refused, naming the key and why,
     rather than accepted and ignored (tests/unit/test_every_key_is_used.py holds every key to this)."""
+    if not sc.model.is_moe_model:
+        _dense_keys_used(sc)
     routed = sc.training is not None or sc.ops is None  # the chunk model routes tokens to experts
     if "seed" in sc.model_fields_set:
         if not routed:
@@ -337,8 +350,6 @@ def check_keys_used(sc: Scenario) -> None:
                 "not used with balanced routing (it draws nothing); set workload.routing: random or skewed, or "
                 "remove it",
             )
-    if not sc.model.is_moe_model:
-        _dense_keys_used(sc)
     plan = sc.pipeline
     if "virtual_stages" in plan.model_fields_set and not VIRTUAL_STAGE_SCHEDULES & set(plan.schedules):
         raise ScenarioError(

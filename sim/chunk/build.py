@@ -91,7 +91,9 @@ def build_chunk(config: ChunkConfig) -> ChunkSetup:
     if not path.is_file():
         raise ScenarioError("profile", f"no such profile: {path}")
     cost = CostModel(load_profile(path))
-    split = SmSplit(gpu=H800, comm_sms=config.comm_sms, coprocessor=config.coprocessor)
+    split = SmSplit(
+        gpu=H800, comm_sms=config.comm_sms, coprocessor=config.coprocessor, sm_kernels=config.model.is_moe_model
+    )
     if cost.all_sms != split.gpu.sms:
         raise ScenarioError(
             "profile", f"profile is for a GPU with {cost.all_sms} SMs, the cluster's has {split.gpu.sms}"

@@ -75,6 +75,7 @@ class SmSplit:
     gpu: GpuSpec = H800
     comm_sms: int = DEEPSEEK_COMM_SMS
     coprocessor: bool = False
+    sm_kernels: bool = True  # communication kernels that run on SMs exist (DeepEP); a dense model has none
 
     def __post_init__(self) -> None:
         if not 0 <= self.comm_sms < self.gpu.sms:
@@ -83,7 +84,7 @@ class SmSplit:
             raise ScenarioError(
                 "comm_sms", f"must be an even number (DeepEP drives a channel with 2 SMs), got {self.comm_sms}"
             )
-        if self.comm_sms == 0 and not self.coprocessor:
+        if self.comm_sms == 0 and not self.coprocessor and self.sm_kernels:
             raise ScenarioError("comm_sms", "0 SMs for communication needs coprocessor mode")
 
     @property
