@@ -35,7 +35,7 @@ from sim.model.spec import DEEPSEEK_V3, NOT_MODELLED, ModelSpec, check_timed
 from sim.network.spec import ClusterSpec, parse_cluster
 from sim.network.tolerance import COMPLETION_RTOL
 from sim.overrides import apply_overrides, check_key, resolve_paths
-from sim.pipeline.schedules import SCHEDULES
+from sim.pipeline.schedules import COMPARED, SCHEDULES
 from sim.units import gbit_to_gbyte
 from sim.yamlio import read_yaml, validation_error
 
@@ -46,7 +46,7 @@ class _Strict(BaseModel):
 
 # the schedules that split a device into pipeline.virtual_stages model chunks (the others ignore it;
 # tests/unit/test_every_key_is_used.py builds every registered schedule with 1 and 2 to check this set)
-VIRTUAL_STAGE_SCHEDULES = frozenset({"interleaved-1f1b"})
+VIRTUAL_STAGE_SCHEDULES = frozenset({"interleaved-1f1b", "looped-bfs", "interleaved-zb"})
 
 
 def _as_list(value: Any) -> Any:
@@ -61,7 +61,7 @@ class PipelineSpec(_Strict):
         None, ge=1, description="micro-batches per step [training step: global batch / (DP x micro-batch size)]"
     )
     virtual_stages: int = Field(2, ge=1, description="model chunks per device for interleaved-1f1b")
-    schedules: list[str] = Field(default_factory=lambda: list(SCHEDULES), min_length=1)
+    schedules: list[str] = Field(default_factory=lambda: list(COMPARED), min_length=1)
 
     @field_validator("schedules")
     @classmethod

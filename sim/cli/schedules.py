@@ -27,7 +27,7 @@ from sim.outputs import atomic_write, atomic_write_text
 from sim.pipeline.costs import OpTimes
 from sim.pipeline.execute import P2P, ScheduleRun
 from sim.pipeline.notation import format_schedule, parse_lines, schedule_from_actions
-from sim.pipeline.schedules import SCHEDULES, build_schedule
+from sim.pipeline.schedules import COMPARED, SCHEDULES, build_schedule
 from sim.pipeline.validate import check_schedule
 from sim.results import ScheduleMetrics, metrics
 from sim.run import compare, run_schedule
@@ -204,7 +204,7 @@ def compare_cmd(
     w: WTime = 1.0,
     fb: FBTime = None,
     virtual_stages: VStages = 2,
-    schedules: Annotated[str, typer.Option("--schedules", help="comma-separated names")] = ",".join(SCHEDULES),
+    schedules: Annotated[str, typer.Option("--schedules", help="comma-separated names")] = ",".join(COMPARED),
     p2p_bytes: P2PBytes = 0.0,
     p2p_bandwidth: P2PBw = None,
     p2p_latency: P2PLat = 0.0,

@@ -97,3 +97,37 @@ def test_dualpipe_off_the_exact_point_differs_from_the_formula(f: float, b: floa
         m = metrics(run_schedule(name, pp, n, OpTimes.uniform(pp, f, b, w, fb)))
         formula = (pp / 2 - 1) * (fb + b - 3 * w)
         assert abs(max(m.bubble) - formula) > 1e-3 * formula, name
+
+
+@pytest.mark.parametrize("pp", [2, 4, 8])
+@pytest.mark.parametrize("v", [1, 2, 3])
+def test_fill_drain_and_interleaved_zero_bubble_closed_forms(pp: int, v: int) -> None:
+    """Uniform op times, N >= PP, no transfer cost. GPipe: bubble (PP-1)(F+B), the 1F1B bubble, and
+    every micro-batch held at the peak (N). Looped BFS: each chunk's fill and drain cost (PP-1)(F+B)/v,
+    as interleaved 1F1B, with N micro-batches held. Interleaved zero bubble: ZB1P's (PP-1)(F+B-2W)
+    over v (the I of a chunk is (B-W)/v, the Ws fill the cool-down)."""
+    f, b, w = 1.0, 2.0, 0.75
+    times = OpTimes.uniform(pp, f, b, w)
+    for n in (pp, 2 * pp, 2 * pp + 3, 4 * pp):
+        if v == 1:
+            m = metrics(run_schedule("gpipe", pp, n, times))
+            assert max(m.bubble) == pytest.approx((pp - 1) * (f + b)), (pp, n)
+            assert max(m.peak_activations) == n
+        m = metrics(run_schedule("looped-bfs", pp, n, times, virtual_stages=v))
+        assert max(m.bubble) == pytest.approx((pp - 1) * (f + b) / v), (pp, v, n)
+        assert max(m.peak_activations) == pytest.approx(n)
+        m = metrics(run_schedule("interleaved-zb", pp, n, times, virtual_stages=v))
+        assert max(m.bubble) == pytest.approx((pp - 1) * (f + b - 2 * w) / v), (pp, v, n)
+
+
+@pytest.mark.parametrize("devices", [1, 2, 4, 8])
+def test_zbv_bubble_is_the_first_inputs_arrival_when_f_i_w_are_equal(devices: int) -> None:
+    """ZB-V with T_F = T_I = T_W (the paper's zero-bubble condition, section 6): device d idles only
+    while its first micro-batch crosses the d devices before it, d x F; the steady state and the
+    cool-down have no bubble, so the largest bubble is (D-1) F, whatever N (>= 2D-1)."""
+    pp, f = 2 * devices, 1.0
+    times = OpTimes.uniform(pp, f, 2 * f, f)  # I = B - W = F
+    for n in (2 * devices - 1, 2 * devices, 3 * devices + 1, 6 * devices):
+        m = metrics(run_schedule("zbv", pp, n, times))
+        assert max(m.bubble) == pytest.approx((devices - 1) * f), (devices, n)
+        assert m.devices == devices and m.param_copies == 2.0  # two stages per device, as DualPipeV

@@ -26,9 +26,10 @@ time_value = st.floats(min_value=0.05, max_value=5.0, allow_nan=False)
 @st.composite
 def layouts(draw: st.DrawFn) -> tuple[str, int, int, int]:
     name = draw(st.sampled_from(sorted(SCHEDULES)))
-    if name in ("dualpipe", "dualpipev"):
+    if name in ("dualpipe", "dualpipev", "zbv"):
         pp = 2 * draw(st.integers(1, 6))
-        n = draw(st.integers(2 * pp, 4 * pp)) if name == "dualpipe" else draw(st.integers(pp, 4 * pp))
+        low = {"dualpipe": 2 * pp, "dualpipev": pp, "zbv": 1}[name]
+        n = draw(st.integers(low, 4 * pp))
         n += n % 2 if name == "dualpipe" else 0
     else:
         pp = draw(st.integers(1, 9))

@@ -277,11 +277,11 @@ HAND: list[Any] = [
     # schedules
     (["schedules", "show", "1f1b", "--pp", "4000", "-n", "100000"], "--microbatches: the schedule's action count"),
     (["schedules", "show", "1f1b", "--format", "xml"], "--format: 'xml' is not one of"),
-    (["schedules", "show", "gpipe"], "gpipe"),
+    (["schedules", "show", "pipedream"], "pipedream"),
     (["schedules", "show", "dualpipe", "--pp", "7"], "--pp: dualpipe needs an even PP"),
     (["schedules", "compare", "--schedules", ","], "--schedules: give one or more"),
     (["schedules", "compare", "--schedules", "1f1b,1f1b"], "--schedules: a schedule is listed twice"),
-    (["schedules", "compare", "--schedules", "gpipe"], "--schedules: unknown schedule 'gpipe'"),
+    (["schedules", "compare", "--schedules", "pipedream"], "--schedules: unknown schedule 'pipedream'"),
     (["schedules", "compare", "--p2p-bandwidth", "0"], "--p2p-bandwidth: must be"),
     (["schedules", "compare", "--w", "5"], "--w"),
     (["schedules", "plot", "1f1b", "-o", "x.txt"], "--output: unknown file extension '.txt'"),

@@ -61,7 +61,7 @@ def test_compare_json_shape_and_values(capsys: pytest.CaptureFixture[str]) -> No
             "error: --microbatches: dualpipe with PP=8 needs at least 16",
         ),
         (["schedules", "compare", "--b", "-1"], "error: --b: must be a finite number in [0, "),
-        (["schedules", "compare", "--schedules", "1f1b,gpipe"], "error: --schedules: unknown schedule 'gpipe'"),
+        (["schedules", "compare", "--schedules", "1f1b,pipedream"], "error: --schedules: unknown schedule 'pipedream'"),
         (["run", "does-not-exist.yaml"], "error: does-not-exist.yaml: no such scenario file"),
     ],
 )

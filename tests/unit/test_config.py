@@ -72,7 +72,7 @@ def test_good_scenario_and_units(tmp_path: Path) -> None:
         (_with("pipeline.pp", 7), "pipeline.pp: dualpipe needs an even PP"),
         (_with("pipeline.microbatches", 6), "pipeline.microbatches: dualpipe with PP=4 needs at least 8 micro-batches"),
         (_with("pipeline.microbatches", 0), "pipeline.microbatches: Input should be greater than or equal to 1"),
-        (_with("pipeline.schedules", ["1f1b", "gpipe"]), "pipeline.schedules: unknown schedule 'gpipe'"),
+        (_with("pipeline.schedules", ["1f1b", "pipedream"]), "pipeline.schedules: unknown schedule 'pipedream'"),
         (_with("ops.forward_ms", -1.0), "ops.forward_ms[0]: times must be >= 0"),
         (_with("ops.weight_ms", 5.0), "ops.weight_ms: W is part of B and cannot exceed it"),
         (_with("ops.backward_ms", [1.0, 2.0]), "ops.backward_ms: give one value or one per model stage (4), got 2"),

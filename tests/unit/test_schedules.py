@@ -10,15 +10,20 @@ from sim.pipeline.schedules import SCHEDULES, build_schedule, register
 from sim.pipeline.schedules.dualpipe import phase_counts
 
 
-def test_registry_has_the_five_schedules_and_rejects_duplicates() -> None:
-    assert set(SCHEDULES) == {"1f1b", "zb1p", "interleaved-1f1b", "dualpipe", "dualpipev"}
+def test_registry_has_every_schedule_and_rejects_duplicates() -> None:
+    assert set(SCHEDULES) == {"1f1b", "zb1p", "interleaved-1f1b", "dualpipe", "dualpipev"} | {
+        "gpipe",
+        "looped-bfs",
+        "interleaved-zb",
+        "zbv",
+    }
     with pytest.raises(ValueError, match="registered twice"):
         register("1f1b", "again")(SCHEDULES["1f1b"].build)
 
 
 def test_unknown_schedule() -> None:
-    with pytest.raises(ScenarioError, match="unknown schedule 'gpipe'"):
-        build_schedule("gpipe", 4, 8)
+    with pytest.raises(ScenarioError, match="unknown schedule 'pipedream'"):
+        build_schedule("pipedream", 4, 8)
 
 
 @pytest.mark.parametrize(
@@ -26,6 +31,7 @@ def test_unknown_schedule() -> None:
     [
         ("dualpipe", 7, 28, "pp", "even PP"),
         ("dualpipev", 5, 10, "pp", "even PP"),
+        ("zbv", 5, 10, "pp", "even PP"),
         ("dualpipe", 8, 15, "microbatches", "even number"),
         ("dualpipe", 8, 14, "microbatches", "at least 16"),
         ("dualpipev", 8, 7, "microbatches", "at least 8"),

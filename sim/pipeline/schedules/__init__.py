@@ -28,6 +28,10 @@ class ScheduleInfo:
 
 SCHEDULES: Registry[ScheduleInfo] = Registry("schedule")
 
+# what a comparison runs unless told: the five the project was built around (DeepSeek's table and
+# its baselines); GPipe, looped BFS, interleaved zero bubble and ZB-V are there to be named
+COMPARED = ("1f1b", "zb1p", "interleaved-1f1b", "dualpipe", "dualpipev")
+
 
 def register(
     name: str, summary: str, devices: Callable[[int], int] = lambda pp: pp
@@ -56,10 +60,20 @@ def build_schedule(name: str, pp: int, microbatches: int, virtual_stages: int = 
 
 
 def _register_builtins() -> None:
-    from sim.pipeline.schedules import dualpipe, interleaved, linear  # noqa: F401
+    from sim.pipeline.schedules import breadth_first, dualpipe, interleaved, linear, zero_bubble  # noqa: F401
 
     # list the built-ins from oldest to newest, whatever the import order
-    order = ("1f1b", "zb1p", "interleaved-1f1b", "dualpipe", "dualpipev")
+    order = (
+        "1f1b",
+        "zb1p",
+        "interleaved-1f1b",
+        "dualpipe",
+        "dualpipev",
+        "gpipe",
+        "looped-bfs",
+        "interleaved-zb",
+        "zbv",
+    )
     ordered = {name: SCHEDULES[name] for name in order} | SCHEDULES
     SCHEDULES.clear()
     SCHEDULES.update(ordered)
@@ -67,4 +81,4 @@ def _register_builtins() -> None:
 
 _register_builtins()
 
-__all__ = ["SCHEDULES", "ScheduleInfo", "build_schedule", "register"]
+__all__ = ["COMPARED", "SCHEDULES", "ScheduleInfo", "build_schedule", "register"]
