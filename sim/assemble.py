@@ -26,7 +26,7 @@ from sim.chunk.overheads import COMM_BESIDE_COMPUTE, ChunkParams
 from sim.config import CommSpec, OpsSpec, P2PSpec, Scenario, WorkloadSpec
 from sim.errors import LayoutError, ScenarioError
 from sim.hardware.costmodel import CostModel
-from sim.hardware.gpu import GpuSpec, SmSplit, datasheet_for
+from sim.hardware.gpu import H800, GpuSpec, SmSplit, datasheet_for, known_gpus
 from sim.hardware.profile import load_profile
 from sim.keys import as_yaml_key
 from sim.model.spec import ModelSpec
@@ -94,12 +94,12 @@ def kernel_spec(sc: Scenario, notify_wait_us: float) -> KernelSpec:
     return KernelSpec(comm_sms=sc.comm.sms, notify_wait_us=notify_wait_us, coprocessor=sc.comm.coprocessor)
 
 
-def sm_split(comm: CommSpec, model: ModelSpec | None = None) -> SmSplit:
-    """The SM split of ``comm`` (errors name ``comm.*``); a dense ``model`` runs no DeepEP kernel, so
-    it may leave communication no SM without a co-processor."""
+def sm_split(comm: CommSpec, model: ModelSpec | None = None, gpu: GpuSpec = H800) -> SmSplit:
+    """The SM split of ``comm`` on ``gpu`` (errors name ``comm.*``); a dense ``model`` runs no DeepEP
+    kernel, so it may leave communication no SM without a co-processor."""
     try:
         deepep = model is None or model.is_moe_model
-        return SmSplit(comm_sms=comm.sms, coprocessor=comm.coprocessor, sm_kernels=deepep)
+        return SmSplit(gpu=gpu, comm_sms=comm.sms, coprocessor=comm.coprocessor, sm_kernels=deepep)
     except ScenarioError as err:
         raise as_yaml_key(err) from None
 
@@ -249,14 +249,22 @@ def _topology(sc: Scenario, cluster: ClusterSpec) -> Topology:
     return topo
 
 
-def _cost(sc: Scenario, split: SmSplit) -> CostModel:
-    """The cost model of the scenario's profile, which must be of a GPU with the split's SMs."""
-    profile = load_profile(sc.profile_path)
-    if profile.device.sms != split.gpu.sms:
+def _cost(sc: Scenario) -> tuple[CostModel, GpuSpec | None]:
+    """The cost model of the scenario's profile and the profile's GPU (its datasheet entry, or None
+    for a GPU the twin has none of)."""
+    cost = CostModel(load_profile(sc.profile_path))
+    return cost, datasheet_for(cost.profile.device.name)
+
+
+def _split(sc: Scenario, cost: CostModel, gpu: GpuSpec | None) -> SmSplit:
+    """The SM split on the profile's GPU (an H800 where the profile's GPU has no datasheet entry, whose
+    SM count it must then have)."""
+    split = sm_split(sc.comm, sc.model, gpu or H800)
+    if cost.profile.device.sms != split.gpu.sms:
         raise ScenarioError(
-            "profile", f"profile is for a GPU with {profile.device.sms} SMs, the cluster's has {split.gpu.sms}"
+            "profile", f"profile is for a GPU with {cost.profile.device.sms} SMs, the cluster's has {split.gpu.sms}"
         )
-    return CostModel(profile)
+    return split
 
 
 # ------------------------------------------------------------------------------------ assemble
@@ -274,20 +282,19 @@ def assemble(scenario: Scenario) -> Assembly:
 def _training(sc: Scenario) -> Assembly:
     t = sc.training
     assert t is not None
-    split = sm_split(sc.comm, sc.model)
+    cost, gpu = _cost(sc)
+    if gpu is None:
+        raise ScenarioError(
+            "profile",
+            f"no datasheet for {cost.profile.device.name!r} (a training step needs its HBM size and BF16 peak); "
+            f"known: {known_gpus()} (sim/hardware/gpu.py)",
+        )
+    split = _split(sc, cost, gpu)
     params = chunk_params(sc.workload)
     cluster = sc.cluster_spec()
     topology = _topology(sc, cluster)
     layout, schedule = step_layout(sc)
     moe = moe_spec(sc)
-    cost = _cost(sc, split)
-    gpu = datasheet_for(cost.profile.device.name)
-    if gpu is None:
-        raise ScenarioError(
-            "profile",
-            f"no datasheet for {cost.profile.device.name!r} (a training step needs its HBM size and BF16 peak); "
-            "known: H800, H100, H200 (sim/hardware/gpu.py)",
-        )
     kernel = kernel_spec(sc, params.notify_wait_us)
     gating = Gating(sc.workload.routing)
     inputs = ChunkInputs(
@@ -368,7 +375,8 @@ def _comparison(sc: Scenario) -> Assembly:
         check_schedule(schedule)
         schedules.append(schedule)
     given = None if sc.ops is None else given_op_times(sc.ops, plan.pp)
-    split = sm_split(sc.comm, sc.model)
+    cost, gpu = _cost(sc)
+    split = _split(sc, cost, gpu)
     params = chunk_params(sc.workload)
     if sc.ops is None:  # the chunk model routes the workload
         moe_spec(sc)
@@ -378,7 +386,6 @@ def _comparison(sc: Scenario) -> Assembly:
         topology = _topology(sc, sc.cluster_spec())
         gpus = sc.cluster.placement(sc.devices())
         transport = NetworkP2P(topology, gpus, sc.p2p.activation_bytes, sc.cluster.completion_rtol)
-    cost = _cost(sc, split)
     kernel = kernel_spec(sc, params.notify_wait_us)
     gating = Gating(sc.workload.routing)
     chunk = None

@@ -22,7 +22,7 @@ from sim.chunk.phases import CommModel
 from sim.chunk.timer import ChunkTimer, Stage
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
-from sim.hardware.gpu import DEEPSEEK_COMM_SMS, H800, SmSplit
+from sim.hardware.gpu import DEEPSEEK_COMM_SMS, H800, SmSplit, datasheet_for
 from sim.hardware.profile import DEFAULT_PROFILE, load_profile
 from sim.layout_defaults import DEFAULT_EP
 from sim.model.layer import LayerOps, LayerWork, layer_ops
@@ -91,8 +91,9 @@ def build_chunk(config: ChunkConfig) -> ChunkSetup:
     if not path.is_file():
         raise ScenarioError("profile", f"no such profile: {path}")
     cost = CostModel(load_profile(path))
+    gpu = datasheet_for(cost.profile.device.name) or H800  # the profile's GPU
     split = SmSplit(
-        gpu=H800, comm_sms=config.comm_sms, coprocessor=config.coprocessor, sm_kernels=config.model.is_moe_model
+        gpu=gpu, comm_sms=config.comm_sms, coprocessor=config.coprocessor, sm_kernels=config.model.is_moe_model
     )
     if cost.all_sms != split.gpu.sms:
         raise ScenarioError(

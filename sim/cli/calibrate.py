@@ -77,13 +77,13 @@ def import_trace(
     """Turn DeepSeek's profiler trace into a profile: per-op kernel times matched to the layer model
     (and per-annotation times), alone or on top of a measured --base profile."""
     from calibrate.profiles import profile_from_trace
-    from sim.hardware.gpu import datasheet_for
+    from sim.hardware.gpu import datasheet_for, known_gpus
 
     if not trace.exists():
         raise ScenarioError("", "no such trace file", str(trace))
     gpu = datasheet_for(device)
     if gpu is None:
-        raise ScenarioError("--device", f"no datasheet for {device!r}; the twin knows H800, H100 and H200")
+        raise ScenarioError("--device", f"no datasheet for {device!r}; the twin knows {known_gpus()}")
     if compute_sms > gpu.sms:
         raise ScenarioError("--compute-sms", f"the {gpu.name} has {gpu.sms} SMs, got {compute_sms}")
     base_profile = load_profile(base) if base is not None else None
@@ -250,7 +250,7 @@ def import_nccl_tests_cmd(
     """Read nccl-tests logs into communication samples (alpha-beta fitted per collective and scale)."""
     from calibrate.nccl_tests import parse_log
     from calibrate.profiles import datasheet_profile
-    from sim.hardware.gpu import datasheet_for
+    from sim.hardware.gpu import datasheet_for, known_gpus
 
     for name, value in (("--gpus", gpus), ("--nodes", nodes)):
         if value is not None and value < 1:
@@ -261,7 +261,7 @@ def import_nccl_tests_cmd(
     else:
         gpu = datasheet_for(device)
         if gpu is None:
-            raise ScenarioError("--device", f"no datasheet for {device!r}; the twin knows H800, H100 and H200")
+            raise ScenarioError("--device", f"no datasheet for {device!r}; the twin knows {known_gpus()}")
         base = datasheet_profile(gpu, tool="twin calibrate import-nccl-tests")
     from calibrate.measurements import source_file
 

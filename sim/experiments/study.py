@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sim.assemble import sm_split
 from sim.config import VIRTUAL_STAGE_SCHEDULES, Scenario, scenario_data, scenario_from_data
 from sim.errors import MemoryLimitError, TwinError
 from sim.overrides import apply_overrides
@@ -222,7 +221,7 @@ def sm_study(
     point (``comm.coprocessor: true`` with the scenario's ``comm.sms`` channels). A count the GPU
     cannot give is a point with its refusal."""
     sc = base.scenario
-    total = sm_split(sc.comm).gpu.sms
+    total = base.gpu.sms  # the profile's GPU
     own = sc.comm.sms
     wanted = sorted({*counts, own} - {0})
     points = []

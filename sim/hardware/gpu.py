@@ -6,6 +6,13 @@ The one place GPU datasheet figures live (every other module reads them from her
   FP8 ~1979 TFLOPS and BF16 ~989 TFLOPS (H100 SXM datasheet figures; H800 keeps H100's compute).
 * H100 SXM: the same compute and HBM as the H800 (the H800 cuts NVLink and FP64).
 * H200 SXM: the H100's compute, 141 GB HBM3e at 4.8 TB/s (NVIDIA H200 datasheet).
+* B200 (HGX B200, per GPU): 180 GB HBM3e at 8 TB/s (DGX B200 datasheet: 1,440 GB and 64 TB/s for 8
+  GPUs), dense FP8 4,500 and BF16 2,250 TFLOPS (HGX B200 specifications: 72 and 36 PFLOPS for 8 GPUs
+  with sparsity, halved for dense); 148 SMs, as the CUDA runtime reports a B200 (an assumption where
+  no device was at hand).
+* GB200 (one Blackwell GPU of a GB200 NVL72 rack): 186 GB HBM3e at 8 TB/s, dense FP8 5,000 and BF16
+  2,500 TFLOPS (GB200 NVL72 specifications: 13.4 TB, 576 TB/s, 720 and 360 PFLOPS with sparsity for
+  72 GPUs); 148 SMs assumed (the B200's die).
 
 ``DEFAULT_EFFICIENCY`` (0.7 of peak) is the *assumed* efficiency of datasheet profiles, where no
 measurement exists; it is an assumption, not a measured figure.
@@ -51,7 +58,14 @@ class GpuSpec:
 H800 = GpuSpec()
 H100 = GpuSpec(name="H100")
 H200 = GpuSpec(name="H200", hbm_GiB=141.0, hbm_TBps=4.8)
-DATASHEETS: dict[str, GpuSpec] = {g.name: g for g in (H800, H100, H200)}
+B200 = GpuSpec(name="B200", sms=148, hbm_GiB=180.0, hbm_TBps=8.0, fp8_dense_TFLOPS=4500.0, bf16_dense_TFLOPS=2250.0)
+GB200 = GpuSpec(name="GB200", sms=148, hbm_GiB=186.0, hbm_TBps=8.0, fp8_dense_TFLOPS=5000.0, bf16_dense_TFLOPS=2500.0)
+DATASHEETS: dict[str, GpuSpec] = {g.name: g for g in (H800, H100, H200, B200, GB200)}
+
+
+def known_gpus() -> str:
+    """The GPUs with a datasheet entry, for messages: ``H800, H100, H200, B200, GB200``."""
+    return ", ".join(DATASHEETS)
 DEFAULT_EFFICIENCY = 0.7
 
 DEEPSEEK_COMM_SMS = 20  # SMs for communication in DeepSeek-V3's training: 10 DeepEP channels of 2 SMs
