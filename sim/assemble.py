@@ -194,6 +194,7 @@ def step_layout(sc: Scenario, split: list[int] | None = None) -> tuple[Layout, S
         sc.pipeline.microbatches,
         t.microbatch_sequences,
         split or (t.layers_per_stage if isinstance(t.layers_per_stage, list) else None),
+        t.tp,
     )
 
 
@@ -327,7 +328,7 @@ def _training(sc: Scenario) -> Assembly:
         inputs=inputs,
         schedule=schedule,
         topology=topology,
-        activation_bytes=float(layout.tokens * sc.model.dim * ACTIVATION_BYTES),
+        activation_bytes=float(layout.sp_tokens * sc.model.dim * ACTIVATION_BYTES),  # each GPU sends its SP share
         dp=DpSpec(t.dp_overlap, t.dp_algorithm, t.grad_reduce_bytes, rtol),
         completion_rtol=rtol,
         contention=t.contention,

@@ -185,6 +185,7 @@ class TrainingSpec(_Strict):
         description=f"sequences per step [default: {DEFAULT_GLOBAL_BATCH}, DeepSeek-V3's batch after its ramp]",
     )
     microbatch_sequences: int = Field(1, ge=1, description="sequences per micro-batch per GPU")
+    tp: int = Field(1, ge=1, le=1024, description="tensor parallelism with sequence parallelism, inside a node")
     layers_per_stage: list[int] | str = Field(
         "even",
         description="layers of each stage along a route, first to last; 'even' (as even as possible) or "

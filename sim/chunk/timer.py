@@ -33,7 +33,8 @@ from sim.chunk.op_cost import OpCoster
 from sim.chunk.overheads import ChunkParams
 from sim.chunk.phases import CommModel, GroupTraffic
 from sim.chunk.streams import Task, run_streams
-from sim.model.layer import LayerOps, embedding_ops, head_ops, mtp_ops
+from sim.chunk.tp_comm import TpModel, tp_collective
+from sim.model.layer import TP_KINDS, LayerOps, embedding_ops, head_ops, mtp_ops
 from sim.model.ops import Operator
 from sim.model.spec import ModelSpec
 from sim.moe.traffic import Traffic
@@ -70,6 +71,7 @@ class Stage:
     last: bool = False  # holds the output head (and the MTP module, whose block is the last layer)
     spec: ModelSpec | None = None
     tokens: int = 0
+    tp: int = 1
 
     @functools.cached_property
     def key(self) -> HashedKey:
@@ -82,6 +84,7 @@ class Stage:
                 tuple(id(t) for t in self.traffic),
                 self.first,
                 self.last,
+                self.tp,
             )
         )
 
@@ -90,10 +93,10 @@ class Stage:
             return {}
         out: dict[str, tuple[Operator, ...]] = {}
         if self.first:
-            out |= embedding_ops(self.spec, self.tokens)
+            out |= embedding_ops(self.spec, self.tokens, self.tp)
         if self.last:
             heads = max(1, 1 + self.spec.mtp_depth)  # the main head and the MTP module's use of it
-            for name, ops in head_ops(self.spec, self.tokens).items():
+            for name, ops in head_ops(self.spec, self.tokens, self.tp).items():
                 out[name] = ops * heads
             if self.spec.mtp_depth:
                 out |= mtp_ops(self.spec, self.tokens)
@@ -135,10 +138,13 @@ class ChunkResult:
 class ChunkTimer:
     """Builds and times chunks; memoised by what determines a chunk's timing."""
 
-    def __init__(self, coster: OpCoster, comm: CommModel | None, params: ChunkParams) -> None:
+    def __init__(
+        self, coster: OpCoster, comm: CommModel | None, params: ChunkParams, tp: TpModel | None = None
+    ) -> None:
         self.coster = coster
         self.comm = comm
         self.params = params
+        self.tp = tp  # tensor-parallel collectives (None: TP 1)
         self._memo: dict[tuple[object, ...], ChunkResult] = {}
         self.timed = 0  # chunks actually built and timed (the rest came from the memo)
 
@@ -158,6 +164,8 @@ class ChunkTimer:
     # ------------------------------------------------------------------ internals
     def _memoised(self, key: tuple[object, ...], build: Callable[[], ChunkResult]) -> ChunkResult:
         full = (*key, self.coster.key(), None if self.comm is None else self.comm.key(), self.params.key())
+        if self.tp is not None:
+            full = (*full, self.tp.key())
         if full not in self._memo:
             self._memo[full] = build()
             self.timed += 1
@@ -205,6 +213,24 @@ class _Graph:
     ) -> list[int]:
         p = self.timer.params
         c = self.timer.coster
+        if op.kind == "comm" and op.comm in TP_KINDS:
+            if self.timer.tp is None:
+                raise ValueError(f"op {op.name}: a TP collective needs the chunk timer's TP model")
+            moved = tp_collective(op.comm, op.nbytes)
+            self.tasks.append(
+                Task(
+                    op.name,
+                    "comm",
+                    "comm",
+                    self.timer.tp.time(moved),
+                    tuple(deps),
+                    op.annotation,
+                    step,
+                    layer,
+                    moves=(moved, "tp"),
+                )
+            )
+            return [len(self.tasks) - 1]
         if op.kind == "comm":
             if self.timer.comm is None or traffic is None:
                 return []
@@ -267,11 +293,19 @@ class _Graph:
     ) -> list[int]:
         ids: list[int] = []
         last_compute: list[int] = []
+        before: list[int] = []  # the previous op's tasks (what a TP collective waits for)
+        barrier: list[int] = []  # the last TP collective: every op after it waits for it
         for op in layer.ops(name):
+            tp = op.kind == "comm" and op.comm in TP_KINDS
+            extra = before if tp else barrier
             # an op on the second compute stream waits for the annotation's compute-stream ops before it
-            mine = self._add(op, deps + (last_compute if op.stream == "wgrad" else []), step, layer.layer, traffic)
+            wait = deps + extra + (last_compute if op.stream == "wgrad" else [])
+            mine = self._add(op, wait, step, layer.layer, traffic)
             if op.stream == "compute":
                 last_compute = mine
+            if tp:
+                barrier = mine
+            before = mine or before
             ids += mine
         self.done[(direction, name, layer.layer)] = ids
         return ids
@@ -284,8 +318,15 @@ class _Graph:
             return
         deps = self.last_b if backward_input or weights else self.last_f
         ids: list[int] = []
+        before: list[int] = []
+        barrier: list[int] = []
         for op in ops:
-            ids += self._add(op, list(deps), step, -1, None)
+            tp = op.kind == "comm" and op.comm in TP_KINDS
+            mine = self._add(op, list(deps) + (before if tp else barrier), step, -1, None)
+            if tp:
+                barrier = mine
+            before = mine or before
+            ids += mine
         if backward_input:
             self.last_b = ids or self.last_b
         elif not weights:

@@ -66,6 +66,8 @@ DATASHEETS: dict[str, GpuSpec] = {g.name: g for g in (H800, H100, H200, B200, GB
 def known_gpus() -> str:
     """The GPUs with a datasheet entry, for messages: ``H800, H100, H200, B200, GB200``."""
     return ", ".join(DATASHEETS)
+
+
 DEFAULT_EFFICIENCY = 0.7
 
 DEEPSEEK_COMM_SMS = 20  # SMs for communication in DeepSeek-V3's training: 10 DeepEP channels of 2 SMs

@@ -32,10 +32,18 @@ FP8_CAST = BF16_BYTES + FP8_TILE_BYTES  # bytes per element: read BF16, write FP
 
 @dataclass(frozen=True)
 class LayerWork:
-    """What one micro-batch brings to a layer on one GPU."""
+    """What one micro-batch brings to a layer on one GPU: ``tokens`` of the micro-batch (a TP group's
+    whole sequence), ``tp`` the tensor-parallel degree (with sequence parallelism each GPU holds
+    ``tokens / tp`` of them outside the TP regions, the MoE part included)."""
 
     tokens: int
     rows_per_expert: tuple[int, ...] = ()  # MoE: token rows of each expert on this GPU
+    tp: int = 1
+
+    @property
+    def sp_tokens(self) -> int:
+        """Tokens one GPU holds in the sequence-parallel regions (norms, residual, router, experts)."""
+        return self.tokens // self.tp
 
     @property
     def rows(self) -> int:
@@ -69,14 +77,26 @@ def _channel_cast(name: str, ann: str, elements: float, kernels: int = 1) -> Ope
     return Operator(name, ann, "memory", kernels=kernels, nbytes=FP8_CAST * elements, kernel="fp8-cast-channel")
 
 
-def attention_forward(s: ModelSpec, t: int, moe: bool) -> list[Operator]:
+TP_KINDS = ("tp-allgather", "tp-reducescatter")
+
+
+def _tp(name: str, ann: str, kind: str, t: int, width: int) -> Operator:
+    """A tensor-parallel collective of ``t x width`` BF16 elements over the TP group (sequence
+    parallelism: an all-gather into, or a reduce-scatter out of, a TP region), on the communication
+    stream; what comes after it waits for it (:mod:`sim.chunk.timer`)."""
+    return Operator(name, ann, "comm", stream="comm", comm=f"tp-{kind}", nbytes=BF16_BYTES * t * width)
+
+
+def attention_forward(s: ModelSpec, t: int, moe: bool, tp: int = 1) -> list[Operator]:
     """``attn(F)``: norm, attention projections (MLA's or GQA's, :func:`_mla_forward`,
     :func:`_gqa_forward`), attention, output projection, FFN norm and, in an MoE layer, the router
     and the FP8 cast of the dispatched tokens."""
     a = "attn(F)"
-    h, nh = s.dim, s.n_heads
-    ops = [_norm("attn_norm", a, t, h)]
-    ops += _mla_forward(s, t) if s.attention == "mla" else _gqa_forward(s, t)
+    h, nh, ts = s.dim, s.n_heads // tp, t // tp
+    ops = [_norm("attn_norm", a, ts, h)]
+    if tp > 1:
+        ops.append(_tp("tp.attn_in", a, "allgather", t, h))
+    ops += _mla_forward(s, t) if s.attention == "mla" else _gqa_forward(s, t, tp)
     ops += [
         Operator(
             "attention",
@@ -91,13 +111,15 @@ def attention_forward(s: ModelSpec, t: int, moe: bool) -> list[Operator]:
         Operator("attn_out.store", a, "memory", nbytes=3.0 * t * nh * s.value_head_dim, kernel="fp8-cast-e5m6"),
     ]
     ops += _linear("o_proj", a, t, h, nh * s.value_head_dim)
-    ops += [Operator("residual", a, "memory", nbytes=4.0 * t * h, kernel="elementwise"), _norm("ffn_norm", a, t, h)]
+    if tp > 1:
+        ops.append(_tp("tp.attn_out", a, "reducescatter", t, h))
+    ops += [Operator("residual", a, "memory", nbytes=4.0 * ts * h, kernel="elementwise"), _norm("ffn_norm", a, ts, h)]
     if moe:
         e = s.n_routed_experts
         ops += [
-            Operator("gate", a, "gemm", m=t, n=e, k=h, dtype="bf16", scaling="none"),
-            Operator("router", a, "memory", kernels=33, nbytes=8.0 * t * e, kernel="router"),
-            Operator("dispatch.cast", a, "memory", nbytes=FP8_CAST * t * h, kernel="fp8-cast"),
+            Operator("gate", a, "gemm", m=ts, n=e, k=h, dtype="bf16", scaling="none"),
+            Operator("router", a, "memory", kernels=33, nbytes=8.0 * ts * e, kernel="router"),
+            Operator("dispatch.cast", a, "memory", nbytes=FP8_CAST * ts * h, kernel="fp8-cast"),
         ]
     return ops
 
@@ -125,12 +147,12 @@ def _mla_forward(s: ModelSpec, t: int) -> list[Operator]:
     return ops
 
 
-def _gqa_forward(s: ModelSpec, t: int) -> list[Operator]:
+def _gqa_forward(s: ModelSpec, t: int, tp: int = 1) -> list[Operator]:
     """GQA/MHA projections: one fused QKV linear (``n_heads`` query and ``kv_heads`` key and value
-    heads of ``attn_head_dim``), Qwen3's per-head RMSNorm of queries and keys where the model has it,
-    RoPE on queries and keys (read and written in BF16)."""
+    heads of ``attn_head_dim``, each split over TP), Qwen3's per-head RMSNorm of queries and keys where
+    the model has it, RoPE on queries and keys (read and written in BF16)."""
     a = "attn(F)"
-    h, nh, kv, d = s.dim, s.n_heads, s.kv_heads, s.attn_head_dim
+    h, nh, kv, d = s.dim, s.n_heads // tp, s.kv_heads // tp, s.attn_head_dim
     ops = _linear("qkv", a, t, (nh + 2 * kv) * d, h)
     if s.qk_norm:
         ops.append(_norm("qk_norm", a, t, (nh + kv) * d))
@@ -242,24 +264,29 @@ def moe_backward_weight(s: ModelSpec, w: LayerWork) -> list[Operator]:
     return _shared_kept(si, ops)
 
 
-def attention_backward_input(s: ModelSpec, t: int, moe: bool) -> list[Operator]:
+def attention_backward_input(s: ModelSpec, t: int, moe: bool, tp: int = 1) -> list[Operator]:
     """``attn(B)``: router backward, FFN-norm backward, output projection dgrad, the attention
     projections' recomputation and backward (:func:`_mla_backward`, :func:`_gqa_backward`), the
-    attention norm's recomputation and backward."""
+    attention norm's recomputation and backward. Under TP the output gradient is all-gathered before
+    the output projection's dgrad (the backward of its reduce-scatter)."""
     a = "attn(B)"
-    h, nh, v = s.dim, s.n_heads, s.value_head_dim
+    h, nh, v, ts = s.dim, s.n_heads // tp, s.value_head_dim, t // tp
     ops: list[Operator] = []
     if moe:
         e = s.n_routed_experts
         ops += [
             Operator("router.bwd", a, "small", kernels=25),
-            Operator("gate.dgrad", a, "gemm", m=t, n=h, k=e, dtype="bf16", scaling="none"),
-            Operator("gate.wgrad", a, "gemm", m=e, n=h, k=t, dtype="bf16", scaling="none"),
-            Operator("gate.grad_add", a, "memory", nbytes=4.0 * t * h, kernel="elementwise"),
+            Operator("gate.dgrad", a, "gemm", m=ts, n=h, k=e, dtype="bf16", scaling="none"),
+            Operator("gate.wgrad", a, "gemm", m=e, n=h, k=ts, dtype="bf16", scaling="none"),
+            Operator("gate.grad_add", a, "memory", nbytes=4.0 * ts * h, kernel="elementwise"),
         ]
     ops += [
-        _norm_bwd("ffn_norm.bwd", a, t, h, kernels=3),
-        Operator("residual.grad", a, "memory", nbytes=4.0 * t * h, kernel="elementwise"),
+        _norm_bwd("ffn_norm.bwd", a, ts, h, kernels=3),
+        Operator("residual.grad", a, "memory", nbytes=4.0 * ts * h, kernel="elementwise"),
+    ]
+    if tp > 1:
+        ops.append(_tp("tp.attn_out.grad", a, "allgather", t, h))
+    ops += [
         Operator("attn_out.restore", a, "memory", nbytes=3.0 * t * nh * v, kernel="cast-back-e5m6"),
         Operator("o_proj.grad_cast", a, "memory", nbytes=FP8_CAST * t * h, kernel="fp8-cast"),
         Operator("o_proj.grad_t", a, "memory", nbytes=2.0 * t * h, kernel="transpose"),
@@ -267,21 +294,21 @@ def attention_backward_input(s: ModelSpec, t: int, moe: bool) -> list[Operator]:
         Operator("o_proj.dgrad", a, "gemm", m=t, n=nh * v, k=h),
         _channel_cast("o_proj.wgrad_prep", a, t * (nh * v + h), kernels=2),
     ]
-    ops += _mla_backward(s, t) if s.attention == "mla" else _gqa_backward(s, t)
+    ops += _mla_backward(s, t) if s.attention == "mla" else _gqa_backward(s, t, tp)
     ops += [
-        Operator("residual.grad2", a, "memory", nbytes=4.0 * t * h, kernel="elementwise"),
-        _norm_bwd("attn_norm.bwd", a, t, h, kernels=3),
+        Operator("residual.grad2", a, "memory", nbytes=4.0 * ts * h, kernel="elementwise"),
+        _norm_bwd("attn_norm.bwd", a, ts, h, kernels=3),
     ]
     return ops
 
 
-def _attention_bwd(s: ModelSpec, t: int) -> Operator:
+def _attention_bwd(s: ModelSpec, t: int, tp: int = 1) -> Operator:
     return Operator(
         "attention.bwd",
         "attn(B)",
         "attention",
         kernels=3,
-        heads=s.n_heads,
+        heads=s.n_heads // tp,
         seq=s.seq_len,
         qk_dim=s.qk_head_dim,
         v_dim=s.value_head_dim,
@@ -350,33 +377,42 @@ def _mla_backward(s: ModelSpec, t: int) -> list[Operator]:
     return ops
 
 
-def _gqa_backward(s: ModelSpec, t: int) -> list[Operator]:
+def _gqa_backward(s: ModelSpec, t: int, tp: int = 1) -> list[Operator]:
     """GQA/MHA backward: attention backward (queries, keys and values were kept), RoPE and the
     query/key norm backward, the QKV input gradient with its FP8 operands, the attention norm
-    recomputed for the QKV weight gradient's FP8 input."""
+    recomputed for the QKV weight gradient's FP8 input. Under TP the input gradient is
+    reduce-scattered and the recomputed norm output all-gathered again for the weight gradient (as
+    Megatron's sequence parallelism does)."""
     a = "attn(B)"
-    h, nh, kv, d = s.dim, s.n_heads, s.kv_heads, s.attn_head_dim
+    h, nh, kv, d, ts = s.dim, s.n_heads // tp, s.kv_heads // tp, s.attn_head_dim, t // tp
     qkv = (nh + 2 * kv) * d
-    ops = [_attention_bwd(s, t), Operator("rope.bwd", a, "memory", nbytes=4.0 * t * (nh + kv) * d, kernel="rope")]
+    ops = [
+        _attention_bwd(s, t, tp),
+        Operator("rope.bwd", a, "memory", nbytes=4.0 * t * (nh + kv) * d, kernel="rope"),
+    ]
     if s.qk_norm:
         ops.append(_norm_bwd("qk_norm.bwd", a, t, (nh + kv) * d, kernels=3))
+    ops.append(_norm("attn_norm.recompute", a, ts, h, recompute=True))
+    if tp > 1:
+        ops.append(_tp("tp.attn_in.again", a, "allgather", t, h))
     ops += [
-        _norm("attn_norm.recompute", a, t, h, recompute=True),
         Operator("qkv.grad_cast", a, "memory", nbytes=FP8_CAST * t * qkv, kernel="fp8-cast"),
         Operator("qkv.scales", a, "small", kernels=2),
         Operator("qkv.dgrad", a, "gemm", m=t, n=h, k=qkv),
-        _channel_cast("qkv.wgrad_prep", a, t * (h + qkv), kernels=2),
     ]
+    if tp > 1:
+        ops.append(_tp("tp.attn_in.grad", a, "reducescatter", t, h))
+    ops.append(_channel_cast("qkv.wgrad_prep", a, t * (h + qkv), kernels=2))
     return ops
 
 
-def attention_backward_weight(s: ModelSpec, t: int) -> list[Operator]:
-    """``attn(W)``: weight gradients of the output and input projections."""
+def attention_backward_weight(s: ModelSpec, t: int, tp: int = 1) -> list[Operator]:
+    """``attn(W)``: weight gradients of the output and input projections (this GPU's TP shard)."""
     a = "attn(W)"
-    h, q, c, p, nh = s.dim, s.q_lora_rank, s.kv_lora_rank, s.qk_rope_head_dim, s.n_heads
+    h, q, c, p, nh = s.dim, s.q_lora_rank, s.kv_lora_rank, s.qk_rope_head_dim, s.n_heads // tp
     ops = [Operator("o_proj.wgrad", a, "gemm", m=h, n=nh * s.value_head_dim, k=t)]
     if s.attention != "mla":
-        qkv = (nh + 2 * s.kv_heads) * s.attn_head_dim
+        qkv = (nh + 2 * s.kv_heads // tp) * s.attn_head_dim
         return [*ops, Operator("qkv.wgrad", a, "gemm", m=h, n=qkv, k=t)]
     ops.append(Operator("kv_b.wgrad", a, "gemm", m=c, n=nh * (s.qk_nope_head_dim + s.v_head_dim), k=t))
     if q:
@@ -390,19 +426,29 @@ def attention_backward_weight(s: ModelSpec, t: int) -> list[Operator]:
     return ops
 
 
-def dense_forward(s: ModelSpec, t: int) -> list[Operator]:
-    """``mlp(F)`` of a dense layer: SwiGLU FFN of ``inter_dim``."""
-    a, h, f = "mlp(F)", s.dim, s.inter_dim
-    ops = _linear("ffn_up", a, t, 2 * f, h)
+def dense_forward(s: ModelSpec, t: int, tp: int = 1) -> list[Operator]:
+    """``mlp(F)`` of a dense layer: SwiGLU FFN of ``inter_dim`` (its TP shard: a column-parallel up
+    projection after an all-gather, a row-parallel down projection before a reduce-scatter)."""
+    a, h, f = "mlp(F)", s.dim, s.inter_dim // tp
+    ops = [_tp("tp.mlp_in", a, "allgather", t, h)] if tp > 1 else []
+    ops += _linear("ffn_up", a, t, 2 * f, h)
     ops += [Operator("swiglu", a, "memory", nbytes=t * (2 * f * 2 + f * FP8_CAST / 3), kernel="swiglu")]
     ops += _linear("ffn_down", a, t, h, f, cast=False)
+    if tp > 1:
+        ops.append(_tp("tp.mlp_out", a, "reducescatter", t, h))
     ops += [Operator("ffn_up.store", a, "memory", nbytes=FP8_CAST * t * 2 * f, kernel="fp8-cast")]
     return ops
 
 
-def dense_backward_input(s: ModelSpec, t: int) -> list[Operator]:
-    a, h, f = "mlp(B)", s.dim, s.inter_dim
+def dense_backward_input(s: ModelSpec, t: int, tp: int = 1) -> list[Operator]:
+    """``mlp(B)`` of a dense layer; under TP the output gradient is all-gathered first, the input
+    gradient reduce-scattered and the recomputed norm output all-gathered for the weight gradients."""
+    a, h, f, ts = "mlp(B)", s.dim, s.inter_dim // tp, t // tp
+    grad_in = [_tp("tp.mlp_out.grad", a, "allgather", t, h)] if tp > 1 else []
+    again = [_tp("tp.mlp_in.again", a, "allgather", t, h)] if tp > 1 else []
+    scatter = [_tp("tp.mlp_in.grad", a, "reducescatter", t, h)] if tp > 1 else []
     return [
+        *grad_in,
         Operator("swiglu.restore", a, "memory", nbytes=FP8_CAST * t * 2 * f, kernel="cast-back"),
         Operator("ffn_down.grad_cast", a, "memory", nbytes=FP8_CAST * t * h, kernel="fp8-cast"),
         Operator("ffn_down.scales", a, "small"),
@@ -411,13 +457,15 @@ def dense_backward_input(s: ModelSpec, t: int) -> list[Operator]:
         Operator("ffn_up.grad_cast", a, "memory", nbytes=FP8_CAST * t * 2 * f, kernel="fp8-cast"),
         Operator("ffn_up.scales", a, "small"),
         Operator("ffn_up.dgrad", a, "gemm", m=t, n=h, k=2 * f),
-        _norm("ffn_norm.recompute", a, t, h, recompute=True),
+        *scatter,
+        _norm("ffn_norm.recompute", a, ts, h, recompute=True),
+        *again,
         _channel_cast("ffn.wgrad_prep", a, t * (h + 2 * f + f), kernels=3),
     ]
 
 
-def dense_backward_weight(s: ModelSpec, t: int) -> list[Operator]:
-    a, h, f = "mlp(W)", s.dim, s.inter_dim
+def dense_backward_weight(s: ModelSpec, t: int, tp: int = 1) -> list[Operator]:
+    a, h, f = "mlp(W)", s.dim, s.inter_dim // tp
     return [
         Operator("ffn_down.wgrad", a, "gemm", m=h, n=f, k=t),
         Operator("ffn_up.wgrad", a, "gemm", stream="wgrad", m=h, n=2 * f, k=t),
@@ -469,27 +517,30 @@ def layer_signature(s: ModelSpec, layer: int) -> tuple[object, ...]:
 
 def layer_ops(s: ModelSpec, layer: int, work: LayerWork) -> LayerOps:
     """The ops of layer ``layer`` (0-based) for ``work``; an MoE layer needs ``rows_per_expert``."""
-    t = work.tokens
+    t, tp = work.tokens, work.tp
     moe = s.is_moe(layer)
     if moe and not work.rows_per_expert:
         raise ValueError(f"layer {layer} is an MoE layer: give rows_per_expert")
+    if tp > 1 and s.attention == "mla":
+        raise ValueError("tensor parallelism of MLA attention is not modelled yet")
     ann: dict[str, tuple[Operator, ...]] = {
-        "attn(F)": tuple(attention_forward(s, t, moe)),
-        "attn(B)": tuple(attention_backward_input(s, t, moe)),
-        "attn(W)": tuple(attention_backward_weight(s, t)),
+        "attn(F)": tuple(attention_forward(s, t, moe, tp)),
+        "attn(B)": tuple(attention_backward_input(s, t, moe, tp)),
+        "attn(W)": tuple(attention_backward_weight(s, t, tp)),
     }
-    if moe:
+    if moe:  # experts are not split over TP (expert-TP 1): they see the GPU's sequence-parallel tokens
+        sp = work if tp == 1 else LayerWork(work.sp_tokens, work.rows_per_expert)
         ann |= {
-            "mlp(F)": tuple(moe_forward(s, work)),
-            "mlp(B)": tuple(moe_backward_input(s, work)),
-            "mlp(W)": tuple(moe_backward_weight(s, work)),
+            "mlp(F)": tuple(moe_forward(s, sp)),
+            "mlp(B)": tuple(moe_backward_input(s, sp)),
+            "mlp(W)": tuple(moe_backward_weight(s, sp)),
         }
-        ann |= {k: tuple(v) for k, v in comm_ops(s, t).items()}
+        ann |= {k: tuple(v) for k, v in comm_ops(s, work.sp_tokens).items()}
     else:
         ann |= {
-            "mlp(F)": tuple(dense_forward(s, t)),
-            "mlp(B)": tuple(dense_backward_input(s, t)),
-            "mlp(W)": tuple(dense_backward_weight(s, t)),
+            "mlp(F)": tuple(dense_forward(s, t, tp)),
+            "mlp(B)": tuple(dense_backward_input(s, t, tp)),
+            "mlp(W)": tuple(dense_backward_weight(s, t, tp)),
         }
     if s.dtype == "bf16":
         ann = {a: bf16_recipe(ops) for a, ops in ann.items()}
@@ -523,29 +574,38 @@ def bf16_recipe(ops: tuple[Operator, ...] | list[Operator]) -> tuple[Operator, .
     return tuple(out)
 
 
-def head_ops(s: ModelSpec, t: int) -> dict[str, tuple[Operator, ...]]:
-    """The last stage's extra work: final norm, output head (BF16) and loss, and their backward."""
-    h, vocab = s.dim, s.vocab_size
+def head_ops(s: ModelSpec, t: int, tp: int = 1) -> dict[str, tuple[Operator, ...]]:
+    """The last stage's extra work: final norm, output head (BF16) and loss, and their backward.
+    Under TP the head is vocabulary-parallel (``vocab / tp`` rows per GPU, after an all-gather of the
+    sequence-parallel hidden states; its input gradient reduce-scattered back)."""
+    h, vocab, ts = s.dim, s.vocab_size // tp, t // tp
+    gather = (_tp("tp.head_in", "head(F)", "allgather", t, h),) if tp > 1 else ()
+    scatter = (_tp("tp.head_in.grad", "head(B)", "reducescatter", t, h),) if tp > 1 else ()
     return {
         "head(F)": (
-            _norm("final_norm", "head(F)", t, h),
+            _norm("final_norm", "head(F)", ts, h),
+            *gather,
             Operator("head", "head(F)", "gemm", m=t, n=vocab, k=h, dtype="bf16", scaling="none"),
             Operator("loss", "head(F)", "memory", kernels=3, nbytes=4.0 * t * vocab * 2, kernel="elementwise"),
         ),
         "head(B)": (
             Operator("loss.bwd", "head(B)", "memory", nbytes=4.0 * t * vocab * 2, kernel="elementwise"),
             Operator("head.dgrad", "head(B)", "gemm", m=t, n=h, k=vocab, dtype="bf16", scaling="none"),
-            _norm_bwd("final_norm.bwd", "head(B)", t, h, kernels=2),
+            *scatter,
+            _norm_bwd("final_norm.bwd", "head(B)", ts, h, kernels=2),
         ),
         "head(W)": (Operator("head.wgrad", "head(W)", "gemm", m=h, n=vocab, k=t, dtype="bf16", scaling="none"),),
     }
 
 
-def embedding_ops(s: ModelSpec, t: int) -> dict[str, tuple[Operator, ...]]:
-    """The first stage's embedding lookup and its gradient (a scatter-add into the table)."""
+def embedding_ops(s: ModelSpec, t: int, tp: int = 1) -> dict[str, tuple[Operator, ...]]:
+    """The first stage's embedding lookup and its gradient (a scatter-add into the table); under TP
+    each GPU looks up its vocabulary shard for the whole sequence and the partial rows are
+    reduce-scattered into the sequence-parallel layout."""
     h = s.dim
+    scatter = (_tp("tp.embed_out", "embed(F)", "reducescatter", t, h),) if tp > 1 else ()
     return {
-        "embed(F)": (Operator("embedding", "embed(F)", "memory", nbytes=4.0 * t * h, kernel="elementwise"),),
+        "embed(F)": (Operator("embedding", "embed(F)", "memory", nbytes=4.0 * t * h, kernel="elementwise"), *scatter),
         "embed(W)": (Operator("embedding.wgrad", "embed(W)", "memory", nbytes=6.0 * t * h, kernel="elementwise"),),
     }
 

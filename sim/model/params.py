@@ -252,25 +252,31 @@ def stage_params(
     head: bool = False,
     mtp: bool = False,
     table_here: bool = False,
+    tp: int = 1,
 ) -> StageParams:
     """Parameters on one GPU of a stage holding ``layers`` (and the embedding, the output head, the
     MTP modules without their shared embedding/head), with routed experts split over ``ep`` GPUs.
     ``table_here``: the GPU holds the embedding table in another of its stages (a tied head then
-    adds only its norm)."""
+    adds only its norm). ``tp``: tensor parallelism splits the attention projections, the dense FFNs,
+    the embedding table and the output head (vocabulary-parallel) over ``tp`` GPUs; norms, the router
+    and the experts (expert-TP 1; shared experts as routed ones) stay whole on each."""
     if ep < 1 or s.n_routed_experts % ep:
         raise ValueError(f"EP ({ep}) must divide n_routed_experts ({s.n_routed_experts})")
     blocks = [layer_params(s, layer) for layer in layers]
     if mtp:
         blocks += [layer_params(s, s.n_layers)] * s.mtp_depth
-    non_expert = sum(p.non_expert for p in blocks)
+    split = sum(p.attention + p.dense_ffn for p in blocks)  # what TP splits
+    non_expert = sum(p.non_expert for p in blocks) - split + split // tp
     expert = sum(p.routed_experts for p in blocks) // ep
     high = sum(p.high_precision for p in blocks)
     if embedding:
-        non_expert += embedding_params(s)
-        high += embedding_params(s)
+        table = embedding_params(s) // tp
+        non_expert += table
+        high += table
     if head:
         beside = embedding or table_here  # a tied head beside its table: one copy
         own = unique_head_params(s) if beside else head_params(s)
+        own = s.dim + (own - s.dim) // tp  # the norm whole, the weight's vocabulary shard
         non_expert += own
         high += own
     if mtp:

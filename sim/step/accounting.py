@@ -94,7 +94,7 @@ def _stage_kwargs(model: ModelSpec, layout: Layout, stage: int) -> dict[str, Any
     place = layout.stages[stage]
     return {
         "layers": [i for i in place.layers if i < model.n_layers],
-        "tokens": layout.tokens,
+        "tokens": layout.sp_tokens,  # what one GPU keeps: with sequence parallelism, its share of a TP group's
         "embedding": place.first,
         "head": place.last,
         "mtp": place.last and model.mtp_depth > 0,

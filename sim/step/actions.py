@@ -28,6 +28,7 @@ from sim.chunk.op_cost import OpCoster
 from sim.chunk.overheads import ChunkParams
 from sim.chunk.phases import CommModel, GroupTraffic
 from sim.chunk.timer import ChunkResult, ChunkTimer, Stage
+from sim.chunk.tp_comm import TpModel
 from sim.hardware.costmodel import CostModel
 from sim.model.layer import LayerOps, LayerWork, layer_ops, layer_signature
 from sim.model.spec import ModelSpec
@@ -85,7 +86,7 @@ class Routing:
         if inp.gating.routing == "balanced":
             key: tuple[object, ...] = ("balanced",)
             if key not in self._layers:
-                t = route_layers(self.moe, inp.layout.tokens, 1, inp.gating, inp.seed)[0]
+                t = route_layers(self.moe, inp.layout.sp_tokens, 1, inp.gating, inp.seed)[0]
                 self.routed_layers += 1
                 self._layers[key] = {-1: t}
             t = self._layers[key][-1]
@@ -94,13 +95,13 @@ class Routing:
             key = ("sample", sample)
             if key not in self._layers:
                 ids = self._all_moe_layers()
-                routed = route_layers(self.moe, inp.layout.tokens, len(ids), inp.gating, self._seed(sample))
+                routed = route_layers(self.moe, inp.layout.sp_tokens, len(ids), inp.gating, self._seed(sample))
                 self.routed_layers += len(ids)
                 self._layers[key] = dict(zip(ids, routed, strict=True))
             return {layer: self._layers[key][layer] for layer in layers}
         key = ("gpu", *where, sample)
         if key not in self._layers:
-            routed = route_layers(self.moe, inp.layout.tokens, len(layers), inp.gating, self._seed(*where, sample))
+            routed = route_layers(self.moe, inp.layout.sp_tokens, len(layers), inp.gating, self._seed(*where, sample))
             self.routed_layers += len(layers)
             self._layers[key] = dict(zip(layers, routed, strict=True))
         return self._layers[key]
@@ -183,7 +184,9 @@ class ChunkSource:
                 groups = self._groups_of(where[0])
                 runs = self._runs.setdefault(where[0], {})
                 comm = CommModel(self.shared, self.inputs.kernel, groups, runs)
-            self.timers[where] = ChunkTimer(self._coster, comm, self.inputs.params)
+            lay = self.inputs.layout
+            tp = TpModel(self.shared, lay.tp_groups(where[0])) if lay.tp > 1 else None
+            self.timers[where] = ChunkTimer(self._coster, comm, self.inputs.params, tp)
         return self.timers[where]
 
     def stage(self, stage: int, mb: int) -> Stage:
@@ -222,7 +225,7 @@ class ChunkSource:
             else:
                 ops.append(self._layer(index, ()))
                 traffic.append(None)
-        return Stage(tuple(ops), tuple(traffic), place.first, place.last, model, lay.tokens)
+        return Stage(tuple(ops), tuple(traffic), place.first, place.last, model, lay.tokens, lay.tp)
 
     def _layer(self, index: int, rows: tuple[int, ...]) -> LayerOps:
         key = (index, rows)
@@ -232,9 +235,8 @@ class ChunkSource:
             kind = (layer_signature(self.inputs.model, index), rows)
             alike = self._alike.get(kind)
             if alike is None:
-                alike = self._alike[kind] = layer_ops(
-                    self.inputs.model, index, LayerWork(self.inputs.layout.tokens, rows)
-                )
+                lay = self.inputs.layout
+                alike = self._alike[kind] = layer_ops(self.inputs.model, index, LayerWork(lay.tokens, rows, lay.tp))
             hit = self._ops[key] = alike if alike.layer == index else replace(alike, layer=index)
         return hit
 

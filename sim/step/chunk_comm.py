@@ -58,6 +58,7 @@ class ChunkComm:
         "net",
         "starts",
         "t0",
+        "tags",
     )
 
     def __init__(
@@ -67,8 +68,10 @@ class ChunkComm:
         plan: CommPlan,
         loads: Sequence[tuple[np.ndarray, np.ndarray]],
         kinds: Sequence[int] | None = None,
+        tags: Sequence[str] | None = None,
     ) -> None:
         self.env, self.net, self.loads, self.kinds = env, net, loads, kinds
+        self.tags = tags  # each phase's tag in the network's statistics [default: DeepEP's]
         self.forms = plan.start_forms
         self.durations = plan.durations
         self.t0 = env.now
@@ -102,7 +105,10 @@ class ChunkComm:
     def _launch(self, _event: simpy.Event | None) -> None:
         k = len(self.ends)
         links, nbytes = self.loads[k]
-        self.net.start_coflow(links, nbytes, self.durations[k], 0.0, TAG, self._ended)
+        self.net.start_coflow(links, nbytes, self.durations[k], 0.0, self._tag(k), self._ended)
+
+    def _tag(self, k: int) -> str:
+        return TAG if self.tags is None else self.tags[k]
 
     def _ended(self, at: float) -> None:
         self.ends.append(at - self.t0)
@@ -147,7 +153,7 @@ class ChunkComm:
             offset, s, e = chain[i]
             self.starts.append(offset)
             self.ends.append(e - t0)
-            net.ran_solo(kinds[k + i], s, e, TAG)
+            net.ran_solo(kinds[k + i], s, e, self._tag(k + i))
 
     def _chain_done(self, chain: Chain) -> None:
         if self._chain is not chain:  # interrupted: the phases went on one by one
@@ -175,7 +181,7 @@ class ChunkComm:
         j = k + ended
         self.starts.append(offset)
         if s <= now:  # running: a solo coflow since its start, ending at e unless the newcomer slows it
-            self.net.start_solo_at(self.kinds[j], s, e, self.durations[j], TAG, self._ended)
+            self.net.start_solo_at(self.kinds[j], s, e, self.durations[j], self._tag(j), self._ended)
         else:  # between two phases: the next one starts on time
             at(self.env, s).callbacks.append(self._launch)
 

@@ -58,9 +58,19 @@ class Layout:
     expert_dp: int  # replicas of each expert (= GPUs per rank / EP)
     microbatches: int
     microbatch_sequences: int
-    tokens: int  # tokens per micro-batch per GPU
+    tokens: int  # tokens per micro-batch per GPU (per TP group: each of its GPUs sees them all)
     global_batch: int  # sequences per step
     stages: tuple[StagePlacement, ...]  # per schedule stage
+    tp: int = 1  # tensor parallelism with sequence parallelism, inside a node
+
+    @property
+    def sp_tokens(self) -> int:
+        """Tokens one GPU holds outside the TP regions (norms, residual stream, router, experts)."""
+        return self.tokens // self.tp
+
+    def tp_groups(self, device: int) -> list[np.ndarray]:
+        """The TP groups of rank ``device``: consecutive GPUs, ``tp`` at a time."""
+        return list(self.rank_gpus(device).reshape(-1, self.tp))
 
     @property
     def ep_groups(self) -> int:
@@ -86,6 +96,7 @@ class Layout:
             "gpus": self.gpus,
             "pipeline_ranks": self.devices,
             "gpus_per_rank": self.gpus_per_rank,
+            **({"tp": self.tp} if self.tp > 1 else {}),
             "ep": self.ep,
             "dp": self.dp,
             "expert_dp": self.expert_dp,
@@ -130,6 +141,7 @@ def build_layout(
     microbatches: int | None,
     microbatch_sequences: int,
     layers_per_stage: list[int] | None = None,
+    tp: int = 1,
 ) -> tuple[Layout, Schedule]:
     """The layout and the schedule of a training step; errors name the scenario key to change."""
     info = SCHEDULES.get(schedule_name)
@@ -156,7 +168,8 @@ def build_layout(
         raise ScenarioError("workload.ep", f"EP {ep} must fill whole nodes of {gpus_per_node} GPUs")
     if model.n_routed_experts % ep:
         raise ScenarioError("workload.ep", f"EP {ep} does not divide the model's {model.n_routed_experts} experts")
-    dp = per_rank
+    check_tp(model, tp, per_rank, gpus_per_node, microbatch_sequences * model.seq_len)
+    dp = per_rank // tp
     if global_batch is None:
         if microbatches is None:
             global_batch = DEFAULT_GLOBAL_BATCH
@@ -201,5 +214,29 @@ def build_layout(
         tokens=microbatch_sequences * model.seq_len,
         global_batch=global_batch,
         stages=stages,
+        tp=tp,
     )
     return layout, schedule
+
+
+def check_tp(model: ModelSpec, tp: int, per_rank: int, gpus_per_node: int, tokens: int) -> None:
+    """TP as Megatron-Core runs it: inside a node, dividing the heads, the key/value heads, the FFN
+    width, the vocabulary (a GPU's shard of the head) and the tokens of a micro-batch (sequence
+    parallelism); MLA's TP split is not modelled yet."""
+    if tp == 1:
+        return
+    key = "training.tp"
+    if model.attention == "mla":
+        raise ScenarioError(key, "tensor parallelism of MLA attention is not modelled yet (GQA and MHA are)")
+    checks = [
+        (gpus_per_node % tp == 0, f"TP {tp} must divide a node's {gpus_per_node} GPUs (TP stays on NVLink)"),
+        (per_rank % tp == 0, f"TP {tp} must divide a pipeline rank's {per_rank} GPUs"),
+        (model.n_heads % tp == 0, f"TP {tp} must divide the {model.n_heads} attention heads"),
+        (model.kv_heads % tp == 0, f"TP {tp} must divide the {model.kv_heads} key/value heads"),
+        (model.inter_dim % tp == 0, f"TP {tp} must divide the FFN width {model.inter_dim}"),
+        (model.vocab_size % tp == 0, f"TP {tp} must divide the vocabulary of {model.vocab_size}"),
+        (tokens % tp == 0, f"TP {tp} must divide the {tokens} tokens of a micro-batch (sequence parallelism)"),
+    ]
+    for ok, why in checks:
+        if not ok:
+            raise ScenarioError(key, why)

@@ -27,6 +27,7 @@ import simpy
 from sim.chunk.phases import GroupTraffic
 from sim.chunk.plan import CommPlan, comm_plan
 from sim.chunk.timer import ChunkResult
+from sim.chunk.tp_comm import TpCollective
 from sim.model.params import StageParams
 from sim.moe.deepep import message_flows
 from sim.moe.traffic import Traffic
@@ -69,6 +70,8 @@ class _Phases:
 
     def loads(self, moves: object, device: int, group: int) -> tuple[np.ndarray, np.ndarray, float]:
         assert isinstance(moves, tuple)
+        if isinstance(moves[0], TpCollective):
+            return self._tp_loads(moves[0], device, group)
         traffic: Traffic | GroupTraffic = moves[0]
         phase: str = moves[1]
         key = (id(traffic), phase, device, -1 if self.representative else group)
@@ -92,6 +95,22 @@ class _Phases:
             self._memo[key] = hit
         return hit
 
+    def _tp_loads(self, c: TpCollective, device: int, group: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """A TP collective of rank ``device`` as one coflow: every TP group of the rank (representative),
+        or those holding the GPUs of EP group ``group`` (per-GPU), their ring edges summed per link."""
+        key = (c, device, -1 if self.representative else group)
+        hit = self._memo.get(key)
+        if hit is None:
+            lay = self.spec.inputs.layout
+            groups = lay.tp_groups(device)
+            if not self.representative:
+                mine = set(lay.ep_group(device, group).tolist())
+                groups = [g for g in groups if mine & set(g.tolist())]
+            flows = [collective_flows(self.spec.topology, c.kind, g, c.nbytes, "ring") for g in groups]
+            src, dst, nbytes = (np.concatenate([f[i] for f in flows]) for i in range(3))
+            hit = self._memo[key] = link_loads(self.spec.topology, src, dst, nbytes)
+        return hit
+
 
 def run_shared(
     spec: StepSpec,
@@ -112,6 +131,7 @@ def run_shared(
     plans: dict[int, tuple[ChunkResult, CommPlan]] = {}
     chunk_loads: dict[tuple[int, int, int], list[tuple[np.ndarray, np.ndarray]]] = {}  # per (chunk, rank, group)
     chunk_kinds: dict[tuple[int, int, int], list[int] | tuple[()] | None] = {}  # their coflow kinds, once all are known
+    chunk_tags: dict[tuple[int, int, int], list[str] | None] = {}  # their tags where some phase is not DeepEP's
 
     def plan_of(chunk: ChunkResult) -> CommPlan:
         hit = plans.get(id(chunk))
@@ -165,7 +185,10 @@ def run_shared(
                 found = _kinds(net, plan, loads)
                 if found != ():
                     kinds = chunk_kinds[key] = found
-            run = ChunkComm(env, net, plan, loads, kinds or None)
+            tags = chunk_tags.get(key)
+            if tags is None:
+                tags = chunk_tags[key] = _tags(chunk, plan)
+            run = ChunkComm(env, net, plan, loads, kinds or None, tags)
             yield run.done  # the last phase has ended
             end = run.t0 + plan.span(run.ends)
             if end > env.now:
@@ -292,6 +315,14 @@ def run_shared(
     return pipelines, dp, timelines
 
 
+def _tags(chunk: ChunkResult, plan: CommPlan) -> list[str] | None:
+    """Each phase's tag (``tp`` for a TP collective), or None when every phase is DeepEP's."""
+    moves = [chunk.tasks[t].moves for t in plan.tasks]
+    if not any(isinstance(m, tuple) and isinstance(m[0], TpCollective) for m in moves):
+        return None
+    return ["tp" if isinstance(m, tuple) and isinstance(m[0], TpCollective) else "deepep" for m in moves]
+
+
 def _kinds(
     net: FlowNetwork, plan: CommPlan, loads: list[tuple[np.ndarray, np.ndarray]]
 ) -> list[int] | tuple[()] | None:
@@ -312,8 +343,9 @@ def _dp_loads(model: DpModel, kind: str, rset: ReplicaSet, p: object) -> tuple[n
     them together, :meth:`DpModel.time`)."""
     groups = model.groups(kind, rset, p)  # type: ignore[arg-type]
     src, dst, nbytes = [], [], []
-    gpus, size, algo = groups[0]
-    flows = [collective_flows(model.topology, kind, gpus, size, algo), *_expert_flows(model, kind, groups[1:])]
+    tp = model.layout.tp  # the first tp groups are the non-expert ones
+    flows = [collective_flows(model.topology, kind, g, s, a) for g, s, a in groups[:tp]]
+    flows += _expert_flows(model, kind, groups[tp:])
     for s, d, b in flows:
         src.append(s)
         dst.append(d)

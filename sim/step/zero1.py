@@ -93,6 +93,7 @@ def placement_params(
         head=place.last,
         mtp=last,
         table_here=table_here,
+        tp=layout.tp,
     )
 
 
@@ -248,7 +249,7 @@ class DpModel:
     def groups(self, kind: str, rset: ReplicaSet, p: StageParams) -> list[tuple[np.ndarray, float, str]]:
         """The collectives of ``kind`` (reducescatter, allgather) a replica set runs together for the
         parameters ``p`` per GPU: (GPUs, per-rank bytes as nccl-tests counts them, algorithm) of the
-        non-expert group and of each expert's replicas."""
+        non-expert group (under TP, one per TP rank, first) and of each expert's replicas."""
         lay = self.layout
         sizes = dp_collectives(
             p,
@@ -264,8 +265,11 @@ class DpModel:
         )
         gpus = rset.gpus(lay)
         g = lay.gpus_per_node
-        algo = self.spec.algorithm if len(gpus) % g == 0 and len(gpus) > g else "ring"
-        out = [(gpus, mine.size_bytes, algo)]
+        if lay.tp > 1:  # one group per TP rank, each holding its own shard (GPUs at the same TP index)
+            out = [(gpus[i :: lay.tp], mine.size_bytes, "ring") for i in range(lay.tp)]
+        else:
+            algo = self.spec.algorithm if len(gpus) % g == 0 and len(gpus) > g else "ring"
+            out = [(gpus, mine.size_bytes, algo)]
         if rset.expert_dp > 1:
             out += [(grp, expert.size_bytes, "ring") for grp in rset.expert_groups(lay)]
         return out
@@ -274,8 +278,10 @@ class DpModel:
         if self._ahead is not None:
             self._take_ahead()
         groups = self.groups(kind, rset, p)
+        tp = self.layout.tp
         gpus, size, algo = groups[0]
-        key = (kind, len(gpus), rset.expert_dp, size, groups[1][1] if len(groups) > 1 else 0.0, algo)
+        expert = groups[tp][1] if len(groups) > tp else 0.0
+        key = (kind, len(gpus), rset.expert_dp, size, expert, algo, tp)
         if key not in self._memo:
             self._memo[key] = _collectives(self.topology, kind, groups, self.spec.completion_rtol, self.ctx)
         return self._memo[key]
