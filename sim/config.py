@@ -46,7 +46,7 @@ class _Strict(BaseModel):
 
 # the schedules that split a device into pipeline.virtual_stages model chunks (the others ignore it;
 # tests/unit/test_every_key_is_used.py builds every registered schedule with 1 and 2 to check this set)
-VIRTUAL_STAGE_SCHEDULES = frozenset({"interleaved-1f1b", "looped-bfs", "interleaved-zb"})
+VIRTUAL_STAGE_SCHEDULES = frozenset({"interleaved-1f1b", "looped-bfs", "interleaved-zb", "interleaved-1f1b-overlap"})
 
 
 def _as_list(value: Any) -> Any:

@@ -62,7 +62,15 @@ def find_problems(schedule: Schedule) -> list[str]:
 
 
 def dry_run(schedule: Schedule) -> None:
-    """Run the action lists in dependency order with no timing; raise DeadlockError if stuck.
+    """Run the action lists in dependency order with no timing; raise DeadlockError if stuck."""
+    pos, done = progress(schedule)
+    if any(pos[d] < len(schedule.actions[d]) for d in range(schedule.num_devices)):
+        raise DeadlockError(deadlock_report(schedule, pos, done))
+
+
+def progress(schedule: Schedule) -> tuple[list[int], set[Key]]:
+    """How far each device gets running its list in dependency order with no timing (its position:
+    the list's length when it finishes), and the data produced by then.
 
     A worklist: a device runs until an action lacks data, then waits on the first missing key and is
     woken when that key is produced, so each action is checked a bounded number of times (a schedule
@@ -88,9 +96,7 @@ def dry_run(schedule: Schedule) -> None:
                         done.add(k)
                         ready.extend(waiting.pop(k, ()))
             pos[d] += 1
-    stuck = [d for d in range(schedule.num_devices) if pos[d] < len(lists[d])]
-    if stuck:
-        raise DeadlockError(deadlock_report(schedule, pos, done))
+    return pos, done
 
 
 def deadlock_report(schedule: Schedule, pos: list[int], done: set[Key]) -> str:

@@ -131,3 +131,22 @@ def test_zbv_bubble_is_the_first_inputs_arrival_when_f_i_w_are_equal(devices: in
         m = metrics(run_schedule("zbv", pp, n, times))
         assert max(m.bubble) == pytest.approx((devices - 1) * f), (devices, n)
         assert m.devices == devices and m.param_copies == 2.0  # two stages per device, as DualPipeV
+
+
+@pytest.mark.parametrize("pp", [1, 2, 4, 8])
+@pytest.mark.parametrize("v", [1, 2, 4])
+def test_combined_1f1b_is_interleaved_1f1b_with_its_steady_pairs_overlapped(pp: int, v: int) -> None:
+    """interleaved-1f1b-overlap runs the base schedule's actions in the base order, an F and the B after
+    it merged wherever the pair does not wait for itself; with enough micro-batches every device but the
+    last has overlapped pairs (the last's F(k) and B(k) are one micro-batch's)."""
+    from sim.pipeline.ops import Op
+    from sim.pipeline.schedules import build_schedule
+
+    for n in (pp, 2 * pp, 3 * pp + 1, 4 * pp):
+        base = build_schedule("interleaved-1f1b", pp, n, v)
+        paired = build_schedule("interleaved-1f1b-overlap", pp, n, v)
+        for d in range(pp):
+            flat = [str(a) for action in paired.actions[d] for a in action.atoms()]
+            assert flat == [str(a) for a in base.actions[d]], (pp, v, n, d)
+        if n >= 2 * pp and pp > 1:
+            assert all(any(a.op is Op.FB for a in paired.actions[d]) for d in range(pp - 1)), (pp, v, n)

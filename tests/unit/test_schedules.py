@@ -16,6 +16,7 @@ def test_registry_has_every_schedule_and_rejects_duplicates() -> None:
         "looped-bfs",
         "interleaved-zb",
         "zbv",
+        "interleaved-1f1b-overlap",
     }
     with pytest.raises(ValueError, match="registered twice"):
         register("1f1b", "again")(SCHEDULES["1f1b"].build)

@@ -60,7 +60,14 @@ def build_schedule(name: str, pp: int, microbatches: int, virtual_stages: int = 
 
 
 def _register_builtins() -> None:
-    from sim.pipeline.schedules import breadth_first, dualpipe, interleaved, linear, zero_bubble  # noqa: F401
+    from sim.pipeline.schedules import (  # noqa: F401
+        breadth_first,
+        dualpipe,
+        ep_overlap,
+        interleaved,
+        linear,
+        zero_bubble,
+    )
 
     # list the built-ins from oldest to newest, whatever the import order
     order = (
