@@ -101,6 +101,24 @@ def _step(fidelity: str, contention: str) -> str:
     )
 
 
+def _scenario_step(path: str) -> str:
+    """A shipped scenario's step, in-process (its file loaded, the step simulated and accounted)."""
+    return (
+        "import time\nfrom sim.config import load_scenario\nfrom sim.run import simulate_training\n"
+        f"sc = load_scenario({path!r})\nt = time.perf_counter()\nsimulate_training(sc)\n"
+        "print(time.perf_counter() - t)\n"
+    )
+
+
+# issue 19: the step of every shipped scenario of another model or layout, under 5 s each
+SCENARIO_STEPS = {
+    "step_llama405_8k_s": "scenarios/llama3-405b-h100-8192-tp8pp16.yaml",
+    "step_llama405_16k_s": "scenarios/llama3-405b-h100-16384-tp8pp16.yaml",
+    "step_qwen235_s": "scenarios/qwen3-235b-h100-256-tp2pp8vp4ep32.yaml",
+    "step_qwen235_overlap_s": "scenarios/qwen3-235b-h100-256-tp2pp8vp4ep32-overlap.yaml",
+}
+
+
 CHUNK = (
     "import time\nfrom sim.chunk.build import ChunkConfig, build_chunk\n"
     "setup = build_chunk(ChunkConfig())\nt = time.perf_counter()\nsetup.timer.pair(setup.stage, setup.stage)\n"
@@ -193,6 +211,15 @@ FIGURES: dict[str, tuple[str, float | None, Callable[[], float], str]] = {
         lambda: _scaling(65536),
         "scenarios/codesign/ft3-65536.yaml (ISCA'25 Table 3 FT3, batch x32), in-process, one fresh process",
     ),
+    **{
+        name: (
+            "s",
+            5.0,
+            (lambda p=path: _inprocess(_scenario_step(p), 3)),
+            f"{path}: in-process, median of 3 processes",
+        )
+        for name, path in SCENARIO_STEPS.items()
+    },
     "step_per_gpu_s": (
         "s",
         60.0,
