@@ -114,6 +114,7 @@ def _scenario_step(path: str) -> str:
 SCENARIO_STEPS = {
     "step_llama405_8k_s": "scenarios/llama3-405b-h100-8192-tp8pp16.yaml",
     "step_llama405_16k_s": "scenarios/llama3-405b-h100-16384-tp8pp16.yaml",
+    "step_llama405_cp_s": "scenarios/llama3-405b-h100-16384-tp8cp16pp16.yaml",
     "step_qwen235_s": "scenarios/qwen3-235b-h100-256-tp2pp8vp4ep32.yaml",
     "step_qwen235_overlap_s": "scenarios/qwen3-235b-h100-256-tp2pp8vp4ep32-overlap.yaml",
 }

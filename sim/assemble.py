@@ -195,6 +195,7 @@ def step_layout(sc: Scenario, split: list[int] | None = None) -> tuple[Layout, S
         t.microbatch_sequences,
         split or (t.layers_per_stage if isinstance(t.layers_per_stage, list) else None),
         t.tp,
+        t.cp,
     )
 
 

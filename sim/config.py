@@ -186,6 +186,7 @@ class TrainingSpec(_Strict):
     )
     microbatch_sequences: int = Field(1, ge=1, description="sequences per micro-batch per GPU")
     tp: int = Field(1, ge=1, le=1024, description="tensor parallelism with sequence parallelism, inside a node")
+    cp: int = Field(1, ge=1, le=4096, description="context parallelism: the sequence split over cp GPUs")
     layers_per_stage: list[int] | str = Field(
         "even",
         description="layers of each stage along a route, first to last; 'even' (as even as possible) or "

@@ -57,7 +57,7 @@ class OpCoster:
             return m.gemm_time(op.m, op.n, op.k, op.dtype, sms, op.scaling if op.dtype == "fp8" else None)
         if op.kind == "attention":
             per = m.attention_time(op.heads, op.seq, op.qk_dim, op.v_dim, op.causal, op.phase, sms)
-            return per * op.sequences
+            return per * op.sequences / op.cp
         if op.kind == "memory":
             if m.has_memory_kernel(op.kernel):
                 return m.memory_time(op.nbytes, op.kernel, sms)

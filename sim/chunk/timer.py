@@ -139,12 +139,18 @@ class ChunkTimer:
     """Builds and times chunks; memoised by what determines a chunk's timing."""
 
     def __init__(
-        self, coster: OpCoster, comm: CommModel | None, params: ChunkParams, tp: TpModel | None = None
+        self,
+        coster: OpCoster,
+        comm: CommModel | None,
+        params: ChunkParams,
+        tp: TpModel | None = None,
+        cp: TpModel | None = None,
     ) -> None:
         self.coster = coster
         self.comm = comm
         self.params = params
         self.tp = tp  # tensor-parallel collectives (None: TP 1)
+        self.cp = cp  # context-parallel collectives (None: CP 1)
         self._memo: dict[tuple[object, ...], ChunkResult] = {}
         self.timed = 0  # chunks actually built and timed (the rest came from the memo)
 
@@ -164,8 +170,8 @@ class ChunkTimer:
     # ------------------------------------------------------------------ internals
     def _memoised(self, key: tuple[object, ...], build: Callable[[], ChunkResult]) -> ChunkResult:
         full = (*key, self.coster.key(), None if self.comm is None else self.comm.key(), self.params.key())
-        if self.tp is not None:
-            full = (*full, self.tp.key())
+        if self.tp is not None or self.cp is not None:
+            full = (*full, None if self.tp is None else self.tp.key(), None if self.cp is None else self.cp.key())
         if full not in self._memo:
             self._memo[full] = build()
             self.timed += 1
@@ -214,20 +220,23 @@ class _Graph:
         p = self.timer.params
         c = self.timer.coster
         if op.kind == "comm" and op.comm in TP_KINDS:
-            if self.timer.tp is None:
-                raise ValueError(f"op {op.name}: a TP collective needs the chunk timer's TP model")
             moved = tp_collective(op.comm, op.nbytes)
+            model = self.timer.tp if moved.group == "tp" else self.timer.cp
+            if model is None:
+                raise ValueError(
+                    f"op {op.name}: a {moved.group.upper()} collective needs the chunk timer's model of it"
+                )
             self.tasks.append(
                 Task(
                     op.name,
                     "comm",
                     "comm",
-                    self.timer.tp.time(moved),
+                    model.time(moved),
                     tuple(deps),
                     op.annotation,
                     step,
                     layer,
-                    moves=(moved, "tp"),
+                    moves=(moved, moved.group),
                 )
             )
             return [len(self.tasks) - 1]

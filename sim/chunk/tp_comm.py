@@ -26,7 +26,7 @@ import numpy as np
 from sim.network.collectives import coflow_process, collective_coflows
 from sim.network.context import SimContext
 
-TAG = "tp"  # the collectives' tag in the network's statistics and link log
+TAG = "tp"  # the collectives' tag in the network's statistics and link log when timed alone
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class TpCollective:
 
     kind: str  # "allgather" or "reducescatter"
     nbytes: float
+    group: str = "tp"  # over the TP groups, or "cp": the CP groups (ranks of one TP index)
 
 
 class TpModel:
@@ -51,7 +52,7 @@ class TpModel:
         return (id(self.shared), tuple(tuple(g.tolist()) for g in self.groups))
 
     def time(self, c: TpCollective) -> float:
-        key = (c.kind, c.nbytes)
+        key = (c.kind, c.nbytes)  # a model serves one kind of group (TP or CP)
         hit = self._memo.get(key)
         if hit is None:
             net = self.shared.network
@@ -65,5 +66,6 @@ class TpModel:
 
 
 def tp_collective(comm: str, nbytes: float) -> TpCollective:
-    """The collective of a layer op's ``comm`` (``tp-allgather``, ``tp-reducescatter``)."""
-    return TpCollective(comm.removeprefix("tp-"), nbytes)
+    """The collective of a layer op's ``comm`` (``tp-allgather``, ``cp-reducescatter``, ...)."""
+    group, kind = comm.split("-", 1)
+    return TpCollective(kind, nbytes, group)

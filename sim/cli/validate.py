@@ -36,13 +36,15 @@ def validate_cmd(
     asm = assemble(load_scenario(scenario))  # what twin run builds, without simulating: the same refusals
     sc, lay = asm.scenario, asm.layout
     if lay is not None:
+        split = (f"TP {lay.tp}, " if lay.tp > 1 else "") + (f"CP {lay.cp}, " if lay.cp > 1 else "")
         out.print(
             f"{scenario}: ok (training step {sc.name!r}: {lay.gpus} GPUs = {lay.devices} {sc.pipeline.schedules[0]} "
-            f"ranks x {lay.gpus_per_rank}, EP {lay.ep}, DP {lay.dp}, {lay.microbatches} micro-batches of "
-            f"{lay.tokens} tokens)"
+            f"ranks x {lay.gpus_per_rank}, {split}EP {lay.ep}, DP {lay.dp}, {lay.microbatches} micro-batches of "
+            f"{lay.tokens} tokens)",
+            soft_wrap=True,  # one line, however long the name
         )
         return
-    out.print(f"{scenario}: ok (scenario {sc.name!r}, {len(sc.pipeline.schedules)} schedule(s))")
+    out.print(f"{scenario}: ok (scenario {sc.name!r}, {len(sc.pipeline.schedules)} schedule(s))", soft_wrap=True)
 
 
 MarkdownOut = Annotated[

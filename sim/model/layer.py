@@ -39,6 +39,7 @@ class LayerWork:
     tokens: int
     rows_per_expert: tuple[int, ...] = ()  # MoE: token rows of each expert on this GPU
     tp: int = 1
+    cp: int = 1  # context parallelism: ``tokens`` are this CP rank's share of the micro-batch
 
     @property
     def sp_tokens(self) -> int:
@@ -77,17 +78,19 @@ def _channel_cast(name: str, ann: str, elements: float, kernels: int = 1) -> Ope
     return Operator(name, ann, "memory", kernels=kernels, nbytes=FP8_CAST * elements, kernel="fp8-cast-channel")
 
 
-TP_KINDS = ("tp-allgather", "tp-reducescatter")
+TP_KINDS = ("tp-allgather", "tp-reducescatter", "cp-allgather", "cp-reducescatter")  # TP and CP collectives
 
 
-def _tp(name: str, ann: str, kind: str, t: int, width: int) -> Operator:
-    """A tensor-parallel collective of ``t x width`` BF16 elements over the TP group (sequence
-    parallelism: an all-gather into, or a reduce-scatter out of, a TP region), on the communication
-    stream; what comes after it waits for it (:mod:`sim.chunk.timer`)."""
-    return Operator(name, ann, "comm", stream="comm", comm=f"tp-{kind}", nbytes=BF16_BYTES * t * width)
+def _tp(name: str, ann: str, kind: str, t: int, width: int, group: str = "tp") -> Operator:
+    """A collective of ``t x width`` BF16 elements over the TP group (sequence parallelism: an
+    all-gather into, or a reduce-scatter out of, a TP region) or the CP group (``group="cp"``: the keys
+    and values of every CP rank), on the communication stream; what comes after it waits for it
+    (:mod:`sim.chunk.timer`). ``t x width x 2`` bytes is nccl-tests' size: the all-gather's output,
+    the reduce-scatter's input."""
+    return Operator(name, ann, "comm", stream="comm", comm=f"{group}-{kind}", nbytes=BF16_BYTES * t * width)
 
 
-def attention_forward(s: ModelSpec, t: int, moe: bool, tp: int = 1) -> list[Operator]:
+def attention_forward(s: ModelSpec, t: int, moe: bool, tp: int = 1, cp: int = 1) -> list[Operator]:
     """``attn(F)``: norm, attention projections (MLA's or GQA's, :func:`_mla_forward`,
     :func:`_gqa_forward`), attention, output projection, FFN norm and, in an MoE layer, the router
     and the FP8 cast of the dispatched tokens."""
@@ -96,7 +99,7 @@ def attention_forward(s: ModelSpec, t: int, moe: bool, tp: int = 1) -> list[Oper
     ops = [_norm("attn_norm", a, ts, h)]
     if tp > 1:
         ops.append(_tp("tp.attn_in", a, "allgather", t, h))
-    ops += _mla_forward(s, t) if s.attention == "mla" else _gqa_forward(s, t, tp)
+    ops += _mla_forward(s, t) if s.attention == "mla" else _gqa_forward(s, t, tp, cp)
     ops += [
         Operator(
             "attention",
@@ -106,7 +109,8 @@ def attention_forward(s: ModelSpec, t: int, moe: bool, tp: int = 1) -> list[Oper
             seq=s.seq_len,
             qk_dim=s.qk_head_dim,
             v_dim=s.value_head_dim,
-            sequences=max(1, t // s.seq_len),
+            sequences=max(1, t * cp // s.seq_len),
+            cp=cp,
         ),
         Operator("attn_out.store", a, "memory", nbytes=3.0 * t * nh * s.value_head_dim, kernel="fp8-cast-e5m6"),
     ]
@@ -147,7 +151,7 @@ def _mla_forward(s: ModelSpec, t: int) -> list[Operator]:
     return ops
 
 
-def _gqa_forward(s: ModelSpec, t: int, tp: int = 1) -> list[Operator]:
+def _gqa_forward(s: ModelSpec, t: int, tp: int = 1, cp: int = 1) -> list[Operator]:
     """GQA/MHA projections: one fused QKV linear (``n_heads`` query and ``kv_heads`` key and value
     heads of ``attn_head_dim``, each split over TP), Qwen3's per-head RMSNorm of queries and keys where
     the model has it, RoPE on queries and keys (read and written in BF16)."""
@@ -157,6 +161,8 @@ def _gqa_forward(s: ModelSpec, t: int, tp: int = 1) -> list[Operator]:
     if s.qk_norm:
         ops.append(_norm("qk_norm", a, t, (nh + kv) * d))
     ops.append(Operator("rope", a, "memory", nbytes=4.0 * t * (nh + kv) * d, kernel="rope"))
+    if cp > 1:  # context parallelism by all-gathered keys and values (as the Llama 3 paper's)
+        ops.append(_tp("cp.kv", a, "allgather", t * cp, 2 * kv * d, "cp"))
     return ops
 
 
@@ -264,7 +270,7 @@ def moe_backward_weight(s: ModelSpec, w: LayerWork) -> list[Operator]:
     return _shared_kept(si, ops)
 
 
-def attention_backward_input(s: ModelSpec, t: int, moe: bool, tp: int = 1) -> list[Operator]:
+def attention_backward_input(s: ModelSpec, t: int, moe: bool, tp: int = 1, cp: int = 1) -> list[Operator]:
     """``attn(B)``: router backward, FFN-norm backward, output projection dgrad, the attention
     projections' recomputation and backward (:func:`_mla_backward`, :func:`_gqa_backward`), the
     attention norm's recomputation and backward. Under TP the output gradient is all-gathered before
@@ -294,7 +300,7 @@ def attention_backward_input(s: ModelSpec, t: int, moe: bool, tp: int = 1) -> li
         Operator("o_proj.dgrad", a, "gemm", m=t, n=nh * v, k=h),
         _channel_cast("o_proj.wgrad_prep", a, t * (nh * v + h), kernels=2),
     ]
-    ops += _mla_backward(s, t) if s.attention == "mla" else _gqa_backward(s, t, tp)
+    ops += _mla_backward(s, t) if s.attention == "mla" else _gqa_backward(s, t, tp, cp)
     ops += [
         Operator("residual.grad2", a, "memory", nbytes=4.0 * ts * h, kernel="elementwise"),
         _norm_bwd("attn_norm.bwd", a, ts, h, kernels=3),
@@ -302,7 +308,7 @@ def attention_backward_input(s: ModelSpec, t: int, moe: bool, tp: int = 1) -> li
     return ops
 
 
-def _attention_bwd(s: ModelSpec, t: int, tp: int = 1) -> Operator:
+def _attention_bwd(s: ModelSpec, t: int, tp: int = 1, cp: int = 1) -> Operator:
     return Operator(
         "attention.bwd",
         "attn(B)",
@@ -313,7 +319,8 @@ def _attention_bwd(s: ModelSpec, t: int, tp: int = 1) -> Operator:
         qk_dim=s.qk_head_dim,
         v_dim=s.value_head_dim,
         phase="bwd",
-        sequences=max(1, t // s.seq_len),
+        sequences=max(1, t * cp // s.seq_len),
+        cp=cp,
     )
 
 
@@ -377,7 +384,7 @@ def _mla_backward(s: ModelSpec, t: int) -> list[Operator]:
     return ops
 
 
-def _gqa_backward(s: ModelSpec, t: int, tp: int = 1) -> list[Operator]:
+def _gqa_backward(s: ModelSpec, t: int, tp: int = 1, cp: int = 1) -> list[Operator]:
     """GQA/MHA backward: attention backward (queries, keys and values were kept), RoPE and the
     query/key norm backward, the QKV input gradient with its FP8 operands, the attention norm
     recomputed for the QKV weight gradient's FP8 input. Under TP the input gradient is
@@ -386,10 +393,11 @@ def _gqa_backward(s: ModelSpec, t: int, tp: int = 1) -> list[Operator]:
     a = "attn(B)"
     h, nh, kv, d, ts = s.dim, s.n_heads // tp, s.kv_heads // tp, s.attn_head_dim, t // tp
     qkv = (nh + 2 * kv) * d
-    ops = [
-        _attention_bwd(s, t, tp),
-        Operator("rope.bwd", a, "memory", nbytes=4.0 * t * (nh + kv) * d, kernel="rope"),
-    ]
+    ops = [_tp("cp.kv.again", a, "allgather", t * cp, 2 * kv * d, "cp")] if cp > 1 else []
+    ops.append(_attention_bwd(s, t, tp, cp))
+    if cp > 1:  # the keys' and values' gradients go back to the CP ranks that hold them
+        ops.append(_tp("cp.kv.grad", a, "reducescatter", t * cp, 2 * kv * d, "cp"))
+    ops.append(Operator("rope.bwd", a, "memory", nbytes=4.0 * t * (nh + kv) * d, kernel="rope"))
     if s.qk_norm:
         ops.append(_norm_bwd("qk_norm.bwd", a, t, (nh + kv) * d, kernels=3))
     ops.append(_norm("attn_norm.recompute", a, ts, h, recompute=True))
@@ -517,15 +525,15 @@ def layer_signature(s: ModelSpec, layer: int) -> tuple[object, ...]:
 
 def layer_ops(s: ModelSpec, layer: int, work: LayerWork) -> LayerOps:
     """The ops of layer ``layer`` (0-based) for ``work``; an MoE layer needs ``rows_per_expert``."""
-    t, tp = work.tokens, work.tp
+    t, tp, cp = work.tokens, work.tp, work.cp
     moe = s.is_moe(layer)
     if moe and not work.rows_per_expert:
         raise ValueError(f"layer {layer} is an MoE layer: give rows_per_expert")
-    if tp > 1 and s.attention == "mla":
-        raise ValueError("tensor parallelism of MLA attention is not modelled yet")
+    if (tp > 1 or cp > 1) and s.attention == "mla":
+        raise ValueError("tensor and context parallelism of MLA attention are not modelled yet")
     ann: dict[str, tuple[Operator, ...]] = {
-        "attn(F)": tuple(attention_forward(s, t, moe, tp)),
-        "attn(B)": tuple(attention_backward_input(s, t, moe, tp)),
+        "attn(F)": tuple(attention_forward(s, t, moe, tp, cp)),
+        "attn(B)": tuple(attention_backward_input(s, t, moe, tp, cp)),
         "attn(W)": tuple(attention_backward_weight(s, t, tp)),
     }
     if moe:  # experts are not split over TP (expert-TP 1): they see the GPU's sequence-parallel tokens

@@ -7,7 +7,9 @@ times it:
 * ``gemm``: ``x[m, k] @ W[k, n]`` in ``dtype`` (FP8 with ``scaling``, or BF16); grouped expert GEMMs
   are one op whose ``m`` is the rows of every expert on the GPU (the routed token counts);
 * ``attention``: the attention core (``heads``, ``seq`` tokens per sequence, q/k and v head dims,
-  causal), ``sequences`` of them, forward or backward;
+  causal), ``sequences`` of them, forward or backward; under context parallelism (``cp``) a GPU's
+  balanced share, ``1/cp`` of it (its queries, two zig-zag chunks of the sequence, against the keys
+  before them);
 * ``memory``: a memory-bound kernel moving ``nbytes`` (read + written), of a named ``kernel`` class
   (norm, fp8-cast, permute, ...), which a profile may calibrate;
 * ``small``: ``kernels`` tiny launch-bound kernels (eager-mode bookkeeping, scale transposes);
@@ -50,6 +52,7 @@ class Operator:
     causal: bool = True
     phase: str = "fwd"
     sequences: int = 1
+    cp: int = 1  # context parallelism: this GPU's balanced 1/cp share of the attention over the sequence
     # memory
     nbytes: float = 0.0
     kernel: str = ""
@@ -99,7 +102,7 @@ class Operator:
             return 2.0 * self.m * self.n * self.k
         if self.kind == "attention":
             per = attention_flops(self.heads, self.seq, self.qk_dim, self.v_dim, self.causal)
-            return per * self.sequences * (ATTENTION_BWD_RATIO if self.phase == "bwd" else 1.0)
+            return per * self.sequences * (ATTENTION_BWD_RATIO if self.phase == "bwd" else 1.0) / self.cp
         return 0.0
 
 

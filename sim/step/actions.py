@@ -186,7 +186,8 @@ class ChunkSource:
                 comm = CommModel(self.shared, self.inputs.kernel, groups, runs)
             lay = self.inputs.layout
             tp = TpModel(self.shared, lay.tp_groups(where[0])) if lay.tp > 1 else None
-            self.timers[where] = ChunkTimer(self._coster, comm, self.inputs.params, tp)
+            cp = TpModel(self.shared, lay.cp_groups(where[0])) if lay.cp > 1 else None
+            self.timers[where] = ChunkTimer(self._coster, comm, self.inputs.params, tp, cp)
         return self.timers[where]
 
     def stage(self, stage: int, mb: int) -> Stage:
@@ -225,7 +226,7 @@ class ChunkSource:
             else:
                 ops.append(self._layer(index, ()))
                 traffic.append(None)
-        return Stage(tuple(ops), tuple(traffic), place.first, place.last, model, lay.tokens, lay.tp)
+        return Stage(tuple(ops), tuple(traffic), place.first, place.last, model, lay.cp_tokens, lay.tp)
 
     def _layer(self, index: int, rows: tuple[int, ...]) -> LayerOps:
         key = (index, rows)
@@ -236,7 +237,8 @@ class ChunkSource:
             alike = self._alike.get(kind)
             if alike is None:
                 lay = self.inputs.layout
-                alike = self._alike[kind] = layer_ops(self.inputs.model, index, LayerWork(lay.tokens, rows, lay.tp))
+                work = LayerWork(lay.cp_tokens, rows, lay.tp, lay.cp)
+                alike = self._alike[kind] = layer_ops(self.inputs.model, index, work)
             hit = self._ops[key] = alike if alike.layer == index else replace(alike, layer=index)
         return hit
 

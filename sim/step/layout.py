@@ -62,15 +62,26 @@ class Layout:
     global_batch: int  # sequences per step
     stages: tuple[StagePlacement, ...]  # per schedule stage
     tp: int = 1  # tensor parallelism with sequence parallelism, inside a node
+    cp: int = 1  # context parallelism: the sequence split over cp GPUs (GPU order: TP, CP, DP)
+
+    @property
+    def cp_tokens(self) -> int:
+        """Tokens of a micro-batch one CP rank (each GPU of its TP group) computes on."""
+        return self.tokens // self.cp
 
     @property
     def sp_tokens(self) -> int:
         """Tokens one GPU holds outside the TP regions (norms, residual stream, router, experts)."""
-        return self.tokens // self.tp
+        return self.tokens // (self.tp * self.cp)
 
     def tp_groups(self, device: int) -> list[np.ndarray]:
         """The TP groups of rank ``device``: consecutive GPUs, ``tp`` at a time."""
         return list(self.rank_gpus(device).reshape(-1, self.tp))
+
+    def cp_groups(self, device: int) -> list[np.ndarray]:
+        """The CP groups of rank ``device``: the ``cp`` GPUs of one TP index and one DP index."""
+        gpus = self.rank_gpus(device).reshape(-1, self.cp, self.tp)
+        return list(gpus.transpose(0, 2, 1).reshape(-1, self.cp))
 
     @property
     def ep_groups(self) -> int:
@@ -97,6 +108,7 @@ class Layout:
             "pipeline_ranks": self.devices,
             "gpus_per_rank": self.gpus_per_rank,
             **({"tp": self.tp} if self.tp > 1 else {}),
+            **({"cp": self.cp} if self.cp > 1 else {}),
             "ep": self.ep,
             "dp": self.dp,
             "expert_dp": self.expert_dp,
@@ -142,6 +154,7 @@ def build_layout(
     microbatch_sequences: int,
     layers_per_stage: list[int] | None = None,
     tp: int = 1,
+    cp: int = 1,
 ) -> tuple[Layout, Schedule]:
     """The layout and the schedule of a training step; errors name the scenario key to change."""
     info = SCHEDULES.get(schedule_name)
@@ -169,7 +182,8 @@ def build_layout(
     if model.n_routed_experts % ep:
         raise ScenarioError("workload.ep", f"EP {ep} does not divide the model's {model.n_routed_experts} experts")
     check_tp(model, tp, per_rank, gpus_per_node, microbatch_sequences * model.seq_len)
-    dp = per_rank // tp
+    check_cp(model, cp, tp, per_rank, microbatch_sequences * model.seq_len)
+    dp = per_rank // (tp * cp)
     if global_batch is None:
         if microbatches is None:
             global_batch = DEFAULT_GLOBAL_BATCH
@@ -215,8 +229,26 @@ def build_layout(
         global_batch=global_batch,
         stages=stages,
         tp=tp,
+        cp=cp,
     )
     return layout, schedule
+
+
+def check_cp(model: ModelSpec, cp: int, tp: int, per_rank: int, tokens: int) -> None:
+    """CP as Megatron-Core and the Llama 3 paper run it: the sequence in ``2 cp`` chunks, two per CP
+    rank (zig-zag, for the causal balance), so ``2 cp x tp`` must divide a micro-batch's tokens; the
+    CP groups inside a pipeline rank; MLA's CP split is not modelled yet."""
+    if cp == 1:
+        return
+    key = "training.cp"
+    if model.attention == "mla":
+        raise ScenarioError(key, "context parallelism of MLA attention is not modelled yet (GQA and MHA are)")
+    if per_rank % (tp * cp):
+        raise ScenarioError(key, f"TP {tp} x CP {cp} must divide a pipeline rank's {per_rank} GPUs")
+    if tokens % (2 * cp * tp):
+        raise ScenarioError(
+            key, f"2 x CP {cp} x TP {tp} must divide the {tokens} tokens of a micro-batch (two chunks per CP rank)"
+        )
 
 
 def check_tp(model: ModelSpec, tp: int, per_rank: int, gpus_per_node: int, tokens: int) -> None:

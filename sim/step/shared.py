@@ -102,7 +102,7 @@ class _Phases:
         hit = self._memo.get(key)
         if hit is None:
             lay = self.spec.inputs.layout
-            groups = lay.tp_groups(device)
+            groups = lay.tp_groups(device) if c.group == "tp" else lay.cp_groups(device)
             if not self.representative:
                 mine = set(lay.ep_group(device, group).tolist())
                 groups = [g for g in groups if mine & set(g.tolist())]
@@ -316,11 +316,11 @@ def run_shared(
 
 
 def _tags(chunk: ChunkResult, plan: CommPlan) -> list[str] | None:
-    """Each phase's tag (``tp`` for a TP collective), or None when every phase is DeepEP's."""
+    """Each phase's tag (``tp`` or ``cp`` for a TP or CP collective), or None when every phase is DeepEP's."""
     moves = [chunk.tasks[t].moves for t in plan.tasks]
     if not any(isinstance(m, tuple) and isinstance(m[0], TpCollective) for m in moves):
         return None
-    return ["tp" if isinstance(m, tuple) and isinstance(m[0], TpCollective) else "deepep" for m in moves]
+    return [m[0].group if isinstance(m, tuple) and isinstance(m[0], TpCollective) else "deepep" for m in moves]
 
 
 def _kinds(

@@ -132,7 +132,9 @@ class ReplicaSet:
     @staticmethod
     def of(layout: Layout, schedule: Schedule, device: int) -> ReplicaSet:
         ranks = replica_set(layout, schedule, device)
-        return ReplicaSet(ranks, layout.dp * len(ranks), layout.expert_dp * len(ranks))
+        return ReplicaSet(
+            ranks, layout.dp * layout.cp * len(ranks), layout.expert_dp * len(ranks)
+        )  # CP ranks: same weights
 
     def gpus(self, layout: Layout) -> np.ndarray:
         return np.concatenate([layout.rank_gpus(d) for d in self.ranks])

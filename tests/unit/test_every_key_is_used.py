@@ -83,7 +83,10 @@ CONTEXTS: dict[str, tuple[Path, dict[str, Any]]] = {
     ),
     "step": (SMALL_STEP, STEP),  # a training step, balanced routing
     "step-ft2": (SMALL_STEP, STEP | {"cluster.topology": FT2}),
-    "step-gqa": (SMALL_STEP, STEP | {"model.attention": "gqa", "model.n_kv_heads": 8}),  # TP splits GQA  # leaves of 32 GPUs: the job crosses uplinks
+    "step-gqa": (
+        SMALL_STEP,
+        STEP | {"model.attention": "gqa", "model.n_kv_heads": 8},
+    ),  # TP splits GQA  # leaves of 32 GPUs: the job crosses uplinks
     "step-random": (SMALL_STEP, STEP | {"workload.routing": "random", "model.seq_len": 1024}),
     "step-over-memory": (SMALL_STEP, STEP | {"model.seq_len": 32768}),  # needs more than 80 GiB; check off
 }
@@ -195,6 +198,7 @@ CASES: dict[str, tuple[Case, ...]] = {
     "training.global_batch": (changes("step", 1024),),
     "training.microbatch_sequences": (changes("step", 2),),
     "training.tp": (changes("step-gqa", 2), refused("step", 2)),  # MLA's TP split is not modelled yet
+    "training.cp": (changes("step-gqa", 2), refused("step", 2)),
     "training.layers_per_stage": (changes("step", "balanced"), changes("step", [1, 3, 3, 1])),
     "training.fidelity": (changes("step-random", "per-gpu"),),
     "training.routing_samples": (changes("step-random", 2), refused("step", 2)),  # balanced: every sample alike

@@ -152,3 +152,56 @@ def test_impossible_tp_is_refused_naming_the_key(
     with pytest.raises(ScenarioError) as info:
         assemble(load_scenario(_scenario(tmp_path, tp, model, **({"ep": 16} if moe else {}))))
     assert info.value.key_path == "training.tp" and message in info.value.message
+
+
+# ---- context parallelism (training.cp)
+
+
+@pytest.mark.parametrize("cp", [2, 4, 16])
+def test_context_parallelism_splits_a_layers_work(cp: int) -> None:
+    """A CP rank computes on ``1/cp`` of the micro-batch's tokens, its queries against every key: its
+    share of a causal attention balanced by the zig-zag split, so every annotation's FLOPs times CP
+    are the layer's at CP 1 (with TP too: a GPU's share is 1/(TP x CP))."""
+    s = load_model("llama-3.1-405b").model_copy(update={"seq_len": 131072})
+    t = 131072
+    whole = _flops(layer_ops(s, 0, LayerWork(t)))
+    shard = _flops(layer_ops(s, 0, LayerWork(t // cp, (), 8, cp)))
+    for ann, f in whole.items():
+        assert shard[ann] * cp * 8 == pytest.approx(f, rel=1e-12), ann
+
+
+def test_context_parallel_collectives_gather_keys_and_values() -> None:
+    """Per layer: the keys and values of the whole sequence all-gathered in the forward and again in the
+    backward, their gradients reduce-scattered (each ``tokens x 2 x kv heads x head dim`` BF16 of the
+    GPU's TP shard of the KV heads)."""
+    s = load_model("llama-3.1-405b").model_copy(update={"seq_len": 131072})
+    tp, cp, t = 8, 16, 131072
+    ops = layer_ops(s, 0, LayerWork(t // cp, (), tp, cp)).annotations
+    found = {a: Counter(op.comm for op in o if op.comm.startswith("cp-")) for a, o in ops.items()}
+    assert found["attn(F)"] == Counter({"cp-allgather": 1})
+    assert found["attn(B)"] == Counter({"cp-allgather": 1, "cp-reducescatter": 1})
+    sizes = {op.nbytes for o in ops.values() for op in o if op.comm.startswith("cp-")}
+    assert sizes == {2.0 * t * 2 * (s.kv_heads // tp) * s.attn_head_dim}
+
+
+def test_cp_groups_take_one_gpu_of_each_tp_group() -> None:
+    from sim.step.layout import Layout
+
+    lay = Layout(64, 8, 1, 64, 1, 2, 64, 1, 1, 4096, 2, (), tp=4, cp=8)
+    groups = lay.cp_groups(0)
+    assert len(groups) == 64 // 8 and all(len(g) == 8 for g in groups)
+    assert sorted(np.concatenate(groups).tolist()) == list(range(64))
+    for g in groups:  # same TP index, same DP index, every CP index: stride TP
+        assert len({int(x) % 4 for x in g}) == 1 and list(np.diff(g)) == [4] * 7
+
+
+def test_impossible_cp_is_refused_naming_the_key(tmp_path: Path) -> None:
+    from sim.assemble import assemble
+
+    path = _scenario(tmp_path, 2)
+    body = yaml.safe_load(path.read_text())
+    body["training"]["cp"] = 3
+    path.write_text(yaml.safe_dump(body))
+    with pytest.raises(ScenarioError) as info:
+        assemble(load_scenario(path))
+    assert info.value.key_path == "training.cp"
