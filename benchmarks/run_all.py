@@ -117,6 +117,7 @@ SCENARIO_STEPS = {
     "step_llama405_cp_s": "scenarios/llama3-405b-h100-16384-tp8cp16pp16.yaml",
     "step_qwen235_s": "scenarios/qwen3-235b-h100-256-tp2pp8vp4ep32.yaml",
     "step_qwen235_overlap_s": "scenarios/qwen3-235b-h100-256-tp2pp8vp4ep32-overlap.yaml",
+    "step_dsv3_h100_s": "scenarios/dsv3-h100-1024-tp2pp8vp4ep64.yaml",
 }
 
 

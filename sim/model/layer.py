@@ -78,7 +78,7 @@ def _channel_cast(name: str, ann: str, elements: float, kernels: int = 1) -> Ope
     return Operator(name, ann, "memory", kernels=kernels, nbytes=FP8_CAST * elements, kernel="fp8-cast-channel")
 
 
-TP_KINDS = ("tp-allgather", "tp-reducescatter", "cp-allgather", "cp-reducescatter")  # TP and CP collectives
+TP_KINDS = ("tp-allgather", "tp-reducescatter", "tp-allreduce", "cp-allgather", "cp-reducescatter")  # TP and CP
 
 
 def _tp(name: str, ann: str, kind: str, t: int, width: int, group: str = "tp") -> Operator:
@@ -99,7 +99,7 @@ def attention_forward(s: ModelSpec, t: int, moe: bool, tp: int = 1, cp: int = 1)
     ops = [_norm("attn_norm", a, ts, h)]
     if tp > 1:
         ops.append(_tp("tp.attn_in", a, "allgather", t, h))
-    ops += _mla_forward(s, t) if s.attention == "mla" else _gqa_forward(s, t, tp, cp)
+    ops += _mla_forward(s, t, tp) if s.attention == "mla" else _gqa_forward(s, t, tp, cp)
     ops += [
         Operator(
             "attention",
@@ -128,12 +128,14 @@ def attention_forward(s: ModelSpec, t: int, moe: bool, tp: int = 1, cp: int = 1)
     return ops
 
 
-def _mla_forward(s: ModelSpec, t: int) -> list[Operator]:
+def _mla_forward(s: ModelSpec, t: int, tp: int = 1) -> list[Operator]:
     """MLA's projections (V3 section 2.1.1): the query through its latent (``wq_a``, norm, ``wq_b``;
     straight ``wq`` when ``q_lora_rank`` is 0, as DeepSeek-V2-Lite), the key/value latent and the
-    decoupled RoPE key (``wkv_a``), the latent's norm, its up-projection (``wkv_b``), RoPE."""
+    decoupled RoPE key (``wkv_a``), the latent's norm, its up-projection (``wkv_b``), RoPE. Under TP
+    (Megatron-Core's MLA) the down-projections are duplicated on every GPU of the group, computed on
+    the gathered sequence; the up-projections (and ``wq``) are split by heads."""
     a = "attn(F)"
-    h, q, c, p, nh = s.dim, s.q_lora_rank, s.kv_lora_rank, s.qk_rope_head_dim, s.n_heads
+    h, q, c, p, nh = s.dim, s.q_lora_rank, s.kv_lora_rank, s.qk_rope_head_dim, s.n_heads // tp
     ops = _linear("q_a", a, t, q, h) if q else []
     ops += _linear("kv_a", a, t, c + p, h)
     if q:
@@ -300,7 +302,7 @@ def attention_backward_input(s: ModelSpec, t: int, moe: bool, tp: int = 1, cp: i
         Operator("o_proj.dgrad", a, "gemm", m=t, n=nh * v, k=h),
         _channel_cast("o_proj.wgrad_prep", a, t * (nh * v + h), kernels=2),
     ]
-    ops += _mla_backward(s, t) if s.attention == "mla" else _gqa_backward(s, t, tp, cp)
+    ops += _mla_backward(s, t, tp) if s.attention == "mla" else _gqa_backward(s, t, tp, cp)
     ops += [
         Operator("residual.grad2", a, "memory", nbytes=4.0 * ts * h, kernel="elementwise"),
         _norm_bwd("attn_norm.bwd", a, ts, h, kernels=3),
@@ -324,11 +326,15 @@ def _attention_bwd(s: ModelSpec, t: int, tp: int = 1, cp: int = 1) -> Operator:
     )
 
 
-def _mla_backward(s: ModelSpec, t: int) -> list[Operator]:
+def _mla_backward(s: ModelSpec, t: int, tp: int = 1) -> list[Operator]:
     """MLA's backward: the latent norms and up-projections recomputed (V3 section 3.2.3), attention
-    backward, the up- and down-projections' input gradients with their FP8 operands."""
+    backward, the up- and down-projections' input gradients with their FP8 operands. Under TP the
+    latents' gradients from each GPU's heads are all-reduced before the duplicated down-projections'
+    backward (whose input gradient is then whole on every GPU: each keeps its sequence-parallel share,
+    except without a query latent, where the query's part is reduce-scattered), and the gathered input
+    is gathered again for their weight gradients."""
     a = "attn(B)"
-    h, q, c, p, nh = s.dim, s.q_lora_rank, s.kv_lora_rank, s.qk_rope_head_dim, s.n_heads
+    h, q, c, p, nh = s.dim, s.q_lora_rank, s.kv_lora_rank, s.qk_rope_head_dim, s.n_heads // tp
     qk, v = s.qk_head_dim, s.v_head_dim
     ops: list[Operator] = []
     if q:
@@ -342,14 +348,18 @@ def _mla_backward(s: ModelSpec, t: int) -> list[Operator]:
     ops += _linear("kv_b.recompute", a, t, nh * (s.qk_nope_head_dim + v), c, recompute=True)
     ops += [
         Operator("rope.recompute", a, "memory", nbytes=8.0 * t * nh * p, kernel="rope", recompute=True),
-        _attention_bwd(s, t),
+        _attention_bwd(s, t, tp),
         Operator("attention.grad_t", a, "small"),
     ]
     ops += _linear("kv_b.dgrad", a, t, c, nh * (s.qk_nope_head_dim + v))
+    if tp > 1:
+        ops.append(_tp("tp.kv_latent.grad", a, "allreduce", t, c + p))
     ops += [Operator("k_rope.grad", a, "memory", nbytes=2.0 * t * nh * p * 2, kernel="elementwise")]
     if q:
         ops += [Operator("q_b.grad_t", a, "small")]
         ops += _linear("q_b.dgrad", a, t, q, nh * qk)
+        if tp > 1:
+            ops.append(_tp("tp.q_latent.grad", a, "allreduce", t, q))
         ops += [
             _channel_cast("mla_up.wgrad_prep", a, t * (nh * (s.qk_nope_head_dim + v) + c + nh * qk + q), kernels=4),
             _norm_bwd("qkv_norm.bwd", a, t, q + c, kernels=6),
@@ -359,9 +369,10 @@ def _mla_backward(s: ModelSpec, t: int) -> list[Operator]:
             _channel_cast("mla_up.wgrad_prep", a, t * (nh * (s.qk_nope_head_dim + v) + c), kernels=2),
             _norm_bwd("kv_norm.bwd", a, t, c, kernels=3),
         ]
+    ops += [Operator("rope.bwd", a, "small", kernels=5), _norm("attn_norm.recompute", a, t // tp, h, recompute=True)]
+    if tp > 1:
+        ops.append(_tp("tp.attn_in.again", a, "allgather", t, h))
     ops += [
-        Operator("rope.bwd", a, "small", kernels=5),
-        _norm("attn_norm.recompute", a, t, h, recompute=True),
         Operator("kv_a.grad_cast", a, "memory", nbytes=FP8_CAST * t * (c + p), kernel="fp8-cast"),
         Operator("kv_a.scales", a, "small", kernels=2),
         Operator("kv_a.dgrad", a, "gemm", m=t, n=h, k=c + p),
@@ -381,6 +392,8 @@ def _mla_backward(s: ModelSpec, t: int) -> list[Operator]:
             Operator("q.dgrad", a, "gemm", m=t, n=h, k=nh * qk),
             _channel_cast("q.wgrad_prep", a, t * (h + nh * qk), kernels=2),
         ]
+        if tp > 1:
+            ops.append(_tp("tp.attn_in.grad", a, "reducescatter", t, h))
     return ops
 
 
@@ -529,8 +542,8 @@ def layer_ops(s: ModelSpec, layer: int, work: LayerWork) -> LayerOps:
     moe = s.is_moe(layer)
     if moe and not work.rows_per_expert:
         raise ValueError(f"layer {layer} is an MoE layer: give rows_per_expert")
-    if (tp > 1 or cp > 1) and s.attention == "mla":
-        raise ValueError("tensor and context parallelism of MLA attention are not modelled yet")
+    if cp > 1 and s.attention == "mla":
+        raise ValueError("context parallelism of MLA attention is not modelled yet")
     ann: dict[str, tuple[Operator, ...]] = {
         "attn(F)": tuple(attention_forward(s, t, moe, tp, cp)),
         "attn(B)": tuple(attention_backward_input(s, t, moe, tp, cp)),

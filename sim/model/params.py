@@ -153,6 +153,14 @@ def layer_params(s: ModelSpec, layer: int) -> LayerParams:
     )
 
 
+def tp_duplicated(s: ModelSpec) -> int:
+    """Attention weights a layer keeps whole on every GPU of a TP group: MLA's down-projections
+    (``wq_a``, ``wkv_a``: Megatron-Core duplicates them), none for GQA/MHA."""
+    if s.attention != "mla":
+        return 0
+    return s.dim * (s.q_lora_rank + s.kv_lora_rank + s.qk_rope_head_dim)
+
+
 def embedding_params(s: ModelSpec) -> int:
     """The token embedding table [vocab, dim] (BF16, kept out of FP8)."""
     return s.vocab_size * s.dim
@@ -257,15 +265,16 @@ def stage_params(
     """Parameters on one GPU of a stage holding ``layers`` (and the embedding, the output head, the
     MTP modules without their shared embedding/head), with routed experts split over ``ep`` GPUs.
     ``table_here``: the GPU holds the embedding table in another of its stages (a tied head then
-    adds only its norm). ``tp``: tensor parallelism splits the attention projections, the dense FFNs,
-    the embedding table and the output head (vocabulary-parallel) over ``tp`` GPUs; norms, the router
-    and the experts (expert-TP 1; shared experts as routed ones) stay whole on each."""
+    adds only its norm). ``tp``: tensor parallelism splits the attention projections (but MLA's
+    down-projections, :func:`tp_duplicated`), the dense FFNs, the embedding table and the output head
+    (vocabulary-parallel) over ``tp`` GPUs; norms, the router and the experts (expert-TP 1; shared
+    experts as routed ones) stay whole on each."""
     if ep < 1 or s.n_routed_experts % ep:
         raise ValueError(f"EP ({ep}) must divide n_routed_experts ({s.n_routed_experts})")
     blocks = [layer_params(s, layer) for layer in layers]
     if mtp:
         blocks += [layer_params(s, s.n_layers)] * s.mtp_depth
-    split = sum(p.attention + p.dense_ffn for p in blocks)  # what TP splits
+    split = sum(p.attention + p.dense_ffn for p in blocks) - len(blocks) * tp_duplicated(s)  # what TP splits
     non_expert = sum(p.non_expert for p in blocks) - split + split // tp
     expert = sum(p.routed_experts for p in blocks) // ep
     high = sum(p.high_precision for p in blocks)

@@ -254,12 +254,10 @@ def check_cp(model: ModelSpec, cp: int, tp: int, per_rank: int, tokens: int) -> 
 def check_tp(model: ModelSpec, tp: int, per_rank: int, gpus_per_node: int, tokens: int) -> None:
     """TP as Megatron-Core runs it: inside a node, dividing the heads, the key/value heads, the FFN
     width, the vocabulary (a GPU's shard of the head) and the tokens of a micro-batch (sequence
-    parallelism); MLA's TP split is not modelled yet."""
+    parallelism)."""
     if tp == 1:
         return
     key = "training.tp"
-    if model.attention == "mla":
-        raise ScenarioError(key, "tensor parallelism of MLA attention is not modelled yet (GQA and MHA are)")
     checks = [
         (gpus_per_node % tp == 0, f"TP {tp} must divide a node's {gpus_per_node} GPUs (TP stays on NVLink)"),
         (per_rank % tp == 0, f"TP {tp} must divide a pipeline rank's {per_rank} GPUs"),

@@ -139,7 +139,7 @@ def test_a_step_with_tp_halves_what_a_gpu_holds_and_moves_its_collectives_on_nvl
     [
         (3, None, "divide a node's 8 GPUs"),
         (16, None, "divide a node's 8 GPUs"),
-        (2, {"config": "deepseek-v3", "n_layers": 8}, "MLA attention is not modelled yet"),
+        (16, {"config": "deepseek-v3", "n_layers": 8}, "divide a node's 8 GPUs"),
         (8, {"config": "qwen3-30b-a3b", "n_layers": 8}, "divide the 4 key/value heads"),
     ],
 )
@@ -205,3 +205,41 @@ def test_impossible_cp_is_refused_naming_the_key(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError) as info:
         assemble(load_scenario(path))
     assert info.value.key_path == "training.cp"
+
+
+# ---- MLA under TP (Megatron-Core's split: down-projections duplicated, up-projections by heads)
+
+
+@pytest.mark.parametrize("tp", [2, 4, 8])
+def test_mla_under_tp_duplicates_exactly_the_down_projections(tp: int) -> None:
+    """The TP ranks together do the layer's work plus (TP-1) copies of the down-projections
+    ``wq_a``, ``wkv_a`` (6 FLOPs per weight and token: forward, input and weight gradient)."""
+    s = load_model("deepseek-v3")
+    layer, local = s.n_dense_layers, 4  # an MoE layer, 4 experts per GPU at EP64, balanced rows
+    rows = T * s.n_activated_experts * local // s.n_routed_experts
+    whole = layer_ops(s, layer, LayerWork(T, (rows,) * local))
+    shard = layer_ops(s, layer, LayerWork(T, (rows // tp,) * local, tp))
+    down = 6.0 * T * s.dim * (s.q_lora_rank + s.kv_lora_rank + s.qk_rope_head_dim)
+    total = sum(_flops(whole).values())
+    assert sum(_flops(shard).values()) * tp == pytest.approx(total + (tp - 1) * down, rel=1e-12)
+
+
+def test_mla_collectives_under_tp() -> None:
+    s = load_model("deepseek-v3")
+    ops = layer_ops(s, 0, LayerWork(T, (), 2)).annotations
+    found = {a: Counter(op.comm for op in o if op.comm in TP_KINDS) for a, o in ops.items()}
+    assert found["attn(F)"] == Counter({"tp-allgather": 1, "tp-reducescatter": 1})
+    # the output gradient gathered, the latents' gradients all-reduced, the input gathered again for
+    # the duplicated down-projections' weight gradients; their input gradient is whole on every GPU
+    assert found["attn(B)"] == Counter({"tp-allgather": 2, "tp-allreduce": 2})
+
+
+def test_mla_parameters_under_tp() -> None:
+    from sim.model.params import tp_duplicated
+
+    s = load_model("deepseek-v3")
+    layers = range(3)  # dense layers: attention and FFN only
+    whole = stage_params(s, layers, ep=1)
+    half = stage_params(s, layers, ep=1, tp=2)
+    split = sum(layer_params(s, i).attention + layer_params(s, i).dense_ffn for i in layers) - 3 * tp_duplicated(s)
+    assert whole.non_expert - half.non_expert == split - split // 2
