@@ -222,6 +222,12 @@ FIGURES: dict[str, tuple[str, float | None, Callable[[], float], str]] = {
         )
         for name, path in SCENARIO_STEPS.items()
     },
+    "plan_layouts_s": (
+        "s",
+        120.0,
+        lambda: _whole(["plan", "layouts", "scenarios/deepseek_v3_pretrain.yaml", "-q", "-j", "2", "-o", "{out}"], 1),
+        "twin plan layouts on the default scenario: 100 layouts simulated on 2 workers, whole process, one run",
+    ),
     "step_per_gpu_s": (
         "s",
         60.0,

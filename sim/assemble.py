@@ -230,6 +230,8 @@ def relayout(
                 None,
                 microbatch_sequences,
                 split,
+                layout.tp,
+                layout.cp,
             )
 
         changed, sched = at(given)

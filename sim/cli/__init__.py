@@ -53,6 +53,7 @@ COMMANDS: dict[str, Command] = {
     "topology": Command("network", "topology_app", "Cluster topologies: counts, bisection, cost."),
     "calibrate": Command("calibrate", "calibrate_app", "Calibration profiles: import, run, show, predict."),
     "model": Command("model", "model_app", "Model specs: parameters, active parameters, FLOPs per token."),
+    "plan": Command("plan", "plan_app", "Plan a training run: the layouts that fit, ranked by step time."),
 }
 
 _BACKTICKS = re.compile(r"``([^`]+)``")

@@ -165,6 +165,8 @@ def build_layout(
     if pp > model.n_layers:
         raise ScenarioError("pipeline.pp", f"PP {pp} has more stages than the model's {model.n_layers} layers")
     devices = info.devices(pp)
+    if devices < 1:
+        raise ScenarioError("pipeline.pp", f"{schedule_name} needs PP >= 2 (two stages per device), got {pp}")
     if gpus % devices:
         raise ScenarioError("training.gpus", f"{gpus} GPUs do not divide into {devices} pipeline ranks")
     per_rank = gpus // devices

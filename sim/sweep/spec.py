@@ -31,7 +31,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from sim.config import Scenario, scenario_data
+from sim.config import Scenario, expand_model_config, scenario_data
 from sim.errors import ScenarioError
 from sim.overrides import PATH_KEYS, apply_overrides, canonical, check_key, only_keys, resolve_paths
 from sim.yamlio import read_yaml, validation_error
@@ -177,9 +177,12 @@ def _points(points: Any, file: str) -> list[dict[str, Any]]:
     return out
 
 
-def _check(base: dict[str, Any], sets: dict[str, Any], folder: Path) -> None:
-    """Schema-check one point (types, ranges, unknown keys); ScenarioError with the scenario key path."""
+def _check(base: dict[str, Any], sets: dict[str, Any], folder: Path, base_folder: Path | None = None) -> None:
+    """Schema-check one point (types, ranges, unknown keys); ScenarioError with the scenario key path.
+    A ``model.config`` is read as a run reads it (a point's against the sweep's folder, the base's
+    against its own)."""
     data = apply_overrides(base, resolve_paths(sets, folder))
+    data = expand_model_config(data, folder if "model.config" in sets else (base_folder or folder))
     try:
         Scenario.model_validate(data)
     except ValidationError as err:
@@ -269,7 +272,7 @@ def sweep_from_data(data: Any, path: Path) -> Sweep:
         seen[same] = f"{where} #{index}"
         if text not in checked:
             try:
-                _check(base_data, overrides, path.parent)
+                _check(base_data, overrides, path.parent, base_folder)
             except ScenarioError as err:
                 owner = _owner(err.key_path, overrides)
                 if owner is None:  # the base itself is wrong

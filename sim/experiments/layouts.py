@@ -1,0 +1,160 @@
+"""The layout search (``twin plan layouts``): every layout of a model on a cluster that a planner would
+try, run as a sweep, the feasible ones ranked by predicted step time.
+
+The candidates vary what a Megatron-Core user varies for a fixed model, cluster, GPU count and global
+batch: TP (dividing a node and the model's heads, KV heads, FFN width and vocabulary), CP (only for
+sequences of 32K tokens and more, GQA/MHA models), PP (powers of two up to the layers), the schedule
+(1F1B, interleaved 1F1B with 2 or 4 virtual stages, DualPipe and DualPipeV for MoE models) and, for MoE models, EP
+(the divisors of the expert count from 8 up). Combinations that cannot form a layout (GPUs that do not
+split into pipeline ranks of whole nodes, TP x CP or EP beyond a rank, a global batch that does not
+split into DP, fewer layers than virtual stages) are dropped before anything runs, and counted; the rest
+run as points of a sweep (:mod:`sim.sweep`), so a rerun resumes and every refusal the step makes (a
+layout beyond the GPU's memory) is recorded with its one-line reason.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from sim.config import Scenario
+from sim.layout_defaults import DEFAULT_GLOBAL_BATCH
+from sim.model.params import layer_params, model_params
+from sim.pipeline.schedules import SCHEDULES
+
+SCHEDULE_CHOICES: tuple[tuple[str, int], ...] = (("1f1b", 1), ("interleaved-1f1b", 2), ("interleaved-1f1b", 4))
+PP_CHOICES = (1, 2, 4, 8, 16, 32, 64)
+TP_CHOICES = (1, 2, 4, 8, 16, 36, 72)
+CP_CHOICES = (1, 2, 4, 8, 16, 32)
+LONG_SEQUENCE = 32768  # CP is tried from here on
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The layouts to run (each a point's overrides) and why the others were dropped."""
+
+    points: tuple[dict[str, Any], ...]
+    dropped: dict[str, int]
+    over_limit: int  # candidates beyond the limit, not run
+
+
+def _divides(a: int, b: int) -> bool:
+    return a > 0 and b % a == 0
+
+
+def candidates(sc: Scenario, limit: int = 100_000) -> Candidates:
+    """The layouts of ``sc``'s model on its cluster, GPUs and global batch (module docstring)."""
+    t = sc.training
+    if t is None:
+        raise ValueError("a layout search needs a training scenario")
+    m = sc.model
+    g = sc.cluster_spec().node.gpus_per_node
+    gpus, mbs = t.gpus, t.microbatch_sequences
+    tokens = m.seq_len * mbs
+    batch = t.global_batch if t.global_batch is not None else DEFAULT_GLOBAL_BATCH
+    tps = [
+        x
+        for x in TP_CHOICES
+        if _divides(x, g) and all(_divides(x, n) for n in (m.n_heads, m.kv_heads, m.inter_dim, m.vocab_size, tokens))
+    ]
+    long = m.seq_len >= LONG_SEQUENCE and m.attention != "mla"
+    cps = [x for x in CP_CHOICES if x == 1 or (long and _divides(2 * x, tokens))]
+    pps = [x for x in PP_CHOICES if x <= m.n_layers]
+    schedules = list(SCHEDULE_CHOICES) + ([("dualpipe", 1), ("dualpipev", 1)] if m.is_moe_model else [])
+    eps: list[int | None] = [e for e in (8, 16, 32, 64, 128, 256, 512) if _divides(e, m.n_routed_experts)]
+    if not m.is_moe_model:
+        eps = [None]
+    dropped: Counter[str] = Counter()
+    points: list[dict[str, Any]] = []
+    for tp, cp, pp, (name, v), ep in itertools.product(tps, cps, pps, schedules, eps):
+        why = _unformed(m.n_layers, g, gpus, batch, mbs, tp, cp, pp, name, v, ep)
+        if why:
+            dropped[why] += 1
+            continue
+        point: dict[str, Any] = {
+            "training.tp": tp,
+            "training.cp": cp,
+            "pipeline.pp": pp,
+            "pipeline.schedules": [name],
+            "training.layers_per_stage": "even",
+        }
+        if name == "interleaved-1f1b":
+            point["pipeline.virtual_stages"] = v
+        if ep is not None:
+            point["workload.ep"] = ep
+        points.append(point)
+    return Candidates(tuple(points[:limit]), dict(dropped), max(0, len(points) - limit))
+
+
+def _unformed(
+    layers: int, g: int, gpus: int, batch: int, mbs: int, tp: int, cp: int, pp: int, name: str, v: int, ep: int | None
+) -> str:
+    """Why these numbers form no layout ('' when they do)."""
+    if name.startswith("dualpipe") and pp % 2:
+        return "DualPipe needs an even PP"
+    devices = SCHEDULES[name].devices(pp)
+    if devices < 1 or gpus % devices:
+        return "GPUs do not split into the pipeline ranks"
+    per_rank = gpus // devices
+    dp = per_rank // (tp * cp) if per_rank % (tp * cp) == 0 else 0
+    if per_rank > 1 and per_rank % g:
+        return "a pipeline rank is not whole nodes"
+    if not dp:
+        return "TP x CP does not divide a pipeline rank"
+    if ep is not None and (ep > per_rank or per_rank % ep):
+        return "EP does not divide a pipeline rank"
+    if batch % (dp * mbs):
+        return "the global batch does not split over DP"
+    if name == "dualpipe" and (batch // (dp * mbs)) % 2:
+        return "DualPipe needs an even number of micro-batches"
+    if pp * v > layers:
+        return "more virtual stages than layers"
+    if v > 1 and pp == 1:
+        return "virtual stages on one device are 1F1B"
+    return ""
+
+
+def _surely_over(sc: Scenario, hbm_GiB: float, point: dict[str, Any]) -> bool:
+    """Whether the point's weights and gradients alone, spread as evenly as its layout allows, exceed
+    the GPU's memory: a lower bound of what the memory check finds, without building anything
+    (weights 2 bytes, gradients 4 per parameter; a DualPipe rank holds two stages' worth)."""
+    m = sc.model
+    total = model_params(m).main
+    experts = sum(layer_params(m, i).routed_experts for i in range(m.n_layers))
+    pp, tp, ep = point["pipeline.pp"], point["training.tp"], point.get("workload.ep", 1)
+    copies = 2 if point["pipeline.schedules"] == ["dualpipe"] else 1
+    per_gpu = copies * ((total - experts) / (pp * tp) + experts / (pp * ep))
+    return per_gpu * 6.0 / 2**30 > hbm_GiB
+
+
+def fitting(sc: Scenario, hbm_GiB: float, found: Candidates, limit: int) -> Candidates:
+    """The candidates not surely over the GPU's memory (:func:`_surely_over`), at most ``limit``; the
+    memory check of each step is the sweep's (a point over memory is recorded with its reason)."""
+    dropped = Counter(found.dropped)
+    groups: dict[tuple[int, int, int], list[dict[str, Any]]] = {}
+    for point in found.points:
+        if _surely_over(sc, hbm_GiB, point):
+            dropped["more memory per GPU than it has"] += 1
+        else:
+            key = (point["training.tp"], point["training.cp"], point["pipeline.pp"])
+            groups.setdefault(key, []).append(point)
+    # one of each (TP, CP, PP) in turn, so a limit cuts every parallel split alike, not the last TPs
+    kept = [p for batch in itertools.zip_longest(*groups.values()) for p in batch if p is not None]
+    return Candidates(tuple(kept[:limit]), dict(dropped), found.over_limit + max(0, len(kept) - limit))
+
+
+def layout_label(row: dict[str, Any]) -> str:
+    """``TP2 PP8 VPP4 EP32`` for a result row (its override columns)."""
+    parts = [f"TP{int(row['training.tp'])}"]
+    if int(row.get("training.cp") or 1) > 1:
+        parts.append(f"CP{int(row['training.cp'])}")
+    parts.append(f"PP{int(row['pipeline.pp'])}")
+    v = row.get("pipeline.virtual_stages")
+    if v is not None and v == v and int(v) > 1:
+        parts.append(f"VPP{int(v)}")
+    ep = row.get("workload.ep")
+    if ep is not None and ep == ep:
+        parts.append(f"EP{int(ep)}")
+    return " ".join(parts)

