@@ -298,6 +298,12 @@ def _training(sc: Scenario) -> Assembly:
     cluster = sc.cluster_spec()
     topology = _topology(sc, cluster)
     layout, schedule = step_layout(sc)
+    if t.fidelity == "per-gpu" and layout.ep % (layout.tp * layout.cp):
+        raise ScenarioError(
+            "training.fidelity",
+            f"per-gpu runs a pipeline per EP group, and TP {layout.tp} x CP {layout.cp} groups must lie inside one "
+            f"(EP {layout.ep}); use representative",
+        )
     moe = moe_spec(sc)
     kernel = kernel_spec(sc, params.notify_wait_us)
     gating = Gating(sc.workload.routing)

@@ -243,3 +243,17 @@ def test_mla_parameters_under_tp() -> None:
     half = stage_params(s, layers, ep=1, tp=2)
     split = sum(layer_params(s, i).attention + layer_params(s, i).dense_ffn for i in layers) - 3 * tp_duplicated(s)
     assert whole.non_expert - half.non_expert == split - split // 2
+
+
+def test_per_gpu_fidelity_needs_tp_groups_inside_ep_groups(tmp_path: Path) -> None:
+    """Per-GPU fidelity runs one pipeline per EP group, each with the TP (and CP) collectives of the
+    groups inside it: a dense model's EP 1 holds no TP group, so per-gpu with TP is refused."""
+    from sim.assemble import assemble
+
+    path = _scenario(tmp_path, 2)
+    body = yaml.safe_load(path.read_text())
+    body["training"]["fidelity"] = "per-gpu"
+    path.write_text(yaml.safe_dump(body))
+    with pytest.raises(ScenarioError) as info:
+        assemble(load_scenario(path))
+    assert info.value.key_path == "training.fidelity"
