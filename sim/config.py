@@ -60,7 +60,9 @@ class PipelineSpec(_Strict):
     microbatches: int | None = Field(
         None, ge=1, description="micro-batches per step [training step: global batch / (DP x micro-batch size)]"
     )
-    virtual_stages: int = Field(2, ge=1, description="model chunks per device for interleaved-1f1b")
+    virtual_stages: int = Field(
+        2, ge=1, description="model chunks per device (interleaved-1f1b, its -overlap, interleaved-zb, looped-bfs)"
+    )
     schedules: list[str] = Field(default_factory=lambda: list(COMPARED), min_length=1)
 
     @field_validator("schedules")
