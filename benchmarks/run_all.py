@@ -110,6 +110,13 @@ def _scenario_step(path: str) -> str:
     )
 
 
+def _scenario_figure(path: str) -> tuple[str, float | None, Callable[[], float], str]:
+    def measure() -> float:
+        return _inprocess(_scenario_step(path), 3)
+
+    return ("s", 5.0, measure, f"{path}: in-process, median of 3 processes")
+
+
 # issue 19: the step of every shipped scenario of another model or layout, under 5 s each
 SCENARIO_STEPS = {
     "step_llama405_8k_s": "scenarios/llama3-405b-h100-8192-tp8pp16.yaml",
@@ -213,15 +220,7 @@ FIGURES: dict[str, tuple[str, float | None, Callable[[], float], str]] = {
         lambda: _scaling(65536),
         "scenarios/codesign/ft3-65536.yaml (ISCA'25 Table 3 FT3, batch x32), in-process, one fresh process",
     ),
-    **{
-        name: (
-            "s",
-            5.0,
-            (lambda p=path: _inprocess(_scenario_step(p), 3)),
-            f"{path}: in-process, median of 3 processes",
-        )
-        for name, path in SCENARIO_STEPS.items()
-    },
+    **{name: _scenario_figure(path) for name, path in SCENARIO_STEPS.items()},
     "plan_layouts_s": (
         "s",
         120.0,

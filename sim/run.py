@@ -138,7 +138,10 @@ def compare(
     virtual_stages: int = 2,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[tuple[ScheduleRun, ...], tuple[ScheduleMetrics, ...]]:
-    """Run several schedules on the same layout and op times."""
+    """Run several schedules on the same layout and op times; every schedule is built (and an impossible
+    layout refused) before any runs, so a refusal comes at once, not after the others' runs."""
+    for name in names:
+        build_schedule(name, pp, microbatches, virtual_stages)
     runs = []
     for name in names:
         if progress:
