@@ -30,7 +30,7 @@ from sim.hardware.gpu import DEEPSEEK_COMM_SMS, NIC_Gbps
 from sim.hardware.profile import DEFAULT_PROFILE, load_profile
 from sim.layout_defaults import DEFAULT_EP, DEFAULT_GLOBAL_BATCH, DEFAULT_GPUS
 from sim.limits import check_scenario_sizes
-from sim.model.catalog import load_model, model_fields
+from sim.model.catalog import checked_fields
 from sim.model.spec import DEEPSEEK_V3, NOT_MODELLED, ModelSpec, check_timed
 from sim.network.spec import ClusterSpec, parse_cluster
 from sim.network.tolerance import COMPLETION_RTOL
@@ -548,9 +548,9 @@ def expand_model_config(data: Any, folder: Path) -> Any:
     ref = model["config"]
     if not isinstance(ref, str) or not ref.strip():
         raise ScenarioError("model.config", f"a shipped model's name or a config.json path, got {ref!r}")
-    load_model(ref, folder, timed=False)
+    fields, _ = checked_fields(ref, folder, timed=False)
     rest = {k: v for k, v in model.items() if k != "config"}
-    return {**data, "model": {**model_fields(ref, folder), **rest}}
+    return {**data, "model": {**fields, **rest}}
 
 
 def scenario_from_data(data: Any, path: str | Path, folder: str | Path | None = None) -> Scenario:

@@ -116,13 +116,11 @@ def _unformed(
     return ""
 
 
-def _surely_over(sc: Scenario, hbm_GiB: float, point: dict[str, Any]) -> bool:
-    """Whether the point's weights and gradients alone, spread as evenly as its layout allows, exceed
-    the GPU's memory: a lower bound of what the memory check finds, without building anything
-    (weights 2 bytes, gradients 4 per parameter; a DualPipe rank holds two stages' worth)."""
-    m = sc.model
-    total = model_params(m).main
-    experts = sum(layer_params(m, i).routed_experts for i in range(m.n_layers))
+def _surely_over(total: int, experts: int, hbm_GiB: float, point: dict[str, Any]) -> bool:
+    """Whether the point's weights and gradients alone (of ``total`` parameters, ``experts`` of them
+    routed experts), spread as evenly as its layout allows, exceed the GPU's memory: a lower bound of
+    what the memory check finds, without building anything (weights 2 bytes, gradients 4 per
+    parameter; a DualPipe rank holds two stages' worth)."""
     pp, tp, ep = point["pipeline.pp"], point["training.tp"], point.get("workload.ep", 1)
     copies = 2 if point["pipeline.schedules"] == ["dualpipe"] else 1
     per_gpu = copies * ((total - experts) / (pp * tp) + experts / (pp * ep))
@@ -134,8 +132,11 @@ def fitting(sc: Scenario, hbm_GiB: float, found: Candidates, limit: int) -> Cand
     memory check of each step is the sweep's (a point over memory is recorded with its reason)."""
     dropped = Counter(found.dropped)
     groups: dict[tuple[int, int, int], list[dict[str, Any]]] = {}
+    m = sc.model
+    total = model_params(m).main
+    experts = sum(layer_params(m, i).routed_experts for i in range(m.n_layers))
     for point in found.points:
-        if _surely_over(sc, hbm_GiB, point):
+        if _surely_over(total, experts, hbm_GiB, point):
             dropped["more memory per GPU than it has"] += 1
         else:
             key = (point["training.tp"], point["training.cp"], point["pipeline.pp"])

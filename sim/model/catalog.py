@@ -61,17 +61,18 @@ def _read(ref: str, folder: Path | None) -> tuple[dict[str, Any], str | None, st
     return {"name": name, **deepseek_config_fields(data, file)}, None, file
 
 
-def model_fields(ref: str, folder: Path | None = None) -> dict[str, Any]:
-    """The ModelSpec fields a model's config gives (``name`` included), checked key by key."""
-    return _read(ref, folder)[0]
-
-
 def load_model(ref: str, folder: Path | None = None, timed: bool = True) -> ModelSpec:
     """The spec of a catalog name or a ``config.json``; an error on a field names the file's key.
     With ``timed``, one the layer's operators time (:func:`sim.model.spec.check_timed`)."""
+    return checked_fields(ref, folder, timed)[1]
+
+
+def checked_fields(ref: str, folder: Path | None = None, timed: bool = True) -> tuple[dict[str, Any], ModelSpec]:
+    """The fields a model's config gives (``name`` included) and the spec they make, the file read once;
+    an error on a field names the file's own key."""
     fields, model_type, file = _read(ref, folder)
     try:
-        return parse_model(fields, file, timed)
+        return fields, parse_model(fields, file, timed)
     except ScenarioError as err:
         if model_type is None:
             raise

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from sim.pipeline.ops import Action, Op, Schedule
 from sim.pipeline.schedules import register
+from sim.pipeline.schedules.interleaved import virtual_schedule
 from sim.pipeline.schedules.linear import linear_schedule
 
 
@@ -36,15 +37,4 @@ def looped_bfs(pp: int, n: int, virtual_stages: int = 2) -> Schedule:
         acts = [Action(Op.F, s, m) for s in stages for m in range(n)]
         acts += [Action(Op.B, s, m) for s in reversed(stages) for m in reversed(range(n))]
         per_device.append(acts)
-    num_stages = pp * v
-    return Schedule(
-        name="looped-bfs",
-        pp=pp,
-        num_microbatches=n,
-        stage_device=tuple(s % pp for s in range(num_stages)),
-        stage_model=tuple(s // v for s in range(num_stages)),
-        stage_weight=(1.0 / v,) * num_stages,
-        routes=(tuple(range(num_stages)),),
-        mb_route=(0,) * n,
-        actions=tuple(tuple(a) for a in per_device),
-    )
+    return virtual_schedule("looped-bfs", pp, n, v, per_device)

@@ -142,8 +142,15 @@ def dualpipev(pp: int, n: int, virtual_stages: int = 1) -> Schedule:
     _check(pp, n, "dualpipev", pp, n_even=False)
     devices = pp // 2
     per_device = [_emit(phase_program(devices, r, n), (r, pp - 1 - r), (0, 0)) for r in range(devices)]
+    return v_schedule("dualpipev", pp, n, per_device)
+
+
+def v_schedule(name: str, pp: int, n: int, per_device: list[list[Action]]) -> Schedule:
+    """Wrap per-device actions of a V-shaped pipeline (stages ``d`` and ``PP-1-d`` on device ``d`` of
+    ``PP/2``: DualPipeV, ZB-V) into a :class:`Schedule`."""
+    devices = pp // 2
     return Schedule(
-        name="dualpipev",
+        name=name,
         pp=pp,
         num_microbatches=n,
         stage_device=tuple(s if s < devices else pp - 1 - s for s in range(pp)),

@@ -47,7 +47,6 @@ def interleaved_1f1b(pp: int, n: int, virtual_stages: int = 2) -> Schedule:
     v = virtual_stages
     if v < 1:
         raise LayoutError("virtual_stages", f"need at least 1 virtual stage per device, got {v}")
-    num_stages = pp * v
     sizes = group_sizes(pp, n)
     fwd = _chunk_order(sizes, v, reverse=False)
     bwd = _chunk_order(sizes, v, reverse=True)
@@ -62,8 +61,15 @@ def interleaved_1f1b(pp: int, n: int, virtual_stages: int = 2) -> Schedule:
             acts += [Action(Op.F, c * pp + d, m), Action(Op.B, cb * pp + d, mb)]
         acts += [Action(Op.B, c * pp + d, m) for c, m in bwd[total - warmup :]]
         per_device.append(acts)
+    return virtual_schedule("interleaved-1f1b", pp, n, v, per_device)
+
+
+def virtual_schedule(name: str, pp: int, n: int, v: int, per_device: list[list[Action]]) -> Schedule:
+    """Wrap per-device actions of a pipeline with ``v`` virtual stages per device (virtual stage ``s`` on
+    device ``s % PP``, covering ``1/v`` of model stage ``s // v``) into a :class:`Schedule`."""
+    num_stages = pp * v
     return Schedule(
-        name="interleaved-1f1b",
+        name=name,
         pp=pp,
         num_microbatches=n,
         stage_device=tuple(s % pp for s in range(num_stages)),

@@ -25,7 +25,8 @@ from __future__ import annotations
 from sim.errors import LayoutError
 from sim.pipeline.ops import Action, Op, Schedule
 from sim.pipeline.schedules import register
-from sim.pipeline.schedules.interleaved import _chunk_order, group_sizes
+from sim.pipeline.schedules.dualpipe import v_schedule
+from sim.pipeline.schedules.interleaved import _chunk_order, group_sizes, virtual_schedule
 
 
 @register("interleaved-zb", "interleaved zero bubble: interleaved 1F1B with B split into I and W, W delayed")
@@ -54,18 +55,7 @@ def interleaved_zero_bubble(pp: int, n: int, virtual_stages: int = 2) -> Schedul
                 w += 1
         acts += [Action(Op.W, c * pp + d, m) for c, m in bwd[w:]]
         per_device.append(acts)
-    num_stages = pp * v
-    return Schedule(
-        name="interleaved-zb",
-        pp=pp,
-        num_microbatches=n,
-        stage_device=tuple(s % pp for s in range(num_stages)),
-        stage_model=tuple(s // v for s in range(num_stages)),
-        stage_weight=(1.0 / v,) * num_stages,
-        routes=(tuple(range(num_stages)),),
-        mb_route=(0,) * n,
-        actions=tuple(tuple(a) for a in per_device),
-    )
+    return virtual_schedule("interleaved-zb", pp, n, v, per_device)
 
 
 def _zbv_device(devices: int, d: int, n: int) -> list[Action]:
@@ -115,14 +105,4 @@ def zbv(pp: int, n: int, virtual_stages: int = 1) -> Schedule:
     if pp < 2 or pp % 2:
         raise LayoutError("pp", f"zbv needs an even PP >= 2 (two stages per device), got {pp}")
     devices = pp // 2
-    return Schedule(
-        name="zbv",
-        pp=pp,
-        num_microbatches=n,
-        stage_device=tuple(s if s < devices else pp - 1 - s for s in range(pp)),
-        stage_model=tuple(range(pp)),
-        stage_weight=(1.0,) * pp,
-        routes=(tuple(range(pp)),),
-        mb_route=(0,) * n,
-        actions=tuple(tuple(_zbv_device(devices, d, n)) for d in range(devices)),
-    )
+    return v_schedule("zbv", pp, n, [_zbv_device(devices, d, n) for d in range(devices)])
