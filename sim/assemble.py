@@ -196,6 +196,7 @@ def step_layout(sc: Scenario, split: list[int] | None = None) -> tuple[Layout, S
         split or (t.layers_per_stage if isinstance(t.layers_per_stage, list) else None),
         t.tp,
         t.cp,
+        t.recompute,
     )
 
 

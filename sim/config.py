@@ -189,6 +189,12 @@ class TrainingSpec(_Strict):
     microbatch_sequences: int = Field(1, ge=1, description="sequences per micro-batch per GPU")
     tp: int = Field(1, ge=1, le=1024, description="tensor parallelism with sequence parallelism, inside a node")
     cp: int = Field(1, ge=1, le=4096, description="context parallelism: the sequence split over cp GPUs")
+    recompute: str = Field(
+        "selective",
+        pattern="^(selective|none|full)$",
+        description="activation recomputation: selective (the recipe's: norms, MLA up-projections), none, or "
+        "full (each layer's forward again in its backward; docs/models.md)",
+    )
     layers_per_stage: list[int] | str = Field(
         "even",
         description="layers of each stage along a route, first to last; 'even' (as even as possible) or "

@@ -53,6 +53,7 @@ class ChunkConfig:
     cluster: ClusterSpec | None = None  # default: ep / 8 H800 nodes on the multi-plane fat tree
     first_stage: bool = False  # the stage holds the embedding
     last_stage: bool = False  # the stage holds the output head and the MTP module
+    recompute: str = "selective"  # activation recomputation (sim.model.layer.RECOMPUTE)
 
     def moe_spec(self) -> MoESpec:
         """The MoE layer of the chunk; an expert count that does not divide over EP names ``ep``."""
@@ -133,10 +134,11 @@ def build_chunk(config: ChunkConfig) -> ChunkSetup:
         if is_moe[layer]:
             t = next(it)
             rows = tuple(int(x) for x in t.tokens_per_expert[: moe.experts_per_gpu])
-            ops.append(layer_ops(model, min(layer, model.n_layers - 1), LayerWork(config.tokens, rows)))
+            work = LayerWork(config.tokens, rows, recompute=config.recompute)
+            ops.append(layer_ops(model, min(layer, model.n_layers - 1), work))
             traffic.append(t)
         else:
-            ops.append(layer_ops(model, layer, LayerWork(config.tokens)))
+            ops.append(layer_ops(model, layer, LayerWork(config.tokens, recompute=config.recompute)))
             traffic.append(None)
     compute_sms = split.compute_sms
     timer = ChunkTimer(OpCoster(cost, compute_sms, config.params), comm, config.params)

@@ -34,7 +34,7 @@ from sim.chunk.overheads import ChunkParams
 from sim.chunk.phases import CommModel, GroupTraffic
 from sim.chunk.streams import Task, run_streams
 from sim.chunk.tp_comm import TpModel, tp_collective
-from sim.model.layer import TP_KINDS, LayerOps, embedding_ops, head_ops, mtp_ops
+from sim.model.layer import REPLAY, TP_KINDS, LayerOps, embedding_ops, head_ops, mtp_ops
 from sim.model.ops import Operator
 from sim.model.spec import ModelSpec
 from sim.moe.traffic import Traffic
@@ -367,6 +367,8 @@ class _Graph:
                     order += [("B", "attn(W)")]
                 if parts == "W":
                     order = [("B", "mlp(W)"), ("B", "attn(W)")]
+        if bl is not None and "I" in parts and bl.ops("attn(R)"):  # full recomputation: the forward again first
+            order = [("B", a) for a in REPLAY.values()] + order
         for direction, name in order:
             layer = fl if direction == "F" else bl
             traffic = ft if direction == "F" else bt
@@ -397,9 +399,15 @@ class _Graph:
                 "mlp(F)": done("dispatch(F)") if layer.moe else done("attn(F)"),
                 "combine(F)": done("mlp(F)"),
             }[name]
+        replayed = done("combine(R)") if layer.moe else done("mlp(R)")  # full recomputation's re-run forward
+        first_b = replayed or list(self.last_b)
         return {
-            "combine(B)": list(self.last_b),
-            "mlp(B)": done("combine(B)") if layer.moe else list(self.last_b),
+            "attn(R)": list(self.last_b),
+            "dispatch(R)": done("attn(R)"),
+            "mlp(R)": done("dispatch(R)") if layer.moe else done("attn(R)"),
+            "combine(R)": done("mlp(R)"),
+            "combine(B)": first_b,
+            "mlp(B)": done("combine(B)") if layer.moe else first_b,
             "mlp(W)": done("mlp(B)"),
             "dispatch(B)": done("mlp(B)"),
             "attn(B)": done("dispatch(B)") if layer.moe else done("mlp(B)"),

@@ -40,6 +40,7 @@ class LayerWork:
     rows_per_expert: tuple[int, ...] = ()  # MoE: token rows of each expert on this GPU
     tp: int = 1
     cp: int = 1  # context parallelism: ``tokens`` are this CP rank's share of the micro-batch
+    recompute: str = "selective"  # activation recomputation: selective | none | full (RECOMPUTE)
 
     @property
     def sp_tokens(self) -> int:
@@ -565,7 +566,41 @@ def layer_ops(s: ModelSpec, layer: int, work: LayerWork) -> LayerOps:
         }
     if s.dtype == "bf16":
         ann = {a: bf16_recipe(ops) for a, ops in ann.items()}
-    return LayerOps(layer, moe, ann)
+    return LayerOps(layer, moe, recomputed(ann, work.recompute))
+
+
+RECOMPUTE = ("selective", "none", "full")
+"""Activation recomputation, Megatron-Core's ``--recompute-granularity`` (``training.recompute``):
+
+- ``selective`` (the default): the recipe's own, DeepSeek-V3's [V3 3.2.3] and Megatron-Core's
+  ``--recompute-modules layernorm mla_up_proj``: the backward recomputes the RMSNorm outputs and
+  MLA's up-projections and RoPE (the ``recompute=True`` ops of ``*(B)``); SwiGLU outputs are
+  recomputed inside their fused backward kernel either way.
+- ``none``: nothing recomputed. The ``recompute=True`` ops leave the backward; what they made is kept
+  from the forward instead (:func:`sim.step.activations.saved_tensors`).
+- ``full``: Megatron's ``--recompute-granularity full --recompute-method uniform
+  --recompute-num-layers 1``: each layer keeps only its input; its backward first runs its whole
+  forward again (annotations ``attn(R)``, ``dispatch(R)``, ``mlp(R)``, ``combine(R)``: the MoE
+  layer's all-to-alls included, as Megatron's checkpointed layer re-runs its token dispatcher), then
+  the backward without recomputation (what the re-run made is at hand)."""
+
+REPLAY = {"attn(F)": "attn(R)", "dispatch(F)": "dispatch(R)", "mlp(F)": "mlp(R)", "combine(F)": "combine(R)"}
+"""The forward annotations a ``full`` recomputation re-runs in the backward, and their names there."""
+
+
+def recomputed(ann: dict[str, tuple[Operator, ...]], mode: str) -> dict[str, tuple[Operator, ...]]:
+    """``ann`` (a layer's ops by annotation, built with the selective recipe) under recomputation
+    ``mode`` (:data:`RECOMPUTE`)."""
+    if mode == "selective":
+        return ann
+    if mode not in RECOMPUTE:
+        raise ValueError(f"recompute must be one of {', '.join(RECOMPUTE)}, got {mode!r}")
+    out = {a: tuple(op for op in ops if not op.recompute) for a, ops in ann.items()}
+    if mode == "full":
+        for forward, replay in REPLAY.items():
+            if forward in ann:
+                out[replay] = tuple(replace(op, annotation=replay, recompute=True) for op in ann[forward])
+    return out
 
 
 # the FP8 recipe's own kernels: activation casts (1x128 and per-channel), restores of FP8 copies, the

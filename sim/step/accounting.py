@@ -43,7 +43,7 @@ from sim.model.megatron_flops import megatron_flops_per_token
 from sim.model.spec import ModelSpec
 from sim.pipeline.ops import Op, Schedule
 from sim.pipeline.schedules import SCHEDULES
-from sim.step.activations import activation_bytes, wgrad_activation_bytes
+from sim.step.activations import activation_bytes, replay_bytes_per_token, wgrad_activation_bytes
 from sim.step.layout import Layout
 from sim.step.memory import Memory, Precision, activation_levels, activation_walk, static_memory
 from sim.step.simulate import StepRun
@@ -103,8 +103,20 @@ def _stage_kwargs(model: ModelSpec, layout: Layout, stage: int) -> dict[str, Any
 
 def stage_activations(model: ModelSpec, layout: Layout, stage: int) -> float:
     """Activation bytes one micro-batch keeps on a GPU of schedule stage ``stage`` from its forward to
-    its backward (DeepSeek's recipe, :mod:`sim.step.activations`)."""
-    return activation_bytes(model, **_stage_kwargs(model, layout, stage))
+    its backward (DeepSeek's recipe under the layout's recomputation, :mod:`sim.step.activations`)."""
+    return activation_bytes(model, **_stage_kwargs(model, layout, stage), recompute=layout.recompute)
+
+
+def replay_activations(model: ModelSpec, layout: Layout, schedule: Schedule, device: int) -> float:
+    """Under ``recompute: full``, what the layer whose backward runs holds on top of the saved layer
+    inputs (:func:`sim.step.activations.replay_bytes_per_token`): one layer of one micro-batch at a
+    time, the largest of rank ``device``'s; 0 otherwise. Added to the rank's peak, which a backward
+    reads: the micro-batch a backward works on is freed only when it ends (an upper bound by at most
+    this where a schedule peaks between backwards)."""
+    if layout.recompute != "full":
+        return 0.0
+    layers = {i for s, d in enumerate(schedule.stage_device) if d == device for i in layout.stages[s].layers}
+    return replay_bytes_per_token(model, sorted(i for i in layers if i < model.n_layers)) * layout.sp_tokens
 
 
 def stage_wgrad_activations(model: ModelSpec, layout: Layout, stage: int) -> float:
@@ -117,7 +129,8 @@ def activation_peak(model: ModelSpec, layout: Layout, schedule: Schedule, device
     """Most activation bytes rank ``device`` holds at once: a micro-batch's activations of a stage are
     allocated when its F starts and freed when its B ends; a split backward's I keeps only what the
     deferred W reads, which W frees (:func:`sim.step.memory.activation_walk`)."""
-    return activation_walk(schedule, device, *_held_bytes(model, layout, schedule, device)).bytes
+    walk = activation_walk(schedule, device, *_held_bytes(model, layout, schedule, device)).bytes
+    return walk + replay_activations(model, layout, schedule, device)
 
 
 def _held_bytes(
@@ -146,6 +159,10 @@ def memory_levels(
         precision=Precision.of(model),
     )
     levels = activation_levels(schedule, device, *_held_bytes(model, layout, schedule, device))
+    replay = replay_activations(model, layout, schedule, device)
+    if replay:  # a full recomputation's re-run layer, while a backward runs
+        backward = [any(a.op in (Op.B, Op.I) for a in act.atoms()) for act in schedule.actions[device]]
+        levels = [(during + replay * b, after) for (during, after), b in zip(levels, backward, strict=True)]
     return static.params + static.grads + static.optimizer, levels
 
 
@@ -295,7 +312,7 @@ class StepResult:
     flops_per_token: dict[str, float]  # causal / noncausal, main model
     bf16_peak_flops: float
     megatron_flops_per_token: float  # Megatron-LM's convention (sim.model.megatron_flops)
-    layout: dict[str, int]
+    layout: dict[str, int | str]
     stats: dict[str, Any]
 
     @property

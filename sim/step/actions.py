@@ -237,7 +237,7 @@ class ChunkSource:
             alike = self._alike.get(kind)
             if alike is None:
                 lay = self.inputs.layout
-                work = LayerWork(lay.cp_tokens, rows, lay.tp, lay.cp)
+                work = LayerWork(lay.cp_tokens, rows, lay.tp, lay.cp, lay.recompute)
                 alike = self._alike[kind] = layer_ops(self.inputs.model, index, work)
             hit = self._ops[key] = alike if alike.layer == index else replace(alike, layer=index)
         return hit

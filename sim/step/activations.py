@@ -160,10 +160,22 @@ class SavedTensor:
         return self.elements_per_token * self.bytes_per_element
 
 
-def saved_tensors(s: ModelSpec, layer: int, recipe: ActivationRecipe | None = None) -> list[SavedTensor]:
-    """The tensors layer ``layer`` keeps for its backward, per token (the module docstring's table)."""
+def saved_tensors(
+    s: ModelSpec, layer: int, recipe: ActivationRecipe | None = None, recompute: str = "selective"
+) -> list[SavedTensor]:
+    """The tensors layer ``layer`` keeps for its backward, per token (the module docstring's table),
+    under activation recomputation ``recompute`` (:data:`sim.model.layer.RECOMPUTE`): ``selective``
+    the table; ``none`` the table and what the selective backward recomputes
+    (:func:`unrecomputed_tensors`); ``full`` the layer input alone (the rest exists only while the
+    layer's backward runs: :func:`replay_bytes_per_token`)."""
     r = recipe or ActivationRecipe.of(s)
     h, nh = s.dim, s.n_heads
+    if recompute == "full":
+        return [SavedTensor("layer input", h, r.hidden_bytes)]
+    if recompute == "none":
+        return saved_tensors(s, layer, r) + unrecomputed_tensors(s, layer, r)
+    if recompute != "selective":
+        raise ValueError(f"recompute must be selective, none or full, got {recompute!r}")
     out = [SavedTensor("layer input", h, r.hidden_bytes)]
     if s.attention != "mla":  # the attention backward reads q, k, v: GQA's are kept, not recomputed
         out.append(SavedTensor("q, k, v (after RoPE)", (nh + 2 * s.kv_heads) * s.attn_head_dim, r.hidden_bytes))
@@ -197,8 +209,44 @@ def saved_tensors(s: ModelSpec, layer: int, recipe: ActivationRecipe | None = No
     return out
 
 
-def layer_activation_bytes_per_token(s: ModelSpec, layer: int, recipe: ActivationRecipe | None = None) -> float:
-    return sum(t.bytes_per_token for t in saved_tensors(s, layer, recipe))
+def unrecomputed_tensors(s: ModelSpec, layer: int, recipe: ActivationRecipe | None = None) -> list[SavedTensor]:
+    """What a backward without recomputation (``recompute: none``) keeps beyond the table: the outputs
+    of the ops the selective recipe recomputes (the ``recompute=True`` ops of
+    :func:`sim.model.layer.layer_ops`), per token. The norm outputs are kept as the GEMMs that read
+    them take them (FP8 copies in the FP8 recipe, BF16 otherwise); MLA's queries, keys and values
+    after up-projection and RoPE in BF16, as the attention kernel reads them; the shared experts'
+    SwiGLU output as the down-projection reads it. The routed and dense SwiGLU outputs are recomputed
+    inside their fused backward kernel under every mode (the op lists have no separate recompute)."""
+    r = recipe or ActivationRecipe.of(s)
+    h, nh = s.dim, s.n_heads
+    out = [SavedTensor("attention norm output", h, r.fp8_bytes)]
+    if s.attention == "mla":
+        if s.q_lora_rank:
+            out.append(SavedTensor("q latent norm output", s.q_lora_rank, r.fp8_bytes))
+            out.append(SavedTensor("q (after up-projection and RoPE)", nh * s.qk_head_dim, r.hidden_bytes))
+        out += [
+            SavedTensor("kv latent norm output", s.kv_lora_rank, r.fp8_bytes),
+            SavedTensor("k (after up-projection and RoPE)", nh * s.qk_head_dim, r.hidden_bytes),
+            SavedTensor("v (after up-projection)", nh * s.value_head_dim, r.hidden_bytes),
+        ]
+    out.append(SavedTensor("FFN norm output", h, r.fp8_bytes))
+    if s.is_moe(layer) and s.n_shared_experts:
+        out.append(SavedTensor("shared SwiGLU output", s.n_shared_experts * s.moe_inter_dim, r.fp8_bytes))
+    return out
+
+
+def replay_bytes_per_token(s: ModelSpec, layers: Iterable[int], recipe: ActivationRecipe | None = None) -> float:
+    """Under ``recompute: full``, the most a layer of ``layers`` holds while its backward runs, per
+    token: its re-run forward keeps everything a backward without recomputation reads
+    (``recompute: none``'s tensors), freed as its backward ends, one layer at a time."""
+    r = recipe or ActivationRecipe.of(s)
+    return max((layer_activation_bytes_per_token(s, layer, r, "none") for layer in layers), default=0.0)
+
+
+def layer_activation_bytes_per_token(
+    s: ModelSpec, layer: int, recipe: ActivationRecipe | None = None, recompute: str = "selective"
+) -> float:
+    return sum(t.bytes_per_token for t in saved_tensors(s, layer, recipe, recompute))
 
 
 def activation_bytes(
@@ -210,14 +258,17 @@ def activation_bytes(
     head: bool = False,
     mtp: bool = False,
     recipe: ActivationRecipe | None = None,
+    recompute: str = "selective",
 ) -> float:
     """Bytes one micro-batch of ``tokens`` tokens keeps on a GPU of a stage holding ``layers`` (and
-    the embedding, the output head and loss, the MTP modules) from its forward to its backward.
+    the embedding, the output head and loss, the MTP modules) from its forward to its backward, under
+    activation recomputation ``recompute`` (the head, the loss and the MTP modules are not recomputed:
+    Megatron checkpoints transformer layers only).
 
     Multiply by the schedule's in-flight micro-batches of the stage (``sim.results`` counts them in
     units of one model stage's activations for one micro-batch)."""
     r = recipe or ActivationRecipe.of(s)
-    per_token = sum(layer_activation_bytes_per_token(s, layer, r) for layer in layers)
+    per_token = sum(layer_activation_bytes_per_token(s, layer, r, recompute) for layer in layers)
     if embedding:
         per_token += r.token_id_bytes
     if head:

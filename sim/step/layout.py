@@ -63,6 +63,7 @@ class Layout:
     stages: tuple[StagePlacement, ...]  # per schedule stage
     tp: int = 1  # tensor parallelism with sequence parallelism, inside a node
     cp: int = 1  # context parallelism: the sequence split over cp GPUs (GPU order: TP, CP, DP)
+    recompute: str = "selective"  # activation recomputation (sim.model.layer.RECOMPUTE)
 
     @property
     def cp_tokens(self) -> int:
@@ -102,13 +103,14 @@ class Layout:
         first = device * self.gpus_per_rank + np.arange(self.expert_dp) * self.ep
         return list(first[None, :] + np.arange(self.ep)[:, None])
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | str]:
         return {
             "gpus": self.gpus,
             "pipeline_ranks": self.devices,
             "gpus_per_rank": self.gpus_per_rank,
             **({"tp": self.tp} if self.tp > 1 else {}),
             **({"cp": self.cp} if self.cp > 1 else {}),
+            **({"recompute": self.recompute} if self.recompute != "selective" else {}),
             "ep": self.ep,
             "dp": self.dp,
             "expert_dp": self.expert_dp,
@@ -155,6 +157,7 @@ def build_layout(
     layers_per_stage: list[int] | None = None,
     tp: int = 1,
     cp: int = 1,
+    recompute: str = "selective",
 ) -> tuple[Layout, Schedule]:
     """The layout and the schedule of a training step; errors name the scenario key to change."""
     info = SCHEDULES.get(schedule_name)
@@ -232,6 +235,7 @@ def build_layout(
         stages=stages,
         tp=tp,
         cp=cp,
+        recompute=recompute,
     )
     return layout, schedule
 
