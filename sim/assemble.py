@@ -197,6 +197,7 @@ def step_layout(sc: Scenario, split: list[int] | None = None) -> tuple[Layout, S
         t.tp,
         t.cp,
         t.recompute,
+        t.tp_comm_overlap,
     )
 
 

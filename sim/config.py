@@ -195,6 +195,9 @@ class TrainingSpec(_Strict):
         description="activation recomputation: selective (the recipe's: norms, MLA up-projections), none, or "
         "full (each layer's forward again in its backward; docs/models.md)",
     )
+    tp_comm_overlap: bool = Field(
+        False, description="TP all-gathers and reduce-scatters beside their GEMMs (Megatron's --tp-comm-overlap)"
+    )
     layers_per_stage: list[int] | str = Field(
         "even",
         description="layers of each stage along a route, first to last; 'even' (as even as possible) or "

@@ -72,6 +72,7 @@ class Stage:
     spec: ModelSpec | None = None
     tokens: int = 0
     tp: int = 1
+    tp_overlap: bool = False  # TP collectives overlapped with their GEMMs (:meth:`_Graph.chain`)
 
     @functools.cached_property
     def key(self) -> HashedKey:
@@ -85,6 +86,7 @@ class Stage:
                 self.first,
                 self.last,
                 self.tp,
+                self.tp_overlap,
             )
         )
 
@@ -299,24 +301,61 @@ class _Graph:
         deps: list[int],
         step: int,
         traffic: Traffic | GroupTraffic | None,
+        overlap: bool = False,
     ) -> list[int]:
+        ids = self.chain(layer.ops(name), deps, step, layer.layer, traffic, overlap)
+        self.done[(direction, name, layer.layer)] = ids
+        return ids
+
+    def chain(
+        self,
+        ops: tuple[Operator, ...],
+        deps: list[int],
+        step: int,
+        layer: int,
+        traffic: Traffic | GroupTraffic | None,
+        overlap: bool = False,
+    ) -> list[int]:
+        """Add ``ops`` (one annotation, or a stage extra), each waiting for ``deps``; a TP or CP
+        collective waits for the op before it, and every op after it waits for it.
+
+        ``overlap`` (``training.tp_comm_overlap``, Megatron-Core's ``--tp-comm-overlap``): a TP
+        all-gather runs beside the GEMM that follows it, which starts with it (the ops after that GEMM
+        wait for both), and a TP reduce-scatter beside the GEMM it follows, starting when that GEMM
+        can start (what it waited for and the compute stream's op before it): each pair takes about
+        the longer of the two instead of their sum. This is the bulk form of Megatron's chunked
+        (userbuffers) overlap: the pipelining's first and last chunk, and the SMs or copy engines the
+        collective takes from the GEMM beyond the interference factors, are not modelled."""
         ids: list[int] = []
         last_compute: list[int] = []
         before: list[int] = []  # the previous op's tasks (what a TP collective waits for)
         barrier: list[int] = []  # the last TP collective: every op after it waits for it
-        for op in layer.ops(name):
+        pending: list[int] = []  # an overlapped all-gather: joins the barrier after the next GEMM
+        gemm_start: list[int] = []  # what the last GEMM waited for, its compute-stream predecessor included
+        previous_gemm = False
+        for op in ops:
             tp = op.kind == "comm" and op.comm in TP_KINDS
-            extra = before if tp else barrier
+            beside = overlap and tp and op.comm in ("tp-allgather", "tp-reducescatter")
+            if beside and op.comm == "tp-reducescatter" and previous_gemm:
+                extra = gemm_start
+            else:
+                extra = before if tp else barrier
             # an op on the second compute stream waits for the annotation's compute-stream ops before it
             wait = deps + extra + (last_compute if op.stream == "wgrad" else [])
-            mine = self._add(op, wait, step, layer.layer, traffic)
+            mine = self._add(op, wait, step, layer, traffic)
+            if op.kind == "gemm":
+                gemm_start = wait + (last_compute if op.stream == "compute" else [])
             if op.stream == "compute":
                 last_compute = mine
-            if tp:
+            if beside and op.comm == "tp-allgather":
+                pending = mine
+            elif tp:
                 barrier = mine
+            elif op.kind == "gemm" and pending:
+                barrier, pending = barrier + pending, []
+            previous_gemm = op.kind == "gemm"
             before = mine or before
             ids += mine
-        self.done[(direction, name, layer.layer)] = ids
         return ids
 
     def add_extra(
@@ -326,16 +365,7 @@ class _Graph:
         if not ops:
             return
         deps = self.last_b if backward_input or weights else self.last_f
-        ids: list[int] = []
-        before: list[int] = []
-        barrier: list[int] = []
-        for op in ops:
-            tp = op.kind == "comm" and op.comm in TP_KINDS
-            mine = self._add(op, list(deps) + (before if tp else barrier), step, -1, None)
-            if tp:
-                barrier = mine
-            before = mine or before
-            ids += mine
+        ids = self.chain(ops, list(deps), step, -1, None, stage.tp_overlap)
         if backward_input:
             self.last_b = ids or self.last_b
         elif not weights:
@@ -379,7 +409,8 @@ class _Graph:
             if direction == "B" and "W" not in parts and name.endswith("(W)"):
                 continue
             deps = self._deps(direction, name, layer)
-            ids = self.annotation(direction, layer, name, deps, s, traffic)
+            stage = f if direction == "F" else b
+            ids = self.annotation(direction, layer, name, deps, s, traffic, stage is not None and stage.tp_overlap)
             if direction == "F" and name in ("combine(F)", "mlp(F)") and ids:
                 if name == "combine(F)" or not layer.moe:
                     self.last_f = ids

@@ -226,7 +226,9 @@ class ChunkSource:
             else:
                 ops.append(self._layer(index, ()))
                 traffic.append(None)
-        return Stage(tuple(ops), tuple(traffic), place.first, place.last, model, lay.cp_tokens, lay.tp)
+        return Stage(
+            tuple(ops), tuple(traffic), place.first, place.last, model, lay.cp_tokens, lay.tp, lay.tp_comm_overlap
+        )
 
     def _layer(self, index: int, rows: tuple[int, ...]) -> LayerOps:
         key = (index, rows)

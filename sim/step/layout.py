@@ -64,6 +64,7 @@ class Layout:
     tp: int = 1  # tensor parallelism with sequence parallelism, inside a node
     cp: int = 1  # context parallelism: the sequence split over cp GPUs (GPU order: TP, CP, DP)
     recompute: str = "selective"  # activation recomputation (sim.model.layer.RECOMPUTE)
+    tp_comm_overlap: bool = False  # TP collectives beside their GEMMs (sim.chunk.timer._Graph.chain)
 
     @property
     def cp_tokens(self) -> int:
@@ -111,6 +112,7 @@ class Layout:
             **({"tp": self.tp} if self.tp > 1 else {}),
             **({"cp": self.cp} if self.cp > 1 else {}),
             **({"recompute": self.recompute} if self.recompute != "selective" else {}),
+            **({"tp_comm_overlap": 1} if self.tp_comm_overlap else {}),
             "ep": self.ep,
             "dp": self.dp,
             "expert_dp": self.expert_dp,
@@ -158,6 +160,7 @@ def build_layout(
     tp: int = 1,
     cp: int = 1,
     recompute: str = "selective",
+    tp_comm_overlap: bool = False,
 ) -> tuple[Layout, Schedule]:
     """The layout and the schedule of a training step; errors name the scenario key to change."""
     info = SCHEDULES.get(schedule_name)
@@ -187,6 +190,8 @@ def build_layout(
     if model.n_routed_experts % ep:
         raise ScenarioError("workload.ep", f"EP {ep} does not divide the model's {model.n_routed_experts} experts")
     check_tp(model, tp, per_rank, gpus_per_node, microbatch_sequences * model.seq_len)
+    if tp_comm_overlap and tp == 1:
+        raise ScenarioError("training.tp_comm_overlap", "overlaps TP collectives: needs training.tp > 1")
     check_cp(model, cp, tp, per_rank, microbatch_sequences * model.seq_len)
     dp = per_rank // (tp * cp)
     if global_batch is None:
@@ -236,6 +241,7 @@ def build_layout(
         tp=tp,
         cp=cp,
         recompute=recompute,
+        tp_comm_overlap=tp_comm_overlap,
     )
     return layout, schedule
 
