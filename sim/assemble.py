@@ -198,6 +198,7 @@ def step_layout(sc: Scenario, split: list[int] | None = None) -> tuple[Layout, S
         t.cp,
         t.recompute,
         t.tp_comm_overlap,
+        t.cp_comm,
     )
 
 

@@ -195,6 +195,12 @@ class TrainingSpec(_Strict):
         description="activation recomputation: selective (the recipe's: norms, MLA up-projections), none, or "
         "full (each layer's forward again in its backward; docs/models.md)",
     )
+    cp_comm: str = Field(
+        "all_gather",
+        pattern="^(all_gather|p2p)$",
+        description="CP keys and values: all_gather before the attention (Llama 3), or p2p: ring attention, passed "
+        "around the CP ring beside it (Megatron's --cp-comm-type)",
+    )
     tp_comm_overlap: bool = Field(
         False, description="TP all-gathers and reduce-scatters beside their GEMMs (Megatron's --tp-comm-overlap)"
     )

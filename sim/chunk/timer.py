@@ -73,6 +73,7 @@ class Stage:
     tokens: int = 0
     tp: int = 1
     tp_overlap: bool = False  # TP collectives overlapped with their GEMMs (:meth:`_Graph.chain`)
+    cp_ring: bool = False  # CP keys and values passed around the ring under the attention (ibid.)
 
     @functools.cached_property
     def key(self) -> HashedKey:
@@ -87,6 +88,7 @@ class Stage:
                 self.last,
                 self.tp,
                 self.tp_overlap,
+                self.cp_ring,
             )
         )
 
@@ -301,9 +303,9 @@ class _Graph:
         deps: list[int],
         step: int,
         traffic: Traffic | GroupTraffic | None,
-        overlap: bool = False,
+        stage: Stage | None = None,
     ) -> list[int]:
-        ids = self.chain(layer.ops(name), deps, step, layer.layer, traffic, overlap)
+        ids = self.chain(layer.ops(name), deps, step, layer.layer, traffic, stage)
         self.done[(direction, name, layer.layer)] = ids
         return ids
 
@@ -314,46 +316,52 @@ class _Graph:
         step: int,
         layer: int,
         traffic: Traffic | GroupTraffic | None,
-        overlap: bool = False,
+        stage: Stage | None = None,
     ) -> list[int]:
         """Add ``ops`` (one annotation, or a stage extra), each waiting for ``deps``; a TP or CP
         collective waits for the op before it, and every op after it waits for it.
 
-        ``overlap`` (``training.tp_comm_overlap``, Megatron-Core's ``--tp-comm-overlap``): a TP
-        all-gather runs beside the GEMM that follows it, which starts with it (the ops after that GEMM
-        wait for both), and a TP reduce-scatter beside the GEMM it follows, starting when that GEMM
-        can start (what it waited for and the compute stream's op before it): each pair takes about
-        the longer of the two instead of their sum. This is the bulk form of Megatron's chunked
-        (userbuffers) overlap: the pipelining's first and last chunk, and the SMs or copy engines the
-        collective takes from the GEMM beyond the interference factors, are not modelled."""
+        Unless it runs beside its partner op (:func:`_partner`): an all-gather then runs beside the
+        partner after it, which starts with it (the ops after the partner wait for both), and a
+        reduce-scatter beside the partner it follows, starting when that partner can start (what it
+        waited for and the compute stream's op before it): each pair takes about the longer of the two
+        instead of their sum.
+
+        - ``stage.tp_overlap`` (``training.tp_comm_overlap``, Megatron-Core's ``--tp-comm-overlap``): TP
+          collectives beside their GEMMs. The bulk form of Megatron's chunked (userbuffers) overlap:
+          the pipelining's first and last chunk, and the SMs or copy engines the collective takes from
+          the GEMM beyond the interference factors, are not modelled.
+        - ``stage.cp_ring`` (``training.cp_comm: p2p``, ring attention): the CP exchange of keys and
+          values (and of their gradients in the backward) beside the attention kernel. The ring's
+          bytes are the all-gather's (each rank's chunk passed on CP-1 times); its first step, which
+          computes on the local keys before anything has arrived, is not separated out."""
         ids: list[int] = []
         last_compute: list[int] = []
         before: list[int] = []  # the previous op's tasks (what a TP collective waits for)
         barrier: list[int] = []  # the last TP collective: every op after it waits for it
-        pending: list[int] = []  # an overlapped all-gather: joins the barrier after the next GEMM
-        gemm_start: list[int] = []  # what the last GEMM waited for, its compute-stream predecessor included
-        previous_gemm = False
+        pending: dict[str, list[int]] = {}  # all-gathers beside their partner to come, by its kind
+        started: dict[str, list[int]] = {}  # by kind, what the last op of that kind waited for
+        previous = ""
         for op in ops:
             tp = op.kind == "comm" and op.comm in TP_KINDS
-            beside = overlap and tp and op.comm in ("tp-allgather", "tp-reducescatter")
-            if beside and op.comm == "tp-reducescatter" and previous_gemm:
-                extra = gemm_start
+            partner = _partner(op, stage) if tp else None
+            if partner and op.comm.endswith("reducescatter") and previous == partner:
+                extra = started[partner]
             else:
                 extra = before if tp else barrier
             # an op on the second compute stream waits for the annotation's compute-stream ops before it
             wait = deps + extra + (last_compute if op.stream == "wgrad" else [])
             mine = self._add(op, wait, step, layer, traffic)
-            if op.kind == "gemm":
-                gemm_start = wait + (last_compute if op.stream == "compute" else [])
+            started[op.kind] = wait + (last_compute if op.stream == "compute" else [])
             if op.stream == "compute":
                 last_compute = mine
-            if beside and op.comm == "tp-allgather":
-                pending = mine
+            if partner and op.comm.endswith("allgather"):
+                pending[partner] = pending.get(partner, []) + mine
             elif tp:
                 barrier = mine
-            elif op.kind == "gemm" and pending:
-                barrier, pending = barrier + pending, []
-            previous_gemm = op.kind == "gemm"
+            elif op.kind in pending:
+                barrier = barrier + pending.pop(op.kind)
+            previous = op.kind
             before = mine or before
             ids += mine
         return ids
@@ -365,7 +373,7 @@ class _Graph:
         if not ops:
             return
         deps = self.last_b if backward_input or weights else self.last_f
-        ids = self.chain(ops, list(deps), step, -1, None, stage.tp_overlap)
+        ids = self.chain(ops, list(deps), step, -1, None, stage)
         if backward_input:
             self.last_b = ids or self.last_b
         elif not weights:
@@ -410,7 +418,7 @@ class _Graph:
                 continue
             deps = self._deps(direction, name, layer)
             stage = f if direction == "F" else b
-            ids = self.annotation(direction, layer, name, deps, s, traffic, stage is not None and stage.tp_overlap)
+            ids = self.annotation(direction, layer, name, deps, s, traffic, stage)
             if direction == "F" and name in ("combine(F)", "mlp(F)") and ids:
                 if name == "combine(F)" or not layer.moe:
                     self.last_f = ids
@@ -444,6 +452,17 @@ class _Graph:
             "attn(B)": done("dispatch(B)") if layer.moe else done("mlp(B)"),
             "attn(W)": done("attn(B)"),
         }[name]
+
+
+def _partner(op: Operator, stage: Stage | None) -> str | None:
+    """The kind of op a TP or CP collective runs beside (:meth:`_Graph.chain`), or None."""
+    if stage is None:
+        return None
+    if stage.tp_overlap and op.comm in ("tp-allgather", "tp-reducescatter"):
+        return "gemm"
+    if stage.cp_ring and op.comm in ("cp-allgather", "cp-reducescatter"):
+        return "attention"
+    return None
 
 
 def _interleave(compute: list[tuple[str, str]], comm: list[tuple[str, str]]) -> list[tuple[str, str]]:

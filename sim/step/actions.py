@@ -227,7 +227,15 @@ class ChunkSource:
                 ops.append(self._layer(index, ()))
                 traffic.append(None)
         return Stage(
-            tuple(ops), tuple(traffic), place.first, place.last, model, lay.cp_tokens, lay.tp, lay.tp_comm_overlap
+            tuple(ops),
+            tuple(traffic),
+            place.first,
+            place.last,
+            model,
+            lay.cp_tokens,
+            lay.tp,
+            lay.tp_comm_overlap,
+            lay.cp_comm == "p2p",
         )
 
     def _layer(self, index: int, rows: tuple[int, ...]) -> LayerOps:

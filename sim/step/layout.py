@@ -65,6 +65,7 @@ class Layout:
     cp: int = 1  # context parallelism: the sequence split over cp GPUs (GPU order: TP, CP, DP)
     recompute: str = "selective"  # activation recomputation (sim.model.layer.RECOMPUTE)
     tp_comm_overlap: bool = False  # TP collectives beside their GEMMs (sim.chunk.timer._Graph.chain)
+    cp_comm: str = "all_gather"  # CP keys and values: all_gather before the attention, or p2p (ring, beside it)
 
     @property
     def cp_tokens(self) -> int:
@@ -113,6 +114,7 @@ class Layout:
             **({"cp": self.cp} if self.cp > 1 else {}),
             **({"recompute": self.recompute} if self.recompute != "selective" else {}),
             **({"tp_comm_overlap": 1} if self.tp_comm_overlap else {}),
+            **({"cp_comm": self.cp_comm} if self.cp > 1 else {}),
             "ep": self.ep,
             "dp": self.dp,
             "expert_dp": self.expert_dp,
@@ -161,6 +163,7 @@ def build_layout(
     cp: int = 1,
     recompute: str = "selective",
     tp_comm_overlap: bool = False,
+    cp_comm: str = "all_gather",
 ) -> tuple[Layout, Schedule]:
     """The layout and the schedule of a training step; errors name the scenario key to change."""
     info = SCHEDULES.get(schedule_name)
@@ -190,6 +193,8 @@ def build_layout(
     if model.n_routed_experts % ep:
         raise ScenarioError("workload.ep", f"EP {ep} does not divide the model's {model.n_routed_experts} experts")
     check_tp(model, tp, per_rank, gpus_per_node, microbatch_sequences * model.seq_len)
+    if cp_comm != "all_gather" and cp == 1:
+        raise ScenarioError("training.cp_comm", f"{cp_comm} exchanges keys and values over CP: needs training.cp > 1")
     if tp_comm_overlap and tp == 1:
         raise ScenarioError("training.tp_comm_overlap", "overlaps TP collectives: needs training.tp > 1")
     check_cp(model, cp, tp, per_rank, microbatch_sequences * model.seq_len)
@@ -242,6 +247,7 @@ def build_layout(
         cp=cp,
         recompute=recompute,
         tp_comm_overlap=tp_comm_overlap,
+        cp_comm=cp_comm,
     )
     return layout, schedule
 

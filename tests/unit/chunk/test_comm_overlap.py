@@ -1,10 +1,11 @@
-"""TP communication overlap (``training.tp_comm_overlap``): each TP all-gather runs beside the GEMM
-after it, each reduce-scatter beside the GEMM before it (sim.chunk.timer._Graph.chain).
+"""TP communication overlap (``training.tp_comm_overlap``) and ring attention (``training.cp_comm:
+p2p``): each TP all-gather runs beside the GEMM after it, each reduce-scatter beside the GEMM before it;
+each CP exchange of keys and values beside its attention kernel (sim.chunk.timer._Graph.chain).
 
 What must hold, from that rule alone: the same tasks run; an overlapped all-gather is still running
-when its GEMM is queued, an overlapped reduce-scatter is queued before its GEMM ends; what comes after
+when its partner is queued, an overlapped reduce-scatter is queued before its GEMM ends; what comes after
 the pair waits for both; the chunk is no longer than without overlap and shorter by at most the TP
-collectives' time (only communication can be hidden), and no shorter than its compute alone.
+or CP collectives' time (only communication can be hidden), and no shorter than its compute alone.
 """
 
 from __future__ import annotations
@@ -106,12 +107,12 @@ def test_a_step_with_overlap_and_its_refusal_without_tp(tmp_path) -> None:  # ty
     from sim.errors import ScenarioError
     from sim.run import simulate_training
 
-    def scenario(tp: int, overlap: bool) -> object:
+    def scenario(tp: int, overlap: bool, **more: object) -> object:
         body = {
             "name": f"tp{tp}-{overlap}",
             "model": {"config": "llama-3.1-8b", "n_layers": 8, "dtype": "bf16"},
             "pipeline": {"pp": 4, "schedules": ["1f1b"]},
-            "training": {"gpus": 64, "global_batch": 32, "tp": tp, "tp_comm_overlap": overlap},
+            "training": {"gpus": 64, "global_batch": 32, "tp": tp, "tp_comm_overlap": overlap, **more},
             "cluster": {"topology": str(REPO / "topologies" / "h100-ib-1024.yaml")},
             "profile": str(REPO / "calibrate" / "profiles" / "h100-sxm-measured.json"),
         }
@@ -126,3 +127,40 @@ def test_a_step_with_overlap_and_its_refusal_without_tp(tmp_path) -> None:  # ty
     with pytest.raises(ScenarioError, match=r"needs training\.tp > 1") as err:
         assemble(scenario(1, True))  # type: ignore[arg-type]
     assert err.value.key_path == "training.tp_comm_overlap"
+    with pytest.raises(ScenarioError, match=r"needs training\.cp > 1") as err:
+        assemble(scenario(2, False, cp_comm="p2p"))  # type: ignore[arg-type]
+    assert err.value.key_path == "training.cp_comm"
+
+
+CP = 4
+
+
+@pytest.fixture(scope="module")
+def cp_timer() -> ChunkTimer:
+    """CP groups across nodes (one GPU of each of 4 nodes), as TP 8 makes them."""
+    topo = build_topology(load_cluster(REPO / "topologies" / "h100-ib-1024.yaml"))
+    cost = CostModel(load_profile(REPO / "calibrate" / "profiles" / "h100-sxm-measured.json"))
+    cp = TpModel(SimContext(topo, 0.0), [np.arange(CP) * 8 + i for i in range(8)])
+    return ChunkTimer(OpCoster(cost, cost.all_sms, ChunkParams()), None, ChunkParams(), cp=cp)
+
+
+@pytest.mark.parametrize("what", ["F", "IW"])
+def test_ring_attention_runs_the_kv_exchange_beside_the_attention(cp_timer: ChunkTimer, what: str) -> None:
+    s = load_model("llama-3.1-8b").model_copy(update={"dtype": "bf16", "seq_len": 32768})
+    layers = tuple(layer_ops(s, i, LayerWork(s.seq_len // CP, (), 1, CP)) for i in (4, 5))
+    runs = []
+    for ring in (False, True):
+        st = Stage(layers, (None, None), False, False, s, s.seq_len // CP, 1, False, ring)
+        runs.append(cp_timer.forward(st) if what == "F" else cp_timer.backward(st, what))
+    plain, ring_run = runs
+    assert [t.name for t in plain.tasks] == [t.name for t in ring_run.tasks]
+    cp_time = sum(t.work for t in plain.tasks if t.name.startswith("cp."))
+    assert cp_time > 0
+    assert plain.span_s - cp_time - 1e-12 <= ring_run.span_s < plain.span_s
+    tasks = ring_run.tasks
+    for i, t in enumerate(tasks):
+        if t.name.startswith("cp.kv") and not t.name.endswith(".grad"):  # the exchange before an attention
+            attn = next(j for j in range(i + 1, len(tasks)) if tasks[j].kind == "attention")
+            assert tasks[attn].queued <= t.end + 1e-12
+            after = next(j for j in range(attn + 1, len(tasks)) if tasks[j].stream == "compute")
+            assert tasks[after].queued >= t.end - 1e-12
