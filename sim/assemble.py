@@ -47,7 +47,7 @@ from sim.step.actions import ChunkInputs, ChunkSource, Routing
 from sim.step.layer_split import balanced_ranks, balanced_split, layer_costs, rank_positions
 from sim.step.layout import Layout, StagePlacement, build_layout
 from sim.step.spec import StepSpec
-from sim.step.zero1 import DpSpec
+from sim.step.zero1 import DpSpec, replica_set
 from sim.units import BF16_BYTES
 
 ACTIVATION_BYTES = BF16_BYTES  # a stage-to-stage send carries the hidden states in BF16 (DeepSeek-V3 report 3.3)
@@ -172,6 +172,18 @@ def moe_spec(sc: Scenario) -> MoESpec:
         raise as_yaml_key(ScenarioError("ep" if err.key_path == "experts" else err.key_path, err.message)) from None
 
 
+def _check_fsdp(sc: Scenario, layout: Layout, schedule: Schedule) -> None:
+    """FSDP as :mod:`sim.step.fsdp` models it: on the shared network, one copy of each stage."""
+    assert sc.training is not None
+    if sc.training.contention != "shared":
+        raise ScenarioError("training.fsdp", "FSDP's collectives run beside the pipeline: needs contention: shared")
+    if any(len(replica_set(layout, schedule, d)) > 1 for d in range(layout.devices)):
+        raise ScenarioError(
+            "training.fsdp",
+            f"{schedule.name} keeps two copies of a stage, whose FSDP group is not modelled; use another schedule",
+        )
+
+
 def step_layout(sc: Scenario, split: list[int] | None = None) -> tuple[Layout, Schedule]:
     """The layout and schedule of a training scenario (errors name the key to change); ``split``, the
     layers of each stage along a route, overrides the scenario's (a 'balanced' one, once computed)."""
@@ -199,6 +211,8 @@ def step_layout(sc: Scenario, split: list[int] | None = None) -> tuple[Layout, S
         t.recompute,
         t.tp_comm_overlap,
         t.cp_comm,
+        t.fsdp,
+        t.fsdp_reshard_after_forward,
     )
 
 
@@ -301,6 +315,8 @@ def _training(sc: Scenario) -> Assembly:
     cluster = sc.cluster_spec()
     topology = _topology(sc, cluster)
     layout, schedule = step_layout(sc)
+    if layout.fsdp:
+        _check_fsdp(sc, layout, schedule)
     if t.fidelity == "per-gpu" and layout.ep % (layout.tp * layout.cp):
         raise ScenarioError(
             "training.fidelity",

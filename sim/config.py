@@ -201,6 +201,14 @@ class TrainingSpec(_Strict):
         description="CP keys and values: all_gather before the attention (Llama 3), or p2p: ring attention, passed "
         "around the CP ring beside it (Megatron's --cp-comm-type)",
     )
+    fsdp: bool = Field(
+        False,
+        description="FSDP / ZeRO-3 instead of ZeRO-1: weights, gradients and optimizer state sharded; each action's "
+        "stage all-gathered (prefetched one action ahead) and its gradients reduce-scattered (docs/step.md)",
+    )
+    fsdp_reshard_after_forward: bool = Field(
+        True, description="FSDP: free a unit's gathered weights after its forward (gather again for the backward)"
+    )
     tp_comm_overlap: bool = Field(
         False, description="TP all-gathers and reduce-scatters beside their GEMMs (Megatron's --tp-comm-overlap)"
     )

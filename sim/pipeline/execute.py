@@ -160,13 +160,16 @@ def launch(
     runner: ActionRunner | None = None,
     on_end: Callable[[int, int, float], None] | None = None,
     recorder: Recorder | None = None,
+    prepare: ActionRunner | None = None,
 ) -> Launched:
     """Prepare ``schedule``'s device processes on ``ctx``: every action's duration is asked now (the
     chunk model may time phases alone on the context); :meth:`Launched.start` starts them, and the
     caller runs the environment.
 
     ``runner`` replaces each action's timeout by a process (see :data:`ActionRunner`); ``on_end(device,
-    pos, end)`` is called as each action ends (times from the context's origin)."""
+    pos, end)`` is called as each action ends (times from the context's origin); ``prepare``, a process
+    of the same form, runs once the action's inputs have arrived and before it starts (what it waits
+    for is idle time of the device, not part of the action's span: FSDP's weights)."""
     p2p = p2p or P2P()
     env = ctx.env
     rec = recorder if recorder is not None else Recorder()
@@ -275,6 +278,8 @@ def launch(
                     waiting[device] = (key, index)
                     yield ev
             waiting[device] = None
+            if prepare is not None:
+                yield from prepare(device, index, duration)
             start = env.now
             if runner is not None:
                 yield from runner(device, index, duration)

@@ -44,10 +44,11 @@ from sim.model.spec import ModelSpec
 from sim.pipeline.ops import Op, Schedule
 from sim.pipeline.schedules import SCHEDULES
 from sim.step.activations import activation_bytes, replay_bytes_per_token, wgrad_activation_bytes
+from sim.step.fsdp import units
 from sim.step.layout import Layout
-from sim.step.memory import Memory, Precision, activation_levels, activation_walk, static_memory
+from sim.step.memory import Memory, Precision, activation_levels, activation_walk, fsdp_memory, static_memory
 from sim.step.simulate import StepRun
-from sim.step.zero1 import ReplicaSet, rank_params
+from sim.step.zero1 import ReplicaSet, pieces, rank_params
 from sim.units import GiB
 
 SECONDS_PER_DAY = 86_400.0
@@ -145,19 +146,35 @@ def _held_bytes(
     return whole, wgrad
 
 
+def rank_static_memory(model: ModelSpec, layout: Layout, schedule: Schedule, device: int) -> Memory:
+    """Parameters, gradients and optimizer shard of one GPU of rank ``device``: ZeRO-1
+    (:func:`sim.step.memory.static_memory`) or, under ``training.fsdp``, FSDP
+    (:func:`sim.step.memory.fsdp_memory`)."""
+    rset = ReplicaSet.of(layout, schedule, device)
+    whole = rank_params(model, layout, schedule, device)
+    if layout.fsdp:
+        largest = max(
+            (u.params for place, p in pieces(model, layout, schedule, device) for u in units(model, layout, place, p)),
+            key=lambda p: p.total,
+        )
+        return fsdp_memory(
+            whole,
+            largest,
+            dp=rset.dp,
+            expert_dp=rset.expert_dp,
+            precision=Precision.of(model),
+            reshard=layout.fsdp_reshard_after_forward,
+        )
+    return static_memory(whole, dp=rset.dp, expert_dp=rset.expert_dp, precision=Precision.of(model))
+
+
 def memory_levels(
     model: ModelSpec, layout: Layout, schedule: Schedule, device: int
 ) -> tuple[float, list[tuple[float, float]]]:
     """Rank ``device``'s parameters, gradients and optimizer shard (bytes per GPU), and per entry of its
     action list the activation bytes held while it runs and after it
     (:func:`sim.step.memory.activation_levels`): the memory counter of a trace."""
-    rset = ReplicaSet.of(layout, schedule, device)
-    static = static_memory(
-        rank_params(model, layout, schedule, device),
-        dp=rset.dp,
-        expert_dp=rset.expert_dp,
-        precision=Precision.of(model),
-    )
+    static = rank_static_memory(model, layout, schedule, device)
     levels = activation_levels(schedule, device, *_held_bytes(model, layout, schedule, device))
     replay = replay_activations(model, layout, schedule, device)
     if replay:  # a full recomputation's re-run layer, while a backward runs
@@ -176,13 +193,7 @@ def rank_memory(model: ModelSpec, layout: Layout, schedule: Schedule, device: in
     hit = _MEMORY_MEMO.get((model, layout, schedule), device)
     if hit is not None:
         return hit
-    rset = ReplicaSet.of(layout, schedule, device)
-    static = static_memory(
-        rank_params(model, layout, schedule, device),
-        dp=rset.dp,
-        expert_dp=rset.expert_dp,
-        precision=Precision.of(model),
-    )
+    static = rank_static_memory(model, layout, schedule, device)
     mem = Memory(static.params, static.grads, static.optimizer, activation_peak(model, layout, schedule, device))
     return _MEMORY_MEMO.put((model, layout, schedule), mem, device)
 

@@ -66,6 +66,8 @@ class Layout:
     recompute: str = "selective"  # activation recomputation (sim.model.layer.RECOMPUTE)
     tp_comm_overlap: bool = False  # TP collectives beside their GEMMs (sim.chunk.timer._Graph.chain)
     cp_comm: str = "all_gather"  # CP keys and values: all_gather before the attention, or p2p (ring, beside it)
+    fsdp: bool = False  # FSDP / ZeRO-3 instead of ZeRO-1 (sim.step.fsdp)
+    fsdp_reshard_after_forward: bool = True  # FSDP2's reshard_after_forward
 
     @property
     def cp_tokens(self) -> int:
@@ -115,6 +117,8 @@ class Layout:
             **({"recompute": self.recompute} if self.recompute != "selective" else {}),
             **({"tp_comm_overlap": 1} if self.tp_comm_overlap else {}),
             **({"cp_comm": self.cp_comm} if self.cp > 1 else {}),
+            **({"fsdp": 1} if self.fsdp else {}),
+            **({"fsdp_reshard_after_forward": 0} if self.fsdp and not self.fsdp_reshard_after_forward else {}),
             "ep": self.ep,
             "dp": self.dp,
             "expert_dp": self.expert_dp,
@@ -164,6 +168,8 @@ def build_layout(
     recompute: str = "selective",
     tp_comm_overlap: bool = False,
     cp_comm: str = "all_gather",
+    fsdp: bool = False,
+    fsdp_reshard_after_forward: bool = True,
 ) -> tuple[Layout, Schedule]:
     """The layout and the schedule of a training step; errors name the scenario key to change."""
     info = SCHEDULES.get(schedule_name)
@@ -248,6 +254,8 @@ def build_layout(
         recompute=recompute,
         tp_comm_overlap=tp_comm_overlap,
         cp_comm=cp_comm,
+        fsdp=fsdp,
+        fsdp_reshard_after_forward=fsdp_reshard_after_forward,
     )
     return layout, schedule
 

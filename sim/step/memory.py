@@ -249,6 +249,36 @@ def static_memory(p: StageParams, *, dp: int, expert_dp: int, precision: Precisi
     return Memory(params=weights, grads=p.total * pr.grad_bytes, optimizer=optimizer, activations_peak=0.0)
 
 
+def fsdp_memory(
+    p: StageParams,
+    gathered: StageParams,
+    *,
+    dp: int,
+    expert_dp: int,
+    precision: Precision | None = None,
+    reshard: bool = True,
+) -> Memory:
+    """Parameters, gradients and optimizer state of ``p`` on one GPU under FSDP / ZeRO-3
+    (``training.fsdp``, :mod:`sim.step.fsdp`): weights, gradients and optimizer state sharded over
+    the DP degrees (non-expert over ``dp``, experts over ``expert_dp``), plus what a GPU gathers:
+    the weights of two units at once (the one computing, the next one prefetched) and the gradients
+    of one (unsharded while its backward runs, until reduce-scattered), ``gathered`` being the largest
+    unit the GPU holds (:func:`sim.step.fsdp.units`). An FP8 weight copy is made of the gathered
+    weights. Without ``reshard`` (after the forward) every unit may be gathered at once: ``p`` whole."""
+    if dp < 1 or expert_dp < 1:
+        raise ValueError(f"DP degrees must be >= 1, got dp={dp}, expert_dp={expert_dp}")
+    pr = precision or Precision()
+    shard = p.non_expert / dp + p.expert / expert_dp
+    held = gathered if reshard else p
+    copies = 2 if reshard else 1
+    weights = (shard + copies * held.total) * pr.weight_bytes
+    if pr.fp8_weight_copy:
+        weights += copies * held.fp8_gemm * (FP8_BYTES + FP32_BYTES / FP8_BLOCK**2)
+    grads = (shard + gathered.total) * pr.grad_bytes
+    optimizer = pr.optimizer_bytes * shard
+    return Memory(params=weights, grads=grads, optimizer=optimizer, activations_peak=0.0)
+
+
 def memory_per_gpu(
     s: ModelSpec,
     stages: Sequence[int],

@@ -39,6 +39,7 @@ from sim.pipeline.execute import Launched, RankP2P, launch, run_until
 from sim.pipeline.ops import Op
 from sim.step.actions import ChunkSource
 from sim.step.chunk_comm import ChunkComm
+from sim.step.fsdp import Fsdp
 from sim.step.layout import StagePlacement
 from sim.step.memory import Precision, optimizer_traffic
 from sim.step.spec import Counting, DeviceTimeline, PipelineRun, Progress, StepSpec
@@ -155,6 +156,8 @@ def run_shared(
     for place in ready_left:
         ready_event[place] = env.event()
 
+    fsdp = Fsdp(env, net, lay, schedule, inp.model, {}) if lay.fsdp else None
+
     def on_end(device: int, pos: int, end: float) -> None:
         for atom in schedule.actions[device][pos].atoms():
             if atom.op in (Op.B, Op.W):
@@ -204,7 +207,15 @@ def run_shared(
         else:
             gpus = tuple(lay.ep_group(d, g) for d in range(lay.devices))
         p2p = RankP2P(spec.topology, gpus, spec.activation_bytes)
-        handle = launch(schedule, counting, p2p, ctx, runner=runner, on_end=on_end)
+        handle = launch(
+            schedule,
+            counting,
+            p2p,
+            ctx,
+            runner=fsdp.run(runner) if fsdp else runner,
+            on_end=on_end,
+            prepare=fsdp.prepare if fsdp else None,
+        )
         handles.append(handle)
         pipelines.append(pipe)
     # --------------------------------------------------------------- the DP phase's coflows alone
@@ -219,8 +230,11 @@ def run_shared(
         held = pieces(inp.model, lay, schedule, d)
         set_pieces[ranks] = list(held)
         whole = rank_params(inp.model, lay, schedule, d)
-        wanted = [("reducescatter", p) for _, p in held] if spec.dp.overlap == "tail" else []
-        wanted += [("reducescatter", whole), ("allgather", whole)]
+        if fsdp is not None:  # each unit's (sim.step.fsdp)
+            wanted = [(kind, p) for kind, r, p in fsdp.wanted() if r == ranks]
+        else:
+            wanted = [("reducescatter", p) for _, p in held] if spec.dp.overlap == "tail" else []
+            wanted += [("reducescatter", whole), ("allgather", whole)]
         for kind, p in wanted:
             key = (kind, ranks, p)
             if key not in dp_loads:
@@ -232,6 +246,9 @@ def run_shared(
     }
 
     origin = ctx.start_main()  # every duration is known: the loop starts here
+    if fsdp is not None:
+        fsdp.coflows.update(dp_coflows)
+        fsdp.origin = origin
     for h in handles:
         h.start()
     pipeline_done = env.all_of([h.done for h in handles])
@@ -245,7 +262,11 @@ def run_shared(
         whole = rank_params(inp.model, lay, schedule, d)
         out = results[ranks] = _SetRun(whole)
         intervals: list[tuple[float, float]] = []
-        if spec.dp.overlap == "tail":
+        if fsdp is not None:  # every action's gradients reduce-scattered as it ended
+            yield pipeline_done
+            yield env.all_of([fsdp.drained(r) for r in ranks])
+            intervals = [iv for r in ranks for iv in fsdp.ranks[r].reduce_scatter]
+        elif spec.dp.overlap == "tail":
             waiting = list(set_pieces[ranks])
             while waiting:
                 pending = [ready_event[place] for place, _ in waiting]
@@ -275,7 +296,8 @@ def run_shared(
         if opt > 0:
             yield env.timeout(opt)
         ag0 = env.now
-        yield net.send_coflow(*dp_coflows[("allgather", ranks, whole)], "zero1")
+        if fsdp is None:  # FSDP: the next step's first actions gather what they need
+            yield net.send_coflow(*dp_coflows[("allgather", ranks, whole)], "zero1")
         out.barrier, out.optimizer_s, out.optimizer_bytes = bar - origin, opt, traffic
         out.all_gather = (ag0 - origin, env.now - origin)
 

@@ -302,6 +302,8 @@ class DpModel:
                 continue
             seen.add(rset.ranks)
             whole = rank_params(self.model, lay, sched, d)
+            if lay.fsdp:  # FSDP's collectives are per unit (sim.step.fsdp), timed as the step asks
+                continue
             if self.spec.overlap == "tail":
                 out += [("reducescatter", rset, p) for _, p in pieces(self.model, lay, sched, d)]
             if self.spec.overlap != "tail" or shared:
