@@ -80,12 +80,16 @@ def unit_weights(s: ModelSpec, place: StagePlacement) -> list[float]:
     """Executed FLOPs of each unit of ``place`` for one sequence (embedding, layers, head with the
     MTP modules), in forward order; what shares an action's time out among its units."""
     out = [0.0] if place.first else []
-    out += [_layer_flops(s, layer_signature(s, min(i, s.n_layers - 1)), min(i, s.n_layers - 1)) for i in place.layers]
+    out += [_layer_flops(s, layer_signature(s, i), i) for i in place.layers if i < s.n_layers]
     if place.last:
         t = s.seq_len
         head = sum(op.executed_flops for ops in head_ops(s, t).values() for op in ops)
-        own = sum(op.executed_flops for ops in mtp_ops(s, t).values() for op in ops) if s.mtp_depth else 0.0
-        out.append(head * (1 + s.mtp_depth) + s.mtp_depth * own)
+        mtp = 0.0
+        if s.mtp_depth:  # each module: its own ops, an MoE block like the last layer, a use of the head
+            last = s.n_layers - 1
+            own = sum(op.executed_flops for ops in mtp_ops(s, t).values() for op in ops)
+            mtp = s.mtp_depth * (own + _layer_flops(s, layer_signature(s, last), last) + head)
+        out.append(head + mtp)
     return out
 
 

@@ -332,6 +332,8 @@ def run_shared(
                 reduce_scatter=ph.reduce_scatter,
                 optimizer=(r.barrier, r.barrier + ph.optimizer_s),
                 all_gather=r.all_gather,
+                fsdp_gathers=tuple(fsdp.ranks[d].all_gather) if fsdp is not None else (),
+                fsdp_wait_s=fsdp.ranks[d].waited_s if fsdp is not None else 0.0,
             )
         )
     return pipelines, dp, timelines

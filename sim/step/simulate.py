@@ -91,6 +91,12 @@ def run_step(spec: StepSpec, progress: Progress | None = None) -> StepRun:
     if spec.contention == "shared":
         stats["coflow_delay_ms"] = {f"{t}@{b}": v * 1e3 for (t, b), v in sorted(net.stats.coflow_delay_s.items())}
         stats["coflow_GB"] = {f"{t}@{b}": v / 1e9 for (t, b), v in sorted(net.stats.coflow_bytes.items())}
+    if lay.fsdp:  # per rank: counts and the time waiting for weights (inside the actions' spans or before them)
+        stats["fsdp"] = {
+            "all_gathers": [len(t.fsdp_gathers) for t in timelines],
+            "reduce_scatters": [len(t.reduce_scatter) for t in timelines],
+            "wait_s": [t.fsdp_wait_s for t in timelines],
+        }
     return StepRun(spec, pipelines, dp, timelines, time.perf_counter() - t0, stats, net.carried())
 
 

@@ -104,6 +104,8 @@ class DeviceTimeline:
     reduce_scatter: tuple[tuple[float, float], ...]  # its replica set's reduce-scatters, in order
     optimizer: tuple[float, float]
     all_gather: tuple[float, float]
+    fsdp_gathers: tuple[tuple[float, float], ...] = ()  # FSDP: each unit's all-gather (sim.step.fsdp)
+    fsdp_wait_s: float = 0.0  # FSDP: the rank's time waiting for gathered weights
 
     @property
     def end(self) -> float:
