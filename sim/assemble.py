@@ -184,6 +184,14 @@ def _check_fsdp(sc: Scenario, layout: Layout, schedule: Schedule) -> None:
         )
 
 
+def gating_of(sc: Scenario) -> Gating:
+    """The routing of the scenario's MoE layers, with their capacity (errors name the key)."""
+    w = sc.workload
+    if w.pad_to_capacity and w.capacity_factor is None:
+        raise ScenarioError("workload.pad_to_capacity", "pads to an expert's capacity: give workload.capacity_factor")
+    return Gating(w.routing, capacity_factor=w.capacity_factor, pad_to_capacity=w.pad_to_capacity)
+
+
 def step_layout(sc: Scenario, split: list[int] | None = None) -> tuple[Layout, Schedule]:
     """The layout and schedule of a training scenario (errors name the key to change); ``split``, the
     layers of each stage along a route, overrides the scenario's (a 'balanced' one, once computed)."""
@@ -325,7 +333,7 @@ def _training(sc: Scenario) -> Assembly:
         )
     moe = moe_spec(sc)
     kernel = kernel_spec(sc, params.notify_wait_us)
-    gating = Gating(sc.workload.routing)
+    gating = gating_of(sc)
     inputs = ChunkInputs(
         model=sc.model,
         layout=layout,
@@ -416,7 +424,7 @@ def _comparison(sc: Scenario) -> Assembly:
         gpus = sc.cluster.placement(sc.devices())
         transport = NetworkP2P(topology, gpus, sc.p2p.activation_bytes, sc.cluster.completion_rtol)
     kernel = kernel_spec(sc, params.notify_wait_us)
-    gating = Gating(sc.workload.routing)
+    gating = gating_of(sc)
     chunk = None
     if given is not None:
         given = _rescaled(sc, given, split, cost)

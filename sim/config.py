@@ -124,6 +124,15 @@ class WorkloadSpec(_Strict):
     tokens: int = Field(DEEPSEEK_V3.seq_len, ge=1, description="tokens per micro-batch per GPU (one sequence)")
     ep: int = Field(DEFAULT_EP, ge=1, description="expert-parallel group size (GPUs)")
     routing: str = Field("balanced", pattern="^(balanced|random|skewed)$", description="gating of the routed experts")
+    capacity_factor: float | None = Field(
+        None,
+        gt=0,
+        le=1024,
+        description="expert capacity per EP rank, ceil(tokens x top-k / experts x factor); choices past it dropped "
+        "[default: dropless] (sim/moe/capacity.py)",
+    )
+    pad_to_capacity: bool = Field(False, description="every expert computes its whole capacity (needs capacity_factor)")
+
     interference: str = Field("trace", pattern="^(trace|profile|none)$", description="compute/comm slowdowns")
     gemm_beside_comm: float | None = Field(None, ge=1, description="GEMM slowdown beside DeepEP [default: trace]")
     memory_beside_comm: float | None = Field(None, ge=1, description="memory-bound slowdown [default: trace]")
@@ -391,7 +400,15 @@ def check_keys_used(sc: Scenario) -> None:
 
 
 # workload keys of the MoE layers' routing and DeepEP, which a dense model does not have
-MOE_WORKLOAD_KEYS = ("routing", "gemm_beside_comm", "memory_beside_comm", "comm_beside_compute", "notify_wait_us")
+MOE_WORKLOAD_KEYS = (
+    "routing",
+    "capacity_factor",
+    "pad_to_capacity",
+    "gemm_beside_comm",
+    "memory_beside_comm",
+    "comm_beside_compute",
+    "notify_wait_us",
+)
 
 
 def _dense_keys_used(sc: Scenario) -> None:

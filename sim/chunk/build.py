@@ -133,7 +133,7 @@ def build_chunk(config: ChunkConfig) -> ChunkSetup:
     for layer in layer_ids:
         if is_moe[layer]:
             t = next(it)
-            rows = tuple(int(x) for x in t.tokens_per_expert[: moe.experts_per_gpu])
+            rows = tuple(int(x) for x in t.expert_rows[: moe.experts_per_gpu])
             work = LayerWork(config.tokens, rows, recompute=config.recompute)
             ops.append(layer_ops(model, min(layer, model.n_layers - 1), work))
             traffic.append(t)

@@ -14,6 +14,7 @@ import numpy as np
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
 from sim.hardware.gpu import SmSplit
+from sim.moe.capacity import capacity, drop_over_capacity, padded_rows
 from sim.moe.deepep import KernelSpec, PhaseResult, simulate_phase
 from sim.moe.gating import Gating, balanced_choices, replay_choices
 from sim.moe.select import CHUNK, select_experts
@@ -47,11 +48,15 @@ class AlltoallResult:
 
 def route_layer(spec: MoESpec, tokens: int, gating: Gating | str, seed: int) -> Traffic:
     """Gate and select for ``tokens`` tokens on every EP rank; count the layer's messages."""
-    if Gating.of(gating).routing == "balanced":
+    gating = Gating.of(gating)
+    if gating.routing == "balanced" and gating.capacity_factor is None:
         return balanced_traffic(spec, tokens)
     rng = np.random.default_rng(seed)
     choices = route_choices(spec, tokens * spec.ep, gating, rng)
-    return layer_traffic(choices, np.repeat(np.arange(spec.ep), tokens), spec)
+    src = np.repeat(np.arange(spec.ep), tokens)
+    if gating.capacity_factor is not None:
+        return capacity_traffic(spec, tokens, choices, src, gating)
+    return layer_traffic(choices, src, spec)
 
 
 def balanced_traffic(spec: MoESpec, tokens: int) -> Traffic:
@@ -97,6 +102,9 @@ def route_layers(
     fast = gating.uses_fast_sampler()
 
     def one(stream: np.random.SeedSequence) -> Traffic:
+        if gating.capacity_factor is not None:  # the choices themselves: capacity drops some
+            choices = route_choices(spec, tokens * spec.ep, gating, np.random.default_rng(stream))
+            return capacity_traffic(spec, tokens, choices, src, gating)
         if gating.routing == "balanced":
             return balanced_traffic(spec, tokens)
         rng = np.random.default_rng(stream)
@@ -112,6 +120,16 @@ def route_layers(
         return [one(s) for s in streams]
     with ThreadPoolExecutor(workers) as pool:
         return list(pool.map(one, streams))
+
+
+def capacity_traffic(spec: MoESpec, tokens: int, choices: np.ndarray, src: np.ndarray, gating: Gating) -> Traffic:
+    """:func:`layer_traffic` of ``choices`` after the capacity of ``gating.capacity_factor`` has
+    dropped what it drops, with every expert's rows padded to capacity where asked
+    (:mod:`sim.moe.capacity`)."""
+    assert gating.capacity_factor is not None
+    cap = capacity(tokens, spec.topk, spec.experts, gating.capacity_factor)
+    t = layer_traffic(drop_over_capacity(choices, src, spec.experts, cap), src, spec)
+    return replace(t, padded_rows=padded_rows(spec.ep, spec.experts, cap)) if gating.pad_to_capacity else t
 
 
 def route_choices(spec: MoESpec, total: int, gating: Gating | str, rng: np.random.Generator) -> np.ndarray:

@@ -118,6 +118,8 @@ class Gating:
     alpha: float = 1.0
     dirichlet: float | None = None
     sampler: str = "auto"
+    capacity_factor: float | None = None  # None: dropless (sim.moe.capacity)
+    pad_to_capacity: bool = False  # every expert computes its whole capacity (needs capacity_factor)
 
     @staticmethod
     def of(gating: Gating | str) -> Gating:

@@ -38,6 +38,13 @@ class Traffic:
     logical_rdma: np.ndarray
     tokens_per_expert: np.ndarray
     nodes_per_token: np.ndarray
+    padded_rows: np.ndarray | None = None  # rows each expert computes when padded to capacity
+
+    @property
+    def expert_rows(self) -> np.ndarray:
+        """Rows each expert's GEMMs compute: its tokens, or its capacity's rows when padded
+        (:mod:`sim.moe.capacity`)."""
+        return self.tokens_per_expert if self.padded_rows is None else self.padded_rows
 
     @property
     def tokens_per_gpu(self) -> np.ndarray:
@@ -86,7 +93,8 @@ def layer_traffic(choices: np.ndarray, src: np.ndarray, spec: MoESpec) -> Traffi
     counts (a test checks) and take ``choices`` in any order within a row.
     """
     src = np.asarray(src, dtype=np.int64)
-    count, chunk = (_count_masks, MASK_CHUNK) if masks_fit(spec) else (_count, CHUNK)
+    dropped = bool((choices < 0).any())  # capacity-dropped choices: the sorting counter skips them
+    count, chunk = (_count_masks, MASK_CHUNK) if masks_fit(spec) and not dropped else (_count, CHUNK)
     if len(src) <= chunk:
         return count(choices, src, spec)
     parts = [count(choices[i : i + chunk], src[i : i + chunk], spec) for i in range(0, len(src), chunk)]
@@ -101,19 +109,21 @@ def layer_traffic(choices: np.ndarray, src: np.ndarray, spec: MoESpec) -> Traffi
 
 
 def _count(choices: np.ndarray, src: np.ndarray, spec: MoESpec) -> Traffic:
-    """Sorting counter (any shape): sort each token's GPUs, keep the first of each GPU and node."""
+    """Sorting counter (any shape): sort each token's GPUs, keep the first of each GPU and node.
+    Negative choices (dropped by capacity, :mod:`sim.moe.capacity`) go nowhere."""
     g, ep, nodes = spec.gpus_per_node, spec.ep, spec.nodes
-    gpu = np.sort(choices.astype(np.int64) // spec.experts_per_gpu, axis=1)
+    gpu = np.sort(choices.astype(np.int64) // spec.experts_per_gpu, axis=1)  # a dropped choice: -1, sorted first
     node = gpu // g  # still sorted per row
     ns, ls = src // g, src % g
     rows = np.broadcast_to(np.arange(len(src))[:, None], gpu.shape)
+    valid = gpu >= 0
 
-    node_first = _first_in_row(node)
+    node_first = _first_in_row(node) & valid
     remote_node = node_first & (node != ns[:, None])
     ib = np.bincount(src[rows[remote_node]] * nodes + node[remote_node], minlength=ep * nodes).reshape(ep, nodes)
     logical = np.bincount(src[rows[node_first]], minlength=ep)
 
-    gpu_first = _first_in_row(gpu)
+    gpu_first = _first_in_row(gpu) & valid
     local = node == ns[:, None]
     sender = np.where(local, src[:, None], node * g + ls[:, None])
     moves = gpu_first & (gpu != sender)
@@ -124,7 +134,7 @@ def _count(choices: np.ndarray, src: np.ndarray, spec: MoESpec) -> Traffic:
         ib=ib,
         nvlink=nvlink,
         logical_rdma=logical,
-        tokens_per_expert=np.bincount(choices.ravel().astype(np.int64), minlength=spec.experts),
+        tokens_per_expert=np.bincount(choices[choices >= 0].astype(np.int64), minlength=spec.experts),
         nodes_per_token=node_first.sum(axis=1),
     )
 

@@ -61,7 +61,7 @@ class ChunkInputs:
 def straggler_rows(traffic: Traffic) -> tuple[int, ...]:
     """Token rows of each local expert on the group's most loaded GPU (first of equals)."""
     spec = traffic.spec
-    per = traffic.tokens_per_expert.reshape(spec.ep, spec.experts_per_gpu)
+    per = traffic.expert_rows.reshape(spec.ep, spec.experts_per_gpu)
     gpu = int(np.argmax(per.sum(axis=1)))
     return tuple(int(x) for x in per[gpu])
 

@@ -201,6 +201,8 @@ def build_layout(
     check_tp(model, tp, per_rank, gpus_per_node, microbatch_sequences * model.seq_len)
     if cp_comm != "all_gather" and cp == 1:
         raise ScenarioError("training.cp_comm", f"{cp_comm} exchanges keys and values over CP: needs training.cp > 1")
+    if not fsdp_reshard_after_forward and not fsdp:
+        raise ScenarioError("training.fsdp_reshard_after_forward", "an FSDP setting: needs training.fsdp: true")
     if tp_comm_overlap and tp == 1:
         raise ScenarioError("training.tp_comm_overlap", "overlaps TP collectives: needs training.tp > 1")
     check_cp(model, cp, tp, per_rank, microbatch_sequences * model.seq_len)

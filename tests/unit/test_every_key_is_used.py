@@ -89,6 +89,14 @@ CONTEXTS: dict[str, tuple[Path, dict[str, Any]]] = {
     ),  # TP splits GQA  # leaves of 32 GPUs: the job crosses uplinks
     "step-random": (SMALL_STEP, STEP | {"workload.routing": "random", "model.seq_len": 1024}),
     "step-over-memory": (SMALL_STEP, STEP | {"model.seq_len": 32768}),  # needs more than 80 GiB; check off
+    "step-gqa-tp": (SMALL_STEP, STEP | {"model.attention": "gqa", "model.n_kv_heads": 8, "training.tp": 2}),
+    "step-gqa-cp": (SMALL_STEP, STEP | {"model.attention": "gqa", "model.n_kv_heads": 8, "training.cp": 2}),
+    "step-1f1b": (SMALL_STEP, STEP | {"pipeline.schedules": ["1f1b"]}),  # FSDP needs one copy of each stage
+    "step-fsdp": (SMALL_STEP, STEP | {"pipeline.schedules": ["1f1b"], "training.fsdp": True}),
+    "step-random-capacity": (
+        SMALL_STEP,
+        STEP | {"workload.routing": "random", "model.seq_len": 1024, "workload.capacity_factor": 1.0},
+    ),
 }
 
 
@@ -167,6 +175,8 @@ CASES: dict[str, tuple[Case, ...]] = {
     "workload.tokens": (changes("chunk", 2048), refused("step", 2048)),
     "workload.ep": (changes("chunk", 32), changes("step", 16)),
     "workload.routing": (changes("chunk", "random"), changes("step", "skewed")),
+    "workload.capacity_factor": (changes("step-random", 1.0), changes("chunk-random", 0.5), refused("given", 1.0)),
+    "workload.pad_to_capacity": (changes("step-random-capacity", True), refused("step", True)),
     "workload.interference": (changes("chunk", "none"), changes("step", "none")),
     "workload.gemm_beside_comm": (changes("chunk", 1.5),),
     "workload.memory_beside_comm": (changes("chunk", 1.5),),
@@ -203,6 +213,11 @@ CASES: dict[str, tuple[Case, ...]] = {
     "training.fidelity": (changes("step-random", "per-gpu"),),
     "training.routing_samples": (changes("step-random", 2), refused("step", 2)),  # balanced: every sample alike
     "training.dp_overlap": (changes("step", "tail"),),
+    "training.recompute": (changes("step", "full"), changes("step", "none")),
+    "training.tp_comm_overlap": (changes("step-gqa-tp", True), refused("step", True)),
+    "training.cp_comm": (changes("step-gqa-cp", "p2p"), refused("step-gqa", "p2p")),
+    "training.fsdp": (changes("step-1f1b", True), refused("step", True)),  # DualPipe: two copies of a stage
+    "training.fsdp_reshard_after_forward": (changes("step-fsdp", False), refused("step-1f1b", False)),
     "training.dp_algorithm": (changes("step", "ring"),),
     "training.contention": (changes("step", "isolated"),),
     "training.grad_reduce_bytes": (changes("step", 2),),
