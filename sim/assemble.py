@@ -91,14 +91,22 @@ def kernel_spec(sc: Scenario, notify_wait_us: float) -> KernelSpec:
     used) is DeepEP's default whatever ``comm.sms`` (which may then be 0 without a co-processor)."""
     if not sc.model.is_moe_model:
         return KernelSpec(notify_wait_us=notify_wait_us)
-    return KernelSpec(comm_sms=sc.comm.sms, notify_wait_us=notify_wait_us, coprocessor=sc.comm.coprocessor)
+    return KernelSpec(
+        comm_sms=sc.comm.sms,
+        notify_wait_us=notify_wait_us,
+        coprocessor=sc.comm.coprocessor,
+        dispatcher=sc.workload.dispatcher,
+    )
 
 
-def sm_split(comm: CommSpec, model: ModelSpec | None = None, gpu: GpuSpec = H800) -> SmSplit:
-    """The SM split of ``comm`` on ``gpu`` (errors name ``comm.*``); a dense ``model`` runs no DeepEP
-    kernel, so it may leave communication no SM without a co-processor."""
+def sm_split(
+    comm: CommSpec, model: ModelSpec | None = None, gpu: GpuSpec = H800, dispatcher: str = "deepep"
+) -> SmSplit:
+    """The SM split of ``comm`` on ``gpu`` (errors name ``comm.*``); a dense ``model``, or NCCL's
+    all-to-all ``dispatcher``, runs no DeepEP kernel, so it may leave communication no SM without a
+    co-processor."""
     try:
-        deepep = model is None or model.is_moe_model
+        deepep = (model is None or model.is_moe_model) and dispatcher == "deepep"
         return SmSplit(gpu=gpu, comm_sms=comm.sms, coprocessor=comm.coprocessor, sm_kernels=deepep)
     except ScenarioError as err:
         raise as_yaml_key(err) from None
@@ -189,7 +197,9 @@ def gating_of(sc: Scenario) -> Gating:
     w = sc.workload
     if w.pad_to_capacity and w.capacity_factor is None:
         raise ScenarioError("workload.pad_to_capacity", "pads to an expert's capacity: give workload.capacity_factor")
-    return Gating(w.routing, capacity_factor=w.capacity_factor, pad_to_capacity=w.pad_to_capacity)
+    return Gating(
+        w.routing, capacity_factor=w.capacity_factor, pad_to_capacity=w.pad_to_capacity, dispatcher=w.dispatcher
+    )
 
 
 def step_layout(sc: Scenario, split: list[int] | None = None) -> tuple[Layout, Schedule]:
@@ -288,7 +298,7 @@ def _cost(sc: Scenario) -> tuple[CostModel, GpuSpec | None]:
 def _split(sc: Scenario, cost: CostModel, gpu: GpuSpec | None) -> SmSplit:
     """The SM split on the profile's GPU (an H800 where the profile's GPU has no datasheet entry, whose
     SM count it must then have)."""
-    split = sm_split(sc.comm, sc.model, gpu or H800)
+    split = sm_split(sc.comm, sc.model, gpu or H800, sc.workload.dispatcher)
     if cost.profile.device.sms != split.gpu.sms:
         raise ScenarioError(
             "profile", f"profile is for a GPU with {cost.profile.device.sms} SMs, the cluster's has {split.gpu.sms}"

@@ -132,6 +132,12 @@ class WorkloadSpec(_Strict):
         "[default: dropless] (sim/moe/capacity.py)",
     )
     pad_to_capacity: bool = Field(False, description="every expert computes its whole capacity (needs capacity_factor)")
+    dispatcher: str = Field(
+        "deepep",
+        pattern="^(deepep|alltoall)$",
+        description="token dispatcher: deepep, or alltoall (Megatron's NCCL all-to-all: a row per chosen expert, "
+        "no deduplication; sim/moe/nccl_a2a.py)",
+    )
 
     interference: str = Field("trace", pattern="^(trace|profile|none)$", description="compute/comm slowdowns")
     gemm_beside_comm: float | None = Field(None, ge=1, description="GEMM slowdown beside DeepEP [default: trace]")
@@ -356,6 +362,9 @@ def parse_scenario(data: Any) -> Scenario:
     check_keys_used(scenario)
     if not scenario.model.is_moe_model:
         scenario = _dense_defaults(scenario)
+    elif scenario.workload.dispatcher == "alltoall" and "sms" not in scenario.comm.model_fields_set:
+        # NCCL's all-to-all takes SMs only while it runs: none set aside (sim/moe/nccl_a2a.py)
+        scenario = scenario.model_copy(update={"comm": scenario.comm.model_copy(update={"sms": 0})})
     return scenario
 
 
@@ -402,6 +411,7 @@ def check_keys_used(sc: Scenario) -> None:
 # workload keys of the MoE layers' routing and DeepEP, which a dense model does not have
 MOE_WORKLOAD_KEYS = (
     "routing",
+    "dispatcher",
     "capacity_factor",
     "pad_to_capacity",
     "gemm_beside_comm",

@@ -17,6 +17,7 @@ from sim.hardware.gpu import SmSplit
 from sim.moe.capacity import capacity, drop_over_capacity, padded_rows
 from sim.moe.deepep import KernelSpec, PhaseResult, simulate_phase
 from sim.moe.gating import Gating, balanced_choices, replay_choices
+from sim.moe.nccl_a2a import direct_traffic
 from sim.moe.select import CHUNK, select_experts
 from sim.moe.spec import MoESpec
 from sim.moe.traffic import Traffic, layer_traffic
@@ -49,12 +50,13 @@ class AlltoallResult:
 def route_layer(spec: MoESpec, tokens: int, gating: Gating | str, seed: int) -> Traffic:
     """Gate and select for ``tokens`` tokens on every EP rank; count the layer's messages."""
     gating = Gating.of(gating)
-    if gating.routing == "balanced" and gating.capacity_factor is None:
+    plain = gating.capacity_factor is None and gating.dispatcher == "deepep"
+    if gating.routing == "balanced" and plain:
         return balanced_traffic(spec, tokens)
     rng = np.random.default_rng(seed)
     choices = route_choices(spec, tokens * spec.ep, gating, rng)
     src = np.repeat(np.arange(spec.ep), tokens)
-    if gating.capacity_factor is not None:
+    if not plain:
         return capacity_traffic(spec, tokens, choices, src, gating)
     return layer_traffic(choices, src, spec)
 
@@ -102,7 +104,7 @@ def route_layers(
     fast = gating.uses_fast_sampler()
 
     def one(stream: np.random.SeedSequence) -> Traffic:
-        if gating.capacity_factor is not None:  # the choices themselves: capacity drops some
+        if gating.capacity_factor is not None or gating.dispatcher != "deepep":  # counted from the choices
             choices = route_choices(spec, tokens * spec.ep, gating, np.random.default_rng(stream))
             return capacity_traffic(spec, tokens, choices, src, gating)
         if gating.routing == "balanced":
@@ -123,12 +125,15 @@ def route_layers(
 
 
 def capacity_traffic(spec: MoESpec, tokens: int, choices: np.ndarray, src: np.ndarray, gating: Gating) -> Traffic:
-    """:func:`layer_traffic` of ``choices`` after the capacity of ``gating.capacity_factor`` has
-    dropped what it drops, with every expert's rows padded to capacity where asked
-    (:mod:`sim.moe.capacity`)."""
-    assert gating.capacity_factor is not None
+    """The messages of ``choices`` as ``gating.dispatcher`` sends them (DeepEP's, :func:`layer_traffic`,
+    or NCCL all-to-all's, :func:`sim.moe.nccl_a2a.direct_traffic`), after the capacity of
+    ``gating.capacity_factor`` (if any) has dropped what it drops, with every expert's rows padded to
+    capacity where asked (:mod:`sim.moe.capacity`)."""
+    count = direct_traffic if gating.dispatcher == "alltoall" else layer_traffic
+    if gating.capacity_factor is None:
+        return count(choices, src, spec)
     cap = capacity(tokens, spec.topk, spec.experts, gating.capacity_factor)
-    t = layer_traffic(drop_over_capacity(choices, src, spec.experts, cap), src, spec)
+    t = count(drop_over_capacity(choices, src, spec.experts, cap), src, spec)
     return replace(t, padded_rows=padded_rows(spec.ep, spec.experts, cap)) if gating.pad_to_capacity else t
 
 

@@ -65,11 +65,17 @@ class KernelSpec:
     notify_wait_us: float = 0.0
     coprocessor: bool = False
     completion_rtol: float = COMPLETION_RTOL
+    dispatcher: str = "deepep"  # or "alltoall": NCCL's kernels, bounded by the links alone (sim.moe.nccl_a2a)
+
+    @property
+    def sm_capped(self) -> bool:
+        """Whether the phases' rates are capped by the SM channels driving them (DeepEP on SMs)."""
+        return not self.coprocessor and self.dispatcher == "deepep"
 
     def __post_init__(self) -> None:
         if self.comm_sms < 0 or self.comm_sms % 2:
             raise ScenarioError("comm_sms", f"must be an even number >= 0 (SM pairs), got {self.comm_sms}")
-        if self.comm_sms == 0 and not self.coprocessor:
+        if self.comm_sms == 0 and self.sm_capped:
             raise ScenarioError("comm_sms", "0 SMs needs coprocessor mode (communication off the SMs)")
         if self.notify_wait_us < 0:
             raise ScenarioError("notify_wait_us", f"must be >= 0, got {self.notify_wait_us}")
@@ -97,6 +103,7 @@ class KernelSpec:
             self.notify_wait_us,
             self.coprocessor,
             self.completion_rtol,
+            self.dispatcher,
         )
 
 
@@ -171,7 +178,7 @@ def phase_process(
     ep = traffic.spec.ep
     src, dst, nbytes, is_ib = _flows(traffic, gpus, phase)
     extra = None
-    if not kernel.coprocessor:
+    if kernel.sm_capped:
         rdma = net.add_virtual_links(np.full(ep, kernel.channels * kernel.rdma_rate(phase, cached) * 1e9))
         nvl = net.add_virtual_links(np.full(ep, kernel.channels * kernel.nvlink_channel_GBps * 1e9))
         rank_of = np.full(net.topo.gpus, -1)
@@ -193,7 +200,7 @@ def phase_process(
     yield net.send_batch(src, dst, nbytes, extra, tag="deepep")
     if times is not None:
         times["end"] = env.now - t_start
-    if not kernel.coprocessor:
+    if kernel.sm_capped:
         net.release_virtual_links(rdma)
         net.release_virtual_links(nvl)
 

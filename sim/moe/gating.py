@@ -120,6 +120,7 @@ class Gating:
     sampler: str = "auto"
     capacity_factor: float | None = None  # None: dropless (sim.moe.capacity)
     pad_to_capacity: bool = False  # every expert computes its whole capacity (needs capacity_factor)
+    dispatcher: str = "deepep"  # how the chosen rows travel: deepep or alltoall (sim.moe.nccl_a2a)
 
     @staticmethod
     def of(gating: Gating | str) -> Gating:

@@ -176,6 +176,7 @@ CASES: dict[str, tuple[Case, ...]] = {
     "workload.ep": (changes("chunk", 32), changes("step", 16)),
     "workload.routing": (changes("chunk", "random"), changes("step", "skewed")),
     "workload.capacity_factor": (changes("step-random", 1.0), changes("chunk-random", 0.5), refused("given", 1.0)),
+    "workload.dispatcher": (changes("step", "alltoall"), changes("chunk", "alltoall"), refused("given", "alltoall")),
     "workload.pad_to_capacity": (changes("step-random-capacity", True), refused("step", True)),
     "workload.interference": (changes("chunk", "none"), changes("step", "none")),
     "workload.gemm_beside_comm": (changes("chunk", 1.5),),
