@@ -115,16 +115,15 @@ def _remote_hops(topo: Topology, s: np.ndarray, t: np.ndarray, seed: int, hops: 
         put(cross, b["leaf_up"].offset + (base + leaf_a) * lay.up + port)
         put(cross, b["leaf_down"].offset + (base + leaf_t) * lay.up + port)
     else:
-        half = lay.k // 2
         edge_a, edge_t = e_a // lay.down, e_t // lay.down
         pod_a, pod_t = edge_a // lay.edges_per_pod, edge_t // lay.edges_per_pod
         agg = (h % np.uint64(lay.up)).astype(np.int64)
-        port = (ecmp_hash(s, t, seed, salt=1) % np.uint64(half)).astype(np.int64)
+        port = (ecmp_hash(s, t, seed, salt=1) % np.uint64(lay.agg_up)).astype(np.int64)
         cross_edge = edge_a != edge_t
         cross_pod = pod_a != pod_t
         put(cross_edge, b["edge_up"].offset + edge_a * lay.up + agg)
-        put(cross_pod, b["agg_up"].offset + (pod_a * lay.up + agg) * half + port)
-        put(cross_pod, b["agg_down"].offset + (pod_t * lay.up + agg) * half + port)
+        put(cross_pod, b["agg_up"].offset + (pod_a * lay.up + agg) * lay.agg_up + port)
+        put(cross_pod, b["agg_down"].offset + (pod_t * lay.up + agg) * lay.agg_up + port)
         put(cross_edge, b["edge_down"].offset + edge_t * lay.up + agg)
     put(everyone, b["nic_down"].offset + t)
     put(everyone, b["pcie_down"].offset + t)

@@ -74,6 +74,18 @@ class FabricSpec(_Strict):
         description="down:up ratio at the first switch layer, k:1 (1 = non-blocking); fewer uplinks, same "
         "endpoints per switch; must divide switch_radix/2 (sim/network/topology.py)",
     )
+    core_oversubscription: int = Field(
+        1,
+        ge=1,
+        le=65536,
+        description="ft3 only: aggregation down:up ratio k:1 between pods (Meta's Llama 3 cluster: 7); "
+        "ceil(radix/2 / k) uplinks of radix/2 / k links' bandwidth together (sim/network/topology.py)",
+    )
+    rail_optimised: bool = Field(
+        False,
+        description="ft2, ft3: NIC i of every node under the same first-layer switches (a rail), as NVIDIA's "
+        "SuperPODs; default: a node's NICs under one switch",
+    )
     planes: int | None = Field(None, ge=1, le=MAX_GPUS_PER_NODE, description="mpft only; default gpus_per_node")
     link_Gbps: float | None = Field(None, gt=0, le=MAX_RATE, description="switch<->switch links; default nic_Gbps")
     ecmp_seed: int = Field(0, ge=0, le=MAX_SEED)

@@ -87,6 +87,8 @@ class TreeLayout:
     pods: int = 0
     edges_per_pod: int = 0
     cores: int = 0
+    agg_up: int = 0  # FT3: uplinks per aggregation switch (radix/2, fewer under core oversubscription)
+    rails: bool = False  # rail-optimised: NIC i of every node on consecutive endpoints (same switches)
 
 
 @dataclass
@@ -184,6 +186,8 @@ class Topology:
         g = self.gpus_per_node
         planes = self.layout.planes
         local = gpus % g
+        if self.layout.rails:  # one plane: rail i holds NIC i of every node, node after node
+            return np.zeros_like(gpus), local * self.nodes + gpus // g
         return local % planes, (gpus // g) * (g // planes) + local // planes
 
     def graph(self) -> nx.MultiDiGraph:
@@ -230,10 +234,9 @@ def _vertex_namer(topo: Topology) -> dict[str, Callable[[int], tuple[object, obj
         names["leaf_up"] = leaf_port
         names["leaf_down"] = lambda i: leaf_port(i)[::-1]
     else:
-        half = lay.k // 2
 
         def first(i: int) -> tuple[str, int, int]:
-            edge = i // lay.down
+            edge = int(topo.endpoint_of(np.array([i]))[1][0]) // lay.down
             return ("edge", edge // lay.edges_per_pod, edge % lay.edges_per_pod)
 
         def edge_port(i: int) -> tuple[tuple[str, int, int], tuple[str, int, int]]:
@@ -242,9 +245,9 @@ def _vertex_namer(topo: Topology) -> dict[str, Callable[[int], tuple[object, obj
             return ("edge", pod, edge), ("agg", pod, port)
 
         def agg_port(i: int) -> tuple[tuple[str, int, int], tuple[str, int]]:
-            pod, rest = divmod(i, lay.up * half)
-            agg, port = divmod(rest, half)
-            return ("agg", pod, agg), ("core", (agg * half + port) % lay.cores)
+            pod, rest = divmod(i, lay.up * lay.agg_up)
+            agg, port = divmod(rest, lay.agg_up)
+            return ("agg", pod, agg), ("core", (agg * lay.agg_up + port) % lay.cores)
 
         names["edge_up"] = edge_port
         names["edge_down"] = lambda i: edge_port(i)[::-1]
@@ -319,6 +322,10 @@ register_fabric = FABRICS.register
 def _no_fabric(spec: ClusterSpec, links: _Links) -> tuple[TreeLayout | None, int]:
     if spec.fabric.oversubscription != 1:
         raise ScenarioError("fabric.oversubscription", "only a fat tree (ft2, mpft, ft3) has uplinks to oversubscribe")
+    if spec.fabric.rail_optimised:
+        raise ScenarioError("fabric.rail_optimised", "only a fat tree (ft2, ft3) has switches to wire rails to")
+    if spec.fabric.core_oversubscription != 1:
+        raise ScenarioError("fabric.core_oversubscription", "ft3 only: a three-layer fat tree's pods")
     return None, 0
 
 
@@ -337,6 +344,8 @@ def _two_layer(spec: ClusterSpec, links: _Links, planes: int) -> tuple[TreeLayou
     down / oversubscription``), uplink ``p`` to spine ``p % spines``, and the fewest spines whose ports
     take every leaf's links to them. At oversubscription k the leaves are the same and there are about
     k times fewer spines and leaf-spine links (module docstring)."""
+    if spec.fabric.core_oversubscription != 1:
+        raise ScenarioError("fabric.core_oversubscription", "ft3 only: a two-layer tree has no layer between pods")
     g, k = spec.node.gpus_per_node, spec.fabric.switch_radix
     if g % planes:
         raise ScenarioError("fabric.planes", f"must divide gpus_per_node ({g}), got {planes}")
@@ -357,7 +366,16 @@ def _two_layer(spec: ClusterSpec, links: _Links, planes: int) -> tuple[TreeLayou
     links.add("leaf_up", planes * leaves * up, SWITCH, cap, hop)
     links.add("leaf_down", planes * leaves * up, SWITCH, cap, hop)
     kind = "mpft" if planes > 1 or spec.fabric.kind == "mpft" else "ft2"
-    return TreeLayout(kind, planes, endpoints, k, down, up, leaves=leaves, spines=spines), planes * (leaves + spines)
+    rails = _rails(spec, kind)
+    layout = TreeLayout(kind, planes, endpoints, k, down, up, leaves=leaves, spines=spines, rails=rails)
+    return layout, planes * (leaves + spines)
+
+
+def _rails(spec: ClusterSpec, kind: str) -> bool:
+    """Rail-optimised wiring, where the fabric takes it (one plane: mpft's planes are rails already)."""
+    if spec.fabric.rail_optimised and kind == "mpft":
+        raise ScenarioError("fabric.rail_optimised", "mpft's planes are rails already (NIC i in plane i)")
+    return spec.fabric.rail_optimised
 
 
 @register_fabric("ft2")
@@ -385,14 +403,21 @@ def _ft3(spec: ClusterSpec, links: _Links) -> tuple[TreeLayout | None, int]:
         raise ScenarioError(
             "nodes", f"a three-layer fat tree of radix {k} holds at most {k * per_pod} endpoints, got {spec.gpus}"
         )
-    cores = math.ceil(pods * up * half / k)
+    ko = spec.fabric.core_oversubscription
+    if ko > half:
+        raise ScenarioError("fabric.core_oversubscription", f"at most the {half} uplinks of an aggregation switch")
+    agg_up = math.ceil(half / ko)  # uplinks carrying half / ko links' bandwidth together: exactly k_o:1
+    cores = math.ceil(pods * up * agg_up / k)
     _nic_links(spec, links)
     cap, hop = _switch_link(spec)
     links.add("edge_up", pods * half * up, SWITCH, cap, hop)
     links.add("edge_down", pods * half * up, SWITCH, cap, hop)
-    links.add("agg_up", pods * up * half, SWITCH, cap, hop)
-    links.add("agg_down", pods * up * half, SWITCH, cap, hop)
-    layout = TreeLayout("ft3", 1, spec.gpus, k, down, up, pods=pods, edges_per_pod=half, cores=cores)
+    links.add("agg_up", pods * up * agg_up, SWITCH, cap * half / ko / agg_up, hop)
+    links.add("agg_down", pods * up * agg_up, SWITCH, cap * half / ko / agg_up, hop)
+    rails = _rails(spec, "ft3")
+    layout = TreeLayout(
+        "ft3", 1, spec.gpus, k, down, up, pods=pods, edges_per_pod=half, cores=cores, agg_up=agg_up, rails=rails
+    )
     return layout, pods * (half + up) + cores
 
 
