@@ -185,6 +185,10 @@ def _check_fsdp(sc: Scenario, layout: Layout, schedule: Schedule) -> None:
     assert sc.training is not None
     if sc.training.contention != "shared":
         raise ScenarioError("training.fsdp", "FSDP's collectives run beside the pipeline: needs contention: shared")
+    if "dp_overlap" in sc.training.model_fields_set:
+        raise ScenarioError(
+            "training.dp_overlap", "ZeRO-1's: under training.fsdp each unit is reduce-scattered as its backward ends"
+        )
     if any(len(replica_set(layout, schedule, d)) > 1 for d in range(layout.devices)):
         raise ScenarioError(
             "training.fsdp",

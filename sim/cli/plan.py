@@ -19,7 +19,7 @@ Limit = Int(1, 100_000)
 Workers = Int(1, 1024)
 
 
-def _base(scenario: Path) -> dict[str, Any]:
+def _base(scenario: Path, recompute: bool = False) -> dict[str, Any]:
     """The scenario's data as a search base: paths absolute, the layout keys the points set removed."""
     from sim.config import scenario_data
     from sim.model.catalog import CATALOG
@@ -33,7 +33,7 @@ def _base(scenario: Path) -> dict[str, Any]:
         model["config"] = str(path if path.is_absolute() else (folder / path).resolve())
     for section, keys in (
         ("pipeline", ("virtual_stages", "microbatches", "schedules", "pp")),
-        ("training", ("layers_per_stage", "tp", "cp")),
+        ("training", ("layers_per_stage", "tp", "cp", *(("recompute",) if recompute else ()))),
         ("workload", ("ep",)),
     ):
         part = base.get(section)
@@ -42,6 +42,20 @@ def _base(scenario: Path) -> dict[str, Any]:
                 part.pop(key, None)
     base.setdefault("pipeline", {})["pp"] = 1  # set by every point
     return base
+
+
+def _modes(given: str | None) -> tuple[str, ...]:
+    """The ``--recompute`` modes (one-line error naming the flag on a bad one)."""
+    from sim.errors import TwinError
+    from sim.model.layer import RECOMPUTE
+
+    if given is None:
+        return ()
+    modes = tuple(dict.fromkeys(m.strip() for m in given.split(",") if m.strip()))
+    bad = [m for m in modes if m not in RECOMPUTE]
+    if bad or not modes:
+        raise TwinError(f"--recompute: {bad[0] if bad else given!r} is not one of {', '.join(RECOMPUTE)}")
+    return modes
 
 
 @plan_app.command("layouts")
@@ -61,6 +75,14 @@ def layouts_cmd(
         ),
     ] = None,
     workers: Annotated[int | None, typer.Option("--workers", "-j", parser=Workers, help="local processes")] = None,
+    recompute: Annotated[
+        str | None,
+        typer.Option(
+            "--recompute",
+            help="activation recomputations to try with every layout, comma-separated: selective, none, full "
+            "[default: the scenario's]",
+        ),
+    ] = None,
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
@@ -79,7 +101,8 @@ def layouts_cmd(
     sc = load_scenario(scenario)
     if sc.training is None:
         raise ScenarioError("training", "a layout search needs a training scenario", str(scenario))
-    found = candidates(sc, limit)
+    modes = _modes(recompute)
+    found = candidates(sc, limit, modes)
     if not found.points:
         raise ScenarioError(
             "training.gpus", "no layout of these GPUs and batch forms pipeline ranks of whole nodes", str(scenario)
@@ -88,7 +111,7 @@ def layouts_cmd(
     folder = output or Path("out") / name
     folder.mkdir(parents=True, exist_ok=True)
     base = folder / "base.yaml"
-    base.write_text(yaml.safe_dump(_base(scenario), sort_keys=False))
+    base.write_text(yaml.safe_dump(_base(scenario, bool(modes)), sort_keys=False))
     sweep = sweep_from_data({"name": name, "base": base.name, "points": list(found.points)}, folder / "layouts.yaml")
     target = folder / "layouts.parquet"
     n = workers or default_workers()

@@ -4,8 +4,9 @@ try, run as a sweep, the feasible ones ranked by predicted step time.
 The candidates vary what a Megatron-Core user varies for a fixed model, cluster, GPU count and global
 batch: TP (dividing a node and the model's heads, KV heads, FFN width and vocabulary), CP (only for
 sequences of 32K tokens and more, GQA/MHA models), PP (powers of two up to the layers), the schedule
-(1F1B, interleaved 1F1B with 2 or 4 virtual stages, DualPipe and DualPipeV for MoE models) and, for MoE models, EP
-(the divisors of the expert count from 8 up). Combinations that cannot form a layout (GPUs that do not
+(1F1B, interleaved 1F1B with 2 or 4 virtual stages, DualPipe and DualPipeV for MoE models), for MoE models EP
+(the divisors of the expert count from 8 up) and, where asked (``--recompute``), the activation
+recomputation. Combinations that cannot form a layout (GPUs that do not
 split into pipeline ranks of whole nodes, TP x CP or EP beyond a rank, a global batch that does not
 split into DP, fewer layers than virtual stages) are dropped before anything runs, and counted; the rest
 run as points of a sweep (:mod:`sim.sweep`), so a rerun resumes and every refusal the step makes (a
@@ -44,8 +45,9 @@ def _divides(a: int, b: int) -> bool:
     return a > 0 and b % a == 0
 
 
-def candidates(sc: Scenario, limit: int = 100_000) -> Candidates:
-    """The layouts of ``sc``'s model on its cluster, GPUs and global batch (module docstring)."""
+def candidates(sc: Scenario, limit: int = 100_000, recompute: tuple[str, ...] = ()) -> Candidates:
+    """The layouts of ``sc``'s model on its cluster, GPUs and global batch (module docstring); each
+    under every activation recomputation of ``recompute`` (none given: the scenario's own)."""
     t = sc.training
     if t is None:
         raise ValueError("a layout search needs a training scenario")
@@ -68,7 +70,8 @@ def candidates(sc: Scenario, limit: int = 100_000) -> Candidates:
         eps = [None]
     dropped: Counter[str] = Counter()
     points: list[dict[str, Any]] = []
-    for tp, cp, pp, (name, v), ep in itertools.product(tps, cps, pps, schedules, eps):
+    modes: list[str | None] = list(recompute) or [None]
+    for tp, cp, pp, (name, v), ep, mode in itertools.product(tps, cps, pps, schedules, eps, modes):
         why = _unformed(m.n_layers, g, gpus, batch, mbs, tp, cp, pp, name, v, ep)
         if why:
             dropped[why] += 1
@@ -84,6 +87,8 @@ def candidates(sc: Scenario, limit: int = 100_000) -> Candidates:
             point["pipeline.virtual_stages"] = v
         if ep is not None:
             point["workload.ep"] = ep
+        if mode is not None:
+            point["training.recompute"] = mode
         points.append(point)
     return Candidates(tuple(points[:limit]), dict(dropped), max(0, len(points) - limit))
 
@@ -158,4 +163,7 @@ def layout_label(row: dict[str, Any]) -> str:
     ep = row.get("workload.ep")
     if ep is not None and ep == ep:
         parts.append(f"EP{int(ep)}")
+    mode = row.get("training.recompute")
+    if isinstance(mode, str) and mode != "selective":
+        parts.append(f"recompute {mode}")
     return " ".join(parts)

@@ -64,3 +64,18 @@ def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert code == 2 and err.count("\n") == 1 and "missing.yaml" in err
     code, _, err = _plan(capsys, str(SCENARIO), "--top", "0")
     assert code == 2 and "--top" in err
+
+
+def test_recomputation_is_searched_where_asked(capsys: pytest.CaptureFixture[str]) -> None:
+    from sim.experiments.layouts import layout_label
+
+    sc = load_scenario(SCENARIO)
+    plain = candidates(sc)
+    both = candidates(sc, recompute=("selective", "full"))
+    assert len(both.points) == 2 * len(plain.points)  # every layout under each mode
+    assert [p["training.recompute"] for p in both.points[:2]] == ["selective", "full"]
+    assert {k: v for k, v in both.points[1].items() if k != "training.recompute"} == plain.points[0]
+    assert layout_label(both.points[1]).endswith("recompute full")
+    assert "recompute" not in layout_label(both.points[0])
+    code, _, err = _plan(capsys, str(SCENARIO), "--recompute", "most")
+    assert code == 2 and err.count("\n") == 1 and "--recompute: 'most'" in err

@@ -146,6 +146,9 @@ def test_fsdp_is_refused_where_it_is_not_modelled(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="contention: shared") as err:
         assemble(load_scenario(_scenario(tmp_path, "iso", fsdp=True, contention="isolated")))
     assert err.value.key_path == "training.fsdp"
+    with pytest.raises(ScenarioError, match="reduce-scattered as its backward ends") as err:
+        assemble(load_scenario(_scenario(tmp_path, "ov", fsdp=True, dp_overlap="tail")))
+    assert err.value.key_path == "training.dp_overlap"
     with pytest.raises(ScenarioError, match="two copies of a stage") as err:
         assemble(load_scenario(_scenario(tmp_path, "dp", schedule="dualpipe", fsdp=True, global_batch=256)))
     assert err.value.key_path == "training.fsdp"
