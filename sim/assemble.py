@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 
 from sim.chunk.build import ChunkConfig, ChunkSetup, build_chunk
 from sim.chunk.overheads import COMM_BESIDE_COMPUTE, ChunkParams
-from sim.config import CommSpec, OpsSpec, P2PSpec, Scenario, WorkloadSpec
+from sim.config import CommSpec, OpsSpec, P2PSpec, Scenario, TrainingSpec, WorkloadSpec
 from sim.errors import LayoutError, ScenarioError
 from sim.hardware.costmodel import CostModel
 from sim.hardware.gpu import H800, GpuSpec, SmSplit, datasheet_for, known_gpus
@@ -180,12 +180,25 @@ def moe_spec(sc: Scenario) -> MoESpec:
         raise as_yaml_key(ScenarioError("ep" if err.key_path == "experts" else err.key_path, err.message)) from None
 
 
+def _check_set_keys(t: TrainingSpec) -> None:
+    """Keys written in the file (whatever their value) that the layout would not read are refused."""
+    given = t.model_fields_set
+    unread = [
+        ("tp_comm_overlap", t.tp == 1, "overlaps TP collectives: needs training.tp > 1"),
+        ("cp_comm", t.cp == 1, "exchanges keys and values over CP: needs training.cp > 1"),
+        ("fsdp_reshard_after_forward", not t.fsdp, "an FSDP setting: needs training.fsdp: true"),
+    ]
+    for key, unused, why in unread:
+        if key in given and unused:
+            raise ScenarioError(f"training.{key}", why)
+
+
 def _check_fsdp(sc: Scenario, layout: Layout, schedule: Schedule) -> None:
     """FSDP as :mod:`sim.step.fsdp` models it: on the shared network, one copy of each stage."""
     assert sc.training is not None
     if sc.training.contention != "shared":
         raise ScenarioError("training.fsdp", "FSDP's collectives run beside the pipeline: needs contention: shared")
-    if "dp_overlap" in sc.training.model_fields_set:
+    if sc.training.dp_overlap != "none":  # none, the default scenario's, asks for nothing FSDP does not do
         raise ScenarioError(
             "training.dp_overlap", "ZeRO-1's: under training.fsdp each unit is reduce-scattered as its backward ends"
         )
@@ -199,7 +212,7 @@ def _check_fsdp(sc: Scenario, layout: Layout, schedule: Schedule) -> None:
 def gating_of(sc: Scenario) -> Gating:
     """The routing of the scenario's MoE layers, with their capacity (errors name the key)."""
     w = sc.workload
-    if w.pad_to_capacity and w.capacity_factor is None:
+    if "pad_to_capacity" in w.model_fields_set and w.capacity_factor is None:
         raise ScenarioError("workload.pad_to_capacity", "pads to an expert's capacity: give workload.capacity_factor")
     return Gating(
         w.routing, capacity_factor=w.capacity_factor, pad_to_capacity=w.pad_to_capacity, dispatcher=w.dispatcher
@@ -336,6 +349,7 @@ def _training(sc: Scenario) -> Assembly:
     params = chunk_params(sc.workload)
     cluster = sc.cluster_spec()
     topology = _topology(sc, cluster)
+    _check_set_keys(t)
     layout, schedule = step_layout(sc)
     if layout.fsdp:
         _check_fsdp(sc, layout, schedule)
@@ -494,6 +508,7 @@ def _chunk_model(sc: Scenario, params: ChunkParams, gating: Gating) -> ChunkSetu
         comm_sms=sc.comm.sms,
         coprocessor=sc.comm.coprocessor,
         params=params,
+        dispatcher=w.dispatcher,
     )
     try:
         return build_chunk(config)

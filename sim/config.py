@@ -218,8 +218,9 @@ class TrainingSpec(_Strict):
     )
     fsdp: bool = Field(
         False,
-        description="FSDP / ZeRO-3 instead of ZeRO-1: weights, gradients and optimizer state sharded; each action's "
-        "stage all-gathered (prefetched one action ahead) and its gradients reduce-scattered (docs/step.md)",
+        description="FSDP / ZeRO-3 instead of ZeRO-1: weights, gradients and optimizer state sharded; each unit "
+        "(block, embedding, head) all-gathered before it computes, one unit ahead, and its gradients "
+        "reduce-scattered after its backward (docs/step.md)",
     )
     fsdp_reshard_after_forward: bool = Field(
         True, description="FSDP: free a unit's gathered weights after its forward (gather again for the backward)"

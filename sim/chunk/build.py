@@ -54,6 +54,7 @@ class ChunkConfig:
     first_stage: bool = False  # the stage holds the embedding
     last_stage: bool = False  # the stage holds the output head and the MTP module
     recompute: str = "selective"  # activation recomputation (sim.model.layer.RECOMPUTE)
+    dispatcher: str = "deepep"  # or alltoall: NCCL's all-to-all (sim.moe.nccl_a2a)
 
     def moe_spec(self) -> MoESpec:
         """The MoE layer of the chunk; an expert count that does not divide over EP names ``ep``."""
@@ -94,7 +95,10 @@ def build_chunk(config: ChunkConfig) -> ChunkSetup:
     cost = CostModel(load_profile(path))
     gpu = datasheet_for(cost.profile.device.name) or H800  # the profile's GPU
     split = SmSplit(
-        gpu=gpu, comm_sms=config.comm_sms, coprocessor=config.coprocessor, sm_kernels=config.model.is_moe_model
+        gpu=gpu,
+        comm_sms=config.comm_sms,
+        coprocessor=config.coprocessor,
+        sm_kernels=config.model.is_moe_model and config.dispatcher == "deepep",
     )
     if cost.all_sms != split.gpu.sms:
         raise ScenarioError(
@@ -117,6 +121,7 @@ def build_chunk(config: ChunkConfig) -> ChunkSetup:
         comm_sms=config.comm_sms,
         notify_wait_us=config.params.notify_wait_us,
         coprocessor=config.coprocessor,
+        dispatcher=config.dispatcher,
     )
     comm = CommModel(network, kernel, [np.arange(config.ep)])
     layer_ids = list(range(first, first + config.layers))

@@ -322,10 +322,12 @@ class _Graph:
         collective waits for the op before it, and every op after it waits for it.
 
         Unless it runs beside its partner op (:func:`_partner`): an all-gather then runs beside the
-        partner after it, which starts with it (the ops after the partner wait for both), and a
-        reduce-scatter beside the partner it follows, starting when that partner can start (what it
-        waited for and the compute stream's op before it): each pair takes about the longer of the two
-        instead of their sum.
+        partner after it, which starts with it (the ops after the partner wait for both; ops between the
+        two, an FP8 cast of the input, run beside it too, as Transformer Engine casts the local shard
+        before gathering; an all-gather with no partner after it in ``ops`` is waited for as usual),
+        and a reduce-scatter beside the partner it follows, starting when that partner can start (what
+        it waited for and the compute stream's op before it): each pair takes about the longer of the
+        two instead of their sum.
 
         - ``stage.tp_overlap`` (``training.tp_comm_overlap``, Megatron-Core's ``--tp-comm-overlap``): TP
           collectives beside their GEMMs. The bulk form of Megatron's chunked (userbuffers) overlap:
@@ -342,9 +344,11 @@ class _Graph:
         pending: dict[str, list[int]] = {}  # all-gathers beside their partner to come, by its kind
         started: dict[str, list[int]] = {}  # by kind, what the last op of that kind waited for
         previous = ""
-        for op in ops:
+        for i, op in enumerate(ops):
             tp = op.kind == "comm" and op.comm in TP_KINDS
             partner = _partner(op, stage) if tp else None
+            if partner and op.comm.endswith("allgather") and not any(o.kind == partner for o in ops[i + 1 :]):
+                partner = None  # nothing to run beside in this annotation: what follows waits for it
             if partner and op.comm.endswith("reducescatter") and previous == partner:
                 extra = started[partner]
             else:

@@ -65,6 +65,8 @@ def candidates(sc: Scenario, limit: int = 100_000, recompute: tuple[str, ...] = 
     cps = [x for x in CP_CHOICES if x == 1 or (long and _divides(2 * x, tokens))]
     pps = [x for x in PP_CHOICES if x <= m.n_layers]
     schedules = list(SCHEDULE_CHOICES) + ([("dualpipe", 1), ("dualpipev", 1)] if m.is_moe_model else [])
+    if t.fsdp:  # DualPipe's two copies of a stage are not modelled under FSDP
+        schedules = [s for s in schedules if s[0] != "dualpipe"]
     eps: list[int | None] = [e for e in (8, 16, 32, 64, 128, 256, 512) if _divides(e, m.n_routed_experts)]
     if not m.is_moe_model:
         eps = [None]
@@ -140,8 +142,9 @@ def fitting(sc: Scenario, hbm_GiB: float, found: Candidates, limit: int) -> Cand
     m = sc.model
     total = model_params(m).main
     experts = sum(layer_params(m, i).routed_experts for i in range(m.n_layers))
+    fsdp = sc.training is not None and sc.training.fsdp  # sharded weights: the bound does not hold
     for point in found.points:
-        if _surely_over(total, experts, hbm_GiB, point):
+        if not fsdp and _surely_over(total, experts, hbm_GiB, point):
             dropped["more memory per GPU than it has"] += 1
         else:
             key = (point["training.tp"], point["training.cp"], point["pipeline.pp"])

@@ -40,6 +40,8 @@ def drop_over_capacity(choices: np.ndarray, src: np.ndarray, experts: int, cap: 
     """``choices`` (tokens x top-k expert ids of tokens on ranks ``src``) with every choice past its
     (rank, expert) pair's first ``cap``, in token order, set to :data:`DROPPED`."""
     n, k = choices.shape
+    if n and int(choices.min()) < 0:
+        raise ValueError("choices already hold dropped (negative) entries")
     key = np.repeat(np.asarray(src, dtype=np.int64), k) * experts + choices.ravel().astype(np.int64)
     order = np.argsort(key, kind="stable")  # token order kept inside each (rank, expert)
     sorted_key = key[order]

@@ -13,8 +13,9 @@ Blocks (``g`` = global GPU index, node = g // G, local = g % G):
 * two-layer trees (``ft2``; ``mpft`` = one per plane): ``leaf_up[(plane, leaf, port)]`` leaf ->
   spine ``port % spines``, ``leaf_down`` the reverse
 * three-layer trees (``ft3``): ``edge_up[(pod, edge, port)]`` edge -> agg ``port`` of its pod,
-  ``edge_down`` the reverse; ``agg_up[(pod, agg, port)]`` agg -> core ``(agg*k/2 + port) % cores``,
-  ``agg_down`` the reverse.
+  ``edge_down`` the reverse; ``agg_up[(pod, agg, port)]`` agg -> core ``(agg*u + port) % cores`` with
+  ``u`` the aggregation switch's uplinks (radix/2, fewer under core oversubscription), ``agg_down`` the
+  reverse.
 
 In a multi-plane fat tree NIC ``local`` of every node sits in plane ``local % planes``; each plane
 is a two-layer fat tree over its NICs. Switch counts for 64-port switches reproduce ISCA'25 Table 3.
@@ -35,6 +36,15 @@ would not measure the uplinks alone; (3) thinning the spine layer of a non-block
 oversubscribed tree of the same leaves is built. Leaves are priced whole (their idle ports are paid
 for). FT3 applies the ratio once, at the edge layer, so that k means k:1 end to end in both trees;
 oversubscribing its aggregation layer as well would compound to k*k between pods.
+
+Core oversubscription ``k_o`` (``fabric.core_oversubscription``, FT3 only) is the other ratio, between
+pods alone (the Llama 3 paper's 1:7): an aggregation switch keeps its radix/2 ports to its pod's edges
+and gets ``ceil(radix/2 / k_o)`` uplinks that carry radix/2 / k_o links' bandwidth together (each at
+that share of it), so the pod boundary is thinned exactly k_o:1 whether or not k_o divides radix/2; the
+cores shrink with the uplinks. Rail-optimised wiring (``fabric.rail_optimised``, FT2 and FT3) numbers
+the endpoints rail by rail (NIC ``i`` of every node, node after node), so a rail fills consecutive
+first-layer switches (:meth:`Topology.endpoint_of`); a flow between two GPUs of one index turns at
+their first-layer switch when their nodes' NICs share it (within ``radix/2`` nodes of a rail).
 """
 
 from __future__ import annotations
@@ -133,7 +143,8 @@ class Topology:
         """Bandwidth across the cut between the first and second half of the nodes, one direction.
 
         Single node: half the GPUs' NVLink. Fat trees: per plane, the smaller of the half's NIC
-        bandwidth and its first-layer uplink bandwidth (which is where oversubscription bites);
+        bandwidth and its first-layer uplink bandwidth (which is where oversubscription bites), and in
+        FT3 its pods' aggregation uplink bandwidth (where core oversubscription bites);
         this is the min cut for cuts along switch boundaries (checked against networkx max-flow).
         """
         g = self.gpus_per_node
@@ -144,7 +155,13 @@ class Topology:
         link = (self.spec.fabric.link_Gbps or self.spec.node.nic_Gbps) / 8 * 1e9
         half = self.nodes // 2 * g // lay.planes  # endpoints per plane in the first half
         first_layer = math.ceil(half / lay.down)
-        return lay.planes * min(half * nic, first_layer * lay.up * link)
+        cut = lay.planes * min(half * nic, first_layer * lay.up * link)
+        if lay.kind == "ft3":  # and the pods' uplinks, thinned by core oversubscription
+            pods_half = math.ceil(half / (lay.edges_per_pod * lay.down))
+            if pods_half < lay.pods:
+                per_agg = lay.k // 2 / self.spec.fabric.core_oversubscription * link
+                cut = min(cut, pods_half * lay.up * per_agg)
+        return cut
 
     def fabric_cost(self, priced_rates: bool = True) -> FabricCost:
         """Capital cost by part: switches, switch links, endpoint links and NICs at their rates and radix
@@ -391,9 +408,11 @@ def _mpft(spec: ClusterSpec, links: _Links) -> tuple[TreeLayout | None, int]:
 @register_fabric("ft3")
 def _ft3(spec: ClusterSpec, links: _Links) -> tuple[TreeLayout | None, int]:
     """Pods of radix/2 edges, each with ``down`` endpoint ports and one uplink to each of the pod's ``up``
-    aggregation switches (``up = down / oversubscription``); every aggregation switch has radix/2 uplinks
-    to ``ceil(pods * up * radix/2 / radix)`` cores. Oversubscription k thins the edge uplinks only (k
-    times fewer aggregation switches per pod, cores and cables), so k is the end-to-end ratio."""
+    aggregation switches (``up = down / oversubscription``); every aggregation switch has ``agg_up``
+    uplinks (radix/2, or ``ceil(radix/2 / core_oversubscription)`` carrying radix/2 / k_o links'
+    bandwidth) to ``ceil(pods * up * agg_up / radix)`` cores. Oversubscription k thins the edge uplinks
+    (k times fewer aggregation switches per pod, cores and cables), so k is the end-to-end ratio; core
+    oversubscription thins what leaves a pod (module docstring)."""
     k = spec.fabric.switch_radix
     half = k // 2
     down, up = _ports(spec)

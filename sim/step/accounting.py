@@ -111,13 +111,12 @@ def stage_activations(model: ModelSpec, layout: Layout, stage: int) -> float:
 def replay_activations(model: ModelSpec, layout: Layout, schedule: Schedule, device: int) -> float:
     """Under ``recompute: full``, what the layer whose backward runs holds on top of the saved layer
     inputs (:func:`sim.step.activations.replay_bytes_per_token`): one layer of one micro-batch at a
-    time, the largest of rank ``device``'s; 0 otherwise. Added to the rank's peak, which a backward
-    reads: the micro-batch a backward works on is freed only when it ends (an upper bound by at most
-    this where a schedule peaks between backwards)."""
+    time, the largest of rank ``device``'s; 0 otherwise. Held while each backward runs (:func:`_levels`):
+    the micro-batch a backward works on is freed only when it ends."""
     if layout.recompute != "full":
         return 0.0
     layers = {i for s, d in enumerate(schedule.stage_device) if d == device for i in layout.stages[s].layers}
-    return replay_bytes_per_token(model, sorted(i for i in layers if i < model.n_layers)) * layout.sp_tokens
+    return replay_bytes_per_token(model, sorted(layers)) * layout.sp_tokens  # an MTP block (n_layers) too
 
 
 def stage_wgrad_activations(model: ModelSpec, layout: Layout, stage: int) -> float:
@@ -129,9 +128,22 @@ def stage_wgrad_activations(model: ModelSpec, layout: Layout, stage: int) -> flo
 def activation_peak(model: ModelSpec, layout: Layout, schedule: Schedule, device: int) -> float:
     """Most activation bytes rank ``device`` holds at once: a micro-batch's activations of a stage are
     allocated when its F starts and freed when its B ends; a split backward's I keeps only what the
-    deferred W reads, which W frees (:func:`sim.step.memory.activation_walk`)."""
-    walk = activation_walk(schedule, device, *_held_bytes(model, layout, schedule, device)).bytes
-    return walk + replay_activations(model, layout, schedule, device)
+    deferred W reads, which W frees (:func:`sim.step.memory.activation_walk`); under full
+    recomputation, while a backward runs, its re-run layer's tensors too (:func:`_levels`)."""
+    if layout.recompute != "full":
+        return activation_walk(schedule, device, *_held_bytes(model, layout, schedule, device)).bytes
+    return max(during for during, _ in _levels(model, layout, schedule, device))
+
+
+def _levels(model: ModelSpec, layout: Layout, schedule: Schedule, device: int) -> list[tuple[float, float]]:
+    """:func:`sim.step.memory.activation_levels` of rank ``device``, with a full recomputation's
+    re-run layer (:func:`replay_activations`) held while each backward (B or I) runs."""
+    levels = activation_levels(schedule, device, *_held_bytes(model, layout, schedule, device))
+    replay = replay_activations(model, layout, schedule, device)
+    if replay:
+        backward = [any(a.op in (Op.B, Op.I) for a in act.atoms()) for act in schedule.actions[device]]
+        levels = [(during + replay * b, after) for (during, after), b in zip(levels, backward, strict=True)]
+    return levels
 
 
 def _held_bytes(
@@ -175,12 +187,7 @@ def memory_levels(
     action list the activation bytes held while it runs and after it
     (:func:`sim.step.memory.activation_levels`): the memory counter of a trace."""
     static = rank_static_memory(model, layout, schedule, device)
-    levels = activation_levels(schedule, device, *_held_bytes(model, layout, schedule, device))
-    replay = replay_activations(model, layout, schedule, device)
-    if replay:  # a full recomputation's re-run layer, while a backward runs
-        backward = [any(a.op in (Op.B, Op.I) for a in act.atoms()) for act in schedule.actions[device]]
-        levels = [(during + replay * b, after) for (during, after), b in zip(levels, backward, strict=True)]
-    return static.params + static.grads + static.optimizer, levels
+    return static.params + static.grads + static.optimizer, _levels(model, layout, schedule, device)
 
 
 _MEMORY_MEMO: IdentityMemo[Memory] = IdentityMemo(64)  # a few steps' worth (entries keep their schedules alive)

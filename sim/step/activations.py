@@ -237,10 +237,11 @@ def unrecomputed_tensors(s: ModelSpec, layer: int, recipe: ActivationRecipe | No
 
 def replay_bytes_per_token(s: ModelSpec, layers: Iterable[int], recipe: ActivationRecipe | None = None) -> float:
     """Under ``recompute: full``, the most a layer of ``layers`` holds while its backward runs, per
-    token: its re-run forward keeps everything a backward without recomputation reads
-    (``recompute: none``'s tensors), freed as its backward ends, one layer at a time."""
+    token, beyond the input it keeps anyway: its re-run forward keeps everything a backward without
+    recomputation reads (``recompute: none``'s tensors), freed as its backward ends, one layer at a time."""
     r = recipe or ActivationRecipe.of(s)
-    return max((layer_activation_bytes_per_token(s, layer, r, "none") for layer in layers), default=0.0)
+    kept = s.dim * r.hidden_bytes  # the layer input, saved under full
+    return max((layer_activation_bytes_per_token(s, layer, r, "none") - kept for layer in layers), default=0.0)
 
 
 def layer_activation_bytes_per_token(
@@ -262,8 +263,9 @@ def activation_bytes(
 ) -> float:
     """Bytes one micro-batch of ``tokens`` tokens keeps on a GPU of a stage holding ``layers`` (and
     the embedding, the output head and loss, the MTP modules) from its forward to its backward, under
-    activation recomputation ``recompute`` (the head, the loss and the MTP modules are not recomputed:
-    Megatron checkpoints transformer layers only).
+    activation recomputation ``recompute`` (the MTP modules' transformer blocks as the layers; the head,
+    the loss and the MTP modules' own projections are not recomputed: Megatron checkpoints transformer
+    layers only).
 
     Multiply by the schedule's in-flight micro-batches of the stage (``sim.results`` counts them in
     units of one model stage's activations for one micro-batch)."""
@@ -273,8 +275,8 @@ def activation_bytes(
         per_token += r.token_id_bytes
     if head:
         per_token += s.dim * r.hidden_bytes + s.vocab_size * r.logits_bytes + r.token_id_bytes
-    if mtp:
-        block = layer_activation_bytes_per_token(s, s.n_layers, r)
+    if mtp:  # its transformer block recomputed as a layer is; its own projections and the head not
+        block = layer_activation_bytes_per_token(s, s.n_layers, r, recompute)
         own = 2 * s.dim * r.hidden_bytes + s.vocab_size * r.logits_bytes + r.token_id_bytes
         per_token += s.mtp_depth * (block + own)
     return per_token * tokens

@@ -30,7 +30,11 @@ is all-gathered after it (the next step's first actions gather what they need).
 weights stay gathered from its forward to its backward, which gathers nothing; the memory then holds
 every unit the rank may have between a forward and its backward (all of them, an upper bound).
 
-What it leaves out: the SMs NCCL's kernels take from the compute beside them; that compute's own
+What it leaves out: the SMs NCCL's kernels take from the compute beside them; an F&B pair's
+interleaving (its units are walked as its forward's, then its backward's: DualPipeV's pairs gather the
+backward stage's units late); gradients of several units unsharded at once while reduce-scatters queue
+(the memory counts one unit's); without resharding after the forward, FSDP2 skips the next forward's
+gather when the weights are still there (the twin gathers them for every forward); that compute's own
 timing within an action (``c_i`` is a FLOP share of the action's time alone); PyTorch's pipelining
 runtime's other mode, in which a stage keeps its weights gathered and its gradients unsharded between
 micro-batches and reduce-scatters once at its last backward (what ZeRO-1 with ``dp_overlap: tail``
@@ -188,11 +192,6 @@ class Fsdp:
         }
         return sorted(out, key=repr)
 
-    def largest_unit(self, device: int) -> StageParams:
-        return max(
-            (u.params for (d, _), (_, us) in self._units.items() if d == device for u in us), key=lambda p: p.total
-        )
-
     def _order(self, device: int, pos: int) -> list[tuple[int, int, bool]]:
         """(stage, unit index, backward) in the order action ``pos`` computes with them."""
         out = []
@@ -200,6 +199,12 @@ class Fsdp:
             n = len(self._units[(device, st)][1])
             out += [(st, k, backward) for k in (reversed(range(n)) if backward else range(n))]
         return out
+
+    def start(self) -> None:
+        """At the step's start, every rank's first action's gathers begin (FSDP issues them as the
+        step's first forward is called, before its inputs arrive)."""
+        for d in range(self.layout.devices):
+            self._gather(d, 0)
 
     # ------------------------------------------------------------------ the gathers
     def _gather(self, device: int, pos: int) -> dict[int, simpy.Event] | None:

@@ -249,6 +249,7 @@ def run_shared(
     if fsdp is not None:
         fsdp.coflows.update(dp_coflows)
         fsdp.origin = origin
+        fsdp.start()
     for h in handles:
         h.start()
     pipeline_done = env.all_of([h.done for h in handles])

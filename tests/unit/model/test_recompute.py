@@ -103,8 +103,10 @@ def test_saved_bytes_of_each_mode(name: str) -> None:
         assert none == pytest.approx(sel + extra, rel=1e-12)
         assert full == s.dim * BF16_BYTES
         assert [t.name for t in saved_tensors(s, layer, r, "full")] == ["layer input"]
-    assert replay_bytes_per_token(s, range(s.n_layers), r) == max(
-        layer_activation_bytes_per_token(s, i, r, "none") for i in range(s.n_layers)
+    # what a re-run layer holds beyond the input full keeps anyway
+    assert (
+        replay_bytes_per_token(s, range(s.n_layers), r)
+        == max(layer_activation_bytes_per_token(s, i, r, "none") for i in range(s.n_layers)) - s.dim * BF16_BYTES
     )
 
 

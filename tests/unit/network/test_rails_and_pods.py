@@ -102,3 +102,12 @@ def test_core_oversubscription_outside_ft3_is_refused() -> None:
     with pytest.raises(ScenarioError, match="at most the 4 uplinks") as err:
         make(4, "ft3", node={"gpus_per_node": G}, switch_radix=8, core_oversubscription=5)
     assert err.value.key_path == "fabric.core_oversubscription"
+
+
+@pytest.mark.parametrize("ko", [1, 2, 3, 4])
+def test_the_bisection_sees_the_pods_uplinks(ko: int) -> None:
+    from tests.unit.network.test_topology import _max_flow_across_halves
+
+    topo = make(4, "ft3", node={"gpus_per_node": G}, switch_radix=8, core_oversubscription=ko)
+    assert topo.bisection_Bps() == pytest.approx(_max_flow_across_halves(topo), rel=1e-9)
+    assert topo.bisection_Bps() == pytest.approx(16 * NIC_Bps / ko, rel=1e-12)  # a pod's 4 aggs x 4 links / k_o
