@@ -3,7 +3,7 @@ try, run as a sweep, the feasible ones ranked by predicted step time.
 
 The candidates vary what a Megatron-Core user varies for a fixed model, cluster, GPU count and global
 batch: TP (dividing a node and the model's heads, KV heads, FFN width and vocabulary), CP (only for
-sequences of 32K tokens and more, GQA/MHA models), PP (powers of two up to the layers), the schedule
+sequences of 32K tokens and more), PP (powers of two up to the layers), the schedule
 (1F1B, interleaved 1F1B with 2 or 4 virtual stages, DualPipe and DualPipeV for MoE models), for MoE models EP
 (the divisors of the expert count from 8 up) and, where asked (``--recompute``), the activation
 recomputation. Combinations that cannot form a layout (GPUs that do not
@@ -61,7 +61,7 @@ def candidates(sc: Scenario, limit: int = 100_000, recompute: tuple[str, ...] = 
         for x in TP_CHOICES
         if _divides(x, g) and all(_divides(x, n) for n in (m.n_heads, m.kv_heads, m.inter_dim, m.vocab_size, tokens))
     ]
-    long = m.seq_len >= LONG_SEQUENCE and m.attention != "mla"
+    long = m.seq_len >= LONG_SEQUENCE
     cps = [x for x in CP_CHOICES if x == 1 or (long and _divides(2 * x, tokens))]
     pps = [x for x in PP_CHOICES if x <= m.n_layers]
     schedules = list(SCHEDULE_CHOICES) + ([("dualpipe", 1), ("dualpipev", 1)] if m.is_moe_model else [])

@@ -100,7 +100,7 @@ def attention_forward(s: ModelSpec, t: int, moe: bool, tp: int = 1, cp: int = 1)
     ops = [_norm("attn_norm", a, ts, h)]
     if tp > 1:
         ops.append(_tp("tp.attn_in", a, "allgather", t, h))
-    ops += _mla_forward(s, t, tp) if s.attention == "mla" else _gqa_forward(s, t, tp, cp)
+    ops += _mla_forward(s, t, tp, cp) if s.attention == "mla" else _gqa_forward(s, t, tp, cp)
     ops += [
         Operator(
             "attention",
@@ -129,12 +129,15 @@ def attention_forward(s: ModelSpec, t: int, moe: bool, tp: int = 1, cp: int = 1)
     return ops
 
 
-def _mla_forward(s: ModelSpec, t: int, tp: int = 1) -> list[Operator]:
+def _mla_forward(s: ModelSpec, t: int, tp: int = 1, cp: int = 1) -> list[Operator]:
     """MLA's projections (V3 section 2.1.1): the query through its latent (``wq_a``, norm, ``wq_b``;
     straight ``wq`` when ``q_lora_rank`` is 0, as DeepSeek-V2-Lite), the key/value latent and the
     decoupled RoPE key (``wkv_a``), the latent's norm, its up-projection (``wkv_b``), RoPE. Under TP
     (Megatron-Core's MLA) the down-projections are duplicated on every GPU of the group, computed on
-    the gathered sequence; the up-projections (and ``wq``) are split by heads."""
+    the gathered sequence; the up-projections (and ``wq``) are split by heads. Under CP the keys and
+    values, as the attention kernel reads them (each head's ``qk_head_dim`` key and ``v_head_dim``
+    value, BF16: Megatron-Core's MLA hands them to Transformer Engine's context-parallel attention),
+    are all-gathered over the CP group, as GQA's are."""
     a = "attn(F)"
     h, q, c, p, nh = s.dim, s.q_lora_rank, s.kv_lora_rank, s.qk_rope_head_dim, s.n_heads // tp
     ops = _linear("q_a", a, t, q, h) if q else []
@@ -151,6 +154,8 @@ def _mla_forward(s: ModelSpec, t: int, tp: int = 1) -> list[Operator]:
     ops += _linear("q_b", a, t, nh * s.qk_head_dim, q) if q else _linear("q", a, t, nh * s.qk_head_dim, h)
     ops += _linear("kv_b", a, t, nh * (s.qk_nope_head_dim + s.v_head_dim), c)
     ops.append(Operator("rope", a, "memory", nbytes=8.0 * t * nh * p, kernel="rope"))
+    if cp > 1:
+        ops.append(_tp("cp.kv", a, "allgather", t * cp, nh * (s.qk_head_dim + s.v_head_dim), "cp"))
     return ops
 
 
@@ -303,7 +308,7 @@ def attention_backward_input(s: ModelSpec, t: int, moe: bool, tp: int = 1, cp: i
         Operator("o_proj.dgrad", a, "gemm", m=t, n=nh * v, k=h),
         _channel_cast("o_proj.wgrad_prep", a, t * (nh * v + h), kernels=2),
     ]
-    ops += _mla_backward(s, t, tp) if s.attention == "mla" else _gqa_backward(s, t, tp, cp)
+    ops += _mla_backward(s, t, tp, cp) if s.attention == "mla" else _gqa_backward(s, t, tp, cp)
     ops += [
         Operator("residual.grad2", a, "memory", nbytes=4.0 * ts * h, kernel="elementwise"),
         _norm_bwd("attn_norm.bwd", a, ts, h, kernels=3),
@@ -327,13 +332,14 @@ def _attention_bwd(s: ModelSpec, t: int, tp: int = 1, cp: int = 1) -> Operator:
     )
 
 
-def _mla_backward(s: ModelSpec, t: int, tp: int = 1) -> list[Operator]:
+def _mla_backward(s: ModelSpec, t: int, tp: int = 1, cp: int = 1) -> list[Operator]:
     """MLA's backward: the latent norms and up-projections recomputed (V3 section 3.2.3), attention
     backward, the up- and down-projections' input gradients with their FP8 operands. Under TP the
     latents' gradients from each GPU's heads are all-reduced before the duplicated down-projections'
     backward (whose input gradient is then whole on every GPU: each keeps its sequence-parallel share,
     except without a query latent, where the query's part is reduce-scattered), and the gathered input
-    is gathered again for their weight gradients."""
+    is gathered again for their weight gradients. Under CP the keys and values are gathered again for
+    the attention's backward and their gradients reduce-scattered after it (as GQA's)."""
     a = "attn(B)"
     h, q, c, p, nh = s.dim, s.q_lora_rank, s.kv_lora_rank, s.qk_rope_head_dim, s.n_heads // tp
     qk, v = s.qk_head_dim, s.v_head_dim
@@ -347,11 +353,14 @@ def _mla_backward(s: ModelSpec, t: int, tp: int = 1) -> list[Operator]:
     if q:
         ops += _linear("q_b.recompute", a, t, nh * qk, q, recompute=True)
     ops += _linear("kv_b.recompute", a, t, nh * (s.qk_nope_head_dim + v), c, recompute=True)
-    ops += [
-        Operator("rope.recompute", a, "memory", nbytes=8.0 * t * nh * p, kernel="rope", recompute=True),
-        _attention_bwd(s, t, tp),
-        Operator("attention.grad_t", a, "small"),
-    ]
+    ops.append(Operator("rope.recompute", a, "memory", nbytes=8.0 * t * nh * p, kernel="rope", recompute=True))
+    kv = nh * (qk + v)  # a token's keys and values over the GPU's heads
+    if cp > 1:
+        ops.append(_tp("cp.kv.again", a, "allgather", t * cp, kv, "cp"))
+    ops.append(_attention_bwd(s, t, tp, cp))
+    if cp > 1:
+        ops.append(_tp("cp.kv.grad", a, "reducescatter", t * cp, kv, "cp"))
+    ops.append(Operator("attention.grad_t", a, "small"))
     ops += _linear("kv_b.dgrad", a, t, c, nh * (s.qk_nope_head_dim + v))
     if tp > 1:
         ops.append(_tp("tp.kv_latent.grad", a, "allreduce", t, c + p))
@@ -543,8 +552,6 @@ def layer_ops(s: ModelSpec, layer: int, work: LayerWork) -> LayerOps:
     moe = s.is_moe(layer)
     if moe and not work.rows_per_expert:
         raise ValueError(f"layer {layer} is an MoE layer: give rows_per_expert")
-    if cp > 1 and s.attention == "mla":
-        raise ValueError("context parallelism of MLA attention is not modelled yet")
     ann: dict[str, tuple[Operator, ...]] = {
         "attn(F)": tuple(attention_forward(s, t, moe, tp, cp)),
         "attn(B)": tuple(attention_backward_input(s, t, moe, tp, cp)),

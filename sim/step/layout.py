@@ -265,12 +265,10 @@ def build_layout(
 def check_cp(model: ModelSpec, cp: int, tp: int, per_rank: int, tokens: int) -> None:
     """CP as Megatron-Core and the Llama 3 paper run it: the sequence in ``2 cp`` chunks, two per CP
     rank (zig-zag, for the causal balance), so ``2 cp x tp`` must divide a micro-batch's tokens; the
-    CP groups inside a pipeline rank; MLA's CP split is not modelled yet."""
+    CP groups inside a pipeline rank."""
     if cp == 1:
         return
     key = "training.cp"
-    if model.attention == "mla":
-        raise ScenarioError(key, "context parallelism of MLA attention is not modelled yet (GQA and MHA are)")
     if per_rank % (tp * cp):
         raise ScenarioError(key, f"TP {tp} x CP {cp} must divide a pipeline rank's {per_rank} GPUs")
     if tokens % (2 * cp * tp):

@@ -209,7 +209,7 @@ CASES: dict[str, tuple[Case, ...]] = {
     "training.global_batch": (changes("step", 1024),),
     "training.microbatch_sequences": (changes("step", 2),),
     "training.tp": (changes("step-gqa", 2), changes("step", 2), refused("step", 3)),
-    "training.cp": (changes("step-gqa", 2), refused("step", 2)),  # MLA's CP split is not modelled yet
+    "training.cp": (changes("step-gqa", 2), changes("step", 2), refused("step", 3)),
     "training.layers_per_stage": (changes("step", "balanced"), changes("step", [1, 3, 3, 1])),
     "training.fidelity": (changes("step-random", "per-gpu"),),
     "training.routing_samples": (changes("step-random", 2), refused("step", 2)),  # balanced: every sample alike

@@ -184,6 +184,33 @@ def test_context_parallel_collectives_gather_keys_and_values() -> None:
     assert sizes == {2.0 * t * 2 * (s.kv_heads // tp) * s.attn_head_dim}
 
 
+@pytest.mark.parametrize("cp", [2, 4])
+def test_mla_under_cp_splits_the_attention_and_gathers_keys_and_values(cp: int) -> None:
+    """MLA under CP (Megatron-Core's MLA on Transformer Engine's context-parallel attention): every
+    annotation's FLOPs times CP are the layer's at CP 1, and the keys and values as the kernel reads
+    them (heads x (qk_head_dim + v_head_dim) BF16 per token) are gathered in the forward and again in
+    the backward, their gradients reduce-scattered."""
+    s = load_model("deepseek-v3").model_copy(update={"seq_len": 32768})
+    t, tp = 32768, 2
+    rows = (t * s.n_activated_experts // 8,)
+    whole = _flops(layer_ops(s, 3, LayerWork(t, rows)))
+    shard = _flops(layer_ops(s, 3, LayerWork(t // cp, rows, tp, cp)))
+    for ann in ("attn(F)", "attn(B)", "attn(W)"):
+        # the duplicated down-projections (wq_a, wkv_a) are TP's extra work (test_mla_under_tp_...)
+        dup = sum(
+            op.flops
+            for op in layer_ops(s, 3, LayerWork(t // cp, rows, tp, cp)).ops(ann)
+            if op.name.split(".")[0] in ("q_a", "kv_a")
+        )
+        assert (shard[ann] - dup * (tp - 1) / tp) * cp * tp == pytest.approx(whole[ann], rel=1e-12), ann
+    ops = layer_ops(s, 3, LayerWork(t // cp, rows, tp, cp)).annotations
+    found = {a: Counter(op.comm for op in o if op.comm.startswith("cp-")) for a, o in ops.items()}
+    assert found["attn(F)"] == Counter({"cp-allgather": 1})
+    assert found["attn(B)"] == Counter({"cp-allgather": 1, "cp-reducescatter": 1})
+    sizes = {op.nbytes for o in ops.values() for op in o if op.comm.startswith("cp-")}
+    assert sizes == {2.0 * t * (s.n_heads // tp) * (s.qk_head_dim + s.v_head_dim)}
+
+
 def test_cp_groups_take_one_gpu_of_each_tp_group() -> None:
     from sim.step.layout import Layout
 
