@@ -175,7 +175,7 @@ def moe_spec(sc: Scenario) -> MoESpec:
     """The model's MoE layer over the workload's EP group (experts not dividing over EP name
     ``workload.ep``, as the layout does)."""
     try:
-        return MoESpec.of_model(sc.model, sc.workload.ep)
+        return MoESpec.of_model(sc.model, sc.workload.ep, sc.training.etp if sc.training is not None else 1)
     except ScenarioError as err:
         raise as_yaml_key(ScenarioError("ep" if err.key_path == "experts" else err.key_path, err.message)) from None
 
@@ -248,6 +248,7 @@ def step_layout(sc: Scenario, split: list[int] | None = None) -> tuple[Layout, S
         t.cp_comm,
         t.fsdp,
         t.fsdp_reshard_after_forward,
+        t.etp,
     )
 
 
@@ -353,6 +354,12 @@ def _training(sc: Scenario) -> Assembly:
     layout, schedule = step_layout(sc)
     if layout.fsdp:
         _check_fsdp(sc, layout, schedule)
+    if t.fidelity == "per-gpu" and layout.etp > 1:
+        raise ScenarioError(
+            "training.fidelity",
+            "per-gpu gives each EP group its own routing, and an ETP group gathers rows from several; "
+            "with training.etp use representative",
+        )
     if t.fidelity == "per-gpu" and layout.ep % (layout.tp * layout.cp):
         raise ScenarioError(
             "training.fidelity",

@@ -210,6 +210,13 @@ class TrainingSpec(_Strict):
         description="activation recomputation: selective (the recipe's: norms, MLA up-projections), none, or "
         "full (each layer's forward again in its backward; docs/models.md)",
     )
+    etp: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="expert tensor parallelism: each routed expert split over etp GPUs of a node "
+        "(Megatron's --expert-tensor-parallel-size)",
+    )
     cp_comm: str = Field(
         "all_gather",
         pattern="^(all_gather|p2p)$",
@@ -434,8 +441,10 @@ def _dense_keys_used(sc: Scenario) -> None:
             raise ScenarioError(f"workload.{key}", why)
     if "seed" in sc.model_fields_set:
         raise ScenarioError("seed", why)
-    if sc.training is not None and "routing_samples" in sc.training.model_fields_set:
-        raise ScenarioError("training.routing_samples", why)
+    if sc.training is not None:
+        for key in ("routing_samples", "etp"):
+            if key in sc.training.model_fields_set:
+                raise ScenarioError(f"training.{key}", why)
 
 
 def _refuse_set(section: str, spec: BaseModel, why: str) -> None:

@@ -149,12 +149,14 @@ class ChunkTimer:
         params: ChunkParams,
         tp: TpModel | None = None,
         cp: TpModel | None = None,
+        etp: TpModel | None = None,
     ) -> None:
         self.coster = coster
         self.comm = comm
         self.params = params
         self.tp = tp  # tensor-parallel collectives (None: TP 1)
         self.cp = cp  # context-parallel collectives (None: CP 1)
+        self.etp = etp  # expert-TP collectives (None: ETP 1)
         self._memo: dict[tuple[object, ...], ChunkResult] = {}
         self.timed = 0  # chunks actually built and timed (the rest came from the memo)
 
@@ -225,7 +227,7 @@ class _Graph:
         c = self.timer.coster
         if op.kind == "comm" and op.comm in TP_KINDS:
             moved = tp_collective(op.comm, op.nbytes)
-            model = self.timer.tp if moved.group == "tp" else self.timer.cp
+            model = {"tp": self.timer.tp, "cp": self.timer.cp, "etp": self.timer.etp}[moved.group]
             if model is None:
                 raise ValueError(
                     f"op {op.name}: a {moved.group.upper()} collective needs the chunk timer's model of it"

@@ -36,7 +36,7 @@ class TpCollective:
 
     kind: str  # "allgather" or "reducescatter"
     nbytes: float
-    group: str = "tp"  # over the TP groups, or "cp": the CP groups (ranks of one TP index)
+    group: str = "tp"  # over the TP groups, "cp": the CP groups (ranks of one TP index), "etp": expert TP
 
 
 class TpModel:

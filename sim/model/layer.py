@@ -41,6 +41,7 @@ class LayerWork:
     tp: int = 1
     cp: int = 1  # context parallelism: ``tokens`` are this CP rank's share of the micro-batch
     recompute: str = "selective"  # activation recomputation: selective | none | full (RECOMPUTE)
+    etp: int = 1  # expert tensor parallelism: routed experts split over etp GPUs (rows: the ETP group's)
 
     @property
     def sp_tokens(self) -> int:
@@ -79,7 +80,15 @@ def _channel_cast(name: str, ann: str, elements: float, kernels: int = 1) -> Ope
     return Operator(name, ann, "memory", kernels=kernels, nbytes=FP8_CAST * elements, kernel="fp8-cast-channel")
 
 
-TP_KINDS = ("tp-allgather", "tp-reducescatter", "tp-allreduce", "cp-allgather", "cp-reducescatter")  # TP and CP
+TP_KINDS = (  # the collectives of TP, CP and expert TP
+    "tp-allgather",
+    "tp-reducescatter",
+    "tp-allreduce",
+    "cp-allgather",
+    "cp-reducescatter",
+    "etp-allgather",
+    "etp-reducescatter",
+)
 
 
 def _tp(name: str, ann: str, kind: str, t: int, width: int, group: str = "tp") -> Operator:
@@ -181,15 +190,20 @@ def _shared_kept(shared_width: int, ops: list[Operator]) -> list[Operator]:
 
 def moe_forward(s: ModelSpec, w: LayerWork) -> list[Operator]:
     """``mlp(F)``: shared expert, expert mapping, permutation, grouped expert GEMMs, SwiGLU,
-    un-permutation weighted by the gates, FP8 copies of the SwiGLU inputs kept for the backward."""
-    a, t, r, h, i = "mlp(F)", w.tokens, w.rows, s.dim, s.moe_inter_dim
-    si = s.n_shared_experts * i
+    un-permutation weighted by the gates, FP8 copies of the SwiGLU inputs kept for the backward. Under
+    expert TP (``w.etp``, Megatron-Core's ``--expert-tensor-parallel-size``) the routed experts' width
+    is split over the ETP group, which all-gathers its dispatched rows before them and
+    reduce-scatters their outputs after (:func:`_etp`); ``w.rows_per_expert`` are then the group's."""
+    a, t, r, h = "mlp(F)", w.tokens, w.rows, s.dim
+    si = s.n_shared_experts * s.moe_inter_dim
+    i = s.moe_inter_dim // w.etp  # a routed expert's width on this GPU
     g = len(w.rows_per_expert)
     return _shared_kept(
         si,
         [
             Operator("shared_up.scales", a, "small"),
             Operator("shared_up", a, "gemm", m=t, n=2 * si, k=h),
+            *_etp(s, w, "etp.in", a, "allgather"),
             Operator("expert_map", a, "memory", kernels=2, nbytes=16.0 * r, kernel="expert-map"),
             Operator("permute", a, "memory", kernels=3, nbytes=2.0 * r * h * FP8_TILE_BYTES, kernel="permute"),
             Operator("experts_up", a, "gemm", m=r, n=2 * i, k=h, groups=g),
@@ -197,6 +211,7 @@ def moe_forward(s: ModelSpec, w: LayerWork) -> list[Operator]:
             Operator("experts_down.prep", a, "small"),
             Operator("experts_down", a, "gemm", m=r, n=h, k=i, groups=g),
             Operator("unpermute", a, "memory", nbytes=3.0 * r * h, kernel="unpermute"),
+            *_etp(s, w, "etp.out", a, "reducescatter"),
             Operator("shared_swiglu", a, "memory", nbytes=t * (2 * si * 2 + si * FP8_CAST / 3), kernel="swiglu"),
             Operator("shared_down.scales", a, "small"),
             Operator("shared_down", a, "gemm", m=t, n=h, k=si),
@@ -206,11 +221,25 @@ def moe_forward(s: ModelSpec, w: LayerWork) -> list[Operator]:
     )
 
 
+def _etp(s: ModelSpec, w: LayerWork, name: str, ann: str, kind: str) -> list[Operator]:
+    """An expert-TP collective of the ETP group's ``w.rows`` token rows of ``s.dim`` (none without
+    expert TP), on the communication stream: the all-gathers move what the dispatch carried (FP8 in
+    the FP8 recipe, BF16 otherwise), the reduce-scatters BF16 partial sums; nccl-tests' sizes (the
+    all-gather's output, the reduce-scatter's input)."""
+    if w.etp == 1:
+        return []
+    per = FP8_TILE_BYTES if kind == "allgather" and s.dtype == "fp8" else BF16_BYTES
+    return [Operator(name, ann, "comm", stream="comm", comm=f"etp-{kind}", nbytes=per * w.rows * s.dim)]
+
+
 def moe_backward_input(s: ModelSpec, w: LayerWork) -> list[Operator]:
     """``mlp(B)``: input gradients of the shared and routed experts, SwiGLU recomputed, the FFN norm
-    recomputed, FP8 operands for the weight gradients prepared."""
-    a, t, r, h, i = "mlp(B)", w.tokens, w.rows, s.dim, s.moe_inter_dim
-    si = s.n_shared_experts * i
+    recomputed, FP8 operands for the weight gradients prepared. Under expert TP the output gradients'
+    rows are all-gathered over the ETP group before the routed experts' backward and their input
+    gradients reduce-scattered after it."""
+    a, t, r, h = "mlp(B)", w.tokens, w.rows, s.dim
+    si = s.n_shared_experts * s.moe_inter_dim
+    i = s.moe_inter_dim // w.etp
     g = len(w.rows_per_expert)
     return _shared_kept(
         si,
@@ -225,6 +254,7 @@ def moe_backward_input(s: ModelSpec, w: LayerWork) -> list[Operator]:
             Operator(
                 "shared_swiglu.bwd", a, "memory", nbytes=t * (2 * si * 2 + si * 2 + 2 * si * 2), kernel="swiglu-bwd"
             ),
+            *_etp(s, w, "etp.out.grad", a, "allgather"),
             Operator("experts_swiglu.restore", a, "memory", nbytes=FP8_CAST * r * 2 * i, kernel="cast-back"),
             Operator("permute", a, "memory", kernels=2, nbytes=2.0 * r * h * FP8_TILE_BYTES, kernel="permute"),
             Operator("experts_down.dgrad", a, "gemm", m=r, n=i, k=h, groups=g),
@@ -244,6 +274,7 @@ def moe_backward_input(s: ModelSpec, w: LayerWork) -> list[Operator]:
             Operator("misc2", a, "small"),
             Operator("experts_up.dgrad", a, "gemm", m=r, n=h, k=2 * i, groups=g),
             Operator("unpermute", a, "memory", nbytes=3.0 * r * h, kernel="unpermute"),
+            *_etp(s, w, "etp.in.grad", a, "reducescatter"),
             _channel_cast("experts_up.grad_t", a, r * 2 * i),
             Operator("shared_up.restore", a, "memory", nbytes=FP8_CAST * t * h, kernel="cast-back"),
             Operator("shared_up.scales", a, "small"),
@@ -258,8 +289,9 @@ def moe_backward_input(s: ModelSpec, w: LayerWork) -> list[Operator]:
 def moe_backward_weight(s: ModelSpec, w: LayerWork) -> list[Operator]:
     """``mlp(W)``: weight gradients; the routed experts' alternate between the two compute streams
     (DeepSeek runs every other one on a second stream)."""
-    a, t, h, i = "mlp(W)", w.tokens, s.dim, s.moe_inter_dim
-    si = s.n_shared_experts * i
+    a, t, h = "mlp(W)", w.tokens, s.dim
+    si = s.n_shared_experts * s.moe_inter_dim
+    i = s.moe_inter_dim // w.etp
     ops = [
         Operator("shared_down.wgrad", a, "gemm", m=h, n=si, k=t),
         _channel_cast("experts_down.prep", a, w.rows * i),
@@ -557,8 +589,8 @@ def layer_ops(s: ModelSpec, layer: int, work: LayerWork) -> LayerOps:
         "attn(B)": tuple(attention_backward_input(s, t, moe, tp, cp)),
         "attn(W)": tuple(attention_backward_weight(s, t, tp)),
     }
-    if moe:  # experts are not split over TP (expert-TP 1): they see the GPU's sequence-parallel tokens
-        sp = work if tp == 1 else LayerWork(work.sp_tokens, work.rows_per_expert)
+    if moe:  # experts see the GPU's sequence-parallel tokens; split over expert TP, not TP
+        sp = work if tp == 1 else LayerWork(work.sp_tokens, work.rows_per_expert, etp=work.etp)
         ann |= {
             "mlp(F)": tuple(moe_forward(s, sp)),
             "mlp(B)": tuple(moe_backward_input(s, sp)),

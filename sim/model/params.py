@@ -261,14 +261,15 @@ def stage_params(
     mtp: bool = False,
     table_here: bool = False,
     tp: int = 1,
+    etp: int = 1,
 ) -> StageParams:
     """Parameters on one GPU of a stage holding ``layers`` (and the embedding, the output head, the
     MTP modules without their shared embedding/head), with routed experts split over ``ep`` GPUs.
     ``table_here``: the GPU holds the embedding table in another of its stages (a tied head then
     adds only its norm). ``tp``: tensor parallelism splits the attention projections (but MLA's
     down-projections, :func:`tp_duplicated`), the dense FFNs, the embedding table and the output head
-    (vocabulary-parallel) over ``tp`` GPUs; norms, the router and the experts (expert-TP 1; shared
-    experts as routed ones) stay whole on each."""
+    (vocabulary-parallel) over ``tp`` GPUs; norms, the router and the shared experts stay whole on
+    each. ``etp``: expert tensor parallelism splits each routed expert over ``etp`` GPUs."""
     if ep < 1 or s.n_routed_experts % ep:
         raise ValueError(f"EP ({ep}) must divide n_routed_experts ({s.n_routed_experts})")
     blocks = [layer_params(s, layer) for layer in layers]
@@ -276,7 +277,7 @@ def stage_params(
         blocks += [layer_params(s, s.n_layers)] * s.mtp_depth
     split = sum(p.attention + p.dense_ffn for p in blocks) - len(blocks) * tp_duplicated(s)  # what TP splits
     non_expert = sum(p.non_expert for p in blocks) - split + split // tp
-    expert = sum(p.routed_experts for p in blocks) // ep
+    expert = sum(p.routed_experts for p in blocks) // ep // etp  # an expert's width split over expert TP
     high = sum(p.high_precision for p in blocks)
     if embedding:
         table = embedding_params(s) // tp

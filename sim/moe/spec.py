@@ -36,9 +36,12 @@ class MoESpec:
     combine_bytes_per_elem: float = BF16_BYTES
 
     @staticmethod
-    def of_model(model: ModelSpec, ep: int) -> MoESpec:
-        """The MoE layers of ``model`` (config.json fields) spread over ``ep`` GPUs."""
+    def of_model(model: ModelSpec, ep: int, etp: int = 1) -> MoESpec:
+        """The MoE layers of ``model`` (config.json fields) spread over ``ep`` GPUs; under expert TP
+        ``etp`` an EP group takes every ``etp``-th GPU of a node (:meth:`sim.step.layout.Layout.ep_group`),
+        so it has ``gpus_per_node / etp`` of them in each node."""
         return MoESpec(
+            gpus_per_node=MoESpec.gpus_per_node // etp,
             experts=model.n_routed_experts,
             topk=model.n_activated_experts,
             node_limit=model.n_limited_groups,

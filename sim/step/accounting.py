@@ -32,7 +32,7 @@ DeepSeek state theirs. GPU-hours per trillion tokens = GPUs x step time / 3600 x
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sim.engine.identity import IdentityMemo
@@ -43,7 +43,7 @@ from sim.model.megatron_flops import megatron_flops_per_token
 from sim.model.spec import ModelSpec
 from sim.pipeline.ops import Op, Schedule
 from sim.pipeline.schedules import SCHEDULES
-from sim.step.activations import activation_bytes, replay_bytes_per_token, wgrad_activation_bytes
+from sim.step.activations import ActivationRecipe, activation_bytes, replay_bytes_per_token, wgrad_activation_bytes
 from sim.step.fsdp import units
 from sim.step.layout import Layout
 from sim.step.memory import Memory, Precision, activation_levels, activation_walk, fsdp_memory, static_memory
@@ -93,7 +93,9 @@ class RankBreakdown:
 
 def _stage_kwargs(model: ModelSpec, layout: Layout, stage: int) -> dict[str, Any]:
     place = layout.stages[stage]
+    recipe = ActivationRecipe.of(model)
     return {
+        "recipe": replace(recipe, expert_tp=layout.etp) if layout.etp > 1 else recipe,
         "layers": [i for i in place.layers if i < model.n_layers],
         "tokens": layout.sp_tokens,  # what one GPU keeps: with sequence parallelism, its share of a TP group's
         "embedding": place.first,
@@ -116,7 +118,8 @@ def replay_activations(model: ModelSpec, layout: Layout, schedule: Schedule, dev
     if layout.recompute != "full":
         return 0.0
     layers = {i for s, d in enumerate(schedule.stage_device) if d == device for i in layout.stages[s].layers}
-    return replay_bytes_per_token(model, sorted(layers)) * layout.sp_tokens  # an MTP block (n_layers) too
+    recipe = _stage_kwargs(model, layout, 0)["recipe"]
+    return replay_bytes_per_token(model, sorted(layers), recipe) * layout.sp_tokens  # an MTP block (n_layers) too
 
 
 def stage_wgrad_activations(model: ModelSpec, layout: Layout, stage: int) -> float:

@@ -187,7 +187,8 @@ class ChunkSource:
             lay = self.inputs.layout
             tp = TpModel(self.shared, lay.tp_groups(where[0])) if lay.tp > 1 else None
             cp = TpModel(self.shared, lay.cp_groups(where[0])) if lay.cp > 1 else None
-            self.timers[where] = ChunkTimer(self._coster, comm, self.inputs.params, tp, cp)
+            etp = TpModel(self.shared, lay.etp_groups(where[0])) if lay.etp > 1 else None
+            self.timers[where] = ChunkTimer(self._coster, comm, self.inputs.params, tp, cp, etp)
         return self.timers[where]
 
     def stage(self, stage: int, mb: int) -> Stage:
@@ -217,7 +218,7 @@ class ChunkSource:
             index = min(layer, model.n_layers - 1)  # an MTP block is built like the last layer
             if layer in moe_layers:
                 mine = per_group[0][layer]
-                rows = straggler_rows(mine)
+                rows = tuple(x * lay.etp for x in straggler_rows(mine))  # an ETP group's: alike EP groups
                 ops.append(self._layer(index, rows))
                 if inp.fidelity == "per-gpu" and len(per_group) > 1:
                     traffic.append(self.routing.group(tuple(p[layer] for p in per_group)))
@@ -247,7 +248,7 @@ class ChunkSource:
             alike = self._alike.get(kind)
             if alike is None:
                 lay = self.inputs.layout
-                work = LayerWork(lay.cp_tokens, rows, lay.tp, lay.cp, lay.recompute)
+                work = LayerWork(lay.cp_tokens, rows, lay.tp, lay.cp, lay.recompute, lay.etp)
                 alike = self._alike[kind] = layer_ops(self.inputs.model, index, work)
             hit = self._ops[key] = alike if alike.layer == index else replace(alike, layer=index)
         return hit

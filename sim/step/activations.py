@@ -132,6 +132,7 @@ class ActivationRecipe:
     logits_bytes: float = 4.0  # per vocabulary entry kept by the loss (FP32 softmax); 0 if fused
     wgrad_fp8_bytes: float = FP8_TILE_BYTES  # an operand of an FP8 weight-gradient GEMM kept for a deferred W
     wgrad_cast_in_i: bool = False  # True: operands DeepSeek's W casts to FP8 itself are cast in I and wait in FP8
+    expert_tp: int = 1  # expert TP: a GPU keeps its ETP group's gathered rows, each 1/etp of an expert wide
 
     @staticmethod
     def of(s: ModelSpec) -> ActivationRecipe:
@@ -200,7 +201,7 @@ def saved_tensors(
     out += [
         SavedTensor("router scores", s.n_routed_experts, r.router_score_bytes),
         SavedTensor("router top-k ids and weights", k, r.router_choice_bytes),
-        SavedTensor(f"dispatched tokens ({kept})", rows * h, r.fp8_bytes),
+        SavedTensor(f"dispatched tokens ({kept})", rows * r.expert_tp * h, r.fp8_bytes),  # gathered over ETP
         SavedTensor(f"routed SwiGLU input ({kept})", rows * 2 * s.moe_inter_dim, r.fp8_bytes),
         SavedTensor(f"shared SwiGLU input ({kept})", s.n_shared_experts * 2 * s.moe_inter_dim, r.fp8_bytes),
     ]
@@ -351,7 +352,7 @@ def _layer_wgrad(s: ModelSpec, moe: bool, r: ActivationRecipe) -> tuple[SavedTen
     index only through that (:func:`sim.model.layer.layer_ops`), so one build serves every layer of a kind."""
     t = _PROBE_TOKENS
     k = s.n_activated_experts if r.dispatched_rows_per_token is None else r.dispatched_rows_per_token
-    work = LayerWork(t, (round(k * t),) if moe else ())
+    work = LayerWork(t, (round(k * t * r.expert_tp),) if moe else (), etp=r.expert_tp)
     layer = s.n_dense_layers if moe else 0
     return tuple(wgrad_operands(layer_ops(s, layer, work).annotations, t, r))
 

@@ -68,6 +68,7 @@ class Layout:
     cp_comm: str = "all_gather"  # CP keys and values: all_gather before the attention, or p2p (ring, beside it)
     fsdp: bool = False  # FSDP / ZeRO-3 instead of ZeRO-1 (sim.step.fsdp)
     fsdp_reshard_after_forward: bool = True  # FSDP2's reshard_after_forward
+    etp: int = 1  # expert tensor parallelism (expert-layer GPU order: ETP, EP, expert DP)
 
     @property
     def cp_tokens(self) -> int:
@@ -100,12 +101,23 @@ class Layout:
         return device * self.gpus_per_rank + np.arange(self.gpus_per_rank)
 
     def ep_group(self, device: int, group: int) -> np.ndarray:
-        return device * self.gpus_per_rank + group * self.ep + np.arange(self.ep)
+        """The GPUs of EP group ``group`` of rank ``device``, by EP rank. Expert layers order a rank's
+        GPUs as ETP, EP, expert DP (Megatron-Core's MoE parallel folding): an EP group is the GPUs of
+        one ETP index and one expert-DP index, ``etp`` apart (consecutive without expert TP)."""
+        edp, j = divmod(group, self.etp)
+        return device * self.gpus_per_rank + edp * self.ep * self.etp + j + np.arange(self.ep) * self.etp
+
+    def etp_groups(self, device: int) -> list[np.ndarray]:
+        """The expert-TP groups of rank ``device``: consecutive GPUs, ``etp`` at a time, holding shards
+        of the same experts."""
+        return list(self.rank_gpus(device).reshape(-1, self.etp))
 
     def expert_dp_groups(self, device: int) -> list[np.ndarray]:
-        """For each EP rank, the GPUs (one per EP group) that hold the same experts."""
-        first = device * self.gpus_per_rank + np.arange(self.expert_dp) * self.ep
-        return list(first[None, :] + np.arange(self.ep)[:, None])
+        """For each EP rank and ETP index, the GPUs (one per expert-DP index) that hold the same shard of
+        the same experts."""
+        first = device * self.gpus_per_rank + np.arange(self.expert_dp) * self.ep * self.etp
+        shard = (np.arange(self.ep)[:, None] * self.etp + np.arange(self.etp)[None, :]).ravel()
+        return list(first[None, :] + shard[:, None])
 
     def to_dict(self) -> dict[str, int | str]:
         return {
@@ -118,6 +130,7 @@ class Layout:
             **({"tp_comm_overlap": 1} if self.tp_comm_overlap else {}),
             **({"cp_comm": self.cp_comm} if self.cp > 1 else {}),
             **({"fsdp": 1} if self.fsdp else {}),
+            **({"etp": self.etp} if self.etp > 1 else {}),
             **({"fsdp_reshard_after_forward": 0} if self.fsdp and not self.fsdp_reshard_after_forward else {}),
             "ep": self.ep,
             "dp": self.dp,
@@ -170,6 +183,7 @@ def build_layout(
     cp_comm: str = "all_gather",
     fsdp: bool = False,
     fsdp_reshard_after_forward: bool = True,
+    etp: int = 1,
 ) -> tuple[Layout, Schedule]:
     """The layout and the schedule of a training step; errors name the scenario key to change."""
     info = SCHEDULES.get(schedule_name)
@@ -190,12 +204,14 @@ def build_layout(
             "training.gpus",
             f"{gpus} GPUs give each of {devices} pipeline ranks {per_rank} GPUs, not whole nodes of {gpus_per_node}",
         )
+    check_etp(model, etp, ep, per_rank, gpus_per_node)
     if ep > per_rank:
         raise ScenarioError("workload.ep", f"EP {ep} is larger than a pipeline rank's {per_rank} GPUs")
     if per_rank % ep:
         raise ScenarioError("workload.ep", f"EP {ep} does not divide a pipeline rank's {per_rank} GPUs")
-    if ep > gpus_per_node and ep % gpus_per_node:
-        raise ScenarioError("workload.ep", f"EP {ep} must fill whole nodes of {gpus_per_node} GPUs")
+    per_node = gpus_per_node // etp  # an EP group's GPUs in a node
+    if ep > per_node and ep % per_node:
+        raise ScenarioError("workload.ep", f"EP {ep} must fill whole nodes of {per_node} GPUs (ETP {etp})")
     if model.n_routed_experts % ep:
         raise ScenarioError("workload.ep", f"EP {ep} does not divide the model's {model.n_routed_experts} experts")
     check_tp(model, tp, per_rank, gpus_per_node, microbatch_sequences * model.seq_len)
@@ -245,7 +261,7 @@ def build_layout(
         gpus_per_rank=per_rank,
         ep=ep,
         dp=dp,
-        expert_dp=per_rank // ep,
+        expert_dp=per_rank // (ep * etp),
         microbatches=per_pipeline,
         microbatch_sequences=microbatch_sequences,
         tokens=microbatch_sequences * model.seq_len,
@@ -258,8 +274,26 @@ def build_layout(
         cp_comm=cp_comm,
         fsdp=fsdp,
         fsdp_reshard_after_forward=fsdp_reshard_after_forward,
+        etp=etp,
     )
     return layout, schedule
+
+
+def check_etp(model: ModelSpec, etp: int, ep: int, per_rank: int, gpus_per_node: int) -> None:
+    """Expert TP as Megatron-Core runs it: inside a node, dividing a routed expert's width, with EP x
+    ETP dividing a pipeline rank's GPUs."""
+    if etp == 1:
+        return
+    key = "training.etp"
+    checks = [
+        (model.is_moe_model, "splits routed experts: the model is dense"),
+        (gpus_per_node % etp == 0, f"ETP {etp} must divide a node's {gpus_per_node} GPUs (ETP stays on NVLink)"),
+        (model.moe_inter_dim % etp == 0, f"ETP {etp} must divide an expert's width {model.moe_inter_dim}"),
+        (per_rank % (ep * etp) == 0, f"EP {ep} x ETP {etp} must divide a pipeline rank's {per_rank} GPUs"),
+    ]
+    for ok, why in checks:
+        if not ok:
+            raise ScenarioError(key, why)
 
 
 def check_cp(model: ModelSpec, cp: int, tp: int, per_rank: int, tokens: int) -> None:

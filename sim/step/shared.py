@@ -103,7 +103,7 @@ class _Phases:
         hit = self._memo.get(key)
         if hit is None:
             lay = self.spec.inputs.layout
-            groups = lay.tp_groups(device) if c.group == "tp" else lay.cp_groups(device)
+            groups = {"tp": lay.tp_groups, "cp": lay.cp_groups, "etp": lay.etp_groups}[c.group](device)
             if not self.representative:
                 mine = set(lay.ep_group(device, group).tolist())
                 groups = [g for g in groups if mine & set(g.tolist())]

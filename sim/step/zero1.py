@@ -94,6 +94,7 @@ def placement_params(
         mtp=last,
         table_here=table_here,
         tp=layout.tp,
+        etp=layout.etp,
     )
 
 
@@ -141,9 +142,10 @@ class ReplicaSet:
 
     def expert_groups(self, layout: Layout) -> list[np.ndarray]:
         """For each EP rank ``r``, the GPUs of the set's ranks holding its experts
-        (:meth:`Layout.expert_dp_groups` of each rank, concatenated): row ``r`` of one matrix."""
-        replicas = np.concatenate([layout.expert_dp_groups(d)[0] for d in self.ranks])  # EP rank 0's
-        return list(replicas[None, :] + np.arange(layout.ep)[:, None])
+        (:meth:`Layout.expert_dp_groups` of each rank, concatenated): row ``r`` of one matrix (one row
+        per EP rank and ETP index under expert TP)."""
+        per_rank = [layout.expert_dp_groups(d) for d in self.ranks]
+        return list(np.concatenate([np.stack(g) for g in per_rank], axis=1))
 
 
 _COLLECTIVES_MEMO: OrderedDict[tuple[object, ...], float] = OrderedDict()

@@ -92,6 +92,7 @@ CONTEXTS: dict[str, tuple[Path, dict[str, Any]]] = {
     "step-gqa-tp": (SMALL_STEP, STEP | {"model.attention": "gqa", "model.n_kv_heads": 8, "training.tp": 2}),
     "step-gqa-cp": (SMALL_STEP, STEP | {"model.attention": "gqa", "model.n_kv_heads": 8, "training.cp": 2}),
     "step-1f1b": (SMALL_STEP, STEP | {"pipeline.schedules": ["1f1b"]}),  # FSDP needs one copy of each stage
+    "step-ep16": (SMALL_STEP, STEP | {"workload.ep": 16}),  # room for expert TP 2 in a rank of 32 GPUs
     "step-fsdp": (SMALL_STEP, STEP | {"pipeline.schedules": ["1f1b"], "training.fsdp": True}),
     "step-random-capacity": (
         SMALL_STEP,
@@ -215,6 +216,7 @@ CASES: dict[str, tuple[Case, ...]] = {
     "training.routing_samples": (changes("step-random", 2), refused("step", 2)),  # balanced: every sample alike
     "training.dp_overlap": (changes("step", "tail"),),
     "training.recompute": (changes("step", "full"), changes("step", "none")),
+    "training.etp": (changes("step-ep16", 2), refused("step", 2), refused("step-ep16", 3)),
     "training.tp_comm_overlap": (changes("step-gqa-tp", True), refused("step", True)),
     "training.cp_comm": (changes("step-gqa-cp", "p2p"), refused("step-gqa", "p2p")),
     "training.fsdp": (changes("step-1f1b", True), refused("step", True)),  # DualPipe: two copies of a stage
