@@ -102,7 +102,7 @@ def units(s: ModelSpec, layout: Layout, place: StagePlacement, whole: StageParam
     counts them), in forward order: the embedding where the placement holds it, each layer, the head
     with the MTP modules; the last takes what the others leave, so they add up to ``whole``."""
     layers = [i for i in place.layers if i < s.n_layers]
-    parts = [stage_params(s, [i], ep=layout.ep, tp=layout.tp) for i in layers]
+    parts = [stage_params(s, [i], ep=layout.ep, tp=layout.tp, etp=layout.etp) for i in layers]
     emb = stage_params(s, [], ep=layout.ep, embedding=True, tp=layout.tp) if place.first else None
     if emb is not None:
         parts.insert(0, emb)

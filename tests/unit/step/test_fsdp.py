@@ -152,3 +152,19 @@ def test_fsdp_is_refused_where_it_is_not_modelled(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="two copies of a stage") as err:
         assemble(load_scenario(_scenario(tmp_path, "dp", schedule="dualpipe", fsdp=True, global_batch=256)))
     assert err.value.key_path == "training.fsdp"
+
+
+def test_units_add_up_under_expert_tp() -> None:
+    """Under EP 8 x ETP 2 a layer's unit holds 1/16 of its routed experts, and the units still add up."""
+    from sim.model.params import layer_params
+
+    s = load_model("deepseek-v2-lite")
+    layout, schedule = build_layout(s, "1f1b", 4, 1, 128, 8, 128, 8, 64, None, 1, etp=2, fsdp=True)
+    for d in range(layout.devices):
+        for place, p in pieces(s, layout, schedule, d):
+            us = units(s, layout, place, p)
+            assert sum(u.params.expert for u in us) == p.expert
+            assert sum(u.params.non_expert for u in us) == p.non_expert
+            layers = [i for i in place.layers if i < s.n_layers]
+            for i, u in zip(layers, us[int(place.first) :], strict=False):
+                assert u.params.expert == layer_params(s, i).routed_experts // 16
