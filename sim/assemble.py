@@ -29,6 +29,7 @@ from sim.hardware.costmodel import CostModel
 from sim.hardware.gpu import H800, GpuSpec, SmSplit, datasheet_for, known_gpus
 from sim.hardware.profile import load_profile
 from sim.keys import as_yaml_key
+from sim.model.compute_whatifs import ComputeWhatIfs
 from sim.model.spec import ModelSpec
 from sim.model.stages import layers_per_stage
 from sim.moe.deepep import KernelSpec
@@ -209,6 +210,12 @@ def _check_fsdp(sc: Scenario, layout: Layout, schedule: Schedule) -> None:
         )
 
 
+def compute_of(sc: Scenario) -> ComputeWhatIfs:
+    """The scenario's compute-side hardware what-ifs (section ``compute``)."""
+    c = sc.compute
+    return ComputeWhatIfs(c.online_quantization, c.transposed_reads, c.fp8_scaling)
+
+
 def gating_of(sc: Scenario) -> Gating:
     """The routing of the scenario's MoE layers, with their capacity (errors name the key)."""
     w = sc.workload
@@ -380,6 +387,7 @@ def _training(sc: Scenario) -> Assembly:
         compute_sms=split.compute_sms,
         fidelity=t.fidelity,
         routing_samples=1 if gating.routing == "balanced" else t.routing_samples,
+        compute=compute_of(sc),
     )
     if t.layers_per_stage == "balanced":
         inputs, schedule = _balanced(sc, inputs, schedule, topology, moe)
@@ -516,6 +524,7 @@ def _chunk_model(sc: Scenario, params: ChunkParams, gating: Gating) -> ChunkSetu
         coprocessor=sc.comm.coprocessor,
         params=params,
         dispatcher=w.dispatcher,
+        compute=compute_of(sc),
     )
     try:
         return build_chunk(config)

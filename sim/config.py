@@ -115,6 +115,22 @@ class CommSpec(_Strict):
         return value
 
 
+class ComputeSpec(_Strict):
+    """The compute-side hardware what-ifs of the DeepSeek-V3 report (sim/model/compute_whatifs.py)."""
+
+    online_quantization: bool = Field(
+        False, description="FP8 casts fused into the producer or the copy: the fp8-cast kernels' HBM round trip gone"
+    )
+    transposed_reads: bool = Field(
+        False, description="GEMMs read FP8 operands transposed: the backward's transpose/re-quantise kernels gone"
+    )
+    fp8_scaling: str = Field(
+        "software",
+        pattern="^(software|native)$",
+        description="native: block-scaled GEMMs at the tensor-wise scaled GEMM's measured speed, no scale transposes",
+    )
+
+
 class WorkloadSpec(_Strict):
     """How op times come from the model when ``ops`` is not given: a chunk of the model's layers per
     stage, timed by the chunk model (sim.chunk) with the scenario's profile and SM split."""
@@ -293,6 +309,7 @@ class Scenario(_Strict):
     p2p: P2PSpec = Field(default_factory=P2PSpec)
     cluster: ClusterRef | None = None
     comm: CommSpec = Field(default_factory=CommSpec)
+    compute: ComputeSpec = Field(default_factory=ComputeSpec)
     training: TrainingSpec | None = Field(None, description="simulate the full training step")
     economics: EconomicsSpec = Field(default_factory=EconomicsSpec)
     _profile_path: Path | None = PrivateAttr(None)
@@ -391,6 +408,8 @@ def check_keys_used(sc: Scenario) -> None:
     """Every key the scenario sets is used by the run it describes: a key given (``model_fields_set``:
     written in the file, whatever its value) where nothing reads it is refused, naming the key and why,
     rather than accepted and ignored (tests/unit/test_every_key_is_used.py holds every key to this)."""
+    if sc.model.dtype != "fp8":
+        _refuse_set("compute", sc.compute, "an FP8 recipe's kernels: model.dtype is bf16, which has none; remove it")
     if not sc.model.is_moe_model:
         _dense_keys_used(sc)
     routed = sc.training is not None or sc.ops is None  # the chunk model routes tokens to experts
@@ -481,7 +500,7 @@ def _comparison_keys_used(sc: Scenario) -> None:
         "it); remove it",
     )
     if sc.ops is not None:
-        for section, spec in (("workload", sc.workload), ("model", sc.model)):
+        for section, spec in (("workload", sc.workload), ("model", sc.model), ("compute", sc.compute)):
             _refuse_set(section, spec, "not used: ops gives the op times, so the chunk model does not run; remove it")
         if sc.ops.measured_at_compute_sms is None:
             given = [f"comm.{k}" for k in CommSpec.model_fields if k in sc.comm.model_fields_set]

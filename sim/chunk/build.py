@@ -25,6 +25,7 @@ from sim.hardware.costmodel import CostModel
 from sim.hardware.gpu import DEEPSEEK_COMM_SMS, H800, SmSplit, datasheet_for
 from sim.hardware.profile import DEFAULT_PROFILE, load_profile
 from sim.layout_defaults import DEFAULT_EP
+from sim.model.compute_whatifs import NO_WHATIFS, ComputeWhatIfs
 from sim.model.layer import LayerOps, LayerWork, layer_ops
 from sim.model.spec import DEEPSEEK_V3, ModelSpec
 from sim.moe.alltoall import route_layers
@@ -55,6 +56,7 @@ class ChunkConfig:
     last_stage: bool = False  # the stage holds the output head and the MTP module
     recompute: str = "selective"  # activation recomputation (sim.model.layer.RECOMPUTE)
     dispatcher: str = "deepep"  # or alltoall: NCCL's all-to-all (sim.moe.nccl_a2a)
+    compute: ComputeWhatIfs = NO_WHATIFS  # the compute-side hardware what-ifs (sim.model.compute_whatifs)
 
     def moe_spec(self) -> MoESpec:
         """The MoE layer of the chunk; an expert count that does not divide over EP names ``ep``."""
@@ -139,11 +141,13 @@ def build_chunk(config: ChunkConfig) -> ChunkSetup:
         if is_moe[layer]:
             t = next(it)
             rows = tuple(int(x) for x in t.expert_rows[: moe.experts_per_gpu])
-            work = LayerWork(config.tokens, rows, recompute=config.recompute)
+            work = LayerWork(config.tokens, rows, recompute=config.recompute, compute=config.compute)
             ops.append(layer_ops(model, min(layer, model.n_layers - 1), work))
             traffic.append(t)
         else:
-            ops.append(layer_ops(model, layer, LayerWork(config.tokens, recompute=config.recompute)))
+            ops.append(
+                layer_ops(model, layer, LayerWork(config.tokens, recompute=config.recompute, compute=config.compute))
+            )
             traffic.append(None)
     compute_sms = split.compute_sms
     timer = ChunkTimer(OpCoster(cost, compute_sms, config.params), comm, config.params)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from sim.model.compute_whatifs import NO_WHATIFS, ComputeWhatIfs
 from sim.model.ops import Operator
 from sim.model.spec import ModelSpec
 from sim.units import BF16_BYTES, FP8_TILE_BYTES
@@ -42,6 +43,7 @@ class LayerWork:
     cp: int = 1  # context parallelism: ``tokens`` are this CP rank's share of the micro-batch
     recompute: str = "selective"  # activation recomputation: selective | none | full (RECOMPUTE)
     etp: int = 1  # expert tensor parallelism: routed experts split over etp GPUs (rows: the ETP group's)
+    compute: ComputeWhatIfs = NO_WHATIFS  # the compute-side hardware what-ifs (sim.model.compute_whatifs)
 
     @property
     def sp_tokens(self) -> int:
@@ -605,6 +607,8 @@ def layer_ops(s: ModelSpec, layer: int, work: LayerWork) -> LayerOps:
         }
     if s.dtype == "bf16":
         ann = {a: bf16_recipe(ops) for a, ops in ann.items()}
+    if work.compute.any:
+        ann = {a: work.compute.apply(ops) for a, ops in ann.items()}
     return LayerOps(layer, moe, recomputed(ann, work.recompute))
 
 

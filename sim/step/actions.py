@@ -30,6 +30,7 @@ from sim.chunk.phases import CommModel, GroupTraffic
 from sim.chunk.timer import ChunkResult, ChunkTimer, Stage
 from sim.chunk.tp_comm import TpModel
 from sim.hardware.costmodel import CostModel
+from sim.model.compute_whatifs import NO_WHATIFS, ComputeWhatIfs
 from sim.model.layer import LayerOps, LayerWork, layer_ops, layer_signature
 from sim.model.spec import ModelSpec
 from sim.moe.alltoall import route_layers
@@ -56,6 +57,7 @@ class ChunkInputs:
     compute_sms: int
     fidelity: str  # representative | per-gpu
     routing_samples: int
+    compute: ComputeWhatIfs = NO_WHATIFS  # the compute-side hardware what-ifs
 
 
 def straggler_rows(traffic: Traffic) -> tuple[int, ...]:
@@ -248,7 +250,7 @@ class ChunkSource:
             alike = self._alike.get(kind)
             if alike is None:
                 lay = self.inputs.layout
-                work = LayerWork(lay.cp_tokens, rows, lay.tp, lay.cp, lay.recompute, lay.etp)
+                work = LayerWork(lay.cp_tokens, rows, lay.tp, lay.cp, lay.recompute, lay.etp, self.inputs.compute)
                 alike = self._alike[kind] = layer_ops(self.inputs.model, index, work)
             hit = self._ops[key] = alike if alike.layer == index else replace(alike, layer=index)
         return hit

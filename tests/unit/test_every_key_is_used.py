@@ -216,6 +216,9 @@ CASES: dict[str, tuple[Case, ...]] = {
     "training.routing_samples": (changes("step-random", 2), refused("step", 2)),  # balanced: every sample alike
     "training.dp_overlap": (changes("step", "tail"),),
     "training.recompute": (changes("step", "full"), changes("step", "none")),
+    "compute.online_quantization": (changes("step", True), changes("chunk", True), refused("given", True)),
+    "compute.transposed_reads": (changes("step", True), refused("given", True)),
+    "compute.fp8_scaling": (changes("step", "native"), refused("given", "native")),
     "training.etp": (changes("step-ep16", 2), refused("step", 2), refused("step-ep16", 3)),
     "training.tp_comm_overlap": (changes("step-gqa-tp", True), refused("step", True)),
     "training.cp_comm": (changes("step-gqa-cp", "p2p"), refused("step-gqa", "p2p")),

@@ -1,0 +1,74 @@
+"""The compute-side hardware asks of the DeepSeek-V3 report (section 5.2), as op-list what-ifs
+(scenario section ``compute``).
+
+DeepSeek-V3's FP8 recipe spends memory-bound kernels on what its GPUs cannot do inside a GEMM
+(REFERENCE.md section 10; :mod:`sim.model.layer` names each kernel):
+
+- ``online_quantization: true``, the ask "fuse FP8 cast with TMA access" ("online quantisation"): an
+  activation is read from HBM, quantised to FP8 and written back, then read again by the GEMM. With the
+  cast fused into the producer or the copy that moves it, the FP8 cast kernels vanish: every op of kernel
+  ``fp8-cast`` (the 1x128 casts of GEMM inputs, of the saved SwiGLU inputs, of the gradients before
+  their dispatch) and ``fp8-cast-e5m6`` (the attention output's E5M6 store).
+- ``transposed_reads: true``, the ask "support transposed GEMM operations": the backward reads an
+  activation, dequantises, transposes and re-quantises it to 128x1 tiles for the weight gradient (and
+  transposes the output gradient). With GEMMs that read the FP8 operand transposed, those kernels vanish:
+  every op of kernel ``fp8-cast-channel`` (per-channel cast and transpose) and ``transpose``.
+- ``fp8_scaling: native``, the ask for native fine-grained (microscaling) quantisation: block-scaled GEMMs
+  run at the tensor-wise scaled GEMM's measured speed (the profile's own ``tensorwise`` samples of the same
+  shapes), and the software scale transposes (the ``*.scales`` launches) vanish.
+
+What stays: the GEMMs' FLOPs (model and executed), every tensor kept for the backward (the same bytes are
+stored, only the extra round trips go), the restores of FP8 copies (``cast-back``), and the stage extras
+(embedding, head, the MTP module's own projection). A BF16 recipe has none of these kernels, so the keys
+are refused there. Tests (``tests/unit/model/test_compute_whatifs.py``): exactly the named kernels (and
+their bytes) leave, FLOPs do not change, each what-if shortens a chunk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from sim.model.ops import Operator
+
+ONLINE_QUANTIZATION_KERNELS = frozenset({"fp8-cast", "fp8-cast-e5m6"})
+TRANSPOSED_READ_KERNELS = frozenset({"fp8-cast-channel", "transpose"})
+FP8_SCALINGS = ("software", "native")
+
+
+@dataclass(frozen=True)
+class ComputeWhatIfs:
+    """The what-ifs of one run (all off: DeepSeek's H800 as it is)."""
+
+    online_quantization: bool = False
+    transposed_reads: bool = False
+    fp8_scaling: str = "software"
+
+    @property
+    def any(self) -> bool:
+        return self.online_quantization or self.transposed_reads or self.fp8_scaling != "software"
+
+    def removes(self, op: Operator) -> bool:
+        """Whether the what-ifs make ``op`` vanish."""
+        if op.kind == "memory" and self.online_quantization and op.kernel in ONLINE_QUANTIZATION_KERNELS:
+            return True
+        if op.kind == "memory" and self.transposed_reads and op.kernel in TRANSPOSED_READ_KERNELS:
+            return True
+        return self.fp8_scaling == "native" and op.kind == "small" and op.name.split(".")[-1].startswith("scales")
+
+    def apply(self, ops: tuple[Operator, ...]) -> tuple[Operator, ...]:
+        """``ops`` under the what-ifs (the module docstring)."""
+        if not self.any:
+            return ops
+        out = []
+        for op in ops:
+            if self.removes(op):
+                continue
+            if self.fp8_scaling == "native" and op.kind == "gemm" and op.scaling == "blockwise":
+                op = replace(op, scaling="tensorwise")
+            out.append(op)
+        return tuple(out)
+
+
+NO_WHATIFS = ComputeWhatIfs()
+
+__all__ = ["FP8_SCALINGS", "NO_WHATIFS", "ONLINE_QUANTIZATION_KERNELS", "TRANSPOSED_READ_KERNELS", "ComputeWhatIfs"]

@@ -1,0 +1,98 @@
+"""The compute-side hardware what-ifs (``compute.*``, sim.model.compute_whatifs): exactly the named
+kernels vanish (with their bytes), FLOPs stay, and a chunk gets shorter by no more than what left.
+
+With the chunk's interference off its streams run fixed durations in a fixed order, so removing tasks
+cannot lengthen it, and it shortens by at most the removed tasks' time (each delays what follows it by
+at most its own duration).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from sim.chunk.build import ChunkConfig, build_chunk
+from sim.chunk.overheads import ChunkParams
+from sim.model.compute_whatifs import ONLINE_QUANTIZATION_KERNELS, TRANSPOSED_READ_KERNELS, ComputeWhatIfs
+from sim.model.layer import LayerWork, layer_ops
+from sim.model.spec import DEEPSEEK_V3
+
+CASES = {
+    "online": ComputeWhatIfs(online_quantization=True),
+    "transposed": ComputeWhatIfs(transposed_reads=True),
+    "native": ComputeWhatIfs(fp8_scaling="native"),
+    "all": ComputeWhatIfs(True, True, "native"),
+}
+
+
+def _ops(layer: int, what: ComputeWhatIfs) -> list:  # type: ignore[type-arg]
+    rows = (4096 * 8 // 4,) * 4 if DEEPSEEK_V3.is_moe(layer) else ()
+    ann = layer_ops(DEEPSEEK_V3, layer, LayerWork(4096, rows, compute=what)).annotations
+    return [op for ops in ann.values() for op in ops]
+
+
+@pytest.mark.parametrize("layer", [0, 3])  # a dense and an MoE layer
+@pytest.mark.parametrize("name", list(CASES))
+def test_exactly_the_named_kernels_leave(layer: int, name: str) -> None:
+    what = CASES[name]
+    base, after = _ops(layer, ComputeWhatIfs()), _ops(layer, what)
+    kept = [op for op in base if not what.removes(op)]
+    assert [op.name for op in after] == [op.name for op in kept]
+    gone = [op for op in base if what.removes(op)]
+    assert gone  # each what-if has kernels to remove in DeepSeek's recipe
+    if what.online_quantization:
+        assert {op.kernel for op in gone if op.kind == "memory"} >= ONLINE_QUANTIZATION_KERNELS & {
+            op.kernel for op in base
+        }
+    if what.transposed_reads:
+        assert any(op.kernel in TRANSPOSED_READ_KERNELS for op in gone)
+    removed_bytes = sum(op.nbytes for op in gone)
+    assert sum(op.nbytes for op in base) - sum(op.nbytes for op in after) == pytest.approx(removed_bytes)
+    for attr in ("flops", "executed_flops"):
+        assert sum(getattr(op, attr) for op in after) == pytest.approx(sum(getattr(op, attr) for op in base))
+    blockwise = [op for op in after if op.kind == "gemm" and op.scaling == "blockwise"]
+    assert bool(blockwise) == (what.fp8_scaling == "software")
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_chunk_shortens_by_no_more_than_what_left(name: str) -> None:
+    base_cfg = ChunkConfig(layers=2, tokens=1024, ep=16, params=ChunkParams(interference="none"))
+    base = build_chunk(base_cfg)
+    what = build_chunk(replace(base_cfg, compute=CASES[name]))
+    totals = [0.0, 0.0]
+    for kind in ("F", "B"):
+        b = base.timer.forward(base.stage) if kind == "F" else base.timer.backward(base.stage)
+        w = what.timer.forward(what.stage) if kind == "F" else what.timer.backward(what.stage)
+        kept = {(t.name, t.layer, t.step) for t in w.tasks}
+        left = sum(t.work + t.delay for t in b.tasks if (t.name, t.layer, t.step) not in kept)
+        assert w.span_s <= b.span_s * (1 + 1e-12)
+        if CASES[name].fp8_scaling == "software":  # removal only: the bound holds exactly
+            assert w.span_s >= b.span_s - left - 1e-12
+        totals[0] += b.span_s
+        totals[1] += w.span_s
+    assert totals[1] < totals[0]  # each removes work from the backward's compute stream at least
+
+
+def test_a_bf16_recipe_refuses_them(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+
+    from sim.config import load_scenario
+    from sim.errors import ScenarioError
+
+    path = tmp_path / "bf16.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "bf16",
+                "base": "../scenarios/deepseek_v3_pretrain.yaml",
+                "set": {"model.dtype": "bf16", "compute.online_quantization": True},
+            }
+        )
+    )
+    from tests.conftest import REPO
+
+    path.write_text(path.read_text().replace("../scenarios", str(REPO / "scenarios")))
+    with pytest.raises(ScenarioError, match="FP8 recipe") as err:
+        load_scenario(path)
+    assert err.value.key_path == "compute.online_quantization"
