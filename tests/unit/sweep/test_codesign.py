@@ -30,6 +30,7 @@ def test_shipped_study_file_and_what_if_scenarios_load() -> None:
     keys = [s.key for s in spec.studies]
     assert keys == [
         "coprocessor",
+        "compute",
         "ib-2x",
         "nvlink-900",
         "node-limit",
