@@ -176,7 +176,8 @@ def moe_spec(sc: Scenario) -> MoESpec:
     """The model's MoE layer over the workload's EP group (experts not dividing over EP name
     ``workload.ep``, as the layout does)."""
     try:
-        return MoESpec.of_model(sc.model, sc.workload.ep, sc.training.etp if sc.training is not None else 1)
+        etp = sc.training.etp if sc.training is not None else 1
+        return MoESpec.of_model(sc.model, sc.workload.ep, etp, sc.comm.combine_format)
     except ScenarioError as err:
         raise as_yaml_key(ScenarioError("ep" if err.key_path == "experts" else err.key_path, err.message)) from None
 
@@ -388,6 +389,7 @@ def _training(sc: Scenario) -> Assembly:
         fidelity=t.fidelity,
         routing_samples=1 if gating.routing == "balanced" else t.routing_samples,
         compute=compute_of(sc),
+        combine_format=sc.comm.combine_format,
     )
     if t.layers_per_stage == "balanced":
         inputs, schedule = _balanced(sc, inputs, schedule, topology, moe)
@@ -525,6 +527,7 @@ def _chunk_model(sc: Scenario, params: ChunkParams, gating: Gating) -> ChunkSetu
         params=params,
         dispatcher=w.dispatcher,
         compute=compute_of(sc),
+        combine_format=sc.comm.combine_format,
     )
     try:
         return build_chunk(config)

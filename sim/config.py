@@ -105,6 +105,11 @@ class CommSpec(_Strict):
 
     sms: int = Field(DEEPSEEK_COMM_SMS, ge=0, description="SMs for communication, even (DeepSeek-V3: 20 = 10 channels)")
     coprocessor: bool = Field(False, description="communication off the SMs: all SMs compute")
+    combine_format: str = Field(
+        "bf16",
+        pattern="^(bf16|logfmt10|logfmt8)$",
+        description="the combine's payload: BF16, or ISCA'25's LogFMT-nBit (10 or 8 bits; sim/moe/spec.py)",
+    )
     profile: str | None = Field(None, description="moved: the calibration profile is the scenario's 'profile'")
 
     @field_validator("profile")
@@ -460,6 +465,8 @@ def _dense_keys_used(sc: Scenario) -> None:
             raise ScenarioError(f"workload.{key}", why)
     if "seed" in sc.model_fields_set:
         raise ScenarioError("seed", why)
+    if "combine_format" in sc.comm.model_fields_set:
+        raise ScenarioError("comm.combine_format", why)
     if sc.training is not None:
         for key in ("routing_samples", "etp"):
             if key in sc.training.model_fields_set:

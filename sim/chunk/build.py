@@ -57,11 +57,12 @@ class ChunkConfig:
     recompute: str = "selective"  # activation recomputation (sim.model.layer.RECOMPUTE)
     dispatcher: str = "deepep"  # or alltoall: NCCL's all-to-all (sim.moe.nccl_a2a)
     compute: ComputeWhatIfs = NO_WHATIFS  # the compute-side hardware what-ifs (sim.model.compute_whatifs)
+    combine_format: str = "bf16"  # the combine's payload (sim.moe.spec.COMBINE_FORMATS)
 
     def moe_spec(self) -> MoESpec:
         """The MoE layer of the chunk; an expert count that does not divide over EP names ``ep``."""
         try:
-            return MoESpec.of_model(self.model, self.ep)
+            return MoESpec.of_model(self.model, self.ep, combine_format=self.combine_format)
         except ScenarioError as err:
             raise ScenarioError("ep" if err.key_path == "experts" else err.key_path, err.message) from None
 

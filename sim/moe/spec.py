@@ -23,6 +23,18 @@ from sim.layout_defaults import DEFAULT_EP
 from sim.model.spec import DEEPSEEK_V3, ModelSpec
 from sim.units import BF16_BYTES, FP8_TILE_BYTES
 
+LOGFMT_TILE_BYTES = 2 * BF16_BYTES / 128  # assumption: a 1x128 tile's min and max of log|x| as two BF16 values
+
+COMBINE_FORMATS = {
+    "bf16": BF16_BYTES,
+    "logfmt10": 10 / 8 + LOGFMT_TILE_BYTES,
+    "logfmt8": 8 / 8 + LOGFMT_TILE_BYTES,
+}
+"""Bytes per element of the combine's payload (``comm.combine_format``): DeepSeek's BF16, or the ISCA'25
+paper's LogFMT-nBit (REFERENCE.md section 10: 1 sign bit and n-1 bits of log-space magnitude between a
+tile's min and max, 8 to 10 bits). The encode and decode kernels are not modelled (the paper did not
+deploy LogFMT because they cost GPU time): what it saves is an upper bound."""
+
 
 @dataclass(frozen=True)
 class MoESpec:
@@ -36,12 +48,14 @@ class MoESpec:
     combine_bytes_per_elem: float = BF16_BYTES
 
     @staticmethod
-    def of_model(model: ModelSpec, ep: int, etp: int = 1) -> MoESpec:
+    def of_model(model: ModelSpec, ep: int, etp: int = 1, combine_format: str = "bf16") -> MoESpec:
         """The MoE layers of ``model`` (config.json fields) spread over ``ep`` GPUs; under expert TP
         ``etp`` an EP group takes every ``etp``-th GPU of a node (:meth:`sim.step.layout.Layout.ep_group`),
-        so it has ``gpus_per_node / etp`` of them in each node."""
+        so it has ``gpus_per_node / etp`` of them in each node. ``combine_format``: the combine's payload
+        (:data:`COMBINE_FORMATS`)."""
         return MoESpec(
             gpus_per_node=MoESpec.gpus_per_node // etp,
+            combine_bytes_per_elem=COMBINE_FORMATS[combine_format],
             experts=model.n_routed_experts,
             topk=model.n_activated_experts,
             node_limit=model.n_limited_groups,

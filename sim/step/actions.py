@@ -58,6 +58,7 @@ class ChunkInputs:
     fidelity: str  # representative | per-gpu
     routing_samples: int
     compute: ComputeWhatIfs = NO_WHATIFS  # the compute-side hardware what-ifs
+    combine_format: str = "bf16"  # the combine's payload (sim.moe.spec.COMBINE_FORMATS)
 
 
 def straggler_rows(traffic: Traffic) -> tuple[int, ...]:

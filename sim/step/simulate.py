@@ -60,7 +60,7 @@ def run_step(spec: StepSpec, progress: Progress | None = None) -> StepRun:
     inp = spec.inputs
     lay = inp.layout
     ctx = SimContext(spec.topology, spec.completion_rtol)
-    routing = Routing(inp, MoESpec.of_model(inp.model, lay.ep, lay.etp))
+    routing = Routing(inp, MoESpec.of_model(inp.model, lay.ep, lay.etp, inp.combine_format))
     groups = lay.ep_groups if inp.fidelity == "per-gpu" else 1
     timers: dict[tuple[int, int], ChunkTimer] = {}
     runs: dict[int, dict[tuple[object, ...], Any]] = {}  # DeepEP simulations shared by a rank's EP groups

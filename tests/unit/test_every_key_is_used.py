@@ -205,6 +205,7 @@ CASES: dict[str, tuple[Case, ...]] = {
     "comm.sms": (changes("chunk", 24), changes("given-measured", 24), refused("given", 24)),
     "comm.coprocessor": (changes("chunk", True), changes("step", True), refused("given", True)),
     "comm.profile": (refused("chunk", "h800.json"),),  # moved to the top-level profile
+    "comm.combine_format": (changes("step", "logfmt8"), changes("chunk", "logfmt10"), refused("given", "logfmt8")),
     # the training step
     "training.gpus": (changes("step", 256),),
     "training.global_batch": (changes("step", 1024),),
