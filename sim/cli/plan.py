@@ -181,3 +181,87 @@ def layouts_cmd(
     if found.over_limit:
         out.print(f"{found.over_limit} more layouts not run (--limit {limit}; one of each TP, CP and PP in turn)")
     out.print(f"every row: {target}")
+
+
+def _span(values: list[int]) -> str:
+    return str(values[0]) if len(values) == 1 else f"{values[0]}..{values[-1]}"
+
+
+@plan_app.command("run")
+def run_cmd(
+    run_file: Annotated[
+        Path, typer.Argument(help="a run file: phases of a base scenario (scenarios/runs/)", callback=input_file_option)
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="folder for run.json [default: nothing written]", callback=output_dir_option
+        ),
+    ] = None,
+    fmt: Annotated[Format, typer.Option("--format")] = Format.table,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """A whole training run: each distinct step of its phases simulated once (a batch ramp's steps at their
+    own batch), integrated over the token budget: steps, tokens, days, GPU-hours, dollars and MFU per phase
+    and in total, beside the published figures (sim/experiments/run_plan.py)."""
+    from sim.experiments.run_plan import load_run, plan_run, totals
+
+    spec = load_run(run_file)
+
+    def progress(n: int) -> None:
+        if not quiet and fmt is Format.table:
+            err.print(f"{n} distinct step(s) simulated")
+
+    results, groups = plan_run(spec, run_file, progress)
+    summary = {"run": spec.name, "phases": [r.to_dict() for r in results], "groups": groups, "total": totals(results)}
+    if output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "run.json").write_text(json.dumps(summary, indent=1))
+    if fmt is Format.json:
+        print(json.dumps(summary))
+        return
+    table = Table(title=f"{spec.name}: the whole run")
+    for col in ("phase", "batch", "steps", "tokens", "days", "GPU-h", "published", "USD", "MFU"):
+        table.add_column(col, justify="left" if col in ("phase", "batch") else "right")
+
+    def published(value: float | None, got: float) -> str:
+        return "-" if value is None else f"{value / 1e3:,.0f}K ({got / value - 1:+.1%})"
+
+    for r in results:
+        table.add_row(
+            r.name,
+            _span(sorted({s.global_batch for s in r.slices})),
+            f"{r.steps:,.0f}",
+            f"{r.tokens / 1e12:.3f}T",
+            f"{r.days:.2f}",
+            f"{r.gpu_hours / 1e3:,.1f}K",
+            published(r.published_gpu_hours, r.gpu_hours),
+            f"{r.usd / 1e6:,.3f}M",
+            f"{r.mfu:.1%}",
+        )
+    for g in groups:
+        table.add_row(
+            g["name"],
+            "",
+            "",
+            "",
+            "",
+            f"{g['gpu_hours'] / 1e3:,.1f}K",
+            published(g["published_gpu_hours"], g["gpu_hours"]),
+            "",
+            "",
+        )
+    t = totals(results)
+    table.add_row(
+        "total",
+        "",
+        "",
+        f"{t['tokens'] / 1e12:.3f}T",
+        f"{t['days']:.2f}",
+        f"{t['gpu_hours'] / 1e3:,.1f}K",
+        "",
+        f"{t['usd'] / 1e6:,.3f}M",
+        "",
+    )
+    out.print(table)
+    out.print("USD: GPU-hours at the base's price and the fabric's share (sim/economics.py)")
