@@ -17,7 +17,11 @@ summed per phase and over the run; a phase's MFU is its slices' weighted by thei
 name phases published together (DeepSeek-V3's Table 1 gives the two context-extension phases as one
 figure) with the published GPU-hours beside them.
 
-Not modelled (issue 21): failures and restarts, post-training, a report section for the run.
+``failures`` (optional): a mean time between failures per GPU, the checkpoint's and the restart's
+cost, and the checkpoint interval (default: Young's), give each phase's expected lost days and
+GPU-hours (:func:`failure_overhead`), reported apart from its figures.
+
+Not modelled (issue 21): post-training, a report section for the run.
 """
 
 from __future__ import annotations
@@ -62,6 +66,31 @@ class PhaseSpec(_Strict):
         return self
 
 
+class FailureSpec(_Strict):
+    """Failures and restarts, priced apart from the run (:func:`failure_overhead`)."""
+
+    mtbf_gpu_hours: float = Field(
+        gt=0, description="mean time between failures of one GPU (with its share of the node)"
+    )
+    checkpoint_s: float = Field(ge=0, description="seconds the job stops to write a checkpoint")
+    restart_s: float = Field(ge=0, description="seconds from a failure to training again (detect, reload, warm up)")
+    interval_s: float | None = Field(None, gt=0, description="checkpoint interval [default: Young's sqrt(2 C M)]")
+
+
+def failure_overhead(f: FailureSpec, gpus: int) -> tuple[float, float]:
+    """(the checkpoint interval, the expected wall-time overhead per second of training) of a job on
+    ``gpus`` GPUs, to first order in the checkpoint, restart and interval times over the job's mean time
+    between failures ``M = mtbf_gpu_hours x 3600 / gpus`` (Young 1974; Daly 2006): each interval ``tau``
+    pays its checkpoint ``C``, and each failure, ``tau / M`` of them per interval, loses half an interval
+    of work on average and the restart ``R``: overhead ``C / tau + (tau / 2 + R) / M``, least at Young's
+    ``tau = sqrt(2 C M)`` (the default). It holds while ``C``, ``R`` and ``tau`` are small against ``M``."""
+    m = f.mtbf_gpu_hours * 3600 / gpus
+    tau = f.interval_s if f.interval_s is not None else (2 * f.checkpoint_s * m) ** 0.5
+    if tau <= 0:  # free checkpoints: checkpoint continuously, lose only the restarts
+        return 0.0, f.restart_s / m
+    return tau, f.checkpoint_s / tau + (tau / 2 + f.restart_s) / m
+
+
 class GroupSpec(_Strict):
     name: str = Field(min_length=1)
     phases: list[str] = Field(min_length=1)
@@ -74,8 +103,7 @@ class RunSpec(_Strict):
     base: str = Field(min_length=1, description="the base scenario, relative to the run file")
     phases: list[PhaseSpec] = Field(min_length=1)
     groups: list[GroupSpec] = Field(default_factory=list)
-    source: str = ""
-
+    failures: FailureSpec | None = None
 
 
 def load_run(path: Path) -> RunSpec:
@@ -130,6 +158,19 @@ class PhaseResult:
     name: str
     slices: list[Slice] = field(default_factory=list)
     published_gpu_hours: float | None = None
+    failures: FailureSpec | None = None
+
+    def lost(self) -> tuple[float, float]:
+        """Expected (days, GPU-hours) lost to failures, checkpoints and restarts (0 without ``failures``)."""
+        if self.failures is None:
+            return 0.0, 0.0
+        days = hours = 0.0
+        for s in self.slices:
+            gpus = int(s.step["gpus"])
+            _, overhead = failure_overhead(self.failures, gpus)
+            days += s.seconds * overhead / 86400
+            hours += s.seconds * overhead * gpus / 3600
+        return days, hours
 
     @property
     def tokens(self) -> float:
@@ -169,6 +210,9 @@ class PhaseResult:
         }
         if self.published_gpu_hours is not None:
             out["published_gpu_hours"] = self.published_gpu_hours
+        if self.failures is not None:
+            days, hours = self.lost()
+            out["failures"] = {"lost_days": days, "lost_gpu_hours": hours}
         return out
 
 
@@ -202,7 +246,7 @@ def plan_run(spec: RunSpec, path: Path, progress: Any = None) -> tuple[list[Phas
 
     results = []
     for i, phase in enumerate(spec.phases):
-        out = PhaseResult(phase.name, published_gpu_hours=phase.published_gpu_hours)
+        out = PhaseResult(phase.name, published_gpu_hours=phase.published_gpu_hours, failures=spec.failures)
         batch = phase.global_batch
         if batch is None:
             batch = _base_batch(base, phase.set, folder, base_path, base_folder)
@@ -245,12 +289,27 @@ def _base_batch(base: dict[str, Any], sets: dict[str, Any], folder: Path, path: 
 
 
 def totals(results: list[PhaseResult]) -> dict[str, float]:
-    return {
+    out = {
         "gpu_hours": sum(r.gpu_hours for r in results),
         "days": sum(r.days for r in results),
         "usd": sum(r.usd for r in results),
         "tokens": sum(r.tokens for r in results),
     }
+    if any(r.failures is not None for r in results):  # reported apart from the run's own figures
+        out["lost_days"] = sum(r.lost()[0] for r in results)
+        out["lost_gpu_hours"] = sum(r.lost()[1] for r in results)
+    return out
 
 
-__all__ = ["GroupSpec", "PhaseResult", "PhaseSpec", "RunSpec", "Slice", "load_run", "plan_run", "totals"]
+__all__ = [
+    "FailureSpec",
+    "GroupSpec",
+    "PhaseResult",
+    "PhaseSpec",
+    "RunSpec",
+    "Slice",
+    "failure_overhead",
+    "load_run",
+    "plan_run",
+    "totals",
+]

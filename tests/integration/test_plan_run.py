@@ -98,3 +98,27 @@ def test_bad_run_files_are_one_line(tmp_path: Path, change: dict, key: str, caps
         main(["plan", "run", str(path)])
     _, err = capsys.readouterr()
     assert exit_info.value.code == 2 and err.count("\n") == 1
+
+
+def test_failures_cost_youngs_overhead_apart(tmp_path: Path) -> None:
+    """Young/Daly to first order: a job of G GPUs fails every M = MTBF x 3600 / G seconds; checkpoints
+    every tau = sqrt(2 C M) cost C / tau, failures (tau / 2 + R) / M of the time."""
+    from sim.experiments.run_plan import FailureSpec, failure_overhead
+
+    f = FailureSpec(mtbf_gpu_hours=50000.0, checkpoint_s=60.0, restart_s=600.0)
+    tau, overhead = failure_overhead(f, 512)
+    m = 50000.0 * 3600 / 512
+    assert tau == pytest.approx((2 * 60.0 * m) ** 0.5)
+    assert overhead == pytest.approx(60.0 / tau + (tau / 2 + 600.0) / m)
+    # Young's interval is the best: any other costs more
+    for other in (tau / 2, tau * 2):
+        assert failure_overhead(f.model_copy(update={"interval_s": other}), 512)[1] > overhead
+    assert failure_overhead(f.model_copy(update={"mtbf_gpu_hours": 1e5}), 512)[1] < overhead
+    path = _run_file(tmp_path, failures={"mtbf_gpu_hours": 50000.0, "checkpoint_s": 60.0, "restart_s": 600.0})
+    results, _ = plan_run(load_run(path), path)
+    for r in results:
+        days, hours = r.lost()
+        assert days == pytest.approx(r.days * overhead, rel=1e-9)  # every step of the tiny run on 512 GPUs
+        assert hours == pytest.approx(days * 24 * 512, rel=1e-9)
+        assert r.to_dict()["failures"] == {"lost_days": days, "lost_gpu_hours": hours}
+    assert totals(results)["lost_days"] == pytest.approx(sum(r.lost()[0] for r in results))
