@@ -91,11 +91,16 @@ class RankBreakdown:
         return self.forward_only_s + self.backward_only_s + self.weight_only_s + self.overlapped_fb_s
 
 
+def _recipe(model: ModelSpec, layout: Layout) -> ActivationRecipe:
+    """What a GPU of the layout keeps: the model's recipe, with an expert-TP group's gathered rows."""
+    recipe = ActivationRecipe.of(model)
+    return replace(recipe, expert_tp=layout.etp) if layout.etp > 1 else recipe
+
+
 def _stage_kwargs(model: ModelSpec, layout: Layout, stage: int) -> dict[str, Any]:
     place = layout.stages[stage]
-    recipe = ActivationRecipe.of(model)
     return {
-        "recipe": replace(recipe, expert_tp=layout.etp) if layout.etp > 1 else recipe,
+        "recipe": _recipe(model, layout),
         "layers": [i for i in place.layers if i < model.n_layers],
         "tokens": layout.sp_tokens,  # what one GPU keeps: with sequence parallelism, its share of a TP group's
         "embedding": place.first,
@@ -118,8 +123,8 @@ def replay_activations(model: ModelSpec, layout: Layout, schedule: Schedule, dev
     if layout.recompute != "full":
         return 0.0
     layers = {i for s, d in enumerate(schedule.stage_device) if d == device for i in layout.stages[s].layers}
-    recipe = _stage_kwargs(model, layout, 0)["recipe"]
-    return replay_bytes_per_token(model, sorted(layers), recipe) * layout.sp_tokens  # an MTP block (n_layers) too
+    per_token = replay_bytes_per_token(model, sorted(layers), _recipe(model, layout))  # an MTP block (n_layers) too
+    return per_token * layout.sp_tokens
 
 
 def stage_wgrad_activations(model: ModelSpec, layout: Layout, stage: int) -> float:

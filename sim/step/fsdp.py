@@ -46,7 +46,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import simpy
 
@@ -73,18 +72,26 @@ class Unit:
     weight: float
 
 
-@lru_cache(maxsize=64)
-def _layer_flops(s: ModelSpec, signature: tuple[object, ...], layer: int) -> float:
-    t = s.seq_len
-    work = LayerWork(t, (t * s.n_activated_experts,) if s.is_moe(layer) else ())
-    return sum(op.executed_flops for ops in layer_ops(s, layer, work).annotations.values() for op in ops)
+_LAYER_FLOPS: dict[tuple[ModelSpec, tuple[object, ...]], float] = {}  # by layer signature: equal ops, equal FLOPs
+
+
+def _layer_flops(s: ModelSpec, layer: int) -> float:
+    """Executed FLOPs of layer ``layer`` for one sequence, built once per layer signature."""
+    key = (s, layer_signature(s, layer))
+    hit = _LAYER_FLOPS.get(key)
+    if hit is None:
+        t = s.seq_len
+        work = LayerWork(t, (t * s.n_activated_experts,) if s.is_moe(layer) else ())
+        ops = layer_ops(s, layer, work).annotations.values()
+        hit = _LAYER_FLOPS[key] = sum(op.executed_flops for group in ops for op in group)
+    return hit
 
 
 def unit_weights(s: ModelSpec, place: StagePlacement) -> list[float]:
     """Executed FLOPs of each unit of ``place`` for one sequence (embedding, layers, head with the
     MTP modules), in forward order; what shares an action's time out among its units."""
     out = [0.0] if place.first else []
-    out += [_layer_flops(s, layer_signature(s, i), i) for i in place.layers if i < s.n_layers]
+    out += [_layer_flops(s, i) for i in place.layers if i < s.n_layers]
     if place.last:
         t = s.seq_len
         head = sum(op.executed_flops for ops in head_ops(s, t).values() for op in ops)
@@ -92,7 +99,7 @@ def unit_weights(s: ModelSpec, place: StagePlacement) -> list[float]:
         if s.mtp_depth:  # each module: its own ops, an MoE block like the last layer, a use of the head
             last = s.n_layers - 1
             own = sum(op.executed_flops for ops in mtp_ops(s, t).values() for op in ops)
-            mtp = s.mtp_depth * (own + _layer_flops(s, layer_signature(s, last), last) + head)
+            mtp = s.mtp_depth * (own + _layer_flops(s, last) + head)
         out.append(head + mtp)
     return out
 
