@@ -214,7 +214,7 @@ def _check_fsdp(sc: Scenario, layout: Layout, schedule: Schedule) -> None:
 def compute_of(sc: Scenario) -> ComputeWhatIfs:
     """The scenario's compute-side hardware what-ifs (section ``compute``)."""
     c = sc.compute
-    return ComputeWhatIfs(c.online_quantization, c.transposed_reads, c.fp8_scaling)
+    return ComputeWhatIfs(c.online_quantization, c.transposed_reads, c.fp8_scaling, c.fp8_accumulation)
 
 
 def gating_of(sc: Scenario) -> Gating:
@@ -377,6 +377,8 @@ def _training(sc: Scenario) -> Assembly:
     moe = moe_spec(sc)
     kernel = kernel_spec(sc, params.notify_wait_us)
     gating = gating_of(sc)
+    if sc.compute.fp8_accumulation == "full":
+        cost.promotion()  # refused here, before any step runs, for a profile that cannot measure it
     inputs = ChunkInputs(
         model=sc.model,
         layout=layout,

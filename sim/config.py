@@ -134,6 +134,12 @@ class ComputeSpec(_Strict):
         pattern="^(software|native)$",
         description="native: block-scaled GEMMs at the tensor-wise scaled GEMM's measured speed, no scale transposes",
     )
+    fp8_accumulation: str = Field(
+        "promoted",
+        pattern="^(promoted|full)$",
+        description="full: FP8 partial sums stay in the tensor cores; GEMMs without software block scaling run the "
+        "profile's measured promotion factor faster (sim/hardware/promotion.py)",
+    )
 
 
 class WorkloadSpec(_Strict):
@@ -415,6 +421,12 @@ def check_keys_used(sc: Scenario) -> None:
     rather than accepted and ignored (tests/unit/test_every_key_is_used.py holds every key to this)."""
     if sc.model.dtype != "fp8":
         _refuse_set("compute", sc.compute, "an FP8 recipe's kernels: model.dtype is bf16, which has none; remove it")
+    if sc.compute.fp8_accumulation == "full" and sc.compute.fp8_scaling == "software":
+        raise ScenarioError(
+            "compute.fp8_accumulation",
+            "changes nothing alone: software block scaling scales each 128-element block's partial sums on the "
+            "CUDA cores, so they leave the tensor cores anyway; add compute.fp8_scaling: native",
+        )
     if not sc.model.is_moe_model:
         _dense_keys_used(sc)
     routed = sc.training is not None or sc.ops is None  # the chunk model routes tokens to experts

@@ -54,7 +54,10 @@ class OpCoster:
         """The op's kernels back to back, without launch gaps."""
         m, sms = self.model, self.compute_sms
         if op.kind == "gemm":
-            return m.gemm_time(op.m, op.n, op.k, op.dtype, sms, op.scaling if op.dtype == "fp8" else None)
+            fp8 = op.dtype == "fp8"
+            return m.gemm_time(
+                op.m, op.n, op.k, op.dtype, sms, op.scaling if fp8 else None, accumulation=op.accumulation
+            )
         if op.kind == "attention":
             per = m.attention_time(op.heads, op.seq, op.qk_dim, op.v_dim, op.causal, op.phase, sms)
             return per * op.sequences / op.cp

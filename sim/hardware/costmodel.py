@@ -49,6 +49,8 @@ from sim.hardware.gemm_model import (
 )
 from sim.hardware.interference import InterferenceModel, InterferenceRow
 from sim.hardware.profile import GemmFitEntry, Profile, Sample
+from sim.hardware.promotion import MIN_TOKENS as PROMOTION_MIN_TOKENS
+from sim.hardware.promotion import PromotionFit, promotion_factor
 from sim.model.ops import ATTENTION_BWD_RATIO, attention_flops
 
 NEIGHBOURS = 8
@@ -128,6 +130,7 @@ class CostModel:
         # model it has seen alive, and a sweep's worker builds one per point)
         self._gemm_memo: dict[tuple[int, int, int, str, int, str], float] = {}
         self._memory_points_memo: dict[str | None, tuple[np.ndarray, np.ndarray]] = {}
+        self._promotion: PromotionFit | None = None
 
     @staticmethod
     def peaks_of(profile: Profile) -> Peaks:
@@ -160,10 +163,12 @@ class CostModel:
         sms: int | None = None,
         scaling: str | None = None,
         beside_comm_sms: int = 0,
+        accumulation: str = "promoted",
     ) -> float:
         """Predicted GEMM time in seconds on ``sms`` SMs (default all), FP8 ``scaling`` (default
         DeepSeek's blockwise), optionally beside memory-bound communication kernels saturating
-        ``beside_comm_sms`` other SMs."""
+        ``beside_comm_sms`` other SMs. ``accumulation="full"``: an FP8 GEMM whose partial sums stay in
+        the tensor cores, the measured promotion factor faster (:mod:`sim.hardware.promotion`)."""
         for name, v in (("m", m), ("n", n), ("k", k)):
             if v < 1:
                 raise ScenarioError(name, f"must be >= 1, got {v}")
@@ -175,11 +180,29 @@ class CostModel:
         if scaling not in allowed:
             raise ScenarioError("scaling", f"{dtype} has no scaling {scaling!r}; choose from {', '.join(allowed)}")
         t = self._gemm(m, n, k, dtype, sms, scaling)
+        if accumulation not in ("promoted", "full"):
+            raise ScenarioError("accumulation", f"unknown accumulation {accumulation!r}; choose promoted or full")
+        if accumulation == "full" and dtype == "fp8":
+            t = max(t / self.promotion().factor, self.gemm_roofline(m, n, k, dtype, sms))
         if beside_comm_sms:
             if sms + beside_comm_sms > self.all_sms:
                 raise ScenarioError("beside_comm_sms", f"{sms} + {beside_comm_sms} SMs exceed the GPU's {self.all_sms}")
             t *= self.interference.gemm_slowdown(dtype, self.comm_utilisation(beside_comm_sms))
         return t
+
+    def promotion(self) -> PromotionFit:
+        """The profile's measured promotion factor (:mod:`sim.hardware.promotion`); refused, naming
+        ``compute.fp8_accumulation``, for a profile without tensor-wise FP8 and BF16 GEMMs of one shape."""
+        if self._promotion is None:
+            fit = promotion_factor(self.gemm_points, self.peaks)
+            if fit is None:
+                raise ScenarioError(
+                    "compute.fp8_accumulation",
+                    f"profile {self.profile.device.name!r} has no tensor-wise FP8 and BF16 GEMM of one shape "
+                    f"(M >= {PROMOTION_MIN_TOKENS}, all SMs) to measure promotion on; use a measured profile",
+                )
+            self._promotion = fit
+        return self._promotion
 
     def _gemm(self, m: int, n: int, k: int, dtype: str, sms: int, scaling: str) -> float:
         key = (m, n, k, dtype, sms, scaling)

@@ -16,6 +16,15 @@ DeepSeek-V3's FP8 recipe spends memory-bound kernels on what its GPUs cannot do 
 - ``fp8_scaling: native``, the ask for native fine-grained (microscaling) quantisation: block-scaled GEMMs
   run at the tensor-wise scaled GEMM's measured speed (the profile's own ``tensorwise`` samples of the same
   shapes), and the software scale transposes (the ``*.scales`` launches) vanish.
+- ``fp8_accumulation: full``, the ask for full-precision accumulation in the tensor cores: an FP8 GEMM
+  no longer promotes its partial sums to CUDA cores every 128 elements of K, and runs the profile's
+  measured promotion factor faster (:mod:`sim.hardware.promotion`: tensor-wise FP8 against BF16 on the
+  same shapes; 1.088 for the H800 profile). Only GEMMs without software block scaling gain: a
+  block-scaled GEMM multiplies each 128-element block's partial sums by that block's scales on the CUDA
+  cores, at the promotion, so its partial sums leave the tensor cores anyway. Alone, on DeepSeek's
+  recipe (every layer GEMM block-scaled), the key changes nothing; with ``fp8_scaling: native`` both the
+  scaling and the promotion go (the two asks are one change to the tensor core, as in Blackwell's
+  microscaling formats).
 
 What stays: the GEMMs' FLOPs (model and executed), every tensor kept for the backward (the same bytes are
 stored, only the extra round trips go), the restores of FP8 copies (``cast-back``), and the stage extras
@@ -33,6 +42,7 @@ from sim.model.ops import Operator
 ONLINE_QUANTIZATION_KERNELS = frozenset({"fp8-cast", "fp8-cast-e5m6"})
 TRANSPOSED_READ_KERNELS = frozenset({"fp8-cast-channel", "transpose"})
 FP8_SCALINGS = ("software", "native")
+FP8_ACCUMULATIONS = ("promoted", "full")
 
 
 @dataclass(frozen=True)
@@ -42,10 +52,16 @@ class ComputeWhatIfs:
     online_quantization: bool = False
     transposed_reads: bool = False
     fp8_scaling: str = "software"
+    fp8_accumulation: str = "promoted"
 
     @property
     def any(self) -> bool:
-        return self.online_quantization or self.transposed_reads or self.fp8_scaling != "software"
+        return (
+            self.online_quantization
+            or self.transposed_reads
+            or self.fp8_scaling != "software"
+            or self.fp8_accumulation != "promoted"
+        )
 
     def removes(self, op: Operator) -> bool:
         """Whether the what-ifs make ``op`` vanish."""
@@ -54,6 +70,12 @@ class ComputeWhatIfs:
         if op.kind == "memory" and self.transposed_reads and op.kernel in TRANSPOSED_READ_KERNELS:
             return True
         return self.fp8_scaling == "native" and op.kind == "small" and op.name.split(".")[-1].startswith("scales")
+
+    def accumulates_fully(self, op: Operator) -> bool:
+        """Whether ``op`` (after native scaling) keeps its partial sums in the tensor cores: an FP8 GEMM
+        without software block scaling, under ``fp8_accumulation: full``."""
+        fp8_gemm = op.kind == "gemm" and op.dtype == "fp8"
+        return self.fp8_accumulation == "full" and fp8_gemm and op.scaling != "blockwise"
 
     def apply(self, ops: tuple[Operator, ...]) -> tuple[Operator, ...]:
         """``ops`` under the what-ifs (the module docstring)."""
@@ -65,10 +87,19 @@ class ComputeWhatIfs:
                 continue
             if self.fp8_scaling == "native" and op.kind == "gemm" and op.scaling == "blockwise":
                 op = replace(op, scaling="tensorwise")
+            if self.accumulates_fully(op):
+                op = replace(op, accumulation="full")
             out.append(op)
         return tuple(out)
 
 
 NO_WHATIFS = ComputeWhatIfs()
 
-__all__ = ["FP8_SCALINGS", "NO_WHATIFS", "ONLINE_QUANTIZATION_KERNELS", "TRANSPOSED_READ_KERNELS", "ComputeWhatIfs"]
+__all__ = [
+    "FP8_ACCUMULATIONS",
+    "FP8_SCALINGS",
+    "NO_WHATIFS",
+    "ONLINE_QUANTIZATION_KERNELS",
+    "TRANSPOSED_READ_KERNELS",
+    "ComputeWhatIfs",
+]

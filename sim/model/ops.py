@@ -43,6 +43,7 @@ class Operator:
     k: int = 0
     dtype: str = "fp8"
     scaling: str = "blockwise"
+    accumulation: str = "promoted"  # FP8: partial sums promoted to CUDA cores, or "full" in the tensor cores
     groups: int = 1
     # attention
     heads: int = 0

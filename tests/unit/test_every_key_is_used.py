@@ -93,6 +93,7 @@ CONTEXTS: dict[str, tuple[Path, dict[str, Any]]] = {
     "step-gqa-cp": (SMALL_STEP, STEP | {"model.attention": "gqa", "model.n_kv_heads": 8, "training.cp": 2}),
     "step-1f1b": (SMALL_STEP, STEP | {"pipeline.schedules": ["1f1b"]}),  # FSDP needs one copy of each stage
     "step-ep16": (SMALL_STEP, STEP | {"workload.ep": 16}),  # room for expert TP 2 in a rank of 32 GPUs
+    "step-native": (SMALL_STEP, STEP | {"compute.fp8_scaling": "native"}),  # natively scaled FP8 GEMMs
     "step-fsdp": (SMALL_STEP, STEP | {"pipeline.schedules": ["1f1b"], "training.fsdp": True}),
     "step-random-capacity": (
         SMALL_STEP,
@@ -220,6 +221,10 @@ CASES: dict[str, tuple[Case, ...]] = {
     "compute.online_quantization": (changes("step", True), changes("chunk", True), refused("given", True)),
     "compute.transposed_reads": (changes("step", True), refused("given", True)),
     "compute.fp8_scaling": (changes("step", "native"), refused("given", "native")),
+    "compute.fp8_accumulation": (
+        changes("step-native", "full"),
+        refused("step", "full"),  # software block scaling promotes anyway
+    ),
     "training.etp": (changes("step-ep16", 2), refused("step", 2), refused("step-ep16", 3)),
     "training.tp_comm_overlap": (changes("step-gqa-tp", True), refused("step", True)),
     "training.cp_comm": (changes("step-gqa-cp", "p2p"), refused("step-gqa", "p2p")),

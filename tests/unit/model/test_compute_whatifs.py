@@ -96,3 +96,31 @@ def test_a_bf16_recipe_refuses_them(tmp_path) -> None:  # type: ignore[no-untype
     with pytest.raises(ScenarioError, match="FP8 recipe") as err:
         load_scenario(path)
     assert err.value.key_path == "compute.online_quantization"
+
+
+def test_full_accumulation_reaches_only_gemms_without_software_block_scaling() -> None:
+    """Software block scaling promotes at every block (its scales are applied there), so alone the key
+    marks no GEMM; with native scaling every FP8 GEMM of the layers keeps its sums in the tensor cores."""
+    alone = _ops(3, ComputeWhatIfs(fp8_accumulation="full"))
+    assert alone == _ops(3, ComputeWhatIfs())
+    both = _ops(3, ComputeWhatIfs(fp8_scaling="native", fp8_accumulation="full"))
+    native = _ops(3, ComputeWhatIfs(fp8_scaling="native"))
+    assert [replace(op, accumulation="promoted") for op in both] == native
+    gemms = [op for op in both if op.kind == "gemm"]
+    assert gemms and all(op.accumulation == ("full" if op.dtype == "fp8" else "promoted") for op in gemms)
+
+
+def test_full_accumulation_shortens_a_natively_scaled_chunk_by_at_most_the_promotion() -> None:
+    """Every FP8 GEMM divides by the factor R (or stops at its roofline), nothing else changes: the chunk
+    shortens, and by no more than its GEMMs' time times (1 - 1/R) (BF16 ones, if any, do not change)."""
+    native_only = ComputeWhatIfs(fp8_scaling="native")
+    cfg = ChunkConfig(layers=2, tokens=1024, ep=16, params=ChunkParams(interference="none"), compute=native_only)
+    native = build_chunk(cfg)
+    full = build_chunk(replace(cfg, compute=ComputeWhatIfs(fp8_scaling="native", fp8_accumulation="full")))
+    r = native.timer.coster.model.promotion().factor
+    for kind in ("F", "B"):
+        a = native.timer.forward(native.stage) if kind == "F" else native.timer.backward(native.stage)
+        b = full.timer.forward(full.stage) if kind == "F" else full.timer.backward(full.stage)
+        gemms = sum(t.work for t in a.tasks if t.kind == "gemm")
+        assert b.span_s < a.span_s
+        assert a.span_s - b.span_s <= gemms * (1 - 1 / r) * (1 + 1e-9)
