@@ -97,6 +97,8 @@ def kernel_spec(sc: Scenario, notify_wait_us: float) -> KernelSpec:
         notify_wait_us=notify_wait_us,
         coprocessor=sc.comm.coprocessor,
         dispatcher=sc.workload.dispatcher,
+        multicast=sc.comm.multicast,
+        in_network_reduce=sc.comm.in_network_reduce,
     )
 
 
@@ -223,7 +225,11 @@ def gating_of(sc: Scenario) -> Gating:
     if "pad_to_capacity" in w.model_fields_set and w.capacity_factor is None:
         raise ScenarioError("workload.pad_to_capacity", "pads to an expert's capacity: give workload.capacity_factor")
     return Gating(
-        w.routing, capacity_factor=w.capacity_factor, pad_to_capacity=w.pad_to_capacity, dispatcher=w.dispatcher
+        w.routing,
+        capacity_factor=w.capacity_factor,
+        pad_to_capacity=w.pad_to_capacity,
+        dispatcher=w.dispatcher,
+        node_sets=sc.comm.multicast or sc.comm.in_network_reduce,
     )
 
 
@@ -530,6 +536,8 @@ def _chunk_model(sc: Scenario, params: ChunkParams, gating: Gating) -> ChunkSetu
         dispatcher=w.dispatcher,
         compute=compute_of(sc),
         combine_format=sc.comm.combine_format,
+        multicast=sc.comm.multicast,
+        in_network_reduce=sc.comm.in_network_reduce,
     )
     try:
         return build_chunk(config)

@@ -110,6 +110,14 @@ class CommSpec(_Strict):
         pattern="^(bf16|logfmt10|logfmt8)$",
         description="the combine's payload: BF16, or ISCA'25's LogFMT-nBit (10 or 8 bits; sim/moe/spec.py)",
     )
+    multicast: bool = Field(
+        False,
+        description="the dispatch's IB copies of a token replicated in the switch: one copy leaves the GPU "
+        "(ISCA'25; sim/moe/multicast.py)",
+    )
+    in_network_reduce: bool = Field(
+        False, description="the combine's partial sums added in the switch: one copy reaches the GPU (ISCA'25)"
+    )
     profile: str | None = Field(None, description="moved: the calibration profile is the scenario's 'profile'")
 
     @field_validator("profile")
@@ -421,6 +429,13 @@ def check_keys_used(sc: Scenario) -> None:
     rather than accepted and ignored (tests/unit/test_every_key_is_used.py holds every key to this)."""
     if sc.model.dtype != "fp8":
         _refuse_set("compute", sc.compute, "an FP8 recipe's kernels: model.dtype is bf16, which has none; remove it")
+    for key in ("multicast", "in_network_reduce"):
+        if getattr(sc.comm, key) and sc.workload.dispatcher != "deepep":
+            raise ScenarioError(
+                f"comm.{key}",
+                "DeepEP's node-deduplicated messages only: workload.dispatcher alltoall sends a row "
+                "per chosen expert; remove it or use the deepep dispatcher",
+            )
     if sc.compute.fp8_accumulation == "full" and sc.compute.fp8_scaling == "software":
         raise ScenarioError(
             "compute.fp8_accumulation",
@@ -477,8 +492,9 @@ def _dense_keys_used(sc: Scenario) -> None:
             raise ScenarioError(f"workload.{key}", why)
     if "seed" in sc.model_fields_set:
         raise ScenarioError("seed", why)
-    if "combine_format" in sc.comm.model_fields_set:
-        raise ScenarioError("comm.combine_format", why)
+    for key in ("combine_format", "multicast", "in_network_reduce"):
+        if key in sc.comm.model_fields_set:
+            raise ScenarioError(f"comm.{key}", why)
     if sc.training is not None:
         for key in ("routing_samples", "etp"):
             if key in sc.training.model_fields_set:

@@ -11,7 +11,7 @@ H800 profile (H100 measurements plus the trace's kernels), interference derived 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +58,8 @@ class ChunkConfig:
     dispatcher: str = "deepep"  # or alltoall: NCCL's all-to-all (sim.moe.nccl_a2a)
     compute: ComputeWhatIfs = NO_WHATIFS  # the compute-side hardware what-ifs (sim.model.compute_whatifs)
     combine_format: str = "bf16"  # the combine's payload (sim.moe.spec.COMBINE_FORMATS)
+    multicast: bool = False  # switch multicast for the dispatch (sim.moe.multicast); routing needs node_sets
+    in_network_reduce: bool = False  # in-network reduction for the combine
 
     def moe_spec(self) -> MoESpec:
         """The MoE layer of the chunk; an expert count that does not divide over EP names ``ep``."""
@@ -125,12 +127,16 @@ def build_chunk(config: ChunkConfig) -> ChunkSetup:
         notify_wait_us=config.params.notify_wait_us,
         coprocessor=config.coprocessor,
         dispatcher=config.dispatcher,
+        multicast=config.multicast,
+        in_network_reduce=config.in_network_reduce,
     )
     comm = CommModel(network, kernel, [np.arange(config.ep)])
     layer_ids = list(range(first, first + config.layers))
     is_moe = {layer: layer >= model.n_layers or model.is_moe(layer) for layer in layer_ids}  # MTP block: MoE
     moe_layers = [layer for layer in layer_ids if is_moe[layer]]
     gating = Gating.of(config.routing)
+    if config.multicast or config.in_network_reduce:
+        gating = replace(gating, node_sets=True)
     if gating.routing == "balanced" and moe_layers:  # every layer routes alike: one traffic, shared timings
         routed = route_layers(moe, config.tokens, 1, gating, config.seed) * len(moe_layers)
     else:

@@ -17,6 +17,7 @@ from sim.hardware.gpu import SmSplit
 from sim.moe.capacity import capacity, drop_over_capacity, padded_rows
 from sim.moe.deepep import KernelSpec, PhaseResult, simulate_phase
 from sim.moe.gating import Gating, balanced_choices, replay_choices
+from sim.moe.multicast import node_sets
 from sim.moe.nccl_a2a import direct_traffic
 from sim.moe.select import CHUNK, select_experts
 from sim.moe.spec import MoESpec
@@ -50,7 +51,7 @@ class AlltoallResult:
 def route_layer(spec: MoESpec, tokens: int, gating: Gating | str, seed: int) -> Traffic:
     """Gate and select for ``tokens`` tokens on every EP rank; count the layer's messages."""
     gating = Gating.of(gating)
-    plain = gating.capacity_factor is None and gating.dispatcher == "deepep"
+    plain = gating.capacity_factor is None and gating.dispatcher == "deepep" and not gating.node_sets
     if gating.routing == "balanced" and plain:
         return balanced_traffic(spec, tokens)
     rng = np.random.default_rng(seed)
@@ -104,7 +105,7 @@ def route_layers(
     fast = gating.uses_fast_sampler()
 
     def one(stream: np.random.SeedSequence) -> Traffic:
-        if gating.capacity_factor is not None or gating.dispatcher != "deepep":  # counted from the choices
+        if gating.capacity_factor is not None or gating.dispatcher != "deepep" or gating.node_sets:  # from choices
             choices = route_choices(spec, tokens * spec.ep, gating, np.random.default_rng(stream))
             return capacity_traffic(spec, tokens, choices, src, gating)
         if gating.routing == "balanced":
@@ -128,13 +129,18 @@ def capacity_traffic(spec: MoESpec, tokens: int, choices: np.ndarray, src: np.nd
     """The messages of ``choices`` as ``gating.dispatcher`` sends them (DeepEP's, :func:`layer_traffic`,
     or NCCL all-to-all's, :func:`sim.moe.nccl_a2a.direct_traffic`), after the capacity of
     ``gating.capacity_factor`` (if any) has dropped what it drops, with every expert's rows padded to
-    capacity where asked (:mod:`sim.moe.capacity`)."""
+    capacity where asked (:mod:`sim.moe.capacity`), and each token's set of remote nodes counted where
+    ``gating.node_sets`` asks (:mod:`sim.moe.multicast`)."""
     count = direct_traffic if gating.dispatcher == "alltoall" else layer_traffic
     if gating.capacity_factor is None:
-        return count(choices, src, spec)
-    cap = capacity(tokens, spec.topk, spec.experts, gating.capacity_factor)
-    t = count(drop_over_capacity(choices, src, spec.experts, cap), src, spec)
-    return replace(t, padded_rows=padded_rows(spec.ep, spec.experts, cap)) if gating.pad_to_capacity else t
+        t = count(choices, src, spec)
+    else:
+        cap = capacity(tokens, spec.topk, spec.experts, gating.capacity_factor)
+        choices = drop_over_capacity(choices, src, spec.experts, cap)
+        t = count(choices, src, spec)
+        if gating.pad_to_capacity:
+            t = replace(t, padded_rows=padded_rows(spec.ep, spec.experts, cap))
+    return replace(t, node_sets=node_sets(choices, src, spec)) if gating.node_sets else t
 
 
 def route_choices(spec: MoESpec, total: int, gating: Gating | str, rng: np.random.Generator) -> np.ndarray:

@@ -39,6 +39,7 @@ import simpy
 
 from sim.errors import ScenarioError
 from sim.hardware.gpu import DEEPSEEK_COMM_SMS
+from sim.moe.multicast import set_members
 from sim.moe.traffic import Traffic
 from sim.network.context import SimContext
 from sim.network.flows import FlowNetwork
@@ -66,6 +67,12 @@ class KernelSpec:
     coprocessor: bool = False
     completion_rtol: float = COMPLETION_RTOL
     dispatcher: str = "deepep"  # or "alltoall": NCCL's kernels, bounded by the links alone (sim.moe.nccl_a2a)
+    multicast: bool = False  # dispatch-direction phases: one copy per token, replicated in the switch
+    in_network_reduce: bool = False  # combine-direction phases: partial sums added in the switch
+
+    def trees(self, phase: str) -> bool:
+        """Whether ``phase``'s IB messages run as multicast or reduction trees (:mod:`sim.moe.multicast`)."""
+        return self.multicast if phase == "dispatch" else self.in_network_reduce
 
     @property
     def sm_capped(self) -> bool:
@@ -104,6 +111,8 @@ class KernelSpec:
             self.coprocessor,
             self.completion_rtol,
             self.dispatcher,
+            self.multicast,
+            self.in_network_reduce,
         )
 
 
@@ -127,29 +136,48 @@ class PhaseResult:
         }
 
 
-def _flows(traffic: Traffic, gpus: np.ndarray, phase: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(src, dst, bytes, is_ib) of the aggregated messages, in cluster GPU ids."""
+def _flows(
+    traffic: Traffic, gpus: np.ndarray, phase: str, trees: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(src, dst, bytes, is_ib, tree) of the aggregated messages, in cluster GPU ids. ``trees``: the IB
+    messages are those of :attr:`Traffic.node_sets`, one per node of each set, and ``tree[i]`` names
+    the set (a multicast or reduction tree, :mod:`sim.moe.multicast`) message ``i`` belongs to (the
+    NVLink messages each a tree of their own); else ``tree`` is None."""
     per = traffic.bytes_per_token(phase)
     g = traffic.spec.gpus_per_node
-    s_ib, n_ib = np.nonzero(traffic.ib)
-    src_ib, dst_ib = s_ib, n_ib * g + s_ib % g
+    tree = None
+    if trees:
+        sets = traffic.node_sets
+        if sets is None:
+            raise ValueError("multicast or in-network reduction needs the traffic's node sets (Gating.node_sets)")
+        which, node = set_members(sets, traffic.spec.nodes)
+        src_ib = sets.src[which]
+        dst_ib = node * g + src_ib % g
+        ib_tokens = sets.tokens[which]
+    else:
+        s_ib, n_ib = np.nonzero(traffic.ib)
+        src_ib, dst_ib, ib_tokens = s_ib, n_ib * g + s_ib % g, traffic.ib[s_ib, n_ib]
     a, b = np.nonzero(traffic.nvlink)
     src = np.concatenate([src_ib, a])
     dst = np.concatenate([dst_ib, b])
-    nbytes = np.concatenate([traffic.ib[s_ib, n_ib], traffic.nvlink[a, b]]).astype(np.float64) * per
+    nbytes = np.concatenate([ib_tokens, traffic.nvlink[a, b]]).astype(np.float64) * per
     is_ib = np.r_[np.ones(len(src_ib), bool), np.zeros(len(a), bool)]
+    if trees:
+        sets_n = len(traffic.node_sets.src)  # type: ignore[union-attr]
+        tree = np.concatenate([which, sets_n + np.arange(len(a))])
     if phase == "combine":
         src, dst = dst, src
-    return gpus[src], gpus[dst], nbytes, is_ib
+    return gpus[src], gpus[dst], nbytes, is_ib, tree
 
 
 def message_flows(
-    traffic: Traffic, gpus: np.ndarray, phase: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(source, destination, bytes, over IB) of every aggregated message of one ``phase`` (dispatch
-    or combine) of ``traffic`` on the EP group ``gpus`` (cluster GPU ids): the flows a phase puts on
-    the network, for byte accounting."""
-    return _flows(traffic, np.asarray(gpus, dtype=np.int64), phase)
+    traffic: Traffic, gpus: np.ndarray, phase: str, trees: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(source, destination, bytes, over IB, tree) of every aggregated message of one ``phase``
+    (dispatch or combine) of ``traffic`` on the EP group ``gpus`` (cluster GPU ids): the flows a phase
+    puts on the network, for byte accounting. ``trees``: as multicast or reduction trees, the messages
+    of one ``tree`` id one flow along the union of their paths (:func:`sim.network.routing.merge_routes`)."""
+    return _flows(traffic, np.asarray(gpus, dtype=np.int64), phase, trees)
 
 
 def check_gpus(topo: Topology, traffic: Traffic, gpus: np.ndarray | None) -> np.ndarray:
@@ -176,7 +204,7 @@ def phase_process(
     env = net.env
     t_start = env.now
     ep = traffic.spec.ep
-    src, dst, nbytes, is_ib = _flows(traffic, gpus, phase)
+    src, dst, nbytes, is_ib, tree = _flows(traffic, gpus, phase, kernel.trees(phase))
     extra = None
     if kernel.sm_capped:
         rdma = net.add_virtual_links(np.full(ep, kernel.channels * kernel.rdma_rate(phase, cached) * 1e9))
@@ -197,7 +225,7 @@ def phase_process(
         yield env.timeout(kernel.notify_wait_us * 1e-6)
     if times is not None:
         times["notify"] = env.now - t0
-    yield net.send_batch(src, dst, nbytes, extra, tag="deepep")
+    yield net.send_batch(src, dst, nbytes, extra, tag="deepep", trees=tree)
     if times is not None:
         times["end"] = env.now - t_start
     if kernel.sm_capped:

@@ -121,6 +121,7 @@ class Gating:
     capacity_factor: float | None = None  # None: dropless (sim.moe.capacity)
     pad_to_capacity: bool = False  # every expert computes its whole capacity (needs capacity_factor)
     dispatcher: str = "deepep"  # how the chosen rows travel: deepep or alltoall (sim.moe.nccl_a2a)
+    node_sets: bool = False  # count each token's set of remote nodes (switch multicast, sim.moe.multicast)
 
     @staticmethod
     def of(gating: Gating | str) -> Gating:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim.moe.multicast import NodeSets
 from sim.moe.spec import MoESpec
 
 
@@ -39,6 +40,7 @@ class Traffic:
     tokens_per_expert: np.ndarray
     nodes_per_token: np.ndarray
     padded_rows: np.ndarray | None = None  # rows each expert computes when padded to capacity
+    node_sets: NodeSets | None = None  # tokens by their set of remote nodes (multicast, in-network reduction)
 
     @property
     def expert_rows(self) -> np.ndarray:

@@ -22,19 +22,29 @@ import numpy as np
 
 from sim.network.link_classes import LinkClasses
 from sim.network.maxmin import maxmin_rates
-from sim.network.routing import Routes, route
+from sim.network.routing import Routes, route, route_trees, tree_bytes
 from sim.network.topology import Topology
 
 _REL_DONE = 1e-9  # a coflow with less than this fraction of its bytes left has ended (rounding)
 
 
 def link_loads(
-    topo: Topology, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray, seed: int | None = None
+    topo: Topology,
+    src: np.ndarray,
+    dst: np.ndarray,
+    nbytes: np.ndarray,
+    seed: int | None = None,
+    trees: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """(links, bytes on each, largest path latency) of flows ``src[i] -> dst[i]`` of ``nbytes[i]``;
-    each link named once."""
-    routes = route(topo, np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64), seed)
-    nbytes = np.broadcast_to(np.asarray(nbytes, dtype=np.float64), (routes.num_flows,))
+    each link named once. ``trees``: flows of one id are one multicast or reduction tree, which puts
+    its bytes once on each link of the union of their paths (:func:`sim.network.routing.merge_routes`)."""
+    nbytes = np.broadcast_to(np.asarray(nbytes, dtype=np.float64), (len(src),))
+    if trees is not None:
+        routes = route_trees(topo, src, dst, trees, seed)
+        nbytes, _ = tree_bytes(nbytes, trees)
+    else:
+        routes = route(topo, np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64), seed)
     counts = np.diff(routes.indptr)
     per_link = np.bincount(routes.links, weights=np.repeat(nbytes, counts), minlength=topo.num_links)
     links = np.flatnonzero(per_link > 0)

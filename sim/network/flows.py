@@ -61,7 +61,7 @@ from sim.engine import clock
 from sim.network.coflow import CoflowTable
 from sim.network.linklog import CarriedLog, LinkLog
 from sim.network.maxmin import maxmin_rates
-from sim.network.routing import Routes, route
+from sim.network.routing import Routes, merge_routes, route, tree_bytes, tree_keys
 from sim.network.tolerance import COMPLETION_RTOL
 from sim.network.topology import Topology
 
@@ -496,17 +496,26 @@ class FlowNetwork:
         nbytes: np.ndarray,
         extra_links: np.ndarray | None = None,
         tag: str = "flows",
+        trees: np.ndarray | None = None,
     ) -> simpy.Event:
         """Start many flows now; the event fires when all are delivered (value: delivery time).
 
-        ``extra_links`` (flows x m, -1 for none) adds virtual links to each flow's route.
+        ``extra_links`` (flows x m, -1 for none) adds virtual links to each flow's route. ``trees``
+        (a tree id per flow, 0..n-1): the flows of one id, which carry the same bytes, are one flow
+        along the union of their routes (a multicast or reduction tree, :func:`merge_routes`).
         """
         src = np.asarray(src, dtype=np.int64)
         dst = np.asarray(dst, dtype=np.int64)
         nbytes = np.broadcast_to(np.asarray(nbytes, dtype=np.float64), src.shape).copy()
-        routes = route(self.topo, src, dst, self.seed)
+        if trees is not None:  # the virtual links go with each branch: its sender's SMs
+            routes = route(self.topo, src, dst, self.seed, tree_keys(src, dst, trees))
+        else:
+            routes = route(self.topo, src, dst, self.seed)
         if extra_links is not None:
             routes = _with_extra(routes, np.asarray(extra_links, dtype=np.int64).reshape(len(src), -1))
+        if trees is not None:
+            nbytes, n = tree_bytes(nbytes, trees)
+            routes = merge_routes(routes, trees, n)
         return self.send_routes(routes, nbytes, tag)
 
     def send_routes(self, routes: Routes, nbytes: np.ndarray, tag: str = "flows") -> simpy.Event:

@@ -52,8 +52,16 @@ def ecmp_hash(src: np.ndarray, dst: np.ndarray, seed: int, salt: int = 0) -> np.
         return x ^ (x >> np.uint64(31))
 
 
-def route(topo: Topology, src: np.ndarray, dst: np.ndarray, seed: int | None = None) -> Routes:
-    """Paths from GPUs ``src[i]`` to GPUs ``dst[i]`` (flows with src == dst get an empty path)."""
+def route(
+    topo: Topology,
+    src: np.ndarray,
+    dst: np.ndarray,
+    seed: int | None = None,
+    hash_key: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Routes:
+    """Paths from GPUs ``src[i]`` to GPUs ``dst[i]`` (flows with src == dst get an empty path). ECMP
+    hashes each flow's (src, dst), or (``hash_key[0][i]``, ``hash_key[1][i]``) where given: flows with
+    one key take the same spine (and aggregation and core) ports, as a tree's branches do."""
     src = np.asarray(src, dtype=np.int64)
     dst = np.asarray(dst, dtype=np.int64)
     if len(src) and (src.min() < 0 or dst.min() < 0 or max(src.max(), dst.max()) >= topo.gpus):
@@ -70,7 +78,8 @@ def route(topo: Topology, src: np.ndarray, dst: np.ndarray, seed: int | None = N
     if remote.any():
         if topo.layout is None:
             raise ValueError("this cluster has no network fabric between nodes")
-        _remote_hops(topo, src[remote], dst[remote], seed, hops, np.flatnonzero(remote))
+        keys = (src[remote], dst[remote]) if hash_key is None else (hash_key[0][remote], hash_key[1][remote])
+        _remote_hops(topo, src[remote], dst[remote], seed, hops, np.flatnonzero(remote), keys)
     mask = hops >= 0
     counts = mask.sum(axis=1)
     indptr = np.zeros(len(src) + 1, dtype=np.int64)
@@ -84,7 +93,15 @@ def route(topo: Topology, src: np.ndarray, dst: np.ndarray, seed: int | None = N
     return Routes(indptr, links, latency)
 
 
-def _remote_hops(topo: Topology, s: np.ndarray, t: np.ndarray, seed: int, hops: np.ndarray, rows: np.ndarray) -> None:
+def _remote_hops(
+    topo: Topology,
+    s: np.ndarray,
+    t: np.ndarray,
+    seed: int,
+    hops: np.ndarray,
+    rows: np.ndarray,
+    keys: tuple[np.ndarray, np.ndarray],
+) -> None:
     b = topo.blocks
     lay = topo.layout
     assert lay is not None
@@ -106,7 +123,7 @@ def _remote_hops(topo: Topology, s: np.ndarray, t: np.ndarray, seed: int, hops: 
     put(everyone, b["pcie_up"].offset + a)
     put(everyone, b["nic_up"].offset + a)
     _, e_a = topo.endpoint_of(a)
-    h = ecmp_hash(s, t, seed)
+    h = ecmp_hash(keys[0], keys[1], seed)
     if lay.kind in ("ft2", "mpft"):
         leaf_a, leaf_t = e_a // lay.down, e_t // lay.down
         cross = leaf_a != leaf_t
@@ -118,7 +135,7 @@ def _remote_hops(topo: Topology, s: np.ndarray, t: np.ndarray, seed: int, hops: 
         edge_a, edge_t = e_a // lay.down, e_t // lay.down
         pod_a, pod_t = edge_a // lay.edges_per_pod, edge_t // lay.edges_per_pod
         agg = (h % np.uint64(lay.up)).astype(np.int64)
-        port = (ecmp_hash(s, t, seed, salt=1) % np.uint64(lay.agg_up)).astype(np.int64)
+        port = (ecmp_hash(keys[0], keys[1], seed, salt=1) % np.uint64(lay.agg_up)).astype(np.int64)
         cross_edge = edge_a != edge_t
         cross_pod = pod_a != pod_t
         put(cross_edge, b["edge_up"].offset + edge_a * lay.up + agg)
@@ -127,3 +144,56 @@ def _remote_hops(topo: Topology, s: np.ndarray, t: np.ndarray, seed: int, hops: 
         put(cross_edge, b["edge_down"].offset + edge_t * lay.up + agg)
     put(everyone, b["nic_down"].offset + t)
     put(everyone, b["pcie_down"].offset + t)
+
+
+def route_trees(topo: Topology, src: np.ndarray, dst: np.ndarray, trees: np.ndarray, seed: int | None = None) -> Routes:
+    """One route per tree id in ``trees`` (0..n-1): a multicast tree (its flows share a source) or a
+    reduction tree (they share a destination). Every branch of a tree hashes alike, keyed by the tree's
+    root and id, so the branches climb to the same spine (or aggregation and core switch), where a
+    multicast copy splits and partial sums meet, and the tree is the union of the branches' links
+    (:func:`merge_routes`)."""
+    trees = np.asarray(trees, dtype=np.int64)
+    n = int(trees.max()) + 1 if len(trees) else 0
+    return merge_routes(route(topo, src, dst, seed, tree_keys(src, dst, trees)), trees, n)
+
+
+def tree_keys(src: np.ndarray, dst: np.ndarray, trees: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ECMP key of each branch of :func:`route_trees`: its tree's root (the shared source, else the
+    shared destination) and the tree's id."""
+    src = np.asarray(src, dtype=np.int64)
+    dst = np.asarray(dst, dtype=np.int64)
+    trees = np.asarray(trees, dtype=np.int64)
+    n = int(trees.max()) + 1 if len(trees) else 0
+    lo = np.full(n, np.iinfo(np.int64).max)
+    hi = np.full(n, -1)
+    np.minimum.at(lo, trees, src)
+    np.maximum.at(hi, trees, src)
+    return np.where((lo == hi)[trees], src, dst), trees
+
+
+def merge_routes(routes: Routes, group: np.ndarray, groups: int) -> Routes:
+    """One route per group: the union of its flows' links, each link once, and their largest latency.
+    A multicast or reduction tree on the flow-level network (:mod:`sim.moe.multicast`): one flow that
+    crosses every link of its branches once, at one rate. Links keep their first appearance's order."""
+    group = np.asarray(group, dtype=np.int64)
+    counts = np.diff(routes.indptr)
+    entry_group = np.repeat(group, counts)
+    key = entry_group * (int(routes.links.max(initial=0)) + 1) + routes.links
+    _, first = np.unique(key, return_index=True)
+    first.sort()  # entries in flow order: a group's links in their paths' order
+    g, links = entry_group[first], routes.links[first]
+    order = np.argsort(g, kind="stable")
+    indptr = np.zeros(groups + 1, dtype=np.int64)
+    np.cumsum(np.bincount(g, minlength=groups), out=indptr[1:])
+    latency = np.zeros(groups)
+    np.maximum.at(latency, group, routes.latency)
+    return Routes(indptr, links[order], latency)
+
+
+def tree_bytes(nbytes: np.ndarray, tree: np.ndarray) -> tuple[np.ndarray, int]:
+    """The bytes of each tree of :func:`merge_routes` (every flow of a tree carries the same) and the
+    number of trees."""
+    n = int(tree.max()) + 1 if len(tree) else 0
+    out = np.zeros(n)
+    out[tree] = nbytes
+    return out, n

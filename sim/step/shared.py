@@ -85,14 +85,23 @@ class _Phases:
             else:
                 mine = traffic.timed if isinstance(traffic, GroupTraffic) else traffic
                 parts = [(mine, lay.ep_group(device, group))]
-            src, dst, nbytes = [], [], []
+            src, dst, nbytes, trees = [], [], [], []
+            as_trees = self.spec.inputs.kernel.trees(phase)
             for t, gpus in parts:
                 assert isinstance(t, Traffic)
-                s, d, b, _ = message_flows(t, gpus, phase)
+                s, d, b, _, tree = message_flows(t, gpus, phase, as_trees)
                 src.append(s)
                 dst.append(d)
                 nbytes.append(b)
-            hit = link_loads(self.spec.topology, np.concatenate(src), np.concatenate(dst), np.concatenate(nbytes))
+                if tree is not None:  # tree ids unique over the parts
+                    trees.append(tree + sum(len(x) for x in src[:-1]))
+            hit = link_loads(
+                self.spec.topology,
+                np.concatenate(src),
+                np.concatenate(dst),
+                np.concatenate(nbytes),
+                trees=np.concatenate(trees) if as_trees else None,
+            )
             self._memo[key] = hit
         return hit
 

@@ -32,9 +32,10 @@ from itertools import pairwise
 import numpy as np
 
 from sim.moe.deepep import message_flows
+from sim.moe.multicast import NodeSets
 from sim.moe.traffic import Traffic
 from sim.network.collectives import collective_flows
-from sim.network.routing import route
+from sim.network.routing import route, route_trees, tree_bytes
 from sim.network.topology import Topology
 from sim.step.simulate import StepRun
 from sim.step.zero1 import DpModel, ReplicaSet
@@ -64,28 +65,45 @@ class NodeBytes:
 class _Flows:
     """Flows gathered by component, then routed once."""
 
-    def __init__(self) -> None:
+    def __init__(self, topo: Topology) -> None:
+        self.topo = topo
         self.parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {c: [] for c in COMPONENTS}
+        self.tree_links: dict[str, list[np.ndarray]] = {c: [] for c in COMPONENTS}  # link bytes of trees
 
-    def add(self, component: str, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray) -> None:
-        if len(src):
-            self.parts[component].append((np.asarray(src), np.asarray(dst), np.asarray(nbytes, dtype=np.float64)))
+    def add(
+        self, component: str, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray, trees: np.ndarray | None = None
+    ) -> None:
+        if not len(src):
+            return
+        if trees is not None:  # multicast or reduction trees: routed now, each tree's bytes once per link
+            routes = route_trees(self.topo, src, dst, trees)
+            per_tree, _ = tree_bytes(np.asarray(nbytes, dtype=np.float64), trees)
+            hops = np.diff(routes.indptr)
+            self.tree_links[component].append(
+                np.bincount(routes.links, weights=np.repeat(per_tree, hops), minlength=self.topo.num_links)
+            )
+            return
+        self.parts[component].append((np.asarray(src), np.asarray(dst), np.asarray(nbytes, dtype=np.float64)))
 
     def per_gpu(self, topo: Topology, component: str) -> tuple[np.ndarray, np.ndarray]:
         """(NIC egress, NVLink egress) bytes per cluster GPU."""
         ib = np.zeros(topo.gpus)
         nv = np.zeros(topo.gpus)
         parts = self.parts[component]
-        if not parts:
+        link_bytes = sum(self.tree_links[component], np.zeros(topo.num_links))
+        if not parts and not self.tree_links[component]:
             return ib, nv
-        src = np.concatenate([p[0] for p in parts]).astype(np.int64)
-        dst = np.concatenate([p[1] for p in parts]).astype(np.int64)
-        nbytes = np.concatenate([p[2] for p in parts])
-        pair, inverse = np.unique(src * topo.gpus + dst, return_inverse=True)
-        summed = np.bincount(inverse, weights=nbytes, minlength=len(pair))
-        routes = route(topo, pair // topo.gpus, pair % topo.gpus)
-        hops = np.diff(routes.indptr)
-        link_bytes = np.bincount(routes.links, weights=np.repeat(summed, hops), minlength=topo.num_links)
+        if parts:
+            src = np.concatenate([p[0] for p in parts]).astype(np.int64)
+            dst = np.concatenate([p[1] for p in parts]).astype(np.int64)
+            nbytes = np.concatenate([p[2] for p in parts])
+            pair, inverse = np.unique(src * topo.gpus + dst, return_inverse=True)
+            summed = np.bincount(inverse, weights=nbytes, minlength=len(pair))
+            routes = route(topo, pair // topo.gpus, pair % topo.gpus)
+            hops = np.diff(routes.indptr)
+            link_bytes = link_bytes + np.bincount(
+                routes.links, weights=np.repeat(summed, hops), minlength=topo.num_links
+            )
         nic, nvl = topo.blocks["nic_up"], topo.blocks["nv_up"]
         ib[: nic.count] = link_bytes[nic.offset : nic.offset + nic.count]
         nv[: nvl.count] = link_bytes[nvl.offset : nvl.offset + nvl.count]
@@ -128,15 +146,17 @@ def _ep_flows(step: StepRun, flows: _Flows) -> None:
                 continue
             traffics = list(weighted.values())
             first = traffics[0][0]
+            sets = [t.node_sets.scaled(n) for t, n in traffics if t.node_sets is not None]
             total = replace(
                 first,
                 ib=sum((t.ib.astype(np.float64) * n for t, n in traffics), np.zeros(first.ib.shape)),
                 nvlink=sum((t.nvlink.astype(np.float64) * n for t, n in traffics), np.zeros(first.nvlink.shape)),
+                node_sets=NodeSets.concat(sets) if sets else None,
             )
             gpus = lay.ep_group(d, g)
             for phase, times in PHASES_PER_LAYER.items():
-                src, dst, nbytes, _ = message_flows(total, gpus, phase)
-                flows.add("ep", src, dst, nbytes * times)
+                src, dst, nbytes, _, trees = message_flows(total, gpus, phase, inp.kernel.trees(phase))
+                flows.add("ep", src, dst, nbytes * times, trees)
 
 
 def _pp_flows(step: StepRun, flows: _Flows) -> None:
@@ -178,7 +198,7 @@ def node_bytes(step: StepRun) -> NodeBytes:
     lay = step.spec.inputs.layout
     g = lay.gpus_per_node
     per_rank = lay.gpus_per_rank // g
-    flows = _Flows()
+    flows = _Flows(topo)
     _ep_flows(step, flows)
     _pp_flows(step, flows)
     _dp_flows(step, flows)

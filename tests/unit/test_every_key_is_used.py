@@ -207,6 +207,16 @@ CASES: dict[str, tuple[Case, ...]] = {
     "comm.coprocessor": (changes("chunk", True), changes("step", True), refused("given", True)),
     "comm.profile": (refused("chunk", "h800.json"),),  # moved to the top-level profile
     "comm.combine_format": (changes("step", "logfmt8"), changes("chunk", "logfmt10"), refused("given", "logfmt8")),
+    "comm.multicast": (
+        changes("step", True),
+        refused("given", True),
+        refused("step", True, workload__dispatcher="alltoall"),  # NCCL's rows are not node-deduplicated
+    ),
+    "comm.in_network_reduce": (
+        changes("step-ft2", True),  # spine links carry one reduced copy (DeepEP's SMs bind a non-blocking leaf)
+        refused("given", True),
+        refused("step", True, workload__dispatcher="alltoall"),
+    ),
     # the training step
     "training.gpus": (changes("step", 256),),
     "training.global_batch": (changes("step", 1024),),

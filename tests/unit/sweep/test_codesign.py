@@ -31,6 +31,7 @@ def test_shipped_study_file_and_what_if_scenarios_load() -> None:
     assert keys == [
         "coprocessor",
         "compute",
+        "in-network",
         "ib-2x",
         "nvlink-900",
         "node-limit",
