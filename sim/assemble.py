@@ -179,7 +179,8 @@ def moe_spec(sc: Scenario) -> MoESpec:
     ``workload.ep``, as the layout does)."""
     try:
         etp = sc.training.etp if sc.training is not None else 1
-        return MoESpec.of_model(sc.model, sc.workload.ep, etp, sc.comm.combine_format)
+        domain = sc.cluster_spec().node.scale_up_gpus if sc.cluster is not None and sc.training is not None else None
+        return MoESpec.of_model(sc.model, sc.workload.ep, etp, sc.comm.combine_format, domain)
     except ScenarioError as err:
         raise as_yaml_key(ScenarioError("ep" if err.key_path == "experts" else err.key_path, err.message)) from None
 

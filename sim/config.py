@@ -32,7 +32,7 @@ from sim.layout_defaults import DEFAULT_EP, DEFAULT_GLOBAL_BATCH, DEFAULT_GPUS
 from sim.limits import check_scenario_sizes
 from sim.model.catalog import checked_fields
 from sim.model.spec import DEEPSEEK_V3, NOT_MODELLED, ModelSpec, check_timed
-from sim.network.spec import ClusterSpec, parse_cluster
+from sim.network.spec import NVL72_GPUS, ClusterSpec, parse_cluster
 from sim.network.tolerance import COMPLETION_RTOL
 from sim.overrides import apply_overrides, check_key, resolve_paths
 from sim.pipeline.schedules import COMPARED, SCHEDULES
@@ -201,6 +201,12 @@ class ClusterRef(_Strict):
         ge=1,
         le=65536,
         description="what-if: fat tree's first-layer down:up ratio k:1, k fewer uplinks [default: topology]",
+    )
+    scale_up: str | None = Field(
+        None,
+        pattern="^nvl72$",
+        description="what-if: each EP group inside one 72-GPU NVLink domain (an NVL72 rack): its all-to-alls on "
+        "NVLink [default: the topology's nodes]",
     )
     _spec: ClusterSpec | None = PrivateAttr(None)
     _path: Path | None = PrivateAttr(None)
@@ -375,7 +381,28 @@ class Scenario(_Strict):
         if self.cluster.oversubscription is not None:
             fabric = spec.fabric.model_copy(update={"oversubscription": self.cluster.oversubscription})
             spec = spec.model_copy(update={"fabric": fabric})
+        if self.cluster.scale_up is not None:
+            domain = self._scale_up_domain(spec)
+            spec = spec.model_copy(update={"node": spec.node.model_copy(update={"scale_up_gpus": domain})})
         return spec
+
+    def _scale_up_domain(self, spec: ClusterSpec) -> int:
+        """``cluster.scale_up: nvl72``: the GPUs an EP group spans (EP x ETP, consecutive) share one
+        NVLink domain of an NVL72 rack; the rack's other GPUs are outside the job."""
+        etp = self.training.etp if self.training is not None else 1
+        span, g = self.workload.ep * etp, spec.node.gpus_per_node
+        why = None
+        if self.training is None:
+            why = "places a training step's EP groups: needs a training section"
+        elif span <= g:
+            why = f"an EP group (EP x ETP = {span} GPUs) already fits one node of {g}; nothing moves to NVLink"
+        elif span > NVL72_GPUS:
+            why = f"an EP group spans {span} GPUs (EP x ETP), more than an NVL72 domain's {NVL72_GPUS}"
+        elif span % g or spec.gpus % span:
+            why = f"an EP group of {span} GPUs must be whole nodes of {g} dividing the cluster's {spec.gpus}"
+        if why:
+            raise ScenarioError("cluster.scale_up", why)
+        return span
 
 
 def parse_scenario(data: Any) -> Scenario:

@@ -46,6 +46,10 @@ cost at the base's prices (the step-time change alone) is still given.
   (H800: 400 GB/s nominal, H100: 900), and the GPU-hour price is the H800's; no separate price exists.
 * a communication co-processor (``comm.coprocessor``): a hypothetical part (DeepSeek-V3 report, section
   3.5, suggests one); no design or price exists.
+* switch multicast and in-network reduction of the all-to-all (``comm.multicast``,
+  ``comm.in_network_reduce``): ISCA'25 asks for them; no switch offers them for this traffic at a price.
+* an NVL72 scale-up domain (``cluster.scale_up``): the racks' NVSwitch trays and copper spines, and the
+  GPUs of a rack outside the job, have no price here.
 
 ``cost per trillion tokens = GPU-hours per trillion tokens x (GPU-hour price + fabric cost per GPU-hour)``,
 the fabric's cost being the job's share of its endpoints spread over ``FABRIC_LIFE_YEARS`` of
@@ -75,6 +79,8 @@ NVLINK_NOT_MODELLED = (
     "GPU-hour price is the H800's; no separate price exists"
 )
 COPROCESSOR_NOT_MODELLED = "a communication co-processor is a proposal (V3 report, 3.5) with no design or price"
+IN_NETWORK_NOT_MODELLED = "switch multicast and reduction for the all-to-all are proposals (ISCA'25) with no price"
+SCALE_UP_NOT_MODELLED = "NVL72 racks (NVSwitch trays, copper spines, a rack's GPUs outside the job) have no price"
 
 
 class Prices(Protocol):
@@ -143,7 +149,14 @@ def fabric_cost(
     )
 
 
-def unpriced_hardware(*, coprocessor: bool, nvlink_GBps: float, priced_nvlink_GBps: float) -> tuple[str, ...]:
+def unpriced_hardware(
+    *,
+    coprocessor: bool,
+    nvlink_GBps: float,
+    priced_nvlink_GBps: float,
+    in_network: bool = False,
+    scale_up: bool = False,
+) -> tuple[str, ...]:
     """Why a scenario's hardware has no price here: one line per part (empty when everything is priced).
     ``priced_nvlink_GBps`` is the NVLink of the topology file, the node the GPU-hour price rents."""
     out = []
@@ -151,6 +164,10 @@ def unpriced_hardware(*, coprocessor: bool, nvlink_GBps: float, priced_nvlink_GB
         out.append(f"NVLink at {nvlink_GBps:g} GB/s (the topology's: {priced_nvlink_GBps:g}): {NVLINK_NOT_MODELLED}")
     if coprocessor:
         out.append(f"co-processor: {COPROCESSOR_NOT_MODELLED}")
+    if in_network:
+        out.append(f"multicast / in-network reduction: {IN_NETWORK_NOT_MODELLED}")
+    if scale_up:
+        out.append(f"NVL72 domain: {SCALE_UP_NOT_MODELLED}")
     return tuple(out)
 
 

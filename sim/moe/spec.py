@@ -48,13 +48,17 @@ class MoESpec:
     combine_bytes_per_elem: float = BF16_BYTES
 
     @staticmethod
-    def of_model(model: ModelSpec, ep: int, etp: int = 1, combine_format: str = "bf16") -> MoESpec:
+    def of_model(
+        model: ModelSpec, ep: int, etp: int = 1, combine_format: str = "bf16", domain_gpus: int | None = None
+    ) -> MoESpec:
         """The MoE layers of ``model`` (config.json fields) spread over ``ep`` GPUs; under expert TP
         ``etp`` an EP group takes every ``etp``-th GPU of a node (:meth:`sim.step.layout.Layout.ep_group`),
         so it has ``gpus_per_node / etp`` of them in each node. ``combine_format``: the combine's payload
-        (:data:`COMBINE_FORMATS`)."""
+        (:data:`COMBINE_FORMATS`). ``domain_gpus``: the NVLink domain DeepEP sees as a node (default an
+        H800 node's 8; a rack's under ``cluster.scale_up``, where the EP group's messages all go over
+        NVLink)."""
         return MoESpec(
-            gpus_per_node=MoESpec.gpus_per_node // etp,
+            gpus_per_node=(domain_gpus or MoESpec.gpus_per_node) // etp,
             combine_bytes_per_elem=COMBINE_FORMATS[combine_format],
             experts=model.n_routed_experts,
             topk=model.n_activated_experts,

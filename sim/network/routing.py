@@ -59,7 +59,8 @@ def route(
     seed: int | None = None,
     hash_key: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Routes:
-    """Paths from GPUs ``src[i]`` to GPUs ``dst[i]`` (flows with src == dst get an empty path). ECMP
+    """Paths from GPUs ``src[i]`` to GPUs ``dst[i]`` (flows with src == dst get an empty path): NVLink
+    within an NVLink domain (:attr:`Topology.domain_gpus`), else through the NICs and the fabric. ECMP
     hashes each flow's (src, dst), or (``hash_key[0][i]``, ``hash_key[1][i]``) where given: flows with
     one key take the same spine (and aggregation and core) ports, as a tree's branches do."""
     src = np.asarray(src, dtype=np.int64)
@@ -68,13 +69,13 @@ def route(
         raise ValueError(f"GPU index out of range 0..{topo.gpus - 1}")
     seed = topo.spec.fabric.ecmp_seed if seed is None else seed
     b = topo.blocks
-    g = topo.gpus_per_node
+    d = topo.domain_gpus  # an NVLink domain: a node, or a rack of them (node.scale_up_gpus)
     hops = np.full((len(src), _MAX_HOPS), -1, dtype=np.int64)
-    same_node = (src // g) == (dst // g)
-    local = same_node & (src != dst)
+    same_domain = (src // d) == (dst // d)
+    local = same_domain & (src != dst)
     hops[local, 0] = b["nv_up"].offset + src[local]
     hops[local, 1] = b["nv_down"].offset + dst[local]
-    remote = ~same_node
+    remote = ~same_domain
     if remote.any():
         if topo.layout is None:
             raise ValueError("this cluster has no network fabric between nodes")

@@ -7,6 +7,9 @@ Defaults are the H800 nodes of DeepSeek-V3's cluster (REFERENCE.md section 3):
 * NIC: one ConnectX-7 400 Gb/s (50 GB/s) per GPU, GPU i on NIC i.
 * PCIe between GPU and NIC: Gen5 x16, 64 GB/s per direction nominal (a parameter; not published
   for the deployed nodes).
+* NVLink domain (``node.scale_up_gpus``): by default a node; a rack of several nodes on one NVSwitch
+  fabric (NVL72: 72 GPUs, :data:`NVL72_GPUS`) where given, in which any two GPUs talk over NVLink at the
+  node's ``nvlink_GBps``. A scenario's ``cluster.scale_up: nvl72`` sets it to the GPUs of an EP group.
 * Latency per hop, derived from ISCA'25 Table 5 (64 B end to end): NVLink 3.33 us over two hops
   (GPU->NVSwitch->GPU) = 1.665 us per hop; IB 2.8 us same leaf, 3.7 us cross leaf, so a leaf<->spine
   hop adds (3.7-2.8)/2 = 0.45 us; we give a NIC<->leaf hop the same 0.45 us and the rest of the
@@ -49,12 +52,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
+NVL72_GPUS = 72  # GPUs in one NVLink domain of a GB200 NVL72 rack (NVIDIA's GB200 NVL72 specifications)
+
+
 class NodeSpec(_Strict):
     gpus_per_node: int = Field(8, ge=1, le=MAX_GPUS_PER_NODE)
     nvlink_GBps: float = Field(160.0, gt=0, le=MAX_RATE, description="achievable per GPU per direction")
     nvlink_nominal_GBps: float = Field(400.0, gt=0, le=MAX_RATE, description="datasheet aggregate; reference only")
     pcie_GBps: float = Field(64.0, gt=0, le=MAX_RATE, description="GPU<->NIC path per direction")
     nic_Gbps: float = Field(NIC_Gbps, gt=0, le=MAX_RATE, description="per NIC (one per GPU)")
+    scale_up_gpus: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_GPUS,
+        description="GPUs per NVLink domain: consecutive GPUs, whole nodes, that reach each other over NVLink "
+        "(an NVL72 rack) [default: a node's]",
+    )
 
 
 class LatencySpec(_Strict):
@@ -135,6 +148,13 @@ def parse_cluster(data: object, file: str | None = None) -> ClusterSpec:
         raise ScenarioError(
             "nodes",
             f"{spec.nodes:,} nodes x {spec.node.gpus_per_node} GPUs is over the limit of {MAX_GPUS:,} GPUs",
+            file,
+        )
+    domain = spec.node.scale_up_gpus
+    if domain is not None and (domain % spec.node.gpus_per_node or spec.gpus % domain):
+        raise ScenarioError(
+            "node.scale_up_gpus",
+            f"must be whole nodes of {spec.node.gpus_per_node} GPUs dividing the cluster's {spec.gpus}, got {domain}",
             file,
         )
     if spec.fabric.kind == "none" and spec.nodes > 1:

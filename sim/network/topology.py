@@ -7,7 +7,8 @@ max-flow checks and custom analysis.
 
 Blocks (``g`` = global GPU index, node = g // G, local = g % G):
 
-* ``nv_up[g]`` GPU -> its node's NVSwitch, ``nv_down[g]`` NVSwitch -> GPU (NVLink)
+* ``nv_up[g]`` GPU -> its NVSwitch, ``nv_down[g]`` NVSwitch -> GPU (NVLink); the NVSwitch fabric is a
+  node's, or a rack's where ``node.scale_up_gpus`` makes NVLink domains of several nodes (NVL72)
 * ``pcie_up[g]`` GPU -> NIC g, ``pcie_down[g]`` NIC g -> GPU (the PCIe path)
 * ``nic_up[g]`` NIC -> first switch, ``nic_down[g]`` first switch -> NIC
 * two-layer trees (``ft2``; ``mpft`` = one per plane): ``leaf_up[(plane, leaf, port)]`` leaf ->
@@ -127,6 +128,12 @@ class Topology:
         return self.spec.node.gpus_per_node
 
     @property
+    def domain_gpus(self) -> int:
+        """GPUs per NVLink domain (``node.scale_up_gpus``, else a node's): consecutive GPUs that reach
+        each other over NVLink, without a NIC."""
+        return self.spec.node.scale_up_gpus or self.gpus_per_node
+
+    @property
     def num_links(self) -> int:
         return len(self.capacity)
 
@@ -216,14 +223,13 @@ class Topology:
 
 def _vertex_namer(topo: Topology) -> dict[str, Callable[[int], tuple[object, object]]]:
     """For each block, a function from index in block to (source vertex, target vertex)."""
-    g = topo.gpus_per_node
     lay = topo.layout
 
     def gpu(i: int) -> tuple[str, int]:
         return ("gpu", i)
 
     def nvsw(i: int) -> tuple[str, int]:
-        return ("nvswitch", i // g)
+        return ("nvswitch", i // topo.domain_gpus)  # one NVSwitch fabric per NVLink domain
 
     def nic(i: int) -> tuple[str, int]:
         return ("nic", i)

@@ -60,7 +60,8 @@ def run_step(spec: StepSpec, progress: Progress | None = None) -> StepRun:
     inp = spec.inputs
     lay = inp.layout
     ctx = SimContext(spec.topology, spec.completion_rtol)
-    routing = Routing(inp, MoESpec.of_model(inp.model, lay.ep, lay.etp, inp.combine_format))
+    moe = MoESpec.of_model(inp.model, lay.ep, lay.etp, inp.combine_format, spec.topology.spec.node.scale_up_gpus)
+    routing = Routing(inp, moe)
     groups = lay.ep_groups if inp.fidelity == "per-gpu" else 1
     timers: dict[tuple[int, int], ChunkTimer] = {}
     runs: dict[int, dict[tuple[object, ...], Any]] = {}  # DeepEP simulations shared by a rank's EP groups

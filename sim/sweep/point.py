@@ -144,6 +144,8 @@ def _figures(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
             coprocessor=sc.comm.coprocessor,
             nvlink_GBps=topology.spec.node.nvlink_GBps,
             priced_nvlink_GBps=sc.cluster.spec.node.nvlink_GBps,
+            in_network=sc.comm.multicast or sc.comm.in_network_reduce,
+            scale_up=sc.cluster.scale_up is not None,
         )
     )
     return {

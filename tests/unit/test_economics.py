@@ -94,3 +94,10 @@ def test_hardware_without_a_price_is_flagged_with_its_reason() -> None:
     assert len(nv) == len(co) == 1 and "NVLink at 360 GB/s" in nv[0] and "co-processor" in co[0]
     note = not_modelled_note(nv + co)
     assert note is not None and note.startswith("hardware cost not modelled: NVLink") and "co-processor" in note
+
+
+def test_in_network_operations_and_a_scale_up_domain_are_flagged_unpriced() -> None:
+    base = {"coprocessor": False, "nvlink_GBps": 160.0, "priced_nvlink_GBps": 160.0}
+    net = unpriced_hardware(**base, in_network=True)  # type: ignore[arg-type]
+    rack = unpriced_hardware(**base, scale_up=True)  # type: ignore[arg-type]
+    assert len(net) == len(rack) == 1 and "in-network" in net[0] and "NVL72" in rack[0]

@@ -202,6 +202,11 @@ CASES: dict[str, tuple[Case, ...]] = {
     "cluster.nic_Gbps": (changes("given-fabric", 200.0), changes("step", 200.0)),
     "cluster.nvlink_GBps": (changes("step", 80.0),),
     "cluster.oversubscription": (changes("step-ft2", 2), refused("given-fabric", 2)),
+    "cluster.scale_up": (
+        changes("step", "nvl72"),
+        refused("step", "nvl72", workload__ep=8),
+        refused("given-fabric", "nvl72"),
+    ),
     # the SM split
     "comm.sms": (changes("chunk", 24), changes("given-measured", 24), refused("given", 24)),
     "comm.coprocessor": (changes("chunk", True), changes("step", True), refused("given", True)),

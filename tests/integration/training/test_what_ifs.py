@@ -153,7 +153,7 @@ def deepep_at_bound(run: TrainingRun) -> dict[tuple[str, bool], Phase]:
         nv_rate = nvlink if kernel.coprocessor else min(nvlink, kernel.channels * kernel.nvlink_channel_GBps * 1e9)
         ib = float(traffic.ib_bytes_per_gpu(phase).max()) / ib_rate
         nv = float(traffic.nvlink_bytes_per_gpu(phase).max()) / nv_rate
-        s, d, nbytes, _ = message_flows(traffic, gpus, phase)
+        s, d, nbytes, _, _ = message_flows(traffic, gpus, phase)
         latency = link_loads(st.spec.topology, s, d, nbytes)[2]
         data = src.timer(0).comm.time(traffic, phase, cached).data_s
         out[(phase, cached)] = Phase(data, max(ib, nv), latency, "ib" if ib >= nv else "nvlink")

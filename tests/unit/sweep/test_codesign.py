@@ -32,6 +32,7 @@ def test_shipped_study_file_and_what_if_scenarios_load() -> None:
         "coprocessor",
         "compute",
         "in-network",
+        "scale-up",
         "ib-2x",
         "nvlink-900",
         "node-limit",
