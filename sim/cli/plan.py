@@ -1,4 +1,5 @@
-"""``twin plan layouts``: the layouts of a scenario's model on its cluster that fit, ranked by step time."""
+"""``twin plan layouts``: the layouts of a scenario's model on its cluster that fit, ranked by step time;
+``twin plan run``: a whole training run, or a sweep of one (:mod:`sim.cli.plan_run`)."""
 
 from __future__ import annotations
 
@@ -183,85 +184,52 @@ def layouts_cmd(
     out.print(f"every row: {target}")
 
 
-def _span(values: list[int]) -> str:
-    return str(values[0]) if len(values) == 1 else f"{values[0]}..{values[-1]}"
-
-
 @plan_app.command("run")
 def run_cmd(
     run_file: Annotated[
-        Path, typer.Argument(help="a run file: phases of a base scenario (scenarios/runs/)", callback=input_file_option)
+        Path,
+        typer.Argument(
+            help="a run file: phases of a base scenario (scenarios/runs/); or a sweep of one: a sweep file whose "
+            "base is a run file and whose grid or points set its keys (scenarios/sweeps/run-ramp.yaml)",
+            callback=input_file_option,
+        ),
     ],
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="folder for run.json [default: nothing written]", callback=output_dir_option
+            "--output",
+            "-o",
+            help="folder for run.json and the report (a sweep: sweep.json, steps.parquet and the report) "
+            "[default: nothing written]",
+            callback=output_dir_option,
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", "-j", parser=Workers, help="a sweep: local processes [default: the CPUs]"),
+    ] = None,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="a sweep with -o: discard the steps already in DIR/steps.parquet")
+    ] = False,
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """A whole training run: each distinct step of its phases simulated once (a batch ramp's steps at their
     own batch), integrated over the token budget: steps, tokens, days, GPU-hours, dollars and MFU per phase
-    and in total, beside the published figures (sim/experiments/run_plan.py)."""
-    from sim.experiments.run_plan import load_run, plan_run, totals
+    and in total, beside the published figures (sim/experiments/run_plan.py); with -o, run.json and the
+    run's report (phases table, timeline, cost). A sweep file over a run (sim/experiments/run_sweep.py)
+    gives every point's totals and phases; its distinct steps are simulated once for all points (with -o,
+    kept in DIR/steps.parquet: a rerun simulates only what is missing)."""
+    from sim.cli.plan_run import run_file as run_one
+    from sim.cli.plan_run import sweep_file
+    from sim.experiments.run_sweep import is_run_sweep
 
-    spec = load_run(run_file)
-
-    def progress(n: int) -> None:
-        if not quiet and fmt is Format.table:
-            err.print(f"{n} distinct step(s) simulated")
-
-    results, groups = plan_run(spec, run_file, progress)
-    summary = {"run": spec.name, "phases": [r.to_dict() for r in results], "groups": groups, "total": totals(results)}
-    if output is not None:
-        output.mkdir(parents=True, exist_ok=True)
-        (output / "run.json").write_text(json.dumps(summary, indent=1))
-    if fmt is Format.json:
-        print(json.dumps(summary))
+    if is_run_sweep(run_file):
+        sweep_file(run_file, output, fmt, quiet, workers, restart)
         return
-    table = Table(title=f"{spec.name}: the whole run")
-    for col in ("phase", "batch", "steps", "tokens", "days", "GPU-h", "published", "USD", "MFU"):
-        table.add_column(col, justify="left" if col in ("phase", "batch") else "right")
+    for flag, given in (("--workers", workers is not None), ("--restart", restart)):
+        if given:
+            from sim.errors import ScenarioError
 
-    def published(value: float | None, got: float) -> str:
-        return "-" if value is None else f"{value / 1e3:,.0f}K ({got / value - 1:+.1%})"
-
-    for r in results:
-        table.add_row(
-            r.name,
-            _span(sorted({s.global_batch for s in r.slices})),
-            f"{r.steps:,.0f}",
-            f"{r.tokens / 1e12:.3f}T",
-            f"{r.days:.2f}",
-            f"{r.gpu_hours / 1e3:,.1f}K",
-            published(r.published_gpu_hours, r.gpu_hours),
-            f"{r.usd / 1e6:,.3f}M",
-            f"{r.mfu:.1%}",
-        )
-    for g in groups:
-        table.add_row(
-            g["name"],
-            "",
-            "",
-            "",
-            "",
-            f"{g['gpu_hours'] / 1e3:,.1f}K",
-            published(g["published_gpu_hours"], g["gpu_hours"]),
-            "",
-            "",
-        )
-    t = totals(results)
-    table.add_row(
-        "total",
-        "",
-        "",
-        f"{t['tokens'] / 1e12:.3f}T",
-        f"{t['days']:.2f}",
-        f"{t['gpu_hours'] / 1e3:,.1f}K",
-        "",
-        f"{t['usd'] / 1e6:,.3f}M",
-        "",
-    )
-    out.print(table)
-    out.print("USD: GPU-hours at the base's price and the fabric's share (sim/economics.py)")
+            raise ScenarioError(flag, "applies to a sweep of a run (a sweep file), not to a run file")
+    run_one(run_file, output, fmt, quiet)

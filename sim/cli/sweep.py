@@ -51,11 +51,16 @@ def sweep_cmd(
         TimeRemainingColumn,
     )
 
+    from sim.experiments.run_sweep import sweeps_a_run
     from sim.sweep.runner import default_workers, run_sweep
     from sim.sweep.spec import load_sweep
 
     if scheduler is not None and workers is not None:
         raise ScenarioError("--workers", "local processes only; a dask cluster has its own workers")
+    if sweeps_a_run(sweep_file):
+        raise ScenarioError(
+            "base", "names a run file (it has phases): sweep a run with twin plan run SWEEP.yaml", str(sweep_file)
+        )
     sweep = load_sweep(sweep_file)
     target = output or Path("out") / f"{sweep.name}.parquet"
     if target.suffix != ".parquet":

@@ -11,6 +11,8 @@ the per-channel RDMA rates), and the report marks those rows "used in calibratio
   (DeepSeek-V3 report: 671B main, 37B activated; V3 README: 685B with the MTP module);
 * the training step: 2.664M H800 GPU-hours for 14.8T pre-training tokens (V3 report Table 1), against
   the default scenario's step as given and with layers split by predicted cost;
+* the whole run: V3 report Table 1's GPU-hours per phase (pre-training, context extension) against
+  ``twin plan run scenarios/runs/deepseek-v3.yaml`` (batch ramp and context phases simulated step by step);
 * pipeline bubbles: V3 report Table 2 at its exact point (F = W = B/2, F&B = F + B, free transfers);
 * DeepEP's normal kernels (DeepEP README, H800 + CX7; :mod:`sim.experiments.deepep_table`);
 * GEMM times measured on a second H100 (``h100-sxm-device.json``) predicted by the profile of the
@@ -42,7 +44,8 @@ from sim.run import run_schedule, simulate_training
 
 # DeepSeek-V3 report (arXiv 2412.19437), Table 1: 2.664M H800 GPU-hours of pre-training on 14.8T tokens.
 PUBLISHED_GPU_HOURS_PER_T = 2.664e6 / 14.8
-SECTIONS = ("trace", "model", "step", "contention", "dualpipe", "deepep", "gemm")
+SECTIONS = ("trace", "model", "step", "run", "contention", "dualpipe", "deepep", "gemm")
+RUN_FILE = "runs/deepseek-v3.yaml"  # the shipped run, beside the default scenario (scenarios/)
 CONTENTION_FABRICS = (  # (label, cluster.topology relative to the default scenario's folder)
     ("MPFT (DeepSeek's multi-plane fat tree, the default)", None),
     ("FT2 (two-layer fat tree, one plane), 2048 GPUs", "../topologies/deepseek-v3-ft2.yaml"),
@@ -136,6 +139,39 @@ def step_check() -> StepCheck:
         r.mfu(True),
         r.mfu(False),
     )
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """A phase, group or the whole of the shipped DeepSeek-V3 run (``twin plan run``) against Table 1."""
+
+    label: str
+    gpu_hours: float
+    days: float | None  # None for a group of phases (their days are in the phases' rows)
+    published_gpu_hours: float | None
+
+
+def run_check() -> tuple[RunRow, ...]:
+    """The shipped run (scenarios/runs/deepseek-v3.yaml): each phase, each published group, and the
+    phases together against the V3 report's Table 1 (pre-training 2,664K, context extension 119K; its
+    post-training 5K is not modelled, so the total is compared with 2,783K)."""
+    from sim.experiments.run_plan import load_run, plan_run
+
+    path = default_scenario_path().parent / RUN_FILE
+    spec = load_run(path)
+    results, groups = plan_run(spec, path)
+    rows = [RunRow(r.name, r.gpu_hours, r.days, r.published_gpu_hours) for r in results]
+    rows += [RunRow(g["name"], g["gpu_hours"], None, g["published_gpu_hours"]) for g in groups]
+    published = [r.published_gpu_hours for r in rows if r.published_gpu_hours is not None]
+    rows.append(
+        RunRow(
+            "pre-training and context extension",
+            sum(r.gpu_hours for r in results),
+            sum(r.days for r in results),
+            sum(published) if published else None,
+        )
+    )
+    return tuple(rows)
 
 
 @dataclass(frozen=True)
@@ -235,6 +271,7 @@ class PublishedFigures:
     trace: dict[str, Any]  # the layout of ``twin check trace --format json``
     model: tuple[Figure, ...]
     step: StepCheck
+    run: tuple[RunRow, ...]
     contention: tuple[ContentionRow, ...]
     bubbles: Bubbles
     deepep: tuple[DeepEPRow, ...]
@@ -257,6 +294,8 @@ def published_figures(
     model = model_figures()
     step("step")
     training = step_check()
+    step("run")
+    run = run_check()
     step("contention")
     contention = contention_rows()
     step("dualpipe")
@@ -264,4 +303,4 @@ def published_figures(
     step("deepep")
     deepep = tuple(deepep_rows())
     step("gemm")
-    return PublishedFigures(trace, model, training, contention, pipeline, deepep, gemm_check())
+    return PublishedFigures(trace, model, training, run, contention, pipeline, deepep, gemm_check())

@@ -21,11 +21,18 @@ figure) with the published GPU-hours beside them.
 cost, and the checkpoint interval (default: Young's), give each phase's expected lost days and
 GPU-hours (:func:`failure_overhead`), reported apart from its figures.
 
-Not modelled (issue 21): post-training, a report section for the run.
+The run is planned first (:func:`plan_steps`: every phase's slices and the distinct steps they need,
+each step's scenario built and checked, so a bad phase stops the run before anything is simulated),
+then its steps are simulated (:func:`plan_run`: one after the other here; a sweep of runs,
+:mod:`sim.experiments.run_sweep`, simulates the distinct steps of all its points once, as a sweep)
+and integrated (:func:`integrate`). A ramp over 0 tokens is no ramp.
+
+Not modelled (issue 21): post-training.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from sim.config import scenario_data, scenario_from_data
 from sim.errors import ScenarioError
-from sim.overrides import apply_overrides, canonical, resolve_paths
+from sim.overrides import apply_overrides, resolve_paths
 
 
 class _Strict(BaseModel):
@@ -43,7 +50,7 @@ class _Strict(BaseModel):
 
 class RampSpec(_Strict):
     batches: list[int] = Field(min_length=1, description="the global batch (sequences) of each equal token slice")
-    over_tokens: float = Field(gt=0, description="tokens the ramp takes")
+    over_tokens: float = Field(ge=0, description="tokens the ramp takes (0: no ramp)")
 
 
 class PhaseSpec(_Strict):
@@ -108,14 +115,13 @@ class RunSpec(_Strict):
 
 def load_run(path: Path) -> RunSpec:
     """The run file (errors: one line naming the file and key)."""
-    import yaml
+    from sim.yamlio import read_yaml
 
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise ScenarioError("", f"cannot read: {err.strerror}", str(path)) from None
-    except yaml.YAMLError as err:
-        raise ScenarioError("", f"not YAML: {str(err).splitlines()[0]}", str(path)) from None
+    return run_from_data(read_yaml(path, "run"), path)
+
+
+def run_from_data(data: Any, path: Path) -> RunSpec:
+    """A run from its mapping, as if read from ``path`` (errors: one line naming ``path`` and the key)."""
     if not isinstance(data, dict):
         raise ScenarioError("", "a run file is a mapping", str(path))
     try:
@@ -135,6 +141,116 @@ def load_run(path: Path) -> RunSpec:
     return spec
 
 
+# --------------------------------------------------------------------------- the plan: slices and steps
+@dataclass(frozen=True)
+class Step:
+    """A distinct step of a run: the overrides of the base scenario that make it (paths resolved against
+    the run file, ``training.global_batch`` set), and what its scenario gives the integration."""
+
+    sets: dict[str, Any]
+    seq_len: int  # tokens per sequence
+    gpu_hour_usd: float  # the scenario's GPU price (the rest of its cost is the fabric's share)
+
+
+@dataclass(frozen=True)
+class PlannedSlice:
+    """Tokens of a phase to run at one step: ``tokens`` None for a phase given as a step count."""
+
+    phase: int
+    global_batch: int
+    tokens: float | None
+    step: str  # the key of its step in RunPlan.steps
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A run's slices and its distinct steps (in the order first needed), each step's scenario checked."""
+
+    spec: RunSpec
+    path: Path  # the run file: relative paths of the phases' overrides resolve against its folder
+    base_path: Path
+    base_folder: Path
+    base: dict[str, Any]
+    slices: tuple[PlannedSlice, ...]
+    steps: dict[str, Step]
+
+    def scenario_data(self, key: str) -> dict[str, Any]:
+        """The scenario mapping of the step ``key`` (as a sweep point of the base scenario)."""
+        return apply_overrides(self.base, self.steps[key].sets)
+
+
+def plan_steps(spec: RunSpec, path: Path, known: dict[str, Step] | None = None) -> RunPlan:
+    """Every phase's slices and the distinct steps they need (the overrides and batch of a step, made one
+    key as a sweep's points are: ``comm.sms: 20`` and ``20.0`` are one step), each step's scenario built
+    and checked: a bad override is one line naming ``phases.N.set.KEY`` before anything runs. ``known``:
+    steps already checked (by key; the plans of a sweep share them), and the new ones are added to it."""
+    from sim.sweep.spec import point_key
+
+    folder = path.resolve().parent
+    base_path = (folder / spec.base).resolve()
+    base, base_folder = scenario_data(base_path)
+    steps: dict[str, Step] = {}
+    slices: list[PlannedSlice] = []
+    for i, phase in enumerate(spec.phases):
+        batch = phase.global_batch
+        if batch is None:
+            batch = _base_batch(base, phase.set, folder, base_path, base_folder, i, path)
+        wanted: list[tuple[int, float | None, str]] = []  # (batch, tokens, the key naming it in errors)
+        over = phase.ramp.over_tokens if phase.ramp is not None else 0.0
+        if phase.ramp is not None and over > 0:
+            each = over / len(phase.ramp.batches)
+            wanted += [(b, each, f"phases.{i}.ramp.batches.{j}") for j, b in enumerate(phase.ramp.batches)]
+        rest = None if phase.tokens is None else phase.tokens - over
+        if rest is None or rest > 0:
+            wanted.append((batch, rest, f"phases.{i}.global_batch"))
+        for b, tokens, where in wanted:
+            sets = resolve_paths(dict(phase.set), folder)
+            sets["training.global_batch"] = b
+            key = point_key(sets)
+            if key not in steps and known is not None and key in known:
+                steps[key] = known[key]
+            if key not in steps:
+                try:
+                    sc = scenario_from_data(apply_overrides(base, sets), str(base_path), str(base_folder))
+                except ScenarioError as err:
+                    at = where if err.key_path == "training.global_batch" else f"phases.{i}.set.{err.key_path}"
+                    raise ScenarioError(at, err.message, str(path)) from None
+                steps[key] = Step(sets, sc.model.seq_len, sc.economics.gpu_hour_usd)
+                if known is not None:
+                    known[key] = steps[key]
+            slices.append(PlannedSlice(i, b, tokens, key))
+    return RunPlan(spec, path, base_path, base_folder, base, tuple(slices), steps)
+
+
+def _base_batch(
+    base: dict[str, Any], sets: dict[str, Any], folder: Path, path: Path, base_folder: Path, i: int, run: Path
+) -> int:
+    """The global batch a phase runs at when it gives none: its scenario's."""
+    from sim.layout_defaults import DEFAULT_GLOBAL_BATCH
+
+    try:
+        data = apply_overrides(base, resolve_paths(dict(sets), folder))
+        sc = scenario_from_data(data, str(path), str(base_folder))
+    except ScenarioError as err:
+        raise ScenarioError(f"phases.{i}.set.{err.key_path}", err.message, str(run)) from None
+    assert sc.training is not None
+    return sc.training.global_batch or DEFAULT_GLOBAL_BATCH
+
+
+def simulate_steps(plan: RunPlan, progress: Any = None) -> dict[str, dict[str, Any]]:
+    """Each distinct step of ``plan`` simulated here, one after the other, as a sweep point
+    (:func:`sim.sweep.point.run_point`): its row by key; ``progress(n)`` after each."""
+    from sim.sweep.point import run_point
+
+    rows: dict[str, dict[str, Any]] = {}
+    for key in plan.steps:
+        rows[key] = run_point(plan.scenario_data(key), str(plan.base_path), str(plan.base_folder))
+        if progress is not None:
+            progress(len(rows))
+    return rows
+
+
+# --------------------------------------------------------------------------- the integration
 @dataclass
 class Slice:
     """Tokens of a phase run at one step."""
@@ -143,6 +259,7 @@ class Slice:
     tokens: float
     step: dict[str, Any]  # the step's sweep row (run_point)
     seq_len: int
+    gpu_hour_usd: float = 0.0  # the step's GPU price: its cost less the fabric's share
 
     @property
     def steps(self) -> float:
@@ -151,6 +268,52 @@ class Slice:
     @property
     def seconds(self) -> float:
         return self.steps * float(self.step["step_time_s"])
+
+    @property
+    def gpu_hours(self) -> float:
+        return float(self.step["gpu_hours_per_T"]) * self.tokens / 1e12
+
+    @property
+    def usd(self) -> float:
+        return float(self.step["cost_per_T_usd"]) * self.tokens / 1e12
+
+    def lost(self, failures: FailureSpec) -> tuple[float, float, float]:
+        """Expected (seconds, GPU-hours, USD) lost to failures over this slice (:func:`failure_overhead`;
+        the dollars at the slice's own cost per GPU-hour)."""
+        gpus = int(self.step["gpus"])
+        _, overhead = failure_overhead(failures, gpus)
+        seconds = self.seconds * overhead
+        hours = seconds * gpus / 3600
+        return seconds, hours, hours * self.usd / self.gpu_hours
+
+    def to_dict(self, failures: FailureSpec | None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "global_batch": self.global_batch,
+            "seq_len": self.seq_len,
+            "gpus": int(self.step["gpus"]),
+            "tokens": self.tokens,
+            "steps": self.steps,
+            "step_time_s": float(self.step["step_time_s"]),
+            "days": self.seconds / 86400,
+            "gpu_hours": self.gpu_hours,
+            "usd": _finite(self.usd),
+            "mfu": float(self.step["mfu_causal"]),
+        }
+        if failures is not None:
+            seconds, hours, usd = self.lost(failures)
+            interval, _ = failure_overhead(failures, int(self.step["gpus"]))
+            out["failures"] = {
+                "interval_s": interval,
+                "lost_days": seconds / 86400,
+                "lost_gpu_hours": hours,
+                "lost_usd": _finite(usd),
+            }
+        return out
+
+
+def _finite(x: float) -> float | None:
+    """``x``, or None where it is not a number (a cost not modelled: JSON has no NaN)."""
+    return None if math.isnan(x) else x
 
 
 @dataclass
@@ -166,11 +329,16 @@ class PhaseResult:
             return 0.0, 0.0
         days = hours = 0.0
         for s in self.slices:
-            gpus = int(s.step["gpus"])
-            _, overhead = failure_overhead(self.failures, gpus)
-            days += s.seconds * overhead / 86400
-            hours += s.seconds * overhead * gpus / 3600
+            seconds, h, _ = s.lost(self.failures)
+            days += seconds / 86400
+            hours += h
         return days, hours
+
+    def lost_usd(self) -> float:
+        """The dollars of the GPU-hours lost to failures, at each slice's cost per GPU-hour."""
+        if self.failures is None:
+            return 0.0
+        return sum(s.lost(self.failures)[2] for s in self.slices)
 
     @property
     def tokens(self) -> float:
@@ -186,11 +354,16 @@ class PhaseResult:
 
     @property
     def gpu_hours(self) -> float:
-        return sum(float(s.step["gpu_hours_per_T"]) * s.tokens / 1e12 for s in self.slices)
+        return sum(s.gpu_hours for s in self.slices)
 
     @property
     def usd(self) -> float:
-        return sum(float(s.step["cost_per_T_usd"]) * s.tokens / 1e12 for s in self.slices)
+        return sum(s.usd for s in self.slices)
+
+    @property
+    def gpu_usd(self) -> float:
+        """The GPU price's part of the dollars (GPU-hours at the scenario's price); the rest is the fabric's."""
+        return sum(s.gpu_hours * s.gpu_hour_usd for s in self.slices)
 
     @property
     def mfu(self) -> float:
@@ -204,66 +377,41 @@ class PhaseResult:
             "tokens": self.tokens,
             "gpu_hours": self.gpu_hours,
             "days": self.days,
-            "usd": self.usd,
+            "usd": _finite(self.usd),
+            "gpu_usd": self.gpu_usd,
+            "fabric_usd": _finite(self.usd - self.gpu_usd),
             "mfu": self.mfu,
             "batches": sorted({s.global_batch for s in self.slices}),
+            "slices": [s.to_dict(self.failures) for s in self.slices],
         }
         if self.published_gpu_hours is not None:
             out["published_gpu_hours"] = self.published_gpu_hours
         if self.failures is not None:
             days, hours = self.lost()
-            out["failures"] = {"lost_days": days, "lost_gpu_hours": hours}
+            out["failures"] = {"lost_days": days, "lost_gpu_hours": hours, "lost_usd": _finite(self.lost_usd())}
         return out
 
 
-def plan_run(spec: RunSpec, path: Path, progress: Any = None) -> tuple[list[PhaseResult], list[dict[str, Any]]]:
-    """Every phase's slices with their steps simulated (each distinct step once), and the groups."""
-    from sim.sweep.point import OK, run_point
+def integrate(plan: RunPlan, rows: dict[str, dict[str, Any]]) -> tuple[list[PhaseResult], list[dict[str, Any]]]:
+    """Every phase's slices at their steps' rows (``rows`` by step key), and the groups. A step that did
+    not run ok is one line naming the phase that needs it first."""
+    from sim.sweep.point import OK
 
-    folder = path.resolve().parent
-    base_path = (folder / spec.base).resolve()
-    base, base_folder = scenario_data(base_path)
-    memo: dict[str, tuple[dict[str, Any], int]] = {}
-
-    def step(i: int, overrides: dict[str, Any], batch: int) -> tuple[dict[str, Any], int]:
-        sets = resolve_paths(dict(overrides), folder)
-        sets["training.global_batch"] = batch
-        key = canonical(sets)
-        if key not in memo:
-            try:
-                data = apply_overrides(base, sets)
-                sc = scenario_from_data(data, str(base_path), str(base_folder))
-            except ScenarioError as err:
-                raise ScenarioError(f"phases.{i}.{err.key_path}", err.message, str(path)) from None
-            row = run_point(data, str(base_path), str(base_folder))
-            if row["status"] != OK:
-                raise ScenarioError(f"phases.{i}", f"{spec.phases[i].name}: {row['error']}", str(path))
-            assert sc.training is not None
-            memo[key] = (row, sc.model.seq_len)
-            if progress is not None:
-                progress(len(memo))
-        return memo[key]
-
-    results = []
-    for i, phase in enumerate(spec.phases):
-        out = PhaseResult(phase.name, published_gpu_hours=phase.published_gpu_hours, failures=spec.failures)
-        batch = phase.global_batch
-        if batch is None:
-            batch = _base_batch(base, phase.set, folder, base_path, base_folder)
-        slices: list[tuple[int, float | None]] = []
-        if phase.ramp is not None:
-            each = phase.ramp.over_tokens / len(phase.ramp.batches)
-            slices += [(b, each) for b in phase.ramp.batches]
-        rest = None if phase.tokens is None else phase.tokens - (phase.ramp.over_tokens if phase.ramp else 0.0)
-        if rest is None or rest > 0:
-            slices.append((batch, rest))
-        for b, tokens in slices:
-            row, seq = step(i, phase.set, b)
-            if tokens is None:  # a step count
-                assert phase.steps is not None
-                tokens = float(phase.steps) * b * seq
-            out.slices.append(Slice(b, tokens, row, seq))
-        results.append(out)
+    spec = plan.spec
+    results = [
+        PhaseResult(p.name, published_gpu_hours=p.published_gpu_hours, failures=spec.failures) for p in spec.phases
+    ]
+    for s in plan.slices:
+        row = rows[s.step]
+        if row["status"] != OK:
+            raise ScenarioError(f"phases.{s.phase}", f"{spec.phases[s.phase].name}: {row['error']}", str(plan.path))
+        step = plan.steps[s.step]
+        tokens = s.tokens
+        if tokens is None:  # a step count
+            count = spec.phases[s.phase].steps
+            assert count is not None
+            tokens = float(count) * s.global_batch * step.seq_len
+        results[s.phase].slices.append(Slice(s.global_batch, tokens, row, step.seq_len, step.gpu_hour_usd))
     groups = []
     by_name = {r.name: r for r in results}
     for g in spec.groups:
@@ -279,25 +427,42 @@ def plan_run(spec: RunSpec, path: Path, progress: Any = None) -> tuple[list[Phas
     return results, groups
 
 
-def _base_batch(base: dict[str, Any], sets: dict[str, Any], folder: Path, path: Path, base_folder: Path) -> int:
-    """The global batch a phase runs at when it gives none: its scenario's."""
-    from sim.layout_defaults import DEFAULT_GLOBAL_BATCH
-
-    sc = scenario_from_data(apply_overrides(base, resolve_paths(dict(sets), folder)), str(path), str(base_folder))
-    assert sc.training is not None
-    return sc.training.global_batch or DEFAULT_GLOBAL_BATCH
+def plan_run(spec: RunSpec, path: Path, progress: Any = None) -> tuple[list[PhaseResult], list[dict[str, Any]]]:
+    """Every phase's slices with their steps simulated (each distinct step once), and the groups."""
+    plan = plan_steps(spec, path)
+    return integrate(plan, simulate_steps(plan, progress))
 
 
 def totals(results: list[PhaseResult]) -> dict[str, float]:
-    out = {
+    usd = sum(r.usd for r in results)
+    gpu_usd = sum(r.gpu_usd for r in results)
+    out: dict[str, Any] = {
         "gpu_hours": sum(r.gpu_hours for r in results),
         "days": sum(r.days for r in results),
-        "usd": sum(r.usd for r in results),
+        "usd": _finite(usd),
+        "gpu_usd": gpu_usd,
+        "fabric_usd": _finite(usd - gpu_usd),
         "tokens": sum(r.tokens for r in results),
     }
     if any(r.failures is not None for r in results):  # reported apart from the run's own figures
         out["lost_days"] = sum(r.lost()[0] for r in results)
         out["lost_gpu_hours"] = sum(r.lost()[1] for r in results)
+        out["lost_usd"] = _finite(sum(r.lost_usd() for r in results))
+    return out
+
+
+def summary(spec: RunSpec, results: list[PhaseResult], groups: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run as data (``run.json``, ``--format json``, the report's source): its phases with their
+    slices, the groups, the totals, and the failure model when there is one."""
+    out: dict[str, Any] = {
+        "run": spec.name,
+        "description": spec.description,
+        "phases": [r.to_dict() for r in results],
+        "groups": groups,
+        "total": totals(results),
+    }
+    if spec.failures is not None:
+        out["failures"] = spec.failures.model_dump()
     return out
 
 
@@ -306,10 +471,18 @@ __all__ = [
     "GroupSpec",
     "PhaseResult",
     "PhaseSpec",
+    "PlannedSlice",
+    "RunPlan",
     "RunSpec",
     "Slice",
+    "Step",
     "failure_overhead",
+    "integrate",
     "load_run",
     "plan_run",
+    "plan_steps",
+    "run_from_data",
+    "simulate_steps",
+    "summary",
     "totals",
 ]

@@ -1,11 +1,12 @@
 """The HTML report in a real browser: Debian's headless Chromium driven by Playwright.
 
 Opens the committed report of the default scenario (``tests/integration/report`` checks it has the
-sections and figures ``twin report`` writes) and the committed co-design report, with
-every request routed through the test: anything but the page itself is recorded and refused. Checks
-that the page renders, that every figure (img, svg, canvas) is shown with a non-zero size (images
-decoded: ``naturalWidth > 0``), that the console has no errors, that the timeline zooms, and saves a
-full-page screenshot beside the test output (``out/test-artifacts/``).
+sections and figures ``twin report`` writes), the committed co-design report and the report that
+``twin plan run RUN -o DIR`` writes for a small run (made by the test), with every request routed
+through the test: anything but the page itself is recorded and refused. Checks that the page renders,
+that every figure (img, svg, canvas) is shown with a non-zero size (images decoded:
+``naturalWidth > 0``), that the console has no errors, that the timeline zooms, and saves a full-page
+screenshot beside the test output (``out/test-artifacts/``).
 
 Skipped with a reason only when Chromium or Playwright is missing outside CI; in CI (``CI`` set) it
 fails instead. Playwright's own browser downloads are never used: Chromium comes from the Debian
@@ -183,5 +184,54 @@ def test_the_committed_codesign_report_renders_offline(browser: Any, tmp_path: P
                 assert f["complete"] and f["natural"] > 0, f
         assert page.requests == [] and page.console == []
         page.screenshot("report-codesign.png", tmp_path)
+    finally:
+        page.context.close()
+
+
+def test_a_training_runs_report_renders_its_table_and_figures_offline(browser: Any, tmp_path: Path) -> None:
+    """``twin plan run RUN -o DIR`` of a small run with a ramp and failures: the phases table holds every
+    phase, group and the total, each figure (the timeline, the cost) is drawn, nothing leaves the page."""
+    import json
+
+    import yaml
+
+    from sim.cli import main
+    from tests.conftest import SMALL_STEP
+
+    run = tmp_path / "run.yaml"
+    body = {
+        "name": "tiny",
+        "base": str(SMALL_STEP),
+        "phases": [
+            {"name": "main", "tokens": 1.0e11, "global_batch": 2048, "ramp": {"batches": [1024], "over_tokens": 2e10}},
+            {"name": "long", "steps": 10, "global_batch": 1024, "set": {"model.seq_len": 2048}},
+        ],
+        "groups": [{"name": "all", "phases": ["main", "long"], "published_gpu_hours": 20000.0}],
+        "failures": {"mtbf_gpu_hours": 5000.0, "checkpoint_s": 60.0, "restart_s": 600.0},
+    }
+    run.write_text(yaml.safe_dump(body, sort_keys=False))
+    with pytest.raises(SystemExit) as info:
+        main(["plan", "run", str(run), "-o", str(tmp_path / "out"), "-q"])
+    assert info.value.code in (0, None)
+    html = tmp_path / "out" / "report.html"
+    data = json.loads((tmp_path / "out" / "run.json").read_text())
+    md_figures = html.with_name("report.md").read_text().count("![")
+    page = Page(browser, html)
+    try:
+        assert page.page.title() == "Training run: tiny"
+        found = page.figures()
+        assert len(found) == md_figures == 2, found  # the timeline and the cost, no canvas
+        for f in found:
+            assert f["tag"] == "svg" and f["shown"] and f["w"] > 300 and f["h"] > 100, f
+        for name in ("timeline", "cost"):
+            assert page.page.locator(f"figure#fig-{name} svg").is_visible()
+        rows = page.page.locator("table").first.locator("tbody tr")
+        assert rows.count() == len(data["phases"]) + len(data["groups"]) + 1
+        first = [c.strip() for c in rows.nth(0).locator("td").all_inner_texts()]
+        assert first[0] == "main" and first[5] == f"{data['phases'][0]['gpu_hours']:,.0f}"
+        last = [c.strip() for c in rows.nth(rows.count() - 1).locator("td").all_inner_texts()]
+        assert last[0] == "total" and last[4] == f"{data['total']['days']:.2f}"
+        assert page.requests == [] and page.console == []
+        page.screenshot("report-training-run.png", tmp_path)
     finally:
         page.context.close()

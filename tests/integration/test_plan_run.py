@@ -4,7 +4,10 @@ What must hold, from the definition (sim/experiments/run_plan.py): each slice's 
 sequence are its tokens; its GPU-hours are steps x step time x GPUs / 3600 (the step's own GPU-hours
 per trillion tokens agree); days are steps x step time / 86400; every distinct step is simulated once;
 a ramp's step runs at its own batch, not scaled from the steady state (half the batch has the same
-bubble, so its step takes more than half as long); bad input is one line with exit status 2.
+bubble, so its step takes more than half as long); bad input is one line with exit status 2. The
+report of ``-o DIR`` (reports/training_run_report.py): its tables hold the JSON's figures cell for cell,
+in the Markdown and the HTML; its timeline lays the phases end to end, adding up to the run's days and,
+hatched, its lost days; a folder of someone else's files is refused before anything runs.
 """
 
 from __future__ import annotations
@@ -120,5 +123,127 @@ def test_failures_cost_youngs_overhead_apart(tmp_path: Path) -> None:
         days, hours = r.lost()
         assert days == pytest.approx(r.days * overhead, rel=1e-9)  # every step of the tiny run on 512 GPUs
         assert hours == pytest.approx(days * 24 * 512, rel=1e-9)
-        assert r.to_dict()["failures"] == {"lost_days": days, "lost_gpu_hours": hours}
+        usd = sum(s.lost(f)[1] * s.usd / s.gpu_hours for s in r.slices)  # at each slice's cost per GPU-hour
+        assert r.to_dict()["failures"] == {"lost_days": days, "lost_gpu_hours": hours, "lost_usd": pytest.approx(usd)}
     assert totals(results)["lost_days"] == pytest.approx(sum(r.lost()[0] for r in results))
+
+
+# --------------------------------------------------------------------------- the run's report (-o DIR)
+FAILURES = {"mtbf_gpu_hours": 5000.0, "checkpoint_s": 60.0, "restart_s": 600.0}
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """The tiny run with failures, through ``twin plan run RUN -o DIR --format json``: (DIR, its JSON)."""
+    folder = tmp_path_factory.mktemp("run")
+    path = _run_file(folder, failures=FAILURES)
+    with pytest.raises(SystemExit) as info:
+        main(["plan", "run", str(path), "--format", "json", "-o", str(folder / "out")])
+    assert info.value.code in (0, None)
+    return folder / "out", json.loads((folder / "out" / "run.json").read_text())
+
+
+def _md_table(md: str, heading: str) -> list[list[str]]:
+    """The rows (header first, the separator left out) of the first table under ``## heading``."""
+    section = md.split(f"\n## {heading}\n", 1)[1]
+    lines = [ln for ln in section.split("\n## ", 1)[0].splitlines() if ln.startswith("|")]
+    return [[c.strip() for c in ln.strip("|").split(" | ")] for i, ln in enumerate(lines) if i != 1]
+
+
+def _close(cell: str, value: float, decimals: int, scale: float = 1.0) -> None:
+    """The cell shows ``value / scale`` rounded to ``decimals`` (commas, %, + allowed)."""
+    shown = float(cell.replace(",", "").rstrip("%"))
+    assert abs(shown - value / scale) <= 0.5 * 10**-decimals + 1e-9, (cell, value)
+
+
+def test_the_reports_tables_are_the_json_figures(written: tuple[Path, dict]) -> None:
+    out, d = written
+    md = (out / "report.md").read_text()
+    header, *rows = _md_table(md, "Phases")
+    assert header[:8] == ["phase", "batch (sequences)", "steps", "tokens (T)", "days", "GPU-hours", "USD", "MFU"]
+    phases, groups, total = rows[: len(d["phases"])], rows[len(d["phases"]) : -1], rows[-1]
+    for cells, p in zip(phases, d["phases"], strict=True):
+        assert cells[0] == p["name"]
+        _close(cells[2], p["steps"], 0)
+        _close(cells[3], p["tokens"], 3, 1e12)
+        _close(cells[4], p["days"], 2)
+        _close(cells[5], p["gpu_hours"], 0)
+        _close(cells[6], p["usd"], 0)
+        _close(cells[7], p["mfu"], 1, 0.01)
+        if "published_gpu_hours" in p:
+            _close(cells[8], p["published_gpu_hours"], 0)
+            _close(cells[9], p["gpu_hours"] / p["published_gpu_hours"] - 1, 1, 0.01)
+        else:
+            assert cells[8:] == ["-", "-"]
+    for cells, g in zip(groups, d["groups"], strict=True):
+        assert cells[0].startswith(g["name"])
+        _close(cells[5], g["gpu_hours"], 0)
+        _close(cells[8], g["published_gpu_hours"], 0)
+    t = d["total"]
+    assert total[0] == "total"
+    _close(total[2], sum(p["steps"] for p in d["phases"]), 0)
+    _close(total[4], t["days"], 2)
+    _close(total[5], t["gpu_hours"], 0)
+    _close(total[6], t["usd"], 0)
+    assert t["days"] == pytest.approx(sum(p["days"] for p in d["phases"]), rel=1e-12)
+    # the cost: the GPU price's part and the fabric's share add up to the dollars, per phase and in total
+    _, *cost = _md_table(md, "Cost")
+    for cells, p in zip(cost, [*d["phases"], {"name": "total", **t}], strict=True):
+        assert cells[0] == p["name"]
+        assert p["gpu_usd"] + p["fabric_usd"] == pytest.approx(p["usd"], rel=1e-12)
+        _close(cells[2], p["gpu_usd"], 0)
+        _close(cells[3], p["fabric_usd"], 0)
+        lost = p.get("failures") or {"lost_gpu_hours": t["lost_gpu_hours"]}
+        _close(cells[5], lost["lost_gpu_hours"], 0)
+    _, *steps = _md_table(md, "Steps")
+    assert len(steps) == sum(len(p["slices"]) for p in d["phases"])
+    # the HTML holds the same tables, cell for cell
+    import re
+
+    html = (out / "report.html").read_text()
+    first = html.split("<table>", 2)[1]
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", first)
+    assert cells == [c for r in rows for c in r]
+
+
+def test_the_timeline_lays_the_phases_end_to_end(written: tuple[Path, dict]) -> None:
+    from reports.training_run_report import timeline
+
+    _, d = written
+    segments = timeline(d)
+    t = 0.0
+    for s in segments:  # end to end, from 0
+        assert s.start == pytest.approx(t, abs=1e-12)
+        t = s.start + s.days
+    slices = [s for s in segments if s.kind == "slice"]
+    lost = [s for s in segments if s.kind == "lost"]
+    assert sum(s.days for s in slices) == pytest.approx(d["total"]["days"], rel=1e-12)
+    assert sum(s.days for s in lost) == pytest.approx(d["total"]["lost_days"], rel=1e-12)
+    assert t == pytest.approx(d["total"]["days"] + d["total"]["lost_days"], rel=1e-12)
+    for p in d["phases"]:
+        mine = [s for s in slices if s.phase == p["name"]]
+        assert sum(s.days for s in mine) == pytest.approx(p["days"], rel=1e-12)
+        assert [s.batch for s in mine] == [x["global_batch"] for x in p["slices"]]
+    assert [s.batch for s in slices[:2]] == [1024, 2048]  # the ramp's slices first, then the steady batch
+
+
+def test_the_report_is_written_beside_run_json(written: tuple[Path, dict], tmp_path: Path) -> None:
+    out, _ = written
+    md = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    for name in ("timeline", "cost"):
+        assert f"![{name}](figures/{name}.png)" in md and (out / "figures" / f"{name}.png").stat().st_size > 5000
+        assert f'<figure id="fig-{name}"><svg' in html
+    assert [h for h in md.splitlines() if h.startswith("## ")] == [
+        "## Summary", "## Phases", "## Timeline", "## Cost", "## Steps", "## Provenance",
+    ]  # fmt: skip
+    assert "http://" not in html and "https://" not in html
+    # a folder of someone else's files is refused before anything runs, and left as it was
+    foreign = tmp_path / "theirs"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    path = _run_file(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["plan", "run", str(path), "-o", str(foreign)])
+    assert info.value.code == 2
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]

@@ -42,6 +42,8 @@ def test_committed_validation_lists_the_required_figures() -> None:
         "2.664M for 14.8T",
         "V3 report Table 2",
         "DeepEP",
+        "The whole run (`twin plan run scenarios/runs/deepseek-v3.yaml`)",
+        "| context extension | 119K |",
     ):
         assert needle in text
     hours = re.search(r"\| 180\.0K \| ([\d.]+)K \| ([+-][\d.]+)% \|", text)
