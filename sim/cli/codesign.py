@@ -55,6 +55,7 @@ def codesign_report(path: Path, output: Path, quiet: bool, argv: list[str]) -> N
         not_ok = int((frame["status"] != "ok").sum())
         out.print(
             f"{spec.name}: {outcome.ran} of {outcome.total} points run ({outcome.skipped} kept from "
-            f"results.parquet); {not_ok} of the {len(frame)} not possible or failed"
+            f"results.parquet{f', {outcome.stale} run again: another revision of the twin' if outcome.stale else ''}"
+            f"); {not_ok} of the {len(frame)} not possible or failed"
         )
         out.print(f"report written to {target / 'report.html'} (and report.md, results.parquet)", soft_wrap=True)

@@ -99,6 +99,8 @@ def sweep_cmd(
         outcome = run_sweep(sweep, target, n, scheduler, restart, retry_failed, progress)
     if not quiet:
         skipped = f", {outcome.skipped} already done" if outcome.skipped else ""
+        if outcome.stale:
+            skipped += f", {outcome.stale} run again (computed by another revision of the twin)"
         failed = f" ({outcome.failed} infeasible or failed: see the status and error columns)" if outcome.failed else ""
         out.print(f"{sweep.name}: {outcome.ran} point(s) run{skipped}{failed} -> {target}")
 

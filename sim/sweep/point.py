@@ -112,6 +112,9 @@ LAYOUT_COLUMNS: tuple[tuple[str, str], ...] = (  # (column, dtype): the layout t
 NOTE_COLUMNS: tuple[tuple[str, str], ...] = (  # (column, dtype): what a figure of the row leaves out
     ("cost_note", "string"),  # 'hardware cost not modelled: ...' (sim.economics), null where all is priced
 )
+PROVENANCE_COLUMNS: tuple[tuple[str, str], ...] = (  # (column, dtype): what computed the row
+    ("twin_code", "string"),  # the simulator's code digest (sim.code_digest): another one's rows are redone
+)
 
 
 def _figures(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
@@ -177,7 +180,7 @@ def _figures(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
 
 def empty_figures() -> dict[str, Any]:
     row: dict[str, Any] = {m.name: math.nan for m in METRICS}
-    row.update({name: None for name, _ in LAYOUT_COLUMNS + NOTE_COLUMNS})
+    row.update({name: None for name, _ in LAYOUT_COLUMNS + NOTE_COLUMNS + PROVENANCE_COLUMNS})
     return row
 
 

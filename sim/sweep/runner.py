@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sim.code_digest import code_digest
 from sim.errors import ScenarioError, TwinError
 from sim.overrides import label
 from sim.sweep.point import FAILED, OK, run_point
@@ -32,6 +33,7 @@ class SweepOutcome:
     ran: int
     failed: int  # rows with status other than ok, among those run now
     output: Path
+    stale: int = 0  # rows another revision of the simulator computed, run again now
 
 
 def _task(sweep: Sweep, point: Point) -> tuple[dict[str, Any], str, str]:
@@ -42,6 +44,7 @@ def _row(sweep: Sweep, point: Point, figures: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"point": point.index, "point_id": point.point_id, "label": label(point.overrides)}
     row.update(override_cells(sweep, point.overrides))
     row.update(figures)
+    row["twin_code"] = code_digest()  # this process's: a worker elsewhere is taken to run the same code
     return row
 
 
@@ -268,7 +271,7 @@ def run_sweep(
                         store.write()  # what completed, whether the loop ended or was stopped
             elif store.rows:
                 store.write()
-            return SweepOutcome(len(sweep.points), len(sweep.points) - len(todo), ran, failed, output)
+            return SweepOutcome(len(sweep.points), len(sweep.points) - len(todo), ran, failed, output, store.stale)
         finally:
             store.release()
     finally:

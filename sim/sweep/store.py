@@ -8,6 +8,8 @@ only the points that were running.
   everything it had.
 * On start, rows of both are read; points already there are skipped. Rows of points that are not in
   the sweep (another sweep, or a changed base scenario) stop it, unless ``--restart`` discards them.
+  Rows another revision of the simulator computed (their ``twin_code``, :mod:`sim.code_digest`) are
+  computed again, so one file never mixes two models.
 
 The frame's columns and dtypes come from the sweep alone (:func:`frame`), so the same rows give the
 same file whether they were computed now, read from the journal, or returned by dask workers.
@@ -29,10 +31,11 @@ from typing import Any, TextIO
 import numpy as np
 import pandas as pd
 
+from sim.code_digest import code_digest
 from sim.errors import ScenarioError, TwinError
 from sim.outputs import atomic_write
 from sim.overrides import label
-from sim.sweep.point import LAYOUT_COLUMNS, METRICS, NOTE_COLUMNS, STATUSES
+from sim.sweep.point import LAYOUT_COLUMNS, METRICS, NOTE_COLUMNS, PROVENANCE_COLUMNS, STATUSES
 from sim.sweep.spec import Sweep
 
 META_KEY = b"clustertwin.sweep"
@@ -50,7 +53,7 @@ def columns(sweep: Sweep) -> list[tuple[str, str]]:
         cols.append((key, "string" if dtype == "json" else dtype))
     cols += [("status", "string"), ("error", "string")]
     cols += [(m.name, "float64") for m in METRICS]
-    cols += list(LAYOUT_COLUMNS + NOTE_COLUMNS)
+    cols += list(LAYOUT_COLUMNS + NOTE_COLUMNS + PROVENANCE_COLUMNS)
     return cols
 
 
@@ -171,6 +174,7 @@ class Store:
         self.journal = journal_path(output)
         self._lock: TextIO | None = None
         self._journal_file: TextIO | None = None
+        self.stale = 0  # rows read that another revision of the simulator computed (dropped, to run again)
         self._acquire()
         try:
             self.rows = self._load(restart, retry_failed, drop_foreign)
@@ -207,6 +211,10 @@ class Store:
             )
         if retry_failed:
             rows = {i: r for i, r in rows.items() if r.get("status") in ("ok", "infeasible")}
+        stale = [i for i, r in rows.items() if r.get("twin_code") != code_digest()]
+        self.stale = len(stale)  # computed by another revision of the simulator: run again
+        for i in stale:
+            del rows[i]
         current = {p.point_id: p for p in self.sweep.points}
         for i, row in rows.items():  # a grown or reordered sweep: the point's place and cells as they are now
             point = current[i]

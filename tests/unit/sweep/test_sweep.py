@@ -14,6 +14,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sim.code_digest import code_digest
 from sim.config import load_scenario
 from sim.economics import HOURS_PER_YEAR, training_cost
 from sim.errors import ScenarioError
@@ -23,6 +24,8 @@ from sim.sweep.spec import load_sweep
 from sim.sweep.store import Store, journal_path
 from tests.conftest import SMALL_STEP as SMALL
 from tests.conftest import twin, write_sweep
+
+CODE = code_digest()  # rows of this revision of the simulator (another's are run again)
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -156,12 +159,12 @@ def test_a_row_after_a_cut_journal_line_is_kept(tmp_path: Path) -> None:
     sweep = load_sweep(write_sweep(tmp_path, {"grid": {"comm.sms": [12, 16, 20]}}))
     out = tmp_path / "r.parquet"
     store = Store(sweep, out)
-    store.add({"point": 0, "point_id": sweep.points[0].point_id, "status": OK, "error": ""})
+    store.add({"point": 0, "point_id": sweep.points[0].point_id, "status": OK, "error": "", "twin_code": CODE})
     store.release()
     with open(journal_path(out), "a") as f:
         f.write('{"point": 1, "point_id": "')  # killed in the middle of a line
     again = Store(sweep, out)
-    again.add({"point": 2, "point_id": sweep.points[2].point_id, "status": OK, "error": ""})
+    again.add({"point": 2, "point_id": sweep.points[2].point_id, "status": OK, "error": "", "twin_code": CODE})
     again.release()
     third = Store(sweep, out)
     assert third.done() == {sweep.points[0].point_id, sweep.points[2].point_id}
@@ -173,6 +176,7 @@ def test_journal_rows_survive_and_a_cut_line_is_ignored(tmp_path: Path) -> None:
     out = tmp_path / "r.parquet"
     store = Store(sweep, out)
     row = {"point": 0, "point_id": sweep.points[0].point_id, "label": "x", "comm.sms": 12, "status": OK, "error": ""}
+    row["twin_code"] = CODE
     store.add(row)
     store.release()  # as if killed: no Parquet written yet
     with open(journal_path(out), "a") as f:
@@ -266,3 +270,18 @@ def test_cost_per_trillion_tokens_closed_form() -> None:
     assert c.fabric_usd_per_T == pytest.approx(180_000 * per_gpu_hour)
     half = training_cost(180_000.0, 1024, 9e6, 2048)
     assert half.fabric_usd == 4.5e6 and half.fabric_usd_per_gpu_hour == pytest.approx(per_gpu_hour)
+
+
+def test_rows_another_revision_computed_are_run_again(tmp_path: Path) -> None:
+    """A results file is a cache of this simulator's rows: a row with another code digest (or none, from
+    before the digest was kept) is dropped on reading and counted, so the point runs again."""
+    sweep = load_sweep(write_sweep(tmp_path, {"grid": {"comm.sms": [12, 16, 20]}}))
+    out = tmp_path / "r.parquet"
+    store = Store(sweep, out)
+    for i, code in enumerate((CODE, "0123456789abcdef", None)):
+        store.add({"point": i, "point_id": sweep.points[i].point_id, "status": OK, "error": None, "twin_code": code})
+    store.write()
+    store.release()
+    again = Store(sweep, out)
+    assert again.done() == {sweep.points[0].point_id} and again.stale == 2
+    again.release()
