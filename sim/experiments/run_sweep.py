@@ -53,7 +53,7 @@ from sim.experiments.run_plan import (
     summary,
 )
 from sim.overrides import PATH_KEYS, check_key, only_keys, resolve_paths
-from sim.sweep.spec import MAX_POINTS, NAME, non_finite_error, point_key
+from sim.sweep.spec import MAX_POINTS, NAME, base_file, non_finite_error, point_key
 from sim.yamlio import read_yaml
 
 _KEYS = ("name", "description", "base", "grid", "points")
@@ -133,12 +133,8 @@ def load_run_sweep(path: str | Path) -> RunSweep:
     if not isinstance(data, dict):
         raise ScenarioError("", "a sweep file is a mapping with base, grid and/or points", file)
     only_keys(data, _KEYS, "", file)
-    base = data.get("base")
-    if not isinstance(base, str) or not base:
-        raise ScenarioError("base", "give the run file, relative to the sweep file", file)
-    run_path = Path(base) if Path(base).is_absolute() else path.parent / base
-    if run_path.resolve() == path.resolve():
-        raise ScenarioError("base", "names this sweep file itself; give the run file", file)
+    run_path = base_file(data, path, "run file")
+    base = str(data["base"])
     run_data = read_yaml(run_path, "run")
     if not isinstance(run_data, dict) or "phases" not in run_data:
         raise ScenarioError(

@@ -218,18 +218,25 @@ def _load(path: Path) -> Sweep:
     return sweep_from_data(read_yaml(path, "sweep"), path)
 
 
+def base_file(data: dict[str, Any], path: Path, what: str) -> Path:
+    """The file a sweep file's ``base`` names (``what``: a base scenario or a run file), relative to the
+    sweep file's folder; not the sweep file itself (errors name ``base``)."""
+    base = data.get("base")
+    if not isinstance(base, str) or not base:
+        raise ScenarioError("base", f"give the {what}, relative to the sweep file", str(path))
+    base_path = Path(base) if Path(base).is_absolute() else path.parent / base
+    if base_path.resolve() == path.resolve():
+        raise ScenarioError("base", f"names this sweep file itself; give the {what}", str(path))
+    return base_path
+
+
 def sweep_from_data(data: Any, path: Path) -> Sweep:
     """A sweep from its mapping, as if read from ``path`` (relative paths resolve against its folder)."""
     file = str(path)
     if not isinstance(data, dict):
         raise ScenarioError("", "a sweep file is a mapping with base, grid and/or points", file)
     only_keys(data, _KEYS, "", file)
-    base = data.get("base")
-    if not isinstance(base, str) or not base:
-        raise ScenarioError("base", "give the base scenario file, relative to the sweep file", file)
-    base_path = Path(base) if Path(base).is_absolute() else path.parent / base
-    if base_path.resolve() == path.resolve():
-        raise ScenarioError("base", "names this sweep file itself; give the base scenario file", file)
+    base_path = base_file(data, path, "base scenario file")
     base_data, base_folder = scenario_data(base_path)
     if not isinstance(base_data, dict):
         raise ScenarioError("", "the base scenario must be a mapping of keys", str(base_path))
