@@ -119,8 +119,8 @@ def run_section(doc: Document, rows: tuple[RunRow, ...]) -> None:
     )
     doc.paragraph(
         "Each distinct step simulated once and integrated over the phase's tokens: the batch ramp's steps at "
-        "their own batch (4096 to 15360 sequences over the first 469B tokens; the ramp's slices are an "
-        "assumption, docs/run.md), the context phases with context parallelism (a layout DeepSeek does not "
+        "their own batch (the run file's ramp over the first 469B tokens; its slices are an assumption, "
+        "docs/run.md), the context phases with context parallelism (a layout DeepSeek does not "
         "publish). Table 1's post-training (5K) is not modelled. Failures are reported apart (docs/run.md)."
     )
 

@@ -177,7 +177,7 @@ def test_the_committed_codesign_report_renders_offline(browser: Any, tmp_path: P
     try:
         assert page.page.title().startswith("Co-design what-ifs:")
         found = page.figures()
-        assert len(found) == md_figures == 7, found  # one per study where a figure moved (not NVLink 900), no canvas
+        assert len(found) == md_figures == 10, found  # one per study where a figure moved (not NVLink 900), no canvas
         for f in found:
             assert f["shown"] and f["w"] > 0 and f["h"] > 0, f
             if f["tag"] == "img":
