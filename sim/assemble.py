@@ -180,6 +180,13 @@ def moe_spec(sc: Scenario) -> MoESpec:
     try:
         etp = sc.training.etp if sc.training is not None else 1
         domain = sc.cluster_spec().node.scale_up_gpus if sc.cluster is not None and sc.training is not None else None
+        span = sc.workload.ep * etp  # the consecutive GPUs of an EP group (sim.step.layout.Layout.ep_group)
+        if domain is not None and domain % span and span % domain:
+            raise ScenarioError(
+                "cluster.topology",
+                f"its NVLink domains of {domain} GPUs (node.scale_up_gpus) cut EP groups of {span} GPUs: an EP group "
+                "must lie in one domain or span whole domains",
+            )
         return MoESpec.of_model(sc.model, sc.workload.ep, etp, sc.comm.combine_format, domain)
     except ScenarioError as err:
         raise as_yaml_key(ScenarioError("ep" if err.key_path == "experts" else err.key_path, err.message)) from None

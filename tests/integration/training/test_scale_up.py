@@ -72,3 +72,17 @@ def test_ep_groups_that_do_not_need_or_fit_a_rack_are_refused(tmp_path: Path, se
         sc = load_scenario(_step(tmp_path, sets | {"cluster.scale_up": "nvl72"}))
         sc.cluster_spec()
     assert err.value.key_path == "cluster.scale_up"
+
+
+def test_a_topologys_domains_that_cut_ep_groups_are_refused(tmp_path: Path) -> None:
+    """A topology may set NVLink domains itself (node.scale_up_gpus); EP groups that straddle two of
+    them would be timed as one node by DeepEP and routed through NICs: refused, naming the topology."""
+    topo = tmp_path / "t.yaml"
+    topo.write_text(
+        yaml.safe_dump({"name": "t", "nodes": 96, "node": {"scale_up_gpus": 48}, "fabric": {"kind": "mpft"}})
+    )
+    with pytest.raises(ScenarioError, match="cut EP groups of 32") as err:
+        from sim.assemble import assemble
+
+        assemble(load_scenario(_step(tmp_path, {"cluster.topology": str(topo)})))
+    assert err.value.key_path == "cluster.topology"
