@@ -85,7 +85,7 @@ def layouts_cmd(
         ),
     ] = None,
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress lines")] = False,
 ) -> None:
     """Every layout a planner would try for the scenario's model on its cluster, GPU count and global
     batch (TP, CP for long sequences, PP, schedule and virtual stages, EP for MoE models: see
@@ -212,7 +212,9 @@ def run_cmd(
         bool, typer.Option("--restart", help="a sweep with -o: discard the steps already in DIR/steps.parquet")
     ] = False,
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="no progress; with -o, no table either (the files hold it)")
+    ] = False,
 ) -> None:
     """A whole training run: each distinct step of its phases simulated once (a batch ramp's steps at their
     own batch), integrated over the token budget: steps, tokens, days, GPU-hours, dollars and MFU per phase

@@ -57,8 +57,10 @@ def run_file(path: Path, output: Path | None, fmt: Format, quiet: bool) -> None:
     if fmt is Format.json:
         print(json.dumps(data))
         return
+    if quiet and output is not None:
+        return
     _print_run(data)
-    if output is not None and not quiet:
+    if output is not None:
         out.print(f"run.json and the report written to {output / 'report.html'} (and report.md)", soft_wrap=True)
 
 
@@ -92,8 +94,10 @@ def sweep_file(path: Path, output: Path | None, fmt: Format, quiet: bool, worker
     if fmt is Format.json:
         print(json.dumps(data))
         return
+    if quiet and output is not None:
+        return
     _print_sweep(data)
-    if output is not None and not quiet:
+    if output is not None:
         out.print(f"sweep.json, steps.parquet and the report written to {output / 'report.html'}", soft_wrap=True)
 
 
