@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +55,7 @@ def run_file(path: Path, output: Path | None, fmt: Format, quiet: bool) -> None:
 
         doc = run_document(data, _provenance([("run file", path)], plan.base_path))
         _write(output, {"run.json": data}, doc)
-    if fmt is Format.json:
-        print(json.dumps(data))
-        return
-    if quiet and output is not None:
-        return
-    _print_run(data)
-    if output is not None:
-        out.print(f"run.json and the report written to {output / 'report.html'} (and report.md)", soft_wrap=True)
+    _show(data, fmt, quiet, output, _print_run, "run.json and the report")
 
 
 def sweep_file(path: Path, output: Path | None, fmt: Format, quiet: bool, workers: int | None, restart: bool) -> None:
@@ -91,14 +85,26 @@ def sweep_file(path: Path, output: Path | None, fmt: Format, quiet: bool, worker
 
         prov = _provenance([("sweep file", path), ("run file", rs.run_path)], rs.points[0].plan.base_path)
         _write(output, {"sweep.json": data}, sweep_document(data, prov), steps)
+    _show(data, fmt, quiet, output, _print_sweep, "sweep.json, steps.parquet and the report")
+
+
+def _show(
+    data: dict[str, Any],
+    fmt: Format,
+    quiet: bool,
+    output: Path | None,
+    table: Callable[[dict[str, Any]], None],
+    written: str,
+) -> None:
+    """The figures on stdout: JSON, or the table (none under -q when -o holds it) and where it went."""
     if fmt is Format.json:
         print(json.dumps(data))
         return
     if quiet and output is not None:
         return
-    _print_sweep(data)
+    table(data)
     if output is not None:
-        out.print(f"sweep.json, steps.parquet and the report written to {output / 'report.html'}", soft_wrap=True)
+        out.print(f"{written} written to {output / 'report.html'} (and report.md)", soft_wrap=True)
 
 
 def _write(output: Path, files: dict[str, Any], doc: Any, steps: Path | None = None) -> None:
