@@ -120,6 +120,13 @@ def alltoall_cmd(
         ),
     ] = None,
     coprocessor: Annotated[bool, typer.Option("--coprocessor", help="communication off the SMs")] = False,
+    multicast: Annotated[
+        bool, typer.Option("--multicast", help="dispatch: one copy per token, copied in the switch (comm.multicast)")
+    ] = False,
+    in_network_reduce: Annotated[
+        bool,
+        typer.Option("--in-network-reduce", help="combine: partial sums added in the switch (comm.in_network_reduce)"),
+    ] = False,
     rdma_channel_GBps: Annotated[
         float | None,
         typer.Option("--rdma-channel-GBps", parser=ChannelRate, help="per SM pair, every phase [default: derived]"),
@@ -185,11 +192,15 @@ def alltoall_cmd(
             rdma_channel_GBps=rdma,
             nvlink_channel_GBps=nvlink_channel_GBps or NVLINK_CHANNEL_GBps,
             coprocessor=coprocessor,
+            multicast=multicast,
+            in_network_reduce=in_network_reduce,
         )
         for c in counts
     ]
+    trees = multicast or in_network_reduce  # each token's set of remote nodes is counted (sim.moe.multicast)
     with flag_errors():
-        traffic = route_layer(spec, tokens, Gating(routing, routing_table, skew_alpha, dirichlet), seed)
+        gating = Gating(routing, routing_table, skew_alpha, dirichlet, node_sets=trees)
+        traffic = route_layer(spec, tokens, gating, seed)
         results = sm_sweep(topo, traffic, kernels[0], counts, model)
     if plot is not None:
         from reports.sm_sweep import plot_sm_sweep

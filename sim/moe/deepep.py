@@ -180,6 +180,14 @@ def message_flows(
     return _flows(traffic, np.asarray(gpus, dtype=np.int64), phase, trees)
 
 
+def _tree_ib_bytes(traffic: Traffic, phase: str) -> float:
+    """Mean IB bytes per GPU of its own tokens as trees: one copy per token with a remote node."""
+    sets = traffic.node_sets
+    if sets is None:
+        raise ValueError("multicast or in-network reduction needs the traffic's node sets (Gating.node_sets)")
+    return float(sets.tokens.sum()) / traffic.spec.ep * traffic.bytes_per_token(phase)
+
+
 def check_gpus(topo: Topology, traffic: Traffic, gpus: np.ndarray | None) -> np.ndarray:
     ep = traffic.spec.ep
     gpus = np.arange(ep) if gpus is None else np.asarray(gpus, dtype=np.int64)
@@ -249,10 +257,15 @@ def simulate_phase(
     ctx = ctx if ctx is not None else SimContext(topo, kernel.completion_rtol)
     times: dict[str, float] = {}
     ctx.run_alone([phase_process(ctx.network, traffic, kernel, phase, gpus, cached, rank_ready_s, times)])
-    return phase_result(traffic, phase, times, float(0.0 if rank_ready_s is None else np.max(rank_ready_s)))
+    ready = float(0.0 if rank_ready_s is None else np.max(rank_ready_s))
+    return phase_result(traffic, phase, times, ready, kernel.trees(phase))
 
 
-def phase_result(traffic: Traffic, phase: str, times: dict[str, float], ready_s: float = 0.0) -> PhaseResult:
+def phase_result(
+    traffic: Traffic, phase: str, times: dict[str, float], ready_s: float = 0.0, trees: bool = False
+) -> PhaseResult:
+    """The phase's figures; ``ib_bytes_per_gpu`` is what a GPU's NIC carries for its own tokens: a copy per
+    (token, remote node), or under ``trees`` one per token (multicast's send, reduction's receive)."""
     time_s = times["end"]
     per_token = traffic.bytes_per_token(phase)
     logical = float(traffic.logical_rdma.mean()) * per_token
@@ -263,7 +276,7 @@ def phase_result(traffic: Traffic, phase: str, times: dict[str, float], ready_s:
         phase=phase,
         time_s=time_s,
         notify_s=times["notify"],
-        ib_bytes_per_gpu=float(traffic.ib_bytes_per_gpu(phase).mean()),
+        ib_bytes_per_gpu=float(traffic.ib_bytes_per_gpu(phase).mean()) if not trees else _tree_ib_bytes(traffic, phase),
         nvlink_bytes_per_gpu=nvl_bytes,
         logical_rdma_bytes_per_gpu=logical,
         deepep_GBps=bandwidth / 1e9,

@@ -147,3 +147,25 @@ def test_a_trees_branches_climb_to_one_spine() -> None:
         }
         assert len(spines) == 1  # one spine: copies split (or sums meet) there
         assert len(leaf_up) == (1 if src[0] == 0 else 7) and len(leaf_down) == (7 if src[0] == 0 else 1)
+
+
+def test_twin_alltoall_takes_the_flags_and_counts_one_copy_per_token(capsys: pytest.CaptureFixture[str]) -> None:
+    """``twin alltoall --multicast --in-network-reduce``: the dispatch's IB bytes per GPU are one copy per
+    token with a remote node, and the dispatch is no slower than the unicast's."""
+    import json
+
+    from sim.cli import main
+
+    runs = {}
+    for flags in ([], ["--multicast", "--in-network-reduce"]):
+        with pytest.raises(SystemExit) as info:
+            main(["alltoall", "--ep", "32", "--tokens", "512", "--format", "json", *flags])
+        assert info.value.code == 0
+        runs[bool(flags)] = json.loads(capsys.readouterr().out)
+    t = route_layer(SPEC, 512, Gating("balanced", node_sets=True), 0)
+    one_copy = t.node_sets.tokens.sum() / SPEC.ep * t.bytes_per_token("dispatch")
+    assert runs[True]["dispatch"]["ib_bytes_per_gpu"] == pytest.approx(one_copy)
+    assert runs[False]["dispatch"]["ib_bytes_per_gpu"] == pytest.approx(
+        t.ib.sum() / SPEC.ep * t.bytes_per_token("dispatch")
+    )
+    assert runs[True]["dispatch"]["time_s"] <= runs[False]["dispatch"]["time_s"]
