@@ -445,8 +445,9 @@ def totals(results: list[PhaseResult]) -> dict[str, float]:
         "tokens": sum(r.tokens for r in results),
     }
     if any(r.failures is not None for r in results):  # reported apart from the run's own figures
-        out["lost_days"] = sum(r.lost()[0] for r in results)
-        out["lost_gpu_hours"] = sum(r.lost()[1] for r in results)
+        lost = [r.lost() for r in results]
+        out["lost_days"] = sum(days for days, _ in lost)
+        out["lost_gpu_hours"] = sum(hours for _, hours in lost)
         out["lost_usd"] = _finite(sum(r.lost_usd() for r in results))
     return out
 

@@ -33,7 +33,6 @@ any sweep.
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,7 +52,7 @@ from sim.experiments.run_plan import (
     summary,
 )
 from sim.overrides import PATH_KEYS, check_key, only_keys, resolve_paths
-from sim.sweep.spec import MAX_POINTS, NAME, base_file, non_finite_error, point_key
+from sim.sweep.spec import MAX_POINTS, NAME, base_file, expand_grid, non_finite_error, point_key
 from sim.yamlio import read_yaml
 
 _KEYS = ("name", "description", "base", "grid", "points")
@@ -114,12 +113,8 @@ def sweeps_a_run(path: str | Path) -> bool:
     it to ``twin plan run``."""
     if not is_run_sweep(path):
         return False
-    base = read_yaml(path, "sweep").get("base")
-    if not isinstance(base, str) or not base:
-        return False
-    run = Path(base) if Path(base).is_absolute() else Path(path).parent / base
     try:
-        data = read_yaml(run, "run")
+        data = read_yaml(base_file(read_yaml(path, "sweep"), Path(path), "run file"), "run")
     except ScenarioError:
         return False
     return isinstance(data, dict) and "phases" in data
@@ -148,7 +143,13 @@ def load_run_sweep(path: str | Path) -> RunSweep:
     description = data.get("description", "")
     if not isinstance(description, str):
         raise ScenarioError("description", "a string", file)
-    sets = [(s, "grid") for s in _grid(data.get("grid"), file)]
+    grid = expand_grid(
+        data.get("grid"),
+        file,
+        scenario_keys=False,
+        example="run keys to lists of values, e.g. {phases.pretrain.tokens: [...]}",
+    )
+    sets = [(s, "grid") for s in grid]
     sets += [(s, f"points[{i}]") for i, s in enumerate(_points(data.get("points"), file))]
     if not sets:
         raise ScenarioError("grid", "the sweep has no points: give grid and/or points", file)
@@ -176,24 +177,6 @@ def load_run_sweep(path: str | Path) -> RunSweep:
         keys.update(dict.fromkeys(overrides))
         points.append(RunPoint(index, overrides, where, short_label(overrides), plan))
     return RunSweep(path, name, description, run_path, tuple(points), tuple(keys))
-
-
-def _grid(grid: Any, file: str) -> list[dict[str, Any]]:
-    """Every combination of the grid's values, the last key varying fastest (as a sweep's grid)."""
-    if grid is None:
-        return []
-    if not isinstance(grid, dict) or not grid:
-        raise ScenarioError(
-            "grid", "a mapping of run keys to lists of values, e.g. {phases.pretrain.tokens: [...]}", file
-        )
-    size = 1
-    for key, values in grid.items():
-        if not isinstance(values, list) or not values:
-            raise ScenarioError(f"grid.{key}", "give a non-empty list of values", file)
-        size *= len(values)
-    if size > MAX_POINTS:
-        raise ScenarioError("grid", f"{size:,} combinations; at most {MAX_POINTS:,} points", file)
-    return [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
 
 
 def _points(points: Any, file: str) -> list[dict[str, Any]]:

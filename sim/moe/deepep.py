@@ -39,7 +39,7 @@ import simpy
 
 from sim.errors import ScenarioError
 from sim.hardware.gpu import DEEPSEEK_COMM_SMS
-from sim.moe.multicast import set_members
+from sim.moe.multicast import NodeSets, set_members
 from sim.moe.traffic import Traffic
 from sim.network.context import SimContext
 from sim.network.flows import FlowNetwork
@@ -147,9 +147,7 @@ def _flows(
     g = traffic.spec.gpus_per_node
     tree = None
     if trees:
-        sets = traffic.node_sets
-        if sets is None:
-            raise ValueError("multicast or in-network reduction needs the traffic's node sets (Gating.node_sets)")
+        sets = _node_sets(traffic)
         which, node = set_members(sets, traffic.spec.nodes)
         src_ib = sets.src[which]
         dst_ib = node * g + src_ib % g
@@ -163,8 +161,7 @@ def _flows(
     nbytes = np.concatenate([ib_tokens, traffic.nvlink[a, b]]).astype(np.float64) * per
     is_ib = np.r_[np.ones(len(src_ib), bool), np.zeros(len(a), bool)]
     if trees:
-        sets_n = len(traffic.node_sets.src)  # type: ignore[union-attr]
-        tree = np.concatenate([which, sets_n + np.arange(len(a))])
+        tree = np.concatenate([which, len(sets.src) + np.arange(len(a))])
     if phase == "combine":
         src, dst = dst, src
     return gpus[src], gpus[dst], nbytes, is_ib, tree
@@ -182,10 +179,14 @@ def message_flows(
 
 def _tree_ib_bytes(traffic: Traffic, phase: str) -> float:
     """Mean IB bytes per GPU of its own tokens as trees: one copy per token with a remote node."""
-    sets = traffic.node_sets
-    if sets is None:
+    return float(_node_sets(traffic).tokens.sum()) / traffic.spec.ep * traffic.bytes_per_token(phase)
+
+
+def _node_sets(traffic: Traffic) -> NodeSets:
+    """The traffic's node sets, which trees need (counted where ``Gating.node_sets`` asks)."""
+    if traffic.node_sets is None:
         raise ValueError("multicast or in-network reduction needs the traffic's node sets (Gating.node_sets)")
-    return float(sets.tokens.sum()) / traffic.spec.ep * traffic.bytes_per_token(phase)
+    return traffic.node_sets
 
 
 def check_gpus(topo: Topology, traffic: Traffic, gpus: np.ndarray | None) -> np.ndarray:

@@ -139,15 +139,24 @@ def point_key(overrides: dict[str, Any]) -> str:
     return canonical(_same(overrides))
 
 
-def expand_grid(grid: Any, file: str, where: str = "grid") -> list[dict[str, Any]]:
-    """Every combination of a grid's values, the last key varying fastest (errors name ``where``)."""
+def expand_grid(
+    grid: Any,
+    file: str,
+    where: str = "grid",
+    scenario_keys: bool = True,
+    example: str = "dotted keys to lists of values, e.g. {comm.sms: [8, 16]}",
+) -> list[dict[str, Any]]:
+    """Every combination of a grid's values, the last key varying fastest (errors name ``where``);
+    ``scenario_keys``: each key checked as a dotted scenario key (a run sweep's keys name phases, whose
+    names may hold dashes, and are checked where they are applied)."""
     if grid is None:
         return []
     if not isinstance(grid, dict) or not grid:
-        raise ScenarioError(where, "a mapping of dotted keys to lists of values, e.g. {comm.sms: [8, 16]}", file)
+        raise ScenarioError(where, f"a mapping of {example}", file)
     axes = []
     for key, values in grid.items():
-        check_key(key, f"{where}.{key}")
+        if scenario_keys:
+            check_key(key, f"{where}.{key}")
         if not isinstance(values, list) or not values:
             raise ScenarioError(f"{where}.{key}", "give a non-empty list of values", file)
         axes.append(values)
