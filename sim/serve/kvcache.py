@@ -1,0 +1,83 @@
+"""Memory of a serving GPU: the weights it holds and the KV cache the rest of its HBM keeps.
+
+Weights per GPU (elements from :mod:`sim.model.params`; FP8 GEMM weights 1 byte plus one FP32 scale
+per 128 x 128 block, everything else BF16, as DeepSeek's released FP8 checkpoint):
+
+* every layer's attention, norms and router, split ``attention_tp`` ways for the parts Megatron-style
+  TP splits (MLA's down-projections duplicated, :func:`sim.model.params.tp_duplicated`);
+* dense layers' FFN (split over TP);
+* ``experts_per_gpu`` routed-expert slots per MoE layer, and the shared expert (one copy per GPU);
+* the embedding and the output head (vocabulary split over TP), and the MTP module when the pool
+  decodes with it.
+
+KV cache per token per layer: MLA keeps the compressed latent and the decoupled RoPE key
+(``kv_lora_rank + qk_rope_head_dim`` = 576 elements for DeepSeek-V3, V3 section 2.1.1), the same on
+every GPU of an attention TP group (the latent is shared by all heads, so TP does not split it: why
+DeepSeek's decode runs DP attention); GQA keeps ``2 x kv_heads x head_dim`` split over TP.
+
+Capacity: ``kv_memory_fraction x HBM - weights`` (SGLang's ``mem_fraction_static``: the rest is
+left to activations, CUDA graphs and the allocator).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sim.errors import ScenarioError
+from sim.model.params import embedding_params, head_params, layer_params, mtp_own_params, tp_duplicated
+from sim.model.spec import ModelSpec
+from sim.units import BF16_BYTES, GiB
+
+FP8_WEIGHT_BYTES = 1.0 + 4.0 / (128 * 128)  # FP8 element + its 128x128 block's FP32 scale share
+KV_BYTES = {"bf16": 2.0, "fp8": 1.0}
+
+
+def kv_bytes_per_token(s: ModelSpec, kv_dtype: str, tp: int, mtp: bool) -> float:
+    """KV-cache bytes one token keeps on one GPU, every layer (and the MTP block's) counted."""
+    layers = s.n_layers + (s.mtp_depth if mtp else 0)
+    if s.attention == "mla":
+        per = s.kv_lora_rank + s.qk_rope_head_dim
+    else:
+        per = 2 * max(1, s.kv_heads // tp) * s.attn_head_dim
+    return layers * per * KV_BYTES[kv_dtype]
+
+
+@dataclass(frozen=True)
+class GpuMemory:
+    weights_bytes: float
+    kv_bytes: float  # what is left for the KV cache
+    kv_tokens: int  # tokens of KV cache the GPU holds
+    kv_bytes_per_token: float
+
+
+def weights_per_gpu(s: ModelSpec, tp: int, experts_per_gpu: int, mtp: bool) -> float:
+    """Bytes of weights one GPU of the pool holds."""
+    total = 0.0
+    layers = list(range(s.n_layers)) + ([s.n_layers] * s.mtp_depth if mtp else [])
+    dup = tp_duplicated(s)
+    for layer in layers:
+        p = layer_params(s, layer)
+        attention = dup + (p.attention - dup) / tp
+        total += (attention + p.dense_ffn / tp) * FP8_WEIGHT_BYTES + (p.norms + p.router) * BF16_BYTES
+        if p.n_routed:
+            total += (experts_per_gpu * p.per_expert + p.shared_experts) * FP8_WEIGHT_BYTES
+    total += (embedding_params(s) + head_params(s)) / tp * BF16_BYTES
+    if mtp:
+        total += s.mtp_depth * mtp_own_params(s) * BF16_BYTES
+    return total
+
+
+def gpu_memory(
+    s: ModelSpec, hbm_GiB: float, fraction: float, tp: int, experts_per_gpu: int, mtp: bool, kv_dtype: str, key: str
+) -> GpuMemory:
+    """What one GPU holds; refused (naming ``key``) when the weights leave no room for KV cache."""
+    weights = weights_per_gpu(s, tp, experts_per_gpu, mtp)
+    left = fraction * hbm_GiB * GiB - weights
+    per = kv_bytes_per_token(s, kv_dtype, tp, mtp)
+    if left < per:
+        raise ScenarioError(
+            key,
+            f"weights take {weights / GiB:.1f} GiB of the {fraction:g} x {hbm_GiB:g} GiB a GPU may use: no room for "
+            "KV cache; use more GPUs per unit (fewer experts per GPU) or more attention TP",
+        )
+    return GpuMemory(weights, left, int(left // per), per)
