@@ -311,7 +311,7 @@ class ForwardModel:
             s = self.model
             t = self._ops_time(self._attention_ops(tokens, moe), beside)
             if not moe:
-                t += self._ops_time(dense_forward(s, tokens, self.tp), beside)
+                t += self._ops_time(dense_forward(s, max(tokens, self.tp), self.tp), beside)
             hit = self._dense_memo[key] = t
         return hit
 
@@ -328,7 +328,7 @@ class ForwardModel:
         dispatch_s = combine_s = 0.0
         for tokens in parts:
             logits = tokens if shape.kind == "decode" else max(1, round(shape.requests * tokens / max(shape.tokens, 1)))
-            embed = self._ops_time(embedding_ops(s, tokens, self.tp)["embed(F)"], beside)
+            embed = self._ops_time(embedding_ops(s, max(tokens, self.tp), self.tp)["embed(F)"], beside)
             core = self._attention_core(shape, tokens)
             attn_moe = self._dense_part(tokens, True, beside) + core if moe_layers else 0.0
             attn_dense = self._dense_part(tokens, False, beside) + core
@@ -343,7 +343,7 @@ class ForwardModel:
                     chain += [Task("compute", m.slowest_s), Task("comm", m.combine_s)]
                 else:
                     chain.append(Task("compute", attn_dense))
-            tail = self._ops_time(head_ops(s, logits, self.tp)["head(F)"], beside)
+            tail = self._ops_time(head_ops(s, max(logits, self.tp), self.tp)["head(F)"], beside)
             if self.query_tokens > 1:
                 tail += self._ops_time(mtp_ops(s, tokens)["mtp(F)"], beside)
             chain.append(Task("compute", tail))

@@ -1,0 +1,352 @@
+"""The serving event loop: requests through prefill, the KV transfer and decode, forward by forward.
+
+Only requests and forwards are events; a forward's duration comes from the pool's memoised
+:class:`~sim.serve.forward.ForwardModel`, so ten minutes of traffic cost one event per forward and a
+few per request.
+
+* **Prefill units** take requests from their queue (a request joins the unit with the fewest queued
+  new tokens: DeepSeek's prefill load balancer, REFERENCE.md section 11) in ``policy`` order (first
+  come, or shortest remaining first) until ``max_batch_tokens x DP ranks`` new tokens; with
+  ``chunked_prefill`` a prompt that does not fit is split and continues in the next forward. A
+  prompt's cached prefix (``prompt_cache_hit``) is not computed; its new tokens attend to it. The
+  forward that finishes a prompt emits its first token (TTFT ends there).
+* **KV transfer** (disaggregated pools): the prompt's KV cache (MLA latent, every layer) moves from
+  the prefill GPU to the decode GPU over one NIC: one IB latency plus the bytes at the NIC rate.
+  It is not shared with the all-to-all traffic on the fabric (a simplification the docs state).
+* **Decode units** run steps back to back while they hold requests (continuous batching): at each
+  step boundary they admit waiting requests (the unit with the fewest requests takes a new one: the
+  decode load balancer) while the unit holds fewer than ``max_batch x DP ranks`` and the KV cache has
+  room for the request's prompt and its whole output (reserved at admission, so nothing is evicted).
+  A step produces one token per request, plus each accepted MTP draft (``mtp``): a request's steps
+  are drawn at admission, each step accepting each draft with probability ``acceptance`` in order.
+* **Co-located units** do both: a prefill forward whenever prompts wait (prefill first), decode
+  steps otherwise; a finished prompt joins the same unit's decode (no KV transfer).
+
+The loop keeps every request's times and each unit's busy time; :mod:`sim.serve.metrics` turns them
+into the figures.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sim.serve.forward import GRID_RATIO, Forward, ForwardModel, Shape
+from sim.serve.requests import Requests
+
+CONTEXT_EXACT = 64  # KV lengths below this are exact; above, on a geometric grid (GRID_RATIO)
+DRAIN_FACTOR = 4.0  # after the last arrival, run at most this many durations (and 60 s) to drain
+KV_SAMPLES = 4000  # KV-occupancy points kept per unit
+
+
+def bucket(x: float) -> int:
+    """``x`` rounded to the context grid (exact below :data:`CONTEXT_EXACT`, then within
+    ``GRID_RATIO / 2`` of itself)."""
+    if x <= CONTEXT_EXACT:
+        return max(0, round(x))
+    k = round(math.log(x / CONTEXT_EXACT) / math.log(GRID_RATIO))
+    return round(CONTEXT_EXACT * GRID_RATIO**k)
+
+
+@dataclass
+class Span:
+    pool: str
+    unit: int
+    start_s: float
+    end_s: float
+    kind: str
+    tokens: int
+    requests: int
+
+
+@dataclass
+class Unit:
+    role: str
+    index: int
+    model: ForwardModel
+    kv_capacity: int  # tokens of KV cache the unit holds (every DP rank)
+    queue: deque[list[int]] = field(default_factory=deque)  # prefill items [request, remaining new, done new]
+    queued_tokens: int = 0
+    waiting: deque[int] = field(default_factory=deque)  # decode: requests with their KV, not admitted
+    finish: list[tuple[int, int]] = field(default_factory=list)  # heap (finish step, request)
+    active: int = 0
+    step: int = 0
+    kv_reserved: int = 0
+    rate_sum: float = 0.0  # tokens per step of the active requests
+    rate_admit: float = 0.0  # sum of rate x admission step
+    prompt_sum: int = 0
+    busy: bool = False
+    busy_s: float = 0.0
+    compute_s: float = 0.0
+    comm_s: float = 0.0
+    gpu_compute_s: np.ndarray | None = None
+    forwards: int = 0
+    kv_t: list[float] = field(default_factory=list)
+    kv_used: list[float] = field(default_factory=list)
+
+    def kv_in_use(self) -> float:
+        return self.prompt_sum + self.step * self.rate_sum - self.rate_admit
+
+
+@dataclass
+class LoopResult:
+    first_token_s: np.ndarray  # absolute time of the first token (nan: never)
+    finish_s: np.ndarray  # absolute time of the last token (nan: never)
+    prefill_start_s: np.ndarray
+    decode_admit_s: np.ndarray
+    units: list[Unit]
+    spans: list[Span]
+    end_s: float
+    in_system_area: float  # integral of requests in the system over [0, end_s]
+    queue_area: float  # integral of requests waiting for prefill
+    generated_tokens: float  # output tokens produced by end_s (first tokens included)
+    prefilled_tokens: int  # new prompt tokens computed
+
+
+class Loop:
+    def __init__(
+        self,
+        requests: Requests,
+        prefill: list[Unit],
+        decode: list[Unit],
+        colocated: bool,
+        kv_bytes_per_token: float,
+        nic_Bps: float,
+        ib_latency_s: float,
+        duration_s: float,
+        seed: int,
+        acceptance: float,
+        drafts: int,
+        timeline_spans: int,
+    ) -> None:
+        self.r = requests
+        self.prefill, self.decode, self.colocated = prefill, decode, colocated
+        self.kv_bytes_per_token, self.nic_Bps, self.ib_latency_s = kv_bytes_per_token, nic_Bps, ib_latency_s
+        self.duration_s = duration_s
+        self.rng = np.random.default_rng([seed, 7])
+        self.acceptance, self.drafts = acceptance, drafts
+        n = len(requests)
+        self.first = np.full(n, np.nan)
+        self.finish = np.full(n, np.nan)
+        self.pstart = np.full(n, np.nan)
+        self.admit = np.full(n, np.nan)
+        self.rates = np.zeros(n)
+        self.admit_step = np.zeros(n, dtype=np.int64)
+        self.events: list[tuple[float, int, int, int, int]] = []  # (time, seq, kind, a, b)
+        self.seq = 0
+        self.spans: list[Span] = []
+        self.max_spans = timeline_spans
+        self.now = 0.0
+        self.in_system = 0
+        self.queued = 0
+        self.area = 0.0
+        self.qarea = 0.0
+        self.last = 0.0
+        self.generated = 0.0
+        self.prefilled = 0
+
+    # events: 0 arrival(i), 1 prefill done(unit), 2 kv arrived(i), 3 decode step done(unit)
+    def push(self, t: float, kind: int, a: int, b: int = 0) -> None:
+        heapq.heappush(self.events, (t, self.seq, kind, a, b))
+        self.seq += 1
+
+    def advance(self, t: float) -> None:
+        self.area += self.in_system * (t - self.last)
+        self.qarea += self.queued * (t - self.last)
+        self.last = self.now = t
+
+    def run(self) -> LoopResult:
+        for i in range(len(self.r)):
+            self.push(float(self.r.arrival_s[i]), 0, i)
+        limit = self.duration_s + max(60.0, DRAIN_FACTOR * self.duration_s)
+        units = self.prefill + ([] if self.colocated else self.decode)
+        batches: dict[tuple[str, int], list[list[int]]] = {}
+        while self.events:
+            t, _, kind, a, b = heapq.heappop(self.events)
+            if t > limit:
+                self.advance(limit)
+                break
+            self.advance(t)
+            if kind == 0:
+                self.in_system += 1
+                self.queued += 1
+                u = min(self.prefill, key=lambda x: (x.queued_tokens, x.index))
+                new = int(self.r.input_tokens[a] - self.r.cached_tokens[a])
+                u.queue.append([a, new, 0])
+                u.queued_tokens += new
+                self._kick(u, batches)
+            elif kind == 1:
+                u = self.prefill[a]
+                self._prefill_done(u, batches.pop((u.role, u.index)))
+                self._kick(u, batches)
+            elif kind == 2:
+                u = min(self.decode, key=lambda x: (x.active + len(x.waiting), x.index))
+                u.waiting.append(a)
+                self._kick(u, batches)
+            else:
+                u = (self.prefill if self.colocated else self.decode)[a]
+                self._step_done(u)
+                self._kick(u, batches)
+        return LoopResult(
+            self.first,
+            self.finish,
+            self.pstart,
+            self.admit,
+            units,
+            self.spans,
+            self.now,
+            self.area,
+            self.qarea,
+            self.generated,
+            self.prefilled,
+        )
+
+    # ------------------------------------------------------------------ prefill
+    def _kick(self, u: Unit, batches: dict[tuple[str, int], list[list[int]]]) -> None:
+        if u.busy:
+            return
+        if u.queue and (u.role != "decode"):
+            self._start_prefill(u, batches)
+        elif u.role != "prefill" and (u.active or u.waiting):
+            self._start_step(u)
+
+    def _start_prefill(self, u: Unit, batches: dict[tuple[str, int], list[list[int]]]) -> None:
+        m = u.model
+        budget = m.pool.max_batch_tokens * m.dp
+        if m.pool.policy == "sjf":
+            u.queue = deque(sorted(u.queue, key=lambda it: (it[1], it[0])))
+        batch: list[list[int]] = []  # [request, tokens this forward, prefix before them]
+        left = budget
+        while u.queue and left > 0:
+            item = u.queue[0]
+            req, remaining, done = item
+            take = (
+                remaining
+                if remaining <= left
+                else (left if m.pool.chunked_prefill else (remaining if not batch else 0))
+            )
+            if take == 0:
+                break
+            if np.isnan(self.pstart[req]):
+                self.pstart[req] = self.now
+                self.queued -= 1
+            batch.append([req, take, int(self.r.cached_tokens[req]) + done])
+            left -= take
+            if take == remaining:
+                u.queue.popleft()
+            else:
+                item[1] -= take
+                item[2] += take
+        tokens = sum(b[1] for b in batch)
+        u.queued_tokens -= tokens
+        self.prefilled += tokens
+        ranks = m.dp
+        shape = Shape(
+            "prefill",
+            max(1, -(-tokens // ranks)),
+            max(1, -(-len(batch) // ranks)),
+            bucket(sum(b[2] * b[1] for b in batch) / max(tokens, 1)),
+        )
+        f = m.forward(shape)
+        self._busy(u, f, "prefill", tokens, len(batch))
+        batches[(u.role, u.index)] = batch
+        self.push(self.now + f.time_s, 1, u.index)
+
+    def _busy(self, u: Unit, f: Forward, kind: str, tokens: int, requests: int) -> None:
+        u.busy = True
+        u.busy_s += f.time_s
+        u.compute_s += f.compute_s
+        u.comm_s += f.comm_s
+        u.gpu_compute_s = f.gpu_compute_s.copy() if u.gpu_compute_s is None else u.gpu_compute_s + f.gpu_compute_s
+        u.forwards += 1
+        if len(self.spans) < self.max_spans:
+            self.spans.append(Span(u.role, u.index, self.now, self.now + f.time_s, kind, tokens, requests))
+
+    def _prefill_done(self, u: Unit, batch: list[list[int]]) -> None:
+        u.busy = False
+        for req, take, prefix in batch:
+            if prefix + take < self.r.input_tokens[req]:
+                continue  # a chunk: the prompt goes on
+            self.first[req] = self.now
+            self.generated += 1
+            if self.r.output_tokens[req] <= 1:
+                self._finished(req)
+            elif self.colocated:
+                u.waiting.append(req)
+            else:
+                kv = float(self.r.input_tokens[req]) * self.kv_bytes_per_token
+                self.push(self.now + self.ib_latency_s + kv / self.nic_Bps, 2, req)
+
+    def _finished(self, req: int) -> None:
+        self.finish[req] = self.now
+        self.in_system -= 1
+
+    # ------------------------------------------------------------------ decode
+    def _steps(self, tokens: int) -> int:
+        """Decode steps to produce ``tokens`` tokens, each step one plus its accepted drafts (a draft
+        counts only when every earlier draft of the step was accepted)."""
+        if self.drafts == 0 or self.acceptance == 0:
+            return tokens
+        steps, made = 0, 0
+        while made < tokens:
+            acc = 0
+            u = self.rng.random(self.drafts)
+            while acc < self.drafts and u[acc] < self.acceptance:
+                acc += 1
+            made += 1 + acc
+            steps += 1
+        return steps
+
+    def _start_step(self, u: Unit) -> None:
+        m = u.model
+        cap = m.pool.max_batch * m.dp
+        while u.waiting and u.active < cap:
+            req = u.waiting[0]
+            need = int(self.r.input_tokens[req] + self.r.output_tokens[req])
+            if u.kv_reserved + need > u.kv_capacity and u.active:
+                break
+            u.waiting.popleft()
+            u.kv_reserved += need
+            out = int(self.r.output_tokens[req]) - 1
+            steps = max(1, self._steps(out))
+            rate = out / steps
+            self.rates[req] = rate
+            self.admit[req] = self.now
+            self.admit_step[req] = u.step
+            u.active += 1
+            u.rate_sum += rate
+            u.rate_admit += rate * u.step
+            u.prompt_sum += int(self.r.input_tokens[req]) + 1
+            heapq.heappush(u.finish, (u.step + steps, req))
+        if not u.active:
+            return
+        b = -(-u.active // m.dp)
+        ctx = u.kv_in_use() / u.active
+        shape = Shape("decode", b * m.query_tokens, b, bucket(ctx))
+        f = m.forward(shape)
+        self._busy(u, f, "decode", u.active, u.active)
+        if len(u.kv_t) < KV_SAMPLES:
+            u.kv_t.append(self.now)
+            u.kv_used.append(u.kv_in_use() / u.kv_capacity)
+        self.push(self.now + f.time_s, 3, u.index)
+
+    def _step_done(self, u: Unit) -> None:
+        u.busy = False
+        u.step += 1
+        self.generated += u.rate_sum
+        while u.finish and u.finish[0][0] <= u.step:
+            _, req = heapq.heappop(u.finish)
+            rate = self.rates[req]
+            u.active -= 1
+            u.rate_sum -= rate
+            u.rate_admit -= rate * self.admit_step[req]
+            u.prompt_sum -= int(self.r.input_tokens[req]) + 1
+            u.kv_reserved -= int(self.r.input_tokens[req] + self.r.output_tokens[req])
+            self._finished(req)
+        if not u.active:
+            u.rate_sum = u.rate_admit = 0.0
+            u.prompt_sum = 0

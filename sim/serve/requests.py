@@ -1,0 +1,114 @@
+"""The requests a deployment serves: Poisson arrivals, or a trace file.
+
+Trace format (CSV, a header line, one request per line, any order; ``docs/serving.md``)::
+
+    arrival_s,input_tokens,output_tokens[,cached_tokens]
+    0.000,2000,500,1100
+
+``arrival_s`` seconds from the start (finite, >= 0); ``input_tokens`` >= 1 (the whole prompt);
+``output_tokens`` >= 1 (the first comes from the prefill); ``cached_tokens`` how much of the prompt
+the prompt cache holds (0 <= cached < input) [default: ``prompt_cache_hit`` x input]. Requests
+arriving after ``duration_s`` are dropped. Every error names the file, the line and the column.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sim.errors import ScenarioError
+from sim.serve.spec import MAX_REQUESTS, TrafficSpec
+from sim.yamlio import read_text
+
+COLUMNS = ("arrival_s", "input_tokens", "output_tokens", "cached_tokens")
+MAX_TOKENS = 1_048_576
+
+
+@dataclass(frozen=True)
+class Requests:
+    arrival_s: np.ndarray
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+    cached_tokens: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.arrival_s)
+
+
+def _cached(inputs: np.ndarray, hit: float) -> np.ndarray:
+    return np.minimum(np.floor(inputs * hit), inputs - 1).astype(np.int64)
+
+
+def poisson(t: TrafficSpec, duration_s: float, rng: np.random.Generator, key: str = "serve.traffic") -> Requests:
+    """Poisson arrivals at ``t.rate_per_s`` over ``duration_s``; lengths fixed or exponential."""
+    assert t.rate_per_s is not None
+    mean = t.rate_per_s * duration_s
+    if mean > MAX_REQUESTS:
+        raise ScenarioError(
+            f"{key}.rate_per_s", f"{mean:.3g} requests in {duration_s:g} s; at most {MAX_REQUESTS} are simulated"
+        )
+    n = int(rng.poisson(mean))
+    arrival = np.sort(rng.uniform(0.0, duration_s, size=n))
+    if t.lengths == "fixed":
+        inputs = np.full(n, t.input_tokens, dtype=np.int64)
+        outputs = np.full(n, t.output_tokens, dtype=np.int64)
+    else:
+        inputs = np.maximum(1, np.ceil(rng.exponential(t.input_tokens, size=n))).astype(np.int64)
+        outputs = np.maximum(1, np.ceil(rng.exponential(t.output_tokens, size=n))).astype(np.int64)
+        inputs, outputs = np.minimum(inputs, MAX_TOKENS), np.minimum(outputs, MAX_TOKENS)
+    return Requests(arrival, inputs, outputs, _cached(inputs, t.prompt_cache_hit))
+
+
+def read_trace(path: Path, hit: float, duration_s: float) -> Requests:
+    """The trace file's requests arriving within ``duration_s``, sorted by arrival."""
+    name = str(path)
+    lines = read_text(path, "trace", 512 << 20).splitlines()
+    rows = list(csv.reader(lines))
+    if not rows:
+        raise ScenarioError("", f"empty trace; the header is {','.join(COLUMNS[:3])}[,cached_tokens]", name)
+    header = [h.strip() for h in rows[0]]
+    if header not in (list(COLUMNS[:3]), list(COLUMNS)):
+        raise ScenarioError(
+            "line 1", f"the header must be {','.join(COLUMNS[:3])}[,cached_tokens], got {','.join(header)}", name
+        )
+    data: list[list[float]] = []
+    for i, row in enumerate(rows[1:], start=2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != len(header):
+            raise ScenarioError(f"line {i}", f"{len(row)} values, the header has {len(header)}", name)
+        vals = []
+        for col, cell in zip(header, row, strict=True):
+            try:
+                v = float(cell)
+            except ValueError:
+                raise ScenarioError(f"line {i}: {col}", f"not a number: {cell.strip()!r}", name) from None
+            if not math.isfinite(v) or v < 0:
+                raise ScenarioError(f"line {i}: {col}", f"must be finite and >= 0, got {cell.strip()}", name)
+            if col != "arrival_s" and (v != int(v) or v > MAX_TOKENS):
+                raise ScenarioError(
+                    f"line {i}: {col}", f"a whole number of tokens up to {MAX_TOKENS}, got {cell.strip()}", name
+                )
+            vals.append(v)
+        if vals[1] < 1 or vals[2] < 1:
+            col = "input_tokens" if vals[1] < 1 else "output_tokens"
+            raise ScenarioError(f"line {i}: {col}", "must be >= 1", name)
+        if len(vals) == 4 and vals[3] >= vals[1]:
+            raise ScenarioError(
+                f"line {i}: cached_tokens", "must be below input_tokens (one token at least is prefilled)", name
+            )
+        if len(data) >= MAX_REQUESTS:
+            raise ScenarioError(f"line {i}", f"more than {MAX_REQUESTS} requests", name)
+        data.append(vals)
+    if not data:
+        raise ScenarioError("", "the trace has no requests", name)
+    a = np.array(data)
+    a = a[np.argsort(a[:, 0], kind="stable")]
+    a = a[a[:, 0] <= duration_s]
+    inputs = a[:, 1].astype(np.int64)
+    cached = a[:, 3].astype(np.int64) if a.shape[1] == 4 else _cached(inputs, hit)
+    return Requests(a[:, 0].copy(), inputs, a[:, 2].astype(np.int64), cached)
