@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sim import __version__
 from sim.assemble import Assembly, assemble
@@ -209,7 +209,16 @@ TRACE_US = 1e6  # the largest factor a figure is written with: seconds to a trac
 EDGE = 1e100  # an input beyond this magnitude (or a nonzero one below its inverse) is "at the edge"
 
 
-def check_finite(sc: Scenario, figures: dict[str, Any], *more: float) -> None:
+class Described(Protocol):
+    """A scenario as :func:`check_finite` reads it (a training or schedule scenario, a serve scenario)."""
+
+    @property
+    def source_path(self) -> str: ...
+
+    def model_dump(self) -> dict[str, Any]: ...
+
+
+def check_finite(sc: Described, figures: dict[str, Any], *more: float) -> None:
     """Every figure of a run is finite (and stays finite when a trace writes its times in
     microseconds) before anything is written or plotted; otherwise one error naming the figure and the
     scenario's inputs at the edge of floating point that produced it."""

@@ -17,9 +17,9 @@ bottleneck, a non-blocking fabric between them); it does not see congestion insi
   slowdown (:mod:`sim.chunk.overheads`).
 * **low-latency kernels** (decode) hold no SMs. Their rates are derived from DeepEP's published
   low-latency table (H800, CX7 400 Gb/s, 128 tokens per GPU, top-8, FP8 dispatch, BF16 combine;
-  :data:`LL_PUBLISHED`): the IB rate from its largest EP (256: 31 of every 32 copies leave the node),
-  the NVLink rate from EP8 (one node: 7 of every 8 copies on NVLink), by
-  :func:`derive_ll_rates`. EP16 to EP128 are held out and compared in ``docs/serving.md``.
+  :data:`LL_PUBLISHED`): the rates at which this very model gives the published latency of its
+  largest EP (256: IB) and of EP8 (one node: NVLink), by :func:`derive_ll_rates`. EP16 to EP128
+  are held out and compared in ``docs/serving.md``.
 
 Bytes per copy: dispatch FP8 with one FP32 scale per 128 elements, combine BF16
 (:mod:`sim.units`). Latency: the topology's IB path (GPU-NIC, NIC-leaf, leaf-spine and back: 3.7 us
@@ -28,13 +28,17 @@ by default, ISCA'25 Table 5) or NVLink hop pair (3.33 us) when nothing leaves th
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+
+import numpy as np
 
 from sim.chunk.overheads import COMM_BESIDE_COMPUTE
 from sim.hardware.gpu import NIC_Gbps
 from sim.moe.deepep import DERIVED_RDMA_GBps, NVLINK_CHANNEL_GBps
 from sim.network.spec import ClusterSpec, LatencySpec, NodeSpec
-from sim.serve.routing import BatchRouting
+from sim.serve.placement import place
+from sim.serve.routing import BatchRouting, route_batch
 from sim.units import BF16_BYTES, FP8_TILE_BYTES, gbit_to_gbyte
 
 # deepseek-ai/DeepEP docs/legacy.md, "Low-latency kernels with pure RDMA" (H800, CX7 400 Gb/s,
@@ -70,22 +74,33 @@ def copy_bytes(phase: str, dim: int) -> float:
     return dim * (FP8_TILE_BYTES if phase == "dispatch" else BF16_BYTES)
 
 
+def ll_case(ep: int, seed: int = 0) -> BatchRouting:
+    """DeepEP's low-latency benchmark case on ``ep`` GPUs: 128 tokens per GPU, 256 experts spread
+    evenly, each token's top-8 of random scores (no group limit, no shared expert), uniform load."""
+    experts = 256
+    load = np.full(experts, 1.0 / experts)
+    placement = place(load, ep, experts // ep)
+    rng = np.random.default_rng([seed, ep])
+    return route_batch(load, placement, LL_TOKENS * ep, LL_TOP_K, 1, 1, LL_GPUS_PER_NODE, False, "low_latency", rng)
+
+
+@functools.cache
 def derive_ll_rates() -> dict[str, tuple[float, float]]:
-    """phase -> (IB GB/s, NVLink GB/s) of the low-latency kernels: the bytes a GPU moves on the link
-    in DeepEP's measured case over its published latency less one message latency (experts uniform over the EP group, so a
-    GPU's copies split by where their expert lives: its own GPU, its node, other nodes)."""
+    """phase -> (IB GB/s, NVLink GB/s) of the low-latency kernels, such that :func:`phase_time`
+    gives DeepEP's published latency for its own benchmark case (:func:`ll_case`, routed the same
+    way as any forward here, so the busiest GPU's share is in both): the IB rate from EP256 (31 of
+    every 32 copies leave the node), the NVLink rate from EP8 (one node)."""
     rates = {}
     for i, phase in enumerate(("dispatch", "combine")):
-        per_gpu = LL_TOKENS * LL_TOP_K * copy_bytes(phase, LL_HIDDEN)
+        b = copy_bytes(phase, LL_HIDDEN)
+        r = ll_case(LL_IB_FROM)
+        ib = float(max(r.ib_send.max(), r.ib_recv.max())) * b
         t_ib = LL_PUBLISHED[LL_IB_FROM][2 * i] * 1e-6 - ib_latency_s(LatencySpec())
-        remote = (LL_IB_FROM - LL_GPUS_PER_NODE) / LL_IB_FROM
+        r = ll_case(LL_NVLINK_FROM)
+        nv = float(max(r.nvl_send.max(), r.nvl_recv.max())) * b
         t_nv = LL_PUBLISHED[LL_NVLINK_FROM][2 * i] * 1e-6 - nvlink_latency_s(LatencySpec())
-        local = (LL_NVLINK_FROM - 1) / LL_NVLINK_FROM
-        rates[phase] = (per_gpu * remote / t_ib / 1e9, per_gpu * local / t_nv / 1e9)
+        rates[phase] = (ib / t_ib / 1e9, nv / t_nv / 1e9)
     return rates
-
-
-LL_RATES_GBps = derive_ll_rates()
 
 
 @dataclass(frozen=True)
@@ -120,7 +135,7 @@ def phase_time(
     ib = float(max(ib_send.max(initial=0), ib_recv.max(initial=0))) * b
     nv = float(max(nv_send.max(initial=0), nv_recv.max(initial=0))) * b
     if kernels == "low_latency":
-        ib_rate, nv_rate = LL_RATES_GBps[phase]
+        ib_rate, nv_rate = derive_ll_rates()[phase]
         ib_rate *= links.nic_GBps / LL_NIC_GBps  # the same share of this cluster's links
         nv_rate *= links.nvlink_GBps / LL_NVLINK_GBps
         slowdown = 1.0

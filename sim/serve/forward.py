@@ -94,9 +94,6 @@ class MoePart:
     combine_s: float
     per_gpu_s: np.ndarray
 
-    def astuple(self) -> tuple[float, float, float, np.ndarray]:
-        return (self.slowest_s, self.dispatch_s, self.combine_s, self.per_gpu_s)
-
 
 EXACT_TOKENS = 32  # tokens per DP rank routed exactly; above, a geometric grid
 GRID_RATIO = 1.0625
@@ -283,7 +280,12 @@ class ForwardModel:
             return a
         b = self._moe_at(hi, beside)
         w = (tokens - lo) / (hi - lo)
-        return MoePart(*(x * (1 - w) + y * w for x, y in zip(a.astuple(), b.astuple(), strict=True)))
+        return MoePart(
+            a.slowest_s * (1 - w) + b.slowest_s * w,
+            a.dispatch_s * (1 - w) + b.dispatch_s * w,
+            a.combine_s * (1 - w) + b.combine_s * w,
+            a.per_gpu_s * (1 - w) + b.per_gpu_s * w,
+        )
 
     def _moe_at(self, tokens: int, beside: bool) -> MoePart:
         key = (tokens, beside)

@@ -166,7 +166,7 @@ class Loop:
         units = self.prefill + ([] if self.colocated else self.decode)
         batches: dict[tuple[str, int], list[list[int]]] = {}
         while self.events:
-            t, _, kind, a, b = heapq.heappop(self.events)
+            t, _, kind, a, _b = heapq.heappop(self.events)
             if t > limit:
                 self.advance(limit)
                 break
