@@ -124,8 +124,9 @@ def _print(summary: dict[str, Any]) -> None:
         )
         for role, p in summary["pools"].items():
             out.print(
-                f"{role}: {p['units']} x {p['gpus_per_unit']} GPUs, busy {p['busy']:.0%} (compute {p['compute_busy']:.0%}, "
-                f"all-to-all {p['comm_busy']:.0%}), {p['forwards']:,} forwards of {p['shapes']} shapes, weights "
+                f"{role}: {p['units']} x {p['gpus_per_unit']} GPUs, busy {p['busy']:.0%} "
+                f"(compute {p['compute_busy']:.0%}, all-to-all {p['comm_busy']:.0%}), {p['forwards']:,} forwards "
+                f"of {p['shapes']} shapes, weights "
                 f"{p['weights_GiB']:.1f} GiB, KV {p['kv_tokens_per_gpu']:,} tokens per GPU, "
                 f"{p['redundant_experts']} redundant experts"
             )

@@ -9,8 +9,9 @@ router limits them: to ``group_limit`` of ``groups`` equal groups of consecutive
 the sum of their ``top_k / group_limit`` best perturbed scores (DeepSeek-V3's config: 8 groups,
 4 kept; REFERENCE.md section 1). In training the groups are the nodes of the EP group; in serving
 they are expert ids, and which nodes a token reaches follows from the placement. Each chosen expert
-goes to one of its copies, uniformly. With ``shared_as_routed`` the shared expert is a ``top_k + 1``-th target: one copy per GPU, the token's
-copy uniform over the unit's GPUs (DeepSeek's decode, V3 section 3.4.2).
+goes to one of its copies, uniformly. With ``shared_as_routed`` the shared expert is a
+``top_k + 1``-th target: one copy per GPU, the token's copy uniform over the unit's GPUs
+(DeepSeek's decode, V3 section 3.4.2).
 
 What moves, per kernel family (REFERENCE.md section 4, DeepEP's legacy README):
 
