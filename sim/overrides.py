@@ -16,7 +16,8 @@ from typing import Any
 
 from sim.errors import ScenarioError
 
-PATH_KEYS = ("cluster.topology", "profile")  # values that are file paths, relative to the file giving them
+# values that are file paths, relative to the file giving them
+PATH_KEYS = ("cluster.topology", "profile", "serve.traffic.trace")
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 

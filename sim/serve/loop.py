@@ -287,19 +287,18 @@ class Loop:
 
     # ------------------------------------------------------------------ decode
     def _steps(self, tokens: int) -> int:
-        """Decode steps to produce ``tokens`` tokens, each step one plus its accepted drafts (a draft
-        counts only when every earlier draft of the step was accepted)."""
-        if self.drafts == 0 or self.acceptance == 0:
+        """Decode steps to produce ``tokens`` tokens: each step makes one plus its accepted drafts, the
+        ``j``-th draft counting only when the ones before it were accepted (so ``P(X >= j) = p^j``,
+        ``X <= drafts``: ``X = min(drafts, floor(log u / log p))`` for uniform ``u``)."""
+        p, d = self.acceptance, self.drafts
+        if d == 0 or p == 0 or tokens <= 0:
             return tokens
-        steps, made = 0, 0
-        while made < tokens:
-            acc = 0
-            u = self.rng.random(self.drafts)
-            while acc < self.drafts and u[acc] < self.acceptance:
-                acc += 1
-            made += 1 + acc
-            steps += 1
-        return steps
+        if p >= 1:
+            return -(-tokens // (1 + d))
+        u = self.rng.random(tokens)
+        extra = np.minimum(d, np.floor(np.log(np.maximum(u, 1e-300)) / math.log(p)))
+        made = np.cumsum(1 + extra)
+        return int(np.searchsorted(made, tokens) + 1)
 
     def _start_step(self, u: Unit) -> None:
         m = u.model

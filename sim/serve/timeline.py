@@ -1,4 +1,4 @@
-"""A serving run as a Chrome/Perfetto trace (``trace.json``; open it in https://ui.perfetto.dev).
+"""A serving run as a Chrome/Perfetto trace (``trace.json``; open it in ui.perfetto.dev).
 
 * One process per pool (``prefill``, ``decode``, ``colocated``, in that order), one thread (track) per
   unit of the pool, every unit named even when it ran nothing.

@@ -98,7 +98,17 @@ METRICS: tuple[Metric, ...] = (
     Metric("dp_comm_exposed_s", "min", "s", "DP communication exposed (the rank that ends the step)", ABSOLUTE),
     Metric("memory_peak_GiB", "min", "GiB", "peak memory per GPU (worst rank)"),
     Metric("memory_headroom_GiB", "max", "GiB", "GPU memory left at the peak (worst rank)", ABSOLUTE),
+    # serving deployments (a serve base scenario: sim.serve)
+    Metric("ttft_p50_s", "min", "s", "time to first token, median"),
+    Metric("ttft_p99_s", "min", "s", "time to first token, 99th percentile"),
+    Metric("tpot_p50_s", "min", "s", "time per output token, median"),
+    Metric("tpot_p99_s", "min", "s", "time per output token, 99th percentile"),
+    Metric("input_tokens_per_s_per_node", "max", "tokens/s", "input tokens per second per prefill node"),
+    Metric("output_tokens_per_s_per_node", "max", "tokens/s", "output tokens per second per decode node"),
+    Metric("goodput_requests_per_s", "max", "requests/s", "requests per second meeting both SLOs"),
 )
+SERVE_METRICS: tuple[str, ...] = ("ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s")
+SERVE_METRICS += ("input_tokens_per_s_per_node", "output_tokens_per_s_per_node", "goodput_requests_per_s")
 METRIC_BY_NAME = {m.name: m for m in METRICS}
 LAYOUT_COLUMNS: tuple[tuple[str, str], ...] = (  # (column, dtype): the layout the point ran
     ("schedule", "string"),
@@ -117,7 +127,36 @@ PROVENANCE_COLUMNS: tuple[tuple[str, str], ...] = (  # (column, dtype): what com
 )
 
 
+def _serve_figures(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
+    """A serving point's figures (its training columns stay empty)."""
+    from sim.serve.deployment import simulate_serve
+    from sim.serve.spec import parse_serve
+
+    sc = parse_serve(data, path, Path(folder))
+    if sc.serve.traffic is None:
+        from sim.errors import ScenarioError
+
+        raise ScenarioError("serve.traffic", "a sweep point simulates traffic: give serve.traffic", path)
+    d = simulate_serve(sc).to_dict()
+
+    def nan(x: float | None) -> float:
+        return math.nan if x is None else float(x)
+
+    return {
+        "ttft_p50_s": nan(d["ttft_s"]["p50"]),
+        "ttft_p99_s": nan(d["ttft_s"]["p99"]),
+        "tpot_p50_s": nan(d["tpot_s"]["p50"]),
+        "tpot_p99_s": nan(d["tpot_s"]["p99"]),
+        "input_tokens_per_s_per_node": d["input_tokens_per_s_per_node"],
+        "output_tokens_per_s_per_node": d["output_tokens_per_s_per_node"],
+        "goodput_requests_per_s": d["goodput_requests_per_s"],
+        "gpus": sum(p["nodes"] for p in d["pools"].values()) * (sc.cluster_spec().node.gpus_per_node),
+    }
+
+
 def _figures(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
+    if "serve" in data:
+        return _serve_figures(data, path, folder)
     from sim.config import scenario_from_data
     from sim.network.topology import build_topology
     from sim.run import simulate_training

@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from sim.config import Scenario, expand_model_config, scenario_data
 from sim.errors import ScenarioError
 from sim.overrides import PATH_KEYS, apply_overrides, canonical, check_key, only_keys, resolve_paths
+from sim.serve.spec import ServeScenario, is_serve_data
 from sim.yamlio import read_yaml, validation_error
 
 MAX_POINTS = 1_000_000
@@ -192,10 +193,11 @@ def _check(base: dict[str, Any], sets: dict[str, Any], folder: Path, base_folder
     against its own)."""
     data = apply_overrides(base, resolve_paths(sets, folder))
     data = expand_model_config(data, folder if "model.config" in sets else (base_folder or folder))
+    schema = ServeScenario if is_serve_data(data) else Scenario
     try:
-        Scenario.model_validate(data)
+        schema.model_validate(data)
     except ValidationError as err:
-        raise validation_error(err, Scenario) from None
+        raise validation_error(err, schema) from None
     for key in PATH_KEYS:  # a path the point gives (made absolute above) must name a file
         node: Any = data
         for part in key.split("."):
@@ -249,9 +251,11 @@ def sweep_from_data(data: Any, path: Path) -> Sweep:
     base_data, base_folder = scenario_data(base_path)
     if not isinstance(base_data, dict):
         raise ScenarioError("", "the base scenario must be a mapping of keys", str(base_path))
-    if base_data.get("training") is None:
+    if base_data.get("training") is None and not is_serve_data(base_data):
         raise ScenarioError(
-            "base", "a sweep runs training steps: the base scenario needs a training section", str(base_path)
+            "base",
+            "a sweep runs training steps or serving deployments: the base scenario needs a training or a serve section",
+            str(base_path),
         )
     name = data.get("name", path.stem)
     if not isinstance(name, str) or not name:

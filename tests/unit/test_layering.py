@@ -36,6 +36,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("assemble",),  # assemble(scenario): everything a run needs, built once (what validate checks)
     ("results",),  # metrics and exports of schedule runs
     ("run",),  # simulate an assembly: one RunResult / TrainingRun
+    ("serve",),  # serving: a deployment's pools, forwards, routing, the request event loop
     ("sweep",),  # many points of one base scenario
     ("experiments",),  # studies, co-design, published figures, traces
     ("cli", "__main__"),  # the twin command
