@@ -411,6 +411,8 @@ def parse_scenario(data: Any) -> Scenario:
     :func:`sim.assemble.assemble`."""
     if not isinstance(data, dict):
         raise ScenarioError("", f"a scenario must be a mapping of keys, got {type(data).__name__}")
+    if "serve" in data:
+        raise ScenarioError("serve", "a serve scenario (a deployment and its traffic): run it with 'twin serve'")
     model = data.get("model")
     for key in NOT_MODELLED:  # keys of DeepSeek's config.json that nothing reads: say why, not 'unknown'
         if isinstance(model, dict) and key in model:

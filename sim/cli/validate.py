@@ -32,7 +32,14 @@ def validate_cmd(
     scenario: Annotated[Path, typer.Argument(help="scenario YAML")],
 ) -> None:
     """Check a scenario file without running it: everything a run would refuse is refused here, with
-    the same one-line error; on success one line describes the layout it would run."""
+    the same one-line error; on success one line describes the layout it would run (a serve scenario:
+    its pools)."""
+    from sim.config import scenario_data
+    from sim.serve.spec import is_serve_data
+
+    if is_serve_data(scenario_data(scenario)[0]):
+        _validate_serve(scenario)
+        return
     asm = assemble(load_scenario(scenario))  # what twin run builds, without simulating: the same refusals
     sc, lay = asm.scenario, asm.layout
     if lay is not None:
@@ -45,6 +52,20 @@ def validate_cmd(
         )
         return
     out.print(f"{scenario}: ok (scenario {sc.name!r}, {len(sc.pipeline.schedules)} schedule(s))", soft_wrap=True)
+
+
+def _validate_serve(path: Path) -> None:
+    from sim.serve.deployment import build
+    from sim.serve.spec import load_serve
+
+    sc = load_serve(path)
+    d = build(sc)  # what twin serve builds before the traffic: the same refusals
+    pools = ", ".join(
+        f"{role} {p.units} x {p.model.gpus} GPUs (EP {p.model.gpus}, attention TP {p.model.tp} x DP {p.model.dp}, "
+        f"{p.placement.redundant} redundant experts, {p.spec.kernels} kernels)"
+        for role, p in d.pools.items()
+    )
+    out.print(f"{path}: ok (serve scenario {sc.name!r}: {pools})", soft_wrap=True)
 
 
 MarkdownOut = Annotated[
