@@ -269,6 +269,13 @@ FIGURES: dict[str, tuple[str, float | None, Callable[[], float], str]] = {
         lambda: _once(["report", "scenarios/codesign.yaml", "-q"]),
         "twin report scenarios/codesign.yaml (55 points), whole process, from nothing",
     ),
+    "serve_ten_minutes_s": (
+        "s",
+        60.0,
+        lambda: _once(["serve", "scenarios/serve/deepseek-v3-h800.yaml", "-q", "-o", "{out}"]),
+        "twin serve scenarios/serve/deepseek-v3-h800.yaml -o DIR (600 s of traffic at 300 requests/s, DeepSeek's "
+        "published input rate per prefill node; every output written), whole process, from nothing",
+    ),
 }
 LONG: dict[str, tuple[str, float | None, Callable[[], float], str]] = {
     "sweep_thousand_s": (
