@@ -130,6 +130,16 @@ def _print(summary: dict[str, Any]) -> None:
                 f"{p['weights_GiB']:.1f} GiB, KV {p['kv_tokens_per_gpu']:,} tokens per GPU, "
                 f"{p['redundant_experts']} redundant experts"
             )
+    for role, c in summary.get("capacity", {}).items():
+        parts = []
+        if "input_tokens_per_s_per_node" in c:
+            parts.append(f"{c['input_tokens_per_s_per_node']:,.0f} input tokens/s per node")
+        if "output_tokens_per_s_per_node" in c:
+            parts.append(
+                f"{c['output_tokens_per_s_per_node']:,.0f} output tokens/s per node "
+                f"(TPOT {c['tpot_at_capacity_s'] * 1e3:.1f} ms)"
+            )
+        out.print(f"{role} flat out (batch limit): {', '.join(parts)}")
     floor = summary.get("decode_floor")
     if floor:
         t = Table(

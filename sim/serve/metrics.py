@@ -140,6 +140,16 @@ def summarise(sc: ServeScenario, d: Deployment, reqs: Requests, out: LoopResult)
             kv_tokens_per_gpu=pool.memory.kv_tokens,
             redundant_experts=pool.placement.redundant,
         )
+    from sim.serve.capacity import capacity
+
+    extra = {
+        "capacity": capacity(
+            d,
+            float(reqs.input_tokens.mean()) if len(reqs) else 0.0,
+            float(reqs.cached_tokens.mean()) if len(reqs) else 0.0,
+            float(reqs.output_tokens.mean()) if len(reqs) else 1.0,
+        )
+    }
     kv = {
         f"{u.role}/{u.index}": (np.array(u.kv_t), np.array(u.kv_used))
         for u in out.units
@@ -170,4 +180,5 @@ def summarise(sc: ServeScenario, d: Deployment, reqs: Requests, out: LoopResult)
         kv_occupancy=kv,
         spans=out.spans,
         little=little,
+        extra=extra,
     )
