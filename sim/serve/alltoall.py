@@ -35,6 +35,7 @@ import numpy as np
 
 from sim.chunk.overheads import COMM_BESIDE_COMPUTE
 from sim.hardware.gpu import NIC_Gbps
+from sim.model.spec import DEEPSEEK_V3
 from sim.moe.deepep import DERIVED_RDMA_GBps, NVLINK_CHANNEL_GBps
 from sim.network.spec import ClusterSpec, LatencySpec, NodeSpec
 from sim.serve.placement import place
@@ -77,7 +78,7 @@ def copy_bytes(phase: str, dim: int) -> float:
 def ll_case(ep: int, seed: int = 0) -> BatchRouting:
     """DeepEP's low-latency benchmark case on ``ep`` GPUs: 128 tokens per GPU, 256 experts spread
     evenly, each token's top-8 of random scores (no group limit, no shared expert), uniform load."""
-    experts = 256
+    experts = DEEPSEEK_V3.n_routed_experts
     load = np.full(experts, 1.0 / experts)
     placement = place(load, ep, experts // ep)
     rng = np.random.default_rng([seed, ep])

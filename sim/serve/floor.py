@@ -32,7 +32,6 @@ from sim.serve.spec import ServeScenario
 
 # ISCA'25 (arXiv 2505.09343) section 4.4.2, as published
 ISCA_TOKENS, ISCA_EXPERTS, ISCA_HIDDEN, ISCA_BYTES = 32, 9, 7000, 3.0  # "7K" read as 7000 (120.96 us)
-ISCA_IB_GBps, ISCA_NVL_GBps = 50.0, 900.0
 ISCA_ROUND_US = {"ib": 120.96, "nvlink": 6.72}
 ISCA_TPOT_MS = {"ib": 14.76, "nvlink": 0.82}
 

@@ -183,6 +183,12 @@ class ForwardModel:
         self._moe_memo: dict[tuple[int, bool], MoePart] = {}
         self._dense_memo: dict[tuple[int, bool, bool], float] = {}
         self.moe_model = model.model_copy(update={"n_shared_experts": 0}) if pool.shared_as_routed else model
+        # a co-located pool's decode steps run as CUDA graphs like a decode pool's (its prefill stays eager)
+        self.decode_forwards: ForwardModel | None = None
+        if role == "colocated" and pool.launch_gap_us is None:
+            self.decode_forwards = ForwardModel(
+                "decode", pool, model, cost, links, gpus_per_node, placement, load, seed, router_groups
+            )
 
     # ------------------------------------------------------------------ ops
     def _ops_time(self, ops: list[Operator] | tuple[Operator, ...], beside: bool) -> float:
@@ -301,10 +307,17 @@ class ForwardModel:
 
     # ------------------------------------------------------------------ a forward
     def forward(self, shape: Shape) -> Forward:
+        if shape.kind == "decode" and self.decode_forwards is not None:
+            return self.decode_forwards.forward(shape)
         hit = self._memo.get(shape)
         if hit is None:
             hit = self._memo[shape] = self._forward(shape)
         return hit
+
+    @property
+    def shapes(self) -> int:
+        """Distinct forward shapes timed so far."""
+        return len(self._memo) + (self.decode_forwards.shapes if self.decode_forwards is not None else 0)
 
     def _dense_part(self, tokens: int, moe: bool, beside: bool) -> float:
         key = (tokens, moe, beside)

@@ -87,6 +87,8 @@ class Unit:
     forwards: int = 0
     kv_t: list[float] = field(default_factory=list)
     kv_used: list[float] = field(default_factory=list)
+    kv_seen: int = 0  # occupancy samples offered
+    kv_stride: int = 1  # keep one of this many
 
     def kv_in_use(self) -> float:
         return self.prompt_sum + self.step * self.rate_sum - self.rate_admit
@@ -104,6 +106,7 @@ class LoopResult:
     in_system_area: float  # integral of requests in the system over [0, end_s]
     queue_area: float  # integral of requests waiting for prefill
     generated_tokens: float  # output tokens produced by end_s (first tokens included)
+    generated_in_window: float  # ... by duration_s (the end of arrivals)
     prefilled_tokens: int  # new prompt tokens computed
 
 
@@ -147,6 +150,7 @@ class Loop:
         self.qarea = 0.0
         self.last = 0.0
         self.generated = 0.0
+        self.generated_window: float | None = None
         self.prefilled = 0
 
     # events: 0 arrival(i), 1 prefill done(unit), 2 kv arrived(i), 3 decode step done(unit)
@@ -155,6 +159,8 @@ class Loop:
         self.seq += 1
 
     def advance(self, t: float) -> None:
+        if self.generated_window is None and t > self.duration_s:
+            self.generated_window = self.generated
         self.area += self.in_system * (t - self.last)
         self.qarea += self.queued * (t - self.last)
         self.last = self.now = t
@@ -202,6 +208,7 @@ class Loop:
             self.area,
             self.qarea,
             self.generated,
+            self.generated_window if self.generated_window is not None else self.generated,
             self.prefilled,
         )
 
@@ -327,11 +334,21 @@ class Loop:
         ctx = u.kv_in_use() / u.active
         shape = Shape("decode", b * m.query_tokens, b, bucket(ctx))
         f = m.forward(shape)
-        self._busy(u, f, "decode", u.active, u.active)
-        if len(u.kv_t) < KV_SAMPLES:
-            u.kv_t.append(self.now)
-            u.kv_used.append(u.kv_in_use() / u.kv_capacity)
+        self._busy(u, f, "decode", u.active * m.query_tokens, u.active)
+        self._sample_kv(u)
         self.push(self.now + f.time_s, 3, u.index)
+
+    def _sample_kv(self, u: Unit) -> None:
+        """Record the unit's KV-cache occupancy; past :data:`KV_SAMPLES` points every other one is
+        dropped and the stride doubles, so the series spans the whole run."""
+        u.kv_seen += 1
+        if (u.kv_seen - 1) % u.kv_stride:
+            return
+        u.kv_t.append(self.now)
+        u.kv_used.append(u.kv_in_use() / u.kv_capacity)
+        if len(u.kv_t) >= KV_SAMPLES:
+            u.kv_t, u.kv_used = u.kv_t[::2], u.kv_used[::2]
+            u.kv_stride *= 2
 
     def _step_done(self, u: Unit) -> None:
         u.busy = False
@@ -349,3 +366,5 @@ class Loop:
         if not u.active:
             u.rate_sum = u.rate_admit = 0.0
             u.prompt_sum = 0
+            u.kv_t.append(self.now)  # the unit empties: its KV cache is free again
+            u.kv_used.append(0.0)

@@ -5,10 +5,10 @@ KV-cache occupancy over time, busy fractions, memory.
 * **TPOT**: (last token - first token) / (output tokens - 1), the KV transfer and any wait for a
   decode slot included (what the user sees between tokens); requests of one output token have none.
 * **Throughput per node**: prompt tokens (cached ones included, as DeepSeek counts them) of the
-  requests that got their first token, and output tokens generated, over the simulated span
-  (``end_s``: the last event, arrivals plus the drain), per node of the prefill and of the decode
-  pool (a co-located pool counts both on its nodes).
-* **Goodput**: requests meeting both SLOs (``serve.slo``) per second of the span.
+  requests whose first token came within the arrival window (``duration_s``), and output tokens
+  generated within it, over the window, per node of the prefill and of the decode pool (a co-located
+  pool counts both on its nodes): what the deployment sustains while traffic arrives, not the drain.
+* **Goodput**: requests meeting both SLOs (``serve.slo``) per second of the arrival window.
 * Percentiles are over the requests that reached the event (``np.percentile``, linear); a figure no
   request reached is ``None``.
 """
@@ -113,7 +113,8 @@ def summarise(sc: ServeScenario, d: Deployment, reqs: Requests, out: LoopResult)
     end = max(out.end_s, 1e-12)
     slo = sc.serve.slo
     ok = np.isfinite(out.finish_s) & (ttft <= slo.ttft_s) & (~multi | (tpot <= slo.tpot_s))
-    got_first = np.isfinite(out.first_token_s)
+    window = sc.serve.duration_s
+    in_window = out.first_token_s <= window  # NaN (never) compares False
     colocated = "colocated" in d.pools
     pre_nodes = d.pools["colocated" if colocated else "prefill"].spec.nodes
     dec_nodes = d.pools["colocated" if colocated else "decode"].spec.nodes
@@ -131,7 +132,7 @@ def summarise(sc: ServeScenario, d: Deployment, reqs: Requests, out: LoopResult)
             gpus_per_unit=pool.model.gpus,
             dp=pool.model.dp,
             forwards=sum(u.forwards for u in us),
-            shapes=len(pool.model._memo),
+            shapes=pool.model.shapes,
             busy=float(np.mean([u.busy_s for u in us]) / end) if us else 0.0,
             compute_busy=float(np.mean([u.compute_s for u in us]) / end) if us else 0.0,
             comm_busy=float(np.mean([u.comm_s for u in us]) / end) if us else 0.0,
@@ -159,7 +160,7 @@ def summarise(sc: ServeScenario, d: Deployment, reqs: Requests, out: LoopResult)
     sojourn = out.finish_s[done] - arrival[done]
     little = {
         "mean_in_system": out.in_system_area / end,
-        "arrival_rate_per_s": float(done.sum()) / end,
+        "completion_rate_per_s": float(done.sum()) / end,
         "mean_sojourn_s": float(sojourn.mean()) if len(sojourn) else 0.0,
         "mean_prefill_queue": out.queue_area / end,
         "mean_prefill_wait_s": float(np.nanmean(out.prefill_start_s - arrival)) if len(arrival) else 0.0,
@@ -173,9 +174,9 @@ def summarise(sc: ServeScenario, d: Deployment, reqs: Requests, out: LoopResult)
         ttft_s=ttft,
         tpot_s=tpot,
         pools=pools,
-        input_tokens_per_s_per_node=float(reqs.input_tokens[got_first].sum()) / end / pre_nodes,
-        output_tokens_per_s_per_node=out.generated_tokens / end / dec_nodes,
-        goodput_requests_per_s=float(ok.sum()) / end,
+        input_tokens_per_s_per_node=float(reqs.input_tokens[in_window].sum()) / window / pre_nodes,
+        output_tokens_per_s_per_node=out.generated_in_window / window / dec_nodes,
+        goodput_requests_per_s=float(ok.sum()) / window,
         slo={"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s},
         kv_occupancy=kv,
         spans=out.spans,

@@ -24,6 +24,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 
 from sim.config import ClusterRef, _read_topology, _Strict, expand_model_config, scenario_data
 from sim.errors import ScenarioError
+from sim.hardware.gpu import DEEPSEEK_COMM_SMS
 from sim.hardware.profile import DEFAULT_PROFILE, load_profile
 from sim.model.spec import DEEPSEEK_V3, ModelSpec, check_timed
 from sim.network.spec import NVL72_GPUS, ClusterSpec
@@ -83,7 +84,7 @@ class PoolSpec(_Strict):
     kernels: str = Field(
         "normal", pattern="^(normal|low_latency)$", description="DeepEP kernels: normal (on SMs) or low_latency (RDMA)"
     )
-    comm_sms: int = Field(20, ge=0, le=256, description="SMs DeepEP's normal kernels hold (even)")
+    comm_sms: int = Field(DEEPSEEK_COMM_SMS, ge=0, le=256, description="SMs DeepEP's normal kernels hold (even)")
     tbo: bool = Field(True, description="two micro-batches overlapped (one's compute beside the other's all-to-all)")
     shared_as_routed: bool = Field(False, description="the shared expert dispatched like a 9th routed expert")
     max_batch_tokens: int = Field(16_384, ge=1, le=16_777_216, description="new tokens per forward per DP rank")
