@@ -215,6 +215,8 @@ class ServeScenario(_Strict):
 
 
 _UNUSED_CLUSTER = ("device_gpus", "oversubscription")
+_PREFILL_ONLY = ("max_batch_tokens", "chunked_prefill", "policy")  # what a decode pool never reads
+_DECODE_ONLY = ("max_batch", "mtp", "kv_dtype")  # what a prefill pool never reads
 
 
 def _check(sc: ServeScenario) -> None:
@@ -223,6 +225,10 @@ def _check(sc: ServeScenario) -> None:
     for key in _UNUSED_CLUSTER:
         if getattr(sc.cluster, key) is not None:
             raise ScenarioError(f"cluster.{key}", "not used by a serve scenario (the pools place themselves)")
+    if "completion_rtol" in sc.cluster.model_fields_set:
+        raise ScenarioError(
+            "cluster.completion_rtol", "not used by a serve scenario (its all-to-alls are timed in closed form)"
+        )
     spec = sc.cluster_spec()
     g = spec.node.gpus_per_node
     total = 0
@@ -244,8 +250,17 @@ def _check(sc: ServeScenario) -> None:
             raise ScenarioError(f"serve.{role}.comm_sms", "leaves no SM to compute")
         if pool.mtp.enabled and sc.model.mtp_depth < 1:
             raise ScenarioError(f"serve.{role}.mtp.enabled", "the model has no MTP module (mtp_depth 0)")
-        if role == "prefill" and pool.mtp.enabled:
-            raise ScenarioError("serve.prefill.mtp.enabled", "speculative decoding is a decode pool's key")
+        only = _DECODE_ONLY if role == "prefill" else _PREFILL_ONLY if role == "decode" else ()
+        for key in only:
+            if key in pool.model_fields_set:
+                other = "decode" if role == "prefill" else "prefill"
+                raise ScenarioError(
+                    f"serve.{role}.{key}", f"a {other} pool's key (or a colocated pool's); remove it here"
+                )
+    if sc.cluster.scale_up is not None and all(p.unit_nodes == 1 for p in sc.pools().values()):
+        raise ScenarioError(
+            "cluster.scale_up", f"every unit fits one node of {g} GPUs already; nothing moves to a larger NVLink domain"
+        )
     if total > spec.nodes:
         raise ScenarioError("serve", f"the pools take {total} nodes; the cluster has {spec.nodes}")
     check_timed(sc.model)

@@ -1,0 +1,214 @@
+"""Every key of a serve scenario is used: changing it changes what ``twin serve`` reports, or is
+refused with a one-line error naming the key.
+
+The walk covers every leaf of ``serve.*`` and ``cluster.*`` (the keys a serve scenario adds or reads
+differently from a training scenario) and the top-level keys; the model's keys are the training
+scenario's and are walked by ``tests/unit/test_every_key_is_used.py``. A new key without a case here
+fails :func:`test_every_serve_key_has_a_case`.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from sim.errors import ScenarioError
+from sim.serve.deployment import build, simulate_serve
+from sim.serve.floor import decode_floor
+from sim.serve.spec import ServeScenario, parse_serve
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# A small deployment that runs in well under a second: DeepSeek-V2-Lite (64 experts) on one node per pool.
+BASE: dict[str, Any] = {
+    "name": "keys",
+    "model": {"config": "deepseek-v2-lite"},
+    "profile": str(ROOT / "calibrate/profiles/h800.json"),
+    "cluster": {"topology": str(ROOT / "topologies/deepseek-v3-mpft.yaml")},
+    "serve": {
+        "duration_s": 4,
+        "traffic": {"rate_per_s": 30, "input_tokens": 600, "output_tokens": 24, "prompt_cache_hit": 0.3},
+        "prefill": {"nodes": 1, "unit_nodes": 1, "experts_per_gpu": 9, "max_batch_tokens": 512},
+        "decode": {"nodes": 1, "unit_nodes": 1, "kernels": "low_latency", "experts_per_gpu": 9, "max_batch": 4},
+        "slo": {"ttft_s": 0.05, "tpot_s": 0.004},
+    },
+}
+
+# key -> a value that must change the result (or "REFUSED:" + value when it must be refused)
+CASES: dict[str, Any] = {
+    "name": "REFUSED:..",
+    "description": None,  # text only: shown in the report, changes no figure (checked below)
+    "seed": 3,
+    "profile": str(ROOT / "calibrate/profiles/h100-sxm-measured.json"),
+    "cluster.topology": str(ROOT / "topologies/h100-ib-1024.yaml"),
+    "cluster.nic_Gbps": 100.0,
+    "cluster.nvlink_GBps": 40.0,
+    "cluster.scale_up": "nvl72",
+    "cluster.device_gpus": "REFUSED:[0]",
+    "cluster.completion_rtol": None,  # read by the training step's flow network only: refused below
+    "cluster.oversubscription": "REFUSED:2",
+    "serve.duration_s": 6.0,
+    "serve.traffic.rate_per_s": 60.0,
+    "serve.traffic.input_tokens": 900,
+    "serve.traffic.output_tokens": 40,
+    "serve.traffic.lengths": "exponential",
+    "serve.traffic.trace": "REFUSED:no-such.csv",
+    "serve.traffic.prompt_cache_hit": 0.6,
+    "serve.expert_load": "skewed",
+    "serve.router_groups": 2,
+    "serve.slo.ttft_s": 1.0,
+    "serve.slo.tpot_s": 1.0,
+    "serve.floor.tokens_per_gpu": 64,
+    "serve.floor.nvlink_domain_GBps": 450.0,
+    "serve.timeline_spans": 3,
+    "serve.colocated": "REFUSED:{nodes: 1, unit_nodes: 1}",
+}
+POOL_CASES: dict[str, Any] = {
+    "nodes": 2,
+    "unit_nodes": "REFUSED:3",
+    "attention_tp": 2,
+    "experts_per_gpu": 10,
+    "kernels": None,  # per pool below: the other family
+    "comm_sms": 24,
+    "tbo": False,
+    "shared_as_routed": True,
+    "max_batch_tokens": 128,
+    "max_batch": 1,
+    "chunked_prefill": False,
+    "policy": "sjf",
+    "launch_gap_us": 20.0,
+    "mtp.enabled": True,
+    "mtp.acceptance": 0.3,
+    "kv_memory_fraction": 0.5,
+    "kv_dtype": "fp8",
+}
+# where a pool key needs company to act: extra overrides applied with the change
+COMPANY: dict[str, dict[str, Any]] = {
+    "serve.decode.mtp.enabled": {"model.mtp_depth": 1},  # DeepSeek-V2-Lite has no MTP module (refused)
+    "serve.decode.mtp.acceptance": {"serve.decode.mtp.enabled": True, "model.mtp_depth": 1},
+    # a queue long enough for the prefill's batching keys to act
+    "serve.prefill.chunked_prefill": {"serve.traffic.rate_per_s": 200, "serve.traffic.lengths": "exponential"},
+    "serve.prefill.policy": {"serve.traffic.rate_per_s": 200, "serve.traffic.lengths": "exponential"},
+    "serve.decode.comm_sms": {"serve.decode.kernels": "normal"},
+    "serve.floor.tokens_per_gpu": {"serve.floor": {}},
+    "serve.floor.nvlink_domain_GBps": {"serve.floor": {}},
+    "serve.router_groups": {"model.n_limited_groups": 1},
+    "cluster.scale_up": {"serve.prefill.nodes": 2, "serve.prefill.unit_nodes": 2},
+}
+REFUSED_POOL = {
+    "serve.prefill.mtp.enabled",
+    "serve.prefill.mtp.acceptance",
+    "serve.prefill.max_batch",
+    "serve.prefill.kv_dtype",
+    "serve.decode.max_batch_tokens",
+    "serve.decode.chunked_prefill",
+    "serve.decode.policy",
+}
+
+
+def _leaves(model: type[BaseModel], prefix: str = "") -> list[str]:
+    out = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        inner = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        key = f"{prefix}{name}"
+        if inner and key not in ("model",):
+            out += _leaves(inner[0], key + ".")
+        else:
+            out.append(key)
+    return out
+
+
+def _set(data: dict[str, Any], key: str, value: Any) -> None:
+    node = data
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+
+
+def _figures(data: dict[str, Any]) -> dict[str, Any]:
+    sc = parse_serve(data, ROOT / "tests/serve/keys.yaml", ROOT)
+    d = build(sc)
+    out: dict[str, Any] = {}
+    if sc.serve.floor is not None:
+        out["floor"] = decode_floor(sc, d)
+    r = simulate_serve(sc, d)
+    out.update({k: v for k, v in r.to_dict().items() if k != "scenario"})
+    out["spans"] = len(r.spans)
+    return out
+
+
+def _cases() -> list[tuple[str, Any]]:
+    keys = [k for k in _leaves(ServeScenario) if not k.startswith("model")]
+    cases = []
+    for key in keys:
+        if key.startswith(("serve.prefill.", "serve.decode.", "serve.colocated.")):
+            role, sub = key.split(".")[1], ".".join(key.split(".")[2:])
+            if role == "colocated":
+                continue  # the pools' keys, walked on prefill and decode
+            value = POOL_CASES[sub]
+            if sub == "kernels":
+                value = "low_latency" if role == "prefill" else "normal"
+            if key in REFUSED_POOL:
+                value = f"REFUSED:{value}"
+            cases.append((key, value))
+        else:
+            cases.append((key, CASES[key]))
+    return cases
+
+
+def test_every_serve_key_has_a_case() -> None:
+    keys = {k for k in _leaves(ServeScenario) if not k.startswith("model")}
+    pool = {k.split(".", 2)[2] for k in keys if k.startswith(("serve.prefill.", "serve.decode.", "serve.colocated."))}
+    assert pool <= set(POOL_CASES), pool - set(POOL_CASES)
+    plain = {k for k in keys if not k.startswith(("serve.prefill.", "serve.decode.", "serve.colocated."))}
+    assert plain <= set(CASES), plain - set(CASES)
+
+
+BASE_FIGURES: dict[str, Any] = {}
+
+
+def _base() -> dict[str, Any]:
+    if not BASE_FIGURES:
+        BASE_FIGURES.update(_figures(copy.deepcopy(BASE)))
+    return BASE_FIGURES
+
+
+@pytest.mark.parametrize(("key", "value"), _cases(), ids=[k for k, _ in _cases()])
+def test_changing_a_key_changes_the_result_or_is_refused(key: str, value: Any) -> None:
+    if value is None:
+        pytest.skip(f"{key}: checked by its own test")
+    data = copy.deepcopy(BASE)
+    for k, v in COMPANY.get(key, {}).items():
+        _set(data, k, copy.deepcopy(v))
+    refused = isinstance(value, str) and value.startswith("REFUSED:")
+    if refused:
+        import yaml
+
+        value = yaml.safe_load(value.removeprefix("REFUSED:"))
+    _set(data, key, value)
+    if refused:
+        with pytest.raises(ScenarioError) as err:
+            _figures(data)
+        assert "\n" not in str(err.value)
+        return
+    base = copy.deepcopy(BASE)
+    for k, v in COMPANY.get(key, {}).items():
+        _set(base, k, copy.deepcopy(v))
+    before = _figures(base) if key in COMPANY else _base()
+    assert _figures(data) != before, f"{key}: {value!r} changed nothing"
+
+
+def test_description_is_text_only_and_completion_rtol_is_refused() -> None:
+    data = copy.deepcopy(BASE)
+    data["description"] = "another text"
+    assert _figures(data) == _base()
+    data = copy.deepcopy(BASE)
+    data["cluster"]["completion_rtol"] = 0.01
+    with pytest.raises(ScenarioError, match="cluster.completion_rtol"):
+        _figures(data)
