@@ -235,3 +235,37 @@ def test_a_training_runs_report_renders_its_table_and_figures_offline(browser: A
         page.screenshot("report-training-run.png", tmp_path)
     finally:
         page.context.close()
+
+
+def test_a_serving_report_renders_its_tables_and_figures_offline(browser: Any, tmp_path: Path) -> None:
+    """``twin serve SCENARIO -o DIR`` on 20 s of DeepSeek's H800 deployment: every figure of the
+    Markdown twin is drawn in the HTML, the latency table carries the JSON's TTFT p50, nothing leaves
+    the page."""
+    import json
+
+    import yaml
+
+    from sim.cli import main
+
+    derived = tmp_path / "serve.yaml"
+    base = REPO / "scenarios" / "serve" / "deepseek-v3-h800.yaml"
+    derived.write_text(yaml.safe_dump({"base": str(base), "set": {"serve.duration_s": 20}}))
+    with pytest.raises(SystemExit) as info:
+        main(["serve", str(derived), "-o", str(tmp_path / "out"), "-q"])
+    assert info.value.code in (0, None)
+    folder = tmp_path / "out" / "deepseek-v3-h800-serve"
+    data = json.loads((folder / "summary.json").read_text())
+    html = folder / "report.html"
+    md_figures = html.with_name("report.md").read_text().count("![")
+    page = Page(browser, html)
+    try:
+        found = page.figures()
+        assert len(found) == md_figures >= 4, found
+        for f in found:
+            assert f["shown"] and f["w"] > 300 and f["h"] > 100, f
+        text = page.page.locator("table").first.inner_text()
+        assert f"{data['ttft_s']['p50'] * 1e3:,.2f}" in text, text
+        assert page.requests == [] and page.console == []
+        page.screenshot("report-serve.png", tmp_path)
+    finally:
+        page.context.close()
