@@ -210,5 +210,5 @@ def test_description_is_text_only_and_completion_rtol_is_refused() -> None:
     assert _figures(data) == _base()
     data = copy.deepcopy(BASE)
     data["cluster"]["completion_rtol"] = 0.01
-    with pytest.raises(ScenarioError, match="cluster.completion_rtol"):
+    with pytest.raises(ScenarioError, match=r"cluster\.completion_rtol"):
         _figures(data)
