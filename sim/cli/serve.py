@@ -53,8 +53,14 @@ def serve_cmd(
         if sc.serve.floor is not None:
             summary["decode_floor"] = decode_floor(sc, d)
         if sc.serve.traffic is not None:
-            status.update(f"simulating {sc.serve.duration_s:g} s of traffic")
-            result = simulate_serve(sc, d)
+            total = sc.serve.duration_s
+            status.update(f"simulating {total:g} s of traffic")
+
+            def progress(t: float) -> None:
+                where = f"{t:,.0f} of {total:g} s" if t <= total else f"draining the queues at {t:,.0f} s"
+                status.update(f"simulating {total:g} s of traffic: {where}")
+
+            result = simulate_serve(sc, d, None if quiet else progress)
             summary = {**result.to_dict(), **summary}
         spans = max((s.end_s for s in result.spans), default=0.0) if result is not None else 0.0
         check_finite(sc, summary, spans * 1e6)

@@ -8,6 +8,7 @@ returns a :class:`~sim.serve.metrics.ServeResult`. Pure: no files written.
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,7 +88,14 @@ def expert_load(sc: ServeScenario) -> np.ndarray:
 
 
 def build(sc: ServeScenario) -> Deployment:
-    """Everything a serve run needs; refusals name the scenario's key."""
+    """Everything a serve run needs; refusals name the scenario's file and key."""
+    try:
+        return _build(sc)
+    except ScenarioError as err:
+        raise (err if err.file else err.with_file(sc.source_path)) from None
+
+
+def _build(sc: ServeScenario) -> Deployment:
     profile = load_profile(sc.profile_path)
     cost = CostModel(profile)
     gpu = datasheet_for(profile.device.name)
@@ -137,8 +145,11 @@ def _units(pool: Pool) -> list[Unit]:
     return [Unit(pool.role, i, pool.model, cap) for i in range(pool.units)]
 
 
-def simulate_serve(sc: ServeScenario, d: Deployment | None = None) -> ServeResult:
-    """Run the scenario's traffic through its deployment."""
+def simulate_serve(
+    sc: ServeScenario, d: Deployment | None = None, progress: Callable[[float], None] | None = None
+) -> ServeResult:
+    """Run the scenario's traffic through its deployment (``progress``: the simulated time, now and
+    then)."""
     d = d if d is not None else build(sc)
     reqs = requests_of(sc)
     colocated = "colocated" in d.pools
@@ -163,7 +174,7 @@ def simulate_serve(sc: ServeScenario, d: Deployment | None = None) -> ServeResul
         sc.model.mtp_depth if mtp.enabled else 0,
         sc.serve.timeline_spans,
     )
-    out = loop.run()
+    out = loop.run(progress)
     return summarise(sc, d, reqs, out)
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,7 +41,8 @@ from sim.serve.requests import Requests
 
 CONTEXT_EXACT = 64  # KV lengths below this are exact; above, on a geometric grid (GRID_RATIO)
 DRAIN_FACTOR = 4.0  # after the last arrival, run at most this many durations (and 60 s) to drain
-KV_SAMPLES = 4000  # KV-occupancy points kept per unit
+KV_SAMPLES = 4000
+PROGRESS_EVERY = 8192  # events between progress reports  # KV-occupancy points kept per unit
 
 
 def bucket(x: float) -> int:
@@ -165,14 +167,19 @@ class Loop:
         self.qarea += self.queued * (t - self.last)
         self.last = self.now = t
 
-    def run(self) -> LoopResult:
+    def run(self, progress: Callable[[float], None] | None = None) -> LoopResult:
+        """Move every request through; ``progress`` gets the simulated time every few thousand events."""
         for i in range(len(self.r)):
             self.push(float(self.r.arrival_s[i]), 0, i)
         limit = self.duration_s + max(60.0, DRAIN_FACTOR * self.duration_s)
         units = self.prefill + ([] if self.colocated else self.decode)
         batches: dict[tuple[str, int], list[list[int]]] = {}
+        handled = 0
         while self.events:
             t, _, kind, a, _b = heapq.heappop(self.events)
+            handled += 1
+            if progress is not None and handled % PROGRESS_EVERY == 0:
+                progress(t)
             if t > limit:
                 self.advance(limit)
                 break
