@@ -159,6 +159,15 @@ def simulate_serve(
     else:
         pre, dec = _units(d.pools["prefill"]), _units(d.pools["decode"])
         decode_pool = d.pools["decode"]
+    largest = int((reqs.input_tokens + reqs.output_tokens).max()) if len(reqs) else 0
+    if largest > decode_pool.memory.kv_tokens:
+        key = "serve.traffic.trace" if sc.serve.traffic is not None and sc.serve.traffic.trace else "serve.traffic"
+        raise ScenarioError(
+            key,
+            f"a request of {largest:,} tokens (prompt + output) exceeds the KV cache of one decode rank "
+            f"({decode_pool.memory.kv_tokens:,} tokens)",
+            sc.source_path,
+        )
     mtp = decode_pool.spec.mtp
     loop = Loop(
         reqs,

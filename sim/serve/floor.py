@@ -12,10 +12,10 @@ round, 0.82 ms per token (~1200 tokens/s).
 The twin's figure for the same question routes the batch (:mod:`sim.serve.routing`, the decode
 pool's placement of redundant experts) and times each phase with DeepEP's low-latency kernels
 (:mod:`sim.serve.alltoall`): copies to the token's own GPU move nothing, copies inside the NVLink
-domain go over NVLink, the kernels reach the derived share of the link (38.5 of 50 GB/s on IB), one
-message latency per phase, 7168 elements per token and FP8's scales. It reports both beside the
-paper's: the scenario's fabric, and one NVLink domain of ``floor.nvlink_domain_GBps`` holding the
-whole decode unit.
+domain go over NVLink, the kernels reach the derived share of the link (41.9 and 43.4 of 50 GB/s on
+IB for dispatch and combine), the busiest GPU sets the phase, one message latency per phase, 7168
+elements per token and FP8's scales. It reports both beside the paper's: the scenario's fabric, and
+one NVLink domain of ``floor.nvlink_domain_GBps`` holding the whole decode unit.
 """
 
 from __future__ import annotations

@@ -61,14 +61,16 @@ TRAINING_ONLY = ("attn_out.store", "experts_up.store", "shared_up.store", "loss"
 
 @dataclass(frozen=True)
 class Shape:
-    """What decides a forward's time. Prefill: ``tokens`` new tokens per DP rank, ``requests`` per
-    DP rank, ``context`` the mean cached prefix. Decode: ``requests`` per DP rank, ``context`` their
-    mean KV length, ``tokens`` = requests x query tokens each (1 + MTP drafts)."""
+    """What decides a forward's time. Prefill: ``tokens`` new tokens of the busiest DP rank, its
+    ``requests``, ``context`` their mean cached prefix, ``moe_tokens`` the unit's tokens per rank
+    (the experts see every rank's). Decode: ``requests`` per DP rank, ``context`` their mean KV
+    length, ``tokens`` = requests x query tokens each (1 + MTP drafts)."""
 
     kind: str  # prefill | decode
     tokens: int
     requests: int
     context: int
+    moe_tokens: int = 0  # tokens per DP rank the experts see on average [0: tokens]; prefill ranks vary
 
 
 @dataclass(frozen=True)
@@ -194,7 +196,7 @@ class ForwardModel:
     def _ops_time(self, ops: list[Operator] | tuple[Operator, ...], beside: bool) -> float:
         t = 0.0
         for op in ops:
-            if op.name in TRAINING_ONLY:
+            if op.name in TRAINING_ONLY or op.name.endswith(".store"):
                 continue
             if op.kind == "comm":
                 t += self._tp_time(op)
@@ -331,9 +333,19 @@ class ForwardModel:
         return hit
 
     def _forward(self, shape: Shape) -> Forward:
+        """The forward in one batch, or with ``tbo`` also as two micro-batches: the faster (a batch too
+        small to hide anything runs whole, as SGLang's two-batch overlap falls back to one batch)."""
+        one = self._timed(shape, 1)
+        if self.pool.tbo and shape.tokens >= 2 and (shape.kind == "prefill" or shape.requests >= 2):
+            two = self._timed(shape, 2)
+            return two if two.time_s <= one.time_s else one
+        return one
+
+    def _timed(self, shape: Shape, halves: int) -> Forward:
         s = self.model
-        halves = 2 if self.pool.tbo and shape.tokens >= 2 and (shape.kind == "prefill" or shape.requests >= 2) else 1
         parts = [shape.tokens // halves + (1 if i < shape.tokens % halves else 0) for i in range(halves)]
+        moe_total = shape.moe_tokens or shape.tokens
+        moe_parts = [moe_total // halves + (1 if i < moe_total % halves else 0) for i in range(halves)]
         beside = halves == 2 and self.pool.kernels == "normal" and s.is_moe_model
         layers = s.n_layers + (s.mtp_depth if self.query_tokens > 1 else 0)
         kinds = [s.is_moe(min(layer, s.n_layers)) for layer in range(layers)]
@@ -341,7 +353,7 @@ class ForwardModel:
         chains: list[list[Task]] = []
         gpu_compute = np.zeros(self.gpus)
         dispatch_s = combine_s = 0.0
-        for tokens in parts:
+        for tokens, moe_tokens in zip(parts, moe_parts, strict=True):
             logits = tokens if shape.kind == "decode" else max(1, round(shape.requests * tokens / max(shape.tokens, 1)))
             embed = self._ops_time(embedding_ops(s, max(tokens, self.tp), self.tp)["embed(F)"], beside)
             core = self._attention_core(shape, tokens)
@@ -349,7 +361,7 @@ class ForwardModel:
             attn_dense = self._dense_part(tokens, False, beside) + core
             chain = [Task("compute", embed)]
             if moe_layers:
-                m = self.moe_part(tokens, beside)
+                m = self.moe_part(max(1, moe_tokens), beside)
                 dispatch_s, combine_s = dispatch_s + m.dispatch_s, combine_s + m.combine_s
                 gpu_compute += moe_layers * (attn_moe + m.per_gpu_s)
             for moe in kinds:

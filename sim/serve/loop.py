@@ -229,42 +229,52 @@ class Loop:
             self._start_step(u)
 
     def _start_prefill(self, u: Unit, batches: dict[tuple[str, int], list[list[int]]]) -> None:
+        """Fill the unit's DP ranks from its queue: each prompt (or chunk of one: a prompt's chunks
+        follow each other, one per forward) goes whole to the rank with the most room, up to
+        ``max_batch_tokens`` new tokens per rank; a prompt longer than that runs alone on an empty rank
+        unless ``chunked_prefill`` splits it. The forward lasts as long as its busiest rank's attention
+        (and the unit's experts, which see every rank's tokens)."""
         m = u.model
-        budget = m.pool.max_batch_tokens * m.dp
+        ranks, cap = m.dp, m.pool.max_batch_tokens
         if m.pool.policy == "sjf":
             u.queue = deque(sorted(u.queue, key=lambda it: (it[1], it[0])))
+        load = [0] * ranks
+        count = [0] * ranks
+        work = [0.0] * ranks  # sum of tokens x their prefix, per rank
         batch: list[list[int]] = []  # [request, tokens this forward, prefix before them]
-        left = budget
-        while u.queue and left > 0:
+        while u.queue:
+            r = min(range(ranks), key=load.__getitem__)
+            room = cap - load[r]
+            if room <= 0:
+                break
             item = u.queue[0]
             req, remaining, done = item
-            take = (
-                remaining
-                if remaining <= left
-                else (left if m.pool.chunked_prefill else (remaining if not batch else 0))
-            )
-            if take == 0:
-                break
+            if remaining <= room:
+                take = remaining
+            elif m.pool.chunked_prefill:
+                take = room
+            elif load[r] == 0:
+                take = remaining  # too long for the budget: alone on an empty rank
+            else:
+                break  # first come, first served: the head waits for an emptier forward
             if np.isnan(self.pstart[req]):
                 self.pstart[req] = self.now
                 self.queued -= 1
-            batch.append([req, take, int(self.r.cached_tokens[req]) + done])
-            left -= take
+            prefix = int(self.r.cached_tokens[req]) + done
+            batch.append([req, take, prefix])
+            load[r] += take
+            count[r] += 1
+            work[r] += take * prefix
             if take == remaining:
                 u.queue.popleft()
             else:
                 item[1] -= take
                 item[2] += take
-        tokens = sum(b[1] for b in batch)
+        tokens = sum(load)
         u.queued_tokens -= tokens
         self.prefilled += tokens
-        ranks = m.dp
-        shape = Shape(
-            "prefill",
-            max(1, -(-tokens // ranks)),
-            max(1, -(-len(batch) // ranks)),
-            bucket(sum(b[2] * b[1] for b in batch) / max(tokens, 1)),
-        )
+        b = max(range(ranks), key=load.__getitem__)
+        shape = Shape("prefill", load[b], count[b], bucket(work[b] / load[b]), -(-tokens // ranks))
         f = m.forward(shape)
         self._busy(u, f, "prefill", tokens, len(batch))
         batches[(u.role, u.index)] = batch

@@ -109,6 +109,8 @@ def read_trace(path: Path, hit: float, duration_s: float) -> Requests:
     a = np.array(data)
     a = a[np.argsort(a[:, 0], kind="stable")]
     a = a[a[:, 0] <= duration_s]
+    if len(a) == 0:
+        raise ScenarioError("", f"no request arrives within serve.duration_s ({duration_s:g} s)", name)
     inputs = a[:, 1].astype(np.int64)
     cached = a[:, 3].astype(np.int64) if a.shape[1] == 4 else _cached(inputs, hit)
     return Requests(a[:, 0].copy(), inputs, a[:, 2].astype(np.int64), cached)

@@ -257,6 +257,24 @@ def _check(sc: ServeScenario) -> None:
                 raise ScenarioError(
                     f"serve.{role}.{key}", f"a {other} pool's key (or a colocated pool's); remove it here"
                 )
+    domain = spec.node.scale_up_gpus or g
+    for role, pool in sc.pools().items():
+        gpus = pool.unit_nodes * g
+        if gpus > domain and gpus % domain:
+            raise ScenarioError(
+                "cluster.scale_up", f"a {role} unit of {gpus} GPUs does not split into NVLink domains of {domain}"
+            )
+    e, k = sc.model.n_routed_experts, sc.model.n_activated_experts
+    groups, limit = sc.serve.router_groups, sc.model.n_limited_groups
+    if e and limit < groups:
+        if e % groups:
+            raise ScenarioError("serve.router_groups", f"must divide the model's {e} routed experts, got {groups}")
+        if e // groups * limit < k:
+            raise ScenarioError(
+                "serve.router_groups",
+                f"{groups} groups of {e // groups} experts, {limit} kept (model.n_limited_groups), hold "
+                f"{e // groups * limit} experts: fewer than the {k} a token picks",
+            )
     if sc.cluster.scale_up is not None and all(p.unit_nodes == 1 for p in sc.pools().values()):
         raise ScenarioError(
             "cluster.scale_up", f"every unit fits one node of {g} GPUs already; nothing moves to a larger NVLink domain"

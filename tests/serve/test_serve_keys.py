@@ -86,8 +86,23 @@ POOL_CASES: dict[str, Any] = {
     "kv_memory_fraction": 0.5,
     "kv_dtype": "fp8",
 }
+V3_UNITS: dict[str, Any] = {
+    "model": {},  # DeepSeek-V3
+    "serve.prefill": {"nodes": 2, "unit_nodes": 2, "experts_per_gpu": 16, "max_batch_tokens": 8192},
+    "serve.decode": {"nodes": 2, "unit_nodes": 2, "experts_per_gpu": 16, "kernels": "low_latency", "max_batch": 4},
+}
 # where a pool key needs company to act: extra overrides applied with the change
 COMPANY: dict[str, dict[str, Any]] = {
+    # batches large enough for two micro-batches to be faster than one
+    # (DeepSeek-V3 on units of two nodes: an all-to-all over IB worth hiding, batches large enough
+    # that two halves reading every weight each still gain)
+    "serve.prefill.tbo": {**V3_UNITS, "serve.traffic.rate_per_s": 40, "serve.traffic.input_tokens": 8000},
+    "serve.decode.tbo": {
+        **V3_UNITS,
+        "serve.traffic.rate_per_s": 200,
+        "serve.traffic.output_tokens": 400,
+        "serve.decode.max_batch": 256,
+    },
     "serve.decode.mtp.enabled": {"model.mtp_depth": 1},  # DeepSeek-V2-Lite has no MTP module (refused)
     "serve.decode.mtp.acceptance": {"serve.decode.mtp.enabled": True, "model.mtp_depth": 1},
     # a queue long enough for the prefill's batching keys to act
