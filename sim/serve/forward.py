@@ -333,8 +333,8 @@ class ForwardModel:
         return hit
 
     def _forward(self, shape: Shape) -> Forward:
-        """The forward in one batch, or with ``tbo`` also as two micro-batches: the faster (a batch too
-        small to hide anything runs whole, as SGLang's two-batch overlap falls back to one batch)."""
+        """The forward in one batch, or with ``tbo`` also as two micro-batches: the faster (at small
+        decode batches each half reads every weight again and one batch wins)."""
         one = self._timed(shape, 1)
         if self.pool.tbo and shape.tokens >= 2 and (shape.kind == "prefill" or shape.requests >= 2):
             two = self._timed(shape, 2)
