@@ -184,6 +184,7 @@ class ForwardModel:
         self._memo: dict[Shape, Forward] = {}
         self._moe_memo: dict[tuple[int, bool], MoePart] = {}
         self._dense_memo: dict[tuple[int, bool, bool], float] = {}
+        self._sampled: dict[int, BatchRouting] = {}  # routing draws by token count
         self.moe_model = model.model_copy(update={"n_shared_experts": 0}) if pool.shared_as_routed else model
         # a co-located pool's decode steps run as CUDA graphs like a decode pool's (its prefill stays eager)
         self.decode_forwards: ForwardModel | None = None
@@ -244,12 +245,23 @@ class ForwardModel:
     def _routing(self, tokens: int) -> BatchRouting:
         """The unit's routing of one forward (or micro-batch) of ``tokens`` per DP rank: sampled for
         at most :data:`ROUTING_SAMPLE` tokens and scaled up (the counts grow in proportion; the
-        sample's relative spread is at least the batch's, so the slowest GPU errs on the slow side)."""
-        rng = np.random.default_rng([self.seed, tokens])
-        s = self.model
+        sample's relative spread is at least the batch's, so the slowest GPU errs on the slow side;
+        every batch larger than the sample scales the same draw)."""
         unit_tokens = max(1, tokens * self.dp)
         sample = min(unit_tokens, ROUTING_SAMPLE)
-        r = route_batch(
+        r = self._sampled.get(sample)
+        if r is None:
+            r = self._sampled[sample] = self._route(sample)
+        if sample == unit_tokens:
+            return r
+        f = unit_tokens / sample
+        arrays = (r.rows, r.shared_rows, r.ib_send, r.ib_recv, r.nvl_send, r.nvl_recv)
+        return BatchRouting(unit_tokens, *(np.rint(a * f).astype(np.int64) for a in arrays))
+
+    def _route(self, sample: int) -> BatchRouting:
+        """One routing draw of ``sample`` tokens over the unit, seeded by the scenario and the count."""
+        s = self.model
+        return route_batch(
             self.load,
             self.placement,
             sample,
@@ -259,16 +271,8 @@ class ForwardModel:
             self.links.domain,
             self.pool.shared_as_routed,
             self.pool.kernels,
-            rng,
+            np.random.default_rng([self.seed, sample]),
         )
-        if sample == unit_tokens:
-            return r
-        f = unit_tokens / sample
-        scaled = (
-            np.rint(a * f).astype(np.int64)
-            for a in (r.rows, r.shared_rows, r.ib_send, r.ib_recv, r.nvl_send, r.nvl_recv)
-        )
-        return BatchRouting(unit_tokens, *scaled)
 
     def _moe_ops(self, gpu_tokens: int, rows: np.ndarray, shared_rows: int) -> list[Operator]:
         r = tuple(int(x) for x in rows if x > 0)

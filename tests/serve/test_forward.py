@@ -56,8 +56,8 @@ def _decode_batch_1(fm: ForwardModel, context: int, dropped: Callable[[Operator]
     """A decode step of one request per DP rank, rebuilt from the layer's ops: every kernel timed
     alone on the compute SMs (OpCoster) plus its launch gaps, the TP collectives on NVLink, the
     attention core at FlashMLA's rates, each MoE layer's dispatch, the busiest GPU's experts and the
-    combine, one after another. The routing is drawn as the forward model draws it (its seed and the
-    tokens per DP rank); everything else is recomputed here."""
+    combine, one after another. The routing is drawn as the forward model draws it (its seed and the unit's
+    token count); everything else is recomputed here."""
     s, tp, links, spec = fm.model, fm.tp, fm.links, fm.pool
     q = 1 + (s.mtp_depth if spec.mtp.enabled else 0)
     gap = spec.launch_gap_us if spec.launch_gap_us is not None else 0.0  # decode steps: CUDA graphs
@@ -84,7 +84,7 @@ def _decode_batch_1(fm: ForwardModel, context: int, dropped: Callable[[Operator]
         flops / (peaks.flops("bf16") * FLASHMLA_FLOPS * fm.compute_sms / fm.cost.all_sms),
     )
     core += gap * 1e-6
-    rng = np.random.default_rng([fm.seed, q])
+    rng = np.random.default_rng([fm.seed, q * fm.dp])
     r = route_batch(
         fm.load,
         fm.placement,
