@@ -77,6 +77,8 @@ class ServeResult:
     spans: list[Any]
     little: dict[str, float]
     extra: dict[str, Any] = field(default_factory=dict)
+    met_slo: int = 0  # requests meeting both SLOs
+    duration_s: float = 0.0  # the arrival window the throughputs and the goodput are over
 
     @property
     def completed(self) -> int:
@@ -95,7 +97,9 @@ class ServeResult:
                 "arrived": len(self.requests),
                 "completed": self.completed,
                 "unfinished": len(self.requests) - self.completed,
+                "met_slo": self.met_slo,
             },
+            "duration_s": self.duration_s,
             "simulated_s": self.end_s,
             "slo": self.slo,
             "pools": {k: v.to_dict() for k, v in self.pools.items()},
@@ -182,4 +186,6 @@ def summarise(sc: ServeScenario, d: Deployment, reqs: Requests, out: LoopResult)
         spans=out.spans,
         little=little,
         extra=extra,
+        met_slo=int(ok.sum()),
+        duration_s=window,
     )

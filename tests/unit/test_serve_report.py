@@ -98,7 +98,8 @@ def test_summary_carries_the_figures(split: ServeResult, split_doc: Document) ->
     assert summary["requests completed"] == [f"{req['completed']:,}"]
     assert summary["requests unfinished"] == [f"{req['unfinished']:,}"]
     assert summary["simulated seconds (arrivals and drain)"] == [f"{d['simulated_s']:,.1f}"]
-    met = round(d["goodput_requests_per_s"] * d["simulated_s"])
+    met = d["requests"]["met_slo"]
+    assert met == round(d["goodput_requests_per_s"] * d["duration_s"])
     assert summary["requests meeting both SLOs"][0].startswith(f"{met:,} (")
     assert summary["mean requests in the system"] == [f"{d['littles_law']['mean_in_system']:,.1f}"]
 
@@ -191,3 +192,4 @@ def test_colocated_and_bare(tmp_path: Path) -> None:
     doc = serve_document(bare)
     _check_document(doc, bare)
     assert _table(doc, "unit") == {}
+
