@@ -44,10 +44,10 @@ from sim.model.layer import LayerWork, attention_forward, dense_forward, embeddi
 from sim.model.ops import Operator, attention_flops
 from sim.model.spec import ModelSpec
 from sim.serve.alltoall import Links, phase_time
+from sim.serve.kvcache import KV_BYTES
 from sim.serve.placement import Placement
 from sim.serve.routing import BatchRouting, route_batch
 from sim.serve.spec import PoolSpec
-from sim.units import BF16_BYTES
 
 # FlashMLA README (deepseek-ai/FlashMLA): the dense MLA decoding kernel reaches 3000 GB/s
 # memory-bound and 660 TFLOPS compute-bound on H800 SXM5 (CUDA 12.8): fractions of H800's 3.35 TB/s
@@ -171,7 +171,6 @@ class ForwardModel:
         self.tp = pool.attention_tp
         self.dp = self.gpus // self.tp
         self.placement, self.load, self.seed = placement, load, seed
-        self.decode_pool = role in ("decode", "colocated")
         gap = pool.launch_gap_us
         if gap is None:
             gap = 0.0 if role == "decode" else LAUNCH_GAP_US  # CUDA graphs in decode; eager prefill (the trace)
@@ -228,14 +227,15 @@ class ForwardModel:
             return per * requests + self.params.launch_gap_us * 1e-6
         q = self.query_tokens
         length = shape.context
+        element = KV_BYTES[self.pool.kv_dtype]
         if s.attention == "mla":
             width = s.kv_lora_rank + s.qk_rope_head_dim
             flops = 2.0 * heads * q * length * (width + s.kv_lora_rank) * requests
-            nbytes = length * width * (2.0 if self.pool.kv_dtype == "bf16" else 1.0) * requests
-        else:
+            nbytes = length * width * element * requests
+        else:  # GQA: each KV head's keys and values, read once for its query heads
             kv = max(1, s.kv_heads // self.tp)
             flops = attention_flops(heads, 1, s.attn_head_dim, s.attn_head_dim, False) * q * length * requests
-            nbytes = 2 * kv * s.attn_head_dim * length * BF16_BYTES * requests
+            nbytes = 2 * kv * s.attn_head_dim * length * element * requests
         peaks = self.cost.peaks
         sm = self.compute_sms / self.cost.all_sms
         t_mem = nbytes / (peaks.hbm_Bps * FLASHMLA_HBM_FRACTION)
