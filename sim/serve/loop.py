@@ -46,8 +46,8 @@ PROGRESS_EVERY = 8192  # events between progress reports  # KV-occupancy points 
 
 
 def bucket(x: float) -> int:
-    """``x`` rounded to the context grid (exact below :data:`CONTEXT_EXACT`, then within
-    ``GRID_RATIO / 2`` of itself)."""
+    """``x`` rounded to the grid (exact below :data:`CONTEXT_EXACT`, then to the nearest point of a
+    geometric grid of ratio ``GRID_RATIO``: within 3% of itself)."""
     if x <= CONTEXT_EXACT:
         return max(0, round(x))
     k = round(math.log(x / CONTEXT_EXACT) / math.log(GRID_RATIO))
@@ -274,7 +274,9 @@ class Loop:
         u.queued_tokens -= tokens
         self.prefilled += tokens
         b = max(range(ranks), key=load.__getitem__)
-        shape = Shape("prefill", load[b], count[b], bucket(work[b] / load[b]), -(-tokens // ranks))
+        # token counts and prefixes on the grid (within 3%): a trace of varied prompts times a bounded
+        # number of distinct forwards
+        shape = Shape("prefill", bucket(load[b]), count[b], bucket(work[b] / load[b]), bucket(-(-tokens // ranks)))
         f = m.forward(shape)
         self._busy(u, f, "prefill", tokens, len(batch))
         batches[(u.role, u.index)] = batch
