@@ -318,25 +318,13 @@ class EconomicsSpec(_Strict):
     )
 
 
-class Scenario(_Strict):
-    """A whole scenario: it describes; :func:`sim.assemble.assemble` builds what a run needs from it."""
+class ScenarioFile(_Strict):
+    """What every scenario file has: a name (its outputs' folder), a description, the file it was read
+    from and the calibration profile it names (a training or schedule scenario; a serve scenario,
+    :class:`sim.serve.spec.ServeScenario`)."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     description: str = ""
-    seed: int = 0
-    model: ModelSpec = Field(default_factory=lambda: DEEPSEEK_V3)
-    pipeline: PipelineSpec
-    ops: OpsSpec | None = Field(None, description="op times given directly [default: from the chunk model]")
-    workload: WorkloadSpec = Field(default_factory=WorkloadSpec)
-    profile: str | None = Field(
-        None, min_length=1, description="calibration profile, relative to the scenario [default: the H800 profile]"
-    )
-    p2p: P2PSpec = Field(default_factory=P2PSpec)
-    cluster: ClusterRef | None = None
-    comm: CommSpec = Field(default_factory=CommSpec)
-    compute: ComputeSpec = Field(default_factory=ComputeSpec)
-    training: TrainingSpec | None = Field(None, description="simulate the full training step")
-    economics: EconomicsSpec = Field(default_factory=EconomicsSpec)
     _profile_path: Path | None = PrivateAttr(None)
     _source_path: Path | None = PrivateAttr(None)
 
@@ -360,6 +348,25 @@ class Scenario(_Strict):
         if self._profile_path is not None:
             return self._profile_path
         return DEFAULT_PROFILE
+
+
+class Scenario(ScenarioFile):
+    """A whole scenario: it describes; :func:`sim.assemble.assemble` builds what a run needs from it."""
+
+    seed: int = 0
+    model: ModelSpec = Field(default_factory=lambda: DEEPSEEK_V3)
+    pipeline: PipelineSpec
+    ops: OpsSpec | None = Field(None, description="op times given directly [default: from the chunk model]")
+    workload: WorkloadSpec = Field(default_factory=WorkloadSpec)
+    profile: str | None = Field(
+        None, min_length=1, description="calibration profile, relative to the scenario [default: the H800 profile]"
+    )
+    p2p: P2PSpec = Field(default_factory=P2PSpec)
+    cluster: ClusterRef | None = None
+    comm: CommSpec = Field(default_factory=CommSpec)
+    compute: ComputeSpec = Field(default_factory=ComputeSpec)
+    training: TrainingSpec | None = Field(None, description="simulate the full training step")
+    economics: EconomicsSpec = Field(default_factory=EconomicsSpec)
 
     def devices(self) -> int:
         """Most devices any of the scenario's schedules uses."""

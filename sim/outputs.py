@@ -332,3 +332,22 @@ def owned_outputs(path: str | Path, owner: str, flag: str = "--output") -> Itera
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+JSON_COMPACT = (",", ":")  # json.dumps separators of the traces written as text
+
+
+class QuotedStrings:
+    """``json.dumps`` of strings, each distinct one encoded once: the traces format their slices as
+    text directly and repeat a few names tens of thousands of times."""
+
+    def __init__(self) -> None:
+        self._text: dict[str, str] = {}
+
+    def __call__(self, value: str) -> str:
+        hit = self._text.get(value)
+        if hit is None:
+            import json
+
+            hit = self._text[value] = json.dumps(value)
+        return hit

@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 
 from sim.errors import ScenarioError
@@ -313,6 +314,21 @@ def output_dir_option(_ctx: Any, param: Any, value: Path | None) -> Path | None:
 
     check_output_dir(value, _param_name(param))
     return value
+
+
+# the options of a command that simulates a scenario into DIR/<scenario name>/ (twin run, twin serve)
+RunOutput = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="folder; the outputs go to DIR/<scenario name>/ [default: out; with --format json nothing is "
+        "written unless -o is given]",
+        callback=output_dir_option,
+    ),
+]
+RunFormat = Annotated[Format, typer.Option("--format", help="table, or json on stdout")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress, no summary")]
 
 
 def output_file_option(_ctx: Any, param: Any, value: Path | None) -> Path | None:

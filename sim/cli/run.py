@@ -14,7 +14,7 @@ import typer
 
 from sim import __version__
 from sim.assemble import Assembly, assemble
-from sim.cli.common import Format, err, out, output_dir_option
+from sim.cli.common import Format, Quiet, RunFormat, RunOutput, err, out
 from sim.cli.schedules import _print_table
 from sim.config import default_scenario_path, load_scenario
 from sim.outputs import check_output_folder, owned_outputs, write_parquet, written_beside
@@ -23,18 +23,9 @@ from sim.run import simulate
 
 def run_cmd(
     scenario: Annotated[Path | None, typer.Argument(help="scenario YAML [default: the embedded default]")] = None,
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="folder; the outputs go to DIR/<scenario name>/ [default: out; with --format json nothing is "
-            "written unless -o is given]",
-            callback=output_dir_option,
-        ),
-    ] = None,
-    fmt: Annotated[Format, typer.Option("--format", help="table, or json on stdout")] = Format.table,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress, no summary")] = False,
+    output: RunOutput = None,
+    fmt: RunFormat = Format.table,
+    quiet: Quiet = False,
 ) -> None:
     """Simulate a scenario and write its outputs: a training step (the default: DeepSeek-V3 on 2048
     H800s) or a schedule comparison (Markdown, JSON, Parquet of every span, Gantt PNG, Perfetto trace).

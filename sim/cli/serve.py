@@ -14,24 +14,15 @@ from typing import Annotated, Any
 import typer
 
 from sim import __version__
-from sim.cli.common import Format, err, out, output_dir_option
+from sim.cli.common import Format, Quiet, RunFormat, RunOutput, err, out
 from sim.outputs import check_output_folder, owned_outputs, write_parquet
 
 
 def serve_cmd(
     scenario: Annotated[Path, typer.Argument(help="serve scenario YAML (scenarios/serve/)")],
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="folder; the outputs go to DIR/<scenario name>/ [default: out; with --format json nothing is "
-            "written unless -o is given]",
-            callback=output_dir_option,
-        ),
-    ] = None,
-    fmt: Annotated[Format, typer.Option("--format", help="table, or json on stdout")] = Format.table,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress, no summary")] = False,
+    output: RunOutput = None,
+    fmt: RunFormat = Format.table,
+    quiet: Quiet = False,
 ) -> None:
     """Simulate a serving deployment (prefill and decode pools, or co-located) for the scenario's
     traffic: TTFT and TPOT percentiles, tokens per second per node, goodput under the SLOs, KV-cache

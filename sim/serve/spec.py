@@ -20,12 +20,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
-from sim.config import ClusterRef, _read_topology, _Strict, expand_model_config, scenario_data
+from sim.config import ClusterRef, ScenarioFile, _read_topology, _Strict, expand_model_config, scenario_data
 from sim.errors import ScenarioError
 from sim.hardware.gpu import DEEPSEEK_COMM_SMS
-from sim.hardware.profile import DEFAULT_PROFILE, load_profile
+from sim.hardware.profile import load_profile
 from sim.model.spec import DEEPSEEK_V3, ModelSpec, check_timed
 from sim.network.spec import NVL72_GPUS, ClusterSpec
 from sim.yamlio import validation_error
@@ -162,32 +162,13 @@ class ServeSpec(_Strict):
         return self
 
 
-class ServeScenario(_Strict):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
-    description: str = ""
+class ServeScenario(ScenarioFile):
     seed: int = Field(0, ge=0, le=2**32 - 1)
     model: ModelSpec = Field(default_factory=lambda: DEEPSEEK_V3)
     profile: str | None = Field(None, min_length=1, description="calibration profile [default: the H800 profile]")
     cluster: ClusterRef
     serve: ServeSpec
-    _profile_path: Path | None = PrivateAttr(None)
-    _source_path: Path | None = PrivateAttr(None)
     _folder: Path | None = PrivateAttr(None)
-
-    @field_validator("name")
-    @classmethod
-    def _folder_name(cls, name: str) -> str:
-        if set(name) == {"."}:
-            raise ValueError(f"{name!r} is not a name; outputs go to DIR/<name>/")
-        return name
-
-    @property
-    def source_path(self) -> str:
-        return str(self._source_path) if self._source_path is not None else "<scenario>"
-
-    @property
-    def profile_path(self) -> Path:
-        return self._profile_path if self._profile_path is not None else DEFAULT_PROFILE
 
     def resolve(self, relative: str) -> Path:
         """A path the scenario gives, resolved against its folder."""

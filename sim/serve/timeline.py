@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from sim.outputs import JSON_COMPACT, QuotedStrings
 from sim.serve.metrics import ServeResult
 
 POOL_ORDER = ("prefill", "decode", "colocated")
@@ -99,15 +100,7 @@ def perfetto_json(result: ServeResult, title: str) -> str:
     ok = np.isfinite(start) & np.isfinite(end) & (end >= start)
     ts = np.round(start * 1e6, 3)
     dur = np.round(np.round(end * 1e6, 3) - ts, 3)
-    text: dict[str, str] = {}
-
-    def quoted(value: str) -> str:
-        hit = text.get(value)
-        if hit is None:
-            hit = text[value] = json.dumps(value)
-        return hit
-
-    compact = (",", ":")
+    quoted, compact = QuotedStrings(), JSON_COMPACT
     parts = [json.dumps(head, separators=compact)[1:-1]] if head else []
     for s, keep, t, d in zip(spans, ok.tolist(), ts.tolist(), dur.tolist(), strict=True):
         if not keep:

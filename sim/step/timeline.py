@@ -34,6 +34,7 @@ import pandas as pd
 from sim.chunk.export import STREAM_TID as CHUNK_STREAM_TID
 from sim.chunk.streams import Task
 from sim.network.linklog import COUNTER_COLUMNS
+from sim.outputs import JSON_COMPACT, QuotedStrings
 from sim.pipeline.ops import Op
 from sim.step.spec import StepRun
 
@@ -288,15 +289,7 @@ def perfetto_json(tl: Timeline, title: str, pipeline: int = 0, time_scale_us: fl
     without building a dict per slice: a step's 85,000 slices are formatted as text directly (numbers
     by ``repr``, as ``json`` writes them; strings through ``json.dumps``, once per distinct string)."""
     head, spans, tail = _trace_parts(tl, pipeline, time_scale_us)
-    text: dict[str, str] = {}
-
-    def quoted(value: str) -> str:
-        hit = text.get(value)
-        if hit is None:
-            hit = text[value] = json.dumps(value)
-        return hit
-
-    compact = (",", ":")
+    quoted, compact = QuotedStrings(), JSON_COMPACT
     parts = [json.dumps(head, separators=compact)[1:-1]] if head else []  # one call: the C encoder's loop
     for rank, tid, op, ts, dur, mb, stage, action, layer in spans:
         at = f',"layer":{layer!r}' if layer >= 0 else ""

@@ -18,6 +18,7 @@ from sim.model.spec import DEEPSEEK_V3
 from sim.serve.deployment import build, simulate_serve
 from sim.serve.forward import Shape
 from sim.serve.kvcache import kv_bytes_per_token, weights_per_gpu
+from sim.serve.loop import bucket
 from sim.serve.metrics import ServeResult
 from sim.units import GiB
 from tests.serve.conftest import pool, scenario
@@ -134,11 +135,12 @@ def _md1(rate: float, duration: float, seed: int = 0) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def service_s() -> float:
-    """The one-request prefill forward's time, from the unit's forward model: INPUT tokens on the one
-    DP rank, one request, no cached prefix."""
+    """The one-request prefill forward's time, from the unit's forward model: INPUT tokens (on the
+    shapes' grid) on the one DP rank, one request, no cached prefix."""
     fm = build(scenario(_md1(1.0, 1.0), model=MD1_MODEL)).pools["colocated"].model
     assert fm.dp == 1
-    return fm.forward(Shape("prefill", INPUT, 1, 0, INPUT)).time_s
+    tokens = bucket(INPUT)  # the loop's shapes are on the grid (within 3%)
+    return fm.forward(Shape("prefill", tokens, 1, 0, tokens)).time_s
 
 
 def test_md1_mean_ttft_is_pollaczek_khinchine(service_s: float) -> None:

@@ -11,33 +11,17 @@ import pytest
 
 from reports.document import Document
 from reports.serve_report import SECTIONS, serve_document
-from sim.serve.deployment import simulate_serve
 from sim.serve.metrics import ServeResult
-from sim.serve.spec import load_serve
-
-REPO = Path(__file__).resolve().parents[2]
-HEAD = (
-    f"profile: {REPO / 'calibrate' / 'profiles' / 'h800.json'}\n"
-    f"cluster: {{topology: {REPO / 'topologies' / 'deepseek-v3-mpft.yaml'}}}\n"
-)
-SPLIT = (
-    "  prefill: {nodes: 4, unit_nodes: 2, attention_tp: 4, experts_per_gpu: 16}\n"
-    "  decode: {nodes: 8, unit_nodes: 4, experts_per_gpu: 9, kernels: low_latency, mtp: {enabled: true}}\n"
-)
-FIGURES = ["latency", "throughput", "kv-cache", "gpu-busy"]
-DESCRIPTION = "A <script>alert('x')</script> deployment & its <b>traffic</b>"
-
-
-def _run(tmp: Path, name: str, serve: str) -> ServeResult:
-    path = tmp / f"{name}.yaml"
-    path.write_text(f"name: {name}\n{HEAD}serve:\n{serve}")
-    return simulate_serve(load_serve(path))
+from tests.unit.serve_runs import SPLIT, run, split_run
 
 
 @pytest.fixture(scope="module")
 def split(tmp_path_factory: pytest.TempPathFactory) -> ServeResult:
-    traffic = "  traffic: {rate_per_s: 30, input_tokens: 2000, output_tokens: 200, prompt_cache_hit: 0.5}\n"
-    return _run(tmp_path_factory.mktemp("serve"), "split", f"  duration_s: 20\n{traffic}{SPLIT}")
+    return split_run(tmp_path_factory.mktemp("serve"))
+
+
+FIGURES = ["latency", "throughput", "kv-cache", "gpu-busy"]
+DESCRIPTION = "A <script>alert('x')</script> deployment & its <b>traffic</b>"
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +124,7 @@ def test_pool_table_carries_the_figures(split: ServeResult, split_doc: Document)
 def test_one_output_token(tmp_path: Path) -> None:
     """Every request of one output token: no TPOT (all NaN), no decode step, so no KV sample."""
     serve = "  duration_s: 5\n  traffic: {rate_per_s: 10, input_tokens: 500, output_tokens: 1}\n"
-    result = _run(tmp_path, "one", serve + SPLIT)
+    result = run(tmp_path, "one", serve + SPLIT)
     assert len(result.requests) > 10 and result.completed == len(result.requests)
     assert all(len(t) == 0 for t, _ in result.kv_occupancy.values()) and result.to_dict()["tpot_s"]["p50"] is None
     doc = serve_document(result)
@@ -152,7 +136,7 @@ def test_one_output_token(tmp_path: Path) -> None:
 def test_no_request_finishes(tmp_path: Path) -> None:
     """Outputs too long to finish within the simulated span: first tokens, no completion."""
     serve = "  duration_s: 2\n  traffic: {rate_per_s: 5, input_tokens: 500, output_tokens: 100000}\n"
-    result = _run(tmp_path, "none", serve + SPLIT)
+    result = run(tmp_path, "none", serve + SPLIT)
     assert result.completed == 0 and len(result.requests) > 0
     doc = serve_document(result)
     _check_document(doc, result)
@@ -164,7 +148,7 @@ def test_no_request_finishes(tmp_path: Path) -> None:
 
 def test_no_request(tmp_path: Path) -> None:
     """No request arrived (and a zero-length span): every section still there, '-' for the latencies."""
-    result = _run(tmp_path, "zero", f"  duration_s: 1\n  traffic: {{rate_per_s: 0.001}}\n{SPLIT}")
+    result = run(tmp_path, "zero", f"  duration_s: 1\n  traffic: {{rate_per_s: 0.001}}\n{SPLIT}")
     assert len(result.requests) == 0 and result.end_s == 0
     doc = serve_document(result)
     _check_document(doc, result)
@@ -180,7 +164,7 @@ def test_colocated_and_bare(tmp_path: Path) -> None:
         "  traffic: {rate_per_s: 20, input_tokens: 1000, output_tokens: 50}\n"
         "  colocated: {nodes: 8, unit_nodes: 4, experts_per_gpu: 9, kernels: low_latency}\n"
     )
-    result = _run(tmp_path, "co", serve)
+    result = run(tmp_path, "co", serve)
     doc = serve_document(result)
     _check_document(doc, result)
     summary = _table(doc, "figure", "value")
@@ -192,4 +176,3 @@ def test_colocated_and_bare(tmp_path: Path) -> None:
     doc = serve_document(bare)
     _check_document(doc, bare)
     assert _table(doc, "unit") == {}
-

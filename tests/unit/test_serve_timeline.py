@@ -14,34 +14,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sim.serve.deployment import simulate_serve
 from sim.serve.loop import Span
 from sim.serve.metrics import ServeResult
-from sim.serve.spec import load_serve
 from sim.serve.timeline import COUNTER_PREFIX, perfetto_json
-
-REPO = Path(__file__).resolve().parents[2]
-HEAD = (
-    f"profile: {REPO / 'calibrate' / 'profiles' / 'h800.json'}\n"
-    f"cluster: {{topology: {REPO / 'topologies' / 'deepseek-v3-mpft.yaml'}}}\n"
-)
-SPLIT = (
-    "  prefill: {nodes: 4, unit_nodes: 2, attention_tp: 4, experts_per_gpu: 16}\n"
-    "  decode: {nodes: 8, unit_nodes: 4, experts_per_gpu: 9, kernels: low_latency, mtp: {enabled: true}}\n"
-)
-
-
-def _run(tmp: Path, name: str, serve: str) -> ServeResult:
-    path = tmp / f"{name}.yaml"
-    path.write_text(f"name: {name}\n{HEAD}serve:\n{serve}")
-    return simulate_serve(load_serve(path))
+from tests.unit.serve_runs import SPLIT, run, split_run
 
 
 @pytest.fixture(scope="module")
 def split(tmp_path_factory: pytest.TempPathFactory) -> ServeResult:
-    """Two prefill units of 2 nodes, two decode units of 4 nodes, 20 s of traffic."""
-    traffic = "  traffic: {rate_per_s: 30, input_tokens: 2000, output_tokens: 200, prompt_cache_hit: 0.5}\n"
-    return _run(tmp_path_factory.mktemp("serve"), "split", f"  duration_s: 20\n{traffic}{SPLIT}")
+    return split_run(tmp_path_factory.mktemp("serve"))
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +32,7 @@ def colocated(tmp_path_factory: pytest.TempPathFactory) -> ServeResult:
         "  traffic: {rate_per_s: 20, input_tokens: 1000, output_tokens: 100}\n"
         "  colocated: {nodes: 8, unit_nodes: 4, experts_per_gpu: 9, kernels: low_latency}\n"
     )
-    return _run(tmp_path_factory.mktemp("serve"), "colocated", serve)
+    return run(tmp_path_factory.mktemp("serve"), "colocated", serve)
 
 
 def _refuse(name: str) -> None:
@@ -153,7 +134,7 @@ def test_colocated_pool(colocated: ServeResult) -> None:
 def test_cut_timeline(tmp_path: Path) -> None:
     """With ``serve.timeline_spans`` below the forwards run, the trace has those kept and says so."""
     serve = "  duration_s: 3\n  timeline_spans: 25\n  traffic: {rate_per_s: 10, input_tokens: 800, output_tokens: 50}\n"
-    result = _run(tmp_path, "cut", serve + SPLIT)
+    result = run(tmp_path, "cut", serve + SPLIT)
     trace = _load(perfetto_json(result, "cut"))
     assert len(_events(trace, "X")) == len(result.spans) == 25
     assert trace["otherData"]["spans_cut"] and trace["otherData"]["forwards"] > 25
@@ -161,7 +142,7 @@ def test_cut_timeline(tmp_path: Path) -> None:
 
 def test_no_requests(tmp_path: Path) -> None:
     """No request arrived: every pool and unit named, no slice, no counter, still JSON."""
-    result = _run(tmp_path, "zero", f"  duration_s: 1\n  traffic: {{rate_per_s: 0.001}}\n{SPLIT}")
+    result = run(tmp_path, "zero", f"  duration_s: 1\n  traffic: {{rate_per_s: 0.001}}\n{SPLIT}")
     assert len(result.requests) == 0
     trace = _load(perfetto_json(result, "zero"))
     assert not _events(trace, "X") and not _events(trace, "C")
