@@ -203,6 +203,13 @@ def connect(address: str) -> Any:
     return client
 
 
+def _lost(client: Any) -> TwinError:
+    return TwinError(
+        f"--scheduler: lost the dask scheduler at {client.scheduler.address}; the points "
+        "completed so far are kept: run again (with a running scheduler) to resume"
+    )
+
+
 def _dask(sweep: Sweep, todo: list[Point], client: Any) -> Iterator[tuple[Point, dict[str, Any]]]:
     import uuid
 
@@ -223,11 +230,10 @@ def _dask(sweep: Sweep, todo: list[Point], client: Any) -> Iterator[tuple[Point,
                 try:
                     row = fut.result()
                 except CancelledError:  # the scheduler was lost (or restarted): every task in flight went
-                    raise TwinError(
-                        f"--scheduler: lost the dask scheduler at {client.scheduler.address}; the points "
-                        "completed so far are kept: run again (with a running scheduler) to resume"
-                    ) from None
+                    raise _lost(client) from None
                 except Exception as err:  # the task raised inside dask (it killed its workers, say)
+                    if client.status != "running":  # or the scheduler went while the result was fetched
+                        raise _lost(client) from None
                     row = empty_figures()
                     row.update(status=FAILED, error=f"dask task failed: {type(err).__name__}: {err}")
                 yield point, row

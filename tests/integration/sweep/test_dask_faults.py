@@ -110,7 +110,8 @@ def test_lost_worker_is_replaced_and_lost_scheduler_stops_the_sweep_to_resume(tm
         kept = _rows(out)
         assert 3 <= kept < 6
         rows = pd.read_parquet(out)
-        assert list(rows["status"]) == [OK] * kept  # the tasks lost with the scheduler are not recorded
+        # the tasks lost with the scheduler are not recorded
+        assert list(rows["status"]) == [OK] * kept, list(rows["error"])
         _kill(workers)
         scheduler, workers = _cluster(port)  # the scheduler started again, on the same address
         time.sleep(3)
