@@ -405,16 +405,11 @@ def serve_document(result: ServeResult, scenario_description: str = "") -> Docum
 
     doc.heading("KV cache")
     samples = _kv_points(result)
-    kv_cut = [k for k, v in result.kv_occupancy.items() if len(v[0]) >= KV_SAMPLES]
     caption = (
         "Each decode unit's KV cache in use (prompts and the tokens generated so far, a share of the "
-        "unit's capacity over its DP ranks) at the start of each decode step."
+        "unit's capacity over its DP ranks) at the start of its decode steps, and 0 when it empties; past "
+        f"{KV_SAMPLES:,} points a unit keeps every other one (the series spans the whole run)."
     )
-    if kv_cut:
-        caption += (
-            f" The loop samples the first {KV_SAMPLES:,} steps of a unit: the curves of "
-            f"{', '.join(kv_cut)} stop before the run ends (dotted)."
-        )
     doc.figure(kv_figure(result), "kv-cache", caption, fmt="png" if samples > SVG_POINTS else "svg")
     doc.table(["unit", "samples", "last sample, s", "mean", "peak"], kv_rows(result), align="lrrrr")
 
