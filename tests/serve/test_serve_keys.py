@@ -172,7 +172,7 @@ def _cases() -> list[tuple[str, Any]]:
             if key in REFUSED_POOL:
                 value = f"REFUSED:{value}"
             cases.append((key, value))
-        else:
+        elif CASES[key] is not None:  # None: a key with its own test below
             cases.append((key, CASES[key]))
     return cases
 
@@ -196,8 +196,6 @@ def _base() -> dict[str, Any]:
 
 @pytest.mark.parametrize(("key", "value"), _cases(), ids=[k for k, _ in _cases()])
 def test_changing_a_key_changes_the_result_or_is_refused(key: str, value: Any) -> None:
-    if value is None:
-        pytest.skip(f"{key}: checked by its own test")
     data = copy.deepcopy(BASE)
     for k, v in COMPANY.get(key, {}).items():
         _set(data, k, copy.deepcopy(v))
