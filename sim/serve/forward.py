@@ -149,6 +149,14 @@ def overlap(chains: list[list[Task]]) -> tuple[float, dict[str, float]]:
     return end, busy
 
 
+def graphs_allowed(pool: PoolSpec, model: ModelSpec) -> bool:
+    """Whether a decode step can run as a CUDA graph: DeepEP's low-latency kernels can be captured;
+    its normal dispatch makes the CPU wait for the received token counts before it allocates the
+    receive buffers ("not compatible with CUDA graph", DeepEP's README), so a step with them runs
+    eagerly, paying the launch gap per kernel. A dense model has no all-to-all."""
+    return pool.kernels == "low_latency" or not model.is_moe_model
+
+
 class ForwardModel:
     """A pool's forwards, memoised by shape."""
 
@@ -172,8 +180,8 @@ class ForwardModel:
         self.dp = self.gpus // self.tp
         self.placement, self.load, self.seed = placement, load, seed
         gap = pool.launch_gap_us
-        if gap is None:
-            gap = 0.0 if role == "decode" else LAUNCH_GAP_US  # CUDA graphs in decode; eager prefill (the trace)
+        if gap is None:  # CUDA graphs in decode, where the kernels allow them; eager otherwise (the trace's gap)
+            gap = 0.0 if role == "decode" and graphs_allowed(pool, model) else LAUNCH_GAP_US
         self.params = ChunkParams(launch_gap_us=gap)
         normal = pool.kernels == "normal" and model.is_moe_model
         self.compute_sms = cost.all_sms - (pool.comm_sms if normal else 0)
@@ -187,7 +195,7 @@ class ForwardModel:
         self.moe_model = model.model_copy(update={"n_shared_experts": 0}) if pool.shared_as_routed else model
         # a co-located pool's decode steps run as CUDA graphs like a decode pool's (its prefill stays eager)
         self.decode_forwards: ForwardModel | None = None
-        if role == "colocated" and pool.launch_gap_us is None:
+        if role == "colocated" and pool.launch_gap_us is None and graphs_allowed(pool, model):
             self.decode_forwards = ForwardModel(
                 "decode", pool, model, cost, links, gpus_per_node, placement, load, seed, router_groups
             )

@@ -95,7 +95,7 @@ class PoolSpec(_Strict):
         None,
         ge=0,
         le=1e4,
-        description="idle per kernel launch [prefill: 6.3 (eager, the trace); decode: 0 (CUDA graphs)]",
+        description="idle per kernel launch [6.3 (eager, the trace); decode with low-latency kernels: 0 (CUDA graphs)]",
     )
     mtp: MtpSpec = Field(default_factory=MtpSpec)
     kv_memory_fraction: float = Field(

@@ -129,7 +129,7 @@ DECODE_POOLS = {  # role, pool keys, expert load
         "balanced",
     ),
 }
-ALL_MOE = {"n_dense_layers": 0}  # every layer MoE: no dense FFN (see the xfail below)
+ALL_MOE = {"n_dense_layers": 0}  # every layer MoE: no dense FFN
 
 
 @pytest.mark.parametrize("name", list(DECODE_POOLS))
@@ -275,3 +275,17 @@ def test_moe_part_interpolates_between_grid_points(prefill_model: ForwardModel) 
         for x, y, z in ((a.slowest_s, b.slowest_s, m.slowest_s), (a.dispatch_s, b.dispatch_s, m.dispatch_s)):
             assert min(x, y) <= z <= max(x, y)
             assert z == pytest.approx(x + w * (y - x), rel=1e-12)
+
+
+def test_decode_steps_run_as_cuda_graphs_only_with_low_latency_kernels() -> None:
+    """DeepEP's normal dispatch makes the CPU wait for the received counts (not capturable in a CUDA
+    graph): a decode step with normal kernels pays the trace's launch gap per kernel, one with
+    low-latency kernels none; prefill is eager either way."""
+    from sim.chunk.overheads import LAUNCH_GAP_US
+
+    assert _model("decode", {}).params.launch_gap_us == 0.0
+    assert _model("decode", {"kernels": "normal"}).params.launch_gap_us == LAUNCH_GAP_US
+    assert _model("prefill", {}).params.launch_gap_us == LAUNCH_GAP_US
+    co = _model("colocated", {"kernels": "normal"})
+    assert co.decode_forwards is None and co.params.launch_gap_us == LAUNCH_GAP_US
+    assert _model("colocated", {}).decode_forwards is not None
