@@ -107,8 +107,6 @@ METRICS: tuple[Metric, ...] = (
     Metric("output_tokens_per_s_per_node", "max", "tokens/s", "output tokens per second per decode node"),
     Metric("goodput_requests_per_s", "max", "requests/s", "requests per second meeting both SLOs"),
 )
-SERVE_METRICS: tuple[str, ...] = ("ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s")
-SERVE_METRICS += ("input_tokens_per_s_per_node", "output_tokens_per_s_per_node", "goodput_requests_per_s")
 METRIC_BY_NAME = {m.name: m for m in METRICS}
 LAYOUT_COLUMNS: tuple[tuple[str, str], ...] = (  # (column, dtype): the layout the point ran
     ("schedule", "string"),
