@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -28,7 +27,6 @@ from sim.serve.metrics import ServeResult, summarise
 from sim.serve.placement import Placement, place
 from sim.serve.requests import Requests, poisson, read_trace
 from sim.serve.spec import PoolSpec, ServeScenario
-from sim.units import gbit_to_gbyte
 from sim.yamlio import read_text
 
 
@@ -185,11 +183,3 @@ def simulate_serve(
     )
     out = loop.run(progress)
     return summarise(sc, d, reqs, out)
-
-
-def nic_GBps(sc: ServeScenario) -> float:
-    return gbit_to_gbyte(sc.cluster_spec().node.nic_Gbps)
-
-
-def scenario_path(sc: ServeScenario) -> Path:
-    return Path(sc.source_path)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from sim.serve.alltoall import Links, phase_time
+from sim.serve.alltoall import phase_time
 from sim.serve.deployment import Deployment
 from sim.serve.routing import route_batch
 from sim.serve.spec import ServeScenario
@@ -83,7 +83,3 @@ def decode_floor(sc: ServeScenario, d: Deployment) -> dict[str, Any]:
             "paper_tpot_ms": ISCA_TPOT_MS[name],
         }
     return {"tokens_per_gpu": tokens, "experts_per_token": targets, "layers": layers, "fabrics": rows}
-
-
-def links_for(links: Links, nvlink_GBps: float, gpus: int) -> Links:
-    return replace(links, nvlink_GBps=nvlink_GBps, domain=gpus)

@@ -34,8 +34,6 @@ from sim.yamlio import validation_error
 # activations, CUDA graphs and the allocator (sglang server_args ``mem_fraction_static``, 0.88 on
 # GPUs of 80 GB and more in its heuristics). A documented parameter: ``kv_memory_fraction``.
 MEM_FRACTION_STATIC = 0.88
-# DeepSeek's published average prompt-cache hit ratio (open-source week day 6, REFERENCE.md section 11)
-DEEPSEEK_CACHE_HIT = 0.563
 MAX_DURATION_S = 86_400.0
 MAX_REQUESTS = 5_000_000
 

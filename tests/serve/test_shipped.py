@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from sim.serve.deployment import build
-from sim.serve.floor import ISCA_ROUND_US, ISCA_TPOT_MS, closed_form_round_us, decode_floor
+from sim.serve.floor import (
+    ISCA_EXPERTS,
+    ISCA_HIDDEN,
+    ISCA_ROUND_US,
+    ISCA_TOKENS,
+    ISCA_TPOT_MS,
+    closed_form_round_us,
+    decode_floor,
+)
 from sim.serve.spec import load_serve
 from sim.sweep.spec import load_sweep
 
@@ -46,8 +54,9 @@ def test_the_decode_floor_beside_the_paper() -> None:
     120.96 us (7K read as 7000) and 6.72 us; the twin's round, which moves at most the paper's bytes
     per copy plus FP8 scales at below line rate and waits for the busiest GPU, is longer than the
     closed form at 7168 elements and its TPOT floor is 61 layers x 2 micro-batches x the round."""
-    assert closed_form_round_us(32, 9, 7000, 50.0) == pytest.approx(ISCA_ROUND_US["ib"], rel=1e-9)
-    assert closed_form_round_us(32, 9, 7000, 900.0) == pytest.approx(ISCA_ROUND_US["nvlink"], rel=2e-3)
+    paper = (ISCA_TOKENS, ISCA_EXPERTS, ISCA_HIDDEN)
+    assert closed_form_round_us(*paper, 50.0) == pytest.approx(ISCA_ROUND_US["ib"], rel=1e-9)
+    assert closed_form_round_us(*paper, 900.0) == pytest.approx(ISCA_ROUND_US["nvlink"], rel=2e-3)
     assert 61 * 2 * ISCA_ROUND_US["ib"] / 1e3 == pytest.approx(ISCA_TPOT_MS["ib"], rel=1e-3)
     sc = load_serve(SERVE / "decode-floor.yaml")
     floor = decode_floor(sc, build(sc))
