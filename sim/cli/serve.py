@@ -1,9 +1,10 @@
 """``twin serve SCENARIO``: simulate a serving deployment for the scenario's traffic and write its
 outputs to ``DIR/<scenario name>/``: ``summary.json`` (the figures, as ``--format json`` prints
-them), ``requests.parquet`` (one row per request: arrival, lengths, first token, finish, TTFT,
-TPOT), ``trace.json`` (every forward of every unit, and the KV-cache occupancy, for Perfetto) and
-``report.html`` / ``report.md`` with its plots. A scenario with ``serve.floor`` prints the ISCA'25
-decode floor beside the paper's figures (and simulates traffic only if it gives some)."""
+them), ``requests.parquet`` (one row per request: arrival, lengths, when its prefill started, first
+token, when it joined a decode batch, finish, TTFT, TPOT), ``trace.json`` (every forward of every
+unit, and the KV-cache occupancy, for Perfetto) and ``report.html`` / ``report.md`` with its plots.
+A scenario with ``serve.floor`` prints the ISCA'25 decode floor beside the paper's figures (and
+simulates traffic only if it gives some)."""
 
 from __future__ import annotations
 
@@ -81,7 +82,9 @@ def _write(target: Path, sc: Any, summary: dict[str, Any], result: Any) -> None:
                 "input_tokens": r.input_tokens,
                 "cached_tokens": r.cached_tokens,
                 "output_tokens": r.output_tokens,
+                "prefill_start_s": result.prefill_start_s,
                 "first_token_s": result.first_token_s,
+                "decode_admit_s": result.decode_admit_s,
                 "finish_s": result.finish_s,
                 "ttft_s": result.ttft_s,
                 "tpot_s": result.tpot_s,

@@ -78,6 +78,8 @@ class ServeResult:
     little: dict[str, float]
     extra: dict[str, Any] = field(default_factory=dict)
     met_slo: int = 0  # requests meeting both SLOs
+    prefill_start_s: np.ndarray | None = None  # when each request's first prompt tokens were computed
+    decode_admit_s: np.ndarray | None = None  # when each request joined a decode batch (NaN: never)
     duration_s: float = 0.0  # the arrival window the throughputs and the goodput are over
 
     @property
@@ -187,5 +189,7 @@ def summarise(sc: ServeScenario, d: Deployment, reqs: Requests, out: LoopResult)
         little=little,
         extra=extra,
         met_slo=int(ok.sum()),
+        prefill_start_s=out.prefill_start_s,
+        decode_admit_s=out.decode_admit_s,
         duration_s=window,
     )

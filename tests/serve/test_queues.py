@@ -305,3 +305,19 @@ def test_mtp_steps_per_request(tmp_path: Path) -> None:
     serve["colocated"] = pool()
     r = simulate_serve(scenario(serve))
     assert r.pools["colocated"].forwards - n == n * tokens
+
+
+def test_each_request_moves_through_its_stages_in_order() -> None:
+    """Every request of a disaggregated run: arrival <= its prefill starts <= first token <= it joins
+    a decode batch (after the KV transfer: strictly later) <= last token; a request of one output
+    token never joins one. The KV transfer takes at least one IB latency, so the admission comes
+    after the first token by at least that."""
+    r = simulate_serve(scenario(LITTLE["disaggregated"]))
+    assert r.prefill_start_s is not None and r.decode_admit_s is not None
+    a, p, f, d, e = r.requests.arrival_s, r.prefill_start_s, r.first_token_s, r.decode_admit_s, r.finish_s
+    assert r.completed == len(a) > 0
+    multi = r.requests.output_tokens > 1
+    assert (a <= p).all() and (p <= f).all() and (f <= e).all()
+    latency = build(scenario(LITTLE["disaggregated"])).links.ib_latency_s
+    assert (d[multi] - f[multi] >= latency * (1 - 1e-9)).all() and (d[multi] <= e[multi]).all()
+    assert np.isnan(d[~multi]).all()
