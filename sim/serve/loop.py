@@ -72,6 +72,7 @@ class Unit:
     model: ForwardModel
     kv_capacity: int  # tokens of KV cache the unit holds (every DP rank)
     queue: deque[list[int]] = field(default_factory=deque)  # prefill items [request, remaining new, done new]
+    batch: list[list[int]] = field(default_factory=list)  # the running prefill: [request, tokens, prefix]
     queued_tokens: int = 0
     waiting: deque[int] = field(default_factory=deque)  # decode: requests with their KV, not admitted
     finish: list[tuple[int, int]] = field(default_factory=list)  # heap (finish step, request)
@@ -141,7 +142,7 @@ class Loop:
         self.admit = np.full(n, np.nan)
         self.rates = np.zeros(n)
         self.admit_step = np.zeros(n, dtype=np.int64)
-        self.events: list[tuple[float, int, int, int, int]] = []  # (time, seq, kind, a, b)
+        self.events: list[tuple[float, int, int, int]] = []  # (time, seq, kind, a)
         self.seq = 0
         self.spans: list[Span] = []
         self.max_spans = timeline_spans
@@ -156,8 +157,8 @@ class Loop:
         self.prefilled = 0
 
     # events: 0 arrival(i), 1 prefill done(unit), 2 kv arrived(i), 3 decode step done(unit)
-    def push(self, t: float, kind: int, a: int, b: int = 0) -> None:
-        heapq.heappush(self.events, (t, self.seq, kind, a, b))
+    def push(self, t: float, kind: int, a: int) -> None:
+        heapq.heappush(self.events, (t, self.seq, kind, a))
         self.seq += 1
 
     def advance(self, t: float) -> None:
@@ -173,10 +174,9 @@ class Loop:
             self.push(float(self.r.arrival_s[i]), 0, i)
         limit = self.duration_s + max(60.0, DRAIN_FACTOR * self.duration_s)
         units = self.prefill + ([] if self.colocated else self.decode)
-        batches: dict[tuple[str, int], list[list[int]]] = {}
         handled = 0
         while self.events:
-            t, _, kind, a, _b = heapq.heappop(self.events)
+            t, _, kind, a = heapq.heappop(self.events)
             handled += 1
             if progress is not None and handled % PROGRESS_EVERY == 0:
                 progress(t)
@@ -191,19 +191,19 @@ class Loop:
                 new = int(self.r.input_tokens[a] - self.r.cached_tokens[a])
                 u.queue.append([a, new, 0])
                 u.queued_tokens += new
-                self._kick(u, batches)
+                self._kick(u)
             elif kind == 1:
                 u = self.prefill[a]
-                self._prefill_done(u, batches.pop((u.role, u.index)))
-                self._kick(u, batches)
+                self._prefill_done(u)
+                self._kick(u)
             elif kind == 2:
                 u = min(self.decode, key=lambda x: (x.active + len(x.waiting), x.index))
                 u.waiting.append(a)
-                self._kick(u, batches)
+                self._kick(u)
             else:
                 u = (self.prefill if self.colocated else self.decode)[a]
                 self._step_done(u)
-                self._kick(u, batches)
+                self._kick(u)
         return LoopResult(
             self.first,
             self.finish,
@@ -220,15 +220,15 @@ class Loop:
         )
 
     # ------------------------------------------------------------------ prefill
-    def _kick(self, u: Unit, batches: dict[tuple[str, int], list[list[int]]]) -> None:
+    def _kick(self, u: Unit) -> None:
         if u.busy:
             return
-        if u.queue and (u.role != "decode"):
-            self._start_prefill(u, batches)
+        if u.queue and u.role != "decode":
+            self._start_prefill(u)
         elif u.role != "prefill" and (u.active or u.waiting):
             self._start_step(u)
 
-    def _start_prefill(self, u: Unit, batches: dict[tuple[str, int], list[list[int]]]) -> None:
+    def _start_prefill(self, u: Unit) -> None:
         """Fill the unit's DP ranks from its queue: each prompt (or chunk of one: a prompt's chunks
         follow each other, one per forward) goes whole to the rank with the most room, up to
         ``max_batch_tokens`` new tokens per rank; a prompt longer than that runs alone on an empty rank
@@ -279,7 +279,7 @@ class Loop:
         shape = Shape("prefill", bucket(load[b]), count[b], bucket(work[b] / load[b]), bucket(-(-tokens // ranks)))
         f = m.forward(shape)
         self._busy(u, f, "prefill", tokens, len(batch))
-        batches[(u.role, u.index)] = batch
+        u.batch = batch
         self.push(self.now + f.time_s, 1, u.index)
 
     def _busy(self, u: Unit, f: Forward, kind: str, tokens: int, requests: int) -> None:
@@ -292,8 +292,9 @@ class Loop:
         if len(self.spans) < self.max_spans:
             self.spans.append(Span(u.role, u.index, self.now, self.now + f.time_s, kind, tokens, requests))
 
-    def _prefill_done(self, u: Unit, batch: list[list[int]]) -> None:
+    def _prefill_done(self, u: Unit) -> None:
         u.busy = False
+        batch, u.batch = u.batch, []
         for req, take, prefix in batch:
             if prefix + take < self.r.input_tokens[req]:
                 continue  # a chunk: the prompt goes on
