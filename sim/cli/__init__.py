@@ -147,4 +147,29 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: user errors become one line and exit status 2 (sim.cli.common.invoke)."""
     from sim.cli.common import invoke
 
-    raise SystemExit(invoke(app, argv, exiting=argv is None))  # argv given: called in-process (tests)
+    code = invoke(app, argv, exiting=argv is None)
+    if argv is None:  # the console script: the process only exits now
+        _leave(code)
+    raise SystemExit(code)  # argv given: called in-process (tests)
+
+
+def _leave(code: int) -> None:
+    """Exit with ``code`` without the interpreter's teardown, which frees every object of the run one
+    by one (about 0.09 s of a default ``twin run --format json``, 7% of it) for nothing: the exit
+    handlers run (a process pool's, a temporary folder's), the output is flushed, then ``os._exit``.
+    Returns (the caller exits normally) where another thread still runs, which a normal exit would
+    wait for, or where flushing fails (a closed pipe: the normal exit reports it as before)."""
+    import atexit
+    import os
+    import sys
+    import threading
+
+    if threading.active_count() != 1:
+        return
+    getattr(atexit, "_run_exitfuncs")()  # noqa: B009 - CPython's own exit handlers, as a normal exit runs them
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return
+    os._exit(code)

@@ -152,7 +152,7 @@ class CoflowTable:
         self._size_of: list[float] = []
         self._conflicts: list[set[int]] = []
         self._by_kind: dict[int, set[int]] = {}  # active slots of each kind (kinds with none: absent)
-        self._memo: dict[tuple[tuple[int, float], ...], list[float]] = {}
+        self._memo: dict[tuple[tuple[int, float], ...], tuple[list[float], list[int]]] = {}
         self._fits: dict[tuple[int, float], bool] = {}  # (kind, cap) alone within every link
         self.sent: dict[int, int] = {}  # coflows started, per kind
         self.sent_by_tag: dict[tuple[int, str], int] = {}
@@ -407,28 +407,40 @@ class CoflowTable:
         return solved
 
     def _solve(self, slots: list[int], now: float) -> None:
-        order = sorted(slots, key=lambda s: (self.kind[s], self.cap[s]))
-        key = tuple((self.kind[s], self.cap[s]) for s in order)
-        rates = self._memo.get(key)
-        if rates is None:
+        kind, cap = self.kind, self.cap
+        order = sorted(slots, key=lambda s: (kind[s], cap[s]))
+        key = tuple((kind[s], cap[s]) for s in order)
+        hit = self._memo.get(key)
+        self.solves += 1
+        if hit is None:
             rates = self._maxmin(order).tolist()
+            for s, r in zip(order, rates, strict=True):
+                self._set_rate(s, r, now)
+            # each member's bottleneck, from the loads its component alone puts on its links (a
+            # component's links carry no other coflow), so a function of the key, kept with the rates
+            bottlenecks = [self._bottleneck(s, r) for s, r in zip(order, rates, strict=True)]
             if len(self._memo) >= self.MEMO_SIZE:
                 self._memo.clear()
-            self._memo[key] = rates
-        self.solves += 1
-        for s, r in zip(order, rates, strict=True):
-            self._set_rate(s, r, now)
-        for s, r in zip(order, rates, strict=True):
-            self._mark(s, r, now)
+            self._memo[key] = (rates, bottlenecks)
+        else:
+            rates, bottlenecks = hit
+            for s, r in zip(order, rates, strict=True):
+                self._set_rate(s, r, now)
+        for s, r, b in zip(order, rates, bottlenecks, strict=True):
+            self._mark(s, r, b, now)
 
-    def _mark(self, s: int, r: float, now: float) -> None:
-        """Record whether ``s`` runs below its cap, and on which saturated link (its most loaded)."""
-        bottleneck = -1
-        if r < self.cap[s] * (1.0 - 1e-12):
-            cls, w, _ = self.classes.arrays[self.kind[s]]
-            full = self.classes.load[cls] >= self.classes.cap[cls] * (1.0 - 1e-9)
-            # its first most loaded link: classes are in the order of their smallest link
-            bottleneck = int(self.classes.rep[cls[np.argmax(np.where(full, w, -1.0))]]) if full.any() else -1
+    def _bottleneck(self, s: int, r: float) -> int:
+        """The saturated link that holds ``s`` below its cap at rate ``r`` (its most loaded; -1: none)."""
+        if r >= self.cap[s] * (1.0 - 1e-12):
+            return -1
+        cls, w, _ = self.classes.arrays[self.kind[s]]
+        full = self.classes.load[cls] >= self.classes.cap[cls] * (1.0 - 1e-9)
+        # its first most loaded link: classes are in the order of their smallest link
+        return int(self.classes.rep[cls[np.argmax(np.where(full, w, -1.0))]]) if full.any() else -1
+
+    def _mark(self, s: int, r: float, bottleneck: int, now: float) -> None:
+        """Record whether ``s`` runs below its cap, and on which saturated link (``bottleneck``, of
+        :meth:`_bottleneck`)."""
         below = bottleneck >= 0 or r < self.cap[s] * (1.0 - 1e-12)
         if below == (s in self.below) and bottleneck == self.bottleneck[s]:
             return
@@ -475,4 +487,4 @@ class CoflowTable:
         for s, r in zip(slots, values, strict=True):
             self._set_rate(s, r, now)
         for s, r in zip(slots, values, strict=True):
-            self._mark(s, r, now)
+            self._mark(s, r, self._bottleneck(s, r), now)

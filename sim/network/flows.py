@@ -402,6 +402,20 @@ class FlowNetwork:
         if self.log is not None:
             self.log.add_coflow(start - self.origin, end - self.origin, kind, tag)
 
+    def ran_solo_many(self, kinds: Sequence[int], times: Sequence[tuple[float, float]], tags: Sequence[str]) -> None:
+        """:meth:`ran_solo` for each ``kinds[i]`` that ran from ``times[i][0]`` to ``times[i][1]``
+        with tag ``tags[i]`` (a reservation's phases, in order: one call for the lot)."""
+        n = len(times)
+        self.stats.flows += n
+        self.stats.completions += n
+        table, log, origin = self.coflows, self.log, self.origin
+        sent, by_tag = table.sent, table.sent_by_tag
+        for kind, (start, end), tag in zip(kinds, times, tags, strict=True):
+            sent[kind] = sent.get(kind, 0) + 1
+            by_tag[(kind, tag)] = by_tag.get((kind, tag), 0) + 1
+            if log is not None:
+                log.add_coflow(start - origin, end - origin, kind, tag)
+
     def start_solo_at(
         self, kind: int, start: float, end: float, time_alone_s: float, tag: str, done: Callable[[float], None]
     ) -> None:

@@ -48,6 +48,7 @@ class ChunkComm:
     __slots__ = (
         "_chain",
         "_first",
+        "_solo",
         "done",
         "durations",
         "ends",
@@ -69,8 +70,12 @@ class ChunkComm:
         loads: Sequence[tuple[np.ndarray, np.ndarray]],
         kinds: Sequence[int] | None = None,
         tags: Sequence[str] | None = None,
+        solo: tuple[Sequence[float], Sequence[float]] | None = None,
     ) -> None:
         self.env, self.net, self.loads, self.kinds = env, net, loads, kinds
+        # with kinds: each phase's bytes on its most loaded link and its rate there alone (its cap), as
+        # solo_rates gives them (the caller keeps them per chunk: a step reserves 5,000 times)
+        self._solo = solo if solo is not None or kinds is None else solo_rates(net, kinds, plan.durations)
         self.tags = tags  # each phase's tag in the network's statistics [default: DeepEP's]
         self.forms = plan.start_forms
         self.durations = plan.durations
@@ -118,12 +123,11 @@ class ChunkComm:
     def _reserve(self, k: int) -> bool:
         """Reserve phases ``k`` onwards and work out their times; False (nothing done) if refused."""
         assert self.kinds is not None
+        assert self._solo is not None
         kinds = self.kinds[k:]
-        net = self.net
-        durations = self.durations
-        sizes = [net.coflows.size_of(kind) for kind in kinds]
-        caps = [size / durations[k + i] for i, size in enumerate(sizes)]  # what start_coflow's test uses
-        if not net.reserve(kinds, caps, self._interrupted):
+        all_sizes, all_caps = self._solo
+        sizes, caps = all_sizes[k:], all_caps[k:]
+        if not self.net.reserve(kinds, caps, self._interrupted):
             return False
         t0, forms = self.t0, self.forms
         ends = list(self.ends)
@@ -136,7 +140,7 @@ class ChunkComm:
                     offset = ends[j] + c
             start = t0 + offset
             s = now + (start - now) if start > now else now  # the start's timeout lands there
-            finish = s + size / (size / durations[k + i])  # the solo coflow's end, as _start_solo works it out
+            finish = s + size / caps[i]  # the solo coflow's end, as _start_solo works it out
             e = s + (finish - s)  # and where its timeout lands
             chain.append((offset, s, e))
             ends.append(e - t0)
@@ -148,12 +152,13 @@ class ChunkComm:
     def _commit(self, chain: Chain, count: int) -> None:
         """The first ``count`` reserved phases have ended: record and count them."""
         assert self.kinds is not None
-        net, t0, kinds, k = self.net, self.t0, self.kinds, self._first
-        for i in range(count):
-            offset, s, e = chain[i]
-            self.starts.append(offset)
-            self.ends.append(e - t0)
-            net.ran_solo(kinds[k + i], s, e, self._tag(k + i))
+        t0, k = self.t0, self._first
+        starts, ends = self.starts, self.ends
+        for offset, _, e in chain[:count]:
+            starts.append(offset)
+            ends.append(e - t0)
+        tags = [TAG] * count if self.tags is None else self.tags[k : k + count]
+        self.net.ran_solo_many(self.kinds[k : k + count], [(s, e) for _, s, e in chain[:count]], tags)
 
     def _chain_done(self, chain: Chain) -> None:
         if self._chain is not chain:  # interrupted: the phases went on one by one
@@ -186,4 +191,12 @@ class ChunkComm:
             at(self.env, s).callbacks.append(self._launch)
 
 
-__all__ = ["ChunkComm"]
+def solo_rates(net: FlowNetwork, kinds: Sequence[int], durations: Sequence[float]) -> tuple[list[float], list[float]]:
+    """Each phase's bytes on its most loaded link and its cap there, ``bytes / time alone``: the rate
+    :meth:`FlowNetwork.start_coflow <sim.network.flows.FlowNetwork.start_coflow>` tests for a solo
+    start, and from which a solo coflow's end is worked out."""
+    sizes = [net.coflows.size_of(kind) for kind in kinds]
+    return sizes, [size / d for size, d in zip(sizes, durations, strict=True)]
+
+
+__all__ = ["ChunkComm", "solo_rates"]

@@ -38,7 +38,7 @@ from sim.network.flows import FlowNetwork
 from sim.pipeline.execute import Launched, RankP2P, launch, run_until
 from sim.pipeline.ops import Op
 from sim.step.actions import ChunkSource
-from sim.step.chunk_comm import ChunkComm
+from sim.step.chunk_comm import ChunkComm, solo_rates
 from sim.step.fsdp import Fsdp
 from sim.step.layout import StagePlacement
 from sim.step.memory import Precision, optimizer_traffic
@@ -142,6 +142,7 @@ def run_shared(
     chunk_loads: dict[tuple[int, int, int], list[tuple[np.ndarray, np.ndarray]]] = {}  # per (chunk, rank, group)
     chunk_kinds: dict[tuple[int, int, int], list[int] | tuple[()] | None] = {}  # their coflow kinds, once all are known
     chunk_tags: dict[tuple[int, int, int], list[str] | None] = {}  # their tags where some phase is not DeepEP's
+    chunk_solo: dict[tuple[int, int, int], tuple[list[float], list[float]]] = {}  # their sizes and caps (kinds known)
 
     def plan_of(chunk: ChunkResult) -> CommPlan:
         hit = plans.get(id(chunk))
@@ -200,7 +201,12 @@ def run_shared(
             tags = chunk_tags.get(key)
             if tags is None:
                 tags = chunk_tags[key] = _tags(chunk, plan)
-            run = ChunkComm(env, net, plan, loads, kinds or None, tags)
+            solo = None
+            if kinds:
+                solo = chunk_solo.get(key)
+                if solo is None:
+                    solo = chunk_solo[key] = solo_rates(net, kinds, plan.durations)
+            run = ChunkComm(env, net, plan, loads, kinds or None, tags, solo)
             yield run.done  # the last phase has ended
             end = run.t0 + plan.span(run.ends)
             if end > env.now:

@@ -73,3 +73,41 @@ def test_a_json_run_loads_only_what_the_simulation_needs(tmp_path_factory: pytes
     assert done.stdout.splitlines()[-1] == "loaded: ", done.stdout
     assert '"step_time_s"' in done.stdout.splitlines()[0]
     assert not any(cwd.iterdir())
+
+
+# ------------------------------------------------------------------ leaving without the teardown
+# The console script leaves by os._exit once the command is over (sim.cli._leave): the exit status,
+# everything printed and the exit handlers must be as a normal exit leaves them.
+LEAVE = (
+    "import atexit, sys, threading\nfrom pathlib import Path\nimport sim.cli\n"
+    "atexit.register(lambda: Path(sys.argv[1]).write_text('handlers ran'))\n"
+    "if sys.argv[2] == 'thread':\n"
+    "    threading.Thread(target=lambda: __import__('time').sleep(0.3)).start()\n"
+    "print('x' * 200_000)\n"  # more than a pipe holds: printed only if stdout is flushed
+    "sim.cli._leave(3)\n"
+    "print('returned')\n"
+)
+
+
+@pytest.mark.parametrize("thread", [False, True])
+def test_leaving_keeps_status_output_and_exit_handlers(tmp_path, thread: bool) -> None:  # type: ignore[no-untyped-def]
+    marker = tmp_path / "ran"
+    mode = "thread" if thread else "alone"
+    done = subprocess.run([sys.executable, "-c", LEAVE, str(marker), mode], capture_output=True, text=True)
+    lines = done.stdout.splitlines()
+    assert lines[0] == "x" * 200_000
+    assert marker.read_text() == "handlers ran"
+    if thread:  # another thread runs: _leave returns and the normal exit waits for it
+        assert lines[1:] == ["returned"] and done.returncode == 0
+    else:
+        assert lines[1:] == [] and done.returncode == 3
+
+
+def test_the_console_script_keeps_its_status_and_error_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    done = subprocess.run(
+        [sys.executable, "-m", "sim", "validate", str(tmp_path / "none.yaml")], capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: {tmp_path / 'none.yaml'}: no such scenario file"
+    version = subprocess.run([sys.executable, "-m", "sim", "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.startswith("clustertwin ")
