@@ -1,6 +1,7 @@
 """Speed of the engine: every schedule at PP16 with 120 micro-batches (DeepSeek-V3's depth and
 per-DP-rank micro-batch count), with p2p transfers on. Prints ops/s and wall time per schedule and
-the total against the target (all five under 1 s on this machine's 2 cores).
+the total of the five (1F1B, ZB1P, interleaved 1F1B, DualPipe, DualPipeV) against the target (under
+1 s on this machine's 2 cores); the schedules registered since are timed after them, outside it.
 
     python benchmarks/bench_schedules.py [--pp 16] [--microbatches 120] [--repeat 3]
 """
@@ -20,6 +21,9 @@ from sim.pipeline.validate import check_schedule
 from sim.results import metrics
 
 TARGET_S = 1.0
+# the five schedules the target was set for (README "Pipeline schedules"); the others registered since
+# are timed and printed after them, outside the total
+FIVE = ("1f1b", "zb1p", "interleaved-1f1b", "dualpipe", "dualpipev")
 TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "deepseek-v3-mpft.yaml"
 
 
@@ -28,7 +32,9 @@ def bench(pp: int, n: int, repeat: int, p2p: P2P | NetworkP2P, target: bool = Tr
     total = 0.0
     head = ("schedule", "devices", "actions", "build+check s", "simulate s", "ops/s", "step s")
     print("{:<18}{:>8}{:>9}{:>15}{:>12}{:>12}{:>10}".format(*head))
-    for name in SCHEDULES:
+    for name in [*FIVE, *(s for s in SCHEDULES if s not in FIVE)]:
+        if name == next((s for s in SCHEDULES if s not in FIVE), None):
+            print(f"the five: {total:.3f} s; the other schedules (not part of the target):")
         best_build = best_sim = float("inf")
         for _ in range(repeat):
             t0 = time.perf_counter()
@@ -40,11 +46,12 @@ def bench(pp: int, n: int, repeat: int, p2p: P2P | NetworkP2P, target: bool = Tr
             t2 = time.perf_counter()
             best_build, best_sim = min(best_build, t1 - t0), min(best_sim, t2 - t1)
         ops = sched.num_actions()
-        total += best_build + best_sim
+        if name in FIVE:
+            total += best_build + best_sim
         row = (name, sched.num_devices, ops, best_build, best_sim, ops / best_sim, m.step_time)
         print("{:<18}{:>8}{:>9}{:>15.4f}{:>12.4f}{:>12.0f}{:>10.3f}".format(*row))
     verdict = ("meets" if total < TARGET_S else "MISSES") + f" the {TARGET_S:.0f} s target" if target else "no target"
-    print(f"all five: {total:.3f} s wall (best of {repeat}) - {verdict}")
+    print(f"the five ({', '.join(FIVE)}): {total:.3f} s wall (best of {repeat}) - {verdict}")
     return total
 
 
