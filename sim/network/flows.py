@@ -39,7 +39,7 @@ reference mode (``incremental=False``) never runs coflows solo.
 Reservations. A caller that will start coflows one after another, each when the previous one ends
 (a chunk's DeepEP phases, :mod:`sim.step.chunk_comm`), can :meth:`FlowNetwork.reserve` their kinds:
 granted when each of them would run solo now (and nothing conflicting is reserved), it then works out
-their starts and ends itself, with no event per coflow, and reports each with :meth:`ran_solo`.
+their starts and ends itself, with no event per coflow, and reports them with :meth:`ran_solo`.
 Whatever would change that (a coflow of a conflicting kind, any plain flow) first *interrupts* the
 reservation: its holder is called with the time and puts the network where coflow-by-coflow starts
 would have left it (the one running then as a solo coflow from its start, :meth:`start_solo_at`),
@@ -393,18 +393,10 @@ class FlowNetwork:
         for kind in kinds:
             self._reserved.pop(kind, None)
 
-    def ran_solo(self, kind: int, start: float, end: float, tag: str) -> None:
-        """Count a coflow of ``kind`` that ran solo from ``start`` to ``end`` on a reservation (what
-        :meth:`start_coflow` and its solo end would have counted and logged)."""
-        self.stats.flows += 1
-        self.stats.completions += 1
-        self.coflows.count(kind, tag)
-        if self.log is not None:
-            self.log.add_coflow(start - self.origin, end - self.origin, kind, tag)
-
-    def ran_solo_many(self, kinds: Sequence[int], times: Sequence[tuple[float, float]], tags: Sequence[str]) -> None:
-        """:meth:`ran_solo` for each ``kinds[i]`` that ran from ``times[i][0]`` to ``times[i][1]``
-        with tag ``tags[i]`` (a reservation's phases, in order: one call for the lot)."""
+    def ran_solo(self, kinds: Sequence[int], times: Sequence[tuple[float, float]], tags: Sequence[str]) -> None:
+        """Count the coflows of ``kinds`` that ran solo on a reservation, ``kinds[i]`` from ``times[i][0]``
+        to ``times[i][1]`` with tag ``tags[i]`` (what :meth:`start_coflow` and each solo end would have
+        counted and logged; a reservation's phases in order, one call for the lot)."""
         n = len(times)
         self.stats.flows += n
         self.stats.completions += n

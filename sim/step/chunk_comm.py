@@ -158,7 +158,7 @@ class ChunkComm:
             starts.append(offset)
             ends.append(e - t0)
         tags = [TAG] * count if self.tags is None else self.tags[k : k + count]
-        self.net.ran_solo_many(self.kinds[k : k + count], [(s, e) for _, s, e in chain[:count]], tags)
+        self.net.ran_solo(self.kinds[k : k + count], [(s, e) for _, s, e in chain[:count]], tags)
 
     def _chain_done(self, chain: Chain) -> None:
         if self._chain is not chain:  # interrupted: the phases went on one by one
