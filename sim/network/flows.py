@@ -398,15 +398,17 @@ class FlowNetwork:
         to ``times[i][1]`` with tag ``tags[i]`` (what :meth:`start_coflow` and each solo end would have
         counted and logged; a reservation's phases in order, one call for the lot)."""
         n = len(times)
+        if len(kinds) != n or len(tags) != n:
+            raise ValueError(f"{len(kinds)} kinds, {n} times and {len(tags)} tags: one of each per coflow")
         self.stats.flows += n
         self.stats.completions += n
         table, log, origin = self.coflows, self.log, self.origin
         sent, by_tag = table.sent, table.sent_by_tag
-        for kind, (start, end), tag in zip(kinds, times, tags, strict=True):
+        for kind, tag in zip(kinds, tags, strict=True):
             sent[kind] = sent.get(kind, 0) + 1
             by_tag[(kind, tag)] = by_tag.get((kind, tag), 0) + 1
-            if log is not None:
-                log.add_coflow(start - origin, end - origin, kind, tag)
+        if log is not None:
+            log.add_coflows([s - origin for s, _ in times], [e - origin for _, e in times], kinds, tags)
 
     def start_solo_at(
         self, kind: int, start: float, end: float, time_alone_s: float, tag: str, done: Callable[[float], None]

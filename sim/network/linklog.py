@@ -16,6 +16,7 @@ once: the counters integrate to the bytes the network carried (a test checks it 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -45,6 +46,15 @@ class LinkLog:
         self.ends.append(end)
         self.kinds.append(kind)
         self.tags.append(tag)
+
+    def add_coflows(
+        self, starts: Sequence[float], ends: Sequence[float], kinds: Sequence[int], tags: Sequence[str]
+    ) -> None:
+        """:meth:`add_coflow` for each of several coflows, in order."""
+        self.starts.extend(starts)
+        self.ends.extend(ends)
+        self.kinds.extend(kinds)
+        self.tags.extend(tags)
 
     @property
     def coflows(self) -> list[tuple[float, float, int, str]]:
