@@ -32,8 +32,9 @@ def bench(pp: int, n: int, repeat: int, p2p: P2P | NetworkP2P, target: bool = Tr
     total = 0.0
     head = ("schedule", "devices", "actions", "build+check s", "simulate s", "ops/s", "step s")
     print("{:<18}{:>8}{:>9}{:>15}{:>12}{:>12}{:>10}".format(*head))
-    for name in [*FIVE, *(s for s in SCHEDULES if s not in FIVE)]:
-        if name == next((s for s in SCHEDULES if s not in FIVE), None):
+    others = [s for s in SCHEDULES if s not in FIVE]
+    for name in [*FIVE, *others]:
+        if others and name == others[0]:
             print(f"the five: {total:.3f} s; the other schedules (not part of the target):")
         best_build = best_sim = float("inf")
         for _ in range(repeat):

@@ -412,10 +412,10 @@ class CoflowTable:
         key = tuple((kind[s], cap[s]) for s in order)
         hit = self._memo.get(key)
         self.solves += 1
+        rates = self._maxmin(order).tolist() if hit is None else hit[0]
+        for s, r in zip(order, rates, strict=True):
+            self._set_rate(s, r, now)
         if hit is None:
-            rates = self._maxmin(order).tolist()
-            for s, r in zip(order, rates, strict=True):
-                self._set_rate(s, r, now)
             # each member's bottleneck, from the loads its component alone puts on its links (a
             # component's links carry no other coflow), so a function of the key, kept with the rates
             bottlenecks = [self._bottleneck(s, r) for s, r in zip(order, rates, strict=True)]
@@ -423,9 +423,7 @@ class CoflowTable:
                 self._memo.clear()
             self._memo[key] = (rates, bottlenecks)
         else:
-            rates, bottlenecks = hit
-            for s, r in zip(order, rates, strict=True):
-                self._set_rate(s, r, now)
+            bottlenecks = hit[1]
         for s, r, b in zip(order, rates, bottlenecks, strict=True):
             self._mark(s, r, b, now)
 

@@ -398,8 +398,8 @@ class FlowNetwork:
         to ``times[i][1]`` with tag ``tags[i]`` (what :meth:`start_coflow` and each solo end would have
         counted and logged; a reservation's phases in order, one call for the lot)."""
         n = len(times)
-        if len(kinds) != n or len(tags) != n:
-            raise ValueError(f"{len(kinds)} kinds, {n} times and {len(tags)} tags: one of each per coflow")
+        if len(kinds) != n:  # (tags are checked by the zip below)
+            raise ValueError(f"{len(kinds)} kinds for {n} times: one of each per coflow")
         self.stats.flows += n
         self.stats.completions += n
         table, log, origin = self.coflows, self.log, self.origin
