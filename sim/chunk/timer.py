@@ -34,6 +34,7 @@ from sim.chunk.overheads import ChunkParams
 from sim.chunk.phases import CommModel, GroupTraffic
 from sim.chunk.streams import Task, run_streams
 from sim.chunk.tp_comm import TpModel, tp_collective
+from sim.engine.collector import collector_paused
 from sim.model.layer import REPLAY, TP_KINDS, LayerOps, embedding_ops, head_ops, mtp_ops
 from sim.model.ops import Operator
 from sim.model.spec import ModelSpec
@@ -179,7 +180,11 @@ class ChunkTimer:
         if self.tp is not None or self.cp is not None:
             full = (*full, None if self.tp is None else self.tp.key(), None if self.cp is None else self.cp.key())
         if full not in self._memo:
-            self._memo[full] = build()
+            # a chunk allocates a few thousand short-lived objects (tasks, the DeepEP phases' simpy
+            # events): the cyclic collector's passes over the whole process cost a third of a first
+            # timing (sim/engine/collector.py)
+            with collector_paused():
+                self._memo[full] = build()
             self.timed += 1
         return self._memo[full]
 

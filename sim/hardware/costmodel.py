@@ -369,11 +369,20 @@ class CostModel:
         return xs, ys
 
     def has_memory_kernel(self, kernel: str) -> bool:
-        return any(s.params.get("kernel") == kernel for s in self._memory)
+        return kernel in self._memory_kernels
+
+    @functools.cached_property
+    def _memory_kernels(self) -> frozenset[object]:
+        """The kernel classes the profile's memory samples name (asked once per op costed)."""
+        return frozenset(s.params.get("kernel") for s in self._memory)
 
     def small_kernel_time(self) -> float:
         """One tiny launch-bound kernel (bookkeeping, scale transposes): the median of the profile's
         ``small`` samples, else ``SMALL_KERNEL_S`` (an assumption: a few microseconds of launch)."""
+        return self._small_kernel_s
+
+    @functools.cached_property
+    def _small_kernel_s(self) -> float:
         times = [s.time_s for s in self._memory if s.params.get("kernel") == "small"]
         return statistics.median(times) if times else SMALL_KERNEL_S
 

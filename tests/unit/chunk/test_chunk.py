@@ -146,3 +146,41 @@ def test_chunk_cli_json_and_perfetto_trace(tmp_path, capsys: pytest.CaptureFixtu
     assert tids == {7, 23, 27}
     names = {e["name"] for e in trace["traceEvents"] if e.get("cat") == "gpu_user_annotation"}
     assert {"attn(F)", "mlp(B)", "mlp(W)", "mlp(F)", "attn(B)", "attn(W)", "dispatch(F)", "combine(F)"} <= names
+
+
+def test_a_chunk_is_timed_with_the_cyclic_collector_paused_and_restored(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A first timing runs with Python's cyclic collector off (its passes over the whole process were a
+    third of a first chunk pair's time) and leaves it as it found it, also when the timing fails."""
+    import gc
+
+    import sim.chunk.timer as timer_module
+
+    fresh = build_chunk(SMALL)
+    seen: list[bool] = []
+    real = timer_module.run_streams
+
+    def spy(tasks):  # type: ignore[no-untyped-def]
+        seen.append(gc.isenabled())
+        return real(tasks)
+
+    monkeypatch.setattr(timer_module, "run_streams", spy)
+    assert gc.isenabled()
+    fresh.timer.forward(fresh.stage)
+    assert seen == [False] and gc.isenabled()
+    fresh.timer.forward(fresh.stage)  # from the memo: nothing timed
+    assert seen == [False]
+
+    def fail(tasks):  # type: ignore[no-untyped-def]
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(timer_module, "run_streams", fail)
+    with pytest.raises(RuntimeError, match="boom"):
+        fresh.timer.backward(fresh.stage)
+    assert gc.isenabled()
+    gc.disable()  # a caller that turned it off keeps it off
+    try:
+        monkeypatch.setattr(timer_module, "run_streams", real)
+        fresh.timer.backward(fresh.stage)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
