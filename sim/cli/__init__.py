@@ -38,7 +38,9 @@ COMMANDS: dict[str, Command] = {
     "run": Command("run", "run_cmd", "Simulate a scenario (default: a DeepSeek-V3 step) and write its outputs."),
     "serve": Command("serve", "serve_cmd", "Simulate a serving deployment: TTFT, TPOT, tokens/s per node, goodput."),
     "report": Command("report", "report_cmd", "Write the HTML and Markdown report of a scenario or a co-design study."),
-    "validate": Command("validate", "validate_cmd", "Check a scenario file without running it."),
+    "validate": Command(
+        "validate", "validate_cmd", "Check a scenario, sweep, co-design or run file without running it."
+    ),
     "check": Command("validate", "check_app", "The twin beside DeepSeek's trace and every published figure."),
     "sweep": Command("sweep", "sweep_cmd", "Run every point of a sweep in parallel; a rerun skips what is done."),
     "compare": Command("sweep", "compare_cmd", "Rank a sweep's points by one figure; the Pareto front of two."),

@@ -7,6 +7,7 @@ trace's kernels (``kernels``), as tables (the data from :mod:`sim.experiments`, 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -29,14 +30,20 @@ check_app = typer.Typer(
 
 
 def validate_cmd(
-    scenario: Annotated[Path, typer.Argument(help="scenario YAML")],
+    scenario: Annotated[Path, typer.Argument(help="scenario, sweep, co-design or run YAML")],
 ) -> None:
-    """Check a scenario file without running it: everything a run would refuse is refused here, with
-    the same one-line error; on success one line describes the layout it would run (a serve scenario:
-    its pools)."""
+    """Check a file without running it: everything its command would refuse is refused here, with the
+    same one-line error; on success one line says what it would run. A scenario: the layout (a serve
+    scenario: its pools); a sweep, co-design or run file (what ``twin sweep``, ``twin report`` and
+    ``twin plan run`` take): its points, each checked against the scenario schema as they check it."""
     from sim.config import scenario_data
     from sim.serve.spec import is_serve_data
+    from sim.yamlio import read_yaml
 
+    raw = read_yaml(scenario, "scenario")
+    if isinstance(raw, dict) and any(k in raw for k in ("studies", "grid", "points", "phases")):
+        _validate_plan(scenario, raw)
+        return
     if is_serve_data(scenario_data(scenario)[0]):
         _validate_serve(scenario)
         return
@@ -52,6 +59,42 @@ def validate_cmd(
         )
         return
     out.print(f"{scenario}: ok (scenario {sc.name!r}, {len(sc.pipeline.schedules)} schedule(s))", soft_wrap=True)
+
+
+def _validate_plan(path: Path, raw: dict[str, object]) -> None:
+    """A co-design (``studies``), run (``phases``) or sweep file (``grid``/``points``; of a run file or
+    of a scenario), loaded as the command that runs it loads it: every point well formed. Whether a
+    point fits its GPUs is decided when it runs (an infeasible point is a row, not an error of the file)."""
+    if "studies" in raw:
+        from sim.experiments.codesign import load_codesign
+
+        cd = load_codesign(path)
+        n = len(cd.sweep.points)
+        what = f"co-design file {cd.name!r}: {len(cd.studies)} studies, {n} distinct points; twin report {path}"
+    elif "phases" in raw:
+        from sim.experiments.run_plan import load_run, plan_steps
+
+        spec = load_run(path)
+        plan = plan_steps(spec, path)
+        what = (
+            f"run file {spec.name!r}: {len(spec.phases)} phases, {len(plan.steps)} distinct steps; twin plan run {path}"
+        )
+    else:
+        from sim.experiments.run_sweep import load_run_sweep, sweeps_a_run
+
+        if sweeps_a_run(path):
+            rs = load_run_sweep(path)
+            what = (
+                f"sweep {rs.name!r} of the run file {os.path.normpath(rs.run_path)}: {len(rs.points)} points, "
+                f"{len(rs.steps())} distinct steps; twin plan run {path}"
+            )
+        else:
+            from sim.sweep.spec import load_sweep
+
+            sw = load_sweep(path)
+            keys = ", ".join(sw.keys) if sw.keys else "no keys"
+            what = f"sweep {sw.name!r}: {len(sw.points)} points over {keys}; twin sweep {path}"
+    out.print(f"{path}: ok ({what})", soft_wrap=True)
 
 
 def _validate_serve(path: Path) -> None:

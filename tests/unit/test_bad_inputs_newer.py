@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from sim.cli import main
 from tests.unit.test_bad_inputs import refused_in_one_line
 
 REPO = Path(__file__).resolve().parents[2]
@@ -947,3 +948,62 @@ def test_bad_input_one_line(args: list[str], expected: str, files: Path, capsys:
 def test_at_least_150_cases() -> None:
     assert sum(len(rows) for rows in TABLE.values()) >= 150
     assert all(len(rows) >= 10 for rows in TABLE.values())
+
+
+# ------------------------------------------------------------------ twin validate on the same files
+_FILE_CASES = [
+    (args, expected) for args, expected in SWEEP + STUDY if len(args) == 2 and args[0] in ("sweep", "report")
+]
+
+
+@pytest.mark.parametrize("args,expected", _FILE_CASES, ids=[" ".join(a)[:100] for a, _ in _FILE_CASES])
+def test_validate_refuses_a_bad_plan_file_as_its_command_does(
+    args: list[str], expected: str, files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``twin validate FILE`` on a sweep or co-design file (a mapping with ``grid``, ``points`` or
+    ``studies``) refuses it with the very line ``twin sweep FILE`` or ``twin report FILE`` gives. A file
+    that is not recognisably one (missing, not a mapping, a base alone) is checked as a scenario: one
+    line or an ok, never a traceback."""
+    import yaml
+
+    path = Path(args[1])
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (UnicodeDecodeError, yaml.YAMLError, OSError, RecursionError):  # deep.yaml nests 500 lists
+        raw = None
+    with pytest.raises(SystemExit) as ran:
+        main(args)
+    assert ran.value.code == 2
+    _, command_err = capsys.readouterr()
+    plan = isinstance(raw, dict) and any(k in raw for k in ("grid", "points", "studies"))
+    if plan:
+        refused_in_one_line(["validate", args[1]], expected, files, capsys)
+        _, _ = capsys.readouterr()
+        with pytest.raises(SystemExit):
+            main(["validate", args[1]])
+        assert capsys.readouterr().err == command_err
+        return
+    code = 0
+    try:
+        main(["validate", args[1]])
+    except SystemExit as done:
+        code = int(done.code or 0)
+    printed, err = capsys.readouterr()
+    assert "Traceback" not in err
+    assert (code, len(err.splitlines())) == (2, 1) if code else "ok" in printed
+
+
+def test_most_bad_plan_files_are_recognised_by_validate(files: Path) -> None:
+    """The equivalence above is not vacuous: all but a handful of file-level cases (missing, a folder,
+    not a mapping, a base alone) are recognisably sweep or co-design files."""
+    import yaml
+
+    recognised = 0
+    for _, name in (args for args, _ in _FILE_CASES):
+        path = Path(name)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+        except (UnicodeDecodeError, yaml.YAMLError, OSError, RecursionError):  # deep.yaml nests 500 lists
+            continue
+        recognised += isinstance(raw, dict) and any(k in raw for k in ("grid", "points", "studies"))
+    assert recognised >= 120 and len(_FILE_CASES) - recognised <= 10

@@ -120,3 +120,42 @@ def test_version_flag_prints_the_package_version(capsys: pytest.CaptureFixture[s
 
     code, printed, _ = _run(["--version"], capsys)
     assert code == 0 and printed.strip() == f"clustertwin {__version__}"
+
+
+_ROOT = Path(__file__).resolve().parents[2]
+_PLAN_FILES = {  # every shipped sweep, co-design and run file -> the command its ok line names
+    **{f"scenarios/sweeps/{p.name}": "twin sweep" for p in (_ROOT / "scenarios" / "sweeps").glob("*.yaml")},
+    "scenarios/sweeps/run-ramp.yaml": "twin plan run",
+    "scenarios/codesign.yaml": "twin report",
+    "scenarios/runs/deepseek-v3.yaml": "twin plan run",
+}
+
+
+@pytest.mark.parametrize("name", sorted(_PLAN_FILES))
+def test_validate_takes_every_shipped_sweep_codesign_and_run_file(
+    name: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``twin validate`` checks the files ``twin sweep``, ``twin report`` and ``twin plan run`` take (it
+    used to read them as scenarios and blame their ``grid``, ``studies`` or ``phases`` key)."""
+    monkeypatch.chdir(_ROOT)
+    code, printed, err = _run(["validate", name], capsys)
+    assert (code, err) == (0, "")
+    assert printed.startswith(f"{name}: ok (") and printed.rstrip().endswith(f"; {_PLAN_FILES[name]} {name})")
+    assert len(printed.splitlines()) == 1
+
+
+def test_validate_refuses_a_bad_run_file_as_plan_run_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    base = _ROOT / "scenarios" / "deepseek_v3_pretrain.yaml"
+    bad = {
+        "run_empty.yaml": f"name: r\nbase: {base}\nphases: []\n",
+        "run_dup.yaml": f"name: r\nbase: {base}\nphases: [{{name: a, tokens: 1.0e9}}, {{name: a, tokens: 1.0e9}}]\n",
+        "run_key.yaml": f"name: r\nbase: {base}\nphases: [{{name: a, tokns: 1.0e9}}]\n",
+    }
+    for file, text in bad.items():
+        Path(file).write_text(text)
+        code, _, planned = _run(["plan", "run", file], capsys)
+        assert code == 2 and planned.startswith(f"error: {file}: phases")
+        assert _run(["validate", file], capsys) == (2, "", planned)
