@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -38,6 +39,19 @@ def sweep_cmd(
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="run again the points recorded as errors")
     ] = False,
+    best: Annotated[
+        int | None,
+        typer.Option(
+            "--best",
+            parser=Top,
+            help="only the best K points, exactly: every point timed alone first (a lower bound), then on the "
+            "shared network in order of it until no other can do better (docs/sweeps.md)",
+        ),
+    ] = None,
+    by: Annotated[
+        str,
+        typer.Option("--by", help="figure --best ranks by: step_time_s, gpu_hours_per_T or tokens_per_day"),
+    ] = "step_time_s",
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Run every point of a sweep (validated first), in parallel, appending each row as it completes;
@@ -57,6 +71,12 @@ def sweep_cmd(
 
     if scheduler is not None and workers is not None:
         raise ScenarioError("--workers", "local processes only; a dask cluster has its own workers")
+    if by != "step_time_s" and best is None:
+        raise ScenarioError("--by", "ranks the points of --best; give --best K (twin compare ranks a whole sweep)")
+    if best is not None:
+        from sim.sweep.screen import check_by
+
+        check_by(by)
     if sweeps_a_run(sweep_file):
         raise ScenarioError(
             "base", "names a run file (it has phases): sweep a run with twin plan run SWEEP.yaml", str(sweep_file)
@@ -79,30 +99,74 @@ def sweep_cmd(
     )
     live = err.is_terminal and not quiet
     with Progress(*columns, console=err, transient=True, disable=not live) as bar:
-        task = bar.add_task(f"{sweep.name} on {where}", total=None, rate="", failed="")
-        step = [0]
 
-        def progress(done: int, total: int, failed: int) -> None:
-            t = bar.tasks[0]
-            if not live and not quiet and total and done * 10 // total > step[0]:  # a log line per 10%
-                step[0] = done * 10 // total
-                err.print(f"{sweep.name}: {done}/{total} points ({failed} not ok)", highlight=False)
-            rate = done / t.elapsed if t.elapsed and done else 0.0
-            bar.update(
-                task,
-                completed=done,
-                total=total,
-                rate=f"{rate:.2f} points/s" if rate else "",
-                failed=f"{failed} not ok" if failed else "",
-            )
+        def stage(name: str) -> Callable[[int, int, int], None]:
+            task = bar.add_task(f"{name} on {where}", total=None, rate="", failed="")
+            step = [0]
 
-        outcome = run_sweep(sweep, target, n, scheduler, restart, retry_failed, progress)
+            def progress(done: int, total: int, failed: int) -> None:
+                t = bar.tasks[task]
+                if not live and not quiet and total and done * 10 // total > step[0]:  # a log line per 10%
+                    step[0] = done * 10 // total
+                    err.print(f"{name}: {done}/{total} points ({failed} not ok)", highlight=False)
+                rate = done / t.elapsed if t.elapsed and done else 0.0
+                bar.update(
+                    task,
+                    completed=done,
+                    total=total,
+                    rate=f"{rate:.2f} points/s" if rate else "",
+                    failed=f"{failed} not ok" if failed else "",
+                )
+
+            return progress
+
+        if best is not None:
+            from sim.sweep.screen import best_of
+
+            names = {"screening": f"{sweep.name} timed alone", "shared": f"{sweep.name} on the shared network"}
+            screened = best_of(sweep, target, best, by, n, scheduler, restart, retry_failed, lambda s: stage(names[s]))
+        else:
+            outcome = run_sweep(sweep, target, n, scheduler, restart, retry_failed, stage(sweep.name))
+    if best is not None:
+        if not quiet:
+            _print_screened(sweep.name, screened, best, by, target)
+        return
     if not quiet:
         skipped = f", {outcome.skipped} already done" if outcome.skipped else ""
         if outcome.stale:
             skipped += f", {outcome.stale} run again (computed by another revision of the twin)"
         failed = f" ({outcome.failed} infeasible or failed: see the status and error columns)" if outcome.failed else ""
         out.print(f"{sweep.name}: {outcome.ran} point(s) run{skipped}{failed} -> {target}")
+
+
+def _print_screened(name: str, screened: Any, k: int, by: str, target: Path) -> None:
+    """What --best ran and why the rest need not run (sim.sweep.screen)."""
+    from sim.sweep.screen import BOUNDED
+
+    total = screened.shared.total
+    ran = screened.shared.ran + screened.shared.skipped  # rows on the shared network, this run's and earlier
+    out.print(
+        f"{name}: {screened.screening.ran + screened.screening.skipped} of {total} points timed alone "
+        f"-> {screened.screening_output}",
+        soft_wrap=True,
+    )
+    if not screened.best:
+        out.print(f"{name}: no point ran ok on the shared network -> {target}", soft_wrap=True)
+        return
+    kth = screened.best[-1][1]
+    if screened.next_bound is None:
+        why = "every point ran"
+    else:
+        side = "at least" if BOUNDED[by] > 0 else "at most"
+        why = (
+            f"the {total - ran} not run cannot do better: each one's {by} alone, a bound, is {side} "
+            f"{screened.next_bound:.6g}, the K-th best is {kth:.6g}"
+        )
+    out.print(
+        f"{name}: the best {len(screened.best)} by {by}, exact: {ran} of {total} points run on the shared "
+        f"network ({why}) -> {target}; twin compare {target} --by {by} --top {k}",
+        soft_wrap=True,
+    )
 
 
 def _metric(name: str, flag: str) -> str:

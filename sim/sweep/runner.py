@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,7 +79,7 @@ def _stop(pool: ProcessPoolExecutor) -> None:
 
 def _local(
     sweep: Sweep, todo: list[Point], workers: int, fn: Callable[..., dict[str, Any]] = run_point
-) -> Iterator[tuple[Point, dict[str, Any]]]:
+) -> Generator[tuple[Point, dict[str, Any]], None, None]:
     """Run ``todo`` on a pool of ``workers`` processes, at most two points per process in flight (a stop
     loses only those). A worker that dies (killed, out of memory, a crash) breaks the pool: the points
     that were in flight are then run again one at a time, each alone on a new worker, so that only a
@@ -210,7 +210,7 @@ def _lost(client: Any) -> TwinError:
     )
 
 
-def _dask(sweep: Sweep, todo: list[Point], client: Any) -> Iterator[tuple[Point, dict[str, Any]]]:
+def _dask(sweep: Sweep, todo: list[Point], client: Any) -> Generator[tuple[Point, dict[str, Any]], None, None]:
     import uuid
 
     from distributed import as_completed
@@ -251,14 +251,22 @@ def run_sweep(
     retry_failed: bool = False,
     progress: Progress | None = None,
     drop_foreign: bool = False,
+    order: Sequence[Point] | None = None,
+    until: Callable[[dict[str, dict[str, Any]]], bool] | None = None,
 ) -> SweepOutcome:
-    """Run the points of ``sweep`` not yet in ``output``; write every row to it (see :mod:`sim.sweep.store`)."""
+    """Run the points of ``sweep`` not yet in ``output``; write every row to it (see :mod:`sim.sweep.store`).
+
+    ``order``: the points to run, in the order to submit them [default: the sweep's]. ``until(rows)``,
+    given every row of the output so far (by point id), before the first point and after each: True
+    stops the sweep there (the points in flight are dropped, not recorded; :mod:`sim.sweep.screen`)."""
     client = connect(scheduler) if scheduler else None
     try:
         store = Store(sweep, output, restart=restart, retry_failed=retry_failed, drop_foreign=drop_foreign)
         try:
             done = store.done()
-            todo = [p for p in sweep.points if p.point_id not in done]
+            todo = [p for p in (sweep.points if order is None else order) if p.point_id not in done]
+            if until is not None and until(store.rows):
+                todo = []
             ran = failed = 0
             if progress:
                 progress(0, len(todo), 0)
@@ -272,12 +280,16 @@ def run_sweep(
                         failed += row["status"] != OK
                         if progress:
                             progress(ran, len(todo), failed)
+                        if until is not None and until(store.rows):
+                            break
                 finally:
+                    source.close()  # a stop by until: the pool (or the dask tasks) go now, not at collection
                     if store.rows:
                         store.write()  # what completed, whether the loop ended or was stopped
             elif store.rows:
                 store.write()
-            return SweepOutcome(len(sweep.points), len(sweep.points) - len(todo), ran, failed, output, store.stale)
+            skipped = len(sweep.points) - len(todo) if order is None else len(done)
+            return SweepOutcome(len(sweep.points), skipped, ran, failed, output, store.stale)
         finally:
             store.release()
     finally:

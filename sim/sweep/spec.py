@@ -102,6 +102,12 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def point_id(base_hash: str, overrides: dict[str, Any]) -> str:
+    """A point's identity: 16 hex digits of the sha256 of its base scenario's hash and its overrides
+    (canonical JSON), as results files record it (:attr:`Sweep.base_hash`)."""
+    return _digest(base_hash + canonical(overrides))[:16]
+
+
 def not_finite(value: Any) -> str | None:
     """The first NaN or infinity in ``value`` (nested lists and mappings too) as YAML writes it
     (``.nan``, ``.inf``, ``-.inf``), or None."""
@@ -303,5 +309,5 @@ def sweep_from_data(data: Any, path: Path) -> Sweep:
             checked.add(text)
         for key in overrides:
             keys[key] = None
-        points.append(Point(index, overrides, _digest(base_hash + text)[:16], where))
+        points.append(Point(index, overrides, point_id(base_hash, overrides), where))
     return Sweep(path, name, description, base_path, base_data, base_folder, tuple(points), tuple(keys))

@@ -613,6 +613,12 @@ SWEEP: list[tuple[list[str], str]] = [
     (["sweep", "ok_sweep.yaml", "-j", ""], "--workers: must be a whole number"),
     (["sweep", "ok_sweep.yaml", "-j", "1.5"], "--workers: must be a whole number"),
     (["sweep", "ok_sweep.yaml", "-j"], "-j: needs a value"),
+    (["sweep", "ok_sweep.yaml", "--best", "0"], "--best: must be a whole number in [1, 100,000], got '0'"),
+    (["sweep", "ok_sweep.yaml", "--best", "two"], "--best: must be a whole number"),
+    (["sweep", "ok_sweep.yaml", "--best"], "--best: needs a value"),
+    (["sweep", "ok_sweep.yaml", "--by", "tokens_per_day"], "--by: ranks the points of --best; give --best K"),
+    (["sweep", "ok_sweep.yaml", "--best", "3", "--by", "memory_peak_GiB"], "--by: --best ranks by step_time_s"),
+    (["sweep", "ok_sweep.yaml", "--best", "3", "--by", ""], "--by: --best ranks by step_time_s"),
     (["sweep", "ok_sweep.yaml", "--restart=yes"], "--restart: is a switch"),
     (["sweep"], "SWEEP_FILE: required argument is missing"),
     # results and journals already there
