@@ -2,7 +2,7 @@
 
     python benchmarks/run_all.py                 # every figure (about 10 minutes on 2 cores)
     python benchmarks/run_all.py --only step_shared_s help_s   # some, merged into the file
-    python benchmarks/run_all.py --long          # also the 1,000-point sweep (about 10 minutes more)
+    python benchmarks/run_all.py --long          # also the 1,000-point sweep and its --best 10 (about 12 minutes more)
 
 Writes ``benchmarks/results.json``: for each figure its value, unit, target (where an issue set one),
 how it was measured, and the revision, date and CPU count of the run; then sets every quote of a
@@ -285,6 +285,14 @@ LONG: dict[str, tuple[str, float | None, Callable[[], float], str]] = {
         lambda: _once(["sweep", "scenarios/sweeps/thousand.yaml", "-o", "{out}/t.parquet"]),
         "twin sweep scenarios/sweeps/thousand.yaml on the local pool, whole process, from nothing",
     ),
+    "sweep_best_ten_s": (
+        "s",
+        None,
+        lambda: _once(["sweep", "scenarios/sweeps/thousand.yaml", "--best", "10", "-o", "{out}/t.parquet"]),
+        "twin sweep scenarios/sweeps/thousand.yaml --best 10 (the best 10 of the 1,000 points, exactly: every "
+        "point timed alone, then the shared network until no other can do better) on the local pool, whole "
+        "process, from nothing",
+    ),
 }
 
 
@@ -359,7 +367,7 @@ def _revision() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="+", metavar="FIGURE", help="measure these and keep the rest of the file")
-    ap.add_argument("--long", action="store_true", help="also the 1,000-point sweep")
+    ap.add_argument("--long", action="store_true", help="also the 1,000-point sweep and its --best 10")
     args = ap.parse_args()
     table = {**FIGURES, **LONG}
     names = args.only or [*FIGURES, *(LONG if args.long else {})]
