@@ -44,8 +44,8 @@ def sweep_cmd(
         typer.Option(
             "--best",
             parser=Top,
-            help="only the best K points, exactly: every point timed alone first (a lower bound), then on the "
-            "shared network in order of it until no other can do better (docs/sweeps.md)",
+            help="only the best K points, exactly: a lower bound of every point first (chunks alone, free "
+            "sends), then the steps in order of it until no other can do better (docs/sweeps.md)",
         ),
     ] = None,
     by: Annotated[
@@ -123,7 +123,7 @@ def sweep_cmd(
         if best is not None:
             from sim.sweep.screen import best_of
 
-            names = {"screening": f"{sweep.name} timed alone", "shared": f"{sweep.name} on the shared network"}
+            names = {"screening": f"{sweep.name} bounds", "shared": f"{sweep.name} steps"}
             screened = best_of(sweep, target, best, by, n, scheduler, restart, retry_failed, lambda s: stage(names[s]))
         else:
             outcome = run_sweep(sweep, target, n, scheduler, restart, retry_failed, stage(sweep.name))
@@ -144,14 +144,14 @@ def _print_screened(name: str, screened: Any, k: int, by: str, target: Path) -> 
     from sim.sweep.screen import BOUNDED
 
     total = screened.shared.total
-    ran = screened.shared.ran + screened.shared.skipped  # rows on the shared network, this run's and earlier
+    ran = screened.shared.ran + screened.shared.skipped  # points whose step is in the output, this run's and earlier
     out.print(
-        f"{name}: {screened.screening.ran + screened.screening.skipped} of {total} points timed alone "
+        f"{name}: {screened.screening.ran + screened.screening.skipped} of {total} points bounded "
         f"-> {screened.screening_output}",
         soft_wrap=True,
     )
     if not screened.best:
-        out.print(f"{name}: no point ran ok on the shared network -> {target}", soft_wrap=True)
+        out.print(f"{name}: no point's step ran ok -> {target}", soft_wrap=True)
         return
     kth = screened.best[-1][1]
     if screened.next_bound is None:
@@ -159,12 +159,12 @@ def _print_screened(name: str, screened: Any, k: int, by: str, target: Path) -> 
     else:
         side = "at least" if BOUNDED[by] > 0 else "at most"
         why = (
-            f"the {total - ran} not run cannot do better: each one's {by} alone, a bound, is {side} "
+            f"the {total - ran} not run cannot do better: each one's lower bound on {by} is {side} "
             f"{screened.next_bound:.6g}, the K-th best is {kth:.6g}"
         )
     out.print(
-        f"{name}: the best {len(screened.best)} by {by}, exact: {ran} of {total} points run on the shared "
-        f"network ({why}) -> {target}; twin compare {target} --by {by} --top {k}",
+        f"{name}: the best {len(screened.best)} by {by}, exact: {ran} of {total} points' steps run ({why}) "
+        f"-> {target}; twin compare {target} --by {by} --top {k}",
         soft_wrap=True,
     )
 

@@ -328,6 +328,16 @@ def rank_breakdowns(step: StepRun) -> list[RankBreakdown]:
     return out
 
 
+def tokens_per_day(tokens_per_step: int, step_time_s: float) -> float:
+    """Tokens a day at ``step_time_s`` a step."""
+    return tokens_per_step / step_time_s * SECONDS_PER_DAY
+
+
+def gpu_hours_per_trillion_tokens(gpus: int, step_time_s: float, tokens_per_step: int) -> float:
+    """GPU-hours a trillion tokens take on ``gpus`` GPUs at ``step_time_s`` a step."""
+    return gpus * step_time_s / 3600.0 * 1e12 / tokens_per_step
+
+
 @dataclass(frozen=True)
 class StepResult:
     step_time_s: float
@@ -373,11 +383,11 @@ class StepResult:
 
     @property
     def tokens_per_day(self) -> float:
-        return self.tokens_per_step / self.step_time_s * SECONDS_PER_DAY
+        return tokens_per_day(self.tokens_per_step, self.step_time_s)
 
     @property
     def gpu_hours_per_trillion_tokens(self) -> float:
-        return self.gpus * self.step_time_s / 3600.0 * 1e12 / self.tokens_per_step
+        return gpu_hours_per_trillion_tokens(self.gpus, self.step_time_s, self.tokens_per_step)
 
     def to_dict(self) -> dict[str, Any]:
         r = self.reported

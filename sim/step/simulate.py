@@ -49,7 +49,17 @@ from sim.step.spec import (
 )
 from sim.step.zero1 import DpModel, ReplicaSet, SetPhase, stage_ready_times
 
-__all__ = ["CONTENTION", "DeviceTimeline", "PipelineRun", "Progress", "StepRun", "StepSpec", "run_step"]
+__all__ = [
+    "CONTENTION",
+    "DeviceTimeline",
+    "PipelineRun",
+    "Progress",
+    "StepRun",
+    "StepSpec",
+    "isolated_dp",
+    "run_step",
+    "setup",
+]
 
 
 def run_step(spec: StepSpec, progress: Progress | None = None) -> StepRun:
@@ -57,17 +67,9 @@ def run_step(spec: StepSpec, progress: Progress | None = None) -> StepRun:
     if spec.contention not in CONTENTION:
         raise ValueError(f"contention must be one of {', '.join(CONTENTION)}, got {spec.contention!r}")
     t0 = time.perf_counter()
-    inp = spec.inputs
-    lay = inp.layout
-    ctx = SimContext(spec.topology, spec.completion_rtol)
-    moe = MoESpec.of_model(inp.model, lay.ep, lay.etp, inp.combine_format, spec.topology.spec.node.scale_up_gpus)
-    routing = Routing(inp, moe)
-    groups = lay.ep_groups if inp.fidelity == "per-gpu" else 1
-    timers: dict[tuple[int, int], ChunkTimer] = {}
-    runs: dict[int, dict[tuple[object, ...], Any]] = {}  # DeepEP simulations shared by a rank's EP groups
-    sources = [ChunkSource(inp, spec.schedule, ctx, routing, g, timers, runs) for g in range(groups)]
-    total = spec.schedule.num_actions() * groups
-    model = DpModel(spec.dp, inp.model, lay, spec.schedule, spec.topology, inp.cost.memory_time, ctx)
+    lay = spec.inputs.layout
+    ctx, routing, timers, sources, model = setup(spec)
+    total = spec.schedule.num_actions() * len(sources)
     model.time_ahead(shared=spec.contention == "shared")  # on the second core, while the chunks are timed
     try:
         with collector_paused():  # the loop's garbage is short-lived: see sim/engine/collector.py
@@ -101,6 +103,22 @@ def run_step(spec: StepSpec, progress: Progress | None = None) -> StepRun:
     return StepRun(spec, pipelines, dp, timelines, time.perf_counter() - t0, stats, net.carried())
 
 
+def setup(spec: StepSpec) -> tuple[SimContext, Routing, dict[tuple[int, int], ChunkTimer], list[ChunkSource], DpModel]:
+    """What a step's simulation starts from: its context (network), routing, chunk timers, one chunk
+    source per pipeline it times (every EP group's with per-GPU fidelity, else one) and its DP model."""
+    inp = spec.inputs
+    lay = inp.layout
+    ctx = SimContext(spec.topology, spec.completion_rtol)
+    moe = MoESpec.of_model(inp.model, lay.ep, lay.etp, inp.combine_format, spec.topology.spec.node.scale_up_gpus)
+    routing = Routing(inp, moe)
+    groups = lay.ep_groups if inp.fidelity == "per-gpu" else 1
+    timers: dict[tuple[int, int], ChunkTimer] = {}
+    runs: dict[int, dict[tuple[object, ...], Any]] = {}  # DeepEP simulations shared by a rank's EP groups
+    sources = [ChunkSource(inp, spec.schedule, ctx, routing, g, timers, runs) for g in range(groups)]
+    model = DpModel(spec.dp, inp.model, lay, spec.schedule, spec.topology, inp.cost.memory_time, ctx)
+    return ctx, routing, timers, sources, model
+
+
 def _isolated(
     spec: StepSpec,
     ctx: SimContext,
@@ -121,12 +139,24 @@ def _isolated(
         pipelines.append(PipelineRun(g, execute(spec.schedule, counting, p2p, ctx), source))
     if progress is not None:
         progress("data-parallel phase", 0, lay.devices)
-    ends = [0.0] * lay.devices
-    for p in pipelines:
-        for s in p.run.recorder.spans:
-            ends[s.device] = max(ends[s.device], s.end)
-    pipe_end = max(ends)
     finished = [(s.device, s.pos, s.end) for p in pipelines for s in p.run.recorder.spans]
+    dp, timelines = isolated_dp(spec, model, finished)
+    if progress is not None:
+        progress("data-parallel phase", lay.devices, lay.devices)
+    return pipelines, dp, timelines
+
+
+def isolated_dp(
+    spec: StepSpec, model: DpModel, finished: list[tuple[int, int, float]]
+) -> tuple[list[SetPhase], list[DeviceTimeline]]:
+    """The DP phase after the pipeline's actions ended at ``finished`` (device, pos, end), each replica
+    set's collectives alone: reduce-scatters from each stage's gradients (``tail``) or from the whole
+    pipeline's end (``none``), the barrier at the last one's end, the optimizer, the all-gathers."""
+    lay = spec.inputs.layout
+    ends = [0.0] * lay.devices
+    for device, _, end in finished:
+        ends[device] = max(ends[device], end)
+    pipe_end = max(ends)
     ready = stage_ready_times(spec.schedule, lay, finished)
     phases: dict[tuple[int, ...], SetPhase] = {}
     dp: list[SetPhase] = []
@@ -148,6 +178,4 @@ def _isolated(
                 all_gather=(opt_end, opt_end + ph.all_gather_s),
             )
         )
-    if progress is not None:
-        progress("data-parallel phase", lay.devices, lay.devices)
-    return pipelines, dp, timelines
+    return dp, timelines

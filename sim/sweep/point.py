@@ -221,13 +221,53 @@ def empty_figures() -> dict[str, Any]:
     return row
 
 
+def _bound_figures(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
+    """A training point's lower bounds (:mod:`sim.step.bound`): the step time and the figures monotone in
+    it within the point (GPU-hours per trillion tokens, tokens per day), and its layout; no other figure."""
+    if "serve" in data:
+        raise TwinError("a serving point has no step to bound")
+    from sim.assemble import assemble
+    from sim.config import scenario_from_data
+    from sim.step.accounting import gpu_hours_per_trillion_tokens, tokens_per_day
+    from sim.step.bound import step_lower_bound
+
+    sc = scenario_from_data(data, path, folder)
+    asm = assemble(sc)
+    if asm.step is None or asm.layout is None or asm.gpu is None:
+        raise TwinError("a schedule comparison has no training step to bound")
+    lay = asm.layout
+    t = step_lower_bound(asm.step)
+    return {
+        "step_time_s": t,
+        "tokens_per_day": tokens_per_day(lay.tokens_per_step, t),
+        "gpu_hours_per_T": gpu_hours_per_trillion_tokens(lay.gpus, t, lay.tokens_per_step),
+        "schedule": sc.pipeline.schedules[0],
+        "gpus": lay.gpus,
+        "pp": sc.pipeline.pp,
+        "ep": lay.ep,
+        "dp": lay.dp,
+        "microbatches": lay.microbatches,
+        "memory_capacity_GiB": asm.gpu.hbm_GiB,
+    }
+
+
+def bound_point(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
+    """:func:`run_point` of the point's lower bounds (:func:`_bound_figures`) instead of its step: the
+    same statuses, the same row's columns (the figures not bounded empty)."""
+    return _row_of(_bound_figures, data, path, folder)
+
+
 def run_point(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
     """Simulate the scenario ``data`` (as if read from ``path``, relative paths against ``folder``):
     ``status`` ok with its figures, ``infeasible`` with the one-line reason (a layout that does not
     fit, refused as ``twin run`` would), or ``error`` with the exception (a bug: please report it)."""
+    return _row_of(_figures, data, path, folder)
+
+
+def _row_of(figures: Any, data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
     row = empty_figures()
     try:
-        row.update(_figures(data, path, folder))
+        row.update(figures(data, path, folder))
         row.update(status=OK, error=None)  # null, not an empty string, where nothing went wrong
     except TwinError as err:
         row.update(status=INFEASIBLE, error=shown_in(str(err).replace(f"{path}: ", "", 1)))

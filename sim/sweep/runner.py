@@ -210,7 +210,9 @@ def _lost(client: Any) -> TwinError:
     )
 
 
-def _dask(sweep: Sweep, todo: list[Point], client: Any) -> Generator[tuple[Point, dict[str, Any]], None, None]:
+def _dask(
+    sweep: Sweep, todo: list[Point], client: Any, fn: Callable[..., dict[str, Any]] = run_point
+) -> Generator[tuple[Point, dict[str, Any]], None, None]:
     import uuid
 
     from distributed import as_completed
@@ -222,7 +224,7 @@ def _dask(sweep: Sweep, todo: list[Point], client: Any) -> Generator[tuple[Point
     try:
         for point in todo:
             key = f"twin-{sweep.name}-{run}-{point.point_id}"
-            fut = client.submit(run_point, *_task(sweep, point), key=key, pure=False)
+            fut = client.submit(fn, *_task(sweep, point), key=key, pure=False)
             futures[fut.key] = (fut, point)
         with client.as_current():
             for fut in as_completed([f for f, _ in futures.values()]):
@@ -253,12 +255,14 @@ def run_sweep(
     drop_foreign: bool = False,
     order: Sequence[Point] | None = None,
     until: Callable[[dict[str, dict[str, Any]]], bool] | None = None,
+    fn: Callable[[dict[str, Any], str, str], dict[str, Any]] = run_point,
 ) -> SweepOutcome:
     """Run the points of ``sweep`` not yet in ``output``; write every row to it (see :mod:`sim.sweep.store`).
 
     ``order``: the points to run, in the order to submit them [default: the sweep's]. ``until(rows)``,
     given every row of the output so far (by point id), before the first point and after each: True
-    stops the sweep there (the points in flight are dropped, not recorded; :mod:`sim.sweep.screen`)."""
+    stops the sweep there (the points in flight are dropped, not recorded; :mod:`sim.sweep.screen`).
+    ``fn``: what a worker computes of a point [default: :func:`run_point`, its step's row]."""
     client = connect(scheduler) if scheduler else None
     try:
         store = Store(sweep, output, restart=restart, retry_failed=retry_failed, drop_foreign=drop_foreign)
@@ -271,7 +275,7 @@ def run_sweep(
             if progress:
                 progress(0, len(todo), 0)
             if todo:
-                source = _dask(sweep, todo, client) if client is not None else _local(sweep, todo, workers or 1)
+                source = _dask(sweep, todo, client, fn) if client is not None else _local(sweep, todo, workers or 1, fn)
                 try:
                     for point, figures in source:
                         row = _row(sweep, point, figures)

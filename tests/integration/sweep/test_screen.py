@@ -1,10 +1,10 @@
 """``twin sweep --best K`` (:mod:`sim.sweep.screen`): the best K points of a sweep, exactly, from lower
-bounds (each point timed alone) and as few points on the shared network as those bounds allow.
+bounds (:mod:`sim.step.bound`) and as few steps as those bounds allow.
 
 What must hold: the best K are the full sweep's best K, row for row (same point ids, same figures);
-fewer points run on the shared network where the bounds separate them (IB at 100 against 1600 Gb/s
-slows a step by far more than contention can hide); a rerun runs nothing more; a bound that does not
-hold stops the sweep with one line rather than give an answer that is not exact."""
+fewer steps run where the bounds separate the points (IB at 100 against 1600 Gb/s slows a step by far
+more than the bound leaves out); a rerun runs nothing more; a bound that does not hold stops the sweep
+with one line rather than give an answer that is not exact."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from sim.errors import ScenarioError, TwinError
 from sim.sweep.runner import run_sweep
 from sim.sweep.screen import best_of, screening_path, screening_sweep
 from sim.sweep.spec import load_sweep
-from tests.conftest import SMALL_STEP, write_sweep
+from tests.conftest import write_sweep
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -47,23 +47,23 @@ def test_the_best_k_are_the_full_sweeps_and_fewer_points_run(
     assert [pid for pid, _ in got.best] == list(expected["point_id"])
     assert [v for _, v in got.best] == list(expected[by])  # the same bits as the full sweep's rows
     rows = pd.read_parquet(out)
-    assert got.shared.ran == len(rows) < len(whole)  # the 100 Gb/s points never ran with contention
+    assert got.shared.ran == len(rows) < len(whole)  # the 100 Gb/s points' steps never ran
     assert 100 not in set(rows["cluster.nic_Gbps"])
     screened = pd.read_parquet(screening_path(out))
-    assert len(screened) == 9 and set(screened["training.contention"]) == {"isolated"}
-    # every bound holds: alone is never slower (larger is better for tokens per day)
-    merged = whole.merge(screened, on=["cluster.nic_Gbps", "comm.sms"], suffixes=("", "_alone"))
+    assert len(screened) == 9 and set(screened["status"]) == {"ok"} and screened["mfu_causal"].isna().all()
+    # every bound holds (larger is better for tokens per day)
+    merged = whole.merge(screened, on="point_id", suffixes=("", "_bound"))
     sign = 1 if ascending else -1
-    assert (sign * merged[by] >= sign * merged[f"{by}_alone"]).all()
+    assert (sign * merged[by] >= sign * merged[f"{by}_bound"]).all()
     # no point left out could have done better: its bound is past the K-th best
     left = merged[~merged["point_id"].isin(rows["point_id"])]
-    assert (sign * left[f"{by}_alone"] >= sign * got.best[-1][1]).all() and got.next_bound is not None
+    assert (sign * left[f"{by}_bound"] >= sign * got.best[-1][1]).all() and got.next_bound is not None
     again = best_of(load_sweep(path), out, k, by, workers=2)  # resumed: nothing more runs
     assert (again.screening.ran, again.shared.ran, again.best) == (0, 0, got.best)
 
 
 def test_a_bound_that_does_not_hold_stops_the_sweep(full: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
-    """Bounds raised 50% (as if timing alone were slower than sharing) must stop it at the first point."""
+    """Bounds raised 50% (as if a step could beat its bound) must stop it at the first point."""
     path, _ = full
     sweep = load_sweep(path)
     out = tmp_path / "best.parquet"
@@ -75,21 +75,14 @@ def test_a_bound_that_does_not_hold_stops_the_sweep(full: tuple[Path, pd.DataFra
     pq.write_table(
         table.set_column(i, "step_time_s", raised).replace_schema_metadata(table.schema.metadata), screen_out
     )
-    with pytest.raises(TwinError, match=r"better than alone .* --best cannot be exact here"):
+    with pytest.raises(TwinError, match=r"better than its lower bound .* --best cannot be exact here"):
         best_of(sweep, out, 2, workers=1)
 
 
 def test_what_cannot_be_screened_is_refused_in_one_line(tmp_path: Path) -> None:
-    isolated = write_sweep(tmp_path, {"grid": {"training.contention": ["isolated", "shared"]}}, "c.yaml")
-    with pytest.raises(ScenarioError, match="--best: screens by timing each point alone; the sweep's points set"):
-        screening_sweep(load_sweep(isolated))
-    base = tmp_path / "iso-base.yaml"
-    base.write_text(f"base: {SMALL_STEP}\nset: {{training.contention: isolated}}\n")
-    alone = write_sweep(tmp_path, {"base": str(base), "grid": {"comm.sms": [12, 20]}}, "a.yaml")
-    with pytest.raises(ScenarioError, match="already times every phase alone"):
-        screening_sweep(load_sweep(alone))
+    path = write_sweep(tmp_path, {"grid": {"comm.sms": [12, 20]}}, "a.yaml")
     with pytest.raises(ScenarioError, match="--by: --best ranks by step_time_s, gpu_hours_per_T, tokens_per_day"):
-        best_of(load_sweep(alone), tmp_path / "x.parquet", 1, "memory_peak_GiB")
+        best_of(load_sweep(path), tmp_path / "x.parquet", 1, "memory_peak_GiB")
     assert not list(tmp_path.glob("x*"))  # refused before anything was written
     serving = load_sweep(ROOT / "scenarios" / "sweeps" / "serve-split.yaml")
     with pytest.raises(ScenarioError, match="--best: screens training steps"):

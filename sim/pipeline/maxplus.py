@@ -1,0 +1,88 @@
+"""A schedule's times with free sends, without the event loop: a max-plus pass.
+
+With transfers that cost nothing, each device runs its actions in order and an action starts when
+the previous one on its device has ended and every key it needs (:mod:`sim.pipeline.deps`) has been
+produced, wherever:
+
+    start(a) = max(end(previous action on a's device), end(producer of k) for k in needs(a))
+    end(a)   = start(a) + duration(a)     (start(a) for a duration <= 0, as the engine takes it)
+
+That is what :func:`sim.pipeline.execute.execute` computes with the free transport (``P2P()``), and
+with the same floating-point operations (a maximum, then one addition), so the ends are the same
+bits (``tests/unit/test_maxplus.py`` compares them on every registered schedule). It takes no simpy
+events: a pass over the actions, each device advanced as far as its inputs allow, until all are
+placed; a device that can never advance is a deadlock, reported as the engine reports it.
+
+Why it exists: every time a transfer or a shared link adds only delays (a send takes at least
+nothing, a phase on a shared network at least its time alone), these ends are lower bounds on the
+real ones (the times are monotone in the durations and the delays), at a fraction of the cost of the
+event loop (:mod:`sim.step.bound`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sim.errors import DeadlockError
+from sim.pipeline.deps import Key, describe, needs, produces
+from sim.pipeline.ops import Schedule
+
+
+def free_send_ends(schedule: Schedule, durations: Sequence[Sequence[float]]) -> list[list[float]]:
+    """Each action's end (``durations[d][i]``: device ``d``'s ``i``-th action) with free sends, from 0."""
+    devices = schedule.num_devices
+    if len(durations) != devices or any(len(durations[d]) != len(schedule.actions[d]) for d in range(devices)):
+        raise ValueError("durations: one per action of every device")
+    plans = [
+        [
+            (
+                [k for atom in action.atoms() for k in needs(schedule, atom)],
+                [k for atom in action.atoms() for k in produces(atom)],
+            )
+            for action in acts
+        ]
+        for acts in schedule.actions
+    ]
+    ready: dict[Key, float] = {}
+    ends: list[list[float]] = [[] for _ in range(devices)]
+    free = [0.0] * devices
+    pos = [0] * devices
+    left = sum(len(a) for a in schedule.actions)
+    while left:
+        moved = False
+        for d in range(devices):
+            plan, mine, dur = plans[d], ends[d], durations[d]
+            i, t = pos[d], free[d]
+            while i < len(plan):
+                wanted, made = plan[i]
+                start = t
+                for key in wanted:
+                    at = ready.get(key)
+                    if at is None:
+                        break
+                    if at > start:
+                        start = at
+                else:
+                    t = start + dur[i] if dur[i] > 0 else start  # as the engine: no time, no timeout
+                    mine.append(t)
+                    for key in made:
+                        ready[key] = t
+                    i += 1
+                    continue
+                break
+            if i != pos[d]:
+                left -= i - pos[d]
+                pos[d], free[d] = i, t
+                moved = True
+        if not moved:
+            waits = [
+                f"device {d} waits at action {pos[d]} ({schedule.actions[d][pos[d]]}) for "
+                + ", ".join(describe(k) for k in plans[d][pos[d]][0] if k not in ready)
+                for d in range(devices)
+                if pos[d] < len(plans[d])
+            ]
+            raise DeadlockError(f"schedule {schedule.name!r} deadlocks: " + "; ".join(waits))
+    return ends
+
+
+__all__ = ["free_send_ends"]
