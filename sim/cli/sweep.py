@@ -145,25 +145,31 @@ def _print_screened(name: str, screened: Any, k: int, by: str, target: Path) -> 
 
     total = screened.shared.total
     ran = screened.shared.ran + screened.shared.skipped  # points whose step is in the output, this run's and earlier
+    unbounded = total - screened.bounded
     out.print(
-        f"{name}: {screened.screening.ran + screened.screening.skipped} of {total} points bounded "
-        f"-> {screened.screening_output}",
+        f"{name}: {screened.bounded} of {total} points bounded"
+        + (f" ({unbounded} infeasible or failed: their steps run first)" if unbounded else "")
+        + f" -> {screened.screening_output}",
         soft_wrap=True,
     )
+    not_ok = (
+        f"; {screened.steps_not_ok} of their steps infeasible or failed, not ranked" if screened.steps_not_ok else ""
+    )
     if not screened.best:
-        out.print(f"{name}: no point's step ran ok -> {target}", soft_wrap=True)
+        out.print(f"{name}: no point's step ran ok ({ran} run{not_ok}) -> {target}", soft_wrap=True)
         return
     kth = screened.best[-1][1]
     if screened.next_bound is None:
         why = "every point ran"
     else:
+        best_possible = "smallest" if BOUNDED[by] > 0 else "largest"
         side = "at least" if BOUNDED[by] > 0 else "at most"
         why = (
-            f"the {total - ran} not run cannot do better: each one's lower bound on {by} is {side} "
+            f"the {total - ran} not run cannot do better: the {best_possible} {by} each could reach is {side} "
             f"{screened.next_bound:.6g}, the K-th best is {kth:.6g}"
         )
     out.print(
-        f"{name}: the best {len(screened.best)} by {by}, exact: {ran} of {total} points' steps run ({why}) "
+        f"{name}: the best {len(screened.best)} by {by}, exact: {ran} of {total} points' steps run ({why}{not_ok}) "
         f"-> {target}; twin compare {target} --by {by} --top {k}",
         soft_wrap=True,
     )

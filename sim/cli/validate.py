@@ -41,7 +41,10 @@ def validate_cmd(
     from sim.yamlio import read_yaml
 
     raw = read_yaml(scenario, "scenario")
-    if isinstance(raw, dict) and any(k in raw for k in ("studies", "grid", "points", "phases")):
+    # a plan file by its keys, unless it has a scenario's sections (then a stray key is the scenario's error)
+    sections = ("training", "model", "cluster", "pipeline", "workload", "comm", "serve", "ops", "set")
+    plan = any(k in raw for k in ("studies", "grid", "points", "phases")) if isinstance(raw, dict) else False
+    if plan and isinstance(raw, dict) and not any(k in raw for k in sections):
         _validate_plan(scenario, raw)
         return
     if is_serve_data(scenario_data(scenario)[0]):

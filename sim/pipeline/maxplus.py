@@ -11,7 +11,8 @@ That is what :func:`sim.pipeline.execute.execute` computes with the free transpo
 with the same floating-point operations (a maximum, then one addition), so the ends are the same
 bits (``tests/unit/test_maxplus.py`` compares them on every registered schedule). It takes no simpy
 events: a pass over the actions, each device advanced as far as its inputs allow, until all are
-placed; a device that can never advance is a deadlock, reported as the engine reports it.
+placed; a device that can never advance is a deadlock (:class:`DeadlockError`, naming each waiting
+device, its action and the data it lacks).
 
 Why it exists: every time a transfer or a shared link adds only delays (a send takes at least
 nothing, a phase on a shared network at least its time alone), these ends are lower bounds on the

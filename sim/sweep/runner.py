@@ -287,13 +287,14 @@ def run_sweep(
                         if until is not None and until(store.rows):
                             break
                 finally:
-                    source.close()  # a stop by until: the pool (or the dask tasks) go now, not at collection
-                    if store.rows:
-                        store.write()  # what completed, whether the loop ended or was stopped
+                    try:
+                        source.close()  # a stop by until: the pool (or the dask tasks) go now, not at collection
+                    finally:
+                        if store.rows:
+                            store.write()  # what completed, whether the loop ended or was stopped
             elif store.rows:
                 store.write()
-            skipped = len(sweep.points) - len(todo) if order is None else len(done)
-            return SweepOutcome(len(sweep.points), skipped, ran, failed, output, store.stale)
+            return SweepOutcome(len(sweep.points), len(done), ran, failed, output, store.stale)
         finally:
             store.release()
     finally:

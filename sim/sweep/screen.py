@@ -9,7 +9,10 @@ where they share links). So ``bound <= T`` for every point, in both modes
 (``tests/integration/training/test_bound.py``). Run the points' steps in increasing order of their
 bounds. Once ``K`` have run and the K-th best ``T`` is at most the smallest bound among the points not
 run, none of those can do better (``T >= bound``): the best ``K`` run are the best ``K`` of the sweep.
-A point whose bound equals the K-th best could only tie it.
+A point whose bound equals the K-th best could only tie it: the sweep goes on while such a point would
+win the tie (a lower point index, as ``twin compare`` ranks ties), so the ``K`` are the whole sweep's
+row for row. For tokens per day (larger is better) the bound is an upper one, and every comparison turns
+round.
 
 The same holds for a figure that is a monotone function of the step time within a point, with the
 scenario fixed: GPU-hours per trillion tokens (proportional to it) and tokens per day (inversely
@@ -42,7 +45,9 @@ from sim.sweep.spec import Sweep
 
 # figure -> +1 (smaller is better) or -1 (larger is better): monotone in the step time within a point
 BOUNDED: dict[str, int] = {"step_time_s": 1, "gpu_hours_per_T": 1, "tokens_per_day": -1}
-RTOL = 1e-9  # a step's figure beyond its bound by more than this fraction stops the sweep
+# a step's figure beyond its bound by more than this fraction stops the sweep: above the network's own
+# rounding (a coflow ends with up to 1e-9 of its bytes left, sim/network/coflow.py), below any real gap
+RTOL = 1e-6
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,8 @@ class Screened:
     best: list[tuple[str, float]]  # (point id, figure) of the best K run, best first (fewer: the sweep has fewer)
     next_bound: float | None  # the best bound among the points not run (None: every point ran)
     screening_output: Path
+    bounded: int = 0  # points with a bound (the others, infeasible or failed alone, ran first)
+    steps_not_ok: int = 0  # points whose step ran and is infeasible or failed (not ranked)
 
 
 def screening_path(output: Path) -> Path:
@@ -106,20 +113,23 @@ def best_of(
     order = sorted(sweep.points, key=lambda p: (p.point_id in bounds, sign * bounds.get(p.point_id, 0.0), p.index))
     ids = [p.point_id for p in order]
     where = {p.point_id: p for p in sweep.points}
-    state: dict[str, Any] = {"best": [], "next": None}
+    state: dict[str, Any] = {"best": [], "next": None, "not_ok": 0}
 
     def certified(rows: dict[str, dict[str, Any]]) -> bool:
         got = []
+        state["not_ok"] = sum(1 for pid, row in rows.items() if pid in where and row.get("status") != OK)
         for pid, row in rows.items():
             if pid not in where or row.get("status") != OK:
                 continue
             value = float(row[by])
+            if not math.isfinite(value):  # not a figure to rank (twin compare leaves it out alike)
+                continue
             bound = bounds.get(pid)
             if bound is not None and sign * value < sign * bound - RTOL * abs(bound):
                 p = where[pid]
                 raise TwinError(
                     f"point {p.index} ({p.where}: {canonical(p.overrides)}) has {by} {value:.9g}, better than its "
-                    f"lower bound {bound:.9g}: the bound does not hold for it, so --best cannot be exact here; "
+                    f"bound {bound:.9g}: the bound does not hold for it, so --best cannot be exact here; "
                     "run the sweep without --best"
                 )
             got.append((sign * value, where[pid].index, pid, value))
@@ -131,7 +141,10 @@ def best_of(
             return True
         if len(got) < k or pending not in bounds:
             return False
-        return got[k - 1][0] <= sign * bounds[pending]
+        # the pending point ranks first among those not run (by bound, then index); it could at best tie
+        # the K-th on its bound, and a tie goes to the lower point index (as twin compare ranks)
+        kth, kth_index = got[k - 1][0], got[k - 1][1]
+        return (kth, kth_index) < (sign * bounds[pending], where[pending].index)
 
     second = run_sweep(
         sweep,
@@ -144,7 +157,7 @@ def best_of(
         order=order,
         until=certified,
     )
-    return Screened(first, second, state["best"], state["next"], screen_out)
+    return Screened(first, second, state["best"], state["next"], screen_out, len(bounds), state["not_ok"])
 
 
 def _bounds(path: Path, by: str) -> dict[str, float]:

@@ -75,7 +75,7 @@ def test_a_bound_that_does_not_hold_stops_the_sweep(full: tuple[Path, pd.DataFra
     pq.write_table(
         table.set_column(i, "step_time_s", raised).replace_schema_metadata(table.schema.metadata), screen_out
     )
-    with pytest.raises(TwinError, match=r"better than its lower bound .* --best cannot be exact here"):
+    with pytest.raises(TwinError, match=r"better than its bound .* --best cannot be exact here"):
         best_of(sweep, out, 2, workers=1)
 
 
@@ -87,3 +87,17 @@ def test_what_cannot_be_screened_is_refused_in_one_line(tmp_path: Path) -> None:
     serving = load_sweep(ROOT / "scenarios" / "sweeps" / "serve-split.yaml")
     with pytest.raises(ScenarioError, match="--best: screens training steps"):
         screening_sweep(serving)
+
+
+def test_ties_go_to_the_lower_point_index_as_in_the_full_sweep(tmp_path: Path) -> None:
+    """Points that differ only in the GPU price have the same bound and the same step, bit for bit: --best
+    ranks them as twin compare does, by point index, whichever of them ran first."""
+    path = write_sweep(tmp_path, {"grid": {"cluster.nic_Gbps": [1600, 100], "economics.gpu_hour_usd": [2.5, 2.0]}})
+    sweep = load_sweep(path)
+    run_sweep(sweep, tmp_path / "full.parquet", workers=2)
+    whole = pd.read_parquet(tmp_path / "full.parquet")
+    assert whole["step_time_s"].nunique() == 2  # two pairs of tied steps
+    for k in (1, 3):
+        got = best_of(sweep, tmp_path / f"best{k}.parquet", k, workers=2)
+        expected = whole.sort_values(["step_time_s", "point"]).head(k)
+        assert [pid for pid, _ in got.best] == list(expected["point_id"])

@@ -6,9 +6,10 @@ collective alone, and the step's times are monotone in its durations and delays,
     bound <= isolated step <= shared step
 
 on any layout: ZeRO-1's reduce-scatters from each stage's gradients (``tail``) or after the pipeline
-(``none``), one pipeline or every EP group's (per-GPU fidelity), another schedule, a thin fabric where
-sharing costs most, FSDP (whose gathers run inside the pipeline: the bound is the pipeline's end). With
-nothing to send or share (one pipeline stage, exact flow completion) the three are the same step.
+(``none``), one pipeline or every EP group's (per-GPU fidelity), other schedules (virtual stages too),
+tensor parallelism (its collectives on the shared network), a thin fabric where sharing costs most,
+FSDP (whose gathers run inside the pipeline: the bound is the pipeline's end). With nothing to send or
+share (one pipeline stage, exact flow completion) the three are the same step.
 """
 
 from __future__ import annotations
@@ -30,7 +31,15 @@ CASES: dict[str, dict[str, Any]] = {
     "none": {},  # the default scenario's: reduce-scatters after the whole pipeline
     "tail": {"training.dp_overlap": "tail"},
     "per-gpu": {"training.fidelity": "per-gpu", "training.gpus": 1024, "training.global_batch": 2048},  # 2 EP groups
+    "per-gpu-tail": {
+        "training.fidelity": "per-gpu",
+        "training.gpus": 1024,
+        "training.global_batch": 2048,
+        "training.dp_overlap": "tail",
+    },
     "zb1p": {"pipeline.schedules": ["zb1p"], "pipeline.pp": 8},
+    "interleaved": {"pipeline.schedules": ["interleaved-1f1b"], "pipeline.pp": 8, "pipeline.virtual_stages": 2},
+    "tp2": {"training.tp": 2},  # TP collectives as coflows of the shared network
     "ib-100": {"cluster.nic_Gbps": 100},
 }
 
