@@ -229,7 +229,8 @@ def phase_process(
     t0 = env.now
     peers_s, peers_d = np.repeat(gpus, ep), np.tile(gpus, ep)
     off = peers_s != peers_d
-    yield net.send_batch(peers_s[off], peers_d[off], np.full(int(off.sum()), kernel.notify_bytes), tag="deepep")
+    notify = net.routes_of(peers_s[off], peers_d[off])  # the same every phase: routes and rates alone memoised
+    yield net.send_routes(notify, np.full(int(off.sum()), float(kernel.notify_bytes)), tag="deepep")
     if kernel.notify_wait_us:
         yield env.timeout(kernel.notify_wait_us * 1e-6)
     if times is not None:

@@ -184,6 +184,7 @@ class FlowNetwork:
 
     SOLVE_MEMO_SIZE = 4096  # memoised plain-flow solves kept (keyed by the active batches' routes)
     PATHS_SIZE = 4096  # one-flow routes whose links and blocks are kept worked out
+    ROUTES_MEMO_SIZE = 256  # batches' routes kept by routes_of (an EP group's notify: 64 x 63 flows each)
     reservations = True  # whether :meth:`reserve` may grant (False: every coflow one by one; tests compare)
 
     def __init__(
@@ -217,6 +218,8 @@ class FlowNetwork:
         self._solve_memo: dict[tuple[int, ...], tuple[list[Routes | None], np.ndarray]] = {}
         self._next_batch = 0
         self._route_cache: dict[tuple[int, int], Routes] = {}
+        self._routes_memo: dict[tuple[bytes, bytes], Routes] = {}
+        self._alone_memo: dict[tuple[int, bytes], tuple[Routes, np.ndarray]] = {}
         self._paths: dict[int, _Path] = {}  # by id of the route (the entry keeps it alive)
         self._last = 0.0
         self._generation = 0
@@ -497,6 +500,20 @@ class FlowNetwork:
         again with :meth:`send_routes`)."""
         return route(self.topo, np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64), self.seed)
 
+    def routes_of(self, src: np.ndarray, dst: np.ndarray) -> Routes:
+        """:meth:`route`, memoised by the arrays' contents: the same :class:`Routes` object for the same
+        flows, so a batch sent again and again along them alone also finds its max-min rates memoised
+        (DeepEP's notify, every rank to every other of an EP group, before each phase)."""
+        src = np.asarray(src, dtype=np.int64)
+        dst = np.asarray(dst, dtype=np.int64)
+        key = (src.tobytes(), dst.tobytes())
+        hit = self._routes_memo.get(key)
+        if hit is None:
+            if len(self._routes_memo) >= self.ROUTES_MEMO_SIZE:
+                self._routes_memo.clear()
+            hit = self._routes_memo[key] = route(self.topo, src, dst, self.seed)
+        return hit
+
     def send_batch(
         self,
         src: np.ndarray,
@@ -517,8 +534,8 @@ class FlowNetwork:
         nbytes = np.broadcast_to(np.asarray(nbytes, dtype=np.float64), src.shape).copy()
         if trees is not None:  # the virtual links go with each branch: its sender's SMs
             routes = route(self.topo, src, dst, self.seed, tree_keys(src, dst, trees))
-        else:
-            routes = route(self.topo, src, dst, self.seed)
+        else:  # a phase's messages come back in every chunk that moves the same traffic
+            routes = self.routes_of(src, dst)
         if extra_links is not None:
             routes = _with_extra(routes, np.asarray(extra_links, dtype=np.int64).reshape(len(src), -1))
         if trees is not None:
@@ -577,7 +594,12 @@ class FlowNetwork:
             and not self.coflows.active
             and not self._users[entry_links].any()
         )
-        rates = maxmin_rates(local_flow, entry_links, self.capacity, len(keep)) if alone else np.zeros(len(keep))
+        if not alone:
+            rates = np.zeros(len(keep))
+        elif whole is not None:
+            rates = self._alone_rates(whole, local_flow, entry_links)
+        else:
+            rates = maxmin_rates(local_flow, entry_links, self.capacity, len(keep))
         np.add.at(self._users, entry_links, 1)
         self._entry_flow = np.concatenate([self._entry_flow, base + local_flow])
         self._entry_link = np.concatenate([self._entry_link, entry_links])
@@ -593,6 +615,19 @@ class FlowNetwork:
         self._report_rates()
         self._wake_by(now + float((nbytes[keep] / rates).min()))
         return event
+
+    def _alone_rates(self, routes: Routes, local_flow: np.ndarray, entry_links: np.ndarray) -> np.ndarray:
+        """Max-min rates of a whole batch alone on its links: a function of its routes and their links'
+        capacities (a virtual link may come back with another), memoised by both."""
+        key = (id(routes), self.capacity[entry_links].tobytes())
+        hit = self._alone_memo.get(key)
+        if hit is not None and hit[0] is routes:
+            return hit[1]
+        rates = maxmin_rates(local_flow, entry_links, self.capacity, routes.num_flows)
+        if len(self._alone_memo) >= self.ROUTES_MEMO_SIZE:
+            self._alone_memo.clear()
+        self._alone_memo[key] = (routes, rates)  # the routes kept: their id names no other object meanwhile
+        return rates
 
     def _path(self, routes: Routes) -> _Path:
         """What :meth:`_send_one` reads of a one-flow route, worked out once per route object."""

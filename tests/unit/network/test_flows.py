@@ -238,3 +238,31 @@ def test_ended_flows_grouped_by_batch_equal_flow_by_flow(flows: list[tuple[int, 
     one_by_one = [(b, 1, lat) for b, lat in zip(batch.tolist(), latency.tolist(), strict=True)]
     assert replay(grouped) == replay(one_by_one)
     assert all(isinstance(b, int) and isinstance(n, int) and isinstance(lat, float) for b, n, lat in grouped)
+
+
+def test_routes_of_is_route_memoised_by_content_and_repeats_hit_the_solve_memo() -> None:
+    """The same flows give the same Routes object (equal to route()'s), so a batch sent again along them
+    alone takes its rates from the memo: the same delivery times, one max-min solve for the lot."""
+    topo = make(4, "ft2")
+    env = simpy.Environment()
+    net = FlowNetwork(env, topo, completion_rtol=0.0)
+    gpus = np.arange(16)
+    src, dst = np.repeat(gpus, 16), np.tile(gpus, 16)
+    off = src != dst
+    a = net.routes_of(src[off], dst[off])
+    assert net.routes_of(src[off].copy(), dst[off].copy()) is a  # by content, not by array identity
+    ref = route(topo, src[off], dst[off], net.seed)
+    assert np.array_equal(a.indptr, ref.indptr) and np.array_equal(a.links, ref.links)
+    assert net.routes_of(dst[off], src[off]) is not a  # the reverse flows are other flows
+    ends = []
+
+    def sender():  # type: ignore[no-untyped-def]
+        for _ in range(3):  # fresh arrays each time, as a caller builds them
+            start = env.now
+            yield net.send_batch(src[off].copy(), dst[off].copy(), np.full(int(off.sum()), 1e6))
+            ends.append(env.now - start)
+
+    env.process(sender())
+    env.run()
+    assert ends[0] > 0 and ends[1] == pytest.approx(ends[0], rel=1e-12) and ends[2] == pytest.approx(ends[0], rel=1e-12)
+    assert len(net._alone_memo) == 1  # one solve, found again for the two repeats
