@@ -100,20 +100,25 @@ def sweep_cmd(
     live = err.is_terminal and not quiet
     with Progress(*columns, console=err, transient=True, disable=not live) as bar:
 
-        def stage(name: str) -> Callable[[int, int, int], None]:
+        def stage(name: str, open_ended: bool = False) -> Callable[[int, int, int], None]:
+            """A progress callback; ``open_ended``: the stage stops when it knows enough (--best's steps),
+            so it shows a count, not a share of the points it might run."""
             task = bar.add_task(f"{name} on {where}", total=None, rate="", failed="")
             step = [0]
 
             def progress(done: int, total: int, failed: int) -> None:
                 t = bar.tasks[task]
-                if not live and not quiet and total and done * 10 // total > step[0]:  # a log line per 10%
+                if open_ended:
+                    if not live and not quiet and done and done % 10 == 0:  # a log line per 10
+                        err.print(f"{name}: {done} run ({failed} not ok)", highlight=False)
+                elif not live and not quiet and total and done * 10 // total > step[0]:  # a log line per 10%
                     step[0] = done * 10 // total
                     err.print(f"{name}: {done}/{total} points ({failed} not ok)", highlight=False)
                 rate = done / t.elapsed if t.elapsed and done else 0.0
                 bar.update(
                     task,
                     completed=done,
-                    total=total,
+                    total=None if open_ended else total,
                     rate=f"{rate:.2f} points/s" if rate else "",
                     failed=f"{failed} not ok" if failed else "",
                 )
@@ -124,7 +129,9 @@ def sweep_cmd(
             from sim.sweep.screen import best_of
 
             names = {"screening": f"{sweep.name} bounds", "shared": f"{sweep.name} steps"}
-            screened = best_of(sweep, target, best, by, n, scheduler, restart, retry_failed, lambda s: stage(names[s]))
+            screened = best_of(
+                sweep, target, best, by, n, scheduler, restart, retry_failed, lambda s: stage(names[s], s == "shared")
+            )
         else:
             outcome = run_sweep(sweep, target, n, scheduler, restart, retry_failed, stage(sweep.name))
     if best is not None:
