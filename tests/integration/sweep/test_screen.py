@@ -19,7 +19,7 @@ from sim.errors import ScenarioError, TwinError
 from sim.sweep.runner import run_sweep
 from sim.sweep.screen import best_of, screening_path, screening_sweep
 from sim.sweep.spec import load_sweep
-from tests.conftest import twin, write_sweep
+from tests.conftest import write_sweep
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -101,20 +101,3 @@ def test_ties_go_to_the_lower_point_index_as_in_the_full_sweep(tmp_path: Path) -
         got = best_of(sweep, tmp_path / f"best{k}.parquet", k, workers=2)
         expected = whole.sort_values(["step_time_s", "point"]).head(k)
         assert [pid for pid, _ in got.best] == list(expected["point_id"])
-
-
-def test_on_a_dask_cluster_the_same_best_through_the_command(full: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
-    """``twin sweep --best 2 --scheduler``: the bounds (a function other than the step's) and the steps on
-    dask workers give the same two as the local full sweep, and the command's summary says so."""
-    distributed = pytest.importorskip("distributed")
-    path, whole = full
-    out = tmp_path / "dask.parquet"
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        r = twin("sweep", str(path), "-o", str(out), "--best", "2", "--scheduler", cluster.scheduler_address)
-    assert r.returncode == 0, r.stderr
-    expected = whole.sort_values(["step_time_s", "point"]).head(2)
-    got = pd.read_parquet(out).sort_values(["step_time_s", "point"]).head(2)
-    assert list(got["point_id"]) == list(expected["point_id"])
-    assert list(got["step_time_s"]) == list(expected["step_time_s"])
-    lines = r.stdout.splitlines()
-    assert lines[0].startswith("s: 9 of 9 points bounded -> ") and "the best 2 by step_time_s, exact:" in lines[1]

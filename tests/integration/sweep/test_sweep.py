@@ -167,6 +167,27 @@ def test_dask_cluster_gives_the_same_rows(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(pd.read_parquet(local), pd.read_parquet(tmp_path / "dask.parquet"))
 
 
+def test_best_on_a_dask_cluster_through_the_command(tmp_path: Path) -> None:
+    """``twin sweep --best 2 --scheduler`` (:mod:`sim.sweep.screen`): the bounds (a function other than the
+    step's) and the steps on dask workers give the same two as the local full sweep, and the command's
+    summary says so. Here, beside the other dask test: a cluster leaves threads in its test process, and
+    tests that fork children skip in a process with threads."""
+    distributed = pytest.importorskip("distributed")
+    path = write_sweep(tmp_path, {"grid": {"cluster.nic_Gbps": [100, 400, 1600], "comm.sms": [12, 20, 32]}})
+    whole = tmp_path / "full.parquet"
+    run_sweep(load_sweep(path), whole, workers=2)
+    out = tmp_path / "dask.parquet"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        r = twin("sweep", str(path), "-o", str(out), "--best", "2", "--scheduler", cluster.scheduler_address)
+    assert r.returncode == 0, r.stderr
+    expected = pd.read_parquet(whole).sort_values(["step_time_s", "point"]).head(2)
+    got = pd.read_parquet(out).sort_values(["step_time_s", "point"]).head(2)
+    assert list(got["point_id"]) == list(expected["point_id"])
+    assert list(got["step_time_s"]) == list(expected["step_time_s"])
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("s: 9 of 9 points bounded -> ") and "the best 2 by step_time_s, exact:" in lines[1]
+
+
 def _results(tmp_path: Path) -> Path:
     path = write_sweep(
         tmp_path,
