@@ -22,7 +22,7 @@ time alone: :mod:`sim.network.coflow`), FSDP's waits for weights too. So
 
 (``tests/integration/training/test_bound.py`` checks both on layouts with and without ZeRO-1's
 tail overlap, per-GPU fidelity and FSDP). It costs the chunk timings and the DP collectives' times
-alone (memoised across points that share a fabric): about 0.1 s for the default step against 0.3 s
+alone (memoised across points that share a fabric): about 0.15 s for the default step against 0.3 s
 isolated and 0.8 s shared.
 """
 
