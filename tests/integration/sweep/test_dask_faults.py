@@ -130,3 +130,37 @@ def test_lost_worker_is_replaced_and_lost_scheduler_stops_the_sweep_to_resume(tm
     clean = tmp_path / "clean.parquet"
     run_sweep(load_sweep(path), clean, workers=2)
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(clean))
+
+
+def test_best_on_a_dask_cluster_through_the_command(tmp_path: Path) -> None:
+    """``twin sweep --best 2 --scheduler`` (:mod:`sim.sweep.screen`): the bounds (a function other than the
+    step's) and the steps on dask workers give the same two as the local full sweep, and the command's
+    summary says so. The cluster runs in processes of its own, as above: one started in the test process
+    would leave its threads there, and the tests that fork children skip in a process with threads."""
+    pytest.importorskip("distributed")
+    path = write_sweep(tmp_path, {"grid": {"cluster.nic_Gbps": [100, 400, 1600], "comm.sms": [12, 20, 32]}})
+    whole = tmp_path / "full.parquet"
+    run_sweep(load_sweep(path), whole, workers=2)
+    out = tmp_path / "dask.parquet"
+    port = _port()
+    scheduler, workers = _cluster(port)
+    try:
+        time.sleep(3)  # the scheduler listening, the workers registered (the sweep's client waits 5 s)
+        args = ["sweep", str(path), "-o", str(out), "--best", "2", "--scheduler", f"tcp://127.0.0.1:{port}"]
+        r = subprocess.run(
+            [sys.executable, "-m", "sim", *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        _kill(workers)
+        _kill(scheduler)
+    assert r.returncode == 0, r.stderr
+    expected = pd.read_parquet(whole).sort_values(["step_time_s", "point"]).head(2)
+    got = pd.read_parquet(out).sort_values(["step_time_s", "point"]).head(2)
+    assert list(got["point_id"]) == list(expected["point_id"])
+    assert list(got["step_time_s"]) == list(expected["step_time_s"])
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("s: 9 of 9 points bounded -> ") and "the best 2 by step_time_s, exact:" in lines[1]

@@ -157,35 +157,25 @@ def test_a_killed_worker_is_replaced_and_its_point_run_again(tmp_path: Path) -> 
 
 
 def test_dask_cluster_gives_the_same_rows(tmp_path: Path) -> None:
-    distributed = pytest.importorskip("distributed")
+    """The cluster runs in processes of its own (``dask scheduler``, ``dask worker``): one started in
+    the test process would leave its threads there, and the tests that fork children skip in a process
+    with threads (``tests/integration/training/test_second_core.py``)."""
+    pytest.importorskip("distributed")
+    from tests.integration.sweep.test_dask_faults import _cluster, _kill, _port
+
     path = write_sweep(tmp_path, {"grid": {"comm.sms": [12, 20]}, "points": [{"workload.ep": 1024}]})
     local = tmp_path / "local.parquet"
     run_sweep(load_sweep(path), local, workers=2)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        r = twin("sweep", str(path), "-o", str(tmp_path / "dask.parquet"), "--scheduler", cluster.scheduler_address)
+    port = _port()
+    scheduler, workers = _cluster(port)
+    try:
+        time.sleep(3)  # the scheduler listening, the workers registered (the sweep's client waits 5 s)
+        r = twin("sweep", str(path), "-o", str(tmp_path / "dask.parquet"), "--scheduler", f"tcp://127.0.0.1:{port}")
+    finally:
+        _kill(workers)
+        _kill(scheduler)
     assert r.returncode == 0, r.stderr
     pd.testing.assert_frame_equal(pd.read_parquet(local), pd.read_parquet(tmp_path / "dask.parquet"))
-
-
-def test_best_on_a_dask_cluster_through_the_command(tmp_path: Path) -> None:
-    """``twin sweep --best 2 --scheduler`` (:mod:`sim.sweep.screen`): the bounds (a function other than the
-    step's) and the steps on dask workers give the same two as the local full sweep, and the command's
-    summary says so. Here, beside the other dask test: a cluster leaves threads in its test process, and
-    tests that fork children skip in a process with threads."""
-    distributed = pytest.importorskip("distributed")
-    path = write_sweep(tmp_path, {"grid": {"cluster.nic_Gbps": [100, 400, 1600], "comm.sms": [12, 20, 32]}})
-    whole = tmp_path / "full.parquet"
-    run_sweep(load_sweep(path), whole, workers=2)
-    out = tmp_path / "dask.parquet"
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        r = twin("sweep", str(path), "-o", str(out), "--best", "2", "--scheduler", cluster.scheduler_address)
-    assert r.returncode == 0, r.stderr
-    expected = pd.read_parquet(whole).sort_values(["step_time_s", "point"]).head(2)
-    got = pd.read_parquet(out).sort_values(["step_time_s", "point"]).head(2)
-    assert list(got["point_id"]) == list(expected["point_id"])
-    assert list(got["step_time_s"]) == list(expected["step_time_s"])
-    lines = r.stdout.splitlines()
-    assert lines[0].startswith("s: 9 of 9 points bounded -> ") and "the best 2 by step_time_s, exact:" in lines[1]
 
 
 def _results(tmp_path: Path) -> Path:
