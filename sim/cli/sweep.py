@@ -6,7 +6,7 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -14,6 +14,9 @@ from rich.table import Table
 from sim.cli.common import Format, Int, err, input_file_option, out, output_file_option, plot_file_option
 from sim.errors import ScenarioError
 from sim.sweep.point import METRIC_BY_NAME, METRICS
+
+if TYPE_CHECKING:
+    from sim.sweep.screen import Screened
 
 MAX_WORKERS = 1024
 Workers = Int(1, MAX_WORKERS)
@@ -146,10 +149,11 @@ def sweep_cmd(
         out.print(f"{sweep.name}: {outcome.ran} point(s) run{skipped}{failed} -> {target}")
 
 
-def _print_screened(name: str, screened: Any, k: int, by: str, target: Path) -> None:
+def _print_screened(name: str, screened: Screened, k: int, by: str, target: Path) -> None:
     """What --best ran and why the rest need not run (sim.sweep.screen)."""
-    from sim.sweep.screen import BOUNDED
+    from sim.sweep.screen import check_by
 
+    smaller = check_by(by) > 0  # smaller is better
     total = screened.shared.total
     ran = screened.shared.ran + screened.shared.skipped  # points whose step is in the output, this run's and earlier
     unbounded = total - screened.bounded
@@ -169,8 +173,8 @@ def _print_screened(name: str, screened: Any, k: int, by: str, target: Path) -> 
     if screened.next_bound is None:
         why = "every point ran"
     else:
-        best_possible = "smallest" if BOUNDED[by] > 0 else "largest"
-        side = "at least" if BOUNDED[by] > 0 else "at most"
+        best_possible = "smallest" if smaller else "largest"
+        side = "at least" if smaller else "at most"
         why = (
             f"the {total - ran} not run cannot do better: the {best_possible} {by} each could reach is {side} "
             f"{screened.next_bound:.6g}, the K-th best is {kth:.6g}"

@@ -36,13 +36,13 @@ def validate_cmd(
     same one-line error; on success one line says what it would run. A scenario: the layout (a serve
     scenario: its pools); a sweep, co-design or run file (what ``twin sweep``, ``twin report`` and
     ``twin plan run`` take): its points, each checked against the scenario schema as they check it."""
-    from sim.config import scenario_data
-    from sim.serve.spec import is_serve_data
+    from sim.config import Scenario, scenario_data
+    from sim.serve.spec import ServeScenario, is_serve_data
     from sim.yamlio import read_yaml
 
     raw = read_yaml(scenario, "scenario")
     # a plan file by its keys, unless it has a scenario's sections (then a stray key is the scenario's error)
-    sections = ("training", "model", "cluster", "pipeline", "workload", "comm", "serve", "ops", "set")
+    sections = (set(Scenario.model_fields) | set(ServeScenario.model_fields) | {"set"}) - {"name", "description"}
     plan = any(k in raw for k in ("studies", "grid", "points", "phases")) if isinstance(raw, dict) else False
     if plan and isinstance(raw, dict) and not any(k in raw for k in sections):
         _validate_plan(scenario, raw)

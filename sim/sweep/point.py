@@ -162,9 +162,7 @@ def _figures(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
     sc = scenario_from_data(data, path, folder)
     run = simulate_training(sc)
     r = run.result
-    d = r.to_dict()
-    lay = d["layout"]
-    assert isinstance(lay, dict)
+    lay = r.layout  # (the whole result's to_dict is not needed for it)
     b = r.reported
     peak = max(x.memory.total for x in r.ranks) / GiB
     topology = run.assembly.topology if run.assembly is not None else None
@@ -204,14 +202,21 @@ def _figures(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
         "dp_comm_exposed_s": b.dp_comm_exposed_s,
         "memory_peak_GiB": peak,
         "memory_headroom_GiB": run.gpu.hbm_GiB - peak,
-        "schedule": sc.pipeline.schedules[0],
-        "gpus": int(lay["gpus"]),
-        "pp": sc.pipeline.pp,
-        "ep": int(lay["ep"]),
-        "dp": int(lay["dp"]),
-        "microbatches": int(lay["microbatches"]),
-        "memory_capacity_GiB": run.gpu.hbm_GiB,
+        **_layout_cells(sc, lay, run.gpu.hbm_GiB),
         "cost_note": note,
+    }
+
+
+def _layout_cells(sc: Any, layout: dict[str, Any], hbm_GiB: float) -> dict[str, Any]:
+    """The row's :data:`LAYOUT_COLUMNS`: the layout a training point ran (``layout``: ``Layout.to_dict``)."""
+    return {
+        "schedule": sc.pipeline.schedules[0],
+        "gpus": int(layout["gpus"]),
+        "pp": sc.pipeline.pp,
+        "ep": int(layout["ep"]),
+        "dp": int(layout["dp"]),
+        "microbatches": int(layout["microbatches"]),
+        "memory_capacity_GiB": hbm_GiB,
     }
 
 
@@ -241,13 +246,7 @@ def _bound_figures(data: dict[str, Any], path: str, folder: str) -> dict[str, An
         "step_time_s": t,
         "tokens_per_day": tokens_per_day(lay.tokens_per_step, t),
         "gpu_hours_per_T": gpu_hours_per_trillion_tokens(lay.gpus, t, lay.tokens_per_step),
-        "schedule": sc.pipeline.schedules[0],
-        "gpus": lay.gpus,
-        "pp": sc.pipeline.pp,
-        "ep": lay.ep,
-        "dp": lay.dp,
-        "microbatches": lay.microbatches,
-        "memory_capacity_GiB": asm.gpu.hbm_GiB,
+        **_layout_cells(sc, lay.to_dict(), asm.gpu.hbm_GiB),
     }
 
 

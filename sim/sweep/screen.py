@@ -39,12 +39,12 @@ from typing import Any
 
 from sim.errors import ScenarioError, TwinError
 from sim.overrides import canonical
-from sim.sweep.point import OK, bound_point
+from sim.sweep.point import METRIC_BY_NAME, OK, bound_point
 from sim.sweep.runner import Progress, SweepOutcome, run_sweep
 from sim.sweep.spec import Sweep
 
-# figure -> +1 (smaller is better) or -1 (larger is better): monotone in the step time within a point
-BOUNDED: dict[str, int] = {"step_time_s": 1, "gpu_hours_per_T": 1, "tokens_per_day": -1}
+# the figures monotone in the step time within a point (which way is better: sim.sweep.point.METRICS)
+BOUNDED = ("step_time_s", "gpu_hours_per_T", "tokens_per_day")
 # a step's figure beyond its bound by more than this fraction stops the sweep: above the network's own
 # rounding (a coflow ends with up to 1e-9 of its bytes left, sim/network/coflow.py), below any real gap
 RTOL = 1e-6
@@ -79,7 +79,7 @@ def check_by(by: str) -> int:
     """+1 if smaller ``by`` is better, -1 if larger; a figure with no bound is refused (``--by``)."""
     if by not in BOUNDED:
         raise ScenarioError("--by", f"--best ranks by {', '.join(BOUNDED)} (monotone in the step time); got {by!r}")
-    return BOUNDED[by]
+    return 1 if METRIC_BY_NAME[by].better == "min" else -1
 
 
 def best_of(
