@@ -29,7 +29,7 @@ from sim.errors import ScenarioError
 from sim.hardware.gpu import DEEPSEEK_COMM_SMS, NIC_Gbps
 from sim.hardware.profile import DEFAULT_PROFILE, load_profile
 from sim.layout_defaults import DEFAULT_EP, DEFAULT_GLOBAL_BATCH, DEFAULT_GPUS
-from sim.limits import check_scenario_sizes
+from sim.limits import MAX_BYTES, MAX_RATE, MAX_TIME, check_scenario_sizes
 from sim.model.catalog import checked_fields
 from sim.model.spec import DEEPSEEK_V3, NOT_MODELLED, ModelSpec, check_timed
 from sim.network.spec import NVL72_GPUS, ClusterSpec, parse_cluster
@@ -93,11 +93,13 @@ class OpsSpec(_Strict):
 class P2PSpec(_Strict):
     """The simple point-to-point link between pipeline stages (alpha-beta model)."""
 
-    activation_bytes: float = Field(0.0, ge=0, description="bytes sent per micro-batch at a stage boundary")
-    bandwidth_GBps: float = Field(
-        gbit_to_gbyte(NIC_Gbps), gt=0, description="per directed link; default one 400G IB NIC"
+    activation_bytes: float = Field(
+        0.0, ge=0, le=MAX_BYTES, description="bytes sent per micro-batch at a stage boundary"
     )
-    latency_us: float = Field(0.0, ge=0, description="per transfer")
+    bandwidth_GBps: float = Field(
+        gbit_to_gbyte(NIC_Gbps), gt=0, le=MAX_RATE, description="per directed link; default one 400G IB NIC"
+    )
+    latency_us: float = Field(0.0, ge=0, le=MAX_TIME, description="per transfer")
 
 
 class CommSpec(_Strict):
@@ -180,8 +182,10 @@ class WorkloadSpec(_Strict):
     comm_beside_compute: dict[str, float] | None = Field(
         None, description="DeepEP slowdown beside compute per phase: dispatch, dispatch-cached, combine"
     )
-    launch_gap_us: float | None = Field(None, ge=0, description="idle per kernel launch [default: trace]")
-    notify_wait_us: float | None = Field(None, ge=0, description="DeepEP notify wait (rank skew) [default: trace]")
+    launch_gap_us: float | None = Field(None, ge=0, le=MAX_TIME, description="idle per kernel launch [default: trace]")
+    notify_wait_us: float | None = Field(
+        None, ge=0, le=MAX_TIME, description="DeepEP notify wait (rank skew) [default: trace]"
+    )
 
 
 class ClusterRef(_Strict):
@@ -192,9 +196,11 @@ class ClusterRef(_Strict):
     completion_rtol: float = Field(
         COMPLETION_RTOL, ge=0, lt=1, description="flow completion grouping; 0 = exact (sim/network/tolerance.py)"
     )
-    nic_Gbps: float | None = Field(None, gt=0, description="what-if: every NIC (IB) at this rate [default: topology]")
+    nic_Gbps: float | None = Field(
+        None, gt=0, le=MAX_RATE, description="what-if: every NIC (IB) at this rate [default: topology]"
+    )
     nvlink_GBps: float | None = Field(
-        None, gt=0, description="what-if: NVLink per GPU per direction [default: topology]"
+        None, gt=0, le=MAX_RATE, description="what-if: NVLink per GPU per direction [default: topology]"
     )
     oversubscription: int | None = Field(
         None,

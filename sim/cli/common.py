@@ -267,6 +267,7 @@ def invoke(app: Any, argv: list[str] | None, prepare: Any = None, exiting: bool 
             saved[s] = signal.signal(s, on_signal)
     line = None
     code = 0
+    caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("default")
@@ -297,12 +298,16 @@ def invoke(app: Any, argv: list[str] | None, prepare: Any = None, exiting: bool 
             except OSError as e:
                 where = f"{e.filename}: " if e.filename else ""
                 line, code = f"{where}{e.strerror or e}", 2
-            if code == 0:
-                for w in caught:
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     finally:
         for s, handler in saved.items():
             signal.signal(s, signal.SIG_IGN if exiting else handler)
+    if code == 0:  # once the recording has stopped (inside it, showing one records it again: for ever)
+        shown = set()
+        for w in caught:
+            origin = (str(w.message), w.category, w.filename, w.lineno)
+            if origin not in shown:  # each once, as the "default" filter would have shown them
+                shown.add(origin)
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if line is not None:
         print(f"error: {line}", file=sys.stderr)
     return code

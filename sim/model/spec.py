@@ -22,6 +22,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sim.errors import ScenarioError
+from sim.limits import MAX_EXPERTS, MAX_HIDDEN, MAX_LAYERS, MAX_TOKENS, MAX_VOCAB
 from sim.yamlio import validation_error
 
 
@@ -33,40 +34,42 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     name: str = Field("DeepSeek-V3", min_length=1)
-    vocab_size: int = Field(129280, ge=1)
-    dim: int = Field(7168, ge=128, description="hidden size")
-    inter_dim: int = Field(18432, ge=1, description="dense FFN intermediate size")
-    moe_inter_dim: int = Field(2048, ge=1, description="expert intermediate size")
-    n_layers: int = Field(61, ge=1)
-    n_dense_layers: int = Field(3, ge=0, description="the first layers have a dense FFN")
+    vocab_size: int = Field(129280, ge=1, le=MAX_VOCAB)
+    dim: int = Field(7168, ge=128, le=MAX_HIDDEN, description="hidden size")
+    inter_dim: int = Field(18432, ge=1, le=MAX_HIDDEN, description="dense FFN intermediate size")
+    moe_inter_dim: int = Field(2048, ge=1, le=MAX_HIDDEN, description="expert intermediate size")
+    n_layers: int = Field(61, ge=1, le=MAX_LAYERS)
+    n_dense_layers: int = Field(3, ge=0, le=MAX_LAYERS, description="the first layers have a dense FFN")
     mlp_only_layers: tuple[int, ...] = Field((), description="other layers (0-based) with a dense FFN")
-    n_heads: int = Field(128, ge=1)
+    n_heads: int = Field(128, ge=1, le=MAX_HIDDEN)
     attention: str = Field(
         "mla", pattern="^(mla|gqa|mha)$", description="mla (DeepSeek), gqa (grouped KV heads) or mha"
     )
-    n_kv_heads: int = Field(0, ge=0, description="gqa/mha: key/value heads [0: n_heads]")
-    head_dim: int = Field(0, ge=0, description="gqa/mha: width of a head [0: dim / n_heads]")
+    n_kv_heads: int = Field(0, ge=0, le=MAX_HIDDEN, description="gqa/mha: key/value heads [0: n_heads]")
+    head_dim: int = Field(0, ge=0, le=MAX_HIDDEN, description="gqa/mha: width of a head [0: dim / n_heads]")
     qk_norm: bool = Field(False, description="gqa/mha: RMSNorm of each query and key head (Qwen3)")
-    n_routed_experts: int = Field(256, ge=0, description="0: a dense model")
-    n_shared_experts: int = Field(1, ge=0)
-    n_activated_experts: int = Field(8, ge=0, description="routed experts per token (top-k)")
-    n_limited_groups: int = Field(4, ge=1, description="groups (nodes) a token may reach; top-k or more: no limit")
+    n_routed_experts: int = Field(256, ge=0, le=MAX_EXPERTS, description="0: a dense model")
+    n_shared_experts: int = Field(1, ge=0, le=MAX_EXPERTS)
+    n_activated_experts: int = Field(8, ge=0, le=MAX_EXPERTS, description="routed experts per token (top-k)")
+    n_limited_groups: int = Field(
+        4, ge=1, le=MAX_EXPERTS, description="groups (nodes) a token may reach; top-k or more: no limit"
+    )
     router_bias: bool = Field(True, description="the gate's balancing bias (auxiliary-loss-free, V3)")
     tie_word_embeddings: bool = Field(False, description="the output head is the embedding table")
     q_lora_rank: int = Field(
-        1536, ge=0, description="0: no query compression (parameters counted; not timed: check_timed)"
+        1536, ge=0, le=MAX_HIDDEN, description="0: no query compression (parameters counted; not timed: check_timed)"
     )
-    kv_lora_rank: int = Field(512, ge=1)
-    qk_nope_head_dim: int = Field(128, ge=1)
-    qk_rope_head_dim: int = Field(64, ge=0)
-    v_head_dim: int = Field(128, ge=1)
+    kv_lora_rank: int = Field(512, ge=1, le=MAX_HIDDEN)
+    qk_nope_head_dim: int = Field(128, ge=1, le=MAX_HIDDEN)
+    qk_rope_head_dim: int = Field(64, ge=0, le=MAX_HIDDEN)
+    v_head_dim: int = Field(128, ge=1, le=MAX_HIDDEN)
     dtype: str = Field(
         "fp8",
         pattern="^(fp8|bf16)$",
         description="training recipe: fp8 (DeepSeek's) or bf16 (Megatron-Core's mixed precision)",
     )
-    seq_len: int = Field(4096, ge=1, description="tokens per sequence in training")
-    mtp_depth: int = Field(1, ge=0, description="multi-token-prediction modules")
+    seq_len: int = Field(4096, ge=1, le=MAX_TOKENS, description="tokens per sequence in training")
+    mtp_depth: int = Field(1, ge=0, le=MAX_LAYERS, description="multi-token-prediction modules")
 
     @field_validator("mlp_only_layers", mode="before")
     @classmethod

@@ -842,7 +842,15 @@ class FlowNetwork:
         if coflows:
             dt = min(dt, table.next_end() - self.env.now)
         gen = self._generation
-        self._wake_at = self.env.now + max(dt, 0.0)
+        now = self.env.now
+        wake = now + max(dt, 0.0)
+        if dt > 0.0 and wake == now:
+            # the next completion is closer than the clock can tell apart from now (times far from
+            # the origin: its spacing there is one ulp): wake at the next time it can hold, or the
+            # flows would never advance and the loop would wake at this time for ever
+            wake = float(np.nextafter(now, np.inf))
+            dt = wake - now  # exact (Sterbenz), and now + dt is wake
+        self._wake_at = wake
         self.env.timeout(max(dt, 0.0)).callbacks.append(lambda _e: self._on_wake(gen))
 
     def _solve(self) -> None:

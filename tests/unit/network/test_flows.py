@@ -266,3 +266,23 @@ def test_routes_of_is_route_memoised_by_content_and_repeats_hit_the_solve_memo()
     env.run()
     assert ends[0] > 0 and ends[1] == pytest.approx(ends[0], rel=1e-12) and ends[2] == pytest.approx(ends[0], rel=1e-12)
     assert len(net._alone_memo) == 1  # one solve, found again for the two repeats
+
+
+def test_a_flow_ending_closer_than_the_clock_resolves_still_ends() -> None:
+    """Far from the origin the clock's spacing (one ulp: 1.2e-4 s at 1e12 s) exceeds a short flow's
+    time (100 bytes at 50 GB/s: 2 ns). ``now + 2 ns`` rounds to ``now``, so a wake-up there would find
+    nothing advanced and wake at the same time for ever (what ``cluster.nic_Gbps: 1e-300`` or a notify
+    wait of 1e18 us did to a step); the network wakes at the next time the clock can hold instead, and
+    the flow ends there."""
+    topo = make(2, "mpft", latency=ZERO_LATENCY)
+    start = 1e12
+    env = simpy.Environment(initial_time=start)
+    net = FlowNetwork(env, topo, completion_rtol=0.0)
+    assert start + 100 / 50e9 == start  # the flow's time is below the clock's resolution here
+    ev = net.send_batch(np.asarray([0]), np.asarray([8]), np.asarray([100.0]))
+    for _ in range(100):  # a livelock would process events at `start` without end
+        if ev.triggered or not env._queue:
+            break
+        env.step()
+    assert ev.triggered
+    assert env.now == np.nextafter(start, np.inf)

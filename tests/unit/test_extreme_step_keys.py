@@ -1,0 +1,131 @@
+"""Extreme values of the training step's keys end cleanly (issue 23: "unbreakable").
+
+A fuzz of every key of the default scenario with hostile values (0, -1, 1e308, 1e-300, NaN, inf, 1e18,
+wrong types: 1,235 runs of ``twin run --format json``) found five that never ended and one that ended
+without naming its key. Each is a case here, run as the user would run it, under an alarm that turns a
+hang into a failure:
+
+* ``model.n_layers: 1e18`` and ``model.mtp_depth: 1e18``: counts without an upper bound (a loop over
+  the layers, an allocation); every count of a model is now bounded (:mod:`sim.limits`);
+* ``workload.notify_wait_us: 1e18``, ``cluster.nic_Gbps: 1e-300``: the step's times reach 1e12 s and
+  more, where the clock's spacing (one ulp, 1e-4 s) exceeds a flow's time; the flow network woke at
+  ``now + dt == now`` for ever (:meth:`sim.network.flows.FlowNetwork._settle` now wakes at the next
+  time the clock can hold; tests/unit/network/test_flows.py); times in microseconds are bounded by
+  ``MAX_TIME``;
+* ``cluster.nvlink_GBps: 1e308``: the run succeeded with a numpy warning, and the command hung
+  replaying it: ``twin`` showed caught warnings inside ``catch_warnings(record=True)``, which records
+  each one shown, so the list grew as it was walked. Rates are now bounded by ``MAX_RATE``, and
+  warnings are shown after the recording ends, each once (:func:`test_a_warning_is_shown_once`).
+"""
+
+from __future__ import annotations
+
+import signal
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+import yaml
+
+from sim.cli import main
+from sim.cli.common import invoke
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT = REPO / "scenarios" / "deepseek_v3_pretrain.yaml"
+ALARM_S = 90  # a clean refusal takes well under a second, a run of the default step about two
+
+
+class Hung(Exception):
+    pass
+
+
+@pytest.fixture
+def alarm() -> Iterator[None]:
+    def ring(*_: Any) -> None:
+        raise Hung(f"still running after {ALARM_S} s")
+
+    old = signal.signal(signal.SIGALRM, ring)
+    signal.alarm(ALARM_S)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _scenario(tmp_path: Path, key: str, value: Any) -> Path:
+    data = yaml.safe_load(DEFAULT.read_text())
+    node = data
+    *parents, last = key.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[last] = value
+    for k in ("profile",):
+        data[k] = str((DEFAULT.parent / data[k]).resolve())
+    data["cluster"]["topology"] = str((DEFAULT.parent / data["cluster"]["topology"]).resolve())
+    path = tmp_path / "extreme.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "refused"),
+    [
+        ("model.n_layers", 10**18, "model.n_layers: Input should be less than or equal to 1024"),
+        ("model.mtp_depth", 10**18, "model.mtp_depth: Input should be less than or equal to 1024"),
+        ("model.dim", 10**18, "model.dim: Input should be less than or equal to 1048576"),
+        ("model.n_routed_experts", 10**18, "model.n_routed_experts: Input should be less than or equal to 65536"),
+        ("model.seq_len", 10**18, "model.seq_len: Input should be less than or equal to 16777216"),
+        ("workload.notify_wait_us", 1e18, "workload.notify_wait_us: Input should be less than or equal to"),
+        ("workload.launch_gap_us", 1e308, "workload.launch_gap_us: Input should be less than or equal to"),
+        ("cluster.nvlink_GBps", 1e308, "cluster.nvlink_GBps: Input should be less than or equal to"),
+        ("cluster.nic_Gbps", 1e308, "cluster.nic_Gbps: Input should be less than or equal to"),
+        ("cluster.nic_Gbps", 1e-300, "the results overflow: gpu_hours_per_trillion_tokens is inf, from cluster.nic"),
+        ("cluster.nvlink_GBps", 1e-300, "from cluster.nvlink_GBps = 1e-300"),
+    ],
+)
+def test_extreme_value_is_refused_in_one_line(
+    key: str, value: Any, refused: str, tmp_path: Path, alarm: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _scenario(tmp_path, key, value)
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(path), "--format", "json", "-q"])
+    out, err = capsys.readouterr()
+    assert info.value.code == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: ") and refused in lines[0], err
+    assert out == ""
+
+
+@pytest.mark.parametrize(("key", "value"), [("workload.notify_wait_us", 1e12), ("cluster.nvlink_GBps", 1e15)])
+def test_the_largest_accepted_value_runs(
+    key: str, value: float, tmp_path: Path, alarm: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The bounds are not where runs stop working: at the bound itself the step runs (a notify wait of
+    1e12 us puts the step near 2e9 s, where the clock still resolves 1e-6 s)."""
+    path = _scenario(tmp_path, key, value)
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(path), "--format", "json", "-q"])
+    assert info.value.code == 0, capsys.readouterr().err
+
+
+def test_a_warning_is_shown_once(alarm: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command that succeeds with warnings ends, and shows each (message, place) once after it ran."""
+    shown: list[str] = []
+    monkeypatch.setattr(warnings, "showwarning", lambda message, *_a, **_k: shown.append(str(message)))
+    app = typer.Typer()
+
+    @app.command()
+    def noisy() -> None:
+        for _ in range(3):
+            warnings.warn("overflow encountered", RuntimeWarning, stacklevel=1)
+
+    @app.command()
+    def other() -> None:  # a second command, so that typer keeps "noisy" as a subcommand
+        pass
+
+    assert invoke(app, ["noisy"]) == 0
+    assert shown == ["overflow encountered"]
