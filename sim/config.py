@@ -641,10 +641,7 @@ def _attach_profile(scenario: Scenario, base: Path) -> None:
         path = base / scenario.profile  # an absolute profile path stays as it is
         if not path.is_file():
             raise ScenarioError("profile", f"no such profile: {scenario.profile}")
-    try:
-        load_profile(path)
-    except ScenarioError as err:
-        raise ScenarioError("profile", f"{err.key_path}: {err.message}" if err.key_path else err.message) from None
+    load_profile(path)  # its errors name the profile file and the key inside it
     scenario._profile_path = path
 
 

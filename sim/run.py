@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from sim import __version__
@@ -227,8 +228,28 @@ def check_finite(sc: Described, figures: dict[str, Any], *more: float) -> None:
         return
     what = f"{bad[0]} is {bad[1]}" if bad is not None else "the step's times overflow a trace's microseconds"
     edge = [f"{k} = {v:g}" for k, v in _numbers(sc.model_dump(), "") if abs(v) > EDGE or 0 < abs(v) < 1 / EDGE]
+    for path, data in _read_files(sc):  # the topology's and the profile's numbers, named in their file
+        edge += [f"{path}: {k} = {v:g}" for k, v in _numbers(data, "") if abs(v) > EDGE or 0 < abs(v) < 1 / EDGE]
     cause = f"from {', '.join(edge)}" if edge else "from the scenario's magnitudes"
     raise ScenarioError("", f"the results overflow: {what}, {cause}; use values nearer to real ones", sc.source_path)
+
+
+def _read_files(sc: Described) -> list[tuple[str, object]]:
+    """(path, contents) of the files a scenario read its numbers from: its topology (as read, with the
+    scenario's what-ifs not applied) and its calibration profile; those it does not have are left out."""
+    import json
+
+    out: list[tuple[str, object]] = []
+    cluster = getattr(sc, "cluster", None)
+    spec = getattr(cluster, "_spec", None)
+    if spec is not None:
+        out.append((str(cluster.path), spec.model_dump()))  # type: ignore[union-attr]
+    try:
+        profile = sc.profile_path  # type: ignore[attr-defined]
+        out.append((str(profile), json.loads(Path(profile).read_text())))
+    except (AttributeError, OSError, ValueError):
+        pass
+    return out
 
 
 def _numbers(data: object, prefix: str) -> list[tuple[str, float]]:

@@ -60,6 +60,7 @@ LOWER = {"k0": 0.0, "t0_us": 0.0, "gamma": 0.0, "bw": 0.05, "launch_us": 0.0}
 UPPER = {"k0": 1e4, "t0_us": 100.0, "gamma": 3.0, "bw": 1.0, "launch_us": 15.0}  # launch: a few us
 MIN_FULL_FIT = 12  # below this many samples only the efficiencies are fitted
 START_EFFICIENCY = 0.7  # where the fit starts (not a model constant: the fit moves it)
+EFFICIENCY_RANGE = (0.02, 1.2)  # the fit's bounds on a scaling's efficiency (above 1: a peak below what runs)
 LOSS, F_SCALE = "soft_l1", 0.1  # the fit's robust loss and its scale (log time)
 # Raise when the model's formula (``DtypeFit._model_time``) or the fit's procedure changes: a stored fit
 # (a profile's ``gemm_fit``) is used only when its digest, which includes this, matches.
@@ -210,8 +211,8 @@ class DtypeFit:
         scaling = np.array([p.scaling for p in self.points], dtype=object)
         log_t = np.log(np.array([p.time_s for p in self.points]))
         x0 = np.array([DEFAULTS[f] for f in free] + [START_EFFICIENCY] * len(self.scalings))
-        lo = np.array([LOWER[f] for f in free] + [0.02] * len(self.scalings))
-        hi = np.array([UPPER[f] for f in free] + [1.2] * len(self.scalings))
+        lo = np.array([LOWER[f] for f in free] + [EFFICIENCY_RANGE[0]] * len(self.scalings))
+        hi = np.array([UPPER[f] for f in free] + [EFFICIENCY_RANGE[1]] * len(self.scalings))
         self.efficiency = dict.fromkeys(self.scalings, START_EFFICIENCY)
 
         def residuals(x: np.ndarray) -> np.ndarray:

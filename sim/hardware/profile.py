@@ -46,7 +46,7 @@ class _Strict(BaseModel):
 
 class DeviceInfo(_Strict):
     name: str = Field(min_length=1)
-    sms: int = Field(ge=1, le=1024)
+    sms: int = Field(ge=1, le=1024, strict=True)
     clock_mhz: float | None = None
     driver: str | None = None
     cuda: str | None = None
@@ -89,13 +89,50 @@ class Skipped(_Strict):
 class SourceFile(_Strict):
     name: str = Field(min_length=1)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    bytes: int = Field(ge=0)
+    bytes: int = Field(ge=0, strict=True)
 
 
 class GemmFitEntry(_Strict):
+    """A stored GEMM fit (:mod:`sim.hardware.gemm_model`): its parameters and efficiencies within the
+    bounds the fit itself keeps to (a hand-edited or damaged fit would predict any time at all)."""
+
     inputs_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     params: dict[str, float]
     efficiency: dict[str, float]
+
+    @field_validator("params", "efficiency", mode="before")
+    @classmethod
+    def _no_booleans(cls, values: object) -> object:
+        for key, value in values.items() if isinstance(values, dict) else ():
+            if isinstance(value, bool):
+                raise ValueError(f"{key}: {value!r} is not a number")
+        return values
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, params: dict[str, float]) -> dict[str, float]:
+        from sim.hardware.gemm_model import LOWER, SHARED, UPPER
+
+        missing = [k for k in SHARED if k not in params]
+        if missing:
+            raise ValueError(f"{missing[0]} is missing (a fit has {', '.join(SHARED)})")
+        for key, value in params.items():
+            if key not in LOWER:
+                raise ValueError(f"{key} is not a parameter of the fit ({', '.join(LOWER)})")
+            if not LOWER[key] <= value <= UPPER[key]:
+                raise ValueError(f"{key}: {value!r} is outside the fit's bounds [{LOWER[key]:g}, {UPPER[key]:g}]")
+        return params
+
+    @field_validator("efficiency")
+    @classmethod
+    def _efficiency(cls, efficiency: dict[str, float]) -> dict[str, float]:
+        from sim.hardware.gemm_model import EFFICIENCY_RANGE
+
+        lo, hi = EFFICIENCY_RANGE
+        for key, value in efficiency.items():
+            if not lo <= value <= hi:
+                raise ValueError(f"{key}: {value!r} is outside the fit's bounds [{lo:g}, {hi:g}]")
+        return efficiency
 
 
 class Profile(_Strict):

@@ -20,6 +20,7 @@ hang into a failure:
 
 from __future__ import annotations
 
+import json
 import signal
 import warnings
 from collections.abc import Iterator
@@ -129,3 +130,59 @@ def test_a_warning_is_shown_once(alarm: None, monkeypatch: pytest.MonkeyPatch) -
 
     assert invoke(app, ["noisy"]) == 0
     assert shown == ["overflow encountered"]
+
+
+PROFILE = REPO / "calibrate" / "profiles" / "h800.json"
+TOPOLOGY = REPO / "topologies" / "deepseek-v3-mpft.yaml"
+
+
+@pytest.mark.parametrize(
+    ("which", "key", "value", "refused"),
+    [  # a second fuzz, of the topology's and the profile's keys (612 runs), found these
+        ("profile", "gemm_fit.fp8.params.k0", -1.0, "gemm_fit.fp8.params: k0: -1.0 is outside the fit's bounds"),
+        ("profile", "gemm_fit.fp8.params.t0_us", 1e308, "t0_us: 1e+308 is outside the fit's bounds [0, 100]"),
+        ("profile", "gemm_fit.bf16.params.gamma", True, "gemm_fit.bf16.params: gamma: True is not a number"),
+        ("profile", "gemm_fit.fp8.efficiency.rowwise", 5.0, "rowwise: 5.0 is outside the fit's bounds [0.02, 1.2]"),
+        ("profile", "device.sms", True, "device.sms: Input should be a valid integer (got True)"),
+        ("profile", "peaks.bf16_dense_TFLOPS", 1e-300, "the results overflow"),
+        ("topology", "node.nvlink_GBps", 1e-300, "the results overflow"),
+    ],
+)
+def test_extreme_value_in_a_file_the_scenario_reads_is_named_there(
+    which: str,
+    key: str,
+    value: Any,
+    refused: str,
+    tmp_path: Path,
+    alarm: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Before: a stored GEMM fit took any parameter (k0 = -1, a t0 of 1e308 us: a step of 1e200 s, exit
+    0), ``device.sms: true`` read as 1 SM, and an overflow from these files blamed "the scenario's
+    magnitudes". Now a fit keeps to the bounds the fitting uses (:mod:`sim.hardware.gemm_model`), and an
+    error names the file the value is in and its key (for an overflow: the file, the key and the value)."""
+    profile = json.loads(PROFILE.read_text())
+    topology = yaml.safe_load(TOPOLOGY.read_text())
+    node = profile if which == "profile" else topology
+    *parents, last = key.split(".")
+    for p in parents:
+        node = node[p]
+    node[last] = value
+    (tmp_path / "p.json").write_text(json.dumps(profile))
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(topology))
+    data = yaml.safe_load(DEFAULT.read_text())
+    data["profile"], data["cluster"]["topology"] = "p.json", "t.yaml"
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(path), "--format", "json", "-q"])
+    out, err = capsys.readouterr()
+    assert info.value.code == 2, err
+    lines = err.splitlines()
+    named = tmp_path / ("p.json" if which == "profile" else "t.yaml")
+    assert len(lines) == 1 and refused in lines[0], err
+    if "overflow" in refused:  # the run's error is the scenario's; the value is named in its file
+        assert lines[0].startswith(f"error: {path}: ") and f"{named}: {key} = {value:g}" in lines[0], err
+    else:
+        assert lines[0].startswith(f"error: {named}: "), err
+    assert out == ""
