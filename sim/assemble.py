@@ -513,6 +513,10 @@ def _rescaled(sc: Scenario, times: OpTimes, split: SmSplit, cost: CostModel) -> 
     measured = sc.ops.measured_at_compute_sms if sc.ops is not None else None
     if measured is None:
         return times
+    if measured > cost.all_sms:
+        raise ScenarioError(
+            "ops.measured_at_compute_sms", f"must be at most the profile GPU's {cost.all_sms} SMs, got {measured}"
+        )
     try:
         factor = split.throughput_at(measured, cost) / split.gemm_throughput_fraction(cost)
     except ScenarioError as err:
