@@ -13,6 +13,8 @@ import json
 import os
 import re
 import stat
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -257,10 +259,50 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _union_tags(root: type[BaseModel], loc: tuple[int | str, ...]) -> set[int]:
+    """Positions in ``loc`` that name a member of a union (pydantic's ``list[int]`` in
+    ``('layers_per_stage', 'list[int]', 0)`` for a field ``list[int] | str``), not a key: they follow a
+    field whose annotation is a union of several types besides None."""
+    tags: set[int] = set()
+    model: Any = root
+    for i, part in enumerate(loc):
+        if i in tags or not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return tags
+        members = [a for a in typing.get_args(field.annotation) if a is not type(None)]
+        if typing.get_origin(field.annotation) in (typing.Union, types.UnionType) and len(members) > 1:
+            if i + 1 < len(loc) and isinstance(loc[i + 1], str):
+                tags.add(i + 1)
+            model = None
+        else:
+            sub = next(
+                (a for a in members or [field.annotation] if isinstance(a, type) and issubclass(a, BaseModel)), None
+            )
+            model = sub
+    return tags
+
+
 def validation_error(err: ValidationError, root: type[BaseModel]) -> ScenarioError:
-    """The first problem of a pydantic error as a one-line ScenarioError with its key path."""
-    first = err.errors()[0]
+    """The first problem of a pydantic error as a one-line ScenarioError with its key path (the members
+    of a union it tried, pydantic's ``list[int]`` or ``str``, left out of the path; when the value is none
+    of them, what each wanted, joined)."""
+    errors = err.errors()
+    first = errors[0]
     loc = tuple(first["loc"])
+    tags = _union_tags(root, loc)
+    if tags:
+        tag = min(tags)
+        if tag == len(loc) - 1:  # the value is of no member's type: say what each member wanted
+            wanted = [
+                e["msg"].removeprefix("Input should be ")
+                for e in errors
+                if tuple(e["loc"])[:tag] == loc[:tag] and len(e["loc"]) == tag + 1 and e["type"] != "value_error"
+            ]
+            if wanted:
+                first = {**first, "msg": "Input should be " + " or ".join(dict.fromkeys(wanted))}
+        loc = tuple(p for i, p in enumerate(loc) if i not in tags)
     path = key_path(loc)
     if first["type"] == "extra_forbidden":
         allowed = _allowed_keys(root, loc)
