@@ -227,6 +227,10 @@ def _check(sc: ServeScenario) -> None:
             )
         if pool.kernels == "normal" and pool.comm_sms >= (load_profile(sc.profile_path).device.sms):
             raise ScenarioError(f"serve.{role}.comm_sms", "leaves no SM to compute")
+        if pool.kernels == "normal" and pool.comm_sms < 2:
+            raise ScenarioError(
+                f"serve.{role}.comm_sms", f"normal kernels need a channel (2 SMs) to move tokens, got {pool.comm_sms}"
+            )
         if pool.mtp.enabled and sc.model.mtp_depth < 1:
             raise ScenarioError(f"serve.{role}.mtp.enabled", "the model has no MTP module (mtp_depth 0)")
         only = _DECODE_ONLY if role == "prefill" else _PREFILL_ONLY if role == "decode" else ()

@@ -1,9 +1,10 @@
 """Every key of a scenario, given each of thirteen hostile values, ends cleanly (issue 23).
 
-For the two kinds of scenario (the default training step and a schedule comparison with given op
-times), every leaf key of the schema (:func:`tests.unit.test_every_key_is_used.schema_keys`, so a new
-key is fuzzed from the day it exists) is set, one at a time, to 0, -1, 1e308, 1e-300, NaN, inf, 1e18,
-3.5, a string, a list, a mapping, true and null, and ``twin run --format json`` runs on it. Each run
+For each kind of scenario (here the default training step and a schedule comparison with given op
+times; ``tests/serve/test_serve_key_fuzz.py`` DeepSeek's serving deployment), every leaf key of the
+schema (:func:`tests.unit.test_every_key_is_used.schema_keys`: a new key is fuzzed from the day it
+exists) is set, one at a time, to 0, -1, 1e308, 1e-300, NaN, inf, 1e18, 3.5, a string, a list, a
+mapping, true and null, and ``twin run`` (``twin serve``) ``--format json`` runs on it. Each run
 must end (an alarm turns a hang into a failure), with
 
 * exit 0 and JSON on stdout whose every number is finite, or
@@ -12,7 +13,7 @@ must end (an alarm turns a hang into a failure), with
   overflow that names the inputs at the edge (:func:`sim.run.check_finite`), or FILE is the file the
   value named (a path that does not exist).
 
-This is how the hangs of ``tests/unit/test_extreme_step_keys.py`` were found; it takes about 45 s.
+This is how the hangs of ``tests/unit/test_extreme_step_keys.py`` were found.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import math
 import re
 import signal
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +31,20 @@ import pytest
 import yaml
 
 from sim.cli import main
+from sim.serve.spec import ServeScenario
 from tests.unit.test_every_key_is_used import schema_keys
 
 REPO = Path(__file__).resolve().parents[2]
-BASES = {
-    "step": REPO / "scenarios" / "deepseek_v3_pretrain.yaml",
-    "comparison": REPO / "scenarios" / "dualpipe-table.yaml",
+BASES = {  # kind: (base scenario, command, keys set before the fuzzed one)
+    "step": (REPO / "scenarios" / "deepseek_v3_pretrain.yaml", "run", {}),
+    "comparison": (REPO / "scenarios" / "dualpipe-table.yaml", "run", {}),
+    "serve": (REPO / "scenarios" / "serve" / "deepseek-v3-h800.yaml", "serve", {"serve.duration_s": 0.5}),
 }
 VALUES: list[Any] = [0, -1, 1e308, 1e-300, math.nan, math.inf, 10**18, 3.5, "abc", [1], {"a": 1}, True, None]
 ALARM_S = 60  # per run: a refusal takes milliseconds, a run of the default step about one second
-KEYS = schema_keys()
+TRAINING_KEYS = schema_keys()
+SERVE_KEYS = schema_keys(ServeScenario)
+KEYS = set(TRAINING_KEYS) | set(SERVE_KEYS)
 SECTIONS = {k.rsplit(".", 1)[0] for k in KEYS if "." in k}
 WHAT = re.compile(r"^([A-Za-z_][\w.]*(\[\d+\])?): ")
 
@@ -47,12 +53,15 @@ class Hung(Exception):
     pass
 
 
-@pytest.fixture
-def alarm() -> Iterator[None]:
+@contextmanager
+def alarm(seconds: int) -> Iterator[None]:
+    """Raise :class:`Hung` in the block once ``seconds`` have passed."""
+
     def ring(*_: Any) -> None:
-        raise Hung(f"a run still going after {ALARM_S} s")
+        raise Hung(f"a run still going after {seconds} s")
 
     old = signal.signal(signal.SIGALRM, ring)
+    signal.alarm(seconds)
     try:
         yield
     finally:
@@ -81,18 +90,14 @@ def _names_a_key(what: str) -> bool:
     return key in KEYS or key in SECTIONS or key.split("[")[0] in KEYS or key.split(".")[0] in SECTIONS
 
 
-@pytest.mark.parametrize("base", sorted(BASES))
-@pytest.mark.parametrize("key", KEYS)
-def test_every_key_takes_hostile_values_cleanly(
-    base: str, key: str, tmp_path: Path, alarm: None, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = tmp_path / "fuzzed.yaml"
+def fuzz_key(base: str, key: str, folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Run the scenario of kind ``base`` with ``key`` set to each of :data:`VALUES` (the module's doc)."""
+    path = folder / "fuzzed.yaml"
+    scenario, command, preset = BASES[base]
     for value in VALUES:
-        path.write_text(yaml.safe_dump({"base": str(BASES[base]), "set": {key: value}}))
-        signal.alarm(ALARM_S)
-        with pytest.raises(SystemExit) as info:
-            main(["run", str(path), "--format", "json", "-q"])
-        signal.alarm(0)
+        path.write_text(yaml.safe_dump({"base": str(scenario), "set": {**preset, key: value}}))
+        with alarm(ALARM_S), pytest.raises(SystemExit) as info:
+            main([command, str(path), "--format", "json", "-q"])
         out, err = capsys.readouterr()
         case = f"{key} = {value!r}"
         assert info.value.code in (0, 2), f"{case}: exit {info.value.code}: {err}"
@@ -106,3 +111,10 @@ def test_every_key_takes_hostile_values_cleanly(
             assert _names_a_key(what), f"{case}: names no key: {lines[0]}"
         else:  # a file the value named (a topology or profile path that does not exist)
             assert isinstance(value, str) and file.endswith(value), f"{case}: {lines[0]}"
+
+
+@pytest.mark.parametrize(("base", "key"), [(b, k) for b in ("step", "comparison") for k in TRAINING_KEYS])
+def test_every_key_takes_hostile_values_cleanly(
+    base: str, key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fuzz_key(base, key, tmp_path, capsys)
