@@ -117,3 +117,62 @@ def test_random_numbers_to_every_numeric_flag(
     monkeypatch.chdir(tmp_path)
     path, flag = which
     _check([*path, *BASE.get(path, []), flag, value], capsys)
+
+
+PLAN_KEYS = [
+    "name",
+    "description",
+    "base",
+    "grid",
+    "points",
+    "studies",
+    "key",
+    "title",
+    "question",
+    "metrics",
+    "variants",
+    "scenario",
+    "label",
+    "set",
+    "phases",
+    "tokens",
+    "steps",
+    "global_batch",
+    "ramp",
+    "batches",
+    "over_tokens",
+    "published_gpu_hours",
+    "groups",
+    "comm.sms",
+    "model.seq_len",
+    "training.cp",
+    "x",
+]
+plan_structures = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(PLAN_KEYS), inner, max_size=5)
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=plan_structures, kind=st.sampled_from(["sweep", "codesign", "run", "none"]))
+def test_random_sweep_study_and_run_files(
+    doc: Any, kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The plan files (a sweep's grid and points, a co-design study's studies, a run's phases) get the same
+    treatment as scenarios: most documents start from a valid base and the part that makes the kind."""
+    default = str(Path(__file__).resolve().parents[2] / "scenarios" / "deepseek_v3_pretrain.yaml")
+    start: dict[str, Any] = {
+        "sweep": {"base": default, "grid": {"comm.sms": [20]}},
+        "codesign": {"base": default, "studies": [{"key": "a", "variants": [{"set": {"comm.sms": 16}}]}]},
+        "run": {"base": default, "phases": [{"name": "p", "steps": 1}]},
+        "none": {},
+    }[kind]
+    if isinstance(doc, dict):
+        doc = start | doc
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    _check(["validate", str(path)], capsys)
