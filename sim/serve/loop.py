@@ -87,6 +87,7 @@ class Unit:
     compute_s: float = 0.0
     comm_s: float = 0.0
     gpu_compute_s: np.ndarray | None = None
+    inflight: tuple[float, Forward] | None = None  # the forward running: its start and times (counted as it ends)
     forwards: int = 0
     kv_t: list[float] = field(default_factory=list)
     kv_used: list[float] = field(default_factory=list)
@@ -204,6 +205,9 @@ class Loop:
                 u = (self.prefill if self.colocated else self.decode)[a]
                 self._step_done(u)
                 self._kick(u)
+        for u in units:  # forwards still running when the loop stopped: their part so far
+            if u.inflight is not None:
+                self._count(u, self.now)
         return LoopResult(
             self.first,
             self.finish,
@@ -284,16 +288,35 @@ class Loop:
 
     def _busy(self, u: Unit, f: Forward, kind: str, tokens: int, requests: int) -> None:
         u.busy = True
-        u.busy_s += f.time_s
-        u.compute_s += f.compute_s
-        u.comm_s += f.comm_s
-        u.gpu_compute_s = f.gpu_compute_s.copy() if u.gpu_compute_s is None else u.gpu_compute_s + f.gpu_compute_s
+        u.inflight = (self.now, f)
         u.forwards += 1
         if len(self.spans) < self.max_spans:
             self.spans.append(Span(u.role, u.index, self.now, self.now + f.time_s, kind, tokens, requests))
 
+    @staticmethod
+    def _count(u: Unit, end: float | None = None) -> None:
+        """Count the unit's forward in its busy times: whole as it ends, or (``end``: the loop stopped with
+        it running) its part before ``end``, so that a busy share never exceeds the time simulated."""
+        assert u.inflight is not None
+        start, f = u.inflight
+        u.inflight = None
+        share = 1.0 if end is None or f.time_s <= 0 else min(1.0, max(0.0, end - start) / f.time_s)
+        if share == 1.0:
+            u.busy_s += f.time_s
+            u.compute_s += f.compute_s
+            u.comm_s += f.comm_s
+            part = f.gpu_compute_s
+        else:
+            assert end is not None
+            u.busy_s += max(0.0, end - start)
+            u.compute_s += f.compute_s * share
+            u.comm_s += f.comm_s * share
+            part = f.gpu_compute_s * share
+        u.gpu_compute_s = part.copy() if u.gpu_compute_s is None else u.gpu_compute_s + part
+
     def _prefill_done(self, u: Unit) -> None:
         u.busy = False
+        self._count(u)
         batch, u.batch = u.batch, []
         for req, take, prefix in batch:
             if prefix + take < self.r.input_tokens[req]:
@@ -372,6 +395,7 @@ class Loop:
 
     def _step_done(self, u: Unit) -> None:
         u.busy = False
+        self._count(u)
         u.step += 1
         self.generated += u.rate_sum
         while u.finish and u.finish[0][0] <= u.step:

@@ -321,3 +321,26 @@ def test_each_request_moves_through_its_stages_in_order() -> None:
     latency = build(scenario(LITTLE["disaggregated"])).links.ib_latency_s
     assert (d[multi] - f[multi] >= latency * (1 - 1e-9)).all() and (d[multi] <= e[multi]).all()
     assert np.isnan(d[~multi]).all()
+
+
+def test_busy_shares_count_only_the_time_simulated() -> None:
+    """A forward still running when the loop stops (overload: the drain window of 60 s ends first)
+    counts only its part before the end, so no busy share exceeds 1. Before, each forward counted whole
+    when it started: an IB of 1e-300 Gb/s made a prefill pool 1.3e298 times busy (the serve key fuzz,
+    tests/serve/test_serve_key_fuzz.py). Here the IB is slowed 1e6-fold, so the first prefill forward
+    outlasts the run: the prefill units are busy from their first start to the end, and the decode
+    pool never receives a request."""
+    serve = {
+        "duration_s": 2,
+        "traffic": {"rate_per_s": 5, "input_tokens": 1000, "output_tokens": 10},
+        "prefill": pool(kernels="normal", max_batch_tokens=1024),
+        "decode": pool(nodes=2),
+    }
+    r = simulate_serve(scenario(serve, nic_Gbps=400e-6))
+    assert r.completed == 0 and r.end_s == pytest.approx(2 + 60)
+    pre, dec = r.pools["prefill"], r.pools["decode"]
+    first = float(r.requests.arrival_s.min())  # the first forward starts at the first arrival
+    assert pre.busy == pytest.approx((r.end_s - first) / r.end_s, rel=1e-9)
+    assert 0 < pre.comm_busy <= pre.busy <= 1 and 0 <= pre.compute_busy <= pre.busy
+    assert all(0 <= x <= pre.busy for x in pre.gpu_compute_busy)
+    assert dec.busy == dec.compute_busy == dec.comm_busy == 0.0
