@@ -21,7 +21,6 @@ hang into a failure:
 from __future__ import annotations
 
 import json
-import signal
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,28 +32,18 @@ import yaml
 
 from sim.cli import main
 from sim.cli.common import invoke
+from tests.unit.test_key_fuzz import alarm as ringing
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT = REPO / "scenarios" / "deepseek_v3_pretrain.yaml"
 ALARM_S = 90  # a clean refusal takes well under a second, a run of the default step about two
 
 
-class Hung(Exception):
-    pass
-
-
 @pytest.fixture
 def alarm() -> Iterator[None]:
-    def ring(*_: Any) -> None:
-        raise Hung(f"still running after {ALARM_S} s")
-
-    old = signal.signal(signal.SIGALRM, ring)
-    signal.alarm(ALARM_S)
-    try:
+    """A hang fails the test (:func:`tests.unit.test_key_fuzz.alarm`)."""
+    with ringing(ALARM_S):
         yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def _scenario(tmp_path: Path, key: str, value: Any) -> Path:
