@@ -53,8 +53,7 @@ def _scenario(tmp_path: Path, key: str, value: Any) -> Path:
     for p in parents:
         node = node.setdefault(p, {})
     node[last] = value
-    for k in ("profile",):
-        data[k] = str((DEFAULT.parent / data[k]).resolve())
+    data["profile"] = str((DEFAULT.parent / data["profile"]).resolve())
     data["cluster"]["topology"] = str((DEFAULT.parent / data["cluster"]["topology"]).resolve())
     path = tmp_path / "extreme.yaml"
     path.write_text(yaml.safe_dump(data))
