@@ -31,6 +31,7 @@ MAX_BYTES = 1e18  # any byte count (an exabyte)
 MAX_SWEEP_SIZES = 1000  # sizes of one collective's sweep (twin collective -b/-e/-f/-i); each is a simulation
 MAX_RATE = 1e15  # any rate in GB/s or TFLOPS
 MAX_TIME = 1e12  # any time in the time unit given
+MAX_RUN_TOKENS = 1e18  # tokens of one training run (published budgets are ~1.5e13)
 
 
 def available_memory() -> int:

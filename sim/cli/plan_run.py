@@ -50,6 +50,7 @@ def run_file(path: Path, output: Path | None, fmt: Format, quiet: bool) -> None:
 
     results, groups = integrate(plan, simulate_steps(plan, progress))
     data = summary(spec, results, groups)
+    _check_finite(path, spec.model_dump(), data)
     if output is not None:
         from reports.training_run_report import run_document
 
@@ -80,12 +81,28 @@ def sweep_file(path: Path, output: Path | None, fmt: Format, quiet: bool, worker
 
     rows, ran = simulate_sweep_steps(rs, steps, workers or default_workers(), restart, progress)
     data = sweep_summary(rs, rows, ran)
+    _check_finite(path, {"points": [p.plan.spec.model_dump() for p in rs.points]}, data)
     if output is not None and steps is not None:
         from reports.training_run_report import sweep_document
 
         prov = _provenance([("sweep file", path), ("run file", rs.run_path)], rs.points[0].plan.base_path)
         _write(output, {"sweep.json": data}, sweep_document(data, prov), steps)
     _show(data, fmt, quiet, output, _print_sweep, "sweep.json, steps.parquet and the report")
+
+
+def _check_finite(path: Path, inputs: dict[str, Any], data: dict[str, Any]) -> None:
+    """Every figure finite before it is printed or written (:func:`sim.run.check_finite`: one line naming
+    the figure and the values of ``inputs``, the file's as read, at the edge of floating point)."""
+    from sim.run import check_finite
+
+    class _Described:
+        source_path = str(path)
+
+        @staticmethod
+        def model_dump() -> dict[str, Any]:
+            return inputs
+
+    check_finite(_Described(), data)
 
 
 def _show(

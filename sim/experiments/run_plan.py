@@ -37,30 +37,48 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sim.config import scenario_data, scenario_from_data
 from sim.errors import ScenarioError
+from sim.limits import MAX_RUN_TOKENS, MAX_TIME
 from sim.overrides import apply_overrides, resolve_paths
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class RampSpec(_Strict):
     batches: list[int] = Field(min_length=1, description="the global batch (sequences) of each equal token slice")
-    over_tokens: float = Field(ge=0, description="tokens the ramp takes (0: no ramp)")
+    over_tokens: float = Field(ge=0, le=MAX_RUN_TOKENS, description="tokens the ramp takes (0: no ramp)")
 
 
 class PhaseSpec(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
-    tokens: float | None = Field(None, gt=0, description="the phase's token budget")
+    tokens: float | None = Field(None, gt=0, le=MAX_RUN_TOKENS, description="the phase's token budget")
     steps: int | None = Field(None, ge=1, description="or its step count (at global_batch)")
     global_batch: int | None = Field(None, ge=1, description="sequences per step [default: the base's]")
     ramp: RampSpec | None = None
     set: dict[str, Any] = Field(default_factory=dict, description="overrides of the base scenario")
-    published_gpu_hours: float | None = Field(None, ge=0)
+    published_gpu_hours: float | None = Field(None, ge=0, le=MAX_TIME)
+
+    @field_validator("set")
+    @classmethod
+    def _finite(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """No NaN or infinity among the overrides (their values are keyed as JSON, and no key takes one)."""
+
+        def bad(x: Any) -> bool:
+            if isinstance(x, float):
+                return not math.isfinite(x)
+            if isinstance(x, dict):
+                return any(bad(v) for v in x.values())
+            return isinstance(x, list) and any(bad(v) for v in x)
+
+        for key, value in values.items():
+            if bad(value):
+                raise ValueError(f"{key}: {value!r} is not a finite number")
+        return values
 
     @model_validator(mode="after")
     def _budget(self) -> PhaseSpec:
@@ -77,11 +95,15 @@ class FailureSpec(_Strict):
     """Failures and restarts, priced apart from the run (:func:`failure_overhead`)."""
 
     mtbf_gpu_hours: float = Field(
-        gt=0, description="mean time between failures of one GPU (with its share of the node)"
+        gt=0, le=MAX_TIME, description="mean time between failures of one GPU (with its share of the node)"
     )
-    checkpoint_s: float = Field(ge=0, description="seconds the job stops to write a checkpoint")
-    restart_s: float = Field(ge=0, description="seconds from a failure to training again (detect, reload, warm up)")
-    interval_s: float | None = Field(None, gt=0, description="checkpoint interval [default: Young's sqrt(2 C M)]")
+    checkpoint_s: float = Field(ge=0, le=MAX_TIME, description="seconds the job stops to write a checkpoint")
+    restart_s: float = Field(
+        ge=0, le=MAX_TIME, description="seconds from a failure to training again (detect, reload, warm up)"
+    )
+    interval_s: float | None = Field(
+        None, gt=0, le=MAX_TIME, description="checkpoint interval [default: Young's sqrt(2 C M)]"
+    )
 
 
 def failure_overhead(f: FailureSpec, gpus: int) -> tuple[float, float]:
@@ -101,7 +123,7 @@ def failure_overhead(f: FailureSpec, gpus: int) -> tuple[float, float]:
 class GroupSpec(_Strict):
     name: str = Field(min_length=1)
     phases: list[str] = Field(min_length=1)
-    published_gpu_hours: float = Field(ge=0)
+    published_gpu_hours: float = Field(ge=0, le=MAX_TIME)
 
 
 class RunSpec(_Strict):

@@ -1,4 +1,5 @@
-"""Extreme values of the training step's keys end cleanly (issue 23: "unbreakable").
+"""Extreme values of the training step's keys, and of the files it reads and the run files over it,
+end cleanly (issue 23: "unbreakable").
 
 A fuzz of every key of the default scenario with hostile values (0, -1, 1e308, 1e-300, NaN, inf, 1e18,
 wrong types: 1,235 runs of ``twin run --format json``) found five that never ended and one that ended
@@ -21,6 +22,7 @@ hang into a failure:
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -194,3 +196,51 @@ def test_measured_sms_beyond_the_profile_gpu_names_its_key(
         f"error: {path}: ops.measured_at_compute_sms: must be at most the profile GPU's 132 SMs, "
         "got 1000000000000000000\n"
     )
+
+
+RUN = REPO / "scenarios" / "runs" / "deepseek-v3.yaml"
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "refused"),
+    [  # a fourth fuzz, of the run file's keys (377 runs of twin plan run), found these
+        (("phases", 0, "tokens"), math.inf, "phases.0.tokens: Input should be a finite number"),
+        (("phases", 0, "tokens"), 1e308, "phases.0.tokens: Input should be less than or equal to 1000000000000000000"),
+        (("phases", 1, "set", "model.seq_len"), math.nan, "phases.1.set: model.seq_len: nan is not a finite number"),
+        (("phases", 2, "set", "training.cp"), math.inf, "phases.2.set: training.cp: inf is not a finite number"),
+    ],
+)
+def test_extreme_value_in_a_run_file_is_refused_in_one_line(
+    where: tuple[Any, ...], value: float, refused: str, tmp_path: Path, alarm: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: a phase of ``tokens: .inf`` (or 1e308) printed infinite GPU-hours, days and dollars with
+    exit 0, and a NaN among a phase's overrides was a traceback (its key is the overrides as JSON)."""
+    data = yaml.safe_load(RUN.read_text())
+    data["base"] = str((RUN.parent / data["base"]).resolve())
+    node = data
+    for part in where[:-1]:
+        node = node[part]
+    node[where[-1]] = value
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SystemExit) as info:
+        main(["plan", "run", str(path), "--format", "json", "-q"])
+    out, err = capsys.readouterr()
+    assert info.value.code == 2 and out == ""
+    assert err == f"error: {path}: {refused}\n"
+
+
+def test_a_run_file_figure_that_overflows_is_refused_naming_its_inputs(tmp_path: Path) -> None:
+    """What ``twin plan run`` checks before it prints or writes (a second line of defence behind the
+    bounds): a non-finite figure is refused, naming it and the run file's values at the edge."""
+    from sim.cli.plan_run import _check_finite
+    from sim.errors import ScenarioError
+
+    path = tmp_path / "run.yaml"
+    with pytest.raises(ScenarioError) as info:
+        _check_finite(path, {"phases": [{"tokens": 1e200}]}, {"phases": [{"gpu_hours": math.inf}]})
+    assert str(info.value) == (
+        f"{path}: the results overflow: phases[0].gpu_hours is inf, from phases[0].tokens = 1e+200; "
+        "use values nearer to real ones"
+    )
+    _check_finite(path, {"phases": [{"tokens": 1e13}]}, {"phases": [{"gpu_hours": 2.7e6}]})  # finite: passes
