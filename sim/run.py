@@ -206,7 +206,9 @@ def simulate_training(run: Scenario | Assembly, progress: Progress | None = None
 
 
 # ------------------------------------------------------------------------------- finite figures
-TRACE_US = 1e6  # the largest factor a figure is written with: seconds to a trace's microseconds
+# the largest factor a time meets on its way into a trace: seconds to microseconds (1e6), then numpy's
+# rounding to 3 decimals, which multiplies by 1e3 before it rounds (np.round(1e304, 3) overflows)
+TRACE_US = 1e9
 EDGE = 1e100  # an input beyond this magnitude (or a nonzero one below its inverse) is "at the edge"
 
 
@@ -226,7 +228,7 @@ def check_finite(sc: Described, figures: dict[str, Any], *more: float) -> None:
     bad = next(((k, v) for k, v in _numbers(figures, "") if not math.isfinite(v)), None)
     if bad is None and all(math.isfinite(x) for x in more):
         return
-    what = f"{bad[0]} is {bad[1]}" if bad is not None else "the step's times overflow a trace's microseconds"
+    what = f"{bad[0]} is {bad[1]}" if bad is not None else "the simulated times overflow a trace's microseconds"
     edge = [f"{k} = {v:g}" for k, v in _numbers(sc.model_dump(), "") if abs(v) > EDGE or 0 < abs(v) < 1 / EDGE]
     for path, data in _read_files(sc):  # the topology's and the profile's numbers, named in their file
         edge += [f"{path}: {k} = {v:g}" for k, v in _numbers(data, "") if abs(v) > EDGE or 0 < abs(v) < 1 / EDGE]

@@ -28,7 +28,7 @@ def serve_cmd(
     """Simulate a serving deployment (prefill and decode pools, or co-located) for the scenario's
     traffic: TTFT and TPOT percentiles, tokens per second per node, goodput under the SLOs, KV-cache
     occupancy, busy fractions, a Perfetto timeline and the HTML report."""
-    from sim.run import check_finite
+    from sim.run import TRACE_US, check_finite
     from sim.serve.deployment import build, simulate_serve
     from sim.serve.floor import decode_floor
     from sim.serve.spec import load_serve
@@ -55,7 +55,7 @@ def serve_cmd(
             result = simulate_serve(sc, d, None if quiet else progress)
             summary = {**result.to_dict(), **summary}
         spans = max((s.end_s for s in result.spans), default=0.0) if result is not None else 0.0
-        check_finite(sc, summary, spans * 1e6)
+        check_finite(sc, summary, spans * TRACE_US)
         if output is not None:
             status.update("writing the outputs")
             _write(output / sc.name, sc, summary, result)

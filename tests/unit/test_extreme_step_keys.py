@@ -244,3 +244,24 @@ def test_a_run_file_figure_that_overflows_is_refused_naming_its_inputs(tmp_path:
         "use values nearer to real ones"
     )
     _check_finite(path, {"phases": [{"tokens": 1e13}]}, {"phases": [{"gpu_hours": 2.7e6}]})  # finite: passes
+
+
+def test_serving_times_beyond_a_trace_are_refused(
+    tmp_path: Path, alarm: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With an IB of 1e-300 Gb/s a prefill forward takes ~1e300 s: finite, but numpy's rounding of its
+    microseconds to 3 decimals (x 1e3 inside ``np.round``) overflowed, and ``twin serve -o`` wrote
+    ``"dur": Infinity`` into trace.json (not JSON) with exit 0. The finite check now allows for that
+    factor (``sim.run.TRACE_US``): one line naming the input, and nothing written."""
+    path = tmp_path / "serve.yaml"
+    base = REPO / "scenarios" / "serve" / "deepseek-v3-h800.yaml"
+    path.write_text(yaml.safe_dump({"base": str(base), "set": {"serve.duration_s": 2.0, "cluster.nic_Gbps": 1e-300}}))
+    with pytest.raises(SystemExit) as info:
+        main(["serve", str(path), "-o", str(tmp_path / "out"), "-q"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert err == (
+        f"error: {path}: the results overflow: the simulated times overflow a trace's microseconds, "
+        "from cluster.nic_Gbps = 1e-300; use values nearer to real ones\n"
+    )
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
