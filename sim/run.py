@@ -9,7 +9,7 @@ account for them. Each takes the scenario (and assembles it) or an assembly.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -224,16 +224,29 @@ class Described(Protocol):
 def check_finite(sc: Described, figures: dict[str, Any], *more: float) -> None:
     """Every figure of a run is finite (and stays finite when a trace writes its times in
     microseconds) before anything is written or plotted; otherwise one error naming the figure and the
-    scenario's inputs at the edge of floating point that produced it."""
+    scenario's inputs at the edge of floating point that produced it (the topology's and the profile's
+    named in their files)."""
+    check_figures_finite(sc.source_path, sc.model_dump(), figures, *more, files=_read_files(sc))
+
+
+def check_figures_finite(
+    file: str,
+    inputs: dict[str, Any],
+    figures: dict[str, Any],
+    *more: float,
+    files: Sequence[tuple[str, object]] = (),
+) -> None:
+    """:func:`check_finite` of ``figures`` computed from the ``inputs`` of ``file`` (and the contents of
+    other ``files`` it read, by path)."""
     bad = next(((k, v) for k, v in _numbers(figures, "") if not math.isfinite(v)), None)
     if bad is None and all(math.isfinite(x) for x in more):
         return
     what = f"{bad[0]} is {bad[1]}" if bad is not None else "the simulated times overflow a trace's microseconds"
-    edge = [f"{k} = {v:g}" for k, v in _numbers(sc.model_dump(), "") if abs(v) > EDGE or 0 < abs(v) < 1 / EDGE]
-    for path, data in _read_files(sc):  # the topology's and the profile's numbers, named in their file
+    edge = [f"{k} = {v:g}" for k, v in _numbers(inputs, "") if abs(v) > EDGE or 0 < abs(v) < 1 / EDGE]
+    for path, data in files:  # named in their file
         edge += [f"{path}: {k} = {v:g}" for k, v in _numbers(data, "") if abs(v) > EDGE or 0 < abs(v) < 1 / EDGE]
     cause = f"from {', '.join(edge)}" if edge else "from the scenario's magnitudes"
-    raise ScenarioError("", f"the results overflow: {what}, {cause}; use values nearer to real ones", sc.source_path)
+    raise ScenarioError("", f"the results overflow: {what}, {cause}; use values nearer to real ones", file)
 
 
 def _read_files(sc: Described) -> list[tuple[str, object]]:
@@ -243,14 +256,17 @@ def _read_files(sc: Described) -> list[tuple[str, object]]:
 
     out: list[tuple[str, object]] = []
     cluster = getattr(sc, "cluster", None)
-    spec = getattr(cluster, "_spec", None)
-    if spec is not None:
-        out.append((str(cluster.path), spec.model_dump()))  # type: ignore[union-attr]
-    try:
-        profile = sc.profile_path  # type: ignore[attr-defined]
-        out.append((str(profile), json.loads(Path(profile).read_text())))
-    except (AttributeError, OSError, ValueError):
-        pass
+    if cluster is not None:
+        try:
+            out.append((str(cluster.path), cluster.spec.model_dump()))
+        except RuntimeError:  # its topology not read (a scenario built in code)
+            pass
+    profile = getattr(sc, "profile_path", None)
+    if profile is not None:
+        try:
+            out.append((str(profile), json.loads(Path(profile).read_text())))
+        except (OSError, ValueError):
+            pass
     return out
 
 

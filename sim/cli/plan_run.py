@@ -38,6 +38,7 @@ def run_file(path: Path, output: Path | None, fmt: Format, quiet: bool) -> None:
     """A run file: simulate its distinct steps, integrate, print, write (module docstring)."""
     from sim.experiments.run_plan import integrate, load_run, plan_steps, simulate_steps, summary
     from sim.outputs import check_output_folder
+    from sim.run import check_figures_finite
 
     spec = load_run(path)
     if output is not None:
@@ -50,7 +51,7 @@ def run_file(path: Path, output: Path | None, fmt: Format, quiet: bool) -> None:
 
     results, groups = integrate(plan, simulate_steps(plan, progress))
     data = summary(spec, results, groups)
-    _check_finite(path, spec.model_dump(), data)
+    check_figures_finite(str(path), spec.model_dump(), data)  # before anything is printed or written
     if output is not None:
         from reports.training_run_report import run_document
 
@@ -63,6 +64,7 @@ def sweep_file(path: Path, output: Path | None, fmt: Format, quiet: bool, worker
     """A sweep of a run: every point planned, every distinct step simulated once, each point integrated."""
     from sim.experiments.run_sweep import load_run_sweep, simulate_sweep_steps, sweep_summary
     from sim.outputs import claim_output_folder
+    from sim.run import check_figures_finite
     from sim.sweep.runner import default_workers
 
     rs = load_run_sweep(path)
@@ -81,28 +83,13 @@ def sweep_file(path: Path, output: Path | None, fmt: Format, quiet: bool, worker
 
     rows, ran = simulate_sweep_steps(rs, steps, workers or default_workers(), restart, progress)
     data = sweep_summary(rs, rows, ran)
-    _check_finite(path, {"points": [p.plan.spec.model_dump() for p in rs.points]}, data)
+    check_figures_finite(str(path), {"points": [p.plan.spec.model_dump() for p in rs.points]}, data)
     if output is not None and steps is not None:
         from reports.training_run_report import sweep_document
 
         prov = _provenance([("sweep file", path), ("run file", rs.run_path)], rs.points[0].plan.base_path)
         _write(output, {"sweep.json": data}, sweep_document(data, prov), steps)
     _show(data, fmt, quiet, output, _print_sweep, "sweep.json, steps.parquet and the report")
-
-
-def _check_finite(path: Path, inputs: dict[str, Any], data: dict[str, Any]) -> None:
-    """Every figure finite before it is printed or written (:func:`sim.run.check_finite`: one line naming
-    the figure and the values of ``inputs``, the file's as read, at the edge of floating point)."""
-    from sim.run import check_finite
-
-    class _Described:
-        source_path = str(path)
-
-        @staticmethod
-        def model_dump() -> dict[str, Any]:
-            return inputs
-
-    check_finite(_Described(), data)
 
 
 def _show(

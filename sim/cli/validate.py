@@ -43,8 +43,11 @@ def validate_cmd(
     raw = read_yaml(scenario, "scenario")
     # a plan file by its keys, unless it has a scenario's sections (then a stray key is the scenario's error)
     sections = (set(Scenario.model_fields) | set(ServeScenario.model_fields) | {"set"}) - {"name", "description"}
-    plan = any(k in raw for k in ("studies", "grid", "points", "phases")) if isinstance(raw, dict) else False
-    if plan and isinstance(raw, dict) and not any(k in raw for k in sections):
+    if (
+        isinstance(raw, dict)
+        and any(k in raw for k in ("studies", "grid", "points", "phases"))
+        and not any(k in raw for k in sections)
+    ):
         _validate_plan(scenario, raw)
         return
     if is_serve_data(scenario_data(scenario)[0]):

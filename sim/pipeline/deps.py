@@ -43,6 +43,13 @@ def produces(atom: Action) -> list[Key]:
     return [("W", s, m)]
 
 
+def action_keys(schedule: Schedule, action: Action) -> tuple[list[Key], list[Key]]:
+    """(the keys an action waits for, the keys it publishes): :func:`needs` and :func:`produces` of each
+    of its atoms (an overlapped F&B pair has two), in order."""
+    atoms = action.atoms()
+    return [k for a in atoms for k in needs(schedule, a)], [k for a in atoms for k in produces(a)]
+
+
 def consumers(schedule: Schedule, key: Key) -> list[int]:
     """Devices on which ``key`` is needed (the producer's own device first)."""
     kind, s, m = key

@@ -30,7 +30,7 @@ from sim.network.flows import FlowNetwork
 from sim.network.tolerance import COMPLETION_RTOL
 from sim.network.topology import Topology
 from sim.pipeline.costs import Durations
-from sim.pipeline.deps import Key, consumers, describe, needs, produces
+from sim.pipeline.deps import Key, action_keys, consumers, describe
 from sim.pipeline.ops import Schedule
 
 
@@ -250,20 +250,10 @@ def launch(
                 env.timeout(arrival + origin - now).callbacks.append(partial(arrive_cb, key, dst))
 
     # Precompute per action: label, duration, keys to wait for, keys to publish.
-    plans = []
-    for acts in schedule.actions:
-        plan = []
-        for action in acts:
-            atoms = action.atoms()
-            plan.append(
-                (
-                    str(action),
-                    times.duration(action, schedule),
-                    [k for a in atoms for k in needs(schedule, a)],
-                    [k for a in atoms for k in produces(a)],
-                )
-            )
-        plans.append(plan)
+    plans = [
+        [(str(action), times.duration(action, schedule), *action_keys(schedule, action)) for action in acts]
+        for acts in schedule.actions
+    ]
     handle.labels = [[p[0] for p in plan] for plan in plans]
     remaining = [schedule.num_devices]
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sim.errors import DeadlockError
-from sim.pipeline.deps import Key, describe, needs, produces
+from sim.pipeline.deps import Key, action_keys, describe
 from sim.pipeline.ops import Schedule
 
 
@@ -34,16 +34,7 @@ def free_send_ends(schedule: Schedule, durations: Sequence[Sequence[float]]) -> 
     devices = schedule.num_devices
     if len(durations) != devices or any(len(durations[d]) != len(schedule.actions[d]) for d in range(devices)):
         raise ValueError("durations: one per action of every device")
-    plans = [
-        [
-            (
-                [k for atom in action.atoms() for k in needs(schedule, atom)],
-                [k for atom in action.atoms() for k in produces(atom)],
-            )
-            for action in acts
-        ]
-        for acts in schedule.actions
-    ]
+    plans = [[action_keys(schedule, action) for action in acts] for acts in schedule.actions]
     ready: dict[Key, float] = {}
     ends: list[list[float]] = [[] for _ in range(devices)]
     free = [0.0] * devices

@@ -49,16 +49,9 @@ def alarm() -> Iterator[None]:
 
 
 def _scenario(tmp_path: Path, key: str, value: Any) -> Path:
-    data = yaml.safe_load(DEFAULT.read_text())
-    node = data
-    *parents, last = key.split(".")
-    for p in parents:
-        node = node.setdefault(p, {})
-    node[last] = value
-    data["profile"] = str((DEFAULT.parent / data["profile"]).resolve())
-    data["cluster"]["topology"] = str((DEFAULT.parent / data["cluster"]["topology"]).resolve())
+    """The default scenario with ``key`` set to ``value`` (a derived scenario: its base and the change)."""
     path = tmp_path / "extreme.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path.write_text(yaml.safe_dump({"base": str(DEFAULT), "set": {key: value}}))
     return path
 
 
@@ -233,17 +226,17 @@ def test_extreme_value_in_a_run_file_is_refused_in_one_line(
 def test_a_run_file_figure_that_overflows_is_refused_naming_its_inputs(tmp_path: Path) -> None:
     """What ``twin plan run`` checks before it prints or writes (a second line of defence behind the
     bounds): a non-finite figure is refused, naming it and the run file's values at the edge."""
-    from sim.cli.plan_run import _check_finite
     from sim.errors import ScenarioError
+    from sim.run import check_figures_finite
 
     path = tmp_path / "run.yaml"
     with pytest.raises(ScenarioError) as info:
-        _check_finite(path, {"phases": [{"tokens": 1e200}]}, {"phases": [{"gpu_hours": math.inf}]})
+        check_figures_finite(str(path), {"phases": [{"tokens": 1e200}]}, {"phases": [{"gpu_hours": math.inf}]})
     assert str(info.value) == (
         f"{path}: the results overflow: phases[0].gpu_hours is inf, from phases[0].tokens = 1e+200; "
         "use values nearer to real ones"
     )
-    _check_finite(path, {"phases": [{"tokens": 1e13}]}, {"phases": [{"gpu_hours": 2.7e6}]})  # finite: passes
+    check_figures_finite(str(path), {"phases": [{"tokens": 1e13}]}, {"phases": [{"gpu_hours": 2.7e6}]})  # passes
 
 
 def test_serving_times_beyond_a_trace_are_refused(
