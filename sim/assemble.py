@@ -27,7 +27,7 @@ from sim.config import CommSpec, OpsSpec, P2PSpec, Scenario, TrainingSpec, Workl
 from sim.errors import LayoutError, ScenarioError
 from sim.hardware.costmodel import CostModel
 from sim.hardware.gpu import H800, GpuSpec, SmSplit, datasheet_for, known_gpus
-from sim.hardware.profile import load_profile
+from sim.hardware.profile import check_device_sms, load_profile
 from sim.keys import as_yaml_key
 from sim.model.compute_whatifs import ComputeWhatIfs
 from sim.model.spec import ModelSpec
@@ -339,10 +339,7 @@ def _split(sc: Scenario, cost: CostModel, gpu: GpuSpec | None) -> SmSplit:
     """The SM split on the profile's GPU (an H800 where the profile's GPU has no datasheet entry, whose
     SM count it must then have)."""
     split = sm_split(sc.comm, sc.model, gpu or H800, sc.workload.dispatcher)
-    if cost.profile.device.sms != split.gpu.sms:
-        raise ScenarioError(
-            "profile", f"profile is for a GPU with {cost.profile.device.sms} SMs, the cluster's has {split.gpu.sms}"
-        )
+    check_device_sms(sc.profile_path, cost.profile, split.gpu)
     return split
 
 
@@ -364,9 +361,10 @@ def _training(sc: Scenario) -> Assembly:
     cost, gpu = _cost(sc)
     if gpu is None:
         raise ScenarioError(
-            "profile",
+            "device.name",
             f"no datasheet for {cost.profile.device.name!r} (a training step needs its HBM size and BF16 peak); "
             f"known: {known_gpus()} (sim/hardware/gpu.py)",
+            str(sc.profile_path),
         )
     split = _split(sc, cost, gpu)
     params = chunk_params(sc.workload)

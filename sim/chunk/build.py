@@ -23,7 +23,7 @@ from sim.chunk.timer import ChunkTimer, Stage
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
 from sim.hardware.gpu import DEEPSEEK_COMM_SMS, H800, SmSplit, datasheet_for
-from sim.hardware.profile import DEFAULT_PROFILE, load_profile
+from sim.hardware.profile import DEFAULT_PROFILE, check_device_sms, load_profile
 from sim.layout_defaults import DEFAULT_EP
 from sim.model.compute_whatifs import NO_WHATIFS, ComputeWhatIfs
 from sim.model.layer import LayerOps, LayerWork, layer_ops
@@ -105,10 +105,7 @@ def build_chunk(config: ChunkConfig) -> ChunkSetup:
         coprocessor=config.coprocessor,
         sm_kernels=config.model.is_moe_model and config.dispatcher == "deepep",
     )
-    if cost.all_sms != split.gpu.sms:
-        raise ScenarioError(
-            "profile", f"profile is for a GPU with {cost.all_sms} SMs, the cluster's has {split.gpu.sms}"
-        )
+    check_device_sms(path, cost.profile, split.gpu)
     model = config.model
     first = model.n_dense_layers if config.first_layer is None else config.first_layer
     if config.layers < 1 or first < 0 or first + config.layers > model.n_layers + model.mtp_depth:

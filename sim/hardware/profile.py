@@ -36,7 +36,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sim.errors import ScenarioError
-from sim.hardware.gpu import DEFAULT_EFFICIENCY
+from sim.hardware.gpu import DEFAULT_EFFICIENCY, GpuSpec, datasheet_for
 from sim.yamlio import MAX_JSON_BYTES, parse_json, read_text, validation_error
 
 
@@ -184,6 +184,19 @@ def load_profile(path: str | Path, device: str | None = None) -> Profile:
             "device.name", f"profile is for {profile.device.name!r}, but {device!r} was requested", str(path)
         )
     return profile
+
+
+def check_device_sms(path: str | Path, profile: Profile, gpu: GpuSpec) -> None:
+    """Refuse a profile whose ``device.sms`` is not the SM count of ``gpu``, the datasheet a run takes
+    for its device (an H800 where its name has none), naming the profile file and that key: the SM
+    split, and every SM-limited time, are worked out on the datasheet's SMs."""
+    sms = profile.device.sms
+    if sms == gpu.sms:
+        return
+    name = profile.device.name
+    taken = "" if datasheet_for(name) is gpu else f" (no datasheet for {name!r}: taken as an {gpu.name})"
+    message = f"{sms} SMs, but the datasheet of {gpu.name} has {gpu.sms}{taken} (sim/hardware/gpu.py)"
+    raise ScenarioError("device.sms", message, str(path))
 
 
 def _validated(data: object, path: Path) -> Profile:

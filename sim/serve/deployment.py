@@ -99,7 +99,9 @@ def _build(sc: ServeScenario) -> Deployment:
     gpu = datasheet_for(profile.device.name)
     if gpu is None:
         raise ScenarioError(
-            "profile", f"no datasheet for device {profile.device.name!r} (its HBM size); use {known_gpus()}"
+            "device.name",
+            f"no datasheet for device {profile.device.name!r} (its HBM size); use {known_gpus()}",
+            str(sc.profile_path),
         )
     spec = sc.cluster_spec()
     links = Links.of(spec)

@@ -225,3 +225,17 @@ def test_description_is_text_only_and_completion_rtol_is_refused() -> None:
     data["cluster"]["completion_rtol"] = 0.01
     with pytest.raises(ScenarioError, match=r"cluster\.completion_rtol"):
         _figures(data)
+
+
+def test_a_profile_device_without_a_datasheet_names_the_profile_file_and_key(tmp_path: Path) -> None:
+    import json
+
+    profile = json.loads((ROOT / "calibrate/profiles/h800.json").read_text())
+    profile["device"]["name"] = "abc"
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(profile))
+    data = copy.deepcopy(BASE)
+    data["profile"] = str(path)
+    with pytest.raises(ScenarioError) as err:
+        _figures(data)
+    assert str(err.value).startswith(f"{path}: device.name: no datasheet for device 'abc'")

@@ -64,8 +64,13 @@ BUILT: list[tuple[str, Path, dict[str, Any], str]] = [
     ),
     ("oversub.yaml", DEFAULT, {"cluster.oversubscription": 3}, "cluster.oversubscription: must divide the 32"),
     ("odd_sms.yaml", DEFAULT, {"comm.sms": 21}, "comm.sms: must be an even number"),
-    ("sms_profile.yaml", DEFAULT, {"profile": "small.json"}, "profile: profile is for a GPU with 64 SMs"),
-    ("no_sheet.yaml", DEFAULT, {"profile": "x9.json"}, "profile: no datasheet for 'X9'"),
+    (  # the profile's own key, in the profile's file (both values are the profile's: its SMs, its device)
+        "sms_profile.yaml",
+        DEFAULT,
+        {"profile": "small.json"},
+        "small.json: device.sms: 64 SMs, but the datasheet of H800 has 132",
+    ),
+    ("no_sheet.yaml", DEFAULT, {"profile": "x9.json"}, "x9.json: device.name: no datasheet for 'X9'"),
     ("phase.yaml", DEFAULT, {"workload.comm_beside_compute": {"x": 2.0}}, "workload.comm_beside_compute: unknown"),
     # keys where nothing reads them (tests/unit/test_every_key_is_used.py has every key)
     ("p2p_step.yaml", DEFAULT, {"p2p.activation_bytes": 1e6}, "p2p.activation_bytes: not used by a training step"),
