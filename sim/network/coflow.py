@@ -16,7 +16,7 @@ most slowed flow would.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -154,6 +154,9 @@ class CoflowTable:
         self._by_kind: dict[int, set[int]] = {}  # active slots of each kind (kinds with none: absent)
         self._memo: dict[tuple[tuple[int, float], ...], tuple[list[float], list[int]]] = {}
         self._fits: dict[tuple[int, float], bool] = {}  # (kind, cap) alone within every link
+        # reservable(): per (kinds, caps, first) the union of their conflicts, valid while _epoch holds
+        self._suffixes: dict[tuple[int, int, int], tuple[object, object, int, frozenset[int] | None]] = {}
+        self._epoch = 0  # bumped when a kind is added (conflict sets grow) or links grow (fits change)
         self.sent: dict[int, int] = {}  # coflows started, per kind
         self.sent_by_tag: dict[tuple[int, str], int] = {}
         # time lost to sharing: (1 - rate / cap) integrated while below the cap, by (tag, bottleneck)
@@ -164,6 +167,7 @@ class CoflowTable:
         self.capacity = capacity
         self.classes.grow_links(capacity)
         self._fits.clear()  # reused virtual links may come back with another capacity
+        self._epoch += 1
 
     # ------------------------------------------------------------------ kinds
     def kind_of(self, links: np.ndarray, link_bytes: np.ndarray) -> int:
@@ -184,6 +188,7 @@ class CoflowTable:
         self._conflicts.append(mine)
         for other in mine - {k}:
             self._conflicts[other].add(k)
+        self._epoch += 1
         return k
 
     def known_kind(self, links: np.ndarray, link_bytes: np.ndarray) -> int | None:
@@ -230,6 +235,27 @@ class CoflowTable:
         if not conflicts.isdisjoint(self._by_kind) or not conflicts.isdisjoint(solo_kinds):
             return False
         return self.fits_alone(kind, cap)
+
+    def reservable(self, kinds: Sequence[int], caps: Sequence[float], first: int) -> frozenset[int] | None:
+        """For coflows of ``kinds[first:]`` at ``caps[first:]``: None if one of them alone puts a link over
+        its capacity (:meth:`fits_alone`), else every kind that shares a link with one of them (themselves
+        included), against which :meth:`sim.network.flows.FlowNetwork.reserve` checks what runs. The
+        answer depends only on the arguments and the kinds known, so it is memoised by the identity of
+        ``kinds`` and ``caps`` (a chunk keeps one list of each) and ``first`` until a kind is added."""
+        key = (id(kinds), id(caps), first)
+        hit = self._suffixes.get(key)
+        if hit is not None and hit[0] is kinds and hit[1] is caps and hit[2] == self._epoch:
+            return hit[3]
+        union: frozenset[int] | None = frozenset()
+        for kind, cap in zip(kinds[first:], caps[first:], strict=True):
+            if not self.fits_alone(kind, cap):
+                union = None
+                break
+            union = union | self._conflicts[kind]  # type: ignore[operator]
+        if len(self._suffixes) >= self.MEMO_SIZE:
+            self._suffixes.clear()
+        self._suffixes[key] = (kinds, caps, self._epoch, union)
+        return union
 
     def conflicts(self, kind: int) -> set[int]:
         """The kinds that share a link with ``kind``, itself included (grows as kinds arrive; do not change)."""

@@ -373,21 +373,27 @@ class FlowNetwork:
             clock.at(self.env, end).callbacks.append(lambda _e: self._end_solo(sid))
 
     # ------------------------------------------------------------------ reservations (docstring)
-    def reserve(self, kinds: Sequence[int], caps: Sequence[float], holder: Callable[[float], None]) -> bool:
-        """Hold ``kinds`` (coflows of these kinds at these caps, to run one after another) for
+    def reserve(
+        self, kinds: Sequence[int], caps: Sequence[float], holder: Callable[[float], None], first: int = 0
+    ) -> bool:
+        """Hold ``kinds[first:]`` (coflows of these kinds at ``caps[first:]``, to run one after another) for
         ``holder``, called with the time if something conflicting starts before :meth:`release`.
         Granted (True) when no plain flow runs and each would run solo now: no coflow in the table,
-        solo or reserved shares a link with it, and alone at its cap it fits."""
+        solo or reserved shares a link with it, and alone at its cap it fits. (A caller that reserves
+        the rest of the same lists again and again passes the same list objects: the kinds they
+        conflict with are worked out once, :meth:`CoflowTable.reservable`.)"""
         if not (self.solo and self.reservations) or len(self._remaining):
             return False
         table = self.coflows
-        reserved, solos = self._reserved, self._solo_by_kind
-        for kind, cap in zip(kinds, caps, strict=True):
-            if reserved and not table.conflicts(kind).isdisjoint(reserved):
-                return False
-            if not table.runs_solo(kind, cap, solos):
-                return False
-        for kind in kinds:
+        conflicts = table.reservable(kinds, caps, first)
+        if conflicts is None:
+            return False
+        reserved = self._reserved
+        if reserved and not conflicts.isdisjoint(reserved):
+            return False
+        if not conflicts.isdisjoint(table.active_kinds()) or not conflicts.isdisjoint(self._solo_by_kind):
+            return False
+        for kind in kinds[first:]:
             reserved[kind] = holder
         return True
 

@@ -124,11 +124,10 @@ class ChunkComm:
         """Reserve phases ``k`` onwards and work out their times; False (nothing done) if refused."""
         assert self.kinds is not None
         assert self._solo is not None
-        kinds = self.kinds[k:]
-        all_sizes, all_caps = self._solo
-        sizes, caps = all_sizes[k:], all_caps[k:]
-        if not self.net.reserve(kinds, caps, self._interrupted):
+        all_sizes, caps = self._solo
+        if not self.net.reserve(self.kinds, caps, self._interrupted, k):  # the same lists each time (memoised)
             return False
+        sizes = all_sizes[k:]
         t0, forms = self.t0, self.forms
         ends = list(self.ends)
         now = self.env.now
@@ -140,7 +139,7 @@ class ChunkComm:
                     offset = ends[j] + c
             start = t0 + offset
             s = now + (start - now) if start > now else now  # the start's timeout lands there
-            finish = s + size / caps[i]  # the solo coflow's end, as _start_solo works it out
+            finish = s + size / caps[k + i]  # the solo coflow's end, as _start_solo works it out
             e = s + (finish - s)  # and where its timeout lands
             chain.append((offset, s, e))
             ends.append(e - t0)

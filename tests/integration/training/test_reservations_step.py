@@ -28,8 +28,8 @@ def _run(tmp: pytest.TempPathFactory, reservations: bool, monkeypatch: pytest.Mo
     granted = []
     real = FlowNetwork.reserve
 
-    def reserve(self, kinds, caps, holder):  # type: ignore[no-untyped-def]
-        ok = real(self, kinds, caps, holder)
+    def reserve(self, kinds, caps, holder, first=0):  # type: ignore[no-untyped-def]
+        ok = real(self, kinds, caps, holder, first)
         granted.append(ok)
         return ok
 

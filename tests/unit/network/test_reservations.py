@@ -74,6 +74,20 @@ def test_a_reservation_is_granted_only_where_each_coflow_would_run_solo() -> Non
     assert not net.reserve([kb], [cap], lambda now: None)
 
 
+def test_a_kind_seen_after_a_reservation_of_the_same_lists_is_checked_too() -> None:
+    """reserve() remembers, per (kinds list, caps list, first), the kinds they conflict with; a kind the
+    network meets later may share their links, so what it remembers must not outlive it."""
+    env, net = _net()
+    kinds, caps = [net.coflows.kind_of(*_arrays(0)), net.coflows.kind_of(*_arrays(1))], [1e10, 1e10]
+    assert net.reserve(kinds, caps, lambda now: None, 1)  # kinds[1:] only: GPU 1's NIC
+    net.release(kinds[1:])
+    net.send_coflow(*_arrays(1, 3), 0.01)  # a kind seen for the first time, on GPU 1's NIC: runs solo
+    assert not net.reserve(kinds, caps, lambda now: None, 1)
+    assert net.reserve(kinds, caps, lambda now: None, 0) is False  # kinds[0:] includes kinds[1]
+    env.run()
+    assert net.reserve(kinds, caps, lambda now: None, 0)
+
+
 def test_a_conflicting_coflow_or_any_plain_flow_interrupts_first() -> None:
     env, net = _net()
     a, b, c = _arrays(0), _arrays(1), _arrays(0, 2)
@@ -161,9 +175,9 @@ def test_reservations_are_taken_and_interrupted_in_the_property_scenarios() -> N
     granted = interrupted = 0
     original_reserve, original_interrupted = FlowNetwork.reserve, ChunkComm._interrupted
 
-    def reserve(self, kinds, caps, holder):  # type: ignore[no-untyped-def]
+    def reserve(self, kinds, caps, holder, first=0):  # type: ignore[no-untyped-def]
         nonlocal granted
-        ok = original_reserve(self, kinds, caps, holder)
+        ok = original_reserve(self, kinds, caps, holder, first)
         granted += ok
         return ok
 
