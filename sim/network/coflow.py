@@ -21,10 +21,15 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from sim.network.link_classes import LinkClasses
-from sim.network.maxmin import maxmin_rates
+from sim.network.maxmin import maxmin_rates, maxmin_rates_lists
 from sim.network.routing import Routes, route, route_trees, tree_bytes
 from sim.network.topology import Topology
 
+# A component of at most this many (coflow, link class) entries is solved in plain Python
+# (maxmin_rates_lists, the same rates bit for bit): below it numpy's fixed cost per call dominates
+# (measured on the components of thousand.yaml sweep points: about 4x faster at 15 entries, even
+# at about 150).
+SMALL_SOLVE = 144
 _REL_DONE = 1e-9  # a coflow with less than this fraction of its bytes left has ended (rounding)
 
 
@@ -156,6 +161,7 @@ class CoflowTable:
         self._fits: dict[tuple[int, float], bool] = {}  # (kind, cap) alone within every link
         # reservable(): per (kinds, caps, first) the union of their conflicts, valid while _epoch holds
         self._suffixes: dict[tuple[int, int, int], tuple[object, object, int, frozenset[int] | None]] = {}
+        self._lists: dict[int, tuple[object, tuple[list[int], list[float]]]] = {}  # _class_lists()
         self._epoch = 0  # bumped when a kind is added (conflict sets grow) or links grow (fits change)
         self.sent: dict[int, int] = {}  # coflows started, per kind
         self.sent_by_tag: dict[tuple[int, str], int] = {}
@@ -438,7 +444,7 @@ class CoflowTable:
         key = tuple((kind[s], cap[s]) for s in order)
         hit = self._memo.get(key)
         self.solves += 1
-        rates = self._maxmin(order).tolist() if hit is None else hit[0]
+        rates = self._maxmin(order) if hit is None else hit[0]
         for s, r in zip(order, rates, strict=True):
             self._set_rate(s, r, now)
         if hit is None:
@@ -477,15 +483,30 @@ class CoflowTable:
         else:
             self.below.discard(s)
 
-    def _maxmin(self, order: list[int]) -> np.ndarray:
+    def _maxmin(self, order: list[int]) -> list[float]:
         arrays = [self.classes.arrays[self.kind[s]] for s in order]  # one constraint per link class
+        if sum(len(a[0]) for a in arrays) <= SMALL_SOLVE:
+            return maxmin_rates_lists(
+                [self._class_lists(self.kind[s]) for s in order],
+                self.classes.cap,
+                [self.cap[s] for s in order],
+            )
         counts = np.array([len(a[0]) for a in arrays])
         cls = np.concatenate([a[0] for a in arrays])
         uniq, local = np.unique(cls, return_inverse=True)
         entry_flow = np.repeat(np.arange(len(order)), counts)
         weight = np.concatenate([a[1] for a in arrays])
         caps = np.array([self.cap[s] for s in order])
-        return maxmin_rates(entry_flow, local, self.classes.cap[uniq], len(order), weight=weight, cap=caps)
+        rates = maxmin_rates(entry_flow, local, self.classes.cap[uniq], len(order), weight=weight, cap=caps)
+        return rates.tolist()
+
+    def _class_lists(self, kind: int) -> tuple[list[int], list[float]]:
+        """A kind's classes and weights as lists (kept until a new kind refines its classes)."""
+        arrays = self.classes.arrays[kind]
+        hit = self._lists.get(kind)
+        if hit is None or hit[0] is not arrays:
+            hit = self._lists[kind] = (arrays, (arrays[0].tolist(), arrays[1].tolist()))
+        return hit[1]
 
     def entries(self) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
         """(active slots, entry coflow index, entry link, entry weight) for a solve with plain flows."""

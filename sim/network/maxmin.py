@@ -24,6 +24,9 @@ plain max-min fairness.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -98,3 +101,80 @@ def _with_caps(
     weights = np.concatenate([w, np.ones(capped.size)])
     order = np.argsort(flows, kind="stable")
     return flows[order], links[order], weights[order]
+
+
+def maxmin_rates_lists(
+    paths: list[tuple[list[int], list[float]]],
+    capacity: Sequence[float] | np.ndarray,
+    caps: list[float],
+    rtol: float = 1e-9,
+) -> list[float]:
+    """:func:`maxmin_rates` of a small problem in plain Python, the same rates bit for bit (the same
+    rounds, and each link's weights and loads summed in entry order from 0.0, as ``np.bincount``
+    does): for a component of a few coflows, numpy's fixed cost per call is most of the solve.
+
+    ``paths[f]``: flow ``f``'s (links, weights), its links distinct indices into ``capacity``;
+    ``caps[f]``: its cap (``inf``: none). Every flow has at least one link."""
+    flows: list[int] = []
+    links: list[int] = []
+    weights: list[float] = []
+    remaining: dict[int, float] = {}  # the links crossed, by index; a cap is link -1 - f
+    for f, (ls, ws) in enumerate(paths):
+        flows += [f] * len(ls)
+        links += ls
+        weights += ws
+        for link in ls:
+            if link not in remaining:
+                remaining[link] = float(capacity[link])
+        if caps[f] != math.inf:  # a private link of its cap, after its own entries (_with_caps)
+            flows.append(f)
+            links.append(-1 - f)
+            weights.append(1.0)
+            remaining[-1 - f] = float(caps[f])
+    rates = [math.inf] * len(paths)
+    inf = math.inf
+    while flows:
+        count: dict[int, float] = {}
+        for link, w in zip(links, weights, strict=True):
+            count[link] = count.get(link, 0.0) + w
+        share = {
+            link: (r if (r := remaining[link]) > 0.0 else 0.0) / c if c > 0.0 else inf for link, c in count.items()
+        }
+        entry_share = [share[link] for link in links]
+        # each flow's entries are consecutive: its smallest share, spread back over its entries
+        entry_min: list[float] = []
+        n = len(flows)
+        i = 0
+        while i < n:
+            j = i
+            m = inf
+            f = flows[i]
+            while j < n and flows[j] == f:
+                if entry_share[j] < m:
+                    m = entry_share[j]
+                j += 1
+            entry_min += [m] * (j - i)
+            i = j
+        # a link is a local bottleneck if it carries weight and is the minimum of every flow crossing it
+        not_bottleneck = {links[k] for k in range(n) if entry_share[k] > entry_min[k] * (1.0 + rtol)}
+        not_bottleneck.update(link for link, c in count.items() if not c > 0.0)
+        frozen = set()
+        for k in range(n):
+            if links[k] not in not_bottleneck:
+                frozen.add(flows[k])
+        load: dict[int, float] = {}
+        keep_f: list[int] = []
+        keep_l: list[int] = []
+        keep_w: list[float] = []
+        for f, link, w, m in zip(flows, links, weights, entry_min, strict=True):
+            if f in frozen:
+                rates[f] = m
+                load[link] = load.get(link, 0.0) + m * w
+            else:
+                keep_f.append(f)
+                keep_l.append(link)
+                keep_w.append(w)
+        for link, x in load.items():
+            remaining[link] -= x
+        flows, links, weights = keep_f, keep_l, keep_w
+    return rates
