@@ -310,7 +310,7 @@ class CoflowTable:
         load = self.classes.load
         seg = load[cls] + self.classes.scaled(kind, cap)
         load[cls] = seg
-        if (seg > limit).any():
+        if np.count_nonzero(seg > limit):  # (ndarray.any() costs twice as much: a Python-level wrapper)
             self.dirty.add(slot)
         return slot
 
@@ -418,13 +418,20 @@ class CoflowTable:
         return out
 
     def component(self, seeds: set[int]) -> list[int]:
+        """The active slots that share links with ``seeds``, directly or through others, and ``seeds``
+        (sorted). A slot's neighbours depend only on its kind, so the search walks kinds."""
         seen = set(seeds)
-        stack = list(seeds)
+        kind = self.kind
+        stack = list({kind[s] for s in seeds})
+        walked = set(stack)
+        by_kind = self._by_kind
         while stack:
-            for t in self._neighbours(self.kind[stack.pop()]):
-                if t not in seen:
-                    seen.add(t)
-                    stack.append(t)
+            conflicts = self._conflicts[stack.pop()]
+            for k in conflicts & by_kind.keys() if len(conflicts) > len(by_kind) else by_kind.keys() & conflicts:
+                seen |= by_kind[k]
+                if k not in walked:
+                    walked.add(k)
+                    stack.append(k)
         return sorted(seen)
 
     # ------------------------------------------------------------------ rates

@@ -427,15 +427,15 @@ class FlowNetwork:
         self.stats.flows += 1
         self._start_solo(kind, start, time_alone_s, 0.0, tag, done, end)
 
-    def _interrupt(self, kinds: Iterable[int] | None) -> None:
+    def _interrupt(self, kinds: set[int] | None) -> None:
         """Interrupt the reservations holding any of ``kinds`` (every one: None), in the order granted."""
         reserved = self._reserved
         if kinds is None:
             hit = set(reserved)
         else:
-            hit = {k for k in reserved if k in kinds} if len(reserved) < 64 else set(reserved).intersection(kinds)
-            if not hit:
+            if reserved.keys().isdisjoint(kinds):  # most starts meet no reservation (walks the smaller)
                 return
+            hit = {k for k in reserved if k in kinds} if len(reserved) < 64 else set(reserved).intersection(kinds)
         holders = list(dict.fromkeys(h for k, h in reserved.items() if k in hit))
         now = self.env.now
         for holder in holders:
