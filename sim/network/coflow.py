@@ -161,7 +161,6 @@ class CoflowTable:
         self._fits: dict[tuple[int, float], bool] = {}  # (kind, cap) alone within every link
         # reservable(): per (kinds, caps, first) the union of their conflicts, valid while _epoch holds
         self._suffixes: dict[tuple[int, int, int], tuple[object, object, int, frozenset[int] | None]] = {}
-        self._lists: dict[int, tuple[object, tuple[list[int], list[float]]]] = {}  # _class_lists()
         self._epoch = 0  # bumped when a kind is added (conflict sets grow) or links grow (fits change)
         self.sent: dict[int, int] = {}  # coflows started, per kind
         self.sent_by_tag: dict[tuple[int, str], int] = {}
@@ -282,7 +281,7 @@ class CoflowTable:
         counted: bool = False,
     ) -> int:
         """A coflow started at ``now`` (``counted``: already counted, a solo coflow joining the table)."""
-        cls, _, limit = self.classes.arrays[kind]
+        cls, _, limit, _ = self.classes.lists[kind]
         if not counted:
             self.count(kind, tag)
         size = self._size_of[kind]
@@ -308,9 +307,12 @@ class CoflowTable:
             mine.add(slot)
         heapq.heappush(self._heap, (now + size / cap, self.version[slot], slot))
         load = self.classes.load
-        seg = load[cls] + self.classes.scaled(kind, cap)
-        load[cls] = seg
-        if np.count_nonzero(seg > limit):  # (ndarray.any() costs twice as much: a Python-level wrapper)
+        over = False
+        for c, x, lim in zip(cls, self.classes.scaled_list(kind, cap), limit, strict=True):
+            v = load[c] = load[c] + x
+            if v > lim:
+                over = True
+        if over:
             self.dirty.add(slot)
         return slot
 
@@ -353,8 +355,10 @@ class CoflowTable:
         self.rate[slot] = r
         self.version[slot] += 1
         heapq.heappush(self._heap, (self.end_time(slot), self.version[slot], slot))
-        cls, w, _ = self.classes.arrays[self.kind[slot]]
-        self.classes.load[cls] += w * (r - old)
+        cls, w, _, _ = self.classes.lists[self.kind[slot]]
+        load, d = self.classes.load, r - old
+        for c, x in zip(cls, w, strict=True):
+            load[c] += x * d
 
     def _account(self, slot: int, now: float) -> None:
         """Fold the time ``slot`` lost below its cap since its rate last changed."""
@@ -373,8 +377,10 @@ class CoflowTable:
     def remove(self, slot: int, now: float) -> object:
         self._account(slot, now)
         kind = self.kind[slot]
-        cls, w, _ = self.classes.arrays[kind]
-        self.classes.load[cls] -= w * self.rate[slot]
+        cls, w, _, _ = self.classes.lists[kind]
+        load, rate = self.classes.load, self.rate[slot]
+        for c, x in zip(cls, w, strict=True):
+            load[c] -= x * rate
         self.active.discard(slot)
         self.rate[slot] = 0.0
         self.version[slot] += 1
@@ -392,7 +398,7 @@ class CoflowTable:
             if neighbours & self.below:
                 self.dirty |= neighbours
         if not self.active:
-            self.classes.load[:] = 0.0  # no drift left behind
+            self.classes.load[:] = [0.0] * len(self.classes.load)  # no drift left behind
         return payload
 
     def _slot(self) -> int:
@@ -446,9 +452,11 @@ class CoflowTable:
         return solved
 
     def _solve(self, slots: list[int], now: float) -> None:
+        """Solve the component ``slots`` (ascending, as :meth:`component` gives them)."""
         kind, cap = self.kind, self.cap
-        order = sorted(slots, key=lambda s: (kind[s], cap[s]))
-        key = tuple((kind[s], cap[s]) for s in order)
+        members = sorted([(kind[s], cap[s], s) for s in slots])  # by (kind, cap), then slot
+        order = [m[2] for m in members]
+        key = tuple([(m[0], m[1]) for m in members])
         hit = self._memo.get(key)
         self.solves += 1
         rates = self._maxmin(order) if hit is None else hit[0]
@@ -470,10 +478,14 @@ class CoflowTable:
         """The saturated link that holds ``s`` below its cap at rate ``r`` (its most loaded; -1: none)."""
         if r >= self.cap[s] * (1.0 - 1e-12):
             return -1
-        cls, w, _ = self.classes.arrays[self.kind[s]]
-        full = self.classes.load[cls] >= self.classes.cap[cls] * (1.0 - 1e-9)
-        # its first most loaded link: classes are in the order of their smallest link
-        return int(self.classes.rep[cls[np.argmax(np.where(full, w, -1.0))]]) if full.any() else -1
+        cls, w, _, full_at = self.classes.lists[self.kind[s]]
+        load = self.classes.load
+        # its first most loaded full link: classes are in the order of their smallest link
+        best, at = -1.0, -1
+        for c, x, f in zip(cls, w, full_at, strict=True):
+            if load[c] >= f and x > best:
+                best, at = x, c
+        return int(self.classes.rep[at]) if at >= 0 else -1
 
     def _mark(self, s: int, r: float, bottleneck: int, now: float) -> None:
         """Record whether ``s`` runs below its cap, and on which saturated link (``bottleneck``, of
@@ -493,8 +505,9 @@ class CoflowTable:
     def _maxmin(self, order: list[int]) -> list[float]:
         arrays = [self.classes.arrays[self.kind[s]] for s in order]  # one constraint per link class
         if sum(len(a[0]) for a in arrays) <= SMALL_SOLVE:
+            lists = self.classes.lists
             return maxmin_rates_lists(
-                [self._class_lists(self.kind[s]) for s in order],
+                [(lists[k][0], lists[k][1]) for k in (self.kind[s] for s in order)],
                 self.classes.cap,
                 [self.cap[s] for s in order],
             )
@@ -506,14 +519,6 @@ class CoflowTable:
         caps = np.array([self.cap[s] for s in order])
         rates = maxmin_rates(entry_flow, local, self.classes.cap[uniq], len(order), weight=weight, cap=caps)
         return rates.tolist()
-
-    def _class_lists(self, kind: int) -> tuple[list[int], list[float]]:
-        """A kind's classes and weights as lists (kept until a new kind refines its classes)."""
-        arrays = self.classes.arrays[kind]
-        hit = self._lists.get(kind)
-        if hit is None or hit[0] is not arrays:
-            hit = self._lists[kind] = (arrays, (arrays[0].tolist(), arrays[1].tolist()))
-        return hit[1]
 
     def entries(self) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
         """(active slots, entry coflow index, entry link, entry weight) for a solve with plain flows."""

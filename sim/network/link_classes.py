@@ -32,11 +32,16 @@ class LinkClasses:
         # per class (the arrays grow by doubling: entries past the last class are unused)
         self.cap = np.zeros(0)  # capacity of each class
         self.rep = np.zeros(0, dtype=np.int64)  # smallest link of each class
-        self.load = np.zeros(0)  # bytes/s of the active coflows on each class
+        # bytes/s of the active coflows on each class: a list, read and written a few classes at a time
+        # on every start, rate change and end (numpy's fixed cost per call exceeded the work there)
+        self.load: list[float] = []
         self.kinds_of: list[dict[int, float]] = []  # per class: kind -> weight
         self.classes_of: list[set[int]] = []  # per kind: its classes
         self.arrays: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # per kind: classes, weights, limits
+        # per kind, the same as lists, and the load at which each class counts as full (_bottleneck)
+        self.lists: list[tuple[list[int], list[float], list[float], list[float]]] = []
         self._scaled: list[dict[float, np.ndarray]] = []  # per kind: its weights x a rate (scaled())
+        self._scaled_lists: list[dict[float, list[float]]] = []  # the same, as lists (scaled_list())
 
     def grow_links(self, capacity: np.ndarray) -> None:
         """More links (virtual ones), crossed by no kind yet."""
@@ -47,7 +52,9 @@ class LinkClasses:
         """Register a kind crossing ``links`` (distinct) with ``weights``; returns its number."""
         kind = len(self.arrays)
         self.arrays.append((np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0)))
+        self.lists.append(([], [], [], []))
         self._scaled.append({})
+        self._scaled_lists.append({})
         self.classes_of.append(set())
         touched: set[int] = {kind}
         old = self.of_link[links]
@@ -85,7 +92,7 @@ class LinkClasses:
             grow = max(16, n)
             self.cap = np.concatenate([self.cap, np.zeros(grow)])
             self.rep = np.concatenate([self.rep, np.zeros(grow, dtype=np.int64)])
-            self.load = np.concatenate([self.load, np.zeros(grow)])
+            self.load.extend([0.0] * grow)
         self.members.append(members)
         self.of_link[members] = n
         self.cap[n] = self.capacity[members[0]]
@@ -114,18 +121,29 @@ class LinkClasses:
             out = mine[rate] = self.arrays[kind][1] * rate
         return out
 
+    def scaled_list(self, kind: int, rate: float) -> list[float]:
+        """:meth:`scaled` as a list (the same products)."""
+        mine = self._scaled_lists[kind]
+        out = mine.get(rate)
+        if out is None:
+            out = mine[rate] = [w * rate for w in self.lists[kind][1]]
+        return out
+
     def _rebuild(self, kind: int) -> None:
         classes = sorted(self.classes_of[kind], key=lambda c: int(self.rep[c]))
         cls = np.array(classes, dtype=np.int64)
         w = np.array([self.kinds_of[c][kind] for c in classes])
-        self.arrays[kind] = (cls, w, self.cap[cls] * (1.0 + 1e-9))  # a link's capacity never changes
+        limit = self.cap[cls] * (1.0 + 1e-9)  # a link's capacity never changes
+        self.arrays[kind] = (cls, w, limit)
+        self.lists[kind] = (cls.tolist(), w.tolist(), limit.tolist(), (self.cap[cls] * (1.0 - 1e-9)).tolist())
         self._scaled[kind] = {}
+        self._scaled_lists[kind] = {}
 
     def link_load(self) -> np.ndarray:
         """The load on every link (its class's; 0 where no kind crosses)."""
         out = np.zeros(len(self.of_link))
         on = self.of_link >= 0
-        out[on] = self.load[self.of_link[on]]
+        out[on] = np.array(self.load)[self.of_link[on]]
         return out
 
     def expand(self, kind: int) -> tuple[np.ndarray, np.ndarray]:

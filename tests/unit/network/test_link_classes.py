@@ -40,6 +40,10 @@ def test_classes_are_equal_columns_and_every_kind_reads_back_exactly(case) -> No
         assert np.array_equal(got_links, links) and np.array_equal(got_w, w)
         cls = lc.arrays[k][0]
         assert list(lc.rep[cls]) == sorted(lc.rep[cls])  # in the order of their smallest link
+        # the lists the coflow table reads are the arrays, value for value
+        assert lc.lists[k][:3] == tuple(a.tolist() for a in lc.arrays[k])
+        assert lc.lists[k][3] == (lc.cap[cls] * (1.0 - 1e-9)).tolist()
+        assert lc.scaled_list(k, 3.7) == lc.scaled(k, 3.7).tolist()
     for c, members in enumerate(lc.members):
         if len(members):
             assert (lc.of_link[members] == c).all() and lc.rep[c] == members.min()
