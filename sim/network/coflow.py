@@ -281,7 +281,6 @@ class CoflowTable:
         counted: bool = False,
     ) -> int:
         """A coflow started at ``now`` (``counted``: already counted, a solo coflow joining the table)."""
-        cls, _, limit, _ = self.classes.lists[kind]
         if not counted:
             self.count(kind, tag)
         size = self._size_of[kind]
@@ -306,13 +305,7 @@ class CoflowTable:
         else:
             mine.add(slot)
         heapq.heappush(self._heap, (now + size / cap, self.version[slot], slot))
-        load = self.classes.load
-        over = False
-        for c, x, lim in zip(cls, self.classes.scaled_list(kind, cap), limit, strict=True):
-            v = load[c] = load[c] + x
-            if v > lim:
-                over = True
-        if over:
+        if self.classes.add_load(kind, cap):
             self.dirty.add(slot)
         return slot
 
@@ -355,10 +348,7 @@ class CoflowTable:
         self.rate[slot] = r
         self.version[slot] += 1
         heapq.heappush(self._heap, (self.end_time(slot), self.version[slot], slot))
-        cls, w, _, _ = self.classes.lists[self.kind[slot]]
-        load, d = self.classes.load, r - old
-        for c, x in zip(cls, w, strict=True):
-            load[c] += x * d
+        self.classes.shift_load(self.kind[slot], r - old)
 
     def _account(self, slot: int, now: float) -> None:
         """Fold the time ``slot`` lost below its cap since its rate last changed."""
@@ -377,10 +367,7 @@ class CoflowTable:
     def remove(self, slot: int, now: float) -> object:
         self._account(slot, now)
         kind = self.kind[slot]
-        cls, w, _, _ = self.classes.lists[kind]
-        load, rate = self.classes.load, self.rate[slot]
-        for c, x in zip(cls, w, strict=True):
-            load[c] -= x * rate
+        self.classes.shift_load(kind, -self.rate[slot])  # (x - w r is x + w (-r), bit for bit)
         self.active.discard(slot)
         self.rate[slot] = 0.0
         self.version[slot] += 1
@@ -398,7 +385,7 @@ class CoflowTable:
             if neighbours & self.below:
                 self.dirty |= neighbours
         if not self.active:
-            self.classes.load[:] = [0.0] * len(self.classes.load)  # no drift left behind
+            self.classes.clear_load()
         return payload
 
     def _slot(self) -> int:
@@ -478,14 +465,9 @@ class CoflowTable:
         """The saturated link that holds ``s`` below its cap at rate ``r`` (its most loaded; -1: none)."""
         if r >= self.cap[s] * (1.0 - 1e-12):
             return -1
-        cls, w, _, full_at = self.classes.lists[self.kind[s]]
-        load = self.classes.load
-        # its first most loaded full link: classes are in the order of their smallest link
-        best, at = -1.0, -1
-        for c, x, f in zip(cls, w, full_at, strict=True):
-            if load[c] >= f and x > best:
-                best, at = x, c
-        return int(self.classes.rep[at]) if at >= 0 else -1
+        # its first most loaded link: classes are in the order of their smallest link
+        c = self.classes.heaviest_full(self.kind[s])
+        return int(self.classes.rep[c]) if c >= 0 else -1
 
     def _mark(self, s: int, r: float, bottleneck: int, now: float) -> None:
         """Record whether ``s`` runs below its cap, and on which saturated link (``bottleneck``, of

@@ -18,12 +18,20 @@ whether read from links or classes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
 class LinkClasses:
     """The partition of the links the known kinds cross into classes of equal columns, each kind's
     classes and weights, and the load on each class."""
+
+    # Loads are kept in an array (numpy per update) once the kinds cross more than this many classes
+    # each on average, else in a list (a Python loop per update): a loop costs about 60 ns a class and
+    # a numpy update about 1 us whatever its size, so they break even near 16 classes; the default
+    # step's kinds cross 4 to 20 (median 12), the 65,536-GPU three-layer tree's 250 to 440.
+    VECTOR_CLASSES = 64.0
 
     def __init__(self, capacity: np.ndarray) -> None:
         self.capacity = capacity  # per link
@@ -32,9 +40,12 @@ class LinkClasses:
         # per class (the arrays grow by doubling: entries past the last class are unused)
         self.cap = np.zeros(0)  # capacity of each class
         self.rep = np.zeros(0, dtype=np.int64)  # smallest link of each class
-        # bytes/s of the active coflows on each class: a list, read and written a few classes at a time
-        # on every start, rate change and end (numpy's fixed cost per call exceeded the work there)
-        self.load: list[float] = []
+        # bytes/s of the active coflows on each class, read and written a kind's classes at a time on every
+        # start, rate change and end (add_load, shift_load): a list while kinds have few classes each
+        # (numpy's fixed cost per call exceeded the work), an array once they have many (vector)
+        self.load: Any = []
+        self.vector = False
+        self._entries = 0  # the kinds' classes, summed over kinds
         self.kinds_of: list[dict[int, float]] = []  # per class: kind -> weight
         self.classes_of: list[set[int]] = []  # per kind: its classes
         self.arrays: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # per kind: classes, weights, limits
@@ -83,6 +94,9 @@ class LinkClasses:
             self.classes_of[kind].add(target)
         for k in touched:
             self._rebuild(k)
+        if not self.vector and self._entries > self.VECTOR_CLASSES * len(self.arrays):
+            self.vector = True  # for good: the same float operations either way, so the same bits
+            self.load = np.array(self.load, dtype=np.float64)
         return kind
 
     def _split(self, members: np.ndarray, parent: int) -> int:
@@ -92,7 +106,10 @@ class LinkClasses:
             grow = max(16, n)
             self.cap = np.concatenate([self.cap, np.zeros(grow)])
             self.rep = np.concatenate([self.rep, np.zeros(grow, dtype=np.int64)])
-            self.load.extend([0.0] * grow)
+            if self.vector:
+                self.load = np.concatenate([self.load, np.zeros(grow)])
+            else:
+                self.load.extend([0.0] * grow)
         self.members.append(members)
         self.of_link[members] = n
         self.cap[n] = self.capacity[members[0]]
@@ -134,10 +151,62 @@ class LinkClasses:
         cls = np.array(classes, dtype=np.int64)
         w = np.array([self.kinds_of[c][kind] for c in classes])
         limit = self.cap[cls] * (1.0 + 1e-9)  # a link's capacity never changes
+        self._entries += len(classes) - len(self.lists[kind][0])
         self.arrays[kind] = (cls, w, limit)
         self.lists[kind] = (cls.tolist(), w.tolist(), limit.tolist(), (self.cap[cls] * (1.0 - 1e-9)).tolist())
         self._scaled[kind] = {}
         self._scaled_lists[kind] = {}
+
+    # ------------------------------------------------------------------ loads
+    def add_load(self, kind: int, rate: float) -> bool:
+        """Add a coflow of ``kind`` at ``rate`` to its classes' loads; True if one is then over its
+        capacity (beyond the rounding allowance of its limit)."""
+        load = self.load
+        if self.vector:
+            cls, _, limit = self.arrays[kind]
+            seg = load[cls] + self.scaled(kind, rate)
+            load[cls] = seg
+            return bool(np.count_nonzero(seg > limit))  # (ndarray.any() costs twice as much)
+        cls_, _, limit_, _ = self.lists[kind]
+        over = False
+        for c, x, lim in zip(cls_, self.scaled_list(kind, rate), limit_, strict=True):
+            v = load[c] = load[c] + x
+            if v > lim:
+                over = True
+        return over
+
+    def shift_load(self, kind: int, delta: float) -> None:
+        """A coflow of ``kind`` changes rate by ``delta`` (an end: minus its rate)."""
+        load = self.load
+        if self.vector:
+            cls, w, _ = self.arrays[kind]
+            load[cls] += w * delta
+            return
+        cls_, w_, _, _ = self.lists[kind]
+        for c, x in zip(cls_, w_, strict=True):
+            load[c] += x * delta
+
+    def clear_load(self) -> None:
+        """Nothing runs: every load is 0 (no drift left behind)."""
+        if self.vector:
+            self.load[:] = 0.0
+        else:
+            self.load[:] = [0.0] * len(self.load)
+
+    def heaviest_full(self, kind: int) -> int:
+        """The class of ``kind`` that is full (at its capacity, to rounding) and carries the largest
+        share of its bytes, the first such in its order (-1: none full)."""
+        load = self.load
+        if self.vector:
+            cls, w, _ = self.arrays[kind]
+            full = load[cls] >= self.cap[cls] * (1.0 - 1e-9)
+            return int(cls[np.argmax(np.where(full, w, -1.0))]) if full.any() else -1
+        cls_, w_, _, full_at = self.lists[kind]
+        best, at = -1.0, -1
+        for c, x, f in zip(cls_, w_, full_at, strict=True):
+            if load[c] >= f and x > best:
+                best, at = x, c
+        return at
 
     def link_load(self) -> np.ndarray:
         """The load on every link (its class's; 0 where no kind crosses)."""

@@ -16,10 +16,12 @@ from hypothesis import strategies as st
 from sim.network.coflow import coflow_of_flows, link_loads
 from sim.network.context import SimContext
 from sim.network.flows import FlowNetwork
+from sim.network.link_classes import LinkClasses
 from sim.network.maxmin import maxmin_rates
 from tests.unit.network.conftest import ZERO_LATENCY, make
 
 SIM = Path(__file__).resolve().parents[3] / "sim"
+VECTOR_CLASSES = LinkClasses.VECTOR_CLASSES
 
 
 def _progressive_filling(entry_flow, entry_link, weight, cap_link, cap_flow, nflows):  # type: ignore[no-untyped-def]
@@ -303,3 +305,30 @@ def test_one_simpy_environment_in_sim() -> None:
     ]
     assert found == ["network/context.py:" + found[0].split(":")[1]] if found else False
     assert len(found) == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(coflow_runs(), st.data())
+def test_loads_in_a_list_or_an_array_give_the_same_bits(run, data) -> None:  # type: ignore[no-untyped-def]
+    """The link classes keep their loads in a list while kinds cross few classes and in an array
+    beyond (LinkClasses.VECTOR_CLASSES); both do the same float operations in the same order, so a
+    run is the same bits either way (here forced one way, then the other, from the first kind)."""
+    topo, kinds, starts = run
+    gpus = st.integers(0, topo.gpus - 1)
+    flows = [
+        (data.draw(st.floats(0.0, 0.01)), data.draw(gpus), data.draw(gpus), data.draw(st.floats(1e6, 1e8)))
+        for _ in range(data.draw(st.integers(0, 3)))
+    ]
+    seen = []
+    for threshold in (np.inf, 0.0):
+        loads: list[tuple[float, list[float]]] = []  # every link's load after each solve
+        LinkClasses.VECTOR_CLASSES = threshold
+        try:
+            done, net = _run_mixed(
+                topo, kinds, starts, flows, on_rates=lambda now, load, cap, out=loads: out.append((now, load.tolist()))
+            )
+        finally:
+            LinkClasses.VECTOR_CLASSES = VECTOR_CLASSES
+        assert net.coflows.classes.vector == (threshold == 0.0 and bool(kinds))
+        seen.append((done, dict(net.coflows.delay), loads))
+    assert seen[0] == seen[1]
