@@ -251,15 +251,12 @@ class CoflowTable:
         hit = self._suffixes.get(key)
         if hit is not None and hit[0] is kinds and hit[1] is caps and hit[2] == self._epoch:
             return hit[3]
-        union: frozenset[int] | None = frozenset()
-        for kind, cap in zip(kinds[first:], caps[first:], strict=True):
-            if not self.fits_alone(kind, cap):
-                union = None
-                break
-            union = union | self._conflicts[kind]  # type: ignore[operator]
+        rest = kinds[first:]
+        fits = all(self.fits_alone(kind, cap) for kind, cap in zip(rest, caps[first:], strict=True))
+        union = frozenset[int]().union(*(self._conflicts[kind] for kind in rest)) if fits else None
         if len(self._suffixes) >= self.MEMO_SIZE:
             self._suffixes.clear()
-        self._suffixes[key] = (kinds, caps, self._epoch, union)
+        self._suffixes[key] = (kinds, caps, self._epoch, union)  # the lists kept alive: their ids stay theirs
         return union
 
     def conflicts(self, kind: int) -> set[int]:
