@@ -50,8 +50,13 @@ def link_loads(
         nbytes, _ = tree_bytes(nbytes, trees)
     else:
         routes = route(topo, np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64), seed)
+    return _loads_on(routes, nbytes, topo.num_links)
+
+
+def _loads_on(routes: Routes, nbytes: np.ndarray, num_links: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """:func:`link_loads` of flows already routed."""
     counts = np.diff(routes.indptr)
-    per_link = np.bincount(routes.links, weights=np.repeat(nbytes, counts), minlength=topo.num_links)
+    per_link = np.bincount(routes.links, weights=np.repeat(nbytes, counts), minlength=num_links)
     links = np.flatnonzero(per_link > 0)
     latency = float(routes.latency.max()) if routes.num_flows else 0.0
     return links, per_link[links], latency
@@ -70,7 +75,7 @@ def coflow_of_flows(
     routes = route(topo, src, dst, seed)
     counts = np.diff(routes.indptr)
     moving = (nbytes > 0) & (counts > 0)
-    links, per_link, latency = link_loads(topo, src, dst, nbytes, seed)
+    links, per_link, latency = _loads_on(routes, nbytes, topo.num_links)  # (routed once)
     if not moving.any():
         return links, per_link, 0.0, latency
     entry_flow = np.repeat(np.arange(len(src)), counts)
