@@ -140,10 +140,8 @@ def run_shared(
     phases = _Phases(spec, representative)
     plans: dict[int, tuple[ChunkResult, CommPlan]] = {}
     chunk_loads: dict[tuple[int, int, int], list[tuple[np.ndarray, np.ndarray]]] = {}  # per (chunk, rank, group)
-    chunk_kinds: dict[tuple[int, int, int], list[int] | tuple[()] | None] = {}  # their coflow kinds, once all are known
-    chunk_tags: dict[tuple[int, int, int], list[str] | None] = {}  # their tags where some phase is not DeepEP's
-    chunk_solo: dict[tuple[int, int, int], tuple[list[float], list[float]]] = {}  # their sizes and caps (kinds known)
-    # the four above once the kinds are settled (known, or never reserving), in one lookup
+    # per (chunk, rank, group) once its phases' kinds are settled (known to the network, or never
+    # reserving): their loads, coflow kinds, tags (where some phase is not DeepEP's) and solo sizes and caps
     chunk_ready: dict[
         tuple[int, int, int],
         tuple[
@@ -205,20 +203,10 @@ def run_shared(
                 loads = chunk_loads.get(key)
                 if loads is None:
                     loads = chunk_loads[key] = [phases.loads(chunk.tasks[t].moves, device, g)[:2] for t in plan.tasks]
-                kinds = chunk_kinds.get(key, ())
-                if kinds == ():  # not yet known: the chunk's first run starts its phases one by one
-                    found = _kinds(net, plan, loads)
-                    if found != ():
-                        kinds = chunk_kinds[key] = found
-                tags = chunk_tags.get(key)
-                if tags is None:
-                    tags = chunk_tags[key] = _tags(chunk, plan)
-                solo = None
-                if kinds:
-                    solo = chunk_solo.get(key)
-                    if solo is None:
-                        solo = chunk_solo[key] = solo_rates(net, kinds, plan.durations)
-                if isinstance(kinds, list) or kinds is None:  # settled: later runs take all four at once
+                kinds = _kinds(net, plan, loads)  # (): not all known yet, the phases start one by one
+                tags = _tags(chunk, plan)
+                solo = solo_rates(net, kinds, plan.durations) if kinds else None
+                if not isinstance(kinds, tuple):  # settled: later runs take all four at once
                     chunk_ready[key] = (loads, kinds, tags, solo)
             else:
                 loads, kinds, tags, solo = known
