@@ -1,41 +1,37 @@
 """Exact fast sampling of ``random`` and ``skewed`` gating through DeepSeek-V3's node-limited
 selection, and a compiled traffic counter (numba). See ``docs/routing.md``.
 
-The reference path draws all ``experts`` scores of a token and selects (:mod:`sim.moe.select`). Only
-a handful of those scores matter: the ``group_topk`` best of every group (for the group scores) and
-the next few of the kept groups (for the final top-k). This module draws exactly those, in
-descending order, as the first arrivals of independent point processes, so the selected experts have
-the same distribution as on the reference path (up to floating-point rounding) while drawing about 30
-random numbers per token instead of 256 (about 100 for ``skewed``).
+The reference path draws all ``experts`` scores of a token in numpy and selects
+(:mod:`sim.moe.select`). The two kernels here give the same distribution of choices (up to
+floating-point rounding) at a fraction of the cost, each with the traffic counting fused in.
 
-**Arrival clocks.** An expert's score ``s = sigmoid(logit(u) + log w)`` (``u`` uniform, ``w`` its
-popularity weight ``p * experts``; ``w = 1`` is ``random``) is written ``s = 1 / (1 + R)`` with
-``R = (1 - u) / (w u)``. Large scores are small ``R``, and ``P(R > r) = 1 / (1 + w r)``: as a clock
-running from 0, the expert "arrives" at ``R`` with hazard ``w / (1 + w r)``. Scores of a group in
-descending order are its experts' arrivals in time order. The experts are independent, so the
-arrivals are a superposition of independent hazards, simulated exactly by thinning (Lewis-Shedler):
+**Scores as odds.** An expert's score ``s = sigmoid(logit(u) + log w)`` (``u`` uniform, ``w`` its
+popularity weight ``p * experts``; ``w = 1`` is ``random``) is ``s = x / (1 + x)`` with odds
+``x = w u / (1 - u)``; the selection only compares scores and sums a group's best ones, so the odds
+carry everything.
 
-* a unit-rate candidate clock ``u`` is cut into segments (``_segment_tables``, once per layer): in
-  segment ``s`` (from time ``r_s``) candidates come at the constant rate ``B_s = H(r_s)``, the
-  group's exact total hazard at the segment's start (hazards fall with time, so it bounds the
-  whole segment), naming expert ``e`` with probability ``w_e / (1 + w_e r_s) / B_s`` (alias table);
-* a candidate at time ``r`` is accepted with probability ``(1 + w_e r_s) / (1 + w_e r)`` (its true
-  hazard over its rate in the segment) unless ``e`` already arrived (rejected). Past the tables, or
-  after a run of candidates naming arrived experts, the group continues at its exact current rate
-  (``_arrive_exact``); switching happens at a candidate's time and draws afresh, so it is exact.
+``skewed`` (``_route_dense``): every expert's odds are drawn, ``BATCH`` tokens at a time as vector
+loops over the tokens (one SplitMix64 word per (token, expert), by counter: a 52-bit ``u``), each
+group's ``group_topk`` best kept by a max/min network as they come, the ``limit`` best groups kept
+by ranks, and the top-k taken among the keys of the kept groups at or above ``tau``, the least of
+their ``group_topk`` best (``group_topk * limit >= k`` keys are known to be at or above it, so the
+top k are among them): a bit mask per (group, token) marks those keys in a vector pass, a token's
+few candidates (10 on average for V3) are read off it and the smallest dropped. Experts of weight 0
+(score 0 on the reference path) get the key ``u - 1 < 0``: below every live expert, in random order
+among themselves, and adding 0 to their group's score.
 
-For ``random`` every weight is 1 and the clock is the Rényi representation of uniform order
-statistics, kept as ``y = -log(score)``: the largest of ``m`` uniforms below ``exp(-y)`` is
-``exp(-(y + E / m))``. Groups are ranked by ``log(exp(-y1) + exp(-y2))`` (a series below
-``y2 - y1 = 0.25``, error < 1e-14) and merged on ``y``, so exponentials and logarithms are computed only
-in rare fix-ups. Which experts hold a group's top ranks is a uniform random subset of the group
-(exchangeability), drawn once at the end (log2(group size)-bit indices, repeats rejected, for groups of a
-power of two up to 32; else Floyd's algorithm) instead of per arrival.
-
-**Selection.** Every group's first ``group_topk`` arrivals give its score; the ``limit`` best groups
-are kept; the top-k among them is a k-way merge of the kept groups' arrival streams, each advanced
-lazily (a group's next arrival is drawn only when the merge needs it). By independence, continuing a
-group's clock after the group step is the same as having drawn all its scores up front.
+``random`` (``_route_iid``): only the scores the selection looks at are drawn, largest first, as
+the Rényi representation of uniform order statistics, kept as ``y = -log(score)``: the largest of
+``m`` uniforms below ``exp(-y)`` is ``exp(-(y + E / m))``. Groups are ranked by
+``log(exp(-y1) + exp(-y2))`` (a series below ``y2 - y1 = 0.25``, error < 1e-14) and merged on ``y``,
+so exponentials and logarithms are computed only in rare fix-ups. Every group's first
+``group_topk`` order statistics give its score; the ``limit`` best groups are kept; the top-k among
+them is a k-way merge of the kept groups' streams, each advanced lazily (a group's next score is
+drawn only when the merge needs it; by independence, the same as having drawn all its scores up
+front). Which experts hold a group's top ranks is a uniform random subset of the group
+(exchangeability), drawn once at the end (log2(group size)-bit indices, repeats rejected, for
+groups of a power of two up to 32; else Floyd's algorithm). About 30 random numbers per token
+instead of 256.
 
 Random numbers come from SplitMix64 (a 64-bit counter through a bijective mix; passes BigCrush)
 seeded from the caller's ``numpy`` generator or ``SeedSequence``, so a seed gives the same routing
@@ -56,10 +52,19 @@ from sim.moe.traffic import Traffic
 
 try:
     import numba
+    from numba.cpython.unsafe.numbers import trailing_zeros
 
     HAVE_NUMBA = True
 except ImportError:  # pragma: no cover - the reference path is used instead
     HAVE_NUMBA = False
+
+
+def _trailing_zeros_py(x: Any) -> int:
+    """Index of the lowest set bit (plain Python: the kernels run uncompiled without numba)."""
+    return (int(x) & -int(x)).bit_length() - 1
+
+
+_ctz: Any = trailing_zeros if HAVE_NUMBA else _trailing_zeros_py
 
 
 def _jit(fn: Any) -> Any:
@@ -467,128 +472,8 @@ def _route_iid(
     state[0] = st
 
 
-SEGMENTS = 64  # segments of the dominating clock per group (skewed gating), each DELTA long
-DELTA = 0.125  # expected candidates per segment: a candidate's rejection chance is at most about DELTA
-MISSES = 4  # consecutive candidates naming arrived experts after which a group goes to exact rates
-EXPS = 4096  # exponentials drawn at a time by the skewed kernel
-
-
 @_jit
-def _segment_tables(
-    w: np.ndarray, segments: int, delta: float, start: np.ndarray, binv: np.ndarray, prob: np.ndarray, alias: np.ndarray
-) -> None:
-    """Piecewise-constant bounds of each group's total hazard ``H(r) = sum w_e / (1 + w_e r)``
-    (``w``: groups x per). Segment ``s`` of group ``g`` starts at time ``start[g, s]``, has the
-    constant rate ``B = H(start[g, s])`` (``binv`` = 1 / B) and lasts until the dominating clock
-    ``u`` (unit-rate candidates) has advanced by ``delta``; ``prob``/``alias`` (Vose) draw its
-    candidate expert ``e`` with probability ``w_e / (1 + w_e start) / B``. ``start[g, segments]``
-    is where the tables end."""
-    groups, per = w.shape
-    h = np.zeros(per)
-    scaled = np.zeros(per)
-    small = np.zeros(per, np.int64)
-    large = np.zeros(per, np.int64)
-    for g in range(groups):
-        r = 0.0
-        for s in range(segments):
-            start[g, s] = r
-            total = 0.0
-            for e in range(per):
-                h[e] = w[g, e] / (1.0 + w[g, e] * r)
-                total += h[e]
-            for e in range(per):
-                prob[g, s, e] = 1.0
-                alias[g, s, e] = e
-            if total <= 0.0:  # no positive weight: the group only has scores 0, tables unused
-                binv[g, s] = 0.0
-                continue
-            binv[g, s] = 1.0 / total
-            ns = 0
-            nl = 0
-            for e in range(per):
-                scaled[e] = h[e] * per / total
-                if scaled[e] < 1.0:
-                    small[ns] = e
-                    ns += 1
-                else:
-                    large[nl] = e
-                    nl += 1
-            while ns > 0 and nl > 0:
-                ns -= 1
-                a = small[ns]
-                nl -= 1
-                b = large[nl]
-                prob[g, s, a] = scaled[a]
-                alias[g, s, a] = b
-                scaled[b] -= 1.0 - scaled[a]
-                if scaled[b] < 1.0:
-                    small[ns] = b
-                    ns += 1
-                else:
-                    large[nl] = b
-                    nl += 1
-            r += delta / total
-        start[g, segments] = r
-
-
-@_leaf
-def _arrive_exact(
-    b: int,
-    g: int,
-    st: Any,
-    per: int,
-    w: np.ndarray,
-    accept: bool,
-    lane_r: np.ndarray,
-    posleft: np.ndarray,
-    arrived: np.ndarray,
-    h: np.ndarray,
-) -> tuple[int, float, Any]:
-    """The next arrival (expert, score) of group ``g`` of token ``b`` by thinning at the group's exact
-    current rate: from time ``r = lane_r[b, g]``, a candidate at ``r' = r + E / H(r)`` (``H``: the
-    total hazard of the experts left), naming expert ``e`` with probability ``h_e(r) / H(r)``
-    (a linear scan), accepted with probability ``h_e(r') / h_e(r) = (1 + w_e r) / (1 + w_e r')``.
-    Used past the segment tables and for groups whose arrived experts hold most of the tables'
-    rate; also draws the zero-weight experts (score 0, in random order) once nothing else is left.
-    """
-    if posleft[b, g] == 0:  # only zero-weight experts left: score 0, any of them (ties)
-        while True:
-            e, st = _below(st, per)
-            if not arrived[b, g, e]:
-                break
-        arrived[b, g, e] = True
-        return e, 0.0, st
-    gp = g * per
-    r = lane_r[b, g]
-    while True:
-        total = 0.0
-        for i in range(per):
-            we = w[gp + i]
-            h[i] = 0.0 if arrived[b, g, i] else we / (1.0 + we * r)
-            total += h[i]
-        x, st = _exponential(st)
-        r1 = r + x / total
-        a, st = _uniform(st)
-        target = a * total
-        e = -1
-        for i in range(per):
-            if h[i] > 0.0:
-                e = i
-                target -= h[i]
-                if target < 0.0:
-                    break
-        we = w[gp + e]
-        a, st = _uniform(st)
-        if not math.isfinite(r1) or not accept or a * (1.0 + we * r1) <= 1.0 + we * r:
-            lane_r[b, g] = r1
-            arrived[b, g, e] = True
-            posleft[b, g] -= 1
-            return e, 1.0 / (1.0 + r1), st
-        r = r1
-
-
-@_jit
-def _route_weighted(
+def _route_dense(
     state: np.ndarray,
     tokens: int,
     groups: int,
@@ -597,11 +482,7 @@ def _route_weighted(
     q: int,
     k: int,
     w: np.ndarray,
-    start: np.ndarray,
-    binv: np.ndarray,
-    prob: np.ndarray,
-    alias: np.ndarray,
-    accept: bool,
+    odds: bool,
     out: np.ndarray,
     count: bool,
     src: np.ndarray,
@@ -614,229 +495,135 @@ def _route_weighted(
     tpe: np.ndarray,
     npt: np.ndarray,
 ) -> None:
-    """``skewed`` gating (weights ``w``, flat groups * per; segment tables of ``_segment_tables``):
-    chosen experts into ``out`` (unsorted), ``BATCH`` tokens at a time like ``_route_iid``; ``count``
-    as there. Arrivals come from ``_arrive``."""
+    """``skewed`` gating (weights ``w``, flat groups * per): every expert's odds drawn, ``BATCH``
+    tokens at a time as vector loops over the tokens; chosen experts into ``out`` (unsorted, grouped
+    by kept group); ``count`` as in ``_route_iid``. ``odds=False`` is a deliberately wrong sampler
+    (the weight scales the uniform, not the odds: tests show it is caught)."""
     st = state[0]
-    segments = binv.shape[1]
-    scale = per / 9007199254740992.0
+    experts = groups * per
+    scale = 1.0 / 4503599627370496.0  # 2^-52: u = (m + 1/2) 2^-52 for a 52-bit m, in (0, 1)
+    key = np.zeros((experts, BATCH))
+    top = np.full((groups, q, BATCH), -2.0)
+    carry = np.zeros(BATCH)
+    base = np.zeros(BATCH, np.uint64)
+    score = np.zeros((groups, BATCH))
+    rank = np.zeros((groups, BATCH), np.int64)
+    tau = np.zeros(BATCH)
+    words = (per + 63) // 64
+    above = np.zeros((groups * words, BATCH), np.uint64)
+    kept = np.zeros(limit, np.int64)
+    cnt = np.zeros(limit + 1, np.int64)  # the last: dropped candidates
+    chosen = np.zeros(limit * per, np.int64)
+    ck = np.zeros(limit * per)
+    ce = np.zeros(limit * per, np.int64)
+    cs = np.zeros(limit * per, np.int64)
     gseen = np.full(max(gpn, 1), -1, np.int64)
-    npos = np.zeros(groups, np.int64)
-    for g in range(groups):
-        for i in range(per):
-            npos[g] += w[g * per + i] > 0.0
-    ebuf = np.zeros(EXPS)
-    bad = np.zeros(EXPS, np.bool_)
-    pos = EXPS
-    h = np.zeros(per)
-    lane_u = np.zeros((BATCH, groups))
-    lane_r = np.zeros((BATCH, groups))
-    lane_mode = np.zeros((BATCH, groups), np.int64)
-    posleft = np.zeros((BATCH, groups), np.int64)
-    nrev = np.zeros((BATCH, groups), np.int64)
-    vals = np.zeros((BATCH, groups, per))
-    who = np.zeros((BATCH, groups, per), np.int64)
-    arrived = np.zeros((BATCH, groups, per), np.bool_)  # cleared after each token
-    score = np.zeros((BATCH, groups))
-    kept = np.zeros((BATCH, limit), np.int64)
-    rank = np.zeros(groups, np.int64)
-    head = np.zeros((BATCH, limit))
-    cnt = np.zeros((BATCH, limit), np.int64)
-    gb = groups * BATCH
-    fast = q == 2 and accept  # the group step's first two candidates as vector loops
-    spec_x = np.zeros(2 * gb)  # their exponentials, then clocks u1 (first half) and u2
-    spec_bad = np.zeros(2 * gb, np.bool_)
-    spec_w = np.zeros(4 * gb, np.uint64)  # random words: expert 1, acceptance 1, expert 2, acceptance 2
-    spec_e = np.zeros(2 * gb, np.int64)
-    spec_r = np.zeros(2 * gb)
-    spec_ok = np.zeros(2 * gb, np.bool_)  # passed the acceptance test (the arrived check comes later)
-    u_end = segments * DELTA
+    every = q * limit < k  # the threshold below needs q * limit >= k
     for t0 in range(0, tokens, BATCH):
         nb = min(BATCH, tokens - t0)
-        if fast:  # speculative: each lane's first two candidates, processed in order further down
-            st = _fill_exponentials(st, 2 * gb, spec_x, spec_bad)
-            for j in range(4 * gb):
-                spec_w[j] = _mix(st + _U64(j + 1) * _GOLDEN)
-            st = st + _U64(4 * gb) * _GOLDEN
-            for g in range(groups):
-                gp = g * per
+        for b in range(BATCH):
+            base[b] = st + _U64((t0 + b) * experts + 1) * _GOLDEN
+        for g in range(groups):  # every key, and each group's q best (a sorting network per lane)
+            tg = top[g]
+            for r in range(q):
                 for b in range(BATCH):
-                    i = g * BATCH + b
-                    u1 = spec_x[i]
-                    u2 = u1 + spec_x[gb + i]
-                    spec_x[i] = u1
-                    spec_x[gb + i] = u2
-                    for c in range(2):
-                        u = u1 if c == 0 else u2
-                        s = min(np.int64(u * (1.0 / DELTA)), segments - 1)
-                        x = float(np.int64(spec_w[4 * i + 2 * c] >> _U64(11))) * scale
-                        ix = min(np.int64(x), np.int64(per - 1))
-                        e = ix if x - ix < prob[g, s, ix] else alias[g, s, ix]
-                        r0 = start[g, s]
-                        r = r0 + (u - s * DELTA) * binv[g, s]
-                        a = float(np.int64(spec_w[4 * i + 2 * c + 1] >> _U64(11))) * (1.0 / 9007199254740992.0)
-                        we = w[gp + e]
-                        spec_e[2 * i + c] = e
-                        spec_r[2 * i + c] = r
-                        spec_ok[2 * i + c] = (we > 0.0) & (a * (1.0 + we * r) < 1.0 + we * r0)
-        for b in range(nb):
+                    tg[r, b] = -2.0
+            t1 = tg[0]
+            t2 = tg[min(1, q - 1)]
+            for i in range(per):
+                p = g * per + i
+                we = w[p]
+                off = _U64(p) * _GOLDEN
+                kr = key[p]
+                if q == 2:
+                    for b in range(BATCH):
+                        u = (float(np.int64(_mix(base[b] + off) >> _U64(12))) + 0.5) * scale
+                        v = (we * u / (1.0 - u) if odds else we * u) if we > 0.0 else u - 1.0
+                        kr[b] = v
+                        o = t1[b]
+                        t1[b] = max(o, v)
+                        t2[b] = max(t2[b], min(o, v))
+                else:
+                    for b in range(BATCH):
+                        u = (float(np.int64(_mix(base[b] + off) >> _U64(12))) + 0.5) * scale
+                        v = (we * u / (1.0 - u) if odds else we * u) if we > 0.0 else u - 1.0
+                        kr[b] = v
+                        carry[b] = v
+                    for r in range(q):
+                        tr = tg[r]
+                        for b in range(BATCH):
+                            o = tr[b]
+                            v = carry[b]
+                            tr[b] = max(o, v)
+                            carry[b] = min(o, v)
+        for g in range(groups):  # group scores: the sum of the q best sigmoid scores k / (1 + k)
+            sg = score[g]
+            for b in range(BATCH):
+                sg[b] = 0.0
+            for r in range(q):
+                tr = top[g, r]
+                for b in range(BATCH):
+                    x = max(tr[b], 0.0)
+                    sg[b] += x / (1.0 + x)
+        rank[:] = 0
+        for g in range(1, groups):  # keep the `limit` best groups (ties: lower index): ranks by pairs
+            for h in range(g):
+                for b in range(BATCH):
+                    worse = np.int64(score[h, b] >= score[g, b])
+                    rank[g, b] += worse
+                    rank[h, b] += 1 - worse
+        # the top k of the kept groups are among their keys >= tau, the least of their q best
+        # (q * limit distinct keys >= tau); above[g * words + i // 64, b] marks them (bit i: expert g * per + i)
+        for b in range(BATCH):
+            tau[b] = -math.inf if every else math.inf
+        if not every:
             for g in range(groups):
-                lane_u[b, g] = 0.0
-                lane_r[b, g] = 0.0
-                lane_mode[b, g] = 0
-                posleft[b, g] = npos[g]
-                total = 0.0
-                n0 = 0
-                if fast:  # the speculative candidates in order: arrivals, rejections, or the tables' end
-                    i = g * BATCH + b
-                    for c in range(2):
-                        if spec_x[c * gb + i] >= u_end:  # past the tables: exact rates from their end
-                            lane_r[b, g] = start[g, segments]
-                            lane_mode[b, g] = 1
-                            break
-                        lane_u[b, g] = spec_x[c * gb + i]
-                        e = spec_e[2 * i + c]
-                        if spec_ok[2 * i + c] and not arrived[b, g, e]:
-                            v = 1.0 / (1.0 + spec_r[2 * i + c])
-                            who[b, g, n0] = e
-                            vals[b, g, n0] = v
-                            total += v
-                            arrived[b, g, e] = True
-                            posleft[b, g] -= 1
-                            n0 += 1
-                for n in range(n0, q):  # the arrival step (written out twice: see the docstring)
-                    if posleft[b, g] == 0 or lane_mode[b, g] == 1:
-                        e, v, st = _arrive_exact(b, g, st, per, w, accept, lane_r, posleft, arrived, h)
-                    else:  # the segment tables (see _route_weighted)
-                        u = lane_u[b, g]
-                        misses = 0
-                        while True:
-                            if pos == EXPS:
-                                st = _fill_exponentials(st, EXPS, ebuf, bad)
-                                pos = 0
-                            u += ebuf[pos]
-                            pos += 1
-                            s = min(np.int64(u * (1.0 / DELTA)), segments) if accept else 0
-                            if s == segments:  # past the tables: exact rates from their end
-                                lane_r[b, g] = start[g, segments]
-                                lane_mode[b, g] = 1
-                                e, v, st = _arrive_exact(b, g, st, per, w, accept, lane_r, posleft, arrived, h)
-                                break
-                            st = st + _GOLDEN
-                            x = float(np.int64(_mix(st) >> _U64(11))) * scale
-                            ix = min(np.int64(x), np.int64(per - 1))
-                            e = ix if x - ix < prob[g, s, ix] else alias[g, s, ix]
-                            r0 = start[g, s]
-                            r = r0 + (u - s * DELTA) * binv[g, s]
-                            if arrived[b, g, e]:  # its hazard is 0 now: rejected; many in a row: exact rates
-                                misses += 1
-                                if misses == MISSES:
-                                    lane_r[b, g] = r
-                                    lane_mode[b, g] = 1
-                                    e, v, st = _arrive_exact(b, g, st, per, w, accept, lane_r, posleft, arrived, h)
-                                    break
-                                continue
-                            misses = 0
-                            we = w[g * per + e]
-                            a, st = _uniform(st)
-                            if we > 0.0 and (a * (1.0 + we * r) <= 1.0 + we * r0 or not accept):
-                                lane_u[b, g] = u
-                                arrived[b, g, e] = True
-                                posleft[b, g] -= 1
-                                v = 1.0 / (1.0 + r)
-                                break
-                    who[b, g, n] = e
-                    vals[b, g, n] = v
-                    total += v
-                nrev[b, g] = q
-                score[b, g] = total
-        for b in range(nb):
-            for g in range(groups):  # keep the `limit` best groups (ties: lower index): ranks by pairs
-                rank[g] = 0
-            for g in range(1, groups):
-                sg = score[b, g]
-                for hh in range(g):
-                    worse = np.int64(score[b, hh] >= sg)
-                    rank[g] += worse
-                    rank[hh] += 1 - worse
-            nk = 0
-            for g in range(groups):
-                if rank[g] < limit:
-                    kept[b, nk] = g
-                    nk += 1
-            for j in range(limit):
-                head[b, j] = vals[b, kept[b, j], 0]
-                cnt[b, j] = 0
-        for _ in range(k):  # k-way merge of the kept groups' descending scores, drawn lazily
-            for b in range(nb):
-                bj = 0
-                best = head[b, 0]
-                for j in range(1, limit):
-                    v = head[b, j]
-                    bj = j if v > best else bj
-                    best = v if v > best else best
-                n = cnt[b, bj] + 1
-                cnt[b, bj] = n
-                g = kept[b, bj]
-                if n == per:
-                    head[b, bj] = -1.0
-                    continue
-                if n == nrev[b, g]:  # the arrival step again
-                    if posleft[b, g] == 0 or lane_mode[b, g] == 1:
-                        e, v, st = _arrive_exact(b, g, st, per, w, accept, lane_r, posleft, arrived, h)
-                    else:  # the segment tables (see _route_weighted)
-                        u = lane_u[b, g]
-                        misses = 0
-                        while True:
-                            if pos == EXPS:
-                                st = _fill_exponentials(st, EXPS, ebuf, bad)
-                                pos = 0
-                            u += ebuf[pos]
-                            pos += 1
-                            s = min(np.int64(u * (1.0 / DELTA)), segments) if accept else 0
-                            if s == segments:  # past the tables: exact rates from their end
-                                lane_r[b, g] = start[g, segments]
-                                lane_mode[b, g] = 1
-                                e, v, st = _arrive_exact(b, g, st, per, w, accept, lane_r, posleft, arrived, h)
-                                break
-                            st = st + _GOLDEN
-                            x = float(np.int64(_mix(st) >> _U64(11))) * scale
-                            ix = min(np.int64(x), np.int64(per - 1))
-                            e = ix if x - ix < prob[g, s, ix] else alias[g, s, ix]
-                            r0 = start[g, s]
-                            r = r0 + (u - s * DELTA) * binv[g, s]
-                            if arrived[b, g, e]:  # its hazard is 0 now: rejected; many in a row: exact rates
-                                misses += 1
-                                if misses == MISSES:
-                                    lane_r[b, g] = r
-                                    lane_mode[b, g] = 1
-                                    e, v, st = _arrive_exact(b, g, st, per, w, accept, lane_r, posleft, arrived, h)
-                                    break
-                                continue
-                            misses = 0
-                            we = w[g * per + e]
-                            a, st = _uniform(st)
-                            if we > 0.0 and (a * (1.0 + we * r) <= 1.0 + we * r0 or not accept):
-                                lane_u[b, g] = u
-                                arrived[b, g, e] = True
-                                posleft[b, g] -= 1
-                                v = 1.0 / (1.0 + r)
-                                break
-                    who[b, g, n] = e
-                    vals[b, g, n] = v
-                    nrev[b, g] = n + 1
-                head[b, bj] = vals[b, g, n]
+                for b in range(BATCH):
+                    v = top[g, q - 1, b]
+                    tau[b] = min(tau[b], v) if rank[g, b] < limit else tau[b]
+        above[:] = 0
+        for g in range(groups):
+            for i in range(per):
+                mg = above[g * words + i // 64]
+                kr = key[g * per + i]
+                bit = _U64(1) << _U64(i % 64)
+                for b in range(BATCH):
+                    mg[b] |= bit if kr[b] >= tau[b] else _U64(0)
         for b in range(nb):
             t = t0 + b
+            nk = 0
             n = 0
-            for j in range(limit):
-                g = kept[b, j]
-                for i in range(cnt[b, j]):
-                    out[t, n] = g * per + who[b, g, i]
-                    n += 1
             for g in range(groups):
-                for i in range(nrev[b, g]):
-                    arrived[b, g, who[b, g, i]] = False
+                if rank[g, b] < limit:
+                    kept[nk] = g
+                    cnt[nk] = 0
+                    for word in range(words):
+                        bits = above[g * words + word, b]
+                        while bits:
+                            i = word * 64 + _ctz(bits)
+                            bits &= bits - _U64(1)
+                            ck[n] = key[g * per + i, b]
+                            ce[n] = g * per + i
+                            cs[n] = nk
+                            n += 1
+                    nk += 1
+            for _ in range(n - k):  # drop the smallest, keeping the kept groups' order
+                least = ck[0]
+                for c in range(1, n):
+                    least = min(least, ck[c])
+                m = 0
+                while ck[m] != least:
+                    m += 1
+                ck[m] = math.inf
+                cs[m] = limit
+            m = 0
+            for c in range(n):  # branch-free: written always, kept when not dropped
+                j = cs[c]
+                chosen[m] = ce[c]
+                m += j < limit
+                cnt[j] += 1
+            for c in range(k):
+                out[t, c] = chosen[c]
             if count:  # the traffic of token t: its kept groups are the nodes it reaches
                 sg = src[t]
                 sn = gpu_of[-1 - sg]
@@ -844,10 +631,10 @@ def _route_weighted(
                 reached = 0
                 n = 0
                 for j in range(limit):
-                    c = cnt[b, j]
+                    c = cnt[j]
                     if c == 0:
                         continue
-                    node = kept[b, j]
+                    node = kept[j]
                     reached += 1
                     sender = sg
                     if node != sn:
@@ -872,7 +659,7 @@ def _route_weighted(
                     n += c
                 logical[sg] += reached
                 npt[t] = reached
-    state[0] = st
+    state[0] = st + _U64(tokens * experts) * _GOLDEN
 
 
 @_jit
@@ -933,10 +720,10 @@ def _sample(
     weights: np.ndarray | None,
     src: np.ndarray | None,
     group_topk: int | None = None,
-    accept: bool = True,
+    odds: bool = True,
 ) -> tuple[np.ndarray, Traffic | None]:
     """Run a kernel: choices (unsorted rows) and, when ``src`` is given, the traffic. ``group_topk``
-    and ``accept=False`` make deliberately wrong samplers (tests show they are caught)."""
+    and ``odds=False`` make deliberately wrong samplers (tests show they are caught)."""
     groups, per, ep = spec.groups, spec.experts_per_group, spec.ep
     out = np.zeros((tokens, spec.topk), dtype=np.int16)
     count = src is not None
@@ -961,13 +748,7 @@ def _sample(
         if (w < 0).any() or not np.isfinite(w).all():
             raise ValueError("expert weights must be finite and >= 0")
         if tokens:
-            start = np.zeros((groups, SEGMENTS + 1))
-            binv = np.zeros((groups, SEGMENTS))
-            prob = np.zeros((groups, SEGMENTS, per))
-            alias = np.zeros((groups, SEGMENTS, per), np.int64)
-            _segment_tables(w, SEGMENTS, DELTA, start, binv, prob, alias)
-            tables = (w.ravel(), start, binv, prob, alias, accept)
-            _route_weighted(state, tokens, *shape, *tables, out, count, *counts)
+            _route_dense(state, tokens, *shape, np.ascontiguousarray(w.ravel()), odds, out, count, *counts)
     if not count:
         return out, None
     if spec.gpus_per_node <= 8:  # hist[node, sender index, byte] -> messages to each GPU of the byte

@@ -281,11 +281,13 @@ def test_the_checks_reject_a_sampler_with_a_slightly_wrong_skew(samples: dict) -
     assert _pooled(np.bincount(wrong.ravel(), minlength=256), np.bincount(ref.ravel(), minlength=256)) < 1e-6
 
 
-def test_the_checks_reject_a_sampler_that_ignores_the_acceptance_step(samples: dict) -> None:  # type: ignore[type-arg]
-    """Thinning without the accept/reject step picks experts by weight alone (wrong hazards)."""
+def test_the_checks_reject_a_sampler_that_scales_the_uniform_instead_of_the_odds(samples: dict) -> None:  # type: ignore[type-arg]
+    """The weight multiplies the uniform ``u`` instead of its odds ``u / (1 - u)``: the order the
+    weights give is kept, the law of the scores is not (a plausible slip in the key of the skewed
+    kernel)."""
     _, ref, _, weights = samples["skewed"]
     assert weights is not None
-    wrong, _ = _sample(V3, N, np.random.SeedSequence(12), weights, None, accept=False)
+    wrong, _ = _sample(V3, N, np.random.SeedSequence(12), weights, None, odds=False)
     wrong.sort(axis=1)
     assert _pooled(np.bincount(wrong.ravel(), minlength=256), np.bincount(ref.ravel(), minlength=256)) < 1e-6
 
