@@ -16,7 +16,15 @@ from scipy import stats
 from sim.errors import ScenarioError
 from sim.moe.alltoall import route_choices, route_layer, route_layers
 from sim.moe.gating import Gating, popularity, random_scores, skewed_scores
-from sim.moe.sampling import HAVE_NUMBA, _fill_exponentials, _sample, count_traffic, sample_choices, sample_traffic
+from sim.moe.sampling import (
+    HAVE_NUMBA,
+    _fill_exponentials,
+    _sample,
+    _seed_state,
+    count_traffic,
+    sample_choices,
+    sample_traffic,
+)
 from sim.moe.select import select_experts
 from sim.moe.spec import MoESpec
 from sim.moe.traffic import _count, layer_traffic
@@ -154,6 +162,37 @@ def test_reference_sampler_is_the_plain_path_and_unknown_samplers_are_refused() 
     assert Gating("random").uses_fast_sampler() and not Gating("balanced").uses_fast_sampler()
     with pytest.raises(ScenarioError, match="unknown sampler"):
         route_layer(V3, 4, Gating("random", sampler="quick"), 0)
+
+
+def _odds_as_drawn(spec: MoESpec, tokens: int, seed: np.random.SeedSequence, weights: np.ndarray) -> np.ndarray:
+    """The skewed kernel's odds ``w u / (1 - u)``, recomputed in numpy from its counter-based
+    SplitMix64 words (word ``t * experts + e + 1`` after the seed's state; ``u``: its top 52 bits,
+    plus 1/2, times 2^-52)."""
+    state = _seed_state(seed)[0]
+    golden = np.uint64(0x9E3779B97F4A7C15)
+    counter = np.arange(tokens, dtype=np.uint64)[:, None] * np.uint64(spec.experts)
+    counter = counter + np.arange(1, spec.experts + 1, dtype=np.uint64)[None, :]
+    with np.errstate(over="ignore"):
+        z = state + counter * golden
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    u = ((z >> np.uint64(12)).astype(np.float64) + 0.5) * 2.0**-52
+    return weights * u / (1.0 - u)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"E{s.experts}k{s.topk}M{s.node_limit}ep{s.ep}g{s.gpus_per_node}")
+def test_the_skewed_kernel_selects_what_select_experts_selects_on_its_scores(spec: MoESpec) -> None:
+    """Exact by construction, not only in law: the kernel's choices are, token by token, those of
+    the reference selection (sim.moe.select) on the scores ``x / (1 + x)`` of the odds it drew.
+    This holds the threshold shortcut (the top k among the kept keys at or above the least of the
+    kept groups' best) and the bit masks to the plain selection."""
+    weights = _weights(spec)
+    n = 3000
+    seed = np.random.SeedSequence(31)
+    drawn = sample_choices(spec, n, seed, weights)
+    x = _odds_as_drawn(spec, n, np.random.SeedSequence(31), weights)
+    assert np.array_equal(drawn, select_experts(x / (1.0 + x), spec))
 
 
 def test_zero_weight_experts_are_chosen_only_when_nothing_else_is_left() -> None:
