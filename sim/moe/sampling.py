@@ -12,13 +12,14 @@ carry everything.
 
 ``skewed`` (``_route_dense``): every expert's odds are drawn, ``BATCH`` tokens at a time as vector
 loops over the tokens (one SplitMix64 word per (token, expert), by counter: a 52-bit ``u``), each
-group's ``group_topk`` best kept by a max/min network as they come, the ``limit`` best groups kept
-by ranks, and the top-k taken among the keys of the kept groups at or above ``tau``, the least of
-their ``group_topk`` best (``group_topk * limit >= k`` keys are known to be at or above it, so the
-top k are among them): a bit mask per (group, token) marks those keys in a vector pass, a token's
-few candidates (10 on average for V3) are read off it and the smallest dropped. Experts of weight 0
-(score 0 on the reference path) get the key ``u - 1 < 0``: below every live expert, in random order
-among themselves, and adding 0 to their group's score.
+group's ``L = max(group_topk, ceil(k / limit))`` best kept by a max/min network as they come, the
+``limit`` best groups kept by ranks (by the sum of their ``group_topk`` best scores), and the top-k
+taken among the keys of the kept groups at or above ``tau``, the least of their ``L`` best
+(``L * limit >= k`` keys are known to be at or above it, so the top k are among them): a bit mask
+per (group, token) marks those keys in a vector pass, a token's few candidates (10 on average
+for V3) are read off it and the smallest dropped. Experts of weight 0 (score 0 on the reference
+path) get the key ``u - 1 < 0``: below every live expert, in random order among themselves, and
+adding 0 to their group's score.
 
 ``random`` (``_route_iid``): only the scores the selection looks at are drawn, largest first, as
 the Rényi representation of uniform order statistics, kept as ``y = -log(score)``: the largest of
@@ -502,8 +503,9 @@ def _route_dense(
     st = state[0]
     experts = groups * per
     scale = 1.0 / 4503599627370496.0  # 2^-52: u = (m + 1/2) 2^-52 for a 52-bit m, in (0, 1)
+    levels = max(q, (k + limit - 1) // limit)  # a group's best kept: q for its score, enough for tau
     key = np.zeros((experts, BATCH))
-    top = np.full((groups, q, BATCH), -2.0)
+    top = np.full((groups, levels, BATCH), -2.0)  # -2: no expert (every key is above -1)
     carry = np.zeros(BATCH)
     base = np.zeros(BATCH, np.uint64)
     score = np.zeros((groups, BATCH))
@@ -518,24 +520,23 @@ def _route_dense(
     ce = np.zeros(limit * per, np.int64)
     cs = np.zeros(limit * per, np.int64)
     gseen = np.full(max(gpn, 1), -1, np.int64)
-    every = q * limit < k  # the threshold below needs q * limit >= k
     for t0 in range(0, tokens, BATCH):
         nb = min(BATCH, tokens - t0)
         for b in range(BATCH):
             base[b] = st + _U64((t0 + b) * experts + 1) * _GOLDEN
-        for g in range(groups):  # every key, and each group's q best (a sorting network per lane)
+        for g in range(groups):  # every key, and each group's best (a max/min network per lane)
             tg = top[g]
-            for r in range(q):
+            for r in range(levels):
                 for b in range(BATCH):
                     tg[r, b] = -2.0
             t1 = tg[0]
-            t2 = tg[min(1, q - 1)]
+            t2 = tg[min(1, levels - 1)]
             for i in range(per):
                 p = g * per + i
                 we = w[p]
                 off = _U64(p) * _GOLDEN
                 kr = key[p]
-                if q == 2:
+                if levels == 2:
                     for b in range(BATCH):
                         u = (float(np.int64(_mix(base[b] + off) >> _U64(12))) + 0.5) * scale
                         v = (we * u / (1.0 - u) if odds else we * u) if we > 0.0 else u - 1.0
@@ -549,7 +550,7 @@ def _route_dense(
                         v = (we * u / (1.0 - u) if odds else we * u) if we > 0.0 else u - 1.0
                         kr[b] = v
                         carry[b] = v
-                    for r in range(q):
+                    for r in range(levels):
                         tr = tg[r]
                         for b in range(BATCH):
                             o = tr[b]
@@ -572,15 +573,15 @@ def _route_dense(
                     worse = np.int64(score[h, b] >= score[g, b])
                     rank[g, b] += worse
                     rank[h, b] += 1 - worse
-        # the top k of the kept groups are among their keys >= tau, the least of their q best
-        # (q * limit distinct keys >= tau); above[g * words + i // 64, b] marks them (bit i: expert g * per + i)
+        # the top k of the kept groups are among their keys >= tau, the least of their `levels`
+        # best (levels * limit >= k distinct keys >= tau); above[g * words + i // 64, b] marks them
+        # (bit i % 64: expert g * per + i)
         for b in range(BATCH):
-            tau[b] = -math.inf if every else math.inf
-        if not every:
-            for g in range(groups):
-                for b in range(BATCH):
-                    v = top[g, q - 1, b]
-                    tau[b] = min(tau[b], v) if rank[g, b] < limit else tau[b]
+            tau[b] = math.inf
+        for g in range(groups):
+            for b in range(BATCH):
+                v = top[g, levels - 1, b]
+                tau[b] = min(tau[b], v) if rank[g, b] < limit else tau[b]
         above[:] = 0
         for g in range(groups):
             for i in range(per):
@@ -745,8 +746,8 @@ def _sample(
             _route_iid(state, tokens, *shape, out, count, *counts)
     else:
         w = np.asarray(weights, dtype=np.float64).reshape(groups, per)
-        if (w < 0).any() or not np.isfinite(w).all():
-            raise ValueError("expert weights must be finite and >= 0")
+        if (w < 0).any() or not np.isfinite(w).all() or (w > 1e290).any():  # odds up to w 2^53: finite
+            raise ValueError("expert weights must be finite, >= 0 and at most 1e290")
         if tokens:
             _route_dense(state, tokens, *shape, np.ascontiguousarray(w.ravel()), odds, out, count, *counts)
     if not count:
