@@ -17,7 +17,8 @@ group's ``L = max(group_topk, ceil(k / limit))`` best kept by a max/min network 
 taken among the keys of the kept groups at or above ``tau``, the least of their ``L`` best
 (``L * limit >= k`` keys are known to be at or above it, so the top k are among them): a bit mask
 per (group, token) marks those keys in a vector pass, a token's few candidates (10 on average
-for V3) are read off it and the smallest dropped. Experts of weight 0 (score 0 on the reference
+for V3) are read off it and the smallest dropped (past ``DROPS`` of them, the k largest taken
+in one selection). Experts of weight 0 (score 0 on the reference
 path) get the key ``u - 1 < 0``: below every live expert, in random order among themselves, and
 adding 0 to their group's score.
 
@@ -144,6 +145,7 @@ def _ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 _ZKE, _ZWE, _ZFE = _ziggurat_tables()
 _ZR = 7.697117470131487
 BATCH = 64  # tokens the kernels work on together
+DROPS = 8  # more candidates to drop than this: the skewed kernel selects the k largest in one pass
 
 
 @_inline
@@ -514,7 +516,7 @@ def _route_dense(
     words = (per + 63) // 64
     above = np.zeros((groups * words, BATCH), np.uint64)
     kept = np.zeros(limit, np.int64)
-    cnt = np.zeros(limit + 1, np.int64)  # the last: dropped candidates
+    cnt = np.zeros(limit + 1, np.int64)  # the last: dropped candidates (counted, never read)
     chosen = np.zeros(limit * per, np.int64)
     ck = np.zeros(limit * per)
     ce = np.zeros(limit * per, np.int64)
@@ -561,7 +563,7 @@ def _route_dense(
             sg = score[g]
             for b in range(BATCH):
                 sg[b] = 0.0
-            for r in range(q):
+            for r in range(q):  # best first (select_experts sums best last: the same for q <= 2)
                 tr = top[g, r]
                 for b in range(BATCH):
                     x = max(tr[b], 0.0)
@@ -608,15 +610,27 @@ def _route_dense(
                             cs[n] = nk
                             n += 1
                     nk += 1
-            for _ in range(n - k):  # drop the smallest, keeping the kept groups' order
-                least = ck[0]
-                for c in range(1, n):
-                    least = min(least, ck[c])
-                m = 0
-                while ck[m] != least:
-                    m += 1
-                ck[m] = math.inf
-                cs[m] = limit
+            if n - k > DROPS:  # many (a kept group with few live experts): one selection
+                kth = np.partition(ck[:n].copy(), n - k)[n - k]  # the k-th largest
+                room = k  # how many of the keys equal to it stay (the earliest)
+                for c in range(n):
+                    room -= ck[c] > kth
+                for c in range(n):
+                    v = ck[c]
+                    if v < kth or (v == kth and room == 0):
+                        cs[c] = limit
+                    elif v == kth:
+                        room -= 1
+            else:
+                for _ in range(n - k):  # drop the smallest, keeping the kept groups' order
+                    least = ck[0]
+                    for c in range(1, n):
+                        least = min(least, ck[c])
+                    m = 0
+                    while ck[m] != least:
+                        m += 1
+                    ck[m] = math.inf
+                    cs[m] = limit
             m = 0
             for c in range(n):  # branch-free: written always, kept when not dropped
                 j = cs[c]

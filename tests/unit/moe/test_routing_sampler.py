@@ -164,10 +164,12 @@ def test_reference_sampler_is_the_plain_path_and_unknown_samplers_are_refused() 
         route_layer(V3, 4, Gating("random", sampler="quick"), 0)
 
 
-def _odds_as_drawn(spec: MoESpec, tokens: int, seed: np.random.SeedSequence, weights: np.ndarray) -> np.ndarray:
-    """The skewed kernel's odds ``w u / (1 - u)``, recomputed in numpy from its counter-based
-    SplitMix64 words (word ``t * experts + e + 1`` after the seed's state; ``u``: its top 52 bits,
-    plus 1/2, times 2^-52)."""
+def _scores_as_drawn(spec: MoESpec, tokens: int, seed: np.random.SeedSequence, weights: np.ndarray) -> np.ndarray:
+    """Scores ordered as the skewed kernel orders them, recomputed in numpy from its counter-based
+    SplitMix64 words (word ``t * experts + e + 1`` after the seed's state; ``u``: its top 52 bits, plus
+    1/2, times 2^-52): ``x / (1 + x)`` of the odds ``x = w u / (1 - u)``; for weight 0, ``(u - 1)``
+    times 1e-200: below every live score and ordered by ``u`` as the kernel's key ``u - 1``, and too
+    small to change a group's sum of live scores (the kernel adds 0 for them)."""
     state = _seed_state(seed)[0]
     golden = np.uint64(0x9E3779B97F4A7C15)
     counter = np.arange(tokens, dtype=np.uint64)[:, None] * np.uint64(spec.experts)
@@ -178,21 +180,39 @@ def _odds_as_drawn(spec: MoESpec, tokens: int, seed: np.random.SeedSequence, wei
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))
     u = ((z >> np.uint64(12)).astype(np.float64) + 0.5) * 2.0**-52
-    return weights * u / (1.0 - u)
+    x = weights * u / (1.0 - u)
+    return np.where(weights > 0, x / (1.0 + x), (u - 1.0) * 1e-200)
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"E{s.experts}k{s.topk}M{s.node_limit}ep{s.ep}g{s.gpus_per_node}")
-def test_the_skewed_kernel_selects_what_select_experts_selects_on_its_scores(spec: MoESpec) -> None:
-    """Exact by construction, not only in law: the kernel's choices are, token by token, those of
-    the reference selection (sim.moe.select) on the scores ``x / (1 + x)`` of the odds it drew.
-    This holds the threshold shortcut (the top k among the kept keys at or above the least of the
-    kept groups' best) and the bit masks to the plain selection."""
+def _zeroed(spec: MoESpec, zeros: list[int]) -> np.ndarray:
     weights = _weights(spec)
+    weights[zeros] = 0.0
+    return weights
+
+
+EXACT = [(spec, "zipf", _weights(spec)) for spec in SPECS] + [
+    (V3, "three-zeros", _zeroed(V3, [3, 40, 41])),
+    (MoESpec(node_limit=8), "a-group-at-zero", _zeroed(MoESpec(node_limit=8), list(range(32)))),
+    (SPECS[6], "one-live-per-group", _zeroed(SPECS[6], [0, 1, 2, 4, 5, 6, 8, 9, 10])),
+]
+
+
+@pytest.mark.parametrize(
+    ("spec", "weights"),
+    [(s, w) for s, _, w in EXACT],
+    ids=[f"E{s.experts}k{s.topk}M{s.node_limit}ep{s.ep}g{s.gpus_per_node}-{name}" for s, name, _ in EXACT],
+)
+def test_the_skewed_kernel_selects_what_select_experts_selects_on_its_scores(
+    spec: MoESpec, weights: np.ndarray
+) -> None:
+    """Exact by construction, not only in law: the kernel's choices are, token by token, those of
+    the reference selection (sim.moe.select) on the scores of the odds it drew. This holds the
+    threshold shortcut (the top k among the kept keys at or above the least of the kept groups'
+    best), the bit masks, the drops and the one-pass selection (taken when a kept group has few live
+    experts: a group at weight 0 with no node limit) to the plain selection, weight-0 experts included."""
     n = 3000
-    seed = np.random.SeedSequence(31)
-    drawn = sample_choices(spec, n, seed, weights)
-    x = _odds_as_drawn(spec, n, np.random.SeedSequence(31), weights)
-    assert np.array_equal(drawn, select_experts(x / (1.0 + x), spec))
+    drawn = sample_choices(spec, n, np.random.SeedSequence(31), weights)
+    assert np.array_equal(drawn, select_experts(_scores_as_drawn(spec, n, np.random.SeedSequence(31), weights), spec))
 
 
 def test_zero_weight_experts_are_chosen_only_when_nothing_else_is_left() -> None:
