@@ -229,6 +229,63 @@ def _fill_exponentials(st: Any, n: int, out: np.ndarray, bad: np.ndarray) -> Any
     return end
 
 
+@_inline
+def _count_token(
+    t: int,
+    limit: int,
+    kept: np.ndarray,
+    cnt: np.ndarray,
+    out: np.ndarray,
+    src: np.ndarray,
+    gpn: int,
+    gpu_of: np.ndarray,
+    gseen: np.ndarray,
+    ib: np.ndarray,
+    nvlink: np.ndarray,
+    hist: np.ndarray,
+    logical: np.ndarray,
+    npt: np.ndarray,
+    tpe: np.ndarray,
+) -> None:
+    """The traffic of token ``t`` living on GPU ``src[t]``, added to the counts: its kept groups
+    ``kept[:limit]`` are the nodes it reaches, ``cnt[j]`` of its choices ``out[t]`` (in that order) in
+    group ``kept[j]`` (0: the group is not reached). NVLink through ``hist`` when ``gpn <= 8``."""
+    sg = src[t]
+    sn = gpu_of[-1 - sg]
+    ls = sg - sn * gpn
+    reached = 0
+    n = 0
+    for j in range(limit):
+        c = cnt[j]
+        if c == 0:
+            continue
+        node = kept[j]
+        reached += 1
+        sender = sg
+        if node != sn:
+            ib[sg, node] += 1
+            sender = node * gpn + ls
+        if gpn <= 8:  # NVLink: a histogram of (node, sender's index, byte of GPUs reached)
+            mask = 0
+            for i in range(n, n + c):
+                e = out[t, i]
+                tpe[e] += 1
+                mask |= 1 << (gpu_of[e] - node * gpn)
+            hist[((node * gpn) + ls) * 256 + mask] += 1
+        else:
+            for i in range(n, n + c):
+                e = out[t, i]
+                tpe[e] += 1
+                d = gpu_of[e]
+                if gseen[d - node * gpn] != t * limit + j:
+                    gseen[d - node * gpn] = t * limit + j
+                    if d != sender:
+                        nvlink[sender, d] += 1
+        n += c
+    logical[sg] += reached
+    npt[t] = reached
+
+
 @_jit
 def _route_iid(
     state: np.ndarray,
@@ -437,42 +494,20 @@ def _route_iid(
                                 break
                         out[t, n] = base + pick
                         n += 1
-            if count:  # the traffic of token t: its kept groups are the nodes it reaches
-                sg = src[t]
-                sn = gpu_of[-1 - sg]
-                ls = sg - sn * gpn
-                reached = 0
-                n = 0
-                for j in range(limit):
-                    c = cnt[b, j]
-                    if c == 0:
-                        continue
-                    node = kept[b, j]
-                    reached += 1
-                    sender = sg
-                    if node != sn:
-                        ib[sg, node] += 1
-                        sender = node * gpn + ls
-                    if gpn <= 8:  # NVLink: a histogram of (node, sender's index, byte of GPUs reached)
-                        mask = 0
-                        for i in range(n, n + c):
-                            e = out[t, i]
-                            tpe[e] += 1
-                            mask |= 1 << (gpu_of[e] - node * gpn)
-                        hist[((node * gpn) + ls) * 256 + mask] += 1
-                    else:
-                        for i in range(n, n + c):
-                            e = out[t, i]
-                            tpe[e] += 1
-                            d = gpu_of[e]
-                            if gseen[d - node * gpn] != t * limit + j:
-                                gseen[d - node * gpn] = t * limit + j
-                                if d != sender:
-                                    nvlink[sender, d] += 1
-                    n += c
-                logical[sg] += reached
-                npt[t] = reached
+            if count:
+                _count_token(
+                    t, limit, kept[b], cnt[b], out, src, gpn, gpu_of, gseen, ib, nvlink, hist, logical, npt, tpe
+                )
     state[0] = st
+
+
+@_inline
+def _key(counter: Any, w: float, odds: bool) -> float:
+    """An expert's key from the SplitMix64 word at ``counter``: its odds ``w u / (1 - u)`` for the
+    52-bit ``u = (m + 1/2) 2^-52``; ``u - 1`` (below every live expert) for weight 0. ``odds=False``:
+    ``w u`` (a deliberately wrong sampler)."""
+    u = (float(np.int64(_mix(counter) >> _U64(12))) + 0.5) * (1.0 / 4503599627370496.0)
+    return (w * u / (1.0 - u) if odds else w * u) if w > 0.0 else u - 1.0
 
 
 @_jit
@@ -504,7 +539,6 @@ def _route_dense(
     (the weight scales the uniform, not the odds: tests show it is caught)."""
     st = state[0]
     experts = groups * per
-    scale = 1.0 / 4503599627370496.0  # 2^-52: u = (m + 1/2) 2^-52 for a 52-bit m, in (0, 1)
     levels = max(q, (k + limit - 1) // limit)  # a group's best kept: q for its score, enough for tau
     key = np.zeros((experts, BATCH))
     top = np.full((groups, levels, BATCH), -2.0)  # -2: no expert (every key is above -1)
@@ -540,16 +574,14 @@ def _route_dense(
                 kr = key[p]
                 if levels == 2:
                     for b in range(BATCH):
-                        u = (float(np.int64(_mix(base[b] + off) >> _U64(12))) + 0.5) * scale
-                        v = (we * u / (1.0 - u) if odds else we * u) if we > 0.0 else u - 1.0
+                        v = _key(base[b] + off, we, odds)
                         kr[b] = v
                         o = t1[b]
                         t1[b] = max(o, v)
                         t2[b] = max(t2[b], min(o, v))
                 else:
                     for b in range(BATCH):
-                        u = (float(np.int64(_mix(base[b] + off) >> _U64(12))) + 0.5) * scale
-                        v = (we * u / (1.0 - u) if odds else we * u) if we > 0.0 else u - 1.0
+                        v = _key(base[b] + off, we, odds)
                         kr[b] = v
                         carry[b] = v
                     for r in range(levels):
@@ -639,41 +671,8 @@ def _route_dense(
                 cnt[j] += 1
             for c in range(k):
                 out[t, c] = chosen[c]
-            if count:  # the traffic of token t: its kept groups are the nodes it reaches
-                sg = src[t]
-                sn = gpu_of[-1 - sg]
-                ls = sg - sn * gpn
-                reached = 0
-                n = 0
-                for j in range(limit):
-                    c = cnt[j]
-                    if c == 0:
-                        continue
-                    node = kept[j]
-                    reached += 1
-                    sender = sg
-                    if node != sn:
-                        ib[sg, node] += 1
-                        sender = node * gpn + ls
-                    if gpn <= 8:  # NVLink: a histogram of (node, sender's index, byte of GPUs reached)
-                        mask = 0
-                        for i in range(n, n + c):
-                            e = out[t, i]
-                            tpe[e] += 1
-                            mask |= 1 << (gpu_of[e] - node * gpn)
-                        hist[((node * gpn) + ls) * 256 + mask] += 1
-                    else:
-                        for i in range(n, n + c):
-                            e = out[t, i]
-                            tpe[e] += 1
-                            d = gpu_of[e]
-                            if gseen[d - node * gpn] != t * limit + j:
-                                gseen[d - node * gpn] = t * limit + j
-                                if d != sender:
-                                    nvlink[sender, d] += 1
-                    n += c
-                logical[sg] += reached
-                npt[t] = reached
+            if count:
+                _count_token(t, limit, kept, cnt, out, src, gpn, gpu_of, gseen, ib, nvlink, hist, logical, npt, tpe)
     state[0] = st + _U64(tokens * experts) * _GOLDEN
 
 
