@@ -118,7 +118,7 @@ def chunk_cmd(
     model = load_model_config(model_config) if model_config is not None else ChunkConfig().model
     if node_limit is not None:
         try:
-            model = parse_model({**model.model_dump(), "n_limited_groups": node_limit})
+            model = parse_model({**model.model_dump(exclude_unset=True), "n_limited_groups": node_limit})
         except ScenarioError as e:
             raise ScenarioError("--n-limited-groups", e.message) from None
     try:

@@ -184,3 +184,22 @@ def test_a_chunk_is_timed_with_the_cyclic_collector_paused_and_restored(monkeypa
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_chunk_cli_node_limit_reaches_the_routing(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--n-limited-groups`` on the default (MLA) model: accepted (the flag's model keeps only the keys
+    its config set, so MLA refuses no GQA key it never had), and it routes: with random routing on 4
+    nodes, tokens limited to 1 node send fewer IB messages than tokens free to reach all 4, so the
+    dispatch takes less time."""
+    import json
+
+    from sim.cli import main
+
+    def dispatch(limit: str) -> float:
+        args = ["--layers", "2", "--ep", "32", "--tokens", "1024", "--routing", "random", "--format", "json"]
+        with pytest.raises(SystemExit) as info:
+            main(["chunk", *args, "--n-limited-groups", limit])
+        assert info.value.code == 0
+        return float(json.loads(capsys.readouterr().out)["annotations"]["dispatch(F)"])
+
+    assert dispatch("1") < dispatch("4")
