@@ -141,8 +141,8 @@ def test_same_seed_same_routing_and_threads_do_not_matter() -> None:
             assert np.array_equal(a.tokens_per_expert, b.tokens_per_expert)
         assert not np.array_equal(one[0].tokens_per_expert, other[0].tokens_per_expert)
         assert not np.array_equal(one[0].tokens_per_expert, one[1].tokens_per_expert)
-    a = route_choices(V3, 1000, "skewed", np.random.default_rng(5))
-    assert np.array_equal(a, route_choices(V3, 1000, "skewed", np.random.default_rng(5)))
+    drawn = route_choices(V3, 1000, "skewed", np.random.default_rng(5))
+    assert np.array_equal(drawn, route_choices(V3, 1000, "skewed", np.random.default_rng(5)))
 
 
 def test_route_layers_fast_path_equals_sampling_then_counting() -> None:
@@ -302,7 +302,7 @@ def _spec(name: str) -> MoESpec:
 
 
 @pytest.mark.parametrize("name", ["random", "random-k14", "skewed", "skewed-small"])
-def test_per_expert_load_matches_the_reference(samples: dict, name: str) -> None:  # type: ignore[type-arg]
+def test_per_expert_load_matches_the_reference(samples: dict, name: str) -> None:
     fast, ref, _, _ = samples[name]
     spec = _spec(name)
     assert (
@@ -313,7 +313,7 @@ def test_per_expert_load_matches_the_reference(samples: dict, name: str) -> None
 
 @pytest.mark.parametrize("name", ["random", "random-k14", "skewed", "skewed-small"])
 @pytest.mark.parametrize("statistic", ["nodes", "pattern", "ib", "nvlink"])
-def test_per_token_distributions_match_the_reference(samples: dict, name: str, statistic: str) -> None:  # type: ignore[type-arg]
+def test_per_token_distributions_match_the_reference(samples: dict, name: str, statistic: str) -> None:
     """Nodes per token (always <= node limit), experts per node, IB and NVLink messages per token."""
     fast, ref, src, _ = samples[name]
     spec = _spec(name)
@@ -325,7 +325,7 @@ def test_per_token_distributions_match_the_reference(samples: dict, name: str, s
 
 
 @pytest.mark.parametrize("name", ["random", "skewed"])
-def test_gpu_pair_counts_and_byte_totals_match_the_reference(samples: dict, name: str) -> None:  # type: ignore[type-arg]
+def test_gpu_pair_counts_and_byte_totals_match_the_reference(samples: dict, name: str) -> None:
     """Per GPU-pair NVLink counts, per (GPU, node) IB counts and IB / NVLink byte totals."""
     fast, ref, src, _ = samples[name]
     a, b = layer_traffic(fast, src, V3), layer_traffic(ref, src, V3)
@@ -359,7 +359,7 @@ def _wrong_group_score(spec: MoESpec, n: int, seed: int) -> np.ndarray:
     return np.sort(out, axis=1)
 
 
-def test_the_checks_reject_a_sampler_that_scores_groups_by_their_best_expert(samples: dict) -> None:  # type: ignore[type-arg]
+def test_the_checks_reject_a_sampler_that_scores_groups_by_their_best_expert(samples: dict) -> None:
     _, ref, src, _ = samples["random"]
     wrong = _wrong_group_score(V3, N, 12)
     a, b = _per_token(wrong, src, V3)["pattern"], _per_token(ref, src, V3)["pattern"]
@@ -367,7 +367,7 @@ def test_the_checks_reject_a_sampler_that_scores_groups_by_their_best_expert(sam
     assert _pooled(np.bincount(a, minlength=size), np.bincount(b, minlength=size)) < 1e-6
 
 
-def test_the_checks_reject_a_sampler_with_a_slightly_wrong_skew(samples: dict) -> None:  # type: ignore[type-arg]
+def test_the_checks_reject_a_sampler_with_a_slightly_wrong_skew(samples: dict) -> None:
     """Weights off by a power of 0.9 (as if the skew were applied to the wrong logit scale)."""
     _, ref, _, weights = samples["skewed"]
     assert weights is not None
@@ -375,7 +375,7 @@ def test_the_checks_reject_a_sampler_with_a_slightly_wrong_skew(samples: dict) -
     assert _pooled(np.bincount(wrong.ravel(), minlength=256), np.bincount(ref.ravel(), minlength=256)) < 1e-6
 
 
-def test_the_checks_reject_a_sampler_that_scales_the_uniform_instead_of_the_odds(samples: dict) -> None:  # type: ignore[type-arg]
+def test_the_checks_reject_a_sampler_that_scales_the_uniform_instead_of_the_odds(samples: dict) -> None:
     """The weight multiplies the uniform ``u`` instead of its odds ``u / (1 - u)``: the order the
     weights give is kept, the law of the scores is not (a plausible slip in the key of the skewed
     kernel)."""
