@@ -384,8 +384,29 @@ def _batch(model: CostModel, path: Path) -> list[dict[str, object]]:
     return results
 
 
+# The flags each kind of op reads (beside --profile, --op and --format); one it does not read is refused.
+PREDICT_FLAGS = {
+    "gemm": ("dtype", "scaling", "m", "n", "k", "sms", "beside_comm_sms"),
+    "attention": ("heads", "seq", "qk_dim", "v_dim", "causal", "phase", "sms"),
+    "memory": ("nbytes", "kernel", "sms"),
+    "communication": ("nbytes", "gpus", "nodes"),
+    "batch": ("batch",),  # every kernel's parameters come from the file's rows
+}
+
+
+def _refuse_unread(ctx: typer.Context, reads: str, what: str) -> None:
+    """Refuse the first flag given on the command line that ``reads`` (a :data:`PREDICT_FLAGS` key)
+    does not read, naming it and ``what`` does not use it."""
+    used = set(PREDICT_FLAGS[reads]) | {"profile", "op", "fmt"}
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name or "")  # (typer's own click: compared by name)
+        if param.name not in used and getattr(source, "name", "") == "COMMANDLINE":
+            raise ScenarioError(str(param.opts[0]), f"not used by {what}; remove it")
+
+
 @calibrate_app.command("predict")
 def predict(
+    ctx: typer.Context,
     profile: Annotated[Path, typer.Option("--profile", help="profile JSON", callback=input_file_option)],
     op: Annotated[
         str, typer.Option("--op", help="gemm, attention, memory, alltoall, p2p or an nccl-tests collective")
@@ -398,7 +419,10 @@ def predict(
     n: Annotated[int, typer.Option("--n", parser=Dim)] = 4096,
     k: Annotated[int, typer.Option("--k", parser=Dim)] = 7168,
     sms: Annotated[
-        int | None, typer.Option("--sms", parser=Int(1, MAX_SMS), help="SMs the kernel gets [default: all]")
+        int | None,
+        typer.Option(
+            "--sms", parser=Int(1, MAX_SMS), help="SMs the kernel gets [default: all, less --beside-comm-sms]"
+        ),
     ] = None,
     beside_comm_sms: Annotated[
         int,
@@ -437,8 +461,11 @@ def predict(
     fmt: Annotated[PredictFormat, typer.Option("--format", help="table, json or csv (batch)")] = PredictFormat.table,
 ) -> None:
     """Predicted time of one kernel (or of every row of --batch) from a profile."""
+    from sim.network.collectives import KINDS
+
     model = CostModel(load_profile(profile))
     if batch is not None:
+        _refuse_unread(ctx, "batch", "--batch (its rows give each kernel's parameters)")
         rows = _batch(model, batch)
         if fmt is PredictFormat.json:
             print(json.dumps(rows))
@@ -450,12 +477,11 @@ def predict(
             writer.writeheader()
             writer.writerows(rows)
         return
-    from sim.network.collectives import KINDS
-
     measured = [str(s.params.get("collective", s.op)) for s in model.profile.samples if s.op != "gemm"]
     known = ("gemm", "attention", "memory", "p2p", *KINDS, *measured)  # nccl-tests' names: all_gather, ...
     if op not in known:
         raise ScenarioError("--op", f"unknown op {op!r}; choose from {', '.join(dict.fromkeys(known))}")
+    _refuse_unread(ctx, op if op in ("gemm", "attention", "memory") else "communication", f"the {op} op")
     if op not in ("gemm", "attention"):
         if nbytes <= 0:
             raise ScenarioError("--bytes", f"a {op} op needs --bytes > 0")
@@ -470,5 +496,7 @@ def predict(
             time_s = model.comm_time(op, nbytes, gpus, nodes)
     if fmt is PredictFormat.table:
         out.print(f"{op} time: {time_s * 1e6:.2f} us")
+    elif fmt is PredictFormat.csv:
+        print(f"op,time_s\n{op},{time_s!r}")
     else:
         print(json.dumps({"time_s": time_s}))

@@ -54,6 +54,14 @@ from sim.hardware.promotion import PromotionFit, promotion_factor
 from sim.model.ops import ATTENTION_BWD_RATIO, attention_flops
 
 NEIGHBOURS = 8
+# the twin's collective names (sim.network.collectives.KINDS) -> nccl-tests' (its programs: NAME_perf)
+NCCL_NAMES = {
+    "allreduce": "all_reduce",
+    "allgather": "all_gather",
+    "reducescatter": "reduce_scatter",
+    "alltoall": "alltoall",
+    "sendrecv": "sendrecv",
+}
 PHASES = ("fwd", "bwd", "fwd+bwd")
 SMALL_KERNEL_S = 3e-6  # a tiny kernel without calibration: launch-bound, a few microseconds (assumption)
 
@@ -165,13 +173,16 @@ class CostModel:
         beside_comm_sms: int = 0,
         accumulation: str = "promoted",
     ) -> float:
-        """Predicted GEMM time in seconds on ``sms`` SMs (default all), FP8 ``scaling`` (default
-        DeepSeek's blockwise), optionally beside memory-bound communication kernels saturating
-        ``beside_comm_sms`` other SMs. ``accumulation="full"``: an FP8 GEMM whose partial sums stay in
-        the tensor cores, the measured promotion factor faster (:mod:`sim.hardware.promotion`)."""
+        """Predicted GEMM time in seconds on ``sms`` SMs (default all but ``beside_comm_sms``), FP8
+        ``scaling`` (default DeepSeek's blockwise), optionally beside memory-bound communication
+        kernels saturating ``beside_comm_sms`` other SMs. ``accumulation="full"``: an FP8 GEMM whose
+        partial sums stay in the tensor cores, the measured promotion factor faster
+        (:mod:`sim.hardware.promotion`)."""
         for name, v in (("m", m), ("n", n), ("k", k)):
             if v < 1:
                 raise ScenarioError(name, f"must be >= 1, got {v}")
+        if sms is None and 0 < beside_comm_sms < self.all_sms:
+            sms = self.all_sms - beside_comm_sms
         sms = self._sms(sms)
         if dtype not in INPUT_BYTES:
             raise ScenarioError("dtype", f"unknown dtype {dtype!r}; choose from {', '.join(INPUT_BYTES)}")
@@ -468,10 +479,13 @@ class CostModel:
 
     # ---------------------------------------------------------------- communication
     def comm_samples(self, op: str, gpus: int | None = None, nodes: int | None = None) -> list[Sample]:
-        """Samples of ``op``: torch.distributed ones (``alltoall``, ``p2p``) and nccl-tests ones
-        (``collective`` samples of that name, out-of-place; ``p2p`` is nccl-tests' ``sendrecv``) at
-        one scale (``gpus``, ``nodes``); with several scales and none given, an error lists them."""
-        name = "sendrecv" if op == "p2p" else op
+        """Samples of ``op`` (the twin's names, ``allreduce``, ..., or nccl-tests' ``all_reduce``, ...):
+        torch.distributed ones (``alltoall`` at its ``world`` size, ``p2p`` between 2 processes, all on
+        one node) and nccl-tests ones (``collective`` samples of that name, out-of-place; ``p2p`` is
+        nccl-tests' ``sendrecv``) at one scale (``gpus``, ``nodes``); with several scales and none
+        given, an error lists them; with a scale given that no sample of ``op`` was measured at, an
+        error names the flag and lists the scales there are."""
+        name = NCCL_NAMES.get("sendrecv" if op == "p2p" else op, op)
         direct = [s for s in self.profile.samples if s.op == op and op in ("alltoall", "p2p")]
         nccl = [
             s
@@ -479,16 +493,31 @@ class CostModel:
             if s.op == "collective"
             and s.params.get("collective") == name
             and s.params.get("placement", "out-of-place") == "out-of-place"
-            and (gpus is None or int(s.params["gpus"]) == gpus)
-            and (nodes is None or int(s.params["nodes"]) == nodes)
         ]
-        scales = sorted({(int(s.params["gpus"]), int(s.params["nodes"])) for s in nccl})
+        measured = [(s, (int(s.params["gpus"]), int(s.params["nodes"]))) for s in nccl]
+        measured += [(s, (int(s.params.get("world", 2)), 1)) for s in direct]  # torch: processes of one host
+        kept = [
+            (s, scale)
+            for s, scale in measured
+            if (gpus is None or scale[0] == gpus) and (nodes is None or scale[1] == nodes)
+        ]
+        if measured and not kept:
+            asked = " on ".join(x for x in (f"{gpus} GPUs" if gpus else "", f"{nodes} nodes" if nodes else "") if x)
+            there = ", ".join(
+                f"{g} GPUs on {n} node{'s' if n > 1 else ''}" for g, n in sorted({c for _, c in measured})
+            )
+            raise ScenarioError(
+                "gpus" if gpus is not None else "nodes",
+                f"the profile has no {op} sample at {asked} (it has {op} at {there})",
+            )
+        scales = sorted({scale for s, scale in kept if s.op == "collective"})
         if len(scales) > 1:
             listed = ", ".join(f"{g} GPUs on {n} nodes" for g, n in scales)
             raise ScenarioError(
                 "gpus", f"the profile has {op} at several scales ({listed}); pick one by its GPUs and nodes"
             )
-        return nccl or direct
+        nccl_kept = [s for s, _ in kept if s.op == "collective"]
+        return nccl_kept or [s for s, _ in kept]
 
     def comm_time(self, op: str, nbytes: float, gpus: int | None = None, nodes: int | None = None) -> float:
         """Predicted time of ``op`` moving ``nbytes`` (nccl-tests' size column): an alpha-beta line

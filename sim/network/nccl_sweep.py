@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from sim.errors import ScenarioError
+from sim.hardware.costmodel import NCCL_NAMES
 from sim.limits import MAX_BYTES, MAX_SWEEP_SIZES
 from sim.network.collectives import CollectiveResult, bus_factor, check_collective, run_collective
 from sim.network.context import SimContext
@@ -43,13 +44,7 @@ from sim.network.tolerance import COMPLETION_RTOL
 from sim.network.topology import Topology
 
 ELEMENT = ("float", 4)  # nccl-tests' default data type (-d float) and its bytes
-PROGRAM = {
-    "allreduce": "all_reduce_perf",
-    "allgather": "all_gather_perf",
-    "reducescatter": "reduce_scatter_perf",
-    "alltoall": "alltoall_perf",
-    "sendrecv": "sendrecv_perf",
-}
+PROGRAM = {kind: f"{name}_perf" for kind, name in NCCL_NAMES.items()}
 REDOP = {"allreduce": "sum", "reducescatter": "sum", "sendrecv": "sum", "allgather": "none", "alltoall": "none"}
 PER_RANK_COUNT = ("allgather", "reducescatter", "alltoall")  # count column per rank, rounded to 16 B
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}

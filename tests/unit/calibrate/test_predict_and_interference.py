@@ -145,3 +145,85 @@ def test_dump_round_trip_of_an_imported_profile(tmp_path: Path) -> None:
     path = tmp_path / "p.json"
     path.write_text(dump_profile(profile))
     assert load_profile(path) == profile
+
+
+def _comm_profile(tmp_path: Path) -> Path:
+    """The H800 datasheet profile with nccl-tests all_reduce samples at 8 GPUs on 1 node and torch
+    alltoall samples between 2 processes: times of alpha 10 us + bytes / 100 GB/s."""
+    base = load_profile(PROFILES / "h800.json")
+    extra = [
+        Sample(
+            op="collective",
+            params={"collective": "all_reduce", "bytes": b, "gpus": 8, "nodes": 1},
+            time_s=1e-5 + b / 1e11,
+        )
+        for b in (1e6, 1e7, 1e8)
+    ]
+    extra += [Sample(op="alltoall", params={"bytes": b, "world": 2}, time_s=1e-5 + b / 1e11) for b in (1e6, 1e7)]
+    path = tmp_path / "comm.json"
+    path.write_text(dump_profile(base.model_copy(update={"samples": [*base.samples, *extra]})))
+    return path
+
+
+def _predict(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "predict", *args])
+    got = capsys.readouterr()
+    return int(info.value.code or 0), got.out, got.err
+
+
+def test_predict_takes_the_twins_collective_names_and_checks_the_scale(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``allreduce`` (the twin's name, as ``twin collective`` takes it) reads nccl-tests' ``all_reduce``
+    samples; a scale no sample was measured at is refused naming --gpus or --nodes and the scales there
+    are (it used to blame --op); torch samples are held to their scale too (they were read at any)."""
+    path = str(_comm_profile(tmp_path))
+    one = ["--profile", path, "--bytes", "5e7", "--format", "json"]
+    code, out, _ = _predict([*one, "--op", "allreduce"], capsys)
+    assert code == 0 and json.loads(out)["time_s"] == pytest.approx(1e-5 + 5e7 / 1e11)
+    code, same, _ = _predict([*one, "--op", "all_reduce", "--gpus", "8", "--nodes", "1"], capsys)
+    assert code == 0 and same == out
+    code, _, err = _predict([*one, "--op", "allreduce", "--gpus", "16", "--nodes", "2"], capsys)
+    assert code == 2 and err.strip() == (
+        "error: --gpus: the profile has no allreduce sample at 16 GPUs on 2 nodes"
+        " (it has allreduce at 8 GPUs on 1 node)"
+    )
+    code, _, err = _predict([*one, "--op", "alltoall", "--nodes", "8"], capsys)
+    assert code == 2 and err.startswith("error: --nodes: the profile has no alltoall sample at 8 nodes")
+    code, out, _ = _predict([*one, "--op", "alltoall", "--gpus", "2"], capsys)
+    assert code == 0 and json.loads(out)["time_s"] == pytest.approx(1e-5 + 5e7 / 1e11)
+
+
+@pytest.mark.parametrize(
+    ("args", "flag", "op"),
+    [
+        (["--op", "attention", "--dtype", "bf16"], "--dtype", "attention"),
+        (["--op", "attention", "--beside-comm-sms", "20"], "--beside-comm-sms", "attention"),
+        (["--op", "memory", "--bytes", "1e9", "--m", "64"], "--m", "memory"),
+        (["--op", "gemm", "--bytes", "1e9"], "--bytes", "gemm"),
+        (["--op", "allreduce", "--bytes", "1e9", "--sms", "100"], "--sms", "allreduce"),
+    ],
+)
+def test_predict_refuses_a_flag_its_op_does_not_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], flag: str, op: str
+) -> None:
+    """A flag the op's model never reads was silently ignored (attention's time does not depend on a
+    dtype): it is refused, one line naming it."""
+    code, _, err = _predict(["--profile", str(_comm_profile(tmp_path)), *args], capsys)
+    assert code == 2 and err.strip() == f"error: {flag}: not used by the {op} op; remove it"
+
+
+def test_predict_beside_comm_sms_alone_and_csv(capsys: pytest.CaptureFixture[str]) -> None:
+    """--beside-comm-sms without --sms gives the GEMM the SMs communication leaves (it used to ask for
+    all 132 plus the side SMs and refuse); --format csv prints CSV, not JSON."""
+    profile = str(PROFILES / "h800.json")
+    code, alone, _ = _predict(["--profile", profile, "--beside-comm-sms", "20", "--format", "json"], capsys)
+    assert code == 0
+    code, given, _ = _predict(
+        ["--profile", profile, "--beside-comm-sms", "20", "--sms", "112", "--format", "json"], capsys
+    )
+    assert code == 0 and alone == given
+    code, out, _ = _predict(["--profile", profile, "--format", "csv"], capsys)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and len(rows) == 1 and rows[0]["op"] == "gemm" and float(rows[0]["time_s"]) > 0
