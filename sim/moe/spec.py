@@ -82,11 +82,6 @@ class MoESpec:
             ("node_limit", self.node_limit >= 1, f"node_limit must be >= 1, got {self.node_limit}"),
             (
                 "topk",
-                self.topk >= self.limit,
-                f"topk ({self.topk}) must be at least node_limit ({self.limit}): every chosen node gets an expert",
-            ),
-            (
-                "topk",
                 self.topk <= self.limit * self.experts // self.groups,
                 f"topk ({self.topk}) exceeds the experts of {self.limit} groups",
             ),
@@ -107,8 +102,10 @@ class MoESpec:
 
     @property
     def limit(self) -> int:
-        """Groups a token may use: node_limit, or every group when the EP group has fewer nodes."""
-        return min(self.node_limit, self.groups)
+        """Groups a token may use: node_limit, or every group when the EP group has fewer nodes or the
+        limit is at least top-k (no limit: a token's k experts reach at most k nodes; with fewer groups
+        kept than k there would be a node to spare)."""
+        return self.groups if self.node_limit >= self.topk else min(self.node_limit, self.groups)
 
     @property
     def experts_per_gpu(self) -> int:

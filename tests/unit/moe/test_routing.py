@@ -141,8 +141,19 @@ def test_bias_update_and_convergence() -> None:
 def test_spec_errors() -> None:
     with pytest.raises(ScenarioError, match="experts"):
         MoESpec(experts=250)
-    with pytest.raises(ScenarioError, match="at least node_limit"):
-        MoESpec(topk=2, node_limit=4)
+    with pytest.raises(ScenarioError, match="exceeds the experts of 2 groups"):
+        MoESpec(topk=80, node_limit=2)
+
+
+def test_a_node_limit_of_topk_or_more_is_no_limit() -> None:
+    """``n_limited_groups >= topk`` is no limit (the model key's documented meaning): top-2 with a node
+    limit of 4 keeps every group and picks the plain top-2 (it used to be refused: "topk must be at
+    least node_limit")."""
+    spec = MoESpec(topk=2, node_limit=4)
+    assert spec.limit == spec.groups == 8
+    scores = np.random.default_rng(0).random((500, spec.experts))
+    plain = np.sort(np.argsort(-scores, axis=1)[:, :2], axis=1)
+    assert np.array_equal(np.sort(select_experts(scores, spec), axis=1), plain)
 
 
 def test_balanced_fast_path_equals_selection_on_balanced_scores() -> None:
