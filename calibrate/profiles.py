@@ -82,7 +82,7 @@ def profile_from_trace(
             samples.append(Sample(op="chunk", params=params, time_s=t.comm_wall_us * 1e-6))
     pair = {"annotation": "F&B chunk pair", "layers": layers_per_chunk, "stat": "kernel span"}
     samples.append(Sample(op="chunk", params=pair, time_s=span_us * 1e-6))
-    op_samples = [Sample.model_validate(x) for x in profile_samples(match_ops(trace))]
+    op_samples = [Sample.model_validate(x) for x in profile_samples(match_ops(trace), compute_sms)]
     source = SourceFile(
         name=Path(trace).name,
         sha256=hashlib.sha256(Path(trace).read_bytes()).hexdigest(),

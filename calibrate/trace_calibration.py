@@ -200,10 +200,11 @@ def op_means(matched: list[OpTime], params: ChunkParams | None = None) -> dict[t
     }
 
 
-def profile_samples(matched: list[OpTime]) -> list[dict[str, Any]]:
-    """Profile samples (as dicts) of the trace's compute ops at 112 SMs: GEMMs, attention, memory-bound
-    classes and small kernels, each with its mean time alone (the trace-derived slowdown beside
-    DeepEP taken out, :class:`ChunkParams` defaults)."""
+def profile_samples(matched: list[OpTime], sms: int = TRACE_SMS) -> list[dict[str, Any]]:
+    """Profile samples (as dicts) of the trace's compute ops at ``sms`` SMs (the SMs its compute
+    kernels ran on; DeepSeek's trace: 112): GEMMs, attention, memory-bound classes and small kernels,
+    each with its mean time alone (the trace-derived slowdown beside DeepEP taken out,
+    :class:`ChunkParams` defaults)."""
     samples = []
     for (ann, name), (op, t) in sorted(op_means(matched, ChunkParams()).items()):
         base: dict[str, Any] = {"source": "trace", "annotation": ann, "op": name}
@@ -211,17 +212,17 @@ def profile_samples(matched: list[OpTime]) -> list[dict[str, Any]]:
             continue
         if op.kind == "gemm":
             params = {**base, "family": f"trace:{name}", "m": op.m, "n": op.n, "k": op.k, "dtype": op.dtype}
-            params |= {"scaling": op.scaling, "sms": TRACE_SMS}
+            params |= {"scaling": op.scaling, "sms": sms}
             samples.append({"op": "gemm", "params": params, "time_s": t})
         elif op.kind == "attention":
             params = {**base, "heads": op.heads, "seq": op.seq, "qk_dim": op.qk_dim, "v_dim": op.v_dim}
-            params |= {"causal": int(op.causal), "phase": op.phase, "sms": TRACE_SMS}
+            params |= {"causal": int(op.causal), "phase": op.phase, "sms": sms}
             samples.append({"op": "attention", "params": params, "time_s": t / op.sequences})
         elif op.kind == "memory":
-            params = {**base, "kernel": op.kernel, "bytes": op.nbytes, "kernels": op.kernels, "sms": TRACE_SMS}
+            params = {**base, "kernel": op.kernel, "bytes": op.nbytes, "kernels": op.kernels, "sms": sms}
             samples.append({"op": "memory", "params": params, "time_s": t})
         elif op.kind == "small":
-            params = {**base, "kernel": "small", "bytes": 1.0, "kernels": op.kernels, "sms": TRACE_SMS}
+            params = {**base, "kernel": "small", "bytes": 1.0, "kernels": op.kernels, "sms": sms}
             samples.append({"op": "memory", "params": params, "time_s": t / op.kernels})
     return samples
 

@@ -88,6 +88,8 @@ def import_trace(
         raise ScenarioError("--compute-sms", f"the {gpu.name} has {gpu.sms} SMs, got {compute_sms}")
     base_profile = load_profile(base) if base is not None else None
     tool = f"twin calibrate import-trace {trace.name}" + (f" --base {base}" if base else "") + f" --device {device}"
+    tool += f" --compute-sms {compute_sms}" if compute_sms != DEEPSEEK_COMPUTE_SMS else ""
+    tool += f" --layers {layers}" if layers != 4 else ""
     try:
         profile = profile_from_trace(trace, gpu, compute_sms, layers, tool=tool, base=base_profile)
     except (KeyError, ValueError, TypeError, IndexError, AttributeError, ZeroDivisionError) as e:

@@ -227,3 +227,16 @@ def test_predict_beside_comm_sms_alone_and_csv(capsys: pytest.CaptureFixture[str
     code, out, _ = _predict(["--profile", profile, "--format", "csv"], capsys)
     rows = list(csv.DictReader(io.StringIO(out)))
     assert code == 0 and len(rows) == 1 and rows[0]["op"] == "gemm" and float(rows[0]["time_s"]) > 0
+
+
+def test_import_trace_records_the_kernels_at_the_compute_sms_given(tmp_path: Path) -> None:
+    """--compute-sms is the SMs the trace's compute kernels ran on: every GEMM, attention and memory
+    sample is recorded at it (they all said 112 whatever was given), and the profile's tool says it."""
+    out = tmp_path / "t.json"
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "import-trace", str(TRACE), "--compute-sms", "100", "-o", str(out)])
+    assert info.value.code == 0
+    profile = load_profile(out)
+    kernels = [s for s in profile.samples if s.op in ("gemm", "attention", "memory")]
+    assert kernels and {s.params["sms"] for s in kernels} == {100}
+    assert "--compute-sms 100" in profile.tool
