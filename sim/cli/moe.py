@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -23,7 +24,7 @@ from sim.cli.common import (
 )
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
-from sim.hardware.gpu import DEEPSEEK_COMM_SMS, SmSplit
+from sim.hardware.gpu import DEEPSEEK_COMM_SMS, H800, GpuSpec, SmSplit, datasheet_for
 from sim.hardware.profile import load_profile
 from sim.limits import (
     MAX_EXPERTS,
@@ -155,19 +156,17 @@ def alltoall_cmd(
     if routing not in (*GATES, "replay"):
         raise ScenarioError("--routing", f"unknown routing {routing!r}; choose from {', '.join(GATES)}, replay")
     counts = int_list(sms, "--sms", SmCount)
+    model = None if profile is None else CostModel(load_profile(profile))
+    # the GPU whose SMs are split: the profile's (its datasheet, or its SM count), else the H800
+    gpu = H800 if model is None else datasheet_for(model.profile.device.name) or GpuSpec(name=model.profile.device.name)
+    if model is not None and gpu.sms != model.all_sms:
+        gpu = replace(gpu, sms=model.all_sms)
     for c in counts:
         try:
-            SmSplit(comm_sms=c, coprocessor=coprocessor)
+            SmSplit(gpu=gpu, comm_sms=c, coprocessor=coprocessor)
             KernelSpec(comm_sms=c, coprocessor=coprocessor)
         except ScenarioError as e:
             raise ScenarioError("--sms", f"{e.message} (in {sms!r})") from None
-    model = None if profile is None else CostModel(load_profile(profile))
-    if model is not None and model.all_sms != SmSplit().gpu.sms:
-        raise ScenarioError(
-            "--profile",
-            f"profile is for a GPU with {model.all_sms} SMs; the cluster's H800 has {SmSplit().gpu.sms}",
-            str(profile),
-        )
     if cluster is not None:
         if nodes is not None:
             raise ScenarioError("--nodes", "give --nodes or --topology, not both")
@@ -201,7 +200,7 @@ def alltoall_cmd(
     with flag_errors():
         gating = Gating(routing, routing_table, skew_alpha, dirichlet, node_sets=trees)
         traffic = route_layer(spec, tokens, gating, seed)
-        results = sm_sweep(topo, traffic, kernels[0], counts, model)
+        results = sm_sweep(topo, traffic, kernels[0], counts, model, gpu)
     if plot is not None:
         from reports.sm_sweep import plot_sm_sweep
 

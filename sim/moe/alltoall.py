@@ -13,7 +13,7 @@ import numpy as np
 
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
-from sim.hardware.gpu import SmSplit
+from sim.hardware.gpu import H800, GpuSpec, SmSplit
 from sim.moe.capacity import capacity, drop_over_capacity, padded_rows
 from sim.moe.deepep import KernelSpec, PhaseResult, simulate_phase
 from sim.moe.gating import Gating, balanced_choices, replay_choices
@@ -168,11 +168,11 @@ def route_choices(spec: MoESpec, total: int, gating: Gating | str, rng: np.rando
 
 
 def run_alltoall(
-    topo: Topology, traffic: Traffic, kernel: KernelSpec, model: CostModel | None = None
+    topo: Topology, traffic: Traffic, kernel: KernelSpec, model: CostModel | None = None, gpu: GpuSpec = H800
 ) -> AlltoallResult:
-    """Dispatch and combine on ``topo``; the GEMM throughput left uses ``model``'s measured SM curve
-    when given (a calibration profile), else the linear default."""
-    split = SmSplit(comm_sms=kernel.comm_sms, coprocessor=kernel.coprocessor)
+    """Dispatch and combine on ``topo``; the GEMM throughput left on ``gpu`` uses ``model``'s measured
+    SM curve when given (a calibration profile), else the linear default."""
+    split = SmSplit(gpu=gpu, comm_sms=kernel.comm_sms, coprocessor=kernel.coprocessor)
     return AlltoallResult(
         comm_sms=kernel.comm_sms,
         compute_sms=split.compute_sms,
@@ -184,6 +184,11 @@ def run_alltoall(
 
 
 def sm_sweep(
-    topo: Topology, traffic: Traffic, kernel: KernelSpec, sms: list[int], model: CostModel | None = None
+    topo: Topology,
+    traffic: Traffic,
+    kernel: KernelSpec,
+    sms: list[int],
+    model: CostModel | None = None,
+    gpu: GpuSpec = H800,
 ) -> list[AlltoallResult]:
-    return [run_alltoall(topo, traffic, replace(kernel, comm_sms=n), model) for n in sms]
+    return [run_alltoall(topo, traffic, replace(kernel, comm_sms=n), model, gpu) for n in sms]

@@ -122,7 +122,26 @@ def test_cli_alltoall_gemm_left_follows_a_calibrated_profile(tmp_path, capsys: p
         [model.sm_throughput(112), model.sm_throughput(92)]
     )
     assert sweep[1]["gemm_throughput_fraction"] > 92 / 132  # measured: better than linear here
-    small = write_sm_sweep_profile(tmp_path / "small.json", sms_total=64)
+    small = write_sm_sweep_profile(tmp_path / "small.json", sms_total=64)  # a GPU of 64 SMs: its SMs are split
     with pytest.raises(SystemExit) as info:
         main([*args, "--profile", str(small)])
-    assert info.value.code == 2 and "small.json: --profile: profile is for a GPU with 64 SMs" in capsys.readouterr().err
+    assert info.value.code == 0
+    assert [r["compute_sms"] for r in json.loads(capsys.readouterr().out)["sweep"]] == [44, 24]
+    with pytest.raises(SystemExit) as info:
+        main([*args[:-4], "--sms", "64", "--profile", str(small)])
+    assert info.value.code == 2 and "--sms: must be in 0..63, got 64" in capsys.readouterr().err
+
+
+def test_cli_alltoall_splits_the_profiles_gpu(capsys: pytest.CaptureFixture[str]) -> None:
+    """With a B200 profile (148 SMs) the SMs split are the B200's: 140 for communication is accepted
+    (8 left to compute) and 20 leaves 128 of 148 (it was refused as a profile not for the H800, and
+    --sms capped at 131)."""
+    from pathlib import Path
+
+    b200 = str(Path(__file__).resolve().parents[3] / "calibrate" / "profiles" / "b200-datasheet.json")
+    args = ["alltoall", "--ep", "16", "--tokens", "256", "--profile", b200, "--format", "json"]
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--sms", "20,140"])
+    assert info.value.code == 0
+    sweep = json.loads(capsys.readouterr().out)["sweep"]
+    assert [r["compute_sms"] for r in sweep] == [128, 8]
