@@ -40,6 +40,7 @@ from sim.network.topology import Topology
 
 KINDS = ("sendrecv", "alltoall", "allgather", "reducescatter", "allreduce")
 ALGORITHMS = ("ring", "hierarchical")
+HIERARCHICAL = ("allgather", "reducescatter", "allreduce")  # the kinds with a hierarchical algorithm
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def _channel_rings(topo: Topology, gpus: np.ndarray) -> list[np.ndarray]:
 
 def _phases(topo: Topology, kind: str, algorithm: str, gpus: np.ndarray, size: float) -> list[RingPhase]:
     n = len(gpus)
-    if algorithm == "ring" or kind not in ("allgather", "reducescatter", "allreduce"):
+    if algorithm == "ring" or kind not in HIERARCHICAL:
         rings = _channel_rings(topo, gpus)
         chunk = size / n / len(rings)
         steps = 2 * (n - 1) if kind == "allreduce" else n - 1
@@ -304,6 +305,10 @@ def check_collective(topo: Topology, kind: str, gpus: np.ndarray | int, algorith
         raise ScenarioError("kind", f"unknown collective {kind!r}; choose from {', '.join(KINDS)}")
     if algorithm not in ALGORITHMS:
         raise ScenarioError("algorithm", f"unknown algorithm {algorithm!r}; choose from {', '.join(ALGORITHMS)}")
+    if algorithm == "hierarchical" and kind not in HIERARCHICAL:
+        raise ScenarioError(
+            "algorithm", f"hierarchical is for {', '.join(HIERARCHICAL)}; {kind} has one algorithm here: leave it out"
+        )
     ranks = np.arange(gpus) if isinstance(gpus, int) else np.asarray(gpus, dtype=np.int64)
     if len(ranks) < 2 or len(ranks) > topo.gpus:
         raise ScenarioError("gpus", f"need 2..{topo.gpus} GPUs on this cluster, got {len(ranks)}")

@@ -59,6 +59,9 @@ def test_collective_input_errors() -> None:
         run_collective(topo, "allreduce", 64, 1e6)
     with pytest.raises(ScenarioError, match="whole nodes"):
         run_collective(topo, "allreduce", 12, 1e6, algorithm="hierarchical")
+    for kind in ("alltoall", "sendrecv"):  # one algorithm: the flag was ignored, yet reported as used
+        with pytest.raises(ScenarioError, match=f"hierarchical is for allgather, reducescatter, allreduce; {kind}"):
+            run_collective(topo, kind, 16, 1e6, algorithm="hierarchical")
     assert run_collective(topo, "allreduce", np.array([3, 9]), 1e6).ranks == 2
 
 
