@@ -20,6 +20,7 @@ from sim.cli.common import (
     input_files_option,
     out,
     output_file_option,
+    refuse_given,
 )
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel, fitted
@@ -400,10 +401,7 @@ def _refuse_unread(ctx: typer.Context, reads: str, what: str) -> None:
     """Refuse the first flag given on the command line that ``reads`` (a :data:`PREDICT_FLAGS` key)
     does not read, naming it and ``what`` does not use it."""
     used = set(PREDICT_FLAGS[reads]) | {"profile", "op", "fmt"}
-    for param in ctx.command.params:
-        source = ctx.get_parameter_source(param.name or "")  # (typer's own click: compared by name)
-        if param.name not in used and getattr(source, "name", "") == "COMMANDLINE":
-            raise ScenarioError(str(param.opts[0]), f"not used by {what}; remove it")
+    refuse_given(ctx, [str(p.name) for p in ctx.command.params if p.name not in used], f"not used by {what}")
 
 
 @calibrate_app.command("predict")

@@ -10,7 +10,7 @@ checks that no numeric flag lacks one).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -42,6 +42,17 @@ def flag_errors() -> Iterator[None]:
         yield
     except ScenarioError as e:
         raise as_flag(e) from None
+
+
+def refuse_given(ctx: typer.Context, names: Iterable[str], why: str) -> None:
+    """Refuse the first of the parameters ``names`` given on the command line (not left to its
+    default), naming its flag: ``error: --pp: <why>; remove it``."""
+    wanted = set(names)
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name or "")  # (typer's own click: compared by name)
+        if param.name in wanted and getattr(source, "name", "") == "COMMANDLINE":
+            flag = str(param.opts[0]) if param.opts[0].startswith("-") else str(param.name).upper()
+            raise ScenarioError(flag, f"{why}; remove it")
 
 
 def _num(x: float) -> str:

@@ -20,6 +20,7 @@ from sim.cli.common import (
     out,
     output_file_option,
     plot_file_option,
+    refuse_given,
 )
 from sim.errors import LayoutError, ScenarioError
 from sim.limits import MAX_BYTES, MAX_MICROBATCHES, MAX_PP, MAX_RATE, MAX_TIME, MAX_VIRTUAL_STAGES, check_schedule_size
@@ -144,6 +145,7 @@ def show(
 
 @schedules_app.command()
 def check(
+    ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(help="registered schedule (or use --file)")] = None,
     pp: PP = 8,
     microbatches: Micro = 20,
@@ -155,6 +157,9 @@ def check(
 ) -> None:
     """Prove a schedule valid: complete, dependencies respected, no deadlock."""
     if file is not None:
+        refuse_given(
+            ctx, ("name", "pp", "microbatches", "virtual_stages"), "not used with --file (its lines are the schedule)"
+        )
         text = read_text(file, "schedule", MAX_JSON_BYTES)
         sched = schedule_from_actions(parse_lines(text, str(file)), name=file.stem)
     elif name is not None:

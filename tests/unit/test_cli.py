@@ -85,6 +85,12 @@ def test_check_file_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str
     f.write_text(out)
     code, out, _ = _run(["schedules", "check", "--file", str(f)], capsys)
     assert code == 0 and "valid" in out
+    for extra, flag in ((["--pp", "4"], "--pp"), (["-n", "12"], "--microbatches"), (["dualpipe"], "NAME")):
+        # the file is the schedule: a schedule's size or name beside it was silently ignored
+        code, _, err = _run(["schedules", "check", *extra, "--file", str(f)], capsys)
+        assert (
+            code == 2 and err.strip() == f"error: {flag}: not used with --file (its lines are the schedule); remove it"
+        )
     f.write_text("0F0 0B0\n1F0 1X0\n")  # device 1 has an unknown op
     code, _, err = _run(["schedules", "check", "--file", str(f)], capsys)
     assert code == 2 and f"{f}: line 2:" in err
