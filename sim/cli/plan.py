@@ -177,7 +177,7 @@ def layouts_cmd(
             f"{r['memory_peak_GiB']:.1f}",
         )
     out.print(table)
-    if reasons:
+    if ranked_reasons:  # (refused when simulated, and before: found.dropped)
         out.print("refused: " + "; ".join(f"{n} x {why}" for why, n in list(ranked_reasons.items())[:5]))
     if found.over_limit:
         out.print(f"{found.over_limit} more layouts not run (--limit {limit}; one of each TP, CP and PP in turn)")

@@ -54,6 +54,11 @@ def test_the_search_ranks_by_step_time_and_resumes(tmp_path: Path, capsys: pytes
     best = d["top"][0]
     code, out, _ = _plan(capsys, *args)  # resumed: the sweep's rows are reused, the ranking is the same
     assert code == 0 and json.loads(out)["top"] == d["top"]
+    # the table says what was refused, as the JSON lists it (layouts refused before simulating too:
+    # the table left them out when no simulated layout was refused)
+    assert d["refused"]
+    code, table, _ = _plan(capsys, *args[:-2])
+    assert code == 0 and "refused: " in table
     assert best["tokens_per_s_per_gpu"] == pytest.approx(
         load_scenario(SCENARIO).training.global_batch * 8192 / best["step_time_s"] / 64  # type: ignore[union-attr]
     )
