@@ -200,7 +200,9 @@ def datasheet(
         hbm_TBps=hbm_tbps or base.hbm_TBps,
         hbm_GiB=base.hbm_GiB,
     )
-    profile = datasheet_profile(gpu, efficiency, tool=f"twin calibrate datasheet --name {name}")
+    tool = f"twin calibrate datasheet --name {name}" + "".join(f" {k} {v:g}" for k, v in given.items() if v is not None)
+    tool += f" --efficiency {efficiency:g}" if efficiency != DEFAULT_EFFICIENCY else ""
+    profile = datasheet_profile(gpu, efficiency, tool=tool)
     atomic_write_text(output, dump_profile(fitted(profile)))
     out.print(f"wrote {output}")
 

@@ -240,3 +240,14 @@ def test_import_trace_records_the_kernels_at_the_compute_sms_given(tmp_path: Pat
     kernels = [s for s in profile.samples if s.op in ("gemm", "attention", "memory")]
     assert kernels and {s.params["sms"] for s in kernels} == {100}
     assert "--compute-sms 100" in profile.tool
+
+
+def test_a_datasheet_profile_records_the_figures_it_was_given(tmp_path: Path) -> None:
+    """The profile's tool line is the command that makes it again: every figure given (it kept only
+    --name, so a profile of a GPU without a datasheet could not be rebuilt from it)."""
+    out = tmp_path / "x.json"
+    args = ["--name", "X9", "--sms", "100", "--fp8-tflops", "1000", "--bf16-tflops", "500", "--hbm-tbps", "3"]
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "datasheet", *args, "--efficiency", "0.5", "-o", str(out)])
+    assert info.value.code == 0
+    assert load_profile(out).tool == "twin calibrate datasheet " + " ".join(args) + " --efficiency 0.5"
