@@ -389,7 +389,8 @@ def _batch(model: CostModel, path: Path) -> list[dict[str, object]]:
     return results
 
 
-# The flags each kind of op reads (beside --profile, --op and --format); one it does not read is refused.
+# The flags each kind of op reads (beside --profile, --format and, but for --batch, --op); one it does not
+# read is refused.
 PREDICT_FLAGS = {
     "gemm": ("dtype", "scaling", "m", "n", "k", "sms", "beside_comm_sms"),
     "attention": ("heads", "seq", "qk_dim", "v_dim", "causal", "phase", "sms"),
@@ -402,7 +403,7 @@ PREDICT_FLAGS = {
 def _refuse_unread(ctx: typer.Context, reads: str, what: str) -> None:
     """Refuse the first flag given on the command line that ``reads`` (a :data:`PREDICT_FLAGS` key)
     does not read, naming it and ``what`` does not use it."""
-    used = set(PREDICT_FLAGS[reads]) | {"profile", "op", "fmt"}
+    used = set(PREDICT_FLAGS[reads]) | {"profile", "fmt"} | ({"op"} if reads != "batch" else set())
     refuse_given(ctx, [str(p.name) for p in ctx.command.params if p.name not in used], f"not used by {what}")
 
 

@@ -251,3 +251,15 @@ def test_a_datasheet_profile_records_the_figures_it_was_given(tmp_path: Path) ->
         main(["calibrate", "datasheet", *args, "--efficiency", "0.5", "-o", str(out)])
     assert info.value.code == 0
     assert load_profile(out).tool == "twin calibrate datasheet " + " ".join(args) + " --efficiency 0.5"
+
+
+def test_predict_batch_refuses_single_kernel_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With --batch the file's rows are the kernels: --op or --m beside it was silently ignored."""
+    rows = tmp_path / "b.csv"
+    rows.write_text("op,dtype,scaling,M,N,K,sms,beside_comm_sms\ngemm,fp8,,128,128,128,,\n")
+    for flag, value in (("--op", "gemm"), ("--m", "64")):
+        code, _, err = _predict(["--profile", str(PROFILES / "h800.json"), "--batch", str(rows), flag, value], capsys)
+        assert (
+            code == 2
+            and err.strip() == f"error: {flag}: not used by --batch (its rows give each kernel's parameters); remove it"
+        )
