@@ -88,6 +88,11 @@ class ModelSpec(BaseModel):
                 "n_routed_experts: a dense model (0 routed experts) has no activated or shared experts: "
                 "set n_activated_experts and n_shared_experts to 0"
             )
+        if self.n_routed_experts == 0 and self.mtp_depth:
+            raise ValueError(
+                "mtp_depth: a dense model's multi-token-prediction module is not modelled (an MTP block is "
+                "timed as an MoE layer): set mtp_depth to 0"
+            )
         if self.n_routed_experts and self.n_activated_experts < 1:
             raise ValueError("n_activated_experts: must be at least 1 in an MoE model")
         if self.n_activated_experts > self.n_routed_experts:

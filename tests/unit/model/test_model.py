@@ -151,3 +151,12 @@ def test_the_bf16_recipe_keeps_and_sends_bf16() -> None:
     )
     assert fp8["dispatched tokens (FP8)"].bytes_per_element == 1.03125
     assert (Precision.of(bf16).optimizer_bytes, Precision.of(DEEPSEEK_V3).optimizer_bytes) == (12.0, 8.0)
+
+
+def test_a_dense_model_with_an_mtp_module_is_refused() -> None:
+    """An MTP block is timed as an MoE layer; a dense model with one crashed the step (a division by
+    its 0 experts) after twin validate had said ok. Refused, naming the key; 0 is accepted."""
+    dense = load_model("llama-3.1-8b").model_dump(exclude_unset=True)
+    with pytest.raises(ScenarioError, match=r"model.mtp_depth: a dense model's multi-token-prediction module"):
+        parse_model({**dense, "mtp_depth": 1})
+    assert parse_model({**dense, "mtp_depth": 0}).mtp_depth == 0
