@@ -198,7 +198,7 @@ def _cell(value: object) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return "-"
-        if abs(value) >= 1e5:
+        if 1e3 <= abs(value) < 1e15:  # whole numbers with separators (one form in a column: 83,600 and 125,707)
             return f"{value:,.0f}"
         return f"{value:.4g}"
     return str(value)
@@ -266,10 +266,18 @@ def _print_table(title: str, columns: list[str], rows: list[dict[str, object]], 
 
 def compare_cmd(
     results: Annotated[Path, typer.Argument(help="results of twin sweep (.parquet)", callback=input_file_option)],
-    by: Annotated[str, typer.Option("--by", help="figure to rank by")] = "step_time_s",
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by", help="figure to rank by [default: step_time_s; a serving sweep's: goodput_requests_per_s]"
+        ),
+    ] = None,
     against: Annotated[
         str | None,
-        typer.Option("--against", help="second figure of the Pareto front [default: cost_per_T_usd, or step time]"),
+        typer.Option(
+            "--against",
+            help="second figure of the Pareto front [default: cost_per_T_usd, or step time; serving: ttft_p99_s]",
+        ),
     ] = None,
     top: Annotated[int, typer.Option("--top", parser=Top, help="best points shown")] = 10,
     plot: Annotated[
@@ -284,13 +292,16 @@ def compare_cmd(
 ) -> None:
     """The best points of a sweep by one figure, and the Pareto front of two (step time, cost per
     trillion tokens, memory headroom ...); infeasible and failed points are counted, not ranked."""
-    from sim.sweep.compare import compare, load_results
+    from sim.sweep.compare import compare, load_results, serving
 
-    _metric(by, "--by")
+    frame, meta = load_results(results)
+    served = serving(frame)
+    by = _metric(by or ("goodput_requests_per_s" if served else "step_time_s"), "--by")
+    if against is None:
+        against = ("ttft_p99_s" if by != "ttft_p99_s" else "goodput_requests_per_s") if served else None
     second = _metric(against or ("cost_per_T_usd" if by != "cost_per_T_usd" else "step_time_s"), "--against")
     if second == by:
         raise ScenarioError("--against", f"must differ from --by ({by})")
-    frame, meta = load_results(results)
     result = compare(frame, by, second, top)
     if plot is not None:  # only when asked: a pipe or a script gets the tables and nothing else
         from reports.compare_plot import plot_pareto

@@ -53,7 +53,8 @@ def load_results(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 def _check(frame: pd.DataFrame, file: str) -> None:
     """The columns ``twin compare`` reads hold what ``twin sweep`` writes: whole point numbers, each once;
-    statuses as text; figures as finite numbers or NaN (unknown), and a step time for every ok point."""
+    statuses as text; figures as finite numbers or NaN (unknown), and a step time for every ok point
+    but a serving one (its goodput instead)."""
     from pandas.api import types
 
     point = frame["point"]
@@ -79,8 +80,10 @@ def _check(frame: pd.DataFrame, file: str) -> None:
         values = column.to_numpy(dtype="float64", na_value=np.nan)
         for i in np.flatnonzero(np.isinf(values))[:1]:
             raise ScenarioError(f"point {point.iloc[i]}: {name}", f"{values[i]} is not a finite number", file)
-        if name == "step_time_s":
-            for i in np.flatnonzero(np.isnan(values) & ok)[:1]:
+        if name == "step_time_s":  # (a serving point has none: its goodput instead)
+            served = frame.get("goodput_requests_per_s")
+            serving = np.zeros(len(frame), bool) if served is None else ~served.isna().to_numpy()
+            for i in np.flatnonzero(np.isnan(values) & ok & ~serving)[:1]:
                 raise ScenarioError(f"point {point.iloc[i]}: {name}", "NaN in a point whose status is ok", file)
 
 
@@ -137,12 +140,33 @@ def _records(frame: pd.DataFrame, cols: list[str]) -> list[dict[str, Any]]:
     return out
 
 
-def compare(frame: pd.DataFrame, by: str, against: str, top: int) -> Comparison:
-    """The ``top`` best ok points by ``by`` (ties by point order) and the front of ``by`` vs ``against``."""
+TRAINING_SHOWN = ("step_time_s", "cost_per_T_usd", "memory_headroom_GiB")  # beside the ranked figure
+SERVING_SHOWN = ("goodput_requests_per_s", "ttft_p99_s", "tpot_p99_s")
+
+
+def serving(frame: pd.DataFrame) -> bool:
+    """Whether the results are a serving sweep's: its ok points have a goodput and no step time."""
     ok = frame[frame["status"] == OK]
+    return (
+        "goodput_requests_per_s" in frame.columns
+        and len(ok) > 0
+        and bool(ok["step_time_s"].isna().all())
+        and bool(ok["goodput_requests_per_s"].notna().all())
+    )
+
+
+def compare(frame: pd.DataFrame, by: str, against: str, top: int) -> Comparison:
+    """The ``top`` best ok points by ``by`` (ties by point order) and the front of ``by`` vs ``against``;
+    a figure no ok point has (a serving figure of training steps) is refused, naming its flag."""
+    ok = frame[frame["status"] == OK]
+    for flag, name in (("--by", by), ("--against", against)):
+        if len(ok) and bool(ok[name].isna().all()):
+            kind = "serving points" if serving(frame) else "training steps"
+            raise ScenarioError(flag, f"no ok point has {name} (the points are {kind})")
     m, n = METRIC_BY_NAME[by], METRIC_BY_NAME[against]
     ranked = ok.sort_values([by, "point"], ascending=[m.better == "min", True], kind="mergesort")
-    shown = ["point", "label", by] + [c for c in ("step_time_s", "cost_per_T_usd", "memory_headroom_GiB") if c != by]
+    extra = SERVING_SHOWN if serving(frame) else TRAINING_SHOWN
+    shown = ["point", "label", by] + [c for c in extra if c != by]
     idx = pareto_front(ok[by].to_numpy(), ok[against].to_numpy(), m.better, n.better)
     front = ok.iloc[idx].sort_values([by, "point"], ascending=[m.better == "min", True], kind="mergesort")
     front_cols = ["point", "label", by, against]

@@ -112,3 +112,54 @@ def test_legend_labels_break_between_parts_never_inside_a_value(tmp_path: Path) 
     texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     best = next(t for t in texts if t.startswith("best by"))
     assert best.replace(",\n", ", ") == f"best by step_time_s: {result.best[0]['label']}"
+
+
+def _serve_results(folder: Path) -> Path:
+    """Results of a serving sweep as twin sweep writes them: no step time, the serving figures set."""
+    rows: dict[str, list[object]] = {
+        "point": [0, 1, 2],
+        "point_id": ["a", "b", "c"],
+        "label": ["serve.prefill.tbo=false", "cluster.nic_Gbps=200", "base"],
+        "status": [OK, OK, OK],
+        "error": [None, None, None],
+    }
+    for m in METRICS:
+        rows[m.name] = [math.nan] * 3
+    rows["goodput_requests_per_s"] = [305.7, 310.2, 290.0]
+    rows["ttft_p99_s"] = [2.106, 1.268, 0.9]
+    rows["tpot_p99_s"] = [0.024, 0.025, 0.03]
+    path = folder / "s.parquet"
+    pd.DataFrame(rows).to_parquet(path)
+    return path
+
+
+def test_a_serving_sweep_is_compared_by_its_own_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A serving sweep's ok points have no step time: they are read (they were refused, 'step_time_s:
+    NaN in a point whose status is ok'), ranked by goodput against the TTFT's 99th percentile by
+    default, with the serving figures beside; a serving figure asked of training steps is refused."""
+    with pytest.raises(SystemExit) as info:
+        main(["compare", str(_serve_results(tmp_path)), "--format", "json"])
+    assert info.value.code == 0
+    d = json.loads(capsys.readouterr().out)
+    assert (d["by"], d["against"]) == ("goodput_requests_per_s", "ttft_p99_s")
+    assert [r["point"] for r in d["best"]] == [1, 0, 2] and set(d["best"][0]) >= {"ttft_p99_s", "tpot_p99_s"}
+    assert {r["point"] for r in d["pareto_front"]} == {1, 2}  # 0 has less goodput and a worse TTFT than 1
+    frame = pd.read_parquet(_results(tmp_path))
+    frame["ttft_p99_s"] = math.nan
+    frame.to_parquet(tmp_path / "t.parquet")
+    with pytest.raises(SystemExit) as info:
+        main(["compare", str(tmp_path / "t.parquet"), "--by", "ttft_p99_s"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip() == "error: --by: no ok point has ttft_p99_s (the points are training steps)"
+
+
+def test_large_figures_print_in_one_form() -> None:
+    """A column mixed 8.36e+04 with 125,707: whole numbers with separators from 1,000."""
+    assert [_cell(x) for x in (83600.4, 125707.3, 2.3198, 0.000123, 9999.7, 999.4)] == [
+        "83,600",
+        "125,707",
+        "2.32",
+        "0.000123",
+        "10,000",
+        "999.4",
+    ]
