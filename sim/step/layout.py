@@ -253,6 +253,11 @@ def build_layout(
         raise err.with_prefix("pipeline") from None
     stages = placements(model, schedule, layers_per_stage)
     if any(not p.layers for p in stages):
+        empty = next(i for i, p in enumerate(stages) if not p.layers)
+        if layers_per_stage is not None:  # the user's split: name it
+            raise ScenarioError(
+                "training.layers_per_stage", f"stage {empty} has no layers; give each stage one or more"
+            )
         raise ScenarioError("pipeline.pp", f"{schedule.num_stages} stages leave a stage without layers")
     layout = Layout(
         gpus=gpus,

@@ -183,3 +183,14 @@ def test_workload_interference_parameters_override_the_trace_defaults(tmp_path: 
     data["workload"] = {"gemm_beside_comm": 0.5}
     with pytest.raises(ScenarioError, match=r"workload\.gemm_beside_comm: Input should be greater than or equal to 1"):
         load_scenario(_write(tmp_path, data))
+
+
+def test_a_layer_split_with_an_empty_stage_names_its_key(tmp_path: Path) -> None:
+    """A stage given 0 layers in training.layers_per_stage was blamed on pipeline.pp."""
+    base = Path(__file__).resolve().parents[1] / "data" / "sweep" / "small-step.yaml"
+    split = {"model.n_layers": 8, "model.n_dense_layers": 1, "pipeline.pp": 4, "training.gpus": 128}
+    split |= {"training.global_batch": 512, "training.layers_per_stage": [0, 4, 3, 1]}
+    path = _write(tmp_path, {"name": "split", "base": str(base), "set": split})
+    with pytest.raises(ScenarioError) as info:
+        _assembled(path)
+    assert str(info.value) == f"{path}: training.layers_per_stage: stage 0 has no layers; give each stage one or more"
