@@ -214,6 +214,13 @@ def plan_steps(spec: RunSpec, path: Path, known: dict[str, Step] | None = None) 
     steps: dict[str, Step] = {}
     slices: list[PlannedSlice] = []
     for i, phase in enumerate(spec.phases):
+        if "training.global_batch" in phase.set and (phase.global_batch is not None or phase.ramp is not None):
+            given = "global_batch" if phase.global_batch is not None else "ramp"
+            raise ScenarioError(
+                f"phases.{i}.set.training.global_batch",
+                f"the phase's {given} sets its batch; remove it here",
+                str(path),
+            )
         batch = phase.global_batch
         if batch is None:
             batch = _base_batch(base, phase.set, folder, base_path, base_folder, i, path)

@@ -103,6 +103,30 @@ def test_bad_run_files_are_one_line(tmp_path: Path, change: dict, key: str, caps
     assert exit_info.value.code == 2 and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("given", ["global_batch", "ramp"])
+def test_a_batch_set_beside_the_phases_own_is_refused(
+    tmp_path: Path, given: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A phase's ``set: {training.global_batch: ...}`` beside its own global_batch (or ramp) was
+    silently ignored (twin validate said ok): refused, naming it."""
+    path = _run_file(tmp_path)
+    body = yaml.safe_load(path.read_text())
+    phase = body["phases"][0] if given == "ramp" else body["phases"][1]
+    phase["set"] = {**phase.get("set", {}), "training.global_batch": 4096}
+    if given == "ramp":
+        del phase["global_batch"]
+    path.write_text(yaml.safe_dump(body))
+    index = 0 if given == "ramp" else 1
+    for command in (["plan", "run", str(path)], ["validate", str(path)]):
+        with pytest.raises(SystemExit) as info:
+            main(command)
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and err.strip() == (
+            f"error: {path}: phases.{index}.set.training.global_batch: the phase's {given} sets its batch; "
+            "remove it here"
+        )
+
+
 def test_failures_cost_youngs_overhead_apart(tmp_path: Path) -> None:
     """Young/Daly to first order: a job of G GPUs fails every M = MTBF x 3600 / G seconds; checkpoints
     every tau = sqrt(2 C M) cost C / tau, failures (tau / 2 + R) / M of the time."""
