@@ -231,6 +231,11 @@ def _check(sc: ServeScenario) -> None:
             raise ScenarioError(
                 f"serve.{role}.comm_sms", f"normal kernels need a channel (2 SMs) to move tokens, got {pool.comm_sms}"
             )
+        if pool.kernels == "low_latency" and "comm_sms" in pool.model_fields_set:
+            raise ScenarioError(
+                f"serve.{role}.comm_sms",
+                "not used by low_latency kernels (they drive RDMA without holding SMs); remove it",
+            )
         if pool.mtp.enabled and sc.model.mtp_depth < 1:
             raise ScenarioError(f"serve.{role}.mtp.enabled", "the model has no MTP module (mtp_depth 0)")
         only = _DECODE_ONLY if role == "prefill" else _PREFILL_ONLY if role == "decode" else ()

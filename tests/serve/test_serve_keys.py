@@ -239,3 +239,13 @@ def test_a_profile_device_without_a_datasheet_names_the_profile_file_and_key(tmp
     with pytest.raises(ScenarioError) as err:
         _figures(data)
     assert str(err.value).startswith(f"{path}: device.name: no datasheet for device 'abc'")
+
+
+def test_comm_sms_of_a_low_latency_pool_is_refused() -> None:
+    """A low-latency pool holds no SMs for DeepEP: its comm_sms changed nothing and was accepted."""
+    data = copy.deepcopy(BASE)
+    _set(data, "serve.decode.kernels", "low_latency")
+    _set(data, "serve.decode.comm_sms", 24)
+    with pytest.raises(ScenarioError) as err:
+        _figures(data)
+    assert "serve.decode.comm_sms: not used by low_latency kernels" in str(err.value)
