@@ -294,6 +294,9 @@ def compare_cmd(
     trillion tokens, memory headroom ...); infeasible and failed points are counted, not ranked."""
     from sim.sweep.compare import compare, load_results, serving
 
+    for name, flag in ((by, "--by"), (against, "--against")):  # a misspelt figure before the file is read
+        if name is not None:
+            _metric(name, flag)
     frame, meta = load_results(results)
     served = serving(frame)
     by = _metric(by or ("goodput_requests_per_s" if served else "step_time_s"), "--by")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -129,12 +130,30 @@ def _build(sc: ServeScenario) -> Deployment:
     return Deployment(sc, pools, links, load, cost)
 
 
+def _has_cached_column(path: Path) -> bool:
+    """Whether a trace file's header names cached_tokens (an unreadable file: False, read_trace says why)."""
+    try:
+        with path.open(newline="") as f:
+            header = next(csv.reader([f.readline()]), [])
+    except (OSError, UnicodeDecodeError):
+        return False
+    return "cached_tokens" in (h.strip() for h in header)
+
+
 def requests_of(sc: ServeScenario) -> Requests:
     t = sc.serve.traffic
     assert t is not None
     if t.trace is not None:
+        path = sc.resolve(t.trace)
+        if "prompt_cache_hit" in t.model_fields_set and _has_cached_column(path):
+            raise ScenarioError(
+                "serve.traffic.prompt_cache_hit",
+                f"not used: the trace's cached_tokens column ({path.name}) gives each prompt's cached tokens; "
+                "remove it",
+                sc.source_path,
+            )
         try:
-            return read_trace(sc.resolve(t.trace), t.prompt_cache_hit, sc.serve.duration_s)
+            return read_trace(path, t.prompt_cache_hit, sc.serve.duration_s)
         except ScenarioError as err:
             raise err if err.file else err.with_file(str(sc.resolve(t.trace))) from None
     return poisson(t, sc.serve.duration_s, np.random.default_rng([sc.seed, 3]))

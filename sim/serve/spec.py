@@ -55,6 +55,10 @@ class TrafficSpec(_Strict):
     def _one_source(self) -> TrafficSpec:
         if (self.rate_per_s is None) == (self.trace is None):
             raise ValueError("give either rate_per_s (Poisson arrivals) or trace (a CSV of requests)")
+        if self.trace is not None:
+            for key in ("input_tokens", "output_tokens", "lengths"):
+                if key in self.model_fields_set:
+                    raise ValueError(f"{key}: not used with a trace (its rows give each request's lengths); remove it")
         return self
 
 

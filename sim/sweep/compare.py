@@ -81,9 +81,7 @@ def _check(frame: pd.DataFrame, file: str) -> None:
         for i in np.flatnonzero(np.isinf(values))[:1]:
             raise ScenarioError(f"point {point.iloc[i]}: {name}", f"{values[i]} is not a finite number", file)
         if name == "step_time_s":  # (a serving point has none: its goodput instead)
-            served = frame.get("goodput_requests_per_s")
-            serving = np.zeros(len(frame), bool) if served is None else ~served.isna().to_numpy()
-            for i in np.flatnonzero(np.isnan(values) & ok & ~serving)[:1]:
+            for i in np.flatnonzero(np.isnan(values) & ok & ~_serving_rows(frame))[:1]:
                 raise ScenarioError(f"point {point.iloc[i]}: {name}", "NaN in a point whose status is ok", file)
 
 
@@ -144,15 +142,21 @@ TRAINING_SHOWN = ("step_time_s", "cost_per_T_usd", "memory_headroom_GiB")  # bes
 SERVING_SHOWN = ("goodput_requests_per_s", "ttft_p99_s", "tpot_p99_s")
 
 
+def _serving_rows(frame: pd.DataFrame) -> np.ndarray:
+    """The rows of serving points: a goodput and none of a training step's figures."""
+    if "goodput_requests_per_s" not in frame.columns:
+        return np.zeros(len(frame), bool)
+    served = frame["goodput_requests_per_s"].notna().to_numpy().copy()
+    for name in ("step_time_s", "tokens_per_day"):
+        if name in frame.columns:
+            served &= frame[name].isna().to_numpy()
+    return served
+
+
 def serving(frame: pd.DataFrame) -> bool:
-    """Whether the results are a serving sweep's: its ok points have a goodput and no step time."""
-    ok = frame[frame["status"] == OK]
-    return (
-        "goodput_requests_per_s" in frame.columns
-        and len(ok) > 0
-        and bool(ok["step_time_s"].isna().all())
-        and bool(ok["goodput_requests_per_s"].notna().all())
-    )
+    """Whether the results are a serving sweep's: every ok point is a serving point."""
+    ok = (frame["status"] == OK).to_numpy()
+    return bool(ok.any()) and bool(_serving_rows(frame)[ok].all())
 
 
 def compare(frame: pd.DataFrame, by: str, against: str, top: int) -> Comparison:

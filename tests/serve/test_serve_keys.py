@@ -249,3 +249,26 @@ def test_comm_sms_of_a_low_latency_pool_is_refused() -> None:
     with pytest.raises(ScenarioError) as err:
         _figures(data)
     assert "serve.decode.comm_sms: not used by low_latency kernels" in str(err.value)
+
+
+TRACE = ROOT / "scenarios" / "serve" / "traces" / "synthetic-60s.csv"  # has a cached_tokens column
+
+
+@pytest.mark.parametrize(
+    ("traffic", "message"),
+    [
+        ({"lengths": "exponential"}, "serve.traffic.lengths: not used with a trace"),
+        ({"input_tokens": 100}, "serve.traffic.input_tokens: not used with a trace"),
+        ({"output_tokens": 7}, "serve.traffic.output_tokens: not used with a trace"),
+        ({"prompt_cache_hit": 0.9}, "serve.traffic.prompt_cache_hit: not used: the trace's cached_tokens column"),
+    ],
+)
+def test_traffic_keys_a_trace_does_not_read_are_refused(traffic: dict[str, Any], message: str) -> None:
+    """With a trace its rows give each request's lengths (and, with a cached_tokens column, its cached
+    prefix): these keys beside it changed nothing and were accepted. The key path is whole (an
+    optional section's key used to read 'serve.traffic: lengths: ...')."""
+    data = copy.deepcopy(BASE)
+    _set(data, "serve.traffic", {"trace": str(TRACE), **traffic})
+    with pytest.raises(ScenarioError) as err:
+        _figures(data)
+    assert f"keys.yaml: {message}" in str(err.value)
