@@ -111,9 +111,9 @@ class PoolSpec(_Strict):
     @model_validator(mode="after")
     def _whole_units(self) -> PoolSpec:
         if self.nodes % self.unit_nodes:
-            raise ValueError(f"nodes ({self.nodes}) must be whole units of unit_nodes ({self.unit_nodes})")
+            raise ValueError(f"nodes: {self.nodes} must be whole units of unit_nodes ({self.unit_nodes})")
         if self.comm_sms % 2:
-            raise ValueError(f"comm_sms must be even (DeepEP channels are SM pairs), got {self.comm_sms}")
+            raise ValueError(f"comm_sms: must be even (DeepEP channels are SM pairs), got {self.comm_sms}")
         return self
 
 

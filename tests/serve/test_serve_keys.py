@@ -272,3 +272,21 @@ def test_traffic_keys_a_trace_does_not_read_are_refused(traffic: dict[str, Any],
     with pytest.raises(ScenarioError) as err:
         _figures(data)
     assert f"keys.yaml: {message}" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("serve.prefill.nodes", 7, "serve.prefill.nodes: 7 must be whole units of unit_nodes (4)"),
+        ("serve.prefill.comm_sms", 3, "serve.prefill.comm_sms: must be even"),
+    ],
+)
+def test_a_pools_check_names_the_key(key: str, value: int, message: str) -> None:
+    """A pool's own checks named the pool (serve.prefill: nodes (7) ...), not the key."""
+    data = copy.deepcopy(BASE)
+    if key.endswith("nodes"):
+        _set(data, "serve.prefill.unit_nodes", 4)
+    _set(data, key, value)
+    with pytest.raises(ScenarioError) as err:
+        _figures(data)
+    assert message in str(err.value)
