@@ -8,6 +8,7 @@ from reports.document import Document
 from reports.gantt import GANTT_PNG_DPI, STEP_CAPTION, gantt_figure
 from reports.provenance import git_revision
 from sim.experiments.published import PUBLISHED_GPU_HOURS_PER_T
+from sim.model.spec import DEEPSEEK_V3
 from sim.run import TrainingRun
 from sim.step.accounting import RankBreakdown, StepResult
 from sim.units import GiB
@@ -23,21 +24,26 @@ def _ms(x: float) -> str:
     return f"{x * 1e3:,.1f}"
 
 
+def compares_with_published(run: TrainingRun) -> bool:
+    """Whether DeepSeek-V3's published GPU-hours per trillion tokens is this step's to compare: the
+    scenario's model is DeepSeek-V3's, as the report measured it (another model's figure is not)."""
+    return run.scenario.model == DEEPSEEK_V3
+
+
 def summary_rows(run: TrainingRun) -> list[tuple[str, str]]:
-    """(figure, value) of the step's summary: step time, tokens, throughput, cost against the
-    published figure, TFLOPS, MFU, peak memory."""
+    """(figure, value) of the step's summary: step time, tokens, throughput, cost (against the
+    published figure for DeepSeek-V3's model), TFLOPS, MFU, peak memory."""
     r = run.result
     d = r.to_dict()
     hours = r.gpu_hours_per_trillion_tokens
+    ratio = hours / PUBLISHED_GPU_HOURS_PER_T - 1
+    published = f" (DeepSeek-V3 published: {PUBLISHED_GPU_HOURS_PER_T / 1e3:,.1f} K, {ratio:+.1%})"
+    published = published if compares_with_published(run) else ""
     return [
         ("step time", f"{r.step_time_s:.3f} s"),
         ("tokens per step", f"{r.tokens_per_step:,}"),
         ("tokens per day", f"{r.tokens_per_day / 1e9:,.1f} B"),
-        (
-            "GPU-hours per trillion tokens",
-            f"{hours / 1e3:,.1f} K (DeepSeek-V3 published: {PUBLISHED_GPU_HOURS_PER_T / 1e3:,.1f} K, "
-            f"{hours / PUBLISHED_GPU_HOURS_PER_T - 1:+.1%})",
-        ),
+        ("GPU-hours per trillion tokens", f"{hours / 1e3:,.1f} K{published}"),
         ("TFLOPS per GPU (causal / non-causal)", f"{r.tflops_per_gpu(True):.0f} / {r.tflops_per_gpu(False):.0f}"),
         ("MFU vs dense BF16 peak (causal / non-causal)", f"{r.mfu(True):.1%} / {r.mfu(False):.1%}"),
         (
@@ -62,9 +68,13 @@ def layout_text(run: TrainingRun) -> str:
     assert t is not None
     return (
         f"{sc.model.name} on {lay['gpus']} GPUs: {lay['pipeline_ranks']} pipeline ranks "
-        f"({sc.pipeline.schedules[0]}, PP {sc.pipeline.pp}) x {lay['gpus_per_rank']} GPUs each; EP {lay['ep']}, "
-        f"DP {lay['dp']} (non-expert), {lay['expert_dp']} "
-        f"replicas of each expert; {lay['microbatches']} micro-batches of {lay['microbatch_sequences']} "
+        f"({sc.pipeline.schedules[0]}, PP {sc.pipeline.pp}) x {lay['gpus_per_rank']} GPUs each; "
+        + (
+            f"EP {lay['ep']}, DP {lay['dp']} (non-expert), {lay['expert_dp']} replicas of each expert; "
+            if sc.model.n_routed_experts
+            else f"DP {lay['dp']} (a dense model: no experts); "
+        )
+        + f"{lay['microbatches']} micro-batches of {lay['microbatch_sequences']} "
         f"sequence(s) ({lay['tokens_per_microbatch']} tokens) per pipeline; global batch "
         f"{lay['global_batch_sequences']} sequences. ZeRO-1 groups span the ranks holding the same layers "
         f"({_sets(run)}). Fidelity: {t.fidelity}; routing: {sc.workload.routing}; "
@@ -171,7 +181,8 @@ def step_document(run: TrainingRun) -> Document:
     doc = Document(f"Training step: {sc.name}", " ".join(sc.description.split()))
     doc.heading("Summary")
     doc.table(["figure", "value"], [list(x) for x in summary_rows(run)], align="lr")
-    doc.paragraph(PUBLISHED_NOTE)
+    if compares_with_published(run):
+        doc.paragraph(PUBLISHED_NOTE)
     doc.heading("Layout")
     doc.paragraph(layout_text(run))
     doc.heading(f"Where the time goes (rank {r.reported_rank}, which ends the step)")

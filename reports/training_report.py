@@ -25,6 +25,7 @@ from reports.step_report import (
     PUBLISHED_NOTE,
     _ms,
     breakdown_parts,
+    compares_with_published,
     ep_exposed_text,
     layout_text,
     over_rank_rows,
@@ -285,6 +286,23 @@ def _bytes_table(nb: NodeBytes, step_s: float) -> tuple[list[str], list[list[str
     return headers, rows
 
 
+def _sm_section(doc: Document, study: Study, own: int) -> None:
+    """The step against the SMs given to communication (and the co-processor)."""
+    doc.paragraph(
+        f"The step with `comm.sms` set to each count (DeepEP's channels = SMs / 2; the other SMs compute), and "
+        f"with `comm.coprocessor: true` (communication off the SMs: all SMs compute, DeepEP's channels as with "
+        f"{own} SMs), the star. Exposed EP communication: inside the chunks of the rank that ends the step, "
+        "the time the DeepEP stream was busy while neither compute stream ran."
+    )
+    doc.figure(
+        sm_figure(study.sms),
+        "sm-split",
+        "Step time and exposed EP communication against the SMs given to communication; stars: the co-processor.",
+    )
+    headers, rows = _sm_table(study.sms)
+    doc.table(headers, rows, align="rrrrl")
+
+
 def training_document(run: TrainingRun, study: Study, provenance: list[tuple[str, str]]) -> Document:
     """The full report of a training step (sections: :data:`SECTIONS`)."""
     sc = run.scenario
@@ -294,13 +312,14 @@ def training_document(run: TrainingRun, study: Study, provenance: list[tuple[str
 
     doc.heading(SECTIONS[0])
     doc.table(["figure", "value"], [list(x) for x in summary_rows(run)], align="lr")
-    doc.figure(
-        cost_figure(run),
-        "cost",
-        "GPU-hours per trillion tokens: the simulated step against DeepSeek-V3's "
-        "published pre-training figure (2.664M H800 GPU-hours for 14.8T tokens).",
-    )
-    doc.paragraph(PUBLISHED_NOTE)
+    if compares_with_published(run):
+        doc.figure(
+            cost_figure(run),
+            "cost",
+            "GPU-hours per trillion tokens: the simulated step against DeepSeek-V3's "
+            "published pre-training figure (2.664M H800 GPU-hours for 14.8T tokens).",
+        )
+        doc.paragraph(PUBLISHED_NOTE)
     doc.paragraph(layout_text(run))
 
     doc.heading(SECTIONS[1])
@@ -360,19 +379,10 @@ def training_document(run: TrainingRun, study: Study, provenance: list[tuple[str
 
     doc.heading(SECTIONS[4])
     own = sc.comm.sms
-    doc.paragraph(
-        f"The step with `comm.sms` set to each count (DeepEP's channels = SMs / 2; the other SMs compute), and "
-        f"with `comm.coprocessor: true` (communication off the SMs: all SMs compute, DeepEP's channels as with "
-        f"{own} SMs), the star. Exposed EP communication: inside the chunks of the rank that ends the step, "
-        "the time the DeepEP stream was busy while neither compute stream ran."
-    )
-    doc.figure(
-        sm_figure(study.sms),
-        "sm-split",
-        "Step time and exposed EP communication against the SMs given to communication; stars: the co-processor.",
-    )
-    headers, rows = _sm_table(study.sms)
-    doc.table(headers, rows, align="rrrrl")
+    if not study.sms:
+        doc.paragraph("A dense model: no DeepEP all-to-all holds SMs, so there is no split to vary.")
+    else:
+        _sm_section(doc, study, own)
 
     doc.heading(SECTIONS[5])
     nb = study.bytes

@@ -519,6 +519,7 @@ MOE_WORKLOAD_KEYS = (
     "memory_beside_comm",
     "comm_beside_compute",
     "notify_wait_us",
+    "interference",  # DeepEP's kernels beside the GEMMs
 )
 
 
@@ -534,13 +535,18 @@ def _dense_keys_used(sc: Scenario) -> None:
             raise ScenarioError(f"workload.{key}", why)
     if "seed" in sc.model_fields_set:
         raise ScenarioError("seed", why)
-    for key in ("combine_format", "multicast", "in_network_reduce"):
+    for key in ("combine_format", "multicast", "in_network_reduce", "coprocessor"):
         if key in sc.comm.model_fields_set:
             raise ScenarioError(f"comm.{key}", why)
     if sc.training is not None:
         for key in ("routing_samples", "etp"):
             if key in sc.training.model_fields_set:
                 raise ScenarioError(f"training.{key}", why)
+        if sc.training.fidelity == "per-gpu":  # every EP group with its own routing: there is none
+            raise ScenarioError(
+                "training.fidelity",
+                "per-gpu is not used: the model is dense (n_routed_experts 0), so no EP group routes; remove it",
+            )
 
 
 def _refuse_set(section: str, spec: BaseModel, why: str) -> None:

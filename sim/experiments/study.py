@@ -219,8 +219,11 @@ def sm_study(
 ) -> tuple[SmPoint, ...]:
     """The step at each SM count for communication (and the scenario's own), then the co-processor
     point (``comm.coprocessor: true`` with the scenario's ``comm.sms`` channels). A count the GPU
-    cannot give is a point with its refusal."""
+    cannot give is a point with its refusal. A dense model has no DeepEP kernels to hold SMs: no
+    point."""
     sc = base.scenario
+    if not sc.model.n_routed_experts:
+        return ()
     total = base.gpu.sms  # the profile's GPU
     own = sc.comm.sms
     wanted = sorted({*counts, own} - {0})

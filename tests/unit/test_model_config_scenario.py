@@ -73,6 +73,11 @@ def test_an_error_inside_the_config_names_its_file_and_key(tmp_path: Path) -> No
         ({"workload": {"routing": "skewed"}}, "workload.routing"),
         ({"workload": {"notify_wait_us": 5.0}}, "workload.notify_wait_us"),
         ({"seed": 3}, "seed"),
+        # these changed nothing and were accepted: no DeepEP kernel to interfere or move off the SMs,
+        # no EP group to route on its own
+        ({"workload": {"interference": "none"}}, "workload.interference"),
+        ({"comm": {"coprocessor": True}}, "comm.coprocessor"),
+        ({"training": {"gpus": 64, "global_batch": 256, "fidelity": "per-gpu"}}, "training.fidelity"),
     ],
 )
 def test_a_dense_model_refuses_the_moe_keys(tmp_path: Path, sections: dict[str, object], key: str) -> None:
