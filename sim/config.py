@@ -605,6 +605,8 @@ def _read_topology(ref: ClusterRef, base: Path) -> None:
     """Read (not build) the topology file ``ref`` names, relative to ``base``."""
     path = Path(ref.topology)
     path = path if path.is_absolute() else base / path
+    if not path.exists():  # the scenario's key names it (a folder or a bad file: read_yaml and its own errors)
+        raise ScenarioError("cluster.topology", f"no such topology file: {ref.topology}")
     ref._spec = parse_cluster(read_yaml(path, "topology"), str(path))
     ref._path = path
 

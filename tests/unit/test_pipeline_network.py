@@ -71,7 +71,8 @@ def test_scenario_with_cluster_runs(tmp_path: Path) -> None:
         ({"device_gpus": [0, 0, 1, 2]}, {}, "cluster.device_gpus: need 4 distinct GPUs"),
         ({"device_gpus": [0, 1, 2, 5000]}, {}, "cluster.device_gpus: need 4 distinct GPUs in 0..2047"),
         ({}, {"bandwidth_GBps": 10}, "p2p.bandwidth_GBps: not used with a cluster"),
-        ({"topology": "missing.yaml"}, {}, "missing.yaml: no such topology file"),
+        # the scenario file and its key are named (the message named the missing file alone)
+        ({"topology": "missing.yaml"}, {}, "s.yaml: cluster.topology: no such topology file: missing.yaml"),
     ],
 )
 def test_cluster_errors(tmp_path: Path, cluster: dict, p2p: dict, expected: str) -> None:
