@@ -202,6 +202,30 @@ _PREFILL_ONLY = ("max_batch_tokens", "chunked_prefill", "policy")  # what a deco
 _DECODE_ONLY = ("max_batch", "mtp", "kv_dtype")  # what a prefill pool never reads
 
 
+# what the decode floor alone (no traffic) reads of its pool: its units and placement; it times DeepEP's
+# low-latency kernels with two micro-batches (TBO), so those two keys may only say so
+_FLOOR_POOL_KEYS = ("nodes", "unit_nodes", "experts_per_gpu", "shared_as_routed", "kernels", "tbo")
+
+
+def _floor_keys_used(sc: ServeScenario) -> None:
+    """A scenario of the decode floor alone serves no request: the keys of serving are refused."""
+    why = "not used by the decode floor alone (no serve.traffic); remove it"
+    s = sc.serve
+    for key in ("duration_s", "slo", "timeline_spans", "prefill"):
+        if key in s.model_fields_set:
+            raise ScenarioError(f"serve.{key}", why)
+    role = "decode" if s.decode is not None else "colocated"
+    pool = s.decode if s.decode is not None else s.colocated
+    assert pool is not None
+    for key in type(pool).model_fields:
+        if key in pool.model_fields_set and key not in _FLOOR_POOL_KEYS:
+            raise ScenarioError(f"serve.{role}.{key}", why)
+    if pool.kernels != "low_latency":
+        raise ScenarioError(f"serve.{role}.kernels", "the decode floor times DeepEP's low_latency kernels; give those")
+    if not pool.tbo:
+        raise ScenarioError(f"serve.{role}.tbo", "the decode floor takes two micro-batches (TBO); give true")
+
+
 def _check(sc: ServeScenario) -> None:
     """What the description alone decides beyond types: pools fit the cluster, keys that do nothing
     for this scenario refused."""
@@ -212,6 +236,8 @@ def _check(sc: ServeScenario) -> None:
         raise ScenarioError(
             "cluster.completion_rtol", "not used by a serve scenario (its all-to-alls are timed in closed form)"
         )
+    if sc.serve.traffic is None:
+        _floor_keys_used(sc)
     spec = sc.cluster_spec()
     g = spec.node.gpus_per_node
     total = 0

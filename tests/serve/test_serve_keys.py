@@ -290,3 +290,28 @@ def test_a_pools_check_names_the_key(key: str, value: int, message: str) -> None
     with pytest.raises(ScenarioError) as err:
         _figures(data)
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("serve.decode.max_batch", 64, "serve.decode.max_batch: not used by the decode floor alone"),
+        ("serve.decode.kv_dtype", "fp8", "serve.decode.kv_dtype: not used by the decode floor alone"),
+        ("serve.decode.attention_tp", 2, "serve.decode.attention_tp: not used by the decode floor alone"),
+        ("serve.slo", {"ttft_s": 1.0}, "serve.slo: not used by the decode floor alone"),
+        ("serve.duration_s", 10, "serve.duration_s: not used by the decode floor alone"),
+        ("serve.decode.tbo", False, "serve.decode.tbo: the decode floor takes two micro-batches"),
+        ("serve.decode.kernels", "normal", "serve.decode.kernels: the decode floor times DeepEP's low_latency"),
+    ],
+)
+def test_the_decode_floor_alone_refuses_the_keys_of_serving(key: str, value: Any, message: str) -> None:
+    """scenarios/serve/decode-floor.yaml serves no request: these keys changed nothing and were
+    accepted (its own file set tbo: true while the floor took two micro-batches whatever it said)."""
+    import yaml
+
+    folder = ROOT / "scenarios" / "serve"
+    data = yaml.safe_load((folder / "decode-floor.yaml").read_text())
+    _set(data, key, value)
+    with pytest.raises(ScenarioError) as err:
+        parse_serve(data, folder / "decode-floor.yaml", folder)
+    assert message in str(err.value)
