@@ -31,7 +31,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from sim.config import Scenario, expand_model_config, scenario_data
+from sim.config import expand_model_config, parse_scenario, scenario_data
 from sim.errors import ScenarioError
 from sim.overrides import PATH_KEYS, apply_overrides, canonical, check_key, only_keys, resolve_paths
 from sim.serve.spec import ServeScenario, is_serve_data
@@ -199,11 +199,13 @@ def _check(base: dict[str, Any], sets: dict[str, Any], folder: Path, base_folder
     against its own)."""
     data = apply_overrides(base, resolve_paths(sets, folder))
     data = expand_model_config(data, folder if "model.config" in sets else (base_folder or folder))
-    schema = ServeScenario if is_serve_data(data) else Scenario
-    try:
-        schema.model_validate(data)
-    except ValidationError as err:
-        raise validation_error(err, schema) from None
+    if is_serve_data(data):  # (its checks against the cluster read files: a point's run makes them)
+        try:
+            ServeScenario.model_validate(data)
+        except ValidationError as err:
+            raise validation_error(err, ServeScenario) from None
+    else:  # the scenario's own checks too (keys that go together, keys used), none of which reads a file
+        parse_scenario(data)
     for key in PATH_KEYS:  # a path the point gives (made absolute above) must name a file
         node: Any = data
         for part in key.split("."):

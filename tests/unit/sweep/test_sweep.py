@@ -139,9 +139,11 @@ def test_a_point_that_raises_is_recorded_not_dropped() -> None:
 
 
 def test_override_columns_keep_their_values_whatever_their_size(tmp_path: Path) -> None:
-    points = [{"seed": 1}, {"seed": 10**19}, {"cluster.nic_Gbps": 400}, {"cluster.nic_Gbps": 12.5}]
+    drawn = {"workload.routing": "random"}  # (a seed of balanced routing is refused: it draws nothing)
+    points = [{"seed": 1, **drawn}, {"seed": 10**19, **drawn}, {"cluster.nic_Gbps": 400}, {"cluster.nic_Gbps": 12.5}]
     sweep = load_sweep(write_sweep(tmp_path, {"points": points}))
-    assert sweep.override_dtypes == {"seed": "json", "cluster.nic_Gbps": "float64"}  # 10**19 does not fit Int64
+    assert sweep.override_dtypes["seed"] == "json"  # 10**19 does not fit Int64
+    assert sweep.override_dtypes["cluster.nic_Gbps"] == "float64"
     out = tmp_path / "r.parquet"
     store = Store(sweep, out)
     from sim.sweep.runner import _row
@@ -285,3 +287,20 @@ def test_rows_another_revision_computed_are_run_again(tmp_path: Path) -> None:
     again = Store(sweep, out)
     assert again.done() == {sweep.points[0].point_id} and again.stale == 2
     again.release()
+
+
+@pytest.mark.parametrize(
+    ("point", "message"),
+    [
+        ({"p2p.latency_us": 5}, "points[0].p2p.latency_us: 5: not used by a training step"),
+        ({"workload.comm_beside_compute": {"dispatch": -2}}, "a slowdown must be >= 1, got -2.0"),
+    ],
+)
+def test_a_point_the_scenario_checks_refuse_is_refused_before_the_sweep_runs(
+    tmp_path: Path, point: dict, message: str
+) -> None:
+    """The scenario's own checks (keys used, the DeepEP overheads) run on every point when the sweep is
+    read, as docs/sweeps.md promises; these points used to become infeasible rows of a run."""
+    with pytest.raises(ScenarioError) as err:
+        load_sweep(write_sweep(tmp_path, {"points": [point]}))
+    assert message in str(err.value)
