@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from sim.chunk.build import ChunkConfig, ChunkSetup, build_chunk
-from sim.chunk.overheads import ChunkParams
-from sim.config import CommSpec, OpsSpec, P2PSpec, Scenario, TrainingSpec, chunk_params
+from sim.chunk.overheads import COMM_BESIDE_COMPUTE, ChunkParams
+from sim.config import CommSpec, OpsSpec, P2PSpec, Scenario, TrainingSpec, WorkloadSpec
 from sim.errors import LayoutError, ScenarioError
 from sim.hardware.costmodel import CostModel
 from sim.hardware.gpu import H800, GpuSpec, SmSplit, datasheet_for, known_gpus
@@ -111,6 +111,32 @@ def sm_split(
     try:
         deepep = (model is None or model.is_moe_model) and dispatcher == "deepep"
         return SmSplit(gpu=gpu, comm_sms=comm.sms, coprocessor=comm.coprocessor, sm_kernels=deepep)
+    except ScenarioError as err:
+        raise as_yaml_key(err) from None
+
+
+def chunk_params(workload: WorkloadSpec) -> ChunkParams:
+    """The chunk model's parameters: the trace-derived defaults, overridden where the workload gives them."""
+    given: dict[str, object] = {
+        k: v
+        for k, v in {
+            "gemm_beside_comm": workload.gemm_beside_comm,
+            "memory_beside_comm": workload.memory_beside_comm,
+            "launch_gap_us": workload.launch_gap_us,
+            "notify_wait_us": workload.notify_wait_us,
+        }.items()
+        if v is not None
+    }
+    if workload.comm_beside_compute is not None:
+        unknown = set(workload.comm_beside_compute) - set(COMM_BESIDE_COMPUTE)
+        if unknown:
+            raise ScenarioError(
+                "workload.comm_beside_compute",
+                f"unknown phase {sorted(unknown)[0]!r}; choose from {', '.join(COMM_BESIDE_COMPUTE)}",
+            )
+        given["comm_beside_compute"] = {**COMM_BESIDE_COMPUTE, **workload.comm_beside_compute}
+    try:
+        return ChunkParams(interference=workload.interference, **given)  # type: ignore[arg-type]
     except ScenarioError as err:
         raise as_yaml_key(err) from None
 

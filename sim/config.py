@@ -24,12 +24,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-from sim.chunk.overheads import COMM_BESIDE_COMPUTE, ChunkParams
 from sim.economics import FABRIC_LIFE_YEARS, GPU_HOUR_USD
 from sim.errors import ScenarioError
 from sim.hardware.gpu import DEEPSEEK_COMM_SMS, NIC_Gbps
 from sim.hardware.profile import DEFAULT_PROFILE, load_profile
-from sim.keys import as_yaml_key
 from sim.layout_defaults import DEFAULT_EP, DEFAULT_GLOBAL_BATCH, DEFAULT_GPUS
 from sim.limits import MAX_BYTES, MAX_RATE, MAX_TIME, check_scenario_sizes
 from sim.model.catalog import checked_fields
@@ -420,32 +418,6 @@ class Scenario(ScenarioFile):
         return span
 
 
-def chunk_params(workload: WorkloadSpec) -> ChunkParams:
-    """The chunk model's parameters: the trace-derived defaults, overridden where the workload gives them."""
-    given: dict[str, object] = {
-        k: v
-        for k, v in {
-            "gemm_beside_comm": workload.gemm_beside_comm,
-            "memory_beside_comm": workload.memory_beside_comm,
-            "launch_gap_us": workload.launch_gap_us,
-            "notify_wait_us": workload.notify_wait_us,
-        }.items()
-        if v is not None
-    }
-    if workload.comm_beside_compute is not None:
-        unknown = set(workload.comm_beside_compute) - set(COMM_BESIDE_COMPUTE)
-        if unknown:
-            raise ScenarioError(
-                "workload.comm_beside_compute",
-                f"unknown phase {sorted(unknown)[0]!r}; choose from {', '.join(COMM_BESIDE_COMPUTE)}",
-            )
-        given["comm_beside_compute"] = {**COMM_BESIDE_COMPUTE, **workload.comm_beside_compute}
-    try:
-        return ChunkParams(interference=workload.interference, **given)  # type: ignore[arg-type]
-    except ScenarioError as err:
-        raise as_yaml_key(err) from None
-
-
 def parse_scenario(data: Any) -> Scenario:
     """Validate a mapping (parsed YAML) into a :class:`Scenario`: the schema, the sizes, keys that do
     not go together. What needs building (layout, schedules, times, fabric) is checked by
@@ -474,8 +446,6 @@ def parse_scenario(data: Any) -> Scenario:
         raise ScenarioError("pipeline.microbatches", "required (or add a training section to derive it)")
     check_timed(scenario.model)
     check_keys_used(scenario)
-    if scenario.model.is_moe_model:
-        chunk_params(scenario.workload)  # the DeepEP overheads a run would refuse (no file read)
     if not scenario.model.is_moe_model:
         scenario = _dense_defaults(scenario)
     elif scenario.workload.dispatcher == "alltoall" and "sms" not in scenario.comm.model_fields_set:

@@ -205,7 +205,11 @@ def _check(base: dict[str, Any], sets: dict[str, Any], folder: Path, base_folder
         except ValidationError as err:
             raise validation_error(err, ServeScenario) from None
     else:  # the scenario's own checks too (keys that go together, keys used), none of which reads a file
-        parse_scenario(data)
+        sc = parse_scenario(data)
+        if sc.model.is_moe_model:
+            from sim.assemble import chunk_params  # (the DeepEP overheads a run would refuse)
+
+            chunk_params(sc.workload)
     for key in PATH_KEYS:  # a path the point gives (made absolute above) must name a file
         node: Any = data
         for part in key.split("."):

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from sim.assemble import Assembly, assemble
-from sim.config import chunk_params, default_scenario_path, load_scenario
+from sim.assemble import Assembly, assemble, chunk_params
+from sim.config import default_scenario_path, load_scenario
 from sim.errors import ScenarioError
 from sim.run import op_times
 from tests.conftest import write_sm_sweep_profile
