@@ -163,13 +163,14 @@ def compare(frame: pd.DataFrame, by: str, against: str, top: int) -> Comparison:
     """The ``top`` best ok points by ``by`` (ties by point order) and the front of ``by`` vs ``against``;
     a figure no ok point has (a serving figure of training steps) is refused, naming its flag."""
     ok = frame[frame["status"] == OK]
+    served = serving(frame)
     for flag, name in (("--by", by), ("--against", against)):
         if len(ok) and bool(ok[name].isna().all()):
-            kind = "serving points" if serving(frame) else "training steps"
+            kind = "serving points" if served else "training steps"
             raise ScenarioError(flag, f"no ok point has {name} (the points are {kind})")
     m, n = METRIC_BY_NAME[by], METRIC_BY_NAME[against]
     ranked = ok.sort_values([by, "point"], ascending=[m.better == "min", True], kind="mergesort")
-    extra = SERVING_SHOWN if serving(frame) else TRAINING_SHOWN
+    extra = SERVING_SHOWN if served else TRAINING_SHOWN
     shown = ["point", "label", by] + [c for c in extra if c != by]
     idx = pareto_front(ok[by].to_numpy(), ok[against].to_numpy(), m.better, n.better)
     front = ok.iloc[idx].sort_values([by, "point"], ascending=[m.better == "min", True], kind="mergesort")
