@@ -588,8 +588,9 @@ def _route_dense(
     tau = np.zeros(BATCH)
     words = (per + 63) // 64
     above = np.zeros((groups * words, BATCH), np.uint64)
-    kept = np.zeros(limit, np.int64)
+    kept = np.zeros(limit + 1, np.int64)  # the last: written past the kept groups, never read
     cnt = np.zeros(limit + 1, np.int64)  # the last: dropped candidates (counted, never read)
+    reach = np.zeros(limit + 1, np.int64)  # bytes of a kept group's GPUs reached (the last: dropped)
     chosen = np.zeros(limit * per, np.int64)
     ck = np.zeros(limit * per)
     ce = np.zeros(limit * per, np.int64)
@@ -600,35 +601,30 @@ def _route_dense(
         for b in range(BATCH):
             base[b] = st + _U64((t0 + b) * experts + 1) * _GOLDEN
         for g in range(groups):  # every key, and each group's best (a max/min network per lane)
-            tg = top[g]
             for r in range(levels):
                 for b in range(BATCH):
-                    tg[r, b] = -2.0
-            t1 = tg[0]
-            t2 = tg[min(1, levels - 1)]
+                    top[g, r, b] = -2.0
             for i in range(per):
                 p = g * per + i
                 we = w[p]
                 off = _U64(p) * _GOLDEN
-                kr = key[p]
                 if levels == 2:
                     for b in range(BATCH):
                         v = _key(base[b] + off, we, odds)
-                        kr[b] = v
-                        o = t1[b]
-                        t1[b] = max(o, v)
-                        t2[b] = max(t2[b], min(o, v))
+                        key[p, b] = v
+                        o = top[g, 0, b]
+                        top[g, 0, b] = max(o, v)
+                        top[g, 1, b] = max(top[g, 1, b], min(o, v))
                 else:
                     for b in range(BATCH):
                         v = _key(base[b] + off, we, odds)
-                        kr[b] = v
+                        key[p, b] = v
                         carry[b] = v
                     for r in range(levels):
-                        tr = tg[r]
                         for b in range(BATCH):
-                            o = tr[b]
+                            o = top[g, r, b]
                             v = carry[b]
-                            tr[b] = max(o, v)
+                            top[g, r, b] = max(o, v)
                             carry[b] = min(o, v)
         for g in range(groups):  # group scores: the sum of the q best sigmoid scores k / (1 + k)
             sg = score[g]
@@ -658,31 +654,33 @@ def _route_dense(
         above[:] = 0
         for g in range(groups):
             for i in range(per):
-                mg = above[g * words + i // 64]
-                kr = key[g * per + i]
+                row = g * words + i // 64
+                p = g * per + i
                 bit = _U64(1) << _U64(i % 64)
-                for b in range(BATCH):
-                    mg[b] |= bit if kr[b] >= tau[b] else _U64(0)
+                for b in range(BATCH):  # (indexed in place: a view per row costs its reference counts)
+                    above[row, b] |= bit if key[p, b] >= tau[b] else _U64(0)
         for b in range(nb):
             t = t0 + b
             nk = 0
+            for g in range(groups):  # branch-free: written always, kept when ranked high enough
+                kept[nk] = g
+                nk += rank[g, b] < limit
             n = 0
-            for g in range(groups):
-                if rank[g, b] < limit:
-                    kept[nk] = g
-                    cnt[nk] = 0
-                    for word in range(words):
-                        bits = above[g * words + word, b]
-                        while bits:
-                            i = word * 64 + _ctz(bits)
-                            bits &= bits - _U64(1)
-                            ck[n] = key[g * per + i, b]
-                            ce[n] = g * per + i
-                            cs[n] = nk
-                            n += 1
-                    nk += 1
-            if n - k > DROPS:  # many (a kept group with few live experts): one selection
-                kth = np.partition(ck[:n].copy(), n - k)[n - k]  # the k-th largest
+            for j in range(limit):
+                g = kept[j]
+                cnt[j] = 0
+                for word in range(words):
+                    bits = above[g * words + word, b]
+                    while bits:
+                        i = word * 64 + _ctz(bits)
+                        bits &= bits - _U64(1)
+                        ck[n] = key[g * per + i, b]
+                        ce[n] = g * per + i
+                        cs[n] = j
+                        n += 1
+            drop = n - k
+            if drop > DROPS:  # many (a kept group with few live experts): one selection
+                kth = np.partition(ck[:n].copy(), drop)[drop]  # the k-th largest
                 room = k  # how many of the keys equal to it stay (the earliest)
                 for c in range(n):
                     room -= ck[c] > kth
@@ -693,7 +691,7 @@ def _route_dense(
                     elif v == kth:
                         room -= 1
             else:
-                for _ in range(n - k):  # drop the smallest, keeping the kept groups' order
+                for _ in range(drop):  # drop the smallest, keeping the kept groups' order
                     least = ck[0]
                     for c in range(1, n):
                         least = min(least, ck[c])
@@ -703,6 +701,32 @@ def _route_dense(
                     ck[m] = math.inf
                     cs[m] = limit
             m = 0
+            if count and gpn <= 8:  # with the counts: each kept group's byte of GPUs reached
+                sg = src[t]
+                sn = gpu_of[-1 - sg]
+                ls = sg - sn * gpn
+                for j in range(limit + 1):
+                    reach[j] = 0
+                for c in range(n):  # branch-free: written always, kept when not dropped
+                    j = cs[c]
+                    e = ce[c]
+                    chosen[m] = e
+                    live = j < limit
+                    m += live
+                    tpe[e] += live
+                    reach[j] |= 1 << ((gpu_of[e] - kept[j] * gpn) & 63)  # (the dropped: never read)
+                reached = 0
+                for j in range(limit):  # the traffic of token t: its kept groups are the nodes it reaches
+                    node = kept[j]
+                    some = np.int64(reach[j] != 0)
+                    reached += int(some)
+                    ib[sg, node] += some * (node != sn)
+                    hist[((node * gpn) + ls) * 256 + reach[j]] += some
+                logical[sg] += reached
+                npt[t] = reached
+                for c in range(k):
+                    out[t, c] = chosen[c]
+                continue
             for c in range(n):  # branch-free: written always, kept when not dropped
                 j = cs[c]
                 chosen[m] = ce[c]
