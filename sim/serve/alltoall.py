@@ -70,9 +70,10 @@ def nvlink_latency_s(lat: LatencySpec) -> float:
     return 2 * lat.nvlink_hop_us * 1e-6
 
 
-def copy_bytes(phase: str, dim: int) -> float:
-    """Bytes of one token copy: FP8 + scales in dispatch, BF16 in combine."""
-    return dim * (FP8_TILE_BYTES if phase == "dispatch" else BF16_BYTES)
+def copy_bytes(phase: str, dim: int, dtype: str = "fp8") -> float:
+    """Bytes of one token copy: FP8 + scales in dispatch (BF16 under a BF16 recipe, ``model.dtype``,
+    as the training step's dispatch: :meth:`sim.moe.spec.MoESpec.of_model`), BF16 in combine."""
+    return dim * (FP8_TILE_BYTES if phase == "dispatch" and dtype == "fp8" else BF16_BYTES)
 
 
 def ll_case(ep: int, seed: int = 0) -> BatchRouting:
@@ -93,7 +94,7 @@ def derive_ll_rates() -> dict[str, tuple[float, float]]:
     every 32 copies leave the node), the NVLink rate from EP8 (one node)."""
     rates = {}
     for i, phase in enumerate(("dispatch", "combine")):
-        b = copy_bytes(phase, LL_HIDDEN)
+        b = copy_bytes(phase, LL_HIDDEN, "fp8")  # the published case dispatches FP8
         r = ll_case(LL_IB_FROM)
         ib = float(max(r.ib_send.max(), r.ib_recv.max())) * b
         t_ib = LL_PUBLISHED[LL_IB_FROM][2 * i] * 1e-6 - ib_latency_s(LatencySpec())
@@ -127,10 +128,18 @@ class Links:
 
 
 def phase_time(
-    r: BatchRouting, phase: str, dim: int, links: Links, kernels: str, comm_sms: int, beside_compute: bool
+    r: BatchRouting,
+    phase: str,
+    dim: int,
+    links: Links,
+    kernels: str,
+    comm_sms: int,
+    beside_compute: bool,
+    dtype: str = "fp8",
 ) -> float:
-    """Seconds one dispatch or combine of ``r`` takes (combine: the copies reversed)."""
-    b = copy_bytes(phase, dim)
+    """Seconds one dispatch or combine of ``r`` takes (combine: the copies reversed), the dispatch's
+    copies of a ``dtype`` model (:func:`copy_bytes`)."""
+    b = copy_bytes(phase, dim, dtype)
     ib_send, ib_recv = (r.ib_send, r.ib_recv) if phase == "dispatch" else (r.ib_recv, r.ib_send)
     nv_send, nv_recv = (r.nvl_send, r.nvl_recv) if phase == "dispatch" else (r.nvl_recv, r.nvl_send)
     ib = float(max(ib_send.max(initial=0), ib_recv.max(initial=0))) * b

@@ -14,7 +14,8 @@ pool's placement of redundant experts) and times each phase with DeepEP's low-la
 (:mod:`sim.serve.alltoall`): copies to the token's own GPU move nothing, copies inside the NVLink
 domain go over NVLink, the kernels reach the derived share of the link (41.9 and 43.4 of 50 GB/s on
 IB for dispatch and combine), the busiest GPU sets the phase, one message latency per phase, 7168
-elements per token and FP8's scales. It reports both beside the paper's: the scenario's fabric, and
+elements per token and FP8's scales (a ``model.dtype: bf16`` model dispatches BF16, as its forwards
+do). It reports both beside the paper's: the scenario's fabric, and
 one NVLink domain of ``floor.nvlink_domain_GBps`` holding the whole decode unit.
 """
 
@@ -65,8 +66,8 @@ def decode_floor(sc: ServeScenario, d: Deployment) -> dict[str, Any]:
             "low_latency",
             np.random.default_rng([sc.seed, 5]),
         )
-        disp = phase_time(r, "dispatch", s.dim, links, "low_latency", 0, False)
-        comb = phase_time(r, "combine", s.dim, links, "low_latency", 0, False)
+        disp = phase_time(r, "dispatch", s.dim, links, "low_latency", 0, False, s.dtype)
+        comb = phase_time(r, "combine", s.dim, links, "low_latency", 0, False, s.dtype)
         round_us = (disp + comb) * 1e6
         tpot_ms = layers * 2 * round_us / 1e3
         closed = closed_form_round_us(tokens, targets, s.dim, rate)

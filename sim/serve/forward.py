@@ -5,8 +5,10 @@ Every GPU of a unit runs the same forward in lockstep (the dispatch and combine 
 synchronise the EP group), so a forward lasts as long as its slowest GPU: the one with the most
 expert rows this batch (:mod:`sim.serve.routing`). The ops are the training layer's forward ops
 (:mod:`sim.model.layer`, the same ops the trace validates), less what only training keeps (the
-FP8/E5M6 copies stored for the backward, the loss), timed alone by :class:`sim.chunk.op_cost.OpCoster`
-on the SMs left to compute, plus a launch gap per kernel:
+FP8/E5M6 copies stored for the backward, the loss), under the model's recipe (``model.dtype: bf16``:
+:func:`sim.model.layer.bf16_recipe`, as the training step takes it: BF16 GEMMs at the BF16 peak
+reading 2-byte weights, no FP8 casts or scales, BF16 dispatch), timed alone by
+:class:`sim.chunk.op_cost.OpCoster` on the SMs left to compute, plus a launch gap per kernel:
 
 * attention of a prefill batch: the attention core over each request's new tokens against its
   cached prefix and itself, as causal attention of the same FLOPs (``sqrt(n^2 + 2np)`` tokens for
@@ -40,7 +42,16 @@ import numpy as np
 from sim.chunk.op_cost import OpCoster
 from sim.chunk.overheads import GEMM_BESIDE_COMM, LAUNCH_GAP_US, MEMORY_BESIDE_COMM, ChunkParams
 from sim.hardware.costmodel import CostModel
-from sim.model.layer import LayerWork, attention_forward, dense_forward, embedding_ops, head_ops, moe_forward, mtp_ops
+from sim.model.layer import (
+    LayerWork,
+    attention_forward,
+    bf16_recipe,
+    dense_forward,
+    embedding_ops,
+    head_ops,
+    moe_forward,
+    mtp_ops,
+)
 from sim.model.ops import Operator, attention_flops
 from sim.model.spec import ModelSpec
 from sim.serve.alltoall import Links, phase_time
@@ -147,6 +158,12 @@ def overlap(chains: list[list[Task]]) -> tuple[float, dict[str, float]]:
         nxt[i] += 1
         left -= 1
     return end, busy
+
+
+def recipe(s: ModelSpec, ops: list[Operator]) -> list[Operator]:
+    """A layer's forward ops under ``s.dtype``'s recipe: as built (DeepSeek's FP8) or BF16 (the
+    training step's :func:`sim.model.layer.bf16_recipe`)."""
+    return list(bf16_recipe(ops)) if s.dtype == "bf16" else ops
 
 
 def graphs_allowed(pool: PoolSpec, model: ModelSpec) -> bool:
@@ -288,7 +305,7 @@ class ForwardModel:
             r = (*r, shared_rows)
         if not r:
             return []
-        return moe_forward(self.moe_model, LayerWork(tokens=max(1, gpu_tokens), rows_per_expert=r))
+        return recipe(self.model, moe_forward(self.moe_model, LayerWork(tokens=max(1, gpu_tokens), rows_per_expert=r)))
 
     def moe_part(self, tokens: int, beside: bool) -> MoePart:
         """One MoE layer's expert work and all-to-all for ``tokens`` per DP rank: exact up to
@@ -314,8 +331,8 @@ class ForwardModel:
             r = self._routing(tokens)
             s = self.model
             per_gpu = self._per_gpu_moe(r, max(1, tokens // self.tp), beside)
-            d = phase_time(r, "dispatch", s.dim, self.links, self.pool.kernels, self.pool.comm_sms, beside)
-            c = phase_time(r, "combine", s.dim, self.links, self.pool.kernels, self.pool.comm_sms, beside)
+            d = phase_time(r, "dispatch", s.dim, self.links, self.pool.kernels, self.pool.comm_sms, beside, s.dtype)
+            c = phase_time(r, "combine", s.dim, self.links, self.pool.kernels, self.pool.comm_sms, beside, s.dtype)
             hit = self._moe_memo[key] = MoePart(float(per_gpu.max()), d, c, per_gpu)
         return hit
 
@@ -340,7 +357,7 @@ class ForwardModel:
             s = self.model
             t = self._ops_time(self._attention_ops(tokens, moe), beside)
             if not moe:
-                t += self._ops_time(dense_forward(s, max(tokens, self.tp), self.tp), beside)
+                t += self._ops_time(recipe(s, dense_forward(s, max(tokens, self.tp), self.tp)), beside)
             hit = self._dense_memo[key] = t
         return hit
 
@@ -396,7 +413,7 @@ class ForwardModel:
         return Forward(total, busy["compute"], busy["comm"], gpu_compute, dispatch_s, combine_s)
 
     def _attention_ops(self, tokens: int, moe: bool) -> list[Operator]:
-        ops = attention_forward(self.model, max(tokens, self.tp), moe, self.tp)
+        ops = recipe(self.model, attention_forward(self.model, max(tokens, self.tp), moe, self.tp))
         return [op for op in ops if op.kind != "attention"]
 
     def _per_gpu_moe(self, r: BatchRouting, gpu_tokens: int, beside: bool) -> np.ndarray:

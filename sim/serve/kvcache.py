@@ -1,14 +1,17 @@
 """Memory of a serving GPU: the weights it holds and the KV cache the rest of its HBM keeps.
 
-Weights per GPU (elements from :mod:`sim.model.params`; FP8 GEMM weights 1 byte plus one FP32 scale
-per 128 x 128 block, everything else BF16, as DeepSeek's released FP8 checkpoint):
+Weights per GPU (elements from :mod:`sim.model.params`; under ``model.dtype: fp8`` the GEMM weights
+1 byte plus one FP32 scale per 128 x 128 block and everything else BF16, as DeepSeek's released FP8
+checkpoint; under ``bf16`` every weight BF16, as a BF16 checkpoint: :func:`weight_bytes`):
 
 * every layer's attention, norms and router, split ``attention_tp`` ways for the parts Megatron-style
   TP splits (MLA's down-projections duplicated, :func:`sim.model.params.tp_duplicated`);
 * dense layers' FFN (split over TP);
 * ``experts_per_gpu`` routed-expert slots per MoE layer, and the shared expert (one copy per GPU);
 * the embedding and the output head (vocabulary split over TP), and the MTP module when the pool
-  decodes with it.
+  decodes with it. A tied head (``model.tie_word_embeddings``) is the embedding table: counted once,
+  its final norm only beside it (:func:`sim.model.params.unique_head_params`, as a training stage
+  holding both counts it).
 
 KV cache per token per layer: MLA keeps the compressed latent and the decoupled RoPE key
 (``kv_lora_rank + qk_rope_head_dim`` = 576 elements for DeepSeek-V3, V3 section 2.1.1), the same on
@@ -24,12 +27,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sim.errors import ScenarioError
-from sim.model.params import embedding_params, head_params, layer_params, mtp_own_params, tp_duplicated
+from sim.model.params import embedding_params, layer_params, mtp_own_params, tp_duplicated, unique_head_params
 from sim.model.spec import ModelSpec
-from sim.units import BF16_BYTES, GiB
+from sim.units import BF16_BYTES, FP8_BLOCK, FP8_BYTES, FP32_BYTES, GiB
 
-FP8_WEIGHT_BYTES = 1.0 + 4.0 / (128 * 128)  # FP8 element + its 128x128 block's FP32 scale share
+FP8_WEIGHT_BYTES = FP8_BYTES + FP32_BYTES / FP8_BLOCK**2  # FP8 element + its 128x128 block's FP32 scale share
 KV_BYTES = {"bf16": 2.0, "fp8": 1.0}
+
+
+def weight_bytes(s: ModelSpec) -> float:
+    """Bytes per element of a GEMM weight (attention projections, dense FFNs, experts) in the served
+    checkpoint of ``s.dtype``: FP8 with its block scale, or BF16. Norms, router, embedding, head and
+    the MTP module's own weights are BF16 in both."""
+    return FP8_WEIGHT_BYTES if s.dtype == "fp8" else BF16_BYTES
 
 
 def kv_bytes_per_token(s: ModelSpec, kv_dtype: str, tp: int, mtp: bool) -> float:
@@ -52,16 +62,17 @@ class GpuMemory:
 
 def weights_per_gpu(s: ModelSpec, tp: int, experts_per_gpu: int, mtp: bool) -> float:
     """Bytes of weights one GPU of the pool holds."""
+    gemm = weight_bytes(s)
     total = 0.0
     layers = list(range(s.n_layers)) + ([s.n_layers] * s.mtp_depth if mtp else [])
     dup = tp_duplicated(s)
     for layer in layers:
         p = layer_params(s, layer)
         attention = dup + (p.attention - dup) / tp
-        total += (attention + p.dense_ffn / tp) * FP8_WEIGHT_BYTES + (p.norms + p.router) * BF16_BYTES
+        total += (attention + p.dense_ffn / tp) * gemm + (p.norms + p.router) * BF16_BYTES
         if p.n_routed:
-            total += (experts_per_gpu * p.per_expert + p.shared_experts) * FP8_WEIGHT_BYTES
-    total += (embedding_params(s) + head_params(s)) / tp * BF16_BYTES
+            total += (experts_per_gpu * p.per_expert + p.shared_experts) * gemm
+    total += (embedding_params(s) + unique_head_params(s)) / tp * BF16_BYTES
     if mtp:
         total += s.mtp_depth * mtp_own_params(s) * BF16_BYTES
     return total

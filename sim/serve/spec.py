@@ -229,6 +229,13 @@ def _floor_keys_used(sc: ServeScenario) -> None:
 def _check(sc: ServeScenario) -> None:
     """What the description alone decides beyond types: pools fit the cluster, keys that do nothing
     for this scenario refused."""
+    if "seq_len" in sc.model.model_fields_set:  # given in the scenario (no shipped model preset carries it)
+        raise ScenarioError(
+            "model.seq_len",
+            "not used by a serve scenario (it is a training sequence): request lengths are "
+            "serve.traffic.input_tokens and output_tokens (or the trace's rows), a forward's new tokens per "
+            "rank serve.<pool>.max_batch_tokens; remove it",
+        )
     for key in _UNUSED_CLUSTER:
         if getattr(sc.cluster, key) is not None:
             raise ScenarioError(f"cluster.{key}", "not used by a serve scenario (the pools place themselves)")

@@ -2,9 +2,11 @@
 refused with a one-line error naming the key.
 
 The walk covers every leaf of ``serve.*`` and ``cluster.*`` (the keys a serve scenario adds or reads
-differently from a training scenario) and the top-level keys; the model's keys are the training
-scenario's and are walked by ``tests/unit/test_every_key_is_used.py``. A new key without a case here
-fails :func:`test_every_serve_key_has_a_case`.
+differently from a training scenario), the top-level keys and the model's keys serving reads
+differently from training (:data:`MODEL_CASES`: the weights' dtype, the tied head, the training
+sequence length); the model's other keys are the training scenario's and are walked by
+``tests/unit/test_every_key_is_used.py``. A new key without a case here fails
+:func:`test_every_serve_key_has_a_case`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pytest
 from pydantic import BaseModel
 
 from sim.errors import ScenarioError
+from sim.model.spec import ModelSpec
 from sim.serve.deployment import build, simulate_serve
 from sim.serve.floor import decode_floor
 from sim.serve.spec import ServeScenario, parse_serve
@@ -66,6 +69,12 @@ CASES: dict[str, Any] = {
     "serve.floor.nvlink_domain_GBps": 450.0,
     "serve.timeline_spans": 3,
     "serve.colocated": "REFUSED:{nodes: 1, unit_nodes: 1}",
+}
+# the model's keys serving reads differently from training (not exempt: walked like the serve keys)
+MODEL_CASES: dict[str, Any] = {
+    "model.dtype": "bf16",  # BF16 weights in memory and BF16 GEMMs in every forward
+    "model.tie_word_embeddings": True,  # one table for the embedding and the head: less weight memory
+    "model.seq_len": "REFUSED:2048",  # a training length; serving's lengths are serve.traffic's
 }
 POOL_CASES: dict[str, Any] = {
     "nodes": 2,
@@ -174,7 +183,7 @@ def _cases() -> list[tuple[str, Any]]:
             cases.append((key, value))
         elif CASES[key] is not None:  # None: a key with its own test below
             cases.append((key, CASES[key]))
-    return cases
+    return cases + list(MODEL_CASES.items())
 
 
 def test_every_serve_key_has_a_case() -> None:
@@ -183,6 +192,7 @@ def test_every_serve_key_has_a_case() -> None:
     assert pool <= set(POOL_CASES), pool - set(POOL_CASES)
     plain = {k for k in keys if not k.startswith(("serve.prefill.", "serve.decode.", "serve.colocated."))}
     assert plain <= set(CASES), plain - set(CASES)
+    assert {k.removeprefix("model.") for k in MODEL_CASES} <= set(ModelSpec.model_fields)
 
 
 BASE_FIGURES: dict[str, Any] = {}
