@@ -14,10 +14,16 @@ from sim.step.accounting import RankBreakdown, StepResult
 from sim.units import GiB
 
 
+def is_moe(run: TrainingRun) -> bool:
+    """Whether the scenario's model has routed experts (a dense model has no routing, EP or expert DP)."""
+    return bool(run.scenario.model.n_routed_experts)
+
+
 def _sets(run: TrainingRun) -> str:
     rset = run.step.dp[0].rset
     ranks = " and ".join(str(r) for r in rset.ranks)
-    return f"rank 0's: ranks {ranks}, DP {rset.dp}, expert DP {rset.expert_dp}"
+    expert = f", expert DP {rset.expert_dp}" if is_moe(run) else ""
+    return f"rank 0's: ranks {ranks}, DP {rset.dp}{expert}"
 
 
 def _ms(x: float) -> str:
@@ -61,24 +67,42 @@ PUBLISHED_NOTE = (
 
 
 def layout_text(run: TrainingRun) -> str:
-    """One paragraph: the model, GPUs, ranks, EP, DP, micro-batches, ZeRO-1 groups, fidelity."""
+    """One paragraph: the model, GPUs, ranks, EP and DP (a dense model: DP only), micro-batches, what
+    ZeRO-1 (or FSDP) shards over which group, fidelity, routing (MoE only)."""
     sc = run.scenario
     lay = run.result.to_dict()["layout"]
     t = sc.training
     assert t is not None
-    return (
+    head = (
         f"{sc.model.name} on {lay['gpus']} GPUs: {lay['pipeline_ranks']} pipeline ranks "
         f"({sc.pipeline.schedules[0]}, PP {sc.pipeline.pp}) x {lay['gpus_per_rank']} GPUs each; "
-        + (
-            f"EP {lay['ep']}, DP {lay['dp']} (non-expert), {lay['expert_dp']} replicas of each expert; "
-            if sc.model.n_routed_experts
-            else f"DP {lay['dp']} (a dense model: no experts); "
-        )
-        + f"{lay['microbatches']} micro-batches of {lay['microbatch_sequences']} "
+    )
+    batch = (
+        f"{lay['microbatches']} micro-batches of {lay['microbatch_sequences']} "
         f"sequence(s) ({lay['tokens_per_microbatch']} tokens) per pipeline; global batch "
-        f"{lay['global_batch_sequences']} sequences. ZeRO-1 groups span the ranks holding the same layers "
-        f"({_sets(run)}). Fidelity: {t.fidelity}; routing: {sc.workload.routing}; "
-        f"data-parallel overlap: {t.dp_overlap}."
+        f"{lay['global_batch_sequences']} sequences. "
+    )
+    if is_moe(run):
+        return (
+            head
+            + f"EP {lay['ep']}, DP {lay['dp']} (non-expert), {lay['expert_dp']} replicas of each expert; "
+            + batch
+            + f"ZeRO-1 groups span the ranks holding the same layers ({_sets(run)}). Fidelity: {t.fidelity}; "
+            f"routing: {sc.workload.routing}; data-parallel overlap: {t.dp_overlap}."
+        )
+    dp = run.step.dp[0].rset.dp
+    what = "layers and tensor-parallel shard (one group per TP index)" if lay.get("tp", 1) > 1 else "layers"
+    zero = (
+        "FSDP shards every weight's parameters, gradients and optimizer state"
+        if lay.get("fsdp")
+        else "ZeRO-1 shards every weight's optimizer state (gradients reduce-scattered, parameters all-gathered)"
+    )
+    return (
+        head
+        + f"DP {lay['dp']} (a dense model: no experts); "
+        + batch
+        + f"{zero} over the GPUs holding the same {what} ({_sets(run)}), 1/{dp} on each GPU. "
+        f"Fidelity: {t.fidelity}; data-parallel overlap: {t.dp_overlap}."
     )
 
 
@@ -164,7 +188,9 @@ def memory_text(run: TrainingRun) -> str:
     )
 
 
-def ep_exposed_text(b: RankBreakdown) -> str:
+def ep_exposed_text(b: RankBreakdown, moe: bool = True) -> str:
+    if not moe:
+        return "A dense model: no EP all-to-all inside the chunks."
     return (
         f"Inside those chunks, compute waited {_ms(b.ep_comm_exposed_s)} ms on DeepEP all-to-alls "
         "(communication stream busy, both compute streams idle)."
@@ -191,7 +217,7 @@ def step_document(run: TrainingRun) -> Document:
         [[name, _ms(v), f"{v / r.step_time_s:.1%}"] for name, v in breakdown_parts(b)]
         + [["**step**", f"**{_ms(r.step_time_s)}**", "100%"]],
     )
-    doc.paragraph(BREAKDOWN_NOTE + " " + ep_exposed_text(b))
+    doc.paragraph(BREAKDOWN_NOTE + " " + ep_exposed_text(b, is_moe(run)))
     doc.table(["over the ranks (ms)", f"rank {r.reported_rank}", "mean", "worst"], over_rank_rows(r), align="lrrr")
     doc.heading("Per rank (ms)")
     doc.table(PER_RANK_HEADERS, per_rank_rows(r), align="r" * len(PER_RANK_HEADERS))

@@ -27,6 +27,7 @@ from reports.step_report import (
     breakdown_parts,
     compares_with_published,
     ep_exposed_text,
+    is_moe,
     layout_text,
     over_rank_rows,
     per_rank_rows,
@@ -351,7 +352,7 @@ def training_document(run: TrainingRun, study: Study, provenance: list[tuple[str
         + [["**step**", f"**{_ms(r.step_time_s)}**", "100%"]],
         caption=f"Rank {r.reported_rank}, which ends the step (the critical path).",
     )
-    doc.paragraph(BREAKDOWN_NOTE + " " + ep_exposed_text(b))
+    doc.paragraph(BREAKDOWN_NOTE + " " + ep_exposed_text(b, is_moe(run)))
     doc.table(["over the ranks (ms)", f"rank {r.reported_rank}", "mean", "worst"], over_rank_rows(r), align="lrrr")
     doc.table(PER_RANK_HEADERS, per_rank_rows(r), align="r" * len(PER_RANK_HEADERS), caption="Per rank, ms.")
 
@@ -391,17 +392,25 @@ def training_document(run: TrainingRun, study: Study, provenance: list[tuple[str
         "each (columns; rank d holds nodes d x nodes-per-rank onwards). Counted from the pieces the simulation "
         "runs, each routed on the fabric (`sim/step/traffic_bytes.py`):"
     )
+    moe = is_moe(run)
     doc.bullets(
         [
             "EP all-to-all: every MoE layer (MTP included) of every stage, for every micro-batch through it and "
             "every EP group of its rank: forward dispatch (FP8) and combine (BF16), backward combine(B) (an FP8 "
             "dispatch of the output gradients) and dispatch(B) (a BF16 combine); messages from the routed "
             "traffic (IB token counts to each node, deduplicated; NVLink token counts inside nodes) times "
-            "the phase's bytes per token.",
+            "the phase's bytes per token."
+            if moe
+            else "EP all-to-all: none (a dense model: no experts).",
             "Pipeline sends: at each route boundary between ranks, every GPU sends its micro-batch's BF16 hidden "
             "states to the same-index GPU of the next rank, and the gradient back.",
             "ZeRO-1: each replica set's gradient reduce-scatter and parameter all-gather (the non-expert group "
-            "hierarchical: NVLink then one IB ring per local index; each expert's replicas as rings).",
+            "hierarchical: NVLink then one IB ring per local index; each expert's replicas as rings)."
+            if moe
+            else "ZeRO-1: each replica set's gradient reduce-scatter and parameter all-gather over its DP group, "
+            "all the weights alike (a dense model: no expert groups; `training.dp_algorithm` hierarchical: "
+            "NVLink then one IB ring per local index, else a ring; under tensor parallelism, one ring per TP "
+            "index).",
             "IB: bytes leaving the node through its NICs (PXN forwarding included); NVLink: bytes its GPUs send "
             "into the NVSwitch. Received bytes are not counted again. Not counted: DeepEP's notify exchange, "
             "the gradient-norm all-reduce.",

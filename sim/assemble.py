@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 
 from sim.chunk.build import ChunkConfig, ChunkSetup, build_chunk
 from sim.chunk.overheads import COMM_BESIDE_COMPUTE, ChunkParams
-from sim.config import CommSpec, OpsSpec, P2PSpec, Scenario, TrainingSpec, WorkloadSpec
+from sim.config import CommSpec, OpsSpec, P2PSpec, Scenario, TrainingSpec, WorkloadSpec, load_scenario
 from sim.errors import LayoutError, ScenarioError
 from sim.hardware.costmodel import CostModel
 from sim.hardware.gpu import H800, GpuSpec, SmSplit, datasheet_for, known_gpus
@@ -352,7 +352,17 @@ def assemble(scenario: Scenario) -> Assembly:
     try:
         return _training(scenario) if scenario.training is not None else _comparison(scenario)
     except ScenarioError as err:
-        raise (err if err.file else err.with_file(scenario.source_path)) from None
+        raise (err if err.file else scenario.named(err, _assemble_error)) from None
+
+
+def _assemble_error(path: str) -> ScenarioError | None:
+    """The error loading and building the scenario file ``path`` alone meets, or None (a derived
+    scenario's error is named on the base that meets it alone: :func:`sim.config.where_it_starts`)."""
+    try:
+        assemble(load_scenario(path))
+    except ScenarioError as err:
+        return err
+    return None
 
 
 def _training(sc: Scenario) -> Assembly:

@@ -19,6 +19,7 @@ a schedule takes (``pipeline.schedules``, ``cluster.device_gpus``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -333,6 +334,7 @@ class ScenarioFile(_Strict):
     description: str = ""
     _profile_path: Path | None = PrivateAttr(None)
     _source_path: Path | None = PrivateAttr(None)
+    _bases: tuple[str, ...] = PrivateAttr(())  # the files of its chain of bases (load_scenario), base-most first
 
     @field_validator("name")
     @classmethod
@@ -347,6 +349,12 @@ class ScenarioFile(_Strict):
     def source_path(self) -> str:
         """The scenario file it was read from ('<scenario>' when built in memory)."""
         return str(self._source_path) if self._source_path is not None else "<scenario>"
+
+    def named(self, err: ScenarioError, alone: Callable[[str], ScenarioError | None]) -> ScenarioError:
+        """``err`` (met building this scenario, naming no file) naming the file it starts in: the first of
+        the scenario's chain of bases that ``alone`` (the error building that file alone meets, or None)
+        finds it in, else the scenario's own (:func:`where_it_starts`)."""
+        return where_it_starts(err.with_file(self.source_path), self.source_path, self._bases, alone)
 
     @property
     def profile_path(self) -> Path:
@@ -664,10 +672,17 @@ def scenario_data(path: str | Path, depth: int = 0) -> tuple[dict[str, Any], Pat
     ``set`` (``comm.sms: 12``), optionally a new ``name`` and ``description``; its paths resolve like
     the base's (the base's folder), except path values in ``set``, which resolve against the derived
     file (:mod:`sim.overrides`)."""
+    data, folder, _ = scenario_chain(path, depth)
+    return data, folder
+
+
+def scenario_chain(path: str | Path, depth: int = 0) -> tuple[dict[str, Any], Path, tuple[str, ...]]:
+    """:func:`scenario_data` and the files of the scenario's chain of bases, the base-most first (itself
+    not among them), so an error can name the file it starts in (:func:`where_it_starts`)."""
     path = Path(path)
     data = read_yaml(path, "scenario")
     if not isinstance(data, dict) or "base" not in data:
-        return data, path.parent
+        return data, path.parent, ()
     for key in data:
         if key not in _DERIVED_KEYS:
             raise ScenarioError(
@@ -686,7 +701,7 @@ def scenario_data(path: str | Path, depth: int = 0) -> tuple[dict[str, Any], Pat
     base_path = Path(base) if Path(base).is_absolute() else path.parent / base
     if base_path.resolve() == path.resolve():
         raise ScenarioError("base", "a scenario cannot be its own base", str(path))
-    parent, folder = scenario_data(base_path, depth + 1)
+    parent, folder, bases = scenario_chain(base_path, depth + 1)
     if not isinstance(parent, dict):
         raise ScenarioError("", "the base scenario must be a mapping of keys", str(base_path))
     try:
@@ -696,7 +711,33 @@ def scenario_data(path: str | Path, depth: int = 0) -> tuple[dict[str, Any], Pat
     for key in ("name", "description"):
         if key in data:
             merged[key] = data[key]
-    return merged, folder
+    return merged, folder, (*bases, str(base_path))
+
+
+def where_it_starts(
+    err: ScenarioError, path: str, bases: tuple[str, ...], alone: Callable[[str], ScenarioError | None]
+) -> ScenarioError:
+    """``err``, met reading (or building) the scenario file ``path`` and named on it, named instead on
+    the first of its ``bases`` (the base-most first) that meets the same error alone (``alone(file)``:
+    the error that file alone meets, or None): a bad key in a base's own ``set:`` or sections is the
+    base's, not the derived file's that names it. An error no base meets alone (one the derived file's
+    own keys make) stays the derived file's; an error naming another file (a topology) stays as it is."""
+    if err.file != path:
+        return err
+    for file in bases:
+        met = alone(file)
+        if met is not None and (met.key_path, met.message) == (err.key_path, err.message):
+            return err.with_file(file)
+    return err
+
+
+def _load_error(path: str) -> ScenarioError | None:
+    """The error loading the scenario file ``path`` alone meets, or None."""
+    try:
+        load_scenario(path)
+    except ScenarioError as err:
+        return err
+    return None
 
 
 def expand_model_config(data: Any, folder: Path) -> Any:
@@ -735,8 +776,13 @@ def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a YAML scenario (or a derived one: ``base`` + ``set``); every error names
     ``path`` and the key. What a run builds from it is checked by :func:`sim.assemble.assemble`
     (``twin validate`` is both)."""
-    data, folder = scenario_data(path)
-    return scenario_from_data(data, path, folder)
+    data, folder, bases = scenario_chain(path)
+    try:
+        scenario = scenario_from_data(data, path, folder)
+    except ScenarioError as err:
+        raise where_it_starts(err, str(path), bases, _load_error) from None
+    scenario._bases = bases
+    return scenario
 
 
 def default_scenario_path() -> Path:

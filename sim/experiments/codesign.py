@@ -149,8 +149,12 @@ def _scenario_sets(ref: Any, folder: Path, where: str, file: str, base: Path) ->
 
 def _variants(
     study: dict[str, Any], where: str, folder: Path, file: str, base: Path
-) -> list[tuple[str, dict[str, Any]]]:
-    out: list[tuple[str, dict[str, Any]]] = []
+) -> list[tuple[str, dict[str, Any], str]]:
+    """(label, overrides, origin) of each of a study's variants, the grid's first. ``origin`` is where the
+    overrides are written, as the prefix of their keys' paths in errors: ``studies[0].grid.``,
+    ``studies[0].variants[1].set.`` (0-based, like every list index in an error), or
+    ``studies[0].variants[2].scenario: `` (the keys are in the derived file it names)."""
+    out: list[tuple[str, dict[str, Any], str]] = []
     grid = study.get("grid")
     if grid is not None:
         combos = expand_grid(grid, file, f"{where}.grid")
@@ -168,7 +172,7 @@ def _variants(
                 for key, value in sets.items():
                     shown = value[0] if isinstance(value, list) and len(value) == 1 else value
                     text = text.replace("{" + key + "}", shown if isinstance(shown, str) else json.dumps(shown))
-            out.append((text, sets))
+            out.append((text, sets, f"{where}.grid."))
     variants = study.get("variants") or []
     if not isinstance(variants, list):
         raise ScenarioError(f"{where}.variants", "a list of {label, set} or {scenario}", file)
@@ -181,6 +185,7 @@ def _variants(
             if "set" in v:
                 raise ScenarioError(at, "give either scenario or set, not both", file)
             name, sets = _scenario_sets(v["scenario"], folder, f"{at}.scenario", file, base)
+            origin = f"{at}.scenario: "
         else:
             sets = v.get("set") or {}
             if not isinstance(sets, dict):
@@ -188,10 +193,11 @@ def _variants(
             for key in sets:
                 check_key(key, f"{at}.set", file)
             name = label(sets)
+            origin = f"{at}.set."
         text = v.get("label", name)
         if not isinstance(text, str) or not text:
             raise ScenarioError(f"{at}.label", "a non-empty string", file)
-        out.append((text, sets))
+        out.append((text, sets, origin))
     if not out:
         raise ScenarioError(where, "a study needs variants and/or a grid", file)
     return out
@@ -217,9 +223,9 @@ def _load_codesign(path: Path) -> Codesign:
     folder = path.parent
     base_path = Path(base) if Path(base).is_absolute() else folder / base
     points: list[dict[str, Any]] = [{}]
-    origins = ["base"]
+    origins = ["base: "]  # each point's origin (:func:`_variants`), the prefix of its keys in errors
     index: dict[str, int] = {point_key({}): 0}
-    raw: list[tuple[dict[str, Any], list[tuple[str, dict[str, Any]]], str]] = []
+    raw: list[tuple[dict[str, Any], list[tuple[str, dict[str, Any], str]], str]] = []
     keys_seen: set[str] = set()
     for i, study in enumerate(data["studies"]):
         where = f"studies[{i}]"
@@ -231,23 +237,21 @@ def _load_codesign(path: Path) -> Codesign:
             raise ScenarioError(f"{where}.key", "a unique, non-empty name for the study", file)
         keys_seen.add(skey)
         variants = _variants(study, where, folder, file, base_path)
-        for j, (_, sets) in enumerate(variants):
+        for _, sets, origin in variants:
             for key, value in sets.items():
                 found = not_finite(value)
                 if found is not None:
-                    raise ScenarioError(f"{where}, variant {j + 1}: {key}", f"{found} is not a finite number", file)
+                    raise ScenarioError(origin + key, f"{found} is not a finite number", file)
             try:
                 text = point_key(sets)  # comm.sms: 20 and 20.0 are one point
             except (TypeError, ValueError):
                 raise ScenarioError(
-                    f"{where}, variant {j + 1}",
-                    "values must be finite numbers, strings, booleans, lists or mappings",
-                    file,
+                    _bare(origin), "values must be finite numbers, strings, booleans, lists or mappings", file
                 ) from None
             if text not in index:
                 index[text] = len(points)
                 points.append(sets)
-                origins.append(f"{where}, variant {j + 1}")
+                origins.append(origin)
         raw.append((study, variants, where))
     body: dict[str, Any] = {"base": base, "points": points}
     if "name" in data:  # checked as a sweep's: the report goes to DIR/<name>/
@@ -265,8 +269,8 @@ def _load_codesign(path: Path) -> Codesign:
                     f"{where}.metrics", f"unknown figure {m!r}; choose from {', '.join(METRIC_BY_NAME)}", file
                 )
         rows = [Variant(BASE_LABEL, {}, 0)]
-        rows += [Variant(text, sets, index[point_key(sets)]) for text, sets in variants if sets]
-        keys = list(dict.fromkeys(k for _, sets in variants for k in sets))
+        rows += [Variant(text, sets, index[point_key(sets)]) for text, sets, _ in variants if sets]
+        keys = list(dict.fromkeys(k for _, sets, _ in variants for k in sets))
         studies.append(
             Study(
                 str(study["key"]),
@@ -309,11 +313,19 @@ def base_values(sc: Scenario, keys: list[str]) -> dict[str, Any]:
     return out
 
 
+def _bare(origin: str) -> str:
+    """An origin (:func:`_variants`) as a key path of its own: ``studies[0].variants[1].set``."""
+    return origin.rstrip(" :.")
+
+
 def _sweep_from(body: dict[str, Any], path: Path, origins: list[str]) -> Sweep:
     """The points as a sweep file at ``path`` would give them (errors name the study that gave the point)."""
     try:
         return sweep_from_data(body, path)
     except ScenarioError as err:
         m = re.match(r"^points\[(\d+)\]\.?(.*)$", err.key_path)
-        key = f"{origins[int(m.group(1))]}: {m.group(2)}" if m else err.key_path
+        key = err.key_path
+        if m:
+            origin = origins[int(m.group(1))]
+            key = origin + m.group(2) if m.group(2) else _bare(origin)
         raise ScenarioError(key, err.message, str(path) if err.file in (None, str(path)) else err.file) from None

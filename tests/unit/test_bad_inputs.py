@@ -239,7 +239,7 @@ HAND: list[Any] = [
     (["compare", "missing.parquet"], "missing.parquet"),
     (["compare", "plain.parquet", "--by", "speed"], "--by: unknown figure 'speed'"),
     (["compare", "plain.parquet", "--plot", "x.txt"], "--plot: unknown file extension"),
-    (["report", "bad_study.yaml"], "bad_study.yaml: studies[0], variant 1: comm.smz"),
+    (["report", "bad_study.yaml"], "bad_study.yaml: studies[0].grid.comm.smz"),
     # topologies
     (["topology", "show", "big_topo.yaml"], "big_topo.yaml: nodes: Input should be less than or equal to"),
     (["topology", "show", "inf_topo.yaml"], "inf_topo.yaml: node.nvlink_GBps: Input should be a finite number"),

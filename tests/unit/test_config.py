@@ -10,6 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from sim.assemble import Assembly, assemble, chunk_params
+from sim.cli import main
 from sim.config import default_scenario_path, load_scenario
 from sim.errors import ScenarioError
 from sim.run import op_times
@@ -194,3 +195,49 @@ def test_a_layer_split_with_an_empty_stage_names_its_key(tmp_path: Path) -> None
     with pytest.raises(ScenarioError) as info:
         _assembled(path)
     assert str(info.value) == f"{path}: training.layers_per_stage: stage 0 has no layers; give each stage one or more"
+
+
+SMALL = Path(__file__).resolve().parents[1] / "data" / "sweep" / "small-step.yaml"
+
+
+@pytest.mark.parametrize(
+    ("base_set", "expected"),
+    [
+        ("{comm.smz: 12}", "comm.smz: unknown key"),
+        ("{comm.sms: -4}", "comm.sms: Input should be greater than or equal to 0"),
+        ("{workload.ep: 3}", "workload.ep: EP 3 does not divide"),  # refused by assemble, not the loader
+    ],
+)
+def test_a_bad_key_in_a_bases_own_set_names_the_base_file(
+    tmp_path: Path, base_set: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A derived scenario whose base has its own ``base`` + ``set``: a bad key in the base's ``set`` is
+    one line naming the base's file (not the derived one that names it) and the key, exit status 2."""
+    base = tmp_path / "base.yaml"
+    base.write_text(f"base: {SMALL}\nset: {base_set}\n")
+    derived = tmp_path / "derived.yaml"
+    derived.write_text("base: base.yaml\nset: {cluster.nic_Gbps: 800}\n")
+    with pytest.raises(SystemExit) as info:
+        main(["validate", str(derived)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {base}: {expected}"), err
+    assert "derived.yaml" not in err[0]
+    with pytest.raises(ScenarioError) as e:  # the same line as the base's own
+        assemble(load_scenario(base))
+    assert str(e.value).startswith(f"{base}: {expected}")
+
+
+def test_a_derived_files_own_set_is_its_own_and_overrides_its_bases(tmp_path: Path) -> None:
+    base = tmp_path / "base.yaml"
+    base.write_text(f"base: {SMALL}\nset: {{comm.sms: -4}}\n")
+    derived = tmp_path / "derived.yaml"
+    derived.write_text("base: base.yaml\nset: {comm.sms: 16, training.gpus: -8}\n")
+    with pytest.raises(ScenarioError, match=r"derived\.yaml: training\.gpus"):
+        load_scenario(derived)
+    derived.write_text("base: base.yaml\nset: {comm.sms: 16}\n")  # the base's bad value overridden
+    assert load_scenario(derived).comm.sms == 16
+    # an error no base meets alone is the derived file's, though a base sets its key (small-step's gpus)
+    derived.write_text("base: base.yaml\nset: {comm.sms: 16, pipeline.pp: 3}\n")
+    with pytest.raises(ScenarioError, match=r"derived\.yaml: training\.gpus: 512 GPUs do not divide into 3"):
+        assemble(load_scenario(derived))

@@ -59,8 +59,8 @@ def test_shipped_study_file_and_what_if_scenarios_load() -> None:
 @pytest.mark.parametrize(
     ("studies", "needle"),
     [
-        ([{"key": "a", "grid": {"comm.sms": ["x"]}}], "studies[0], variant 1: comm.sms"),
-        ([{"key": "a", "variants": [{"set": {"comm.smz": 1}}]}], "studies[0], variant 1: comm.smz: 1: unknown key"),
+        ([{"key": "a", "grid": {"comm.sms": ["x"]}}], "studies[0].grid.comm.sms"),
+        ([{"key": "a", "variants": [{"set": {"comm.smz": 1}}]}], "studies[0].variants[0].set.comm.smz: 1: unknown key"),
         ([{"key": "a"}], "studies[0]: a study needs variants and/or a grid"),
         ([{"key": "a", "grid": {"comm.sms": [12]}}, {"key": "a", "grid": {"comm.sms": [16]}}], "studies[1].key"),
         ([{"key": "a", "metrics": ["speed"], "grid": {"comm.sms": [12]}}], "unknown figure 'speed'"),
@@ -68,7 +68,7 @@ def test_shipped_study_file_and_what_if_scenarios_load() -> None:
         ([{"key": "a", "variants": [{"lable": "x"}]}], "studies[0].variants[0].lable: unknown key"),
         (
             [{"key": "a", "variants": [{"set": {"comm.sms": float("nan")}}]}],
-            "studies[0], variant 1: comm.sms: .nan is not",
+            "studies[0].variants[0].set.comm.sms: .nan is not",
         ),
         (
             [{"key": "a", "variants": [{"set": {"comm sms": 1}}]}],
@@ -82,6 +82,31 @@ def test_bad_study_files_name_the_place(tmp_path: Path, studies: list[dict], nee
     with pytest.raises(ScenarioError) as e:
         load_codesign(path)
     assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_errors_count_studies_and_variants_from_0_as_the_file_addresses_them(tmp_path: Path) -> None:
+    """One line, the key path of the bad key: ``studies[1].variants[1].set.<key>``, both lists 0-based
+    (as in every error, a sweep's ``points[i]`` too); a study's grid does not shift its variants' indices."""
+    ok = {"key": "a", "variants": [{"set": {"comm.sms": 12}}]}
+    cases = [
+        (
+            {
+                "key": "b",
+                "grid": {"comm.sms": [8, 16]},
+                "variants": [{"set": {"comm.sms": 20}}, {"set": {"comm.smz": 1}}],
+            },
+            "cd.yaml: studies[1].variants[1].set.comm.smz: 1: unknown key",
+        ),
+        (
+            {"key": "b", "variants": [{"set": {"comm.sms": 20}}, {"set": {"comm.sms": float("inf")}}]},
+            "cd.yaml: studies[1].variants[1].set.comm.sms: .inf is not a finite number",
+        ),
+        ({"key": "b", "grid": {"comm.smz": [8]}}, "cd.yaml: studies[1].grid.comm.smz: 8: unknown key"),
+    ]
+    for study, needle in cases:
+        with pytest.raises(ScenarioError) as e:
+            load_codesign(_file(tmp_path, [ok, study]))
+        assert needle in str(e.value) and "variant 2" not in str(e.value) and "\n" not in str(e.value)
 
 
 def test_headline_prefers_variants_that_fit_in_memory() -> None:
