@@ -781,6 +781,12 @@ def _count(
         npt[t] = reached
 
 
+def _wrapping() -> Any:
+    """Where the kernels run uncompiled (no numba), SplitMix64's uint64 arithmetic wraps on numpy
+    scalars as it does compiled, but numpy warns at each overflow: silenced (the wrap is the intent)."""
+    return np.errstate(over="ignore")
+
+
 def _seed_state(seed: np.random.Generator | np.random.SeedSequence) -> np.ndarray:
     """SplitMix64 state from a numpy generator (advancing it) or a seed sequence."""
     if isinstance(seed, np.random.SeedSequence):
@@ -819,13 +825,15 @@ def _sample(
     state = _seed_state(seed)
     if weights is None:
         if tokens:
-            _route_iid(state, tokens, *shape, out, count, *counts)
+            with _wrapping():
+                _route_iid(state, tokens, *shape, out, count, *counts)
     else:
         w = np.asarray(weights, dtype=np.float64).reshape(groups, per)
         if (w < 0).any() or not np.isfinite(w).all() or (w > 1e290).any():  # odds up to w 2^53: finite
             raise ValueError("expert weights must be finite, >= 0 and at most 1e290")
         if tokens:
-            _route_dense(state, tokens, *shape, np.ascontiguousarray(w.ravel()), odds, out, count, *counts)
+            with _wrapping():
+                _route_dense(state, tokens, *shape, np.ascontiguousarray(w.ravel()), odds, out, count, *counts)
     if not count:
         return out, None
     if spec.gpus_per_node <= 8:  # hist[node, sender index, byte] -> messages to each GPU of the byte

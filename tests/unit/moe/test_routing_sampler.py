@@ -145,6 +145,51 @@ def test_same_seed_same_routing_and_threads_do_not_matter() -> None:
     assert np.array_equal(drawn, route_choices(V3, 1000, "skewed", np.random.default_rng(5)))
 
 
+UNCOMPILED_SPECS = [{}, {"ep": 128, "gpus_per_node": 16}, {"experts": 96, "topk": 6, "node_limit": 3, "ep": 24}]
+_UNCOMPILED = """
+import sys, warnings
+import numpy as np
+sys.modules["numba"] = None  # import numba fails: the kernels run as plain Python
+warnings.simplefilter("error")  # a warning (e.g. numpy's on uint64 overflow) fails the run
+from sim.moe import sampling
+from sim.moe.spec import MoESpec
+assert not sampling.HAVE_NUMBA
+runs = []
+for fields, weights in {cases!r}:
+    spec = MoESpec(**fields)
+    src = np.arange({n}) % spec.ep
+    w = None if weights is None else np.array(weights)
+    out, traffic = sampling._sample(spec, {n}, np.random.default_rng(5), w, src)
+    runs += [out.ravel(), traffic.ib.ravel(), traffic.nvlink.ravel(), traffic.tokens_per_expert,
+             traffic.nodes_per_token]
+np.save(sys.argv[1], np.concatenate(runs))
+"""
+
+
+def test_the_kernels_run_uncompiled_without_numba_with_the_same_bits(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Without numba the kernels run as plain Python (``sampler="fast"``): the same SplitMix64 words,
+    the same choices and counts bit for bit as compiled, for both kernels and both counters (NVLink by
+    a byte histogram up to 8 GPUs a node, pair by pair above), and no warning (the uint64 wrap is
+    intended)."""
+    import subprocess
+    import sys
+
+    n = 70
+    cases = [(f, w) for f in UNCOMPILED_SPECS for w in (None, _weights(MoESpec(**f)).tolist())]
+    path = tmp_path / "uncompiled.npy"
+    code = _UNCOMPILED.format(cases=cases, n=n)
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True, capture_output=True, text=True)
+    runs = []
+    for fields, weights in cases:
+        spec = MoESpec(**fields)
+        w = None if weights is None else np.array(weights)
+        out, traffic = _sample(spec, n, np.random.default_rng(5), w, np.arange(n) % spec.ep)
+        assert traffic is not None
+        runs += [out.ravel(), traffic.ib.ravel(), traffic.nvlink.ravel(), traffic.tokens_per_expert]
+        runs += [traffic.nodes_per_token]
+    assert np.array_equal(np.load(path), np.concatenate(runs))
+
+
 def test_route_layers_fast_path_equals_sampling_then_counting() -> None:
     """route_layers' fused path and route_choices + layer_traffic route alike for one seed stream."""
     spec = MoESpec(ep=16)
