@@ -91,6 +91,45 @@ def test_base_without_training_is_refused(tmp_path: Path) -> None:
         load_sweep(path)
 
 
+SERVE_BASE = str(ROOT / "scenarios" / "serve" / "deepseek-v3-h800.yaml")
+
+
+@pytest.mark.parametrize(
+    ("point", "key", "message"),
+    [
+        # the serve scenario's own checks (not the schema): a pool's attention TP must divide its unit
+        ({"serve.decode.attention_tp": 5}, "points[1].serve.decode.attention_tp", "must divide the unit"),
+        ({"model.seq_len": 4096}, "points[1].model.seq_len", "not used by a serve scenario"),
+        ({"serve.traffic": None}, "points[1].serve.traffic", "give traffic (rate_per_s or trace)"),
+        # a file the point names, read as its run reads it
+        ({"serve.expert_load": "no-such.csv"}, "points[1].serve.expert_load", "no such file"),
+    ],
+)
+def test_a_serving_point_is_checked_as_its_run_checks_it_before_anything_runs(
+    tmp_path: Path, point: dict, key: str, message: str
+) -> None:
+    """Serving points meet the serve scenario's own checks when the sweep is read (they were
+    checked against the schema alone, and failed only when their point ran): one line naming the
+    point's key, exit status 2, nothing written."""
+    path = write_sweep(tmp_path, {"base": SERVE_BASE, "points": [{"serve.duration_s": 60}, point]})
+    with pytest.raises(ScenarioError) as err:
+        load_sweep(path)
+    assert err.value.key_path == key and message in err.value.message
+    out = tmp_path / "r.parquet"
+    r = twin("sweep", str(path), "-o", str(out))
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and message in r.stderr
+    assert not out.exists() and not journal_path(out).exists()
+
+
+def test_a_sweep_of_decode_floors_is_refused_when_read(tmp_path: Path) -> None:
+    """A serve base without traffic (a decode floor alone) gives a sweep point nothing to simulate:
+    refused when the sweep is read, not point by point as infeasible rows."""
+    base = str(ROOT / "scenarios" / "serve" / "decode-floor.yaml")
+    path = write_sweep(tmp_path, {"base": base, "grid": {"cluster.nic_Gbps": [400, 800]}})
+    with pytest.raises(ScenarioError, match=r"a sweep point simulates traffic: give serve\.traffic"):
+        load_sweep(path)
+
+
 def test_path_overrides_resolve_against_the_sweep_file(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     rel = os.path.relpath(ROOT / "topologies" / "deepseek-v3-ft2.yaml", tmp_path / "sub")
