@@ -29,7 +29,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from sim.config import expand_model_config, parse_scenario, scenario_data
+from sim.config import expand_model_config, parse_scenario, scenario_data, scenario_from_data
 from sim.errors import ScenarioError
 from sim.overrides import PATH_KEYS, apply_overrides, canonical, check_key, only_keys, resolve_paths
 from sim.serve.spec import is_serve_data, parse_serve
@@ -201,16 +201,6 @@ def _check(base: dict[str, Any], sets: dict[str, Any], folder: Path, base_folder
     profile, trace: :func:`sim.serve.spec.parse_serve`, whose errors name :data:`POINT`)."""
     data = apply_overrides(base, resolve_paths(sets, folder))
     data = expand_model_config(data, folder if "model.config" in sets else (base_folder or folder))
-    if is_serve_data(data):  # the serve scenario's own checks, which read its files (about 2 ms a point)
-        served = parse_serve(data, POINT, base_folder or folder)
-        if served.serve.traffic is None:
-            raise ScenarioError("serve.traffic", "a sweep point simulates traffic: give serve.traffic")
-    else:  # the scenario's own checks too (keys that go together, keys used), none of which reads a file
-        sc = parse_scenario(data)
-        if sc.model.is_moe_model:
-            from sim.assemble import chunk_params  # (the DeepEP overheads a run would refuse)
-
-            chunk_params(sc.workload)
     for key in PATH_KEYS:  # a path the point gives (made absolute above) must name a file
         node: Any = data
         for part in key.split("."):
@@ -218,6 +208,19 @@ def _check(base: dict[str, Any], sets: dict[str, Any], folder: Path, base_folder
         given = any(key == k or key.startswith(k + ".") for k in sets)
         if given and isinstance(node, str) and Path(node).is_absolute() and not Path(node).is_file():
             raise ScenarioError(key, f"no such file: {node} (paths are relative to the sweep file)")
+    if is_serve_data(data):  # the serve scenario's own checks, which read its files (about 2 ms a point)
+        served = parse_serve(data, POINT, base_folder or folder)
+        if served.serve.traffic is None:
+            raise ScenarioError("serve.traffic", "a sweep point simulates traffic: give serve.traffic")
+        return
+    # the scenario's own checks too (keys that go together, keys used), and a topology or profile the
+    # point names read as a run reads it (the base's were read with the base)
+    reads = any(k in ("cluster", "profile") or k.startswith("cluster.topology") for k in sets)
+    sc = scenario_from_data(data, POINT, base_folder or folder) if reads else parse_scenario(data)
+    if sc.model.is_moe_model:
+        from sim.assemble import chunk_params  # (the DeepEP overheads a run would refuse)
+
+        chunk_params(sc.workload)
 
 
 def _owner(error_key: str, sets: dict[str, Any]) -> str | None:

@@ -130,6 +130,19 @@ def test_a_sweep_of_decode_floors_is_refused_when_read(tmp_path: Path) -> None:
         load_sweep(path)
 
 
+@pytest.mark.parametrize("base", [None, SERVE_BASE])
+def test_a_bad_topology_a_point_names_is_refused_naming_that_file_and_key(tmp_path: Path, base: str | None) -> None:
+    """A point's topology file is read when the sweep is read, as the point's run reads it (training
+    and serving points): a bad key inside it is one line naming that file and the key."""
+    topo = yaml.safe_load((ROOT / "topologies" / "deepseek-v3-ft2.yaml").read_text())
+    (tmp_path / "bad-topo.yaml").write_text(yaml.safe_dump(topo | {"bogus_key": 1}))
+    body: dict = {"points": [{"cluster.topology": "bad-topo.yaml"}]} | ({"base": base} if base else {})
+    path = write_sweep(tmp_path, body)
+    with pytest.raises(ScenarioError) as err:
+        load_sweep(path)
+    assert err.value.file == str(tmp_path / "bad-topo.yaml") and err.value.key_path == "bogus_key"
+
+
 def test_path_overrides_resolve_against_the_sweep_file(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     rel = os.path.relpath(ROOT / "topologies" / "deepseek-v3-ft2.yaml", tmp_path / "sub")
