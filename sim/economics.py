@@ -103,8 +103,12 @@ class Prices(Protocol):
 
 
 def rate_factor(rate_Gbps: float, prices: Prices) -> float:
-    """Price of a port, link or NIC at ``rate_Gbps`` over its price at the reference rate: (r / ref)^e."""
-    return float((rate_Gbps / prices.reference_Gbps) ** prices.rate_exponent)
+    """Price of a port, link or NIC at ``rate_Gbps`` over its price at the reference rate: (r / ref)^e
+    (inf where that overflows a float: the figures built on it are then refused as not finite)."""
+    try:
+        return float((rate_Gbps / prices.reference_Gbps) ** prices.rate_exponent)
+    except OverflowError:
+        return float("inf")
 
 
 @dataclass(frozen=True)

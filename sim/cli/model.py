@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from sim.cli.common import Format, Int, out
+from sim.errors import ScenarioError
 from sim.limits import MAX_TOKENS
 from sim.model.catalog import CATALOG, MODELS_DIR, load_model, resolve
 from sim.model.flops import training_flops_per_token
@@ -86,7 +87,12 @@ def show(
 ) -> None:
     """Parameters, active parameters, training FLOPs per token (causal and not) and the layer pattern
     of a model, from its config.json (Hugging Face's or DeepSeek's format)."""
-    model = load_model(spec, timed=False)
+    try:
+        model = load_model(spec, timed=False)
+    except ScenarioError as e:
+        if e.key_path == "model.config" and not e.file:  # the argument, not a scenario's key
+            raise ScenarioError("SPEC", e.message) from None
+        raise
     _, path = resolve(spec)
     data = describe(model, seq_len or model.seq_len, shown(path))
     if fmt is Format.json:

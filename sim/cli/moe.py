@@ -21,6 +21,7 @@ from sim.cli.common import (
     int_list,
     out,
     plot_file_option,
+    refuse_given,
 )
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
@@ -240,6 +241,7 @@ def alltoall_cmd(
 
 
 def balance_cmd(
+    ctx: typer.Context,
     steps: Annotated[
         int, typer.Option("--steps", parser=Int(1, MAX_STEPS), help="training steps (bias updates)")
     ] = 100,
@@ -262,6 +264,10 @@ def balance_cmd(
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Auxiliary-loss-free balancing on skewed routing: busiest expert's load / mean, step by step."""
+    if dirichlet is not None:
+        refuse_given(ctx, ("skew_alpha",), "not used with --dirichlet (popularity is drawn from a Dirichlet, not Zipf)")
+    if fmt is Format.json:
+        refuse_given(ctx, ("every",), "not used with --format json (it prints every step)")
     spec = _moe_spec(experts=experts, topk=topk, node_limit=node_limit, ep=ep)
     require_memory(
         16 * tokens * experts,

@@ -39,9 +39,13 @@ def show(
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Counts of GPUs, nodes, switches and links, bisection bandwidth and cost."""
+    from sim.run import check_figures_finite
+
     topo = build_cluster(file)
     title = f"{topo.spec.name} ({topo.layout.kind if topo.layout else 'single node'})"
-    _emit(topo.summary(), fmt, title, "{:,.0f}")
+    summary = topo.summary()
+    check_figures_finite(str(file), topo.spec.model_dump(), summary)
+    _emit(summary, fmt, title, "{:,.0f}")
 
 
 class Size(Number):

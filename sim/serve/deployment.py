@@ -68,21 +68,27 @@ def expert_load(sc: ServeScenario) -> np.ndarray:
         return popularity(spec, np.random.default_rng([sc.seed, 11]))
     path = sc.resolve(how)
     rows = list(csv.reader(read_text(path, "expert load").splitlines()))
+    header = [h.strip() for h in rows[0]] if rows else []
+    if header != ["expert", "load"]:  # a first line of data would be skipped as the header
+        raise ScenarioError("line 1", f"the header must be expert,load, got {','.join(header)!r}", str(path))
     load = np.zeros(e)
     seen = set()
     for i, row in enumerate(rows[1:], start=2):
         if not row:
             continue
         try:
+            if len(row) != 2:
+                raise ValueError
             idx, w = int(row[0]), float(row[1])
-        except (ValueError, IndexError):
+        except ValueError:
             raise ScenarioError(f"line {i}", "expected expert,load (an expert id and a number)", str(path)) from None
         if not 0 <= idx < e or idx in seen or not np.isfinite(w) or w < 0:
             raise ScenarioError(f"line {i}", f"expert in 0..{e - 1} once, load finite and >= 0; got {row}", str(path))
         seen.add(idx)
         load[idx] = w
-    if load.sum() <= 0:
+    if load.max() <= 0:
         raise ScenarioError("", "the expert loads sum to 0 (header expert,load, then one line per expert)", str(path))
+    load = load / load.max()  # scaled first: loads near the float maximum would sum to inf
     return load / load.sum()
 
 

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from sim.errors import ScenarioError
+from sim.limits import require_memory
 from sim.serve.alltoall import phase_time
 from sim.serve.deployment import Deployment
 from sim.serve.routing import route_batch
@@ -35,6 +37,7 @@ from sim.serve.spec import ServeScenario
 ISCA_TOKENS, ISCA_EXPERTS, ISCA_HIDDEN, ISCA_BYTES = 32, 9, 7000, 3.0  # "7K" read as 7000 (120.96 us)
 ISCA_ROUND_US = {"ib": 120.96, "nvlink": 6.72}
 ISCA_TPOT_MS = {"ib": 14.76, "nvlink": 0.82}
+ROUTING_BYTES = 24  # peak memory of one routing draw per (token, expert): measured 21 (scores, Gumbel noise, picks)
 
 
 def closed_form_round_us(tokens: int, experts: int, hidden: int, rate_GBps: float) -> float:
@@ -51,6 +54,15 @@ def decode_floor(sc: ServeScenario, d: Deployment) -> dict[str, Any]:
     tokens = sc.serve.floor.tokens_per_gpu
     layers = s.n_layers
     targets = s.n_activated_experts + (1 if pool.spec.shared_as_routed else 0)
+    try:
+        require_memory(
+            ROUTING_BYTES * tokens * fm.gpus * max(1, s.n_routed_experts),
+            f"routing {tokens:,} tokens on each of {fm.gpus:,} GPUs to {s.n_routed_experts} experts",
+            "serve.floor.tokens_per_gpu",
+            "give fewer tokens per GPU",
+        )
+    except ScenarioError as err:
+        raise err.with_file(sc.source_path) from None
     nvl = replace(d.links, nvlink_GBps=sc.serve.floor.nvlink_domain_GBps, domain=fm.gpus)
     rows = {}
     for name, links, rate in (("ib", d.links, d.links.nic_GBps), ("nvlink", nvl, nvl.nvlink_GBps)):

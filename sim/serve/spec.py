@@ -226,6 +226,40 @@ def _floor_keys_used(sc: ServeScenario) -> None:
         raise ScenarioError(f"serve.{role}.tbo", "the decode floor takes two micro-batches (TBO); give true")
 
 
+# a pool's keys of the expert all-to-all: what a dense model (no routed experts) never reads
+_MOE_POOL_KEYS = ("experts_per_gpu", "shared_as_routed", "kernels", "comm_sms")
+
+
+def _moe_keys_used(sc: ServeScenario, role: str, pool: PoolSpec) -> None:
+    """A dense model has no experts to place or dispatch: the pool's MoE keys are refused; a model
+    without a shared expert has none to dispatch as routed."""
+    s = sc.model
+    if not s.is_moe_model:
+        for key in _MOE_POOL_KEYS:
+            if key in pool.model_fields_set:
+                raise ScenarioError(
+                    f"serve.{role}.{key}",
+                    f"not used: the model ({s.name}) is dense, with no routed experts to place or dispatch; remove it",
+                )
+    elif pool.shared_as_routed and s.n_shared_experts == 0:
+        raise ScenarioError(
+            f"serve.{role}.shared_as_routed",
+            f"the model ({s.name}) has no shared expert to dispatch as a routed one; remove it",
+        )
+
+
+def _dense_serve_keys_used(sc: ServeScenario) -> None:
+    """The serve keys of the routed experts, refused for a dense model (nothing routes)."""
+    if sc.model.is_moe_model:
+        return
+    why = f"not used: the model ({sc.model.name}) is dense, with no routed experts"
+    for key in ("expert_load", "router_groups"):
+        if key in sc.serve.model_fields_set:
+            raise ScenarioError(f"serve.{key}", f"{why}; remove it")
+    if sc.serve.floor is not None:
+        raise ScenarioError("serve.floor", f"{why}: there is no expert all-to-all to bound decode; remove it")
+
+
 def _check(sc: ServeScenario) -> None:
     """What the description alone decides beyond types: pools fit the cluster, keys that do nothing
     for this scenario refused."""
@@ -243,6 +277,7 @@ def _check(sc: ServeScenario) -> None:
         raise ScenarioError(
             "cluster.completion_rtol", "not used by a serve scenario (its all-to-alls are timed in closed form)"
         )
+    _dense_serve_keys_used(sc)
     if sc.serve.traffic is None:
         _floor_keys_used(sc)
     spec = sc.cluster_spec()
@@ -282,6 +317,12 @@ def _check(sc: ServeScenario) -> None:
                 raise ScenarioError(
                     f"serve.{role}.{key}", f"a {other} pool's key (or a colocated pool's); remove it here"
                 )
+        if "acceptance" in pool.mtp.model_fields_set and not pool.mtp.enabled:
+            raise ScenarioError(
+                f"serve.{role}.mtp.acceptance",
+                "not used: MTP is off (mtp.enabled: false), so no draft token is accepted; remove it or enable MTP",
+            )
+        _moe_keys_used(sc, role, pool)
     domain = spec.node.scale_up_gpus or g
     for role, pool in sc.pools().items():
         gpus = pool.unit_nodes * g
@@ -291,6 +332,12 @@ def _check(sc: ServeScenario) -> None:
             )
     e, k = sc.model.n_routed_experts, sc.model.n_activated_experts
     groups, limit = sc.serve.router_groups, sc.model.n_limited_groups
+    if "router_groups" in sc.serve.model_fields_set and sc.model.is_moe_model and limit >= groups:
+        raise ScenarioError(
+            "serve.router_groups",
+            f"not used: the router keeps {limit} expert groups a token (model.n_limited_groups), so splitting the "
+            f"experts into {groups} limits no token; give more than {limit} groups, or remove it",
+        )
     if e and limit < groups:
         if e % groups:
             raise ScenarioError("serve.router_groups", f"must divide the model's {e} routed experts, got {groups}")

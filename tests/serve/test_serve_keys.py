@@ -325,3 +325,124 @@ def test_the_decode_floor_alone_refuses_the_keys_of_serving(key: str, value: Any
     with pytest.raises(ScenarioError) as err:
         parse_serve(data, folder / "decode-floor.yaml", folder)
     assert message in str(err.value)
+
+
+def test_mtp_acceptance_without_mtp_is_refused() -> None:
+    """mtp.acceptance with MTP off changed nothing (no draft token to accept) and was accepted."""
+    data = copy.deepcopy(BASE)
+    _set(data, "model.mtp_depth", 1)
+    _set(data, "serve.decode.mtp", {"acceptance": 0.5})
+    with pytest.raises(ScenarioError) as err:
+        _figures(data)
+    assert "keys.yaml: serve.decode.mtp.acceptance: not used: MTP is off" in str(err.value)
+
+
+DENSE: dict[str, Any] = {  # BASE on a dense model: no expert placement, kernels or expert load
+    **BASE,
+    "model": {"config": "llama-3.1-8b"},
+    "serve": {
+        **BASE["serve"],
+        "prefill": {"nodes": 1, "unit_nodes": 1, "max_batch_tokens": 512},
+        "decode": {"nodes": 1, "unit_nodes": 1, "max_batch": 4},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("serve.prefill.experts_per_gpu", 4),
+        ("serve.decode.shared_as_routed", True),
+        ("serve.decode.kernels", "low_latency"),
+        ("serve.prefill.comm_sms", 24),
+        ("serve.expert_load", "skewed"),
+        ("serve.router_groups", 4),
+        ("serve.floor", {}),
+    ],
+)
+def test_the_expert_keys_of_a_dense_model_are_refused(key: str, value: Any) -> None:
+    """A dense model routes nothing: these keys changed nothing (or, serve.floor, divided by zero) and
+    were accepted."""
+    _figures(copy.deepcopy(DENSE))  # the context itself runs
+    data = copy.deepcopy(DENSE)
+    _set(data, key, value)
+    with pytest.raises(ScenarioError) as err:
+        _figures(data)
+    assert f"keys.yaml: {key}: " in str(err.value) and "dense" in str(err.value)
+
+
+def test_router_groups_the_router_keeps_all_of_are_refused() -> None:
+    """With model.n_limited_groups at least router_groups, no group is dropped: the key changed nothing."""
+    data = copy.deepcopy(BASE)
+    _set(data, "model.n_limited_groups", 4)
+    _set(data, "serve.router_groups", 4)
+    with pytest.raises(ScenarioError) as err:
+        _figures(data)
+    assert "keys.yaml: serve.router_groups: not used: the router keeps 4 expert groups" in str(err.value)
+
+
+def test_shared_as_routed_without_a_shared_expert_is_refused() -> None:
+    """Qwen3-30B-A3B has no shared expert: shared_as_routed dispatched one that does not exist."""
+    data = copy.deepcopy(BASE)
+    _set(data, "model", {"config": "qwen3-30b-a3b"})
+    _set(data, "serve.prefill.experts_per_gpu", 16)
+    _set(data, "serve.decode.experts_per_gpu", 16)
+    _set(data, "serve.decode.shared_as_routed", True)
+    with pytest.raises(ScenarioError) as err:
+        _figures(data)
+    assert "keys.yaml: serve.decode.shared_as_routed: the model (Qwen3-30B-A3B) has no shared expert" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("0,5\n1,1\n", "line 1: the header must be expert,load, got '0,5'"),  # line 1 was skipped as a header
+        ("expert,load\n0,5,7\n", "line 2: expected expert,load"),  # the third value was ignored
+        ("", "line 1: the header must be expert,load"),
+    ],
+)
+def test_an_expert_load_file_without_its_header_or_with_extra_values_is_refused(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "load.csv"
+    path.write_text(text)
+    data = copy.deepcopy(BASE)
+    _set(data, "serve.expert_load", str(path))
+    with pytest.raises(ScenarioError) as err:
+        _figures(data)
+    assert f"load.csv: {message}" in str(err.value)
+
+
+def test_expert_loads_near_the_float_maximum_keep_their_proportions(tmp_path: Path) -> None:
+    """Loads of 1e308 summed to inf: every expert's share became 0 (with a numpy warning), not 1/2."""
+    import warnings
+
+    from sim.serve.deployment import expert_load
+
+    huge, small = tmp_path / "huge.csv", tmp_path / "small.csv"
+    huge.write_text("expert,load\n0,1e308\n1,1e308\n")
+    small.write_text("expert,load\n0,1\n1,1\n")
+    loads = []
+    for path in (huge, small):
+        data = copy.deepcopy(BASE)
+        _set(data, "serve.expert_load", str(path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            loads.append(expert_load(parse_serve(data, ROOT / "tests/serve/keys.yaml", ROOT)))
+    assert loads[0][:2].tolist() == [0.5, 0.5] and loads[0].tolist() == loads[1].tolist()
+
+
+def test_a_decode_floor_too_large_to_route_is_refused_naming_its_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve.floor.tokens_per_gpu: 65536 routed 9.4M tokens at once: the process was killed for memory."""
+    import yaml
+
+    import sim.limits
+
+    monkeypatch.setattr(sim.limits, "available_memory", lambda: 1 << 28)  # 256 MiB
+    folder = ROOT / "scenarios" / "serve"
+    data = yaml.safe_load((folder / "decode-floor.yaml").read_text())
+    _set(data, "serve.floor.tokens_per_gpu", 512)  # 512 x 144 GPUs x 256 experts: ~0.4 GiB a draw
+    sc = parse_serve(data, folder / "decode-floor.yaml", folder)
+    with pytest.raises(ScenarioError) as err:
+        decode_floor(sc, build(sc))
+    assert "decode-floor.yaml: serve.floor.tokens_per_gpu: routing 512 tokens on each of 144 GPUs" in str(err.value)
