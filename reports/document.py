@@ -323,9 +323,16 @@ def _md_inline(text: str) -> str:
     return "".join([*out, _md_plain(text[pos:])])
 
 
+def _one_line(text: str) -> str:
+    """``text``'s lines joined by one space (each stripped, blank ones left out)."""
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def _md_block(text: str) -> str:
-    """A line of text (paragraph, list item, caption): inline content that starts no other block."""
-    out = _md_inline(text)
+    """A line of text (paragraph, list item, caption): inline content that starts no other block. A
+    line break in it (a user's multi-line description) is a soft break: its lines are joined by one
+    space, so none starts a heading, list or code block of its own."""
+    out = _md_inline(_one_line(text))
     m = _MD_LINE_START.match(out)
     if m is None:
         return out
@@ -335,10 +342,10 @@ def _md_block(text: str) -> str:
 
 
 def _md_heading(level: int, text: str) -> str:
-    out = _md_inline(text)
+    out = _md_inline(_one_line(text))  # a heading is one line
     out = re.sub(r"(^|\s)(#+)\s*$", lambda m: m.group(1) + "\\" + m.group(2), out)  # not a closing sequence
     return "#" * level + " " + out
 
 
 def _cell(text: str) -> str:
-    return _md_inline(text).replace("|", "\\|").replace("\n", " ")
+    return _md_inline(_one_line(text)).replace("|", "\\|")

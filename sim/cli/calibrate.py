@@ -229,6 +229,7 @@ def import_measurements_cmd(
 
 @calibrate_app.command("import-nccl-tests")
 def import_nccl_tests_cmd(
+    ctx: typer.Context,
     logs: Annotated[
         list[Path],
         typer.Argument(
@@ -260,6 +261,8 @@ def import_nccl_tests_cmd(
     for name, value in (("--gpus", gpus), ("--nodes", nodes)):
         if value is not None and value < 1:
             raise ScenarioError(name, f"must be >= 1, got {value}")
+    if profile is not None:
+        refuse_given(ctx, ("device",), "names the GPU of a new profile, not used with --profile (its device is kept)")
     samples = [s for log in logs for s in parse_log(log, gpus, nodes)]
     if profile is not None:
         base = load_profile(profile)

@@ -44,13 +44,22 @@ def flag_errors() -> Iterator[None]:
         raise as_flag(e) from None
 
 
+def given_on_command_line(ctx: typer.Context) -> set[str]:
+    """The names of the parameters given on the command line (not left to their defaults)."""
+    given = set()
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name or "")  # (typer's own click: compared by name)
+        if getattr(source, "name", "") == "COMMANDLINE":
+            given.add(str(param.name))
+    return given
+
+
 def refuse_given(ctx: typer.Context, names: Iterable[str], why: str) -> None:
     """Refuse the first of the parameters ``names`` given on the command line (not left to its
     default), naming its flag: ``error: --pp: <why>; remove it``."""
-    wanted = set(names)
+    wanted = set(names) & given_on_command_line(ctx)
     for param in ctx.command.params:
-        source = ctx.get_parameter_source(param.name or "")  # (typer's own click: compared by name)
-        if param.name in wanted and getattr(source, "name", "") == "COMMANDLINE":
+        if param.name in wanted:
             flag = str(param.opts[0]) if param.opts[0].startswith("-") else str(param.name).upper()
             raise ScenarioError(flag, f"{why}; remove it")
 

@@ -95,6 +95,7 @@ def layouts_cmd(
     from sim.config import load_scenario
     from sim.errors import ScenarioError
     from sim.experiments.layouts import candidates, layout_label
+    from sim.outputs import atomic_write_text, claim_output_folder
     from sim.sweep.compare import load_results
     from sim.sweep.runner import default_workers, run_sweep
     from sim.sweep.spec import sweep_from_data
@@ -110,9 +111,9 @@ def layouts_cmd(
         )
     name = f"{sc.name}-layouts"
     folder = output or Path("out") / name
-    folder.mkdir(parents=True, exist_ok=True)
+    claim_output_folder(folder)  # a folder of the user's files is refused, never written into
     base = folder / "base.yaml"
-    base.write_text(yaml.safe_dump(_base(scenario, bool(modes)), sort_keys=False))
+    atomic_write_text(base, yaml.safe_dump(_base(scenario, bool(modes)), sort_keys=False))
     sweep = sweep_from_data({"name": name, "base": base.name, "points": list(found.points)}, folder / "layouts.yaml")
     target = folder / "layouts.parquet"
     n = workers or default_workers()

@@ -15,6 +15,7 @@ from sim.cli.common import (
     Format,
     Int,
     as_flag,
+    given_on_command_line,
     input_file_option,
     name_list,
     out,
@@ -28,6 +29,7 @@ from sim.outputs import atomic_write, atomic_write_text
 from sim.pipeline.costs import OpTimes
 from sim.pipeline.execute import P2P, ScheduleRun
 from sim.pipeline.notation import format_schedule, parse_lines, schedule_from_actions
+from sim.pipeline.ops import Op
 from sim.pipeline.schedules import COMPARED, SCHEDULES, build_schedule
 from sim.pipeline.validate import check_schedule
 from sim.results import ScheduleMetrics, metrics
@@ -106,6 +108,50 @@ def _run_one(name: str, pp: int, n: int, v: int, times: OpTimes, p2p: P2P) -> Sc
         raise as_flag(e) from None
 
 
+def _ops(sched) -> set[Op]:  # type: ignore[no-untyped-def]
+    """The kinds of op a schedule runs (an overlapped pair's parts too)."""
+    ops: set[Op] = set()
+    for acts in sched.actions:
+        for a in acts:
+            ops.add(a.op)
+            ops.update(p.op for p in a.parts or ())
+    return ops
+
+
+def _refuse_unused(ctx: typer.Context, names: list[str], pp: int, n: int, v: int) -> None:
+    """A flag given on the command line that none of the schedules ``names`` uses is refused, naming
+    it (as a scenario refuses such keys: sim.config): --virtual-stages where no schedule splits a device
+    into virtual stages, --w where none splits B into I and W, --fb where none overlaps an F&B pair."""
+    from sim.config import VIRTUAL_STAGE_SCHEDULES
+
+    given = given_on_command_line(ctx)
+    which = ", ".join(names)
+    if "virtual_stages" in given and not VIRTUAL_STAGE_SCHEDULES & set(names):
+        raise ScenarioError(
+            "--virtual-stages",
+            f"not used by {which} (only {', '.join(sorted(VIRTUAL_STAGE_SCHEDULES))} splits a device into virtual "
+            "stages); remove it",
+        )
+    if not {"w", "fb"} & given:
+        return
+    ops: set[Op] = set()
+    for name in names:
+        ops |= _ops(_build(name, pp, n, v))
+    if "w" in given and not {Op.I, Op.W} & ops:
+        raise ScenarioError("--w", f"not used by {which} (no action splits B into I and W); remove it")
+    if "fb" in given and Op.FB not in ops:
+        raise ScenarioError("--fb", f"not used by {which} (no action overlaps a forward and a backward); remove it")
+
+
+def _finite(figures: dict[str, object], **flags: float | None) -> None:
+    """Every figure finite before it is printed, plotted or written; else one line naming the flags at
+    the edge of floating point that produced the overflow (sim.run.check_figures_finite)."""
+    from sim.run import check_figures_finite
+
+    given = {"--" + k.replace("_", "-"): v for k, v in flags.items() if v is not None}
+    check_figures_finite("", given, figures)
+
+
 @schedules_app.command("list")
 def list_schedules() -> None:
     """List the registered schedules."""
@@ -115,6 +161,7 @@ def list_schedules() -> None:
 
 @schedules_app.command()
 def show(
+    ctx: typer.Context,
     name: Name,
     pp: PP = 8,
     microbatches: Micro = 20,
@@ -123,6 +170,7 @@ def show(
 ) -> None:
     """Print a schedule's per-device action lists (torch notation: one line per device)."""
     sched = _build(name, pp, microbatches, virtual_stages)
+    _refuse_unused(ctx, [name], pp, microbatches, virtual_stages)
     if fmt is ShowFormat.torch:
         print(format_schedule(sched))
     elif fmt is ShowFormat.text:
@@ -164,6 +212,7 @@ def check(
         sched = schedule_from_actions(parse_lines(text, str(file)), name=file.stem)
     elif name is not None:
         sched = _build(name, pp, microbatches, virtual_stages)
+        _refuse_unused(ctx, [name], pp, microbatches, virtual_stages)
     else:
         raise ScenarioError("NAME", "give a schedule name or --file")
     check_schedule(sched)
@@ -202,6 +251,7 @@ def _print_table(rows: tuple[ScheduleMetrics, ...], unit: str = "") -> None:
 
 @schedules_app.command("compare")
 def compare_cmd(
+    ctx: typer.Context,
     pp: PP = 8,
     microbatches: Micro = 20,
     f: FTime = 1.0,
@@ -219,12 +269,26 @@ def compare_cmd(
     names = name_list(schedules, "--schedules", SCHEDULES, "schedule")
     times = _times(pp, f, b, w, fb)
     _size(pp, microbatches, virtual_stages)
+    if p2p_bandwidth is not None and p2p_bytes == 0:
+        why = "not used: no bytes are sent (--p2p-bytes is 0); give them, or remove it"
+        raise ScenarioError("--p2p-bandwidth", why)
     bandwidth = float("inf") if p2p_bandwidth is None else p2p_bandwidth
     try:
         _, rows = compare(names, pp, microbatches, times, P2P(p2p_bytes, bandwidth, p2p_latency), virtual_stages)
     except LayoutError as e:
         hint = " (leave that schedule out with --schedules)" if len(names) > 1 else ""
         raise ScenarioError("--" + e.key_path.replace("_", "-"), e.message + hint) from None
+    _refuse_unused(ctx, names, pp, microbatches, virtual_stages)
+    _finite(
+        {"schedules": [m.to_dict() for m in rows]},
+        f=f,
+        b=b,
+        w=w,
+        fb=fb,
+        p2p_bytes=p2p_bytes,
+        p2p_bandwidth=p2p_bandwidth,
+        p2p_latency=p2p_latency,
+    )
     if fmt is Format.json:
         print(json.dumps({"schedules": [m.to_dict() for m in rows]}))
     else:
@@ -233,6 +297,7 @@ def compare_cmd(
 
 @schedules_app.command()
 def plot(
+    ctx: typer.Context,
     name: Name,
     output: Annotated[Path, typer.Option("--output", "-o", help="PNG/SVG/PDF path", callback=plot_file_option)],
     pp: PP = 8,
@@ -246,13 +311,16 @@ def plot(
     """Draw the per-device timeline (Gantt chart) of a schedule."""
     from reports.gantt import plot_gantt
 
+    _refuse_unused(ctx, [name], pp, microbatches, virtual_stages)
     run = _run_one(name, pp, microbatches, virtual_stages, _times(pp, f, b, w, fb), P2P())
+    _finite(metrics(run).to_dict(), f=f, b=b, w=w, fb=fb)
     atomic_write(output, lambda p: plot_gantt(run, p, time_unit="time units"))
     out.print(f"wrote {output}")
 
 
 @schedules_app.command()
 def trace(
+    ctx: typer.Context,
     name: Name,
     output: Annotated[Path, typer.Option("--output", "-o", help="trace JSON path", callback=output_file_option)],
     pp: PP = 8,
@@ -268,7 +336,9 @@ def trace(
     from sim.step.spec import StepRun
     from sim.step.timeline import perfetto_trace, timeline
 
+    _refuse_unused(ctx, [name], pp, microbatches, virtual_stages)
     run = _run_one(name, pp, microbatches, virtual_stages, _times(pp, f, b, w, fb), P2P())
+    _finite(metrics(run).to_dict(), f=f, b=b, w=w, fb=fb)
     trace = perfetto_trace(timeline(StepRun.of_schedule(run)), f"{name} PP{pp} N{microbatches}", time_scale_us=1e3)
     atomic_write_text(output, json.dumps(trace))
     out.print(f"wrote {output} ({metrics(run).step_time:g} time units)")

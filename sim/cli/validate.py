@@ -10,12 +10,12 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from sim.assemble import assemble
-from sim.cli.common import Format, err, input_file_option, out
+from sim.cli.common import Format, err, input_file_option, out, output_file_option
 from sim.config import load_scenario
 from sim.errors import ScenarioError
 from sim.outputs import atomic_write_text
@@ -117,15 +117,25 @@ def _validate_serve(path: Path) -> None:
     out.print(f"{path}: ok (serve scenario {sc.name!r}: {pools})", soft_wrap=True)
 
 
+def _markdown_file_option(ctx: Any, param: Any, value: Path | None) -> Path | None:
+    """``callback=`` of a Markdown table's ``-o``: a writable ``.md`` file, checked before the table is built."""
+    if value is not None and value.suffix != ".md":
+        raise ScenarioError("--output", f"must be a Markdown file (.md), got {str(value)!r}")
+    return output_file_option(ctx, param, value)
+
+
 MarkdownOut = Annotated[
     Path | None,
-    typer.Option("--output", "-o", help="write the Markdown table to this .md file [default: stdout]"),
+    typer.Option(
+        "--output",
+        "-o",
+        help="write the Markdown table to this .md file [default: stdout]",
+        callback=_markdown_file_option,
+    ),
 ]
 
 
 def _write_markdown(name: str, output: Path | None, build: Callable[[Callable[[str], None]], str]) -> None:
-    if output is not None and output.suffix != ".md":
-        raise ScenarioError("--output", f"must be a Markdown file (.md), got {str(output)!r}")
     with err.status(f"checking {name}") as status:
         text = build(lambda what: status.update(f"checking {name}: {what}"))
     if output is None:

@@ -84,3 +84,14 @@ def test_recomputation_is_searched_where_asked(capsys: pytest.CaptureFixture[str
     assert "recompute" not in layout_label(both.points[0])
     code, _, err = _plan(capsys, str(SCENARIO), "--recompute", "most")
     assert code == 2 and err.count("\n") == 1 and "--recompute: 'most'" in err
+
+
+def test_a_folder_of_user_files_is_refused_untouched(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """-o into a folder twin did not write: refused in one line, the user's base.yaml not overwritten."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "base.yaml").write_text("my own notes\n")
+    code, _, err = _plan(capsys, str(SCENARIO), "--limit", "1", "-j", "1", "-o", str(folder), "-q")
+    assert code == 2 and err.count("\n") == 1 and "--output" in err and "did not write" in err
+    assert (folder / "base.yaml").read_text() == "my own notes\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["base.yaml"]

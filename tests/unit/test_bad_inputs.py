@@ -145,6 +145,7 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "planes.yaml").write_text("name: t\nnodes: 4\nfabric: {planes: 3}\n")
     (tmp_path / "dup_topo.yaml").write_text("name: t\nnodes: 4\nnodes: 8\n")
     (tmp_path / "neg_topo.yaml").write_text("name: t\nnodes: -8\n")
+    (tmp_path / "price_topo.yaml").write_text("name: t\nnodes: 4\nprices: {reference_Gbps: 1e-300, rate_exponent: 4}\n")
     (tmp_path / "nan.json").write_text('{"device": {"name": "x", "sms": NaN}}')
     (tmp_path / "dup.json").write_text('{"a": 1, "a": 2}')
     (tmp_path / "list.json").write_text("[1, 2]")
@@ -204,6 +205,10 @@ HAND: list[Any] = [
     (["validate", "unknown.yaml"], "unknown.yaml: pipelin: unknown key"),
     (["validate", "bad_topo_ref.yaml"], "folder: is a folder, not a topology file"),
     (["check", "trace", "--profile", "folder"], "--profile"),
+    # check: the Markdown table's -o is checked before the table is built, naming the flag
+    (["check", "deepep", "-o", "/proc/x.md"], "--output: cannot write in /proc"),
+    (["check", "kernels", "-o", "existing.txt/x.md"], "--output: existing.txt is a file, not a folder"),
+    (["check", "published", "-o", "/proc/x.md"], "--output: cannot write in /proc"),
     (["validate", "trace"], "trace: no such scenario file"),  # the checks are 'twin check trace' ...
     (["validate", "dualpipe.yaml", "--profile", PROFILE], "--profile: no such option"),
     (["run", "garbage.bin"], "garbage.bin: not a UTF-8"),
@@ -250,6 +255,9 @@ HAND: list[Any] = [
     (["topology", "show", "/dev/zero"], "/dev/zero: not a regular file"),
     (["topology", "show", "garbage.bin"], "garbage.bin: not a UTF-8"),
     (["topology", "show", TOPO, "--format", "xml"], "--format: 'xml' is not one of"),
+    # a price whose rate factor overflows: a traceback (OverflowError), or cost_usd: Infinity written
+    (["topology", "show", "price_topo.yaml"], "price_topo.yaml: the results overflow: cost_usd is inf"),
+    (["topology", "show", "price_topo.yaml", "--format", "json"], "from prices.reference_Gbps = 1e-300"),
     (["topology", "show"], "FILE: required argument is missing"),
     (["topology", "bogus"], "No such command 'bogus'"),
     # collective: sizes refused up front
@@ -284,6 +292,21 @@ HAND: list[Any] = [
     (["schedules", "compare", "--schedules", "pipedream"], "--schedules: unknown schedule 'pipedream'"),
     (["schedules", "compare", "--p2p-bandwidth", "0"], "--p2p-bandwidth: must be"),
     (["schedules", "compare", "--w", "5"], "--w"),
+    # schedules: a flag the chosen schedules do not use is refused, not ignored
+    (["schedules", "show", "1f1b", "--virtual-stages", "3"], "--virtual-stages: not used by 1f1b"),
+    (["schedules", "check", "zb1p", "--virtual-stages", "3"], "--virtual-stages: not used by zb1p"),
+    (["schedules", "compare", "--schedules", "1f1b,dualpipe", "--virtual-stages", "4"], "--virtual-stages: not used"),
+    (["schedules", "compare", "--schedules", "1f1b,gpipe", "--w", "0.5"], "--w: not used by 1f1b, gpipe"),
+    (["schedules", "compare", "--schedules", "1f1b,zb1p", "--fb", "2"], "--fb: not used by 1f1b, zb1p"),
+    (["schedules", "compare", "--p2p-bandwidth", "5"], "--p2p-bandwidth: not used: no bytes are sent"),
+    (["schedules", "plot", "gpipe", "-o", "p.png", "--fb", "2"], "--fb: not used by gpipe"),
+    (["schedules", "trace", "1f1b", "-o", "t.json", "--w", "0.5"], "--w: not used by 1f1b"),
+    (["schedules", "trace", "1f1b", "-o", "t.json", "--virtual-stages", "4"], "--virtual-stages: not used by 1f1b"),
+    # schedules: finite flags whose products overflow are refused before anything is printed
+    (
+        ["schedules", "compare", "--p2p-bytes", "1e18", "--p2p-bandwidth", "1e-300", "--format", "json"],
+        "the results overflow: schedules[0].step_time is inf, from --p2p-bandwidth = 1e-300",
+    ),
     (["schedules", "plot", "1f1b", "-o", "x.txt"], "--output: unknown file extension '.txt'"),
     (["schedules", "plot", "1f1b", "-o", "noext"], "--output: unknown file extension none"),
     (["schedules", "plot", "1f1b", "-o", "folder"], "--output: folder is a folder"),
@@ -322,6 +345,13 @@ HAND: list[Any] = [
     (["alltoall", "--cluster", MPFT, "--nodes", "4"], "--nodes: give --nodes or --topology"),
     (["balance", "--steps", "1000000", "--tokens-per-step", "1000000"], "--steps"),
     (["balance", "--topk", "0"], "--n-activated-experts"),
+    # balance: a flag the chosen mode does not read is refused, not ignored
+    (["balance", "--format", "json", "--every", "5"], "--every: not used with --format json"),
+    (["balance", "--dirichlet", "0.5", "--skew-alpha", "2"], "--skew-alpha: not used with --dirichlet"),
+    # model show: the argument is named (it read 'model.config', a scenario's key)
+    (["model", "show", "folder"], "SPEC: 'folder' is neither a shipped model"),
+    (["model", "show", "missing.json"], "SPEC: 'missing.json' is neither a shipped model"),
+    (["model", "show", "list.json"], "list.json: a model config must be a JSON object"),
     # chunk
     (["chunk", "--layers", "100"], "--layers-per-stage: layers"),
     (["chunk", "--sms", "200"], "--sms: must be in 0..131"),

@@ -881,6 +881,10 @@ NCCL: list[tuple[list[str], str]] = [
     (_nccl(str(NCCL_LOG), "--profile", "pf/nan_peak.json"), "nan_peak.json: peaks"),
     (_nccl(str(NCCL_LOG), "--profile", "pf/string.json"), "string.json: a profile is"),
     (_nccl(str(NCCL_LOG), "--device", "TPU"), "--device: no datasheet for 'TPU'"),
+    (
+        _nccl(str(NCCL_LOG), "--profile", PROFILE, "--device", "H100"),
+        "--device: names the GPU of a new profile, not used with --profile",
+    ),
     (_nccl(str(NCCL_LOG), "-o", "folder"), "--output: folder is a folder"),
     (_nccl(), "LOGS: required argument is missing"),
 ]

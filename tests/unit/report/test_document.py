@@ -153,6 +153,7 @@ HOSTILE = [
     "[ref]: http://x",
     "trailing #",
     "```fence",
+    "a description\n# on lines\n\n- of its own\n\n    indented\n<script>x</script>",  # a user's multi-line string
 ]
 
 
