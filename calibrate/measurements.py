@@ -39,6 +39,9 @@ from sim.units import BF16_BYTES, FP8_BYTES, FP8_TILE, FP32_BYTES
 from sim.yamlio import MAX_JSON_BYTES, read_bytes, read_text
 
 MAX_TIME_S = 1e9  # a profile's bound on a sample's time (sim.hardware.profile.Sample)
+# a measured time below a nanosecond is a unit slip, not a kernel: a launch alone takes microseconds
+# and CUDA events resolve about 0.5 us (a GEMM of 1e-300 s would claim 1e+300 times the peak)
+MIN_TIME_S = 1e-9
 MAX_COUNT = 2**53  # a shape, a size or a count: whole numbers a float holds exactly
 UNITS = {"seconds": 1.0, "s": 1.0, "milliseconds": 1e-3, "ms": 1e-3, "microseconds": 1e-6, "us": 1e-6}
 TIME = "<time>"
@@ -160,6 +163,10 @@ class _Table:
             raise ScenarioError(where, f"{text} is more than {MAX_COUNT:.3g}", str(self.path))
         if time and value * factor > MAX_TIME_S:
             raise ScenarioError(where, f"{text} is more than {MAX_TIME_S:g} seconds", str(self.path))
+        if time and value * factor < MIN_TIME_S:
+            raise ScenarioError(
+                where, f"{text} is less than a nanosecond ({MIN_TIME_S:g} s): not a kernel's time", str(self.path)
+            )
         return value * factor
 
     def choice(self, line: int, row: list[str], name: str, allowed: set[str]) -> str:
@@ -334,6 +341,12 @@ def import_measurements(path: str | Path, device: str, sms: int | None = None, t
     gpu = datasheet_for(device)
     if gpu is None:
         raise ScenarioError("--device", f"no datasheet for {device!r}; the twin knows H800, H100 and H200")
+    if sms is not None and sms != gpu.sms:  # a run takes the datasheet's SMs and refuses another count
+        raise ScenarioError(
+            "--sms",
+            f"{sms}: the {gpu.name} datasheet has {gpu.sms} SMs, and a run refuses a profile of any other "
+            "count (its device.sms); leave --sms out",
+        )
     all_sms = sms or gpu.sms
     readme_path = (path if path.is_dir() else path.parent) / "README.md"
     readme = read_text(readme_path, "README", MAX_JSON_BYTES) if readme_path.is_file() else ""

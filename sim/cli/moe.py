@@ -87,6 +87,7 @@ NodeLimitOpt = Annotated[
 
 
 def alltoall_cmd(
+    ctx: typer.Context,
     ep: Annotated[int, typer.Option("--ep", parser=EP, help="expert-parallel group size (GPUs)")] = DEFAULT_EP,
     nodes: Annotated[
         int | None, typer.Option("--nodes", parser=Int(1, MAX_GPUS), help="nodes of the cluster [default: EP/8]")
@@ -156,6 +157,13 @@ def alltoall_cmd(
     spec = _moe_spec(experts=experts, topk=topk, node_limit=node_limit, ep=ep, hidden=hidden)
     if routing not in (*GATES, "replay"):
         raise ScenarioError("--routing", f"unknown routing {routing!r}; choose from {', '.join(GATES)}, replay")
+    if routing != "skewed":
+        why = f"not used by --routing {routing} (only skewed draws a popularity)"
+        refuse_given(ctx, ("skew_alpha", "dirichlet"), why)
+    if dirichlet is not None:
+        refuse_given(ctx, ("skew_alpha",), "not used with --dirichlet (popularity is drawn from a Dirichlet, not Zipf)")
+    if routing != "replay":
+        refuse_given(ctx, ("routing_table",), f"not used by --routing {routing} (only replay reads a table)")
     counts = int_list(sms, "--sms", SmCount)
     model = None if profile is None else CostModel(load_profile(profile))
     # the GPU whose SMs are split: the profile's (its datasheet, or its SM count), else the H800

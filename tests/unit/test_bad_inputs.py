@@ -331,6 +331,11 @@ HAND: list[Any] = [
     (["alltoall", "--n-activated-experts", "300"], "--n-activated-experts"),
     (["alltoall", "--routing", "zipf"], "--routing: unknown routing"),
     (["alltoall", "--routing", "replay"], "--routing-table: replay needs a routing table"),
+    # alltoall: a flag of another routing is refused, not ignored
+    (["alltoall", "--skew-alpha", "2"], "--skew-alpha: not used by --routing balanced"),
+    (["alltoall", "--routing", "random", "--dirichlet", "0.5"], "--dirichlet: not used by --routing random"),
+    (["alltoall", "--routing", "skewed", "--dirichlet", "0.5", "--skew-alpha", "2"], "--skew-alpha: not used with"),
+    (["alltoall", "--routing-table", "ragged.csv"], "--routing-table: not used by --routing balanced"),
     (["alltoall", "--routing-table", "folder", "--routing", "replay"], "--routing-table: folder is a folder"),
     (["alltoall", "--plot", "x.txt"], "--plot: unknown file extension"),
     (["alltoall", "--plot", "/proc/x.png"], "--plot: cannot write"),
