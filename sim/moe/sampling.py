@@ -273,6 +273,38 @@ def _count_token(
 
 
 @_inline
+def _count_reached(
+    t: int,
+    limit: int,
+    kept: np.ndarray,
+    row: int,
+    reach: np.ndarray,
+    src: np.ndarray,
+    gpn: int,
+    gpu_of: np.ndarray,
+    ib: np.ndarray,
+    hist: np.ndarray,
+    logical: np.ndarray,
+    npt: np.ndarray,
+) -> None:
+    """The traffic of token ``t`` (on GPU ``src[t]``), added to the counts, from the byte of GPUs
+    ``reach[j]`` it reaches in each of its kept groups ``kept[row, j]`` (the nodes: 0 where it takes no
+    expert there), branch-free; NVLink through ``hist`` (``gpn <= 8``)."""
+    sg = src[t]
+    sn = gpu_of[-1 - sg]
+    ls = sg - sn * gpn
+    reached = 0
+    for j in range(limit):
+        node = kept[row, j]
+        some = np.int64(reach[j] != 0)
+        reached += int(some)
+        ib[sg, node] += some * (node != sn)
+        hist[((node * gpn) + ls) * 256 + reach[j]] += some
+    logical[sg] += reached
+    npt[t] = reached
+
+
+@_inline
 def _merge_again(
     st: Any,
     b: int,
@@ -489,18 +521,7 @@ def _route_iid(
                         tpe[e] += 1
                         reach[j] |= 1 << local_gpu[index]
                 if count:  # the traffic of token t: its kept groups are the nodes it reaches
-                    sg = src[t]
-                    sn = gpu_of[-1 - sg]
-                    ls = sg - sn * gpn
-                    reached = 0
-                    for j in range(limit):
-                        node = kept[b, j]
-                        some = np.int64(reach[j] != 0)
-                        reached += int(some)
-                        ib[sg, node] += some * (node != sn)
-                        hist[((node * gpn) + ls) * 256 + reach[j]] += some
-                    logical[sg] += reached
-                    npt[t] = reached
+                    _count_reached(t, limit, kept, b, reach, src, gpn, gpu_of, ib, hist, logical, npt)
             continue
         for b in range(nb):
             t = t0 + b
@@ -588,7 +609,7 @@ def _route_dense(
     tau = np.zeros(BATCH)
     words = (per + 63) // 64
     above = np.zeros((groups * words, BATCH), np.uint64)
-    kept = np.zeros(limit + 1, np.int64)  # the last: written past the kept groups, never read
+    kept = np.zeros((1, limit + 1), np.int64)  # the last: written past the kept groups, never read
     cnt = np.zeros(limit + 1, np.int64)  # the last: dropped candidates (counted, never read)
     reach = np.zeros(limit + 1, np.int64)  # bytes of a kept group's GPUs reached (the last: dropped)
     chosen = np.zeros(limit * per, np.int64)
@@ -663,11 +684,11 @@ def _route_dense(
             t = t0 + b
             nk = 0
             for g in range(groups):  # branch-free: written always, kept when ranked high enough
-                kept[nk] = g
+                kept[0, nk] = g
                 nk += rank[g, b] < limit
             n = 0
             for j in range(limit):
-                g = kept[j]
+                g = kept[0, j]
                 cnt[j] = 0
                 for word in range(words):
                     bits = above[g * words + word, b]
@@ -702,9 +723,6 @@ def _route_dense(
                     cs[m] = limit
             m = 0
             if count and gpn <= 8:  # with the counts: each kept group's byte of GPUs reached
-                sg = src[t]
-                sn = gpu_of[-1 - sg]
-                ls = sg - sn * gpn
                 for j in range(limit + 1):
                     reach[j] = 0
                 for c in range(n):  # branch-free: written always, kept when not dropped
@@ -714,16 +732,8 @@ def _route_dense(
                     live = j < limit
                     m += live
                     tpe[e] += live
-                    reach[j] |= 1 << ((gpu_of[e] - kept[j] * gpn) & 63)  # (the dropped: never read)
-                reached = 0
-                for j in range(limit):  # the traffic of token t: its kept groups are the nodes it reaches
-                    node = kept[j]
-                    some = np.int64(reach[j] != 0)
-                    reached += int(some)
-                    ib[sg, node] += some * (node != sn)
-                    hist[((node * gpn) + ls) * 256 + reach[j]] += some
-                logical[sg] += reached
-                npt[t] = reached
+                    reach[j] |= 1 << ((gpu_of[e] - kept[0, j] * gpn) & 63)  # (the dropped: never read)
+                _count_reached(t, limit, kept, 0, reach, src, gpn, gpu_of, ib, hist, logical, npt)
                 for c in range(k):
                     out[t, c] = chosen[c]
                 continue
@@ -735,7 +745,7 @@ def _route_dense(
             for c in range(k):
                 out[t, c] = chosen[c]
             if count:
-                _count_token(t, limit, kept, cnt, out, src, gpn, gpu_of, gseen, ib, nvlink, hist, logical, npt, tpe)
+                _count_token(t, limit, kept[0], cnt, out, src, gpn, gpu_of, gseen, ib, nvlink, hist, logical, npt, tpe)
     state[0] = st + _U64(tokens * experts) * _GOLDEN
 
 
