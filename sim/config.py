@@ -515,6 +515,16 @@ def check_keys_used(sc: Scenario) -> None:
         _training_keys_used(sc)
     else:
         _comparison_keys_used(sc)
+    comm = sc.comm
+    if (
+        comm.coprocessor
+        and "sms" in comm.model_fields_set
+        and comm.sms not in (0, CommSpec.model_fields["sms"].default)
+    ):
+        raise ScenarioError(
+            "comm.sms",
+            "not used with comm.coprocessor: true (communication runs off the SMs: all of them compute); remove it",
+        )
 
 
 # workload keys of the MoE layers' routing and DeepEP, which a dense model does not have
@@ -602,11 +612,43 @@ def _comparison_keys_used(sc: Scenario) -> None:
                     "not used: the op times of ops are taken as given; give ops.measured_at_compute_sms (the compute "
                     "SMs they were measured at) to rescale them to this SM split and profile, or remove it",
                 )
+    elif sc.model.is_moe_model:
+        _dense_chunk_keys_used(sc)
     p2p = sc.p2p
     if "bandwidth_GBps" in p2p.model_fields_set and sc.cluster is None and p2p.activation_bytes == 0:
         raise ScenarioError(
             "p2p.bandwidth_GBps", "not used: no bytes are sent (p2p.activation_bytes is 0); give them, or remove it"
         )
+
+
+def _dense_chunk_keys_used(sc: Scenario) -> None:
+    """A schedule comparison whose chunk (``workload.first_layer`` and on) holds only dense layers of an
+    MoE model routes and dispatches nothing: a key of routing, DeepEP or the EP group given a value
+    other than its default is refused (a default, as a base scenario's sections carry it, says nothing;
+    EP 1 is accepted too: it says the same)."""
+    w, model = sc.workload, sc.model
+    first = model.n_dense_layers if w.first_layer is None else w.first_layer
+    layers = range(first, first + w.layers_per_stage)
+    if any(layer >= model.n_layers or model.is_moe(layer) for layer in layers):  # (an MTP block is MoE)
+        return
+    why = (
+        f"not used: the chunk's layers {first}..{layers[-1]} are dense (the model's layers are "
+        f"{model.layer_pattern()}), so nothing is routed or dispatched; remove it"
+    )
+
+    def changed(spec: BaseModel, key: str) -> bool:
+        return key in spec.model_fields_set and getattr(spec, key) != type(spec).model_fields[key].default
+
+    if changed(w, "ep") and w.ep != 1:
+        raise ScenarioError("workload.ep", why)
+    for key in MOE_WORKLOAD_KEYS:
+        if changed(w, key):
+            raise ScenarioError(f"workload.{key}", why)
+    if changed(sc, "seed"):
+        raise ScenarioError("seed", why)
+    for key in ("combine_format", "multicast", "in_network_reduce"):
+        if changed(sc.comm, key):
+            raise ScenarioError(f"comm.{key}", why)
 
 
 def _read_topology(ref: ClusterRef, base: Path) -> None:

@@ -16,7 +16,7 @@ from sim.chunk.build import ChunkConfig, build_chunk
 from sim.chunk.export import chunk_trace
 from sim.chunk.overheads import ChunkParams
 from sim.chunk.timer import ChunkResult
-from sim.cli.common import Format, Int, as_flag, input_file_option, out, output_file_option
+from sim.cli.common import Format, Int, as_flag, input_file_option, out, output_file_option, refuse_given
 from sim.errors import ScenarioError
 from sim.experiments.trace_validation import ANNOTATIONS, DATASHEET, FRACTIONS, figures, validate_trace
 from sim.hardware.gpu import DEEPSEEK_COMM_SMS
@@ -49,6 +49,7 @@ def _time(config: ChunkConfig, kind: ChunkKind) -> ChunkResult:
 
 
 def chunk_cmd(
+    ctx: typer.Context,
     layers: Annotated[
         int,
         typer.Option(
@@ -112,6 +113,12 @@ def chunk_cmd(
     on the compute, weight-gradient and DeepEP streams."""
     if routing not in (*GATES, "replay"):
         raise ScenarioError("--routing", f"unknown routing {routing!r}; choose from {', '.join(GATES)}, replay")
+    if routing != "replay":
+        refuse_given(ctx, ("routing_table",), f"not used by --routing {routing} (only replay reads a table)")
+    if routing not in ("random", "skewed"):
+        refuse_given(ctx, ("seed",), f"not used by --routing {routing} (it draws nothing; random and skewed do)")
+    if coprocessor and sms != 0:  # (--sms 0 says the same)
+        refuse_given(ctx, ("sms",), "not used with --coprocessor (communication runs off the SMs: all of them compute)")
     require_memory(
         tokens * ep * 256, f"routing {tokens:,} tokens on each of {ep} GPUs", "--tokens", "use fewer --tokens"
     )
@@ -121,6 +128,14 @@ def chunk_cmd(
             model = parse_model({**model.model_dump(exclude_unset=True), "n_limited_groups": node_limit})
         except ScenarioError as e:
             raise ScenarioError("--n-limited-groups", e.message) from None
+    first = model.n_dense_layers if first_layer is None else first_layer
+    if not any(layer >= model.n_layers or model.is_moe(layer) for layer in range(first, first + layers)):
+        refuse_given(
+            ctx,
+            ("ep", "routing", "routing_table", "seed", "node_limit", "interference"),
+            f"not used: the chunk's layers {first}..{first + layers - 1} are dense (the model's layers are "
+            f"{model.layer_pattern()}), so nothing is routed or dispatched",
+        )
     try:
         params = ChunkParams(interference=interference)
         config = ChunkConfig(

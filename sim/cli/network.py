@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from sim.cli.common import Float, Format, Int, Number, err, flag_errors, out
+from sim.cli.common import Float, Format, Int, Number, err, flag_errors, out, refuse_given
 from sim.errors import ScenarioError
 from sim.limits import MAX_BYTES, MAX_GPUS, MAX_SEED, require_memory
 from sim.network.collectives import ALGORITHMS, KINDS
@@ -70,6 +70,7 @@ def _size_option(flags: tuple[str, str], what: str, default: str) -> Any:
 
 
 def collective_cmd(
+    ctx: typer.Context,
     kind: Annotated[str, typer.Argument(help=f"one of {', '.join(KINDS)}")],
     cluster: Annotated[Path, typer.Option("--topology", "--cluster", help="topology YAML, as cluster.topology")],
     gpus: Annotated[int, typer.Option("--gpus", parser=Int(2, MAX_GPUS), help="ranks: GPUs 0..N-1 of the cluster")],
@@ -112,6 +113,10 @@ def collective_cmd(
 
     The twin moves no data (#wrong is N/A) and models no in-place difference (in-place repeats out-of-place).
     """
+    if stepfactor > 1:
+        refuse_given(
+            ctx, ("stepbytes",), f"not used with -f {stepfactor} (sizes grow by the factor; -i adds with -f 1)"
+        )
     if size_bytes is not None:
         if minbytes is not None or maxbytes is not None:
             raise ScenarioError("--size-bytes", "give either --size-bytes or -b/-e, not both")

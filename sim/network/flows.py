@@ -542,7 +542,7 @@ class FlowNetwork:
             routes = route(self.topo, src, dst, self.seed, tree_keys(src, dst, trees))
         else:  # a phase's messages come back in every chunk that moves the same traffic
             routes = self.routes_of(src, dst)
-        if extra_links is not None:
+        if extra_links is not None and len(src):  # (no flows: an EP group of one GPU sends nothing)
             routes = _with_extra(routes, np.asarray(extra_links, dtype=np.int64).reshape(len(src), -1))
         if trees is not None:
             nbytes, n = tree_bytes(nbytes, trees)

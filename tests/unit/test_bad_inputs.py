@@ -29,6 +29,7 @@ MPFT = str(REPO / "topologies" / "deepseek-v3-mpft.yaml")
 PROFILE = str(REPO / "calibrate" / "profiles" / "h800-datasheet.json")
 NCCL_LOG = str(REPO / "tests" / "data" / "nccl-tests" / "alltoall_perf-h200-1gpu.log")
 SCENARIO = str(REPO / "scenarios" / "dualpipe-table.yaml")
+LLAMA = str(REPO / "models" / "meta-llama__Llama-3.1-8B.config.json")  # a dense model
 
 
 def commands() -> Iterator[tuple[tuple[str, ...], Any]]:
@@ -282,6 +283,10 @@ HAND: list[Any] = [
     ),
     (["collective", "alltoall", "--cluster", "folder", "--gpus", "16", "--size-bytes", "1"], "folder: is a folder"),
     (["collective", "alltoall", "--gpus", "16", "--size-bytes", "1"], "--topology: required option is missing"),
+    (
+        ["collective", "allreduce", "--cluster", MPFT, "--gpus", "16", "-b", "1M", "-e", "8M", "-f", "2", "-i", "3M"],
+        "-i: not used with -f 2",
+    ),
     # schedules
     (["schedules", "show", "1f1b", "--pp", "4000", "-n", "100000"], "--microbatches: the schedule's action count"),
     (["schedules", "show", "1f1b", "--format", "xml"], "--format: 'xml' is not one of"),
@@ -373,6 +378,19 @@ HAND: list[Any] = [
     (["chunk", "--model-config", "list.json"], "list.json"),
     (["chunk", "--trace-out", "folder"], "--trace-out: folder is a folder"),
     (["chunk", "--trace-out", "/proc/x.json"], "--trace-out: cannot write in /proc"),
+    # chunk: a flag the chosen routing, SM split or layers do not use is refused, not ignored
+    (["chunk", "--seed", "3"], "--seed: not used by --routing balanced"),
+    (["chunk", "--routing-table", SCENARIO], "--routing-table: not used by --routing balanced"),
+    (["chunk", "--coprocessor", "--sms", "30"], "--sms: not used with --coprocessor"),
+    (
+        ["chunk", "--first-layer", "0", "--layers", "3", "--ep", "8"],
+        "--ep: not used: the chunk's layers 0..2 are dense",
+    ),
+    (
+        ["chunk", "--first-layer", "0", "--layers", "1", "--routing", "random"],
+        "--routing: not used: the chunk's layers",
+    ),
+    (["chunk", "--model-config", LLAMA, "--interference", "none"], "--interference: not used: the chunk's layers"),
     # calibrate
     (["calibrate", "show", "garbage.bin"], "garbage.bin: not a UTF-8"),
     (["calibrate", "show", "folder"], "PROFILE: folder is a folder"),

@@ -175,12 +175,25 @@ CASES: dict[str, tuple[Case, ...]] = {
     "workload.layers_per_stage": (changes("chunk", 2), refused("step", 2)),
     "workload.first_layer": (changes("chunk", 0), refused("step", 0)),
     "workload.tokens": (changes("chunk", 2048), refused("step", 2048)),
-    "workload.ep": (changes("chunk", 32), changes("step", 16)),
-    "workload.routing": (changes("chunk", "random"), changes("step", "skewed")),
+    "workload.ep": (
+        changes("chunk", 32),
+        changes("step", 16),
+        changes("chunk", 1),  # an EP group of one GPU: DeepEP sends nothing
+        refused("chunk", 32, workload__first_layer=0),  # a chunk of dense layers dispatches nothing
+    ),
+    "workload.routing": (
+        changes("chunk", "random"),
+        changes("step", "skewed"),
+        refused("chunk", "random", workload__first_layer=0),
+    ),
     "workload.capacity_factor": (changes("step-random", 1.0), changes("chunk-random", 0.5), refused("given", 1.0)),
     "workload.dispatcher": (changes("step", "alltoall"), changes("chunk", "alltoall"), refused("given", "alltoall")),
     "workload.pad_to_capacity": (changes("step-random-capacity", True), refused("step", True)),
-    "workload.interference": (changes("chunk", "none"), changes("step", "none")),
+    "workload.interference": (
+        changes("chunk", "none"),
+        changes("step", "none"),
+        refused("chunk", "none", workload__first_layer=0),
+    ),
     "workload.gemm_beside_comm": (changes("chunk", 1.5),),
     "workload.memory_beside_comm": (changes("chunk", 1.5),),
     "workload.comm_beside_compute": (changes("chunk", {"dispatch": 1.5}),),
@@ -208,10 +221,21 @@ CASES: dict[str, tuple[Case, ...]] = {
         refused("given-fabric", "nvl72"),
     ),
     # the SM split
-    "comm.sms": (changes("chunk", 24), changes("given-measured", 24), refused("given", 24)),
+    "comm.sms": (
+        changes("chunk", 24),
+        changes("given-measured", 24),
+        refused("given", 24),
+        refused("chunk", 24, comm__coprocessor=True),  # all SMs compute
+        refused("step", 24, comm__coprocessor=True),
+    ),
     "comm.coprocessor": (changes("chunk", True), changes("step", True), refused("given", True)),
     "comm.profile": (refused("chunk", "h800.json"),),  # moved to the top-level profile
-    "comm.combine_format": (changes("step", "logfmt8"), changes("chunk", "logfmt10"), refused("given", "logfmt8")),
+    "comm.combine_format": (
+        changes("step", "logfmt8"),
+        changes("chunk", "logfmt10"),
+        refused("given", "logfmt8"),
+        refused("chunk", "logfmt10", workload__first_layer=0),  # a chunk of dense layers combines nothing
+    ),
     "comm.multicast": (
         changes("step", True),
         refused("given", True),

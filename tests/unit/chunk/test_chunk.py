@@ -203,3 +203,18 @@ def test_chunk_cli_node_limit_reaches_the_routing(capsys: pytest.CaptureFixture[
         return float(json.loads(capsys.readouterr().out)["annotations"]["dispatch(F)"])
 
     assert dispatch("1") < dispatch("4")
+
+
+def test_chunk_cli_coprocessor_takes_sms_0_but_refuses_other_sms(capsys: pytest.CaptureFixture[str]) -> None:
+    """With --coprocessor all SMs compute: ``--sms 0`` says the same and is accepted (the README's
+    example); any other --sms would do nothing and is refused, naming the flag."""
+    from sim.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["chunk", "--coprocessor", "--sms", "0", "--layers", "1", "--format", "json"])
+    assert info.value.code == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main(["chunk", "--coprocessor", "--sms", "20", "--layers", "1", "--format", "json"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith("error: --sms: not used with --coprocessor")

@@ -286,3 +286,17 @@ def test_a_flow_ending_closer_than_the_clock_resolves_still_ends() -> None:
         env.step()
     assert ev.triggered
     assert env.now == np.nextafter(start, np.inf)
+
+
+def test_an_empty_batch_with_virtual_links_and_trees_is_delivered_at_once() -> None:
+    """An EP group of one GPU sends DeepEP nothing: a batch of no flows, with its (empty) virtual-link
+    table and trees, is delivered at once (was: a reshape of zero rows raised ValueError, a traceback of
+    ``twin chunk --ep 1``)."""
+    topo = make(2, "mpft")
+    env = simpy.Environment()
+    net = FlowNetwork(env, topo)
+    none = np.zeros(0, dtype=np.int64)
+    links = net.add_virtual_links(np.full(1, 1e9))
+    ev = net.send_batch(none, none, np.zeros(0), links[none][:, None], trees=none)
+    env.run()
+    assert ev.triggered and env.now == 0.0
