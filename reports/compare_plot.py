@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
+from reports.document import figure_text
 from sim.sweep.compare import Comparison
 from sim.sweep.point import METRIC_BY_NAME, OK
 
@@ -50,11 +51,11 @@ def pareto_figure(frame: pd.DataFrame, result: Comparison, title: str) -> Figure
             s=160,
             color="tab:blue",
             zorder=5,
-            label=legend_label(f"best by {result.by}: {b['label']}"),
+            label=figure_text(legend_label(f"best by {result.by}: {b['label']}")),
         )
     ax.set_xlabel(f"{bx.label} ({bx.unit})" if bx.unit else bx.label)
     ax.set_ylabel(f"{ay.label} ({ay.unit})" if ay.unit else ay.label)
-    ax.set_title(title)
+    ax.set_title(figure_text(title))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -71,6 +71,12 @@ figcaption { color: #555d6e; font-size: 0.88rem; margin-top: 0.3rem; }
 """
 
 
+def figure_text(text: str) -> str:
+    """``text`` as matplotlib draws it literally: each ``$`` escaped, so a user's string (a label, a
+    name) is never read as mathtext (``a$\\q$b`` would raise; ``$x$`` would be typeset)."""
+    return text.replace("$", r"\$")
+
+
 def _inline(text: str) -> str:
     """Escape ``text`` and mark up `code` and **bold**."""
     out = html.escape(text, quote=False)

@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from reports.document import Document
+from reports.document import Document, figure_text
 
 COLOURS = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d"]
 FABRIC_ALPHA = 0.45  # the fabric's share: the phase's colour, lighter
@@ -422,7 +422,7 @@ def sweep_figure(sweep: dict[str, Any]) -> Figure:
         if lost > 0:
             ax.barh(y, lost, left=x, height=0.6, **LOST)
         ax.text(x + lost, y, f" {x:,.1f}K" if p["status"] == "ok" else f" {p['status']}", va="center", fontsize=8)
-    ax.set_yticks(range(len(points)), [f"{p['point']}: {p['label']}" for p in points], fontsize=8)
+    ax.set_yticks(range(len(points)), [figure_text(f"{p['point']}: {p['label']}") for p in points], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, ax.get_xlim()[1] * 1.15)
     ax.set_xlabel("GPU-hours (thousands), by phase; hatched: expected loss to failures (apart)")

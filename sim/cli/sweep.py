@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -52,9 +53,12 @@ def sweep_cmd(
         ),
     ] = None,
     by: Annotated[
-        str,
-        typer.Option("--by", help="figure --best ranks by: step_time_s, gpu_hours_per_T or tokens_per_day"),
-    ] = "step_time_s",
+        str | None,
+        typer.Option(
+            "--by",
+            help="figure --best ranks by: step_time_s, gpu_hours_per_T or tokens_per_day [default: step_time_s]",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Run every point of a sweep (validated first), in parallel, appending each row as it completes;
@@ -74,8 +78,15 @@ def sweep_cmd(
 
     if scheduler is not None and workers is not None:
         raise ScenarioError("--workers", "local processes only; a dask cluster has its own workers")
-    if by != "step_time_s" and best is None:
+    if scheduler is not None:
+        from sim.sweep.runner import check_scheduler
+
+        scheduler = check_scheduler(scheduler)  # before anything is read or run
+    if by is not None and best is None:  # (given, even as the default: it would do nothing)
         raise ScenarioError("--by", "ranks the points of --best; give --best K (twin compare ranks a whole sweep)")
+    by = "step_time_s" if by is None else by
+    if restart and retry_failed:
+        raise ScenarioError("--retry-failed", "nothing to retry: --restart discards every row, failed or not")
     if best is not None:
         from sim.sweep.screen import check_by
 
@@ -88,7 +99,6 @@ def sweep_cmd(
     target = output or Path("out") / f"{sweep.name}.parquet"
     if target.suffix != ".parquet":
         raise ScenarioError("--output", f"must be a Parquet file (.parquet), got {str(target)!r}")
-    target.parent.mkdir(parents=True, exist_ok=True)
     n = workers or default_workers()
     where = f"dask at {scheduler}" if scheduler else f"{n} local process{'es' if n > 1 else ''}"
     columns = (
@@ -101,7 +111,7 @@ def sweep_cmd(
         TimeRemainingColumn(),
     )
     live = err.is_terminal and not quiet
-    with Progress(*columns, console=err, transient=True, disable=not live) as bar:
+    with _folder_for(target), Progress(*columns, console=err, transient=True, disable=not live) as bar:
 
         def stage(name: str, open_ended: bool = False) -> Callable[[int, int, int], None]:
             """A progress callback; ``open_ended``: the stage stops when it knows enough (--best's steps),
@@ -147,6 +157,24 @@ def sweep_cmd(
             skipped += f", {outcome.stale} run again (computed by another revision of the twin)"
         failed = f" ({outcome.failed} infeasible or failed: see the status and error columns)" if outcome.failed else ""
         out.print(f"{sweep.name}: {outcome.ran} point(s) run{skipped}{failed} -> {target}")
+
+
+@contextmanager
+def _folder_for(target: Path) -> Iterator[None]:
+    """The output's folder, made if missing, and removed again (with the folders made for it) when the
+    sweep stops with nothing written there: a refused sweep (an unreachable scheduler, another sweep's
+    rows, a serving sweep given --best) leaves no empty folder behind."""
+    made = [p for p in (target.parent, *target.parent.parents) if not p.exists()]  # the deepest first
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:  # rows were written there (a stopped sweep keeps them), or it is gone
+                break
+        raise
 
 
 def _print_screened(name: str, screened: Screened, k: int, by: str, target: Path) -> None:

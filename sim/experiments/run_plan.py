@@ -48,6 +48,15 @@ from sim.overrides import apply_overrides, resolve_paths
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool(cls, value: Any) -> Any:
+        """No true or false where a number or a name goes (pydantic reads true as 1: ``steps: true`` ran one
+        step); a phase's ``set`` is a mapping, its booleans the scenario's."""
+        if isinstance(value, bool) or (isinstance(value, list) and any(isinstance(v, bool) for v in value)):
+            raise ValueError(f"{str(value).lower()} is not a number or a name")
+        return value
+
 
 class RampSpec(_Strict):
     batches: list[int] = Field(min_length=1, description="the global batch (sequences) of each equal token slice")

@@ -218,6 +218,8 @@ def apply_run_overrides(
         if head != "phases":
             raise ScenarioError(at, f"not a key a run sweep sets; it sets {_ALLOWED}", file)
         matches = [n for n in names if rest.startswith(n + ".")]
+        if not matches and rest in names:
+            raise ScenarioError(at, f"a phase is set key by key, not whole; a run sweep sets {_ALLOWED}", file)
         if not matches:
             got = rest.split(".")[0]
             raise ScenarioError(at, f"no phase is named {got!r}; the run's phases: {', '.join(names)}", file)
@@ -248,7 +250,7 @@ def _owned(err: ScenarioError, overrides: dict[str, Any], where: str, file: str,
     if len(parts) >= 2 and parts[0] == "phases" and parts[1].isdigit() and int(parts[1]) < len(names):
         parts[1] = names[int(parts[1])]
     at = ".".join(parts)
-    for key in overrides:
+    for key in sorted(overrides, key=lambda k: (k != at, -len(k))):  # the key itself, else the nearest
         if at == key or at.startswith(key + ".") or key.startswith(at + "."):
             return ScenarioError(f"{where}.{key}", f"{json.dumps(overrides[key])}: {err.message}", file)
     for key in overrides:  # the same phase, or failures

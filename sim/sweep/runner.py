@@ -178,8 +178,33 @@ def _dask_plugin() -> Any:
     return TuneAllocator()
 
 
+SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")  # the transports a scheduler on another host is reached by
+
+
+def check_scheduler(address: str) -> str:
+    """``address`` if it is a dask scheduler's address (``[tcp://]host:port``); else one line naming
+    ``--scheduler``. Checked before anything runs: dask's client, given a malformed address, fails and
+    then prints a traceback as it is collected (and waits 10 s), and an empty one would run locally."""
+    text = address.strip()
+    example = "e.g. tcp://host:8786"
+    if not text:
+        raise ScenarioError("--scheduler", f"give the dask scheduler's address, {example}")
+    scheme, sep, location = text.partition("://")
+    if not sep:
+        scheme, location = "tcp", text
+    if scheme not in SCHEDULER_SCHEMES:
+        raise ScenarioError(
+            "--scheduler", f"{address!r}: the scheme is one of {', '.join(SCHEDULER_SCHEMES)}, got {scheme!r}"
+        )
+    host, colon, port = location.rpartition(":")
+    if not colon or not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ScenarioError("--scheduler", f"{address!r} is not host:port with a port in [1, 65535]; {example}")
+    return text
+
+
 def connect(address: str) -> Any:
     """A dask.distributed client of the scheduler at ``address`` (one-line errors)."""
+    address = check_scheduler(address)
     try:
         from distributed import Client
     except ImportError:

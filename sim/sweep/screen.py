@@ -42,6 +42,7 @@ from sim.overrides import canonical
 from sim.sweep.point import METRIC_BY_NAME, OK, bound_point
 from sim.sweep.runner import Progress, SweepOutcome, run_sweep
 from sim.sweep.spec import Sweep
+from sim.sweep.store import Store
 
 # the figures monotone in the step time within a point (which way is better: sim.sweep.point.METRICS)
 BOUNDED = ("step_time_s", "gpu_hours_per_T", "tokens_per_day")
@@ -98,6 +99,8 @@ def best_of(
     sign = check_by(by)
     screen = screening_sweep(sweep)
     screen_out = screening_path(output)
+    if not restart:  # the output's rows are read (and refused: another sweep's) before any point is bounded
+        Store(sweep, output, retry_failed=retry_failed).release()
     first = run_sweep(
         screen,
         screen_out,

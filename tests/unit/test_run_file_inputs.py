@@ -1,0 +1,68 @@
+"""Run files and sweeps of them (``twin plan run``): values and keys that were taken for something else
+are one line naming the file and the key, exit status 2, before anything is simulated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sim.cli import main
+from tests.integration.test_plan_run import _run_file
+
+
+def _refused(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1, err
+    return err.strip()
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"steps": True}, "phases.1.steps"),  # ran one step
+        ({"global_batch": True}, "phases.1.global_batch"),  # a batch of one sequence
+        ({"published_gpu_hours": False}, "phases.1.published_gpu_hours"),  # published as 0
+    ],
+)
+def test_a_boolean_is_not_a_number_in_a_run_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, Any], key: str
+) -> None:
+    path = _run_file(tmp_path)
+    body = yaml.safe_load(path.read_text())
+    body["phases"][1] |= change
+    path.write_text(yaml.safe_dump(body))
+    line = _refused(["plan", "run", str(path)], capsys)
+    assert line.startswith(f"error: {path}: {key}: ") and "is not a number" in line
+
+
+def _run_sweep(folder: Path, point: dict[str, Any]) -> Path:
+    _run_file(folder)  # run.yaml: phases main and long
+    path = folder / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"name": "q", "base": "run.yaml", "points": [point]}))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("point", "needle"),
+    [
+        # said 'no phase is named 'main'; the run's phases: main, long'
+        ({"phases.main": 1}, "points[0].phases.main: a phase is set key by key, not whole"),
+        # said 'the ramp takes more tokens than the phase has' (true read as 1 token)
+        ({"phases.main.tokens": True}, "points[0].phases.main.tokens: true: true is not a number"),
+        ({"phases.main.ramp.batches": [1024, True]}, "points[0].phases.main.ramp.batches: [1024, true]: "),
+        ({"failures.checkpoint_s": False}, "points[0].failures.checkpoint_s: false: "),
+    ],
+)
+def test_a_run_sweeps_key_is_refused_for_what_it_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], point: dict[str, Any], needle: str
+) -> None:
+    if "failures.checkpoint_s" in point:
+        point = {"failures": {"mtbf_gpu_hours": 5e4, "checkpoint_s": 60, "restart_s": 600}} | point
+    path = _run_sweep(tmp_path, point)
+    line = _refused(["plan", "run", str(path)], capsys)
+    assert line.startswith(f"error: {path}: {needle}")
