@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from reports.document import Document
+from reports.document import Document, figure_text
 from sim.experiments.codesign import Codesign, Study
 from sim.sweep.point import ABSOLUTE, METRIC_BY_NAME, OK, POINTS, RELATIVE, Metric
 
@@ -249,9 +249,9 @@ def study_figure(study: Study, frame: pd.DataFrame) -> Figure | None:
     for k in range(len(changed), nrows * ncols):
         axes[k // ncols][k % ncols].set_visible(False)
     for row in axes:
-        row[0].set_yticks(ypos, names)
+        row[0].set_yticks(ypos, [figure_text(n) for n in names])
     axes[0][0].invert_yaxis()
-    fig.suptitle(study.title, fontsize=10)
+    fig.suptitle(figure_text(study.title), fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -164,6 +164,8 @@ def alltoall_cmd(
         refuse_given(ctx, ("skew_alpha",), "not used with --dirichlet (popularity is drawn from a Dirichlet, not Zipf)")
     if routing != "replay":
         refuse_given(ctx, ("routing_table",), f"not used by --routing {routing} (only replay reads a table)")
+    if routing not in ("random", "skewed"):
+        refuse_given(ctx, ("seed",), f"not used by --routing {routing} (it draws nothing)")
     counts = int_list(sms, "--sms", SmCount)
     model = None if profile is None else CostModel(load_profile(profile))
     # the GPU whose SMs are split: the profile's (its datasheet, or its SM count), else the H800

@@ -341,6 +341,7 @@ HAND: list[Any] = [
     (["alltoall", "--routing", "random", "--dirichlet", "0.5"], "--dirichlet: not used by --routing random"),
     (["alltoall", "--routing", "skewed", "--dirichlet", "0.5", "--skew-alpha", "2"], "--skew-alpha: not used with"),
     (["alltoall", "--routing-table", "ragged.csv"], "--routing-table: not used by --routing balanced"),
+    (["alltoall", "--seed", "5"], "--seed: not used by --routing balanced"),
     (["alltoall", "--routing-table", "folder", "--routing", "replay"], "--routing-table: folder is a folder"),
     (["alltoall", "--plot", "x.txt"], "--plot: unknown file extension"),
     (["alltoall", "--plot", "/proc/x.png"], "--plot: cannot write"),

@@ -195,6 +195,19 @@ def test_the_summary_compares_every_variant_with_the_base_and_says_when_none_bea
     assert study_table(named, frame)[1][0][0] == f"{BASE_LABEL}: sms=20"
 
 
+def test_a_dollar_in_a_study_title_or_a_variant_label_is_drawn_as_written() -> None:
+    """A study's title and its variants' labels are the user's strings: a ``$`` is not mathtext
+    (``a$\\q$b`` raised a matplotlib ParseException when the chart was drawn)."""
+    variants = (Variant("base", {}, 0), Variant("a$\\q$b", {}, 1))
+    study = Study("s", "cost in $ and a$\\q$b", "", ("step_time_s",), variants)
+    frame = pd.DataFrame({"point": [0, 1], "status": ["ok"] * 2, "error": [None] * 2, "step_time_s": [20.0, 21.0]})
+    fig = study_figure(study, frame)
+    assert fig is not None
+    fig.canvas.draw()  # mathtext would be parsed (and fail) here
+    assert fig.texts[0].get_text() == "cost in \\$ and a\\$\\q\\$b"
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["a\\$\\q\\$b"]  # (the variants, not the base)
+
+
 def test_the_chart_has_every_figure_that_moved_names_the_rest_and_shows_a_one_percent_change() -> None:
     metrics = ("step_time_s", "tokens_per_day", "fabric_cost_usd", "bubble_ratio", "memory_headroom_GiB")
     study = _study(metrics, 3)
