@@ -48,7 +48,7 @@ from sim.step.actions import ChunkInputs, ChunkSource, Routing
 from sim.step.layer_split import balanced_ranks, balanced_split, layer_costs, rank_positions
 from sim.step.layout import Layout, StagePlacement, build_layout
 from sim.step.spec import StepSpec
-from sim.step.zero1 import DpSpec, replica_set
+from sim.step.zero1 import DpSpec, ReplicaSet, pieces, replica_set, takes_algorithm
 from sim.units import BF16_BYTES
 
 ACTIVATION_BYTES = BF16_BYTES  # a stage-to-stage send carries the hidden states in BF16 (DeepSeek-V3 report 3.3)
@@ -203,6 +203,50 @@ def _check_set_keys(t: TrainingSpec) -> None:
     for key, unused, why in unread:
         if key in given and unused:
             raise ScenarioError(f"training.{key}", why)
+
+
+def _check_layout_keys(sc: Scenario, layout: Layout, schedule: Schedule) -> None:
+    """Keys of the layout that this layout leaves nothing to do are refused: a layer split where a
+    route has one stage, ZeRO-1's tail where one rank holds one stage, a DP algorithm no group runs."""
+    t = sc.training
+    assert t is not None
+    given = t.model_fields_set
+    stages = len(schedule.routes[0])
+    if "layers_per_stage" in given and t.layers_per_stage != "even" and stages == 1:
+        raise ScenarioError(
+            "training.layers_per_stage",
+            f"not used: {schedule.name} on PP {sc.pipeline.pp} has one stage, which holds every layer; remove it",
+        )
+    if t.dp_overlap == "tail" and layout.devices == 1 and len(pieces(sc.model, layout, schedule, 0)) == 1:
+        raise ScenarioError(
+            "training.dp_overlap",
+            "not used: one pipeline rank holding one stage ends its backward when the pipeline does, so tail "
+            "reduce-scatters when none does; remove it",
+        )
+    if "dp_algorithm" in given:
+        sizes = {len(ReplicaSet.of(layout, schedule, d).gpus(layout)) for d in range(layout.devices)}
+        if not any(takes_algorithm(layout, n) for n in sizes):
+            why = (
+                f"each TP rank's DP group is a ring (training.tp {layout.tp})"
+                if layout.tp > 1
+                else f"no DP group spans more than one whole node of {layout.gpus_per_node} GPUs "
+                f"(groups of {', '.join(map(str, sorted(sizes)))}), so each is a ring"
+            )
+            raise ScenarioError("training.dp_algorithm", f"not used: {why}; remove it")
+
+
+def _check_node_sets(sc: Scenario, moe: MoESpec) -> None:
+    """Switch multicast and in-network reduction merge a token's copies to several remote nodes: refused
+    where no token reaches two (an EP group of under three nodes, or a node limit of one)."""
+    reach = min(moe.limit, moe.nodes - 1)
+    for key in ("multicast", "in_network_reduce"):
+        if getattr(sc.comm, key) and reach < 2:
+            raise ScenarioError(
+                f"comm.{key}",
+                f"not used: an EP group spans {moe.nodes} node(s) (NVLink domains) and a token reaches at most "
+                f"{reach} other node(s) (model.n_limited_groups {moe.node_limit}), so no token has copies to merge; "
+                "remove it",
+            )
 
 
 def _check_fsdp(sc: Scenario, layout: Layout, schedule: Schedule) -> None:
@@ -382,6 +426,7 @@ def _training(sc: Scenario) -> Assembly:
     topology = _topology(sc, cluster)
     _check_set_keys(t)
     layout, schedule = step_layout(sc)
+    _check_layout_keys(sc, layout, schedule)
     if layout.fsdp:
         _check_fsdp(sc, layout, schedule)
     if t.fidelity == "per-gpu" and layout.etp > 1:
@@ -397,6 +442,7 @@ def _training(sc: Scenario) -> Assembly:
             f"(EP {layout.ep}); use representative",
         )
     moe = moe_spec(sc)
+    _check_node_sets(sc, moe)
     kernel = kernel_spec(sc, params.notify_wait_us)
     gating = gating_of(sc)
     if sc.compute.fp8_accumulation == "full":
@@ -485,7 +531,7 @@ def _comparison(sc: Scenario) -> Assembly:
     split = _split(sc, cost, gpu)
     params = chunk_params(sc.workload)
     if sc.ops is None:  # the chunk model routes the workload
-        moe_spec(sc)
+        _check_node_sets(sc, moe_spec(sc))
     topology = None
     transport: P2P | NetworkP2P = p2p_link(sc.p2p)
     if sc.cluster is not None:

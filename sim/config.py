@@ -495,6 +495,8 @@ def check_keys_used(sc: Scenario) -> None:
     if not sc.model.is_moe_model:
         _dense_keys_used(sc)
     routed = sc.training is not None or sc.ops is None  # the chunk model routes tokens to experts
+    if sc.model.is_moe_model and routed and sc.workload.ep == 1:
+        _one_gpu_ep_keys_used(sc)
     if "seed" in sc.model_fields_set:
         if not routed:
             raise ScenarioError("seed", "not used: ops gives the op times, so nothing is routed; remove it")
@@ -525,6 +527,8 @@ def check_keys_used(sc: Scenario) -> None:
             "comm.sms",
             "not used with comm.coprocessor: true (communication runs off the SMs: all of them compute); remove it",
         )
+    if routed:
+        _capacity_used(sc)
 
 
 # workload keys of the MoE layers' routing and DeepEP, which a dense model does not have
@@ -565,6 +569,57 @@ def _dense_keys_used(sc: Scenario) -> None:
                 "training.fidelity",
                 "per-gpu is not used: the model is dense (n_routed_experts 0), so no EP group routes; remove it",
             )
+
+
+def _changed(spec: BaseModel, key: str) -> bool:
+    """``key`` written in the file with a value other than its default (a default, as a base scenario's
+    sections carry it, says nothing)."""
+    return key in spec.model_fields_set and getattr(spec, key) != type(spec).model_fields[key].default
+
+
+# the keys of DeepEP's dispatch and combine, which an EP group of one GPU does not run
+DEEPEP_KEYS = (
+    ("workload", "dispatcher"),
+    ("workload", "comm_beside_compute"),
+    ("comm", "combine_format"),
+    ("comm", "multicast"),
+    ("comm", "in_network_reduce"),
+)
+# the chunk model's slowdowns of compute and communication running side by side
+INTERFERENCE_KEYS = ("interference", "gemm_beside_comm", "memory_beside_comm")
+
+
+def _one_gpu_ep_keys_used(sc: Scenario) -> None:
+    """An EP group of one GPU (``workload.ep: 1``) keeps every routed expert on the GPU: nothing is
+    dispatched or combined, so DeepEP's keys changed from their defaults are refused; in a training step
+    DeepEP's notify wait too, and the interference keys unless a TP, CP or expert-TP collective runs
+    beside the compute; in a schedule comparison's chunk (no other communication) the interference keys."""
+    why = "not used: workload.ep is 1 (every expert on the GPU), so nothing is dispatched or combined"
+    w, t = sc.workload, sc.training
+    for section, key in DEEPEP_KEYS:
+        if _changed(getattr(sc, section), key):
+            raise ScenarioError(f"{section}.{key}", f"{why}; remove it")
+    if t is not None and _changed(w, "notify_wait_us"):
+        raise ScenarioError("workload.notify_wait_us", f"{why}; remove it")
+    if t is None or t.tp == t.cp == t.etp == 1:
+        alone = "" if t is None else ", and no TP, CP or expert-TP collective runs beside the compute"
+        for key in INTERFERENCE_KEYS:
+            if _changed(w, key):
+                raise ScenarioError(f"workload.{key}", f"{why}{alone}; remove it")
+
+
+def _capacity_used(sc: Scenario) -> None:
+    """Balanced routing gives each expert ``T k / E`` choices from each rank (sim/moe/capacity.py): a
+    capacity factor of 1 or more drops none, so it is refused unless ``workload.pad_to_capacity`` has
+    every expert compute its capacity."""
+    w = sc.workload
+    if w.routing == "balanced" and w.capacity_factor is not None and w.capacity_factor >= 1 and not w.pad_to_capacity:
+        raise ScenarioError(
+            "workload.capacity_factor",
+            f"not used: balanced routing gives every expert tokens x top-k / experts choices from each rank, "
+            f"within a capacity factor of {w.capacity_factor:g}, so nothing is dropped; give a factor below 1, "
+            "random or skewed routing, or workload.pad_to_capacity: true, or remove it",
+        )
 
 
 def _refuse_set(section: str, spec: BaseModel, why: str) -> None:
@@ -636,18 +691,15 @@ def _dense_chunk_keys_used(sc: Scenario) -> None:
         f"{model.layer_pattern()}), so nothing is routed or dispatched; remove it"
     )
 
-    def changed(spec: BaseModel, key: str) -> bool:
-        return key in spec.model_fields_set and getattr(spec, key) != type(spec).model_fields[key].default
-
-    if changed(w, "ep") and w.ep != 1:
+    if _changed(w, "ep") and w.ep != 1:
         raise ScenarioError("workload.ep", why)
     for key in MOE_WORKLOAD_KEYS:
-        if changed(w, key):
+        if _changed(w, key):
             raise ScenarioError(f"workload.{key}", why)
-    if changed(sc, "seed"):
+    if _changed(sc, "seed"):
         raise ScenarioError("seed", why)
     for key in ("combine_format", "multicast", "in_network_reduce"):
-        if changed(sc.comm, key):
+        if _changed(sc.comm, key):
             raise ScenarioError(f"comm.{key}", why)
 
 

@@ -122,6 +122,13 @@ def pieces(
     return out
 
 
+def takes_algorithm(layout: Layout, gpus: int) -> bool:
+    """A non-expert DP group of ``gpus`` GPUs runs ``training.dp_algorithm`` (else a ring): without TP
+    (under TP each TP rank's group is a ring), over whole nodes, more than one."""
+    g = layout.gpus_per_node
+    return layout.tp == 1 and gpus % g == 0 and gpus > g
+
+
 @dataclass(frozen=True)
 class ReplicaSet:
     """The ranks holding the same layers and the degrees of their data parallelism."""
@@ -268,11 +275,10 @@ class DpModel:
             else (sizes.param_all_gather, sizes.expert_param_all_gather)
         )
         gpus = rset.gpus(lay)
-        g = lay.gpus_per_node
         if lay.tp > 1:  # one group per TP rank, each holding its own shard (GPUs at the same TP index)
             out = [(gpus[i :: lay.tp], mine.size_bytes, "ring") for i in range(lay.tp)]
         else:
-            algo = self.spec.algorithm if len(gpus) % g == 0 and len(gpus) > g else "ring"
+            algo = self.spec.algorithm if takes_algorithm(lay, len(gpus)) else "ring"
             out = [(gpus, mine.size_bytes, algo)]
         if rset.expert_dp > 1:
             out += [(grp, expert.size_bytes, "ring") for grp in rset.expert_groups(lay)]

@@ -95,6 +95,8 @@ CONTEXTS: dict[str, tuple[Path, dict[str, Any]]] = {
     "step-ep16": (SMALL_STEP, STEP | {"workload.ep": 16}),  # room for expert TP 2 in a rank of 32 GPUs
     "step-native": (SMALL_STEP, STEP | {"compute.fp8_scaling": "native"}),  # natively scaled FP8 GEMMs
     "step-fsdp": (SMALL_STEP, STEP | {"pipeline.schedules": ["1f1b"], "training.fsdp": True}),
+    "step-tp": (SMALL_STEP, STEP | {"training.tp": 2}),  # each TP rank's DP group is a ring
+    "step-pp1": (SMALL_STEP, STEP | {"pipeline.pp": 1, "pipeline.schedules": ["1f1b"]}),  # one stage, one rank
     "step-random-capacity": (
         SMALL_STEP,
         STEP | {"workload.routing": "random", "model.seq_len": 1024, "workload.capacity_factor": 1.0},
@@ -186,19 +188,42 @@ CASES: dict[str, tuple[Case, ...]] = {
         changes("step", "skewed"),
         refused("chunk", "random", workload__first_layer=0),
     ),
-    "workload.capacity_factor": (changes("step-random", 1.0), changes("chunk-random", 0.5), refused("given", 1.0)),
-    "workload.dispatcher": (changes("step", "alltoall"), changes("chunk", "alltoall"), refused("given", "alltoall")),
+    "workload.capacity_factor": (
+        changes("step-random", 1.0),
+        changes("chunk-random", 0.5),
+        changes("step", 0.5),
+        refused("step", 1.0),  # balanced routing: within a capacity of 1 or more, nothing is dropped
+        refused("chunk", 2.0),
+        refused("given", 1.0),
+    ),
+    "workload.dispatcher": (
+        changes("step", "alltoall"),
+        changes("chunk", "alltoall"),
+        refused("given", "alltoall"),
+        refused("step", "alltoall", workload__ep=1),  # an EP group of one GPU dispatches nothing
+        refused("chunk", "alltoall", workload__ep=1),
+    ),
     "workload.pad_to_capacity": (changes("step-random-capacity", True), refused("step", True)),
     "workload.interference": (
         changes("chunk", "none"),
         changes("step", "none"),
         refused("chunk", "none", workload__first_layer=0),
+        refused("step", "none", workload__ep=1),  # no DeepEP, TP, CP or expert TP beside the compute
+        refused("chunk", "none", workload__ep=1),
     ),
-    "workload.gemm_beside_comm": (changes("chunk", 1.5),),
-    "workload.memory_beside_comm": (changes("chunk", 1.5),),
-    "workload.comm_beside_compute": (changes("chunk", {"dispatch": 1.5}),),
+    "workload.gemm_beside_comm": (changes("chunk", 1.5), refused("chunk", 1.5, workload__ep=1)),
+    "workload.memory_beside_comm": (changes("chunk", 1.5), refused("step", 1.5, workload__ep=1)),
+    "workload.comm_beside_compute": (
+        changes("chunk", {"dispatch": 1.5}),
+        refused("step", {"dispatch": 1.5}, workload__ep=1),
+        refused("step", {"dispatch": 1.5}, workload__ep=1, training__tp=2),
+    ),
     "workload.launch_gap_us": (changes("chunk", 10.0),),
-    "workload.notify_wait_us": (changes("chunk", 50.0), changes("step", 50.0)),
+    "workload.notify_wait_us": (
+        changes("chunk", 50.0),
+        changes("step", 50.0),
+        refused("step", 50.0, workload__ep=1),  # a step's EP group of one GPU runs no DeepEP kernel
+    ),
     # the simple stage-to-stage link
     "p2p.activation_bytes": (changes("given", 1e8), refused("step", 1e8)),  # a step sends over the cluster
     "p2p.bandwidth_GBps": (
@@ -235,16 +260,25 @@ CASES: dict[str, tuple[Case, ...]] = {
         changes("chunk", "logfmt10"),
         refused("given", "logfmt8"),
         refused("chunk", "logfmt10", workload__first_layer=0),  # a chunk of dense layers combines nothing
+        refused("step", "logfmt8", workload__ep=1),  # an EP group of one GPU combines nothing
+        refused("step", "logfmt8", workload__ep=1, training__etp=2),
     ),
     "comm.multicast": (
         changes("step", True),
         refused("given", True),
         refused("step", True, workload__dispatcher="alltoall"),  # NCCL's rows are not node-deduplicated
+        refused("step", True, workload__ep=16),  # two nodes: a token has one remote node, no copy to merge
+        refused("step", True, workload__ep=4, training__etp=2),  # one node
+        refused("chunk", True, workload__ep=16),
+        refused("step", True, workload__ep=64, training__gpus=256, cluster__scale_up="nvl72"),  # one domain
+        refused("step", True, workload__ep=1),
     ),
     "comm.in_network_reduce": (
         changes("step-ft2", True),  # spine links carry one reduced copy (DeepEP's SMs bind a non-blocking leaf)
         refused("given", True),
         refused("step", True, workload__dispatcher="alltoall"),
+        refused("step-ft2", True, model__n_limited_groups=1),  # a token reaches one node
+        refused("chunk", True, workload__ep=16),
     ),
     # the training step
     "training.gpus": (changes("step", 256),),
@@ -252,10 +286,14 @@ CASES: dict[str, tuple[Case, ...]] = {
     "training.microbatch_sequences": (changes("step", 2),),
     "training.tp": (changes("step-gqa", 2), changes("step", 2), refused("step", 3)),
     "training.cp": (changes("step-gqa", 2), changes("step", 2), refused("step", 3)),
-    "training.layers_per_stage": (changes("step", "balanced"), changes("step", [1, 3, 3, 1])),
+    "training.layers_per_stage": (
+        changes("step", "balanced"),
+        changes("step", [1, 3, 3, 1]),
+        refused("step-pp1", "balanced"),  # one stage holds every layer
+    ),
     "training.fidelity": (changes("step-random", "per-gpu"),),
     "training.routing_samples": (changes("step-random", 2), refused("step", 2)),  # balanced: every sample alike
-    "training.dp_overlap": (changes("step", "tail"),),
+    "training.dp_overlap": (changes("step", "tail"), refused("step-pp1", "tail")),  # one rank: tail is none
     "training.recompute": (changes("step", "full"), changes("step", "none")),
     "compute.online_quantization": (changes("step", True), changes("chunk", True), refused("given", True)),
     "compute.transposed_reads": (changes("step", True), refused("given", True)),
@@ -269,7 +307,13 @@ CASES: dict[str, tuple[Case, ...]] = {
     "training.cp_comm": (changes("step-gqa-cp", "p2p"), refused("step-gqa", "p2p")),
     "training.fsdp": (changes("step-1f1b", True), refused("step", True)),  # DualPipe: two copies of a stage
     "training.fsdp_reshard_after_forward": (changes("step-fsdp", False), refused("step-1f1b", False)),
-    "training.dp_algorithm": (changes("step", "ring"),),
+    "training.dp_algorithm": (
+        changes("step", "ring"),
+        refused("step-tp", "ring"),  # each TP rank's DP group is a ring
+        refused(  # 1F1B on ranks of one node: each DP group within a node
+            "step-1f1b", "ring", training__gpus=32, workload__ep=8, training__global_batch=64
+        ),
+    ),
     "training.contention": (changes("step", "isolated"),),
     "training.grad_reduce_bytes": (changes("step", 2),),
     "training.check_memory": (refused("step-over-memory", True),),
