@@ -8,6 +8,7 @@ returns a :class:`~sim.serve.metrics.ServeResult`. Pure: no files written.
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +19,13 @@ from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
 from sim.hardware.gpu import datasheet_for, known_gpus
 from sim.hardware.profile import load_profile
+from sim.limits import require_memory
 from sim.moe.gating import popularity
 from sim.moe.spec import MoESpec
 from sim.serve.alltoall import Links
-from sim.serve.forward import ForwardModel
+from sim.serve.forward import ForwardModel, Shape
 from sim.serve.kvcache import GpuMemory, gpu_memory
-from sim.serve.loop import Loop, Unit
+from sim.serve.loop import DRAIN_FACTOR, DRAIN_MIN_S, Loop, Unit
 from sim.serve.metrics import ServeResult, summarise
 from sim.serve.placement import Placement, place
 from sim.serve.requests import Requests, poisson, read_trace
@@ -165,9 +167,102 @@ def requests_of(sc: ServeScenario) -> Requests:
     return poisson(t, sc.serve.duration_s, np.random.default_rng([sc.seed, 3]))
 
 
+# peak memory per forward kept for the timeline: the span and its line of trace.json text (measured: 5.3M
+# spans took 3.7 GB more than the run without them)
+SPAN_BYTES = 800
+
+
+def _check_fits(sc: ServeScenario, reqs: Requests, decode: Pool) -> None:
+    """Every request's prompt and output fit one decode rank's KV cache; the largest that does not is
+    refused naming its length key (``serve.traffic.input_tokens`` or ``output_tokens``: the longer of
+    the two), or its trace file, line and column."""
+    if not len(reqs):
+        return
+    total = reqs.input_tokens + reqs.output_tokens
+    i = int(np.argmax(total))
+    largest, kv = int(total[i]), decode.memory.kv_tokens
+    if largest <= kv:
+        return
+    col = "input_tokens" if reqs.input_tokens[i] >= reqs.output_tokens[i] else "output_tokens"
+    why = (
+        f"a request of {int(reqs.input_tokens[i]):,} + {int(reqs.output_tokens[i]):,} tokens (prompt + output) "
+        f"exceeds the KV cache of one decode rank ({kv:,} tokens)"
+    )
+    t = sc.serve.traffic
+    if t is not None and t.trace is not None and reqs.line is not None:
+        raise ScenarioError(f"line {int(reqs.line[i])}: {col}", why, str(sc.resolve(t.trace)))
+    drawn = "" if t is None or t.lengths == "fixed" else " (drawn from the exponential lengths of this mean)"
+    raise ScenarioError(f"serve.traffic.{col}", why + drawn, sc.source_path)
+
+
+def _shortest_forward_s(d: Deployment, pool: Pool) -> float:
+    """The time of the pool's smallest forward (one new token of prefill, one request's decode step),
+    timed by a fresh model of the pool (the run's own counts the shapes it times)."""
+    sc = d.scenario
+    m = ForwardModel(
+        pool.role,
+        pool.spec,
+        sc.model,
+        d.cost,
+        d.links,
+        pool.model.gpus_per_node,
+        pool.placement,
+        d.load,
+        sc.seed,
+        sc.serve.router_groups,
+    )
+    times = []
+    if pool.role != "decode":
+        times.append(m.forward(Shape("prefill", 1, 1, 0, 1)).time_s)
+    if pool.role != "prefill":
+        times.append(m.forward(Shape("decode", m.query_tokens, 1, 1)).time_s)
+    return min(times)
+
+
+def forwards_bound(d: Deployment, reqs: Requests) -> dict[str, float]:
+    """Per pool, an upper estimate of the forwards a run of ``reqs`` makes: the fewer of what the
+    requests' work can take (a prefill forward finishes a prompt or takes ``max_batch_tokens`` of one;
+    a decode step makes a token at least of every request it holds) and what the simulated span holds
+    (every unit busy throughout with its smallest forward)."""
+    sc = d.scenario
+    span = sc.serve.duration_s + max(DRAIN_MIN_S, DRAIN_FACTOR * sc.serve.duration_s)
+    new = (reqs.input_tokens - reqs.cached_tokens).astype(np.float64)
+    steps = float(np.maximum(reqs.output_tokens - 1, 0).sum())
+    out = {}
+    for role, pool in d.pools.items():
+        work = 0.0
+        if role != "decode":
+            work += float(np.ceil(new / pool.spec.max_batch_tokens).sum())
+        if role != "prefill":
+            work += steps
+        shortest = _shortest_forward_s(d, pool)
+        busy = pool.units * span / shortest if shortest > 0 else math.inf
+        out[role] = min(work, busy)
+    return out
+
+
+def check_forwards(d: Deployment, reqs: Requests) -> None:
+    """Refuse a run whose kept timeline (``serve.timeline_spans`` forwards at most, and its trace text)
+    would not fit this machine's memory: at most as many spans as :func:`forwards_bound` allows. (A long
+    run is not refused: it reports its progress as it goes.)"""
+    sc = d.scenario
+    total = sum(forwards_bound(d, reqs).values())
+    spans = min(sc.serve.timeline_spans, math.ceil(total))
+    try:
+        require_memory(
+            spans * SPAN_BYTES,
+            f"keeping up to {spans:,} forwards for the timeline",
+            "serve.timeline_spans",
+            "keep fewer forwards",
+        )
+    except ScenarioError as err:
+        raise err.with_file(sc.source_path) from None
+
+
 def _units(pool: Pool) -> list[Unit]:
     cap = pool.memory.kv_tokens * pool.model.dp
-    return [Unit(pool.role, i, pool.model, cap) for i in range(pool.units)]
+    sjf = pool.spec.policy == "sjf"
+    return [Unit(pool.role, i, pool.model, cap, sjf=sjf) for i in range(pool.units)]
 
 
 def simulate_serve(
@@ -184,15 +279,8 @@ def simulate_serve(
     else:
         pre, dec = _units(d.pools["prefill"]), _units(d.pools["decode"])
         decode_pool = d.pools["decode"]
-    largest = int((reqs.input_tokens + reqs.output_tokens).max()) if len(reqs) else 0
-    if largest > decode_pool.memory.kv_tokens:
-        key = "serve.traffic.trace" if sc.serve.traffic is not None and sc.serve.traffic.trace else "serve.traffic"
-        raise ScenarioError(
-            key,
-            f"a request of {largest:,} tokens (prompt + output) exceeds the KV cache of one decode rank "
-            f"({decode_pool.memory.kv_tokens:,} tokens)",
-            sc.source_path,
-        )
+    _check_fits(sc, reqs, decode_pool)
+    check_forwards(d, reqs)
     mtp = decode_pool.spec.mtp
     loop = Loop(
         reqs,

@@ -40,7 +40,8 @@ from sim.serve.forward import GRID_RATIO, Forward, ForwardModel, Shape
 from sim.serve.requests import Requests
 
 CONTEXT_EXACT = 64  # KV lengths below this are exact; above, on a geometric grid (GRID_RATIO)
-DRAIN_FACTOR = 4.0  # after the last arrival, run at most this many durations (and 60 s) to drain
+DRAIN_FACTOR = 4.0  # after the last arrival, run at most this many durations (and DRAIN_MIN_S) to drain
+DRAIN_MIN_S = 60.0
 KV_SAMPLES = 4000
 PROGRESS_EVERY = 8192  # events between progress reports  # KV-occupancy points kept per unit
 
@@ -72,6 +73,8 @@ class Unit:
     model: ForwardModel
     kv_capacity: int  # tokens of KV cache the unit holds (every DP rank)
     queue: deque[list[int]] = field(default_factory=deque)  # prefill items [request, remaining new, done new]
+    sjf: bool = False  # the queue in shortest-remaining-first order: ``heap`` holds it instead of ``queue``
+    heap: list[tuple[int, int, list[int]]] = field(default_factory=list)  # (remaining new, request, item)
     batch: list[list[int]] = field(default_factory=list)  # the running prefill: [request, tokens, prefix]
     queued_tokens: int = 0
     waiting: deque[int] = field(default_factory=deque)  # decode: requests with their KV, not admitted
@@ -93,6 +96,35 @@ class Unit:
     kv_used: list[float] = field(default_factory=list)
     kv_seen: int = 0  # occupancy samples offered
     kv_stride: int = 1  # keep one of this many
+
+    def enqueue(self, item: list[int]) -> None:
+        """A prompt joins the prefill queue: at its end (``fcfs``), or in shortest-remaining-first order
+        (``sjf``: a heap, so a queue of millions is not re-sorted at every forward)."""
+        if self.sjf:
+            heapq.heappush(self.heap, (item[1], item[0], item))
+        else:
+            self.queue.append(item)
+
+    def prompts_waiting(self) -> bool:
+        return bool(self.heap) if self.sjf else bool(self.queue)
+
+    def head(self) -> list[int]:
+        """The prompt the queue serves next (``fcfs``: the first to come; ``sjf``: the fewest new tokens
+        left, ties by arrival)."""
+        return self.heap[0][2] if self.sjf else self.queue[0]
+
+    def pop_head(self) -> None:
+        if self.sjf:
+            heapq.heappop(self.heap)
+        else:
+            self.queue.popleft()
+
+    def head_advanced(self) -> None:
+        """The head's remaining tokens fell (a chunk of it taken): its place in the ``sjf`` order is
+        the head still, under its new key."""
+        if self.sjf:
+            item = self.heap[0][2]
+            heapq.heapreplace(self.heap, (item[1], item[0], item))
 
     def kv_in_use(self) -> float:
         return self.prompt_sum + self.step * self.rate_sum - self.rate_admit
@@ -173,7 +205,7 @@ class Loop:
         """Move every request through; ``progress`` gets the simulated time every few thousand events."""
         for i in range(len(self.r)):
             self.push(float(self.r.arrival_s[i]), 0, i)
-        limit = self.duration_s + max(60.0, DRAIN_FACTOR * self.duration_s)
+        limit = self.duration_s + max(DRAIN_MIN_S, DRAIN_FACTOR * self.duration_s)
         units = self.prefill + ([] if self.colocated else self.decode)
         handled = 0
         while self.events:
@@ -190,7 +222,7 @@ class Loop:
                 self.queued += 1
                 u = min(self.prefill, key=lambda x: (x.queued_tokens, x.index))
                 new = int(self.r.input_tokens[a] - self.r.cached_tokens[a])
-                u.queue.append([a, new, 0])
+                u.enqueue([a, new, 0])
                 u.queued_tokens += new
                 self._kick(u)
             elif kind == 1:
@@ -227,7 +259,7 @@ class Loop:
     def _kick(self, u: Unit) -> None:
         if u.busy:
             return
-        if u.queue and u.role != "decode":
+        if u.role != "decode" and u.prompts_waiting():
             self._start_prefill(u)
         elif u.role != "prefill" and (u.active or u.waiting):
             self._start_step(u)
@@ -240,18 +272,16 @@ class Loop:
         (and the unit's experts, which see every rank's tokens)."""
         m = u.model
         ranks, cap = m.dp, m.pool.max_batch_tokens
-        if m.pool.policy == "sjf":
-            u.queue = deque(sorted(u.queue, key=lambda it: (it[1], it[0])))
         load = [0] * ranks
         count = [0] * ranks
         work = [0.0] * ranks  # sum of tokens x their prefix, per rank
         batch: list[list[int]] = []  # [request, tokens this forward, prefix before them]
-        while u.queue:
+        while u.prompts_waiting():
             r = min(range(ranks), key=load.__getitem__)
             room = cap - load[r]
             if room <= 0:
                 break
-            item = u.queue[0]
+            item = u.head()
             req, remaining, done = item
             if remaining <= room:
                 take = remaining
@@ -270,10 +300,11 @@ class Loop:
             count[r] += 1
             work[r] += take * prefix
             if take == remaining:
-                u.queue.popleft()
+                u.pop_head()
             else:
                 item[1] -= take
                 item[2] += take
+                u.head_advanced()
         tokens = sum(load)
         u.queued_tokens -= tokens
         self.prefilled += tokens

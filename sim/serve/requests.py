@@ -34,6 +34,7 @@ class Requests:
     input_tokens: np.ndarray
     output_tokens: np.ndarray
     cached_tokens: np.ndarray
+    line: np.ndarray | None = None  # a trace's requests: each one's line in the file
 
     def __len__(self) -> int:
         return len(self.arrival_s)
@@ -76,6 +77,7 @@ def read_trace(path: Path, hit: float, duration_s: float) -> Requests:
             "line 1", f"the header must be {','.join(COLUMNS[:3])}[,cached_tokens], got {','.join(header)}", name
         )
     data: list[list[float]] = []
+    line_of: list[int] = []  # each request's line in the file
     for i, row in enumerate(rows[1:], start=2):
         if not row or all(not c.strip() for c in row):
             continue
@@ -104,13 +106,16 @@ def read_trace(path: Path, hit: float, duration_s: float) -> Requests:
         if len(data) >= MAX_REQUESTS:
             raise ScenarioError(f"line {i}", f"more than {MAX_REQUESTS} requests", name)
         data.append(vals)
+        line_of.append(i)
     if not data:
         raise ScenarioError("", "the trace has no requests", name)
     a = np.array(data)
-    a = a[np.argsort(a[:, 0], kind="stable")]
-    a = a[a[:, 0] <= duration_s]
+    order = np.argsort(a[:, 0], kind="stable")
+    a, line = a[order], np.array(line_of, dtype=np.int64)[order]
+    within = a[:, 0] <= duration_s
+    a, line = a[within], line[within]
     if len(a) == 0:
         raise ScenarioError("", f"no request arrives within serve.duration_s ({duration_s:g} s)", name)
     inputs = a[:, 1].astype(np.int64)
     cached = a[:, 3].astype(np.int64) if a.shape[1] == 4 else _cached(inputs, hit)
-    return Requests(a[:, 0].copy(), inputs, a[:, 2].astype(np.int64), cached)
+    return Requests(a[:, 0].copy(), inputs, a[:, 2].astype(np.int64), cached, line)

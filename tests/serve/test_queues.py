@@ -251,13 +251,13 @@ def test_kv_occupancy_bound() -> None:
 
 def test_kv_occupancy_bound_with_a_request_larger_than_the_cache() -> None:
     """A prompt of 40000 tokens on a unit holding 32000 per rank: it can never fit, so the run is
-    refused before it starts, naming the traffic."""
+    refused before it starts, naming the traffic's longer length key."""
     serve = {
         "duration_s": 5,
         "traffic": {"rate_per_s": 0.3, "input_tokens": 40_000, "output_tokens": 10},
         "colocated": pool(kv_memory_fraction=_kv_fraction(2000)),
     }
-    with pytest.raises(ScenarioError, match=r"serve\.traffic: a request of 40,010 tokens"):
+    with pytest.raises(ScenarioError, match=r"serve\.traffic\.input_tokens: a request of 40,000 \+ 10 tokens"):
         simulate_serve(scenario(serve))
 
 
