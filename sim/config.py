@@ -874,6 +874,8 @@ def load_scenario(path: str | Path) -> Scenario:
     try:
         scenario = scenario_from_data(data, path, folder)
     except ScenarioError as err:
+        if err.key_path == "serve" and err.file == str(path):  # the kind of the file given, not a base's key
+            raise
         raise where_it_starts(err, str(path), bases, _load_error) from None
     scenario._bases = bases
     return scenario

@@ -85,6 +85,7 @@ def validate_trace(
     side by side with the trace's ``reference`` figures (:func:`calibrate.trace_figures.trace_figures`),
     in the JSON layout of ``twin check trace --format json`` (ms and fractions)."""
     sim = figures(pair(ChunkConfig(profile=profile)))
+    _check_finite(sim, profile)
     sheet = figures(pair(replace(ChunkConfig(), profile=datasheet)))
     result: dict[str, Any] = {
         "span_ms": {"sim": sim["span_ms"], "trace": reference["span_ms"], "datasheet": sheet["span_ms"]},
@@ -101,6 +102,20 @@ def validate_trace(
         result[key] = {"sim": sim[key], "trace": reference[key], "datasheet": sheet[key]}
     result["profile"] = str(profile)
     return result
+
+
+def _check_finite(sim: dict[str, Any], profile: Path) -> None:
+    """Refuse figures of ``profile`` that overflow (a peak of 1e-300: times of 1e300 s, in which a
+    short annotation's duration is lost and it drops out of the figures), naming the profile and its
+    values at the edge of floating point (:func:`sim.run.check_figures_finite`)."""
+    import json
+
+    from sim.run import TRACE_US, check_figures_finite
+
+    lost = {a: float("inf") for a in ANNOTATIONS if a not in sim["annotations"]}
+    shown = {**sim, "annotations": {**sim["annotations"], **lost}}
+    inputs = json.loads(Path(profile).read_text())
+    check_figures_finite(str(profile), inputs, shown, sim["span_ms"] * TRACE_US)
 
 
 @dataclass(frozen=True)

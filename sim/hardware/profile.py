@@ -33,7 +33,7 @@ import math
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from sim.errors import ScenarioError
 from sim.hardware.gpu import DEFAULT_EFFICIENCY, GpuSpec, datasheet_for
@@ -67,6 +67,13 @@ NUMERIC_PARAMS = frozenset(
 )
 
 
+# Of those, the sizes and SM counts the fits take the logarithm of or divide by: 0 or below is refused
+# (a traceback from the fit, or a warning and a time fitted on -inf, otherwise); ``bytes`` may be 0.
+POSITIVE_PARAMS = frozenset("m n k sms heads seq qk_dim v_dim tokens hidden compute_sms".split())
+NONNEGATIVE_PARAMS = frozenset("bytes bytes_copied copy_bytes comm_sms causal".split())
+SM_PARAMS = ("sms", "compute_sms", "comm_sms")  # at most the device's SMs
+
+
 class Sample(_Strict):
     op: Literal["gemm", "attention", "memory", "interference", "alltoall", "p2p", "collective", "chunk"]
     params: dict[str, float | int | str]
@@ -74,10 +81,22 @@ class Sample(_Strict):
 
     @field_validator("params")
     @classmethod
-    def _numbers(cls, params: dict[str, float | int | str]) -> dict[str, float | int | str]:
+    def _numbers(cls, params: dict[str, float | int | str], info: ValidationInfo) -> dict[str, float | int | str]:
         for key, value in params.items():
             if key in NUMERIC_PARAMS and (isinstance(value, str) or not math.isfinite(value)):
                 raise ValueError(f"{key} must be a finite number, got {value!r}")
+            if key in POSITIVE_PARAMS and not isinstance(value, str) and value <= 0:
+                raise ValueError(f"{key} must be above 0, got {value!r}")
+            if key in NONNEGATIVE_PARAMS and not isinstance(value, str) and value < 0:
+                raise ValueError(f"{key} must be 0 or more, got {value!r}")
+        from sim.hardware.costmodel import PHASES
+        from sim.hardware.gemm_model import SCALINGS
+
+        op, dtype, phase = info.data.get("op"), params.get("dtype"), params.get("phase")
+        if op in ("gemm", "interference") and dtype is not None and dtype not in SCALINGS:
+            raise ValueError(f"dtype: unknown dtype {dtype!r}; choose from {', '.join(SCALINGS)}")
+        if op == "attention" and phase is not None and phase not in PHASES:
+            raise ValueError(f"phase: unknown phase {phase!r}; choose from {', '.join(PHASES)}")
         return params
 
 
@@ -203,10 +222,18 @@ def _validated(data: object, path: Path) -> Profile:
     if not isinstance(data, dict):
         raise ScenarioError("", f"a profile is a JSON object, got {type(data).__name__}", str(path))
     try:
-        return Profile.model_validate(data)
+        profile = Profile.model_validate(data)
     except ValidationError as err:
         e = validation_error(err, Profile)
         raise ScenarioError(e.key_path, e.message, str(path)) from None
+    sms = profile.device.sms
+    for i, sample in enumerate(profile.samples):
+        for key in SM_PARAMS:
+            value = sample.params.get(key)
+            if isinstance(value, int | float) and value > sms:
+                message = f"{key} {value!r} is more SMs than the device's {sms} (device.sms)"
+                raise ScenarioError(f"samples[{i}].params", message, str(path))
+    return profile
 
 
 def dump_profile(profile: Profile) -> str:

@@ -148,6 +148,9 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "neg_topo.yaml").write_text("name: t\nnodes: -8\n")
     (tmp_path / "price_topo.yaml").write_text("name: t\nnodes: 4\nprices: {reference_Gbps: 1e-300, rate_exponent: 4}\n")
     (tmp_path / "nan.json").write_text('{"device": {"name": "x", "sms": NaN}}')
+    (tmp_path / "tiny_peak.json").write_text(
+        Path(PROFILE).read_text().replace('"hbm_TBps": 3.35', '"hbm_TBps": 1e-300')
+    )
     (tmp_path / "dup.json").write_text('{"a": 1, "a": 2}')
     (tmp_path / "list.json").write_text("[1, 2]")
     (tmp_path / "bad.json").write_text("{not json")
@@ -164,6 +167,8 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "comparison_sweep.yaml").write_text(f"base: {SCENARIO}\ngrid: {{seed: [1]}}\n")
     (tmp_path / "bad_study.yaml").write_text(f"base: {default}\nstudies: [{{key: a, grid: {{comm.smz: [1]}}}}]\n")
     (tmp_path / "plain.parquet").write_bytes(_plain_parquet())
+    serve = REPO / "scenarios" / "serve" / "deepseek-v3-h800.yaml"
+    (tmp_path / "serve_derived.yaml").write_text(f"base: {serve}\nset: {{serve.duration_s: 5}}\n")
     return tmp_path
 
 
@@ -206,6 +211,8 @@ HAND: list[Any] = [
     (["validate", "unknown.yaml"], "unknown.yaml: pipelin: unknown key"),
     (["validate", "bad_topo_ref.yaml"], "folder: is a folder, not a topology file"),
     (["check", "trace", "--profile", "folder"], "--profile"),
+    # a profile whose times overflow: a KeyError (an annotation's duration lost in a time of 1e300 s)
+    (["check", "trace", "--profile", "tiny_peak.json"], "tiny_peak.json: the results overflow: annotations."),
     # check: the Markdown table's -o is checked before the table is built, naming the flag
     (["check", "deepep", "-o", "/proc/x.md"], "--output: cannot write in /proc"),
     (["check", "kernels", "-o", "existing.txt/x.md"], "--output: existing.txt is a file, not a folder"),
@@ -231,6 +238,9 @@ HAND: list[Any] = [
     (["report", SCENARIO, "-o", "existing.txt/sub"], "--output: existing.txt is a file, not a folder"),
     (["report", "--quiet=maybe"], "--quiet: is a switch"),
     (["report", "--bogus"], "--bogus: no such option"),
+    # a serve scenario derived from a shipped one: the file given is named, not its base
+    (["report", "serve_derived.yaml"], "error: serve_derived.yaml: serve: a serve scenario"),
+    (["run", "serve_derived.yaml"], "error: serve_derived.yaml: serve: a serve scenario"),
     # sweeps, comparisons, co-design studies
     (["sweep", "garbage.bin"], "garbage.bin: not a UTF-8"),
     (["sweep", "pipe"], "pipe: not a regular file"),

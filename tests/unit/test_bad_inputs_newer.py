@@ -451,6 +451,20 @@ def _write_files(tmp_path: Path) -> None:
         ),
         "dup": Path(PROFILE).read_text().replace("{", '{"source": "trace", ', 1),
     }
+    gemm = {"m": 64, "n": 64, "k": 64, "dtype": "fp8", "scaling": "blockwise", "sms": 132}
+    attention = {"heads": 128, "seq": 4096, "qk_dim": 192, "v_dim": 128, "causal": 1, "sms": 132, "phase": "fwd"}
+    hostile_samples = {  # a value a fit takes the log of or divides by, or a name the model has no entry for
+        "gemm_zero_m": ("gemm", {**gemm, "m": 0}),
+        "gemm_neg_n": ("gemm", {**gemm, "n": -64}),
+        "gemm_zero_sms": ("gemm", {**gemm, "sms": 0}),
+        "gemm_many_sms": ("gemm", {**gemm, "sms": 999}),
+        "gemm_dtype": ("gemm", {**gemm, "dtype": "int4"}),
+        "attention_zero_heads": ("attention", {**attention, "heads": 0}),
+        "attention_phase": ("attention", {**attention, "phase": "sideways"}),
+        "memory_neg_bytes": ("memory", {"kernel": "copy", "bytes": -5, "sms": 132}),
+    }
+    for name, (op, params) in hostile_samples.items():
+        profiles[name] = json.dumps({**datasheet, "samples": [{"op": op, "params": params, "time_s": 1e-3}]})
     for name, text in profiles.items():
         write(f"pf/{name}.json", text)
     batch = "op,dtype,M,N,K\n"
@@ -908,6 +922,16 @@ PREDICT: list[tuple[list[str], str]] = [
     (_profile("pf/attention_str.json"), "samples[0].params: heads must be a finite number"),
     (_profile("pf/gemm_str_shape.json"), "gemm_str_shape.json: samples[0].params: m must be a finite number, got 'x'"),
     (_profile("pf/dup.json"), "dup.json: duplicate key 'source'"),
+    # sample values the fits cannot take: a traceback from scipy, a KeyError, a warning, or ignored
+    (_profile("pf/gemm_zero_m.json"), "gemm_zero_m.json: samples[0].params: m must be above 0, got 0"),
+    (_profile("pf/gemm_neg_n.json"), "gemm_neg_n.json: samples[0].params: n must be above 0, got -64"),
+    (_profile("pf/gemm_zero_sms.json"), "gemm_zero_sms.json: samples[0].params: sms must be above 0"),
+    (_profile("pf/gemm_many_sms.json"), "gemm_many_sms.json: samples[0].params: sms 999 is more SMs than"),
+    (_profile("pf/gemm_dtype.json"), "gemm_dtype.json: samples[0].params: dtype: unknown dtype 'int4'"),
+    (_profile("pf/attention_zero_heads.json"), "attention_zero_heads.json: samples[0].params: heads must be"),
+    (_profile("pf/attention_phase.json"), "attention_phase.json: samples[0].params: phase: unknown phase"),
+    (_profile("pf/memory_neg_bytes.json"), "memory_neg_bytes.json: samples[0].params: bytes must be 0 or more"),
+    (["calibrate", "show", "pf/gemm_zero_m.json"], "gemm_zero_m.json: samples[0].params: m must be above 0"),
     (_profile("garbage.bin"), "garbage.bin: not a UTF-8"),
     (_profile("pf/missing.json"), "--profile: no such profile: pf/missing.json"),
     (_predict("--batch", "bt/empty.csv"), "empty.csv: row 1: empty file"),
