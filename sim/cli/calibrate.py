@@ -16,6 +16,7 @@ from sim.cli.common import (
     Int,
     err,
     flag_errors,
+    given_on_command_line,
     input_file_option,
     input_files_option,
     out,
@@ -472,6 +473,8 @@ def predict(
     model = CostModel(load_profile(profile))
     if batch is not None:
         _refuse_unread(ctx, "batch", "--batch (its rows give each kernel's parameters)")
+        if fmt is PredictFormat.table and "fmt" in given_on_command_line(ctx):
+            raise ScenarioError("--format", "--batch writes csv (the default) or json, not a table")
         rows = _batch(model, batch)
         if fmt is PredictFormat.json:
             print(json.dumps(rows))

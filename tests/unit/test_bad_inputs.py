@@ -428,6 +428,10 @@ HAND: list[Any] = [
     (["calibrate", "predict", "--profile", "folder"], "--profile: folder is a folder"),
     (["calibrate", "predict", "--profile", PROFILE, "--batch", "bad_batch.csv"], "bad_batch.csv: row 2, column M"),
     (["calibrate", "predict", "--profile", PROFILE, "--batch", "ragged.csv"], "ragged.csv: row 2"),
+    (
+        ["calibrate", "predict", "--profile", PROFILE, "--batch", "bad_batch.csv", "--format", "table"],
+        "--format: --batch writes csv (the default) or json, not a table",
+    ),
     (["calibrate", "predict", "--profile", PROFILE, "--batch", "batch.bin"], "batch.bin: not a UTF-8"),
     (["calibrate", "predict", "--profile", PROFILE, "--batch", "folder"], "--batch: folder is a folder"),
     (["calibrate", "predict", "--profile", PROFILE, "--op", "memory"], "--bytes"),
