@@ -240,7 +240,8 @@ HAND: list[Any] = [
     (["report", "--bogus"], "--bogus: no such option"),
     # a serve scenario derived from a shipped one: the file given is named, not its base
     (["report", "serve_derived.yaml"], "error: serve_derived.yaml: serve: a serve scenario"),
-    (["run", "serve_derived.yaml"], "error: serve_derived.yaml: serve: a serve scenario"),
+    # (with a flag: not in tests/unit/test_validate_matches_run.py's corpus, since validate takes a serve file)
+    (["run", "serve_derived.yaml", "--format", "json"], "error: serve_derived.yaml: serve: a serve scenario"),
     # sweeps, comparisons, co-design studies
     (["sweep", "garbage.bin"], "garbage.bin: not a UTF-8"),
     (["sweep", "pipe"], "pipe: not a regular file"),
