@@ -23,9 +23,9 @@ from sim.limits import require_memory
 from sim.moe.gating import popularity
 from sim.moe.spec import MoESpec
 from sim.serve.alltoall import Links
-from sim.serve.forward import ForwardModel, Shape
+from sim.serve.forward import ForwardModel
 from sim.serve.kvcache import GpuMemory, gpu_memory
-from sim.serve.loop import DRAIN_FACTOR, DRAIN_MIN_S, Loop, Unit
+from sim.serve.loop import Loop, Unit
 from sim.serve.metrics import ServeResult, summarise
 from sim.serve.placement import Placement, place
 from sim.serve.requests import Requests, poisson, read_trace
@@ -195,37 +195,10 @@ def _check_fits(sc: ServeScenario, reqs: Requests, decode: Pool) -> None:
     raise ScenarioError(f"serve.traffic.{col}", why + drawn, sc.source_path)
 
 
-def _shortest_forward_s(d: Deployment, pool: Pool) -> float:
-    """The time of the pool's smallest forward (one new token of prefill, one request's decode step),
-    timed by a fresh model of the pool (the run's own counts the shapes it times)."""
-    sc = d.scenario
-    m = ForwardModel(
-        pool.role,
-        pool.spec,
-        sc.model,
-        d.cost,
-        d.links,
-        pool.model.gpus_per_node,
-        pool.placement,
-        d.load,
-        sc.seed,
-        sc.serve.router_groups,
-    )
-    times = []
-    if pool.role != "decode":
-        times.append(m.forward(Shape("prefill", 1, 1, 0, 1)).time_s)
-    if pool.role != "prefill":
-        times.append(m.forward(Shape("decode", m.query_tokens, 1, 1)).time_s)
-    return min(times)
-
-
 def forwards_bound(d: Deployment, reqs: Requests) -> dict[str, float]:
-    """Per pool, an upper estimate of the forwards a run of ``reqs`` makes: the fewer of what the
-    requests' work can take (a prefill forward finishes a prompt or takes ``max_batch_tokens`` of one;
-    a decode step makes a token at least of every request it holds) and what the simulated span holds
-    (every unit busy throughout with its smallest forward)."""
-    sc = d.scenario
-    span = sc.serve.duration_s + max(DRAIN_MIN_S, DRAIN_FACTOR * sc.serve.duration_s)
+    """Per pool, an upper bound of the forwards a run of ``reqs`` makes, from the requests' work alone
+    (no forward timed): a prefill forward finishes a prompt or takes ``max_batch_tokens`` of one, and a
+    decode step makes a token at least of every request it holds."""
     new = (reqs.input_tokens - reqs.cached_tokens).astype(np.float64)
     steps = float(np.maximum(reqs.output_tokens - 1, 0).sum())
     out = {}
@@ -235,9 +208,7 @@ def forwards_bound(d: Deployment, reqs: Requests) -> dict[str, float]:
             work += float(np.ceil(new / pool.spec.max_batch_tokens).sum())
         if role != "prefill":
             work += steps
-        shortest = _shortest_forward_s(d, pool)
-        busy = pool.units * span / shortest if shortest > 0 else math.inf
-        out[role] = min(work, busy)
+        out[role] = work
     return out
 
 

@@ -40,8 +40,7 @@ from sim.serve.forward import GRID_RATIO, Forward, ForwardModel, Shape
 from sim.serve.requests import Requests
 
 CONTEXT_EXACT = 64  # KV lengths below this are exact; above, on a geometric grid (GRID_RATIO)
-DRAIN_FACTOR = 4.0  # after the last arrival, run at most this many durations (and DRAIN_MIN_S) to drain
-DRAIN_MIN_S = 60.0
+DRAIN_FACTOR = 4.0  # after the last arrival, run at most this many durations (and 60 s) to drain
 KV_SAMPLES = 4000
 PROGRESS_EVERY = 8192  # events between progress reports  # KV-occupancy points kept per unit
 
@@ -205,7 +204,7 @@ class Loop:
         """Move every request through; ``progress`` gets the simulated time every few thousand events."""
         for i in range(len(self.r)):
             self.push(float(self.r.arrival_s[i]), 0, i)
-        limit = self.duration_s + max(DRAIN_MIN_S, DRAIN_FACTOR * self.duration_s)
+        limit = self.duration_s + max(60.0, DRAIN_FACTOR * self.duration_s)
         units = self.prefill + ([] if self.colocated else self.decode)
         handled = 0
         while self.events:
