@@ -518,11 +518,7 @@ def check_keys_used(sc: Scenario) -> None:
     else:
         _comparison_keys_used(sc)
     comm = sc.comm
-    if (
-        comm.coprocessor
-        and "sms" in comm.model_fields_set
-        and comm.sms not in (0, CommSpec.model_fields["sms"].default)
-    ):
+    if comm.coprocessor and _changed(comm, "sms") and comm.sms != 0:  # (0 says the same)
         raise ScenarioError(
             "comm.sms",
             "not used with comm.coprocessor: true (communication runs off the SMs: all of them compute); remove it",
