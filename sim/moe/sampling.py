@@ -218,6 +218,7 @@ def _fill_exponentials(st: Any, n: int, out: np.ndarray, work: np.ndarray) -> An
 @_inline
 def _count_token(
     t: int,
+    row: int,
     limit: int,
     kept: np.ndarray,
     cnt: np.ndarray,
@@ -234,7 +235,7 @@ def _count_token(
     tpe: np.ndarray,
 ) -> None:
     """The traffic of token ``t`` living on GPU ``src[t]``, added to the counts: its kept groups
-    ``kept[:limit]`` are the nodes it reaches, ``cnt[j]`` of its choices ``out[t]`` (in that order) in
+    ``kept[:limit]`` are the nodes it reaches, ``cnt[j]`` of its choices ``out[row]`` (in that order) in
     group ``kept[j]`` (0: the group is not reached). NVLink through ``hist`` when ``gpn <= 8``."""
     sg = src[t]
     sn = gpu_of[-1 - sg]
@@ -254,13 +255,13 @@ def _count_token(
         if gpn <= 8:  # NVLink: a histogram of (node, sender's index, byte of GPUs reached)
             mask = 0
             for i in range(n, n + c):
-                e = out[t, i]
+                e = out[row, i]
                 tpe[e] += 1
                 mask |= 1 << (gpu_of[e] - node * gpn)
             hist[((node * gpn) + ls) * 256 + mask] += 1
         else:
             for i in range(n, n + c):
-                e = out[t, i]
+                e = out[row, i]
                 tpe[e] += 1
                 d = gpu_of[e]
                 if gseen[d - node * gpn] != t * limit + j:
@@ -361,6 +362,7 @@ def _route_iid(
     q: int,
     k: int,
     out: np.ndarray,
+    rows: int,
     count: bool,
     src: np.ndarray,
     gpn: int,
@@ -516,7 +518,7 @@ def _route_iid(
                             break
                     taken[j] |= 1 << index
                     e = kept[b, j] * per + index
-                    out[t, pop] = e
+                    out[t & rows, pop] = e
                     if count:
                         tpe[e] += 1
                         reach[j] |= 1 << local_gpu[index]
@@ -542,21 +544,21 @@ def _route_iid(
                             if not (chosen >> index) & 1:
                                 break
                         chosen |= 1 << index
-                        out[t, n] = base + index
+                        out[t & rows, n] = base + index
                         n += 1
                 else:  # Floyd's algorithm
                     start = n
                     for m in range(per - cnt[b, j], per):
                         pick, st = _below(st, m + 1)
                         for i in range(start, n):
-                            if out[t, i] == base + pick:
+                            if out[t & rows, i] == base + pick:
                                 pick = m
                                 break
-                        out[t, n] = base + pick
+                        out[t & rows, n] = base + pick
                         n += 1
             if count:
                 _count_token(
-                    t, limit, kept[b], cnt[b], out, src, gpn, gpu_of, gseen, ib, nvlink, hist, logical, npt, tpe
+                    t, t & rows, limit, kept[b], cnt[b], out, src, gpn, gpu_of, gseen, ib, nvlink, hist, logical, npt, tpe
                 )
     state[0] = st
 
@@ -582,6 +584,7 @@ def _route_dense(
     w: np.ndarray,
     odds: bool,
     out: np.ndarray,
+    rows: int,
     count: bool,
     src: np.ndarray,
     gpn: int,
@@ -735,7 +738,7 @@ def _route_dense(
                     reach[j] |= 1 << ((gpu_of[e] - kept[0, j] * gpn) & 63)  # (the dropped: never read)
                 _count_reached(t, limit, kept, 0, reach, src, gpn, gpu_of, ib, hist, logical, npt)
                 for c in range(k):
-                    out[t, c] = chosen[c]
+                    out[t & rows, c] = chosen[c]
                 continue
             for c in range(n):  # branch-free: written always, kept when not dropped
                 j = cs[c]
@@ -743,9 +746,9 @@ def _route_dense(
                 m += j < limit
                 cnt[j] += 1
             for c in range(k):
-                out[t, c] = chosen[c]
+                out[t & rows, c] = chosen[c]
             if count:
-                _count_token(t, limit, kept[0], cnt, out, src, gpn, gpu_of, gseen, ib, nvlink, hist, logical, npt, tpe)
+                _count_token(t, t & rows, limit, kept[0], cnt, out, src, gpn, gpu_of, gseen, ib, nvlink, hist, logical, npt, tpe)
     state[0] = st + _U64(tokens * experts) * _GOLDEN
 
 
@@ -814,12 +817,16 @@ def _sample(
     src: np.ndarray | None,
     group_topk: int | None = None,
     odds: bool = True,
+    keep: bool = True,
 ) -> tuple[np.ndarray, Traffic | None]:
     """Run a kernel: choices (unsorted rows) and, when ``src`` is given, the traffic. ``group_topk``
-    and ``odds=False`` make deliberately wrong samplers (tests show they are caught)."""
+    and ``odds=False`` make deliberately wrong samplers (tests show they are caught). ``keep=False``
+    with ``src``: the choices are not kept (the rows returned are the last batch's only)."""
     groups, per, ep = spec.groups, spec.experts_per_group, spec.ep
-    out = np.zeros((tokens, spec.topk), dtype=np.int16)
     count = src is not None
+    # counting alone keeps no choices: the kernels write each batch's rows over the last (t & rows)
+    rows = BATCH - 1 if count and not keep else -1
+    out = np.zeros((BATCH if rows >= 0 else tokens, spec.topk), dtype=np.int16)
     where = np.zeros(1, np.int64) if src is None else np.ascontiguousarray(src, dtype=np.int64)
     if count and len(where) != tokens:
         raise ValueError(f"src has {len(where)} entries for {tokens} tokens")
@@ -836,14 +843,14 @@ def _sample(
     if weights is None:
         if tokens:
             with _wrapping():
-                _route_iid(state, tokens, *shape, out, count, *counts)
+                _route_iid(state, tokens, *shape, out, rows, count, *counts)
     else:
         w = np.asarray(weights, dtype=np.float64).reshape(groups, per)
         if (w < 0).any() or not np.isfinite(w).all() or (w > 1e290).any():  # odds up to w 2^53: finite
             raise ValueError("expert weights must be finite, >= 0 and at most 1e290")
         if tokens:
             with _wrapping():
-                _route_dense(state, tokens, *shape, np.ascontiguousarray(w.ravel()), odds, out, count, *counts)
+                _route_dense(state, tokens, *shape, np.ascontiguousarray(w.ravel()), odds, out, rows, count, *counts)
     if not count:
         return out, None
     if spec.gpus_per_node <= 8:  # hist[node, sender index, byte] -> messages to each GPU of the byte
@@ -882,7 +889,7 @@ def sample_traffic(
     """The traffic of one layer for tokens living on GPUs ``src`` (one token per entry), routed as by
     :func:`sample_choices` with the same seed, counted as :func:`sim.moe.traffic.layer_traffic`
     counts, inside the sampling kernel."""
-    _, traffic = _sample(spec, len(src), seed, weights, src)
+    _, traffic = _sample(spec, len(src), seed, weights, src, keep=False)
     assert traffic is not None
     return traffic
 
