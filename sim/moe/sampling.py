@@ -558,7 +558,22 @@ def _route_iid(
                         n += 1
             if count:
                 _count_token(
-                    t, t & rows, limit, kept[b], cnt[b], out, src, gpn, gpu_of, gseen, ib, nvlink, hist, logical, npt, tpe
+                    t,
+                    t & rows,
+                    limit,
+                    kept[b],
+                    cnt[b],
+                    out,
+                    src,
+                    gpn,
+                    gpu_of,
+                    gseen,
+                    ib,
+                    nvlink,
+                    hist,
+                    logical,
+                    npt,
+                    tpe,
                 )
     state[0] = st
 
@@ -748,7 +763,9 @@ def _route_dense(
             for c in range(k):
                 out[t & rows, c] = chosen[c]
             if count:
-                _count_token(t, t & rows, limit, kept[0], cnt, out, src, gpn, gpu_of, gseen, ib, nvlink, hist, logical, npt, tpe)
+                _count_token(
+                    t, t & rows, limit, kept[0], cnt, out, src, gpn, gpu_of, gseen, ib, nvlink, hist, logical, npt, tpe
+                )
     state[0] = st + _U64(tokens * experts) * _GOLDEN
 
 
