@@ -41,13 +41,14 @@ from sim.yamlio import MAX_JSON_BYTES, parse_json, read_text, validation_error
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # strict: a number given as text ("1979") or as true/false is refused, not converted
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 class DeviceInfo(_Strict):
     name: str = Field(min_length=1)
     sms: int = Field(ge=1, le=1024, strict=True)
-    clock_mhz: float | None = None
+    clock_mhz: float | None = Field(None, gt=0)
     driver: str | None = None
     cuda: str | None = None
     torch: str | None = None
@@ -63,8 +64,23 @@ class Peaks(_Strict):
 # not when a prediction first reads it.
 NUMERIC_PARAMS = frozenset(
     "m n k sms heads seq qk_dim v_dim causal bytes bytes_copied tokens hidden compute_sms comm_sms copy_bytes "
-    "alone_s hbm_rate_Bps launch_us gpus nodes count algbw_GBps busbw_GBps".split()
+    "alone_s hbm_rate_Bps launch_us gpus nodes count algbw_GBps busbw_GBps world experts m_total".split()
 )
+# Parameters the cost model reads as names: a number there is refused when loaded.
+TEXT_PARAMS = frozenset("dtype scaling phase kernel mode collective placement family timing".split())
+# What the cost model reads of each op's samples without a default: a sample without them is refused
+# when loaded (not a KeyError at the first prediction, nor a sample silently left out of a fit).
+# A GEMM needs ``m``, or ``m_total`` and ``experts`` (a grouped GEMM, kept as data).
+REQUIRED_PARAMS = {
+    "gemm": ("n", "k", "dtype"),
+    "attention": ("heads", "seq", "phase"),
+    "memory": ("bytes", "kernel"),
+    "interference": ("kernel", "alone_s", "compute_sms", "comm_sms", "copy_bytes"),
+    "collective": ("collective", "gpus", "nodes", "bytes"),
+    "alltoall": ("bytes",),
+    "p2p": ("bytes",),
+}
+INTERFERENCE_KERNELS = ("gemm", "copy")
 
 
 # Of those, the sizes and SM counts the fits take the logarithm of or divide by: 0 or below is refused
@@ -79,22 +95,47 @@ class Sample(_Strict):
     params: dict[str, float | int | str]
     time_s: float = Field(gt=0, le=1e9)
 
+    @field_validator("params", mode="before")
+    @classmethod
+    def _no_booleans(cls, values: object) -> object:
+        for key, value in values.items() if isinstance(values, dict) else ():
+            if isinstance(value, bool):
+                raise ValueError(f"{key}: {value!r} is not a number (give 1 or 0)")
+        return values
+
     @field_validator("params")
     @classmethod
     def _numbers(cls, params: dict[str, float | int | str], info: ValidationInfo) -> dict[str, float | int | str]:
+        op = info.data.get("op")
         for key, value in params.items():
+            if key in TEXT_PARAMS and not isinstance(value, str):
+                raise ValueError(f"{key} must be text, got {value!r}")
             if key in NUMERIC_PARAMS and (isinstance(value, str) or not math.isfinite(value)):
                 raise ValueError(f"{key} must be a finite number, got {value!r}")
             if key in POSITIVE_PARAMS and not isinstance(value, str) and value <= 0:
                 raise ValueError(f"{key} must be above 0, got {value!r}")
             if key in NONNEGATIVE_PARAMS and not isinstance(value, str) and value < 0:
                 raise ValueError(f"{key} must be 0 or more, got {value!r}")
+        for key in REQUIRED_PARAMS.get(op or "", ()):
+            if key not in params:
+                raise ValueError(f"{key} is missing ({op} samples have {', '.join(REQUIRED_PARAMS[op or ''])})")
+        if op == "gemm" and "m" not in params and not ("m_total" in params and "experts" in params):
+            raise ValueError("m is missing (gemm samples have m, or m_total and experts for a grouped GEMM)")
         from sim.hardware.costmodel import PHASES
-        from sim.hardware.gemm_model import SCALINGS
+        from sim.hardware.gemm_model import SCALING_ALIASES, SCALINGS, canonical_scaling
 
-        op, dtype, phase = info.data.get("op"), params.get("dtype"), params.get("phase")
+        dtype, phase = params.get("dtype"), params.get("phase")
         if op in ("gemm", "interference") and dtype is not None and dtype not in SCALINGS:
             raise ValueError(f"dtype: unknown dtype {dtype!r}; choose from {', '.join(SCALINGS)}")
+        scaling = params.get("scaling")
+        if op == "gemm" and isinstance(dtype, str) and isinstance(scaling, str):
+            known = SCALINGS[dtype]
+            if canonical_scaling(dtype, scaling) not in known:
+                named = ", ".join(sorted({*known, *(a for a, c in SCALING_ALIASES.items() if a and c in known)}))
+                raise ValueError(f"scaling: unknown scaling {scaling!r} for {dtype}; choose from {named}")
+        if op == "interference" and params["kernel"] not in INTERFERENCE_KERNELS:
+            kernel = params["kernel"]
+            raise ValueError(f"kernel: {kernel!r} is not an interference kernel ({', '.join(INTERFERENCE_KERNELS)})")
         if op == "attention" and phase is not None and phase not in PHASES:
             raise ValueError(f"phase: unknown phase {phase!r}; choose from {', '.join(PHASES)}")
         return params
@@ -226,6 +267,7 @@ def _validated(data: object, path: Path) -> Profile:
     except ValidationError as err:
         e = validation_error(err, Profile)
         raise ScenarioError(e.key_path, e.message, str(path)) from None
+    _check_fits(profile, path)
     sms = profile.device.sms
     for i, sample in enumerate(profile.samples):
         for key in SM_PARAMS:
@@ -234,6 +276,23 @@ def _validated(data: object, path: Path) -> Profile:
                 message = f"{key} {value!r} is more SMs than the device's {sms} (device.sms)"
                 raise ScenarioError(f"samples[{i}].params", message, str(path))
     return profile
+
+
+def _check_fits(profile: Profile, path: Path) -> None:
+    """The stored fit's dtypes and scalings, and the held-out errors (0 or more), as the twin knows them."""
+    from sim.hardware.gemm_model import SCALINGS
+
+    for name in ("loso_error", "lofo_error"):
+        for key, value in getattr(profile, name).items():
+            if value < 0:
+                raise ScenarioError(f"{name}.{key}", f"{value!r} is below 0 (a median relative error)", str(path))
+    for dtype, fit in profile.gemm_fit.items():
+        if dtype not in SCALINGS:
+            raise ScenarioError(f"gemm_fit.{dtype}", f"unknown dtype; choose from {', '.join(SCALINGS)}", str(path))
+        for scaling in fit.efficiency:
+            if scaling not in SCALINGS[dtype]:
+                message = f"not a scaling of {dtype} ({', '.join(SCALINGS[dtype])})"
+                raise ScenarioError(f"gemm_fit.{dtype}.efficiency.{scaling}", message, str(path))
 
 
 def dump_profile(profile: Profile) -> str:

@@ -435,7 +435,12 @@ def _write_files(tmp_path: Path) -> None:
         "zero_sms": json.dumps({**datasheet, "device": {**datasheet["device"], "sms": 0}}),
         "extra_key": json.dumps({**datasheet, "colour": "red"}),
         "bad_source": json.dumps({**datasheet, "source": "guessed"}),
-        "bad_sample": json.dumps({**datasheet, "samples": [{"op": "gemm", "params": {}, "time_s": -1}]}),
+        "bad_sample": json.dumps(
+            {
+                **datasheet,
+                "samples": [{"op": "gemm", "params": {"m": 1, "n": 1, "k": 1, "dtype": "bf16"}, "time_s": -1}],
+            }
+        ),
         "sample_op": json.dumps({**datasheet, "samples": [{"op": "fft", "params": {}, "time_s": 1e-3}]}),
         "sample_params": json.dumps({**datasheet, "samples": [{"op": "gemm", "params": [1, 2], "time_s": 1e-3}]}),
         "attention_str": json.dumps(
@@ -450,6 +455,11 @@ def _write_files(tmp_path: Path) -> None:
             }
         ),
         "dup": Path(PROFILE).read_text().replace("{", '{"source": "trace", ', 1),
+        # numbers as text or as true/false: converted before (true read as 1 TFLOPS)
+        "peak_bool": json.dumps({**datasheet, "peaks": {**datasheet["peaks"], "fp8_dense_TFLOPS": True}}),
+        "peak_text": json.dumps({**datasheet, "peaks": {**datasheet["peaks"], "fp8_dense_TFLOPS": "1979"}}),
+        "clock_negative": json.dumps({**datasheet, "device": {**datasheet["device"], "clock_mhz": -5}}),
+        "loso_negative": json.dumps({**datasheet, "loso_error": {"gemm": -3.0}}),
     }
     gemm = {"m": 64, "n": 64, "k": 64, "dtype": "fp8", "scaling": "blockwise", "sms": 132}
     attention = {"heads": 128, "seq": 4096, "qk_dim": 192, "v_dim": 128, "causal": 1, "sms": 132, "phase": "fwd"}
@@ -462,6 +472,25 @@ def _write_files(tmp_path: Path) -> None:
         "attention_zero_heads": ("attention", {**attention, "heads": 0}),
         "attention_phase": ("attention", {**attention, "phase": "sideways"}),
         "memory_neg_bytes": ("memory", {"kernel": "copy", "bytes": -5, "sms": 132}),
+        # what the cost model reads without a default: a KeyError at the first prediction before
+        "attention_no_seq": ("attention", {k: v for k, v in attention.items() if k != "seq"}),
+        "memory_no_bytes": ("memory", {"kernel": "copy", "sms": 132}),
+        "interference_no_alone": (
+            "interference",
+            {"kernel": "gemm", "compute_sms": 112, "comm_sms": 20, "copy_bytes": 1e9, "dtype": "fp8"},
+        ),
+        "interference_kernel": (
+            "interference",
+            {"kernel": "fft", "alone_s": 1e-3, "compute_sms": 112, "comm_sms": 20, "copy_bytes": 1e9},
+        ),
+        "collective_no_gpus": ("collective", {"collective": "all_reduce", "nodes": 2, "bytes": 1e6}),
+        "alltoall_world_text": ("alltoall", {"bytes": 1e6, "world": "abc"}),
+        # a sample the fit left out without a word, or read under a default it does not have
+        "gemm_no_m": ("gemm", {k: v for k, v in gemm.items() if k != "m"}),
+        "gemm_no_dtype": ("gemm", {k: v for k, v in gemm.items() if k != "dtype"}),
+        "gemm_scaling": ("gemm", {**gemm, "scaling": "bogus"}),
+        "gemm_bool": ("gemm", {**gemm, "m": True}),
+        "memory_kernel_number": ("memory", {"kernel": 5, "bytes": 1e6, "sms": 132}),
     }
     for name, (op, params) in hostile_samples.items():
         profiles[name] = json.dumps({**datasheet, "samples": [{"op": op, "params": params, "time_s": 1e-3}]})
@@ -932,6 +961,21 @@ PREDICT: list[tuple[list[str], str]] = [
     (_profile("pf/attention_phase.json"), "attention_phase.json: samples[0].params: phase: unknown phase"),
     (_profile("pf/memory_neg_bytes.json"), "memory_neg_bytes.json: samples[0].params: bytes must be 0 or more"),
     (["calibrate", "show", "pf/gemm_zero_m.json"], "gemm_zero_m.json: samples[0].params: m must be above 0"),
+    (_profile("pf/attention_no_seq.json"), "attention_no_seq.json: samples[0].params: seq is missing"),
+    (_profile("pf/memory_no_bytes.json"), "memory_no_bytes.json: samples[0].params: bytes is missing"),
+    (_profile("pf/interference_no_alone.json"), "interference_no_alone.json: samples[0].params: alone_s is missing"),
+    (_profile("pf/interference_kernel.json"), "samples[0].params: kernel: 'fft' is not an interference kernel"),
+    (_profile("pf/collective_no_gpus.json"), "collective_no_gpus.json: samples[0].params: gpus is missing"),
+    (_profile("pf/alltoall_world_text.json"), "samples[0].params: world must be a finite number, got 'abc'"),
+    (_profile("pf/gemm_no_m.json"), "gemm_no_m.json: samples[0].params: m is missing"),
+    (_profile("pf/gemm_no_dtype.json"), "gemm_no_dtype.json: samples[0].params: dtype is missing"),
+    (_profile("pf/gemm_scaling.json"), "gemm_scaling.json: samples[0].params: scaling: unknown scaling 'bogus'"),
+    (_profile("pf/gemm_bool.json"), "gemm_bool.json: samples[0].params: m: True is not a number"),
+    (_profile("pf/memory_kernel_number.json"), "samples[0].params: kernel must be text, got 5"),
+    (_profile("pf/peak_bool.json"), "peak_bool.json: peaks.fp8_dense_TFLOPS: Input should be a valid number"),
+    (_profile("pf/peak_text.json"), "peak_text.json: peaks.fp8_dense_TFLOPS: Input should be a valid number"),
+    (_profile("pf/clock_negative.json"), "clock_negative.json: device.clock_mhz"),
+    (_profile("pf/loso_negative.json"), "loso_negative.json: loso_error.gemm: -3.0 is below 0"),
     (_profile("garbage.bin"), "garbage.bin: not a UTF-8"),
     (_profile("pf/missing.json"), "--profile: no such profile: pf/missing.json"),
     (_predict("--batch", "bt/empty.csv"), "empty.csv: row 1: empty file"),
