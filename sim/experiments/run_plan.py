@@ -46,7 +46,8 @@ from sim.overrides import apply_overrides, resolve_paths
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # strict: a number given as text (tokens: "14.8e12") is refused, as in a scenario, not converted
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -70,7 +71,7 @@ class PhaseSpec(_Strict):
     global_batch: int | None = Field(None, ge=1, description="sequences per step [default: the base's]")
     ramp: RampSpec | None = None
     set: dict[str, Any] = Field(default_factory=dict, description="overrides of the base scenario")
-    published_gpu_hours: float | None = Field(None, ge=0, le=MAX_TIME)
+    published_gpu_hours: float | None = Field(None, gt=0, le=MAX_TIME)
 
     @field_validator("set")
     @classmethod
@@ -132,7 +133,7 @@ def failure_overhead(f: FailureSpec, gpus: int) -> tuple[float, float]:
 class GroupSpec(_Strict):
     name: str = Field(min_length=1)
     phases: list[str] = Field(min_length=1)
-    published_gpu_hours: float = Field(ge=0, le=MAX_TIME)
+    published_gpu_hours: float = Field(gt=0, le=MAX_TIME)
 
 
 class RunSpec(_Strict):

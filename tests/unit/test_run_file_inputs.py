@@ -40,6 +40,28 @@ def test_a_boolean_is_not_a_number_in_a_run_file(
     assert line.startswith(f"error: {path}: {key}: ") and "is not a number" in line
 
 
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        # a ZeroDivisionError after run.json was written; with -q, "+2442%" against another phase's figure
+        ({"published_gpu_hours": 0}, "phases.1.published_gpu_hours: Input should be greater than 0"),
+        # taken as the number: a scenario refuses global_batch: '256'
+        ({"steps": "12"}, "phases.1.steps: Input should be a valid integer"),
+    ],
+)
+def test_a_run_file_refuses_what_it_cannot_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, Any], needle: str
+) -> None:
+    path = _run_file(tmp_path)
+    body = yaml.safe_load(path.read_text())
+    body["phases"][1] |= change
+    path.write_text(yaml.safe_dump(body))
+    out = tmp_path / "out"
+    line = _refused(["plan", "run", str(path), "-o", str(out)], capsys)
+    assert line == f"error: {path}: {needle}", line
+    assert not out.exists()
+
+
 def _run_sweep(folder: Path, point: dict[str, Any]) -> Path:
     _run_file(folder)  # run.yaml: phases main and long
     path = folder / "sweep.yaml"
