@@ -78,7 +78,11 @@ P2PBw = Annotated[
 P2PLat = Annotated[float, typer.Option("--p2p-latency", parser=Float(0, MAX_TIME), help="link latency, time units")]
 
 
-def _times(pp: int, f: float, b: float, w: float, fb: float | None) -> OpTimes:
+def _times(pp: int, f: float, b: float, w: float, fb: float | None, names: list[str], n: int, v: int) -> OpTimes:
+    """Uniform op times; W (part of B, at most B) only where one of the schedules ``names`` splits B
+    into I and W: elsewhere --w cannot be given, and its default does not bound --b."""
+    if w > b and not any({Op.I, Op.W} & _ops(_build(name, pp, n, v)) for name in names):
+        w = 0.0
     times = OpTimes.uniform(pp, f, b, w, fb)
     try:
         times.validate(pp)
@@ -209,7 +213,10 @@ def check(
             ctx, ("name", "pp", "microbatches", "virtual_stages"), "not used with --file (its lines are the schedule)"
         )
         text = read_text(file, "schedule", MAX_JSON_BYTES)
-        sched = schedule_from_actions(parse_lines(text, str(file)), name=file.stem)
+        try:
+            sched = schedule_from_actions(parse_lines(text, str(file)), name=file.stem)
+        except ScenarioError as err:  # (the lines' stages: the file's, though read off all of it)
+            raise (err if err.file else err.with_file(str(file))) from None
     elif name is not None:
         sched = _build(name, pp, microbatches, virtual_stages)
         _refuse_unused(ctx, [name], pp, microbatches, virtual_stages)
@@ -267,8 +274,8 @@ def compare_cmd(
 ) -> None:
     """Run schedules on the same layout and op times; report step time, bubbles, memory."""
     names = name_list(schedules, "--schedules", SCHEDULES, "schedule")
-    times = _times(pp, f, b, w, fb)
     _size(pp, microbatches, virtual_stages)
+    times = _times(pp, f, b, w, fb, names, microbatches, virtual_stages)
     if p2p_bandwidth is not None and p2p_bytes == 0:
         why = "not used: no bytes are sent (--p2p-bytes is 0); give them, or remove it"
         raise ScenarioError("--p2p-bandwidth", why)
@@ -312,7 +319,9 @@ def plot(
     from reports.gantt import plot_gantt
 
     _refuse_unused(ctx, [name], pp, microbatches, virtual_stages)
-    run = _run_one(name, pp, microbatches, virtual_stages, _times(pp, f, b, w, fb), P2P())
+    run = _run_one(
+        name, pp, microbatches, virtual_stages, _times(pp, f, b, w, fb, [name], microbatches, virtual_stages), P2P()
+    )
     _finite(metrics(run).to_dict(), f=f, b=b, w=w, fb=fb)
     atomic_write(output, lambda p: plot_gantt(run, p, time_unit="time units"))
     out.print(f"wrote {output}")
@@ -336,8 +345,14 @@ def trace(
     from sim.step.spec import StepRun
     from sim.step.timeline import perfetto_trace, timeline
 
+    if output.suffix.lower() != ".json":  # (plot draws by the extension; a trace is JSON whatever its name)
+        raise ScenarioError(
+            "--output", f"{output.name}: a trace is JSON: name it .json (a picture: twin schedules plot)"
+        )
     _refuse_unused(ctx, [name], pp, microbatches, virtual_stages)
-    run = _run_one(name, pp, microbatches, virtual_stages, _times(pp, f, b, w, fb), P2P())
+    run = _run_one(
+        name, pp, microbatches, virtual_stages, _times(pp, f, b, w, fb, [name], microbatches, virtual_stages), P2P()
+    )
     _finite(metrics(run).to_dict(), f=f, b=b, w=w, fb=fb)
     trace = perfetto_trace(timeline(StepRun.of_schedule(run)), f"{name} PP{pp} N{microbatches}", time_scale_us=1e3)
     atomic_write_text(output, json.dumps(trace))

@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 
 from sim.errors import ScenarioError
+from sim.limits import MAX_MICROBATCHES, MAX_PP, MAX_SCHEDULE_ACTIONS, MAX_VIRTUAL_STAGES
 from sim.pipeline.ops import Action, Op, Schedule
 
+MAX_STAGES = MAX_PP * MAX_VIRTUAL_STAGES
 _ATOM = re.compile(r"^(\d+)([FBIW])(\d+)$")
 _OVERLAP = re.compile(r"^\(([^;()]+);([^;()]+)\)OVERLAP_F_B$")
 
@@ -39,6 +41,7 @@ def parse_lines(text: str, source: str = "<text>") -> list[list[Action]]:
     A line may start with a ``rank N:`` label. Errors name the source and line.
     """
     devices: list[list[Action]] = []
+    count = 0
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -48,6 +51,18 @@ def parse_lines(text: str, source: str = "<text>") -> list[list[Action]]:
             devices.append([parse_action(tok) for tok in line.split()])
         except ValueError as err:
             raise ScenarioError(f"line {lineno}", str(err), source) from None
+        count += len(devices[-1])
+        if count > MAX_SCHEDULE_ACTIONS:
+            message = f"more than {MAX_SCHEDULE_ACTIONS:,} actions (the most a schedule may have)"
+            raise ScenarioError(f"line {lineno}", message, source)
+        for action in devices[-1]:  # indices within the bounds of a built schedule (a loop over each, else)
+            for atom in action.atoms():
+                if atom.stage >= MAX_STAGES or atom.mb >= MAX_MICROBATCHES:
+                    message = (
+                        f"{action}: stage {atom.stage}, micro-batch {atom.mb}; a schedule has stages below "
+                        f"{MAX_STAGES:,} (pp x virtual stages) and micro-batches below {MAX_MICROBATCHES:,}"
+                    )
+                    raise ScenarioError(f"line {lineno}", message, source)
     if not devices:
         raise ScenarioError("", "no action lines found", source)
     return devices
@@ -78,7 +93,8 @@ def schedule_from_actions(
     num_stages = max(stage_device) + 1 if stage_device else 0
     missing = [s for s in range(num_stages) if s not in stage_device]
     if missing:
-        raise ScenarioError("stages", f"stage(s) {missing} never appear; stages must be numbered 0..S-1")
+        listed = ", ".join(map(str, missing[:10])) + (f" and {len(missing) - 10:,} more" if len(missing) > 10 else "")
+        raise ScenarioError("stages", f"stage(s) {listed} never appear; stages must be numbered 0..S-1")
     routes = routes or (tuple(range(num_stages)),)
     num_mb = max(mbs) + 1 if mbs else 0
     mb_route = []

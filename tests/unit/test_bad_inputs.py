@@ -160,6 +160,8 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "ragged.csv").write_text("op,dtype,M,N,K\ngemm,fp8,64\n")
     (tmp_path / "batch.bin").write_bytes(b"op,dtype\n\xff\xfe\n")
     (tmp_path / "sched.txt").write_bytes(b"\xff\xfe0F0\n")
+    (tmp_path / "far.txt").write_text("0F100000000 0B100000000\n")  # ran past a minute
+    (tmp_path / "gaps.txt").write_text("5000F0 5000B0\n")  # listed all 5,000 missing stages
     default = REPO / "scenarios" / "deepseek_v3_pretrain.yaml"
     (tmp_path / "bad_sweep.yaml").write_text(f"base: {default}\ngrid: {{comm.sms: [20, x]}}\n")
     (tmp_path / "ok_sweep.yaml").write_text(f"base: {default}\ngrid: {{comm.sms: [20]}}\n")
@@ -334,6 +336,14 @@ HAND: list[Any] = [
     (["schedules", "check", "--file", "folder"], "--file: folder is a folder"),
     (["schedules", "check", "--file", "sched.txt"], "sched.txt: not a UTF-8"),
     (["schedules", "check"], "NAME: give a schedule name or --file"),
+    (["schedules", "check", "--file", "far.txt"], "far.txt: line 1: 0F100000000: stage 0, micro-batch 100000000;"),
+    (
+        ["schedules", "check", "--file", "gaps.txt"],
+        "gaps.txt: stages: stage(s) 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 and 4,990 ",
+    ),
+    (["schedules", "trace", "1f1b", "-o", "t.png"], "--output: t.png: a trace is JSON: name it .json"),
+    # W bounds B only where a schedule splits B: --b 0.5 was refused for 1f1b ("W=1.0 > B=0.5"), --w with it too
+    (["schedules", "compare", "--schedules", "1f1b,zb1p", "--b", "0.5"], "--w: W is part of B and cannot exceed it"),
     # MoE
     (["alltoall", "--sms", "200"], "--sms: must be in 0..131"),
     (["alltoall", "--sms", "3"], "--sms: must be an even number"),

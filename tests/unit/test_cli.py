@@ -72,6 +72,16 @@ def test_bad_input_exit_2_one_line(args: list[str], expected: str, capsys: pytes
     assert len(err.strip().splitlines()) == 1
 
 
+def test_a_backward_shorter_than_the_default_w_where_no_schedule_splits_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """1F1B and GPipe never split B into I and W, so --w cannot be given to them, and its default (1)
+    must not bound --b: B = 0.5 was refused as "W=1.0 > B=0.5". 1F1B's step is (M + P - 1)(F + B)
+    with no send cost: (20 + 8 - 1) x 1.5 = 40.5."""
+    code, out, _ = _run(["schedules", "compare", "--schedules", "1f1b,gpipe", "--b", "0.5", "--format", "json"], capsys)
+    assert code == 0
+    rows = {r["name"]: r for r in json.loads(out)["schedules"]}
+    assert rows["1f1b"]["step_time"] == pytest.approx(40.5) and rows["gpipe"]["step_time"] == pytest.approx(40.5)
+
+
 def test_show_text_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(["schedules", "show", "1f1b", "--pp", "2", "-n", "2", "--format", "text"], capsys)
     assert code == 0 and out.splitlines() == ["device  0: 0F0 0F1 0B0 0B1", "device  1: 1F0 1B0 1F1 1B1"]
