@@ -486,7 +486,8 @@ def predict(
             writer.writeheader()
             writer.writerows(rows)
         return
-    measured = [str(s.params.get("collective", s.op)) for s in model.profile.samples if s.op != "gemm"]
+    comm = ("alltoall", "p2p", "collective")  # (interference and chunk samples are data, not predictable ops)
+    measured = [str(s.params.get("collective", s.op)) for s in model.profile.samples if s.op in comm]
     known = ("gemm", "attention", "memory", "p2p", *KINDS, *measured)  # nccl-tests' names: all_gather, ...
     if op not in known:
         raise ScenarioError("--op", f"unknown op {op!r}; choose from {', '.join(dict.fromkeys(known))}")

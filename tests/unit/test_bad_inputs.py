@@ -28,6 +28,7 @@ TOPO = str(REPO / "topologies" / "h800-node.yaml")
 MPFT = str(REPO / "topologies" / "deepseek-v3-mpft.yaml")
 PROFILE = str(REPO / "calibrate" / "profiles" / "h800-datasheet.json")
 NCCL_LOG = str(REPO / "tests" / "data" / "nccl-tests" / "alltoall_perf-h200-1gpu.log")
+H800 = str(REPO / "calibrate" / "profiles" / "h800.json")  # measured: every kind of sample
 SCENARIO = str(REPO / "scenarios" / "dualpipe-table.yaml")
 LLAMA = str(REPO / "models" / "meta-llama__Llama-3.1-8B.config.json")  # a dense model
 
@@ -447,6 +448,9 @@ HAND: list[Any] = [
     (["calibrate", "predict", "--profile", PROFILE, "--batch", "folder"], "--batch: folder is a folder"),
     (["calibrate", "predict", "--profile", PROFILE, "--op", "memory"], "--bytes"),
     (["calibrate", "predict", "--profile", PROFILE, "--op", "bogus"], "--op: unknown op 'bogus'"),
+    # offered, then sent to the communication fit: "fewer than 2 interference samples" of a profile with 14
+    (["calibrate", "predict", "--profile", H800, "--op", "interference", "--bytes", "1e6"], "--op: unknown op 'inte"),
+    (["calibrate", "predict", "--profile", H800, "--op", "chunk", "--bytes", "1e6"], "--op: unknown op 'chunk'"),
     (["calibrate", "predict", "--profile", PROFILE, "--format", "xml"], "--format: 'xml' is not one of"),
     (["calibrate", "predict"], "--profile: required option is missing"),
     # usage errors from the parser itself
