@@ -349,7 +349,16 @@ def _no_fabric(spec: ClusterSpec, links: _Links) -> tuple[TreeLayout | None, int
         raise ScenarioError("fabric.rail_optimised", "only a fat tree (ft2, ft3) has switches to wire rails to")
     if spec.fabric.core_oversubscription != 1:
         raise ScenarioError("fabric.core_oversubscription", "ft3 only: a three-layer fat tree's pods")
+    for key in ("switch_radix", "link_Gbps", "planes", "ecmp_seed"):  # (defaults: nothing to say)
+        if key in spec.fabric.model_fields_set:
+            raise ScenarioError(f"fabric.{key}", "not used: 'none' has no switches (one node, on NVLink alone)")
     return None, 0
+
+
+def _one_plane(spec: ClusterSpec) -> None:
+    """ft2 and ft3 are one plane: ``planes`` is mpft's."""
+    if spec.fabric.planes is not None:
+        raise ScenarioError("fabric.planes", f"mpft only: {spec.fabric.kind} is one plane (NIC i of every node in it)")
 
 
 def _nic_links(spec: ClusterSpec, links: _Links) -> None:
@@ -403,6 +412,7 @@ def _rails(spec: ClusterSpec, kind: str) -> bool:
 
 @register_fabric("ft2")
 def _ft2(spec: ClusterSpec, links: _Links) -> tuple[TreeLayout | None, int]:
+    _one_plane(spec)
     return _two_layer(spec, links, 1)
 
 
@@ -419,6 +429,7 @@ def _ft3(spec: ClusterSpec, links: _Links) -> tuple[TreeLayout | None, int]:
     bandwidth) to ``ceil(pods * up * agg_up / radix)`` cores. Oversubscription k thins the edge uplinks
     (k times fewer aggregation switches per pod, cores and cables), so k is the end-to-end ratio; core
     oversubscription thins what leaves a pod (module docstring)."""
+    _one_plane(spec)
     k = spec.fabric.switch_radix
     half = k // 2
     down, up = _ports(spec)

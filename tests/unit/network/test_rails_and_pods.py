@@ -64,6 +64,24 @@ def test_rails_where_there_are_none_are_refused() -> None:
     assert err.value.key_path == "fabric.rail_optimised"
 
 
+@pytest.mark.parametrize(
+    ("kind", "nodes", "key", "value"),
+    [
+        # accepted, and the network the same as without them
+        ("ft2", 8, "planes", 4),
+        ("ft3", 8, "planes", 2),
+        ("none", 1, "switch_radix", 128),
+        ("none", 1, "link_Gbps", 800),
+        ("none", 1, "ecmp_seed", 5),
+        ("none", 1, "planes", 2),
+    ],
+)
+def test_fabric_keys_another_kind_has_are_refused(kind: str, nodes: int, key: str, value: int) -> None:
+    with pytest.raises(ScenarioError) as err:
+        make(nodes, kind, node={"gpus_per_node": G}, **{key: value})
+    assert err.value.key_path == f"fabric.{key}"
+
+
 @pytest.mark.parametrize("ko", [1, 2, 3, 4])
 def test_core_oversubscription_thins_what_leaves_a_pod(ko: int) -> None:
     radix = 8
