@@ -20,14 +20,16 @@ Limit = Int(1, 100_000)
 Workers = Int(1, 1024)
 
 
-def _base(scenario: Path, recompute: bool = False) -> dict[str, Any]:
-    """The scenario's data as a search base: paths absolute, the layout keys the points set removed."""
+def _base(scenario: Path, recompute: bool = False) -> tuple[dict[str, Any], list[str]]:
+    """The scenario's data as a search base: paths absolute, the layout keys the points set removed;
+    and the keys removed that the scenario gave (the search sets them: said, not silently replaced)."""
     from sim.config import scenario_data
     from sim.model.catalog import CATALOG
     from sim.overrides import resolve_paths
 
     data, folder = scenario_data(scenario)
     base = resolve_paths(dict(data), folder)
+    removed: list[str] = []
     model = base.get("model")
     if isinstance(model, dict) and isinstance(model.get("config"), str) and model["config"].lower() not in CATALOG:
         path = Path(model["config"])
@@ -40,9 +42,10 @@ def _base(scenario: Path, recompute: bool = False) -> dict[str, Any]:
         part = base.get(section)
         if isinstance(part, dict):
             for key in keys:
-                part.pop(key, None)
+                if part.pop(key, None) is not None:
+                    removed.append(f"{section}.{key}")
     base.setdefault("pipeline", {})["pp"] = 1  # set by every point
-    return base
+    return base, removed
 
 
 def _modes(given: str | None) -> tuple[str, ...]:
@@ -113,7 +116,8 @@ def layouts_cmd(
     folder = output or Path("out") / name
     claim_output_folder(folder)  # a folder of the user's files is refused, never written into
     base = folder / "base.yaml"
-    atomic_write_text(base, yaml.safe_dump(_base(scenario, bool(modes)), sort_keys=False))
+    data, searched = _base(scenario, bool(modes))
+    atomic_write_text(base, yaml.safe_dump(data, sort_keys=False))
     sweep = sweep_from_data({"name": name, "base": base.name, "points": list(found.points)}, folder / "layouts.yaml")
     target = folder / "layouts.parquet"
     n = workers or default_workers()
@@ -122,7 +126,9 @@ def layouts_cmd(
         if not quiet and total and fmt is Format.table and (done == total or done % max(1, total // 10) == 0):
             err.print(f"{done}/{total} layouts run ({failed} refused)")
 
-    outcome = run_sweep(sweep, target, workers=n, progress=progress)
+    # the folder caches this search as asked now: the rows of layouts another --limit, --recompute or
+    # scenario tried are dropped (the store's advice, --restart, is not a flag of this command)
+    outcome = run_sweep(sweep, target, workers=n, progress=progress, drop_foreign=True)
     frame, _ = load_results(target)
     ok = frame[frame["status"] == "ok"].sort_values("step_time_s", kind="stable")
     refused = frame[frame["status"] != "ok"]
@@ -156,6 +162,7 @@ def layouts_cmd(
         "fit": len(ok),
         "refused": ranked_reasons,
         "over_limit": found.over_limit,
+        "searched_keys": searched,  # the scenario's, replaced by every layout's
         "results": str(target),
         "top": rows,
     }
@@ -182,6 +189,8 @@ def layouts_cmd(
         out.print("refused: " + "; ".join(f"{n} x {why}" for why, n in list(ranked_reasons.items())[:5]))
     if found.over_limit:
         out.print(f"{found.over_limit} more layouts not run (--limit {limit}; one of each TP, CP and PP in turn)")
+    if searched:
+        out.print(f"searched, not taken from {scenario.name}: {', '.join(searched)}")
     out.print(f"every row: {target}")
 
 

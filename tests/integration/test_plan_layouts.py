@@ -50,6 +50,8 @@ def test_the_search_ranks_by_step_time_and_resumes(tmp_path: Path, capsys: pytes
     d = json.loads(out)
     times = [r["step_time_s"] for r in d["top"]]
     assert times == sorted(times) and d["simulated"] == 6 and d["fit"] == len(times) > 0
+    # the scenario's own layout (pipeline: {pp: 4, schedules: [1f1b]}) is searched over, and said so
+    assert d["searched_keys"] == ["pipeline.schedules", "pipeline.pp"]
     # a row is the step itself: the best layout run as its own scenario gives the same step time
     best = d["top"][0]
     code, out, _ = _plan(capsys, *args)  # resumed: the sweep's rows are reused, the ranking is the same
@@ -62,6 +64,13 @@ def test_the_search_ranks_by_step_time_and_resumes(tmp_path: Path, capsys: pytes
     assert best["tokens_per_s_per_gpu"] == pytest.approx(
         load_scenario(SCENARIO).training.global_batch * 8192 / best["step_time_s"] / 64  # type: ignore[union-attr]
     )
+    # a narrower search into the same folder: the other layouts' rows are dropped, not a refusal advising
+    # --restart (which this command does not have); the kept rows are reused, the same figures
+    code, out, err = _plan(capsys, *[("2" if a == "6" else a) for a in args])
+    assert code == 0, err
+    narrow = json.loads(out)
+    assert narrow["simulated"] == 2 and len(narrow["top"]) <= 2
+    assert all(r in d["top"] for r in narrow["top"])
 
 
 def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
