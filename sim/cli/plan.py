@@ -50,16 +50,12 @@ def _base(scenario: Path, recompute: bool = False) -> tuple[dict[str, Any], list
 
 def _modes(given: str | None) -> tuple[str, ...]:
     """The ``--recompute`` modes (one-line error naming the flag on a bad one)."""
-    from sim.errors import TwinError
+    from sim.cli.common import name_list
     from sim.model.layer import RECOMPUTE
 
     if given is None:
         return ()
-    modes = tuple(dict.fromkeys(m.strip() for m in given.split(",") if m.strip()))
-    bad = [m for m in modes if m not in RECOMPUTE]
-    if bad or not modes:
-        raise TwinError(f"--recompute: {bad[0] if bad else given!r} is not one of {', '.join(RECOMPUTE)}")
-    return modes
+    return tuple(name_list(given, "--recompute", RECOMPUTE, "recomputation"))
 
 
 @plan_app.command("layouts")

@@ -92,7 +92,9 @@ def test_recomputation_is_searched_where_asked(capsys: pytest.CaptureFixture[str
     assert layout_label(both.points[1]).endswith("recompute full")
     assert "recompute" not in layout_label(both.points[0])
     code, _, err = _plan(capsys, str(SCENARIO), "--recompute", "most")
-    assert code == 2 and err.count("\n") == 1 and "--recompute: 'most'" in err
+    assert code == 2 and err.count("\n") == 1 and "--recompute: unknown recomputation 'most'" in err
+    code, _, err = _plan(capsys, str(SCENARIO), "--recompute", "none,none")  # was run as one
+    assert code == 2 and "--recompute: a recomputation is listed twice" in err
 
 
 def test_a_folder_of_user_files_is_refused_untouched(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
