@@ -16,7 +16,16 @@ from sim.chunk.build import ChunkConfig, build_chunk
 from sim.chunk.export import chunk_trace
 from sim.chunk.overheads import ChunkParams
 from sim.chunk.timer import ChunkResult
-from sim.cli.common import Format, Int, as_flag, input_file_option, out, output_file_option, refuse_given
+from sim.cli.common import (
+    Format,
+    Int,
+    as_flag,
+    input_file_option,
+    out,
+    output_file_option,
+    refuse_given,
+    refuse_unbound_node_limit,
+)
 from sim.errors import ScenarioError
 from sim.experiments.trace_validation import ANNOTATIONS, DATASHEET, FRACTIONS, figures, validate_trace
 from sim.hardware.gpu import DEEPSEEK_COMM_SMS
@@ -25,6 +34,7 @@ from sim.limits import MAX_GPUS, MAX_LAYERS, MAX_SEED, MAX_SMS, MAX_TOKENS, requ
 from sim.model.catalog import load_model_config
 from sim.model.spec import DEEPSEEK_V3, parse_model
 from sim.moe.gating import GATES, Gating
+from sim.moe.spec import MoESpec
 from sim.outputs import atomic_write_text
 from sim.paths import shown
 from sim.step.layout import DEFAULT_EP
@@ -124,10 +134,16 @@ def chunk_cmd(
     )
     model = load_model_config(model_config) if model_config is not None else ChunkConfig().model
     if node_limit is not None:
+        default = model.n_limited_groups
         try:
             model = parse_model({**model.model_dump(exclude_unset=True), "n_limited_groups": node_limit})
         except ScenarioError as e:
             raise ScenarioError("--n-limited-groups", e.message) from None
+        if model.is_moe_model:
+            spec = MoESpec.of_model(model, ep)
+            refuse_unbound_node_limit(ctx, node_limit, default, spec.nodes, spec.topk, ep)
+    if kind is ChunkKind.weight:  # (weight gradients: no DeepEP phase beside them)
+        refuse_given(ctx, ("interference",), "not used by --kind weight (a weight pass has no communication)")
     first = model.n_dense_layers if first_layer is None else first_layer
     if not any(layer >= model.n_layers or model.is_moe(layer) for layer in range(first, first + layers)):
         refuse_given(

@@ -64,6 +64,25 @@ def refuse_given(ctx: typer.Context, names: Iterable[str], why: str) -> None:
             raise ScenarioError(flag, f"{why}; remove it")
 
 
+def refuse_unbound_node_limit(ctx: typer.Context, given: int, default: int, nodes: int, topk: int, ep: int) -> None:
+    """Refuse ``--n-limited-groups`` where neither its value nor the default limits a token's nodes
+    (:attr:`sim.moe.spec.MoESpec.limit`: a limit binds only below both the EP group's nodes and top-k),
+    so that giving it changes nothing: EP within one node, say."""
+
+    def binds(m: int) -> bool:
+        return m < nodes and m < topk
+
+    if not binds(given) and not binds(default):
+        if nodes == 1:
+            why = f"not used: EP {ep} is one node (every token stays in it, whatever the limit)"
+        else:
+            why = (
+                f"not used: neither M = {given} nor the default {default} is below {min(nodes, topk)}, the "
+                f"{'nodes of EP ' + str(ep) if nodes <= topk else 'experts a token picks'}, so neither limits a token"
+            )
+        refuse_given(ctx, ("node_limit",), why)
+
+
 def _num(x: float) -> str:
     if abs(x) < 1e10 and (isinstance(x, int) or x.is_integer()):
         return f"{int(x):,}"

@@ -22,6 +22,7 @@ from sim.cli.common import (
     out,
     plot_file_option,
     refuse_given,
+    refuse_unbound_node_limit,
 )
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
@@ -155,6 +156,7 @@ def alltoall_cmd(
 ) -> None:
     """Dispatch and combine of one MoE layer: time, IB/NVLink bytes per GPU, DeepEP bandwidth."""
     spec = _moe_spec(experts=experts, topk=topk, node_limit=node_limit, ep=ep, hidden=hidden)
+    refuse_unbound_node_limit(ctx, node_limit, V3.n_limited_groups, spec.nodes, topk, ep)
     if routing not in (*GATES, "replay"):
         raise ScenarioError("--routing", f"unknown routing {routing!r}; choose from {', '.join(GATES)}, replay")
     if routing != "skewed":
@@ -279,6 +281,7 @@ def balance_cmd(
     if fmt is Format.json:
         refuse_given(ctx, ("every",), "not used with --format json (it prints every step)")
     spec = _moe_spec(experts=experts, topk=topk, node_limit=node_limit, ep=ep)
+    refuse_unbound_node_limit(ctx, node_limit, V3.n_limited_groups, spec.nodes, topk, ep)
     require_memory(
         16 * tokens * experts,
         f"scores of {tokens:,} tokens x {experts} experts",

@@ -346,6 +346,11 @@ HAND: list[Any] = [
     # W bounds B only where a schedule splits B: --b 0.5 was refused for 1f1b ("W=1.0 > B=0.5"), --w with it too
     (["schedules", "compare", "--schedules", "1f1b,zb1p", "--b", "0.5"], "--w: W is part of B and cannot exceed it"),
     # MoE
+    # a node limit that binds neither given nor by default: the output was the default's, to the bit
+    (["alltoall", "--ep", "16", "--n-limited-groups", "2"], "--n-limited-groups: not used: neither M = 2 nor"),
+    (["balance", "--ep", "8", "--n-limited-groups", "1"], "--n-limited-groups: not used: EP 8 is one node"),
+    (["chunk", "--ep", "8", "--n-limited-groups", "1"], "--n-limited-groups: not used: EP 8 is one node"),
+    (["chunk", "--kind", "weight", "--interference", "none"], "--interference: not used by --kind weight"),
     (["alltoall", "--sms", "200"], "--sms: must be in 0..131"),
     (["alltoall", "--sms", "3"], "--sms: must be an even number"),
     (["alltoall", "--sms", ","], "--sms: give one or more"),

@@ -190,19 +190,20 @@ def test_chunk_cli_node_limit_reaches_the_routing(capsys: pytest.CaptureFixture[
     """``--n-limited-groups`` on the default (MLA) model: accepted (the flag's model keeps only the keys
     its config set, so MLA refuses no GQA key it never had), and it routes: with random routing on 4
     nodes, tokens limited to 1 node send fewer IB messages than tokens free to reach all 4, so the
-    dispatch takes less time."""
+    dispatch takes less time (with no flag: the model's M = 4 keeps all 4 nodes)."""
     import json
 
     from sim.cli import main
 
-    def dispatch(limit: str) -> float:
+    def dispatch(*limit: str) -> float:
         args = ["--layers", "2", "--ep", "32", "--tokens", "1024", "--routing", "random", "--format", "json"]
         with pytest.raises(SystemExit) as info:
-            main(["chunk", *args, "--n-limited-groups", limit])
+            main(["chunk", *args, *limit])
         assert info.value.code == 0
         return float(json.loads(capsys.readouterr().out)["annotations"]["dispatch(F)"])
 
-    assert dispatch("1") < dispatch("4")
+    # (the default M = 4 keeps all 4 nodes: giving 4, or more, is refused as not used)
+    assert dispatch("--n-limited-groups", "1") < dispatch()
 
 
 def test_chunk_cli_coprocessor_takes_sms_0_but_refuses_other_sms(capsys: pytest.CaptureFixture[str]) -> None:
