@@ -74,10 +74,10 @@ def checked_fields(ref: str, folder: Path | None = None, timed: bool = True) -> 
     try:
         return fields, parse_model(fields, file, timed)
     except ScenarioError as err:
-        if model_type is None:
+        if err.file != file:  # (another file's error: as it is)
             raise
-        field = err.key_path.removeprefix("model.")
-        raise ScenarioError(source_key(model_type, field), err.message, err.file) from None
+        field = err.key_path.removeprefix("model.")  # the file's own key, not a scenario's model section's
+        raise ScenarioError(field if model_type is None else source_key(model_type, field), err.message, file) from None
 
 
 def load_model_config(path: str | Path) -> ModelSpec:

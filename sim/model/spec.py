@@ -219,25 +219,35 @@ def parse_model(data: object, file: str | None = None, timed: bool = True) -> Mo
     return spec
 
 
+# The keys of DeepSeek's own format that define the model's shape: its code (``ModelArgs``) has other
+# defaults for them than the V3 values the twin's fields default to, so a file must give them.
+DEEPSEEK_REQUIRED = ("vocab_size", "dim", "inter_dim", "n_layers", "n_heads")
+
+
 def deepseek_config_fields(data: dict[str, object], path: str) -> dict[str, object]:
     """The ModelSpec fields of a config in DeepSeek's own format (``config_671B.json``): its keys are
     the fields; the keys nothing reads (:data:`NOT_MODELLED`) are checked and dropped:
     ``n_expert_groups`` a whole number, at least ``n_limited_groups``; ``route_scale`` a number > 0;
     ``score_func`` sigmoid or softmax."""
     data = dict(data)
+    for key in DEEPSEEK_REQUIRED:  # (else V3's value, under the file's name: '{}' was DeepSeek-V3)
+        if key not in data:
+            raise ScenarioError(
+                key, f"required key is missing (a config in DeepSeek's format has {', '.join(DEEPSEEK_REQUIRED)})", path
+            )
     if "route_scale" in data:
         scale = data.pop("route_scale")
         if not isinstance(scale, int | float) or isinstance(scale, bool) or not 0 < scale < float("inf"):
-            raise ScenarioError("model.route_scale", f"must be a number > 0, got {scale!r}", path)
+            raise ScenarioError("route_scale", f"must be a number > 0, got {scale!r}", path)
     if "score_func" in data:
         func = data.pop("score_func")
         if func not in ("sigmoid", "softmax"):
-            raise ScenarioError("model.score_func", f"must be sigmoid or softmax, got {func!r}", path)
+            raise ScenarioError("score_func", f"must be sigmoid or softmax, got {func!r}", path)
     if "n_expert_groups" in data:
         groups = data.pop("n_expert_groups")
         if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
-            raise ScenarioError("model.n_expert_groups", f"must be a whole number >= 1, got {groups!r}", path)
+            raise ScenarioError("n_expert_groups", f"must be a whole number >= 1, got {groups!r}", path)
         limited = data.get("n_limited_groups", DEEPSEEK_V3.n_limited_groups)
         if isinstance(limited, int) and limited > groups:
-            raise ScenarioError("model.n_limited_groups", f"{limited} exceeds n_expert_groups ({groups})", path)
+            raise ScenarioError("n_limited_groups", f"{limited} exceeds n_expert_groups ({groups})", path)
     return data

@@ -31,7 +31,7 @@ def test_deepseek_config_gives_the_default_model() -> None:
 def test_bad_model_keys_are_refused(tmp_path: Path) -> None:
     bad = tmp_path / "config.json"
     bad.write_text(json.dumps({**json.loads(CONFIG.read_text()), "n_expertz": 3}))
-    with pytest.raises(ScenarioError, match=r"config.json: model.n_expertz: unknown key"):
+    with pytest.raises(ScenarioError, match=r"config.json: n_expertz: unknown key"):  # the file's key
         load_model_config(bad)
     with pytest.raises(ScenarioError, match="n_dense_layers"):
         parse_model({"n_layers": 2, "n_dense_layers": 3})
@@ -43,14 +43,20 @@ def test_config_files_may_carry_n_expert_groups_which_is_checked_and_dropped(tmp
     """DeepSeek's config.json has n_expert_groups (its inference router's groups); the twin's groups are
     the EP group's nodes, so ModelSpec has no such field: a config file's is checked, a scenario's refused."""
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"n_limited_groups": 4, "n_expert_groups": 8}))
+    shape = {"vocab_size": 129280, "dim": 7168, "inter_dim": 18432, "n_layers": 61, "n_heads": 128}  # required
+    config.write_text(json.dumps({**shape, "n_limited_groups": 4, "n_expert_groups": 8}))
     assert load_model_config(config) == DEEPSEEK_V3.model_copy(update={"name": tmp_path.name})  # its folder
-    config.write_text(json.dumps({"n_limited_groups": 4, "n_expert_groups": 2}))
-    with pytest.raises(ScenarioError, match=r"config.json: model.n_limited_groups: 4 exceeds n_expert_groups \(2\)"):
+    config.write_text(json.dumps({**shape, "n_limited_groups": 4, "n_expert_groups": 2}))
+    with pytest.raises(ScenarioError, match=r"config.json: n_limited_groups: 4 exceeds n_expert_groups \(2\)"):
         load_model_config(config)
-    config.write_text(json.dumps({"n_expert_groups": "8"}))
-    with pytest.raises(ScenarioError, match=r"model.n_expert_groups: must be a whole number >= 1, got '8'"):
+    config.write_text(json.dumps({**shape, "n_expert_groups": "8"}))
+    with pytest.raises(ScenarioError, match=r"config.json: n_expert_groups: must be a whole number >= 1, got '8'"):
         load_model_config(config)
+    # a file without its shape was DeepSeek-V3 under the file's name ('{}' printed the 671B model)
+    for missing in shape:
+        config.write_text(json.dumps({k: v for k, v in shape.items() if k != missing}))
+        with pytest.raises(ScenarioError, match=rf"config.json: {missing}: required key is missing"):
+            load_model_config(config)
     with pytest.raises(ScenarioError, match=r"model.n_expert_groups: unknown key"):
         parse_model({"n_expert_groups": 8})
 
