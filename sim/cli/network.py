@@ -130,6 +130,8 @@ def collective_cmd(
     spec = load_cluster(cluster)
     if gpus > spec.gpus:
         raise ScenarioError("--gpus", f"need 2..{spec.gpus} GPUs on this cluster ({cluster}), got {gpus}")
+    if gpus <= spec.node.gpus_per_node:  # the collective's GPUs are the cluster's first: one node's
+        refuse_given(ctx, ("seed",), f"not used: {gpus} GPUs are one node (NVLink alone: no switch hashes a flow)")
     flows = gpus * (gpus - 1) if kind == "alltoall" else 64 * gpus
     require_memory(
         flows * FLOW_BYTES,

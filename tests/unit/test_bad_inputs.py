@@ -345,6 +345,20 @@ HAND: list[Any] = [
     (["schedules", "trace", "1f1b", "-o", "t.png"], "--output: t.png: a trace is JSON: name it .json"),
     # W bounds B only where a schedule splits B: --b 0.5 was refused for 1f1b ("W=1.0 > B=0.5"), --w with it too
     (["schedules", "compare", "--schedules", "1f1b,zb1p", "--b", "0.5"], "--w: W is part of B and cannot exceed it"),
+    # collective: ECMP's seed where no flow meets a switch (the output was the same for every seed)
+    (
+        [
+            "collective",
+            "allreduce",
+            "--topology",
+            str(REPO / "topologies" / "deepseek-v3-mpft.yaml"),
+            "--gpus",
+            "8",
+            "--seed",
+            "3",
+        ],
+        "--seed: not used: 8 GPUs are one node",
+    ),
     # MoE
     # a node limit that binds neither given nor by default: the output was the default's, to the bit
     (["alltoall", "--ep", "16", "--n-limited-groups", "2"], "--n-limited-groups: not used: neither M = 2 nor"),
