@@ -130,12 +130,12 @@ PER_RANK_HEADERS = [
     "optimizer",
     "DP comm",
     "wait",
-    "EP exposed",
+    "comm in chunks",
     "memory GiB",
 ]
 OVER_RANK_NAMES = {
     "bubble_s": "pipeline bubble",
-    "ep_comm_exposed_s": "EP exposed inside chunks",
+    "ep_comm_exposed_s": "comm exposed inside chunks (EP, TP, CP)",
     "dp_comm_exposed_s": "exposed DP communication",
     "wait_s": "waiting for other ranks",
 }
@@ -188,11 +188,21 @@ def memory_text(run: TrainingRun) -> str:
     )
 
 
-def ep_exposed_text(b: RankBreakdown, moe: bool = True) -> str:
-    if not moe:
-        return "A dense model: no EP all-to-all inside the chunks."
+def chunk_collectives(run: TrainingRun) -> bool:
+    """Whether the layout runs TP or CP collectives inside the chunks (beside DeepEP's, on the same
+    communication stream: ``ep_comm_exposed_s`` counts them too)."""
+    lay = run.result.to_dict()["layout"]
+    return int(lay.get("tp", 1)) > 1 or int(lay.get("cp", 1)) > 1
+
+
+def ep_exposed_text(b: RankBreakdown, moe: bool = True, collectives: bool = False) -> str:
+    """What compute waited on inside the chunks: DeepEP's all-to-alls (MoE), TP and CP collectives
+    (``collectives``), both, or nothing (a dense model without TP or CP)."""
+    what = [x for x, on in (("DeepEP all-to-alls", moe), ("TP/CP collectives", collectives)) if on]
+    if not what:
+        return "A dense model without TP or CP: no communication inside the chunks."
     return (
-        f"Inside those chunks, compute waited {_ms(b.ep_comm_exposed_s)} ms on DeepEP all-to-alls "
+        f"Inside those chunks, compute waited {_ms(b.ep_comm_exposed_s)} ms on {' and '.join(what)} "
         "(communication stream busy, both compute streams idle)."
     )
 
@@ -217,7 +227,7 @@ def step_document(run: TrainingRun) -> Document:
         [[name, _ms(v), f"{v / r.step_time_s:.1%}"] for name, v in breakdown_parts(b)]
         + [["**step**", f"**{_ms(r.step_time_s)}**", "100%"]],
     )
-    doc.paragraph(BREAKDOWN_NOTE + " " + ep_exposed_text(b, is_moe(run)))
+    doc.paragraph(BREAKDOWN_NOTE + " " + ep_exposed_text(b, is_moe(run), chunk_collectives(run)))
     doc.table(["over the ranks (ms)", f"rank {r.reported_rank}", "mean", "worst"], over_rank_rows(r), align="lrrr")
     doc.heading("Per rank (ms)")
     doc.table(PER_RANK_HEADERS, per_rank_rows(r), align="r" * len(PER_RANK_HEADERS))

@@ -25,6 +25,7 @@ from reports.step_report import (
     PUBLISHED_NOTE,
     _ms,
     breakdown_parts,
+    chunk_collectives,
     compares_with_published,
     ep_exposed_text,
     is_moe,
@@ -89,7 +90,7 @@ def breakdown_figure(run: TrainingRun) -> Figure:
         values = np.array([breakdown_parts(x)[i][1] for x in r.ranks])
         ax.bar(ranks, values, bottom=bottom, color=PART_COLOURS[i], label=name, width=0.75)
         bottom += values
-    ax.plot(ranks, [x.ep_comm_exposed_s for x in r.ranks], "kx", markersize=7, label="EP exposed (inside the chunks)")
+    ax.plot(ranks, [x.ep_comm_exposed_s for x in r.ranks], "kx", markersize=7, label="comm exposed (inside the chunks)")
     ax.axhline(r.step_time_s, color="black", lw=0.8, ls="--")
     ax.set_xticks(ranks)
     ax.set_xlabel("pipeline rank")
@@ -352,7 +353,7 @@ def training_document(run: TrainingRun, study: Study, provenance: list[tuple[str
         + [["**step**", f"**{_ms(r.step_time_s)}**", "100%"]],
         caption=f"Rank {r.reported_rank}, which ends the step (the critical path).",
     )
-    doc.paragraph(BREAKDOWN_NOTE + " " + ep_exposed_text(b, is_moe(run)))
+    doc.paragraph(BREAKDOWN_NOTE + " " + ep_exposed_text(b, is_moe(run), chunk_collectives(run)))
     doc.table(["over the ranks (ms)", f"rank {r.reported_rank}", "mean", "worst"], over_rank_rows(r), align="lrrr")
     doc.table(PER_RANK_HEADERS, per_rank_rows(r), align="r" * len(PER_RANK_HEADERS), caption="Per rank, ms.")
 

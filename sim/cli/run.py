@@ -142,6 +142,6 @@ def _run_training(asm: Assembly, output: Path | None, fmt: Format, quiet: bool) 
     out.print(
         f"rank {r.reported_rank}: F {b.forward_only_s:.3f} s, B/I {b.backward_only_s:.3f}, W {b.weight_only_s:.3f}, "
         f"F&B {b.overlapped_fb_s:.3f}, bubble {b.bubble_s:.3f}, optimizer {b.optimizer_s:.3f}, "
-        f"DP comm {b.dp_comm_exposed_s:.3f}, wait {b.wait_s:.3f} (EP exposed inside chunks {b.ep_comm_exposed_s:.3f})"
+        f"DP comm {b.dp_comm_exposed_s:.3f}, wait {b.wait_s:.3f} (comm exposed inside chunks {b.ep_comm_exposed_s:.3f})"
     )
     out.print(f"written to {target}/ (summary.md, summary.json, spans.parquet, trace.json, gantt.png)", soft_wrap=True)

@@ -16,8 +16,9 @@ action's end on any rank), and the data-parallel phase, from ``P`` to the step's
   gradient norm, the slowest optimizer shard of its set, the step's end), so that the eight add up
   to the step time exactly;
 * ``ep_comm_exposed_s``: inside the rank's chunks, the time the communication stream was busy (DeepEP
-  notify and data) while neither compute stream ran: compute waiting on all-to-all. It is part of the
-  chunk times above, not a ninth term.
+  notify and data; the TP and CP collectives where the layout has them, on the same stream) while
+  neither compute stream ran: compute waiting on communication. It is part of the chunk times above,
+  not a ninth term.
 
 The top-level breakdown is the rank that ends last (``reported_rank``: its data-parallel phase ends
 the step; among several, the one whose pipeline work ends last, then the busiest), the critical

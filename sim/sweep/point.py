@@ -93,7 +93,11 @@ METRICS: tuple[Metric, ...] = (
     Metric("bubble_s", "min", "s", "pipeline bubble (the rank that ends the step)", ABSOLUTE),
     Metric("bubble_ratio", "min", "", "pipeline bubble / step time (the rank that ends the step)", POINTS),
     Metric(
-        "ep_comm_exposed_s", "min", "s", "EP all-to-all exposed inside chunks (the rank that ends the step)", ABSOLUTE
+        "ep_comm_exposed_s",
+        "min",
+        "s",
+        "communication exposed inside chunks: DeepEP, TP, CP (the rank that ends the step)",
+        ABSOLUTE,
     ),
     Metric("dp_comm_exposed_s", "min", "s", "DP communication exposed (the rank that ends the step)", ABSOLUTE),
     Metric("memory_peak_GiB", "min", "GiB", "peak memory per GPU (worst rank)"),
