@@ -35,6 +35,10 @@ rank        stages       params  grads  optimizer  activations_peak  total
 7           7 and 8      6.10    12.19  5.36       41.53             65.18
 ==========  ===========  ======  =====  =========  ================  =====
 
+(This table shards over one pipeline's DP groups. The training step also synchronises DualPipe's two
+copies of each stage, ranks r and 15-r as one ZeRO-1 group of DP 256, expert DP 4, which halves the
+optimizer column: ``twin run`` reports rank 7 at 2.68 GiB, total 62.50; rank 0 1.45, 55.48; docs/memory.md.)
+
 Rank 0 holds at its peak 16 micro-batches of stage 0 (3 dense layers, 1.10 GiB each) and 1 of stage
 15 (3 MoE layers, the MTP block and two heads' logits: 6.50 GiB); rank 7's peak comes in DualPipe's
 last phases, 4 micro-batches of stage 7 and 4 of stage 8 awaiting their W (4 MoE layers: 5.19 GiB
