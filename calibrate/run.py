@@ -92,7 +92,7 @@ def _profile(bench: Bench, described: tuple[str, int, dict[str, str | float | No
     name, sms, facts = described
     gpu = datasheet_for(name)
     return Profile(
-        device=DeviceInfo(name=name, sms=sms, **facts),
+        device=DeviceInfo.model_validate({"name": name, "sms": sms, **facts}),
         source="measured",
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         git_revision=git_revision(),

@@ -33,7 +33,7 @@ import math
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, ValidationError, ValidationInfo, field_validator
 
 from sim.errors import ScenarioError
 from sim.hardware.gpu import DEFAULT_EFFICIENCY, GpuSpec, datasheet_for
@@ -41,23 +41,26 @@ from sim.yamlio import MAX_JSON_BYTES, parse_json, read_text, validation_error
 
 
 class _Strict(BaseModel):
-    # strict: a number given as text ("1979") or as true/false is refused, not converted
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# Numbers strict (``strict=True``, ``StrictFloat``): one given as text ("1979") or as true/false is
+# refused, not converted (true was read as 1 TFLOPS).
 
 
 class DeviceInfo(_Strict):
     name: str = Field(min_length=1)
     sms: int = Field(ge=1, le=1024, strict=True)
-    clock_mhz: float | None = Field(None, gt=0)
+    clock_mhz: float | None = Field(None, gt=0, strict=True)
     driver: str | None = None
     cuda: str | None = None
     torch: str | None = None
 
 
 class Peaks(_Strict):
-    fp8_dense_TFLOPS: float = Field(gt=0, le=1e9)
-    bf16_dense_TFLOPS: float = Field(gt=0, le=1e9)
-    hbm_TBps: float = Field(gt=0, le=1e9)
+    fp8_dense_TFLOPS: float = Field(gt=0, le=1e9, strict=True)
+    bf16_dense_TFLOPS: float = Field(gt=0, le=1e9, strict=True)
+    hbm_TBps: float = Field(gt=0, le=1e9, strict=True)
 
 
 # Parameters the cost model reads as numbers: a profile that gives one as text is refused when loaded,
@@ -93,7 +96,7 @@ SM_PARAMS = ("sms", "compute_sms", "comm_sms")  # at most the device's SMs
 class Sample(_Strict):
     op: Literal["gemm", "attention", "memory", "interference", "alltoall", "p2p", "collective", "chunk"]
     params: dict[str, float | int | str]
-    time_s: float = Field(gt=0, le=1e9)
+    time_s: float = Field(gt=0, le=1e9, strict=True)
 
     @field_validator("params", mode="before")
     @classmethod
@@ -157,8 +160,8 @@ class GemmFitEntry(_Strict):
     bounds the fit itself keeps to (a hand-edited or damaged fit would predict any time at all)."""
 
     inputs_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    params: dict[str, float]
-    efficiency: dict[str, float]
+    params: dict[str, StrictFloat]
+    efficiency: dict[str, StrictFloat]
 
     @field_validator("params", "efficiency", mode="before")
     @classmethod
@@ -203,14 +206,16 @@ class Profile(_Strict):
     git_revision: str = "unknown"
     tool: str = ""
     peaks: Peaks
-    efficiency: float = Field(DEFAULT_EFFICIENCY, gt=0, le=1, description="assumed fraction of peak without samples")
+    efficiency: float = Field(
+        DEFAULT_EFFICIENCY, gt=0, le=1, strict=True, description="assumed fraction of peak without samples"
+    )
     ran: list[str] = Field(default_factory=list)
     skipped: list[Skipped] = Field(default_factory=list)
     samples: list[Sample] = Field(default_factory=list)
     sources: list[SourceFile] = Field(default_factory=list)
     method: str = ""
-    loso_error: dict[str, float] = Field(default_factory=dict)
-    lofo_error: dict[str, float] = Field(default_factory=dict)
+    loso_error: dict[str, StrictFloat] = Field(default_factory=dict)
+    lofo_error: dict[str, StrictFloat] = Field(default_factory=dict)
     gemm_fit: dict[str, GemmFitEntry] = Field(default_factory=dict)
 
 
