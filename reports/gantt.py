@@ -237,6 +237,7 @@ def _collect(run: ScheduleRun, dp: Sequence[DeviceTimeline]) -> tuple[_Boxes, fl
             end = max(end, t.arrival)
     for d, tl in enumerate(dp[:rows]):
         phases = [("dp", iv, "RS") for iv in tl.reduce_scatter]
+        phases += [("dp", tl.embedding_sync, "emb")] if tl.embedding_sync else []
         phases += [("optimizer", tl.optimizer, "opt"), ("dp", tl.all_gather, "AG")]
         for kind, (start, stop), label in phases:
             if stop > start:

@@ -24,8 +24,8 @@ def timeline_data(run: TrainingRun) -> dict[str, object]:
         mb, mb2 = (a.parts[0].mb, a.parts[1].mb) if a.op is Op.FB else (a.mb, -1)
         ranks[s.device].append([round(s.start * 1e3, 3), round(s.end * 1e3, 3), _CODE[a.op], mb, mb2])
     for d, t in enumerate(run.step.timelines):
-        for start, end in t.reduce_scatter:
-            ranks[d].append([round(start * 1e3, 3), round(end * 1e3, 3), 5, -1, -1])
+        for start, end in (*t.reduce_scatter, *((t.embedding_sync,) if t.embedding_sync else ())):
+            ranks[d].append([round(start * 1e3, 3), round(end * 1e3, 3), 5, -1, -1])  # DP communication
         ranks[d].append([round(t.optimizer[0] * 1e3, 3), round(t.optimizer[1] * 1e3, 3), 6, -1, -1])
         ranks[d].append([round(t.all_gather[0] * 1e3, 3), round(t.all_gather[1] * 1e3, 3), 7, -1, -1])
     for spans in ranks:

@@ -10,7 +10,8 @@ action's end on any rank), and the data-parallel phase, from ``P`` to the step's
 * ``bubble_s``: ``P`` minus its busy time: the pipeline's idle time on the rank, the schedule's own
   definition (:func:`sim.results.metrics`, the report's schedule table), whatever else runs then (a
   reduce-scatter started early in ``tail`` mode hides there);
-* ``dp_comm_exposed_s``: its replica set's reduce-scatters after ``P`` and its all-gather;
+* ``dp_comm_exposed_s``: its replica set's reduce-scatters after ``P`` (and the shared embedding's
+  all-reduce between the first and last stage, :mod:`sim.step.tied_embedding`) and its all-gather;
   ``optimizer_s``: its AdamW shard;
 * ``wait_s``: the rest of the data-parallel phase: waiting for the other ranks (the barrier of the
   gradient norm, the slowest optimizer shard of its set, the step's end), so that the eight add up
@@ -306,7 +307,8 @@ def rank_breakdowns(step: StepRun) -> list[RankBreakdown]:
         s = sums[d]
         busy = s[Op.F] + s[Op.B] + s[Op.I] + s[Op.W] + s[Op.FB]
         t = step.timelines[d]
-        after = sum(max(0.0, e - max(st, makespan)) for st, e in t.reduce_scatter)  # RS past the pipeline
+        syncs = (*t.reduce_scatter, *((t.embedding_sync,) if t.embedding_sync else ()))
+        after = sum(max(0.0, e - max(st, makespan)) for st, e in syncs)  # RS (and the embedding's) past the pipeline
         dp_comm = after + t.all_gather[1] - t.all_gather[0]
         mem = rank_memory(inp.model, lay, sched, d)
         out.append(

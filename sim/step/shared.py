@@ -43,6 +43,7 @@ from sim.step.fsdp import Fsdp
 from sim.step.layout import StagePlacement
 from sim.step.memory import Precision, optimizer_traffic
 from sim.step.spec import Counting, DeviceTimeline, PipelineRun, Progress, StepSpec
+from sim.step.tied_embedding import embedding_groups, embedding_pair
 from sim.step.zero1 import DpModel, ReplicaSet, SetPhase, pieces, rank_params
 
 Coflow = tuple[np.ndarray, np.ndarray, float, float]  # links, bytes per link, time alone, latency
@@ -265,6 +266,12 @@ def run_shared(
         key: (links, per_link, model.time(key[0], rset, key[2]), 0.0)  # type: ignore[arg-type]
         for key, (links, per_link, rset) in dp_loads.items()
     }
+    # the shared embedding's gradient all-reduce between the pipeline's two ends (sim.step.tied_embedding)
+    pair = embedding_pair(inp.model, lay, schedule)
+    embedding: Coflow | None = None
+    if pair is not None:
+        groups = embedding_groups(inp.model, lay, pair)
+        embedding = (*_group_loads(model, "allreduce", groups), model.alone("allreduce", groups), 0.0)
 
     origin = ctx.start_main()  # every duration is known: the loop starts here
     if fsdp is not None:
@@ -279,6 +286,19 @@ def run_shared(
     barrier_left = [len(sets)]
     barrier = env.event()
     results: dict[tuple[int, ...], _SetRun] = {}
+    # the embedding's all-reduce starts when both ends' replica sets have reduce-scattered
+    syncing = [r for r in sets if pair is not None and (pair[0] in r or pair[1] in r)]
+    synced: dict[tuple[int, ...], simpy.Event] = {r: env.event() for r in syncing}
+    sync_done = env.event()
+    sync_interval: list[tuple[float, float]] = []
+
+    def embedding_process() -> Generator[simpy.Event, object, None]:
+        assert embedding is not None
+        yield env.all_of(list(synced.values()))
+        start = env.now
+        yield net.send_coflow(*embedding, "zero1")
+        sync_interval.append((start - origin, env.now - origin))
+        sync_done.succeed()
 
     def dp_process(ranks: tuple[int, ...], rset: ReplicaSet, d: int) -> Generator[simpy.Event, object, None]:
         whole = rank_params(inp.model, lay, schedule, d)
@@ -306,6 +326,9 @@ def run_shared(
             yield net.send_coflow(*dp_coflows[("reducescatter", ranks, whole)], "zero1")
             intervals.append((start - origin, env.now - origin))
         out.reduce_scatter = tuple(intervals)
+        if ranks in synced:
+            synced[ranks].succeed()
+            yield sync_done
         barrier_left[0] -= 1
         if barrier_left[0] == 0:
             barrier.succeed()
@@ -324,6 +347,8 @@ def run_shared(
         out.all_gather = (ag0 - origin, env.now - origin)
 
     procs = [env.process(dp_process(ranks, rset, d)) for ranks, (rset, d) in sets.items()]
+    if embedding is not None:
+        procs.append(env.process(embedding_process()))
     if progress is not None:
         progress("timing chunks", total, total)
     run_until(ctx, env.all_of([pipeline_done, *procs]))
@@ -356,6 +381,7 @@ def run_shared(
                 all_gather=r.all_gather,
                 fsdp_gathers=tuple(fsdp.ranks[d].all_gather) if fsdp is not None else (),
                 fsdp_wait_s=fsdp.ranks[d].waited_s if fsdp is not None else 0.0,
+                embedding_sync=sync_interval[0] if pair is not None and d in pair else None,
             )
         )
     return pipelines, dp, timelines
@@ -387,7 +413,14 @@ def _dp_loads(model: DpModel, kind: str, rset: ReplicaSet, p: object) -> tuple[n
     """A replica set's collectives of ``kind`` for parameters ``p`` as one coflow's links and bytes
     on each: every group's ring edges summed per link (its time alone is the memoised simulation of
     them together, :meth:`DpModel.time`)."""
-    groups = model.groups(kind, rset, p)  # type: ignore[arg-type]
+    return _group_loads(model, kind, model.groups(kind, rset, p))  # type: ignore[arg-type]
+
+
+def _group_loads(
+    model: DpModel, kind: str, groups: list[tuple[np.ndarray, float, str]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The collectives of ``kind`` of ``groups`` (GPUs, bytes, algorithm) as one coflow's links and
+    bytes on each (the first ``tp`` groups non-expert ones, as :meth:`DpModel.groups` orders them)."""
     src, dst, nbytes = [], [], []
     tp = model.layout.tp  # the first tp groups are the non-expert ones
     flows = [collective_flows(model.topology, kind, g, s, a) for g, s, a in groups[:tp]]

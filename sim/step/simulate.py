@@ -47,6 +47,7 @@ from sim.step.spec import (
     StepRun,
     StepSpec,
 )
+from sim.step.tied_embedding import embedding_groups, embedding_pair
 from sim.step.zero1 import DpModel, ReplicaSet, SetPhase, stage_ready_times
 
 __all__ = [
@@ -166,6 +167,13 @@ def isolated_dp(
             phases[rset.ranks] = model.phase(d, ready, pipe_end)
         dp.append(phases[rset.ranks])
     barrier = max(ph.reduce_scatter_end for ph in dp)
+    # the shared embedding's all-reduce between the pipeline's ends, alone, once both have reduce-scattered
+    pair = embedding_pair(spec.inputs.model, lay, spec.schedule)
+    sync: tuple[float, float] | None = None
+    if pair is not None:
+        start = max(dp[r].reduce_scatter_end for r in pair)
+        sync = (start, start + model.alone("allreduce", embedding_groups(spec.inputs.model, lay, pair)))
+        barrier = max(barrier, sync[1])
     timelines = []
     for d in range(lay.devices):
         ph = dp[d]
@@ -176,6 +184,7 @@ def isolated_dp(
                 reduce_scatter=ph.reduce_scatter,
                 optimizer=(barrier, barrier + ph.optimizer_s),
                 all_gather=(opt_end, opt_end + ph.all_gather_s),
+                embedding_sync=sync if pair is not None and d in pair else None,
             )
         )
     return dp, timelines

@@ -106,6 +106,9 @@ class DeviceTimeline:
     all_gather: tuple[float, float]
     fsdp_gathers: tuple[tuple[float, float], ...] = ()  # FSDP: each unit's all-gather (sim.step.fsdp)
     fsdp_wait_s: float = 0.0  # FSDP: the rank's time waiting for gathered weights
+    # the shared embedding's gradient all-reduce with the other end of the pipeline, after the
+    # reduce-scatter (sim.step.tied_embedding); None where the rank takes no part
+    embedding_sync: tuple[float, float] | None = None
 
     @property
     def end(self) -> float:

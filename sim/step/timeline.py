@@ -242,6 +242,7 @@ def spans_frame(step: StepRun) -> pd.DataFrame:
             cols["end_s"] += (span.start + last).tolist()
     for d, t in enumerate(step.timelines):
         phases = [("dp", "reduce-scatter", iv) for iv in t.reduce_scatter]
+        phases += [("dp", "embedding all-reduce", t.embedding_sync)] if t.embedding_sync else []
         phases += [("compute", "optimizer", t.optimizer), ("dp", "all-gather", t.all_gather)]
         for stream, op, (s, e) in phases:
             if e > s:

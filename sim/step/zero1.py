@@ -296,6 +296,11 @@ class DpModel:
             self._memo[key] = _collectives(self.topology, kind, groups, self.spec.completion_rtol, self.ctx)
         return self._memo[key]
 
+    def alone(self, kind: str, groups: list[tuple[np.ndarray, float, str]]) -> float:
+        """Seconds the collectives ``groups`` (GPUs, bytes, algorithm) of ``kind`` take together, alone
+        on the fabric (memoised as :meth:`time`'s)."""
+        return _collectives(self.topology, kind, groups, self.spec.completion_rtol, self.ctx)
+
     def wanted(self, shared: bool) -> list[tuple[str, ReplicaSet, StageParams]]:
         """Every (kind, replica set, parameters) whose collectives' time alone the step asks for: with
         ``tail`` the reduce-scatter of each piece a set holds (and, on the shared network, of the

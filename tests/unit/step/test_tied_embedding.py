@@ -1,0 +1,76 @@
+"""The shared embedding's gradient all-reduce between the pipeline's first and last rank
+(sim.step.tied_embedding), against what Megatron-Core's ``finalize_model_grads`` does.
+
+- It runs where the last stage holds a copy of the table (a tied head or an MTP module) on another rank
+  than the first stage: 1F1B, not DualPipe (which puts both ends on one rank), not an untied model
+  without MTP.
+- On the two ranks only, after both their reduce-scatters (it starts at the later end, the two ends'
+  sets having synchronised) and before the optimizer, whose barrier it holds back.
+- Each of its 2-GPU rings moves the whole table gradient, ``vocab x dim / tp`` FP32 elements, through
+  each GPU's NIC once each way, so it takes at least ``bytes / NIC rate`` (the rank's rings share no
+  NIC); the step grows by it (the gradient-norm barrier waits), and the two ranks' exposed DP
+  communication includes it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sim.config import load_scenario
+from sim.run import TrainingRun, simulate_training
+from sim.step.tied_embedding import embedding_grad_bytes, embedding_pair
+from tests.conftest import REPO
+
+PP = 4
+
+
+def _run(
+    folder: Path, name: str, *, schedule: str = "1f1b", contention: str = "shared", batch: int = 64, **model: object
+) -> TrainingRun:
+    body = {
+        "name": name,
+        "model": {"config": "llama-3.1-8b", "n_layers": 8, "dtype": "bf16", **model},
+        "pipeline": {"pp": PP, "schedules": [schedule]},
+        "training": {"gpus": 64, "global_batch": batch, "contention": contention},
+        "cluster": {"topology": str(REPO / "topologies" / "h100-ib-1024.yaml")},
+        "profile": str(REPO / "calibrate" / "profiles" / "h100-sxm-measured.json"),
+    }
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return simulate_training(load_scenario(path))
+
+
+@pytest.mark.parametrize("contention", ["shared", "isolated"])
+def test_a_tied_table_is_summed_between_the_pipeline_ends(tmp_path: Path, contention: str) -> None:
+    untied = _run(tmp_path, "untied", contention=contention)
+    tied = _run(tmp_path, "tied", contention=contention, tie_word_embeddings=True)
+    spec = tied.step.spec
+    lay = spec.inputs.layout
+    assert embedding_pair(untied.step.spec.inputs.model, lay, untied.step.spec.schedule) is None
+    pair = embedding_pair(spec.inputs.model, lay, spec.schedule)
+    assert pair == (0, PP - 1)
+    assert all(t.embedding_sync is None for t in untied.step.timelines)
+    sync = tied.step.timelines[0].embedding_sync
+    assert sync is not None and tied.step.timelines[PP - 1].embedding_sync == sync
+    assert all(tied.step.timelines[d].embedding_sync is None for d in range(1, PP - 1))
+    # after both ends' reduce-scatters, at the later one's end; before the optimizer
+    rs_end = max(e for d in pair for _, e in tied.step.timelines[d].reduce_scatter)
+    assert sync[0] == pytest.approx(rs_end, abs=1e-12)
+    assert all(tied.step.timelines[d].optimizer[0] >= sync[1] for d in range(PP))
+    # the whole table's FP32 gradient through each NIC, once each way
+    nbytes = embedding_grad_bytes(spec.inputs.model, lay)
+    assert nbytes == 128256 * 4096 / lay.tp * 4
+    nic = spec.topology.spec.node.nic_Gbps / 8 * 1e9
+    assert sync[1] - sync[0] >= nbytes / nic
+    # exposed on the two ranks (after the pipeline, as their reduce-scatters)
+    for d in pair:
+        assert tied.result.ranks[d].dp_comm_exposed_s >= sync[1] - sync[0]
+
+
+def test_dualpipe_keeps_both_ends_on_one_rank(tmp_path: Path) -> None:
+    run = _run(tmp_path, "dualpipe", schedule="dualpipe", batch=128, tie_word_embeddings=True)  # 8 micro-batches
+    assert embedding_pair(run.step.spec.inputs.model, run.step.spec.inputs.layout, run.step.spec.schedule) is None
+    assert all(t.embedding_sync is None for t in run.step.timelines)
