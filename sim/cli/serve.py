@@ -116,9 +116,11 @@ def _print(summary: dict[str, Any]) -> None:
         t.add_row("TPOT (ms)", *(_ms(summary["tpot_s"][p]) for p in ("p50", "p90", "p99")))
         out.print(t)
         req = summary["requests"]
+        split = "colocated" not in summary["pools"]  # (a co-located pool's nodes do both)
+        pre, dec = ("prefill node", "decode node") if split else ("co-located node", "co-located node")
         out.print(
-            f"input {summary['input_tokens_per_s_per_node']:,.0f} tokens/s per prefill node | output "
-            f"{summary['output_tokens_per_s_per_node']:,.0f} tokens/s per decode node | goodput "
+            f"input {summary['input_tokens_per_s_per_node']:,.0f} tokens/s per {pre} | output "
+            f"{summary['output_tokens_per_s_per_node']:,.0f} tokens/s per {dec} | goodput "
             f"{summary['goodput_requests_per_s']:,.2f} requests/s (TTFT <= {summary['slo']['ttft_s']:g} s, "
             f"TPOT <= {summary['slo']['tpot_s']:g} s) | {req['completed']:,} of {req['arrived']:,} requests done"
         )

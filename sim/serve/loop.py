@@ -94,6 +94,7 @@ class Unit:
     kv_t: list[float] = field(default_factory=list)
     kv_used: list[float] = field(default_factory=list)
     kv_seen: int = 0  # occupancy samples offered
+    kv_peak: float = 0.0  # the highest occupancy offered (kept or thinned away)
     kv_stride: int = 1  # keep one of this many
 
     def enqueue(self, item: list[int]) -> None:
@@ -415,10 +416,12 @@ class Loop:
         """Record the unit's KV-cache occupancy; past :data:`KV_SAMPLES` points every other one is
         dropped and the stride doubles, so the series spans the whole run."""
         u.kv_seen += 1
+        used = u.kv_in_use() / u.kv_capacity
+        u.kv_peak = max(u.kv_peak, used)  # (the summary's peak: a thinned series may have dropped it)
         if (u.kv_seen - 1) % u.kv_stride:
             return
         u.kv_t.append(self.now)
-        u.kv_used.append(u.kv_in_use() / u.kv_capacity)
+        u.kv_used.append(used)
         if len(u.kv_t) >= KV_SAMPLES:
             u.kv_t, u.kv_used = u.kv_t[::2], u.kv_used[::2]
             u.kv_stride *= 2

@@ -73,11 +73,12 @@ class ServeResult:
     output_tokens_per_s_per_node: float
     goodput_requests_per_s: float
     slo: dict[str, float]
-    kv_occupancy: dict[str, tuple[np.ndarray, np.ndarray]]  # "decode/0" -> (t, fraction)
+    kv_occupancy: dict[str, tuple[np.ndarray, np.ndarray]]  # "decode/0" -> (t, fraction), thinned past KV_SAMPLES
     spans: list[Any]
     little: dict[str, float]
     extra: dict[str, Any] = field(default_factory=dict)
     met_slo: int = 0  # requests meeting both SLOs
+    kv_peak: dict[str, float] = field(default_factory=dict)  # "decode/0" -> the highest occupancy, every step
     prefill_start_s: np.ndarray | None = None  # when each request's first prompt tokens were computed
     decode_admit_s: np.ndarray | None = None  # when each request joined a decode batch (NaN: never)
     duration_s: float = 0.0  # the arrival window the throughputs and the goodput are over
@@ -105,7 +106,9 @@ class ServeResult:
             "simulated_s": self.end_s,
             "slo": self.slo,
             "pools": {k: v.to_dict() for k, v in self.pools.items()},
-            "kv_occupancy_max": {k: float(v[1].max(initial=0.0)) for k, v in self.kv_occupancy.items()},
+            "kv_occupancy_max": {
+                k: self.kv_peak.get(k, float(v[1].max(initial=0.0))) for k, v in self.kv_occupancy.items()
+            },
             "littles_law": self.little,
             **self.extra,
         }
@@ -185,6 +188,7 @@ def summarise(sc: ServeScenario, d: Deployment, reqs: Requests, out: LoopResult)
         goodput_requests_per_s=float(ok.sum()) / window,
         slo={"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s},
         kv_occupancy=kv,
+        kv_peak={f"{u.role}/{u.index}": u.kv_peak for u in out.units if u.role in ("decode", "colocated")},
         spans=out.spans,
         little=little,
         extra=extra,

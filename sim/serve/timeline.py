@@ -10,7 +10,8 @@
   :func:`sim.step.timeline.perfetto_json` does), so touching slices never overlap.
 * One counter track per decode and co-located unit, ``KV cache unit N``: the share of the unit's KV
   cache in use (reserved prompts and the tokens generated so far) at each decode step's start, as the
-  loop samples it (its first :data:`sim.serve.loop.KV_SAMPLES` steps).
+  loop samples it (the whole run, thinned to at most :data:`sim.serve.loop.KV_SAMPLES` points: the
+  summary's peak is every step's, sim.serve.loop.Unit.kv_peak).
 
 The text is JSON with finite numbers only (``json.loads`` reads it back; a non-finite time or
 occupancy, which the loop never makes, is left out and counted in ``otherData``).
