@@ -53,7 +53,11 @@ def _write(output: Path, profile: Profile, where: str) -> None:
     out.print(f"wrote {output}: {len(profile.samples)} samples {where}{error}")
 
 
-calibrate_app = typer.Typer(no_args_is_help=True, help="Calibration profiles: import a trace, show, predict.")
+calibrate_app = typer.Typer(
+    no_args_is_help=True,
+    help="Calibration profiles: run microbenchmarks, import (a trace, measurements, nccl-tests logs), "
+    "datasheet, show, predict.",
+)
 
 
 @calibrate_app.command("import-trace")
@@ -111,7 +115,7 @@ def run_cmd(
     preset: Annotated[
         str | None,
         typer.Option(
-            "--preset", help="tiny (CPU, seconds), quick (GPU, minutes), full [default: tiny on cpu, full on cuda]"
+            "--preset", help="tiny (CPU, seconds), quick (GPU, minutes), full \\[default: tiny on cpu, full on cuda]"
         ),
     ] = None,
     quick: Annotated[bool, typer.Option("--quick", help="same as --preset quick")] = False,
@@ -165,16 +169,25 @@ def run_cmd(
 @calibrate_app.command("datasheet")
 def datasheet(
     output: OutputProfile = Path("profile.json"),
-    name: Annotated[str, typer.Option("--name", help="H800, H100, H200, or any name with every figure given")] = "H800",
-    sms: Annotated[int | None, typer.Option("--sms", parser=Int(1, MAX_SMS), help="[default: the datasheet's]")] = None,
+    name: Annotated[
+        str,
+        typer.Option(
+            "--name",
+            help="a GPU with a datasheet (sim/hardware/gpu.py: H800, H100, H200, B200, GB200), or any name "
+            "with every figure given",
+        ),
+    ] = "H800",
+    sms: Annotated[
+        int | None, typer.Option("--sms", parser=Int(1, MAX_SMS), help="\\[default: the datasheet's]")
+    ] = None,
     fp8_tflops: Annotated[
-        float | None, typer.Option("--fp8-tflops", parser=Rate, help="dense [default: the datasheet's]")
+        float | None, typer.Option("--fp8-tflops", parser=Rate, help="dense \\[default: the datasheet's]")
     ] = None,
     bf16_tflops: Annotated[
-        float | None, typer.Option("--bf16-tflops", parser=Rate, help="dense [default: the datasheet's]")
+        float | None, typer.Option("--bf16-tflops", parser=Rate, help="dense \\[default: the datasheet's]")
     ] = None,
     hbm_tbps: Annotated[
-        float | None, typer.Option("--hbm-tbps", parser=Rate, help="[default: the datasheet's]")
+        float | None, typer.Option("--hbm-tbps", parser=Rate, help="\\[default: the datasheet's]")
     ] = None,
     efficiency: Annotated[
         float, typer.Option("--efficiency", parser=Float(0, 1, lo_open=True), help="assumed fraction of peak")
@@ -212,9 +225,9 @@ def datasheet(
 def import_measurements_cmd(
     source: Annotated[Path, typer.Argument(help="folder of measurement CSVs (with README.md), or one CSV")],
     output: OutputProfile = Path("profile.json"),
-    device: Annotated[str, typer.Option("--device", help='GPU measured, e.g. "NVIDIA H100 80GB HBM3"')] = "",
+    device: Annotated[str, typer.Option("--device", help='GPU measured, e.g. "NVIDIA H100 80GB HBM3" (required)')] = "",
     sms: Annotated[
-        int | None, typer.Option("--sms", parser=Int(1, MAX_SMS), help="SMs of that GPU [default: its datasheet]")
+        int | None, typer.Option("--sms", parser=Int(1, MAX_SMS), help="SMs of that GPU \\[default: its datasheet]")
     ] = None,
 ) -> None:
     """Turn tables of timings taken elsewhere (GEMM, attention, HBM copy, FP8 cast, interference) into a
@@ -241,17 +254,17 @@ def import_nccl_tests_cmd(
     profile: Annotated[
         Path | None,
         typer.Option(
-            "--profile", help="add the samples to this profile [default: a new one]", callback=input_file_option
+            "--profile", help="add the samples to this profile \\[default: a new one]", callback=input_file_option
         ),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="GPU of a new profile")] = "H800",
     gpus: Annotated[
         int | None,
-        typer.Option("--gpus", parser=Int(1, MAX_GPUS), help="GPUs in the test [default: from the Rank lines]"),
+        typer.Option("--gpus", parser=Int(1, MAX_GPUS), help="GPUs in the test \\[default: from the Rank lines]"),
     ] = None,
     nodes: Annotated[
         int | None,
-        typer.Option("--nodes", parser=Int(1, MAX_GPUS), help="nodes in the test [default: from the Rank lines]"),
+        typer.Option("--nodes", parser=Int(1, MAX_GPUS), help="nodes in the test \\[default: from the Rank lines]"),
     ] = None,
 ) -> None:
     """Read nccl-tests logs into communication samples (alpha-beta fitted per collective and scale)."""
@@ -420,7 +433,7 @@ def predict(
     ] = "gemm",
     dtype: Annotated[str, typer.Option("--dtype")] = "fp8",
     scaling: Annotated[
-        str | None, typer.Option("--scaling", help="fp8: blockwise, rowwise, tensorwise [default: blockwise]")
+        str | None, typer.Option("--scaling", help="fp8: blockwise, rowwise, tensorwise \\[default: blockwise]")
     ] = None,
     m: Annotated[int, typer.Option("--m", parser=Dim)] = 4096,
     n: Annotated[int, typer.Option("--n", parser=Dim)] = 4096,
@@ -428,7 +441,7 @@ def predict(
     sms: Annotated[
         int | None,
         typer.Option(
-            "--sms", parser=Int(1, MAX_SMS), help="SMs the kernel gets [default: all, less --beside-comm-sms]"
+            "--sms", parser=Int(1, MAX_SMS), help="SMs the kernel gets \\[default: all, less --beside-comm-sms]"
         ),
     ] = None,
     beside_comm_sms: Annotated[
@@ -449,7 +462,12 @@ def predict(
     causal: Annotated[bool, typer.Option("--causal/--no-causal")] = True,
     phase: Annotated[str, typer.Option("--phase", help="attention: fwd, bwd or fwd+bwd")] = "fwd",
     kernel: Annotated[
-        str | None, typer.Option("--kernel", help="memory: copy, fp8-cast or elementwise [default: any]")
+        str | None,
+        typer.Option(
+            "--kernel",
+            help="memory: a kernel the profile has samples of (copy, fp8-cast, elementwise, norm, ...) "
+            "\\[default: any]",
+        ),
     ] = None,
     gpus: Annotated[
         int | None, typer.Option("--gpus", parser=Int(1, MAX_GPUS), help="communication: GPUs of the measured scale")
@@ -465,7 +483,14 @@ def predict(
             callback=input_file_option,
         ),
     ] = None,
-    fmt: Annotated[PredictFormat, typer.Option("--format", help="table, json or csv (batch)")] = PredictFormat.table,
+    fmt: Annotated[
+        PredictFormat,
+        typer.Option(
+            "--format",
+            help="table, json or csv; --batch writes csv or json \\[default: table; with --batch: csv]",
+            show_default=False,
+        ),
+    ] = PredictFormat.table,
 ) -> None:
     """Predicted time of one kernel (or of every row of --batch) from a profile."""
     from sim.network.collectives import KINDS

@@ -72,7 +72,7 @@ def chunk_cmd(
     first_layer: Annotated[
         int | None,
         typer.Option(
-            "--first-layer", parser=Int(0, MAX_LAYERS), help="first layer, 0-based [default: the first MoE layer]"
+            "--first-layer", parser=Int(0, MAX_LAYERS), help="first layer, 0-based \\[default: the first MoE layer]"
         ),
     ] = None,
     kind: Annotated[ChunkKind, typer.Option("--kind", help="pair (F&B), forward, backward (I+W), input, weight")] = (
@@ -93,14 +93,16 @@ def chunk_cmd(
             "--n-limited-groups",
             "--node-limit",
             parser=Int(1, MAX_GPUS),
-            help="max nodes per token, M (model.n_limited_groups) [default: 4]",
+            help="max nodes per token, M (model.n_limited_groups) \\[default: the model's; DeepSeek-V3: 4]",
         ),
     ] = None,
     routing: Annotated[str, typer.Option("--routing", help="balanced, random, skewed or replay")] = "balanced",
     routing_table: Annotated[
         Path | None, typer.Option("--routing-table", help="CSV/Parquet for replay", callback=input_file_option)
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", parser=Int(0, MAX_SEED))] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", parser=Int(0, MAX_SEED), help="routing draws (random and skewed routing only)")
+    ] = 0,
     profile: Annotated[
         Path,
         typer.Option(
@@ -110,7 +112,7 @@ def chunk_cmd(
     model_config: Annotated[
         Path | None,
         typer.Option(
-            "--model-config", help="config.json of the model [default: DeepSeek-V3]", callback=input_file_option
+            "--model-config", help="config.json of the model \\[default: DeepSeek-V3]", callback=input_file_option
         ),
     ] = None,
     interference: Annotated[str, typer.Option("--interference", help="trace, profile or none")] = "trace",

@@ -366,7 +366,7 @@ RunOutput = Annotated[
     typer.Option(
         "--output",
         "-o",
-        help="folder; the outputs go to DIR/<scenario name>/ [default: out; with --format json nothing is "
+        help="folder; the outputs go to DIR/<scenario name>/ \\[default: out; with --format json nothing is "
         "written unless -o is given]",
         callback=output_dir_option,
     ),

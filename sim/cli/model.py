@@ -81,7 +81,9 @@ def show(
     spec: Annotated[str, typer.Argument(help=f"a shipped model ({', '.join(CATALOG)}) or a config.json")],
     seq_len: Annotated[
         int | None,
-        typer.Option("--seq-len", parser=Int(1, MAX_TOKENS), help="tokens per sequence for the FLOPs [default: 4096]"),
+        typer.Option(
+            "--seq-len", parser=Int(1, MAX_TOKENS), help="tokens per sequence for the FLOPs \\[default: 4096]"
+        ),
     ] = None,
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:

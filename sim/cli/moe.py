@@ -91,7 +91,7 @@ def alltoall_cmd(
     ctx: typer.Context,
     ep: Annotated[int, typer.Option("--ep", parser=EP, help="expert-parallel group size (GPUs)")] = DEFAULT_EP,
     nodes: Annotated[
-        int | None, typer.Option("--nodes", parser=Int(1, MAX_GPUS), help="nodes of the cluster [default: EP/8]")
+        int | None, typer.Option("--nodes", parser=Int(1, MAX_GPUS), help="nodes of the cluster \\[default: EP/8]")
     ] = None,
     tokens: Annotated[
         int, typer.Option("--tokens", parser=Tokens, help="tokens per micro-batch per GPU (workload.tokens)")
@@ -100,26 +100,29 @@ def alltoall_cmd(
     experts: ExpertsOpt = V3.n_routed_experts,
     topk: TopKOpt = V3.n_activated_experts,
     node_limit: NodeLimitOpt = V3.n_limited_groups,
-    sms: Annotated[str, typer.Option("--sms", help="comm SMs, or a list to sweep: 4,8,...,32")] = str(
-        DEEPSEEK_COMM_SMS
-    ),
+    sms: Annotated[
+        str, typer.Option("--sms", help="comm SMs, or a comma-separated list to sweep (e.g. 4,8,16,32)")
+    ] = str(DEEPSEEK_COMM_SMS),
     routing: Annotated[str, typer.Option("--routing", help="balanced, random, skewed or replay")] = "balanced",
     routing_table: Annotated[
         Path | None, typer.Option("--routing-table", help="CSV/Parquet for replay", callback=input_file_option)
     ] = None,
     skew_alpha: Annotated[
-        float, typer.Option("--skew-alpha", parser=Alpha, help="Zipf exponent of skewed routing")
+        float,
+        typer.Option("--skew-alpha", parser=Alpha, help="Zipf exponent of skewed routing (--routing skewed only)"),
     ] = 1.0,
     dirichlet: Annotated[
         float | None, typer.Option("--dirichlet", parser=Concentration, help="skewed: Dirichlet concentration")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", parser=Seed)] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", parser=Seed, help="routing draws (random and skewed routing only)")
+    ] = 0,
     cluster: Annotated[
         Path | None,
         typer.Option(
             "--topology",
             "--cluster",
-            help="topology YAML, as cluster.topology [default: MPFT H800]",
+            help="topology YAML, as cluster.topology \\[default: MPFT H800]",
             callback=input_file_option,
         ),
     ] = None,
@@ -133,12 +136,12 @@ def alltoall_cmd(
     ] = False,
     rdma_channel_GBps: Annotated[
         float | None,
-        typer.Option("--rdma-channel-GBps", parser=ChannelRate, help="per SM pair, every phase [default: derived]"),
+        typer.Option("--rdma-channel-GBps", parser=ChannelRate, help="per SM pair, every phase \\[default: derived]"),
     ] = None,
     nvlink_channel_GBps: Annotated[
         float | None,
         typer.Option(
-            "--nvlink-channel-GBps", parser=ChannelRate, help="per SM pair, every phase [default: from the trace]"
+            "--nvlink-channel-GBps", parser=ChannelRate, help="per SM pair, every phase \\[default: from the trace]"
         ),
     ] = None,
     plot: Annotated[
@@ -148,7 +151,7 @@ def alltoall_cmd(
         Path | None,
         typer.Option(
             "--profile",
-            help="calibration profile: measured GEMM throughput vs SMs [default: linear]",
+            help="calibration profile: measured GEMM throughput vs SMs \\[default: linear]",
             callback=input_file_option,
         ),
     ] = None,

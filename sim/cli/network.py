@@ -91,7 +91,7 @@ def collective_cmd(
     ] = None,
     algorithm: Annotated[str, typer.Option("--algorithm", help=f"one of {', '.join(ALGORITHMS)}")] = "ring",
     seed: Annotated[
-        int | None, typer.Option("--seed", parser=Int(0, MAX_SEED), help="ECMP hash seed [default: the topology's]")
+        int | None, typer.Option("--seed", parser=Int(0, MAX_SEED), help="ECMP hash seed \\[default: the topology's]")
     ] = None,
     completion_rtol: Annotated[
         float,

@@ -70,7 +70,7 @@ def layouts_cmd(
         typer.Option(
             "--output",
             "-o",
-            help="folder for the search's sweep [default: out/<name>-layouts]",
+            help="folder for the search's sweep \\[default: out/<name>-layouts]",
             callback=output_dir_option,
         ),
     ] = None,
@@ -80,7 +80,7 @@ def layouts_cmd(
         typer.Option(
             "--recompute",
             help="activation recomputations to try with every layout, comma-separated: selective, none, full "
-            "[default: the scenario's]",
+            "\\[default: the scenario's]",
         ),
     ] = None,
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
@@ -206,13 +206,13 @@ def run_cmd(
             "--output",
             "-o",
             help="folder for run.json and the report (a sweep: sweep.json, steps.parquet and the report) "
-            "[default: nothing written]",
+            "\\[default: nothing written]",
             callback=output_dir_option,
         ),
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option("--workers", "-j", parser=Workers, help="a sweep: local processes [default: the CPUs]"),
+        typer.Option("--workers", "-j", parser=Workers, help="a sweep: local processes \\[default: the CPUs]"),
     ] = None,
     restart: Annotated[
         bool, typer.Option("--restart", help="a sweep with -o: discard the steps already in DIR/steps.parquet")

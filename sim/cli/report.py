@@ -21,7 +21,7 @@ from sim.outputs import check_output_folder, owned_outputs
 
 
 def report_cmd(
-    scenario: Annotated[Path | None, typer.Argument(help="scenario YAML [default: the embedded default]")] = None,
+    scenario: Annotated[Path | None, typer.Argument(help="scenario YAML \\[default: the embedded default]")] = None,
     output: Annotated[
         Path,
         typer.Option(

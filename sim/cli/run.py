@@ -22,7 +22,7 @@ from sim.run import simulate
 
 
 def run_cmd(
-    scenario: Annotated[Path | None, typer.Argument(help="scenario YAML [default: the embedded default]")] = None,
+    scenario: Annotated[Path | None, typer.Argument(help="scenario YAML \\[default: the embedded default]")] = None,
     output: RunOutput = None,
     fmt: RunFormat = Format.table,
     quiet: Quiet = False,

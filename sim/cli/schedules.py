@@ -36,7 +36,7 @@ from sim.results import ScheduleMetrics, metrics
 from sim.run import compare, run_schedule
 from sim.yamlio import MAX_JSON_BYTES, read_text
 
-schedules_app = typer.Typer(no_args_is_help=True, help="Pipeline schedules: show, check, compare, plot, trace.")
+schedules_app = typer.Typer(no_args_is_help=True, help="Pipeline schedules: list, show, check, compare, plot, trace.")
 
 
 class ShowFormat(StrEnum):
@@ -47,14 +47,21 @@ class ShowFormat(StrEnum):
 
 Name = Annotated[str, typer.Argument(help=f"schedule: {', '.join(SCHEDULES)}")]
 PP = Annotated[
-    int, typer.Option("--pp", parser=Int(1, MAX_PP), help="model stages (devices = PP, or PP/2 for dualpipev)")
+    int,
+    typer.Option(
+        "--pp", parser=Int(1, MAX_PP), help="model stages (devices = PP, or PP/2 for the V-shaped dualpipev and zbv)"
+    ),
 ]
 Micro = Annotated[
     int, typer.Option("--microbatches", "-n", parser=Int(1, MAX_MICROBATCHES), help="micro-batches per step")
 ]
 VStages = Annotated[
     int,
-    typer.Option("--virtual-stages", parser=Int(1, MAX_VIRTUAL_STAGES), help="chunks per device for interleaved-1f1b"),
+    typer.Option(
+        "--virtual-stages",
+        parser=Int(1, MAX_VIRTUAL_STAGES),
+        help="chunks per device for interleaved-1f1b, interleaved-zb, interleaved-1f1b-overlap and looped-bfs",
+    ),
 ]
 FTime = Annotated[
     float, typer.Option("--f", parser=Float(0, MAX_TIME), help="forward time of one stage (any unit; output uses it)")
@@ -62,7 +69,7 @@ FTime = Annotated[
 BTime = Annotated[float, typer.Option("--b", parser=Float(0, MAX_TIME), help="full backward time of one stage")]
 WTime = Annotated[float, typer.Option("--w", parser=Float(0, MAX_TIME), help="weight-gradient part of B (I = B - W)")]
 FBTime = Annotated[
-    float | None, typer.Option("--fb", parser=Float(0, MAX_TIME), help="overlapped F&B pair time [default: F + B]")
+    float | None, typer.Option("--fb", parser=Float(0, MAX_TIME), help="overlapped F&B pair time \\[default: F + B]")
 ]
 P2PBytes = Annotated[
     float, typer.Option("--p2p-bytes", parser=Float(0, MAX_BYTES), help="bytes per stage-to-stage transfer")
@@ -72,7 +79,7 @@ P2PBw = Annotated[
     typer.Option(
         "--p2p-bandwidth",
         parser=Float(0, MAX_BYTES * MAX_RATE, lo_open=True),
-        help="link bandwidth, bytes per time unit [default: infinite]",
+        help="link bandwidth, bytes per time unit \\[default: infinite]",
     ),
 ]
 P2PLat = Annotated[float, typer.Option("--p2p-latency", parser=Float(0, MAX_TIME), help="link latency, time units")]

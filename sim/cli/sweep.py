@@ -29,11 +29,11 @@ def sweep_cmd(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="results Parquet [default: out/<sweep name>.parquet]", callback=output_file_option
+            "--output", "-o", help="results Parquet \\[default: out/<sweep name>.parquet]", callback=output_file_option
         ),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", "-j", parser=Workers, help="local processes [default: the CPUs]")
+        int | None, typer.Option("--workers", "-j", parser=Workers, help="local processes \\[default: the CPUs]")
     ] = None,
     scheduler: Annotated[
         str | None,
@@ -56,7 +56,7 @@ def sweep_cmd(
         str | None,
         typer.Option(
             "--by",
-            help="figure --best ranks by: step_time_s, gpu_hours_per_T or tokens_per_day [default: step_time_s]",
+            help="figure --best ranks by: step_time_s, gpu_hours_per_T or tokens_per_day \\[default: step_time_s]",
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
@@ -297,14 +297,14 @@ def compare_cmd(
     by: Annotated[
         str | None,
         typer.Option(
-            "--by", help="figure to rank by [default: step_time_s; a serving sweep's: goodput_requests_per_s]"
+            "--by", help="figure to rank by \\[default: step_time_s; a serving sweep's: goodput_requests_per_s]"
         ),
     ] = None,
     against: Annotated[
         str | None,
         typer.Option(
             "--against",
-            help="second figure of the Pareto front [default: cost_per_T_usd, or step time; serving: ttft_p99_s]",
+            help="second figure of the Pareto front \\[default: cost_per_T_usd, or step time; serving: ttft_p99_s]",
         ),
     ] = None,
     top: Annotated[int, typer.Option("--top", parser=Top, help="best points shown")] = 10,

@@ -129,7 +129,7 @@ MarkdownOut = Annotated[
     typer.Option(
         "--output",
         "-o",
-        help="write the Markdown table to this .md file [default: stdout]",
+        help="write the Markdown table to this .md file \\[default: stdout]",
         callback=_markdown_file_option,
     ),
 ]
@@ -151,7 +151,7 @@ def check_trace(
         Path | None,
         typer.Option(
             "--profile",
-            help="calibration profile [default: calibrate/profiles/h800.json]",
+            help="calibration profile \\[default: calibrate/profiles/h800.json]",
             callback=input_file_option,
         ),
     ] = None,
