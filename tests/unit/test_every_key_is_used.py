@@ -486,9 +486,10 @@ def test_config_keys_nothing_reads_are_refused_in_a_scenario_and_dropped_from_a_
         load_scenario(path)
     assert info.value.key_path == f"model.{key}" and info.value.message.startswith("not used")
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({key: value}))
-    empty = load_model_config(_write_json(tmp_path / "empty.json", {}))
-    assert load_model_config(config) == empty.model_copy(update={"name": tmp_path.name})  # named after its folder
+    shape = {"vocab_size": 129280, "dim": 7168, "inter_dim": 18432, "n_layers": 61, "n_heads": 128}  # required
+    config.write_text(json.dumps({**shape, key: value}))
+    plain = load_model_config(_write_json(tmp_path / "plain.json", shape))
+    assert load_model_config(config) == plain.model_copy(update={"name": tmp_path.name})  # named after its folder
 
 
 def _write_json(path: Path, data: object) -> Path:
