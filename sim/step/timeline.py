@@ -41,6 +41,9 @@ from sim.step.spec import StepRun
 STREAM_TID = {**CHUNK_STREAM_TID, "dp": 99, "send": 101, "recv": 102}
 NETWORK_PID = 1_000_000  # the network's counters: one process after every rank
 COLUMNS = ["pipeline", "device", "stream", "layer", "op", "kind", "microbatch", "stage", "action", "start_s", "end_s"]
+# Under FSDP an action ends when its chunk and the walk over its units (each waiting for its gathered
+# weights) have both ended (sim.step.fsdp): the time past the chunk's own last kernel is this slice.
+FSDP_WAIT = "waiting for weights (FSDP)"
 TRANSFER_COLUMNS = ["pipeline", "src", "dst", "label", "bytes", "start_s", "end_s"]
 COUNTER_BINS = 2000  # link counter bins over the run (a 21 s step: 10.5 ms each); a rank's NICs: a quarter
 MEMORY_COLUMNS = ["device", "start_s", "end_s", "high_bytes", "low_bytes", "static_bytes"]
@@ -190,6 +193,7 @@ def spans_frame(step: StepRun) -> pd.DataFrame:
         for c, v in zip(COLUMNS, values, strict=True):
             cols[c].append(v)
 
+    fsdp = step.given_spec is not None and step.spec.inputs.layout.fsdp
     plans: dict[int, SegmentPlan] = {}
     as_timed: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # a chunk's segments as it timed itself
     as_retimed: dict[tuple[int, tuple[float, ...]], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -240,6 +244,22 @@ def spans_frame(step: StepRun) -> pd.DataFrame:
             cols["action"] += [label] * n
             cols["start_s"] += (span.start + first).tolist()
             cols["end_s"] += (span.start + last).tolist()
+            chunk_end = span.start + (float(last.max()) if n else 0.0)
+            if fsdp and span.end > chunk_end:  # its units waited for their weights past the chunk's end
+                head = atoms[0]
+                row(
+                    pipe.group,
+                    span.device,
+                    "compute",
+                    -1,
+                    FSDP_WAIT,
+                    head.op.value,
+                    head.mb,
+                    head.stage,
+                    label,
+                    chunk_end,
+                    span.end,
+                )
     for d, t in enumerate(step.timelines):
         phases = [("dp", "reduce-scatter", iv) for iv in t.reduce_scatter]
         phases += [("dp", "embedding all-reduce", t.embedding_sync)] if t.embedding_sync else []
