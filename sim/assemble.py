@@ -223,6 +223,16 @@ def _check_layout_keys(sc: Scenario, layout: Layout, schedule: Schedule) -> None
             "not used: one pipeline rank holding one stage ends its backward when the pipeline does, so tail "
             "reduce-scatters when none does; remove it",
         )
+    rsets = [ReplicaSet.of(layout, schedule, d) for d in range(layout.devices)]
+    moe = sc.model.is_moe_model  # (a dense model's expert_dp counts nothing)
+    if all(r.dp == 1 and (r.expert_dp == 1 or not moe) for r in rsets):  # no copy of any weight to synchronise
+        for key in ("fsdp", "grad_reduce_bytes", "dp_overlap"):
+            if key in given and getattr(t, key) != type(t).model_fields[key].default:  # (a default says nothing)
+                raise ScenarioError(
+                    f"training.{key}",
+                    "not used: every weight has one copy (data parallelism 1, expert DP 1), so no gradient is "
+                    "reduced and no optimizer state sharded; remove it",
+                )
     if "dp_algorithm" in given:
         sizes = {len(ReplicaSet.of(layout, schedule, d).gpus(layout)) for d in range(layout.devices)}
         if not any(takes_algorithm(layout, n) for n in sizes):

@@ -494,6 +494,15 @@ def check_keys_used(sc: Scenario) -> None:
         )
     if not sc.model.is_moe_model:
         _dense_keys_used(sc)
+    w = sc.workload
+    if w.interference != "trace":  # the factors are the trace's slowdowns, read under trace only (sim/chunk/timer.py)
+        for key in ("gemm_beside_comm", "memory_beside_comm", "comm_beside_compute"):
+            if _changed(w, key):
+                raise ScenarioError(
+                    f"workload.{key}",
+                    f"not used with workload.interference: {w.interference} (the slowdown factors are read under "
+                    "trace only); remove it, or set workload.interference: trace",
+                )
     routed = sc.training is not None or sc.ops is None  # the chunk model routes tokens to experts
     if sc.model.is_moe_model and routed and sc.workload.ep == 1:
         _one_gpu_ep_keys_used(sc)
@@ -654,6 +663,14 @@ def _comparison_keys_used(sc: Scenario) -> None:
     if sc.ops is not None:
         for section, spec in (("workload", sc.workload), ("model", sc.model), ("compute", sc.compute)):
             _refuse_set(section, spec, "not used: ops gives the op times, so the chunk model does not run; remove it")
+        if sc.ops.measured_at_compute_sms is not None:  # the times rescale to the SM split, nothing else of comm
+            for key in ("combine_format", "multicast", "in_network_reduce"):
+                if _changed(sc.comm, key):
+                    raise ScenarioError(
+                        f"comm.{key}",
+                        "not used: the op times of ops are taken as given, rescaled only to comm.sms and "
+                        "comm.coprocessor (ops.measured_at_compute_sms); remove it",
+                    )
         if sc.ops.measured_at_compute_sms is None:
             given = [f"comm.{k}" for k in CommSpec.model_fields if k in sc.comm.model_fields_set]
             given += ["profile"] if "profile" in sc.model_fields_set else []

@@ -515,3 +515,57 @@ def test_a_study_of_other_schedules_drops_the_virtual_stages_they_do_not_read(tm
     other = variant(sc, {"pipeline.schedules": ["dualpipe"]})
     assert other.pipeline.schedules == ["dualpipe"] and "virtual_stages" not in other.pipeline.model_fields_set
     assert variant(sc, {"comm.sms": 24}).pipeline.virtual_stages == 2
+
+
+@pytest.mark.parametrize(
+    ("base", "sets", "key", "needle"),
+    [
+        # the trace's slowdown factors under another interference model: read under trace only
+        (
+            SMALL_STEP,
+            {**STEP, "workload.interference": "none", "workload.gemm_beside_comm": 1.5},
+            "workload.gemm_beside_comm",
+            "interference: none",
+        ),
+        (
+            SMALL_STEP,
+            {**STEP, "workload.interference": "profile", "workload.comm_beside_compute": {"dispatch": 2.0}},
+            "workload.comm_beside_compute",
+            "interference: profile",
+        ),
+        # given op times rescale to the SM split only: DeepEP's message format and switch features do nothing
+        (
+            TABLE,
+            {**GIVEN, "ops.measured_at_compute_sms": 100, "comm.combine_format": "logfmt8"},
+            "comm.combine_format",
+            "rescaled only",
+        ),
+        (
+            TABLE,
+            {**GIVEN, "ops.measured_at_compute_sms": 100, "comm.multicast": True},
+            "comm.multicast",
+            "rescaled only",
+        ),
+        # no weight has a second copy (DP 1 under TP 8): nothing to reduce or shard
+        (
+            REPO / "scenarios" / "clusters" / "llama3.1-8b-h100.yaml",
+            {"training.tp": 8, "training.gpus": 32, "training.global_batch": 16, "training.fsdp": True},
+            "training.fsdp",
+            "every weight has one copy",
+        ),
+        (
+            REPO / "scenarios" / "clusters" / "llama3.1-8b-h100.yaml",
+            {"training.tp": 8, "training.gpus": 32, "training.global_batch": 16, "training.dp_overlap": "tail"},
+            "training.dp_overlap",
+            "every weight has one copy",
+        ),
+    ],
+)
+def test_combinations_that_leave_a_key_nothing_to_do_are_refused(
+    base: Path, sets: dict[str, Any], key: str, needle: str, tmp_path: Path
+) -> None:
+    """Each was accepted with output identical to the run without it (found by a combination audit)."""
+    path = _derived(tmp_path / "s.yaml", base, sets)
+    with pytest.raises(ScenarioError) as info:
+        assemble(load_scenario(path))
+    assert info.value.key_path == key and needle in info.value.message, (info.value.key_path, info.value.message)
