@@ -90,7 +90,7 @@ class Assembly:
 def kernel_spec(sc: Scenario, notify_wait_us: float) -> KernelSpec:
     """DeepEP's kernels as the scenario sets them; a dense model dispatches nothing, so its spec (never
     used) is DeepEP's default whatever ``comm.sms`` (which may then be 0 without a co-processor)."""
-    if not sc.model.is_moe_model:
+    if not sc.model.is_moe_model or sc.workload.ep == 1:  # (EP 1: every expert on the GPU)
         return KernelSpec(notify_wait_us=notify_wait_us)
     return KernelSpec(
         comm_sms=sc.comm.sms,
@@ -105,9 +105,9 @@ def kernel_spec(sc: Scenario, notify_wait_us: float) -> KernelSpec:
 def sm_split(
     comm: CommSpec, model: ModelSpec | None = None, gpu: GpuSpec = H800, dispatcher: str = "deepep"
 ) -> SmSplit:
-    """The SM split of ``comm`` on ``gpu`` (errors name ``comm.*``); a dense ``model``, or NCCL's
-    all-to-all ``dispatcher``, runs no DeepEP kernel, so it may leave communication no SM without a
-    co-processor."""
+    """The SM split of ``comm`` on ``gpu`` (errors name ``comm.*``); a dense ``model``, NCCL's
+    all-to-all ``dispatcher``, or none (an EP group of one GPU dispatches nothing) runs no DeepEP
+    kernel, so it may leave communication no SM without a co-processor."""
     try:
         deepep = (model is None or model.is_moe_model) and dispatcher == "deepep"
         return SmSplit(gpu=gpu, comm_sms=comm.sms, coprocessor=comm.coprocessor, sm_kernels=deepep)
@@ -392,7 +392,8 @@ def _cost(sc: Scenario) -> tuple[CostModel, GpuSpec | None]:
 def _split(sc: Scenario, cost: CostModel, gpu: GpuSpec | None) -> SmSplit:
     """The SM split on the profile's GPU (an H800 where the profile's GPU has no datasheet entry, whose
     SM count it must then have)."""
-    split = sm_split(sc.comm, sc.model, gpu or H800, sc.workload.dispatcher)
+    dispatcher = sc.workload.dispatcher if sc.workload.ep > 1 else "none"  # (EP 1: nothing is dispatched)
+    split = sm_split(sc.comm, sc.model, gpu or H800, dispatcher)
     check_device_sms(sc.profile_path, cost.profile, split.gpu)
     return split
 

@@ -569,3 +569,15 @@ def test_combinations_that_leave_a_key_nothing_to_do_are_refused(
     with pytest.raises(ScenarioError) as info:
         assemble(load_scenario(path))
     assert info.value.key_path == key and needle in info.value.message, (info.value.key_path, info.value.message)
+
+
+def test_an_ep_group_of_one_gpu_may_leave_communication_no_sm(tmp_path: Path) -> None:
+    """EP 1 keeps every expert on the GPU: no DeepEP kernel runs, so, as for a dense model, comm.sms 0
+    is accepted without a co-processor (it was refused: "0 SMs for communication needs coprocessor mode")
+    and gives the compute all the SMs: the co-processor's step, to the bit (neither has anything else
+    on the communication SMs: no TP, CP or expert TP)."""
+    zero = assemble(load_scenario(_derived(tmp_path / "z.yaml", SMALL_STEP, {**STEP, "workload.ep": 1, "comm.sms": 0})))
+    cop = assemble(
+        load_scenario(_derived(tmp_path / "c.yaml", SMALL_STEP, {**STEP, "workload.ep": 1, "comm.coprocessor": True}))
+    )
+    assert _figures(zero) == _figures(cop)
