@@ -391,7 +391,14 @@ def _cost(sc: Scenario) -> tuple[CostModel, GpuSpec | None]:
 
 def _split(sc: Scenario, cost: CostModel, gpu: GpuSpec | None) -> SmSplit:
     """The SM split on the profile's GPU (an H800 where the profile's GPU has no datasheet entry, whose
-    SM count it must then have)."""
+    SM count it must then have). Interference from the profile needs its measured pairs: without
+    them the model's slowdowns are none, which ``workload.interference: none`` says."""
+    if sc.workload.interference == "profile" and cost.interference_mode == "none":
+        raise ScenarioError(
+            "workload.interference",
+            f"profile: {sc.profile_path.name} has no interference samples (GEMM beside copy pairs) to fit "
+            "slowdowns on, so it would mean none; use a measured profile, or trace or none",
+        )
     dispatcher = sc.workload.dispatcher if sc.workload.ep > 1 else "none"  # (EP 1: nothing is dispatched)
     split = sm_split(sc.comm, sc.model, gpu or H800, dispatcher)
     check_device_sms(sc.profile_path, cost.profile, split.gpu)

@@ -581,3 +581,13 @@ def test_an_ep_group_of_one_gpu_may_leave_communication_no_sm(tmp_path: Path) ->
         load_scenario(_derived(tmp_path / "c.yaml", SMALL_STEP, {**STEP, "workload.ep": 1, "comm.coprocessor": True}))
     )
     assert _figures(zero) == _figures(cop)
+
+
+def test_interference_from_a_profile_without_measured_pairs_is_refused(tmp_path: Path) -> None:
+    """A datasheet profile has no GEMM-beside-copy samples: its interference model is none, so
+    ``workload.interference: profile`` gave the figures of ``none`` without a word."""
+    datasheet = str(REPO / "calibrate" / "profiles" / "h800-datasheet.json")
+    path = _derived(tmp_path / "s.yaml", SMALL_STEP, {**STEP, "profile": datasheet, "workload.interference": "profile"})
+    with pytest.raises(ScenarioError) as info:
+        assemble(load_scenario(path))
+    assert info.value.key_path == "workload.interference" and "no interference samples" in info.value.message
