@@ -51,8 +51,17 @@ def _umask_mode(mode: int) -> int:
     return mode & ~mask
 
 
+# a temporary's name keeps this much of its file's: ``.NAME.PID.XXXXXXXX.suffix`` stays within the 255
+# bytes a file name may have, whatever the output's own (a valid name of 240 characters failed)
+TEMP_NAME_CHARS = 160
+
+
+def _short(name: str) -> str:
+    return name[:TEMP_NAME_CHARS]
+
+
 def _prefix(name: str) -> str:
-    return f".{name}.{os.getpid()}."
+    return f".{_short(name)}.{os.getpid()}."
 
 
 def _alive(pid: int) -> bool:
@@ -70,7 +79,7 @@ def _alive(pid: int) -> bool:
 def clean_stale(folder: Path, name: str, suffix: str = "") -> list[Path]:
     """Remove temporaries ``.NAME.PID.XXXXXXXX[suffix]`` in ``folder`` whose process is gone (and
     ``.NAME.XXXXXXXX`` folders of older twins, after an hour). Returns what was removed."""
-    ours = re.compile(rf"^\.{re.escape(name)}\.(\d+)\.[A-Za-z0-9_]{{8}}{re.escape(suffix)}$")
+    ours = re.compile(rf"^\.{re.escape(_short(name))}\.(\d+)\.[A-Za-z0-9_]{{8}}{re.escape(suffix)}$")
     legacy = re.compile(rf"^\.{re.escape(name)}\.[a-z0-9_]{{8}}{re.escape(suffix)}$")
     removed: list[Path] = []
     try:
@@ -253,8 +262,12 @@ def _write_manifest(folder: Path, files: dict[str, list[str]]) -> None:
 
     text = json.dumps({"twin_version": __version__, "files": files}, indent=1, sort_keys=True) + "\n"
     tmp = folder / f"{MARKER}.{os.getpid()}.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, folder / MARKER)
+    try:
+        with not_written(folder / MARKER):  # (the disk full: one line naming the marker)
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, folder / MARKER)
+    finally:
+        tmp.unlink(missing_ok=True)  # (gone once renamed; else the half-written one)
 
 
 @contextmanager

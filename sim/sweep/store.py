@@ -38,6 +38,8 @@ from sim.overrides import label
 from sim.sweep.point import LAYOUT_COLUMNS, METRICS, NOTE_COLUMNS, PROVENANCE_COLUMNS, STATUSES
 from sim.sweep.spec import Sweep
 
+NAME_MAX = 255  # bytes of a file name (Linux, macOS)
+
 META_KEY = b"clustertwin.sweep"
 FLUSH_EVERY_S = 5.0
 
@@ -172,6 +174,11 @@ class Store:
         self.sweep = sweep
         self.output = output
         self.journal = journal_path(output)
+        room = NAME_MAX - len(".journal")  # (its lock, ``.lock``, is shorter)
+        if len(os.fsencode(output.name)) > room:
+            raise TwinError(
+                f"{output}: the name is too long for the journal beside it; give one of at most {room} bytes"
+            )
         self._lock: TextIO | None = None
         self._journal_file: TextIO | None = None
         self.stale = 0  # rows read that another revision of the simulator computed (dropped, to run again)
@@ -185,9 +192,11 @@ class Store:
         self._dirty = False
 
     def _load(self, restart: bool, retry_failed: bool, drop_foreign: bool) -> dict[str, dict[str, Any]]:
-        if restart:
-            for p in (self.output, self.journal):
-                p.unlink(missing_ok=True)
+        if restart:  # the old rows are dropped, not the old file: it stays until the first write replaces it
+            if self.output.exists():
+                _read_parquet(self.output)  # (a file that is not a sweep's results is refused, --restart or not)
+            self.journal.unlink(missing_ok=True)
+            return {}
         ids = {p.point_id for p in self.sweep.points}
         rows: dict[str, dict[str, Any]] = {}
         read = [(self.output, w, r) for w, r in _read_parquet(self.output)] if self.output.exists() else []

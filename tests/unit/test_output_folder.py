@@ -79,3 +79,36 @@ def test_two_runs_into_one_folder_at_once_leave_one_complete_result(tmp_path: Pa
     assert [p.exitcode for p in procs] == [0, 0]
     tags = {(out / f"f{i}.txt").read_text() for i in range(40)}
     assert len(tags) == 1 and _visible(out) == {f"f{i}.txt" for i in range(40)}
+
+
+def test_a_full_disk_while_claiming_a_folder_is_one_line_and_leaves_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The marker's temporary was written with no clean-up: on a full disk the error named no file
+    ("No space left on device") and ``.clustertwin.json.PID.tmp`` stayed for good."""
+    from sim.errors import TwinError
+    from sim.outputs import claim_output_folder
+
+    real = Path.write_text
+
+    def full(self: Path, *args: object, **kwargs: object) -> int:
+        if self.name.startswith(MARKER):
+            real(self, "{", encoding="utf-8")  # part of it written, then the disk is full
+            raise OSError(28, "No space left on device")
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "write_text", full)
+    folder = tmp_path / "x"
+    with pytest.raises(TwinError, match=rf"{MARKER}: could not write it \(No space left on device\)"):
+        claim_output_folder(folder)
+    assert list(folder.iterdir()) == []
+
+
+def test_a_long_valid_name_is_written(tmp_path: Path) -> None:
+    """A temporary's name adds a dot, the PID and 8 characters to its file's: a valid 240-character
+    output name failed ("File name too long", naming the temporary)."""
+    from sim.outputs import atomic_write_text
+
+    path = tmp_path / ("l" * 240 + ".json")
+    atomic_write_text(path, "{}")
+    assert path.read_text() == "{}" and [p.name for p in tmp_path.iterdir()] == [path.name]

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from sim.code_digest import code_digest
 from sim.config import load_scenario
 from sim.economics import HOURS_PER_YEAR, training_cost
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, TwinError
 from sim.sweep.pareto import pareto_front, pareto_front_reference
 from sim.sweep.point import FAILED, INFEASIBLE, OK, run_point
 from sim.sweep.spec import load_sweep
@@ -356,3 +356,38 @@ def test_a_point_the_scenario_checks_refuse_is_refused_before_the_sweep_runs(
     with pytest.raises(ScenarioError) as err:
         load_sweep(write_sweep(tmp_path, {"points": [point]}))
     assert message in str(err.value)
+
+
+def test_a_restart_keeps_the_old_results_until_new_rows_replace_them(tmp_path: Path) -> None:
+    """``--restart`` deleted the results file (and its journal) before the first new point: an
+    interrupted restart lost every row, and a Parquet file of the user's that is not a sweep's results
+    (refused without ``--restart``) was deleted too. Now the old rows are dropped, not the old file,
+    which the first write replaces whole; the other file is refused either way."""
+    sweep = load_sweep(write_sweep(tmp_path, {"grid": {"comm.sms": [12, 20]}}))
+    out = tmp_path / "r.parquet"
+    store = Store(sweep, out)
+    store.add({"point": 0, "point_id": sweep.points[0].point_id, "status": OK, "error": "", "twin_code": CODE})
+    store.write()
+    store.release()
+    before = out.read_bytes()
+    again = Store(sweep, out, restart=True)
+    assert again.done() == set() and out.read_bytes() == before  # (interrupted here: the old file stands)
+    again.add({"point": 1, "point_id": sweep.points[1].point_id, "status": OK, "error": "", "twin_code": CODE})
+    again.write()
+    again.release()
+    assert list(pd.read_parquet(out)["point_id"]) == [sweep.points[1].point_id]
+    user = tmp_path / "mine.parquet"
+    pd.DataFrame({"x": [1, 2]}).to_parquet(user)
+    mine = user.read_bytes()
+    with pytest.raises(ScenarioError, match="not a sweep results file"):
+        Store(sweep, user, restart=True)
+    assert user.read_bytes() == mine
+
+
+def test_a_results_name_too_long_for_its_journal_is_refused_up_front(tmp_path: Path) -> None:
+    """A valid 250-byte name left no room for ``.journal`` beside it: the sweep ran, then failed writing
+    the journal ("File name too long")."""
+    sweep = load_sweep(write_sweep(tmp_path, {"grid": {"comm.sms": [12]}}))
+    with pytest.raises(TwinError, match="too long for the journal beside it"):
+        Store(sweep, tmp_path / ("l" * 242 + ".parquet"))
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".lock"] == []
