@@ -93,18 +93,20 @@ NONNEGATIVE_PARAMS = frozenset("bytes bytes_copied copy_bytes comm_sms causal".s
 SM_PARAMS = ("sms", "compute_sms", "comm_sms")  # at most the device's SMs
 
 
+def _refuse_booleans(values: object) -> object:
+    """A mapping's true or false where a number goes, refused naming its key (pydantic reads true as 1)."""
+    for key, value in values.items() if isinstance(values, dict) else ():
+        if isinstance(value, bool):
+            raise ValueError(f"{key}: {value!r} is not a number (give 1 or 0)")
+    return values
+
+
 class Sample(_Strict):
     op: Literal["gemm", "attention", "memory", "interference", "alltoall", "p2p", "collective", "chunk"]
     params: dict[str, float | int | str]
     time_s: float = Field(gt=0, le=1e9, strict=True)
 
-    @field_validator("params", mode="before")
-    @classmethod
-    def _no_booleans(cls, values: object) -> object:
-        for key, value in values.items() if isinstance(values, dict) else ():
-            if isinstance(value, bool):
-                raise ValueError(f"{key}: {value!r} is not a number (give 1 or 0)")
-        return values
+    _no_booleans = field_validator("params", mode="before")(lambda values: _refuse_booleans(values))
 
     @field_validator("params")
     @classmethod
@@ -163,13 +165,7 @@ class GemmFitEntry(_Strict):
     params: dict[str, StrictFloat]
     efficiency: dict[str, StrictFloat]
 
-    @field_validator("params", "efficiency", mode="before")
-    @classmethod
-    def _no_booleans(cls, values: object) -> object:
-        for key, value in values.items() if isinstance(values, dict) else ():
-            if isinstance(value, bool):
-                raise ValueError(f"{key}: {value!r} is not a number")
-        return values
+    _no_booleans = field_validator("params", "efficiency", mode="before")(lambda values: _refuse_booleans(values))
 
     @field_validator("params")
     @classmethod

@@ -21,6 +21,15 @@ def _refused(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     return err.strip()
 
 
+def _changed_run_file(folder: Path, change: dict[str, Any]) -> Path:
+    """The test run file with ``change`` made to its second phase."""
+    path = _run_file(folder)
+    body = yaml.safe_load(path.read_text())
+    body["phases"][1] |= change
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
 @pytest.mark.parametrize(
     ("change", "key"),
     [
@@ -32,10 +41,7 @@ def _refused(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 def test_a_boolean_is_not_a_number_in_a_run_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, Any], key: str
 ) -> None:
-    path = _run_file(tmp_path)
-    body = yaml.safe_load(path.read_text())
-    body["phases"][1] |= change
-    path.write_text(yaml.safe_dump(body))
+    path = _changed_run_file(tmp_path, change)
     line = _refused(["plan", "run", str(path)], capsys)
     assert line.startswith(f"error: {path}: {key}: ") and "is not a number" in line
 
@@ -52,10 +58,7 @@ def test_a_boolean_is_not_a_number_in_a_run_file(
 def test_a_run_file_refuses_what_it_cannot_use(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, Any], needle: str
 ) -> None:
-    path = _run_file(tmp_path)
-    body = yaml.safe_load(path.read_text())
-    body["phases"][1] |= change
-    path.write_text(yaml.safe_dump(body))
+    path = _changed_run_file(tmp_path, change)
     out = tmp_path / "out"
     line = _refused(["plan", "run", str(path), "-o", str(out)], capsys)
     assert line == f"error: {path}: {needle}", line
