@@ -153,14 +153,14 @@ def _maybe(x: Any, fmt: Any) -> str:
 
 
 def kv_rows(result: ServeResult) -> list[list[str]]:
-    """Per decode (or co-located) unit: samples, the last sample's time, mean and peak occupancy."""
+    """Per decode (or co-located) unit: samples, the last sample's time, mean and peak occupancy (the
+    peak over every step, as the summary's: the samples are thinned past KV_SAMPLES)."""
     rows = []
     for key in _kv_keys(result):
         t, used = _finite_pair(*result.kv_occupancy[key])
         if len(t):
-            rows.append(
-                [key, _count(len(t)), _seconds(float(t[-1])), _pct(float(used.mean())), _pct(float(used.max()))]
-            )
+            peak = result.kv_peak.get(key, float(used.max()))
+            rows.append([key, _count(len(t)), _seconds(float(t[-1])), _pct(float(used.mean())), _pct(peak)])
         else:
             rows.append([key, "0", "-", "-", "-"])
     return rows

@@ -189,16 +189,16 @@ def memory_text(run: TrainingRun) -> str:
 
 
 def chunk_collectives(run: TrainingRun) -> bool:
-    """Whether the layout runs TP or CP collectives inside the chunks (beside DeepEP's, on the same
+    """Whether the layout runs TP, CP or expert-TP collectives inside the chunks (beside DeepEP's, on the same
     communication stream: ``ep_comm_exposed_s`` counts them too)."""
     lay = run.result.to_dict()["layout"]
-    return int(lay.get("tp", 1)) > 1 or int(lay.get("cp", 1)) > 1
+    return any(int(lay.get(k, 1)) > 1 for k in ("tp", "cp", "etp"))
 
 
 def ep_exposed_text(b: RankBreakdown, moe: bool = True, collectives: bool = False) -> str:
     """What compute waited on inside the chunks: DeepEP's all-to-alls (MoE), TP and CP collectives
     (``collectives``), both, or nothing (a dense model without TP or CP)."""
-    what = [x for x, on in (("DeepEP all-to-alls", moe), ("TP/CP collectives", collectives)) if on]
+    what = [x for x, on in (("DeepEP all-to-alls", moe), ("TP/CP/expert-TP collectives", collectives)) if on]
     if not what:
         return "A dense model without TP or CP: no communication inside the chunks."
     return (

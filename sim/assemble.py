@@ -226,13 +226,15 @@ def _check_layout_keys(sc: Scenario, layout: Layout, schedule: Schedule) -> None
     rsets = [ReplicaSet.of(layout, schedule, d) for d in range(layout.devices)]
     moe = sc.model.is_moe_model  # (a dense model's expert_dp counts nothing)
     if all(r.dp == 1 and (r.expert_dp == 1 or not moe) for r in rsets):  # no copy of any weight to synchronise
-        for key in ("fsdp", "grad_reduce_bytes", "dp_overlap"):
-            if key in given and getattr(t, key) != type(t).model_fields[key].default:  # (a default says nothing)
-                raise ScenarioError(
-                    f"training.{key}",
-                    "not used: every weight has one copy (data parallelism 1, expert DP 1), so no gradient is "
-                    "reduced and no optimizer state sharded; remove it",
-                )
+        # (fsdp alone: it would gather and scatter over groups of one GPU, and count a gathered unit's
+        # memory on top; grad_reduce_bytes and dp_overlap then change nothing, which a search's points
+        # reaching DP 1 from a base that sets them must be free to leave as they are)
+        if t.fsdp:
+            raise ScenarioError(
+                "training.fsdp",
+                "not used: every weight has one copy (data parallelism 1, expert DP 1), so there is nothing to "
+                "shard; remove it",
+            )
     if "dp_algorithm" in given:
         sizes = {len(ReplicaSet.of(layout, schedule, d).gpus(layout)) for d in range(layout.devices)}
         if not any(takes_algorithm(layout, n) for n in sizes):

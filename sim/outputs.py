@@ -51,13 +51,14 @@ def _umask_mode(mode: int) -> int:
     return mode & ~mask
 
 
-# a temporary's name keeps this much of its file's: ``.NAME.PID.XXXXXXXX.suffix`` stays within the 255
+# a temporary's name keeps this many bytes of its file's: ``.NAME.PID.XXXXXXXX.suffix`` stays within the 255
 # bytes a file name may have, whatever the output's own (a valid name of 240 characters failed)
 TEMP_NAME_CHARS = 160
 
 
 def _short(name: str) -> str:
-    return name[:TEMP_NAME_CHARS]
+    """The first :data:`TEMP_NAME_CHARS` bytes of ``name`` (a character cut in two left out)."""
+    return os.fsencode(name)[:TEMP_NAME_CHARS].decode("utf-8", errors="ignore")
 
 
 def _prefix(name: str) -> str:

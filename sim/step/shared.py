@@ -270,7 +270,7 @@ def run_shared(
     pair = embedding_pair(inp.model, lay, schedule)
     embedding: Coflow | None = None
     if pair is not None:
-        groups = embedding_groups(inp.model, lay, pair)
+        groups = embedding_groups(inp.model, lay, pair, spec.dp.grad_reduce_bytes)
         embedding = (*_group_loads(model, "allreduce", groups), model.alone("allreduce", groups), 0.0)
 
     origin = ctx.start_main()  # every duration is known: the loop starts here

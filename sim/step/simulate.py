@@ -172,7 +172,10 @@ def isolated_dp(
     sync: tuple[float, float] | None = None
     if pair is not None:
         start = max(dp[r].reduce_scatter_end for r in pair)
-        sync = (start, start + model.alone("allreduce", embedding_groups(spec.inputs.model, lay, pair)))
+        sync = (
+            start,
+            start + model.alone("allreduce", embedding_groups(spec.inputs.model, lay, pair, spec.dp.grad_reduce_bytes)),
+        )
         barrier = max(barrier, sync[1])
     timelines = []
     for d in range(lay.devices):

@@ -42,16 +42,21 @@ def embedding_pair(model: ModelSpec, layout: Layout, schedule: Schedule) -> tupl
     return first[0], apart[0]
 
 
-def embedding_grad_bytes(model: ModelSpec, layout: Layout) -> float:
-    """Bytes of the table's gradient on one GPU: ``vocab_size x dim / tp`` elements at the gradient
-    buffer's precision (FP32: :class:`sim.step.memory.Precision`)."""
-    return model.vocab_size * model.dim / layout.tp * Precision.of(model).grad_bytes
+def embedding_grad_bytes(model: ModelSpec, layout: Layout, grad_bytes: float | None = None) -> float:
+    """Bytes of the table's gradient on one GPU: ``vocab_size x dim / tp`` elements of ``grad_bytes``,
+    the gradient buffer's element as the data-parallel reduction sends it (``training.grad_reduce_bytes``:
+    Megatron all-reduces the same buffer); by default the buffer's precision (FP32,
+    :class:`sim.step.memory.Precision`)."""
+    per = Precision.of(model).grad_bytes if grad_bytes is None else grad_bytes
+    return model.vocab_size * model.dim / layout.tp * per
 
 
-def embedding_groups(model: ModelSpec, layout: Layout, pair: tuple[int, int]) -> list[tuple[np.ndarray, float, str]]:
+def embedding_groups(
+    model: ModelSpec, layout: Layout, pair: tuple[int, int], grad_bytes: float | None = None
+) -> list[tuple[np.ndarray, float, str]]:
     """The all-reduces as (GPUs, bytes per GPU, algorithm): GPU ``i`` of one rank with GPU ``i`` of the
     other, a ring of two."""
-    size = embedding_grad_bytes(model, layout)
+    size = embedding_grad_bytes(model, layout, grad_bytes)
     a, b = (layout.rank_gpus(d) for d in pair)
     return [(np.array([x, y], dtype=np.int64), size, "ring") for x, y in zip(a, b, strict=True)]
 

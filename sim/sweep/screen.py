@@ -42,7 +42,7 @@ from sim.overrides import canonical
 from sim.sweep.point import METRIC_BY_NAME, OK, bound_point
 from sim.sweep.runner import Progress, SweepOutcome, run_sweep
 from sim.sweep.spec import Sweep
-from sim.sweep.store import Store
+from sim.sweep.store import Store, check_name_room
 
 # the figures monotone in the step time within a point (which way is better: sim.sweep.point.METRICS)
 BOUNDED = ("step_time_s", "gpu_hours_per_T", "tokens_per_day")
@@ -97,6 +97,7 @@ def best_of(
     """The best ``k`` points of ``sweep`` by ``by`` (see the module docstring); ``progress(stage)`` gives
     the progress callback of each stage (``screening``, ``shared``)."""
     sign = check_by(by)
+    check_name_room(output, ".screening.journal", "the screening rows' journal beside it (--best)")
     screen = screening_sweep(sweep)
     screen_out = screening_path(output)
     if not restart:  # the output's rows are read (and refused: another sweep's) before any point is bounded

@@ -40,6 +40,15 @@ from sim.sweep.spec import Sweep
 
 NAME_MAX = 255  # bytes of a file name (Linux, macOS)
 
+
+def check_name_room(output: Path, added: str, what: str = "the journal beside it") -> None:
+    """Refuse a results name with no room for ``added`` bytes more (a valid 250-byte name ran, then
+    failed writing its journal: "File name too long")."""
+    room = NAME_MAX - len(added)
+    if len(os.fsencode(output.name)) > room:
+        raise TwinError(f"{output}: the name is too long for {what}; give one of at most {room} bytes")
+
+
 META_KEY = b"clustertwin.sweep"
 FLUSH_EVERY_S = 5.0
 
@@ -174,11 +183,7 @@ class Store:
         self.sweep = sweep
         self.output = output
         self.journal = journal_path(output)
-        room = NAME_MAX - len(".journal")  # (its lock, ``.lock``, is shorter)
-        if len(os.fsencode(output.name)) > room:
-            raise TwinError(
-                f"{output}: the name is too long for the journal beside it; give one of at most {room} bytes"
-            )
+        check_name_room(output, ".journal")  # (its lock, ``.lock``, is shorter)
         self._lock: TextIO | None = None
         self._journal_file: TextIO | None = None
         self.stale = 0  # rows read that another revision of the simulator computed (dropped, to run again)

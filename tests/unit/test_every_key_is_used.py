@@ -553,12 +553,6 @@ def test_a_study_of_other_schedules_drops_the_virtual_stages_they_do_not_read(tm
             "training.fsdp",
             "every weight has one copy",
         ),
-        (
-            REPO / "scenarios" / "clusters" / "llama3.1-8b-h100.yaml",
-            {"training.tp": 8, "training.gpus": 32, "training.global_batch": 16, "training.dp_overlap": "tail"},
-            "training.dp_overlap",
-            "every weight has one copy",
-        ),
     ],
 )
 def test_combinations_that_leave_a_key_nothing_to_do_are_refused(

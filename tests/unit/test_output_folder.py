@@ -109,6 +109,8 @@ def test_a_long_valid_name_is_written(tmp_path: Path) -> None:
     output name failed ("File name too long", naming the temporary)."""
     from sim.outputs import atomic_write_text
 
-    path = tmp_path / ("l" * 240 + ".json")
-    atomic_write_text(path, "{}")
-    assert path.read_text() == "{}" and [p.name for p in tmp_path.iterdir()] == [path.name]
+    for name in ("l" * 240 + ".json", "é" * 118 + ".json"):  # (the second: 241 bytes in 123 characters)
+        path = tmp_path / name
+        atomic_write_text(path, "{}")
+        assert path.read_text() == "{}" and path.name in [p.name for p in tmp_path.iterdir()]
+    assert len(list(tmp_path.iterdir())) == 2  # no temporary left

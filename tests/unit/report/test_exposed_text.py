@@ -17,8 +17,8 @@ from reports.step_report import ep_exposed_text
     ("moe", "collectives", "named"),
     [
         (True, False, "on DeepEP all-to-alls ("),
-        (True, True, "on DeepEP all-to-alls and TP/CP collectives ("),
-        (False, True, "on TP/CP collectives ("),
+        (True, True, "on DeepEP all-to-alls and TP/CP/expert-TP collectives ("),
+        (False, True, "on TP/CP/expert-TP collectives ("),
     ],
 )
 def test_the_sentence_names_what_the_figure_holds(moe: bool, collectives: bool, named: str) -> None:

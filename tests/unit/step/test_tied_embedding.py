@@ -28,13 +28,20 @@ PP = 4
 
 
 def _run(
-    folder: Path, name: str, *, schedule: str = "1f1b", contention: str = "shared", batch: int = 64, **model: object
+    folder: Path,
+    name: str,
+    *,
+    schedule: str = "1f1b",
+    contention: str = "shared",
+    batch: int = 64,
+    training: dict[str, object] | None = None,
+    **model: object,
 ) -> TrainingRun:
     body = {
         "name": name,
         "model": {"config": "llama-3.1-8b", "n_layers": 8, "dtype": "bf16", **model},
         "pipeline": {"pp": PP, "schedules": [schedule]},
-        "training": {"gpus": 64, "global_batch": batch, "contention": contention},
+        "training": {"gpus": 64, "global_batch": batch, "contention": contention, **(training or {})},
         "cluster": {"topology": str(REPO / "topologies" / "h100-ib-1024.yaml")},
         "profile": str(REPO / "calibrate" / "profiles" / "h100-sxm-measured.json"),
     }
@@ -74,3 +81,14 @@ def test_dualpipe_keeps_both_ends_on_one_rank(tmp_path: Path) -> None:
     run = _run(tmp_path, "dualpipe", schedule="dualpipe", batch=128, tie_word_embeddings=True)  # 8 micro-batches
     assert embedding_pair(run.step.spec.inputs.model, run.step.spec.inputs.layout, run.step.spec.schedule) is None
     assert all(t.embedding_sync is None for t in run.step.timelines)
+
+
+def test_the_gradient_is_sent_at_the_reductions_precision(tmp_path: Path) -> None:
+    """Megatron all-reduces the same gradient buffer the data-parallel reduction sends: with
+    ``training.grad_reduce_bytes: 2`` its bytes halve, and so does its time alone (one ring per GPU pair,
+    bandwidth-bound at these sizes)."""
+    fp32 = _run(tmp_path, "fp32", tie_word_embeddings=True)
+    bf16 = _run(tmp_path, "bf16", tie_word_embeddings=True, training={"grad_reduce_bytes": 2})
+    a, b = (r.step.timelines[0].embedding_sync for r in (fp32, bf16))
+    assert a is not None and b is not None
+    assert b[1] - b[0] == pytest.approx((a[1] - a[0]) / 2, rel=0.05)
