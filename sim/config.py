@@ -736,6 +736,7 @@ def _attach_cluster(scenario: Scenario, base: Path) -> None:
         if ref.device_gpus is not None:
             raise ScenarioError("cluster.device_gpus", "set by the training step's layout (rank d on GPUs d x G ..)")
         _read_topology(ref, base)
+        _one_node_keys(ref)
         return
     if ref.oversubscription is not None:
         raise ScenarioError(
@@ -745,6 +746,7 @@ def _attach_cluster(scenario: Scenario, base: Path) -> None:
         if key in scenario.p2p.model_fields_set:
             raise ScenarioError(f"p2p.{key}", "not used with a cluster: the network sets bandwidth and latency")
     _read_topology(ref, base)
+    _one_node_keys(ref)
     devices = scenario.devices()
     gpus = ref.placement(devices)
     spec = ref.spec
@@ -752,6 +754,15 @@ def _attach_cluster(scenario: Scenario, base: Path) -> None:
         raise ScenarioError(
             "cluster.device_gpus",
             f"need {devices} distinct GPUs in 0..{spec.gpus - 1} (one per pipeline device), got {list(gpus)}",
+        )
+
+
+def _one_node_keys(ref: ClusterRef) -> None:
+    """A cluster of one node sends nothing through a NIC: ``cluster.nic_Gbps`` is refused there (it was
+    accepted, the results the same)."""
+    if ref.nic_Gbps is not None and ref.spec.nodes == 1:
+        raise ScenarioError(
+            "cluster.nic_Gbps", "not used: the cluster is one node, so nothing crosses a NIC; remove it"
         )
 
 

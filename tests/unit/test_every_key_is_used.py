@@ -585,3 +585,21 @@ def test_interference_from_a_profile_without_measured_pairs_is_refused(tmp_path:
     with pytest.raises(ScenarioError) as info:
         assemble(load_scenario(path))
     assert info.value.key_path == "workload.interference" and "no interference samples" in info.value.message
+
+
+def test_a_nic_rate_on_a_one_node_cluster_is_refused(tmp_path: Path) -> None:
+    """One node sends nothing through a NIC: ``cluster.nic_Gbps`` there was accepted, the step the same."""
+    node = str(REPO / "topologies" / "h800-node.yaml")
+    sets = {
+        **STEP,
+        "cluster.topology": node,
+        "cluster.nic_Gbps": 100,
+        "training.gpus": 8,
+        "pipeline.pp": 1,
+        "pipeline.schedules": ["1f1b"],
+        "workload.ep": 8,
+        "training.global_batch": 16,
+    }
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(_derived(tmp_path / "s.yaml", SMALL_STEP, sets))
+    assert info.value.key_path == "cluster.nic_Gbps" and "one node" in info.value.message
