@@ -143,7 +143,7 @@ def chunk_cmd(
             raise ScenarioError("--n-limited-groups", e.message) from None
         if model.is_moe_model:
             spec = MoESpec.of_model(model, ep)
-            refuse_unbound_node_limit(ctx, node_limit, default, spec.nodes, spec.topk, ep)
+            refuse_unbound_node_limit(ctx, spec, default)
     if kind is ChunkKind.weight:  # (weight gradients: no DeepEP phase beside them)
         refuse_given(ctx, ("interference",), "not used by --kind weight (a weight pass has no communication)")
     first = model.n_dense_layers if first_layer is None else first_layer

@@ -14,13 +14,16 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from sim.errors import ScenarioError
 from sim.keys import as_flag  # the command modules take it from here
+
+if TYPE_CHECKING:
+    from sim.moe.spec import MoESpec
 
 out = Console()
 err = Console(stderr=True)
@@ -64,23 +67,24 @@ def refuse_given(ctx: typer.Context, names: Iterable[str], why: str) -> None:
             raise ScenarioError(flag, f"{why}; remove it")
 
 
-def refuse_unbound_node_limit(ctx: typer.Context, given: int, default: int, nodes: int, topk: int, ep: int) -> None:
-    """Refuse ``--n-limited-groups`` where neither its value nor the default limits a token's nodes
-    (:attr:`sim.moe.spec.MoESpec.limit`: a limit binds only below both the EP group's nodes and top-k),
-    so that giving it changes nothing: EP within one node, say."""
+def refuse_unbound_node_limit(ctx: typer.Context, spec: MoESpec, default: int) -> None:
+    """Refuse ``--n-limited-groups`` where neither its value (``spec``'s) nor ``default`` limits a
+    token's nodes (:attr:`sim.moe.spec.MoESpec.limit` keeps every group), so that giving it changes
+    nothing: EP within one node, say."""
+    from dataclasses import replace
 
-    def binds(m: int) -> bool:
-        return m < nodes and m < topk
-
-    if not binds(given) and not binds(default):
-        if nodes == 1:
-            why = f"not used: EP {ep} is one node (every token stays in it, whatever the limit)"
-        else:
-            why = (
-                f"not used: neither M = {given} nor the default {default} is below {min(nodes, topk)}, the "
-                f"{'nodes of EP ' + str(ep) if nodes <= topk else 'experts a token picks'}, so neither limits a token"
-            )
-        refuse_given(ctx, ("node_limit",), why)
+    if spec.limit < spec.groups or replace(spec, node_limit=default).limit < spec.groups:
+        return
+    if spec.nodes == 1:
+        why = f"not used: EP {spec.ep} is one node (every token stays in it, whatever the limit)"
+    else:
+        bound = min(spec.nodes, spec.topk)
+        what = f"nodes of EP {spec.ep}" if spec.nodes <= spec.topk else "experts a token picks"
+        why = (
+            f"not used: neither M = {spec.node_limit} nor the default {default} is below {bound}, the {what}, "
+            "so neither limits a token"
+        )
+    refuse_given(ctx, ("node_limit",), why)
 
 
 def _num(x: float) -> str:

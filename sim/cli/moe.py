@@ -159,7 +159,7 @@ def alltoall_cmd(
 ) -> None:
     """Dispatch and combine of one MoE layer: time, IB/NVLink bytes per GPU, DeepEP bandwidth."""
     spec = _moe_spec(experts=experts, topk=topk, node_limit=node_limit, ep=ep, hidden=hidden)
-    refuse_unbound_node_limit(ctx, node_limit, V3.n_limited_groups, spec.nodes, topk, ep)
+    refuse_unbound_node_limit(ctx, spec, V3.n_limited_groups)
     if routing not in (*GATES, "replay"):
         raise ScenarioError("--routing", f"unknown routing {routing!r}; choose from {', '.join(GATES)}, replay")
     if routing != "skewed":
@@ -284,7 +284,7 @@ def balance_cmd(
     if fmt is Format.json:
         refuse_given(ctx, ("every",), "not used with --format json (it prints every step)")
     spec = _moe_spec(experts=experts, topk=topk, node_limit=node_limit, ep=ep)
-    refuse_unbound_node_limit(ctx, node_limit, V3.n_limited_groups, spec.nodes, topk, ep)
+    refuse_unbound_node_limit(ctx, spec, V3.n_limited_groups)
     require_memory(
         16 * tokens * experts,
         f"scores of {tokens:,} tokens x {experts} experts",

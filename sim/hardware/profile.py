@@ -106,7 +106,7 @@ class Sample(_Strict):
     params: dict[str, float | int | str]
     time_s: float = Field(gt=0, le=1e9, strict=True)
 
-    _no_booleans = field_validator("params", mode="before")(lambda values: _refuse_booleans(values))
+    _no_booleans = field_validator("params", mode="before")(_refuse_booleans)
 
     @field_validator("params")
     @classmethod
@@ -165,7 +165,7 @@ class GemmFitEntry(_Strict):
     params: dict[str, StrictFloat]
     efficiency: dict[str, StrictFloat]
 
-    _no_booleans = field_validator("params", "efficiency", mode="before")(lambda values: _refuse_booleans(values))
+    _no_booleans = field_validator("params", "efficiency", mode="before")(_refuse_booleans)
 
     @field_validator("params")
     @classmethod
