@@ -437,7 +437,7 @@ def account(step: StepRun, gpu: GpuSpec) -> StepResult:
         gpus=inp.layout.gpus,
         flops_per_token=flops,
         bf16_peak_flops=gpu.bf16_dense_TFLOPS * 1e12,
-        megatron_flops_per_token=megatron_flops_per_token(inp.model),
+        megatron_flops_per_token=megatron_flops_per_token(inp.model, tp=inp.layout.tp),  # padded to 128 x TP
         layout=inp.layout.to_dict(),
         stats=stats,
     )

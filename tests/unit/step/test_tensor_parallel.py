@@ -29,6 +29,7 @@ from sim.config import load_scenario
 from sim.errors import ScenarioError
 from sim.model.catalog import load_model
 from sim.model.layer import TP_KINDS, LayerWork, layer_ops
+from sim.model.megatron_flops import megatron_flops_per_token, padded_vocab
 from sim.model.params import layer_params, stage_params
 from sim.network.context import SimContext
 from sim.network.spec import load_cluster
@@ -284,3 +285,15 @@ def test_per_gpu_fidelity_needs_tp_groups_inside_ep_groups(tmp_path: Path) -> No
     with pytest.raises(ScenarioError) as info:
         assemble(load_scenario(path))
     assert info.value.key_path == "training.fidelity"
+
+
+def test_model_tflops_count_the_vocabulary_padded_to_128_times_tp(tmp_path: Path) -> None:
+    """Megatron pads the vocabulary to a multiple of 128 x TP (``_vocab_size_with_padding``), and its
+    FLOP count (``num_floating_point_operations``) uses the padded size: Llama 3.1's 128,256 rows are a
+    multiple of 128 and of 256 but not of 512, so at TP 4 the head counts 128,512 rows."""
+    d = simulate_training(load_scenario(_scenario(tmp_path, 4))).to_dict()
+    model = load_scenario(_scenario(tmp_path, 4)).model
+    assert padded_vocab(model, 4) == 128_512 and padded_vocab(model, 1) == model.vocab_size == 128_256
+    per_gpu = d["tokens_per_step"] / d["step_time_s"] / d["layout"]["gpus"]
+    assert d["model_tflops_per_gpu"] == pytest.approx(megatron_flops_per_token(model, tp=4) * per_gpu / 1e12, rel=1e-12)
+    assert megatron_flops_per_token(model, tp=4) > megatron_flops_per_token(model)
