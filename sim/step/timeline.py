@@ -38,7 +38,10 @@ from sim.outputs import JSON_COMPACT, QuotedStrings
 from sim.pipeline.ops import Op
 from sim.step.spec import StepRun
 
-STREAM_TID = {**CHUNK_STREAM_TID, "dp": 99, "send": 101, "recv": 102}
+FSDP_STREAM = "fsdp"  # FSDP's per-unit all-gathers (its reduce-scatters are on ``dp``, one at a time too)
+STREAM_TID = {**CHUNK_STREAM_TID, "dp": 99, FSDP_STREAM: 100, "send": 101, "recv": 102}
+RANK_STREAMS = ("dp", FSDP_STREAM)  # a rank's own, whichever pipeline (EP group) is shown
+
 NETWORK_PID = 1_000_000  # the network's counters: one process after every rank
 COLUMNS = ["pipeline", "device", "stream", "layer", "op", "kind", "microbatch", "stage", "action", "start_s", "end_s"]
 # Under FSDP an action ends when its chunk and the walk over its units (each waiting for its gathered
@@ -264,9 +267,12 @@ def spans_frame(step: StepRun) -> pd.DataFrame:
         phases = [("dp", "reduce-scatter", iv) for iv in t.reduce_scatter]
         phases += [("dp", "embedding all-reduce", t.embedding_sync)] if t.embedding_sync else []
         phases += [("compute", "optimizer", t.optimizer), ("dp", "all-gather", t.all_gather)]
+        # FSDP: each unit's all-gather, on a track of its own (they run beside the reduce-scatters)
+        phases += [(FSDP_STREAM, "all-gather", iv) for iv in t.fsdp_gathers]
         for stream, op, (s, e) in phases:
             if e > s:
-                row(0, d, stream, -1, op, "dp" if stream == "dp" else op, -1, -1, op, s, e)
+                kind = op if stream == "compute" else stream
+                row(0, d, stream, -1, op, kind, -1, -1, op, s, e)
     frame = pd.DataFrame(cols, columns=COLUMNS)
     return frame.astype(
         {"pipeline": "int16", "device": "int16", "layer": "int16", "microbatch": "int32", "stage": "int16"}
@@ -340,7 +346,7 @@ def _trace_parts(
     """The trace's events before the span slices (process and thread names), the slices as plain
     values, and the events after them (sends, counters)."""
     frame = tl.spans
-    mine = frame[(frame["pipeline"] == pipeline) | (frame["stream"] == "dp") | (frame["op"] == "optimizer")]
+    mine = frame[(frame["pipeline"] == pipeline) | frame["stream"].isin(RANK_STREAMS) | (frame["op"] == "optimizer")]
     sends = tl.transfers[tl.transfers["pipeline"] == pipeline]
     head: list[dict[str, Any]] = []
     ranks_of, streams_of = mine["device"].tolist(), mine["stream"].tolist()

@@ -188,3 +188,23 @@ def test_units_add_up_under_expert_tp() -> None:
             layers = [i for i in place.layers if i < s.n_layers]
             for i, u in zip(layers, us[int(place.first) :], strict=False):
                 assert u.params.expert == layer_params(s, i).routed_experts // 16
+
+
+def test_the_trace_shows_each_units_all_gather_on_a_track_of_its_own(runs: dict[str, dict[str, object]]) -> None:
+    """Every FSDP all-gather is a slice of the spans (stream ``fsdp``) and of the Perfetto trace (its own
+    track: they run one after another, beside the reduce-scatters on ``dp``); without FSDP there is none."""
+    from sim.step.timeline import FSDP_STREAM, STREAM_TID, perfetto_trace, spans_frame, timeline
+
+    step = runs["fsdp"]["step"]
+    frame = spans_frame(step)  # type: ignore[arg-type]
+    gathers = frame[frame.stream == FSDP_STREAM]
+    for d, t in enumerate(step.timelines):  # type: ignore[attr-defined]
+        mine = gathers[gathers.device == d]
+        assert list(zip(mine.start_s, mine.end_s, strict=True)) == list(t.fsdp_gathers)
+        assert set(mine.op) == {"all-gather"} and set(mine.kind) == {"fsdp"}
+    trace = perfetto_trace(timeline(step), "fsdp")  # type: ignore[arg-type]
+    slices = [e for e in trace["traceEvents"] if e["ph"] == "X" and e.get("tid") == STREAM_TID[FSDP_STREAM]]
+    assert len(slices) == sum(len(t.fsdp_gathers) for t in step.timelines)  # type: ignore[attr-defined]
+    names = [e for e in trace["traceEvents"] if e["ph"] == "M" and e["name"] == "thread_name"]
+    assert {e["pid"] for e in names if e["args"]["name"] == FSDP_STREAM} == set(range(len(step.timelines)))  # type: ignore[attr-defined]
+    assert (spans_frame(runs["zero1"]["step"]).stream != FSDP_STREAM).all()  # type: ignore[arg-type]
