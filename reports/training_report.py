@@ -38,11 +38,30 @@ from reports.timeline_view import timeline_html
 from sim.experiments.published import PUBLISHED_GPU_HOURS_PER_T
 from sim.experiments.study import ScheduleRow, SmPoint, Study
 from sim.run import RunResult, TrainingRun
-from sim.step.traffic_bytes import COMPONENTS, NodeBytes
+from sim.step.tied_embedding import embedding_pair
+from sim.step.traffic_bytes import NodeBytes
 from sim.units import GiB
 
 PART_COLOURS = ["#4c78a8", "#54a24b", "#e0c341", "#72b7b2", "#bab0ac", "#b279a2", "#e45756", "#f2cf5b"]
-COMPONENT_NAMES = {"ep": "EP all-to-all (DeepEP)", "pp": "pipeline sends", "dp": "ZeRO-1 collectives"}
+COMPONENT_NAMES = {
+    "ep": "EP all-to-all (DeepEP)",
+    "pp": "pipeline sends",
+    "dp": "ZeRO-1 collectives",
+    "tp": "TP collectives",
+    "cp": "CP key/value exchange",
+    "etp": "expert-TP collectives",
+    "fsdp": "FSDP collectives",
+}
+# what each component beyond EP, pipeline and ZeRO-1 holds, for the report's list (where the step has it)
+COMPONENT_NOTES = {
+    "tp": "TP collectives: the sequence-parallel all-gathers and reduce-scatters around every layer's split GEMMs, "
+    "forward and backward, in each TP group.",
+    "cp": "CP: the keys' and values' all-gathers (or ring passes) and their gradients' reduce-scatters in each CP "
+    "group.",
+    "etp": "Expert TP: the routed rows' all-gathers and the outputs' reduce-scatters in each expert-TP group.",
+    "fsdp": "FSDP: every unit's weight all-gather before it computes (again before its backward where weights are "
+    "resharded after the forward) and its gradient reduce-scatter, per micro-batch; they replace ZeRO-1's.",
+}
 SECTIONS = (
     "Summary",
     "Timeline",
@@ -178,7 +197,7 @@ def memory_figure(run: TrainingRun) -> Figure:
     parts = [
         ("parameters", [x.memory.params for x in r.ranks]),
         ("gradients", [x.memory.grads for x in r.ranks]),
-        ("optimizer (ZeRO-1 shard)", [x.memory.optimizer for x in r.ranks]),
+        ("optimizer (shard)", [x.memory.optimizer for x in r.ranks]),
         ("activations at peak", [x.memory.activations_peak for x in r.ranks]),
     ]
     fig, ax = plt.subplots(figsize=(10, 3.8))
@@ -209,7 +228,7 @@ def _schedule_table(rows: tuple[ScheduleRow, ...]) -> tuple[list[str], list[list
         "pipeline (s)",
         "rank",
         "bubble (s)",
-        "bubble ratio",
+        "bubble / pipeline",
         "closed form (s)",
         "closed-form ratio",
         "F/B/W/F&B (ms)",
@@ -264,7 +283,7 @@ def _bytes_table(nb: NodeBytes, step_s: float) -> tuple[list[str], list[list[str
         "NVLink per node (GB/s)",
     ]
     rows = []
-    for c in COMPONENTS:
+    for c in nb.present():
         ib, nv = nb.ib[c].sum(), nb.nvlink[c].sum()
         rows.append(
             [
@@ -327,7 +346,12 @@ def training_document(run: TrainingRun, study: Study, provenance: list[tuple[str
     doc.heading(SECTIONS[1])
     doc.paragraph(
         f"Every action of every pipeline rank (rank {r.reported_rank}'s pipeline is the one the step waits for), "
-        "then each rank's ZeRO-1 reduce-scatter, optimizer and all-gather. Zoom into the interactive view "
+        + (
+            "then each rank's FSDP reduce-scatters (one per unit and micro-batch) and optimizer. "
+            if run.step.spec.inputs.layout.fsdp
+            else "then each rank's ZeRO-1 reduce-scatter, optimizer and all-gather. "
+        )
+        + "Zoom into the interactive view "
         "below; the static chart under it colours boxes by action kind and writes micro-batches where they fit."
     )
     doc.html_block(timeline_html(run))
@@ -375,8 +399,8 @@ def training_document(run: TrainingRun, study: Study, provenance: list[tuple[str
     doc.figure(
         bubble_figure(study.schedules),
         "bubbles",
-        "Pipeline bubble ratio of every schedule: simulated "
-        "(the rank that ends the step) and the closed form on the same chunk times.",
+        "Pipeline bubble over the pipeline's makespan (not the step, as a sweep's bubble_ratio) of every "
+        "schedule: simulated (the rank that ends the step) and the closed form on the same chunk times.",
     )
 
     doc.heading(SECTIONS[4])
@@ -394,30 +418,57 @@ def training_document(run: TrainingRun, study: Study, provenance: list[tuple[str
         "runs, each routed on the fabric (`sim/step/traffic_bytes.py`):"
     )
     moe = is_moe(run)
+    fsdp = run.step.spec.inputs.layout.fsdp
+    sent = "FP8" if sc.model.dtype == "fp8" else "BF16"  # a dispatch's payload (sim.moe.spec)
+    article = "an" if sent == "FP8" else "a"
+    extra = [COMPONENT_NOTES[c] for c in nb.present() if c in COMPONENT_NOTES]
+    missing = [COMPONENT_NAMES[c] for c in nb.uncounted]
+    step_spec = run.step.spec
+    synced = (
+        "; and the shared embedding table's gradient all-reduce between the first and the last pipeline rank "
+        "(`sim/step/tied_embedding.py`)."
+        if embedding_pair(step_spec.inputs.model, step_spec.inputs.layout, step_spec.schedule) is not None
+        else "."
+    )
     doc.bullets(
         [
             "EP all-to-all: every MoE layer (MTP included) of every stage, for every micro-batch through it and "
-            "every EP group of its rank: forward dispatch (FP8) and combine (BF16), backward combine(B) (an FP8 "
-            "dispatch of the output gradients) and dispatch(B) (a BF16 combine); messages from the routed "
+            f"every EP group of its rank: forward dispatch ({sent}) and combine (BF16), backward combine(B) ({article} "
+            f"{sent} dispatch of the output gradients) and dispatch(B) (a BF16 combine); messages from the routed "
             "traffic (IB token counts to each node, deduplicated; NVLink token counts inside nodes) times "
             "the phase's bytes per token."
             if moe
             else "EP all-to-all: none (a dense model: no experts).",
             "Pipeline sends: at each route boundary between ranks, every GPU sends its micro-batch's BF16 hidden "
             "states to the same-index GPU of the next rank, and the gradient back.",
-            "ZeRO-1: each replica set's gradient reduce-scatter and parameter all-gather (the non-expert group "
-            "hierarchical: NVLink then one IB ring per local index; each expert's replicas as rings)."
+            "ZeRO-1: none (FSDP's collectives replace it)."
+            if fsdp
+            else "ZeRO-1: each replica set's gradient reduce-scatter and parameter all-gather (the non-expert group "
+            "hierarchical: NVLink then one IB ring per local index; each expert's replicas as rings)" + synced
             if moe
             else "ZeRO-1: each replica set's gradient reduce-scatter and parameter all-gather over its DP group, "
             "all the weights alike (a dense model: no expert groups; `training.dp_algorithm` hierarchical: "
             "NVLink then one IB ring per local index, else a ring; under tensor parallelism, one ring per TP "
-            "index).",
+            "index)" + synced,
+            *(
+                [
+                    f"{x} Counted from the step's run on the shared network (every collective that ran, per link)."
+                    for x in extra
+                ]
+            ),
             "IB: bytes leaving the node through its NICs (PXN forwarding included); NVLink: bytes its GPUs send "
             "into the NVSwitch. Received bytes are not counted again. Not counted: DeepEP's notify exchange, "
-            "the gradient-norm all-reduce.",
+            "the gradient-norm all-reduce"
+            + (
+                f"; and, this step having run with `contention: isolated` (its collectives timed alone, so no "
+                f"link log), the {', '.join(missing)}."
+                if missing
+                else "."
+            ),
         ]
     )
-    doc.figure(heatmap_figure(nb), "bytes-per-node", "IB and NVLink bytes per node per step (all traffic).")
+    what = "all traffic" if not missing else "all traffic but the " + ", ".join(missing)
+    doc.figure(heatmap_figure(nb), "bytes-per-node", f"IB and NVLink bytes per node per step ({what}).")
     headers, rows = _bytes_table(nb, r.step_time_s)
     doc.table(headers, rows, caption="Per node: the average over the job's nodes, per second of the step.")
 
@@ -425,7 +476,9 @@ def training_document(run: TrainingRun, study: Study, provenance: list[tuple[str
     doc.figure(
         memory_figure(run),
         "memory",
-        "Memory per GPU of every rank: BF16 parameters, FP32 gradients, the ZeRO-1 optimizer shard and "
+        "Memory per GPU of every rank: BF16 parameters, FP32 gradients, the optimizer shard "
+        + ("(FSDP) " if run.step.spec.inputs.layout.fsdp else "(ZeRO-1) ")
+        + "and "
         "activations at the schedule's peak, against the GPU's HBM.",
     )
     doc.table(

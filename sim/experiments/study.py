@@ -9,8 +9,8 @@ Schedules. For each registered schedule the step is run with ``pipeline.schedule
 same PP, batch and cluster. A schedule whose memory per GPU exceeds the GPU's is run with
 ``training.check_memory: false`` and says so (:attr:`ScheduleRow.note`); one whose layout is impossible
 is a row with the refusal. Its pipeline bubble is that of the rank that ends the step (the one its
-breakdown reports, :mod:`sim.step.accounting`): the pipeline's makespan (first action to last, every
-rank) minus that rank's chunk time; the DP phase after the pipeline is not part of it. The closed
+breakdown reports, :mod:`sim.step.accounting`): the pipeline's makespan (from the step's start to
+the last action of any rank) minus that rank's chunk time; the DP phase after the pipeline is not part of it. The closed
 form (:func:`sim.pipeline.theory.bubble`, Table 2 of the DeepSeek-V3 report) takes the step's own
 chunk times: F, B (= I + W), W and F&B of every schedule stage timed by the chunk model as the step
 times them (F&B: a stage's forward paired with its own backward), averaged over the stages and
@@ -131,8 +131,9 @@ def schedule_row(run: TrainingRun, note: str = "") -> ScheduleRow:
     """The bubble of the rank that ends ``run``'s step beside the closed form on its chunk times."""
     sc = run.scenario
     r = run.result
-    pipe = run.step.reported_pipeline()
-    makespan = max(s.end for s in pipe.run.recorder.spans) - min(s.start for s in pipe.run.recorder.spans)
+    # the makespan as the step's breakdown takes it (from the step's start: under FSDP the first actions
+    # wait for their weights, which is bubble), so the row's bubble is the breakdown's
+    makespan = max(t.pipeline_end for t in run.step.timelines)
     rank = r.reported
     means = chunk_means(run)
     name = sc.pipeline.schedules[0]
@@ -146,7 +147,7 @@ def schedule_row(run: TrainingRun, note: str = "") -> ScheduleRow:
         pipeline_s=makespan,
         rank=rank.rank,
         busy_s=rank.busy_s,
-        bubble_s=makespan - rank.busy_s,
+        bubble_s=rank.bubble_s,
         chunks=means,
         closed_form_s=closed,
         peak_memory_GiB=peak,
@@ -179,10 +180,13 @@ def run_variant(sc: Scenario, overrides: dict[str, Any]) -> tuple[TrainingRun | 
 
 
 def schedule_study(base: TrainingRun, progress: Progress | None = None) -> tuple[ScheduleRow, ...]:
-    """Every registered schedule on ``base``'s scenario (its own schedule reuses ``base``)."""
+    """The compared schedules on ``base``'s scenario, and its own where it is not one of them (its row
+    reuses ``base``)."""
     sc = base.scenario
     rows = []
     names = list(COMPARED)  # the five the report compares (the others are there to be named)
+    if sc.pipeline.schedules[0] not in names:  # (interleaved-1f1b-overlap, looped-bfs, ...): the step's own row
+        names.append(sc.pipeline.schedules[0])
     for i, name in enumerate(names):
         if progress is not None:
             progress(f"schedule {name}", i, len(names))

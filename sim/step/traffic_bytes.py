@@ -15,7 +15,15 @@ Counted per step from the same pieces the simulation runs, each routed on the cl
   with the same index on the next rank, and the backward sends the gradient of the same size back.
 * ``dp``: ZeRO-1. Each replica set's gradient reduce-scatter and parameter all-gather (the non-expert
   group and every expert's replicas, :meth:`sim.step.zero1.DpModel.groups`), with the flows of the
-  collective's algorithm (:func:`sim.network.collectives.collective_flows`).
+  collective's algorithm (:func:`sim.network.collectives.collective_flows`); and the shared
+  embedding's gradient all-reduce between the pipeline's ends where it crosses ranks
+  (:mod:`sim.step.tied_embedding`). Under FSDP none of these runs (its own collectives replace them).
+* ``tp``, ``cp``, ``etp``, ``fsdp``: the tensor-, context- and expert-tensor-parallel collectives and
+  FSDP's per-unit all-gathers and reduce-scatters, where the layout has them. These are many
+  (a few per layer and micro-batch) and already summed per link by the step's run on the shared
+  network: their bytes are read from its link log (every coflow that ran, the bytes its kind puts on
+  each link), so they need a run with ``contention: shared`` (with ``isolated`` they are timed alone
+  and :attr:`NodeBytes.uncounted` names them).
 
 A node's IB bytes are those leaving it through its NICs (the ``nic_up`` links of its GPUs); its
 NVLink bytes those its GPUs send into the NVSwitch (``nv_up``). Received bytes are not added again
@@ -38,9 +46,11 @@ from sim.network.collectives import collective_flows
 from sim.network.routing import route, route_trees, tree_bytes
 from sim.network.topology import Topology
 from sim.step.simulate import StepRun
+from sim.step.tied_embedding import embedding_groups, embedding_pair
 from sim.step.zero1 import DpModel, ReplicaSet
 
-COMPONENTS = ("ep", "pp", "dp")
+COMPONENTS = ("ep", "pp", "dp", "tp", "cp", "etp", "fsdp")
+LOGGED = ("tp", "cp", "etp", "fsdp")  # read from the run's link log (their coflows' tags there)
 PHASES_PER_LAYER = {"dispatch": 2, "combine": 2}  # forward dispatch + backward combine(B); and the reverse
 
 
@@ -55,6 +65,11 @@ class NodeBytes:
     nodes_per_rank: int
     ib: dict[str, np.ndarray]
     nvlink: dict[str, np.ndarray]
+    uncounted: tuple[str, ...] = ()  # components the layout has that could not be counted (no link log)
+
+    def present(self) -> list[str]:
+        """The components that moved bytes, in :data:`COMPONENTS` order (EP, pipeline and DP always)."""
+        return [c for c in COMPONENTS if c in ("ep", "pp", "dp") or self.ib[c].any() or self.nvlink[c].any()]
 
     def total(self, medium: str) -> np.ndarray:
         """All components of ``medium`` (``ib`` or ``nvlink``) per node."""
@@ -84,6 +99,10 @@ class _Flows:
             )
             return
         self.parts[component].append((np.asarray(src), np.asarray(dst), np.asarray(nbytes, dtype=np.float64)))
+
+    def add_link_bytes(self, component: str, link_bytes: np.ndarray) -> None:
+        """Bytes already summed per link (coflows that ran)."""
+        self.tree_links[component].append(link_bytes)
 
     def per_gpu(self, topo: Topology, component: str) -> tuple[np.ndarray, np.ndarray]:
         """(NIC egress, NVLink egress) bytes per cluster GPU."""
@@ -178,6 +197,12 @@ def _dp_flows(step: StepRun, flows: _Flows) -> None:
     inp = step.spec.inputs
     lay = inp.layout
     sched = step.spec.schedule
+    if lay.fsdp:  # its per-unit collectives replace ZeRO-1's (counted from the link log)
+        return
+    pair = embedding_pair(inp.model, lay, sched)
+    if pair is not None:
+        for gpus, size, algo in embedding_groups(inp.model, lay, pair, step.spec.dp.grad_reduce_bytes):
+            flows.add("dp", *collective_flows(step.spec.topology, "allreduce", gpus, size, algo))
     model = DpModel(step.spec.dp, inp.model, lay, sched, step.spec.topology, inp.cost.memory_time)
     seen: set[tuple[int, ...]] = set()
     for d in range(lay.devices):
@@ -192,6 +217,34 @@ def _dp_flows(step: StepRun, flows: _Flows) -> None:
                 flows.add("dp", src, dst, nbytes)
 
 
+def _wanted(step: StepRun) -> set[str]:
+    """The logged components the step's layout runs."""
+    lay = step.spec.inputs.layout
+    has = {"tp": lay.tp > 1, "cp": lay.cp > 1, "etp": lay.etp > 1, "fsdp": lay.fsdp}
+    return {c for c, yes in has.items() if yes}
+
+
+def _logged_flows(step: StepRun, flows: _Flows) -> tuple[str, ...]:
+    """Adds the bytes of the logged components' coflows per link; returns those it could not count."""
+    wanted = _wanted(step)
+    links = step.links
+    if not wanted:
+        return ()
+    if links is None or step.spec.contention != "shared":  # (isolated: they ran alone, off the log)
+        return tuple(c for c in LOGGED if c in wanted)
+    topo = step.spec.topology
+    runs: Counter[tuple[int, str]] = Counter(
+        (k, t) for k, t in zip(links.log.kinds, links.log.tags, strict=True) if t in wanted
+    )
+    totals = {c: np.zeros(topo.num_links) for c in wanted}
+    for (kind, tag), n in runs.items():
+        kind_links, kind_bytes = links.kind_links[kind]
+        np.add.at(totals[tag], kind_links, kind_bytes * n)
+    for c, link_bytes in totals.items():
+        flows.add_link_bytes(c, link_bytes)
+    return ()
+
+
 def node_bytes(step: StepRun) -> NodeBytes:
     """IB and NVLink bytes of one step per node of the job, by component (module docstring)."""
     topo = step.spec.topology
@@ -202,6 +255,7 @@ def node_bytes(step: StepRun) -> NodeBytes:
     _ep_flows(step, flows)
     _pp_flows(step, flows)
     _dp_flows(step, flows)
+    uncounted = _logged_flows(step, flows)
     ib: dict[str, np.ndarray] = {}
     nv: dict[str, np.ndarray] = {}
     job_nodes = lay.devices * per_rank
@@ -209,4 +263,4 @@ def node_bytes(step: StepRun) -> NodeBytes:
         gpu_ib, gpu_nv = flows.per_gpu(topo, c)
         ib[c] = gpu_ib[: job_nodes * g].reshape(job_nodes, g).sum(axis=1).reshape(lay.devices, per_rank)
         nv[c] = gpu_nv[: job_nodes * g].reshape(job_nodes, g).sum(axis=1).reshape(lay.devices, per_rank)
-    return NodeBytes(lay.devices, per_rank, ib, nv)
+    return NodeBytes(lay.devices, per_rank, ib, nv, uncounted)

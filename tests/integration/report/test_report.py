@@ -149,3 +149,30 @@ def test_nothing_is_written_when_the_scenario_is_bad(tmp_path: Path, capsys: pyt
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "bad.yaml: training.gpus" in err[0]
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_step_on_a_schedule_not_compared_still_has_its_row(tmp_path: Path) -> None:
+    """The schedule table holds the five compared schedules and, where the step runs another one
+    (GPipe here; Megatron's interleaved-1f1b-overlap in a shipped scenario), the step's own: its row is
+    the reported step, bubble and all (the table left it out, so no row matched the step above it)."""
+    import yaml
+
+    from sim.config import load_scenario as load
+    from sim.experiments.study import schedule_study
+    from sim.run import simulate_training
+
+    body = {
+        "name": "gpipe",
+        "model": {"config": "llama-3.1-8b", "n_layers": 8, "dtype": "bf16"},
+        "pipeline": {"pp": 4, "schedules": ["gpipe"]},
+        "training": {"gpus": 64, "global_batch": 64},
+        "cluster": {"topology": str(REPO / "topologies" / "h100-ib-1024.yaml")},
+        "profile": str(REPO / "calibrate" / "profiles" / "h100-sxm-measured.json"),
+    }
+    path = tmp_path / "gpipe.yaml"
+    path.write_text(yaml.safe_dump(body))
+    run = simulate_training(load(path))
+    rows = {r.schedule: r for r in schedule_study(run)}
+    assert list(rows) == [*COMPARED, "gpipe"]
+    own = rows["gpipe"]
+    assert own.step_time_s == run.result.step_time_s and own.bubble_s == run.result.reported.bubble_s

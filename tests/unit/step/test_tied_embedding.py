@@ -92,3 +92,27 @@ def test_the_gradient_is_sent_at_the_reductions_precision(tmp_path: Path) -> Non
     a, b = (r.step.timelines[0].embedding_sync for r in (fp32, bf16))
     assert a is not None and b is not None
     assert b[1] - b[0] == pytest.approx((a[1] - a[0]) / 2, rel=0.05)
+
+
+def test_the_reports_byte_count_has_the_all_reduce_and_the_tp_collectives(tmp_path: Path) -> None:
+    """The per-node bytes of the report (sim.step.traffic_bytes) count what the shared network carried,
+    tag by tag: the pipeline sends and the ZeRO-1 collectives with the tied table's all-reduce (all
+    tagged zero1 on the network), and the TP collectives (read from the run's link log); with
+    ``contention: isolated`` the TP collectives run alone, so they are named as not counted."""
+    from sim.step.traffic_bytes import node_bytes
+
+    tied = _run(tmp_path, "tied", tie_word_embeddings=True, training={"tp": 2})
+    untied = _run(tmp_path, "untied", training={"tp": 2})
+    for run in (tied, untied):
+        nb = node_bytes(run.step)
+        carried = run.to_dict()["stats"]["coflow_GB"]
+        for c, tag in (("pp", "pipeline"), ("dp", "zero1"), ("tp", "tp")):
+            assert nb.ib[c].sum() / 1e9 == pytest.approx(carried.get(f"{tag}@nic_up", 0.0), rel=1e-9)
+            assert nb.nvlink[c].sum() / 1e9 == pytest.approx(carried.get(f"{tag}@nv_up", 0.0), rel=1e-9)
+        assert nb.present() == ["ep", "pp", "dp", "tp"] and nb.uncounted == ()
+    extra = node_bytes(tied.step).ib["dp"].sum() - node_bytes(untied.step).ib["dp"].sum()
+    lay = tied.step.spec.inputs.layout
+    # a ring of two moves 2 x (n - 1) / n of the buffer from each GPU: the buffer, on every GPU of both ranks
+    assert extra == pytest.approx(2 * lay.gpus_per_rank * embedding_grad_bytes(tied.step.spec.inputs.model, lay))
+    alone = node_bytes(_run(tmp_path, "alone", contention="isolated", training={"tp": 2}).step)
+    assert alone.uncounted == ("tp",) and not alone.nvlink["tp"].any()
