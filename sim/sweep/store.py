@@ -50,6 +50,9 @@ def check_name_room(output: Path, added: str, what: str = "the journal beside it
 
 
 META_KEY = b"clustertwin.sweep"
+# The journal's first line after ``--restart``: the results file's rows are discarded even if the run
+# stops before it rewrites that file (the file is kept until then, so a refused restart deletes nothing)
+RESTARTED = "restarted"
 FLUSH_EVERY_S = 5.0
 
 
@@ -127,7 +130,10 @@ def _read_journal(path: Path) -> list[tuple[str, dict[str, Any]]]:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue  # the line a kill cut short
-        if isinstance(row, dict) and "point_id" in row:
+        if isinstance(row, dict) and row.get(RESTARTED) is True and "point_id" not in row:
+            rows.clear()  # what came before the restart (none: it starts the journal) is not this sweep's
+            rows.append((f"line {number}", {RESTARTED: True}))
+        elif isinstance(row, dict) and "point_id" in row:
             rows.append((f"line {number}", row))
     return rows
 
@@ -200,12 +206,19 @@ class Store:
         if restart:  # the old rows are dropped, not the old file: it stays until the first write replaces it
             if self.output.exists():
                 _read_parquet(self.output)  # (a file that is not a sweep's results is refused, --restart or not)
-            self.journal.unlink(missing_ok=True)
+                self._mark_restart()
+            else:
+                self.journal.unlink(missing_ok=True)
             return {}
         ids = {p.point_id for p in self.sweep.points}
         rows: dict[str, dict[str, Any]] = {}
-        read = [(self.output, w, r) for w, r in _read_parquet(self.output)] if self.output.exists() else []
-        read += [(self.journal, w, r) for w, r in _read_journal(self.journal)]
+        journaled = _read_journal(self.journal)
+        restarted = bool(journaled) and RESTARTED in journaled[0][1]
+        if restarted:  # a --restart that stopped before rewriting the results: its old rows do not count
+            journaled = journaled[1:]
+        kept = not restarted and self.output.exists()
+        read = [(self.output, w, r) for w, r in _read_parquet(self.output)] if kept else []
+        read += [(self.journal, w, r) for w, r in journaled]
         for file, where, row in read:
             pid = row.get("point_id")
             if not isinstance(pid, str):
@@ -235,6 +248,18 @@ class Store:
             row.update(point=point.index, label=label(point.overrides))
             row.update(override_cells(self.sweep, point.overrides))
         return rows
+
+    def _mark_restart(self) -> None:
+        """A new journal whose first line says the results file's rows are discarded (on disk before any
+        point runs: a restart stopped at any time never gives the old rows back)."""
+
+        def put(tmp: Path) -> None:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(json.dumps({RESTARTED: True}) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+
+        atomic_write(self.journal, put)
 
     def _acquire(self) -> None:
         lock = self.output.with_name(self.output.name + ".lock")

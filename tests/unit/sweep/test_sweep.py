@@ -384,6 +384,33 @@ def test_a_restart_keeps_the_old_results_until_new_rows_replace_them(tmp_path: P
     assert user.read_bytes() == mine
 
 
+def test_a_restart_stopped_before_its_first_write_never_gives_the_old_rows_back(tmp_path: Path) -> None:
+    """The old file stays until a restart's first write; a restart stopped before it (Ctrl-C before the
+    first point, a kill after one) left the old rows for the next plain run to count as done, so one
+    file held rows of two topologies. The restart's journal now starts with a line that discards them."""
+    sweep = load_sweep(write_sweep(tmp_path, {"grid": {"comm.sms": [12, 20]}}))
+    out = tmp_path / "r.parquet"
+    store = Store(sweep, out)
+    for i in range(2):
+        store.add({"point": i, "point_id": sweep.points[i].point_id, "status": OK, "error": "", "twin_code": CODE})
+    store.write()
+    store.release()
+    before = out.read_bytes()
+    stopped = Store(sweep, out, restart=True)
+    stopped.release()  # (stopped before any point ended)
+    assert out.read_bytes() == before
+    plain = Store(sweep, out)
+    assert plain.done() == set()
+    plain.add({"point": 1, "point_id": sweep.points[1].point_id, "status": OK, "error": "", "twin_code": CODE})
+    plain.release()  # (killed after one point: the journal holds it after the restart's line)
+    again = Store(sweep, out)
+    assert again.done() == {sweep.points[1].point_id}
+    again.write()
+    again.release()
+    assert list(pd.read_parquet(out)["point_id"]) == [sweep.points[1].point_id]
+    assert Store(sweep, out).done() == {sweep.points[1].point_id}  # (the journal went with the write)
+
+
 def test_a_results_name_too_long_for_its_journal_is_refused_up_front(tmp_path: Path) -> None:
     """A valid 250-byte name left no room for ``.journal`` beside it: the sweep ran, then failed writing
     the journal ("File name too long")."""
