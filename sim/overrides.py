@@ -62,9 +62,37 @@ def resolve_paths(overrides: dict[str, Any], folder: Path) -> dict[str, Any]:
     return out
 
 
+def nested_key(keys: Any) -> tuple[str, str] | None:
+    """(a key, the key of a section holding it) among ``keys`` (``comm.sms`` and ``comm``), or None.
+    Setting both is ambiguous: the section given whole replaces the other's value or is overwritten by
+    it, depending on the order, and drops the base's other keys of that section."""
+    given = sorted(str(k) for k in keys)
+    for i, outer in enumerate(given):
+        for inner in given[i + 1 :]:
+            if inner.startswith(outer + "."):
+                return inner, outer
+            if not inner.startswith(outer):
+                break
+    return None
+
+
+def check_nested(keys: Any, where: str, file: str | None = None) -> None:
+    """Refuse two keys of one override set where one holds the other (:func:`nested_key`)."""
+    both = nested_key(keys)
+    if both is not None:
+        inner, outer = both
+        raise ScenarioError(
+            f"{where}{inner}",
+            f"also set by {where}{outer} (the whole section): give the key once, in one of the two forms",
+            file,
+        )
+
+
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], where: str = "") -> dict[str, Any]:
     """A deep copy of ``data`` with each dotted key set; missing sections are created. A key whose
-    parent is not a mapping (``pipeline.pp.x``) is an error naming ``where`` + the key."""
+    parent is not a mapping (``pipeline.pp.x``) is an error naming ``where`` + the key, and so are two
+    keys where one is a section holding the other (``comm`` and ``comm.sms``)."""
+    check_nested(overrides, where)
     out = copy.deepcopy(data)
     for key, value in overrides.items():
         parts = key.split(".")

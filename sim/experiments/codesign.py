@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sim.config import MAX_BASE_DEPTH, Scenario, scenario_from_data
+from sim.config import MAX_BASE_DEPTH, Scenario, scenario_data, scenario_from_data
 from sim.errors import ScenarioError
-from sim.overrides import PATH_KEYS, check_key, label, only_keys, resolve_paths
+from sim.overrides import PATH_KEYS, apply_overrides, check_key, label, only_keys, resolve_paths
 from sim.sweep.point import METRIC_BY_NAME
-from sim.sweep.spec import Sweep, expand_grid, not_finite, point_key, sweep_from_data
+from sim.sweep.spec import Sweep, base_file, expand_grid, not_finite, point_key, sweep_from_data
 from sim.yamlio import read_yaml
 
 BASE_LABEL = "base scenario (as built)"
@@ -224,7 +224,19 @@ def _load_codesign(path: Path) -> Codesign:
     base_path = Path(base) if Path(base).is_absolute() else folder / base
     points: list[dict[str, Any]] = [{}]
     origins = ["base: "]  # each point's origin (:func:`_variants`), the prefix of its keys in errors
-    index: dict[str, int] = {point_key({}): 0}
+    base_data, _ = scenario_data(base_file(data, path, "base scenario file"))
+
+    def same(sets: dict[str, Any]) -> str:
+        """A point's identity: the scenario it runs (``comm.sms: 20``, ``20.0`` or ``comm: {sms: 20}``
+        with nothing else in ``comm`` run one step, as the sweep counts points)."""
+        if not isinstance(base_data, dict):
+            return point_key(sets)
+        try:
+            return point_key(apply_overrides(base_data, resolve_paths(sets, folder)))
+        except ScenarioError:  # (a malformed set: the sweep's checks below name it)
+            return point_key(sets)
+
+    index: dict[str, int] = {same({}): 0}
     raw: list[tuple[dict[str, Any], list[tuple[str, dict[str, Any], str]], str]] = []
     keys_seen: set[str] = set()
     for i, study in enumerate(data["studies"]):
@@ -243,7 +255,7 @@ def _load_codesign(path: Path) -> Codesign:
                 if found is not None:
                     raise ScenarioError(origin + key, f"{found} is not a finite number", file)
             try:
-                text = point_key(sets)  # comm.sms: 20 and 20.0 are one point
+                text = same(sets)  # comm.sms: 20 and 20.0 are one point
             except (TypeError, ValueError):
                 raise ScenarioError(
                     _bare(origin), "values must be finite numbers, strings, booleans, lists or mappings", file
@@ -269,7 +281,7 @@ def _load_codesign(path: Path) -> Codesign:
                     f"{where}.metrics", f"unknown figure {m!r}; choose from {', '.join(METRIC_BY_NAME)}", file
                 )
         rows = [Variant(BASE_LABEL, {}, 0)]
-        rows += [Variant(text, sets, index[point_key(sets)]) for text, sets, _ in variants if sets]
+        rows += [Variant(text, sets, index[same(sets)]) for text, sets, _ in variants if sets]
         keys = list(dict.fromkeys(k for _, sets, _ in variants for k in sets))
         studies.append(
             Study(

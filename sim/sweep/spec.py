@@ -31,7 +31,7 @@ from typing import Any
 
 from sim.config import expand_model_config, parse_scenario, scenario_data, scenario_from_data
 from sim.errors import ScenarioError
-from sim.overrides import PATH_KEYS, apply_overrides, canonical, check_key, only_keys, resolve_paths
+from sim.overrides import PATH_KEYS, apply_overrides, canonical, check_key, check_nested, only_keys, resolve_paths
 from sim.serve.spec import is_serve_data, parse_serve
 from sim.yamlio import read_yaml
 
@@ -159,9 +159,12 @@ def expand_grid(
     if not isinstance(grid, dict) or not grid:
         raise ScenarioError(where, f"a mapping of {example}", file)
     axes = []
+    if scenario_keys:
+        check_nested(grid, f"{where}.", file)
     for key, values in grid.items():
         if scenario_keys:
             check_key(key, f"{where}.{key}")
+            check_labelling(key, f"{where}.{key}", file)
         if not isinstance(values, list) or not values:
             raise ScenarioError(f"{where}.{key}", "give a non-empty list of values", file)
         axes.append(values)
@@ -172,6 +175,18 @@ def expand_grid(
         raise ScenarioError(where, f"{size:,} combinations; at most {MAX_POINTS:,} points", file)
     keys = list(grid)
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*axes)]
+
+
+LABELLING = ("name", "description")  # a scenario's own labels: a point's label is its overrides
+
+
+def check_labelling(key: str, where: str, file: str) -> None:
+    """Refuse a point that sets the scenario's name or description: it changes no figure (two points
+    that differ only there ran the same step twice) and the rows are labelled by their overrides."""
+    if key in LABELLING:
+        raise ScenarioError(
+            where, f"a point's {key} changes nothing it simulates (its row is labelled by its overrides)", file
+        )
 
 
 def _points(points: Any, file: str) -> list[dict[str, Any]]:
@@ -187,6 +202,8 @@ def _points(points: Any, file: str) -> list[dict[str, Any]]:
             raise ScenarioError(f"points[{i}]", "a mapping of dotted keys to values", file)
         for key in p:
             check_key(key, f"points[{i}]")
+            check_labelling(key, f"points[{i}].{key}", file)
+        check_nested(p, f"points[{i}].", file)
         out.append(p)
     return out
 
@@ -254,6 +271,10 @@ def base_file(data: dict[str, Any], path: Path, what: str) -> Path:
     base_path = Path(base) if Path(base).is_absolute() else path.parent / base
     if base_path.resolve() == path.resolve():
         raise ScenarioError("base", f"names this sweep file itself; give the {what}", str(path))
+    if base_path.is_dir():
+        raise ScenarioError("base", f"{base}: is a folder; give the {what}", str(path))
+    if not base_path.exists():
+        raise ScenarioError("base", f"{base}: no such file; give the {what}", str(path))
     return base_path
 
 
@@ -302,7 +323,11 @@ def sweep_from_data(data: Any, path: Path) -> Sweep:
             if bad is not None:
                 raise bad from None
             raise ScenarioError(where, "values must be numbers, strings, booleans, lists or mappings", file) from None
-        same = point_key(overrides)
+        # the same scenario however written (a key or its section, a path relative or absolute)
+        try:
+            same = point_key(apply_overrides(base_data, resolve_paths(overrides, path.parent)))
+        except ScenarioError:  # (a malformed point: checked below, naming its key)
+            same = point_key(overrides)
         if same in seen:
             raise ScenarioError(where, f"repeats the point {seen[same]} ({text})", file)
         seen[same] = f"{where} #{index}"

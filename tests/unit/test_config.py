@@ -241,3 +241,15 @@ def test_a_derived_files_own_set_is_its_own_and_overrides_its_bases(tmp_path: Pa
     derived.write_text("base: base.yaml\nset: {comm.sms: 16, pipeline.pp: 3}\n")
     with pytest.raises(ScenarioError, match=r"derived\.yaml: training\.gpus: 512 GPUs do not divide into 3"):
         assemble(load_scenario(derived))
+
+
+def test_a_key_set_beside_its_whole_section_is_refused(tmp_path: Path) -> None:
+    """``set: {training: {gpus: 64}, training.gpus: 128}`` ran with whichever came last (128 GPUs, the
+    section's other keys dropped): one line names both."""
+    path = _write(tmp_path, {"name": "d", "base": str(SMALL), "set": {"training": {"gpus": 64}, "training.gpus": 128}})
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert str(info.value) == (
+        f"{path}: set.training.gpus: also set by set.training (the whole section): give the key once, in one of "
+        "the two forms"
+    )

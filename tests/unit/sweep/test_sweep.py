@@ -63,7 +63,20 @@ def test_grid_then_points_in_order(tmp_path: Path) -> None:
         ({"grid": {"comm..sms": [1]}}, "grid.comm..sms: an override key is a dotted scenario key"),
         ({}, "the sweep has no points"),
         ({"gird": {}}, "gird: unknown key; allowed: name, description, base, grid, points"),
+        ({"base": "/nonexistent.yaml", "points": [{}]}, "base: /nonexistent.yaml: no such file"),
+        ({"base": "/tmp", "points": [{}]}, "base: /tmp: is a folder"),
         ({"points": [{"cluster.topology": "nope.yaml"}]}, "points[0].cluster.topology:"),
+        # a key and its section in one point: the section given whole silently won (comm.sms=8 ran 20 SMs)
+        ({"grid": {"comm.sms": [8], "comm": [{"sms": 20}]}}, "grid.comm.sms: also set by grid.comm"),
+        (
+            {"points": [{"pipeline": {"pp": 8}, "pipeline.pp": 16}]},
+            "points[0].pipeline.pp: also set by points[0].pipeline",
+        ),
+        # labels only: two steps alike
+        ({"grid": {"name": ["a", "b"]}}, "grid.name: a point's name changes nothing it simulates"),
+        ({"points": [{"description": "x"}]}, "points[0].description: a point's description changes nothing"),
+        # the same scenario written two ways
+        ({"grid": {"comm.sms": [16]}, "points": [{"comm.sms": 16.0}]}, "points[0]: repeats the point grid #0"),
     ],
 )
 def test_bad_sweeps_name_the_key(tmp_path: Path, body: dict, needle: str) -> None:
@@ -74,6 +87,24 @@ def test_bad_sweeps_name_the_key(tmp_path: Path, body: dict, needle: str) -> Non
     assert "\n" not in line
     assert needle in line
     assert line.startswith(str(path))
+
+
+def test_a_point_that_runs_the_base_scenario_under_another_name_is_a_repeat(tmp_path: Path) -> None:
+    """Duplicates are found on the scenario a point runs, not its text: a topology given as written and
+    as an absolute path, or a section given whole with what the base holds, ran one step twice."""
+    topology = (ROOT / "topologies" / "deepseek-v3-mpft.yaml").resolve()
+    from sim.config import scenario_data
+
+    base, _ = scenario_data(SMALL)
+    relative = os.path.relpath(topology, tmp_path)
+    body = {"points": [{"cluster.topology": relative}, {"cluster.topology": str(topology)}]}
+    with pytest.raises(ScenarioError, match=r"points\[1\]: repeats the point points\[0\]"):
+        load_sweep(write_sweep(tmp_path, body))
+    whole = {
+        "points": [{"comm.sms": base["comm"]["sms"] + 2}, {"comm": {**base["comm"], "sms": base["comm"]["sms"] + 2}}]
+    }
+    with pytest.raises(ScenarioError, match=r"points\[1\]: repeats the point points\[0\]"):
+        load_sweep(write_sweep(tmp_path, whole))
 
 
 def test_bad_sweep_from_the_command_line_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
