@@ -161,7 +161,7 @@ def _figures(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
         return _serve_figures(data, path, folder)
     from sim.config import scenario_from_data
     from sim.network.topology import build_topology
-    from sim.run import simulate_training
+    from sim.run import check_finite, simulate_training
 
     sc = scenario_from_data(data, path, folder)
     run = simulate_training(sc)
@@ -190,7 +190,7 @@ def _figures(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
             scale_up=sc.cluster.scale_up is not None,
         )
     )
-    return {
+    figures = {
         "step_time_s": r.step_time_s,
         "tokens_per_day": r.tokens_per_day,
         "gpu_hours_per_T": r.gpu_hours_per_trillion_tokens,
@@ -209,6 +209,10 @@ def _figures(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
         **_layout_cells(sc, lay, run.gpu.hbm_GiB),
         "cost_note": note,
     }
+    # the row's own figures too (the run's were checked): a cost per trillion tokens of inf was written,
+    # then refused when the file was read back (NaN is "not priced", kept)
+    check_finite(sc, {k: v for k, v in figures.items() if not (isinstance(v, float) and math.isnan(v))})
+    return figures
 
 
 def _layout_cells(sc: Any, layout: dict[str, Any], hbm_GiB: float) -> dict[str, Any]:

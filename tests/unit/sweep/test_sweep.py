@@ -221,6 +221,18 @@ def test_a_point_that_raises_is_recorded_not_dropped() -> None:
     assert row["status"] in (INFEASIBLE, FAILED) and row["error"]
 
 
+def test_a_row_figure_that_overflows_makes_the_point_infeasible_naming_the_input(tmp_path: Path) -> None:
+    """A fabric written off over 1e-310 years gave cost_per_T_usd = inf: the sweep wrote it (exit 0), then
+    refused its own file on reading it back. The row's figures are checked as a run's are."""
+    sweep = load_sweep(write_sweep(tmp_path, {"points": [{"economics.fabric_life_years": 1e-310}]}))
+    row = run_point(sweep.scenario_data(sweep.points[0]), str(sweep.base_path), str(sweep.base_folder))
+    assert row["status"] == INFEASIBLE and np.isnan(row["cost_per_T_usd"])
+    assert row["error"] == (
+        "the results overflow: cost_per_T_usd is inf, from economics.fabric_life_years = 1e-310; "
+        "use values nearer to real ones"
+    )
+
+
 def test_override_columns_keep_their_values_whatever_their_size(tmp_path: Path) -> None:
     drawn = {"workload.routing": "random"}  # (a seed of balanced routing is refused: it draws nothing)
     points = [{"seed": 1, **drawn}, {"seed": 10**19, **drawn}, {"cluster.nic_Gbps": 400}, {"cluster.nic_Gbps": 12.5}]
