@@ -36,11 +36,13 @@ from typing import Any
 from sim.config import MAX_BASE_DEPTH, Scenario, scenario_data, scenario_from_data
 from sim.errors import ScenarioError
 from sim.overrides import PATH_KEYS, apply_overrides, check_key, label, only_keys, resolve_paths
-from sim.sweep.point import METRIC_BY_NAME
+from sim.serve.spec import is_serve_data
+from sim.sweep.point import METRIC_BY_NAME, SERVE_METRICS
 from sim.sweep.spec import Sweep, base_file, expand_grid, not_finite, point_key, sweep_from_data
 from sim.yamlio import read_yaml
 
 BASE_LABEL = "base scenario (as built)"
+STUDY_KEY = re.compile(r"[a-z0-9_-]+")  # a study's key names its figure's file
 DEFAULT_METRICS = ("step_time_s", "tokens_per_day", "cost_per_T_usd", "memory_peak_GiB")
 _KEYS = ("name", "description", "base", "studies")
 _STUDY_KEYS = ("key", "title", "question", "metrics", "variants", "grid", "label")
@@ -156,6 +158,12 @@ def _variants(
     ``studies[0].variants[2].scenario: `` (the keys are in the derived file it names)."""
     out: list[tuple[str, dict[str, Any], str]] = []
     grid = study.get("grid")
+    if grid is None and study.get("label") is not None:
+        raise ScenarioError(
+            f"{where}.label",
+            "a label template names the grid's keys; this study has no grid (give each variant a label)",
+            file,
+        )
     if grid is not None:
         combos = expand_grid(grid, file, f"{where}.grid")
         varying = [k for k, values in grid.items() if len(values) > 1]
@@ -190,6 +198,8 @@ def _variants(
             sets = v.get("set") or {}
             if not isinstance(sets, dict):
                 raise ScenarioError(f"{at}.set", "a mapping of dotted keys to values", file)
+            if not sets:
+                raise ScenarioError(f"{at}.set", "sets nothing: the base is every study's first row already", file)
             for key in sets:
                 check_key(key, f"{at}.set", file)
             name = label(sets)
@@ -200,6 +210,13 @@ def _variants(
         out.append((text, sets, origin))
     if not out:
         raise ScenarioError(where, "a study needs variants and/or a grid", file)
+    seen: dict[str, str] = {BASE_LABEL: "the base"}
+    for text, _, origin in out:
+        at = re.sub(r"\.(grid|set|scenario)$", "", _bare(origin))  # the study's, or the variant's own path
+        if text in seen:  # two rows of the table nobody could tell apart
+            key = f"{at}.label"
+            raise ScenarioError(key, f"{text!r} is the label of {seen[text]} too; give each row its own", file)
+        seen[text] = at
     return out
 
 
@@ -247,8 +264,11 @@ def _load_codesign(path: Path) -> Codesign:
         skey = study.get("key")
         if not isinstance(skey, str) or not skey or skey in keys_seen:
             raise ScenarioError(f"{where}.key", "a unique, non-empty name for the study", file)
+        if not STUDY_KEY.fullmatch(skey):  # it names the study's figure file
+            raise ScenarioError(f"{where}.key", f"{skey!r}: give lower-case letters, digits, '-' or '_'", file)
         keys_seen.add(skey)
         variants = _variants(study, where, folder, file, base_path)
+        ran: dict[str, str] = {}
         for _, sets, origin in variants:
             for key, value in sets.items():
                 found = not_finite(value)
@@ -260,6 +280,9 @@ def _load_codesign(path: Path) -> Codesign:
                 raise ScenarioError(
                     _bare(origin), "values must be finite numbers, strings, booleans, lists or mappings", file
                 ) from None
+            if text in ran:  # one study's two rows of one scenario
+                raise ScenarioError(_bare(origin), f"runs the same scenario as {ran[text]}", file)
+            ran[text] = _bare(origin) if not origin.endswith("grid.") else f"{_bare(origin)} {json.dumps(sets)}"
             if text not in index:
                 index[text] = len(points)
                 points.append(sets)
@@ -275,11 +298,15 @@ def _load_codesign(path: Path) -> Codesign:
         metrics = study.get("metrics", list(DEFAULT_METRICS))
         if not isinstance(metrics, list) or not metrics:
             raise ScenarioError(f"{where}.metrics", "a list of figures", file)
+        serving = is_serve_data(sweep.base_data)
         for m in metrics:
             if m not in METRIC_BY_NAME:
                 raise ScenarioError(
                     f"{where}.metrics", f"unknown figure {m!r}; choose from {', '.join(METRIC_BY_NAME)}", file
                 )
+            if (m in SERVE_METRICS) != serving:  # a figure no row has: a table of '-'
+                kind = "serving deployment" if serving else "training step"
+                raise ScenarioError(f"{where}.metrics", f"{m}: the base is a {kind}, which has no such figure", file)
         rows = [Variant(BASE_LABEL, {}, 0)]
         rows += [Variant(text, sets, index[same(sets)]) for text, sets, _ in variants if sets]
         keys = list(dict.fromkeys(k for _, sets, _ in variants for k in sets))

@@ -112,6 +112,18 @@ METRICS: tuple[Metric, ...] = (
     Metric("goodput_requests_per_s", "max", "requests/s", "requests per second meeting both SLOs"),
 )
 METRIC_BY_NAME = {m.name: m for m in METRICS}
+# the figures of a serving deployment (:func:`_serve_figures`); the others are a training step's
+SERVE_METRICS = frozenset(
+    {
+        "ttft_p50_s",
+        "ttft_p99_s",
+        "tpot_p50_s",
+        "tpot_p99_s",
+        "input_tokens_per_s_per_node",
+        "output_tokens_per_s_per_node",
+        "goodput_requests_per_s",
+    }
+)
 LAYOUT_COLUMNS: tuple[tuple[str, str], ...] = (  # (column, dtype): the layout the point ran
     ("schedule", "string"),
     ("gpus", "Int64"),

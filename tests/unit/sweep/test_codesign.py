@@ -75,6 +75,41 @@ def test_shipped_study_file_and_what_if_scenarios_load() -> None:
             "cd.yaml: studies[0].variants[0].set: an override key",
         ),
         ([{"key": "a", "label": "M={model.n_limited_group}", "grid": {"model.n_limited_groups": [1]}}], "not a key"),
+        # the key names the study's figure file: report crashed after validate passed
+        ([{"key": "IB-2x", "grid": {"comm.sms": [12]}}], "studies[0].key: 'IB-2x': give lower-case letters"),
+        # a serving figure of training steps: a table of '-' and "no figure moved"
+        (
+            [{"key": "a", "metrics": ["ttft_p99_s"], "grid": {"comm.sms": [12]}}],
+            "studies[0].metrics: ttft_p99_s: the base is a training step, which has no such figure",
+        ),
+        # labels and variants that were ignored or told nothing apart
+        (
+            [{"key": "a", "label": "SMs={comm.sms}", "variants": [{"set": {"comm.sms": 16}}]}],
+            "studies[0].label: a label template names the grid's keys; this study has no grid",
+        ),
+        ([{"key": "a", "label": "fixed", "grid": {"comm.sms": [16, 24]}}], "studies[0].label: 'fixed' is the label"),
+        (
+            [{"key": "a", "variants": [{"label": "x", "set": {"comm.sms": 16}}, {"set": {}}]}],
+            "studies[0].variants[1].set: sets nothing",
+        ),
+        (
+            [
+                {
+                    "key": "a",
+                    "variants": [{"label": "A", "set": {"comm.sms": 16}}, {"label": "B", "set": {"comm.sms": 16}}],
+                }
+            ],
+            "studies[0].variants[1].set: runs the same scenario as studies[0].variants[0].set",
+        ),
+        (
+            [
+                {
+                    "key": "a",
+                    "variants": [{"label": "v", "set": {"comm.sms": 16}}, {"label": "v", "set": {"comm.sms": 24}}],
+                }
+            ],
+            "studies[0].variants[1].label: 'v' is the label of studies[0].variants[0] too",
+        ),
     ],
 )
 def test_bad_study_files_name_the_place(tmp_path: Path, studies: list[dict], needle: str) -> None:
@@ -249,3 +284,13 @@ def test_the_chart_has_every_figure_that_moved_names_the_rest_and_shows_a_one_pe
     assert one / ax.bbox.width > 0.05
     unchanged = frame.assign(step_time_s=20.0, fabric_cost_usd=9e6, bubble_ratio=0.2, memory_headroom_GiB=10.0)
     assert study_figure(study, unchanged) is None  # nothing moved: no chart, the report says so
+
+
+def test_the_serving_figures_are_those_a_serving_point_has() -> None:
+    """SERVE_METRICS (what a co-design study of a training base refuses) are the serving point's figures."""
+    import inspect
+
+    from sim.sweep import point
+
+    source = inspect.getsource(point._serve_figures)
+    assert {m.name for m in point.METRICS if f'"{m.name}"' in source} == point.SERVE_METRICS
