@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sim.config import scenario_data, scenario_from_data
 from sim.errors import ScenarioError
 from sim.limits import MAX_RUN_TOKENS, MAX_TIME
-from sim.overrides import apply_overrides, resolve_paths
+from sim.overrides import PATH_KEYS, apply_overrides, resolve_paths
 
 
 class _Strict(BaseModel):
@@ -71,7 +72,7 @@ class PhaseSpec(_Strict):
     global_batch: int | None = Field(None, ge=1, description="sequences per step [default: the base's]")
     ramp: RampSpec | None = None
     set: dict[str, Any] = Field(default_factory=dict, description="overrides of the base scenario")
-    published_gpu_hours: float | None = Field(None, gt=0, le=MAX_TIME)
+    published_gpu_hours: float | None = Field(None, ge=1, le=MAX_TIME)  # (a published figure: 1 GPU-hour or more)
 
     @field_validator("set")
     @classmethod
@@ -98,6 +99,12 @@ class PhaseSpec(_Strict):
             raise ValueError("a ramp needs a token budget (tokens)")
         if self.ramp is not None and self.tokens is not None and self.ramp.over_tokens > self.tokens:
             raise ValueError("the ramp takes more tokens than the phase has")
+        if self.ramp is not None:  # a batch ramp grows to the phase's batch (GPT-3, Llama 3: 4M to 16M tokens)
+            b = self.ramp.batches
+            if any(later < earlier for earlier, later in pairwise(b)):
+                raise ValueError(f"ramp.batches {b} decrease somewhere; a ramp grows to the phase's global_batch")
+            if self.global_batch is not None and b[-1] > self.global_batch:
+                raise ValueError(f"ramp.batches end at {b[-1]}, past the phase's global_batch {self.global_batch}")
         return self
 
 
@@ -133,7 +140,7 @@ def failure_overhead(f: FailureSpec, gpus: int) -> tuple[float, float]:
 class GroupSpec(_Strict):
     name: str = Field(min_length=1)
     phases: list[str] = Field(min_length=1)
-    published_gpu_hours: float = Field(gt=0, le=MAX_TIME)
+    published_gpu_hours: float = Field(ge=1, le=MAX_TIME)
 
 
 class RunSpec(_Strict):
@@ -170,6 +177,9 @@ def run_from_data(data: Any, path: Path) -> RunSpec:
         unknown = [n for n in g.phases if n not in names]
         if unknown:
             raise ScenarioError(f"groups.{i}.phases", f"no phase is named {unknown[0]!r}", str(path))
+        twice = [n for j, n in enumerate(g.phases) if n in g.phases[:j]]
+        if twice:  # its GPU-hours were counted twice
+            raise ScenarioError(f"groups.{i}.phases", f"{twice[0]!r} is listed twice", str(path))
     return spec
 
 
@@ -221,6 +231,12 @@ def plan_steps(spec: RunSpec, path: Path, known: dict[str, Step] | None = None) 
     folder = path.resolve().parent
     base_path = (folder / spec.base).resolve()
     base, base_folder = scenario_data(base_path)
+    try:  # the base alone, as a scenario (a profile's JSON was blamed on phases.0.set.name)
+        scenario_from_data(base, str(base_path), str(base_folder))
+    except ScenarioError as err:
+        raise ScenarioError(
+            "base", f"{base_path.name} is not a scenario ({err.key_path}: {err.message})", str(path)
+        ) from None
     steps: dict[str, Step] = {}
     slices: list[PlannedSlice] = []
     for i, phase in enumerate(spec.phases):
@@ -252,13 +268,25 @@ def plan_steps(spec: RunSpec, path: Path, known: dict[str, Step] | None = None) 
                 try:
                     sc = scenario_from_data(apply_overrides(base, sets), str(base_path), str(base_folder))
                 except ScenarioError as err:
-                    at = where if err.key_path == "training.global_batch" else f"phases.{i}.set.{err.key_path}"
-                    raise ScenarioError(at, err.message, str(path)) from None
+                    if err.key_path == "training.global_batch":
+                        raise ScenarioError(where, err.message, str(path)) from None
+                    raise _phase_error(err, i, sets, path) from None
                 steps[key] = Step(sets, sc.model.seq_len, sc.economics.gpu_hour_usd)
                 if known is not None:
                     known[key] = steps[key]
             slices.append(PlannedSlice(i, b, tokens, key))
     return RunPlan(spec, path, base_path, base_folder, base, tuple(slices), steps)
+
+
+def _phase_error(err: ScenarioError, i: int, sets: dict[str, Any], run: Path) -> ScenarioError:
+    """A phase's scenario refused, named at ``phases.i.set.KEY``; an error of a file a path override
+    names (a folder, another kind of file: no key inside it) at that override, with the file."""
+    key = err.key_path
+    if not key:
+        owner = next((k for k in sets if k in PATH_KEYS or any(p.startswith(k + ".") for p in PATH_KEYS)), None)
+        at = f"phases.{i}.set.{owner}" if owner else f"phases.{i}.set"
+        return ScenarioError(at, f"{err.file}: {err.message}" if err.file else err.message, str(run))
+    return ScenarioError(f"phases.{i}.set.{key}", err.message, str(run))
 
 
 def _base_batch(
@@ -271,7 +299,7 @@ def _base_batch(
         data = apply_overrides(base, resolve_paths(dict(sets), folder))
         sc = scenario_from_data(data, str(path), str(base_folder))
     except ScenarioError as err:
-        raise ScenarioError(f"phases.{i}.set.{err.key_path}", err.message, str(run)) from None
+        raise _phase_error(err, i, dict(sets), run) from None
     assert sc.training is not None
     return sc.training.global_batch or DEFAULT_GLOBAL_BATCH
 

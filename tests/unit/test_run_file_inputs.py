@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from sim.cli import main
+from tests.conftest import REPO
 from tests.integration.test_plan_run import _run_file
 
 
@@ -50,9 +51,22 @@ def test_a_boolean_is_not_a_number_in_a_run_file(
     ("change", "needle"),
     [
         # a ZeroDivisionError after run.json was written; with -q, "+2442%" against another phase's figure
-        ({"published_gpu_hours": 0}, "phases.1.published_gpu_hours: Input should be greater than 0"),
+        ({"published_gpu_hours": 0}, "phases.1.published_gpu_hours: Input should be greater than or equal to 1"),
+        # a difference of +3e302% against a "published" 1e-300 GPU-hours
+        ({"published_gpu_hours": 1e-300}, "phases.1.published_gpu_hours: Input should be greater than or equal to 1"),
         # taken as the number: a scenario refuses global_batch: '256'
         ({"steps": "12"}, "phases.1.steps: Input should be a valid integer"),
+        # ramps that are not ramps: accepted, the last one simulated slices above the phase's batch
+        (
+            {"steps": None, "tokens": 1e11, "ramp": {"batches": [1024, 512], "over_tokens": 1e10}},
+            "phases.1: ramp.batches [1024, 512] decrease somewhere; a ramp grows to the phase's global_batch",
+        ),
+        (
+            {"steps": None, "tokens": 1e11, "ramp": {"batches": [512, 2048], "over_tokens": 1e10}},
+            "phases.1: ramp.batches end at 2048, past the phase's global_batch 1024",
+        ),
+        # a folder where a phase names a topology: no key was named ("phases.1.set.: is a folder")
+        ({"set": {"cluster.topology": "/tmp"}}, "phases.1.set.cluster.topology: /tmp: is a folder, not a topology file"),
     ],
 )
 def test_a_run_file_refuses_what_it_cannot_use(
@@ -63,6 +77,23 @@ def test_a_run_file_refuses_what_it_cannot_use(
     line = _refused(["plan", "run", str(path), "-o", str(out)], capsys)
     assert line == f"error: {path}: {needle}", line
     assert not out.exists()
+
+
+def test_a_group_listing_a_phase_twice_and_a_base_that_is_not_a_scenario_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A group that lists a phase twice counted its GPU-hours twice; a run whose base is a profile's
+    JSON was blamed on ``phases.0.set.name``."""
+    path = _run_file(tmp_path)
+    body = yaml.safe_load(path.read_text())
+    body["groups"][0]["phases"] = ["main", "main"]
+    path.write_text(yaml.safe_dump(body))
+    assert _refused(["plan", "run", str(path)], capsys) == f"error: {path}: groups.0.phases: 'main' is listed twice"
+    profile = REPO / "calibrate" / "profiles" / "h800.json"
+    body = yaml.safe_load(_run_file(tmp_path).read_text()) | {"base": str(profile)}
+    path.write_text(yaml.safe_dump(body))
+    line = _refused(["plan", "run", str(path)], capsys)
+    assert line.startswith(f"error: {path}: base: h800.json is not a scenario ("), line
 
 
 def _run_sweep(folder: Path, point: dict[str, Any]) -> Path:
