@@ -66,7 +66,10 @@ def test_a_boolean_is_not_a_number_in_a_run_file(
             "phases.1: ramp.batches end at 2048, past the phase's global_batch 1024",
         ),
         # a folder where a phase names a topology: no key was named ("phases.1.set.: is a folder")
-        ({"set": {"cluster.topology": "/tmp"}}, "phases.1.set.cluster.topology: /tmp: is a folder, not a topology file"),
+        (
+            {"set": {"cluster.topology": "/tmp"}},
+            "phases.1.set.cluster.topology: /tmp: is a folder, not a topology file",
+        ),
     ],
 )
 def test_a_run_file_refuses_what_it_cannot_use(
