@@ -13,7 +13,9 @@ nccl-tests (github.com/NVIDIA/nccl-tests) prints, per binary (``all_reduce_perf`
 
 Each row gives two samples (``op: collective``): out-of-place and in-place, with the collective,
 ``bytes`` (the size column), count, type, GPUs, nodes and both bandwidths. Rows of size 0 are
-skipped. The collective comes from the test-starting line, else from the file name.
+skipped; a time of 0 or below is refused (nccl-tests prints only what it timed). The collective
+comes from the test-starting line, else from the file name. ``--gpus`` and ``--nodes`` (where the
+Rank lines do not say, or say otherwise) split evenly, at most 1,024 GPUs on a node.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from sim.errors import ScenarioError
 from sim.hardware.profile import Sample
+from sim.limits import MAX_GPUS_PER_NODE
 
 MAX_TIME_S = 1e9  # a profile's bound on a sample's time (sim.hardware.profile.Sample)
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "alltoall", "sendrecv", "broadcast", "reduce")
@@ -62,6 +65,30 @@ def _columns(lines: list[str], path: Path) -> tuple[int, list[str]]:
     raise ScenarioError("", "no nccl-tests column header (a '# size count type ... time algbw busbw' line)", str(path))
 
 
+def _scale(ranks: dict[int, str], gpus: int | None, nodes: int | None, path: Path) -> tuple[int, int]:
+    """(GPUs, nodes) of a log: ``gpus`` and ``nodes`` where given, else from its Rank lines (ranks, and
+    their distinct hosts). Where a flag sets either, the GPUs split evenly over the nodes, at most
+    :data:`sim.limits.MAX_GPUS_PER_NODE` on each; refused otherwise, naming the flag (and the log, when
+    its Rank lines give the other)."""
+    n_gpus = gpus or len(ranks)
+    n_nodes = nodes or len(set(ranks.values()))
+    if not n_gpus or not n_nodes:
+        raise ScenarioError("--gpus", "the log has no '#  Rank' lines: give --gpus and --nodes", str(path))
+    if gpus is None and nodes is None:
+        return n_gpus, n_nodes  # as the test ran
+    where = "" if gpus and nodes else str(path)
+    if n_gpus % n_nodes:
+        flag = "--nodes" if nodes else "--gpus"
+        raise ScenarioError(flag, f"the GPUs ({n_gpus:,}) do not split evenly over the nodes ({n_nodes:,})", where)
+    per_node = n_gpus // n_nodes
+    if per_node > MAX_GPUS_PER_NODE:
+        flag = "--gpus" if gpus else "--nodes"
+        message = f"{per_node:,} GPUs per node is over the limit of {MAX_GPUS_PER_NODE:,} "
+        message += f"({n_gpus:,} GPUs over {n_nodes:,} node(s))"
+        raise ScenarioError(flag, message, where)
+    return n_gpus, n_nodes
+
+
 def parse_log(path: str | Path, gpus: int | None = None, nodes: int | None = None) -> list[Sample]:
     """Samples of one nccl-tests log; ``gpus``/``nodes`` override what the Rank lines say."""
     path = Path(path)
@@ -77,10 +104,7 @@ def parse_log(path: str | Path, gpus: int | None = None, nodes: int | None = Non
         m = _RANK.match(line)
         if m:
             ranks[int(m[1])] = m[2]
-    n_gpus = gpus or len(ranks)
-    n_nodes = nodes or len(set(ranks.values()))
-    if not n_gpus or not n_nodes:
-        raise ScenarioError("--gpus", "the log has no '#  Rank' lines: give --gpus and --nodes", str(path))
+    n_gpus, n_nodes = _scale(ranks, gpus, nodes, path)
     samples = []
     for number, line in enumerate(lines[start + 1 :], start=start + 2):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -103,8 +127,9 @@ def parse_log(path: str | Path, gpus: int | None = None, nodes: int | None = Non
                 algbw, busbw = float(row[f"{group}:algbw"]), float(row[f"{group}:busbw"])
             except (KeyError, ValueError):
                 raise ScenarioError(f"line {number}", f"{group} time/algbw/busbw are not numbers", str(path)) from None
-            if time_us <= 0:
-                continue
+            if time_us <= 0:  # (nccl-tests prints no row it has not timed)
+                cell = row[f"{group}:time"]
+                raise ScenarioError(f"line {number}", f"{group} time must be > 0, got {cell}", str(path))
             if not all(math.isfinite(x) for x in (time_us, algbw, busbw)) or time_us * 1e-6 > MAX_TIME_S:
                 raise ScenarioError(
                     f"line {number}",

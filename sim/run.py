@@ -235,13 +235,16 @@ def check_figures_finite(
     figures: dict[str, Any],
     *more: float,
     files: Sequence[tuple[str, object]] = (),
+    huge: float = math.inf,
 ) -> None:
     """:func:`check_finite` of ``figures`` computed from the ``inputs`` of ``file`` (and the contents of
-    other ``files`` it read, by path)."""
-    bad = next(((k, v) for k, v in _numbers(figures, "") if not math.isfinite(v)), None)
+    other ``files`` it read, by path). A figure larger than ``huge`` in magnitude is refused as well: a
+    command whose figures are printed as they are (no trace multiplies them on) passes :data:`EDGE`, past
+    which only inputs at the edge take a figure (a time of 1e298 s is an overflow in all but name)."""
+    bad = next(((k, v) for k, v in _numbers(figures, "") if not math.isfinite(v) or abs(v) > huge), None)
     if bad is None and all(math.isfinite(x) for x in more):
         return
-    what = f"{bad[0]} is {bad[1]}" if bad is not None else "the simulated times overflow a trace's microseconds"
+    what = f"{bad[0]} is {bad[1]:g}" if bad is not None else "the simulated times overflow a trace's microseconds"
     edge = [f"{k} = {v:g}" for k, v in _numbers(inputs, "") if abs(v) > EDGE or 0 < abs(v) < 1 / EDGE]
     for path, data in files:  # named in their file
         edge += [f"{path}: {k} = {v:g}" for k, v in _numbers(data, "") if abs(v) > EDGE or 0 < abs(v) < 1 / EDGE]

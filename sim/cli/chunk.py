@@ -38,6 +38,7 @@ from sim.moe.spec import MoESpec
 from sim.outputs import atomic_write_text
 from sim.paths import shown
 from sim.step.layout import DEFAULT_EP
+from sim.yamlio import MAX_JSON_BYTES, read_text
 
 
 class ChunkKind(StrEnum):
@@ -147,6 +148,12 @@ def chunk_cmd(
     if kind is ChunkKind.weight:  # (weight gradients: no DeepEP phase beside them)
         refuse_given(ctx, ("interference",), "not used by --kind weight (a weight pass has no communication)")
     first = model.n_dense_layers if first_layer is None else first_layer
+    last = model.n_layers + model.mtp_depth - 1  # the last layer a chunk may hold (MTP's after the model's)
+    if first > last:  # only a given --first-layer (the default is the first MoE layer, in the model)
+        mtp = {0: "", 1: " and its MTP layer"}.get(model.mtp_depth, f" and {model.mtp_depth} MTP layers")
+        raise ScenarioError(
+            "--first-layer", f"must be in 0..{last} (the model's {model.n_layers} layers{mtp}), got {first}"
+        )
     if not any(layer >= model.n_layers or model.is_moe(layer) for layer in range(first, first + layers)):
         refuse_given(
             ctx,
@@ -172,9 +179,10 @@ def chunk_cmd(
         result = _time(config, kind)
     except ScenarioError as e:
         raise as_flag(e) from None
+    fig = figures(result)
+    _finite(fig, profile)
     if trace_out is not None:
         atomic_write_text(trace_out, json.dumps(chunk_trace(result, f"{kind.value}, {layers} layers")))
-    fig = figures(result)
     if fmt is Format.json:
         print(json.dumps(fig))
         return
@@ -189,6 +197,17 @@ def chunk_cmd(
     out.print(table)
     if trace_out is not None:
         out.print(f"wrote {trace_out}")
+
+
+def _finite(fig: dict[str, Any], profile: Path) -> None:
+    """Every figure finite, and short of :data:`sim.run.EDGE` (printed as they are, a span of 1e298 ms is
+    an overflow all the same), before anything is printed or written; else one line naming the keys of
+    the profile at the edge of floating point that produced it, as ``twin run`` names them
+    (:func:`sim.run.check_figures_finite`)."""
+    from sim.run import EDGE, check_figures_finite
+
+    inputs = json.loads(read_text(profile, "profile", MAX_JSON_BYTES))
+    check_figures_finite("", {}, fig, files=[(str(profile), inputs)], huge=EDGE)
 
 
 def trace_validation(profile: Path = DEFAULT_PROFILE) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -86,10 +87,16 @@ REQUIRED_PARAMS = {
 INTERFERENCE_KERNELS = ("gemm", "copy")
 
 
-# Of those, the sizes and SM counts the fits take the logarithm of or divide by: 0 or below is refused
-# (a traceback from the fit, or a warning and a time fitted on -inf, otherwise); ``bytes`` may be 0.
-POSITIVE_PARAMS = frozenset("m n k sms heads seq qk_dim v_dim tokens hidden compute_sms".split())
-NONNEGATIVE_PARAMS = frozenset("bytes bytes_copied copy_bytes comm_sms causal".split())
+# Of those, the counts the cost model reads as whole numbers (``int(...)``: a GEMM's and an attention's
+# dimensions, SMs, a collective's GPUs and nodes): a fraction is refused, and so is one below the minimum
+# (0.5 or 1e-300 was truncated to 0, and the GEMM fit took its logarithm: a traceback from scipy).
+WHOLE_PARAMS = {
+    **dict.fromkeys(
+        "m n k sms heads seq qk_dim v_dim tokens hidden compute_sms gpus nodes world experts m_total".split(), 1
+    ),
+    **dict.fromkeys(("comm_sms", "causal"), 0),
+}
+NONNEGATIVE_PARAMS = frozenset("bytes bytes_copied copy_bytes".split())  # byte counts may be 0 or fractional
 SM_PARAMS = ("sms", "compute_sms", "comm_sms")  # at most the device's SMs
 
 
@@ -101,26 +108,53 @@ def _refuse_booleans(values: object) -> object:
     return values
 
 
+def _what_param(key: str) -> str:
+    """What a sample's parameter ``key`` must be, as an error says it."""
+    if key in TEXT_PARAMS:
+        return "text"
+    if key in WHOLE_PARAMS:
+        return f"a whole number >= {WHOLE_PARAMS[key]}"
+    return "a finite number" if key in NUMERIC_PARAMS else "a number or text"
+
+
+def _refuse_non_scalars(values: object) -> object:
+    """A sample's parameter that is neither a number nor text (a list, a mapping, null, true), refused
+    naming its key and what it must be (pydantic named a member of its union: ``family.float``)."""
+    _refuse_booleans(values)
+    for key, value in values.items() if isinstance(values, dict) else ():
+        if not isinstance(value, int | float | str):
+            raise ValueError(f"{key}: must be {_what_param(key)}, got {value!r}")
+    return values
+
+
+def _check_param(key: str, value: float | int | str) -> None:
+    """One parameter of a sample, of the type and range the cost model reads it as; a ValueError
+    ``KEY: must be ...`` otherwise."""
+    if key in TEXT_PARAMS and not isinstance(value, str):
+        raise ValueError(f"{key}: must be text, got {value!r}")
+    if key not in NUMERIC_PARAMS:
+        return
+    if isinstance(value, str) or not math.isfinite(value):
+        raise ValueError(f"{key}: must be {_what_param(key)}, got {value!r}")
+    if key in WHOLE_PARAMS and (value != int(value) or value < WHOLE_PARAMS[key]):
+        raise ValueError(f"{key}: must be {_what_param(key)}, got {value!r}")
+    if key in NONNEGATIVE_PARAMS and value < 0:
+        raise ValueError(f"{key}: must be 0 or more, got {value!r}")
+
+
 class Sample(_Strict):
     op: Literal["gemm", "attention", "memory", "interference", "alltoall", "p2p", "collective", "chunk"]
     params: dict[str, float | int | str]
     time_s: float = Field(gt=0, le=1e9, strict=True)
 
-    _no_booleans = field_validator("params", mode="before")(_refuse_booleans)
+    _scalars = field_validator("params", mode="before")(_refuse_non_scalars)
 
     @field_validator("params")
     @classmethod
     def _numbers(cls, params: dict[str, float | int | str], info: ValidationInfo) -> dict[str, float | int | str]:
         op = info.data.get("op")
         for key, value in params.items():
-            if key in TEXT_PARAMS and not isinstance(value, str):
-                raise ValueError(f"{key} must be text, got {value!r}")
-            if key in NUMERIC_PARAMS and (isinstance(value, str) or not math.isfinite(value)):
-                raise ValueError(f"{key} must be a finite number, got {value!r}")
-            if key in POSITIVE_PARAMS and not isinstance(value, str) and value <= 0:
-                raise ValueError(f"{key} must be above 0, got {value!r}")
-            if key in NONNEGATIVE_PARAMS and not isinstance(value, str) and value < 0:
-                raise ValueError(f"{key} must be 0 or more, got {value!r}")
+            _check_param(key, value)
         for key in REQUIRED_PARAMS.get(op or "", ()):
             if key not in params:
                 raise ValueError(f"{key} is missing ({op} samples have {', '.join(REQUIRED_PARAMS[op or ''])})")
@@ -266,7 +300,7 @@ def _validated(data: object, path: Path) -> Profile:
     try:
         profile = Profile.model_validate(data)
     except ValidationError as err:
-        e = validation_error(err, Profile)
+        e = _param_named(validation_error(err, Profile), data)
         raise ScenarioError(e.key_path, e.message, str(path)) from None
     _check_fits(profile, path)
     sms = profile.device.sms
@@ -274,9 +308,24 @@ def _validated(data: object, path: Path) -> Profile:
         for key in SM_PARAMS:
             value = sample.params.get(key)
             if isinstance(value, int | float) and value > sms:
-                message = f"{key} {value!r} is more SMs than the device's {sms} (device.sms)"
-                raise ScenarioError(f"samples[{i}].params", message, str(path))
+                message = f"{value!r} is more SMs than the device's {sms} (device.sms)"
+                raise ScenarioError(f"samples[{i}].params.{key}", message, str(path))
     return profile
+
+
+def _param_named(e: ScenarioError, data: dict[str, object]) -> ScenarioError:
+    """A sample's ``params`` refused for one of its keys (``m: must be ...``): the key joins the key
+    path (``samples[12].params.m: must be ...``), as a scenario's keys do."""
+    at = re.fullmatch(r"samples\[(\d+)\]\.params", e.key_path)
+    named = re.match(r"(\w+): (.*)", e.message, re.S)
+    if at is None or named is None:
+        return e
+    samples = data.get("samples")
+    sample = samples[int(at[1])] if isinstance(samples, list) and int(at[1]) < len(samples) else None
+    params = sample.get("params") if isinstance(sample, dict) else None
+    if not isinstance(params, dict) or named[1] not in params:
+        return e
+    return ScenarioError(f"{e.key_path}.{named[1]}", named[2])
 
 
 def _check_fits(profile: Profile, path: Path) -> None:

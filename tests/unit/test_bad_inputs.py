@@ -500,6 +500,100 @@ def refused_in_one_line(args: list[str], expected: str, files: Path, capsys: pyt
     assert _ls(files) == before
 
 
+# Finite inputs whose figures overflow (a time of 1e300 s printed with exit 0), and a flag named as given
+# (it named --maxbytes or --layers-per-stage): the whole line. The topologies are h100-ib-1024's with one
+# bandwidth at 1e-300, written by the test (``_edge_topologies``).
+OVERFLOW = "use values nearer to real ones"
+COLLECTIVE = ["collective", "allreduce", "--gpus", "64", "-b", "1G", "-e", "1G"]
+EXACT: list[tuple[list[str], str]] = [
+    (
+        [*COLLECTIVE, "--topology", "nic.yaml"],
+        f"the results overflow: time_us is 4.22786e+306, from nic.yaml: node.nic_Gbps = 1e-300; {OVERFLOW}",
+    ),
+    (
+        [*COLLECTIVE, "--topology", "link.yaml", "--format", "json"],
+        f"the results overflow: time_us is 4.22786e+306, from link.yaml: fabric.link_Gbps = 1e-300; {OVERFLOW}",
+    ),
+    (
+        [*COLLECTIVE, "--topology", "pcie.yaml"],
+        f"the results overflow: time_us is 2.64241e+305, from pcie.yaml: node.pcie_GBps = 1e-300; {OVERFLOW}",
+    ),
+    (
+        ["alltoall", "--topology", "nic.yaml", "--ep", "64", "--format", "json"],
+        f"the results overflow: dispatch.time_s is 8.47802e+299, from nic.yaml: node.nic_Gbps = 1e-300; {OVERFLOW}",
+    ),
+    (
+        ["alltoall", "--topology", "link.yaml", "--ep", "64"],
+        f"the results overflow: dispatch.time_s is 1.1776e+295, from link.yaml: fabric.link_Gbps = 1e-300; {OVERFLOW}",
+    ),
+    (
+        ["alltoall", "--topology", "pcie.yaml", "--ep", "64", "--plot", "sweep.png"],
+        f"the results overflow: dispatch.time_s is 1.05975e+299, from pcie.yaml: node.pcie_GBps = 1e-300; {OVERFLOW}",
+    ),
+    (
+        ["alltoall", "--rdma-channel-GBps", "1e-300", "--format", "json"],
+        f"the results overflow: dispatch.time_s is 1.05972e+298, from --rdma-channel-GBps = 1e-300; {OVERFLOW}",
+    ),
+    (
+        ["alltoall", "--nvlink-channel-GBps", "1e-300"],
+        f"the results overflow: dispatch.time_s is 2.11943e+298, from --nvlink-channel-GBps = 1e-300; {OVERFLOW}",
+    ),
+    (
+        ["alltoall", "--sms", "4,8", "--rdma-channel-GBps", "1e-300", "--nvlink-channel-GBps", "1e-300"],
+        "the results overflow: sweep[0].dispatch.time_s is 1.05972e+299, from --rdma-channel-GBps = 1e-300, "
+        f"--nvlink-channel-GBps = 1e-300; {OVERFLOW}",
+    ),
+    (
+        [*COLLECTIVE[:4], "--topology", "pcie.yaml", "--size-bytes", "1e-300"],
+        "--size-bytes: must be a finite number in [1, 1e+18], got '1e-300'",
+    ),
+    (
+        [*COLLECTIVE[:4], "--topology", "pcie.yaml", "--size-bytes", "0.5"],
+        "--size-bytes: must be a finite number in [1, 1e+18], got '0.5'",
+    ),
+    (
+        ["chunk", "--layers", "4", "--first-layer", "1e3"],
+        "--first-layer: must be in 0..61 (the model's 61 layers and its MTP layer), got 1000",
+    ),
+    (
+        ["chunk", "--model-config", LLAMA, "--first-layer", "32", "--layers", "1"],
+        "--first-layer: must be in 0..31 (the model's 32 layers), got 32",
+    ),
+    (
+        ["chunk", "--layers", "4", "--first-layer", "60"],
+        "--layers-per-stage: layers 60..63 are not in the model's 61 layers",
+    ),
+]
+
+
+def _edge_topologies(folder: Path) -> None:
+    """h100-ib-1024 with its NIC, fabric link or PCIe bandwidth at 1e-300: nic.yaml, link.yaml, pcie.yaml."""
+    text = (REPO / "topologies" / "h100-ib-1024.yaml").read_text()
+    edits = {
+        "nic.yaml": ("  nic_Gbps: 400\n", "  nic_Gbps: 1.0e-300\n"),
+        "link.yaml": ("  kind: ft2\n", "  kind: ft2\n  link_Gbps: 1.0e-300\n"),
+        "pcie.yaml": ("  pcie_GBps: 64\n", "  pcie_GBps: 1.0e-300\n"),
+    }
+    for name, (old, new) in edits.items():
+        assert text.count(old) == 1, old
+        (folder / name).write_text(text.replace(old, new))
+
+
+@pytest.mark.parametrize("args,expected", [pytest.param(a, e, id=" ".join(a)[:80]) for a, e in EXACT])
+def test_bad_input_exact_line(args: list[str], expected: str, files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Overflowing figures of ``twin collective`` and ``twin alltoall`` (exit 0 before, with a numpy
+    warning) and flags named as the user gave them: exit 2, the one line exactly, nothing printed."""
+    _edge_topologies(files)
+    before = _ls(files)
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    out, err = capsys.readouterr()
+    assert info.value.code == 2, err
+    assert err == f"error: {expected}\n"
+    assert out == ""
+    assert _ls(files) == before
+
+
 def test_at_least_150_cases() -> None:
     assert len(HAND) + len(numeric_cases()) >= 150
 

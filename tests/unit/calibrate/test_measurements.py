@@ -187,3 +187,61 @@ def test_nccl_tests_refuses_what_is_not_its_output(tmp_path: Path) -> None:
     bad.write_text("\n".join(text))
     with pytest.raises(ScenarioError, match="line 13: expected 13 columns"):
         parse_log(bad)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("     7.86", "    -7.86", "out-of-place time must be > 0, got -7.86"),
+        ("     7.86", "        0", "out-of-place time must be > 0, got 0"),
+        ("     0.50", "     0.00", "in-place time must be > 0, got 0.00"),
+    ],
+)
+def test_nccl_tests_refuses_a_time_of_zero_or_below(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, message: str
+) -> None:
+    """A row timed at 0 or below was dropped without a word (25 samples of 26): refused, naming its line."""
+    lines = (NCCL / "all_reduce_perf-h200-1gpu.log").read_text().splitlines(keepends=True)
+    assert old in lines[11]
+    lines[11] = lines[11].replace(old, new, 1)
+    log, out = tmp_path / "all_reduce_perf.log", tmp_path / "p.json"
+    log.write_text("".join(lines))
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "import-nccl-tests", str(log), "-o", str(out), "--device", "H200"])
+    got = capsys.readouterr()
+    assert (info.value.code, got.out) == (2, "")
+    assert got.err == f"error: {log}: line 12: {message}\n"
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "where", "message"),
+    [
+        (
+            ["--gpus", "1048576"],
+            "LOG: --gpus",
+            "1,048,576 GPUs per node is over the limit of 1,024 (1,048,576 GPUs over 1 node(s))",
+        ),
+        (
+            ["--gpus", "2048", "--nodes", "1"],
+            "--gpus",
+            "2,048 GPUs per node is over the limit of 1,024 (2,048 GPUs over 1 node(s))",
+        ),
+        (["--gpus", "8", "--nodes", "3"], "--nodes", "the GPUs (8) do not split evenly over the nodes (3)"),
+        (["--nodes", "3"], "LOG: --nodes", "the GPUs (1) do not split evenly over the nodes (3)"),
+        (["--gpus", "3", "--nodes", "2"], "--nodes", "the GPUs (3) do not split evenly over the nodes (2)"),
+    ],
+)
+def test_nccl_tests_refuses_gpus_and_nodes_that_no_cluster_has(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], where: str, message: str
+) -> None:
+    """``--gpus 1048576`` on a 1-node log (over the 1,024 GPUs a node holds, sim/limits.py) and GPUs that
+    do not split evenly over ``--nodes`` were taken: refused, naming the flag (and the log whose Rank
+    lines give the other figure)."""
+    log, out = NCCL / "all_reduce_perf-h200-1gpu.log", tmp_path / "p.json"
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "import-nccl-tests", str(log), "-o", str(out), "--device", "H200", *flags])
+    got = capsys.readouterr()
+    assert (info.value.code, got.out) == (2, "")
+    assert got.err == f"error: {where.replace('LOG', str(log))}: {message}\n"
+    assert not out.exists()

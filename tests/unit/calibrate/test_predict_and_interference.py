@@ -263,3 +263,72 @@ def test_predict_batch_refuses_single_kernel_flags(tmp_path: Path, capsys: pytes
             code == 2
             and err.strip() == f"error: {flag}: not used by --batch (its rows give each kernel's parameters); remove it"
         )
+
+
+def _at_the_edge(tmp_path: Path, key: str) -> Path:
+    """The H800 datasheet profile with ``efficiency`` or ``peaks.hbm_TBps`` (``key``) of 1e-300."""
+    data = json.loads((PROFILES / "h800-datasheet.json").read_text())
+    if key == "efficiency":
+        data["efficiency"] = 1e-300
+    else:
+        data["peaks"][key.removeprefix("peaks.")] = 1e-300
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("key", "args", "figure"),
+    [
+        ("efficiency", [], "time_s is 1.21535e+296"),
+        ("peaks.hbm_TBps", [], "time_s is 1.31821e+296"),
+        ("peaks.hbm_TBps", ["--op", "memory", "--bytes", "1e9"], "time_s is 1.42857e+297"),
+        ("peaks.bf16_dense_TFLOPS", ["--op", "attention"], "time_s is 9.81707e+299"),
+    ],
+)
+def test_predict_refuses_a_profile_whose_times_overflow(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, args: list[str], figure: str
+) -> None:
+    """A profile of efficiency or HBM 1e-300 printed times of 1e296 s with exit 0; ``twin run`` refused it
+    as an overflow naming the profile's key, and predict now does alike."""
+    path = _at_the_edge(tmp_path, key)
+    code, out, err = _predict(["--profile", str(path), *args], capsys)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: the results overflow: {figure}, from {path}: {key} = 1e-300; use values nearer to real ones\n"
+    )
+
+
+def test_predict_batch_refuses_rows_whose_times_overflow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = tmp_path / "b.csv"
+    rows.write_text("op,dtype,M,N,K\ngemm,fp8,64,64,64\n")
+    path = _at_the_edge(tmp_path, "efficiency")
+    code, out, err = _predict(["--profile", str(path), "--batch", str(rows)], capsys)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: the results overflow: row 2 time_s is 4.89075e+291, from {path}: efficiency = 1e-300; "
+        "use values nearer to real ones\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("flag", "figure"),
+    [
+        ("--efficiency", "fp8 GEMM time_s is 1.21535e+296"),
+        ("--hbm-tbps", "fp8 GEMM time_s is 1.31821e+296"),
+        ("--fp8-tflops", "fp8 GEMM time_s is 3.43597e+299"),
+        ("--bf16-tflops", "bf16 GEMM time_s is 3.43597e+299"),
+    ],
+)
+def test_datasheet_refuses_figures_whose_times_overflow(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, figure: str
+) -> None:
+    """``--efficiency 1e-300`` (or a peak of 1e-300) wrote a profile every run of which overflows: refused,
+    naming the flag, and nothing written."""
+    out = tmp_path / "p.json"
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "datasheet", "--name", "H800", flag, "1e-300", "-o", str(out)])
+    got = capsys.readouterr()
+    assert (info.value.code, got.out) == (2, "")
+    assert got.err == f"error: the results overflow: {figure}, from {flag} = 1e-300; use values nearer to real ones\n"
+    assert not list(tmp_path.iterdir())

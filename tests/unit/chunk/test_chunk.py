@@ -219,3 +219,34 @@ def test_chunk_cli_coprocessor_takes_sms_0_but_refuses_other_sms(capsys: pytest.
         main(["chunk", "--coprocessor", "--sms", "20", "--layers", "1", "--format", "json"])
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.startswith("error: --sms: not used with --coprocessor")
+
+
+@pytest.mark.parametrize("key", ["efficiency", "hbm_TBps"])
+def test_chunk_cli_refuses_a_profile_whose_times_overflow(
+    tmp_path, key: str, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    """A datasheet profile of efficiency or HBM 1e-300 printed a span of 1e301 ms with exit 0 (``twin run``
+    refused it as an overflow): one line naming the profile's key, and no trace written."""
+    import json
+    import re
+
+    from sim.cli import main
+    from sim.hardware.profile import PROFILES_DIR
+
+    data = json.loads((PROFILES_DIR / "h800-datasheet.json").read_text())
+    if key == "efficiency":
+        data["efficiency"] = 1e-300
+    else:
+        data["peaks"][key] = 1e-300
+    profile, trace = tmp_path / "p.json", tmp_path / "t.json"
+    profile.write_text(json.dumps(data))
+    args = ["--layers", "1", "--ep", "16", "--tokens", "1024", "--profile", str(profile), "--trace-out", str(trace)]
+    with pytest.raises(SystemExit) as info:
+        main(["chunk", *args])
+    got = capsys.readouterr()
+    assert (info.value.code, got.out) == (2, "")
+    named = f"{profile}: {key if key == 'efficiency' else 'peaks.' + key} = 1e-300"
+    line = rf"error: the results overflow: span_ms is [0-9.]+e\+30[0-9], from {re.escape(named)}; use values nearer"
+    line += r" to real ones\n"
+    assert re.fullmatch(line, got.err), got.err
+    assert not trace.exists()
