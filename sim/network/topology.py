@@ -200,6 +200,9 @@ class Topology:
             "switch_links": self.switch_links,
             "nic_links": self.nic_links,
             "bisection_GBps": self.bisection_Bps() / 1e9,
+            # per GPU and direction, as simulated; beside it the datasheet's aggregate (reference only)
+            "nvlink_GBps": self.spec.node.nvlink_GBps,
+            "nvlink_nominal_GBps": self.spec.node.nvlink_nominal_GBps,
             "cost_usd": self.cost_usd,
             "cost_per_endpoint_usd": self.cost_usd / endpoints if endpoints else 0.0,
         }
@@ -352,6 +355,18 @@ def _no_fabric(spec: ClusterSpec, links: _Links) -> tuple[TreeLayout | None, int
     for key in ("switch_radix", "link_Gbps", "planes", "ecmp_seed"):  # (defaults: nothing to say)
         if key in spec.fabric.model_fields_set:
             raise ScenarioError(f"fabric.{key}", "not used: 'none' has no switches (one node, on NVLink alone)")
+    # nothing leaves the node: its NICs, their PCIe side and the switches' prices are never reached
+    for section, keys in (
+        ("node", ("nic_Gbps", "pcie_GBps")),
+        ("latency", ("pcie_nic_us", "nic_leaf_us", "switch_hop_us")),
+        ("prices", tuple(type(spec.prices).model_fields)),
+    ):
+        given = getattr(spec, section).model_fields_set
+        for key in keys:
+            if key in given:
+                raise ScenarioError(
+                    f"{section}.{key}", "not used: with fabric 'none' nothing leaves the node (NVLink alone)"
+                )
     return None, 0
 
 

@@ -20,7 +20,8 @@ import simpy
 from sim.errors import ScenarioError
 from sim.network.flows import FlowNetwork
 from sim.network.routing import route
-from sim.network.topology import Topology
+from sim.network.spec import ClusterSpec
+from sim.network.topology import Topology, build_topology
 from tests.unit.network.conftest import ZERO_LATENCY, make
 from tests.unit.network.test_oversubscription import _ports
 
@@ -80,6 +81,25 @@ def test_fabric_keys_another_kind_has_are_refused(kind: str, nodes: int, key: st
     with pytest.raises(ScenarioError) as err:
         make(nodes, kind, node={"gpus_per_node": G}, **{key: value})
     assert err.value.key_path == f"fabric.{key}"
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        # accepted on one node with no fabric, and nothing changed (no byte leaves the node)
+        ("node", "nic_Gbps", 100),
+        ("node", "pcie_GBps", 1),
+        ("latency", "nic_leaf_us", 1e6),
+        ("latency", "pcie_nic_us", 3),
+        ("prices", "switch_usd", 5),
+    ],
+)
+def test_keys_of_what_leaves_the_node_are_refused_without_a_fabric(section: str, key: str, value: float) -> None:
+    spec = {"name": "t", "nodes": 1, "node": {"gpus_per_node": G}, "fabric": {"kind": "none"}}
+    spec.setdefault(section, {}).update({key: value})  # type: ignore[attr-defined]
+    with pytest.raises(ScenarioError, match="nothing leaves the node") as err:
+        build_topology(ClusterSpec.model_validate(spec))
+    assert err.value.key_path == f"{section}.{key}"
 
 
 @pytest.mark.parametrize("ko", [1, 2, 3, 4])
