@@ -22,7 +22,7 @@ import torch
 
 from calibrate.bench import Bench, GreenContexts
 from calibrate.bench_gemm import GemmFn, best_fp8, bf16_gemm_fn, fp8_gemm_fns
-from sim.hardware.profile import Sample, Skipped
+from sim.hardware.profile import TORCH_FP8_CAST, Sample, Skipped
 from sim.units import BF16_BYTES, FP8_BYTES, FP8_TILE, FP32_BYTES
 
 FP8_MAX = 448.0  # largest finite E4M3 value
@@ -112,7 +112,7 @@ def bench_memory(b: Bench) -> None:
         t = b.time(functools.partial(_quantise_call, xs))
         elems = tokens * hidden  # BF16 in, FP8 and one FP32 scale per 1x128 tile out
         nbytes = BF16_BYTES * elems + FP8_BYTES * elems + FP32_BYTES * elems // FP8_TILE
-        params = {"kernel": "fp8-cast", "bytes": nbytes, "tokens": tokens, "hidden": hidden, "sms": b.all_sms}
+        params = {"kernel": TORCH_FP8_CAST, "bytes": nbytes, "tokens": tokens, "hidden": hidden, "sms": b.all_sms}
         b.samples.append(Sample(op="memory", params=params, time_s=t))
     b.ran.append("memory-bound kernels (copy sweep, copy vs SMs, addcmul, fp8 cast)")
 

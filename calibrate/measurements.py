@@ -34,7 +34,7 @@ from pathlib import Path
 from calibrate.profiles import git_revision, with_errors
 from sim.errors import ScenarioError
 from sim.hardware.gpu import datasheet_for
-from sim.hardware.profile import DeviceInfo, Peaks, Profile, Sample, Skipped, SourceFile
+from sim.hardware.profile import TORCH_FP8_CAST, DeviceInfo, Peaks, Profile, Sample, Skipped, SourceFile
 from sim.units import BF16_BYTES, FP8_BYTES, FP8_TILE, FP32_BYTES
 from sim.yamlio import MAX_JSON_BYTES, read_bytes, read_text
 
@@ -257,7 +257,7 @@ def _fp8_cast(t: _Table, all_sms: int) -> list[Sample]:
         hidden = int(t.number(line, row, "hidden", integer=True))
         elems = tokens * hidden  # BF16 in, FP8 and one FP32 scale per 1x128 tile out
         nbytes = BF16_BYTES * elems + FP8_BYTES * elems + FP32_BYTES * elems // FP8_TILE
-        params = {"kernel": "fp8-cast", "bytes": nbytes, "tokens": tokens, "hidden": hidden}
+        params = {"kernel": TORCH_FP8_CAST, "bytes": nbytes, "tokens": tokens, "hidden": hidden}
         params["sms"] = _sms(t, line, row, all_sms)
         out.append(Sample(op="memory", params=params, time_s=t.number(line, row, TIME)))
     return out

@@ -85,6 +85,13 @@ REQUIRED_PARAMS = {
     "p2p": ("bytes",),
 }
 INTERFERENCE_KERNELS = ("gemm", "copy")
+# The memory class of an FP8 quantisation written with torch ops (amax per tile, scale, cast: several
+# unfused passes, about 7% of HBM bandwidth on an H100): what ../shared/measurements' fp8_cast table and
+# `twin calibrate run` time. It is not the recipe's cast: DeepSeek's kernels (its trace: 1-3 TB/s on the
+# H800) and Transformer Engine's are fused single passes, which a profile without their samples times
+# as the copies its HBM samples measure (sim.hardware.costmodel: a fused streaming kernel moves its
+# bytes as a copy does). Kept under its own name, for reference; the layer model's casts are "fp8-cast".
+TORCH_FP8_CAST = "fp8-cast-torch"
 
 
 # Of those, the counts the cost model reads as whole numbers (``int(...)``: a GEMM's and an attention's
