@@ -34,6 +34,15 @@ def test_qwen3_flops_per_token_are_nvidias_to_the_published_rounding() -> None:
     assert ours == pytest.approx(233e12 / 1575, rel=_rounding(233, 1575))
 
 
+def test_llama3_70b_flops_per_token_are_nvidias_to_the_published_rounding() -> None:
+    """Llama 3 70B, 64 H100, FP8 (NeMo 26.02): 728 model TFLOP/s at 1,621 tokens/s per GPU; TP 4 pads
+    the vocabulary to 128 x 4 (128,256 rows already are)."""
+    sc = load_scenario(VALIDATION / "nvidia-llama3-70b-h100-64.yaml")
+    assert sc.training is not None
+    ours = megatron_flops_per_token(sc.model, tp=sc.training.tp)
+    assert ours == pytest.approx(728e12 / 1621, rel=_rounding(728, 1621))
+
+
 def test_deepseek_v3_flops_per_token_are_nvidias_within_a_quarter_percent() -> None:
     """DeepSeek-V3, 1,024 H100, FP8 (NeMo 25.09, dropless): 338 model TFLOP/s at 1,297 tokens/s per GPU.
     The ratio is 260.6 GFLOP a token against the twin's 260.0: 0.23%, just past the rounding's 0.19%
@@ -47,7 +56,8 @@ def test_deepseek_v3_flops_per_token_are_nvidias_within_a_quarter_percent() -> N
 
 
 def test_the_validation_scenarios_set_what_the_recipes_publish() -> None:
-    """deepseek_v3_pretrain_1024gpu_h100: TP2 PP8 VP4 EP64, 8,192 sequences of 4,096, the stage layout
+    """llama3_70b_pretrain_64gpu_h100_fp8cs: TP4 PP8 VP5, TP overlap, its layout;
+    deepseek_v3_pretrain_1024gpu_h100: TP2 PP8 VP4 EP64, 8,192 sequences of 4,096, the stage layout
     "Et|(tt|)*30mL" (layer 0 with the embedding, two layers a stage, the MTP module and the loss alone
     on the last); qwen3_235b_a22b_pretrain_256gpu_h100: TP2 PP8 VP4 EP32, 2,048 sequences, NCCL
     all-to-all overlapped, no recompute. Both force-balance the routing: no notify wait from rank skew."""
@@ -63,3 +73,8 @@ def test_the_validation_scenarios_set_what_the_recipes_publish() -> None:
     assert qw.workload.dispatcher == "alltoall" and qw.pipeline.schedules == ["interleaved-1f1b-overlap"]
     for sc in (ds, qw):
         assert sc.workload.routing == "balanced" and sc.workload.notify_wait_us == 0
+    ll = load_scenario(VALIDATION / "nvidia-llama3-70b-h100-64.yaml")
+    assert ll.training is not None and ll.pipeline is not None
+    assert (ll.training.tp, ll.pipeline.pp, ll.pipeline.virtual_stages) == (4, 8, 5)
+    assert ll.training.global_batch == 256 and ll.model.seq_len == 8192 and ll.training.tp_comm_overlap
+    assert ll.training.layers_per_stage == [2, *[2] * 34, 3, 2, 2, 2, 1]  # "Et*2|(t*2|)*34,t*3|(t*2|)*3,tL"
