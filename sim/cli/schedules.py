@@ -155,12 +155,13 @@ def _refuse_unused(ctx: typer.Context, names: list[str], pp: int, n: int, v: int
 
 
 def _finite(figures: dict[str, object], **flags: float | None) -> None:
-    """Every figure finite before it is printed, plotted or written; else one line naming the flags at
-    the edge of floating point that produced the overflow (sim.run.check_figures_finite)."""
-    from sim.run import check_figures_finite
+    """Every figure finite, and short of :data:`sim.run.EDGE` (printed as they are, a step time of 4.6e307
+    is an overflow in all but name), before it is printed, plotted or written; else one line naming the
+    flags at the edge of floating point that produced the overflow (sim.run.check_figures_finite)."""
+    from sim.run import EDGE, check_figures_finite
 
     given = {"--" + k.replace("_", "-"): v for k, v in flags.items() if v is not None}
-    check_figures_finite("", given, figures)
+    check_figures_finite("", given, figures, huge=EDGE)
 
 
 @schedules_app.command("list")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -241,48 +243,111 @@ def _natural(column: str, rows: list[dict[str, object]]) -> int:
     return max([len(column)] + [len(_cell(r[column])) for r in rows])
 
 
-def _label_min(rows: list[dict[str, object]]) -> int:
-    """The narrowest the label column goes: LABEL_MIN, or its longest word (a key=value part, which
-    wrapping would otherwise fold) up to LABEL_WORD_MAX, or its whole width if less."""
+def _label_word(rows: list[dict[str, object]]) -> int:
+    """The label's longest word (a key=value part) up to LABEL_WORD_MAX, or its whole width if less."""
     words = [min(len(w), LABEL_WORD_MAX) for r in rows for w in _cell(r["label"]).split()]
-    return min(_natural("label", rows), max([LABEL_MIN, *words]))
+    return min(_natural("label", rows), max([1, *words]))
+
+
+def _pieces(word: str) -> list[str]:
+    """A label's word in the pieces it may be broken into: after each dot of its key
+    (``training.`` ``microbatch_sequences=7``), never inside a value."""
+    return re.findall(r"[^.]*\.|[^.]+", word) or [word]
+
+
+def _label_floor(rows: list[dict[str, object]]) -> int:
+    """The narrowest the label goes where the kept columns leave it less than :func:`_label_min`: its
+    longest piece (:func:`_pieces`) up to LABEL_WORD_MAX (a longer one, a path, is folded)."""
+    pieces = [min(len(p), LABEL_WORD_MAX) for r in rows for w in _cell(r["label"]).split() for p in _pieces(w)]
+    return min(_natural("label", rows), max([1, *pieces]))
+
+
+def wrap_label(text: str, width: int) -> str:
+    """``text`` in lines of at most ``width`` characters: broken at its spaces, a longer word after the
+    dots of its key (:func:`_pieces`), a longer piece (a path) folded; every character kept."""
+    lines: list[str] = []
+    for line in textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False) or [text]:
+        if len(line) <= width:
+            lines.append(line)
+            continue
+        current = ""
+        for piece in _pieces(line):
+            if current and len(current) + len(piece) > width:
+                lines.append(current)
+                current = ""
+            while len(piece) > width:  # (a path, longer than LABEL_WORD_MAX)
+                lines.append(piece[:width])
+                piece = piece[width:]
+            current += piece
+        lines.append(current)
+    return "\n".join(lines)
+
+
+def _label_min(rows: list[dict[str, object]]) -> int:
+    """The narrowest the label column goes before a figure is left out: LABEL_MIN, or its longest word
+    (:func:`_label_word`), or its whole width if less."""
+    return min(_natural("label", rows), max(LABEL_MIN, _label_word(rows)))
+
+
+def _table_width(columns: list[str], rows: list[dict[str, object]], label: int) -> int:
+    """The width of a table of ``columns`` with every figure whole and the label ``label`` wide."""
+    per_column, edge = TABLE_EDGES
+    widths = [label if c == "label" else _natural(c, rows) for c in columns]
+    return sum(widths) + per_column * len(columns) + edge
+
+
+def _label_width(columns: list[str], rows: list[dict[str, object]], width: int) -> int:
+    """The label's width in a table of ``columns`` in ``width`` characters: what the other columns (each
+    whole) leave it, up to its whole width, down to :func:`_label_floor`: narrower than that, the table
+    is printed wider than the terminal instead."""
+    if "label" not in columns:
+        return 0
+    left = width - _table_width([c for c in columns if c != "label"], rows, 0) - TABLE_EDGES[0]
+    return min(_natural("label", rows), max(_label_floor(rows), left))
 
 
 def fit_columns(columns: list[str], rows: list[dict[str, object]], keep: set[str], width: int) -> list[str]:
     """The columns of a table that fit in ``width`` characters, in their order: every column of ``keep``
     (the point and the ranked figures) whole, the label wrapped down to :func:`_label_min`, then each
     other figure, most important first, while it fits whole. A number is never cut: a column that does not
-    fit is left out (and said so), never shortened."""
-
-    def need(cols: list[str]) -> int:
-        widths = [_label_min(rows) if c == "label" else _natural(c, rows) for c in cols]
-        per_column, edge = TABLE_EDGES
-        return sum(widths) + per_column * len(cols) + edge
-
+    fit is left out (and said so), never shortened; where even the kept ones do not fit, the label is
+    broken further (:func:`_label_width`), and past that the table is wider than ``width``
+    (:func:`_print_table`)."""
+    label = _label_min(rows)
     chosen = [c for c in columns if c in keep or c == "label"]
     for col in columns:
         if col not in chosen:
             trial = [c for c in columns if c in chosen or c == col]
-            if need(trial) <= width:
+            if _table_width(trial, rows, label) <= width:
                 chosen = trial
     return chosen
 
 
-def _table(title: str, columns: list[str], rows: list[dict[str, object]]) -> Table:
+def _table(title: str, columns: list[str], rows: list[dict[str, object]], label: int) -> Table:
+    """The table, each figure's column as wide as its widest cell (never wrapped), the label's ``label``
+    wide (:func:`wrap_label`: every character kept, a value never broken)."""
     table = Table(title=title)
     for col in columns:
         if col == "label":
-            table.add_column(col, justify="left", overflow="fold", min_width=_label_min(rows))
+            table.add_column(col, justify="left", no_wrap=True, width=label)
         else:
             table.add_column(col, justify="right", no_wrap=True, min_width=_natural(col, rows))
     for row in rows:
-        table.add_row(*(_cell(row[c]) for c in columns))
+        table.add_row(*(wrap_label(_cell(row[c]), label) if c == "label" else _cell(row[c]) for c in columns))
     return table
 
 
 def _print_table(title: str, columns: list[str], rows: list[dict[str, object]], keep: set[str]) -> None:
+    """The table in the terminal's width, the columns of ``keep`` whole and the others left out where
+    they do not fit (and named); where even the kept ones do not, the table is printed wider than the
+    terminal, uncropped: rich would shrink every column to fit, cutting numbers (408,122 as 40)."""
     shown = fit_columns(columns, rows, keep, out.width)
-    out.print(_table(title, shown, rows))
+    label = _label_width(shown, rows, out.width)
+    table = _table(title, shown, rows, label)
+    need = _table_width(shown, rows, label)
+    if need > out.width:
+        table.width = need
+    out.print(table, crop=False)
     left = [c for c in columns if c not in shown]
     if left:
         out.print(
@@ -320,7 +385,7 @@ def compare_cmd(
 ) -> None:
     """The best points of a sweep by one figure, and the Pareto front of two (step time, cost per
     trillion tokens, memory headroom ...); infeasible and failed points are counted, not ranked."""
-    from sim.sweep.compare import compare, load_results, serving
+    from sim.sweep.compare import compare, load_results, points_in_sweep, serving
 
     for name, flag in ((by, "--by"), (against, "--against")):  # a misspelt figure before the file is read
         if name is not None:
@@ -333,7 +398,7 @@ def compare_cmd(
     second = _metric(against or ("cost_per_T_usd" if by != "cost_per_T_usd" else "step_time_s"), "--against")
     if second == by:
         raise ScenarioError("--against", f"must differ from --by ({by})")
-    result = compare(frame, by, second, top)
+    result = compare(frame, by, second, top, points_in_sweep(meta))
     if plot is not None:  # only when asked: a pipe or a script gets the tables and nothing else
         from reports.compare_plot import plot_pareto
 
@@ -343,19 +408,28 @@ def compare_cmd(
         return
     m = METRIC_BY_NAME[by]
     direction = "lower" if m.better == "min" else "higher"
-    title = f"best {len(result.best)} of {result.ok} by {m.label} ({direction} is better)"
+    if result.partial:  # a --best output or a stopped sweep: what is ranked is not the whole sweep
+        out.print(
+            f"{result.ran} of {result.points} points ran (a twin sweep --best output, or a sweep stopped before "
+            "its end): the points not run are in no table and on no front",
+            highlight=False,
+        )
+    of = f"the {result.ok} that ran" if result.partial else str(result.ok)
+    title = f"best {len(result.best)} of {of} by {m.label} ({direction} is better)"
     _print_table(title, result.columns, result.best, {"point", by})
-    front_title = f"Pareto front: {by} vs {second} ({len(result.front)} points)"
+    front = "Pareto front of the points that ran" if result.partial else "Pareto front"
+    front_title = f"{front}: {by} vs {second} ({len(result.front)} points)"
     _print_table(front_title, result.front_columns, result.front, {"point", by, second})
     if result.not_ok:
         out.print(f"{result.not_ok} point(s) infeasible or failed are not ranked (status and error columns)")
-    unpriced = result.unpriced
-    if unpriced and "cost_per_T_usd" in (by, second, *result.columns):
-        out.print(
-            f"{len(unpriced)} ok point(s) have no cost_per_T_usd, hardware cost not modelled (cost_note column), "
-            f"and are not ranked or on a front by it: {', '.join(str(p) for p in unpriced[:10])}"
-            + (" ..." if len(unpriced) > 10 else ""),
-            highlight=False,
-        )
+    costed = "cost_per_T_usd" in (by, second, *result.columns)
+    for points, why in ((result.unpriced, "hardware cost not modelled (cost_note column)"), (result.uncosted, "")):
+        if points and costed:
+            out.print(
+                f"{len(points)} ok point(s) have no cost_per_T_usd{', ' + why if why else ' (no cost_note says why)'}"
+                f", and are not ranked or on a front by it: {', '.join(str(p) for p in points[:10])}"
+                + (" ..." if len(points) > 10 else ""),
+                highlight=False,
+            )
     if plot is not None:
         out.print(f"plot written to {plot}", highlight=False, soft_wrap=True)  # a path is never folded

@@ -13,7 +13,7 @@ import pandas as pd
 from sim.errors import ScenarioError
 from sim.sweep.pareto import pareto_front
 from sim.sweep.point import LAYOUT_COLUMNS, METRIC_BY_NAME, METRICS, NOTE_COLUMNS, OK, STATUSES
-from sim.sweep.store import META_KEY
+from sim.sweep.store import META_KEY, holds_bounds
 from sim.units import GiB
 
 _FIXED = (
@@ -24,7 +24,8 @@ _FIXED = (
 
 
 def load_results(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The results frame of ``twin sweep`` and its metadata (one-line errors)."""
+    """The results frame of ``twin sweep`` and its metadata (one-line errors). The screening rows of
+    ``twin sweep --best`` are refused: their figures are lower bounds, not what a step takes."""
     import pyarrow.parquet as pq
 
     try:
@@ -38,17 +39,36 @@ def load_results(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     missing = [c for c in ("point", "status", "step_time_s") if c not in frame.columns]
     if missing:
         raise ScenarioError("", f"not a twin sweep results file (no column {missing[0]!r})", str(path))
+    raw = (table.schema.metadata or {}).get(META_KEY)
+    try:
+        meta = json.loads(raw) if raw else {}
+    except ValueError:  # not JSON, or not UTF-8
+        meta = {}
+    meta = meta if isinstance(meta, dict) else {}
+    if holds_bounds(meta, path):
+        steps = (
+            f"in {path.name.removesuffix('.screening.parquet')}.parquet beside it"
+            if path.name.endswith(".screening.parquet")
+            else "in the output of that sweep"
+        )
+        raise ScenarioError(
+            "",
+            "holds lower bounds (the screening rows of twin sweep --best), not steps: its step_time_s are "
+            f"bounds no step takes; compare the steps, {steps}",
+            str(path),
+        )
     _check(frame, str(path))
     _memory_in_gib(frame)
     for m in METRIC_BY_NAME:  # a figure added since the file was written: unknown there, not a reason to refuse
         if m not in frame.columns:
             frame[m] = float("nan")
-    raw = (table.schema.metadata or {}).get(META_KEY)
-    try:
-        meta = json.loads(raw) if raw else {}
-    except json.JSONDecodeError:
-        meta = {}
-    return frame, meta if isinstance(meta, dict) else {}
+    return frame, meta
+
+
+def points_in_sweep(meta: dict[str, Any]) -> int | None:
+    """How many points the sweep has (its metadata's ``points``), or None where the file does not say."""
+    n = meta.get("points")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
 
 
 def _check(frame: pd.DataFrame, file: str) -> None:
@@ -114,11 +134,25 @@ class Comparison:
     front: list[dict[str, Any]]
     front_points: list[int]
     unpriced: list[int] = field(default_factory=list)  # ok points with no cost (hardware cost not modelled)
+    uncosted: list[int] = field(default_factory=list)  # ok points with no cost and no cost_note saying why
+    points: int | None = None  # the sweep's points (None: the file does not say); more than ran: some never did
+
+    @property
+    def ran(self) -> int:
+        """The points in the file: those whose step ran, ok or not."""
+        return self.ok + self.not_ok
+
+    @property
+    def partial(self) -> bool:
+        """Whether some of the sweep's points never ran (a --best output, a sweep stopped early)."""
+        return self.points is not None and self.ran < self.points
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "by": self.by,
             "against": self.against,
+            "points": self.points,
+            "ran": self.ran,
             "ok": self.ok,
             "not_ok": self.not_ok,
             "best": self.best,
@@ -159,9 +193,10 @@ def serving(frame: pd.DataFrame) -> bool:
     return bool(ok.any()) and bool(_serving_rows(frame)[ok].all())
 
 
-def compare(frame: pd.DataFrame, by: str, against: str, top: int) -> Comparison:
+def compare(frame: pd.DataFrame, by: str, against: str, top: int, points: int | None = None) -> Comparison:
     """The ``top`` best ok points by ``by`` (ties by point order) and the front of ``by`` vs ``against``;
-    a figure no ok point has (a serving figure of training steps) is refused, naming its flag."""
+    a figure no ok point has (a serving figure of training steps) is refused, naming its flag. ``points``:
+    how many the sweep has (:func:`points_in_sweep`), to tell a file where some never ran."""
     ok = frame[frame["status"] == OK]
     served = serving(frame)
     for flag, name in (("--by", by), ("--against", against)):
@@ -175,6 +210,8 @@ def compare(frame: pd.DataFrame, by: str, against: str, top: int) -> Comparison:
     idx = pareto_front(ok[by].to_numpy(), ok[against].to_numpy(), m.better, n.better)
     front = ok.iloc[idx].sort_values([by, "point"], ascending=[m.better == "min", True], kind="mergesort")
     front_cols = ["point", "label", by, against]
+    no_cost = ok["cost_per_T_usd"].isna().to_numpy()
+    noted = _noted(ok)
     return Comparison(
         by,
         against,
@@ -185,5 +222,14 @@ def compare(frame: pd.DataFrame, by: str, against: str, top: int) -> Comparison:
         front_cols,
         _records(front, front_cols),
         [int(p) for p in front["point"]],
-        [int(p) for p in ok.loc[ok["cost_per_T_usd"].isna(), "point"]],
+        [int(p) for p in ok.loc[no_cost & noted, "point"]],
+        [int(p) for p in ok.loc[no_cost & ~noted, "point"]],
+        points,
     )
+
+
+def _noted(frame: pd.DataFrame) -> np.ndarray:
+    """The rows whose ``cost_note`` gives a reason (hardware cost not modelled), as a mask."""
+    if "cost_note" not in frame.columns:
+        return np.zeros(len(frame), bool)
+    return np.array([isinstance(v, str) and v.strip() != "" for v in frame["cost_note"]], bool)

@@ -42,7 +42,7 @@ from sim.overrides import canonical
 from sim.sweep.point import METRIC_BY_NAME, OK, bound_point
 from sim.sweep.runner import Progress, SweepOutcome, run_sweep
 from sim.sweep.spec import Sweep
-from sim.sweep.store import Store, check_name_room
+from sim.sweep.store import BoundsSweep, Store, check_name_room
 
 # the figures monotone in the step time within a point (which way is better: sim.sweep.point.METRICS)
 BOUNDED = ("step_time_s", "gpu_hours_per_T", "tokens_per_day")
@@ -70,10 +70,12 @@ def screening_path(output: Path) -> Path:
 
 
 def screening_sweep(sweep: Sweep) -> Sweep:
-    """The sweep whose rows are ``sweep``'s points' lower bounds (:func:`bound_point`): the same points."""
+    """The sweep whose rows are ``sweep``'s points' lower bounds (:func:`bound_point`): the same points,
+    a :class:`BoundsSweep` (its file says it holds bounds, and no sweep of steps resumes into it)."""
     if sweep.base_data.get("training") is None:
         raise ScenarioError("--best", "screens training steps; this sweep's base scenario has no training section")
-    return dataclasses.replace(sweep, name=f"{sweep.name}-screening")
+    fields = {f.name: getattr(sweep, f.name) for f in dataclasses.fields(sweep)}
+    return BoundsSweep(**(fields | {"name": f"{sweep.name}-screening"}))
 
 
 def check_by(by: str) -> int:

@@ -10,6 +10,9 @@ only the points that were running.
   the sweep (another sweep, or a changed base scenario) stop it, unless ``--restart`` discards them.
   Rows another revision of the simulator computed (their ``twin_code``, :mod:`sim.code_digest`) are
   computed again, so one file never mixes two models.
+* The rows of ``twin sweep --best``'s screening are lower bounds, not steps (:class:`BoundsSweep`): its
+  file says so (``"lower_bounds": true`` in the metadata, and on each journal line), and neither kind of
+  sweep resumes into the other's file (the bounds would be kept as step times).
 
 The frame's columns and dtypes come from the sweep alone (:func:`frame`), so the same rows give the
 same file whether they were computed now, read from the journal, or returned by dask workers.
@@ -50,10 +53,54 @@ def check_name_room(output: Path, added: str, what: str = "the journal beside it
 
 
 META_KEY = b"clustertwin.sweep"
+BOUNDS_KEY = "lower_bounds"  # in the metadata (and a journal line): the rows are bounds, not steps
 # The journal's first line after ``--restart``: the results file's rows are discarded even if the run
 # stops before it rewrites that file (the file is kept until then, so a refused restart deletes nothing)
 RESTARTED = "restarted"
 FLUSH_EVERY_S = 5.0
+
+
+class BoundsSweep(Sweep):
+    """A sweep whose rows are its points' lower bounds, not their steps: the screening of ``twin sweep
+    --best`` (:mod:`sim.sweep.screen`). Its file says so; a sweep of steps never resumes into it."""
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """The metadata ``twin sweep`` wrote in a results file ({} where it has none or cannot be read: the
+    file's rows are read, and refused, on their own)."""
+    import pyarrow.parquet as pq
+
+    try:
+        raw = (pq.read_schema(path).metadata or {}).get(META_KEY)
+        meta = json.loads(raw) if raw else {}
+    except Exception:  # not Parquet, or metadata that is not JSON
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def holds_bounds(meta: dict[str, Any], path: Path) -> bool:
+    """Whether a results file (its metadata ``meta``) holds ``--best``'s lower bounds, not steps: its
+    metadata says so, or, written before it did, its sweep's name ends in ``-screening`` and the file's
+    in ``.screening.parquet`` (both as ``--best`` names them)."""
+    flag = meta.get(BOUNDS_KEY)
+    if isinstance(flag, bool):
+        return flag
+    name = meta.get("name")
+    return isinstance(name, str) and name.endswith("-screening") and path.name.endswith(".screening.parquet")
+
+
+def _refuse_mixing(sweep: Sweep, file: Path, bounds: bool) -> None:
+    """Refuse the rows of ``file`` where they are of the other kind (``bounds``: lower bounds, else
+    steps) than ``sweep`` writes."""
+    if bounds == isinstance(sweep, BoundsSweep):
+        return
+    held = (
+        "lower bounds (the screening rows of twin sweep --best), not steps: resuming would keep the bounds "
+        "as step times"
+        if bounds
+        else "steps, not the lower bounds --best screens with"
+    )
+    raise ScenarioError("", f"holds {held}; write to another file or pass --restart to discard them", str(file))
 
 
 def journal_path(output: Path) -> Path:
@@ -218,6 +265,14 @@ class Store:
             journaled = journaled[1:]
         kept = not restarted and self.output.exists()
         read = [(self.output, w, r) for w, r in _read_parquet(self.output)] if kept else []
+        if read:
+            meta = read_meta(self.output)
+            if meta:  # (a file with no metadata has no kind to tell)
+                _refuse_mixing(self.sweep, self.output, holds_bounds(meta, self.output))
+        if journaled:  # (lines written before the journal said which kind carry no mark: taken as they are)
+            bounds = any(r.get(BOUNDS_KEY) is True for _, r in journaled)
+            if bounds:
+                _refuse_mixing(self.sweep, self.journal, True)
         read += [(self.journal, w, r) for w, r in journaled]
         for file, where, row in read:
             pid = row.get("point_id")
@@ -310,8 +365,9 @@ class Store:
                 self._journal_file.seek(self._journal_file.tell() - 1)
                 if self._journal_file.read(1) != "\n":
                     self._journal_file.write("\n")
+        line = (row | {BOUNDS_KEY: True}) if isinstance(self.sweep, BoundsSweep) else row
         try:
-            self._journal_file.write(json.dumps(row, separators=(",", ":")) + "\n")
+            self._journal_file.write(json.dumps(line, separators=(",", ":")) + "\n")
             self._journal_file.flush()
             os.fsync(self._journal_file.fileno())
         except OSError as err:  # the disk full: what is journaled stays (a cut line is skipped on reading)
@@ -339,6 +395,7 @@ class Store:
             "base": str(self.sweep.base_path),
             "base_sha256": self.sweep.base_hash,
             "points": len(self.sweep.points),
+            BOUNDS_KEY: isinstance(self.sweep, BoundsSweep),
         }
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
         try:

@@ -101,3 +101,31 @@ def test_ties_go_to_the_lower_point_index_as_in_the_full_sweep(tmp_path: Path) -
         got = best_of(sweep, tmp_path / f"best{k}.parquet", k, workers=2)
         expected = whole.sort_values(["step_time_s", "point"]).head(k)
         assert [pid for pid, _ in got.best] == list(expected["point_id"])
+
+
+def test_the_screening_file_is_neither_resumed_nor_compared_as_steps(tmp_path: Path) -> None:
+    """`twin sweep S -o Y.screening.parquet` (a copy of --best's screening rows) said every point was
+    done and kept the bounds as step times, and `twin compare X.screening.parquet` ranked them as steps:
+    each is refused in one line."""
+    import shutil
+
+    from tests.conftest import twin
+
+    path = write_sweep(tmp_path, {"grid": {"cluster.nic_Gbps": [200, 800]}})
+    x = tmp_path / "X.parquet"
+    assert twin("sweep", str(path), "-o", str(x), "--best", "1", "-q", "-j", "2").returncode == 0
+    y = tmp_path / "Y.screening.parquet"
+    shutil.copy(screening_path(x), y)
+    got = twin("sweep", str(path), "-o", str(y), "-q")
+    assert got.returncode == 2 and got.stderr.splitlines() == [
+        f"error: {y}: holds lower bounds (the screening rows of twin sweep --best), not steps: resuming would "
+        "keep the bounds as step times; write to another file or pass --restart to discard them"
+    ]
+    got = twin("compare", str(screening_path(x)))
+    assert got.returncode == 2 and got.stderr.splitlines() == [
+        f"error: {screening_path(x)}: holds lower bounds (the screening rows of twin sweep --best), not steps: "
+        "its step_time_s are bounds no step takes; compare the steps, in X.parquet beside it"
+    ]
+    ran = len(pd.read_parquet(x))  # (1 where the 800 Gb/s step beats the 200 Gb/s point's bound)
+    got = twin("compare", str(x))
+    assert got.returncode == 0 and ("points ran" in got.stdout) == (ran < 2)

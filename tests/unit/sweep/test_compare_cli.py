@@ -163,3 +163,106 @@ def test_large_figures_print_in_one_form() -> None:
         "10,000",
         "999.4",
     ]
+
+
+def _rows_of(lines: list[str]) -> dict[int, list[list[str]]]:
+    """The body lines of each table printed, by point: their cells (stripped), the first line's first."""
+    tables: dict[int, list[list[str]]] = {}
+    point = -1
+    for line in lines:
+        if not line.startswith("│"):
+            continue
+        cells = [c.strip() for c in line.strip().strip("│").split("│")]
+        if cells[0]:
+            point = int(cells[0])
+            tables.setdefault(point, [])
+        tables[point].append(cells)
+    return tables
+
+
+@pytest.mark.parametrize("width", [40, 60])
+def test_in_40_and_60_columns_every_number_and_label_is_printed_whole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, width: int
+) -> None:
+    """A table wider than the terminal was cropped (the front's cost_per_T_usd cut to 'cost_per_' and
+    408,122 to '40' at 60 columns) or its columns shrunk to nothing (the label at 40): the kept columns
+    are printed whole, the label is broken at its spaces or a key's dots, never inside a value, and the
+    table is wider than the terminal where it must be."""
+    monkeypatch.setenv("COLUMNS", str(width))
+    path = _results(tmp_path)
+    code, out = _run(["compare", str(path)], capsys)
+    assert code == 0 and "…" not in out
+    frame, _ = load_results(path)
+    result = compare(frame, "step_time_s", "cost_per_T_usd", 10)
+    headers = [[c.strip() for c in line.strip().strip("┃").split("┃")] for line in out.splitlines() if "┃" in line]
+    best_header, front_header = headers[0], headers[-1]
+    assert {"point", "label", "step_time_s"} <= set(best_header)
+    assert front_header == ["point", "label", "step_time_s", "cost_per_T_usd"]
+    tables = out.split("Pareto front")
+    for text, rows, header in ((tables[0], result.best, best_header), (tables[1], result.front, front_header)):
+        printed = _rows_of(text.splitlines())
+        assert sorted(printed) == sorted(int(r["point"]) for r in rows)
+        for row in rows:
+            lines = printed[int(row["point"])]
+            for i, column in enumerate(header):
+                if column == "label":  # every character; each value on one line
+                    assert "".join(cells[i] for cells in lines).replace(" ", "") == row["label"].replace(" ", "")
+                    for value in [w.rsplit("=", 1)[-1] for w in row["label"].split()]:
+                        assert any(value in cells[i] for cells in lines), value
+                elif column != "point":
+                    assert lines[0][i] == _cell(row[column]), (column, lines[0])
+
+
+def _partial(folder: Path, points: int) -> Path:
+    """The results of :func:`_results` as the first rows of a sweep of ``points`` points (its metadata)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sim.sweep.store import META_KEY
+
+    table = pq.read_table(_results(folder))
+    meta = {"name": "s", "points": points, "lower_bounds": False}
+    pq.write_table(table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()}), folder / "p.parquet")
+    del pa
+    return folder / "p.parquet"
+
+
+def test_a_file_where_most_points_never_ran_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A --best output (or a stopped sweep's file) holds only the points that ran: its front was printed
+    as the sweep's, not saying most points never ran (the metadata's "points")."""
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out = _run(["compare", str(_partial(tmp_path, 100))], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == (
+        "8 of 100 points ran (a twin sweep --best output, or a sweep stopped before its end): the points not run "
+        "are in no table and on no front"
+    )
+    assert "best 7 of the 7 that ran by step time (lower is better)" in out
+    assert "Pareto front of the points that ran: step_time_s vs cost_per_T_usd (1 points)" in out
+    code, out = _run(["compare", str(_partial(tmp_path, 100)), "--format", "json"], capsys)
+    assert code == 0 and (json.loads(out)["points"], json.loads(out)["ran"]) == (100, 8)
+    code, out = _run(["compare", str(_partial(tmp_path, 8))], capsys)  # every point ran: nothing said
+    assert code == 0 and "points ran" not in out and "Pareto front: step_time_s" in out
+
+
+def test_the_cost_footnote_counts_only_the_rows_whose_cost_note_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ok points with no cost and an empty cost_note were said to have 'hardware cost not modelled
+    (cost_note column)': only those whose note says so are; the others are said to have no cost."""
+    monkeypatch.setenv("COLUMNS", "200")
+    frame = pd.read_parquet(_results(tmp_path))
+    frame.loc[frame["point"] == 5, "cost_per_T_usd"] = math.nan  # no cost, no note
+    frame.to_parquet(tmp_path / "n.parquet")
+    code, out = _run(["compare", str(tmp_path / "n.parquet")], capsys)
+    assert code == 0
+    assert (
+        "1 ok point(s) have no cost_per_T_usd, hardware cost not modelled (cost_note column), and are not "
+        "ranked or on a front by it: 7"
+    ) in out
+    assert (
+        "1 ok point(s) have no cost_per_T_usd (no cost_note says why), and are not ranked or on a front by it: 5"
+    ) in out

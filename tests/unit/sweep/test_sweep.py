@@ -5,6 +5,7 @@ front. (Sweeps that run training steps: tests/integration/sweep/test_sweep.py.)"
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -461,3 +462,37 @@ def test_a_results_name_too_long_for_its_journal_is_refused_up_front(tmp_path: P
     with pytest.raises(TwinError, match="too long for the journal beside it"):
         Store(sweep, tmp_path / ("l" * 242 + ".parquet"))
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".lock"] == []
+
+
+def test_a_sweep_of_steps_never_resumes_into_lower_bounds_nor_they_into_steps(tmp_path: Path) -> None:
+    """--best's screening rows copied to Y.screening.parquet were resumed by `twin sweep S -o
+    Y.screening.parquet` as done, the bounds kept as step times: the store refuses rows of the other kind
+    (from the file's metadata or the journal's lines) in one line; --restart discards them."""
+    from sim.sweep.screen import screening_sweep
+
+    sweep = load_sweep(write_sweep(tmp_path, {"grid": {"cluster.nic_Gbps": [200, 400]}}))
+    bounds = screening_sweep(sweep)
+    row = {"point": 0, "point_id": sweep.points[0].point_id, "status": OK, "step_time_s": 1.0, "twin_code": CODE}
+
+    def written(kind: object, out: Path, parquet: bool = True) -> Path:
+        store = Store(kind, out)  # type: ignore[arg-type]
+        store.add(dict(row))
+        if parquet:
+            store.write()
+        store.release()
+        return out
+
+    held = "holds lower bounds (the screening rows of twin sweep --best), not steps: resuming would keep the bounds"
+    y = written(bounds, tmp_path / "Y.screening.parquet")
+    with pytest.raises(ScenarioError, match=f"^{y}: {re.escape(held)}"):
+        Store(sweep, y)
+    j = written(bounds, tmp_path / "J.screening.parquet", parquet=False)  # killed before its first write
+    with pytest.raises(ScenarioError, match=f"^{journal_path(j)}: {re.escape(held)}"):
+        Store(sweep, j)
+    s = written(sweep, tmp_path / "S.screening.parquet")
+    with pytest.raises(ScenarioError, match="holds steps, not the lower bounds --best screens with"):
+        Store(bounds, s)
+    resumed = Store(bounds, written(bounds, tmp_path / "B.parquet"))  # its own kind resumes
+    assert resumed.rows
+    resumed.release()
+    Store(sweep, y, restart=True).release()  # discarded on request
