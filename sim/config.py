@@ -30,7 +30,7 @@ from sim.errors import ScenarioError
 from sim.hardware.gpu import DEEPSEEK_COMM_SMS, NIC_Gbps
 from sim.hardware.profile import DEFAULT_PROFILE, load_profile
 from sim.layout_defaults import DEFAULT_EP, DEFAULT_GLOBAL_BATCH, DEFAULT_GPUS
-from sim.limits import MAX_BYTES, MAX_RATE, MAX_TIME, check_scenario_sizes
+from sim.limits import MAX_BYTES, MAX_RATE, MAX_TIME, MAX_TOKENS, check_scenario_sizes
 from sim.model.catalog import checked_fields
 from sim.model.spec import DEEPSEEK_V3, NOT_MODELLED, ModelSpec, check_timed
 from sim.network.spec import NVL72_GPUS, ClusterSpec, parse_cluster
@@ -450,6 +450,7 @@ def parse_scenario(data: Any) -> Scenario:
         for key in ("layers_per_stage", "first_layer"):
             if key in given:
                 raise ScenarioError(f"workload.{key}", "set by the training step's layout (pipeline.pp)")
+        check_microbatch_sequences(scenario)
     elif scenario.pipeline.microbatches is None:
         raise ScenarioError("pipeline.microbatches", "required (or add a training section to derive it)")
     check_timed(scenario.model)
@@ -460,6 +461,31 @@ def parse_scenario(data: Any) -> Scenario:
         # NCCL's all-to-all takes SMs only while it runs: none set aside (sim/moe/nccl_a2a.py)
         scenario = scenario.model_copy(update={"comm": scenario.comm.model_copy(update={"sms": 0})})
     return scenario
+
+
+def check_microbatch_sequences(sc: Scenario) -> None:
+    """``training.microbatch_sequences`` named where it alone is out of reach (the layout blamed
+    ``training.global_batch`` for it): a micro-batch's tokens on a GPU (sequences x ``model.seq_len``)
+    over the bound of a GPU's tokens (:data:`sim.limits.MAX_TOKENS`), or more sequences in one
+    micro-batch of one GPU than the whole step has."""
+    t = sc.training
+    assert t is not None
+    mbs, seq = t.microbatch_sequences, sc.model.seq_len
+    if mbs * seq > MAX_TOKENS:
+        raise ScenarioError(
+            "training.microbatch_sequences",
+            f"{mbs:,} sequence(s) of model.seq_len {seq:,} tokens are {mbs * seq:,} tokens per micro-batch on "
+            f"a GPU, over the limit of {MAX_TOKENS:,}",
+        )
+    batch = t.global_batch
+    if batch is None and sc.pipeline.microbatches is None:
+        batch = DEFAULT_GLOBAL_BATCH
+    if batch is not None and mbs > batch:
+        given = "training.global_batch" if t.global_batch is not None else "default training.global_batch"
+        raise ScenarioError(
+            "training.microbatch_sequences",
+            f"{mbs:,} sequences per micro-batch of one GPU are more than the whole step's {given} ({batch:,})",
+        )
 
 
 def _dense_defaults(sc: Scenario) -> Scenario:

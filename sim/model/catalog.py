@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.errors import ScenarioError
-from sim.model.hf_config import hf_fields, is_hf_config, source_key
+from sim.model.hf_config import hf_fields, is_hf_config, source_key, source_text
 from sim.model.spec import ModelSpec, deepseek_config_fields, parse_model
 from sim.paths import REPO, shown
 from sim.yamlio import read_json
@@ -69,7 +69,7 @@ def load_model(ref: str, folder: Path | None = None, timed: bool = True) -> Mode
 
 def checked_fields(ref: str, folder: Path | None = None, timed: bool = True) -> tuple[dict[str, Any], ModelSpec]:
     """The fields a model's config gives (``name`` included) and the spec they make, the file read once;
-    an error on a field names the file's own key."""
+    an error on a field names the file's own keys (the key, and the fields its message names)."""
     fields, model_type, file = _read(ref, folder)
     try:
         return fields, parse_model(fields, file, timed)
@@ -77,7 +77,9 @@ def checked_fields(ref: str, folder: Path | None = None, timed: bool = True) -> 
         if err.file != file:  # (another file's error: as it is)
             raise
         field = err.key_path.removeprefix("model.")  # the file's own key, not a scenario's model section's
-        raise ScenarioError(field if model_type is None else source_key(model_type, field), err.message, file) from None
+        if model_type is None:
+            raise ScenarioError(field, err.message, file) from None
+        raise ScenarioError(source_key(model_type, field), source_text(model_type, err.message), file) from None
 
 
 def load_model_config(path: str | Path) -> ModelSpec:

@@ -22,7 +22,10 @@ deepseek_v3                  routed and shared experts; group-limited routing (`
 Layer patterns follow each architecture's modelling code in ``transformers``: DeepSeek's layer ``l``
 is MoE when ``l >= first_k_dense_replace and l % moe_layer_freq == 0``; Qwen3-MoE's when ``l`` is not
 in ``mlp_only_layers`` and ``(l + 1) % decoder_sparse_step == 0``. Every dense layer past the first
-run is listed in ``mlp_only_layers``, so one field says it for both.
+run is listed in ``mlp_only_layers``, so one field says it for both. Nothing is clamped or dropped:
+an ``mlp_only_layers`` entry out of range, given twice or dense already by the step, and a
+``first_k_dense_replace`` over the layers, are refused naming the entry (``mlp_only_layers[2]``); an
+error found on the fields names the file's keys, in its message too (:func:`source_text`).
 
 Routing limits: DeepSeek's groups become the twin's (a group is a node of the EP group,
 :mod:`sim.moe.spec`) when there is more than one (``n_group > 1``: a token reaches ``topk_group`` of
@@ -38,6 +41,7 @@ other key is refused, naming it, rather than silently dropped.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -117,10 +121,22 @@ class _Reader:
             raise self.error(key, f"must be true or false, got {value!r}")
         return value
 
-    def layers(self, key: str) -> list[int]:
+    def layers(self, key: str, n_layers: int) -> list[int]:
+        """A list of layer numbers, each in ``0..n_layers - 1`` and given once; an entry that is not is
+        refused, naming it (``mlp_only_layers[2]``), not dropped."""
         value = self.data.pop(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        if not isinstance(value, list):
             raise self.error(key, f"must be a list of layer numbers, got {value!r}")
+        first: dict[int, int] = {}
+        for i, layer in enumerate(value):
+            entry = f"{key}[{i}]"
+            if not isinstance(layer, int) or isinstance(layer, bool):
+                raise self.error(entry, f"must be a layer number (a whole number), got {layer!r}")
+            if not 0 <= layer < n_layers:
+                raise self.error(entry, f"layer {layer} is not in 0..{n_layers - 1} (num_hidden_layers is {n_layers})")
+            if layer in first:
+                raise self.error(entry, f"layer {layer} is listed twice (also {key}[{first[layer]}]); give it once")
+            first[layer] = i
         return value
 
     def finish(self, model_type: str) -> None:
@@ -196,8 +212,15 @@ def _qwen3_moe(r: _Reader) -> dict[str, Any]:
     fields = _gqa(r)
     topk = r.whole("num_experts_per_tok")
     step = r.whole("decoder_sparse_step", 1)
-    only = r.layers("mlp_only_layers")
     n = fields["n_layers"]
+    only = r.layers("mlp_only_layers", n)
+    for i, layer in enumerate(only):  # (an entry the step makes dense anyway would change nothing)
+        if (layer + 1) % step:
+            raise r.error(
+                f"mlp_only_layers[{i}]",
+                f"layer {layer} is dense already (decoder_sparse_step {step}: a layer l is MoE only where "
+                f"(l + 1) % {step} == 0); remove it",
+            )
     dense = [layer for layer in range(n) if layer in only or (layer + 1) % step]
     return {
         **fields,
@@ -217,6 +240,8 @@ def _deepseek(r: _Reader) -> dict[str, Any]:
     topk = r.whole("num_experts_per_tok")
     n = r.whole("num_hidden_layers")
     first = r.whole("first_k_dense_replace", 0, minimum=0)
+    if first > n:  # (not clamped: every layer would be dense without a word)
+        raise r.error("first_k_dense_replace", f"{first} exceeds num_hidden_layers ({n})")
     freq = r.whole("moe_layer_freq", 1)
     groups = r.whole("n_group", 1)
     limited = r.whole("topk_group", groups)
@@ -238,7 +263,7 @@ def _deepseek(r: _Reader) -> dict[str, Any]:
         "n_routed_experts": r.whole("n_routed_experts"),
         "n_shared_experts": r.whole("n_shared_experts", 0, minimum=0),
         "n_activated_experts": topk,
-        "n_dense_layers": min(first, n),
+        "n_dense_layers": first,
         "mlp_only_layers": [layer for layer in range(first, n) if layer % freq],
         "n_limited_groups": limited if groups > 1 else _unlimited(topk),
         "router_bias": bias,
@@ -289,6 +314,13 @@ SOURCE_KEYS: dict[str, dict[str, str]] = {
 def source_key(model_type: str, field: str) -> str:
     """The config.json key ``field`` of a ``model_type`` config comes from (the field if none)."""
     return SOURCE_KEYS.get(model_type, {}).get(field) or SOURCE_KEYS[""].get(field, field)
+
+
+def source_text(model_type: str, message: str) -> str:
+    """``message`` (a check of the fields) with each field it names written as the config.json's key of
+    a ``model_type`` config: ``2 exceeds n_routed_experts (1)`` -> ``2 exceeds num_local_experts (1)``."""
+    names = {**SOURCE_KEYS[""], **SOURCE_KEYS.get(model_type, {})}
+    return re.sub(r"\b\w+\b", lambda m: names.get(m.group(0), m.group(0)), message)
 
 
 def is_hf_config(data: dict[str, Any]) -> bool:

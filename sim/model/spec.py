@@ -83,6 +83,15 @@ class ModelSpec(BaseModel):
         bad = [i for i in self.mlp_only_layers if not 0 <= i < self.n_layers]
         if bad:
             raise ValueError(f"mlp_only_layers: layer {bad[0]} is not in 0..{self.n_layers - 1}")
+        twice = [i for k, i in enumerate(self.mlp_only_layers) if i in self.mlp_only_layers[:k]]
+        if twice:
+            raise ValueError(f"mlp_only_layers: layer {twice[0]} is listed twice; give it once")
+        early = [i for i in self.mlp_only_layers if i < self.n_dense_layers]
+        if early:  # (dense already: the entry would change nothing)
+            raise ValueError(
+                f"mlp_only_layers: layer {early[0]} is one of the first n_dense_layers ({self.n_dense_layers}), "
+                "dense already; remove it"
+            )
         if self.n_routed_experts == 0 and (self.n_activated_experts or self.n_shared_experts):
             raise ValueError(
                 "n_routed_experts: a dense model (0 routed experts) has no activated or shared experts: "
@@ -96,7 +105,9 @@ class ModelSpec(BaseModel):
         if self.n_routed_experts and self.n_activated_experts < 1:
             raise ValueError("n_activated_experts: must be at least 1 in an MoE model")
         if self.n_activated_experts > self.n_routed_experts:
-            raise ValueError("n_activated_experts: exceeds n_routed_experts")
+            raise ValueError(
+                f"n_activated_experts: {self.n_activated_experts} exceeds n_routed_experts ({self.n_routed_experts})"
+            )
         if self.dim % 128:
             raise ValueError(f"dim: {self.dim} must be a multiple of 128 (FP8 1x128 tiles)")
         self._refuse_unread()

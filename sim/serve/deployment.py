@@ -28,7 +28,7 @@ from sim.serve.kvcache import GpuMemory, gpu_memory
 from sim.serve.loop import Loop, Unit
 from sim.serve.metrics import ServeResult, summarise
 from sim.serve.placement import Placement, place
-from sim.serve.requests import Requests, poisson, read_trace
+from sim.serve.requests import Requests, poisson, poisson_count, read_trace
 from sim.serve.spec import PoolSpec, ServeScenario
 from sim.yamlio import read_text
 
@@ -135,6 +135,9 @@ def _build(sc: ServeScenario) -> Deployment:
         )
         model = ForwardModel(role, p, sc.model, cost, links, g, placement, load, sc.seed, sc.serve.router_groups)
         pools[role] = Pool(role, p, model, memory, placement, p.nodes // p.unit_nodes)
+    t = sc.serve.traffic
+    if t is not None and t.rate_per_s is not None:  # as many arrivals as the run draws: none is refused here
+        poisson_count(t, sc.serve.duration_s, arrivals_rng(sc))
     return Deployment(sc, pools, links, load, cost)
 
 
@@ -164,7 +167,15 @@ def requests_of(sc: ServeScenario) -> Requests:
             return read_trace(path, t.prompt_cache_hit, sc.serve.duration_s)
         except ScenarioError as err:
             raise err if err.file else err.with_file(str(sc.resolve(t.trace))) from None
-    return poisson(t, sc.serve.duration_s, np.random.default_rng([sc.seed, 3]))
+    try:
+        return poisson(t, sc.serve.duration_s, arrivals_rng(sc))
+    except ScenarioError as err:
+        raise err.with_file(sc.source_path) from None
+
+
+def arrivals_rng(sc: ServeScenario) -> np.random.Generator:
+    """The generator of the scenario's Poisson arrivals (its first draw: how many arrive)."""
+    return np.random.default_rng([sc.seed, 3])
 
 
 # peak memory per forward kept for the timeline: the span and its line of trace.json text (measured: 5.3M

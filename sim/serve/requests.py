@@ -44,15 +44,36 @@ def _cached(inputs: np.ndarray, hit: float) -> np.ndarray:
     return np.minimum(np.floor(inputs * hit), inputs - 1).astype(np.int64)
 
 
-def poisson(t: TrafficSpec, duration_s: float, rng: np.random.Generator, key: str = "serve.traffic") -> Requests:
-    """Poisson arrivals at ``t.rate_per_s`` over ``duration_s``; lengths fixed or exponential."""
+def poisson_count(t: TrafficSpec, duration_s: float, rng: np.random.Generator, key: str = "serve.traffic") -> int:
+    """How many requests arrive at ``t.rate_per_s`` over ``duration_s`` (``rng``'s first draw): at most
+    :data:`MAX_REQUESTS` expected, and one at least: a run of none has no figure to give (its percentiles
+    null), so it is refused as an empty trace is, naming the key that leaves no request (the duration
+    where it is under a second, else the rate)."""
     assert t.rate_per_s is not None
-    mean = t.rate_per_s * duration_s
+    rate = t.rate_per_s
+    mean = rate * duration_s
     if mean > MAX_REQUESTS:
         raise ScenarioError(
             f"{key}.rate_per_s", f"{mean:.3g} requests in {duration_s:g} s; at most {MAX_REQUESTS} are simulated"
         )
     n = int(rng.poisson(mean))
+    if n == 0:
+        why = f"({mean:.3g} expected, none drawn); raise one of them"
+        if duration_s < 1:
+            raise ScenarioError(
+                "serve.duration_s",
+                f"{duration_s:g} s of arrivals at {key}.rate_per_s {rate:g} requests/s bring no request {why}",
+            )
+        raise ScenarioError(
+            f"{key}.rate_per_s", f"{rate:g} requests/s over serve.duration_s {duration_s:g} s arrive no request {why}"
+        )
+    return n
+
+
+def poisson(t: TrafficSpec, duration_s: float, rng: np.random.Generator, key: str = "serve.traffic") -> Requests:
+    """Poisson arrivals at ``t.rate_per_s`` over ``duration_s`` (one at least: :func:`poisson_count`);
+    lengths fixed or exponential."""
+    n = poisson_count(t, duration_s, rng, key)
     arrival = np.sort(rng.uniform(0.0, duration_s, size=n))
     if t.lengths == "fixed":
         inputs = np.full(n, t.input_tokens, dtype=np.int64)

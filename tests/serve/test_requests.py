@@ -7,8 +7,10 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from sim.cli import main
 from sim.errors import ScenarioError
 from sim.serve.deployment import requests_of
 from sim.serve.requests import MAX_TOKENS, poisson, read_trace
@@ -16,6 +18,7 @@ from sim.serve.spec import MAX_REQUESTS, TrafficSpec
 from tests.serve.conftest import pool, scenario
 
 HEADER = "arrival_s,input_tokens,output_tokens"
+H800_SERVE = Path(__file__).resolve().parents[2] / "scenarios" / "serve" / "deepseek-v3-h800.yaml"
 
 
 def _write(tmp_path: Path, text: str, name: str = "trace.csv") -> Path:
@@ -170,3 +173,51 @@ def test_poisson_too_many_requests_refused() -> None:
     with pytest.raises(ScenarioError, match="rate_per_s") as info:
         poisson(t, MAX_REQUESTS / 1e4 * 2, np.random.default_rng(0))
     assert "\n" not in str(info.value)
+
+
+# Poisson traffic that draws no request (it ran, exit 0, and wrote a report of null percentiles), or too
+# many (the line named no file): the key named, as an empty trace is refused.
+NO_REQUEST = [
+    (
+        {"serve.duration_s": 10, "serve.traffic.rate_per_s": 1e-300},
+        "serve.traffic.rate_per_s: 1e-300 requests/s over serve.duration_s 10 s arrive no request (1e-299 "
+        "expected, none drawn); raise one of them",
+    ),
+    (
+        {"serve.duration_s": 1e-300},
+        "serve.duration_s: 1e-300 s of arrivals at serve.traffic.rate_per_s 300 requests/s bring no request "
+        "(3e-298 expected, none drawn); raise one of them",
+    ),
+    (
+        {"serve.duration_s": 80000, "serve.traffic.rate_per_s": 1e6},
+        "serve.traffic.rate_per_s: 8e+10 requests in 80000 s; at most 5000000 are simulated",
+    ),
+]
+
+
+@pytest.mark.parametrize(("changes", "line"), NO_REQUEST)
+def test_poisson_traffic_of_no_request_is_refused(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    changes: dict[str, float],
+    line: str,
+) -> None:
+    """``twin serve`` and ``twin validate`` refuse it in one line naming the scenario's key, exit 2,
+    nothing written; in ``twin sweep`` the point is an infeasible row with that reason."""
+    monkeypatch.chdir(tmp_path)
+    sets = "".join(f"  {k}: {v!r}\n" for k, v in changes.items())
+    Path("s.yaml").write_text(f"base: {H800_SERVE}\nset:\n{sets}")
+    for args in (["serve", "s.yaml", "-o", "out"], ["serve", "s.yaml", "--format", "json"], ["validate", "s.yaml"]):
+        with pytest.raises(SystemExit) as info:
+            main(args)
+        out, err = capsys.readouterr()
+        assert (info.value.code, out, err) == (2, "", f"error: s.yaml: {line}\n"), args
+    assert not Path("out").exists()
+    point = ", ".join(f"{k}: {v!r}" for k, v in changes.items())
+    Path("w.yaml").write_text(f"name: w\nbase: {H800_SERVE}\npoints:\n  - {{{point}}}\n")
+    with pytest.raises(SystemExit) as info:
+        main(["sweep", "w.yaml", "-o", "w.parquet", "--quiet"])
+    assert info.value.code == 0, capsys.readouterr().err
+    row = pd.read_parquet("w.parquet").iloc[0]
+    assert (row["status"], row["error"]) == ("infeasible", line)

@@ -4,9 +4,13 @@ DeepSeek's fabric) and a split deployment (two prefill units of 2 nodes, two dec
 from __future__ import annotations
 
 from pathlib import Path
+from unittest import mock
+
+import numpy as np
 
 from sim.serve.deployment import simulate_serve
 from sim.serve.metrics import ServeResult
+from sim.serve.requests import Requests
 from sim.serve.spec import load_serve
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,6 +29,19 @@ def run(tmp: Path, name: str, serve: str) -> ServeResult:
     path = tmp / f"{name}.yaml"
     path.write_text(f"name: {name}\n{HEAD}serve:\n{serve}")
     return simulate_serve(load_serve(path))
+
+
+def no_request_run(tmp: Path, name: str, serve: str) -> ServeResult:
+    """:func:`run` with no request arriving: ``twin serve`` refuses such traffic
+    (:func:`sim.serve.requests.poisson_count`), so the draw is replaced by none, to hold the report and
+    the timeline to a result without requests."""
+    empty = np.zeros(0, dtype=np.int64)
+    none = Requests(np.zeros(0), empty, empty, empty)
+    with (
+        mock.patch("sim.serve.deployment.poisson_count", return_value=0),
+        mock.patch("sim.serve.deployment.requests_of", return_value=none),
+    ):
+        return run(tmp, name, serve)
 
 
 def split_run(tmp: Path) -> ServeResult:

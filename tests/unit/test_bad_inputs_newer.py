@@ -319,6 +319,11 @@ def _write_files(tmp_path: Path) -> None:
     _parquet(tmp_path / "cmp" / "dup_id.parquet", _results(point_id=["0123456789abcdef"] * 2))
     _parquet(tmp_path / "cmp" / "list_step.parquet", _results(step_time_s=[[1.0], [2.0]]))
     _parquet(tmp_path / "cmp" / "bool_step.parquet", _results(step_time_s=[True, False]))
+    # the screening rows of twin sweep --best (lower bounds, not steps): marked, and as written before the mark
+    bounds = {"name": "s-screening", "points": 2, "lower_bounds": True}
+    _parquet(tmp_path / "cmp" / "bounds.parquet", _results(), {b"clustertwin.sweep": json.dumps(bounds).encode()})
+    old = {b"clustertwin.sweep": json.dumps({"name": "s-screening", "points": 2}).encode()}
+    _parquet(tmp_path / "cmp" / "x.screening.parquet", _results(), old)
 
     # calibration imports: traces
     write("tr/empty.json", "")
@@ -823,6 +828,31 @@ COMPARE: list[tuple[list[str], str]] = [
     (["compare", "cmp/full.parquet", "--plot", "/dev/null"], "--plot: /dev/null exists and is not a regular file"),
     (["compare", "cmp/full.parquet", "--format", "csv"], "--format: 'csv' is not one of"),
     (["compare"], "RESULTS: required argument is missing"),
+    # --best's screening rows: bounds shown as step times (with a footnote on costs no row lacked a price for)
+    (
+        ["compare", "cmp/bounds.parquet"],
+        "error: cmp/bounds.parquet: holds lower bounds (the screening rows of twin sweep --best), not steps: its "
+        "step_time_s are bounds no step takes; compare the steps, in the output of that sweep",
+    ),
+    (
+        ["compare", "cmp/x.screening.parquet", "--by", "tokens_per_day"],
+        "error: cmp/x.screening.parquet: holds lower bounds (the screening rows of twin sweep --best), not "
+        "steps: its step_time_s are bounds no step takes; compare the steps, in x.parquet beside it",
+    ),
+]
+
+# finite flags whose product is past sim.run.EDGE: a step time of 4.6e307 was printed with exit 0 (refused
+# only once it reached inf)
+SCHEDULES: list[tuple[list[str], str]] = [
+    (
+        ["schedules", "compare", "--p2p-bandwidth", "1e-300", "--p2p-bytes", "1e6"],
+        "error: the results overflow: schedules[0].step_time is 4.6e+307, from --p2p-bandwidth = 1e-300; use "
+        "values nearer to real ones",
+    ),
+    (
+        ["schedules", "compare", "--p2p-bandwidth", "1e-200", "--p2p-bytes", "1e6", "--format", "json"],
+        "error: the results overflow: schedules[0].step_time is 4.6e+207, from --p2p-bandwidth = 1e-200",
+    ),
 ]
 
 TRACE: list[tuple[list[str], str]] = [
@@ -1026,6 +1056,14 @@ def _cases() -> list[Any]:
 
 @pytest.mark.parametrize("args,expected", _cases())
 def test_bad_input_one_line(args: list[str], expected: str, files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    refused_in_one_line(args, expected, files, capsys)
+
+
+@pytest.mark.parametrize("args,expected", SCHEDULES, ids=[" ".join(a) for a, _ in SCHEDULES])
+def test_schedule_figures_past_the_edge_are_refused(
+    args: list[str], expected: str, files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """(A command of the first table, ``tests/unit/test_bad_inputs.py``, with too few cases for a group.)"""
     refused_in_one_line(args, expected, files, capsys)
 
 

@@ -253,3 +253,40 @@ def test_a_key_set_beside_its_whole_section_is_refused(tmp_path: Path) -> None:
         f"{path}: set.training.gpus: also set by set.training (the whole section): give the key once, in one of "
         "the two forms"
     )
+
+
+LLAMA_H100 = Path(__file__).resolve().parents[2] / "scenarios" / "clusters" / "llama3.1-8b-h100.yaml"
+
+
+@pytest.mark.parametrize(
+    ("value", "line"),
+    [
+        (
+            "1e18",
+            "training.microbatch_sequences: 1,000,000,000,000,000,000 sequence(s) of model.seq_len 8,192 tokens are "
+            "8,192,000,000,000,000,000,000 tokens per micro-batch on a GPU, over the limit of 16,777,216",
+        ),
+        (
+            "100000000000",
+            "training.microbatch_sequences: 100,000,000,000 sequence(s) of model.seq_len 8,192 tokens are "
+            "819,200,000,000,000 tokens per micro-batch on a GPU, over the limit of 16,777,216",
+        ),
+        (
+            "1000",
+            "training.microbatch_sequences: 1,000 sequences per micro-batch of one GPU are more than the whole "
+            "step's training.global_batch (256)",
+        ),
+    ],
+)
+def test_microbatch_sequences_out_of_reach_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], value: str, line: str
+) -> None:
+    """A micro-batch of more sequences than a GPU's tokens or the whole step holds names
+    ``training.microbatch_sequences`` (it blamed ``training.global_batch``), in validate and run alike."""
+    monkeypatch.chdir(tmp_path)
+    Path("d.yaml").write_text(f"base: {LLAMA_H100}\nset:\n  training.microbatch_sequences: {value}\n")
+    for command in ("validate", "run"):
+        with pytest.raises(SystemExit) as info:
+            main([command, "d.yaml"])
+        out, err = capsys.readouterr()
+        assert (info.value.code, out, err) == (2, "", f"error: d.yaml: {line}\n"), command

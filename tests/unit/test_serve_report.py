@@ -12,7 +12,7 @@ import pytest
 from reports.document import Document
 from reports.serve_report import SECTIONS, serve_document
 from sim.serve.metrics import ServeResult
-from tests.unit.serve_runs import SPLIT, run, split_run
+from tests.unit.serve_runs import SPLIT, no_request_run, run, split_run
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +148,7 @@ def test_no_request_finishes(tmp_path: Path) -> None:
 
 def test_no_request(tmp_path: Path) -> None:
     """No request arrived (and a zero-length span): every section still there, '-' for the latencies."""
-    result = run(tmp_path, "zero", f"  duration_s: 1\n  traffic: {{rate_per_s: 0.001}}\n{SPLIT}")
+    result = no_request_run(tmp_path, "zero", f"  duration_s: 1\n  traffic: {{rate_per_s: 0.001}}\n{SPLIT}")
     assert len(result.requests) == 0 and result.end_s == 0
     doc = serve_document(result)
     _check_document(doc, result)

@@ -17,7 +17,7 @@ import pytest
 from sim.serve.loop import Span
 from sim.serve.metrics import ServeResult
 from sim.serve.timeline import COUNTER_PREFIX, perfetto_json
-from tests.unit.serve_runs import SPLIT, run, split_run
+from tests.unit.serve_runs import SPLIT, no_request_run, run, split_run
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +142,7 @@ def test_cut_timeline(tmp_path: Path) -> None:
 
 def test_no_requests(tmp_path: Path) -> None:
     """No request arrived: every pool and unit named, no slice, no counter, still JSON."""
-    result = run(tmp_path, "zero", f"  duration_s: 1\n  traffic: {{rate_per_s: 0.001}}\n{SPLIT}")
+    result = no_request_run(tmp_path, "zero", f"  duration_s: 1\n  traffic: {{rate_per_s: 0.001}}\n{SPLIT}")
     assert len(result.requests) == 0
     trace = _load(perfetto_json(result, "zero"))
     assert not _events(trace, "X") and not _events(trace, "C")

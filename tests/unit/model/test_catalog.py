@@ -21,11 +21,14 @@ from pathlib import Path
 
 import pytest
 
+from sim.cli import main
+from sim.config import load_scenario
 from sim.errors import ScenarioError
 from sim.model.catalog import CATALOG, MODELS_DIR, load_model
 from sim.model.flops import training_flops_per_token
 from sim.model.params import layer_params, model_params
 from sim.model.spec import ModelSpec
+from sim.paths import shown
 from tests.conftest import SHARED
 
 REFERENCE = SHARED / "reference" / "models"
@@ -174,6 +177,81 @@ def test_bad_config_keys_are_named(tmp_path: Path, changes: dict[str, object], k
         load_model(str(path))
     assert info.value.file is not None and info.value.file.endswith("config.json")
     assert info.value.key_path == key and message in info.value.message
+
+
+# A config.json's layer lists and counts as the file writes them: an entry or a count that would have been
+# dropped or clamped (layer 999 of 48, -1, a layer twice, 100 dense layers of 27) and a check between two
+# fields, named with the file's own keys (it named the twin's fields: n_routed_experts).
+CONFIG_LINES = [
+    (
+        "qwen3-30b-a3b",
+        {"mlp_only_layers": [0, 1, 999]},
+        "mlp_only_layers[2]: layer 999 is not in 0..47 (num_hidden_layers is 48)",
+    ),
+    (
+        "qwen3-30b-a3b",
+        {"mlp_only_layers": [0, -1]},
+        "mlp_only_layers[1]: layer -1 is not in 0..47 (num_hidden_layers is 48)",
+    ),
+    (
+        "qwen3-30b-a3b",
+        {"mlp_only_layers": [0, 0]},
+        "mlp_only_layers[1]: layer 0 is listed twice (also mlp_only_layers[0]); give it once",
+    ),
+    (
+        "qwen3-30b-a3b",
+        {"mlp_only_layers": [0, "1"]},
+        "mlp_only_layers[1]: must be a layer number (a whole number), got '1'",
+    ),
+    (
+        "qwen3-30b-a3b",
+        {"mlp_only_layers": [5, 0], "decoder_sparse_step": 2},
+        "mlp_only_layers[1]: layer 0 is dense already (decoder_sparse_step 2: a layer l is MoE only where "
+        "(l + 1) % 2 == 0); remove it",
+    ),
+    ("deepseek-v2-lite", {"first_k_dense_replace": 100}, "first_k_dense_replace: 100 exceeds num_hidden_layers (27)"),
+    ("mixtral-8x7b", {"num_local_experts": 1}, "num_experts_per_tok: 2 exceeds num_local_experts (1)"),
+    ("qwen3-30b-a3b", {"num_experts": 4}, "num_experts_per_tok: 8 exceeds num_experts (4)"),
+    ("llama-3.1-8b", {"num_key_value_heads": 5}, "num_key_value_heads: 5 must divide num_attention_heads (32)"),
+]
+
+
+@pytest.mark.parametrize(("name", "changes", "line"), CONFIG_LINES)
+def test_config_entries_are_refused_with_the_files_keys(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    changes: dict[str, object],
+    line: str,
+) -> None:
+    """``twin chunk --model-config`` and a scenario's ``model.config`` refuse the file in one line naming the
+    file's key, exit 2 (each was accepted with the entry ignored, or named a field of the twin)."""
+    monkeypatch.chdir(tmp_path)
+    _hf(tmp_path, name, **changes)
+    (tmp_path / "s.yaml").write_text("name: s\nmodel:\n  config: config.json\n")
+    for args in (["chunk", "--model-config", "config.json"], ["validate", "s.yaml"]):
+        with pytest.raises(SystemExit) as info:
+            main(args)
+        out, err = capsys.readouterr()
+        assert (info.value.code, out, err) == (2, "", f"error: config.json: {line}\n"), args
+
+
+@pytest.mark.parametrize(
+    ("value", "line"),
+    [
+        ("[0, 0]", "model.mlp_only_layers: layer 0 is listed twice; give it once"),
+        ("[1]", "model.mlp_only_layers: layer 1 is one of the first n_dense_layers (3), dense already; remove it"),
+    ],
+)
+def test_a_scenarios_dense_layers_are_each_used(tmp_path: Path, value: str, line: str) -> None:
+    """A scenario's ``model.mlp_only_layers`` entry that changes nothing (a layer twice, one of the first
+    dense layers) is refused, not ignored."""
+    path = tmp_path / "s.yaml"
+    path.write_text(f"name: s\nmodel:\n  config: deepseek-v3\n  mlp_only_layers: {value}\n")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert info.value.one_line() == f"{shown(path)}: {line}"
 
 
 def test_an_unknown_name_lists_the_catalog() -> None:
