@@ -19,7 +19,8 @@ a schedule takes (``pipeline.schedules``, ``cluster.device_gpus``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -742,13 +743,29 @@ def _dense_chunk_keys_used(sc: Scenario) -> None:
             raise ScenarioError(f"comm.{key}", why)
 
 
+@contextmanager
+def read_for(key: str, what: str) -> Iterator[None]:
+    """Errors inside a file a scenario key names keep that file and its key, and say which key named it
+    (a profile's JSON given as the topology said "h800.json: name: required key is missing", which
+    told nobody where the file came from)."""
+    try:
+        yield
+    except ScenarioError as err:
+        if not err.file or "names)" in err.message:
+            raise
+        raise ScenarioError(
+            err.key_path, f"{err.message} (read as a {what}: the file scenario key {key} names)", err.file
+        ) from None
+
+
 def _read_topology(ref: ClusterRef, base: Path) -> None:
     """Read (not build) the topology file ``ref`` names, relative to ``base``."""
     path = Path(ref.topology)
     path = path if path.is_absolute() else base / path
     if not path.exists():  # the scenario's key names it (a folder or a bad file: read_yaml and its own errors)
         raise ScenarioError("cluster.topology", f"no such topology file: {ref.topology}")
-    ref._spec = parse_cluster(read_yaml(path, "topology"), str(path))
+    with read_for("cluster.topology", "topology"):
+        ref._spec = parse_cluster(read_yaml(path, "topology"), str(path))
     ref._path = path
 
 
@@ -801,7 +818,8 @@ def _attach_profile(scenario: Scenario, base: Path) -> None:
         path = base / scenario.profile  # an absolute profile path stays as it is
         if not path.is_file():
             raise ScenarioError("profile", f"no such profile: {scenario.profile}")
-    load_profile(path)  # its errors name the profile file and the key inside it
+    with read_for("profile", "calibration profile"):
+        load_profile(path)  # its errors name the profile file and the key inside it
     scenario._profile_path = path
 
 
@@ -894,7 +912,8 @@ def expand_model_config(data: Any, folder: Path) -> Any:
     ref = model["config"]
     if not isinstance(ref, str) or not ref.strip():
         raise ScenarioError("model.config", f"a shipped model's name or a config.json path, got {ref!r}")
-    fields, _ = checked_fields(ref, folder, timed=False)
+    with read_for("model.config", "model config"):
+        fields, _ = checked_fields(ref, folder, timed=False)
     rest = {k: v for k, v in model.items() if k != "config"}
     return {**data, "model": {**fields, **rest}}
 

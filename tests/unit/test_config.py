@@ -14,7 +14,7 @@ from sim.cli import main
 from sim.config import default_scenario_path, load_scenario
 from sim.errors import ScenarioError
 from sim.run import op_times
-from tests.conftest import write_sm_sweep_profile
+from tests.conftest import REPO, write_sm_sweep_profile
 
 GOOD = {
     "name": "t",
@@ -290,3 +290,29 @@ def test_microbatch_sequences_out_of_reach_is_named(
             main([command, "d.yaml"])
         out, err = capsys.readouterr()
         assert (info.value.code, out, err) == (2, "", f"error: d.yaml: {line}\n"), command
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "line"),
+    [
+        (
+            "cluster.topology",
+            REPO / "calibrate" / "profiles" / "h800.json",
+            "h800.json: name: required key is missing (read as a topology: the file scenario key "
+            "cluster.topology names)",
+        ),
+        (
+            "profile",
+            REPO / "topologies" / "h100-ib-1024.yaml",
+            "h100-ib-1024.yaml: malformed JSON at line 1: Expecting value (read as a calibration profile: the file "
+            "scenario key profile names)",
+        ),
+    ],
+)
+def test_a_file_of_the_wrong_kind_says_which_key_named_it(tmp_path: Path, key: str, value: Path, line: str) -> None:
+    """A profile's JSON given as the topology was refused naming only that file and a key of it ("h800.json:
+    name: required key is missing"): the line now says which of the scenario's keys named the file."""
+    path = _write(tmp_path, {"name": "wk", "base": str(SMALL), "set": {key: str(value)}})
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert str(info.value).endswith(line)
