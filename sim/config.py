@@ -19,6 +19,7 @@ a schedule takes (``pipeline.schedules``, ``cluster.device_gpus``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -751,11 +752,20 @@ def read_for(key: str, what: str) -> Iterator[None]:
     try:
         yield
     except ScenarioError as err:
-        if not err.file or "names)" in err.message:
+        if not err.file or NAMED_BY.search(err.message):
             raise
         raise ScenarioError(
             err.key_path, f"{err.message} (read as a {what}: the file scenario key {key} names)", err.file
         ) from None
+
+
+NAMED_BY = re.compile(r" \(read as an? [^()]*: the file scenario key [\w.]+ names\)$")  # read_for's note
+
+
+def unnamed(message: str) -> str:
+    """``message`` without :func:`read_for`'s note of the key that named the file (where the caller
+    names that key itself)."""
+    return NAMED_BY.sub("", message)
 
 
 def _read_topology(ref: ClusterRef, base: Path) -> None:

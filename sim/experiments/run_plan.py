@@ -40,7 +40,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sim.config import scenario_data, scenario_from_data
+from sim.config import scenario_data, scenario_from_data, unnamed
 from sim.errors import ScenarioError
 from sim.limits import MAX_RUN_TOKENS, MAX_TIME
 from sim.overrides import PATH_KEYS, apply_overrides, resolve_paths
@@ -240,7 +240,11 @@ def plan_steps(spec: RunSpec, path: Path, known: dict[str, Step] | None = None) 
     steps: dict[str, Step] = {}
     slices: list[PlannedSlice] = []
     for i, phase in enumerate(spec.phases):
-        if "training.global_batch" in phase.set and (phase.global_batch is not None or phase.ramp is not None):
+        whole = phase.set.get("training")  # (the section given whole: its batch is the phase's to set)
+        in_whole = isinstance(whole, dict) and "global_batch" in whole
+        if ("training.global_batch" in phase.set or in_whole) and (
+            phase.global_batch is not None or phase.ramp is not None
+        ):
             given = "global_batch" if phase.global_batch is not None else "ramp"
             raise ScenarioError(
                 f"phases.{i}.set.training.global_batch",
@@ -259,8 +263,7 @@ def plan_steps(spec: RunSpec, path: Path, known: dict[str, Step] | None = None) 
         if rest is None or rest > 0:
             wanted.append((batch, rest, f"phases.{i}.global_batch"))
         for b, tokens, where in wanted:
-            sets = resolve_paths(dict(phase.set), folder)
-            sets["training.global_batch"] = b
+            sets = _with_batch(resolve_paths(dict(phase.set), folder), b)
             key = point_key(sets)
             if key not in steps and known is not None and key in known:
                 steps[key] = known[key]
@@ -278,6 +281,15 @@ def plan_steps(spec: RunSpec, path: Path, known: dict[str, Step] | None = None) 
     return RunPlan(spec, path, base_path, base_folder, base, tuple(slices), steps)
 
 
+def _with_batch(sets: dict[str, Any], batch: int) -> dict[str, Any]:
+    """A phase's overrides with its step's global batch: inside ``training`` where the phase gives that
+    section whole (a dotted key beside it would be refused: ``sim.overrides.check_nested``)."""
+    whole = sets.get("training")
+    if isinstance(whole, dict):
+        return {**sets, "training": {**whole, "global_batch": batch}}
+    return {**sets, "training.global_batch": batch}
+
+
 def _phase_error(err: ScenarioError, i: int, sets: dict[str, Any], run: Path) -> ScenarioError:
     """A phase's scenario refused, named at ``phases.i.set.KEY``; an error of a file a path override
     names (a folder, another kind of file: no key inside it) at that override, with the file."""
@@ -285,7 +297,8 @@ def _phase_error(err: ScenarioError, i: int, sets: dict[str, Any], run: Path) ->
     if not key:
         owner = next((k for k in sets if k in PATH_KEYS or any(p.startswith(k + ".") for p in PATH_KEYS)), None)
         at = f"phases.{i}.set.{owner}" if owner else f"phases.{i}.set"
-        return ScenarioError(at, f"{err.file}: {err.message}" if err.file else err.message, str(run))
+        message = unnamed(err.message)  # (the key that named the file is the one named here)
+        return ScenarioError(at, f"{err.file}: {message}" if err.file else message, str(run))
     return ScenarioError(f"phases.{i}.set.{key}", err.message, str(run))
 
 

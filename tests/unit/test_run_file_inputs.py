@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from sim.cli import main
+from sim.errors import ScenarioError
 from tests.conftest import REPO
 from tests.integration.test_plan_run import _run_file
 
@@ -125,3 +126,25 @@ def test_a_run_sweeps_key_is_refused_for_what_it_is(
     path = _run_sweep(tmp_path, point)
     line = _refused(["plan", "run", str(path)], capsys)
     assert line.startswith(f"error: {path}: {needle}")
+
+
+def test_a_phase_giving_the_training_section_whole_still_gets_its_batch(tmp_path: Path) -> None:
+    """A phase's ``set`` may give ``training`` whole (the base's keys of it then go); its step's batch
+    goes inside that mapping, not as ``training.global_batch`` beside it, which the nested-key check
+    refused, blaming ``phases.1.global_batch``."""
+    from sim.config import scenario_data
+    from sim.experiments.run_plan import load_run, plan_steps
+    from tests.conftest import SMALL_STEP
+
+    base, _ = scenario_data(SMALL_STEP)
+    section = {k: v for k, v in base["training"].items() if k != "global_batch"}
+    path = _changed_run_file(tmp_path, {"set": {"training": section}})
+    plan = plan_steps(load_run(path), path)
+    assert 1024 in {s.global_batch for s in plan.slices if s.phase == 1}  # the phase's own
+    assert all(
+        step.sets["training"]["global_batch"] in (1024, 2048) for step in plan.steps.values() if "training" in step.sets
+    )
+    whole = section | {"global_batch": 64}
+    path = _changed_run_file(tmp_path, {"set": {"training": whole}})
+    with pytest.raises(ScenarioError, match=r"phases\.1\.set\.training\.global_batch: the phase's global_batch"):
+        plan_steps(load_run(path), path)
