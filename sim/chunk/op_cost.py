@@ -4,8 +4,10 @@
   all their rows: the same tiles, one launch);
 * ``attention``: :meth:`CostModel.attention_time` per sequence, times the sequences;
 * ``memory``: :meth:`CostModel.memory_time` of the op's kernel class where the profile has samples of
-  it (a trace-calibrated profile holds the op's whole multi-kernel time there), else of any
-  memory-bound kernel plus a tiny kernel per extra launch;
+  it (a trace-calibrated profile holds the op's whole multi-kernel time there), else as a fused
+  streaming kernel, at the profile's copy bandwidth (the FP8 casts on the measured H100 and H200, whose
+  torch-ops cast samples are their own class: :data:`sim.hardware.profile.TORCH_FP8_CAST`), plus a tiny
+  kernel per extra launch;
 * ``small``: ``kernels`` x :meth:`CostModel.small_kernel_time`;
 * every op also pays ``launch_gap_us`` per kernel (:mod:`sim.chunk.overheads`).
 

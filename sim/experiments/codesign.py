@@ -36,7 +36,6 @@ from typing import Any
 from sim.config import MAX_BASE_DEPTH, Scenario, scenario_data, scenario_from_data
 from sim.errors import ScenarioError
 from sim.overrides import PATH_KEYS, apply_overrides, check_key, label, only_keys, resolve_paths
-from sim.serve.spec import is_serve_data
 from sim.sweep.point import METRIC_BY_NAME, SERVE_METRICS
 from sim.sweep.spec import Sweep, base_file, expand_grid, not_finite, point_key, sweep_from_data
 from sim.yamlio import read_yaml
@@ -193,6 +192,10 @@ def _variants(
             if "set" in v:
                 raise ScenarioError(at, "give either scenario or set, not both", file)
             name, sets = _scenario_sets(v["scenario"], folder, f"{at}.scenario", file, base)
+            if not sets:  # (dropped from the study without a word)
+                raise ScenarioError(
+                    f"{at}.scenario", "its derived scenario sets nothing: the base is every study's first row", file
+                )
             origin = f"{at}.scenario: "
         else:
             sets = v.get("set") or {}
@@ -268,7 +271,7 @@ def _load_codesign(path: Path) -> Codesign:
             raise ScenarioError(f"{where}.key", f"{skey!r}: give lower-case letters, digits, '-' or '_'", file)
         keys_seen.add(skey)
         variants = _variants(study, where, folder, file, base_path)
-        ran: dict[str, str] = {}
+        ran: dict[str, str] = {}  # (a variant may run the base itself, a grid's value of it: its own row)
         for _, sets, origin in variants:
             for key, value in sets.items():
                 found = not_finite(value)
@@ -298,15 +301,15 @@ def _load_codesign(path: Path) -> Codesign:
         metrics = study.get("metrics", list(DEFAULT_METRICS))
         if not isinstance(metrics, list) or not metrics:
             raise ScenarioError(f"{where}.metrics", "a list of figures", file)
-        serving = is_serve_data(sweep.base_data)
         for m in metrics:
             if m not in METRIC_BY_NAME:
                 raise ScenarioError(
                     f"{where}.metrics", f"unknown figure {m!r}; choose from {', '.join(METRIC_BY_NAME)}", file
                 )
-            if (m in SERVE_METRICS) != serving:  # a figure no row has: a table of '-'
-                kind = "serving deployment" if serving else "training step"
-                raise ScenarioError(f"{where}.metrics", f"{m}: the base is a {kind}, which has no such figure", file)
+            if m in SERVE_METRICS:  # a figure no row has (a study's base is a training step): a table of '-'
+                raise ScenarioError(
+                    f"{where}.metrics", f"{m}: a serving figure; the base is a training step, which has none", file
+                )
         rows = [Variant(BASE_LABEL, {}, 0)]
         rows += [Variant(text, sets, index[same(sets)]) for text, sets, _ in variants if sets]
         keys = list(dict.fromkeys(k for _, sets, _ in variants for k in sets))

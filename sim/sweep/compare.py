@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import pandas as pd
 from sim.errors import ScenarioError
 from sim.sweep.pareto import pareto_front
 from sim.sweep.point import LAYOUT_COLUMNS, METRIC_BY_NAME, METRICS, NOTE_COLUMNS, OK, STATUSES
-from sim.sweep.store import META_KEY, holds_bounds
+from sim.sweep.store import holds_bounds, meta_of
 from sim.units import GiB
 
 _FIXED = (
@@ -39,12 +38,7 @@ def load_results(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     missing = [c for c in ("point", "status", "step_time_s") if c not in frame.columns]
     if missing:
         raise ScenarioError("", f"not a twin sweep results file (no column {missing[0]!r})", str(path))
-    raw = (table.schema.metadata or {}).get(META_KEY)
-    try:
-        meta = json.loads(raw) if raw else {}
-    except ValueError:  # not JSON, or not UTF-8
-        meta = {}
-    meta = meta if isinstance(meta, dict) else {}
+    meta = meta_of(table.schema.metadata)
     if holds_bounds(meta, path):
         steps = (
             f"in {path.name.removesuffix('.screening.parquet')}.parquet beside it"

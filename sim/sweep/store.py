@@ -11,8 +11,9 @@ only the points that were running.
   Rows another revision of the simulator computed (their ``twin_code``, :mod:`sim.code_digest`) are
   computed again, so one file never mixes two models.
 * The rows of ``twin sweep --best``'s screening are lower bounds, not steps (:class:`BoundsSweep`): its
-  file says so (``"lower_bounds": true`` in the metadata, and on each journal line), and neither kind of
-  sweep resumes into the other's file (the bounds would be kept as step times).
+  file says so (``"lower_bounds": true`` in the metadata and on each journal line; false on a sweep of
+  steps'), and neither kind of sweep resumes into the other's file (the bounds would be kept as step
+  times).
 
 The frame's columns and dtypes come from the sweep alone (:func:`frame`), so the same rows give the
 same file whether they were computed now, read from the journal, or returned by dask workers.
@@ -65,17 +66,27 @@ class BoundsSweep(Sweep):
     --best`` (:mod:`sim.sweep.screen`). Its file says so; a sweep of steps never resumes into it."""
 
 
+def meta_of(schema_metadata: dict[bytes, bytes] | None) -> dict[str, Any]:
+    """The metadata ``twin sweep`` wrote among a Parquet schema's key-value metadata ({} where there is
+    none, or it is not a JSON mapping)."""
+    raw = (schema_metadata or {}).get(META_KEY)
+    try:
+        meta = json.loads(raw) if raw else {}
+    except ValueError:  # not JSON, or not UTF-8
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def read_meta(path: Path) -> dict[str, Any]:
-    """The metadata ``twin sweep`` wrote in a results file ({} where it has none or cannot be read: the
-    file's rows are read, and refused, on their own)."""
+    """:func:`meta_of` a results file ({} where it cannot be read: its rows are read, and refused, on
+    their own)."""
     import pyarrow.parquet as pq
 
     try:
-        raw = (pq.read_schema(path).metadata or {}).get(META_KEY)
-        meta = json.loads(raw) if raw else {}
-    except Exception:  # not Parquet, or metadata that is not JSON
+        schema = pq.read_schema(path)
+    except Exception:  # not Parquet
         return {}
-    return meta if isinstance(meta, dict) else {}
+    return meta_of(schema.metadata)
 
 
 def holds_bounds(meta: dict[str, Any], path: Path) -> bool:
@@ -269,10 +280,9 @@ class Store:
             meta = read_meta(self.output)
             if meta:  # (a file with no metadata has no kind to tell)
                 _refuse_mixing(self.sweep, self.output, holds_bounds(meta, self.output))
-        if journaled:  # (lines written before the journal said which kind carry no mark: taken as they are)
-            bounds = any(r.get(BOUNDS_KEY) is True for _, r in journaled)
-            if bounds:
-                _refuse_mixing(self.sweep, self.journal, True)
+        # each journal line says which kind it is (lines written before they did carry no mark: taken as they are)
+        for mark in sorted({r[BOUNDS_KEY] for _, r in journaled if isinstance(r.get(BOUNDS_KEY), bool)}):
+            _refuse_mixing(self.sweep, self.journal, mark)
         read += [(self.journal, w, r) for w, r in journaled]
         for file, where, row in read:
             pid = row.get("point_id")
@@ -365,7 +375,7 @@ class Store:
                 self._journal_file.seek(self._journal_file.tell() - 1)
                 if self._journal_file.read(1) != "\n":
                     self._journal_file.write("\n")
-        line = (row | {BOUNDS_KEY: True}) if isinstance(self.sweep, BoundsSweep) else row
+        line = row | {BOUNDS_KEY: isinstance(self.sweep, BoundsSweep)}  # steps or bounds (_refuse_mixing)
         try:
             self._journal_file.write(json.dumps(line, separators=(",", ":")) + "\n")
             self._journal_file.flush()

@@ -52,16 +52,17 @@ def test_llama31_405b_flops_per_token_are_nvidias_to_the_published_rounding() ->
     assert ours == pytest.approx(784e12 / 311, rel=_rounding(784, 311))
 
 
-def test_deepseek_v3_flops_per_token_are_nvidias_within_a_quarter_percent() -> None:
-    """DeepSeek-V3, 1,024 H100, FP8 (NeMo 25.09, dropless): 338 model TFLOP/s at 1,297 tokens/s per GPU.
-    The ratio is 260.6 GFLOP a token against the twin's 260.0: 0.23%, just past the rounding's 0.19%
-    (not traced: the MTP module's and MLA's terms are where the convention has changed between Megatron
-    versions, and which version's formula the 25.09 container counted is not published)."""
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: 260.6 GFLOP a token published against the twin's 260.0 (0.23%, the rounding allows "
+    "0.19%); which Megatron version's formula (MTP, MLA terms) the 25.09 container counted is not published",
+)
+def test_deepseek_v3_flops_per_token_are_nvidias_to_the_published_rounding() -> None:
+    """DeepSeek-V3, 1,024 H100, FP8 (NeMo 25.09, dropless): 338 model TFLOP/s at 1,297 tokens/s per GPU."""
     sc = load_scenario(VALIDATION / "nvidia-dsv3-h100-1024.yaml")
     assert sc.training is not None
     ours = megatron_flops_per_token(sc.model, tp=sc.training.tp)
-    published = 338e12 / 1297
-    assert ours == pytest.approx(published, rel=0.0025)  # (the rounding alone allows 0.19%)
+    assert ours == pytest.approx(338e12 / 1297, rel=_rounding(338, 1297))
 
 
 def test_the_validation_scenarios_set_what_the_recipes_publish() -> None:

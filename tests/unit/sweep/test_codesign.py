@@ -80,7 +80,7 @@ def test_shipped_study_file_and_what_if_scenarios_load() -> None:
         # a serving figure of training steps: a table of '-' and "no figure moved"
         (
             [{"key": "a", "metrics": ["ttft_p99_s"], "grid": {"comm.sms": [12]}}],
-            "studies[0].metrics: ttft_p99_s: the base is a training step, which has no such figure",
+            "studies[0].metrics: ttft_p99_s: a serving figure; the base is a training step, which has none",
         ),
         # labels and variants that were ignored or told nothing apart
         (
@@ -173,6 +173,12 @@ def test_a_scenario_variant_brings_its_whole_chain_and_must_reach_the_study_base
     (tmp_path / "c.yaml").write_text(f"base: {other}\nset: {{comm.sms: 12}}\n")
     with pytest.raises(ScenarioError, match="does not derive from the study's base"):
         load_codesign(_file(tmp_path, [{"key": "a", "variants": [{"scenario": "c.yaml"}]}]))
+    # a derived scenario that sets nothing was dropped from its study without a word, as an empty set was
+    (tmp_path / "d.yaml").write_text(f"base: {SMALL}\nset: {{}}\n")
+    with pytest.raises(
+        ScenarioError, match=r"studies\[0\]\.variants\[0\]\.scenario: its derived scenario sets nothing"
+    ):
+        load_codesign(_file(tmp_path, [{"key": "a", "variants": [{"scenario": "d.yaml"}]}]))
 
 
 def test_cost_with_and_without_the_upgrade_price_and_the_not_modelled_flag() -> None:

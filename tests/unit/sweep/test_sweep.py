@@ -492,6 +492,9 @@ def test_a_sweep_of_steps_never_resumes_into_lower_bounds_nor_they_into_steps(tm
     s = written(sweep, tmp_path / "S.screening.parquet")
     with pytest.raises(ScenarioError, match="holds steps, not the lower bounds --best screens with"):
         Store(bounds, s)
+    k = written(sweep, tmp_path / "K.screening.parquet", parquet=False)  # steps killed before their first write
+    with pytest.raises(ScenarioError, match=f"^{journal_path(k)}: holds steps, not the lower bounds"):
+        Store(bounds, k)
     resumed = Store(bounds, written(bounds, tmp_path / "B.parquet"))  # its own kind resumes
     assert resumed.rows
     resumed.release()
