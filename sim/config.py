@@ -144,8 +144,10 @@ class ComputeSpec(_Strict):
     )
     fp8_scaling: str = Field(
         "software",
-        pattern="^(software|native)$",
-        description="native: block-scaled GEMMs at the tensor-wise scaled GEMM's measured speed, no scale transposes",
+        pattern="^(software|native|current)$",
+        description="native: block-scaled GEMMs at the tensor-wise scaled GEMM's measured speed, no scale transposes; "
+        "current: per-tensor current scaling (Transformer Engine's FP8-CS): tensor-wise GEMMs, each cast after an "
+        "amax pass over its input",
     )
     fp8_accumulation: str = Field(
         "promoted",

@@ -23,6 +23,7 @@ FP8_TILE = 128  # elements of an FP8 activation tile (1x128) and the side of a w
 FP8_BLOCK = FP8_TILE  # weights: FP8_BLOCK x FP8_BLOCK elements share one FP32 scale
 FP8_TILE_SCALE_BYTES = FP32_BYTES / FP8_TILE  # 4/128 byte per element: the tile's FP32 scale, shared
 FP8_TILE_BYTES = FP8_BYTES + FP8_TILE_SCALE_BYTES  # 1.03125: an FP8 activation element with its scale share
+FP8_CAST_BYTES = BF16_BYTES + FP8_TILE_BYTES  # a 1x128 cast per element: read BF16, write FP8 and its scale share
 
 BITS_PER_BYTE = 8
 GiB = float(1 << 30)  # bytes in a gibibyte: memory per GPU and its capacity

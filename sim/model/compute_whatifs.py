@@ -16,6 +16,13 @@ DeepSeek-V3's FP8 recipe spends memory-bound kernels on what its GPUs cannot do 
 - ``fp8_scaling: native``, the ask for native fine-grained (microscaling) quantisation: block-scaled GEMMs
   run at the tensor-wise scaled GEMM's measured speed (the profile's own ``tensorwise`` samples of the same
   shapes), and the software scale transposes (the ``*.scales`` launches) vanish.
+- ``fp8_scaling: current``, not an ask but another recipe: FP8 with per-tensor current scaling, as
+  Transformer Engine's ``Float8CurrentScaling`` runs it (NVIDIA's "FP8-CS" Megatron recipes). Its GEMMs
+  are tensor-wise scaled (the profile's ``tensorwise`` samples; no scale transposes), and each cast first
+  reduces the whole tensor to its absolute maximum before it can scale it: a second read of the BF16
+  input before the cast's own pass (Transformer Engine's ``compute_amax`` then cast), so every
+  ``fp8-cast`` op moves ``BF16_BYTES`` more per element. The layer model keeps its casts where
+  DeepSeek's recipe has them (the 1x128 tiles' scale bytes included: 1/64 of a byte per element).
 - ``fp8_accumulation: full``, the ask for full-precision accumulation in the tensor cores: an FP8 GEMM
   no longer promotes its partial sums to CUDA cores every 128 elements of K, and runs the profile's
   measured promotion factor faster (:mod:`sim.hardware.promotion`: tensor-wise FP8 against BF16 on the
@@ -38,10 +45,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from sim.model.ops import Operator
+from sim.units import BF16_BYTES, FP8_CAST_BYTES
 
 ONLINE_QUANTIZATION_KERNELS = frozenset({"fp8-cast", "fp8-cast-e5m6"})
 TRANSPOSED_READ_KERNELS = frozenset({"fp8-cast-channel", "transpose"})
-FP8_SCALINGS = ("software", "native")
+FP8_SCALINGS = ("software", "native", "current")
+TENSORWISE_GEMMS = frozenset({"native", "current"})  # scalings whose GEMMs run tensor-wise scaled
+AMAX_KERNELS = frozenset({"fp8-cast"})  # the casts that, under current scaling, read their input twice
 FP8_ACCUMULATIONS = ("promoted", "full")
 
 
@@ -69,7 +79,8 @@ class ComputeWhatIfs:
             return True
         if op.kind == "memory" and self.transposed_reads and op.kernel in TRANSPOSED_READ_KERNELS:
             return True
-        return self.fp8_scaling == "native" and op.kind == "small" and op.name.split(".")[-1].startswith("scales")
+        scales = op.kind == "small" and op.name.split(".")[-1].startswith("scales")
+        return self.fp8_scaling in TENSORWISE_GEMMS and scales
 
     def accumulates_fully(self, op: Operator) -> bool:
         """Whether ``op`` (after native scaling) keeps its partial sums in the tensor cores: an FP8 GEMM
@@ -85,8 +96,10 @@ class ComputeWhatIfs:
         for op in ops:
             if self.removes(op):
                 continue
-            if self.fp8_scaling == "native" and op.kind == "gemm" and op.scaling == "blockwise":
+            if self.fp8_scaling in TENSORWISE_GEMMS and op.kind == "gemm" and op.scaling == "blockwise":
                 op = replace(op, scaling="tensorwise")
+            if self.fp8_scaling == "current" and op.kind == "memory" and op.kernel in AMAX_KERNELS:
+                op = replace(op, nbytes=op.nbytes * (1.0 + BF16_BYTES / FP8_CAST_BYTES))  # amax: the BF16 read again
             if self.accumulates_fully(op):
                 op = replace(op, accumulation="full")
             out.append(op)
@@ -96,10 +109,12 @@ class ComputeWhatIfs:
 NO_WHATIFS = ComputeWhatIfs()
 
 __all__ = [
+    "AMAX_KERNELS",
     "FP8_ACCUMULATIONS",
     "FP8_SCALINGS",
     "NO_WHATIFS",
     "ONLINE_QUANTIZATION_KERNELS",
+    "TENSORWISE_GEMMS",
     "TRANSPOSED_READ_KERNELS",
     "ComputeWhatIfs",
 ]

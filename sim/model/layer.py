@@ -26,9 +26,9 @@ from dataclasses import dataclass, replace
 from sim.model.compute_whatifs import NO_WHATIFS, ComputeWhatIfs
 from sim.model.ops import Operator
 from sim.model.spec import ModelSpec
-from sim.units import BF16_BYTES, FP8_TILE_BYTES
+from sim.units import BF16_BYTES, FP8_CAST_BYTES, FP8_TILE_BYTES
 
-FP8_CAST = BF16_BYTES + FP8_TILE_BYTES  # bytes per element: read BF16, write FP8 and its 1x128 tile's scale share
+FP8_CAST = FP8_CAST_BYTES  # bytes per element: read BF16, write FP8 and its 1x128 tile's scale share (sim.units)
 
 
 @dataclass(frozen=True)

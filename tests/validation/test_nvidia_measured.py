@@ -93,3 +93,6 @@ def test_the_validation_scenarios_set_what_the_recipes_publish() -> None:
     assert (big.training.tp, big.training.cp, big.pipeline.pp, big.pipeline.virtual_stages) == (8, 2, 8, 8)
     assert big.training.global_batch == 1536 and big.training.cp_comm == "p2p" and big.training.tp_comm_overlap
     assert big.training.layers_per_stage == [1, *[2] * 62, 1]  # the embedding and the loss count as layers
+    for sc in (qw, ll, big):  # FP8 with current scaling (FP8-CS); DeepSeek-V3's run block-scaled, as the twin's fp8
+        assert sc.model.dtype == "fp8" and sc.compute.fp8_scaling == "current"
+    assert ds.model.dtype == "fp8" and ds.compute.fp8_scaling == "software"

@@ -124,3 +124,31 @@ def test_full_accumulation_shortens_a_natively_scaled_chunk_by_at_most_the_promo
         gemms = sum(t.work for t in a.tasks if t.kind == "gemm")
         assert b.span_s < a.span_s
         assert a.span_s - b.span_s <= gemms * (1 - 1 / r) * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("layer", [0, 3])  # a dense and an MoE layer
+def test_current_scaling_runs_tensorwise_gemms_and_reads_each_cast_input_twice(layer: int) -> None:
+    """``fp8_scaling: current`` (Transformer Engine's per-tensor current scaling): native's ops (tensor-wise
+    GEMMs, no scale transposes), except that each ``fp8-cast`` first reduces its BF16 input to an amax: it
+    moves 2 bytes more an element (its op's bytes x (1 + 2 / 3.03125)); every other op and the FLOPs alike."""
+    from sim.units import BF16_BYTES, FP8_CAST_BYTES
+
+    native = _ops(layer, ComputeWhatIfs(fp8_scaling="native"))
+    current = _ops(layer, ComputeWhatIfs(fp8_scaling="current"))
+    assert [op.name for op in current] == [op.name for op in native]
+    casts = 0
+    for a, b in zip(native, current, strict=True):
+        if a.kind == "memory" and a.kernel == "fp8-cast":
+            casts += 1
+            assert b.nbytes == pytest.approx(a.nbytes * (1 + BF16_BYTES / FP8_CAST_BYTES), rel=1e-12)
+        else:
+            assert b == a
+    assert casts > 0
+    assert not [op for op in current if op.kind == "gemm" and op.scaling == "blockwise"]
+
+
+def test_current_scaling_takes_longer_than_native_by_its_amax_passes() -> None:
+    cfg = ChunkConfig(layers=2, tokens=1024, ep=16, params=ChunkParams(interference="none"))
+    native = build_chunk(replace(cfg, compute=ComputeWhatIfs(fp8_scaling="native")))
+    current = build_chunk(replace(cfg, compute=ComputeWhatIfs(fp8_scaling="current")))
+    assert current.timer.backward(current.stage).span_s > native.timer.backward(native.stage).span_s
