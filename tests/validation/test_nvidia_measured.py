@@ -26,30 +26,21 @@ def _rounding(tflops: float, tokens: float) -> float:
     return 0.5 / tflops + 0.5 / tokens
 
 
-def test_qwen3_flops_per_token_are_nvidias_to_the_published_rounding() -> None:
-    """Qwen3-235B-A22B, 256 H100, FP8-CS (NeMo 25.11): 233 model TFLOP/s at 1,575 tokens/s per GPU."""
-    sc = load_scenario(VALIDATION / "nvidia-qwen3-235b-h100-256.yaml")
+@pytest.mark.parametrize(
+    ("file", "tflops", "tokens"),
+    [
+        ("nvidia-qwen3-235b-h100-256.yaml", 233, 1575),  # Qwen3-235B-A22B, 256 H100, FP8-CS (NeMo 25.11)
+        ("nvidia-llama3-70b-h100-64.yaml", 728, 1621),  # Llama 3 70B, 64 H100, FP8 (26.02); TP 4 pads to 128 x 4
+        ("nvidia-llama31-405b-h100-1024.yaml", 784, 311),  # Llama 3.1 405B, 1,024 H100 (26.02); to 128 x 8 rows
+    ],
+)
+def test_flops_per_token_are_nvidias_to_the_published_rounding(file: str, tflops: int, tokens: int) -> None:
+    """Published model TFLOP/s over published tokens/s per GPU is the twin's Megatron count (the vocabulary
+    padded to 128 x TP), to the two figures' rounding."""
+    sc = load_scenario(VALIDATION / file)
     assert sc.training is not None
     ours = megatron_flops_per_token(sc.model, tp=sc.training.tp)
-    assert ours == pytest.approx(233e12 / 1575, rel=_rounding(233, 1575))
-
-
-def test_llama3_70b_flops_per_token_are_nvidias_to_the_published_rounding() -> None:
-    """Llama 3 70B, 64 H100, FP8 (NeMo 26.02): 728 model TFLOP/s at 1,621 tokens/s per GPU; TP 4 pads
-    the vocabulary to 128 x 4 (128,256 rows already are)."""
-    sc = load_scenario(VALIDATION / "nvidia-llama3-70b-h100-64.yaml")
-    assert sc.training is not None
-    ours = megatron_flops_per_token(sc.model, tp=sc.training.tp)
-    assert ours == pytest.approx(728e12 / 1621, rel=_rounding(728, 1621))
-
-
-def test_llama31_405b_flops_per_token_are_nvidias_to_the_published_rounding() -> None:
-    """Llama 3.1 405B, 1,024 H100, FP8 (NeMo 26.02): 784 model TFLOP/s at 311 tokens/s per GPU; TP 8
-    pads the vocabulary to 128 x 8 (129,024 rows)."""
-    sc = load_scenario(VALIDATION / "nvidia-llama31-405b-h100-1024.yaml")
-    assert sc.training is not None
-    ours = megatron_flops_per_token(sc.model, tp=sc.training.tp)
-    assert ours == pytest.approx(784e12 / 311, rel=_rounding(784, 311))
+    assert ours == pytest.approx(tflops * 1e12 / tokens, rel=_rounding(tflops, tokens))
 
 
 @pytest.mark.xfail(
