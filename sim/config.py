@@ -748,20 +748,28 @@ def _dense_chunk_keys_used(sc: Scenario) -> None:
 
 @contextmanager
 def read_for(key: str, what: str) -> Iterator[None]:
-    """Errors inside a file a scenario key names keep that file and its key, and say which key named it
-    (a profile's JSON given as the topology said "h800.json: name: required key is missing", which
-    told nobody where the file came from)."""
+    """Errors inside a file a scenario key (or a command's flag, ``--profile``) names keep that file and
+    its key; where the file is of another kind (:func:`_wrong_kind`) they also say which key named it (a
+    profile's JSON given as the topology said "h800.json: name: required key is missing", which told
+    nobody where the file came from)."""
     try:
         yield
     except ScenarioError as err:
-        if not err.file or NAMED_BY.search(err.message):
-            raise
-        raise ScenarioError(
-            err.key_path, f"{err.message} (read as a {what}: the file scenario key {key} names)", err.file
-        ) from None
+        if not err.file or not Path(err.file).is_file() or NAMED_BY.search(err.message) or not _wrong_kind(err):
+            raise  # (a file not there, or a folder, says so; a file of the right kind names its own key)
+        named = key if key.startswith("--") else f"scenario key {key}"
+        note = f" (read as a {what}: the file {named} names)"
+        raise ScenarioError(err.key_path, err.message + note, err.file) from None
 
 
-NAMED_BY = re.compile(r" \(read as an? [^()]*: the file scenario key [\w.]+ names\)$")  # read_for's note
+def _wrong_kind(err: ScenarioError) -> bool:
+    """Whether ``err`` says its file is not of the kind expected: it cannot be parsed as one (no key), or a
+    key every file of the kind has is missing at its top level."""
+    key = err.key_path
+    return not key or ("." not in key and "[" not in key and "required key is missing" in err.message)
+
+
+NAMED_BY = re.compile(r" \(read as an? [^()]*: the file [^()]* names\)$")  # read_for's note
 
 
 def unnamed(message: str) -> str:

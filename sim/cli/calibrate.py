@@ -23,6 +23,7 @@ from sim.cli.common import (
     output_file_option,
     refuse_given,
 )
+from sim.config import read_for
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel, fitted
 from sim.hardware.gpu import DEEPSEEK_COMPUTE_SMS, DEFAULT_EFFICIENCY
@@ -115,7 +116,8 @@ def import_trace(
         raise ScenarioError("--device", f"no datasheet for {device!r}; the twin knows {known_gpus()}")
     if compute_sms > gpu.sms:
         raise ScenarioError("--compute-sms", f"the {gpu.name} has {gpu.sms} SMs, got {compute_sms}")
-    base_profile = load_profile(base) if base is not None else None
+    with read_for("--base", "calibration profile"):
+        base_profile = load_profile(base) if base is not None else None
     tool = f"twin calibrate import-trace {trace.name}" + (f" --base {base}" if base else "") + f" --device {device}"
     tool += f" --compute-sms {compute_sms}" if compute_sms != DEEPSEEK_COMPUTE_SMS else ""
     tool += f" --layers {layers}" if layers != 4 else ""
@@ -303,7 +305,8 @@ def import_nccl_tests_cmd(
         refuse_given(ctx, ("device",), "names the GPU of a new profile, not used with --profile (its device is kept)")
     samples = [s for log in logs for s in parse_log(log, gpus, nodes)]
     if profile is not None:
-        base = load_profile(profile)
+        with read_for("--profile", "calibration profile"):
+            base = load_profile(profile)
     else:
         gpu = datasheet_for(device)
         if gpu is None:
@@ -519,7 +522,8 @@ def predict(
     """Predicted time of one kernel (or of every row of --batch) from a profile."""
     from sim.network.collectives import KINDS
 
-    model = CostModel(load_profile(profile))
+    with read_for("--profile", "calibration profile"):
+        model = CostModel(load_profile(profile))
     if batch is not None:
         _refuse_unread(ctx, "batch", "--batch (its rows give each kernel's parameters)")
         if fmt is PredictFormat.table and "fmt" in given_on_command_line(ctx):

@@ -26,10 +26,11 @@ from sim.cli.common import (
     refuse_given,
     refuse_unbound_node_limit,
 )
+from sim.config import read_for
 from sim.errors import ScenarioError
 from sim.experiments.trace_validation import ANNOTATIONS, DATASHEET, FRACTIONS, figures, validate_trace
 from sim.hardware.gpu import DEEPSEEK_COMM_SMS
-from sim.hardware.profile import DEFAULT_PROFILE
+from sim.hardware.profile import DEFAULT_PROFILE, load_profile
 from sim.limits import MAX_GPUS, MAX_LAYERS, MAX_SEED, MAX_SMS, MAX_TOKENS, require_memory
 from sim.model.catalog import load_model_config
 from sim.model.spec import DEEPSEEK_V3, parse_model
@@ -135,7 +136,8 @@ def chunk_cmd(
     require_memory(
         tokens * ep * 256, f"routing {tokens:,} tokens on each of {ep} GPUs", "--tokens", "use fewer --tokens"
     )
-    model = load_model_config(model_config) if model_config is not None else ChunkConfig().model
+    with read_for("--model-config", "model config"):
+        model = load_model_config(model_config) if model_config is not None else ChunkConfig().model
     if node_limit is not None:
         default = model.n_limited_groups
         try:
@@ -161,6 +163,8 @@ def chunk_cmd(
             f"not used: the chunk's layers {first}..{first + layers - 1} are dense (the model's layers are "
             f"{model.layer_pattern()}), so nothing is routed or dispatched",
         )
+    with read_for("--profile", "calibration profile"):  # (read here, so its errors say which flag named it)
+        load_profile(profile)
     try:
         params = ChunkParams(interference=interference)
         config = ChunkConfig(

@@ -24,6 +24,7 @@ from sim.cli.common import (
     refuse_given,
     refuse_unbound_node_limit,
 )
+from sim.config import read_for
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
 from sim.hardware.gpu import DEEPSEEK_COMM_SMS, H800, GpuSpec, SmSplit, datasheet_for
@@ -172,7 +173,8 @@ def alltoall_cmd(
     if routing not in ("random", "skewed"):
         refuse_given(ctx, ("seed",), f"not used by --routing {routing} (it draws nothing)")
     counts = int_list(sms, "--sms", SmCount)
-    model = None if profile is None else CostModel(load_profile(profile))
+    with read_for("--profile", "calibration profile"):
+        model = None if profile is None else CostModel(load_profile(profile))
     # the GPU whose SMs are split: the profile's (its datasheet, or its SM count), else the H800
     gpu = H800 if model is None else datasheet_for(model.profile.device.name) or GpuSpec(name=model.profile.device.name)
     if model is not None and gpu.sms != model.all_sms:
@@ -186,7 +188,8 @@ def alltoall_cmd(
     if cluster is not None:
         if nodes is not None:
             raise ScenarioError("--nodes", "give --nodes or --topology, not both")
-        cspec = load_cluster(cluster)
+        with read_for("--topology", "topology"):
+            cspec = load_cluster(cluster)
     else:
         n = nodes if nodes is not None else spec.nodes
         kind = "none" if n == 1 else "mpft"

@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from sim.cli.common import Float, Format, Int, Number, err, flag_errors, out, refuse_given
+from sim.config import read_for
 from sim.errors import ScenarioError
 from sim.limits import MAX_BYTES, MAX_GPUS, MAX_SEED, require_memory
 from sim.network.collectives import ALGORITHMS, KINDS
@@ -127,7 +128,8 @@ def collective_cmd(
         raise ScenarioError("--maxbytes", f"defaults to 32M (as in nccl-tests), less than -b {low:,} B; give -e")
     with flag_errors():
         sizes = sweep_sizes(max(low, 1), high, stepfactor, int(stepbytes))
-    spec = load_cluster(cluster)
+    with read_for("--topology", "topology"):
+        spec = load_cluster(cluster)
     if gpus > spec.gpus:
         raise ScenarioError("--gpus", f"need 2..{spec.gpus} GPUs on this cluster ({cluster}), got {gpus}")
     if gpus <= spec.node.gpus_per_node:  # the collective's GPUs are the cluster's first: one node's

@@ -616,3 +616,31 @@ def test_numbers_in_scientific_notation_are_accepted(capsys: pytest.CaptureFixtu
     from sim.yamlio import parse_yaml
 
     assert parse_yaml("a: 1e6\nb: 1.5e3\nc: 2E-3\n") == {"a": 1_000_000, "b": 1500.0, "c": 0.002}
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["chunk", "--profile", "models/meta-llama__Llama-3.1-8B.config.json"],
+            "meta-llama__Llama-3.1-8B.config.json: device: required key is missing (read as a calibration "
+            "profile: the file --profile names)",
+        ),
+        (
+            ["alltoall", "--topology", "scenarios/clusters/llama3.1-8b-h100.yaml"],
+            "llama3.1-8b-h100.yaml: nodes: required key is missing (read as a topology: the file --topology names)",
+        ),
+        (
+            ["chunk", "--model-config", "calibrate/profiles/h800.json"],
+            "(read as a model config: the file --model-config names)",
+        ),
+    ],
+)
+def test_a_file_of_the_wrong_kind_says_which_flag_named_it(
+    args: list[str], line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file of another kind given to a flag was refused naming only that file and a key it lacks."""
+    with pytest.raises(SystemExit) as info:
+        main([args[0], *[str(REPO / a) if "/" in a else a for a in args[1:]]])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith("error: ") and err.rstrip().endswith(line)
