@@ -29,7 +29,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from sim.config import expand_model_config, parse_scenario, scenario_data, scenario_from_data
+from sim.config import expand_model_config, parse_scenario, scenario_data, scenario_from_data, unnamed
 from sim.errors import ScenarioError
 from sim.overrides import PATH_KEYS, apply_overrides, canonical, check_key, check_nested, only_keys, resolve_paths
 from sim.serve.spec import is_serve_data, parse_serve
@@ -335,8 +335,14 @@ def sweep_from_data(data: Any, path: Path) -> Sweep:
             try:
                 _check(base_data, overrides, path.parent, base_folder)
             except ScenarioError as err:
-                if err.file and err.file != POINT:  # in a file the point reads (a topology): named there
-                    raise err from None
+                if err.file and err.file != POINT:  # in a file the point reads (a topology): named there,
+                    files = (*PATH_KEYS, "model.config")  # the keys that name a file a point reads
+                    owner = next((k for k in overrides for f in files if f == k or f.startswith(k + ".")), None)
+                    if owner is None:  # (and by the point's key that named it, where the point gave one)
+                        raise err from None
+                    at = f"{where}.{owner}" if where != "grid" else f"grid.{owner}"
+                    note = unnamed(err.message) + f" (read for {file}: {at})"
+                    raise ScenarioError(err.key_path, note, err.file) from None
                 owner = _owner(err.key_path, overrides)
                 if owner is None:  # the base itself is wrong
                     raise err.with_file(str(base_path)) from None

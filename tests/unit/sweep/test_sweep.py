@@ -499,3 +499,13 @@ def test_a_sweep_of_steps_never_resumes_into_lower_bounds_nor_they_into_steps(tm
     assert resumed.rows
     resumed.release()
     Store(sweep, y, restart=True).release()  # discarded on request
+
+
+def test_a_file_of_the_wrong_kind_a_point_names_says_which_point(tmp_path: Path) -> None:
+    """A point naming a profile's JSON as its topology was refused naming only that file ("h800.json: name:
+    required key is missing"): the line now says which sweep file and point named it."""
+    profile = ROOT / "calibrate" / "profiles" / "h800.json"
+    path = write_sweep(tmp_path, {"points": [{"comm.sms": 12}, {"cluster.topology": str(profile)}]})
+    with pytest.raises(ScenarioError) as err:
+        load_sweep(path)
+    assert str(err.value) == f"{profile}: name: required key is missing (read for {path}: points[1].cluster.topology)"
