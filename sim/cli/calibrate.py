@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -14,6 +14,7 @@ from sim.cli.common import (
     Float,
     Format,
     Int,
+    check_printed,
     err,
     flag_errors,
     given_on_command_line,
@@ -52,18 +53,6 @@ def _write(output: Path, profile: Profile, where: str) -> None:
         else ""
     )
     out.print(f"wrote {output}: {len(profile.samples)} samples {where}{error}")
-
-
-def _finite(figures: dict[str, Any], profile: Path | None = None, flags: dict[str, float | None] | None = None) -> None:
-    """Every figure finite, and short of :data:`sim.run.EDGE` (printed or stored as they are, a time of
-    1e298 s is an overflow all the same), before anything is printed or written; else one line naming
-    the ``flags`` (``--name``: value), and the keys of the ``profile`` file, at the edge of floating point
-    that produced it, as ``twin run`` names them (:func:`sim.run.check_figures_finite`)."""
-    from sim.run import EDGE, check_figures_finite
-
-    given = {k: v for k, v in (flags or {}).items() if v is not None}
-    files = [] if profile is None else [(str(profile), json.loads(read_text(profile, "profile", MAX_JSON_BYTES)))]
-    check_figures_finite("", given, figures, files=files, huge=EDGE)
 
 
 def _reference_times(profile: Profile) -> dict[str, float]:
@@ -242,7 +231,7 @@ def datasheet(
     tool = f"twin calibrate datasheet --name {name}" + "".join(f" {k} {v:g}" for k, v in given.items() if v is not None)
     tool += f" --efficiency {efficiency:g}" if efficiency != DEFAULT_EFFICIENCY else ""
     profile = datasheet_profile(gpu, efficiency, tool=tool)
-    _finite(_reference_times(profile), flags={**given, "--efficiency": efficiency})
+    check_printed(_reference_times(profile), flags={**given, "--efficiency": efficiency})
     atomic_write_text(output, dump_profile(fitted(profile)))
     out.print(f"wrote {output}")
 
@@ -529,7 +518,7 @@ def predict(
         if fmt is PredictFormat.table and "fmt" in given_on_command_line(ctx):
             raise ScenarioError("--format", "--batch writes csv (the default) or json, not a table")
         rows = _batch(model, batch)
-        _finite({f"row {line} time_s": row["time_s"] for line, row in enumerate(rows, start=2)}, profile)
+        check_printed({f"row {line} time_s": row["time_s"] for line, row in enumerate(rows, start=2)}, profile=profile)
         if fmt is PredictFormat.json:
             print(json.dumps(rows))
         else:
@@ -558,7 +547,7 @@ def predict(
             time_s = model.memory_time(nbytes, kernel, sms)
         else:
             time_s = model.comm_time(op, nbytes, gpus, nodes)
-    _finite({"time_s": time_s}, profile)
+    check_printed({"time_s": time_s}, profile=profile)
     if fmt is PredictFormat.table:
         out.print(f"{op} time: {time_s * 1e6:.2f} us")
     elif fmt is PredictFormat.csv:

@@ -20,6 +20,7 @@ from sim.cli.common import (
     Format,
     Int,
     as_flag,
+    check_printed,
     input_file_option,
     out,
     output_file_option,
@@ -39,7 +40,6 @@ from sim.moe.spec import MoESpec
 from sim.outputs import atomic_write_text
 from sim.paths import shown
 from sim.step.layout import DEFAULT_EP
-from sim.yamlio import MAX_JSON_BYTES, read_text
 
 
 class ChunkKind(StrEnum):
@@ -184,7 +184,7 @@ def chunk_cmd(
     except ScenarioError as e:
         raise as_flag(e) from None
     fig = figures(result)
-    _finite(fig, profile)
+    check_printed(fig, profile=profile)
     if trace_out is not None:
         atomic_write_text(trace_out, json.dumps(chunk_trace(result, f"{kind.value}, {layers} layers")))
     if fmt is Format.json:
@@ -201,17 +201,6 @@ def chunk_cmd(
     out.print(table)
     if trace_out is not None:
         out.print(f"wrote {trace_out}")
-
-
-def _finite(fig: dict[str, Any], profile: Path) -> None:
-    """Every figure finite, and short of :data:`sim.run.EDGE` (printed as they are, a span of 1e298 ms is
-    an overflow all the same), before anything is printed or written; else one line naming the keys of
-    the profile at the edge of floating point that produced it, as ``twin run`` names them
-    (:func:`sim.run.check_figures_finite`)."""
-    from sim.run import EDGE, check_figures_finite
-
-    inputs = json.loads(read_text(profile, "profile", MAX_JSON_BYTES))
-    check_figures_finite("", {}, fig, files=[(str(profile), inputs)], huge=EDGE)
 
 
 def trace_validation(profile: Path = DEFAULT_PROFILE) -> dict[str, Any]:

@@ -87,6 +87,31 @@ def refuse_unbound_node_limit(ctx: typer.Context, spec: MoESpec, default: int) -
     refuse_given(ctx, ("node_limit",), why)
 
 
+def check_printed(
+    figures: dict[str, Any],
+    flags: dict[str, float | None] | None = None,
+    profile: Path | None = None,
+    topology: tuple[Path, Any] | None = None,
+) -> None:
+    """A command's figures, printed or written as they are, all finite and short of :data:`sim.run.EDGE`
+    (a time of 1e298 s is an overflow in all but name) before anything is printed, plotted or written;
+    else one line naming the ``flags`` given (``--name`` or a parameter name: value), the keys of the
+    ``profile`` file and of the ``topology`` (its path and its spec) at the edge of floating point that
+    produced it, as ``twin run`` names them (:func:`sim.run.check_figures_finite`)."""
+    import json
+
+    from sim.run import EDGE, check_figures_finite
+    from sim.yamlio import MAX_JSON_BYTES, read_text
+
+    given = {(k if k.startswith("--") else "--" + k.replace("_", "-")): v for k, v in (flags or {}).items()}
+    files: list[tuple[str, object]] = []
+    if profile is not None:
+        files.append((str(profile), json.loads(read_text(profile, "profile", MAX_JSON_BYTES))))
+    if topology is not None:
+        files.append((str(topology[0]), topology[1].model_dump()))
+    check_figures_finite("", {k: v for k, v in given.items() if v is not None}, figures, files=files, huge=EDGE)
+
+
 def _num(x: float) -> str:
     if abs(x) < 1e10 and (isinstance(x, int) or x.is_integer()):
         return f"{int(x):,}"

@@ -16,6 +16,7 @@ from sim.cli.common import (
     Format,
     Int,
     as_flag,
+    check_printed,
     flag_errors,
     input_file_option,
     int_list,
@@ -221,7 +222,8 @@ def alltoall_cmd(
         traffic = route_layer(spec, tokens, gating, seed)
         results = sm_sweep(topo, traffic, kernels[0], counts, model, gpu)
     data: dict[str, object] = results[0].to_dict() if len(results) == 1 else {"sweep": [r.to_dict() for r in results]}
-    _finite(data, cluster, cspec, rdma_channel_GBps=rdma_channel_GBps, nvlink_channel_GBps=nvlink_channel_GBps)
+    flags = {"rdma_channel_GBps": rdma_channel_GBps, "nvlink_channel_GBps": nvlink_channel_GBps}
+    check_printed(data, flags, topology=None if cluster is None else (cluster, cspec))
     if plot is not None:
         from reports.sm_sweep import plot_sm_sweep
 
@@ -257,18 +259,6 @@ def alltoall_cmd(
     out.print(table)
     npt = traffic.nodes_per_token
     out.print(f"nodes per token: mean {npt.mean():.3f}, max {npt.max()}")
-
-
-def _finite(data: dict[str, object], cluster: Path | None, spec: ClusterSpec, **flags: float | None) -> None:
-    """Every figure finite, and short of :data:`sim.run.EDGE` (printed as they are, a time of 1e298 s is
-    an overflow all the same), before anything is printed, plotted or written; else one line naming the
-    flags, and the keys of the ``--topology`` file, at the edge of floating point that produced it
-    (:func:`sim.run.check_figures_finite`)."""
-    from sim.run import EDGE, check_figures_finite
-
-    given = {"--" + k.replace("_", "-"): v for k, v in flags.items() if v is not None}
-    files = [] if cluster is None else [(str(cluster), spec.model_dump())]
-    check_figures_finite("", given, data, files=files, huge=EDGE)
 
 
 def balance_cmd(

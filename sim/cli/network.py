@@ -11,13 +11,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from sim.cli.common import Float, Format, Int, Number, err, flag_errors, out, refuse_given
+from sim.cli.common import Float, Format, Int, Number, check_printed, err, flag_errors, out, refuse_given
 from sim.config import read_for
 from sim.errors import ScenarioError
 from sim.limits import MAX_BYTES, MAX_GPUS, MAX_SEED, require_memory
 from sim.network.collectives import ALGORITHMS, KINDS
 from sim.network.nccl_sweep import SIZE_FORMS, nccl_tests_text, parse_size, run_sweep, sweep_sizes
-from sim.network.spec import ClusterSpec, build_cluster, load_cluster
+from sim.network.spec import build_cluster, load_cluster
 from sim.network.tolerance import COMPLETION_RTOL
 
 DEFAULT_BYTES = 32 << 20  # nccl-tests' default -b and -e (32M)
@@ -145,23 +145,13 @@ def collective_cmd(
     with flag_errors(), _progress(len(sizes), f"{kind} on {gpus} GPUs") as advance:
         rows = run_sweep(topo, kind, gpus, sizes, algorithm, seed, completion_rtol, advance)
     records = [r.record() for r in rows]
-    _finite(records, cluster, topo.spec)
+    for record in records:
+        check_printed(record, topology=(cluster, topo.spec))
     if fmt is Format.json:
         print("\n".join(json.dumps(r) for r in records))
         return
     where = f"GPUs 0..{gpus - 1} of {topo.spec.name}"
     print(nccl_tests_text(rows, where, (low, high, stepfactor, int(stepbytes))), end="")
-
-
-def _finite(records: list[dict[str, Any]], cluster: Path, spec: ClusterSpec) -> None:
-    """Every row's figures finite, and short of :data:`sim.run.EDGE` (printed as they are, a time of 1e300 s
-    is an overflow all the same), before anything is printed; else one line naming the topology's keys
-    at the edge of floating point that produced it, as ``twin run`` names them
-    (:func:`sim.run.check_figures_finite`)."""
-    from sim.run import EDGE, check_figures_finite
-
-    for record in records:
-        check_figures_finite("", {}, record, files=[(str(cluster), spec.model_dump())], huge=EDGE)
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from sim.cli.common import (
     Format,
     Int,
     as_flag,
+    check_printed,
     given_on_command_line,
     input_file_option,
     name_list,
@@ -154,16 +155,6 @@ def _refuse_unused(ctx: typer.Context, names: list[str], pp: int, n: int, v: int
         raise ScenarioError("--fb", f"not used by {which} (no action overlaps a forward and a backward); remove it")
 
 
-def _finite(figures: dict[str, object], **flags: float | None) -> None:
-    """Every figure finite, and short of :data:`sim.run.EDGE` (printed as they are, a step time of 4.6e307
-    is an overflow in all but name), before it is printed, plotted or written; else one line naming the
-    flags at the edge of floating point that produced the overflow (sim.run.check_figures_finite)."""
-    from sim.run import EDGE, check_figures_finite
-
-    given = {"--" + k.replace("_", "-"): v for k, v in flags.items() if v is not None}
-    check_figures_finite("", given, figures, huge=EDGE)
-
-
 @schedules_app.command("list")
 def list_schedules() -> None:
     """List the registered schedules."""
@@ -294,16 +285,8 @@ def compare_cmd(
         hint = " (leave that schedule out with --schedules)" if len(names) > 1 else ""
         raise ScenarioError("--" + e.key_path.replace("_", "-"), e.message + hint) from None
     _refuse_unused(ctx, names, pp, microbatches, virtual_stages)
-    _finite(
-        {"schedules": [m.to_dict() for m in rows]},
-        f=f,
-        b=b,
-        w=w,
-        fb=fb,
-        p2p_bytes=p2p_bytes,
-        p2p_bandwidth=p2p_bandwidth,
-        p2p_latency=p2p_latency,
-    )
+    flags = {"f": f, "b": b, "w": w, "fb": fb, "p2p_bytes": p2p_bytes, "p2p_bandwidth": p2p_bandwidth}
+    check_printed({"schedules": [m.to_dict() for m in rows]}, flags | {"p2p_latency": p2p_latency})
     if fmt is Format.json:
         print(json.dumps({"schedules": [m.to_dict() for m in rows]}))
     else:
@@ -330,7 +313,7 @@ def plot(
     run = _run_one(
         name, pp, microbatches, virtual_stages, _times(pp, f, b, w, fb, [name], microbatches, virtual_stages), P2P()
     )
-    _finite(metrics(run).to_dict(), f=f, b=b, w=w, fb=fb)
+    check_printed(metrics(run).to_dict(), {"f": f, "b": b, "w": w, "fb": fb})
     atomic_write(output, lambda p: plot_gantt(run, p, time_unit="time units"))
     out.print(f"wrote {output}")
 
@@ -361,7 +344,7 @@ def trace(
     run = _run_one(
         name, pp, microbatches, virtual_stages, _times(pp, f, b, w, fb, [name], microbatches, virtual_stages), P2P()
     )
-    _finite(metrics(run).to_dict(), f=f, b=b, w=w, fb=fb)
+    check_printed(metrics(run).to_dict(), {"f": f, "b": b, "w": w, "fb": fb})
     trace = perfetto_trace(timeline(StepRun.of_schedule(run)), f"{name} PP{pp} N{microbatches}", time_scale_us=1e3)
     atomic_write_text(output, json.dumps(trace))
     out.print(f"wrote {output} ({metrics(run).step_time:g} time units)")
