@@ -35,9 +35,9 @@ from typing import Any
 
 from sim.config import MAX_BASE_DEPTH, Scenario, scenario_data, scenario_from_data
 from sim.errors import ScenarioError
-from sim.overrides import PATH_KEYS, apply_overrides, check_key, label, only_keys, resolve_paths
+from sim.overrides import PATH_KEYS, check_key, label, only_keys, resolve_paths
 from sim.sweep.point import METRIC_BY_NAME, SERVE_METRICS
-from sim.sweep.spec import Sweep, base_file, expand_grid, not_finite, point_key, sweep_from_data
+from sim.sweep.spec import Sweep, base_file, expand_grid, not_finite, point_key, scenario_key, sweep_from_data
 from sim.yamlio import read_yaml
 
 BASE_LABEL = "base scenario (as built)"
@@ -247,14 +247,8 @@ def _load_codesign(path: Path) -> Codesign:
     base_data, _ = scenario_data(base_file(data, path, "base scenario file"))
 
     def same(sets: dict[str, Any]) -> str:
-        """A point's identity: the scenario it runs (``comm.sms: 20``, ``20.0`` or ``comm: {sms: 20}``
-        with nothing else in ``comm`` run one step, as the sweep counts points)."""
-        if not isinstance(base_data, dict):
-            return point_key(sets)
-        try:
-            return point_key(apply_overrides(base_data, resolve_paths(sets, folder)))
-        except ScenarioError:  # (a malformed set: the sweep's checks below name it)
-            return point_key(sets)
+        """A point's identity: the scenario it runs, as the sweep counts points."""
+        return scenario_key(base_data, sets, folder) if isinstance(base_data, dict) else point_key(sets)
 
     index: dict[str, int] = {same({}): 0}
     raw: list[tuple[dict[str, Any], list[tuple[str, dict[str, Any], str]], str]] = []

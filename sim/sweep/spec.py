@@ -144,6 +144,16 @@ def point_key(overrides: dict[str, Any]) -> str:
     return canonical(_same(overrides))
 
 
+def scenario_key(base: dict[str, Any], overrides: dict[str, Any], folder: Path) -> str:
+    """The identity of the scenario a point runs on ``base``: the same however its overrides are written
+    (``comm.sms: 20`` or ``20.0``, a key or its section given whole with the base's other values, a path
+    relative to ``folder`` or absolute). A malformed point keeps its own text (its checks name it)."""
+    try:
+        return point_key(apply_overrides(base, resolve_paths(overrides, folder)))
+    except ScenarioError:
+        return point_key(overrides)
+
+
 def expand_grid(
     grid: Any,
     file: str,
@@ -323,11 +333,7 @@ def sweep_from_data(data: Any, path: Path) -> Sweep:
             if bad is not None:
                 raise bad from None
             raise ScenarioError(where, "values must be numbers, strings, booleans, lists or mappings", file) from None
-        # the same scenario however written (a key or its section, a path relative or absolute)
-        try:
-            same = point_key(apply_overrides(base_data, resolve_paths(overrides, path.parent)))
-        except ScenarioError:  # (a malformed point: checked below, naming its key)
-            same = point_key(overrides)
+        same = scenario_key(base_data, overrides, path.parent)
         if same in seen:
             raise ScenarioError(where, f"repeats the point {seen[same]} ({text})", file)
         seen[same] = f"{where} #{index}"
