@@ -12,7 +12,7 @@ only the points that were running.
   computed again, so one file never mixes two models.
 * The rows of ``twin sweep --best``'s screening are lower bounds, not steps (:class:`BoundsSweep`): its
   file says so (``"lower_bounds": true`` in the metadata and on each journal line; false on a sweep of
-  steps'), and neither kind of sweep resumes into the other's file (the bounds would be kept as step
+  steps), and neither kind of sweep resumes into the other's file (the bounds would be kept as step
   times).
 
 The frame's columns and dtypes come from the sweep alone (:func:`frame`), so the same rows give the
