@@ -38,6 +38,28 @@ ASIC and PCIe interface, so this is likely a floor; it is ``prices.nic_usd`` in 
 $1,000 per NIC at 400G adds about $0.0285 per GPU-hour to an 800G row (e = 1, 4 years), 1.4% of the $2
 GPU-hour.
 
+**A slower NIC's saving is credited against the network, never beyond it** (:func:`fabric_cost`). The
+credit ``NIC_USD x ((r / 400)^e - 1)`` tends to ``-NIC_USD`` per NIC as ``r`` falls, while the switches and
+cables it connects to shrink with ``(r / 400)^e`` to nothing, so the plain sum is negative for a small
+enough rate (at e = 1, below 8.8 to 14.7 Gb/s on the shipped topologies: a 1 Gb/s NIC gave DeepSeek's
+2048-GPU fabric a cost of -$320,909). A network does not pay for its job: what is left of the credit would
+cut the GPU-hour rent itself, and that price (one rental price for the server as a whole) has no NIC line
+to cut. So the NIC credit is at most the cost of the rest of the fabric at that rate: the fabric's cost is
+``max(0, switches + switch links + endpoint links + NIC difference)``. Each of those four terms is
+non-decreasing in the rate (``e >= 0``), so the cost is **never negative and non-decreasing in the rate**;
+it is unchanged wherever the plain sum is not negative, which holds at and above the reference rate
+(there the NIC difference is >= 0: the ISCA'25 fit at 400 Gb/s is exact) and at 200 Gb/s on every shipped
+topology. A zero price stays zero at any rate (a free part is free however fast), never 0 x inf = NaN.
+
+**Valid prices** (``prices:`` in a topology file, :class:`sim.network.spec.PriceSpec`): every USD price is a
+finite amount in [0, 1e12] (0: free); ``reference_Gbps`` a rate in (0, 1e15] Gb/s (it divides every rate),
+``reference_radix`` a port count in [1, 65536] (it divides ``switch_usd``), ``rate_exponent`` in [0, 4] (a
+negative one would price a faster port lower, breaking the monotone rule above). A topology whose fabric
+cost by these rules is not finite, or past :data:`FABRIC_USD_EDGE` (1e100, where only inputs at the edge
+of floating point take a figure), is refused when it is built, naming the price rule's keys:
+``t.yaml: the results overflow: cost_usd is inf, from prices.reference_Gbps = 1e-90 and
+prices.rate_exponent = 4 (...)`` (:func:`sim.network.topology.build_topology`).
+
 **Not modelled** (:func:`unpriced_hardware`): hardware that no price here covers. Its rows carry a
 ``cost_note`` saying so and no cost with the change priced (never the base's price in silence); their
 cost at the base's prices (the step-time change alone) is still given.
@@ -73,6 +95,8 @@ SWITCH_LINK_USD = 2_730.0  # one switch-to-switch link (ISCA'25 Table 3 fit)
 ENDPOINT_LINK_USD = 1_170.0  # one NIC-to-switch link (ISCA'25 Table 3 fit)
 NIC_USD = SWITCH_USD / PRICE_REFERENCE_RADIX  # assumption: a 400G NIC priced as one 400G switch port
 RATE_PRICE_EXPONENT = 1.0  # assumption: price proportional to port capacity (constant $ per Gb/s)
+# a fabric cost past this is an overflow in all but name (as sim.run.EDGE, which this layer cannot import)
+FABRIC_USD_EDGE = 1e100
 
 NVLINK_NOT_MODELLED = (
     "NVLink's generation comes with the GPU and its server (H800: 400 GB/s nominal, H100: 900) and the "
@@ -118,7 +142,8 @@ class FabricCost:
     switches_usd: float
     switch_links_usd: float
     endpoint_links_usd: float
-    nics_usd: float  # the NICs beyond the reference NIC the GPU-hour price includes (negative: slower)
+    nics_usd: float  # the NICs beyond the reference NIC the GPU-hour price includes (negative: slower,
+    # at most the other three parts: the total is never negative)
 
     @property
     def total(self) -> float:
@@ -139,18 +164,39 @@ def fabric_cost(
     """Cost of ``switches`` switches of ``radix`` ports, ``switch_links`` switch-to-switch links at
     ``switch_link_Gbps`` and ``endpoint_links`` NIC-to-switch links (one NIC each) at ``nic_Gbps``, by the
     rate and radix rule (module docstring). ``priced_rates=False`` prices every port at the reference rate
-    (the hardware as the base prices it: no rate change paid for)."""
+    (the hardware as the base prices it: no rate change paid for).
+
+    The NICs' part is ``endpoint_links x nic_usd x ((nic_Gbps / reference_Gbps)^e - 1)``, a credit for a
+    NIC slower than the one the GPU-hour price includes, **credited at most up to the other three parts**:
+
+        total = max(0, switches_usd + switch_links_usd + endpoint_links_usd + NICs' difference)
+
+    Why: as the rate falls the credit tends to ``-nic_usd`` per NIC while the switches and cables shrink
+    with ``(r / reference_Gbps)^e`` to nothing, so the plain sum turns negative (a 1 Gb/s NIC: DeepSeek's
+    2048-GPU fabric at -$320,909); a network does not pay its job, and the rest of the credit would cut the
+    GPU-hour rent, a price for the whole server with no NIC line to cut. Exact conditions (for every rate
+    > 0, prices >= 0 and ``e >= 0``; ``tests/unit/test_topology_prices.py``): the total is >= 0; it is
+    non-decreasing in ``nic_Gbps`` and ``switch_link_Gbps`` (each part is, and so is max(0, .) of their
+    sum); it equals the plain sum wherever that is >= 0, at and above the reference rate in particular
+    (the NICs' part is then >= 0 and untouched: ISCA'25 Table 3's fit at 400 Gb/s is unchanged). A zero
+    price or count is zero at any rate (never 0 x inf)."""
 
     def factor(rate: float) -> float:
         return rate_factor(rate, prices) if priced_rates else 1.0
 
-    port = prices.switch_usd / prices.reference_radix * factor(max(nic_Gbps, switch_link_Gbps))
-    return FabricCost(
-        switches * radix * port,
-        switch_links * prices.switch_link_usd * factor(switch_link_Gbps),
-        endpoint_links * prices.endpoint_link_usd * factor(nic_Gbps),
-        endpoint_links * prices.nic_usd * (factor(nic_Gbps) - 1.0),
-    )
+    def priced(count: float, usd: float, by: float) -> float:
+        return count * usd * by if count and usd else 0.0  # free (or none) at any rate, never 0 x inf
+
+    nic = factor(nic_Gbps)
+    port = prices.switch_usd / prices.reference_radix
+    switches_usd = switches * radix * (port * factor(max(nic_Gbps, switch_link_Gbps))) if switches and port else 0.0
+    switch_links_usd = priced(switch_links, prices.switch_link_usd, factor(switch_link_Gbps))
+    endpoint_links_usd = priced(endpoint_links, prices.endpoint_link_usd, nic)
+    nics_usd = priced(endpoint_links, prices.nic_usd, nic - 1.0)
+    rest = switches_usd + switch_links_usd + endpoint_links_usd
+    if nics_usd < -rest:  # a slower NIC's credit stops at the network's cost (docstring)
+        nics_usd = -rest
+    return FabricCost(switches_usd, switch_links_usd, endpoint_links_usd, nics_usd)
 
 
 def unpriced_hardware(

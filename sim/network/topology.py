@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sim.economics import FabricCost, fabric_cost
+from sim.economics import FABRIC_USD_EDGE, FabricCost, fabric_cost, rate_factor
 from sim.errors import ScenarioError
 from sim.network.spec import ClusterSpec
 from sim.registry import Registry
@@ -485,7 +485,7 @@ def build_topology(spec: ClusterSpec) -> Topology:
     links.add("pcie_up", spec.gpus, PCIE, pcie, lat.pcie_nic_us * 1e-6)
     links.add("pcie_down", spec.gpus, PCIE, pcie, lat.pcie_nic_us * 1e-6)
     layout, switches = builder(spec, links)
-    return Topology(
+    topo = Topology(
         spec=spec,
         capacity=np.concatenate(links.cap),
         latency=np.concatenate(links.lat),
@@ -493,4 +493,30 @@ def build_topology(spec: ClusterSpec) -> Topology:
         blocks=links.blocks,
         layout=layout,
         switches=switches,
+    )
+    _check_cost(topo)
+    return topo
+
+
+def _check_cost(topo: Topology) -> None:
+    """Refuse a fabric whose cost by the price rule (:func:`sim.economics.fabric_cost`) is not finite or past
+    :data:`sim.economics.FABRIC_USD_EDGE`, naming the price rule's keys. Every USD price is at most 1e12 and
+    every rate at most 1e15 Gb/s, so only the rate factor ``(r / prices.reference_Gbps)^prices.rate_exponent``
+    takes a cost there (a reference rate far below the ports'): a fabric is built where every command reads
+    its topology (``twin run``, ``twin validate``, ``twin topology show``, a sweep's point, with a
+    scenario's ``cluster.nic_Gbps``), so they refuse it alike, before any figure is written."""
+    if topo.layout is None:  # nothing leaves the node: no fabric, no price read
+        return
+    total = topo.cost_usd
+    if math.isfinite(total) and abs(total) <= FABRIC_USD_EDGE:
+        return
+    prices = topo.spec.prices
+    rate = max(topo.spec.node.nic_Gbps, topo.spec.fabric.link_Gbps or topo.spec.node.nic_Gbps)
+    factor = rate_factor(rate, prices)
+    raise ScenarioError(
+        "",
+        f"the results overflow: cost_usd is {total:g}, from prices.reference_Gbps = {prices.reference_Gbps:g} and "
+        f"prices.rate_exponent = {prices.rate_exponent:g} (a {rate:g} Gb/s port costs ({rate:g} / "
+        f"{prices.reference_Gbps:g})^{prices.rate_exponent:g} = {factor:g} times its price at reference_Gbps); "
+        "use values nearer to real ones",
     )
