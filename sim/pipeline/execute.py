@@ -16,7 +16,7 @@ inputs always give the same spans, bit for bit.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
@@ -29,7 +29,7 @@ from sim.network.context import SimContext
 from sim.network.flows import FlowNetwork
 from sim.network.tolerance import COMPLETION_RTOL
 from sim.network.topology import Topology
-from sim.pipeline.costs import Durations
+from sim.pipeline.costs import Durations, OpTimes
 from sim.pipeline.deps import Key, action_keys, consumers, describe
 from sim.pipeline.ops import Schedule
 
@@ -73,10 +73,12 @@ class RankP2P:
 @dataclass(frozen=True)
 class ScheduleRun:
     """What happened: the schedule, its compute spans and transfers (times in seconds from the run's
-    origin)."""
+    origin), and the op times it was given (``None`` where a chunk model timed the actions: a training
+    step), which the trace's F&B slices quote for their parts."""
 
     schedule: Schedule
     recorder: Recorder
+    op_times: OpTimes | None = None
 
 
 ActionRunner = Callable[[int, int, float], Generator[simpy.Event, object, None]]
@@ -139,7 +141,8 @@ def execute(
     ctx.start_main()
     launched.start()
     run_until(ctx, launched.done)
-    return launched.finish()
+    done = launched.finish()
+    return replace(done, op_times=times) if isinstance(times, OpTimes) else done
 
 
 def run_until(ctx: SimContext, done: simpy.Event) -> None:

@@ -8,7 +8,10 @@ comparison's (each schedule a step whose op times were given, :meth:`StepRun.of_
   instance and stream: first kernel start to last kernel end, as DeepSeek's trace reader measures
   them), shifted to the action's start; the data-parallel phase adds its reduce-scatters and
   all-gather (stream ``dp``) and the optimizer (stream ``compute``). An action with given op times is
-  one span on ``compute`` named by its op (``F``, ``B``, ``I``, ``W``, ``F&B``).
+  one span on ``compute`` named by its op (``F``, ``B``, ``I``, ``W``, ``F&B``; an F&B span's
+  micro-batch and stage are its forward's).
+* **Parts** (:func:`parts_frame`, given op times only): each part of an F&B pair, its op (``F``, and
+  ``B`` or ``I``), micro-batch, stage and the time it was given for that op on that stage.
 * **Transfers**: every stage-to-stage send (pipeline, source and destination rank, bytes, start and
   arrival).
 * **Link counters** (:mod:`sim.network.linklog`): the bytes the run's network carried on each link
@@ -19,7 +22,10 @@ comparison's (each schedule a step whose op times were given, :meth:`StepRun.of_
 Perfetto (:func:`perfetto_trace`): one process per pipeline rank, one track per stream (DeepSeek's
 stream ids 7, 23, 27 for compute, weight gradients, DeepEP), a ``send`` and a ``recv`` track with a
 flow arrow from each send to its arrival on the neighbour, and one process ``network`` with a counter
-per link block (GB/s, one series per tag).
+per link block (GB/s, one series per tag). A slice's args are its micro-batch, stage, action (and
+layer); an F&B slice with given op times, which runs both parts at once, has instead its action and
+one entry per part (``F``, and ``B`` or ``I``: micro-batch, stage and ``dur``, the part's given time
+in the trace's microseconds), the slice itself lasting the pair as simulated.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ FSDP_WAIT = "waiting for weights (FSDP)"
 TRANSFER_COLUMNS = ["pipeline", "src", "dst", "label", "bytes", "start_s", "end_s"]
 COUNTER_BINS = 2000  # link counter bins over the run (a 21 s step: 10.5 ms each); a rank's NICs: a quarter
 MEMORY_COLUMNS = ["device", "start_s", "end_s", "high_bytes", "low_bytes", "static_bytes"]
+PART_COLUMNS = ["pipeline", "device", "action", "part", "microbatch", "stage", "duration_s"]
 GiB = float(1 << 30)
 
 Segment = tuple[str, int, str, str, float, float]  # stream, layer, annotation, direction, start, end
@@ -65,6 +72,7 @@ class Timeline:
     links: pd.DataFrame
     memory: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({c: [] for c in MEMORY_COLUMNS}))
     nics: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({c: [] for c in COUNTER_COLUMNS}))
+    parts: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({c: [] for c in PART_COLUMNS}))
 
 
 def _segments(tasks: list[Task], starts: list[float], ends: list[float]) -> list[Segment]:
@@ -143,10 +151,32 @@ def timeline(step: StepRun, bins: int = COUNTER_BINS) -> Timeline:
         if step.links is not None
         else pd.DataFrame({c: [] for c in COUNTER_COLUMNS})
     )
-    tl = Timeline(spans_frame(step), transfers_frame(step), links)
+    tl = Timeline(spans_frame(step), transfers_frame(step), links, parts=parts_frame(step))
     if step.given_spec is None:
         return tl
-    return Timeline(tl.spans, tl.transfers, tl.links, memory_frame(step), nic_counters(step, max(1, bins // 4)))
+    nics = nic_counters(step, max(1, bins // 4))
+    return Timeline(tl.spans, tl.transfers, tl.links, memory_frame(step), nics, tl.parts)
+
+
+def parts_frame(step: StepRun) -> pd.DataFrame:
+    """Each part of every F&B pair run with given op times (columns :data:`PART_COLUMNS`): its action's
+    label, its op (``F``, and ``B`` or ``I``), micro-batch, stage and the time given for that op on that
+    stage (a pair runs both at once, for its own F&B time: the span). Empty for a training step, whose
+    F&B actions are chunks with spans of their own for each part."""
+    rows = []
+    for pipe in step.pipelines:
+        times = pipe.run.op_times
+        if pipe.chunks is not None or times is None:
+            continue
+        sched = pipe.run.schedule
+        for span in pipe.run.recorder.spans:
+            action = sched.actions[span.device][span.pos]
+            if action.op is not Op.FB:
+                continue
+            for part in action.parts:
+                duration = times.duration(part, sched)
+                rows.append((pipe.group, span.device, span.label, part.op.value, part.mb, part.stage, duration))
+    return pd.DataFrame(rows, columns=PART_COLUMNS)
 
 
 def memory_frame(step: StepRun) -> pd.DataFrame:
@@ -304,9 +334,9 @@ def perfetto_trace(tl: Timeline, title: str, pipeline: int = 0, time_scale_us: f
             "name": op,
             "ts": ts,
             "dur": dur,
-            "args": _span_args(mb, stage, action, layer),
+            "args": _span_args(mb, stage, action, layer) if given is None else given,
         }
-        for rank, tid, op, ts, dur, mb, stage, action, layer in spans
+        for rank, tid, op, ts, dur, mb, stage, action, layer, given in spans
     ]
     return {"traceEvents": events + tail, "displayTimeUnit": "ms", "otherData": {"title": title}}
 
@@ -318,11 +348,14 @@ def perfetto_json(tl: Timeline, title: str, pipeline: int = 0, time_scale_us: fl
     head, spans, tail = _trace_parts(tl, pipeline, time_scale_us)
     quoted, compact = QuotedStrings(), JSON_COMPACT
     parts = [json.dumps(head, separators=compact)[1:-1]] if head else []  # one call: the C encoder's loop
-    for rank, tid, op, ts, dur, mb, stage, action, layer in spans:
-        at = f',"layer":{layer!r}' if layer >= 0 else ""
+    for rank, tid, op, ts, dur, mb, stage, action, layer, given in spans:
+        if given is not None:  # an F&B pair's parts (few: formatted by json)
+            args = json.dumps(given, separators=compact)
+        else:
+            at = f',"layer":{layer!r}' if layer >= 0 else ""
+            args = f'{{"microbatch":{mb!r},"stage":{stage!r},"action":{quoted(action)}{at}}}'
         parts.append(
-            f'{{"ph":"X","pid":{rank!r},"tid":{tid!r},"name":{quoted(op)},"ts":{ts!r},"dur":{dur!r},'
-            f'"args":{{"microbatch":{mb!r},"stage":{stage!r},"action":{quoted(action)}{at}}}}}'
+            f'{{"ph":"X","pid":{rank!r},"tid":{tid!r},"name":{quoted(op)},"ts":{ts!r},"dur":{dur!r},"args":{args}}}'
         )
     if tail:
         parts.append(json.dumps(tail, separators=compact)[1:-1])
@@ -337,7 +370,8 @@ def _span_args(mb: int, stage: int, action: str, layer: int) -> dict[str, Any]:
     return args
 
 
-SpanSlice = tuple[int, int, str, float, float, int, int, str, int]  # pid, tid, name, ts, dur, mb, stage, action, layer
+# pid, tid, name, ts, dur, mb, stage, action, layer, and the slice's args where not those (an F&B pair's parts)
+SpanSlice = tuple[int, int, str, float, float, int, int, str, int, dict[str, Any] | None]
 
 
 def _trace_parts(
@@ -371,12 +405,30 @@ def _trace_parts(
     # nearest integer, Python's round the exact decimal: they can differ by 1 ns on an exact half)
     ts = np.round(mine["start_s"].to_numpy(dtype=np.float64) * time_scale_us, 3)
     dur = np.round(np.round(mine["end_s"].to_numpy(dtype=np.float64) * time_scale_us, 3) - ts, 3)
-    spans = list(zip(ranks_of, tids, ops, ts.tolist(), dur.tolist(), mbs, stages, actions, layers, strict=True))
+    given = _pair_args(tl.parts, pipeline, time_scale_us)
+    args: list[dict[str, Any] | None] = [None] * len(ops)
+    if given:  # (a step has none: its F&B actions are chunks, each part with spans of its own)
+        for k, (rank, op, action) in enumerate(zip(ranks_of, ops, actions, strict=True)):
+            if op == "F&B":
+                args[k] = given.get((rank, action))
+    spans = list(zip(ranks_of, tids, ops, ts.tolist(), dur.tolist(), mbs, stages, actions, layers, args, strict=True))
     tail = _send_events(sends, time_scale_us)
     tail += _counter_events(tl.links, time_scale_us)
     tail += _memory_events(tl.memory, time_scale_us)
     tail += _rank_counter_events(tl.nics, time_scale_us)
     return head, spans, tail
+
+
+def _pair_args(parts: pd.DataFrame, pipeline: int, scale: float) -> dict[tuple[int, str], dict[str, Any]]:
+    """The args of each F&B slice with given op times, by (rank, action): its action and per part (``F``,
+    ``B`` or ``I``) the part's micro-batch, stage and given time (``dur``, microseconds as the slice's)."""
+    args: dict[tuple[int, str], dict[str, Any]] = {}
+    mine = parts[parts["pipeline"] == pipeline]
+    columns = ("device", "action", "part", "microbatch", "stage", "duration_s")
+    for device, action, part, mb, stage, duration in zip(*(mine[c].tolist() for c in columns), strict=True):
+        entry = args.setdefault((int(device), str(action)), {"action": str(action)})
+        entry[str(part)] = {"microbatch": int(mb), "stage": int(stage), "dur": round(float(duration) * scale, 3)}
+    return args
 
 
 def _when(start: float, end: float, scale: float) -> dict[str, float]:
