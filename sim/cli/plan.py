@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-import math
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +18,7 @@ plan_app = typer.Typer(no_args_is_help=True, help="Plan a training run: the layo
 Top = Int(1, 100_000)
 Limit = Int(1, 100_000)
 Workers = Int(1, 1024)
+NAME_BYTES = 255  # the longest file name most file systems take (NAME_MAX)
 
 
 def _base(scenario: Path, recompute: bool = False) -> tuple[dict[str, Any], list[str]]:
@@ -46,6 +47,11 @@ def _base(scenario: Path, recompute: bool = False) -> tuple[dict[str, Any], list
                     removed.append(f"{section}.{key}")
     base.setdefault("pipeline", {})["pp"] = 1  # set by every point
     return base, removed
+
+
+def _number(x: Any) -> float | None:
+    """A figure of a result row, None where it is not a number (JSON has no NaN)."""
+    return None if x is None or x != x else float(x)
 
 
 def _modes(given: str | None) -> tuple[str, ...]:
@@ -95,6 +101,7 @@ def layouts_cmd(
     from sim.errors import ScenarioError
     from sim.experiments.layouts import candidates, layout_label
     from sim.outputs import atomic_write_text, claim_output_folder
+    from sim.run import EDGE, _read_files, check_figures_finite
     from sim.sweep.compare import load_results
     from sim.sweep.runner import default_workers, run_sweep
     from sim.sweep.spec import sweep_from_data
@@ -109,6 +116,13 @@ def layouts_cmd(
             "training.gpus", "no layout of these GPUs and batch forms pipeline ranks of whole nodes", str(scenario)
         )
     name = f"{sc.name}-layouts"
+    if output is None and len(os.fsencode(name)) > NAME_BYTES:  # (else refused as a file name too long, unnamed)
+        raise ScenarioError(
+            "name",
+            f"the default folder out/<name>-layouts would have a name of {len(os.fsencode(name)):,} bytes, over the "
+            f"{NAME_BYTES} a file name may have; give a shorter name or -o DIR",
+            str(scenario),
+        )
     folder = output or Path("out") / name
     claim_output_folder(folder)  # a folder of the user's files is refused, never written into
     base = folder / "base.yaml"
@@ -144,7 +158,7 @@ def layouts_cmd(
                 "microbatches": int(rec["microbatches"]),
                 "step_time_s": float(rec["step_time_s"]),
                 "tokens_per_s_per_gpu": float(rec["tokens_per_day"]) / 86400 / gpus,
-                "mfu_causal": float(rec["mfu_causal"]),
+                "mfu_causal": _number(rec["mfu_causal"]),
                 "memory_peak_GiB": float(rec["memory_peak_GiB"]),
             }
         )
@@ -162,6 +176,8 @@ def layouts_cmd(
         "results": str(target),
         "top": rows,
     }
+    # printed as they are: finite and short of the edge (a NIC of 1e-150 Gb/s printed 150-digit step times)
+    check_figures_finite(str(scenario), sc.model_dump(), {"top": rows}, files=_read_files(sc), huge=EDGE)
     if fmt is Format.json:
         print(json.dumps(summary))
         return
@@ -177,7 +193,7 @@ def layouts_cmd(
             str(r["microbatches"]),
             f"{r['step_time_s']:.3f}",
             f"{r['tokens_per_s_per_gpu']:,.0f}",
-            f"{r['mfu_causal']:.1%}" if not math.isnan(r["mfu_causal"]) else "-",
+            "-" if r["mfu_causal"] is None else f"{r['mfu_causal']:.1%}",
             f"{r['memory_peak_GiB']:.1f}",
         )
     out.print(table)

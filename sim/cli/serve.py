@@ -9,6 +9,7 @@ simulates traffic only if it gives some)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,7 +17,10 @@ import typer
 
 from sim import __version__
 from sim.cli.common import Format, Quiet, RunFormat, RunOutput, err, out
+from sim.errors import ScenarioError
 from sim.outputs import check_output_folder, owned_outputs, write_parquet
+
+NAME_BYTES = 255  # the longest file name most file systems take (NAME_MAX)
 
 
 def serve_cmd(
@@ -37,6 +41,13 @@ def serve_cmd(
     if output is None and fmt is not Format.json:
         output = Path("out")
     if output is not None:
+        if len(os.fsencode(sc.name)) > NAME_BYTES:  # (found only when the outputs were written, all run)
+            raise ScenarioError(
+                "name",
+                f"{len(os.fsencode(sc.name)):,} bytes, too long for the folder {output}/<name>/ the outputs go to "
+                f"(a file name has at most {NAME_BYTES} bytes); give a shorter name",
+                str(scenario),
+            )
         check_output_folder(output / sc.name)
     with err.status("building the deployment") as status:
         d = build(sc)

@@ -36,14 +36,18 @@ import math
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sim.config import scenario_data, scenario_from_data, unnamed
 from sim.errors import ScenarioError
 from sim.limits import MAX_RUN_TOKENS, MAX_TIME
-from sim.overrides import PATH_KEYS, apply_overrides, resolve_paths
+from sim.overrides import PATH_KEYS, apply_overrides, check_key, resolve_paths
+
+# a step count or a batch (sequences) of a run: a run's tokens are at most MAX_RUN_TOKENS, a sequence one
+# token at least (a count past it was taken, 1e30 steps printed as days, or overflowed a float: a traceback)
+MAX_COUNT = int(MAX_RUN_TOKENS)
 
 
 class _Strict(BaseModel):
@@ -61,15 +65,17 @@ class _Strict(BaseModel):
 
 
 class RampSpec(_Strict):
-    batches: list[int] = Field(min_length=1, description="the global batch (sequences) of each equal token slice")
+    batches: list[Annotated[int, Field(le=MAX_COUNT)]] = Field(
+        min_length=1, description="the global batch (sequences) of each equal token slice"
+    )
     over_tokens: float = Field(ge=0, le=MAX_RUN_TOKENS, description="tokens the ramp takes (0: no ramp)")
 
 
 class PhaseSpec(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     tokens: float | None = Field(None, gt=0, le=MAX_RUN_TOKENS, description="the phase's token budget")
-    steps: int | None = Field(None, ge=1, description="or its step count (at global_batch)")
-    global_batch: int | None = Field(None, ge=1, description="sequences per step [default: the base's]")
+    steps: int | None = Field(None, ge=1, le=MAX_COUNT, description="or its step count (at global_batch)")
+    global_batch: int | None = Field(None, ge=1, le=MAX_COUNT, description="sequences per step [default: the base's]")
     ramp: RampSpec | None = None
     set: dict[str, Any] = Field(default_factory=dict, description="overrides of the base scenario")
     published_gpu_hours: float | None = Field(None, ge=1, le=MAX_TIME)  # (a published figure: 1 GPU-hour or more)
@@ -87,6 +93,10 @@ class PhaseSpec(_Strict):
             return isinstance(x, list) and any(bad(v) for v in x)
 
         for key, value in values.items():
+            try:  # ('' was taken, and blamed on the base file: "small-step.yaml: unknown key")
+                check_key(key, "")
+            except ScenarioError as err:
+                raise ValueError(err.message) from None
             if bad(value):
                 raise ValueError(f"{key}: {value!r} is not a finite number")
         return values
@@ -163,6 +173,9 @@ def run_from_data(data: Any, path: Path) -> RunSpec:
     """A run from its mapping, as if read from ``path`` (errors: one line naming ``path`` and the key)."""
     if not isinstance(data, dict):
         raise ScenarioError("", "a run file is a mapping", str(path))
+    if "phases" not in data and ("base" not in data or "set" in data):  # a scenario: "base: Field required"
+        what = "a scenario runs with twin run, a serve scenario with twin serve"
+        raise ScenarioError("", f"not a run file (a base scenario and its phases): {what}", str(path))
     try:
         spec = RunSpec.model_validate(data)
     except ValidationError as err:
@@ -230,7 +243,15 @@ def plan_steps(spec: RunSpec, path: Path, known: dict[str, Step] | None = None) 
 
     folder = path.resolve().parent
     base_path = (folder / spec.base).resolve()
-    base, base_folder = scenario_data(base_path)
+    try:
+        base, base_folder = scenario_data(base_path)
+    except ScenarioError as err:  # the file itself (missing, a folder, a device; a run file): named at the key
+        if err.file != str(base_path):
+            raise  # (a file of the base's own chain of bases: named there)
+        if not err.key_path:
+            raise ScenarioError("base", f"{spec.base}: {err.message}", str(path)) from None
+        why = f"{base_path.name} is not a scenario ({err.key_path}: {err.message})"
+        raise ScenarioError("base", why, str(path)) from None
     try:  # the base alone, as a scenario (a profile's JSON was blamed on phases.0.set.name)
         scenario_from_data(base, str(base_path), str(base_folder))
     except ScenarioError as err:
@@ -277,8 +298,44 @@ def plan_steps(spec: RunSpec, path: Path, known: dict[str, Step] | None = None) 
                 steps[key] = Step(sets, sc.model.seq_len, sc.economics.gpu_hour_usd)
                 if known is not None:
                     known[key] = steps[key]
+            _check_slice(phase, i, b, tokens, steps[key].seq_len, path, ramped=where != f"phases.{i}.global_batch")
             slices.append(PlannedSlice(i, b, tokens, key))
     return RunPlan(spec, path, base_path, base_folder, base, tuple(slices), steps)
+
+
+def _check_slice(
+    phase: PhaseSpec, i: int, batch: int, tokens: float | None, seq_len: int, run: Path, ramped: bool
+) -> None:
+    """A slice of one step at least (a phase of 1e-300 tokens printed 1e-311 days), and a phase given as a
+    step count of at most :data:`MAX_RUN_TOKENS` tokens (1e30 steps printed 1e36 tokens, exit 0). ``ramped``:
+    the slice is one of the ramp's."""
+    one = batch * seq_len  # tokens of one step
+    size = f"one step of {batch:,} sequences x {seq_len:,} tokens ({one:,} tokens)"
+    if tokens is None:
+        assert phase.steps is not None
+        total = phase.steps * one
+        if total > MAX_RUN_TOKENS:
+            raise ScenarioError(
+                f"phases.{i}.steps",
+                f"{phase.steps:,} steps of {batch:,} sequences x {seq_len:,} tokens are {total:.3g} tokens, over "
+                f"the limit of {MAX_RUN_TOKENS:g} tokens a run may have",
+                str(run),
+            )
+        return
+    if tokens >= one:
+        return
+    over = phase.ramp.over_tokens if phase.ramp is not None else 0.0
+    if ramped and phase.ramp is not None:
+        n = len(phase.ramp.batches)
+        key, why = "ramp.over_tokens", f"{over:g} tokens over {n} batch(es) give each slice {tokens:g} tokens"
+    elif over > 0:
+        key, why = (
+            "tokens",
+            f"{phase.tokens:.12g} tokens leave {tokens:.12g} after the ramp's ramp.over_tokens {over:.12g}",
+        )
+    else:
+        key, why = "tokens", f"{tokens:g} tokens"
+    raise ScenarioError(f"phases.{i}.{key}", f"{why}: less than {size}", str(run))
 
 
 def _with_batch(sets: dict[str, Any], batch: int) -> dict[str, Any]:

@@ -22,7 +22,15 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
-from sim.config import ClusterRef, ScenarioFile, _read_topology, _Strict, expand_model_config, scenario_data
+from sim.config import (
+    ClusterRef,
+    ScenarioFile,
+    _read_topology,
+    _Strict,
+    expand_model_config,
+    read_for,
+    scenario_data,
+)
 from sim.errors import ScenarioError
 from sim.hardware.gpu import DEEPSEEK_COMM_SMS
 from sim.hardware.profile import load_profile
@@ -356,6 +364,15 @@ def _check(sc: ServeScenario) -> None:
     check_timed(sc.model)
 
 
+def _not_a_file(path: Path, given: str, missing: str, give: str = "") -> str:
+    """Why ``path`` (written ``given``) is no file to read (a folder or a device was said to be missing)."""
+    if path.is_dir():
+        return f"{given} is a folder{give}"
+    if path.exists():
+        return f"{given} is not a regular file (a device, pipe or socket){give}"
+    return f"{missing}: {given}"
+
+
 def parse_serve(data: Any, path: str | Path, folder: Path) -> ServeScenario:
     """Validate ``data`` (a serve scenario's mapping read from ``path``)."""
     try:
@@ -370,15 +387,19 @@ def parse_serve(data: Any, path: str | Path, folder: Path) -> ServeScenario:
         if sc.profile is not None:
             p = folder / sc.profile
             if not p.is_file():
-                raise ScenarioError("profile", f"no such profile: {sc.profile}")
+                raise ScenarioError("profile", _not_a_file(p, sc.profile, "no such profile", "; give a profile"))
             sc._profile_path = p
-        load_profile(sc.profile_path)
+        with read_for("profile", "calibration profile"):  # a file of another kind says which key named it
+            load_profile(sc.profile_path)
         trace = sc.serve.traffic.trace if sc.serve.traffic is not None else None
         if trace is not None and not sc.resolve(trace).is_file():
-            raise ScenarioError("serve.traffic.trace", f"no such file: {trace}")
+            raise ScenarioError(
+                "serve.traffic.trace", _not_a_file(sc.resolve(trace), trace, "no such file", "; give a CSV file")
+            )
         load = sc.serve.expert_load
         if load not in ("balanced", "skewed") and not sc.resolve(load).is_file():
-            raise ScenarioError("serve.expert_load", f"balanced, skewed or a CSV file; no such file: {load}")
+            why = _not_a_file(sc.resolve(load), load, "no such file")
+            raise ScenarioError("serve.expert_load", f"balanced, skewed or a CSV file; {why}")
         _check(sc)
     except ScenarioError as err:
         raise (err if err.file else err.with_file(str(path))) from None

@@ -71,6 +71,32 @@ def test_a_boolean_is_not_a_number_in_a_run_file(
             {"set": {"cluster.topology": "/tmp"}},
             "phases.1.set.cluster.topology: /tmp: is a folder, not a topology file",
         ),
+        # a traceback (OverflowError: int too large to convert to float)
+        ({"steps": 10**400}, "phases.1.steps: Input should be less than or equal to 1000000000000000000"),
+        # exit 0: 2.1e21 tokens (the token budget of a phase is bounded by 1e18) and their days printed
+        (
+            {"steps": 10**15},
+            "phases.1.steps: 1,000,000,000,000,000 steps of 1,024 sequences x 2,048 tokens are 2.1e+21 tokens, "
+            "over the limit of 1e+18 tokens a run may have",
+        ),
+        ({"global_batch": 10**30}, "phases.1.global_batch: Input should be less than or equal to 1000000000000000000"),
+        # exit 0: 1.2e-307 steps and 1.8e-311 days printed
+        (
+            {"steps": None, "tokens": 1e-300},
+            "phases.1.tokens: 1e-300 tokens: less than one step of 1,024 sequences x 2,048 tokens (2,097,152 tokens)",
+        ),
+        (
+            {"steps": None, "tokens": 1e11, "ramp": {"batches": [512], "over_tokens": 1e-300}},
+            "phases.1.ramp.over_tokens: 1e-300 tokens over 1 batch(es) give each slice 1e-300 tokens: less than "
+            "one step of 512 sequences x 2,048 tokens (1,048,576 tokens)",
+        ),
+        (
+            {"steps": None, "tokens": 1e11, "ramp": {"batches": [512], "over_tokens": 1e11 - 1000}},
+            "phases.1.tokens: 100000000000 tokens leave 1000 after the ramp's ramp.over_tokens 99999999000: less "
+            "than one step of 1,024 sequences x 2,048 tokens (2,097,152 tokens)",
+        ),
+        # an override key of '': "phases.1.set: <the base's path>: unknown key"
+        ({"set": {"": 1}}, "phases.1.set: an override key is a dotted scenario key such as 'comm.sms', got ''"),
     ],
 )
 def test_a_run_file_refuses_what_it_cannot_use(
@@ -116,6 +142,14 @@ def _run_sweep(folder: Path, point: dict[str, Any]) -> Path:
         ({"phases.main.tokens": True}, "points[0].phases.main.tokens: true: true is not a number"),
         ({"phases.main.ramp.batches": [1024, True]}, "points[0].phases.main.ramp.batches: [1024, true]: "),
         ({"failures.checkpoint_s": False}, "points[0].failures.checkpoint_s: false: "),
+        # a traceback labelling the point (OverflowError), and exit 0 for 1e30 steps
+        ({"phases.long.steps": 10**400}, "points[0].phases.long.steps: 1000000000"),
+        ({"phases.long.steps": 10**30}, "points[0].phases.long.steps: 1000000000000000000000000000000: Input should"),
+        (
+            {"phases.main.ramp.over_tokens": 1e-300},
+            "points[0].phases.main.ramp.over_tokens: 1e-300: 1e-300 tokens over",
+        ),
+        ({"phases.main.set": {"": 1}}, 'points[0].phases.main.set: {"": 1}: an override key is a dotted'),
     ],
 )
 def test_a_run_sweeps_key_is_refused_for_what_it_is(
