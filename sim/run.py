@@ -225,8 +225,10 @@ def check_finite(sc: Described, figures: dict[str, Any], *more: float) -> None:
     """Every figure of a run is finite (and stays finite when a trace writes its times in
     microseconds) before anything is written or plotted; otherwise one error naming the figure and the
     scenario's inputs at the edge of floating point that produced it (the topology's and the profile's
-    named in their files)."""
-    check_figures_finite(sc.source_path, sc.model_dump(), figures, *more, files=_read_files(sc))
+    named in their files). A figure past :data:`EDGE` in magnitude is refused too: only inputs at the edge
+    take one there (a NIC of 1e-150 Gb/s gave a step of 4.8e151 s), as :func:`sim.cli.common.check_printed`
+    refuses for the commands that print their figures as they are."""
+    check_figures_finite(sc.source_path, sc.model_dump(), figures, *more, files=_read_files(sc), huge=EDGE)
 
 
 def check_figures_finite(

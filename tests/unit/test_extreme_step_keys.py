@@ -67,7 +67,7 @@ def _scenario(tmp_path: Path, key: str, value: Any) -> Path:
         ("workload.launch_gap_us", 1e308, "workload.launch_gap_us: Input should be less than or equal to"),
         ("cluster.nvlink_GBps", 1e308, "cluster.nvlink_GBps: Input should be less than or equal to"),
         ("cluster.nic_Gbps", 1e308, "cluster.nic_Gbps: Input should be less than or equal to"),
-        ("cluster.nic_Gbps", 1e-300, "the results overflow: gpu_hours_per_trillion_tokens is inf, from cluster.nic"),
+        ("cluster.nic_Gbps", 1e-300, "the results overflow: step_time_s is 3.21643e+303, from cluster.nic"),
         ("cluster.nvlink_GBps", 1e-300, "from cluster.nvlink_GBps = 1e-300"),
     ],
 )
@@ -245,7 +245,8 @@ def test_serving_times_beyond_a_trace_are_refused(
     """With an IB of 1e-300 Gb/s a prefill forward takes ~1e300 s: finite, but numpy's rounding of its
     microseconds to 3 decimals (x 1e3 inside ``np.round``) overflowed, and ``twin serve -o`` wrote
     ``"dur": Infinity`` into trace.json (not JSON) with exit 0. The finite check now allows for that
-    factor (``sim.run.TRACE_US``): one line naming the input, and nothing written."""
+    factor (``sim.run.TRACE_US``), and a figure past ``sim.run.EDGE`` (1e100: only inputs at the edge take
+    one there) is refused before it: one line naming the figure and the input, and nothing written."""
     path = tmp_path / "serve.yaml"
     base = REPO / "scenarios" / "serve" / "deepseek-v3-h800.yaml"
     path.write_text(yaml.safe_dump({"base": str(base), "set": {"serve.duration_s": 2.0, "cluster.nic_Gbps": 1e-300}}))
@@ -254,7 +255,7 @@ def test_serving_times_beyond_a_trace_are_refused(
     err = capsys.readouterr().err
     assert info.value.code == 2
     assert err == (
-        f"error: {path}: the results overflow: the simulated times overflow a trace's microseconds, "
+        f"error: {path}: the results overflow: capacity.prefill.prefill_forward_s is 1.13962e+302, "
         "from cluster.nic_Gbps = 1e-300; use values nearer to real ones\n"
     )
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
