@@ -19,6 +19,7 @@ from sim.errors import ScenarioError
 from sim.sweep.point import METRIC_BY_NAME, METRICS
 
 if TYPE_CHECKING:
+    from sim.sweep.compare import Comparison
     from sim.sweep.screen import Screened
 
 MAX_WORKERS = 1024
@@ -190,12 +191,14 @@ def _print_screened(name: str, screened: Screened, k: int, by: str, target: Path
     out.print(
         f"{name}: {screened.bounded} of {total} points bounded"
         + (f" ({unbounded} infeasible or failed: their steps run first)" if unbounded else "")
+        + _run_again(screened.screening.stale, "bound")
         + f" -> {screened.screening_output}",
         soft_wrap=True,
     )
     not_ok = (
         f"; {screened.steps_not_ok} of their steps infeasible or failed, not ranked" if screened.steps_not_ok else ""
     )
+    not_ok += _run_again(screened.shared.stale, "step", nested=True)
     if not screened.best:
         out.print(f"{name}: no point's step ran ok ({ran} run{not_ok}) -> {target}", soft_wrap=True)
         return
@@ -213,6 +216,17 @@ def _print_screened(name: str, screened: Screened, k: int, by: str, target: Path
         f"{name}: the best {len(screened.best)} by {by}, exact: {ran} of {total} points' steps run ({why}{not_ok}) "
         f"-> {target}; twin compare {target} --by {by} --top {k}",
         soft_wrap=True,
+    )
+
+
+def _run_again(stale: int, what: str, nested: bool = False) -> str:
+    """The clause saying how many rows read back another revision of the twin computed (run again:
+    ``Store.stale``), or nothing; ``nested``: inside a parenthesis already."""
+    if not stale:
+        return ""
+    why = "computed by another revision of the twin"
+    return f"{';' if nested else ','} {stale} {what}{'s' if stale > 1 else ''} run again" + (
+        f", {why}" if nested else f" ({why})"
     )
 
 
@@ -357,6 +371,15 @@ def _print_table(title: str, columns: list[str], rows: list[dict[str, object]], 
         )
 
 
+def plot_title(name: str, result: Comparison) -> str:
+    """The title of ``twin compare --plot``: the sweep's name, and, where some of its points never ran
+    (a ``--best`` output, a sweep stopped before its end: :attr:`Comparison.partial`), how many did, as
+    the tables say: the plot shows only those."""
+    if not result.partial:
+        return name
+    return f"{name}: only {result.ran} of {result.points} points ran\n(the points not run are not plotted)"
+
+
 def compare_cmd(
     results: Annotated[Path, typer.Argument(help="results of twin sweep (.parquet)", callback=input_file_option)],
     by: Annotated[
@@ -402,7 +425,7 @@ def compare_cmd(
     if plot is not None:  # only when asked: a pipe or a script gets the tables and nothing else
         from reports.compare_plot import plot_pareto
 
-        plot_pareto(frame, result, plot, title=str(meta.get("name", results.stem)))
+        plot_pareto(frame, result, plot, title=plot_title(str(meta.get("name", results.stem)), result))
     if fmt is Format.json:
         print(json.dumps(result.to_dict() | {"plot": str(plot) if plot is not None else None}))
         return

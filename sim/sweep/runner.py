@@ -281,16 +281,28 @@ def run_sweep(
     order: Sequence[Point] | None = None,
     until: Callable[[dict[str, dict[str, Any]]], bool] | None = None,
     fn: Callable[[dict[str, Any], str, str], dict[str, Any]] = run_point,
+    store: Store | None = None,
 ) -> SweepOutcome:
     """Run the points of ``sweep`` not yet in ``output``; write every row to it (see :mod:`sim.sweep.store`).
 
     ``order``: the points to run, in the order to submit them [default: the sweep's]. ``until(rows)``,
     given every row of the output so far (by point id), before the first point and after each: True
     stops the sweep there (the points in flight are dropped, not recorded; :mod:`sim.sweep.screen`).
-    ``fn``: what a worker computes of a point [default: :func:`run_point`, its step's row]."""
-    client = connect(scheduler) if scheduler else None
+    ``fn``: what a worker computes of a point [default: :func:`run_point`, its step's row]. ``store``:
+    the output's store, already opened by the caller for ``sweep`` and ``output`` (with its restart and
+    retry taken); this call releases it. Otherwise one is opened here (``--best`` opens both of its
+    stores before the first runs: its output is read once, and a restart marks both before any point)."""
+    if store is not None and (store.sweep is not sweep or store.output != output):
+        raise ValueError("the store given is not this sweep's output")
     try:
-        store = Store(sweep, output, restart=restart, retry_failed=retry_failed, drop_foreign=drop_foreign)
+        client = connect(scheduler) if scheduler else None
+    except BaseException:
+        if store is not None:
+            store.release()
+        raise
+    try:
+        if store is None:
+            store = Store(sweep, output, restart=restart, retry_failed=retry_failed, drop_foreign=drop_foreign)
         try:
             done = store.done()
             todo = [p for p in (sweep.points if order is None else order) if p.point_id not in done]

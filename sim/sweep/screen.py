@@ -25,7 +25,9 @@ adds prices some points lack.
 Points with no bound (infeasible or failed when bounded) run first: nothing says they cannot be best.
 Both stages are ordinary resumable sweeps: the bounds go to ``<output>.screening.parquet`` (a row per
 point, only the bounded figures filled), the steps to the output, so a rerun continues where either
-stopped.
+stopped. Both files are opened before the first bound (each read once, both locked), so ``--restart``
+marks both before any point runs: a restart stopped in its screening never gives the output's old steps
+back.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from sim.overrides import canonical
 from sim.sweep.point import METRIC_BY_NAME, OK, bound_point
 from sim.sweep.runner import Progress, SweepOutcome, run_sweep
 from sim.sweep.spec import Sweep
-from sim.sweep.store import BoundsSweep, Store, check_name_room
+from sim.sweep.store import BoundsSweep, Store, check_name_room, screening_path
 
 # the figures monotone in the step time within a point (which way is better: sim.sweep.point.METRICS)
 BOUNDED = ("step_time_s", "gpu_hours_per_T", "tokens_per_day")
@@ -62,11 +64,6 @@ class Screened:
     screening_output: Path
     bounded: int = 0  # points with a bound (the others, infeasible or failed alone, ran first)
     steps_not_ok: int = 0  # points whose step ran and is infeasible or failed (not ranked)
-
-
-def screening_path(output: Path) -> Path:
-    """Where the screening rows of ``output`` go: ``NAME.screening.parquet`` beside it."""
-    return output.with_name(f"{output.stem}.screening{output.suffix}")
 
 
 def screening_sweep(sweep: Sweep) -> Sweep:
@@ -98,23 +95,48 @@ def best_of(
 ) -> Screened:
     """The best ``k`` points of ``sweep`` by ``by`` (see the module docstring); ``progress(stage)`` gives
     the progress callback of each stage (``screening``, ``shared``)."""
-    sign = check_by(by)
+    check_by(by)
     check_name_room(output, ".screening.journal", "the screening rows' journal beside it (--best)")
     screen = screening_sweep(sweep)
     screen_out = screening_path(output)
-    if not restart:  # the output's rows are read (and refused: another sweep's) before any point is bounded
-        Store(sweep, output, retry_failed=retry_failed).release()
+    # Both files are opened (read once, locked) before any point is bounded: the output's rows of another
+    # sweep are refused first, and a --restart marks both, so a restart stopped in its screening never gives
+    # the output's old steps back to the next run. The screening's first: a refusal of that file (not a
+    # sweep's results) leaves the output as it was.
+    screen_store = Store(screen, screen_out, restart=restart, retry_failed=retry_failed)
+    try:
+        store = Store(sweep, output, restart=restart, retry_failed=retry_failed, restart_screening=False)
+    except BaseException:
+        screen_store.release()
+        raise
+    try:
+        return _screen(store, screen_store, k, by, workers, scheduler, progress)
+    finally:  # (each run releases its store; these are for a stop before or between them)
+        screen_store.release()
+        store.release()
+
+
+def _screen(
+    store: Store,
+    screen_store: Store,
+    k: int,
+    by: str,
+    workers: int,
+    scheduler: str | None,
+    progress: Callable[[str], Progress] | None,
+) -> Screened:
+    """:func:`best_of`'s two stages, on the stores it opened (the output's, the screening's)."""
+    sweep, sign = store.sweep, check_by(by)
     first = run_sweep(
-        screen,
-        screen_out,
+        screen_store.sweep,
+        screen_store.output,
         workers,
         scheduler,
-        restart,
-        retry_failed,
-        progress("screening") if progress else None,
+        progress=progress("screening") if progress else None,
         fn=bound_point,
+        store=screen_store,
     )
-    bounds = _bounds(screen_out, by)
+    bounds = _bounds(screen_store.rows, by)  # (the rows just written: the file is not read again)
     # unbounded first (they might be best), then by bound, best first; the sweep's order breaks ties
     order = sorted(sweep.points, key=lambda p: (p.point_id in bounds, sign * bounds.get(p.point_id, 0.0), p.index))
     ids = [p.point_id for p in order]
@@ -154,26 +176,23 @@ def best_of(
 
     second = run_sweep(
         sweep,
-        output,
+        store.output,
         workers,
         scheduler,
-        restart,
-        retry_failed,
-        progress("shared") if progress else None,
+        progress=progress("shared") if progress else None,
         order=order,
         until=certified,
+        store=store,
     )
-    return Screened(first, second, state["best"], state["next"], screen_out, len(bounds), state["not_ok"])
+    return Screened(first, second, state["best"], state["next"], screen_store.output, len(bounds), state["not_ok"])
 
 
-def _bounds(path: Path, by: str) -> dict[str, float]:
+def _bounds(rows: dict[str, dict[str, Any]], by: str) -> dict[str, float]:
     """Each point's bound (by point id) from the screening rows that are ok."""
-    import pandas as pd
-
-    frame = pd.read_parquet(path, columns=["point_id", "status", by])
     out: dict[str, float] = {}
-    for pid, status, value in frame.itertuples(index=False):
-        if status == OK and value is not None and math.isfinite(float(value)):
+    for pid, row in rows.items():
+        value = row.get(by)
+        if row.get("status") == OK and value is not None and math.isfinite(float(value)):
             out[str(pid)] = float(value)
     return out
 

@@ -6,14 +6,19 @@ only the points that were running.
 * ``results.parquet``: every completed row in point order, rewritten atomically (temporary file, then
   rename) every few seconds and at the end; the journal is removed once the Parquet file holds
   everything it had.
-* On start, rows of both are read; points already there are skipped. Rows of points that are not in
-  the sweep (another sweep, or a changed base scenario) stop it, unless ``--restart`` discards them.
-  Rows another revision of the simulator computed (their ``twin_code``, :mod:`sim.code_digest`) are
-  computed again, so one file never mixes two models.
+* On start, rows of both are read, each file once (:func:`read_results`: its rows and its metadata from
+  one read); points already there are skipped. Rows of points that are not in the sweep (another sweep,
+  or a changed base scenario) stop it, unless ``--restart`` discards them. Rows another revision of the
+  simulator computed (their ``twin_code``, :mod:`sim.code_digest`) are computed again, so one file never
+  mixes two models.
 * The rows of ``twin sweep --best``'s screening are lower bounds, not steps (:class:`BoundsSweep`): its
   file says so (``"lower_bounds": true`` in the metadata and on each journal line; false on a sweep of
   steps), and neither kind of sweep resumes into the other's file (the bounds would be kept as step
-  times).
+  times). A journal line with no such mark was written before journals said their kind, by an older
+  revision: it is computed again, as any row of another revision, never resumed as either kind.
+* ``--restart`` of a sweep of steps discards the screening rows ``--best`` keeps beside its output
+  (:func:`screening_path`) too: bounds of the scenario before the change the restart answers (an
+  edited topology or profile, which no point id sees) must not screen the steps after it.
 
 The frame's columns and dtypes come from the sweep alone (:func:`frame`), so the same rows give the
 same file whether they were computed now, read from the journal, or returned by dask workers.
@@ -118,6 +123,12 @@ def journal_path(output: Path) -> Path:
     return output.with_name(output.name + ".journal")
 
 
+def screening_path(output: Path) -> Path:
+    """Where ``twin sweep --best`` keeps the screening rows of ``output``: ``NAME.screening.parquet``
+    beside it."""
+    return output.with_name(f"{output.stem}.screening{output.suffix}")
+
+
 def columns(sweep: Sweep) -> list[tuple[str, str]]:
     """(column, dtype) of a sweep's rows, in order."""
     cols = [("point", "Int64"), ("point_id", "string"), ("label", "string")]
@@ -150,18 +161,23 @@ def frame(sweep: Sweep, rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
-def _read_parquet(output: Path) -> list[tuple[str, dict[str, Any]]]:
-    """(where, row) of every row of a results file: ``row N`` counts its rows from 1."""
+def read_results(output: Path) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, Any]]:
+    """(where, row) of every row of a results file (``row N`` counts its rows from 1) and its metadata
+    (:func:`meta_of`), from one read of the file."""
+    import pyarrow.parquet as pq
+
     try:
-        df = pd.read_parquet(output)
+        table = pq.read_table(output, use_pandas_metadata=True)  # (as pandas.read_parquet reads it)
+        df = table.to_pandas()
     except Exception as err:
         raise ScenarioError("", f"cannot read it as sweep results ({type(err).__name__}: {err})", str(output)) from None
     if "point_id" not in df.columns or "point" not in df.columns:
         raise ScenarioError("", "not a sweep results file (no point_id column)", str(output))
-    return [
+    rows = [
         (f"row {i}", {str(k): (None if _missing(v) else v) for k, v in rec.items()})
         for i, rec in enumerate(df.to_dict(orient="records"), start=1)
     ]
+    return rows, meta_of(table.schema.metadata)
 
 
 def _missing(value: Any) -> bool:
@@ -231,6 +247,79 @@ def check_row(sweep: Sweep, row: dict[str, Any], where: str, file: Path) -> None
             )
 
 
+def _take_lock(output: Path) -> TextIO:
+    """The lock beside ``output`` (``NAME.lock``), taken: two sweeps never write one file at once."""
+    lock = output.with_name(output.name + ".lock")
+    for _ in range(20):
+        try:
+            f = open(lock, "a")
+        except OSError as err:
+            why = f"cannot take the lock {lock.name} beside it: {err.strerror}"
+            raise ScenarioError("", why, str(output)) from None
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise ScenarioError("", "another sweep is writing this file now", str(output)) from None
+        try:
+            same = os.fstat(f.fileno()).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:  # not a lock file its last holder removed while we opened it
+            return f
+        f.close()
+    raise ScenarioError("", "cannot take the lock beside it (removed again and again)", str(output))
+
+
+def _drop_lock(f: TextIO) -> None:
+    lock = Path(f.name)
+    f.close()
+    lock.unlink(missing_ok=True)
+
+
+def _mark_restart(journal: Path) -> None:
+    """A new journal whose first line says the results file's rows are discarded (on disk before any
+    point runs: a restart stopped at any time never gives the old rows back)."""
+
+    def put(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps({RESTARTED: True}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    atomic_write(journal, put)
+
+
+def _holds_bounds_rows(beside: Path) -> bool:
+    """Whether ``beside`` (a file or only its journal) holds ``--best``'s screening rows: the file's
+    metadata (:func:`holds_bounds`) or a journal line marked as bounds. Anything else (no such file, a
+    file of steps, one that is not a sweep's) is not touched by a restart of the output."""
+    if beside.exists():
+        return holds_bounds(read_meta(beside), beside)
+    try:
+        journaled = _read_journal(journal_path(beside))
+    except ScenarioError:  # a folder or a pipe: not screening rows
+        return False
+    return any(row.get(BOUNDS_KEY) is True for _, row in journaled)
+
+
+def _restart_bounds_beside(beside: Path) -> None:
+    """A restart of a sweep of steps discards the screening rows ``--best`` kept beside its output, as
+    it discards its own (:func:`_mark_restart`: the file stays until a screening's first write replaces
+    it): bounds of the scenario before the change that the restart answers would screen the steps after
+    it. Under the screening file's lock (a sweep writing it now is named in one line)."""
+    if not _holds_bounds_rows(beside):
+        return
+    lock = _take_lock(beside)
+    try:
+        if beside.exists():
+            _mark_restart(journal_path(beside))
+        else:
+            journal_path(beside).unlink(missing_ok=True)
+    finally:
+        _drop_lock(lock)
+
+
 class Store:
     """The rows of one sweep in one output file (see the module docstring)."""
 
@@ -241,9 +330,12 @@ class Store:
         restart: bool = False,
         retry_failed: bool = False,
         drop_foreign: bool = False,
+        restart_screening: bool = True,
     ) -> None:
         """``drop_foreign``: rows of points not in the sweep are dropped instead of stopping it (a
-        co-design report's results are a cache of its current study file)."""
+        co-design report's results are a cache of its current study file). ``restart_screening``: a
+        restart of a sweep of steps discards the screening rows beside its output too (``--best``,
+        which restarts both files itself, turns it off)."""
         self.sweep = sweep
         self.output = output
         self.journal = journal_path(output)
@@ -251,20 +343,26 @@ class Store:
         self._lock: TextIO | None = None
         self._journal_file: TextIO | None = None
         self.stale = 0  # rows read that another revision of the simulator computed (dropped, to run again)
-        self._acquire()
+        self._lock = _take_lock(output)
         try:
-            self.rows = self._load(restart, retry_failed, drop_foreign)
+            screening = restart_screening and not isinstance(sweep, BoundsSweep)
+            self.rows = self._load(restart, retry_failed, drop_foreign, screening)
         except BaseException:
             self.release()  # nothing left behind: not even the lock file
             raise
         self._last_flush = time.monotonic()
         self._dirty = False
 
-    def _load(self, restart: bool, retry_failed: bool, drop_foreign: bool) -> dict[str, dict[str, Any]]:
+    def _load(
+        self, restart: bool, retry_failed: bool, drop_foreign: bool, screening: bool = False
+    ) -> dict[str, dict[str, Any]]:
         if restart:  # the old rows are dropped, not the old file: it stays until the first write replaces it
             if self.output.exists():
-                _read_parquet(self.output)  # (a file that is not a sweep's results is refused, --restart or not)
-                self._mark_restart()
+                read_results(self.output)  # (a file that is not a sweep's results is refused, --restart or not)
+            if screening:  # (before this file is marked: a refusal there leaves it as it was)
+                _restart_bounds_beside(screening_path(self.output))
+            if self.output.exists():
+                _mark_restart(self.journal)
             else:
                 self.journal.unlink(missing_ok=True)
             return {}
@@ -275,15 +373,18 @@ class Store:
         if restarted:  # a --restart that stopped before rewriting the results: its old rows do not count
             journaled = journaled[1:]
         kept = not restarted and self.output.exists()
-        read = [(self.output, w, r) for w, r in _read_parquet(self.output)] if kept else []
-        if read:
-            meta = read_meta(self.output)
-            if meta:  # (a file with no metadata has no kind to tell)
+        read: list[tuple[Path, str, dict[str, Any]]] = []
+        if kept:
+            held, meta = read_results(self.output)  # (one read: rows and metadata)
+            read = [(self.output, w, r) for w, r in held]
+            if read and meta:  # (a file with no metadata has no kind to tell)
                 _refuse_mixing(self.sweep, self.output, holds_bounds(meta, self.output))
-        # each journal line says which kind it is (lines written before they did carry no mark: taken as they are)
+        # each journal line says which kind it is; one with no mark was written before lines did, by an
+        # older revision: run again below, as another revision's rows are, never taken as either kind
         for mark in sorted({r[BOUNDS_KEY] for _, r in journaled if isinstance(r.get(BOUNDS_KEY), bool)}):
             _refuse_mixing(self.sweep, self.journal, mark)
         read += [(self.journal, w, r) for w, r in journaled]
+        unmarked: set[str] = set()  # points whose row read last is a journal line with no kind
         for file, where, row in read:
             pid = row.get("point_id")
             if not isinstance(pid, str):
@@ -291,6 +392,10 @@ class Store:
             if pid in ids:  # a foreign row is refused or dropped below, whatever it holds
                 check_row(self.sweep, row, where, file)
             rows[pid] = row
+            if file == self.journal and not isinstance(row.get(BOUNDS_KEY), bool):
+                unmarked.add(pid)
+            else:
+                unmarked.discard(pid)
         foreign = [i for i in rows if i not in ids]
         if foreign and drop_foreign:
             rows = {i: r for i, r in rows.items() if i in ids}
@@ -303,7 +408,7 @@ class Store:
             )
         if retry_failed:
             rows = {i: r for i, r in rows.items() if r.get("status") in ("ok", "infeasible")}
-        stale = [i for i, r in rows.items() if r.get("twin_code") != code_digest()]
+        stale = [i for i, r in rows.items() if r.get("twin_code") != code_digest() or i in unmarked]
         self.stale = len(stale)  # computed by another revision of the simulator: run again
         for i in stale:
             del rows[i]
@@ -314,42 +419,6 @@ class Store:
             row.update(override_cells(self.sweep, point.overrides))
         return rows
 
-    def _mark_restart(self) -> None:
-        """A new journal whose first line says the results file's rows are discarded (on disk before any
-        point runs: a restart stopped at any time never gives the old rows back)."""
-
-        def put(tmp: Path) -> None:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(json.dumps({RESTARTED: True}) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-
-        atomic_write(self.journal, put)
-
-    def _acquire(self) -> None:
-        lock = self.output.with_name(self.output.name + ".lock")
-        for _ in range(20):
-            try:
-                f = open(lock, "a")
-            except OSError as err:
-                raise ScenarioError(
-                    "", f"cannot take the lock {lock.name} beside it: {err.strerror}", str(self.output)
-                ) from None
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                f.close()
-                raise ScenarioError("", "another sweep is writing this file now", str(self.output)) from None
-            try:
-                same = os.fstat(f.fileno()).st_ino == os.stat(lock).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:  # not a lock file its last holder removed while we opened it
-                self._lock = f
-                return
-            f.close()
-        raise ScenarioError("", "cannot take the lock beside it (removed again and again)", str(self.output))
-
     def release(self) -> None:
         if self._journal_file is not None:
             try:
@@ -358,10 +427,8 @@ class Store:
                 pass
             self._journal_file = None
         if self._lock is not None:
-            lock = Path(self._lock.name)
-            self._lock.close()
+            _drop_lock(self._lock)
             self._lock = None
-            lock.unlink(missing_ok=True)
 
     def done(self) -> set[str]:
         return set(self.rows)
