@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from pathlib import Path
 
 from sim.errors import ScenarioError
 from sim.hardware.profile import Sample
-from sim.limits import MAX_GPUS_PER_NODE
+from sim.limits import MAX_BYTES, MAX_GPUS, MAX_GPUS_PER_NODE, MAX_RATE
 
 MAX_TIME_S = 1e9  # a profile's bound on a sample's time (sim.hardware.profile.Sample)
+MIN_TIME_US = 1e-3  # a nanosecond: nccl-tests prints microseconds with two decimals (as import-measurements)
+MAX_LOG_BYTES = 256 * 1024 * 1024  # a log of a few hundred lines is some KiB
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "alltoall", "sendrecv", "broadcast", "reduce")
 _RANK = re.compile(r"^#\s*Rank\s+(\d+)\s.*?\bon\s+(\S+)\s+device\s+(\d+)")
 _STARTING = re.compile(r"Collective test starting:\s*(\w+?)_perf")
@@ -75,6 +78,13 @@ def _scale(ranks: dict[int, str], gpus: int | None, nodes: int | None, path: Pat
     if not n_gpus or not n_nodes:
         raise ScenarioError("--gpus", "the log has no '#  Rank' lines: give --gpus and --nodes", str(path))
     if gpus is None and nodes is None:
+        per_host = max(Counter(ranks.values()).values())
+        if n_gpus > MAX_GPUS or per_host > MAX_GPUS_PER_NODE:
+            message = (
+                f"{n_gpus:,} ranks on {n_nodes:,} host(s), at most {per_host:,} on one; the limits are "
+                f"{MAX_GPUS:,} GPUs and {MAX_GPUS_PER_NODE:,} per node"
+            )
+            raise ScenarioError("Rank lines", message, str(path))
         return n_gpus, n_nodes  # as the test ran
     where = "" if gpus and nodes else str(path)
     if n_gpus % n_nodes:
@@ -92,10 +102,9 @@ def _scale(ranks: dict[int, str], gpus: int | None, nodes: int | None, path: Pat
 def parse_log(path: str | Path, gpus: int | None = None, nodes: int | None = None) -> list[Sample]:
     """Samples of one nccl-tests log; ``gpus``/``nodes`` override what the Rank lines say."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        raise ScenarioError("", "no such log", str(path)) from None
+    from sim.yamlio import read_bytes
+
+    text = read_bytes(path, "nccl-tests log", MAX_LOG_BYTES).decode("utf-8", errors="replace")
     lines = text.splitlines()
     start, names = _columns(lines, path)
     collective = _collective(text, path)
@@ -121,6 +130,10 @@ def parse_log(path: str | Path, gpus: int | None = None, nodes: int | None = Non
         size = int(row["size"])
         if size == 0:
             continue
+        for column in ("size", "count"):
+            if int(row[column]) > MAX_BYTES:
+                message = f"{column} {row[column]:.30} is over the limit of {MAX_BYTES:g} (bytes or elements)"
+                raise ScenarioError(f"line {number}", message, str(path))
         for group in ("out-of-place", "in-place"):
             try:
                 time_us = float(row[f"{group}:time"])
@@ -130,6 +143,14 @@ def parse_log(path: str | Path, gpus: int | None = None, nodes: int | None = Non
             if time_us <= 0:  # (nccl-tests prints no row it has not timed)
                 cell = row[f"{group}:time"]
                 raise ScenarioError(f"line {number}", f"{group} time must be > 0, got {cell}", str(path))
+            if time_us < MIN_TIME_US:
+                cell = row[f"{group}:time"]
+                message = f"{group} time {cell} us is less than a nanosecond (nccl-tests times in microseconds)"
+                raise ScenarioError(f"line {number}", message, str(path))
+            if any(not 0 <= bw <= MAX_RATE for bw in (algbw, busbw) if math.isfinite(bw)):
+                given = f"{row[f'{group}:algbw']} {row[f'{group}:busbw']}"
+                message = f"{group} algbw/busbw must be GB/s in [0, {MAX_RATE:g}], got {given}"
+                raise ScenarioError(f"line {number}", message, str(path))
             if not all(math.isfinite(x) for x in (time_us, algbw, busbw)) or time_us * 1e-6 > MAX_TIME_S:
                 raise ScenarioError(
                     f"line {number}",

@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from calibrate.trace import annotation_timings, kernel_span_us, mean_by_name
 from sim.errors import ScenarioError
@@ -70,6 +71,13 @@ def profile_from_trace(
         raise ScenarioError(
             "traceEvents", "no GPU kernel events (cat 'kernel') with a duration: not a trace of a GPU run", str(trace)
         )
+    if span_us * 1e-6 > MAX_SAMPLE_S:
+        raise ScenarioError(
+            "traceEvents",
+            f"its kernels span {span_us * 1e-6:g} s from the first start to the last end, over a profile's "
+            f"{MAX_SAMPLE_S:g} s; the timestamps (ts, microseconds) are not of one run",
+            str(trace),
+        )
     means = mean_by_name(annotation_timings(trace))
     samples = []
     stat = "mean per-layer wall"
@@ -82,7 +90,7 @@ def profile_from_trace(
             samples.append(Sample(op="chunk", params=params, time_s=t.comm_wall_us * 1e-6))
     pair = {"annotation": "F&B chunk pair", "layers": layers_per_chunk, "stat": "kernel span"}
     samples.append(Sample(op="chunk", params=pair, time_s=span_us * 1e-6))
-    op_samples = [Sample.model_validate(x) for x in profile_samples(match_ops(trace), compute_sms)]
+    op_samples = [_sample(x, trace) for x in profile_samples(match_ops(trace), compute_sms)]
     source = SourceFile(
         name=Path(trace).name,
         sha256=hashlib.sha256(Path(trace).read_bytes()).hexdigest(),
@@ -121,6 +129,24 @@ def profile_from_trace(
         }
     )
     return with_errors(profile)
+
+
+MAX_SAMPLE_S = 1e9  # a profile's bound on a sample's time (sim.hardware.profile.Sample)
+
+
+def _sample(x: dict[str, Any], trace: str | Path) -> Sample:
+    """A per-op sample of the trace; a time a profile cannot hold (its kernels took no time) is one line
+    naming the annotation and the op, not pydantic's."""
+    t = x["time_s"]
+    if not 0 < t <= MAX_SAMPLE_S:
+        where = f"{x['params'].get('annotation')} op {x['params'].get('op')}"
+        raise ScenarioError(
+            "traceEvents",
+            f"{where}: its kernels' mean time is {t:g} s; a profile's sample takes more than 0 and at most "
+            f"{MAX_SAMPLE_S:g} s (are the kernels' durations, dur, in microseconds?)",
+            str(trace),
+        )
+    return Sample.model_validate(x)
 
 
 TRACE_METHOD = (

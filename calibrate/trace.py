@@ -51,7 +51,59 @@ def _read(trace: str | Path | dict[str, Any]) -> dict[str, Any]:
     for i, event in enumerate(data["traceEvents"]):
         if not isinstance(event, dict):
             raise ScenarioError(f"traceEvents[{i}]", f"an event is a JSON object, got {event!r:.40}", str(trace))
+        _check_event(event, f"traceEvents[{i}]", str(trace))
     return data
+
+
+MAX_TS_US = float(1 << 53)  # a timestamp in microseconds (epoch-based ones are ~1.7e15): whole microseconds exact
+MAX_DUR_US = 1e12  # an event's duration, microseconds (11.6 days; sim.limits.MAX_TIME)
+_READ = {  # the events the import reads, and what it reads of them
+    "kernel": ("name", "ts", "dur", "args", "correlation", "stream"),
+    "user_annotation": ("name", "ts", "dur"),
+    "cuda_runtime": ("ts", "args", "correlation"),
+}
+
+
+def _check_event(event: dict[str, Any], where: str, file: str) -> None:
+    """The keys an event of a kind the import reads (:data:`_READ`) must have, of the types it reads them
+    as: a name, a finite timestamp and a duration of 0 or more (microseconds), a correlation id and a
+    stream (whole numbers); else one line naming the event and the key."""
+    import math
+
+    from sim.errors import ScenarioError
+
+    reads = _READ.get(str(event.get("cat")))
+    if reads is None:
+        return
+
+    def number(key: str, lo: float, hi: float) -> None:
+        value = event.get(key)
+        if value is None:
+            raise ScenarioError(f"{where}.{key}", f"required key is missing (a {event['cat']} event has it)", file)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ScenarioError(f"{where}.{key}", f"must be a number (microseconds), got {value!r:.40}", file)
+        if not (math.isfinite(value) and lo <= value <= hi):
+            allowed = f"in [0, {hi:g}]" if lo == 0 else "of magnitude at most 2^53"
+            raise ScenarioError(
+                f"{where}.{key}", f"must be a finite number of microseconds {allowed}, got {value!r}", file
+            )
+
+    if "name" in reads and not isinstance(event.get("name"), str):
+        raise ScenarioError(f"{where}.name", f"must be text, got {event.get('name')!r:.40}", file)
+    number("ts", -MAX_TS_US, MAX_TS_US)
+    if "dur" in reads:
+        number("dur", 0.0, MAX_DUR_US)
+    args = event.get("args")
+    if args is None and event["cat"] == "cuda_runtime":
+        return
+    if not isinstance(args, dict):
+        raise ScenarioError(f"{where}.args", f"must be a JSON object with the correlation id, got {args!r:.40}", file)
+    for key in ("correlation", "stream"):
+        value = args.get(key)
+        if key not in reads or (value is None and (key == "stream" or event["cat"] == "cuda_runtime")):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ScenarioError(f"{where}.args.{key}", f"must be a whole number, got {value!r:.40}", file)
 
 
 def annotation_timings(

@@ -23,7 +23,7 @@ from matplotlib.ticker import FuncFormatter
 
 from reports.document import Document, figure_text
 from sim.experiments.codesign import Codesign, Study
-from sim.sweep.point import ABSOLUTE, METRIC_BY_NAME, OK, POINTS, RELATIVE, Metric
+from sim.sweep.point import ABSOLUTE, METRIC_BY_NAME, METRICS, OK, POINTS, RELATIVE, Metric
 
 _SCALE = {  # figure -> (divisor, unit shown) for tables and bullets
     "tokens_per_day": (1e9, "B tokens/day"),
@@ -302,8 +302,42 @@ def _no_chart(study: Study, frame: pd.DataFrame) -> str:
     return text
 
 
+def overflows_refused(spec: Codesign, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every ok row whose figures leave floating point or pass :data:`sim.run.EDGE` (a step
+    of 1e153 s, from a NIC of 1e-150 Gb/s: an overflow in all but name) made a row that was not possible,
+    with the reason a figure that reached inf gets (naming the figure and the inputs at the edge that the
+    point's variants set), so that no such figure is printed, charted or compared."""
+    from sim.run import EDGE
+    from sim.sweep.point import INFEASIBLE
+
+    overrides: dict[int, dict[str, Any]] = {}
+    for study in spec.studies:
+        for v in study.variants:
+            overrides.setdefault(v.point, {}).update(v.overrides)
+    columns = [m.name for m in METRICS if m.name in frame.columns]
+    frame = frame.copy()
+    for i, row in frame.iterrows():
+        if row["status"] != OK:
+            continue
+        bad = next(
+            ((c, float(row[c])) for c in columns if not _missing(row[c]) and not abs(float(row[c])) <= EDGE), None
+        )
+        if bad is None:
+            continue
+        edge = [
+            f"{k} = {v:g}"
+            for k, v in overrides.get(int(row["point"]), {}).items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and (abs(v) > EDGE or 0 < abs(v) < 1 / EDGE)
+        ]
+        cause = f"from {', '.join(edge)}" if edge else "from the scenario's magnitudes"
+        frame.loc[i, "status"] = INFEASIBLE
+        frame.loc[i, "error"] = f"the results overflow: {bad[0]} is {bad[1]:g}, {cause}; use values nearer to real ones"
+    return frame
+
+
 def codesign_document(spec: Codesign, frame: pd.DataFrame, provenance: list[tuple[str, str]]) -> Document:
     """The report: base figures, a summary of every study, then each study's table, figure and findings."""
+    frame = overflows_refused(spec, frame)
     base = frame[frame["point"] == 0].iloc[0].to_dict()
     doc = Document(f"Co-design what-ifs: {spec.name}", subtitle=spec.description.strip())
     doc.heading("Summary")

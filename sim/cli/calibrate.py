@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from sim.cli.common import (
     Float,
@@ -52,7 +53,21 @@ def _write(output: Path, profile: Profile, where: str) -> None:
         if loso is not None
         else ""
     )
-    out.print(f"wrote {output}: {len(profile.samples)} samples {where}{error}")
+    out.print(f"wrote {output}: {len(profile.samples)} samples {where}{error}", markup=False, highlight=False)
+
+
+def _not_an_input(output: Path, inputs: list[Path], what: str) -> None:
+    """Refuse an ``--output`` that is one of the files the command reads (writing the profile would
+    replace it): ``--output: t.json is the trace read; give another file name``."""
+    import os
+
+    for path in inputs:
+        try:
+            same = os.path.samefile(output, path)
+        except OSError:  # (the output does not exist yet)
+            same = False
+        if same:
+            raise ScenarioError("--output", f"{output} is the {what} read ({path}); give another file name")
 
 
 def _reference_times(profile: Profile) -> dict[str, float]:
@@ -100,6 +115,7 @@ def import_trace(
 
     if not trace.exists():
         raise ScenarioError("", "no such trace file", str(trace))
+    _not_an_input(output, [trace], "trace")
     gpu = datasheet_for(device)
     if gpu is None:
         raise ScenarioError("--device", f"no datasheet for {device!r}; the twin knows {known_gpus()}")
@@ -119,7 +135,7 @@ def import_trace(
             str(trace),
         ) from None
     atomic_write_text(output, dump_profile(fitted(profile)))
-    out.print(f"wrote {output}: {len(profile.samples)} samples from {trace.name}")
+    out.print(f"wrote {output}: {len(profile.samples)} samples from {trace.name}", markup=False, highlight=False)
 
 
 @calibrate_app.command("run")
@@ -233,7 +249,7 @@ def datasheet(
     profile = datasheet_profile(gpu, efficiency, tool=tool)
     check_printed(_reference_times(profile), flags={**given, "--efficiency": efficiency})
     atomic_write_text(output, dump_profile(fitted(profile)))
-    out.print(f"wrote {output}")
+    out.print(f"wrote {output}", markup=False, highlight=False)
 
 
 @calibrate_app.command("import-measurements")
@@ -251,6 +267,8 @@ def import_measurements_cmd(
 
     if not device:
         raise ScenarioError("--device", 'name the GPU the measurements come from, e.g. "NVIDIA H100 80GB HBM3"')
+    tables = [*sorted(source.glob("*.csv")), source / "README.md"] if source.is_dir() else [source]
+    _not_an_input(output, tables, "measurement table")
     tool = f"twin calibrate import-measurements {source} --device {device!r}" + (f" --sms {sms}" if sms else "")
     profile = import_measurements(source, device, sms, tool=tool)
     _write(output, profile, f"from {len(profile.sources)} files")
@@ -292,6 +310,7 @@ def import_nccl_tests_cmd(
             raise ScenarioError(name, f"must be >= 1, got {value}")
     if profile is not None:
         refuse_given(ctx, ("device",), "names the GPU of a new profile, not used with --profile (its device is kept)")
+    _not_an_input(output, logs, "nccl-tests log")
     samples = [s for log in logs for s in parse_log(log, gpus, nodes)]
     if profile is not None:
         with read_for("--profile", "calibration profile"):
@@ -312,7 +331,8 @@ def import_nccl_tests_cmd(
     )
     atomic_write_text(output, dump_profile(fitted(merged)))
     scales = sorted({(s.params["collective"], s.params["gpus"], s.params["nodes"]) for s in samples}, key=str)
-    out.print(f"wrote {output}: {len(samples)} samples ({', '.join(f'{c} {g} GPUs/{n} nodes' for c, g, n in scales)})")
+    shown = ", ".join(f"{c} {g} GPUs/{n} nodes" for c, g, n in scales)
+    out.print(f"wrote {output}: {len(samples)} samples ({shown})", markup=False, highlight=False)
 
 
 @calibrate_app.command("show")
@@ -344,7 +364,7 @@ def show(
     if fmt is Format.json:
         print(json.dumps(summary))
         return
-    table = Table(title=f"profile {profile}")
+    table = Table(title=Text(f"profile {profile}"))  # (Text: a path or a name is never read as markup)
     table.add_column("field")
     table.add_column("value")
     for key, value in summary.items():
@@ -352,7 +372,7 @@ def show(
             value = ", ".join(f"{k} {v:.1%}" for k, v in value.items() if v is not None) or "-"
         elif isinstance(value, dict) and key == "fit":
             value = "\n".join(f"{k}: " + ", ".join(f"{a}={b:.3g}" for a, b in v.items()) for k, v in value.items())
-        table.add_row(key, "-" if value in (None, [], {}) else str(value))
+        table.add_row(key, Text("-" if value in (None, [], {}) else str(value)))
     out.print(table)
 
 
@@ -549,7 +569,7 @@ def predict(
             time_s = model.comm_time(op, nbytes, gpus, nodes)
     check_printed({"time_s": time_s}, profile=profile)
     if fmt is PredictFormat.table:
-        out.print(f"{op} time: {time_s * 1e6:.2f} us")
+        out.print(f"{op} time: {time_s * 1e6:.2f} us", markup=False, highlight=False)
     elif fmt is PredictFormat.csv:
         print(f"op,time_s\n{op},{time_s!r}")
     else:

@@ -11,13 +11,59 @@ what an earlier report wrote there (a run's files beside them stay), and nothing
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from sim.cli.common import ARGV, err, out, output_dir_option
 from sim.config import default_scenario_path, load_scenario
+from sim.errors import ScenarioError
 from sim.outputs import check_output_folder, owned_outputs
+
+if TYPE_CHECKING:
+    from sim.config import Scenario
+    from sim.experiments.study import Study
+
+
+NAME_BYTES = 255  # the longest file name most file systems take (NAME_MAX)
+
+
+def name_fits(name: str, output: Path, file: Path) -> None:
+    """The scenario's ``name`` names the folder ``output/<name>/``: a name too long for a file name is
+    refused naming the key before anything runs (it was ``File name too long`` once all had run, an
+    empty ``output`` folder left)."""
+    import os
+
+    if len(os.fsencode(name)) > NAME_BYTES:
+        raise ScenarioError(
+            "name",
+            f"{len(os.fsencode(name)):,} bytes, too long for the folder {output}/<name>/ the report goes to "
+            f"(a file name has at most {NAME_BYTES} bytes); give a shorter name",
+            str(file),
+        )
+
+
+def study_figures(study: Study) -> dict[str, Any]:
+    """The figures of a report's variants (schedules, SM split, bytes per node) as nested dicts and lists."""
+    from dataclasses import asdict
+
+    return {
+        "schedules": [asdict(row) for row in study.schedules],
+        "sms": [asdict(point) for point in study.sms],
+        "bytes": {
+            medium: {c: a.tolist() for c, a in getattr(study.bytes, medium).items()} for medium in ("ib", "nvlink")
+        },
+    }
+
+
+def check_report_figures(sc: Scenario, figures: dict[str, Any]) -> None:
+    """Every figure the report prints as it is finite and short of :data:`sim.run.EDGE` (a step of 1e153 s
+    is an overflow in all but name: ``twin run`` checks only what its trace can hold), else one line
+    naming the figure and the scenario's inputs at the edge (:func:`sim.run.check_figures_finite`),
+    before anything is drawn or written."""
+    from sim.run import EDGE, _read_files, check_figures_finite
+
+    check_figures_finite(sc.source_path, sc.model_dump(), figures, files=_read_files(sc), huge=EDGE)
 
 
 def report_cmd(
@@ -47,10 +93,14 @@ def report_cmd(
 
     if scenario is not None and is_codesign(scenario):
         from sim.cli.codesign import codesign_report
+        from sim.yamlio import read_yaml
 
+        name = read_yaml(scenario).get("name")  # (a mapping: is_codesign says so; the name checked as loaded)
+        name_fits(name if isinstance(name, str) else "", output, scenario)
         codesign_report(scenario, output, quiet, ["twin", *ARGV])
         return
     sc = load_scenario(scenario or default_scenario_path())
+    name_fits(sc.name, output, Path(sc.source_path))
     check_output_folder(output / sc.name)
     prov = provenance(sc, ["twin", *ARGV])
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
@@ -64,11 +114,14 @@ def report_cmd(
 
         if sc.training is None:
             result = simulate(sc, progress=lambda name: progress(f"simulating {name}", 0, 1))
+            check_report_figures(sc, result.to_dict())
             progress("drawing", 0, 1)
             doc = schedules_document(result, prov)
         else:
             run = simulate_training(sc, progress)
+            check_report_figures(sc, run.to_dict())  # (before its variants run)
             study = run_study(run, lambda what, done, total: progress(f"variants: {what}", done, total))
+            check_report_figures(sc, {"study": study_figures(study)})
             progress("drawing the figures", 0, 1)
             doc = training_document(run, study, prov)
         target = output / sc.name
@@ -76,5 +129,5 @@ def report_cmd(
         with owned_outputs(target, "report") as tmp:
             doc.write_html(tmp / "report.html")
             doc.write_markdown(tmp, figures="figures")
-    if not quiet:
-        out.print(f"report written to {target / 'report.html'} (and report.md)", soft_wrap=True)
+    if not quiet:  # (a path is never read as markup)
+        out.print(f"report written to {target / 'report.html'} (and report.md)", soft_wrap=True, markup=False)
