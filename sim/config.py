@@ -32,7 +32,7 @@ from sim.errors import ScenarioError
 from sim.hardware.gpu import DEEPSEEK_COMM_SMS, NIC_Gbps
 from sim.hardware.profile import DEFAULT_PROFILE, load_profile
 from sim.layout_defaults import DEFAULT_EP, DEFAULT_GLOBAL_BATCH, DEFAULT_GPUS
-from sim.limits import MAX_BYTES, MAX_RATE, MAX_TIME, MAX_TOKENS, check_scenario_sizes
+from sim.limits import MAX_BYTES, MAX_GPUS, MAX_RATE, MAX_TIME, MAX_TOKENS, check_scenario_sizes
 from sim.model.catalog import checked_fields
 from sim.model.spec import DEEPSEEK_V3, NOT_MODELLED, ModelSpec, check_timed
 from sim.network.spec import NVL72_GPUS, ClusterSpec, parse_cluster
@@ -247,7 +247,7 @@ class TrainingSpec(_Strict):
     phase and the fidelity. Present = ``twin run`` simulates a training step; absent = a schedule
     comparison on given or chunk-model op times."""
 
-    gpus: int = Field(DEFAULT_GPUS, ge=1, description="GPUs in the job (PP ranks x GPUs per rank)")
+    gpus: int = Field(DEFAULT_GPUS, ge=1, le=MAX_GPUS, description="GPUs in the job (PP ranks x GPUs per rank)")
     global_batch: int | None = Field(
         None,
         ge=1,
@@ -883,7 +883,12 @@ def scenario_chain(path: str | Path, depth: int = 0) -> tuple[dict[str, Any], Pa
     base_path = Path(base) if Path(base).is_absolute() else path.parent / base
     if base_path.resolve() == path.resolve():
         raise ScenarioError("base", "a scenario cannot be its own base", str(path))
-    parent, folder, bases = scenario_chain(base_path, depth + 1)
+    try:
+        parent, folder, bases = scenario_chain(base_path, depth + 1)
+    except ScenarioError as err:  # the base is no file (missing, a folder, a device): named at this file's key
+        if err.file == str(base_path) and not err.key_path and not base_path.is_file():
+            raise ScenarioError("base", f"{base}: {err.message}", str(path)) from None
+        raise
     if not isinstance(parent, dict):
         raise ScenarioError("", "the base scenario must be a mapping of keys", str(base_path))
     try:

@@ -200,7 +200,7 @@ def chunk_cmd(
         table.add_row(key.replace("_", " "), f"{fig[key]:.1%}")
     out.print(table)
     if trace_out is not None:
-        out.print(f"wrote {trace_out}")
+        out.print(f"wrote {trace_out}", markup=False)
 
 
 def trace_validation(profile: Path = DEFAULT_PROFILE) -> dict[str, Any]:
@@ -244,7 +244,7 @@ def print_validation(v: dict[str, Any]) -> None:
         f = v[key]
         row(key.replace("_", " "), f["trace"], f["sim"], f["datasheet"], pct=True)
     out.print(table)
-    out.print(f"twin: profile {v['profile']}; datasheet: {DATASHEET.name} (no trace information)")
+    out.print(f"twin: profile {v['profile']}; datasheet: {DATASHEET.name} (no trace information)", markup=False)
 
 
 __all__ = ["chunk_cmd", "print_validation", "trace_validation"]

@@ -56,6 +56,7 @@ def codesign_report(path: Path, output: Path, quiet: bool, argv: list[str]) -> N
         out.print(
             f"{spec.name}: {outcome.ran} of {outcome.total} points run ({outcome.skipped} kept from "
             f"results.parquet{f', {outcome.stale} run again: another revision of the twin' if outcome.stale else ''}"
-            f"); {not_ok} of the {len(frame)} not possible or failed"
+            f"); {not_ok} of the {len(frame)} not possible or failed",
+            markup=False,  # a name or a path is text: '[/w]' is no closing tag
         )
-        out.print(f"report written to {target / 'report.html'} (and report.md, results.parquet)", soft_wrap=True)
+        out.print(f"report written to {target / 'report.html'} (and report.md, results.parquet)", soft_wrap=True, markup=False)

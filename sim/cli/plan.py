@@ -202,8 +202,8 @@ def layouts_cmd(
     if found.over_limit:
         out.print(f"{found.over_limit} more layouts not run (--limit {limit}; one of each TP, CP and PP in turn)")
     if searched:
-        out.print(f"searched, not taken from {scenario.name}: {', '.join(searched)}")
-    out.print(f"every row: {target}")
+        out.print(f"searched, not taken from {scenario.name}: {', '.join(searched)}", markup=False)
+    out.print(f"every row: {target}", markup=False)
 
 
 @plan_app.command("run")

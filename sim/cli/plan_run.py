@@ -108,7 +108,7 @@ def _show(
         return
     table(data)
     if output is not None:
-        out.print(f"{written} written to {output / 'report.html'} (and report.md)", soft_wrap=True)
+        out.print(f"{written} written to {output / 'report.html'} (and report.md)", soft_wrap=True, markup=False)
 
 
 def _write(output: Path, files: dict[str, Any], doc: Any, steps: Path | None = None) -> None:

@@ -67,7 +67,7 @@ def run_cmd(
         print(json.dumps(result.to_dict()))
     elif not quiet:
         _print_table(result.metrics, unit="s")
-        out.print(f"written to {target}/ (summary.md, summary.json, spans.parquet, traces, timelines)", soft_wrap=True)
+        out.print(f"written to {target}/ (summary.md, summary.json, spans.parquet, traces, timelines)", soft_wrap=True, markup=False)
 
 
 def _run_training(asm: Assembly, output: Path | None, fmt: Format, quiet: bool) -> None:
@@ -137,11 +137,12 @@ def _run_training(asm: Assembly, output: Path | None, fmt: Format, quiet: bool) 
     out.print(
         f"{sc.name}: step {r.step_time_s:.3f} s | {r.tokens_per_day / 1e9:,.1f}B tokens/day | "
         f"{r.gpu_hours_per_trillion_tokens / 1e3:,.1f}K GPU-hours per trillion tokens | "
-        f"MFU {r.mfu(True):.1%} causal, {r.mfu(False):.1%} non-causal"
+        f"MFU {r.mfu(True):.1%} causal, {r.mfu(False):.1%} non-causal",
+        markup=False,  # the scenario's name is text
     )
     out.print(
         f"rank {r.reported_rank}: F {b.forward_only_s:.3f} s, B/I {b.backward_only_s:.3f}, W {b.weight_only_s:.3f}, "
         f"F&B {b.overlapped_fb_s:.3f}, bubble {b.bubble_s:.3f}, optimizer {b.optimizer_s:.3f}, "
         f"DP comm {b.dp_comm_exposed_s:.3f}, wait {b.wait_s:.3f} (comm exposed inside chunks {b.ep_comm_exposed_s:.3f})"
     )
-    out.print(f"written to {target}/ (summary.md, summary.json, spans.parquet, trace.json, gantt.png)", soft_wrap=True)
+    out.print(f"written to {target}/ (summary.md, summary.json, spans.parquet, trace.json, gantt.png)", soft_wrap=True, markup=False)

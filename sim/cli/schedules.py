@@ -222,7 +222,7 @@ def check(
     else:
         raise ScenarioError("NAME", "give a schedule name or --file")
     check_schedule(sched)
-    out.print(f"{sched.name}: valid ({sched.num_devices} devices, {sched.num_actions()} actions)")
+    out.print(f"{sched.name}: valid ({sched.num_devices} devices, {sched.num_actions()} actions)", markup=False)
 
 
 def _print_table(rows: tuple[ScheduleMetrics, ...], unit: str = "") -> None:
@@ -315,7 +315,7 @@ def plot(
     )
     check_printed(metrics(run).to_dict(), {"f": f, "b": b, "w": w, "fb": fb})
     atomic_write(output, lambda p: plot_gantt(run, p, time_unit="time units"))
-    out.print(f"wrote {output}")
+    out.print(f"wrote {output}", markup=False)
 
 
 @schedules_app.command()
@@ -347,4 +347,4 @@ def trace(
     check_printed(metrics(run).to_dict(), {"f": f, "b": b, "w": w, "fb": fb})
     trace = perfetto_trace(timeline(StepRun.of_schedule(run)), f"{name} PP{pp} N{microbatches}", time_scale_us=1e3)
     atomic_write_text(output, json.dumps(trace))
-    out.print(f"wrote {output} ({metrics(run).step_time:g} time units)")
+    out.print(f"wrote {output} ({metrics(run).step_time:g} time units)", markup=False)

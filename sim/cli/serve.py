@@ -76,7 +76,7 @@ def serve_cmd(
         _print(summary)
         if output is not None:
             files = "summary.json, requests.parquet, trace.json, report.html, report.md" if result else "summary.json"
-            out.print(f"written to {output / sc.name}/ ({files})", soft_wrap=True)
+            out.print(f"written to {output / sc.name}/ ({files})", soft_wrap=True, markup=False)
 
 
 def _write(target: Path, sc: Any, summary: dict[str, Any], result: Any) -> None:

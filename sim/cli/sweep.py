@@ -126,10 +126,10 @@ def sweep_cmd(
                 t = bar.tasks[task]
                 if open_ended:
                     if not live and not quiet and done and done % 10 == 0:  # a log line per 10
-                        err.print(f"{name}: {done} run ({failed} not ok)", highlight=False)
+                        err.print(f"{name}: {done} run ({failed} not ok)", highlight=False, markup=False)
                 elif not live and not quiet and total and done * 10 // total > step[0]:  # a log line per 10%
                     step[0] = done * 10 // total
-                    err.print(f"{name}: {done}/{total} points ({failed} not ok)", highlight=False)
+                    err.print(f"{name}: {done}/{total} points ({failed} not ok)", highlight=False, markup=False)
                 rate = done / t.elapsed if t.elapsed and done else 0.0
                 bar.update(
                     task,
@@ -159,7 +159,7 @@ def sweep_cmd(
         if outcome.stale:
             skipped += f", {outcome.stale} run again (computed by another revision of the twin)"
         failed = f" ({outcome.failed} infeasible or failed: see the status and error columns)" if outcome.failed else ""
-        out.print(f"{sweep.name}: {outcome.ran} point(s) run{skipped}{failed} -> {target}")
+        out.print(f"{sweep.name}: {outcome.ran} point(s) run{skipped}{failed} -> {target}", markup=False)
 
 
 @contextmanager
@@ -194,13 +194,14 @@ def _print_screened(name: str, screened: Screened, k: int, by: str, target: Path
         + _run_again(screened.screening.stale, "bound")
         + f" -> {screened.screening_output}",
         soft_wrap=True,
+        markup=False,
     )
     not_ok = (
         f"; {screened.steps_not_ok} of their steps infeasible or failed, not ranked" if screened.steps_not_ok else ""
     )
     not_ok += _run_again(screened.shared.stale, "step", nested=True)
     if not screened.best:
-        out.print(f"{name}: no point's step ran ok ({ran} run{not_ok}) -> {target}", soft_wrap=True)
+        out.print(f"{name}: no point's step ran ok ({ran} run{not_ok}) -> {target}", soft_wrap=True, markup=False)
         return
     kth = screened.best[-1][1]
     if screened.next_bound is None:
@@ -216,6 +217,7 @@ def _print_screened(name: str, screened: Screened, k: int, by: str, target: Path
         f"{name}: the best {len(screened.best)} by {by}, exact: {ran} of {total} points' steps run ({why}{not_ok}) "
         f"-> {target}; twin compare {target} --by {by} --top {k}",
         soft_wrap=True,
+        markup=False,
     )
 
 
@@ -455,4 +457,4 @@ def compare_cmd(
                 highlight=False,
             )
     if plot is not None:
-        out.print(f"plot written to {plot}", highlight=False, soft_wrap=True)  # a path is never folded
+        out.print(f"plot written to {plot}", highlight=False, soft_wrap=True, markup=False)  # a path is never folded

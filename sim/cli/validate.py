@@ -61,10 +61,11 @@ def validate_cmd(
             f"{scenario}: ok (training step {sc.name!r}: {lay.gpus} GPUs = {lay.devices} {sc.pipeline.schedules[0]} "
             f"ranks x {lay.gpus_per_rank}, {split}EP {lay.ep}, DP {lay.dp}, {lay.microbatches} micro-batches of "
             f"{lay.tokens} tokens)",
-            soft_wrap=True,  # one line, however long the name
+            soft_wrap=True,
+            markup=False,  # one line, however long the name
         )
         return
-    out.print(f"{scenario}: ok (scenario {sc.name!r}, {len(sc.pipeline.schedules)} schedule(s))", soft_wrap=True)
+    out.print(f"{scenario}: ok (scenario {sc.name!r}, {len(sc.pipeline.schedules)} schedule(s))", soft_wrap=True, markup=False)
 
 
 def _validate_plan(path: Path, raw: dict[str, object]) -> None:
@@ -100,7 +101,7 @@ def _validate_plan(path: Path, raw: dict[str, object]) -> None:
             sw = load_sweep(path)
             keys = ", ".join(sw.keys) if sw.keys else "no keys"
             what = f"sweep {sw.name!r}: {len(sw.points)} points over {keys}; twin sweep {path}"
-    out.print(f"{path}: ok ({what})", soft_wrap=True)
+    out.print(f"{path}: ok ({what})", soft_wrap=True, markup=False)
 
 
 def _validate_serve(path: Path) -> None:
@@ -114,7 +115,7 @@ def _validate_serve(path: Path) -> None:
         f"{p.placement.redundant} redundant experts, {p.spec.kernels} kernels)"
         for role, p in d.pools.items()
     )
-    out.print(f"{path}: ok (serve scenario {sc.name!r}: {pools})", soft_wrap=True)
+    out.print(f"{path}: ok (serve scenario {sc.name!r}: {pools})", soft_wrap=True, markup=False)
 
 
 def _markdown_file_option(ctx: Any, param: Any, value: Path | None) -> Path | None:
@@ -142,7 +143,7 @@ def _write_markdown(name: str, output: Path | None, build: Callable[[Callable[[s
         print(text, end="")
     else:
         atomic_write_text(output, text)
-        out.print(f"written to {output}", soft_wrap=True)
+        out.print(f"written to {output}", soft_wrap=True, markup=False)
 
 
 @check_app.command("trace")

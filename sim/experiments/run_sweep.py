@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import copy
 import json
+import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,7 +266,11 @@ _SUFFIXES = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))
 
 
 def _short(value: Any) -> str:
-    """A value for a label: numbers of 10,000 and more with a suffix (469B, 14.8T, 50.677K)."""
+    """A value for a label: numbers of 10,000 and more with a suffix (469B, 14.8T, 50.677K); a whole
+    number past a float's range (10**400, refused by its key when it has a bound) as its power of ten."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > sys.float_info.max:
+        # (value / div would raise OverflowError, and str() past 4,300 digits ValueError)
+        return f"{'-' if value < 0 else ''}~1e+{int(abs(value).bit_length() * math.log10(2))}"
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         for div, suffix in _SUFFIXES:
             if abs(value) >= div and abs(value) >= 1e4:
