@@ -33,6 +33,7 @@ class OpCoster:
         # the same op objects come back for every chunk (stages share their layers' op lists): looked
         # up by identity first, which spares hashing the op's 23 fields (the entry keeps it alive)
         self._by_id: dict[int, tuple[Operator, float]] = {}
+        self._beside: dict[tuple[Operator, int], float] = {}  # beside_nccl's ratios
 
     def key(self) -> tuple[object, ...]:
         return (id(self.model), self.compute_sms, self.params.key())
@@ -52,9 +53,24 @@ class OpCoster:
         """Idle launch time before the op's kernels: ``launch_gap_us`` per kernel."""
         return op.kernels * self.params.launch_gap_us * 1e-6
 
-    def kernel_time(self, op: Operator) -> float:
-        """The op's kernels back to back, without launch gaps."""
-        m, sms = self.model, self.compute_sms
+    def beside_nccl(self, op: Operator, nccl_sms: int) -> float:
+        """How much slower the op runs while an NCCL kernel holds ``nccl_sms`` of the compute SMs: its
+        kernels' time on the other ``compute_sms - nccl_sms`` over their time on all (the cost model's
+        SM scaling, :mod:`sim.chunk.overheads`); 1 where it takes no SM or none would be left."""
+        rest = self.compute_sms - nccl_sms
+        if nccl_sms <= 0 or rest < 1 or op.kind == "small":
+            return 1.0
+        key = (op, rest)
+        hit = self._beside.get(key)
+        if hit is None:
+            alone = self.alone(op)
+            hit = self._beside[key] = self.kernel_time(op, rest) / alone if alone > 0 else 1.0
+        return hit
+
+    def kernel_time(self, op: Operator, sms: int | None = None) -> float:
+        """The op's kernels back to back, without launch gaps (on ``sms`` SMs; default the compute SMs)."""
+        m = self.model
+        sms = self.compute_sms if sms is None else sms
         if op.kind == "gemm":
             fp8 = op.dtype == "fp8"
             return m.gemm_time(

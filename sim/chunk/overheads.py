@@ -20,6 +20,19 @@ chunk time come out.
 * ``notify_wait_us`` = 2036: the mean DeepEP notify kernel (0.75-3.8 ms), which waits for the
   slowest rank of the EP group before the data moves: rank skew the model does not produce itself.
 
+Not from the trace (DeepSeek's trace runs DeepEP on SMs set aside):
+
+* ``nccl_sms`` = 32: the SMs an NCCL kernel holds while it runs, taken from the compute beside it, for
+  Megatron-Core's NCCL all-to-all dispatcher (``workload.dispatcher: alltoall``, which sets no SMs aside).
+  NCCL runs one CTA per channel on an SM of its own: "NCCL CTAs won't share an SM with compute kernels"
+  (S. Jeaugey, NVIDIA/nccl issue #689, 2023); an all-to-all is lowered to send/receive work on the
+  point-to-point channels, and its kernel was measured (CUPTI, NCCL 2.31) at 32 CTAs with no limit set
+  (NVIDIA/nccl issue #2421, 2026, its table's AlltoAll column; the ring AllReduce beside it also 32).
+  While one runs, a compute op beside it has ``compute SMs - nccl_sms`` SMs: it progresses at its time
+  on all of them over its time on the rest, as the cost model gives both (:meth:`OpCoster.beside_nccl`),
+  times the interference factor above. The number of channels NCCL picks for a given size and fabric
+  is not modelled (small messages may use fewer).
+
 ``interference`` chooses where the compute/communication slowdowns come from: ``trace`` (these),
 ``profile`` (the calibration profile's fitted HBM-sharing model, :mod:`sim.hardware.interference`)
 or ``none``.
@@ -36,6 +49,7 @@ MEMORY_BESIDE_COMM = 1.18
 COMM_BESIDE_COMPUTE = {"dispatch": 1.82, "dispatch-cached": 1.60, "combine": 1.31}
 LAUNCH_GAP_US = 6.3
 NOTIFY_WAIT_US = 2036.0
+NCCL_SMS = 32  # NVIDIA/nccl issues #689 and #2421 (module docstring)
 INTERFERENCE_SOURCES = ("trace", "profile", "none")
 
 
@@ -47,6 +61,7 @@ class ChunkParams:
     launch_gap_us: float = LAUNCH_GAP_US
     notify_wait_us: float = NOTIFY_WAIT_US
     interference: str = "trace"
+    nccl_sms: int = NCCL_SMS  # SMs an NCCL kernel takes from the compute (the alltoall dispatcher)
 
     def __post_init__(self) -> None:
         if self.interference not in INTERFERENCE_SOURCES:
@@ -64,6 +79,8 @@ class ChunkParams:
                 raise ScenarioError(f"comm_beside_compute.{phase}", f"a slowdown must be >= 1, got {value}")
         if self.launch_gap_us < 0 or self.notify_wait_us < 0:
             raise ScenarioError("launch_gap_us", "times must be >= 0")
+        if self.nccl_sms < 0:
+            raise ScenarioError("nccl_sms", f"a count of SMs must be >= 0, got {self.nccl_sms}")
 
     def key(self) -> tuple[object, ...]:
         return (
@@ -73,4 +90,5 @@ class ChunkParams:
             self.launch_gap_us,
             self.notify_wait_us,
             self.interference,
+            self.nccl_sms,
         )

@@ -224,6 +224,9 @@ class _Graph:
         self.done: dict[tuple[str, str, int], list[int]] = {}  # (direction, annotation, layer) -> task ids
         self.last_f: list[int] = []  # what the next forward layer waits for
         self.last_b: list[int] = []  # what the next backward layer waits for
+        comm = timer.comm
+        nccl = comm is not None and comm.kernel.dispatcher == "alltoall" and not comm.kernel.coprocessor
+        self.nccl_sms = timer.params.nccl_sms if nccl else 0  # SMs a communication kernel takes from compute
 
     def _add(
         self, op: Operator, deps: list[int], step: int, layer: int, traffic: Traffic | GroupTraffic | None
@@ -280,6 +283,8 @@ class _Graph:
             slow = p.gemm_beside_comm if op.kind in ("gemm", "attention") else p.memory_beside_comm
         elif op.stream != "comm" and p.interference == "profile" and self.timer.comm is not None:
             slow = c.model.interference.gemm_slowdown(op.dtype, self._comm_utilisation())
+        if op.stream != "comm" and self.nccl_sms:  # NCCL's CTAs hold SMs of their own while they run
+            slow *= c.beside_nccl(op, self.nccl_sms)
         task = Task(
             op.name,
             op.stream,

@@ -22,7 +22,8 @@ exchange of the per-expert counts Megatron-Core does first, and the wait for the
 it. NCCL's kernels take SMs only while they run, and in the schedules that do not overlap them with
 compute (1F1B, interleaved) nothing computes then: no SMs are set aside (``comm.sms`` defaults to 0,
 as for a dense model). Under schedules that overlap EP communication with compute (DualPipe, combined
-1F1B) the SMs NCCL takes from the compute beside it are not modelled.
+1F1B) NCCL's kernel holds ``nccl_sms`` (32) SMs of its own while it runs, and the compute beside it
+runs on the rest (:mod:`sim.chunk.overheads`, :meth:`sim.chunk.op_cost.OpCoster.beside_nccl`).
 
 :func:`direct_traffic` is vectorised; :func:`direct_traffic_reference` counts row by row.
 """
