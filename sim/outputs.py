@@ -1,7 +1,8 @@
 """Writing outputs so that nothing is ever half-written: temp file or folder, then rename.
 
 * :func:`check_output_file` / :func:`check_output_dir` check an output path before any work starts
-  (a writable folder, not a folder where a file goes or the reverse, a known extension).
+  (a writable folder, not a folder where a file goes or the reverse, a known extension, every name
+  along it within the 255 bytes a file name may have).
 * :func:`atomic_write` and :func:`owned_outputs` write to ``.NAME.PID.XXXXXXXX`` beside the target
   and rename it into place (a folder that several commands share: each replaces only its own
   files); on any error or interruption (SIGINT, and SIGTERM once ``twin`` has installed its
@@ -29,6 +30,7 @@ from sim.errors import ScenarioError, TwinError
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 _SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 LEGACY_STALE_S = 3600.0  # temp folders of older twins (no PID in the name) older than this are removed
+NAME_BYTES = 255  # the longest file or folder name most file systems take (NAME_MAX)
 
 
 @contextmanager
@@ -124,6 +126,20 @@ def _writable_folder(path: Path, flag: str) -> None:
         raise ScenarioError(flag, f"cannot write in {probe}: {err.strerror or err}") from None
 
 
+def _names_fit(path: Path, flag: str) -> None:
+    """Every name along ``path`` within the :data:`NAME_BYTES` a file or folder name may have (a longer
+    one was the system's ``File name too long``, naming no flag, from the first look at it)."""
+    for part in path.parts:
+        size = len(os.fsencode(part))
+        if size > NAME_BYTES:
+            shown = part if len(part) <= 40 else f"{part[:20]}...{part[-12:]}"
+            raise ScenarioError(
+                flag,
+                f"{shown!r} is {size:,} bytes, over the {NAME_BYTES} a file or folder name may have; "
+                "give a shorter name",
+            )
+
+
 def check_output_file(path: str | Path | None, flag: str, suffixes: tuple[str, ...] | None = None) -> None:
     """Before work starts: ``path`` can be written as a file (``flag`` names it in errors)."""
     if path is None:
@@ -132,6 +148,7 @@ def check_output_file(path: str | Path | None, flag: str, suffixes: tuple[str, .
     path = Path(path)
     if not text or text.endswith(("/", os.sep)) or path.name in ("", ".", ".."):
         raise ScenarioError(flag, f"give a file name, got {text!r}")
+    _names_fit(path, flag)
     if path.is_dir():
         raise ScenarioError(flag, f"{path} is a folder; give a file name")
     if path.exists() or path.is_symlink():
@@ -152,6 +169,7 @@ def check_output_dir(path: str | Path | None, flag: str) -> None:
     if path is None:
         return
     path = Path(path)
+    _names_fit(path, flag)
     if str(path) in ("", ".", "..") or path.resolve().parent == path.resolve():
         raise ScenarioError(flag, f"give a folder to write in, got {str(path)!r}")
     if path.exists() and not path.is_dir():
@@ -233,6 +251,7 @@ def check_output_folder(path: str | Path, flag: str = "--output") -> Path:
     """Before work starts: ``path`` is a folder twin may write into: absent, empty, or one that twin
     wrote (it holds :data:`MARKER`). A folder of someone else's files is refused, never replaced."""
     path = Path(path)
+    _names_fit(path, flag)
     if path.name in ("", ".", "..") or path.resolve().parent == path.resolve():
         raise ScenarioError(flag, f"give a folder to write in, got {str(path)!r}")
     if path.exists() or path.is_symlink():

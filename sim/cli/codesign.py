@@ -59,4 +59,6 @@ def codesign_report(path: Path, output: Path, quiet: bool, argv: list[str]) -> N
             f"); {not_ok} of the {len(frame)} not possible or failed",
             markup=False,  # a name or a path is text: '[/w]' is no closing tag
         )
-        out.print(f"report written to {target / 'report.html'} (and report.md, results.parquet)", soft_wrap=True, markup=False)
+        out.print(
+            f"report written to {target / 'report.html'} (and report.md, results.parquet)", soft_wrap=True, markup=False
+        )

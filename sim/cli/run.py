@@ -67,7 +67,11 @@ def run_cmd(
         print(json.dumps(result.to_dict()))
     elif not quiet:
         _print_table(result.metrics, unit="s")
-        out.print(f"written to {target}/ (summary.md, summary.json, spans.parquet, traces, timelines)", soft_wrap=True, markup=False)
+        out.print(
+            f"written to {target}/ (summary.md, summary.json, spans.parquet, traces, timelines)",
+            soft_wrap=True,
+            markup=False,
+        )
 
 
 def _run_training(asm: Assembly, output: Path | None, fmt: Format, quiet: bool) -> None:
@@ -145,4 +149,8 @@ def _run_training(asm: Assembly, output: Path | None, fmt: Format, quiet: bool) 
         f"F&B {b.overlapped_fb_s:.3f}, bubble {b.bubble_s:.3f}, optimizer {b.optimizer_s:.3f}, "
         f"DP comm {b.dp_comm_exposed_s:.3f}, wait {b.wait_s:.3f} (comm exposed inside chunks {b.ep_comm_exposed_s:.3f})"
     )
-    out.print(f"written to {target}/ (summary.md, summary.json, spans.parquet, trace.json, gantt.png)", soft_wrap=True, markup=False)
+    out.print(
+        f"written to {target}/ (summary.md, summary.json, spans.parquet, trace.json, gantt.png)",
+        soft_wrap=True,
+        markup=False,
+    )

@@ -65,7 +65,9 @@ def validate_cmd(
             markup=False,  # one line, however long the name
         )
         return
-    out.print(f"{scenario}: ok (scenario {sc.name!r}, {len(sc.pipeline.schedules)} schedule(s))", soft_wrap=True, markup=False)
+    out.print(
+        f"{scenario}: ok (scenario {sc.name!r}, {len(sc.pipeline.schedules)} schedule(s))", soft_wrap=True, markup=False
+    )
 
 
 def _validate_plan(path: Path, raw: dict[str, object]) -> None:

@@ -385,6 +385,7 @@ class Store:
             _refuse_mixing(self.sweep, self.journal, mark)
         read += [(self.journal, w, r) for w, r in journaled]
         unmarked: set[str] = set()  # points whose row read last is a journal line with no kind
+        origin: dict[str, Path] = {}  # the file each point's row was read from last
         for file, where, row in read:
             pid = row.get("point_id")
             if not isinstance(pid, str):
@@ -392,6 +393,7 @@ class Store:
             if pid in ids:  # a foreign row is refused or dropped below, whatever it holds
                 check_row(self.sweep, row, where, file)
             rows[pid] = row
+            origin[pid] = file
             if file == self.journal and not isinstance(row.get(BOUNDS_KEY), bool):
                 unmarked.add(pid)
             else:
@@ -400,11 +402,14 @@ class Store:
         if foreign and drop_foreign:
             rows = {i: r for i, r in rows.items() if i in ids}
         elif foreign:
+            # the file read: the journal alone where the rows are only there (a sweep killed before its
+            # first write of the results, which then do not exist)
+            held_in = {origin[i] for i in foreign}
             raise ScenarioError(
                 "",
                 f"holds {len(foreign)} point(s) that are not in {self.sweep.path} (another sweep, or its base "
                 "scenario changed); write to another file or pass --restart to discard them",
-                str(self.output),
+                str(self.journal if held_in == {self.journal} else self.output),
             )
         if retry_failed:
             rows = {i: r for i, r in rows.items() if r.get("status") in ("ok", "infeasible")}

@@ -679,7 +679,7 @@ SWEEP: list[tuple[list[str], str]] = [
     (_into("res/foreign.parquet"), "foreign.parquet: holds 2 point(s) that are not in"),
     (_into("res/badfig.parquet"), "badfig.parquet: row 1: step_time_s: 'fast' is not a number"),
     (_into("res/folder.parquet"), "--output: res/folder.parquet is a folder"),
-    (_into("jn/foreign.parquet"), "foreign.parquet: holds 1 point(s) that are not in"),
+    (_into("jn/foreign.parquet"), "jn/foreign.parquet.journal: holds 1 point(s) that are not in"),
     (_into("jn/figure.parquet"), "figure.parquet.journal: line 1: step_time_s: 'fast' is not a number"),
     (_into("jn/int_column.parquet"), "line 1: gpus: 2.5 is not a whole number"),
     (_into("jn/status.parquet"), "status.parquet.journal: line 1: status: 5 is not text"),
