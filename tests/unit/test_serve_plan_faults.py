@@ -7,6 +7,8 @@ less than one step, an override key of '') are in the table of ``tests/unit/test
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -145,15 +147,24 @@ def test_a_serve_file_key_naming_a_folder_or_a_device_says_so(
 
 def test_a_layout_search_refuses_figures_past_the_edge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A NIC of 1e-150 Gb/s: the ranked table printed step times of 150 digits with exit 0 (finite, so
-    past a check of infinities alone). One layout is simulated; its row stays in the search's folder
-    (the sweep's resumable results), nothing is printed."""
+    past a check of infinities alone). A layout whose figures pass sim.run.EDGE is now a refused point
+    of the search, as every sweep point is (sim.run.check_finite), its reason naming the input; none is
+    ranked, nothing of 150 digits is printed (the ranked rows are checked again before printing)."""
     path = tmp_path / "slow.yaml"
     scenario = REPO / "scenarios" / "clusters" / "llama3.1-8b-h100.yaml"
     path.write_text(yaml.safe_dump({"base": str(scenario), "set": {"cluster.nic_Gbps": 1e-150}}))
     args = ["plan", "layouts", str(path), "--limit", "1", "-j", "1", "-q", "-o", str(tmp_path / "o")]
-    line = _refused([*args, "--format", "json"], capsys)
-    assert line.startswith(f"error: {path}: the results overflow: top[0].step_time_s is ")
-    assert line.endswith("from cluster.nic_Gbps = 1e-150; use values nearer to real ones")
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--format", "json"])
+    out = capsys.readouterr().out
+    assert info.value.code == 0
+    found = json.loads(out)
+    assert found["simulated"] == 1 and found["fit"] == 0 and found["top"] == []
+    (reason,) = [r for r in found["refused"] if "1e-150" in r]
+    assert reason.startswith("step_time_s is ") and reason.endswith(
+        "from cluster.nic_Gbps = 1e-150; use values nearer to real ones"
+    )
+    assert "e+151" in reason and re.search(r"\d{20}", out) is None  # no figure of many digits
 
 
 @pytest.mark.parametrize(
