@@ -485,6 +485,17 @@ def test_bad_input_one_line(args: list[str], expected: str, files: Path, capsys:
     refused_in_one_line(args, expected, files, capsys)
 
 
+def ran_cleanly(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """``twin ARGS`` exits 0 with no traceback; what it printed, unwrapped (rich folds long lines)."""
+    try:
+        main(args)
+    except SystemExit as done:
+        assert not done.code, capsys.readouterr().err
+    printed, err = capsys.readouterr()
+    assert "Traceback" not in err, err
+    return printed.replace("\n", "")
+
+
 def refused_in_one_line(args: list[str], expected: str, files: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``twin ARGS`` exits 2 with one stderr line holding ``expected``, no traceback, nothing on stdout,
     and leaves ``files`` as they were (the assertions of both bad-input tables)."""

@@ -22,9 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from sim.cli import main
 from sim.experiments.run_sweep import _short, short_label
-from tests.unit.test_bad_inputs import refused_in_one_line
+from tests.unit.test_bad_inputs import ran_cleanly, refused_in_one_line
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT = REPO / "scenarios" / "deepseek_v3_pretrain.yaml"
@@ -61,17 +60,6 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def _ran(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    """``twin ARGS`` exits 0 with no traceback; what it printed, unwrapped (rich folds long lines)."""
-    try:
-        main(args)
-    except SystemExit as done:
-        assert not done.code, capsys.readouterr().err
-    printed, err = capsys.readouterr()
-    assert "Traceback" not in err, err
-    return printed.replace("\n", "")
-
-
 # ---------------------------------------------------------------------------------------------- 1. markup
 MARKUP: list[tuple[list[str], str, str]] = [  # (args, printed, the file written)
     (["report", "cd.yaml", "-o", "[/w]"], "report written to [/w]/cd-tiny/report.html", "[/w]/cd-tiny/report.html"),
@@ -92,14 +80,14 @@ def test_a_path_with_markup_is_printed_as_it_is(
 ) -> None:
     """'[/w]' in a path is text, not a closing tag of rich markup (a MarkupError traceback after the
     outputs were written)."""
-    assert printed in _ran(args, capsys)
+    assert printed in ran_cleanly(args, capsys)
     assert (files / written).exists()
 
 
 def test_a_sweep_and_its_plot_with_markup_in_their_paths(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (files / "sw.yaml").write_text(f"name: sw\nbase: {SMALL}\ngrid: {{comm.sms: [20]}}\n")
-    assert "sw: 1 point(s) run -> [/x].parquet" in _ran(["sweep", "sw.yaml", "-o", "[/x].parquet"], capsys)
-    assert "plot written to [/y].png" in _ran(["compare", "[/x].parquet", "--plot", "[/y].png"], capsys)
+    assert "sw: 1 point(s) run -> [/x].parquet" in ran_cleanly(["sweep", "sw.yaml", "-o", "[/x].parquet"], capsys)
+    assert "plot written to [/y].png" in ran_cleanly(["compare", "[/x].parquet", "--plot", "[/y].png"], capsys)
     assert (files / "[" / "y].png").is_file()
 
 
@@ -151,5 +139,5 @@ def test_refused_in_one_line(args: list[str], expected: str, files: Path, capsys
 def test_a_file_name_of_255_bytes_is_written(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
     name = "ab" + "é" * 124 + ".json"  # 255 bytes: the longest a file name may have
     assert len(name.encode()) == 255
-    _ran(["calibrate", "datasheet", "-o", name], capsys)
+    ran_cleanly(["calibrate", "datasheet", "-o", name], capsys)
     assert (files / name).is_file()

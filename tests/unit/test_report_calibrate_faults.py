@@ -29,9 +29,8 @@ from typing import Any
 
 import pytest
 
-from sim.cli import main
 from tests.conftest import SHARED
-from tests.unit.test_bad_inputs import refused_in_one_line
+from tests.unit.test_bad_inputs import ran_cleanly, refused_in_one_line
 
 REPO = Path(__file__).resolve().parents[2]
 COMPARISON = REPO / "scenarios" / "dualpipe-table.yaml"
@@ -206,28 +205,18 @@ def test_a_trace_of_kernels_that_took_no_time_names_the_op(files: Path, capsys: 
     )
 
 
-def _ran(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    try:
-        main(args)
-    except SystemExit as done:
-        assert not done.code, capsys.readouterr().err
-    printed, err = capsys.readouterr()
-    assert "Traceback" not in err, err
-    return printed
-
-
 def test_markup_in_paths_and_names_is_printed_as_it_is(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A path or a device name like '[/x]' is text, not rich markup (it was a MarkupError traceback after
     the file was written)."""
-    assert "wrote [/x].json" in _ran(["calibrate", "datasheet", "-o", "[/x].json"], capsys)
+    assert "wrote [/x].json" in ran_cleanly(["calibrate", "datasheet", "-o", "[/x].json"], capsys)
     assert (files / "[" / "x].json").is_file()
     figures = ["--sms", "100", "--fp8-tflops", "1000", "--bf16-tflops", "500", "--hbm-tbps", "3"]
-    _ran(["calibrate", "datasheet", "--name", "[/b]", *figures, "-o", "b.json"], capsys)
-    shown = _ran(["calibrate", "show", "b.json"], capsys)
+    ran_cleanly(["calibrate", "datasheet", "--name", "[/b]", *figures, "-o", "b.json"], capsys)
+    shown = ran_cleanly(["calibrate", "show", "b.json"], capsys)
     assert "[/b]" in shown
-    printed = _ran(["calibrate", "import-nccl-tests", "nccl/alltoall.log", "-o", "[/y].json"], capsys)
+    printed = ran_cleanly(["calibrate", "import-nccl-tests", "nccl/alltoall.log", "-o", "[/y].json"], capsys)
     assert "wrote [/y].json" in printed
-    printed = _ran(["report", str(COMPARISON), "-o", "[/z]"], capsys)
+    printed = ran_cleanly(["report", str(COMPARISON), "-o", "[/z]"], capsys)
     assert "report written to [/z]/dualpipe-table/report.html" in printed.replace("\n", "")
     assert (files / "[" / "z]" / "dualpipe-table" / "report.html").is_file()
 
@@ -240,7 +229,7 @@ def test_codesign_variant_past_the_edge_is_not_possible(files: Path, capsys: pyt
         f"name: cd-edge\nbase: {SMALL}\nstudies:\n  - key: k1\n    title: edge\n    metrics: [step_time_s]\n"
         "    variants:\n      - label: '<b>slow</b> nic'\n        set: {cluster.nic_Gbps: 1e-150}\n"
     )
-    _ran(["report", "cd.yaml", "-o", "out", "-q"], capsys)
+    ran_cleanly(["report", "cd.yaml", "-o", "out", "-q"], capsys)
     md = (files / "out" / "cd-edge" / "report.md").read_text()
     html = (files / "out" / "cd-edge" / "report.html").read_text()
     line = "not possible: the results overflow: step_time_s is 1.10649e+153, from cluster.nic_Gbps = 1e-150"
