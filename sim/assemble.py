@@ -124,6 +124,7 @@ def chunk_params(workload: WorkloadSpec) -> ChunkParams:
             "memory_beside_comm": workload.memory_beside_comm,
             "launch_gap_us": workload.launch_gap_us,
             "notify_wait_us": workload.notify_wait_us,
+            "nccl_sms": workload.nccl_sms,
         }.items()
         if v is not None
     }
@@ -404,6 +405,13 @@ def _split(sc: Scenario, cost: CostModel, gpu: GpuSpec | None) -> SmSplit:
     dispatcher = sc.workload.dispatcher if sc.workload.ep > 1 else "none"  # (EP 1: nothing is dispatched)
     split = sm_split(sc.comm, sc.model, gpu or H800, dispatcher)
     check_device_sms(sc.profile_path, cost.profile, split.gpu)
+    nccl = sc.workload.nccl_sms
+    if dispatcher == "alltoall" and nccl is not None and nccl >= split.compute_sms:
+        raise ScenarioError(
+            "workload.nccl_sms",
+            f"{nccl} SMs for NCCL's all-to-all leave none of the {split.compute_sms} compute SMs to compute "
+            "beside it; give fewer",
+        )
     return split
 
 

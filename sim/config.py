@@ -191,6 +191,13 @@ class WorkloadSpec(_Strict):
     notify_wait_us: float | None = Field(
         None, ge=0, le=MAX_TIME, description="DeepEP notify wait (rank skew) [default: trace]"
     )
+    nccl_sms: int | None = Field(
+        None,
+        ge=0,
+        le=1024,
+        description="SMs an NCCL all-to-all kernel takes from the compute beside it (dispatcher alltoall) "
+        "[default: 32, sim/chunk/overheads.py]",
+    )
 
 
 class ClusterRef(_Strict):
@@ -516,6 +523,12 @@ def check_keys_used(sc: Scenario) -> None:
                 "DeepEP's node-deduplicated messages only: workload.dispatcher alltoall sends a row "
                 "per chosen expert; remove it or use the deepep dispatcher",
             )
+    if sc.workload.nccl_sms is not None and sc.workload.dispatcher != "alltoall":
+        raise ScenarioError(
+            "workload.nccl_sms",
+            "not used: the SMs NCCL's all-to-all takes are the alltoall dispatcher's (DeepEP runs on the comm.sms "
+            "set aside); remove it or set workload.dispatcher: alltoall",
+        )
     if sc.compute.fp8_accumulation == "full" and sc.compute.fp8_scaling == "software":
         raise ScenarioError(
             "compute.fp8_accumulation",
@@ -576,6 +589,7 @@ MOE_WORKLOAD_KEYS = (
     "memory_beside_comm",
     "comm_beside_compute",
     "notify_wait_us",
+    "nccl_sms",
     "interference",  # DeepEP's kernels beside the GEMMs
 )
 
@@ -614,6 +628,7 @@ def _changed(spec: BaseModel, key: str) -> bool:
 
 # the keys of DeepEP's dispatch and combine, which an EP group of one GPU does not run
 DEEPEP_KEYS = (
+    ("workload", "nccl_sms"),  # (before the dispatcher: a refusal names the key the case gave)
     ("workload", "dispatcher"),
     ("workload", "comm_beside_compute"),
     ("comm", "combine_format"),

@@ -54,6 +54,7 @@ PARAMS: dict[str, Param] = {
     "comm_beside_compute": Param("workload.comm_beside_compute", None),
     "launch_gap_us": Param("workload.launch_gap_us", None),
     "notify_wait_us": Param("workload.notify_wait_us", None),
+    "nccl_sms": Param("workload.nccl_sms", None),
     # the model's MoE layer (sim.moe.spec.MoESpec names ModelSpec's fields shorter)
     "experts": Param("model.n_routed_experts", "--n-routed-experts"),
     "topk": Param("model.n_activated_experts", "--n-activated-experts"),

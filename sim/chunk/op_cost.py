@@ -18,6 +18,7 @@ once per distinct op.
 from __future__ import annotations
 
 from sim.chunk.overheads import ChunkParams
+from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
 from sim.model.ops import Operator
 
@@ -56,9 +57,13 @@ class OpCoster:
     def beside_nccl(self, op: Operator, nccl_sms: int) -> float:
         """How much slower the op runs while an NCCL kernel holds ``nccl_sms`` of the compute SMs: its
         kernels' time on the other ``compute_sms - nccl_sms`` over their time on all (the cost model's
-        SM scaling, :mod:`sim.chunk.overheads`); 1 where it takes no SM or none would be left."""
+        SM scaling, :mod:`sim.chunk.overheads`); 1 where it takes none; refused where it would leave none."""
         rest = self.compute_sms - nccl_sms
-        if nccl_sms <= 0 or rest < 1 or op.kind == "small":
+        if rest < 1:
+            raise ScenarioError(
+                "nccl_sms", f"{nccl_sms} SMs for NCCL leave none of the {self.compute_sms} compute SMs to compute"
+            )
+        if nccl_sms <= 0 or op.kind == "small":
             return 1.0
         key = (op, rest)
         hit = self._beside.get(key)

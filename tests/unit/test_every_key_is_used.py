@@ -83,6 +83,7 @@ CONTEXTS: dict[str, tuple[Path, dict[str, Any]]] = {
     ),
     "step": (SMALL_STEP, STEP),  # a training step, balanced routing
     "step-ft2": (SMALL_STEP, STEP | {"cluster.topology": FT2}),
+    "step-a2a": (SMALL_STEP, STEP | {"workload.dispatcher": "alltoall"}),  # NCCL's all-to-all under DualPipe
     "step-gqa": (
         SMALL_STEP,
         STEP | {"model.attention": "gqa", "model.n_kv_heads": 8},
@@ -219,6 +220,12 @@ CASES: dict[str, tuple[Case, ...]] = {
         refused("step", {"dispatch": 1.5}, workload__ep=1, training__tp=2),
     ),
     "workload.launch_gap_us": (changes("chunk", 10.0),),
+    "workload.nccl_sms": (
+        changes("step-a2a", 16),  # DualPipe: compute beside the all-to-all
+        refused("step", 16),  # DeepEP's dispatcher: its SMs are set aside
+        refused("step-a2a", 16, workload__ep=1),  # an EP group of one GPU dispatches nothing
+        refused("step-a2a", 132),  # no SM left to compute
+    ),
     "workload.notify_wait_us": (
         changes("chunk", 50.0),
         changes("step", 50.0),
