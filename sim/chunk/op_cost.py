@@ -17,6 +17,8 @@ once per distinct op.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sim.chunk.overheads import ChunkParams
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel
@@ -34,7 +36,7 @@ class OpCoster:
         # the same op objects come back for every chunk (stages share their layers' op lists): looked
         # up by identity first, which spares hashing the op's 23 fields (the entry keeps it alive)
         self._by_id: dict[int, tuple[Operator, float]] = {}
-        self._beside: dict[tuple[Operator, int], float] = {}  # beside_nccl's ratios
+        self._beside: dict[tuple[Operator, int], float] = {}  # beside_nccl's ratios, in_chunks' times
 
     def key(self) -> tuple[object, ...]:
         return (id(self.model), self.compute_sms, self.params.key())
@@ -53,6 +55,17 @@ class OpCoster:
     def gap(self, op: Operator) -> float:
         """Idle launch time before the op's kernels: ``launch_gap_us`` per kernel."""
         return op.kernels * self.params.launch_gap_us * 1e-6
+
+    def in_chunks(self, op: Operator, chunks: int) -> float:
+        """A GEMM computed as ``chunks`` GEMMs of ``op.m / chunks`` rows each, back to back (Transformer
+        Engine's ring-exchange TP overlap: :func:`sim.chunk.timer.ring_exchange_gemms`), without launch gaps."""
+        if chunks <= 1 or op.kind != "gemm" or op.m % chunks:
+            return self.alone(op)
+        key = (op, -chunks)  # (negative: apart from beside_nccl's SM counts)
+        hit = self._beside.get(key)
+        if hit is None:
+            hit = self._beside[key] = chunks * self.kernel_time(replace(op, m=op.m // chunks))
+        return hit
 
     def beside_nccl(self, op: Operator, nccl_sms: int) -> float:
         """How much slower the op runs while an NCCL kernel holds ``nccl_sms`` of the compute SMs: its

@@ -229,8 +229,16 @@ class _Graph:
         self.nccl_sms = timer.params.nccl_sms if nccl else 0  # SMs a communication kernel takes from compute
 
     def _add(
-        self, op: Operator, deps: list[int], step: int, layer: int, traffic: Traffic | GroupTraffic | None
+        self,
+        op: Operator,
+        deps: list[int],
+        step: int,
+        layer: int,
+        traffic: Traffic | GroupTraffic | None,
+        chunks: int = 1,
     ) -> list[int]:
+        """The op's tasks (a DeepEP phase: its notify and its data); a GEMM of ``chunks`` > 1 is computed
+        in that many row chunks (:func:`ring_exchange_gemms`)."""
         p = self.timer.params
         c = self.timer.coster
         if op.kind == "comm" and op.comm in TP_KINDS:
@@ -289,7 +297,7 @@ class _Graph:
             op.name,
             op.stream,
             op.kind,
-            c.alone(op),
+            c.in_chunks(op, chunks) if chunks > 1 else c.alone(op),
             tuple(deps),
             op.annotation,
             step,
@@ -342,9 +350,10 @@ class _Graph:
         two instead of their sum.
 
         - ``stage.tp_overlap`` (``training.tp_comm_overlap``, Megatron-Core's ``--tp-comm-overlap``): TP
-          collectives beside their GEMMs. The bulk form of Megatron's chunked (userbuffers) overlap:
-          the pipelining's first and last chunk, and the SMs or copy engines the collective takes from
-          the GEMM beyond the interference factors, are not modelled.
+          collectives beside their GEMMs. The bulk form of Megatron's chunked (userbuffers) overlap, with
+          the ring exchange's GEMMs in TP row chunks (:func:`ring_exchange_gemms`): the pipelining's
+          first and last chunk, and the SMs the bulk overlaps take from the GEMM beyond the
+          interference factors, are not modelled.
         - ``stage.cp_ring`` (``training.cp_comm: p2p``, ring attention): the CP exchange of keys and
           values (and of their gradients in the backward) beside the attention kernel. The ring's
           bytes are the all-gather's (each rank's chunk passed on CP-1 times); its first step, which
@@ -356,6 +365,7 @@ class _Graph:
         pending: dict[str, list[int]] = {}  # all-gathers beside their partner to come, by its kind
         started: dict[str, list[int]] = {}  # by kind, what the last op of that kind waited for
         previous = ""
+        ring = ring_exchange_gemms(ops, stage)
         for i, op in enumerate(ops):
             tp = op.kind == "comm" and op.comm in TP_KINDS
             partner = _partner(op, stage) if tp else None
@@ -367,7 +377,7 @@ class _Graph:
                 extra = before if tp else barrier
             # an op on the second compute stream waits for the annotation's compute-stream ops before it
             wait = deps + extra + (last_compute if op.stream == "wgrad" else [])
-            mine = self._add(op, wait, step, layer, traffic)
+            mine = self._add(op, wait, step, layer, traffic, stage.tp if stage and i in ring else 1)
             started[op.kind] = wait + (last_compute if op.stream == "compute" else [])
             if op.stream == "compute":
                 last_compute = mine
@@ -468,6 +478,43 @@ class _Graph:
             "attn(B)": done("dispatch(B)") if layer.moe else done("mlp(B)"),
             "attn(W)": done("attn(B)"),
         }[name]
+
+
+def ring_exchange_gemms(ops: tuple[Operator, ...], stage: Stage | None) -> set[int]:
+    """Indices of the GEMMs of ``ops`` that Transformer Engine's ring-exchange TP overlap computes in
+    ``stage.tp`` row chunks, under ``training.tp_comm_overlap`` (:meth:`_Graph.chain` pairs them).
+
+    Megatron-Bridge's userbuffers configurations for FP8 on H100 (``userbuffers_fp8_h100_h8192_tp4_mbs1_
+    seqlen8192``, Llama 3 70B, and ``userbuffers_fp8_h100_h16384_tp8_cp2_mbs1_seqlen8192``, Llama 3.1 405B;
+    ``src/megatron/bridge/training/comm_overlap.py``) set ``method: ring_exchange`` for ``qkv_fprop``,
+    ``fc1_fprop`` (the all-gather of the input beside the GEMM that reads it), ``proj_fprop``, ``fc2_fprop``
+    (the GEMM beside the reduce-scatter of its output) and ``proj_dgrad``, ``fc2_dgrad`` (the all-gather
+    of the output gradient beside the data-gradient GEMM); ``bulk`` for ``qkv_dgrad``/``fc1_dgrad`` and
+    ``qkv_wgrad``/``fc1_wgrad`` (a whole GEMM beside the all-gather of the input kept for the weight
+    gradient, and the reduce-scatter of the input gradient). A ring exchange passes one rank's shard at
+    a time (copy engines; one SM for the reduce-scatter's, ``num_sm: 1``), and the GEMM runs on each shard
+    as it arrives or leaves: ``tp`` GEMMs of ``m / tp`` rows, the tokens of one rank, in place of one of
+    ``m`` (Transformer Engine's ``CommOverlapP2P``). Smaller GEMMs run less efficiently; the cost model
+    times them as such (:meth:`sim.chunk.op_cost.OpCoster.in_chunks`).
+
+    Here: in a forward annotation, the GEMM after a TP all-gather and the GEMM before a TP reduce-scatter;
+    in a backward one, the GEMM after the all-gather of an output gradient (an op named ``*.grad``). The
+    backward's other pairs are the bulk ones (whole GEMMs). Not modelled: one launch per chunk (TE's
+    loop launches them back to back from C++), the one SM of ``set_sm_margin``."""
+    if stage is None or not stage.tp_overlap or stage.tp < 2:
+        return set()
+    out: set[int] = set()
+    for i, op in enumerate(ops):
+        if op.kind != "comm" or op.comm not in ("tp-allgather", "tp-reducescatter"):
+            continue
+        forward = op.part == "F"
+        if op.comm == "tp-allgather" and (forward or op.name.endswith(".grad")):
+            after = next((j for j in range(i + 1, len(ops)) if ops[j].kind == "gemm"), None)
+            if after is not None:
+                out.add(after)
+        elif op.comm == "tp-reducescatter" and forward and i > 0 and ops[i - 1].kind == "gemm":
+            out.add(i - 1)
+    return out
 
 
 def _partner(op: Operator, stage: Stage | None) -> str | None:

@@ -4,8 +4,10 @@ each CP exchange of keys and values beside its attention kernel (sim.chunk.timer
 
 What must hold, from that rule alone: the same tasks run; an overlapped all-gather is still running
 when its partner is queued, an overlapped reduce-scatter is queued before its GEMM ends; what comes after
-the pair waits for both; the chunk is no longer than without overlap and shorter by at most the TP
-or CP collectives' time (only communication can be hidden), and no shorter than its compute alone.
+the pair waits for both; the chunk is no longer than without overlap, but for the extra time of the
+GEMMs Transformer Engine's ring exchange computes in TP row chunks (sim.chunk.timer.ring_exchange_gemms,
+tests/unit/chunk/test_ring_exchange.py), and shorter by at most the TP or CP collectives' time (only
+communication can be hidden), and no shorter than its compute alone.
 """
 
 from __future__ import annotations
@@ -61,11 +63,12 @@ def test_overlap_hides_at_most_the_tp_collectives(timer: ChunkTimer, what: str, 
     assert [t.name for t in plain.tasks] == [t.name for t in over.tasks]
     tp_time = sum(t.work for t in plain.tasks if t.name.startswith("tp.") or ".tp" in t.name)
     compute = sum(t.work + t.delay for t in over.tasks if t.stream == "compute")
-    assert tp_time > 0
-    assert over.span_s <= plain.span_s * (1 + 1e-12)
+    extra = sum(o.work - q.work for q, o in zip(plain.tasks, over.tasks, strict=True) if o.kind == "gemm")
+    assert tp_time > 0 and extra > 0  # (the ring exchange's GEMMs in TP row chunks)
+    assert over.span_s <= plain.span_s * (1 + 1e-12) + extra
     assert over.span_s >= plain.span_s - tp_time - 1e-12
     assert over.span_s >= compute * (1 - 1e-9)
-    assert over.span_s < plain.span_s  # there was a GEMM beside every collective to hide it under
+    assert over.span_s < plain.span_s  # a GEMM beside every collective to hide it under (more than the chunking costs)
 
 
 @pytest.mark.parametrize("what", ["F", "IW"])
