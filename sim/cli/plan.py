@@ -12,13 +12,13 @@ import typer
 from rich.table import Table
 
 from sim.cli.common import Format, Int, err, input_file_option, out, output_dir_option
+from sim.outputs import NAME_BYTES
 
 plan_app = typer.Typer(no_args_is_help=True, help="Plan a training run: the layouts that fit, ranked.")
 
 Top = Int(1, 100_000)
 Limit = Int(1, 100_000)
 Workers = Int(1, 1024)
-NAME_BYTES = 255  # the longest file name most file systems take (NAME_MAX)
 
 
 def _base(scenario: Path, recompute: bool = False) -> tuple[dict[str, Any], list[str]]:

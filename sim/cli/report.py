@@ -18,14 +18,11 @@ import typer
 from sim.cli.common import ARGV, err, out, output_dir_option
 from sim.config import default_scenario_path, load_scenario
 from sim.errors import ScenarioError
-from sim.outputs import check_output_folder, owned_outputs
+from sim.outputs import NAME_BYTES, check_output_folder, owned_outputs
 
 if TYPE_CHECKING:
     from sim.config import Scenario
     from sim.experiments.study import Study
-
-
-NAME_BYTES = 255  # the longest file name most file systems take (NAME_MAX)
 
 
 def name_fits(name: str, output: Path, file: Path) -> None:

@@ -18,9 +18,7 @@ import typer
 from sim import __version__
 from sim.cli.common import Format, Quiet, RunFormat, RunOutput, err, out
 from sim.errors import ScenarioError
-from sim.outputs import check_output_folder, owned_outputs, write_parquet
-
-NAME_BYTES = 255  # the longest file name most file systems take (NAME_MAX)
+from sim.outputs import NAME_BYTES, check_output_folder, owned_outputs, write_parquet
 
 
 def serve_cmd(

@@ -42,18 +42,16 @@ import pandas as pd
 
 from sim.code_digest import code_digest
 from sim.errors import ScenarioError, TwinError
-from sim.outputs import atomic_write
+from sim.outputs import NAME_BYTES, atomic_write
 from sim.overrides import label
 from sim.sweep.point import LAYOUT_COLUMNS, METRICS, NOTE_COLUMNS, PROVENANCE_COLUMNS, STATUSES
 from sim.sweep.spec import Sweep
-
-NAME_MAX = 255  # bytes of a file name (Linux, macOS)
 
 
 def check_name_room(output: Path, added: str, what: str = "the journal beside it") -> None:
     """Refuse a results name with no room for ``added`` bytes more (a valid 250-byte name ran, then
     failed writing its journal: "File name too long")."""
-    room = NAME_MAX - len(added)
+    room = NAME_BYTES - len(added)
     if len(os.fsencode(output.name)) > room:
         raise TwinError(f"{output}: the name is too long for {what}; give one of at most {room} bytes")
 
