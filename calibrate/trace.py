@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sim.limits import MAX_TIME
+
 COMPUTE_STREAMS = (7, 23)
 COMM_STREAMS = (27,)
 
@@ -56,7 +58,7 @@ def _read(trace: str | Path | dict[str, Any]) -> dict[str, Any]:
 
 
 MAX_TS_US = float(1 << 53)  # a timestamp in microseconds (epoch-based ones are ~1.7e15): whole microseconds exact
-MAX_DUR_US = 1e12  # an event's duration, microseconds (11.6 days; sim.limits.MAX_TIME)
+MAX_DUR_US = MAX_TIME  # an event's duration, microseconds (11.6 days: sim.limits' bound on any time)
 _READ = {  # the events the import reads, and what it reads of them
     "kernel": ("name", "ts", "dur", "args", "correlation", "stream"),
     "user_annotation": ("name", "ts", "dur"),
