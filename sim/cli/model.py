@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from sim.cli.common import Format, Int, out
 from sim.errors import ScenarioError
@@ -100,7 +101,7 @@ def show(
     if fmt is Format.json:
         print(json.dumps(data))
         return
-    table = Table(title=f"{model.name} ({data['source']})")
+    table = Table(title=Text(f"{model.name} ({data['source']})"))  # (Text: a list value is never markup)
     table.add_column("quantity")
     table.add_column("value", justify="right")
     billions = ("params", "active_params", "active_params_with_embedding_table", "mtp_params", "six_n_active")
@@ -118,7 +119,7 @@ def show(
             shown_value = f"{value / 1e9:,.2f}"
         else:
             shown_value = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
-        table.add_row(labels.get(key, key.replace("_", " ")), shown_value)
+        table.add_row(labels.get(key, key.replace("_", " ")), Text(shown_value))
     for kind in ("causal", "noncausal"):
         table.add_row(
             f"training GFLOP/token at {data['seq_len']:,}, {kind} attention",

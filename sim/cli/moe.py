@@ -10,6 +10,7 @@ from typing import Annotated
 import numpy as np
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from sim.cli.common import (
     Float,
@@ -232,7 +233,7 @@ def alltoall_cmd(
     if fmt is Format.json:
         print(json.dumps(data))
         return
-    table = Table(title=f"EP{ep} all-to-all on {topo.spec.name} ({routing} routing, {tokens} tokens/GPU)")
+    table = Table(title=Text(f"EP{ep} all-to-all on {topo.spec.name} ({routing} routing, {tokens} tokens/GPU)"))
     for col in (
         "comm SMs",
         "phase",

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from sim.cli.common import Float, Format, Int, Number, check_printed, err, flag_errors, out, refuse_given
 from sim.config import read_for
@@ -173,9 +174,9 @@ def _emit(data: Mapping[str, object], fmt: Format, title: str, float_format: str
     if fmt is Format.json:
         print(json.dumps(data))
         return
-    table = Table(title=title)
+    table = Table(title=Text(title))  # (Text: a topology's name or a list value is never read as markup)
     table.add_column("quantity")
     table.add_column("value", justify="right")
     for key, value in data.items():
-        table.add_row(key, float_format.format(value) if isinstance(value, float) else f"{value}")
+        table.add_row(key, Text(float_format.format(value) if isinstance(value, float) else f"{value}"))
     out.print(table)

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from sim.cli.common import Format, Int, err, input_file_option, out, output_dir_option
 from sim.outputs import NAME_BYTES
@@ -182,13 +183,13 @@ def layouts_cmd(
         print(json.dumps(summary))
         return
     tried = outcome.total + sum(found.dropped.values()) + found.over_limit
-    table = Table(title=f"{sc.name}: {len(ok)} of {tried} layouts fit, fastest first")
+    table = Table(title=Text(f"{sc.name}: {len(ok)} of {tried} layouts fit, fastest first"))  # (no markup)
     for col in ("layout", "schedule", "DP", "mb", "step s", "tok/s/GPU", "MFU", "GiB"):
         table.add_column(col, justify="left" if col in ("layout", "schedule") else "right", no_wrap=True)
     for r in rows:
         table.add_row(
-            r["layout"],
-            str(r["schedule"]).replace("interleaved-1f1b", "interleaved"),
+            Text(str(r["layout"])),
+            Text(str(r["schedule"]).replace("interleaved-1f1b", "interleaved")),
             str(r["dp"]),
             str(r["microbatches"]),
             f"{r['step_time_s']:.3f}",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from sim.cli.common import ARGV, Format, err, out
 
@@ -132,7 +133,7 @@ def _usd(x: float | None) -> str:
 
 
 def _print_run(data: dict[str, Any]) -> None:
-    table = Table(title=f"{data['run']}: the whole run")
+    table = Table(title=Text(f"{data['run']}: the whole run"))  # (Text: names are never read as markup)
     for col in ("phase", "batch", "steps", "tokens", "days", "GPU-h", "published", "USD", "MFU"):
         table.add_column(col, justify="left" if col in ("phase", "batch") else "right")
 
@@ -141,7 +142,7 @@ def _print_run(data: dict[str, Any]) -> None:
 
     for p in data["phases"]:
         table.add_row(
-            p["name"],
+            Text(p["name"]),
             _span(p["batches"]),
             f"{p['steps']:,.0f}",
             f"{p['tokens'] / 1e12:.3f}T",
@@ -153,7 +154,9 @@ def _print_run(data: dict[str, Any]) -> None:
         )
     for g in data["groups"]:
         gpu_hours = f"{g['gpu_hours'] / 1e3:,.1f}K"
-        table.add_row(g["name"], "", "", "", "", gpu_hours, published(g["published_gpu_hours"], g["gpu_hours"]), "", "")
+        table.add_row(
+            Text(g["name"]), "", "", "", "", gpu_hours, published(g["published_gpu_hours"], g["gpu_hours"]), "", ""
+        )
     t = data["total"]
     tokens, days, gpu_hours = f"{t['tokens'] / 1e12:.3f}T", f"{t['days']:.2f}", f"{t['gpu_hours'] / 1e3:,.1f}K"
     table.add_row("total", "", "", tokens, days, gpu_hours, "", _usd(t["usd"]), "")
@@ -169,7 +172,7 @@ def _print_run(data: dict[str, Any]) -> None:
 def _print_sweep(data: dict[str, Any]) -> None:
     """Every point's totals (per phase: --format json, or the report of -o DIR)."""
     lost = any("lost_days" in (p["total"] or {}) for p in data["points"])
-    table = Table(title=f"{data['sweep']}: {len(data['points'])} runs of {data['base']}")
+    table = Table(title=Text(f"{data['sweep']}: {len(data['points'])} runs of {data['base']}"))
     words = [len(w) for p in data["points"] for w in p["label"].split()]
     for col in ("#", "run", "days", "GPU-h", "USD", *(("lost days",) if lost else ())):
         if col == "run":  # wrapped at its spaces, never inside a key=value
@@ -179,12 +182,12 @@ def _print_sweep(data: dict[str, Any]) -> None:
     for p in data["points"]:
         t = p["total"]
         if t is None:
-            table.add_row(str(p["point"]), p["label"], p["status"], p["error"], "", *([""] if lost else []))
+            table.add_row(str(p["point"]), Text(p["label"]), p["status"], Text(p["error"]), "", *([""] if lost else []))
             continue
         cells = [f"{t['days']:.2f}", f"{t['gpu_hours'] / 1e3:,.1f}K", _usd(t["usd"])]
         if lost:
             cells.append("-" if "lost_days" not in t else f"{t['lost_days']:.2f}")
-        table.add_row(str(p["point"]), p["label"], *cells)
+        table.add_row(str(p["point"]), Text(p["label"]), *cells)
     out.print(table)
     out.print(
         f"{data['steps']} distinct step(s) for all the points, {data['simulated']} simulated now; "

@@ -116,9 +116,10 @@ def _ms(x: float | None) -> str:
 
 def _print(summary: dict[str, Any]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     if "ttft_s" in summary:
-        t = Table(title=f"{summary['scenario']}: {summary['simulated_s']:.0f} s simulated", title_justify="left")
+        t = Table(title=Text(f"{summary['scenario']}: {summary['simulated_s']:.0f} s simulated"), title_justify="left")
         for col in ("figure", "p50", "p90", "p99"):
             t.add_column(col, justify="left" if col == "figure" else "right")
         t.add_row("TTFT (ms)", *(_ms(summary["ttft_s"][p]) for p in ("p50", "p90", "p99")))

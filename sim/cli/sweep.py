@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from sim.cli.common import Format, Int, err, input_file_option, out, output_file_option, plot_file_option
 from sim.errors import ScenarioError
@@ -342,14 +343,14 @@ def fit_columns(columns: list[str], rows: list[dict[str, object]], keep: set[str
 def _table(title: str, columns: list[str], rows: list[dict[str, object]], label: int) -> Table:
     """The table, each figure's column as wide as its widest cell (never wrapped), the label's ``label``
     wide (:func:`wrap_label`: every character kept, a value never broken)."""
-    table = Table(title=title)
+    table = Table(title=Text(title))  # (Text: a name or a value such as [dualpipe] is never read as markup)
     for col in columns:
         if col == "label":
             table.add_column(col, justify="left", no_wrap=True, width=label)
         else:
             table.add_column(col, justify="right", no_wrap=True, min_width=_natural(col, rows))
     for row in rows:
-        table.add_row(*(wrap_label(_cell(row[c]), label) if c == "label" else _cell(row[c]) for c in columns))
+        table.add_row(*(Text(wrap_label(_cell(row[c]), label) if c == "label" else _cell(row[c])) for c in columns))
     return table
 
 

@@ -91,6 +91,21 @@ def test_a_sweep_and_its_plot_with_markup_in_their_paths(files: Path, capsys: py
     assert (files / "[" / "y].png").is_file()
 
 
+def test_a_bracketed_string_in_a_sweep_table_is_shown_as_it_is() -> None:
+    """The compare table's title and cells went through rich markup: a cell such as ``x=[bold]`` or an
+    error naming a path ``[/x].yaml`` lost its brackets (read as a style tag) or raised MarkupError.
+    The cells and title are text now."""
+    from rich.console import Console
+
+    from sim.cli.sweep import _table
+
+    rows: list[dict[str, object]] = [{"label": "x=[bold]", "error": "[/x].yaml: no such file"}]
+    console = Console(width=200, record=True)
+    console.print(_table("sweep [red]s", ["label", "error"], rows, 20))
+    shown = console.export_text()
+    assert "x=[bold]" in shown and "[/x].yaml: no such file" in shown and "sweep [red]s" in shown, shown
+
+
 # ------------------------------------------------------------------------------------- 2. training.gpus
 def test_a_whole_number_past_a_float_labels_its_point() -> None:
     """``_short`` divided it by 1e12 (OverflowError: int too large to convert to float)."""
