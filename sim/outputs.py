@@ -140,6 +140,20 @@ def _names_fit(path: Path, flag: str) -> None:
             )
 
 
+def check_name_fits(name: str, folder: Path, goes: str, file: str) -> None:
+    """A scenario's ``name`` names the folder ``folder/<name>/`` its outputs go to: a name over
+    :data:`NAME_BYTES` is refused naming the key before anything runs (it was ``File name too long`` once
+    all had run, an empty ``folder`` left). ``goes``: what goes there, for the line."""
+    size = len(os.fsencode(name))
+    if size > NAME_BYTES:
+        raise ScenarioError(
+            "name",
+            f"{size:,} bytes, too long for the folder {folder}/<name>/ {goes} (a file name has at most "
+            f"{NAME_BYTES} bytes); give a shorter name",
+            file,
+        )
+
+
 def check_output_file(path: str | Path | None, flag: str, suffixes: tuple[str, ...] | None = None) -> None:
     """Before work starts: ``path`` can be written as a file (``flag`` names it in errors)."""
     if path is None:

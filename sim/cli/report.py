@@ -17,27 +17,11 @@ import typer
 
 from sim.cli.common import ARGV, err, out, output_dir_option
 from sim.config import default_scenario_path, load_scenario
-from sim.errors import ScenarioError
-from sim.outputs import NAME_BYTES, check_output_folder, owned_outputs
+from sim.outputs import check_name_fits, check_output_folder, owned_outputs
 
 if TYPE_CHECKING:
     from sim.config import Scenario
     from sim.experiments.study import Study
-
-
-def name_fits(name: str, output: Path, file: Path) -> None:
-    """The scenario's ``name`` names the folder ``output/<name>/``: a name too long for a file name is
-    refused naming the key before anything runs (it was ``File name too long`` once all had run, an
-    empty ``output`` folder left)."""
-    import os
-
-    if len(os.fsencode(name)) > NAME_BYTES:
-        raise ScenarioError(
-            "name",
-            f"{len(os.fsencode(name)):,} bytes, too long for the folder {output}/<name>/ the report goes to "
-            f"(a file name has at most {NAME_BYTES} bytes); give a shorter name",
-            str(file),
-        )
 
 
 def study_figures(study: Study) -> dict[str, Any]:
@@ -93,11 +77,11 @@ def report_cmd(
         from sim.yamlio import read_yaml
 
         name = read_yaml(scenario).get("name")  # (a mapping: is_codesign says so; the name checked as loaded)
-        name_fits(name if isinstance(name, str) else "", output, scenario)
+        check_name_fits(name if isinstance(name, str) else "", output, "the report goes to", str(scenario))
         codesign_report(scenario, output, quiet, ["twin", *ARGV])
         return
     sc = load_scenario(scenario or default_scenario_path())
-    name_fits(sc.name, output, Path(sc.source_path))
+    check_name_fits(sc.name, output, "the report goes to", sc.source_path)
     check_output_folder(output / sc.name)
     prov = provenance(sc, ["twin", *ARGV])
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))

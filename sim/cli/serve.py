@@ -9,7 +9,6 @@ simulates traffic only if it gives some)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,8 +16,7 @@ import typer
 
 from sim import __version__
 from sim.cli.common import Format, Quiet, RunFormat, RunOutput, err, out
-from sim.errors import ScenarioError
-from sim.outputs import NAME_BYTES, check_output_folder, owned_outputs, write_parquet
+from sim.outputs import check_name_fits, check_output_folder, owned_outputs, write_parquet
 
 
 def serve_cmd(
@@ -39,13 +37,7 @@ def serve_cmd(
     if output is None and fmt is not Format.json:
         output = Path("out")
     if output is not None:
-        if len(os.fsencode(sc.name)) > NAME_BYTES:  # (found only when the outputs were written, all run)
-            raise ScenarioError(
-                "name",
-                f"{len(os.fsencode(sc.name)):,} bytes, too long for the folder {output}/<name>/ the outputs go to "
-                f"(a file name has at most {NAME_BYTES} bytes); give a shorter name",
-                str(scenario),
-            )
+        check_name_fits(sc.name, output, "the outputs go to", str(scenario))
         check_output_folder(output / sc.name)
     with err.status("building the deployment") as status:
         d = build(sc)
