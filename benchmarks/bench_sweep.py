@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim.sweep.runner import default_workers, run_sweep
+from sim.sweep.pool import default_workers
+from sim.sweep.runner import run_sweep
 from sim.sweep.spec import load_sweep
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,7 +18,8 @@ def codesign_report(path: Path, output: Path, quiet: bool, argv: list[str]) -> N
     from sim.experiments.codesign import load_codesign
     from sim.outputs import claim_output_folder, owned_outputs
     from sim.paths import shown
-    from sim.sweep.runner import default_workers, run_sweep
+    from sim.sweep.pool import default_workers
+    from sim.sweep.runner import run_sweep
     from sim.sweep.store import Store
 
     spec = load_codesign(path)

@@ -104,7 +104,8 @@ def layouts_cmd(
     from sim.outputs import atomic_write_text, claim_output_folder
     from sim.run import EDGE, _read_files, check_figures_finite
     from sim.sweep.compare import load_results
-    from sim.sweep.runner import default_workers, run_sweep
+    from sim.sweep.pool import default_workers
+    from sim.sweep.runner import run_sweep
     from sim.sweep.spec import sweep_from_data
 
     sc = load_scenario(scenario)

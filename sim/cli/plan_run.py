@@ -66,7 +66,7 @@ def sweep_file(path: Path, output: Path | None, fmt: Format, quiet: bool, worker
     from sim.experiments.run_sweep import load_run_sweep, simulate_sweep_steps, sweep_summary
     from sim.outputs import claim_output_folder
     from sim.run import check_figures_finite
-    from sim.sweep.runner import default_workers
+    from sim.sweep.pool import default_workers
 
     rs = load_run_sweep(path)
     if restart and output is None:

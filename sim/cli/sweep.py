@@ -77,7 +77,8 @@ def sweep_cmd(
     )
 
     from sim.experiments.run_sweep import sweeps_a_run
-    from sim.sweep.runner import default_workers, run_sweep
+    from sim.sweep.pool import default_workers
+    from sim.sweep.runner import run_sweep
     from sim.sweep.spec import load_sweep
 
     if scheduler is not None and workers is not None:

@@ -9,7 +9,6 @@ points in flight are lost and rerun next time).
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from sim.code_digest import code_digest
 from sim.errors import ScenarioError, TwinError
 from sim.overrides import label
 from sim.sweep.point import FAILED, OK, run_point
+from sim.sweep.pool import start_pool, stop_pool
 from sim.sweep.spec import Point, Sweep
 from sim.sweep.store import Store, override_cells
 
@@ -48,35 +48,6 @@ def _row(sweep: Sweep, point: Point, figures: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _quiet_worker(children: bool = False) -> None:
-    """Workers leave Ctrl-C to the parent (which stops the pool) and run single-threaded numerics; they
-    fork no children of their own (:mod:`sim.forked`) unless the pool leaves cores free."""
-    from sim.forked import forking
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    forking(children)
-
-
-def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-
-
-def _pool(workers: int) -> ProcessPoolExecutor:
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")  # no fork of a process with threads (rich's progress)
-    free = workers < default_workers()  # a core for each worker's children too
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_quiet_worker, initargs=(free,))
-
-
-def _stop(pool: ProcessPoolExecutor) -> None:
-    procs = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for proc in procs:  # a stop must not wait for the points in flight
-        if proc.is_alive():
-            proc.terminate()
-
-
 def _local(
     sweep: Sweep, todo: list[Point], workers: int, fn: Callable[..., dict[str, Any]] = run_point
 ) -> Generator[tuple[Point, dict[str, Any]], None, None]:
@@ -91,17 +62,23 @@ def _local(
 
     queue = list(reversed(todo))
     suspects: list[Point] = []
-    pool = _pool(1)
+    first = start_pool(workers)  # the pool the points start on
     try:  # a worker must start at all (it cannot when the main module is not a file, e.g. stdin)
-        pool.submit(os.getpid).result()
+        first.submit(os.getpid).result()
     except BrokenProcessPool:
+        stop_pool(first)
         raise TwinError("the sweep's worker processes cannot start (see above)") from None
-    finally:
-        _stop(pool)
+    except BaseException:
+        stop_pool(first)
+        raise
+    if not queue:
+        stop_pool(first)
+        return
+    ready: ProcessPoolExecutor | None = first
     while queue or suspects:
         if suspects:
             point = suspects.pop()
-            pool = _pool(1)
+            pool = start_pool(1)
             try:
                 row = pool.submit(fn, *_task(sweep, point)).result()
             except BrokenProcessPool:
@@ -110,10 +87,10 @@ def _local(
                     status=FAILED, error="its worker process died while it ran alone (killed, out of memory or a crash)"
                 )
             finally:
-                _stop(pool)
+                stop_pool(pool)
             yield point, row
             continue
-        pool = _pool(workers)
+        pool, ready = ready or start_pool(workers), None  # the probed pool first
         pending: dict[Future[dict[str, Any]], Point] = {}
         try:
             while queue or pending:
@@ -142,7 +119,7 @@ def _local(
                     pending.clear()
                     break
         finally:
-            _stop(pool)
+            stop_pool(pool)
 
 
 M_TRIM_THRESHOLD = -1  # glibc mallopt parameter
