@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,8 +65,16 @@ def test_cpu_run_produces_a_valid_profile_with_provenance(tmp_path: Path, capsys
     assert json.loads(capsys.readouterr().out)["time_s"] > 0
 
 
-def test_run_without_comm_records_the_skip() -> None:
-    profile = run_calibration("cpu", "tiny", world=0, comm=False)
+@pytest.fixture(scope="module")
+def without_comm() -> tuple[Any, list[str]]:
+    """One CPU run without communication benchmarks, and what it told its progress callback (the two
+    tests below read the same run: each took 10 s under CI's coverage)."""
+    told: list[str] = []
+    return run_calibration("cpu", "tiny", world=0, comm=False, progress=told.append), told
+
+
+def test_run_without_comm_records_the_skip(without_comm: tuple[Any, list[str]]) -> None:
+    profile, _ = without_comm
     assert any(s.what == "p2p and all-to-all" for s in profile.skipped)
     # DeepSeek's blockwise FP8 needs a GPU: the profile says it did not run, and why
     blockwise = [s for s in profile.skipped if s.what.startswith("fp8 blockwise")]
@@ -95,8 +104,7 @@ def test_bad_run_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert info.value.code == 2 and "--quick: conflicts with --preset full" in capsys.readouterr().err
 
 
-def test_progress_names_each_benchmark() -> None:
-    told: list[str] = []
-    run_calibration("cpu", "tiny", world=0, comm=False, progress=told.append)
+def test_progress_names_each_benchmark(without_comm: tuple[Any, list[str]]) -> None:
+    _, told = without_comm
     assert any(t.startswith("fp8 gemm moe-up") for t in told) and any(t.startswith("copy ") for t in told)
     assert any("(1/" in t for t in told)
