@@ -50,16 +50,19 @@ def run_cmd(
 
         target = output / sc.name
         with owned_outputs(target, "run") as tmp:
-            frames = []
+            frames, parts = [], []
             for step in result.steps:
                 name = step.pipelines[0].run.schedule.name
                 tl = timeline(step)
                 (tmp / f"trace-{name}.json").write_text(perfetto_json(tl, f"{sc.name}: {name}"))
                 frames.append(tl.spans.assign(schedule=name))
+                parts.append(tl.parts.assign(schedule=name))
             import pandas as pd
 
             meta = {"twin_version": __version__, "scenario": sc.name}
             write_parquet(pd.concat(frames, ignore_index=True), tmp / "spans.parquet", meta)
+            # an F&B span is one row (its forward's micro-batch and stage); its two parts are here
+            write_parquet(pd.concat(parts, ignore_index=True), tmp / "parts.parquet", meta)
             (tmp / "summary.json").write_text(json.dumps(result.to_dict(), indent=2))
             status.update("drawing the timelines")
             schedule_document(result).write_markdown(tmp, "summary.md")  # and gantt-<schedule>.png
@@ -68,7 +71,7 @@ def run_cmd(
     elif not quiet:
         _print_table(result.metrics, unit="s")
         out.print(
-            f"written to {target}/ (summary.md, summary.json, spans.parquet, traces, timelines)",
+            f"written to {target}/ (summary.md, summary.json, spans.parquet, parts.parquet, traces, timelines)",
             soft_wrap=True,
             markup=False,
         )

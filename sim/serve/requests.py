@@ -107,6 +107,8 @@ def read_trace(path: Path, hit: float, duration_s: float) -> Requests:
         vals = []
         for col, cell in zip(header, row, strict=True):
             try:
+                if "_" in cell:  # Python's float reads 1_000; a CSV number has no separators
+                    raise ValueError(cell)
                 v = float(cell)
             except ValueError:
                 raise ScenarioError(f"line {i}: {col}", f"not a number: {cell.strip()!r}", name) from None

@@ -31,6 +31,17 @@ def test_run_writes_report_and_bad_scenario_writes_nothing(tmp_path: Path, capsy
     assert {"summary.md", "summary.json", "spans.parquet", "gantt-dualpipe.png", "trace-zb1p.json"} <= written
     summary = json.loads((out_dir / "small" / "summary.json").read_text())
     assert [s["name"] for s in summary["schedules"]] == ["1f1b", "zb1p", "interleaved-1f1b", "dualpipe", "dualpipev"]
+    # each F&B span's two parts: a forward and a backward, each with its own micro-batch and given time
+    import pandas as pd
+
+    spans, parts = (pd.read_parquet(out_dir / "small" / f) for f in ("spans.parquet", "parts.parquet"))
+    fb = spans[spans["kind"] == "F&B"]
+    assert set(fb["schedule"]) == set(parts["schedule"]) == {"dualpipe", "dualpipev"}
+    key = ["schedule", "device", "action"]
+    assert sorted(fb[key].values.tolist() * 2) == sorted(parts[key].values.tolist())
+    assert sorted(set(parts["part"])) == ["B", "F"]
+    assert set(parts.loc[parts["part"] == "F", "duration_s"]) == {0.001}
+    assert set(parts.loc[parts["part"] == "B", "duration_s"]) == {0.002}
     bad = tmp_path / "bad.yaml"
     bad.write_text(scenario.read_text().replace("pp: 4", "pp: 5"))
     code, _, err = _run(["run", str(bad), "-o", str(tmp_path / "out2")], capsys)

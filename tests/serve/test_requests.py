@@ -78,6 +78,7 @@ BAD = {  # name: (file text, what the error names, a word of its message)
     "too many values": (f"{HEADER}\n0,10,5,1\n", "line 2", "values"),
     "not a number": (f"{HEADER}\n0,ten,5\n", "line 2: input_tokens", "not a number"),
     "empty cell": (f"{HEADER}\n0,,5\n", "line 2: input_tokens", "not a number"),
+    "digit separator": (f"{HEADER}\n0,1_000,5\n", "line 2: input_tokens", "not a number: '1_000'"),
     "nan": (f"{HEADER}\nnan,10,5\n", "line 2: arrival_s", "finite"),
     "inf": (f"{HEADER}\n0,10,inf\n", "line 2: output_tokens", "finite"),
     "negative arrival": (f"{HEADER}\n-1,10,5\n", "line 2: arrival_s", ">= 0"),
