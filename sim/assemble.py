@@ -188,7 +188,7 @@ def moe_spec(sc: Scenario) -> MoESpec:
                 f"its NVLink domains of {domain} GPUs (node.scale_up_gpus) cut EP groups of {span} GPUs: an EP group "
                 "must lie in one domain or span whole domains",
             )
-        return MoESpec.of_model(sc.model, sc.workload.ep, etp, sc.comm.combine_format, domain)
+        return MoESpec.of_model(sc.model, sc.workload.ep, etp, sc.comm.combine_format, domain, sc.workload.dispatcher)
     except ScenarioError as err:
         raise as_yaml_key(ScenarioError("ep" if err.key_path == "experts" else err.key_path, err.message)) from None
 

@@ -64,7 +64,7 @@ class ChunkConfig:
     def moe_spec(self) -> MoESpec:
         """The MoE layer of the chunk; an expert count that does not divide over EP names ``ep``."""
         try:
-            return MoESpec.of_model(self.model, self.ep, combine_format=self.combine_format)
+            return MoESpec.of_model(self.model, self.ep, combine_format=self.combine_format, dispatcher=self.dispatcher)
         except ScenarioError as err:
             raise ScenarioError("ep" if err.key_path == "experts" else err.key_path, err.message) from None
 
@@ -145,7 +145,9 @@ def build_chunk(config: ChunkConfig) -> ChunkSetup:
         if is_moe[layer]:
             t = next(it)
             rows = tuple(int(x) for x in t.expert_rows[: moe.experts_per_gpu])
-            work = LayerWork(config.tokens, rows, recompute=config.recompute, compute=config.compute)
+            work = LayerWork(
+                config.tokens, rows, recompute=config.recompute, compute=config.compute, dispatcher=config.dispatcher
+            )
             ops.append(layer_ops(model, min(layer, model.n_layers - 1), work))
             traffic.append(t)
         else:

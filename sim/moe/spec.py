@@ -49,14 +49,22 @@ class MoESpec:
 
     @staticmethod
     def of_model(
-        model: ModelSpec, ep: int, etp: int = 1, combine_format: str = "bf16", domain_gpus: int | None = None
+        model: ModelSpec,
+        ep: int,
+        etp: int = 1,
+        combine_format: str = "bf16",
+        domain_gpus: int | None = None,
+        dispatcher: str = "deepep",
     ) -> MoESpec:
         """The MoE layers of ``model`` (config.json fields) spread over ``ep`` GPUs; under expert TP
         ``etp`` an EP group takes every ``etp``-th GPU of a node (:meth:`sim.step.layout.Layout.ep_group`),
         so it has ``gpus_per_node / etp`` of them in each node. ``combine_format``: the combine's payload
         (:data:`COMBINE_FORMATS`). ``domain_gpus``: the NVLink domain DeepEP sees as a node (default an
         H800 node's 8; a rack's under ``cluster.scale_up``, where the EP group's messages all go over
-        NVLink)."""
+        NVLink). ``dispatcher``: DeepEP dispatches FP8 rows under an FP8 recipe; Megatron's NCCL
+        all-to-all dispatcher (``alltoall``) sends the BF16 hidden states as they are
+        (:func:`sim.model.layer.alltoall_recipe`)."""
+        fp8_rows = model.dtype == "fp8" and dispatcher != "alltoall"
         return MoESpec(
             gpus_per_node=(domain_gpus or MoESpec.gpus_per_node) // etp,
             combine_bytes_per_elem=COMBINE_FORMATS[combine_format],
@@ -65,7 +73,7 @@ class MoESpec:
             node_limit=model.n_limited_groups,
             ep=ep,
             hidden=model.dim,
-            dispatch_bytes_per_elem=FP8_TILE_BYTES if model.dtype == "fp8" else BF16_BYTES,  # bf16: no FP8 dispatch
+            dispatch_bytes_per_elem=FP8_TILE_BYTES if fp8_rows else BF16_BYTES,  # bf16: no FP8 dispatch
         )
 
     def __post_init__(self) -> None:

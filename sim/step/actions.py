@@ -256,7 +256,9 @@ class ChunkSource:
             alike = self._alike.get(kind)
             if alike is None:
                 lay = self.inputs.layout
-                work = LayerWork(lay.cp_tokens, rows, lay.tp, lay.cp, lay.recompute, lay.etp, self.inputs.compute)
+                inp = self.inputs
+                dispatcher = inp.gating.dispatcher
+                work = LayerWork(lay.cp_tokens, rows, lay.tp, lay.cp, lay.recompute, lay.etp, inp.compute, dispatcher)
                 alike = self._alike[kind] = layer_ops(self.inputs.model, index, work)
             hit = self._ops[key] = alike if alike.layer == index else replace(alike, layer=index)
         return hit
