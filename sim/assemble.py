@@ -188,7 +188,9 @@ def moe_spec(sc: Scenario) -> MoESpec:
                 f"its NVLink domains of {domain} GPUs (node.scale_up_gpus) cut EP groups of {span} GPUs: an EP group "
                 "must lie in one domain or span whole domains",
             )
-        return MoESpec.of_model(sc.model, sc.workload.ep, etp, sc.comm.combine_format, domain, sc.workload.dispatcher)
+        w = sc.workload
+        c = sc.comm
+        return MoESpec.of_model(sc.model, w.ep, etp, c.combine_format, domain, w.dispatcher, c.dispatch_format)
     except ScenarioError as err:
         raise as_yaml_key(ScenarioError("ep" if err.key_path == "experts" else err.key_path, err.message)) from None
 
@@ -488,6 +490,7 @@ def _training(sc: Scenario) -> Assembly:
         routing_samples=1 if gating.routing == "balanced" else t.routing_samples,
         compute=compute_of(sc),
         combine_format=sc.comm.combine_format,
+        dispatch_format=sc.comm.dispatch_format,
     )
     if t.layers_per_stage == "balanced":
         inputs, schedule = _balanced(sc, inputs, schedule, topology, moe)
@@ -630,6 +633,7 @@ def _chunk_model(sc: Scenario, params: ChunkParams, gating: Gating) -> ChunkSetu
         dispatcher=w.dispatcher,
         compute=compute_of(sc),
         combine_format=sc.comm.combine_format,
+        dispatch_format=sc.comm.dispatch_format,
         multicast=sc.comm.multicast,
         in_network_reduce=sc.comm.in_network_reduce,
     )

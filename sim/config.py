@@ -115,6 +115,13 @@ class CommSpec(_Strict):
         pattern="^(bf16|logfmt10|logfmt8)$",
         description="the combine's payload: BF16, or ISCA'25's LogFMT-nBit (10 or 8 bits; sim/moe/spec.py)",
     )
+    dispatch_format: str = Field(
+        "fp8",
+        pattern="^(fp8|bf16)$",
+        description="the dispatched rows under an FP8 recipe: fp8 (DeepSeek's DeepEP) or bf16 (Megatron-Core's "
+        "DeepEP path, which dispatches the hidden states as they are and casts where they arrive; "
+        "sim/model/megatron_dispatch.py)",
+    )
     multicast: bool = Field(
         False,
         description="the dispatch's IB copies of a token replicated in the switch: one copy leaves the GPU "
@@ -523,6 +530,17 @@ def check_keys_used(sc: Scenario) -> None:
                 "DeepEP's node-deduplicated messages only: workload.dispatcher alltoall sends a row "
                 "per chosen expert; remove it or use the deepep dispatcher",
             )
+    if "dispatch_format" in sc.comm.model_fields_set and sc.model.is_moe_model:
+        if sc.workload.dispatcher == "alltoall":
+            raise ScenarioError(
+                "comm.dispatch_format",
+                "not used: Megatron's NCCL all-to-all dispatcher always sends the BF16 hidden states "
+                "(sim/model/megatron_dispatch.py); remove it",
+            )
+        if sc.model.dtype != "fp8":
+            raise ScenarioError(
+                "comm.dispatch_format", "not used: a BF16 recipe (model.dtype bf16) dispatches BF16 rows; remove it"
+            )
     if sc.workload.nccl_sms is not None and sc.workload.dispatcher != "alltoall":
         raise ScenarioError(
             "workload.nccl_sms",
@@ -606,7 +624,7 @@ def _dense_keys_used(sc: Scenario) -> None:
             raise ScenarioError(f"workload.{key}", why)
     if "seed" in sc.model_fields_set:
         raise ScenarioError("seed", why)
-    for key in ("combine_format", "multicast", "in_network_reduce", "coprocessor"):
+    for key in ("combine_format", "dispatch_format", "multicast", "in_network_reduce", "coprocessor"):
         if key in sc.comm.model_fields_set:
             raise ScenarioError(f"comm.{key}", why)
     if sc.training is not None:
@@ -632,6 +650,7 @@ DEEPEP_KEYS = (
     ("workload", "dispatcher"),
     ("workload", "comm_beside_compute"),
     ("comm", "combine_format"),
+    ("comm", "dispatch_format"),
     ("comm", "multicast"),
     ("comm", "in_network_reduce"),
 )
@@ -709,7 +728,7 @@ def _comparison_keys_used(sc: Scenario) -> None:
         for section, spec in (("workload", sc.workload), ("model", sc.model), ("compute", sc.compute)):
             _refuse_set(section, spec, "not used: ops gives the op times, so the chunk model does not run; remove it")
         if sc.ops.measured_at_compute_sms is not None:  # the times rescale to the SM split, nothing else of comm
-            for key in ("combine_format", "multicast", "in_network_reduce"):
+            for key in ("combine_format", "dispatch_format", "multicast", "in_network_reduce"):
                 if _changed(sc.comm, key):
                     raise ScenarioError(
                         f"comm.{key}",
@@ -756,7 +775,7 @@ def _dense_chunk_keys_used(sc: Scenario) -> None:
             raise ScenarioError(f"workload.{key}", why)
     if _changed(sc, "seed"):
         raise ScenarioError("seed", why)
-    for key in ("combine_format", "multicast", "in_network_reduce"):
+    for key in ("combine_format", "dispatch_format", "multicast", "in_network_reduce"):
         if _changed(sc.comm, key):
             raise ScenarioError(f"comm.{key}", why)
 

@@ -58,13 +58,20 @@ class ChunkConfig:
     dispatcher: str = "deepep"  # or alltoall: NCCL's all-to-all (sim.moe.nccl_a2a)
     compute: ComputeWhatIfs = NO_WHATIFS  # the compute-side hardware what-ifs (sim.model.compute_whatifs)
     combine_format: str = "bf16"  # the combine's payload (sim.moe.spec.COMBINE_FORMATS)
+    dispatch_format: str = "fp8"  # the dispatched rows under an FP8 recipe (sim.model.megatron_dispatch)
     multicast: bool = False  # switch multicast for the dispatch (sim.moe.multicast); routing needs node_sets
     in_network_reduce: bool = False  # in-network reduction for the combine
 
     def moe_spec(self) -> MoESpec:
         """The MoE layer of the chunk; an expert count that does not divide over EP names ``ep``."""
         try:
-            return MoESpec.of_model(self.model, self.ep, combine_format=self.combine_format, dispatcher=self.dispatcher)
+            return MoESpec.of_model(
+                self.model,
+                self.ep,
+                combine_format=self.combine_format,
+                dispatcher=self.dispatcher,
+                dispatch_format=self.dispatch_format,
+            )
         except ScenarioError as err:
             raise ScenarioError("ep" if err.key_path == "experts" else err.key_path, err.message) from None
 
@@ -146,7 +153,12 @@ def build_chunk(config: ChunkConfig) -> ChunkSetup:
             t = next(it)
             rows = tuple(int(x) for x in t.expert_rows[: moe.experts_per_gpu])
             work = LayerWork(
-                config.tokens, rows, recompute=config.recompute, compute=config.compute, dispatcher=config.dispatcher
+                config.tokens,
+                rows,
+                recompute=config.recompute,
+                compute=config.compute,
+                dispatcher=config.dispatcher,
+                dispatch_format=config.dispatch_format,
             )
             ops.append(layer_ops(model, min(layer, model.n_layers - 1), work))
             traffic.append(t)

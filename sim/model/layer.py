@@ -24,9 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from sim.model.compute_whatifs import NO_WHATIFS, ComputeWhatIfs
+from sim.model.megatron_dispatch import megatron_dispatch
 from sim.model.ops import Operator
 from sim.model.spec import ModelSpec
-from sim.units import BF16_BYTES, FP8_CAST_BYTES, FP8_TILE_BYTES, FP32_BYTES
+from sim.units import BF16_BYTES, FP8_CAST_BYTES, FP8_TILE_BYTES
 
 FP8_CAST = FP8_CAST_BYTES  # bytes per element: read BF16, write FP8 and its 1x128 tile's scale share (sim.units)
 
@@ -45,6 +46,7 @@ class LayerWork:
     etp: int = 1  # expert tensor parallelism: routed experts split over etp GPUs (rows: the ETP group's)
     compute: ComputeWhatIfs = NO_WHATIFS  # the compute-side hardware what-ifs (sim.model.compute_whatifs)
     dispatcher: str = "deepep"  # how MoE rows travel: deepep, or alltoall (Megatron's NCCL dispatcher)
+    dispatch_format: str = "fp8"  # the dispatched rows under an FP8 recipe: fp8 (DeepSeek's) or bf16 (Megatron's)
 
     @property
     def sp_tokens(self) -> int:
@@ -608,9 +610,8 @@ def layer_ops(s: ModelSpec, layer: int, work: LayerWork) -> LayerOps:
         }
     if s.dtype == "bf16":
         ann = {a: bf16_recipe(ops) for a, ops in ann.items()}
-    if moe and work.dispatcher == "alltoall":
-        g = len(work.rows_per_expert)
-        ann = {a: alltoall_recipe(ops, work.rows, g, s.dim, s.dtype) for a, ops in ann.items()}
+    if moe and (work.dispatcher == "alltoall" or (work.dispatch_format == "bf16" and s.dtype == "fp8")):
+        ann = megatron_dispatch(ann, s, work)
     if work.compute.any:
         ann = {a: work.compute.apply(ops) for a, ops in ann.items()}
     return LayerOps(layer, moe, recomputed(ann, work.recompute))
@@ -674,41 +675,6 @@ def bf16_recipe(ops: tuple[Operator, ...] | list[Operator]) -> tuple[Operator, .
         elif op.kind == "memory" and op.kernel == "permute":
             op = replace(op, nbytes=op.nbytes * BF16_BYTES / FP8_TILE_BYTES)
         out.append(op)
-    return tuple(out)
-
-
-SORT_CHUNKS = {"permute": "sort_chunks", "unpermute": "unsort_chunks"}
-"""Megatron's second permutation and its inverse (``sort_chunks_by_idxs``), beside the one each names."""
-
-
-def alltoall_recipe(
-    ops: tuple[Operator, ...], rows: int, local_experts: int, dim: int, dtype: str
-) -> tuple[Operator, ...]:
-    """An MoE layer's ``ops`` (one annotation's) under Megatron-Core's NCCL all-to-all dispatcher
-    (``workload.dispatcher: alltoall``; ``MoEAlltoAllTokenDispatcher``, megatron/core/transformer/moe/
-    token_dispatcher.py), where DeepSeek's kernels are DeepEP's:
-
-    - the rows it permutes and sends are the layer's BF16 hidden states (the dispatcher moves
-      ``hidden_states`` as they are; an FP8 recipe quantises inside the expert GEMMs), so the token
-      permutations move 2 bytes an element, not FP8's 1.03125 (:func:`bf16_recipe` does the same);
-    - with more than one expert on a GPU the rows that arrive are sorted by local expert after the
-      all-to-all ("Permutation 2: Sort tokens by local expert", ``sort_chunks_by_idxs``) and unsorted
-      before the combine's ("Unpermutation 2"): one more pass over the GPU's rows each way in the
-      forward (read and write ``dim`` BF16 elements of each of the GPU's ``rows``, with its FP32 gate),
-      and in the backward the same two passes over the gradients. DeepEP's dispatch lands rows where
-      one permutation does.
-    """
-    sort_bytes = 2.0 * rows * (dim * BF16_BYTES + FP32_BYTES)  # read and write: each row and its gate
-    out: list[Operator] = []
-    for op in ops:
-        if op.kind != "memory" or op.name not in SORT_CHUNKS:
-            out.append(op)
-            continue
-        if op.kernel == "permute" and dtype == "fp8":
-            op = replace(op, nbytes=op.nbytes * BF16_BYTES / FP8_TILE_BYTES)
-        sort = (Operator(SORT_CHUNKS[op.name], op.annotation, "memory", nbytes=sort_bytes, kernel="permute"),)
-        second = sort if local_experts > 1 else ()
-        out.extend((*second, op) if op.name == "unpermute" else (op, *second))
     return tuple(out)
 
 

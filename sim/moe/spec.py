@@ -55,16 +55,17 @@ class MoESpec:
         combine_format: str = "bf16",
         domain_gpus: int | None = None,
         dispatcher: str = "deepep",
+        dispatch_format: str = "fp8",
     ) -> MoESpec:
         """The MoE layers of ``model`` (config.json fields) spread over ``ep`` GPUs; under expert TP
         ``etp`` an EP group takes every ``etp``-th GPU of a node (:meth:`sim.step.layout.Layout.ep_group`),
         so it has ``gpus_per_node / etp`` of them in each node. ``combine_format``: the combine's payload
         (:data:`COMBINE_FORMATS`). ``domain_gpus``: the NVLink domain DeepEP sees as a node (default an
         H800 node's 8; a rack's under ``cluster.scale_up``, where the EP group's messages all go over
-        NVLink). ``dispatcher``: DeepEP dispatches FP8 rows under an FP8 recipe; Megatron's NCCL
-        all-to-all dispatcher (``alltoall``) sends the BF16 hidden states as they are
-        (:func:`sim.model.layer.alltoall_recipe`)."""
-        fp8_rows = model.dtype == "fp8" and dispatcher != "alltoall"
+        NVLink). ``dispatcher``, ``dispatch_format``: DeepSeek's DeepEP dispatches FP8 rows under an
+        FP8 recipe; Megatron's dispatchers (its NCCL all-to-all, ``alltoall``, and its DeepEP path,
+        ``dispatch_format`` bf16) send the BF16 hidden states as they are (:mod:`sim.model.megatron_dispatch`)."""
+        fp8_rows = model.dtype == "fp8" and dispatcher == "deepep" and dispatch_format == "fp8"
         return MoESpec(
             gpus_per_node=(domain_gpus or MoESpec.gpus_per_node) // etp,
             combine_bytes_per_elem=COMBINE_FORMATS[combine_format],

@@ -59,6 +59,7 @@ class ChunkInputs:
     routing_samples: int
     compute: ComputeWhatIfs = NO_WHATIFS  # the compute-side hardware what-ifs
     combine_format: str = "bf16"  # the combine's payload (sim.moe.spec.COMBINE_FORMATS)
+    dispatch_format: str = "fp8"  # the dispatched rows under an FP8 recipe (sim.model.megatron_dispatch)
 
 
 def straggler_rows(traffic: Traffic) -> tuple[int, ...]:
@@ -257,8 +258,8 @@ class ChunkSource:
             if alike is None:
                 lay = self.inputs.layout
                 inp = self.inputs
-                dispatcher = inp.gating.dispatcher
-                work = LayerWork(lay.cp_tokens, rows, lay.tp, lay.cp, lay.recompute, lay.etp, inp.compute, dispatcher)
+                how = (inp.gating.dispatcher, inp.dispatch_format)
+                work = LayerWork(lay.cp_tokens, rows, lay.tp, lay.cp, lay.recompute, lay.etp, inp.compute, *how)
                 alike = self._alike[kind] = layer_ops(self.inputs.model, index, work)
             hit = self._ops[key] = alike if alike.layer == index else replace(alike, layer=index)
         return hit

@@ -111,7 +111,13 @@ def setup(spec: StepSpec) -> tuple[SimContext, Routing, dict[tuple[int, int], Ch
     lay = inp.layout
     ctx = SimContext(spec.topology, spec.completion_rtol)
     moe = MoESpec.of_model(
-        inp.model, lay.ep, lay.etp, inp.combine_format, spec.topology.spec.node.scale_up_gpus, inp.gating.dispatcher
+        inp.model,
+        lay.ep,
+        lay.etp,
+        inp.combine_format,
+        spec.topology.spec.node.scale_up_gpus,
+        inp.gating.dispatcher,
+        inp.dispatch_format,
     )
     routing = Routing(inp, moe)
     groups = lay.ep_groups if inp.fidelity == "per-gpu" else 1

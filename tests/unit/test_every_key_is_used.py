@@ -270,6 +270,15 @@ CASES: dict[str, tuple[Case, ...]] = {
         refused("step", "logfmt8", workload__ep=1),  # an EP group of one GPU combines nothing
         refused("step", "logfmt8", workload__ep=1, training__etp=2),
     ),
+    "comm.dispatch_format": (
+        changes("step", "bf16"),
+        changes("chunk", "bf16"),
+        refused("given", "bf16"),
+        refused("step", "bf16", workload__dispatcher="alltoall"),  # NCCL's rows are BF16 whatever it says
+        refused("step", "bf16", model__dtype="bf16"),  # a BF16 recipe's rows are BF16
+        refused("chunk", "bf16", workload__first_layer=0),  # a chunk of dense layers dispatches nothing
+        refused("step", "bf16", workload__ep=1),  # an EP group of one GPU dispatches nothing
+    ),
     "comm.multicast": (
         changes("step", True),
         refused("given", True),

@@ -74,6 +74,7 @@ def test_the_validation_scenarios_set_what_the_recipes_publish() -> None:
     assert qw.workload.dispatcher == "alltoall" and qw.pipeline.schedules == ["interleaved-1f1b-overlap"]
     for sc in (ds, qw):
         assert sc.workload.routing == "balanced" and sc.workload.notify_wait_us == 0
+    assert ds.comm.dispatch_format == "bf16"  # Megatron's DeepEP path sends the BF16 hidden states
     ll = load_scenario(VALIDATION / "nvidia-llama3-70b-h100-64.yaml")
     assert ll.training is not None and ll.pipeline is not None
     assert (ll.training.tp, ll.pipeline.pp, ll.pipeline.virtual_stages) == (4, 8, 5)
