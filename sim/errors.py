@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+SHOWN_CHARS = 40  # a value quoted in an error line: at most this many characters of it
+
+
+def shown(text: str) -> str:
+    """``text`` (a value as an error line quotes it) cut to :data:`SHOWN_CHARS`, saying how long it was:
+    a 401-digit number is not repeated in full, twice, in a one-line error."""
+    if len(text) <= SHOWN_CHARS:
+        return text
+    return f"{text[: SHOWN_CHARS - 12]}... ({len(text):,} characters)"
+
 
 class TwinError(Exception):
     """Base class of every error the twin reports to a user (exit status 2)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, shown
 
 MAX_GPUS = 1 << 20  # GPUs in one cluster description (ISCA'25's largest is 65,536)
 MAX_GPUS_PER_NODE = 1024
@@ -112,7 +112,7 @@ def check_scenario_sizes(scenario: object) -> None:
     )
     for key, value, limit in bounds:
         if isinstance(value, int) and value > limit:
-            raise ScenarioError(key, f"must be at most {limit:,}, got {value:,}")
+            raise ScenarioError(key, f"must be at most {limit:,}, got {shown(f'{value:,}')}")
     pp, n, v = (getattr(plan, k, None) for k in ("pp", "microbatches", "virtual_stages"))
     if isinstance(pp, int) and isinstance(n, int):
         check_schedule_size(pp, n, v if isinstance(v, int) else 1, "pipeline.microbatches")

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, shown
 
 MiB = 1 << 20
 MAX_YAML_BYTES = 8 * MiB  # scenarios and topologies are a few KiB
@@ -257,11 +257,6 @@ def _allowed_keys(root: type[BaseModel], loc: tuple[int | str, ...]) -> list[str
     return list(model.model_fields)
 
 
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _union_tags(root: type[BaseModel], loc: tuple[int | str, ...]) -> set[int]:
     """Positions in ``loc`` that name a member of a union (pydantic's ``list[int]`` in
     ``('layers_per_stage', 'list[int]', 0)`` for a field ``list[int] | str``), not a key: they follow a
@@ -318,5 +313,5 @@ def validation_error(err: ValidationError, root: type[BaseModel]) -> ScenarioErr
         return ScenarioError(key_path((*loc, named.group(1))), named.group(2))
     got = first.get("input")
     if first["type"] != "value_error" and not isinstance(got, dict | list):
-        msg += f" (got {_shown(got)})"
+        msg += f" (got {shown(repr(got))})"
     return ScenarioError(path, msg)

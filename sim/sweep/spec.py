@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.config import expand_model_config, parse_scenario, scenario_data, scenario_from_data, unnamed
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, shown
 from sim.overrides import PATH_KEYS, apply_overrides, canonical, check_key, check_nested, only_keys, resolve_paths
 from sim.serve.spec import is_serve_data, parse_serve
 from sim.yamlio import read_yaml
@@ -352,7 +352,7 @@ def sweep_from_data(data: Any, path: Path) -> Sweep:
                 owner = _owner(err.key_path, overrides)
                 if owner is None:  # the base itself is wrong
                     raise err.with_file(str(base_path)) from None
-                value = json.dumps(overrides[owner])
+                value = shown(json.dumps(overrides[owner]))
                 key = f"{where}.{owner}" if where != "grid" else f"grid.{owner}"
                 raise ScenarioError(key, f"{value}: {err.message}", file) from None
             checked.add(text)

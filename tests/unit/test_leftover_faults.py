@@ -156,3 +156,20 @@ def test_a_file_name_of_255_bytes_is_written(files: Path, capsys: pytest.Capture
     assert len(name.encode()) == 255
     ran_cleanly(["calibrate", "datasheet", "-o", name], capsys)
     assert (files / name).is_file()
+
+
+def test_a_huge_value_is_quoted_short_in_its_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep value of 401 digits was repeated in full twice (once with its thousands separators) in the
+    error: over 900 characters of one line. A quoted value is cut to ``sim.errors.SHOWN_CHARS``, with its
+    length."""
+    nines = "9" * 401
+    base = REPO / "scenarios" / "deepseek_v3_pretrain.yaml"
+    (tmp_path / "s.yaml").write_text(f"base: {base}\ngrid:\n  comm.sms: [{nines}]\n")
+    monkeypatch.chdir(tmp_path)
+    expected = (
+        "grid.comm.sms: 9999999999999999999999999999... (401 characters): must be at most 1,024, "
+        "got 99,999,999,999,999,999,999,9... (534 characters)"
+    )
+    refused_in_one_line(["sweep", "s.yaml", "-o", "x.parquet"], expected, tmp_path, capsys)
