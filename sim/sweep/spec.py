@@ -221,11 +221,15 @@ def _points(points: Any, file: str) -> list[dict[str, Any]]:
 POINT = "<point>"  # the file a point's own errors name while it is checked (the sweep's handler names the sweep)
 
 
-def _check(base: dict[str, Any], sets: dict[str, Any], folder: Path, base_folder: Path | None = None) -> None:
+def _check(
+    base: dict[str, Any], sets: dict[str, Any], folder: Path, base_folder: Path | None = None, files: bool = False
+) -> None:
     """Check one point as its run would (types, ranges, unknown keys, the scenario's own checks);
     ScenarioError with the scenario key path. A ``model.config`` is read as a run reads it (a point's
     against the sweep's folder, the base's against its own); a serve point's files too (its topology,
-    profile, trace: :func:`sim.serve.spec.parse_serve`, whose errors name :data:`POINT`)."""
+    profile, trace: :func:`sim.serve.spec.parse_serve`, whose errors name :data:`POINT`). A training
+    point's topology and profile are read (the fabric built) where the point names them, or with
+    ``files`` (the sweep's first point: the base's files, once)."""
     data = apply_overrides(base, resolve_paths(sets, folder))
     data = expand_model_config(data, folder if "model.config" in sets else (base_folder or folder))
     for key in PATH_KEYS:  # a path the point gives (made absolute above) must name a file
@@ -241,9 +245,14 @@ def _check(base: dict[str, Any], sets: dict[str, Any], folder: Path, base_folder
             raise ScenarioError("serve.traffic", "a sweep point simulates traffic: give serve.traffic")
         return
     # the scenario's own checks too (keys that go together, keys used), and a topology or profile the
-    # point names read as a run reads it (the base's were read with the base)
-    reads = any(k in ("cluster", "profile") or k.startswith("cluster.topology") for k in sets)
+    # point names read as a run reads it (the base's with the first point: a base naming a missing
+    # topology, or one whose price rule overflows when its fabric is built, ran every point as infeasible)
+    reads = files or any(k in ("cluster", "profile") or k.startswith("cluster.topology") for k in sets)
     sc = scenario_from_data(data, POINT, base_folder or folder) if reads else parse_scenario(data)
+    if files and sc.cluster is not None and not any(k == "cluster" or k.startswith("cluster.") for k in sets):
+        from sim.network.spec import build_cluster_spec  # the base's fabric as given (a point's, by its run)
+
+        build_cluster_spec(sc.cluster_spec(), str(sc.cluster.path))
     if sc.model.is_moe_model:
         from sim.assemble import chunk_params  # (the DeepEP overheads a run would refuse)
 
@@ -325,6 +334,7 @@ def sweep_from_data(data: Any, path: Path) -> Sweep:
     keys: dict[str, None] = {}
     points = []
     checked: set[str] = set()
+    files_read = False  # the base's topology and profile, read with the first point
     for index, (overrides, where) in enumerate(sets):
         try:
             text = canonical(overrides)
@@ -339,7 +349,8 @@ def sweep_from_data(data: Any, path: Path) -> Sweep:
         seen[same] = f"{where} #{index}"
         if text not in checked:
             try:
-                _check(base_data, overrides, path.parent, base_folder)
+                _check(base_data, overrides, path.parent, base_folder, files=not files_read)
+                files_read = True
             except ScenarioError as err:
                 if err.file and err.file != POINT:  # in a file the point reads (a topology): named there,
                     files = (*PATH_KEYS, "model.config")  # the keys that name a file a point reads
