@@ -350,7 +350,8 @@ def sweep_from_data(data: Any, path: Path) -> Sweep:
         if text not in checked:
             try:
                 _check(base_data, overrides, path.parent, base_folder, files=not files_read)
-                files_read = True
+                # (the base's own: read with a point that changes neither its cluster nor its profile)
+                files_read = files_read or not any(k.split(".")[0] in ("cluster", "profile") for k in overrides)
             except ScenarioError as err:
                 if err.file and err.file != POINT:  # in a file the point reads (a topology): named there,
                     files = (*PATH_KEYS, "model.config")  # the keys that name a file a point reads

@@ -33,19 +33,29 @@ def _overflowing_topology(folder: Path) -> Path:
     return path
 
 
+OVERFLOW = "t.yaml: the results overflow: cost_usd is inf, from prices.reference_Gbps = 1e-90"
+
+
 @pytest.mark.parametrize(
-    ("topology", "expected"),
+    ("topology", "points", "expected"),
     [
-        ("missing.yaml", "s.yaml: cluster.topology: no such topology file: "),
-        ("t.yaml", "t.yaml: the results overflow: cost_usd is inf, from prices.reference_Gbps = 1e-90"),
+        ("missing.yaml", "grid:\n  comm.sms: [16, 20]", "s.yaml: cluster.topology: no such topology file: "),
+        ("t.yaml", "grid:\n  comm.sms: [16, 20]", OVERFLOW),
+        # the first point changes the cluster (its own run builds its fabric): the next one checks the base's
+        ("t.yaml", "points:\n  - {cluster.nic_Gbps: 200}\n  - {comm.sms: 16}", OVERFLOW),
     ],
 )
 def test_a_base_whose_files_fail_is_refused_before_any_point(
-    topology: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    topology: str,
+    points: str,
+    expected: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _overflowing_topology(tmp_path)
     _base(tmp_path, str(tmp_path / topology))
-    (tmp_path / "sw.yaml").write_text("base: s.yaml\ngrid:\n  comm.sms: [16, 20]\n")
+    (tmp_path / "sw.yaml").write_text(f"base: s.yaml\n{points}\n")
     monkeypatch.chdir(tmp_path)
     refused_in_one_line(["sweep", "sw.yaml", "-o", "o.parquet", "-q"], expected, tmp_path, capsys)
 
