@@ -36,7 +36,8 @@ class OpCoster:
         # the same op objects come back for every chunk (stages share their layers' op lists): looked
         # up by identity first, which spares hashing the op's 23 fields (the entry keeps it alive)
         self._by_id: dict[int, tuple[Operator, float]] = {}
-        self._beside: dict[tuple[Operator, int], float] = {}  # beside_nccl's ratios, in_chunks' times
+        self._beside: dict[tuple[Operator, int], float] = {}  # beside_nccl's ratios
+        self._chunked: dict[tuple[Operator, int], float] = {}  # in_chunks' times
 
     def key(self) -> tuple[object, ...]:
         return (id(self.model), self.compute_sms, self.params.key())
@@ -61,10 +62,10 @@ class OpCoster:
         Engine's ring-exchange TP overlap: :func:`sim.chunk.timer.ring_exchange_gemms`), without launch gaps."""
         if chunks <= 1 or op.kind != "gemm" or op.m % chunks:
             return self.alone(op)
-        key = (op, -chunks)  # (negative: apart from beside_nccl's SM counts)
-        hit = self._beside.get(key)
+        key = (op, chunks)
+        hit = self._chunked.get(key)
         if hit is None:
-            hit = self._beside[key] = chunks * self.kernel_time(replace(op, m=op.m // chunks))
+            hit = self._chunked[key] = chunks * self.kernel_time(replace(op, m=op.m // chunks))
         return hit
 
     def beside_nccl(self, op: Operator, nccl_sms: int) -> float:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from sim.model.compute_whatifs import NO_WHATIFS, ComputeWhatIfs
-from sim.model.megatron_dispatch import megatron_dispatch
+from sim.model.megatron_dispatch import bf16_rows, megatron_dispatch
 from sim.model.ops import Operator
 from sim.model.spec import ModelSpec
 from sim.units import BF16_BYTES, FP8_CAST_BYTES, FP8_TILE_BYTES
@@ -610,7 +610,7 @@ def layer_ops(s: ModelSpec, layer: int, work: LayerWork) -> LayerOps:
         }
     if s.dtype == "bf16":
         ann = {a: bf16_recipe(ops) for a, ops in ann.items()}
-    if moe and (work.dispatcher == "alltoall" or (work.dispatch_format == "bf16" and s.dtype == "fp8")):
+    if moe and (work.dispatcher == "alltoall" or bf16_rows(s.dtype, work.dispatcher, work.dispatch_format)):
         ann = megatron_dispatch(ann, s, work)
     if work.compute.any:
         ann = {a: work.compute.apply(ops) for a, ops in ann.items()}

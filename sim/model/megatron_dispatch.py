@@ -45,6 +45,14 @@ TOKEN_CASTS = {"attn(F)": "dispatch.cast", "combine(B)": "grad.cast"}
 """DeepSeek's casts of the GPU's tokens before a dispatch, kept only for the shared experts."""
 
 
+def bf16_rows(dtype: str, dispatcher: str, dispatch_format: str) -> bool:
+    """Whether the dispatched rows are BF16 where DeepSeek's recipe dispatches FP8: an FP8 recipe
+    (``dtype``) under Megatron's NCCL all-to-all dispatcher, or with ``comm.dispatch_format: bf16``. The
+    one rule for the layer's ops (:func:`megatron_dispatch`) and the dispatch's bytes
+    (:meth:`sim.moe.spec.MoESpec.of_model`)."""
+    return dtype == "fp8" and (dispatcher == "alltoall" or dispatch_format == "bf16")
+
+
 def megatron_dispatch(
     ann: dict[str, tuple[Operator, ...]], s: ModelSpec, work: LayerWork
 ) -> dict[str, tuple[Operator, ...]]:
@@ -52,22 +60,23 @@ def megatron_dispatch(
     rows, the experts on the GPU, the dispatcher)."""
     rows = work.rows
     sort = work.dispatcher == "alltoall" and len(work.rows_per_expert) > 1
-    bf16_rows = s.dtype == "fp8"  # (a BF16 recipe's rows, casts and permutations are BF16 already)
+    # (a BF16 recipe's rows, casts and permutations are BF16 already: only the sorts are Megatron's)
+    bf16 = bf16_rows(s.dtype, work.dispatcher, work.dispatch_format)
     shared = s.n_shared_experts > 0
     sort_bytes = 2.0 * rows * (s.dim * BF16_BYTES + FP32_BYTES)  # read and write: each row and its gate
     out: dict[str, tuple[Operator, ...]] = {}
     for a, ops in ann.items():
         new: list[Operator] = []
         for op in ops:
-            if bf16_rows and op.name == TOKEN_CASTS.get(a) and not shared:
+            if bf16 and op.name == TOKEN_CASTS.get(a) and not shared:
                 continue
-            if bf16_rows and a in ROW_CASTS and op.name == ROW_CASTS[a][0]:
+            if bf16 and a in ROW_CASTS and op.name == ROW_CASTS[a][0]:
                 cast = Operator(ROW_CASTS[a][1], a, "memory", nbytes=FP8_CAST_BYTES * rows * s.dim, kernel="fp8-cast")
                 new.append(cast)
             if op.kind != "memory" or op.name not in SORT_CHUNKS or not a.startswith("mlp("):
                 new.append(op)
                 continue
-            if bf16_rows and op.kernel == "permute":
+            if bf16 and op.kernel == "permute":
                 op = replace(op, nbytes=op.nbytes * BF16_BYTES / FP8_TILE_BYTES)
             second = (Operator(SORT_CHUNKS[op.name], a, "memory", nbytes=sort_bytes, kernel="permute"),) if sort else ()
             new.extend((*second, op) if op.name == "unpermute" else (op, *second))

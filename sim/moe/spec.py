@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from sim.errors import ScenarioError
 from sim.layout_defaults import DEFAULT_EP
+from sim.model.megatron_dispatch import bf16_rows
 from sim.model.spec import DEEPSEEK_V3, ModelSpec
 from sim.units import BF16_BYTES, FP8_TILE_BYTES
 
@@ -65,7 +66,7 @@ class MoESpec:
         NVLink). ``dispatcher``, ``dispatch_format``: DeepSeek's DeepEP dispatches FP8 rows under an
         FP8 recipe; Megatron's dispatchers (its NCCL all-to-all, ``alltoall``, and its DeepEP path,
         ``dispatch_format`` bf16) send the BF16 hidden states as they are (:mod:`sim.model.megatron_dispatch`)."""
-        fp8_rows = model.dtype == "fp8" and dispatcher == "deepep" and dispatch_format == "fp8"
+        fp8_rows = model.dtype == "fp8" and not bf16_rows(model.dtype, dispatcher, dispatch_format)
         return MoESpec(
             gpus_per_node=(domain_gpus or MoESpec.gpus_per_node) // etp,
             combine_bytes_per_elem=COMBINE_FORMATS[combine_format],
