@@ -13,7 +13,9 @@ nccl-tests (github.com/NVIDIA/nccl-tests) prints, per binary (``all_reduce_perf`
 
 Each row gives two samples (``op: collective``): out-of-place and in-place, with the collective,
 ``bytes`` (the size column), count, type, GPUs, nodes and both bandwidths. Rows of size 0 are
-skipped; a time of 0 or below is refused (nccl-tests prints only what it timed). The collective
+skipped; a time of 0 or below is refused (nccl-tests prints only what it timed), and so are a row
+that repeats an earlier one's size, count, type, op and root, and a second column header (a log
+pasted twice, or two runs in one file: each run prints its header once and each size once). The collective
 comes from the test-starting line, else from the file name. ``--gpus`` and ``--nodes`` (where the
 Rank lines do not say, or say otherwise) split evenly, at most 1,024 GPUs on a node.
 """
@@ -49,11 +51,17 @@ def _collective(text: str, path: Path) -> str:
     )
 
 
+def _is_header(line: str) -> bool:
+    """Whether ``line`` is nccl-tests' column header (``#  size  count  type ... time  algbw  busbw``)."""
+    words = line.lstrip("#").split()
+    return words[:2] == ["size", "count"] and "time" in words
+
+
 def _columns(lines: list[str], path: Path) -> tuple[int, list[str]]:
     """(line index of the column header, column names with out-of-place/in-place prefixes)."""
     for i, line in enumerate(lines):
         words = line.lstrip("#").split()
-        if words[:2] == ["size", "count"] and "time" in words:
+        if _is_header(line):
             names: list[str] = []
             group = "out-of-place"
             for w in words:
@@ -115,8 +123,14 @@ def parse_log(path: str | Path, gpus: int | None = None, nodes: int | None = Non
             ranks[int(m[1])] = m[2]
     n_gpus, n_nodes = _scale(ranks, gpus, nodes, path)
     samples = []
+    first_line: dict[tuple[str, ...], int] = {}  # a row's identity (size, count, type, op, root) -> its line
     for number, line in enumerate(lines[start + 1 :], start=start + 2):
-        if not line.strip() or line.lstrip().startswith("#"):
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("#"):
+            if _is_header(line):  # (nccl-tests prints one per run)
+                message = "a second column header: this file holds two nccl-tests runs; give each its own file"
+                raise ScenarioError(f"line {number}", message, str(path))
             continue
         cells = line.split()
         if len(cells) != len(names):
@@ -127,6 +141,11 @@ def parse_log(path: str | Path, gpus: int | None = None, nodes: int | None = Non
         for column in ("size", "count"):
             if not row[column].isdigit():
                 raise ScenarioError(f"line {number}", f"{column} {row[column]!r} is not a whole number", str(path))
+        identity = tuple(row[c] for c in names if ":" not in c)
+        if identity in first_line:  # one row per size (and type, op, root) in a run: a pasted copy
+            message = f"repeats the row of line {first_line[identity]} ({' '.join(identity)[:80]}): a log pasted twice?"
+            raise ScenarioError(f"line {number}", message, str(path))
+        first_line[identity] = number
         size = int(row["size"])
         if size == 0:
             continue

@@ -311,21 +311,34 @@ def import_nccl_tests_cmd(
     if profile is not None:
         refuse_given(ctx, ("device",), "names the GPU of a new profile, not used with --profile (its device is kept)")
     _not_an_input(output, logs, "nccl-tests log")
+    from calibrate.measurements import source_file
+
     samples = [s for log in logs for s in parse_log(log, gpus, nodes)]
+    sources = [source_file(log) for log in logs]
+    seen: dict[str, Path] = {}
+    for log, src in zip(logs, sources, strict=True):  # the same measurements twice would count twice in the fit
+        if src.sha256 in seen:
+            first = seen[src.sha256]
+            again = "is given twice" if str(first) == str(log) else f"holds the same bytes as {first}"
+            raise ScenarioError("LOGS", f"{log} {again}: give each log once")
+        seen[src.sha256] = log
     if profile is not None:
         with read_for("--profile", "calibration profile"):
             base = load_profile(profile)
+        for held in base.sources:
+            if held.sha256 in seen:
+                message = f"already holds the samples of {seen[held.sha256]} (its sources list {held.name})"
+                raise ScenarioError("--profile", message, str(profile))
     else:
         gpu = datasheet_for(device)
         if gpu is None:
             raise ScenarioError("--device", f"no datasheet for {device!r}; the twin knows {known_gpus()}")
         base = datasheet_profile(gpu, tool="twin calibrate import-nccl-tests")
-    from calibrate.measurements import source_file
 
     merged = base.model_copy(
         update={
             "samples": [*base.samples, *samples],
-            "sources": [*base.sources, *(source_file(log) for log in logs)],
+            "sources": [*base.sources, *sources],
             "ran": [*base.ran, *(f"nccl-tests {log.name}" for log in logs)],
         }
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -422,6 +423,9 @@ def _write_files(tmp_path: Path) -> None:
         "huge_time": with_row(" ".join([*cells[:5], "1e300", *cells[6:]]) + "\n"),
         "neg_size": with_row(" ".join(["-32", *cells[1:]]) + "\n"),
     }
+    logs["copy"] = log
+    logs["pasted_row"] = with_row(data_row + data_row)  # one row twice: counted twice in the fit
+    logs["twice"] = log + log  # a second run's header (and its rows) in one file
     for name, text in logs.items():
         write(f"nccl/alltoall_{name}.log", text)
     write("nccl/mystery.log", log.replace("Collective test starting: alltoall_perf", "Collective test starting"))
@@ -499,6 +503,9 @@ def _write_files(tmp_path: Path) -> None:
     }
     for name, (op, params) in hostile_samples.items():
         profiles[name] = json.dumps({**datasheet, "samples": [{"op": op, "params": params, "time_s": 1e-3}]})
+    # a profile that holds the samples of NCCL_LOG already (its sources list the log's bytes)
+    held = {"name": NCCL_LOG.name, "sha256": hashlib.sha256(NCCL_LOG.read_bytes()).hexdigest(), "bytes": len(log)}
+    profiles["holds_nccl"] = json.dumps({**datasheet, "sources": [*datasheet.get("sources", []), held]})
     for name, text in profiles.items():
         write(f"pf/{name}.json", text)
     batch = "op,dtype,M,N,K\n"
@@ -957,6 +964,11 @@ NCCL: list[tuple[list[str], str]] = [
     (_nccl(str(NCCL_LOG), "--profile", "pf/nan_peak.json"), "nan_peak.json: peaks"),
     (_nccl(str(NCCL_LOG), "--profile", "pf/string.json"), "string.json: a profile is"),
     (_nccl(str(NCCL_LOG), "--device", "TPU"), "--device: no datasheet for 'TPU'"),
+    (_nccl("nccl/alltoall_pasted_row.log"), "pasted_row.log: line 12: repeats the row of line 11"),
+    (_nccl("nccl/alltoall_twice.log"), "alltoall_twice.log: line 38: a second column header"),
+    (_nccl(str(NCCL_LOG), str(NCCL_LOG)), "LOGS: " + str(NCCL_LOG) + " is given twice"),
+    (_nccl(str(NCCL_LOG), "nccl/alltoall_copy.log"), "LOGS: nccl/alltoall_copy.log holds the same bytes as"),
+    (_nccl(str(NCCL_LOG), "--profile", "pf/holds_nccl.json"), "holds_nccl.json: --profile: already holds the samples"),
     (
         _nccl(str(NCCL_LOG), "--profile", PROFILE, "--device", "H100"),
         "--device: names the GPU of a new profile, not used with --profile",

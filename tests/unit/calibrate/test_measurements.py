@@ -169,9 +169,16 @@ def test_nccl_tests_import_feeds_the_alpha_beta_model(tmp_path: Path, capsys: py
         )
     t = json.loads(capsys.readouterr().out)["time_s"]
     assert t == pytest.approx(19.41e-6, rel=0.5)  # the log's own 32 MiB row, through a fitted line
-    # a second scale of the same collective needs --gpus/--nodes to choose
-    with pytest.raises(SystemExit):
+    # the same log again is refused (its samples would count twice in the fit)
+    with pytest.raises(SystemExit) as info:
         main(["calibrate", "import-nccl-tests", logs[0], "--profile", str(out), "-o", str(out), "--gpus", "8"])
+    assert info.value.code == 2 and "--profile: already holds the samples of" in capsys.readouterr().err
+    # a second scale of the same collective needs --gpus/--nodes to choose (a log of other bytes, read as 8 GPUs)
+    other = tmp_path / "all_gather_perf-8gpu.log"
+    other.write_text(Path(logs[0]).read_text() + "# read as 8 GPUs\n")
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "import-nccl-tests", str(other), "--profile", str(out), "-o", str(out), "--gpus", "8"])
+    assert info.value.code == 0
     with pytest.raises(SystemExit) as info:
         main(["calibrate", "predict", "--profile", str(out), "--op", "all_gather", "--bytes", "1e6"])
     assert info.value.code == 2 and "several scales (1 GPUs on 1 nodes, 8 GPUs on 1 nodes)" in capsys.readouterr().err
