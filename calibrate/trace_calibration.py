@@ -38,6 +38,7 @@ import numpy as np
 
 from sim.chunk.intervals import merge_intervals
 from sim.chunk.overheads import ChunkParams
+from sim.errors import shown
 from sim.hardware.gpu import DEEPSEEK_COMM_SMS, DEEPSEEK_COMPUTE_SMS
 from sim.model.layer import LayerWork, layer_ops
 from sim.model.ops import Operator
@@ -69,6 +70,17 @@ class Annotation:
     name: str
     index: int  # occurrence of this name (the layer, 0-based)
     kernels: tuple[Kernel, ...]
+    event: int = -1  # its position in the trace's traceEvents (what an error names)
+
+
+class TraceMismatch(ValueError):
+    """An annotation of the trace that the layer model cannot match: ``event`` is its position in
+    ``traceEvents`` (what ``twin calibrate import-trace`` names as the key)."""
+
+    def __init__(self, event: int, message: str) -> None:
+        super().__init__(f"traceEvents[{event}]: {message}")
+        self.event = event
+        self.message = message
 
 
 def _load(trace: str | Path | dict[str, Any]) -> dict[str, Any]:
@@ -97,8 +109,12 @@ def read_annotations(trace: str | Path | dict[str, Any]) -> list[Annotation]:
     data = _load(trace)
     events = data["traceEvents"]
     annotations = sorted(
-        (e for e in events if e.get("cat") == "user_annotation" and not e["name"].startswith(("ProfilerStep", "1F1B"))),
-        key=lambda e: e["ts"],
+        (
+            (i, e)
+            for i, e in enumerate(events)
+            if e.get("cat") == "user_annotation" and not e["name"].startswith(("ProfilerStep", "1F1B"))
+        ),
+        key=lambda ie: ie[1]["ts"],
     )
     launches = sorted((e for e in events if e.get("cat") == "cuda_runtime"), key=lambda e: e["ts"])
     starts = [e["ts"] for e in launches]
@@ -116,7 +132,7 @@ def read_annotations(trace: str | Path | dict[str, Any]) -> list[Annotation]:
 
     seen: dict[str, int] = defaultdict(int)
     out = []
-    for a in annotations:
+    for at, a in annotations:
         lo = bisect.bisect_left(starts, a["ts"])
         hi = bisect.bisect_right(starts, a["ts"] + a["dur"])
         mine = []
@@ -128,7 +144,7 @@ def read_annotations(trace: str | Path | dict[str, Any]) -> list[Annotation]:
             eff = effective.get(int(k["args"]["correlation"]), float(k["dur"]))
             s0, e0 = float(k["ts"]), float(k["ts"] + k["dur"])
             mine.append(Kernel(k["name"], stream, s0, e0, eff, covered(s0, e0) if stream in COMPUTE else 0.0))
-        out.append(Annotation(a["name"], seen[a["name"]], tuple(mine)))
+        out.append(Annotation(a["name"], seen[a["name"]], tuple(mine), at))
         seen[a["name"]] += 1
     return out
 
@@ -172,18 +188,19 @@ def match_ops(trace: str | Path | dict[str, Any], spec: ModelSpec = DEEPSEEK_V3)
     for ann in read_annotations(trace):
         layer_ops_ = ops.get(ann.name)
         if layer_ops_ is None:
-            raise ValueError(f"annotation {ann.name!r} is not in the layer model")
+            known = ", ".join(sorted(ops))
+            raise TraceMismatch(ann.event, f"annotation {shown(ann.name)!r} is not in the layer model (it has {known})")
         expected = sum(op.kernels for op in layer_ops_)
         if expected != len(ann.kernels):
-            raise ValueError(
-                f"{ann.name} layer {ann.index}: {len(ann.kernels)} kernels, the model's ops launch {expected}"
-            )
+            message = f"{ann.name} layer {ann.index}: {len(ann.kernels)} kernels, the model's ops launch {expected}"
+            raise TraceMismatch(ann.event, message)
         i = 0
         for op in layer_ops_:
             ks = ann.kernels[i : i + op.kernels]
             i += op.kernels
             if op.kind == "gemm" and not any(g in ks[-1].name for g in GEMM_KERNELS):
-                raise ValueError(f"{ann.name} op {op.name}: expected a GEMM kernel, got {ks[-1].name[:60]}")
+                message = f"{ann.name} op {op.name}: expected a GEMM kernel, got {ks[-1].name[:60]}"
+                raise TraceMismatch(ann.event, message)
             out.append(OpTime(op, ann.index, tuple(ks)))
     return out
 

@@ -126,8 +126,13 @@ def import_trace(
     tool = f"twin calibrate import-trace {trace.name}" + (f" --base {base}" if base else "") + f" --device {device}"
     tool += f" --compute-sms {compute_sms}" if compute_sms != DEEPSEEK_COMPUTE_SMS else ""
     tool += f" --layers {layers}" if layers != 4 else ""
+    from calibrate.trace_calibration import TraceMismatch
+
     try:
         profile = profile_from_trace(trace, gpu, compute_sms, layers, tool=tool, base=base_profile)
+    except TraceMismatch as e:  # an annotation the layer model cannot match: named by its event
+        message = f"not DeepSeek's layer trace as the layer model knows it: {e.message}"
+        raise ScenarioError(f"traceEvents[{e.event}]", message, str(trace)) from None
     except (KeyError, ValueError, TypeError, IndexError, AttributeError, ZeroDivisionError) as e:
         raise ScenarioError(
             "traceEvents",

@@ -237,3 +237,32 @@ def test_codesign_variant_past_the_edge_is_not_possible(files: Path, capsys: pyt
     assert "1,106,494" not in md and "e+15" not in md.replace("e+153", "")
     assert "<b>slow" not in html and "\\<b>slow" in md
     assert os.path.getsize(files / "out" / "cd-edge" / "results.parquet") > 0
+
+
+@pytest.mark.skipif(not TRACE.is_file(), reason="DeepSeek's trace is not in shared/")
+def test_an_annotation_the_layer_model_cannot_match_is_named_by_its_event(
+    files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An annotation the layer model does not know, or one with a kernel too few, is named by its position
+    in traceEvents (it was ``traceEvents: ... (ValueError: annotation 'x' is not in the layer model)``)."""
+    data = json.loads(TRACE.read_text())
+    events = data["traceEvents"]
+    at = next(i for i, e in enumerate(events) if e.get("cat") == "user_annotation" and e["name"] == "mlp(F)")
+    events[at]["name"] = "moe(F)"
+    (files / "renamed.json").write_text(json.dumps(data))
+    expected = f"renamed.json: traceEvents[{at}]: not DeepSeek's layer trace as the layer model knows it: "
+    refused_in_one_line(
+        _import_trace("renamed.json"), expected + "annotation 'moe(F)' is not in the layer", files, capsys
+    )
+    # the same annotation with its last kernel's launch gone: its kernel count is off
+    events[at]["name"] = "mlp(F)"
+    span = (events[at]["ts"], events[at]["ts"] + events[at]["dur"])
+    launches = [e for e in events if e.get("cat") == "cuda_runtime" and span[0] <= e["ts"] <= span[1]]
+    kernels = {e["args"]["correlation"] for e in events if e.get("cat") == "kernel"}
+    last = max((e for e in launches if e.get("args", {}).get("correlation") in kernels), key=lambda e: e["ts"])
+    annotation = events[at]
+    events.remove(last)
+    at = events.index(annotation)
+    (files / "short.json").write_text(json.dumps(data))
+    expected = f"short.json: traceEvents[{at}]: not DeepSeek's layer trace as the layer model knows it: mlp(F) layer 0:"
+    refused_in_one_line(_import_trace("short.json"), expected, files, capsys)
