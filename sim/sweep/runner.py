@@ -48,6 +48,23 @@ def _row(sweep: Sweep, point: Point, figures: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _probed_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of ``workers`` processes whose first worker has started (it cannot when the main module
+    is not a file, e.g. stdin: one line then, not a traceback per point)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = start_pool(workers)
+    try:
+        pool.submit(os.getpid).result()
+    except BrokenProcessPool:
+        stop_pool(pool)
+        raise TwinError("the sweep's worker processes cannot start (see above)") from None
+    except BaseException:
+        stop_pool(pool)
+        raise
+    return pool
+
+
 def _local(
     sweep: Sweep, todo: list[Point], workers: int, fn: Callable[..., dict[str, Any]] = run_point
 ) -> Generator[tuple[Point, dict[str, Any]], None, None]:
@@ -62,19 +79,11 @@ def _local(
 
     queue = list(reversed(todo))
     suspects: list[Point] = []
-    first = start_pool(workers)  # the pool the points start on
-    try:  # a worker must start at all (it cannot when the main module is not a file, e.g. stdin)
-        first.submit(os.getpid).result()
-    except BrokenProcessPool:
-        stop_pool(first)
-        raise TwinError("the sweep's worker processes cannot start (see above)") from None
-    except BaseException:
-        stop_pool(first)
-        raise
+    pool = _probed_pool(workers)  # the pool the points start on
     if not queue:
-        stop_pool(first)
+        stop_pool(pool)
         return
-    ready: ProcessPoolExecutor | None = first
+    probed: ProcessPoolExecutor | None = pool
     while queue or suspects:
         if suspects:
             point = suspects.pop()
@@ -90,7 +99,7 @@ def _local(
                 stop_pool(pool)
             yield point, row
             continue
-        pool, ready = ready or start_pool(workers), None  # the probed pool first
+        pool, probed = probed or start_pool(workers), None  # the probed pool first, then new ones
         pending: dict[Future[dict[str, Any]], Point] = {}
         try:
             while queue or pending:

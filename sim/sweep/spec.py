@@ -249,7 +249,7 @@ def _check(
     # topology, or one whose price rule overflows when its fabric is built, ran every point as infeasible)
     reads = files or any(k in ("cluster", "profile") or k.startswith("cluster.topology") for k in sets)
     sc = scenario_from_data(data, POINT, base_folder or folder) if reads else parse_scenario(data)
-    if files and sc.cluster is not None and not any(k == "cluster" or k.startswith("cluster.") for k in sets):
+    if files and sc.cluster is not None and not changes(sets, "cluster"):
         from sim.network.spec import build_cluster_spec  # the base's fabric as given (a point's, by its run)
 
         build_cluster_spec(sc.cluster_spec(), str(sc.cluster.path))
@@ -257,6 +257,12 @@ def _check(
         from sim.assemble import chunk_params  # (the DeepEP overheads a run would refuse)
 
         chunk_params(sc.workload)
+
+
+def changes(sets: dict[str, Any], *sections: str) -> bool:
+    """Whether ``sets`` (a point's overrides) sets one of the scenario's ``sections`` or a key inside one
+    (``changes(sets, "cluster")`` for ``cluster`` itself or ``cluster.nic_Gbps``)."""
+    return any(k.split(".")[0] in sections for k in sets)
 
 
 def _owner(error_key: str, sets: dict[str, Any]) -> str | None:
@@ -351,7 +357,7 @@ def sweep_from_data(data: Any, path: Path) -> Sweep:
             try:
                 _check(base_data, overrides, path.parent, base_folder, files=not files_read)
                 # (the base's own: read with a point that changes neither its cluster nor its profile)
-                files_read = files_read or not any(k.split(".")[0] in ("cluster", "profile") for k in overrides)
+                files_read = files_read or not changes(overrides, "cluster", "profile")
             except ScenarioError as err:
                 if err.file and err.file != POINT:  # in a file the point reads (a topology): named there,
                     files = (*PATH_KEYS, "model.config")  # the keys that name a file a point reads
