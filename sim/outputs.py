@@ -140,16 +140,18 @@ def _names_fit(path: Path, flag: str) -> None:
             )
 
 
-def check_name_fits(name: str, folder: Path, goes: str, file: str) -> None:
-    """A scenario's ``name`` names the folder ``folder/<name>/`` its outputs go to: a name over
-    :data:`NAME_BYTES` is refused naming the key before anything runs (it was ``File name too long`` once
-    all had run, an empty ``folder`` left). ``goes``: what goes there, for the line."""
-    size = len(os.fsencode(name))
+def check_name_fits(name: str, folder: Path, goes: str, file: str, suffix: str = "", instead: str = "") -> None:
+    """A scenario's ``name`` names the folder ``folder/<name><suffix>/`` its outputs go to: a name that
+    makes it longer than :data:`NAME_BYTES` is refused naming the key before anything runs (it was ``File
+    name too long`` once all had run, an empty ``folder`` left). ``goes``: what goes there, for the line;
+    ``instead``: another way out than a shorter name (``-o DIR``)."""
+    size = len(os.fsencode(name + suffix))
     if size > NAME_BYTES:
+        added = f" with {suffix!r}" if suffix else ""
         raise ScenarioError(
             "name",
-            f"{size:,} bytes, too long for the folder {folder}/<name>/ {goes} (a file name has at most "
-            f"{NAME_BYTES} bytes); give a shorter name",
+            f"{size:,} bytes{added}, too long for the folder {folder}/<name>{suffix}/ {goes} (a file name has at "
+            f"most {NAME_BYTES} bytes); give a shorter name" + (f" or {instead}" if instead else ""),
             file,
         )
 

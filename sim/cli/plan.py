@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +12,6 @@ from rich.table import Table
 from rich.text import Text
 
 from sim.cli.common import Format, Int, err, input_file_option, out, output_dir_option
-from sim.outputs import NAME_BYTES
 
 plan_app = typer.Typer(no_args_is_help=True, help="Plan a training run: the layouts that fit, ranked.")
 
@@ -101,7 +99,7 @@ def layouts_cmd(
     from sim.config import load_scenario
     from sim.errors import ScenarioError
     from sim.experiments.layouts import candidates, layout_label
-    from sim.outputs import atomic_write_text, claim_output_folder
+    from sim.outputs import atomic_write_text, check_name_fits, claim_output_folder
     from sim.run import EDGE, _read_files, check_figures_finite
     from sim.sweep.compare import load_results
     from sim.sweep.pool import default_workers
@@ -118,13 +116,8 @@ def layouts_cmd(
             "training.gpus", "no layout of these GPUs and batch forms pipeline ranks of whole nodes", str(scenario)
         )
     name = f"{sc.name}-layouts"
-    if output is None and len(os.fsencode(name)) > NAME_BYTES:  # (else refused as a file name too long, unnamed)
-        raise ScenarioError(
-            "name",
-            f"the default folder out/<name>-layouts would have a name of {len(os.fsencode(name)):,} bytes, over the "
-            f"{NAME_BYTES} a file name may have; give a shorter name or -o DIR",
-            str(scenario),
-        )
+    if output is None:  # (else refused as a file name too long, unnamed)
+        check_name_fits(sc.name, Path("out"), "the search goes to", str(scenario), "-layouts", "-o DIR")
     folder = output or Path("out") / name
     claim_output_folder(folder)  # a folder of the user's files is refused, never written into
     base = folder / "base.yaml"

@@ -82,7 +82,9 @@ def test_a_layout_search_named_too_long_for_its_default_folder(
     scenario = REPO / "scenarios" / "clusters" / "llama3.1-8b-h100.yaml"
     path.write_text(yaml.safe_dump({"base": str(scenario), "name": "a" * 250}))
     line = _refused(["plan", "layouts", str(path), "--limit", "1", "-j", "1", "-q"], capsys)
-    assert line.startswith(f"error: {path}: name: the default folder out/<name>-layouts would have a name of 258")
+    expected = f"error: {path}: name: 258 bytes with '-layouts', too long for the folder out/<name>-layouts/"
+    assert line.startswith(expected)
+    assert line.endswith("give a shorter name or -o DIR")
     assert not (tmp_path / "out").exists()
 
 
