@@ -60,7 +60,7 @@ def test_the_validation_scenarios_set_what_the_recipes_publish() -> None:
     """llama3_70b_pretrain_64gpu_h100_fp8cs: TP4 PP8 VP5, TP overlap, its layout;
     deepseek_v3_pretrain_1024gpu_h100: TP2 PP8 VP4 EP64, 8,192 sequences of 4,096, the stage layout
     "Et|(tt|)*30mL" (layer 0 with the embedding, two layers a stage, the MTP module and the loss alone
-    on the last); qwen3_235b_a22b_pretrain_256gpu_h100: TP2 PP8 VP4 EP32, 2,048 sequences, NCCL
+    on the last), the all-to-alls overlapped (25.09's H100 setting); qwen3_235b_a22b_pretrain_256gpu_h100: TP2 PP8 VP4 EP32, 2,048 sequences, NCCL
     all-to-all overlapped, no recompute. Both force-balance the routing: no notify wait from rank skew."""
     ds = load_scenario(VALIDATION / "nvidia-dsv3-h100-1024.yaml")
     assert ds.training is not None and ds.pipeline is not None
@@ -75,6 +75,8 @@ def test_the_validation_scenarios_set_what_the_recipes_publish() -> None:
     for sc in (ds, qw):
         assert sc.workload.routing == "balanced" and sc.workload.notify_wait_us == 0
     assert ds.comm.dispatch_format == "bf16"  # Megatron's DeepEP path sends the BF16 hidden states
+    # 25.09's performance script on H100: A2A_1F1B, overlap_moe_expert_parallel_comm (Megatron-Bridge 684a686)
+    assert ds.pipeline.schedules == ["interleaved-1f1b-overlap"]
     ll = load_scenario(VALIDATION / "nvidia-llama3-70b-h100-64.yaml")
     assert ll.training is not None and ll.pipeline is not None
     assert (ll.training.tp, ll.pipeline.pp, ll.pipeline.virtual_stages) == (4, 8, 5)
