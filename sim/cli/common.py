@@ -377,8 +377,17 @@ def invoke(app: Any, argv: list[str] | None, prepare: Any = None, exiting: bool 
                 shown.add(origin)
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if line is not None:
-        print(f"error: {line}", file=sys.stderr)
+        print(f"error: {one_printable_line(line)}", file=sys.stderr)
     return code
+
+
+def one_printable_line(text: str) -> str:
+    """``text`` as one line of plain text: its control characters (a newline in a file name or a key, a
+    terminal's escape codes, a tab) written as Python writes them in a string (``\\n``, ``\\x1b``, ``\\t``),
+    so an error stays one line and prints no escape code the terminal would act on."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def output_dir_option(_ctx: Any, param: Any, value: Path | None) -> Path | None:
