@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -335,9 +336,11 @@ def _remove(path: Path) -> None:
 @contextmanager
 def owned_outputs(path: str | Path, owner: str, flag: str = "--output") -> Iterator[Path]:
     """Fill a temporary folder with ``owner``'s files for ``path``; on success they replace the files
-    ``owner`` wrote there before (files it no longer writes are removed), and every other file stays;
-    on failure nothing in ``path`` changes. Two commands finishing at once put their files in place one
-    after the other (a lock), so the folder never holds a mix of two results of one command."""
+    ``owner`` wrote there before (files it no longer writes are removed), and every other file stays,
+    inside the folders it writes too (a figure of the user's in ``figures/``: the marker lists every file
+    twin wrote, folders' files as ``folder/name``); on failure nothing in ``path`` changes. Two commands
+    finishing at once put their files in place one after the other (a lock), so the folder never holds
+    a mix of two results of one command."""
     import fcntl
 
     path = check_output_folder(path, flag)
@@ -356,7 +359,9 @@ def owned_outputs(path: str | Path, owner: str, flag: str = "--output") -> Itera
             fcntl.flock(lock, fcntl.LOCK_EX)
             with signals_held():
                 files = _manifest(path)
+                wrote = {n for names in files.values() for n in names}  # by twin, inside folders too
                 new = sorted(e.name for e in os.scandir(tmp))
+                inside = sorted(f"{name}/{rel}" for name in new if (tmp / name).is_dir() for rel in _tree(tmp / name))
                 for name in new:
                     dst = path / name
                     if (dst.exists() or dst.is_symlink()) and (tmp / name).is_dir() != dst.is_dir():
@@ -365,15 +370,20 @@ def owned_outputs(path: str | Path, owner: str, flag: str = "--output") -> Itera
                         old = path / f".{name}.{os.getpid()}.old"
                         os.replace(dst, old)
                         os.replace(tmp / name, dst)
+                        _keep_theirs(old, dst, name, wrote)
                         shutil.rmtree(old, ignore_errors=True)
                     else:
                         os.replace(tmp / name, dst)
-                others = {n for who, names in files.items() if who != owner for n in names}
+                others = {n for who, names in files.items() if who != owner for n in names if "/" not in n}
                 for name in files.get(owner, []):
-                    if name not in new and name not in others:
-                        _remove(path / name)
-                files = {who: [n for n in names if n not in new] for who, names in files.items() if who != owner}
-                files[owner] = new
+                    if "/" not in name and name not in new and name not in others:
+                        _remove_ours(path, name, wrote)
+                files = {
+                    who: [n for n in names if n.split("/", 1)[0] not in new]
+                    for who, names in files.items()
+                    if who != owner
+                }
+                files[owner] = new + inside
                 _write_manifest(path, {k: v for k, v in files.items() if v})
                 tmp.rmdir()
                 tmp = None
@@ -381,6 +391,48 @@ def owned_outputs(path: str | Path, owner: str, flag: str = "--output") -> Itera
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _tree(folder: Path) -> list[str]:
+    """The files under ``folder`` (links and other non-folders included), as paths relative to it."""
+    out = []
+    for root, dirs, names in os.walk(folder):
+        rel = Path(root).relative_to(folder)
+        out += [(rel / n).as_posix() for n in names]
+        out += [(rel / d).as_posix() for d in dirs if (Path(root) / d).is_symlink()]  # (not walked)
+    return out
+
+
+def _remove_ours(path: Path, name: str, wrote: set[str]) -> None:
+    """Remove ``path/name``, which twin wrote and writes no more; of a folder only the files twin wrote
+    (``name/...`` in ``wrote``), and the folders they leave empty: a user's file there stays."""
+    target = path / name
+    if not target.is_dir() or target.is_symlink():
+        _remove(target)
+        return
+    for rel in _tree(target):
+        if f"{name}/{rel}" in wrote:
+            _remove(target / rel)
+    for root, _, _ in sorted(os.walk(target), key=lambda w: -len(Path(w[0]).parts)):  # deepest first
+        with contextlib.suppress(OSError):  # (not empty: a user's file is in it)
+            os.rmdir(root)
+
+
+def _keep_theirs(old: Path, new: Path, name: str, wrote: set[str]) -> None:
+    """Move the files in ``old`` (the folder ``name`` being replaced by ``new``) that twin did not write
+    (not ``name/...`` in ``wrote``) into ``new``, where ``new`` has no file of that name: a user's file
+    in a folder twin writes stays, as it would beside it."""
+    for rel in _tree(old):
+        if f"{name}/{rel}" in wrote:
+            continue  # twin's, from the result being replaced
+        target = new / rel
+        if target.exists() or target.is_symlink():
+            continue  # twin writes that name now
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(old / rel, target)
+        except OSError:  # (twin writes a file where its folder was: it goes with the old folder)
+            continue
 
 
 JSON_COMPACT = (",", ":")  # json.dumps separators of the traces written as text

@@ -37,6 +37,34 @@ def test_each_command_replaces_only_its_own_files(tmp_path: Path) -> None:
     assert [p.name for p in out.parent.iterdir()] == ["step"]  # no temporary left beside it
 
 
+def test_a_users_file_inside_a_folder_twin_writes_stays(tmp_path: Path) -> None:
+    """A report's ``figures/`` is replaced with each run; a file the user put there was deleted with it.
+    Twin's own files of the run before go (``b.png``), the user's stay (in subfolders too)."""
+    out = tmp_path / "out" / "step"
+    _write(out, "report", {"report.md": "1", "figures/a.png": "a", "figures/b.png": "b", "figures/x/c.png": "c"})
+    (out / "figures" / "mine.png").write_text("mine")
+    (out / "figures" / "x" / "notes.txt").write_text("notes")
+    (out / "figures" / "mine").mkdir()
+    (out / "figures" / "mine" / "deep.txt").write_text("deep")
+    _write(out, "report", {"report.md": "2", "figures/a.png": "a2"})
+    assert _visible(out) == {
+        "report.md",
+        "figures/a.png",
+        "figures/mine.png",
+        "figures/x/notes.txt",
+        "figures/mine/deep.txt",
+    }
+    assert (out / "figures" / "a.png").read_text() == "a2" and (out / "figures" / "mine.png").read_text() == "mine"
+    _write(out, "report", {"report.md": "3"})  # no figures now: twin's go, the user's stay
+    assert _visible(out) == {"report.md", "figures/mine.png", "figures/x/notes.txt", "figures/mine/deep.txt"}
+    _write(out, "report", {"report.md": "4", "figures/a.png": "a4"})
+    (out / "figures" / "mine.png").unlink()
+    (out / "figures" / "x" / "notes.txt").unlink()
+    (out / "figures" / "mine" / "deep.txt").unlink()
+    _write(out, "report", {"report.md": "5"})  # a folder left with only twin's files goes whole
+    assert _visible(out) == {"report.md"} and not (out / "figures").exists()
+
+
 def test_a_failure_changes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "step"
     _write(out, "run", {"summary.md": "kept"})
