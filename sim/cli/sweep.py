@@ -101,6 +101,18 @@ def sweep_cmd(
             "base", "names a run file (it has phases): sweep a run with twin plan run SWEEP.yaml", str(sweep_file)
         )
     sweep = load_sweep(sweep_file)
+    if output is None:  # the default names its files by the sweep's name: refused naming that key
+        import os
+
+        from sim.outputs import NAME_BYTES
+
+        journal = ".parquet.screening.journal" if best is not None else ".parquet.journal"  # the longest beside
+        if len(os.fsencode(sweep.name + journal)) > NAME_BYTES:
+            message = (
+                f"{len(os.fsencode(sweep.name)):,} bytes, too long for out/<name>.parquet and its journal "
+                f"out/<name>{journal} (a file name has at most {NAME_BYTES} bytes); give a shorter name or -o FILE"
+            )
+            raise ScenarioError("name", message, str(sweep_file))
     target = output or Path("out") / f"{sweep.name}.parquet"
     if target.suffix != ".parquet":
         raise ScenarioError("--output", f"must be a Parquet file (.parquet), got {str(target)!r}")

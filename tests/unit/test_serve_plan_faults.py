@@ -88,6 +88,31 @@ def test_a_layout_search_named_too_long_for_its_default_folder(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("length", "flags", "journal"),
+    [(300, [], ".parquet.journal"), (230, ["--best", "1"], ".parquet.screening.journal")],
+)
+def test_a_sweep_named_too_long_for_its_default_files(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    length: int,
+    flags: list[str],
+    journal: str,
+) -> None:
+    """``out/<name>.parquet`` and its journal past 255 bytes: the error named the results file, not the
+    sweep's ``name`` (nor -o)."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump({"name": "s" * length, "base": str(SMALL_STEP), "grid": {"comm.sms": [20]}}))
+    line = _refused(["sweep", str(path), *flags], capsys)
+    assert line.startswith(
+        f"error: {path}: name: {length} bytes, too long for out/<name>.parquet and its journal out/<name>{journal}"
+    )
+    assert line.endswith("give a shorter name or -o FILE")
+    assert not (tmp_path / "out").exists()
+
+
 def _run_with_base(folder: Path, base: str) -> Path:
     path = folder / "run.yaml"
     phase = {"name": "main", "steps": 10, "global_batch": 1024}
