@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -9,10 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, shown
 from sim.sweep.pareto import pareto_front
-from sim.sweep.point import LAYOUT_COLUMNS, METRIC_BY_NAME, METRICS, NOTE_COLUMNS, OK, STATUSES
-from sim.sweep.store import holds_bounds, meta_of
+from sim.sweep.point import LAYOUT_COLUMNS, METRIC_BY_NAME, METRICS, NOTE_COLUMNS, OK, RELATIVE, STATUSES
+from sim.sweep.store import META_KEY, holds_bounds
 from sim.units import GiB
 
 _FIXED = (
@@ -38,7 +39,7 @@ def load_results(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     missing = [c for c in ("point", "status", "step_time_s") if c not in frame.columns]
     if missing:
         raise ScenarioError("", f"not a twin sweep results file (no column {missing[0]!r})", str(path))
-    meta = meta_of(table.schema.metadata)
+    meta = _meta(table.schema.metadata, str(path))
     if holds_bounds(meta, path):
         steps = (
             f"in {path.name.removesuffix('.screening.parquet')}.parquet beside it"
@@ -51,12 +52,31 @@ def load_results(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
             f"bounds no step takes; compare the steps, {steps}",
             str(path),
         )
+    if not len(frame):  # twin sweep writes a file once a point has run: none is a file of nothing to compare
+        raise ScenarioError("", "holds no points (twin sweep writes a row for each point that ran)", str(path))
     _check(frame, str(path))
     _memory_in_gib(frame)
     for m in METRIC_BY_NAME:  # a figure added since the file was written: unknown there, not a reason to refuse
         if m not in frame.columns:
             frame[m] = float("nan")
     return frame, meta
+
+
+def _meta(schema_metadata: dict[bytes, bytes] | None, file: str) -> dict[str, Any]:
+    """The metadata ``twin sweep`` wrote (its key, a JSON mapping), {} where there is none (a file written
+    by hand, or before twin sweep wrote it); refused where it is there but not a JSON mapping: it says
+    whether the rows are lower bounds, not steps, and how many points the sweep has."""
+    raw = (schema_metadata or {}).get(META_KEY)
+    if raw is None:
+        return {}
+    key = META_KEY.decode()
+    try:
+        meta = json.loads(raw)
+    except ValueError:  # not JSON, or not UTF-8
+        raise ScenarioError(key, "the file's metadata is not JSON (twin sweep writes a JSON mapping)", file) from None
+    if not isinstance(meta, dict):
+        raise ScenarioError(key, f"the file's metadata is not a JSON mapping, got {type(meta).__name__}", file)
+    return meta
 
 
 def points_in_sweep(meta: dict[str, Any]) -> int | None:
@@ -67,8 +87,12 @@ def points_in_sweep(meta: dict[str, Any]) -> int | None:
 
 def _check(frame: pd.DataFrame, file: str) -> None:
     """The columns ``twin compare`` reads hold what ``twin sweep`` writes: whole point numbers, each once;
-    statuses as text; figures as finite numbers or NaN (unknown), and a step time for every ok point
-    but a serving one (its goodput instead)."""
+    statuses, each one of :data:`STATUSES`; figures as finite numbers or NaN (unknown), and a step time for
+    every ok point but a serving one (its goodput instead). In an ok row a figure whose change is relative
+    (a positive extensive quantity: a time, a rate, a cost, a memory size) is never negative, and a
+    duration (in s or GPU-h: a step, a first token) never zero either; a price or a rate may be zero
+    (a free GPU-hour, no request meeting the SLOs). A signed figure (headroom, exposed communication) and
+    a fraction (MFU, bubble ratio) are not bounded here."""
     from pandas.api import types
 
     point = frame["point"]
@@ -85,6 +109,10 @@ def _check(frame: pd.DataFrame, file: str) -> None:
     status = frame["status"]
     if not all(isinstance(v, str) for v in status):
         raise ScenarioError("status", f"a column of text ({', '.join(STATUSES)}), got {status.dtype}", file)
+    for i in np.flatnonzero(~status.isin(STATUSES).to_numpy())[:1]:  # as a journal's status is refused
+        raise ScenarioError(
+            f"point {point.iloc[i]}: status", f"{shown(repr(status.iloc[i]))} is not one of {', '.join(STATUSES)}", file
+        )
     figures = [c for c in frame.columns if c in METRIC_BY_NAME or (c.startswith("memory_") and c.endswith("_GB"))]
     ok = (status == OK).to_numpy()
     for name in figures:
@@ -94,9 +122,23 @@ def _check(frame: pd.DataFrame, file: str) -> None:
         values = column.to_numpy(dtype="float64", na_value=np.nan)
         for i in np.flatnonzero(np.isinf(values))[:1]:
             raise ScenarioError(f"point {point.iloc[i]}: {name}", f"{values[i]} is not a finite number", file)
+        _check_sign(name, values, ok, point, file)
         if name == "step_time_s":  # (a serving point has none: its goodput instead)
             for i in np.flatnonzero(np.isnan(values) & ok & ~_serving_rows(frame))[:1]:
                 raise ScenarioError(f"point {point.iloc[i]}: {name}", "NaN in a point whose status is ok", file)
+
+
+def _check_sign(name: str, values: np.ndarray, ok: np.ndarray, point: pd.Series, file: str) -> None:
+    """A relative figure of an ok row (``values``, NaN where unknown) is not negative, and a duration not
+    zero either (:func:`_check`); an older file's memory in GB is read as the figure in GiB it becomes."""
+    m = METRIC_BY_NAME.get(name.removesuffix("_GB") + "_GiB" if name.endswith("_GB") else name)
+    if m is None or m.change != RELATIVE:
+        return
+    duration = m.unit in ("s", "GPU-h")  # nothing is done in no time
+    bad = (values <= 0) if duration else (values < 0)  # (NaN, unknown, is neither)
+    for i in np.flatnonzero(bad & ok)[:1]:
+        limit = "> 0 (a duration)" if duration else ">= 0"
+        raise ScenarioError(f"point {point.iloc[i]}: {name}", f"must be {limit} in an ok point, got {values[i]}", file)
 
 
 def _memory_in_gib(frame: pd.DataFrame) -> None:
