@@ -18,6 +18,11 @@ file, the row (the file's line number, the header being row 1) and the column.
 ``forward_seconds``.) A
 ``README.md`` beside the tables becomes the profile's ``method``; the date of the measurement is
 the first ISO date in the README's first line or the folder's name.
+
+Each measurement counts once in the fits: a row that repeats an earlier row's measurement, time
+included (a table pasted twice, or copied into a second file), a second header row, and a file with
+the same bytes as another are refused. The same configuration measured twice with different times is
+kept (the H100 folder's 1 GiB copy on 132 SMs is in both its size sweep and its SM sweep).
 """
 
 from __future__ import annotations
@@ -69,6 +74,8 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # name -> (requi
 }
 SCALINGS = {"tensorwise", "rowwise", "blockwise", "blockwise_1x128_128x128", "none"}
 DTYPES = {"fp8", "bf16", "fp16", "fp32"}
+_UNSCALED = {"none"}
+DTYPE_SCALINGS = {"fp8": SCALINGS - _UNSCALED, "bf16": _UNSCALED, "fp16": _UNSCALED, "fp32": _UNSCALED}
 INTERFERENCE_MODES = {"green-contexts", "green-contexts-overlapping", "shared-sms"}
 # DeepSeek-V3 projections named by the H100 measurements' README: (N, K) of x[M, K] @ W[K, N]
 FAMILY_SHAPES = {"moe_up": (4096, 7168), "moe_down": (7168, 2048), "q_a": (1536, 7168), "attn_o": (7168, 16384)}
@@ -131,6 +138,9 @@ class _Table:
         self.rows = [(n + 2, r) for n, r in enumerate(rows[1:]) if any(c.strip() for c in r)]
         self.header = header
         for line, r in self.rows:
+            if [c.strip() for c in r] == header:  # (its cells would be refused as values, naming one column)
+                message = "a second header row: the table is pasted twice, or two tables share the file"
+                raise ScenarioError(f"row {line}", message, str(path))
             if any(c.strip() for c in r[len(header) :]):
                 raise ScenarioError(f"row {line}", f"has {len(r)} fields; the header has {len(header)}", str(path))
 
@@ -200,11 +210,16 @@ def _sms(t: _Table, line: int, row: list[str], all_sms: int) -> int:
     return sms
 
 
-def _gemm(t: _Table, all_sms: int) -> list[Sample]:
+def _gemm(t: _Table, all_sms: int) -> list[tuple[int, Sample]]:
     out = []
     for line, row in t.rows:
         dtype = t.choice(line, row, "dtype", DTYPES)
         scaling = t.choice(line, row, "scaling", SCALINGS)
+        if scaling not in DTYPE_SCALINGS[dtype]:  # (a profile refuses the pair: pydantic's text before)
+            allowed = ", ".join(sorted(DTYPE_SCALINGS[dtype]))
+            raise ScenarioError(
+                f"row {line}, column scaling", f"{scaling!r} is not a scaling of {dtype} ({allowed})", str(t.path)
+            )
         family = t.text(line, row, "family")
         params: dict[str, float | int | str] = {
             "family": family,
@@ -217,11 +232,11 @@ def _gemm(t: _Table, all_sms: int) -> list[Sample]:
         }
         if family.endswith("_single"):  # timed one call per event pair: launch overhead included
             params["timing"] = "single"
-        out.append(Sample(op="gemm", params=params, time_s=t.number(line, row, TIME)))
+        out.append((line, Sample(op="gemm", params=params, time_s=t.number(line, row, TIME))))
     return out
 
 
-def _attention(t: _Table, all_sms: int) -> list[Sample]:
+def _attention(t: _Table, all_sms: int) -> list[tuple[int, Sample]]:
     out = []
     for line, row in t.rows:
         base: dict[str, float | int | str] = {
@@ -232,25 +247,22 @@ def _attention(t: _Table, all_sms: int) -> list[Sample]:
             "causal": int(t.flag(line, row, "causal")),
             "sms": _sms(t, line, row, all_sms),
         }
-        out.append(
-            Sample(op="attention", params={**base, "phase": "fwd"}, time_s=t.number(line, row, f"forward_{TIME}"))
-        )
-        out.append(
-            Sample(op="attention", params={**base, "phase": "bwd"}, time_s=t.number(line, row, f"backward_{TIME}"))
-        )
+        for phase, column in (("fwd", f"forward_{TIME}"), ("bwd", f"backward_{TIME}")):
+            params = {**base, "phase": phase}
+            out.append((line, Sample(op="attention", params=params, time_s=t.number(line, row, column))))
     return out
 
 
-def _hbm_copy(t: _Table, all_sms: int) -> list[Sample]:
+def _hbm_copy(t: _Table, all_sms: int) -> list[tuple[int, Sample]]:
     out = []
     for line, row in t.rows:
         size = int(t.number(line, row, "bytes_copied", integer=True))
         params = {"kernel": "copy", "bytes": 2 * size, "bytes_copied": size, "sms": _sms(t, line, row, all_sms)}
-        out.append(Sample(op="memory", params=params, time_s=t.number(line, row, TIME)))
+        out.append((line, Sample(op="memory", params=params, time_s=t.number(line, row, TIME))))
     return out
 
 
-def _fp8_cast(t: _Table, all_sms: int) -> list[Sample]:
+def _fp8_cast(t: _Table, all_sms: int) -> list[tuple[int, Sample]]:
     out = []
     for line, row in t.rows:
         tokens = int(t.number(line, row, "tokens", integer=True))
@@ -259,7 +271,7 @@ def _fp8_cast(t: _Table, all_sms: int) -> list[Sample]:
         nbytes = BF16_BYTES * elems + FP8_BYTES * elems + FP32_BYTES * elems // FP8_TILE
         params = {"kernel": TORCH_FP8_CAST, "bytes": nbytes, "tokens": tokens, "hidden": hidden}
         params["sms"] = _sms(t, line, row, all_sms)
-        out.append(Sample(op="memory", params=params, time_s=t.number(line, row, TIME)))
+        out.append((line, Sample(op="memory", params=params, time_s=t.number(line, row, TIME))))
     return out
 
 
@@ -278,7 +290,7 @@ def gemm_label(label: str) -> dict[str, float | int | str]:
     return params
 
 
-def _interference(t: _Table, all_sms: int) -> list[Sample]:
+def _interference(t: _Table, all_sms: int) -> list[tuple[int, Sample]]:
     out = []
     for line, row in t.rows:
         compute = int(t.number(line, row, "compute_sms", integer=True))
@@ -303,11 +315,13 @@ def _interference(t: _Table, all_sms: int) -> list[Sample]:
             ("copy", "copy_alone", "copy_beside_gemm"),
         ):
             params = {**base, "kernel": kernel, "alone_s": t.number(line, row, f"{alone}_{TIME}")}
-            out.append(Sample(op="interference", params=params, time_s=t.number(line, row, f"{beside}_{TIME}")))
+            time_s = t.number(line, row, f"{beside}_{TIME}")
+            out.append((line, Sample(op="interference", params=params, time_s=time_s)))
     return out
 
 
-READERS: dict[str, Callable[[_Table, int], list[Sample]]] = {
+# the samples of a table, each with its row (the file's line number)
+READERS: dict[str, Callable[[_Table, int], list[tuple[int, Sample]]]] = {
     "gemm": _gemm,
     "attention": _attention,
     "hbm_copy": _hbm_copy,
@@ -316,8 +330,8 @@ READERS: dict[str, Callable[[_Table, int], list[Sample]]] = {
 }
 
 
-def source_file(path: Path) -> SourceFile:
-    data = read_bytes(path, "source", MAX_JSON_BYTES)
+def source_file(path: Path, what: str = "source") -> SourceFile:
+    data = read_bytes(path, what, MAX_JSON_BYTES)
     return SourceFile(name=path.name, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
 
 
@@ -352,14 +366,29 @@ def import_measurements(path: str | Path, device: str, sms: int | None = None, t
     readme = read_text(readme_path, "README", MAX_JSON_BYTES) if readme_path.is_file() else ""
     samples: list[Sample] = []
     ran = []
+    sources = [source_file(f, "measurement table") for f in files]
+    same_bytes: dict[str, Path] = {}
+    for f, src in zip(files, sources, strict=True):  # a copy of a table would count every row twice in the fit
+        if src.sha256 in same_bytes:
+            first = same_bytes[src.sha256]
+            raise ScenarioError("", f"holds the same bytes as {first.name}: give each table once", str(f))
+        same_bytes[src.sha256] = f
+    seen: dict[tuple[object, ...], tuple[Path, int]] = {}  # a sample, time included -> its table and row
     for f in files:
         table = _Table(f)
-        read = READERS[table.kind](table, all_sms)
-        samples.extend(read)
+        for line, sample in READERS[table.kind](table, all_sms):
+            key = (sample.op, tuple(sorted(sample.params.items())), sample.time_s)
+            if key in seen:
+                first, first_line = seen[key]
+                where = f"row {first_line}" + (f" of {first.name}" if first != f else "")
+                message = f"repeats {where}, time included (the same {table.kind} measurement counted twice)"
+                raise ScenarioError(f"row {line}", message, str(f))
+            seen[key] = (f, line)
+            samples.append(sample)
         ran.append(f"{table.kind} from {f.name} ({len(table.rows)} rows)")
     if not samples:
         raise ScenarioError("", "no measurements: the tables have a header and no rows", str(path))
-    sources = [source_file(f) for f in files] + ([source_file(readme_path)] if readme else [])
+    sources += [source_file(readme_path)] if readme else []
     kinds = {r.split()[0] for r in ran}
     skipped = [Skipped(what="p2p and all-to-all", why="not in the measurements (import nccl-tests logs for them)")]
     skipped += [Skipped(what=k, why="no table of this kind") for k in READERS if k not in kinds]

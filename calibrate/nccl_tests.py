@@ -17,7 +17,15 @@ skipped; a time of 0 or below is refused (nccl-tests prints only what it timed),
 that repeats an earlier one's size, count, type, op and root, and a second column header (a log
 pasted twice, or two runs in one file: each run prints its header once and each size once). The collective
 comes from the test-starting line, else from the file name. ``--gpus`` and ``--nodes`` (where the
-Rank lines do not say, or say otherwise) split evenly, at most 1,024 GPUs on a node.
+Rank lines do not say, or say otherwise) split evenly, at most 1,024 GPUs on a node. The
+samples keep the row's op (``redop``) and ``root``.
+
+The GPU is the one the Rank lines name after the bus id (``NVIDIA H100 80GB HBM3``: the H100's
+datasheet), where every one names a GPU the twin knows; Rank lines naming different GPUs are
+refused. ``twin calibrate import-nccl-tests`` gives a new profile that GPU (refusing a ``--device``
+or a ``--profile`` of another), and refuses a row that repeats, in another log of the import or
+among the ``--profile``'s samples, the same collective, GPUs, nodes, size, count, type, op, root and
+placement.
 """
 
 from __future__ import annotations
@@ -25,9 +33,10 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, shown
 from sim.hardware.profile import Sample
 from sim.limits import MAX_BYTES, MAX_GPUS, MAX_GPUS_PER_NODE, MAX_RATE
 
@@ -36,6 +45,7 @@ MIN_TIME_US = 1e-3  # a nanosecond: nccl-tests prints microseconds with two deci
 MAX_LOG_BYTES = 256 * 1024 * 1024  # a log of a few hundred lines is some KiB
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "alltoall", "sendrecv", "broadcast", "reduce")
 _RANK = re.compile(r"^#\s*Rank\s+(\d+)\s.*?\bon\s+(\S+)\s+device\s+(\d+)")
+_BUS_ID = re.compile(r"^\s*\[[^\]]*\]")  # the PCI bus id before the GPU's name: [0000:00:06]
 _STARTING = re.compile(r"Collective test starting:\s*(\w+?)_perf")
 
 
@@ -107,8 +117,50 @@ def _scale(ranks: dict[int, str], gpus: int | None, nodes: int | None, path: Pat
     return n_gpus, n_nodes
 
 
+def _gpu(devices: dict[int, str], path: Path) -> tuple[str | None, str]:
+    """(the datasheet name, the name as printed) of the GPU the Rank lines name (``NVIDIA H100 80GB HBM3``
+    -> H100), or (None, "") where they name none the twin has a datasheet for; Rank lines that name
+    different GPUs (one the twin knows beside another) are refused."""
+    from sim.hardware.gpu import datasheet_for
+
+    known = {rank: datasheet_for(text) for rank, text in devices.items()}
+    first_of: dict[str | None, int] = {}  # a datasheet name (None: none) -> the first rank naming it
+    for rank in sorted(known):
+        gpu = known[rank]
+        first_of.setdefault(gpu.name if gpu else None, rank)
+    if len(first_of) > 1:  # (distinct keys: one at least is a GPU the twin knows)
+        a, b = sorted(first_of.values())[:2]
+        message = f"rank {a} names {shown(devices[a])!r}, rank {b} {shown(devices[b])!r}: one kind of GPU per log"
+        raise ScenarioError("Rank lines", message, str(path))
+    gpu = known[min(known)] if known else None
+    return (gpu.name, devices[min(known)]) if gpu else (None, "")
+
+
+@dataclass
+class NcclLog:
+    """What one nccl-tests log holds: its samples, the line of each, and the GPU its Rank lines name."""
+
+    samples: list[Sample]
+    lines: list[int]  # the log's line number of each sample
+    gpu: str | None  # the datasheet name (H200) of the GPU every Rank line names; None where they name none
+    gpu_text: str  # that GPU as the Rank lines print it (NVIDIA H200)
+
+
+def sample_identity(s: Sample) -> tuple[object, ...]:
+    """What makes two collective samples the same measurement: the collective, GPUs, nodes, size, count,
+    type, op, root and placement (a profile's samples written before op and root were kept have None)."""
+    p = s.params
+    keys = ("collective", "gpus", "nodes", "bytes", "count", "type", "redop", "root", "placement")
+    return tuple(p.get(k) for k in keys)
+
+
 def parse_log(path: str | Path, gpus: int | None = None, nodes: int | None = None) -> list[Sample]:
     """Samples of one nccl-tests log; ``gpus``/``nodes`` override what the Rank lines say."""
+    return read_log(path, gpus, nodes).samples
+
+
+def read_log(path: str | Path, gpus: int | None = None, nodes: int | None = None) -> NcclLog:
+    """One nccl-tests log (:func:`parse_log`'s samples, their lines, the GPU named)."""
     path = Path(path)
     from sim.yamlio import read_bytes
 
@@ -117,12 +169,16 @@ def parse_log(path: str | Path, gpus: int | None = None, nodes: int | None = Non
     start, names = _columns(lines, path)
     collective = _collective(text, path)
     ranks = {}
+    devices = {}  # rank -> the GPU's name as printed after its bus id
     for line in lines:
         m = _RANK.match(line)
         if m:
             ranks[int(m[1])] = m[2]
+            devices[int(m[1])] = _BUS_ID.sub("", line[m.end() :], count=1).strip()
     n_gpus, n_nodes = _scale(ranks, gpus, nodes, path)
+    gpu, gpu_text = _gpu(devices, path)
     samples = []
+    sample_lines = []
     first_line: dict[tuple[str, ...], int] = {}  # a row's identity (size, count, type, op, root) -> its line
     for number, line in enumerate(lines[start + 1 :], start=start + 2):
         if not line.strip():
@@ -184,11 +240,13 @@ def parse_log(path: str | Path, gpus: int | None = None, nodes: int | None = Non
                 "gpus": n_gpus,
                 "nodes": n_nodes,
                 "placement": group,
+                **{c: row[c] for c in ("redop", "root") if c in row},  # (a repeat across logs is told by them)
                 "algbw_GBps": algbw,
                 "busbw_GBps": busbw,
                 "source": f"nccl-tests {path.name}",
             }
             samples.append(Sample(op="collective", params=params, time_s=time_us * 1e-6))
+            sample_lines.append(number)
     if not samples:
         raise ScenarioError("", "no result rows", str(path))
-    return samples
+    return NcclLog(samples, sample_lines, gpu, gpu_text)

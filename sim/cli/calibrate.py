@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from enum import StrEnum
 from pathlib import Path
@@ -123,6 +124,14 @@ def import_trace(
         raise ScenarioError("--compute-sms", f"the {gpu.name} has {gpu.sms} SMs, got {compute_sms}")
     with read_for("--base", "calibration profile"):
         base_profile = load_profile(base) if base is not None else None
+    if base_profile is not None:  # the trace's samples twice would count twice in the fits
+        from sim.yamlio import MAX_TRACE_BYTES, read_bytes
+
+        digest = hashlib.sha256(read_bytes(trace, "trace", MAX_TRACE_BYTES)).hexdigest()
+        for held in base_profile.sources:
+            if held.sha256 == digest:
+                message = f"already holds the samples of {trace} (its sources list {held.name})"
+                raise ScenarioError("--base", message, str(base))
     tool = f"twin calibrate import-trace {trace.name}" + (f" --base {base}" if base else "") + f" --device {device}"
     tool += f" --compute-sms {compute_sms}" if compute_sms != DEEPSEEK_COMPUTE_SMS else ""
     tool += f" --layers {layers}" if layers != 4 else ""
@@ -274,6 +283,9 @@ def import_measurements_cmd(
         raise ScenarioError("--device", 'name the GPU the measurements come from, e.g. "NVIDIA H100 80GB HBM3"')
     tables = [*sorted(source.glob("*.csv")), source / "README.md"] if source.is_dir() else [source]
     _not_an_input(output, tables, "measurement table")
+    if source.is_dir() and output.resolve().is_relative_to(source.resolve()):  # (read as a table next time)
+        message = f"{output} is inside the measurement folder {source}, which the next import reads; write it elsewhere"
+        raise ScenarioError("--output", message)
     tool = f"twin calibrate import-measurements {source} --device {device!r}" + (f" --sms {sms}" if sms else "")
     profile = import_measurements(source, device, sms, tool=tool)
     _write(output, profile, f"from {len(profile.sources)} files")
@@ -295,7 +307,14 @@ def import_nccl_tests_cmd(
             "--profile", help="add the samples to this profile \\[default: a new one]", callback=input_file_option
         ),
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="GPU of a new profile")] = "H800",
+    device: Annotated[
+        str,
+        typer.Option(
+            "--device",
+            help="GPU of a new profile \\[default: the one the logs' Rank lines name, else H800]",
+            show_default=False,
+        ),
+    ] = "H800",
     gpus: Annotated[
         int | None,
         typer.Option("--gpus", parser=Int(1, MAX_GPUS), help="GPUs in the test \\[default: from the Rank lines]"),
@@ -306,7 +325,7 @@ def import_nccl_tests_cmd(
     ] = None,
 ) -> None:
     """Read nccl-tests logs into communication samples (alpha-beta fitted per collective and scale)."""
-    from calibrate.nccl_tests import parse_log
+    from calibrate.nccl_tests import read_log, sample_identity
     from calibrate.profiles import datasheet_profile
     from sim.hardware.gpu import datasheet_for, known_gpus
 
@@ -318,7 +337,8 @@ def import_nccl_tests_cmd(
     _not_an_input(output, logs, "nccl-tests log")
     from calibrate.measurements import source_file
 
-    samples = [s for log in logs for s in parse_log(log, gpus, nodes)]
+    read = [read_log(log, gpus, nodes) for log in logs]
+    samples = [s for r in read for s in r.samples]
     sources = [source_file(log) for log in logs]
     seen: dict[str, Path] = {}
     for log, src in zip(logs, sources, strict=True):  # the same measurements twice would count twice in the fit
@@ -327,6 +347,12 @@ def import_nccl_tests_cmd(
             again = "is given twice" if str(first) == str(log) else f"holds the same bytes as {first}"
             raise ScenarioError("LOGS", f"{log} {again}: give each log once")
         seen[src.sha256] = log
+    named = [(log, r) for log, r in zip(logs, read, strict=True) if r.gpu is not None]  # the GPU of the Rank lines
+    for log, r in named[1:]:
+        if r.gpu != named[0][1].gpu:
+            first, other = named[0]
+            message = f"{first} ran on {other.gpu_text!r}, {log} on {r.gpu_text!r}: import each GPU's logs apart"
+            raise ScenarioError("LOGS", message)
     if profile is not None:
         with read_for("--profile", "calibration profile"):
             base = load_profile(profile)
@@ -334,11 +360,39 @@ def import_nccl_tests_cmd(
             if held.sha256 in seen:
                 message = f"already holds the samples of {seen[held.sha256]} (its sources list {held.name})"
                 raise ScenarioError("--profile", message, str(profile))
+        held_gpu = datasheet_for(base.device.name)
+        if named and (held_gpu is None or held_gpu.name != named[0][1].gpu):
+            log, r = named[0]
+            message = f"its device is {base.device.name!r}, but the Rank lines of {log} name {r.gpu_text!r}"
+            raise ScenarioError("--profile", message + ": samples of another GPU", str(profile))
     else:
+        if named and "device" not in given_on_command_line(ctx):
+            device = str(named[0][1].gpu)  # the GPU the logs ran on, not the default's
         gpu = datasheet_for(device)
         if gpu is None:
             raise ScenarioError("--device", f"no datasheet for {device!r}; the twin knows {known_gpus()}")
+        if named and gpu.name != named[0][1].gpu:
+            log, r = named[0]
+            message = f"{device}, but the Rank lines of {log} name {r.gpu_text!r}"
+            message += f": give --device {r.gpu} or leave it out"
+            raise ScenarioError("--device", message)
         base = datasheet_profile(gpu, tool="twin calibrate import-nccl-tests")
+    # a row measured twice (a copy of a log with a byte changed, or rows the profile holds) counts twice
+    first_of: dict[tuple[object, ...], str] = {}
+    for held_sample in base.samples:
+        if held_sample.op == "collective":
+            where = str(held_sample.params.get("source", "an earlier import"))
+            first_of.setdefault(sample_identity(held_sample), f"a sample the --profile holds (from {where})")
+    for log, r in zip(logs, read, strict=True):
+        for sample, line in zip(r.samples, r.lines, strict=True):
+            identity = sample_identity(sample)
+            if identity in first_of:
+                message = f"repeats {first_of[identity]}: the same measurement ({sample.params['collective']}, "
+                message += f"{sample.params['gpus']} GPUs on {sample.params['nodes']} nodes, "
+                message += f"{sample.params['bytes']} bytes) would count twice"
+                raise ScenarioError(f"line {line}", message, str(log))
+        for sample, line in zip(r.samples, r.lines, strict=True):
+            first_of.setdefault(sample_identity(sample), f"line {line} of {log}")
 
     merged = base.model_copy(
         update={
@@ -410,21 +464,29 @@ def _batch(model: CostModel, path: Path) -> list[dict[str, object]]:
     import csv
     import io
 
+    reader = csv.reader(io.StringIO(read_text(path, "batch CSV", MAX_JSON_BYTES), newline=""))
     try:
-        reader = csv.DictReader(io.StringIO(read_text(path, "batch CSV", MAX_JSON_BYTES), newline=""))
-        header = list(reader.fieldnames or [])
-        rows = list(reader)
+        table = [(reader.line_num, cells) for cells in reader if cells]  # (the line each row ends on)
     except csv.Error as e:
         raise ScenarioError("", f"malformed CSV: {e}", str(path)) from None
+    header = table[0][1] if table else []
     if not header:
         raise ScenarioError("row 1", f"empty file; columns are {', '.join(BATCH_COLUMNS)}", str(path))
+    twice = next((c for i, c in enumerate(header) if c in header[:i]), None)
+    if twice is not None:  # (a row read by column name would keep the last one's value)
+        raise ScenarioError(f"row 1, column {twice}", "named twice", str(path))
     unknown = [c for c in header if c not in BATCH_COLUMNS]
     missing = [c for c in ("op", "dtype", "M", "N", "K") if c not in header]
     if unknown or missing:
         what = f"unknown column {unknown[0]!r}" if unknown else f"missing column {missing[0]!r}"
         raise ScenarioError("row 1", f"{what}; columns are {', '.join(BATCH_COLUMNS)}", str(path))
+    if len(table) == 1:
+        raise ScenarioError("", "no rows: a header and nothing to predict", str(path))
     results = []
-    for line, row in enumerate(rows, start=2):
+    for line, cells in table[1:]:
+        if len(cells) != len(header):
+            raise ScenarioError(f"row {line}", f"has {len(cells)} fields; the header has {len(header)}", str(path))
+        row = dict(zip(header, cells, strict=True))
 
         def num(col: str, default: int | None = None, row: dict[str, str] = row, line: int = line) -> int | None:
             text = (row.get(col) or "").strip()
@@ -437,8 +499,6 @@ def _batch(model: CostModel, path: Path) -> list[dict[str, object]]:
             except ValueError as e:
                 raise ScenarioError(f"row {line}, column {col}", str(e), str(path)) from None
 
-        if any(v is None for v in row.values()) or None in row:
-            raise ScenarioError(f"row {line}", f"has {len(row)} fields; the header has {len(header)}", str(path))
         if row["op"].strip() != "gemm":
             raise ScenarioError(f"row {line}, column op", f"{row['op']!r}: batch rows are gemm", str(path))
         try:

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from calibrate.nccl_tests import parse_log
 from sim.cli import main
 from tests.unit.test_bad_inputs import refused_in_one_line
 
@@ -380,6 +381,12 @@ def _write_files(tmp_path: Path) -> None:
         "nul": gemm + "moe_up,fp8,block\x00wise,64,4096,7168,132,1e-5\n",
         "quote": gemm + 'moe_up,fp8,"blockwise,64,4096,7168,132,1e-5\n',
         "huge_field": gemm + "moe_up,fp8,blockwise," + "9" * 200_000 + ",4096,7168,132,1e-5\n",
+        # one measurement counted twice: rows appended again, a table pasted with its header
+        "pasted_rows": gemm + row + row.replace("moe_up", "q_a") + row,
+        "pasted_header": gemm + row + gemm + row,
+        # a dtype and a scaling that do not go together (pydantic's traceback, exit 1, before)
+        "fp8_none": gemm + "moe_up,fp8,none,64,4096,7168,132,1e-5\n",
+        "bf16_blockwise": gemm + "moe_up,bf16,blockwise,64,4096,7168,132,1e-5\n",
     }
     for name, text in tables.items():
         write(f"ms/{name}.csv", text)
@@ -394,6 +401,11 @@ def _write_files(tmp_path: Path) -> None:
     write("ms_bad_readme/README.md", bytes(range(128, 256)))
     write("ms_mixed/good.csv", gemm + row)
     write("ms_mixed/bad.csv", gemm + "moe_up,fp8,blockwise,64,4096,7168,132,fast\n")
+    write("ms_ok/good.csv", gemm + row)
+    write("ms_copied/gemm.csv", gemm + row)  # a table and its copy: every row counted twice
+    write("ms_copied/gemm_copy.csv", gemm + row)
+    write("ms_across/a.csv", gemm + row)  # a row of a.csv repeated in b.csv
+    write("ms_across/b.csv", gemm + row.replace("moe_up", "q_a") + row)
 
     # calibration imports: nccl-tests logs
     log = NCCL_LOG.read_text()
@@ -426,6 +438,10 @@ def _write_files(tmp_path: Path) -> None:
     logs["copy"] = log
     logs["pasted_row"] = with_row(data_row + data_row)  # one row twice: counted twice in the fit
     logs["twice"] = log + log  # a second run's header (and its rows) in one file
+    logs["one_byte"] = log.replace("66.90", "66.91")  # a copy with one byte changed: every row counted twice
+    logs["h100"] = log.replace("NVIDIA H200", "NVIDIA H100 80GB HBM3")
+    rank = next(line for line in lines if "Rank" in line)
+    logs["two_gpus"] = log.replace(rank, rank + rank.replace("Rank  0", "Rank  1").replace("H200", "H100 80GB HBM3"))
     for name, text in logs.items():
         write(f"nccl/alltoall_{name}.log", text)
     write("nccl/mystery.log", log.replace("Collective test starting: alltoall_perf", "Collective test starting"))
@@ -506,6 +522,15 @@ def _write_files(tmp_path: Path) -> None:
     # a profile that holds the samples of NCCL_LOG already (its sources list the log's bytes)
     held = {"name": NCCL_LOG.name, "sha256": hashlib.sha256(NCCL_LOG.read_bytes()).hexdigest(), "bytes": len(log)}
     profiles["holds_nccl"] = json.dumps({**datasheet, "sources": [*datasheet.get("sources", []), held]})
+    # an H100 profile (the log ran on an H200), and an H200 one holding the log's rows (not its bytes)
+    profiles["h100"] = json.dumps({**datasheet, "device": {**datasheet["device"], "name": "H100"}})
+    held_rows = [s.model_dump() for s in parse_log(NCCL_LOG)]
+    h200 = {**datasheet["device"], "name": "H200"}
+    profiles["h200_rows"] = json.dumps({**datasheet, "device": h200, "samples": held_rows})
+    # a profile that holds the samples of a trace already (its sources list the trace's bytes)
+    trace = (tmp_path / "tr" / "kernel_no_args.json").read_bytes()
+    held = {"name": "kernel_no_args.json", "sha256": hashlib.sha256(trace).hexdigest(), "bytes": len(trace)}
+    profiles["holds_trace"] = json.dumps({**datasheet, "sources": [*datasheet.get("sources", []), held]})
     for name, text in profiles.items():
         write(f"pf/{name}.json", text)
     batch = "op,dtype,M,N,K\n"
@@ -524,6 +549,9 @@ def _write_files(tmp_path: Path) -> None:
         "beside": "op,dtype,M,N,K,beside_comm_sms\ngemm,fp8,64,64,64,500\n",
         "long_row": batch + "gemm,fp8,64,64,64,1\n",
         "nul": batch + "gemm,fp\x008,64,64,64\n",
+        "dup_col": "op,dtype,M,N,K,M\ngemm,fp8,64,64,64,128\n",  # the last M was taken
+        "header_only": batch,  # an empty result, exit 0, before
+        "short_row": batch + "gemm,fp8,64,64\n",
     }
     for name, text in batches.items():
         write(f"bt/{name}.csv", text)
@@ -885,6 +913,10 @@ TRACE: list[tuple[list[str], str]] = [
     (_trace(PROFILE, "--base", "pf/nan_peak.json"), "nan_peak.json: peaks.hbm_TBps: NaN"),
     (_trace(PROFILE, "--base", "folder"), "--base: folder is a folder"),
     (_trace(PROFILE, "--device", ""), "--device: no datasheet for ''"),
+    (
+        _trace("tr/kernel_no_args.json", "--base", "pf/holds_trace.json"),
+        "holds_trace.json: --base: already holds the samples of tr/kernel_no_args.json (its sources list kernel_no",
+    ),
     (_trace(PROFILE, "-o", "/dev/null"), "--output: /dev/null exists and is not a regular"),
     (_trace(PROFILE, "-o", "existing.txt/p.json"), "--output: existing.txt is a file"),
 ]
@@ -936,6 +968,14 @@ MEASURE: list[tuple[list[str], str]] = [
     (["calibrate", "import-measurements", "ms_mixed"], "--device: name the GPU"),
     (_measure("ms_mixed", "--sms", "0"), "--sms: must be a whole"),
     (_measure("ms_mixed", "-o", "folder"), "--output: folder is a"),
+    (_measure("ms_copied"), "ms_copied/gemm_copy.csv: holds the same bytes as gemm.csv: give each table once"),
+    (_measure("ms/pasted_rows.csv"), "pasted_rows.csv: row 4: repeats row 2, time included (the same gemm"),
+    (_measure("ms/pasted_header.csv"), "pasted_header.csv: row 3: a second header row: the table is pasted twice"),
+    (_measure("ms_across"), "ms_across/b.csv: row 3: repeats row 2 of a.csv, time included"),
+    (_measure("ms/fp8_none.csv"), "fp8_none.csv: row 2, column scaling: 'none' is not a scaling of fp8 (blockwise,"),
+    (_measure("ms/bf16_blockwise.csv"), "row 2, column scaling: 'blockwise' is not a scaling of bf16 (none)"),
+    (_measure("ms_ok", "-o", "ms_ok/new.json"), "--output: ms_ok/new.json is inside the measurement folder ms_ok"),
+    (_measure("ms_ok", "-o", "ms_ok/sub/new.json"), "--output: ms_ok/sub/new.json is inside the measurement"),
 ]
 
 NCCL: list[tuple[list[str], str]] = [
@@ -974,6 +1014,30 @@ NCCL: list[tuple[list[str], str]] = [
         "--device: names the GPU of a new profile, not used with --profile",
     ),
     (_nccl(str(NCCL_LOG), "-o", "folder"), "--output: folder is a folder"),
+    (
+        _nccl(str(NCCL_LOG), "nccl/alltoall_one_byte.log"),
+        f"alltoall_one_byte.log: line 12: repeats line 12 of {NCCL_LOG}: the same measurement (alltoall, 1 GPUs",
+    ),
+    (
+        _nccl("nccl/alltoall_one_byte.log", "--profile", "pf/h200_rows.json"),
+        "alltoall_one_byte.log: line 12: repeats a sample the --profile holds (from nccl-tests alltoall_perf",
+    ),
+    (
+        _nccl(str(NCCL_LOG), "--device", "H100"),
+        f"--device: H100, but the Rank lines of {NCCL_LOG} name 'NVIDIA H200': give --device H200 or leave it out",
+    ),
+    (
+        _nccl(str(NCCL_LOG), "--profile", "pf/h100.json"),
+        "h100.json: --profile: its device is 'H100', but the Rank lines of",
+    ),
+    (
+        _nccl(str(NCCL_LOG), "nccl/alltoall_h100.log"),
+        "LOGS: " + str(NCCL_LOG) + " ran on 'NVIDIA H200', nccl/alltoall_h100.log on 'NVIDIA H100 80GB HBM3'",
+    ),
+    (
+        _nccl("nccl/alltoall_two_gpus.log"),
+        "two_gpus.log: Rank lines: rank 0 names 'NVIDIA H200', rank 1 'NVIDIA H100 80GB HBM3': one kind of GPU",
+    ),
     (_nccl(), "LOGS: required argument is missing"),
 ]
 
@@ -1035,6 +1099,9 @@ PREDICT: list[tuple[list[str], str]] = [
     (_predict("--batch", "bt/long_row.csv"), "long_row.csv: row 2: has"),
     (_predict("--batch", "bt/nul.csv"), "nul.csv: row 2, column dtype: unknown dtype"),
     (_predict("--batch", "pipe"), "--batch: pipe is not a regular file"),
+    (_predict("--batch", "bt/dup_col.csv"), "dup_col.csv: row 1, column M: named twice"),
+    (_predict("--batch", "bt/header_only.csv"), "header_only.csv: no rows: a header and nothing to predict"),
+    (_predict("--batch", "bt/short_row.csv"), "short_row.csv: row 2: has 4 fields; the header has 5"),
     (_predict("--dtype", "int4"), "--dtype: unknown dtype 'int4'"),
     (_predict("--scaling", "columnwise"), "--scaling: fp8 has no scaling 'columnwise'"),
     (_predict("--op", "attention", "--phase", "sideways"), "--phase: unknown phase 'sideways'"),

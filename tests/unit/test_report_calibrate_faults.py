@@ -29,6 +29,8 @@ from typing import Any
 
 import pytest
 
+from sim.cli import main
+from sim.hardware.profile import load_profile
 from tests.conftest import SHARED
 from tests.unit.test_bad_inputs import ran_cleanly, refused_in_one_line
 
@@ -266,3 +268,21 @@ def test_an_annotation_the_layer_model_cannot_match_is_named_by_its_event(
     (files / "short.json").write_text(json.dumps(data))
     expected = f"short.json: traceEvents[{at}]: not DeepSeek's layer trace as the layer model knows it: mlp(F) layer 0:"
     refused_in_one_line(_import_trace("short.json"), expected, files, capsys)
+
+
+@pytest.mark.needs_shared(TRACE)
+def test_a_trace_on_a_base_that_holds_it_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``import-trace T --base tr.json`` where tr.json was made from T: 191 samples instead of 142 and T twice
+    in its sources, exit 0, before. Refused by the sources' sha256, as ``import-nccl-tests --profile``; the
+    trace on the H100 measurements (which do not hold it) is still taken."""
+    first, again = tmp_path / "tr.json", tmp_path / "tr2.json"
+    ran_cleanly(["calibrate", "import-trace", str(TRACE), "-o", str(first)], capsys)
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "import-trace", str(TRACE), "--base", str(first), "-o", str(again)])
+    got = capsys.readouterr()
+    held = f"already holds the samples of {TRACE} (its sources list {TRACE.name})"
+    assert (info.value.code, got.out, got.err) == (2, "", f"error: {first}: --base: {held}\n")
+    assert not again.exists()
+    base = REPO / "calibrate" / "profiles" / "h100-sxm-measured.json"
+    ran_cleanly(["calibrate", "import-trace", str(TRACE), "--base", str(base), "-o", str(again)], capsys)
+    assert [s.name for s in load_profile(again).sources].count(TRACE.name) == 1

@@ -60,8 +60,9 @@ def test_the_validation_scenarios_set_what_the_recipes_publish() -> None:
     """llama3_70b_pretrain_64gpu_h100_fp8cs: TP4 PP8 VP5, TP overlap, its layout;
     deepseek_v3_pretrain_1024gpu_h100: TP2 PP8 VP4 EP64, 8,192 sequences of 4,096, the stage layout
     "Et|(tt|)*30mL" (layer 0 with the embedding, two layers a stage, the MTP module and the loss alone
-    on the last), the all-to-alls overlapped (25.09's H100 setting); qwen3_235b_a22b_pretrain_256gpu_h100: TP2 PP8 VP4 EP32, 2,048 sequences, NCCL
-    all-to-all overlapped, no recompute. Both force-balance the routing: no notify wait from rank skew."""
+    on the last), the all-to-alls overlapped (25.09's H100 setting); qwen3_235b_a22b_pretrain_256gpu_h100:
+    TP2 PP8 VP4 EP32, 2,048 sequences, NCCL all-to-all overlapped, no recompute. Both force-balance the
+    routing: no notify wait from rank skew."""
     ds = load_scenario(VALIDATION / "nvidia-dsv3-h100-1024.yaml")
     assert ds.training is not None and ds.pipeline is not None
     assert (ds.training.tp, ds.pipeline.pp, ds.pipeline.virtual_stages, ds.workload.ep) == (2, 8, 4, 64)

@@ -252,3 +252,109 @@ def test_nccl_tests_refuses_gpus_and_nodes_that_no_cluster_has(
     assert (info.value.code, got.out) == (2, "")
     assert got.err == f"error: {where.replace('LOG', str(log))}: {message}\n"
     assert not out.exists()
+
+
+@needs_shared
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("copy", "gemm_copy.csv: holds the same bytes as gemm.csv: give each table once"),
+        ("rows", "gemm.csv: row 249: repeats row 2, time included (the same gemm measurement counted twice)"),
+        ("header", "gemm.csv: row 249: a second header row: the table is pasted twice"),
+    ],
+)
+def test_a_table_counted_twice_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: str, message: str
+) -> None:
+    """gemm.csv copied beside itself, its rows appended again, or pasted with its header: 531 samples with
+    exit 0 before (each left-out shape kept its copy in the fit: leave-one-shape-out error 0.069 -> 0.027),
+    or the second header refused as ``column dtype: 'dtype' is not one of ...``."""
+    folder = _copy(tmp_path)
+    gemm = folder / "gemm.csv"
+    text = gemm.read_text()
+    if change == "copy":
+        shutil.copyfile(gemm, folder / "gemm_copy.csv")
+    else:
+        gemm.write_text(text + (text.split("\n", 1)[1] if change == "rows" else text))
+    out = tmp_path / "p.json"
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "import-measurements", str(folder), "-o", str(out), "--device", H100])
+    got = capsys.readouterr()
+    assert (info.value.code, got.out, len(got.err.splitlines())) == (2, "", 1)
+    assert got.err.startswith(f"error: {folder}/") and message in got.err
+    assert not out.exists()
+
+
+@needs_shared
+def test_a_configuration_measured_twice_with_its_own_times_is_kept() -> None:
+    """The honest folder: its 1 GiB copy on 132 SMs is in both the size sweep and the SM sweep of
+    hbm_copy.csv (0.733 and 0.730 ms), two measurements of one configuration: both kept, 284 samples."""
+    profile = import_measurements(MEASURED, H100)
+    copies = [s.time_s for s in profile.samples if s.params.get("bytes_copied") == 2**30 and s.params["sms"] == 132]
+    assert sorted(copies) == pytest.approx([0.000729888022, 0.00073318398])
+    assert len(profile.samples) == 284
+
+
+def test_an_output_inside_the_measurement_folder_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``-o FOLDER/new.json`` wrote the profile among the tables (a later import read it); beside it, fine."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "hbm_copy.csv").write_text("bytes_copied,sms,seconds\n1073741824,132,7.3e-4\n")
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "import-measurements", str(folder), "-o", str(folder / "new.json"), "--device", H100])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    inside = f"{folder}/new.json is inside the measurement folder {folder}, which the next import reads"
+    assert err == f"error: --output: {inside}; write it elsewhere\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["hbm_copy.csv"]
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "import-measurements", str(folder), "-o", str(tmp_path / "new.json"), "--device", H100])
+    assert info.value.code == 0 and (tmp_path / "new.json").exists()
+
+
+def _device(path: Path) -> str:
+    return str(load_profile(path).device.name)
+
+
+def test_nccl_tests_import_takes_the_rank_lines_gpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The H200 log without --device was written as an H800 profile (the default); now an H200 one. A GPU
+    the twin has no datasheet for, or Rank lines naming none, keep the default; --device of the same GPU
+    and --profile of an H200 profile are taken."""
+    log = NCCL / "alltoall_perf-h200-1gpu.log"
+    out = tmp_path / "p.json"
+    for args, device in (
+        ([str(log)], "H200"),
+        ([str(log), "--device", "H200"], "H200"),
+        ([str(NCCL / "all_reduce_perf-h200-1gpu.log"), "--profile", str(out)], "H200"),
+    ):
+        with pytest.raises(SystemExit) as info:
+            main(["calibrate", "import-nccl-tests", *args, "-o", str(out)])
+        assert info.value.code == 0 and _device(out) == device
+    for name, replaced in (("a100", "NVIDIA A100-SXM4-80GB"), ("none", "")):
+        other = tmp_path / f"alltoall_{name}.log"
+        other.write_text(log.read_text().replace("NVIDIA H200", replaced))
+        with pytest.raises(SystemExit) as info:
+            main(["calibrate", "import-nccl-tests", str(other), "-o", str(tmp_path / f"{name}.json")])
+        assert info.value.code == 0 and _device(tmp_path / f"{name}.json") == "H800"
+    capsys.readouterr()
+
+
+def test_nccl_tests_rows_of_another_op_are_not_repeats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A repeat is the same collective, GPUs, nodes, size, count, type, op, root and placement: an all_reduce
+    log of max beside one of sum is two measurements, in one import or added to the profile after."""
+    log = NCCL / "all_reduce_perf-h200-1gpu.log"
+    assert "     sum " in log.read_text()
+    other = tmp_path / "all_reduce_max.log"
+    other.write_text(log.read_text().replace("     sum ", "     max "))
+    out, added = tmp_path / "p.json", tmp_path / "q.json"
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "import-nccl-tests", str(log), str(other), "-o", str(out)])
+    assert info.value.code == 0
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "import-nccl-tests", str(log), "-o", str(added)])
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "import-nccl-tests", str(other), "--profile", str(added), "-o", str(added)])
+    assert info.value.code == 0
+    assert len(load_profile(out).samples) == len(load_profile(added).samples) == 2 * len(parse_log(log))
+    assert {s.params["redop"] for s in load_profile(out).samples} == {"sum", "max"}
+    capsys.readouterr()

@@ -96,6 +96,16 @@ def test_predict_batch_csv_and_json(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert json.loads(capsys.readouterr().out)["time_s"] == pytest.approx(float(rows[0]["time_s"]))
 
 
+def test_predict_batch_keeps_rows_after_blank_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The honest batch beside the refusals: blank lines are skipped and every row is predicted once."""
+    shapes = tmp_path / "shapes.csv"
+    shapes.write_text("op,dtype,M,N,K\n\ngemm,fp8,64,64,64\n\ngemm,bf16,64,64,64\n")
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "predict", "--profile", str(PROFILES / "h800.json"), "--batch", str(shapes)])
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert info.value.code == 0 and [r["dtype"] for r in rows] == ["fp8", "bf16"]
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -106,6 +116,11 @@ def test_predict_batch_csv_and_json(tmp_path: Path, capsys: pytest.CaptureFixtur
         ),
         ("op,dtype,M,N,K\nattention,fp8,64,64,64\n", "row 2, column op: 'attention': batch rows are gemm"),
         ("op,dtype,M,N,K,sms\ngemm,fp8,64,64,64,200\n", "row 2, column sms: must be in 1..132"),
+        # a column named twice (the last was taken), a header alone (an empty result, exit 0), and a short
+        # row's count of fields (it said 5 for 4), on the line it is on (blank lines left out)
+        ("op,dtype,M,N,K,M\ngemm,fp8,64,64,64,128\n", "bad.csv: row 1, column M: named twice"),
+        ("op,dtype,M,N,K\n", "bad.csv: no rows: a header and nothing to predict"),
+        ("op,dtype,M,N,K\n\ngemm,fp8,64,64\n", "bad.csv: row 3: has 4 fields; the header has 5"),
     ],
 )
 def test_predict_batch_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str) -> None:
