@@ -47,7 +47,7 @@ def profile_from_trace(
     trace: str | Path,
     gpu: GpuSpec = H800,
     compute_sms: int = DEEPSEEK_COMPUTE_SMS,
-    layers_per_chunk: int = 4,
+    layers_per_chunk: int | None = None,
     tool: str = "",
     base: Profile | None = None,
 ) -> Profile:
@@ -78,7 +78,17 @@ def profile_from_trace(
             f"{MAX_SAMPLE_S:g} s; the timestamps (ts, microseconds) are not of one run",
             str(trace),
         )
-    means = mean_by_name(annotation_timings(trace))
+    timings = annotation_timings(trace)
+    means = mean_by_name(timings)
+    # the layers the pair spans: the most times one layer annotation occurs (DeepSeek's trace: 4 each)
+    counts: dict[str, int] = {}
+    for t in timings:
+        counts[t.name] = counts.get(t.name, 0) + 1
+    name, seen = max(sorted(counts.items()), key=lambda kv: kv[1], default=("", 0))
+    if layers_per_chunk is not None and layers_per_chunk != seen:
+        raise ScenarioError(
+            "--layers", f"the trace's annotations give {seen} layers ({name!r} {seen} times), got {layers_per_chunk}"
+        )
     samples = []
     stat = "mean per-layer wall"
     for name, t in sorted(means.items()):
@@ -88,7 +98,7 @@ def profile_from_trace(
         if t.comm_wall_us > 0:
             params = {"annotation": name, "stream": "deepep", "comm_sms": gpu.sms - compute_sms, "stat": stat}
             samples.append(Sample(op="chunk", params=params, time_s=t.comm_wall_us * 1e-6))
-    pair = {"annotation": "F&B chunk pair", "layers": layers_per_chunk, "stat": "kernel span"}
+    pair = {"annotation": "F&B chunk pair", "layers": seen, "stat": "kernel span"}
     samples.append(Sample(op="chunk", params=pair, time_s=span_us * 1e-6))
     op_samples = [_sample(x, trace) for x in profile_samples(match_ops(trace), compute_sms)]
     source = SourceFile(

@@ -97,8 +97,13 @@ def import_trace(
         int, typer.Option("--compute-sms", parser=Int(1, MAX_SMS), help="SMs the compute kernels ran on")
     ] = DEEPSEEK_COMPUTE_SMS,
     layers: Annotated[
-        int, typer.Option("--layers", parser=Int(1, MAX_LAYERS), help="layers per chunk in the trace")
-    ] = 4,
+        int | None,
+        typer.Option(
+            "--layers",
+            parser=Int(1, MAX_LAYERS),
+            help="layers per chunk in the trace, checked against its annotations \\[default: as they show]",
+        ),
+    ] = None,
     base: Annotated[
         Path | None,
         typer.Option(
@@ -134,7 +139,7 @@ def import_trace(
                 raise ScenarioError("--base", message, str(base))
     tool = f"twin calibrate import-trace {trace.name}" + (f" --base {base}" if base else "") + f" --device {device}"
     tool += f" --compute-sms {compute_sms}" if compute_sms != DEEPSEEK_COMPUTE_SMS else ""
-    tool += f" --layers {layers}" if layers != 4 else ""
+    tool += f" --layers {layers}" if layers is not None else ""
     from calibrate.trace_calibration import TraceMismatch
 
     try:

@@ -286,3 +286,11 @@ def test_a_trace_on_a_base_that_holds_it_is_refused(tmp_path: Path, capsys: pyte
     base = REPO / "calibrate" / "profiles" / "h100-sxm-measured.json"
     ran_cleanly(["calibrate", "import-trace", str(TRACE), "--base", str(base), "-o", str(again)], capsys)
     assert [s.name for s in load_profile(again).sources].count(TRACE.name) == 1
+
+
+@pytest.mark.skipif(not TRACE.is_file(), reason="DeepSeek's trace is not in shared/")
+def test_layers_other_than_the_traces_are_refused(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--layers 7`` on a trace of 4 layers changed one label and nothing else (accepted, unused); it is
+    checked against the annotations now (each layer annotation occurs once a layer)."""
+    expected = "error: --layers: the trace's annotations give 4 layers ('attn(B)' 4 times), got 7"
+    refused_in_one_line(_import_trace(str(TRACE), "--layers", "7"), expected, files, capsys)
