@@ -463,6 +463,15 @@ BATCH_COLUMNS = ("op", "dtype", "scaling", "M", "N", "K", "sms", "beside_comm_sm
 BATCH_PARAMS = {"m": "M", "n": "N", "k": "K"}  # CostModel.gemm_time's parameters named otherwise in the CSV
 
 
+def time_text(seconds: float) -> str:
+    """A kernel's time for the table: microseconds to two decimals, or nanoseconds to three significant
+    digits below 0.1 us (a one-token attention's 7e-11 s printed as ``0.00 us``)."""
+    text = f"{seconds * 1e6:.2f}"
+    if float(text) >= 0.1 or seconds == 0:
+        return f"{text} us"
+    return f"{seconds * 1e9:.3g} ns"
+
+
 def _batch(model: CostModel, path: Path) -> list[dict[str, object]]:
     """Predict every row of a shapes CSV (columns ``BATCH_COLUMNS``; sms and beside_comm_sms may be
     empty: all SMs, no communication beside)."""
@@ -652,7 +661,7 @@ def predict(
             time_s = model.comm_time(op, nbytes, gpus, nodes)
     check_printed({"time_s": time_s}, profile=profile)
     if fmt is PredictFormat.table:
-        out.print(f"{op} time: {time_s * 1e6:.2f} us", markup=False, highlight=False)
+        out.print(f"{op} time: {time_text(time_s)}", markup=False, highlight=False)
     elif fmt is PredictFormat.csv:
         print(f"op,time_s\n{op},{time_s!r}")
     else:

@@ -347,3 +347,14 @@ def test_datasheet_refuses_figures_whose_times_overflow(
     assert (info.value.code, got.out) == (2, "")
     assert got.err == f"error: the results overflow: {figure}, from {flag} = 1e-300; use values nearer to real ones\n"
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(19.41e-6, "19.41 us"), (1e-7, "0.10 us"), (7e-11, "0.07 ns"), (1.234e-8, "12.3 ns"), (0.0, "0.00 us")],
+)
+def test_predicted_times_print_with_their_digits(seconds: float, text: str) -> None:
+    """A one-token attention (7e-11 s) printed as ``0.00 us``: below 0.1 us the table gives nanoseconds."""
+    from sim.cli.calibrate import time_text
+
+    assert time_text(seconds) == text
