@@ -53,6 +53,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from sim.engine.identity import IdentityMemo
 from sim.model.params import StageParams, device_params
 from sim.model.spec import ModelSpec
 from sim.pipeline.ops import Op, Schedule
@@ -99,9 +100,22 @@ class ActivationPeak:
     awaiting_w: dict[int, float] = field(default_factory=dict)  # input gradients done, W deferred
 
 
+_WALKS: IdentityMemo[ActivationPeak] = IdentityMemo(size=256)  # the last walks (a sweep repeats them)
+
+
 def activation_walk(
     schedule: Schedule, device: int, whole: Mapping[int, float], wgrad: Mapping[int, float]
 ) -> ActivationPeak:
+    """:func:`_walk`, kept for the same schedule object and bytes (a sweep's points that change only
+    rates share one schedule, :func:`sim.pipeline.schedules.build_schedule`, and walk it alike)."""
+    extra = (device, tuple(whole.items()), tuple(wgrad.items()))
+    peak = _WALKS.get((schedule,), extra)
+    if peak is None:
+        peak = _WALKS.put((schedule,), _walk(schedule, device, whole, wgrad), extra)
+    return ActivationPeak(peak.bytes, dict(peak.whole), dict(peak.awaiting_w))  # (a copy: its dicts are mutable)
+
+
+def _walk(schedule: Schedule, device: int, whole: Mapping[int, float], wgrad: Mapping[int, float]) -> ActivationPeak:
     """The most activation bytes ``device`` holds at once, and what it holds then (per schedule stage,
     counts of micro-batches), given one micro-batch's bytes of each stage it holds: ``whole`` from its
     F to its backward, ``wgrad`` from a split backward's I to its W.

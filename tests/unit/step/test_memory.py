@@ -176,3 +176,23 @@ def test_the_levels_in_time_peak_where_the_walk_does(name: str, pp: int) -> None
         assert max(h for h, _ in levels) == pytest.approx(activation_walk(sched, d, whole, wgrad).bytes, rel=1e-12)
         assert levels[-1][1] == pytest.approx(0.0, abs=1e-9)
         assert all(low <= high + 1e-12 for high, low in levels)
+
+
+def test_a_walk_kept_for_the_same_schedule_is_the_walk_and_a_copy() -> None:
+    """The schedule built again for the same arguments is the same object, and its walk, kept, equals a
+    fresh one; what the caller gets is its own (changing it changes no later answer)."""
+    from sim.step.memory import _walk
+
+    schedule = build_schedule("dualpipe", 8, 20)
+    assert build_schedule("dualpipe", 8, 20) is schedule
+    assert build_schedule("dualpipe", 8, 22) is not schedule
+    mine = [s for s, d in enumerate(schedule.stage_device) if d == 3]
+    whole = {s: 1.0 + s for s in mine}
+    wgrad = {s: 0.5 * s for s in mine}
+    first = activation_walk(schedule, 3, whole, wgrad)
+    assert first == _walk(schedule, 3, whole, wgrad)
+    first.whole.clear()
+    again = activation_walk(schedule, 3, whole, wgrad)
+    assert again == _walk(schedule, 3, whole, wgrad) and again.whole
+    other = activation_walk(schedule, 3, {s: 2.0 for s in mine}, wgrad)  # other bytes: walked anew
+    assert other == _walk(schedule, 3, {s: 2.0 for s in mine}, wgrad)
