@@ -361,6 +361,7 @@ def owned_outputs(path: str | Path, owner: str, flag: str = "--output") -> Itera
                 files = _manifest(path)
                 wrote = {n for names in files.values() for n in names}  # by twin, inside folders too
                 new = sorted(e.name for e in os.scandir(tmp))
+                _refuse_taking(path, owner, files, new, flag)
                 inside = sorted(f"{name}/{rel}" for name in new if (tmp / name).is_dir() for rel in _tree(tmp / name))
                 for name in new:
                     dst = path / name
@@ -391,6 +392,18 @@ def owned_outputs(path: str | Path, owner: str, flag: str = "--output") -> Itera
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _refuse_taking(path: Path, owner: str, files: dict[str, list[str]], new: list[str], flag: str) -> None:
+    """Refuse to replace a file another command wrote in ``path`` (a serve's ``summary.json`` by a run's,
+    a report's ``report.md`` by a run plan's): two results would be mixed in one folder, the other's
+    partly lost. Nothing is replaced then."""
+    for who, names in sorted(files.items()):
+        taken = [n for n in new if who != owner and n in names]
+        if taken:
+            listed = ", ".join(taken[:4]) + (", ..." if len(taken) > 4 else "")
+            command = who.replace("-", " ")
+            raise ScenarioError(flag, f"{path} holds twin {command}'s {listed}; give another folder")
 
 
 def _tree(folder: Path) -> list[str]:

@@ -65,6 +65,25 @@ def test_a_users_file_inside_a_folder_twin_writes_stays(tmp_path: Path) -> None:
     assert _visible(out) == {"report.md"} and not (out / "figures").exists()
 
 
+def test_a_command_never_replaces_a_file_another_wrote(tmp_path: Path) -> None:
+    """``twin serve`` then ``twin run`` of a step named alike into one folder: the run's summary.json and
+    trace.json replaced the serve's without a word (and a run plan's report.md a report's). Refused now,
+    nothing replaced; the command's own files and the other's names it does not share still go."""
+    out = tmp_path / "out" / "sv0"
+    _write(out, "serve", {"summary.json": "serve", "trace.json": "serve", "report.html": "serve"})
+    with pytest.raises(ScenarioError, match=r"holds twin serve's summary\.json, trace\.json; give another folder"):
+        _write(out, "run", {"summary.json": "run", "trace.json": "run", "gantt.png": "run"})
+    assert _visible(out) == {"summary.json", "trace.json", "report.html"}
+    assert (out / "summary.json").read_text() == "serve" and [p.name for p in out.parent.iterdir()] == ["sv0"]
+    _write(out, "serve", {"summary.json": "serve 2"})  # its own: replaced, the rest of its files removed
+    assert _visible(out) == {"summary.json"} and (out / "summary.json").read_text() == "serve 2"
+    plan = tmp_path / "out" / "r1"
+    _write(plan, "plan-run", {"report.md": "plan", "phases.parquet": "p"})
+    with pytest.raises(ScenarioError, match=r"r1 holds twin plan run's report\.md; give another folder"):
+        _write(plan, "report", {"report.md": "report", "figures/a.png": "a"})
+    assert _visible(plan) == {"report.md", "phases.parquet"} and (plan / "report.md").read_text() == "plan"
+
+
 def test_a_failure_changes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "step"
     _write(out, "run", {"summary.md": "kept"})
