@@ -289,6 +289,14 @@ def _check(sc: ServeScenario) -> None:
     if sc.serve.traffic is None:
         _floor_keys_used(sc)
     spec = sc.cluster_spec()
+    fabric = spec.fabric
+    for key in ("oversubscription", "core_oversubscription"):  # (the results were those of a full fabric)
+        if getattr(fabric, key) != 1:
+            message = (
+                f"{getattr(fabric, key)}:1, but a serve scenario takes the fabric between NICs as non-blocking "
+                "(docs/serving.md); give a topology without oversubscription"
+            )
+            raise ScenarioError(f"fabric.{key}", message, str(sc.cluster.path))
     g = spec.node.gpus_per_node
     total = 0
     experts = sc.model.n_routed_experts

@@ -61,6 +61,19 @@ def test_a_serve_profile_of_another_kind_says_which_key_named_it(
     assert not (tmp_path / "out").exists()
 
 
+def test_a_serve_on_an_oversubscribed_fabric_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A serve takes the fabric between NICs as non-blocking: on an FT2 of 16:1 it gave the very figures
+    of a non-blocking one, with exit 0 (the scenario's own ``cluster.oversubscription`` was refused)."""
+    data = yaml.safe_load((REPO / "topologies" / "deepseek-v3-ft2.yaml").read_text())
+    data["fabric"]["oversubscription"] = 16
+    topology = tmp_path / "ft2-16.yaml"
+    topology.write_text(yaml.safe_dump(data))
+    path = _serve_file(tmp_path, cluster={"topology": str(topology)})
+    line = _refused(["serve", str(path), "-o", str(tmp_path / "out")], capsys)
+    assert line.startswith(f"error: {topology}: fabric.oversubscription: 16:1, but a serve scenario takes the fabric")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_serve_name_too_long_for_its_folder_is_refused_before_the_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
