@@ -99,6 +99,8 @@ class PhaseSpec(_Strict):
                 raise ValueError(err.message) from None
             if bad(value):
                 raise ValueError(f"{key}: {value!r} is not a finite number")
+            if key in ("name", "description"):  # (the phase's own name labels it; a sweep refuses them too)
+                raise ValueError(f"{key}: changes nothing a phase simulates (the phase is named by its name)")
         return values
 
     @model_validator(mode="after")

@@ -97,6 +97,15 @@ def test_a_boolean_is_not_a_number_in_a_run_file(
         ),
         # an override key of '': "phases.1.set: <the base's path>: unknown key"
         ({"set": {"": 1}}, "phases.1.set: an override key is a dotted scenario key such as 'comm.sms', got ''"),
+        # exit 0, no figure changed and neither string in the outputs (a sweep refuses grid.name)
+        (
+            {"set": {"name": "x"}},
+            "phases.1.set: name: changes nothing a phase simulates (the phase is named by its name)",
+        ),
+        (
+            {"set": {"description": "d"}},
+            "phases.1.set: description: changes nothing a phase simulates (the phase is named by its name)",
+        ),
     ],
 )
 def test_a_run_file_refuses_what_it_cannot_use(
