@@ -149,13 +149,14 @@ class Topology:
     def bisection_Bps(self) -> float:
         """Bandwidth across the cut between the first and second half of the nodes, one direction.
 
-        Single node: half the GPUs' NVLink. Fat trees: per plane, the smaller of the half's NIC
+        Single node (with or without a fabric above it): half the GPUs' NVLink. Fat trees: per plane, the
+        smaller of the half's NIC
         bandwidth and its first-layer uplink bandwidth (which is where oversubscription bites), and in
         FT3 its pods' aggregation uplink bandwidth (where core oversubscription bites);
         this is the min cut for cuts along switch boundaries (checked against networkx max-flow).
         """
         g = self.gpus_per_node
-        if self.layout is None:
+        if self.layout is None or self.nodes < 2:  # (one node's halves meet on NVLink: its fabric is not crossed)
             return self.gpus / 2 * self.spec.node.nvlink_GBps * 1e9
         lay = self.layout
         nic = self.spec.node.nic_Gbps / 8 * 1e9

@@ -302,3 +302,12 @@ def test_the_sweep_file_loads(tmp_path: Path) -> None:
         "deepseek-v3-ft2.yaml",
         "deepseek-v3-ft3.yaml",
     }
+
+
+@pytest.mark.parametrize("kind,fabric", [("ft2", {"switch_radix": 16}), ("ft3", {"switch_radix": 8}), ("mpft", {})])
+def test_one_node_under_a_fabric_has_its_nvlink_bisection(kind: str, fabric: dict) -> None:
+    """A fabric of one node reported a bisection of 0 (no half of the nodes to cut), where the same 8 GPUs
+    with no fabric report half their NVLink: its halves meet on NVLink either way."""
+    one = make(1, kind, node={"gpus_per_node": 8}, **fabric)
+    assert one.bisection_Bps() == pytest.approx(8 / 2 * one.spec.node.nvlink_GBps * 1e9, rel=1e-12)
+    assert one.bisection_Bps() == make(1, "none", node={"gpus_per_node": 8}).bisection_Bps()
