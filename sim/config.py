@@ -50,6 +50,12 @@ class _Strict(BaseModel):
 # the schedules that split a device into pipeline.virtual_stages model chunks (the others ignore it;
 # tests/unit/test_every_key_is_used.py builds every registered schedule with 1 and 2 to check this set)
 VIRTUAL_STAGE_SCHEDULES = frozenset({"interleaved-1f1b", "looped-bfs", "interleaved-zb", "interleaved-1f1b-overlap"})
+# the schedules that split a backward B into its input-gradient I and weight-gradient W parts (ops.weight_ms
+# is read by these only) and those that overlap a forward and a backward in an F&B pair (ops.overlapped_ms;
+# interleaved-1f1b-overlap pairs none in small layouts: under 4 micro-batches at PP 3 and more);
+# tests/unit/test_noop_inputs.py builds every registered schedule to check both sets
+SPLIT_BACKWARD_SCHEDULES = frozenset({"zb1p", "dualpipe", "dualpipev", "interleaved-zb", "zbv"})
+OVERLAP_SCHEDULES = frozenset({"dualpipe", "dualpipev", "interleaved-1f1b-overlap"})
 
 
 def _as_list(value: Any) -> Any:
@@ -84,8 +90,16 @@ class OpsSpec(_Strict):
 
     forward_ms: list[float] = Field(description="F: forward chunk of one stage, one micro-batch")
     backward_ms: list[float] = Field(description="B: full backward (input + weight gradients)")
-    weight_ms: list[float] = Field(description="W: the weight-gradient part of B (I = B - W)")
-    overlapped_ms: list[float] | None = Field(None, description="F&B: an overlapped forward+backward pair")
+    weight_ms: list[float] = Field(
+        default_factory=lambda: [0.0],
+        description="W: the weight-gradient part of B (I = B - W); required where a schedule splits B into I and W "
+        "(SPLIT_BACKWARD_SCHEDULES), refused (but 0) where none does",
+    )
+    overlapped_ms: list[float] | None = Field(
+        None,
+        description="F&B: an overlapped forward+backward pair, at least the longer of F and B [default: F + B, no "
+        "overlap]; refused where no schedule pairs them (OVERLAP_SCHEDULES)",
+    )
     measured_at_compute_sms: int | None = Field(
         None, ge=1, description="SMs computing when these times were measured (DeepSeek's trace: 112); enables comm.sms"
     )
@@ -725,6 +739,7 @@ def _comparison_keys_used(sc: Scenario) -> None:
         "it); remove it",
     )
     if sc.ops is not None:
+        _given_ops_used(sc)
         for section, spec in (("workload", sc.workload), ("model", sc.model), ("compute", sc.compute)):
             _refuse_set(section, spec, "not used: ops gives the op times, so the chunk model does not run; remove it")
         if sc.ops.measured_at_compute_sms is not None:  # the times rescale to the SM split, nothing else of comm
@@ -751,6 +766,63 @@ def _comparison_keys_used(sc: Scenario) -> None:
         raise ScenarioError(
             "p2p.bandwidth_GBps", "not used: no bytes are sent (p2p.activation_bytes is 0); give them, or remove it"
         )
+
+
+def _given_ops_used(sc: Scenario) -> None:
+    """The op times of ``ops`` are read where a schedule runs them and describe a step that takes time:
+    ``ops.overlapped_ms`` is refused unless a schedule overlaps an F&B pair (:data:`OVERLAP_SCHEDULES`),
+    ``ops.weight_ms`` other than 0 unless one splits B into I and W (:data:`SPLIT_BACKWARD_SCHEDULES`;
+    where one does, it is required); F and B 0 on every stage (a step of no time: every figure 0, the
+    bubble ratio 0/0) is refused, and so is an F&B pair shorter than its longer part (F&B below
+    max(F, B) on a stage). Values of the wrong count or below 0 are left to
+    :func:`sim.assemble.given_op_times`, which names them."""
+    ops, names = sc.ops, sc.pipeline.schedules
+    assert ops is not None
+    which = ", ".join(names)
+    if ops.overlapped_ms is not None and not OVERLAP_SCHEDULES & set(names):
+        raise ScenarioError(
+            "ops.overlapped_ms",
+            f"not used by {which} (only {', '.join(sorted(OVERLAP_SCHEDULES))} overlaps a forward and a backward "
+            "in an F&B pair); remove it",
+        )
+    splitting = sorted(SPLIT_BACKWARD_SCHEDULES & set(names))
+    if any(ops.weight_ms) and not splitting:  # (0 says the same: B whole, no W part; a derived scenario gives it)
+        raise ScenarioError(
+            "ops.weight_ms",
+            f"not used by {which} (they run B whole: only {', '.join(sorted(SPLIT_BACKWARD_SCHEDULES))} splits B "
+            "into I and W); remove it",
+        )
+    if splitting and "weight_ms" not in ops.model_fields_set:
+        raise ScenarioError(
+            "ops.weight_ms",
+            f"required key is missing: {', '.join(splitting)} splits B into I and W (W the weight-gradient part "
+            "of B, I = B - W); give it",
+        )
+    pp = sc.pipeline.pp
+
+    def per_stage(values: list[float]) -> list[float] | None:  # None: left to given_op_times
+        if len(values) not in (1, pp) or not all(v >= 0 for v in values):
+            return None
+        return values * pp if len(values) == 1 else values
+
+    f, b = per_stage(ops.forward_ms), per_stage(ops.backward_ms)
+    if f is None or b is None:
+        return
+    if not any(f) and not any(b):
+        raise ScenarioError(
+            "ops.forward_ms",
+            "a step of no time: ops.forward_ms and ops.backward_ms are 0 on every stage, so the step time, bubbles "
+            "and activations would all be 0 (the bubble ratio 0/0); give times above 0",
+        )
+    fb = None if ops.overlapped_ms is None else per_stage(ops.overlapped_ms)
+    for i, pair in enumerate(fb or ()):
+        if pair < max(f[i], b[i]):
+            raise ScenarioError(
+                f"ops.overlapped_ms[{i}]" if len(ops.overlapped_ms or ()) > 1 else "ops.overlapped_ms",
+                f"an overlapped F&B pair cannot take less than its longer part: {pair:g} ms on stage {i} is below "
+                f"max(F {f[i]:g}, B {b[i]:g}) ms; give at least {max(f[i], b[i]):g} (F + B, {f[i] + b[i]:g}: no "
+                "overlap)",
+            )
 
 
 def _dense_chunk_keys_used(sc: Scenario) -> None:

@@ -175,6 +175,20 @@ def alltoall_cmd(
     if routing not in ("random", "skewed"):
         refuse_given(ctx, ("seed",), f"not used by --routing {routing} (it draws nothing)")
     counts = int_list(sms, "--sms", SmCount)
+    reach = min(spec.limit, spec.nodes - 1)  # other nodes a token reaches (as a scenario's comm.multicast is checked)
+    if (multicast or in_network_reduce) and reach < 2:
+        why = (
+            f"not used: an EP group of {ep} GPUs spans {spec.nodes} node(s) and a token reaches at most {reach} other "
+            f"node(s) (--n-limited-groups {spec.node_limit}), so no token has copies to merge"
+        )
+        refuse_given(ctx, ("multicast", "in_network_reduce"), why)
+    if coprocessor:  # the co-processor moves the data: no SM is set aside, no SM channel caps a phase's rate
+        if any(counts):  # (--sms 0 says the same)
+            why = "not used with --coprocessor (communication runs off the SMs: all of them compute)"
+            refuse_given(ctx, ("sms",), why)
+        why = "not used with --coprocessor (the co-processor moves the data: no SM channel caps a phase's rate)"
+        refuse_given(ctx, ("rdma_channel_GBps", "nvlink_channel_GBps"), why)
+        counts = [0]  # what the run uses (it said comm_sms 20 beside all 132 SMs computing)
     with read_for("--profile", "calibration profile"):
         model = None if profile is None else CostModel(load_profile(profile))
     # the GPU whose SMs are split: the profile's (its datasheet, or its SM count), else the H800

@@ -88,7 +88,21 @@ P2PLat = Annotated[float, typer.Option("--p2p-latency", parser=Float(0, MAX_TIME
 
 def _times(pp: int, f: float, b: float, w: float, fb: float | None, names: list[str], n: int, v: int) -> OpTimes:
     """Uniform op times; W (part of B, at most B) only where one of the schedules ``names`` splits B
-    into I and W: elsewhere --w cannot be given, and its default does not bound --b."""
+    into I and W: elsewhere --w cannot be given, and its default does not bound --b. A step of no time
+    (--f and --b both 0: every figure 0, the bubble ratio 0/0) is refused, and so is an F&B pair shorter
+    than its longer part (--fb below max(--f, --b), as a scenario's ops.overlapped_ms)."""
+    if f == 0 and b == 0:
+        raise ScenarioError(
+            "--f",
+            "a step of no time: --f and --b are both 0, so the step time, bubbles and activations would all be 0 "
+            "(the bubble ratio 0/0); give times above 0",
+        )
+    if fb is not None and fb < max(f, b):
+        raise ScenarioError(
+            "--fb",
+            f"an overlapped F&B pair cannot take less than its longer part: {fb:g} is below max(--f {f:g}, --b {b:g}); "
+            f"give at least {max(f, b):g} (--f + --b, {f + b:g}: no overlap)",
+        )
     if w > b and not any({Op.I, Op.W} & _ops(_build(name, pp, n, v)) for name in names):
         w = 0.0
     times = OpTimes.uniform(pp, f, b, w, fb)
@@ -278,6 +292,10 @@ def compare_cmd(
     if p2p_bandwidth is not None and p2p_bytes == 0:
         why = "not used: no bytes are sent (--p2p-bytes is 0); give them, or remove it"
         raise ScenarioError("--p2p-bandwidth", why)
+    if p2p_bytes > 0 and p2p_bandwidth is None:
+        why = "not used: the link's bandwidth is infinite (no --p2p-bandwidth), so the bytes take no time; give it, or "
+        why += "remove it"
+        raise ScenarioError("--p2p-bytes", why)
     bandwidth = float("inf") if p2p_bandwidth is None else p2p_bandwidth
     try:
         _, rows = compare(names, pp, microbatches, times, P2P(p2p_bytes, bandwidth, p2p_latency), virtual_stages)

@@ -165,11 +165,31 @@ def check_trace(
     from sim.cli.chunk import print_validation, trace_validation
     from sim.hardware.profile import DEFAULT_PROFILE
 
+    if profile is not None:
+        _refuse_other_gpu(profile)
     v = trace_validation(profile or DEFAULT_PROFILE)
     if fmt is Format.json:
         print(json.dumps(v))
     else:
         print_validation(v)
+
+
+def _refuse_other_gpu(profile: Path) -> None:
+    """DeepSeek's trace ran on H800s: a profile of another GPU (a B200's) would print that GPU's
+    prediction as the twin's beside the H800's trace, so it is refused, naming --profile."""
+    from sim.config import read_for
+    from sim.hardware.gpu import H800, datasheet_for
+    from sim.hardware.profile import load_profile
+
+    with read_for("--profile", "calibration profile"):
+        name = load_profile(profile).device.name
+    if datasheet_for(name) is not H800:
+        raise ScenarioError(
+            "--profile",
+            f"{profile.name} is a profile of the {name}, but DeepSeek's trace ran on {H800.name}s: its prediction "
+            f"beside the trace would compare two GPUs; give an {H800.name} profile (calibrate/profiles/h800.json, "
+            "h800-trace.json or h800-datasheet.json)",
+        )
 
 
 @check_app.command("published")

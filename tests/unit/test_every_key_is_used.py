@@ -63,7 +63,7 @@ STEP = {  # the small step made smaller: an 8-layer model on 4 DualPipe ranks of
 CONTEXTS: dict[str, tuple[Path, dict[str, Any]]] = {
     "given": (TABLE, GIVEN),  # op times given, the p2p link, no bytes sent
     "given-sends": (TABLE, GIVEN | {"p2p.activation_bytes": 1e8}),
-    "given-interleaved": (TABLE, GIVEN | {"pipeline.schedules": ["interleaved-1f1b"]}),
+    "given-interleaved": (TABLE, GIVEN | {"pipeline.schedules": ["interleaved-1f1b", "dualpipe"]}),
     "given-measured": (TABLE, GIVEN | {"ops.measured_at_compute_sms": 100}),  # rescaled to the SM split
     "given-fabric": (TABLE, GIVEN | {"cluster.topology": MPFT, "p2p.activation_bytes": 58720256}),
     "chunk": (  # op times from the chunk model: one layer per stage, balanced routing, the p2p link
@@ -167,7 +167,7 @@ CASES: dict[str, tuple[Case, ...]] = {
     "pipeline.pp": (changes("given", 2), changes("step", 2)),
     "pipeline.microbatches": (changes("given", 12), refused("step", 8)),  # a step derives it from the batch
     "pipeline.virtual_stages": (changes("given-interleaved", 4), refused("given", 3), refused("step", 3)),
-    "pipeline.schedules": (changes("given", ["zb1p"]), changes("step", ["1f1b"])),
+    "pipeline.schedules": (changes("given", ["zb1p", "dualpipe"]), changes("step", ["1f1b"])),
     # op times given
     "ops.forward_ms": (changes("given", 2.0), refused("step", 2.0, ops__backward_ms=3.0, ops__weight_ms=1.0)),
     "ops.backward_ms": (changes("given", 3.0), refused("step", 3.0, ops__forward_ms=1.0, ops__weight_ms=1.0)),

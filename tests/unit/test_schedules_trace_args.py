@@ -95,7 +95,7 @@ def test_schedules_trace_f_and_b_args_are_the_given_op_times(schedule: str, tmp_
 def test_schedule_comparison_traces_give_each_stage_its_own_f_and_b(schedule: str, tmp_path: Path) -> None:
     """``twin run`` on a schedule comparison (``trace-<schedule>.json``): per-stage times in ms, the
     trace in microseconds; every stage's F, B and F&B differ, so a part takes only its own."""
-    f, b, w, fb = [1.0, 2.0, 3.0, 4.0], [10.0, 20.0, 30.0, 40.0], [4.0, 8.0, 12.0, 16.0], [9.0, 17.0, 27.0, 35.0]
+    f, b, w, fb = [1.0, 2.0, 3.0, 4.0], [10.0, 20.0, 30.0, 40.0], [4.0, 8.0, 12.0, 16.0], [10.5, 21.0, 31.0, 42.0]
     scenario = tmp_path / "pairs.yaml"
     scenario.write_text(
         "name: pairs\n"

@@ -1,0 +1,293 @@
+"""Inputs that were accepted and changed nothing, or described no step at all: each is refused in one line
+naming its key or flag (exit 2, nothing written), and the case beside it that is used still runs.
+
+* given op times: F and B 0 on every stage (a step of no time: every figure 0, the bubble ratio 0/0);
+  an F&B pair shorter than its longer part (``ops.overlapped_ms`` / ``--fb`` below max(F, B));
+  ``ops.overlapped_ms`` where no schedule pairs a forward and a backward; ``ops.weight_ms`` where no
+  schedule splits B into I and W (there it may be left out, or given as 0);
+* ``twin schedules compare --p2p-bytes`` on the default infinitely fast link;
+* ``twin alltoall``: ``--multicast`` / ``--in-network-reduce`` where no token reaches two other nodes
+  (as a scenario's ``comm.multicast``), ``--sms`` and the SM channel rates with ``--coprocessor`` (and the
+  co-processor's run reports the 0 SMs it sets aside);
+* ``twin check trace --profile`` of another GPU than the trace's H800.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sim.cli import main
+from sim.config import OVERLAP_SCHEDULES, SPLIT_BACKWARD_SCHEDULES
+from sim.errors import LayoutError, ScenarioError
+from sim.pipeline.ops import Op
+from sim.pipeline.schedules import SCHEDULES, build_schedule
+
+REPO = Path(__file__).resolve().parents[2]
+PROFILES = REPO / "calibrate" / "profiles"
+
+
+def _ops_of(name: str, pp: int, n: int, v: int) -> set[Op] | None:
+    try:
+        sched = build_schedule(name, pp, n, v)
+    except (LayoutError, ScenarioError):
+        return None  # a layout the schedule does not take
+    ops: set[Op] = set()
+    for acts in sched.actions:
+        for a in acts:
+            ops.add(a.op)
+            ops.update(p.op for p in a.parts or ())
+    return ops
+
+
+@pytest.mark.parametrize("name", list(SCHEDULES))
+def test_schedule_sets_are_the_schedules_that_run_w_and_f_and_b(name: str) -> None:
+    """SPLIT_BACKWARD_SCHEDULES run I and W in every layout, the others never; OVERLAP_SCHEDULES pair
+    an F&B with 4 micro-batches or more, the others never."""
+    built = 0
+    for pp in (2, 4, 8):
+        for n in (4, 8, 16):
+            for v in (1, 2):
+                ops = _ops_of(name, pp, n, v)
+                if ops is None:
+                    continue
+                built += 1
+                assert bool({Op.I, Op.W} & ops) == (name in SPLIT_BACKWARD_SCHEDULES), (name, pp, n, v)
+                assert (Op.FB in ops) == (name in OVERLAP_SCHEDULES), (name, pp, n, v)
+    assert built
+
+
+def _twin(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as done:
+        code = int(done.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _refused(args: list[str], expected: str, capsys: pytest.CaptureFixture[str], written: Path | None = None) -> None:
+    code, out, err = _twin(args, capsys)
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("error: ") and expected in err, err
+    assert "Traceback" not in err and out == ""
+    if written is not None:
+        assert not written.exists()
+
+
+def _ran(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    code, out, err = _twin(args, capsys)
+    assert code == 0, err
+    return out
+
+
+def _scenario(tmp_path: Path, ops: str, schedules: str = "[1f1b, zb1p, dualpipe]") -> Path:
+    path = tmp_path / "s.yaml"
+    path.write_text(f"name: s\npipeline: {{pp: 4, microbatches: 8, schedules: {schedules}}}\nops: {ops}\n")
+    return path
+
+
+SCENARIO_REFUSALS = [
+    pytest.param(
+        "{forward_ms: 0, backward_ms: 0, weight_ms: 0}",
+        "[1f1b, zb1p, dualpipe]",
+        "ops.forward_ms: a step of no time: ops.forward_ms and ops.backward_ms are 0 on every stage",
+        id="zero-step",
+    ),
+    pytest.param(
+        "{forward_ms: [0, 0, 0, 0], backward_ms: 0, weight_ms: 0, overlapped_ms: 1}",
+        "[dualpipe]",
+        "ops.forward_ms: a step of no time",
+        id="zero-step-per-stage",
+    ),
+    pytest.param(
+        "{forward_ms: 1, backward_ms: 2, weight_ms: 0.5, overlapped_ms: 0.1}",
+        "[dualpipe]",
+        "ops.overlapped_ms: an overlapped F&B pair cannot take less than its longer part: 0.1 ms on stage 0 is "
+        "below max(F 1, B 2) ms; give at least 2",
+        id="pair-below-longer-part",
+    ),
+    pytest.param(
+        "{forward_ms: 1, backward_ms: [2, 2, 3, 2], weight_ms: 0.5, overlapped_ms: [3, 3, 2.5, 3]}",
+        "[dualpipev]",
+        "ops.overlapped_ms[2]: an overlapped F&B pair cannot take less than its longer part: 2.5 ms on stage 2",
+        id="pair-below-longer-part-per-stage",
+    ),
+    pytest.param(
+        "{forward_ms: 1, backward_ms: 2, weight_ms: 0.5, overlapped_ms: 3}",
+        "[1f1b, zb1p, interleaved-1f1b]",
+        "ops.overlapped_ms: not used by 1f1b, zb1p, interleaved-1f1b (only dualpipe, dualpipev, "
+        "interleaved-1f1b-overlap overlaps a forward and a backward in an F&B pair); remove it",
+        id="pair-without-pairs",
+    ),
+    pytest.param(
+        "{forward_ms: 1, backward_ms: 2, weight_ms: 1.5}",
+        "[1f1b, gpipe, interleaved-1f1b]",
+        "ops.weight_ms: not used by 1f1b, gpipe, interleaved-1f1b (they run B whole",
+        id="w-without-split",
+    ),
+    pytest.param(
+        "{forward_ms: 1, backward_ms: 2}",
+        "[1f1b, zb1p]",
+        "ops.weight_ms: required key is missing: zb1p splits B into I and W",
+        id="w-missing-where-split",
+    ),
+]
+
+
+@pytest.mark.parametrize(("ops", "schedules", "expected"), SCENARIO_REFUSALS)
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_given_op_times_that_do_nothing_are_refused(
+    ops: str, schedules: str, expected: str, command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _scenario(tmp_path, ops, schedules)
+    out = tmp_path / "out"
+    args = ["run", str(path), "-o", str(out)] if command == "run" else ["validate", str(path)]
+    _refused(args, f"{path}: {expected}", capsys, out)
+
+
+def _figures(path: Path, capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    data = json.loads(_ran(["run", str(path), "--format", "json", "-q", "-o", str(path.parent / "out")], capsys))
+    return list(data["schedules"])
+
+
+def test_weight_may_be_left_out_or_zero_where_no_schedule_splits_b(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """1F1B and GPipe run B whole: the figures of a scenario without W, and with W 0 (it says the same)."""
+    without = _figures(_scenario(tmp_path, "{forward_ms: 1, backward_ms: 2}", "[1f1b, gpipe]"), capsys)
+    zero = _figures(_scenario(tmp_path, "{forward_ms: 1, backward_ms: 2, weight_ms: 0}", "[1f1b, gpipe]"), capsys)
+    assert without == zero and without[0]["step_time"] == pytest.approx(0.033)
+
+
+def test_weight_and_pair_change_the_figures_where_used(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = _figures(_scenario(tmp_path, "{forward_ms: 1, backward_ms: 2, weight_ms: 0.5, overlapped_ms: 2}"), capsys)
+    other_w = _figures(_scenario(tmp_path, "{forward_ms: 1, backward_ms: 2, weight_ms: 1.5, overlapped_ms: 2}"), capsys)
+    other_fb = _figures(
+        _scenario(tmp_path, "{forward_ms: 1, backward_ms: 2, weight_ms: 0.5, overlapped_ms: 3}"), capsys
+    )
+    assert base != other_w and base != other_fb
+    one_stage_zero = _figures(
+        _scenario(tmp_path, "{forward_ms: [0, 1, 1, 1], backward_ms: [0, 2, 2, 2]}", "[1f1b]"), capsys
+    )
+    assert one_stage_zero[0]["step_time"] > 0  # a stage of no time is not a step of no time
+
+
+CLI_REFUSALS = [
+    pytest.param(
+        ["schedules", "compare", "--schedules", "zb1p", "--f", "0", "--b", "0", "--w", "0"],
+        "error: --f: a step of no time: --f and --b are both 0",
+        id="compare-zero-step",
+    ),
+    pytest.param(
+        ["schedules", "compare", "--schedules", "dualpipe", "--fb", "0.5"],
+        "error: --fb: an overlapped F&B pair cannot take less than its longer part: 0.5 is below max(--f 1, --b 2); "
+        "give at least 2",
+        id="compare-pair-below-longer-part",
+    ),
+    pytest.param(
+        ["schedules", "trace", "dualpipev", "--f", "3", "--fb", "2.5", "-o", "OUT.json"],
+        "error: --fb: an overlapped F&B pair cannot take less than its longer part",
+        id="trace-pair-below-longer-part",
+    ),
+    pytest.param(
+        ["schedules", "plot", "1f1b", "--f", "0", "--b", "0", "-o", "OUT.png"],
+        "error: --f: a step of no time",
+        id="plot-zero-step",
+    ),
+    pytest.param(
+        ["schedules", "compare", "--schedules", "1f1b", "--p2p-bytes", "1e9"],
+        "error: --p2p-bytes: not used: the link's bandwidth is infinite (no --p2p-bandwidth)",
+        id="bytes-without-bandwidth",
+    ),
+    pytest.param(
+        ["schedules", "compare", "--schedules", "1f1b", "--p2p-bytes", "1e9", "--p2p-latency", "0.1"],
+        "error: --p2p-bytes: not used",  # the latency is paid per transfer, whatever its bytes
+        id="bytes-with-latency-only",
+    ),
+    pytest.param(
+        ["alltoall", "--ep", "16", "--tokens", "256", "--multicast"],
+        "error: --multicast: not used: an EP group of 16 GPUs spans 2 node(s) and a token reaches at most 1 other "
+        "node(s) (--n-limited-groups 4), so no token has copies to merge; remove it",
+        id="multicast-ep16",
+    ),
+    pytest.param(
+        ["alltoall", "--ep", "8", "--tokens", "256", "--in-network-reduce"],
+        "error: --in-network-reduce: not used: an EP group of 8 GPUs spans 1 node(s)",
+        id="in-network-reduce-ep8",
+    ),
+    pytest.param(
+        ["alltoall", "--ep", "32", "--tokens", "256", "--coprocessor", "--sms", "4"],
+        "error: --sms: not used with --coprocessor (communication runs off the SMs: all of them compute); remove it",
+        id="coprocessor-sms",
+    ),
+    pytest.param(
+        ["alltoall", "--ep", "32", "--tokens", "256", "--coprocessor", "--rdma-channel-GBps", "1"],
+        "error: --rdma-channel-GBps: not used with --coprocessor",
+        id="coprocessor-rdma-channel",
+    ),
+    pytest.param(
+        ["alltoall", "--ep", "32", "--tokens", "256", "--coprocessor", "--nvlink-channel-GBps", "1"],
+        "error: --nvlink-channel-GBps: not used with --coprocessor",
+        id="coprocessor-nvlink-channel",
+    ),
+    pytest.param(
+        ["check", "trace", "--profile", str(PROFILES / "b200-datasheet.json")],
+        "error: --profile: b200-datasheet.json is a profile of the B200, but DeepSeek's trace ran on H800s",
+        id="trace-b200-profile",
+    ),
+    pytest.param(
+        ["check", "trace", "--profile", str(PROFILES / "h100-sxm-device.json")],
+        "error: --profile: h100-sxm-device.json is a profile of the NVIDIA H100 80GB HBM3",
+        id="trace-h100-profile",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "expected"), CLI_REFUSALS)
+def test_flags_that_do_nothing_are_refused(
+    args: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    written = None
+    for i, a in enumerate(args):
+        if a.startswith("OUT."):
+            written = tmp_path / a
+            args = [*args[:i], str(written), *args[i + 1 :]]
+    _refused(args, expected, capsys, written)
+
+
+def _compare(args: list[str], capsys: pytest.CaptureFixture[str]) -> float:
+    out = _ran(["schedules", "compare", *args, "--format", "json"], capsys)
+    return float(json.loads(out)["schedules"][0]["step_time"])
+
+
+def test_used_schedule_flags_still_run(capsys: pytest.CaptureFixture[str]) -> None:
+    fb_at_bound = _compare(["--schedules", "dualpipe", "--fb", "2"], capsys)  # = max(F, B): full overlap
+    assert fb_at_bound < _compare(["--schedules", "dualpipe", "--fb", "3"], capsys)
+    free = _compare(["--schedules", "1f1b"], capsys)
+    assert _compare(["--schedules", "1f1b", "--p2p-bytes", "1e9", "--p2p-bandwidth", "1e9"], capsys) > free
+    assert _compare(["--schedules", "1f1b", "--f", "0", "--b", "2"], capsys) > 0  # F 0 alone: a step
+
+
+def _alltoall(args: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    out = _ran(["alltoall", "--tokens", "256", *args, "--format", "json"], capsys)
+    return dict(json.loads(out))
+
+
+def test_alltoall_coprocessor_reports_the_sms_it_sets_aside(capsys: pytest.CaptureFixture[str]) -> None:
+    """The co-processor's run sets no SM aside: comm_sms 0 beside all 132 computing (it said 20)."""
+    run = _alltoall(["--ep", "32", "--coprocessor"], capsys)
+    assert (run["comm_sms"], run["compute_sms"], run["gemm_throughput_fraction"]) == (0, 132, 1.0)
+    assert _alltoall(["--ep", "32", "--coprocessor", "--sms", "0"], capsys) == run  # (0 says the same)
+
+
+def test_alltoall_multicast_where_tokens_reach_two_nodes_changes_the_figures(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    plain = _alltoall(["--ep", "32"], capsys)
+    assert _alltoall(["--ep", "32", "--multicast"], capsys) != plain
+    assert _alltoall(["--ep", "32", "--in-network-reduce"], capsys) != plain
