@@ -37,8 +37,8 @@ def compares_with_published(run: TrainingRun) -> bool:
 
 
 def summary_rows(run: TrainingRun) -> list[tuple[str, str]]:
-    """(figure, value) of the step's summary: step time, tokens, throughput, cost (against the
-    published figure for DeepSeek-V3's model), TFLOPS, MFU, peak memory."""
+    """(figure, value) of the step's summary: step time, tokens, throughput, GPU-hours (against the
+    published figure for DeepSeek-V3's model), cost, TFLOPS, MFU, peak memory."""
     r = run.result
     d = r.to_dict()
     hours = r.gpu_hours_per_trillion_tokens
@@ -50,6 +50,7 @@ def summary_rows(run: TrainingRun) -> list[tuple[str, str]]:
         ("tokens per step", f"{r.tokens_per_step:,}"),
         ("tokens per day", f"{r.tokens_per_day / 1e9:,.1f} B"),
         ("GPU-hours per trillion tokens", f"{hours / 1e3:,.1f} K{published}"),
+        ("cost per trillion tokens", cost_text(run)),
         ("TFLOPS per GPU (causal / non-causal)", f"{r.tflops_per_gpu(True):.0f} / {r.tflops_per_gpu(False):.0f}"),
         ("MFU vs dense BF16 peak (causal / non-causal)", f"{r.mfu(True):.1%} / {r.mfu(False):.1%}"),
         (
@@ -58,6 +59,18 @@ def summary_rows(run: TrainingRun) -> list[tuple[str, str]]:
             f"{run.gpu.name}: {run.gpu.hbm_GiB:g} GiB)",
         ),
     ]
+
+
+def cost_text(run: TrainingRun) -> str:
+    """The step's cost per trillion tokens with its parts and prices (``economics``), or, where some
+    hardware has no price, the GPUs' part and why the rest is not priced."""
+    c, e = run.costs(), run.scenario.economics
+    gpus = f"GPUs ${c.priced.gpu_usd_per_T / 1e3:,.0f}K at ${e.gpu_hour_usd:,.2f} a GPU-hour"
+    if c.note:
+        return f"{gpus}; {c.note}"
+    share = f"${c.priced.fabric_usd / 1e6:,.1f}M over {e.fabric_life_years:g} years"
+    fabric = f"fabric ${c.priced.fabric_usd_per_T / 1e3:,.0f}K ({share})"
+    return f"${c.priced.usd_per_T / 1e3:,.0f}K: {gpus}, {fabric}"
 
 
 PUBLISHED_NOTE = (

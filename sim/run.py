@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from sim import __version__
 from sim.assemble import Assembly, assemble
 from sim.config import Scenario
+from sim.economics import Cost
 from sim.errors import ScenarioError
 from sim.hardware.gpu import GpuSpec
 from sim.network.context import SimContext
@@ -191,7 +192,59 @@ class TrainingRun:
     assembly: Assembly | None = None  # what was simulated (layout, SM split, topology, ...)
 
     def to_dict(self) -> dict[str, object]:
-        return {"scenario": self.scenario.name, "twin_version": __version__} | self.result.to_dict()
+        c = self.costs()
+        cost = {  # (null where some hardware has no price: the note says which)
+            "usd_per_T": None if c.note else c.priced.usd_per_T,
+            "usd_per_T_base_prices": c.at_base.usd_per_T,
+            "gpu_usd_per_T": c.priced.gpu_usd_per_T,
+            "fabric_usd_per_T": None if c.note else c.priced.fabric_usd_per_T,
+            "fabric_usd": c.priced.fabric_usd,
+            "gpu_hour_usd": self.scenario.economics.gpu_hour_usd,
+            "fabric_life_years": self.scenario.economics.fabric_life_years,
+            "not_modelled": c.note,
+        }
+        return {"scenario": self.scenario.name, "twin_version": __version__} | self.result.to_dict() | {"cost": cost}
+
+    def costs(self) -> TrainingCosts:
+        """What training a trillion tokens at this step costs (``economics``: the GPU-hour price, the
+        fabric's life; the job is charged its share of the fabric), at the topology's prices and at the
+        base prices, and why some hardware has no price (``note``, None where all of it has one)."""
+        from sim.economics import not_modelled_note, training_cost, unpriced_hardware
+        from sim.network.topology import build_topology
+
+        sc, r = self.scenario, self.result
+        topology = self.assembly.topology if self.assembly is not None else None
+        if topology is None:  # an assembly always has the step's fabric; built again only if it was dropped
+            topology = build_topology(sc.cluster_spec())
+        hours, gpus = r.gpu_hours_per_trillion_tokens, int(r.layout["gpus"])
+
+        def cost(fabric_usd: float) -> Cost:
+            economics = sc.economics
+            return training_cost(
+                hours, gpus, fabric_usd, topology.gpus, economics.gpu_hour_usd, economics.fabric_life_years
+            )
+
+        assert sc.cluster is not None  # a training step has a cluster
+        note = not_modelled_note(
+            unpriced_hardware(
+                coprocessor=sc.comm.coprocessor,
+                nvlink_GBps=topology.spec.node.nvlink_GBps,
+                priced_nvlink_GBps=sc.cluster.spec.node.nvlink_GBps,
+                in_network=sc.comm.multicast or sc.comm.in_network_reduce,
+                scale_up=sc.cluster.scale_up is not None,
+            )
+        )
+        return TrainingCosts(cost(topology.cost_usd), cost(topology.fabric_cost(priced_rates=False).total), note)
+
+
+@dataclass(frozen=True)
+class TrainingCosts:
+    """A step's cost per trillion tokens at the topology's prices (``priced``) and at the base prices
+    (``at_base``); ``note``: the hardware with no price, where some has none (``priced`` is then partial)."""
+
+    priced: Cost
+    at_base: Cost
+    note: str | None
 
 
 def simulate_training(run: Scenario | Assembly, progress: Progress | None = None) -> TrainingRun:

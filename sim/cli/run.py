@@ -141,9 +141,11 @@ def _run_training(asm: Assembly, output: Path | None, fmt: Format, quiet: bool) 
         return
     r = result.result
     b = r.reported
+    c = result.costs()
+    cost = "" if c.note else f" (${c.priced.usd_per_T / 1e3:,.0f}K)"  # (summary.md says why where there is none)
     out.print(
         f"{sc.name}: step {r.step_time_s:.3f} s | {r.tokens_per_day / 1e9:,.1f}B tokens/day | "
-        f"{r.gpu_hours_per_trillion_tokens / 1e3:,.1f}K GPU-hours per trillion tokens | "
+        f"{r.gpu_hours_per_trillion_tokens / 1e3:,.1f}K GPU-hours per trillion tokens{cost} | "
         f"MFU {r.mfu(True):.1%} causal, {r.mfu(False):.1%} non-causal",
         markup=False,  # the scenario's name is text
     )

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sim.economics import Cost, not_modelled_note, training_cost, unpriced_hardware
 from sim.errors import TwinError
 from sim.paths import shown_in
 from sim.units import GiB
@@ -172,7 +171,6 @@ def _figures(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
     if "serve" in data:
         return _serve_figures(data, path, folder)
     from sim.config import scenario_from_data
-    from sim.network.topology import build_topology
     from sim.run import check_finite, simulate_training
 
     sc = scenario_from_data(data, path, folder)
@@ -181,27 +179,8 @@ def _figures(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
     lay = r.layout  # (the whole result's to_dict is not needed for it)
     b = r.reported
     peak = max(x.memory.total for x in r.ranks) / GiB
-    topology = run.assembly.topology if run.assembly is not None else None
-    if topology is None:  # an assembly always has the step's fabric; built again only if it was dropped
-        topology = build_topology(sc.cluster_spec())
-
-    def cost(fabric_usd: float) -> Cost:
-        hours, gpus = r.gpu_hours_per_trillion_tokens, int(lay["gpus"])
-        return training_cost(
-            hours, gpus, fabric_usd, topology.gpus, sc.economics.gpu_hour_usd, sc.economics.fabric_life_years
-        )
-
-    priced, at_base = cost(topology.cost_usd), cost(topology.fabric_cost(priced_rates=False).total)
-    assert sc.cluster is not None  # a training step has a cluster
-    note = not_modelled_note(
-        unpriced_hardware(
-            coprocessor=sc.comm.coprocessor,
-            nvlink_GBps=topology.spec.node.nvlink_GBps,
-            priced_nvlink_GBps=sc.cluster.spec.node.nvlink_GBps,
-            in_network=sc.comm.multicast or sc.comm.in_network_reduce,
-            scale_up=sc.cluster.scale_up is not None,
-        )
-    )
+    costs = run.costs()
+    priced, at_base, note = costs.priced, costs.at_base, costs.note
     figures = {
         "step_time_s": r.step_time_s,
         "tokens_per_day": r.tokens_per_day,

@@ -9,6 +9,7 @@ import pytest
 
 from sim.economics import (
     ENDPOINT_LINK_USD,
+    HOURS_PER_YEAR,
     NIC_USD,
     SWITCH_LINK_USD,
     SWITCH_USD,
@@ -101,3 +102,29 @@ def test_in_network_operations_and_a_scale_up_domain_are_flagged_unpriced() -> N
     net = unpriced_hardware(**base, in_network=True)  # type: ignore[arg-type]
     rack = unpriced_hardware(**base, scale_up=True)  # type: ignore[arg-type]
     assert len(net) == len(rack) == 1 and "in-network" in net[0] and "NVL72" in rack[0]
+
+
+def test_a_runs_cost_is_its_gpu_hours_at_the_price_and_its_share_of_the_fabric(tmp_path: Path) -> None:
+    """``twin run`` gives the step's cost per trillion tokens (economics.* changed nothing it printed):
+    GPU-hours per trillion tokens x the GPU-hour price, plus the job's share of the fabric written off
+    over its life, as the sweep's row gives it (one function, ``TrainingRun.costs``)."""
+    import yaml
+
+    from sim.config import load_scenario
+    from sim.run import simulate_training
+    from tests.conftest import SMALL_STEP
+
+    path = tmp_path / "priced.yaml"
+    path.write_text(yaml.safe_dump({"base": str(SMALL_STEP), "name": "priced", "set": {"economics.gpu_hour_usd": 3.0}}))
+    run = simulate_training(load_scenario(path))
+    cost = run.to_dict()["cost"]
+    assert isinstance(cost, dict)
+    hours, gpus = run.result.gpu_hours_per_trillion_tokens, int(run.result.layout["gpus"])
+    assert cost["gpu_usd_per_T"] == hours * 3.0
+    topology = run.assembly.topology if run.assembly is not None else None
+    assert topology is not None
+    share = topology.cost_usd * min(1.0, gpus / topology.gpus)
+    assert cost["fabric_usd"] == share
+    years = run.scenario.economics.fabric_life_years
+    assert cost["fabric_usd_per_T"] == pytest.approx(hours * share / gpus / (years * HOURS_PER_YEAR), rel=1e-12)
+    assert cost["usd_per_T"] == cost["gpu_usd_per_T"] + cost["fabric_usd_per_T"] and cost["not_modelled"] is None

@@ -224,12 +224,12 @@ def test_a_point_that_raises_is_recorded_not_dropped() -> None:
 
 def test_a_row_figure_that_overflows_makes_the_point_infeasible_naming_the_input(tmp_path: Path) -> None:
     """A fabric written off over 1e-310 years gave cost_per_T_usd = inf: the sweep wrote it (exit 0), then
-    refused its own file on reading it back. The row's figures are checked as a run's are."""
+    refused its own file on reading it back. The run's figures hold the cost and are checked."""
     sweep = load_sweep(write_sweep(tmp_path, {"points": [{"economics.fabric_life_years": 1e-310}]}))
     row = run_point(sweep.scenario_data(sweep.points[0]), str(sweep.base_path), str(sweep.base_folder))
     assert row["status"] == INFEASIBLE and np.isnan(row["cost_per_T_usd"])
     assert row["error"] == (
-        "the results overflow: cost_per_T_usd is inf, from economics.fabric_life_years = 1e-310; "
+        "the results overflow: cost.usd_per_T is inf, from economics.fabric_life_years = 1e-310; "
         "use values nearer to real ones"
     )
 
