@@ -964,9 +964,12 @@ def scenario_data(path: str | Path, depth: int = 0) -> tuple[dict[str, Any], Pat
     return data, folder
 
 
-def scenario_chain(path: str | Path, depth: int = 0) -> tuple[dict[str, Any], Path, tuple[str, ...]]:
+def scenario_chain(
+    path: str | Path, depth: int = 0, below: tuple[Path, ...] = ()
+) -> tuple[dict[str, Any], Path, tuple[str, ...]]:
     """:func:`scenario_data` and the files of the scenario's chain of bases, the base-most first (itself
-    not among them), so an error can name the file it starts in (:func:`where_it_starts`)."""
+    not among them), so an error can name the file it starts in (:func:`where_it_starts`). ``below``:
+    the files that named this one as their base, in order (a base among them is a loop)."""
     path = Path(path)
     data = read_yaml(path, "scenario")
     if not isinstance(data, dict) or "base" not in data:
@@ -989,8 +992,12 @@ def scenario_chain(path: str | Path, depth: int = 0) -> tuple[dict[str, Any], Pa
     base_path = Path(base) if Path(base).is_absolute() else path.parent / base
     if base_path.resolve() == path.resolve():
         raise ScenarioError("base", "a scenario cannot be its own base", str(path))
+    chain = (*below, path.resolve())
+    if base_path.resolve() in chain:  # (it said "more than 8 levels of base scenarios")
+        loop = " -> ".join(p.name for p in chain[chain.index(base_path.resolve()) :])
+        raise ScenarioError("base", f"{base}: the bases form a loop ({loop} -> {base_path.name})", str(path))
     try:
-        parent, folder, bases = scenario_chain(base_path, depth + 1)
+        parent, folder, bases = scenario_chain(base_path, depth + 1, chain)
     except ScenarioError as err:  # the base is no file (missing, a folder, a device): named at this file's key
         if err.file == str(base_path) and not err.key_path and not base_path.is_file():
             raise ScenarioError("base", f"{base}: {err.message}", str(path)) from None

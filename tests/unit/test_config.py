@@ -316,3 +316,19 @@ def test_a_file_of_the_wrong_kind_says_which_key_named_it(tmp_path: Path, key: s
     with pytest.raises(ScenarioError) as info:
         load_scenario(path)
     assert str(info.value).endswith(line)
+
+
+def test_bases_that_name_each_other_are_a_loop(tmp_path: Path) -> None:
+    """Two scenarios that are each other's base: 'more than 8 levels of base scenarios' (which read as a
+    chain too deep), now named as the loop it is; a deep chain without a loop is still refused as deep."""
+    (tmp_path / "la.yaml").write_text("name: la\nbase: lb.yaml\n")
+    (tmp_path / "lb.yaml").write_text("name: lb\nbase: lc.yaml\n")
+    (tmp_path / "lc.yaml").write_text("name: lc\nbase: la.yaml\n")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(tmp_path / "la.yaml")
+    assert info.value.file == str(tmp_path / "lc.yaml") and info.value.key_path == "base"
+    assert info.value.message == "la.yaml: the bases form a loop (la.yaml -> lb.yaml -> lc.yaml -> la.yaml)"
+    for i in range(12):  # a chain of 12 distinct files
+        (tmp_path / f"d{i}.yaml").write_text(f"name: d{i}\nbase: d{i + 1}.yaml\n")
+    with pytest.raises(ScenarioError, match="more than 8 levels of base scenarios"):
+        load_scenario(tmp_path / "d0.yaml")
