@@ -114,6 +114,17 @@ def _short_label(sets: dict[str, Any], varying: list[str]) -> str:
     return ", ".join(parts)
 
 
+def _text(value: Any, key: str, file: str, optional: bool = False) -> str:
+    """A text of the study file that the report shows (a heading, a table cell, a paragraph): a string
+    with something besides whitespace (a blank one leaves an empty heading or cell). ``optional``: the
+    key may be left out, but a value given must be such a string."""
+    if not isinstance(value, str) or not value.strip():
+        leave = " (or leave the key out)" if optional else ""
+        got = "blank" if isinstance(value, str) else f"got {json.dumps(value, default=str)}"
+        raise ScenarioError(key, f"a non-empty string{leave}; {got}", file)
+    return value
+
+
 def _scenario_sets(ref: Any, folder: Path, where: str, file: str, base: Path) -> tuple[str, dict[str, Any]]:
     """(name, overrides) of a derived scenario named by a variant: the ``set`` of every file along its
     chain of bases down to the study's ``base`` (a chain that does not reach it is refused); paths
@@ -167,8 +178,8 @@ def _variants(
         combos = expand_grid(grid, file, f"{where}.grid")
         varying = [k for k, values in grid.items() if len(values) > 1]
         template = study.get("label")
-        if template is not None and not isinstance(template, str):
-            raise ScenarioError(f"{where}.label", "a string such as 'M={model.n_limited_groups}'", file)
+        if template is not None and (not isinstance(template, str) or not template.strip()):
+            raise ScenarioError(f"{where}.label", "a string such as 'M={model.n_limited_groups}', not blank", file)
         for name in re.findall(r"\{([^}]*)\}", template or ""):
             if name not in grid:
                 raise ScenarioError(f"{where}.label", f"{{{name}}} is not a key of the grid ({', '.join(grid)})", file)
@@ -207,19 +218,19 @@ def _variants(
                 check_key(key, f"{at}.set", file)
             name = label(sets)
             origin = f"{at}.set."
-        text = v.get("label", name)
-        if not isinstance(text, str) or not text:
-            raise ScenarioError(f"{at}.label", "a non-empty string", file)
+        text = _text(v["label"], f"{at}.label", file) if "label" in v else name
         out.append((text, sets, origin))
     if not out:
         raise ScenarioError(where, "a study needs variants and/or a grid", file)
     seen: dict[str, str] = {BASE_LABEL: "the base"}
     for text, _, origin in out:
         at = re.sub(r"\.(grid|set|scenario)$", "", _bare(origin))  # the study's, or the variant's own path
-        if text in seen:  # two rows of the table nobody could tell apart
+        if not text.strip():  # a grid's template filled in with blank values, a derived scenario's blank name
+            raise ScenarioError(f"{at}.label", f"{text!r} is blank: give each row a label that shows", file)
+        if text.strip() in seen:  # two rows of the table nobody could tell apart (a cell shows no edge spaces)
             key = f"{at}.label"
-            raise ScenarioError(key, f"{text!r} is the label of {seen[text]} too; give each row its own", file)
-        seen[text] = at
+            raise ScenarioError(key, f"{text!r} is the label of {seen[text.strip()]} too; give each row its own", file)
+        seen[text.strip()] = at
     return out
 
 
@@ -237,6 +248,8 @@ def _load_codesign(path: Path) -> Codesign:
     if not isinstance(data, dict) or not isinstance(data.get("studies"), list) or not data["studies"]:
         raise ScenarioError("studies", "a co-design file lists its studies: [{key, title, variants | grid}]", file)
     only_keys(data, _KEYS, "", file)
+    if "description" in data:
+        _text(data["description"], "description", file, optional=True)
     base = data.get("base")
     if not isinstance(base, str) or not base:
         raise ScenarioError("base", "give the base scenario file, relative to this file", file)
@@ -264,6 +277,10 @@ def _load_codesign(path: Path) -> Codesign:
         if not STUDY_KEY.fullmatch(skey):  # it names the study's figure file
             raise ScenarioError(f"{where}.key", f"{skey!r}: give lower-case letters, digits, '-' or '_'", file)
         keys_seen.add(skey)
+        if "title" in study:
+            _text(study["title"], f"{where}.title", file, optional=True)
+        if "question" in study:
+            _text(study["question"], f"{where}.question", file, optional=True)
         variants = _variants(study, where, folder, file, base_path)
         ran: dict[str, str] = {}  # (a variant may run the base itself, a grid's value of it: its own row)
         for _, sets, origin in variants:
@@ -295,11 +312,13 @@ def _load_codesign(path: Path) -> Codesign:
         metrics = study.get("metrics", list(DEFAULT_METRICS))
         if not isinstance(metrics, list) or not metrics:
             raise ScenarioError(f"{where}.metrics", "a list of figures", file)
-        for m in metrics:
-            if m not in METRIC_BY_NAME:
+        for j, m in enumerate(metrics):
+            if not isinstance(m, str) or m not in METRIC_BY_NAME:  # (a list is no dict key: a TypeError)
                 raise ScenarioError(
                     f"{where}.metrics", f"unknown figure {m!r}; choose from {', '.join(METRIC_BY_NAME)}", file
                 )
+            if m in metrics[:j]:  # its columns would show twice
+                raise ScenarioError(f"{where}.metrics", f"{m} is listed twice; give it once", file)
             if m in SERVE_METRICS:  # a figure no row has (a study's base is a training step): a table of '-'
                 raise ScenarioError(
                     f"{where}.metrics", f"{m}: a serving figure; the base is a training step, which has none", file

@@ -28,7 +28,7 @@ from sim.serve.kvcache import GpuMemory, gpu_memory
 from sim.serve.loop import Loop, Unit
 from sim.serve.metrics import ServeResult, summarise
 from sim.serve.placement import Placement, place
-from sim.serve.requests import Requests, poisson, poisson_count, read_trace
+from sim.serve.requests import Requests, csv_records, poisson, poisson_count, read_trace
 from sim.serve.spec import PoolSpec, ServeScenario
 from sim.yamlio import read_text
 
@@ -69,21 +69,31 @@ def expert_load(sc: ServeScenario) -> np.ndarray:
         spec = MoESpec(experts=e, topk=sc.model.n_activated_experts, node_limit=e, ep=1, gpus_per_node=1)
         return popularity(spec, np.random.default_rng([sc.seed, 11]))
     path = sc.resolve(how)
-    rows = list(csv.reader(read_text(path, "expert load").splitlines()))
-    header = [h.strip() for h in rows[0]] if rows else []
+    records = csv_records(read_text(path, "expert load"), str(path))
+    header = [h.strip() for h in records[0][1]] if records else []
     if header != ["expert", "load"]:  # a first line of data would be skipped as the header
         raise ScenarioError("line 1", f"the header must be expert,load, got {','.join(header)!r}", str(path))
     load = np.zeros(e)
     seen = set()
-    for i, row in enumerate(rows[1:], start=2):
+    for i, row in records[1:]:
         if not row:
             continue
+        if len(row) != 2:
+            raise ScenarioError(f"line {i}", "expected expert,load (an expert id and a number)", str(path))
         try:
-            if len(row) != 2:
-                raise ValueError
-            idx, w = int(row[0]), float(row[1])
+            if "_" in row[0]:  # Python's int reads 1_0 as 10; a CSV number has no separators
+                raise ValueError(row[0])
+            idx = int(row[0])
         except ValueError:
-            raise ScenarioError(f"line {i}", "expected expert,load (an expert id and a number)", str(path)) from None
+            raise ScenarioError(
+                f"line {i}: expert", f"not an expert id (a whole number): {row[0].strip()!r}", str(path)
+            ) from None
+        try:
+            if "_" in row[1]:
+                raise ValueError(row[1])
+            w = float(row[1])
+        except ValueError:
+            raise ScenarioError(f"line {i}: load", f"not a number: {row[1].strip()!r}", str(path)) from None
         if not 0 <= idx < e or idx in seen or not np.isfinite(w) or w < 0:
             raise ScenarioError(f"line {i}", f"expert in 0..{e - 1} once, load finite and >= 0; got {row}", str(path))
         seen.add(idx)

@@ -85,21 +85,44 @@ def poisson(t: TrafficSpec, duration_s: float, rng: np.random.Generator, key: st
     return Requests(arrival, inputs, outputs, _cached(inputs, t.prompt_cache_hit))
 
 
+def csv_records(text: str, name: str) -> list[tuple[int, list[str]]]:
+    """Each record of a CSV text (a header line, then data) with the file's line it is on. A value holding
+    a line break (a quote left open: ``"1`` then ``0",5,5`` was read as 10, and every later line was counted
+    one short) is refused naming the line it starts on and its column (the header's name for it), as is a
+    value past the csv module's field limit (a quote never closed)."""
+    lines = text.splitlines()
+    reader = csv.reader(lines)
+    records: list[tuple[int, list[str]]] = []
+    line = 1  # the line the next record starts on (reader.line_num: the line the last one ended on)
+    try:
+        for row in reader:
+            if reader.line_num != line:  # one record over several lines: a value holds a line break
+                j = max(len(next(csv.reader([lines[line - 1]]), [])) - 1, 0)  # the first line's last value
+                header = [h.strip() for h in records[0][1]] if records else []
+                col = f": {header[j]}" if j < len(header) and header[j] else ""
+                runs = f"a quoted value runs on to line {reader.line_num} (a quote left open?)"
+                raise ScenarioError(f"line {line}{col}", runs, name)
+            records.append((line, row))
+            line = reader.line_num + 1
+    except csv.Error as err:
+        raise ScenarioError(f"line {line}", f"not read as CSV: {err} (a quote left open?)", name) from None
+    return records
+
+
 def read_trace(path: Path, hit: float, duration_s: float) -> Requests:
     """The trace file's requests arriving within ``duration_s``, sorted by arrival."""
     name = str(path)
-    lines = read_text(path, "trace", 512 << 20).splitlines()
-    rows = list(csv.reader(lines))
-    if not rows:
+    records = csv_records(read_text(path, "trace", 512 << 20), name)
+    if not records:
         raise ScenarioError("", f"empty trace; the header is {','.join(COLUMNS[:3])}[,cached_tokens]", name)
-    header = [h.strip() for h in rows[0]]
+    header = [h.strip() for h in records[0][1]]
     if header not in (list(COLUMNS[:3]), list(COLUMNS)):
         raise ScenarioError(
             "line 1", f"the header must be {','.join(COLUMNS[:3])}[,cached_tokens], got {','.join(header)}", name
         )
     data: list[list[float]] = []
     line_of: list[int] = []  # each request's line in the file
-    for i, row in enumerate(rows[1:], start=2):
+    for i, row in records[1:]:
         if not row or all(not c.strip() for c in row):
             continue
         if len(row) != len(header):
