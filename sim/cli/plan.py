@@ -21,8 +21,9 @@ Workers = Int(1, 1024)
 
 
 def _base(scenario: Path, recompute: bool = False) -> tuple[dict[str, Any], list[str]]:
-    """The scenario's data as a search base: paths absolute, the layout keys the points set removed;
-    and the keys removed that the scenario gave (the search sets them: said, not silently replaced)."""
+    """The scenario's data as a search base: paths absolute, the layout keys the points set removed and
+    ``training.check_memory`` left at its default (true); and the keys removed that the scenario gave (the
+    search sets them: said, not silently replaced)."""
     from sim.config import scenario_data
     from sim.model.catalog import CATALOG
     from sim.overrides import resolve_paths
@@ -45,6 +46,11 @@ def _base(scenario: Path, recompute: bool = False) -> tuple[dict[str, Any], list
                 if part.pop(key, None) is not None:
                     removed.append(f"{section}.{key}")
     base.setdefault("pipeline", {})["pp"] = 1  # set by every point
+    # a search is about what fits: every point checks its memory (the scenario's check_memory: false
+    # runs one step that does not fit; a search listed layouts over the GPU's memory as fitting)
+    training = base.get("training")
+    if isinstance(training, dict) and training.pop("check_memory", None) is False:
+        removed.append("training.check_memory")
     return base, removed
 
 
@@ -98,7 +104,7 @@ def layouts_cmd(
 
     from sim.config import load_scenario
     from sim.errors import ScenarioError
-    from sim.experiments.layouts import candidates, layout_label
+    from sim.experiments.layouts import OVER_MEMORY, candidates, gpu_memory_GiB, layout_label
     from sim.outputs import atomic_write_text, check_name_fits, claim_output_folder
     from sim.run import EDGE, _read_files, check_figures_finite
     from sim.sweep.compare import load_results
@@ -111,6 +117,14 @@ def layouts_cmd(
         raise ScenarioError("training", "a layout search needs a training scenario", str(scenario))
     modes = _modes(recompute)
     found = candidates(sc, limit, modes)
+    if not found.points and found.dropped.get(OVER_MEMORY):
+        raise ScenarioError(
+            "training.gpus",
+            f"the {found.dropped[OVER_MEMORY]} layouts of these GPUs and batch that form all need more memory "
+            f"per GPU than the GPU's {gpu_memory_GiB(sc):g} GiB; give more GPUs or fewer "
+            "training.microbatch_sequences, or try --recompute full",
+            str(scenario),
+        )
     if not found.points:
         raise ScenarioError(
             "training.gpus", "no layout of these GPUs and batch forms pipeline ranks of whole nodes", str(scenario)

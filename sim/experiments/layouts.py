@@ -8,22 +8,37 @@ sequences of 32K tokens and more), PP (powers of two up to the layers), the sche
 (the divisors of the expert count from 8 up) and, where asked (``--recompute``), the activation
 recomputation. Combinations that cannot form a layout (GPUs that do not
 split into pipeline ranks of whole nodes, TP x CP or EP beyond a rank, a global batch that does not
-split into DP, fewer layers than virtual stages) are dropped before anything runs, and counted; the rest
-run as points of a sweep (:mod:`sim.sweep`), so a rerun resumes and every refusal the step makes (a
-layout beyond the GPU's memory) is recorded with its one-line reason.
+split into DP, fewer layers than virtual stages) are dropped before anything runs, and counted. So are
+the layouts the memory model (:func:`sim.step.accounting.rank_memory`, the step's own memory check, no
+simulation) puts over the GPU's memory on some rank: a search is about what fits, whatever the scenario's
+``training.check_memory`` (the search's points always check it). The rest are taken one of each (TP, CP,
+PP) in turn (:func:`fitting`: a layout of every split, the TPs taking turns, before a second of any), so a
+``limit`` samples every parallel split alike, deterministically; up to ``limit`` of them run as points of a sweep
+(:mod:`sim.sweep`), so a rerun resumes and every refusal the step makes is recorded with its one-line
+reason.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from sim.config import Scenario
-from sim.layout_defaults import DEFAULT_GLOBAL_BATCH
+from sim.config import PipelineSpec, Scenario
+from sim.errors import TwinError
+from sim.hardware.gpu import datasheet_for
+from sim.hardware.profile import load_profile
+from sim.layout_defaults import DEFAULT_EP, DEFAULT_GLOBAL_BATCH
 from sim.model.params import layer_params, model_params
 from sim.pipeline.schedules import SCHEDULES
+from sim.step.accounting import rank_memory
+from sim.step.layout import build_layout
+from sim.units import GiB
+
+T = TypeVar("T")
+OVER_MEMORY = "more memory per GPU than it has"  # the reason counted (the CLI's key for the step's refusal)
 
 SCHEDULE_CHOICES: tuple[tuple[str, int], ...] = (("1f1b", 1), ("interleaved-1f1b", 2), ("interleaved-1f1b", 4))
 PP_CHOICES = (1, 2, 4, 8, 16, 32, 64)
@@ -46,8 +61,26 @@ def _divides(a: int, b: int) -> bool:
 
 
 def candidates(sc: Scenario, limit: int = 100_000, recompute: tuple[str, ...] = ()) -> Candidates:
-    """The layouts of ``sc``'s model on its cluster, GPUs and global batch (module docstring); each
-    under every activation recomputation of ``recompute`` (none given: the scenario's own)."""
+    """The layouts of ``sc``'s model on its cluster, GPUs and global batch to run (module docstring):
+    every one that forms (:func:`formed`) and fits the GPU's memory (:func:`fitting`), one of each (TP,
+    CP, PP) in turn, at most ``limit``; each under every activation recomputation of ``recompute`` (none
+    given: the scenario's own)."""
+    return fitting(sc, gpu_memory_GiB(sc), formed(sc, recompute), limit)
+
+
+def gpu_memory_GiB(sc: Scenario) -> float | None:
+    """The HBM of the GPU of ``sc``'s profile (its datasheet entry); None for a GPU without one (the
+    step refuses it, naming the key)."""
+    try:
+        gpu = datasheet_for(load_profile(sc.profile_path).device.name)
+    except TwinError:  # an unreadable profile: the sweep's points meet the same error, each with its line
+        return None
+    return None if gpu is None else gpu.hbm_GiB
+
+
+def formed(sc: Scenario, recompute: tuple[str, ...] = ()) -> Candidates:
+    """Every layout of ``sc``'s model that forms, in ``itertools.product`` order of TP, CP, PP, schedule,
+    EP and recomputation (none cut: ``over_limit`` 0), and why the others were dropped."""
     t = sc.training
     if t is None:
         raise ValueError("a layout search needs a training scenario")
@@ -92,7 +125,7 @@ def candidates(sc: Scenario, limit: int = 100_000, recompute: tuple[str, ...] = 
         if mode is not None:
             point["training.recompute"] = mode
         points.append(point)
-    return Candidates(tuple(points[:limit]), dict(dropped), max(0, len(points) - limit))
+    return Candidates(tuple(points), dict(dropped), 0)
 
 
 def _unformed(
@@ -134,23 +167,76 @@ def _surely_over(total: int, experts: int, hbm_GiB: float, point: dict[str, Any]
     return per_gpu * 6.0 / 2**30 > hbm_GiB
 
 
-def fitting(sc: Scenario, hbm_GiB: float, found: Candidates, limit: int) -> Candidates:
-    """The candidates not surely over the GPU's memory (:func:`_surely_over`), at most ``limit``; the
-    memory check of each step is the sweep's (a point over memory is recorded with its reason)."""
+def memory_GiB(sc: Scenario, point: dict[str, Any]) -> float | None:
+    """The most memory per GPU of any rank of ``point``'s layout of ``sc`` (GiB), by the memory model the
+    step checks (:func:`sim.step.accounting.check_memory`), built as the search's sweep builds the point
+    (the scenario's other training keys; micro-batches from the global batch; layers split evenly);
+    None where the layout does not build (the sweep records why)."""
+    t = sc.training
+    assert t is not None
+    spec = sc.cluster_spec()
+    try:
+        layout, schedule = build_layout(
+            sc.model,
+            point["pipeline.schedules"][0],
+            point["pipeline.pp"],
+            point.get("pipeline.virtual_stages", PipelineSpec.model_fields["virtual_stages"].default),
+            t.gpus,
+            spec.node.gpus_per_node,
+            spec.gpus,
+            point.get("workload.ep", DEFAULT_EP),  # (the search's base drops the scenario's)
+            t.global_batch,
+            None,  # (the search's base drops pipeline.microbatches)
+            t.microbatch_sequences,
+            None,  # training.layers_per_stage: even
+            point["training.tp"],
+            point["training.cp"],
+            point.get("training.recompute", t.recompute),
+            t.tp_comm_overlap,
+            t.cp_comm,
+            t.fsdp,
+            t.fsdp_reshard_after_forward,
+            t.etp,
+        )
+    except TwinError:
+        return None
+    return max(rank_memory(sc.model, layout, schedule, d).total for d in range(layout.devices)) / GiB
+
+
+def in_turn(sequences: Iterable[Iterable[T]]) -> list[T]:
+    """The items of ``sequences`` round-robin: the first of each, then the second of each, ..."""
+    lists = [list(seq) for seq in sequences]
+    return [seq[i] for i in range(max(map(len, lists), default=0)) for seq in lists if i < len(seq)]
+
+
+def fitting(sc: Scenario, hbm_GiB: float | None, found: Candidates, limit: int) -> Candidates:
+    """The candidates whose every rank fits the GPU's ``hbm_GiB`` by the memory model (:func:`memory_GiB`;
+    :func:`_surely_over` first, a lower bound that needs no layout built; None: no GPU to check), one of
+    each (TP, CP, PP) in turn, at most ``limit``: a first layout of every split, the TPs taking turns (so
+    the first layouts are one of each TP), then a second of every split, and so on, each split's layouts
+    in ``found``'s order. The layouts over memory are counted among ``dropped``, those beyond the limit in
+    ``over_limit``."""
     dropped = Counter(found.dropped)
-    groups: dict[tuple[int, int, int], list[dict[str, Any]]] = {}
+    groups: dict[int, dict[int, dict[int, list[dict[str, Any]]]]] = {}
     m = sc.model
     total = model_params(m).main
     experts = sum(layer_params(m, i).routed_experts for i in range(m.n_layers))
-    fsdp = sc.training is not None and sc.training.fsdp  # sharded weights: the bound does not hold
+    fsdp = sc.training is not None and sc.training.fsdp  # sharded weights: the lower bound does not hold
     for point in found.points:
-        if not fsdp and _surely_over(total, experts, hbm_GiB, point):
-            dropped["more memory per GPU than it has"] += 1
-        else:
-            key = (point["training.tp"], point["training.cp"], point["pipeline.pp"])
-            groups.setdefault(key, []).append(point)
-    # one of each (TP, CP, PP) in turn, so a limit cuts every parallel split alike, not the last TPs
-    kept = [p for batch in itertools.zip_longest(*groups.values()) for p in batch if p is not None]
+        if hbm_GiB is not None:
+            if not fsdp and _surely_over(total, experts, hbm_GiB, point):
+                dropped[OVER_MEMORY] += 1
+                continue
+            need = memory_GiB(sc, point)
+            if need is not None and need > hbm_GiB:
+                dropped[OVER_MEMORY] += 1
+                continue
+        by_cp = groups.setdefault(point["training.tp"], {})
+        by_cp.setdefault(point["training.cp"], {}).setdefault(point["pipeline.pp"], []).append(point)
+    # one of each (TP, CP, PP) in turn, so a limit cuts every parallel split alike, not the last TPs: the
+    # splits ordered TP by TP in turn (each TP's CP by CP in turn), then a layout of each split per round
+    splits = in_turn(in_turn(by_pp.values() for by_pp in by_cp.values()) for by_cp in groups.values())
+    kept = in_turn(splits)
     return Candidates(tuple(kept[:limit]), dict(dropped), found.over_limit + max(0, len(kept) - limit))
 
 

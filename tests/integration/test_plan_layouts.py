@@ -15,7 +15,8 @@ import pytest
 
 from sim.cli import main
 from sim.config import load_scenario
-from sim.experiments.layouts import candidates, fitting
+from sim.experiments.layouts import candidates, fitting, formed
+from sim.sweep.compare import load_results
 from tests.conftest import REPO
 
 SCENARIO = REPO / "scenarios" / "clusters" / "llama3.1-8b-h100.yaml"
@@ -62,7 +63,7 @@ def test_the_search_ranks_by_step_time_and_resumes(tmp_path: Path, capsys: pytes
     code, table, _ = _plan(capsys, *args[:-2])
     assert code == 0 and "refused: " in table
     assert best["tokens_per_s_per_gpu"] == pytest.approx(
-        load_scenario(SCENARIO).training.global_batch * 8192 / best["step_time_s"] / 64  # type: ignore[union-attr]
+        load_scenario(SCENARIO).training.global_batch * 8192 / best["step_time_s"] / 64  # type: ignore[union-attr, operator]
     )
     # a narrower search into the same folder: the other layouts' rows are dropped, not a refusal advising
     # --restart (which this command does not have); the kept rows are reused, the same figures
@@ -84,8 +85,8 @@ def test_recomputation_is_searched_where_asked(capsys: pytest.CaptureFixture[str
     from sim.experiments.layouts import layout_label
 
     sc = load_scenario(SCENARIO)
-    plain = candidates(sc)
-    both = candidates(sc, recompute=("selective", "full"))
+    plain = formed(sc)  # (the enumeration, in product order; candidates() takes them in turn)
+    both = formed(sc, recompute=("selective", "full"))
     assert len(both.points) == 2 * len(plain.points)  # every layout under each mode
     assert [p["training.recompute"] for p in both.points[:2]] == ["selective", "full"]
     assert {k: v for k, v in both.points[1].items() if k != "training.recompute"} == plain.points[0]
@@ -106,3 +107,42 @@ def test_a_folder_of_user_files_is_refused_untouched(tmp_path: Path, capsys: pyt
     assert code == 2 and err.count("\n") == 1 and "--output" in err and "did not write" in err
     assert (folder / "base.yaml").read_text() == "my own notes\n"
     assert sorted(p.name for p in folder.iterdir()) == ["base.yaml"]
+
+
+def test_the_search_lists_only_layouts_that_fit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A scenario with training.check_memory: false (the small step's): the search still checks memory (it
+    listed 380, 612 and 1238 GiB layouts on 80 GiB H800s as fitting); a small --limit tries every TP (it
+    tried TP1 only); the counts printed are the results' rows."""
+    small = REPO / "tests" / "data" / "sweep" / "small-step.yaml"
+    sc = load_scenario(small)
+    assert sc.training is not None and not sc.training.check_memory
+    every = formed(sc)
+    total = len(every.points) + sum(every.dropped.values())
+    tps = {p["training.tp"] for p in every.points}
+    args = [str(small), "--limit", str(len(tps)), "--top", "10", "-o", str(tmp_path / "s"), "-j", "1", "-q"]
+    code, out, err = _plan(capsys, *args, "--format", "json")
+    assert code == 0, err
+    d = json.loads(out)
+    frame, _ = load_results(Path(d["results"]))
+    assert d["simulated"] == len(frame) == len(tps) and d["fit"] == int((frame["status"] == "ok").sum()) == len(tps)
+    assert set(frame["training.tp"].astype(int)) == tps  # one of each TP first
+    assert len(d["top"]) == d["fit"] and all(r["memory_peak_GiB"] <= 80.0 for r in d["top"])
+    assert (frame["memory_peak_GiB"] <= 80.0).all()
+    assert "training.check_memory" in d["searched_keys"]  # the scenario's false is not taken, and said so
+    assert d["refused"]["more memory per GPU than it has"] > 0  # dropped before simulating, counted
+    assert d["simulated"] + sum(d["refused"].values()) + d["over_limit"] == total  # nothing refused when run
+    code, table, _ = _plan(capsys, *args)  # resumed: the same counts in the table
+    assert code == 0 and f"{len(tps)} of {total} layouts fit" in table
+    assert f"{d['over_limit']} more layouts not run" in table and "training.check_memory" in table
+
+
+def test_a_search_where_nothing_fits_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every layout over memory (DeepSeek-V3 on 16 GPUs): one line naming memory, nothing simulated (it
+    said no layout formed pipeline ranks of whole nodes)."""
+    small = tmp_path / "small.yaml"
+    base = REPO / "tests" / "data" / "sweep" / "small-step.yaml"
+    small.write_text(f"base: {base}\nset:\n  training.gpus: 16\n  training.global_batch: 64\n")
+    code, _, err = _plan(capsys, str(small), "--limit", "1", "-j", "1", "-q", "-o", str(tmp_path / "o"))
+    assert code == 2 and err.count("\n") == 1, err
+    assert "training.gpus: the 36 layouts of these GPUs and batch that form all need more memory per GPU" in err
+    assert "80 GiB" in err and not (tmp_path / "o").exists()
