@@ -54,9 +54,12 @@ def codesign_report(path: Path, output: Path, quiet: bool, argv: list[str]) -> N
             doc.write_markdown(tmp, figures="figures")
     if not quiet:
         not_ok = int((frame["status"] != "ok").sum())
+        again = (
+            f", {outcome.stale} run again: another revision of the twin or other input files" if outcome.stale else ""
+        )
         out.print(
             f"{spec.name}: {outcome.ran} of {outcome.total} points run ({outcome.skipped} kept from "
-            f"results.parquet{f', {outcome.stale} run again: another revision of the twin' if outcome.stale else ''}"
+            f"results.parquet{again}"
             f"); {not_ok} of the {len(frame)} not possible or failed",
             markup=False,  # a name or a path is text: '[/w]' is no closing tag
         )

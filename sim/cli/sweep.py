@@ -171,7 +171,9 @@ def sweep_cmd(
     if not quiet:
         skipped = f", {outcome.skipped} already done" if outcome.skipped else ""
         if outcome.stale:
-            skipped += f", {outcome.stale} run again (computed by another revision of the twin)"
+            skipped += (
+                f", {outcome.stale} run again (computed by another revision of the twin or from other input files)"
+            )
         failed = f" ({outcome.failed} infeasible or failed: see the status and error columns)" if outcome.failed else ""
         out.print(f"{sweep.name}: {outcome.ran} point(s) run{skipped}{failed} -> {target}", markup=False)
 
@@ -240,7 +242,7 @@ def _run_again(stale: int, what: str, nested: bool = False) -> str:
     ``Store.stale``), or nothing; ``nested``: inside a parenthesis already."""
     if not stale:
         return ""
-    why = "computed by another revision of the twin"
+    why = "computed by another revision of the twin or from other input files"
     return f"{';' if nested else ','} {stale} {what}{'s' if stale > 1 else ''} run again" + (
         f", {why}" if nested else f" ({why})"
     )

@@ -137,6 +137,7 @@ NOTE_COLUMNS: tuple[tuple[str, str], ...] = (  # (column, dtype): what a figure 
 )
 PROVENANCE_COLUMNS: tuple[tuple[str, str], ...] = (  # (column, dtype): what computed the row
     ("twin_code", "string"),  # the simulator's code digest (sim.code_digest): another one's rows are redone
+    ("twin_inputs", "string"),  # the digest of the files the point read (Sweep.input_digest): if changed, redone
 )
 
 

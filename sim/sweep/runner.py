@@ -45,6 +45,7 @@ def _row(sweep: Sweep, point: Point, figures: dict[str, Any]) -> dict[str, Any]:
     row.update(override_cells(sweep, point.overrides))
     row.update(figures)
     row["twin_code"] = code_digest()  # this process's: a worker elsewhere is taken to run the same code
+    row["twin_inputs"] = sweep.input_digest(point)  # the files it read, as this process reads them now
     return row
 
 

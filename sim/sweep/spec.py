@@ -76,6 +76,40 @@ class Sweep:
     def base_hash(self) -> str:
         return _digest(canonical(self.base_data))
 
+    def input_digest(self, point: Point) -> str:
+        """What the files ``point`` reads hold (its topology, profile, model config, serving trace and
+        expert load, wherever they are): 16 hex digits of the sha256 of their contents, by key. A point's
+        id is its base's keys and values and its overrides as written, so the same ``topology: t.yaml``
+        in two folders, or a file edited between runs, kept its id: a row whose digest is not the
+        point's now is computed again (:class:`sim.sweep.store.Store`), as another revision's is."""
+        data = self.scenario_data(point)
+        parts = []
+        for key in INPUT_FILE_KEYS:
+            node: Any = data
+            for part in key.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, str) and node:
+                path = Path(node) if Path(node).is_absolute() else self.base_folder / node
+                if path.is_file():
+                    parts.append(f"{key}={file_digest(path)}")
+        return _digest("\n".join(parts))[:16]
+
+
+# the keys whose values name files a point reads (the paths a sweep resolves, and two that may name one)
+INPUT_FILE_KEYS = (*PATH_KEYS, "model.config", "serve.expert_load")
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}  # (resolved path, mtime_ns, size) -> sha256
+
+
+def file_digest(path: Path) -> str:
+    """The sha256 of a file's bytes, kept while its modification time and size stay (a sweep asks it
+    for every point of the same few files)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    hit = _FILE_DIGESTS.get(key)
+    if hit is None:
+        hit = _FILE_DIGESTS[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return hit
+
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 

@@ -411,8 +411,13 @@ class Store:
             )
         if retry_failed:
             rows = {i: r for i, r in rows.items() if r.get("status") in ("ok", "infeasible")}
-        stale = [i for i, r in rows.items() if r.get("twin_code") != code_digest() or i in unmarked]
-        self.stale = len(stale)  # computed by another revision of the simulator: run again
+        inputs = {p.point_id: self.sweep.input_digest(p) for p in self.sweep.points if p.point_id in rows}
+        stale = [
+            i
+            for i, r in rows.items()
+            if r.get("twin_code") != code_digest() or r.get("twin_inputs") != inputs.get(i) or i in unmarked
+        ]
+        self.stale = len(stale)  # computed by another revision of the simulator, or from other files: run again
         for i in stale:
             del rows[i]
         current = {p.point_id: p for p in self.sweep.points}

@@ -33,7 +33,15 @@ def _results(folder: Path, ran: int) -> Path:
     store = Store(sweep, out)
     for p in sweep.points[:ran]:
         row = {"point": p.index, "point_id": p.point_id, "label": f"point {p.index}", "status": OK, "error": None}
-        store.add(row | {"step_time_s": STEPS[p.index], "cost_per_T_usd": COSTS[p.index], "twin_code": code_digest()})
+        store.add(
+            row
+            | {
+                "step_time_s": STEPS[p.index],
+                "cost_per_T_usd": COSTS[p.index],
+                "twin_code": code_digest(),
+                "twin_inputs": sweep.input_digest(p),
+            }
+        )
     store.write()
     store.release()
     return out

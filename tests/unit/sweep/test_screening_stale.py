@@ -42,7 +42,9 @@ def _fill(sweep: Sweep, out: Path, values: tuple[float, ...], write: bool = True
     store = Store(sweep, out)
     for p in sweep.points:
         row = {"point": p.index, "point_id": p.point_id, "label": "", "status": OK, "error": None}
-        store.add(row | {"step_time_s": values[p.index], "twin_code": code_digest()})
+        store.add(
+            row | {"step_time_s": values[p.index], "twin_code": code_digest(), "twin_inputs": sweep.input_digest(p)}
+        )
     if write:
         store.write()
     store.release()
@@ -158,5 +160,11 @@ def test_best_says_how_many_bounds_and_steps_another_revision_computed(capsys: p
     screened = Screened(outcome(3, 3), outcome(1, 1), [("a", 7.3)], 7.5, Path("X.screening.parquet"), 3)
     _print_screened("s", screened, 1, "step_time_s", Path("X.parquet"))
     printed = " ".join(capsys.readouterr().out.split())
-    assert "3 of 3 points bounded, 3 bounds run again (computed by another revision of the twin)" in printed
-    assert "; 1 step run again, computed by another revision of the twin) -> X.parquet" in printed
+    assert (
+        "3 of 3 points bounded, 3 bounds run again (computed by another revision of the twin or from other input files)"
+        in printed
+    )
+    assert (
+        "; 1 step run again, computed by another revision of the twin or from other input files) -> X.parquet"
+        in printed
+    )

@@ -27,7 +27,9 @@ def _fill(sweep: Sweep, out: Path, values: tuple[float, ...]) -> None:
     store = Store(sweep, out)
     for p in sweep.points:
         row = {"point": p.index, "point_id": p.point_id, "label": "", "status": OK, "error": None}
-        store.add(row | {"step_time_s": values[p.index], "twin_code": code_digest()})
+        store.add(
+            row | {"step_time_s": values[p.index], "twin_code": code_digest(), "twin_inputs": sweep.input_digest(p)}
+        )
     store.write()
     store.release()
 

@@ -257,12 +257,30 @@ def test_a_row_after_a_cut_journal_line_is_kept(tmp_path: Path) -> None:
     sweep = load_sweep(write_sweep(tmp_path, {"grid": {"comm.sms": [12, 16, 20]}}))
     out = tmp_path / "r.parquet"
     store = Store(sweep, out)
-    store.add({"point": 0, "point_id": sweep.points[0].point_id, "status": OK, "error": "", "twin_code": CODE})
+    store.add(
+        {
+            "point": 0,
+            "point_id": sweep.points[0].point_id,
+            "status": OK,
+            "error": "",
+            "twin_code": CODE,
+            "twin_inputs": sweep.input_digest(sweep.points[0]),
+        }
+    )
     store.release()
     with open(journal_path(out), "a") as f:
         f.write('{"point": 1, "point_id": "')  # killed in the middle of a line
     again = Store(sweep, out)
-    again.add({"point": 2, "point_id": sweep.points[2].point_id, "status": OK, "error": "", "twin_code": CODE})
+    again.add(
+        {
+            "point": 2,
+            "point_id": sweep.points[2].point_id,
+            "status": OK,
+            "error": "",
+            "twin_code": CODE,
+            "twin_inputs": sweep.input_digest(sweep.points[2]),
+        }
+    )
     again.release()
     third = Store(sweep, out)
     assert third.done() == {sweep.points[0].point_id, sweep.points[2].point_id}
@@ -275,6 +293,7 @@ def test_journal_rows_survive_and_a_cut_line_is_ignored(tmp_path: Path) -> None:
     store = Store(sweep, out)
     row = {"point": 0, "point_id": sweep.points[0].point_id, "label": "x", "comm.sms": 12, "status": OK, "error": ""}
     row["twin_code"] = CODE
+    row["twin_inputs"] = sweep.input_digest(sweep.points[0])
     store.add(row)
     store.release()  # as if killed: no Parquet written yet
     with open(journal_path(out), "a") as f:
@@ -377,7 +396,16 @@ def test_rows_another_revision_computed_are_run_again(tmp_path: Path) -> None:
     out = tmp_path / "r.parquet"
     store = Store(sweep, out)
     for i, code in enumerate((CODE, "0123456789abcdef", None)):
-        store.add({"point": i, "point_id": sweep.points[i].point_id, "status": OK, "error": None, "twin_code": code})
+        store.add(
+            {
+                "point": i,
+                "point_id": sweep.points[i].point_id,
+                "status": OK,
+                "error": None,
+                "twin_code": code,
+                "twin_inputs": sweep.input_digest(sweep.points[i]),
+            }
+        )
     store.write()
     store.release()
     again = Store(sweep, out)
@@ -410,13 +438,31 @@ def test_a_restart_keeps_the_old_results_until_new_rows_replace_them(tmp_path: P
     sweep = load_sweep(write_sweep(tmp_path, {"grid": {"comm.sms": [12, 20]}}))
     out = tmp_path / "r.parquet"
     store = Store(sweep, out)
-    store.add({"point": 0, "point_id": sweep.points[0].point_id, "status": OK, "error": "", "twin_code": CODE})
+    store.add(
+        {
+            "point": 0,
+            "point_id": sweep.points[0].point_id,
+            "status": OK,
+            "error": "",
+            "twin_code": CODE,
+            "twin_inputs": sweep.input_digest(sweep.points[0]),
+        }
+    )
     store.write()
     store.release()
     before = out.read_bytes()
     again = Store(sweep, out, restart=True)
     assert again.done() == set() and out.read_bytes() == before  # (interrupted here: the old file stands)
-    again.add({"point": 1, "point_id": sweep.points[1].point_id, "status": OK, "error": "", "twin_code": CODE})
+    again.add(
+        {
+            "point": 1,
+            "point_id": sweep.points[1].point_id,
+            "status": OK,
+            "error": "",
+            "twin_code": CODE,
+            "twin_inputs": sweep.input_digest(sweep.points[1]),
+        }
+    )
     again.write()
     again.release()
     assert list(pd.read_parquet(out)["point_id"]) == [sweep.points[1].point_id]
@@ -436,7 +482,16 @@ def test_a_restart_stopped_before_its_first_write_never_gives_the_old_rows_back(
     out = tmp_path / "r.parquet"
     store = Store(sweep, out)
     for i in range(2):
-        store.add({"point": i, "point_id": sweep.points[i].point_id, "status": OK, "error": "", "twin_code": CODE})
+        store.add(
+            {
+                "point": i,
+                "point_id": sweep.points[i].point_id,
+                "status": OK,
+                "error": "",
+                "twin_code": CODE,
+                "twin_inputs": sweep.input_digest(sweep.points[i]),
+            }
+        )
     store.write()
     store.release()
     before = out.read_bytes()
@@ -445,7 +500,16 @@ def test_a_restart_stopped_before_its_first_write_never_gives_the_old_rows_back(
     assert out.read_bytes() == before
     plain = Store(sweep, out)
     assert plain.done() == set()
-    plain.add({"point": 1, "point_id": sweep.points[1].point_id, "status": OK, "error": "", "twin_code": CODE})
+    plain.add(
+        {
+            "point": 1,
+            "point_id": sweep.points[1].point_id,
+            "status": OK,
+            "error": "",
+            "twin_code": CODE,
+            "twin_inputs": sweep.input_digest(sweep.points[1]),
+        }
+    )
     plain.release()  # (killed after one point: the journal holds it after the restart's line)
     again = Store(sweep, out)
     assert again.done() == {sweep.points[1].point_id}
@@ -472,7 +536,14 @@ def test_a_sweep_of_steps_never_resumes_into_lower_bounds_nor_they_into_steps(tm
 
     sweep = load_sweep(write_sweep(tmp_path, {"grid": {"cluster.nic_Gbps": [200, 400]}}))
     bounds = screening_sweep(sweep)
-    row = {"point": 0, "point_id": sweep.points[0].point_id, "status": OK, "step_time_s": 1.0, "twin_code": CODE}
+    row = {
+        "point": 0,
+        "point_id": sweep.points[0].point_id,
+        "status": OK,
+        "step_time_s": 1.0,
+        "twin_code": CODE,
+        "twin_inputs": sweep.input_digest(sweep.points[0]),
+    }
 
     def written(kind: object, out: Path, parquet: bool = True) -> Path:
         store = Store(kind, out)  # type: ignore[arg-type]

@@ -1,0 +1,60 @@
+"""A sweep's rows are run again where the files a point reads hold something else than when the row was
+computed: a point's id is its overrides as written, so ``cluster.topology: topo.yaml`` in two folders (or
+a topology edited between runs) kept its id, and a resumed sweep reused the other fabric's rows without
+a word (``Sweep.input_digest``, each row's ``twin_inputs``)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+
+from sim.code_digest import code_digest
+from sim.sweep.point import OK
+from sim.sweep.spec import Point, load_sweep
+from sim.sweep.store import Store
+from tests.conftest import REPO, write_sweep
+
+MPFT = REPO / "topologies" / "deepseek-v3-mpft.yaml"
+FT2 = REPO / "topologies" / "deepseek-v3-ft2.yaml"
+
+
+def _sweep_in(folder: Path, topology: Path) -> Path:
+    folder.mkdir()
+    shutil.copy(topology, folder / "topo.yaml")
+    return write_sweep(folder, {"points": [{"cluster.topology": "topo.yaml"}]}, "sw.yaml")
+
+
+def _row(point: Point) -> dict[str, object]:
+    return {"point": point.index, "point_id": point.point_id, "status": OK, "error": "", "step_time_s": 1.0}
+
+
+def test_the_same_relative_file_in_another_folder_is_run_again(tmp_path: Path) -> None:
+    a, b = load_sweep(_sweep_in(tmp_path / "a", MPFT)), load_sweep(_sweep_in(tmp_path / "b", FT2))
+    assert a.points[0].point_id == b.points[0].point_id  # (the same text: the same id)
+    assert a.input_digest(a.points[0]) != b.input_digest(b.points[0])  # (other bytes: another digest)
+    out = tmp_path / "r.parquet"
+    store = Store(a, out)
+    store.add(_row(a.points[0]) | {"twin_code": code_digest(), "twin_inputs": a.input_digest(a.points[0])})
+    store.write()
+    store.release()
+    again = Store(a, out)  # the same files: kept
+    assert again.done() == {a.points[0].point_id} and again.stale == 0
+    again.release()
+    other = Store(b, out)  # the other folder's fabric: run again, not taken
+    assert other.done() == set() and other.stale == 1
+    other.release()
+
+
+def test_a_file_edited_between_runs_is_run_again_and_one_moved_unchanged_is_not(tmp_path: Path) -> None:
+    sweep = load_sweep(_sweep_in(tmp_path / "a", MPFT))
+    before = sweep.input_digest(sweep.points[0])
+    topo = tmp_path / "a" / "topo.yaml"
+    data = yaml.safe_load(topo.read_text())
+    data["description"] = "edited"
+    topo.write_text(yaml.safe_dump(data))
+    assert sweep.input_digest(sweep.points[0]) != before  # (edited in place: another digest)
+    topo.write_text(MPFT.read_text())
+    moved = load_sweep(_sweep_in(tmp_path / "c", MPFT))
+    assert moved.input_digest(moved.points[0]) == sweep.input_digest(sweep.points[0])  # the same bytes elsewhere
