@@ -214,8 +214,9 @@ def fitting(sc: Scenario, hbm_GiB: float | None, found: Candidates, limit: int) 
     :func:`_surely_over` first, a lower bound that needs no layout built; None: no GPU to check), one of
     each (TP, CP, PP) in turn, at most ``limit``: a first layout of every split, the TPs taking turns (so
     the first layouts are one of each TP), then a second of every split, and so on, each split's layouts
-    in ``found``'s order. The layouts over memory are counted among ``dropped``, those beyond the limit in
-    ``over_limit``."""
+    in ``found``'s order; the scenario's own layout, where it is a candidate that fits, first of all (so
+    the ranking always holds it). The layouts over memory are counted among ``dropped``, those beyond the
+    limit in ``over_limit``."""
     dropped = Counter(found.dropped)
     groups: dict[int, dict[int, dict[int, list[dict[str, Any]]]]] = {}
     m = sc.model
@@ -237,7 +238,29 @@ def fitting(sc: Scenario, hbm_GiB: float | None, found: Candidates, limit: int) 
     # splits ordered TP by TP in turn (each TP's CP by CP in turn), then a layout of each split per round
     splits = in_turn(in_turn(by_pp.values() for by_pp in by_cp.values()) for by_cp in groups.values())
     kept = in_turn(splits)
+    own = [p for p in kept if p == own_layout(sc, p)]  # the scenario's own layout first: the ranking holds it
+    kept = own + [p for p in kept if p not in own]
     return Candidates(tuple(kept[:limit]), dict(dropped), found.over_limit + max(0, len(kept) - limit))
+
+
+def own_layout(sc: Scenario, like: dict[str, Any]) -> dict[str, Any]:
+    """The scenario's own layout written as the candidate ``like`` is (its keys), to compare with it."""
+    assert sc.training is not None
+    name = sc.pipeline.schedules[0]
+    mine: dict[str, Any] = {
+        "training.tp": sc.training.tp,
+        "training.cp": sc.training.cp,
+        "pipeline.pp": sc.pipeline.pp,
+        "pipeline.schedules": [name],
+        "training.layers_per_stage": "even",
+    }
+    if "pipeline.virtual_stages" in like:
+        mine["pipeline.virtual_stages"] = sc.pipeline.virtual_stages
+    if "workload.ep" in like:
+        mine["workload.ep"] = sc.workload.ep
+    if "training.recompute" in like:
+        mine["training.recompute"] = sc.training.recompute
+    return mine
 
 
 def layout_label(row: dict[str, Any]) -> str:

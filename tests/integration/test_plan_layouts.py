@@ -119,12 +119,13 @@ def test_the_search_lists_only_layouts_that_fit(tmp_path: Path, capsys: pytest.C
     every = formed(sc)
     total = len(every.points) + sum(every.dropped.values())
     tps = {p["training.tp"] for p in every.points}
-    args = [str(small), "--limit", str(len(tps)), "--top", "10", "-o", str(tmp_path / "s"), "-j", "1", "-q"]
+    n = len(tps) + 1  # the scenario's own layout, then one of each TP
+    args = [str(small), "--limit", str(n), "--top", "10", "-o", str(tmp_path / "s"), "-j", "1", "-q"]
     code, out, err = _plan(capsys, *args, "--format", "json")
     assert code == 0, err
     d = json.loads(out)
     frame, _ = load_results(Path(d["results"]))
-    assert d["simulated"] == len(frame) == len(tps) and d["fit"] == int((frame["status"] == "ok").sum()) == len(tps)
+    assert d["simulated"] == len(frame) == n and d["fit"] == int((frame["status"] == "ok").sum()) == n
     assert set(frame["training.tp"].astype(int)) == tps  # one of each TP first
     assert len(d["top"]) == d["fit"] and all(r["memory_peak_GiB"] <= 80.0 for r in d["top"])
     assert (frame["memory_peak_GiB"] <= 80.0).all()
@@ -132,7 +133,7 @@ def test_the_search_lists_only_layouts_that_fit(tmp_path: Path, capsys: pytest.C
     assert d["refused"]["more memory per GPU than it has"] > 0  # dropped before simulating, counted
     assert d["simulated"] + sum(d["refused"].values()) + d["over_limit"] == total  # nothing refused when run
     code, table, _ = _plan(capsys, *args)  # resumed: the same counts in the table
-    assert code == 0 and f"{len(tps)} of {total} layouts fit" in table
+    assert code == 0 and f"{n} of {total} layouts fit" in table
     assert f"{d['over_limit']} more layouts not run" in table and "training.check_memory" in table
 
 
