@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from sim.cli import main
+from sim.cli.schedules import _ops
 from sim.config import OVERLAP_SCHEDULES, SPLIT_BACKWARD_SCHEDULES
 from sim.errors import LayoutError, ScenarioError
 from sim.pipeline.ops import Op
@@ -32,15 +33,9 @@ PROFILES = REPO / "calibrate" / "profiles"
 
 def _ops_of(name: str, pp: int, n: int, v: int) -> set[Op] | None:
     try:
-        sched = build_schedule(name, pp, n, v)
+        return _ops(build_schedule(name, pp, n, v))
     except (LayoutError, ScenarioError):
         return None  # a layout the schedule does not take
-    ops: set[Op] = set()
-    for acts in sched.actions:
-        for a in acts:
-            ops.add(a.op)
-            ops.update(p.op for p in a.parts or ())
-    return ops
 
 
 @pytest.mark.parametrize("name", list(SCHEDULES))

@@ -21,7 +21,7 @@ from sim.economics import HOURS_PER_YEAR, training_cost
 from sim.errors import ScenarioError, TwinError
 from sim.sweep.pareto import pareto_front, pareto_front_reference
 from sim.sweep.point import FAILED, INFEASIBLE, OK, run_point
-from sim.sweep.spec import load_sweep
+from sim.sweep.spec import Sweep, load_sweep
 from sim.sweep.store import Store, journal_path
 from tests.conftest import SMALL_STEP as SMALL
 from tests.conftest import twin, write_sweep
@@ -31,6 +31,13 @@ CODE = code_digest()  # rows of this revision of the simulator (another's are ru
 ROOT = Path(__file__).resolve().parents[3]
 
 # ------------------------------------------------------------------------------------ sweep files
+
+
+def _ok_row(sweep: Sweep, i: int, **more: object) -> dict[str, object]:
+    """Point ``i``'s row as this revision computes it from the files it reads now (``more`` replaces keys)."""
+    point = sweep.points[i]
+    row = {"point": i, "point_id": point.point_id, "status": OK, "error": "", "twin_code": CODE}
+    return row | {"twin_inputs": sweep.input_digest(point)} | more
 
 
 def test_grid_then_points_in_order(tmp_path: Path) -> None:
@@ -257,30 +264,12 @@ def test_a_row_after_a_cut_journal_line_is_kept(tmp_path: Path) -> None:
     sweep = load_sweep(write_sweep(tmp_path, {"grid": {"comm.sms": [12, 16, 20]}}))
     out = tmp_path / "r.parquet"
     store = Store(sweep, out)
-    store.add(
-        {
-            "point": 0,
-            "point_id": sweep.points[0].point_id,
-            "status": OK,
-            "error": "",
-            "twin_code": CODE,
-            "twin_inputs": sweep.input_digest(sweep.points[0]),
-        }
-    )
+    store.add(_ok_row(sweep, 0))
     store.release()
     with open(journal_path(out), "a") as f:
         f.write('{"point": 1, "point_id": "')  # killed in the middle of a line
     again = Store(sweep, out)
-    again.add(
-        {
-            "point": 2,
-            "point_id": sweep.points[2].point_id,
-            "status": OK,
-            "error": "",
-            "twin_code": CODE,
-            "twin_inputs": sweep.input_digest(sweep.points[2]),
-        }
-    )
+    again.add(_ok_row(sweep, 2))
     again.release()
     third = Store(sweep, out)
     assert third.done() == {sweep.points[0].point_id, sweep.points[2].point_id}
@@ -396,16 +385,7 @@ def test_rows_another_revision_computed_are_run_again(tmp_path: Path) -> None:
     out = tmp_path / "r.parquet"
     store = Store(sweep, out)
     for i, code in enumerate((CODE, "0123456789abcdef", None)):
-        store.add(
-            {
-                "point": i,
-                "point_id": sweep.points[i].point_id,
-                "status": OK,
-                "error": None,
-                "twin_code": code,
-                "twin_inputs": sweep.input_digest(sweep.points[i]),
-            }
-        )
+        store.add(_ok_row(sweep, i, error=None, twin_code=code))
     store.write()
     store.release()
     again = Store(sweep, out)
@@ -438,31 +418,13 @@ def test_a_restart_keeps_the_old_results_until_new_rows_replace_them(tmp_path: P
     sweep = load_sweep(write_sweep(tmp_path, {"grid": {"comm.sms": [12, 20]}}))
     out = tmp_path / "r.parquet"
     store = Store(sweep, out)
-    store.add(
-        {
-            "point": 0,
-            "point_id": sweep.points[0].point_id,
-            "status": OK,
-            "error": "",
-            "twin_code": CODE,
-            "twin_inputs": sweep.input_digest(sweep.points[0]),
-        }
-    )
+    store.add(_ok_row(sweep, 0))
     store.write()
     store.release()
     before = out.read_bytes()
     again = Store(sweep, out, restart=True)
     assert again.done() == set() and out.read_bytes() == before  # (interrupted here: the old file stands)
-    again.add(
-        {
-            "point": 1,
-            "point_id": sweep.points[1].point_id,
-            "status": OK,
-            "error": "",
-            "twin_code": CODE,
-            "twin_inputs": sweep.input_digest(sweep.points[1]),
-        }
-    )
+    again.add(_ok_row(sweep, 1))
     again.write()
     again.release()
     assert list(pd.read_parquet(out)["point_id"]) == [sweep.points[1].point_id]
@@ -482,16 +444,7 @@ def test_a_restart_stopped_before_its_first_write_never_gives_the_old_rows_back(
     out = tmp_path / "r.parquet"
     store = Store(sweep, out)
     for i in range(2):
-        store.add(
-            {
-                "point": i,
-                "point_id": sweep.points[i].point_id,
-                "status": OK,
-                "error": "",
-                "twin_code": CODE,
-                "twin_inputs": sweep.input_digest(sweep.points[i]),
-            }
-        )
+        store.add(_ok_row(sweep, i))
     store.write()
     store.release()
     before = out.read_bytes()
@@ -500,16 +453,7 @@ def test_a_restart_stopped_before_its_first_write_never_gives_the_old_rows_back(
     assert out.read_bytes() == before
     plain = Store(sweep, out)
     assert plain.done() == set()
-    plain.add(
-        {
-            "point": 1,
-            "point_id": sweep.points[1].point_id,
-            "status": OK,
-            "error": "",
-            "twin_code": CODE,
-            "twin_inputs": sweep.input_digest(sweep.points[1]),
-        }
-    )
+    plain.add(_ok_row(sweep, 1))
     plain.release()  # (killed after one point: the journal holds it after the restart's line)
     again = Store(sweep, out)
     assert again.done() == {sweep.points[1].point_id}
