@@ -14,7 +14,8 @@ nccl-tests (github.com/NVIDIA/nccl-tests) prints, per binary (``all_reduce_perf`
 Each row gives two samples (``op: collective``): out-of-place and in-place, with the collective,
 ``bytes`` (the size column), count, type, GPUs, nodes and both bandwidths. Rows of size 0 are
 skipped; a time of 0 or below is refused (nccl-tests prints only what it timed), and so are a row
-that repeats an earlier one's size, count, type, op and root, and a second column header (a log
+that repeats an earlier one whole, times included (``-N`` repeats each size with its own times: kept),
+and a second column header (a log
 pasted twice, or two runs in one file: each run prints its header once and each size once). The collective
 comes from the test-starting line, else from the file name. ``--gpus`` and ``--nodes`` (where the
 Rank lines do not say, or say otherwise) split evenly, at most 1,024 GPUs on a node. The
@@ -148,10 +149,12 @@ class NcclLog:
 
 def sample_identity(s: Sample) -> tuple[object, ...]:
     """What makes two collective samples the same measurement: the collective, GPUs, nodes, size, count,
-    type, op, root and placement (a profile's samples written before op and root were kept have None)."""
+    type, op, root, placement and the time measured (two runs of a test measure it twice, each with its
+    own time: both are kept, as import-measurements keeps a repeat with its own time; a profile's samples
+    written before op and root were kept have None there)."""
     p = s.params
     keys = ("collective", "gpus", "nodes", "bytes", "count", "type", "redop", "root", "placement")
-    return tuple(p.get(k) for k in keys)
+    return (*(p.get(k) for k in keys), s.time_s)
 
 
 def parse_log(path: str | Path, gpus: int | None = None, nodes: int | None = None) -> list[Sample]:
@@ -197,9 +200,12 @@ def read_log(path: str | Path, gpus: int | None = None, nodes: int | None = None
         for column in ("size", "count"):
             if not row[column].isdigit():
                 raise ScenarioError(f"line {number}", f"{column} {row[column]!r} is not a whole number", str(path))
-        identity = tuple(row[c] for c in names if ":" not in c)
-        if identity in first_line:  # one row per size (and type, op, root) in a run: a pasted copy
-            message = f"repeats the row of line {first_line[identity]} ({' '.join(identity)[:80]}): a log pasted twice?"
+        identity = tuple(cells)  # (nccl-tests -N repeats each size with its own times: kept, as measurements)
+        if identity in first_line:  # the same row, times included: a pasted copy
+            shown_row = " ".join(row[c] for c in names if ":" not in c)[:80]
+            message = (
+                f"repeats the row of line {first_line[identity]}, times included ({shown_row}): a log pasted twice?"
+            )
             raise ScenarioError(f"line {number}", message, str(path))
         first_line[identity] = number
         size = int(row["size"])

@@ -5,8 +5,8 @@ changed would then stand beside rows computed after, and a table would compare t
 saying so. Every row records :func:`code_digest` (``twin_code``), the SHA-256 of every Python file of the
 ``sim`` package (paths and contents, in path order), and a rerun computes again the rows whose digest
 differs (:mod:`sim.sweep.store`). It does not see data files a scenario names (profiles, topologies):
-the sweep's base scenario is hashed apart, and a changed profile or topology file is the user's to
-rerun with ``--restart``.
+each row records their digest apart (``twin_inputs``, :meth:`sim.sweep.spec.Sweep.input_digest`), and
+a row whose files changed is computed again too.
 """
 
 from __future__ import annotations

@@ -360,6 +360,8 @@ def owned_outputs(path: str | Path, owner: str, flag: str = "--output") -> Itera
             with signals_held():
                 files = _manifest(path)
                 wrote = {n for names in files.values() for n in names}  # by twin, inside folders too
+                # a folder an older marker lists without its files: all of it is twin's (as it was then)
+                whole = {n for n in wrote if "/" not in n and not any(m.startswith(n + "/") for m in wrote)}
                 new = sorted(e.name for e in os.scandir(tmp))
                 _refuse_taking(path, owner, files, new, flag)
                 inside = sorted(f"{name}/{rel}" for name in new if (tmp / name).is_dir() for rel in _tree(tmp / name))
@@ -371,14 +373,18 @@ def owned_outputs(path: str | Path, owner: str, flag: str = "--output") -> Itera
                         old = path / f".{name}.{os.getpid()}.old"
                         os.replace(dst, old)
                         os.replace(tmp / name, dst)
-                        _keep_theirs(old, dst, name, wrote)
+                        if name not in whole:
+                            _keep_theirs(old, dst, name, wrote)
                         shutil.rmtree(old, ignore_errors=True)
                     else:
                         os.replace(tmp / name, dst)
                 others = {n for who, names in files.items() if who != owner for n in names if "/" not in n}
                 for name in files.get(owner, []):
                     if "/" not in name and name not in new and name not in others:
-                        _remove_ours(path, name, wrote)
+                        if name in whole:
+                            _remove(path / name)
+                        else:
+                            _remove_ours(path, name, wrote)
                 files = {
                     who: [n for n in names if n.split("/", 1)[0] not in new]
                     for who, names in files.items()
@@ -398,8 +404,8 @@ def _refuse_taking(path: Path, owner: str, files: dict[str, list[str]], new: lis
     """Refuse to replace a file another command wrote in ``path`` (a serve's ``summary.json`` by a run's,
     a report's ``report.md`` by a run plan's): two results would be mixed in one folder, the other's
     partly lost. Nothing is replaced then."""
-    for who, names in sorted(files.items()):
-        taken = [n for n in new if who != owner and n in names]
+    for who, names in sorted(files.items()):  # (a name it lists that is gone takes nothing)
+        taken = [n for n in new if who != owner and n in names and ((path / n).exists() or (path / n).is_symlink())]
         if taken:
             listed = ", ".join(taken[:4]) + (", ..." if len(taken) > 4 else "")
             command = who.replace("-", " ")

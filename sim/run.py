@@ -197,7 +197,7 @@ class TrainingRun:
             "usd_per_T": None if c.note else c.priced.usd_per_T,
             "usd_per_T_base_prices": c.at_base.usd_per_T,
             "gpu_usd_per_T": c.priced.gpu_usd_per_T,
-            "fabric_usd_per_T": None if c.note else c.priced.fabric_usd_per_T,
+            "fabric_usd_per_T": c.priced.fabric_usd_per_T,  # (the fabric has its price; the total lacks a part)
             "fabric_usd": c.priced.fabric_usd,
             "gpu_hour_usd": self.scenario.economics.gpu_hour_usd,
             "fabric_life_years": self.scenario.economics.fabric_life_years,

@@ -88,6 +88,10 @@ class Sweep:
             node: Any = data
             for part in key.split("."):
                 node = node.get(part) if isinstance(node, dict) else None
+            if key == "profile" and node is None:  # (a point with no profile reads the default one)
+                from sim.hardware.profile import DEFAULT_PROFILE
+
+                node = str(DEFAULT_PROFILE)
             if isinstance(node, str) and node:
                 path = Path(node) if Path(node).is_absolute() else self.base_folder / node
                 if path.is_file():

@@ -84,6 +84,27 @@ def test_a_command_never_replaces_a_file_another_wrote(tmp_path: Path) -> None:
     assert _visible(plan) == {"report.md", "phases.parquet"} and (plan / "report.md").read_text() == "plan"
 
 
+def test_a_folder_an_older_marker_lists_whole_is_twins_whole(tmp_path: Path) -> None:
+    """A marker written before it listed folders' files names ``figures`` alone: every file in it is
+    twin's (kept for ever as the user's, it was not); a name listed for a file that is gone takes nothing."""
+    import json
+
+    out = tmp_path / "out" / "step"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "old.png").write_text("old")
+    (out / "report.md").write_text("r")
+    (out / MARKER).write_text(json.dumps({"twin_version": "0", "files": {"report": ["figures", "report.md"]}}))
+    _write(out, "report", {"report.md": "2", "figures/a.png": "a"})
+    assert _visible(out) == {"report.md", "figures/a.png"}
+    _write(out, "report", {"report.md": "3"})  # no figures now: the old folder goes whole, as before
+    assert _visible(out) == {"report.md"}
+    gone = tmp_path / "out" / "gone"
+    gone.mkdir()
+    (gone / MARKER).write_text(json.dumps({"twin_version": "0", "files": {"serve": ["summary.json"]}}))
+    _write(gone, "run", {"summary.json": "run"})  # serve's summary.json is no longer there: nothing taken
+    assert (gone / "summary.json").read_text() == "run"
+
+
 def test_a_failure_changes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "step"
     _write(out, "run", {"summary.md": "kept"})

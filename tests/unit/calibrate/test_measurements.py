@@ -358,3 +358,31 @@ def test_nccl_tests_rows_of_another_op_are_not_repeats(tmp_path: Path, capsys: p
     assert len(load_profile(out).samples) == len(load_profile(added).samples) == 2 * len(parse_log(log))
     assert {s.params["redop"] for s in load_profile(out).samples} == {"sum", "max"}
     capsys.readouterr()
+
+
+def _retimed(line: str) -> str:
+    """A result row of nccl-tests with its out-of-place and in-place times 0.01 us later (the same size
+    timed again)."""
+    cells = line.split()
+    for i in (5, 9):  # size count type redop root | time algbw busbw #wrong | time algbw busbw #wrong
+        cells[i] = f"{float(cells[i]) + 0.01:.2f}"
+    return "  ".join(cells) + "\n"
+
+
+def test_nccl_tests_repeated_sizes_with_their_own_times_are_kept(tmp_path: Path) -> None:
+    """nccl-tests -N (run cycles) prints every size again under one header, each with its own times, and
+    two runs of a test are two measurements: both kept; a row repeated whole, times included, is a pasted
+    copy and refused (in one log, or across the logs of an import)."""
+    log = NCCL / "alltoall_perf-h200-1gpu.log"
+    lines = log.read_text().splitlines(keepends=True)
+    rows = [i for i, line in enumerate(lines) if line.strip()[:1].isdigit()]
+    cycles = tmp_path / "alltoall_cycles.log"
+    cycles.write_text("".join(lines[: rows[-1] + 1] + [_retimed(lines[i]) for i in rows] + lines[rows[-1] + 1 :]))
+    assert len(parse_log(cycles)) == 2 * len(parse_log(log))
+    second = tmp_path / "alltoall_run2.log"
+    second.write_text("".join(_retimed(line) if i in rows else line for i, line in enumerate(lines)))
+    out = tmp_path / "p.json"
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "import-nccl-tests", str(log), str(second), "-o", str(out), "--device", "H200"])
+    assert info.value.code == 0
+    assert len(json.loads(out.read_text())["samples"]) == 2 * len(parse_log(log))
