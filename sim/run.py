@@ -8,6 +8,7 @@ account for them. Each takes the scenario (and assembles it) or an assembly.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -205,7 +206,15 @@ class TrainingRun:
         }
         return {"scenario": self.scenario.name, "twin_version": __version__} | self.result.to_dict() | {"cost": cost}
 
+    @functools.cached_property
+    def _costs(self) -> TrainingCosts:
+        return self._work_out_costs()
+
     def costs(self) -> TrainingCosts:
+        """:meth:`_work_out_costs`, once per run (its JSON, summary.md and printed line read it)."""
+        return self._costs
+
+    def _work_out_costs(self) -> TrainingCosts:
         """What training a trillion tokens at this step costs (``economics``: the GPU-hour price, the
         fabric's life; the job is charged its share of the fabric), at the topology's prices and at the
         base prices, and why some hardware has no price (``note``, None where all of it has one)."""

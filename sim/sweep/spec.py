@@ -64,8 +64,17 @@ class Sweep:
     keys: tuple[str, ...]  # every override key, in first-seen order
 
     def scenario_data(self, point: Point) -> dict[str, Any]:
-        """The scenario mapping of ``point`` (path values resolved against the sweep file)."""
-        return apply_overrides(self.base_data, resolve_paths(point.overrides, self.path.parent))
+        """The scenario mapping of ``point`` (path values resolved against the sweep file; a point's
+        ``model.config`` too where it names a file there, as the sweep's check reads it, not a shipped
+        model's name: the run read it against the base's folder, another file or none)."""
+        data = apply_overrides(self.base_data, resolve_paths(point.overrides, self.path.parent))
+        given = "model.config" in point.overrides or isinstance(point.overrides.get("model"), dict)
+        model = data.get("model")
+        ref = model.get("config") if given and isinstance(model, dict) else None
+        here = self.path.parent / ref if isinstance(ref, str) and ref and not Path(ref).is_absolute() else None
+        if here is not None and here.is_file() and isinstance(model, dict):
+            data = {**data, "model": {**model, "config": str(here.resolve())}}
+        return data
 
     @cached_property
     def override_dtypes(self) -> dict[str, str]:

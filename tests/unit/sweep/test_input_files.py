@@ -58,3 +58,19 @@ def test_a_file_edited_between_runs_is_run_again_and_one_moved_unchanged_is_not(
     topo.write_text(MPFT.read_text())
     moved = load_sweep(_sweep_in(tmp_path / "c", MPFT))
     assert moved.input_digest(moved.points[0]) == sweep.input_digest(sweep.points[0])  # the same bytes elsewhere
+
+
+def test_a_points_model_config_is_the_file_beside_the_sweep(tmp_path: Path) -> None:
+    """A point's ``model.config: m.json``: the sweep's check read the file beside the sweep file, the run
+    the one beside the base (another file, or none: an infeasible point), and the digest followed the run.
+    All three read the one beside the sweep file now; a shipped model's name stays a name."""
+    config = REPO / "models" / "meta-llama__Llama-3.1-8B.config.json"
+    shutil.copy(config, tmp_path / "m.json")
+    base = REPO / "scenarios" / "clusters" / "llama3.1-8b-h100.yaml"
+    path = write_sweep(tmp_path, {"base": str(base), "points": [{"model.config": "m.json"}]}, "sw.yaml")
+    sweep = load_sweep(path)
+    data = sweep.scenario_data(sweep.points[0])
+    assert data["model"]["config"] == str((tmp_path / "m.json").resolve())
+    before = sweep.input_digest(sweep.points[0])
+    (tmp_path / "m.json").write_text(config.read_text().replace("{", '{"_comment": "edited",', 1))
+    assert sweep.input_digest(sweep.points[0]) != before
