@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -62,10 +63,11 @@ def _run(tmp: pytest.TempPathFactory, allowed: bool, monkeypatch: pytest.MonkeyP
 def test_the_collectives_timed_in_a_child_give_the_same_step(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, over: dict[str, Any]
 ) -> None:
-    # a thread an earlier test in this worker left finishing (a pool's, a progress bar's): waited for
+    # a thread an earlier test in this worker left finishing (a pool's, a progress bar's): waited for, 5 s
+    deadline = time.monotonic() + 5
     for thread in threading.enumerate():
         if thread is not threading.current_thread():
-            thread.join(timeout=5)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
     if not forked.can_fork():
         pytest.skip("another thread runs in this test process: no child would be forked")
     here = _run(tmp_path_factory, False, monkeypatch, **over)
