@@ -64,7 +64,7 @@ def summary_rows(run: TrainingRun) -> list[tuple[str, str]]:
 def cost_text(run: TrainingRun) -> str:
     """The step's cost per trillion tokens with its parts and prices (``economics``), or, where some
     hardware has no price, the GPUs' part and why the rest is not priced."""
-    c, e = run.costs(), run.scenario.economics
+    c, e = run.costs, run.scenario.economics
     gpus = f"GPUs ${c.priced.gpu_usd_per_T / 1e3:,.0f}K at ${e.gpu_hour_usd:,.2f} a GPU-hour"
     if c.note:
         return f"{gpus}; {c.note}"

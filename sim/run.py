@@ -193,7 +193,7 @@ class TrainingRun:
     assembly: Assembly | None = None  # what was simulated (layout, SM split, topology, ...)
 
     def to_dict(self) -> dict[str, object]:
-        c = self.costs()
+        c = self.costs
         cost = {  # (null where some hardware has no price: the note says which)
             "usd_per_T": None if c.note else c.priced.usd_per_T,
             "usd_per_T_base_prices": c.at_base.usd_per_T,
@@ -207,17 +207,11 @@ class TrainingRun:
         return {"scenario": self.scenario.name, "twin_version": __version__} | self.result.to_dict() | {"cost": cost}
 
     @functools.cached_property
-    def _costs(self) -> TrainingCosts:
-        return self._work_out_costs()
-
     def costs(self) -> TrainingCosts:
-        """:meth:`_work_out_costs`, once per run (its JSON, summary.md and printed line read it)."""
-        return self._costs
-
-    def _work_out_costs(self) -> TrainingCosts:
         """What training a trillion tokens at this step costs (``economics``: the GPU-hour price, the
         fabric's life; the job is charged its share of the fabric), at the topology's prices and at the
-        base prices, and why some hardware has no price (``note``, None where all of it has one)."""
+        base prices, and why some hardware has no price (``note``, None where all of it has one); worked
+        out once per run (its JSON, summary.md and printed line read it)."""
         from sim.economics import not_modelled_note, training_cost, unpriced_hardware
         from sim.network.topology import build_topology
 

@@ -141,7 +141,7 @@ def _run_training(asm: Assembly, output: Path | None, fmt: Format, quiet: bool) 
         return
     r = result.result
     b = r.reported
-    c = result.costs()
+    c = result.costs
     cost = "" if c.note else f" (${c.priced.usd_per_T / 1e3:,.0f}K)"  # (summary.md says why where there is none)
     out.print(
         f"{sc.name}: step {r.step_time_s:.3f} s | {r.tokens_per_day / 1e9:,.1f}B tokens/day | "

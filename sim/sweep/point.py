@@ -180,7 +180,7 @@ def _figures(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
     lay = r.layout  # (the whole result's to_dict is not needed for it)
     b = r.reported
     peak = max(x.memory.total for x in r.ranks) / GiB
-    costs = run.costs()
+    costs = run.costs
     priced, at_base, note = costs.priced, costs.at_base, costs.note
     figures = {
         "step_time_s": r.step_time_s,

@@ -91,6 +91,8 @@ class Sweep:
         id is its base's keys and values and its overrides as written, so the same ``topology: t.yaml``
         in two folders, or a file edited between runs, kept its id: a row whose digest is not the
         point's now is computed again (:class:`sim.sweep.store.Store`), as another revision's is."""
+        from sim.hardware.profile import DEFAULT_PROFILE
+
         data = self.scenario_data(point)
         parts = []
         for key in INPUT_FILE_KEYS:
@@ -98,8 +100,6 @@ class Sweep:
             for part in key.split("."):
                 node = node.get(part) if isinstance(node, dict) else None
             if key == "profile" and node is None:  # (a point with no profile reads the default one)
-                from sim.hardware.profile import DEFAULT_PROFILE
-
                 node = str(DEFAULT_PROFILE)
             if isinstance(node, str) and node:
                 path = Path(node) if Path(node).is_absolute() else self.base_folder / node
@@ -407,8 +407,9 @@ def sweep_from_data(data: Any, path: Path) -> Sweep:
                 files_read = files_read or not changes(overrides, "cluster", "profile")
             except ScenarioError as err:
                 if err.file and err.file != POINT:  # in a file the point reads (a topology): named there,
-                    files = (*PATH_KEYS, "model.config")  # the keys that name a file a point reads
-                    owner = next((k for k in overrides for f in files if f == k or f.startswith(k + ".")), None)
+                    owner = next(  # (the point's key that names the file)
+                        (k for k in overrides for f in INPUT_FILE_KEYS if f == k or f.startswith(k + ".")), None
+                    )
                     if owner is None:  # (and by the point's key that named it, where the point gave one)
                         raise err from None
                     at = f"{where}.{owner}" if where != "grid" else f"grid.{owner}"
