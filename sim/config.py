@@ -38,7 +38,7 @@ from sim.model.spec import DEEPSEEK_V3, NOT_MODELLED, ModelSpec, check_timed
 from sim.network.spec import NVL72_GPUS, ClusterSpec, parse_cluster
 from sim.network.tolerance import COMPLETION_RTOL
 from sim.overrides import apply_overrides, check_key, resolve_paths
-from sim.pipeline.schedules import COMPARED, SCHEDULES
+from sim.pipeline.schedules import COMPARED, SCHEDULES, schedules_that
 from sim.units import gbit_to_gbyte
 from sim.yamlio import read_yaml, validation_error
 
@@ -47,15 +47,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
-# the schedules that split a device into pipeline.virtual_stages model chunks (the others ignore it;
-# tests/unit/test_every_key_is_used.py builds every registered schedule with 1 and 2 to check this set)
-VIRTUAL_STAGE_SCHEDULES = frozenset({"interleaved-1f1b", "looped-bfs", "interleaved-zb", "interleaved-1f1b-overlap"})
-# the schedules that split a backward B into its input-gradient I and weight-gradient W parts (ops.weight_ms
-# is read by these only) and those that overlap a forward and a backward in an F&B pair (ops.overlapped_ms;
-# interleaved-1f1b-overlap pairs none in small layouts: under 4 micro-batches at PP 3 and more);
-# tests/unit/test_noop_inputs.py builds every registered schedule to check both sets
-SPLIT_BACKWARD_SCHEDULES = frozenset({"zb1p", "dualpipe", "dualpipev", "interleaved-zb", "zbv"})
-OVERLAP_SCHEDULES = frozenset({"dualpipe", "dualpipev", "interleaved-1f1b-overlap"})
+# the schedules that split a device into pipeline.virtual_stages model chunks (the others ignore it), those
+# that split a backward B into its input-gradient I and weight-gradient W parts (ops.weight_ms is read by
+# these only) and those that overlap a forward and a backward in an F&B pair (ops.overlapped_ms;
+# interleaved-1f1b-overlap pairs none in small layouts: under 4 micro-batches at PP 3 and more): the
+# registry's flags (sim.pipeline.schedules.register; tests build every registered schedule to check them)
+VIRTUAL_STAGE_SCHEDULES = schedules_that("virtual")
+SPLIT_BACKWARD_SCHEDULES = schedules_that("splits_backward")
+OVERLAP_SCHEDULES = schedules_that("pairs")
 
 
 def _as_list(value: Any) -> Any:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,7 +17,7 @@ from sim.cli.common import Format, Int, err, input_file_option, out, output_dir_
 plan_app = typer.Typer(no_args_is_help=True, help="Plan a training run: the layouts that fit, ranked.")
 
 Top = Int(1, 100_000)
-Limit = Int(1, 100_000)
+Limit = Int(1, 100_000)  # steps simulated
 Workers = Int(1, 1024)
 
 
@@ -75,7 +76,12 @@ def layouts_cmd(
         Path, typer.Argument(help="a training scenario: its model, cluster, GPUs and batch", callback=input_file_option)
     ],
     top: Annotated[int, typer.Option("--top", parser=Top, help="layouts to list")] = 10,
-    limit: Annotated[int, typer.Option("--limit", parser=Limit, help="most layouts to simulate")] = 100,
+    limit: Annotated[
+        int,
+        typer.Option(
+            "--limit", parser=Limit, help="most steps to simulate (every layout that fits is bounded; the best first)"
+        ),
+    ] = 100,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -99,7 +105,9 @@ def layouts_cmd(
 ) -> None:
     """Every layout a planner would try for the scenario's model on its cluster, GPU count and global
     batch (TP, CP for long sequences, PP, schedule and virtual stages, EP for MoE models: see
-    sim/experiments/layouts.py), run as a resumable sweep; the ones that fit, ranked by step time."""
+    sim/experiments/layouts.py), ranked by step time: every layout that fits is bounded below, then
+    steps run in the order of their bounds until the --top fastest are certain (or --limit steps have
+    run). Both stages are resumable sweeps."""
     import yaml
 
     from sim.config import load_scenario
@@ -109,14 +117,14 @@ def layouts_cmd(
     from sim.run import EDGE, _read_files, check_figures_finite
     from sim.sweep.compare import load_results
     from sim.sweep.pool import default_workers
-    from sim.sweep.runner import run_sweep
+    from sim.sweep.screen import best_of
     from sim.sweep.spec import sweep_from_data
 
     sc = load_scenario(scenario)
     if sc.training is None:
         raise ScenarioError("training", "a layout search needs a training scenario", str(scenario))
     modes = _modes(recompute)
-    found = candidates(sc, limit, modes)
+    found = candidates(sc, modes)
     if not found.points and found.dropped.get(OVER_MEMORY):
         raise ScenarioError(
             "training.gpus",
@@ -141,13 +149,19 @@ def layouts_cmd(
     target = folder / "layouts.parquet"
     n = workers or default_workers()
 
-    def progress(done: int, total: int, failed: int) -> None:
-        if not quiet and total and fmt is Format.table and (done == total or done % max(1, total // 10) == 0):
-            err.print(f"{done}/{total} layouts run ({failed} refused)")
+    def stage(what: str) -> Any:
+        def progress(done: int, total: int, failed: int) -> None:
+            if not quiet and total and fmt is Format.table and (done == total or done % max(1, total // 10) == 0):
+                err.print(f"{what}: {done}/{total} ({failed} refused)", markup=False)
 
-    # the folder caches this search as asked now: the rows of layouts another --limit, --recompute or
-    # scenario tried are dropped (the store's advice, --restart, is not a flag of this command)
-    outcome = run_sweep(sweep, target, workers=n, progress=progress, drop_foreign=True)
+        return progress
+
+    # the folder caches this search as asked now: the rows of layouts another --recompute or scenario
+    # tried are dropped (the store's advice, --restart, is not a flag of this command)
+    names = {"screening": "layouts bounded", "shared": "layouts simulated (most promising first)"}
+    screened = best_of(
+        sweep, target, top, "step_time_s", n, progress=lambda s: stage(names[s]), limit=limit, drop_foreign=True
+    )
     frame, _ = load_results(target)
     ok = frame[frame["status"] == "ok"].sort_values("step_time_s", kind="stable")
     refused = frame[frame["status"] != "ok"]
@@ -172,26 +186,44 @@ def layouts_cmd(
             }
         )
     ranked_reasons = dict(sorted(reasons.items(), key=lambda kv: -kv[1]))
-    for why, n in found.dropped.items():  # refused before simulating
-        ranked_reasons[why] = ranked_reasons.get(why, 0) + n
+    for why, count in found.dropped.items():  # refused before simulating
+        ranked_reasons[why] = ranked_reasons.get(why, 0) + count
     ranked_reasons = dict(sorted(ranked_reasons.items(), key=lambda kv: -kv[1]))
+    simulated = len(frame)
+    # (-inf: the next not simulated has no bound, it failed alone; None: every layout was simulated)
+    next_bound = screened.next_bound if screened.next_bound is not None and math.isfinite(screened.next_bound) else None
+    own = _own(sc, sweep, frame, screened.bounds)
     summary = {
         "scenario": sc.name,
-        "simulated": outcome.total,
-        "fit": len(ok),
+        "fitting": len(found.points),  # layouts that form and fit the GPU's memory: each bounded
+        "simulated": simulated,  # their steps run, most promising first
+        "fit": len(ok),  # steps that ran ok
+        "exact": screened.certified,  # the top rows are the fastest of every layout that fits
+        "next_bound_s": next_bound,  # the least step time a layout not simulated could reach (None: no bound)
         "refused": ranked_reasons,
-        "over_limit": found.over_limit,
         "searched_keys": searched,  # the scenario's, replaced by every layout's
+        "own_layout": own,
         "results": str(target),
         "top": rows,
     }
     # printed as they are: finite and short of the edge (a NIC of 1e-150 Gb/s printed 150-digit step times)
-    check_figures_finite(str(scenario), sc.model_dump(), {"top": rows}, files=_read_files(sc), huge=EDGE)
+    check_figures_finite(
+        str(scenario),
+        sc.model_dump(),
+        {"top": rows, "next_bound_s": screened.next_bound},
+        files=_read_files(sc),
+        huge=EDGE,
+    )
     if fmt is Format.json:
         print(json.dumps(summary))
         return
-    tried = outcome.total + sum(found.dropped.values()) + found.over_limit
-    table = Table(title=Text(f"{sc.name}: {len(ok)} of {tried} layouts fit, fastest first"))  # (no markup)
+    formed_count = len(found.points) + sum(found.dropped.values())
+    table = Table(
+        title=Text(
+            f"{sc.name}: {len(found.points)} layouts fit the GPU's memory ({formed_count - len(found.points)} "
+            f"refused, below); the {len(rows)} fastest of the {len(ok)} simulated"
+        )
+    )  # (no markup)
     for col in ("layout", "schedule", "DP", "mb", "step s", "tok/s/GPU", "MFU", "GiB"):
         table.add_column(col, justify="left" if col in ("layout", "schedule") else "right", no_wrap=True)
     for r in rows:
@@ -206,13 +238,64 @@ def layouts_cmd(
             f"{r['memory_peak_GiB']:.1f}",
         )
     out.print(table)
+    not_run = len(found.points) - simulated
+    if screened.certified and not_run:
+        out.print(
+            f"exact: {simulated} of {len(found.points)} steps simulated; the {not_run} others cannot be faster than "
+            f"{next_bound:.3f} s (their lower bounds), the {len(rows)}th is {rows[-1]['step_time_s']:.3f} s",
+            markup=False,
+        )
+    elif screened.certified:
+        out.print(f"exact: every one of the {simulated} layouts simulated", markup=False)
+    else:
+        best_left = "" if next_bound is None else f": one not simulated could reach {next_bound:.3f} s"
+        out.print(
+            f"not certain: --limit {limit} steps simulated of {len(found.points)}, the most promising first"
+            f"{best_left}; raise --limit for an exact ranking",
+            markup=False,
+        )
+    if own is not None:
+        where = (
+            f"rank {own['rank']} of those simulated, {own['step_time_s']:.3f} s"
+            if own.get("rank") is not None
+            else (
+                "refused when simulated"
+                if own["simulated"]
+                else f"not simulated: its lower bound {own['bound_s']:.3f} s"
+                if own.get("bound_s") is not None
+                else "not simulated"
+            )
+        )
+        out.print(f"the scenario's own layout, {own['layout']}: {where}", markup=False)
     if ranked_reasons:  # (refused when simulated, and before: found.dropped)
         out.print("refused: " + "; ".join(f"{n} x {why}" for why, n in list(ranked_reasons.items())[:5]))
-    if found.over_limit:
-        out.print(f"{found.over_limit} more layouts not run (--limit {limit}; one of each TP, CP and PP in turn)")
     if searched:
         out.print(f"searched, not taken from {scenario.name}: {', '.join(searched)}", markup=False)
     out.print(f"every row: {target}", markup=False)
+
+
+def _own(sc: Any, sweep: Any, frame: Any, bounds: dict[str, float]) -> dict[str, Any] | None:
+    """Where the scenario's own layout stands in the search (None: it is not a layout the search tried,
+    or over the GPU's memory): its label, whether its step was simulated, its rank among the ok steps and
+    its step time, or, not simulated, its lower bound (``bounds``: by point id)."""
+    from sim.experiments.layouts import layout_label, own_layout
+
+    mine = next((p for p in sweep.points if p.overrides == own_layout(sc, p.overrides)), None)
+    if mine is None:
+        return None
+    found: dict[str, Any] = {"layout": layout_label(mine.overrides), "simulated": False}
+    rows = frame[frame["point_id"] == mine.point_id]
+    if len(rows):
+        found["simulated"] = True
+        row = rows.iloc[0]
+        if row["status"] == "ok":
+            ok = frame[frame["status"] == "ok"]
+            found["step_time_s"] = float(row["step_time_s"])
+            found["rank"] = 1 + int((ok["step_time_s"] < row["step_time_s"]).sum())
+        return found
+    if mine.point_id in bounds:
+        found["bound_s"] = bounds[mine.point_id]
+    return found
 
 
 @plan_app.command("run")

@@ -1,43 +1,46 @@
 """The layout search (``twin plan layouts``): every layout of a model on a cluster that a planner would
-try, run as a sweep, the feasible ones ranked by predicted step time.
+try, the ones that fit ranked by predicted step time, exactly, without simulating most of them.
 
 The candidates vary what a Megatron-Core user varies for a fixed model, cluster, GPU count and global
 batch: TP (dividing a node and the model's heads, KV heads, FFN width and vocabulary), CP (only for
 sequences of 32K tokens and more), PP (powers of two up to the layers), the schedule
 (1F1B, interleaved 1F1B with 2 or 4 virtual stages, DualPipe and DualPipeV for MoE models), for MoE models EP
 (the divisors of the expert count from 8 up) and, where asked (``--recompute``), the activation
-recomputation. Combinations that cannot form a layout (GPUs that do not
-split into pipeline ranks of whole nodes, TP x CP or EP beyond a rank, a global batch that does not
-split into DP, fewer layers than virtual stages) are dropped before anything runs, and counted. So are
+recomputation. Combinations that cannot form a layout (GPUs that do not split into pipeline ranks of
+whole nodes, TP x CP or EP beyond a rank, a global batch that does not split into DP, fewer layers
+than virtual stages, more schedule actions than a step may have: :data:`sim.limits.MAX_STEP_ACTIONS`)
+are dropped before anything runs, and counted. So are
 the layouts the memory model (:func:`sim.step.accounting.rank_memory`, the step's own memory check, no
 simulation) puts over the GPU's memory on some rank: a search is about what fits, whatever the scenario's
-``training.check_memory`` (the search's points always check it). The rest are taken one of each (TP, CP,
-PP) in turn (:func:`fitting`: a layout of every split, the TPs taking turns, before a second of any), so a
-``limit`` samples every parallel split alike, deterministically; up to ``limit`` of them run as points of a sweep
-(:mod:`sim.sweep`), so a rerun resumes and every refusal the step makes is recorded with its one-line
-reason.
+``training.check_memory`` (the search's points always check it).
+
+The rest are ranked, not sampled: every one is bounded below (:mod:`sim.sweep.screen`, the machinery of
+``twin sweep --best``: each action's chunk alone, free sends, a fraction of a step's cost), then their
+steps run in the order of their bounds until the ``top`` fastest are certain (the ``top``-th step time
+is at most every bound not run) or ``limit`` steps have run, whichever is first. Both stages are
+sweeps (:mod:`sim.sweep`), so a rerun resumes and every refusal the step makes is recorded with its
+one-line reason.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from sim.config import PipelineSpec, Scenario
 from sim.errors import TwinError
 from sim.hardware.gpu import datasheet_for
 from sim.hardware.profile import load_profile
 from sim.layout_defaults import DEFAULT_EP, DEFAULT_GLOBAL_BATCH
+from sim.limits import MAX_STEP_ACTIONS, schedule_actions
 from sim.model.params import layer_params, model_params
 from sim.pipeline.schedules import SCHEDULES
 from sim.step.accounting import rank_memory
 from sim.step.layout import build_layout
 from sim.units import GiB
 
-T = TypeVar("T")
 OVER_MEMORY = "more memory per GPU than it has"  # the reason counted (the CLI's key for the step's refusal)
 
 SCHEDULE_CHOICES: tuple[tuple[str, int], ...] = (("1f1b", 1), ("interleaved-1f1b", 2), ("interleaved-1f1b", 4))
@@ -49,23 +52,21 @@ LONG_SEQUENCE = 32768  # CP is tried from here on
 
 @dataclass(frozen=True)
 class Candidates:
-    """The layouts to run (each a point's overrides) and why the others were dropped."""
+    """The layouts to rank (each a point's overrides) and why the others were dropped."""
 
     points: tuple[dict[str, Any], ...]
     dropped: dict[str, int]
-    over_limit: int  # candidates beyond the limit, not run
 
 
 def _divides(a: int, b: int) -> bool:
     return a > 0 and b % a == 0
 
 
-def candidates(sc: Scenario, limit: int = 100_000, recompute: tuple[str, ...] = ()) -> Candidates:
-    """The layouts of ``sc``'s model on its cluster, GPUs and global batch to run (module docstring):
-    every one that forms (:func:`formed`) and fits the GPU's memory (:func:`fitting`), one of each (TP,
-    CP, PP) in turn, at most ``limit``; each under every activation recomputation of ``recompute`` (none
-    given: the scenario's own)."""
-    return fitting(sc, gpu_memory_GiB(sc), formed(sc, recompute), limit)
+def candidates(sc: Scenario, recompute: tuple[str, ...] = ()) -> Candidates:
+    """The layouts of ``sc``'s model on its cluster, GPUs and global batch to rank (module docstring):
+    every one that forms (:func:`formed`) and fits the GPU's memory (:func:`fitting`), each under every
+    activation recomputation of ``recompute`` (none given: the scenario's own)."""
+    return fitting(sc, gpu_memory_GiB(sc), formed(sc, recompute))
 
 
 def gpu_memory_GiB(sc: Scenario) -> float | None:
@@ -80,7 +81,7 @@ def gpu_memory_GiB(sc: Scenario) -> float | None:
 
 def formed(sc: Scenario, recompute: tuple[str, ...] = ()) -> Candidates:
     """Every layout of ``sc``'s model that forms, in ``itertools.product`` order of TP, CP, PP, schedule,
-    EP and recomputation (none cut: ``over_limit`` 0), and why the others were dropped."""
+    EP and recomputation, and why the others were dropped."""
     t = sc.training
     if t is None:
         raise ValueError("a layout search needs a training scenario")
@@ -125,7 +126,7 @@ def formed(sc: Scenario, recompute: tuple[str, ...] = ()) -> Candidates:
         if mode is not None:
             point["training.recompute"] = mode
         points.append(point)
-    return Candidates(tuple(points), dict(dropped), 0)
+    return Candidates(tuple(points), dict(dropped))
 
 
 def _unformed(
@@ -151,6 +152,8 @@ def _unformed(
         return "DualPipe needs an even number of micro-batches"
     if pp * v > layers:
         return "more virtual stages than layers"
+    if schedule_actions(pp, batch // (dp * mbs), v) > MAX_STEP_ACTIONS:  # the step's own refusal, up front
+        return "more schedule actions than a step may have"
     if v > 1 and pp == 1:
         return "virtual stages on one device are 1F1B"
     return ""
@@ -203,22 +206,12 @@ def memory_GiB(sc: Scenario, point: dict[str, Any]) -> float | None:
     return max(rank_memory(sc.model, layout, schedule, d).total for d in range(layout.devices)) / GiB
 
 
-def in_turn(sequences: Iterable[Iterable[T]]) -> list[T]:
-    """The items of ``sequences`` round-robin: the first of each, then the second of each, ..."""
-    lists = [list(seq) for seq in sequences]
-    return [seq[i] for i in range(max(map(len, lists), default=0)) for seq in lists if i < len(seq)]
-
-
-def fitting(sc: Scenario, hbm_GiB: float | None, found: Candidates, limit: int) -> Candidates:
+def fitting(sc: Scenario, hbm_GiB: float | None, found: Candidates) -> Candidates:
     """The candidates whose every rank fits the GPU's ``hbm_GiB`` by the memory model (:func:`memory_GiB`;
-    :func:`_surely_over` first, a lower bound that needs no layout built; None: no GPU to check), one of
-    each (TP, CP, PP) in turn, at most ``limit``: a first layout of every split, the TPs taking turns (so
-    the first layouts are one of each TP), then a second of every split, and so on, each split's layouts
-    in ``found``'s order; the scenario's own layout, where it is a candidate that fits, first of all (so
-    the ranking always holds it). The layouts over memory are counted among ``dropped``, those beyond the
-    limit in ``over_limit``."""
+    :func:`_surely_over` first, a lower bound that needs no layout built; None: no GPU to check), in
+    ``found``'s order; the layouts over memory are counted among ``dropped``."""
     dropped = Counter(found.dropped)
-    groups: dict[int, dict[int, dict[int, list[dict[str, Any]]]]] = {}
+    kept: list[dict[str, Any]] = []
     m = sc.model
     total = model_params(m).main
     experts = sum(layer_params(m, i).routed_experts for i in range(m.n_layers))
@@ -232,15 +225,8 @@ def fitting(sc: Scenario, hbm_GiB: float | None, found: Candidates, limit: int) 
             if need is not None and need > hbm_GiB:
                 dropped[OVER_MEMORY] += 1
                 continue
-        by_cp = groups.setdefault(point["training.tp"], {})
-        by_cp.setdefault(point["training.cp"], {}).setdefault(point["pipeline.pp"], []).append(point)
-    # one of each (TP, CP, PP) in turn, so a limit cuts every parallel split alike, not the last TPs: the
-    # splits ordered TP by TP in turn (each TP's CP by CP in turn), then a layout of each split per round
-    splits = in_turn(in_turn(by_pp.values() for by_pp in by_cp.values()) for by_cp in groups.values())
-    kept = in_turn(splits)
-    own = [p for p in kept if p == own_layout(sc, p)]  # the scenario's own layout first: the ranking holds it
-    kept = own + [p for p in kept if p not in own]
-    return Candidates(tuple(kept[:limit]), dict(dropped), found.over_limit + max(0, len(kept) - limit))
+        kept.append(point)
+    return Candidates(tuple(kept), dict(dropped))
 
 
 def own_layout(sc: Scenario, like: dict[str, Any]) -> dict[str, Any]:

@@ -240,8 +240,9 @@ def build_layout(
             f"{microbatches} does not match training.global_batch {global_batch} / (DP {dp} x "
             f"{microbatch_sequences} sequence(s)) = {per_pipeline}; give one of them",
         )
+    used = virtual_stages if info.virtual else 1  # (the others ignore it: 2 by default)
     require_count(
-        schedule_actions(pp, per_pipeline, virtual_stages),
+        schedule_actions(pp, per_pipeline, used),
         MAX_STEP_ACTIONS,
         f"the step's action count (3 x PP x virtual stages x {per_pipeline:,} micro-batches)",
         "training.global_batch",

@@ -64,6 +64,8 @@ class Screened:
     screening_output: Path
     bounded: int = 0  # points with a bound (the others, infeasible or failed alone, ran first)
     steps_not_ok: int = 0  # points whose step ran and is infeasible or failed (not ranked)
+    certified: bool = True  # False: stopped at the limit of steps before the best K were settled
+    bounds: dict[str, float] = dataclasses.field(default_factory=dict)  # each bounded point's bound, by point id
 
 
 def screening_sweep(sweep: Sweep) -> Sweep:
@@ -92,9 +94,17 @@ def best_of(
     restart: bool = False,
     retry_failed: bool = False,
     progress: Callable[[str], Progress] | None = None,
+    limit: int | None = None,
+    drop_foreign: bool = False,
 ) -> Screened:
     """The best ``k`` points of ``sweep`` by ``by`` (see the module docstring); ``progress(stage)`` gives
-    the progress callback of each stage (``screening``, ``shared``)."""
+    the progress callback of each stage (``screening``, ``shared``). ``limit``: the most steps the output
+    may hold; a sweep that reaches it first stops there, its best ``k`` so far not certified (the
+    steps run are the most promising: in the order of their bounds). ``drop_foreign``: rows of points
+    not in the sweep are dropped from both files instead of stopping it (a search that caches the
+    candidates of its current inputs, ``twin plan layouts``)."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"a limit of {limit} steps: give at least 1")
     check_by(by)
     check_name_room(output, ".screening.journal", "the screening rows' journal beside it (--best)")
     screen = screening_sweep(sweep)
@@ -103,14 +113,21 @@ def best_of(
     # sweep are refused first, and a --restart marks both, so a restart stopped in its screening never gives
     # the output's old steps back to the next run. The screening's first: a refusal of that file (not a
     # sweep's results) leaves the output as it was.
-    screen_store = Store(screen, screen_out, restart=restart, retry_failed=retry_failed)
+    screen_store = Store(screen, screen_out, restart=restart, retry_failed=retry_failed, drop_foreign=drop_foreign)
     try:
-        store = Store(sweep, output, restart=restart, retry_failed=retry_failed, restart_screening=False)
+        store = Store(
+            sweep,
+            output,
+            restart=restart,
+            retry_failed=retry_failed,
+            drop_foreign=drop_foreign,
+            restart_screening=False,
+        )
     except BaseException:
         screen_store.release()
         raise
     try:
-        return _screen(store, screen_store, k, by, workers, scheduler, progress)
+        return _screen(store, screen_store, k, by, workers, scheduler, progress, limit)
     finally:  # (each run releases its store; these are for a stop before or between them)
         screen_store.release()
         store.release()
@@ -124,6 +141,7 @@ def _screen(
     workers: int,
     scheduler: str | None,
     progress: Callable[[str], Progress] | None,
+    limit: int | None = None,
 ) -> Screened:
     """:func:`best_of`'s two stages, on the stores it opened (the output's, the screening's)."""
     sweep, sign = store.sweep, check_by(by)
@@ -141,7 +159,15 @@ def _screen(
     order = sorted(sweep.points, key=lambda p: (p.point_id in bounds, sign * bounds.get(p.point_id, 0.0), p.index))
     ids = [p.point_id for p in order]
     where = {p.point_id: p for p in sweep.points}
-    state: dict[str, Any] = {"best": [], "next": None, "not_ok": 0}
+    state: dict[str, Any] = {"best": [], "next": None, "not_ok": 0, "certified": True}
+
+    def stop(rows: dict[str, dict[str, Any]]) -> bool:
+        """Settled, or (not settled) at the limit of steps."""
+        if certified(rows):
+            state["certified"] = True
+            return True
+        state["certified"] = False
+        return limit is not None and sum(1 for pid in rows if pid in where) >= limit
 
     def certified(rows: dict[str, dict[str, Any]]) -> bool:
         got = []
@@ -181,10 +207,20 @@ def _screen(
         scheduler,
         progress=progress("shared") if progress else None,
         order=order,
-        until=certified,
+        until=stop,
         store=store,
     )
-    return Screened(first, second, state["best"], state["next"], screen_store.output, len(bounds), state["not_ok"])
+    return Screened(
+        first,
+        second,
+        state["best"],
+        state["next"],
+        screen_store.output,
+        len(bounds),
+        state["not_ok"],
+        state["certified"],
+        bounds,
+    )
 
 
 def _bounds(rows: dict[str, dict[str, Any]], by: str) -> dict[str, float]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from sim.cli import main
@@ -32,46 +33,76 @@ def _plan(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str
 def test_candidates_form_layouts_and_respect_the_model() -> None:
     sc = load_scenario(SCENARIO)
     found = candidates(sc)
-    assert found.points and not found.over_limit
+    assert found.points
     for p in found.points:
         tp, pp = p["training.tp"], p["pipeline.pp"]
         assert 8 % tp == 0 and sc.model.n_kv_heads % tp == 0 and pp <= sc.model.n_layers
         assert "workload.ep" not in p  # a dense model has no EP
-    kept = fitting(sc, 80.0, found, 5)
-    assert len(kept.points) == 5 and kept.over_limit == len(found.points) - 5 - (
-        kept.dropped.get("more memory per GPU than it has", 0) - found.dropped.get("more memory per GPU than it has", 0)
-    )
-    assert len({(p["training.tp"], p["pipeline.pp"]) for p in kept.points}) == 5  # one of each split in turn
+    kept = fitting(sc, 80.0, formed(sc))
+    assert kept.points == found.points  # (an H100: 80 GiB)
+    assert len(found.points) + sum(found.dropped.values()) == len(formed(sc).points) + sum(formed(sc).dropped.values())
 
 
-def test_the_search_ranks_by_step_time_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = [str(SCENARIO), "--limit", "6", "--top", "6", "-o", str(tmp_path / "s"), "-j", "1", "--format", "json"]
+def test_the_ranking_is_exact_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The search's top 3 are the top 3 of every layout simulated (its certificate: the 3rd's step time is
+    at most the lower bound of every layout it did not simulate, and a step is never below its bound),
+    having simulated fewer; a rerun simulates nothing new."""
+    every_args = [str(SCENARIO), "--top", "1000", "-o", str(tmp_path / "all"), "-j", "1", "--format", "json"]
+    code, out, err = _plan(capsys, *every_args)
+    assert code == 0, err
+    every = json.loads(out)
+    assert every["exact"] and every["simulated"] == every["fitting"] == len(candidates(load_scenario(SCENARIO)).points)
+    times = [r["step_time_s"] for r in every["top"]]
+    assert times == sorted(times) and len(times) == every["fit"] > 3
+    args = [str(SCENARIO), "--top", "3", "-o", str(tmp_path / "s"), "-j", "1", "--format", "json"]
     code, out, err = _plan(capsys, *args)
     assert code == 0, err
     d = json.loads(out)
-    times = [r["step_time_s"] for r in d["top"]]
-    assert times == sorted(times) and d["simulated"] == 6 and d["fit"] == len(times) > 0
+    assert d["exact"] and d["top"] == every["top"][:3]  # the same rows, figure for figure
+    assert d["simulated"] < every["simulated"]  # (5 of 40 on 2026-12-06)
+    assert d["top"][-1]["step_time_s"] <= d["next_bound_s"]
     # the scenario's own layout (pipeline: {pp: 4, schedules: [1f1b]}) is searched over, and said so
     assert d["searched_keys"] == ["pipeline.schedules", "pipeline.pp"]
-    # a row is the step itself: the best layout run as its own scenario gives the same step time
-    best = d["top"][0]
+    own = d["own_layout"]
+    assert own["layout"] == "TP1 PP4"
+    full_own = every["own_layout"]
+    if own["simulated"]:
+        assert own["step_time_s"] == full_own["step_time_s"]
+    else:  # its bound is at most its step, which is not among the 3 fastest
+        assert d["next_bound_s"] <= own["bound_s"] <= full_own["step_time_s"]
+        assert full_own["rank"] > 3
     code, out, _ = _plan(capsys, *args)  # resumed: the sweep's rows are reused, the ranking is the same
-    assert code == 0 and json.loads(out)["top"] == d["top"]
-    # the table says what was refused, as the JSON lists it (layouts refused before simulating too:
-    # the table left them out when no simulated layout was refused)
-    assert d["refused"]
-    code, table, _ = _plan(capsys, *args[:-2])
-    assert code == 0 and "refused: " in table
+    assert code == 0 and json.loads(out)["top"] == d["top"] and json.loads(out)["simulated"] == d["simulated"]
+    best = d["top"][0]  # a row is the step itself
     assert best["tokens_per_s_per_gpu"] == pytest.approx(
         load_scenario(SCENARIO).training.global_batch * 8192 / best["step_time_s"] / 64  # type: ignore[union-attr, operator]
     )
-    # a narrower search into the same folder: the other layouts' rows are dropped, not a refusal advising
-    # --restart (which this command does not have); the kept rows are reused, the same figures
-    code, out, err = _plan(capsys, *[("2" if a == "6" else a) for a in args])
+    # the table says what was refused (layouts refused before simulating too) and why the rest need not run
+    assert d["refused"]
+    code, table, _ = _plan(capsys, *args[:-2])
+    assert code == 0 and "refused: " in table and "exact: " in table and "cannot be faster than" in table
+    # a search with another --recompute into the same folder: the other layouts' rows are dropped, not a
+    # refusal advising --restart (which this command does not have)
+    code, out, err = _plan(capsys, *args, "--recompute", "full")
     assert code == 0, err
-    narrow = json.loads(out)
-    assert narrow["simulated"] == 2 and len(narrow["top"]) <= 2
-    assert all(r in d["top"] for r in narrow["top"])
+    assert all("recompute full" in r["layout"] for r in json.loads(out)["top"])
+
+
+def test_a_limit_stops_short_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--limit 2 with --top 3: two steps simulated, the two most promising (the least bounds), and the
+    ranking marked not exact, in the JSON and in the table."""
+    args = [str(SCENARIO), "--top", "3", "--limit", "2", "-o", str(tmp_path / "s"), "-j", "1"]
+    code, out, err = _plan(capsys, *args, "--format", "json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["simulated"] == 2 and not d["exact"] and len(d["top"]) == 2
+    bounds = pd.read_parquet(Path(d["results"]).with_name("layouts.screening.parquet"))  # (compare refuses bounds)
+    ran, _ = load_results(Path(d["results"]))
+    least = set(bounds.sort_values(["step_time_s", "point"], kind="stable")["point_id"][:2])
+    assert set(ran["point_id"]) == least
+    assert d["next_bound_s"] == sorted(bounds["step_time_s"])[2]
+    code, table, _ = _plan(capsys, *args)
+    assert code == 0 and "not certain: --limit 2 steps simulated of 40" in table and "raise --limit" in table
 
 
 def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -111,30 +142,27 @@ def test_a_folder_of_user_files_is_refused_untouched(tmp_path: Path, capsys: pyt
 
 def test_the_search_lists_only_layouts_that_fit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A scenario with training.check_memory: false (the small step's): the search still checks memory (it
-    listed 380, 612 and 1238 GiB layouts on 80 GiB H800s as fitting); a small --limit tries every TP (it
-    tried TP1 only); the counts printed are the results' rows."""
+    listed 380, 612 and 1238 GiB layouts on 80 GiB H800s as fitting); the counts printed are the
+    results' rows, and every combination is counted once: fitting, or refused with its reason."""
     small = REPO / "tests" / "data" / "sweep" / "small-step.yaml"
     sc = load_scenario(small)
     assert sc.training is not None and not sc.training.check_memory
     every = formed(sc)
     total = len(every.points) + sum(every.dropped.values())
-    tps = {p["training.tp"] for p in every.points}
-    n = len(tps) + 1  # the scenario's own layout, then one of each TP
-    args = [str(small), "--limit", str(n), "--top", "10", "-o", str(tmp_path / "s"), "-j", "1", "-q"]
+    args = [str(small), "--limit", "3", "--top", "10", "-o", str(tmp_path / "s"), "-j", "1", "-q"]
     code, out, err = _plan(capsys, *args, "--format", "json")
     assert code == 0, err
     d = json.loads(out)
     frame, _ = load_results(Path(d["results"]))
-    assert d["simulated"] == len(frame) == n and d["fit"] == int((frame["status"] == "ok").sum()) == n
-    assert set(frame["training.tp"].astype(int)) == tps  # one of each TP first
+    assert d["simulated"] == len(frame) == 3 and d["fit"] == int((frame["status"] == "ok").sum()) == 3
     assert len(d["top"]) == d["fit"] and all(r["memory_peak_GiB"] <= 80.0 for r in d["top"])
     assert (frame["memory_peak_GiB"] <= 80.0).all()
     assert "training.check_memory" in d["searched_keys"]  # the scenario's false is not taken, and said so
     assert d["refused"]["more memory per GPU than it has"] > 0  # dropped before simulating, counted
-    assert d["simulated"] + sum(d["refused"].values()) + d["over_limit"] == total  # nothing refused when run
+    assert d["fitting"] + sum(d["refused"].values()) == total  # nothing refused when simulated
     code, table, _ = _plan(capsys, *args)  # resumed: the same counts in the table
-    assert code == 0 and f"{n} of {total} layouts fit" in table
-    assert f"{d['over_limit']} more layouts not run" in table and "training.check_memory" in table
+    assert code == 0 and f"{d['fitting']} layouts fit the GPU's memory ({total - d['fitting']} refused" in table
+    assert "training.check_memory" in table
 
 
 def test_a_search_where_nothing_fits_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

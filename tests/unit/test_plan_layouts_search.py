@@ -1,11 +1,9 @@
-"""The order and the memory filter of ``twin plan layouts``' search (:mod:`sim.experiments.layouts`).
+"""The candidates of ``twin plan layouts``' search (:mod:`sim.experiments.layouts`).
 
-What must hold: a small ``--limit`` samples every parallel split (the layouts are taken one of each (TP,
-CP, PP) in turn, every TP first, as the command says; before, the first 100 of the small step's layouts
-were all TP1); no layout is taken that the memory model puts over the GPU's memory (before, 86 of those
-100 were simulated only to be refused, and ``--limit 3`` found none that fit), and the memory model's
-verdict is the step's own check; the order is deterministic, the scenario's own layout first (on the
-default scenario the search ranked 100 others and missed DeepSeek's, the fastest).
+What must hold: no layout is taken that the memory model puts over the GPU's memory (before, 86 of the
+first 100 of the small step's layouts were simulated only to be refused), and the memory model's verdict
+is the step's own check; nor one the step refuses for its size; the order is deterministic (it breaks
+ties of bounds) and the scenario's own layout is among them.
 """
 
 from __future__ import annotations
@@ -14,9 +12,10 @@ import pytest
 
 from sim.assemble import assemble
 from sim.config import Scenario, load_scenario
-from sim.errors import MemoryLimitError
+from sim.errors import MemoryLimitError, ScenarioError
 from sim.experiments.layouts import OVER_MEMORY, candidates, formed, gpu_memory_GiB, memory_GiB, own_layout
 from sim.experiments.study import variant
+from sim.limits import MAX_STEP_ACTIONS, schedule_actions
 from tests.conftest import REPO
 
 SMALL_STEP = REPO / "tests" / "data" / "sweep" / "small-step.yaml"  # DeepSeek-V3 on 512 H800s
@@ -31,26 +30,39 @@ def _split(point: dict[str, object]) -> tuple[object, object, object]:
     return point["training.tp"], point["training.cp"], point["pipeline.pp"]
 
 
-def test_a_small_limit_samples_every_split(small_step: Scenario) -> None:
-    found = candidates(small_step)
-    tps = {p["training.tp"] for p in found.points}
-    splits = {_split(p) for p in found.points}
-    assert tps == {1, 2, 4, 8} and len(splits) > 2 * len(tps)
-    # the scenario's own layout first (the ranking always holds it), then every TP among the next len(TPs)
-    # layouts, every (TP, CP, PP) among the next len(splits)
-    assert found.points[0] == own_layout(small_step, found.points[0])
-    rest = found.points[1:]
-    assert {p["training.tp"] for p in rest[: len(tps)]} == tps
-    assert {_split(p) for p in rest[: len(splits)]} == splits
-    # a limit cuts that order: the same first layouts, the rest counted, and the same on a rerun
-    three = candidates(small_step, 3)
-    assert three.points == found.points[:3] and three.over_limit == len(found.points) - 3
-    assert len({p["training.tp"] for p in three.points[1:]}) == 2
-    assert candidates(small_step, 3) == three
-    # nothing lost or added by the order: the layouts that fit, each once
-    assert sorted(map(repr, found.points)) == sorted(
-        repr(p) for p in formed(small_step).points if p in found.points
-    ) and len(set(map(repr, found.points))) == len(found.points)
+def test_candidates_are_the_formed_layouts_that_fit_in_order(small_step: Scenario) -> None:
+    """Nothing lost, added or repeated by the memory filter, the enumeration's order kept (ties of bounds
+    go to the earlier point: the order is the tie-break), and the same on a rerun."""
+    found, every = candidates(small_step), formed(small_step)
+    assert list(found.points) == [p for p in every.points if p in found.points]
+    assert len(set(map(repr, found.points))) == len(found.points)
+    assert candidates(small_step) == found
+    own = [p for p in found.points if p == own_layout(small_step, p)]
+    assert len(own) == 1  # the scenario's own layout fits and is a candidate (the CLI says where it ranks)
+
+
+def test_the_steps_action_limit_is_checked_before_the_search_runs() -> None:
+    """The step refuses a schedule of more than MAX_STEP_ACTIONS actions (3 x PP x virtual stages x
+    micro-batches); the search drops such layouts before bounding them (it ran them first, as unbounded,
+    to be refused one by one), by the same count: the virtual stages of a schedule that uses them only
+    (the step counted the default 2 for 1F1B and DualPipe too, and refused DeepSeek-V3 at TP8 PP32 1F1B,
+    184,320 actions, as 368,640)."""
+    sc = load_scenario(REPO / "scenarios" / "deepseek_v3_pretrain.yaml")
+    point = {
+        "training.tp": 8,
+        "training.cp": 1,
+        "pipeline.pp": 32,
+        "pipeline.schedules": ["1f1b"],
+        "training.layers_per_stage": "even",
+        "workload.ep": 8,
+    }
+    assert schedule_actions(32, 15360 // 8, 1) == 184_320 < MAX_STEP_ACTIONS < 2 * 184_320
+    assert point in formed(sc).points and memory_GiB(sc, point) is not None  # it builds: 1,920 micro-batches
+    big = variant(sc, {"training.global_batch": 8 * 15360})  # 15,360 micro-batches a pipeline
+    assert point not in formed(big).points
+    assert formed(big).dropped["more schedule actions than a step may have"] > 0
+    with pytest.raises(ScenarioError, match="action count"):
+        assemble(variant(sc, {**point, "training.global_batch": 8 * 15360}))
 
 
 def test_no_layout_over_memory_is_taken(small_step: Scenario) -> None:

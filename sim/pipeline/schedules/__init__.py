@@ -24,6 +24,9 @@ class ScheduleInfo:
     build: ScheduleFn
     summary: str
     devices: Callable[[int], int]
+    virtual: bool = False  # splits a device into pipeline.virtual_stages model chunks (the others ignore it)
+    splits_backward: bool = False  # splits a backward B into its input-gradient I and weight-gradient W
+    pairs: bool = False  # overlaps a forward and a backward in an F&B pair (in some layouts at least)
 
 
 SCHEDULES: Registry[ScheduleInfo] = Registry("schedule")
@@ -34,12 +37,20 @@ COMPARED = ("1f1b", "zb1p", "interleaved-1f1b", "dualpipe", "dualpipev")
 
 
 def register(
-    name: str, summary: str, devices: Callable[[int], int] = lambda pp: pp
+    name: str,
+    summary: str,
+    devices: Callable[[int], int] = lambda pp: pp,
+    *,
+    virtual: bool = False,
+    splits_backward: bool = False,
+    pairs: bool = False,
 ) -> Callable[[ScheduleFn], ScheduleFn]:
-    """Decorator adding a generator to :data:`SCHEDULES` under ``name``."""
+    """Decorator adding a generator to :data:`SCHEDULES` under ``name``, with what its schedules are made
+    of (:class:`ScheduleInfo`; ``tests/unit/test_every_key_is_used.py`` and ``tests/unit/test_noop_inputs.py``
+    build every registered schedule to check the three flags)."""
 
     def deco(fn: ScheduleFn) -> ScheduleFn:
-        SCHEDULES.add(name, ScheduleInfo(name, fn, summary, devices))
+        SCHEDULES.add(name, ScheduleInfo(name, fn, summary, devices, virtual, splits_backward, pairs))
         return fn
 
     return deco
@@ -47,6 +58,12 @@ def register(
 
 _BUILT: dict[tuple[str, int, int, int], Schedule] = {}  # the last schedules built (they are frozen data)
 _BUILT_KEEP = 16
+
+
+def schedules_that(flag: str) -> frozenset[str]:
+    """The registered schedules whose :class:`ScheduleInfo` has ``flag`` (``virtual``, ``splits_backward``,
+    ``pairs``) set."""
+    return frozenset(name for name, info in SCHEDULES.items() if getattr(info, flag))
 
 
 def build_schedule(name: str, pp: int, microbatches: int, virtual_stages: int = 2) -> Schedule:
@@ -106,4 +123,4 @@ def _register_builtins() -> None:
 
 _register_builtins()
 
-__all__ = ["COMPARED", "SCHEDULES", "ScheduleInfo", "build_schedule", "register"]
+__all__ = ["COMPARED", "SCHEDULES", "ScheduleInfo", "build_schedule", "register", "schedules_that"]

@@ -28,7 +28,9 @@ def gpipe(pp: int, n: int, virtual_stages: int = 1) -> Schedule:
     return linear_schedule("gpipe", pp, n, per_device)
 
 
-@register("looped-bfs", "breadth-first: every micro-batch through a device's chunk before its next; v chunks")
+@register(
+    "looped-bfs", "breadth-first: every micro-batch through a device's chunk before its next; v chunks", virtual=True
+)
 def looped_bfs(pp: int, n: int, virtual_stages: int = 2) -> Schedule:
     v = virtual_stages
     per_device: list[list[Action]] = []

@@ -110,7 +110,12 @@ def _check(pp: int, n: int, name: str, min_n: int, n_even: bool) -> None:
         raise LayoutError("microbatches", f"{name} with PP={pp} needs at least {min_n} micro-batches, got {n}")
 
 
-@register("dualpipe", "DeepSeek DualPipe: two directions, overlapped F&B; bubble (PP/2-1)(F&B+B-3W), 2x params")
+@register(
+    "dualpipe",
+    "DeepSeek DualPipe: two directions, overlapped F&B; bubble (PP/2-1)(F&B+B-3W), 2x params",
+    splits_backward=True,
+    pairs=True,
+)
 def dualpipe(pp: int, n: int, virtual_stages: int = 1) -> Schedule:
     _check(pp, n, "dualpipe", 2 * pp, n_even=True)
     half, chunks = pp // 2, n // 2
@@ -137,7 +142,13 @@ def dualpipe(pp: int, n: int, virtual_stages: int = 1) -> Schedule:
     )
 
 
-@register("dualpipev", "DualPipe cut in half (V shape) on PP/2 devices; bubble (PP/2-1)(F&B+B-3W)", lambda pp: pp // 2)
+@register(
+    "dualpipev",
+    "DualPipe cut in half (V shape) on PP/2 devices; bubble (PP/2-1)(F&B+B-3W)",
+    lambda pp: pp // 2,
+    splits_backward=True,
+    pairs=True,
+)
 def dualpipev(pp: int, n: int, virtual_stages: int = 1) -> Schedule:
     _check(pp, n, "dualpipev", pp, n_even=False)
     devices = pp // 2

@@ -58,6 +58,8 @@ def paired(schedule: Schedule, name: str) -> Schedule:
 @register(
     "interleaved-1f1b-overlap",
     "interleaved 1F1B with each steady-state F and B overlapped (combined 1F1B); v virtual stages",
+    virtual=True,
+    pairs=True,
 )
 def interleaved_overlap(pp: int, n: int, virtual_stages: int = 2) -> Schedule:
     return paired(interleaved_1f1b(pp, n, virtual_stages), "interleaved-1f1b-overlap")

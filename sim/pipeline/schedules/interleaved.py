@@ -42,7 +42,9 @@ def _chunk_order(sizes: list[int], v: int, reverse: bool) -> list[tuple[int, int
     return order
 
 
-@register("interleaved-1f1b", "Megatron interleaved 1F1B with v virtual stages per device; bubble (PP-1)(F+B)/v")
+@register(
+    "interleaved-1f1b", "Megatron interleaved 1F1B with v virtual stages per device; bubble (PP-1)(F+B)/v", virtual=True
+)
 def interleaved_1f1b(pp: int, n: int, virtual_stages: int = 2) -> Schedule:
     v = virtual_stages
     if v < 1:

@@ -43,7 +43,11 @@ def one_f_one_b(pp: int, n: int, virtual_stages: int = 1) -> Schedule:
     return linear_schedule("1f1b", pp, n, per_device)
 
 
-@register("zb1p", "zero-bubble ZB-H1: B split into I and W, W delayed to fill bubbles; bubble (PP-1)(F+B-2W)")
+@register(
+    "zb1p",
+    "zero-bubble ZB-H1: B split into I and W, W delayed to fill bubbles; bubble (PP-1)(F+B-2W)",
+    splits_backward=True,
+)
 def zb1p(pp: int, n: int, virtual_stages: int = 1) -> Schedule:
     per_device: list[list[Action]] = []
     for d in range(pp):

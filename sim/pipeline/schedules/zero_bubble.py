@@ -29,7 +29,12 @@ from sim.pipeline.schedules.dualpipe import v_schedule
 from sim.pipeline.schedules.interleaved import _chunk_order, group_sizes, virtual_schedule
 
 
-@register("interleaved-zb", "interleaved zero bubble: interleaved 1F1B with B split into I and W, W delayed")
+@register(
+    "interleaved-zb",
+    "interleaved zero bubble: interleaved 1F1B with B split into I and W, W delayed",
+    virtual=True,
+    splits_backward=True,
+)
 def interleaved_zero_bubble(pp: int, n: int, virtual_stages: int = 2) -> Schedule:
     v = virtual_stages
     if v < 1:
@@ -99,7 +104,10 @@ def _zbv_device(devices: int, d: int, n: int) -> list[Action]:
 
 
 @register(
-    "zbv", "ZB-V: zero bubble in a V, two chunks per device on PP/2 devices (F, I, W of equal time)", lambda pp: pp // 2
+    "zbv",
+    "ZB-V: zero bubble in a V, two chunks per device on PP/2 devices (F, I, W of equal time)",
+    lambda pp: pp // 2,
+    splits_backward=True,
 )
 def zbv(pp: int, n: int, virtual_stages: int = 1) -> Schedule:
     if pp < 2 or pp % 2:
