@@ -134,8 +134,12 @@ def layouts_cmd(
             str(scenario),
         )
     if not found.points:
+        why, count = max(found.dropped.items(), key=lambda kv: kv[1], default=("", 0))
         raise ScenarioError(
-            "training.gpus", "no layout of these GPUs and batch forms pipeline ranks of whole nodes", str(scenario)
+            "training.gpus",
+            f"no layout of these GPUs and batch can run: of the {sum(found.dropped.values())} combinations tried, "
+            f"{count} refused as: {why}",
+            str(scenario),
         )
     name = f"{sc.name}-layouts"
     if output is None:  # (else refused as a file name too long, unnamed)

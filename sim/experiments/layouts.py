@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sim.config import PipelineSpec, Scenario
-from sim.errors import TwinError
+from sim.errors import ScenarioError, TwinError
 from sim.hardware.gpu import datasheet_for
 from sim.hardware.profile import load_profile
 from sim.layout_defaults import DEFAULT_EP, DEFAULT_GLOBAL_BATCH
@@ -175,6 +175,12 @@ def memory_GiB(sc: Scenario, point: dict[str, Any]) -> float | None:
     step checks (:func:`sim.step.accounting.check_memory`), built as the search's sweep builds the point
     (the scenario's other training keys; micro-batches from the global batch; layers split evenly);
     None where the layout does not build (the sweep records why)."""
+    need = _memory_or_refusal(sc, point)
+    return need if isinstance(need, float) else None
+
+
+def _memory_or_refusal(sc: Scenario, point: dict[str, Any]) -> float | TwinError:
+    """:func:`memory_GiB`, or the layout builder's refusal of the point (the step's own)."""
     t = sc.training
     assert t is not None
     spec = sc.cluster_spec()
@@ -187,7 +193,8 @@ def memory_GiB(sc: Scenario, point: dict[str, Any]) -> float | None:
             t.gpus,
             spec.node.gpus_per_node,
             spec.gpus,
-            point.get("workload.ep", DEFAULT_EP),  # (the search's base drops the scenario's)
+            # (the search's base drops the scenario's EP; a dense model has none: EP 1, as its scenario sets)
+            point.get("workload.ep", DEFAULT_EP if sc.model.is_moe_model else 1),
             t.global_batch,
             None,  # (the search's base drops pipeline.microbatches)
             t.microbatch_sequences,
@@ -201,15 +208,16 @@ def memory_GiB(sc: Scenario, point: dict[str, Any]) -> float | None:
             t.fsdp_reshard_after_forward,
             t.etp,
         )
-    except TwinError:
-        return None
+    except TwinError as err:  # the layout builder's refusal (a LayoutError, most often)
+        return err
     return max(rank_memory(sc.model, layout, schedule, d).total for d in range(layout.devices)) / GiB
 
 
 def fitting(sc: Scenario, hbm_GiB: float | None, found: Candidates) -> Candidates:
     """The candidates whose every rank fits the GPU's ``hbm_GiB`` by the memory model (:func:`memory_GiB`;
     :func:`_surely_over` first, a lower bound that needs no layout built; None: no GPU to check), in
-    ``found``'s order; the layouts over memory are counted among ``dropped``."""
+    ``found``'s order; the layouts over memory are counted among ``dropped``, as are those the layout
+    builder refuses (the step's own refusal, by its message: DualPipeV with fewer micro-batches than PP)."""
     dropped = Counter(found.dropped)
     kept: list[dict[str, Any]] = []
     m = sc.model
@@ -221,8 +229,11 @@ def fitting(sc: Scenario, hbm_GiB: float | None, found: Candidates) -> Candidate
             if not fsdp and _surely_over(total, experts, hbm_GiB, point):
                 dropped[OVER_MEMORY] += 1
                 continue
-            need = memory_GiB(sc, point)
-            if need is not None and need > hbm_GiB:
+            need = _memory_or_refusal(sc, point)
+            if isinstance(need, TwinError):  # the step refuses it as the layout builder does: say why
+                dropped[need.message if isinstance(need, ScenarioError) else str(need)] += 1
+                continue
+            if need > hbm_GiB:
                 dropped[OVER_MEMORY] += 1
                 continue
         kept.append(point)

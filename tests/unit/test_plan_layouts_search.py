@@ -16,6 +16,8 @@ from sim.errors import MemoryLimitError, ScenarioError
 from sim.experiments.layouts import OVER_MEMORY, candidates, formed, gpu_memory_GiB, memory_GiB, own_layout
 from sim.experiments.study import variant
 from sim.limits import MAX_STEP_ACTIONS, schedule_actions
+from sim.run import simulate_training
+from sim.units import GiB
 from tests.conftest import REPO
 
 SMALL_STEP = REPO / "tests" / "data" / "sweep" / "small-step.yaml"  # DeepSeek-V3 on 512 H800s
@@ -88,3 +90,32 @@ def test_the_memory_model_is_the_steps_check(small_step: Scenario) -> None:
     assemble(variant(small_step, {**kept, "training.check_memory": True}))
     with pytest.raises(MemoryLimitError, match="GiB per GPU"):
         assemble(variant(small_step, {**dropped, "training.check_memory": True}))
+
+
+def test_layouts_the_builder_refuses_are_dropped_with_its_reason(small_step: Scenario) -> None:
+    """DualPipe(V) with fewer micro-batches than it needs (the small step at a global batch of 512: one
+    micro-batch a pipeline at PP2 DualPipeV) is refused by the schedule; the search drops it before
+    bounding, counted under the schedule's own message (it ran such layouts first, as unbounded)."""
+    tight = variant(small_step, {"training.global_batch": 512})
+    found = candidates(tight)
+    assert found.dropped["dualpipev with PP=2 needs at least 2 micro-batches, got 1"] > 0
+    assert all(memory_GiB(tight, p) is not None for p in found.points)  # every one kept builds
+
+
+def test_a_dense_models_layouts_are_memory_checked() -> None:
+    """A dense model's layouts are built with EP 1, as its scenario runs them: Llama 3.1 8B at PP2 on 64
+    H100s (32 GPUs a pipeline rank) has a memory figure (built with MoE's EP 64 it failed, and a layout
+    that failed to build was kept unchecked)."""
+    llama = load_scenario(REPO / "scenarios" / "clusters" / "llama3.1-8b-h100.yaml")
+    assert not llama.model.is_moe_model
+    point = {
+        "training.tp": 1,
+        "training.cp": 1,
+        "pipeline.pp": 2,
+        "pipeline.schedules": ["1f1b"],
+        "training.layers_per_stage": "even",
+    }
+    need = memory_GiB(llama, point)
+    assert need is not None and 0 < need < 80.0
+    run = simulate_training(variant(llama, point)).result  # the step's own figure (a sweep row's memory_peak_GiB)
+    assert need == pytest.approx(max(r.memory.total for r in run.ranks) / GiB, rel=1e-12)
