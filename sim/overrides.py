@@ -18,6 +18,9 @@ from sim.errors import ScenarioError
 
 # values that are file paths, relative to the file giving them
 PATH_KEYS = ("cluster.topology", "profile", "serve.traffic.trace")
+# values that are a file path unless they are one of the names listed (resolved as PATH_KEYS otherwise)
+EXPERT_LOADS = ("balanced", "skewed")  # serve.expert_load's names (sim/serve/deployment.py: expert_load)
+NAMED_PATH_KEYS: dict[str, tuple[str, ...]] = {"serve.expert_load": EXPERT_LOADS}
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -37,19 +40,21 @@ def only_keys(data: dict[Any, Any], allowed: tuple[str, ...], where: str, file: 
 
 
 def resolve_paths(overrides: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """``overrides`` with path values (:data:`PATH_KEYS`) made absolute against ``folder``, whether given
-    as the dotted key (``cluster.topology: t.yaml``) or inside a mapping (``cluster: {topology: t.yaml}``)."""
+    """``overrides`` with path values (:data:`PATH_KEYS`, and :data:`NAMED_PATH_KEYS` where not one of their
+    names) made absolute against ``folder``, whether given as the dotted key (``cluster.topology: t.yaml``)
+    or inside a mapping (``cluster: {topology: t.yaml}``)."""
 
-    def resolved(value: Any) -> Any:
-        if isinstance(value, str) and value and not Path(value).is_absolute():
+    def resolved(value: Any, names: tuple[str, ...] = ()) -> Any:
+        if isinstance(value, str) and value and value not in names and not Path(value).is_absolute():
             return str((folder / value).resolve())
         return value
 
     out = dict(overrides)
     for key, value in overrides.items():
-        for path_key in PATH_KEYS:
+        for path_key in (*PATH_KEYS, *NAMED_PATH_KEYS):
+            names = NAMED_PATH_KEYS.get(path_key, ())
             if key == path_key:
-                out[key] = resolved(value)
+                out[key] = resolved(value, names)
             elif path_key.startswith(key + ".") and isinstance(value, dict):
                 inner = copy.deepcopy(out[key])
                 node = inner
@@ -57,7 +62,7 @@ def resolve_paths(overrides: dict[str, Any], folder: Path) -> dict[str, Any]:
                 for part in parents:
                     node = node.get(part) if isinstance(node, dict) else None
                 if isinstance(node, dict) and leaf in node:
-                    node[leaf] = resolved(node[leaf])
+                    node[leaf] = resolved(node[leaf], names)
                 out[key] = inner
     return out
 

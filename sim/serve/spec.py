@@ -36,6 +36,7 @@ from sim.hardware.gpu import DEEPSEEK_COMM_SMS
 from sim.hardware.profile import load_profile
 from sim.model.spec import DEEPSEEK_V3, ModelSpec, check_timed
 from sim.network.spec import NVL72_GPUS, ClusterSpec
+from sim.overrides import EXPERT_LOADS
 from sim.yamlio import validation_error
 
 # SGLang's default share of HBM its memory pool may take (weights + KV cache), the rest left to
@@ -405,7 +406,7 @@ def parse_serve(data: Any, path: str | Path, folder: Path) -> ServeScenario:
                 "serve.traffic.trace", _not_a_file(sc.resolve(trace), trace, "no such file", "; give a CSV file")
             )
         load = sc.serve.expert_load
-        if load not in ("balanced", "skewed") and not sc.resolve(load).is_file():
+        if load not in EXPERT_LOADS and not sc.resolve(load).is_file():
             why = _not_a_file(sc.resolve(load), load, "no such file")
             raise ScenarioError("serve.expert_load", f"balanced, skewed or a CSV file; {why}")
         _check(sc)

@@ -31,7 +31,16 @@ from typing import Any
 
 from sim.config import expand_model_config, parse_scenario, scenario_data, scenario_from_data, unnamed
 from sim.errors import ScenarioError, shown
-from sim.overrides import PATH_KEYS, apply_overrides, canonical, check_key, check_nested, only_keys, resolve_paths
+from sim.overrides import (
+    NAMED_PATH_KEYS,
+    PATH_KEYS,
+    apply_overrides,
+    canonical,
+    check_key,
+    check_nested,
+    only_keys,
+    resolve_paths,
+)
 from sim.serve.spec import is_serve_data, parse_serve
 from sim.yamlio import read_yaml
 
@@ -109,7 +118,7 @@ class Sweep:
 
 
 # the keys whose values name files a point reads (the paths a sweep resolves, and two that may name one)
-INPUT_FILE_KEYS = (*PATH_KEYS, "model.config", "serve.expert_load")
+INPUT_FILE_KEYS = (*PATH_KEYS, "model.config", *NAMED_PATH_KEYS)
 _FILE_DIGESTS: dict[tuple[str, int, int], str] = {}  # (resolved path, mtime_ns, size) -> sha256
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from sim.code_digest import code_digest
+from sim.model.catalog import MODELS_DIR
 from sim.sweep.point import OK
 from sim.sweep.spec import Point, load_sweep
 from sim.sweep.store import Store
@@ -74,3 +75,53 @@ def test_a_points_model_config_is_the_file_beside_the_sweep(tmp_path: Path) -> N
     before = sweep.input_digest(sweep.points[0])
     (tmp_path / "m.json").write_text(config.read_text().replace("{", '{"_comment": "edited",', 1))
     assert sweep.input_digest(sweep.points[0]) != before
+
+
+def test_the_model_catalog_is_part_of_the_twins_digest(tmp_path: Path) -> None:
+    """A point's ``model.config: llama-3.1-8b`` reads a shipped file (models/*.json) by the twin's own name:
+    the catalog is in ``twin_code`` (sim/code_digest.py), so a catalog edited between two runs runs the rows
+    again, as a change to the code does. Checked on a copy of the package and catalog: the digest of the
+    same files, and another when one catalog file changes."""
+    from sim.code_digest import CATALOG, PACKAGE, code_digest, digest_of
+
+    assert CATALOG == MODELS_DIR  # the folder the catalog reads
+
+    def groups(pkg: Path, cat: Path) -> list[tuple[Path, list[Path]]]:
+        return [(pkg, sorted(pkg.rglob("*.py"))), (cat, sorted(cat.glob("*.json")))]
+
+    assert digest_of(groups(PACKAGE, CATALOG)) == code_digest()
+    copy = tmp_path / "checkout"
+    shutil.copytree(PACKAGE, copy / "sim", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(CATALOG, copy / "models")
+    assert digest_of(groups(copy / "sim", copy / "models")) == code_digest()  # paths relative to the checkout
+    edited = copy / "models" / "meta-llama__Llama-3.1-8B.config.json"
+    edited.write_text(edited.read_text().replace('"num_hidden_layers": 32', '"num_hidden_layers": 16'))
+    assert '"num_hidden_layers": 16' in edited.read_text()
+    assert digest_of(groups(copy / "sim", copy / "models")) != code_digest()
+
+
+def test_a_points_expert_load_file_is_beside_the_sweep(tmp_path: Path) -> None:
+    """``serve.expert_load`` names a CSV file unless it is ``balanced`` or ``skewed``: a point's file is
+    resolved against the sweep file, as every other path a point gives (it was read against the base
+    scenario's folder: refused as "no such file" though it lay beside the sweep, or another file
+    there taken). The names stay names; the digest sees the file's contents."""
+    from sim.overrides import resolve_paths
+
+    assert resolve_paths({"serve.expert_load": "skewed"}, tmp_path) == {"serve.expert_load": "skewed"}
+    assert resolve_paths({"serve": {"expert_load": "l.csv"}}, tmp_path) == {
+        "serve": {"expert_load": str((tmp_path / "l.csv").resolve())}
+    }
+    experts = 256  # DeepSeek-V3's routed experts
+    (tmp_path / "load.csv").write_text("expert,load\n" + "".join(f"{e},{1 + e % 7}\n" for e in range(experts)))
+    base = REPO / "scenarios" / "serve" / "deepseek-v3-h800.yaml"
+    path = write_sweep(
+        tmp_path,
+        {"base": str(base), "points": [{"serve.duration_s": 60, "serve.expert_load": "load.csv"}]},
+    )
+    assert not (base.parent / "load.csv").exists()  # (so the base's folder cannot serve it)
+    sweep = load_sweep(path)  # checked as its run reads it: the file beside the sweep
+    (point,) = sweep.points
+    assert sweep.scenario_data(point)["serve"]["expert_load"] == str((tmp_path / "load.csv").resolve())
+    before = sweep.input_digest(point)
+    (tmp_path / "load.csv").write_text("expert,load\n" + "".join(f"{e},1\n" for e in range(experts)))
+    assert sweep.input_digest(point) != before  # an edited load runs the point again
