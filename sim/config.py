@@ -38,7 +38,7 @@ from sim.model.spec import DEEPSEEK_V3, NOT_MODELLED, ModelSpec, check_timed
 from sim.network.spec import NVL72_GPUS, ClusterSpec, parse_cluster
 from sim.network.tolerance import COMPLETION_RTOL
 from sim.overrides import apply_overrides, check_key, resolve_paths
-from sim.pipeline.schedules import COMPARED, SCHEDULES, schedules_that
+from sim.pipeline.schedules import COMPARED, SCHEDULES, build_schedule, schedules_that
 from sim.units import gbit_to_gbyte
 from sim.yamlio import read_yaml, validation_error
 
@@ -784,6 +784,14 @@ def _given_ops_used(sc: Scenario) -> None:
             f"not used by {which} (only {', '.join(sorted(OVERLAP_SCHEDULES))} overlaps a forward and a backward "
             "in an F&B pair); remove it",
         )
+    n = sc.pipeline.microbatches
+    if ops.overlapped_ms is not None and n is not None and not any(_pairs(x, sc.pipeline, n) for x in names):
+        raise ScenarioError(
+            "ops.overlapped_ms",
+            f"not used: at PP {sc.pipeline.pp} with {n} micro-batches {which} pairs no forward with a backward "
+            "(its steady state is too short; interleaved-1f1b-overlap pairs from 4 micro-batches at PP 3 and more); "
+            "remove it, or give more micro-batches",
+        )
     splitting = sorted(SPLIT_BACKWARD_SCHEDULES & set(names))
     if any(ops.weight_ms) and not splitting:  # (0 says the same: B whole, no W part; a derived scenario gives it)
         raise ScenarioError(
@@ -822,6 +830,21 @@ def _given_ops_used(sc: Scenario) -> None:
                 f"max(F {f[i]:g}, B {b[i]:g}) ms; give at least {max(f[i], b[i]):g} (F + B, {f[i] + b[i]:g}: no "
                 "overlap)",
             )
+
+
+def _pairs(name: str, plan: PipelineSpec, microbatches: int) -> bool:
+    """Whether schedule ``name`` runs an overlapped F&B pair at this layout (a schedule that does not build
+    here counts as pairing: its own error is the one to give)."""
+    from sim.errors import TwinError
+    from sim.pipeline.ops import Op
+
+    if name not in OVERLAP_SCHEDULES:
+        return False
+    try:
+        schedule = build_schedule(name, plan.pp, microbatches, plan.virtual_stages)
+    except TwinError:
+        return True
+    return any(a.op is Op.FB for acts in schedule.actions for a in acts)
 
 
 def _dense_chunk_keys_used(sc: Scenario) -> None:

@@ -286,3 +286,26 @@ def test_alltoall_multicast_where_tokens_reach_two_nodes_changes_the_figures(
     plain = _alltoall(["--ep", "32"], capsys)
     assert _alltoall(["--ep", "32", "--multicast"], capsys) != plain
     assert _alltoall(["--ep", "32", "--in-network-reduce"], capsys) != plain
+
+
+def test_a_pair_time_where_the_layout_pairs_nothing_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """interleaved-1f1b-overlap pairs a steady-state F with a B; at PP 4 with 2 micro-batches it has no
+    steady state and pairs nothing, so ops.overlapped_ms changed nothing (accepted before); at 8
+    micro-batches it pairs, and the pair time is used (a slower pair, a slower step)."""
+    ops = "{forward_ms: 1, backward_ms: 2, overlapped_ms: %s}"
+    path = _scenario(tmp_path, ops % 2.5, "[interleaved-1f1b-overlap]")
+    short = path.read_text().replace("microbatches: 8", "microbatches: 2")
+    assert short != path.read_text()
+    path.write_text(short)
+    _refused(
+        ["validate", str(path)],
+        f"{path}: ops.overlapped_ms: not used: at PP 4 with 2 micro-batches interleaved-1f1b-overlap pairs no "
+        "forward with a backward",
+        capsys,
+        tmp_path / "out",
+    )
+    fast = _figures(_scenario(tmp_path, ops % 2.5, "[interleaved-1f1b-overlap]"), capsys)
+    slow = _figures(_scenario(tmp_path, ops % 3, "[interleaved-1f1b-overlap]"), capsys)
+    assert slow[0]["step_time"] > fast[0]["step_time"]
