@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import pandas as pd
 from sim.errors import ScenarioError, shown
 from sim.sweep.pareto import pareto_front
 from sim.sweep.point import LAYOUT_COLUMNS, METRIC_BY_NAME, METRICS, NOTE_COLUMNS, OK, RELATIVE, STATUSES
-from sim.sweep.store import META_KEY, holds_bounds
+from sim.sweep.store import holds_bounds, meta_of
 from sim.units import GiB
 
 _FIXED = (
@@ -39,7 +38,7 @@ def load_results(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     missing = [c for c in ("point", "status", "step_time_s") if c not in frame.columns]
     if missing:
         raise ScenarioError("", f"not a twin sweep results file (no column {missing[0]!r})", str(path))
-    meta = _meta(table.schema.metadata, str(path))
+    meta = meta_of(table.schema.metadata, str(path))
     if holds_bounds(meta, path):
         steps = (
             f"in {path.name.removesuffix('.screening.parquet')}.parquet beside it"
@@ -60,23 +59,6 @@ def load_results(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
         if m not in frame.columns:
             frame[m] = float("nan")
     return frame, meta
-
-
-def _meta(schema_metadata: dict[bytes, bytes] | None, file: str) -> dict[str, Any]:
-    """The metadata ``twin sweep`` wrote (its key, a JSON mapping), {} where there is none (a file written
-    by hand, or before twin sweep wrote it); refused where it is there but not a JSON mapping: it says
-    whether the rows are lower bounds, not steps, and how many points the sweep has."""
-    raw = (schema_metadata or {}).get(META_KEY)
-    if raw is None:
-        return {}
-    key = META_KEY.decode()
-    try:
-        meta = json.loads(raw)
-    except ValueError:  # not JSON, or not UTF-8
-        raise ScenarioError(key, "the file's metadata is not JSON (twin sweep writes a JSON mapping)", file) from None
-    if not isinstance(meta, dict):
-        raise ScenarioError(key, f"the file's metadata is not a JSON mapping, got {type(meta).__name__}", file)
-    return meta
 
 
 def points_in_sweep(meta: dict[str, Any]) -> int | None:

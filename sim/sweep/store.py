@@ -69,15 +69,30 @@ class BoundsSweep(Sweep):
     --best`` (:mod:`sim.sweep.screen`). Its file says so; a sweep of steps never resumes into it."""
 
 
-def meta_of(schema_metadata: dict[bytes, bytes] | None) -> dict[str, Any]:
-    """The metadata ``twin sweep`` wrote among a Parquet schema's key-value metadata ({} where there is
-    none, or it is not a JSON mapping)."""
+def meta_of(schema_metadata: dict[bytes, bytes] | None, file: str | None = None) -> dict[str, Any]:
+    """The metadata ``twin sweep`` wrote among a Parquet schema's key-value metadata, {} where there is
+    none (a file written by hand, or before twin sweep wrote it). Where it is there but not a JSON
+    mapping: refused, naming ``file`` and the key, when ``file`` is given (``twin compare``: it says
+    whether the rows are lower bounds and how many points the sweep has); {} otherwise (a resumed
+    sweep reads its own rows, whose checks do not need it)."""
     raw = (schema_metadata or {}).get(META_KEY)
-    try:
-        meta = json.loads(raw) if raw else {}
-    except ValueError:  # not JSON, or not UTF-8
+    if raw is None:
         return {}
-    return meta if isinstance(meta, dict) else {}
+    try:
+        meta = json.loads(raw)
+    except ValueError:  # not JSON, or not UTF-8
+        if file is None:
+            return {}
+        raise ScenarioError(
+            META_KEY.decode(), "the file's metadata is not JSON (twin sweep writes a JSON mapping)", file
+        ) from None
+    if not isinstance(meta, dict):
+        if file is None:
+            return {}
+        raise ScenarioError(
+            META_KEY.decode(), f"the file's metadata is not a JSON mapping, got {type(meta).__name__}", file
+        )
+    return meta
 
 
 def read_meta(path: Path) -> dict[str, Any]:
