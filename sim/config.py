@@ -473,7 +473,8 @@ def parse_scenario(data: Any) -> Scenario:
         scenario = Scenario.model_validate(data)
     except ValidationError as err:
         raise validation_error(err, Scenario) from None
-    check_scenario_sizes(scenario)  # counts bounded before any schedule is built (sim.limits)
+    # counts bounded before any schedule is built (sim.limits); virtual stages where a schedule uses them
+    check_scenario_sizes(scenario, bool(VIRTUAL_STAGE_SCHEDULES & set(scenario.pipeline.schedules)))
     if scenario.training is not None:
         given = scenario.workload.model_fields_set
         if "tokens" in given:

@@ -124,6 +124,10 @@ def layouts_cmd(
     if sc.training is None:
         raise ScenarioError("training", "a layout search needs a training scenario", str(scenario))
     modes = _modes(recompute)
+    if gpu_memory_GiB(sc) is None:  # no datasheet (or no readable profile): every step refuses it alike
+        from sim.assemble import assemble
+
+        assemble(sc)  # the step's own one-line refusal, naming the key, before 40 layouts are refused by it
     found = candidates(sc, modes)
     if not found.points and found.dropped.get(OVER_MEMORY):
         raise ScenarioError(
@@ -134,7 +138,14 @@ def layouts_cmd(
             str(scenario),
         )
     if not found.points:
-        why, count = max(found.dropped.items(), key=lambda kv: kv[1], default=("", 0))
+        if not found.dropped:  # (an MoE model whose expert count no EP the search tries divides)
+            raise ScenarioError(
+                "model.n_routed_experts",
+                f"no layout to try: EP is tried at 8 to 512 GPUs, and none divides the model's "
+                f"{sc.model.n_routed_experts} experts",
+                str(scenario),
+            )
+        why, count = max(found.dropped.items(), key=lambda kv: kv[1])
         raise ScenarioError(
             "training.gpus",
             f"no layout of these GPUs and batch can run: of the {sum(found.dropped.values())} combinations tried, "
@@ -194,16 +205,21 @@ def layouts_cmd(
         ranked_reasons[why] = ranked_reasons.get(why, 0) + count
     ranked_reasons = dict(sorted(ranked_reasons.items(), key=lambda kv: -kv[1]))
     simulated = len(frame)
-    # (-inf: the next not simulated has no bound, it failed alone; None: every layout was simulated)
+    not_run = len(found.points) - simulated
+    # the least bound of the layouts not simulated (the next in line); None where every layout was simulated
+    # or the next has no bound (it failed alone: -inf from the screening)
     next_bound = screened.next_bound if screened.next_bound is not None and math.isfinite(screened.next_bound) else None
     own = _own(sc, sweep, frame, screened.bounds)
+    hbm = gpu_memory_GiB(sc)
     summary = {
         "scenario": sc.name,
-        "fitting": len(found.points),  # layouts that form and fit the GPU's memory: each bounded
-        "simulated": simulated,  # their steps run, most promising first
+        "fitting": len(found.points),  # layouts that form and fit the GPU's memory (unchecked: no HBM figure)
+        "gpu_memory_GiB": hbm,
+        "simulated": simulated,  # their steps run: those with no bound first, then the least bounds
+        "not_simulated": not_run,
         "fit": len(ok),  # steps that ran ok
         "exact": screened.certified,  # the top rows are the fastest of every layout that fits
-        "next_bound_s": next_bound,  # the least step time a layout not simulated could reach (None: no bound)
+        "next_bound_s": next_bound,  # the least step time a layout not simulated could reach (see above)
         "refused": ranked_reasons,
         "searched_keys": searched,  # the scenario's, replaced by every layout's
         "own_layout": own,
@@ -212,20 +228,17 @@ def layouts_cmd(
     }
     # printed as they are: finite and short of the edge (a NIC of 1e-150 Gb/s printed 150-digit step times)
     check_figures_finite(
-        str(scenario),
-        sc.model_dump(),
-        {"top": rows, "next_bound_s": screened.next_bound},
-        files=_read_files(sc),
-        huge=EDGE,
+        str(scenario), sc.model_dump(), {"top": rows, "next_bound_s": next_bound}, files=_read_files(sc), huge=EDGE
     )
     if fmt is Format.json:
         print(json.dumps(summary))
         return
-    formed_count = len(found.points) + sum(found.dropped.values())
+    dropped = sum(found.dropped.values())
+    fits = "fit the GPU's memory" if hbm is not None else "form (no memory figure for this GPU to check)"
     table = Table(
         title=Text(
-            f"{sc.name}: {len(found.points)} layouts fit the GPU's memory ({formed_count - len(found.points)} "
-            f"refused, below); the {len(rows)} fastest of the {len(ok)} simulated"
+            f"{sc.name}: {len(found.points)} layouts {fits} ({dropped} refused, below); the {len(rows)} fastest "
+            f"of the {len(ok)} that ran ({simulated} simulated)"
         )
     )  # (no markup)
     for col in ("layout", "schedule", "DP", "mb", "step s", "tok/s/GPU", "MFU", "GiB"):
@@ -242,11 +255,11 @@ def layouts_cmd(
             f"{r['memory_peak_GiB']:.1f}",
         )
     out.print(table)
-    not_run = len(found.points) - simulated
-    if screened.certified and not_run:
+    if screened.certified and not_run and rows:
         out.print(
             f"exact: {simulated} of {len(found.points)} steps simulated; the {not_run} others cannot be faster than "
-            f"{next_bound:.3f} s (their lower bounds), the {len(rows)}th is {rows[-1]['step_time_s']:.3f} s",
+            f"{next_bound:.3f} s (their lower bounds), the last of the {len(rows)} listed takes "
+            f"{rows[-1]['step_time_s']:.3f} s",
             markup=False,
         )
     elif screened.certified:
@@ -254,23 +267,11 @@ def layouts_cmd(
     else:
         best_left = "" if next_bound is None else f": one not simulated could reach {next_bound:.3f} s"
         out.print(
-            f"not certain: --limit {limit} steps simulated of {len(found.points)}, the most promising first"
-            f"{best_left}; raise --limit for an exact ranking",
+            f"not certain: {simulated} of {len(found.points)} steps simulated (--limit {limit}, the least bounds "
+            f"first){best_left}; raise --limit for an exact ranking",
             markup=False,
         )
-    if own is not None:
-        where = (
-            f"rank {own['rank']} of those simulated, {own['step_time_s']:.3f} s"
-            if own.get("rank") is not None
-            else (
-                "refused when simulated"
-                if own["simulated"]
-                else f"not simulated: its lower bound {own['bound_s']:.3f} s"
-                if own.get("bound_s") is not None
-                else "not simulated"
-            )
-        )
-        out.print(f"the scenario's own layout, {own['layout']}: {where}", markup=False)
+    out.print(f"the scenario's own layout, {own['layout']}: {_own_text(own)}", markup=False)
     if ranked_reasons:  # (refused when simulated, and before: found.dropped)
         out.print("refused: " + "; ".join(f"{n} x {why}" for why, n in list(ranked_reasons.items())[:5]))
     if searched:
@@ -278,28 +279,47 @@ def layouts_cmd(
     out.print(f"every row: {target}", markup=False)
 
 
-def _own(sc: Any, sweep: Any, frame: Any, bounds: dict[str, float]) -> dict[str, Any] | None:
-    """Where the scenario's own layout stands in the search (None: it is not a layout the search tried,
-    or over the GPU's memory): its label, whether its step was simulated, its rank among the ok steps and
-    its step time, or, not simulated, its lower bound (``bounds``: by point id)."""
-    from sim.experiments.layouts import layout_label, own_layout
+def _own(sc: Any, sweep: Any, frame: Any, bounds: dict[str, float]) -> dict[str, Any]:
+    """Where the scenario's own layout stands in the search: its label and schedule, whether it was a
+    candidate (``searched``: it forms and fits; else why not), whether its step was simulated, its rank
+    among the ok steps and its step time, or, not simulated, its lower bound (``bounds``: by point id)."""
+    from sim.experiments.layouts import formed, layout_label, own_layout
 
     mine = next((p for p in sweep.points if p.overrides == own_layout(sc, p.overrides)), None)
+    name = sc.pipeline.schedules[0]
     if mine is None:
-        return None
-    found: dict[str, Any] = {"layout": layout_label(mine.overrides), "simulated": False}
+        like = next((p for p in formed(sc).points if p == own_layout(sc, p)), None)
+        why = "over the GPU's memory or refused by the layout builder" if like else "not a layout it tries"
+        if like is None:  # the keys a candidate of this model has (EP for an MoE model)
+            like = {"workload.ep": None} if sc.model.is_moe_model else {}
+        label = layout_label(own_layout(sc, like))
+        return {"layout": f"{label} {name}", "searched": False, "why": why}
+    got: dict[str, Any] = {"layout": f"{layout_label(mine.overrides)} {name}", "searched": True, "simulated": False}
     rows = frame[frame["point_id"] == mine.point_id]
     if len(rows):
-        found["simulated"] = True
+        got["simulated"] = True
         row = rows.iloc[0]
         if row["status"] == "ok":
             ok = frame[frame["status"] == "ok"]
-            found["step_time_s"] = float(row["step_time_s"])
-            found["rank"] = 1 + int((ok["step_time_s"] < row["step_time_s"]).sum())
-        return found
+            got["step_time_s"] = float(row["step_time_s"])
+            got["rank"] = 1 + int((ok["step_time_s"] < row["step_time_s"]).sum())
+        return got
     if mine.point_id in bounds:
-        found["bound_s"] = bounds[mine.point_id]
-    return found
+        got["bound_s"] = bounds[mine.point_id]
+    return got
+
+
+def _own_text(own: dict[str, Any]) -> str:
+    """:func:`_own`'s finding as the table's line says it."""
+    if not own["searched"]:
+        return f"not searched: {own['why']} (see refused)"
+    if own.get("rank") is not None:
+        return f"rank {own['rank']} of those simulated, {own['step_time_s']:.3f} s"
+    if own["simulated"]:
+        return "refused when simulated (see refused)"
+    if own.get("bound_s") is not None:
+        return f"not simulated: its lower bound is {own['bound_s']:.3f} s"
+    return "not simulated"
 
 
 @plan_app.command("run")

@@ -244,7 +244,7 @@ def build_layout(
     require_count(
         schedule_actions(pp, per_pipeline, used),
         MAX_STEP_ACTIONS,
-        f"the step's action count (3 x PP x virtual stages x {per_pipeline:,} micro-batches)",
+        f"the step's action count (3 x PP{' x virtual stages' if used > 1 else ''} x {per_pipeline:,} micro-batches)",
         "training.global_batch",
         "use a smaller global batch or more sequences per micro-batch",
     )

@@ -98,9 +98,10 @@ def best_of(
     drop_foreign: bool = False,
 ) -> Screened:
     """The best ``k`` points of ``sweep`` by ``by`` (see the module docstring); ``progress(stage)`` gives
-    the progress callback of each stage (``screening``, ``shared``). ``limit``: the most steps the output
-    may hold; a sweep that reaches it first stops there, its best ``k`` so far not certified (the
-    steps run are the most promising: in the order of their bounds). ``drop_foreign``: rows of points
+    the progress callback of each stage (``screening``, ``shared``). ``limit``: the most steps of bounded
+    points to run (the output's rows from an earlier run count; the points with no bound run first, apart);
+    a sweep that reaches it first stops there, its best ``k`` so far not certified (the steps run are the
+    most promising: the least bounds, whatever the workers). ``drop_foreign``: rows of points
     not in the sweep are dropped from both files instead of stopping it (a search that caches the
     candidates of its current inputs, ``twin plan layouts``)."""
     if limit is not None and limit < 1:
@@ -160,14 +161,21 @@ def _screen(
     ids = [p.point_id for p in order]
     where = {p.point_id: p for p in sweep.points}
     state: dict[str, Any] = {"best": [], "next": None, "not_ok": 0, "certified": True}
+    submit = order
+    if limit is not None:  # only the most promising bounded points up to the limit are handed out: a pool
+        # of several workers finishes them in any order, and one beyond the limit would be wasted work
+        done = store.rows
+        left = limit - sum(1 for pid in done if pid in bounds and pid in where)
+        fresh = [p for p in order if p.point_id in bounds and p.point_id not in done]
+        submit = [p for p in order if p.point_id not in bounds or p.point_id in done] + fresh[: max(0, left)]
 
     def stop(rows: dict[str, dict[str, Any]]) -> bool:
-        """Settled, or (not settled) at the limit of steps."""
+        """Settled, or (not settled) at the limit of steps of bounded points."""
         if certified(rows):
             state["certified"] = True
             return True
         state["certified"] = False
-        return limit is not None and sum(1 for pid in rows if pid in where) >= limit
+        return limit is not None and sum(1 for pid in rows if pid in bounds and pid in where) >= limit
 
     def certified(rows: dict[str, dict[str, Any]]) -> bool:
         got = []
@@ -206,7 +214,7 @@ def _screen(
         workers,
         scheduler,
         progress=progress("shared") if progress else None,
-        order=order,
+        order=submit,
         until=stop,
         store=store,
     )

@@ -38,9 +38,10 @@ def test_candidates_form_layouts_and_respect_the_model() -> None:
         tp, pp = p["training.tp"], p["pipeline.pp"]
         assert 8 % tp == 0 and sc.model.n_kv_heads % tp == 0 and pp <= sc.model.n_layers
         assert "workload.ep" not in p  # a dense model has no EP
-    kept = fitting(sc, 80.0, formed(sc))
-    assert kept.points == found.points  # (an H100: 80 GiB)
-    assert len(found.points) + sum(found.dropped.values()) == len(formed(sc).points) + sum(formed(sc).dropped.values())
+    every = formed(sc)
+    unchecked = fitting(sc, None, every)  # no GPU memory to check: every layout that forms
+    assert unchecked.points == every.points and unchecked.dropped == every.dropped
+    assert len(found.points) + sum(found.dropped.values()) == len(every.points) + sum(every.dropped.values())
 
 
 def test_the_ranking_is_exact_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -63,14 +64,12 @@ def test_the_ranking_is_exact_and_resumes(tmp_path: Path, capsys: pytest.Capture
     assert d["top"][-1]["step_time_s"] <= d["next_bound_s"]
     # the scenario's own layout (pipeline: {pp: 4, schedules: [1f1b]}) is searched over, and said so
     assert d["searched_keys"] == ["pipeline.schedules", "pipeline.pp"]
-    own = d["own_layout"]
-    assert own["layout"] == "TP1 PP4"
-    full_own = every["own_layout"]
-    if own["simulated"]:
-        assert own["step_time_s"] == full_own["step_time_s"]
-    else:  # its bound is at most its step, which is not among the 3 fastest
-        assert d["next_bound_s"] <= own["bound_s"] <= full_own["step_time_s"]
-        assert full_own["rank"] > 3
+    own, full_own = d["own_layout"], every["own_layout"]
+    assert own["layout"] == full_own["layout"] == "TP1 PP4 1f1b" and own["searched"]
+    # not among the 3 fastest, so not simulated: its bound is at least the least bound left and at most its
+    # step (which the full search simulated, ranked below the 3rd)
+    assert not own["simulated"] and full_own["rank"] > 3
+    assert d["next_bound_s"] <= own["bound_s"] <= full_own["step_time_s"]
     code, out, _ = _plan(capsys, *args)  # resumed: the sweep's rows are reused, the ranking is the same
     assert code == 0 and json.loads(out)["top"] == d["top"] and json.loads(out)["simulated"] == d["simulated"]
     best = d["top"][0]  # a row is the step itself
@@ -89,9 +88,11 @@ def test_the_ranking_is_exact_and_resumes(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_a_limit_stops_short_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """--limit 2 with --top 3: two steps simulated, the two most promising (the least bounds), and the
-    ranking marked not exact, in the JSON and in the table."""
-    args = [str(SCENARIO), "--top", "3", "--limit", "2", "-o", str(tmp_path / "s"), "-j", "1"]
+    """--limit 2 with --top 3 on two workers: two steps simulated, the two most promising (the least
+    bounds: a pool that finishes them in any order is handed no more), and the ranking marked not
+    exact, in the JSON and in the table; a rerun with a smaller limit keeps the rows it has and says
+    how many."""
+    args = [str(SCENARIO), "--top", "3", "--limit", "2", "-o", str(tmp_path / "s"), "-j", "2"]
     code, out, err = _plan(capsys, *args, "--format", "json")
     assert code == 0, err
     d = json.loads(out)
@@ -102,7 +103,10 @@ def test_a_limit_stops_short_and_says_so(tmp_path: Path, capsys: pytest.CaptureF
     assert set(ran["point_id"]) == least
     assert d["next_bound_s"] == sorted(bounds["step_time_s"])[2]
     code, table, _ = _plan(capsys, *args)
-    assert code == 0 and "not certain: --limit 2 steps simulated of 40" in table and "raise --limit" in table
+    assert code == 0 and "not certain: 2 of 40 steps simulated (--limit 2, the least bounds" in table
+    assert "raise --limit" in table
+    code, table, _ = _plan(capsys, *[("1" if a == "2" and args[i - 1] == "--limit" else a) for i, a in enumerate(args)])
+    assert code == 0 and "not certain: 2 of 40 steps simulated (--limit 1, the least bounds" in table
 
 
 def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -175,3 +179,19 @@ def test_a_search_where_nothing_fits_says_so(tmp_path: Path, capsys: pytest.Capt
     assert code == 2 and err.count("\n") == 1, err
     assert "training.gpus: the 36 layouts of these GPUs and batch that form all need more memory per GPU" in err
     assert "80 GiB" in err and not (tmp_path / "o").exists()
+
+
+def test_a_gpu_without_a_datasheet_is_refused_before_the_search(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A profile of a GPU the twin has no datasheet for (no HBM size): every step refuses it, so the
+    search does too, at once and in the step's words (it bounded every layout, each refused, then ran
+    them as unbounded until an error about the next bound's infinity hid the reason)."""
+    profile = json.loads((REPO / "calibrate" / "profiles" / "h100-sxm-measured.json").read_text())
+    profile["device"]["name"] = "NVIDIA A100-SXM4-80GB"
+    (tmp_path / "p.json").write_text(json.dumps(profile))
+    (tmp_path / "s.yaml").write_text(f"base: {SCENARIO}\nset:\n  profile: p.json\n")
+    code, _, err = _plan(capsys, str(tmp_path / "s.yaml"), "--limit", "2", "-j", "1", "-o", str(tmp_path / "o"))
+    assert code == 2 and err.count("\n") == 1
+    assert "p.json: device.name: no datasheet for 'NVIDIA A100-SXM4-80GB'" in err
+    assert not (tmp_path / "o").exists()

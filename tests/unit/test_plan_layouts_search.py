@@ -119,3 +119,24 @@ def test_a_dense_models_layouts_are_memory_checked() -> None:
     assert need is not None and 0 < need < 80.0
     run = simulate_training(variant(llama, point)).result  # the step's own figure (a sweep row's memory_peak_GiB)
     assert need == pytest.approx(max(r.memory.total for r in run.ranks) / GiB, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("schedules", "refused"),
+    [(["1f1b"], False), (["dualpipe"], False), (["interleaved-1f1b"], True), (["1f1b", "interleaved-1f1b"], True)],
+)
+def test_a_schedules_action_count_counts_virtual_stages_only_where_used(schedules: list[str], refused: bool) -> None:
+    """PP 8 x 30,000 micro-batches is 720,000 actions for 1F1B or DualPipe (under the limit of 1,000,000
+    actions a schedule may have) and 1,440,000 with the default 2 virtual stages of interleaved 1F1B: a
+    scenario was refused for 1F1B as if it had them, and `twin schedules` alike."""
+    from sim.config import parse_scenario
+    from sim.limits import MAX_SCHEDULE_ACTIONS
+
+    assert schedule_actions(8, 30_000, 1) < MAX_SCHEDULE_ACTIONS < schedule_actions(8, 30_000, 2)
+    data = {"name": "s", "pipeline": {"pp": 8, "microbatches": 30_000, "schedules": schedules}}
+    data["ops"] = {"forward_ms": 1, "backward_ms": 2, "weight_ms": 0.5 if "dualpipe" in schedules else 0}
+    if refused:
+        with pytest.raises(ScenarioError, match="action count"):
+            parse_scenario(data)
+    else:
+        parse_scenario(data)
