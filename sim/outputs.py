@@ -264,9 +264,13 @@ def _manifest(folder: Path) -> dict[str, list[str]]:
         return {}
 
 
-def check_output_folder(path: str | Path, flag: str = "--output") -> Path:
+def check_output_folder(
+    path: str | Path, flag: str = "--output", owner: str | None = None, writes: tuple[str, ...] = ()
+) -> Path:
     """Before work starts: ``path`` is a folder twin may write into: absent, empty, or one that twin
-    wrote (it holds :data:`MARKER`). A folder of someone else's files is refused, never replaced."""
+    wrote (it holds :data:`MARKER`). A folder of someone else's files is refused, never replaced; so is
+    one where another twin command wrote a file of a name ``owner`` ``writes`` (the names it writes
+    whatever happens: :func:`owned_outputs` checks every name again when the work is done)."""
     path = Path(path)
     _names_fit(path, flag)
     if path.name in ("", ".", "..") or path.resolve().parent == path.resolve():
@@ -278,6 +282,8 @@ def check_output_folder(path: str | Path, flag: str = "--output") -> Path:
             raise ScenarioError(
                 flag, f"{path} holds files twin did not write (no {MARKER} in it); give another folder or empty it"
             )
+        if owner is not None and writes:
+            _refuse_taking(path, owner, _manifest(path), list(writes), flag)
     _writable_folder(path, flag)
     return path
 

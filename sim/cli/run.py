@@ -35,7 +35,7 @@ def run_cmd(
     if output is None and fmt is not Format.json:
         output = Path("out")
     if output is not None:
-        check_output_folder(output / sc.name)
+        check_output_folder(output / sc.name, owner="run", writes=("summary.json", "summary.md"))
     if asm.training:
         _run_training(asm, output, fmt, quiet)
         return

@@ -38,7 +38,7 @@ def serve_cmd(
         output = Path("out")
     if output is not None:
         check_name_fits(sc.name, output, "the outputs go to", str(scenario))
-        check_output_folder(output / sc.name)
+        check_output_folder(output / sc.name, owner="serve", writes=("summary.json",))
     with err.status("building the deployment") as status:
         d = build(sc)
         summary: dict[str, Any] = {"scenario": sc.name}

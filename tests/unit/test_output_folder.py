@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from sim.config import load_scenario
 from sim.errors import ScenarioError
 from sim.outputs import MARKER, owned_outputs
+from tests.conftest import REPO
 
 
 def _write(folder: Path, owner: str, files: dict[str, str]) -> None:
@@ -182,3 +184,31 @@ def test_a_long_valid_name_is_written(tmp_path: Path) -> None:
         atomic_write_text(path, "{}")
         assert path.read_text() == "{}" and path.name in [p.name for p in tmp_path.iterdir()]
     assert len(list(tmp_path.iterdir())) == 2  # no temporary left
+
+
+def test_a_run_into_a_folder_of_another_commands_summary_is_refused_before_it_simulates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``twin run -o DIR`` where ``DIR/<name>`` holds ``twin serve``'s summary.json: refused in one line
+    before the step is simulated (the refusal came after the work, when the files were put in place: a
+    default step's half-minute lost), nothing written."""
+    from sim.cli import main
+    from sim.outputs import check_output_folder
+
+    step = REPO / "tests" / "data" / "sweep" / "small-step.yaml"
+    name = load_scenario(step).name
+    out = tmp_path / "out" / name
+    _write(out, "serve", {"summary.json": "serve"})
+    with pytest.raises(ScenarioError, match=r"holds twin serve's summary\.json; give another folder"):
+        check_output_folder(out, owner="run", writes=("summary.json", "summary.md"))
+    check_output_folder(out, owner="serve", writes=("summary.json",))  # its own: fine
+
+    def not_simulated(*_a: object, **_k: object) -> None:
+        raise AssertionError("simulated before the folder was checked")
+
+    monkeypatch.setattr("sim.run.simulate_training", not_simulated)
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(step), "-o", str(tmp_path / "out"), "-q"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and "holds twin serve's summary.json" in err
+    assert _visible(out) == {"summary.json"} and (out / "summary.json").read_text() == "serve"
