@@ -25,6 +25,7 @@ one-line reason.
 from __future__ import annotations
 
 import itertools
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -231,13 +232,19 @@ def fitting(sc: Scenario, hbm_GiB: float | None, found: Candidates) -> Candidate
                 continue
             need = _memory_or_refusal(sc, point)
             if isinstance(need, TwinError):  # the step refuses it as the layout builder does: say why
-                dropped[need.message if isinstance(need, ScenarioError) else str(need)] += 1
+                dropped[refusal_kind(need.message if isinstance(need, ScenarioError) else str(need))] += 1
                 continue
             if need > hbm_GiB:
                 dropped[OVER_MEMORY] += 1
                 continue
         kept.append(point)
     return Candidates(tuple(kept), dict(dropped))
+
+
+def refusal_kind(message: str) -> str:
+    """A refusal's message with its numbers written N, so the layouts refused for one reason count
+    together (``dualpipev with PP=N needs at least N micro-batches, got N``, whatever the PP)."""
+    return re.sub(r"\d[\d,.]*", "N", message)
 
 
 def own_layout(sc: Scenario, like: dict[str, Any]) -> dict[str, Any]:

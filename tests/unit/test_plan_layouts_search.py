@@ -98,7 +98,8 @@ def test_layouts_the_builder_refuses_are_dropped_with_its_reason(small_step: Sce
     bounding, counted under the schedule's own message (it ran such layouts first, as unbounded)."""
     tight = variant(small_step, {"training.global_batch": 512})
     found = candidates(tight)
-    assert found.dropped["dualpipev with PP=2 needs at least 2 micro-batches, got 1"] > 0
+    every_pp = found.dropped["dualpipev with PP=N needs at least N micro-batches, got N"]  # counted together
+    assert every_pp > 1  # (PP 2 with 1 micro-batch, PP 4 with 2, ...)
     assert all(memory_GiB(tight, p) is not None for p in found.points)  # every one kept builds
 
 
