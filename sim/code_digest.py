@@ -18,9 +18,8 @@ import hashlib
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
-CATALOG = (
-    PACKAGE.parent / "models"
-)  # the shipped model configs (sim.model.catalog.MODELS_DIR; this floor imports no sim)
+# the shipped model configs (sim.model.catalog.MODELS_DIR; written here: this floor imports nothing of sim)
+CATALOG = PACKAGE.parent / "models"
 
 
 @functools.cache

@@ -38,7 +38,7 @@ from sim.model.spec import DEEPSEEK_V3, NOT_MODELLED, ModelSpec, check_timed
 from sim.network.spec import NVL72_GPUS, ClusterSpec, parse_cluster
 from sim.network.tolerance import COMPLETION_RTOL
 from sim.overrides import apply_overrides, check_key, resolve_paths
-from sim.pipeline.schedules import COMPARED, SCHEDULES, build_schedule, schedules_that
+from sim.pipeline.schedules import COMPARED, SCHEDULES, build_schedule, schedules_that, virtual_stages_used
 from sim.units import gbit_to_gbyte
 from sim.yamlio import read_yaml, validation_error
 
@@ -474,7 +474,8 @@ def parse_scenario(data: Any) -> Scenario:
     except ValidationError as err:
         raise validation_error(err, Scenario) from None
     # counts bounded before any schedule is built (sim.limits); virtual stages where a schedule uses them
-    check_scenario_sizes(scenario, bool(VIRTUAL_STAGE_SCHEDULES & set(scenario.pipeline.schedules)))
+    plan = scenario.pipeline
+    check_scenario_sizes(scenario, max(virtual_stages_used(x, plan.virtual_stages) for x in plan.schedules))
     if scenario.training is not None:
         given = scenario.workload.model_fields_set
         if "tokens" in given:

@@ -95,10 +95,10 @@ def check_schedule_size(pp: int, microbatches: int, virtual_stages: int, key: st
     )
 
 
-def check_scenario_sizes(scenario: object, virtual: bool = True) -> None:
+def check_scenario_sizes(scenario: object, virtual_stages: int | None = None) -> None:
     """A scenario's counts within the bounds above, before anything is built (key paths in errors);
-    ``virtual``: whether a schedule it runs splits a device into its ``pipeline.virtual_stages`` (the
-    others ignore them, and their actions are counted without)."""
+    ``virtual_stages``: the most its schedules build with (the caller asks the schedule registry:
+    those that do not split a device ignore ``pipeline.virtual_stages``) [default: the scenario's]."""
     plan = getattr(scenario, "pipeline", None)
     bounds: tuple[tuple[str, object, int], ...] = (
         ("pipeline.pp", getattr(plan, "pp", None), MAX_PP),
@@ -117,7 +117,8 @@ def check_scenario_sizes(scenario: object, virtual: bool = True) -> None:
             raise ScenarioError(key, f"must be at most {limit:,}, got {shown(f'{value:,}')}")
     pp, n, v = (getattr(plan, k, None) for k in ("pp", "microbatches", "virtual_stages"))
     if isinstance(pp, int) and isinstance(n, int):
-        check_schedule_size(pp, n, v if isinstance(v, int) and virtual else 1, "pipeline.microbatches")
+        used = virtual_stages if virtual_stages is not None else v if isinstance(v, int) else 1
+        check_schedule_size(pp, n, used, "pipeline.microbatches")
     tokens, ep = getattr(work, "tokens", None), getattr(work, "ep", None)
     if getattr(scenario, "ops", None) is None and isinstance(tokens, int) and isinstance(ep, int):
         require_memory(

@@ -112,7 +112,7 @@ def layouts_cmd(
 
     from sim.config import load_scenario
     from sim.errors import ScenarioError
-    from sim.experiments.layouts import OVER_MEMORY, candidates, gpu_memory_GiB, layout_label
+    from sim.experiments.layouts import OVER_MEMORY, fitting, formed, gpu_memory_GiB, layout_label
     from sim.outputs import atomic_write_text, check_name_fits, claim_output_folder
     from sim.run import EDGE, _read_files, check_figures_finite
     from sim.sweep.compare import load_results
@@ -124,16 +124,17 @@ def layouts_cmd(
     if sc.training is None:
         raise ScenarioError("training", "a layout search needs a training scenario", str(scenario))
     modes = _modes(recompute)
-    if gpu_memory_GiB(sc) is None:  # no datasheet (or no readable profile): every step refuses it alike
+    hbm = gpu_memory_GiB(sc)
+    if hbm is None:  # no datasheet (or no readable profile): every step refuses it alike
         from sim.assemble import assemble
 
         assemble(sc)  # the step's own one-line refusal, naming the key, before 40 layouts are refused by it
-    found = candidates(sc, modes)
+    found = fitting(sc, hbm, formed(sc, modes))  # (candidates(), with the GPU's memory read once)
     if not found.points and found.dropped.get(OVER_MEMORY):
         raise ScenarioError(
             "training.gpus",
             f"the {found.dropped[OVER_MEMORY]} layouts of these GPUs and batch that form all need more memory "
-            f"per GPU than the GPU's {gpu_memory_GiB(sc):g} GiB; give more GPUs or fewer "
+            f"per GPU than the GPU's {hbm:g} GiB; give more GPUs or fewer "
             "training.microbatch_sequences, or try --recompute full",
             str(scenario),
         )
@@ -210,7 +211,6 @@ def layouts_cmd(
     # or the next has no bound (it failed alone: -inf from the screening)
     next_bound = screened.next_bound if screened.next_bound is not None and math.isfinite(screened.next_bound) else None
     own = _own(sc, sweep, frame, screened.bounds)
-    hbm = gpu_memory_GiB(sc)
     summary = {
         "scenario": sc.name,
         "fitting": len(found.points),  # layouts that form and fit the GPU's memory (unchecked: no HBM figure)

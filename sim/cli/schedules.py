@@ -31,7 +31,7 @@ from sim.pipeline.costs import OpTimes
 from sim.pipeline.execute import P2P, ScheduleRun
 from sim.pipeline.notation import format_schedule, parse_lines, schedule_from_actions
 from sim.pipeline.ops import Op
-from sim.pipeline.schedules import COMPARED, SCHEDULES, build_schedule
+from sim.pipeline.schedules import COMPARED, SCHEDULES, build_schedule, virtual_stages_used
 from sim.pipeline.validate import check_schedule
 from sim.results import ScheduleMetrics, metrics
 from sim.run import compare, run_schedule
@@ -113,19 +113,13 @@ def _times(pp: int, f: float, b: float, w: float, fb: float | None, names: list[
     return times
 
 
-def _used(name: str, v: int) -> int:
-    """The virtual stages schedule ``name`` builds with: ``v`` where it splits a device into them, else 1."""
-    info = SCHEDULES.get(name)
-    return v if info is None or info.virtual else 1
-
-
 def _size(pp: int, n: int, v: int) -> None:
     """Refuse a schedule too large to build or run here (see sim.limits)."""
     check_schedule_size(pp, n, v, "--microbatches")
 
 
 def _build(name: str, pp: int, n: int, v: int):  # type: ignore[no-untyped-def]
-    _size(pp, n, _used(name, v))
+    _size(pp, n, virtual_stages_used(name, v))
     try:
         return build_schedule(name, pp, n, v)
     except LayoutError as e:
@@ -133,7 +127,7 @@ def _build(name: str, pp: int, n: int, v: int):  # type: ignore[no-untyped-def]
 
 
 def _run_one(name: str, pp: int, n: int, v: int, times: OpTimes, p2p: P2P) -> ScheduleRun:
-    _size(pp, n, _used(name, v))
+    _size(pp, n, virtual_stages_used(name, v))
     try:
         return run_schedule(name, pp, n, times, p2p, v)
     except LayoutError as e:
@@ -293,7 +287,7 @@ def compare_cmd(
 ) -> None:
     """Run schedules on the same layout and op times; report step time, bubbles, memory."""
     names = name_list(schedules, "--schedules", SCHEDULES, "schedule")
-    _size(pp, microbatches, max(_used(name, virtual_stages) for name in names))
+    _size(pp, microbatches, max(virtual_stages_used(name, virtual_stages) for name in names))
     times = _times(pp, f, b, w, fb, names, microbatches, virtual_stages)
     if p2p_bandwidth is not None and p2p_bytes == 0:
         why = "not used: no bytes are sent (--p2p-bytes is 0); give them, or remove it"

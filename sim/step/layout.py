@@ -35,7 +35,7 @@ from sim.limits import MAX_STEP_ACTIONS, require_count, schedule_actions
 from sim.model.spec import ModelSpec
 from sim.model.stages import stage_layers
 from sim.pipeline.ops import Schedule
-from sim.pipeline.schedules import SCHEDULES, build_schedule
+from sim.pipeline.schedules import SCHEDULES, build_schedule, virtual_stages_used
 
 
 @dataclass(frozen=True)
@@ -240,7 +240,7 @@ def build_layout(
             f"{microbatches} does not match training.global_batch {global_batch} / (DP {dp} x "
             f"{microbatch_sequences} sequence(s)) = {per_pipeline}; give one of them",
         )
-    used = virtual_stages if info.virtual else 1  # (the others ignore it: 2 by default)
+    used = virtual_stages_used(schedule_name, virtual_stages)
     require_count(
         schedule_actions(pp, per_pipeline, used),
         MAX_STEP_ACTIONS,

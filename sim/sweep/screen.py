@@ -62,10 +62,14 @@ class Screened:
     best: list[tuple[str, float]]  # (point id, figure) of the best K run, best first (fewer: the sweep has fewer)
     next_bound: float | None  # the best bound among the points not run (None: every point ran)
     screening_output: Path
-    bounded: int = 0  # points with a bound (the others, infeasible or failed alone, ran first)
     steps_not_ok: int = 0  # points whose step ran and is infeasible or failed (not ranked)
     certified: bool = True  # False: stopped at the limit of steps before the best K were settled
     bounds: dict[str, float] = dataclasses.field(default_factory=dict)  # each bounded point's bound, by point id
+
+    @property
+    def bounded(self) -> int:
+        """Points with a bound (the others, infeasible or failed alone, ran first)."""
+        return len(self.bounds)
 
 
 def screening_sweep(sweep: Sweep) -> Sweep:
@@ -224,7 +228,6 @@ def _screen(
         state["best"],
         state["next"],
         screen_store.output,
-        len(bounds),
         state["not_ok"],
         state["certified"],
         bounds,

@@ -66,6 +66,14 @@ def schedules_that(flag: str) -> frozenset[str]:
     return frozenset(name for name, info in SCHEDULES.items() if getattr(info, flag))
 
 
+def virtual_stages_used(name: str, virtual_stages: int) -> int:
+    """The virtual stages schedule ``name`` builds with: ``virtual_stages`` where it splits a device into
+    them (its ``virtual`` flag; an unknown name too, whose own error comes later), else 1 (the others
+    ignore the value, 2 by default, and their action counts are taken without it)."""
+    info = SCHEDULES.get(name)
+    return virtual_stages if info is None or info.virtual else 1
+
+
 def build_schedule(name: str, pp: int, microbatches: int, virtual_stages: int = 2) -> Schedule:
     """Build a registered schedule; raises :class:`LayoutError` for an impossible layout. A schedule is
     pure data of its arguments, so the last few built are kept and handed out again (a sweep's points
@@ -123,4 +131,12 @@ def _register_builtins() -> None:
 
 _register_builtins()
 
-__all__ = ["COMPARED", "SCHEDULES", "ScheduleInfo", "build_schedule", "register", "schedules_that"]
+__all__ = [
+    "COMPARED",
+    "SCHEDULES",
+    "ScheduleInfo",
+    "build_schedule",
+    "register",
+    "schedules_that",
+    "virtual_stages_used",
+]

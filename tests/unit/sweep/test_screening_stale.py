@@ -157,7 +157,8 @@ def test_best_says_how_many_bounds_and_steps_another_revision_computed(capsys: p
     def outcome(ran: int, stale: int) -> SweepOutcome:
         return SweepOutcome(3, 3 - ran, ran, 0, Path("X.parquet"), stale)
 
-    screened = Screened(outcome(3, 3), outcome(1, 1), [("a", 7.3)], 7.5, Path("X.screening.parquet"), 3)
+    bounds = {"a": 7.0, "b": 7.5, "c": 8.0}  # all 3 points bounded
+    screened = Screened(outcome(3, 3), outcome(1, 1), [("a", 7.3)], 7.5, Path("X.screening.parquet"), bounds=bounds)
     _print_screened("s", screened, 1, "step_time_s", Path("X.parquet"))
     printed = " ".join(capsys.readouterr().out.split())
     assert (
