@@ -184,7 +184,7 @@ def layouts_cmd(
     reasons: dict[str, int] = {}
     for text in refused["error"].fillna(""):
         reason = str(text).split(": ", 1)[-1]
-        key = "more memory per GPU than it has" if "GiB per GPU" in reason else reason[:100]
+        key = OVER_MEMORY if "GiB per GPU" in reason else reason[:100]
         reasons[key] = reasons.get(key, 0) + 1
     rows = []
     for rec in ok.head(top).to_dict("records"):

@@ -105,9 +105,12 @@ def sweep_cmd(
         import os
 
         from sim.outputs import NAME_BYTES
+        from sim.sweep.store import journal_path, screening_path
 
-        journal = ".parquet.screening.journal" if best is not None else ".parquet.journal"  # the longest beside
-        if len(os.fsencode(sweep.name + journal)) > NAME_BYTES:
+        default = Path("out") / f"{sweep.name}.parquet"
+        longest = journal_path(screening_path(default) if best is not None else default).name  # the longest beside
+        if len(os.fsencode(longest)) > NAME_BYTES:
+            journal = longest[len(sweep.name) :]
             message = (
                 f"{len(os.fsencode(sweep.name)):,} bytes, too long for out/<name>.parquet and its journal "
                 f"out/<name>{journal} (a file name has at most {NAME_BYTES} bytes); give a shorter name or -o FILE"

@@ -39,7 +39,6 @@ from sim.limits import MAX_STEP_ACTIONS, schedule_actions
 from sim.model.params import layer_params, model_params
 from sim.pipeline.schedules import SCHEDULES
 from sim.step.accounting import rank_memory
-from sim.step.layout import build_layout
 from sim.units import GiB
 
 OVER_MEMORY = "more memory per GPU than it has"  # the reason counted (the CLI's key for the step's refusal)
@@ -181,34 +180,28 @@ def memory_GiB(sc: Scenario, point: dict[str, Any]) -> float | None:
 
 
 def _memory_or_refusal(sc: Scenario, point: dict[str, Any]) -> float | TwinError:
-    """:func:`memory_GiB`, or the layout builder's refusal of the point (the step's own)."""
+    """:func:`memory_GiB`, or the layout builder's refusal of the point (the step's own): the point's
+    scenario, as the search's base gives it (no micro-batch count, layers split evenly, the scenario's EP
+    dropped: MoE's default, a dense model's 1), laid out by the step's own :func:`sim.assemble.step_layout`."""
+    from sim.assemble import step_layout
+
     t = sc.training
     assert t is not None
-    spec = sc.cluster_spec()
+    plan = {"schedules": point["pipeline.schedules"], "pp": point["pipeline.pp"], "microbatches": None}
+    plan["virtual_stages"] = point.get("pipeline.virtual_stages", PipelineSpec.model_fields["virtual_stages"].default)
+    training = {"tp": point["training.tp"], "cp": point["training.cp"], "layers_per_stage": "even"}
+    if "training.recompute" in point:
+        training["recompute"] = point["training.recompute"]
+    ep = point.get("workload.ep", DEFAULT_EP if sc.model.is_moe_model else 1)
+    laid = sc.model_copy(
+        update={
+            "pipeline": sc.pipeline.model_copy(update=plan),
+            "training": t.model_copy(update=training),
+            "workload": sc.workload.model_copy(update={"ep": ep}),
+        }
+    )
     try:
-        layout, schedule = build_layout(
-            sc.model,
-            point["pipeline.schedules"][0],
-            point["pipeline.pp"],
-            point.get("pipeline.virtual_stages", PipelineSpec.model_fields["virtual_stages"].default),
-            t.gpus,
-            spec.node.gpus_per_node,
-            spec.gpus,
-            # (the search's base drops the scenario's EP; a dense model has none: EP 1, as its scenario sets)
-            point.get("workload.ep", DEFAULT_EP if sc.model.is_moe_model else 1),
-            t.global_batch,
-            None,  # (the search's base drops pipeline.microbatches)
-            t.microbatch_sequences,
-            None,  # training.layers_per_stage: even
-            point["training.tp"],
-            point["training.cp"],
-            point.get("training.recompute", t.recompute),
-            t.tp_comm_overlap,
-            t.cp_comm,
-            t.fsdp,
-            t.fsdp_reshard_after_forward,
-            t.etp,
-        )
+        layout, schedule = step_layout(laid)
     except TwinError as err:  # the layout builder's refusal (a LayoutError, most often)
         return err
     return max(rank_memory(sc.model, layout, schedule, d).total for d in range(layout.devices)) / GiB

@@ -103,7 +103,7 @@ def test_a_layout_search_named_too_long_for_its_default_folder(
 
 @pytest.mark.parametrize(
     ("length", "flags", "journal"),
-    [(300, [], ".parquet.journal"), (230, ["--best", "1"], ".parquet.screening.journal")],
+    [(300, [], ".parquet.journal"), (230, ["--best", "1"], ".screening.parquet.journal")],
 )
 def test_a_sweep_named_too_long_for_its_default_files(
     tmp_path: Path,

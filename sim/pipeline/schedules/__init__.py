@@ -6,6 +6,7 @@ registers the built-in schedules; a duplicate name is an error.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -56,10 +57,6 @@ def register(
     return deco
 
 
-_BUILT: dict[tuple[str, int, int, int], Schedule] = {}  # the last schedules built (they are frozen data)
-_BUILT_KEEP = 16
-
-
 def schedules_that(flag: str) -> frozenset[str]:
     """The registered schedules whose :class:`ScheduleInfo` has ``flag`` (``virtual``, ``splits_backward``,
     ``pairs``) set."""
@@ -76,19 +73,12 @@ def virtual_stages_used(name: str, virtual_stages: int) -> int:
 
 def build_schedule(name: str, pp: int, microbatches: int, virtual_stages: int = 2) -> Schedule:
     """Build a registered schedule; raises :class:`LayoutError` for an impossible layout. A schedule is
-    pure data of its arguments, so the last few built are kept and handed out again (a sweep's points
+    pure data of its arguments, so the last 16 built are kept and handed out again (a sweep's points
     share one: DualPipe over 16 ranks and 120 micro-batches takes some 10 ms to build)."""
-    key = (name, pp, microbatches, virtual_stages)
-    hit = _BUILT.get(key)
-    if hit is not None:
-        return hit
-    schedule = _build(name, pp, microbatches, virtual_stages)
-    if len(_BUILT) >= _BUILT_KEEP:
-        _BUILT.pop(next(iter(_BUILT)))
-    _BUILT[key] = schedule
-    return schedule
+    return _build(name, pp, microbatches, virtual_stages)
 
 
+@functools.lru_cache(maxsize=16)  # (an error is not kept: it is raised again)
 def _build(name: str, pp: int, microbatches: int, virtual_stages: int) -> Schedule:
     info = SCHEDULES.get(name)
     if info is None:
