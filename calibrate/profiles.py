@@ -43,6 +43,14 @@ def datasheet_profile(gpu: GpuSpec = H800, efficiency: float = DEFAULT_EFFICIENC
     )
 
 
+def trace_source(trace: str | Path) -> SourceFile:
+    """The provenance of a trace file (its name, SHA-256 and size) as a profile's ``sources`` lists it."""
+    from sim.yamlio import MAX_TRACE_BYTES, read_bytes
+
+    data = read_bytes(trace, "trace", MAX_TRACE_BYTES)
+    return SourceFile(name=Path(trace).name, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+
+
 def profile_from_trace(
     trace: str | Path,
     gpu: GpuSpec = H800,
@@ -50,8 +58,10 @@ def profile_from_trace(
     layers_per_chunk: int | None = None,
     tool: str = "",
     base: Profile | None = None,
+    source: SourceFile | None = None,
 ) -> Profile:
-    """A profile of what DeepSeek's trace says, optionally on top of a measured ``base`` profile.
+    """A profile of what DeepSeek's trace says, optionally on top of a measured ``base`` profile;
+    ``source``: the trace's :func:`trace_source` where the caller has it already (it is read once).
 
     * ``chunk`` samples: per-annotation GPU times (per layer, mean over the trace) and the pair's
       kernel span, for reference (the chunk model never reads them);
@@ -101,11 +111,7 @@ def profile_from_trace(
     pair = {"annotation": "F&B chunk pair", "layers": seen, "stat": "kernel span"}
     samples.append(Sample(op="chunk", params=pair, time_s=span_us * 1e-6))
     op_samples = [_sample(x, trace) for x in profile_samples(match_ops(trace), compute_sms)]
-    source = SourceFile(
-        name=Path(trace).name,
-        sha256=hashlib.sha256(Path(trace).read_bytes()).hexdigest(),
-        bytes=Path(trace).stat().st_size,
-    )
+    source = trace_source(trace) if source is None else source
     ran = [f"trace import of {Path(trace).name}: {len(op_samples)} op samples (kernels matched to the layer model)"]
     if base is None:
         return Profile(

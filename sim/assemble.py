@@ -34,6 +34,7 @@ from sim.model.spec import ModelSpec
 from sim.model.stages import layers_per_stage
 from sim.moe.deepep import KernelSpec
 from sim.moe.gating import Gating
+from sim.moe.multicast import nothing_to_merge
 from sim.moe.spec import MoESpec
 from sim.network.context import SimContext
 from sim.network.spec import ClusterSpec, build_cluster_spec
@@ -252,10 +253,11 @@ def _check_layout_keys(sc: Scenario, layout: Layout, schedule: Schedule) -> None
 
 def _check_node_sets(sc: Scenario, moe: MoESpec) -> None:
     """Switch multicast and in-network reduction merge a token's copies to several remote nodes: refused
-    where no token reaches two (an EP group of under three nodes, or a node limit of one)."""
-    reach = min(moe.limit, moe.nodes - 1)
+    where no token reaches two (an EP group of under three nodes, or a node limit of one:
+    :func:`sim.moe.multicast.nothing_to_merge`)."""
+    reach = nothing_to_merge(moe)
     for key in ("multicast", "in_network_reduce"):
-        if getattr(sc.comm, key) and reach < 2:
+        if getattr(sc.comm, key) and reach is not None:
             raise ScenarioError(
                 f"comm.{key}",
                 f"not used: an EP group spans {moe.nodes} node(s) (NVLink domains) and a token reaches at most "

@@ -38,6 +38,7 @@ from sim.model.spec import DEEPSEEK_V3, NOT_MODELLED, ModelSpec, check_timed
 from sim.network.spec import NVL72_GPUS, ClusterSpec, parse_cluster
 from sim.network.tolerance import COMPLETION_RTOL
 from sim.overrides import apply_overrides, check_key, resolve_paths
+from sim.pipeline.costs import first_short_pair, takes_no_time
 from sim.pipeline.schedules import COMPARED, SCHEDULES, build_schedule, schedules_that, virtual_stages_used
 from sim.units import gbit_to_gbyte
 from sim.yamlio import read_yaml, validation_error
@@ -775,7 +776,8 @@ def _given_ops_used(sc: Scenario) -> None:
     ``ops.weight_ms`` other than 0 unless one splits B into I and W (:data:`SPLIT_BACKWARD_SCHEDULES`;
     where one does, it is required); F and B 0 on every stage (a step of no time: every figure 0, the
     bubble ratio 0/0) is refused, and so is an F&B pair shorter than its longer part (F&B below
-    max(F, B) on a stage). Values of the wrong count or below 0 are left to
+    max(F, B) on a stage; the two rules: :func:`sim.pipeline.costs.takes_no_time`,
+    :func:`~sim.pipeline.costs.first_short_pair`). Values of the wrong count or below 0 are left to
     :func:`sim.assemble.given_op_times`, which names them."""
     ops, names = sc.ops, sc.pipeline.schedules
     assert ops is not None
@@ -817,21 +819,21 @@ def _given_ops_used(sc: Scenario) -> None:
     f, b = per_stage(ops.forward_ms), per_stage(ops.backward_ms)
     if f is None or b is None:
         return
-    if not any(f) and not any(b):
+    if takes_no_time(f, b):
         raise ScenarioError(
             "ops.forward_ms",
             "a step of no time: ops.forward_ms and ops.backward_ms are 0 on every stage, so the step time, bubbles "
             "and activations would all be 0 (the bubble ratio 0/0); give times above 0",
         )
     fb = None if ops.overlapped_ms is None else per_stage(ops.overlapped_ms)
-    for i, pair in enumerate(fb or ()):
-        if pair < max(f[i], b[i]):
-            raise ScenarioError(
-                f"ops.overlapped_ms[{i}]" if len(ops.overlapped_ms or ()) > 1 else "ops.overlapped_ms",
-                f"an overlapped F&B pair cannot take less than its longer part: {pair:g} ms on stage {i} is below "
-                f"max(F {f[i]:g}, B {b[i]:g}) ms; give at least {max(f[i], b[i]):g} (F + B, {f[i] + b[i]:g}: no "
-                "overlap)",
-            )
+    i = first_short_pair(f, b, fb)
+    if fb is not None and i is not None:
+        raise ScenarioError(
+            f"ops.overlapped_ms[{i}]" if len(ops.overlapped_ms or ()) > 1 else "ops.overlapped_ms",
+            f"an overlapped F&B pair cannot take less than its longer part: {fb[i]:g} ms on stage {i} is below "
+            f"max(F {f[i]:g}, B {b[i]:g}) ms; give at least {max(f[i], b[i]):g} (F + B, {f[i] + b[i]:g}: no "
+            "overlap)",
+        )
 
 
 def _pairs(name: str, plan: PipelineSpec, microbatches: int) -> bool:
@@ -977,23 +979,22 @@ MAX_BASE_DEPTH = 8  # derived scenarios deriving from derived scenarios
 _DERIVED_KEYS = ("base", "name", "description", "set")
 
 
-def scenario_data(path: str | Path, depth: int = 0) -> tuple[dict[str, Any], Path]:
+def scenario_data(path: str | Path) -> tuple[dict[str, Any], Path]:
     """The mapping of a scenario file and the folder its relative paths resolve against.
 
     A *derived* scenario names a ``base`` scenario file (relative to itself) and dotted overrides in
     ``set`` (``comm.sms: 12``), optionally a new ``name`` and ``description``; its paths resolve like
     the base's (the base's folder), except path values in ``set``, which resolve against the derived
     file (:mod:`sim.overrides`)."""
-    data, folder, _ = scenario_chain(path, depth)
+    data, folder, _ = scenario_chain(path)
     return data, folder
 
 
-def scenario_chain(
-    path: str | Path, depth: int = 0, below: tuple[Path, ...] = ()
-) -> tuple[dict[str, Any], Path, tuple[str, ...]]:
+def scenario_chain(path: str | Path, below: tuple[Path, ...] = ()) -> tuple[dict[str, Any], Path, tuple[str, ...]]:
     """:func:`scenario_data` and the files of the scenario's chain of bases, the base-most first (itself
     not among them), so an error can name the file it starts in (:func:`where_it_starts`). ``below``:
-    the files that named this one as their base, in order (a base among them is a loop)."""
+    the files that named this one as their base, in order (a base among them is a loop; as many as
+    this file is levels of bases deep)."""
     path = Path(path)
     data = read_yaml(path, "scenario")
     if not isinstance(data, dict) or "base" not in data:
@@ -1003,7 +1004,7 @@ def scenario_chain(
             raise ScenarioError(
                 str(key), f"a derived scenario (with 'base') has only the keys {', '.join(_DERIVED_KEYS)}", str(path)
             )
-    if depth >= MAX_BASE_DEPTH:
+    if len(below) >= MAX_BASE_DEPTH:
         raise ScenarioError("base", f"more than {MAX_BASE_DEPTH} levels of base scenarios", str(path))
     base = data["base"]
     if not isinstance(base, str) or not base:
@@ -1021,7 +1022,7 @@ def scenario_chain(
         loop = " -> ".join(p.name for p in chain[chain.index(base_path.resolve()) :])
         raise ScenarioError("base", f"{base}: the bases form a loop ({loop} -> {base_path.name})", str(path))
     try:
-        parent, folder, bases = scenario_chain(base_path, depth + 1, chain)
+        parent, folder, bases = scenario_chain(base_path, chain)
     except ScenarioError as err:  # the base is no file (missing, a folder, a device): named at this file's key
         if err.file == str(base_path) and not err.key_path and not base_path.is_file():
             raise ScenarioError("base", f"{base}: {err.message}", str(path)) from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from enum import StrEnum
 from pathlib import Path
@@ -71,6 +70,16 @@ def _not_an_input(output: Path, inputs: list[Path], what: str) -> None:
             raise ScenarioError("--output", f"{output} is the {what} read ({path}); give another file name")
 
 
+def _refuse_held(profile: Profile, files: dict[str, Path], flag: str, path: Path) -> None:
+    """Refuse adding to ``profile`` (read from ``path``, given as ``flag``) a file it already holds the
+    samples of (``files``: by their SHA-256): they would count twice in the fits. ``--base: already holds
+    the samples of t.json (its sources list t.json)``."""
+    for held in profile.sources:
+        if held.sha256 in files:
+            message = f"already holds the samples of {files[held.sha256]} (its sources list {held.name})"
+            raise ScenarioError(flag, message, str(path))
+
+
 def _reference_times(profile: Profile) -> dict[str, float]:
     """What ``profile`` times the kernels ``predict`` times by default (a 4096 x 4096 x 7168 GEMM in FP8
     and in BF16, a 1 GiB copy): each of its peaks, and its efficiency, divides one of them."""
@@ -116,7 +125,7 @@ def import_trace(
 ) -> None:
     """Turn DeepSeek's profiler trace into a profile: per-op kernel times matched to the layer model
     (and per-annotation times), alone or on top of a measured --base profile."""
-    from calibrate.profiles import profile_from_trace
+    from calibrate.profiles import profile_from_trace, trace_source
     from sim.hardware.gpu import datasheet_for, known_gpus
 
     if not trace.exists():
@@ -129,21 +138,17 @@ def import_trace(
         raise ScenarioError("--compute-sms", f"the {gpu.name} has {gpu.sms} SMs, got {compute_sms}")
     with read_for("--base", "calibration profile"):
         base_profile = load_profile(base) if base is not None else None
-    if base_profile is not None:  # the trace's samples twice would count twice in the fits
-        from sim.yamlio import MAX_TRACE_BYTES, read_bytes
-
-        digest = hashlib.sha256(read_bytes(trace, "trace", MAX_TRACE_BYTES)).hexdigest()
-        for held in base_profile.sources:
-            if held.sha256 == digest:
-                message = f"already holds the samples of {trace} (its sources list {held.name})"
-                raise ScenarioError("--base", message, str(base))
+    source = None
+    if base is not None and base_profile is not None:
+        source = trace_source(trace)
+        _refuse_held(base_profile, {source.sha256: trace}, "--base", base)
     tool = f"twin calibrate import-trace {trace.name}" + (f" --base {base}" if base else "") + f" --device {device}"
     tool += f" --compute-sms {compute_sms}" if compute_sms != DEEPSEEK_COMPUTE_SMS else ""
     tool += f" --layers {layers}" if layers is not None else ""
     from calibrate.trace_calibration import TraceMismatch
 
     try:
-        profile = profile_from_trace(trace, gpu, compute_sms, layers, tool=tool, base=base_profile)
+        profile = profile_from_trace(trace, gpu, compute_sms, layers, tool=tool, base=base_profile, source=source)
     except TraceMismatch as e:  # an annotation the layer model cannot match: named by its event
         message = f"not DeepSeek's layer trace as the layer model knows it: {e.message}"
         raise ScenarioError(f"traceEvents[{e.event}]", message, str(trace)) from None
@@ -361,10 +366,7 @@ def import_nccl_tests_cmd(
     if profile is not None:
         with read_for("--profile", "calibration profile"):
             base = load_profile(profile)
-        for held in base.sources:
-            if held.sha256 in seen:
-                message = f"already holds the samples of {seen[held.sha256]} (its sources list {held.name})"
-                raise ScenarioError("--profile", message, str(profile))
+        _refuse_held(base, seen, "--profile", profile)
         held_gpu = datasheet_for(base.device.name)
         if named and (held_gpu is None or held_gpu.name != named[0][1].gpu):
             log, r = named[0]

@@ -14,6 +14,7 @@ def codesign_report(path: Path, output: Path, quiet: bool, argv: list[str]) -> N
 
     from reports.codesign_report import codesign_document
     from reports.provenance import provenance, sha256
+    from sim.cli.sweep import run_again
     from sim.config import load_scenario
     from sim.experiments.codesign import load_codesign
     from sim.outputs import claim_output_folder, owned_outputs
@@ -54,12 +55,9 @@ def codesign_report(path: Path, output: Path, quiet: bool, argv: list[str]) -> N
             doc.write_markdown(tmp, figures="figures")
     if not quiet:
         not_ok = int((frame["status"] != "ok").sum())
-        again = (
-            f", {outcome.stale} run again: another revision of the twin or other input files" if outcome.stale else ""
-        )
         out.print(
             f"{spec.name}: {outcome.ran} of {outcome.total} points run ({outcome.skipped} kept from "
-            f"results.parquet{again}"
+            f"results.parquet{run_again(outcome.stale, nested=True)}"
             f"); {not_ok} of the {len(frame)} not possible or failed",
             markup=False,  # a name or a path is text: '[/w]' is no closing tag
         )

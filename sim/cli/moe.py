@@ -48,6 +48,7 @@ from sim.moe.alltoall import route_layer, sm_sweep
 from sim.moe.balance import run_balancing
 from sim.moe.deepep import DERIVED_RDMA_GBps, KernelSpec, NVLINK_CHANNEL_GBps
 from sim.moe.gating import GATES, Gating, popularity, skewed_scores
+from sim.moe.multicast import nothing_to_merge
 from sim.moe.spec import MoESpec
 from sim.network.spec import ClusterSpec, build_cluster, load_cluster
 from sim.network.topology import build_topology
@@ -175,8 +176,8 @@ def alltoall_cmd(
     if routing not in ("random", "skewed"):
         refuse_given(ctx, ("seed",), f"not used by --routing {routing} (it draws nothing)")
     counts = int_list(sms, "--sms", SmCount)
-    reach = min(spec.limit, spec.nodes - 1)  # other nodes a token reaches (as a scenario's comm.multicast is checked)
-    if (multicast or in_network_reduce) and reach < 2:
+    reach = nothing_to_merge(spec)  # (as a scenario's comm.multicast is checked)
+    if (multicast or in_network_reduce) and reach is not None:
         why = (
             f"not used: an EP group of {ep} GPUs spans {spec.nodes} node(s) and a token reaches at most {reach} other "
             f"node(s) (--n-limited-groups {spec.node_limit}), so no token has copies to merge"

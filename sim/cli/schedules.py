@@ -27,7 +27,7 @@ from sim.cli.common import (
 from sim.errors import LayoutError, ScenarioError
 from sim.limits import MAX_BYTES, MAX_MICROBATCHES, MAX_PP, MAX_RATE, MAX_TIME, MAX_VIRTUAL_STAGES, check_schedule_size
 from sim.outputs import atomic_write, atomic_write_text
-from sim.pipeline.costs import OpTimes
+from sim.pipeline.costs import OpTimes, first_short_pair, takes_no_time
 from sim.pipeline.execute import P2P, ScheduleRun
 from sim.pipeline.notation import format_schedule, parse_lines, schedule_from_actions
 from sim.pipeline.ops import Op
@@ -90,14 +90,15 @@ def _times(pp: int, f: float, b: float, w: float, fb: float | None, names: list[
     """Uniform op times; W (part of B, at most B) only where one of the schedules ``names`` splits B
     into I and W: elsewhere --w cannot be given, and its default does not bound --b. A step of no time
     (--f and --b both 0: every figure 0, the bubble ratio 0/0) is refused, and so is an F&B pair shorter
-    than its longer part (--fb below max(--f, --b), as a scenario's ops.overlapped_ms)."""
-    if f == 0 and b == 0:
+    than its longer part (--fb below max(--f, --b), as a scenario's ops.overlapped_ms; the two rules:
+    :func:`sim.pipeline.costs.takes_no_time`, :func:`~sim.pipeline.costs.first_short_pair`)."""
+    if takes_no_time((f,), (b,)):
         raise ScenarioError(
             "--f",
             "a step of no time: --f and --b are both 0, so the step time, bubbles and activations would all be 0 "
             "(the bubble ratio 0/0); give times above 0",
         )
-    if fb is not None and fb < max(f, b):
+    if fb is not None and first_short_pair((f,), (b,), (fb,)) is not None:
         raise ScenarioError(
             "--fb",
             f"an overlapped F&B pair cannot take less than its longer part: {fb:g} is below max(--f {f:g}, --b {b:g}); "

@@ -173,10 +173,7 @@ def sweep_cmd(
         return
     if not quiet:
         skipped = f", {outcome.skipped} already done" if outcome.skipped else ""
-        if outcome.stale:
-            skipped += (
-                f", {outcome.stale} run again (computed by another revision of the twin or from other input files)"
-            )
+        skipped += run_again(outcome.stale)
         failed = f" ({outcome.failed} infeasible or failed: see the status and error columns)" if outcome.failed else ""
         out.print(f"{sweep.name}: {outcome.ran} point(s) run{skipped}{failed} -> {target}", markup=False)
 
@@ -210,7 +207,7 @@ def _print_screened(name: str, screened: Screened, k: int, by: str, target: Path
     out.print(
         f"{name}: {screened.bounded} of {total} points bounded"
         + (f" ({unbounded} infeasible or failed: their steps run first)" if unbounded else "")
-        + _run_again(screened.screening.stale, "bound")
+        + run_again(screened.screening.stale, "bound")
         + f" -> {screened.screening_output}",
         soft_wrap=True,
         markup=False,
@@ -218,7 +215,7 @@ def _print_screened(name: str, screened: Screened, k: int, by: str, target: Path
     not_ok = (
         f"; {screened.steps_not_ok} of their steps infeasible or failed, not ranked" if screened.steps_not_ok else ""
     )
-    not_ok += _run_again(screened.shared.stale, "step", nested=True)
+    not_ok += run_again(screened.shared.stale, "step", nested=True)
     if not screened.best:
         out.print(f"{name}: no point's step ran ok ({ran} run{not_ok}) -> {target}", soft_wrap=True, markup=False)
         return
@@ -240,15 +237,16 @@ def _print_screened(name: str, screened: Screened, k: int, by: str, target: Path
     )
 
 
-def _run_again(stale: int, what: str, nested: bool = False) -> str:
-    """The clause saying how many rows read back another revision of the twin computed (run again:
-    ``Store.stale``), or nothing; ``nested``: inside a parenthesis already."""
+def run_again(stale: int, what: str = "", nested: bool = False) -> str:
+    """The clause saying how many rows read back another revision of the twin computed, or from other
+    input files (run again: ``Store.stale``), or nothing: ``, 3 bounds run again (computed by ...)``;
+    ``what`` the rows are [default: unnamed]; ``nested``: inside a parenthesis already (``twin sweep``
+    and ``twin report``'s co-design study say it alike)."""
     if not stale:
         return ""
     why = "computed by another revision of the twin or from other input files"
-    return f"{';' if nested else ','} {stale} {what}{'s' if stale > 1 else ''} run again" + (
-        f", {why}" if nested else f" ({why})"
-    )
+    rows = f" {what}{'s' if stale > 1 else ''}" if what else ""
+    return f"{';' if nested else ','} {stale}{rows} run again" + (f", {why}" if nested else f" ({why})")
 
 
 def _metric(name: str, flag: str) -> str:

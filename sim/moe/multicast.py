@@ -90,4 +90,13 @@ def unicast_counts(sets: NodeSets, spec: MoESpec) -> np.ndarray:
     return out
 
 
-__all__ = ["NodeSets", "node_sets", "set_members", "unicast_counts"]
+def nothing_to_merge(spec: MoESpec) -> int | None:
+    """Switch multicast and in-network reduction merge a token's copies to several remote nodes, so they
+    do something only where a token reaches two. Where none does (an EP group of under three nodes, or a
+    node limit of one), the most other nodes a token reaches (0 or 1): the what-if is refused then (a
+    scenario's ``comm.multicast``, ``twin alltoall --multicast``, each naming its own key); else None."""
+    reach = min(spec.limit, spec.nodes - 1)
+    return reach if reach < 2 else None
+
+
+__all__ = ["NodeSets", "node_sets", "nothing_to_merge", "set_members", "unicast_counts"]

@@ -10,6 +10,7 @@ F(a) + B(b), i.e. no overlap benefit. The engine asks this object and never comp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -71,3 +72,20 @@ class OpTimes:
     @staticmethod
     def _scaled(values: tuple[float, ...], stage: int, schedule: Schedule) -> float:
         return values[schedule.stage_model[stage]] * schedule.stage_weight[stage]
+
+
+def takes_no_time(f: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether op times ``f`` and ``b`` (per stage) make a step of no time: F and B 0 on every stage, so the
+    step time, bubbles and activations are all 0 (the bubble ratio 0/0). Refused wherever op times are
+    given (a scenario's ``ops``, ``twin schedules``' flags), each naming its own key."""
+    return not any(f) and not any(b)
+
+
+def first_short_pair(f: Sequence[float], b: Sequence[float], fb: Sequence[float] | None) -> int | None:
+    """The first stage whose overlapped F&B time (``fb``, per stage) is below max(F, B) on it, or None: an
+    overlapped pair cannot take less than its longer part (F + B: no overlap). Refused wherever op times
+    are given, as :func:`takes_no_time`."""
+    for i, pair in enumerate(fb or ()):
+        if pair < max(f[i], b[i]):
+            return i
+    return None

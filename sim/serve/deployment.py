@@ -28,7 +28,7 @@ from sim.serve.kvcache import GpuMemory, gpu_memory
 from sim.serve.loop import Loop, Unit
 from sim.serve.metrics import ServeResult, summarise
 from sim.serve.placement import Placement, place
-from sim.serve.requests import Requests, csv_records, poisson, poisson_count, read_trace
+from sim.serve.requests import Requests, csv_number, csv_records, poisson, poisson_count, read_trace
 from sim.serve.spec import PoolSpec, ServeScenario
 from sim.yamlio import read_text
 
@@ -80,20 +80,8 @@ def expert_load(sc: ServeScenario) -> np.ndarray:
             continue
         if len(row) != 2:
             raise ScenarioError(f"line {i}", "expected expert,load (an expert id and a number)", str(path))
-        try:
-            if "_" in row[0]:  # Python's int reads 1_0 as 10; a CSV number has no separators
-                raise ValueError(row[0])
-            idx = int(row[0])
-        except ValueError:
-            raise ScenarioError(
-                f"line {i}: expert", f"not an expert id (a whole number): {row[0].strip()!r}", str(path)
-            ) from None
-        try:
-            if "_" in row[1]:
-                raise ValueError(row[1])
-            w = float(row[1])
-        except ValueError:
-            raise ScenarioError(f"line {i}: load", f"not a number: {row[1].strip()!r}", str(path)) from None
+        idx = csv_number(row[0], int, f"line {i}: expert", str(path), "an expert id (a whole number)")
+        w = csv_number(row[1], float, f"line {i}: load", str(path))
         if not 0 <= idx < e or idx in seen or not np.isfinite(w) or w < 0:
             raise ScenarioError(f"line {i}", f"expert in 0..{e - 1} once, load finite and >= 0; got {row}", str(path))
         seen.add(idx)

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -26,6 +28,7 @@ from sim.yamlio import read_text
 
 COLUMNS = ("arrival_s", "input_tokens", "output_tokens", "cached_tokens")
 MAX_TOKENS = 1_048_576
+Num = TypeVar("Num", int, float)  # what csv_number reads a value as
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,25 @@ def csv_records(text: str, name: str) -> list[tuple[int, list[str]]]:
     return records
 
 
+def csv_number(cell: str, parse: Callable[[str], Num], where: str, name: str, what: str = "a number") -> Num:
+    """``cell``, a value of the CSV file ``name`` (``where``: its line and column), read by ``parse``
+    (``float``, or ``int`` for an id), or a one-line error: ``line 3: load: not a number: 'x'``
+    (``what`` it must be). A CSV number is plain ASCII without digit separators: Python's int and float
+    also read ``1_000`` as 1000 and other scripts' digits (Arabic-Indic ``١٢``, full-width ``１２``) as
+    12, which no CSV reader does; both are refused."""
+    shown = cell.strip()
+    if not cell.isascii():
+        odd = next(c for c in cell if not c.isascii())
+        why = f"not {what}: {shown!r} holds {odd!r} (U+{ord(odd):04X}), not ASCII; write the digits 0-9"
+        raise ScenarioError(where, why, name)
+    try:
+        if "_" in cell:
+            raise ValueError(cell)
+        return parse(cell)
+    except ValueError:
+        raise ScenarioError(where, f"not {what}: {shown!r}", name) from None
+
+
 def read_trace(path: Path, hit: float, duration_s: float) -> Requests:
     """The trace file's requests arriving within ``duration_s``, sorted by arrival."""
     name = str(path)
@@ -129,12 +151,7 @@ def read_trace(path: Path, hit: float, duration_s: float) -> Requests:
             raise ScenarioError(f"line {i}", f"{len(row)} values, the header has {len(header)}", name)
         vals = []
         for col, cell in zip(header, row, strict=True):
-            try:
-                if "_" in cell:  # Python's float reads 1_000; a CSV number has no separators
-                    raise ValueError(cell)
-                v = float(cell)
-            except ValueError:
-                raise ScenarioError(f"line {i}: {col}", f"not a number: {cell.strip()!r}", name) from None
+            v = csv_number(cell, float, f"line {i}: {col}", name)
             if not math.isfinite(v) or v < 0:
                 raise ScenarioError(f"line {i}: {col}", f"must be finite and >= 0, got {cell.strip()}", name)
             if col != "arrival_s" and (v != int(v) or v > MAX_TOKENS):

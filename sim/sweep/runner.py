@@ -36,16 +36,21 @@ class SweepOutcome:
     stale: int = 0  # rows another revision of the simulator computed, run again now
 
 
-def _task(sweep: Sweep, point: Point) -> tuple[dict[str, Any], str, str]:
-    return sweep.scenario_data(point), str(sweep.base_path), str(sweep.base_folder)
+def _task(sweep: Sweep, point: Point) -> tuple[tuple[dict[str, Any], str, str], str]:
+    """The arguments of ``point``'s task, and the digest of the files it reads (its row's ``twin_inputs``:
+    :meth:`Sweep.input_digest`) as this process reads them when it sends the task, from the one scenario
+    mapping built here: a file edited while the task runs leaves the row older than the file, so it is
+    run again, never kept."""
+    data = sweep.scenario_data(point)
+    return (data, str(sweep.base_path), str(sweep.base_folder)), sweep.input_digest(point, data)
 
 
-def _row(sweep: Sweep, point: Point, figures: dict[str, Any]) -> dict[str, Any]:
+def _row(sweep: Sweep, point: Point, figures: dict[str, Any], inputs: str) -> dict[str, Any]:
     row: dict[str, Any] = {"point": point.index, "point_id": point.point_id, "label": label(point.overrides)}
     row.update(override_cells(sweep, point.overrides))
     row.update(figures)
     row["twin_code"] = code_digest()  # this process's: a worker elsewhere is taken to run the same code
-    row["twin_inputs"] = sweep.input_digest(point)  # the files it read, as this process reads them now
+    row["twin_inputs"] = inputs  # the files it read (_task)
     return row
 
 
@@ -68,12 +73,12 @@ def _probed_pool(workers: int) -> ProcessPoolExecutor:
 
 def _local(
     sweep: Sweep, todo: list[Point], workers: int, fn: Callable[..., dict[str, Any]] = run_point
-) -> Generator[tuple[Point, dict[str, Any]], None, None]:
+) -> Generator[tuple[Point, str, dict[str, Any]], None, None]:
     """Run ``todo`` on a pool of ``workers`` processes, at most two points per process in flight (a stop
-    loses only those). A worker that dies (killed, out of memory, a crash) breaks the pool: the points
-    that were in flight are then run again one at a time, each alone on a new worker, so that only a
-    point that kills its worker when alone is recorded as an error; the others go on. ``fn`` is the
-    point function (tests swap it)."""
+    loses only those); yield each point, its input digest (:func:`_task`) and its figures. A worker that
+    dies (killed, out of memory, a crash) breaks the pool: the points that were in flight are then run
+    again one at a time, each alone on a new worker, so that only a point that kills its worker when
+    alone is recorded as an error; the others go on. ``fn`` is the point function (tests swap it)."""
     from concurrent.futures.process import BrokenProcessPool
 
     from sim.sweep.point import empty_figures
@@ -88,9 +93,10 @@ def _local(
     while queue or suspects:
         if suspects:
             point = suspects.pop()
+            args, inputs = _task(sweep, point)
             pool = start_pool(1)
             try:
-                row = pool.submit(fn, *_task(sweep, point)).result()
+                row = pool.submit(fn, *args).result()
             except BrokenProcessPool:
                 row = empty_figures()
                 row.update(
@@ -98,17 +104,18 @@ def _local(
                 )
             finally:
                 stop_pool(pool)
-            yield point, row
+            yield point, inputs, row
             continue
         pool, probed = probed or start_pool(workers), None  # the probed pool first, then new ones
-        pending: dict[Future[dict[str, Any]], Point] = {}
+        pending: dict[Future[dict[str, Any]], tuple[Point, str]] = {}
         try:
             while queue or pending:
                 refused = False  # the pool broke between two submissions: it takes no more
                 while queue and len(pending) < 2 * workers:
                     nxt = queue.pop()
+                    args, inputs = _task(sweep, nxt)
                     try:
-                        pending[pool.submit(fn, *_task(sweep, nxt))] = nxt
+                        pending[pool.submit(fn, *args)] = (nxt, inputs)
                     except BrokenProcessPool:
                         queue.append(nxt)  # never started: back in line
                         refused = True
@@ -116,16 +123,16 @@ def _local(
                 done, _ = wait(pending, return_when=ALL_COMPLETED if refused else FIRST_COMPLETED)
                 broken = refused
                 for fut in done:
-                    point = pending.pop(fut)
+                    point, inputs = pending.pop(fut)
                     try:
                         row = fut.result()
                     except BrokenProcessPool:
                         broken = True
                         suspects.append(point)
                         continue
-                    yield point, row
+                    yield point, inputs, row
                 if broken:
-                    suspects.extend(pending.values())  # in flight when the pool broke: run alone next
+                    suspects.extend(p for p, _ in pending.values())  # in flight when the pool broke: run alone next
                     pending.clear()
                     break
         finally:
@@ -224,7 +231,7 @@ def _lost(client: Any) -> TwinError:
 
 def _dask(
     sweep: Sweep, todo: list[Point], client: Any, fn: Callable[..., dict[str, Any]] = run_point
-) -> Generator[tuple[Point, dict[str, Any]], None, None]:
+) -> Generator[tuple[Point, str, dict[str, Any]], None, None]:
     import uuid
 
     from distributed import as_completed
@@ -236,11 +243,12 @@ def _dask(
     try:
         for point in todo:
             key = f"twin-{sweep.name}-{run}-{point.point_id}"
-            fut = client.submit(fn, *_task(sweep, point), key=key, pure=False)
-            futures[fut.key] = (fut, point)
+            args, inputs = _task(sweep, point)
+            fut = client.submit(fn, *args, key=key, pure=False)
+            futures[fut.key] = (fut, point, inputs)
         with client.as_current():
-            for fut in as_completed([f for f, _ in futures.values()]):
-                point = futures[fut.key][1]
+            for fut in as_completed([f for f, _, _ in futures.values()]):
+                _, point, inputs = futures[fut.key]
                 try:
                     row = fut.result()
                 except CancelledError:  # the scheduler was lost (or restarted): every task in flight went
@@ -250,10 +258,10 @@ def _dask(
                         raise _lost(client) from None
                     row = empty_figures()
                     row.update(status=FAILED, error=f"dask task failed: {type(err).__name__}: {err}")
-                yield point, row
+                yield point, inputs, row
     finally:
         if client.status == "running":
-            client.cancel([f for f, _ in futures.values()])
+            client.cancel([f for f, _, _ in futures.values()])
 
 
 def run_sweep(
@@ -301,8 +309,8 @@ def run_sweep(
             if todo:
                 source = _dask(sweep, todo, client, fn) if client is not None else _local(sweep, todo, workers or 1, fn)
                 try:
-                    for point, figures in source:
-                        row = _row(sweep, point, figures)
+                    for point, inputs, figures in source:
+                        row = _row(sweep, point, figures, inputs)
                         store.add(row)
                         ran += 1
                         failed += row["status"] != OK

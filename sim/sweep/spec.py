@@ -94,15 +94,17 @@ class Sweep:
     def base_hash(self) -> str:
         return _digest(canonical(self.base_data))
 
-    def input_digest(self, point: Point) -> str:
+    def input_digest(self, point: Point, data: dict[str, Any] | None = None) -> str:
         """What the files ``point`` reads hold (its topology, profile, model config, serving trace and
         expert load, wherever they are): 16 hex digits of the sha256 of their contents, by key. A point's
         id is its base's keys and values and its overrides as written, so the same ``topology: t.yaml``
         in two folders, or a file edited between runs, kept its id: a row whose digest is not the
-        point's now is computed again (:class:`sim.sweep.store.Store`), as another revision's is."""
+        point's now is computed again (:class:`sim.sweep.store.Store`), as another revision's is.
+        ``data``: the point's :meth:`scenario_data` where the caller has built it already."""
         from sim.hardware.profile import DEFAULT_PROFILE
 
-        data = self.scenario_data(point)
+        if data is None:
+            data = self.scenario_data(point)
         parts = []
         for key in INPUT_FILE_KEYS:
             node: Any = data

@@ -4,7 +4,8 @@ refused with one line ``error: <file>: <key or line>: <message>`` and exit statu
 * A study's whitespace-only title, question, description or label was accepted (the report had an empty
   heading, a blank table cell, ``- ** **:``), and a metric listed twice showed its columns twice.
 * An expert-load CSV read ``1_0,1_000`` as expert 10 with load 1000 (Python's int and float take digit
-  separators; no CSV reader does).
+  separators; no CSV reader does), and both it and a trace read another script's digits (Arabic-Indic
+  ``١٢``, full-width ``１２``) as 12.
 * A quoted value spanning two lines of a trace was read (``"0`` + newline as 0) and every later line was
   reported one short; a quote never closed raised the csv module's field-limit error as a traceback.
 """
@@ -141,7 +142,7 @@ def test_a_derived_scenario_with_a_blank_name_needs_a_label(tmp_path: Path) -> N
 
 def _serve_with_load(folder: Path, text: str) -> tuple[Path, Path]:
     load = folder / "load.csv"
-    load.write_text(text)
+    load.write_text(text, encoding="utf-8")
     path = folder / "serve.yaml"
     path.write_text(yaml.safe_dump({"base": str(H800_SERVE), "set": {"serve.expert_load": str(load)}}))
     return path, load
@@ -157,6 +158,15 @@ def _serve_with_load(folder: Path, text: str) -> tuple[Path, Path]:
         ("expert,load\n0,5,7\n", "line 2: expected expert,load (an expert id and a number)"),
         ('expert,load\n"0\n",1\n1,x\n', "line 2: expert: a quoted value runs on to line 3 (a quote left open?)"),
         ("expert,load\n\n0,1\n1,x\n", "line 4: load: not a number: 'x'"),  # a blank line counted
+        (  # was load 12
+            "expert,load\n0,1\n1,\u0661\u0662\n",
+            "line 3: load: not a number: '\u0661\u0662' holds '\u0661' (U+0661), not ASCII; write the digits 0-9",
+        ),
+        (  # was expert 12
+            "expert,load\n\uff11\uff12,1\n",
+            "line 2: expert: not an expert id (a whole number): '\uff11\uff12' holds '\uff11' (U+FF11), not ASCII; "
+            "write the digits 0-9",
+        ),
     ],
 )
 def test_an_expert_load_value_that_is_not_a_csv_number_is_refused_naming_its_line(
@@ -179,7 +189,7 @@ def test_an_expert_load_file_of_plain_numbers_is_read(tmp_path: Path, capsys: py
 
 def _trace(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "trace.csv"
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     return path
 
 
@@ -200,6 +210,27 @@ def _trace(tmp_path: Path, text: str) -> Path:
 def test_a_trace_value_spanning_lines_is_refused_and_lines_are_the_files(
     tmp_path: Path, text: str, message: str
 ) -> None:
+    path = _trace(tmp_path, text)
+    with pytest.raises(ScenarioError) as err:
+        read_trace(path, 0.0, 10.0)
+    assert str(err.value) == f"{path}: {message}"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (  # was an arrival at 12 s
+            f"{HEADER}\n0,1,1\n\u0661\u0662,10,5\n",
+            "line 3: arrival_s: not a number: '\u0661\u0662' holds '\u0661' (U+0661), not ASCII; write the digits 0-9",
+        ),
+        (  # was 12 input tokens
+            f"{HEADER}\n0,\uff11\uff12,5\n",
+            "line 2: input_tokens: not a number: '\uff11\uff12' holds '\uff11' (U+FF11), not ASCII; "
+            "write the digits 0-9",
+        ),
+    ],
+)
+def test_a_trace_number_in_digits_other_than_ascii_is_refused(tmp_path: Path, text: str, message: str) -> None:
     path = _trace(tmp_path, text)
     with pytest.raises(ScenarioError) as err:
         read_trace(path, 0.0, 10.0)

@@ -252,7 +252,7 @@ def test_override_columns_keep_their_values_whatever_their_size(tmp_path: Path) 
     from sim.sweep.runner import _row
 
     for p in sweep.points:
-        store.add(_row(sweep, p, {"status": INFEASIBLE, "error": "x"}))
+        store.add(_row(sweep, p, {"status": INFEASIBLE, "error": "x"}, sweep.input_digest(p)))
     store.write()
     store.release()
     df = pd.read_parquet(out)
@@ -320,7 +320,7 @@ def test_a_point_that_kills_its_worker_is_recorded_and_the_others_run(tmp_path: 
     from tests.unit.sweep.crashing import crash_on_13
 
     sweep = load_sweep(write_sweep(tmp_path, {"grid": {"comm.sms": order}}))
-    rows = {p.overrides["comm.sms"]: r for p, r in _local(sweep, list(sweep.points), 2, fn=crash_on_13)}
+    rows = {p.overrides["comm.sms"]: r for p, _, r in _local(sweep, list(sweep.points), 2, fn=crash_on_13)}
     assert sorted(rows) == sorted(order)  # every point once
     assert rows[13]["status"] == FAILED and "died while it ran alone" in rows[13]["error"]
     assert all(r["status"] == OK and r["step_time_s"] == sms for sms, r in rows.items() if sms != 13)
