@@ -21,6 +21,7 @@ from rich.console import Console
 
 from sim.errors import ScenarioError
 from sim.keys import as_flag  # the command modules take it from here
+from sim.number_text import not_ascii
 
 if TYPE_CHECKING:
     from sim.moe.spec import MoESpec
@@ -141,6 +142,8 @@ class Number:
             value = given
         else:
             text = str(given).strip().replace("_", "")
+            if not_ascii(text) is not None:  # int and float read every script's digits (sim.number_text)
+                raise self._bad(given)
             try:
                 value = int(text)
             except ValueError:

@@ -23,6 +23,7 @@ from typing import TypeVar
 import numpy as np
 
 from sim.errors import ScenarioError
+from sim.number_text import not_ascii
 from sim.serve.spec import MAX_REQUESTS, TrafficSpec
 from sim.yamlio import read_text
 
@@ -117,12 +118,11 @@ def csv_number(cell: str, parse: Callable[[str], Num], where: str, name: str, wh
     (``float``, or ``int`` for an id), or a one-line error: ``line 3: load: not a number: 'x'``
     (``what`` it must be). A CSV number is plain ASCII without digit separators: Python's int and float
     also read ``1_000`` as 1000 and other scripts' digits (Arabic-Indic ``١٢``, full-width ``１２``) as
-    12, which no CSV reader does; both are refused."""
+    12, which no CSV reader does; both are refused (:mod:`sim.number_text`)."""
     shown = cell.strip()
-    if not cell.isascii():
-        odd = next(c for c in cell if not c.isascii())
-        why = f"not {what}: {shown!r} holds {odd!r} (U+{ord(odd):04X}), not ASCII; write the digits 0-9"
-        raise ScenarioError(where, why, name)
+    odd = not_ascii(cell)
+    if odd is not None:
+        raise ScenarioError(where, f"not {what}: {shown!r} {odd}", name)
     try:
         if "_" in cell:
             raise ValueError(cell)

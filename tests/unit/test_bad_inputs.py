@@ -95,6 +95,9 @@ BASE: dict[tuple[str, ...], list[str]] = {
 }
 
 
+FULL_WIDTH = str.maketrans("0123456789-", "０１２３４５６７８９－")  # int() reads these digits as ASCII ones
+
+
 def numeric_cases() -> list[Any]:
     cases = []
     for path, callback in commands():
@@ -106,6 +109,8 @@ def numeric_cases() -> list[Any]:
             values = ["abc", "nan", "inf", "-inf", str(int(below) if kind is int else below), f"{above:g}"]
             if kind is int:
                 values.append("2.5")
+                # its least value in full-width digits: in range, refused only as not ASCII (sim.number_text)
+                values.append(str(int(parser.lo)).translate(FULL_WIDTH))
             for v in values:
                 args = [*path, *BASE.get(path, []), flag, v]
                 cases.append(pytest.param(args, flag, id=" ".join([*path, flag, v])))

@@ -66,6 +66,23 @@ def test_time_units_in_column_names_are_converted(tmp_path: Path) -> None:
         ("bytes_copied,sms,seconds,colour", "1024,132,1e-5,red", "row 1, column colour: unknown column"),
         ("bytes_copied,sms,seconds", "1024,132,12 us", "row 2, column seconds: '12 us' is not a number"),
         ("bytes_copied,sms,seconds", "1024,200,1e-5", "row 2, column sms: must be in 1..132, got 200"),
+        # float() reads other scripts' digits and digit separators; no CSV writer means them (sim.number_text)
+        (
+            "bytes_copied,sms,seconds",
+            "\u0661\u0660\u0662\u0664,132,1e-5",
+            "row 2, column bytes_copied: '\u0661\u0660\u0662\u0664' is not a number: it holds '\u0661' (U+0661), "
+            "not ASCII; write the digits 0-9",
+        ),
+        (
+            "bytes_copied,sms,seconds",
+            "1024,\uff11\uff13\uff12,1e-5",
+            "row 2, column sms: '\uff11\uff13\uff12' is not a number",
+        ),
+        (
+            "bytes_copied,sms,seconds",
+            "1_024,132,1e-5",
+            "row 2, column bytes_copied: '1_024' is not a number: it has a digit",
+        ),
         ("bytes_copied,sms,seconds", "1024,132,-1e-5", "row 2, column seconds: -1e-5 is not allowed"),
         ("tokens,seconds", "4096,1e-3", "the columns match no table; as a fp8_cast table it lacks hidden"),
         (
