@@ -251,6 +251,7 @@ def write_parquet(frame: object, path: Path, metadata: dict[str, str]) -> None:
 # files and never touches another's, so a report never deletes what a run wrote (and the reverse).
 MARKER = ".clustertwin.json"  # in every folder twin writes: who wrote which file
 _LOCK = ".clustertwin.lock"  # held while a command puts its files in place: one result at a time
+KEPT = ":kept"  # a command's marker entry ``owner:kept``: the files it keeps in place while it works
 
 
 def _manifest(folder: Path) -> dict[str, list[str]]:
@@ -288,14 +289,43 @@ def check_output_folder(
     return path
 
 
-def claim_output_folder(path: str | Path, flag: str = "--output") -> Path:
-    """:func:`check_output_folder`, then create the folder with its marker (for a command that keeps
-    files there while it works, as a co-design report keeps its results)."""
+def claim_output_folder(
+    path: str | Path, flag: str = "--output", owner: str | None = None, keeps: tuple[str, ...] = ()
+) -> Path:
+    """:func:`check_output_folder`, then create the folder with its marker: for a command that keeps
+    files there while it works (a co-design report its results, ``twin plan layouts`` its search).
+
+    ``owner`` keeps the files named ``keeps`` (written in place as it works, resumed from the next
+    time). Each must be absent or one ``owner`` kept there before; a file of that name that another
+    command wrote, or that the marker does not list (the user's), is refused before any work, never
+    overwritten or read as a cache. They are listed in the marker as ``owner:kept`` (:data:`KEPT`),
+    apart from the results ``owner`` puts in place: a later result never removes them."""
     path = check_output_folder(path, flag)
     path.mkdir(parents=True, exist_ok=True)
     if not (path / MARKER).exists():
         _write_manifest(path, {})
+    if owner is None or not keeps:
+        return path
+    import fcntl
+
+    with open(path / _LOCK, "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        files = _manifest(path)
+        mine = set(files.get(owner + KEPT, [])) | set(files.get(owner, []))  # (a result it also puts in place)
+        for name in keeps:
+            if name in mine or not ((path / name).exists() or (path / name).is_symlink()):
+                continue
+            who = next((w for w, names in sorted(files.items()) if name in names), None)
+            whose = f"twin {_command(who)}'s {name}" if who else f"{name}, which twin did not write"
+            raise ScenarioError(flag, f"{path} holds {whose}; give another folder, or move it away")
+        files[owner + KEPT] = sorted(set(files.get(owner + KEPT, [])) | set(keeps))
+        _write_manifest(path, files)
     return path
+
+
+def _command(owner: str) -> str:
+    """The command a marker entry names (``plan-layouts:kept``: ``plan layouts``)."""
+    return owner.removesuffix(KEPT).replace("-", " ")
 
 
 def _write_manifest(folder: Path, files: dict[str, list[str]]) -> None:
@@ -411,11 +441,12 @@ def _refuse_taking(path: Path, owner: str, files: dict[str, list[str]], new: lis
     a report's ``report.md`` by a run plan's): two results would be mixed in one folder, the other's
     partly lost. Nothing is replaced then."""
     for who, names in sorted(files.items()):  # (a name it lists that is gone takes nothing)
-        taken = [n for n in new if who != owner and n in names and ((path / n).exists() or (path / n).is_symlink())]
+        if who in (owner, owner + KEPT):
+            continue
+        taken = [n for n in new if n in names and ((path / n).exists() or (path / n).is_symlink())]
         if taken:
             listed = ", ".join(taken[:4]) + (", ..." if len(taken) > 4 else "")
-            command = who.replace("-", " ")
-            raise ScenarioError(flag, f"{path} holds twin {command}'s {listed}; give another folder")
+            raise ScenarioError(flag, f"{path} holds twin {_command(who)}'s {listed}; give another folder")
 
 
 def _tree(folder: Path) -> list[str]:

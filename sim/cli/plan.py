@@ -14,6 +14,9 @@ from rich.text import Text
 
 from sim.cli.common import Format, Int, err, input_file_option, out, output_dir_option
 
+# What the layout search keeps in its folder (resumed from by the next search of the same scenario)
+LAYOUT_FILES = ("base.yaml", "layouts.parquet", "layouts.screening.parquet")
+
 plan_app = typer.Typer(no_args_is_help=True, help="Plan a training run: the layouts that fit, ranked.")
 
 Top = Int(1, 100_000)
@@ -157,7 +160,9 @@ def layouts_cmd(
     if output is None:  # (else refused as a file name too long, unnamed)
         check_name_fits(sc.name, Path("out"), "the search goes to", str(scenario), "-layouts", "-o DIR")
     folder = output or Path("out") / name
-    claim_output_folder(folder)  # a folder of the user's files is refused, never written into
+    # a folder of the user's files is refused, never written into; so is a file of the names kept here
+    # that this command did not keep (another sweep's rows in layouts.parquet, the user's base.yaml)
+    claim_output_folder(folder, owner="plan-layouts", keeps=LAYOUT_FILES)
     base = folder / "base.yaml"
     data, searched = _base(scenario, bool(modes))
     atomic_write_text(base, yaml.safe_dump(data, sort_keys=False))

@@ -75,7 +75,8 @@ def sweep_file(path: Path, output: Path | None, fmt: Format, quiet: bool, worker
         raise ScenarioError("--restart", "discards the steps kept in DIR/steps.parquet: give -o DIR")
     steps = None
     if output is not None:
-        claim_output_folder(output)  # the steps' results stay there while they run (resumable)
+        # the steps' results stay there while they run (resumable)
+        claim_output_folder(output, owner=OWNER, keeps=("steps.parquet",))
         steps = output / "steps.parquet"
 
     def progress(done: int, total: int) -> None:

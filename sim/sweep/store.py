@@ -201,7 +201,13 @@ def _missing(value: Any) -> bool:
 
 
 def _read_journal(path: Path) -> list[tuple[str, dict[str, Any]]]:
-    """(where, row) of every whole row of a journal: ``line N`` counts its lines from 1."""
+    """(where, row) of every whole row of a journal: ``line N`` counts its lines from 1.
+
+    Every line a sweep writes is a JSON object (a row, or the restart mark); a kill can cut one short,
+    and the next run goes on after it on a new line, so a cut line can sit anywhere: it does not parse
+    and begins as every line does, with ``{``. Any other line (text, JSON that is no row) says the file
+    is no sweep's journal but something else of that name, which is refused, never read as empty and
+    then deleted."""
     rows: list[tuple[str, dict[str, Any]]] = []
     try:
         mode = os.stat(path).st_mode
@@ -216,13 +222,24 @@ def _read_journal(path: Path) -> list[tuple[str, dict[str, Any]]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
-            continue  # the line a kill cut short
+            if line.startswith("{"):
+                continue  # the line a kill cut short
+            row = None
         if isinstance(row, dict) and row.get(RESTARTED) is True and "point_id" not in row:
             rows.clear()  # what came before the restart (none: it starts the journal) is not this sweep's
             rows.append((f"line {number}", {RESTARTED: True}))
         elif isinstance(row, dict) and "point_id" in row:
             rows.append((f"line {number}", row))
+        else:
+            raise ScenarioError(f"line {number}", NOT_A_JOURNAL, str(path))
     return rows
+
+
+# What a file of a journal's name that is no sweep's journal is told (the sweep would replace it)
+NOT_A_JOURNAL = (
+    "not a line of a sweep's journal (a JSON row per line): this file is not the journal a sweep keeps "
+    "here; move it away, or give --output another name"
+)
 
 
 def _bad_cell(column: str, dtype: str, value: Any) -> str | None:
@@ -278,6 +295,10 @@ def _take_lock(output: Path) -> TextIO:
             same = os.fstat(f.fileno()).st_ino == os.stat(lock).st_ino
         except FileNotFoundError:
             same = False
+        if same and os.fstat(f.fileno()).st_size:  # a sweep's lock is empty: this is someone's file
+            f.close()
+            why = f"{lock.name} beside it is not a sweep's lock (a lock is an empty file; this one holds data)"
+            raise ScenarioError("", f"{why}: move it away, or give --output another name", str(output))
         if same:  # not a lock file its last holder removed while we opened it
             return f
         f.close()
@@ -372,6 +393,7 @@ class Store:
         if restart:  # the old rows are dropped, not the old file: it stays until the first write replaces it
             if self.output.exists():
                 read_results(self.output)  # (a file that is not a sweep's results is refused, --restart or not)
+            _read_journal(self.journal)  # (and a file of the journal's name that is no journal)
             if screening:  # (before this file is marked: a refusal there leaves it as it was)
                 _restart_bounds_beside(screening_path(self.output))
             if self.output.exists():

@@ -5,6 +5,7 @@ leave one complete result each, never a mix."""
 from __future__ import annotations
 
 import multiprocessing as mp
+import re
 import time
 from pathlib import Path
 
@@ -212,3 +213,56 @@ def test_a_run_into_a_folder_of_another_commands_summary_is_refused_before_it_si
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.count("\n") == 1 and "holds twin serve's summary.json" in err
     assert _visible(out) == {"summary.json"} and (out / "summary.json").read_text() == "serve"
+
+
+def test_files_a_command_keeps_in_place_are_its_own_or_refused(tmp_path: Path) -> None:
+    """claim_output_folder(owner, keeps): a kept name that the user or another command wrote is refused
+    before any work and left as it was (twin plan layouts read another sweep's layouts.parquet as its
+    cache and dropped its rows, and wrote over the user's base.yaml); the owner's own are taken again,
+    and a result it later puts in place under the same name stays its own."""
+    from sim.outputs import KEPT, claim_output_folder
+
+    out = tmp_path / "step"
+    _write(out, "report", {"report.md": "r"})  # a twin folder (its marker)
+    (out / "base.yaml").write_text("my notes")
+    with pytest.raises(
+        ScenarioError, match=re.escape("holds base.yaml, which twin did not write; give another folder")
+    ):
+        claim_output_folder(out, owner="plan-layouts", keeps=("base.yaml", "layouts.parquet"))
+    assert (out / "base.yaml").read_text() == "my notes"
+    (out / "base.yaml").unlink()
+    with pytest.raises(ScenarioError, match=re.escape("holds twin report's report.md; give another folder")):
+        claim_output_folder(out, owner="plan-run", keeps=("report.md",))
+    claim_output_folder(out, owner="plan-layouts", keeps=("base.yaml", "layouts.parquet"))
+    (out / "base.yaml").write_text("kept by the search")
+    claim_output_folder(out, owner="plan-layouts", keeps=("base.yaml", "layouts.parquet"))  # its own: taken
+    import json
+
+    files = json.loads((out / MARKER).read_text())["files"]
+    assert files["plan-layouts" + KEPT] == ["base.yaml", "layouts.parquet"] and files["report"] == ["report.md"]
+    with pytest.raises(ScenarioError, match=re.escape("holds twin plan layouts's base.yaml")):  # (as another's result)
+        _write(out, "run", {"base.yaml": "a run's"})
+    # a command that also puts a kept file in place as a result (twin plan run's steps.parquet)
+    claim_output_folder(out, owner="plan-run", keeps=("steps.parquet",))
+    (out / "steps.parquet").write_text("rows")
+    _write(out, "plan-run", {"steps.parquet": "rows", "report.md2": "x"})
+    claim_output_folder(out, owner="plan-run", keeps=("steps.parquet",))  # still its own
+    _write(out, "plan-run", {"report.md2": "y"})  # a result without it: the kept file stays
+    assert (out / "steps.parquet").exists() and (out / "base.yaml").read_text() == "kept by the search"
+
+
+def test_plan_layouts_refuses_a_folder_holding_another_sweeps_results(tmp_path: Path) -> None:
+    from tests.conftest import SMALL_STEP, twin, write_sweep
+
+    out = tmp_path / "T"
+    assert twin("report", str(SMALL_STEP), "-o", str(out), "-q").returncode == 0
+    folder = out / load_scenario(SMALL_STEP).name
+    sweep = write_sweep(tmp_path, {"grid": {"comm.sms": [12, 20]}})
+    assert twin("sweep", str(sweep), "-o", str(folder / "layouts.parquet"), "-q").returncode == 0
+    before = (folder / "layouts.parquet").read_bytes()
+    r = twin("plan", "layouts", str(SMALL_STEP), "-o", str(folder), "-q", "--limit", "1", "--top", "1")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"error: --output: {folder} holds layouts.parquet, which twin did not write; give another folder, "
+        "or move it away"
+    ]
+    assert (folder / "layouts.parquet").read_bytes() == before and not (folder / "base.yaml").exists()

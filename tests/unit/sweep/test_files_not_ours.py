@@ -1,0 +1,82 @@
+"""Files of the names a sweep keeps beside its output that are not a sweep's (a user's notes named
+``r.parquet.journal``, a non-empty ``r.parquet.lock``) are refused in one line and left as they were:
+the sweep would otherwise read them as empty, then delete them (sim.sweep.store)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sim.sweep.point import OK
+from sim.sweep.spec import load_sweep
+from sim.sweep.store import NOT_A_JOURNAL, Store, journal_path
+from tests.conftest import twin, write_sweep
+
+
+def _sweep(tmp_path: Path) -> Path:
+    return write_sweep(tmp_path, {"grid": {"comm.sms": [12, 20]}})
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("precious line one\nprecious line two\n", 1),  # text
+        ('["a", "json", "list"]\n', 1),  # JSON, but no row
+        ('{"point": 0, "point_id": "x"}\n{"note": "mine"}\n', 2),  # a row, then a line no sweep writes
+    ],
+)
+def test_a_file_named_as_the_journal_that_is_no_journal_is_refused_and_kept(
+    tmp_path: Path, text: str, line: int
+) -> None:
+    out = tmp_path / "r.parquet"
+    journal = journal_path(out)
+    journal.write_text(text)
+    for extra in ([], ["--restart"]):  # a restart would replace it with its mark
+        r = twin("sweep", str(_sweep(tmp_path)), "-o", str(out), "-q", *extra)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.strip().splitlines() == [f"error: {journal}: line {line}: {NOT_A_JOURNAL}"]
+        assert journal.read_text() == text and not out.exists()
+        assert not out.with_name("r.parquet.lock").exists()  # the lock taken is dropped again
+
+
+def test_a_journal_cut_anywhere_by_kills_still_reads(tmp_path: Path) -> None:
+    """Two kills, each in the middle of a line, and a run after each: the cut lines sit between whole
+    rows (a run goes on on a new line), and begin with '{' as every line does."""
+    sweep = load_sweep(_sweep(tmp_path))
+    out = tmp_path / "r.parquet"
+    ids = [p.point_id for p in sweep.points]
+    journal_path(out).write_text(
+        '{"point": 0, "point_id": "'
+        + ids[0][:3]
+        + "\n"  # cut
+        + '{"point": 1, "point_id": "'
+        + ids[1]
+        + '", "status": "'
+        + OK
+        + '"}\n'
+        + "{\n"  # cut after its first character
+    )
+    store = Store(sweep, out)
+    try:
+        assert set(store.rows) <= set(ids)  # read (the whole row may be dropped as stale: no twin_code)
+    finally:
+        store.release()
+
+
+def test_a_lock_file_that_holds_data_is_refused_and_kept(tmp_path: Path) -> None:
+    out = tmp_path / "r.parquet"
+    lock = out.with_name("r.parquet.lock")
+    lock.write_text("precious\n")
+    r = twin("sweep", str(_sweep(tmp_path)), "-o", str(out), "-q")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "r.parquet.lock beside it is not a sweep's lock" in r.stderr
+    assert lock.read_text() == "precious\n" and not out.exists()
+
+
+def test_an_empty_lock_a_killed_sweep_left_is_taken(tmp_path: Path) -> None:
+    out = tmp_path / "r.parquet"
+    out.with_name("r.parquet.lock").touch()  # a kill leaves the (empty) lock file; its flock died with it
+    r = twin("sweep", str(_sweep(tmp_path)), "-o", str(out), "-q")
+    assert r.returncode == 0, r.stderr
+    assert out.exists() and not out.with_name("r.parquet.lock").exists()
