@@ -308,9 +308,7 @@ def claim_output_folder(
         return path
     import fcntl
 
-    with open(path / _LOCK, "a+b") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        files = _manifest(path)
+    def check(files: dict[str, list[str]]) -> None:
         mine = set(files.get(owner + KEPT, [])) | set(files.get(owner, []))  # (a result it also puts in place)
         for name in keeps:
             if name in mine or not ((path / name).exists() or (path / name).is_symlink()):
@@ -318,6 +316,14 @@ def claim_output_folder(
             who = next((w for w, names in sorted(files.items()) if name in names), None)
             whose = f"twin {_command(who)}'s {name}" if who else f"{name}, which twin did not write"
             raise ScenarioError(flag, f"{path} holds {whose}; give another folder, or move it away")
+
+    check(_manifest(path))  # (a refusal leaves the folder as it was: not even the lock file)
+    if set(keeps) <= set(_manifest(path).get(owner + KEPT, [])):
+        return path
+    with open(path / _LOCK, "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        files = _manifest(path)
+        check(files)  # (again: another command may have written there meanwhile)
         files[owner + KEPT] = sorted(set(files.get(owner + KEPT, [])) | set(keeps))
         _write_manifest(path, files)
     return path

@@ -266,6 +266,10 @@ def simulate_training(run: Scenario | Assembly, progress: Progress | None = None
 # rounding to 3 decimals, which multiplies by 1e3 before it rounds (np.round(1e304, 3) overflows)
 TRACE_US = 1e9
 EDGE = 1e100  # an input beyond this magnitude (or a nonzero one below its inverse) is "at the edge"
+# No input of the twin is real beyond this in its unit (the largest: a run's 1.5e13 tokens, its cost in
+# USD, bytes of a collective up to 1e12; the smallest: latencies of 1e-7 s): where an overflow has no
+# input at the edge, those beyond it are named as its likely cause (a NIC of 1e-99 Gb/s)
+FAR = 1e20
 
 
 class Described(Protocol):
@@ -303,11 +307,18 @@ def check_figures_finite(
     if bad is None and all(math.isfinite(x) for x in more):
         return
     what = f"{bad[0]} is {bad[1]:g}" if bad is not None else "the simulated times overflow a trace's microseconds"
-    edge = [f"{k} = {v:g}" for k, v in _numbers(inputs, "") if abs(v) > EDGE or 0 < abs(v) < 1 / EDGE]
-    for path, data in files:  # named in their file
-        edge += [f"{path}: {k} = {v:g}" for k, v in _numbers(data, "") if abs(v) > EDGE or 0 < abs(v) < 1 / EDGE]
+    numbers = _numbers(inputs, "") + [(f"{path}: {k}", v) for path, data in files for k, v in _numbers(data, "")]
+    edge = [f"{k} = {v:g}" for k, v in numbers if abs(v) > EDGE or 0 < abs(v) < 1 / EDGE]
+    if not edge:  # none at the edge: those no real input reaches, the farthest from 1 first (at most 3)
+        far = sorted(((k, v) for k, v in numbers if abs(v) > FAR or 0 < abs(v) < 1 / FAR), key=_from_one)
+        edge = [f"{k} = {v:g}" for k, v in far[:3]]
     cause = f"from {', '.join(edge)}" if edge else "from the scenario's magnitudes"
     raise ScenarioError("", f"the results overflow: {what}, {cause}; use values nearer to real ones", file)
+
+
+def _from_one(item: tuple[str, float]) -> float:
+    """Sort key: a number's distance from 1 in orders of magnitude, the largest first."""
+    return -abs(math.log10(abs(item[1])))
 
 
 def _read_files(sc: Described) -> list[tuple[str, object]]:

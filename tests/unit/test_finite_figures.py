@@ -54,3 +54,43 @@ def test_a_figure_past_the_edge_is_refused_though_finite(tmp_path: Path, capsys:
     with pytest.raises(SystemExit) as info:
         main(["run", str(_write(tmp_path, "{forward_ms: 1e90, backward_ms: 2, weight_ms: 1}")), "--format", "json"])
     assert info.value.code == 0
+
+
+def _small_step_with(tmp_path: Path, key: str, value: str) -> Path:
+    from tests.conftest import SMALL_STEP
+
+    path = tmp_path / "far.yaml"
+    path.write_text(f"base: {SMALL_STEP}\nname: far\nset:\n  {key}: {value}\n")
+    return path
+
+
+def test_an_overflow_from_an_input_short_of_the_edge_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A NIC of 1e-99 Gb/s (short of the edge, 1e-100) gives a step of 1.1e102 s: past the edge, so
+    refused, and the line said "from the scenario's magnitudes". No input of the twin is real beyond
+    1e+-20 in its unit (sim.run.FAR), so that input is named: the others of the small step are all
+    within it (the line names one key)."""
+    path = _small_step_with(tmp_path, "cluster.nic_Gbps", "1.0e-99")
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(path), "--format", "json"])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2
+    assert err.splitlines() == [
+        f"error: {path}: the results overflow: step_time_s is 1.10649e+102, from cluster.nic_Gbps = 1e-99; "
+        "use values nearer to real ones"
+    ]
+
+
+def test_a_layout_search_refuses_an_overflow_before_it_searches(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`twin plan layouts` bounded and ran every layout (20 s for the small step), each refused alike,
+    then refused the table and left its folder; the bound of the scenario's own layout is checked first."""
+    path = _small_step_with(tmp_path, "cluster.nic_Gbps", "1.0e-99")
+    with pytest.raises(SystemExit) as info:
+        main(["plan", "layouts", str(path), "-o", str(tmp_path / "plx"), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1
+    assert "the results overflow: step_time_s (its lower bound) is" in err and "cluster.nic_Gbps = 1e-99" in err
+    assert not (tmp_path / "plx").exists()

@@ -22,7 +22,15 @@ SIM = ROOT / "sim"
 
 # sim's floors, lowest first, as the imports stand (a unit is a top-level module or package of sim).
 FLOORS: tuple[tuple[str, ...], ...] = (
-    ("errors", "units", "economics", "layout_defaults", "paths", "code_digest"),  # no sim imports but errors
+    (
+        "errors",
+        "units",
+        "economics",
+        "layout_defaults",
+        "paths",
+        "code_digest",
+        "number_text",
+    ),  # no sim imports but errors
     ("keys", "limits", "yamlio", "registry", "overrides", "outputs", "forked"),  # small shared helpers
     ("engine",),  # simpy adapters, no GPU words
     ("model",),  # ModelSpec, ops, FLOPs, parameters

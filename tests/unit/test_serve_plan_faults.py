@@ -187,24 +187,19 @@ def test_a_serve_file_key_naming_a_folder_or_a_device_says_so(
 
 def test_a_layout_search_refuses_figures_past_the_edge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A NIC of 1e-150 Gb/s: the ranked table printed step times of 150 digits with exit 0 (finite, so
-    past a check of infinities alone). A layout whose figures pass sim.run.EDGE is now a refused point
-    of the search, as every sweep point is (sim.run.check_finite), its reason naming the input; none is
-    ranked, nothing of 150 digits is printed (the ranked rows are checked again before printing)."""
+    past a check of infinities alone). Then every layout became a refused point of the search, each
+    naming the input, after all of them were bounded and run. Now the bound of the scenario's own layout
+    is checked first: refused at once in one line naming the input, nothing written (the ranked rows are
+    still checked before printing, sim.run.check_figures_finite)."""
     path = tmp_path / "slow.yaml"
     scenario = REPO / "scenarios" / "clusters" / "llama3.1-8b-h100.yaml"
     path.write_text(yaml.safe_dump({"base": str(scenario), "set": {"cluster.nic_Gbps": 1e-150}}))
     args = ["plan", "layouts", str(path), "--limit", "1", "-j", "1", "-q", "-o", str(tmp_path / "o")]
-    with pytest.raises(SystemExit) as info:
-        main([*args, "--format", "json"])
-    out = capsys.readouterr().out
-    assert info.value.code == 0
-    found = json.loads(out)
-    assert found["simulated"] == 1 and found["fit"] == 0 and found["top"] == []
-    (reason,) = [r for r in found["refused"] if "1e-150" in r]
-    assert reason.startswith("step_time_s is ") and reason.endswith(
-        "from cluster.nic_Gbps = 1e-150; use values nearer to real ones"
-    )
-    assert re.search(r"e\+15\d, from", reason) and re.search(r"\d{20}", out) is None  # no figure of many digits
+    line = _refused([*args, "--format", "json"], capsys)
+    assert line.startswith(f"error: {path}: the results overflow: step_time_s (its lower bound) is "), line
+    assert line.endswith("from cluster.nic_Gbps = 1e-150; use values nearer to real ones"), line
+    assert re.search(r"e\+15\d, from", line) and re.search(r"\d{20}", line) is None  # no figure of many digits
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize(
