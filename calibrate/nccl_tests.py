@@ -17,9 +17,16 @@ skipped; a time of 0 or below is refused (nccl-tests prints only what it timed),
 that repeats an earlier one whole, times included (``-N`` repeats each size with its own times: kept),
 and a second column header (a log
 pasted twice, or two runs in one file: each run prints its header once and each size once). The collective
-comes from the test-starting line, else from the file name. ``--gpus`` and ``--nodes`` (where the
-Rank lines do not say, or say otherwise) split evenly, at most 1,024 GPUs on a node. The
-samples keep the row's op (``redop``) and ``root``.
+comes from the test-starting line, else from the file name. ``--gpus`` and ``--nodes`` give the scale
+of a log without Rank lines (both, splitting evenly, at most 1,024 GPUs on a node); where the Rank
+lines show it, a flag that says otherwise is refused, naming it (as a ``--device`` the Rank lines
+contradict). The samples keep the row's op (``redop``) and ``root``.
+
+The numbers (the Rank lines' rank and device, a row's size, count, root, times and bandwidths) are
+plain ASCII without digit separators: Python's int and float also read ``٢٠٤٨`` (Arabic-Indic) or
+``８`` (full-width) as digits and ``8_14`` as 814, which nccl-tests never prints; such a cell is
+refused, naming its line (:mod:`sim.number_text`). The log's other text (comments, host and GPU
+names) may hold any characters.
 
 The GPU is the one the Rank lines name after the bus id (``NVIDIA H100 80GB HBM3``: the H100's
 datasheet), where every one names a GPU the twin knows; Rank lines naming different GPUs are
@@ -40,6 +47,7 @@ from pathlib import Path
 from sim.errors import ScenarioError, shown
 from sim.hardware.profile import Sample
 from sim.limits import MAX_BYTES, MAX_GPUS, MAX_GPUS_PER_NODE, MAX_RATE
+from sim.number_text import not_ascii
 
 MAX_TIME_S = 1e9  # a profile's bound on a sample's time (sim.hardware.profile.Sample)
 MIN_TIME_US = 1e-3  # a nanosecond: nccl-tests prints microseconds with two decimals (as import-measurements)
@@ -87,15 +95,37 @@ def _columns(lines: list[str], path: Path) -> tuple[int, list[str]]:
     raise ScenarioError("", "no nccl-tests column header (a '# size count type ... time algbw busbw' line)", str(path))
 
 
+def _plain(cell: str, what: str, number: int, path: Path, kind: str = "a number") -> None:
+    """Refuse ``cell`` (``what``: ``size``, ``out-of-place time``...; on line ``number``) unless it is
+    plain ASCII without digit separators, as nccl-tests prints its numbers (:mod:`sim.number_text`)."""
+    odd = not_ascii(cell)
+    if odd is None and "_" not in cell:
+        return
+    why = odd or "has a digit separator '_'; write the digits alone"
+    raise ScenarioError(f"line {number}", f"{what} {shown(cell)!r} is not {kind}: it {why}", str(path))
+
+
 def _scale(ranks: dict[int, str], gpus: int | None, nodes: int | None, path: Path) -> tuple[int, int]:
-    """(GPUs, nodes) of a log: ``gpus`` and ``nodes`` where given, else from its Rank lines (ranks, and
-    their distinct hosts). Where a flag sets either, the GPUs split evenly over the nodes, at most
-    :data:`sim.limits.MAX_GPUS_PER_NODE` on each; refused otherwise, naming the flag (and the log, when
-    its Rank lines give the other)."""
+    """(GPUs, nodes) of a log: from its Rank lines (ranks, and their distinct hosts), where it has them
+    (a ``gpus`` or ``nodes`` that says otherwise is refused, naming the flag, as a ``--device`` the Rank
+    lines contradict); else ``gpus`` and ``nodes``, both needed, the GPUs split evenly over the nodes, at
+    most :data:`sim.limits.MAX_GPUS_PER_NODE` on each (refused otherwise, naming the flag)."""
+    if ranks:
+        hosts = len(set(ranks.values()))
+        for flag, given, shown_by_log, what in (
+            ("--gpus", gpus, len(ranks), f"{len(ranks):,} rank(s)"),
+            ("--nodes", nodes, hosts, f"{hosts:,} host(s)"),
+        ):
+            if given is not None and given != shown_by_log:
+                message = f"{given:,}, but the Rank lines of {path} show {what}: "
+                message += f"give {flag} {shown_by_log} or leave it out"
+                raise ScenarioError(flag, message)
+        gpus = nodes = None  # (the same figures as the Rank lines': the test as it ran)
     n_gpus = gpus or len(ranks)
     n_nodes = nodes or len(set(ranks.values()))
     if not n_gpus or not n_nodes:
-        raise ScenarioError("--gpus", "the log has no '#  Rank' lines: give --gpus and --nodes", str(path))
+        flag = "--nodes" if gpus and not nodes else "--gpus"
+        raise ScenarioError(flag, "the log has no '#  Rank' lines: give --gpus and --nodes", str(path))
     if gpus is None and nodes is None:
         per_host = max(Counter(ranks.values()).values())
         if n_gpus > MAX_GPUS or per_host > MAX_GPUS_PER_NODE:
@@ -105,16 +135,13 @@ def _scale(ranks: dict[int, str], gpus: int | None, nodes: int | None, path: Pat
             )
             raise ScenarioError("Rank lines", message, str(path))
         return n_gpus, n_nodes  # as the test ran
-    where = "" if gpus and nodes else str(path)
-    if n_gpus % n_nodes:
-        flag = "--nodes" if nodes else "--gpus"
-        raise ScenarioError(flag, f"the GPUs ({n_gpus:,}) do not split evenly over the nodes ({n_nodes:,})", where)
+    if n_gpus % n_nodes:  # (no Rank lines: both flags given)
+        raise ScenarioError("--nodes", f"the GPUs ({n_gpus:,}) do not split evenly over the nodes ({n_nodes:,})")
     per_node = n_gpus // n_nodes
     if per_node > MAX_GPUS_PER_NODE:
-        flag = "--gpus" if gpus else "--nodes"
         message = f"{per_node:,} GPUs per node is over the limit of {MAX_GPUS_PER_NODE:,} "
         message += f"({n_gpus:,} GPUs over {n_nodes:,} node(s))"
-        raise ScenarioError(flag, message, where)
+        raise ScenarioError("--gpus", message)
     return n_gpus, n_nodes
 
 
@@ -158,7 +185,8 @@ def sample_identity(s: Sample) -> tuple[object, ...]:
 
 
 def parse_log(path: str | Path, gpus: int | None = None, nodes: int | None = None) -> list[Sample]:
-    """Samples of one nccl-tests log; ``gpus``/``nodes`` override what the Rank lines say."""
+    """Samples of one nccl-tests log; ``gpus``/``nodes``: the scale of a log without Rank lines (where
+    it has them, they must say the same)."""
     return read_log(path, gpus, nodes).samples
 
 
@@ -173,9 +201,11 @@ def read_log(path: str | Path, gpus: int | None = None, nodes: int | None = None
     collective = _collective(text, path)
     ranks = {}
     devices = {}  # rank -> the GPU's name as printed after its bus id
-    for line in lines:
+    for number, line in enumerate(lines, start=1):
         m = _RANK.match(line)
         if m:
+            for what, cell in (("rank", m[1]), ("device", m[3])):  # (\d: any script's digits)
+                _plain(cell, f"Rank line: {what}", number, path, "a whole number")
             ranks[int(m[1])] = m[2]
             devices[int(m[1])] = _BUS_ID.sub("", line[m.end() :], count=1).strip()
     n_gpus, n_nodes = _scale(ranks, gpus, nodes, path)
@@ -197,6 +227,14 @@ def read_log(path: str | Path, gpus: int | None = None, nodes: int | None = None
                 f"line {number}", f"expected {len(names)} columns ({' '.join(names)}), got {len(cells)}", str(path)
             )
         row = dict(zip(names, cells, strict=True))
+        for column in ("size", "count"):
+            _plain(row[column], column, number, path, "a whole number")
+        if "root" in row:
+            _plain(row["root"], "root", number, path, "a whole number")
+        for group in ("out-of-place", "in-place"):
+            for column in ("time", "algbw", "busbw"):
+                if f"{group}:{column}" in row:
+                    _plain(row[f"{group}:{column}"], f"{group} {column}", number, path)
         for column in ("size", "count"):
             if not row[column].isdigit():
                 raise ScenarioError(f"line {number}", f"{column} {row[column]!r} is not a whole number", str(path))

@@ -327,11 +327,19 @@ def import_nccl_tests_cmd(
     ] = "H800",
     gpus: Annotated[
         int | None,
-        typer.Option("--gpus", parser=Int(1, MAX_GPUS), help="GPUs in the test \\[default: from the Rank lines]"),
+        typer.Option(
+            "--gpus",
+            parser=Int(1, MAX_GPUS),
+            help="GPUs in the test, where the log has no Rank lines \\[default: from the Rank lines]",
+        ),
     ] = None,
     nodes: Annotated[
         int | None,
-        typer.Option("--nodes", parser=Int(1, MAX_GPUS), help="nodes in the test \\[default: from the Rank lines]"),
+        typer.Option(
+            "--nodes",
+            parser=Int(1, MAX_GPUS),
+            help="nodes in the test, where the log has no Rank lines \\[default: from the Rank lines]",
+        ),
     ] = None,
 ) -> None:
     """Read nccl-tests logs into communication samples (alpha-beta fitted per collective and scale)."""

@@ -24,7 +24,7 @@ from sim.cli.common import (
     plot_file_option,
     refuse_given,
 )
-from sim.errors import LayoutError, ScenarioError
+from sim.errors import DeadlockError, LayoutError, ScenarioError
 from sim.limits import MAX_BYTES, MAX_MICROBATCHES, MAX_PP, MAX_RATE, MAX_TIME, MAX_VIRTUAL_STAGES, check_schedule_size
 from sim.outputs import atomic_write, atomic_write_text
 from sim.pipeline.costs import OpTimes, first_short_pair, takes_no_time
@@ -32,7 +32,7 @@ from sim.pipeline.execute import P2P, ScheduleRun
 from sim.pipeline.notation import format_schedule, parse_lines, schedule_from_actions
 from sim.pipeline.ops import Op
 from sim.pipeline.schedules import COMPARED, SCHEDULES, build_schedule, virtual_stages_used
-from sim.pipeline.validate import check_schedule
+from sim.pipeline.validate import InvalidSchedule, check_schedule
 from sim.results import ScheduleMetrics, metrics
 from sim.run import compare, run_schedule
 from sim.yamlio import MAX_JSON_BYTES, read_text
@@ -236,7 +236,12 @@ def check(
         _refuse_unused(ctx, [name], pp, microbatches, virtual_stages)
     else:
         raise ScenarioError("NAME", "give a schedule name or --file")
-    check_schedule(sched)
+    try:
+        check_schedule(sched)
+    except (InvalidSchedule, DeadlockError) as err:  # a file's schedule: the error names the file
+        if file is None:
+            raise
+        raise ScenarioError("", str(err), str(file)) from None
     out.print(f"{sched.name}: valid ({sched.num_devices} devices, {sched.num_actions()} actions)", markup=False)
 
 

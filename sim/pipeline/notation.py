@@ -2,7 +2,9 @@
 
 ``0F3`` = forward of stage 0 for micro-batch 3; ``7I0`` / ``7W0`` = backward for inputs / weights;
 ``7B6`` = full backward; ``(0F7;7B3)OVERLAP_F_B`` = an overlapped forward+backward pair. A schedule
-is written one line per device, actions separated by spaces.
+is written one line per device, actions separated by spaces. Stages and micro-batches are the ASCII
+digits 0-9: Python's int also reads other scripts' digits (``0F٠``: Arabic-Indic zero), which torch's
+notation never holds; such an action is refused (:mod:`sim.number_text`).
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import re
 
 from sim.errors import ScenarioError
 from sim.limits import MAX_MICROBATCHES, MAX_PP, MAX_SCHEDULE_ACTIONS, MAX_VIRTUAL_STAGES
+from sim.number_text import not_ascii
 from sim.pipeline.ops import Action, Op, Schedule
 
 MAX_STAGES = MAX_PP * MAX_VIRTUAL_STAGES
-_ATOM = re.compile(r"^(\d+)([FBIW])(\d+)$")
+_ATOM = re.compile(r"^(\d+)([FBIW])(\d+)$")  # (\d: any script's digits; parse_action refuses all but 0-9)
 _OVERLAP = re.compile(r"^\(([^;()]+);([^;()]+)\)OVERLAP_F_B$")
 
 
@@ -28,6 +31,9 @@ def parse_action(text: str) -> Action:
     text = text.strip()
     m = _ATOM.match(text)
     if m:
+        odd = not_ascii(text)
+        if odd is not None:
+            raise ValueError(f"not a compute action in torch notation: {text!r}: its stage or micro-batch {odd}")
         return Action(Op(m.group(2)), int(m.group(1)), int(m.group(3)))
     m = _OVERLAP.match(text)
     if m:

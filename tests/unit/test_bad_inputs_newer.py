@@ -35,6 +35,7 @@ COMPARISON = str(REPO / "scenarios" / "dualpipe-table.yaml")  # a schedule compa
 PROFILE = str(REPO / "calibrate" / "profiles" / "h800-datasheet.json")
 NCCL_LOG = REPO / "tests" / "data" / "nccl-tests" / "alltoall_perf-h200-1gpu.log"
 H100 = "NVIDIA H100 80GB HBM3"
+ARABIC = "".join(chr(0x0660 + d) for d in range(10))  # the Arabic-Indic digits 0-9 (int reads them)
 
 # ---------------------------------------------------------------------------------------------- files
 
@@ -292,8 +293,11 @@ def _write_files(tmp_path: Path) -> None:
     write("theirs/tiny/notes.txt", "their file\n")
     write("clash/dualpipe-table", "a file where the report's folder goes\n")
     write("clash/tiny", "a file where the study's folder goes\n")
-    write("cached/tiny/.clustertwin.json", json.dumps({"twin_version": "0", "files": {}}) + "\n")
+    kept = {"twin_version": "0", "files": {"report:kept": ["results.parquet"]}}  # (sim.outputs.KEPT)
+    write("cached/tiny/.clustertwin.json", json.dumps(kept) + "\n")
     write("cached/tiny/results.parquet", bytes(range(256)) * 8)
+    write("unlisted/tiny/.clustertwin.json", json.dumps({"twin_version": "0", "files": {}}) + "\n")
+    write("unlisted/tiny/results.parquet", bytes(range(256)) * 8)  # the user's: never read as the cache
 
     # results files for twin compare
     write("cmp/empty.parquet", b"")
@@ -434,6 +438,10 @@ def _write_files(tmp_path: Path) -> None:
         "nan_busbw": with_row(" ".join([*cells[:7], "nan", *cells[8:]]) + "\n"),
         "huge_time": with_row(" ".join([*cells[:5], "1e300", *cells[6:]]) + "\n"),
         "neg_size": with_row(" ".join(["-32", *cells[1:]]) + "\n"),
+        # numbers Python reads but nccl-tests never prints: other scripts' digits, digit separators
+        "arabic_size": with_row(" ".join([cells[0].translate(str.maketrans("0123456789", ARABIC)), *cells[1:]]) + "\n"),
+        "sep_time": with_row(" ".join([*cells[:5], cells[5].replace(".", "_"), *cells[6:]]) + "\n"),
+        "wide_time": with_row(" ".join([*cells[:9], "\uff10" + cells[9][1:], *cells[10:]]) + "\n"),
     }
     logs["copy"] = log
     logs["pasted_row"] = with_row(data_row + data_row)  # one row twice: counted twice in the fit
@@ -808,6 +816,7 @@ REPORT: list[tuple[list[str], str]] = [
     (["report", "cd_ok.yaml", "-o", "existing.txt/sub"], "--output: existing.txt is a file, not a folder"),
     (["report", "cd_ok.yaml", "-o", "/proc/x"], "--output: cannot write in /proc"),
     (["report", "cd_ok.yaml", "-o", "cached"], "results.parquet: cannot read it as sweep results"),
+    (["report", "cd_ok.yaml", "-o", "unlisted"], "holds results.parquet, which twin did not write"),
     (["report", COMPARISON, "-o", ""], "--output: give a folder to write in"),
     (["report", COMPARISON, "-o", "/"], "--output: give a folder to write in"),
     (["report", COMPARISON, "-o", "pipe"], "--output: pipe is a file; give a folder"),
@@ -1039,6 +1048,30 @@ NCCL: list[tuple[list[str], str]] = [
         "two_gpus.log: Rank lines: rank 0 names 'NVIDIA H200', rank 1 'NVIDIA H100 80GB HBM3': one kind of GPU",
     ),
     (_nccl(), "LOGS: required argument is missing"),
+    (
+        _nccl("nccl/alltoall_arabic_size.log"),
+        "arabic_size.log: line 11: size '\u0663\u0662' is not a whole number: it holds '\u0663' (U+0663), not ASCII",
+    ),
+    (
+        _nccl("nccl/alltoall_sep_time.log"),
+        "sep_time.log: line 11: out-of-place time '5_04' is not a number: it has a digit separator '_'",
+    ),
+    (
+        _nccl("nccl/alltoall_wide_time.log"),
+        "wide_time.log: line 11: in-place time '\uff10.19' is not a number: it holds '\uff10' (U+FF10), not ASCII",
+    ),
+    (
+        _nccl(str(NCCL_LOG), "--gpus", "8", "--nodes", "1"),
+        f"--gpus: 8, but the Rank lines of {NCCL_LOG} show 1 rank(s): give --gpus 1 or leave it out",
+    ),
+    (
+        _nccl(str(NCCL_LOG), "--nodes", "2"),
+        f"--nodes: 2, but the Rank lines of {NCCL_LOG} show 1 host(s): give --nodes 1 or leave it out",
+    ),
+    (
+        _nccl("nccl/alltoall_no_ranks.log", "--gpus", "8"),
+        "alltoall_no_ranks.log: --nodes: the log has no '# Rank' lines: give --gpus and --nodes",
+    ),
 ]
 
 PREDICT: list[tuple[list[str], str]] = [

@@ -106,6 +106,32 @@ def test_check_file_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert code == 2 and f"{f}: line 2:" in err
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "0F0 0F1 0B0 0B1\n1F0 1B0 1F1\n",  # micro-batch 1 never runs its backward on stage 1
+            "schedule 'f' is invalid: stage 1 micro-batch 1: B x0, I x0, W x0; expected B once or I and W once each",
+        ),
+        (
+            "0F0 0B0 0F1 0B1\n1B0 1F0 1F1 1B1\n",  # device 1 runs a backward before its forward
+            "schedule 'f' deadlocks: device 0 waits at action 1 (0B0) for gradient of 1B0/1I0 (device 1); "
+            "device 1 waits at action 0 (1B0) for activation of 1F0 (device 1)",
+        ),
+    ],
+)
+def test_check_file_errors_name_the_file(
+    text: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An invalid or deadlocking ``--file f.txt`` was reported as ``error: schedule 'f' is invalid: ...``,
+    naming neither the file nor its folder (only the stem): every error names the file, as ScenarioError
+    writes it (``f.txt: ...``), the rest of the message kept."""
+    f = tmp_path / "f.txt"
+    f.write_text(text)
+    code, out, err = _run(["schedules", "check", "--file", str(f)], capsys)
+    assert (code, out, err) == (2, "", f"error: {f}: {message}\n")
+
+
 def test_plot_and_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     png = tmp_path / "g.png"
     assert _run(["schedules", "plot", "dualpipev", "--pp", "8", "-n", "10", "-o", str(png)], capsys)[0] == 0

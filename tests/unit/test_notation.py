@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
+from sim.cli import main
 from sim.errors import ScenarioError
 from sim.pipeline.notation import format_schedule, parse_action, parse_lines, schedule_from_actions
 from sim.pipeline.ops import Action, Op
@@ -41,3 +45,44 @@ def test_parse_lines_errors_name_source_and_line() -> None:
     with pytest.raises(ScenarioError, match=r"x\.txt: line 3: not a compute action"):
         parse_lines("0F0 0B0\n# comment\n1F0 junk\n", "x.txt")
     assert parse_lines("rank 0: 0F0 0B0\n") == [[Action(Op.F, 0, 0), Action(Op.B, 0, 0)]]
+
+
+@pytest.mark.parametrize(
+    ("bad", "char", "named"),
+    [
+        ("0F\u0660", "\u0660", "0F\u0660"),  # Arabic-Indic zero: read as 0F0
+        ("\uff11B0", "\uff11", "\uff11B0"),  # full-width one: read as 1B0
+        ("(0F1;1B\u0660)OVERLAP_F_B", "\u0660", "1B\u0660"),  # (the pair's part that holds it)
+    ],
+)
+def test_stages_and_microbatches_are_ascii_digits(bad: str, char: str, named: str) -> None:
+    """``0F٠`` was read as ``0F0`` (Python's int reads every script's digits; torch's notation holds
+    only 0-9), so a schedule file with it was "valid": refused, naming the action and the character."""
+    clause = f"holds {char!r} (U+{ord(char):04X}), not ASCII; write the digits 0-9"
+    with pytest.raises(ValueError, match=re.escape(clause)):
+        parse_action(bad)
+    with pytest.raises(ScenarioError) as info:
+        parse_lines(f"0F0 0B0\n1F0 {bad}\n", "x.txt")
+    assert str(info.value) == (
+        f"x.txt: line 2: not a compute action in torch notation: {named!r}: its stage or micro-batch {clause}"
+    )
+
+
+def test_a_file_with_other_scripts_digits_is_refused_by_schedules_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The tester's file: ``0F٠ 0F1 0B0 0B1`` / ``1F0 1B0 1F1 1B1`` was reported valid (1F1B, PP 2)."""
+    f = tmp_path / "f.txt"
+    f.write_text("0F\u0660 0F1 0B0 0B1\n1F0 1B0 1F1 1B1\n")
+    with pytest.raises(SystemExit) as info:
+        main(["schedules", "check", "--file", str(f)])
+    got = capsys.readouterr()
+    assert (info.value.code, got.out) == (2, "")
+    assert got.err == (
+        f"error: {f}: line 1: not a compute action in torch notation: '0F\u0660': its stage or micro-batch holds "
+        "'\u0660' (U+0660), not ASCII; write the digits 0-9\n"
+    )
+    f.write_text("0F0 0F1 0B0 0B1\n1F0 1B0 1F1 1B1\n")  # the same in ASCII digits: valid
+    with pytest.raises(SystemExit) as info:
+        main(["schedules", "check", "--file", str(f)])
+    assert info.value.code == 0 and capsys.readouterr().out == "f: valid (2 devices, 8 actions)\n"

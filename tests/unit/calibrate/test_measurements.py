@@ -188,13 +188,14 @@ def test_nccl_tests_import_feeds_the_alpha_beta_model(tmp_path: Path, capsys: py
     assert t == pytest.approx(19.41e-6, rel=0.5)  # the log's own 32 MiB row, through a fitted line
     # the same log again is refused (its samples would count twice in the fit)
     with pytest.raises(SystemExit) as info:
-        main(["calibrate", "import-nccl-tests", logs[0], "--profile", str(out), "-o", str(out), "--gpus", "8"])
+        main(["calibrate", "import-nccl-tests", logs[0], "--profile", str(out), "-o", str(out)])
     assert info.value.code == 2 and "--profile: already holds the samples of" in capsys.readouterr().err
-    # a second scale of the same collective needs --gpus/--nodes to choose (a log of other bytes, read as 8 GPUs)
+    # a second scale of the same collective: a log without Rank lines, its scale from --gpus/--nodes (read as 8 GPUs)
     other = tmp_path / "all_gather_perf-8gpu.log"
-    other.write_text(Path(logs[0]).read_text() + "# read as 8 GPUs\n")
+    other.write_text("".join(line for line in Path(logs[0]).read_text().splitlines(True) if "Rank" not in line))
+    flags = ["--gpus", "8", "--nodes", "1"]
     with pytest.raises(SystemExit) as info:
-        main(["calibrate", "import-nccl-tests", str(other), "--profile", str(out), "-o", str(out), "--gpus", "8"])
+        main(["calibrate", "import-nccl-tests", str(other), "--profile", str(out), "-o", str(out), *flags])
     assert info.value.code == 0
     with pytest.raises(SystemExit) as info:
         main(["calibrate", "predict", "--profile", str(out), "--op", "all_gather", "--bytes", "1e6"])
@@ -238,12 +239,21 @@ def test_nccl_tests_refuses_a_time_of_zero_or_below(
     assert not out.exists()
 
 
+def _without_rank_lines(tmp_path: Path) -> Path:
+    """The H200 all_reduce log without its Rank lines (as ``twin collective`` prints one): its scale is
+    the flags'."""
+    log = tmp_path / "all_reduce_perf.log"
+    lines = (NCCL / "all_reduce_perf-h200-1gpu.log").read_text().splitlines(keepends=True)
+    log.write_text("".join(line for line in lines if "Rank" not in line))
+    return log
+
+
 @pytest.mark.parametrize(
     ("flags", "where", "message"),
     [
         (
-            ["--gpus", "1048576"],
-            "LOG: --gpus",
+            ["--gpus", "1048576", "--nodes", "1"],
+            "--gpus",
             "1,048,576 GPUs per node is over the limit of 1,024 (1,048,576 GPUs over 1 node(s))",
         ),
         (
@@ -252,23 +262,130 @@ def test_nccl_tests_refuses_a_time_of_zero_or_below(
             "2,048 GPUs per node is over the limit of 1,024 (2,048 GPUs over 1 node(s))",
         ),
         (["--gpus", "8", "--nodes", "3"], "--nodes", "the GPUs (8) do not split evenly over the nodes (3)"),
-        (["--nodes", "3"], "LOG: --nodes", "the GPUs (1) do not split evenly over the nodes (3)"),
         (["--gpus", "3", "--nodes", "2"], "--nodes", "the GPUs (3) do not split evenly over the nodes (2)"),
+        ([], "LOG: --gpus", "the log has no '# Rank' lines: give --gpus and --nodes"),
+        (["--nodes", "1"], "LOG: --gpus", "the log has no '# Rank' lines: give --gpus and --nodes"),
+        (["--gpus", "8"], "LOG: --nodes", "the log has no '# Rank' lines: give --gpus and --nodes"),
     ],
 )
 def test_nccl_tests_refuses_gpus_and_nodes_that_no_cluster_has(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], where: str, message: str
 ) -> None:
-    """``--gpus 1048576`` on a 1-node log (over the 1,024 GPUs a node holds, sim/limits.py) and GPUs that
-    do not split evenly over ``--nodes`` were taken: refused, naming the flag (and the log whose Rank
-    lines give the other figure)."""
-    log, out = NCCL / "all_reduce_perf-h200-1gpu.log", tmp_path / "p.json"
+    """A log without Rank lines takes its scale from ``--gpus`` and ``--nodes`` (both): ``--gpus 1048576``
+    on 1 node (over the 1,024 GPUs a node holds, sim/limits.py) and GPUs that do not split evenly over
+    ``--nodes`` were taken: refused, naming the flag (the one missing, where one is)."""
+    log, out = _without_rank_lines(tmp_path), tmp_path / "p.json"
     with pytest.raises(SystemExit) as info:
         main(["calibrate", "import-nccl-tests", str(log), "-o", str(out), "--device", "H200", *flags])
     got = capsys.readouterr()
     assert (info.value.code, got.out) == (2, "")
     assert got.err == f"error: {where.replace('LOG', str(log))}: {message}\n"
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--gpus", "8", "--nodes", "1"], "--gpus: 8, but the Rank lines of LOG show 1 rank(s): give --gpus 1"),
+        (["--gpus", "8"], "--gpus: 8, but the Rank lines of LOG show 1 rank(s): give --gpus 1"),
+        (["--gpus", "2048", "--nodes", "2"], "--gpus: 2,048, but the Rank lines of LOG show 1 rank(s): give --gpus 1"),
+        (["--nodes", "3"], "--nodes: 3, but the Rank lines of LOG show 1 host(s): give --nodes 1"),
+        (["--gpus", "1", "--nodes", "2"], "--nodes: 2, but the Rank lines of LOG show 1 host(s): give --nodes 1"),
+    ],
+)
+def test_nccl_tests_refuses_gpus_and_nodes_the_rank_lines_contradict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    """``--gpus 8 --nodes 1`` on a log whose Rank lines show one GPU was taken ("26 samples (all_reduce 8
+    GPUs/1 nodes)": a 1-GPU measurement fitted as an 8-GPU one), while a ``--device`` the Rank lines
+    contradict is refused: refused the same way, naming the flag and the log; flags that agree are taken."""
+    log, out = NCCL / "all_reduce_perf-h200-1gpu.log", tmp_path / "p.json"
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "import-nccl-tests", str(log), "-o", str(out), *flags])
+    got = capsys.readouterr()
+    assert (info.value.code, got.out) == (2, "")
+    assert got.err == f"error: {message.replace('LOG', str(log))} or leave it out\n"
+    assert not out.exists()
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "import-nccl-tests", str(log), "-o", str(out), "--gpus", "1", "--nodes", "1"])
+    assert info.value.code == 0
+    assert "26 samples (all_reduce 1 GPUs/1 nodes)" in " ".join(capsys.readouterr().out.split())
+
+
+def _changed_row(tmp_path: Path, old: str, new: str, line: int = 15) -> Path:
+    """The H200 all_reduce log with ``old`` replaced by ``new`` on its line ``line`` (1-based)."""
+    lines = (NCCL / "all_reduce_perf-h200-1gpu.log").read_text().splitlines(keepends=True)
+    assert old in lines[line - 1], lines[line - 1]
+    lines[line - 1] = lines[line - 1].replace(old, new, 1)
+    log = tmp_path / "all_reduce_perf.log"
+    log.write_text("".join(lines))
+    return log
+
+
+ARABIC = "holds '\u0662' (U+0662), not ASCII; write the digits 0-9"  # ٢
+WIDE = "holds '\uff18' (U+FF18), not ASCII; write the digits 0-9"  # ８
+SEPARATOR = "has a digit separator '_'; write the digits alone"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "message"),
+    [
+        (
+            "        2048 ",
+            "        \u0662\u0660\u0664\u0668 ",
+            15,
+            f"size '\u0662\u0660\u0664\u0668' is not a whole number: it {ARABIC}",
+        ),
+        (
+            "           512 ",
+            "           \uff15\uff11\uff12 ",
+            15,
+            "count '\uff15\uff11\uff12' is not a whole number: it holds '\uff15' (U+FF15), not ASCII; "
+            "write the digits 0-9",
+        ),
+        ("        2048 ", "       2_048 ", 15, f"size '2_048' is not a whole number: it {SEPARATOR}"),
+        ("     8.14 ", "     8_14 ", 15, f"out-of-place time '8_14' is not a number: it {SEPARATOR}"),
+        ("     8.14 ", "     \uff18.14 ", 15, f"out-of-place time '\uff18.14' is not a number: it {WIDE}"),
+        ("    3.63 ", "    3_63 ", 15, f"in-place algbw '3_63' is not a number: it {SEPARATOR}"),
+        (
+            "      -1 ",
+            "      -\u0661 ",
+            15,
+            "root '-\u0661' is not a whole number: it holds '\u0661' (U+0661), not ASCII; write the digits 0-9",
+        ),
+        (
+            "Rank  0",
+            "Rank  \u0660",
+            6,
+            "Rank line: rank '\u0660' is not a whole number: it holds '\u0660' (U+0660), not ASCII; "
+            "write the digits 0-9",
+        ),
+    ],
+)
+def test_nccl_tests_numbers_are_plain_ascii(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, line: int, message: str
+) -> None:
+    """A size of ``٢٠٤٨`` (Arabic-Indic digits) was read as 2048, a time of ``8_14`` as 814 us and ``８.14``
+    (full-width) as 8.14, exit 0 (Python's int and float read them; nccl-tests prints none): refused,
+    naming the log and the line (sim.number_text)."""
+    log, out = _changed_row(tmp_path, old, new, line), tmp_path / "p.json"
+    with pytest.raises(SystemExit) as info:
+        main(["calibrate", "import-nccl-tests", str(log), "-o", str(out)])
+    got = capsys.readouterr()
+    assert (info.value.code, got.out) == (2, "")
+    assert got.err == f"error: {log}: line {line}: {message}\n"
+    assert not out.exists()
+
+
+def test_nccl_tests_text_beside_the_numbers_may_be_any_script(tmp_path: Path) -> None:
+    """Only the numbers are plain ASCII: a comment, the host and the GPU's name may hold any characters."""
+    text = (NCCL / "all_reduce_perf-h200-1gpu.log").read_text()
+    text = text.replace(" on         vm device", " on   \u0645\u0636\u064a\u0641 device")  # a host named in Arabic
+    log = tmp_path / "all_reduce_perf.log"
+    log.write_text("# \u0627\u062e\u062a\u0628\u0627\u0631 \uff18 GPUs \u2014 caf\u00e9\n" + text)
+    samples = parse_log(log)
+    assert len(samples) == len(parse_log(NCCL / "all_reduce_perf-h200-1gpu.log"))
+    assert {(s.params["gpus"], s.params["nodes"]) for s in samples} == {(1, 1)}
 
 
 @needs_shared
