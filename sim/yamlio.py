@@ -2,8 +2,8 @@
 
 Every input file goes through :func:`read_text`: it must be a regular file (not a directory, device,
 named pipe or socket), at most a bounded size, and UTF-8. YAML is then parsed with duplicate keys
-refused, nesting depth and alias expansion bounded, and YAML 1.2 numbers such as ``1e6`` read as
-numbers (PyYAML's YAML 1.1 needs a dot). JSON likewise: duplicate keys, ``NaN``/``Infinity`` and
+and the merge key ``<<`` refused, nesting depth and alias expansion bounded, and YAML 1.2 numbers such
+as ``1e6`` read as numbers (PyYAML's YAML 1.1 needs a dot). JSON likewise: duplicate keys, ``NaN``/``Infinity`` and
 deep nesting are refused. Every problem is a one-line :class:`ScenarioError` naming the file.
 """
 
@@ -115,7 +115,10 @@ _MERGE = "tag:yaml.org,2002:merge"
 
 
 def _check_tree(root: yaml.Node) -> None:
-    """Refuse duplicate keys (naming the key path), recursive aliases and alias bombs."""
+    """Refuse duplicate keys and the merge key ``<<`` (naming the key path), recursive aliases and alias
+    bombs. The merge key is refused outright rather than read: its keys are overridden silently by the
+    mapping's own (``{<<: {a: 1}, a: 2}`` is ``a: 2``), which is the duplicate key the twin refuses, and
+    a file says the same with its keys written out. Anchors and plain aliases (``*name``) stay accepted."""
     sizes: dict[int, int] = {}
     active: set[int] = set()
 
@@ -131,7 +134,13 @@ def _check_tree(root: yaml.Node) -> None:
             seen: dict[Any, int] = {}
             for k, v in node.value:
                 name = k.value if isinstance(k, yaml.ScalarNode) else "?"
-                if isinstance(k, yaml.ScalarNode) and k.tag != _MERGE:
+                if k.tag == _MERGE:  # ``<<: *base`` would slip keys past the duplicate check below
+                    where = f"{path}.{name}" if path else str(name)
+                    raise _Refused(
+                        f"{where}: the YAML merge key << (line {k.start_mark.line + 1}) is not accepted; "
+                        "write the merged keys out"
+                    )
+                if isinstance(k, yaml.ScalarNode):
                     if name in seen:
                         where = f"{path}.{name}" if path else str(name)
                         lines = f"lines {seen[name]} and {k.start_mark.line + 1}"

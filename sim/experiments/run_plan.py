@@ -137,16 +137,66 @@ class FailureSpec(_Strict):
 
 def failure_overhead(f: FailureSpec, gpus: int) -> tuple[float, float]:
     """(the checkpoint interval, the expected wall-time overhead per second of training) of a job on
-    ``gpus`` GPUs, to first order in the checkpoint, restart and interval times over the job's mean time
-    between failures ``M = mtbf_gpu_hours x 3600 / gpus`` (Young 1974; Daly 2006): each interval ``tau``
-    pays its checkpoint ``C``, and each failure, ``tau / M`` of them per interval, loses half an interval
-    of work on average and the restart ``R``: overhead ``C / tau + (tau / 2 + R) / M``, least at Young's
-    ``tau = sqrt(2 C M)`` (the default). It holds while ``C``, ``R`` and ``tau`` are small against ``M``."""
+    ``gpus`` GPUs whose failures come at random (exponentially) every ``M = mtbf_gpu_hours x 3600 / gpus``
+    seconds on average. The job works in intervals of ``tau`` seconds, each closed by a checkpoint of ``C``;
+    a failure loses the interval under way and costs a restart ``R``, during which failures strike too. A
+    try after a failure needs ``R + tau + C`` seconds without one, so an interval takes on average
+    (Daly 2006, "A higher order estimate of the optimum checkpoint interval for restart dumps", the wall
+    time for exponential failures)
+
+        M e^(R/M) (e^((tau + C)/M) - 1)   seconds:   overhead = (M / tau) e^(R/M) (e^((tau + C)/M) - 1) - 1,
+
+    to first order in ``C``, ``R`` and ``tau`` over ``M`` Young's (1974) ``C / tau + (tau / 2 + R) / M``;
+    ``tau`` defaults to Young's ``sqrt(2 C M)``, which minimises that (free checkpoints, ``C = 0``: taken
+    continuously, ``tau = 0`` and the overhead ``e^(R/M) - 1``).
+
+    The time grows as ``e^((R + C)/M)`` whatever the interval: a cluster that fails every ``M <= R + C``
+    seconds on average outlives a restart and a checkpoint on a try with probability below ``1/e``, and the
+    run never completes in any practical sense (``mtbf_gpu_hours: 1e-300`` printed 7.85e298 lost days,
+    ``0.001`` on 512 GPUs 78 days lost on an 80-second run, from the first-order form): refused, naming
+    ``failures.mtbf_gpu_hours``. Past it (``M > R + C``), Young's interval keeps the expected time below
+    7.2 times the failure-free time (``tau / M < sqrt 2``, ``(tau + C) / M < 1 + sqrt 2``); a given
+    ``interval_s`` far from it may not (``1e-300`` s at ``C = 60``: 6e301 s of checkpoints per second of
+    training; ``1e12`` s at ``M = 3.5e5``: ``e^(2.8e6)``), so a second of training expected to take more
+    than :data:`sim.limits.MAX_TIME` seconds, the bound of any time, is refused too, naming
+    ``failures.interval_s``. Errors: a ScenarioError naming the key (the caller adds the file)."""
     m = f.mtbf_gpu_hours * 3600 / gpus
-    tau = f.interval_s if f.interval_s is not None else (2 * f.checkpoint_s * m) ** 0.5
-    if tau <= 0:  # free checkpoints: checkpoint continuously, lose only the restarts
-        return 0.0, f.restart_s / m
-    return tau, f.checkpoint_s / tau + (tau / 2 + f.restart_s) / m
+    c, r = f.checkpoint_s, f.restart_s
+    if m <= r + c:
+        raise ScenarioError(
+            "failures.mtbf_gpu_hours",
+            f"on {gpus:,} GPUs the cluster fails every {m:.3g} s on average (mtbf_gpu_hours x 3600 / GPUs), "
+            f"no longer than a restart and a checkpoint (restart_s + checkpoint_s = {r + c:g} s): most "
+            "tries fail before their first checkpoint and the run never completes; give a longer MTBF, or a "
+            "shorter restart_s or checkpoint_s",
+        )
+    young = math.sqrt(2 * c * m)
+    tau = f.interval_s if f.interval_s is not None else young
+    if tau <= 0:  # free checkpoints, taken continuously: only the restarts cost (a try needs R alone)
+        return 0.0, math.expm1(r / m)
+    # (M / tau)(e^x - 1) = ((e^x - 1) / x)(1 + C / tau) with x = (tau + C) / M: no M / tau to overflow
+    x = (tau + c) / m
+    log_slowdown = r / m + _log_expm1_ratio(x) + math.log1p(c / tau)
+    if log_slowdown > math.log(MAX_TIME):
+        key = "failures.interval_s" if f.interval_s is not None else "failures.mtbf_gpu_hours"
+        took = f"{math.exp(log_slowdown):.3g} s" if log_slowdown < 700 else "longer than a float holds"
+        better = f"give an interval near Young's sqrt(2 C M) = {young:.4g} s" if young > 0 else "leave it out"
+        raise ScenarioError(
+            key,
+            f"a checkpoint every {tau:g} s of training, each {c:g} s, on a cluster that fails every {m:.3g} s: "
+            f"each second of training is expected to take {took} with the checkpoints, restarts and lost work, "
+            f"more than the {MAX_TIME:g} s any time may be (sim.limits.MAX_TIME): the run never completes; " + better,
+        )
+    return tau, math.expm1(log_slowdown)
+
+
+def _log_expm1_ratio(x: float) -> float:
+    """``log((e^x - 1) / x)`` for ``x > 0``, finite or inf where ``e^x`` would overflow."""
+    if not math.isfinite(x):
+        return math.inf
+    if x > 700:  # e^x - 1 = e^x to a float's precision
+        return x - math.log(x)
+    return math.log(math.expm1(x) / x)
 
 
 class GroupSpec(_Strict):
@@ -207,6 +257,7 @@ class Step:
     sets: dict[str, Any]
     seq_len: int  # tokens per sequence
     gpu_hour_usd: float  # the scenario's GPU price (the rest of its cost is the fabric's share)
+    gpus: int = 0  # GPUs of the job (its failure rate); 0: not known
 
 
 @dataclass(frozen=True)
@@ -297,12 +348,24 @@ def plan_steps(spec: RunSpec, path: Path, known: dict[str, Step] | None = None) 
                     if err.key_path == "training.global_batch":
                         raise ScenarioError(where, err.message, str(path)) from None
                     raise _phase_error(err, i, sets, path) from None
-                steps[key] = Step(sets, sc.model.seq_len, sc.economics.gpu_hour_usd)
+                gpus = sc.training.gpus if sc.training is not None else 0
+                steps[key] = Step(sets, sc.model.seq_len, sc.economics.gpu_hour_usd, gpus)
                 if known is not None:
                     known[key] = steps[key]
+            _check_failures(spec, steps[key], path)
             _check_slice(phase, i, b, tokens, steps[key].seq_len, path, ramped=where != f"phases.{i}.global_batch")
             slices.append(PlannedSlice(i, b, tokens, key))
     return RunPlan(spec, path, base_path, base_folder, base, tuple(slices), steps)
+
+
+def _check_failures(spec: RunSpec, step: Step, run: Path) -> None:
+    """The run's failure model on the step's GPUs, before anything runs (:func:`failure_overhead` refuses
+    a cluster that fails faster than it restarts, and an interval whose expected time is past any time)."""
+    if spec.failures is not None and step.gpus > 0:
+        try:
+            failure_overhead(spec.failures, step.gpus)
+        except ScenarioError as err:
+            raise ScenarioError(err.key_path, err.message, str(run)) from None
 
 
 def _check_slice(

@@ -128,15 +128,19 @@ def test_a_batch_set_beside_the_phases_own_is_refused(
 
 
 def test_failures_cost_youngs_overhead_apart(tmp_path: Path) -> None:
-    """Young/Daly to first order: a job of G GPUs fails every M = MTBF x 3600 / G seconds; checkpoints
-    every tau = sqrt(2 C M) cost C / tau, failures (tau / 2 + R) / M of the time."""
+    """Daly's wall time for exponential failures: a job of G GPUs fails every M = MTBF x 3600 / G seconds;
+    checkpoints every tau = sqrt(2 C M) (Young's) cost (M / tau) e^(R/M) (e^((tau + C)/M) - 1) - 1 of the
+    time, Young's C / tau + (tau / 2 + R) / M to first order."""
+    import math
+
     from sim.experiments.run_plan import FailureSpec, failure_overhead
 
     f = FailureSpec(mtbf_gpu_hours=50000.0, checkpoint_s=60.0, restart_s=600.0)
     tau, overhead = failure_overhead(f, 512)
     m = 50000.0 * 3600 / 512
     assert tau == pytest.approx((2 * 60.0 * m) ** 0.5)
-    assert overhead == pytest.approx(60.0 / tau + (tau / 2 + 600.0) / m)
+    assert overhead == pytest.approx(m / tau * math.exp(600.0 / m) * math.expm1((tau + 60.0) / m) - 1, rel=1e-12)
+    assert overhead == pytest.approx(60.0 / tau + (tau / 2 + 600.0) / m, rel=0.02)  # tau / M = 0.018
     # Young's interval is the best: any other costs more
     for other in (tau / 2, tau * 2):
         assert failure_overhead(f.model_copy(update={"interval_s": other}), 512)[1] > overhead
