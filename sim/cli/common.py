@@ -302,6 +302,27 @@ def click_exceptions() -> Any:
         return importlib.import_module("click.exceptions")
 
 
+def utf8_arguments(args: list[str]) -> None:
+    """Every argument is UTF-8 text. A name holding a byte that is not (a Latin-1 file name, ``$'p\\xfe'``)
+    reaches Python as a lone surrogate, which no output can hold (JSON, a report's provenance, Parquet's
+    path): ``twin run -o``, ``report``, ``serve`` and ``plan run`` broke on it with a UnicodeEncodeError
+    traceback, leaving an empty folder. Refused before anything runs, naming the flag (the one before a
+    value, or ``--flag=value``'s), or ``argument`` for a positional one."""
+    import os
+
+    for i, arg in enumerate(args):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError as e:
+            bad = os.fsencode(arg[e.start])[0]
+            if arg.startswith("-") and "=" in arg:
+                flag, arg = arg.split("=", 1)
+            else:
+                flag = args[i - 1] if i and args[i - 1].startswith("-") else "argument"
+            why = f"{os.fsencode(arg)!r} holds the byte 0x{bad:02X}, which is not UTF-8; give a name in UTF-8"
+            raise ScenarioError(flag, why) from None
+
+
 def invoke(app: Any, argv: list[str] | None, prepare: Any = None, exiting: bool = False) -> int:
     """Run the typer ``app`` on ``argv``; every user error becomes one line ``error: ...`` on stderr
     and status 2. SIGTERM/SIGHUP unwind like Ctrl-C (temporaries removed; status 143/129/130);
@@ -343,6 +364,7 @@ def invoke(app: Any, argv: list[str] | None, prepare: Any = None, exiting: bool 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("default")
             try:
+                utf8_arguments(ARGV)
                 command = typer.main.get_command(app)
                 if prepare is not None:
                     prepare(command)

@@ -49,3 +49,28 @@ def test_a_newline_in_a_sweep_key_stays_in_one_line(
     base = REPO / "scenarios" / "deepseek_v3_pretrain.yaml"
     (tmp_path / "s.yaml").write_text(f'name: s\nbase: {base}\ngrid:\n  "comm.sms\\n": [20]\n')
     refused_in_one_line(["sweep", "s.yaml", "-o", "r.parquet"], "s.yaml: grid.comm.sms\\n", tmp_path, capsys)
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["run", "s.yaml", "-q", "-o", "p\udcfe"], "error: -o: b'p\\xfe' holds the byte 0xFE, which is not UTF-8"),
+        (["run", "s.yaml", "--output=p\udcfe"], "error: --output: b'p\\xfe' holds the byte 0xFE, which is not UTF-8"),
+        (["report", "\udcff.yaml", "-o", "rp"], "error: argument: b'\\xff.yaml' holds the byte 0xFF, which is not"),
+    ],
+)
+def test_a_name_that_is_not_utf8_is_refused_before_anything_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str], line: str
+) -> None:
+    """A byte that is not UTF-8 in a name (``$'p\\xfe'`` in a shell) reaches Python as a lone surrogate,
+    which no output can hold: twin run -o, report, serve and plan run broke with a UnicodeEncodeError
+    traceback after the work, leaving an empty folder (sim.cli.common.utf8_arguments)."""
+    from sim.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.yaml").write_text("name: s\npipeline: {pp: 4, microbatches: 8}\n")
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and len(err.splitlines()) == 1 and err.startswith(line), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
