@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from reports.document import Document, figure_text
+from reports.document import Document, figure_text, literal
 from sim.experiments.codesign import Codesign, Study
 from sim.sweep.point import ABSOLUTE, METRIC_BY_NAME, METRICS, OK, POINTS, RELATIVE, Metric
 
@@ -107,7 +107,8 @@ def study_table(study: Study, frame: pd.DataFrame) -> tuple[list[str], list[list
         headers += [METRIC_BY_NAME[m].label, "vs base"]
     rows = []
     base = _rows(study, frame)[0][1]
-    for i, (name, r) in enumerate(_rows(study, frame)):
+    for i, (label, r) in enumerate(_rows(study, frame)):
+        name = literal(label)
         if r["status"] != OK:
             rows.append([name] + ["not possible" if r["status"] == "infeasible" else "failed", ""] * len(shown))
             continue
@@ -122,14 +123,16 @@ def study_table(study: Study, frame: pd.DataFrame) -> tuple[list[str], list[list
 
 
 def findings(study: Study, frame: pd.DataFrame) -> list[str]:
-    """One line per variant: what changes against the base, and by how much (computed, not written)."""
+    """One line per variant: what changes against the base, and by how much (computed, not written); document
+    text, its labels and reasons literal (:func:`reports.document.literal`)."""
     rows = _rows(study, frame)
     base = rows[0][1]
     out = []
-    for name, r in rows[1:]:
+    for label, r in rows[1:]:
+        name = literal(label)
         if r["status"] != OK:
             what = "not possible" if r["status"] == "infeasible" else "failed (a bug: please report it)"
-            out.append(f"**{name}**: {what}: {r['error']}")
+            out.append(f"**{name}**: {what}: {literal(str(r['error']))}")
             continue
         if base["status"] != OK:
             out.append(f"**{name}**: step time {_value('step_time_s', r['step_time_s'])} (the base did not run)")
@@ -137,8 +140,9 @@ def findings(study: Study, frame: pd.DataFrame) -> list[str]:
         parts = []
         for m in metrics(study, frame):
             a, b = base.get(m), r.get(m)
-            if m == "cost_per_T_usd" and _note(r):
-                parts.append(f"{METRIC_BY_NAME[m].label}: {_note(r)}")
+            note = _note(r)
+            if m == "cost_per_T_usd" and note:
+                parts.append(f"{METRIC_BY_NAME[m].label}: {literal(note)}")
                 continue
             if a == b:
                 parts.append(f"{METRIC_BY_NAME[m].label} unchanged ({_value(m, a)})")
@@ -160,7 +164,7 @@ def _fits(r: dict[str, Any]) -> bool:
 def headline(study: Study, frame: pd.DataFrame) -> tuple[str, str, str]:
     """(the variant that fits in GPU memory with the shortest step, if it beats the base; else 'none
     beats the base' and the closest; its step-time change; the range of step-time changes) of a study.
-    A faster variant over the GPU's memory is named beside it."""
+    A faster variant over the GPU's memory is named beside it. Document text: its labels literal."""
     step = METRIC_BY_NAME["step_time_s"]
     all_rows = _rows(study, frame)
     rows = [(n, r) for n, r in all_rows[1:] if r["status"] == OK]
@@ -178,18 +182,18 @@ def headline(study: Study, frame: pd.DataFrame) -> tuple[str, str, str]:
     if impossible:
         spread += f" ({impossible} not possible)"
     if best is None:
-        return f"none fits in memory ({fastest[0]} fastest)", "-", spread
+        return f"none fits in memory ({literal(fastest[0])} fastest)", "-", spread
     change = step.change_text(base, best[1]["step_time_s"])
     if best[1]["step_time_s"] < base:
-        name = best[0]
+        name = literal(best[0])
     elif best[1]["step_time_s"] == base:
-        name = f"none beats the base (best: {best[0]}, the same step)"
+        name = f"none beats the base (best: {literal(best[0])}, the same step)"
     else:
-        name = f"none beats the base (closest: {best[0]})"
+        name = f"none beats the base (closest: {literal(best[0])})"
     if fastest is not best and fastest[1]["step_time_s"] < best[1]["step_time_s"]:
         over = fastest[1]
         name += (
-            f" ({fastest[0]} is faster, {step.change_text(base, over['step_time_s'])}, but needs "
+            f" ({literal(fastest[0])} is faster, {step.change_text(base, over['step_time_s'])}, but needs "
             f"{over['memory_peak_GiB']:.1f} GiB of {over['memory_capacity_GiB']:.0f})"
         )
     return name, change, spread
@@ -279,9 +283,9 @@ def figure_caption(study: Study, frame: pd.DataFrame) -> str:
     changed, same, unknown = moved(study, frame)
     units = {METRIC_BY_NAME[m].change for m in changed}
     how = {RELATIVE: "% of the base", POINTS: "percentage points", ABSOLUTE: "the figure's unit"}
-    base = f" ({study.base_keys})" if study.base_keys else ""
+    base = f" ({literal(study.base_keys)})" if study.base_keys else ""
     text = (
-        f"{study.title}: each variant's change from the base{base}, in "
+        f"{literal(study.title)}: each variant's change from the base{base}, in "
         + ", ".join(how[u] for u in (RELATIVE, POINTS, ABSOLUTE) if u in units)
         + "; green is better."
     )
@@ -339,15 +343,15 @@ def codesign_document(spec: Codesign, frame: pd.DataFrame, provenance: list[tupl
     """The report: base figures, a summary of every study, then each study's table, figure and findings."""
     frame = overflows_refused(spec, frame)
     base = frame[frame["point"] == 0].iloc[0].to_dict()
-    doc = Document(f"Co-design what-ifs: {spec.name}", subtitle=spec.description.strip())
+    doc = Document(f"Co-design what-ifs: {literal(spec.name)}", subtitle=literal(spec.description.strip()))
     doc.heading("Summary")
     if base["status"] != OK:
-        doc.paragraph(f"The base scenario did not run: {base['error']}")
+        doc.paragraph(f"The base scenario did not run: {literal(str(base['error']))}")
     else:
         cost = base.get("cost_per_T_usd")
         cost_text = "an unmodelled cost" if cost is None or math.isnan(cost) else f"${cost / 1e3:,.0f} K"
         doc.paragraph(
-            f"Base: {spec.sweep.base_path.name}, step {base['step_time_s']:.3f} s, "
+            f"Base: {literal(spec.sweep.base_path.name)}, step {base['step_time_s']:.3f} s, "
             f"{base['tokens_per_day'] / 1e9:,.1f} B tokens per day, {base['gpu_hours_per_T'] / 1e3:,.1f} K "
             f"GPU-hours and {cost_text} per trillion tokens, peak memory {base['memory_peak_GiB']:.1f} GiB per GPU "
             f"({base['gpus']} GPUs, {base['schedule']} PP {base['pp']}, EP {base['ep']}). Every study changes only "
@@ -356,7 +360,7 @@ def codesign_document(spec: Codesign, frame: pd.DataFrame, provenance: list[tupl
     rows = []
     for s in spec.studies:
         best, change, spread = headline(s, frame)
-        rows.append([s.title, s.base_keys or "-", str(len(s.variants) - 1), best, change, spread])
+        rows.append([literal(s.title), literal(s.base_keys or "-"), str(len(s.variants) - 1), best, change, spread])
     doc.table(
         [
             "study",
@@ -384,9 +388,9 @@ def codesign_document(spec: Codesign, frame: pd.DataFrame, provenance: list[tupl
         "its source and the rule. 'not possible' rows give the twin's one-line reason."
     )
     for s in spec.studies:
-        doc.heading(s.title)
+        doc.heading(literal(s.title))
         if s.question:
-            doc.paragraph(s.question)
+            doc.paragraph(literal(s.question))
         headers, trows = study_table(s, frame)
         doc.table(headers, trows, align="l" + "r" * (len(headers) - 1))
         fig = study_figure(s, frame)

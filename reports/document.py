@@ -18,9 +18,12 @@ API (every report of the twin builds one of these; nothing here knows about trai
                                                # folder/sub/); returns the paths
 
 Cells and text are plain strings (numbers formatted by the caller). Their one markup is `code` and
-**bold**, in both writers; everything else is literal text: the HTML escapes it, the Markdown escapes
-what Markdown would read as markup (raw HTML, links, emphasis, a list or heading marker at a line's
-start, ``|`` in a cell), so that user strings (a scenario's name and description) inject none.
+**bold**, in both writers, and a backslash before a backslash, a backquote or ``*`` shows that
+character as it is; everything else is literal text: the HTML escapes it, the Markdown escapes what
+Markdown would read as markup (raw HTML, links, emphasis, a list or heading marker at a line's start,
+``|`` in a cell). A user's string (a scenario's name or description, a label, a file name) goes into a
+text through :func:`literal` (``f"**{literal(label)}**: ..."``, ``f"`{literal(sc.name)}`"``): it
+shows as typed in both writers, in a code span or bold too, and injects no markup of its own.
 ``align`` is one letter per column, ``l``/``r``/``c``. Figure names must be unique file stems
 (``[a-z0-9_-]``); the figure is rendered when added and then closed. ``headings()`` and ``figures()``
 list what the document holds (tests compare reports by them). Headings get anchors and a table of contents in the HTML.
@@ -77,11 +80,43 @@ def figure_text(text: str) -> str:
     return text.replace("$", r"\$")
 
 
+# A text's escaped characters (``\\``, ``\```, ``\*``) are held as Unicode noncharacters while its
+# markup is read, so that no markup sees them, and put back as the characters they stand for.
+_ESCAPED = re.compile(r"\\([\\`*])")
+_HOLD = {"\\": "\ufdd0", "`": "\ufdd1", "*": "\ufdd2"}
+_HELD = {v: k for k, v in _HOLD.items()}
+_HELD_CHAR = re.compile("[\ufdd0-\ufdd2]")
+
+
+def literal(text: str) -> str:
+    """``text``, a user's string, as a document's text that shows it literally in both writers: each
+    ``\\``, backquote and ``*`` backslash-escaped, so that none of it reads as `code` or **bold** (what
+    else Markdown or HTML would read as markup the writers escape in any text)."""
+    return re.sub(r"([\\`*])", r"\\\1", text)
+
+
+def _hold(text: str) -> str:
+    """``text`` with its escaped characters held (a noncharacter it holds itself is dropped)."""
+    return _ESCAPED.sub(lambda m: _HOLD[m.group(1)], _HELD_CHAR.sub("", text))
+
+
+def _release(text: str, escape: str = "") -> str:
+    """``text`` with the held characters put back, each after ``escape``."""
+    return _HELD_CHAR.sub(lambda m: escape + _HELD[m.group()], text)
+
+
+def plain_text(text: str) -> str:
+    """``text`` as plain text (a page's ``<title>``, an ``alt``): its escaped characters as they are, its
+    markup left as typed."""
+    return _release(_hold(text))
+
+
 def _inline(text: str) -> str:
-    """Escape ``text`` and mark up `code` and **bold**."""
-    out = html.escape(text, quote=False)
+    """Escape ``text`` and mark up `code` and **bold** (escaped characters shown as they are)."""
+    out = html.escape(_hold(text), quote=False)
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
-    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
+    out = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
+    return _release(out)
 
 
 def _slug(text: str, taken: set[str]) -> str:
@@ -209,7 +244,7 @@ class Document:
         return (
             '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{html.escape(self.title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+            f"<title>{html.escape(plain_text(self.title))}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
             + "\n".join(body)
             + "\n</body>\n</html>\n"
         )
@@ -237,7 +272,7 @@ class Document:
                 inner = b.svg
             else:
                 data = base64.b64encode(b.png).decode()
-                inner = f'<img src="data:image/png;base64,{data}" alt="{html.escape(b.caption)}">'
+                inner = f'<img src="data:image/png;base64,{data}" alt="{html.escape(plain_text(b.caption))}">'
             return f'<figure id="fig-{b.name}">{inner}<figcaption>{_inline(b.caption)}</figcaption></figure>'
         return b.text
 
@@ -306,24 +341,37 @@ _MD_LINE_START = re.compile(r"^(?:[#>+=\[|-]|\d+(?=[.)]))")  # heading, quote, l
 
 
 def _md_plain(text: str) -> str:
-    return _MD_PLAIN.sub(lambda m: "\\" + m.group(), text)
+    """Held text outside code spans, escaped (a held character too: it stands for itself)."""
+    return _release(_MD_PLAIN.sub(lambda m: "\\" + m.group(), text), "\\")
+
+
+def _md_code(token: str) -> str:
+    """A held `code` token as a Markdown code span showing its content as the HTML does: a backquote in
+    it (escaped in the text) is fenced by a longer run of backquotes, with a space inside the fence where
+    the content starts or ends with one (CommonMark strips one space from each end)."""
+    content = _release(token[1:-1])
+    fence = "`" * (max((len(r) for r in re.findall(r"`+", content)), default=0) + 1)
+    edge = content[:1] + content[-1:]
+    pad = " " if "`" in edge or (edge == "  " and content.strip()) else ""
+    return f"{fence}{pad}{content}{pad}{fence}"
 
 
 def _md_code_and_plain(text: str) -> str:
-    """``text`` with its `code` spans as they are and the rest escaped."""
+    """Held ``text`` with its `code` spans as code spans and the rest escaped."""
     out, pos = [], 0
     for m in _MD_CODE.finditer(text):
-        out += [_md_plain(text[pos : m.start()]), m.group()]
+        out += [_md_plain(text[pos : m.start()]), _md_code(m.group())]
         pos = m.end()
     return "".join([*out, _md_plain(text[pos:])])
 
 
 def _md_inline(text: str) -> str:
     """``text`` as Markdown inline content: `code` and **bold** kept, everything else literal."""
+    text = _hold(text)
     out, pos = [], 0
     for m in _MD_MARKUP.finditer(text):
         token = m.group()
-        kept = token if token.startswith("`") else f"**{_md_code_and_plain(token[2:-2])}**"
+        kept = _md_code(token) if token.startswith("`") else f"**{_md_code_and_plain(token[2:-2])}**"
         out += [_md_plain(text[pos : m.start()]), kept]
         pos = m.end()
     return "".join([*out, _md_plain(text[pos:])])

@@ -12,6 +12,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from reports.document import literal
 from sim.config import Scenario, scenario_data
 from sim.hardware.profile import Profile, load_profile
 from sim.paths import shown
@@ -69,36 +70,38 @@ def command_line(argv: list[str] | None = None) -> str:
 
 def provenance(sc: Scenario, argv: list[str] | None = None, now: datetime | None = None) -> list[tuple[str, str]]:
     """(what, value) rows: scenario, topology and profile files (path, SHA-256; the profile's own
-    provenance), twin version, git revision, command line, date, Python."""
+    provenance), twin version, git revision, command line, date, Python; document text (names, paths
+    and the command line literal: :func:`reports.document.literal`)."""
     rows: list[tuple[str, str]] = []
     src = Path(sc.source_path)
     if src.is_file():
-        rows.append(("scenario file", f"`{shown(src)}` (sha256 `{sha256(src)}`)"))
+        rows.append(("scenario file", f"`{literal(shown(src))}` (sha256 `{sha256(src)}`)"))
     else:
-        rows.append(("scenario file", f"`{sc.source_path}` (built in memory)"))
-    rows.append(("scenario", f"`{sc.name}`, seed {sc.seed}"))
+        rows.append(("scenario file", f"`{literal(str(sc.source_path))}` (built in memory)"))
+    rows.append(("scenario", f"`{literal(sc.name)}`, seed {sc.seed}"))
     topo = topology_path(sc)
     if topo is not None and topo.is_file():
-        rows.append(("topology file", f"`{shown(topo)}` (sha256 `{sha256(topo)}`; cluster `{sc.cluster_spec().name}`)"))
+        cluster = literal(sc.cluster_spec().name)
+        rows.append(("topology file", f"`{literal(shown(topo))}` (sha256 `{sha256(topo)}`; cluster `{cluster}`)"))
     prof = sc.profile_path
-    rows.append(("profile file", f"`{shown(prof)}` (sha256 `{sha256(prof)}`)"))
+    rows.append(("profile file", f"`{literal(shown(prof))}` (sha256 `{sha256(prof)}`)"))
     p = load_profile(prof)
-    made = (
+    made = literal(
         f"{p.source} profile for {p.device.name} ({p.device.sms} SMs), created {p.created}, "
         f"twin revision {p.git_revision}"
     )
     built = built_from(p)
     if built:
-        made += f"; built from {built}"
-    rows.append(("profile provenance", made + (f"; tool: `{p.tool}`" if p.tool else "")))
+        made += f"; built from {literal(built)}"
+    rows.append(("profile provenance", made + (f"; tool: `{literal(p.tool)}`" if p.tool else "")))
     if p.sources:
-        files = "; ".join(f"`{f.name}` (sha256 `{f.sha256[:16]}...`, {f.bytes:,} B)" for f in p.sources[:6])
+        files = "; ".join(f"`{literal(f.name)}` (sha256 `{f.sha256[:16]}...`, {f.bytes:,} B)" for f in p.sources[:6])
         more = f"; and {len(p.sources) - 6} more" if len(p.sources) > 6 else ""
         rows.append(("profile sources", files + more))
     rows += [
         ("twin version", f"clustertwin {twin_version()}"),
         ("git revision", f"`{git_revision()}`"),
-        ("command line", f"`{command_line(argv)}`"),
+        ("command line", f"`{literal(command_line(argv))}`"),
         ("date", (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")),
         ("python", f"{platform.python_version()} on {platform.system()} {platform.machine()}"),
     ]

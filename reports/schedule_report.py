@@ -4,7 +4,7 @@ comparison's table rows and closed forms that the smaller report of ``twin repor
 
 from __future__ import annotations
 
-from reports.document import Document
+from reports.document import Document, literal
 from reports.gantt import GANTT_PNG_DPI, gantt_figure
 from sim.pipeline import theory
 from sim.results import ScheduleMetrics
@@ -65,7 +65,7 @@ def _transfers(result: RunResult) -> str:
     split = result.assembly.split
     return (
         f"Stage-to-stage transfers: {sc.p2p.activation_bytes:g} B each as flows on the cluster network "
-        f"`{sc.cluster.spec.name}` (max-min fair sharing), pipeline devices on GPUs {list(gpus)}. "
+        f"`{literal(sc.cluster.spec.name)}` (max-min fair sharing), pipeline devices on GPUs {list(gpus)}. "
         f"Compute SMs: {split.compute_sms} of {split.gpu.sms}."
     )
 
@@ -82,9 +82,9 @@ def _op_times(result: RunResult) -> str:
         )
     w = sc.workload
     return (
-        f"Op times per stage from the chunk model ({c.layers} layers of {sc.model.name} per stage, "
+        f"Op times per stage from the chunk model ({c.layers} layers of {literal(sc.model.name)} per stage, "
         f"{w.tokens} tokens per micro-batch, EP{w.ep}, {w.routing} routing, {c.compute_sms} compute SMs, "
-        f"profile `{sc.profile_path.name}`): F {c.forward_ms:.2f} ms (its all-to-all exposed), "
+        f"profile `{literal(sc.profile_path.name)}`): F {c.forward_ms:.2f} ms (its all-to-all exposed), "
         f"B {c.backward_ms:.2f} ms of which W {c.weight_ms:.2f} ms, F&B {c.overlapped_ms:.2f} ms "
         "(DualPipe's overlapped pair)."
     )
@@ -116,7 +116,7 @@ def schedule_document(result: RunResult) -> Document:
     against the closed forms and one timeline per schedule (figures ``gantt-<schedule>``)."""
     sc = result.scenario
     plan = sc.pipeline
-    doc = Document(f"Scenario `{sc.name}`", " ".join(sc.description.split()))
+    doc = Document(f"Scenario `{literal(sc.name)}`", literal(" ".join(sc.description.split())))
     doc.paragraph(
         f"PP = {plan.pp} model stages, {plan.microbatches} micro-batches, "
         f"{plan.virtual_stages} virtual stages for interleaved-1f1b. " + _op_times(result) + " " + _transfers(result)

@@ -22,7 +22,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
-from reports.document import Document
+from reports.document import Document, literal
 from sim.serve.loop import KV_SAMPLES
 from sim.serve.metrics import ServeResult
 
@@ -360,7 +360,7 @@ HOW = (
 def serve_document(result: ServeResult, scenario_description: str = "") -> Document:
     """The run's report (module docstring); ``scenario_description`` is the subtitle (literal text)."""
     d = result.to_dict()
-    doc = Document(f"Serving: {result.scenario}", " ".join(scenario_description.split()))
+    doc = Document(f"Serving: {literal(result.scenario)}", literal(" ".join(scenario_description.split())))
 
     doc.heading("Summary")
     doc.table(

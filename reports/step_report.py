@@ -4,7 +4,7 @@ and its pieces (summary rows, layout text, breakdown parts, per-rank rows) that 
 
 from __future__ import annotations
 
-from reports.document import Document
+from reports.document import Document, literal
 from reports.gantt import GANTT_PNG_DPI, STEP_CAPTION, gantt_figure
 from reports.provenance import git_revision
 from sim.experiments.published import PUBLISHED_GPU_HOURS_PER_T
@@ -56,7 +56,7 @@ def summary_rows(run: TrainingRun) -> list[tuple[str, str]]:
         (
             "peak memory per GPU",
             f"{max(x.memory.total for x in r.ranks) / GiB:.1f} GiB (rank {d['memory_rank']}; "
-            f"{run.gpu.name}: {run.gpu.hbm_GiB:g} GiB)",
+            f"{literal(run.gpu.name)}: {run.gpu.hbm_GiB:g} GiB)",
         ),
     ]
 
@@ -67,7 +67,7 @@ def cost_text(run: TrainingRun) -> str:
     c, e = run.costs, run.scenario.economics
     gpus = f"GPUs ${c.priced.gpu_usd_per_T / 1e3:,.0f}K at ${e.gpu_hour_usd:,.2f} a GPU-hour"
     if c.note:
-        return f"{gpus}; {c.note}"
+        return f"{gpus}; {literal(c.note)}"
     share = f"${c.priced.fabric_usd / 1e6:,.1f}M over {e.fabric_life_years:g} years"
     fabric = f"fabric ${c.priced.fabric_usd_per_T / 1e3:,.0f}K ({share})"
     return f"${c.priced.usd_per_T / 1e3:,.0f}K: {gpus}, {fabric}"
@@ -87,7 +87,7 @@ def layout_text(run: TrainingRun) -> str:
     t = sc.training
     assert t is not None
     head = (
-        f"{sc.model.name} on {lay['gpus']} GPUs: {lay['pipeline_ranks']} pipeline ranks "
+        f"{literal(sc.model.name)} on {lay['gpus']} GPUs: {lay['pipeline_ranks']} pipeline ranks "
         f"({sc.pipeline.schedules[0]}, PP {sc.pipeline.pp}) x {lay['gpus_per_rank']} GPUs each; "
     )
     batch = (
@@ -227,7 +227,7 @@ def step_document(run: TrainingRun) -> Document:
     sc = run.scenario
     r = run.result
     b = r.reported
-    doc = Document(f"Training step: {sc.name}", " ".join(sc.description.split()))
+    doc = Document(f"Training step: {literal(sc.name)}", literal(" ".join(sc.description.split())))
     doc.heading("Summary")
     doc.table(["figure", "value"], [list(x) for x in summary_rows(run)], align="lr")
     if compares_with_published(run):
@@ -257,8 +257,8 @@ def step_document(run: TrainingRun) -> Document:
     doc.heading("Provenance")
     doc.bullets(
         [
-            f"scenario `{sc.name}`, seed {sc.seed}; profile `{sc.profile_path.name}`; topology "
-            f"`{sc.cluster_spec().name}`; twin revision `{git_revision()}`",
+            f"scenario `{literal(sc.name)}`, seed {sc.seed}; profile `{literal(sc.profile_path.name)}`; topology "
+            f"`{literal(sc.cluster_spec().name)}`; twin revision `{git_revision()}`",
             f"{s['actions']} actions, {s['chunk_timings']} distinct chunk timings, {s['routed_layers']} routed "
             f"layers, {s['events']} engine events; simulated in {s['wall_s']:.2f} s",
             "files: `summary.json` (the figures), `spans.parquet` (every span: device (pipeline rank), stream, "

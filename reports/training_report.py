@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from reports.document import Document
+from reports.document import Document, literal
 from reports.gantt import STEP_CAPTION, gantt_figure
 from reports.schedule_report import closed_forms, metrics_rows
 from reports.step_report import (
@@ -252,7 +252,7 @@ def _schedule_table(rows: tuple[ScheduleRow, ...]) -> tuple[list[str], list[list
                 _pct(row.closed_form_ratio),
                 chunks,
                 _f(row.peak_memory_GiB, ".1f"),
-                row.note or "fits; as given",
+                literal(row.note) or "fits; as given",
             ]
         )
     return headers, out
@@ -266,7 +266,7 @@ def _sm_table(points: tuple[SmPoint, ...]) -> tuple[list[str], list[list[str]]]:
             str(p.compute_sms),
             _f(p.step_time_s),
             _f(p.ep_exposed_s),
-            p.note,
+            literal(p.note),
         ]
         for p in points
     ]
@@ -329,7 +329,7 @@ def training_document(run: TrainingRun, study: Study, provenance: list[tuple[str
     sc = run.scenario
     r = run.result
     b = r.reported
-    doc = Document(f"Training step: {sc.name}", " ".join(sc.description.split()))
+    doc = Document(f"Training step: {literal(sc.name)}", literal(" ".join(sc.description.split())))
 
     doc.heading(SECTIONS[0])
     doc.table(["figure", "value"], [list(x) for x in summary_rows(run)], align="lr")
@@ -522,7 +522,7 @@ def schedules_document(result: RunResult, provenance: list[tuple[str, str]]) -> 
     """The smaller report of a schedule-comparison scenario (no ``training`` section): the comparison
     against the closed forms and one timeline per schedule."""
     sc = result.scenario
-    doc = Document(f"Schedule comparison: {sc.name}", " ".join(sc.description.split()))
+    doc = Document(f"Schedule comparison: {literal(sc.name)}", literal(" ".join(sc.description.split())))
     doc.heading("Schedules against the closed forms")
     doc.paragraph(
         f"PP = {sc.pipeline.pp} model stages, {sc.pipeline.microbatches} micro-batches, "

@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from reports.document import Document, figure_text
+from reports.document import Document, figure_text, literal
 
 COLOURS = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d"]
 FABRIC_ALPHA = 0.45  # the fabric's share: the phase's colour, lighter
@@ -93,7 +93,7 @@ def phase_rows(run: dict[str, Any]) -> list[list[str]]:
     for p in run["phases"]:
         rows.append(
             [
-                p["name"],
+                literal(p["name"]),
                 _span(p["batches"]),
                 _int(p["steps"]),
                 _tokens(p["tokens"]),
@@ -106,7 +106,7 @@ def phase_rows(run: dict[str, Any]) -> list[list[str]]:
             ]
         )
     for g in run["groups"]:
-        name = f"{g['name']} ({', '.join(g['phases'])})"
+        name = literal(f"{g['name']} ({', '.join(g['phases'])})")
         pub = g["published_gpu_hours"]
         rows.append([name, "", "", "", "", _int(g["gpu_hours"]), "", "", _int(pub), _gap(g["gpu_hours"], pub)])
     t = run["total"]
@@ -265,7 +265,7 @@ def cost_rows(run: dict[str, Any]) -> list[list[str]]:
         lost = p.get("failures") or {}
         rows.append(
             [
-                p["name"],
+                literal(p["name"]),
                 _int(p["gpu_hours"]),
                 _int(p["gpu_usd"]),
                 _int(p["fabric_usd"]),
@@ -290,7 +290,7 @@ def slice_rows(run: dict[str, Any]) -> list[list[str]]:
         for s in p["slices"]:
             rows.append(
                 [
-                    p["name"],
+                    literal(p["name"]),
                     str(s["global_batch"]),
                     str(s["seq_len"]),
                     str(s["gpus"]),
@@ -315,7 +315,7 @@ def _intervals(run: dict[str, Any]) -> str:
 def run_document(run: dict[str, Any], provenance: list[tuple[str, str]]) -> Document:
     """The run's report: summary, the phases table, the timeline, the cost, every step, provenance."""
     t = run["total"]
-    doc = Document(f"Training run: {run['run']}", subtitle=run.get("description", ""))
+    doc = Document(f"Training run: {literal(run['run'])}", subtitle=literal(run.get("description", "")))
     doc.heading("Summary")
     gpus = sorted({s["gpus"] for p in run["phases"] for s in p["slices"]})
     usd = "-" if t["usd"] is None else f"${t['usd'] / 1e6:,.3f}M"
@@ -390,16 +390,17 @@ def sweep_rows(sweep: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     ok = [p for p in sweep["points"] if p["status"] == "ok"]
     names = [ph["name"] for ph in ok[0]["phases"]] if ok else []
     lost = any("lost_days" in p["total"] for p in ok)
-    headers = ["point", "run", "days", "GPU-hours", "USD", *(f"{n} GPU-hours" for n in names)]
+    headers = ["point", "run", "days", "GPU-hours", "USD", *(f"{literal(n)} GPU-hours" for n in names)]
     headers += ["lost days", "lost GPU-hours"] if lost else []
     rows = []
     for p in sweep["points"]:
         if p["status"] != "ok":
-            rows.append([str(p["point"]), p["label"], p["status"], p["error"]] + [""] * (len(headers) - 4))
+            cells = [str(p["point"]), literal(p["label"]), p["status"], literal(p["error"])]
+            rows.append(cells + [""] * (len(headers) - 4))
             continue
         t = p["total"]
         by = {ph["name"]: ph["gpu_hours"] for ph in p["phases"]}
-        row = [str(p["point"]), p["label"], _days(t["days"]), _int(t["gpu_hours"]), _int(t["usd"])]
+        row = [str(p["point"]), literal(p["label"]), _days(t["days"]), _int(t["gpu_hours"]), _int(t["usd"])]
         row += [_int(by.get(n)) for n in names]
         if lost:
             row += ["-", "-"] if "lost_days" not in t else [_days(t["lost_days"]), _int(t["lost_gpu_hours"])]
@@ -432,10 +433,11 @@ def sweep_figure(sweep: dict[str, Any]) -> Figure:
 
 def sweep_document(sweep: dict[str, Any], provenance: list[tuple[str, str]]) -> Document:
     """A run sweep's report: every point's totals and GPU-hours per phase, a chart, provenance."""
-    doc = Document(f"Training run sweep: {sweep['sweep']}", subtitle=sweep.get("description", ""))
+    doc = Document(f"Training run sweep: {literal(sweep['sweep'])}", subtitle=literal(sweep.get("description", "")))
     doc.heading("Summary")
     doc.paragraph(
-        f"{len(sweep['points'])} run(s) of `{sweep['base']}` with {', '.join(f'`{k}`' for k in sweep['keys'])} "
+        f"{len(sweep['points'])} run(s) of `{literal(sweep['base'])}` with "
+        f"{', '.join(f'`{literal(k)}`' for k in sweep['keys'])} "
         f"set; their {sweep['steps']} distinct step(s) simulated once for all of them "
         f"({sweep['simulated']} this time, the rest kept in `steps.parquet`)."
     )

@@ -140,20 +140,48 @@ def override_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in _FIXED]
 
 
+def printable(text: str) -> str:
+    """``text`` (a label, a name) as a terminal or a plot may show it: each character that is not printable
+    (a terminal's escape code, a newline, a tab, a bidirectional override) written as Python writes it in
+    a string (``\\x1b``, ``\\n``, ``\\u202e``), so that none acts on the terminal; printable text as it is."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _shown_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with their text (the label) :func:`printable`."""
+    return [{k: printable(v) if isinstance(v, str) else v for k, v in r.items()} for r in rows]
+
+
 @dataclass(frozen=True)
 class Comparison:
+    """What ``twin compare`` shows. ``best`` and ``front`` are its rows as the tables and the plot show
+    them, their labels :func:`printable`; ``to_dict`` gives them as the results file holds them (JSON
+    escapes what is not printable itself)."""
+
     by: str
     against: str
     ok: int
     not_ok: int
     columns: list[str]
-    best: list[dict[str, Any]]
+    best_rows: list[dict[str, Any]]  # as in the file
     front_columns: list[str]
-    front: list[dict[str, Any]]
+    front_rows: list[dict[str, Any]]  # as in the file
     front_points: list[int]
     unpriced: list[int] = field(default_factory=list)  # ok points with no cost (hardware cost not modelled)
     uncosted: list[int] = field(default_factory=list)  # ok points with no cost and no cost_note saying why
     points: int | None = None  # the sweep's points (None: the file does not say); more than ran: some never did
+
+    @property
+    def best(self) -> list[dict[str, Any]]:
+        """The ranked rows as shown (labels printable)."""
+        return _shown_rows(self.best_rows)
+
+    @property
+    def front(self) -> list[dict[str, Any]]:
+        """The front's rows as shown (labels printable)."""
+        return _shown_rows(self.front_rows)
 
     @property
     def ran(self) -> int:
@@ -173,8 +201,8 @@ class Comparison:
             "ran": self.ran,
             "ok": self.ok,
             "not_ok": self.not_ok,
-            "best": self.best,
-            "pareto_front": self.front,
+            "best": self.best_rows,
+            "pareto_front": self.front_rows,
         }
 
 
