@@ -341,7 +341,7 @@ def run_document(run: dict[str, Any], provenance: list[tuple[str, str]]) -> Docu
             f"recomputed work (MTBF {f.get('mtbf_gpu_hours', 0):,.0f} GPU-hours per GPU, checkpoint "
             f"{f.get('checkpoint_s', 0):g} s, restart {f.get('restart_s', 0):g} s, checkpoint interval "
             + (f"{f['interval_s']:g} s" if f.get("interval_s") else f"Young's sqrt(2 C M): {_intervals(run)}")
-            + "; first order in Young 1974 / Daly 2006)."
+            + "; the expected time for exponential failures, Daly 2006)."
         )
     doc.heading("Phases")
     doc.table(

@@ -13,6 +13,7 @@ def codesign_report(path: Path, output: Path, quiet: bool, argv: list[str]) -> N
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from reports.codesign_report import codesign_document
+    from reports.document import literal
     from reports.provenance import provenance, sha256
     from sim.cli.sweep import run_again
     from sim.config import load_scenario
@@ -44,7 +45,7 @@ def codesign_report(path: Path, output: Path, quiet: bool, argv: list[str]) -> N
         finally:
             store.release()
         rows = [
-            ("study file", f"`{shown(path)}` (sha256 `{sha256(path)}`)"),
+            ("study file", f"`{literal(shown(path))}` (sha256 `{sha256(path)}`)"),
             ("results", "`results.parquet` beside this report: one row per distinct point (twin compare reads it)"),
             *provenance(base, argv),
         ]

@@ -27,11 +27,12 @@ OWNER = "plan-run"  # the owner of the files in DIR (sim.outputs.owned_outputs)
 
 
 def _provenance(files: list[tuple[str, Path]], base: Path) -> list[tuple[str, str]]:
+    from reports.document import literal
     from reports.provenance import provenance, sha256
     from sim.config import load_scenario
     from sim.paths import shown
 
-    rows = [(what, f"`{shown(path)}` (sha256 `{sha256(path)}`)") for what, path in files]
+    rows = [(what, f"`{literal(shown(path))}` (sha256 `{sha256(path)}`)") for what, path in files]
     return rows + provenance(load_scenario(base), ["twin", *ARGV])
 
 
