@@ -77,9 +77,18 @@ def _check(frame: pd.DataFrame, file: str) -> None:
     a fraction (MFU, bubble ratio) are not bounded here."""
     from pandas.api import types
 
+    from sim.run import EDGE
+
     point = frame["point"]
     if not types.is_integer_dtype(point.dtype) or bool(point.isna().any()):
         raise ScenarioError("point", f"a column of whole numbers, got {point.dtype}", file)
+    for i in np.flatnonzero(point.to_numpy() < 0)[:1]:  # (a sweep numbers its points from 0)
+        raise ScenarioError("point", f"{point.iloc[i]} is not a point number (0, 1, 2 ...)", file)
+    if "label" not in frame.columns:  # (a file written by hand or by other tools: the table names the point)
+        frame["label"] = [f"point {p}" for p in point]
+    labels = frame["label"]
+    for i in [i for i, v in enumerate(labels) if not isinstance(v, str)][:1]:
+        raise ScenarioError(f"point {point.iloc[i]}: label", f"{shown(repr(labels.iloc[i]))} is not text", file)
     twice = point[point.duplicated()]
     if len(twice):
         raise ScenarioError("point", f"point {twice.iloc[0]} is in two rows (rows of two sweeps?)", file)
@@ -104,6 +113,9 @@ def _check(frame: pd.DataFrame, file: str) -> None:
         values = column.to_numpy(dtype="float64", na_value=np.nan)
         for i in np.flatnonzero(np.isinf(values))[:1]:
             raise ScenarioError(f"point {point.iloc[i]}: {name}", f"{values[i]} is not a finite number", file)
+        for i in np.flatnonzero(np.abs(values) > EDGE)[:1]:  # (NaN, unknown, is not)
+            why = f"{values[i]:g} is past {EDGE:g}, which no figure of a sweep is (one past it is refused there)"
+            raise ScenarioError(f"point {point.iloc[i]}: {name}", why, file)
         _check_sign(name, values, ok, point, file)
         if name == "step_time_s":  # (a serving point has none: its goodput instead)
             for i in np.flatnonzero(np.isnan(values) & ok & ~_serving_rows(frame))[:1]:

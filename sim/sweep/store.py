@@ -44,7 +44,7 @@ from sim.code_digest import code_digest
 from sim.errors import ScenarioError, TwinError
 from sim.outputs import NAME_BYTES, atomic_write
 from sim.overrides import label
-from sim.sweep.point import LAYOUT_COLUMNS, METRICS, NOTE_COLUMNS, PROVENANCE_COLUMNS, STATUSES
+from sim.sweep.point import LAYOUT_COLUMNS, METRICS, NOTE_COLUMNS, OK, PROVENANCE_COLUMNS, STATUSES
 from sim.sweep.spec import Sweep
 
 
@@ -257,9 +257,18 @@ def _bad_cell(column: str, dtype: str, value: Any) -> str | None:
         return f"{value!r} is not a number"
     if math.isinf(value):
         return f"{value!r} is not a finite number"
+    from sim.run import EDGE
+
+    if abs(float(value)) > EDGE:  # (NaN, unknown, is not)
+        return f"{value!r} is past {EDGE:g}, which no figure of a sweep is (one past it is refused as an overflow)"
     if dtype == "Int64" and not (math.isnan(value) or float(value).is_integer()):
         return f"{value!r} is not a whole number"
     return None
+
+
+# An ok row holds one of these (a training point's step time or its bound, a serving point's goodput):
+# read back without, it would be kept as done, and twin compare refuses the file it is written to
+OK_FIGURES = ("step_time_s", "goodput_requests_per_s")
 
 
 def check_row(sweep: Sweep, row: dict[str, Any], where: str, file: Path) -> None:
@@ -275,6 +284,11 @@ def check_row(sweep: Sweep, row: dict[str, Any], where: str, file: Path) -> None
             raise ScenarioError(
                 f"{where}: {column}", f"{why}; fix or remove it, or pass --restart to discard the rows", str(file)
             )
+    if row.get("status") == OK and all(_missing(row.get(c)) for c in OK_FIGURES):
+        why = "none in a point whose status is ok (a step's time, or a serving point's goodput)"
+        raise ScenarioError(
+            f"{where}: {OK_FIGURES[0]}", f"{why}; fix or remove it, or pass --restart to discard the rows", str(file)
+        )
 
 
 def _take_lock(output: Path) -> TextIO:

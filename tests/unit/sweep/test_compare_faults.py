@@ -206,3 +206,29 @@ def test_a_real_serving_sweep_passes(tmp_path: Path) -> None:
 def test_the_example_results_in_reports_pass() -> None:
     frame, meta = load_results(EXAMPLE)
     assert meta["points"] == len(frame) and compare(frame, "step_time_s", "cost_per_T_usd", 10).ok > 0
+
+
+def test_a_file_without_labels_names_its_points(tmp_path: Path) -> None:
+    """It was a KeyError traceback (``['label'] not in index``) when the ranked table was built."""
+    rows = _rows()
+    del rows["label"]
+    result = compare(load_results(_write(tmp_path, rows))[0], "step_time_s", "gpu_hours_per_T", 3)
+    assert [r["label"] for r in result.best] == ["point 0", "point 1", "point 2"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "line"),
+    [
+        ({"step_time_s": [1.0, 1e308, 3.0]}, "point 1: step_time_s: 1e+308 is past 1e+100, which no figure"),
+        ({"memory_headroom_GiB": [1.0, 2.0, -1e308]}, "point 2: memory_headroom_GiB: -1e+308 is past 1e+100"),
+        ({"point": [-1, 1, 2]}, "point: -1 is not a point number (0, 1, 2 ...)"),
+        ({"label": ["a", None, "c"]}, "point 1: label: nan is not text"),
+    ],
+)
+def test_results_no_sweep_writes_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], changes: dict[str, list[Any]], line: str
+) -> None:
+    """A figure past sim.run.EDGE (a sweep refuses its point as an overflow: it was ranked, and drawn with
+    matplotlib's overflow warning), a negative point number and a label that is not text were taken."""
+    path = _write(tmp_path, _rows(**changes))
+    assert _refused(path, capsys).startswith(f"error: FILE: {line}")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from sim.code_digest import code_digest
 from sim.sweep.point import OK
 from sim.sweep.spec import load_sweep
 from sim.sweep.store import NOT_A_JOURNAL, Store, journal_path
@@ -45,21 +46,17 @@ def test_a_journal_cut_anywhere_by_kills_still_reads(tmp_path: Path) -> None:
     rows (a run goes on on a new line), and begin with '{' as every line does."""
     sweep = load_sweep(_sweep(tmp_path))
     out = tmp_path / "r.parquet"
-    ids = [p.point_id for p in sweep.points]
-    journal_path(out).write_text(
-        '{"point": 0, "point_id": "'
-        + ids[0][:3]
-        + "\n"  # cut
-        + '{"point": 1, "point_id": "'
-        + ids[1]
-        + '", "status": "'
-        + OK
-        + '"}\n'
-        + "{\n"  # cut after its first character
-    )
+    point = sweep.points[1]
+    row = {"point": 1, "point_id": point.point_id, "status": OK, "step_time_s": 1.0, "twin_code": code_digest()}
+    row["twin_inputs"] = sweep.input_digest(point)
+    writer = Store(sweep, out)
+    writer.add(row)
+    writer.release()  # (killed before the Parquet file: the journal holds the row's line as a sweep writes it)
+    whole = journal_path(out).read_text().strip()
+    journal_path(out).write_text(whole[:20] + "\n" + whole + "\n" + "{\n")  # cut, whole, cut after one character
     store = Store(sweep, out)
     try:
-        assert set(store.rows) <= set(ids)  # read (the whole row may be dropped as stale: no twin_code)
+        assert set(store.rows) == {point.point_id}
     finally:
         store.release()
 
@@ -80,3 +77,24 @@ def test_an_empty_lock_a_killed_sweep_left_is_taken(tmp_path: Path) -> None:
     r = twin("sweep", str(_sweep(tmp_path)), "-o", str(out), "-q")
     assert r.returncode == 0, r.stderr
     assert out.exists() and not out.with_name("r.parquet.lock").exists()
+
+
+@pytest.mark.parametrize("dropped", [["step_time_s", "tokens_per_day"], ["step_time_s"]])
+def test_a_resumed_ok_row_without_its_step_time_is_refused(tmp_path: Path, dropped: list[str]) -> None:
+    """An ok row read back with no step time (a results file or a journal line edited) was kept as done:
+    the sweep said '2 already done' with exit 0, then twin compare refused the file it had written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sweep = _sweep(tmp_path)
+    out = tmp_path / "z.parquet"
+    assert twin("sweep", str(sweep), "-o", str(out), "-q").returncode == 0
+    table = pq.read_table(out)
+    frame = table.to_pandas().drop(columns=dropped)
+    edited = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(table.schema.metadata)
+    pq.write_table(edited, out)
+    before = out.read_bytes()
+    r = twin("sweep", str(sweep), "-o", str(out), "-q")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "step_time_s: none in a point whose status is ok" in r.stderr and str(out) in r.stderr
+    assert out.read_bytes() == before

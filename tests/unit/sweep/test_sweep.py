@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[3]
 def _ok_row(sweep: Sweep, i: int, **more: object) -> dict[str, object]:
     """Point ``i``'s row as this revision computes it from the files it reads now (``more`` replaces keys)."""
     point = sweep.points[i]
-    row = {"point": i, "point_id": point.point_id, "status": OK, "error": "", "twin_code": CODE}
+    row = {"point": i, "point_id": point.point_id, "status": OK, "error": "", "step_time_s": 1.0, "twin_code": CODE}
     return row | {"twin_inputs": sweep.input_digest(point)} | more
 
 
@@ -281,6 +281,7 @@ def test_journal_rows_survive_and_a_cut_line_is_ignored(tmp_path: Path) -> None:
     out = tmp_path / "r.parquet"
     store = Store(sweep, out)
     row = {"point": 0, "point_id": sweep.points[0].point_id, "label": "x", "comm.sms": 12, "status": OK, "error": ""}
+    row["step_time_s"] = 1.0
     row["twin_code"] = CODE
     row["twin_inputs"] = sweep.input_digest(sweep.points[0])
     store.add(row)
