@@ -30,6 +30,7 @@ from matplotlib.patches import Patch
 from matplotlib.path import Path as MplPath
 from matplotlib.transforms import Bbox
 
+from reports.document import figure_text
 from sim.pipeline.execute import ScheduleRun
 from sim.pipeline.ops import Op
 from sim.step.spec import DeviceTimeline
@@ -267,7 +268,7 @@ def gantt_figure(
     ax.set_yticks([rows - 1 - d + BOX_H / 2 for d in shown], [f"rank {d}" for d in shown])
     ax.tick_params(axis="y", length=0)
     ax.set_xlabel(f"time ({time_unit})")
-    ax.set_title(title or f"{sched.name}  PP={sched.pp}  N={sched.num_microbatches}")
+    ax.set_title(figure_text(title or f"{sched.name}  PP={sched.pp}  N={sched.num_microbatches}"))  # (never mathtext)
     present = [k for k in KINDS if k in set(boxes.kinds)]
     ax.legend(
         handles=[Patch(facecolor=KINDS[k][0], label=KINDS[k][1]) for k in present],

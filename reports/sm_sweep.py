@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from reports.document import figure_text
 from sim.moe.alltoall import AlltoallResult
 
 
@@ -26,7 +27,7 @@ def plot_sm_sweep(results: list[AlltoallResult], path: str | Path, title: str) -
     lines = ax.get_legend_handles_labels()
     more = right.get_legend_handles_labels()
     ax.legend(lines[0] + more[0], lines[1] + more[1], loc="lower right", fontsize=8)
-    ax.set_title(title)
+    ax.set_title(figure_text(title))
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=130)

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from reports.document import Document, literal
+from reports.document import Document, figure_text, literal
 from reports.gantt import STEP_CAPTION, gantt_figure
 from reports.schedule_report import closed_forms, metrics_rows
 from reports.step_report import (
@@ -206,7 +206,9 @@ def memory_figure(run: TrainingRun) -> Figure:
         v = np.array(values) / 1e9
         ax.bar(ranks, v, bottom=bottom, color=colour, label=name, width=0.75)
         bottom += v
-    ax.axhline(run.gpu.hbm_GiB, color="#b22", lw=1.2, label=f"{run.gpu.name} HBM ({run.gpu.hbm_GiB:g} GiB)")
+    ax.axhline(
+        run.gpu.hbm_GiB, color="#b22", lw=1.2, label=figure_text(f"{run.gpu.name} HBM ({run.gpu.hbm_GiB:g} GiB)")
+    )
     ax.set_xticks(ranks)
     ax.set_xlabel("pipeline rank")
     ax.set_ylabel("GB per GPU")

@@ -192,13 +192,13 @@ def timeline_figure(run: dict[str, Any]) -> Figure:
         text = f"{_short(p['days'])} d" + (f" + {_short(lost)} lost" if lost > 0 else "")
         stop = first.start + p["days"] + lost
         ax.text(stop + end * 0.01, i, text, va="center", fontsize=8)
-    ax.set_yticks(range(n), names)
+    ax.set_yticks(range(n), [figure_text(name) for name in names])
     ax.invert_yaxis()
     ax.set_xlim(0, end * 1.18)
     lost = any(s.kind == "lost" for s in segments)
     hatched = "; hatched: the expected time lost to failures, apart from the phase's days" if lost else ""
     ax.set_xlabel(f"wall-clock days from the run's start{hatched}")
-    ax.set_title(f"{run['run']}: {run['total']['days']:.2f} days of training", fontsize=10)
+    ax.set_title(figure_text(f"{run['run']}: {run['total']['days']:.2f} days of training"), fontsize=10)
     for k, p in enumerate(ramped):
         _ramp_panel(axes[k + 1][0], p, names.index(p["name"]))
     return fig
@@ -417,7 +417,14 @@ def sweep_figure(sweep: dict[str, Any]) -> Figure:
         x = 0.0
         for ph in p["phases"]:
             i = names.index(ph["name"])
-            ax.barh(y, ph["gpu_hours"] / 1e3, left=x, color=_colour(i), height=0.6, label=ph["name"] if y == 0 else "")
+            ax.barh(
+                y,
+                ph["gpu_hours"] / 1e3,
+                left=x,
+                color=_colour(i),
+                height=0.6,
+                label=figure_text(ph["name"]) if y == 0 else "",
+            )
             x += ph["gpu_hours"] / 1e3
         lost = (p["total"] or {}).get("lost_gpu_hours", 0.0) / 1e3
         if lost > 0:

@@ -110,15 +110,16 @@ def clean_stale(folder: Path, name: str, suffix: str = "") -> list[Path]:
     return removed
 
 
-def _writable_folder(path: Path, flag: str) -> None:
-    """The nearest existing folder at or above ``path`` must be a folder we can create files in."""
+def _writable_folder(path: Path, flag: str, target: Path | None = None) -> None:
+    """The nearest existing folder at or above ``path`` must be a folder we can create files in;
+    ``target`` (the file that goes in ``path``, else ``path``) is the one a refusal says is not written."""
     probe = path
     while not probe.exists():
         if probe.parent == probe:
             break
         probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise ScenarioError(flag, f"{probe} is a file, not a folder; cannot write {path}")
+    if probe.exists() and not probe.is_dir():  # (-o notes.parquet/r.parquet said "cannot write notes.parquet")
+        raise ScenarioError(flag, f"{probe} is a file, not a folder; cannot write {target or path}")
     try:
         fd, name = tempfile.mkstemp(prefix=".twin-probe.", dir=probe)
         os.close(fd)
@@ -178,7 +179,7 @@ def check_output_file(path: str | Path | None, flag: str, suffixes: tuple[str, .
     if suffixes is not None and path.suffix.lower() not in suffixes:
         got = repr(path.suffix) if path.suffix else "none"
         raise ScenarioError(flag, f"unknown file extension {got} in {path.name!r}; use {', '.join(suffixes)}")
-    _writable_folder(path.parent, flag)
+    _writable_folder(path.parent, flag, path)
 
 
 def check_output_dir(path: str | Path | None, flag: str) -> None:
@@ -285,8 +286,28 @@ def check_output_folder(
             )
         if owner is not None and writes:
             _refuse_taking(path, owner, _manifest(path), list(writes), flag)
+        if owner is not None:  # the names it writes, and those it wrote there before (figures/)
+            ours = {n.split("/", 1)[0] for n in _manifest(path).get(owner, [])}
+            _refuse_links(path, sorted(ours | set(writes)), flag)
     _writable_folder(path, flag)
     return path
+
+
+def _refuse_links(path: Path, names: list[str], flag: str) -> None:
+    """Refuse a link to a folder where twin puts ``path/name`` (a report's ``figures/`` made a link to
+    another folder): twin never writes through a link, and renaming its folder onto the link failed
+    after all the work, naming the temporary folder and no flag. A link to a file is replaced by the
+    file, as everywhere (its target untouched), so it is not refused."""
+    for name in names:
+        link = path / name
+        if link.is_symlink() and link.is_dir():
+            try:
+                to = f" (to {os.readlink(link)})"
+            except OSError:
+                to = ""
+            raise ScenarioError(
+                flag, f"{link} is a link{to}; twin does not write through links: remove it or give another folder"
+            )
 
 
 def claim_output_folder(
@@ -300,7 +321,7 @@ def claim_output_folder(
     command wrote, or that the marker does not list (the user's), is refused before any work, never
     overwritten or read as a cache. They are listed in the marker as ``owner:kept`` (:data:`KEPT`),
     apart from the results ``owner`` puts in place: a later result never removes them."""
-    path = check_output_folder(path, flag)
+    path = check_output_folder(path, flag, owner)  # (a link where its folders went: refused)
     path.mkdir(parents=True, exist_ok=True)
     if not (path / MARKER).exists():
         _write_manifest(path, {})
@@ -388,11 +409,14 @@ def owned_outputs(path: str | Path, owner: str, flag: str = "--output") -> Itera
     path = check_output_folder(path, flag)
     path.parent.mkdir(parents=True, exist_ok=True)
     stem = f"{path.name}.{owner}"
-    clean_stale(path.parent, stem)
+    # the temporary on the file system the files go to: beside the folder, or inside it where the folder
+    # is a link (to another file system, a rename from beside the link failed: "Invalid cross-device link")
+    beside = path if path.is_symlink() and path.is_dir() else path.parent
+    clean_stale(beside, stem)
     tmp: Path | None = None
     try:
         with signals_held():
-            tmp = Path(tempfile.mkdtemp(prefix=_prefix(stem), dir=path.parent))
+            tmp = Path(tempfile.mkdtemp(prefix=_prefix(stem), dir=beside))
             os.chmod(tmp, _umask_mode(0o777))
         with not_written(path):
             yield tmp
@@ -406,6 +430,7 @@ def owned_outputs(path: str | Path, owner: str, flag: str = "--output") -> Itera
                 whole = {n for n in wrote if "/" not in n and not any(m.startswith(n + "/") for m in wrote)}
                 new = sorted(e.name for e in os.scandir(tmp))
                 _refuse_taking(path, owner, files, new, flag)
+                _refuse_links(path, new, flag)  # (made since the check before the work: nothing replaced)
                 inside = sorted(f"{name}/{rel}" for name in new if (tmp / name).is_dir() for rel in _tree(tmp / name))
                 for name in new:
                     dst = path / name

@@ -438,6 +438,15 @@ RunFormat = Annotated[Format, typer.Option("--format", help="table, or json on s
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="no progress, no summary")]
 
 
+def file_name(text: str) -> Path:
+    """``parser=`` of an output-file option: an empty name is refused as given (``Path('')`` reads as
+    ``.``, so ``-o ''`` was refused as ``got '.'``, a name never given); the rest is checked by
+    :func:`output_file_option`."""
+    if not text:
+        raise ValueError("give a file name, got ''")
+    return Path(text)
+
+
 def output_file_option(_ctx: Any, param: Any, value: Path | None) -> Path | None:
     """``callback=`` for an output-file option (JSON, CSV ...): checked before the command runs."""
     from sim.outputs import check_output_file

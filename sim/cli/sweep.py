@@ -15,7 +15,17 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from sim.cli.common import Format, Int, err, input_file_option, out, output_file_option, plot_file_option
+from sim.cli.common import (
+    Format,
+    Int,
+    err,
+    file_name,
+    input_file_option,
+    one_printable_line,
+    out,
+    output_file_option,
+    plot_file_option,
+)
 from sim.errors import ScenarioError
 from sim.sweep.point import METRIC_BY_NAME, METRICS
 
@@ -33,7 +43,12 @@ def sweep_cmd(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="results Parquet \\[default: out/<sweep name>.parquet]", callback=output_file_option
+            "--output",
+            "-o",
+            parser=file_name,
+            metavar="<path>",
+            help="results Parquet \\[default: out/<sweep name>.parquet]",
+            callback=output_file_option,
         ),
     ] = None,
     workers: Annotated[
@@ -175,7 +190,8 @@ def sweep_cmd(
         skipped = f", {outcome.skipped} already done" if outcome.skipped else ""
         skipped += run_again(outcome.stale)
         failed = f" ({outcome.failed} infeasible or failed: see the status and error columns)" if outcome.failed else ""
-        out.print(f"{sweep.name}: {outcome.ran} point(s) run{skipped}{failed} -> {target}", markup=False)
+        shown = one_printable_line(str(target))  # (a newline or an escape code in the path: one line, inert)
+        out.print(f"{sweep.name}: {outcome.ran} point(s) run{skipped}{failed} -> {shown}", soft_wrap=True, markup=False)
 
 
 @contextmanager
@@ -208,7 +224,7 @@ def _print_screened(name: str, screened: Screened, k: int, by: str, target: Path
         f"{name}: {screened.bounded} of {total} points bounded"
         + (f" ({unbounded} infeasible or failed: their steps run first)" if unbounded else "")
         + run_again(screened.screening.stale, "bound")
-        + f" -> {screened.screening_output}",
+        + f" -> {one_printable_line(str(screened.screening_output))}",
         soft_wrap=True,
         markup=False,
     )
@@ -217,7 +233,8 @@ def _print_screened(name: str, screened: Screened, k: int, by: str, target: Path
     )
     not_ok += run_again(screened.shared.stale, "step", nested=True)
     if not screened.best:
-        out.print(f"{name}: no point's step ran ok ({ran} run{not_ok}) -> {target}", soft_wrap=True, markup=False)
+        shown = one_printable_line(str(target))
+        out.print(f"{name}: no point's step ran ok ({ran} run{not_ok}) -> {shown}", soft_wrap=True, markup=False)
         return
     kth = screened.best[-1][1]
     if screened.next_bound is None:
@@ -231,7 +248,7 @@ def _print_screened(name: str, screened: Screened, k: int, by: str, target: Path
         )
     out.print(
         f"{name}: the best {len(screened.best)} by {by}, exact: {ran} of {total} points' steps run ({why}{not_ok}) "
-        f"-> {target}; twin compare {target} --by {by} --top {k}",
+        f"-> {one_printable_line(str(target))}; twin compare {one_printable_line(str(target))} --by {by} --top {k}",
         soft_wrap=True,
         markup=False,
     )
@@ -474,4 +491,5 @@ def compare_cmd(
                 highlight=False,
             )
     if plot is not None:
-        out.print(f"plot written to {plot}", highlight=False, soft_wrap=True, markup=False)  # a path is never folded
+        shown = one_printable_line(str(plot))  # (one line, inert)
+        out.print(f"plot written to {shown}", highlight=False, soft_wrap=True, markup=False)  # a path is never folded

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -266,3 +267,90 @@ def test_plan_layouts_refuses_a_folder_holding_another_sweeps_results(tmp_path: 
         "or move it away"
     ]
     assert (folder / "layouts.parquet").read_bytes() == before and not (folder / "base.yaml").exists()
+
+
+def test_a_link_where_twin_writes_a_folder_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    """A report folder's ``figures`` made a link to another folder: renaming the new figures onto the
+    link failed after all the work, as ``.NAME.report.PID.XXXXXXXX/figures: Not a directory`` (a
+    temporary's path, no flag). Refused now naming the flag and the link, before the work where the
+    command knows it writes that folder, and at the latest before anything is replaced; twin never
+    writes through the link, which stays, its target untouched."""
+    from sim.outputs import check_output_folder
+
+    out = tmp_path / "out" / "step"
+    _write(out, "report", {"report.md": "1", "figures/a.png": "a"})
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    shutil.rmtree(out / "figures")
+    (out / "figures").symlink_to(other)
+    refusal = re.escape(
+        f"--output: {out}/figures is a link (to {other}); twin does not write through links: remove it or give "
+        "another folder"
+    )
+    with pytest.raises(ScenarioError, match=refusal):  # figures/ is in the report's files of the marker
+        check_output_folder(out, owner="report", writes=("report.html", "report.md"))
+    (out / "figures").unlink()
+    (out / "figures").mkdir()
+    with pytest.raises(ScenarioError, match=refusal), owned_outputs(out, "report") as tmp:
+        (tmp / "report.md").write_text("2")
+        (tmp / "figures").mkdir()
+        (tmp / "figures" / "a.png").write_text("a2")
+        (out / "figures").rmdir()
+        (out / "figures").symlink_to(other)  # made while the work ran: refused before anything is replaced
+    assert [p.name for p in other.iterdir()] == ["keep.txt"] and (out / "figures").is_symlink()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["step"]  # no temporary left
+    assert (out / "report.md").read_text() == "1"
+    check_output_folder(out, owner="run", writes=("summary.json",))  # a run writes no figures/: fine
+    _write(out, "run", {"summary.json": "run"})
+    (out / "figures").unlink()
+    (out / "figures").symlink_to(tmp_path / "other" / "keep.txt")  # a link to a file: replaced, as a file's is
+    _write(out, "report", {"report.md": "3", "figures/a.png": "a3"})
+    assert not (out / "figures").is_symlink() and (out / "figures" / "a.png").read_text() == "a3"
+    assert (other / "keep.txt").read_text() == "mine"
+
+
+def test_a_report_into_a_folder_with_a_linked_figures_folder_is_refused_before_it_simulates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``twin report S -o DIR`` where ``DIR/<name>/figures`` is a link to a folder (in a folder a run
+    wrote, so the report has not listed figures/ yet): one line naming --output and the link, before
+    the step is simulated (it came after ~5 s of work, naming a temporary folder)."""
+    from sim.cli import main
+
+    step = REPO / "tests" / "data" / "sweep" / "small-step.yaml"
+    out = tmp_path / "out" / load_scenario(step).name
+    _write(out, "run", {"summary.json": "run"})
+    (tmp_path / "elsewhere").mkdir()
+    (out / "figures").symlink_to(tmp_path / "elsewhere")
+
+    def not_simulated(*_a: object, **_k: object) -> None:
+        raise AssertionError("simulated before the folder was checked")
+
+    monkeypatch.setattr("sim.run.simulate", not_simulated)
+    monkeypatch.setattr("sim.run.simulate_training", not_simulated)
+    with pytest.raises(SystemExit) as info:
+        main(["report", str(step), "-o", str(tmp_path / "out"), "-q"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1, err
+    assert f"--output: {out}/figures is a link (to {tmp_path / 'elsewhere'}); twin does not write through" in err
+    assert list((tmp_path / "elsewhere").iterdir()) == [] and _visible(out) == {"summary.json"}
+
+
+def test_a_folder_that_is_a_link_to_another_file_system_is_written(tmp_path: Path) -> None:
+    """``DIR/<name>`` a link to a folder on another file system: the temporary beside the link could not
+    be renamed into it ("Invalid cross-device link", after all the work); it is made inside the folder."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as other:
+        if os.stat(other).st_dev == os.stat(tmp_path).st_dev:
+            pytest.skip("/dev/shm is on the same file system as the test's folder here")
+        link = tmp_path / "out" / "step"
+        link.parent.mkdir()
+        link.symlink_to(other)
+        _write(link, "report", {"report.md": "r", "figures/a.png": "a"})
+        assert _visible(Path(other)) == {"report.md", "figures/a.png"}
+        hidden = {p.name for p in Path(other).iterdir() if p.name.startswith(".")}
+        assert hidden <= {MARKER, ".clustertwin.lock"}  # (no temporary left)
+        assert link.is_symlink()
