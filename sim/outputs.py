@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sim.errors import ScenarioError, TwinError
+from sim.errors import ScenarioError, TwinError, shown
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 _SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
@@ -256,14 +256,45 @@ KEPT = ":kept"  # a command's marker entry ``owner:kept``: the files it keeps in
 
 
 def _manifest(folder: Path) -> dict[str, list[str]]:
+    """The files each command wrote in ``folder`` as its marker lists them; {} where it has none. Its
+    names say what twin may replace and remove there, so a marker that is not one twin writes is
+    refused, naming its key: not JSON, ``files`` no mapping of lists of names, or a name that is empty,
+    absolute or climbs out (``.``, ``..``): a marker edited to list ``..`` made ``twin run -o`` remove
+    the folder above, and one listing a string was read letter by letter."""
     import json
 
+    marker = folder / MARKER
     try:
-        data = json.loads((folder / MARKER).read_text(encoding="utf-8"))
-        files = data["files"]
-        return {str(k): [str(n) for n in v] for k, v in files.items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        text = marker.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return {}
+    except (OSError, UnicodeDecodeError) as err:
+        raise ScenarioError("", f"cannot read it ({_why(err)}): {NOT_A_MARKER}", str(marker)) from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ScenarioError("", f"not JSON: {NOT_A_MARKER}", str(marker)) from None
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, dict):
+        raise ScenarioError("files", f"not a mapping of each command's files: {NOT_A_MARKER}", str(marker))
+    for who, names in files.items():
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ScenarioError(f"files.{who}", f"not a list of file names: {NOT_A_MARKER}", str(marker))
+        for i, name in enumerate(names):
+            if name.startswith("/") or any(part in ("", ".", "..") for part in name.split("/")):
+                why = f"{shown(repr(name))} is no name of a file in the folder: {NOT_A_MARKER}"
+                raise ScenarioError(f"files.{who}[{i}]", why, str(marker))
+    return {str(k): list(v) for k, v in files.items()}
+
+
+NOT_A_MARKER = (
+    f"twin writes its marker {MARKER} as a JSON object listing the files each command wrote; "
+    "remove the folder's files twin wrote and the marker, or give another folder"
+)
+
+
+def _why(err: BaseException) -> str:
+    return getattr(err, "strerror", None) or type(err).__name__
 
 
 def check_output_folder(
@@ -289,6 +320,7 @@ def check_output_folder(
         if owner is not None:  # the names it writes, and those it wrote there before (figures/)
             ours = {n.split("/", 1)[0] for n in _manifest(path).get(owner, [])}
             _refuse_links(path, sorted(ours | set(writes)), flag)
+            _refuse_theirs(path, None, list(writes), _manifest(path), flag)
     _writable_folder(path, flag)
     return path
 
@@ -430,6 +462,7 @@ def owned_outputs(path: str | Path, owner: str, flag: str = "--output") -> Itera
                 whole = {n for n in wrote if "/" not in n and not any(m.startswith(n + "/") for m in wrote)}
                 new = sorted(e.name for e in os.scandir(tmp))
                 _refuse_taking(path, owner, files, new, flag)
+                _refuse_theirs(path, tmp, new, files, flag)
                 _refuse_links(path, new, flag)  # (made since the check before the work: nothing replaced)
                 inside = sorted(f"{name}/{rel}" for name in new if (tmp / name).is_dir() for rel in _tree(tmp / name))
                 for name in new:
@@ -478,6 +511,39 @@ def _refuse_taking(path: Path, owner: str, files: dict[str, list[str]], new: lis
         if taken:
             listed = ", ".join(taken[:4]) + (", ..." if len(taken) > 4 else "")
             raise ScenarioError(flag, f"{path} holds twin {_command(who)}'s {listed}; give another folder")
+
+
+def _refuse_theirs(path: Path, tmp: Path | None, new: list[str], files: dict[str, list[str]], flag: str) -> None:
+    """Refuse to replace what no twin command wrote where a command puts its files ``new`` (``tmp``, the
+    temporary holding them; None before the work, when only the names are checked): a file or folder of
+    such a name that the marker does not list (the user's ``summary.md`` beside twin's was overwritten);
+    a folder where it now puts a file, holding files the marker does not list (the user's folder
+    ``trace-1f1b.json`` was removed with their notes); a file the marker does not list inside a folder
+    it writes, at a name it writes there. Nothing is replaced then. (A user's other files inside a
+    folder twin writes stay, listed or not: :func:`_keep_theirs`.)"""
+    wrote = {n for names in files.values() for n in names}
+    whole = {n for n in wrote if "/" not in n and not any(m.startswith(n + "/") for m in wrote)}
+    for name in new:
+        dst = path / name
+        if not (dst.exists() or dst.is_symlink()):
+            continue
+        if not dst.is_dir() or dst.is_symlink():  # a file (or a link): replaced only if twin wrote it
+            if name not in wrote:
+                raise ScenarioError(flag, f"{dst} is not a file twin wrote; give another folder, or move it away")
+            continue
+        if tmp is None:
+            continue
+        theirs = [rel for rel in _tree(dst) if f"{name}/{rel}" not in wrote]
+        if not (tmp / name).is_dir():  # a file where a folder is: the folder goes, unless it holds theirs
+            clash = theirs
+        elif name in whole:  # a folder an older marker lists without its files: all twin's
+            clash = []
+        else:
+            clash = [rel for rel in theirs if (tmp / name / rel).exists() or (tmp / name / rel).is_symlink()]
+        if clash:
+            raise ScenarioError(
+                flag, f"{dst / clash[0]} is not a file twin wrote; give another folder, or move it away"
+            )
 
 
 def _tree(folder: Path) -> list[str]:

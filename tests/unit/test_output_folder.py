@@ -354,3 +354,57 @@ def test_a_folder_that_is_a_link_to_another_file_system_is_written(tmp_path: Pat
         hidden = {p.name for p in Path(other).iterdir() if p.name.startswith(".")}
         assert hidden <= {MARKER, ".clustertwin.lock"}  # (no temporary left)
         assert link.is_symlink()
+
+
+@pytest.mark.parametrize(
+    ("marker", "key"),
+    [
+        ('{"files": {"run": [".."]}}', "files.run[0]"),  # removed the folder above: -o and the user's files
+        ('{"files": {"run": [""]}}', "files.run[0]"),  # removed the folder itself
+        ('{"files": {"run": ["a/../../x"]}}', "files.run[0]"),
+        ('{"files": {"run": ["/etc"]}}', "files.run[0]"),
+        ('{"files": {"run": "summary.md"}}', "files.run"),  # read letter by letter ('.' among them)
+        ('{"files": []}', "files"),
+        ("null", "files"),
+        ("{", ""),  # not JSON
+    ],
+)
+def test_a_marker_twin_did_not_write_is_refused_and_nothing_removed(tmp_path: Path, marker: str, key: str) -> None:
+    """A marker's names say what twin may replace and remove; an edited one listing ``..`` made the next
+    ``twin run -o`` remove the output folder's parent, then say "nothing was replaced"."""
+    out = tmp_path / "out" / "step"
+    _write(out, "run", {"summary.md": "run 1"})
+    (out / "notes.txt").write_text("mine")
+    (tmp_path / "out" / "keep.txt").write_text("other")
+    (out / MARKER).write_text(marker)
+    with pytest.raises(ScenarioError) as info:
+        _write(out, "run", {"summary.md": "run 2"})
+    err = str(info.value)
+    assert err.startswith(f"{out / MARKER}: {key + ': ' if key else ''}") and len(err.splitlines()) == 1, err
+    assert (out / "notes.txt").read_text() == "mine" and (tmp_path / "out" / "keep.txt").read_text() == "other"
+    assert (out / "summary.md").read_text() == "run 1"
+
+
+def test_what_twin_did_not_write_where_it_puts_its_files_is_refused(tmp_path: Path) -> None:
+    """The user's file at a name twin writes, in a folder twin wrote (its marker listing nothing there),
+    was overwritten; the user's folder at a name where twin writes a file was removed with its files."""
+    out = tmp_path / "out" / "step"
+    _write(out, "run", {"summary.md": "run 1", "trace.json": "t"})
+    (out / "trace.json").unlink()
+    (out / "trace.json").mkdir()
+    (out / "trace.json" / "notes.txt").write_text("analysis")
+    with pytest.raises(ScenarioError, match=re.escape(f"{out}/trace.json/notes.txt is not a file twin wrote")):
+        _write(out, "run", {"summary.md": "run 2", "trace.json": "t2"})
+    assert (out / "trace.json" / "notes.txt").read_text() == "analysis" and (out / "summary.md").read_text() == "run 1"
+    (out / "report.md").write_text("mine")  # not listed
+    with pytest.raises(ScenarioError, match=re.escape(f"{out}/report.md is not a file twin wrote")):
+        _write(out, "report", {"report.md": "twin's"})
+    assert (out / "report.md").read_text() == "mine"
+    (out / "figures").mkdir()
+    (out / "figures" / "a.png").write_text("mine")  # the user's, at a name the report writes in figures/
+    (out / "report.md").unlink()
+    with pytest.raises(ScenarioError, match=re.escape(f"{out}/figures/a.png is not a file twin wrote")):
+        _write(out, "report", {"report.md": "twin's", "figures/a.png": "twin's"})
+    assert (out / "figures" / "a.png").read_text() == "mine"
+    _write(out, "report", {"report.md": "twin's", "figures/b.png": "twin's"})  # beside the user's: kept
+    assert (out / "figures" / "a.png").read_text() == "mine" and (out / "figures" / "b.png").exists()
