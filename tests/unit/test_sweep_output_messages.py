@@ -9,18 +9,11 @@ import pytest
 
 from sim.cli import main
 from tests.conftest import write_sweep
+from tests.unit.test_serve_plan_faults import _refused
 
 
 def _sweep(tmp_path: Path) -> Path:
     return write_sweep(tmp_path, {"name": "sw1", "grid": {"comm.sms": [12, 20]}})
-
-
-def _refused(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    err = capsys.readouterr().err
-    assert info.value.code == 2 and err.count("\n") == 1, err
-    return err.strip()
 
 
 @pytest.mark.parametrize("given", [["-o", ""], ["--output="], ["--output", ""]])
