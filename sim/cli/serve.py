@@ -139,9 +139,10 @@ def _print(summary: dict[str, Any]) -> None:
         if "input_tokens_per_s_per_node" in c:
             parts.append(f"{c['input_tokens_per_s_per_node']:,.0f} input tokens/s per node")
         if "output_tokens_per_s_per_node" in c:
+            limit = "max_batch" if c["batch_limit"] == "max_batch" else "all its KV cache holds"
             parts.append(
                 f"{c['output_tokens_per_s_per_node']:,.0f} output tokens/s per node "
-                f"(TPOT {c['tpot_at_capacity_s'] * 1e3:.1f} ms)"
+                f"(TPOT {c['tpot_at_capacity_s'] * 1e3:.1f} ms at {c['decode_batch']:,} requests per DP rank, {limit})"
             )
         out.print(f"{role} flat out (batch limit): {', '.join(parts)}")
     floor = summary.get("decode_floor")

@@ -28,7 +28,15 @@ from sim.serve.kvcache import GpuMemory, gpu_memory
 from sim.serve.loop import Loop, Unit
 from sim.serve.metrics import ServeResult, summarise
 from sim.serve.placement import Placement, place
-from sim.serve.requests import Requests, csv_number, csv_records, poisson, poisson_count, read_trace
+from sim.serve.requests import (
+    Requests,
+    csv_number,
+    csv_records,
+    fixed_new_tokens,
+    poisson,
+    poisson_count,
+    read_trace,
+)
 from sim.serve.spec import PoolSpec, ServeScenario
 from sim.yamlio import read_text
 
@@ -136,7 +144,52 @@ def _build(sc: ServeScenario) -> Deployment:
     t = sc.serve.traffic
     if t is not None and t.rate_per_s is not None:  # as many arrivals as the run draws: none is refused here
         poisson_count(t, sc.serve.duration_s, arrivals_rng(sc))
+        if t.lengths == "fixed":
+            n, cached = fixed_new_tokens(t)
+            source = f"serve.traffic.lengths: fixed, input_tokens {t.input_tokens:,}" + (
+                f" less the {cached:,} cached (prompt_cache_hit)" if cached else ""
+            )
+            prefill_keys_used(sc, {n}, source)
     return Deployment(sc, pools, links, load, cost)
+
+
+def prefill_keys_used(sc: ServeScenario, new_tokens: set[int], source: str) -> None:
+    """A prefill (co-located) pool's ``policy`` and ``chunked_prefill`` given where they provably change
+    nothing, for requests of ``new_tokens`` new prompt tokens (every distinct count; ``source`` says
+    where they come from), are refused naming the key. From the mechanism (:meth:`Loop._start_prefill`):
+
+    * ``policy``: a forward only ever takes from the head of the queue, and a chunk taken leaves the
+      head with fewer tokens left than any prompt behind it; ``sjf`` orders by (new tokens left,
+      arrival). When every request has the same new tokens, the prompts behind the head tie and keep
+      their arrival order: ``sjf`` serves exactly ``fcfs``'s order, so either value gives the same run.
+    * ``chunked_prefill``: a rank takes whole prompts while they fit its room; the key acts only when
+      one does not (split it, or, off, leave it for the next forward or run it alone on an empty rank).
+      When every prompt has ``n`` new tokens and ``n`` divides ``max_batch_tokens``, every rank's load is
+      a multiple of ``n``, so its room is 0 or at least ``n``: no prompt ever fails to fit, and the
+      capacity figure's full rank is the same whole prompts either way.
+
+    With lengths that vary, or ``n`` not dividing the budget, both act under a queue long enough (the
+    run and the capacity figure say how much)."""
+    if len(new_tokens) != 1:
+        return
+    (n,) = new_tokens
+    for role, pool in sc.pools().items():
+        if role == "decode":
+            continue
+        if "policy" in pool.model_fields_set:
+            raise ScenarioError(
+                f"serve.{role}.policy",
+                f"not used: every request has the same {n:,} new prompt tokens ({source}), so shortest-first "
+                "has nothing to reorder and serves them in arrival order, as fcfs does; remove it, or give "
+                "lengths that vary (serve.traffic.lengths: exponential, or a trace)",
+            )
+        cap = pool.max_batch_tokens
+        if "chunked_prefill" in pool.model_fields_set and cap % n == 0:
+            raise ScenarioError(
+                f"serve.{role}.chunked_prefill",
+                f"not used: every prompt has the same {n:,} new tokens ({source}) and max_batch_tokens "
+                f"({cap:,}) holds exactly {cap // n:,} of them, so no prompt is ever split; remove it",
+            )
 
 
 def _has_cached_column(path: Path) -> bool:
@@ -240,9 +293,9 @@ def check_forwards(d: Deployment, reqs: Requests) -> None:
 
 
 def _units(pool: Pool) -> list[Unit]:
-    cap = pool.memory.kv_tokens * pool.model.dp
+    per = pool.memory.kv_tokens
     sjf = pool.spec.policy == "sjf"
-    return [Unit(pool.role, i, pool.model, cap, sjf=sjf) for i in range(pool.units)]
+    return [Unit(pool.role, i, pool.model, per * pool.model.dp, per, sjf=sjf) for i in range(pool.units)]
 
 
 def simulate_serve(
@@ -252,6 +305,13 @@ def simulate_serve(
     then)."""
     d = d if d is not None else build(sc)
     reqs = requests_of(sc)
+    t = sc.serve.traffic
+    if t is not None and t.trace is not None:  # (Poisson traffic of fixed lengths: refused by build)
+        new = {int(x) for x in np.unique(reqs.input_tokens - reqs.cached_tokens)}
+        try:
+            prefill_keys_used(sc, new, f"the trace {Path(t.trace).name}'s input_tokens less its cached tokens")
+        except ScenarioError as err:
+            raise err.with_file(sc.source_path) from None
     colocated = "colocated" in d.pools
     if colocated:
         pre = dec = _units(d.pools["colocated"])

@@ -20,6 +20,12 @@ DeepSeek's decode runs DP attention); GQA keeps ``2 x kv_heads x head_dim`` spli
 
 Capacity: ``kv_memory_fraction x HBM - weights`` (SGLang's ``mem_fraction_static``: the rest is
 left to activations, CUDA graphs and the allocator).
+
+Decode admission (the one rule the event loop and the capacity figure both use): a request reserves
+its prompt and its whole output on its DP rank when it joins a decode batch
+(:func:`reserved_tokens`, so nothing is ever evicted); a unit's DP ranks are evenly loaded, so its
+busiest rank holds ``ceil(n / DP ranks)`` of its ``n`` requests, each at their mean reservation, and
+that must fit the rank's KV cache (:func:`requests_per_rank`).
 """
 
 from __future__ import annotations
@@ -92,3 +98,17 @@ def gpu_memory(
             "KV cache; use more GPUs per unit (fewer experts per GPU) or more attention TP",
         )
     return GpuMemory(weights, left, int(left // per), per)
+
+
+def reserved_tokens(input_tokens: float, output_tokens: float) -> float:
+    """KV tokens a request reserves on its decode rank at admission: its prompt and its whole output
+    (reserved up front, so no request is ever evicted)."""
+    return input_tokens + output_tokens
+
+
+def requests_per_rank(kv_tokens: int, reserved: float, requests: int = 1) -> int:
+    """Requests one DP rank's KV cache of ``kv_tokens`` holds when ``requests`` requests reserve
+    ``reserved`` tokens in all (:func:`reserved_tokens`), each at their mean reservation:
+    ``floor(kv_tokens x requests / reserved)`` (exact in integers: the loop passes whole token counts;
+    the capacity figure, a mean of one request)."""
+    return int(kv_tokens * requests // reserved)

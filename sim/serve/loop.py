@@ -15,8 +15,10 @@ few per request.
   It is not shared with the all-to-all traffic on the fabric (a simplification the docs state).
 * **Decode units** run steps back to back while they hold requests (continuous batching): at each
   step boundary they admit waiting requests (the unit with the fewest requests takes a new one: the
-  decode load balancer) while the unit holds fewer than ``max_batch x DP ranks`` and the KV cache has
-  room for the request's prompt and its whole output (reserved at admission, so nothing is evicted).
+  decode load balancer) while the unit holds fewer than ``max_batch x DP ranks`` and its busiest DP
+  rank's KV cache has room for its requests' prompts and whole outputs (reserved at admission, so
+  nothing is evicted; the ranks evenly loaded: ``ceil(n / DP ranks)`` requests of the unit's mean
+  reservation, :func:`sim.serve.kvcache.requests_per_rank`, the rule the capacity figure uses too).
   A step produces one token per request, plus each accepted MTP draft (``mtp``): a request's steps
   are drawn at admission, each step accepting each draft with probability ``acceptance`` in order.
 * **Co-located units** do both: a prefill forward whenever prompts wait (prefill first), decode
@@ -37,6 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sim.serve.forward import GRID_RATIO, Forward, ForwardModel, Shape
+from sim.serve.kvcache import requests_per_rank, reserved_tokens
 from sim.serve.requests import Requests
 
 CONTEXT_EXACT = 64  # KV lengths below this are exact; above, on a geometric grid (GRID_RATIO)
@@ -71,6 +74,7 @@ class Unit:
     index: int
     model: ForwardModel
     kv_capacity: int  # tokens of KV cache the unit holds (every DP rank)
+    kv_per_rank: int  # ... one DP rank holds (a request's KV stays on its rank)
     queue: deque[list[int]] = field(default_factory=deque)  # prefill items [request, remaining new, done new]
     sjf: bool = False  # the queue in shortest-remaining-first order: ``heap`` holds it instead of ``queue``
     heap: list[tuple[int, int, list[int]]] = field(default_factory=list)  # (remaining new, request, item)
@@ -386,8 +390,9 @@ class Loop:
         cap = m.pool.max_batch * m.dp
         while u.waiting and u.active < cap:
             req = u.waiting[0]
-            need = int(self.r.input_tokens[req] + self.r.output_tokens[req])
-            if u.kv_reserved + need > u.kv_capacity and u.active:
+            need = int(reserved_tokens(self.r.input_tokens[req], self.r.output_tokens[req]))
+            n = u.active + 1  # the busiest rank (evenly loaded) holds ceil(n / DP) of the n at their mean
+            if u.active and -(-n // m.dp) > requests_per_rank(u.kv_per_rank, u.kv_reserved + need, n):
                 break
             u.waiting.popleft()
             u.kv_reserved += need
@@ -438,7 +443,7 @@ class Loop:
             u.rate_sum -= rate
             u.rate_admit -= rate * self.admit_step[req]
             u.prompt_sum -= int(self.r.input_tokens[req]) + 1
-            u.kv_reserved -= int(self.r.input_tokens[req] + self.r.output_tokens[req])
+            u.kv_reserved -= int(reserved_tokens(self.r.input_tokens[req], self.r.output_tokens[req]))
             self._finished(req)
         if not u.active:
             u.rate_sum = u.rate_admit = 0.0

@@ -48,6 +48,13 @@ def _cached(inputs: np.ndarray, hit: float) -> np.ndarray:
     return np.minimum(np.floor(inputs * hit), inputs - 1).astype(np.int64)
 
 
+def fixed_new_tokens(t: TrafficSpec) -> tuple[int, int]:
+    """Fixed-length Poisson traffic (``lengths: fixed``): every request's new prompt tokens (its prompt
+    less its cached prefix, as :func:`poisson` draws it) and that cached prefix."""
+    cached = int(_cached(np.array([t.input_tokens], dtype=np.int64), t.prompt_cache_hit)[0])
+    return t.input_tokens - cached, cached
+
+
 def poisson_count(t: TrafficSpec, duration_s: float, rng: np.random.Generator, key: str = "serve.traffic") -> int:
     """How many requests arrive at ``t.rate_per_s`` over ``duration_s`` (``rng``'s first draw): at most
     :data:`MAX_REQUESTS` expected, and one at least: a run of none has no figure to give (its percentiles

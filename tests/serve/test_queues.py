@@ -230,11 +230,13 @@ def _kv_fraction(tokens_per_gpu: int) -> float:
 
 
 def test_kv_occupancy_bound() -> None:
-    """A unit whose KV cache holds 2000 tokens per GPU (32000 for its 16 DP ranks) and requests of
-    1500 + 300 tokens: admission reserves a request's prompt and whole output, so at most
-    ``32000 // 1800 = 17`` decode at once, and the occupancy (reserved prompts plus the tokens made
-    so far) never exceeds 1. 60 requests arrive in 20 s, each decoding for many seconds, so the
-    bound is reached (17 at once)."""
+    """A unit whose KV cache holds 2000 tokens per GPU (each of its 16 DP ranks) and requests of
+    1500 + 300 tokens: admission reserves a request's prompt and whole output on its rank, so a rank
+    holds ``2000 // 1800 = 1`` and the unit at most 16 at once, and the occupancy (reserved prompts
+    plus the tokens made so far) never exceeds 1. 60 requests arrive in 20 s, each decoding for many
+    seconds, so the bound is reached (16 at once). (The unit's KV used to be pooled over its ranks:
+    ``32000 // 1800 = 17`` decoded at once, so the step timed a rank of 2 requests, 3600 tokens of KV
+    on a rank that holds 2000.)"""
     serve = {
         "duration_s": 20,
         "traffic": {"rate_per_s": 3, "input_tokens": 1500, "output_tokens": 300},
@@ -246,7 +248,7 @@ def test_kv_occupancy_bound() -> None:
     assert len(used) > 100
     assert (used <= 1.0).all() and (used >= 0).all()
     decoding = max(s.requests for s in r.spans if s.kind == "decode")
-    assert decoding == 32000 // 1800
+    assert decoding == 16 * (2000 // 1800)
 
 
 def test_the_summary_kv_peak_is_every_steps_not_the_thinned_series(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -446,3 +446,94 @@ def test_a_decode_floor_too_large_to_route_is_refused_naming_its_key(monkeypatch
     with pytest.raises(ScenarioError) as err:
         decode_floor(sc, build(sc))
     assert "decode-floor.yaml: serve.floor.tokens_per_gpu: routing 512 tokens on each of 144 GPUs" in str(err.value)
+
+
+# ---------------------------------------------------------------- prefill policy and chunking
+
+
+def _prefill(**keys: Any) -> dict[str, Any]:
+    """BASE (fixed lengths: 600-token prompts, 30% cached: 420 new tokens each) with ``keys`` set."""
+    data = copy.deepcopy(BASE)
+    for key, value in keys.items():
+        _set(data, key, value)
+    return data
+
+
+@pytest.mark.parametrize("role", ["prefill", "colocated"])
+@pytest.mark.parametrize("value", ["sjf", "fcfs"])
+def test_a_queue_policy_for_requests_of_one_length_is_refused(role: str, value: str) -> None:
+    """Fixed lengths: every prompt has 420 new tokens, so shortest-first serves arrival order, as fcfs
+    does; ``policy`` changed nothing (DeepSeek's shipped scenario, byte for byte) and was accepted."""
+    data = _prefill()
+    if role == "colocated":
+        del data["serve"]["prefill"], data["serve"]["decode"]
+        data["serve"]["colocated"] = {"nodes": 1, "unit_nodes": 1, "experts_per_gpu": 9, "max_batch_tokens": 512}
+    _set(data, f"serve.{role}.policy", value)
+    with pytest.raises(ScenarioError) as err:
+        _figures(data)
+    message = str(err.value)
+    assert f"keys.yaml: serve.{role}.policy: not used: every request has the same 420 new prompt tokens" in message
+    assert "serve.traffic.lengths: fixed, input_tokens 600 less the 180 cached" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_chunked_prefill_where_whole_prompts_fill_the_budget_is_refused(value: bool) -> None:
+    """256 new tokens a prompt, 512 a rank: every rank's room is 0 or a whole prompt, so none is ever
+    split, on or off."""
+    data = _prefill(**{"serve.traffic.input_tokens": 256, "serve.traffic.prompt_cache_hit": 0.0})
+    _set(data, "serve.prefill.chunked_prefill", value)
+    with pytest.raises(ScenarioError) as err:
+        _figures(data)
+    assert (
+        "keys.yaml: serve.prefill.chunked_prefill: not used: every prompt has the same 256 new tokens "
+        "(serve.traffic.lengths: fixed, input_tokens 256) and max_batch_tokens (512) holds exactly 2 of them"
+    ) in str(err.value)
+
+
+def test_the_refusals_stand_where_the_keys_cannot_act_and_only_there(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refusals' conditions, held against the loop with them lifted, under a queue 25 deep on
+    average (400 requests/s): with fixed lengths ``sjf`` gives fcfs's run bit for bit, as does
+    ``chunked_prefill: false`` when the prompt (256 new tokens) divides the budget (512); when it does
+    not (420 new tokens: a rank's last 92 tokens of room take a chunk), chunking changes the run
+    (TTFT) and the capacity figure, so it is accepted there."""
+    import sim.serve.deployment as deployment
+
+    loaded = {"serve.traffic.rate_per_s": 400}
+    divides = {**loaded, "serve.traffic.input_tokens": 256, "serve.traffic.prompt_cache_hit": 0.0}
+    with monkeypatch.context() as m:
+        m.setattr(deployment, "prefill_keys_used", lambda *args: None)
+        fcfs = _figures(_prefill(**loaded))
+        assert fcfs["littles_law"]["mean_prefill_queue"] > 10
+        assert _figures(_prefill(**loaded, **{"serve.prefill.policy": "sjf"})) == fcfs
+        whole_only = _figures(_prefill(**divides, **{"serve.prefill.chunked_prefill": False}))
+        assert whole_only == _figures(_prefill(**divides))
+    whole = _figures(_prefill(**loaded, **{"serve.prefill.chunked_prefill": False}))
+    assert whole["ttft_s"] != fcfs["ttft_s"]
+    assert whole["capacity"]["prefill"]["prefill_tokens_per_rank"] == 420
+    assert fcfs["capacity"]["prefill"]["prefill_tokens_per_rank"] == 512
+
+
+def _trace(path: Path, lengths: list[tuple[int, int]]) -> str:
+    """A burst of requests (prompt, cached) over the first second, 2 output tokens each."""
+    rows = "".join(f"{i / len(lengths):.4f},{n},2,{c}\n" for i, (n, c) in enumerate(lengths))
+    path.write_text("arrival_s,input_tokens,output_tokens,cached_tokens\n" + rows)
+    return str(path)
+
+
+def test_sjf_on_a_trace_of_varied_lengths_is_used_and_of_one_length_refused(tmp_path: Path) -> None:
+    """A trace whose prompts vary: shortest-first reorders the queue (TTFT changes); a trace whose every
+    row has the same new tokens (prompt less cached, 400 here from three different prompts) is refused
+    as fixed lengths are, naming the trace."""
+    varied = _trace(tmp_path / "varied.csv", [(60 + 997 * i % 4000, 0) for i in range(300)])
+    data = _prefill(**{"serve.traffic": {"trace": varied}})
+    fcfs = _figures(data)
+    _set(data, "serve.prefill.policy", "sjf")
+    assert _figures(data)["ttft_s"] != fcfs["ttft_s"]
+    same = _trace(tmp_path / "same.csv", [(400 + 100 * (i % 3), 100 * (i % 3)) for i in range(30)])
+    data = _prefill(**{"serve.traffic": {"trace": same}, "serve.prefill.policy": "sjf"})
+    with pytest.raises(ScenarioError) as err:
+        _figures(data)
+    message = str(err.value)
+    assert message.startswith(str(ROOT / "tests/serve/keys.yaml") + ": serve.prefill.policy: not used: every request")
+    assert "the same 400 new prompt tokens (the trace same.csv's input_tokens less its cached tokens)" in message
