@@ -19,6 +19,13 @@ file, the row (the file's line number, the header being row 1) and the column.
 ``README.md`` beside the tables becomes the profile's ``method``; the date of the measurement is
 the first ISO date in the README's first line or the folder's name.
 
+No time may beat the GPU's datasheet roofline (``--device``'s peaks, :mod:`sim.hardware.gpu`): a
+GEMM its ``2MNK`` FLOPs at its dtype's dense peak on its share of the SMs, attention its matmul FLOPs
+(:func:`sim.model.ops.attention_flops`, the backward 2.5 times the forward) at the BF16 peak on its
+SMs, a copy or cast its bytes read and written at the HBM bandwidth, an interference row's GEMM (where
+its label gives the shape) and copy likewise. A faster time is a unit slip (seconds under a
+``milliseconds`` header), refused naming the file, row and column with the rate it implies.
+
 Each measurement counts once in the fits: a row that repeats an earlier row's measurement, time
 included (a table pasted twice, or copied into a second file), a second header row, and a file with
 the same bytes as another are refused. The same configuration measured twice with different times is
@@ -35,11 +42,13 @@ import math
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from calibrate.profiles import git_revision, with_errors
 from sim.errors import ScenarioError
-from sim.hardware.gpu import datasheet_for
+from sim.hardware.gpu import GpuSpec, datasheet_for
 from sim.hardware.profile import TORCH_FP8_CAST, DeviceInfo, Peaks, Profile, Sample, Skipped, SourceFile
+from sim.model.ops import ATTENTION_BWD_RATIO, attention_flops
 from sim.number_text import not_ascii
 from sim.units import BF16_BYTES, FP8_BYTES, FP8_TILE, FP32_BYTES
 from sim.yamlio import MAX_JSON_BYTES, read_bytes, read_text
@@ -325,6 +334,82 @@ def _interference(t: _Table, all_sms: int) -> list[tuple[int, Sample]]:
     return out
 
 
+UNIT_NAMES = {1.0: "s", 1e-3: "ms", 1e-6: "us"}
+
+
+class _Bound(NamedTuple):
+    """What the datasheet allows some work: ``work`` units (FLOPs or bytes) at ``peak`` of them a
+    second, ``bound`` naming the figure, ``rate_unit`` how a rate is shown (``TFLOPS``, ``TB/s``)."""
+
+    work: float
+    peak: float
+    bound: str
+    what: str  # the work in words: "FLOPs", "bytes read and written"
+    rate_unit: str
+    on: str = ""  # the SMs the peak is scaled to
+
+    @property
+    def least_s(self) -> float:
+        return self.work / self.peak
+
+
+def _flops_bound(flops: float, dtype: str, sms: int, all_sms: int, gpu: GpuSpec) -> _Bound:
+    """``flops`` at the GPU's dense peak for ``dtype`` on ``sms`` of its SMs (FP16 and FP32 bounded by
+    the BF16 figure, which they never beat)."""
+    fp8 = dtype == "fp8"
+    tflops = gpu.fp8_dense_TFLOPS if fp8 else gpu.bf16_dense_TFLOPS
+    bound = f"{'FP8' if fp8 else 'BF16'} dense peak"
+    return _Bound(flops, tflops * 1e12 * sms / all_sms, bound, "FLOPs", "TFLOPS", f" on {sms} of {all_sms} SMs")
+
+
+def _bytes_bound(nbytes: float, gpu: GpuSpec) -> _Bound:
+    return _Bound(nbytes, gpu.hbm_TBps * 1e12, "HBM bandwidth", "bytes read and written", "TB/s")
+
+
+def _roofline_times(sample: Sample, gpu: GpuSpec, all_sms: int) -> list[tuple[str, float, _Bound]]:
+    """Each time ``sample`` holds with what the datasheet allows its work: (its column's logical name,
+    seconds, the bound)."""
+    p = sample.params
+    out: list[tuple[str, float, _Bound]] = []
+    if sample.op == "gemm":
+        flops = 2.0 * int(p["m"]) * int(p["n"]) * int(p["k"])
+        out.append((TIME, sample.time_s, _flops_bound(flops, str(p["dtype"]), int(p["sms"]), all_sms, gpu)))
+    elif sample.op == "attention":
+        phase = str(p["phase"])
+        flops = attention_flops(int(p["heads"]), int(p["seq"]), int(p["qk_dim"]), int(p["v_dim"]), bool(p["causal"]))
+        flops *= ATTENTION_BWD_RATIO if phase == "bwd" else 1.0
+        column = f"{'forward' if phase == 'fwd' else 'backward'}_{TIME}"
+        out.append((column, sample.time_s, _flops_bound(flops, "bf16", int(p["sms"]), all_sms, gpu)))
+    elif sample.op == "memory":
+        out.append((TIME, sample.time_s, _bytes_bound(float(p["bytes"]), gpu)))
+    elif sample.op == "interference" and p["kernel"] == "copy":
+        bound = _bytes_bound(2.0 * float(p["copy_bytes"]), gpu)  # the copy reads and writes its bytes
+        out += [(f"copy_alone_{TIME}", float(p["alone_s"]), bound), (f"copy_beside_gemm_{TIME}", sample.time_s, bound)]
+    elif sample.op == "interference" and "m" in p:  # a GEMM whose label gives its shape
+        flops = 2.0 * int(p["m"]) * int(p["n"]) * int(p["k"])
+        bound = _flops_bound(flops, str(p["dtype"]), int(p["compute_sms"]), all_sms, gpu)
+        out += [(f"gemm_alone_{TIME}", float(p["alone_s"]), bound), (f"gemm_beside_copy_{TIME}", sample.time_s, bound)]
+    return out
+
+
+def _check_roofline(t: _Table, line: int, row: list[str], sample: Sample, gpu: GpuSpec, all_sms: int) -> None:
+    """Refuse a time faster than the datasheet allows its work: a unit slip (seconds under a
+    ``milliseconds`` header), not a kernel."""
+    for column, seconds, b in _roofline_times(sample, gpu, all_sms):
+        if seconds >= b.least_s:
+            continue
+        i, factor = t.columns[column]
+        unit = UNIT_NAMES.get(factor, t.header[i])
+        scale = 1e12  # TFLOPS, TB/s
+        least = f"{b.least_s * 1e3:.4g} ms" if b.least_s >= 1e-3 else f"{b.least_s * 1e6:.4g} us"
+        message = (
+            f"{t._cell(line, row, column)} {unit} is {b.least_s / seconds:.3g}x faster than the {gpu.name}'s "
+            f"{b.bound} allows ({b.work:.4g} {b.what} in {seconds:.3g} s is {b.work / seconds / scale:.3g} "
+            f"{b.rate_unit}; at {b.peak / scale:.4g} {b.rate_unit}{b.on} they take at least {least}); check the unit"
+        )
+        raise ScenarioError(f"row {line}, column {t.header[i]}", message, str(t.path))
+
+
 # the samples of a table, each with its row (the file's line number)
 READERS: dict[str, Callable[[_Table, int], list[tuple[int, Sample]]]] = {
     "gemm": _gemm,
@@ -381,7 +466,9 @@ def import_measurements(path: str | Path, device: str, sms: int | None = None, t
     seen: dict[tuple[object, ...], tuple[Path, int]] = {}  # a sample, time included -> its table and row
     for f in files:
         table = _Table(f)
+        rows = dict(table.rows)
         for line, sample in READERS[table.kind](table, all_sms):
+            _check_roofline(table, line, rows[line], sample, gpu, all_sms)
             key = (sample.op, tuple(sorted(sample.params.items())), sample.time_s)
             if key in seen:
                 first, first_line = seen[key]

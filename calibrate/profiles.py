@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from calibrate.trace import annotation_timings, kernel_span_us, mean_by_name
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, shown
 from sim.hardware.gpu import DEEPSEEK_COMPUTE_SMS, DEFAULT_EFFICIENCY, H800, GpuSpec
 from sim.hardware.profile import DeviceInfo, Peaks, Profile, Sample, Skipped, SourceFile
 
@@ -49,6 +49,37 @@ def trace_source(trace: str | Path) -> SourceFile:
 
     data = read_bytes(trace, "trace", MAX_TRACE_BYTES)
     return SourceFile(name=Path(trace).name, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+
+
+def trace_gpu(trace: str | Path) -> tuple[str | None, str]:
+    """(the datasheet name, the name as printed) of the GPU a profiler trace's ``deviceProperties`` name
+    (``NVIDIA H800`` -> H800), or (None, "") where it has none or names none the twin has a datasheet
+    for; entries naming different GPUs (one the twin knows beside another) are refused, as the Rank
+    lines of an nccl-tests log are (:mod:`calibrate.nccl_tests`)."""
+    from calibrate.trace import _read
+    from sim.hardware.gpu import datasheet_for
+
+    props = _read(trace).get("deviceProperties")
+    if props is None:
+        return None, ""
+    if not isinstance(props, list) or not all(isinstance(p, dict) for p in props):
+        raise ScenarioError(
+            "deviceProperties", "a list of each GPU's properties (JSON objects with a name)", str(trace)
+        )
+    names = {i: p["name"] for i, p in enumerate(props) if isinstance(p.get("name"), str)}
+    known = {i: datasheet_for(name) for i, name in names.items()}
+    first_of: dict[str | None, int] = {}  # a datasheet name (None: none) -> the first entry naming it
+    for i, gpu in known.items():
+        first_of.setdefault(gpu.name if gpu else None, i)
+    if len(first_of) > 1:  # (one at least is a GPU the twin knows)
+        a, b = sorted(first_of.values())[:2]
+        raise ScenarioError(
+            f"deviceProperties[{b}]",
+            f"names {shown(names[b])!r}, entry {a} {shown(names[a])!r}: one kind of GPU per trace",
+            str(trace),
+        )
+    gpu = next(iter(known.values()), None)
+    return (gpu.name, names[min(known)]) if gpu else (None, "")
 
 
 def profile_from_trace(

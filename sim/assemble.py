@@ -35,7 +35,7 @@ from sim.model.stages import layers_per_stage
 from sim.moe.deepep import KernelSpec
 from sim.moe.gating import Gating
 from sim.moe.multicast import nothing_to_merge
-from sim.moe.spec import MoESpec
+from sim.moe.spec import MoESpec, unused_node_limit
 from sim.network.context import SimContext
 from sim.network.spec import ClusterSpec, build_cluster_spec
 from sim.network.topology import Topology
@@ -249,6 +249,19 @@ def _check_layout_keys(sc: Scenario, layout: Layout, schedule: Schedule) -> None
                 f"(groups of {', '.join(map(str, sorted(sizes)))}), so each is a ring"
             )
             raise ScenarioError("training.dp_algorithm", f"not used: {why}; remove it")
+
+
+def _check_node_limit(sc: Scenario, moe: MoESpec) -> None:
+    """A node limit M the scenario writes in place of its model's (``model.n_limited_groups``) is held
+    to the rule ``--n-limited-groups`` is (:func:`sim.moe.spec.unused_node_limit`): refused where it
+    changes nothing, or is above the EP group's nodes (it routes as M = the node count); the model's
+    own M (its config's: top-k for no limit) is not the scenario's to refuse."""
+    default = sc.node_limit_written
+    if default is None or not sc.model.is_moe_model:
+        return
+    why = unused_node_limit(moe, default)
+    if why is not None:
+        raise ScenarioError("model.n_limited_groups", why)
 
 
 def _check_node_sets(sc: Scenario, moe: MoESpec) -> None:
@@ -474,6 +487,7 @@ def _training(sc: Scenario) -> Assembly:
             f"(EP {layout.ep}); use representative",
         )
     moe = moe_spec(sc)
+    _check_node_limit(sc, moe)
     _check_node_sets(sc, moe)
     kernel = kernel_spec(sc, params.notify_wait_us)
     gating = gating_of(sc)
@@ -564,7 +578,9 @@ def _comparison(sc: Scenario) -> Assembly:
     split = _split(sc, cost, gpu)
     params = chunk_params(sc.workload)
     if sc.ops is None:  # the chunk model routes the workload
-        _check_node_sets(sc, moe_spec(sc))
+        moe = moe_spec(sc)
+        _check_node_limit(sc, moe)
+        _check_node_sets(sc, moe)
     topology = None
     transport: P2P | NetworkP2P = p2p_link(sc.p2p)
     if sc.cluster is not None:

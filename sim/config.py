@@ -220,6 +220,16 @@ class WorkloadSpec(_Strict):
         "[default: 32, sim/chunk/overheads.py]",
     )
 
+    @field_validator("comm_beside_compute")
+    @classmethod
+    def _some_phase(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is not None and not value:  # {} was accepted, every phase left at the trace's slowdown
+            raise ValueError(
+                "an empty mapping changes nothing; give a slowdown for one or more of dispatch, dispatch-cached, "
+                "combine (e.g. {combine: 1.5}), or remove it"
+            )
+        return value
+
 
 class ClusterRef(_Strict):
     """Run stage-to-stage transfers on a cluster network instead of the simple p2p link."""
@@ -413,6 +423,17 @@ class Scenario(ScenarioFile):
     compute: ComputeSpec = Field(default_factory=ComputeSpec)
     training: TrainingSpec | None = Field(None, description="simulate the full training step")
     economics: EconomicsSpec = Field(default_factory=EconomicsSpec)
+    # the node limit M the model has without the scenario's own model.n_limited_groups (its model.config's,
+    # else DeepSeek-V3's); None: not known (built in memory), so a written M is not told from the model's
+    _model_node_limit: int | None = PrivateAttr(None)
+
+    @property
+    def node_limit_written(self) -> int | None:
+        """The default node limit M where the scenario writes one of its own in its place (a value other
+        than its model's: :func:`sim.assemble.assemble` holds it to :func:`sim.moe.spec.unused_node_limit`),
+        else None."""
+        default = self._model_node_limit
+        return None if default is None or self.model.n_limited_groups == default else default
 
     def devices(self) -> int:
         """Most devices any of the scenario's schedules uses."""
@@ -945,10 +966,12 @@ def _attach_cluster(scenario: Scenario, base: Path) -> None:
     devices = scenario.devices()
     gpus = ref.placement(devices)
     spec = ref.spec
-    if len(gpus) < devices or len(set(gpus)) != len(gpus) or min(gpus) < 0 or max(gpus) >= spec.gpus:
+    # exactly one GPU per device: a longer list was accepted, its extra entries ignored
+    if len(gpus) != devices or len(set(gpus)) != len(gpus) or min(gpus) < 0 or max(gpus) >= spec.gpus:
+        count = f" ({len(gpus)} given)" if len(gpus) != devices else ""
         raise ScenarioError(
             "cluster.device_gpus",
-            f"need {devices} distinct GPUs in 0..{spec.gpus - 1} (one per pipeline device), got {list(gpus)}",
+            f"need {devices} distinct GPUs in 0..{spec.gpus - 1} (one per pipeline device), got {list(gpus)}{count}",
         )
 
 
@@ -1069,16 +1092,23 @@ def expand_model_config(data: Any, folder: Path) -> Any:
     """``model.config`` (a shipped model's name or a ``config.json`` path, relative to ``folder``)
     replaced by the fields of that model, the section's other keys overriding them. The config is
     checked alone first, so an error in it names its file and its own key."""
+    return _expand_model_config(data, folder)[0]
+
+
+def _expand_model_config(data: Any, folder: Path) -> tuple[Any, int]:
+    """:func:`expand_model_config`, and the node limit M of the model without the scenario's own
+    ``model.n_limited_groups``: its config's, else DeepSeek-V3's (the field's default)."""
+    default = ModelSpec.model_fields["n_limited_groups"].default
     model = data.get("model") if isinstance(data, dict) else None
     if not isinstance(model, dict) or "config" not in model:
-        return data
+        return data, default
     ref = model["config"]
     if not isinstance(ref, str) or not ref.strip():
         raise ScenarioError("model.config", f"a shipped model's name or a config.json path, got {ref!r}")
     with read_for("model.config", "model config"):
-        fields, _ = checked_fields(ref, folder, timed=False)
+        fields, spec = checked_fields(ref, folder, timed=False)
     rest = {k: v for k, v in model.items() if k != "config"}
-    return {**data, "model": {**fields, **rest}}
+    return {**data, "model": {**fields, **rest}}, spec.n_limited_groups
 
 
 def scenario_from_data(data: Any, path: str | Path, folder: str | Path | None = None) -> Scenario:
@@ -1086,10 +1116,12 @@ def scenario_from_data(data: Any, path: str | Path, folder: str | Path | None = 
     resolve against ``folder`` [default: the file's folder]."""
     base = Path(folder) if folder is not None else Path(path).parent
     try:
-        scenario = parse_scenario(expand_model_config(data, base))
+        expanded, node_limit = _expand_model_config(data, base)
+        scenario = parse_scenario(expanded)
     except ScenarioError as err:
         raise (err if err.file else err.with_file(str(path))) from None
     scenario._source_path = Path(path)
+    scenario._model_node_limit = node_limit
     for attach in (_attach_cluster, _attach_profile):
         try:
             attach(scenario, base)

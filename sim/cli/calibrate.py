@@ -100,6 +100,7 @@ calibrate_app = typer.Typer(
 
 @calibrate_app.command("import-trace")
 def import_trace(
+    ctx: typer.Context,
     trace: Annotated[Path, typer.Argument(help="PyTorch-profiler Chrome trace (JSON)", callback=input_file_option)],
     output: OutputProfile = Path("profile.json"),
     compute_sms: Annotated[
@@ -121,11 +122,15 @@ def import_trace(
             callback=input_file_option,
         ),
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="GPU the trace ran on")] = "H800",
+    device: Annotated[
+        str,
+        typer.Option("--device", help="GPU the trace ran on \\[default: the one its deviceProperties name, else H800]"),
+    ] = "H800",
 ) -> None:
     """Turn DeepSeek's profiler trace into a profile: per-op kernel times matched to the layer model
     (and per-annotation times), alone or on top of a measured --base profile."""
-    from calibrate.profiles import profile_from_trace, trace_source
+    from calibrate.profiles import profile_from_trace, trace_gpu, trace_source
+    from sim.errors import shown
     from sim.hardware.gpu import datasheet_for, known_gpus
 
     if not trace.exists():
@@ -142,6 +147,16 @@ def import_trace(
     if base is not None and base_profile is not None:
         source = trace_source(trace)
         _refuse_held(base_profile, {source.sha256: trace}, "--base", base)
+    # (the flags' own errors, then --base's, before the trace's contents are read)
+    ran_on, ran_on_text = trace_gpu(trace)  # the GPU the trace's deviceProperties name, if the twin knows it
+    if ran_on is not None and "device" not in given_on_command_line(ctx):
+        device = ran_on  # the GPU the trace ran on, not the default's
+        gpu = datasheet_for(device) or gpu
+        if compute_sms > gpu.sms:
+            raise ScenarioError("--compute-sms", f"the {gpu.name} has {gpu.sms} SMs, got {compute_sms}")
+    if ran_on is not None and gpu.name != ran_on:  # (its kernel times written as another GPU's profile)
+        message = f"{device}, but the deviceProperties of {trace.name} name {shown(ran_on_text)!r}"
+        raise ScenarioError("--device", f"{message}: give --device {ran_on} or leave it out")
     tool = f"twin calibrate import-trace {trace.name}" + (f" --base {base}" if base else "") + f" --device {device}"
     tool += f" --compute-sms {compute_sms}" if compute_sms != DEEPSEEK_COMPUTE_SMS else ""
     tool += f" --layers {layers}" if layers is not None else ""
@@ -591,8 +606,13 @@ def predict(
         ),
     ] = 0,
     nbytes: Annotated[
-        float, typer.Option("--bytes", parser=Float(0, MAX_BYTES), help="memory/communication: bytes moved")
-    ] = 0.0,
+        float | None,
+        typer.Option(
+            "--bytes",
+            parser=Float(1, MAX_BYTES),
+            help="memory/communication: bytes moved (at least 1, as twin collective)",
+        ),
+    ] = None,
     heads: Annotated[int, typer.Option("--heads", parser=Int(1, 1 << 16), help="attention heads")] = 128,
     seq: Annotated[int, typer.Option("--seq", parser=Int(1, MAX_TOKENS), help="attention sequence length")] = 4096,
     qk_dim: Annotated[int, typer.Option("--qk-dim", parser=Int(1, 1 << 16), help="attention q/k head dim")] = 192,
@@ -657,18 +677,17 @@ def predict(
     if op not in known:
         raise ScenarioError("--op", f"unknown op {op!r}; choose from {', '.join(dict.fromkeys(known))}")
     _refuse_unread(ctx, op if op in ("gemm", "attention", "memory") else "communication", f"the {op} op")
-    if op not in ("gemm", "attention"):
-        if nbytes <= 0:
-            raise ScenarioError("--bytes", f"a {op} op needs --bytes > 0")
+    if op not in ("gemm", "attention") and nbytes is None:
+        raise ScenarioError("--bytes", f"a {op} op needs --bytes (at least 1)")
     with flag_errors():
         if op == "gemm":
             time_s = model.gemm_time(m, n, k, dtype, sms, scaling, beside_comm_sms)
         elif op == "attention":
             time_s = model.attention_time(heads, seq, qk_dim, v_dim, causal=causal, phase=phase, sms=sms)
         elif op == "memory":
-            time_s = model.memory_time(nbytes, kernel, sms)
+            time_s = model.memory_time(nbytes or 0.0, kernel, sms)
         else:
-            time_s = model.comm_time(op, nbytes, gpus, nodes)
+            time_s = model.comm_time(op, nbytes or 0.0, gpus, nodes)
     check_printed({"time_s": time_s}, profile=profile)
     if fmt is PredictFormat.table:
         out.print(f"{op} time: {time_text(time_s)}", markup=False, highlight=False)

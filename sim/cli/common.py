@@ -69,23 +69,18 @@ def refuse_given(ctx: typer.Context, names: Iterable[str], why: str) -> None:
 
 
 def refuse_unbound_node_limit(ctx: typer.Context, spec: MoESpec, default: int) -> None:
-    """Refuse ``--n-limited-groups`` where neither its value (``spec``'s) nor ``default`` limits a
-    token's nodes (:attr:`sim.moe.spec.MoESpec.limit` keeps every group), so that giving it changes
-    nothing: EP within one node, say."""
-    from dataclasses import replace
+    """Refuse ``--n-limited-groups`` where its value (``spec``'s) in place of ``default`` changes
+    nothing: EP within one node, a limit above the EP group's nodes, or neither it nor ``default``
+    limiting a token (:func:`sim.moe.spec.unused_node_limit`, the rule a scenario's
+    ``model.n_limited_groups`` is held to)."""
+    from sim.moe.spec import unused_node_limit
 
-    if spec.limit < spec.groups or replace(spec, node_limit=default).limit < spec.groups:
+    if "node_limit" not in given_on_command_line(ctx):
         return
-    if spec.nodes == 1:
-        why = f"not used: EP {spec.ep} is one node (every token stays in it, whatever the limit)"
-    else:
-        bound = min(spec.nodes, spec.topk)
-        what = f"nodes of EP {spec.ep}" if spec.nodes <= spec.topk else "experts a token picks"
-        why = (
-            f"not used: neither M = {spec.node_limit} nor the default {default} is below {bound}, the {what}, "
-            "so neither limits a token"
-        )
-    refuse_given(ctx, ("node_limit",), why)
+    why = unused_node_limit(spec, default)
+    if why is not None:
+        flag = next(str(p.opts[0]) for p in ctx.command.params if p.name == "node_limit")
+        raise ScenarioError(flag, why)
 
 
 def check_printed(

@@ -95,7 +95,12 @@ def alltoall_cmd(
     ctx: typer.Context,
     ep: Annotated[int, typer.Option("--ep", parser=EP, help="expert-parallel group size (GPUs)")] = DEFAULT_EP,
     nodes: Annotated[
-        int | None, typer.Option("--nodes", parser=Int(1, MAX_GPUS), help="nodes of the cluster \\[default: EP/8]")
+        int | None,
+        typer.Option(
+            "--nodes",
+            parser=Int(1, MAX_GPUS),
+            help="nodes of the MPFT cluster: the EP group's own (EP/8), as the default; no other changes a figure",
+        ),
     ] = None,
     tokens: Annotated[
         int, typer.Option("--tokens", parser=Tokens, help="tokens per micro-batch per GPU (workload.tokens)")
@@ -176,6 +181,9 @@ def alltoall_cmd(
     if routing not in ("random", "skewed"):
         refuse_given(ctx, ("seed",), f"not used by --routing {routing} (it draws nothing)")
     counts = int_list(sms, "--sms", SmCount)
+    if len(set(counts)) != len(counts):  # each row was printed twice (as --schedules refuses a name twice)
+        twice = next(c for c in counts if counts.count(c) > 1)
+        raise ScenarioError("--sms", f"{twice} is listed twice in {sms!r}; give each SM count once")
     reach = nothing_to_merge(spec)  # (as a scenario's comm.multicast is checked)
     if (multicast or in_network_reduce) and reach is not None:
         why = (
@@ -213,13 +221,27 @@ def alltoall_cmd(
         cspec = ClusterSpec.model_validate({"name": f"h800-{n}-nodes", "nodes": n, "fabric": {"kind": kind}})
     if ep > cspec.gpus:
         raise ScenarioError("--ep", f"EP {ep} is larger than the cluster ({cspec.gpus} GPUs)")
+    if nodes is not None and nodes != spec.nodes:  # (the EP group's own nodes, the default, say the same)
+        raise ScenarioError(
+            "--nodes",
+            f"not used: the all-to-all runs on the EP group's {spec.nodes} node(s) alone, and the multi-plane fat "
+            f"tree carries it the same on a cluster of any size (only the table's title named {nodes} nodes); "
+            "remove it, or give --topology for another fabric",
+        )
     require_memory(
         tokens * ep * TOKEN_GPU_BYTES,
         f"routing {tokens:,} tokens on each of {ep} GPUs",
         "--tokens",
         "use fewer --tokens",
     )
-    topo = build_cluster(cluster) if cluster is not None else build_topology(cspec)
+    try:
+        topo = build_cluster(cluster) if cluster is not None else build_topology(cspec)
+    except ScenarioError as e:
+        if cluster is not None or e.file is not None or e.key_path != "nodes":
+            raise
+        # the cluster the flags make: name the flag that sized it, not the topology file's key
+        why = f"EP {ep} spans {cspec.nodes} nodes of {cspec.node.gpus_per_node} GPUs: {e.message}"
+        raise ScenarioError("--nodes" if nodes is not None else "--ep", why) from None
     rdma = dict(DERIVED_RDMA_GBps) if rdma_channel_GBps is None else dict.fromkeys(DERIVED_RDMA_GBps, rdma_channel_GBps)
     kernels = [
         KernelSpec(

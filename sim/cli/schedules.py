@@ -114,6 +114,31 @@ def _times(pp: int, f: float, b: float, w: float, fb: float | None, names: list[
     return times
 
 
+# the least nonzero op time each picture can show, in time units: a trace writes microseconds to 3
+# decimals (1 time unit = 1 ms: 1e-6 units is its 1 ns; below half of it a span's ts and dur round to
+# 0); a chart cannot draw an axis across a step at the edge of floating point (matplotlib takes a range
+# under about 1e-287 as empty), so times below 1 / sim.run.EDGE, the edge the run's checks name, are refused
+TRACE_RESOLUTION = 1e-6
+PLOT_RESOLUTION = 1e-100
+
+
+def _refuse_unshown(
+    f: float, b: float, w: float, fb: float | None, name: str, pp: int, n: int, v: int, least: float, why: str
+) -> None:
+    """Refuse a nonzero op time of schedule ``name`` below ``least`` time units, the least the picture
+    shows (``why``), naming the flag that gives it: F, B, the F&B pair, and where the schedule splits B,
+    W and I = B - W."""
+    times = [("--f", f, f"{f:g}", ""), ("--b", b, f"{b:g}", "")]
+    if {Op.I, Op.W} & _ops(_build(name, pp, n, v)):
+        i_part = f"the input-gradient part I = --b - --w = {b - w:g}"
+        times += [("--w", w, f"{w:g}", ""), ("--b", b - w, i_part, " (or --w equal to --b: no I)")]
+    if fb is not None:
+        times.append(("--fb", fb, f"{fb:g}", ""))
+    for flag, time, shown, other in times:
+        if 0 < time < least:
+            raise ScenarioError(flag, f"{shown} is too short to show: {why}; give {least:g} or more{other}")
+
+
 def _size(pp: int, n: int, v: int) -> None:
     """Refuse a schedule too large to build or run here (see sim.limits)."""
     check_schedule_size(pp, n, v, "--microbatches")
@@ -334,9 +359,10 @@ def plot(
     from reports.gantt import plot_gantt
 
     _refuse_unused(ctx, [name], pp, microbatches, virtual_stages)
-    run = _run_one(
-        name, pp, microbatches, virtual_stages, _times(pp, f, b, w, fb, [name], microbatches, virtual_stages), P2P()
-    )
+    times = _times(pp, f, b, w, fb, [name], microbatches, virtual_stages)
+    why = "a chart's time axis cannot span a step at the edge of floating point (it drew an empty axis)"
+    _refuse_unshown(f, b, w, fb, name, pp, microbatches, virtual_stages, PLOT_RESOLUTION, why)
+    run = _run_one(name, pp, microbatches, virtual_stages, times, P2P())
     check_printed(metrics(run).to_dict(), {"f": f, "b": b, "w": w, "fb": fb})
     atomic_write(output, lambda p: plot_gantt(run, p, time_unit="time units"))
     out.print(f"wrote {output}", markup=False)
@@ -365,9 +391,13 @@ def trace(
             "--output", f"{output.name}: a trace is JSON: name it .json (a picture: twin schedules plot)"
         )
     _refuse_unused(ctx, [name], pp, microbatches, virtual_stages)
-    run = _run_one(
-        name, pp, microbatches, virtual_stages, _times(pp, f, b, w, fb, [name], microbatches, virtual_stages), P2P()
+    times = _times(pp, f, b, w, fb, [name], microbatches, virtual_stages)
+    why = (
+        "the trace writes times in microseconds to 3 decimals (1 time unit = 1 ms), so a span under "
+        f"{TRACE_RESOLUTION:g} time units (1 ns) is written with dur 0"
     )
+    _refuse_unshown(f, b, w, fb, name, pp, microbatches, virtual_stages, TRACE_RESOLUTION, why)
+    run = _run_one(name, pp, microbatches, virtual_stages, times, P2P())
     check_printed(metrics(run).to_dict(), {"f": f, "b": b, "w": w, "fb": fb})
     trace = perfetto_trace(timeline(StepRun.of_schedule(run)), f"{name} PP{pp} N{microbatches}", time_scale_us=1e3)
     atomic_write_text(output, json.dumps(trace))

@@ -54,6 +54,7 @@ def validate_cmd(
         _validate_serve(scenario)
         return
     asm = assemble(load_scenario(scenario))  # what twin run builds, without simulating: the same refusals
+    _bound_finite(asm)
     sc, lay = asm.scenario, asm.layout
     if lay is not None:
         split = (f"TP {lay.tp}, " if lay.tp > 1 else "") + (f"CP {lay.cp}, " if lay.cp > 1 else "")
@@ -68,6 +69,54 @@ def validate_cmd(
     out.print(
         f"{scenario}: ok (scenario {sc.name!r}, {len(sc.pipeline.schedules)} schedule(s))", soft_wrap=True, markup=False
     )
+
+
+def _bound_finite(asm: Any) -> None:
+    """The run's overflow refused here, as ``twin run`` refuses it (its figures past :data:`sim.run.EDGE`:
+    a NIC of 1e-99 Gb/s), from a lower bound of each step time instead of the run: the training step's
+    (:mod:`sim.step.bound`, a fraction of the step's cost, as ``twin plan layouts`` checks before its
+    search) or each compared schedule's (:func:`sim.pipeline.maxplus.comparison_lower_bound`: free
+    sends, and one send alone). A bound past the edge puts the run's time past it; a bound short of it
+    leaves the rest to the run."""
+    from sim.run import check_finite, op_times
+
+    if asm.step is not None:
+        from sim.step.bound import step_lower_bound
+
+        figures = {"step_time_s (its lower bound)": step_lower_bound(asm.step)}
+    else:
+        from sim.pipeline.maxplus import comparison_lower_bound
+
+        times, _ = op_times(asm)
+        figures = {
+            f"schedules[{i}].step_time (its lower bound)": comparison_lower_bound(s, times, asm.transport)
+            for i, s in enumerate(asm.schedules)
+        }
+    check_finite(asm.scenario, figures)
+
+
+def _validate_serve_bound(sc: Any, d: Any) -> None:
+    """``twin serve``'s overflow refused here without the traffic, against :data:`sim.run.EDGE` as the
+    run's figures are (a NIC of 1e-300 Gb/s): the decode floor as the run computes it (the first thing
+    it does), and with traffic a lower bound of the forwards its capacity figures time at each pool's
+    batch limit (:func:`sim.serve.capacity.capacity`): a prefill of half the pool's max_batch_tokens
+    (the least a full rank holds: the budget, the whole prompts that fit it, or one longer prompt) for
+    one request with nothing cached, and a decode step of one request."""
+    from sim.run import check_finite
+    from sim.serve.floor import decode_floor
+    from sim.serve.forward import Shape
+
+    figures: dict[str, Any] = {}
+    if sc.serve.floor is not None:
+        figures["decode_floor"] = decode_floor(sc, d)
+    for role, pool in d.pools.items() if sc.serve.traffic is not None else ():
+        m = pool.model
+        if role in ("prefill", "colocated"):
+            tokens = max(1, pool.spec.max_batch_tokens // 2)
+            figures[f"{role} forward of {tokens} tokens (least)"] = m.forward(Shape("prefill", tokens, 1, 0)).time_s
+        if role in ("decode", "colocated"):
+            figures[f"{role} step of one request (least)"] = m.forward(Shape("decode", m.query_tokens, 1, 1)).time_s
+    check_finite(sc, figures)
 
 
 def _validate_plan(path: Path, raw: dict[str, object]) -> None:
@@ -112,6 +161,7 @@ def _validate_serve(path: Path) -> None:
 
     sc = load_serve(path)
     d = build(sc)  # what twin serve builds before the traffic: the same refusals
+    _validate_serve_bound(sc, d)
     pools = ", ".join(
         f"{role} {p.units} x {p.model.gpus} GPUs (EP {p.model.gpus}, attention TP {p.model.tp} x DP {p.model.dp}, "
         f"{p.placement.redundant} redundant experts, {p.spec.kernels} kernels)"

@@ -10,8 +10,11 @@ Everything comes from a :class:`~sim.hardware.profile.Profile` (no torch):
   ``2 x heads x seq^2 x (qk + v)``, halved when causal, x 2.5 for the backward (five matmuls against
   two), efficiency interpolated in log (heads, seq, qk, v) over samples of the same causal/phase
   class; ``fwd+bwd`` is the sum of the two.
-* **Memory-bound kernels**: the achieved fraction of HBM bandwidth interpolated in log(bytes) over
-  the memory samples (per kernel: copy, fp8-cast, elementwise).
+* **Memory-bound kernels** (:class:`MemoryCurve`): time piecewise linear in bytes through the memory
+  samples of a kernel class (copy, fp8-cast, norm, ...; the mean time per measured size, sizes whose
+  means fall as bytes rise pooled), from a launch floor at 0 bytes (the shortest memory-bound kernel
+  the profile measured) and at the largest sample's rate beyond it: non-decreasing in bytes by
+  construction, exact at the measured sizes.
 * **SMs**: every compute op is timed on the SMs it gets. GEMMs through the fitted model; attention
   through its own SM samples where the profile has them, else the GEMM's measured (BF16) throughput
   curve; memory-bound kernels through the measured copy bandwidth against SMs (green-context copy
@@ -28,8 +31,11 @@ GEMM predictor's error; calibration stores both in the profile and ``twin calibr
 
 from __future__ import annotations
 
+import bisect
 import functools
+import math
 import statistics
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -122,6 +128,57 @@ def _gemm_points(profile: Profile) -> list[GemmPoint]:
     return points
 
 
+@dataclass(frozen=True)
+class MemoryCurve:
+    """Whole-GPU time of a memory-bound kernel class against the bytes it moves, non-decreasing by
+    construction: piecewise linear in bytes through ``(0, floor_s)`` and the measured sizes (``sizes``,
+    ``times``: the mean time of the samples of each size; where a larger size's mean is shorter than a
+    smaller one's, the sizes are pooled to their sample-weighted mean, the pool-adjacent-violators
+    least-squares monotone fit, so the samples' total time is kept), and beyond the largest size at its
+    rate (``times[-1] / sizes[-1]`` seconds per byte). Without samples (``sizes`` empty):
+    ``max(floor_s, bytes / rate_Bps)``."""
+
+    sizes: tuple[float, ...]
+    times: tuple[float, ...]
+    floor_s: float
+    rate_Bps: float = 0.0  # unmeasured curves only
+
+    @classmethod
+    def unmeasured(cls, floor_s: float, rate_Bps: float) -> MemoryCurve:
+        return cls((), (), floor_s, rate_Bps)
+
+    @classmethod
+    def through(cls, points: list[tuple[float, float]], floor_s: float) -> MemoryCurve:
+        """The curve through ``(bytes, seconds)`` samples (several of one size: their mean)."""
+        by_size: dict[float, list[float]] = {}
+        for b, t in points:
+            by_size.setdefault(b, []).append(t)
+        sizes = sorted(by_size)
+        # pool adjacent violators: blocks of consecutive sizes [total seconds, samples, sizes], each
+        # block's mean at least the one before it
+        blocks: list[tuple[float, int, int]] = []
+        for b in sizes:
+            total, n, width = math.fsum(by_size[b]), len(by_size[b]), 1
+            while blocks and blocks[-1][0] / blocks[-1][1] > total / n:
+                t0, n0, w0 = blocks.pop()
+                total, n, width = total + t0, n + n0, width + w0
+            blocks.append((total, n, width))
+        times = tuple(total / n for total, n, width in blocks for _ in range(width))
+        return cls(tuple(sizes), times, min(floor_s, times[0]))
+
+    def at(self, nbytes: float) -> float:
+        """Seconds to move ``nbytes`` on the whole GPU."""
+        if not self.sizes:
+            return max(self.floor_s, nbytes / self.rate_Bps)
+        if nbytes >= self.sizes[-1]:
+            return self.times[-1] * (nbytes / self.sizes[-1])
+        i = bisect.bisect_right(self.sizes, nbytes)  # sizes[i - 1] <= nbytes < sizes[i]
+        x0, y0 = (0.0, self.floor_s) if i == 0 else (self.sizes[i - 1], self.times[i - 1])
+        x1, y1 = self.sizes[i], self.times[i]
+        # (kept within the segment's ends: rounding must not step past them)
+        return min(max(y0 + (y1 - y0) * ((nbytes - x0) / (x1 - x0)), y0), y1)
+
+
 class CostModel:
     """Predicts kernel times from a :class:`Profile` (no torch)."""
 
@@ -137,7 +194,7 @@ class CostModel:
         # memos of this model (not functools.lru_cache on the methods: a class-wide cache keeps every
         # model it has seen alive, and a sweep's worker builds one per point)
         self._gemm_memo: dict[tuple[int, int, int, str, int, str], float] = {}
-        self._memory_points_memo: dict[str | None, tuple[np.ndarray, np.ndarray]] = {}
+        self._memory_curve_memo: dict[str | None, MemoryCurve] = {}
         self._promotion: PromotionFit | None = None
 
     @staticmethod
@@ -331,32 +388,41 @@ class CostModel:
 
     # ---------------------------------------------------------------- memory-bound kernels
     def memory_time(self, nbytes: float, kernel: str | None = None, sms: int | None = None) -> float:
-        """A memory-bound kernel moving ``nbytes`` (read + written) on ``sms`` SMs: the achieved
-        fraction of HBM bandwidth interpolated in log(bytes) over the profile's memory samples (of
-        ``kernel`` when given: copy, fp8-cast, norm, ...; samples taken on fewer SMs count as the
-        whole-GPU rate through the copy bandwidth against SMs), else the assumed efficiency; on fewer
-        SMs, slowed by that same curve. Samples of multi-kernel ops (``kernels`` > 1) are the op's
-        total time."""
-        if nbytes <= 0:
-            raise ScenarioError("nbytes", f"must be > 0, got {nbytes:g}")
+        """A memory-bound kernel moving ``nbytes`` (read + written, at least 1) on ``sms`` SMs: the
+        whole-GPU :class:`MemoryCurve` of ``kernel``'s samples (copy, fp8-cast, norm, ...; when None, the
+        copies: see :meth:`_memory_samples`), its time above the launch floor slowed on fewer SMs by the
+        measured copy bandwidth against SMs (:meth:`memory_sm_fraction`), the floor kept:
+        ``t = floor + (T(bytes) - floor) / fraction(sms)``. Samples of multi-kernel ops (``kernels`` > 1)
+        are the op's total time."""
+        if not nbytes >= 1:  # (nan too) under a byte is no kernel's work; twin collective refuses it likewise
+            raise ScenarioError("nbytes", f"must be at least 1 byte, got {nbytes:g}")
         sms = self._sms(sms)
-        xs, ys = self._memory_points(kernel)
-        hbm = self.peaks.hbm_Bps
-        eff = interpolate(xs, ys, np.log(np.array([nbytes])), self.profile.efficiency)
-        return nbytes / (hbm * float(np.clip(eff, 1e-3, 1.0))) / self.memory_sm_fraction(sms)
+        curve = self.memory_curve(kernel)
+        return curve.floor_s + (curve.at(nbytes) - curve.floor_s) / self.memory_sm_fraction(sms)
 
-    def _memory_points(self, kernel: str | None) -> tuple[np.ndarray, np.ndarray]:
-        hit = self._memory_points_memo.get(kernel)
+    def memory_curve(self, kernel: str | None = None) -> MemoryCurve:
+        """The whole-GPU time curve of ``kernel``'s memory samples (memoised per kernel)."""
+        hit = self._memory_curve_memo.get(kernel)
         if hit is None:
-            hit = self._memory_points_memo[kernel] = self._memory_points_of(kernel)
+            hit = self._memory_curve_memo[kernel] = self._memory_curve_of(kernel)
         return hit
 
-    def _memory_points_of(self, kernel: str | None) -> tuple[np.ndarray, np.ndarray]:
-        """(log bytes, whole-GPU fraction of HBM) of the memory samples of ``kernel``; when None, of the
-        copies (a fused streaming kernel of a class the profile has not measured moves its bytes as a
-        copy does), else of any but tiny kernels. Classes are never mixed: an unfused torch FP8 cast
-        reaches 5% of HBM where a copy of the same size reaches 85%, and a local fit across both
-        would describe neither."""
+    @functools.cached_property
+    def memory_floor_s(self) -> float:
+        """The least time a memory-bound kernel takes: the shortest memory sample of the profile (any
+        class, launch-bound ``small`` kernels included: the H800 trace's 1.98 us), or a tiny kernel's
+        time (:meth:`small_kernel_time`) where that is shorter. Samples timed one call per event pair
+        carry the timer's own overhead, so their shortest is no floor (the H100's 1 MiB copy: 22.7 us,
+        its 16 MiB copy hardly longer; the H200's shortest 11.8 us): there the tiny kernel's time
+        (``SMALL_KERNEL_S``, an assumption, without ``small`` samples) is the floor."""
+        shortest = min((s.time_s for s in self._memory), default=SMALL_KERNEL_S)
+        return min(shortest, self.small_kernel_time())
+
+    def _memory_samples(self, kernel: str | None) -> list[Sample]:
+        """The memory samples of ``kernel``; when None, of the copies (a fused streaming kernel of a
+        class the profile has not measured moves its bytes as a copy does), else of any but tiny
+        kernels. Classes are never mixed: an unfused torch FP8 cast reaches 5% of HBM where a copy of
+        the same size reaches 85%, and a curve through both would describe neither."""
         if kernel is None and any(s.params.get("kernel") == "copy" for s in self._memory):
             kernel = "copy"
         mine = [
@@ -366,18 +432,22 @@ class CostModel:
         ]
         if kernel is not None and not mine:
             raise ScenarioError("kernel", f"the profile has no memory samples of kernel {kernel!r}")
-        xs = np.log(np.array([[float(s.params["bytes"])] for s in mine])).reshape(len(mine), 1)
-        hbm = self.peaks.hbm_Bps
-        ys = np.array(
-            [
-                float(s.params["bytes"])
-                / s.time_s
-                / self.memory_sm_fraction(int(s.params.get("sms", self.all_sms)))
-                / hbm
-                for s in mine
-            ]
-        )
-        return xs, ys
+        return mine
+
+    def _memory_curve_of(self, kernel: str | None) -> MemoryCurve:
+        floor = self.memory_floor_s
+        mine = self._memory_samples(kernel)
+        if not mine:  # no measurement: the datasheet bandwidth at the assumed efficiency, above the floor
+            return MemoryCurve.unmeasured(floor, self.peaks.hbm_Bps * self.profile.efficiency)
+        points = [
+            # a sample on fewer SMs as its whole-GPU time: the part above the floor sped up by the copy curve
+            (
+                float(s.params["bytes"]),
+                floor + (s.time_s - floor) * self.memory_sm_fraction(int(s.params.get("sms", self.all_sms))),
+            )
+            for s in mine
+        ]
+        return MemoryCurve.through(points, floor)
 
     def has_memory_kernel(self, kernel: str) -> bool:
         return kernel in self._memory_kernels

@@ -129,3 +129,32 @@ class MoESpec:
     def group_topk(self) -> int:
         """Scores summed for a group's score: topk / node_limit (DeepSeek-V3: 2)."""
         return max(1, self.topk // self.limit)
+
+
+def unused_node_limit(spec: MoESpec, default: int) -> str | None:
+    """Why the node limit M of ``spec`` (``model.n_limited_groups``, ``--n-limited-groups``) given in
+    place of ``default`` changes nothing, with what to do, or None where it changes the routing. The
+    one rule of the scenario's key (:func:`sim.assemble.assemble`) and of the commands' flag
+    (:func:`sim.cli.common.refuse_unbound_node_limit`). Routing reads M only through :attr:`MoESpec.limit`,
+    the groups a token may use, which is every node of the EP group for any M from the node count up: M
+    equal to the node count is no limit (a what-if beside a limiting default), and M above it routes
+    exactly as that, so it is refused rather than read as a larger limit. Where neither M nor
+    ``default`` limits a token (EP within one node, say), M is not used."""
+    from dataclasses import replace
+
+    if spec.nodes == 1:
+        return f"not used: EP {spec.ep} is one node (every token stays in it, whatever the limit); remove it"
+    if spec.limit == spec.groups and replace(spec, node_limit=default).limit == spec.groups:
+        bound = min(spec.nodes, spec.topk)
+        what = f"nodes of EP {spec.ep}" if spec.nodes <= spec.topk else "experts a token picks"
+        return (
+            f"not used: neither M = {spec.node_limit} nor the default {default} is below {bound}, the {what}, "
+            "so neither limits a token; remove it"
+        )
+    if spec.node_limit > spec.nodes:
+        return (
+            f"M = {spec.node_limit} is more than the {spec.nodes} nodes of EP {spec.ep}: a token cannot reach more "
+            f"nodes than the EP group has, so it routes as M = {spec.nodes} (every node: no limit); "
+            f"give at most {spec.nodes}"
+        )
+    return None

@@ -87,8 +87,10 @@ def test_bf16_prefill_and_decode_gemms_run_in_bf16() -> None:
     assert pre_bf16.moe_part(8192, False).slowest_s > 1.2 * pre_fp8.moe_part(8192, False).slowest_s
     assert pre_bf16.forward(prefill).time_s > 1.05 * pre_fp8.forward(prefill).time_s
     decode = Shape("decode", 64, 64, 2000)
-    # weight-read-bound GEMMs read 2 bytes a weight, not 1; the dispatch moves BF16
-    assert bf16["decode"].model.forward(decode).time_s > 1.03 * fp8["decode"].model.forward(decode).time_s
+    # weight-read-bound GEMMs read 2 bytes a weight, not 1; the dispatch moves BF16. (FP8's casts cost
+    # it back part: each takes at least the profile's launch floor, 1.98 us, where a 64-token cast came
+    # out in nanoseconds before the floor: BF16 was 6% slower, now 2%.)
+    assert bf16["decode"].model.forward(decode).time_s > fp8["decode"].model.forward(decode).time_s
     assert bf16["decode"].model.forward(decode).comm_s > 1.2 * fp8["decode"].model.forward(decode).comm_s
     assert (
         bf16["decode"].memory.weights_bytes > 1.5 * fp8["decode"].memory.weights_bytes

@@ -204,8 +204,9 @@ def test_attention_and_comm_predictions() -> None:
 
 
 def test_memory_time_interpolates_measured_bandwidth() -> None:
-    """Without samples: bytes / (HBM x assumed efficiency). With samples: their achieved fraction of
-    HBM, exact at the measured sizes and log-interpolated between them, per kernel when asked."""
+    """Without samples: bytes / (HBM x assumed efficiency). With samples: their times, exact at the
+    measured sizes and linear in bytes between them, per kernel when asked (tests/unit/hardware/
+    test_memory_curve.py: never falling as bytes rise, the launch floor)."""
     base = datasheet_profile(efficiency=0.7)
     hbm = base.peaks.hbm_TBps * 1e12
     assert CostModel(base).memory_time(1e9) == pytest.approx(1e9 / (hbm * 0.7))
