@@ -7,7 +7,6 @@ less than one step, an override key of '') are in the table of ``tests/unit/test
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
