@@ -485,8 +485,8 @@ def owned_outputs(path: str | Path, owner: str, flag: str = "--output") -> Itera
                             _remove(path / name)
                         else:
                             _remove_ours(path, name, wrote)
-                files = {
-                    who: [n for n in names if n.split("/", 1)[0] not in new]
+                files = {  # (its own kept files stay listed as kept: a later result never removes them)
+                    who: names if who == owner + KEPT else [n for n in names if n.split("/", 1)[0] not in new]
                     for who, names in files.items()
                     if who != owner
                 }
@@ -535,7 +535,8 @@ def _refuse_theirs(path: Path, tmp: Path | None, new: list[str], files: dict[str
             continue
         theirs = [rel for rel in _tree(dst) if f"{name}/{rel}" not in wrote]
         if not (tmp / name).is_dir():  # a file where a folder is: the folder goes, unless it holds theirs
-            clash = theirs
+            clash = theirs  # (even one an older marker lists whole: a name listed alone may be a file of
+            # twin's that the user made a folder of, which is no longer twin's to remove)
         elif name in whole:  # a folder an older marker lists without its files: all twin's
             clash = []
         else:

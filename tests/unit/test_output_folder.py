@@ -250,6 +250,10 @@ def test_files_a_command_keeps_in_place_are_its_own_or_refused(tmp_path: Path) -
     claim_output_folder(out, owner="plan-run", keeps=("steps.parquet",))  # still its own
     _write(out, "plan-run", {"report.md2": "y"})  # a result without it: the kept file stays
     assert (out / "steps.parquet").exists() and (out / "base.yaml").read_text() == "kept by the search"
+    _write(out, "plan-run", {"steps.parquet": "rows", "report.md2": "z"})  # with it again, then without
+    _write(out, "plan-run", {"report.md2": "w"})  # (the kept entry was dropped: this removed the cache)
+    assert (out / "steps.parquet").exists()
+    assert json.loads((out / MARKER).read_text())["files"]["plan-run" + KEPT] == ["steps.parquet"]
 
 
 def test_plan_layouts_refuses_a_folder_holding_another_sweeps_results(tmp_path: Path) -> None:
