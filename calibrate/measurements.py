@@ -49,7 +49,7 @@ from sim.errors import ScenarioError
 from sim.hardware.gpu import GpuSpec, datasheet_for
 from sim.hardware.profile import TORCH_FP8_CAST, DeviceInfo, Peaks, Profile, Sample, Skipped, SourceFile
 from sim.model.ops import ATTENTION_BWD_RATIO, attention_flops
-from sim.number_text import not_ascii
+from sim.number_text import not_plain
 from sim.units import BF16_BYTES, FP8_BYTES, FP8_TILE, FP32_BYTES
 from sim.yamlio import MAX_JSON_BYTES, read_bytes, read_text
 
@@ -168,9 +168,8 @@ class _Table:
         text = self._cell(line, row, name)
         i, factor = self.columns[name]
         where = f"row {line}, column {self.header[i]}"
-        odd = not_ascii(text)
-        if odd is not None or "_" in text:  # float reads both; no CSV writer means them (sim.number_text)
-            why = odd or "has a digit separator '_'; write the digits alone"
+        why = not_plain(text)  # (float reads both; no CSV writer means them)
+        if why is not None:
             raise ScenarioError(where, f"{text!r} is not a number: it {why}", str(self.path))
         try:
             value = float(text)

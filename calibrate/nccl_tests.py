@@ -47,7 +47,7 @@ from pathlib import Path
 from sim.errors import ScenarioError, shown
 from sim.hardware.profile import Sample
 from sim.limits import MAX_BYTES, MAX_GPUS, MAX_GPUS_PER_NODE, MAX_RATE
-from sim.number_text import not_ascii
+from sim.number_text import not_plain
 
 MAX_TIME_S = 1e9  # a profile's bound on a sample's time (sim.hardware.profile.Sample)
 MIN_TIME_US = 1e-3  # a nanosecond: nccl-tests prints microseconds with two decimals (as import-measurements)
@@ -98,11 +98,9 @@ def _columns(lines: list[str], path: Path) -> tuple[int, list[str]]:
 def _plain(cell: str, what: str, number: int, path: Path, kind: str = "a number") -> None:
     """Refuse ``cell`` (``what``: ``size``, ``out-of-place time``...; on line ``number``) unless it is
     plain ASCII without digit separators, as nccl-tests prints its numbers (:mod:`sim.number_text`)."""
-    odd = not_ascii(cell)
-    if odd is None and "_" not in cell:
-        return
-    why = odd or "has a digit separator '_'; write the digits alone"
-    raise ScenarioError(f"line {number}", f"{what} {shown(cell)!r} is not {kind}: it {why}", str(path))
+    why = not_plain(cell)
+    if why is not None:
+        raise ScenarioError(f"line {number}", f"{what} {shown(cell)!r} is not {kind}: it {why}", str(path))
 
 
 def _scale(ranks: dict[int, str], gpus: int | None, nodes: int | None, path: Path) -> tuple[int, int]:

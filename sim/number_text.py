@@ -4,8 +4,10 @@ Python's ``int`` and ``float`` read the decimal digits of every script: ``int("�
 and ``float("１２")`` (full-width) are 12. No CSV reader (pandas, a spreadsheet) and no shell user
 means a number that way: such a cell is pasted text, most often from a document in another locale,
 and reading it silently as a number hides that. Every reader of numbers from text refuses them with
-:func:`not_ascii`'s clause, naming the first character that is not ASCII. (YAML scenario values go
-through pydantic, which already refuses them.)
+:func:`not_ascii`'s clause, naming the first character that is not ASCII (numeric and size flags,
+CSV cells, measurement tables, nccl-tests logs, schedule files); readers of files refuse a digit
+separator too (:func:`not_plain`). (YAML scenario values go through pydantic, which already refuses
+them.)
 """
 
 from __future__ import annotations
@@ -20,4 +22,14 @@ def not_ascii(text: str) -> str | None:
     return f"holds {odd!r} (U+{ord(odd):04X}), not ASCII; write the digits 0-9"
 
 
-__all__ = ["not_ascii"]
+SEPARATOR = "has a digit separator '_'; write the digits alone"  # (int and float read 1_000 as 1000)
+
+
+def not_plain(text: str) -> str | None:
+    """Why ``text`` is no number as a file writes one: :func:`not_ascii`'s clause, or a digit separator
+    ``_`` (:data:`SEPARATOR`; no CSV writer or log prints one); None when neither. (Numeric flags take
+    ``1_000`` as typed on a command line: :class:`sim.cli.common.Number`.)"""
+    return not_ascii(text) or (SEPARATOR if "_" in text else None)
+
+
+__all__ = ["SEPARATOR", "not_ascii", "not_plain"]

@@ -42,6 +42,7 @@ from sim.network.collectives import CollectiveResult, bus_factor, check_collecti
 from sim.network.context import SimContext
 from sim.network.tolerance import COMPLETION_RTOL
 from sim.network.topology import Topology
+from sim.number_text import not_ascii
 
 ELEMENT = ("float", 4)  # nccl-tests' default data type (-d float) and its bytes
 PROGRAM = {kind: f"{name}_perf" for kind, name in NCCL_NAMES.items()}
@@ -55,7 +56,7 @@ SIZE_FORMS = "a size in bytes like 8, 1K, 128M or 1G (K, M, G = 2^10, 2^20, 2^30
 def parse_size(text: str) -> int:
     """Bytes of a size written as nccl-tests' ``-b``/``-e``/``-i`` take it (``8``, ``1K``, ``1.5M``,
     ``1e9``), truncated to whole bytes; ValueError (saying what is allowed) otherwise."""
-    m = _SIZE.match(text)
+    m = _SIZE.match(text) if not_ascii(text) is None else None  # (float reads every script's digits)
     try:
         number = float(m[1]) if m else math.nan
     except ValueError:

@@ -131,3 +131,11 @@ def test_zero_byte_rows_take_no_time_and_count_in_the_average(node: Topology) ->
     assert (rows[0].size, rows[0].result, rows[0].time_s, rows[0].busbw_GBps) == (0, None, 0.0, 0.0)
     assert avg_busbw(rows) == pytest.approx(rows[1].busbw_GBps / 2)
     assert rows[0].record().keys() == rows[1].record().keys()
+
+
+@pytest.mark.parametrize("text", ["\uff11K", "\u0661K", "\u0661\u0660\u0662\u0664"])
+def test_a_size_in_another_scripts_digits_is_refused(text: str) -> None:
+    """float() reads every script's digits: ``-b １K`` ran at 1024 B, where every other numeric flag
+    refuses them (sim.number_text)."""
+    with pytest.raises(ValueError, match="must be a size in bytes"):
+        parse_size(text)
