@@ -150,44 +150,52 @@ def failure_overhead(f: FailureSpec, gpus: int) -> tuple[float, float]:
     ``tau`` defaults to Young's ``sqrt(2 C M)``, which minimises that (free checkpoints, ``C = 0``: taken
     continuously, ``tau = 0`` and the overhead ``e^(R/M) - 1``).
 
-    The time grows as ``e^((R + C)/M)`` whatever the interval: a cluster that fails every ``M <= R + C``
-    seconds on average outlives a restart and a checkpoint on a try with probability below ``1/e``, and the
-    run never completes in any practical sense (``mtbf_gpu_hours: 1e-300`` printed 7.85e298 lost days,
-    ``0.001`` on 512 GPUs 78 days lost on an 80-second run, from the first-order form): refused, naming
-    ``failures.mtbf_gpu_hours``. Past it (``M > R + C``), Young's interval keeps the expected time below
-    7.2 times the failure-free time (``tau / M < sqrt 2``, ``(tau + C) / M < 1 + sqrt 2``); a given
-    ``interval_s`` far from it may not (``1e-300`` s at ``C = 60``: 6e301 s of checkpoints per second of
-    training; ``1e12`` s at ``M = 3.5e5``: ``e^(2.8e6)``), so a second of training expected to take more
-    than :data:`sim.limits.MAX_TIME` seconds, the bound of any time, is refused too, naming
-    ``failures.interval_s``. Errors: a ScenarioError naming the key (the caller adds the file)."""
+    The time grows as ``e^((R + C)/M)`` whatever the interval, so a cluster that fails every few
+    restarts may take many times the failure-free time (``M = R + C``: about 5.7 times at Young's
+    interval), which is computed as asked; but where a second of training is expected to take more than
+    :data:`sim.limits.MAX_TIME` seconds, the bound of any time, the run never completes and is refused
+    (``mtbf_gpu_hours: 1e-300`` printed 7.85e298 lost days, ``0.001`` on 512 GPUs 78 days lost on an
+    80-second run, from the first-order form). The key named is ``failures.mtbf_gpu_hours`` where even
+    Young's interval is past it, else the ``failures.interval_s`` given (``1e-300`` s at ``C = 60``: 6e301 s
+    of checkpoints per second of training; ``1e12`` s at ``M = 3.5e5``: ``e^(2.8e6)``). Errors: a
+    ScenarioError naming the key (the caller adds the file)."""
     m = f.mtbf_gpu_hours * 3600 / gpus
     c, r = f.checkpoint_s, f.restart_s
-    if m <= r + c:
-        raise ScenarioError(
-            "failures.mtbf_gpu_hours",
-            f"on {gpus:,} GPUs the cluster fails every {m:.3g} s on average (mtbf_gpu_hours x 3600 / GPUs), "
-            f"no longer than a restart and a checkpoint (restart_s + checkpoint_s = {r + c:g} s): most "
-            "tries fail before their first checkpoint and the run never completes; give a longer MTBF, or a "
-            "shorter restart_s or checkpoint_s",
-        )
     young = math.sqrt(2 * c * m)
     tau = f.interval_s if f.interval_s is not None else young
-    if tau <= 0:  # free checkpoints, taken continuously: only the restarts cost (a try needs R alone)
-        return 0.0, math.expm1(r / m)
-    # (M / tau)(e^x - 1) = ((e^x - 1) / x)(1 + C / tau) with x = (tau + C) / M: no M / tau to overflow
-    x = (tau + c) / m
-    log_slowdown = r / m + _log_expm1_ratio(x) + math.log1p(c / tau)
+    log_slowdown = _log_slowdown(m, r, c, tau)
     if log_slowdown > math.log(MAX_TIME):
-        key = "failures.interval_s" if f.interval_s is not None else "failures.mtbf_gpu_hours"
-        took = f"{math.exp(log_slowdown):.3g} s" if log_slowdown < 700 else "longer than a float holds"
-        better = f"give an interval near Young's sqrt(2 C M) = {young:.4g} s" if young > 0 else "leave it out"
+        at_young = _log_slowdown(m, r, c, young)
+        if f.interval_s is None or at_young > math.log(MAX_TIME):
+            raise ScenarioError(
+                "failures.mtbf_gpu_hours",
+                f"on {gpus:,} GPUs the cluster fails every {m:.3g} s on average (mtbf_gpu_hours x 3600 / GPUs): "
+                f"with a restart of {r:g} s and a checkpoint of {c:g} s, even at Young's interval each second "
+                f"of training is expected to take {_seconds(at_young)}, more than the {MAX_TIME:g} s any time "
+                "may be (sim.limits.MAX_TIME): the run never completes; give a longer MTBF, or a shorter "
+                "restart_s or checkpoint_s",
+            )
         raise ScenarioError(
-            key,
+            "failures.interval_s",
             f"a checkpoint every {tau:g} s of training, each {c:g} s, on a cluster that fails every {m:.3g} s: "
-            f"each second of training is expected to take {took} with the checkpoints, restarts and lost work, "
-            f"more than the {MAX_TIME:g} s any time may be (sim.limits.MAX_TIME): the run never completes; " + better,
+            f"each second of training is expected to take {_seconds(log_slowdown)} with the checkpoints, "
+            f"restarts and lost work, more than the {MAX_TIME:g} s any time may be (sim.limits.MAX_TIME): the "
+            f"run never completes; give an interval near Young's sqrt(2 C M) = {young:.4g} s",
         )
-    return tau, math.expm1(log_slowdown)
+    return (tau if tau > 0 else 0.0), math.expm1(log_slowdown)
+
+
+def _log_slowdown(m: float, r: float, c: float, tau: float) -> float:
+    """log of Daly's expected wall time per second of training (:func:`failure_overhead`), computed so that
+    nothing overflows: ``(M / tau)(e^x - 1) = ((e^x - 1) / x)(1 + C / tau)`` with ``x = (tau + C) / M``; free
+    checkpoints taken continuously (``tau = 0``): ``R / M`` (only the restarts cost: a try needs R alone)."""
+    if tau <= 0:
+        return r / m
+    return r / m + _log_expm1_ratio((tau + c) / m) + math.log1p(c / tau)
+
+
+def _seconds(log_time: float) -> str:
+    return f"{math.exp(log_time):.3g} s" if log_time < 700 else "longer than a float holds"
 
 
 def _log_expm1_ratio(x: float) -> float:
