@@ -23,8 +23,12 @@ No time may beat the GPU's datasheet roofline (``--device``'s peaks, :mod:`sim.h
 GEMM its ``2MNK`` FLOPs at its dtype's dense peak on its share of the SMs, attention its matmul FLOPs
 (:func:`sim.model.ops.attention_flops`, the backward 2.5 times the forward) at the BF16 peak on its
 SMs, a copy or cast its bytes read and written at the HBM bandwidth, an interference row's GEMM (where
-its label gives the shape) and copy likewise. A faster time is a unit slip (seconds under a
-``milliseconds`` header), refused naming the file, row and column with the rate it implies.
+its label gives the shape) and copy likewise, by more than :data:`ROOFLINE_SLACK`: a time past that is
+a unit slip (seconds under a ``milliseconds`` header: a factor of 1000), refused naming the file, row
+and column with the rate it implies. The slack keeps what a real kernel can do: the datasheet peaks are
+at the base boost clock (the H100's 989 BF16 TFLOPS is 132 SMs x 4096 FLOP at 1830 MHz; it boosts to
+1980, 8% more, most with few SMs busy), and a copy small enough to stay in the 50 MB L2 can pass the
+HBM bandwidth.
 
 Each measurement counts once in the fits: a row that repeats an earlier row's measurement, time
 included (a table pasted twice, or copied into a second file), a second header row, and a file with
@@ -391,11 +395,14 @@ def _roofline_times(sample: Sample, gpu: GpuSpec, all_sms: int) -> list[tuple[st
     return out
 
 
+ROOFLINE_SLACK = 2.0  # a time up to 2x under the datasheet roofline is taken (boost clocks, L2-resident copies)
+
+
 def _check_roofline(t: _Table, line: int, row: list[str], sample: Sample, gpu: GpuSpec, all_sms: int) -> None:
     """Refuse a time faster than the datasheet allows its work: a unit slip (seconds under a
     ``milliseconds`` header), not a kernel."""
     for column, seconds, b in _roofline_times(sample, gpu, all_sms):
-        if seconds >= b.least_s:
+        if seconds * ROOFLINE_SLACK >= b.least_s:
             continue
         i, factor = t.columns[column]
         unit = UNIT_NAMES.get(factor, t.header[i])

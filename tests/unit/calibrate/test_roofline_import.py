@@ -53,14 +53,15 @@ def test_the_bound_is_each_kernels_own(tmp_path: Path) -> None:
     """A GEMM on fewer SMs against its share of the peak, BF16 against the BF16 peak; attention's
     matmul FLOPs (the backward 2.5 times the forward) at the BF16 peak; a copy's bytes read and written
     at the HBM bandwidth; an interference row's copy and GEMM."""
-    # 2 x 8192^3 FLOPs on 8 of 132 SMs at 989 TFLOPS: at least 18.3 ms; 10 ms is too fast for 8 SMs
-    # (and would be fine on all of them)
-    msg = _refused(tmp_path, "g.csv", "family,dtype,scaling,M,N,K,sms,seconds\ng,bf16,none,8192,8192,8192,8,0.010\n")
-    assert "row 2, column seconds: 0.010 s is 1.83x faster than the H800's BF16 dense peak allows" in msg
-    assert "1.1e+12 FLOPs in 0.01 s is 110 TFLOPS; at 59.94 TFLOPS on 8 of 132 SMs they take at least 18.34 ms" in msg
-    fine = tmp_path / "fine.csv"
-    fine.write_text("family,dtype,scaling,M,N,K,sms,seconds\ng,bf16,none,8192,8192,8192,132,0.010\n")
-    assert import_measurements(fine, "H800").samples[0].time_s == 0.010
+    # 2 x 8192^3 FLOPs on 8 of 132 SMs at 989 TFLOPS: at least 18.3 ms; 5 ms is too fast for 8 SMs by more
+    # than the slack of 2 (and would be fine on all of them); 10 ms, 1.83x, is within it (boost clocks)
+    msg = _refused(tmp_path, "g.csv", "family,dtype,scaling,M,N,K,sms,seconds\ng,bf16,none,8192,8192,8192,8,0.005\n")
+    assert "row 2, column seconds: 0.005 s is 3.67x faster than the H800's BF16 dense peak allows" in msg
+    assert "1.1e+12 FLOPs in 0.005 s is 220 TFLOPS; at 59.94 TFLOPS on 8 of 132 SMs they take at least 18.34 ms" in msg
+    for sms in (8, 132):
+        fine = tmp_path / f"fine{sms}.csv"
+        fine.write_text(f"family,dtype,scaling,M,N,K,sms,seconds\ng,bf16,none,8192,8192,8192,{sms},0.010\n")
+        assert import_measurements(fine, "H800").samples[0].time_s == 0.010
     head = "heads,seq,qk_head_dim,v_head_dim,causal,forward_seconds,backward_microseconds\n"
     msg = _refused(tmp_path, "a.csv", head + "128,4096,192,128,True,0.00121273601,4.1387521\n")
     assert "row 2, column backward_microseconds: 4.1387521 us is" in msg and "BF16 dense peak" in msg
