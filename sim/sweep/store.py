@@ -222,8 +222,8 @@ def _read_journal(path: Path) -> list[tuple[str, dict[str, Any]]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
-            if line.startswith("{"):
-                continue  # the line a kill cut short
+            if line.lstrip("\x00").startswith("{") or not line.strip("\x00"):
+                continue  # the line a kill cut short (after a power cut, a file system may leave NULs)
             row = None
         if isinstance(row, dict) and row.get(RESTARTED) is True and "point_id" not in row:
             rows.clear()  # what came before the restart (none: it starts the journal) is not this sweep's
