@@ -297,12 +297,13 @@ def click_exceptions() -> Any:
         return importlib.import_module("click.exceptions")
 
 
-def utf8_arguments(args: list[str]) -> None:
+def utf8_arguments(args: list[str], command: Any) -> None:
     """Every argument is UTF-8 text. A name holding a byte that is not (a Latin-1 file name, ``$'p\\xfe'``)
     reaches Python as a lone surrogate, which no output can hold (JSON, a report's provenance, Parquet's
     path): ``twin run -o``, ``report``, ``serve`` and ``plan run`` broke on it with a UnicodeEncodeError
-    traceback, leaving an empty folder. Refused before anything runs, naming the flag (the one before a
-    value, or ``--flag=value``'s), or ``argument`` for a positional one."""
+    traceback, leaving an empty folder. Refused before anything runs, naming the option of ``command``
+    (the click command the arguments go to) whose value it is (``-o VALUE``, ``--output=VALUE``,
+    ``-oVALUE``), or ``argument`` for a positional one."""
     import os
 
     for i, arg in enumerate(args):
@@ -310,12 +311,35 @@ def utf8_arguments(args: list[str]) -> None:
             arg.encode("utf-8")
         except UnicodeEncodeError as e:
             bad = os.fsencode(arg[e.start])[0]
-            if arg.startswith("-") and "=" in arg:
-                flag, arg = arg.split("=", 1)
-            else:
-                flag = args[i - 1] if i and args[i - 1].startswith("-") else "argument"
+            flag, arg = _option_of(command, args, i)
             why = f"{os.fsencode(arg)!r} holds the byte 0x{bad:02X}, which is not UTF-8; give a name in UTF-8"
             raise ScenarioError(flag, why) from None
+
+
+def _option_of(command: Any, args: list[str], i: int) -> tuple[str, str]:
+    """(the option whose value ``args[i]`` is, that value) for the subcommand ``args`` name; ("argument",
+    ``args[i]``) where it is a positional argument (or a boolean flag stands before it). (Read by the
+    attributes every click command has: typer carries its own copy of click's classes.)"""
+    for word in args[:i]:  # the subcommand: group names are walked down (twin's commands load lazily)
+        get = getattr(command, "get_command", None)
+        sub = get(None, word) if callable(get) and not word.startswith("-") else None
+        command = sub if sub is not None else command
+    valued = [
+        name
+        for p in getattr(command, "params", [])
+        if getattr(p, "param_type_name", "") == "option" and not p.is_flag and not p.count
+        for name in p.opts
+    ]
+    arg = args[i]
+    if arg.startswith("--") and "=" in arg:
+        flag, value = arg.split("=", 1)
+        return flag, value
+    short = next((n for n in valued if len(n) == 2 and arg.startswith(n) and len(arg) > 2), None)
+    if short is not None:  # -oVALUE
+        return short, arg[2:]
+    if i and args[i - 1] in valued:
+        return args[i - 1], arg
+    return "argument", arg
 
 
 def invoke(app: Any, argv: list[str] | None, prepare: Any = None, exiting: bool = False) -> int:
@@ -359,8 +383,8 @@ def invoke(app: Any, argv: list[str] | None, prepare: Any = None, exiting: bool 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("default")
             try:
-                utf8_arguments(ARGV)
                 command = typer.main.get_command(app)
+                utf8_arguments(ARGV, command)
                 if prepare is not None:
                     prepare(command)
                 rv = command.main(args=argv, prog_name="twin", standalone_mode=False)

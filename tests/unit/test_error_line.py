@@ -57,6 +57,9 @@ def test_a_newline_in_a_sweep_key_stays_in_one_line(
         (["run", "s.yaml", "-q", "-o", "p\udcfe"], "error: -o: b'p\\xfe' holds the byte 0xFE, which is not UTF-8"),
         (["run", "s.yaml", "--output=p\udcfe"], "error: --output: b'p\\xfe' holds the byte 0xFE, which is not UTF-8"),
         (["report", "\udcff.yaml", "-o", "rp"], "error: argument: b'\\xff.yaml' holds the byte 0xFF, which is not"),
+        (["run", "-q", "x\udcfe.yaml"], "error: argument: b'x\\xfe.yaml' holds"),  # (-q takes no value)
+        (["run", "s.yaml", "-op\udcfe"], "error: -o: b'p\\xfe' holds the byte 0xFE"),
+        (["calibrate", "predict", "--profile", "\udcfe.json"], "error: --profile: b'\\xfe.json' holds"),
     ],
 )
 def test_a_name_that_is_not_utf8_is_refused_before_anything_runs(
