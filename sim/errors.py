@@ -13,6 +13,16 @@ def shown(text: str) -> str:
     return f"{text[: SHOWN_CHARS - 12]}... ({len(text):,} characters)"
 
 
+def one_printable_line(text: str) -> str:
+    """``text`` (a label, a name, a path) as one line of plain text: each character that is not printable
+    (a newline in a file name or a key, a terminal's escape code, a tab, a bidirectional override) written
+    as Python writes it in a string (``\\n``, ``\\x1b``, ``\\u202e``), so an error or a table stays one
+    line and prints nothing a terminal would act on; printable text as it is."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class TwinError(Exception):
     """Base class of every error the twin reports to a user (exit status 2)."""
 

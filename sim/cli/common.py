@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, one_printable_line  # (the commands take it from here)
 from sim.keys import as_flag  # the command modules take it from here
 from sim.number_text import not_ascii
 
@@ -423,15 +423,6 @@ def invoke(app: Any, argv: list[str] | None, prepare: Any = None, exiting: bool 
     if line is not None:
         print(f"error: {one_printable_line(line)}", file=sys.stderr)
     return code
-
-
-def one_printable_line(text: str) -> str:
-    """``text`` as one line of plain text: its control characters (a newline in a file name or a key, a
-    terminal's escape codes, a tab) written as Python writes them in a string (``\\n``, ``\\x1b``, ``\\t``),
-    so an error stays one line and prints no escape code the terminal would act on."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def output_dir_option(_ctx: Any, param: Any, value: Path | None) -> Path | None:

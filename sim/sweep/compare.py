@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.errors import ScenarioError, shown
+from sim.errors import ScenarioError, one_printable_line, shown
 from sim.sweep.pareto import pareto_front
 from sim.sweep.point import LAYOUT_COLUMNS, METRIC_BY_NAME, METRICS, NOTE_COLUMNS, OK, RELATIVE, STATUSES
 from sim.sweep.store import holds_bounds, meta_of
@@ -152,18 +152,9 @@ def override_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in _FIXED]
 
 
-def printable(text: str) -> str:
-    """``text`` (a label, a name) as a terminal or a plot may show it: each character that is not printable
-    (a terminal's escape code, a newline, a tab, a bidirectional override) written as Python writes it in
-    a string (``\\x1b``, ``\\n``, ``\\u202e``), so that none acts on the terminal; printable text as it is."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def _shown_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``rows`` with their text (the label) :func:`printable`."""
-    return [{k: printable(v) if isinstance(v, str) else v for k, v in r.items()} for r in rows]
+    """``rows`` with their text (the label) as one printable line each (:func:`sim.errors.one_printable_line`)."""
+    return [{k: one_printable_line(v) if isinstance(v, str) else v for k, v in r.items()} for r in rows]
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from sim.cli import main
-from sim.sweep.compare import compare, load_results, printable
+from sim.errors import one_printable_line as printable
+from sim.sweep.compare import compare, load_results
 from sim.sweep.point import METRICS, OK
 
 LABELS = ["base", "cluster.topology=t\x1b[31mred.yaml", "x=\x07bell\ttab\nline\u202eRLO"]
