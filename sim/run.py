@@ -291,6 +291,30 @@ def check_finite(sc: Described, figures: dict[str, Any], *more: float) -> None:
     check_figures_finite(sc.source_path, sc.model_dump(), figures, *more, files=_read_files(sc), huge=EDGE)
 
 
+def check_bound_finite(asm: Assembly) -> None:
+    """A run's overflow refused before it runs, as :func:`check_finite` refuses the run's figures (past
+    :data:`EDGE`: a NIC of 1e-99 Gb/s), from a lower bound of each step time instead of the run: the
+    training step's (:mod:`sim.step.bound`, a fraction of the step's cost) or each compared schedule's
+    (:func:`sim.pipeline.maxplus.comparison_lower_bound`: free sends, and one send alone). A bound past
+    the edge puts the run's time past it; a bound short of it leaves the rest to the run. (``twin
+    validate``, and ``twin plan layouts`` before its search.)"""
+    if asm.step is not None:
+        from sim.step.bound import step_lower_bound
+
+        figures = {"step_time_s (its lower bound)": step_lower_bound(asm.step)}
+    else:
+        from sim.pipeline.maxplus import comparison_lower_bound
+
+        times, _ = op_times(asm)
+        transport = asm.transport
+        assert transport is not None  # (a comparison's sends)
+        figures = {
+            f"schedules[{i}].step_time (its lower bound)": comparison_lower_bound(s, times, transport)
+            for i, s in enumerate(asm.schedules)
+        }
+    check_finite(asm.scenario, figures)
+
+
 def check_figures_finite(
     file: str,
     inputs: dict[str, Any],

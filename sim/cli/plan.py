@@ -132,7 +132,7 @@ def layouts_cmd(
         from sim.assemble import assemble
 
         assemble(sc)  # the step's own one-line refusal, naming the key, before 40 layouts are refused by it
-    _own_bound_finite(scenario, sc)
+    _own_bound_finite(sc)
     found = fitting(sc, hbm, formed(sc, modes))  # (candidates(), with the GPU's memory read once)
     if not found.points and found.dropped.get(OVER_MEMORY):
         raise ScenarioError(
@@ -285,23 +285,20 @@ def layouts_cmd(
     out.print(f"every row: {target}", markup=False)
 
 
-def _own_bound_finite(path: Path, sc: Any) -> None:
-    """Before the search: the lower bound of the scenario's own layout (:mod:`sim.step.bound`, a fraction of
-    a step's cost) is finite and short of the edge, or the overflow is refused now, naming its inputs, as
-    ``twin run`` refuses it (not after every layout is bounded and run, each refused alike). A layout of
-    its own that does not form or fit is skipped: the search tries others."""
+def _own_bound_finite(sc: Any) -> None:
+    """Before the search: the scenario's own layout's overflow refused now, naming its inputs, as ``twin
+    run`` refuses it (:func:`sim.run.check_bound_finite`; not after every layout is bounded and run, each
+    refused alike). A layout of its own that the step refuses is skipped: the search tries others."""
     from sim.assemble import assemble
     from sim.errors import TwinError
-    from sim.run import EDGE, _read_files, check_figures_finite
-    from sim.step.bound import step_lower_bound
+    from sim.run import check_bound_finite
 
     try:
-        step = assemble(sc).step
+        asm = assemble(sc)
     except TwinError:
         return
-    if step is not None:
-        bound = {"step_time_s (its lower bound)": step_lower_bound(step)}
-        check_figures_finite(str(path), sc.model_dump(), bound, files=_read_files(sc), huge=EDGE)
+    if asm.step is not None:
+        check_bound_finite(asm)
 
 
 def _own(sc: Any, sweep: Any, frame: Any, bounds: dict[str, float]) -> dict[str, Any]:

@@ -53,8 +53,10 @@ def validate_cmd(
     if is_serve_data(scenario_data(scenario)[0]):
         _validate_serve(scenario)
         return
+    from sim.run import check_bound_finite
+
     asm = assemble(load_scenario(scenario))  # what twin run builds, without simulating: the same refusals
-    _bound_finite(asm)
+    check_bound_finite(asm)  # (its overflow, from a lower bound of the step)
     sc, lay = asm.scenario, asm.layout
     if lay is not None:
         split = (f"TP {lay.tp}, " if lay.tp > 1 else "") + (f"CP {lay.cp}, " if lay.cp > 1 else "")
@@ -69,30 +71,6 @@ def validate_cmd(
     out.print(
         f"{scenario}: ok (scenario {sc.name!r}, {len(sc.pipeline.schedules)} schedule(s))", soft_wrap=True, markup=False
     )
-
-
-def _bound_finite(asm: Any) -> None:
-    """The run's overflow refused here, as ``twin run`` refuses it (its figures past :data:`sim.run.EDGE`:
-    a NIC of 1e-99 Gb/s), from a lower bound of each step time instead of the run: the training step's
-    (:mod:`sim.step.bound`, a fraction of the step's cost, as ``twin plan layouts`` checks before its
-    search) or each compared schedule's (:func:`sim.pipeline.maxplus.comparison_lower_bound`: free
-    sends, and one send alone). A bound past the edge puts the run's time past it; a bound short of it
-    leaves the rest to the run."""
-    from sim.run import check_finite, op_times
-
-    if asm.step is not None:
-        from sim.step.bound import step_lower_bound
-
-        figures = {"step_time_s (its lower bound)": step_lower_bound(asm.step)}
-    else:
-        from sim.pipeline.maxplus import comparison_lower_bound
-
-        times, _ = op_times(asm)
-        figures = {
-            f"schedules[{i}].step_time (its lower bound)": comparison_lower_bound(s, times, asm.transport)
-            for i, s in enumerate(asm.schedules)
-        }
-    check_finite(asm.scenario, figures)
 
 
 def _validate_serve_bound(sc: Any, d: Any) -> None:
