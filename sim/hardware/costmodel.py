@@ -13,8 +13,9 @@ Everything comes from a :class:`~sim.hardware.profile.Profile` (no torch):
 * **Memory-bound kernels** (:class:`MemoryCurve`): time piecewise linear in bytes through the memory
   samples of a kernel class (copy, fp8-cast, norm, ...; the mean time per measured size, sizes whose
   means fall as bytes rise pooled), from a launch floor at 0 bytes (the shortest memory-bound kernel
-  the profile measured) and at the largest sample's rate beyond it: non-decreasing in bytes by
-  construction, exact at the measured sizes.
+  the profile measured, or a tiny kernel's time where that is shorter: :attr:`CostModel.memory_floor_s`)
+  and at the largest sample's rate beyond it: non-decreasing in bytes by construction, exact at the
+  measured sizes.
 * **SMs**: every compute op is timed on the SMs it gets. GEMMs through the fitted model; attention
   through its own SM samples where the profile has them, else the GEMM's measured (BF16) throughput
   curve; memory-bound kernels through the measured copy bandwidth against SMs (green-context copy
@@ -415,8 +416,7 @@ class CostModel:
         carry the timer's own overhead, so their shortest is no floor (the H100's 1 MiB copy: 22.7 us,
         its 16 MiB copy hardly longer; the H200's shortest 11.8 us): there the tiny kernel's time
         (``SMALL_KERNEL_S``, an assumption, without ``small`` samples) is the floor."""
-        shortest = min((s.time_s for s in self._memory), default=SMALL_KERNEL_S)
-        return min(shortest, self.small_kernel_time())
+        return min([s.time_s for s in self._memory] + [self.small_kernel_time()])
 
     def _memory_samples(self, kernel: str | None) -> list[Sample]:
         """The memory samples of ``kernel``; when None, of the copies (a fused streaming kernel of a
