@@ -303,7 +303,8 @@ def check_output_folder(
     """Before work starts: ``path`` is a folder twin may write into: absent, empty, or one that twin
     wrote (it holds :data:`MARKER`). A folder of someone else's files is refused, never replaced; so is
     one where another twin command wrote a file of a name ``owner`` ``writes`` (the names it writes
-    whatever happens: :func:`owned_outputs` checks every name again when the work is done)."""
+    whatever happens, a folder's with a trailing ``/``: :func:`owned_outputs` checks every name again
+    when the work is done), or where what no twin command wrote stands at one (:func:`_refuse_theirs`)."""
     path = Path(path)
     _names_fit(path, flag)
     if path.name in ("", ".", "..") or path.resolve().parent == path.resolve():
@@ -315,12 +316,14 @@ def check_output_folder(
             raise ScenarioError(
                 flag, f"{path} holds files twin did not write (no {MARKER} in it); give another folder or empty it"
             )
+        names = [w.rstrip("/") for w in writes]
         if owner is not None and writes:
-            _refuse_taking(path, owner, _manifest(path), list(writes), flag)
+            _refuse_taking(path, owner, _manifest(path), names, flag)
         if owner is not None:  # the names it writes, and those it wrote there before (figures/)
             ours = {n.split("/", 1)[0] for n in _manifest(path).get(owner, [])}
-            _refuse_links(path, sorted(ours | set(writes)), flag)
-            _refuse_theirs(path, None, list(writes), _manifest(path), flag)
+            _refuse_links(path, sorted(ours | set(names)), flag)
+            files = [w for w in writes if not w.endswith("/")]
+            _refuse_theirs(path, None, names, _manifest(path), flag, files)
     _writable_folder(path, flag)
     return path
 
@@ -513,9 +516,17 @@ def _refuse_taking(path: Path, owner: str, files: dict[str, list[str]], new: lis
             raise ScenarioError(flag, f"{path} holds twin {_command(who)}'s {listed}; give another folder")
 
 
-def _refuse_theirs(path: Path, tmp: Path | None, new: list[str], files: dict[str, list[str]], flag: str) -> None:
+def _refuse_theirs(
+    path: Path,
+    tmp: Path | None,
+    new: list[str],
+    files: dict[str, list[str]],
+    flag: str,
+    plain: list[str] | None = None,
+) -> None:
     """Refuse to replace what no twin command wrote where a command puts its files ``new`` (``tmp``, the
-    temporary holding them; None before the work, when only the names are checked): a file or folder of
+    temporary holding them; None before the work, when the names are checked, ``plain`` those of them
+    that are files rather than folders): a file or folder of
     such a name that the marker does not list (the user's ``summary.md`` beside twin's was overwritten);
     a folder where it now puts a file, holding files the marker does not list (the user's folder
     ``trace-1f1b.json`` was removed with their notes); a file the marker does not list inside a folder
@@ -531,10 +542,10 @@ def _refuse_theirs(path: Path, tmp: Path | None, new: list[str], files: dict[str
             if name not in wrote:
                 raise ScenarioError(flag, f"{dst} is not a file twin wrote; give another folder, or move it away")
             continue
-        if tmp is None:
+        if tmp is None and name not in (plain or ()):
             continue
         theirs = [rel for rel in _tree(dst) if f"{name}/{rel}" not in wrote]
-        if not (tmp / name).is_dir():  # a file where a folder is: the folder goes, unless it holds theirs
+        if tmp is None or not (tmp / name).is_dir():  # a file where a folder is: it goes, unless it holds theirs
             clash = theirs  # (even one an older marker lists whole: a name listed alone may be a file of
             # twin's that the user made a folder of, which is no longer twin's to remove)
         elif name in whole:  # a folder an older marker lists without its files: all twin's

@@ -44,7 +44,7 @@ def run_file(path: Path, output: Path | None, fmt: Format, quiet: bool) -> None:
 
     spec = load_run(path)
     if output is not None:
-        check_output_folder(output, owner=OWNER, writes=("report.html", "report.md"))
+        check_output_folder(output, owner=OWNER, writes=("report.html", "report.md", "run.json", "figures/"))
     plan = plan_steps(spec, path)
 
     def progress(n: int) -> None:

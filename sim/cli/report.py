@@ -82,7 +82,7 @@ def report_cmd(
         return
     sc = load_scenario(scenario or default_scenario_path())
     check_name_fits(sc.name, output, "the report goes to", sc.source_path)
-    check_output_folder(output / sc.name, owner="report", writes=("report.html", "report.md", "figures"))
+    check_output_folder(output / sc.name, owner="report", writes=("report.html", "report.md", "figures/"))
     prov = provenance(sc, ["twin", *ARGV])
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
     with Progress(

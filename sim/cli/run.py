@@ -35,7 +35,7 @@ def run_cmd(
     if output is None and fmt is not Format.json:
         output = Path("out")
     if output is not None:
-        check_output_folder(output / sc.name, owner="run", writes=("summary.json", "summary.md"))
+        check_output_folder(output / sc.name, owner="run", writes=_writes(asm))
     if asm.training:
         _run_training(asm, output, fmt, quiet)
         return
@@ -75,6 +75,16 @@ def run_cmd(
             soft_wrap=True,
             markup=False,
         )
+
+
+def _writes(asm: Assembly) -> tuple[str, ...]:
+    """The files ``twin run`` writes in DIR/<name>/ (checked before the work, :func:`check_output_folder`):
+    a training step's summary, spans, trace and Gantt chart; a comparison's, a trace and a chart per
+    schedule."""
+    if asm.training:
+        return ("summary.json", "summary.md", "spans.parquet", "trace.json", "gantt.png")
+    per = [f"{kind}-{s.name}.{ext}" for s in asm.schedules for kind, ext in (("trace", "json"), ("gantt", "png"))]
+    return ("summary.json", "summary.md", "spans.parquet", "parts.parquet", *per)
 
 
 def _run_training(asm: Assembly, output: Path | None, fmt: Format, quiet: bool) -> None:

@@ -412,3 +412,29 @@ def test_what_twin_did_not_write_where_it_puts_its_files_is_refused(tmp_path: Pa
     assert (out / "figures" / "a.png").read_text() == "mine"
     _write(out, "report", {"report.md": "twin's", "figures/b.png": "twin's"})  # beside the user's: kept
     assert (out / "figures" / "a.png").read_text() == "mine" and (out / "figures" / "b.png").exists()
+
+
+def test_a_users_folder_where_a_run_writes_a_file_is_refused_before_it_simulates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A user's folder of notes at the name of a comparison's trace was refused only when the results
+    were put in place, after the work; every name ``twin run`` writes is checked first."""
+    from sim.cli import main
+
+    scenario = REPO / "scenarios" / "schedule-comparison.yaml"
+    out = tmp_path / "out" / load_scenario(scenario).name
+    _write(out, "run", {"summary.md": "run", "trace-1f1b.json": "t"})
+    (out / "trace-1f1b.json").unlink()
+    (out / "trace-1f1b.json").mkdir()
+    (out / "trace-1f1b.json" / "notes.txt").write_text("analysis")
+
+    def not_simulated(*_a: object, **_k: object) -> None:
+        raise AssertionError("simulated before the folder was checked")
+
+    monkeypatch.setattr("sim.cli.run.simulate", not_simulated)
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(scenario), "-o", str(tmp_path / "out"), "-q"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1, err
+    assert f"{out}/trace-1f1b.json/notes.txt is not a file twin wrote" in err
+    assert (out / "trace-1f1b.json" / "notes.txt").read_text() == "analysis"
