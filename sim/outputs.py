@@ -346,7 +346,11 @@ def _refuse_links(path: Path, names: list[str], flag: str) -> None:
 
 
 def claim_output_folder(
-    path: str | Path, flag: str = "--output", owner: str | None = None, keeps: tuple[str, ...] = ()
+    path: str | Path,
+    flag: str = "--output",
+    owner: str | None = None,
+    keeps: tuple[str, ...] = (),
+    writes: tuple[str, ...] = (),
 ) -> Path:
     """:func:`check_output_folder`, then create the folder with its marker: for a command that keeps
     files there while it works (a co-design report its results, ``twin plan layouts`` its search).
@@ -355,8 +359,9 @@ def claim_output_folder(
     time). Each must be absent or one ``owner`` kept there before; a file of that name that another
     command wrote, or that the marker does not list (the user's), is refused before any work, never
     overwritten or read as a cache. They are listed in the marker as ``owner:kept`` (:data:`KEPT`),
-    apart from the results ``owner`` puts in place: a later result never removes them."""
-    path = check_output_folder(path, flag, owner)  # (a link where its folders went: refused)
+    apart from the results ``owner`` puts in place: a later result never removes them. ``writes``: the
+    names of those results, checked before the work as :func:`check_output_folder` checks them."""
+    path = check_output_folder(path, flag, owner, writes)  # (a link where its folders went: refused)
     path.mkdir(parents=True, exist_ok=True)
     if not (path / MARKER).exists():
         _write_manifest(path, {})

@@ -26,7 +26,8 @@ def codesign_report(path: Path, output: Path, quiet: bool, argv: list[str]) -> N
 
     spec = load_codesign(path)
     base = load_scenario(spec.sweep.base_path)
-    target = claim_output_folder(output / spec.name, owner="report", keeps=("results.parquet",))
+    writes = ("report.html", "report.md", "figures/")
+    target = claim_output_folder(output / spec.name, owner="report", keeps=("results.parquet",), writes=writes)
     results = target / "results.parquet"
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True, disable=quiet or not err.is_terminal) as bar:

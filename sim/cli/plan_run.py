@@ -77,7 +77,8 @@ def sweep_file(path: Path, output: Path | None, fmt: Format, quiet: bool, worker
     steps = None
     if output is not None:
         # the steps' results stay there while they run (resumable)
-        claim_output_folder(output, owner=OWNER, keeps=("steps.parquet",))
+        writes = ("sweep.json", "report.html", "report.md", "figures/")
+        claim_output_folder(output, owner=OWNER, keeps=("steps.parquet",), writes=writes)
         steps = output / "steps.parquet"
 
     def progress(done: int, total: int) -> None:

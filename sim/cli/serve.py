@@ -38,7 +38,9 @@ def serve_cmd(
         output = Path("out")
     if output is not None:
         check_name_fits(sc.name, output, "the outputs go to", str(scenario))
-        check_output_folder(output / sc.name, owner="serve", writes=("summary.json",))
+        served = ("requests.parquet", "trace.json", "report.html", "report.md")  # (with traffic; its charts beside)
+        writes = ("summary.json", *(served if sc.serve.traffic is not None else ()))
+        check_output_folder(output / sc.name, owner="serve", writes=writes)
     with err.status("building the deployment") as status:
         d = build(sc)
         summary: dict[str, Any] = {"scenario": sc.name}

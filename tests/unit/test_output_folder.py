@@ -438,3 +438,29 @@ def test_a_users_folder_where_a_run_writes_a_file_is_refused_before_it_simulates
     assert info.value.code == 2 and err.count("\n") == 1, err
     assert f"{out}/trace-1f1b.json/notes.txt is not a file twin wrote" in err
     assert (out / "trace-1f1b.json" / "notes.txt").read_text() == "analysis"
+
+
+def test_a_users_folder_where_serve_writes_its_report_is_refused_before_it_builds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As for twin run: the names twin serve writes with traffic are checked before the deployment is
+    built and simulated."""
+    from sim.cli import main
+    from sim.serve.spec import load_serve
+
+    scenario = REPO / "scenarios" / "serve" / "deepseek-v3-h100-96.yaml"
+    out = tmp_path / "out" / load_serve(scenario).name
+    _write(out, "serve", {"summary.json": "{}", "report.md": "r"})
+    (out / "report.md").unlink()
+    (out / "report.md").mkdir()
+    (out / "report.md" / "notes.txt").write_text("mine")
+
+    def not_built(*_a: object, **_k: object) -> None:
+        raise AssertionError("built before the folder was checked")
+
+    monkeypatch.setattr("sim.serve.deployment.build", not_built)
+    with pytest.raises(SystemExit) as info:
+        main(["serve", str(scenario), "-o", str(tmp_path / "out"), "-q"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and f"{out}/report.md/notes.txt is not a file twin wrote" in err, err
+    assert (out / "report.md" / "notes.txt").read_text() == "mine"
