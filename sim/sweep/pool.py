@@ -38,9 +38,17 @@ def start_pool(workers: int) -> ProcessPoolExecutor:
 
 
 def stop_pool(pool: ProcessPoolExecutor) -> None:
-    """Stop ``pool`` now: a stop must not wait for the points in flight."""
+    """Stop ``pool`` now: a stop must not wait for the points in flight. Its workers are terminated,
+    then its manager thread is waited for (a few ms once they are gone): that thread closes the pool's
+    pipes, and a pool started while it still did (the next one, after a worker died) could be handed a
+    descriptor closed under it (``ValueError: bad value(s) in fds_to_keep`` from the spawn)."""
     procs = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
     for proc in procs:
         if proc.is_alive():
             proc.terminate()
+    for proc in procs:
+        proc.join(timeout=5)
+    manager = getattr(pool, "_executor_manager_thread", None)
+    if manager is not None and manager.is_alive():
+        manager.join(timeout=5)
