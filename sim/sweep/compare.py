@@ -11,7 +11,7 @@ import pandas as pd
 
 from sim.errors import ScenarioError, one_printable_line, shown
 from sim.sweep.pareto import pareto_front
-from sim.sweep.point import LAYOUT_COLUMNS, METRIC_BY_NAME, METRICS, NOTE_COLUMNS, OK, RELATIVE, STATUSES
+from sim.sweep.point import LAYOUT_COLUMNS, METRIC_BY_NAME, METRICS, NOTE_COLUMNS, OK, RELATIVE, STATUSES, past_edge
 from sim.sweep.store import holds_bounds, meta_of
 from sim.units import GiB
 
@@ -77,8 +77,6 @@ def _check(frame: pd.DataFrame, file: str) -> None:
     a fraction (MFU, bubble ratio) are not bounded here."""
     from pandas.api import types
 
-    from sim.run import EDGE
-
     point = frame["point"]
     if not types.is_integer_dtype(point.dtype) or bool(point.isna().any()):
         raise ScenarioError("point", f"a column of whole numbers, got {point.dtype}", file)
@@ -113,9 +111,9 @@ def _check(frame: pd.DataFrame, file: str) -> None:
         values = column.to_numpy(dtype="float64", na_value=np.nan)
         for i in np.flatnonzero(np.isinf(values))[:1]:
             raise ScenarioError(f"point {point.iloc[i]}: {name}", f"{values[i]} is not a finite number", file)
-        for i in np.flatnonzero(np.abs(values) > EDGE)[:1]:  # (NaN, unknown, is not)
-            why = f"{values[i]:g} is past {EDGE:g}, which no figure of a sweep is (one past it is refused there)"
-            raise ScenarioError(f"point {point.iloc[i]}: {name}", why, file)
+        past = past_edge(values)
+        if past is not None:
+            raise ScenarioError(f"point {point.iloc[past[0]]}: {name}", past[1], file)
         _check_sign(name, values, ok, point, file)
         if name == "step_time_s":  # (a serving point has none: its goodput instead)
             for i in np.flatnonzero(np.isnan(values) & ok & ~_serving_rows(frame))[:1]:

@@ -220,6 +220,22 @@ def _layout_cells(sc: Any, layout: dict[str, Any], hbm_GiB: float) -> dict[str, 
     }
 
 
+def past_edge(values: Any) -> tuple[int, str] | None:
+    """The first figure of ``values`` (one number, or an array of them) that is in no row of a sweep,
+    and why: past :data:`sim.run.EDGE`, where a point's own figures are refused as an overflow (its row
+    is infeasible); None when every one is within it (NaN, unknown, is). The one rule for a row read back
+    (:func:`sim.sweep.store.check_row`) and a file ``twin compare`` reads."""
+    import numpy as np
+
+    from sim.run import EDGE
+
+    flat = np.atleast_1d(np.asarray(values, dtype=np.float64))
+    for i in np.flatnonzero(np.abs(flat) > EDGE)[:1]:
+        why = "which no figure of a sweep is (one past it is refused as an overflow)"
+        return int(i), f"{flat[i]:g} is past {EDGE:g}, {why}"
+    return None
+
+
 def empty_figures() -> dict[str, Any]:
     row: dict[str, Any] = {m.name: math.nan for m in METRICS}
     row.update({name: None for name, _ in LAYOUT_COLUMNS + NOTE_COLUMNS + PROVENANCE_COLUMNS})

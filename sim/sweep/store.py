@@ -44,7 +44,7 @@ from sim.code_digest import code_digest
 from sim.errors import ScenarioError, TwinError
 from sim.outputs import NAME_BYTES, atomic_write
 from sim.overrides import label
-from sim.sweep.point import LAYOUT_COLUMNS, METRICS, NOTE_COLUMNS, OK, PROVENANCE_COLUMNS, STATUSES
+from sim.sweep.point import LAYOUT_COLUMNS, METRICS, NOTE_COLUMNS, OK, PROVENANCE_COLUMNS, STATUSES, past_edge
 from sim.sweep.spec import Sweep
 
 
@@ -257,10 +257,9 @@ def _bad_cell(column: str, dtype: str, value: Any) -> str | None:
         return f"{value!r} is not a number"
     if math.isinf(value):
         return f"{value!r} is not a finite number"
-    from sim.run import EDGE
-
-    if abs(float(value)) > EDGE:  # (NaN, unknown, is not)
-        return f"{value!r} is past {EDGE:g}, which no figure of a sweep is (one past it is refused as an overflow)"
+    past = past_edge(value)
+    if past is not None:
+        return past[1]
     if dtype == "Int64" and not (math.isnan(value) or float(value).is_integer()):
         return f"{value!r} is not a whole number"
     return None

@@ -232,3 +232,16 @@ def test_results_no_sweep_writes_are_refused(
     matplotlib's overflow warning), a negative point number and a label that is not text were taken."""
     path = _write(tmp_path, _rows(**changes))
     assert _refused(path, capsys).startswith(f"error: FILE: {line}")
+
+
+@pytest.mark.parametrize("value", [1e101, -1e300, 10**200])
+def test_a_figure_past_the_edge_is_refused_in_the_same_words_by_a_journal_and_by_compare(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: float
+) -> None:
+    """One rule (sim.sweep.point.past_edge) for a row read back and a file twin compare reads: the
+    reason a resumed sweep gives for the cell is the end of compare's line."""
+    why = _bad_cell("step_time_s", "float64", value)
+    assert why is not None and "is past 1e+100" in why
+    path = _write(tmp_path, _rows(step_time_s=[1.0, float(value), 3.0]))
+    assert _refused(path, capsys).endswith(f"point 1: step_time_s: {why}")
+    assert _bad_cell("step_time_s", "float64", 1e100) is None  # the edge itself is a figure
