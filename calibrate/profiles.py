@@ -51,15 +51,16 @@ def trace_source(trace: str | Path) -> SourceFile:
     return SourceFile(name=Path(trace).name, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
 
 
-def trace_gpu(trace: str | Path) -> tuple[str | None, str]:
+def trace_gpu(trace: str | Path, data: dict[str, Any] | None = None) -> tuple[str | None, str]:
     """(the datasheet name, the name as printed) of the GPU a profiler trace's ``deviceProperties`` name
     (``NVIDIA H800`` -> H800), or (None, "") where it has none or names none the twin has a datasheet
     for; entries naming different GPUs (one the twin knows beside another) are refused, as the Rank
-    lines of an nccl-tests log are (:mod:`calibrate.nccl_tests`)."""
-    from calibrate.trace import _read
+    lines of an nccl-tests log are (:mod:`calibrate.nccl_tests`). ``data``: the trace as
+    :func:`calibrate.trace.read_trace` read it, where the caller has it (``trace`` names it in errors)."""
+    from calibrate.trace import read_trace
     from sim.hardware.gpu import datasheet_for
 
-    props = _read(trace).get("deviceProperties")
+    props = (data if data is not None else read_trace(trace)).get("deviceProperties")
     if props is None:
         return None, ""
     if not isinstance(props, list) or not all(isinstance(p, dict) for p in props):
@@ -90,9 +91,11 @@ def profile_from_trace(
     tool: str = "",
     base: Profile | None = None,
     source: SourceFile | None = None,
+    data: dict[str, Any] | None = None,
 ) -> Profile:
     """A profile of what DeepSeek's trace says, optionally on top of a measured ``base`` profile;
-    ``source``: the trace's :func:`trace_source` where the caller has it already (it is read once).
+    ``source``: the trace's :func:`trace_source`, and ``data`` its JSON as
+    :func:`calibrate.trace.read_trace` read it, where the caller has them already (it is read once).
 
     * ``chunk`` samples: per-annotation GPU times (per layer, mean over the trace) and the pair's
       kernel span, for reference (the chunk model never reads them);
@@ -105,9 +108,11 @@ def profile_from_trace(
     attention shape, a memory-bound kernel class) the trace's samples replace the base's, since they
     are DeepSeek's own kernels.
     """
+    from calibrate.trace import read_trace
     from calibrate.trace_calibration import match_ops, profile_samples
 
-    span_us = kernel_span_us(trace)
+    events = data if data is not None else read_trace(trace)  # (parsed once; ``trace`` names the file)
+    span_us = kernel_span_us(events)
     if not span_us > 0:
         raise ScenarioError(
             "traceEvents", "no GPU kernel events (cat 'kernel') with a duration: not a trace of a GPU run", str(trace)
@@ -119,7 +124,7 @@ def profile_from_trace(
             f"{MAX_SAMPLE_S:g} s; the timestamps (ts, microseconds) are not of one run",
             str(trace),
         )
-    timings = annotation_timings(trace)
+    timings = annotation_timings(events)
     means = mean_by_name(timings)
     # the layers the pair spans: the most times one layer annotation occurs (DeepSeek's trace: 4 each)
     counts: dict[str, int] = {}
@@ -141,7 +146,7 @@ def profile_from_trace(
             samples.append(Sample(op="chunk", params=params, time_s=t.comm_wall_us * 1e-6))
     pair = {"annotation": "F&B chunk pair", "layers": seen, "stat": "kernel span"}
     samples.append(Sample(op="chunk", params=pair, time_s=span_us * 1e-6))
-    op_samples = [_sample(x, trace) for x in profile_samples(match_ops(trace), compute_sms)]
+    op_samples = [_sample(x, trace) for x in profile_samples(match_ops(events), compute_sms)]
     source = trace_source(trace) if source is None else source
     ran = [f"trace import of {Path(trace).name}: {len(op_samples)} op samples (kernels matched to the layer model)"]
     if base is None:

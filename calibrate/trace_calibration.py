@@ -84,9 +84,9 @@ class TraceMismatch(ValueError):
 
 
 def _load(trace: str | Path | dict[str, Any]) -> dict[str, Any]:
-    from calibrate.trace import _read
+    from calibrate.trace import read_trace
 
-    return _read(trace)
+    return read_trace(trace)
 
 
 def _effective(kernels: list[dict[str, Any]]) -> dict[int, float]:

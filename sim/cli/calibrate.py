@@ -148,7 +148,10 @@ def import_trace(
         source = trace_source(trace)
         _refuse_held(base_profile, {source.sha256: trace}, "--base", base)
     # (the flags' own errors, then --base's, before the trace's contents are read)
-    ran_on, ran_on_text = trace_gpu(trace)  # the GPU the trace's deviceProperties name, if the twin knows it
+    from calibrate.trace import read_trace
+
+    data = read_trace(trace)  # (read and checked once, for all that follows)
+    ran_on, ran_on_text = trace_gpu(trace, data)  # the GPU its deviceProperties name, if the twin knows it
     if ran_on is not None and "device" not in given_on_command_line(ctx):
         device = ran_on  # the GPU the trace ran on, not the default's
         gpu = datasheet_for(device) or gpu
@@ -163,7 +166,9 @@ def import_trace(
     from calibrate.trace_calibration import TraceMismatch
 
     try:
-        profile = profile_from_trace(trace, gpu, compute_sms, layers, tool=tool, base=base_profile, source=source)
+        profile = profile_from_trace(
+            trace, gpu, compute_sms, layers, tool=tool, base=base_profile, source=source, data=data
+        )
     except TraceMismatch as e:  # an annotation the layer model cannot match: named by its event
         message = f"not DeepSeek's layer trace as the layer model knows it: {e.message}"
         raise ScenarioError(f"traceEvents[{e.event}]", message, str(trace)) from None

@@ -294,3 +294,24 @@ def test_layers_other_than_the_traces_are_refused(files: Path, capsys: pytest.Ca
     checked against the annotations now (each layer annotation occurs once a layer)."""
     expected = "error: --layers: the trace's annotations give 4 layers ('attn(B)' 4 times), got 7"
     refused_in_one_line(_import_trace(str(TRACE), "--layers", "7"), expected, files, capsys)
+
+
+@pytest.mark.needs_shared(TRACE)
+def test_import_trace_parses_the_trace_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trace's JSON is parsed and checked once (3 MB: about 0.1 s each time) and handed to what reads
+    it (its deviceProperties, the kernel span, the annotations, the op matching): it was parsed four
+    times. Its bytes are read once more for the sha256 the profile's sources list."""
+    import sim.yamlio
+
+    parsed: list[str] = []
+    read_json = sim.yamlio.read_json
+
+    def counted(path: Any, *args: Any, **kwargs: Any) -> Any:
+        parsed.append(str(path))
+        return read_json(path, *args, **kwargs)
+
+    monkeypatch.setattr(sim.yamlio, "read_json", counted)
+    ran_cleanly(["calibrate", "import-trace", str(TRACE), "-o", str(tmp_path / "p.json")], capsys)
+    assert parsed.count(str(TRACE)) == 1
