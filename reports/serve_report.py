@@ -35,6 +35,9 @@ MAX_BINS = 2000  # throughput bins: 1 s wide, wider when the run is longer than 
 KV_LINES_NAMED = 8  # units named in the KV legend (more: drawn, unnamed)
 SVG_POINTS = 20_000  # a figure with more points than this is a PNG
 POOL_HEADERS = ["figure", "prefill", "decode", "colocated"]
+# the report's figures, in its order: each is a PNG of this name beside report.md (twin serve checks, before
+# it simulates, that no file of the user's stands there)
+LATENCY, THROUGHPUT, KV_CACHE, GPU_BUSY = CHARTS = ("latency", "throughput", "kv-cache", "gpu-busy")
 
 
 # --------------------------------------------------------------------------- numbers as the tables show them
@@ -389,7 +392,7 @@ def serve_document(result: ServeResult, scenario_description: str = "") -> Docum
     doc.heading("Latency")
     doc.figure(
         latency_figure(result),
-        "latency",
+        LATENCY,
         "Cumulative distributions of TTFT and TPOT (ms) over the requests that reached them; dashed, the "
         "SLO (named only when it lies far beyond every request). Requests of one output token have no TPOT.",
     )
@@ -398,7 +401,7 @@ def serve_document(result: ServeResult, scenario_description: str = "") -> Docum
     fig, width = throughput_figure(result)
     doc.figure(
         fig,
-        "throughput",
+        THROUGHPUT,
         f"Requests arriving, getting their first token and finishing, per second in bins of {width:g} s; "
         "below, the requests in the system (arrived, not finished) at each bin's end.",
     )
@@ -410,7 +413,7 @@ def serve_document(result: ServeResult, scenario_description: str = "") -> Docum
         "unit's capacity over its DP ranks) at the start of its decode steps, and 0 when it empties; past "
         f"{KV_SAMPLES:,} points a unit keeps every other one (the series spans the whole run)."
     )
-    doc.figure(kv_figure(result), "kv-cache", caption, fmt="png" if samples > SVG_POINTS else "svg")
+    doc.figure(kv_figure(result), KV_CACHE, caption, fmt="png" if samples > SVG_POINTS else "svg")
     doc.table(["unit", "samples", "last sample, s", "mean", "peak"], kv_rows(result), align="lrrrr")
 
     doc.heading("Pools")
@@ -430,7 +433,7 @@ def serve_document(result: ServeResult, scenario_description: str = "") -> Docum
     gpus = sum(len(p.gpu_compute_busy) for p in result.pools.values())
     doc.figure(
         gpu_busy_figure(result),
-        "gpu-busy",
+        GPU_BUSY,
         "Every GPU of unit 0 of each pool: its compute stream's busy fraction over the simulated span "
         "(uneven expert loads show as uneven bars).",
         fmt="png" if gpus > SVG_POINTS else "svg",

@@ -38,8 +38,12 @@ def serve_cmd(
         output = Path("out")
     if output is not None:
         check_name_fits(sc.name, output, "the outputs go to", str(scenario))
-        served = ("requests.parquet", "trace.json", "report.html", "report.md")  # (with traffic; its charts beside)
-        writes = ("summary.json", *(served if sc.serve.traffic is not None else ()))
+        writes: tuple[str, ...] = ("summary.json",)
+        if sc.serve.traffic is not None:  # the outputs of a run of traffic, the report's charts beside
+            from reports.serve_report import CHARTS
+
+            served = ("requests.parquet", "trace.json", "report.html", "report.md", *(f"{c}.png" for c in CHARTS))
+            writes += served
         check_output_folder(output / sc.name, owner="serve", writes=writes)
     with err.status("building the deployment") as status:
         d = build(sc)

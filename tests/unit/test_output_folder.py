@@ -464,3 +464,40 @@ def test_a_users_folder_where_serve_writes_its_report_is_refused_before_it_build
     err = capsys.readouterr().err
     assert info.value.code == 2 and f"{out}/report.md/notes.txt is not a file twin wrote" in err, err
     assert (out / "report.md" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("chart", ["latency.png", "gpu-busy.png"])
+def test_a_users_file_at_a_chart_name_of_serve_is_refused_before_it_builds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], chart: str
+) -> None:
+    """The report's charts (reports.serve_report.CHARTS, PNGs beside report.md) were checked only as the
+    files were put in place: nothing was replaced, but the simulation was lost. They are named before."""
+    from sim.cli import main
+    from sim.serve.spec import load_serve
+
+    scenario = REPO / "scenarios" / "serve" / "deepseek-v3-h100-96.yaml"
+    out = tmp_path / "out" / load_serve(scenario).name
+    _write(out, "serve", {"summary.json": "{}"})
+    (out / chart).write_bytes(b"a user's picture")
+
+    def not_built(*_a: object, **_k: object) -> None:
+        raise AssertionError("built before the folder was checked")
+
+    monkeypatch.setattr("sim.serve.deployment.build", not_built)
+    with pytest.raises(SystemExit) as info:
+        main(["serve", str(scenario), "-o", str(tmp_path / "out"), "-q"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and f"{out}/{chart} is not a file twin wrote" in err, err
+    assert (out / chart).read_bytes() == b"a user's picture"
+
+
+def test_serve_reports_charts_are_the_names_it_checks() -> None:
+    """The figures serve_document draws are exactly CHARTS (the names twin serve checks up front)."""
+    from reports.serve_report import CHARTS, serve_document
+    from sim.serve.deployment import build, simulate_serve
+    from sim.serve.spec import load_serve
+
+    sc = load_serve(REPO / "scenarios" / "serve" / "deepseek-v3-h800.yaml")
+    sc = sc.model_copy(update={"serve": sc.serve.model_copy(update={"duration_s": 2.0})})
+    doc = serve_document(simulate_serve(sc, build(sc)))
+    assert tuple(doc.figures()) == CHARTS
