@@ -315,14 +315,24 @@ def gating_of(sc: Scenario) -> Gating:
     )
 
 
-def step_layout(sc: Scenario, split: list[int] | None = None) -> tuple[Layout, Schedule]:
-    """The layout and schedule of a training scenario (errors name the key to change); ``split``, the
-    layers of each stage along a route, overrides the scenario's (a 'balanced' one, once computed)."""
-    t = sc.training
-    if t is None:
+def check_training_step(sc: Scenario) -> None:
+    """What a training step refuses of the scenario itself, whatever its layout: one schedule, and a
+    cluster. A sweep's points are checked by it before any runs (:mod:`sim.sweep.spec`): a point that
+    sets two schedules or ``cluster: null`` is malformed, not an infeasible layout."""
+    if sc.training is None:
         raise ScenarioError("training", "not a training scenario")
     if len(sc.pipeline.schedules) != 1:
         raise ScenarioError("pipeline.schedules", "a training step runs one schedule; sweep to compare several")
+    if sc.cluster is None:
+        sc.cluster_spec()  # (which refuses it: a training step needs a cluster)
+
+
+def step_layout(sc: Scenario, split: list[int] | None = None) -> tuple[Layout, Schedule]:
+    """The layout and schedule of a training scenario (errors name the key to change); ``split``, the
+    layers of each stage along a route, overrides the scenario's (a 'balanced' one, once computed)."""
+    check_training_step(sc)
+    t = sc.training
+    assert t is not None
     spec = sc.cluster_spec()
     return build_layout(
         sc.model,

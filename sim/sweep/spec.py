@@ -205,11 +205,19 @@ def point_key(overrides: dict[str, Any]) -> str:
 def scenario_key(base: dict[str, Any], overrides: dict[str, Any], folder: Path) -> str:
     """The identity of the scenario a point runs on ``base``: the same however its overrides are written
     (``comm.sms: 20`` or ``20.0``, a key or its section given whole with the base's other values, a path
-    relative to ``folder`` or absolute). A malformed point keeps its own text (its checks name it)."""
+    relative to ``folder`` or absolute, a key given as null or left out: every key the schemas let be
+    null defaults to null, tested). A malformed point keeps its own text (its checks name it)."""
     try:
-        return point_key(apply_overrides(base, resolve_paths(overrides, folder)))
+        return point_key(_without_nulls(apply_overrides(base, resolve_paths(overrides, folder))))
     except ScenarioError:
         return point_key(overrides)
+
+
+def _without_nulls(data: Any) -> Any:
+    """``data`` with every mapping's null values left out (recursively; lists kept as they are)."""
+    if isinstance(data, dict):
+        return {k: _without_nulls(v) for k, v in data.items() if v is not None}
+    return data
 
 
 def expand_grid(
@@ -311,10 +319,11 @@ def _check(
         from sim.network.spec import build_cluster_spec  # the base's fabric as given (a point's, by its run)
 
         build_cluster_spec(sc.cluster_spec(), str(sc.cluster.path))
-    if sc.model.is_moe_model:
-        from sim.assemble import chunk_params  # (the DeepEP overheads a run would refuse)
+    from sim.assemble import check_training_step, chunk_params
 
-        chunk_params(sc.workload)
+    check_training_step(sc)  # (one schedule, a cluster: a point that breaks them is malformed, not infeasible)
+    if sc.model.is_moe_model:
+        chunk_params(sc.workload)  # (the DeepEP overheads a run would refuse)
 
 
 def changes(sets: dict[str, Any], *sections: str) -> bool:
@@ -389,8 +398,9 @@ def sweep_from_data(data: Any, path: Path) -> Sweep:
     grid = expand_grid(data.get("grid"), file)
     listed = _points(data.get("points"), file)
     sets = [(s, "grid") for s in grid] + [(s, f"points[{i}]") for i, s in enumerate(listed)]
-    if not sets:
-        raise ScenarioError("grid", "the sweep has no points: give grid and/or points", file)
+    if not sets:  # (named by the key the file gives, if any)
+        given = "grid" if "grid" in data else "points" if "points" in data else ""
+        raise ScenarioError(given, "the sweep has no points: give grid and/or points", file)
     if len(sets) > MAX_POINTS:
         raise ScenarioError("points", f"{len(sets):,} points; at most {MAX_POINTS:,}", file)
     base_hash = _digest(canonical(base_data))
@@ -410,7 +420,7 @@ def sweep_from_data(data: Any, path: Path) -> Sweep:
         same = scenario_key(base_data, overrides, path.parent)
         if same in seen:
             raise ScenarioError(where, f"repeats the point {seen[same]} ({text})", file)
-        seen[same] = f"{where} #{index}"
+        seen[same] = where if where != "grid" else f"grid #{index}"  # (a listed point is named by its place)
         if text not in checked:
             try:
                 _check(base_data, overrides, path.parent, base_folder, files=not files_read)

@@ -99,3 +99,25 @@ def test_a_resumed_ok_row_without_its_step_time_is_refused(tmp_path: Path, dropp
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "step_time_s: none in a point whose status is ok" in r.stderr and str(out) in r.stderr
     assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize("name", ["r.parquet", "r.parquet.journal", "r.parquet.lock"])
+def test_a_results_file_journal_or_lock_that_is_a_link_is_refused_and_kept(tmp_path: Path, name: str) -> None:
+    """A results file given as a link: the sweep read the target's rows, then put a plain file in the
+    link's place (the link gone, the target stale). Refused before any point runs, the link and its
+    target as they were; likewise a journal or lock that is a link (its writes went through it)."""
+    real = tmp_path / "real"
+    real.mkdir()
+    target = real / "target"
+    target.write_bytes(b"")
+    link = tmp_path / name
+    link.symlink_to(target)
+    out = tmp_path / "r.parquet"
+    sweep = _sweep(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    r = twin("sweep", str(sweep), "-o", str(out), "-q")
+    assert r.returncode == 2, r.stderr
+    why = f"a link (to {target}); twin does not write through links: give the file itself"
+    assert r.stderr.strip().splitlines() == [f"error: {link}: {why}"]
+    assert link.is_symlink() and target.read_bytes() == b""
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # (nothing written beside it)
