@@ -29,15 +29,50 @@ from sim.config import read_for
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel, fitted
 from sim.hardware.gpu import DEEPSEEK_COMPUTE_SMS, DEFAULT_EFFICIENCY
-from sim.hardware.profile import Profile, dump_profile, load_profile
+from sim.hardware.profile import Profile, check_device_sms, dump_profile, load_profile
 from sim.limits import MAX_BYTES, MAX_GPUS, MAX_LAYERS, MAX_SMS, MAX_TOKENS
 from sim.outputs import atomic_write_text
 from sim.yamlio import MAX_JSON_BYTES, read_text
 
 Rate = Float(0, 1e9, lo_open=True)  # the profile schema's bound on peaks
 Dim = Int(1, 1 << 31)
+PROFILE_KEYS = ("schema_version", "device", "peaks", "samples")  # what every profile twin writes holds
+
+
+def _is_profile(path: Path) -> bool:
+    """Whether ``path`` holds a JSON object with the keys every profile twin writes (:data:`PROFILE_KEYS`)."""
+    try:
+        data = json.loads(read_text(path, "profile", MAX_JSON_BYTES))
+    except (ScenarioError, ValueError):
+        return False
+    return isinstance(data, dict) and all(k in data for k in PROFILE_KEYS)
+
+
+def profile_output_option(ctx: typer.Context, param: typer.CallbackParam, value: Path) -> Path:
+    """``callback=`` of a profile to write: a ``.json`` file that can be written (whether one already
+    there may be replaced, :func:`_replaceable`, once the command has checked its inputs)."""
+    output_file_option(ctx, param, value)
+    if value.suffix.lower() != ".json":
+        raise ScenarioError("--output", f"a profile is a .json file, got {value.name!r}")
+    return value
+
+
+def _replaceable(ctx: typer.Context, output: Path) -> None:
+    """Before the work: a file already at ``output`` is replaced only if it is a profile and ``-o`` names
+    it. The default name never replaces one (a measured profile was lost to ``twin calibrate datasheet``
+    run in its folder), and a file that is no profile never is (a user's notes.json)."""
+    if not output.exists():
+        return
+    if not _is_profile(output):
+        raise ScenarioError("--output", f"{output} is not a twin profile; twin does not replace it: give another name")
+    if "output" not in given_on_command_line(ctx):
+        raise ScenarioError(
+            "--output", f"{output} holds a profile already; give -o {output} to replace it, or another name"
+        )
+
+
 OutputProfile = Annotated[
-    Path, typer.Option("--output", "-o", help="profile JSON to write", callback=output_file_option)
+    Path, typer.Option("--output", "-o", help="profile JSON to write", callback=profile_output_option)
 ]
 
 
@@ -136,6 +171,7 @@ def import_trace(
     if not trace.exists():
         raise ScenarioError("", "no such trace file", str(trace))
     _not_an_input(output, [trace], "trace")
+    _replaceable(ctx, output)
     gpu = datasheet_for(device)
     if gpu is None:
         raise ScenarioError("--device", f"no datasheet for {device!r}; the twin knows {known_gpus()}")
@@ -184,6 +220,7 @@ def import_trace(
 
 @calibrate_app.command("run")
 def run_cmd(
+    ctx: typer.Context,
     output: OutputProfile = Path("profile.json"),
     device: Annotated[str, typer.Option("--device", help="cpu or cuda")] = "cpu",
     preset: Annotated[
@@ -215,6 +252,7 @@ def run_cmd(
         raise ScenarioError("--preset", f"unknown preset {preset!r}; choose from tiny, quick, full")
     if device not in ("cpu", "cuda"):
         raise ScenarioError("--device", f"unknown device {device!r}; choose from cpu, cuda")
+    _replaceable(ctx, output)
     try:
         from calibrate.run import merge_comm_samples, run_calibration
     except ImportError as e:
@@ -242,6 +280,7 @@ def run_cmd(
 
 @calibrate_app.command("datasheet")
 def datasheet(
+    ctx: typer.Context,
     output: OutputProfile = Path("profile.json"),
     name: Annotated[
         str,
@@ -274,7 +313,13 @@ def datasheet(
 
     if not 0 < efficiency <= 1:
         raise ScenarioError("--efficiency", f"must be in (0, 1], got {efficiency}")
+    _replaceable(ctx, output)
+    if not name.strip() or name != name.strip():
+        raise ScenarioError("--name", f"give a GPU name (no space around it), got {name!r}")
     known = datasheet_for(name)
+    if known is not None and sms is not None and sms != known.sms:  # (a run refuses such a profile)
+        message = f"the {known.name} has {known.sms} SMs (its datasheet, sim/hardware/gpu.py), got {sms}"
+        raise ScenarioError("--sms", f"{message}; name another GPU, with every figure given, for another count")
     given = {"--sms": sms, "--fp8-tflops": fp8_tflops, "--bf16-tflops": bf16_tflops, "--hbm-tbps": hbm_tbps}
     if known is None and None in given.values():
         missing = next(k for k, v in given.items() if v is None)
@@ -298,6 +343,7 @@ def datasheet(
 
 @calibrate_app.command("import-measurements")
 def import_measurements_cmd(
+    ctx: typer.Context,
     source: Annotated[Path, typer.Argument(help="folder of measurement CSVs (with README.md), or one CSV")],
     output: OutputProfile = Path("profile.json"),
     device: Annotated[str, typer.Option("--device", help='GPU measured, e.g. "NVIDIA H100 80GB HBM3" (required)')] = "",
@@ -313,6 +359,7 @@ def import_measurements_cmd(
         raise ScenarioError("--device", 'name the GPU the measurements come from, e.g. "NVIDIA H100 80GB HBM3"')
     tables = [*sorted(source.glob("*.csv")), source / "README.md"] if source.is_dir() else [source]
     _not_an_input(output, tables, "measurement table")
+    _replaceable(ctx, output)
     if source.is_dir() and output.resolve().is_relative_to(source.resolve()):  # (read as a table next time)
         message = f"{output} is inside the measurement folder {source}, which the next import reads; write it elsewhere"
         raise ScenarioError("--output", message)
@@ -373,6 +420,7 @@ def import_nccl_tests_cmd(
     if profile is not None:
         refuse_given(ctx, ("device",), "names the GPU of a new profile, not used with --profile (its device is kept)")
     _not_an_input(output, logs, "nccl-tests log")
+    _replaceable(ctx, output)
     from calibrate.measurements import source_file
 
     read = [read_log(log, gpus, nodes) for log in logs]
@@ -656,10 +704,15 @@ def predict(
     ] = PredictFormat.table,
 ) -> None:
     """Predicted time of one kernel (or of every row of --batch) from a profile."""
+    from sim.hardware.gpu import datasheet_for
     from sim.network.collectives import KINDS
 
     with read_for("--profile", "calibration profile"):
-        model = CostModel(load_profile(profile))
+        loaded = load_profile(profile)
+        sheet = datasheet_for(loaded.device.name)
+        if sheet is not None:  # (as a run refuses it: SM-limited times are worked out on the datasheet's SMs)
+            check_device_sms(profile, loaded, sheet)
+        model = CostModel(loaded)
     if batch is not None:
         _refuse_unread(ctx, "batch", "--batch (its rows give each kernel's parameters)")
         if fmt is PredictFormat.table and "fmt" in given_on_command_line(ctx):

@@ -162,15 +162,15 @@ CASES: list[tuple[list[str], str]] = [
     (_nccl("nccl/alltoall_many_hosts.log"), "many_hosts.log: Rank lines: 1,100,000 ranks on 1,100,000 host(s)"),
     (
         ["calibrate", "import-nccl-tests", "nccl/alltoall.log", "-o", "nccl/alltoall.log"],
-        "--output: nccl/alltoall.log is the nccl-tests log read",
+        "--output: a profile is a .json file, got 'alltoall.log'",
     ),
     (
         ["calibrate", "import-measurements", "ms", "--device", "H100", "-o", "ms/gemm.csv"],
-        "--output: ms/gemm.csv is the measurement table read",
+        "--output: a profile is a .json file, got 'gemm.csv'",
     ),
     (
         ["calibrate", "import-measurements", "ms/gemm.csv", "--device", "H100", "-o", "ms/gemm.csv"],
-        "--output: ms/gemm.csv is the measurement table read",
+        "--output: a profile is a .json file, got 'gemm.csv'",
     ),
     (
         ["report", "ops_1e300.yaml", "-o", "out"],
@@ -315,3 +315,59 @@ def test_import_trace_parses_the_trace_once(
     monkeypatch.setattr(sim.yamlio, "read_json", counted)
     ran_cleanly(["calibrate", "import-trace", str(TRACE), "-o", str(tmp_path / "p.json")], capsys)
     assert parsed.count(str(TRACE)) == 1
+
+
+def test_the_default_profile_name_never_replaces_a_profile_and_no_name_replaces_a_users_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``twin calibrate datasheet`` in a folder holding a measured ``profile.json`` replaced it with an
+    analytical one (exit 0), and ``-o notes.txt`` wrote JSON over the user's notes. A profile is a .json
+    file; one already there is replaced only when -o names it, and a file that is no profile never is."""
+    monkeypatch.chdir(tmp_path)
+    measured = REPO / "calibrate" / "profiles" / "h800-trace.json"
+    shutil.copy(measured, tmp_path / "profile.json")
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "n.json").write_text('{"a": 1}')
+    for args, line in [
+        ([], "--output: profile.json holds a profile already; give -o profile.json to replace it, or another name"),
+        (["-o", "notes.txt"], "--output: a profile is a .json file, got 'notes.txt'"),
+        (["-o", "n.json"], "--output: n.json is not a twin profile; twin does not replace it: give another name"),
+    ]:
+        refused_in_one_line(["calibrate", "datasheet", *args], line, tmp_path, capsys)
+    assert (tmp_path / "profile.json").read_bytes() == measured.read_bytes()
+    ran_cleanly(["calibrate", "datasheet", "-o", "profile.json"], capsys)  # named: replaced
+    assert load_profile(tmp_path / "profile.json").source == "datasheet"
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["--name", "", "--sms", "10", "--fp8-tflops", "100", "--bf16-tflops", "50", "--hbm-tbps", "1"],
+            "--name: give",
+        ),
+        (
+            ["--name", " ", "--sms", "10", "--fp8-tflops", "100", "--bf16-tflops", "50", "--hbm-tbps", "1"],
+            "--name: give",
+        ),
+        (["--name", "H800", "--sms", "64"], "--sms: the H800 has 132 SMs (its datasheet, sim/hardware/gpu.py), got 64"),
+    ],
+)
+def test_a_datasheet_profile_run_would_refuse_is_not_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], line: str
+) -> None:
+    """``--name ''`` with every figure was a pydantic traceback (exit 1); ``--name ' '`` wrote a profile of
+    a blank GPU; ``--name H800 --sms 64`` wrote one that twin run and twin chunk refuse (device.sms)."""
+    refused_in_one_line(["calibrate", "datasheet", *args, "-o", str(tmp_path / "p.json")], line, tmp_path, capsys)
+
+
+def test_predict_refuses_a_profile_whose_sms_contradict_its_datasheet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As twin run and twin chunk refuse it (its SM-limited times are worked out on the datasheet's SMs)."""
+    ran_cleanly(["calibrate", "datasheet", "-o", str(tmp_path / "p.json")], capsys)  # an H800's, no samples
+    data = json.loads((tmp_path / "p.json").read_text())
+    data["device"]["sms"] = 64
+    (tmp_path / "p64.json").write_text(json.dumps(data))
+    line = "p64.json: device.sms: 64 SMs, but the datasheet of H800 has 132 (sim/hardware/gpu.py)"
+    refused_in_one_line(["calibrate", "predict", "--profile", str(tmp_path / "p64.json")], line, tmp_path, capsys)
