@@ -1000,6 +1000,13 @@ def _attach_profile(scenario: Scenario, base: Path) -> None:
 
 MAX_BASE_DEPTH = 8  # derived scenarios deriving from derived scenarios
 _DERIVED_KEYS = ("base", "name", "description", "set")
+# the files with a ``base`` that are not scenarios, by a key only they have: what each is and its command
+_OTHER_FILES = {
+    "phases": "a run file (a base scenario and its phases): plan it with twin plan run",
+    "grid": "a sweep file: run it with twin sweep (a sweep of a run file: twin plan run)",
+    "points": "a sweep file: run it with twin sweep (a sweep of a run file: twin plan run)",
+    "studies": "a co-design file: report on it with twin report",
+}
 
 
 def scenario_data(path: str | Path) -> tuple[dict[str, Any], Path]:
@@ -1022,6 +1029,9 @@ def scenario_chain(path: str | Path, below: tuple[Path, ...] = ()) -> tuple[dict
     data = read_yaml(path, "scenario")
     if not isinstance(data, dict) or "base" not in data:
         return data, path.parent, ()
+    for key, what in _OTHER_FILES.items():  # (another kind of file with a base: said what it is, not a bad key)
+        if key in data:
+            raise ScenarioError(key, what, str(path))
     for key in data:
         if key not in _DERIVED_KEYS:
             raise ScenarioError(

@@ -45,7 +45,7 @@ def run_file(path: Path, output: Path | None, fmt: Format, quiet: bool) -> None:
     spec = load_run(path)
     if output is not None:
         check_output_folder(output, owner=OWNER, writes=("report.html", "report.md", "run.json", "figures/"))
-    plan = plan_steps(spec, path)
+    plan = plan_steps(spec, path, layouts=True)
 
     def progress(n: int) -> None:
         if not quiet and fmt is Format.table:

@@ -111,7 +111,7 @@ def _validate_plan(path: Path, raw: dict[str, object]) -> None:
         from sim.experiments.run_plan import load_run, plan_steps
 
         spec = load_run(path)
-        plan = plan_steps(spec, path)
+        plan = plan_steps(spec, path, layouts=True)
         what = (
             f"run file {spec.name!r}: {len(spec.phases)} phases, {len(plan.steps)} distinct steps; twin plan run {path}"
         )

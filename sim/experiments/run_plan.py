@@ -247,6 +247,8 @@ def run_from_data(data: Any, path: Path) -> RunSpec:
         if name in names[:i]:
             raise ScenarioError(f"phases.{i}.name", f"{name!r} names an earlier phase too", str(path))
     for i, g in enumerate(spec.groups):
+        if g.name in [h.name for h in spec.groups[:i]]:  # (two rows of one name, each its own published delta)
+            raise ScenarioError(f"groups.{i}.name", f"{g.name!r} names an earlier group too", str(path))
         unknown = [n for n in g.phases if n not in names]
         if unknown:
             raise ScenarioError(f"groups.{i}.phases", f"no phase is named {unknown[0]!r}", str(path))
@@ -295,11 +297,14 @@ class RunPlan:
         return apply_overrides(self.base, self.steps[key].sets)
 
 
-def plan_steps(spec: RunSpec, path: Path, known: dict[str, Step] | None = None) -> RunPlan:
+def plan_steps(spec: RunSpec, path: Path, known: dict[str, Step] | None = None, layouts: bool = False) -> RunPlan:
     """Every phase's slices and the distinct steps they need (the overrides and batch of a step, made one
     key as a sweep's points are: ``comm.sms: 20`` and ``20.0`` are one step), each step's scenario built
     and checked: a bad override is one line naming ``phases.N.set.KEY`` before anything runs. ``known``:
-    steps already checked (by key; the plans of a sweep share them), and the new ones are added to it."""
+    steps already checked (by key; the plans of a sweep share them), and the new ones are added to it.
+    ``layouts``: each step's layout too (:func:`sim.assemble.step_layout`), as for one run, whose step
+    that does not fit is an error of its file (named at the batch that makes it: ``phases.N.global_batch``
+    or ``phases.N.ramp.batches.J``); a sweep of runs records such a point as infeasible instead."""
     from sim.sweep.spec import point_key
 
     folder = path.resolve().parent
@@ -321,6 +326,7 @@ def plan_steps(spec: RunSpec, path: Path, known: dict[str, Step] | None = None) 
         ) from None
     steps: dict[str, Step] = {}
     slices: list[PlannedSlice] = []
+    built: dict[str, Any] = {}  # steps whose layout is still to check (with ``layouts``): their scenarios
     for i, phase in enumerate(spec.phases):
         whole = phase.set.get("training")  # (the section given whole: its batch is the phase's to set)
         in_whole = isinstance(whole, dict) and "global_batch" in whole
@@ -356,14 +362,31 @@ def plan_steps(spec: RunSpec, path: Path, known: dict[str, Step] | None = None) 
                     if err.key_path == "training.global_batch":
                         raise ScenarioError(where, err.message, str(path)) from None
                     raise _phase_error(err, i, sets, path) from None
+                if layouts:
+                    built[key] = sc  # (its layout checked below, after the slice's own checks)
                 gpus = sc.training.gpus if sc.training is not None else 0
                 steps[key] = Step(sets, sc.model.seq_len, sc.economics.gpu_hour_usd, gpus)
                 if known is not None:
                     known[key] = steps[key]
             _check_failures(spec, steps[key], path)
             _check_slice(phase, i, b, tokens, steps[key].seq_len, path, ramped=where != f"phases.{i}.global_batch")
+            if key in built:
+                _check_layout(built.pop(key), where, i, sets, path)
             slices.append(PlannedSlice(i, b, tokens, key))
     return RunPlan(spec, path, base_path, base_folder, base, tuple(slices), steps)
+
+
+def _check_layout(sc: Any, where: str, i: int, sets: dict[str, Any], run: Path) -> None:
+    """A step's layout as its run builds it: what the batch decides (its micro-batches) named at the key
+    giving the batch (``where``), anything else at the phase's override that makes it."""
+    from sim.assemble import step_layout
+
+    try:
+        step_layout(sc)
+    except ScenarioError as err:
+        if err.key_path in ("training.global_batch", "pipeline.microbatches"):
+            raise ScenarioError(where, f"{err.key_path}: {err.message}", str(run)) from None
+        raise _phase_error(err, i, sets, run) from None
 
 
 def _check_failures(spec: RunSpec, step: Step, run: Path) -> None:
@@ -639,7 +662,7 @@ def integrate(plan: RunPlan, rows: dict[str, dict[str, Any]]) -> tuple[list[Phas
 
 def plan_run(spec: RunSpec, path: Path, progress: Any = None) -> tuple[list[PhaseResult], list[dict[str, Any]]]:
     """Every phase's slices with their steps simulated (each distinct step once), and the groups."""
-    plan = plan_steps(spec, path)
+    plan = plan_steps(spec, path, layouts=True)
     return integrate(plan, simulate_steps(plan, progress))
 
 

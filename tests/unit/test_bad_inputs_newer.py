@@ -830,7 +830,7 @@ REPORT: list[tuple[list[str], str]] = [
     (["report", COMPARISON, "-o", "/"], "--output: give a folder to write in"),
     (["report", COMPARISON, "-o", "pipe"], "--output: pipe is a file; give a folder"),
     (["report", "sw_list.yaml"], "sw_list.yaml: a scenario must be a mapping"),
-    (["report", "ok_sweep.yaml"], "ok_sweep.yaml: grid: a derived scenario"),
+    (["report", "ok_sweep.yaml"], "ok_sweep.yaml: grid: a sweep file: run it with twin sweep"),
     (["report", "/dev/zero"], "/dev/zero: not a regular file"),
     (["report", "folder"], "folder: is a folder, not a scenario file"),
     (["report", COMPARISON, "extra.yaml"], "unexpected extra argument"),

@@ -91,9 +91,20 @@ def test_a_boolean_is_not_a_number_in_a_run_file(
             "one step of 512 sequences x 2,048 tokens (1,048,576 tokens)",
         ),
         (
-            {"steps": None, "tokens": 1e11, "ramp": {"batches": [512], "over_tokens": 1e11 - 1000}},
+            {"steps": None, "tokens": 1e11, "ramp": {"batches": [1024], "over_tokens": 1e11 - 1000}},
             "phases.1.tokens: 100000000000 tokens leave 1000 after the ramp's ramp.over_tokens 99999999000: less "
             "than one step of 1,024 sequences x 2,048 tokens (2,097,152 tokens)",
+        ),
+        # validate said ok, and plan run refused only after simulating, in two lines on stderr
+        (
+            {"global_batch": 512},
+            "phases.1.global_batch: pipeline.microbatches: dualpipe with PP=16 needs at least 32 micro-batches, got 16",
+        ),
+        # blamed on "phases.1: ...: pipeline.microbatches", not on the ramp's batch that makes it
+        (
+            {"steps": None, "tokens": 1e11, "ramp": {"batches": [512], "over_tokens": 1e10}},
+            "phases.1.ramp.batches.0: pipeline.microbatches: dualpipe with PP=16 needs at least 32 micro-batches, "
+            "got 16",
         ),
         # an override key of '': "phases.1.set: <the base's path>: unknown key"
         ({"set": {"": 1}}, "phases.1.set: an override key is a dotted scenario key such as 'comm.sms', got ''"),
@@ -191,3 +202,25 @@ def test_a_phase_giving_the_training_section_whole_still_gets_its_batch(tmp_path
     path = _changed_run_file(tmp_path, {"set": {"training": whole}})
     with pytest.raises(ScenarioError, match=r"phases\.1\.set\.training\.global_batch: the phase's global_batch"):
         plan_steps(load_run(path), path)
+
+
+def test_a_step_that_does_not_fit_is_refused_by_validate_as_by_plan_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """twin validate said ok for a run file whose step plan run refused (after simulating it)."""
+    path = _changed_run_file(tmp_path, {"global_batch": 512})
+    line = _refused(["validate", str(path)], capsys)
+    assert line.startswith(f"error: {path}: phases.1.global_batch: pipeline.microbatches: dualpipe with PP=16"), line
+
+
+def test_two_groups_of_one_name_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two rows named alike, each with its own published delta, were printed with exit 0."""
+    path = _run_file(tmp_path)
+    body = yaml.safe_load(path.read_text())
+    body["groups"].append(dict(body["groups"][0]) | {"published_gpu_hours": 20})
+    path.write_text(yaml.safe_dump(body))
+    name = body["groups"][0]["name"]
+    assert (
+        _refused(["plan", "run", str(path)], capsys)
+        == f"error: {path}: groups.1.name: {name!r} names an earlier group too"
+    )

@@ -140,7 +140,7 @@ def _run_with_base(folder: Path, base: str) -> Path:
         ("folder", "base: folder: is a folder, not a scenario file"),
         ("/dev/null", "base: /dev/null: not a regular file (a device, pipe or socket); give a scenario file"),
         # a run file as the base: blamed its phases key as a derived scenario's
-        ("other-run.yaml", "base: other-run.yaml is not a scenario (phases: a derived scenario (with 'base') has"),
+        ("other-run.yaml", "base: other-run.yaml is not a scenario (phases: a run file (a base scenario and its"),
     ],
 )
 def test_a_run_files_base_that_is_no_scenario_file_is_named_at_base(
