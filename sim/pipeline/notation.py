@@ -44,7 +44,9 @@ def parse_action(text: str) -> Action:
 def parse_lines(text: str, source: str = "<text>") -> list[list[Action]]:
     """Per-device action lists from one line per device (blank lines and ``#`` comments skipped).
 
-    A line may start with a ``rank N:`` label. Errors name the source and line.
+    A line may start with a ``rank N:`` (or ``device N:``) label; a label must be the line's device,
+    counted from 0 in order (labels that said otherwise were dropped: two lines of ``rank 0`` ran as
+    devices 0 and 1). Errors name the source and line.
     """
     devices: list[list[Action]] = []
     count = 0
@@ -52,7 +54,13 @@ def parse_lines(text: str, source: str = "<text>") -> list[list[Action]]:
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        line = re.sub(r"^(rank|device)\s*\d+\s*:\s*", "", line)
+        label = re.match(r"^(rank|device)\s*(\d+)\s*:\s*", line)
+        if label is not None:
+            if int(label.group(2)) != len(devices):
+                said = f"{label.group(1)} {label.group(2)}"
+                why = f"labelled {said}, but it is device {len(devices)} (one line a device, in order from 0)"
+                raise ScenarioError(f"line {lineno}", why, source)
+            line = line[label.end() :]
         try:
             devices.append([parse_action(tok) for tok in line.split()])
         except ValueError as err:

@@ -86,3 +86,23 @@ def test_a_file_with_other_scripts_digits_is_refused_by_schedules_check(
     with pytest.raises(SystemExit) as info:
         main(["schedules", "check", "--file", str(f)])
     assert info.value.code == 0 and capsys.readouterr().out == "f: valid (2 devices, 8 actions)\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "said"),
+    [
+        (
+            "rank 1: 0F0 0B0\nrank 0: 1F0 1B0\n",
+            1,
+            "labelled rank 1, but it is device 0",
+        ),  # reversed: taken in line order
+        ("rank 0: 0F0 0B0\nrank 0: 1F0 1B0\n", 2, "labelled rank 0, but it is device 1"),  # twice: devices 0 and 1
+        ("device 7: 0F0 0B0\n", 1, "labelled device 7, but it is device 0"),  # a lone device 7: device 0
+    ],
+)
+def test_a_rank_label_that_is_not_the_lines_device_is_refused(text: str, line: int, said: str) -> None:
+    """Labels were dropped: lines ran as devices 0, 1 ... whatever they said."""
+    with pytest.raises(ScenarioError) as info:
+        parse_lines(text, "s.txt")
+    assert str(info.value) == f"s.txt: line {line}: {said} (one line a device, in order from 0)"
+    assert parse_lines("rank 0: 0F0 0B0\ndevice 1: 1F0 1B0\n")[1] == [Action(Op.F, 1, 0), Action(Op.B, 1, 0)]
