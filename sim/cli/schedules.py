@@ -139,6 +139,29 @@ def _refuse_unshown(
             raise ScenarioError(flag, f"{shown} is too short to show: {why}; give {least:g} or more{other}")
 
 
+LOST = 2.0**-40  # an op time below this fraction of a transfer's is lost when added to the times around it
+
+
+def _refuse_long_transfer(
+    nbytes: float, bandwidth: float, latency: float, f: float, b: float, w: float, fb: float | None
+) -> None:
+    """Refuse a stage-to-stage transfer longer than any time may be (:data:`MAX_TIME`), or so long beside an
+    op that the op is lost in floating point when added to the step's times: 1e18 bytes at 1 byte a time
+    unit printed a step of 4.6e19 with every device's bubble 1.0 and no activation held at the last."""
+    moving = nbytes / bandwidth if nbytes > 0 else 0.0
+    transfer = moving + latency
+    if transfer > MAX_TIME:
+        flag, given = ("--p2p-latency", f"{latency:g}") if latency >= moving else ("--p2p-bytes", f"{nbytes:g} bytes")
+        how = f" at --p2p-bandwidth {bandwidth:g}" if flag == "--p2p-bytes" else ""
+        why = f"{given}{how}: a transfer of {transfer:g} time units, over the {MAX_TIME:g} a time may be"
+        raise ScenarioError(flag, f"{why}; give values nearer to real ones")
+    ops = [("--f", f), ("--b", b), ("--w", w), ("--fb", fb)]
+    for op, time in ops:
+        if time is not None and 0 < time < transfer * LOST:
+            why = f"{time:g} is lost beside a transfer of {transfer:g} time units (floating point adds it to nothing)"
+            raise ScenarioError(op, f"{why}; give op and transfer times nearer to each other")
+
+
 def _size(pp: int, n: int, v: int) -> None:
     """Refuse a schedule too large to build or run here (see sim.limits)."""
     check_schedule_size(pp, n, v, "--microbatches")
@@ -328,6 +351,7 @@ def compare_cmd(
         why += "remove it"
         raise ScenarioError("--p2p-bytes", why)
     bandwidth = float("inf") if p2p_bandwidth is None else p2p_bandwidth
+    _refuse_long_transfer(p2p_bytes, bandwidth, p2p_latency, f, b, w, fb)
     try:
         _, rows = compare(names, pp, microbatches, times, P2P(p2p_bytes, bandwidth, p2p_latency), virtual_stages)
     except LayoutError as e:

@@ -329,7 +329,7 @@ HAND: list[Any] = [
     # schedules: finite flags whose products overflow are refused before anything is printed
     (
         ["schedules", "compare", "--p2p-bytes", "1e18", "--p2p-bandwidth", "1e-300", "--format", "json"],
-        "the results overflow: schedules[0].step_time is inf, from --p2p-bandwidth = 1e-300",
+        "--p2p-bytes: 1e+18 bytes at --p2p-bandwidth 1e-300: a transfer of inf time units, over the 1e+12",
     ),
     (["schedules", "plot", "1f1b", "-o", "x.txt"], "--output: unknown file extension '.txt'"),
     (["schedules", "plot", "1f1b", "-o", "noext"], "--output: unknown file extension none"),

@@ -895,16 +895,25 @@ COMPARE: list[tuple[list[str], str]] = [
 ]
 
 # finite flags whose product is past sim.run.EDGE: a step time of 4.6e307 was printed with exit 0 (refused
-# only once it reached inf)
+# only once it reached inf); then a transfer past MAX_TIME, or one beside which an op time is lost: a step
+# of 4.6e19 with every bubble 1.0 and no activation at the last device (1e18 bytes at 1 byte a time unit)
 SCHEDULES: list[tuple[list[str], str]] = [
     (
         ["schedules", "compare", "--p2p-bandwidth", "1e-300", "--p2p-bytes", "1e6"],
-        "error: the results overflow: schedules[0].step_time is 4.6e+307, from --p2p-bandwidth = 1e-300; use "
-        "values nearer to real ones",
+        "error: --p2p-bytes: 1e+06 bytes at --p2p-bandwidth 1e-300: a transfer of 1e+306 time units, over the "
+        "1e+12 a time may be; give values nearer to real ones",
     ),
     (
         ["schedules", "compare", "--p2p-bandwidth", "1e-200", "--p2p-bytes", "1e6", "--format", "json"],
-        "error: the results overflow: schedules[0].step_time is 4.6e+207, from --p2p-bandwidth = 1e-200",
+        "error: --p2p-bytes: 1e+06 bytes at --p2p-bandwidth 1e-200: a transfer of 1e+206 time units",
+    ),
+    (
+        ["schedules", "compare", "--p2p-bytes", "1e18", "--p2p-bandwidth", "1", "--schedules", "1f1b"],
+        "error: --p2p-bytes: 1e+18 bytes at --p2p-bandwidth 1: a transfer of 1e+18 time units, over the 1e+12",
+    ),
+    (
+        ["schedules", "compare", "--p2p-latency", "1e12", "--f", "1e-6", "--schedules", "1f1b"],
+        "error: --f: 1e-06 is lost beside a transfer of 1e+12 time units (floating point adds it to nothing)",
     ),
 ]
 
