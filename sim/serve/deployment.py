@@ -150,7 +150,23 @@ def _build(sc: ServeScenario) -> Deployment:
                 f" less the {cached:,} cached (prompt_cache_hit)" if cached else ""
             )
             prefill_keys_used(sc, {n}, source)
+            if t.output_tokens == 1:
+                one_token_keys_used(sc)
     return Deployment(sc, pools, links, load, cost)
+
+
+def one_token_keys_used(sc: ServeScenario) -> None:
+    """Requests of one output token each (``lengths: fixed``, ``output_tokens: 1``) end at their first
+    token, which the prefill (or co-located) forward makes: a decode pool never runs (its nodes were
+    counted in the throughput per decode node, which it did not make), and no request has a TPOT (a TPOT
+    SLO was counted as met by all). Refused naming the key that does nothing."""
+    why = "every request has 1 output token (serve.traffic.output_tokens, lengths: fixed) and ends at its first"
+    if "decode" in sc.pools():
+        message = f"not used: {why}, which the prefill pool makes: the decode pool never runs"
+        raise ScenarioError("serve.decode", f"{message}; give 2 or more output tokens, or serve co-located")
+    slo = sc.serve.slo
+    if slo is not None and "tpot_s" in slo.model_fields_set:
+        raise ScenarioError("serve.slo.tpot_s", f"not used: {why}, so none has a time per output token; remove it")
 
 
 def prefill_keys_used(sc: ServeScenario, new_tokens: set[int], source: str) -> None:

@@ -537,3 +537,26 @@ def test_sjf_on_a_trace_of_varied_lengths_is_used_and_of_one_length_refused(tmp_
     message = str(err.value)
     assert message.startswith(str(ROOT / "tests/serve/keys.yaml") + ": serve.prefill.policy: not used: every request")
     assert "the same 400 new prompt tokens (the trace same.csv's input_tokens less its cached tokens)" in message
+
+
+def test_requests_of_one_output_token_refuse_the_keys_they_leave_unused() -> None:
+    """Every request of one output token ends at its first, which prefill makes: the decode pool never
+    ran, yet its nodes were counted in the throughput per decode node (13.7 tokens/s a node of nothing),
+    and a TPOT SLO of 1 us was met by all (no request has a TPOT). Refused naming the key."""
+    data = copy.deepcopy(BASE)
+    _set(data, "serve.traffic.output_tokens", 1)
+    with pytest.raises(ScenarioError) as err:
+        _figures(data)
+    assert "keys.yaml: serve.decode: not used: every request has 1 output token" in str(err.value)
+    assert "the decode pool never runs" in str(err.value)
+    co = copy.deepcopy(data)
+    serve = co["serve"]
+    serve["colocated"] = serve.pop("prefill") | {"max_batch": 4}
+    del serve["decode"]
+    with pytest.raises(ScenarioError) as err:  # co-located: its TPOT SLO alone does nothing
+        _figures(co)
+    assert "keys.yaml: serve.slo.tpot_s: not used: every request has 1 output token" in str(err.value)
+    del serve["slo"]["tpot_s"]
+    assert _figures(co)  # (prefill alone, co-located: a deployment that serves single-token requests)
+    _set(data, "serve.traffic.output_tokens", 2)
+    assert _figures(data)
