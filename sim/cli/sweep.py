@@ -475,7 +475,7 @@ def compare_cmd(
         )
     of = f"the {result.ok} that ran" if result.partial else str(result.ok)
     title = f"best {len(result.best)} of {of} by {m.label} ({direction} is better)"
-    _print_table(title, result.columns, result.best, {"point", by})
+    _print_table(title, result.columns, result.best, {"point", by, second})
     front = "Pareto front of the points that ran" if result.partial else "Pareto front"
     front_title = f"{front}: {by} vs {second} ({len(result.front)} points)"
     _print_table(front_title, result.front_columns, result.front, {"point", by, second})
@@ -490,6 +490,13 @@ def compare_cmd(
                 + (" ..." if len(points) > 10 else ""),
                 highlight=False,
             )
+    for name, points in result.missing.items():  # (dropped from the front without a word, before)
+        where = "ranked last and on no front" if name == by else "on no front by it"
+        out.print(
+            f"{len(points)} ok point(s) have no {name}, {where}: {', '.join(str(p) for p in points[:10])}"
+            + (" ..." if len(points) > 10 else ""),
+            highlight=False,
+        )
     if plot is not None:
         shown = one_printable_line(str(plot))  # (one line, inert)
         out.print(f"plot written to {shown}", highlight=False, soft_wrap=True, markup=False)  # a path is never folded

@@ -173,6 +173,9 @@ class Comparison:
     unpriced: list[int] = field(default_factory=list)  # ok points with no cost (hardware cost not modelled)
     uncosted: list[int] = field(default_factory=list)  # ok points with no cost and no cost_note saying why
     points: int | None = None  # the sweep's points (None: the file does not say); more than ran: some never did
+    # per figure ranked or fronted other than the cost (which has its own two lists above): the ok points
+    # without it (a serving point whose requests all had one output token has no TPOT)
+    missing: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def best(self) -> list[dict[str, Any]]:
@@ -253,7 +256,8 @@ def compare(frame: pd.DataFrame, by: str, against: str, top: int, points: int | 
     m, n = METRIC_BY_NAME[by], METRIC_BY_NAME[against]
     ranked = ok.sort_values([by, "point"], ascending=[m.better == "min", True], kind="mergesort")
     extra = SERVING_SHOWN if served else TRAINING_SHOWN
-    shown = ["point", "label", by] + [c for c in extra if c != by]
+    shown = ["point", "label", by] + [c for c in (*extra[:1], against, *extra[1:]) if c != by]
+    shown = list(dict.fromkeys(shown))  # (the front's second figure too, after the first of the usual)
     idx = pareto_front(ok[by].to_numpy(), ok[against].to_numpy(), m.better, n.better)
     front = ok.iloc[idx].sort_values([by, "point"], ascending=[m.better == "min", True], kind="mergesort")
     front_cols = ["point", "label", by, against]
@@ -272,6 +276,11 @@ def compare(frame: pd.DataFrame, by: str, against: str, top: int, points: int | 
         [int(p) for p in ok.loc[no_cost & noted, "point"]],
         [int(p) for p in ok.loc[no_cost & ~noted, "point"]],
         points,
+        {
+            name: [int(p) for p in ok.loc[ok[name].isna().to_numpy(), "point"]]
+            for name in dict.fromkeys((by, against))
+            if name != "cost_per_T_usd" and bool(ok[name].isna().any())
+        },
     )
 
 

@@ -245,3 +245,21 @@ def test_a_figure_past_the_edge_is_refused_in_the_same_words_by_a_journal_and_by
     path = _write(tmp_path, _rows(step_time_s=[1.0, float(value), 3.0]))
     assert _refused(path, capsys).endswith(f"point 1: step_time_s: {why}")
     assert _bad_cell("step_time_s", "float64", 1e100) is None  # the edge itself is a figure
+
+
+def test_points_without_the_fronts_second_figure_are_named_and_the_figure_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ok point with no figure for --against (a serving point whose requests all had one output token
+    has no TPOT) was left off the front without a word, and at 80 columns the --against column itself was
+    left out of the table of the best. Both are said now."""
+    monkeypatch.setenv("COLUMNS", "80")
+    path = _write(tmp_path, _rows(mfu_causal=[0.3, None, 0.5]))
+    with pytest.raises(SystemExit) as info:
+        main(["compare", str(path), "--against", "mfu_causal"])
+    text = capsys.readouterr().out
+    assert info.value.code == 0
+    assert "1 ok point(s) have no mfu_causal, on no front by it: 1" in text
+    best = text.split("Pareto front")[0]
+    header = next(line for line in best.splitlines() if "point" in line and "label" in line)
+    assert "mfu_causal" in header, best
