@@ -61,7 +61,7 @@ def _scenario(tmp_path: Path, key: str, value: Any) -> Path:
         ("model.n_layers", 10**18, "model.n_layers: Input should be less than or equal to 1024"),
         ("model.mtp_depth", 10**18, "model.mtp_depth: Input should be less than or equal to 1024"),
         ("model.dim", 10**18, "model.dim: Input should be less than or equal to 1048576"),
-        ("model.n_routed_experts", 10**18, "model.n_routed_experts: Input should be less than or equal to 65536"),
+        ("model.n_routed_experts", 10**18, "model.n_routed_experts: Input should be less than or equal to 32768"),
         ("model.seq_len", 10**18, "model.seq_len: Input should be less than or equal to 16777216"),
         ("workload.notify_wait_us", 1e18, "workload.notify_wait_us: Input should be less than or equal to"),
         ("workload.launch_gap_us", 1e308, "workload.launch_gap_us: Input should be less than or equal to"),

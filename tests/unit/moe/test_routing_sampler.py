@@ -463,3 +463,16 @@ def test_extreme_popularity_matches_the_reference(name: str) -> None:
         a, b = _per_token(fast, src, V3)[statistic], _per_token(ref, src, V3)[statistic]
         size = max(a.max(), b.max()) + 1
         assert _pooled(np.bincount(a, minlength=size), np.bincount(b, minlength=size)) > 1e-3, statistic
+
+
+def test_the_most_experts_a_model_may_have_are_routed_to_their_own_ids() -> None:
+    """Chosen expert ids are int16: 65,536 experts were allowed, and ids past 32,767 wrapped to negative
+    ones, silently (nodes per token 1.0 and tokens per expert 0.0625 at 65,536 experts, top-2, where
+    2.0 and 0.125 are right). The bound is 32,768 experts now: every id fits, and they are all reached."""
+    from sim.limits import MAX_EXPERTS
+
+    assert np.iinfo(np.int16).max == MAX_EXPERTS - 1
+    spec = MoESpec(experts=MAX_EXPERTS, topk=2, ep=64, node_limit=1)
+    choices = route_choices(spec, 64 * 4096, "random", np.random.default_rng(0))
+    assert choices.min() >= 0 and choices.max() >= MAX_EXPERTS - 64  # the last experts are chosen, as themselves
+    assert (choices[:, 0] < choices[:, 1]).all()
