@@ -37,7 +37,7 @@ from sim.moe.gating import Gating
 from sim.moe.multicast import nothing_to_merge
 from sim.moe.spec import MoESpec, unused_node_limit
 from sim.network.context import SimContext
-from sim.network.spec import ClusterSpec, build_cluster_spec
+from sim.network.spec import ClusterSpec, build_cluster_spec, deepep_domain
 from sim.network.topology import Topology
 from sim.pipeline.costs import OpTimes
 from sim.pipeline.execute import P2P, NetworkP2P
@@ -181,7 +181,8 @@ def moe_spec(sc: Scenario) -> MoESpec:
     ``workload.ep``, as the layout does)."""
     try:
         etp = sc.training.etp if sc.training is not None else 1
-        domain = sc.cluster_spec().node.scale_up_gpus if sc.cluster is not None and sc.training is not None else None
+        cluster = sc.cluster_spec() if sc.cluster is not None and sc.training is not None else None
+        domain = None if cluster is None else cluster.node.scale_up_gpus
         span = sc.workload.ep * etp  # the consecutive GPUs of an EP group (sim.step.layout.Layout.ep_group)
         if domain is not None and domain % span and span % domain:
             raise ScenarioError(
@@ -191,7 +192,8 @@ def moe_spec(sc: Scenario) -> MoESpec:
             )
         w = sc.workload
         c = sc.comm
-        return MoESpec.of_model(sc.model, w.ep, etp, c.combine_format, domain, w.dispatcher, c.dispatch_format)
+        node = None if cluster is None else deepep_domain(cluster)  # (a node of the topology's, not always 8)
+        return MoESpec.of_model(sc.model, w.ep, etp, c.combine_format, node, w.dispatcher, c.dispatch_format)
     except ScenarioError as err:
         raise as_yaml_key(ScenarioError("ep" if err.key_path == "experts" else err.key_path, err.message)) from None
 

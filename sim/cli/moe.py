@@ -50,7 +50,7 @@ from sim.moe.deepep import DERIVED_RDMA_GBps, KernelSpec, NVLINK_CHANNEL_GBps
 from sim.moe.gating import GATES, Gating, popularity, skewed_scores
 from sim.moe.multicast import nothing_to_merge
 from sim.moe.spec import MoESpec
-from sim.network.spec import ClusterSpec, build_cluster, load_cluster
+from sim.network.spec import ClusterSpec, build_cluster, deepep_domain, load_cluster
 from sim.network.topology import build_topology
 from sim.outputs import atomic_write
 from sim.step.layout import DEFAULT_EP
@@ -167,7 +167,14 @@ def alltoall_cmd(
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Dispatch and combine of one MoE layer: time, IB/NVLink bytes per GPU, DeepEP bandwidth."""
-    spec = _moe_spec(experts=experts, topk=topk, node_limit=node_limit, ep=ep, hidden=hidden)
+    cspec = None
+    if cluster is not None:  # (read first: its NVLink domain is the node DeepEP routes over)
+        if nodes is not None:
+            raise ScenarioError("--nodes", "give --nodes or --topology, not both")
+        with read_for("--topology", "topology"):
+            cspec = load_cluster(cluster)
+    domain = MoESpec.gpus_per_node if cspec is None else deepep_domain(cspec)
+    spec = _moe_spec(experts=experts, topk=topk, node_limit=node_limit, ep=ep, hidden=hidden, gpus_per_node=domain)
     refuse_unbound_node_limit(ctx, spec, V3.n_limited_groups)
     if routing not in (*GATES, "replay"):
         raise ScenarioError("--routing", f"unknown routing {routing!r}; choose from {', '.join(GATES)}, replay")
@@ -210,12 +217,7 @@ def alltoall_cmd(
             KernelSpec(comm_sms=c, coprocessor=coprocessor)
         except ScenarioError as e:
             raise ScenarioError("--sms", f"{e.message} (in {sms!r})") from None
-    if cluster is not None:
-        if nodes is not None:
-            raise ScenarioError("--nodes", "give --nodes or --topology, not both")
-        with read_for("--topology", "topology"):
-            cspec = load_cluster(cluster)
-    else:
+    if cspec is None:
         n = nodes if nodes is not None else spec.nodes
         kind = "none" if n == 1 else "mpft"
         cspec = ClusterSpec.model_validate({"name": f"h800-{n}-nodes", "nodes": n, "fabric": {"kind": kind}})

@@ -183,3 +183,10 @@ def build_cluster_spec(spec: ClusterSpec, file: str | None = None) -> Any:
 def build_cluster(path: str | Path) -> Any:
     """Read a topology YAML file and build its network; every error names the file."""
     return build_cluster_spec(parse_cluster(read_yaml(path, "topology"), str(path)), str(path))
+
+
+def deepep_domain(spec: ClusterSpec) -> int:
+    """The GPUs DeepEP routes among over NVLink, as one node of its two-hop routing: the NVLink domain
+    (``node.scale_up_gpus``) where one is given, else a node (a GB200 NVL72 file whose node is its 72
+    GPUs; an H800's 8). Tokens cross IB only between domains."""
+    return spec.node.scale_up_gpus or spec.node.gpus_per_node
