@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sim.errors import ScenarioError, TwinError, shown
+from sim.errors import ScenarioError, TwinError, one_printable_line, shown
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 _SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
@@ -167,6 +167,9 @@ def check_output_file(path: str | Path | None, flag: str, suffixes: tuple[str, .
     if not text or text.endswith(("/", os.sep)) or path.name in ("", ".", ".."):
         raise ScenarioError(flag, f"give a file name, got {text!r}")
     _names_fit(path, flag)
+    if path.is_symlink():  # (written beside it and renamed onto it, the link became a plain file)
+        why = f"{path} is a link (to {os.readlink(path)}); twin does not write through links: give the file itself"
+        raise ScenarioError(flag, one_printable_line(why))
     if path.is_dir():
         raise ScenarioError(flag, f"{path} is a folder; give a file name")
     if path.exists() or path.is_symlink():

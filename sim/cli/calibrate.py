@@ -21,6 +21,7 @@ from sim.cli.common import (
     given_on_command_line,
     input_file_option,
     input_files_option,
+    json_file_option,
     out,
     output_file_option,
     refuse_given,
@@ -240,7 +241,7 @@ def run_cmd(
     partial: Annotated[
         Path | None,
         typer.Option(
-            "--partial", help="also write the profile so far after each benchmark here", callback=output_file_option
+            "--partial", help="also write the profile so far after each benchmark here", callback=json_file_option
         ),
     ] = None,
 ) -> None:

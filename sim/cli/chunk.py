@@ -22,8 +22,8 @@ from sim.cli.common import (
     as_flag,
     check_printed,
     input_file_option,
+    json_file_option,
     out,
-    output_file_option,
     refuse_given,
     refuse_unbound_node_limit,
 )
@@ -119,7 +119,7 @@ def chunk_cmd(
     ] = None,
     interference: Annotated[str, typer.Option("--interference", help="trace, profile or none")] = "trace",
     trace_out: Annotated[
-        Path | None, typer.Option("--trace-out", help="Chrome/Perfetto trace to write", callback=output_file_option)
+        Path | None, typer.Option("--trace-out", help="Chrome/Perfetto trace to write", callback=json_file_option)
     ] = None,
     fmt: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:

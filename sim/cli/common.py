@@ -465,6 +465,15 @@ def output_file_option(_ctx: Any, param: Any, value: Path | None) -> Path | None
     return value
 
 
+def json_file_option(_ctx: Any, param: Any, value: Path | None) -> Path | None:
+    """``callback=`` for a JSON output (a trace, a partial profile): a writable ``.json`` file (a trace
+    written over a user's ``notes.txt`` replaced it, exit 0)."""
+    from sim.outputs import check_output_file
+
+    check_output_file(value, _param_name(param), (".json",))
+    return value
+
+
 def plot_file_option(_ctx: Any, param: Any, value: Path | None) -> Path | None:
     """``callback=`` for a plot option: a writable file with a known extension (.png, .svg, .pdf)."""
     from sim.outputs import PLOT_SUFFIXES, check_output_file

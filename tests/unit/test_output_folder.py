@@ -501,3 +501,50 @@ def test_serve_reports_charts_are_the_names_it_checks() -> None:
     sc = sc.model_copy(update={"serve": sc.serve.model_copy(update={"duration_s": 2.0})})
     doc = serve_document(simulate_serve(sc, build(sc)))
     assert tuple(doc.figures()) == CHARTS
+
+
+@pytest.mark.parametrize(
+    ("args", "flag", "name"),
+    [
+        (["check", "deepep", "-o"], "--output", "link.md"),
+        (["chunk", "--trace-out"], "--trace-out", "link.json"),
+        (["alltoall", "--sms", "4,8", "--plot"], "--plot", "link.png"),
+        (["calibrate", "datasheet", "-o"], "--output", "link.json"),
+        (["schedules", "trace", "1f1b", "-o"], "--output", "link.json"),
+    ],
+)
+def test_an_output_file_that_is_a_link_is_refused_and_kept(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    flag: str,
+    name: str,
+) -> None:
+    """A file written beside the output and renamed onto it replaced a link with a plain file (the user's
+    link gone, its target as it was): refused before any work, as for a sweep's results and a folder."""
+    from sim.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "precious.txt").write_text("precious")
+    (tmp_path / name).symlink_to("precious.txt")
+    with pytest.raises(SystemExit) as info:
+        main([*args, name])
+    err = capsys.readouterr().err
+    assert info.value.code == 2, err
+    why = f"{name} is a link (to precious.txt); twin does not write through links: give the file itself"
+    assert err == f"error: {flag}: {why}\n"
+    assert (tmp_path / name).is_symlink() and (tmp_path / "precious.txt").read_text() == "precious"
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "t.parquet"])
+def test_a_chunk_trace_is_a_json_file(tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str) -> None:
+    """--trace-out notes.txt wrote 114 KB of trace JSON over the user's notes, exit 0."""
+    from sim.cli import main
+
+    (tmp_path / name).write_text("mine")
+    with pytest.raises(SystemExit) as info:
+        main(["chunk", "--trace-out", str(tmp_path / name)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith("error: --trace-out: unknown file extension"), err
+    assert (tmp_path / name).read_text() == "mine"
