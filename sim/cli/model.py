@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sim.cli.common import Format, Int, out
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, one_printable_line
 from sim.limits import MAX_TOKENS
 from sim.model.catalog import CATALOG, MODELS_DIR, load_model, resolve
 from sim.model.flops import training_flops_per_token
@@ -101,7 +101,8 @@ def show(
     if fmt is Format.json:
         print(json.dumps(data))
         return
-    table = Table(title=Text(f"{model.name} ({data['source']})"))  # (Text: a list value is never markup)
+    title = one_printable_line(f"{model.name} ({data['source']})")  # (a file's name: \n and escape codes shown)
+    table = Table(title=Text(title))  # (Text: a list value is never markup)
     table.add_column("quantity")
     table.add_column("value", justify="right")
     billions = ("params", "active_params", "active_params_with_embedding_table", "mtp_params", "six_n_active")

@@ -28,7 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sim.economics import (
     ENDPOINT_LINK_USD,
@@ -39,7 +39,7 @@ from sim.economics import (
     SWITCH_USD,
     PRICE_REFERENCE_Gbps,
 )
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, one_printable_line
 from sim.hardware.gpu import NIC_Gbps
 from sim.limits import MAX_GPUS, MAX_GPUS_PER_NODE, MAX_RATE, MAX_SEED
 from sim.yamlio import read_yaml, validation_error
@@ -129,6 +129,15 @@ class ClusterSpec(_Strict):
     fabric: FabricSpec = Field(default_factory=FabricSpec)
     latency: LatencySpec = Field(default_factory=LatencySpec)
     prices: PriceSpec = Field(default_factory=PriceSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, name: str) -> str:
+        """A name is printed in titles and nccl-tests-style headers: a newline or an escape code in it
+        broke the log's lines and coloured the terminal."""
+        if not name.isprintable():
+            raise ValueError(f"'{one_printable_line(name)}': a name is printable text (no newline or control code)")
+        return name
 
     @property
     def gpus(self) -> int:

@@ -15,7 +15,7 @@ import pytest
 from sim.config import load_scenario
 from sim.errors import ScenarioError
 from sim.outputs import MARKER, owned_outputs
-from tests.conftest import REPO
+from tests.conftest import REPO, SHARED
 
 
 def _write(folder: Path, owner: str, files: dict[str, str]) -> None:
@@ -548,3 +548,28 @@ def test_a_chunk_trace_is_a_json_file(tmp_path: Path, capsys: pytest.CaptureFixt
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.startswith("error: --trace-out: unknown file extension"), err
     assert (tmp_path / name).read_text() == "mine"
+
+
+def test_a_topology_name_with_control_codes_is_refused_and_a_model_files_name_is_shown_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A topology ``name`` with an escape code and a newline broke twin collective's nccl-tests header into
+    two lines and coloured the terminal; a model file's name split twin model show's title over lines."""
+    from sim.cli import main
+
+    topo = tmp_path / "esc.yaml"
+    topo.write_text('name: "a\\x1b[31mRED\\nnewline"\nnodes: 2\nfabric: {kind: ft2}\n')
+    with pytest.raises(SystemExit) as info:
+        main(["topology", "show", str(topo)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert (
+        err
+        == f"error: {topo}: name: 'a\\x1b[31mRED\\nnewline': a name is printable text (no newline or control code)\n"
+    )
+    model = tmp_path / "x\x1b[31mred\nnl.json"
+    model.write_bytes((SHARED / "reference" / "models" / "meta-llama__Llama-3.1-8B.config.json").read_bytes())
+    with pytest.raises(SystemExit) as info:
+        main(["model", "show", str(model)])
+    out = capsys.readouterr().out
+    assert info.value.code == 0 and "\x1b" not in out and "x\\x1b[31mred\\nnl" in out
