@@ -171,7 +171,7 @@ def _gqa(r: _Reader) -> dict[str, Any]:
         "tie_word_embeddings": r.flag("tie_word_embeddings", False),
         "mtp_depth": 0,
     }
-    head_dim = r.whole("head_dim", 0, minimum=0)
+    head_dim = r.whole("head_dim", 0)  # (absent or null: hidden / heads; given as 0, refused, not read as absent)
     if head_dim and head_dim != dim // heads:
         fields["head_dim"] = head_dim
     return fields
@@ -208,6 +208,13 @@ def _mixtral(r: _Reader) -> dict[str, Any]:
     }
 
 
+def _no_moe_layer(value: object, n: int) -> str:
+    """Why a MoE config whose every layer is dense is refused (its experts' keys would change nothing)."""
+    return (
+        f"at {value}, no layer is MoE (all {n} dense): the experts' keys are read by none; give a dense model's config"
+    )
+
+
 def _qwen3_moe(r: _Reader) -> dict[str, Any]:
     fields = _gqa(r)
     topk = r.whole("num_experts_per_tok")
@@ -222,6 +229,15 @@ def _qwen3_moe(r: _Reader) -> dict[str, Any]:
                 f"(l + 1) % {step} == 0); remove it",
             )
     dense = [layer for layer in range(n) if layer in only or (layer + 1) % step]
+    if len(dense) == n:
+        by_step = all((layer + 1) % step for layer in range(n))
+        raise r.error(
+            *(
+                ("decoder_sparse_step", _no_moe_layer(step, n))
+                if by_step
+                else ("mlp_only_layers", _no_moe_layer(f"{len(only)} layers listed", n))
+            )
+        )
     return {
         **fields,
         "qk_norm": True,
@@ -243,6 +259,9 @@ def _deepseek(r: _Reader) -> dict[str, Any]:
     if first > n:  # (not clamped: every layer would be dense without a word)
         raise r.error("first_k_dense_replace", f"{first} exceeds num_hidden_layers ({n})")
     freq = r.whole("moe_layer_freq", 1)
+    if not any(layer % freq == 0 for layer in range(first, n)):
+        key, value = ("first_k_dense_replace", first) if first == n else ("moe_layer_freq", freq)
+        raise r.error(key, _no_moe_layer(value, n))
     groups = r.whole("n_group", 1)
     limited = r.whole("topk_group", groups)
     if limited > groups:

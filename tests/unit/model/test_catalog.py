@@ -179,6 +179,8 @@ def test_bad_config_keys_are_named(tmp_path: Path, changes: dict[str, object], k
     assert info.value.key_path == key and message in info.value.message
 
 
+_ALL_DENSE = "the experts' keys are read by none; give a dense model's config"
+
 # A config.json's layer lists and counts as the file writes them: an entry or a count that would have been
 # dropped or clamped (layer 999 of 48, -1, a layer twice, 100 dense layers of 27) and a check between two
 # fields, named with the file's own keys (it named the twin's fields: n_routed_experts).
@@ -210,6 +212,29 @@ CONFIG_LINES = [
         "(l + 1) % 2 == 0); remove it",
     ),
     ("deepseek-v2-lite", {"first_k_dense_replace": 100}, "first_k_dense_replace: 100 exceeds num_hidden_layers (27)"),
+    # every layer dense: taken, its experts' keys changing no figure (n_routed_experts 2 or 64 the same model)
+    (
+        "deepseek-v2-lite",
+        {"first_k_dense_replace": 27},
+        "first_k_dense_replace: at 27, no layer is MoE (all 27 dense): " + _ALL_DENSE,
+    ),
+    (
+        "deepseek-v2-lite",
+        {"moe_layer_freq": 1000},
+        "moe_layer_freq: at 1000, no layer is MoE (all 27 dense): " + _ALL_DENSE,
+    ),
+    (
+        "qwen3-30b-a3b",
+        {"decoder_sparse_step": 1000},
+        "decoder_sparse_step: at 1000, no layer is MoE (all 48 dense): " + _ALL_DENSE,
+    ),
+    (
+        "qwen3-30b-a3b",
+        {"mlp_only_layers": list(range(48))},
+        "mlp_only_layers: at 48 layers listed, no layer is MoE (all 48 dense): " + _ALL_DENSE,
+    ),
+    # read as absent (hidden / heads = 64, 30.08 B parameters for 30.53 B)
+    ("qwen3-30b-a3b", {"head_dim": 0}, "head_dim: must be a whole number >= 1, got 0"),
     ("mixtral-8x7b", {"num_local_experts": 1}, "num_experts_per_tok: 2 exceeds num_local_experts (1)"),
     ("qwen3-30b-a3b", {"num_experts": 4}, "num_experts_per_tok: 8 exceeds num_experts (4)"),
     ("llama-3.1-8b", {"num_key_value_heads": 5}, "num_key_value_heads: 5 must divide num_attention_heads (32)"),
