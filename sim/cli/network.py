@@ -135,6 +135,12 @@ def collective_cmd(
         raise ScenarioError("--gpus", f"need 2..{spec.gpus} GPUs on this cluster ({cluster}), got {gpus}")
     if gpus <= spec.node.gpus_per_node:  # the collective's GPUs are the cluster's first: one node's
         refuse_given(ctx, ("seed",), f"not used: {gpus} GPUs are one node (NVLink alone: no switch hashes a flow)")
+        if algorithm == "hierarchical":  # (its phase across nodes has one GPU a ring: it ran the ring itself)
+            why = f"not used: {gpus} GPUs are one node, so a hierarchical {kind} is the ring inside it; give ring"
+            raise ScenarioError("--algorithm", why)
+    for flag, given in (("--size-bytes", size_bytes), ("--minbytes", minbytes), ("--maxbytes", maxbytes)):
+        if given is not None and given != int(given):  # (1.5 was cut to 1 B, and a row of 0 elements printed)
+            raise ScenarioError(flag, f"a size is a whole number of bytes, got {given:g}")
     flows = gpus * (gpus - 1) if kind == "alltoall" else 64 * gpus
     require_memory(
         flows * FLOW_BYTES,

@@ -296,6 +296,16 @@ HAND: list[Any] = [
     ),
     (["collective", "alltoall", "--cluster", MPFT, "--gpus", "99999", "--size-bytes", "1"], "--gpus: need 2..2048"),
     (["collective", "bogus", "--cluster", MPFT, "--gpus", "16", "--size-bytes", "1"], "KIND: unknown collective"),
+    # a hierarchical collective inside one node ran the ring (only the header's word changed)
+    (
+        ["collective", "allreduce", "--cluster", MPFT, "--gpus", "8", "--algorithm", "hierarchical"],
+        "--algorithm: not used: 8 GPUs are one node, so a hierarchical allreduce is the ring inside it; give ring",
+    ),
+    # cut to 1 B, and a row of 0 elements printed
+    (
+        ["collective", "allreduce", "--cluster", MPFT, "--gpus", "16", "--size-bytes", "1.5"],
+        "--size-bytes: a size is a whole number of bytes, got 1.5",
+    ),
     (
         ["collective", "alltoall", "--cluster", MPFT, "--gpus", "16", "--size-bytes", "1", "--algorithm", "x"],
         "--algorithm: unknown algorithm",
@@ -391,6 +401,9 @@ HAND: list[Any] = [
     (["alltoall", "--routing-table", "folder", "--routing", "replay"], "--routing-table: folder is a folder"),
     (["alltoall", "--plot", "x.txt"], "--plot: unknown file extension"),
     (["alltoall", "--plot", "/proc/x.png"], "--plot: cannot write"),
+    # a chart of one point: an x axis of -0.04 to 0.04 SMs, no GEMM line
+    (["alltoall", "--plot", "one.png"], "--plot: draws an SM sweep: give two or more --sms values, not a sweep of one"),
+    (["alltoall", "--coprocessor", "--plot", "cp.png"], "--plot: draws an SM sweep: give two or more --sms values"),
     (["alltoall", "--profile", "garbage.bin"], "garbage.bin: not a UTF-8"),
     (["alltoall", "--profile", "nan.json"], "nan.json: device.sms: NaN is not a number"),
     (["alltoall", "--profile", "dup.json"], "dup.json: duplicate key 'a'"),
@@ -543,8 +556,8 @@ EXACT: list[tuple[list[str], str]] = [
         f"the results overflow: dispatch.time_s is 1.1776e+295, from link.yaml: fabric.link_Gbps = 1e-300; {OVERFLOW}",
     ),
     (
-        ["alltoall", "--topology", "pcie.yaml", "--ep", "64", "--plot", "sweep.png"],
-        f"the results overflow: dispatch.time_s is 1.05975e+299, from pcie.yaml: node.pcie_GBps = 1e-300; {OVERFLOW}",
+        ["alltoall", "--topology", "pcie.yaml", "--ep", "64", "--sms", "16,20", "--plot", "sweep.png"],
+        f"the results overflow: sweep[0].dispatch.time_s is 1.05975e+299, from pcie.yaml: node.pcie_GBps = 1e-300; {OVERFLOW}",
     ),
     (
         ["alltoall", "--rdma-channel-GBps", "1e-300", "--format", "json"],
