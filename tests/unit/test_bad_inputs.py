@@ -557,7 +557,8 @@ EXACT: list[tuple[list[str], str]] = [
     ),
     (
         ["alltoall", "--topology", "pcie.yaml", "--ep", "64", "--sms", "16,20", "--plot", "sweep.png"],
-        f"the results overflow: sweep[0].dispatch.time_s is 1.05975e+299, from pcie.yaml: node.pcie_GBps = 1e-300; {OVERFLOW}",
+        "the results overflow: sweep[0].dispatch.time_s is 1.05975e+299, from pcie.yaml: node.pcie_GBps = 1e-300; "
+        + OVERFLOW,
     ),
     (
         ["alltoall", "--rdma-channel-GBps", "1e-300", "--format", "json"],
