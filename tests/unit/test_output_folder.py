@@ -440,45 +440,30 @@ def test_a_users_folder_where_a_run_writes_a_file_is_refused_before_it_simulates
     assert (out / "trace-1f1b.json" / "notes.txt").read_text() == "analysis"
 
 
-def test_a_users_folder_where_serve_writes_its_report_is_refused_before_it_builds(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("name", "folder"),
+    [
+        ("report.md", True),  # a folder of the user's where the report goes
+        # the report's charts (reports.serve_report.CHARTS, PNGs beside report.md) were checked only as the
+        # files were put in place: nothing was replaced, but the simulation was lost
+        ("latency.png", False),
+        ("gpu-busy.png", False),
+    ],
+)
+def test_what_is_the_users_where_serve_writes_is_refused_before_it_builds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str, folder: bool
 ) -> None:
     """As for twin run: the names twin serve writes with traffic are checked before the deployment is
-    built and simulated."""
-    from sim.cli import main
-    from sim.serve.spec import load_serve
-
-    scenario = REPO / "scenarios" / "serve" / "deepseek-v3-h100-96.yaml"
-    out = tmp_path / "out" / load_serve(scenario).name
-    _write(out, "serve", {"summary.json": "{}", "report.md": "r"})
-    (out / "report.md").unlink()
-    (out / "report.md").mkdir()
-    (out / "report.md" / "notes.txt").write_text("mine")
-
-    def not_built(*_a: object, **_k: object) -> None:
-        raise AssertionError("built before the folder was checked")
-
-    monkeypatch.setattr("sim.serve.deployment.build", not_built)
-    with pytest.raises(SystemExit) as info:
-        main(["serve", str(scenario), "-o", str(tmp_path / "out"), "-q"])
-    err = capsys.readouterr().err
-    assert info.value.code == 2 and f"{out}/report.md/notes.txt is not a file twin wrote" in err, err
-    assert (out / "report.md" / "notes.txt").read_text() == "mine"
-
-
-@pytest.mark.parametrize("chart", ["latency.png", "gpu-busy.png"])
-def test_a_users_file_at_a_chart_name_of_serve_is_refused_before_it_builds(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], chart: str
-) -> None:
-    """The report's charts (reports.serve_report.CHARTS, PNGs beside report.md) were checked only as the
-    files were put in place: nothing was replaced, but the simulation was lost. They are named before."""
+    built and simulated, and what the user has there is kept."""
     from sim.cli import main
     from sim.serve.spec import load_serve
 
     scenario = REPO / "scenarios" / "serve" / "deepseek-v3-h100-96.yaml"
     out = tmp_path / "out" / load_serve(scenario).name
     _write(out, "serve", {"summary.json": "{}"})
-    (out / chart).write_bytes(b"a user's picture")
+    mine = out / name / "notes.txt" if folder else out / name
+    mine.parent.mkdir(exist_ok=True)
+    mine.write_text("mine")
 
     def not_built(*_a: object, **_k: object) -> None:
         raise AssertionError("built before the folder was checked")
@@ -487,8 +472,8 @@ def test_a_users_file_at_a_chart_name_of_serve_is_refused_before_it_builds(
     with pytest.raises(SystemExit) as info:
         main(["serve", str(scenario), "-o", str(tmp_path / "out"), "-q"])
     err = capsys.readouterr().err
-    assert info.value.code == 2 and f"{out}/{chart} is not a file twin wrote" in err, err
-    assert (out / chart).read_bytes() == b"a user's picture"
+    assert info.value.code == 2 and f"{mine} is not a file twin wrote" in err, err
+    assert mine.read_text() == "mine"
 
 
 def test_serve_reports_charts_are_the_names_it_checks() -> None:
