@@ -37,7 +37,7 @@ from sim.moe.gating import Gating
 from sim.moe.multicast import nothing_to_merge
 from sim.moe.spec import MoESpec, unused_node_limit
 from sim.network.context import SimContext
-from sim.network.spec import ClusterSpec, build_cluster_spec, deepep_domain
+from sim.network.spec import ClusterSpec, build_cluster_spec
 from sim.network.topology import Topology
 from sim.pipeline.costs import OpTimes
 from sim.pipeline.execute import P2P, NetworkP2P
@@ -182,18 +182,18 @@ def moe_spec(sc: Scenario) -> MoESpec:
     try:
         etp = sc.training.etp if sc.training is not None else 1
         cluster = sc.cluster_spec() if sc.cluster is not None and sc.training is not None else None
-        domain = None if cluster is None else cluster.node.scale_up_gpus
+        domain = None if cluster is None else cluster.node.domain_gpus  # (DeepEP's node, as the step takes it)
         span = sc.workload.ep * etp  # the consecutive GPUs of an EP group (sim.step.layout.Layout.ep_group)
         if domain is not None and domain % span and span % domain:
             raise ScenarioError(
                 "cluster.topology",
-                f"its NVLink domains of {domain} GPUs (node.scale_up_gpus) cut EP groups of {span} GPUs: an EP group "
+                f"its NVLink domains of {domain} GPUs (node.scale_up_gpus, else a node) cut EP groups of {span} GPUs: "
+                "an EP group "
                 "must lie in one domain or span whole domains",
             )
         w = sc.workload
         c = sc.comm
-        node = None if cluster is None else deepep_domain(cluster)  # (a node of the topology's, not always 8)
-        return MoESpec.of_model(sc.model, w.ep, etp, c.combine_format, node, w.dispatcher, c.dispatch_format)
+        return MoESpec.of_model(sc.model, w.ep, etp, c.combine_format, domain, w.dispatcher, c.dispatch_format)
     except ScenarioError as err:
         raise as_yaml_key(ScenarioError("ep" if err.key_path == "experts" else err.key_path, err.message)) from None
 

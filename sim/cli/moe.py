@@ -50,7 +50,7 @@ from sim.moe.deepep import DERIVED_RDMA_GBps, KernelSpec, NVLINK_CHANNEL_GBps
 from sim.moe.gating import GATES, Gating, popularity, skewed_scores
 from sim.moe.multicast import nothing_to_merge
 from sim.moe.spec import MoESpec
-from sim.network.spec import ClusterSpec, build_cluster, deepep_domain, load_cluster
+from sim.network.spec import ClusterSpec, build_cluster, load_cluster
 from sim.network.topology import build_topology
 from sim.outputs import atomic_write
 from sim.step.layout import DEFAULT_EP
@@ -173,7 +173,7 @@ def alltoall_cmd(
             raise ScenarioError("--nodes", "give --nodes or --topology, not both")
         with read_for("--topology", "topology"):
             cspec = load_cluster(cluster)
-    domain = MoESpec.gpus_per_node if cspec is None else deepep_domain(cspec)
+    domain = MoESpec.gpus_per_node if cspec is None else cspec.node.domain_gpus
     spec = _moe_spec(experts=experts, topk=topk, node_limit=node_limit, ep=ep, hidden=hidden, gpus_per_node=domain)
     refuse_unbound_node_limit(ctx, spec, V3.n_limited_groups)
     if routing not in (*GATES, "replay"):

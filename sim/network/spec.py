@@ -69,6 +69,14 @@ class NodeSpec(_Strict):
         "(an NVL72 rack) [default: a node's]",
     )
 
+    @property
+    def domain_gpus(self) -> int:
+        """GPUs per NVLink domain: ``scale_up_gpus``, else a node's (a GB200 NVL72 file whose node is its
+        72 GPUs; an H800's 8). DeepEP routes among them over NVLink as one node of its two-hop routing;
+        tokens cross IB only between domains. The one rule (the fabric, the step, serving and
+        ``twin alltoall`` read it here)."""
+        return self.scale_up_gpus or self.gpus_per_node
+
 
 class LatencySpec(_Strict):
     nvlink_hop_us: float = Field(1.665, ge=0, le=MAX_US)
@@ -192,10 +200,3 @@ def build_cluster_spec(spec: ClusterSpec, file: str | None = None) -> Any:
 def build_cluster(path: str | Path) -> Any:
     """Read a topology YAML file and build its network; every error names the file."""
     return build_cluster_spec(parse_cluster(read_yaml(path, "topology"), str(path)), str(path))
-
-
-def deepep_domain(spec: ClusterSpec) -> int:
-    """The GPUs DeepEP routes among over NVLink, as one node of its two-hop routing: the NVLink domain
-    (``node.scale_up_gpus``) where one is given, else a node (a GB200 NVL72 file whose node is its 72
-    GPUs; an H800's 8). Tokens cross IB only between domains."""
-    return spec.node.scale_up_gpus or spec.node.gpus_per_node

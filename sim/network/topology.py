@@ -131,7 +131,7 @@ class Topology:
     def domain_gpus(self) -> int:
         """GPUs per NVLink domain (``node.scale_up_gpus``, else a node's): consecutive GPUs that reach
         each other over NVLink, without a NIC."""
-        return self.spec.node.scale_up_gpus or self.gpus_per_node
+        return self.spec.node.domain_gpus
 
     @property
     def num_links(self) -> int:

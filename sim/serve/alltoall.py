@@ -123,7 +123,7 @@ class Links:
             node.nvlink_GBps,
             ib_latency_s(spec.latency),
             nvlink_latency_s(spec.latency),
-            node.scale_up_gpus or node.gpus_per_node,
+            node.domain_gpus,
         )
 
 

@@ -340,7 +340,7 @@ def _check(sc: ServeScenario) -> None:
                 "not used: MTP is off (mtp.enabled: false), so no draft token is accepted; remove it or enable MTP",
             )
         _moe_keys_used(sc, role, pool)
-    domain = spec.node.scale_up_gpus or g
+    domain = spec.node.domain_gpus
     for role, pool in sc.pools().items():
         gpus = pool.unit_nodes * g
         if gpus > domain and gpus % domain:

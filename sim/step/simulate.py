@@ -115,7 +115,7 @@ def setup(spec: StepSpec) -> tuple[SimContext, Routing, dict[tuple[int, int], Ch
         lay.ep,
         lay.etp,
         inp.combine_format,
-        spec.topology.spec.node.scale_up_gpus,
+        spec.topology.domain_gpus,  # (the NVLink domain DeepEP routes over as one node: not always 8 GPUs)
         inp.gating.dispatcher,
         inp.dispatch_format,
     )
