@@ -158,6 +158,13 @@ def check_name_fits(name: str, folder: Path, goes: str, file: str, suffix: str =
         )
 
 
+def a_link(path: Path) -> str:
+    """Why a file twin writes may not be the link ``path`` (one line): written beside it and renamed onto
+    it, the link would become a plain file, its target left as it was."""
+    target = one_printable_line(os.readlink(path))
+    return f"a link (to {target}); twin does not write through links: give the file itself"
+
+
 def check_output_file(path: str | Path | None, flag: str, suffixes: tuple[str, ...] | None = None) -> None:
     """Before work starts: ``path`` can be written as a file (``flag`` names it in errors)."""
     if path is None:
@@ -168,8 +175,7 @@ def check_output_file(path: str | Path | None, flag: str, suffixes: tuple[str, .
         raise ScenarioError(flag, f"give a file name, got {text!r}")
     _names_fit(path, flag)
     if path.is_symlink():  # (written beside it and renamed onto it, the link became a plain file)
-        why = f"{path} is a link (to {os.readlink(path)}); twin does not write through links: give the file itself"
-        raise ScenarioError(flag, one_printable_line(why))
+        raise ScenarioError(flag, f"{one_printable_line(str(path))} is {a_link(path)}")
     if path.is_dir():
         raise ScenarioError(flag, f"{path} is a folder; give a file name")
     if path.exists() or path.is_symlink():

@@ -33,7 +33,7 @@ from sim.hardware.gpu import DEEPSEEK_COMPUTE_SMS, DEFAULT_EFFICIENCY
 from sim.hardware.profile import Profile, check_device_sms, dump_profile, load_profile
 from sim.limits import MAX_BYTES, MAX_GPUS, MAX_LAYERS, MAX_SMS, MAX_TOKENS
 from sim.outputs import atomic_write_text
-from sim.yamlio import MAX_JSON_BYTES, read_text
+from sim.yamlio import MAX_JSON_BYTES, read_json, read_text
 
 Rate = Float(0, 1e9, lo_open=True)  # the profile schema's bound on peaks
 Dim = Int(1, 1 << 31)
@@ -43,8 +43,8 @@ PROFILE_KEYS = ("schema_version", "device", "peaks", "samples")  # what every pr
 def _is_profile(path: Path) -> bool:
     """Whether ``path`` holds a JSON object with the keys every profile twin writes (:data:`PROFILE_KEYS`)."""
     try:
-        data = json.loads(read_text(path, "profile", MAX_JSON_BYTES))
-    except (ScenarioError, ValueError):
+        data = read_json(path, "profile")  # (as a profile is read: a file nested too deeply is no profile)
+    except ScenarioError:
         return False
     return isinstance(data, dict) and all(k in data for k in PROFILE_KEYS)
 

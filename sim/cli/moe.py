@@ -189,8 +189,9 @@ def alltoall_cmd(
         refuse_given(ctx, ("seed",), f"not used by --routing {routing} (it draws nothing)")
     counts = int_list(sms, "--sms", SmCount)
     if plot is not None and (len(counts) < 2 or coprocessor):  # (a chart of one point: an axis of -0.04..0.04 SMs)
-        why = "with --coprocessor (no SM is set aside: one point)" if coprocessor else f"of one SM count ({sms})"
-        raise ScenarioError("--plot", f"draws an SM sweep: give two or more --sms values, not a sweep {why}")
+        if coprocessor:
+            raise ScenarioError("--plot", "not used with --coprocessor (no SM is set aside: one point, no sweep)")
+        raise ScenarioError("--plot", f"draws an SM sweep: give two or more --sms values, not one ({sms})")
     if len(set(counts)) != len(counts):  # each row was printed twice (as --schedules refuses a name twice)
         twice = next(c for c in counts if counts.count(c) > 1)
         raise ScenarioError("--sms", f"{twice} is listed twice in {sms!r}; give each SM count once")

@@ -139,7 +139,7 @@ def _refuse_unshown(
             raise ScenarioError(flag, f"{shown} is too short to show: {why}; give {least:g} or more{other}")
 
 
-LOST = 2.0**-40  # an op time below this fraction of a transfer's is lost when added to the times around it
+LOST = 2.0**-40  # an op time below this fraction of a transfer's keeps under 13 bits when added to the step's times
 
 
 def _refuse_long_transfer(
@@ -155,11 +155,10 @@ def _refuse_long_transfer(
         how = f" at --p2p-bandwidth {bandwidth:g}" if flag == "--p2p-bytes" else ""
         why = f"{given}{how}: a transfer of {transfer:g} time units, over the {MAX_TIME:g} a time may be"
         raise ScenarioError(flag, f"{why}; give values nearer to real ones")
-    ops = [("--f", f), ("--b", b), ("--w", w), ("--fb", fb)]
-    for op, time in ops:
-        if time is not None and 0 < time < transfer * LOST:
-            why = f"{time:g} is lost beside a transfer of {transfer:g} time units (floating point adds it to nothing)"
-            raise ScenarioError(op, f"{why}; give op and transfer times nearer to each other")
+    for op, time in (("--f", f), ("--b", b)):  # (the ops every schedule runs; --w and --fb: not all)
+        if 0 < time < transfer * LOST:
+            why = f"{time:g} is below 2^-40 of a transfer of {transfer:g} time units, so the step's sums keep"
+            raise ScenarioError(op, f"{why} under 13 bits of it; give op and transfer times nearer to each other")
 
 
 def _size(pp: int, n: int, v: int) -> None:

@@ -370,8 +370,9 @@ def plan_steps(spec: RunSpec, path: Path, known: dict[str, Step] | None = None, 
                     known[key] = steps[key]
             _check_failures(spec, steps[key], path)
             _check_slice(phase, i, b, tokens, steps[key].seq_len, path, ramped=where != f"phases.{i}.global_batch")
-            if key in built:
-                _check_layout(built.pop(key), where, i, sets, path)
+            if key in built:  # (a batch the phase does not give, the base's: named at the phase itself)
+                named = f"phases.{i}" if where == f"phases.{i}.global_batch" and phase.global_batch is None else where
+                _check_layout(built.pop(key), named, i, sets, path)
             slices.append(PlannedSlice(i, b, tokens, key))
     return RunPlan(spec, path, base_path, base_folder, base, tuple(slices), steps)
 

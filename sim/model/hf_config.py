@@ -259,7 +259,8 @@ def _deepseek(r: _Reader) -> dict[str, Any]:
     if first > n:  # (not clamped: every layer would be dense without a word)
         raise r.error("first_k_dense_replace", f"{first} exceeds num_hidden_layers ({n})")
     freq = r.whole("moe_layer_freq", 1)
-    if not any(layer % freq == 0 for layer in range(first, n)):
+    off_freq = [layer for layer in range(first, n) if layer % freq]  # dense past the first ones: MoE every freq
+    if len(off_freq) == n - first:
         key, value = ("first_k_dense_replace", first) if first == n else ("moe_layer_freq", freq)
         raise r.error(key, _no_moe_layer(value, n))
     groups = r.whole("n_group", 1)
@@ -283,7 +284,7 @@ def _deepseek(r: _Reader) -> dict[str, Any]:
         "n_shared_experts": r.whole("n_shared_experts", 0, minimum=0),
         "n_activated_experts": topk,
         "n_dense_layers": first,
-        "mlp_only_layers": [layer for layer in range(first, n) if layer % freq],
+        "mlp_only_layers": off_freq,
         "n_limited_groups": limited if groups > 1 else _unlimited(topk),
         "router_bias": bias,
         "q_lora_rank": r.whole("q_lora_rank", 0, minimum=0),

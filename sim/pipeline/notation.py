@@ -54,7 +54,7 @@ def parse_lines(text: str, source: str = "<text>") -> list[list[Action]]:
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        label = re.match(r"^(rank|device)\s*(\d+)\s*:\s*", line)
+        label = re.match(r"^(rank|device)\s*([0-9]+)\s*:\s*", line)  # (ASCII digits, as every number)
         if label is not None:
             if int(label.group(2)) != len(devices):
                 said = f"{label.group(1)} {label.group(2)}"

@@ -207,6 +207,7 @@ class Comparison:
             "not_ok": self.not_ok,
             "best": self.best_rows,
             "pareto_front": self.front_rows,
+            "missing": self.missing,  # ok points without a ranked figure: on no front by it
         }
 
 

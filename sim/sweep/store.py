@@ -41,8 +41,8 @@ import numpy as np
 import pandas as pd
 
 from sim.code_digest import code_digest
-from sim.errors import ScenarioError, TwinError, one_printable_line
-from sim.outputs import NAME_BYTES, atomic_write
+from sim.errors import ScenarioError, TwinError
+from sim.outputs import NAME_BYTES, a_link, atomic_write
 from sim.overrides import label
 from sim.sweep.point import LAYOUT_COLUMNS, METRICS, NOTE_COLUMNS, OK, PROVENANCE_COLUMNS, STATUSES, past_edge
 from sim.sweep.spec import Sweep
@@ -290,19 +290,23 @@ def check_row(sweep: Sweep, row: dict[str, Any], where: str, file: Path) -> None
         )
 
 
+def lock_path(output: Path) -> Path:
+    """The lock beside ``output``: ``NAME.lock``."""
+    return output.with_name(output.name + ".lock")
+
+
 def _refuse_links(output: Path) -> None:
     """Refuse a results file, its journal or its lock that is a symbolic link: a sweep read the rows of
     the link's target, then put a plain file in the link's place, so the target kept its old rows and
     the link was gone. As for output folders (:mod:`sim.outputs`), twin does not write through links."""
-    for path in (output, journal_path(output), output.with_name(output.name + ".lock")):
+    for path in (output, journal_path(output), lock_path(output)):
         if path.is_symlink():
-            why = f"a link (to {os.readlink(path)}); twin does not write through links: give the file itself"
-            raise ScenarioError("", one_printable_line(why), str(path))
+            raise ScenarioError("", a_link(path), str(path))
 
 
 def _take_lock(output: Path) -> TextIO:
     """The lock beside ``output`` (``NAME.lock``), taken: two sweeps never write one file at once."""
-    lock = output.with_name(output.name + ".lock")
+    lock = lock_path(output)
     for _ in range(20):
         try:
             f = open(lock, "a")

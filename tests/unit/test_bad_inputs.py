@@ -402,8 +402,8 @@ HAND: list[Any] = [
     (["alltoall", "--plot", "x.txt"], "--plot: unknown file extension"),
     (["alltoall", "--plot", "/proc/x.png"], "--plot: cannot write"),
     # a chart of one point: an x axis of -0.04 to 0.04 SMs, no GEMM line
-    (["alltoall", "--plot", "one.png"], "--plot: draws an SM sweep: give two or more --sms values, not a sweep of one"),
-    (["alltoall", "--coprocessor", "--plot", "cp.png"], "--plot: draws an SM sweep: give two or more --sms values"),
+    (["alltoall", "--plot", "one.png"], "--plot: draws an SM sweep: give two or more --sms values, not one (20)"),
+    (["alltoall", "--coprocessor", "--plot", "cp.png"], "--plot: not used with --coprocessor (no SM is set aside"),
     (["alltoall", "--profile", "garbage.bin"], "garbage.bin: not a UTF-8"),
     (["alltoall", "--profile", "nan.json"], "nan.json: device.sms: NaN is not a number"),
     (["alltoall", "--profile", "dup.json"], "dup.json: duplicate key 'a'"),

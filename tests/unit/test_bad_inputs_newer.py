@@ -913,7 +913,7 @@ SCHEDULES: list[tuple[list[str], str]] = [
     ),
     (
         ["schedules", "compare", "--p2p-latency", "1e12", "--f", "1e-6", "--schedules", "1f1b"],
-        "error: --f: 1e-06 is lost beside a transfer of 1e+12 time units (floating point adds it to nothing)",
+        "error: --f: 1e-06 is below 2^-40 of a transfer of 1e+12 time units, so the step's sums keep under 13 bits",
     ),
 ]
 

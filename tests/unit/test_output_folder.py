@@ -15,7 +15,7 @@ import pytest
 from sim.config import load_scenario
 from sim.errors import ScenarioError
 from sim.outputs import MARKER, owned_outputs
-from tests.conftest import REPO, SHARED
+from tests.conftest import REPO
 
 
 def _write(folder: Path, owner: str, files: dict[str, str]) -> None:
@@ -553,7 +553,9 @@ def test_a_topology_name_with_control_codes_is_refused_and_a_model_files_name_is
         == f"error: {topo}: name: 'a\\x1b[31mRED\\nnewline': a name is printable text (no newline or control code)\n"
     )
     model = tmp_path / "x\x1b[31mred\nnl.json"
-    model.write_bytes((SHARED / "reference" / "models" / "meta-llama__Llama-3.1-8B.config.json").read_bytes())
+    from sim.model.catalog import CATALOG, MODELS_DIR
+
+    model.write_bytes((MODELS_DIR / CATALOG["llama-3.1-8b"][1]).read_bytes())  # (a shipped config)
     with pytest.raises(SystemExit) as info:
         main(["model", "show", str(model)])
     out = capsys.readouterr().out

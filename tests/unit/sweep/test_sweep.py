@@ -525,3 +525,36 @@ def test_a_file_of_the_wrong_kind_a_point_names_says_which_point(tmp_path: Path)
     with pytest.raises(ScenarioError) as err:
         load_sweep(path)
     assert str(err.value) == f"{profile}: name: required key is missing (read for {path}: points[1].cluster.topology)"
+
+
+def test_every_key_a_schema_lets_be_null_defaults_to_null() -> None:
+    """A sweep takes a key given as null for the key left out (sim.sweep.spec.scenario_key: two such points
+    are one, refused as a repeat). That holds while every key the scenario and serve schemas let be null
+    defaults to null: walked here, section by section."""
+    import typing
+
+    from pydantic import BaseModel
+
+    from sim.config import Scenario
+    from sim.serve.spec import ServeScenario
+
+    nullable: list[str] = []
+
+    def walk(model: type[BaseModel], where: str, seen: set[type]) -> list[str]:
+        wrong: list[str] = []
+        if model in seen:
+            return wrong
+        seen.add(model)
+        for name, f in model.model_fields.items():
+            args = typing.get_args(f.annotation) or (f.annotation,)
+            if type(None) in args:
+                nullable.append(f"{where}{f.alias or name}")
+                if f.is_required() or f.default is not None:
+                    wrong.append(f"{where}{f.alias or name}")
+            for arg in args:
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    wrong += walk(arg, f"{where}{f.alias or name}.", seen)
+        return wrong
+
+    assert walk(Scenario, "", set()) == [] and walk(ServeScenario, "", set()) == []
+    assert {"cluster.nic_Gbps", "serve.traffic"} <= set(nullable)  # (the walk reaches nested sections)
