@@ -335,6 +335,12 @@ def balance_cmd(
         refuse_given(ctx, ("every",), "not used with --format json (it prints every step)")
     spec = _moe_spec(experts=experts, topk=topk, node_limit=node_limit, ep=ep)
     refuse_unbound_node_limit(ctx, spec, V3.n_limited_groups)
+    if spec.limit == spec.groups:  # (EP reaches the balancing only through the node-limited selection)
+        why = (
+            f"not used: EP {ep} spans {spec.nodes} node(s), and M = {spec.node_limit} limits no token there, so the "
+            "loads are unlimited routing's, the same at any such EP (an EP over more nodes than M is limited)"
+        )
+        refuse_given(ctx, ("ep",), why)
     require_memory(
         16 * tokens * experts,
         f"scores of {tokens:,} tokens x {experts} experts",

@@ -378,6 +378,9 @@ HAND: list[Any] = [
     # a node limit that binds neither given nor by default: the output was the default's, to the bit
     (["alltoall", "--ep", "16", "--n-limited-groups", "2"], "--n-limited-groups: not used: neither M = 2 nor"),
     (["balance", "--ep", "8", "--n-limited-groups", "1"], "--n-limited-groups: not used: EP 8 is one node"),
+    # the same figures, bit for bit, at EP 1, 8, 16 and 32: M = 4 limits no token within 4 nodes
+    (["balance", "--ep", "16"], "--ep: not used: EP 16 spans 2 node(s), and M = 4 limits no token there"),
+    (["balance", "--ep", "32"], "--ep: not used: EP 32 spans 4 node(s), and M = 4 limits no token there"),
     (["chunk", "--ep", "8", "--n-limited-groups", "1"], "--n-limited-groups: not used: EP 8 is one node"),
     (["chunk", "--kind", "weight", "--interference", "none"], "--interference: not used by --kind weight"),
     (["alltoall", "--sms", "200"], "--sms: must be in 0..131"),
