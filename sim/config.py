@@ -1001,10 +1001,11 @@ def _attach_profile(scenario: Scenario, base: Path) -> None:
 MAX_BASE_DEPTH = 8  # derived scenarios deriving from derived scenarios
 _DERIVED_KEYS = ("base", "name", "description", "set")
 # the files with a ``base`` that are not scenarios, by a key only they have: what each is and its command
+_A_SWEEP = "a sweep file: run it with twin sweep (a sweep of a run file: twin plan run)"
 _OTHER_FILES = {
     "phases": "a run file (a base scenario and its phases): plan it with twin plan run",
-    "grid": "a sweep file: run it with twin sweep (a sweep of a run file: twin plan run)",
-    "points": "a sweep file: run it with twin sweep (a sweep of a run file: twin plan run)",
+    "grid": _A_SWEEP,
+    "points": _A_SWEEP,
     "studies": "a co-design file: report on it with twin report",
 }
 

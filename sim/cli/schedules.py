@@ -142,9 +142,7 @@ def _refuse_unshown(
 LOST = 2.0**-40  # an op time below this fraction of a transfer's keeps under 13 bits when added to the step's times
 
 
-def _refuse_long_transfer(
-    nbytes: float, bandwidth: float, latency: float, f: float, b: float, w: float, fb: float | None
-) -> None:
+def _refuse_long_transfer(nbytes: float, bandwidth: float, latency: float, f: float, b: float) -> None:
     """Refuse a stage-to-stage transfer longer than any time may be (:data:`MAX_TIME`), or so long beside an
     op that the op is lost in floating point when added to the step's times: 1e18 bytes at 1 byte a time
     unit printed a step of 4.6e19 with every device's bubble 1.0 and no activation held at the last."""
@@ -350,7 +348,7 @@ def compare_cmd(
         why += "remove it"
         raise ScenarioError("--p2p-bytes", why)
     bandwidth = float("inf") if p2p_bandwidth is None else p2p_bandwidth
-    _refuse_long_transfer(p2p_bytes, bandwidth, p2p_latency, f, b, w, fb)
+    _refuse_long_transfer(p2p_bytes, bandwidth, p2p_latency, f, b)
     try:
         _, rows = compare(names, pp, microbatches, times, P2P(p2p_bytes, bandwidth, p2p_latency), virtual_stages)
     except LayoutError as e:

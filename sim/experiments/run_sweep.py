@@ -54,7 +54,16 @@ from sim.experiments.run_plan import (
     summary,
 )
 from sim.overrides import PATH_KEYS, check_key, only_keys, resolve_paths
-from sim.sweep.spec import MAX_POINTS, NAME, base_file, expand_grid, non_finite_error, point_key
+from sim.sweep.spec import (
+    MAX_POINTS,
+    NAME,
+    base_file,
+    check_some_points,
+    expand_grid,
+    non_finite_error,
+    point_key,
+    point_place,
+)
 from sim.yamlio import read_yaml
 
 _KEYS = ("name", "description", "base", "grid", "points")
@@ -153,8 +162,7 @@ def load_run_sweep(path: str | Path) -> RunSweep:
     )
     sets = [(s, "grid") for s in grid]
     sets += [(s, f"points[{i}]") for i, s in enumerate(_points(data.get("points"), file))]
-    if not sets:
-        raise ScenarioError("grid", "the sweep has no points: give grid and/or points", file)
+    check_some_points(sets, data, file)
     if len(sets) > MAX_POINTS:
         raise ScenarioError("points", f"{len(sets):,} points; at most {MAX_POINTS:,}", file)
     seen: dict[str, str] = {}
@@ -170,7 +178,7 @@ def load_run_sweep(path: str | Path) -> RunSweep:
             raise ScenarioError(where, "values must be numbers, strings, booleans, lists or mappings", file) from None
         if same in seen:
             raise ScenarioError(where, f"repeats the point {seen[same]} ({json.dumps(overrides)})", file)
-        seen[same] = f"{where} #{index}"
+        seen[same] = point_place(where, index)
         point_data = apply_run_overrides(run_data, overrides, where, file, path.parent)
         try:
             plan = plan_steps(run_from_data(point_data, run_path), run_path, known)

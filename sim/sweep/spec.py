@@ -202,6 +202,19 @@ def point_key(overrides: dict[str, Any]) -> str:
     return canonical(_same(overrides))
 
 
+def check_some_points(sets: list[Any], data: dict[str, Any], file: str) -> None:
+    """Refuse a sweep (of a scenario or of a run) without a point, naming the key the file gives, if any."""
+    if not sets:
+        given = "grid" if "grid" in data else "points" if "points" in data else ""
+        raise ScenarioError(given, "the sweep has no points: give grid and/or points", file)
+
+
+def point_place(where: str, index: int) -> str:
+    """How a repeat names the point it repeats: a listed point by its place (``points[0]``), a grid's by
+    its number among the sweep's points (``grid #3``)."""
+    return where if where != "grid" else f"grid #{index}"
+
+
 def scenario_key(base: dict[str, Any], overrides: dict[str, Any], folder: Path) -> str:
     """The identity of the scenario a point runs on ``base``: the same however its overrides are written
     (``comm.sms: 20`` or ``20.0``, a key or its section given whole with the base's other values, a path
@@ -398,9 +411,7 @@ def sweep_from_data(data: Any, path: Path) -> Sweep:
     grid = expand_grid(data.get("grid"), file)
     listed = _points(data.get("points"), file)
     sets = [(s, "grid") for s in grid] + [(s, f"points[{i}]") for i, s in enumerate(listed)]
-    if not sets:  # (named by the key the file gives, if any)
-        given = "grid" if "grid" in data else "points" if "points" in data else ""
-        raise ScenarioError(given, "the sweep has no points: give grid and/or points", file)
+    check_some_points(sets, data, file)
     if len(sets) > MAX_POINTS:
         raise ScenarioError("points", f"{len(sets):,} points; at most {MAX_POINTS:,}", file)
     base_hash = _digest(canonical(base_data))
@@ -420,7 +431,7 @@ def sweep_from_data(data: Any, path: Path) -> Sweep:
         same = scenario_key(base_data, overrides, path.parent)
         if same in seen:
             raise ScenarioError(where, f"repeats the point {seen[same]} ({text})", file)
-        seen[same] = where if where != "grid" else f"grid #{index}"  # (a listed point is named by its place)
+        seen[same] = point_place(where, index)
         if text not in checked:
             try:
                 _check(base_data, overrides, path.parent, base_folder, files=not files_read)
