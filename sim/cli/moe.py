@@ -335,7 +335,7 @@ def balance_cmd(
         refuse_given(ctx, ("every",), "not used with --format json (it prints every step)")
     spec = _moe_spec(experts=experts, topk=topk, node_limit=node_limit, ep=ep)
     refuse_unbound_node_limit(ctx, spec, V3.n_limited_groups)
-    if spec.limit == spec.groups:  # (EP reaches the balancing only through the node-limited selection)
+    if not spec.limits_tokens:  # (EP reaches the balancing only through the node-limited selection)
         why = (
             f"not used: EP {ep} spans {spec.nodes} node(s), and M = {spec.node_limit} limits no token there, so the "
             "loads are unlimited routing's, the same at any such EP (an EP over more nodes than M is limited)"
@@ -359,7 +359,8 @@ def balance_cmd(
     trace = run_balancing(lambda _step: skewed_scores(tokens, spec, rng, popular), spec, steps, gamma)
     ratios = trace.max_over_mean
     if fmt is Format.json:
-        print(json.dumps({"max_over_mean": ratios.tolist(), "gamma": gamma}))
+        run = {"gamma": gamma, "tokens_per_step": tokens, "ep": ep, "node_limit": spec.node_limit, "seed": seed}
+        print(json.dumps({"max_over_mean": ratios.tolist(), **run}))
         return
     table = Table(title=f"aux-loss-free balancing, gamma {gamma:g}, {tokens} tokens/step")
     table.add_column("step", justify="right")

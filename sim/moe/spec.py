@@ -118,6 +118,12 @@ class MoESpec:
         return self.groups if self.node_limit >= self.topk else min(self.node_limit, self.groups)
 
     @property
+    def limits_tokens(self) -> bool:
+        """Whether the node limit keeps tokens from nodes they would reach without it: fewer groups may
+        be used than the EP group has (M below both its nodes and top-k)."""
+        return self.limit < self.groups
+
+    @property
     def experts_per_gpu(self) -> int:
         return self.experts // self.ep
 
@@ -144,7 +150,7 @@ def unused_node_limit(spec: MoESpec, default: int) -> str | None:
 
     if spec.nodes == 1:
         return f"not used: EP {spec.ep} is one node (every token stays in it, whatever the limit); remove it"
-    if spec.limit == spec.groups and replace(spec, node_limit=default).limit == spec.groups:
+    if not spec.limits_tokens and not replace(spec, node_limit=default).limits_tokens:
         bound = min(spec.nodes, spec.topk)
         what = f"nodes of EP {spec.ep}" if spec.nodes <= spec.topk else "experts a token picks"
         return (

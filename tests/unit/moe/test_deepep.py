@@ -98,8 +98,17 @@ def test_cli_alltoall_json_and_errors(capsys: pytest.CaptureFixture[str]) -> Non
 def test_cli_balance_converges_and_skew_parameters(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["balance", "--steps", "40", "--gamma", "0.01", "--tokens-per-step", "2048", "--format", "json"])
-    ratios = json.loads(capsys.readouterr().out)["max_over_mean"]
+    data = json.loads(capsys.readouterr().out)
+    ratios = data["max_over_mean"]
     assert info.value.code == 0 and len(ratios) == 40 and ratios[0] > 5 and min(ratios[-5:]) < 3
+    # the run's inputs beside its figures (the EP and node limit shape the node-limited selection)
+    assert {k: data[k] for k in ("gamma", "tokens_per_step", "ep", "node_limit", "seed")} == {
+        "gamma": 0.01,
+        "tokens_per_step": 2048,
+        "ep": 64,
+        "node_limit": 4,
+        "seed": 0,
+    }
     mild = route_layer(MoESpec(ep=16), 512, Gating("skewed", alpha=0.2), 0).tokens_per_expert
     steep = route_layer(MoESpec(ep=16), 512, Gating("skewed", alpha=2.0), 0).tokens_per_expert
     assert steep.max() / steep.mean() > mild.max() / mild.mean()
