@@ -18,6 +18,7 @@ from sim.errors import ScenarioError
 from sim.limits import MAX_BYTES, MAX_GPUS, MAX_SEED, require_memory
 from sim.network.collectives import ALGORITHMS, KINDS
 from sim.network.nccl_sweep import SIZE_FORMS, nccl_tests_text, parse_size, run_sweep, sweep_sizes
+from sim.network.routing import ecmp_hashes_among
 from sim.network.spec import build_cluster, load_cluster
 from sim.network.tolerance import COMPLETION_RTOL
 
@@ -148,6 +149,10 @@ def collective_cmd(
         f"use fewer GPUs (at most about {max_alltoall_gpus():,} for an all-to-all here)",
     )
     topo = build_cluster(cluster)
+    if gpus > spec.node.gpus_per_node and not ecmp_hashes_among(topo, gpus):
+        leaf = "sit under one leaf switch per plane, and ECMP hashes only flows between leaves"
+        why = f"not used: GPUs 0..{gpus - 1} {leaf}"
+        refuse_given(ctx, ("seed",), why)
     with flag_errors(), _progress(len(sizes), f"{kind} on {gpus} GPUs") as advance:
         rows = run_sweep(topo, kind, gpus, sizes, algorithm, seed, completion_rtol, advance)
     records = [r.record() for r in rows]

@@ -147,6 +147,19 @@ def _remote_hops(
     put(everyone, b["pcie_down"].offset + t)
 
 
+def ecmp_hashes_among(topo: Topology, gpus: int) -> bool:
+    """Whether ECMP's hash picks a hop for some flow among GPUs ``0 .. gpus - 1``. Only a flow
+    between NICs under different leaves (FT2, MPFT) or edge switches (FT3) of its destination's plane
+    is hashed (:func:`_remote_hops`: ``e // down`` of both ends); a flow inside one node is NVLink
+    alone. A PXN forwarder is a GPU of the source's node, so every GPU of the nodes spanned counts."""
+    g = topo.gpus_per_node
+    if gpus <= g or topo.layout is None:
+        return False
+    plane, endpoint = topo.endpoint_of(np.arange(-(-gpus // g) * g))
+    leaf = endpoint // topo.layout.down
+    return any(len(np.unique(leaf[plane == p])) > 1 for p in np.unique(plane))
+
+
 def route_trees(topo: Topology, src: np.ndarray, dst: np.ndarray, trees: np.ndarray, seed: int | None = None) -> Routes:
     """One route per tree id in ``trees`` (0..n-1): a multicast tree (its flows share a source) or a
     reduction tree (they share a destination). Every branch of a tree hashes alike, keyed by the tree's

@@ -374,6 +374,19 @@ HAND: list[Any] = [
         ],
         "--seed: not used: 8 GPUs are one node",
     ),
+    (  # 32 nodes: one leaf switch per plane of the 8-plane fat tree (the rows were the same for every seed)
+        [
+            "collective",
+            "allreduce",
+            "--topology",
+            str(REPO / "topologies" / "deepseek-v3-mpft.yaml"),
+            "--gpus",
+            "256",
+            "--seed",
+            "3",
+        ],
+        "--seed: not used: GPUs 0..255 sit under one leaf switch per plane",
+    ),
     # MoE
     # a node limit that binds neither given nor by default: the output was the default's, to the bit
     (["alltoall", "--ep", "16", "--n-limited-groups", "2"], "--n-limited-groups: not used: neither M = 2 nor"),

@@ -67,3 +67,36 @@ def test_ecmp_is_deterministic_seeded_and_spreads() -> None:
     up = topo.blocks["leaf_up"]
     used_ports = (a.links[(a.links >= up.offset) & (a.links < up.offset + up.count)] - up.offset) % topo.layout.up
     assert len(np.unique(used_ports)) == topo.layout.up  # every uplink port gets traffic
+
+
+@pytest.mark.parametrize(
+    ("name", "gpus", "hashed"),
+    [
+        ("deepseek-v3-mpft", 16, False),  # 8 planes: one node's NIC per leaf of each plane, 32 nodes a leaf
+        ("deepseek-v3-mpft", 256, False),  # 32 nodes: one leaf in each plane
+        ("deepseek-v3-mpft", 264, True),  # a 33rd node: the next leaf
+        ("deepseek-v3-ft2", 128, True),  # one plane: 32 endpoints (4 nodes) a leaf
+        ("deepseek-v3-ft3", 128, True),
+    ],
+)
+def test_ecmp_hashes_among_says_when_the_seed_can_act(name: str, gpus: int, hashed: bool) -> None:
+    """``twin collective --seed`` is refused where :func:`ecmp_hashes_among` is False: no flow among the
+    GPUs crosses leaves, so every seed routes them alike (the rows are the same, to the bit); where it
+    is True some flow is hashed, and on a one-plane fabric the seed moves the times."""
+    from pathlib import Path
+
+    from sim.network.nccl_sweep import run_sweep
+    from sim.network.routing import ecmp_hashes_among
+    from sim.network.spec import build_cluster
+    from sim.network.tolerance import COMPLETION_RTOL
+
+    topo = build_cluster(Path(__file__).resolve().parents[3] / "topologies" / f"{name}.yaml")
+    assert ecmp_hashes_among(topo, gpus) is hashed
+    times = {
+        tuple(r.record()["time_us"] for r in run_sweep(topo, "alltoall", gpus, [1 << 20], "ring", s, COMPLETION_RTOL))
+        for s in (0, 1, 2)
+    }
+    if not hashed:
+        assert len(times) == 1
+    elif "mpft" not in name:  # (MPFT's 8 planes may hash 264 GPUs' flows onto the same ports by chance)
+        assert len(times) > 1
