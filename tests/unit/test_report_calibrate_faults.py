@@ -371,3 +371,25 @@ def test_predict_refuses_a_profile_whose_sms_contradict_its_datasheet(
     (tmp_path / "p64.json").write_text(json.dumps(data))
     line = "p64.json: device.sms: 64 SMs, but the datasheet of H800 has 132 (sim/hardware/gpu.py)"
     refused_in_one_line(["calibrate", "predict", "--profile", str(tmp_path / "p64.json")], line, tmp_path, capsys)
+
+
+@pytest.mark.parametrize(
+    ("args", "what"),
+    [
+        (["calibrate", "import-nccl-tests", "read.json", "-o", "read.json"], "nccl-tests log"),
+        (["calibrate", "import-measurements", "read.json", "--device", "H100", "-o", "read.json"], "measurement table"),
+    ],
+    ids=["nccl-log", "measurement-table"],
+)
+def test_an_input_named_as_the_profile_is_not_replaced(
+    args: list[str], what: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A profile is a ``.json`` file, so only an input named ``*.json`` can be ``-o``: an nccl-tests log or a
+    measurement table so named is refused as the file read (it was replaced by the profile), and kept."""
+    monkeypatch.chdir(tmp_path)
+    source = NCCL_LOG.read_bytes() if what == "nccl-tests log" else b"m,n,k,dtype,seconds\n"
+    (tmp_path / "read.json").write_bytes(source)
+    refused_in_one_line(
+        args, f"--output: read.json is the {what} read (read.json); give another file name", tmp_path, capsys
+    )
+    assert (tmp_path / "read.json").read_bytes() == source
