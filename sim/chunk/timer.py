@@ -123,6 +123,20 @@ class ChunkResult:
         busy = [t for t in self.tasks if t.end > t.start]
         return max(t.end for t in busy) - min(t.start for t in busy) if busy else 0.0
 
+    def compute_beside_comm(self) -> bool:
+        """Whether a compute or weight-gradient kernel ran while a DeepEP data kernel ran (for a
+        positive time). Only then does an interference source act (:mod:`sim.chunk.streams` slows
+        either only while both run): where none did, the chunk's times are the same under every source,
+        since each source's run follows the same events as the run without slowdowns."""
+        comm = [(t.start, t.end) for t in self.tasks if t.kind == "comm" and t.end > t.start]
+        if not comm:
+            return False
+        for t in self.tasks:
+            if t.stream != "comm" and t.end > t.start:
+                if any(max(t.start, a) < min(t.end, b) for a, b in comm):
+                    return True
+        return False
+
     def annotation_walls(self) -> dict[str, float]:
         """Mean GPU wall time of each annotation over its instances (first start to last end of its
         tasks on their streams), as DeepSeek's trace reader defines it."""

@@ -183,6 +183,9 @@ def chunk_cmd(
         result = _time(config, kind)
     except ScenarioError as e:
         raise as_flag(e) from None
+    if not result.compute_beside_comm():  # (a forward or input pass runs its kernels one after another)
+        why = f"not used: no compute kernel of this {kind.value} chunk runs beside a DeepEP data kernel, so "
+        refuse_given(ctx, ("interference",), why + "no interference source changes its times")
     fig = figures(result)
     check_printed(fig, profile=profile)
     if trace_out is not None:

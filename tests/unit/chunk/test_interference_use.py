@@ -1,0 +1,67 @@
+"""Where an interference source can act on a chunk, and where ``twin chunk --interference`` is refused.
+
+The stream model (:mod:`sim.chunk.streams`) slows a compute kernel only while a DeepEP data kernel
+runs beside it, and a data kernel only while a compute kernel runs: so a chunk whose kernels never run
+together has the same times under every source (``ChunkResult.compute_beside_comm``). A lone forward
+or input pass runs them one after another; a backward (I beside W) and an F&B pair overlap them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from sim.chunk.build import ChunkConfig
+from sim.chunk.overheads import INTERFERENCE_SOURCES, ChunkParams
+from sim.cli import main
+from sim.cli.chunk import ChunkKind, _time
+from sim.experiments.trace_validation import figures
+from sim.model.catalog import load_model_config
+from sim.model.spec import ModelSpec
+from tests.conftest import SHARED
+
+V2_LITE = SHARED / "reference" / "models" / "deepseek-ai__DeepSeek-V2-Lite.config.json"
+
+
+def _figures(kind: ChunkKind, source: str, model: ModelSpec | None = None) -> tuple[dict[str, Any], bool]:
+    base = ChunkConfig() if model is None else ChunkConfig(model=model)
+    config = replace(base, params=ChunkParams(interference=source))
+    result = _time(config, kind)
+    return figures(result), result.compute_beside_comm()
+
+
+@pytest.mark.parametrize("kind", [ChunkKind.forward, ChunkKind.input, ChunkKind.backward, ChunkKind.pair])
+def test_a_chunk_whose_kernels_never_meet_has_the_same_times_under_every_source(kind: ChunkKind) -> None:
+    runs = {source: _figures(kind, source) for source in INTERFERENCE_SOURCES}
+    beside = {meets for _, meets in runs.values()}
+    assert len(beside) == 1  # whether kernels meet does not depend on the source
+    distinct = {repr(fig) for fig, _ in runs.values()}
+    if beside == {False}:
+        assert len(distinct) == 1
+    else:  # V3's backward and pair overlap DeepEP with compute, and the trace's slowdowns lengthen them
+        assert kind in (ChunkKind.backward, ChunkKind.pair)
+        assert runs["trace"][0]["span_ms"] > runs["none"][0]["span_ms"]
+
+
+@pytest.mark.needs_shared(V2_LITE)
+def test_another_models_forward_does_not_meet_either() -> None:
+    model = load_model_config(V2_LITE)
+    runs = [_figures(ChunkKind.forward, source, model) for source in INTERFERENCE_SOURCES]
+    assert not any(meets for _, meets in runs) and len({repr(fig) for fig, _ in runs}) == 1
+
+
+def test_the_flag_is_refused_where_it_cannot_act_and_runs_where_it_can(capsys: pytest.CaptureFixture[str]) -> None:
+    for kind in ("forward", "input"):
+        with pytest.raises(SystemExit) as info:
+            main(["chunk", "--kind", kind, "--interference", "none", "--format", "json"])
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and err.count("\n") == 1
+        assert f"--interference: not used: no compute kernel of this {kind} chunk runs beside a DeepEP" in err
+    with pytest.raises(SystemExit) as info:
+        main(["chunk", "--kind", "forward", "--format", "json"])  # the default source, not given: runs
+    assert info.value.code == 0 and capsys.readouterr().out.startswith("{")
+    with pytest.raises(SystemExit) as info:
+        main(["chunk", "--kind", "backward", "--interference", "none", "--format", "json"])
+    assert info.value.code == 0 and capsys.readouterr().out.startswith("{")
