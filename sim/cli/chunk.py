@@ -149,6 +149,9 @@ def chunk_cmd(
             refuse_unbound_node_limit(ctx, spec, default)
     if kind is ChunkKind.weight:  # (weight gradients: no DeepEP phase beside them)
         refuse_given(ctx, ("interference",), "not used by --kind weight (a weight pass has no communication)")
+        if routing == "balanced":  # (the routing reaches a weight pass only through its experts' token counts)
+            why = "not used by --kind weight with balanced routing (its experts get the same tokens at any node limit)"
+            refuse_given(ctx, ("node_limit",), why)
     first = model.n_dense_layers if first_layer is None else first_layer
     last = model.n_layers + model.mtp_depth - 1  # the last layer a chunk may hold (MTP's after the model's)
     if first > last:  # only a given --first-layer (the default is the first MoE layer, in the model)

@@ -20,6 +20,7 @@ from sim.cli.chunk import ChunkKind, _time
 from sim.experiments.trace_validation import figures
 from sim.model.catalog import load_model_config
 from sim.model.spec import ModelSpec
+from sim.moe.gating import Gating
 from tests.conftest import SHARED
 
 V2_LITE = SHARED / "reference" / "models" / "deepseek-ai__DeepSeek-V2-Lite.config.json"
@@ -65,3 +66,25 @@ def test_the_flag_is_refused_where_it_cannot_act_and_runs_where_it_can(capsys: p
     with pytest.raises(SystemExit) as info:
         main(["chunk", "--kind", "backward", "--interference", "none", "--format", "json"])
     assert info.value.code == 0 and capsys.readouterr().out.startswith("{")
+
+
+def test_a_weight_pass_reads_the_node_limit_only_through_unequal_loads(capsys: pytest.CaptureFixture[str]) -> None:
+    """A weight pass has no DeepEP phase: the routing reaches it only through the tokens each expert's
+    GEMMs take. Balanced routing gives every expert the same at any node limit (the figures are the same,
+    to the bit, at M = 1..4), so ``--n-limited-groups`` is refused there; random routing's loads follow M."""
+    from sim.model.spec import DEEPSEEK_V3, parse_model
+
+    def weight(m: int, routing: str) -> str:
+        model = parse_model({**DEEPSEEK_V3.model_dump(exclude_unset=True), "n_limited_groups": m})
+        config = replace(ChunkConfig(model=model), routing=Gating(routing), seed=0)
+        return repr(figures(_time(config, ChunkKind.weight)))
+
+    assert len({weight(m, "balanced") for m in (1, 2, 3, 4)}) == 1
+    assert weight(2, "random") != weight(4, "random")
+    with pytest.raises(SystemExit) as info:
+        main(["chunk", "--kind", "weight", "--n-limited-groups", "2"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "--n-limited-groups: not used by --kind weight with balanced routing" in err
+    with pytest.raises(SystemExit) as info:
+        main(["chunk", "--kind", "weight", "--routing", "random", "--n-limited-groups", "2", "--format", "json"])
+    assert info.value.code == 0
