@@ -268,7 +268,7 @@ def _check_node_limit(sc: Scenario, moe: MoESpec) -> None:
 
 def _check_node_sets(sc: Scenario, moe: MoESpec) -> None:
     """Switch multicast and in-network reduction merge a token's copies to several remote nodes: refused
-    where no token reaches two (an EP group of under three nodes, or a node limit of one:
+    where no token reaches two (an EP group of under three nodes, a node limit of one, or top-1 routing:
     :func:`sim.moe.multicast.nothing_to_merge`)."""
     reach = nothing_to_merge(moe)
     for key in ("multicast", "in_network_reduce"):
@@ -276,7 +276,8 @@ def _check_node_sets(sc: Scenario, moe: MoESpec) -> None:
             raise ScenarioError(
                 f"comm.{key}",
                 f"not used: an EP group spans {moe.nodes} node(s) (NVLink domains) and a token reaches at most "
-                f"{reach} other node(s) (model.n_limited_groups {moe.node_limit}), so no token has copies to merge; "
+                f"{reach} other node(s) (model.n_activated_experts {moe.topk}, model.n_limited_groups {moe.node_limit}), "
+                "so no token has copies to merge; "
                 "remove it",
             )
 

@@ -199,7 +199,8 @@ def alltoall_cmd(
     if (multicast or in_network_reduce) and reach is not None:
         why = (
             f"not used: an EP group of {ep} GPUs spans {spec.nodes} node(s) and a token reaches at most {reach} other "
-            f"node(s) (--n-limited-groups {spec.node_limit}), so no token has copies to merge"
+            f"node(s) (--n-activated-experts {spec.topk}, --n-limited-groups {spec.node_limit}), so no token has "
+            "copies to merge"
         )
         refuse_given(ctx, ("multicast", "in_network_reduce"), why)
     if coprocessor:  # the co-processor moves the data: no SM is set aside, no SM channel caps a phase's rate

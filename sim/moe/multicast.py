@@ -92,10 +92,11 @@ def unicast_counts(sets: NodeSets, spec: MoESpec) -> np.ndarray:
 
 def nothing_to_merge(spec: MoESpec) -> int | None:
     """Switch multicast and in-network reduction merge a token's copies to several remote nodes, so they
-    do something only where a token reaches two. Where none does (an EP group of under three nodes, or a
-    node limit of one), the most other nodes a token reaches (0 or 1): the what-if is refused then (a
-    scenario's ``comm.multicast``, ``twin alltoall --multicast``, each naming its own key); else None."""
-    reach = min(spec.limit, spec.nodes - 1)
+    do something only where a token reaches two. Where none does (an EP group of under three nodes, a
+    node limit of one, or one expert a token: top-1 routing reaches one node), the most other nodes a
+    token reaches (0 or 1): the what-if is refused then (a scenario's ``comm.multicast``, ``twin alltoall
+    --multicast``, each naming its own key); else None."""
+    reach = min(spec.limit, spec.nodes - 1, spec.topk)
     return reach if reach < 2 else None
 
 

@@ -288,6 +288,7 @@ CASES: dict[str, tuple[Case, ...]] = {
         refused("chunk", True, workload__ep=16),
         refused("step", True, workload__ep=64, training__gpus=256, cluster__scale_up="nvl72"),  # one domain
         refused("step", True, workload__ep=1),
+        refused("step", True, model__n_activated_experts=1),  # top-1: a token reaches one node
     ),
     "comm.in_network_reduce": (
         changes("step-ft2", True),  # spine links carry one reduced copy (DeepEP's SMs bind a non-blocking leaf)
