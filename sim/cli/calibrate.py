@@ -16,7 +16,6 @@ from sim.cli.common import (
     Format,
     Int,
     check_printed,
-    err,
     flag_errors,
     given_on_command_line,
     input_file_option,
@@ -25,6 +24,7 @@ from sim.cli.common import (
     out,
     output_file_option,
     refuse_given,
+    status,
 )
 from sim.config import read_for
 from sim.errors import ScenarioError
@@ -260,10 +260,10 @@ def run_cmd(
         raise ScenarioError(
             "--device", f"torch is needed for microbenchmarks: pip install -e '.[calibrate]' ({e})"
         ) from None
-    with err.status(f"benchmarking on {device} ({preset})") as status:
+    with status(f"benchmarking on {device} ({preset})") as spinner:
 
         def progress(what: str) -> None:
-            status.update(f"benchmarking on {device} ({preset}): {what}")
+            spinner.update(f"benchmarking on {device} ({preset}): {what}")
 
         try:
 

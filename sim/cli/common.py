@@ -31,6 +31,40 @@ err = Console(stderr=True)
 ARGV: list[str] = []  # the arguments of the running command, as invoke() received them (for provenance)
 
 
+class _Silent:
+    """A status line that shows nothing (``-q``)."""
+
+    def update(self, _message: str) -> None:
+        return None
+
+
+class _Shown:
+    """A status line's spinner, whose text ``update`` changes."""
+
+    def __init__(self, spinner: Any) -> None:
+        self._spinner = spinner
+
+    def update(self, message: str) -> None:
+        self._spinner.update(text=message)
+
+
+@contextmanager
+def status(message: str, quiet: bool = False) -> Iterator[Any]:
+    """A spinner on stderr with ``message`` (``.update()`` changes it), or nothing with ``-q``. Unlike
+    rich's ``Console.status`` it leaves stdout alone: that one routes what is printed to stdout meanwhile
+    through stderr's console, so ``twin run ... --format json > x.json`` on a terminal put the JSON on the
+    screen and left ``x.json`` empty."""
+    if quiet:
+        yield _Silent()
+        return
+    from rich.live import Live
+    from rich.spinner import Spinner
+
+    spinner = Spinner("dots", text=message, style="status.spinner")
+    with Live(spinner, console=err, transient=True, redirect_stdout=False, redirect_stderr=False):
+        yield _Shown(spinner)
+
+
 class Format(StrEnum):
     """Output format of the commands that print results."""
 

@@ -14,7 +14,7 @@ import typer
 
 from sim import __version__
 from sim.assemble import Assembly, assemble
-from sim.cli.common import Format, Quiet, RunFormat, RunOutput, err, out
+from sim.cli.common import Format, Quiet, RunFormat, RunOutput, err, out, status
 from sim.cli.schedules import _print_table
 from sim.config import default_scenario_path, load_scenario
 from sim.outputs import check_output_folder, owned_outputs, write_parquet, written_beside
@@ -41,8 +41,8 @@ def run_cmd(
         return
     from reports.schedule_report import schedule_document
 
-    with err.status("simulating") as status:
-        result = simulate(asm, progress=lambda name: status.update(f"simulating {name}"))
+    with status("simulating", quiet) as spinner:
+        result = simulate(asm, progress=lambda name: spinner.update(f"simulating {name}"))
         if output is None:
             print(json.dumps(result.to_dict()))
             return
@@ -64,7 +64,7 @@ def run_cmd(
             # an F&B span is one row (its forward's micro-batch and stage); its two parts are here
             write_parquet(pd.concat(parts, ignore_index=True), tmp / "parts.parquet", meta)
             (tmp / "summary.json").write_text(json.dumps(result.to_dict(), indent=2))
-            status.update("drawing the timelines")
+            spinner.update("drawing the timelines")
             schedule_document(result).write_markdown(tmp, "summary.md")  # and gantt-<schedule>.png
     if fmt is Format.json:
         print(json.dumps(result.to_dict()))

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from sim import __version__
-from sim.cli.common import Format, Quiet, RunFormat, RunOutput, err, out
+from sim.cli.common import Format, Quiet, RunFormat, RunOutput, out, status
 from sim.outputs import check_name_fits, check_output_folder, owned_outputs, write_parquet
 
 
@@ -45,7 +45,7 @@ def serve_cmd(
             served = ("requests.parquet", "trace.json", "report.html", "report.md", *(f"{c}.png" for c in CHARTS))
             writes += served
         check_output_folder(output / sc.name, owner="serve", writes=writes)
-    with err.status("building the deployment") as status:
+    with status("building the deployment", quiet) as spinner:
         d = build(sc)
         summary: dict[str, Any] = {"scenario": sc.name}
         result = None
@@ -53,18 +53,18 @@ def serve_cmd(
             summary["decode_floor"] = decode_floor(sc, d)
         if sc.serve.traffic is not None:
             total = sc.serve.duration_s
-            status.update(f"simulating {total:g} s of traffic")
+            spinner.update(f"simulating {total:g} s of traffic")
 
             def progress(t: float) -> None:
                 where = f"{t:,.0f} of {total:g} s" if t <= total else f"draining the queues at {t:,.0f} s"
-                status.update(f"simulating {total:g} s of traffic: {where}")
+                spinner.update(f"simulating {total:g} s of traffic: {where}")
 
             result = simulate_serve(sc, d, None if quiet else progress)
             summary = {**result.to_dict(), **summary}
         spans = max((s.end_s for s in result.spans), default=0.0) if result is not None else 0.0
         check_finite(sc, summary, spans * TRACE_US)
         if output is not None:
-            status.update("writing the outputs")
+            spinner.update("writing the outputs")
             _write(output / sc.name, sc, summary, result)
     if fmt is Format.json:
         print(json.dumps(summary))

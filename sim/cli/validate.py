@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from sim.assemble import assemble
-from sim.cli.common import Format, err, input_file_option, out, output_file_option
+from sim.cli.common import Format, input_file_option, out, output_file_option, status
 from sim.config import load_scenario
 from sim.errors import ScenarioError
 from sim.outputs import atomic_write_text
@@ -167,8 +167,8 @@ MarkdownOut = Annotated[
 
 
 def _write_markdown(name: str, output: Path | None, build: Callable[[Callable[[str], None]], str]) -> None:
-    with err.status(f"checking {name}") as status:
-        text = build(lambda what: status.update(f"checking {name}: {what}"))
+    with status(f"checking {name}") as spinner:
+        text = build(lambda what: spinner.update(f"checking {name}: {what}"))
     if output is None:
         print(text, end="")
     else:

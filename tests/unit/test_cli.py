@@ -11,6 +11,8 @@ import pytest
 
 from sim.cli import main
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     with pytest.raises(SystemExit) as info:
@@ -201,3 +203,32 @@ def test_validate_refuses_a_bad_run_file_as_plan_run_does(
         code, _, planned = _run(["plan", "run", file], capsys)
         assert code == 2 and planned.startswith(f"error: {file}: phases")
         assert _run(["validate", file], capsys) == (2, "", planned)
+
+
+@pytest.mark.parametrize(
+    ("args", "spinner"),
+    [
+        (["run", str(REPO / "scenarios" / "schedule-comparison.yaml")], "simulating"),
+        (["serve", str(REPO / "scenarios" / "serve" / "decode-floor.yaml")], "building the deployment"),
+    ],
+    ids=["run-schedules", "serve"],
+)
+def test_quiet_silences_the_spinner_on_a_terminal(
+    args: list[str], spinner: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``-q`` ("no progress") left these commands' spinner on a terminal; the training step's bar obeyed it.
+    And rich's spinner routed stdout through stderr while it spun: ``twin run SCHEDULES.yaml --format json >
+    x.json`` on a terminal printed the JSON on the screen and left ``x.json`` empty. Stdout holds it now."""
+    import io
+
+    from rich.console import Console
+
+    from sim.cli import common
+
+    for quiet in (False, True):
+        screen = io.StringIO()
+        monkeypatch.setattr(common, "err", Console(file=screen, force_terminal=True, width=100))
+        with pytest.raises(SystemExit) as info:
+            main([*args, "--format", "json", *(["-q"] if quiet else [])])
+        assert info.value.code == 0 and capsys.readouterr().out.startswith("{")
+        assert (spinner in screen.getvalue()) is not quiet
