@@ -30,7 +30,9 @@ def codesign_report(path: Path, output: Path, quiet: bool, argv: list[str]) -> N
     target = claim_output_folder(output / spec.name, owner="report", keeps=("results.parquet",), writes=writes)
     results = target / "results.parquet"
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True, disable=quiet or not err.is_terminal) as bar:
+    with Progress(
+        *columns, console=err, transient=True, redirect_stdout=False, disable=quiet or not err.is_terminal
+    ) as bar:
         task = bar.add_task(f"{spec.name}: {len(spec.sweep.points)} points", total=None)
         outcome = run_sweep(
             spec.sweep,

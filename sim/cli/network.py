@@ -174,7 +174,7 @@ def _progress(total: int, what: str) -> Iterator[Callable[[int], None] | None]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True) as bar:
+    with Progress(*columns, console=err, transient=True, redirect_stdout=False) as bar:
         task = bar.add_task(f"{what}: {total} sizes", total=total)
         yield lambda done: bar.update(task, completed=done)
 

@@ -86,7 +86,12 @@ def report_cmd(
     prov = provenance(sc, ["twin", *ARGV])
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
     with Progress(
-        *columns, TimeElapsedColumn(), console=err, transient=True, disable=quiet or not err.is_terminal
+        *columns,
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        redirect_stdout=False,
+        disable=quiet or not err.is_terminal,
     ) as bar:
         task = bar.add_task("building the step", total=None)
 

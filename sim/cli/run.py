@@ -104,6 +104,7 @@ def _run_training(asm: Assembly, output: Path | None, fmt: Format, quiet: bool) 
         TimeElapsedColumn(),
         console=err,
         transient=True,
+        redirect_stdout=False,  # (rich's default sends stdout through stderr's console while the bar shows)
         disable=quiet or not err.is_terminal,
         auto_refresh=False,
     ) as bar:

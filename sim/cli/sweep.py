@@ -146,7 +146,10 @@ def sweep_cmd(
         TimeRemainingColumn(),
     )
     live = err.is_terminal and not quiet
-    with _folder_for(target), Progress(*columns, console=err, transient=True, disable=not live) as bar:
+    with (
+        _folder_for(target),
+        Progress(*columns, console=err, transient=True, redirect_stdout=False, disable=not live) as bar,
+    ):
 
         def stage(name: str, open_ended: bool = False) -> Callable[[int, int, int], None]:
             """A progress callback; ``open_ended``: the stage stops when it knows enough (--best's steps),

@@ -210,24 +210,28 @@ def test_validate_refuses_a_bad_run_file_as_plan_run_does(
     [
         (["run", str(REPO / "scenarios" / "schedule-comparison.yaml")], "simulating"),
         (["serve", str(REPO / "scenarios" / "serve" / "decode-floor.yaml")], "building the deployment"),
+        (["run"], "building the step"),  # the default training step's progress bar
     ],
-    ids=["run-schedules", "serve"],
+    ids=["run-schedules", "serve", "run-step"],
 )
 def test_quiet_silences_the_spinner_on_a_terminal(
     args: list[str], spinner: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``-q`` ("no progress") left these commands' spinner on a terminal; the training step's bar obeyed it.
     And rich's spinner routed stdout through stderr while it spun: ``twin run SCHEDULES.yaml --format json >
-    x.json`` on a terminal printed the JSON on the screen and left ``x.json`` empty. Stdout holds it now."""
+    x.json`` on a terminal printed the JSON on the screen and left ``x.json`` empty, as the training step's
+    progress bar did for ``twin run --format json > x.json``. Stdout holds it now."""
     import io
 
     from rich.console import Console
 
-    from sim.cli import common
+    from sim.cli import common, run
 
     for quiet in (False, True):
         screen = io.StringIO()
-        monkeypatch.setattr(common, "err", Console(file=screen, force_terminal=True, width=100))
+        terminal = Console(file=screen, force_terminal=True, width=100)
+        monkeypatch.setattr(common, "err", terminal)
+        monkeypatch.setattr(run, "err", terminal)  # (the training step's bar is run's own)
         with pytest.raises(SystemExit) as info:
             main([*args, "--format", "json", *(["-q"] if quiet else [])])
         assert info.value.code == 0 and capsys.readouterr().out.startswith("{")
