@@ -27,6 +27,7 @@ from sim.config import CommSpec, OpsSpec, P2PSpec, Scenario, TrainingSpec, Workl
 from sim.errors import LayoutError, ScenarioError
 from sim.hardware.costmodel import CostModel
 from sim.hardware.gpu import H800, GpuSpec, SmSplit, datasheet_for, known_gpus
+from sim.hardware.interference import unfit_profile_source
 from sim.hardware.profile import check_device_sms, load_profile
 from sim.keys import as_yaml_key
 from sim.model.compute_whatifs import ComputeWhatIfs
@@ -276,9 +277,8 @@ def _check_node_sets(sc: Scenario, moe: MoESpec) -> None:
             raise ScenarioError(
                 f"comm.{key}",
                 f"not used: an EP group spans {moe.nodes} node(s) (NVLink domains) and a token reaches at most "
-                f"{reach} other node(s) (model.n_activated_experts {moe.topk}, model.n_limited_groups {moe.node_limit}), "
-                "so no token has copies to merge; "
-                "remove it",
+                f"{reach} other node(s) (model.n_activated_experts {moe.topk}, model.n_limited_groups "
+                f"{moe.node_limit}), so no token has copies to merge; remove it",
             )
 
 
@@ -426,12 +426,9 @@ def _split(sc: Scenario, cost: CostModel, gpu: GpuSpec | None) -> SmSplit:
     """The SM split on the profile's GPU (an H800 where the profile's GPU has no datasheet entry, whose
     SM count it must then have). Interference from the profile needs its measured pairs: without
     them the model's slowdowns are none, which ``workload.interference: none`` says."""
-    if sc.workload.interference == "profile" and cost.interference_mode == "none":
-        raise ScenarioError(
-            "workload.interference",
-            f"profile: {sc.profile_path.name} has no interference samples (GEMM beside copy pairs) to fit "
-            "slowdowns on, so it would mean none; use a measured profile, or trace or none",
-        )
+    unfit = unfit_profile_source(cost.interference_mode, sc.profile_path.name)
+    if sc.workload.interference == "profile" and unfit is not None:
+        raise ScenarioError("workload.interference", unfit)
     dispatcher = sc.workload.dispatcher if sc.workload.ep > 1 else "none"  # (EP 1: nothing is dispatched)
     split = sm_split(sc.comm, sc.model, gpu or H800, dispatcher)
     check_device_sms(sc.profile_path, cost.profile, split.gpu)

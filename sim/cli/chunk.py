@@ -167,7 +167,14 @@ def chunk_cmd(
             f"{model.layer_pattern()}), so nothing is routed or dispatched",
         )
     with read_for("--profile", "calibration profile"):  # (read here, so its errors say which flag named it)
-        load_profile(profile)
+        calibrated = load_profile(profile)
+    if interference == "profile":
+        from sim.hardware.costmodel import CostModel
+        from sim.hardware.interference import unfit_profile_source
+
+        unfit = unfit_profile_source(CostModel(calibrated).interference_mode, Path(profile).name)
+        if unfit is not None:
+            raise ScenarioError("--interference", unfit)
     try:
         params = ChunkParams(interference=interference)
         config = ChunkConfig(

@@ -103,3 +103,15 @@ class InterferenceModel:
         out = {f"phi:{k}": v for k, v in self.phi.items()}
         out.update({f"psi:{k}": v for k, v in self.psi.items()})
         return out
+
+
+def unfit_profile_source(mode: str, profile_name: str) -> str | None:
+    """Why the ``profile`` interference source means none for a profile whose interference samples'
+    ``mode`` (``CostModel.interference_mode``) is ``none``, or None where it has pairs to fit: the one
+    message of a scenario's ``workload.interference`` and of ``twin chunk --interference``."""
+    if mode != "none":
+        return None
+    return (
+        f"profile: {profile_name} has no interference samples (GEMM beside copy pairs) to fit slowdowns on, so "
+        "it would mean none; use a measured profile, or trace or none"
+    )

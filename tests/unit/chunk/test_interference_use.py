@@ -88,3 +88,20 @@ def test_a_weight_pass_reads_the_node_limit_only_through_unequal_loads(capsys: p
     with pytest.raises(SystemExit) as info:
         main(["chunk", "--kind", "weight", "--routing", "random", "--n-limited-groups", "2", "--format", "json"])
     assert info.value.code == 0
+
+
+def test_the_profile_source_needs_a_profile_with_interference_samples(capsys: pytest.CaptureFixture[str]) -> None:
+    """A datasheet profile has no GEMM-beside-copy pairs: ``--interference profile`` timed the chunk as
+    ``none`` (the same figures), as a scenario's ``workload.interference: profile`` is refused for."""
+    from pathlib import Path
+
+    datasheet = Path(__file__).resolve().parents[3] / "calibrate" / "profiles" / "h800-datasheet.json"
+    runs = {}
+    for source in ("profile", "none"):
+        config = replace(ChunkConfig(profile=datasheet), params=ChunkParams(interference=source))
+        runs[source] = repr(figures(_time(config, ChunkKind.pair)))
+    assert runs["profile"] == runs["none"]
+    with pytest.raises(SystemExit) as info:
+        main(["chunk", "--profile", str(datasheet), "--interference", "profile", "--format", "json"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "--interference: profile: h800-datasheet.json has no interference samples" in err
