@@ -195,6 +195,9 @@ def alltoall_cmd(
     if len(set(counts)) != len(counts):  # each row was printed twice (as --schedules refuses a name twice)
         twice = next(c for c in counts if counts.count(c) > 1)
         raise ScenarioError("--sms", f"{twice} is listed twice in {sms!r}; give each SM count once")
+    if spec.nodes == 1:  # (DeepEP's intranode kernels: NVLink alone)
+        why = f"not used: an EP group of {ep} GPUs is one node (NVLink domain), so no byte goes over RDMA"
+        refuse_given(ctx, ("rdma_channel_GBps",), why)
     reach = nothing_to_merge(spec)  # (as a scenario's comm.multicast is checked)
     if (multicast or in_network_reduce) and reach is not None:
         why = (
@@ -209,6 +212,8 @@ def alltoall_cmd(
             refuse_given(ctx, ("sms",), why)
         why = "not used with --coprocessor (the co-processor moves the data: no SM channel caps a phase's rate)"
         refuse_given(ctx, ("rdma_channel_GBps", "nvlink_channel_GBps"), why)
+        why = "not used with --coprocessor (it times the GEMMs on the SMs DeepEP leaves: here all of them)"
+        refuse_given(ctx, ("profile",), why)
         counts = [0]  # what the run uses (it said comm_sms 20 beside all 132 SMs computing)
     with read_for("--profile", "calibration profile"):
         model = None if profile is None else CostModel(load_profile(profile))

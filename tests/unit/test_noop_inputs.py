@@ -236,6 +236,16 @@ CLI_REFUSALS = [
         "error: --nvlink-channel-GBps: not used with --coprocessor",
         id="coprocessor-nvlink-channel",
     ),
+    pytest.param(  # the profile only times the GEMMs on the SMs DeepEP leaves: every profile gave the same figures
+        ["alltoall", "--ep", "32", "--tokens", "256", "--coprocessor", "--profile", str(PROFILES / "h800.json")],
+        "error: --profile: not used with --coprocessor (it times the GEMMs on the SMs DeepEP leaves: here all of them)",
+        id="coprocessor-profile",
+    ),
+    pytest.param(  # no IB byte inside one NVLink domain: every RDMA channel rate gave the same figures
+        ["alltoall", "--ep", "8", "--tokens", "256", "--rdma-channel-GBps", "5"],
+        "error: --rdma-channel-GBps: not used: an EP group of 8 GPUs is one node (NVLink domain), so no byte goes",
+        id="rdma-channel-one-node",
+    ),
     pytest.param(
         ["check", "trace", "--profile", str(PROFILES / "b200-datasheet.json")],
         "error: --profile: b200-datasheet.json is a profile of the B200, but DeepSeek's trace ran on H800s",
