@@ -738,6 +738,17 @@ def predict(
     _refuse_unread(ctx, op if op in ("gemm", "attention", "memory") else "communication", f"the {op} op")
     if op not in ("gemm", "attention") and nbytes is None:
         raise ScenarioError("--bytes", f"a {op} op needs --bytes (at least 1)")
+    if op == "gemm" and not model.gemm_model.has(dtype):  # (the datasheet roofline: no scaling)
+        why = (
+            f"not used: {profile.name} has no measured {dtype} GEMMs, and the datasheet roofline it uses has no scaling"
+        )
+        refuse_given(ctx, ("scaling",), why)
+    if op == "gemm" and sms is not None and model.interference_mode == "none":
+        why = (
+            f"not used with --sms: {profile.name} has no interference samples, so the SMs beside would only set the "
+            "GEMM's SM count, which --sms gives"
+        )
+        refuse_given(ctx, ("beside_comm_sms",), why)
     with flag_errors():
         if op == "gemm":
             time_s = model.gemm_time(m, n, k, dtype, sms, scaling, beside_comm_sms)

@@ -236,6 +236,25 @@ CLI_REFUSALS = [
         "error: --nvlink-channel-GBps: not used with --coprocessor",
         id="coprocessor-nvlink-channel",
     ),
+    pytest.param(  # a datasheet profile times GEMMs by its roofline: every scaling gave the same time
+        ["calibrate", "predict", "--profile", str(PROFILES / "h800-datasheet.json"), "--scaling", "rowwise"],
+        "error: --scaling: not used: h800-datasheet.json has no measured fp8 GEMMs, and its datasheet roofline",
+        id="predict-scaling-datasheet",
+    ),
+    pytest.param(  # with --sms, the SMs beside act only through the interference fit, which needs samples
+        [
+            "calibrate",
+            "predict",
+            "--profile",
+            str(PROFILES / "h800-datasheet.json"),
+            "--sms",
+            "100",
+            "--beside-comm-sms",
+            "20",
+        ],
+        "error: --beside-comm-sms: not used with --sms: h800-datasheet.json has no interference samples",
+        id="predict-beside-with-sms",
+    ),
     pytest.param(  # the profile only times the GEMMs on the SMs DeepEP leaves: every profile gave the same figures
         ["alltoall", "--ep", "32", "--tokens", "256", "--coprocessor", "--profile", str(PROFILES / "h800.json")],
         "error: --profile: not used with --coprocessor (it times the GEMMs on the SMs DeepEP leaves: here all of them)",
