@@ -739,9 +739,7 @@ def predict(
     if op not in ("gemm", "attention") and nbytes is None:
         raise ScenarioError("--bytes", f"a {op} op needs --bytes (at least 1)")
     if op == "gemm" and not model.gemm_model.has(dtype):  # (the datasheet roofline: no scaling)
-        why = (
-            f"not used: {profile.name} has no measured {dtype} GEMMs, and the datasheet roofline it uses has no scaling"
-        )
+        why = f"not used: {profile.name} has no measured {dtype} GEMMs, and its datasheet roofline has no scaling"
         refuse_given(ctx, ("scaling",), why)
     if op == "gemm" and sms is not None and model.interference_mode == "none":
         why = (
