@@ -173,7 +173,7 @@ def layouts_cmd(
 
     def stage(what: str) -> Any:
         def progress(done: int, total: int, failed: int) -> None:
-            if not quiet and total and fmt is Format.table and (done == total or done % max(1, total // 10) == 0):
+            if not quiet and total and (done == total or done % max(1, total // 10) == 0):
                 err.print(f"{what}: {done}/{total} ({failed} refused)", markup=False)
 
         return progress

@@ -48,7 +48,7 @@ def run_file(path: Path, output: Path | None, fmt: Format, quiet: bool) -> None:
     plan = plan_steps(spec, path, layouts=True)
 
     def progress(n: int) -> None:
-        if not quiet and fmt is Format.table:
+        if not quiet:  # (stderr: JSON on stdout is untouched; -q silences it)
             err.print(f"{n} distinct step(s) simulated")
 
     results, groups = integrate(plan, simulate_steps(plan, progress))
@@ -82,7 +82,7 @@ def sweep_file(path: Path, output: Path | None, fmt: Format, quiet: bool, worker
         steps = output / "steps.parquet"
 
     def progress(done: int, total: int) -> None:
-        if not quiet and fmt is Format.table and total:
+        if not quiet and total:
             err.print(f"{done}/{total} distinct step(s) simulated")
 
     rows, ran = simulate_sweep_steps(rs, steps, workers or default_workers(), restart, progress)

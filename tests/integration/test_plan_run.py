@@ -80,6 +80,12 @@ def test_the_cli_prints_the_phases_and_the_total(tmp_path: Path, capsys: pytest.
     assert set(d["phases"][0]) >= {"name", "steps", "tokens", "gpu_hours", "days", "usd", "mfu"}
     assert set(d["total"]) >= {"gpu_hours", "days", "usd"}
     assert json.loads((tmp_path / "out" / "run.json").read_text()) == d
+    # progress on stderr with JSON too (-q was accepted there and did nothing); -q silences it
+    assert "distinct step(s) simulated" in err
+    with pytest.raises(SystemExit) as info:
+        main(["plan", "run", str(path), "--format", "json", "-q"])
+    out, err = capsys.readouterr()
+    assert info.value.code in (0, None) and json.loads(out) == d and err == ""
 
 
 @pytest.mark.parametrize(
