@@ -339,6 +339,8 @@ def balance_cmd(
         refuse_given(ctx, ("skew_alpha",), "not used with --dirichlet (popularity is drawn from a Dirichlet, not Zipf)")
     if fmt is Format.json:
         refuse_given(ctx, ("every",), "not used with --format json (it prints every step)")
+    if steps == 1:  # (run_balancing counts a step's loads, then moves the biases for the next)
+        refuse_given(ctx, ("gamma",), "not used with --steps 1 (the biases move after a step's loads are counted)")
     spec = _moe_spec(experts=experts, topk=topk, node_limit=node_limit, ep=ep)
     refuse_unbound_node_limit(ctx, spec, V3.n_limited_groups)
     if not spec.limits_tokens:  # (EP reaches the balancing only through the node-limited selection)

@@ -236,6 +236,11 @@ CLI_REFUSALS = [
         "error: --nvlink-channel-GBps: not used with --coprocessor",
         id="coprocessor-nvlink-channel",
     ),
+    pytest.param(  # one step's loads are counted before its bias update: every gamma gave the same figures
+        ["balance", "--steps", "1", "--tokens-per-step", "256", "--gamma", "0.5"],
+        "error: --gamma: not used with --steps 1 (the biases move after a step's loads are counted)",
+        id="balance-one-step-gamma",
+    ),
     pytest.param(  # a datasheet profile times GEMMs by its roofline: every scaling gave the same time
         ["calibrate", "predict", "--profile", str(PROFILES / "h800-datasheet.json"), "--scaling", "rowwise"],
         "error: --scaling: not used: h800-datasheet.json has no measured fp8 GEMMs, and its datasheet roofline",
