@@ -340,6 +340,9 @@ def compare_cmd(
     names = name_list(schedules, "--schedules", SCHEDULES, "schedule")
     _size(pp, microbatches, max(virtual_stages_used(name, virtual_stages) for name in names))
     times = _times(pp, f, b, w, fb, names, microbatches, virtual_stages)
+    if all(SCHEDULES[name].devices(pp) == 1 for name in names):  # (no stage-to-stage send: no transfer)
+        why = f"not used: {', '.join(names)} at --pp {pp} run(s) on one device, so nothing is sent between stages"
+        refuse_given(ctx, ("p2p_bytes", "p2p_bandwidth", "p2p_latency"), why)
     if p2p_bandwidth is not None and p2p_bytes == 0:
         why = "not used: no bytes are sent (--p2p-bytes is 0); give them, or remove it"
         raise ScenarioError("--p2p-bandwidth", why)

@@ -236,6 +236,16 @@ CLI_REFUSALS = [
         "error: --nvlink-channel-GBps: not used with --coprocessor",
         id="coprocessor-nvlink-channel",
     ),
+    pytest.param(  # one device sends nothing: every latency gave the same figures
+        ["schedules", "compare", "--pp", "1", "--schedules", "1f1b,zb1p", "--p2p-latency", "0.5"],
+        "error: --p2p-latency: not used: 1f1b, zb1p at --pp 1 run(s) on one device, so nothing is sent between stages",
+        id="compare-one-device-latency",
+    ),
+    pytest.param(  # DualPipeV folds 2 stages onto 1 device
+        ["schedules", "compare", "--pp", "2", "--schedules", "dualpipev", "--p2p-bytes", "100", "--p2p-bandwidth", "1"],
+        "error: --p2p-bytes: not used: dualpipev at --pp 2 run(s) on one device",
+        id="compare-one-device-bytes",
+    ),
     pytest.param(  # one step's loads are counted before its bias update: every gamma gave the same figures
         ["balance", "--steps", "1", "--tokens-per-step", "256", "--gamma", "0.5"],
         "error: --gamma: not used with --steps 1 (the biases move after a step's loads are counted)",
