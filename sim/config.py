@@ -785,6 +785,14 @@ def _comparison_keys_used(sc: Scenario) -> None:
     elif sc.model.is_moe_model:
         _dense_chunk_keys_used(sc)
     p2p = sc.p2p
+    if sc.devices() == 1:  # (twin schedules compare refuses its --p2p-* flags alike)
+        for key in ("activation_bytes", "bandwidth_GBps", "latency_us"):
+            if key in p2p.model_fields_set:
+                raise ScenarioError(
+                    f"p2p.{key}",
+                    f"not used: the schedules run on one device (pipeline.pp {sc.pipeline.pp}), so nothing is sent "
+                    "between stages; remove it",
+                )
     if "bandwidth_GBps" in p2p.model_fields_set and sc.cluster is None and p2p.activation_bytes == 0:
         raise ScenarioError(
             "p2p.bandwidth_GBps", "not used: no bytes are sent (p2p.activation_bytes is 0); give them, or remove it"

@@ -232,14 +232,23 @@ CASES: dict[str, tuple[Case, ...]] = {
         refused("step", 50.0, workload__ep=1),  # a step's EP group of one GPU runs no DeepEP kernel
     ),
     # the simple stage-to-stage link
-    "p2p.activation_bytes": (changes("given", 1e8), refused("step", 1e8)),  # a step sends over the cluster
+    "p2p.activation_bytes": (
+        changes("given", 1e8),
+        refused("step", 1e8),  # a step sends over the cluster
+        refused("given", 1e8, pipeline__pp=2, pipeline__schedules=["dualpipev"]),  # one device sends nothing
+    ),
     "p2p.bandwidth_GBps": (
         changes("given-sends", 10.0),
         refused("given", 10.0),  # no bytes are sent
         refused("given-fabric", 10.0),  # the network sets it
         refused("step", 10.0),
     ),
-    "p2p.latency_us": (changes("given", 100.0), refused("given-fabric", 100.0), refused("step", 100.0)),
+    "p2p.latency_us": (
+        changes("given", 100.0),
+        refused("given-fabric", 100.0),
+        refused("step", 100.0),
+        refused("given", 100.0, pipeline__pp=2, pipeline__schedules=["dualpipev"]),  # 2 stages folded on 1 device
+    ),
     # the cluster
     "cluster.topology": (changes("step", FT2),),
     "cluster.device_gpus": (changes("given-fabric", [0, 1, 2, 3]), refused("step", [0, 8, 16, 24])),
