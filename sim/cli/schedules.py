@@ -287,7 +287,11 @@ def check(
         if file is None:
             raise
         raise ScenarioError("", str(err), str(file)) from None
-    out.print(f"{sched.name}: valid ({sched.num_devices} devices, {sched.num_actions()} actions)", markup=False)
+    routes = ""
+    if file is not None and len(sched.routes) == 2:  # (read off the file: DualPipe's two directions)
+        (a, *_, b), (c, *_, d) = sched.routes
+        routes = f"; two directions, stages {a}..{b} and {c}..{d}"
+    out.print(f"{sched.name}: valid ({sched.num_devices} devices, {sched.num_actions()} actions{routes})", markup=False)
 
 
 def _print_table(rows: tuple[ScheduleMetrics, ...], unit: str = "") -> None:

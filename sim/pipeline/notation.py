@@ -82,6 +82,21 @@ def parse_lines(text: str, source: str = "<text>") -> list[list[Action]]:
     return devices
 
 
+def two_directions(num_stages: int, forwards: dict[int, set[int]]) -> tuple[tuple[int, ...], ...] | None:
+    """DualPipe's two routes, stages ``0..h-1`` and ``h..2h-1`` (``h = num_stages / 2``; how ``twin
+    schedules show dualpipe`` numbers them), where every micro-batch's forwards lie in one half and
+    each half has some; else None (one route through every stage). A micro-batch of one route
+    runs forwards on every stage, so only a two-direction schedule, or one missing forwards
+    everywhere, splits so; the validity checker then proves the halves complete."""
+    if num_stages < 2 or num_stages % 2 or not forwards:
+        return None
+    h = num_stages // 2
+    sides = {min(stages) >= h for stages in forwards.values() if max(stages) < h or min(stages) >= h}
+    if len(sides) != 2 or any(min(stages) < h <= max(stages) for stages in forwards.values()):
+        return None
+    return (tuple(range(h)), tuple(range(h, num_stages)))
+
+
 def schedule_from_actions(
     actions: list[list[Action]],
     name: str = "imported",
@@ -89,19 +104,22 @@ def schedule_from_actions(
 ) -> Schedule:
     """Build a :class:`Schedule` from per-device action lists.
 
-    Stage devices are read off the lists. By default all stages form one route in index order
-    (torch's convention, also for V-shaped schedules); pass ``routes`` for DualPipe's two
-    directions. A micro-batch takes the route that holds the stage of its first forward.
-    Inconsistencies (a stage on two devices) are left for the validity checker where possible.
+    Stage devices are read off the lists. Without ``routes``, all stages form one route in index
+    order (torch's convention, also for V-shaped schedules), unless the lists are DualPipe's two
+    directions (:func:`two_directions`). A micro-batch takes the route that holds the stage of its
+    first forward. Inconsistencies (a stage on two devices) are left for the validity checker where
+    possible.
     """
     stage_device: dict[int, int] = {}
     mbs: dict[int, int] = {}
+    forwards: dict[int, set[int]] = {}  # micro-batch -> the stages of its forwards
     for device, acts in enumerate(actions):
         for action in acts:
             for atom in action.atoms():
                 stage_device.setdefault(atom.stage, device)
                 if atom.op is Op.F:
                     mbs.setdefault(atom.mb, atom.stage)
+                    forwards.setdefault(atom.mb, set()).add(atom.stage)
                 else:
                     mbs.setdefault(atom.mb, -1)
     num_stages = max(stage_device) + 1 if stage_device else 0
@@ -109,7 +127,7 @@ def schedule_from_actions(
     if missing:
         listed = ", ".join(map(str, missing[:10])) + (f" and {len(missing) - 10:,} more" if len(missing) > 10 else "")
         raise ScenarioError("stages", f"stage(s) {listed} never appear; stages must be numbered 0..S-1")
-    routes = routes or (tuple(range(num_stages)),)
+    routes = routes or two_directions(num_stages, forwards) or (tuple(range(num_stages)),)
     num_mb = max(mbs) + 1 if mbs else 0
     mb_route = []
     for m in range(num_mb):

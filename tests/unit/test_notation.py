@@ -39,6 +39,25 @@ def test_round_trip(name: str) -> None:
     back = schedule_from_actions(lists, name, routes=s.routes)
     assert back.stage_device == s.stage_device and back.mb_route == s.mb_route
     check_schedule(back)
+    # read off the lines alone (twin schedules check --file): DualPipe's two directions are recognised
+    read = schedule_from_actions(lists, name)
+    assert read.routes == s.routes and read.mb_route == s.mb_route
+    check_schedule(read)
+
+
+def test_a_file_shown_by_twin_is_checkable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``twin schedules show dualpipe > f.txt; twin schedules check --file f.txt`` said its second
+    direction's stages ran none of their micro-batches (the file read as one route through 2 PP stages)."""
+
+    for name, routes in (("dualpipe", "; two directions, stages 0..3 and 4..7"), ("dualpipev", "")):
+        with pytest.raises(SystemExit):
+            main(["schedules", "show", name, "--pp", "4", "--microbatches", "8"])
+        path = tmp_path / f"{name}.txt"
+        path.write_text(capsys.readouterr().out)
+        with pytest.raises(SystemExit) as info:
+            main(["schedules", "check", "--file", str(path)])
+        out = capsys.readouterr().out
+        assert info.value.code in (0, None) and out.startswith(f"{name}: valid (") and out.endswith(f"{routes})\n")
 
 
 def test_parse_lines_errors_name_source_and_line() -> None:
