@@ -43,9 +43,10 @@ def run_cmd(
 
     with status("simulating", quiet) as spinner:
         result = simulate(asm, progress=lambda name: spinner.update(f"simulating {name}"))
-        if output is None:
-            print(json.dumps(result.to_dict()))
-            return
+    if output is None:  # (printed once the spinner is cleared, not under it)
+        print(json.dumps(result.to_dict()))
+        return
+    with status("writing the outputs", quiet) as spinner:
         from sim.step.timeline import perfetto_json, timeline
 
         target = output / sc.name
@@ -119,6 +120,7 @@ def _run_training(asm: Assembly, output: Path | None, fmt: Format, quiet: bool) 
 
         result = simulate_training(asm, progress)
         if output is None:
+            bar.stop()  # (the bar is cleared before the figures are printed, not over them)
             print(json.dumps(result.to_dict()))
             return
         from sim.step.timeline import perfetto_json, timeline
