@@ -139,7 +139,13 @@ def bubble_figure(rows: tuple[ScheduleRow, ...]) -> Figure:
     return fig
 
 
-def sm_figure(points: tuple[SmPoint, ...]) -> Figure:
+def _exposed(collectives: bool) -> str:
+    """What the SM split's exposed time counts: DeepEP alone, or with the TP/CP/expert-TP collectives that
+    share its stream (``ep_comm_exposed_s`` counts both: :func:`reports.step_report.chunk_collectives`)."""
+    return "exposed chunk communication" if collectives else "exposed EP communication"
+
+
+def sm_figure(points: tuple[SmPoint, ...], collectives: bool = False) -> Figure:
     line = [p for p in points if not p.coprocessor and p.step_time_s is not None]
     co = [p for p in points if p.coprocessor and p.step_time_s is not None]
     fig, ax = plt.subplots(figsize=(8, 3.8))
@@ -150,12 +156,12 @@ def sm_figure(points: tuple[SmPoint, ...]) -> Figure:
         [p.ep_exposed_s or 0.0 for p in line],
         "s--",
         color="#e45756",
-        label="exposed EP communication (the rank that ends the step)",
+        label=f"{_exposed(collectives)} (the rank that ends the step)",
     )
     for p in co:
         step, exposed = p.step_time_s or 0.0, p.ep_exposed_s or 0.0
         ax.plot([p.comm_sms], [step], "*", color="#4c78a8", markersize=15, label="co-processor: step time")
-        right.plot([p.comm_sms], [exposed], "*", color="#e45756", markersize=13, label="co-processor: exposed EP")
+        right.plot([p.comm_sms], [exposed], "*", color="#e45756", markersize=13, label="co-processor: exposed")
         ax.annotate(
             f"co-processor\n({p.compute_sms} SMs compute)",
             (p.comm_sms, step),
@@ -165,7 +171,7 @@ def sm_figure(points: tuple[SmPoint, ...]) -> Figure:
         )
     ax.set_xlabel("SMs given to DeepEP communication (the rest compute)")
     ax.set_ylabel("step time (s)")
-    right.set_ylabel("exposed EP communication (s)")
+    right.set_ylabel(f"{_exposed(collectives)} (s)")
     ax.grid(alpha=0.3)
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = right.get_legend_handles_labels()
@@ -203,7 +209,7 @@ def memory_figure(run: TrainingRun) -> Figure:
     fig, ax = plt.subplots(figsize=(10, 3.8))
     bottom = np.zeros(len(ranks))
     for (name, values), colour in zip(parts, ["#4c78a8", "#72b7b2", "#b279a2", "#f58518"], strict=True):
-        v = np.array(values) / 1e9
+        v = np.array(values) / GiB  # (the unit of the HBM line and of every memory table)
         ax.bar(ranks, v, bottom=bottom, color=colour, label=name, width=0.75)
         bottom += v
     ax.axhline(
@@ -211,7 +217,7 @@ def memory_figure(run: TrainingRun) -> Figure:
     )
     ax.set_xticks(ranks)
     ax.set_xlabel("pipeline rank")
-    ax.set_ylabel("GB per GPU")
+    ax.set_ylabel("GiB per GPU")
     ax.set_ylim(0, max(run.gpu.hbm_GiB, float(bottom.max())) * 1.12)
     ax.legend(fontsize=7.5, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     ax.grid(axis="y", alpha=0.3)
@@ -260,8 +266,9 @@ def _schedule_table(rows: tuple[ScheduleRow, ...]) -> tuple[list[str], list[list
     return headers, out
 
 
-def _sm_table(points: tuple[SmPoint, ...]) -> tuple[list[str], list[list[str]]]:
-    headers = ["communication SMs", "compute SMs", "step (s)", "exposed EP (s)", "note"]
+def _sm_table(points: tuple[SmPoint, ...], collectives: bool = False) -> tuple[list[str], list[list[str]]]:
+    exposed = "exposed comm. (s)" if collectives else "exposed EP (s)"
+    headers = ["communication SMs", "compute SMs", "step (s)", exposed, "note"]
     rows = [
         [
             f"{p.comm_sms} (co-processor)" if p.coprocessor else str(p.comm_sms),
@@ -309,20 +316,26 @@ def _bytes_table(nb: NodeBytes, step_s: float) -> tuple[list[str], list[list[str
     return headers, rows
 
 
-def _sm_section(doc: Document, study: Study, own: int) -> None:
-    """The step against the SMs given to communication (and the co-processor)."""
+def _sm_section(doc: Document, study: Study, own: int, collectives: bool = False) -> None:
+    """The step against the SMs given to communication (and the co-processor). ``collectives``: TP, CP or
+    expert-TP collectives run beside DeepEP on its stream, and the exposed time counts them too."""
+    stream = (
+        "the communication stream (DeepEP's all-to-alls and the TP/CP/expert-TP collectives beside them)"
+        if collectives
+        else "the DeepEP stream"
+    )
     doc.paragraph(
         f"The step with `comm.sms` set to each count (DeepEP's channels = SMs / 2; the other SMs compute), and "
         f"with `comm.coprocessor: true` (communication off the SMs: all SMs compute, DeepEP's channels as with "
-        f"{own} SMs), the star. Exposed EP communication: inside the chunks of the rank that ends the step, "
-        "the time the DeepEP stream was busy while neither compute stream ran."
+        f"{own} SMs), the star. E{_exposed(collectives)[1:]}: inside the chunks of the rank that ends "
+        f"the step, the time {stream} was busy while neither compute stream ran."
     )
     doc.figure(
-        sm_figure(study.sms),
+        sm_figure(study.sms, collectives),
         "sm-split",
-        "Step time and exposed EP communication against the SMs given to communication; stars: the co-processor.",
+        f"Step time and {_exposed(collectives)} against the SMs given to communication; stars: the co-processor.",
     )
-    headers, rows = _sm_table(study.sms)
+    headers, rows = _sm_table(study.sms, collectives)
     doc.table(headers, rows, align="rrrrl")
 
 
@@ -410,7 +423,7 @@ def training_document(run: TrainingRun, study: Study, provenance: list[tuple[str
     if not study.sms:
         doc.paragraph("A dense model: no DeepEP all-to-all holds SMs, so there is no split to vary.")
     else:
-        _sm_section(doc, study, own)
+        _sm_section(doc, study, own, chunk_collectives(run))
 
     doc.heading(SECTIONS[5])
     nb = study.bytes

@@ -103,3 +103,35 @@ def test_a_gpus_name_in_the_memory_figure_is_drawn_as_typed() -> None:
     labels = [_shown(t) for t in legend.get_texts()]
     assert f"{gpu.name} HBM ({gpu.hbm_GiB:g} GiB)" in labels
     _draw(fig)
+    # the bars in GiB, the HBM line's unit: each rank's stack tops at its peak (they were in GB, 7% higher,
+    # so a layout with GiB to spare was drawn over the line)
+    from sim.units import GiB
+
+    ax = fig.axes[0]
+    tops: dict[float, float] = {}
+    for bar in ax.patches:
+        x = round(bar.get_x() + bar.get_width() / 2, 6)
+        tops[x] = max(tops.get(x, 0.0), bar.get_y() + bar.get_height())
+    peaks = [x.memory.total / GiB for x in run.result.ranks]
+    assert [tops[round(float(x.rank), 6)] for x in run.result.ranks] == pytest.approx(peaks, rel=1e-12)
+    assert ax.get_ylabel() == "GiB per GPU"
+
+
+@pytest.mark.parametrize("collectives", [False, True])
+def test_the_sm_split_names_what_its_exposed_time_counts(collectives: bool) -> None:
+    """``ep_comm_exposed_s`` counts the TP/CP/expert-TP collectives on DeepEP's stream where the layout has
+    them: the SM split called it "exposed EP" (the DeepEP stream alone) for a TP2 Qwen3 step too."""
+    from reports.document import Document
+    from reports.training_report import _sm_section
+    from sim.experiments.study import SmPoint
+
+    points = (SmPoint(8, False, 124, 30.0, 5.0), SmPoint(20, False, 112, 29.0, 2.0), SmPoint(20, True, 132, 28.0, 1.5))
+    doc = Document("t")
+    _sm_section(doc, cast(Any, SimpleNamespace(sms=points)), 20, collectives)
+    text = doc.to_markdown()
+    if collectives:
+        assert "Exposed chunk communication: " in text and "TP/CP/expert-TP collectives beside them" in text
+        assert "exposed comm. (s)" in text and "exposed EP" not in text
+    else:
+        assert "Exposed EP communication: " in text and "the DeepEP stream was busy" in text
+        assert "exposed EP (s)" in text and "collectives" not in text
