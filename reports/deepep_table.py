@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from reports.document import Document
 from sim.experiments.deepep_table import DeepEPRow
+from sim.number_text import signed_percent
 
 HEADERS = [
     "EP",
@@ -36,10 +37,10 @@ def table_rows(rows: Iterable[DeepEPRow]) -> list[list[str]]:
                 str(r.sms),
                 f"{d:.1f}",
                 f"{pub_d:g}",
-                f"{100 * (d / pub_d - 1):+.0f}%",
+                signed_percent(d / pub_d - 1),
                 f"{c:.1f}",
                 f"{pub_c:g}",
-                f"{100 * (c / pub_c - 1):+.0f}%",
+                signed_percent(c / pub_c - 1),
                 f"{r.dispatch_us:.0f}",
                 f"{r.combine_us:.0f}",
             ]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from reports.document import Document
 from sim.experiments.trace_validation import KernelRow
+from sim.number_text import signed_percent
 
 KINDS = ("gemm", "attention", "memory")
 HEADERS = ["annotation", "op", "shape", "trace us", "H100-based us", "error", "datasheet us", "error"]
@@ -32,9 +33,9 @@ def table_rows(rows: Sequence[KernelRow]) -> list[list[str]]:
                 r.shape,
                 f"{t:.0f}",
                 f"{h:.0f}",
-                f"{100 * (h / t - 1):+.0f}%",
+                signed_percent(h / t - 1),
                 f"{d:.0f}",
-                f"{100 * (d / t - 1):+.0f}%",
+                signed_percent(d / t - 1),
             ]
         )
     for kind in KINDS:
@@ -51,9 +52,9 @@ def table_rows(rows: Sequence[KernelRow]) -> list[list[str]]:
                     f"{len(sel)} ops",
                     f"{th:.0f}",
                     f"{hh:.0f}",
-                    f"{100 * (hh / th - 1):+.0f}% (median abs {100 * med:.0f}%)",
+                    f"{signed_percent(hh / th - 1)} (median abs {100 * med:.0f}%)",
                     f"{dd:.0f}",
-                    f"{100 * (dd / th - 1):+.0f}%",
+                    signed_percent(dd / th - 1),
                 ]
             )
     return out

@@ -7,7 +7,7 @@ and reading it silently as a number hides that. Every reader of numbers from tex
 :func:`not_ascii`'s clause, naming the first character that is not ASCII (numeric and size flags,
 CSV cells, measurement tables, nccl-tests logs, schedule files); readers of files refuse a digit
 separator too (:func:`not_plain`). (YAML scenario values go through pydantic, which already refuses
-them.)
+them.) Numbers written as text: :func:`signed_percent` (a relative change that never reads -0%).
 """
 
 from __future__ import annotations
@@ -33,3 +33,13 @@ def not_plain(text: str) -> str | None:
 
 
 __all__ = ["SEPARATOR", "not_ascii", "not_plain"]
+
+
+def signed_percent(change: float, decimals: int = 0) -> str:
+    """A relative change (``x / ref - 1``) as a signed percentage to ``decimals`` places, ``+4%``; one
+    that rounds to nothing keeps its first significant digit (``-0.2%``), never ``-0%`` or ``+0%``
+    for a change that is not 0."""
+    text = f"{100 * change:+.{decimals}f}"
+    if change != 0 and float(text) == 0:
+        text = f"{100 * change:+.1g}"
+    return text + "%"

@@ -37,6 +37,7 @@ from sim.model.catalog import load_model_config
 from sim.model.spec import DEEPSEEK_V3, parse_model
 from sim.moe.gating import GATES, Gating
 from sim.moe.spec import MoESpec
+from sim.number_text import signed_percent
 from sim.outputs import atomic_write_text
 from sim.paths import shown
 from sim.step.layout import DEFAULT_EP
@@ -244,9 +245,9 @@ def print_validation(v: dict[str, Any]) -> None:
                 name,
                 f"{trace:.2f}",
                 f"{sim:.2f}",
-                f"{100 * (sim / trace - 1):+.1f}%",
+                signed_percent(sim / trace - 1, 1),
                 f"{sheet:.2f}",
-                f"{100 * (sheet / trace - 1):+.1f}%",
+                signed_percent(sheet / trace - 1, 1),
             )
 
     row("span (ms)", v["span_ms"]["trace"], v["span_ms"]["sim"], v["span_ms"]["datasheet"])
