@@ -279,7 +279,10 @@ def layouts_cmd(
         )
     out.print(f"the scenario's own layout, {own['layout']}: {_own_text(own)}", markup=False)
     if ranked_reasons:  # (refused when simulated, and before: found.dropped)
-        out.print("refused: " + "; ".join(f"{n} x {why}" for why, n in list(ranked_reasons.items())[:5]))
+        shown = list(ranked_reasons.items())[:5]
+        rest = sum(ranked_reasons.values()) - sum(n for _, n in shown)
+        more = f"; {rest} more for {len(ranked_reasons) - len(shown)} other reason(s) (--format json lists all)"
+        out.print("refused: " + "; ".join(f"{n} x {why}" for why, n in shown) + (more if rest else ""), markup=False)
     if searched:
         out.print(f"searched, not taken from {scenario.name}: {', '.join(searched)}", markup=False)
     out.print(f"every row: {target}", markup=False)

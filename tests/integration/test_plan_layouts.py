@@ -80,6 +80,12 @@ def test_the_ranking_is_exact_and_resumes(tmp_path: Path, capsys: pytest.Capture
     assert d["refused"]
     code, table, _ = _plan(capsys, *args[:-2])
     assert code == 0 and "refused: " in table and "exact: " in table and "cannot be faster than" in table
+    # every refusal is counted in the line: the 5 commonest reasons, then how many more (it listed 5 reasons
+    # under "416 refused, below" and left the rest out without a word)
+    line = next(x for x in table.splitlines() if x.startswith("refused: "))
+    listed = [int(part.split(" x ", 1)[0]) for part in line.removeprefix("refused: ").split("; ") if " x " in part]
+    more = int(line.split("; ")[-1].split(" more for ")[0]) if " more for " in line else 0
+    assert sum(listed) + more == sum(d["refused"].values()) and len(listed) == min(5, len(d["refused"]))
     # a search with another --recompute into the same folder: the other layouts' rows are dropped, not a
     # refusal advising --restart (which this command does not have)
     code, out, err = _plan(capsys, *args, "--recompute", "full")
