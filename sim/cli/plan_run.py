@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rich import box
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -135,35 +137,63 @@ def _usd(x: float | None) -> str:
     return "-" if x is None or math.isnan(x) else f"{x / 1e6:,.3f}M"
 
 
+def _run_table(title: str, names: tuple[str, ...], shown: list[str], rows: list[tuple[Any, ...]]) -> Table:
+    """The run's table with the columns ``shown``: numbers never wrapped nor cut, a phase's name and the
+    published figure wrapped between words ('2,664K' over '(+8.2%)')."""
+    table = Table(title=Text(f"{title}: the whole run"), box=box.SIMPLE_HEAD, show_edge=False)  # (Text: no markup)
+    for col in shown:
+        cells = [str(r[names.index(col)]) for r in rows]
+        if col in ("phase", "published"):
+            word = max(len(w) for c in [col, *cells] for w in c.split() or [""])
+            table.add_column(col, justify="right" if col == "published" else "left", min_width=min(word, 12))
+        else:
+            widest = max(map(len, [col, *cells]))
+            table.add_column(col, justify="left" if col == "batch" else "right", no_wrap=True, min_width=widest)
+    for row in rows:
+        table.add_row(*(row[names.index(col)] for col in shown))
+    return table
+
+
 def _print_run(data: dict[str, Any]) -> None:
-    table = Table(title=Text(f"{data['run']}: the whole run"))  # (Text: names are never read as markup)
-    for col in ("phase", "batch", "steps", "tokens", "days", "GPU-h", "published", "USD", "MFU"):
-        table.add_column(col, justify="left" if col in ("phase", "batch") else "right")
+    rows: list[tuple[Any, ...]] = []
 
     def published(value: float | None, got: float) -> str:
         return "-" if value is None else f"{value / 1e3:,.0f}K ({got / value - 1:+.1%})"
 
     for p in data["phases"]:
-        table.add_row(
-            Text(p["name"]),
-            _span(p["batches"]),
-            f"{p['steps']:,.0f}",
-            f"{p['tokens'] / 1e12:.3f}T",
-            f"{p['days']:.2f}",
-            f"{p['gpu_hours'] / 1e3:,.1f}K",
-            published(p.get("published_gpu_hours"), p["gpu_hours"]),
-            _usd(p["usd"]),
-            f"{p['mfu']:.1%}",
+        rows.append(
+            (
+                Text(p["name"]),
+                _span(p["batches"]),
+                f"{p['steps']:,.0f}",
+                f"{p['tokens'] / 1e12:.3f}T",
+                f"{p['days']:.2f}",
+                f"{p['gpu_hours'] / 1e3:,.1f}K",
+                published(p.get("published_gpu_hours"), p["gpu_hours"]),
+                _usd(p["usd"]),
+                f"{p['mfu']:.1%}",
+            )
         )
     for g in data["groups"]:
         gpu_hours = f"{g['gpu_hours'] / 1e3:,.1f}K"
-        table.add_row(
-            Text(g["name"]), "", "", "", "", gpu_hours, published(g["published_gpu_hours"], g["gpu_hours"]), "", ""
-        )
+        published_g = published(g["published_gpu_hours"], g["gpu_hours"])
+        rows.append((Text(g["name"]), "", "", "", "", gpu_hours, published_g, "", ""))
     t = data["total"]
     tokens, days, gpu_hours = f"{t['tokens'] / 1e12:.3f}T", f"{t['days']:.2f}", f"{t['gpu_hours'] / 1e3:,.1f}K"
-    table.add_row("total", "", "", tokens, days, gpu_hours, "", _usd(t["usd"]), "")
-    out.print(table)
+    rows.append(("total", "", "", tokens, days, gpu_hours, "", _usd(t["usd"]), ""))
+    names = ("phase", "batch", "steps", "tokens", "days", "GPU-h", "published", "USD", "MFU")
+    shown = list(names)
+    table = _run_table(data["run"], names, shown, rows)
+    for dropped in ("USD", "MFU", "published"):  # a number is never cut: a column that does not fit is left out
+        if Measurement.get(out, out.options.update(max_width=1 << 16), table).minimum <= out.width:
+            break
+        shown.remove(dropped)
+        table = _run_table(data["run"], names, shown, rows)
+    out.print(table, crop=False)
+    left = [c for c in names if c not in shown]
+    if left:
+        why = "a wider terminal, COLUMNS=N, or --format json shows them"
+        out.print(f"not shown at {out.width} columns: {', '.join(left)} ({why})", highlight=False)
     if "lost_days" in t:
         out.print(
             f"failures (apart from the figures above): {t['lost_days']:.2f} days and "

@@ -86,6 +86,24 @@ def test_the_cli_prints_the_phases_and_the_total(tmp_path: Path, capsys: pytest.
         main(["plan", "run", str(path), "--format", "json", "-q"])
     out, err = capsys.readouterr()
     assert info.value.code in (0, None) and json.loads(out) == d and err == ""
+    # the table in a narrow terminal: a number is never cut ('242,9…'), a column that does not fit is named
+    import io
+
+    from rich.console import Console
+
+    from sim.cli import plan_run
+
+    terminal = plan_run.out
+    for width in (60, 80, 200):
+        screen = io.StringIO()
+        plan_run.out = Console(file=screen, width=width)
+        try:
+            plan_run._print_run(d)
+        finally:
+            plan_run.out = terminal
+        text = screen.getvalue()
+        assert "…" not in text and f"{d['phases'][0]['steps']:,.0f}" in text
+        assert ("not shown at" in text) is (width < 200)
 
 
 @pytest.mark.parametrize(
