@@ -738,15 +738,6 @@ def predict(
     _refuse_unread(ctx, op if op in ("gemm", "attention", "memory") else "communication", f"the {op} op")
     if op not in ("gemm", "attention") and nbytes is None:
         raise ScenarioError("--bytes", f"a {op} op needs --bytes (at least 1)")
-    if op == "gemm" and not model.gemm_model.has(dtype):  # (the datasheet roofline: no scaling)
-        why = f"not used: {profile.name} has no measured {dtype} GEMMs, and its datasheet roofline has no scaling"
-        refuse_given(ctx, ("scaling",), why)
-    if op == "gemm" and sms is not None and model.interference_mode == "none":
-        why = (
-            f"not used with --sms: {profile.name} has no interference samples, so the SMs beside would only set the "
-            "GEMM's SM count, which --sms gives"
-        )
-        refuse_given(ctx, ("beside_comm_sms",), why)
     with flag_errors():
         if op == "gemm":
             time_s = model.gemm_time(m, n, k, dtype, sms, scaling, beside_comm_sms)
@@ -756,6 +747,16 @@ def predict(
             time_s = model.memory_time(nbytes or 0.0, kernel, sms)
         else:
             time_s = model.comm_time(op, nbytes or 0.0, gpus, nodes)
+    # (after the prediction, which refuses a bad value first: an unknown scaling is named as such)
+    if op == "gemm" and not model.gemm_model.has(dtype):  # (the datasheet roofline: no scaling)
+        why = f"not used: {profile.name} has no measured {dtype} GEMMs, and its datasheet roofline has no scaling"
+        refuse_given(ctx, ("scaling",), why)
+    if op == "gemm" and sms is not None and model.interference_mode == "none":
+        why = (
+            f"not used with --sms: {profile.name} has no interference samples, so the SMs beside would only set the "
+            "GEMM's SM count, which --sms gives"
+        )
+        refuse_given(ctx, ("beside_comm_sms",), why)
     check_printed({"time_s": time_s}, profile=profile)
     if fmt is PredictFormat.table:
         out.print(f"{op} time: {time_text(time_s)}", markup=False, highlight=False)
