@@ -404,7 +404,10 @@ def _command(owner: str) -> str:
     return owner.removesuffix(KEPT).replace("-", " ")
 
 
-def _write_manifest(folder: Path, files: dict[str, list[str]]) -> None:
+def _write_manifest(folder: Path, files: dict[str, list[str]], committed: bool = False) -> None:
+    """The marker listing ``files``, replaced whole. Failing (the disk full), one line naming it: before a
+    commit, "nothing was replaced"; after one (``committed``), that the results are in place, listed as
+    twin's by the marker written before them (:func:`owned_outputs`)."""
     import json
 
     from sim import __version__
@@ -412,9 +415,16 @@ def _write_manifest(folder: Path, files: dict[str, list[str]]) -> None:
     text = json.dumps({"twin_version": __version__, "files": files}, indent=1, sort_keys=True) + "\n"
     tmp = folder / f"{MARKER}.{os.getpid()}.tmp"
     try:
-        with not_written(folder / MARKER):  # (the disk full: one line naming the marker)
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, folder / MARKER)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, folder / MARKER)
+    except OSError as err:
+        detail = err.strerror or str(err) or type(err).__name__
+        if not committed:
+            raise TwinError(f"{folder / MARKER}: could not write it ({detail}); nothing was replaced") from None
+        raise TwinError(
+            f"{folder / MARKER}: could not update it ({detail}); the results are in place, and the marker "
+            "written before them lists them as twin's"
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)  # (gone once renamed; else the half-written one)
 
@@ -475,6 +485,7 @@ def owned_outputs(path: str | Path, owner: str, flag: str = "--output") -> Itera
             with signals_held():
                 files = _manifest(path)
                 wrote = {n for names in files.values() for n in names}  # by twin, inside folders too
+                _recover_interrupted(path, wrote)
                 # a folder an older marker lists without its files: all of it is twin's (as it was then)
                 whole = {n for n in wrote if "/" not in n and not any(m.startswith(n + "/") for m in wrote)}
                 new = sorted(e.name for e in os.scandir(tmp))
@@ -482,6 +493,9 @@ def owned_outputs(path: str | Path, owner: str, flag: str = "--output") -> Itera
                 _refuse_theirs(path, tmp, new, files, flag)
                 _refuse_links(path, new, flag)  # (made since the check before the work: nothing replaced)
                 inside = sorted(f"{name}/{rel}" for name in new if (tmp / name).is_dir() for rel in _tree(tmp / name))
+                # the marker first lists what is about to land as the owner's too: a commit cut short (the disk
+                # full at the final marker, a kill) leaves files the next run may replace, not "not twin's"
+                _write_manifest(path, {**files, owner: sorted({*files.get(owner, []), *new, *inside})})
                 for name in new:
                     dst = path / name
                     if (dst.exists() or dst.is_symlink()) and (tmp / name).is_dir() != dst.is_dir():
@@ -508,7 +522,7 @@ def owned_outputs(path: str | Path, owner: str, flag: str = "--output") -> Itera
                     if who != owner
                 }
                 files[owner] = new + inside
-                _write_manifest(path, {k: v for k, v in files.items() if v})
+                _write_manifest(path, {k: v for k, v in files.items() if v}, committed=True)
                 tmp.rmdir()
                 tmp = None
     except BaseException:
@@ -595,6 +609,28 @@ def _remove_ours(path: Path, name: str, wrote: set[str]) -> None:
     for root, _, _ in sorted(os.walk(target), key=lambda w: -len(Path(w[0]).parts)):  # deepest first
         with contextlib.suppress(OSError):  # (not empty: a user's file is in it)
             os.rmdir(root)
+
+
+_OLD = re.compile(r"^\.(.+)\.(\d+)\.old$")  # a folder being replaced, moved aside by the commit of process PID
+
+
+def _recover_interrupted(path: Path, wrote: set[str]) -> None:
+    """A commit killed between moving a folder ``NAME`` aside (``.NAME.PID.old``) and removing it (a SIGKILL,
+    a power cut) left it there, never removed, the user's files in it. Put it back where nothing took its
+    place; else carry the user's files into ``NAME`` as that commit would have, then remove it."""
+    for entry in list(os.scandir(path)):
+        m = _OLD.match(entry.name)
+        if m is None or _alive(int(m.group(2))) or not entry.is_dir(follow_symlinks=False):
+            continue
+        name, old, dst = m.group(1), Path(entry.path), path / m.group(1)
+        try:
+            if not (dst.exists() or dst.is_symlink()):
+                os.replace(old, dst)
+            elif dst.is_dir() and not dst.is_symlink():
+                _keep_theirs(old, dst, name, wrote)
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _keep_theirs(old: Path, new: Path, name: str, wrote: set[str]) -> None:

@@ -5,6 +5,7 @@ leave one complete result each, never a mix."""
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import re
 import shutil
 import time
@@ -560,3 +561,84 @@ def test_a_topology_name_with_control_codes_is_refused_and_a_model_files_name_is
         main(["model", "show", str(model)])
     out = capsys.readouterr().out
     assert info.value.code == 0 and "\x1b" not in out and "x\\x1b[31mred\\nnl" in out
+
+
+def _disk_full(*_args: object, **_kwargs: object) -> None:
+    raise OSError(28, "No space left on device")
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_commit_cut_short_leaves_a_folder_the_next_run_replaces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk full at the final marker (the files already in place) said "nothing was replaced" and left
+    the marker empty, so every later run refused the folder ("summary.json is not a file twin wrote"). The
+    marker now lists what is about to land before it lands, and the message says the results are in place."""
+    import sim.outputs as outputs
+    from sim.errors import TwinError
+
+    out = tmp_path / "step"
+    real = outputs._write_manifest
+    calls: list[bool] = []
+
+    def full_at_the_end(folder: Path, files: dict[str, list[str]], committed: bool = False) -> None:
+        calls.append(committed)
+        if not committed:
+            return real(folder, files, committed)
+        with monkeypatch.context() as m:  # (the real write, its rename failing as on a full disk)
+            m.setattr(outputs.os, "replace", _disk_full)
+            return real(folder, files, committed)
+
+    monkeypatch.setattr(outputs, "_write_manifest", full_at_the_end)
+    with pytest.raises(TwinError, match=r"could not update it \(No space left on device\); the results are in place"):
+        _write(out, "serve", {"summary.json": "1"})
+    assert calls[-2:] == [False, True] and (out / "summary.json").read_text() == "1"  # (the intent, then the final)
+    monkeypatch.setattr(outputs, "_write_manifest", real)
+    _write(out, "serve", {"summary.json": "2"})  # not refused: the marker lists it as twin's
+    assert (out / "summary.json").read_text() == "2"
+
+
+def test_the_disk_full_at_the_first_marker_replaces_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sim.outputs as outputs
+    from sim.errors import TwinError
+
+    out = tmp_path / "step"
+    _write(out, "run", {"summary.md": "old"})
+
+    real = outputs._write_manifest
+
+    def full(folder: Path, files: dict[str, list[str]], committed: bool = False) -> None:
+        with monkeypatch.context() as m:
+            m.setattr(outputs.os, "replace", _disk_full)
+            return real(folder, files, committed)
+
+    monkeypatch.setattr(outputs, "_write_manifest", full)
+    with pytest.raises(TwinError, match=r"could not write it \(No space left on device\); nothing was replaced"):
+        _write(out, "run", {"summary.md": "new"})
+    assert (out / "summary.md").read_text() == "old" and _visible(out) == {"summary.md"}
+
+
+def test_a_folder_a_killed_commit_moved_aside_is_recovered(tmp_path: Path) -> None:
+    """A commit killed after moving ``figures/`` aside as ``.figures.PID.old`` left it for good (the user's
+    files in it), and the report's folder without figures/. The next write puts it back, or carries the
+    user's files into the new figures/ and removes it."""
+    out = tmp_path / "step"
+    _write(out, "report", {"report.md": "r1", "figures/a.png": "a1"})
+    (out / "figures" / "mine.txt").write_text("user")
+    pid = _dead_pid()
+    os.replace(out / "figures", out / f".figures.{pid}.old")  # killed right after the move
+    _write(out, "run", {"summary.md": "s"})  # another command's commit: figures/ is put back
+    assert (out / "figures" / "mine.txt").read_text() == "user" and (out / "figures" / "a.png").read_text() == "a1"
+    assert not list(out.glob(".figures.*.old"))
+    os.replace(out / "figures", out / f".figures.{pid}.old")
+    _write(out, "report", {"report.md": "r2", "figures/a.png": "a2"})  # the report's own: the user's file kept
+    assert (out / "figures" / "mine.txt").read_text() == "user" and (out / "figures" / "a.png").read_text() == "a2"
+    assert not list(out.glob(".figures.*.old"))
