@@ -60,7 +60,8 @@ class Forked(Generic[T]):
         if not can_fork():
             return
         for stream in (sys.stdout, sys.stderr):
-            stream.flush()  # what is buffered here is written once, by this process
+            if stream is not None:  # (None: started with the stream closed, '>&-')
+                stream.flush()  # what is buffered here is written once, by this process
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child

@@ -170,8 +170,9 @@ def _leave(code: int) -> None:
         return
     getattr(atexit, "_run_exitfuncs")()  # noqa: B009 - CPython's own exit handlers, as a normal exit runs them
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # (None: started with the stream closed, '>&-')
+                stream.flush()
     except (OSError, ValueError):
         return
     os._exit(code)

@@ -236,3 +236,19 @@ def test_quiet_silences_the_spinner_on_a_terminal(
             main([*args, "--format", "json", *(["-q"] if quiet else [])])
         assert info.value.code == 0 and capsys.readouterr().out.startswith("{")
         assert (spinner in screen.getvalue()) is not quiet
+
+
+def test_a_closed_stdout_is_no_traceback(tmp_path: Path) -> None:
+    """Started with stdout closed (``>&-``: ``sys.stdout`` is None), ``twin run -o DIR`` failed before writing
+    (the forked writer flushed None) and the other commands after it (the exit flushed None): an
+    AttributeError traceback, exit 1. They run, and write what they write."""
+    from tests.conftest import SMALL_STEP
+
+    for args in (
+        ["schedules", "show", "1f1b", "--pp", "2", "--microbatches", "2"],
+        ["run", str(SMALL_STEP), "-o", "o"],
+    ):
+        command = " ".join([sys.executable, "-m", "sim", *args])
+        done = subprocess.run(["sh", "-c", f"exec 1>&-; {command}"], cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert any((tmp_path / "o").glob("*/summary.json"))
