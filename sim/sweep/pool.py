@@ -19,13 +19,51 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
-def quiet_worker(children: bool = False) -> None:
+def quiet_worker(children: bool = False, parent: int | None = None) -> None:
     """Workers leave Ctrl-C to the parent (which stops the pool) and run single-threaded numerics; they
-    fork no children of their own (:mod:`sim.forked`) unless the pool leaves cores free."""
+    fork no children of their own (:mod:`sim.forked`) unless the pool leaves cores free. A worker is
+    started with SIGINT blocked (:class:`_Pool`): a Ctrl-C while its interpreter started stays pending,
+    and is dropped here, where it is ignored, instead of printing a KeyboardInterrupt traceback. It dies
+    with ``parent`` (Linux): a parent killed outright (the OOM killer, SIGKILL) left its workers waiting
+    for ever, holding the terminal's or a pipe's output open."""
     from sim.forked import forking
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if parent is not None:
+        _die_with(parent)
     forking(children)
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this process when its parent dies (``prctl(PR_SET_PDEATHSIG)``; Linux only,
+    elsewhere nothing), and exit now if it died already (this process then has another parent)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG = 1 (linux/prctl.h)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+class _Pool(ProcessPoolExecutor):
+    """A process pool whose workers are started with SIGINT blocked (see :func:`quiet_worker`): the spawn
+    happens inside ``submit``, in the thread calling it; the parent's own Ctrl-C is delivered after."""
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        import threading
+
+        if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+            return super().submit(fn, *args, **kwargs)
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            return super().submit(fn, *args, **kwargs)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def start_pool(workers: int) -> ProcessPoolExecutor:
@@ -34,7 +72,7 @@ def start_pool(workers: int) -> ProcessPoolExecutor:
 
     ctx = mp.get_context("spawn")
     free = workers < default_workers()  # a core for each worker's children too
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=quiet_worker, initargs=(free,))
+    return _Pool(max_workers=workers, mp_context=ctx, initializer=quiet_worker, initargs=(free, os.getpid()))
 
 
 def stop_pool(pool: ProcessPoolExecutor) -> None:
