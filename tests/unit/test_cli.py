@@ -252,3 +252,25 @@ def test_a_closed_stdout_is_no_traceback(tmp_path: Path) -> None:
         done = subprocess.run(["sh", "-c", f"exec 1>&-; {command}"], cwd=tmp_path, capture_output=True, text=True)
         assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert any((tmp_path / "o").glob("*/summary.json"))
+
+
+def test_a_ctrl_c_while_the_command_imports_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The console script's entry (``sim.entry``): a Ctrl-C during typer's and rich's imports, before the
+    command's own handling, printed a KeyboardInterrupt traceback."""
+    import builtins
+
+    from sim import entry
+
+    real = builtins.__import__
+
+    def interrupted(name: str, *args: object, **kwargs: object) -> object:
+        if name == "sim.cli":
+            raise KeyboardInterrupt
+        return real(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    with pytest.raises(SystemExit) as info:
+        entry.main()
+    assert info.value.code == 130 and capsys.readouterr().err == "error: interrupted\n"

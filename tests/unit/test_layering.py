@@ -47,7 +47,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("serve",),  # serving: a deployment's pools, forwards, routing, the request event loop
     ("sweep",),  # many points of one base scenario
     ("experiments",),  # studies, co-design, published figures, traces
-    ("cli", "__main__"),  # the twin command
+    ("cli", "__main__", "entry"),  # the twin command
 )
 FLOOR = {unit: level for level, units in enumerate(FLOORS) for unit in units}
 
@@ -134,7 +134,7 @@ def test_reports_render_and_never_reach_the_cli() -> None:
             where = f"{_rel(path)}:{line} imports {module}"
             if module == "sim.cli" or module.startswith("sim.cli.") or _top(module) in ("calibrate", "torch"):
                 offenders.append(where)
-            elif module == "sim.__main__":
+            elif module in ("sim.__main__", "sim.entry"):
                 offenders.append(where)
             elif any(module == r or module.startswith(r + ".") for r in RENDER_ONLY):
                 runs = [n for n in names if not n[:1].isupper()] or ([] if names else ["the module"])
@@ -148,7 +148,7 @@ def test_calibrate_never_reaches_the_cli_or_reports() -> None:
         f"{_rel(path)}:{line} imports {m}"
         for path in _files("calibrate")
         for line, m, _ in _imports(path)
-        if _top(m) == "reports" or m == "sim.cli" or m.startswith("sim.cli.") or m == "sim.__main__"
+        if _top(m) == "reports" or m == "sim.cli" or m.startswith("sim.cli.") or m in ("sim.__main__", "sim.entry")
     ]
     assert offenders == [], "\n".join(offenders)
 
