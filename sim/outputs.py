@@ -617,12 +617,15 @@ _OLD = re.compile(r"^\.(.+)\.(\d+)\.old$")  # a folder being replaced, moved asi
 def _recover_interrupted(path: Path, wrote: set[str]) -> None:
     """A commit killed between moving a folder ``NAME`` aside (``.NAME.PID.old``) and removing it (a SIGKILL,
     a power cut) left it there, never removed, the user's files in it. Put it back where nothing took its
-    place; else carry the user's files into ``NAME`` as that commit would have, then remove it."""
+    place; else carry the user's files into ``NAME`` as that commit would have, then remove it. Only for a
+    ``NAME`` the marker lists (twin's folder)."""
     for entry in list(os.scandir(path)):
         m = _OLD.match(entry.name)
         if m is None or _alive(int(m.group(2))) or not entry.is_dir(follow_symlinks=False):
             continue
         name, old, dst = m.group(1), Path(entry.path), path / m.group(1)
+        if name not in wrote and not any(n.startswith(name + "/") for n in wrote):
+            continue  # (not a folder twin wrote: a dotfile of the user's so named stays as it is)
         try:
             if not (dst.exists() or dst.is_symlink()):
                 os.replace(old, dst)

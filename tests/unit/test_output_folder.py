@@ -642,3 +642,13 @@ def test_a_folder_a_killed_commit_moved_aside_is_recovered(tmp_path: Path) -> No
     _write(out, "report", {"report.md": "r2", "figures/a.png": "a2"})  # the report's own: the user's file kept
     assert (out / "figures" / "mine.txt").read_text() == "user" and (out / "figures" / "a.png").read_text() == "a2"
     assert not list(out.glob(".figures.*.old"))
+
+
+def test_a_users_dotfolder_named_like_a_moved_folder_stays(tmp_path: Path) -> None:
+    out = tmp_path / "step"
+    _write(out, "run", {"summary.md": "s"})
+    mine = out / f".notes.{_dead_pid()}.old"
+    mine.mkdir()
+    (mine / "x.txt").write_text("mine")
+    _write(out, "run", {"summary.md": "s2"})
+    assert (mine / "x.txt").read_text() == "mine" and not (out / "notes").exists()
