@@ -3,8 +3,12 @@
 Process ``GPU 0``; threads ``stream 7`` (compute), ``stream 23`` (the second compute stream, weight
 gradients) and ``stream 27`` (DeepEP), as in ``shared/reference/deepseek-v3/profile-data-train.json``;
 every op is a slice named after it, inside a slice named after its annotation (``attn(F)``,
-``dispatch(F)``, ...) on the stream of its first op, so both traces open side by side in
-ui.perfetto.dev. Times in microseconds from the chunk's first kernel.
+``dispatch(F)``, ...) on each stream its ops ran on, spanning that stream's ops of it (one slice over
+every stream's ops, on the stream of the first, overlapped the next annotation's there: ``mlp(W)``'s
+weight-gradient kernels on stream 23 run past ``mlp(F)``'s start on stream 7, and Perfetto draws
+partial overlaps wrongly), so both traces open side by side in ui.perfetto.dev. Times in microseconds
+from the chunk's first kernel, rounded to the nanosecond, a slice's end as the next one's start would
+be (as :mod:`sim.step.timeline` writes them: touching slices never overlap by a rounding).
 """
 
 from __future__ import annotations
@@ -25,9 +29,15 @@ def chunk_trace(result: ChunkResult, title: str = "clustertwin chunk") -> dict[s
     ]
     for tid in STREAM_TID.values():
         events.append({"ph": "M", "name": "thread_name", "pid": 0, "tid": tid, "args": {"name": f"stream {tid}"}})
-    groups: dict[tuple[str, int], list[Any]] = defaultdict(list)
+
+    def when(start: float, end: float) -> tuple[float, float]:
+        ts = round((start - t0) * 1e6, 3)
+        return ts, round(round((end - t0) * 1e6, 3) - ts, 3)
+
+    groups: dict[tuple[str, int, str], list[Any]] = defaultdict(list)
     for t in busy:
-        groups[(t.annotation, t.step)].append(t)
+        groups[(t.annotation, t.step, t.stream)].append(t)
+        ts, dur = when(t.start, t.end)
         events.append(
             {
                 "ph": "X",
@@ -35,25 +45,24 @@ def chunk_trace(result: ChunkResult, title: str = "clustertwin chunk") -> dict[s
                 "name": t.name,
                 "pid": 0,
                 "tid": STREAM_TID[t.stream],
-                "ts": (t.start - t0) * 1e6,
-                "dur": (t.end - t.start) * 1e6,
+                "ts": ts,
+                "dur": dur,
                 "args": {"annotation": t.annotation, "layer": t.layer, "kind": t.kind},
             }
         )
-    for (annotation, step), ts in groups.items():
+    for (annotation, step, stream), tasks in groups.items():
         if not annotation:
             continue
-        first = min(ts, key=lambda t: t.start)
-        start, end = first.start, max(t.end for t in ts)
+        ts, dur = when(min(t.start for t in tasks), max(t.end for t in tasks))
         events.append(
             {
                 "ph": "X",
                 "cat": "gpu_user_annotation",
                 "name": annotation,
                 "pid": 0,
-                "tid": STREAM_TID[first.stream],
-                "ts": (start - t0) * 1e6,
-                "dur": (end - start) * 1e6,
+                "tid": STREAM_TID[stream],
+                "ts": ts,
+                "dur": dur,
                 "args": {"step": step},
             }
         )
