@@ -47,7 +47,7 @@ def serve_cmd(
         check_output_folder(output / sc.name, owner="serve", writes=writes)
     with status("building the deployment", quiet) as spinner:
         d = build(sc)
-        summary: dict[str, Any] = {"scenario": sc.name}
+        summary: dict[str, Any] = {"scenario": sc.name, "twin_version": __version__}
         result = None
         if sc.serve.floor is not None:
             summary["decode_floor"] = decode_floor(sc, d)

@@ -119,3 +119,6 @@ def test_twin_serve_names_the_batch_it_timed(tmp_path: Path) -> None:
     done = twin("serve", str(path), "-o", str(tmp_path / "out"))
     assert done.returncode == 0, done.stderr
     assert "at 284 requests per DP rank, all its KV cache holds" in " ".join(done.stdout.split())
+    from sim import __version__  # (as a run's summary.json; serve's lacked it)
+
+    assert json.loads((tmp_path / "out" / "cap" / "summary.json").read_text())["twin_version"] == __version__
