@@ -41,7 +41,11 @@ COMMANDS: dict[str, Command] = {
     "validate": Command(
         "validate", "validate_cmd", "Check a scenario, sweep, co-design or run file without running it."
     ),
-    "check": Command("validate", "check_app", "The twin beside DeepSeek's trace and every published figure."),
+    "check": Command(
+        "validate",
+        "check_app",
+        "The twin beside DeepSeek's trace, DeepEP's figures, the kernels, every published figure.",
+    ),
     "sweep": Command("sweep", "sweep_cmd", "Run every point of a sweep in parallel; a rerun skips what is done."),
     "compare": Command("sweep", "compare_cmd", "Rank a sweep's points by one figure; the Pareto front of two."),
     "chunk": Command(
@@ -52,11 +56,11 @@ COMMANDS: dict[str, Command] = {
     "collective": Command(
         "network", "collective_cmd", "A collective on the flow-level network, as nccl-tests prints it."
     ),
-    "schedules": Command("schedules", "schedules_app", "Pipeline schedules: show, check, compare, plot, trace."),
+    "schedules": Command("schedules", "schedules_app", "Pipeline schedules: list, show, check, compare, plot, trace."),
     "topology": Command("network", "topology_app", "Cluster topologies: counts, bisection, cost."),
-    "calibrate": Command("calibrate", "calibrate_app", "Calibration profiles: import, run, show, predict."),
+    "calibrate": Command("calibrate", "calibrate_app", "Calibration profiles: datasheet, import, run, show, predict."),
     "model": Command("model", "model_app", "Model specs: parameters, active parameters, FLOPs per token."),
-    "plan": Command("plan", "plan_app", "Plan a training run: the layouts that fit, ranked by step time."),
+    "plan": Command("plan", "plan_app", "Plan a training run: rank the layouts that fit; cost a whole run."),
 }
 
 _BACKTICKS = re.compile(r"``([^`]+)``")

@@ -160,7 +160,11 @@ def import_trace(
     ] = None,
     device: Annotated[
         str,
-        typer.Option("--device", help="GPU the trace ran on \\[default: the one its deviceProperties name, else H800]"),
+        typer.Option(
+            "--device",
+            help="GPU the trace ran on \\[default: the one its deviceProperties name, else H800]",
+            show_default=False,
+        ),
     ] = "H800",
 ) -> None:
     """Turn DeepSeek's profiler trace into a profile: per-op kernel times matched to the layer model
@@ -292,7 +296,8 @@ def datasheet(
         ),
     ] = "H800",
     sms: Annotated[
-        int | None, typer.Option("--sms", parser=Int(1, MAX_SMS), help="\\[default: the datasheet's]")
+        int | None,
+        typer.Option("--sms", parser=Int(1, MAX_SMS), help="the GPU's SMs, all of them \\[default: the datasheet's]"),
     ] = None,
     fp8_tflops: Annotated[
         float | None, typer.Option("--fp8-tflops", parser=Rate, help="dense \\[default: the datasheet's]")
@@ -301,7 +306,10 @@ def datasheet(
         float | None, typer.Option("--bf16-tflops", parser=Rate, help="dense \\[default: the datasheet's]")
     ] = None,
     hbm_tbps: Annotated[
-        float | None, typer.Option("--hbm-tbps", parser=Rate, help="\\[default: the datasheet's]")
+        float | None,
+        typer.Option(
+            "--hbm-tbps", "--hbm-TBps", parser=Rate, help="HBM bandwidth, TB/s (bytes) \\[default: the datasheet's]"
+        ),
     ] = None,
     efficiency: Annotated[
         float, typer.Option("--efficiency", parser=Float(0, 1, lo_open=True), help="assumed fraction of peak")
@@ -494,7 +502,7 @@ def import_nccl_tests_cmd(
 @calibrate_app.command("show")
 def show(
     profile: Annotated[Path, typer.Argument(help="profile JSON", callback=input_file_option)],
-    fmt: Annotated[Format, typer.Option("--format")] = Format.table,
+    fmt: Annotated[Format, typer.Option("--format", help="table, or json on stdout")] = Format.table,
 ) -> None:
     """Provenance, samples per op, the GEMM predictor's errors and the fitted models."""
     p = load_profile(profile)
@@ -638,13 +646,13 @@ def predict(
     op: Annotated[
         str, typer.Option("--op", help="gemm, attention, memory, alltoall, p2p or an nccl-tests collective")
     ] = "gemm",
-    dtype: Annotated[str, typer.Option("--dtype")] = "fp8",
+    dtype: Annotated[str, typer.Option("--dtype", help="fp8, bf16, fp16 or fp32")] = "fp8",
     scaling: Annotated[
         str | None, typer.Option("--scaling", help="fp8: blockwise, rowwise, tensorwise \\[default: blockwise]")
     ] = None,
-    m: Annotated[int, typer.Option("--m", parser=Dim)] = 4096,
-    n: Annotated[int, typer.Option("--n", parser=Dim)] = 4096,
-    k: Annotated[int, typer.Option("--k", parser=Dim)] = 7168,
+    m: Annotated[int, typer.Option("--m", parser=Dim, help="GEMM M (rows: tokens)")] = 4096,
+    n: Annotated[int, typer.Option("--n", parser=Dim, help="GEMM N (output features)")] = 4096,
+    k: Annotated[int, typer.Option("--k", parser=Dim, help="GEMM K (input features)")] = 7168,
     sms: Annotated[
         int | None,
         typer.Option(
@@ -671,7 +679,7 @@ def predict(
     seq: Annotated[int, typer.Option("--seq", parser=Int(1, MAX_TOKENS), help="attention sequence length")] = 4096,
     qk_dim: Annotated[int, typer.Option("--qk-dim", parser=Int(1, 1 << 16), help="attention q/k head dim")] = 192,
     v_dim: Annotated[int, typer.Option("--v-dim", parser=Int(1, 1 << 16), help="attention v head dim")] = 128,
-    causal: Annotated[bool, typer.Option("--causal/--no-causal")] = True,
+    causal: Annotated[bool, typer.Option("--causal/--no-causal", help="attention: causal mask")] = True,
     phase: Annotated[str, typer.Option("--phase", help="attention: fwd, bwd or fwd+bwd")] = "fwd",
     kernel: Annotated[
         str | None,

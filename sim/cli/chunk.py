@@ -85,7 +85,9 @@ def chunk_cmd(
         int, typer.Option("--sms", parser=Int(0, MAX_SMS), help="SMs for DeepEP (the rest compute)")
     ] = DEEPSEEK_COMM_SMS,
     coprocessor: Annotated[bool, typer.Option("--coprocessor", help="communication off the SMs")] = False,
-    ep: Annotated[int, typer.Option("--ep", parser=Int(1, MAX_GPUS))] = DEFAULT_EP,
+    ep: Annotated[
+        int, typer.Option("--ep", parser=Int(1, MAX_GPUS), help="expert-parallel group size (GPUs)")
+    ] = DEFAULT_EP,
     tokens: Annotated[
         int,
         typer.Option("--tokens", parser=Int(1, MAX_TOKENS), help="tokens per micro-batch per GPU (workload.tokens)"),
@@ -109,7 +111,10 @@ def chunk_cmd(
     profile: Annotated[
         Path,
         typer.Option(
-            "--profile", help="calibration profile", callback=input_file_option, show_default=shown(DEFAULT_PROFILE)
+            "--profile",
+            help=f"calibration profile \\[default: {shown(DEFAULT_PROFILE)}]",
+            callback=input_file_option,
+            show_default=False,
         ),
     ] = DEFAULT_PROFILE,
     model_config: Annotated[
@@ -122,7 +127,7 @@ def chunk_cmd(
     trace_out: Annotated[
         Path | None, typer.Option("--trace-out", help="Chrome/Perfetto trace to write", callback=json_file_option)
     ] = None,
-    fmt: Annotated[Format, typer.Option("--format")] = Format.table,
+    fmt: Annotated[Format, typer.Option("--format", help="table, or json on stdout")] = Format.table,
 ) -> None:
     """Time a chunk of layers (default: DeepSeek's trace configuration, an F&B pair of 4 MoE layers)
     on the compute, weight-gradient and DeepEP streams."""

@@ -86,7 +86,7 @@ def show(
             "--seq-len", parser=Int(1, MAX_TOKENS), help="tokens per sequence for the FLOPs \\[default: 4096]"
         ),
     ] = None,
-    fmt: Annotated[Format, typer.Option("--format")] = Format.table,
+    fmt: Annotated[Format, typer.Option("--format", help="table, or json on stdout")] = Format.table,
 ) -> None:
     """Parameters, active parameters, training FLOPs per token (causal and not) and the layer pattern
     of a model, from its config.json (Hugging Face's or DeepSeek's format)."""

@@ -164,7 +164,7 @@ def alltoall_cmd(
             callback=input_file_option,
         ),
     ] = None,
-    fmt: Annotated[Format, typer.Option("--format")] = Format.table,
+    fmt: Annotated[Format, typer.Option("--format", help="table, or json on stdout")] = Format.table,
 ) -> None:
     """Dispatch and combine of one MoE layer: time, IB/NVLink bytes per GPU, DeepEP bandwidth."""
     cspec = None
@@ -320,7 +320,7 @@ def balance_cmd(
     tokens: Annotated[
         int, typer.Option("--tokens-per-step", parser=Tokens, help="tokens routed per training step")
     ] = V3.seq_len,
-    ep: Annotated[int, typer.Option("--ep", parser=EP)] = DEFAULT_EP,
+    ep: Annotated[int, typer.Option("--ep", parser=EP, help="expert-parallel group size (GPUs)")] = DEFAULT_EP,
     experts: ExpertsOpt = V3.n_routed_experts,
     topk: TopKOpt = V3.n_activated_experts,
     node_limit: NodeLimitOpt = V3.n_limited_groups,
@@ -330,9 +330,9 @@ def balance_cmd(
     dirichlet: Annotated[
         float | None, typer.Option("--dirichlet", parser=Concentration, help="Dirichlet concentration instead")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", parser=Seed)] = 0,
+    seed: Annotated[int, typer.Option("--seed", parser=Seed, help="seed of the popularity and the scores")] = 0,
     every: Annotated[int, typer.Option("--every", parser=Int(1, MAX_STEPS), help="print every N steps")] = 10,
-    fmt: Annotated[Format, typer.Option("--format")] = Format.table,
+    fmt: Annotated[Format, typer.Option("--format", help="table, or json on stdout")] = Format.table,
 ) -> None:
     """Auxiliary-loss-free balancing on skewed routing: busiest expert's load / mean, step by step."""
     if dirichlet is not None:

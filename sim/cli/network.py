@@ -39,7 +39,7 @@ topology_app = typer.Typer(no_args_is_help=True, help="Cluster topologies: count
 @topology_app.command("show")
 def show(
     file: Annotated[Path, typer.Argument(help="topology YAML (see topologies/)")],
-    fmt: Annotated[Format, typer.Option("--format")] = Format.table,
+    fmt: Annotated[Format, typer.Option("--format", help="table, or json on stdout")] = Format.table,
 ) -> None:
     """Counts of GPUs, nodes, switches and links, bisection bandwidth and cost."""
     from sim.run import check_figures_finite
@@ -69,7 +69,8 @@ class Size(Number):
 
 
 def _size_option(flags: tuple[str, str], what: str, default: str) -> Any:
-    return typer.Option(*flags, parser=Size(), metavar="SIZE", show_default=default, help=f"{what}: 8, 1K, 128M, 1G")
+    help_text = f"{what}: 8, 1K, 128M, 1G \\[default: {default}]"  # (a string show_default is shown in parentheses)
+    return typer.Option(*flags, parser=Size(), metavar="SIZE", show_default=False, help=help_text)
 
 
 def collective_cmd(

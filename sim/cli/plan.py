@@ -17,7 +17,9 @@ from sim.cli.common import Format, Int, err, input_file_option, out, output_dir_
 # What the layout search keeps in its folder (resumed from by the next search of the same scenario)
 LAYOUT_FILES = ("base.yaml", "layouts.parquet", "layouts.screening.parquet")
 
-plan_app = typer.Typer(no_args_is_help=True, help="Plan a training run: the layouts that fit, ranked.")
+plan_app = typer.Typer(
+    no_args_is_help=True, help="Plan a training run: rank the layouts that fit (layouts); cost a whole run (run)."
+)
 
 Top = Int(1, 100_000)
 Limit = Int(1, 100_000)  # steps simulated
@@ -94,7 +96,9 @@ def layouts_cmd(
             callback=output_dir_option,
         ),
     ] = None,
-    workers: Annotated[int | None, typer.Option("--workers", "-j", parser=Workers, help="local processes")] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", "-j", parser=Workers, help="local processes \\[default: the CPUs]")
+    ] = None,
     recompute: Annotated[
         str | None,
         typer.Option(
@@ -103,7 +107,7 @@ def layouts_cmd(
             "\\[default: the scenario's]",
         ),
     ] = None,
-    fmt: Annotated[Format, typer.Option("--format")] = Format.table,
+    fmt: Annotated[Format, typer.Option("--format", help="table, or json on stdout")] = Format.table,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress lines")] = False,
 ) -> None:
     """Every layout a planner would try for the scenario's model on its cluster, GPU count and global
@@ -374,7 +378,7 @@ def run_cmd(
     restart: Annotated[
         bool, typer.Option("--restart", help="a sweep with -o: discard the steps already in DIR/steps.parquet")
     ] = False,
-    fmt: Annotated[Format, typer.Option("--format")] = Format.table,
+    fmt: Annotated[Format, typer.Option("--format", help="table, or json on stdout")] = Format.table,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="no progress; with -o, no table either (the files hold it)")
     ] = False,

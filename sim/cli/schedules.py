@@ -229,7 +229,7 @@ def show(
     pp: PP = 8,
     microbatches: Micro = 20,
     virtual_stages: VStages = 2,
-    fmt: Annotated[ShowFormat, typer.Option("--format")] = ShowFormat.torch,
+    fmt: Annotated[ShowFormat, typer.Option("--format", help="torch (action lists), text or json")] = ShowFormat.torch,
 ) -> None:
     """Print a schedule's per-device action lists (torch notation: one line per device)."""
     sched = _build(name, pp, microbatches, virtual_stages)
@@ -338,7 +338,7 @@ def compare_cmd(
     p2p_bytes: P2PBytes = 0.0,
     p2p_bandwidth: P2PBw = None,
     p2p_latency: P2PLat = 0.0,
-    fmt: Annotated[Format, typer.Option("--format")] = Format.table,
+    fmt: Annotated[Format, typer.Option("--format", help="table, or json on stdout")] = Format.table,
 ) -> None:
     """Run schedules on the same layout and op times; report step time, bubbles, memory."""
     names = name_list(schedules, "--schedules", SCHEDULES, "schedule")

@@ -78,7 +78,7 @@ def sweep_cmd(
             help="figure --best ranks by: step_time_s, gpu_hours_per_T or tokens_per_day \\[default: step_time_s]",
         ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress, no summary line")] = False,
 ) -> None:
     """Run every point of a sweep (validated first), in parallel, appending each row as it completes;
     a rerun skips the points already done. Infeasible and failed points are recorded with their reason."""
