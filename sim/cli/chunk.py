@@ -155,9 +155,18 @@ def chunk_cmd(
             refuse_unbound_node_limit(ctx, spec, default)
     if kind is ChunkKind.weight:  # (weight gradients: no DeepEP phase beside them)
         refuse_given(ctx, ("interference",), "not used by --kind weight (a weight pass has no communication)")
-        if routing == "balanced":  # (the routing reaches a weight pass only through its experts' token counts)
-            why = "not used by --kind weight with balanced routing (its experts get the same tokens at any node limit)"
-            refuse_given(ctx, ("node_limit",), why)
+        if routing == "balanced" and node_limit is not None and model.is_moe_model:
+            # the routing reaches a weight pass only through its experts' token counts: where balanced routing
+            # gives the same counts at this limit as at the model's (whole periods of its pattern), nothing moves
+            from dataclasses import replace
+
+            from sim.moe.alltoall import balanced_traffic
+
+            spec = MoESpec.of_model(model, ep)
+            loads = balanced_traffic(spec, tokens).tokens_per_expert
+            if (loads == balanced_traffic(replace(spec, node_limit=default), tokens).tokens_per_expert).all():
+                why = "not used by --kind weight with balanced routing (its experts get the same tokens at this limit)"
+                refuse_given(ctx, ("node_limit",), why)
     first = model.n_dense_layers if first_layer is None else first_layer
     last = model.n_layers + model.mtp_depth - 1  # the last layer a chunk may hold (MTP's after the model's)
     if first > last:  # only a given --first-layer (the default is the first MoE layer, in the model)

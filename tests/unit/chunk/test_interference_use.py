@@ -8,6 +8,7 @@ or input pass runs them one after another; a backward (I beside W) and an F&B pa
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -87,7 +88,15 @@ def test_a_weight_pass_reads_the_node_limit_only_through_unequal_loads(capsys: p
     assert info.value.code == 2 and "--n-limited-groups: not used by --kind weight with balanced routing" in err
     with pytest.raises(SystemExit) as info:
         main(["chunk", "--kind", "weight", "--routing", "random", "--n-limited-groups", "2", "--format", "json"])
-    assert info.value.code == 0
+    assert info.value.code == 0 and capsys.readouterr().out.startswith("{")
+    # balanced routing over tokens that do not fill whole periods of its pattern: the loads follow M, and
+    # the flag is taken (it was refused whatever the tokens)
+    with pytest.raises(SystemExit) as info:
+        main(["chunk", "--kind", "weight", "--tokens", "37", "--n-limited-groups", "2", "--format", "json"])
+    two = json.loads(capsys.readouterr().out)
+    with pytest.raises(SystemExit) as info:
+        main(["chunk", "--kind", "weight", "--tokens", "37", "--format", "json"])
+    assert info.value.code == 0 and json.loads(capsys.readouterr().out) != two
 
 
 def test_the_profile_source_needs_a_profile_with_interference_samples(capsys: pytest.CaptureFixture[str]) -> None:
