@@ -289,8 +289,8 @@ def check(
         raise ScenarioError("", str(err), str(file)) from None
     routes = ""
     if file is not None and len(sched.routes) == 2:  # (read off the file: DualPipe's two directions)
-        (a, *_, b), (c, *_, d) = sched.routes
-        routes = f"; two directions, stages {a}..{b} and {c}..{d}"
+        first, second = sched.routes
+        routes = f"; two directions, stages {first[0]}..{first[-1]} and {second[0]}..{second[-1]}"
     out.print(f"{sched.name}: valid ({sched.num_devices} devices, {sched.num_actions()} actions{routes})", markup=False)
 
 

@@ -82,15 +82,20 @@ def parse_lines(text: str, source: str = "<text>") -> list[list[Action]]:
     return devices
 
 
-def two_directions(num_stages: int, forwards: dict[int, set[int]]) -> tuple[tuple[int, ...], ...] | None:
+def two_directions(
+    num_stages: int, forwards: dict[int, set[int]], stage_device: dict[int, int] | None = None
+) -> tuple[tuple[int, ...], ...] | None:
     """DualPipe's two routes, stages ``0..h-1`` and ``h..2h-1`` (``h = num_stages / 2``; how ``twin
     schedules show dualpipe`` numbers them), where every micro-batch's forwards lie in one half and
-    each half has some; else None (one route through every stage). A micro-batch of one route
-    runs forwards on every stage, so only a two-direction schedule, or one missing forwards
-    everywhere, splits so; the validity checker then proves the halves complete."""
-    if num_stages < 2 or num_stages % 2 or not forwards:
+    each half has some, and the stages sit as DualPipe places them (``stage_device``: stage ``s`` and
+    ``2h-1-s`` on one device, ``h >= 2`` devices); else None (one route through every stage). An
+    incomplete one-route file whose micro-batches each stay in one half is not read so: its layout is
+    not DualPipe's (a stage per device), and the checker says what is missing."""
+    if num_stages < 4 or num_stages % 2 or not forwards:
         return None
     h = num_stages // 2
+    if stage_device is not None and any(stage_device.get(s) != stage_device.get(num_stages - 1 - s) for s in range(h)):
+        return None
     sides = {min(stages) >= h for stages in forwards.values() if max(stages) < h or min(stages) >= h}
     if len(sides) != 2 or any(min(stages) < h <= max(stages) for stages in forwards.values()):
         return None
@@ -127,7 +132,7 @@ def schedule_from_actions(
     if missing:
         listed = ", ".join(map(str, missing[:10])) + (f" and {len(missing) - 10:,} more" if len(missing) > 10 else "")
         raise ScenarioError("stages", f"stage(s) {listed} never appear; stages must be numbered 0..S-1")
-    routes = routes or two_directions(num_stages, forwards) or (tuple(range(num_stages)),)
+    routes = routes or two_directions(num_stages, forwards, stage_device) or (tuple(range(num_stages)),)
     num_mb = max(mbs) + 1 if mbs else 0
     mb_route = []
     for m in range(num_mb):

@@ -125,3 +125,22 @@ def test_a_rank_label_that_is_not_the_lines_device_is_refused(text: str, line: i
         parse_lines(text, "s.txt")
     assert str(info.value) == f"s.txt: line {line}: {said} (one line a device, in order from 0)"
     assert parse_lines("rank 0: 0F0 0B0\ndevice 1: 1F0 1B0\n")[1] == [Action(Op.F, 1, 0), Action(Op.B, 1, 0)]
+
+
+@pytest.mark.parametrize(
+    "lines",
+    ["0F0 0B0\n1F0 1B0\n2F1 2B1\n3F1 3B1\n", "0F0 0B0\n1F1 1B1\n"],
+    ids=["one-route-incomplete", "two-stages"],
+)
+def test_a_one_route_file_is_not_read_as_two_directions(
+    lines: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each micro-batch's forwards in one half of the stages, but a stage per device (not DualPipe's layout):
+    read as two directions it passed as valid, and with two stages crashed formatting them. Refused as
+    incomplete, in one line."""
+    path = tmp_path / "f.txt"
+    path.write_text(lines)
+    with pytest.raises(SystemExit) as info:
+        main(["schedules", "check", "--file", str(path)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "runs 0 times, expected once" in err and "Traceback" not in err
