@@ -14,7 +14,8 @@ import sys
 def main() -> None:
     try:
         from sim.cli import main as twin
+
+        twin()  # (its imports before the command's own handling, rich's among them, are under this one)
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         raise SystemExit(130) from None
-    twin()

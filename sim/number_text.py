@@ -37,9 +37,13 @@ __all__ = ["SEPARATOR", "not_ascii", "not_plain"]
 
 def signed_percent(change: float, decimals: int = 0) -> str:
     """A relative change (``x / ref - 1``) as a signed percentage to ``decimals`` places, ``+4%``; one
-    that rounds to nothing keeps its first significant digit (``-0.2%``), never ``-0%`` or ``+0%``
-    for a change that is not 0."""
-    text = f"{100 * change:+.{decimals}f}"
-    if change != 0 and float(text) == 0:
-        text = f"{100 * change:+.1g}"
-    return text + "%"
+    that rounds to nothing gets up to 3 more places, its first significant digit (``-0.2%``, ``+0.004%``),
+    never ``-0%`` for a change of a few tenths; below that it reads ``+0.000%`` (float noise is no change);
+    no change at all, ``+0%``."""
+    if change == 0:
+        return f"{0:+.{decimals}f}%"
+    for places in range(decimals, decimals + 4):
+        text = f"{100 * change:+.{places}f}"
+        if float(text) != 0:
+            return text + "%"
+    return f"{100 * abs(change):+.{decimals + 3}f}%"

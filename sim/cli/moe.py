@@ -367,7 +367,17 @@ def balance_cmd(
     trace = run_balancing(lambda _step: skewed_scores(tokens, spec, rng, popular), spec, steps, gamma)
     ratios = trace.max_over_mean
     if fmt is Format.json:
-        run = {"gamma": gamma, "tokens_per_step": tokens, "ep": ep, "node_limit": spec.node_limit, "seed": seed}
+        run = {
+            "steps": steps,
+            "gamma": gamma,
+            "tokens_per_step": tokens,
+            "ep": ep,
+            "experts": experts,
+            "topk": topk,
+            "node_limit": spec.node_limit,
+            "popularity": {"dirichlet": dirichlet} if dirichlet is not None else {"zipf_alpha": skew_alpha},
+            "seed": seed,
+        }
         print(json.dumps({"max_over_mean": ratios.tolist(), **run}))
         return
     table = Table(title=f"aux-loss-free balancing, gamma {gamma:g}, {tokens} tokens/step")

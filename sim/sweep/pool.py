@@ -43,7 +43,10 @@ def _die_with(parent: int) -> None:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG = 1 (linux/prctl.h)
+        # PR_SET_PDEATHSIG = 1 (linux/prctl.h). It follows the thread that started this process: sweeps submit
+        # from the main thread, which lives as long as the pool
+        if libc.prctl(1, ctypes.c_ulong(int(signal.SIGKILL)), 0, 0, 0) != 0:
+            return
     except (OSError, AttributeError):
         return
     if os.getppid() != parent:

@@ -265,12 +265,16 @@ def test_a_ctrl_c_while_the_command_imports_is_one_line(
 
     real = builtins.__import__
 
-    def interrupted(name: str, *args: object, **kwargs: object) -> object:
-        if name == "sim.cli":
-            raise KeyboardInterrupt
-        return real(name, *args, **kwargs)  # type: ignore[arg-type]
+    for module in ("sim.cli", "sim.cli.common"):  # the package, then what its main imports before invoke()
 
-    monkeypatch.setattr(builtins, "__import__", interrupted)
-    with pytest.raises(SystemExit) as info:
-        entry.main()
-    assert info.value.code == 130 and capsys.readouterr().err == "error: interrupted\n"
+        def interrupted(name: str, *args: object, module: str = module, **kwargs: object) -> object:
+            if name == module:
+                raise KeyboardInterrupt
+            return real(name, *args, **kwargs)  # type: ignore[arg-type]
+
+        with monkeypatch.context() as m:
+            m.setattr(builtins, "__import__", interrupted)
+            m.setattr(sys, "argv", ["twin", "--version"])
+            with pytest.raises(SystemExit) as info:
+                entry.main()
+        assert info.value.code == 130 and capsys.readouterr().err == "error: interrupted\n"

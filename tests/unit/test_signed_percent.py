@@ -15,7 +15,9 @@ from sim.number_text import signed_percent
         (-0.002, 0, "-0.2%"),  # 50.9 against 51: it read -0%
         (0.0004, 0, "+0.04%"),
         (-0.00004, 1, "-0.004%"),
-        (0.0, 0, "+0%"),  # no change is written as none
+        (0.0, 0, "+0%"),  # no change
+        (51.00000000000001 / 51 - 1, 0, "+0.000%"),  # float noise, not scientific notation
+        (-1e-9, 0, "+0.000%"),
         (0.057, 1, "+5.7%"),
     ],
 )
