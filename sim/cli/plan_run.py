@@ -145,7 +145,7 @@ def _run_table(title: str, names: tuple[str, ...], shown: list[str], rows: list[
         cells = [str(r[names.index(col)]) for r in rows]
         if col in ("phase", "published"):
             word = max(len(w) for c in [col, *cells] for w in c.split() or [""])
-            table.add_column(col, justify="right" if col == "published" else "left", min_width=min(word, 12))
+            table.add_column(col, justify="right" if col == "published" else "left", min_width=word)
         else:
             widest = max(map(len, [col, *cells]))
             table.add_column(col, justify="left" if col == "batch" else "right", no_wrap=True, min_width=widest)
@@ -189,6 +189,9 @@ def _print_run(data: dict[str, Any]) -> None:
             break
         shown.remove(dropped)
         table = _run_table(data["run"], names, shown, rows)
+    need = Measurement.get(out, out.options.update(max_width=1 << 16), table).minimum
+    if need > out.width:  # (even the kept columns do not fit: wider than the terminal, nothing cut)
+        table.width = need
     out.print(table, crop=False)
     left = [c for c in names if c not in shown]
     if left:

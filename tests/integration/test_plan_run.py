@@ -94,7 +94,7 @@ def test_the_cli_prints_the_phases_and_the_total(tmp_path: Path, capsys: pytest.
     from sim.cli import plan_run
 
     terminal = plan_run.out
-    for width in (60, 80, 200):
+    for width in (40, 60, 80, 200):
         screen = io.StringIO()
         plan_run.out = Console(file=screen, width=width)
         try:
@@ -103,6 +103,7 @@ def test_the_cli_prints_the_phases_and_the_total(tmp_path: Path, capsys: pytest.
             plan_run.out = terminal
         text = screen.getvalue()
         assert "…" not in text and f"{d['phases'][0]['steps']:,.0f}" in text
+        assert all(p["name"] in text for p in d["phases"])  # (at 40 columns the phase column shrank to nothing)
         assert ("not shown at" in text) is (width < 200)
 
 
