@@ -496,19 +496,28 @@ def owned_outputs(path: str | Path, owner: str, flag: str = "--output") -> Itera
                 # the marker first lists what is about to land as the owner's too: a commit cut short (the disk
                 # full at the final marker, a kill) leaves files the next run may replace, not "not twin's"
                 _write_manifest(path, {**files, owner: sorted({*files.get(owner, []), *new, *inside})})
-                for name in new:
-                    dst = path / name
-                    if (dst.exists() or dst.is_symlink()) and (tmp / name).is_dir() != dst.is_dir():
-                        _remove(dst)  # a file where a folder goes, or the reverse
-                    if dst.is_dir() and not dst.is_symlink():
-                        old = path / f".{name}.{os.getpid()}.old"
-                        os.replace(dst, old)
-                        os.replace(tmp / name, dst)
-                        if name not in whole:
-                            _keep_theirs(old, dst, name, wrote)
-                        shutil.rmtree(old, ignore_errors=True)
-                    else:
-                        os.replace(tmp / name, dst)
+                landed: list[str] = []
+                try:
+                    for name in new:
+                        dst = path / name
+                        if (dst.exists() or dst.is_symlink()) and (tmp / name).is_dir() != dst.is_dir():
+                            _remove(dst)  # a file where a folder goes, or the reverse
+                        if dst.is_dir() and not dst.is_symlink():
+                            old = path / f".{name}.{os.getpid()}.old"
+                            os.replace(dst, old)
+                            os.replace(tmp / name, dst)
+                            landed.append(name)
+                            if name not in whole:
+                                _keep_theirs(old, dst, name, wrote)
+                            shutil.rmtree(old, ignore_errors=True)
+                        else:
+                            os.replace(tmp / name, dst)
+                            landed.append(name)
+                except Exception:  # (an error, not a kill: the marker claims only what landed, best effort)
+                    with contextlib.suppress(TwinError):
+                        mine = [n for n in inside if n.split("/", 1)[0] in landed]
+                        _write_manifest(path, {**files, owner: sorted({*files.get(owner, []), *landed, *mine})})
+                    raise
                 others = {n for who, names in files.items() if who != owner for n in names if "/" not in n}
                 for name in files.get(owner, []):
                     if "/" not in name and name not in new and name not in others:

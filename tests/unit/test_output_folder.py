@@ -652,3 +652,42 @@ def test_a_users_dotfolder_named_like_a_moved_folder_stays(tmp_path: Path) -> No
     (mine / "x.txt").write_text("mine")
     _write(out, "run", {"summary.md": "s2"})
     assert (mine / "x.txt").read_text() == "mine" and not (out / "notes").exists()
+
+
+def test_a_commit_killed_after_its_new_folder_landed_carries_the_users_files_over(tmp_path: Path) -> None:
+    """Killed between putting the new ``figures/`` in place and carrying the user's files over from the old
+    one (``.figures.PID.old``): the next write carries them over and removes the old folder."""
+    out = tmp_path / "step"
+    _write(out, "report", {"report.md": "r1", "figures/a.png": "a1"})
+    (out / "figures" / "mine.txt").write_text("user")
+    old = out / f".figures.{_dead_pid()}.old"
+    shutil.copytree(out / "figures", old)
+    (out / "figures" / "mine.txt").unlink()  # the new folder, without the user's file yet
+    _write(out, "run", {"summary.md": "s"})
+    assert (out / "figures" / "mine.txt").read_text() == "user" and not old.exists()
+
+
+def test_a_commit_failing_on_an_error_leaves_a_marker_of_what_landed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The marker written before a commit names every file about to land; a commit that then fails on an
+    error (not a kill) rewrites it to what landed, so a name that never did is not claimed as twin's."""
+    import json
+
+    import sim.outputs as outputs
+
+    out = tmp_path / "step"
+    _write(out, "run", {"a.txt": "1"})
+    real = os.replace
+
+    def fail_on_b(src: object, dst: object, *args: object, **kwargs: object) -> None:
+        if Path(str(dst)).name == "b.txt":
+            raise OSError(5, "Input/output error")
+        real(src, dst, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(outputs.os, "replace", fail_on_b)
+    with pytest.raises(OSError):
+        _write(out, "run", {"a.txt": "2", "b.txt": "2"})
+    monkeypatch.setattr(outputs.os, "replace", real)
+    listed = json.loads((out / MARKER).read_text())["files"]["run"]
+    assert "a.txt" in listed and "b.txt" not in listed and not (out / "b.txt").exists()

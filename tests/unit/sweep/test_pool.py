@@ -59,3 +59,33 @@ def test_a_worker_dies_with_its_parent() -> None:
     else:
         os.kill(worker, signal.SIGKILL)
         raise AssertionError("the worker outlived its parent")
+
+
+def test_a_worker_is_started_with_sigint_blocked_and_ends_up_ignoring_it(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Ctrl-C while a worker's interpreter started printed its KeyboardInterrupt traceback: the spawn (inside
+    ``submit``) runs with SIGINT blocked, which the worker inherits, and the worker ignores SIGINT, then
+    unblocks it (a pending one is dropped)."""
+    import os
+    import signal
+    from concurrent.futures import ProcessPoolExecutor
+
+    masks: list[set[int]] = []
+    real = ProcessPoolExecutor.submit
+
+    def seen(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        masks.append(set(signal.pthread_sigmask(signal.SIG_BLOCK, set())))
+        return real(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", seen)
+    pool = start_pool(1)
+    try:
+        pid = pool.submit(os.getpid).result(timeout=120)
+        status = open(f"/proc/{pid}/status").read() if os.path.exists(f"/proc/{pid}/status") else ""
+    finally:
+        stop_pool(pool)
+    assert masks and all(signal.SIGINT in m for m in masks)
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())  # (the parent's mask restored)
+    if status:  # Linux: the worker ignores SIGINT and no longer blocks it
+        fields = (line.split(":\t") for line in status.splitlines())
+        bits = {k: int(v, 16) for k, v in fields if k in ("SigIgn", "SigBlk")}
+        assert bits["SigIgn"] >> (signal.SIGINT - 1) & 1 and not bits["SigBlk"] >> (signal.SIGINT - 1) & 1
