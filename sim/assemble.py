@@ -271,15 +271,10 @@ def _check_node_sets(sc: Scenario, moe: MoESpec) -> None:
     """Switch multicast and in-network reduction merge a token's copies to several remote nodes: refused
     where no token reaches two (an EP group of under three nodes, a node limit of one, or top-1 routing:
     :func:`sim.moe.multicast.nothing_to_merge`)."""
-    reach = nothing_to_merge(moe)
+    why = nothing_to_merge(moe, "model.n_activated_experts", "model.n_limited_groups")
     for key in ("multicast", "in_network_reduce"):
-        if getattr(sc.comm, key) and reach is not None:
-            raise ScenarioError(
-                f"comm.{key}",
-                f"not used: an EP group spans {moe.nodes} node(s) (NVLink domains) and a token reaches at most "
-                f"{reach} other node(s) (model.n_activated_experts {moe.topk}, model.n_limited_groups "
-                f"{moe.node_limit}), so no token has copies to merge; remove it",
-            )
+        if getattr(sc.comm, key) and why is not None:
+            raise ScenarioError(f"comm.{key}", why + "; remove it")
 
 
 def _check_fsdp(sc: Scenario, layout: Layout, schedule: Schedule) -> None:

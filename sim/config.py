@@ -39,7 +39,14 @@ from sim.network.spec import NVL72_GPUS, ClusterSpec, parse_cluster
 from sim.network.tolerance import COMPLETION_RTOL
 from sim.overrides import apply_overrides, check_key, resolve_paths
 from sim.pipeline.costs import first_short_pair, takes_no_time
-from sim.pipeline.schedules import COMPARED, SCHEDULES, build_schedule, schedules_that, virtual_stages_used
+from sim.pipeline.schedules import (
+    COMPARED,
+    SCHEDULES,
+    build_schedule,
+    most_devices,
+    schedules_that,
+    virtual_stages_used,
+)
 from sim.units import gbit_to_gbyte
 from sim.yamlio import read_yaml, validation_error
 
@@ -437,8 +444,7 @@ class Scenario(ScenarioFile):
 
     def devices(self) -> int:
         """Most devices any of the scenario's schedules uses."""
-        plan = self.pipeline
-        return max(SCHEDULES[name].devices(plan.pp) for name in plan.schedules)
+        return most_devices(self.pipeline.schedules, self.pipeline.pp)
 
     def cluster_spec(self) -> ClusterSpec:
         """The scenario's cluster with its what-if overrides (NIC and NVLink rates, oversubscription)."""

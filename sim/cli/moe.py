@@ -198,14 +198,9 @@ def alltoall_cmd(
     if spec.nodes == 1:  # (DeepEP's intranode kernels: NVLink alone)
         why = f"not used: an EP group of {ep} GPUs is one node (NVLink domain), so no byte goes over RDMA"
         refuse_given(ctx, ("rdma_channel_GBps",), why)
-    reach = nothing_to_merge(spec)  # (as a scenario's comm.multicast is checked)
-    if (multicast or in_network_reduce) and reach is not None:
-        why = (
-            f"not used: an EP group of {ep} GPUs spans {spec.nodes} node(s) and a token reaches at most {reach} other "
-            f"node(s) (--n-activated-experts {spec.topk}, --n-limited-groups {spec.node_limit}), so no token has "
-            "copies to merge"
-        )
-        refuse_given(ctx, ("multicast", "in_network_reduce"), why)
+    unmerged = nothing_to_merge(spec, "--n-activated-experts", "--n-limited-groups")  # (comm.multicast's rule too)
+    if (multicast or in_network_reduce) and unmerged is not None:
+        refuse_given(ctx, ("multicast", "in_network_reduce"), unmerged)
     if coprocessor:  # the co-processor moves the data: no SM is set aside, no SM channel caps a phase's rate
         if any(counts):  # (--sms 0 says the same)
             why = "not used with --coprocessor (communication runs off the SMs: all of them compute)"

@@ -31,7 +31,7 @@ from sim.pipeline.costs import OpTimes, first_short_pair, takes_no_time
 from sim.pipeline.execute import P2P, ScheduleRun
 from sim.pipeline.notation import format_schedule, parse_lines, schedule_from_actions
 from sim.pipeline.ops import Op
-from sim.pipeline.schedules import COMPARED, SCHEDULES, build_schedule, virtual_stages_used
+from sim.pipeline.schedules import COMPARED, SCHEDULES, build_schedule, most_devices, virtual_stages_used
 from sim.pipeline.validate import InvalidSchedule, check_schedule
 from sim.results import ScheduleMetrics, metrics
 from sim.run import compare, run_schedule
@@ -344,7 +344,7 @@ def compare_cmd(
     names = name_list(schedules, "--schedules", SCHEDULES, "schedule")
     _size(pp, microbatches, max(virtual_stages_used(name, virtual_stages) for name in names))
     times = _times(pp, f, b, w, fb, names, microbatches, virtual_stages)
-    if all(SCHEDULES[name].devices(pp) == 1 for name in names):  # (no stage-to-stage send: no transfer)
+    if most_devices(names, pp) == 1:  # (no stage-to-stage send: no transfer; a scenario's p2p keys alike)
         why = f"not used: {', '.join(names)} at --pp {pp} run(s) on one device, so nothing is sent between stages"
         refuse_given(ctx, ("p2p_bytes", "p2p_bandwidth", "p2p_latency"), why)
     if p2p_bandwidth is not None and p2p_bytes == 0:

@@ -90,14 +90,20 @@ def unicast_counts(sets: NodeSets, spec: MoESpec) -> np.ndarray:
     return out
 
 
-def nothing_to_merge(spec: MoESpec) -> int | None:
+def nothing_to_merge(spec: MoESpec, topk_key: str, limit_key: str) -> str | None:
     """Switch multicast and in-network reduction merge a token's copies to several remote nodes, so they
     do something only where a token reaches two. Where none does (an EP group of under three nodes, a
-    node limit of one, or one expert a token: top-1 routing reaches one node), the most other nodes a
-    token reaches (0 or 1): the what-if is refused then (a scenario's ``comm.multicast``, ``twin alltoall
-    --multicast``, each naming its own key); else None."""
-    reach = min(spec.limit, spec.nodes - 1, spec.topk)
-    return reach if reach < 2 else None
+    node limit of one, or one expert a token: top-1 routing reaches one node), why, naming the inputs
+    as the caller calls them (``topk_key``, ``limit_key``): the what-if is refused then (a scenario's
+    ``comm.multicast``, ``twin alltoall --multicast``, each naming its own key); else None."""
+    reach = min(spec.limit, spec.nodes - 1, spec.topk)  # the most other nodes a token reaches
+    if reach >= 2:
+        return None
+    return (
+        f"not used: an EP group of {spec.ep} GPUs spans {spec.nodes} node(s) (NVLink domains) and a token reaches "
+        f"at most {reach} other node(s) ({topk_key} {spec.topk}, {limit_key} {spec.node_limit}), so no token has "
+        "copies to merge"
+    )
 
 
 __all__ = ["NodeSets", "node_sets", "nothing_to_merge", "set_members", "unicast_counts"]

@@ -206,14 +206,15 @@ CLI_REFUSALS = [
     ),
     pytest.param(
         ["alltoall", "--ep", "16", "--tokens", "256", "--multicast"],
-        "error: --multicast: not used: an EP group of 16 GPUs spans 2 node(s) and a token reaches at most 1 other "
-        "node(s) (--n-activated-experts 8, --n-limited-groups 4), so no token has copies to merge; remove it",
+        "error: --multicast: not used: an EP group of 16 GPUs spans 2 node(s) (NVLink domains) and a token reaches at "
+        "most 1 other node(s) (--n-activated-experts 8, --n-limited-groups 4), so no token has copies to merge; "
+        "remove it",
         id="multicast-ep16",
     ),
     pytest.param(  # top-1 routing reaches one node: the figures were the default's, to the bit
         ["alltoall", "--tokens", "256", "--n-activated-experts", "1", "--multicast"],
-        "error: --multicast: not used: an EP group of 64 GPUs spans 8 node(s) and a token reaches at most 1 other "
-        "node(s) (--n-activated-experts 1, --n-limited-groups 4)",
+        "error: --multicast: not used: an EP group of 64 GPUs spans 8 node(s) (NVLink domains) and a token reaches at "
+        "most 1 other node(s) (--n-activated-experts 1, --n-limited-groups 4)",
         id="multicast-top1",
     ),
     pytest.param(

@@ -63,6 +63,12 @@ def schedules_that(flag: str) -> frozenset[str]:
     return frozenset(name for name, info in SCHEDULES.items() if getattr(info, flag))
 
 
+def most_devices(names: list[str] | tuple[str, ...], pp: int) -> int:
+    """The most pipeline devices any of the schedules ``names`` uses at ``pp`` stages (DualPipeV folds two
+    stages on one): one device sends nothing between stages, so stage-to-stage transfers cannot act."""
+    return max(SCHEDULES[name].devices(pp) for name in names)
+
+
 def virtual_stages_used(name: str, virtual_stages: int) -> int:
     """The virtual stages schedule ``name`` builds with: ``virtual_stages`` where it splits a device into
     them (its ``virtual`` flag; an unknown name too, whose own error comes later), else 1 (the others
