@@ -650,7 +650,7 @@ def predict(
     scaling: Annotated[
         str | None, typer.Option("--scaling", help="fp8: blockwise, rowwise, tensorwise \\[default: blockwise]")
     ] = None,
-    m: Annotated[int, typer.Option("--m", parser=Dim, help="GEMM M (rows: tokens)")] = 4096,
+    m: Annotated[int, typer.Option("--m", parser=Dim, help="GEMM M (rows)")] = 4096,
     n: Annotated[int, typer.Option("--n", parser=Dim, help="GEMM N (output features)")] = 4096,
     k: Annotated[int, typer.Option("--k", parser=Dim, help="GEMM K (input features)")] = 7168,
     sms: Annotated[
