@@ -229,15 +229,15 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
 
 
 @contextmanager
-def not_written(path: Path) -> Iterator[None]:
+def not_written(path: Path, verb: str = "write", after: str = "nothing was replaced") -> Iterator[None]:
     """A write into ``path``'s temporary that fails (the disk full, a file-size or quota limit, an I/O
     error, also as pyarrow reports it) is one line naming ``path``: its temporary is removed, so
-    nothing was replaced."""
+    nothing was replaced (``after`` says otherwise where something was: a marker after its commit)."""
     try:
         yield
     except OSError as err:
         detail = err.strerror or str(err) or type(err).__name__
-        raise TwinError(f"{path}: could not write it ({detail}); nothing was replaced") from None
+        raise TwinError(f"{path}: could not {verb} it ({detail}); {after}") from None
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -414,17 +414,12 @@ def _write_manifest(folder: Path, files: dict[str, list[str]], committed: bool =
 
     text = json.dumps({"twin_version": __version__, "files": files}, indent=1, sort_keys=True) + "\n"
     tmp = folder / f"{MARKER}.{os.getpid()}.tmp"
+    after = "the results are in place, and the marker written before them lists them as twin's"
+    failed = not_written(folder / MARKER, "update", after) if committed else not_written(folder / MARKER)
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, folder / MARKER)
-    except OSError as err:
-        detail = err.strerror or str(err) or type(err).__name__
-        if not committed:
-            raise TwinError(f"{folder / MARKER}: could not write it ({detail}); nothing was replaced") from None
-        raise TwinError(
-            f"{folder / MARKER}: could not update it ({detail}); the results are in place, and the marker "
-            "written before them lists them as twin's"
-        ) from None
+        with failed:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, folder / MARKER)
     finally:
         tmp.unlink(missing_ok=True)  # (gone once renamed; else the half-written one)
 
@@ -493,9 +488,14 @@ def owned_outputs(path: str | Path, owner: str, flag: str = "--output") -> Itera
                 _refuse_theirs(path, tmp, new, files, flag)
                 _refuse_links(path, new, flag)  # (made since the check before the work: nothing replaced)
                 inside = sorted(f"{name}/{rel}" for name in new if (tmp / name).is_dir() for rel in _tree(tmp / name))
+
                 # the marker first lists what is about to land as the owner's too: a commit cut short (the disk
                 # full at the final marker, a kill) leaves files the next run may replace, not "not twin's"
-                _write_manifest(path, {**files, owner: sorted({*files.get(owner, []), *new, *inside})})
+                def claiming(names: list[str]) -> dict[str, list[str]]:  # the marker with ``names`` the owner's too
+                    mine = [n for n in inside if n.split("/", 1)[0] in names]
+                    return {**files, owner: sorted({*files.get(owner, []), *names, *mine})}
+
+                _write_manifest(path, claiming(new))
                 landed: list[str] = []
                 try:
                     for name in new:
@@ -515,8 +515,7 @@ def owned_outputs(path: str | Path, owner: str, flag: str = "--output") -> Itera
                             landed.append(name)
                 except Exception:  # (an error, not a kill: the marker claims only what landed, best effort)
                     with contextlib.suppress(TwinError):
-                        mine = [n for n in inside if n.split("/", 1)[0] in landed]
-                        _write_manifest(path, {**files, owner: sorted({*files.get(owner, []), *landed, *mine})})
+                        _write_manifest(path, claiming(landed))
                     raise
                 others = {n for who, names in files.items() if who != owner for n in names if "/" not in n}
                 for name in files.get(owner, []):
@@ -660,6 +659,14 @@ def _keep_theirs(old: Path, new: Path, name: str, wrote: set[str]) -> None:
             os.replace(old / rel, target)
         except OSError:  # (twin writes a file where its folder was: it goes with the old folder)
             continue
+
+
+def trace_when(start: float, end: float, scale: float) -> dict[str, float]:
+    """A trace slice's ``ts`` and ``dur`` in microseconds (3 decimals: nanoseconds) from times ``* scale``:
+    its end rounded like the next slice's start, so slices that touch never overlap by a rounding step
+    (Perfetto reads that as bad nesting). The step's and the chunk's traces write their slices so."""
+    ts = round(start * scale, 3)
+    return {"ts": ts, "dur": round(round(end * scale, 3) - ts, 3)}
 
 
 JSON_COMPACT = (",", ":")  # json.dumps separators of the traces written as text

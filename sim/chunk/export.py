@@ -17,6 +17,7 @@ from collections import defaultdict
 from typing import Any
 
 from sim.chunk.timer import ChunkResult
+from sim.outputs import trace_when
 
 STREAM_TID = {"compute": 7, "wgrad": 23, "comm": 27}
 
@@ -31,8 +32,8 @@ def chunk_trace(result: ChunkResult, title: str = "clustertwin chunk") -> dict[s
         events.append({"ph": "M", "name": "thread_name", "pid": 0, "tid": tid, "args": {"name": f"stream {tid}"}})
 
     def when(start: float, end: float) -> tuple[float, float]:
-        ts = round((start - t0) * 1e6, 3)
-        return ts, round(round((end - t0) * 1e6, 3) - ts, 3)
+        span = trace_when(start - t0, end - t0, 1e6)
+        return span["ts"], span["dur"]
 
     groups: dict[tuple[str, int, str], list[Any]] = defaultdict(list)
     for t in busy:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from sim.cli.common import err, out
+from sim.cli.common import err, out, progress_bar
 
 
 def codesign_report(path: Path, output: Path, quiet: bool, argv: list[str]) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from reports.codesign_report import codesign_document
     from reports.document import literal
@@ -30,9 +30,7 @@ def codesign_report(path: Path, output: Path, quiet: bool, argv: list[str]) -> N
     target = claim_output_folder(output / spec.name, owner="report", keeps=("results.parquet",), writes=writes)
     results = target / "results.parquet"
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(
-        *columns, console=err, transient=True, redirect_stdout=False, disable=quiet or not err.is_terminal
-    ) as bar:
+    with progress_bar(*columns, disable=quiet or not err.is_terminal) as bar:
         task = bar.add_task(f"{spec.name}: {len(spec.sweep.points)} points", total=None)
         outcome = run_sweep(
             spec.sweep,

@@ -65,6 +65,15 @@ def status(message: str, quiet: bool = False) -> Iterator[Any]:
         yield _Shown(spinner)
 
 
+def progress_bar(*columns: Any, **options: Any) -> Any:
+    """rich's progress bar on stderr, cleared when done, leaving stdout alone: rich's default routes what is
+    printed to stdout meanwhile through stderr's console (``twin run --format json > x.json`` on a terminal
+    put the JSON on the screen and left ``x.json`` empty). ``options``: ``disable``, ``auto_refresh``."""
+    from rich.progress import Progress
+
+    return Progress(*columns, console=err, transient=True, redirect_stdout=False, **options)
+
+
 class Format(StrEnum):
     """Output format of the commands that print results."""
 

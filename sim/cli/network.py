@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from sim.cli.common import Float, Format, Int, Number, check_printed, err, flag_errors, out, refuse_given
+from sim.cli.common import Float, Format, Int, Number, check_printed, err, flag_errors, out, progress_bar, refuse_given
 from sim.config import read_for
 from sim.errors import ScenarioError
 from sim.limits import MAX_BYTES, MAX_GPUS, MAX_SEED, require_memory
@@ -172,10 +172,10 @@ def _progress(total: int, what: str) -> Iterator[Callable[[int], None] | None]:
     if total < 2 or not err.is_terminal:
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True, redirect_stdout=False) as bar:
+    with progress_bar(*columns) as bar:
         task = bar.add_task(f"{what}: {total} sizes", total=total)
         yield lambda done: bar.update(task, completed=done)
 

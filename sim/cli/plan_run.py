@@ -184,14 +184,17 @@ def _print_run(data: dict[str, Any]) -> None:
     names = ("phase", "batch", "steps", "tokens", "days", "GPU-h", "published", "USD", "MFU")
     shown = list(names)
     table = _run_table(data["run"], names, shown, rows)
+
+    def need(t: Table) -> int:  # the least width the table takes, however wide the terminal
+        return Measurement.get(out, out.options.update(max_width=1 << 16), t).minimum
+
     for dropped in ("USD", "MFU", "published"):  # a number is never cut: a column that does not fit is left out
-        if Measurement.get(out, out.options.update(max_width=1 << 16), table).minimum <= out.width:
+        if need(table) <= out.width:
             break
         shown.remove(dropped)
         table = _run_table(data["run"], names, shown, rows)
-    need = Measurement.get(out, out.options.update(max_width=1 << 16), table).minimum
-    if need > out.width:  # (even the kept columns do not fit: wider than the terminal, nothing cut)
-        table.width = need
+    if need(table) > out.width:  # (even the kept columns do not fit: wider than the terminal, nothing cut)
+        table.width = need(table)
     out.print(table, crop=False)
     left = [c for c in names if c not in shown]
     if left:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from sim.cli.common import ARGV, err, out, output_dir_option
+from sim.cli.common import ARGV, err, out, output_dir_option, progress_bar
 from sim.config import default_scenario_path, load_scenario
 from sim.outputs import check_name_fits, check_output_folder, owned_outputs
 
@@ -64,7 +64,7 @@ def report_cmd(
     SM-split curve, IB/NVLink bytes per node, memory per GPU and the provenance of every input. A
     co-design study file (scenarios/codesign.yaml) gets every study beside its base (results kept in
     DIR/<name>/results.parquet, so a rerun only runs what is missing)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
     from reports.provenance import provenance
     from reports.training_report import schedules_document, training_document
@@ -85,14 +85,7 @@ def report_cmd(
     check_output_folder(output / sc.name, owner="report", writes=("report.html", "report.md", "figures/"))
     prov = provenance(sc, ["twin", *ARGV])
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
-    with Progress(
-        *columns,
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        redirect_stdout=False,
-        disable=quiet or not err.is_terminal,
-    ) as bar:
+    with progress_bar(*columns, TimeElapsedColumn(), disable=quiet or not err.is_terminal) as bar:
         task = bar.add_task("building the step", total=None)
 
         def progress(what: str, done: int, total: int) -> None:

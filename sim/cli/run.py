@@ -14,7 +14,7 @@ import typer
 
 from sim import __version__
 from sim.assemble import Assembly, assemble
-from sim.cli.common import Format, Quiet, RunFormat, RunOutput, err, out, status
+from sim.cli.common import Format, Quiet, RunFormat, RunOutput, err, out, progress_bar, status
 from sim.cli.schedules import _print_table
 from sim.config import default_scenario_path, load_scenario
 from sim.outputs import check_output_folder, owned_outputs, write_parquet, written_beside
@@ -91,7 +91,7 @@ def _writes(asm: Assembly) -> tuple[str, ...]:
 def _run_training(asm: Assembly, output: Path | None, fmt: Format, quiet: bool) -> None:
     """Simulate the assembled training step with a progress bar, then write its outputs (none when
     ``output`` is None)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
     from sim.run import simulate_training
 
@@ -100,15 +100,7 @@ def _run_training(asm: Assembly, output: Path | None, fmt: Format, quiet: bool) 
     # Refreshed by hand, at most 10 times a second: no refresh thread, so the report can be written in
     # a forked child (sim.outputs.written_beside forks only with no other thread running).
     shown = [0.0]
-    with Progress(
-        *columns,
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        redirect_stdout=False,  # (rich's default sends stdout through stderr's console while the bar shows)
-        disable=quiet or not err.is_terminal,
-        auto_refresh=False,
-    ) as bar:
+    with progress_bar(*columns, TimeElapsedColumn(), disable=quiet or not err.is_terminal, auto_refresh=False) as bar:
         task = bar.add_task("building the step", total=None)
 
         def progress(what: str, done: int, total: int) -> None:

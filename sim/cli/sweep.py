@@ -25,6 +25,7 @@ from sim.cli.common import (
     out,
     output_file_option,
     plot_file_option,
+    progress_bar,
 )
 from sim.errors import ScenarioError
 from sim.sweep.point import METRIC_BY_NAME, METRICS
@@ -85,7 +86,6 @@ def sweep_cmd(
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
@@ -148,7 +148,7 @@ def sweep_cmd(
     live = err.is_terminal and not quiet
     with (
         _folder_for(target),
-        Progress(*columns, console=err, transient=True, redirect_stdout=False, disable=not live) as bar,
+        progress_bar(*columns, disable=not live) as bar,
     ):
 
         def stage(name: str, open_ended: bool = False) -> Callable[[int, int, int], None]:

@@ -40,7 +40,7 @@ import pandas as pd
 from sim.chunk.export import STREAM_TID as CHUNK_STREAM_TID
 from sim.chunk.streams import Task
 from sim.network.linklog import COUNTER_COLUMNS
-from sim.outputs import JSON_COMPACT, QuotedStrings
+from sim.outputs import JSON_COMPACT, QuotedStrings, trace_when
 from sim.pipeline.ops import Op
 from sim.step.spec import StepRun
 
@@ -401,7 +401,7 @@ def _trace_parts(
     ops = [str(op) for op in mine["op"].tolist()]
     mbs, stages, layers = mine["microbatch"].tolist(), mine["stage"].tolist(), mine["layer"].tolist()
     actions = [str(action) for action in mine["action"].tolist()]
-    # as _when, over arrays: the end rounded like the next slice's start (numpy rounds x * 1000 to the
+    # as trace_when (sim.outputs) over arrays: the end rounded like the next start (numpy rounds x * 1000 to the
     # nearest integer, Python's round the exact decimal: they can differ by 1 ns on an exact half)
     ts = np.round(mine["start_s"].to_numpy(dtype=np.float64) * time_scale_us, 3)
     dur = np.round(np.round(mine["end_s"].to_numpy(dtype=np.float64) * time_scale_us, 3) - ts, 3)
@@ -429,14 +429,6 @@ def _pair_args(parts: pd.DataFrame, pipeline: int, scale: float) -> dict[tuple[i
         entry = args.setdefault((int(device), str(action)), {"action": str(action)})
         entry[str(part)] = {"microbatch": int(mb), "stage": int(stage), "dur": round(float(duration) * scale, 3)}
     return args
-
-
-def _when(start: float, end: float, scale: float) -> dict[str, float]:
-    """A slice's ``ts`` and ``dur`` in microseconds (3 decimals: nanoseconds): its end rounded like the
-    next slice's start, so slices that touch never overlap by a rounding step (Perfetto reads that as
-    bad nesting)."""
-    ts = round(start * scale, 3)
-    return {"ts": ts, "dur": round(round(end * scale, 3) - ts, 3)}
 
 
 def _send_events(sends: pd.DataFrame, scale: float) -> list[dict[str, Any]]:
@@ -472,7 +464,7 @@ def _send_events(sends: pd.DataFrame, scale: float) -> list[dict[str, Any]]:
             str(cols[2][k]),
             *map(float, (c[k] for c in cols[3:])),
         )
-        when = _when(s, e, scale)
+        when = trace_when(s, e, scale)
         ts, dur = when["ts"], when["dur"]
         end = round(ts + dur, 3)
         out_tid, in_tid = lane(src, "send", ts, end), lane(dst, "recv", ts, end)
