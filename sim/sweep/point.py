@@ -99,6 +99,19 @@ METRICS: tuple[Metric, ...] = (
         ABSOLUTE,
     ),
     Metric("dp_comm_exposed_s", "min", "s", "DP communication exposed (the rank that ends the step)", ABSOLUTE),
+    # the same four as means over the ranks: the columns above follow one rank, and which rank ends the
+    # step can change between neighbouring points (their figures then jump while the step moves 0.1%);
+    # a mean of every rank's figure moves with the inputs
+    Metric("bubble_mean_s", "min", "s", "pipeline bubble, mean over the ranks", ABSOLUTE),
+    Metric("bubble_ratio_mean", "min", "", "pipeline bubble / step time, mean over the ranks", POINTS),
+    Metric(
+        "ep_comm_exposed_mean_s",
+        "min",
+        "s",
+        "communication exposed inside chunks: DeepEP, TP, CP (mean over the ranks)",
+        ABSOLUTE,
+    ),
+    Metric("dp_comm_exposed_mean_s", "min", "s", "DP communication exposed (mean over the ranks)", ABSOLUTE),
     Metric("memory_peak_GiB", "min", "GiB", "peak memory per GPU (worst rank)"),
     Metric("memory_headroom_GiB", "max", "GiB", "GPU memory left at the peak (worst rank)", ABSOLUTE),
     # serving deployments (a serve base scenario: sim.serve)
@@ -179,6 +192,7 @@ def _figures(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
     r = run.result
     lay = r.layout  # (the whole result's to_dict is not needed for it)
     b = r.reported
+    over = r.over_ranks()
     peak = max(x.memory.total for x in r.ranks) / GiB
     costs = run.costs
     priced, at_base, note = costs.priced, costs.at_base, costs.note
@@ -196,6 +210,10 @@ def _figures(data: dict[str, Any], path: str, folder: str) -> dict[str, Any]:
         "bubble_ratio": b.bubble_s / r.step_time_s,
         "ep_comm_exposed_s": b.ep_comm_exposed_s,
         "dp_comm_exposed_s": b.dp_comm_exposed_s,
+        "bubble_mean_s": over["bubble_s"]["mean"],
+        "bubble_ratio_mean": over["bubble_s"]["mean"] / r.step_time_s,
+        "ep_comm_exposed_mean_s": over["ep_comm_exposed_s"]["mean"],
+        "dp_comm_exposed_mean_s": over["dp_comm_exposed_s"]["mean"],
         "memory_peak_GiB": peak,
         "memory_headroom_GiB": run.gpu.hbm_GiB - peak,
         **_layout_cells(sc, lay, run.gpu.hbm_GiB),

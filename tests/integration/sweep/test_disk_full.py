@@ -38,8 +38,8 @@ def _twin_limited(args: list[str], limit_bytes: int) -> subprocess.CompletedProc
 @pytest.mark.parametrize(
     "limit",
     [
-        1_100,  # a journal row is about 800 bytes: the second row, or the first Parquet write, fails
-        2_500,  # every row fits in the journal (2.4 kB); the Parquet file does not
+        1_500,  # a journal row is about 1,180 bytes: the second row, or the first Parquet write, fails
+        4_000,  # every row fits in the journal (3.5 kB); the Parquet file (over 6 kB) does not
     ],
 )
 def test_sweep_with_a_full_disk_stops_in_one_line_and_resumes(tmp_path: Path, limit: int) -> None:

@@ -13,9 +13,11 @@ from sim.sweep.point import ABSOLUTE, METRIC_BY_NAME, METRICS, POINTS, RELATIVE
 def test_every_figure_has_a_change_unit_and_ratios_and_signed_ones_are_not_percentages() -> None:
     kinds = {m.name: m.change for m in METRICS}
     assert set(kinds.values()) == {RELATIVE, POINTS, ABSOLUTE}
-    assert {n for n, k in kinds.items() if k == POINTS} == {"mfu_causal", "mfu_noncausal", "bubble_ratio"}
+    ratios = {"mfu_causal", "mfu_noncausal", "bubble_ratio", "bubble_ratio_mean"}
+    assert {n for n, k in kinds.items() if k == POINTS} == ratios
     assert kinds["memory_headroom_GiB"] == ABSOLUTE  # crosses zero when a layout does not fit
-    for part in ("bubble_s", "ep_comm_exposed_s", "dp_comm_exposed_s"):  # parts of the step, can be zero
+    parts = ("bubble_s", "ep_comm_exposed_s", "dp_comm_exposed_s")
+    for part in parts + tuple(p.removesuffix("_s") + "_mean_s" for p in parts):  # parts of the step, can be zero
         assert kinds[part] == ABSOLUTE
     for extensive in ("step_time_s", "tokens_per_day", "cost_per_T_usd", "fabric_cost_usd", "memory_peak_GiB"):
         assert kinds[extensive] == RELATIVE
