@@ -36,6 +36,7 @@ def test_shipped_study_file_and_what_if_scenarios_load() -> None:
         "ib-2x",
         "nvlink-900",
         "node-limit",
+        "node-limit-random",
         "fabric",
         "oversubscription",
         "schedules",
@@ -43,6 +44,10 @@ def test_shipped_study_file_and_what_if_scenarios_load() -> None:
     ]
     node = next(s for s in spec.studies if s.key == "node-limit")
     assert [v.label for v in node.variants] == [BASE_LABEL] + [f"M={m}" for m in (1, 2, 3, 5, 6, 7, 8)]
+    drawn = next(s for s in spec.studies if s.key == "node-limit-random")  # its M = 4 row is not the base's
+    assert [v.overrides for v in drawn.variants[1:]] == [
+        {"workload.routing": "random", "model.n_limited_groups": m} for m in (2, 4, 8)
+    ]
     sched = next(s for s in spec.studies if s.key == "schedules")
     assert len(sched.variants) == 1 + 4 * 3
     assert spec.sweep.points[0].overrides == {}
