@@ -385,6 +385,36 @@ def _option_of(command: Any, args: list[str], i: int) -> tuple[str, str]:
     return "argument", arg
 
 
+class NamedStream:
+    """A command's ``sys.stdout``: an OSError writing or flushing it (a full disk under ``> file``, an I/O
+    error) names it, as a failed output file is named (``error: stdout: No space left on device``, which
+    said only ``No space left on device``). Everything else is the stream's own."""
+
+    def __init__(self, stream: Any, name: str) -> None:
+        self._stream = stream
+        self._name = name
+
+    def _named(self, err: OSError) -> OSError:
+        if err.filename is None:
+            err.filename = self._name
+        return err
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._stream.write(text))
+        except OSError as e:
+            raise self._named(e) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as e:
+            raise self._named(e) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def invoke(app: Any, argv: list[str] | None, prepare: Any = None, exiting: bool = False) -> int:
     """Run the typer ``app`` on ``argv``; every user error becomes one line ``error: ...`` on stderr
     and status 2. SIGTERM/SIGHUP unwind like Ctrl-C (temporaries removed; status 143/129/130);
@@ -422,6 +452,9 @@ def invoke(app: Any, argv: list[str] | None, prepare: Any = None, exiting: bool 
     line = None
     code = 0
     caught: list[warnings.WarningMessage] = []
+    stdout = sys.stdout
+    if stdout is not None and not isinstance(stdout, NamedStream):
+        sys.stdout = NamedStream(stdout, "stdout")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("default")
@@ -456,6 +489,7 @@ def invoke(app: Any, argv: list[str] | None, prepare: Any = None, exiting: bool 
     finally:
         for s, handler in saved.items():
             signal.signal(s, signal.SIG_IGN if exiting else handler)
+        sys.stdout = stdout
     if code == 0:  # once the recording has stopped (inside it, showing one records it again: for ever)
         shown = set()
         for w in caught:

@@ -254,6 +254,21 @@ def test_a_closed_stdout_is_no_traceback(tmp_path: Path) -> None:
     assert any((tmp_path / "o").glob("*/summary.json"))
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_full_disk_under_stdout_is_named() -> None:
+    """``twin run --format json > /dev/full`` (a disk that fills under ``> file``) said "error: No space left
+    on device" without naming what it could not write; a file it writes itself is named, and now stdout is."""
+    from tests.conftest import SMALL_STEP
+
+    for args in (["--help"], ["run", str(SMALL_STEP), "--format", "json"]):
+        with open("/dev/full", "w") as full:
+            done = subprocess.run(
+                [sys.executable, "-m", "sim", *args], stdout=full, stderr=subprocess.PIPE, text=True, cwd=REPO
+            )
+        assert done.returncode == 2
+        assert done.stderr == "error: stdout: No space left on device\n"
+
+
 def test_a_ctrl_c_while_the_command_imports_is_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
