@@ -67,6 +67,15 @@ def test_run_then_report_as_the_readme_says_keeps_every_promised_file(
     folder = tmp_path / "out" / "deepseek-v3-pretrain"
     after_run = _files(folder)
     assert set(promised) <= set(after_run)
+    # the README's -1 where a span has none: no layer for the embedding, head and MTP ops and the
+    # step's DP and optimizer spans, no micro-batch or stage for the latter
+    import pandas as pd
+
+    spans = pd.read_parquet(folder / "spans.parquet")
+    whole_step = spans["kind"].isin(["dp", "optimizer"])
+    outside = spans["op"].str.match(r"(embed|head|mtp)\(") | whole_step
+    assert ((spans["layer"] == -1) == outside).all()
+    assert ((spans["microbatch"] == -1) == whole_step).all() and ((spans["stage"] == -1) == whole_step).all()
 
     _twin(["report", "-q"])
     after_report = _files(folder)
