@@ -27,6 +27,7 @@ from sim.cli.common import (
     refuse_given,
     refuse_unbound_node_limit,
 )
+from sim.cli.moe import Alpha, Concentration, refuse_unused_skew
 from sim.config import read_for
 from sim.errors import ScenarioError
 from sim.experiments.trace_validation import ANNOTATIONS, DATASHEET, FRACTIONS, figures, validate_trace
@@ -105,6 +106,13 @@ def chunk_cmd(
     routing_table: Annotated[
         Path | None, typer.Option("--routing-table", help="CSV/Parquet for replay", callback=input_file_option)
     ] = None,
+    skew_alpha: Annotated[
+        float,
+        typer.Option("--skew-alpha", parser=Alpha, help="Zipf exponent of skewed routing (--routing skewed only)"),
+    ] = 1.0,
+    dirichlet: Annotated[
+        float | None, typer.Option("--dirichlet", parser=Concentration, help="skewed: Dirichlet concentration")
+    ] = None,
     seed: Annotated[
         int, typer.Option("--seed", parser=Int(0, MAX_SEED), help="routing draws (random and skewed routing only)")
     ] = 0,
@@ -137,6 +145,7 @@ def chunk_cmd(
         refuse_given(ctx, ("routing_table",), f"not used by --routing {routing} (only replay reads a table)")
     if routing not in ("random", "skewed"):
         refuse_given(ctx, ("seed",), f"not used by --routing {routing} (it draws nothing; random and skewed do)")
+    refuse_unused_skew(ctx, routing, dirichlet)
     if coprocessor and sms != 0:  # (--sms 0 says the same)
         refuse_given(ctx, ("sms",), "not used with --coprocessor (communication runs off the SMs: all of them compute)")
     require_memory(
@@ -177,7 +186,7 @@ def chunk_cmd(
     if not any(layer >= model.n_layers or model.is_moe(layer) for layer in range(first, first + layers)):
         refuse_given(
             ctx,
-            ("ep", "routing", "routing_table", "seed", "node_limit", "interference"),
+            ("ep", "routing", "routing_table", "seed", "skew_alpha", "dirichlet", "node_limit", "interference"),
             f"not used: the chunk's layers {first}..{first + layers - 1} are dense (the model's layers are "
             f"{model.layer_pattern()}), so nothing is routed or dispatched",
         )
@@ -199,7 +208,7 @@ def chunk_cmd(
             first_layer=first_layer,
             tokens=tokens,
             ep=ep,
-            routing=Gating(routing, routing_table),
+            routing=Gating(routing, routing_table, skew_alpha, dirichlet),
             seed=seed,
             comm_sms=sms,
             coprocessor=coprocessor,

@@ -65,6 +65,18 @@ Seed = Int(0, MAX_SEED)
 Alpha = Float(0, 50)
 Concentration = Float(1e-3, 1e6)
 ChannelRate = Float(0, MAX_RATE, lo_open=True)
+
+
+def refuse_unused_skew(ctx: typer.Context, routing: str, dirichlet: float | None) -> None:
+    """``--skew-alpha`` and ``--dirichlet`` act only on skewed routing, and ``--skew-alpha`` not beside
+    ``--dirichlet`` (the popularity is drawn from one or the other): refused where given otherwise."""
+    if routing != "skewed":
+        why = f"not used by --routing {routing} (only skewed draws a popularity)"
+        refuse_given(ctx, ("skew_alpha", "dirichlet"), why)
+    if dirichlet is not None:
+        refuse_given(ctx, ("skew_alpha",), "not used with --dirichlet (popularity is drawn from a Dirichlet, not Zipf)")
+
+
 MAX_BALANCE_WORK = 1 << 36  # steps x tokens x experts: ~10 minutes
 TOKEN_GPU_BYTES = 256  # routing memory per (token, GPU): scores chunked per GPU, choices, traffic counts
 
@@ -178,11 +190,7 @@ def alltoall_cmd(
     refuse_unbound_node_limit(ctx, spec, V3.n_limited_groups)
     if routing not in (*GATES, "replay"):
         raise ScenarioError("--routing", f"unknown routing {routing!r}; choose from {', '.join(GATES)}, replay")
-    if routing != "skewed":
-        why = f"not used by --routing {routing} (only skewed draws a popularity)"
-        refuse_given(ctx, ("skew_alpha", "dirichlet"), why)
-    if dirichlet is not None:
-        refuse_given(ctx, ("skew_alpha",), "not used with --dirichlet (popularity is drawn from a Dirichlet, not Zipf)")
+    refuse_unused_skew(ctx, routing, dirichlet)
     if routing != "replay":
         refuse_given(ctx, ("routing_table",), f"not used by --routing {routing} (only replay reads a table)")
     if routing not in ("random", "skewed"):

@@ -457,6 +457,10 @@ HAND: list[Any] = [
     # chunk: a flag the chosen routing, SM split or layers do not use is refused, not ignored
     (["chunk", "--seed", "3"], "--seed: not used by --routing balanced"),
     (["chunk", "--routing-table", SCENARIO], "--routing-table: not used by --routing balanced"),
+    (["chunk", "--skew-alpha", "2"], "--skew-alpha: not used by --routing balanced"),
+    (["chunk", "--routing", "random", "--dirichlet", "0.5"], "--dirichlet: not used by --routing random"),
+    (["chunk", "--routing", "skewed", "--dirichlet", "0.5", "--skew-alpha", "2"], "--skew-alpha: not used with"),
+    (["chunk", "--routing", "skewed", "--skew-alpha", "-1"], "--skew-alpha: must be"),
     (["chunk", "--coprocessor", "--sms", "30"], "--sms: not used with --coprocessor"),
     (
         ["chunk", "--first-layer", "0", "--layers", "3", "--ep", "8"],

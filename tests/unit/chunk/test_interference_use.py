@@ -114,3 +114,24 @@ def test_the_profile_source_needs_a_profile_with_interference_samples(capsys: py
         main(["chunk", "--profile", str(datasheet), "--interference", "profile", "--format", "json"])
     err = capsys.readouterr().err
     assert info.value.code == 2 and "--interference: profile: h800-datasheet.json has no interference samples" in err
+
+
+def test_skewed_routings_popularity_flags_reach_the_chunk(capsys: pytest.CaptureFixture[str]) -> None:
+    """``twin chunk --skew-alpha`` and ``--dirichlet`` (as ``twin alltoall`` has them): the chunk timed is
+    the one of that gate's popularity, and each moves the figures (the default was Zipf(1), fixed)."""
+
+    def direct(gating: Gating) -> dict[str, Any]:
+        return figures(_time(replace(ChunkConfig(), routing=gating, seed=0), ChunkKind.forward))
+
+    def flags(*extra: str) -> dict[str, Any]:
+        with pytest.raises(SystemExit) as info:
+            main(["chunk", "--kind", "forward", "--routing", "skewed", *extra, "--format", "json"])
+        assert info.value.code == 0
+        return dict(json.loads(capsys.readouterr().out))
+
+    zipf1, zipf2 = flags(), flags("--skew-alpha", "2")
+    dirichlet = flags("--dirichlet", "0.5")
+    assert zipf1 == json.loads(json.dumps(direct(Gating("skewed"))))
+    assert zipf2 == json.loads(json.dumps(direct(Gating("skewed", alpha=2.0))))
+    assert dirichlet == json.loads(json.dumps(direct(Gating("skewed", dirichlet=0.5))))
+    assert zipf1["span_ms"] != zipf2["span_ms"] and zipf1["span_ms"] != dirichlet["span_ms"]
