@@ -468,6 +468,7 @@ def owned_outputs(path: str | Path, owner: str, flag: str = "--output") -> Itera
     beside = path if path.is_symlink() and path.is_dir() else path.parent
     clean_stale(beside, stem)
     tmp: Path | None = None
+    committed = False
     try:
         with signals_held():
             tmp = Path(tempfile.mkdtemp(prefix=_prefix(stem), dir=beside))
@@ -533,10 +534,28 @@ def owned_outputs(path: str | Path, owner: str, flag: str = "--output") -> Itera
                 _write_manifest(path, {k: v for k, v in files.items() if v}, committed=True)
                 tmp.rmdir()
                 tmp = None
+                committed = True
     except BaseException:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+        if committed:  # a signal held back through the commit, delivered as it ended: the results are whole
+            _LANDED.append(path)
         raise
+
+
+_LANDED: list[Path] = []  # folders whose commit was whole when an interruption held back through it came
+
+
+def landed_before_interruption() -> str:
+    """What the error line of an interruption adds where it came as a commit ended (held back through it,
+    :func:`signals_held`): ``after the results were put in place in DIR`` ('' otherwise). The results
+    are whole there; "interrupted" alone made a user take the run for lost."""
+    return f"after the results were put in place in {_LANDED[-1]}" if _LANDED else ""
+
+
+def forget_landed() -> None:
+    """A new command starts (one process may run several: tests, an embedding program)."""
+    _LANDED.clear()
 
 
 def _refuse_taking(path: Path, owner: str, files: dict[str, list[str]], new: list[str], flag: str) -> None:

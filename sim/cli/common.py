@@ -385,6 +385,16 @@ def _option_of(command: Any, args: list[str], i: int) -> tuple[str, str]:
     return "argument", arg
 
 
+def _interruption(line: str) -> str:
+    """``line`` ('interrupted', 'terminated') and where the results are, if the signal came as a commit
+    ended (:func:`sim.outputs.landed_before_interruption`; the module is loaded where a command wrote)."""
+    import sys
+
+    outputs = sys.modules.get("sim.outputs")
+    landed = outputs.landed_before_interruption() if outputs is not None else ""
+    return f"{line} {landed}" if landed else line
+
+
 class NamedStream:
     """A command's ``sys.stdout``: an OSError writing or flushing it (a full disk under ``> file``, an I/O
     error) names it, as a failed output file is named (``error: stdout: No space left on device``, which
@@ -452,6 +462,8 @@ def invoke(app: Any, argv: list[str] | None, prepare: Any = None, exiting: bool 
     line = None
     code = 0
     caught: list[warnings.WarningMessage] = []
+    if "sim.outputs" in sys.modules:  # (an earlier command's commit is not this one's)
+        sys.modules["sim.outputs"].forget_landed()
     stdout = sys.stdout
     if stdout is not None and not isinstance(stdout, NamedStream):
         sys.stdout = NamedStream(stdout, "stdout")
@@ -465,8 +477,8 @@ def invoke(app: Any, argv: list[str] | None, prepare: Any = None, exiting: bool 
                     prepare(command)
                 rv = command.main(args=argv, prog_name="twin", standalone_mode=False)
                 code = rv if isinstance(rv, int) else 0
-                if code == 130:
-                    line = "interrupted"
+                if code == 130:  # (typer turns a KeyboardInterrupt inside the command into exit 130)
+                    line = _interruption("interrupted")
             except ce.NoArgsIsHelpError:
                 code = 2  # the help was printed
             except ce.UsageError as e:
@@ -476,9 +488,9 @@ def invoke(app: Any, argv: list[str] | None, prepare: Any = None, exiting: bool 
             except TwinError as e:
                 line, code = str(e), 2
             except KeyboardInterrupt:
-                line, code = "interrupted", 130
+                line, code = _interruption("interrupted"), 130
             except Terminated as e:
-                line, code = "terminated", 128 + e.signum
+                line, code = _interruption("terminated"), 128 + e.signum
             except RecursionError:
                 line, code = "input nested too deeply", 2
             except MemoryError:

@@ -691,3 +691,32 @@ def test_a_commit_failing_on_an_error_leaves_a_marker_of_what_landed(
     monkeypatch.setattr(outputs.os, "replace", real)
     listed = json.loads((out / MARKER).read_text())["files"]["run"]
     assert "a.txt" in listed and "b.txt" not in listed and not (out / "b.txt").exists()
+
+
+def test_a_ctrl_c_during_the_commit_says_the_results_are_in_place(tmp_path: Path) -> None:
+    """A Ctrl-C while the commit puts the files in place is held back until the commit is whole, then
+    delivered: the command says "interrupted" with exit 130 as before, and now that the results are in
+    place (it said only "interrupted", so a user took the run for lost). In a process of its own, whose
+    main thread gets the signal (as a user's ``twin`` does)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import SMALL_STEP
+
+    code = (
+        "import os, signal, sys\n"
+        "import sim.outputs as outputs\n"
+        "real = outputs._write_manifest\n"
+        "def ctrl_c_at_the_end(folder, files, committed=False):\n"
+        "    real(folder, files, committed)\n"
+        "    if committed:  # (inside the commit's held signals: delivered as it ends)\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "outputs._write_manifest = ctrl_c_at_the_end\n"
+        "from sim.cli import main\n"
+        f"main(['run', {str(SMALL_STEP)!r}, '-o', {str(tmp_path)!r}, '-q'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    folder = next(tmp_path.glob("*/summary.json")).parent
+    assert done.returncode == 130
+    assert done.stderr == f"error: interrupted after the results were put in place in {folder}\n"
+    assert {p.name for p in folder.iterdir()} >= {"summary.json", "summary.md", "spans.parquet", "trace.json"}
