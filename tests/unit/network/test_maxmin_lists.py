@@ -53,6 +53,14 @@ def test_a_link_without_weight_is_never_a_bottleneck() -> None:
     assert fast == plain == [2.0, 2.0]
 
 
+def test_a_flow_whose_links_all_carry_no_weight_is_unbounded() -> None:
+    """Its link carries no weight from any flow, so it is never a bottleneck and the flow never froze: both
+    solvers looped for ever. Nothing bounds it: inf, as a flow with no links."""
+    paths = [([0], [0.0]), ([1], [1.0])]
+    fast, plain = _both(paths, [1.0, 4.0], [np.inf, np.inf])
+    assert fast == plain == [np.inf, 4.0]
+
+
 def test_textbook_case_and_caps() -> None:
     # flows 0 and 1 share link 0 (10), 1 and 2 share link 1 (4); flow 0 capped at 3
     paths = [([0], [1.0]), ([0, 1], [1.0, 1.0]), ([1], [1.0])]
