@@ -160,6 +160,16 @@ def _routing(gate: str) -> str:
     )
 
 
+def _routed_run(gate: str) -> float:
+    """``twin run --format json`` of the default scenario with ``workload.routing: GATE`` (a derived
+    scenario in a temporary folder), whole process, median of 3."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{gate}.yaml"
+        base = ROOT / "scenarios" / "deepseek_v3_pretrain.yaml"
+        path.write_text(f"base: {base}\nname: {gate}\nset:\n  workload.routing: {gate}\n")
+        return _whole(["run", str(path), "--format", "json"], 3)
+
+
 # The host's own speed when the figures were taken: a plain Python loop, nothing of the twin. This
 # machine's speed moves by up to 2x from day to day and within a run (a shared host: another tenant's
 # load takes CPU time from it), and every figure moves with it; the run records the loop once as a
@@ -190,6 +200,16 @@ FIGURES: dict[str, tuple[str, float | None, Callable[[], float], str]] = {
         lambda: _whole(["run", "-q", "-o", "{out}"], 3),
         "twin run -q with every output, whole process, median of 3",
     ),
+    **{
+        f"run_{gate}_s": (
+            "s",
+            None,
+            lambda gate=gate: _routed_run(gate),
+            f"twin run --format json of the default scenario with workload.routing: {gate} (one micro-batch "
+            "routed through the 58 layers, each layer's DeepEP phases timed alone), whole process, median of 3",
+        )
+        for gate in ("random", "skewed")
+    },
     "step_isolated_s": (
         "s",
         0.4,
