@@ -26,6 +26,7 @@ How each figure is taken:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -204,7 +205,7 @@ FIGURES: dict[str, tuple[str, float | None, Callable[[], float], str]] = {
         f"run_{gate}_s": (
             "s",
             None,
-            lambda gate=gate: _routed_run(gate),
+            functools.partial(_routed_run, gate),
             f"twin run --format json of the default scenario with workload.routing: {gate} (one micro-batch "
             "routed through the 58 layers, each layer's DeepEP phases timed alone), whole process, median of 3",
         )

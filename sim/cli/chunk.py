@@ -27,7 +27,7 @@ from sim.cli.common import (
     refuse_given,
     refuse_unbound_node_limit,
 )
-from sim.cli.moe import Alpha, Concentration, refuse_unused_skew
+from sim.cli.moe import DirichletOpt, SkewAlphaOpt, refuse_unused_skew
 from sim.config import read_for
 from sim.errors import ScenarioError
 from sim.experiments.trace_validation import ANNOTATIONS, DATASHEET, FRACTIONS, figures, validate_trace
@@ -106,13 +106,8 @@ def chunk_cmd(
     routing_table: Annotated[
         Path | None, typer.Option("--routing-table", help="CSV/Parquet for replay", callback=input_file_option)
     ] = None,
-    skew_alpha: Annotated[
-        float,
-        typer.Option("--skew-alpha", parser=Alpha, help="Zipf exponent of skewed routing (--routing skewed only)"),
-    ] = 1.0,
-    dirichlet: Annotated[
-        float | None, typer.Option("--dirichlet", parser=Concentration, help="skewed: Dirichlet concentration")
-    ] = None,
+    skew_alpha: SkewAlphaOpt = 1.0,
+    dirichlet: DirichletOpt = None,
     seed: Annotated[
         int, typer.Option("--seed", parser=Int(0, MAX_SEED), help="routing draws (random and skewed routing only)")
     ] = 0,

@@ -409,9 +409,9 @@ class NamedStream:
             err.filename = self._name
         return err
 
-    def write(self, text: str) -> int:
+    def write(self, text: str) -> Any:
         try:
-            return int(self._stream.write(text))
+            return self._stream.write(text)  # (what the stream returns: some return None)
         except OSError as e:
             raise self._named(e) from None
 
@@ -465,7 +465,8 @@ def invoke(app: Any, argv: list[str] | None, prepare: Any = None, exiting: bool 
     if "sim.outputs" in sys.modules:  # (an earlier command's commit is not this one's)
         sys.modules["sim.outputs"].forget_landed()
     stdout = sys.stdout
-    if stdout is not None and not isinstance(stdout, NamedStream):
+    main_thread = threading.current_thread() is threading.main_thread()  # (sys.stdout is the process's)
+    if main_thread and stdout is not None and not isinstance(stdout, NamedStream):
         sys.stdout = NamedStream(stdout, "stdout")
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -501,7 +502,8 @@ def invoke(app: Any, argv: list[str] | None, prepare: Any = None, exiting: bool 
     finally:
         for s, handler in saved.items():
             signal.signal(s, signal.SIG_IGN if exiting else handler)
-        sys.stdout = stdout
+        if main_thread:
+            sys.stdout = stdout
     if code == 0:  # once the recording has stopped (inside it, showing one records it again: for ever)
         shown = set()
         for w in caught:

@@ -67,6 +67,16 @@ Concentration = Float(1e-3, 1e6)
 ChannelRate = Float(0, MAX_RATE, lo_open=True)
 
 
+# skewed routing's popularity flags (twin alltoall, twin chunk)
+SkewAlphaOpt = Annotated[
+    float,
+    typer.Option("--skew-alpha", parser=Alpha, help="Zipf exponent of skewed routing (--routing skewed only)"),
+]
+DirichletOpt = Annotated[
+    float | None, typer.Option("--dirichlet", parser=Concentration, help="skewed: Dirichlet concentration")
+]
+
+
 def refuse_unused_skew(ctx: typer.Context, routing: str, dirichlet: float | None) -> None:
     """``--skew-alpha`` and ``--dirichlet`` act only on skewed routing, and ``--skew-alpha`` not beside
     ``--dirichlet`` (the popularity is drawn from one or the other): refused where given otherwise."""
@@ -128,13 +138,8 @@ def alltoall_cmd(
     routing_table: Annotated[
         Path | None, typer.Option("--routing-table", help="CSV/Parquet for replay", callback=input_file_option)
     ] = None,
-    skew_alpha: Annotated[
-        float,
-        typer.Option("--skew-alpha", parser=Alpha, help="Zipf exponent of skewed routing (--routing skewed only)"),
-    ] = 1.0,
-    dirichlet: Annotated[
-        float | None, typer.Option("--dirichlet", parser=Concentration, help="skewed: Dirichlet concentration")
-    ] = None,
+    skew_alpha: SkewAlphaOpt = 1.0,
+    dirichlet: DirichletOpt = None,
     seed: Annotated[
         int, typer.Option("--seed", parser=Seed, help="routing draws (random and skewed routing only)")
     ] = 0,
@@ -338,8 +343,7 @@ def balance_cmd(
     fmt: Annotated[Format, typer.Option("--format", help="table, or json on stdout")] = Format.table,
 ) -> None:
     """Auxiliary-loss-free balancing on skewed routing: busiest expert's load / mean, step by step."""
-    if dirichlet is not None:
-        refuse_given(ctx, ("skew_alpha",), "not used with --dirichlet (popularity is drawn from a Dirichlet, not Zipf)")
+    refuse_unused_skew(ctx, "skewed", dirichlet)  # (balancing is of skewed routing)
     if fmt is Format.json:
         refuse_given(ctx, ("every",), "not used with --format json (it prints every step)")
     if steps == 1:  # (run_balancing counts a step's loads, then moves the biases for the next)

@@ -11,8 +11,8 @@ rounds is the depth of the bottleneck dependency chain, not the number of distin
 
 Entries: ``entry_flow[i]`` crosses ``entry_link[i]``; entries must be grouped by flow (all of a
 flow's entries consecutive, flows in increasing order). A flow with no entries gets ``inf``, and so
-does a flow whose entries all have weight 0 and no cap (nothing bounds it; such a flow looped for ever
-before 2026-12-06).
+does a flow with no cap whose links carry no weight from any flow still unfrozen (nothing bounds it;
+such a flow looped for ever before 2026-12-06). A link of weight 0 that others load still bounds it.
 
 Weights and caps (coflows, :mod:`sim.network.flows`). An entry may carry a weight ``w``: the flow
 loads that link with ``w`` x its rate (a coflow's rate is its progress on its most loaded link, and
@@ -36,12 +36,12 @@ import numpy as np
 
 # Solves of at least this many entries run compiled (sim.network.maxmin_compiled, the same rates bit for
 # bit) where numba is already imported (random or skewed routing imports it), or once this process has
-# spent COMPILE_AFTER_S in such solves in numpy: importing numba costs about 0.6 s, which a balanced
-# default step's large solves (11, a few ms) never repay, nor the 65,536-GPU step's (671, 0.73 s in
-# numpy), while a skewed step's 27,000 repay it many times (the rule of renting until the rent paid
-# equals the price: at most twice the better choice's cost). Measured 2026-12-06 on 400 solves drawn from
-# the default step under skewed, random and balanced routing (5,260 entries on average): 0.333 ms each
-# in numpy, 0.088 ms compiled; the skewed step 13.7 s to 8.6 s, the random one 5.4 s to 3.6 s.
+# spent COMPILE_AFTER_S in such solves in numpy: importing numba costs about 0.6 s (and compiling the
+# solver about 1.5 s more where its cache is cold, once per install), which a balanced default step's
+# large solves (11, a few ms) never repay, nor the 65,536-GPU step's (671, 0.73 s in numpy), while a
+# skewed step's 29,847 repay it many times. Measured 2026-12-06 on 400 solves drawn from the default
+# step under skewed, random and balanced routing (5,260 entries on average): 0.333 ms each in numpy,
+# 0.088 ms compiled; the default step in-process under skewed routing 13.7 s to 8.6 s, random 5.4 s to 3.6 s.
 COMPILED_ENTRIES = 1024
 COMPILE_AFTER_S = 1.5
 _numpy_large_s = [0.0]  # seconds spent in solves of COMPILED_ENTRIES or more in numpy (this process)

@@ -26,7 +26,7 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _waterfill(  # pragma: no cover - compiled (its Python body is tested through the property test's fallback)
+def _waterfill(  # pragma: no cover - compiled (coverage does not see inside; the property test ties it to numpy)
     entry_flow: np.ndarray,
     entry_link: np.ndarray,
     capacity: np.ndarray,
@@ -102,7 +102,7 @@ def _waterfill(  # pragma: no cover - compiled (its Python body is tested throug
             c = count[link]
             if c > 0:
                 r = remaining[link]
-                share[link] = (r if (r >= 0.0 or r != r) else 0.0) / c  # np.maximum(r, 0.0)
+                share[link] = (r if (r > 0.0 or r != r) else 0.0) / c  # np.maximum(r, 0.0): -0.0 is 0.0
             else:
                 share[link] = np.inf
         for i in range(m):
@@ -169,9 +169,27 @@ def maxmin_rates_compiled(
 ) -> np.ndarray:
     """:func:`sim.network.maxmin.maxmin_rates`, compiled: the same arguments and the same rates bit for
     bit. With caps the entries must be in increasing flow order (grouped is not enough: the numpy
-    version sorts them by flow; :func:`sim.network.maxmin.maxmin_rates` checks before calling this)."""
+    version sorts them by flow; :func:`sim.network.maxmin.maxmin_rates` checks before calling this).
+    Arguments the compiled loops cannot take safely (numba checks no bounds: a link or flow number out
+    of range, caps of another length) are given to the numpy solver, which raises as it always did."""
+    from sim.network.maxmin import maxmin_rates_numpy
+
     flows = np.ascontiguousarray(entry_flow, dtype=np.int64)
     links = np.ascontiguousarray(entry_link, dtype=np.int64)
+    n = len(flows)
+    if (
+        len(links) != n
+        or (weight is not None and len(weight) != n)
+        or (cap is not None and len(cap) != num_flows)
+        or (n and (flows.min() < 0 or flows.max() >= num_flows or links.min() < 0 or links.max() >= len(capacity)))
+    ):
+        return maxmin_rates_numpy(entry_flow, entry_link, capacity, num_flows, rtol, weight, cap)
+    # a fabric of far more links than entries: the links crossed only, or every solve would fill a label
+    # per link (3M links: 0.9 ms); np.unique's sort costs more than a phase's solve below that (a
+    # renumbering changes no sum)
+    if len(capacity) > 64 * n:
+        used, inverse = np.unique(links, return_inverse=True)
+        links, capacity = inverse.astype(np.int64), capacity[used]
     weighted = weight is not None
     w = np.ascontiguousarray(weight, dtype=np.float64) if weighted else np.ones(0)
     capped = cap is not None and bool(np.isfinite(cap).any())

@@ -19,13 +19,14 @@ from sim.network.maxmin import maxmin_rates, maxmin_rates_numpy
 from sim.network.maxmin_compiled import maxmin_rates_compiled
 
 VALUE = st.sampled_from([0.5, 1.0, 2.0, 3.0, 7.5]) | st.floats(0.1, 50.0)  # few values: shares tie
+EDGE = st.sampled_from([0.0, -0.0, np.inf])  # a link or cap of nothing, of a signed zero, of no limit
 
 
 @st.composite
 def problems(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray | None, np.ndarray | None]:
     nlinks = draw(st.integers(1, 12))
-    spare = draw(st.sampled_from([0, 0, 100]))  # links no flow crosses (a big fabric)
-    capacity = np.array(draw(st.lists(VALUE, min_size=nlinks, max_size=nlinks)) + [1.0] * spare)
+    spare = draw(st.sampled_from([0, 0, 100, 2000]))  # links no flow crosses (a big fabric: renumbered)
+    capacity = np.array(draw(st.lists(VALUE | EDGE, min_size=nlinks, max_size=nlinks)) + [1.0] * spare)
     nflows = draw(st.integers(1, 10))
     weighted = draw(st.booleans())
     flows: list[int] = []
@@ -42,7 +43,7 @@ def problems(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, 
         )  # (weight 0: a link its flow never waits for; a flow with only such links is unbounded, inf)
     caps = None
     if draw(st.booleans()):
-        caps = np.array(draw(st.lists(st.just(np.inf) | VALUE, min_size=nflows, max_size=nflows)))
+        caps = np.array(draw(st.lists(st.just(np.inf) | VALUE | EDGE, min_size=nflows, max_size=nflows)))
     return (
         np.array(flows, dtype=np.int64),
         np.array(links, dtype=np.int64),
@@ -57,7 +58,8 @@ def problems(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, 
 @given(problems())
 def test_the_same_rates_bit_for_bit(problem: tuple) -> None:  # type: ignore[type-arg]
     flows, links, capacity, n, weight, cap = problem
-    numpy_rates = maxmin_rates_numpy(flows, links, capacity, n, weight=weight, cap=cap)
+    with np.errstate(invalid="ignore"):  # (an infinite capacity less an infinite load: NaN, as compiled)
+        numpy_rates = maxmin_rates_numpy(flows, links, capacity, n, weight=weight, cap=cap)
     compiled = maxmin_rates_compiled(flows, links, capacity, n, weight=weight, cap=cap)
     assert numpy_rates.tobytes() == compiled.tobytes()  # bits, so 0.0 and -0.0 differ too
 
@@ -73,6 +75,25 @@ def test_a_phase_sized_problem_is_the_same_bit_for_bit() -> None:
     a = maxmin_rates_numpy(flows, links, capacity, nflows)
     b = maxmin_rates_compiled(flows, links, capacity, nflows)
     assert a.tobytes() == b.tobytes() and np.isfinite(a).all()
+
+
+def test_a_signed_zero_capacity_gives_the_numpy_solvers_zero() -> None:
+    """np.maximum(-0.0, 0.0) is +0.0: a rate of +0.0, so bytes / rate is +inf; -0.0 gave -inf."""
+    one = np.zeros(1, dtype=np.int64)
+    for capacity, cap in ((np.array([-0.0]), None), (np.array([1.0]), np.array([-0.0]))):
+        a = maxmin_rates_numpy(one, one, capacity, 1, cap=cap)
+        b = maxmin_rates_compiled(one, one, capacity, 1, cap=cap)
+        assert a.tobytes() == b.tobytes() == np.zeros(1).tobytes()
+
+
+def test_arguments_out_of_range_raise_as_numpy_raises() -> None:
+    """numba checks no bounds: such arguments go to the numpy solver, which raises (no memory read past an
+    array)."""
+    flows = np.array([0, 1], dtype=np.int64)
+    with pytest.raises(IndexError):
+        maxmin_rates_compiled(flows, np.array([0, 5], dtype=np.int64), np.ones(2), 2)
+    with pytest.raises(IndexError):
+        maxmin_rates_compiled(flows, np.array([0, 1], dtype=np.int64), np.ones(2), 1)
 
 
 def test_large_solves_go_compiled_once_numba_is_loaded_or_numpy_has_cost_its_import(
