@@ -269,6 +269,31 @@ def test_a_full_disk_under_stdout_is_named() -> None:
         assert done.stderr == "error: stdout: No space left on device\n"
 
 
+def test_a_stdout_whose_write_returns_nothing_still_prints(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stdout a command names in its errors passes on what the stream's write returns: some return
+    None (logging adapters, progress-bar file wrappers), and a wrapper that made it an int broke them."""
+
+    class Sink:
+        def __init__(self) -> None:
+            self.text = ""
+
+        def write(self, text: str) -> None:
+            self.text += text
+
+        def flush(self) -> None:
+            pass
+
+        def isatty(self) -> bool:
+            return False
+
+    sink = Sink()
+    monkeypatch.setattr(sys, "stdout", sink)
+    with pytest.raises(SystemExit) as info:
+        main(["model", "show", "deepseek-v3", "--format", "json"])
+    assert info.value.code == 0 and json.loads(sink.text)["name"] == "DeepSeek-V3"
+    assert sys.stdout is sink  # put back as it was
+
+
 def test_a_ctrl_c_while_the_command_imports_is_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
