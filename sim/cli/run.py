@@ -159,6 +159,18 @@ def _run_training(asm: Assembly, output: Path | None, fmt: Format, quiet: bool) 
         f"F&B {b.overlapped_fb_s:.3f}, bubble {b.bubble_s:.3f}, optimizer {b.optimizer_s:.3f}, "
         f"DP comm {b.dp_comm_exposed_s:.3f}, wait {b.wait_s:.3f} (comm exposed inside chunks {b.ep_comm_exposed_s:.3f})"
     )
+    # the rank that ends the step can change between two runs that hardly differ, and its figures with it:
+    # every rank's, as a mean and the worst (what a sweep's _mean columns hold, docs/sweeps.md)
+    over = r.over_ranks()
+
+    def spread(key: str) -> str:
+        o = over[key]
+        return f"{o['mean']:.3f} (worst {o['worst']:.3f}, rank {o['worst_rank']})"
+
+    out.print(
+        f"over the {len(r.ranks)} ranks, mean: bubble {spread('bubble_s')}, DP comm {spread('dp_comm_exposed_s')}, "
+        f"comm exposed inside chunks {spread('ep_comm_exposed_s')}"
+    )
     out.print(
         f"written to {target}/ (summary.md, summary.json, spans.parquet, trace.json, gantt.png)",
         soft_wrap=True,

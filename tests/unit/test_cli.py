@@ -318,3 +318,30 @@ def test_a_ctrl_c_while_the_command_imports_is_one_line(
             with pytest.raises(SystemExit) as info:
                 entry.main()
         assert info.value.code == 130 and capsys.readouterr().err == "error: interrupted\n"
+
+
+def test_the_run_table_gives_every_ranks_mean_and_worst_beside_the_reported_rank(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reported rank's bubble and exposed communication jump when another rank ends the step; the
+    third line gives each as the mean over the ranks (what a sweep's ``_mean`` columns hold) and the worst."""
+    from sim.config import load_scenario
+    from sim.run import simulate_training
+    from tests.conftest import SMALL_STEP
+
+    monkeypatch.setenv("COLUMNS", "400")  # one line each
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(SMALL_STEP), "-o", str(tmp_path)])
+    assert info.value.code == 0
+    ranks = simulate_training(load_scenario(SMALL_STEP)).result.ranks
+
+    def spread(key: str) -> str:  # from every rank's own figure
+        values = [getattr(x, key) for x in ranks]
+        worst = max(values)
+        return f"{sum(values) / len(values):.3f} (worst {worst:.3f}, rank {values.index(worst)})"
+
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("over the"))
+    assert line == (
+        f"over the {len(ranks)} ranks, mean: bubble {spread('bubble_s')}, DP comm {spread('dp_comm_exposed_s')}, "
+        f"comm exposed inside chunks {spread('ep_comm_exposed_s')}"
+    )
