@@ -461,6 +461,7 @@ def owned_outputs(path: str | Path, owner: str, flag: str = "--output") -> Itera
     import fcntl
 
     path = check_output_folder(path, flag)
+    made = _missing_parents(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     stem = f"{path.name}.{owner}"
     # the temporary on the file system the files go to: beside the folder, or inside it where the folder
@@ -538,9 +539,23 @@ def owned_outputs(path: str | Path, owner: str, flag: str = "--output") -> Itera
     except BaseException:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+        for folder in made:  # the folders made for this result, if nothing else landed in them (innermost first)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         if committed:  # a signal held back through the commit, delivered as it ended: the results are whole
             _LANDED.append(path)
         raise
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """The folders above ``path`` that do not exist yet, innermost first: made for its result, and removed
+    again (when empty) if the result fails (a failed first run into a new ``-o DIR`` left ``DIR`` empty)."""
+    missing = []
+    folder = path.parent
+    while not (folder.exists() or folder.is_symlink()) and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
 
 _LANDED: list[Path] = []  # folders whose commit was whole when an interruption held back through it came

@@ -120,6 +120,14 @@ def test_a_failure_changes_nothing(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError), owned_outputs(tmp_path / "new", "run"):
         raise RuntimeError("interrupted")
     assert not (tmp_path / "new").exists()
+    # a first run into a new -o DIR (its result goes to DIR/<name>/) left an empty DIR, and its parents
+    with pytest.raises(RuntimeError), owned_outputs(tmp_path / "a" / "b" / "name", "run"):
+        raise RuntimeError("the disk is full")
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "kept").mkdir()  # a folder that was there stays, empty or not
+    with pytest.raises(RuntimeError), owned_outputs(tmp_path / "kept" / "name", "run"):
+        raise RuntimeError("the disk is full")
+    assert (tmp_path / "kept").is_dir()
 
 
 @pytest.mark.parametrize("name", ["notes.txt", "sub"])
