@@ -177,7 +177,9 @@ def test_the_committed_codesign_report_renders_offline(browser: Any, tmp_path: P
     try:
         assert page.page.title().startswith("Co-design what-ifs:")
         found = page.figures()
-        assert len(found) == md_figures == 10, found  # one per study where a figure moved (not NVLink 900), no canvas
+        # one per study where a figure moved, no canvas: all 12 (NVLink 900 GB/s moves the mean exposed DP
+        # communication only, 0.447 to 0.445 s, since the study compares by the means over the ranks)
+        assert len(found) == md_figures == 12, found
         for f in found:
             assert f["shown"] and f["w"] > 0 and f["h"] > 0, f
             if f["tag"] == "img":
