@@ -28,7 +28,7 @@ from sim.cli.common import (
     progress_bar,
 )
 from sim.errors import ScenarioError
-from sim.sweep.point import METRIC_BY_NAME, METRICS
+from sim.sweep.point import METRIC_BY_NAME, METRICS, reported_rank_note
 
 if TYPE_CHECKING:
     from sim.sweep.compare import Comparison
@@ -465,8 +465,9 @@ def compare_cmd(
         from reports.compare_plot import plot_pareto
 
         plot_pareto(frame, result, plot, title=plot_title(str(meta.get("name", results.stem)), result))
+    notes = [n for n in (reported_rank_note(by), reported_rank_note(second)) if n is not None]
     if fmt is Format.json:
-        print(json.dumps(result.to_dict() | {"plot": str(plot) if plot is not None else None}))
+        print(json.dumps(result.to_dict() | {"plot": str(plot) if plot is not None else None, "notes": notes}))
         return
     m = METRIC_BY_NAME[by]
     direction = "lower" if m.better == "min" else "higher"
@@ -500,6 +501,8 @@ def compare_cmd(
             + (" ..." if len(points) > 10 else ""),
             highlight=False,
         )
+    for note in notes:
+        out.print(f"note: {note}", highlight=False)
     if plot is not None:
         shown = one_printable_line(str(plot))  # (one line, inert)
         out.print(f"plot written to {shown}", highlight=False, soft_wrap=True, markup=False)  # a path is never folded

@@ -124,6 +124,27 @@ METRICS: tuple[Metric, ...] = (
     Metric("goodput_requests_per_s", "max", "requests/s", "requests per second meeting both SLOs"),
 )
 METRIC_BY_NAME = {m.name: m for m in METRICS}
+# the figures of the rank that ends the step, and their means over the ranks (which move with the inputs)
+MEAN_OF = {
+    "bubble_s": "bubble_mean_s",
+    "bubble_ratio": "bubble_ratio_mean",
+    "ep_comm_exposed_s": "ep_comm_exposed_mean_s",
+    "dp_comm_exposed_s": "dp_comm_exposed_mean_s",
+}
+
+
+def reported_rank_note(name: str) -> str | None:
+    """What ``twin compare`` says when it ranks or plots by a figure of the rank that ends the step."""
+    mean = MEAN_OF.get(name)
+    if mean is None:
+        return None
+    return (
+        f"{name} is the figure of the rank that ends each point's step; another rank can end a neighbouring "
+        f"point's, and {name} then jumps while the step hardly moves: {mean}, every rank's mean, moves with "
+        "the inputs (docs/sweeps.md)"
+    )
+
+
 # the figures of a serving deployment (:func:`_serve_figures`); the others are a training step's
 SERVE_METRICS = frozenset(
     {

@@ -266,3 +266,26 @@ def test_the_cost_footnote_counts_only_the_rows_whose_cost_note_says_so(
     assert (
         "1 ok point(s) have no cost_per_T_usd (no cost_note says why), and are not ranked or on a front by it: 5"
     ) in out
+
+
+def test_ranking_by_the_reported_ranks_figure_points_to_its_mean(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``bubble_s`` and the three like it are the figures of the rank that ends each step, which jump where
+    another rank ends a neighbouring point's; ranking by one says so and names the mean over the ranks (in
+    the JSON too), ranking by the mean or another figure says nothing."""
+    from sim.sweep.point import MEAN_OF
+
+    monkeypatch.setenv("COLUMNS", "400")
+    path = _results(tmp_path)
+    for name, mean in MEAN_OF.items():
+        code, out = _run(["compare", str(path), "--by", name], capsys)
+        notes = [line for line in out.splitlines() if line.startswith("note: ")]
+        assert code == 0 and len(notes) == 1 and f"note: {name} is the figure of the rank" in notes[0]
+        assert f"{mean}, every rank's mean" in notes[0]
+        code, out = _run(["compare", str(path), "--by", mean], capsys)
+        assert code == 0 and "note: " not in out
+    code, out = _run(["compare", str(path), "--by", "step_time_s", "--against", "bubble_s", "--format", "json"], capsys)
+    assert code == 0 and len(json.loads(out)["notes"]) == 1
+    code, out = _run(["compare", str(path), "--format", "json"], capsys)
+    assert code == 0 and json.loads(out)["notes"] == []
