@@ -461,18 +461,27 @@ def owned_outputs(path: str | Path, owner: str, flag: str = "--output") -> Itera
     import fcntl
 
     path = check_output_folder(path, flag)
-    made = _missing_parents(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # the folders this result makes (the commit makes ``path``), removed again if it fails and they are empty
+    made = ([] if path.exists() or path.is_symlink() else [path]) + _missing_parents(path)
     stem = f"{path.name}.{owner}"
     # the temporary on the file system the files go to: beside the folder, or inside it where the folder
     # is a link (to another file system, a rename from beside the link failed: "Invalid cross-device link")
     beside = path if path.is_symlink() and path.is_dir() else path.parent
-    clean_stale(beside, stem)
     tmp: Path | None = None
     committed = False
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale(beside, stem)
         with signals_held():
-            tmp = Path(tempfile.mkdtemp(prefix=_prefix(stem), dir=beside))
+            for attempt in range(3):
+                try:
+                    tmp = Path(tempfile.mkdtemp(prefix=_prefix(stem), dir=beside))
+                    break
+                except FileNotFoundError:  # another run into the same new folder failed and removed it
+                    if attempt == 2:
+                        raise
+                    path.parent.mkdir(parents=True, exist_ok=True)
+            assert tmp is not None
             os.chmod(tmp, _umask_mode(0o777))
         with not_written(path):
             yield tmp

@@ -171,7 +171,8 @@ def maxmin_rates_compiled(
     bit. With caps the entries must be in increasing flow order (grouped is not enough: the numpy
     version sorts them by flow; :func:`sim.network.maxmin.maxmin_rates` checks before calling this).
     Arguments the compiled loops cannot take safely (numba checks no bounds: a link or flow number out
-    of range, caps of another length) are given to the numpy solver, which raises as it always did."""
+    of range, caps of another length) are given to the numpy solver, which does with them what it always
+    did (it raises where its indexing raises; a negative number indexes from the end)."""
     from sim.network.maxmin import maxmin_rates_numpy
 
     flows = np.ascontiguousarray(entry_flow, dtype=np.int64)

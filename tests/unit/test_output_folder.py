@@ -124,6 +124,20 @@ def test_a_failure_changes_nothing(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError), owned_outputs(tmp_path / "a" / "b" / "name", "run"):
         raise RuntimeError("the disk is full")
     assert not (tmp_path / "a").exists()
+    import sim.outputs as outputs  # a failure in the commit itself (the disk full at the first marker)
+
+    real = outputs._write_manifest
+
+    def full(*_a: object, **_k: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    outputs._write_manifest = full  # type: ignore[assignment]
+    try:
+        with pytest.raises(OSError), owned_outputs(tmp_path / "c" / "d" / "name", "run"):
+            pass
+    finally:
+        outputs._write_manifest = real
+    assert not (tmp_path / "c").exists()
     (tmp_path / "kept").mkdir()  # a folder that was there stays, empty or not
     with pytest.raises(RuntimeError), owned_outputs(tmp_path / "kept" / "name", "run"):
         raise RuntimeError("the disk is full")
