@@ -167,7 +167,7 @@ def _routed_run(gate: str) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{gate}.yaml"
         base = ROOT / "scenarios" / "deepseek_v3_pretrain.yaml"
-        path.write_text(f"base: {base}\nname: {gate}\nset:\n  workload.routing: {gate}\n")
+        path.write_text(json.dumps({"base": str(base), "name": gate, "set": {"workload.routing": gate}}))  # (YAML)
         return _whole(["run", str(path), "--format", "json"], 3)
 
 

@@ -144,7 +144,7 @@ def _waterfill(  # pragma: no cover - compiled (coverage does not see inside; th
             break
         for i in range(m):
             if frozen[i]:
-                load[links[i]] += entry_min[i] * w[i] if weighted else entry_min[i]
+                load[links[i]] += entry_min[i] * w[i]  # (w is 1.0 unweighted: x * 1.0 is x, bit for bit)
         for link in range(num_links):
             remaining[link] -= load[link]
         k = 0
