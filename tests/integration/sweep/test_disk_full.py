@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from sim.sweep.point import OK
-from sim.sweep.store import journal_path
+from sim.sweep.store import BOUNDS_KEY, journal_path, read_results
 from tests.conftest import REPO, write_sweep
 
 
@@ -35,17 +35,47 @@ def _twin_limited(args: list[str], limit_bytes: int) -> subprocess.CompletedProc
     )
 
 
-@pytest.mark.parametrize(
-    "limit",
-    [
-        1_500,  # a journal row is about 1,180 bytes: the second row, or the first Parquet write, fails
-        4_000,  # every row fits in the journal (3.5 kB); the Parquet file (over 6 kB) does not
-    ],
-)
-def test_sweep_with_a_full_disk_stops_in_one_line_and_resumes(tmp_path: Path, limit: int) -> None:
+GRID = {"grid": {"comm.sms": [12, 16, 20]}}
+
+
+@pytest.fixture(scope="module")
+def sizes(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[int], int]:
+    """The bytes of each journal line of the sweep below (as :meth:`sim.sweep.store.Results.add` writes
+    it, from the rows of a run without a limit) and of its results file: the limits are set from
+    them, not from the sizes of the day (a column added makes every row longer)."""
+    folder = tmp_path_factory.mktemp("unlimited")
+    out = folder / "r.parquet"
+    r = subprocess.run(
+        [sys.executable, "-m", "sim", "sweep", str(write_sweep(folder, GRID)), "-o", str(out), "-j", "1", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert r.returncode == 0, r.stderr
+    rows, _ = read_results(out)
+    lines = [len((json.dumps(row | {BOUNDS_KEY: False}, separators=(",", ":")) + "\n").encode()) for _, row in rows]
+    return lines, out.stat().st_size
+
+
+@pytest.mark.parametrize("case", ["second row", "results file"])
+def test_sweep_with_a_full_disk_stops_in_one_line_and_resumes(
+    tmp_path: Path, case: str, sizes: tuple[list[int], int]
+) -> None:
     """Which write fails first depends on timing (the Parquet file is rewritten every few seconds, the
-    journal at each point); either is named, and the journal keeps every point completed before."""
-    path = write_sweep(tmp_path, {"grid": {"comm.sms": [12, 16, 20]}})
+    journal at each point); either is named, and the journal keeps every point completed before.
+
+    ``second row``: the limit lets the first journal line through and stops the second halfway (a
+    line read back from Parquet may differ from the one journaled by a few bytes: NaN is written
+    ``NaN`` there and ``null`` here, hence half a line of room); ``results file``: every line fits,
+    and the results file, larger than the whole journal, does not."""
+    lines, parquet = sizes
+    if case == "second row":
+        limit = lines[0] + lines[1] // 2
+    else:
+        limit = sum(lines) + 64
+        assert parquet > limit + 1024, (parquet, lines)  # the case holds: the results file cannot be written
+    path = write_sweep(tmp_path, GRID)
     out = tmp_path / "r.parquet"
     journal = journal_path(out)
     r = _twin_limited(["sweep", str(path), "-o", str(out), "-j", "1", "-q"], limit)
@@ -63,7 +93,8 @@ def test_sweep_with_a_full_disk_stops_in_one_line_and_resumes(tmp_path: Path, li
             rows.append(json.loads(line))
         except json.JSONDecodeError:
             assert line == text.splitlines()[-1] and not text.endswith("\n")  # only the row being written
-    assert 1 <= len(rows) <= 3 and all(row["status"] == OK for row in rows)
+    assert (len(rows) == 1 if case == "second row" else 1 <= len(rows) <= 3), len(rows)
+    assert all(row["status"] == OK for row in rows)
     assert len(text.encode()) <= limit
     again = subprocess.run(
         [sys.executable, "-m", "sim", "sweep", str(path), "-o", str(out), "-j", "1"],
