@@ -69,12 +69,12 @@ def test_sweep_with_a_full_disk_stops_in_one_line_and_resumes(
     line read back from Parquet may differ from the one journaled by a few bytes: NaN is written
     ``NaN`` there and ``null`` here, hence half a line of room); ``results file``: every line fits,
     and the results file, larger than the whole journal, does not."""
-    lines, parquet = sizes
+    row_bytes, parquet = sizes
     if case == "second row":
-        limit = lines[0] + lines[1] // 2
+        limit = row_bytes[0] + row_bytes[1] // 2
     else:
-        limit = sum(lines) + 64
-        assert parquet > limit + 1024, (parquet, lines)  # the case holds: the results file cannot be written
+        limit = sum(row_bytes) + 64
+        assert parquet > limit + 1024, (parquet, row_bytes)  # the case holds: the results file cannot be written
     path = write_sweep(tmp_path, GRID)
     out = tmp_path / "r.parquet"
     journal = journal_path(out)
@@ -93,7 +93,7 @@ def test_sweep_with_a_full_disk_stops_in_one_line_and_resumes(
             rows.append(json.loads(line))
         except json.JSONDecodeError:
             assert line == text.splitlines()[-1] and not text.endswith("\n")  # only the row being written
-    assert (len(rows) == 1 if case == "second row" else 1 <= len(rows) <= 3), len(rows)
+    assert len(rows) == 1 if case == "second row" else 1 <= len(rows) <= 3, len(rows)
     assert all(row["status"] == OK for row in rows)
     assert len(text.encode()) <= limit
     again = subprocess.run(
