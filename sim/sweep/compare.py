@@ -55,10 +55,14 @@ def load_results(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
         raise ScenarioError("", "holds no points (twin sweep writes a row for each point that ran)", str(path))
     _check(frame, str(path))
     _memory_in_gib(frame)
-    for m in METRIC_BY_NAME:  # a figure added since the file was written: unknown there, not a reason to refuse
-        if m not in frame.columns:
-            frame[m] = float("nan")
+    absent = [m for m in METRIC_BY_NAME if m not in frame.columns]
+    for m in absent:  # a figure added since the file was written: unknown there, not a reason to refuse
+        frame[m] = float("nan")
+    frame.attrs[ABSENT] = (str(path), absent)  # ranking by one of them is refused by compare, saying why
     return frame, meta
+
+
+ABSENT = "twin_absent_columns"  # frame.attrs key: (file, the figures its sweep did not write)
 
 
 def points_in_sweep(meta: dict[str, Any]) -> int | None:
@@ -250,7 +254,14 @@ def compare(frame: pd.DataFrame, by: str, against: str, top: int, points: int | 
     how many the sweep has (:func:`points_in_sweep`), to tell a file where some never ran."""
     ok = frame[frame["status"] == OK]
     served = serving(frame)
+    file, absent = frame.attrs.get(ABSENT, ("", []))
     for flag, name in (("--by", by), ("--against", against)):
+        if name in absent:
+            raise ScenarioError(
+                flag,
+                f"{file} has no {name} column: its sweep ran before the twin wrote it; run the sweep again "
+                "into the same file (rows an older twin computed are run again) to fill it",
+            )
         if len(ok) and bool(ok[name].isna().all()):
             kind = "serving points" if served else "training steps"
             raise ScenarioError(flag, f"no ok point has {name} (the points are {kind})")

@@ -289,3 +289,25 @@ def test_ranking_by_the_reported_ranks_figure_points_to_its_mean(
     assert code == 0 and len(json.loads(out)["notes"]) == 1
     code, out = _run(["compare", str(path), "--format", "json"], capsys)
     assert code == 0 and json.loads(out)["notes"] == []
+
+
+def test_a_figure_the_file_was_written_without_is_refused_saying_to_run_the_sweep_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A results file from before the ``_mean`` columns (2026-12-06): ranking by one of them says that the
+    file lacks the column and how to fill it (exit 2, one line), not that no point has it; the figures
+    it holds still rank."""
+    path = _results(tmp_path)
+    frame = pd.read_parquet(path)
+    frame.drop(columns=["bubble_mean_s", "bubble_ratio_mean"]).to_parquet(path)
+    for flag in ("--by", "--against"):
+        with pytest.raises(SystemExit) as info:
+            main(["compare", str(path), flag, "bubble_mean_s"])
+        err = capsys.readouterr().err
+        assert info.value.code == 2
+        assert err.splitlines() == [
+            f"error: {flag}: {path} has no bubble_mean_s column: its sweep ran before the twin wrote it; run the "
+            "sweep again into the same file (rows an older twin computed are run again) to fill it"
+        ]
+    code, out = _run(["compare", str(path), "--by", "ep_comm_exposed_mean_s"], capsys)  # (a column it has)
+    assert code == 0 and "ep_comm_exposed_mean_s" in out
