@@ -27,7 +27,7 @@ from sim.cli.common import (
     refuse_given,
     refuse_unbound_node_limit,
 )
-from sim.cli.moe import DirichletOpt, SkewAlphaOpt, refuse_unused_skew
+from sim.cli.moe import DirichletOpt, SkewAlphaOpt, refuse_unused_seed, refuse_unused_skew
 from sim.config import read_for
 from sim.errors import ScenarioError
 from sim.experiments.trace_validation import ANNOTATIONS, DATASHEET, FRACTIONS, figures, validate_trace
@@ -138,8 +138,7 @@ def chunk_cmd(
         raise ScenarioError("--routing", f"unknown routing {routing!r}; choose from {', '.join(GATES)}, replay")
     if routing != "replay":
         refuse_given(ctx, ("routing_table",), f"not used by --routing {routing} (only replay reads a table)")
-    if routing not in ("random", "skewed"):
-        refuse_given(ctx, ("seed",), f"not used by --routing {routing} (it draws nothing; random and skewed do)")
+    refuse_unused_seed(ctx, routing)
     refuse_unused_skew(ctx, routing, dirichlet)
     if coprocessor and sms != 0:  # (--sms 0 says the same)
         refuse_given(ctx, ("sms",), "not used with --coprocessor (communication runs off the SMs: all of them compute)")

@@ -87,6 +87,13 @@ def refuse_unused_skew(ctx: typer.Context, routing: str, dirichlet: float | None
         refuse_given(ctx, ("skew_alpha",), "not used with --dirichlet (popularity is drawn from a Dirichlet, not Zipf)")
 
 
+def refuse_unused_seed(ctx: typer.Context, routing: str) -> None:
+    """``--seed`` acts only on the routings that draw (random and skewed): refused where given otherwise
+    (one wording for every command that routes)."""
+    if routing not in ("random", "skewed"):
+        refuse_given(ctx, ("seed",), f"not used by --routing {routing} (it draws nothing; random and skewed do)")
+
+
 MAX_BALANCE_WORK = 1 << 36  # steps x tokens x experts: ~10 minutes
 TOKEN_GPU_BYTES = 256  # routing memory per (token, GPU): scores chunked per GPU, choices, traffic counts
 
@@ -198,8 +205,7 @@ def alltoall_cmd(
     refuse_unused_skew(ctx, routing, dirichlet)
     if routing != "replay":
         refuse_given(ctx, ("routing_table",), f"not used by --routing {routing} (only replay reads a table)")
-    if routing not in ("random", "skewed"):
-        refuse_given(ctx, ("seed",), f"not used by --routing {routing} (it draws nothing)")
+    refuse_unused_seed(ctx, routing)
     counts = int_list(sms, "--sms", SmCount)
     if plot is not None and (len(counts) < 2 or coprocessor):  # (a chart of one point: an axis of -0.04..0.04 SMs)
         if coprocessor:

@@ -135,3 +135,18 @@ def test_skewed_routings_popularity_flags_reach_the_chunk(capsys: pytest.Capture
     assert zipf2 == json.loads(json.dumps(direct(Gating("skewed", alpha=2.0))))
     assert dirichlet == json.loads(json.dumps(direct(Gating("skewed", dirichlet=0.5))))
     assert zipf1["span_ms"] != zipf2["span_ms"] and zipf1["span_ms"] != dirichlet["span_ms"]
+
+
+@pytest.mark.parametrize("routing", ["balanced", "replay"])
+def test_a_seed_of_a_routing_that_draws_nothing_is_refused_alike_by_chunk_and_alltoall(
+    capsys: pytest.CaptureFixture[str], routing: str
+) -> None:
+    """One rule and one wording for both commands that route (``sim.cli.moe.refuse_unused_seed``)."""
+    lines = []
+    for command in ("chunk", "alltoall"):
+        with pytest.raises(SystemExit) as info:
+            main([command, "--routing", routing, "--seed", "3"])
+        assert info.value.code == 2
+        lines.append(capsys.readouterr().err.splitlines())
+    expected = f"error: --seed: not used by --routing {routing} (it draws nothing; random and skewed do); remove it"
+    assert lines == [[expected], [expected]]
