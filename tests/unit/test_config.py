@@ -13,6 +13,7 @@ from sim.assemble import Assembly, assemble, chunk_params
 from sim.cli import main
 from sim.config import default_scenario_path, load_scenario
 from sim.errors import ScenarioError
+from sim.network.spec import ClusterSpec
 from sim.run import op_times
 from tests.conftest import REPO, write_sm_sweep_profile
 
@@ -332,3 +333,22 @@ def test_bases_that_name_each_other_are_a_loop(tmp_path: Path) -> None:
         (tmp_path / f"d{i}.yaml").write_text(f"name: d{i}\nbase: d{i + 1}.yaml\n")
     with pytest.raises(ScenarioError, match="more than 8 levels of base scenarios"):
         load_scenario(tmp_path / "d0.yaml")
+
+
+def test_a_topology_file_edited_between_two_reads_is_read_again(tmp_path: Path) -> None:
+    """Parsed topologies are kept by file and text (a sweep's points read one file 1,000 times): an edit
+    in between is seen, the same text gives the same (frozen) spec."""
+    topo = tmp_path / "t.yaml"
+    topo.write_text((REPO / "topologies" / "deepseek-v3-mpft.yaml").read_text())
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump({"base": str(default_scenario_path()), "set": {"cluster.topology": str(topo)}}))
+
+    def spec() -> ClusterSpec:
+        cluster = load_scenario(scenario).cluster
+        assert cluster is not None
+        return cluster.spec
+
+    first = spec()
+    assert spec() is first
+    topo.write_text(topo.read_text().replace(f"nodes: {first.nodes}", f"nodes: {first.nodes // 2}"))
+    assert spec().nodes == first.nodes // 2
