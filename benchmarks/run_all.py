@@ -26,10 +26,12 @@ How each figure is taken:
 from __future__ import annotations
 
 import argparse
+import atexit
 import functools
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -56,28 +58,48 @@ class Figure:
 # Whole-process figures run as an installed twin runs: Python writes its bytecode cache on the first
 # import (``pip install`` also compiles it), so a session that sets PYTHONDONTWRITEBYTECODE (this
 # machine's does) would otherwise time the compilation of some 900 modules, about 0.9 s, in every run.
-_AS_INSTALLED = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+# Every figure but the ``*_compiled_*`` ones times the sources, whatever build of the event loop the
+# user's cache holds (TWIN_COMPILED=0; sim.compiled); those load a build made for the run (_with_build).
+_AS_INSTALLED = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | {"TWIN_COMPILED": "0"}
 
 
-def _twin(args: list[str], cwd: Path) -> float:
+@functools.cache
+def _compiled_cache() -> tuple[str, float]:
+    """A fresh cache folder holding a build of these sources (``twin compile`` into it, whole process,
+    from nothing: mypyc, then its bit-for-bit checks) and the seconds that took; removed at exit."""
+    folder = tempfile.mkdtemp(prefix="twin-compiled-")
+    atexit.register(shutil.rmtree, folder, True)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "sim", *args], cwd=cwd, check=True, capture_output=True, env=_AS_INSTALLED)
+    env = {**_AS_INSTALLED, "TWIN_CACHE_DIR": folder}
+    subprocess.run([sys.executable, "-m", "sim", "compile", "-q"], cwd=ROOT, check=True, capture_output=True, env=env)
+    return folder, time.perf_counter() - t0
+
+
+def _with_build() -> dict[str, str]:
+    """The environment of a run that loads the build of :func:`_compiled_cache`."""
+    return {"TWIN_COMPILED": "1", "TWIN_CACHE_DIR": _compiled_cache()[0]}
+
+
+def _twin(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
+    t0 = time.perf_counter()
+    run_env = _AS_INSTALLED | (env or {})
+    subprocess.run([sys.executable, "-m", "sim", *args], cwd=cwd, check=True, capture_output=True, env=run_env)
     return time.perf_counter() - t0
 
 
-def _whole(args: list[str], runs: int) -> float:
+def _whole(args: list[str], runs: int, env: dict[str, str] | None = None) -> float:
     """Median whole-process seconds of ``twin ARGS`` (``{out}`` in ARGS: a fresh folder each run), after
     one run that warms the file and bytecode caches."""
     times = []
     for i in range(runs + 1):  # the first run warms the file cache and is not counted
         with tempfile.TemporaryDirectory() as tmp:
-            wall = _twin([a.replace("{out}", tmp) for a in args], ROOT)
+            wall = _twin([a.replace("{out}", tmp) for a in args], ROOT, env)
         if i:
             times.append(wall)
     return statistics.median(times)
 
 
-def _inprocess(code: str, runs: int) -> float:
+def _inprocess(code: str, runs: int, env: dict[str, str] | None = None) -> float:
     """Median over ``runs`` fresh processes of the seconds ``code`` prints last (it times its call)."""
     times = []
     for _ in range(runs):
@@ -87,7 +109,7 @@ def _inprocess(code: str, runs: int) -> float:
             check=True,
             capture_output=True,
             text=True,
-            env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{BENCH}"},
+            env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{BENCH}", "TWIN_COMPILED": "0"} | (env or {}),
         )
         times.append(float(done.stdout.split()[-1]))
     return statistics.median(times)
@@ -211,6 +233,26 @@ FIGURES: dict[str, tuple[str, float | None, Callable[[], float], str]] = {
         )
         for gate in ("random", "skewed")
     },
+    "compile_s": (
+        "s",
+        None,
+        lambda: _compiled_cache()[1],
+        "twin compile from nothing (mypyc builds the event loop's 13 modules, then each of 4 runs from the sources "
+        "and compiled must print the same figures), whole process, one run",
+    ),
+    "run_json_compiled_s": (
+        "s",
+        None,
+        lambda: _whole(["run", "--format", "json"], 3, _with_build()),
+        "twin run --format json (default step) loading the build of twin compile, whole process, median of 3",
+    ),
+    "step_shared_compiled_s": (
+        "s",
+        None,
+        lambda: _inprocess(_step("representative", "shared"), 5, _with_build()),
+        "default step, representative, contention shared, loading the build of twin compile: simulate_training "
+        "in-process, median of 5 processes",
+    ),
     "step_isolated_s": (
         "s",
         0.4,
@@ -307,6 +349,13 @@ LONG: dict[str, tuple[str, float | None, Callable[[], float], str]] = {
         lambda: _once(["sweep", "scenarios/sweeps/thousand.yaml", "-o", "{out}/t.parquet"]),
         "twin sweep scenarios/sweeps/thousand.yaml on the local pool, whole process, from nothing",
     ),
+    "sweep_thousand_compiled_s": (
+        "s",
+        180.0,
+        lambda: _once(["sweep", "scenarios/sweeps/thousand.yaml", "-o", "{out}/t.parquet"], _with_build()),
+        "twin sweep scenarios/sweeps/thousand.yaml on the local pool loading the build of twin compile (built "
+        "before, outside the figure: compile_s), whole process, from nothing",
+    ),
     "sweep_best_ten_s": (
         "s",
         None,
@@ -318,11 +367,11 @@ LONG: dict[str, tuple[str, float | None, Callable[[], float], str]] = {
 }
 
 
-def _once(args: list[str]) -> float:
+def _once(args: list[str], env: dict[str, str] | None = None) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         if not any("{out}" in a for a in args):
             args = [*args, "-o", tmp]
-        return _twin([a.replace("{out}", tmp) for a in args], ROOT)
+        return _twin([a.replace("{out}", tmp) for a in args], ROOT, env)
 
 
 # --------------------------------------------------------------------------- quoting

@@ -6,3 +6,7 @@ Inside, packages stand on floors and import only downwards (``tests/unit/test_la
 """
 
 __version__ = "0.1.0"
+
+from sim import compiled as _compiled  # the event loop's compiled build, when one is kept (sim.compiled)
+
+_compiled.install()

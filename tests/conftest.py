@@ -11,6 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
+# The tests run the sources, never a compiled build of the event loop (sim.compiled): they patch classes
+# and functions that a compiled module would not let them patch. Set before sim is imported, and passed
+# on to every twin a test starts; tests/unit/test_compiled.py turns it on where it tests the build.
+os.environ["TWIN_COMPILED"] = "0"
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 SMALL_STEP = REPO / "tests" / "data" / "sweep" / "small-step.yaml"  # a small, fast training step for sweeps

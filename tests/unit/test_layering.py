@@ -29,6 +29,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
         "layout_defaults",
         "paths",
         "code_digest",
+        "compiled",
         "number_text",
     ),  # no sim imports but errors
     ("keys", "limits", "yamlio", "registry", "overrides", "outputs", "forked"),  # small shared helpers

@@ -1,0 +1,143 @@
+"""The event loop's compiled build (``twin compile``, :mod:`sim.compiled`).
+
+What must hold: a build is loaded only for the sources it was built from (a stale one is never
+loaded), only where not turned off; a build that does not reproduce the sources' figures bit for bit
+is never kept; and a kept build loads in place of every listed module and prints the same figures.
+The end-to-end test compiles for real (about a minute and a half on 2 cores: mypyc, then each check
+run twice); it needs mypy, a C compiler and Python's headers, and is skipped without them outside CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from sim import compiled
+from sim.errors import TwinError
+from tests.conftest import REPO, in_ci
+
+PROBE = "import json, sim.compiled as c; print(json.dumps([str(c.active()), c.loaded()]))"
+
+
+def _probe(env: dict[str, str]) -> tuple[str, list[str]]:
+    """What a fresh ``import sim`` loads under ``env``: the active build (or 'None') and the listed
+    modules loaded compiled, after importing the step (which imports every listed module)."""
+    code = PROBE.replace("print(", "import sim.step.shared, sim.pipeline.execute, sim.engine.recorder; print(")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert r.returncode == 0, r.stderr
+    active, loaded = json.loads(r.stdout)
+    return active, loaded
+
+
+def _env(cache: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in (compiled.OFF, compiled.DIR)}
+    return env | {compiled.CACHE: str(cache)} | extra
+
+
+def _fake_build(folder: Path, key: str, modules: list[str]) -> None:
+    """A build's folder as a build leaves it, with empty files (never loaded: the key or a file is off)."""
+    folder.mkdir(parents=True)
+    files = {}
+    for m in modules:
+        rel = Path(*m.split(".")).as_posix() + compiled.ext_suffix()
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(b"")
+        files[m] = rel
+    (folder / compiled.MANIFEST).write_text(json.dumps({"key": key, "modules": files}))
+
+
+def test_without_a_build_the_sources_run(tmp_path: Path) -> None:
+    assert _probe(_env(tmp_path)) == ("None", [])  # no cache folder at all
+    (tmp_path / "compiled").mkdir()
+    assert _probe(_env(tmp_path)) == ("None", [])  # an empty one
+
+
+def test_a_build_of_other_sources_or_missing_a_module_is_never_loaded(tmp_path: Path) -> None:
+    """Each fake build would fail to import if it were loaded (empty files): the sources run instead."""
+    key = compiled.build_key()
+    stale = tmp_path / "compiled" / key  # the folder of this key, but built from other sources
+    _fake_build(stale, "0123456789abcdef-cpython-311-x86_64-linux-gnu", list(compiled.MODULES))
+    assert _probe(_env(tmp_path)) == ("None", [])
+    shutil.rmtree(stale)
+    _fake_build(stale, key, list(compiled.MODULES[1:]))  # this key, one module short
+    assert _probe(_env(tmp_path)) == ("None", [])
+
+
+def test_twin_compiled_0_turns_it_off_and_tests_run_the_sources() -> None:
+    assert os.environ[compiled.OFF] == "0"  # (tests/conftest.py)
+    assert compiled.active() is None and compiled.loaded() == []
+
+
+def test_the_checks_compare_every_figure_but_the_wall_time() -> None:
+    a = json.dumps({"step_time_s": 21.4, "stats": {"wall_s": 0.47, "solves": 5}}).encode()
+    b = json.dumps({"step_time_s": 21.4, "stats": {"wall_s": 0.39, "solves": 5}}).encode()
+    c = json.dumps({"step_time_s": 21.400000000000002, "stats": {"wall_s": 0.47, "solves": 5}}).encode()
+    assert compiled._figures(a) == compiled._figures(b)
+    assert compiled._figures(a) != compiled._figures(c)  # one ulp apart: not the same figures
+
+
+def test_without_mypyc_the_build_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "mypy", None)  # (import mypy then fails as if it were not installed)
+    monkeypatch.setitem(sys.modules, "mypy.version", None)
+    with pytest.raises(TwinError) as info:
+        compiled._mypyc(tmp_path)
+    assert str(info.value) == "mypyc is not installed (it comes with mypy): pip install -e '.[compiled]'"
+
+
+def _can_build() -> str | None:
+    """Why a real build cannot run here (None: it can)."""
+    try:
+        import mypy.version  # noqa: F401
+    except ModuleNotFoundError:
+        return "mypy is not installed"
+    if shutil.which(sysconfig.get_config_var("CC").split()[0] if sysconfig.get_config_var("CC") else "cc") is None:
+        return "no C compiler"
+    if not (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file():
+        return "no Python.h"
+    return None
+
+
+def test_a_build_is_checked_kept_loaded_and_reused(tmp_path: Path) -> None:
+    why = _can_build()
+    if why is not None:
+        if in_ci():
+            pytest.fail(f"CI must build the compiled event loop: {why}")
+        pytest.skip(why)
+    env = _env(tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-m", "sim", "compile"], capture_output=True, text=True, env=env, cwd=REPO, timeout=1500
+    )
+    assert r.returncode == 0, r.stderr
+    folder = tmp_path / "compiled" / compiled.build_key()
+    assert f"compiled {len(compiled.MODULES)} modules in" in r.stdout and str(folder) in r.stdout
+    checked = [line for line in r.stdout.splitlines() if line.startswith("  twin run")]
+    assert len(checked) == len(compiled.CHECKS)  # every check ran (its files are in the checkout)
+    assert _probe(env) == (str(folder), sorted(compiled.MODULES))  # loaded in place of every listed module
+    assert _probe(env | {compiled.OFF: "0"}) == ("None", [])
+    # the same figures from a step compiled and from the sources (the build's own check, seen from here)
+    runs = [
+        subprocess.run(
+            [sys.executable, "-m", "sim", "run", "scenarios/dualpipe-table.yaml", "--format", "json"],
+            capture_output=True,
+            env=env | {compiled.OFF: off},
+            cwd=REPO,
+            timeout=300,
+        )
+        for off in ("1", "0")
+    ]
+    assert runs[0].returncode == 0 and runs[0].stdout == runs[1].stdout
+    again = subprocess.run(
+        [sys.executable, "-m", "sim", "compile"], capture_output=True, text=True, env=env, cwd=REPO, timeout=120
+    )
+    assert again.returncode == 0 and "a build of these sources is kept in" in " ".join(again.stdout.split())
+    status = subprocess.run(
+        [sys.executable, "-m", "sim", "compile", "--check"], capture_output=True, text=True, env=env, cwd=REPO
+    )
+    assert f"runs load the build in {folder}" in " ".join(status.stdout.split())
