@@ -72,6 +72,12 @@ class CommPlan:
         return out
 
     @functools.cached_property
+    def _columns(self) -> list[tuple[int, np.ndarray]]:
+        """The forms' columns that hold a finite offset, each contiguous: ``(k, forms[:, k])`` (a column of
+        -inf only never wins a maximum)."""
+        return [(k, np.ascontiguousarray(col)) for k, col in enumerate(self.forms.T) if np.isfinite(col).any()]
+
+    @functools.cached_property
     def _end_coef(self) -> tuple[float, tuple[tuple[int, float], ...]]:
         return _sparse(self.end)
 
@@ -205,8 +211,9 @@ def exposed_comm_of(plan: CommPlan, durations: tuple[float, ...]) -> float:
 def exposed_comm_many(plan: CommPlan, durations: Sequence[tuple[float, ...]], block: int = 64) -> list[float]:
     """:func:`exposed_comm_of` of ``plan`` for each of ``durations``, bit for bit, the retimings worked
     out ``block`` at a time: the phases' ends by the same additions and maxima, column by column; every
-    start as the max of the same sums; each row's sweep as :func:`exposed_time`'s (sorting, counting
-    and summing its own row, so the same gaps add in the same order)."""
+    start as the max of the same sums; the rows' sweeps as :func:`exposed_time`'s, the rows whose same
+    tasks move at once (:func:`_exposed_rows`: the same sorts, counts and gaps, and each row's gaps
+    summed on their own, so the same gaps add in the same order)."""
     out: list[float] = []
     n_k = plan.phases
     for lo in range(0, len(durations), block):
@@ -218,17 +225,54 @@ def exposed_comm_many(plan: CommPlan, durations: Sequence[tuple[float, ...]], bl
             for j, c in terms:
                 np.maximum(start, vec[:, j + 1] + c, out=start)
             vec[:, k + 1] = start + d[:, k]
-        starts = (plan.forms[None, :, :] + vec[:, None, :]).max(axis=2)
+        # every task's start: the max over the columns of offset + end, one column at a time (the same
+        # sums; a maximum is exact, so taken in any order it is the same float)
+        columns = plan._columns
+        if columns:
+            k0, col0 = columns[0]
+            starts = col0[None, :] + vec[:, k0 : k0 + 1]
+            for k, col in columns[1:]:
+                np.maximum(starts, col[None, :] + vec[:, k : k + 1], out=starts)
+        else:
+            starts = np.full((rows, len(plan.base)), _NEG)
         dur = np.repeat(plan.base[None, :], rows, axis=0)
         if n_k:
             dur[:, plan._task_index] = d
         ends = starts + dur
         moving = ends > starts
         comm, compute = moving & plan.is_comm, moving & plan.is_compute
-        for r in range(rows):
-            c, k = comm[r], compute[r]
-            out.append(exposed_time(starts[r, c], ends[r, c], starts[r, k], ends[r, k]))
+        if bool((comm == comm[0]).all() and (compute == compute[0]).all()):  # (most blocks: one pattern)
+            groups = [list(range(rows))]
+        else:  # rows by which of their tasks move
+            by_pattern: dict[bytes, list[int]] = {}
+            for r in range(rows):
+                by_pattern.setdefault(comm[r].tobytes() + compute[r].tobytes(), []).append(r)
+            groups = list(by_pattern.values())
+        values = [0.0] * rows
+        for group in groups:
+            c, k = comm[group[0]], compute[group[0]]
+            s, e = starts[group], ends[group]
+            for r, v in zip(group, _exposed_rows(s[:, c], e[:, c], s[:, k], e[:, k]), strict=True):
+                values[r] = v
+        out.extend(values)
     return out
+
+
+def _exposed_rows(cs: np.ndarray, ce: np.ndarray, ks: np.ndarray, ke: np.ndarray) -> list[float]:
+    """:func:`exposed_time` of each row of these 2-D arrays, bit for bit: the sorts, counts and gaps of
+    every row at once (a stable sort of a row is the one permutation that sorts it with ties in their
+    first order, however it is found), then each row's open gaps summed as :func:`exposed_time` sums
+    them (numpy's sum of the same values in the same order)."""
+    rows, n = cs.shape
+    if n == 0:
+        return [0.0] * rows
+    at = np.concatenate([cs, ce, ks, ke], axis=1)
+    order = np.argsort(at, axis=1, kind="stable")
+    at = np.take_along_axis(at, order, axis=1)
+    count = np.cumsum(_steps(n, ks.shape[1])[order], axis=1)[:, :-1]
+    gaps = np.diff(at, axis=1)
+    open_ = (count > 0) & (count < _COMPUTE)
+    return [float(g[m].sum()) for g, m in zip(gaps, open_, strict=True)]
 
 
 _STEPS: dict[tuple[int, int], np.ndarray] = {}
