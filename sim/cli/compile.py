@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from sim.cli.common import err, out
+from sim.cli.common import ScenarioError, err, out
 
 
 def compile_cmd(
@@ -24,6 +24,8 @@ def compile_cmd(
     from sim import compiled
 
     if check:
+        if force:
+            raise ScenarioError("--force", "not used with --check (which builds nothing); give one or the other")
         _status()
         return
     say = (lambda _m: None) if quiet else (lambda m: err.print(m, markup=False, highlight=False, soft_wrap=True))

@@ -141,3 +141,17 @@ def test_a_build_is_checked_kept_loaded_and_reused(tmp_path: Path) -> None:
         [sys.executable, "-m", "sim", "compile", "--check"], capture_output=True, text=True, env=env, cwd=REPO
     )
     assert f"runs load the build in {folder}" in " ".join(status.stdout.split())
+
+
+def test_check_says_what_runs_load_and_refuses_force_beside_it(tmp_path: Path) -> None:
+    twin = [sys.executable, "-m", "sim", "compile", "--check"]
+    r = subprocess.run(twin, capture_output=True, text=True, env=_env(tmp_path), cwd=REPO, timeout=120)
+    assert r.returncode == 0
+    assert " ".join(r.stdout.split()).startswith(f"no build of these sources under {tmp_path / 'compiled'}")
+    off = subprocess.run(twin, capture_output=True, text=True, env=_env(tmp_path, TWIN_COMPILED="0"), cwd=REPO)
+    assert off.stdout.strip() == "TWIN_COMPILED=0: runs use the sources"
+    both = subprocess.run([*twin, "--force"], capture_output=True, text=True, env=_env(tmp_path), cwd=REPO)
+    assert both.returncode == 2
+    assert both.stderr.splitlines() == [
+        "error: --force: not used with --check (which builds nothing); give one or the other"
+    ]
