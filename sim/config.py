@@ -1187,4 +1187,6 @@ def load_scenario(path: str | Path) -> Scenario:
 
 def default_scenario_path() -> Path:
     """The embedded default scenario, shipped in the repository's ``scenarios/`` folder."""
-    return Path(__file__).resolve().parent.parent / "scenarios" / "deepseek_v3_pretrain.yaml"
+    from sim.paths import DEFAULT_SCENARIO
+
+    return DEFAULT_SCENARIO

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent  # the checkout: sim/ lives at its top
+DEFAULT_SCENARIO = REPO / "scenarios" / "deepseek_v3_pretrain.yaml"  # the embedded default scenario
 
 
 def shown(path: str | Path) -> str:

@@ -90,8 +90,11 @@ def refuse_unused_skew(ctx: typer.Context, routing: str, dirichlet: float | None
 def refuse_unused_seed(ctx: typer.Context, routing: str) -> None:
     """``--seed`` acts only on the routings that draw (random and skewed): refused where given otherwise
     (one wording for every command that routes)."""
-    if routing not in ("random", "skewed"):
-        refuse_given(ctx, ("seed",), f"not used by --routing {routing} (it draws nothing; random and skewed do)")
+    from sim.moe.gating import DRAWING
+
+    if routing not in DRAWING:
+        drawn = " and ".join(DRAWING)
+        refuse_given(ctx, ("seed",), f"not used by --routing {routing} (it draws nothing; {drawn} do)")
 
 
 MAX_BALANCE_WORK = 1 << 36  # steps x tokens x experts: ~10 minutes

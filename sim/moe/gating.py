@@ -100,6 +100,7 @@ def skewed(tokens: int, spec: MoESpec, rng: np.random.Generator) -> np.ndarray:
 
 
 SAMPLERS = ("auto", "fast", "reference")
+DRAWING = ("random", "skewed")  # the gates that draw (a seed moves them; the fast sampler serves them)
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ class Gating:
         """Whether ``random``/``skewed`` routing goes through the fast exact sampler."""
         if self.sampler not in SAMPLERS:
             raise ScenarioError("sampler", f"unknown sampler {self.sampler!r}; choose from {', '.join(SAMPLERS)}")
-        if self.routing not in ("random", "skewed") or self.sampler == "reference":
+        if self.routing not in DRAWING or self.sampler == "reference":
             return False
         from sim.moe.sampling import HAVE_NUMBA
 
