@@ -59,9 +59,13 @@ def _status() -> None:
     elif compiled.active() is not None:
         line = f"runs load the build in {compiled.active()} ({len(compiled.MODULES)} modules compiled)"
     else:
+        try:
+            where = str(compiled.cache_root())
+        except RuntimeError:  # (no home folder)
+            where = f"a cache folder (there is no home folder: set {compiled.CACHE})"
         line = (
-            f"no build of these sources under {compiled.cache_root()} (key {compiled.build_key()}): runs use the "
-            "sources; twin compile builds one"
+            f"no build of these sources under {where} (key {compiled.build_key()}): runs use the sources; twin "
+            "compile builds one"
         )
     out.print(line, markup=False, highlight=False, soft_wrap=True)
 
