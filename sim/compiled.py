@@ -23,10 +23,10 @@ Which modules. Those of the event loop whose compiled form gives the same figure
 10 points of ``scenarios/sweeps/thousand.yaml`` and on every test of ``tests/unit`` but the four that
 patch one of them (2026-12-06). Left out: ``sim.chunk.plan`` (compiled, a sweep point fails: mypyc
 checks annotations at run time, and one of its values does not match its annotation; not traced),
-``sim.step.spec``, ``accounting`` and ``timeline`` (the same, a field typed ``ScheduleRun`` holding
-None), ``sim.chunk.streams`` (it subclasses a builtin, which mypyc does not compile); ``sim.chunk.timer``,
-``sim.network.routing``, ``sim.network.context`` and ``sim.chunk.op_cost`` compiled give the same
-figures and about 2% more speed, not worth a longer build. A value that breaks an annotation only on
+``sim.chunk.streams`` (it subclasses a builtin, which mypyc does not compile); ``sim.step.spec``,
+``accounting`` and ``timeline`` (the same figures, 0.5% faster a point), ``sim.chunk.timer``,
+``sim.network.routing``, ``sim.network.context`` and ``sim.chunk.op_cost`` (the same figures, about
+2%): not worth a longer build. A value that breaks an annotation only on
 a path the checks miss fails that run with a TypeError (an error, never other figures).
 
 Floating point. The build asks the C compiler not to fuse a multiply and an add into one rounding

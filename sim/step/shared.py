@@ -160,7 +160,9 @@ def run_shared(
         return hit[1]
 
     # --------------------------------------------------------------- the pipelines
-    pipelines: list[PipelineRun] = []
+    # per pipeline: its group, chunk source and the re-timed actions' phase durations (its PipelineRun is
+    # made once its schedule has run)
+    pending: list[tuple[int, ChunkSource, dict[tuple[int, int], tuple[CommPlan, tuple[float, ...]]]]] = []
     handles: list[Launched] = []
     ready_left: dict[StagePlacement, int] = {}
     ready_event: dict[StagePlacement, simpy.Event] = {}
@@ -187,10 +189,15 @@ def run_shared(
                     ready_event[place].succeed()
 
     for g, source in enumerate(sources):
-        pipe = PipelineRun(g, None, source)  # type: ignore[arg-type]
+        retimed: dict[tuple[int, int], tuple[CommPlan, tuple[float, ...]]] = {}
 
         def runner(
-            device: int, pos: int, duration: float, source: ChunkSource = source, pipe: PipelineRun = pipe, g: int = g
+            device: int,
+            pos: int,
+            duration: float,
+            source: ChunkSource = source,
+            retimed: dict[tuple[int, int], tuple[CommPlan, tuple[float, ...]]] = retimed,
+            g: int = g,
         ) -> Generator[simpy.Event, object, None]:
             chunk = source.chunk(schedule.actions[device][pos])
             plan = plan_of(chunk)
@@ -220,7 +227,7 @@ def run_shared(
             if actual != plan.durations and any(  # (most phases took exactly their time alone)
                 abs(a - b) > 1e-12 * max(b, 1e-9) for a, b in zip(actual, plan.durations, strict=True)
             ):
-                pipe.comm_durations[(device, pos)] = (plan, actual)
+                retimed[(device, pos)] = (plan, actual)
 
         counting = Counting(source, progress, total, "timing chunks")
         counting.done = g * schedule.num_actions()
@@ -239,7 +246,7 @@ def run_shared(
             prepare=fsdp.prepare if fsdp else None,
         )
         handles.append(handle)
-        pipelines.append(pipe)
+        pending.append((g, source, retimed))
     # --------------------------------------------------------------- the DP phase's coflows alone
     # (after the chunks are timed: a child may be timing them meanwhile, DpModel.time_ahead)
     sets: dict[tuple[int, ...], tuple[ReplicaSet, int]] = {}
@@ -353,8 +360,7 @@ def run_shared(
         progress("timing chunks", total, total)
     run_until(ctx, env.all_of([pipeline_done, *procs]))
     runs = [h.finish() for h in handles]
-    for pipe, run in zip(pipelines, runs, strict=True):
-        pipe.run = run
+    pipelines = [PipelineRun(g, run, source, retimed) for (g, source, retimed), run in zip(pending, runs, strict=True)]
     if progress is not None:
         progress("data-parallel phase", lay.devices, lay.devices)
 
