@@ -44,7 +44,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 from sim.errors import TwinError
 
@@ -192,16 +192,14 @@ class BuildError(TwinError):
     """Why a build could not be made or was not kept (one line; exit status 2)."""
 
 
-class Built:
+class Built(NamedTuple):
     """A kept build: its folder, mypyc's seconds, and per check its command line and its seconds from the
     sources and compiled (``reused``: already kept for these sources, nothing done)."""
 
-    __slots__ = ("checks", "compile_s", "folder", "reused")
-
-    def __init__(
-        self, folder: Path, compile_s: float, checks: tuple[tuple[str, float, float], ...], reused: bool = False
-    ) -> None:
-        self.folder, self.compile_s, self.checks, self.reused = folder, compile_s, checks, reused
+    folder: Path
+    compile_s: float
+    checks: tuple[tuple[str, float, float], ...]
+    reused: bool = False
 
 
 CHECK_SCRIPT = (
@@ -265,13 +263,13 @@ def _figures(out: bytes) -> object:
 
 def _checks(folder: Path, scratch: Path, say: Callable[[str], None]) -> tuple[tuple[str, float, float], ...]:
     """Each of :data:`CHECKS` from the sources and from the build in ``folder``: the same figures out
-    (:func:`_figures`), and
-    every listed module the run imports loaded compiled; over the checks, every listed module imported."""
+    (:func:`_figures`), and every listed module the run imports loaded compiled (a build that did not load
+    because the sources changed meanwhile says so); over the checks, every listed module imported."""
     import json
 
-    root = PACKAGE.parent
     from sim.paths import DEFAULT_SCENARIO
 
+    root = PACKAGE.parent
     random = scratch / "random.yaml"  # (JSON is YAML)
     derived = {"base": str(DEFAULT_SCENARIO), "name": "random", "set": {"workload.routing": "random"}}
     random.write_text(json.dumps(derived))
@@ -285,9 +283,9 @@ def _checks(folder: Path, scratch: Path, say: Callable[[str], None]) -> tuple[tu
         out_a, tail_a = _check(args, root, {**os.environ, OFF: "0"})
         out_b, tail_b = _check(args, root, {**os.environ, OFF: "1", DIR: str(folder)})
         imported = sorted(tail_b["imported"])
-        if build_key(fresh=True) != json.loads((folder / MANIFEST).read_text())["key"]:
-            raise BuildError(CHANGED)
         if tail_a["loaded"] or sorted(tail_b["loaded"]) != imported:
+            if build_key(fresh=True) != json.loads((folder / MANIFEST).read_text())["key"]:
+                raise BuildError(CHANGED)
             missing = sorted(set(imported) - set(tail_b["loaded"]))
             raise BuildError(f"the build did not load in place of the sources (not loaded: {', '.join(missing)})")
         if _figures(out_a) != _figures(out_b):
@@ -382,9 +380,7 @@ def build(say: Callable[[str], None] = lambda _: None, force: bool = False) -> B
             "built": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         }
         (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-        checks = _checks(out, Path(tmp), say)
-        if build_key(fresh=True) != key:  # (its checks loaded it: unchanged until they ended)
-            raise BuildError(CHANGED)
+        checks = _checks(out, Path(tmp), say)  # (sources changed meanwhile: it did not load, and says so)
         with _locked(root):  # one build puts its folder in place at a time
             try:
                 if force or _read_manifest(final) is None:  # (else another build kept one meanwhile: ours goes)

@@ -19,6 +19,7 @@ a schedule takes (``pipeline.schedules``, ``cluster.device_gpus``).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,6 +39,7 @@ from sim.model.spec import DEEPSEEK_V3, NOT_MODELLED, ModelSpec, check_timed
 from sim.network.spec import NVL72_GPUS, ClusterSpec, parse_cluster
 from sim.network.tolerance import COMPLETION_RTOL
 from sim.overrides import apply_overrides, check_key, resolve_paths
+from sim.paths import DEFAULT_SCENARIO
 from sim.pipeline.costs import first_short_pair, takes_no_time
 from sim.pipeline.schedules import (
     COMPARED,
@@ -952,23 +954,16 @@ def _read_topology(ref: ClusterRef, base: Path) -> None:
     if not path.exists():  # the scenario's key names it (a folder or a bad file: read_yaml and its own errors)
         raise ScenarioError("cluster.topology", f"no such topology file: {ref.topology}")
     with read_for("cluster.topology", "topology"):
-        text = read_text(path, "topology")
-        key = (str(path), text)
-        spec = _TOPOLOGIES.get(key)
-        if spec is None:
-            spec = parse_cluster(parse_yaml(text, str(path)), str(path))
-            if len(_TOPOLOGIES) >= _TOPOLOGIES_KEPT:
-                _TOPOLOGIES.clear()
-            _TOPOLOGIES[key] = spec
-        ref._spec = spec
+        ref._spec = _parsed_topology(str(path), read_text(path, "topology"))
     ref._path = path
 
 
-# Topologies parsed, by (file, its text): a sweep's points read the same file over and over (1,000
-# points of thousand.yaml checked at 0.8 ms each). The text is read every time, so an edited file is
-# parsed again; the spec is frozen, so the points share it.
-_TOPOLOGIES: dict[tuple[str, str], ClusterSpec] = {}
-_TOPOLOGIES_KEPT = 64
+@functools.lru_cache(maxsize=64)  # (an error is not kept: it is raised again)
+def _parsed_topology(file: str, text: str) -> ClusterSpec:
+    """A topology file's spec, by the file and its text: a sweep's points read the same file over and over
+    (1,000 points of thousand.yaml checked at 0.8 ms each). The text is read every time, so an edited file
+    is parsed again; the spec is frozen, so the points share it."""
+    return parse_cluster(parse_yaml(text, file), file)
 
 
 def _attach_cluster(scenario: Scenario, base: Path) -> None:
@@ -1187,6 +1182,4 @@ def load_scenario(path: str | Path) -> Scenario:
 
 def default_scenario_path() -> Path:
     """The embedded default scenario, shipped in the repository's ``scenarios/`` folder."""
-    from sim.paths import DEFAULT_SCENARIO
-
     return DEFAULT_SCENARIO

@@ -259,10 +259,10 @@ def exposed_comm_many(plan: CommPlan, durations: Sequence[tuple[float, ...]], bl
 
 
 def _exposed_rows(cs: np.ndarray, ce: np.ndarray, ks: np.ndarray, ke: np.ndarray) -> list[float]:
-    """:func:`exposed_time` of each row of these 2-D arrays, bit for bit: the sorts, counts and gaps of
-    every row at once (a stable sort of a row is the one permutation that sorts it with ties in their
-    first order, however it is found), then each row's open gaps summed as :func:`exposed_time` sums
-    them (numpy's sum of the same values in the same order)."""
+    """:func:`exposed_time` of each row of these 2-D arrays (rows of as many intervals each): the sorts,
+    counts and gaps of every row at once (a stable sort of a row is the one permutation that sorts it
+    with ties in their first order, however it is found), then each row's open gaps summed on their own
+    (numpy's sum of the same values in the same order, whatever rows are swept with it)."""
     rows, n = cs.shape
     if n == 0:
         return [0.0] * rows
@@ -299,13 +299,7 @@ def exposed_time(cs: np.ndarray, ce: np.ndarray, ks: np.ndarray, ke: np.ndarray)
     is open). Both counts are carried in one integer, ``comm + 2**32 compute``: at a tie a start comes
     before an end of its kind (stable sort of starts listed first), so neither count goes below 0
     and the gap is open exactly where ``0 < count < 2**32``."""
-    if not len(cs):
-        return 0.0
-    at = np.concatenate([cs, ce, ks, ke])
-    order = np.argsort(at, kind="stable")
-    at = at[order]
-    count = np.cumsum(_steps(len(cs), len(ks))[order])[:-1]
-    return float(np.diff(at)[(count > 0) & (count < _COMPUTE)].sum())
+    return _exposed_rows(cs[None, :], ce[None, :], ks[None, :], ke[None, :])[0]
 
 
 __all__ = ["STREAM_ORDER", "CommPlan", "comm_plan", "exposed_comm_many", "exposed_comm_of", "exposed_time", "retime"]

@@ -42,7 +42,7 @@ from sim.step.chunk_comm import ChunkComm, solo_rates
 from sim.step.fsdp import Fsdp
 from sim.step.layout import StagePlacement
 from sim.step.memory import Precision, optimizer_traffic
-from sim.step.spec import Counting, DeviceTimeline, PipelineRun, Progress, StepSpec
+from sim.step.spec import Counting, DeviceTimeline, PipelineRun, Progress, Retimed, StepSpec
 from sim.step.tied_embedding import embedding_groups, embedding_pair
 from sim.step.zero1 import DpModel, ReplicaSet, SetPhase, pieces, rank_params
 
@@ -162,7 +162,7 @@ def run_shared(
     # --------------------------------------------------------------- the pipelines
     # per pipeline: its group, chunk source and the re-timed actions' phase durations (its PipelineRun is
     # made once its schedule has run)
-    pending: list[tuple[int, ChunkSource, dict[tuple[int, int], tuple[CommPlan, tuple[float, ...]]]]] = []
+    pending: list[tuple[int, ChunkSource, Retimed]] = []
     handles: list[Launched] = []
     ready_left: dict[StagePlacement, int] = {}
     ready_event: dict[StagePlacement, simpy.Event] = {}
@@ -189,14 +189,14 @@ def run_shared(
                     ready_event[place].succeed()
 
     for g, source in enumerate(sources):
-        retimed: dict[tuple[int, int], tuple[CommPlan, tuple[float, ...]]] = {}
+        retimed: Retimed = {}
 
         def runner(
             device: int,
             pos: int,
             duration: float,
             source: ChunkSource = source,
-            retimed: dict[tuple[int, int], tuple[CommPlan, tuple[float, ...]]] = retimed,
+            retimed: Retimed = retimed,
             g: int = g,
         ) -> Generator[simpy.Event, object, None]:
             chunk = source.chunk(schedule.actions[device][pos])

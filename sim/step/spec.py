@@ -35,13 +35,17 @@ class StepSpec:
     contention: str = "shared"  # shared | isolated (module docstring)
 
 
+# the actions whose phases the shared network slowed: (device, position) -> (plan, phase durations)
+Retimed = dict[tuple[int, int], tuple[CommPlan, tuple[float, ...]]]
+
+
 @dataclass
 class PipelineRun:
     group: int
     run: ScheduleRun
     chunks: ChunkSource | None  # None: the op times were given (a schedule comparison)
     # shared contention: the comm data tasks' durations of the actions whose phases the network slowed
-    comm_durations: dict[tuple[int, int], tuple[CommPlan, tuple[float, ...]]] = field(default_factory=dict)
+    comm_durations: Retimed = field(default_factory=dict)
     _retimed: dict[tuple[int, int], ChunkResult] = field(default_factory=dict, repr=False)
     _exposed: dict[int, float] = field(default_factory=dict, repr=False)
     # by (plan, phase durations): DualPipe's steady state repeats them (the default step: 1,326 re-timed

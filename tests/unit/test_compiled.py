@@ -23,14 +23,17 @@ from sim import compiled
 from sim.errors import TwinError
 from tests.conftest import REPO, in_ci
 
-PROBE = "import json, sim.compiled as c; print(json.dumps([str(c.active()), c.loaded()]))"
+# the active build (or 'None') and the listed modules loaded compiled, after importing the step (which
+# imports every listed module)
+PROBE = (
+    "import json, sim.compiled as c, sim.step.shared, sim.pipeline.execute, sim.engine.recorder\n"
+    "print(json.dumps([str(c.active()), c.loaded()]))"
+)
 
 
 def _probe(env: dict[str, str]) -> tuple[str, list[str]]:
-    """What a fresh ``import sim`` loads under ``env``: the active build (or 'None') and the listed
-    modules loaded compiled, after importing the step (which imports every listed module)."""
-    code = PROBE.replace("print(", "import sim.step.shared, sim.pipeline.execute, sim.engine.recorder; print(")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    """What a fresh ``import sim`` loads under ``env`` (:data:`PROBE`)."""
+    r = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert r.returncode == 0, r.stderr
     active, loaded = json.loads(r.stdout)
     return active, loaded
