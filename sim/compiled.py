@@ -21,12 +21,14 @@ moves the cache.
 
 Which modules. Those of the event loop whose compiled form gives the same figures on the checks, on
 10 points of ``scenarios/sweeps/thousand.yaml`` and on every test of ``tests/unit`` but the four that
-patch one of them (2026-12-06). Left out: ``sim.chunk.plan`` (compiled, a sweep point fails: mypyc
-checks annotations at run time, and one of its values does not match its annotation; not traced),
-``sim.chunk.streams`` (it subclasses a builtin, which mypyc does not compile); ``sim.step.spec``,
-``accounting`` and ``timeline`` (the same figures, 0.5% faster a point), ``sim.chunk.timer``,
-``sim.network.routing``, ``sim.network.context`` and ``sim.chunk.op_cost`` (the same figures, about
-2%): not worth a longer build. A value that breaks an annotation only on
+patch one of them (2026-12-06), and that the checks import (a build is kept only if every listed
+module ran in them). Left out: ``sim.chunk.plan`` (compiled, a sweep point fails: mypyc checks
+annotations at run time, and one of its values does not match its annotation; not traced),
+``sim.chunk.streams`` (it subclasses a builtin, which mypyc does not compile), ``sim.step.timeline``
+(no check imports it) and simpy (below, docs/sweeps.md). The chunk timer, op costs, routing, the
+context, the step's spec and accounting joined on 2026-12-07 with simpy's timeouts replaced by
+:mod:`sim.engine.clock`'s alarms and loop: together a point 8 to 12% faster (docs/sweeps.md, "Speed").
+A value that breaks an annotation only on
 a path the checks miss fails that run with a TypeError (an error, never other figures).
 
 Floating point. The build asks the C compiler not to fuse a multiply and an add into one rounding
@@ -51,19 +53,25 @@ from sim.errors import TwinError
 PACKAGE = Path(__file__).resolve().parent  # the sim package (sim.code_digest's, which install reads lazily)
 
 MODULES: tuple[str, ...] = (
+    "sim.chunk.op_cost",
+    "sim.chunk.timer",
     "sim.engine.clock",
     "sim.engine.recorder",
     "sim.network.coflow",
+    "sim.network.context",
     "sim.network.flows",
     "sim.network.link_classes",
     "sim.network.linklog",
     "sim.network.maxmin",
+    "sim.network.routing",
     "sim.pipeline.deps",
     "sim.pipeline.execute",
     "sim.pipeline.ops",
+    "sim.step.accounting",
     "sim.step.actions",
     "sim.step.chunk_comm",
     "sim.step.shared",
+    "sim.step.spec",
 )
 OFF = "TWIN_COMPILED"  # "0": never load a build
 CACHE = "TWIN_CACHE_DIR"  # the cache's folder [default: $XDG_CACHE_HOME/clustertwin, else ~/.cache/clustertwin]

@@ -368,9 +368,9 @@ class FlowNetwork:
             now = self.env.now
             size = table.size_of(kind)
             finish = now + size / (size / time_alone_s)  # as the table computes it: start + bytes / cap
-            self.env.timeout(finish - now).callbacks.append(lambda _e: self._end_solo(sid))
+            clock.after(self.env, finish - now, lambda _e: self._end_solo(sid))
         else:
-            clock.at(self.env, end).callbacks.append(lambda _e: self._end_solo(sid))
+            clock.at(self.env, end, lambda _e: self._end_solo(sid))
 
     # ------------------------------------------------------------------ reservations (docstring)
     def reserve(
@@ -483,12 +483,12 @@ class FlowNetwork:
             self._generation += 1
             self._wake_at = done_at
             gen = self._generation
-            self.env.timeout(done_at - self.env.now).callbacks.append(lambda _e: self._on_wake(gen))
+            clock.after(self.env, done_at - self.env.now, lambda _e: self._on_wake(gen))
 
     def _schedule_step(self) -> None:
         if not self._recompute_pending:
             self._recompute_pending = True
-            self.env.timeout(0).callbacks.append(self._on_recompute)
+            clock.after(self.env, 0.0, self._on_recompute)
 
     @property
     def active_flows(self) -> int:
@@ -712,7 +712,7 @@ class FlowNetwork:
         if delay == 0.0:
             self._succeed(event, at)
         else:
-            self.env.timeout(delay).callbacks.append(lambda _e: self._succeed(event, at))
+            clock.after(self.env, delay, lambda _e: self._succeed(event, at))
 
     @staticmethod
     def _succeed(event: simpy.Event | Callable[[float], None], at: float) -> None:
@@ -800,7 +800,7 @@ class FlowNetwork:
         self._batch = self._batch[keep]
         return untouched
 
-    def _on_recompute(self, _event: simpy.Event) -> None:
+    def _on_recompute(self, _event: object) -> None:
         self._recompute_pending = False
         self._step()
 
@@ -857,7 +857,7 @@ class FlowNetwork:
             wake = float(np.nextafter(now, np.inf))
             dt = wake - now  # exact (Sterbenz), and now + dt is wake
         self._wake_at = wake
-        self.env.timeout(max(dt, 0.0)).callbacks.append(lambda _e: self._on_wake(gen))
+        clock.after(self.env, max(dt, 0.0), lambda _e: self._on_wake(gen))
 
     def _solve(self) -> None:
         """Max-min rates of every active flow and coflow together."""

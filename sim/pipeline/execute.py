@@ -22,7 +22,7 @@ from functools import partial
 import numpy as np
 import simpy
 
-from sim.engine import LinkSet, Recorder
+from sim.engine import LinkSet, Recorder, clock
 from sim.errors import DeadlockError
 from sim.network.coflow import coflow_of_flows
 from sim.network.context import SimContext
@@ -148,11 +148,7 @@ def execute(
 def run_until(ctx: SimContext, done: simpy.Event) -> None:
     """Run the context until ``done``; if the events run out first (a deadlock), return and let the
     caller's :meth:`Launched.finish` say who waits for what."""
-    try:
-        ctx.env.run(until=done)
-    except RuntimeError:
-        if done.triggered:
-            raise
+    clock.run(ctx.env, done)
 
 
 def launch(
@@ -207,10 +203,10 @@ def launch(
         if ev is not None:
             ev.succeed()
 
-    def arrive_cb(key: Key, device: int, _fired: simpy.Event) -> None:
+    def arrive_cb(key: Key, device: int, _fired: object) -> None:
         arrive(key, device)
 
-    def delivered_cb(key: Key, src: int, dst: int, start: float, _fired: simpy.Event | None) -> None:
+    def delivered_cb(key: Key, src: int, dst: int, start: float, _fired: object) -> None:
         if record_transfers:
             origin = handle.origin
             rec.transfer(src, dst, f"{key[1]}{key[0]}{key[2]}", p2p.nbytes, start - origin, env.now - origin)
@@ -250,7 +246,7 @@ def launch(
             if arrival + origin <= now:
                 arrive(key, dst)
             else:
-                env.timeout(arrival + origin - now).callbacks.append(partial(arrive_cb, key, dst))
+                clock.after(env, arrival + origin - now, partial(arrive_cb, key, dst))
 
     # Precompute per action: label, duration, keys to wait for, keys to publish.
     plans = [

@@ -29,7 +29,7 @@ import numpy as np
 import simpy
 
 from sim.chunk.plan import CommPlan
-from sim.engine.clock import at
+from sim.engine.clock import after, at
 from sim.network.flows import FlowNetwork
 
 TAG = "deepep"  # the phases' tag in the network's statistics and link log
@@ -103,11 +103,11 @@ class ChunkComm:
         start = self.t0 + offset
         now = self.env.now
         if start > now:
-            self.env.timeout(start - now).callbacks.append(self._launch)
+            after(self.env, start - now, self._launch)
         else:
             self._launch(None)
 
-    def _launch(self, _event: simpy.Event | None) -> None:
+    def _launch(self, _event: object) -> None:
         k = len(self.ends)
         links, nbytes = self.loads[k]
         self.net.start_coflow(links, nbytes, self.durations[k], 0.0, self._tag(k), self._ended)
@@ -145,7 +145,7 @@ class ChunkComm:
             ends.append(e - t0)
             now = e
         self._chain, self._first = chain, k
-        at(self.env, now).callbacks.append(lambda _e: self._chain_done(chain))
+        at(self.env, now, lambda _e: self._chain_done(chain))
         return True
 
     def _commit(self, chain: Chain, count: int) -> None:
@@ -187,7 +187,7 @@ class ChunkComm:
         if s <= now:  # running: a solo coflow since its start, ending at e unless the newcomer slows it
             self.net.start_solo_at(self.kinds[j], s, e, self.durations[j], self._tag(j), self._ended)
         else:  # between two phases: the next one starts on time
-            at(self.env, s).callbacks.append(self._launch)
+            at(self.env, s, self._launch)
 
 
 def solo_rates(net: FlowNetwork, kinds: Sequence[int], durations: Sequence[float]) -> tuple[list[float], list[float]]:

@@ -45,11 +45,11 @@ def test_an_event_at_an_exact_time_where_a_timeout_would_round() -> None:
     when = 0.003154926223424269  # now + (when - now) rounds away from when (rare: ~1 in 10^5 such pairs)
     assert env.now + (when - env.now) != when
     seen: list[float] = []
-    at(env, when).callbacks.append(lambda _e: seen.append(env.now))
+    at(env, when, lambda _e: seen.append(env.now))
     env.run()
     assert seen == [when]
     with pytest.raises(ValueError, match="before now"):
-        at(env, when / 2)
+        at(env, when / 2, lambda _e: None)
 
 
 def test_a_reservation_is_granted_only_where_each_coflow_would_run_solo() -> None:
