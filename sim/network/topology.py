@@ -114,6 +114,7 @@ class Topology:
     layout: TreeLayout | None
     switches: int
     _graph: nx.MultiDiGraph | None = field(default=None, repr=False)
+    route_key: tuple[object, ...] | None = field(default=None, repr=False, compare=False)  # routing.shape_key's
 
     @property
     def gpus(self) -> int:

@@ -7,7 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from sim.network.routing import route
+from sim.network import routing
+from sim.network.routing import Routes, route
 from tests.unit.network.conftest import make
 
 
@@ -100,3 +101,51 @@ def test_ecmp_hashes_among_says_when_the_seed_can_act(name: str, gpus: int, hash
         assert len(times) == 1
     elif "mpft" not in name:  # (MPFT's 8 planes may hash 264 GPUs' flows onto the same ports by chance)
         assert len(times) > 1
+
+
+def _routes_equal(a: Routes, b: Routes) -> bool:
+    pairs = zip((a.indptr, a.links, a.latency), (b.indptr, b.links, b.latency), strict=True)
+    return all(np.array_equal(x, y) for x, y in pairs)
+
+
+def test_routes_are_kept_by_the_fabric_shape_and_not_its_rates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paths never read link rates: a topology that differs only in its NIC and NVLink rates gets the
+    very routes kept for the first (worked out again without the memo, they are the same); one that
+    differs in its shape (planes, latencies, nodes) or a call with another seed or hash keys does not."""
+    monkeypatch.setattr(routing, "_memo", {})
+    src = np.arange(0, 256)
+    dst = (src * 7 + 300) % 512
+    base = make(64, "mpft", switch_radix=32)
+    first = route(base, src, dst)
+    assert not first.links.flags.writeable  # kept: nobody may write into them
+    faster = make(64, "mpft", switch_radix=32, link_Gbps=800, node={"nvlink_GBps": 900, "nic_Gbps": 800})
+    assert not np.array_equal(faster.capacity, base.capacity)
+    assert route(faster, src, dst) is first
+    assert _routes_equal(routing._route(faster, src, dst, faster.spec.fabric.ecmp_seed, None), first)
+    for other in (
+        make(64, "mpft", switch_radix=32, planes=4),
+        make(64, "mpft", switch_radix=32, latency={"switch_hop_us": 2.0}),
+        make(64, "ft2", switch_radix=32),
+        make(72, "mpft", switch_radix=32),
+    ):
+        got = route(other, src, dst)
+        assert got is not first
+        assert _routes_equal(got, routing._route(other, src, dst, other.spec.fabric.ecmp_seed, None))
+    assert route(base, src, dst, seed=9) is not first
+    assert route(base, src, dst, hash_key=(src, src)) is not first
+    assert route(base, src, dst[::-1].copy()) is not first
+
+
+def test_the_route_memo_is_emptied_past_its_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(routing, "_memo", {})
+    monkeypatch.setattr(routing, "_memo_bytes", [0])
+    topo = make(8, "mpft")
+    src = np.arange(32)
+    one = route(topo, src, (src + 8) % 64)
+    size = routing._memo_bytes[0]
+    monkeypatch.setattr(routing, "MEMO_BYTES", 2 * size)
+    route(topo, src, (src + 16) % 64)
+    assert len(routing._memo) == 2 and route(topo, src, (src + 8) % 64) is one
+    route(topo, src, (src + 24) % 64)  # past the limit: the memo starts again with it alone
+    assert len(routing._memo) == 1 and routing._memo_bytes[0] <= 2 * size
+    assert route(topo, src, (src + 8) % 64) is not one
