@@ -23,6 +23,7 @@ from contextlib import nullcontext
 
 import simpy
 
+from sim.engine import clock
 from sim.engine.recorder import Recorder
 from sim.network.flows import FlowNetwork
 from sim.network.linklog import LinkLog
@@ -77,7 +78,8 @@ class SimContext:
             self.net.log = None  # taken alone: not on the run's clock, not in its link log
         try:
             with self.net.scratch_coflows() if self.net is not None else nullcontext():
-                env.run(until=env.all_of(started))
+                if not clock.run(env, env.all_of(started)):  # (simpy's env.run, as a loop of its own)
+                    raise RuntimeError("processes run alone never finished: no events were left")
         finally:
             if self.net is not None:
                 self.net.log = log

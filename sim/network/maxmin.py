@@ -38,11 +38,15 @@ import numpy as np
 # bit) where numba is already imported (random or skewed routing imports it), or once this process has
 # spent COMPILE_AFTER_S in such solves in numpy: importing numba costs about 0.6 s (and compiling the
 # solver about 1.5 s more where its cache is cold, once per install), which a balanced default step's
-# large solves (11, a few ms) never repay, nor the 65,536-GPU step's (671, 0.73 s in numpy), while a
-# skewed step's 29,847 repay it many times. Measured 2026-12-06 on 400 solves drawn from the default
-# step under skewed, random and balanced routing (5,260 entries on average): 0.333 ms each in numpy,
-# 0.088 ms compiled; the default step in-process under skewed routing 13.7 s to 8.6 s, random 5.4 s to 3.6 s.
-COMPILED_ENTRIES = 1024
+# solves (about 100 of 64 to 1,000 entries, 11 larger: some 15 ms) never repay, nor the 65,536-GPU
+# step's (671 large ones, 0.73 s in numpy), while a skewed step's 29,847 repay it many times, and so
+# does a sweep's worker after some hundred points. Measured 2026-12-06 on 400 solves drawn from the
+# default step under skewed, random and balanced routing (5,260 entries on average): 0.333 ms each in
+# numpy, 0.088 ms compiled; the default step in-process under skewed routing 13.7 s to 8.6 s, random
+# 5.4 s to 3.6 s. Measured 2026-12-07 on the coflow table's 471 solves of 144 to 1,000 entries in five
+# points of scenarios/sweeps/thousand.yaml: 107 to 173 us each in numpy, 18 us compiled (1,024 entries
+# was the threshold until then).
+COMPILED_ENTRIES = 64
 COMPILE_AFTER_S = 1.5
 _numpy_large_s = [0.0]  # seconds spent in solves of COMPILED_ENTRIES or more in numpy (this process)
 
