@@ -23,10 +23,11 @@ from sim import compiled
 from sim.errors import TwinError
 from tests.conftest import REPO, in_ci
 
-# the active build (or 'None') and the listed modules loaded compiled, after importing the step (which
-# imports every listed module)
+# the active build (or 'None') and the listed modules loaded compiled, after importing every listed module
 PROBE = (
-    "import json, sim.compiled as c, sim.step.shared, sim.pipeline.execute, sim.engine.recorder\n"
+    "import importlib, json, sim.compiled as c\n"
+    "for m in c.MODULES:\n"
+    "    importlib.import_module(m)\n"
     "print(json.dumps([str(c.active()), c.loaded()]))"
 )
 
