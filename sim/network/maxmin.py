@@ -38,7 +38,7 @@ import numpy as np
 # bit) where numba is already imported (random or skewed routing imports it), or once this process has
 # spent COMPILE_AFTER_S in such solves in numpy: importing numba costs about 0.6 s (and compiling the
 # solver about 1.5 s more where its cache is cold, once per install), which a balanced default step's
-# solves (about 100 of 64 to 1,000 entries, 11 larger: some 15 ms) never repay, nor the 65,536-GPU
+# solves (about 100 of 144 to 1,000 entries, 11 larger: some 15 ms) never repay, nor the 65,536-GPU
 # step's (671 large ones, 0.73 s in numpy), while a skewed step's 29,847 repay it many times, and so
 # does a sweep's worker after some hundred points. Measured 2026-12-06 on 400 solves drawn from the
 # default step under skewed, random and balanced routing (5,260 entries on average): 0.333 ms each in
