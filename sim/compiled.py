@@ -26,7 +26,7 @@ module ran in them). Left out: ``sim.chunk.plan`` (compiled, a sweep point fails
 annotations at run time, and one of its values does not match its annotation; not traced),
 ``sim.chunk.streams`` (it subclasses a builtin, which mypyc does not compile), ``sim.step.timeline``
 (no check imports it) and simpy (below, docs/sweeps.md). The chunk timer, op costs, routing, the
-context, the step's spec and accounting joined on 2026-12-07 with simpy's timeouts replaced by
+context, the step's spec and accounting joined later on 2026-12-06 with simpy's timeouts replaced by
 :mod:`sim.engine.clock`'s alarms and loop: together a point about 10% faster (docs/sweeps.md, "Speed").
 A value that breaks an annotation only on
 a path the checks miss fails that run with a TypeError (an error, never other figures).

@@ -43,7 +43,7 @@ import numpy as np
 # does a sweep's worker after some hundred points. Measured 2026-12-06 on 400 solves drawn from the
 # default step under skewed, random and balanced routing (5,260 entries on average): 0.333 ms each in
 # numpy, 0.088 ms compiled; the default step in-process under skewed routing 13.7 s to 8.6 s, random
-# 5.4 s to 3.6 s. Measured 2026-12-07 on the coflow table's 471 solves of 144 to 1,000 entries in five
+# 5.4 s to 3.6 s. Measured later that day on the coflow table's 471 solves of 144 to 1,000 entries in five
 # points of scenarios/sweeps/thousand.yaml: 107 to 173 us each in numpy, 18 us compiled (1,024 entries
 # was the threshold until then).
 COMPILED_ENTRIES = 64

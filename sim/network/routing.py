@@ -15,7 +15,7 @@ Paths depend on the fabric's shape, never on its link rates, so :func:`route` ke
 worked out, process-wide, by the topology's shape (:func:`shape_key`), the seed and the flows' ends
 and hash keys: a sweep over rates (``scenarios/sweeps/thousand.yaml``: NIC and NVLink rates, SMs and
 the node limit on one shape) routes each point's DeepEP phases, pipeline sends and collectives once
-per worker instead of once a point (measured 2026-12-07: routing was about 7% of a compiled point).
+per worker instead of once a point (measured 2026-12-06: routing was about 7% of a compiled point).
 The routes kept are read-only (their arrays cannot be written), and the memo is emptied past
 :data:`MEMO_BYTES` of arrays.
 """
