@@ -72,10 +72,7 @@ def after(env: simpy.Environment, delay: float, callback: Callable[[Any], None])
     and place among the events at that time."""
     if delay < 0:
         raise ValueError(f"Negative delay {delay}")
-    event = Alarm(env)
-    event.callbacks = [callback]
-    queue: list[Any] = env._queue
-    heappush(queue, (env._now + delay, NORMAL, next(env._eid), event))
+    at(env, env._now + delay, callback)
 
 
 def run(env: simpy.Environment, until: simpy.Event) -> bool:
