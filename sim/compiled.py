@@ -319,6 +319,13 @@ def _mypyc(src: Path) -> None:
     if any(f in flags for f in ("-ffast-math", "-Ofast", "-funsafe-math")):
         raise BuildError(f"CFLAGS={flags!r} lets the compiler reorder float operations; unset it to build")
     env = {**os.environ, "MYPYC_OPT_LEVEL": "3", "CFLAGS": f"{flags} -ffp-contract=off".strip()}
+    # PYTHONPATH set to anything (even a folder that does not exist) made mypy read the modules the
+    # build imports differently (sim/model/spec.py's pydantic model then lacked its defaults: "Missing
+    # named argument") and the build fail. So mypyc runs without it: it must be installed in this
+    # interpreter's environment (pip install -e '.[compiled]' puts it there), and the build reads only
+    # its copy of the sources (cwd)
+    env.pop("PYTHONPATH", None)
+    env.pop("MYPYPATH", None)
     config = src / "mypy.ini"
     config.write_text("[mypy]\n")
     try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,25 @@ LONG_UNIT_MODULES = (
     "tests/unit/test_leftover_faults.py",  # 17 s
     "tests/unit/chunk/test_overlap.py",  # 13 s
 )
+
+
+@contextmanager
+def untraced() -> Iterator[None]:
+    """Coverage's tracer off in the block, and back after it (nothing where none is on). For work a test
+    repeats that other tests reach already: the key walks run the default step hundreds of times, about
+    twice as slow traced (``tests/unit/test_key_fuzz.py``). pytest-cov's ``no_cover`` marker does not do
+    it under xdist (its worker pauses its own collector, and coverage then resumes the one pytest-cov
+    started earlier in that process, which traces on). The tracer is put back as it was: coverage's C
+    tracer re-installs itself at its first call (``CTracer_call``)."""
+    tracer = sys.gettrace()
+    if tracer is None:
+        yield
+        return
+    sys.settrace(None)
+    try:
+        yield
+    finally:
+        sys.settrace(tracer)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from sim.cli import main
 from sim.config import load_scenario
@@ -153,8 +154,19 @@ def test_a_folder_of_user_files_is_refused_untouched(tmp_path: Path, capsys: pyt
 def test_the_search_lists_only_layouts_that_fit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A scenario with training.check_memory: false (the small step's): the search still checks memory (it
     listed 380, 612 and 1238 GiB layouts on 80 GiB H800s as fitting); the counts printed are the
-    results' rows, and every combination is counted once: fitting, or refused with its reason."""
-    small = REPO / "tests" / "data" / "sweep" / "small-step.yaml"
+    results' rows, and every combination is counted once: fitting, or refused with its reason. The small
+    step on 256 GPUs (EP16): 86 layouts fit, each bounded before the 3 are simulated (the small step's
+    own 183 took 30 s)."""
+    small = tmp_path / "small-256.yaml"
+    small.write_text(
+        yaml.safe_dump(
+            {
+                "base": str(REPO / "tests" / "data" / "sweep" / "small-step.yaml"),
+                "name": "small-256",
+                "set": {"training.gpus": 256, "workload.ep": 16},
+            }
+        )
+    )
     sc = load_scenario(small)
     assert sc.training is not None and not sc.training.check_memory
     every = formed(sc)

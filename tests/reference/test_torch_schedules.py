@@ -7,12 +7,24 @@ we drive its real ``_step_microbatches`` with a recording stage and read the com
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-torch_schedules = pytest.importorskip("torch.distributed.pipelining.schedules")
+from sim.cli import main
+from sim.pipeline.schedules import build_schedule
 
-from sim.cli import main  # noqa: E402
-from sim.pipeline.schedules import build_schedule  # noqa: E402
+
+class _Lazy:
+    """``torch.distributed.pipelining.schedules``, imported at a test's first use of it, not when the
+    module is collected (importing torch cost each xdist worker 4 to 7 s); without torch, each test that
+    uses it is skipped, as the whole module was."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(pytest.importorskip("torch.distributed.pipelining.schedules"), name)
+
+
+torch_schedules = _Lazy()
 
 
 def _torch_lists(cls: type, pp: int, n: int, **attrs: int) -> list[list[str]]:

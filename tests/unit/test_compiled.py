@@ -114,7 +114,9 @@ def test_a_build_is_checked_kept_loaded_and_reused(tmp_path: Path) -> None:
         if in_ci():
             pytest.fail(f"CI must build the compiled event loop: {why}")
         pytest.skip(why)
-    env = _env(tmp_path)
+    # (PYTHONPATH set, to anything, failed the build: mypy then read sim/model/spec.py's pydantic model
+    # without its defaults; the build unsets it for mypyc)
+    env = _env(tmp_path, PYTHONPATH=str(tmp_path / "nothing"))
     r = subprocess.run(
         [sys.executable, "-m", "sim", "compile"], capture_output=True, text=True, env=env, cwd=REPO, timeout=1500
     )

@@ -13,7 +13,7 @@ import pytest
 from sim.assemble import assemble
 from sim.config import Scenario, load_scenario
 from sim.errors import MemoryLimitError, ScenarioError
-from sim.experiments.layouts import OVER_MEMORY, candidates, formed, gpu_memory_GiB, memory_GiB, own_layout
+from sim.experiments.layouts import OVER_MEMORY, Candidates, candidates, formed, gpu_memory_GiB, memory_GiB, own_layout
 from sim.experiments.study import variant
 from sim.limits import MAX_STEP_ACTIONS, schedule_actions
 from sim.run import simulate_training
@@ -28,14 +28,32 @@ def small_step() -> Scenario:
     return load_scenario(SMALL_STEP)
 
 
+# The search's results and the memory model's figure of every formed layout, worked out once for the
+# module's tests (about 1.5 s each, 3 s under coverage; the tests asked for them six times over).
+@pytest.fixture(scope="module")
+def found(small_step: Scenario) -> Candidates:
+    return candidates(small_step)
+
+
+@pytest.fixture(scope="module")
+def every(small_step: Scenario) -> Candidates:
+    return formed(small_step)
+
+
+@pytest.fixture(scope="module")
+def need(small_step: Scenario, every: Candidates) -> dict[str, float | None]:
+    return {repr(p): memory_GiB(small_step, p) for p in every.points}
+
+
 def _split(point: dict[str, object]) -> tuple[object, object, object]:
     return point["training.tp"], point["training.cp"], point["pipeline.pp"]
 
 
-def test_candidates_are_the_formed_layouts_that_fit_in_order(small_step: Scenario) -> None:
+def test_candidates_are_the_formed_layouts_that_fit_in_order(
+    small_step: Scenario, found: Candidates, every: Candidates
+) -> None:
     """Nothing lost, added or repeated by the memory filter, the enumeration's order kept (ties of bounds
     go to the earlier point: the order is the tie-break), and the same on a rerun."""
-    found, every = candidates(small_step), formed(small_step)
     assert list(found.points) == [p for p in every.points if p in found.points]
     assert len(set(map(repr, found.points))) == len(found.points)
     assert candidates(small_step) == found
@@ -67,12 +85,11 @@ def test_the_steps_action_limit_is_checked_before_the_search_runs() -> None:
         assemble(variant(sc, {**point, "training.global_batch": 8 * 15360}))
 
 
-def test_no_layout_over_memory_is_taken(small_step: Scenario) -> None:
+def test_no_layout_over_memory_is_taken(
+    small_step: Scenario, found: Candidates, every: Candidates, need: dict[str, float | None]
+) -> None:
     hbm = gpu_memory_GiB(small_step)
     assert hbm == 80.0  # an H800
-    every = formed(small_step)
-    found = candidates(small_step)
-    need = {repr(p): memory_GiB(small_step, p) for p in every.points}
     assert all(need[repr(p)] is not None and need[repr(p)] <= hbm for p in found.points)  # type: ignore[operator]
     over = [p for p in every.points if need[repr(p)] > hbm]  # type: ignore[operator]
     assert found.dropped[OVER_MEMORY] == len(over) > 0 and OVER_MEMORY not in every.dropped
@@ -80,12 +97,13 @@ def test_no_layout_over_memory_is_taken(small_step: Scenario) -> None:
     assert sum(found.dropped.values()) + len(found.points) == sum(every.dropped.values()) + len(every.points)
 
 
-def test_the_memory_model_is_the_steps_check(small_step: Scenario) -> None:
+def test_the_memory_model_is_the_steps_check(
+    small_step: Scenario, found: Candidates, every: Candidates, need: dict[str, float | None]
+) -> None:
     """The closest layouts either side of the GPU's memory: the one dropped is refused by the step's own
     check (even though the scenario says check_memory: false), the one kept is not."""
-    every, found = formed(small_step), candidates(small_step)
-    kept = max(found.points, key=lambda p: memory_GiB(small_step, p) or 0.0)
-    dropped = min((p for p in every.points if p not in found.points), key=lambda p: memory_GiB(small_step, p) or 1e9)
+    kept = max(found.points, key=lambda p: need[repr(p)] or 0.0)
+    dropped = min((p for p in every.points if p not in found.points), key=lambda p: need[repr(p)] or 1e9)
     assert 70.0 < (memory_GiB(small_step, kept) or 0.0) <= 80.0 < (memory_GiB(small_step, dropped) or 0.0) < 90.0
     assemble(variant(small_step, {**kept, "training.check_memory": True}))
     with pytest.raises(MemoryLimitError, match="GiB per GPU"):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import stats
 
 from sim.errors import ScenarioError
 from sim.moe.alltoall import route_choices, route_layer, route_layers
@@ -30,6 +29,15 @@ from sim.moe.spec import MoESpec
 from sim.moe.traffic import _count, layer_traffic
 
 V3 = MoESpec()
+
+
+def _stats():  # type: ignore[no-untyped-def]
+    """scipy.stats, imported where a test uses it (at collection it cost each xdist worker about 2 s)."""
+    from scipy import stats
+
+    return stats
+
+
 SPECS = [
     V3,
     MoESpec(ep=16),
@@ -65,7 +73,7 @@ def _pooled(a: np.ndarray, b: np.ndarray, minimum: int = 20) -> float:
         a = np.append(a[~small], a[small].sum())
         b = np.append(b[~small], b[small].sum())
     keep = (a + b) > 0
-    return float(stats.chi2_contingency(np.stack([a[keep], b[keep]]))[1])
+    return float(_stats().chi2_contingency(np.stack([a[keep], b[keep]]))[1])
 
 
 def _per_token(choices: np.ndarray, src: np.ndarray, spec: MoESpec) -> dict[str, np.ndarray]:
@@ -288,7 +296,7 @@ def test_the_exponentials_are_exp1() -> None:
         z = z ^ (z >> np.uint64(31))
     u = ((z >> np.uint64(11)).astype(np.float64) + 1.0) * 2.0**-53
     assert np.abs(x + np.log(u)).max() < 2e-15
-    assert stats.kstest(x, "expon").pvalue > 1e-3
+    assert _stats().kstest(x, "expon").pvalue > 1e-3
     assert x.max() <= 53 * np.log(2) and x.min() >= 0.0
     for word, want in ((0, 53 * np.log(2)), (2**64 - 1, 0.0)):  # u = 2^-53 and u = 1, the extremes
         one = np.zeros(1)
@@ -380,7 +388,7 @@ def test_gpu_pair_counts_and_byte_totals_match_the_reference(samples: dict, name
     for statistic in ("ib", "nvlink"):
         x = _per_token(fast, src, V3)[statistic] * a.bytes_per_token("dispatch")
         y = _per_token(ref, src, V3)[statistic] * b.bytes_per_token("dispatch")
-        assert stats.ks_2samp(x, y).pvalue > 1e-3
+        assert _stats().ks_2samp(x, y).pvalue > 1e-3
         assert abs(x.mean() - y.mean()) < 4 * np.sqrt(x.var() / N + y.var() / N)
 
 
@@ -390,8 +398,8 @@ def test_layer_totals_over_many_layers_match_the_reference() -> None:
     ref = route_layers(V3, 256, 24, Gating("skewed", sampler="reference"), seed=2)
     for bytes_of in (lambda t: t.ib_bytes_per_gpu().sum(), lambda t: t.nvlink_bytes_per_gpu().sum()):
         x, y = [bytes_of(t) for t in fast], [bytes_of(t) for t in ref]
-        assert stats.ttest_ind(x, y, equal_var=False).pvalue > 1e-3
-        assert stats.ks_2samp(x, y).pvalue > 1e-3
+        assert _stats().ttest_ind(x, y, equal_var=False).pvalue > 1e-3
+        assert _stats().ks_2samp(x, y).pvalue > 1e-3
 
 
 # ---------------------------------------------------------------- the tests catch wrong samplers
