@@ -95,9 +95,9 @@ def _twin(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[object, 
     """(exit status, stdout, stderr) of ``twin ARGS`` run here, under :data:`ALARM_S`, without coverage's
     tracer (:func:`tests.conftest.untraced`). Traced, this module took 132 s of a CI run and 59 s not
     (the serving one 76 s and 55 s), most of it running the default step for the values it accepts. So
-    the coverage report does not count these runs: some lines only they reach (refusals of hostile
-    values in ``sim/config.py`` and ``sim/serve/spec.py``) show as not covered though they are tested
-    here (docs/testing.md gives the figures)."""
+    the coverage report does not count these runs: about 22 lines only they reach (refusals of hostile
+    types in ``sim/yamlio.py``, ``sim/config.py``, ``sim/step/layout.py``) show as not covered though
+    they are tested here (docs/testing.md gives the figures)."""
     with alarm(ALARM_S), untraced(), pytest.raises(SystemExit) as info:
         main(args)
     out, err = capsys.readouterr()

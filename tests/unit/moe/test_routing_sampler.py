@@ -9,6 +9,8 @@ which makes the pooled counts less variable than multinomial ones: the tests are
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 import pytest
 
@@ -31,7 +33,7 @@ from sim.moe.traffic import _count, layer_traffic
 V3 = MoESpec()
 
 
-def _stats():  # type: ignore[no-untyped-def]
+def _stats() -> ModuleType:
     """scipy.stats, imported where a test uses it (at collection it cost each xdist worker about 2 s)."""
     from scipy import stats
 
