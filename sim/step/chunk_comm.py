@@ -97,8 +97,9 @@ class ChunkComm:
             return
         offset, terms = self.forms[k]  # CommPlan.start, inline: the step evaluates 30,000 of them
         for j, c in terms:
-            if ends[j] + c > offset:  # j < k: a phase's form names only the phases before it
-                offset = ends[j] + c
+            v = ends[j] + c  # j < k: a phase's form names only the phases before it
+            if v > offset:
+                offset = v
         self.starts.append(offset)
         start = self.t0 + offset
         now = self.env.now
@@ -135,8 +136,9 @@ class ChunkComm:
         for i, size in enumerate(sizes):
             offset, terms = forms[k + i]
             for j, c in terms:
-                if ends[j] + c > offset:
-                    offset = ends[j] + c
+                v = ends[j] + c
+                if v > offset:
+                    offset = v
             start = t0 + offset
             s = now + (start - now) if start > now else now  # the start's timeout lands there
             finish = s + size / caps[k + i]  # the solo coflow's end, as _start_solo works it out
