@@ -15,6 +15,14 @@ Measured (2 cores, the full 10,000 points, 438 s; readings every 1,000): the lar
 145.2, 145.9, 128.1, 139.0, 146.0, 146.1, 146.0, 146.0, 127.6 MiB (peak 146.1 MiB: flat); the sweep's
 process 141.0 MiB at 1,000 points to 190.8 MiB at 10,000, the rows it holds. Before the cost model's
 memos became per instance, a worker grew by 0.37 MiB a point (500 MiB at 750 points).
+
+Measured again 2026-12-07 (the same command, 376 s): the largest worker 131.0 MiB at 1,000 points, then
+246.7, 247.4, 247.7, 247.8, 249.6, 249.8, 249.8, 249.9, 249.9 MiB (peak 250.0 MiB: one step up between
+1,000 and 2,000 points, flat after it); the sweep's process 157.6 to 211.2 MiB. The step up is not
+this day's change (the sources of 7248dc0 on 2,000 points: 130.2 MiB at 1,000, 282.8 at 1,500 and 2,000)
+and not objects a worker keeps: 104 points spread over the same grid, one after another in one
+process, held it at 138.4 to 140.6 MiB and imported no module after the first. What a worker's
+allocator does then (it is spawned, so none of its pages are the parent's) was not traced.
 """
 
 from __future__ import annotations

@@ -283,8 +283,8 @@ def launch(
         remaining[0] -= 1
         if remaining[0] == 0:
             # every input has arrived and every action has run: drop what the closures hold (compiled,
-            # the closures and their shared environment form a cycle, so only the collector would free
-            # these some 40,000 objects a step, walking them first)
+            # the closures and their shared environment form a cycle that only the collector frees:
+            # docs/sweeps.md, "The collector paused for a whole point")
             plans.clear()
             events.clear()
             arrived.clear()
