@@ -439,7 +439,7 @@ def _route_iid(
                 key[i] = -y + (0.6931471805599453 - 0.5 * d + p * z)
                 far += d >= 0.25
             # the exact formula where the series does not hold: an integer count in the vector loop, so
-            # that this scalar one runs only in batches that need it (about 1 in 5 for V3), 3% of a token
+            # that this scalar one runs only in batches that need it (about 1 in 5 for V3): 3% of a token's time
             for i in range(gb if far else 0):
                 if ex[gb + i] - ex[i] >= 0.25:
                     key[i] = _log_pair(ex[i], ex[gb + i])
