@@ -309,6 +309,56 @@ def test_the_random_kernel_keeps_the_groups_whose_two_best_scores_sum_highest() 
     assert np.array_equal(chosen, want)
 
 
+def test_the_random_kernel_merges_the_kept_groups_by_renyi_spacings() -> None:
+    """The merge, exact by construction where the choices show how many experts each kept group gives:
+    groups of 4 experts, top-4 on 2 nodes. Recomputed in numpy from the kernel's draws (as in the test
+    above): a group's c-th best score is ``exp(-y_c)``, ``y_1 = E1 / 4``, ``y_2 = y_1 + E2 / 3`` from the
+    group step, and each later one ``y_c + L / (4 - c)`` with ``L`` the token's next unused draw of its
+    ``LAZY``-long share (in the order the merge pops); the merge pops the least ``y`` of the kept groups
+    (ties: the lower kept index) 4 times. A wrong spacing (``L / (4 - c + 1)``) or another order of the
+    draws fails it."""
+    spec = MoESpec(experts=32, topk=4, node_limit=2, ep=8, gpus_per_node=1)
+    per, k, limit, groups = spec.experts_per_group, spec.topk, spec.limit, spec.groups
+    assert (groups, per, spec.group_topk, limit) == (8, 4, 2, 2)
+    n = 3 * BATCH + 17
+    seed = np.random.SeedSequence(6)
+    chosen = sample_choices(spec, n, seed, None)
+    golden = np.uint64(0x9E3779B97F4A7C15)
+    lz = min(k, LAZY)
+    draws = (2 * groups + lz) * BATCH + k
+    state = _seed_state(seed)[0]
+    want = []
+    with np.errstate(over="ignore"):
+        for t0 in range(0, n, BATCH):
+            z = state + np.arange(1, draws + 1, dtype=np.uint64) * golden
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            z = z ^ (z >> np.uint64(31))
+            e = -np.log(((z >> np.uint64(11)).astype(np.float64) + 1.0) * 2.0**-53)
+            y1 = e[: groups * BATCH].reshape(groups, BATCH) / per
+            y2 = y1 + e[groups * BATCH : 2 * groups * BATCH].reshape(groups, BATCH) / (per - 1)
+            lazy = e[2 * groups * BATCH :]
+            order = np.argsort(-np.logaddexp(-y1, -y2), axis=0, kind="stable")
+            for b in range(min(BATCH, n - t0)):
+                kept = sorted(order[:limit, b])
+                head = [y1[g, b] for g in kept]
+                cnt = [0] * limit
+                used = b * lz
+                for _ in range(k):
+                    j = int(np.argmin(head))  # the first least
+                    best, c = head[j], cnt[j] + 1
+                    cnt[j] = c
+                    if c < 2:
+                        head[j] = y2[kept[j], b]
+                    else:
+                        head[j] = best + lazy[used] * (1.0 / (per - c)) if c < per else np.inf
+                        used += 1
+                want.append({kept[j]: cnt[j] for j in range(limit) if cnt[j]})
+            state = state + np.uint64(draws + 2 * BATCH) * golden
+    got = [dict(zip(*np.unique(row // per, return_counts=True), strict=True)) for row in chosen]
+    assert [{int(g): int(c) for g, c in d.items()} for d in got] == want
+
+
 def test_zero_weight_experts_are_chosen_only_when_nothing_else_is_left() -> None:
     spec = MoESpec(experts=16, topk=4, node_limit=2, ep=4, gpus_per_node=2)  # 2 groups of 8
     weights = np.ones(16)
