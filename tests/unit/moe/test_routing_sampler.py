@@ -272,6 +272,18 @@ def test_the_skewed_kernel_selects_what_select_experts_selects_on_its_scores(
     assert np.array_equal(drawn, select_experts(_scores_as_drawn(spec, n, np.random.SeedSequence(31), weights), spec))
 
 
+def _exponentials_as_drawn(state: np.uint64, n: int) -> np.ndarray:
+    """The random kernel's ``n`` exponentials of a batch from SplitMix64 ``state``, recomputed in numpy:
+    ``-log(u)`` of the 53-bit uniform ``u`` of word ``i`` after the state, ``i`` = 1 .. n (the kernel's
+    series for the logarithm is within 2e-15 of it: test_the_exponentials_are_exp1)."""
+    with np.errstate(over="ignore"):
+        z = state + np.arange(1, n + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return -np.log(((z >> np.uint64(11)).astype(np.float64) + 1.0) * 2.0**-53)
+
+
 def test_the_random_kernel_keeps_the_groups_whose_two_best_scores_sum_highest() -> None:
     """Exact by construction, not only in law, for ``random`` gating where the choices show the kept
     groups: groups of 2 experts, top-4 on 2 nodes, so a token takes both experts of each of its 2 kept
@@ -293,11 +305,7 @@ def test_the_random_kernel_keeps_the_groups_whose_two_best_scores_sum_highest() 
     kept = []
     with np.errstate(over="ignore"):
         for t0 in range(0, n, BATCH):
-            z = state + np.arange(1, 2 * spec.groups * BATCH + 1, dtype=np.uint64) * golden
-            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-            z = z ^ (z >> np.uint64(31))
-            e = -np.log(((z >> np.uint64(11)).astype(np.float64) + 1.0) * 2.0**-53)
+            e = _exponentials_as_drawn(state, 2 * spec.groups * BATCH)
             e1 = e[: spec.groups * BATCH].reshape(spec.groups, BATCH)
             e2 = e[spec.groups * BATCH :].reshape(spec.groups, BATCH)
             y1 = e1 / 2.0
@@ -330,11 +338,7 @@ def test_the_random_kernel_merges_the_kept_groups_by_renyi_spacings() -> None:
     want = []
     with np.errstate(over="ignore"):
         for t0 in range(0, n, BATCH):
-            z = state + np.arange(1, draws + 1, dtype=np.uint64) * golden
-            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-            z = z ^ (z >> np.uint64(31))
-            e = -np.log(((z >> np.uint64(11)).astype(np.float64) + 1.0) * 2.0**-53)
+            e = _exponentials_as_drawn(state, draws)
             y1 = e[: groups * BATCH].reshape(groups, BATCH) / per
             y2 = y1 + e[groups * BATCH : 2 * groups * BATCH].reshape(groups, BATCH) / (per - 1)
             lazy = e[2 * groups * BATCH :]
