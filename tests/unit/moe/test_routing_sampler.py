@@ -221,21 +221,24 @@ def test_reference_sampler_is_the_plain_path_and_unknown_samplers_are_refused() 
         route_layer(V3, 4, Gating("random", sampler="quick"), 0)
 
 
+def _splitmix(state: np.uint64, counter: np.ndarray) -> np.ndarray:
+    """SplitMix64's words at ``counter`` (counters from 1) after ``state``, as the kernels draw them."""
+    with np.errstate(over="ignore"):
+        z = state + counter * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
 def _scores_as_drawn(spec: MoESpec, tokens: int, seed: np.random.SeedSequence, weights: np.ndarray) -> np.ndarray:
     """Scores ordered as the skewed kernel orders them, recomputed in numpy from its counter-based
     SplitMix64 words (word ``t * experts + e + 1`` after the seed's state; ``u``: its top 52 bits, plus
     1/2, times 2^-52): ``x / (1 + x)`` of the odds ``x = w u / (1 - u)``; for weight 0, ``(u - 1)``
     times 1e-200: below every live score and ordered by ``u`` as the kernel's key ``u - 1``, and too
     small to change a group's sum of live scores (the kernel adds 0 for them)."""
-    state = _seed_state(seed)[0]
-    golden = np.uint64(0x9E3779B97F4A7C15)
     counter = np.arange(tokens, dtype=np.uint64)[:, None] * np.uint64(spec.experts)
     counter = counter + np.arange(1, spec.experts + 1, dtype=np.uint64)[None, :]
-    with np.errstate(over="ignore"):
-        z = state + counter * golden
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
+    z = _splitmix(_seed_state(seed)[0], counter)
     u = ((z >> np.uint64(12)).astype(np.float64) + 0.5) * 2.0**-52
     x = weights * u / (1.0 - u)
     return np.where(weights > 0, x / (1.0 + x), (u - 1.0) * 1e-200)
@@ -276,11 +279,7 @@ def _exponentials_as_drawn(state: np.uint64, n: int) -> np.ndarray:
     """The random kernel's ``n`` exponentials of a batch from SplitMix64 ``state``, recomputed in numpy:
     ``-log(u)`` of the 53-bit uniform ``u`` of word ``i`` after the state, ``i`` = 1 .. n (the kernel's
     series for the logarithm is within 2e-15 of it: test_the_exponentials_are_exp1)."""
-    with np.errstate(over="ignore"):
-        z = state + np.arange(1, n + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
+    z = _splitmix(state, np.arange(1, n + 1, dtype=np.uint64))
     return -np.log(((z >> np.uint64(11)).astype(np.float64) + 1.0) * 2.0**-53)
 
 
@@ -382,13 +381,9 @@ def test_the_exponentials_are_exp1() -> None:
     state = np.uint64(7)
     x, work = np.zeros(n), np.zeros(n, np.uint64)
     after = _fill_exponentials(state, n, x, work)
-    golden = np.uint64(0x9E3779B97F4A7C15)
     with np.errstate(over="ignore"):
-        z = state + np.arange(1, n + 1, dtype=np.uint64) * golden
-        assert after == state + np.uint64(n) * golden
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
+        assert after == state + np.uint64(n) * np.uint64(0x9E3779B97F4A7C15)
+    z = _splitmix(state, np.arange(1, n + 1, dtype=np.uint64))
     u = ((z >> np.uint64(11)).astype(np.float64) + 1.0) * 2.0**-53
     assert np.abs(x + np.log(u)).max() < 2e-15
     assert _stats().kstest(x, "expon").pvalue > 1e-3
