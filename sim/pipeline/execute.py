@@ -170,11 +170,9 @@ def launch(
     of the same form, runs once the action's inputs have arrived and before it starts (what it waits
     for is idle time of the device, not part of the action's span: FSDP's weights)."""
     p2p = p2p or P2P()
-    env = ctx.env
     rec = recorder if recorder is not None else Recorder()
     handle = Launched(schedule, ctx, rec)
     network: FlowNetwork | None = None
-    coflow_sends: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, float, float]] = {}
     if isinstance(p2p, NetworkP2P | RankP2P):
         if len(p2p.device_gpus) < schedule.num_devices:
             raise ValueError(f"{schedule.num_devices} devices but only {len(p2p.device_gpus)} placed on GPUs")
@@ -186,78 +184,126 @@ def launch(
     else:
         links = LinkSet(p2p.bandwidth_Bps, p2p.latency_s)
         record_transfers = p2p.nbytes > 0 or p2p.latency_s > 0  # free transfers are not worth a trace slice
-    # What has arrived where, and an event only for what a device waits for before it arrives: most
-    # data arrives before its consumer looks (an event succeeded then would be a trip through the queue
-    # that wakes nobody: 6,000 of the default step's).
-    arrived: set[tuple[Key, int]] = set()
-    events: dict[tuple[Key, int], simpy.Event] = {}
-    positions = handle.positions
-    waiting = handle.waiting
-
-    def arrive(key: Key, device: int) -> None:
-        at = (key, device)
-        if at in arrived:
-            raise RuntimeError(f"{describe(key)} arrived twice at device {device}")
-        arrived.add(at)
-        ev = events.get(at)
-        if ev is not None:
-            ev.succeed()
-
-    def arrive_cb(key: Key, device: int, _fired: object) -> None:
-        arrive(key, device)
-
-    def delivered_cb(key: Key, src: int, dst: int, start: float, _fired: object) -> None:
-        if record_transfers:
-            origin = handle.origin
-            rec.transfer(src, dst, f"{key[1]}{key[0]}{key[2]}", p2p.nbytes, start - origin, env.now - origin)
-        arrive(key, dst)
-
-    def delivered_at(key: Key, src: int, dst: int, start: float, _at: float) -> None:
-        delivered_cb(key, src, dst, start, None)
-
-    def rank_send(key: Key, src: int, dst: int, now: float) -> None:
-        """The send as a coflow that calls back on delivery (no event of its own in the queue)."""
-        assert isinstance(p2p, RankP2P) and network is not None
-        hit = coflow_sends.get((src, dst))
-        if hit is None:
-            hit = coflow_sends[(src, dst)] = rank_coflow(
-                p2p.topology, p2p.device_gpus[src], p2p.device_gpus[dst], p2p.nbytes, network.seed
-            )
-        network.start_coflow(*hit, "pipeline", partial(delivered_at, key, src, dst, now))
-
-    def publish(key: Key, src: int) -> None:
-        now = env.now
-        for dst in consumers(schedule, key):
-            if dst == src:
-                arrive(key, dst)
-                continue
-            if network is not None:
-                if isinstance(p2p, RankP2P):
-                    rank_send(key, src, dst, now)
-                    continue
-                assert isinstance(p2p, NetworkP2P)
-                sent = network.send(p2p.device_gpus[src], p2p.device_gpus[dst], p2p.nbytes, "pipeline")
-                sent.callbacks.append(partial(delivered_cb, key, src, dst, now))
-                continue
-            origin = handle.origin
-            start, arrival = links.get(src, dst).transfer(now - origin, p2p.nbytes)
-            if record_transfers:
-                rec.transfer(src, dst, f"{key[1]}{key[0]}{key[2]}", p2p.nbytes, start, arrival)
-            if arrival + origin <= now:
-                arrive(key, dst)
-            else:
-                clock.after(env, arrival + origin - now, partial(arrive_cb, key, dst))
-
     # Precompute per action: label, duration, keys to wait for, keys to publish.
     plans = [
         [(str(action), times.duration(action, schedule), *action_keys(schedule, action)) for action in acts]
         for acts in schedule.actions
     ]
     handle.labels = [[p[0] for p in plan] for plan in plans]
-    remaining = [schedule.num_devices]
+    run = _Run(schedule, p2p, ctx, handle, rec, network, links, record_transfers, plans, runner, on_end, prepare)
+    handle._start = run.start
+    return handle
 
-    def stream(device: int) -> Generator[simpy.Event, object, None]:
-        for index, (label, duration, wait_for, publishes) in enumerate(plans[device]):
+
+Plan = tuple[str, float, list[Key], list[Key]]  # per action: label, duration, waits, publishes
+
+
+class _Run:
+    """The device processes and deliveries of one :func:`launch`, as methods of one object rather
+    than closures: compiled, closures that call one another share one environment that refers back
+    to them, a cycle that would hold the run's results until a collection (docs/sweeps.md, "The
+    collector paused for a whole point"). Nothing refers back to this object once its processes and
+    deliveries are over, so it is freed then.
+
+    What has arrived where, and an event only for what a device waits for before it arrives: most
+    data arrives before its consumer looks (an event succeeded then would be a trip through the queue
+    that wakes nobody: 6,000 of the default step's)."""
+
+    def __init__(
+        self,
+        schedule: Schedule,
+        p2p: P2P | NetworkP2P | RankP2P,
+        ctx: SimContext,
+        handle: Launched,
+        rec: Recorder,
+        network: FlowNetwork | None,
+        links: LinkSet,
+        record_transfers: bool,
+        plans: list[list[Plan]],
+        runner: ActionRunner | None,
+        on_end: Callable[[int, int, float], None] | None,
+        prepare: ActionRunner | None,
+    ) -> None:
+        self.schedule = schedule
+        self.p2p = p2p
+        self.env = ctx.env
+        self.handle = handle
+        self.rec = rec
+        self.network = network
+        self.links = links
+        self.record_transfers = record_transfers
+        self.plans = plans
+        self.runner = runner
+        self.on_end = on_end
+        self.prepare = prepare
+        self.arrived: set[tuple[Key, int]] = set()
+        self.events: dict[tuple[Key, int], simpy.Event] = {}
+        self.coflow_sends: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, float, float]] = {}
+        self.remaining = schedule.num_devices
+
+    def arrive(self, key: Key, device: int) -> None:
+        at = (key, device)
+        if at in self.arrived:
+            raise RuntimeError(f"{describe(key)} arrived twice at device {device}")
+        self.arrived.add(at)
+        ev = self.events.get(at)
+        if ev is not None:
+            ev.succeed()
+
+    def arrive_cb(self, key: Key, device: int, _fired: object) -> None:
+        self.arrive(key, device)
+
+    def delivered_cb(self, key: Key, src: int, dst: int, start: float, _fired: object) -> None:
+        if self.record_transfers:
+            origin = self.handle.origin
+            label = f"{key[1]}{key[0]}{key[2]}"
+            self.rec.transfer(src, dst, label, self.p2p.nbytes, start - origin, self.env.now - origin)
+        self.arrive(key, dst)
+
+    def delivered_at(self, key: Key, src: int, dst: int, start: float, _at: float) -> None:
+        self.delivered_cb(key, src, dst, start, None)
+
+    def rank_send(self, key: Key, src: int, dst: int, now: float) -> None:
+        """The send as a coflow that calls back on delivery (no event of its own in the queue)."""
+        p2p, network = self.p2p, self.network
+        assert isinstance(p2p, RankP2P) and network is not None
+        hit = self.coflow_sends.get((src, dst))
+        if hit is None:
+            hit = self.coflow_sends[(src, dst)] = rank_coflow(
+                p2p.topology, p2p.device_gpus[src], p2p.device_gpus[dst], p2p.nbytes, network.seed
+            )
+        network.start_coflow(*hit, "pipeline", partial(self.delivered_at, key, src, dst, now))
+
+    def publish(self, key: Key, src: int) -> None:
+        env, p2p, network = self.env, self.p2p, self.network
+        now = env.now
+        for dst in consumers(self.schedule, key):
+            if dst == src:
+                self.arrive(key, dst)
+                continue
+            if network is not None:
+                if isinstance(p2p, RankP2P):
+                    self.rank_send(key, src, dst, now)
+                    continue
+                assert isinstance(p2p, NetworkP2P)
+                sent = network.send(p2p.device_gpus[src], p2p.device_gpus[dst], p2p.nbytes, "pipeline")
+                sent.callbacks.append(partial(self.delivered_cb, key, src, dst, now))
+                continue
+            origin = self.handle.origin
+            start, arrival = self.links.get(src, dst).transfer(now - origin, p2p.nbytes)
+            if self.record_transfers:
+                self.rec.transfer(src, dst, f"{key[1]}{key[0]}{key[2]}", p2p.nbytes, start, arrival)
+            if arrival + origin <= now:
+                self.arrive(key, dst)
+            else:
+                clock.after(env, arrival + origin - now, partial(self.arrive_cb, key, dst))
+
+    def stream(self, device: int) -> Generator[simpy.Event, object, None]:
+        env, handle, rec = self.env, self.handle, self.rec
+        arrived, events = self.arrived, self.events
+        runner, prepare, on_end = self.runner, self.prepare, self.on_end
+        positions, waiting = handle.positions, handle.waiting
+        for index, (label, duration, wait_for, publishes) in enumerate(self.plans[device]):
             for key in wait_for:
                 at = (key, device)
                 if at not in arrived:
@@ -278,26 +324,17 @@ def launch(
             if on_end is not None:
                 on_end(device, index, env.now - handle.origin)
             for key in publishes:
-                publish(key, device)
+                self.publish(key, device)
             positions[device] = index + 1
-        remaining[0] -= 1
-        if remaining[0] == 0:
-            # every input has arrived and every action has run: drop what the closures hold (compiled,
-            # the closures and their shared environment form a cycle that only the collector frees:
-            # docs/sweeps.md, "The collector paused for a whole point")
-            plans.clear()
-            events.clear()
-            arrived.clear()
+        self.remaining -= 1
+        if self.remaining == 0:
             handle.done.succeed()
 
-    def start() -> None:
-        for device in range(schedule.num_devices):
-            env.process(stream(device))
-        if schedule.num_devices == 0:
-            handle.done.succeed()
-
-    handle._start = start
-    return handle
+    def start(self) -> None:
+        for device in range(self.schedule.num_devices):
+            self.env.process(self.stream(device))
+        if self.schedule.num_devices == 0:
+            self.handle.done.succeed()
 
 
 def rank_coflow(

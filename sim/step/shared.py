@@ -153,12 +153,6 @@ def run_shared(
         ],
     ] = {}
 
-    def plan_of(chunk: ChunkResult) -> CommPlan:
-        hit = plans.get(id(chunk))
-        if hit is None:
-            hit = plans[id(chunk)] = (chunk, comm_plan(chunk))
-        return hit[1]
-
     # --------------------------------------------------------------- the pipelines
     # per pipeline: its group, chunk source and the re-timed actions' phase durations (its PipelineRun is
     # made once its schedule has run)
@@ -200,7 +194,7 @@ def run_shared(
             g: int = g,
         ) -> Generator[simpy.Event, object, None]:
             chunk = source.chunk(schedule.actions[device][pos])
-            plan = plan_of(chunk)
+            plan = _plan_of(plans, chunk)
             if not plan.phases:
                 if duration > 0:
                     yield env.timeout(duration)
@@ -255,10 +249,15 @@ def run_shared(
         sets.setdefault(rset.ranks, (rset, d))
     dp_loads: dict[tuple[object, ...], tuple[np.ndarray, np.ndarray, ReplicaSet]] = {}
     set_pieces: dict[tuple[int, ...], list[tuple[StagePlacement, object]]] = {}
+    # each set's parameters per GPU, for its DP process too (which must not call rank_params itself:
+    # compiled, a module function that both run_shared and a function nested in it call makes mypyc
+    # keep every nested function in their shared environment, which then refers back to it, a cycle
+    # that holds the whole run until a collection; docs/sweeps.md, "The collector paused for a whole point")
+    set_params: dict[tuple[int, ...], StageParams] = {}
     for ranks, (rset, d) in sets.items():
         held = pieces(inp.model, lay, schedule, d)
         set_pieces[ranks] = list(held)
-        whole = rank_params(inp.model, lay, schedule, d)
+        whole = set_params[ranks] = rank_params(inp.model, lay, schedule, d)
         if fsdp is not None:  # each unit's (sim.step.fsdp)
             wanted = [(kind, p) for kind, r, p in fsdp.wanted() if r == ranks]
         else:
@@ -307,8 +306,8 @@ def run_shared(
         sync_interval.append((start - origin, env.now - origin))
         sync_done.succeed()
 
-    def dp_process(ranks: tuple[int, ...], rset: ReplicaSet, d: int) -> Generator[simpy.Event, object, None]:
-        whole = rank_params(inp.model, lay, schedule, d)
+    def dp_process(ranks: tuple[int, ...], rset: ReplicaSet) -> Generator[simpy.Event, object, None]:
+        whole = set_params[ranks]
         out = results[ranks] = _SetRun(whole)
         intervals: list[tuple[float, float]] = []
         if fsdp is not None:  # every action's gradients reduce-scattered as it ended
@@ -353,7 +352,7 @@ def run_shared(
         out.barrier, out.optimizer_s, out.optimizer_bytes = bar - origin, opt, traffic
         out.all_gather = (ag0 - origin, env.now - origin)
 
-    procs = [env.process(dp_process(ranks, rset, d)) for ranks, (rset, d) in sets.items()]
+    procs = [env.process(dp_process(ranks, rset)) for ranks, (rset, _) in sets.items()]
     if embedding is not None:
         procs.append(env.process(embedding_process()))
     if progress is not None:
@@ -391,6 +390,17 @@ def run_shared(
             )
         )
     return pipelines, dp, timelines
+
+
+def _plan_of(plans: dict[int, tuple[ChunkResult, CommPlan]], chunk: ChunkResult) -> CommPlan:
+    """``chunk``'s communication plan, made once per chunk (the chunk kept with it: its id stays its).
+    A module function, not a closure of :func:`run_shared`: compiled, a nested function that another
+    calls is kept in the environment they share, which refers back to it, and that cycle would hold
+    the whole run until a collection (docs/sweeps.md, "The collector paused for a whole point")."""
+    hit = plans.get(id(chunk))
+    if hit is None:
+        hit = plans[id(chunk)] = (chunk, comm_plan(chunk))
+    return hit[1]
 
 
 def _tags(chunk: ChunkResult, plan: CommPlan) -> list[str] | None:
