@@ -32,6 +32,26 @@ PROBE = (
 )
 
 
+# Cyclic garbage a compiled sweep point leaves (after a first point, which fills the process's memos).
+# mypyc keeps a function's nested functions in the environment they share when one of them calls
+# another (or a module function the outer one calls too), and the environment refers back to them:
+# a cycle that held a whole run, 32,008 objects a point, until a collection (docs/sweeps.md).
+GARBAGE = (
+    "import gc, sim.compiled as c\n"
+    "from sim.sweep.spec import load_sweep\n"
+    "from sim.sweep.runner import _task\n"
+    "from sim.sweep.point import run_point\n"
+    "sweep = load_sweep('scenarios/sweeps/thousand.yaml')\n"
+    "assert run_point(*_task(sweep, sweep.points[3])[0])['status'] == 'ok'\n"
+    "gc.collect()\n"
+    "gc.disable()\n"
+    "row = run_point(*_task(sweep, sweep.points[303])[0])\n"
+    "assert row['status'] == 'ok' and c.active() is not None, row\n"
+    "print(gc.collect())"
+)
+DEFAULT_ACTIONS = 2418  # the default step's pipeline actions: a cycle holding its run holds a span of each
+
+
 def _probe(env: dict[str, str]) -> tuple[str, list[str]]:
     """What a fresh ``import sim`` loads under ``env`` (:data:`PROBE`)."""
     r = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
@@ -139,6 +159,12 @@ def test_a_build_is_checked_kept_loaded_and_reused(tmp_path: Path) -> None:
         for off in ("1", "0")
     ]
     assert runs[0].returncode == 0 and compiled._figures(runs[0].stdout) == compiled._figures(runs[1].stdout)
+    # compiled, a step's results are freed when it returns, not held by cycles until a collection
+    garbage = subprocess.run(
+        [sys.executable, "-c", GARBAGE], capture_output=True, text=True, env=env, cwd=REPO, timeout=300
+    )
+    assert garbage.returncode == 0, garbage.stderr
+    assert int(garbage.stdout) < DEFAULT_ACTIONS, f"{garbage.stdout.strip()} objects in cycles after a compiled point"
     again = subprocess.run(
         [sys.executable, "-m", "sim", "compile"], capture_output=True, text=True, env=env, cwd=REPO, timeout=120
     )
