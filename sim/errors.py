@@ -72,3 +72,9 @@ class LayoutError(ScenarioError):
 
 class DeadlockError(TwinError):
     """A schedule cannot run to completion; the message says which devices wait on what."""
+
+
+class StreamsDeadlock(RuntimeError):
+    """A chunk's task graph in which no task can start (:func:`sim.chunk.streams.run_streams`): a bug
+    in the graph's construction, not in the user's input. (Kept here, not in that module: mypyc, which
+    compiles it, cannot compile a subclass of a builtin exception.)"""

@@ -23,6 +23,9 @@ stream order, so the same graph always gives the same spans.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from sim.errors import StreamsDeadlock
 
 STREAM_ORDER = ("compute", "wgrad", "comm")
 _EPS = 1e-12
@@ -43,14 +46,10 @@ class Task:
     slow_beside_comm: float = 1.0  # compute tasks
     slow_beside_compute: float = 1.0  # comm data tasks
     delay: float = 0.0  # idle before the kernels (launch gap); uses no SMs
-    moves: object = None  # comm data tasks: what they move (the step's shared network turns it into a coflow)
+    moves: Any = None  # comm data tasks: what they move (the step's shared network turns it into a coflow)
     queued: float = -1.0
     start: float = -1.0
     end: float = -1.0
-
-
-class DeadlockError(RuntimeError):
-    pass
 
 
 def run_streams(tasks: list[Task]) -> float:
@@ -113,7 +112,7 @@ def run_streams(tasks: list[Task]) -> float:
             if left < before:  # tasks that took no time ended and may have freed another stream's head
                 continue
             waiting = [tasks[queues[s][head[s]]].name for s in (0, 1, 2) if head[s] < len(queues[s])]
-            raise DeadlockError(f"no task can start; waiting: {', '.join(waiting)}")
+            raise StreamsDeadlock(f"no task can start; waiting: {', '.join(waiting)}")
         # rates of the tasks past their launch gap (_rates)
         w0 = a0 >= 0 and delay[a0] <= 0.0
         w1 = a1 >= 0 and delay[a1] <= 0.0
@@ -202,7 +201,7 @@ def _run_streams_reference(tasks: list[Task]) -> float:
             if left < before:  # tasks that took no time ended and may have freed another stream's head
                 continue
             waiting = [tasks[queues[s][head[s]]].name for s in STREAM_ORDER if head[s] < len(queues[s])]
-            raise DeadlockError(f"no task can start; waiting: {', '.join(waiting)}")
+            raise StreamsDeadlock(f"no task can start; waiting: {', '.join(waiting)}")
         working = {s: i for s, i in active.items() if delay[i] <= 0.0}
         rates = _rates(tasks, working)
         dt = min(delay[i] if delay[i] > 0.0 else remaining[i] / rates[s] for s, i in active.items())

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.chunk.streams import DeadlockError, Task, _run_streams_reference, run_streams
+from sim.chunk.streams import Task, _run_streams_reference, run_streams
+from sim.errors import StreamsDeadlock
 
 
 def test_two_compute_streams_share_the_sms_and_conserve_work() -> None:
@@ -71,7 +72,7 @@ def test_same_graph_same_spans_and_deadlocks_are_named() -> None:
     assert [(t.start, t.end) for t in a] == [(t.start, t.end) for t in b]
     blocked = [Task("x", "compute", "gemm", 1.0), Task("y", "comm", "comm", 1.0, deps=(0,))]
     blocked[0].deps = (1,)  # a cycle the constructor order would have refused
-    with pytest.raises((DeadlockError, ValueError)):
+    with pytest.raises((StreamsDeadlock, ValueError)):
         run_streams(blocked)
 
 
@@ -124,7 +125,7 @@ def test_fast_stream_timing_equals_the_reference_on_the_trace_chunk() -> None:
 
 def test_tasks_that_take_no_time_never_look_like_a_deadlock() -> None:
     """A zero-length task ending in a later stream's turn frees an earlier stream's head while nothing
-    runs: the heads are looked at again at the same time (this raised DeadlockError before); a graph
+    runs: the heads are looked at again at the same time (this raised StreamsDeadlock before); a graph
     of zero-length tasks ends at 0."""
     tasks = [Task("free", "wgrad", "gemm", 0.0), Task("next", "compute", "gemm", 1.0, (0,))]
     for timing in (run_streams, _run_streams_reference):
