@@ -194,6 +194,22 @@ def install(folder: Path | None = None) -> Path | None:
     return folder
 
 
+def stale() -> Path | None:
+    """The cache's folder when this process runs the sources while the cache holds a build of other
+    sources for this Python (the sources were edited or updated since ``twin compile``; a long run may
+    want to build again), else None (a build runs, builds are turned off or given by folder, or the
+    cache holds none for this Python)."""
+    if _active is not None or os.environ.get(OFF, "") == "0" or os.environ.get(DIR):
+        return None
+    suffix = ext_suffix().removesuffix(".so").replace(".", "-")
+    try:
+        root = cache_root()
+        builds = [p for p in root.iterdir() if p.name.endswith(suffix) and (p / MANIFEST).is_file()]
+    except (OSError, RuntimeError):
+        return None
+    return root if builds else None
+
+
 def loaded() -> list[str]:
     """The listed modules this process runs compiled (imported from a build's extension files)."""
     suffix = ext_suffix()
@@ -470,4 +486,5 @@ __all__ = [
     "cache_root",
     "install",
     "loaded",
+    "stale",
 ]

@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from sim import compiled
 from sim.cli.common import (
     Format,
     Int,
@@ -136,6 +137,15 @@ def sweep_cmd(
         raise ScenarioError("--output", f"must be a Parquet file (.parquet), got {str(target)!r}")
     n = workers or default_workers()
     where = f"dask at {scheduler}" if scheduler else f"{n} local process{'es' if n > 1 else ''}"
+    built = None if quiet or scheduler else compiled.stale()  # (dask workers load what their hosts have)
+    if built is not None:
+        err.print(
+            f"{sweep.name}: its points run from the sources: the compiled builds in {built} are of other "
+            "sources (twin compile builds these: a point about 1.3x faster)",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),

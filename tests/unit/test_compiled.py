@@ -21,7 +21,7 @@ import pytest
 
 from sim import compiled
 from sim.errors import TwinError
-from tests.conftest import REPO, in_ci
+from tests.conftest import REPO, in_ci, write_sweep
 
 # the active build (or 'None') and the listed modules loaded compiled, after importing every listed module
 PROBE = (
@@ -92,6 +92,35 @@ def test_a_build_of_other_sources_or_missing_a_module_is_never_loaded(tmp_path: 
     shutil.rmtree(stale)
     _fake_build(stale, key, list(compiled.MODULES[1:]))  # this key, one module short
     assert _probe(_env(tmp_path)) == ("None", [])
+
+
+def test_a_cache_of_other_sources_builds_is_named_and_a_sweep_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After an edit or an update the cache holds builds of other sources only: runs use the sources,
+    and a sweep, which runs long, says so once (else it would run slower without a word)."""
+    monkeypatch.delenv(compiled.OFF)
+    monkeypatch.setenv(compiled.CACHE, str(tmp_path))
+    assert compiled.stale() is None  # no cache folder
+    (tmp_path / "compiled").mkdir()
+    assert compiled.stale() is None  # an empty one
+    suffix = compiled.ext_suffix().removesuffix(".so").replace(".", "-")
+    _fake_build(tmp_path / "compiled" / f"0123456789abcdef{suffix}", f"0123456789abcdef{suffix}", ["sim.engine.clock"])
+    assert compiled.stale() == tmp_path / "compiled"
+    monkeypatch.setenv(compiled.OFF, "0")  # turned off: nothing to say
+    assert compiled.stale() is None
+    sweep = write_sweep(tmp_path, {"grid": {"comm.sms": [20]}})
+    r = subprocess.run(
+        [sys.executable, "-m", "sim", "sweep", str(sweep), "-o", str(tmp_path / "r.parquet")],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path),
+        cwd=REPO,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    said = f"s: its points run from the sources: the compiled builds in {tmp_path / 'compiled'} are of other sources"
+    assert said in " ".join(r.stderr.split()), r.stderr
 
 
 def test_twin_compiled_0_turns_it_off_and_tests_run_the_sources() -> None:
