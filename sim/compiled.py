@@ -204,7 +204,8 @@ def stale() -> Path | None:
     suffix = ext_suffix().removesuffix(".so").replace(".", "-")
     try:
         root = cache_root()
-        builds = [p for p in root.iterdir() if p.name.endswith(suffix) and (p / MANIFEST).is_file()]
+        mine = build_key()
+        builds = [p for p in root.iterdir() if p.name.endswith(suffix) and p.name != mine and (p / MANIFEST).is_file()]
     except (OSError, RuntimeError):
         return None
     return root if builds else None

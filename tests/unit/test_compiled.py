@@ -104,6 +104,9 @@ def test_a_cache_of_other_sources_builds_is_named_and_a_sweep_says_so(
     assert compiled.stale() is None  # no cache folder
     (tmp_path / "compiled").mkdir()
     assert compiled.stale() is None  # an empty one
+    mine = compiled.build_key()
+    _fake_build(tmp_path / "compiled" / mine, mine, ["sim.engine.clock"])  # these sources' (not whole)
+    assert compiled.stale() is None
     suffix = compiled.ext_suffix().removesuffix(".so").replace(".", "-")
     _fake_build(tmp_path / "compiled" / f"0123456789abcdef{suffix}", f"0123456789abcdef{suffix}", ["sim.engine.clock"])
     assert compiled.stale() == tmp_path / "compiled"
