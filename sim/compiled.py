@@ -116,7 +116,12 @@ def build_key(fresh: bool = False) -> str:
     from sim.code_digest import code_digest
 
     digest = code_digest.__wrapped__() if fresh else code_digest()
-    return digest + ext_suffix().removesuffix(".so").replace(".", "-")
+    return digest + key_suffix()
+
+
+def key_suffix() -> str:
+    """How every build key for this Python ends (its extension suffix, without ``.so``, dots as dashes)."""
+    return ext_suffix().removesuffix(".so").replace(".", "-")
 
 
 CHANGED = "the sources changed during the build; run twin compile again"
@@ -201,7 +206,7 @@ def stale() -> Path | None:
     cache holds none for this Python)."""
     if _active is not None or os.environ.get(OFF, "") == "0" or os.environ.get(DIR):
         return None
-    suffix = ext_suffix().removesuffix(".so").replace(".", "-")
+    suffix = key_suffix()
     try:
         root = cache_root()
         mine = build_key()
@@ -486,6 +491,7 @@ __all__ = [
     "build_key",
     "cache_root",
     "install",
+    "key_suffix",
     "loaded",
     "stale",
 ]

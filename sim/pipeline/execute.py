@@ -198,6 +198,12 @@ def launch(
 Plan = tuple[str, float, list[Key], list[Key]]  # per action: label, duration, waits, publishes
 
 
+def _transfer_label(key: Key) -> str:
+    """A transfer's name in the trace: the producing stage, the data's kind and the micro-batch (``3F5``:
+    stage 3's activations of micro-batch 5)."""
+    return f"{key[1]}{key[0]}{key[2]}"
+
+
 class _Run:
     """The device processes and deliveries of one :func:`launch`, as methods of one object rather
     than closures: compiled, closures that call one another share one environment that refers back
@@ -256,7 +262,7 @@ class _Run:
     def delivered_cb(self, key: Key, src: int, dst: int, start: float, _fired: object) -> None:
         if self.record_transfers:
             origin = self.handle.origin
-            label = f"{key[1]}{key[0]}{key[2]}"
+            label = _transfer_label(key)
             self.rec.transfer(src, dst, label, self.p2p.nbytes, start - origin, self.env.now - origin)
         self.arrive(key, dst)
 
@@ -292,7 +298,7 @@ class _Run:
             origin = self.handle.origin
             start, arrival = self.links.get(src, dst).transfer(now - origin, p2p.nbytes)
             if self.record_transfers:
-                self.rec.transfer(src, dst, f"{key[1]}{key[0]}{key[2]}", p2p.nbytes, start, arrival)
+                self.rec.transfer(src, dst, _transfer_label(key), p2p.nbytes, start, arrival)
             if arrival + origin <= now:
                 self.arrive(key, dst)
             else:

@@ -107,7 +107,7 @@ def test_a_cache_of_other_sources_builds_is_named_and_a_sweep_says_so(
     mine = compiled.build_key()
     _fake_build(tmp_path / "compiled" / mine, mine, ["sim.engine.clock"])  # these sources' (not whole)
     assert compiled.stale() is None
-    suffix = compiled.ext_suffix().removesuffix(".so").replace(".", "-")
+    suffix = compiled.key_suffix()
     _fake_build(tmp_path / "compiled" / f"0123456789abcdef{suffix}", f"0123456789abcdef{suffix}", ["sim.engine.clock"])
     assert compiled.stale() == tmp_path / "compiled"
     monkeypatch.setenv(compiled.OFF, "0")  # turned off: nothing to say
