@@ -32,8 +32,10 @@ them is a k-way merge of the kept groups' streams, each advanced lazily (a group
 drawn only when the merge needs it; by independence, the same as having drawn all its scores up
 front). Which experts hold a group's top ranks is a uniform random subset of the group
 (exchangeability), drawn once at the end (log2(group size)-bit indices, repeats rejected, for
-groups of a power of two up to 32; else Floyd's algorithm). About 30 random numbers per token
-instead of 256.
+groups of a power of two up to 32; else Floyd's algorithm). 24 random numbers per token for V3
+instead of 256. The merge's exponentials are drawn ahead, one row per pop that can need one (pop
+``p`` uses row ``p - group_topk + 1``), so a token's merge needs no other token's state and runs as
+vector loops over the tokens for V3's shape (at most ``WIDE`` kept groups).
 
 Random numbers come from SplitMix64 (a 64-bit counter through a bijective mix; passes BigCrush)
 seeded from the caller's ``numpy`` generator or ``SeedSequence``, so a seed gives the same routing
@@ -129,22 +131,16 @@ def _below(st: Any, n: int) -> tuple[Any, Any]:
 
 BATCH = 64  # tokens the kernels work on together
 DROPS = 8  # more candidates to drop than this: the skewed kernel selects the k largest in one pass
-# Exp(1) draws the random kernel's merge has at hand per token: a token needs one for each pop after
-# the first from a kept group, 8 minus the groups it reaches for V3 (mean 4.1; more than 5 for about
-# 1 token in 2,000, which is merged again with fresh draws)
-LAZY = 5
+# The random kernel's merge runs as vector loops over the tokens when a token keeps at most WIDE
+# groups and a group's score sums at most 2 of its scores (V3: 4 and 2): every lane holds WIDE heads
+# (those past `limit` at +inf, never popped). Other shapes merge token by token, with the same draws
+# and the same result (tested).
+WIDE = 4
 # log(m) = 2 atanh(s) = s * sum(LOG_SERIES[n] * s^(2n)), s = (m - 1) / (m + 1), |s| <= 0.1716 for m in
 # [sqrt(1/2), sqrt(2)): the term after the last is below 1e-17
 _LOG_SERIES = tuple(2.0 / (2 * n + 1) for n in range(11))
 _MANTISSA = np.uint64(0x000FFFFFFFFFFFFF)
 _EXPONENT_ONE = np.uint64(0x3FF0000000000000)  # the bits of 1.0
-
-
-@_inline
-def _exponential(st: Any) -> tuple[float, Any]:
-    """Exp(1) as ``-log(u)`` of one 53-bit uniform on (0, 1] (scalar; the vector fill's law)."""
-    u, st = _uniform(st)
-    return -math.log(u), st
 
 
 @_inline
@@ -289,67 +285,20 @@ def _count_reached(
     npt: np.ndarray,
 ) -> None:
     """The traffic of token ``t`` (on GPU ``src[t]``), added to the counts, from the byte of GPUs
-    ``reach[j]`` it reaches in each of its kept groups ``kept[row, j]`` (the nodes: 0 where it takes no
+    ``reach[j]`` it reaches in each of its kept groups ``kept[j, row]`` (the nodes: 0 where it takes no
     expert there), branch-free; NVLink through ``hist`` (``gpn <= 8``)."""
     sg = src[t]
     sn = gpu_of[-1 - sg]
     ls = sg - sn * gpn
     reached = 0
     for j in range(limit):
-        node = kept[row, j]
+        node = kept[j, row]
         some = np.int64(reach[j] != 0)
         reached += int(some)
         ib[sg, node] += some * (node != sn)
         hist[((node * gpn) + ls) * 256 + reach[j]] += some
     logical[sg] += reached
     npt[t] = reached
-
-
-@_inline
-def _merge_again(
-    st: Any,
-    b: int,
-    q: int,
-    groups: int,
-    per: int,
-    limit: int,
-    k: int,
-    lz: int,
-    ex: np.ndarray,
-    lazy: np.ndarray,
-    inv: np.ndarray,
-    kept: np.ndarray,
-    cnt: np.ndarray,
-    popped: np.ndarray,
-) -> Any:
-    """The merge of :func:`_route_iid` for token ``b`` of the batch alone, from its kept groups' first
-    scores: its ``lz`` draws at hand, then fresh ones (the merge ran out of them)."""
-    head = np.empty(limit)
-    for j in range(limit):
-        head[j] = ex[kept[b, j] * BATCH + b]
-        cnt[b, j] = 0
-    u = 0
-    for pop in range(k):
-        bj = 0
-        for j in range(1, limit):
-            if head[j] < head[bj]:
-                bj = j
-        best = head[bj]
-        popped[b, pop] = bj
-        c = cnt[b, bj] + 1
-        cnt[b, bj] = c
-        if c >= per:
-            head[bj] = math.inf
-        elif c < q:
-            head[bj] = ex[(c * groups + kept[b, bj]) * BATCH + b]
-        else:
-            if u < lz:
-                e = lazy[b * lz + u]
-            else:
-                e, st = _exponential(st)
-            u += 1
-            head[bj] = best + e * inv[per - c]
-    return st
 
 
 @_jit
@@ -361,6 +310,7 @@ def _route_iid(
     limit: int,
     q: int,
     k: int,
+    wide: bool,
     out: np.ndarray,
     rows: int,
     count: bool,
@@ -380,28 +330,38 @@ def _route_iid(
     of expert ``e``, ``gpu_of[-1 - s]``: the node of GPU ``s``.
 
     Works on ``BATCH`` tokens at a time, phase by phase, with arrays laid out [..., token] so that
-    the group step (exponentials, group scores, ranks) runs as vector loops; the merge, the expert
-    draw and the counting run token by token."""
+    the group step (exponentials, group scores, ranks) and, with ``wide`` (at most ``WIDE`` kept
+    groups, ``q <= 2``), the merge run as vector loops; without ``wide`` the merge runs token by
+    token, with the same draws and result; the expert draw and the counting run token by token.
+
+    The merge's draws: pop ``p`` (0 .. k-1) that takes the ``c``-th score of a kept group, ``c >= q``,
+    sets the group's next head ``y + E / (per - c)`` with ``E`` the token's draw of row ``p - q + 1``
+    (``c >= q`` needs ``p >= q - 1``). A row serves one pop, so every draw used is fresh: the law of
+    drawing each group's scores up front (Rényi's spacings are independent). ``k - q`` rows are
+    drawn; the row after them, read only by the last pop (whose next head is never used), is not."""
     st = state[0]
     gseen = np.full(max(gpn, 1), -1, np.int64)
     inv = np.zeros(per + 1)
     for m in range(1, per + 1):
         inv[m] = 1.0 / m
-    lz = min(k, LAZY)
-    # Exp(1): the group step's, then the merge's (lz per token, and k more that a token past its own
-    # may read before it is merged again)
-    draws = np.zeros((q * groups + lz) * BATCH + k)
-    work = np.zeros(len(draws), np.uint64)
+    rows_drawn = max(k - q, 0)
+    # Exp(1): the group step's, then the merge's rows
+    draws = np.zeros((q * groups + rows_drawn + 1) * BATCH)
+    filled = (q * groups + rows_drawn) * BATCH
+    work = np.zeros(filled, np.uint64)
     ex = draws[: q * groups * BATCH]  # becomes y = -log(score) of the top q per group
     lazy = draws[q * groups * BATCH :]
     key = np.zeros(groups * BATCH)
     rank = np.zeros(groups * BATCH, np.int64)
-    kept = np.zeros((BATCH, limit + 1), np.int64)
-    head = np.zeros((BATCH, limit + 1))
-    runner_up = np.zeros((BATCH, limit + 1))  # a kept group's second score (the known next head when q = 2)
-    cnt = np.zeros((BATCH, limit + 1), np.int64)
-    used = np.zeros(BATCH, np.int64)
-    popped = np.zeros((BATCH, k), np.int64)
+    slots = max(limit, WIDE) + 1  # (the last: written past the kept groups, never read)
+    kept = np.zeros((slots, BATCH), np.int64)  # kept[j, b]: token b's j-th kept group
+    head = np.full((slots, BATCH), math.inf)  # its least y not yet popped
+    runner_up = np.zeros((slots, BATCH))  # its second score (the known next head when q = 2)
+    cnt = np.zeros((slots, BATCH), np.int64)  # its scores popped
+    popped = np.zeros((k, BATCH), np.int64)  # the slot each pop took
+    slot = np.zeros(BATCH, np.int64)
+    kept_b = np.zeros(limit + 1, np.int64)
+    cnt_b = np.zeros(limit + 1, np.int64)
     local_gpu = np.zeros(per, np.int64)  # GPU of a group's expert, within its node
     for i in range(per):
         local_gpu[i] = gpu_of[i] - gpu_of[0]
@@ -419,7 +379,7 @@ def _route_iid(
     gb = groups * BATCH
     for t0 in range(0, tokens, BATCH):
         nb = min(BATCH, tokens - t0)
-        st = _fill_exponentials(st, len(draws), draws, work)  # (whole batch: a short tail's are unused)
+        st = _fill_exponentials(st, filled, draws, work)  # (whole batch: a short tail's are unused)
         # Rényi, as y = -log(score): the largest of m uniforms below exp(-y) is exp(-(y + E / m))
         if q == 2:  # group score log(exp(-y1) + exp(-y2)) by the series of _log_pair (vector loop)
             far = 0
@@ -462,35 +422,71 @@ def _route_iid(
                     worse = np.int64(key[h * BATCH + b] >= key[g * BATCH + b])
                     rank[g * BATCH + b] += worse
                     rank[h * BATCH + b] += 1 - worse
-        for b in range(nb):
-            nk = 0
-            for g in range(groups):  # branch-free: written always, kept when ranked high enough
-                kept[b, nk] = g
-                head[b, nk] = ex[g * BATCH + b]
-                runner_up[b, nk] = ex[(min(1, q - 1) * groups + g) * BATCH + b]
-                cnt[b, nk] = 0
-                nk += rank[g * BATCH + b] < limit
-            used[b] = b * lz
-        for pop in range(k):  # k-way merge of the kept groups' scores (ascending y), drawn lazily
-            for b in range(nb):  # (tokens interleaved: their dependency chains overlap)
-                bj = 0
-                best = head[b, 0]
-                for j in range(1, limit):
-                    v = head[b, j]
-                    bj = j if v < best else bj
-                    best = v if v < best else best
-                popped[b, pop] = bj
-                c = cnt[b, bj] + 1
-                cnt[b, bj] = c
-                # next head, branch-free: drawn in the group step (c < q), else the next arrival
-                known = runner_up[b, bj] if q == 2 else ex[(min(c, q - 1) * groups + kept[b, bj]) * BATCH + b]
-                drawn = best + lazy[used[b]] * inv[per - c]
-                nxt = known if c < q else drawn
-                head[b, bj] = nxt if c < per else math.inf
-                used[b] += c >= q
-        for b in range(nb):  # a token that needed more than its lz draws: merged again, drawing more
-            if used[b] - b * lz > lz:
-                st = _merge_again(st, b, q, groups, per, limit, k, lz, ex, lazy, inv, kept, cnt, popped)
+        if wide:  # the merge as vector loops: lane b's WIDE heads, those past `limit` at +inf
+            for b in range(BATCH):
+                slot[b] = 0
+                for j in range(WIDE):
+                    head[j, b] = math.inf
+                    cnt[j, b] = 0
+            for g in range(groups):  # branch-free: slot j takes group g where kept and j is next
+                for b in range(BATCH):
+                    keep = rank[g * BATCH + b] < limit
+                    s = slot[b]
+                    y1 = ex[g * BATCH + b]
+                    y2 = ex[(min(1, q - 1) * groups + g) * BATCH + b]
+                    for j in range(WIDE):
+                        at = keep & (s == j)
+                        head[j, b] = y1 if at else head[j, b]
+                        runner_up[j, b] = y2 if at else runner_up[j, b]
+                        kept[j, b] = g if at else kept[j, b]
+                    slot[b] = s + keep
+            for pop in range(k):  # k-way merge of the kept groups' scores (ascending y)
+                row = max(pop - q + 1, 0)
+                for b in range(BATCH):
+                    best = head[0, b]
+                    bj = 0
+                    c = cnt[0, b]
+                    known = runner_up[0, b]
+                    for j in range(1, WIDE):  # the first least
+                        v = head[j, b]
+                        less = v < best
+                        best = v if less else best
+                        bj = j if less else bj
+                        c = cnt[j, b] if less else c
+                        known = runner_up[j, b] if less else known
+                    c += 1
+                    nxt = known if c < q else best + lazy[row * BATCH + b] / (per - c)
+                    nxt = nxt if c < per else math.inf
+                    popped[pop, b] = bj
+                    for j in range(WIDE):
+                        at = bj == j
+                        head[j, b] = nxt if at else head[j, b]
+                        cnt[j, b] += at
+        else:  # token by token, any shape: the same draws, pops and ties
+            for b in range(nb):
+                nk = 0
+                for g in range(groups):  # branch-free: written always, kept when ranked high enough
+                    kept[nk, b] = g
+                    head[nk, b] = ex[g * BATCH + b]
+                    cnt[nk, b] = 0
+                    nk += rank[g * BATCH + b] < limit
+            for pop in range(k):
+                row = max(pop - q + 1, 0)
+                for b in range(nb):  # (tokens interleaved: their dependency chains overlap)
+                    bj = 0
+                    best = head[0, b]
+                    for j in range(1, limit):
+                        v = head[j, b]
+                        bj = j if v < best else bj
+                        best = v if v < best else best
+                    popped[pop, b] = bj
+                    c = cnt[bj, b] + 1
+                    cnt[bj, b] = c
+                    g = kept[bj, b]
+                    # next head: drawn in the group step (c < q), else the next arrival
+                    drawn = best + lazy[row * BATCH + b] / (per - c)
+                    nxt = ex[(min(c, q - 1) * groups + g) * BATCH + b] if c < q else drawn
+                    head[bj, b] = nxt if c < per else math.inf
         if pow2 and (not count or gpn <= 8):  # the common shape, flat and mostly branch-free
             for b in range(BATCH):  # two random words per token for its expert indices
                 words[2 * b] = _mix(st + _U64(2 * b + 1) * _GOLDEN)
@@ -505,7 +501,7 @@ def _route_iid(
                 left = per_draw
                 second = True
                 for pop in range(k):  # which experts hold a group's top ranks: a uniform subset,
-                    j = popped[b, pop]  # drawn `shift` bits at a time, repeats rejected
+                    j = popped[pop, b]  # drawn `shift` bits at a time, repeats rejected
                     while True:
                         if left == 0:
                             if second:
@@ -521,7 +517,7 @@ def _route_iid(
                         if not (taken[j] >> index) & 1:
                             break
                     taken[j] |= 1 << index
-                    e = kept[b, j] * per + index
+                    e = kept[j, b] * per + index
                     out[t & rows, pop] = e
                     if count:
                         tpe[e] += 1
@@ -533,10 +529,10 @@ def _route_iid(
             t = t0 + b
             n = 0
             for j in range(limit):  # which experts hold a group's top c ranks: a uniform c-subset
-                base = kept[b, j] * per
+                base = kept[j, b] * per
                 if pow2:  # distinct uniform indices, `shift` bits at a time, repeats rejected
                     chosen = np.int64(0)
-                    for _ in range(cnt[b, j]):
+                    for _ in range(cnt[j, b]):
                         while True:
                             if left == 0:
                                 st = st + _GOLDEN
@@ -552,7 +548,7 @@ def _route_iid(
                         n += 1
                 else:  # Floyd's algorithm
                     start = n
-                    for m in range(per - cnt[b, j], per):
+                    for m in range(per - cnt[j, b], per):
                         pick, st = _below(st, m + 1)
                         for i in range(start, n):
                             if out[t & rows, i] == base + pick:
@@ -561,12 +557,15 @@ def _route_iid(
                         out[t & rows, n] = base + pick
                         n += 1
             if count:
+                for j in range(limit):
+                    kept_b[j] = kept[j, b]
+                    cnt_b[j] = cnt[j, b]
                 _count_token(
                     t,
                     t & rows,
                     limit,
-                    kept[b],
-                    cnt[b],
+                    kept_b,
+                    cnt_b,
                     out,
                     src,
                     gpn,
@@ -631,7 +630,7 @@ def _route_dense(
     tau = np.zeros(BATCH)
     words = (per + 63) // 64
     above = np.zeros((groups * words, BATCH), np.uint64)
-    kept = np.zeros((1, limit + 1), np.int64)  # the last: written past the kept groups, never read
+    kept = np.zeros((limit + 1, 1), np.int64)  # the last: written past the kept groups, never read
     cnt = np.zeros(limit + 1, np.int64)  # the last: dropped candidates (counted, never read)
     reach = np.zeros(limit + 1, np.int64)  # bytes of a kept group's GPUs reached (the last: dropped)
     chosen = np.zeros(limit * per, np.int64)
@@ -706,11 +705,11 @@ def _route_dense(
             t = t0 + b
             nk = 0
             for g in range(groups):  # branch-free: written always, kept when ranked high enough
-                kept[0, nk] = g
+                kept[nk, 0] = g
                 nk += rank[g, b] < limit
             n = 0
             for j in range(limit):
-                g = kept[0, j]
+                g = kept[j, 0]
                 cnt[j] = 0
                 for word in range(words):
                     bits = above[g * words + word, b]
@@ -754,7 +753,7 @@ def _route_dense(
                     live = j < limit
                     m += live
                     tpe[e] += live
-                    reach[j] |= 1 << ((gpu_of[e] - kept[0, j] * gpn) & 63)  # (the dropped: never read)
+                    reach[j] |= 1 << ((gpu_of[e] - kept[j, 0] * gpn) & 63)  # (the dropped: never read)
                 _count_reached(t, limit, kept, 0, reach, src, gpn, gpu_of, ib, hist, logical, npt)
                 for c in range(k):
                     out[t & rows, c] = chosen[c]
@@ -768,7 +767,22 @@ def _route_dense(
                 out[t & rows, c] = chosen[c]
             if count:
                 _count_token(
-                    t, t & rows, limit, kept[0], cnt, out, src, gpn, gpu_of, gseen, ib, nvlink, hist, logical, npt, tpe
+                    t,
+                    t & rows,
+                    limit,
+                    kept[:, 0],
+                    cnt,
+                    out,
+                    src,
+                    gpn,
+                    gpu_of,
+                    gseen,
+                    ib,
+                    nvlink,
+                    hist,
+                    logical,
+                    npt,
+                    tpe,
                 )
     state[0] = st + _U64(tokens * experts) * _GOLDEN
 
@@ -839,10 +853,13 @@ def _sample(
     group_topk: int | None = None,
     odds: bool = True,
     keep: bool = True,
+    wide: bool | None = None,
 ) -> tuple[np.ndarray, Traffic | None]:
     """Run a kernel: choices (unsorted rows) and, when ``src`` is given, the traffic. ``group_topk``
     and ``odds=False`` make deliberately wrong samplers (tests show they are caught). ``keep=False``
-    with ``src``: the choices are not kept (the rows returned are the last batch's only)."""
+    with ``src``: the choices are not kept (the rows returned are the last batch's only). ``wide``:
+    the random kernel's merge as vector loops (None: where the shape allows it; False: token by
+    token, which tests tie to it)."""
     groups, per, ep = spec.groups, spec.experts_per_group, spec.ep
     count = src is not None
     # counting alone keeps no choices: the kernels write each batch's rows over the last (t & rows)
@@ -864,7 +881,10 @@ def _sample(
     if weights is None:
         if tokens:
             with _wrapping():
-                _route_iid(state, tokens, *shape, out, rows, count, *counts)
+                vector = spec.limit <= WIDE and shape[3] <= 2 if wide is None else wide
+                if vector and (spec.limit > WIDE or shape[3] > 2):
+                    raise ValueError(f"the vector merge takes at most {WIDE} kept groups and group scores of 2")
+                _route_iid(state, tokens, *shape, vector, out, rows, count, *counts)
     else:
         w = np.asarray(weights, dtype=np.float64).reshape(groups, per)
         if (w < 0).any() or not np.isfinite(w).all() or (w > 1e290).any():  # odds up to w 2^53: finite

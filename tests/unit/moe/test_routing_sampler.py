@@ -20,7 +20,7 @@ from sim.moe.gating import Gating, popularity, random_scores, skewed_scores
 from sim.moe.sampling import (
     BATCH,
     HAVE_NUMBA,
-    LAZY,
+    WIDE,
     _fill_exponentials,
     _sample,
     _seed_state,
@@ -287,7 +287,7 @@ def test_the_random_kernel_keeps_the_groups_whose_two_best_scores_sum_highest() 
     """Exact by construction, not only in law, for ``random`` gating where the choices show the kept
     groups: groups of 2 experts, top-4 on 2 nodes, so a token takes both experts of each of its 2 kept
     groups. The kernel's group step is recomputed in numpy from its counter-based draws: per batch of
-    ``BATCH`` tokens, ``(2 groups + LAZY) x BATCH + topk`` exponentials ``-log(u)`` (the group step's
+    ``BATCH`` tokens, ``(2 groups + topk - 2) x BATCH`` exponentials ``-log(u)`` (the group step's
     first, ``E1`` of group g, token b at ``g BATCH + b``, ``E2`` after them), then 2 words a token for
     the expert draws; the best score of 2 is ``exp(-E1 / 2)``, the other ``exp(-(E1 / 2 + E2))``
     (Renyi), and the kept groups are the 2 with the largest sum of both (ties: the lower index). A
@@ -299,7 +299,7 @@ def test_the_random_kernel_keeps_the_groups_whose_two_best_scores_sum_highest() 
     seed = np.random.SeedSequence(5)
     chosen = sample_choices(spec, n, seed, None)
     golden = np.uint64(0x9E3779B97F4A7C15)
-    draws = (2 * spec.groups + min(spec.topk, LAZY)) * BATCH + spec.topk
+    draws = (2 * spec.groups + spec.topk - 2) * BATCH
     state = _seed_state(seed)[0]
     kept = []
     with np.errstate(over="ignore"):
@@ -320,19 +320,17 @@ def test_the_random_kernel_merges_the_kept_groups_by_renyi_spacings() -> None:
     """The merge, exact by construction where the choices show how many experts each kept group gives:
     groups of 4 experts, top-4 on 2 nodes. Recomputed in numpy from the kernel's draws (as in the test
     above): a group's c-th best score is ``exp(-y_c)``, ``y_1 = E1 / 4``, ``y_2 = y_1 + E2 / 3`` from the
-    group step, and each later one ``y_c + L / (4 - c)`` with ``L`` the token's next unused draw of its
-    ``LAZY``-long share (in the order the merge pops); the merge pops the least ``y`` of the kept groups
-    (ties: the lower kept index) 4 times. A wrong spacing (``L / (4 - c + 1)``) or another order of the
-    draws fails it."""
+    group step, and each later one ``y_c + L / (4 - c)`` with ``L`` the token's draw of row ``p - 1``
+    of the merge's ``topk - 2`` rows, ``p`` the pop (0 .. topk-1) that took ``y_c``; the merge pops the
+    least ``y`` of the kept groups (ties: the lower kept index) 4 times. Both merges (vector loops and
+    token by token) are checked. A wrong spacing (``L / (4 - c + 1)``) or another row fails it."""
     spec = MoESpec(experts=32, topk=4, node_limit=2, ep=8, gpus_per_node=1)
     per, k, limit, groups = spec.experts_per_group, spec.topk, spec.limit, spec.groups
     assert (groups, per, spec.group_topk, limit) == (8, 4, 2, 2)
     n = 3 * BATCH + 17
     seed = np.random.SeedSequence(6)
-    chosen = sample_choices(spec, n, seed, None)
     golden = np.uint64(0x9E3779B97F4A7C15)
-    lz = min(k, LAZY)
-    draws = (2 * groups + lz) * BATCH + k
+    draws = (2 * groups + k - 2) * BATCH
     state = _seed_state(seed)[0]
     want = []
     with np.errstate(over="ignore"):
@@ -346,20 +344,42 @@ def test_the_random_kernel_merges_the_kept_groups_by_renyi_spacings() -> None:
                 kept = sorted(order[:limit, b])
                 head = [y1[g, b] for g in kept]
                 cnt = [0] * limit
-                used = b * lz
-                for _ in range(k):
+                for p in range(k):
                     j = int(np.argmin(head))  # the first least
                     best, c = head[j], cnt[j] + 1
                     cnt[j] = c
+                    if p == k - 1:  # the last pop: its next head is never used (nor drawn)
+                        break
                     if c < 2:
                         head[j] = y2[kept[j], b]
                     else:
-                        head[j] = best + lazy[used] * (1.0 / (per - c)) if c < per else np.inf
-                        used += 1
+                        head[j] = best + lazy[(p - 1) * BATCH + b] / (per - c) if c < per else np.inf
                 want.append({kept[j]: cnt[j] for j in range(limit) if cnt[j]})
             state = state + np.uint64(draws + 2 * BATCH) * golden
-    got = [dict(zip(*np.unique(row // per, return_counts=True), strict=True)) for row in chosen]
-    assert [{int(g): int(c) for g, c in d.items()} for d in got] == want
+    for wide in (True, False):
+        chosen, _ = _sample(spec, n, seed, None, None, wide=wide)
+        got = [dict(zip(*np.unique(row // per, return_counts=True), strict=True)) for row in chosen]
+        assert [{int(g): int(c) for g, c in d.items()} for d in got] == want
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [s for s in SPECS if s.limit <= WIDE and s.group_topk <= 2],
+    ids=lambda s: f"E{s.experts}k{s.topk}M{s.node_limit}ep{s.ep}g{s.gpus_per_node}",
+)
+def test_the_random_kernels_two_merges_route_alike(spec: MoESpec) -> None:
+    """The merge as vector loops (at most ``WIDE`` kept groups, group scores of at most 2) and token by
+    token give the same choices and counts, bit for bit: the same draws, pops and ties. The vector
+    merge refuses shapes it cannot hold."""
+    src = np.random.default_rng(0).integers(0, spec.ep, 5 * BATCH + 9)
+    runs = [_sample(spec, len(src), np.random.SeedSequence(8), None, src, wide=w) for w in (True, False)]
+    (wide, by_wide), (plain, by_plain) = runs
+    assert by_wide is not None and by_plain is not None
+    assert np.array_equal(wide, plain)
+    for field in ("ib", "nvlink", "logical_rdma", "tokens_per_expert", "nodes_per_token"):
+        assert np.array_equal(getattr(by_wide, field), getattr(by_plain, field)), field
+    with pytest.raises(ValueError, match="vector merge"):
+        _sample(K14, 10, np.random.SeedSequence(8), None, None, wide=True)
 
 
 def test_zero_weight_experts_are_chosen_only_when_nothing_else_is_left() -> None:
@@ -418,8 +438,8 @@ N = 60_000
 @pytest.fixture(scope="module")
 def samples() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]:
     """(fast, reference, src, weights) for random and skewed gating on V3, and skewed on a small spec;
-    and random on V3 with top-14 on 6 nodes (group scores of 2), where every token's merge needs more
-    draws than it has at hand (at least 8, LAZY = 5) and runs again (_merge_again)."""
+    and random on V3 with top-14 on 6 nodes (group scores of 2), where the merge runs token by token
+    (6 kept groups: more than the vector merge's WIDE = 4) and draws up to 12 rows a token."""
     out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]] = {}
     for name, spec, weights in (
         ("random", V3, None),
