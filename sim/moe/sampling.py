@@ -35,7 +35,9 @@ front). Which experts hold a group's top ranks is a uniform random subset of the
 groups of a power of two up to 32; else Floyd's algorithm). 24 random numbers per token for V3
 instead of 256. The merge's exponentials are drawn ahead, one row per pop that can need one (pop
 ``p`` uses row ``p - group_topk + 1``), so a token's merge needs no other token's state and runs as
-vector loops over the tokens for V3's shape (at most ``WIDE`` kept groups).
+vector loops over the tokens for V3's shape (at most ``WIDE`` kept groups); so do every pick's first
+``TRIES`` attempts at an expert index, a lane leaving the vector loops for the token-by-token loop at
+the pick they fail (two repeats, or a third random word needed), which continues it exactly.
 
 Random numbers come from SplitMix64 (a 64-bit counter through a bijective mix; passes BigCrush)
 seeded from the caller's ``numpy`` generator or ``SeedSequence``, so a seed gives the same routing
@@ -136,6 +138,7 @@ DROPS = 8  # more candidates to drop than this: the skewed kernel selects the k 
 # (those past `limit` at +inf, never popped). Other shapes merge token by token, with the same draws
 # and the same result (tested).
 WIDE = 4
+TRIES = 2  # attempts at each expert index the vector loops make (a repeat is rejected) before a lane leaves them
 # log(m) = 2 atanh(s) = s * sum(LOG_SERIES[n] * s^(2n)), s = (m - 1) / (m + 1), |s| <= 0.1716 for m in
 # [sqrt(1/2), sqrt(2)): the term after the last is below 1e-17
 _LOG_SERIES = tuple(2.0 / (2 * n + 1) for n in range(11))
@@ -276,6 +279,7 @@ def _count_reached(
     kept: np.ndarray,
     row: int,
     reach: np.ndarray,
+    stride: int,
     src: np.ndarray,
     gpn: int,
     gpu_of: np.ndarray,
@@ -285,18 +289,18 @@ def _count_reached(
     npt: np.ndarray,
 ) -> None:
     """The traffic of token ``t`` (on GPU ``src[t]``), added to the counts, from the byte of GPUs
-    ``reach[j]`` it reaches in each of its kept groups ``kept[j, row]`` (the nodes: 0 where it takes no
-    expert there), branch-free; NVLink through ``hist`` (``gpn <= 8``)."""
+    ``reach[j stride + row]`` it reaches in each of its kept groups ``kept[j, row]`` (the nodes: 0
+    where it takes no expert there), branch-free; NVLink through ``hist`` (``gpn <= 8``)."""
     sg = src[t]
     sn = gpu_of[-1 - sg]
     ls = sg - sn * gpn
     reached = 0
     for j in range(limit):
         node = kept[j, row]
-        some = np.int64(reach[j] != 0)
+        some = np.int64(reach[j * stride + row] != 0)
         reached += int(some)
         ib[sg, node] += some * (node != sn)
-        hist[((node * gpn) + ls) * 256 + reach[j]] += some
+        hist[((node * gpn) + ls) * 256 + reach[j * stride + row]] += some
     logical[sg] += reached
     npt[t] = reached
 
@@ -362,12 +366,17 @@ def _route_iid(
     slot = np.zeros(BATCH, np.int64)
     kept_b = np.zeros(limit + 1, np.int64)
     cnt_b = np.zeros(limit + 1, np.int64)
-    local_gpu = np.zeros(per, np.int64)  # GPU of a group's expert, within its node
-    for i in range(per):
-        local_gpu[i] = gpu_of[i] - gpu_of[0]
+    # a group's expert i is on its GPU i >> gpu_shift, where a group has a power of two of experts (the
+    # experts of a GPU are consecutive, so a GPU holds per / gpus of a group's, a power of two too)
+    gpu_shift = 0
+    while per >> gpu_shift > gpu_of[per - 1] - gpu_of[0] + 1:
+        gpu_shift += 1
     words = np.zeros(2 * BATCH, np.uint64)
-    taken = np.zeros(limit, np.int64)
-    reach = np.zeros(limit, np.int64)
+    taken = np.zeros(slots * BATCH, np.int64)  # bit i of taken[j BATCH + b]: expert i of slot j is drawn
+    picked = np.zeros(k * BATCH, np.int64)  # the expert each pop drew
+    lane_bits = np.zeros(BATCH, np.uint64)  # a lane's random bits not yet used
+    lane = np.zeros(3 * BATCH, np.int64)  # its indices left in them, second word unused, the pick it left at
+    reach = np.zeros(slots * BATCH, np.int64)  # reach[j BATCH + b]: the byte of slot j's GPUs token b reaches
     pow2 = per <= 32 and per & (per - 1) == 0
     shift = 0
     while (1 << shift) < per:
@@ -492,15 +501,74 @@ def _route_iid(
                 words[2 * b] = _mix(st + _U64(2 * b + 1) * _GOLDEN)
                 words[2 * b + 1] = _mix(st + _U64(2 * b + 2) * _GOLDEN)
             st = st + _U64(2 * BATCH) * _GOLDEN
+            start = 0
+            if wide:  # every pick's first TRIES attempts as vector loops; a lane they fail leaves here
+                for b in range(BATCH):
+                    lane_bits[b] = words[2 * b]
+                    lane[b] = per_draw
+                    lane[1 * BATCH + b] = 1
+                    lane[2 * BATCH + b] = k
+                    for j in range(WIDE):
+                        taken[j * BATCH + b] = 0
+                        reach[j * BATCH + b] = 0
+                for pop in range(k):
+                    for b in range(BATCH):
+                        j = popped[pop, b]
+                        tk = taken[b]
+                        group = kept[0, b]
+                        for i in range(1, WIDE):  # (loaded, then selected: a load under a branch stops the vectoriser)
+                            v = taken[i * BATCH + b]
+                            tk = v if j == i else tk
+                            g = kept[i, b]
+                            group = g if j == i else group
+                        bits = lane_bits[b]
+                        w2 = words[2 * b + 1]
+                        left = lane[b]
+                        second = lane[1 * BATCH + b]
+                        live = np.int64(lane[2 * BATCH + b] == k)
+                        go = live
+                        index = np.int64(0)
+                        for _ in range(TRIES):  # branch-free, each step as the loop below takes it
+                            refill = go & np.int64(left == 0)
+                            stuck = refill & (1 - second)  # a third word: drawn in the loop below
+                            fresh = refill & second
+                            bits = w2 if fresh else bits
+                            left = per_draw if fresh else left
+                            second = 0 if fresh else second
+                            go = go & (1 - stuck)
+                            i = np.int64(bits & low)
+                            bits = bits >> shift if go else bits
+                            left = left - go
+                            ok = go & np.int64((tk >> i) & 1 == 0)
+                            index = i if ok else index
+                            go = go & (1 - ok)
+                        lane_bits[b] = bits
+                        lane[b] = left
+                        lane[1 * BATCH + b] = second
+                        lane[2 * BATCH + b] = pop if go else lane[2 * BATCH + b]  # (go: live, and no index taken)
+                        picked[pop * BATCH + b] = group * per + index
+                        got = live & (1 - go)
+                        bit = np.int64(1) << index if got else np.int64(0)
+                        gpu = np.int64(1) << (index >> gpu_shift) if got else np.int64(0)
+                        for i in range(WIDE):
+                            taken[i * BATCH + b] |= bit if j == i else 0
+                            reach[i * BATCH + b] |= gpu if j == i else 0
             for b in range(nb):
                 t = t0 + b
-                for j in range(limit):
-                    taken[j] = 0
-                    reach[j] = 0
-                bits = words[2 * b]
-                left = per_draw
-                second = True
-                for pop in range(k):  # which experts hold a group's top ranks: a uniform subset,
+                if wide:
+                    first = lane[2 * BATCH + b]
+                    bits = lane_bits[b]
+                    left = lane[b]
+                    second = lane[1 * BATCH + b] == 1
+                else:
+                    first = 0
+                    bits = words[2 * b]
+                    left = per_draw
+                    second = True
+                    for j in range(limit):
+                        taken[j * BATCH + b] = 0
+                        reach[j * BATCH + b] = 0
+                for pop in range(first, k):  # which experts hold a group's top ranks: a uniform subset,
                     j = popped[pop, b]  # drawn `shift` bits at a time, repeats rejected
                     while True:
                         if left == 0:
@@ -514,16 +582,18 @@ def _route_iid(
                         index = np.int64(bits & low)
                         bits >>= shift
                         left -= 1
-                        if not (taken[j] >> index) & 1:
+                        if not (taken[j * BATCH + b] >> index) & 1:
                             break
-                    taken[j] |= 1 << index
-                    e = kept[j, b] * per + index
+                    taken[j * BATCH + b] |= 1 << index
+                    reach[j * BATCH + b] |= 1 << (index >> gpu_shift)
+                    picked[pop * BATCH + b] = kept[j, b] * per + index
+                for pop in range(k):
+                    e = picked[pop * BATCH + b]
                     out[t & rows, pop] = e
                     if count:
                         tpe[e] += 1
-                        reach[j] |= 1 << local_gpu[index]
                 if count:  # the traffic of token t: its kept groups are the nodes it reaches
-                    _count_reached(t, limit, kept, b, reach, src, gpn, gpu_of, ib, hist, logical, npt)
+                    _count_reached(t, limit, kept, b, reach, BATCH, src, gpn, gpu_of, ib, hist, logical, npt)
             continue
         for b in range(nb):
             t = t0 + b
@@ -754,7 +824,7 @@ def _route_dense(
                     m += live
                     tpe[e] += live
                     reach[j] |= 1 << ((gpu_of[e] - kept[j, 0] * gpn) & 63)  # (the dropped: never read)
-                _count_reached(t, limit, kept, 0, reach, src, gpn, gpu_of, ib, hist, logical, npt)
+                _count_reached(t, limit, kept, 0, reach, 1, src, gpn, gpu_of, ib, hist, logical, npt)
                 for c in range(k):
                     out[t & rows, c] = chosen[c]
                 continue
