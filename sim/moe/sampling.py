@@ -536,12 +536,12 @@ def _route_iid(
                             left = per_draw if fresh else left
                             second = 0 if fresh else second
                             go = go & (1 - stuck)
-                            i = np.int64(bits & low)
+                            cand = np.int64(bits & low)
                             bits = bits >> shift if go else bits
                             left = left - go
-                            ok = go & np.int64((tk >> i) & 1 == 0)
-                            index = i if ok else index
-                            go = go & (1 - ok)
+                            ok = go & np.int64((tk >> cand) & 1 == 0)
+                            index = cand if ok else index
+                            go = np.int64(go & (1 - ok))
                         lane_bits[b] = bits
                         lane[b] = left
                         lane[1 * BATCH + b] = second
