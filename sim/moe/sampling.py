@@ -335,8 +335,9 @@ def _route_iid(
 
     Works on ``BATCH`` tokens at a time, phase by phase, with arrays laid out [..., token] so that
     the group step (exponentials, group scores, ranks) and, with ``wide`` (at most ``WIDE`` kept
-    groups, ``q <= 2``), the merge run as vector loops; without ``wide`` the merge runs token by
-    token, with the same draws and result; the expert draw and the counting run token by token.
+    groups, ``q <= 2``), the merge and the first ``TRIES`` attempts of each expert draw run as vector
+    loops; without ``wide`` they run token by token, with the same draws and result; the rest of the
+    expert draw and the counting run token by token.
 
     The merge's draws: pop ``p`` (0 .. k-1) that takes the ``c``-th score of a kept group, ``c >= q``,
     sets the group's next head ``y + E / (per - c)`` with ``E`` the token's draw of row ``p - q + 1``
@@ -501,7 +502,6 @@ def _route_iid(
                 words[2 * b] = _mix(st + _U64(2 * b + 1) * _GOLDEN)
                 words[2 * b + 1] = _mix(st + _U64(2 * b + 2) * _GOLDEN)
             st = st + _U64(2 * BATCH) * _GOLDEN
-            start = 0
             if wide:  # every pick's first TRIES attempts as vector loops; a lane they fail leaves here
                 for b in range(BATCH):
                     lane_bits[b] = words[2 * b]
