@@ -362,9 +362,19 @@ def test_the_random_kernel_merges_the_kept_groups_by_renyi_spacings() -> None:
         assert [{int(g): int(c) for g, c in d.items()} for d in got] == want
 
 
+# more shapes the vector merge takes: group scores of 1 (top-4 on 3 nodes), and two whose expert draw
+# and counting take the other paths, groups of 12 experts (Floyd's draw) and 16 GPUs a node (NVLink
+# counted pair by pair)
+OTHER_PATHS = [
+    MoESpec(topk=4, node_limit=3),
+    MoESpec(experts=48, topk=4, node_limit=2, ep=8, gpus_per_node=2),
+    MoESpec(ep=128, gpus_per_node=16),
+]
+
+
 @pytest.mark.parametrize(
     "spec",
-    [s for s in SPECS if s.limit <= WIDE and s.group_topk <= 2],
+    [s for s in SPECS if s.limit <= WIDE and s.group_topk <= 2] + OTHER_PATHS,
     ids=lambda s: f"E{s.experts}k{s.topk}M{s.node_limit}ep{s.ep}g{s.gpus_per_node}",
 )
 def test_the_random_kernels_two_merges_route_alike(spec: MoESpec) -> None:
