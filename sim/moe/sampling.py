@@ -365,8 +365,6 @@ def _route_iid(
     cnt = np.zeros((slots, BATCH), np.int64)  # its scores popped
     popped = np.zeros((k, BATCH), np.int64)  # the slot each pop took
     slot = np.zeros(BATCH, np.int64)
-    kept_b = np.zeros(limit + 1, np.int64)
-    cnt_b = np.zeros(limit + 1, np.int64)
     # a group's expert i is on its GPU i >> gpu_shift, where a group has a power of two of experts (the
     # experts of a GPU are consecutive, so a GPU holds per / gpus of a group's, a power of two too)
     gpu_shift = 0
@@ -626,16 +624,13 @@ def _route_iid(
                                 break
                         out[t & rows, n] = base + pick
                         n += 1
-            if count:
-                for j in range(limit):
-                    kept_b[j] = kept[j, b]
-                    cnt_b[j] = cnt[j, b]
+            if count:  # (a token's column: a view, in this path of rarer shapes)
                 _count_token(
                     t,
                     t & rows,
                     limit,
-                    kept_b,
-                    cnt_b,
+                    kept[:, b],
+                    cnt[:, b],
                     out,
                     src,
                     gpn,
