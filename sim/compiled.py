@@ -57,6 +57,7 @@ from sim.errors import TwinError
 PACKAGE = Path(__file__).resolve().parent  # the sim package (sim.code_digest's, which install reads lazily)
 
 MODULES: tuple[str, ...] = (
+    "sim.chunk.forms",
     "sim.chunk.op_cost",
     "sim.chunk.streams",
     "sim.chunk.timer",

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim.chunk.forms import task_forms, task_preds
 from sim.chunk.streams import STREAM_ORDER, Task
 from sim.chunk.timer import ChunkResult
 
@@ -120,59 +121,20 @@ def _eval(form: tuple[float, tuple[tuple[int, float], ...]], ends: list[float]) 
     return value
 
 
-def _preds(tasks: list[Task], comm: dict[int, int]) -> list[list[int]]:
-    """Each task's dependencies and its stream predecessor, less those its stream predecessor ``s``
-    already waited for: where ``s`` is not a comm data task (``comm``), ``end_s = max(ends of s's
-    predecessors) + delay_s + d_s`` is, term by term, at least each of those ends (adding a delay and
-    a duration >= 0 never lowers a float), so the max over the rest is the same, bit for bit."""
-    last: dict[str, int] = {}
-    full: list[set[int]] = []
-    preds = []
-    for i, t in enumerate(tasks):
-        mine = set(t.deps)
-        s = last.get(t.stream)
-        last[t.stream] = i
-        if s is None:
-            full.append(mine)
-            preds.append(sorted(mine))
-            continue
-        kept = mine - full[s] if s not in comm else mine
-        kept.add(s)
-        mine.add(s)
-        full.append(mine)
-        preds.append(sorted(kept))
-    return preds
-
-
 def comm_plan(chunk: ChunkResult) -> CommPlan:
-    """The chunk's max-plus plan (see the module docstring)."""
+    """The chunk's max-plus plan (see the module docstring), its forms worked out on lists
+    (:mod:`sim.chunk.forms`: numpy's floats, bit for bit)."""
     tasks = chunk.tasks
     comm = [i for i, t in enumerate(tasks) if t.kind == "comm" and t.moves is not None]
-    index = {i: k for k, i in enumerate(comm)}
+    slot = [-1] * len(tasks)
+    for k, i in enumerate(comm):
+        slot[i] = k
     n_k = len(comm)
-    preds = _preds(tasks, index)
-    ends = np.full((len(tasks), n_k + 1), _NEG)
-    forms = np.full((len(tasks), n_k + 1), _NEG)
-    first = np.full(n_k + 1, _NEG)
-    first[0] = 0.0  # no predecessor: queued at the chunk's start
-    maximum, latest, add = np.maximum, np.maximum.reduce, np.add
-    for i, t in enumerate(tasks):
-        p = preds[i]
-        form = forms[i]  # a view: written in place
-        if len(p) == 1:  # most tasks: their stream predecessor alone
-            maximum(ends[p[0]], first, out=form)
-        elif p:  # the latest of its predecessors' ends, term by term (one gather)
-            latest(ends[p], axis=0, out=form)
-            maximum(form, first, out=form)
-        else:
-            form[:] = first
-        add(form, t.start - t.queued if t.queued >= 0 else 0.0, out=form)
-        k = index.get(i)
-        if k is not None:  # a comm data task ends at its own end E_k (the row stays -inf elsewhere)
-            ends[i, k + 1] = 0.0
-        else:
-            add(form, t.end - t.start, out=ends[i])
-    end = np.maximum(ends.max(axis=0), first) if len(tasks) else first
+    preds = task_preds([t.stream for t in tasks], [t.deps for t in tasks], set(comm))
+    delays = [t.start - t.queued if t.queued >= 0 else 0.0 for t in tasks]
+    rows, span = task_forms(preds, delays, [t.end - t.start for t in tasks], slot, n_k)
+    forms = np.array(rows, dtype=np.float64).reshape(len(tasks), n_k + 1)
+    end = np.array(span, dtype=np.float64)
     durations = tuple(float(tasks[i].end - tasks[i].start) for i in comm)
     base = np.array([t.end - t.start for t in tasks], dtype=np.float64)
     is_comm = np.array([t.stream == "comm" for t in tasks], dtype=bool)
