@@ -449,19 +449,20 @@ class CoflowTable:
         hit = self._memo.get(key)
         self.solves += 1
         rates = self._maxmin(order) if hit is None else hit[0]
-        for s, r in zip(order, rates, strict=True):
-            self._set_rate(s, r, now)
+        n = len(order)  # (index loops: compiled, zip(..., strict=True) is a generic iterator)
+        for i in range(n):
+            self._set_rate(order[i], rates[i], now)
         if hit is None:
             # each member's bottleneck, from the loads its component alone puts on its links (a
             # component's links carry no other coflow), so a function of the key, kept with the rates
-            bottlenecks = [self._bottleneck(s, r) for s, r in zip(order, rates, strict=True)]
+            bottlenecks = [self._bottleneck(order[i], rates[i]) for i in range(n)]
             if len(self._memo) >= self.MEMO_SIZE:
                 self._memo.clear()
             self._memo[key] = (rates, bottlenecks)
         else:
             bottlenecks = hit[1]
-        for s, r, b in zip(order, rates, bottlenecks, strict=True):
-            self._mark(s, r, b, now)
+        for i in range(n):
+            self._mark(order[i], rates[i], bottlenecks[i], now)
 
     def _bottleneck(self, s: int, r: float) -> int:
         """The saturated link that holds ``s`` below its cap at rate ``r`` (its most loaded; -1: none)."""

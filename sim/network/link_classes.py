@@ -181,10 +181,14 @@ class LinkClasses:
             load[cls] = seg
             return bool(np.count_nonzero(seg > limit))  # (ndarray.any() costs twice as much)
         cls_, _, limit_, _ = self.lists[kind]
+        add = self.scaled_list(kind, rate)
+        loads: list[float] = load
         over = False
-        for c, x, lim in zip(cls_, self.scaled_list(kind, rate), limit_, strict=True):
-            v = load[c] = load[c] + x
-            if v > lim:
+        for i in range(len(cls_)):  # (index loops: compiled, zip(..., strict=True) is a generic iterator)
+            c = cls_[i]
+            v = loads[c] + add[i]
+            loads[c] = v
+            if v > limit_[i]:
                 over = True
         return over
 
@@ -196,8 +200,10 @@ class LinkClasses:
             load[cls] += w * delta
             return
         cls_, w_, _, _ = self.lists[kind]
-        for c, x in zip(cls_, w_, strict=True):
-            load[c] += x * delta
+        loads: list[float] = load
+        for i in range(len(cls_)):
+            c = cls_[i]
+            loads[c] += w_[i] * delta
 
     def clear_load(self) -> None:
         """Nothing runs: every load is 0 (no drift left behind)."""
@@ -215,9 +221,12 @@ class LinkClasses:
             full = load[cls] >= self.cap[cls] * (1.0 - 1e-9)
             return int(cls[np.argmax(np.where(full, w, -1.0))]) if full.any() else -1
         cls_, w_, _, full_at = self.lists[kind]
+        loads: list[float] = load
         best, at = -1.0, -1
-        for c, x, f in zip(cls_, w_, full_at, strict=True):
-            if load[c] >= f and x > best:
+        for i in range(len(cls_)):
+            c = cls_[i]
+            x = w_[i]
+            if loads[c] >= full_at[i] and x > best:
                 best, at = x, c
         return at
 

@@ -171,31 +171,43 @@ def maxmin_rates_lists(
 
     ``paths[f]``: flow ``f``'s (links, weights), its links distinct indices into ``capacity``;
     ``caps[f]``: its cap (``inf``: none). Every flow has at least one link."""
+    # each link crossed (a cap is a private link after its flow's entries, as _with_caps puts it) gets a
+    # local index, in the order first seen: per-link sums and flags are then lists, not dicts
     flows: list[int] = []
     links: list[int] = []
     weights: list[float] = []
-    remaining: dict[int, float] = {}  # the links crossed, by index; a cap is link -1 - f
+    local: dict[int, int] = {}
+    remaining: list[float] = []
     for f, (ls, ws) in enumerate(paths):
-        flows += [f] * len(ls)
-        links += ls
-        weights += ws
         for link in ls:
-            if link not in remaining:
-                remaining[link] = float(capacity[link])
-        if caps[f] != math.inf:  # a private link of its cap, after its own entries (_with_caps)
+            k = local.get(link, -1)
+            if k < 0:
+                k = local[link] = len(remaining)
+                remaining.append(float(capacity[link]))
             flows.append(f)
-            links.append(-1 - f)
+            links.append(k)
+        weights += ws
+        if caps[f] != math.inf:
+            flows.append(f)
+            links.append(len(remaining))
             weights.append(1.0)
-            remaining[-1 - f] = float(caps[f])
+            remaining.append(float(caps[f]))
     rates = [math.inf] * len(paths)
     inf = math.inf
+    n_links = len(remaining)
     while flows:
-        count: dict[int, float] = {}
-        for link, w in zip(links, weights, strict=True):
-            count[link] = count.get(link, 0.0) + w
-        share = {
-            link: (r if (r := remaining[link]) > 0.0 else 0.0) / c if c > 0.0 else inf for link, c in count.items()
-        }
+        count = [0.0] * n_links  # each link's weights summed in entry order from 0.0 (np.bincount)
+        crossed = [False] * n_links
+        for k in range(len(links)):  # (index loops: compiled, zip(..., strict=True) is a generic iterator)
+            link = links[k]
+            count[link] += weights[k]
+            crossed[link] = True
+        share = [inf] * n_links
+        for link in range(n_links):
+            c = count[link]
+            if crossed[link] and c > 0.0:
+                r = remaining[link]
+                share[link] = (r if r > 0.0 else 0.0) / c
         entry_share = [share[link] for link in links]
         # each flow's entries are consecutive: its smallest share, spread back over its entries
         entry_min: list[float] = []
@@ -212,27 +224,41 @@ def maxmin_rates_lists(
             entry_min += [m] * (j - i)
             i = j
         # a link is a local bottleneck if it carries weight and is the minimum of every flow crossing it
-        not_bottleneck = {links[k] for k in range(n) if entry_share[k] > entry_min[k] * (1.0 + rtol)}
-        not_bottleneck.update(link for link, c in count.items() if not c > 0.0)
-        frozen = set()
+        not_bottleneck = [False] * n_links
         for k in range(n):
-            if links[k] not in not_bottleneck:
-                frozen.add(flows[k])
-        if not frozen:  # only links of weight 0 left: nothing bounds these flows (inf)
+            if entry_share[k] > entry_min[k] * (1.0 + rtol):
+                not_bottleneck[links[k]] = True
+        for link in range(n_links):
+            if crossed[link] and not count[link] > 0.0:
+                not_bottleneck[link] = True
+        frozen = [False] * len(paths)
+        any_frozen = False
+        for k in range(n):
+            if not not_bottleneck[links[k]]:
+                frozen[flows[k]] = True
+                any_frozen = True
+        if not any_frozen:  # only links of weight 0 left: nothing bounds these flows (inf)
             break
-        load: dict[int, float] = {}
+        load = [0.0] * n_links  # the frozen flows' loads, summed in entry order from 0.0
+        loaded = [False] * n_links
         keep_f: list[int] = []
         keep_l: list[int] = []
         keep_w: list[float] = []
-        for f, link, w, m in zip(flows, links, weights, entry_min, strict=True):
-            if f in frozen:
+        for k in range(n):
+            f = flows[k]
+            link = links[k]
+            w = weights[k]
+            if frozen[f]:
+                m = entry_min[k]
                 rates[f] = m
-                load[link] = load.get(link, 0.0) + m * w
+                load[link] += m * w
+                loaded[link] = True
             else:
                 keep_f.append(f)
                 keep_l.append(link)
                 keep_w.append(w)
-        for link, x in load.items():
-            remaining[link] -= x
+        for link in range(n_links):
+            if loaded[link]:
+                remaining[link] -= load[link]
         flows, links, weights = keep_f, keep_l, keep_w
     return rates
