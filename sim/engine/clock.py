@@ -21,6 +21,9 @@ same order, each one's callbacks in order, a failed event not defused raised as 
 stops once ``until`` has been processed (simpy stops at the stop callback it appends to ``until``
 last, so the two differ only for callbacks added to ``until`` while it runs: none in this package).
 With this module compiled (``twin compile``) the loop and the alarms run as C.
+
+The modules on the step's loop read the time as ``env._now``, the attribute simpy's ``now`` property
+returns: the property is an interpreted call, and a sweep point read it some 77,000 times.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ class SimContext:
         if not processes:
             return 0.0
         env = self.env
-        t0 = env.now
+        t0 = env._now
         # measured from a clock at 0: elapsed = (t0 + d) - t0 would round d at the magnitude of t0, so
         # the same processes timed before a run's loop (t0 = 0) and after it (t0 = the step's end, as
         # the isolated mode's collectives are) would differ in the last bits, and a memo of such times
@@ -83,7 +83,7 @@ class SimContext:
         finally:
             if self.net is not None:
                 self.net.log = log
-        elapsed = env.now
+        elapsed = env._now
         if not self.idle():
             raise RuntimeError("processes run alone left flows on the network")
         # set the clock back: only the network's stale wake-ups (and no process) are left queued
@@ -96,7 +96,7 @@ class SimContext:
     def start_main(self) -> float:
         """Mark the start of the run's main event loop (the origin of its reported times); the network
         logs what it carries from here (:mod:`sim.network.linklog`)."""
-        self.origin = self.env.now
+        self.origin = self.env._now
         if self.net is not None:
             self.net.origin = self.origin
             if self.net.log is None:

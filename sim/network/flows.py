@@ -319,7 +319,7 @@ class FlowNetwork:
         """:meth:`send_coflow` that ends by succeeding ``done``, or by calling ``done(time)`` at that
         time (no event: a caller that chains thousands of coflows, :mod:`sim.step.shared`)."""
         if len(links) == 0 or not time_alone_s > 0:
-            self._fire(done, self.env.now + max(time_alone_s, 0.0) + latency_s)
+            self._fire(done, self.env._now + max(time_alone_s, 0.0) + latency_s)
             return
         table = self.coflows
         kind = table.kind_of(links, link_bytes)
@@ -331,12 +331,12 @@ class FlowNetwork:
             and not len(self._remaining)
             and table.runs_solo(kind, table.size_of(kind) / time_alone_s, self._solo_by_kind)
         ):
-            self._start_solo(kind, self.env.now, time_alone_s, latency_s, tag, done)
+            self._start_solo(kind, self.env._now, time_alone_s, latency_s, tag, done)
             return
         self._advance()
         if self._solo_by_kind:
             self._join_solos(kind)
-        slot = table.add(kind, time_alone_s, latency_s, done, tag, self.env.now)
+        slot = table.add(kind, time_alone_s, latency_s, done, tag, self.env._now)
         if table.dirty or len(self._remaining) or self._recompute_pending or not self.incremental:
             self._schedule_step()
         else:  # at its cap and nothing over capacity: only the next wake may move earlier
@@ -365,7 +365,7 @@ class FlowNetwork:
         else:
             mine.add(sid)
         if end is None:
-            now = self.env.now
+            now = self.env._now
             size = table.size_of(kind)
             finish = now + size / (size / time_alone_s)  # as the table computes it: start + bytes / cap
             clock.after(self.env, finish - now, lambda _e: self._end_solo(sid))
@@ -437,7 +437,7 @@ class FlowNetwork:
                 return
             hit = {k for k in reserved if k in kinds} if len(reserved) < 64 else set(reserved).intersection(kinds)
         holders = list(dict.fromkeys(h for k, h in reserved.items() if k in hit))
-        now = self.env.now
+        now = self.env._now
         for holder in holders:
             holder(now)
 
@@ -449,7 +449,7 @@ class FlowNetwork:
         mine.discard(sid)
         if not mine:
             del self._solo_by_kind[solo.kind]
-        now = self.env.now
+        now = self.env._now
         self.stats.completions += 1
         if self.log is not None:
             self.log.add_coflow(solo.start - self.origin, now - self.origin, solo.kind, solo.tag)
@@ -483,7 +483,7 @@ class FlowNetwork:
             self._generation += 1
             self._wake_at = done_at
             gen = self._generation
-            clock.after(self.env, done_at - self.env.now, lambda _e: self._on_wake(gen))
+            clock.after(self.env, done_at - self.env._now, lambda _e: self._on_wake(gen))
 
     def _schedule_step(self) -> None:
         if not self._recompute_pending:
@@ -572,7 +572,7 @@ class FlowNetwork:
         moving = (nbytes > 0) & (counts > 0)
         batch_id = self._next_batch
         self._next_batch += 1
-        now = self.env.now
+        now = self.env._now
         deliver_now = float(routes.latency[~moving].max()) if (~moving).any() else 0.0
         if not moving.any():
             self._fire(event, now + deliver_now)
@@ -655,7 +655,7 @@ class FlowNetwork:
         self.stats.flows += 1
         path = self._path(routes)
         links = path.links
-        now = self.env.now
+        now = self.env._now
         if not (nbytes > 0 and links.size):
             if links.size:
                 np.add.at(self.stats.plain_bytes, links, nbytes)
@@ -708,7 +708,7 @@ class FlowNetwork:
         return [self.stats.block_bytes(links, link_bytes) for links, link_bytes, _ in self.coflows.sent_kinds()]
 
     def _fire(self, event: simpy.Event | Callable[[float], None], at: float) -> None:
-        delay = max(0.0, at - self.env.now)
+        delay = max(0.0, at - self.env._now)
         if delay == 0.0:
             self._succeed(event, at)
         else:
@@ -722,7 +722,7 @@ class FlowNetwork:
             event(at)
 
     def _advance(self) -> None:
-        now = self.env.now
+        now = self.env._now
         dt = now - self._last
         if dt > 0:
             if len(self._remaining):
@@ -733,7 +733,7 @@ class FlowNetwork:
         table = self.coflows
         if not table.active:
             return
-        now = self.env.now
+        now = self.env._now
         done = table.pop_ended(now)
         self.stats.completions += len(done)
         for slot in done:
@@ -754,7 +754,7 @@ class FlowNetwork:
         (their rates stay max-min fair: no re-solve needed)."""
         if not len(self._remaining):
             return True
-        now = self.env.now
+        now = self.env._now
         done = self._remaining <= np.maximum(_REL_DONE * self._size, 1e-6)
         if self.completion_rtol > 0 and len(self._remaining):
             # remaining / rate where the rate is positive, inf elsewhere (what the division gives there
@@ -840,15 +840,15 @@ class FlowNetwork:
         elif len(self._remaining) or not self.incremental:
             self._solve()
         elif table.dirty:
-            self.stats.recomputes += table.solve_dirty(self.env.now)
+            self.stats.recomputes += table.solve_dirty(self.env._now)
             self._report_rates()
         dt = np.inf
         if len(self._remaining):
             dt = float((self._remaining / self._rate).min())
         if coflows:
-            dt = min(dt, table.next_end() - self.env.now)
+            dt = min(dt, table.next_end() - self.env._now)
         gen = self._generation
-        now = self.env.now
+        now = self.env._now
         wake = now + max(dt, 0.0)
         if dt > 0.0 and wake == now:
             # the next completion is closer than the clock can tell apart from now (times far from
@@ -883,7 +883,7 @@ class FlowNetwork:
             cap = np.concatenate([np.full(n, np.inf), table.caps(slots)])
             rates = maxmin_rates(entry_flow, entry_link, self.capacity, n + len(slots), weight=weight, cap=cap)
             self._rate = rates[:n]
-            table.set_rates(slots, rates[n:], self.env.now)
+            table.set_rates(slots, rates[n:], self.env._now)
         self.stats.recomputes += 1
         self._report_rates()
 
@@ -905,7 +905,7 @@ class FlowNetwork:
         load = self.coflows.classes.link_load()
         if len(self._remaining):
             load += np.bincount(self._entry_link, weights=self._rate[self._entry_flow], minlength=len(self.capacity))
-        self.on_rates(self.env.now, load, self.capacity)
+        self.on_rates(self.env._now, load, self.capacity)
 
 
 def _with_extra(routes: Routes, extra: np.ndarray) -> Routes:

@@ -106,7 +106,7 @@ class Launched:
         self._start: Callable[[], None] = lambda: None
 
     def start(self) -> None:
-        self.origin = self.ctx.env.now
+        self.origin = self.ctx.env._now
         start, self._start = self._start, _started
         start()  # (dropped: its closure refers back to this handle, a cycle only the collector would free)
 
@@ -263,7 +263,7 @@ class _Run:
         if self.record_transfers:
             origin = self.handle.origin
             label = _transfer_label(key)
-            self.rec.transfer(src, dst, label, self.p2p.nbytes, start - origin, self.env.now - origin)
+            self.rec.transfer(src, dst, label, self.p2p.nbytes, start - origin, self.env._now - origin)
         self.arrive(key, dst)
 
     def delivered_at(self, key: Key, src: int, dst: int, start: float, _at: float) -> None:
@@ -282,7 +282,7 @@ class _Run:
 
     def publish(self, key: Key, src: int) -> None:
         env, p2p, network = self.env, self.p2p, self.network
-        now = env.now
+        now = env._now
         for dst in consumers(self.schedule, key):
             if dst == src:
                 self.arrive(key, dst)
@@ -321,14 +321,14 @@ class _Run:
             waiting[device] = None
             if prepare is not None:
                 yield from prepare(device, index, duration)
-            start = env.now
+            start = env._now
             if runner is not None:
                 yield from runner(device, index, duration)
             elif duration > 0:
                 yield env.timeout(duration)
-            rec.span(device, index, label, start - handle.origin, env.now - handle.origin)
+            rec.span(device, index, label, start - handle.origin, env._now - handle.origin)
             if on_end is not None:
-                on_end(device, index, env.now - handle.origin)
+                on_end(device, index, env._now - handle.origin)
             for key in publishes:
                 self.publish(key, device)
             positions[device] = index + 1

@@ -79,7 +79,7 @@ class ChunkComm:
         self.tags = tags  # each phase's tag in the network's statistics [default: DeepEP's]
         self.forms = plan.start_forms
         self.durations = plan.durations
-        self.t0 = env.now
+        self.t0 = env._now
         self.ends: list[float] = []
         self.starts: list[float] = []
         self.done = env.event()
@@ -102,7 +102,7 @@ class ChunkComm:
                 offset = v
         self.starts.append(offset)
         start = self.t0 + offset
-        now = self.env.now
+        now = self.env._now
         if start > now:
             after(self.env, start - now, self._launch)
         else:
@@ -131,7 +131,7 @@ class ChunkComm:
         sizes = all_sizes[k:]
         t0, forms = self.t0, self.forms
         ends = list(self.ends)
-        now = self.env.now
+        now = self.env._now
         chain: Chain = []
         for i, size in enumerate(sizes):
             offset, terms = forms[k + i]

@@ -215,8 +215,8 @@ def run_shared(
             run = ChunkComm(env, net, plan, loads, kinds or None, tags, solo)
             yield run.done  # the last phase has ended
             end = run.t0 + plan.span(run.ends)
-            if end > env.now:
-                yield env.timeout(end - env.now)
+            if end > env._now:
+                yield env.timeout(end - env._now)
             actual = tuple(e - b for e, b in zip(run.ends, run.starts, strict=True))
             if actual != plan.durations and any(  # (most phases took exactly their time alone)
                 abs(a - b) > 1e-12 * max(b, 1e-9) for a, b in zip(actual, plan.durations, strict=True)
@@ -301,9 +301,9 @@ def run_shared(
     def embedding_process() -> Generator[simpy.Event, object, None]:
         assert embedding is not None
         yield env.all_of(list(synced.values()))
-        start = env.now
+        start = env._now
         yield net.send_coflow(*embedding, "zero1")
-        sync_interval.append((start - origin, env.now - origin))
+        sync_interval.append((start - origin, env._now - origin))
         sync_done.succeed()
 
     def dp_process(ranks: tuple[int, ...], rset: ReplicaSet) -> Generator[simpy.Event, object, None]:
@@ -323,14 +323,14 @@ def run_shared(
                 now_ready.sort(key=lambda x: (ready_at[x[0]], x[0].layers, x[0].first, x[0].last))
                 place, p = now_ready[0]
                 waiting.remove((place, p))
-                start = env.now
+                start = env._now
                 yield net.send_coflow(*dp_coflows[("reducescatter", ranks, p)], "zero1")
-                intervals.append((start - origin, env.now - origin))
+                intervals.append((start - origin, env._now - origin))
         else:
             yield pipeline_done
-            start = env.now
+            start = env._now
             yield net.send_coflow(*dp_coflows[("reducescatter", ranks, whole)], "zero1")
-            intervals.append((start - origin, env.now - origin))
+            intervals.append((start - origin, env._now - origin))
         out.reduce_scatter = tuple(intervals)
         if ranks in synced:
             synced[ranks].succeed()
@@ -339,18 +339,18 @@ def run_shared(
         if barrier_left[0] == 0:
             barrier.succeed()
         yield barrier
-        bar = env.now
+        bar = env._now
         traffic = optimizer_traffic(
             whole, dp=rset.dp, expert_dp=rset.expert_dp, precision=Precision.of(model.model)
         ).total
         opt = model.memory_time(traffic) if traffic > 0 else 0.0
         if opt > 0:
             yield env.timeout(opt)
-        ag0 = env.now
+        ag0 = env._now
         if fsdp is None:  # FSDP: the next step's first actions gather what they need
             yield net.send_coflow(*dp_coflows[("allgather", ranks, whole)], "zero1")
         out.barrier, out.optimizer_s, out.optimizer_bytes = bar - origin, opt, traffic
-        out.all_gather = (ag0 - origin, env.now - origin)
+        out.all_gather = (ag0 - origin, env._now - origin)
 
     procs = [env.process(dp_process(ranks, rset)) for ranks, (rset, _) in sets.items()]
     if embedding is not None:
