@@ -173,20 +173,33 @@ class ChunkTimer:
         self.cp = cp  # context-parallel collectives (None: CP 1)
         self.etp = etp  # expert-TP collectives (None: ETP 1)
         self._memo: dict[tuple[object, ...], ChunkResult] = {}
+        self._keys: dict[int, tuple[Stage, HashedKey]] = {}  # per stage object (kept alive: its id stays its)
         self.timed = 0  # chunks actually built and timed (the rest came from the memo)
 
     # ------------------------------------------------------------------ public
     def forward(self, stage: Stage) -> ChunkResult:
-        return self._memoised(("F", stage.key), lambda: self._time("F", stage, None))
+        return self._memoised(("F", self._key(stage)), lambda: self._time("F", stage, None))
 
     def backward(self, stage: Stage, parts: str = "IW") -> ChunkResult:
         """``parts``: ``IW`` (full backward B), ``I`` (input gradients) or ``W`` (weight gradients)."""
         if parts not in ("IW", "I", "W"):
             raise ValueError(f"parts must be IW, I or W, got {parts!r}")
-        return self._memoised(("B" + parts, stage.key), lambda: self._time("B" + parts, None, stage))
+        return self._memoised(("B" + parts, self._key(stage)), lambda: self._time("B" + parts, None, stage))
 
     def pair(self, f_stage: Stage, b_stage: Stage) -> ChunkResult:
-        return self._memoised(("FB", f_stage.key, b_stage.key), lambda: self._time("FB", f_stage, b_stage))
+        return self._memoised(
+            ("FB", self._key(f_stage), self._key(b_stage)), lambda: self._time("FB", f_stage, b_stage)
+        )
+
+    def _key(self, stage: Stage) -> HashedKey:
+        """``stage.key``, worked out once per stage object. Compiled (``twin compile``), ``Stage.key`` is a
+        plain property: a ``functools.cached_property`` keeps its value in the instance's ``__dict__``,
+        which a compiled class has none of, so each read built the key again and hashed the stage's
+        thousand ops (some 100,000 hashes a sweep point)."""
+        hit = self._keys.get(id(stage))
+        if hit is None:
+            hit = self._keys[id(stage)] = (stage, stage.key)
+        return hit[1]
 
     # ------------------------------------------------------------------ internals
     def _memoised(self, key: tuple[object, ...], build: Callable[[], ChunkResult]) -> ChunkResult:
