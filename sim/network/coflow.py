@@ -407,9 +407,17 @@ class CoflowTable:
         out: set[int] = set()
         by_kind = self._by_kind
         conflicts = self._conflicts[kind]
-        # the conflicting kinds that are running (a run keeps every kind it has seen)
-        for k in conflicts & by_kind.keys() if len(conflicts) > len(by_kind) else by_kind.keys() & conflicts:
-            out |= by_kind[k]
+        # the conflicting kinds that are running (a run keeps every kind it has seen), walking the smaller
+        # of the two as a loop (compiled, a loop with lookups allocates no intersection set)
+        if len(conflicts) > len(by_kind):
+            for k, slots in by_kind.items():
+                if k in conflicts:
+                    out |= slots
+        else:
+            for k in conflicts:
+                mine = by_kind.get(k)
+                if mine is not None:
+                    out |= mine
         return out
 
     def component(self, seeds: set[int]) -> list[int]:
@@ -420,13 +428,23 @@ class CoflowTable:
         stack = list({kind[s] for s in seeds})
         walked = set(stack)
         by_kind = self._by_kind
-        while stack:
+        while stack:  # (the set of slots reached does not depend on the order kinds are walked)
             conflicts = self._conflicts[stack.pop()]
-            for k in conflicts & by_kind.keys() if len(conflicts) > len(by_kind) else by_kind.keys() & conflicts:
-                seen |= by_kind[k]
-                if k not in walked:
-                    walked.add(k)
-                    stack.append(k)
+            if len(conflicts) > len(by_kind):
+                for k, slots in by_kind.items():
+                    if k in conflicts:
+                        seen |= slots
+                        if k not in walked:
+                            walked.add(k)
+                            stack.append(k)
+            else:
+                for k in conflicts:
+                    mine = by_kind.get(k)
+                    if mine is not None:
+                        seen |= mine
+                        if k not in walked:
+                            walked.add(k)
+                            stack.append(k)
         return sorted(seen)
 
     # ------------------------------------------------------------------ rates

@@ -402,22 +402,26 @@ class FlowNetwork:
         for kind in kinds:
             self._reserved.pop(kind, None)
 
-    def ran_solo(self, kinds: Sequence[int], times: Sequence[tuple[float, float]], tags: Sequence[str]) -> None:
-        """Count the coflows of ``kinds`` that ran solo on a reservation, ``kinds[i]`` from ``times[i][0]``
-        to ``times[i][1]`` with tag ``tags[i]`` (what :meth:`start_coflow` and each solo end would have
+    def ran_solo(self, kinds: Sequence[int], starts: list[float], ends: list[float], tags: list[str]) -> None:
+        """Count the coflows of ``kinds`` that ran solo on a reservation, ``kinds[i]`` from ``starts[i]``
+        to ``ends[i]`` with tag ``tags[i]`` (what :meth:`start_coflow` and each solo end would have
         counted and logged; a reservation's phases in order, one call for the lot)."""
-        n = len(times)
-        if len(kinds) != n:  # (tags are checked by the zip below)
-            raise ValueError(f"{len(kinds)} kinds for {n} times: one of each per coflow")
+        n = len(starts)
+        if not len(kinds) == len(ends) == len(tags) == n:
+            raise ValueError(
+                f"{len(kinds)} kinds, {n} starts, {len(ends)} ends, {len(tags)} tags: one of each per coflow"
+            )
         self.stats.flows += n
         self.stats.completions += n
         table, log, origin = self.coflows, self.log, self.origin
         sent, by_tag = table.sent, table.sent_by_tag
-        for kind, tag in zip(kinds, tags, strict=True):
+        for i in range(n):
+            kind = kinds[i]
+            key = (kind, tags[i])
             sent[kind] = sent.get(kind, 0) + 1
-            by_tag[(kind, tag)] = by_tag.get((kind, tag), 0) + 1
+            by_tag[key] = by_tag.get(key, 0) + 1
         if log is not None:
-            log.add_coflows([s - origin for s, _ in times], [e - origin for _, e in times], kinds, tags)
+            log.add_coflows([s - origin for s in starts], [e - origin for e in ends], kinds, tags)
 
     def start_solo_at(
         self, kind: int, start: float, end: float, time_alone_s: float, tag: str, done: Callable[[float], None]

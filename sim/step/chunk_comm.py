@@ -155,11 +155,16 @@ class ChunkComm:
         assert self.kinds is not None
         t0, k = self.t0, self._first
         starts, ends = self.starts, self.ends
-        for offset, _, e in chain[:count]:
+        began: list[float] = []
+        finished: list[float] = []
+        for i in range(count):
+            offset, s, e = chain[i]
             starts.append(offset)
             ends.append(e - t0)
-        tags = [TAG] * count if self.tags is None else self.tags[k : k + count]
-        self.net.ran_solo(self.kinds[k : k + count], [(s, e) for _, s, e in chain[:count]], tags)
+            began.append(s)
+            finished.append(e)
+        tags = [TAG] * count if self.tags is None else list(self.tags[k : k + count])
+        self.net.ran_solo(self.kinds[k : k + count], began, finished, tags)
 
     def _chain_done(self, chain: Chain) -> None:
         if self._chain is not chain:  # interrupted: the phases went on one by one
