@@ -31,7 +31,13 @@ context, the step's spec and accounting joined later on 2026-12-06 with simpy's 
 ``sim.chunk.streams`` joined on 2026-12-07, once its exception class moved to :mod:`sim.errors` (mypyc
 does not compile a subclass of a builtin exception) and a task's ``moves`` was annotated ``Any`` (its
 dataclass failed at import annotated ``object``): a point's 20 task graphs (5,304 tasks, point 503) are
-timed in 9.3 ms instead of 16.6 (best of 5, the same ends bit for bit).
+timed in 9.3 ms instead of 16.6 (best of 5, the same ends bit for bit). ``sim.chunk.forms`` (a chunk
+plan's max-plus forms on lists, out of ``sim.chunk.plan``) joined later that day.
+
+What mypyc leaves generic (docs/sweeps.md, "What the compiled build did not compile"): a ``zip`` with
+``strict=True`` (it specialises ``zip`` only without keywords), a ``functools.cached_property`` (a plain
+property: a compiled class has no ``__dict__`` to keep the value in), properties of interpreted classes
+(simpy's ``env.now``; the loop reads ``env._now``), and operations on ``Any``.
 A value that breaks an annotation only on
 a path the checks miss fails that run with a TypeError (an error, never other figures).
 
