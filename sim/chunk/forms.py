@@ -95,3 +95,16 @@ def task_forms(
     a = span[0]
     span[0] = a if a >= 0.0 else 0.0
     return forms, span
+
+
+def evaluate(form: tuple[float, tuple[tuple[int, float], ...]], ends: list[float]) -> float:
+    """A form given as its constant and its finite offsets ``(k, c)``, at the comm tasks' ends ``ends``
+    (the terms past the ends known are left out): the largest of the constant and each ``ends[k] + c``."""
+    value, terms = form
+    n = len(ends)
+    for k, c in terms:
+        if k < n:
+            v = ends[k] + c
+            if v > value:
+                value = v
+    return value

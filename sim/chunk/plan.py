@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.chunk.forms import task_forms, task_preds
+from sim.chunk.forms import evaluate, task_forms, task_preds
 from sim.chunk.streams import STREAM_ORDER, Task
 from sim.chunk.timer import ChunkResult
 
@@ -84,10 +84,10 @@ class CommPlan:
 
     def start(self, k: int, ends: list[float]) -> float:
         """Start of comm task ``k`` given the ends of comm tasks ``0..k-1``."""
-        return _eval(self.start_forms[k], ends)
+        return evaluate(self.start_forms[k], ends)
 
     def span(self, ends: list[float]) -> float:
-        return _eval(self._end_coef, ends)
+        return evaluate(self._end_coef, ends)
 
     def times(self, durations: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
         """Every task's (start, end) with the comm data tasks taking ``durations``."""
@@ -110,15 +110,6 @@ def _sparse(form: np.ndarray) -> tuple[float, tuple[tuple[int, float], ...]]:
     """A form ``[c0, c1..cK]`` as its constant and its finite offsets ``(k, c_k+1)`` (-inf never wins)."""
     coef = form.tolist()
     return coef[0], tuple((k, c) for k, c in enumerate(coef[1:]) if c != _NEG)
-
-
-def _eval(form: tuple[float, tuple[tuple[int, float], ...]], ends: list[float]) -> float:
-    value, terms = form
-    n = len(ends)
-    for k, c in terms:
-        if k < n and ends[k] + c > value:
-            value = ends[k] + c
-    return value
 
 
 def comm_plan(chunk: ChunkResult) -> CommPlan:
