@@ -2,7 +2,7 @@
 
     python benchmarks/run_all.py                 # every figure (about 10 minutes on 2 cores)
     python benchmarks/run_all.py --only step_shared_s help_s   # some, merged into the file
-    python benchmarks/run_all.py --long          # also the 1,000-point sweep and its --best 10 (about 12 minutes more)
+    python benchmarks/run_all.py --long          # also the 1,000-point sweep and its --best 10 (about 18 minutes more)
 
 Writes ``benchmarks/results.json``: for each figure its value, unit, target (where an issue set one),
 how it was measured, and the revision, date and CPU count of the run; then sets every quote of a
