@@ -123,11 +123,12 @@ def comm_plan(chunk: ChunkResult) -> CommPlan:
     n_k = len(comm)
     preds = task_preds([t.stream for t in tasks], [t.deps for t in tasks], set(comm))
     delays = [t.start - t.queued if t.queued >= 0 else 0.0 for t in tasks]
-    rows, span = task_forms(preds, delays, [t.end - t.start for t in tasks], slot, n_k)
+    taken = [t.end - t.start for t in tasks]
+    rows, span = task_forms(preds, delays, taken, slot, n_k)
     forms = np.array(rows, dtype=np.float64).reshape(len(tasks), n_k + 1)
     end = np.array(span, dtype=np.float64)
-    durations = tuple(float(tasks[i].end - tasks[i].start) for i in comm)
-    base = np.array([t.end - t.start for t in tasks], dtype=np.float64)
+    durations = tuple(taken[i] for i in comm)
+    base = np.array(taken, dtype=np.float64)
     is_comm = np.array([t.stream == "comm" for t in tasks], dtype=bool)
     return CommPlan(
         tuple(comm), durations, forms, forms[comm] if comm else np.zeros((0, 1)), end, base, is_comm, ~is_comm
