@@ -22,7 +22,7 @@ def codesign_report(path: Path, output: Path, quiet: bool, argv: list[str]) -> N
     from sim.paths import shown
     from sim.sweep.pool import default_workers
     from sim.sweep.runner import run_sweep
-    from sim.sweep.store import Store
+    from sim.sweep.store import CACHED, Store
 
     spec = load_codesign(path)
     base = load_scenario(spec.sweep.base_path)
@@ -37,10 +37,11 @@ def codesign_report(path: Path, output: Path, quiet: bool, argv: list[str]) -> N
             results,
             workers=default_workers(),
             progress=lambda done, total, failed: bar.update(task, completed=done, total=total),
-            drop_foreign=True,  # the results are a cache of the study file as it is now
+            # the results are a cache of the study file as it is now (run_sweep releases it)
+            store=Store(spec.sweep, results, drop_foreign=True, fix=CACHED),
         )
         bar.update(task, description="writing the report")
-        store = Store(spec.sweep, results, drop_foreign=True)
+        store = Store(spec.sweep, results, drop_foreign=True, fix=CACHED)
         try:
             frame = store.frame()
         finally:

@@ -134,11 +134,12 @@ def _validate_plan(path: Path, raw: dict[str, object]) -> None:
 
 
 def _validate_serve(path: Path) -> None:
-    from sim.serve.deployment import build
+    from sim.serve.deployment import build, check_files
     from sim.serve.spec import load_serve
 
     sc = load_serve(path)
     d = build(sc)  # what twin serve builds before the traffic: the same refusals
+    check_files(sc)  # (and its trace read, as twin serve reads it)
     _validate_serve_bound(sc, d)
     pools = ", ".join(
         f"{role} {p.units} x {p.model.gpus} GPUs (EP {p.model.gpus}, attention TP {p.model.tp} x DP {p.model.dp}, "

@@ -240,6 +240,33 @@ def requests_of(sc: ServeScenario) -> Requests:
         raise err.with_file(sc.source_path) from None
 
 
+_READ: set[tuple[object, ...]] = set()  # the files check_files read whole: (what, path, mtime_ns, size, reading)
+
+
+def check_files(sc: ServeScenario) -> None:
+    """The trace's and the expert-load file's contents read as a run reads them (``twin validate``, a
+    sweep's points before any runs): a malformed line is refused with the file's line and column, as
+    ``twin serve`` refuses it, not recorded as an infeasible point of a sweep (each file read once while
+    it stays as it is, whatever the points)."""
+
+    def fresh(what: str, name: str, *reading: object) -> bool:
+        path = sc.resolve(name)
+        st = path.stat()
+        key = (what, str(path.resolve()), st.st_mtime_ns, st.st_size, *reading)
+        if key in _READ:
+            return False
+        _READ.add(key)
+        return True
+
+    if sc.serve.expert_load not in ("balanced", "skewed") and fresh(
+        "load", sc.serve.expert_load, sc.model.n_routed_experts
+    ):
+        expert_load(sc)
+    t = sc.serve.traffic
+    if t is not None and t.trace is not None and fresh("trace", t.trace, t.prompt_cache_hit, sc.serve.duration_s):
+        requests_of(sc)
+
+
 def arrivals_rng(sc: ServeScenario) -> np.random.Generator:
     """The generator of the scenario's Poisson arrivals (its first draw: how many arrive)."""
     return np.random.default_rng([sc.seed, 3])

@@ -11,7 +11,7 @@ import pandas as pd
 
 from sim.errors import ScenarioError, one_printable_line, shown
 from sim.sweep.pareto import pareto_front
-from sim.sweep.point import LAYOUT_COLUMNS, METRIC_BY_NAME, METRICS, NOTE_COLUMNS, OK, RELATIVE, STATUSES, past_edge
+from sim.sweep.point import LAYOUT_COLUMNS, METRIC_BY_NAME, METRICS, NOTE_COLUMNS, OK, STATUSES, past_edge, sign_break
 from sim.sweep.store import holds_bounds, meta_of
 from sim.units import GiB
 
@@ -125,16 +125,11 @@ def _check(frame: pd.DataFrame, file: str) -> None:
 
 
 def _check_sign(name: str, values: np.ndarray, ok: np.ndarray, point: pd.Series, file: str) -> None:
-    """A relative figure of an ok row (``values``, NaN where unknown) is not negative, and a duration not
-    zero either (:func:`_check`); an older file's memory in GB is read as the figure in GiB it becomes."""
-    m = METRIC_BY_NAME.get(name.removesuffix("_GB") + "_GiB" if name.endswith("_GB") else name)
-    if m is None or m.change != RELATIVE:
-        return
-    duration = m.unit in ("s", "GPU-h")  # nothing is done in no time
-    bad = (values <= 0) if duration else (values < 0)  # (NaN, unknown, is neither)
-    for i in np.flatnonzero(bad & ok)[:1]:
-        limit = "> 0 (a duration)" if duration else ">= 0"
-        raise ScenarioError(f"point {point.iloc[i]}: {name}", f"must be {limit} in an ok point, got {values[i]}", file)
+    """A figure of an ok row (``values``, NaN where unknown) has the sign :func:`sign_break` asks for."""
+    rows = np.flatnonzero(ok)
+    broken = sign_break(name, values[rows])
+    if broken is not None:
+        raise ScenarioError(f"point {point.iloc[rows[broken[0]]]}: {name}", broken[1], file)
 
 
 def _memory_in_gib(frame: pd.DataFrame) -> None:

@@ -187,6 +187,9 @@ def _serve_figures(data: dict[str, Any], path: str, folder: str) -> dict[str, An
 
         raise ScenarioError("serve.traffic", "a sweep point simulates traffic: give serve.traffic", path)
     d = simulate_serve(sc).to_dict()
+    from sim.run import check_finite
+
+    check_finite(sc, d)  # an overflow refused as twin serve refuses it (the row infeasible, with its reason)
 
     def nan(x: float | None) -> float:
         return math.nan if x is None else float(x)
@@ -273,6 +276,29 @@ def past_edge(values: Any) -> tuple[int, str] | None:
     for i in np.flatnonzero(np.abs(flat) > EDGE)[:1]:
         why = "which no figure of a sweep is (one past it is refused as an overflow)"
         return int(i), f"{flat[i]:g} is past {EDGE:g}, {why}"
+    return None
+
+
+def sign_break(name: str, values: Any) -> tuple[int, str] | None:
+    """The first of ``values`` (one number, or an array of them: figure ``name`` of ok rows) that no ok
+    point has, and why: a figure whose change is relative (a positive extensive quantity: a time, a
+    rate, a cost, a memory size) is never negative, and a duration (in s or GPU-h: a step, a first
+    token) never zero either; a price or a rate may be zero (a free GPU-hour, no request meeting the
+    SLOs). A signed figure (headroom, exposed communication) and a fraction (MFU, bubble ratio) are not
+    bounded. An older file's memory in GB is read as the figure in GiB it becomes. NaN (unknown) is
+    never one. The one rule for a row read back (:func:`sim.sweep.store.check_row`) and a file
+    ``twin compare`` reads."""
+    import numpy as np
+
+    m = METRIC_BY_NAME.get(name.removesuffix("_GB") + "_GiB" if name.endswith("_GB") else name)
+    if m is None or m.change != RELATIVE:
+        return None
+    duration = m.unit in ("s", "GPU-h")  # nothing is done in no time
+    flat = np.atleast_1d(np.asarray(values, dtype=np.float64))
+    bad = (flat <= 0) if duration else (flat < 0)  # (NaN, unknown, is neither)
+    for i in np.flatnonzero(bad)[:1]:
+        limit = "> 0 (a duration)" if duration else ">= 0"
+        return int(i), f"must be {limit} in an ok point, got {float(flat[i])}"
     return None
 
 

@@ -322,6 +322,9 @@ def _check(
         served = parse_serve(data, POINT, base_folder or folder)
         if served.serve.traffic is None:
             raise ScenarioError("serve.traffic", "a sweep point simulates traffic: give serve.traffic")
+        from sim.serve.deployment import check_files
+
+        check_files(served)  # (a trace's or an expert load's bad line: the sweep refused, not its points infeasible)
         return
     # the scenario's own checks too (keys that go together, keys used), and a topology or profile the
     # point names read as a run reads it (the base's with the first point: a base naming a missing

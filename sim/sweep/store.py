@@ -44,7 +44,16 @@ from sim.code_digest import code_digest
 from sim.errors import ScenarioError, TwinError
 from sim.outputs import NAME_BYTES, a_link, atomic_write
 from sim.overrides import label
-from sim.sweep.point import LAYOUT_COLUMNS, METRICS, NOTE_COLUMNS, OK, PROVENANCE_COLUMNS, STATUSES, past_edge
+from sim.sweep.point import (
+    LAYOUT_COLUMNS,
+    METRICS,
+    NOTE_COLUMNS,
+    OK,
+    PROVENANCE_COLUMNS,
+    STATUSES,
+    past_edge,
+    sign_break,
+)
 from sim.sweep.spec import Sweep
 
 
@@ -270,24 +279,32 @@ def _bad_cell(column: str, dtype: str, value: Any) -> str | None:
 OK_FIGURES = ("step_time_s", "goodput_requests_per_s")
 
 
-def check_row(sweep: Sweep, row: dict[str, Any], where: str, file: Path) -> None:
+RESTART = "fix or remove it, or pass --restart to discard the rows"
+CACHED = "fix or remove it (the rows are a cache: removed, every point runs again)"  # (a co-design report's)
+
+
+def check_row(sweep: Sweep, row: dict[str, Any], where: str, file: Path, fix: str = RESTART) -> None:
     """A row read back (from the journal or the results file) must have cells that the sweep's columns
-    can hold; else one line names the file, the line or row, and the column. The point, its label and
-    the override cells are not read: they are written again from the sweep."""
+    can hold, and an ok row figures of the signs :func:`sim.sweep.point.sign_break` asks for (as
+    ``twin compare`` reads the file); else one line names the file, the line or row, and the column, and
+    says how to go on (``fix``). The point, its label and the override cells are not read: they are
+    written again from the sweep."""
     rewritten = {"point", "label", *sweep.keys}
     for column, dtype in columns(sweep):
         if column in rewritten:
             continue
         why = _bad_cell(column, dtype, row.get(column))
         if why is not None:
-            raise ScenarioError(
-                f"{where}: {column}", f"{why}; fix or remove it, or pass --restart to discard the rows", str(file)
-            )
+            raise ScenarioError(f"{where}: {column}", f"{why}; {fix}", str(file))
+    if row.get("status") == OK:  # an ok row's figures have their signs, as twin compare reads them
+        for column, _ in columns(sweep):
+            value = row.get(column)
+            broken = None if _missing(value) else sign_break(column, value)
+            if broken is not None:
+                raise ScenarioError(f"{where}: {column}", f"{broken[1]}; {fix}", str(file))
     if row.get("status") == OK and all(_missing(row.get(c)) for c in OK_FIGURES):
         why = "none in a point whose status is ok (a step's time, or a serving point's goodput)"
-        raise ScenarioError(
-            f"{where}: {OK_FIGURES[0]}", f"{why}; fix or remove it, or pass --restart to discard the rows", str(file)
-        )
+        raise ScenarioError(f"{where}: {OK_FIGURES[0]}", f"{why}; {fix}", str(file))
 
 
 def lock_path(output: Path) -> Path:
@@ -392,13 +409,16 @@ class Store:
         retry_failed: bool = False,
         drop_foreign: bool = False,
         restart_screening: bool = True,
+        fix: str = RESTART,
     ) -> None:
         """``drop_foreign``: rows of points not in the sweep are dropped instead of stopping it (a
         co-design report's results are a cache of its current study file). ``restart_screening``: a
         restart of a sweep of steps discards the screening rows beside its output too (``--best``,
-        which restarts both files itself, turns it off)."""
+        which restarts both files itself, turns it off). ``fix``: what a refusal of a row read back says to
+        do (:func:`check_row`; a co-design report's cache, which has no --restart: :data:`CACHED`)."""
         self.sweep = sweep
         self.output = output
+        self.fix = fix
         self.journal = journal_path(output)
         check_name_room(output, ".journal")  # (its lock, ``.lock``, is shorter)
         _refuse_links(output)
@@ -454,7 +474,7 @@ class Store:
             if not isinstance(pid, str):
                 raise ScenarioError(f"{where}: point_id", f"{pid!r} is not text", str(file))
             if pid in ids:  # a foreign row is refused or dropped below, whatever it holds
-                check_row(self.sweep, row, where, file)
+                check_row(self.sweep, row, where, file, self.fix)
             rows[pid] = row
             origin[pid] = file
             if file == self.journal and not isinstance(row.get(BOUNDS_KEY), bool):

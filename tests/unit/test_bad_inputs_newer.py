@@ -249,6 +249,8 @@ def _write_files(tmp_path: Path) -> None:
     _parquet(tmp_path / "res" / "foreign.parquet", _results())
     one = {k: v[:1] for k, v in _results(point_id=[pid, pid], step_time_s=["fast", "fast"]).items()}
     _parquet(tmp_path / "res" / "badfig.parquet", one)
+    one = {k: v[:1] for k, v in _results(point_id=[pid, pid], step_time_s=[-9.7, -9.7]).items()}
+    _parquet(tmp_path / "res" / "negative.parquet", one)  # (twin compare refuses it: so does a resume)
     (tmp_path / "res" / "folder.parquet").mkdir()
     good = {"point": 0, "point_id": pid, "label": "comm.sms=20", "status": "ok", "error": None, "step_time_s": 1.0}
     journals = {
@@ -260,6 +262,9 @@ def _write_files(tmp_path: Path) -> None:
         "point_id_int": [{**good, "point_id": 5}],
         "bool_figure": [{**good, "mfu_causal": True}],
         "nested": [{**good, "step_time_s": {"a": 1}}],
+        "zero_step": [{**good, "step_time_s": 0.0}],
+        "negative_cost": [{**good, "cost_per_T_usd": -5.0}],
+        "negative_rate": [{**good, "tokens_per_day": -1e9}],
     }
     for name, rows in journals.items():
         write(f"jn/{name}.parquet.journal", "".join(json.dumps(r) + "\n" for r in rows))
@@ -730,6 +735,7 @@ SWEEP: list[tuple[list[str], str]] = [
     (_into("res/plain.parquet"), "plain.parquet: not a sweep results file"),
     (_into("res/foreign.parquet"), "foreign.parquet: holds 2 point(s) that are not in"),
     (_into("res/badfig.parquet"), "badfig.parquet: row 1: step_time_s: 'fast' is not a number"),
+    (_into("res/negative.parquet"), "negative.parquet: row 1: step_time_s: must be > 0 (a duration) in an ok point"),
     (_into("res/folder.parquet"), "--output: res/folder.parquet is a folder"),
     (_into("jn/foreign.parquet"), "jn/foreign.parquet.journal: holds 1 point(s) that are not in"),
     (_into("jn/figure.parquet"), "figure.parquet.journal: line 1: step_time_s: 'fast' is not a number"),
@@ -741,6 +747,9 @@ SWEEP: list[tuple[list[str], str]] = [
     (_into("jn/nested.parquet"), "line 1: step_time_s: {'a': 1} is not a number"),
     (_into("jn/nan.parquet"), "nan.parquet.journal: line 1: status: nan is not text"),
     (_into("jn/inf.parquet"), "inf.parquet.journal: line 1: step_time_s: inf is not a finite number"),
+    (_into("jn/zero_step.parquet"), "line 1: step_time_s: must be > 0 (a duration) in an ok point, got 0.0"),
+    (_into("jn/negative_cost.parquet"), "line 1: cost_per_T_usd: must be >= 0 in an ok point, got -5.0"),
+    (_into("jn/negative_rate.parquet"), "line 1: tokens_per_day: must be >= 0 in an ok point, got -1000000000.0"),
     (_into("jn/folder.parquet"), "folder.parquet.journal: is a folder, not a journal file"),
     (_into("jn/pipe.parquet"), "pipe.parquet.journal: not a regular file"),
     (_into("jn/lockdir.parquet"), "lockdir.parquet: cannot take the lock lockdir.parquet.lock"),
