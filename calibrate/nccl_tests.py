@@ -22,6 +22,13 @@ of a log without Rank lines (both, splitting evenly, at most 1,024 GPUs on a nod
 lines show it, a flag that says otherwise is refused, naming it (as a ``--device`` the Rank lines
 contradict). The samples keep the row's op (``redop``) and ``root``.
 
+What nccl-tests marks wrong or prints otherwise is refused, naming the line: a row whose ``#wrong``
+is not 0 (or N/A, checking off; an older log's ``error``, the largest relative error, of 1 or more),
+a type nccl-tests does not have (:data:`TYPE_BYTES`), a count of elements that does not fit in the
+row's size, a row of units under the header other than B, elements, us and GB/s (a time in ms read
+as us would be 1000x off), and Rank lines that are not ranks 0 to n-1 once each, split evenly over
+their hosts, a whole number of the header's ``nThread x nGpus`` a process.
+
 The numbers (the Rank lines' rank and device, a row's size, count, root, times and bandwidths) are
 plain ASCII without digit separators: Python's int and float also read ``٢٠٤٨`` (Arabic-Indic) or
 ``８`` (full-width) as digits and ``8_14`` as 814, which nccl-tests never prints; such a cell is
@@ -84,7 +91,7 @@ def _columns(lines: list[str], path: Path) -> tuple[int, list[str]]:
             names: list[str] = []
             group = "out-of-place"
             for w in words:
-                w = "#wrong" if w == "error" else w
+                w = "#wrong" if w == "error" else w  # (older versions: the largest relative error, a float)
                 if w in ("time", "algbw", "busbw", "#wrong"):
                     if f"{group}:{w}" in names:
                         group = "in-place"
@@ -101,6 +108,83 @@ def _plain(cell: str, what: str, number: int, path: Path, kind: str = "a number"
     why = not_plain(cell)
     if why is not None:
         raise ScenarioError(f"line {number}", f"{what} {shown(cell)!r} is not {kind}: it {why}", str(path))
+
+
+# nccl-tests' type names and their widths in bytes (nccl-tests' and rccl-tests' common.cu; the FP8 types
+# under both spellings)
+TYPE_BYTES = {
+    "int8": 1, "uint8": 1, "char": 1, "f8e4m3": 1, "f8e5m2": 1, "fp8_e4m3": 1, "fp8_e5m2": 1,
+    "half": 2, "bfloat16": 2,
+    "int32": 4, "uint32": 4, "int": 4, "float": 4,
+    "int64": 8, "uint64": 8, "double": 8,
+}  # fmt: skip
+_UNITS = {"B", "elements", "us", "GB/s"}  # what nccl-tests' row of units under the header says
+_NGPUS = re.compile(r"^#.*\bnThread\s+(\d+)\s+nGpus\s+(\d+)\b")
+
+
+def _check_ranks(ranks: dict[int, str], lines: list[str], path: Path) -> None:
+    """The Rank lines are ranks 0 .. n-1, each once (the GPUs counted are the ranks that ran), split
+    evenly over their hosts (a sample's GPUs sit on nodes of equal size), and as many as a whole number
+    of processes of the header's ``nThread x nGpus`` ranks each."""
+    if not ranks:
+        return
+    gaps = sorted(set(range(len(ranks))) - set(ranks))
+    if gaps:
+        shown_ranks = ", ".join(map(str, sorted(ranks)))[:80]
+        message = f"rank(s) {shown_ranks} are not 0 to {len(ranks) - 1}: rank {gaps[0]} is missing"
+        raise ScenarioError("Rank lines", message, str(path))
+    per_host = Counter(ranks.values())
+    if len(set(per_host.values())) > 1:
+        split = ", ".join(f"{n} on {h}" for h, n in sorted(per_host.items()))[:120]
+        message = f"the ranks are split unevenly over the hosts ({split}); the twin's samples are GPUs on equal nodes"
+        raise ScenarioError("Rank lines", message, str(path))
+    for number, line in enumerate(lines, start=1):
+        m = _NGPUS.match(line)
+        if m and int(m[1]) * int(m[2]) and len(ranks) % (int(m[1]) * int(m[2])):
+            message = (
+                f"nThread {m[1]} x nGpus {m[2]} ranks a process, but {len(ranks)} Rank line(s): "
+                "a Rank line is missing, or the header is another run's"
+            )
+            raise ScenarioError(f"line {number}", message, str(path))
+
+
+def _check_units(lines: list[str], start: int, path: Path) -> None:
+    """The row of units under the column header, where the log has one, says what nccl-tests prints:
+    sizes in B, counts in elements, times in us, bandwidths in GB/s (a time in ms read as us is 1000x
+    off)."""
+    for number, line in enumerate(lines[start + 1 : start + 3], start=start + 2):
+        units = re.findall(r"\(([^)]*)\)", line) if line.lstrip().startswith("#") else []
+        other = [u for u in units if u not in _UNITS]
+        if other:
+            message = f"the units row says ({other[0]}); nccl-tests prints B, elements, us and GB/s, as read here"
+            raise ScenarioError(f"line {number}", message, str(path))
+
+
+def _check_row(row: dict[str, str], older: bool, number: int, path: Path) -> None:
+    """A row nccl-tests printed for results it checked: a type it has, ``count`` elements of it within
+    ``size`` bytes (the count is the whole buffer's, or one rank's part of it: at most the size either
+    way), and no wrong result (``#wrong`` 0, or N/A where checking was off; an older log's ``error``, the
+    largest relative error, below 1: an error of 1 or more leaves no correct digit)."""
+    width = TYPE_BYTES.get(row["type"])
+    if width is None:
+        message = f"type {shown(row['type'])[:20]!r} is not one nccl-tests prints ({', '.join(TYPE_BYTES)})"
+        raise ScenarioError(f"line {number}", message, str(path))
+    if row["count"].isdigit() and row["size"].isdigit() and int(row["count"]) * width > int(row["size"]):
+        message = f"count {row['count']} x {width} B ({row['type']}) is more than the size, {row['size']} B"
+        raise ScenarioError(f"line {number}", message, str(path))
+    for group in ("out-of-place", "in-place"):
+        cell = row.get(f"{group}:#wrong")
+        if cell is None or cell == "N/A":
+            continue
+        try:
+            wrong = float(cell)
+        except ValueError:
+            raise ScenarioError(
+                f"line {number}", f"{group} #wrong {shown(cell)[:20]!r} is not a number", str(path)
+            ) from None
+        if not 0 <= wrong < 1 or (not older and wrong != 0):
+            message = f"{group} #wrong is {cell}: the collective's results were wrong; not imported"
+            raise ScenarioError(f"line {number}", message, str(path))
 
 
 def _scale(ranks: dict[int, str], gpus: int | None, nodes: int | None, path: Path) -> tuple[int, int]:
@@ -204,8 +288,14 @@ def read_log(path: str | Path, gpus: int | None = None, nodes: int | None = None
         if m:
             for what, cell in (("rank", m[1]), ("device", m[3])):  # (\d: any script's digits)
                 _plain(cell, f"Rank line: {what}", number, path, "a whole number")
+            if int(m[1]) in ranks:
+                message = f"rank {m[1]} has a second Rank line: a log pasted twice, or two runs in one file?"
+                raise ScenarioError(f"line {number}", message, str(path))
             ranks[int(m[1])] = m[2]
             devices[int(m[1])] = _BUS_ID.sub("", line[m.end() :], count=1).strip()
+    _check_ranks(ranks, lines, path)
+    _check_units(lines, start, path)
+    older = "error" in lines[start].lstrip("#").split()  # (its #wrong: the largest relative error)
     n_gpus, n_nodes = _scale(ranks, gpus, nodes, path)
     gpu, gpu_text = _gpu(devices, path)
     samples = []
@@ -251,6 +341,7 @@ def read_log(path: str | Path, gpus: int | None = None, nodes: int | None = None
             if int(row[column]) > MAX_BYTES:
                 message = f"{column} {row[column]:.30} is over the limit of {MAX_BYTES:g} (bytes or elements)"
                 raise ScenarioError(f"line {number}", message, str(path))
+        _check_row(row, older, number, path)
         for group in ("out-of-place", "in-place"):
             try:
                 time_us = float(row[f"{group}:time"])

@@ -34,3 +34,12 @@ def shown(path: str | Path) -> str:
 def shown_in(text: str) -> str:
     """``text`` with every path inside the checkout written relative to it."""
     return text.replace(str(REPO) + os.sep, "")
+
+
+def not_a_file(path: Path, given: str, missing: str, give: str = "") -> str:
+    """Why ``path`` (written ``given``) is no file to read (a folder or a device was said to be missing)."""
+    if path.is_dir():
+        return f"{given} is a folder{give}"
+    if path.exists():
+        return f"{given} is not a regular file (a device, pipe or socket){give}"
+    return f"{missing}: {given}"

@@ -37,6 +37,7 @@ from sim.hardware.profile import load_profile
 from sim.model.spec import DEEPSEEK_V3, ModelSpec, check_timed
 from sim.network.spec import NVL72_GPUS, ClusterSpec
 from sim.overrides import EXPERT_LOADS
+from sim.paths import not_a_file
 from sim.yamlio import validation_error
 
 # SGLang's default share of HBM its memory pool may take (weights + KV cache), the rest left to
@@ -373,15 +374,6 @@ def _check(sc: ServeScenario) -> None:
     check_timed(sc.model)
 
 
-def _not_a_file(path: Path, given: str, missing: str, give: str = "") -> str:
-    """Why ``path`` (written ``given``) is no file to read (a folder or a device was said to be missing)."""
-    if path.is_dir():
-        return f"{given} is a folder{give}"
-    if path.exists():
-        return f"{given} is not a regular file (a device, pipe or socket){give}"
-    return f"{missing}: {given}"
-
-
 def parse_serve(data: Any, path: str | Path, folder: Path) -> ServeScenario:
     """Validate ``data`` (a serve scenario's mapping read from ``path``)."""
     try:
@@ -396,18 +388,18 @@ def parse_serve(data: Any, path: str | Path, folder: Path) -> ServeScenario:
         if sc.profile is not None:
             p = folder / sc.profile
             if not p.is_file():
-                raise ScenarioError("profile", _not_a_file(p, sc.profile, "no such profile", "; give a profile"))
+                raise ScenarioError("profile", not_a_file(p, sc.profile, "no such profile", "; give a profile"))
             sc._profile_path = p
         with read_for("profile", "calibration profile"):  # a file of another kind says which key named it
             load_profile(sc.profile_path)
         trace = sc.serve.traffic.trace if sc.serve.traffic is not None else None
         if trace is not None and not sc.resolve(trace).is_file():
             raise ScenarioError(
-                "serve.traffic.trace", _not_a_file(sc.resolve(trace), trace, "no such file", "; give a CSV file")
+                "serve.traffic.trace", not_a_file(sc.resolve(trace), trace, "no such file", "; give a CSV file")
             )
         load = sc.serve.expert_load
         if load not in EXPERT_LOADS and not sc.resolve(load).is_file():
-            why = _not_a_file(sc.resolve(load), load, "no such file")
+            why = not_a_file(sc.resolve(load), load, "no such file")
             raise ScenarioError("serve.expert_load", f"balanced, skewed or a CSV file; {why}")
         _check(sc)
     except ScenarioError as err:

@@ -41,6 +41,7 @@ from sim.overrides import (
     only_keys,
     resolve_paths,
 )
+from sim.paths import not_a_file
 from sim.serve.spec import is_serve_data, parse_serve
 from sim.yamlio import read_yaml
 
@@ -317,7 +318,9 @@ def _check(
             node = node.get(part) if isinstance(node, dict) else None
         given = any(key == k or key.startswith(k + ".") for k in sets)
         if given and isinstance(node, str) and Path(node).is_absolute() and not Path(node).is_file():
-            raise ScenarioError(key, f"no such file: {node} (paths are relative to the sweep file)")
+            missing = not Path(node).exists()  # (a folder or a device is there: said so)
+            where = " (paths are relative to the sweep file)" if missing else ""
+            raise ScenarioError(key, not_a_file(Path(node), node, "no such file") + where)
     if is_serve_data(data):  # the serve scenario's own checks, which read its files (about 2 ms a point)
         served = parse_serve(data, POINT, base_folder or folder)
         if served.serve.traffic is None:
@@ -340,6 +343,16 @@ def _check(
     check_training_step(sc)  # (one schedule, a cluster: a point that breaks them is malformed, not infeasible)
     if sc.model.is_moe_model:
         chunk_params(sc.workload)  # (the DeepEP overheads a run would refuse)
+
+
+def _base_passes(base: dict[str, Any], folder: Path, base_folder: Path | None) -> bool:
+    """Whether the base scenario alone passes :func:`_check` (asked only once a point has failed it, at a
+    key the point does not set)."""
+    try:
+        _check(base, {}, folder, base_folder, files=True)
+    except ScenarioError:
+        return False
+    return True
 
 
 def changes(sets: dict[str, Any], *sections: str) -> bool:
@@ -451,6 +464,11 @@ def sweep_from_data(data: Any, path: Path) -> Sweep:
                     note = unnamed(err.message) + f" (read for {file}: {at})"
                     raise ScenarioError(err.key_path, note, err.file) from None
                 owner = _owner(err.key_path, overrides)
+                if owner is None and _base_passes(base_data, path.parent, base_folder):
+                    # the point's keys together (training: null leaves the base's pipeline without
+                    # microbatches): the point named, with the key the error is at
+                    value = shown(json.dumps(overrides))
+                    raise ScenarioError(where, f"{value}: {err.key_path}: {err.message}", file) from None
                 if owner is None:  # the base itself is wrong
                     raise err.with_file(str(base_path)) from None
                 value = shown(json.dumps(overrides[owner]))

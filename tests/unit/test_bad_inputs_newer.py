@@ -106,6 +106,9 @@ SWEEPS: dict[str, str] = {  # sweep files (the base is the small training step u
     "sw_points_bad_key.yaml": _sweep("points: [{comm.sms: 20}, {comm.smz: 24}]\n"),
     "sw_points_space_key.yaml": _sweep("points: [{'comm sms': 20}]\n"),
     "sw_points_nan.yaml": _sweep("points: [{comm.sms: .nan}]\n"),
+    "sw_training_null.yaml": _sweep("points: [{training: null}]\n"),  # (was blamed on the base)
+    "sw_grid_training_null.yaml": _sweep("grid: {training: [null]}\n"),
+    "sw_topology_device.yaml": _sweep("points: [{cluster.topology: /dev/zero}]\n"),  # (was "no such file")
     "sw_points_bad_value.yaml": _sweep("points: [{pipeline.pp: seven}]\n"),
     "sw_points_topology.yaml": _sweep("points: [{cluster.topology: nope.yaml}]\n"),
     "sw_points_topology_folder.yaml": _sweep("points: [{cluster.topology: folder}]\n"),
@@ -458,6 +461,16 @@ def _write_files(tmp_path: Path) -> None:
     logs["h100"] = log.replace("NVIDIA H200", "NVIDIA H100 80GB HBM3")
     rank = next(line for line in lines if "Rank" in line)
     logs["two_gpus"] = log.replace(rank, rank + rank.replace("Rank  0", "Rank  1").replace("H200", "H100 80GB HBM3"))
+    # measurements nccl-tests marks as wrong, or that say other than what is read (accepted before)
+    logs["wrong"] = with_row(" ".join([*cells[:8], "17", *cells[9:]]) + "\n")
+    logs["ms_units"] = log.replace("(us)", "(ms)")
+    logs["float8"] = with_row(" ".join([*cells[:2], "float8", *cells[3:]]) + "\n")
+    logs["count_over"] = with_row(" ".join([cells[0], cells[0], *cells[2:]]) + "\n")  # size floats in size B
+    logs["rank_gap"] = log.replace(rank, rank + rank.replace("Rank  0", "Rank  5"))
+    logs["rank_twice"] = log.replace(rank, rank + rank)
+    logs["ngpus8"] = log.replace("nGpus 1", "nGpus 8")
+    uneven = rank.replace("Rank  0", "Rank  1") + rank.replace("Rank  0", "Rank  2").replace(" vm ", " other ")
+    logs["uneven_hosts"] = log.replace(rank, rank + uneven)
     for name, text in logs.items():
         write(f"nccl/alltoall_{name}.log", text)
     write("nccl/mystery.log", log.replace("Collective test starting: alltoall_perf", "Collective test starting"))
@@ -694,6 +707,15 @@ SWEEP: list[tuple[list[str], str]] = [
     (["sweep", "sw_points_bad_key.yaml"], "sw_points_bad_key.yaml: points[1].comm.smz: 24: unknown key"),
     (["sweep", "sw_points_space_key.yaml"], "sw_points_space_key.yaml: points[0]: an override key is a dotted"),
     (["sweep", "sw_points_nan.yaml"], "sw_points_nan.yaml: points[0].comm.sms: .nan is not a finite number"),
+    (
+        ["sweep", "sw_training_null.yaml"],
+        'sw_training_null.yaml: points[0]: {"training": null}: pipeline.microbatches: required',
+    ),
+    (["sweep", "sw_grid_training_null.yaml"], 'sw_grid_training_null.yaml: grid: {"training": null}: pipeline.'),
+    (
+        ["sweep", "sw_topology_device.yaml"],
+        'points[0].cluster.topology: "/dev/zero": /dev/zero is not a regular file (a device, pipe or socket)',
+    ),
     (["sweep", "sw_points_bad_value.yaml"], 'sw_points_bad_value.yaml: points[0].pipeline.pp: "seven"'),
     (["sweep", "sw_points_topology.yaml"], "sw_points_topology.yaml: points[0].cluster.topology"),
     (["sweep", "sw_points_topology_folder.yaml"], "sw_points_topology_folder.yaml: points[0].cluster.topology"),
@@ -1041,7 +1063,21 @@ NCCL: list[tuple[list[str], str]] = [
     (_nccl(str(NCCL_LOG), "--profile", "pf/string.json"), "string.json: a profile is"),
     (_nccl(str(NCCL_LOG), "--device", "TPU"), "--device: no datasheet for 'TPU'"),
     (_nccl("nccl/alltoall_pasted_row.log"), "pasted_row.log: line 12: repeats the row of line 11"),
-    (_nccl("nccl/alltoall_twice.log"), "alltoall_twice.log: line 38: a second column header"),
+    (_nccl("nccl/alltoall_wrong.log"), "line 11: out-of-place #wrong is 17: the collective's results were wrong"),
+    (_nccl("nccl/alltoall_ms_units.log"), "alltoall_ms_units.log: line 10: the units row says (ms); nccl-tests prints"),
+    (_nccl("nccl/alltoall_float8.log"), "alltoall_float8.log: line 11: type 'float8' is not one nccl-tests prints"),
+    (_nccl("nccl/alltoall_count_over.log"), "line 11: count 32 x 4 B (float) is more than the size, 32 B"),
+    (_nccl("nccl/alltoall_rank_gap.log"), "alltoall_rank_gap.log: Rank lines: rank(s) 0, 5 are not 0 to 1: rank 1"),
+    (_nccl("nccl/alltoall_rank_twice.log"), "alltoall_rank_twice.log: line 7: rank 0 has a second Rank line"),
+    (_nccl("nccl/alltoall_ngpus8.log"), "alltoall_ngpus8.log: line 3: nThread 1 x nGpus 8 ranks a process, but 1"),
+    (
+        _nccl("nccl/alltoall_uneven_hosts.log"),
+        "Rank lines: the ranks are split unevenly over the hosts (1 on other, 2 on vm)",
+    ),
+    (
+        _nccl("nccl/alltoall_twice.log"),
+        "alltoall_twice.log: line 35: rank 0 has a second Rank line: a log pasted twice",
+    ),
     (_nccl(str(NCCL_LOG), str(NCCL_LOG)), "LOGS: " + str(NCCL_LOG) + " is given twice"),
     (_nccl(str(NCCL_LOG), "nccl/alltoall_copy.log"), "LOGS: nccl/alltoall_copy.log holds the same bytes as"),
     (_nccl(str(NCCL_LOG), "--profile", "pf/holds_nccl.json"), "holds_nccl.json: --profile: already holds the samples"),
