@@ -431,11 +431,21 @@ def source_file(path: Path, what: str = "source") -> SourceFile:
     return SourceFile(name=path.name, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
 
 
-def _date(readme: str, folder: str) -> str:
-    for text in (readme.splitlines()[0] if readme else "", folder):
+def _date(readme: str, folder: str, readme_path: Path, folder_path: Path) -> str:
+    """The measurement's date: the first ISO date in the README's first line, else in the folder's
+    name, else today; one that is no day of the calendar (2026-13-45) is refused, naming where it is."""
+    for text, where, file in (
+        (readme.splitlines()[0] if readme else "", "line 1", readme_path),
+        (folder, "", folder_path),
+    ):
         found = re.search(r"\d{4}-\d{2}-\d{2}", text)
         if found:
-            return found[0]
+            try:
+                return dt.date.fromisoformat(found[0]).isoformat()
+            except ValueError:
+                raise ScenarioError(
+                    where, f"{found[0]} is not a date (the measurement's: YYYY-MM-DD)", str(file)
+                ) from None
     return dt.date.today().isoformat()
 
 
@@ -490,10 +500,11 @@ def import_measurements(path: str | Path, device: str, sms: int | None = None, t
     kinds = {r.split()[0] for r in ran}
     skipped = [Skipped(what="p2p and all-to-all", why="not in the measurements (import nccl-tests logs for them)")]
     skipped += [Skipped(what=k, why="no table of this kind") for k in READERS if k not in kinds]
+    folder = path if path.is_dir() else path.parent
     profile = Profile(
         device=DeviceInfo(name=device, sms=all_sms),
         source="measured",
-        created=_date(readme, path.name if path.is_dir() else path.parent.name),
+        created=_date(readme, folder.name, readme_path, folder),
         git_revision=git_revision(),
         tool=tool or f"twin calibrate import-measurements {path} --device {device!r}",
         peaks=Peaks(

@@ -125,6 +125,13 @@ def profile_from_trace(
             str(trace),
         )
     timings = annotation_timings(events)
+    if not timings:  # (its method would say "mean over the 0 layers" of one sample)
+        raise ScenarioError(
+            "traceEvents",
+            "no layer annotations (events of cat 'user_annotation' such as attn(F) over the kernels): "
+            "not a profiler trace of a model's layers",
+            str(trace),
+        )
     means = mean_by_name(timings)
     # the layers the pair spans: the most times one layer annotation occurs (DeepSeek's trace: 4 each)
     counts: dict[str, int] = {}

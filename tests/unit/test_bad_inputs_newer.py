@@ -357,6 +357,8 @@ def _write_files(tmp_path: Path) -> None:
     write("tr/annotation_int_name.json", '{"traceEvents": [{"cat": "user_annotation", "name": 5, "ts": 0, "dur": 5}]}')
     write("tr/annotation_str_ts.json", '{"traceEvents": [{"cat": "user_annotation", "name": "a", "ts": "0"}]}')
     write("tr/kernel_no_args.json", '{"traceEvents": [{"cat": "kernel", "name": "k", "ts": 0, "dur": 5}]}')
+    kernel = '{"cat": "kernel", "name": "k", "ph": "X", "ts": 0, "dur": 5, "args": {"stream": 7, "correlation": 1}}'
+    write("tr/no_annotations.json", '{"traceEvents": [' + kernel + "]}")  # (a profile of 1 sample, "0 layers")
     write("tr/latin1.json", '{"traceEvents": [{"name": "caf\xe9"}]}'.encode("latin-1"))
     write("tr/utf16.json", '{"traceEvents": []}'.encode("utf-16"))
 
@@ -408,6 +410,9 @@ def _write_files(tmp_path: Path) -> None:
     write("ms/latin1.csv", (gemm + "moe_up,fp8,blockwise,64,4096,7168,132,1e-5 caf\xe9\n").encode("latin-1"))
     (tmp_path / "ms_empty").mkdir()
     write("ms_readme_only/README.md", "# 2026-01-01 nothing measured\n")
+    write("ms_bad_date/README.md", "# 2026-13-45 measured on one H100\n")  # (written as the profile's date)
+    write("ms_bad_date/good.csv", gemm + row)
+    write("2026-99-99_run/good.csv", gemm + row)
     write("ms_csv_folder/good.csv", gemm + row)
     (tmp_path / "ms_csv_folder" / "sub.csv").mkdir()
     write("ms_csv_pipe/good.csv", gemm + row)
@@ -965,6 +970,7 @@ TRACE: list[tuple[list[str], str]] = [
     (_trace("tr/annotation_int_name.json"), "annotation_int_name.json: traceEvents"),
     (_trace("tr/annotation_str_ts.json"), "annotation_str_ts.json: traceEvents"),
     (_trace("tr/kernel_no_args.json"), "kernel_no_args.json: traceEvents"),
+    (_trace("tr/no_annotations.json"), "no_annotations.json: traceEvents: no layer annotations"),
     (_trace("pipe"), "TRACE: pipe is not a regular file"),
     (_trace("tr/missing.json"), "TRACE: no such file: tr/missing.json"),
     (_trace(PROFILE, "--base", "pf/empty.json"), "empty.json: malformed JSON"),
@@ -983,6 +989,8 @@ MEASURE: list[tuple[list[str], str]] = [
     (_measure("ms/missing.csv"), "missing.csv: no such file or folder"),
     (_measure("ms_empty"), "ms_empty: no *.csv tables in the folder"),
     (_measure("ms_readme_only"), "ms_readme_only: no *.csv tables"),
+    (_measure("ms_bad_date"), "ms_bad_date/README.md: line 1: 2026-13-45 is not a date (the measurement's: YYYY-"),
+    (_measure("2026-99-99_run"), "2026-99-99_run: 2026-99-99 is not a date"),
     (_measure("pipe"), "pipe: not a regular file"),
     (_measure("/dev/zero"), "/dev/zero: not a regular file"),
     (_measure("garbage.bin"), "garbage.bin: not a UTF-8"),
