@@ -54,6 +54,7 @@ def load_results(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     if not len(frame):  # twin sweep writes a file once a point has run: none is a file of nothing to compare
         raise ScenarioError("", "holds no points (twin sweep writes a row for each point that ran)", str(path))
     _check(frame, str(path))
+    _check_count(frame, meta, str(path))
     _memory_in_gib(frame)
     absent = [m for m in METRIC_BY_NAME if m not in frame.columns]
     for m in absent:  # a figure added since the file was written: unknown there, not a reason to refuse
@@ -122,6 +123,20 @@ def _check(frame: pd.DataFrame, file: str) -> None:
         if name == "step_time_s":  # (a serving point has none: its goodput instead)
             for i in np.flatnonzero(np.isnan(values) & ok & ~_serving_rows(frame))[:1]:
                 raise ScenarioError(f"point {point.iloc[i]}: {name}", "NaN in a point whose status is ok", file)
+
+
+def _check_count(frame: pd.DataFrame, meta: dict[str, Any], file: str) -> None:
+    """Where the metadata says how many points the sweep has, the rows are points of it: numbered below
+    that count (so no more rows than points; each point once, :func:`_check`)."""
+    n = points_in_sweep(meta)
+    if n is None:
+        return
+    point = frame["point"]
+    for i in np.flatnonzero(point.to_numpy() >= n)[:1]:
+        message = (
+            f"point {point.iloc[i]} is past the sweep's {n:,} point(s) (its metadata's points): rows of another sweep?"
+        )
+        raise ScenarioError("point", message, file)
 
 
 def _check_sign(name: str, values: np.ndarray, ok: np.ndarray, point: pd.Series, file: str) -> None:

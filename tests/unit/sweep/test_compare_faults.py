@@ -263,3 +263,26 @@ def test_points_without_the_fronts_second_figure_are_named_and_the_figure_shown(
     best = text.split("Pareto front")[0]
     header = next(line for line in best.splitlines() if "point" in line and "label" in line)
     assert "mfu_causal" in header, best
+
+
+# ------------------------------------------------------------------------ rows past the sweep's points
+
+
+@pytest.mark.parametrize("points", [1, 2])
+def test_rows_past_the_points_the_metadata_gives_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], points: int
+) -> None:
+    """The metadata says the sweep has ``points`` points; the file holds points 0, 1 and 2. Before, the
+    JSON said ``"points": 1, "ran": 2`` (more ran than the sweep has) and exit 0."""
+    path = _write(tmp_path, _rows(), {META_KEY: json.dumps({"points": points}).encode()})
+    line = _refused(path, capsys)
+    assert (
+        line
+        == f"error: FILE: point: point {points} is past the sweep's {points} point(s) (its metadata's points): rows of another sweep?"
+    )
+
+
+def test_rows_within_the_points_the_metadata_gives_are_read(tmp_path: Path) -> None:
+    path = _write(tmp_path, _rows(), {META_KEY: json.dumps({"points": 5}).encode()})
+    frame, meta = load_results(path)
+    assert list(frame["point"]) == [0, 1, 2] and meta["points"] == 5
