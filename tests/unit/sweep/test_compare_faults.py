@@ -276,10 +276,8 @@ def test_rows_past_the_points_the_metadata_gives_are_refused(
     JSON said ``"points": 1, "ran": 2`` (more ran than the sweep has) and exit 0."""
     path = _write(tmp_path, _rows(), {META_KEY: json.dumps({"points": points}).encode()})
     line = _refused(path, capsys)
-    assert (
-        line
-        == f"error: FILE: point: point {points} is past the sweep's {points} point(s) (its metadata's points): rows of another sweep?"
-    )
+    past = f"point {points} is past the sweep's {points} point(s) (its metadata's points): rows of another sweep?"
+    assert line == f"error: FILE: point: {past}"
 
 
 def test_rows_within_the_points_the_metadata_gives_are_read(tmp_path: Path) -> None:
