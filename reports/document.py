@@ -91,8 +91,12 @@ _HELD_CHAR = re.compile("[\ufdd0-\ufdd2]")
 def literal(text: str) -> str:
     """``text``, a user's string, as a document's text that shows it literally in both writers: each
     ``\\``, backquote and ``*`` backslash-escaped, so that none of it reads as `code` or **bold** (what
-    else Markdown or HTML would read as markup the writers escape in any text)."""
-    return re.sub(r"([\\`*])", r"\\\1", text)
+    else Markdown or HTML would read as markup the writers escape in any text); a control character
+    (an ESC starting a terminal's colour code, written raw into summary.md) shown as U+FFFD."""
+    return re.sub(r"([\\`*])", r"\\\1", _CONTROL.sub("\ufffd", text))
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and newline, DEL, C1
 
 
 def _hold(text: str) -> str:

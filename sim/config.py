@@ -33,7 +33,7 @@ from sim.errors import ScenarioError
 from sim.hardware.gpu import DEEPSEEK_COMM_SMS, NIC_Gbps
 from sim.hardware.profile import DEFAULT_PROFILE, load_profile
 from sim.layout_defaults import DEFAULT_EP, DEFAULT_GLOBAL_BATCH, DEFAULT_GPUS
-from sim.limits import MAX_BYTES, MAX_GPUS, MAX_RATE, MAX_TIME, MAX_TOKENS, check_scenario_sizes
+from sim.limits import MAX_BYTES, MAX_GPUS, MAX_RATE, MAX_SEED, MAX_TIME, MAX_TOKENS, MIN_RATE, check_scenario_sizes
 from sim.model.catalog import checked_fields
 from sim.model.spec import DEEPSEEK_V3, NOT_MODELLED, ModelSpec, check_timed
 from sim.network.spec import NVL72_GPUS, ClusterSpec, parse_cluster
@@ -123,7 +123,7 @@ class P2PSpec(_Strict):
         0.0, ge=0, le=MAX_BYTES, description="bytes sent per micro-batch at a stage boundary"
     )
     bandwidth_GBps: float = Field(
-        gbit_to_gbyte(NIC_Gbps), gt=0, le=MAX_RATE, description="per directed link; default one 400G IB NIC"
+        gbit_to_gbyte(NIC_Gbps), ge=MIN_RATE, le=MAX_RATE, description="per directed link; default one 400G IB NIC"
     )
     latency_us: float = Field(0.0, ge=0, le=MAX_TIME, description="per transfer")
 
@@ -249,10 +249,10 @@ class ClusterRef(_Strict):
         COMPLETION_RTOL, ge=0, lt=1, description="flow completion grouping; 0 = exact (sim/network/tolerance.py)"
     )
     nic_Gbps: float | None = Field(
-        None, gt=0, le=MAX_RATE, description="what-if: every NIC (IB) at this rate [default: topology]"
+        None, ge=MIN_RATE, le=MAX_RATE, description="what-if: every NIC (IB) at this rate [default: topology]"
     )
     nvlink_GBps: float | None = Field(
-        None, gt=0, le=MAX_RATE, description="what-if: NVLink per GPU per direction [default: topology]"
+        None, ge=MIN_RATE, le=MAX_RATE, description="what-if: NVLink per GPU per direction [default: topology]"
     )
     oversubscription: int | None = Field(
         None,
@@ -418,7 +418,7 @@ class ScenarioFile(_Strict):
 class Scenario(ScenarioFile):
     """A whole scenario: it describes; :func:`sim.assemble.assemble` builds what a run needs from it."""
 
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)  # (numpy's generators take no negative seed; twin run --seed's bounds)
     model: ModelSpec = Field(default_factory=lambda: DEEPSEEK_V3)
     pipeline: PipelineSpec
     ops: OpsSpec | None = Field(None, description="op times given directly [default: from the chunk model]")
@@ -1092,6 +1092,8 @@ def scenario_chain(path: str | Path, below: tuple[Path, ...] = ()) -> tuple[dict
     except ScenarioError as err:
         raise err.with_file(str(path)) from None
     for key in ("name", "description"):
+        if key in data and key in sets:  # (the file's own key won, and the one in set: did nothing)
+            raise ScenarioError(f"set.{key}", f"the file gives its {key} itself ({key}:); remove it here", str(path))
         if key in data:
             merged[key] = data[key]
     return merged, folder, (*bases, str(base_path))

@@ -30,6 +30,13 @@ MAX_SEED = (1 << 63) - 1
 MAX_BYTES = 1e18  # any byte count (an exabyte)
 MAX_SWEEP_SIZES = 1000  # sizes of one collective's sweep (twin collective -b/-e/-f/-i); each is a simulation
 MAX_RATE = 1e15  # any rate in GB/s or TFLOPS
+# The least rate (GB/s, Gb/s, TB/s, TFLOPS) read. Nearer 0 a rate meets the factors of a run (a link's
+# share, a slowdown, unit conversions) below the least normal double (2.2e-308): it underflows to a
+# denormal or to 0, and a division gives inf or a ZeroDivisionError before any figure is checked (a NIC of
+# 5e-324 or 1e-307 Gb/s: a traceback; 1e-310: a loop that never ended). Measured: 1e-305 Gb/s still gave
+# figures, refused as an overflow naming the input (sim.run.check_finite); this bound keeps a margin of
+# 1e5 above it, and every rate between it and 1e-100 is refused that way too (its times past sim.run.EDGE).
+MIN_RATE = 1e-300
 MAX_TIME = 1e12  # any time in the time unit given
 MAX_RUN_TOKENS = 1e18  # tokens of one training run (published budgets are ~1.5e13)
 

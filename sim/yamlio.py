@@ -10,6 +10,7 @@ deep nesting are refused. Every problem is a one-line :class:`ScenarioError` nam
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import stat
@@ -95,6 +96,12 @@ class _Loader(yaml.SafeLoader):
 def _float_or_exp(loader: yaml.SafeLoader, node: Any) -> Any:
     """``1e6`` (no dot, exponent 0..18) is the whole number 1000000; ``1.5e6`` and ``1e-3`` are floats."""
     m = _FLOAT_12.match(str(node.value))
+    if m is None and any(c in str(node.value) for c in ":_"):  # (YAML 1.1's base 60 and separators)
+        why = "base 60" if ":" in str(node.value) else "digit separators"
+        raise _Refused(
+            f"line {node.start_mark.line + 1}: {str(node.value)[:40]!r} is a YAML 1.1 number ({why}) that YAML "
+            "1.2 reads otherwise; write it in decimal"
+        )
     if m is None:
         return yaml.SafeLoader.construct_yaml_float(loader, node)
     mantissa, dot, exp = m.group(1).replace("_", ""), m.group(2), int(m.group(3))
@@ -105,6 +112,53 @@ def _float_or_exp(loader: yaml.SafeLoader, node: Any) -> Any:
 
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789"))
 _Loader.add_constructor("tag:yaml.org,2002:float", _float_or_exp)
+
+# YAML 1.1's other number and boolean forms, which PyYAML reads and YAML 1.2 (and a reader of the file)
+# does not: 020 is 16 (octal), 1:04 is 64 (base 60), 0b10100 and 2_0 are 20, and on/off/yes/no are
+# booleans (a key "on" became True). The booleans are true and false only (a "yes" stays text, which a
+# switch of the scenario still reads as one); a number in a YAML 1.1 form that YAML 1.2 reads otherwise
+# is refused, naming its line. Decimal, 0x and 0o whole numbers, and the floats above, are read.
+for _first in list(_Loader.yaml_implicit_resolvers):
+    _Loader.yaml_implicit_resolvers[_first] = [
+        (tag, rx)
+        for tag, rx in _Loader.yaml_implicit_resolvers[_first]
+        if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int")
+    ]
+_BOOL_12 = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", _BOOL_12, list("tTfF"))
+# every YAML 1.1 integer form (PyYAML's own pattern) and a base-60 float, resolved here to be refused
+_INT_11 = re.compile(
+    r"^(?:[-+]?0b[0-1_]+|[-+]?0o?[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+"
+    r"|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*|[-+]?0[0-9_]+)$"
+)
+_INT_12 = re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$")
+_Loader.add_implicit_resolver("tag:yaml.org,2002:int", _INT_11, list("-+0123456789"))
+
+
+def _int_12(loader: yaml.SafeLoader, node: Any) -> Any:
+    """A whole number as YAML 1.2 reads it (decimal, ``0x``, ``0o``); a YAML 1.1 form refused."""
+    text = str(node.value)
+    if _INT_12.match(text) and len(text.lstrip("+-")) > _DIGITS:
+        raise _Refused(f"line {node.start_mark.line + 1}: a whole number of {len(text.lstrip('+-')):,} digits")
+    if _INT_12.match(text):
+        return int(text)
+    body = text.lstrip("+-")
+    sign = -1 if text.startswith("-") else 1
+    if re.fullmatch(r"0x[0-9a-fA-F]+", body):
+        return sign * int(body, 16)
+    if re.fullmatch(r"0o[0-7]+", body):
+        return sign * int(body[2:], 8)
+    why = (
+        "base 60" if ":" in body else "digit separators" if "_" in body else "binary" if body.startswith("0b")
+        else "a leading zero: octal"
+    )  # fmt: skip
+    raise _Refused(
+        f"line {node.start_mark.line + 1}: {text[:40]!r} is a YAML 1.1 number ({why}) that YAML 1.2 reads "
+        "otherwise; write it in decimal"
+    )
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _int_12)
 
 
 class _Refused(Exception):
@@ -206,6 +260,22 @@ class _NonFinite:
         self.name = name
 
 
+_DIGITS = 4300  # Python's limit on the digits of a whole number read from text (sys.get_int_max_str_digits)
+
+
+def _json_int(text: str) -> int | _NonFinite:
+    """A JSON whole number; one of more digits than Python reads kept to be refused by its key."""
+    digits = len(text.lstrip("-"))
+    return _NonFinite(f"a whole number of {digits:,} digits") if digits > _DIGITS else int(text)
+
+
+def _json_float(text: str) -> float | _NonFinite:
+    """A JSON number with a fraction or exponent; one past the float maximum (1e400) kept to be refused
+    by its key, as Infinity is (it read as inf, and got past that refusal)."""
+    value = float(text)
+    return value if math.isfinite(value) else _NonFinite(text[:40])
+
+
 def _non_finite(data: Any, path: str = "") -> tuple[str, str] | None:
     """(key path, constant) of the first NaN/Infinity in parsed JSON, or None."""
     if isinstance(data, _NonFinite):
@@ -222,7 +292,13 @@ def parse_json(text: str, file: str | None = None) -> Any:
     """Parse JSON text: duplicate keys, NaN/Infinity (named by their key) and nesting deeper than
     Python's stack refused."""
     try:
-        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_NonFinite)
+        data = json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_NonFinite,
+            parse_int=_json_int,
+            parse_float=_json_float,
+        )
         bad = _non_finite(data)
         if bad is not None:
             raise ScenarioError(bad[0], f"{bad[1]} is not a number the twin accepts (give finite numbers)", file)
@@ -317,6 +393,9 @@ def validation_error(err: ValidationError, root: type[BaseModel]) -> ScenarioErr
     if first["type"] == "missing":
         return ScenarioError(path, "required key is missing")
     msg = first["msg"].removeprefix("Value error, ")
+    least = first.get("ctx", {}).get("ge")  # (sim.limits.MIN_RATE: pydantic writes 1e-100 in 100 digits)
+    if first["type"] == "greater_than_equal" and isinstance(least, float) and 0 < least < 1e-4:
+        msg = f"Input should be greater than or equal to {least:g}"
     named = re.match(r"(\w+): (.*)", msg, re.S)  # a whole-section check that names one of its keys
     if first["type"] == "value_error" and named and named.group(1) in _allowed_keys(root, (*loc, "")):
         return ScenarioError(key_path((*loc, named.group(1))), named.group(2))

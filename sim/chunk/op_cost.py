@@ -90,6 +90,10 @@ class OpCoster:
         """The op's kernels back to back, without launch gaps (on ``sms`` SMs; default the compute SMs)."""
         m = self.model
         sms = self.compute_sms if sms is None else sms
+        if (op.kind == "gemm" and op.m == 0) or (op.kind == "memory" and op.nbytes == 0):
+            # a GPU whose experts no token chose (routing skewed far enough: twin chunk --skew-alpha 5)
+            # has no rows to run them on: no work (their launches are the chunk's launch gaps)
+            return 0.0
         if op.kind == "gemm":
             fp8 = op.dtype == "fp8"
             return m.gemm_time(

@@ -25,10 +25,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sim.errors import StreamsDeadlock
+from sim.errors import StreamsDeadlock, TwinError
 
 STREAM_ORDER = ("compute", "wgrad", "comm")
 _EPS = 1e-12
+# Each step runs to the end of the soonest task or launch gap, so one of them ends at every step but
+# where rounding leaves a residue above _EPS; a residue the next step ends. A rate that lost its
+# precision (a denormal, from a slowdown near the float maximum) leaves one at every step: the loop
+# never ended (a NIC of 1e-310 Gb/s, before sim.limits.MIN_RATE). Refused after this many steps.
+_STALLED = 1000
+STALLED = (
+    "a chunk's times do not advance: a rate or a slowdown is at the edge of floating point (a profile's "
+    "interference samples, or a rate near its least, sim.limits.MIN_RATE); use values nearer to real ones"
+)
 
 
 @dataclass
@@ -84,6 +93,7 @@ def run_streams(tasks: list[Task]) -> float:
     left = len(tasks)
     eps = _EPS
     rates = [0.0, 0.0, 0.0]
+    stalled = 0  # steps in a row in which no task or launch gap ended (in exact arithmetic: none)
     while left:
         before = left
         for s in (0, 1, 2):  # start what can start
@@ -133,6 +143,7 @@ def run_streams(tasks: list[Task]) -> float:
                 if until < dt:
                     dt = until
         now += dt
+        stalled += 1
         for s in (0, 1, 2):
             i = active[s]
             if i < 0:
@@ -142,6 +153,7 @@ def run_streams(tasks: list[Task]) -> float:
                 if delay[i] <= eps:
                     delay[i] = 0.0
                     tasks[i].start = now
+                    stalled = 0
                 continue
             remaining[i] -= rates[s] * dt
             if remaining[i] <= eps * max(1.0, tasks[i].work):
@@ -151,6 +163,9 @@ def run_streams(tasks: list[Task]) -> float:
                     unmet[j] -= 1
                 left -= 1
                 active[s] = -1
+                stalled = 0
+        if stalled > _STALLED:
+            raise TwinError(STALLED)
     return now
 
 

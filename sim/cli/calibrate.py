@@ -31,11 +31,11 @@ from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel, fitted
 from sim.hardware.gpu import DEEPSEEK_COMPUTE_SMS, DEFAULT_EFFICIENCY
 from sim.hardware.profile import Profile, check_device_sms, dump_profile, load_profile
-from sim.limits import MAX_BYTES, MAX_GPUS, MAX_LAYERS, MAX_SMS, MAX_TOKENS
+from sim.limits import MAX_BYTES, MAX_GPUS, MAX_LAYERS, MAX_SMS, MAX_TOKENS, MIN_RATE
 from sim.outputs import atomic_write_text
 from sim.yamlio import MAX_JSON_BYTES, read_json, read_text
 
-Rate = Float(0, 1e9, lo_open=True)  # the profile schema's bound on peaks
+Rate = Float(MIN_RATE, 1e9)  # the profile schema's bounds on peaks (sim.limits.MIN_RATE)
 Dim = Int(1, 1 << 31)
 PROFILE_KEYS = ("schema_version", "device", "peaks", "samples")  # what every profile twin writes holds
 

@@ -142,8 +142,12 @@ def chunk_cmd(
     refuse_unused_skew(ctx, routing, dirichlet)
     if coprocessor and sms != 0:  # (--sms 0 says the same)
         refuse_given(ctx, ("sms",), "not used with --coprocessor (communication runs off the SMs: all of them compute)")
+    flag = "--ep" if ep / 64 > tokens / 4096 else "--tokens"  # (the one further past its default)
     require_memory(
-        tokens * ep * 256, f"routing {tokens:,} tokens on each of {ep} GPUs", "--tokens", "use fewer --tokens"
+        tokens * ep * 256,
+        f"routing {tokens:,} tokens on each of {ep} GPUs",
+        flag,
+        "use a smaller --ep" if flag == "--ep" else "use fewer --tokens",
     )
     with read_for("--model-config", "model config"):
         model = load_model_config(model_config) if model_config is not None else ChunkConfig().model

@@ -40,6 +40,7 @@ from sim.limits import (
     MAX_SMS,
     MAX_STEPS,
     MAX_TOKENS,
+    MIN_RATE,
     require_count,
     require_memory,
 )
@@ -64,7 +65,7 @@ Tokens = Int(1, MAX_TOKENS)
 Seed = Int(0, MAX_SEED)
 Alpha = Float(0, 50)
 Concentration = Float(1e-3, 1e6)
-ChannelRate = Float(0, MAX_RATE, lo_open=True)
+ChannelRate = Float(MIN_RATE, MAX_RATE)  # (sim.limits.MIN_RATE: no denormal rate)
 
 
 # skewed routing's popularity flags (twin alltoall, twin chunk)
@@ -257,11 +258,12 @@ def alltoall_cmd(
             f"tree carries it the same on a cluster of any size (only the table's title named {nodes} nodes); "
             "remove it, or give --topology for another fabric",
         )
+    flag = "--ep" if ep / 64 > tokens / 4096 else "--tokens"  # (the one further past its default)
     require_memory(
         tokens * ep * TOKEN_GPU_BYTES,
         f"routing {tokens:,} tokens on each of {ep} GPUs",
-        "--tokens",
-        "use fewer --tokens",
+        flag,
+        "use a smaller --ep" if flag == "--ep" else "use fewer --tokens",
     )
     try:
         topo = build_cluster(cluster) if cluster is not None else build_topology(cspec)

@@ -317,12 +317,17 @@ def simulate_sweep_steps(
 
     steps = rs.steps()
     if output is None and workers <= 1:
+        points, point_of = _one_point_each(rs, steps)
+        done: dict[int, dict[str, Any]] = {}
         rows: dict[str, dict[str, Any]] = {}
         for key, plan in steps.items():
-            rows[key] = run_point(plan.scenario_data(key), str(plan.base_path), str(plan.base_folder))
-            if progress is not None:
-                progress(len(rows), len(steps))
-        return rows, len(rows)
+            i = point_of[key]
+            if i not in done:
+                done[i] = run_point(plan.scenario_data(key), str(plan.base_path), str(plan.base_folder))
+                if progress is not None:
+                    progress(len(done), len(points))
+            rows[key] = done[i]
+        return rows, len(done)
     if output is None:
         with tempfile.TemporaryDirectory(prefix="twin-run-sweep.") as tmp:
             return _as_sweep(rs, steps, Path(tmp) / "steps.parquet", workers, restart, progress)
@@ -343,8 +348,7 @@ def _as_sweep(
     from sim.sweep.store import Store
 
     first = next(iter(steps.values()))
-    folder = rs.run_path.resolve().parent  # the points as the run file names them: no checkout's path in the rows
-    points = [_relative(p.steps[k].sets, folder) for k, p in steps.items()]
+    points, point_of = _one_point_each(rs, steps)
     sweep = sweep_from_data({"name": f"{rs.name}-steps", "base": first.spec.base, "points": points}, rs.run_path)
     outcome = run_sweep(
         sweep, output, workers, restart=restart, drop_foreign=True, progress=lambda d, t, f: _call(progress, d, t)
@@ -354,8 +358,31 @@ def _as_sweep(
         records = store.frame().to_dict(orient="records")
     finally:
         store.release()
-    keys = list(steps)
-    return {keys[int(r["point"])]: {str(k): v for k, v in r.items()} for r in records}, outcome.ran
+    rows = {int(r["point"]): {str(k): v for k, v in r.items()} for r in records}
+    return {k: rows[i] for k, i in point_of.items() if i in rows}, outcome.ran
+
+
+def _one_point_each(rs: RunSweep, steps: dict[str, RunPlan]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The steps as points of the base scenario (their overrides, paths as the run file writes them),
+    one per scenario, and the point of each step: steps whose overrides differ but give one scenario (a
+    phase's ``set.workload.ep: 32`` where the base has 32) are one point (the steps' sweep refused the
+    second as a point repeated, naming the run file and a point in neither file)."""
+    from sim.config import scenario_data
+    from sim.sweep.spec import scenario_key
+
+    folder = rs.run_path.resolve().parent  # the points as the run file names them: no checkout's path in the rows
+    base, _ = scenario_data((folder / next(iter(steps.values())).spec.base).resolve())
+    points: list[dict[str, Any]] = []
+    place: dict[str, int] = {}  # the scenario's key -> its point
+    point_of: dict[str, int] = {}  # a step's key -> its point
+    for k, p in steps.items():
+        sets = _relative(p.steps[k].sets, folder)
+        same = scenario_key(base, sets, folder)
+        if same not in place:
+            place[same] = len(points)
+            points.append(sets)
+        point_of[k] = place[same]
+    return points, point_of
 
 
 def _relative(sets: dict[str, Any], folder: Path) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, ValidationError,
 
 from sim.errors import ScenarioError
 from sim.hardware.gpu import DEFAULT_EFFICIENCY, GpuSpec, datasheet_for
+from sim.limits import MIN_RATE
 from sim.yamlio import MAX_JSON_BYTES, parse_json, read_text, validation_error
 
 
@@ -59,9 +60,9 @@ class DeviceInfo(_Strict):
 
 
 class Peaks(_Strict):
-    fp8_dense_TFLOPS: float = Field(gt=0, le=1e9, strict=True)
-    bf16_dense_TFLOPS: float = Field(gt=0, le=1e9, strict=True)
-    hbm_TBps: float = Field(gt=0, le=1e9, strict=True)
+    fp8_dense_TFLOPS: float = Field(ge=MIN_RATE, le=1e9, strict=True)
+    bf16_dense_TFLOPS: float = Field(ge=MIN_RATE, le=1e9, strict=True)
+    hbm_TBps: float = Field(ge=MIN_RATE, le=1e9, strict=True)
 
 
 # Parameters the cost model reads as numbers: a profile that gives one as text is refused when loaded,
@@ -104,6 +105,9 @@ WHOLE_PARAMS = {
     **dict.fromkeys(("comm_sms", "causal"), 0),
 }
 NONNEGATIVE_PARAMS = frozenset("bytes bytes_copied copy_bytes".split())  # byte counts may be 0 or fractional
+# times and rates the cost model divides by: above 0 (an interference sample's alone_s of 0 was a
+# ZeroDivisionError; of -1, a slowdown below 0 that shortened the step)
+POSITIVE_PARAMS = frozenset("alone_s hbm_rate_Bps".split())
 SM_PARAMS = ("sms", "compute_sms", "comm_sms")  # at most the device's SMs
 
 
@@ -147,6 +151,8 @@ def _check_param(key: str, value: float | int | str) -> None:
         raise ValueError(f"{key}: must be {_what_param(key)}, got {value!r}")
     if key in NONNEGATIVE_PARAMS and value < 0:
         raise ValueError(f"{key}: must be 0 or more, got {value!r}")
+    if key in POSITIVE_PARAMS and not value > 0:
+        raise ValueError(f"{key}: must be more than 0, got {value!r}")
 
 
 class Sample(_Strict):
@@ -182,6 +188,10 @@ class Sample(_Strict):
         if op == "interference" and params["kernel"] not in INTERFERENCE_KERNELS:
             kernel = params["kernel"]
             raise ValueError(f"kernel: {kernel!r} is not an interference kernel ({', '.join(INTERFERENCE_KERNELS)})")
+        if op == "memory" and params["kernel"] == "copy" and not float(params["bytes"]) > 0:
+            # (the HBM rate is the best copy's bytes / time: a copy of 0 bytes made it 0, and every
+            # interference and SM-share figure divided by it)
+            raise ValueError(f"bytes: a copy's bytes must be more than 0, got {params['bytes']!r}")
         if op == "attention" and phase is not None and phase not in PHASES:
             raise ValueError(f"phase: unknown phase {phase!r}; choose from {', '.join(PHASES)}")
         return params

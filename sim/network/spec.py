@@ -41,7 +41,7 @@ from sim.economics import (
 )
 from sim.errors import ScenarioError, one_printable_line
 from sim.hardware.gpu import NIC_Gbps
-from sim.limits import MAX_GPUS, MAX_GPUS_PER_NODE, MAX_RATE, MAX_SEED
+from sim.limits import MAX_GPUS, MAX_GPUS_PER_NODE, MAX_RATE, MAX_SEED, MIN_RATE
 from sim.yamlio import read_yaml, validation_error
 
 MAX_US = 1e9  # any latency (us)
@@ -57,10 +57,12 @@ NVL72_GPUS = 72  # GPUs in one NVLink domain of a GB200 NVL72 rack (NVIDIA's GB2
 
 class NodeSpec(_Strict):
     gpus_per_node: int = Field(8, ge=1, le=MAX_GPUS_PER_NODE)
-    nvlink_GBps: float = Field(160.0, gt=0, le=MAX_RATE, description="achievable per GPU per direction")
-    nvlink_nominal_GBps: float = Field(400.0, gt=0, le=MAX_RATE, description="datasheet aggregate; reference only")
-    pcie_GBps: float = Field(64.0, gt=0, le=MAX_RATE, description="GPU<->NIC path per direction")
-    nic_Gbps: float = Field(NIC_Gbps, gt=0, le=MAX_RATE, description="per NIC (one per GPU)")
+    nvlink_GBps: float = Field(160.0, ge=MIN_RATE, le=MAX_RATE, description="achievable per GPU per direction")
+    nvlink_nominal_GBps: float = Field(
+        400.0, ge=MIN_RATE, le=MAX_RATE, description="datasheet aggregate; reference only"
+    )
+    pcie_GBps: float = Field(64.0, ge=MIN_RATE, le=MAX_RATE, description="GPU<->NIC path per direction")
+    nic_Gbps: float = Field(NIC_Gbps, ge=MIN_RATE, le=MAX_RATE, description="per NIC (one per GPU)")
     scale_up_gpus: int | None = Field(
         None,
         ge=1,
@@ -108,7 +110,9 @@ class FabricSpec(_Strict):
         "SuperPODs; default: a node's NICs under one switch",
     )
     planes: int | None = Field(None, ge=1, le=MAX_GPUS_PER_NODE, description="mpft only; default gpus_per_node")
-    link_Gbps: float | None = Field(None, gt=0, le=MAX_RATE, description="switch<->switch links; default nic_Gbps")
+    link_Gbps: float | None = Field(
+        None, ge=MIN_RATE, le=MAX_RATE, description="switch<->switch links; default nic_Gbps"
+    )
     ecmp_seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
@@ -119,7 +123,7 @@ class PriceSpec(_Strict):
     switch_link_usd: float = Field(SWITCH_LINK_USD, ge=0, le=MAX_USD, description="a switch-to-switch link")
     endpoint_link_usd: float = Field(ENDPOINT_LINK_USD, ge=0, le=MAX_USD, description="a NIC-to-switch link")
     nic_usd: float = Field(NIC_USD, ge=0, le=MAX_USD, description="a NIC (assumption: one switch port)")
-    reference_Gbps: float = Field(PRICE_REFERENCE_Gbps, gt=0, le=MAX_RATE, description="port rate of the prices")
+    reference_Gbps: float = Field(PRICE_REFERENCE_Gbps, ge=MIN_RATE, le=MAX_RATE, description="port rate of the prices")
     reference_radix: int = Field(PRICE_REFERENCE_RADIX, ge=1, le=65536, description="ports of switch_usd's switch")
     rate_exponent: float = Field(
         RATE_PRICE_EXPONENT,

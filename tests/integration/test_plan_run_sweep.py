@@ -70,6 +70,20 @@ def test_every_distinct_step_is_simulated_once(tmp_path: Path) -> None:
     assert done == [(1, 4), (2, 4), (3, 4), (4, 4)] and ran == 4 and set(rows) == set(rs.steps())
 
 
+def test_steps_of_one_scenario_written_two_ways_are_one_point(tmp_path: Path) -> None:
+    """The long phase set to the base's own EP (small-step.yaml's workload.ep: 32) instead of a shorter
+    sequence is, at batch 1024, the main phase's ramp step: two keys, one scenario, simulated once and
+    read by both (the steps' sweep refused the second as a point repeated, naming the run file and a
+    points[2] in neither file)."""
+    rs = load_run_sweep(_sweep(tmp_path, points=[{"phases.long.set": {"workload.ep": 32}}]))
+    assert len(rs.steps()) == 3  # batch 1024 twice over (one key with workload.ep), batch 2048
+    rows, ran = simulate_sweep_steps(rs)
+    assert ran == 2 and set(rows) == set(rs.steps())
+    ramp = next(k for k in rows if "1024" in k and "workload" not in k)
+    long = next(k for k in rows if "workload" in k)
+    assert rows[ramp]["step_time_s"] == rows[long]["step_time_s"]
+
+
 def test_a_longer_ramp_never_costs_less_when_its_steps_cost_more_per_token(tmp_path: Path) -> None:
     """Each ramp slice runs at its own (smaller) batch: fewer micro-batches behind the same bubble, so more
     GPU-hours per token. GPU-hours over the ramp's length R: exactly the steady cost plus that excess."""

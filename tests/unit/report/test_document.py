@@ -175,3 +175,10 @@ def test_markdown_shows_text_as_the_html_does(text: str) -> None:
         assert element in html
     assert html.count(f"<p>{shown}</p>") == 3  # subtitle, paragraph, caption
     assert "<a " not in html and "<img" not in html and "<em>" not in html and "<script" not in html
+
+
+def test_a_users_control_characters_are_shown_not_written_raw() -> None:
+    """A description's ESC (a terminal colour code) was written raw into summary.md; tab and newline stay."""
+    from reports.document import literal
+
+    assert literal("red \x1b[31m\x07 a\tb\nc \x9b") == "red \ufffd[31m\ufffd a\tb\nc \ufffd"
