@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, ValidationError,
 
 from sim.errors import ScenarioError
 from sim.hardware.gpu import DEFAULT_EFFICIENCY, GpuSpec, datasheet_for
-from sim.limits import MIN_RATE
+from sim.limits import MAX_BYTES, MIN_RATE
 from sim.yamlio import MAX_JSON_BYTES, parse_json, read_text, validation_error
 
 
@@ -151,6 +151,8 @@ def _check_param(key: str, value: float | int | str) -> None:
         raise ValueError(f"{key}: must be {_what_param(key)}, got {value!r}")
     if key in NONNEGATIVE_PARAMS and value < 0:
         raise ValueError(f"{key}: must be 0 or more, got {value!r}")
+    if key in NONNEGATIVE_PARAMS and value > MAX_BYTES:  # (1e30 bytes moved a step by 3 s)
+        raise ValueError(f"{key}: must be at most {MAX_BYTES:g} bytes (sim.limits.MAX_BYTES), got {value!r}")
     if key in POSITIVE_PARAMS and not value > 0:
         raise ValueError(f"{key}: must be more than 0, got {value!r}")
 

@@ -45,7 +45,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, shown
 
 # keys that change no time, byte or parameter count the twin works out
 IGNORED: frozenset[str] = frozenset(
@@ -252,6 +252,11 @@ def _qwen3_moe(r: _Reader) -> dict[str, Any]:
     }
 
 
+# DeepSeek's router methods (their modeling_deepseek.py): V2-Lite's greedy top-k, V2's group-limited
+# greedy, V3's group-limited top-k with the balancing bias (noaux_tc)
+TOPK_METHODS = ("greedy", "group_limited_greedy", "noaux_tc")
+
+
 def _deepseek(r: _Reader) -> dict[str, Any]:
     topk = r.whole("num_experts_per_tok")
     n = r.whole("num_hidden_layers")
@@ -271,7 +276,13 @@ def _deepseek(r: _Reader) -> dict[str, Any]:
     kv = r.whole("num_key_value_heads", heads)
     if kv != heads:
         raise r.error("num_key_value_heads", f"MLA has one latent for every head: expected {heads}, got {kv}")
-    bias = r.data.get("topk_method") == "noaux_tc"
+    method = r.data.get("topk_method", "greedy")
+    if method not in TOPK_METHODS:  # (any other word meant no balancing bias, without a word)
+        raise r.error("topk_method", f"{shown(repr(method))[:40]} is not one of DeepSeek's ({', '.join(TOPK_METHODS)})")
+    experts = r.whole("n_routed_experts")
+    if groups > 1 and experts % groups:
+        raise r.error("n_group", f"{groups} groups do not split the {experts} routed experts evenly")
+    bias = method == "noaux_tc"
     return {
         "dim": r.whole("hidden_size"),
         "n_layers": n,
@@ -280,7 +291,7 @@ def _deepseek(r: _Reader) -> dict[str, Any]:
         "vocab_size": r.whole("vocab_size"),
         "inter_dim": r.whole("intermediate_size"),
         "moe_inter_dim": r.whole("moe_intermediate_size"),
-        "n_routed_experts": r.whole("n_routed_experts"),
+        "n_routed_experts": experts,
         "n_shared_experts": r.whole("n_shared_experts", 0, minimum=0),
         "n_activated_experts": topk,
         "n_dense_layers": first,

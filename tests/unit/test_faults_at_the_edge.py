@@ -8,8 +8,8 @@ other than the one written (held-out bad inputs, 2026-12-07):
 * YAML 1.1 number forms YAML 1.2 reads otherwise (``020`` was 16 SMs, ``6:40`` a NIC of 400 Gb/s);
 * ``set: {name: ...}`` in a file that gives its own name (it did nothing);
 * a profile's interference sample with ``alone_s`` 0 (a ZeroDivisionError) or -1 (a step 0.2 s shorter),
-  a copy of 0 bytes (an HBM rate of 0), a whole number of 5,001 digits (Python's ValueError), 1e400
-  (read as inf past the Infinity refusal).
+  a copy of 0 bytes (an HBM rate of 0) or of 1e30 (the step 3 s shorter), a whole number of 5,001
+  digits (Python's ValueError), 1e400 (read as inf past the Infinity refusal).
 """
 
 from __future__ import annotations
@@ -90,6 +90,8 @@ def _profile(tmp_path: Path, change: str) -> Path:
         data["samples"][interference]["params"]["alone_s"] = -1.0
     elif change == "copy_0":
         data["samples"][copy]["params"]["bytes"] = 0
+    elif change == "copy_huge":
+        data["samples"][copy]["params"]["bytes"] = 1e30
     else:
         text = json.dumps(data).replace(
             '"efficiency": ', '"efficiency": ' + ("9" * 5001 if change == "digits" else "1e400") + ', "x": ', 1
@@ -105,6 +107,7 @@ def _profile(tmp_path: Path, change: str) -> Path:
         ("alone_0", "samples[{i}].params.alone_s: must be more than 0, got 0.0"),
         ("alone_negative", "samples[{i}].params.alone_s: must be more than 0, got -1.0"),
         ("copy_0", "samples[{c}].params.bytes: a copy's bytes must be more than 0, got 0"),
+        ("copy_huge", "samples[{c}].params.bytes: must be at most 1e+18 bytes (sim.limits.MAX_BYTES), got 1e+30"),
         ("digits", "efficiency: a whole number of 5,001 digits is not a number the twin accepts"),
         ("inf", "efficiency: 1e400 is not a number the twin accepts"),
     ],

@@ -160,6 +160,21 @@ def test_deepseek_layer_frequency_and_groups(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("changes", "key", "message"),
     [
+        ({"topk_method": "magic"}, "topk_method", "'magic' is not one of DeepSeek's (greedy, group_limited_greedy"),
+        ({"n_group": 128, "topk_group": 1}, "n_group", "128 groups do not split the 64 routed experts evenly"),
+        ({"n_group": 3, "topk_group": 1}, "n_group", "3 groups do not split the 64 routed experts evenly"),
+    ],
+)
+def test_deepseek_router_keys_are_checked(tmp_path: Path, changes: dict[str, object], key: str, message: str) -> None:
+    """An unknown ``topk_method`` meant no balancing bias without a word; 128 groups of 64 experts ran."""
+    with pytest.raises(ScenarioError) as info:
+        load_model(str(_hf(tmp_path, "deepseek-v2-lite", **changes)), timed=False)
+    assert info.value.key_path == key and message in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "message"),
+    [
         ({"model_type": "gpt2"}, "model_type", "must be one of"),
         ({"rope_skew": 3}, "rope_skew", "not a key the twin reads"),
         ({"hidden_act": "gelu"}, "hidden_act", "SwiGLU"),
