@@ -19,6 +19,7 @@ from sim.cli.common import (
     as_flag,
     check_printed,
     flag_errors,
+    given_on_command_line,
     input_file_option,
     int_list,
     out,
@@ -250,6 +251,8 @@ def alltoall_cmd(
         kind = "none" if n == 1 else "mpft"
         cspec = ClusterSpec.model_validate({"name": f"h800-{n}-nodes", "nodes": n, "fabric": {"kind": kind}})
     if ep > cspec.gpus:
+        if nodes is not None and "ep" not in given_on_command_line(ctx):  # (--nodes: smaller than the default EP)
+            raise ScenarioError("--nodes", f"{nodes} node(s) hold {cspec.gpus} GPUs, fewer than EP {ep}; give --ep too")
         raise ScenarioError("--ep", f"EP {ep} is larger than the cluster ({cspec.gpus} GPUs)")
     if nodes is not None and nodes != spec.nodes:  # (the EP group's own nodes, the default, say the same)
         raise ScenarioError(

@@ -404,6 +404,11 @@ HAND: list[Any] = [
     (["alltoall", "--sms", "0"], "--sms: 0 SMs"),
     (["alltoall", "--ep", "7"], "--ep"),
     (["alltoall", "--ep", "256", "--nodes", "2"], "--ep: EP 256 is larger than the cluster"),
+    (["alltoall", "--nodes", "1"], "--nodes: 1 node(s) hold 8 GPUs, fewer than EP 64; give --ep too"),  # (blamed --ep)
+    (
+        ["chunk", "--ep", "1048576"],
+        "--ep: routing 4,096 tokens on each of 1048576 GPUs needs about",
+    ),  # (blamed --tokens)
     (["alltoall", "--experts", "100"], "--n-routed-experts"),
     (["alltoall", "--n-activated-experts", "300"], "--n-activated-experts"),
     (["alltoall", "--routing", "zipf"], "--routing: unknown routing"),
