@@ -22,6 +22,7 @@ from sim.hardware.profile import load_profile
 from sim.limits import require_memory
 from sim.moe.gating import popularity
 from sim.moe.spec import MoESpec
+from sim.overrides import EXPERT_LOADS
 from sim.serve.alltoall import Links
 from sim.serve.forward import ForwardModel
 from sim.serve.kvcache import GpuMemory, gpu_memory
@@ -258,9 +259,7 @@ def check_files(sc: ServeScenario) -> None:
         _READ.add(key)
         return True
 
-    if sc.serve.expert_load not in ("balanced", "skewed") and fresh(
-        "load", sc.serve.expert_load, sc.model.n_routed_experts
-    ):
+    if sc.serve.expert_load not in EXPERT_LOADS and fresh("load", sc.serve.expert_load, sc.model.n_routed_experts):
         expert_load(sc)
     t = sc.serve.traffic
     if t is not None and t.trace is not None and fresh("trace", t.trace, t.prompt_cache_hit, sc.serve.duration_s):

@@ -82,8 +82,8 @@ OUT_OF_RANGE: list[tuple[str, str, str]] = [
     *((k, "1.0e308", "less than or equal to 1000000000000") for k in USD_KEYS),  # overflows any fabric
     *((k, "true", "valid number") for k in USD_KEYS),
     *((k, "'168'", "valid number") for k in USD_KEYS),
-    ("reference_Gbps", "0", "greater than 0"),  # it divides every rate
-    ("reference_Gbps", "-400", "greater than 0"),
+    ("reference_Gbps", "0", "greater than or equal to 1e-300"),  # it divides every rate
+    ("reference_Gbps", "-400", "greater than or equal to 1e-300"),
     ("reference_Gbps", ".nan", "finite number"),
     ("reference_Gbps", ".inf", "finite number"),
     ("reference_Gbps", "1.0e308", "less than or equal to"),
