@@ -123,6 +123,17 @@ def write_sweep(folder: Path, body: dict, name: str = "s.yaml") -> Path:
     return path
 
 
+def refused_line(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """``twin ARGS`` run in-process exits 2 with one line on stderr and no traceback; that line."""
+    from sim.cli import main  # (here: importing the CLI at collection would load it for every test)
+
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    return err.strip()
+
+
 def twin(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """The twin command as a process, from the repository root."""
     return subprocess.run(

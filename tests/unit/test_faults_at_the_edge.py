@@ -19,17 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from sim.cli import main
 from sim.hardware.profile import PROFILES_DIR
 from sim.paths import DEFAULT_SCENARIO
+from tests.conftest import refused_line
 
-
-def _refused(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    err = capsys.readouterr().err
-    assert info.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
-    return err.strip()
+_refused = refused_line
 
 
 def _derived(tmp_path: Path, body: str) -> Path:

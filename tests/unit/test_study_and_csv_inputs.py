@@ -22,6 +22,7 @@ from sim.cli import main
 from sim.errors import ScenarioError
 from sim.experiments.codesign import load_codesign
 from sim.serve.requests import csv_records, read_trace
+from tests.conftest import refused_line
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ROOT / "tests" / "data" / "sweep" / "small-step.yaml"
@@ -29,12 +30,7 @@ H800_SERVE = ROOT / "scenarios" / "serve" / "deepseek-v3-h800.yaml"
 HEADER = "arrival_s,input_tokens,output_tokens"
 
 
-def _refused(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    err = capsys.readouterr().err
-    assert info.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
-    return err.strip()
+_refused = refused_line
 
 
 def _study_file(folder: Path, study: dict[str, Any], **top: Any) -> Path:
