@@ -448,8 +448,12 @@ def _phase_error(err: ScenarioError, i: int, sets: dict[str, Any], run: Path) ->
     """A phase's scenario refused, named at ``phases.i.set.KEY``; an error of a file a path override
     names (a folder, another kind of file: no key inside it) at that override, with the file."""
     key = err.key_path
+    owner = next((k for k in sets if k in PATH_KEYS or any(p.startswith(k + ".") for p in PATH_KEYS)), None)
+    named = sets.get(owner) if owner else None
+    if key and err.file and isinstance(named, str) and Path(named).resolve() == Path(err.file).resolve():
+        # a key inside the file the override names (a profile's sample): named there, as a sweep names it
+        return ScenarioError(key, f"{err.message} (read for {run}: phases.{i}.set.{owner})", err.file)
     if not key:
-        owner = next((k for k in sets if k in PATH_KEYS or any(p.startswith(k + ".") for p in PATH_KEYS)), None)
         at = f"phases.{i}.set.{owner}" if owner else f"phases.{i}.set"
         message = unnamed(err.message)  # (the key that named the file is the one named here)
         return ScenarioError(at, f"{err.file}: {message}" if err.file else message, str(run))

@@ -224,3 +224,26 @@ def test_two_groups_of_one_name_are_refused(tmp_path: Path, capsys: pytest.Captu
         _refused(["plan", "run", str(path)], capsys)
         == f"error: {path}: groups.1.name: {name!r} names an earlier group too"
     )
+
+
+def test_a_bad_key_inside_a_profile_a_phase_names_is_named_in_that_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A phase's ``set: {profile: p.json}`` whose sample is refused was named ``run.yaml:
+    phases.1.set.samples[268].params.alone_s`` (a key of the profile on the run file); now the profile's
+    own key, and the phase's override that read it, as a sweep names a point's file."""
+    import json
+
+    from sim.hardware.profile import PROFILES_DIR
+
+    data = json.loads((PROFILES_DIR / "h800.json").read_text())
+    i = next(i for i, s in enumerate(data["samples"]) if s["op"] == "interference")
+    data["samples"][i]["params"]["alone_s"] = 0.0
+    profile = tmp_path / "p.json"
+    profile.write_text(json.dumps(data))
+    path = _changed_run_file(tmp_path, {"set": {"profile": str(profile)}})
+    line = _refused(["plan", "run", str(path)], capsys)
+    assert line == (
+        f"error: {profile}: samples[{i}].params.alone_s: must be more than 0, got 0.0 "
+        f"(read for {path}: phases.1.set.profile)"
+    )
