@@ -26,6 +26,7 @@ from sim.cli.common import (
     out,
     refuse_given,
     refuse_unbound_node_limit,
+    require_routing_memory,
 )
 from sim.cli.moe import DirichletOpt, SkewAlphaOpt, refuse_unused_seed, refuse_unused_skew
 from sim.config import read_for
@@ -33,7 +34,7 @@ from sim.errors import ScenarioError
 from sim.experiments.trace_validation import ANNOTATIONS, DATASHEET, FRACTIONS, figures, validate_trace
 from sim.hardware.gpu import DEEPSEEK_COMM_SMS
 from sim.hardware.profile import DEFAULT_PROFILE, load_profile
-from sim.limits import MAX_GPUS, MAX_LAYERS, MAX_SEED, MAX_SMS, MAX_TOKENS, require_memory
+from sim.limits import MAX_GPUS, MAX_LAYERS, MAX_SEED, MAX_SMS, MAX_TOKENS
 from sim.model.catalog import load_model_config
 from sim.model.spec import DEEPSEEK_V3, parse_model
 from sim.moe.gating import GATES, Gating
@@ -142,13 +143,7 @@ def chunk_cmd(
     refuse_unused_skew(ctx, routing, dirichlet)
     if coprocessor and sms != 0:  # (--sms 0 says the same)
         refuse_given(ctx, ("sms",), "not used with --coprocessor (communication runs off the SMs: all of them compute)")
-    flag = "--ep" if ep / 64 > tokens / 4096 else "--tokens"  # (the one further past its default)
-    require_memory(
-        tokens * ep * 256,
-        f"routing {tokens:,} tokens on each of {ep} GPUs",
-        flag,
-        "use a smaller --ep" if flag == "--ep" else "use fewer --tokens",
-    )
+    require_routing_memory(tokens, ep, 256)
     with read_for("--model-config", "model config"):
         model = load_model_config(model_config) if model_config is not None else ChunkConfig().model
     if node_limit is not None:

@@ -26,6 +26,7 @@ from sim.cli.common import (
     plot_file_option,
     refuse_given,
     refuse_unbound_node_limit,
+    require_routing_memory,
 )
 from sim.config import read_for
 from sim.errors import ScenarioError
@@ -261,13 +262,7 @@ def alltoall_cmd(
             f"tree carries it the same on a cluster of any size (only the table's title named {nodes} nodes); "
             "remove it, or give --topology for another fabric",
         )
-    flag = "--ep" if ep / 64 > tokens / 4096 else "--tokens"  # (the one further past its default)
-    require_memory(
-        tokens * ep * TOKEN_GPU_BYTES,
-        f"routing {tokens:,} tokens on each of {ep} GPUs",
-        flag,
-        "use a smaller --ep" if flag == "--ep" else "use fewer --tokens",
-    )
+    require_routing_memory(tokens, ep, TOKEN_GPU_BYTES)
     try:
         topo = build_cluster(cluster) if cluster is not None else build_topology(cspec)
     except ScenarioError as e:

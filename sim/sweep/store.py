@@ -290,19 +290,18 @@ def check_row(sweep: Sweep, row: dict[str, Any], where: str, file: Path, fix: st
     says how to go on (``fix``). The point, its label and the override cells are not read: they are
     written again from the sweep."""
     rewritten = {"point", "label", *sweep.keys}
+    ok = row.get("status") == OK
     for column, dtype in columns(sweep):
         if column in rewritten:
             continue
-        why = _bad_cell(column, dtype, row.get(column))
+        value = row.get(column)
+        why = _bad_cell(column, dtype, value)
+        if why is None and ok and not _missing(value):  # an ok row's figures, as twin compare reads them
+            broken = sign_break(column, value)
+            why = None if broken is None else broken[1]
         if why is not None:
             raise ScenarioError(f"{where}: {column}", f"{why}; {fix}", str(file))
-    if row.get("status") == OK:  # an ok row's figures have their signs, as twin compare reads them
-        for column, _ in columns(sweep):
-            value = row.get(column)
-            broken = None if _missing(value) else sign_break(column, value)
-            if broken is not None:
-                raise ScenarioError(f"{where}: {column}", f"{broken[1]}; {fix}", str(file))
-    if row.get("status") == OK and all(_missing(row.get(c)) for c in OK_FIGURES):
+    if ok and all(_missing(row.get(c)) for c in OK_FIGURES):
         why = "none in a point whose status is ok (a step's time, or a serving point's goodput)"
         raise ScenarioError(f"{where}: {OK_FIGURES[0]}", f"{why}; {fix}", str(file))
 
