@@ -230,6 +230,13 @@ def _check_layout_keys(sc: Scenario, layout: Layout, schedule: Schedule) -> None
             "not used: one pipeline rank holding one stage ends its backward when the pipeline does, so tail "
             "reduce-scatters when none does; remove it",
         )
+    mbs = schedule.num_microbatches
+    if sc.workload.routing != "balanced" and t.routing_samples > mbs:  # (balanced: refused in sim.config)
+        raise ScenarioError(
+            "training.routing_samples",
+            f"{t.routing_samples} samples, but a pipeline runs {mbs} micro-batches and micro-batch m routes with "
+            f"sample m mod {t.routing_samples}: only the first {mbs} are ever used; give at most {mbs}",
+        )
     rsets = [ReplicaSet.of(layout, schedule, d) for d in range(layout.devices)]
     moe = sc.model.is_moe_model  # (a dense model's expert_dp counts nothing)
     if all(r.dp == 1 and (r.expert_dp == 1 or not moe) for r in rsets):  # no copy of any weight to synchronise

@@ -10,7 +10,7 @@ checks that no numeric flag lacks one).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -72,6 +72,36 @@ def progress_bar(*columns: Any, **options: Any) -> Any:
     from rich.progress import Progress
 
     return Progress(*columns, console=err, transient=True, redirect_stdout=False, **options)
+
+
+@contextmanager
+def checking_points(quiet: bool = False) -> Iterator[Callable[[int, int], None]]:
+    """A loader's ``progress(done, total)`` (:func:`sim.sweep.spec.load_sweep`) that shows a spinner on
+    stderr with the points checked, from its first call with some done (a sweep of a few hundred points
+    loads in well under a second and shows nothing), cleared when the block ends; nothing with ``-q``."""
+    shown: list[Any] = []  # (the Live, its spinner) once started
+
+    def progress(done: int, total: int) -> None:
+        if quiet or done == 0 or (done >= total and not shown):
+            return
+        if not shown:
+            from rich.live import Live
+            from rich.spinner import Spinner
+
+            spinner = Spinner("dots", style="status.spinner")
+            live = Live(
+                spinner, console=err, transient=True, redirect_stdout=False, redirect_stderr=False, auto_refresh=False
+            )  # (refreshed here, once a call: no thread left behind when a sweep's workers fork)
+            live.start()
+            shown.extend((live, spinner))
+        shown[1].update(text=f"checking the points: {done:,} of {total:,}")
+        shown[0].refresh()
+
+    try:
+        yield progress
+    finally:
+        if shown:
+            shown[0].stop()
 
 
 class Format(StrEnum):

@@ -19,6 +19,7 @@ from sim import compiled
 from sim.cli.common import (
     Format,
     Int,
+    checking_points,
     err,
     file_name,
     input_file_option,
@@ -116,7 +117,8 @@ def sweep_cmd(
         raise ScenarioError(
             "base", "names a run file (it has phases): sweep a run with twin plan run SWEEP.yaml", str(sweep_file)
         )
-    sweep = load_sweep(sweep_file)
+    with checking_points(quiet) as progress:
+        sweep = load_sweep(sweep_file, progress)
     if output is None:  # the default names its files by the sweep's name: refused naming that key
         import os
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from sim.assemble import assemble
-from sim.cli.common import Format, input_file_option, out, output_file_option, status
+from sim.cli.common import Format, checking_points, input_file_option, out, output_file_option, status
 from sim.config import load_scenario
 from sim.errors import ScenarioError
 from sim.outputs import atomic_write_text
@@ -127,7 +127,8 @@ def _validate_plan(path: Path, raw: dict[str, object]) -> None:
         else:
             from sim.sweep.spec import load_sweep
 
-            sw = load_sweep(path)
+            with checking_points() as progress:
+                sw = load_sweep(path, progress)
             keys = ", ".join(sw.keys) if sw.keys else "no keys"
             what = f"sweep {sw.name!r}: {len(sw.points)} points over {keys}; twin sweep {path}"
     out.print(f"{path}: ok ({what})", soft_wrap=True, markup=False)

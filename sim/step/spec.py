@@ -4,6 +4,7 @@ timeline (the data shared by the step's two event loops, :mod:`sim.step.simulate
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -157,7 +158,10 @@ class StepRun:
 
 
 class Counting:
-    """Reports progress while the engine asks the chunk source for every action's duration."""
+    """Reports progress while the engine asks the chunk source for every action's duration: every 64
+    actions, the last, and any action that ends a quarter of a second or more after the last report
+    (a new routing sample's first chunks take that long each: with 8 samples of random routing the
+    first 64 actions took 42 s)."""
 
     def __init__(self, source: ChunkSource, progress: Progress | None, total: int, label: str) -> None:
         self.source = source
@@ -165,10 +169,14 @@ class Counting:
         self.total = total
         self.done = 0
         self.label = label
+        self._shown = time.monotonic()
 
     def duration(self, action: Action, schedule: Schedule) -> float:
         d = self.source.duration(action, schedule)
         self.done += 1
-        if self.progress is not None and (self.done % 64 == 0 or self.done == self.total):
-            self.progress(self.label, self.done, self.total)
+        if self.progress is not None:
+            now = time.monotonic()
+            if self.done % 64 == 0 or self.done == self.total or now - self._shown >= 0.25:
+                self._shown = now
+                self.progress(self.label, self.done, self.total)
         return d
