@@ -17,7 +17,7 @@ from sim.assemble import Assembly, assemble
 from sim.cli.common import Format, Quiet, RunFormat, RunOutput, err, out, progress_bar, status
 from sim.cli.schedules import _print_table
 from sim.config import default_scenario_path, load_scenario
-from sim.outputs import check_output_folder, owned_outputs, write_parquet, written_beside
+from sim.outputs import check_name_fits, check_output_folder, owned_outputs, write_parquet, written_beside
 from sim.run import simulate
 
 
@@ -34,7 +34,8 @@ def run_cmd(
     sc = asm.scenario
     if output is None and fmt is not Format.json:
         output = Path("out")
-    if output is not None:
+    if output is not None:  # (a name too long for a folder: refused naming the key, not -o)
+        check_name_fits(sc.name, output, "the outputs go to", sc.source_path)
         check_output_folder(output / sc.name, owner="run", writes=_writes(asm))
     if asm.training:
         _run_training(asm, output, fmt, quiet)

@@ -185,13 +185,26 @@ def _load_choices(path: str, _stamp: int, spec: MoESpec) -> np.ndarray:
     missing = [c for c in cols if c not in frame.columns]
     if missing:
         raise ScenarioError(missing[0], f"routing table needs columns {', '.join(cols)}", path)
-    values = frame[cols].to_numpy()
-    if len(values) == 0:
+    if len(frame) == 0:
         raise ScenarioError(cols[0], "routing table has no rows", path)
-    if not np.issubdtype(values.dtype, np.integer):
-        raise ScenarioError(cols[0], "expert ids must be integers", path)
-    if values.min() < 0 or values.max() >= spec.experts:
-        raise ScenarioError(cols[0], f"expert ids must be in 0..{spec.experts - 1}", path)
+    for col in cols:  # (column by column: the key named is the column at fault, with its first bad row)
+        column = frame[col].to_numpy()
+        if not np.issubdtype(column.dtype, np.integer):
+            cells = column.tolist()
+            whole = [_whole(v) for v in cells]
+            if all(whole):  # (whole numbers stored as floats)
+                why = f"expert ids must be stored as integers, the column holds {column.dtype} ({cells[0]!r} in row 0)"
+            else:
+                row = whole.index(False)
+                why = f"expert ids must be integers, got {cells[row]!r} in row {row}"
+            raise ScenarioError(col, why, path)
+        out = (column < 0) | (column >= spec.experts)
+        if out.any():
+            row = int(np.argmax(out))
+            raise ScenarioError(
+                col, f"expert ids must be in 0..{spec.experts - 1}, got {column[row]} in row {row}", path
+            )
+    values = frame[cols].to_numpy()
     choices = np.sort(values.astype(np.int16), axis=1)
     repeated = (choices[:, 1:] == choices[:, :-1]).any(axis=1)
     if repeated.any():
@@ -207,6 +220,14 @@ def _load_choices(path: str, _stamp: int, spec: MoESpec) -> np.ndarray:
         raise ScenarioError(f"row {row}", f"the token reaches {reached[row]} nodes, node_limit is {spec.limit}", path)
     choices.flags.writeable = False
     return choices
+
+
+def _whole(value: object) -> bool:
+    """A routing table's cell that is a whole number, as a number or as text (CSV reads a column with
+    one word in it as text)."""
+    if isinstance(value, str):
+        return value.strip().lstrip("+-").isdigit()
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer()
 
 
 def replay_choices(path: str | Path, tokens: int, spec: MoESpec) -> np.ndarray:

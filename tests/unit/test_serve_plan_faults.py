@@ -212,3 +212,19 @@ def test_a_scenario_given_as_a_run_file_is_called_one(scenario: Path, capsys: py
         f"error: {scenario}: not a run file (a base scenario and its phases): a scenario runs with twin run, "
         "a serve scenario with twin serve"
     )
+
+
+@pytest.mark.parametrize("given", [True, False], ids=["-o DIR", "out/"])
+def test_a_run_name_too_long_for_its_folder_names_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, given: bool
+) -> None:
+    """``twin run`` of a scenario named 300 characters: the line blamed --output (the folder DIR/<name>
+    it would write), a flag the user did not give or gave right; it names the scenario's key, as
+    ``twin serve`` and ``twin report`` do."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump({"base": str(REPO / "scenarios" / "deepseek_v3_pretrain.yaml"), "name": "c" * 300}))
+    args, folder = (["-o", str(tmp_path / "o3")], f"{tmp_path / 'o3'}") if given else ([], "out")
+    line = _refused(["run", str(path), "-q", *args], capsys)
+    assert line.startswith(f"error: {path}: name: 300 bytes, too long for the folder {folder}/<name>/")
+    assert not (tmp_path / "o3").exists() and not (tmp_path / "out").exists()

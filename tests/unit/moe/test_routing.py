@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from sim.errors import ScenarioError
 from sim.moe.balance import run_balancing, update_bias
-from sim.moe.gating import GATES, popularity, replay, skewed_scores
+from sim.moe.gating import GATES, load_choices, popularity, replay, skewed_scores
 from sim.moe.select import select_experts, select_experts_reference
 from sim.moe.spec import MoESpec
 
@@ -235,3 +235,32 @@ def test_skewed_with_uniform_popularity_is_random() -> None:
     popular = uniform.copy()
     popular[0] *= 10
     assert (skewed_scores(300, V3, np.random.default_rng(8), popular)[:, 0] >= plain[:, 0]).all()
+
+
+@pytest.mark.parametrize(
+    ("column", "row", "value", "ext", "expected"),
+    [
+        ("e7", 2, 300, "csv", "e7: expert ids must be in 0..255, got 300 in row 2"),
+        ("e5", 1, -1, "csv", "e5: expert ids must be in 0..255, got -1 in row 1"),
+        ("e5", 1, "x", "csv", "e5: expert ids must be integers, got 'x' in row 1"),  # (CSV reads e5 as text)
+        ("e6", 3, float("nan"), "csv", "e6: expert ids must be integers, got nan in row 3"),
+        ("e6", 2, 2.5, "csv", "e6: expert ids must be integers, got 2.5 in row 2"),
+        ("e4", 0, 32.0, "parquet", "e4: expert ids must be stored as integers, the column holds float64"),
+    ],
+)
+def test_a_bad_routing_table_cell_is_named_by_its_column_and_row(
+    tmp_path: Path, column: str, row: int, value: object, ext: str, expected: str
+) -> None:
+    """The column at fault and its first bad row are named (every fault named e0, the first column, and
+    no row: a table of 8 columns by thousands of rows left the user to search)."""
+    rows: list[list[object]] = [[0, 1, 2, 3, 32, 33, 64, 65] for _ in range(4)]
+    at = int(column[1:])
+    for cells in rows:  # (a float's column holds floats, as a table written from floats does)
+        cells[at] = float(cells[at]) if isinstance(value, float) else cells[at]  # type: ignore[arg-type]
+    rows[row][at] = value
+    frame = pd.DataFrame(rows, columns=[f"e{i}" for i in range(8)])
+    path = tmp_path / f"t.{ext}"
+    frame.to_csv(path, index=False) if ext == "csv" else frame.to_parquet(path)
+    with pytest.raises(ScenarioError) as info:
+        load_choices(path, V3)
+    assert str(info.value).startswith(f"{path}: {expected}")
