@@ -13,6 +13,31 @@ def shown(text: str) -> str:
     return f"{text[: SHOWN_CHARS - 12]}... ({len(text):,} characters)"
 
 
+PATH_CHARS = 300  # a file's path in an error line: at most about this many characters of it (its ends)
+
+
+def shown_path(path: str) -> str:
+    """``path`` (a file an error line names) cut in its middle past :data:`PATH_CHARS`, saying how long
+    it was: a name of 5,000 characters (refused by the system as too long) was repeated in full."""
+    if len(path) <= PATH_CHARS:
+        return path
+    half = PATH_CHARS // 2 - 20
+    return f"{path[:half]}...{path[-half:]} ({len(path):,} characters)"
+
+
+def long_words_cut(text: str) -> str:
+    """``text`` with each word (a run without spaces: a path, a name) longer than :data:`PATH_CHARS` cut
+    in its middle as :func:`shown_path` cuts a path: the last guard of an error line, for the lines that
+    quote what was given inside their message (``cannot read PATH``)."""
+    if len(text) <= PATH_CHARS:
+        return text
+    words = []
+    for word in text.split(" "):
+        body = word.rstrip(":;,)")  # (the punctuation after a path stays after its cut)
+        words.append(shown_path(body) + word[len(body) :])
+    return " ".join(words)
+
+
 def one_printable_line(text: str) -> str:
     """``text`` (a label, a name, a path) as one line of plain text: each character that is not printable
     (a newline in a file name or a key, a terminal's escape code, a tab, a bidirectional override) written
@@ -44,7 +69,7 @@ class ScenarioError(TwinError):
         return self.one_line()
 
     def one_line(self) -> str:
-        parts = [p for p in (self.file, self.key_path) if p]
+        parts = [p for p in (self.file and shown_path(self.file), self.key_path) if p]
         prefix = ": ".join(parts)
         text = " ".join(self.message.split())
         return f"{prefix}: {text}" if prefix else text

@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from sim.errors import ScenarioError, one_printable_line  # (the commands take it from here)
+from sim.errors import (  # (the commands take ScenarioError and one_printable_line from here)
+    ScenarioError,
+    long_words_cut,
+    one_printable_line,
+    shown_path,
+)
 from sim.keys import as_flag  # the command modules take it from here
 from sim.number_text import not_ascii
 
@@ -526,8 +531,8 @@ def invoke(app: Any, argv: list[str] | None, prepare: Any = None, exiting: bool 
                 line, code = "input nested too deeply", 2
             except MemoryError:
                 line, code = "ran out of memory; use a smaller size", 2
-            except OSError as e:
-                where = f"{e.filename}: " if e.filename else ""
+            except OSError as e:  # (a file name of thousands of characters is cut, saying how long it was)
+                where = f"{shown_path(str(e.filename))}: " if e.filename else ""
                 line, code = f"{where}{e.strerror or e}", 2
     finally:
         for s, handler in saved.items():
@@ -542,7 +547,7 @@ def invoke(app: Any, argv: list[str] | None, prepare: Any = None, exiting: bool 
                 shown.add(origin)
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if line is not None:
-        print(f"error: {one_printable_line(line)}", file=sys.stderr)
+        print(f"error: {long_words_cut(one_printable_line(line))}", file=sys.stderr)
     return code
 
 

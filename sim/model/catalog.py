@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.errors import ScenarioError
+from sim.errors import shown as cut
 from sim.model.hf_config import hf_fields, is_hf_config, source_key, source_text
 from sim.model.spec import ModelSpec, deepseek_config_fields, parse_model
 from sim.paths import REPO, shown
@@ -41,9 +42,14 @@ def resolve(ref: str, folder: Path | None = None) -> tuple[str, Path]:
     if entry is not None:
         return entry[0], MODELS_DIR / entry[1]
     path = Path(ref) if folder is None or Path(ref).is_absolute() else folder / ref
-    if not path.is_file():
+    try:
+        is_file, why = path.is_file(), ""
+    except OSError as err:  # (a name too long for a file: "File name too long")
+        is_file, why = False, f" ({err.strerror or err})"
+    if not is_file:
         raise ScenarioError(
-            "model.config", f"{ref!r} is neither a shipped model ({', '.join(CATALOG)}) nor a config.json file"
+            "model.config",
+            f"{cut(repr(ref))} is neither a shipped model ({', '.join(CATALOG)}) nor a config.json file{why}",
         )
     name = path.parent.name if path.name == "config.json" else path.name.split(".")[0]
     return name.split("__")[-1] or "model", path
