@@ -28,6 +28,7 @@ MAX_LAYERS = 1024
 MAX_SMS = 1024
 MAX_SEED = (1 << 63) - 1
 MAX_BYTES = 1e18  # any byte count (an exabyte)
+ROUTING_TOKEN_GPU_BYTES = 256  # routing memory per (token, GPU): scores chunked per GPU, choices, traffic counts
 MAX_SWEEP_SIZES = 1000  # sizes of one collective's sweep (twin collective -b/-e/-f/-i); each is a simulation
 MAX_RATE = 1e15  # any rate in GB/s or TFLOPS
 # The least rate (GB/s, Gb/s, TB/s, TFLOPS) read. Nearer 0 a rate meets the factors of a run (a link's

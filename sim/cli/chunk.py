@@ -143,7 +143,7 @@ def chunk_cmd(
     refuse_unused_skew(ctx, routing, dirichlet)
     if coprocessor and sms != 0:  # (--sms 0 says the same)
         refuse_given(ctx, ("sms",), "not used with --coprocessor (communication runs off the SMs: all of them compute)")
-    require_routing_memory(tokens, ep, 256)
+    require_routing_memory(tokens, ep)
     with read_for("--model-config", "model config"):
         model = load_model_config(model_config) if model_config is not None else ChunkConfig().model
     if node_limit is not None:

@@ -622,14 +622,15 @@ def input_files_option(_ctx: Any, param: Any, value: list[Path] | None) -> list[
     return value
 
 
-def require_routing_memory(tokens: int, ep: int, bytes_per_token_gpu: float) -> None:
+def require_routing_memory(tokens: int, ep: int) -> None:
     """Routing ``tokens`` on each of ``ep`` GPUs fits this machine's memory
-    (:func:`sim.limits.require_memory`); else refused naming the flag further past its default
-    (``twin chunk --ep 1048576`` was blamed on ``--tokens``)."""
-    from sim.limits import require_memory
+    (:func:`sim.limits.require_memory`, :data:`sim.limits.ROUTING_TOKEN_GPU_BYTES` a token and GPU);
+    else refused naming the flag further past its default (``twin chunk --ep 1048576`` was blamed on
+    ``--tokens``)."""
+    from sim.limits import ROUTING_TOKEN_GPU_BYTES, require_memory
     from sim.model.spec import DEEPSEEK_V3
     from sim.step.layout import DEFAULT_EP
 
     flag = "--ep" if ep / DEFAULT_EP > tokens / DEEPSEEK_V3.seq_len else "--tokens"
     hint = "use a smaller --ep" if flag == "--ep" else "use fewer --tokens"
-    require_memory(tokens * ep * bytes_per_token_gpu, f"routing {tokens:,} tokens on each of {ep} GPUs", flag, hint)
+    require_memory(tokens * ep * ROUTING_TOKEN_GPU_BYTES, f"routing {tokens:,} tokens on each of {ep} GPUs", flag, hint)

@@ -101,7 +101,6 @@ def refuse_unused_seed(ctx: typer.Context, routing: str) -> None:
 
 
 MAX_BALANCE_WORK = 1 << 36  # steps x tokens x experts: ~10 minutes
-TOKEN_GPU_BYTES = 256  # routing memory per (token, GPU): scores chunked per GPU, choices, traffic counts
 
 
 def _moe_spec(**kw: int) -> MoESpec:
@@ -262,7 +261,7 @@ def alltoall_cmd(
             f"tree carries it the same on a cluster of any size (only the table's title named {nodes} nodes); "
             "remove it, or give --topology for another fabric",
         )
-    require_routing_memory(tokens, ep, TOKEN_GPU_BYTES)
+    require_routing_memory(tokens, ep)
     try:
         topo = build_cluster(cluster) if cluster is not None else build_topology(cspec)
     except ScenarioError as e:
