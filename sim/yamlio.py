@@ -215,7 +215,17 @@ def _check_tree(root: yaml.Node) -> None:
 
 def parse_yaml(text: str, file: str | None = None) -> Any:
     """Parse YAML text with the twin's rules (see the module docstring)."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # (it refuses a character YAML does not allow, a NUL or a BEL, here)
+    except yaml.reader.ReaderError as err:
+        at = err.position
+        line, column = text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)
+        raise ScenarioError(
+            "",
+            f"malformed YAML at line {line}, column {column}: the character U+{err.character:04X} is not allowed; "
+            "remove it",
+            file,
+        ) from None
     try:
         node = loader.get_single_node()
         if node is None:

@@ -216,13 +216,17 @@ def model_params(s: ModelSpec) -> ModelParams:
     body = sum(p.total for p in layers)
     body_active = sum(p.activated(s.n_activated_experts) for p in layers)
     main = embedding_params(s) + body + unique_head_params(s)
-    active = s.dim + body_active + head_params(s)
+    # a token looks up one embedding row and multiplies by the whole head; a tied head is the table,
+    # which holds that row (counted twice before: active above the total for a dense tied model)
+    looked_up = 0 if s.tie_word_embeddings else s.dim
+    active = looked_up + body_active + head_params(s)
+    table = 0 if s.tie_word_embeddings else embedding_params(s) - s.dim  # the rest of an untied table
     mtp = mtp_params(s)
     duplicates = s.mtp_depth * (embedding_params(s) + s.vocab_size * s.dim)  # layer 61's embed_tokens and head
     return ModelParams(
         main=main,
         activated=active,
-        activated_with_embedding_table=active - s.dim + embedding_params(s),
+        activated_with_embedding_table=active + table,
         mtp=mtp,
         checkpoint=main + mtp + duplicates + fp8_scale_params(s),
     )

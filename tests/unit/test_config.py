@@ -84,6 +84,9 @@ def test_good_scenario_and_units(tmp_path: Path) -> None:
         (_with("model", {"n_layers": 2}), "model.n_dense_layers: 3 exceeds n_layers (2)"),
         (_with("model", {"dims": 7168}), "model.dims: unknown key"),
         ("pipeline: [1, 2\n", "malformed YAML at line 2"),
+        # a character YAML does not allow was PyYAML's ReaderError traceback (exit 1)
+        ("name: t\n\x07\n", "malformed YAML at line 2, column 1: the character U+0007 is not allowed; remove it"),
+        ("name: t\x00\n", "malformed YAML at line 1, column 8: the character U+0000 is not allowed; remove it"),
         ("- 1\n- 2\n", "a scenario must be a mapping"),
     ],
 )

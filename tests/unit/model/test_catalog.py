@@ -297,3 +297,21 @@ def test_a_scenarios_dense_layers_are_each_used(tmp_path: Path, value: str, line
 def test_an_unknown_name_lists_the_catalog() -> None:
     with pytest.raises(ScenarioError, match=r"neither a shipped model .*llama-3\.1-405b"):
         load_model("llama-4")
+
+
+@pytest.mark.parametrize("name", ["llama-3.1-8b", "qwen3-30b-a3b", "deepseek-v3"])
+def test_a_tied_head_counts_the_table_once(name: str) -> None:
+    """A tied head is the embedding table: a token's looked-up row is part of the head it multiplies
+    by whole, so the active count holds the table once and equals the count with the table (Llama 3.1
+    8B tied: 7,504,928,768 active of 7,504,924,672 in all, the row counted twice). A dense tied model
+    uses every parameter for every token: active equals total. Untied, the row and the head add up."""
+    untied = load_model(name, timed=False)
+    tied = untied.model_copy(update={"tie_word_embeddings": True})
+    u, t = model_params(untied), model_params(tied)
+    table = untied.vocab_size * untied.dim
+    assert t.main == u.main - table  # the head's matrix is the table: counted once
+    assert t.activated == u.activated - untied.dim  # the looked-up row is inside the head
+    assert t.activated_with_embedding_table == t.activated <= t.main
+    assert u.activated_with_embedding_table == u.activated - untied.dim + table
+    if not untied.is_moe_model:
+        assert t.activated == t.main
