@@ -19,6 +19,7 @@ All draws come from the ``numpy.random.Generator`` passed in (built from the sce
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -185,6 +186,14 @@ def _load_choices(path: str, _stamp: int, spec: MoESpec) -> np.ndarray:
     missing = [c for c in cols if c not in frame.columns]
     if missing:
         raise ScenarioError(missing[0], f"routing table needs columns {', '.join(cols)}", path)
+    extra = sorted(int(c[1:]) for c in map(str, frame.columns) if re.fullmatch(r"e\d+", c) and c not in cols)
+    if extra:  # (dropped without a word: a top-9 table ran as its first 8 experts)
+        raise ScenarioError(
+            f"e{extra[0]}",
+            f"the routing table has a column past e{spec.topk - 1}: the model routes each token to {spec.topk} "
+            f"experts (e0..e{spec.topk - 1}); record the table with that top-k, or remove the column",
+            path,
+        )
     if len(frame) == 0:
         raise ScenarioError(cols[0], "routing table has no rows", path)
     for col in cols:  # (column by column: the key named is the column at fault, with its first bad row)

@@ -171,6 +171,12 @@ class ServeSpec(_Strict):
                 raise ValueError("give traffic (rate_per_s or trace)")
         elif self.decode is None and self.colocated is None:
             raise ValueError("floor: needs the decode pool it measures")
+        elif self.traffic is not None and self.colocated is None and self.prefill is None:
+            # (traffic runs through prefill then decode: a KeyError traceback, where validate said ok)
+            raise ValueError(
+                "traffic: runs through prefill and decode pools, or a colocated pool, and there is no prefill "
+                "pool; give one, or remove traffic (the floor alone measures the decode pool)"
+            )
         return self
 
 

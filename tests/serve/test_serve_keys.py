@@ -312,6 +312,11 @@ def test_a_pools_check_names_the_key(key: str, value: int, message: str) -> None
         ("serve.duration_s", 10, "serve.duration_s: not used by the decode floor alone"),
         ("serve.decode.tbo", False, "serve.decode.tbo: the decode floor takes two micro-batches"),
         ("serve.decode.kernels", "normal", "serve.decode.kernels: the decode floor times DeepEP's low_latency"),
+        (  # (twin serve: a KeyError traceback, where twin validate said ok)
+            "serve.traffic",
+            {"rate_per_s": 1, "input_tokens": 10, "output_tokens": 10},
+            "serve.traffic: runs through prefill and decode pools, or a colocated pool, and there is no prefill pool",
+        ),
     ],
 )
 def test_the_decode_floor_alone_refuses_the_keys_of_serving(key: str, value: Any, message: str) -> None:

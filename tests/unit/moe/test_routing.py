@@ -264,3 +264,16 @@ def test_a_bad_routing_table_cell_is_named_by_its_column_and_row(
     with pytest.raises(ScenarioError) as info:
         load_choices(path, V3)
     assert str(info.value).startswith(f"{path}: {expected}")
+
+
+def test_a_routing_table_with_more_experts_a_token_than_the_model_routes_is_refused(tmp_path: Path) -> None:
+    """A table of 9 columns e0..e8 for a top-8 model ran as its first 8 (e8 dropped, the figures those
+    of the 8-column table); other columns (a token id) are the user's and stay allowed."""
+    frame = pd.DataFrame([[0, 1, 2, 3, 32, 33, 64, 65, 66, 7]] * 4, columns=[*(f"e{i}" for i in range(9)), "token"])
+    path = tmp_path / "t9.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(ScenarioError) as info:
+        load_choices(path, V3)
+    assert str(info.value).startswith(f"{path}: e8: the routing table has a column past e7")
+    frame.drop(columns="e8").to_csv(path, index=False)
+    assert load_choices(path, V3).shape == (4, 8)
