@@ -32,6 +32,7 @@ Not modelled (issue 21): post-training.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -42,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from sim.config import scenario_data, scenario_from_data, unnamed
 from sim.errors import ScenarioError
+from sim.errors import shown as shown_value
 from sim.limits import MAX_RUN_TOKENS, MAX_TIME
 from sim.overrides import PATH_KEYS, apply_overrides, check_key, resolve_paths
 
@@ -457,7 +459,13 @@ def _phase_error(err: ScenarioError, i: int, sets: dict[str, Any], run: Path) ->
         at = f"phases.{i}.set.{owner}" if owner else f"phases.{i}.set"
         message = unnamed(err.message)  # (the key that named the file is the one named here)
         return ScenarioError(at, f"{err.file}: {message}" if err.file else message, str(run))
-    return ScenarioError(f"phases.{i}.set.{key}", err.message, str(run))
+    if any(key == k or key.startswith(k + ".") for k in sets):
+        return ScenarioError(f"phases.{i}.set.{key}", err.message, str(run))
+    # a key of the base the phase's overrides make wrong together (pipeline.pp: 3 of 2048 GPUs blamed
+    # phases.0.set.training.gpus, a key the file does not have): the overrides named, then the key
+    given = {k: v for k, v in sets.items() if k != "training.global_batch"}  # (the phase's batch: _with_batch)
+    where = f"phases.{i}.set" if given else f"phases.{i}"
+    return ScenarioError(where, f"{shown_value(json.dumps(given, default=str))}: {key}: {err.message}", str(run))
 
 
 def _base_batch(

@@ -106,6 +106,11 @@ def test_a_boolean_is_not_a_number_in_a_run_file(
             "phases.1.ramp.batches.0: pipeline.microbatches: dualpipe with PP=16 needs at least 32 micro-batches, "
             "got 16",
         ),
+        # named phases.1.set.training.gpus, a key the run file does not have: the override that makes it wrong
+        (
+            {"set": {"pipeline.pp": 3}},
+            'phases.1.set: {"pipeline.pp": 3}: training.gpus: 512 GPUs do not divide into 3 pipeline ranks',
+        ),
         # an override key of '': "phases.1.set: <the base's path>: unknown key"
         ({"set": {"": 1}}, "phases.1.set: an override key is a dotted scenario key such as 'comm.sms', got ''"),
         # exit 0, no figure changed and neither string in the outputs (a sweep refuses grid.name)
