@@ -22,7 +22,8 @@ of a log without Rank lines (both, splitting evenly, at most 1,024 GPUs on a nod
 lines show it, a flag that says otherwise is refused, naming it (as a ``--device`` the Rank lines
 contradict). The samples keep the row's op (``redop``) and ``root``.
 
-What nccl-tests marks wrong or prints otherwise is refused, naming the line: a row whose ``#wrong``
+What nccl-tests marks wrong or prints otherwise is refused, naming the line: its summary's ``Out of
+bounds values`` other than ``0 OK``; a row whose ``#wrong``
 is not 0 (or N/A, checking off; an older log's ``error``, the largest relative error, of 1 or more),
 a type nccl-tests does not have (:data:`TYPE_BYTES`), a count of elements that does not fit in the
 row's size, a row of units under the header other than B, elements, us and GB/s (a time in ms read
@@ -63,6 +64,7 @@ COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "alltoall", "sendre
 _RANK = re.compile(r"^#\s*Rank\s+(\d+)\s.*?\bon\s+(\S+)\s+device\s+(\d+)")
 _BUS_ID = re.compile(r"^\s*\[[^\]]*\]")  # the PCI bus id before the GPU's name: [0000:00:06]
 _STARTING = re.compile(r"Collective test starting:\s*(\w+?)_perf")
+_VERDICT = re.compile(r"^#\s*Out of bounds values\s*:\s*(\d+)\s+(\w+)")  # nccl-tests' summary: "0 OK"
 
 
 def _collective(text: str, path: Path) -> str:
@@ -157,6 +159,16 @@ def _check_units(lines: list[str], start: int, path: Path) -> None:
         other = [u for u in units if u not in _UNITS]
         if other:
             message = f"the units row says ({other[0]}); nccl-tests prints B, elements, us and GB/s, as read here"
+            raise ScenarioError(f"line {number}", message, str(path))
+
+
+def _check_verdict(lines: list[str], path: Path) -> None:
+    """nccl-tests' own verdict under the rows, ``# Out of bounds values : N OK``: a log it marks FAILED
+    (results out of bounds) was imported as good samples; refused, naming that line."""
+    for number, line in enumerate(lines, start=1):
+        m = _VERDICT.match(line)
+        if m and (m[2] != "OK" or m[1] != "0"):
+            message = f"nccl-tests says '{m[1]} {m[2]}' (results out of bounds): the collective was wrong; not imported"
             raise ScenarioError(f"line {number}", message, str(path))
 
 
@@ -295,6 +307,7 @@ def read_log(path: str | Path, gpus: int | None = None, nodes: int | None = None
             devices[int(m[1])] = _BUS_ID.sub("", line[m.end() :], count=1).strip()
     _check_ranks(ranks, lines, path)
     _check_units(lines, start, path)
+    _check_verdict(lines, path)
     older = "error" in lines[start].lstrip("#").split()  # (its #wrong: the largest relative error)
     n_gpus, n_nodes = _scale(ranks, gpus, nodes, path)
     gpu, gpu_text = _gpu(devices, path)

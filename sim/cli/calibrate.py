@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -30,10 +30,13 @@ from sim.config import read_for
 from sim.errors import ScenarioError
 from sim.hardware.costmodel import CostModel, fitted
 from sim.hardware.gpu import DEEPSEEK_COMPUTE_SMS, DEFAULT_EFFICIENCY
-from sim.hardware.profile import Profile, check_device_sms, dump_profile, load_profile
+from sim.hardware.profile import Profile, Sample, check_device_sms, dump_profile, load_profile
 from sim.limits import MAX_BYTES, MAX_GPUS, MAX_LAYERS, MAX_SMS, MAX_TOKENS, MIN_RATE
 from sim.outputs import atomic_write_text
 from sim.yamlio import MAX_JSON_BYTES, read_json, read_text
+
+if TYPE_CHECKING:
+    from calibrate.nccl_tests import NcclLog
 
 Rate = Float(MIN_RATE, 1e9)  # the profile schema's bounds on peaks (sim.limits.MIN_RATE)
 Dim = Int(1, 1 << 31)
@@ -377,6 +380,31 @@ def import_measurements_cmd(
     _write(output, profile, f"from {len(profile.sources)} files")
 
 
+def _check_lines(samples: list[Sample], logs: list[Path], read: list[NcclLog]) -> None:
+    """Each collective at each scale the profile will hold gives an alpha-beta line to predict from
+    (:func:`sim.hardware.costmodel.comm_line_problem`): rows all at one size, or times that fall as the
+    size grows, were imported, and ``twin calibrate predict`` then gave a 1 GB all-reduce 21 s, or 1 TB
+    the time of 1 B. Refused naming the first log with that collective and scale."""
+    import numpy as np
+
+    from sim.hardware.costmodel import comm_line, comm_line_problem
+
+    groups: dict[tuple[object, ...], list[Sample]] = {}
+    for s in samples:
+        if s.op == "collective" and s.params.get("placement", "out-of-place") == "out-of-place":  # (as predicted)
+            groups.setdefault((s.params["collective"], s.params["gpus"], s.params["nodes"]), []).append(s)
+    for (collective, gpus, nodes), group in groups.items():
+        sizes = np.array([float(s.params["bytes"]) for s in group])
+        _, inv_beta = comm_line(sizes, np.array([s.time_s for s in group]))
+        problem = comm_line_problem(sizes, inv_beta)
+        if problem is None:
+            continue
+        log = next(
+            (str(log) for log, r in zip(logs, read, strict=True) if any(s in group for s in r.samples)), "--profile"
+        )
+        raise ScenarioError("LOGS", f"{log}: {collective} on {gpus} GPUs over {nodes} node(s): {problem}")
+
+
 @calibrate_app.command("import-nccl-tests")
 def import_nccl_tests_cmd(
     ctx: typer.Context,
@@ -486,6 +514,7 @@ def import_nccl_tests_cmd(
         for sample, line in zip(r.samples, r.lines, strict=True):
             first_of.setdefault(sample_identity(sample), f"line {line} of {log}")
 
+    _check_lines([*base.samples, *samples], logs, read)
     merged = base.model_copy(
         update={
             "samples": [*base.samples, *samples],

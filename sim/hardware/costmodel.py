@@ -607,9 +607,11 @@ class CostModel:
             raise ScenarioError(
                 "op", f"the profile has fewer than 2 {op} samples (it has: {', '.join(have) or 'no communication'})"
             )
-        design = np.c_[np.ones(len(xs)), xs]
-        (alpha, inv_beta), *_ = np.linalg.lstsq(design / ts[:, None], np.ones(len(xs)), rcond=None)
-        return float(max(alpha, 0.0) + max(inv_beta, 0.0) * nbytes)
+        alpha, inv_beta = comm_line(xs, ts)
+        problem = comm_line_problem(xs, inv_beta)
+        if problem is not None:
+            raise ScenarioError("op", f"the profile's {op} samples: {problem}")
+        return float(max(alpha, 0.0) + inv_beta * nbytes)
 
     # ---------------------------------------------------------------- errors
     def loso_error(self, dtype: str | None = None, min_m: int = 1) -> float | None:
@@ -630,3 +632,29 @@ class CostModel:
         if self.interference.rows:
             out["interference"] = {**self.interference.describe(), "rows": float(self.interference.rows)}
         return out
+
+
+def comm_line(sizes: np.ndarray, times: np.ndarray) -> tuple[float, float]:
+    """The alpha-beta line ``time = alpha + bytes * inv_beta`` through communication samples, by least
+    squares on relative errors (each row divided by its time): (alpha s, inv_beta s/B)."""
+    design = np.c_[np.ones(len(sizes)), sizes]
+    (alpha, inv_beta), *_ = np.linalg.lstsq(design / times[:, None], np.ones(len(sizes)), rcond=None)
+    return float(alpha), float(inv_beta)
+
+
+def comm_line_problem(sizes: np.ndarray, inv_beta: float) -> str | None:
+    """Why samples give no alpha-beta line to predict from, or None: all at one size (the line's slope is
+    any: a 1 GB all-reduce came out at 21 s from two rows at 1 KiB), or times that do not grow with the
+    size (a slope of 0 or below: no bandwidth, every size as fast as the smallest)."""
+    distinct = np.unique(sizes)
+    if len(distinct) < 2:
+        return (
+            f"every one is at {int(distinct[0]):,} B; a time = alpha + bytes / bandwidth line needs samples at two "
+            "sizes or more (nccl-tests -b and -e)"
+        )
+    if not inv_beta > 0:
+        return (
+            f"the times do not grow with the size (the line through them has a slope of {inv_beta:.3g} s/B, no "
+            "bandwidth); measure sizes far enough apart that the transfer shows (nccl-tests -b 8 -e 1G)"
+        )
+    return None

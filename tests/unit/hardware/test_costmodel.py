@@ -193,6 +193,22 @@ def test_attention_and_comm_predictions() -> None:
     assert fitted.comm_time("alltoall", 1e7) == pytest.approx(5e-6 + 1e7 / 20e9, rel=1e-6)
     with pytest.raises(ScenarioError, match="fewer than 2 p2p samples"):
         fitted.comm_time("p2p", 1e6)
+    # samples that give no line (a profile written by hand; an import refuses them): all at one size
+    # (two at 1 KiB predicted a 1 GB all-to-all at 21 s), or times that fall as the size grows
+    for times, problem in (
+        ({1024.0: 20.03e-6, 1024.5: 25e-6}, None),  # (two sizes, however close: a line)
+        ({1024.0: 20.03e-6}, "every one is at 1,024 B"),
+        ({1e4: 9e-4, 1e8: 1e-4}, "the times do not grow with the size"),
+    ):
+        rows = [Sample(op="alltoall", params={"bytes": b}, time_s=t) for b, t in times.items()]
+        if len(rows) == 1:
+            rows.append(Sample(op="alltoall", params={"bytes": 1024.0, "world": 2}, time_s=25e-6))
+        model = CostModel(base.model_copy(update={"samples": rows}))
+        if problem is None:
+            assert model.comm_time("alltoall", 1e9) > 0
+            continue
+        with pytest.raises(ScenarioError, match=f"the profile's alltoall samples: {problem}"):
+            model.comm_time("alltoall", 1e9)
     # an attention sample sets the efficiency for its class
     sample = Sample(
         op="attention",
