@@ -28,7 +28,9 @@ a unit slip (seconds under a ``milliseconds`` header: a factor of 1000), refused
 and column with the rate it implies. The slack keeps what a real kernel can do: the datasheet peaks are
 at the base boost clock (the H100's 989 BF16 TFLOPS is 132 SMs x 4096 FLOP at 1830 MHz; it boosts to
 1980, 8% more, most with few SMs busy), and a copy small enough to stay in the 50 MB L2 can pass the
-HBM bandwidth.
+HBM bandwidth. A time over :data:`UNIT_SLIP` (1000) times the least its work can take (the roofline,
+and a GEMM's inputs read once from HBM), and over :data:`SLOW_FLOOR_S` (1 ms), is the slip the other way
+(microseconds under a ``milliseconds`` header) and is refused alike.
 
 Each measurement counts once in the fits: a row that repeats an earlier row's measurement, time
 included (a table pasted twice, or copied into a second file), a second header row, and a file with
@@ -396,11 +398,52 @@ def _roofline_times(sample: Sample, gpu: GpuSpec, all_sms: int) -> list[tuple[st
 
 
 ROOFLINE_SLACK = 2.0  # a time up to 2x under the datasheet roofline is taken (boost clocks, L2-resident copies)
+# A time this many times over the roofline, and over SLOW_FLOOR_S, is a unit slip the other way (seconds
+# or microseconds read as milliseconds: a factor of 1000). The roofline here also counts a GEMM's
+# inputs read once from HBM (a lower bound on any kernel's time: a small-M GEMM is memory-bound). In the
+# H100 folder (../shared/measurements/h100-sxm-2026-11-23) the slowest rows against it are launch-bound
+# kernels of 23 to 262 us at up to 36x; every row over 1 ms is within 15x of it (an FP8 cast of 1.5 ms).
+# A launch costs some microseconds, so a kernel of over 1 ms runs at over 0.1% of its roofline unless
+# the unit is off.
+UNIT_SLIP = 1000.0
+SLOW_FLOOR_S = 1e-3
+DTYPE_BYTES = {"fp8": 1, "bf16": 2, "fp16": 2, "fp32": 4}  # an element of a GEMM's inputs
+
+
+def _least_s(sample: Sample, b: _Bound, gpu: GpuSpec) -> float:
+    """The least time of ``sample``'s work by the bound ``b`` and, for a GEMM, its inputs read once
+    from HBM (:data:`DTYPE_BYTES`)."""
+    p = sample.params
+    if sample.op == "gemm" or (sample.op == "interference" and "m" in p):
+        m, n, k = int(p["m"]), int(p["n"]), int(p["k"])
+        read = (m * k + k * n) * DTYPE_BYTES.get(str(p["dtype"]), 1)
+        return max(b.least_s, read / (gpu.hbm_TBps * 1e12))
+    return b.least_s
+
+
+def _check_too_slow(t: _Table, line: int, row: list[str], sample: Sample, gpu: GpuSpec, all_sms: int) -> None:
+    """Refuse a time :data:`UNIT_SLIP` times over its roofline and over :data:`SLOW_FLOOR_S`: a unit
+    slip (microseconds under a ``milliseconds`` header): a GEMM of 4096 x 4096 x 7168 at 250 ms was
+    imported, and the fit then predicted a GEMM 8 times larger 4 times faster."""
+    for column, seconds, b in _roofline_times(sample, gpu, all_sms):
+        least = _least_s(sample, b, gpu)
+        if seconds <= SLOW_FLOOR_S or seconds <= UNIT_SLIP * least:
+            continue
+        i, factor = t.columns[column]
+        unit = UNIT_NAMES.get(factor, t.header[i])
+        shown_least = f"{least * 1e3:.4g} ms" if least >= 1e-3 else f"{least * 1e6:.4g} us"
+        message = (
+            f"{t._cell(line, row, column)} {unit} is {seconds / least:,.0f}x the least time the "
+            f"{gpu.name}'s datasheet allows its work ({shown_least}: {b.bound}{b.on}, and HBM for a GEMM's "
+            f"inputs); over {UNIT_SLIP:g}x that is a unit slip, not a kernel; check the unit"
+        )
+        raise ScenarioError(f"row {line}, column {t.header[i]}", message, str(t.path))
 
 
 def _check_roofline(t: _Table, line: int, row: list[str], sample: Sample, gpu: GpuSpec, all_sms: int) -> None:
     """Refuse a time faster than the datasheet allows its work: a unit slip (seconds under a
-    ``milliseconds`` header), not a kernel."""
+    ``milliseconds`` header), not a kernel; or far slower than it (:func:`_check_too_slow`)."""
+    _check_too_slow(t, line, row, sample, gpu, all_sms)
     for column, seconds, b in _roofline_times(sample, gpu, all_sms):
         if seconds * ROOFLINE_SLACK >= b.least_s:
             continue

@@ -99,3 +99,28 @@ def test_every_real_h100_measurement_is_within_the_roofline(tmp_path: Path) -> N
     assert nearest["gemm:fp8:<time>"] == pytest.approx(0.89, abs=0.01)
     assert nearest["memory:copy:<time>"] == pytest.approx(0.90, abs=0.01)
     assert len(nearest) >= 8  # GEMMs, attention forward and backward, copies, casts, interference
+
+
+def test_microseconds_under_a_milliseconds_header_are_refused(tmp_path: Path) -> None:
+    """The slip the other way: a GEMM of 4096 x 4096 x 7168 at 250 ms (2,057 times the 121.5 us its FP8
+    FLOPs take at the H800's peak) was imported, and the fit then predicted a GEMM 8 times larger 4
+    times faster. Over 1000x the least time and over 1 ms: refused. Under either bound: taken (a
+    launch-bound kernel of 30 us is 25x its roofline in the H100 folder)."""
+    head = "family,dtype,scaling,M,N,K,sms,milliseconds\n"
+    msg = _refused(tmp_path, "g.csv", head + "proj,fp8,blockwise,4096,4096,7168,132,250\n")
+    assert msg.endswith(
+        "g.csv: row 2, column milliseconds: 250 ms is 2,057x the least time the H800's datasheet allows its work "
+        "(121.5 us: FP8 dense peak on 132 of 132 SMs, and HBM for a GEMM's inputs); over 1000x that is a unit "
+        "slip, not a kernel; check the unit"
+    )
+    # a memory-bound GEMM (M = 1): its least time is its weights read from HBM (29 MB at 3.35 TB/s: 8.8
+    # us), so 9 ms (1,027x that, and over 1 ms) is refused and 8 ms (912x) taken; its FLOPs alone would
+    # allow 0.03 us, and a real 30 us over 1000x that
+    msg = _refused(tmp_path, "m.csv", head + "proj,fp8,blockwise,1,4096,7168,132,9.0\n")
+    assert "9.0 ms is 1,027x the least time" in msg
+    for ms in ("8.0", "0.9"):  # under 1000x its least time; a time under 1 ms whatever the ratio
+        fine = tmp_path / f"fine{ms}.csv"
+        fine.write_text(head + f"proj,fp8,blockwise,{'1' if ms == '8.0' else '16'},4096,7168,132,{ms}\n")
+        assert import_measurements(fine, "H800").samples[0].time_s == pytest.approx(float(ms) * 1e-3)
+    msg = _refused(tmp_path, "c.csv", "bytes_copied,sms,milliseconds\n1048576,132,2000\n")  # a copy alike
+    assert "row 2, column milliseconds: 2000 ms is" in msg and "HBM bandwidth" in msg
