@@ -604,8 +604,10 @@ class CostModel:
                     if s.op in ("alltoall", "p2p", "collective")
                 }
             )
+            at = f" (one, at {int(xs[0]):,} B: a line needs samples at two sizes or more)" if len(xs) else ""
             raise ScenarioError(
-                "op", f"the profile has fewer than 2 {op} samples (it has: {', '.join(have) or 'no communication'})"
+                "op",
+                f"the profile has fewer than 2 {op} samples{at} (its communication: {', '.join(have) or 'none'})",
             )
         alpha, inv_beta = comm_line(xs, ts)
         problem = comm_line_problem(xs, inv_beta)

@@ -193,6 +193,9 @@ def test_attention_and_comm_predictions() -> None:
     assert fitted.comm_time("alltoall", 1e7) == pytest.approx(5e-6 + 1e7 / 20e9, rel=1e-6)
     with pytest.raises(ScenarioError, match="fewer than 2 p2p samples"):
         fitted.comm_time("p2p", 1e6)
+    alone = CostModel(base.model_copy(update={"samples": comm[:1]}))  # one sample: it said "it has: alltoall"
+    with pytest.raises(ScenarioError, match=r"fewer than 2 alltoall samples \(one, at 10,000 B: a line needs"):
+        alone.comm_time("alltoall", 1e6)
     # samples that give no line (a profile written by hand; an import refuses them): all at one size
     # (two at 1 KiB predicted a 1 GB all-to-all at 21 s), or times that fall as the size grows
     for times, problem in (
