@@ -1,21 +1,26 @@
 """A profile's stored GEMM fit (``gemm_fit``) stands for fitting again: every shipped profile carries
-the fit of its own samples (the same digest of its inputs, and a fit that fitting them again
-reproduces on them within the solver's stopping band), a run uses it only while the digest matches
-its inputs (so its runs give the same bits whatever scipy and BLAS build is installed), and any change
-of a sample or a peak makes the run fit afresh instead of using a stale fit.
+the fit of its own samples (the same digest of its inputs, and a fit no worse than fitting them again,
+reproduced on them within the solver's stopping band where both stop at one cost), a run uses it only
+while the digest matches its inputs (so its runs give the same bits whatever scipy and BLAS build is
+installed), and any change of a sample or a peak makes the run fit afresh instead of using a stale fit.
 
 Why a band and not the same floats: scipy's ``least_squares`` stops when an iteration moves the cost
 by less than ``ftol`` (1e-8, its default) of itself, and another build of scipy, numpy or BLAS rounds
-its way to another stopping point inside that band. Near the optimum the cost is quadratic in the
-residuals' change, so two stopping points' log residuals differ by at most ``2 sqrt(2 ftol C)`` (``C``
-the cost, half the sum of squared log residuals). Parameters the samples hardly determine can differ
-far more (H200's FP8 HBM efficiency ``bw`` moved from 0.774 to 0.674 between two environments, its
-predictions far from any sample by up to 12%): which is why a run uses the stored fit."""
+its way to another stopping point. Where both stop within that band of each other's cost, near the
+optimum the cost is quadratic in the residuals' change, so their log residuals differ by at most
+``2 sqrt(2 ftol C)`` (``C`` the cost, half the sum of squared log residuals). In a flat valley a fit
+can also stop short, each step gaining less than ``ftol`` of the cost well before the optimum: then
+fitting again here may end above the stored cost (by 1.8e-4 of it, seen for H200's BF16 fit), and the
+test asks only that the stored fit be no worse than fitting again, to the tolerance. Parameters the
+samples hardly determine can differ far more (H200's FP8 HBM efficiency ``bw`` moved from 0.774 to
+0.674 between two environments, and to 0.946 in a third, its predictions far from any sample by up to
+12%): which is why a run uses the stored fit."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,13 +43,29 @@ def test_every_shipped_profile_carries_its_current_fit(path: Path) -> None:
     assert set(profile.gemm_fit) == set(stored.fits)
     for dtype, fit in stored.fits.items():
         again = fresh.fits[dtype]
-        unsmoothed = [(p, fit.time(p.m, p.n, p.k, p.sms, p.scaling, smooth=False)) for p in fit.points]
-        launch = fit.params["launch_us"] * 1e-6
-        cost = 0.5 * sum(math.log((t + (launch if p.single else 0.0)) / p.time_s) ** 2 for p, t in unsmoothed)
+        cost, cost_again = _cost(fit), _cost(again)
+        # the stored fit is at least as good as fitting again here, to the stopping tolerance
+        assert cost <= cost_again * (1 + 2 * FTOL), (dtype, cost, cost_again)
+        if cost_again > cost * (1 + 2 * FTOL):
+            continue  # (fitting again stopped short of the stored fit: in a flat valley each step gains
+            # less than ftol of the cost well before the optimum; H200's BF16 fit, 202 samples, stopped at
+            # a cost 1.8e-4 above the stored one with one build of scipy and BLAS, its samples' predictions
+            # 0.65% apart at most: no stopping band bounds that, and the stored fit is the better one)
         band = 2 * math.sqrt(2 * FTOL * cost)
-        for p, t in unsmoothed:
+        for p in fit.points:
+            t = fit.time(p.m, p.n, p.k, p.sms, p.scaling, smooth=False)
             other = again.time(p.m, p.n, p.k, p.sms, p.scaling, smooth=False)
             assert abs(math.log(other / t)) <= band, (dtype, p)
+
+
+def _cost(fit: Any) -> float:
+    """Half the sum of squared log residuals of ``fit`` on its samples, as the fitting counts them."""
+    launch = fit.params["launch_us"] * 1e-6
+    return 0.5 * sum(
+        math.log((fit.time(p.m, p.n, p.k, p.sms, p.scaling, smooth=False) + (launch if p.single else 0.0)) / p.time_s)
+        ** 2
+        for p in fit.points
+    )
 
 
 def test_the_stored_fit_is_what_a_run_uses() -> None:
