@@ -421,14 +421,14 @@ def _least_s(sample: Sample, b: _Bound, gpu: GpuSpec) -> float:
     return b.least_s
 
 
-def _check_too_slow(t: _Table, line: int, row: list[str], sample: Sample, gpu: GpuSpec, all_sms: int) -> None:
+def _check_too_slow(
+    t: _Table, line: int, row: list[str], sample: Sample, gpu: GpuSpec, column: str, seconds: float, b: _Bound
+) -> None:
     """Refuse a time :data:`UNIT_SLIP` times over its roofline and over :data:`SLOW_FLOOR_S`: a unit
     slip (microseconds under a ``milliseconds`` header): a GEMM of 4096 x 4096 x 7168 at 250 ms was
     imported, and the fit then predicted a GEMM 8 times larger 4 times faster."""
-    for column, seconds, b in _roofline_times(sample, gpu, all_sms):
-        least = _least_s(sample, b, gpu)
-        if seconds <= SLOW_FLOOR_S or seconds <= UNIT_SLIP * least:
-            continue
+    least = _least_s(sample, b, gpu)
+    if seconds > SLOW_FLOOR_S and seconds > UNIT_SLIP * least:
         i, factor = t.columns[column]
         unit = UNIT_NAMES.get(factor, t.header[i])
         shown_least = f"{least * 1e3:.4g} ms" if least >= 1e-3 else f"{least * 1e6:.4g} us"
@@ -443,8 +443,8 @@ def _check_too_slow(t: _Table, line: int, row: list[str], sample: Sample, gpu: G
 def _check_roofline(t: _Table, line: int, row: list[str], sample: Sample, gpu: GpuSpec, all_sms: int) -> None:
     """Refuse a time faster than the datasheet allows its work: a unit slip (seconds under a
     ``milliseconds`` header), not a kernel; or far slower than it (:func:`_check_too_slow`)."""
-    _check_too_slow(t, line, row, sample, gpu, all_sms)
     for column, seconds, b in _roofline_times(sample, gpu, all_sms):
+        _check_too_slow(t, line, row, sample, gpu, column, seconds, b)
         if seconds * ROOFLINE_SLACK >= b.least_s:
             continue
         i, factor = t.columns[column]

@@ -384,7 +384,7 @@ def _check_lines(samples: list[Sample], logs: list[Path], read: list[NcclLog]) -
     """Each collective at each scale the profile will hold gives an alpha-beta line to predict from
     (:func:`sim.hardware.costmodel.comm_line_problem`): rows all at one size, or times that fall as the
     size grows, were imported, and ``twin calibrate predict`` then gave a 1 GB all-reduce 21 s, or 1 TB
-    the time of 1 B. Refused naming the first log with that collective and scale."""
+    the time of 1 B. Refused naming the last log with that collective and scale (else --profile)."""
     import numpy as np
 
     from sim.hardware.costmodel import comm_line, comm_line_problem
@@ -399,9 +399,7 @@ def _check_lines(samples: list[Sample], logs: list[Path], read: list[NcclLog]) -
         problem = comm_line_problem(sizes, inv_beta)
         if problem is None:
             continue
-        log = next(
-            (str(log) for log, r in zip(logs, read, strict=True) if any(s in group for s in r.samples)), "--profile"
-        )
+        log = next((str(log) for log, r in zip(logs, read, strict=True) if group[-1] in r.samples), "--profile")
         raise ScenarioError("LOGS", f"{log}: {collective} on {gpus} GPUs over {nodes} node(s): {problem}")
 
 

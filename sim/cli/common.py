@@ -19,12 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from sim.errors import (  # (the commands take ScenarioError and one_printable_line from here)
-    ScenarioError,
-    long_words_cut,
-    one_printable_line,
-    shown_path,
-)
+from sim.errors import ScenarioError, long_words_cut, one_printable_line  # (commands take the first two here)
 from sim.keys import as_flag  # the command modules take it from here
 from sim.number_text import not_ascii
 
@@ -62,12 +57,22 @@ def status(message: str, quiet: bool = False) -> Iterator[Any]:
     if quiet:
         yield _Silent()
         return
+    live, spinner = _spinner_live(message)
+    with live:
+        yield _Shown(spinner)
+
+
+def _spinner_live(message: str, auto_refresh: bool = True) -> tuple[Any, Any]:
+    """rich's Live showing a spinner with ``message`` on stderr, cleared when it stops, leaving stdout
+    alone (see :func:`status`); not started."""
     from rich.live import Live
     from rich.spinner import Spinner
 
     spinner = Spinner("dots", text=message, style="status.spinner")
-    with Live(spinner, console=err, transient=True, redirect_stdout=False, redirect_stderr=False):
-        yield _Shown(spinner)
+    live = Live(
+        spinner, console=err, transient=True, redirect_stdout=False, redirect_stderr=False, auto_refresh=auto_refresh
+    )
+    return live, spinner
 
 
 def progress_bar(*columns: Any, **options: Any) -> Any:
@@ -89,17 +94,11 @@ def checking_points(quiet: bool = False) -> Iterator[Callable[[int, int], None]]
     def progress(done: int, total: int) -> None:
         if quiet or done == 0 or (done >= total and not shown):
             return
-        if not shown:
-            from rich.live import Live
-            from rich.spinner import Spinner
-
-            spinner = Spinner("dots", style="status.spinner")
-            live = Live(
-                spinner, console=err, transient=True, redirect_stdout=False, redirect_stderr=False, auto_refresh=False
-            )  # (refreshed here, once a call: no thread left behind when a sweep's workers fork)
-            live.start()
-            shown.extend((live, spinner))
-        shown[1].update(text=f"checking the points: {done:,} of {total:,}")
+        text = f"checking the points: {done:,} of {total:,}"
+        if not shown:  # (refreshed here, once a call: no thread left behind when a sweep's workers fork)
+            shown.extend(_spinner_live(text, auto_refresh=False))
+            shown[0].start()
+        shown[1].update(text=text)
         shown[0].refresh()
 
     try:
@@ -531,8 +530,8 @@ def invoke(app: Any, argv: list[str] | None, prepare: Any = None, exiting: bool 
                 line, code = "input nested too deeply", 2
             except MemoryError:
                 line, code = "ran out of memory; use a smaller size", 2
-            except OSError as e:  # (a file name of thousands of characters is cut, saying how long it was)
-                where = f"{shown_path(str(e.filename))}: " if e.filename else ""
+            except OSError as e:  # (a file name of thousands of characters: cut below, long_words_cut)
+                where = f"{e.filename}: " if e.filename else ""
                 line, code = f"{where}{e.strerror or e}", 2
     finally:
         for s, handler in saved.items():
