@@ -19,18 +19,13 @@ file, the row (the file's line number, the header being row 1) and the column.
 ``README.md`` beside the tables becomes the profile's ``method``; the date of the measurement is
 the first ISO date in the README's first line or the folder's name.
 
-No time may beat the GPU's datasheet roofline (``--device``'s peaks, :mod:`sim.hardware.gpu`): a
-GEMM its ``2MNK`` FLOPs at its dtype's dense peak on its share of the SMs, attention its matmul FLOPs
-(:func:`sim.model.ops.attention_flops`, the backward 2.5 times the forward) at the BF16 peak on its
-SMs, a copy or cast its bytes read and written at the HBM bandwidth, an interference row's GEMM (where
-its label gives the shape) and copy likewise, by more than :data:`ROOFLINE_SLACK`: a time past that is
-a unit slip (seconds under a ``milliseconds`` header: a factor of 1000), refused naming the file, row
-and column with the rate it implies. The slack keeps what a real kernel can do: the datasheet peaks are
-at the base boost clock (the H100's 989 BF16 TFLOPS is 132 SMs x 4096 FLOP at 1830 MHz; it boosts to
-1980, 8% more, most with few SMs busy), and a copy small enough to stay in the 50 MB L2 can pass the
-HBM bandwidth. A time over :data:`UNIT_SLIP` (1000) times the least its work can take (the roofline,
-and a GEMM's inputs read once from HBM), and over :data:`SLOW_FLOOR_S` (1 ms), is the slip the other way
-(microseconds under a ``milliseconds`` header) and is refused alike.
+No time may beat the GPU's datasheet roofline (``--device``'s peaks, :mod:`sim.hardware.gpu`) by more
+than its slack (:mod:`sim.hardware.roofline`, which a loaded profile's samples meet too): a time past
+that is a unit slip (seconds under a ``milliseconds`` header: a factor of 1000), refused naming the
+file, row and column with the rate it implies. A time over :data:`UNIT_SLIP` (1000) times the least
+its work can take (the roofline, and a GEMM's inputs read once from HBM), and over
+:data:`SLOW_FLOOR_S` (1 ms), is the slip the other way (microseconds under a ``milliseconds`` header)
+and is refused alike.
 
 Each measurement counts once in the fits: a row that repeats an earlier row's measurement, time
 included (a table pasted twice, or copied into a second file), a second header row, and a file with
@@ -48,13 +43,12 @@ import math
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
 
 from calibrate.profiles import git_revision, with_errors
 from sim.errors import ScenarioError
 from sim.hardware.gpu import GpuSpec, datasheet_for
 from sim.hardware.profile import TORCH_FP8_CAST, DeviceInfo, Peaks, Profile, Sample, Skipped, SourceFile
-from sim.model.ops import ATTENTION_BWD_RATIO, attention_flops
+from sim.hardware.roofline import ALONE_S, Bound, roofline_times, too_fast
 from sim.number_text import not_plain
 from sim.units import BF16_BYTES, FP8_BYTES, FP8_TILE, FP32_BYTES
 from sim.yamlio import MAX_JSON_BYTES, read_bytes, read_text
@@ -342,62 +336,23 @@ def _interference(t: _Table, all_sms: int) -> list[tuple[int, Sample]]:
 UNIT_NAMES = {1.0: "s", 1e-3: "ms", 1e-6: "us"}
 
 
-class _Bound(NamedTuple):
-    """What the datasheet allows some work: ``work`` units (FLOPs or bytes) at ``peak`` of them a
-    second, ``bound`` naming the figure, ``rate_unit`` how a rate is shown (``TFLOPS``, ``TB/s``)."""
-
-    work: float
-    peak: float
-    bound: str
-    what: str  # the work in words: "FLOPs", "bytes read and written"
-    rate_unit: str
-    on: str = ""  # the SMs the peak is scaled to
-
-    @property
-    def least_s(self) -> float:
-        return self.work / self.peak
-
-
-def _flops_bound(flops: float, dtype: str, sms: int, all_sms: int, gpu: GpuSpec) -> _Bound:
-    """``flops`` at the GPU's dense peak for ``dtype`` on ``sms`` of its SMs (FP16 and FP32 bounded by
-    the BF16 figure, which they never beat)."""
-    fp8 = dtype == "fp8"
-    tflops = gpu.fp8_dense_TFLOPS if fp8 else gpu.bf16_dense_TFLOPS
-    bound = f"{'FP8' if fp8 else 'BF16'} dense peak"
-    return _Bound(flops, tflops * 1e12 * sms / all_sms, bound, "FLOPs", "TFLOPS", f" on {sms} of {all_sms} SMs")
-
-
-def _bytes_bound(nbytes: float, gpu: GpuSpec) -> _Bound:
-    return _Bound(nbytes, gpu.hbm_TBps * 1e12, "HBM bandwidth", "bytes read and written", "TB/s")
-
-
-def _roofline_times(sample: Sample, gpu: GpuSpec, all_sms: int) -> list[tuple[str, float, _Bound]]:
-    """Each time ``sample`` holds with what the datasheet allows its work: (its column's logical name,
-    seconds, the bound)."""
+def _roofline_times(sample: Sample, gpu: GpuSpec, all_sms: int) -> list[tuple[str, float, Bound]]:
+    """Each time ``sample`` holds with what the datasheet allows its work (:mod:`sim.hardware.roofline`):
+    (its column's logical name, seconds, the bound)."""
     p = sample.params
-    out: list[tuple[str, float, _Bound]] = []
-    if sample.op == "gemm":
-        flops = 2.0 * int(p["m"]) * int(p["n"]) * int(p["k"])
-        out.append((TIME, sample.time_s, _flops_bound(flops, str(p["dtype"]), int(p["sms"]), all_sms, gpu)))
-    elif sample.op == "attention":
-        phase = str(p["phase"])
-        flops = attention_flops(int(p["heads"]), int(p["seq"]), int(p["qk_dim"]), int(p["v_dim"]), bool(p["causal"]))
-        flops *= ATTENTION_BWD_RATIO if phase == "bwd" else 1.0
-        column = f"{'forward' if phase == 'fwd' else 'backward'}_{TIME}"
-        out.append((column, sample.time_s, _flops_bound(flops, "bf16", int(p["sms"]), all_sms, gpu)))
-    elif sample.op == "memory":
-        out.append((TIME, sample.time_s, _bytes_bound(float(p["bytes"]), gpu)))
-    elif sample.op == "interference" and p["kernel"] == "copy":
-        bound = _bytes_bound(2.0 * float(p["copy_bytes"]), gpu)  # the copy reads and writes its bytes
-        out += [(f"copy_alone_{TIME}", float(p["alone_s"]), bound), (f"copy_beside_gemm_{TIME}", sample.time_s, bound)]
-    elif sample.op == "interference" and "m" in p:  # a GEMM whose label gives its shape
-        flops = 2.0 * int(p["m"]) * int(p["n"]) * int(p["k"])
-        bound = _flops_bound(flops, str(p["dtype"]), int(p["compute_sms"]), all_sms, gpu)
-        out += [(f"gemm_alone_{TIME}", float(p["alone_s"]), bound), (f"gemm_beside_copy_{TIME}", sample.time_s, bound)]
+    out = []
+    for key, seconds, b in roofline_times(sample, gpu, all_sms):
+        if sample.op == "attention":
+            column = f"{'forward' if p['phase'] == 'fwd' else 'backward'}_{TIME}"
+        elif sample.op == "interference":
+            kernel, other = ("copy", "gemm") if p["kernel"] == "copy" else ("gemm", "copy")
+            column = f"{kernel}_alone_{TIME}" if key == ALONE_S else f"{kernel}_beside_{other}_{TIME}"
+        else:
+            column = TIME
+        out.append((column, seconds, b))
     return out
 
 
-ROOFLINE_SLACK = 2.0  # a time up to 2x under the datasheet roofline is taken (boost clocks, L2-resident copies)
 # A time this many times over the roofline, and over SLOW_FLOOR_S, is a unit slip the other way (seconds
 # or microseconds read as milliseconds: a factor of 1000). The roofline here also counts a GEMM's
 # inputs read once from HBM (a lower bound on any kernel's time: a small-M GEMM is memory-bound). In the
@@ -410,7 +365,7 @@ SLOW_FLOOR_S = 1e-3
 DTYPE_BYTES = {"fp8": 1, "bf16": 2, "fp16": 2, "fp32": 4}  # an element of a GEMM's inputs
 
 
-def _least_s(sample: Sample, b: _Bound, gpu: GpuSpec) -> float:
+def _least_s(sample: Sample, b: Bound, gpu: GpuSpec) -> float:
     """The least time of ``sample``'s work by the bound ``b`` and, for a GEMM, its inputs read once
     from HBM (:data:`DTYPE_BYTES`)."""
     p = sample.params
@@ -422,7 +377,7 @@ def _least_s(sample: Sample, b: _Bound, gpu: GpuSpec) -> float:
 
 
 def _check_too_slow(
-    t: _Table, line: int, row: list[str], sample: Sample, gpu: GpuSpec, column: str, seconds: float, b: _Bound
+    t: _Table, line: int, row: list[str], sample: Sample, gpu: GpuSpec, column: str, seconds: float, b: Bound
 ) -> None:
     """Refuse a time :data:`UNIT_SLIP` times over its roofline and over :data:`SLOW_FLOOR_S`: a unit
     slip (microseconds under a ``milliseconds`` header): a GEMM of 4096 x 4096 x 7168 at 250 ms was
@@ -445,7 +400,7 @@ def _check_roofline(t: _Table, line: int, row: list[str], sample: Sample, gpu: G
     ``milliseconds`` header), not a kernel; or far slower than it (:func:`_check_too_slow`)."""
     for column, seconds, b in _roofline_times(sample, gpu, all_sms):
         _check_too_slow(t, line, row, sample, gpu, column, seconds, b)
-        if seconds * ROOFLINE_SLACK >= b.least_s:
+        if not too_fast(seconds, b):
             continue
         i, factor = t.columns[column]
         unit = UNIT_NAMES.get(factor, t.header[i])

@@ -20,6 +20,7 @@ a schedule takes (``pipeline.schedules``, ``cluster.device_gpus``).
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,7 +30,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from sim.economics import FABRIC_LIFE_YEARS, GPU_HOUR_USD
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, shown
 from sim.hardware.gpu import DEEPSEEK_COMM_SMS, NIC_Gbps
 from sim.hardware.profile import DEFAULT_PROFILE, load_profile
 from sim.layout_defaults import DEFAULT_EP, DEFAULT_GLOBAL_BATCH, DEFAULT_GPUS
@@ -1111,9 +1112,32 @@ def where_it_starts(
         return err
     for file in bases:
         met = alone(file)
-        if met is not None and (met.key_path, met.message) == (err.key_path, err.message):
-            return err.with_file(file)
-    return err
+        mine = _at_overrides(err.with_file(file))  # (as the base alone names it, where it is derived too)
+        if met is not None and (met.key_path, met.message) in (
+            (err.key_path, err.message),
+            (mine.key_path, mine.message),
+        ):
+            return mine
+    return _at_overrides(err)
+
+
+def _at_overrides(err: ScenarioError) -> ScenarioError:
+    """``err``, named on a derived scenario file, named at its ``set``: at ``set.KEY`` where the key is
+    one it sets; else, a key of the base its overrides make wrong together (``set: {pipeline.pp: 3}`` of
+    a base of 64 GPUs blamed ``training.gpus``, a key the file does not have), the overrides, then the
+    key. An error of a file that is no derived scenario, or that names its own keys, is as it was."""
+    try:
+        data = read_yaml(Path(err.file or ""), "scenario")
+    except (ScenarioError, OSError):
+        return err
+    sets = data.get("set") if isinstance(data, dict) and "base" in data else None
+    key = err.key_path
+    if not isinstance(sets, dict) or not sets or not key or key.split(".")[0] in _DERIVED_KEYS:
+        return err
+    if any(key == k or key.startswith(k + ".") for k in sets):
+        return ScenarioError(f"set.{key}", err.message, err.file)
+    given = shown(json.dumps(sets, default=str))
+    return ScenarioError("set", f"{given}: {key}: {err.message}", err.file)
 
 
 def _load_error(path: str) -> ScenarioError | None:

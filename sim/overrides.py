@@ -41,11 +41,12 @@ def only_keys(data: dict[Any, Any], allowed: tuple[str, ...], where: str, file: 
 
 def resolve_paths(overrides: dict[str, Any], folder: Path) -> dict[str, Any]:
     """``overrides`` with path values (:data:`PATH_KEYS`, and :data:`NAMED_PATH_KEYS` where not one of their
-    names) made absolute against ``folder``, whether given as the dotted key (``cluster.topology: t.yaml``)
-    or inside a mapping (``cluster: {topology: t.yaml}``)."""
+    names) made absolute against ``folder`` and normalised (``a//b``, ``a/../a/b`` and a link are the file
+    they name: two points naming one file so were two points of a sweep), whether given as the dotted key
+    (``cluster.topology: t.yaml``) or inside a mapping (``cluster: {topology: t.yaml}``)."""
 
     def resolved(value: Any, names: tuple[str, ...] = ()) -> Any:
-        if isinstance(value, str) and value and value not in names and not Path(value).is_absolute():
+        if isinstance(value, str) and value and value not in names:
             return str((folder / value).resolve())
         return value
 

@@ -419,6 +419,16 @@ def _option_of(command: Any, args: list[str], i: int) -> tuple[str, str]:
     return "argument", arg
 
 
+def _aborted(e: BaseException) -> str:
+    """click turns an ``EOFError`` anywhere in a command into ``Abort``: the line says which, not only
+    ``aborted`` (a ``.pyc`` cut short by a full disk raised ``EOF read where object expected`` at every
+    later import, and the line gave no clue)."""
+    cause = e.__cause__ or e.__context__
+    if isinstance(cause, EOFError):
+        return f"aborted: EOFError: {cause}" if str(cause) else "aborted: EOFError (end of input)"
+    return "aborted"
+
+
 def _interruption(line: str) -> str:
     """``line`` ('interrupted', 'terminated') and where the results are, if the signal came as a commit
     ended (:func:`sim.outputs.landed_before_interruption`; the module is loaded where a command wrote)."""
@@ -518,8 +528,8 @@ def invoke(app: Any, argv: list[str] | None, prepare: Any = None, exiting: bool 
                 code = 2  # the help was printed
             except ce.UsageError as e:
                 line, code = usage_line(e), 2
-            except typer.Abort:
-                line, code = "aborted", 1
+            except typer.Abort as e:
+                line, code = _aborted(e), 1
             except TwinError as e:
                 line, code = str(e), 2
             except KeyboardInterrupt:

@@ -55,7 +55,7 @@ from sim.hardware.gemm_model import (
     summarise_lofo,
 )
 from sim.hardware.interference import InterferenceModel, InterferenceRow
-from sim.hardware.profile import GemmFitEntry, Profile, Sample
+from sim.hardware.profile import ATTENTION_DEFAULTS, GemmFitEntry, Profile, Sample
 from sim.hardware.promotion import MIN_TOKENS as PROMOTION_MIN_TOKENS
 from sim.hardware.promotion import PromotionFit, promotion_factor
 from sim.model.ops import ATTENTION_BWD_RATIO, attention_flops
@@ -318,7 +318,7 @@ class CostModel:
             s
             for s in self.profile.samples
             if s.op == "attention"
-            and int(s.params.get("causal", 1)) == int(causal)
+            and int(s.params.get("causal", ATTENTION_DEFAULTS["causal"])) == int(causal)
             and s.params.get("phase") == phase
             and int(s.params.get("sms", self.all_sms)) == sms
         ]
@@ -326,7 +326,17 @@ class CostModel:
     @staticmethod
     def _attention_coords(s: Sample) -> np.ndarray:
         p = s.params
-        return np.log(np.array([p["heads"], p["seq"], p.get("qk_dim", 192), p.get("v_dim", 128)], dtype=np.float64))
+        return np.log(
+            np.array(
+                [
+                    p["heads"],
+                    p["seq"],
+                    p.get("qk_dim", ATTENTION_DEFAULTS["qk_dim"]),
+                    p.get("v_dim", ATTENTION_DEFAULTS["v_dim"]),
+                ],
+                dtype=np.float64,
+            )
+        )
 
     def _attention_full(self, heads: int, seq: int, qk: int, v: int, causal: bool, phase: str) -> float:
         """Time on all SMs: efficiency interpolated over the class's samples, each taken on any SM
@@ -335,7 +345,9 @@ class CostModel:
         samples = [
             s
             for s in self.profile.samples
-            if s.op == "attention" and int(s.params.get("causal", 1)) == int(causal) and s.params.get("phase") == phase
+            if s.op == "attention"
+            and int(s.params.get("causal", ATTENTION_DEFAULTS["causal"])) == int(causal)
+            and s.params.get("phase") == phase
         ]
         xs = np.array([self._attention_coords(s) for s in samples]).reshape(len(samples), 4)
         ys = np.array(
@@ -343,8 +355,8 @@ class CostModel:
                 self.attention_roofline(
                     int(s.params["heads"]),
                     int(s.params["seq"]),
-                    int(s.params.get("qk_dim", 192)),
-                    int(s.params.get("v_dim", 128)),
+                    int(s.params.get("qk_dim", ATTENTION_DEFAULTS["qk_dim"])),
+                    int(s.params.get("v_dim", ATTENTION_DEFAULTS["v_dim"])),
                     causal,
                     phase,
                 )
@@ -371,7 +383,7 @@ class CostModel:
             for s in limited:
                 full = [
                     f
-                    for f in self._attention_samples(bool(s.params.get("causal", 1)), phase)
+                    for f in self._attention_samples(bool(s.params.get("causal", ATTENTION_DEFAULTS["causal"])), phase)
                     if all(f.params.get(x) == s.params.get(x) for x in ("heads", "seq", "qk_dim", "v_dim"))
                 ]
                 if full:

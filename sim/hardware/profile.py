@@ -28,6 +28,7 @@ than the one requested is refused with a one-line error.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import math
 import re
@@ -86,6 +87,28 @@ REQUIRED_PARAMS = {
     "p2p": ("bytes",),
 }
 INTERFERENCE_KERNELS = ("gemm", "copy")
+# Where a sample came from and what it is called, on any op: kept, never computed with.
+PROVENANCE_PARAMS = frozenset("annotation source op family".split())
+# Every other parameter each op's samples may give: what the cost model reads, and what the calibration
+# tools (calibrate/: the benches, the trace, import-measurements, import-nccl-tests) write beside it.
+# Any other key is refused when loaded: an attention sample's `casual: 0` (for `causal`) was taken as
+# causal without a word, and the step moved 5% from the one the user meant.
+KNOWN_PARAMS: dict[str, frozenset[str]] = {
+    op: frozenset(keys.split())
+    for op, keys in {
+        "gemm": "m n k sms dtype scaling shape timing experts m_total",
+        "attention": "heads seq qk_dim v_dim causal phase sms",
+        "memory": "kernel bytes bytes_copied tokens hidden sms kernels",
+        "interference": "kernel alone_s compute_sms comm_sms copy_bytes mode gemm m n k dtype scaling hbm_rate_Bps",
+        "collective": "collective bytes count type gpus nodes placement redop root algbw_GBps busbw_GBps world",
+        "alltoall": "bytes world backend gpus nodes",
+        "p2p": "bytes world backend",
+        "chunk": "stream compute_sms comm_sms stat layers",
+    }.items()
+}
+# What the cost model takes for an attention sample's head dims and mask where it does not give them:
+# DeepSeek-V3's MLA (a query/key head of 128 + 64 RoPE dims, a value head of 128), causal.
+ATTENTION_DEFAULTS: dict[str, int] = {"qk_dim": 192, "v_dim": 128, "causal": 1}
 # The memory class of an FP8 quantisation written with torch ops (amax per tile, scale, cast: several
 # unfused passes, about 7% of HBM bandwidth on an H100): what ../shared/measurements' fp8_cast table and
 # `twin calibrate run` time. It is not the recipe's cast: DeepSeek's kernels (its trace: 1-3 TB/s on the
@@ -138,6 +161,17 @@ def _refuse_non_scalars(values: object) -> object:
     return values
 
 
+def _check_known(op: str, key: str) -> None:
+    """``key`` is a parameter ``op``'s samples may give (:data:`KNOWN_PARAMS`); a ValueError ``KEY: ...``
+    naming the nearest known one otherwise."""
+    known = KNOWN_PARAMS.get(op)
+    if known is None or key in known or key in PROVENANCE_PARAMS:
+        return
+    near = difflib.get_close_matches(key, sorted(known | PROVENANCE_PARAMS), n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    raise ValueError(f"{key}: not a parameter of {op} samples{hint}; they take {', '.join(sorted(known))}")
+
+
 def _check_param(key: str, value: float | int | str) -> None:
     """One parameter of a sample, of the type and range the cost model reads it as; a ValueError
     ``KEY: must be ...`` otherwise."""
@@ -170,6 +204,7 @@ class Sample(_Strict):
         op = info.data.get("op")
         for key, value in params.items():
             _check_param(key, value)
+            _check_known(str(op), key)
         for key in REQUIRED_PARAMS.get(op or "", ()):
             if key not in params:
                 raise ValueError(f"{key} is missing ({op} samples have {', '.join(REQUIRED_PARAMS[op or ''])})")
@@ -329,7 +364,27 @@ def _validated(data: object, path: Path) -> Profile:
             if isinstance(value, int | float) and value > sms:
                 message = f"{value!r} is more SMs than the device's {sms} (device.sms)"
                 raise ScenarioError(f"samples[{i}].params.{key}", message, str(path))
+    _check_roofline(profile, path)
     return profile
+
+
+def _check_roofline(profile: Profile, path: Path) -> None:
+    """No sample's time beats the profile's own peaks by more than the slack
+    (:mod:`sim.hardware.roofline`): a GEMM sample a million times too fast (a unit slip) made a run
+    report an MFU of 1.18."""
+    from sim.hardware.roofline import ROOFLINE_SLACK, roofline_times, too_fast
+
+    for i, sample in enumerate(profile.samples):
+        for key, seconds, b in roofline_times(sample, profile.peaks, profile.device.sms):
+            if not too_fast(seconds, b):
+                continue
+            peak = b.peak / 1e12
+            message = (
+                f"{seconds:.4g} s is {b.least_s / seconds:.3g}x faster than the profile's {b.bound} allows "
+                f"({b.work:.4g} {b.what} at its {peak:.4g} {b.rate_unit}{b.on} take at least {b.least_s:.4g} s; "
+                f"more than {ROOFLINE_SLACK:g}x under that is no kernel); check the unit"
+            )
+            raise ScenarioError(f"samples[{i}].{key}", message, str(path))
 
 
 def _param_named(e: ScenarioError, data: dict[str, object]) -> ScenarioError:

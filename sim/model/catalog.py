@@ -10,6 +10,7 @@ file (its folder's name for a file called ``config.json``).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,19 @@ def resolve(ref: str, folder: Path | None = None) -> tuple[str, Path]:
             "model.config",
             f"{cut(repr(ref))} is neither a shipped model ({', '.join(CATALOG)}) nor a config.json file{why}",
         )
-    name = path.parent.name if path.name == "config.json" else path.name.split(".")[0]
-    return name.split("__")[-1] or "model", path
+    return config_name(path), path
+
+
+def config_name(path: Path) -> str:
+    """A config file's model name: its folder's for ``config.json``, else the file's name without
+    ``.json``, a ``.config`` or ``.config_<variant>`` before it, and an ``org__`` prefix
+    (``meta-llama__Llama-3.1-8B.config.json`` is ``Llama-3.1-8B``: cut at the first dot, it was
+    ``Llama-3``, the 70B's too; ``deepseek-ai__DeepSeek-V3.config_671B.json`` is ``DeepSeek-V3``)."""
+    if path.name == "config.json":
+        name = path.parent.name
+    else:
+        name = re.sub(r"(\.config(_[^.]*)?)?\.json$", "", path.name, flags=re.IGNORECASE)
+    return name.split("__")[-1] or "model"
 
 
 def _read(ref: str, folder: Path | None) -> tuple[dict[str, Any], str | None, str]:

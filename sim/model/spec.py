@@ -78,7 +78,7 @@ class ModelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
-        if self.n_dense_layers > self.n_layers:
+        if self.n_routed_experts and self.n_dense_layers > self.n_layers:  # (a dense model never reads it)
             raise ValueError(f"n_dense_layers: {self.n_dense_layers} exceeds n_layers ({self.n_layers})")
         bad = [i for i in self.mlp_only_layers if not 0 <= i < self.n_layers]
         if bad:

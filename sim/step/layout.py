@@ -251,7 +251,14 @@ def build_layout(
     try:
         schedule = build_schedule(schedule_name, pp, per_pipeline, virtual_stages)
     except LayoutError as err:
-        raise err.with_prefix("pipeline") from None
+        if err.key_path != "microbatches" or microbatches is not None:
+            raise err.with_prefix("pipeline") from None
+        # (the count comes from the batch, not from pipeline.microbatches, which the file does not give)
+        raise type(err)(
+            "training.global_batch",
+            f"{global_batch} sequences / (DP {dp} x {microbatch_sequences} sequence(s) per micro-batch, "
+            f"training.microbatch_sequences) = {per_pipeline} micro-batch(es) per pipeline: {err.message}",
+        ) from None
     stages = placements(model, schedule, layers_per_stage)
     if any(not p.layers for p in stages):
         empty = next(i for i, p in enumerate(stages) if not p.layers)

@@ -221,8 +221,23 @@ class Comparison:
             "not_ok": self.not_ok,
             "best": self.best_rows,
             "pareto_front": self.front_rows,
-            "missing": self.missing,  # ok points without a ranked figure: on no front by it
+            "missing": self.missing_all,  # ok points without a ranked figure: on no front by it
+            "cost_not_modelled": self.unpriced if self.costed else [],  # of those, the cost_note says why
         }
+
+    @property
+    def costed(self) -> bool:
+        """Whether the cost per T tokens is ranked, fronted or shown."""
+        return COST in (self.by, self.against, *self.columns)
+
+    @property
+    def missing_all(self) -> dict[str, list[int]]:
+        """:attr:`missing` with the points without a cost where the cost is ranked, fronted or shown (the
+        results file listed them in the table's line only, not in ``--format json``)."""
+        out = dict(self.missing)
+        if self.costed and (self.unpriced or self.uncosted):
+            out[COST] = sorted({*self.unpriced, *self.uncosted})
+        return out
 
 
 def _records(frame: pd.DataFrame, cols: list[str]) -> list[dict[str, Any]]:
@@ -237,7 +252,8 @@ def _records(frame: pd.DataFrame, cols: list[str]) -> list[dict[str, Any]]:
     return out
 
 
-TRAINING_SHOWN = ("step_time_s", "cost_per_T_usd", "memory_headroom_GiB")  # beside the ranked figure
+COST = "cost_per_T_usd"
+TRAINING_SHOWN = ("step_time_s", COST, "memory_headroom_GiB")  # beside the ranked figure
 SERVING_SHOWN = ("goodput_requests_per_s", "ttft_p99_s", "tpot_p99_s")
 
 

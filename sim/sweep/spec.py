@@ -416,10 +416,11 @@ def sweep_from_data(data: Any, path: Path, progress: Checked | None = None) -> S
     if not isinstance(base_data, dict):
         raise ScenarioError("", "the base scenario must be a mapping of keys", str(base_path))
     if base_data.get("training") is None and not is_serve_data(base_data):
-        raise ScenarioError(
+        raise ScenarioError(  # (named at this file's key: it named the base file and a key it has not)
             "base",
-            "a sweep runs training steps or serving deployments: the base scenario needs a training or a serve section",
-            str(base_path),
+            f"{shown(str(data['base']))} has no training or serve section: a sweep runs training steps or "
+            "serving deployments",
+            file,
         )
     name = data.get("name", path.stem)
     if not isinstance(name, str) or not name:

@@ -255,7 +255,7 @@ HAND: list[Any] = [
     (["sweep", "pipe"], "pipe: not a regular file"),
     (["sweep", "bad_sweep.yaml"], 'bad_sweep.yaml: grid.comm.sms: "x"'),
     (["sweep", "nobase_sweep.yaml"], "nobase_sweep.yaml: base: give the base scenario file"),
-    (["sweep", "comparison_sweep.yaml"], "needs a training or a serve section"),
+    (["sweep", "comparison_sweep.yaml"], "has no training or serve section: a sweep runs training steps"),
     (["sweep", "ok_sweep.yaml", "-o", "existing.txt"], "--output: must be a Parquet file"),
     (["sweep", "ok_sweep.yaml", "-o", "/proc/x.parquet"], "--output: cannot write in /proc"),
     (["sweep", "ok_sweep.yaml", "-j", "2", "--scheduler", "tcp://127.0.0.1:9"], "--workers: local processes only"),

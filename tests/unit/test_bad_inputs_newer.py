@@ -98,6 +98,11 @@ SWEEPS: dict[str, str] = {  # sweep files (the base is the small training step u
     "sw_no_cluster.yaml": _sweep("points: [{cluster: null}]\n"),
     "sw_two_schedules.yaml": _sweep("points: [{pipeline.schedules: [1f1b, zb1p]}]\n"),
     "sw_dup_int_float.yaml": _sweep("points: [{cluster.nic_Gbps: 400}, {cluster.nic_Gbps: 400.0}]\n"),
+    # one file named by an absolute path with '//' and with '/../' (were three points, three equal rows)
+    "sw_dup_unnormalised.yaml": _sweep(
+        f"grid: {{profile: [{PROFILE}, {PROFILE.replace('/profiles/', '/profiles//')}, "
+        f"{PROFILE.replace('/profiles/', '/profiles/../profiles/')}]}}\n"
+    ),
     "sw_no_points.yaml": _sweep(""),
     "sw_empty_points.yaml": _sweep("points: []\n"),
     "sw_points_map.yaml": _sweep("points: {comm.sms: 20}\n"),
@@ -698,6 +703,7 @@ SWEEP: list[tuple[list[str], str]] = [
     (["sweep", "sw_dup_grid_points.yaml"], "sw_dup_grid_points.yaml: points[0]: repeats the point grid #1"),
     (["sweep", "sw_dup_null_points.yaml"], "sw_dup_null_points.yaml: points[1]: repeats the point points[0]"),
     (["sweep", "sw_dup_int_float.yaml"], "sw_dup_int_float.yaml: points[1]: repeats the point points[0]"),
+    (["sweep", "sw_dup_unnormalised.yaml"], "sw_dup_unnormalised.yaml: grid: repeats the point grid #0"),
     (["sweep", "sw_dup_null_key.yaml"], "sw_dup_null_key.yaml: points[1]: repeats the point points[0] ({})"),
     (["sweep", "sw_no_cluster.yaml"], "sw_no_cluster.yaml: points[0].cluster: null: a training step needs a cluster"),
     (

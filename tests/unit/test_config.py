@@ -198,7 +198,9 @@ def test_a_layer_split_with_an_empty_stage_names_its_key(tmp_path: Path) -> None
     path = _write(tmp_path, {"name": "split", "base": str(base), "set": split})
     with pytest.raises(ScenarioError) as info:
         _assembled(path)
-    assert str(info.value) == f"{path}: training.layers_per_stage: stage 0 has no layers; give each stage one or more"
+    assert (
+        str(info.value) == f"{path}: set.training.layers_per_stage: stage 0 has no layers; give each stage one or more"
+    )
 
 
 SMALL = Path(__file__).resolve().parents[1] / "data" / "sweep" / "small-step.yaml"
@@ -207,9 +209,9 @@ SMALL = Path(__file__).resolve().parents[1] / "data" / "sweep" / "small-step.yam
 @pytest.mark.parametrize(
     ("base_set", "expected"),
     [
-        ("{comm.smz: 12}", "comm.smz: unknown key"),
-        ("{comm.sms: -4}", "comm.sms: Input should be greater than or equal to 0"),
-        ("{workload.ep: 3}", "workload.ep: EP 3 does not divide"),  # refused by assemble, not the loader
+        ("{comm.smz: 12}", "set.comm.smz: unknown key"),
+        ("{comm.sms: -4}", "set.comm.sms: Input should be greater than or equal to 0"),
+        ("{workload.ep: 3}", "set.workload.ep: EP 3 does not divide"),  # refused by assemble, not the loader
     ],
 )
 def test_a_bad_key_in_a_bases_own_set_names_the_base_file(
@@ -237,14 +239,19 @@ def test_a_derived_files_own_set_is_its_own_and_overrides_its_bases(tmp_path: Pa
     base.write_text(f"base: {SMALL}\nset: {{comm.sms: -4}}\n")
     derived = tmp_path / "derived.yaml"
     derived.write_text("base: base.yaml\nset: {comm.sms: 16, training.gpus: -8}\n")
-    with pytest.raises(ScenarioError, match=r"derived\.yaml: training\.gpus"):
+    with pytest.raises(ScenarioError, match=r"derived\.yaml: set\.training\.gpus"):
         load_scenario(derived)
     derived.write_text("base: base.yaml\nset: {comm.sms: 16}\n")  # the base's bad value overridden
     assert load_scenario(derived).comm.sms == 16
-    # an error no base meets alone is the derived file's, though a base sets its key (small-step's gpus)
+    # an error no base meets alone is the derived file's, though a base sets its key (small-step's gpus):
+    # named at its overrides, then the key they make wrong (training.gpus, a key the file does not have)
     derived.write_text("base: base.yaml\nset: {comm.sms: 16, pipeline.pp: 3}\n")
-    with pytest.raises(ScenarioError, match=r"derived\.yaml: training\.gpus: 512 GPUs do not divide into 3"):
+    with pytest.raises(ScenarioError) as info:
         assemble(load_scenario(derived))
+    assert str(info.value) == (
+        f'{derived}: set: {{"comm.sms": 16, "pipeline.pp": 3}}: training.gpus: 512 GPUs do not divide into 3 '
+        "pipeline ranks"
+    )
 
 
 def test_a_key_set_beside_its_whole_section_is_refused(tmp_path: Path) -> None:
@@ -267,17 +274,17 @@ LLAMA_H100 = Path(__file__).resolve().parents[2] / "scenarios" / "clusters" / "l
     [
         (
             "1e18",
-            "training.microbatch_sequences: 1,000,000,000,000,000,000 sequence(s) of model.seq_len 8,192 tokens are "
-            "8,192,000,000,000,000,000,000 tokens per micro-batch on a GPU, over the limit of 16,777,216",
+            "set.training.microbatch_sequences: 1,000,000,000,000,000,000 sequence(s) of model.seq_len 8,192 tokens "
+            "are 8,192,000,000,000,000,000,000 tokens per micro-batch on a GPU, over the limit of 16,777,216",
         ),
         (
             "100000000000",
-            "training.microbatch_sequences: 100,000,000,000 sequence(s) of model.seq_len 8,192 tokens are "
+            "set.training.microbatch_sequences: 100,000,000,000 sequence(s) of model.seq_len 8,192 tokens are "
             "819,200,000,000,000 tokens per micro-batch on a GPU, over the limit of 16,777,216",
         ),
         (
             "1000",
-            "training.microbatch_sequences: 1,000 sequences per micro-batch of one GPU are more than the whole "
+            "set.training.microbatch_sequences: 1,000 sequences per micro-batch of one GPU are more than the whole "
             "step's training.global_batch (256)",
         ),
     ],
@@ -355,3 +362,35 @@ def test_a_topology_file_edited_between_two_reads_is_read_again(tmp_path: Path) 
     assert spec() is first
     topo.write_text(topo.read_text().replace(f"nodes: {first.nodes}", f"nodes: {first.nodes // 2}"))
     assert spec().nodes == first.nodes // 2
+
+
+@pytest.mark.parametrize(
+    ("training", "line"),
+    [
+        (
+            {"global_batch": 256},
+            "training.global_batch: 256 sequences / (DP 128 x 1 sequence(s) per micro-batch, "
+            "training.microbatch_sequences) = 2 micro-batch(es) per pipeline: dualpipe with PP=16 needs at least 32 "
+            "micro-batches, got 2",
+        ),
+        (
+            {"microbatch_sequences": 120},
+            "training.global_batch: 15360 sequences / (DP 128 x 120 sequence(s) per micro-batch, "
+            "training.microbatch_sequences) = 1 micro-batch(es) per pipeline: dualpipe needs an even number of "
+            "micro-batches (half per direction), got 1",
+        ),
+    ],
+)
+def test_micro_batches_made_by_the_batch_are_blamed_on_the_batch(
+    tmp_path: Path, training: dict[str, int], line: str
+) -> None:
+    """The schedule's count of micro-batches comes from the batch where the file gives no
+    ``pipeline.microbatches``: it was blamed on that key all the same."""
+    data = yaml.safe_load(default_scenario_path().read_text())
+    data["training"].update(training)
+    data["profile"] = str(default_scenario_path().parent / data["profile"])
+    data["cluster"]["topology"] = str(default_scenario_path().parent / data["cluster"]["topology"])
+    path = _write(tmp_path, data)
+    with pytest.raises(ScenarioError) as info:
+        assemble(load_scenario(path))
+    assert str(info.value) == f"{path}: {line}"

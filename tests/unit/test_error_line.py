@@ -77,3 +77,23 @@ def test_a_name_that_is_not_utf8_is_refused_before_anything_runs(
     err = capsys.readouterr().err
     assert info.value.code == 2 and len(err.splitlines()) == 1 and err.startswith(line), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
+
+
+def test_an_eof_error_inside_a_command_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """click turns an ``EOFError`` raised anywhere in a command into ``Abort``: the line was ``error:
+    aborted`` alone. A ``.pyc`` cut short (Python 3.11 writes one with a single ``write`` and a full disk
+    returns short) raised ``EOF read where object expected`` at every later import of its module."""
+    import sim.cli.validate
+    from sim.cli import main
+
+    def cut_short(*_: object) -> None:
+        raise EOFError("EOF read where object expected")
+
+    monkeypatch.setattr(sim.cli.validate, "load_scenario", cut_short)
+    with pytest.raises(SystemExit) as info:
+        main(["validate", str(REPO / "scenarios" / "deepseek_v3_pretrain.yaml")])
+    assert info.value.code == 1
+    # (click writes a newline to stderr before its Abort, for the line a Ctrl-C leaves)
+    assert capsys.readouterr().err.strip() == "error: aborted: EOFError: EOF read where object expected"

@@ -98,13 +98,16 @@ def test_a_boolean_is_not_a_number_in_a_run_file(
         # validate said ok, and plan run refused only after simulating, in two lines on stderr
         (
             {"global_batch": 512},
-            "phases.1.global_batch: pipeline.microbatches: dualpipe with PP=16 needs at least 32 micro-batches, got 16",
+            "phases.1.global_batch: training.global_batch: 512 sequences / (DP 32 x 1 sequence(s) per micro-batch, "
+            "training.microbatch_sequences) = 16 micro-batch(es) per pipeline: dualpipe with PP=16 needs at least 32 "
+            "micro-batches, got 16",
         ),
         # blamed on "phases.1: ...: pipeline.microbatches", not on the ramp's batch that makes it
         (
             {"steps": None, "tokens": 1e11, "ramp": {"batches": [512], "over_tokens": 1e10}},
-            "phases.1.ramp.batches.0: pipeline.microbatches: dualpipe with PP=16 needs at least 32 micro-batches, "
-            "got 16",
+            "phases.1.ramp.batches.0: training.global_batch: 512 sequences / (DP 32 x 1 sequence(s) per micro-batch, "
+            "training.microbatch_sequences) = 16 micro-batch(es) per pipeline: dualpipe with PP=16 needs at least 32 "
+            "micro-batches, got 16",
         ),
         # named phases.1.set.training.gpus, a key the run file does not have: the override that makes it wrong
         (
@@ -215,7 +218,7 @@ def test_a_step_that_does_not_fit_is_refused_by_validate_as_by_plan_run(
     """twin validate said ok for a run file whose step plan run refused (after simulating it)."""
     path = _changed_run_file(tmp_path, {"global_batch": 512})
     line = _refused(["validate", str(path)], capsys)
-    assert line.startswith(f"error: {path}: phases.1.global_batch: pipeline.microbatches: dualpipe with PP=16"), line
+    assert line.startswith(f"error: {path}: phases.1.global_batch: training.global_batch: 512 sequences"), line
 
 
 def test_two_groups_of_one_name_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,6 +11,7 @@ resumes, running only the points not journaled, and gives every row.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -26,12 +27,25 @@ from tests.conftest import REPO, write_sweep
 
 
 def _twin_limited(args: list[str], limit_bytes: int) -> subprocess.CompletedProcess[str]:
+    """``twin ARGS`` under the limit, writing no bytecode (``-B``, and its workers by the environment):
+    Python 3.11 writes a ``.pyc`` with one ``write`` and does not check for a short one, and past the
+    limit the kernel writes what fits and returns short, so a module whose ``.pyc`` was stale got a
+    truncated one, and every later import of it in any process failed (``EOFError: EOF read where object
+    expected``, which the CLI showed as ``error: aborted``)."""
+
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
 
     fn: Callable[[], None] = limit
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "sim", *args], capture_output=True, text=True, timeout=300, cwd=REPO, preexec_fn=fn
+        [sys.executable, "-B", "-m", "sim", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        preexec_fn=fn,
+        env=env,
     )
 
 

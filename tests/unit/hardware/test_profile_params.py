@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from sim.cli import main
-from sim.hardware.profile import PROFILES_DIR, load_profile
+from sim.hardware.profile import KNOWN_PARAMS, PROFILES_DIR, PROVENANCE_PARAMS, load_profile
+from tests.conftest import REPO
 
 MEASURED = PROFILES_DIR / "h100-sxm-measured.json"
 
@@ -99,3 +100,65 @@ def test_more_sms_than_the_device_names_the_key(tmp_path: Path, capsys: pytest.C
 def test_a_whole_number_written_as_a_float_is_taken(tmp_path: Path) -> None:
     path, _ = _edited(tmp_path, "gemm", "m", 128.0)
     assert load_profile(path).samples[12].params["m"] == 128
+
+
+@pytest.mark.parametrize(
+    ("op", "key", "hint"),
+    [
+        ("attention", "casual", " (did you mean 'causal'?)"),
+        ("gemm", "scalling", " (did you mean 'scaling'?)"),
+        ("gemm", "bogus", ""),
+    ],
+)
+def test_an_unknown_sample_parameter_is_refused_naming_the_nearest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], op: str, key: str, hint: str
+) -> None:
+    """Every op's parameters are listed (:data:`KNOWN_PARAMS`): an attention sample's ``casual: 0`` (for
+    ``causal``) was taken without a word, as causal, and the step moved 5% from the one meant."""
+    path, at = _edited(tmp_path, op, key, 0)
+    code, out, err = _run(["calibrate", "show", str(path)], capsys)
+    assert (code, out) == (2, "")
+    known = ", ".join(sorted(KNOWN_PARAMS[op]))
+    assert (
+        err == f"error: {path}: samples[{at}].params.{key}: not a parameter of {op} samples{hint}; they take {known}\n"
+    )
+
+
+def _written_params() -> set[str]:
+    """The keys of every dict literal calibrate/ builds a sample's params from: a ``params=`` argument,
+    a ``"params":`` entry, or a dict assigned to ``params``, ``base`` or ``pair`` (read by ``ast``)."""
+    import ast
+
+    keys: set[str] = set()
+    for source in (REPO / "calibrate").glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            values: list[ast.expr] = []
+            if isinstance(node, ast.keyword) and node.arg == "params":
+                values.append(node.value)
+            elif isinstance(node, ast.Dict):
+                values += [
+                    v
+                    for k, v in zip(node.keys, node.values, strict=True)
+                    if isinstance(k, ast.Constant) and k.value == "params"
+                ]
+            elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                if any(isinstance(t, ast.Name) and t.id in ("params", "base", "pair") for t in targets) and node.value:
+                    values.append(node.value)
+            for value in values:
+                for inner in ast.walk(value):
+                    if isinstance(inner, ast.Dict):
+                        keys |= {
+                            k.value for k in inner.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)
+                        }
+    return keys
+
+
+def test_every_parameter_the_calibration_tools_write_is_known() -> None:
+    """What calibrate/ writes into a sample's params (the benches, the trace, the imports) is a known
+    parameter of some op, or provenance: a tool's new key would otherwise make its own profile
+    unreadable."""
+    written = _written_params()
+    assert {"causal", "alone_s", "collective", "busbw_GBps", "stream", "family", "backend"} <= written  # (found)
+    every = set().union(*KNOWN_PARAMS.values()) | PROVENANCE_PARAMS
+    assert written - every == set()

@@ -315,3 +315,28 @@ def test_a_tied_head_counts_the_table_once(name: str) -> None:
     assert u.activated_with_embedding_table == u.activated - untied.dim + table
     if not untied.is_moe_model:
         assert t.activated == t.main
+
+
+@pytest.mark.parametrize("name", CATALOG)
+def test_a_shipped_file_given_by_its_path_has_its_catalog_name_or_its_full_one(name: str) -> None:
+    """The file's name without ``.config.json`` and its ``org__`` prefix: cut at the first dot,
+    ``meta-llama__Llama-3.1-8B.config.json`` and the 70B's were both ``Llama-3``."""
+    title, file = CATALOG[name]
+    spec = load_model(str(MODELS_DIR / file))
+    assert spec.name == ("Mixtral-8x7B-v0.1" if name == "mixtral-8x7b" else title)  # (the catalog drops a version)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_a_dense_model_of_one_or_two_layers_loads(tmp_path: Path, layers: int) -> None:
+    """A dense model never reads ``n_dense_layers``; its default (DeepSeek-V3's 3) refused a 2-layer
+    Llama, blaming ``first_k_dense_replace``, a key the file does not have. Its parameters are the
+    32-layer model's less 32 - ``layers`` of its (identical) layers."""
+    data = json.loads((MODELS_DIR / CATALOG["llama-3.1-8b"][1]).read_text())
+    data["num_hidden_layers"] = layers
+    path = tmp_path / "small.json"
+    path.write_text(json.dumps(data))
+    small, full = load_model(str(path)), load_model("llama-3.1-8b")
+    layer = layer_params(full, 0)
+    assert layer.routed_experts == 0 and layer.non_expert == layer.attention + layer.norms + layer.dense_ffn
+    assert model_params(small).main == model_params(full).main - (32 - layers) * layer.non_expert
+    assert not any(small.is_moe(layer) for layer in range(layers))

@@ -311,3 +311,23 @@ def test_a_figure_the_file_was_written_without_is_refused_saying_to_run_the_swee
         ]
     code, out = _run(["compare", str(path), "--by", "ep_comm_exposed_mean_s"], capsys)  # (a column it has)
     assert code == 0 and "ep_comm_exposed_mean_s" in out
+
+
+@pytest.mark.parametrize(
+    ("by", "against", "listed"), [("cost_per_T_usd", "step_time_s", True), ("step_time_s", "tokens_per_day", None)]
+)
+def test_json_lists_the_points_without_a_cost_as_the_table_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], by: str, against: str, listed: bool | None
+) -> None:
+    """Point 7 has no price: the table says it is not ranked or on a front by the cost; ``--format json``
+    said nothing (``missing: {}``). Where the cost is ranked, fronted or shown, JSON lists it under
+    ``missing`` and, its cost_note saying why, ``cost_not_modelled``."""
+    path = _results(tmp_path)
+    code, out = _run(["compare", str(path), "--by", by, "--against", against, "--format", "json"], capsys)
+    assert code == 0
+    result = json.loads(out)
+    frame, _ = load_results(path)
+    costed = "cost_per_T_usd" in compare(frame, by, against, 10).columns
+    assert (result["missing"].get("cost_per_T_usd"), result["cost_not_modelled"]) == (
+        ([7], [7]) if listed or costed else (None, [])
+    )

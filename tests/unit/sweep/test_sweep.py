@@ -126,7 +126,7 @@ def test_bad_sweep_from_the_command_line_is_one_line_and_writes_nothing(tmp_path
 
 def test_base_without_training_is_refused(tmp_path: Path) -> None:
     path = write_sweep(tmp_path, {"base": str(ROOT / "scenarios" / "schedule-comparison.yaml"), "grid": {"seed": [1]}})
-    with pytest.raises(ScenarioError, match="needs a training or a serve section"):
+    with pytest.raises(ScenarioError, match="has no training or serve section"):
         load_sweep(path)
 
 
