@@ -50,11 +50,36 @@ def require_shared(*paths: Path) -> None:
     pytest.skip(reason)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    """``@pytest.mark.needs_shared(path, ...)``: ``require_shared(path, ...)`` before any fixture runs."""
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    """``@pytest.mark.needs_shared(path, ...)``: ``require_shared(path, ...)`` before any fixture runs;
+    an ``untraced`` test's fixtures set up untraced (below)."""
     for mark in item.iter_markers("needs_shared"):
         require_shared(*mark.args)
+    return (yield from _maybe_untraced(item))
+
+
+# Test modules marked ``untraced`` (``pytestmark = pytest.mark.untraced``) run their fixtures and tests
+# without coverage's tracer (:func:`untraced`): modules that simulate whole steps in this process again
+# and again, on paths the rest of the suite reaches. Traced, such a module takes some 3.3 times as long
+# (tests/integration/training/test_what_ifs.py: 74 s against 22 s, one process, 2026-12-07), and CI's
+# 15 minutes were passed on a slower day (1,282 s). What it costs the coverage report is measured and
+# written in docs/testing.md.
+def _maybe_untraced(item: pytest.Item) -> Iterator[None]:
+    if item.get_closest_marker("untraced") is None:
+        return (yield)
+    with untraced():
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    return (yield from _maybe_untraced(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    return (yield from _maybe_untraced(item))
 
 
 # The unit modules that take longest (seconds of calls under CI's coverage, `pytest --durations`):
@@ -62,6 +87,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 # (each module whole to the next free worker) no long module starts last and keeps one worker busy
 # while the other waits (a tail of 1-3 minutes when test_key_fuzz started among the last).
 LONG_UNIT_MODULES = (
+    "tests/unit/test_compiled.py",  # 178 s (mypyc builds the event loop, then each check runs twice)
     "tests/unit/test_key_fuzz.py",  # 55 s
     "tests/unit/test_fuzz_inputs.py",  # 40 s (before its draw of 4,096 micro-batches became 1,024)
     "tests/unit/sweep/test_sweep.py",  # 37 s

@@ -23,6 +23,10 @@ from sim.serve.metrics import ServeResult
 from sim.units import GiB
 from tests.serve.conftest import pool, scenario
 
+# whole steps simulated here again and again, on paths the rest of the suite reaches: run untraced
+# (tests/conftest.py; what it costs the coverage report: docs/testing.md)
+pytestmark = pytest.mark.untraced
+
 # ---------------------------------------------------------------- Little's law, seed, conservation
 
 LITTLE = {

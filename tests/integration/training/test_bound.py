@@ -27,6 +27,10 @@ from sim.step.bound import step_lower_bound
 from tests.conftest import SMALL_STEP
 from tests.unit.step.test_fsdp import _scenario as fsdp_scenario
 
+# whole steps simulated here again and again, on paths the rest of the suite reaches: run untraced
+# (tests/conftest.py; what it costs the coverage report: docs/testing.md)
+pytestmark = pytest.mark.untraced
+
 CASES: dict[str, dict[str, Any]] = {
     "none": {},  # the default scenario's: reduce-scatters after the whole pipeline
     "tail": {"training.dp_overlap": "tail"},

@@ -22,6 +22,10 @@ import pytest
 from sim.run import TrainingRun
 from tests.integration.training.test_step import ROOT, step
 
+# whole steps simulated here again and again, on paths the rest of the suite reaches: run untraced
+# (tests/conftest.py; what it costs the coverage report: docs/testing.md)
+pytestmark = pytest.mark.untraced
+
 FT2 = str(ROOT / "topologies" / "deepseek-v3-ft2.yaml")
 
 

@@ -19,6 +19,10 @@ from sim.run import simulate_training
 from sim.step import zero1
 from tests.integration.training.test_step import scenario_file
 
+# whole steps simulated here again and again, on paths the rest of the suite reaches: run untraced
+# (tests/conftest.py; what it costs the coverage report: docs/testing.md)
+pytestmark = pytest.mark.untraced
+
 ROOT = Path(__file__).resolve().parents[3]
 FT2 = str(ROOT / "topologies" / "deepseek-v3-ft2.yaml")
 

@@ -21,7 +21,12 @@ from sim.run import simulate_training
 from sim.step import zero1
 from tests.integration.training.test_step import scenario_file
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="children are forked on Linux only")
+# whole steps simulated here again and again, on paths the rest of the suite reaches: run untraced
+# (tests/conftest.py; what it costs the coverage report: docs/testing.md)
+pytestmark = [
+    pytest.mark.skipif(sys.platform != "linux", reason="children are forked on Linux only"),
+    pytest.mark.untraced,
+]
 
 
 def _run(tmp: pytest.TempPathFactory, allowed: bool, monkeypatch: pytest.MonkeyPatch, **over: Any) -> Any:

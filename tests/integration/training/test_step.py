@@ -19,6 +19,10 @@ from sim.model.spec import DEEPSEEK_V3
 from sim.pipeline.ops import Op
 from sim.run import TrainingRun, simulate_training
 
+# whole steps simulated here again and again, on paths the rest of the suite reaches: run untraced
+# (tests/conftest.py; what it costs the coverage report: docs/testing.md)
+pytestmark = pytest.mark.untraced
+
 ROOT = Path(__file__).resolve().parents[3]
 BASE: dict[str, Any] = yaml.safe_load(default_scenario_path().read_text())
 BASE["profile"] = str(ROOT / "calibrate" / "profiles" / "h800.json")
