@@ -1071,6 +1071,8 @@ def scenario_chain(path: str | Path, below: tuple[Path, ...] = ()) -> tuple[dict
     sets = data.get("set") or {}
     if not isinstance(sets, dict):
         raise ScenarioError("set", "a mapping of dotted keys to values, e.g. {comm.sms: 12}", str(path))
+    if "set" in data and not sets:  # (refused as other empty mappings are: it changes nothing)
+        raise ScenarioError("set", "empty: it changes nothing; give dotted keys to values, or remove it", str(path))
     for key in sets:
         check_key(key, "set", str(path))
     base_path = Path(base) if Path(base).is_absolute() else path.parent / base
@@ -1122,10 +1124,11 @@ def where_it_starts(
 
 
 def _at_overrides(err: ScenarioError) -> ScenarioError:
-    """``err``, named on a derived scenario file, named at its ``set``: at ``set.KEY`` where the key is
-    one it sets; else, a key of the base its overrides make wrong together (``set: {pipeline.pp: 3}`` of
-    a base of 64 GPUs blamed ``training.gpus``, a key the file does not have), the overrides, then the
-    key. An error of a file that is no derived scenario, or that names its own keys, is as it was."""
+    """``err``, named on a derived scenario file at a key of the base its overrides make wrong together
+    (``set: {pipeline.pp: 3}`` of a base of 64 GPUs blamed ``training.gpus``, a key the file does not
+    have): named at its ``set``, the overrides, then the key. An error at a key of a section the file
+    sets keys of (``ops.backward_ms`` missing where it sets ``ops.forward_ms``), or of a file that is no
+    derived scenario, is as it was."""
     try:
         data = read_yaml(Path(err.file or ""), "scenario")
     except (ScenarioError, OSError):
@@ -1134,8 +1137,8 @@ def _at_overrides(err: ScenarioError) -> ScenarioError:
     key = err.key_path
     if not isinstance(sets, dict) or not sets or not key or key.split(".")[0] in _DERIVED_KEYS:
         return err
-    if any(key == k or key.startswith(k + ".") for k in sets):
-        return ScenarioError(f"set.{key}", err.message, err.file)
+    if any(key.split(".")[0] == str(k).split(".")[0] for k in sets):
+        return err  # (a key of a section it sets keys of: its own, named as it is)
     given = shown(json.dumps(sets, default=str))
     return ScenarioError("set", f"{given}: {key}: {err.message}", err.file)
 

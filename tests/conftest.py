@@ -50,36 +50,44 @@ def require_shared(*paths: Path) -> None:
     pytest.skip(reason)
 
 
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
-    """``@pytest.mark.needs_shared(path, ...)``: ``require_shared(path, ...)`` before any fixture runs;
-    an ``untraced`` test's fixtures set up untraced (below)."""
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.needs_shared(path, ...)``: ``require_shared(path, ...)`` before any fixture runs."""
     for mark in item.iter_markers("needs_shared"):
         require_shared(*mark.args)
-    return (yield from _maybe_untraced(item))
 
 
-# Test modules marked ``untraced`` (``pytestmark = pytest.mark.untraced``) run their fixtures and tests
-# without coverage's tracer (:func:`untraced`): modules that simulate whole steps in this process again
-# and again, on paths the rest of the suite reaches. Traced, such a module takes some 3.3 times as long
-# (tests/integration/training/test_what_ifs.py: 74 s against 22 s, one process, 2026-12-07), and CI's
-# 15 minutes were passed on a slower day (1,282 s). What it costs the coverage report is measured and
-# written in docs/testing.md.
-def _maybe_untraced(item: pytest.Item) -> Iterator[None]:
-    if item.get_closest_marker("untraced") is None:
-        return (yield)
-    with untraced():
-        return (yield)
+class _Untraced:
+    """Test modules marked ``untraced`` (``pytestmark = pytest.mark.untraced``) set up, run and tear down
+    without coverage's tracer (:func:`untraced`): modules that simulate whole steps in this process
+    again and again, on paths the rest of the suite reaches. Traced, such a module takes some 3.3 times
+    as long (tests/integration/training/test_what_ifs.py: 74 s against 22 s, one process, 2026-12-07),
+    and CI's 15 minutes were passed on a slower day (1,282 s). What it costs the coverage report is
+    measured in docs/testing.md. (A plugin of its own: the module's ``pytest_runtest_setup`` above is
+    no wrapper, so that a refusal there comes after the other plugins' wrappers have set up.)"""
+
+    @staticmethod
+    def _around(item: pytest.Item) -> Iterator[None]:
+        if item.get_closest_marker("untraced") is None:
+            return (yield)
+        with untraced():
+            return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Iterator[None]:
+        return (yield from self._around(item))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Iterator[None]:
+        return (yield from self._around(item))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Iterator[None]:
+        return (yield from self._around(item))
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    return (yield from _maybe_untraced(item))
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
-    return (yield from _maybe_untraced(item))
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_Untraced(), "untraced")
 
 
 # The unit modules that take longest (seconds of calls under CI's coverage, `pytest --durations`):

@@ -225,7 +225,8 @@ def fitting(sc: Scenario, hbm_GiB: float | None, found: Candidates) -> Candidate
                 continue
             need = _memory_or_refusal(sc, point)
             if isinstance(need, TwinError):  # the step refuses it as the layout builder does: say why
-                dropped[refusal_kind(need.message if isinstance(need, ScenarioError) else str(need))] += 1
+                own = need.__cause__ if isinstance(need.__cause__, ScenarioError) else need  # (the schedule's)
+                dropped[refusal_kind(own.message if isinstance(own, ScenarioError) else str(own))] += 1
                 continue
             if need > hbm_GiB:
                 dropped[OVER_MEMORY] += 1

@@ -370,15 +370,31 @@ def _validated(data: object, path: Path) -> Profile:
 
 def _check_roofline(profile: Profile, path: Path) -> None:
     """No sample's time beats the profile's own peaks by more than the slack
-    (:mod:`sim.hardware.roofline`): a GEMM sample a million times too fast (a unit slip) made a run
-    report an MFU of 1.18."""
+    (:mod:`sim.hardware.roofline`), on a device with a datasheet: a GEMM sample a million times too fast
+    (a unit slip) made a run report an MFU of 1.18."""
     from sim.hardware.roofline import ROOFLINE_SLACK, roofline_times, too_fast
 
+    gpu = datasheet_for(profile.device.name)
+    if gpu is None:
+        # (a CPU's or an unknown GPU's `calibrate run` takes its peaks from its own best samples, on all
+        # its cores and in one dtype: a sample on fewer cores, or attention, may pass them, and no
+        # datasheet says what is possible)
+        return
     for i, sample in enumerate(profile.samples):
-        for key, seconds, b in roofline_times(sample, profile.peaks, profile.device.sms):
+        rooflines = roofline_times(sample, profile.peaks, profile.device.sms)
+        sheet = roofline_times(sample, gpu, profile.device.sms)
+        for (key, seconds, b), (_, _, real) in zip(rooflines, sheet, strict=True):
             if not too_fast(seconds, b):
                 continue
             peak = b.peak / 1e12
+            if not too_fast(seconds, real):  # the time is one the GPU can do: the profile's peak is off
+                given = getattr(profile.peaks, b.peak_key)
+                message = (
+                    f"{given:g} {b.rate_unit}: samples[{i}] runs {b.least_s / seconds:.3g}x faster than it allows "
+                    f"({b.work:.4g} {b.what} in {seconds:.4g} s{b.on}), within the {gpu.name} datasheet's "
+                    f"{getattr(gpu, b.peak_key):g} {b.rate_unit}; check the unit"
+                )
+                raise ScenarioError(f"peaks.{b.peak_key}", message, str(path))
             message = (
                 f"{seconds:.4g} s is {b.least_s / seconds:.3g}x faster than the profile's {b.bound} allows "
                 f"({b.work:.4g} {b.what} at its {peak:.4g} {b.rate_unit}{b.on} take at least {b.least_s:.4g} s; "

@@ -21,9 +21,10 @@ bandwidth by its logical bytes). In the shipped profiles the nearest to their bo
 on 8 SMs at 0.96 of its peak and that trace kernel at 1.35.
 
 ``twin calibrate import-measurements`` refuses such a time in a table (``calibrate/measurements.py``,
-naming its row and column), and loading a profile refuses it in a sample
+naming its row and column), and loading a profile of a device with a datasheet refuses it in a sample
 (:func:`sim.hardware.profile.load_profile`, naming ``samples[i].time_s``): a GEMM sample a million times
-too fast made a run report an MFU of 1.18.
+too fast made a run report an MFU of 1.18. (A CPU's or an unknown GPU's profile takes its peaks from its
+own best samples; it is not held to them.)
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class Bound(NamedTuple):
     what: str  # the work in words: "FLOPs", "bytes read and written"
     rate_unit: str
     on: str = ""  # the SMs the peak is scaled to
+    peak_key: str = ""  # the peaks' field the peak is of (bf16_dense_TFLOPS, ...)
 
     @property
     def least_s(self) -> float:
@@ -75,11 +77,13 @@ def flops_bound(flops: float, dtype: str, sms: int, all_sms: int, peaks: PeakRat
     fp8 = dtype == "fp8"
     tflops = peaks.fp8_dense_TFLOPS if fp8 else peaks.bf16_dense_TFLOPS
     bound = f"{'FP8' if fp8 else 'BF16'} dense peak"
-    return Bound(flops, tflops * 1e12 * sms / all_sms, bound, "FLOPs", "TFLOPS", f" on {sms} of {all_sms} SMs")
+    on = f" on {sms} of {all_sms} SMs"
+    key = "fp8_dense_TFLOPS" if fp8 else "bf16_dense_TFLOPS"
+    return Bound(flops, tflops * 1e12 * sms / all_sms, bound, "FLOPs", "TFLOPS", on, key)
 
 
 def bytes_bound(nbytes: float, peaks: PeakRates) -> Bound:
-    return Bound(nbytes, peaks.hbm_TBps * 1e12, "HBM bandwidth", "bytes read and written", "TB/s")
+    return Bound(nbytes, peaks.hbm_TBps * 1e12, "HBM bandwidth", "bytes read and written", "TB/s", "", "hbm_TBps")
 
 
 def roofline_times(sample: Sample, peaks: PeakRates, all_sms: int) -> list[tuple[str, float, Bound]]:

@@ -258,7 +258,7 @@ def build_layout(
             "training.global_batch",
             f"{global_batch} sequences / (DP {dp} x {microbatch_sequences} sequence(s) per micro-batch, "
             f"training.microbatch_sequences) = {per_pipeline} micro-batch(es) per pipeline: {err.message}",
-        ) from None
+        ) from err  # (the schedule's own refusal kept as the cause: the layout search counts by it)
     stages = placements(model, schedule, layers_per_stage)
     if any(not p.layers for p in stages):
         empty = next(i for i, p in enumerate(stages) if not p.layers)

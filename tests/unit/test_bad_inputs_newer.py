@@ -667,7 +667,7 @@ SWEEP: list[tuple[list[str], str]] = [
     (["sweep", "sw_base_pipe.yaml"], "pipe: not a regular file"),
     (["sweep", "sw_base_list_file.yaml"], "list.yaml: the base scenario must be a mapping"),
     (["sweep", "sw_base_bad.yaml"], "unknown_key.yaml: pipelin: a derived scenario"),
-    (["sweep", "sw_base_comparison.yaml"], "dualpipe-table.yaml: base: a sweep runs training steps"),
+    (["sweep", "sw_base_comparison.yaml"], f"sw_base_comparison.yaml: base: {COMPARISON} has no training or serve"),
     (["sweep", "sw_base_self.yaml"], "sw_base_self.yaml: base: names this sweep file itself"),
     # the grid
     (["sweep", "sw_grid_list.yaml"], "sw_grid_list.yaml: grid: a mapping of dotted keys"),
@@ -849,7 +849,7 @@ STUDY: list[tuple[list[str], str]] = [
     (["report", "cd_base_int.yaml"], "cd_base_int.yaml: base: give the base scenario file"),
     (["report", "cd_base_missing.yaml"], "cd_base_missing.yaml: base: nope.yaml: no such file"),
     (["report", "cd_base_folder.yaml"], "cd_base_folder.yaml: base: folder: is a folder"),
-    (["report", "cd_base_comparison.yaml"], "dualpipe-table.yaml: base: a sweep runs training steps"),
+    (["report", "cd_base_comparison.yaml"], f"cd_base_comparison.yaml: base: {COMPARISON} has no training or serve"),
     (["report", "cd_unknown.yaml"], "cd_unknown.yaml: extra: unknown key"),
     (["report", "cd_dup.yaml"], "cd_dup.yaml: studies: duplicate key"),
     (["report", "cd_name_int.yaml"], "cd_name_int.yaml: name: a non-empty string"),

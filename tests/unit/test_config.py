@@ -198,9 +198,7 @@ def test_a_layer_split_with_an_empty_stage_names_its_key(tmp_path: Path) -> None
     path = _write(tmp_path, {"name": "split", "base": str(base), "set": split})
     with pytest.raises(ScenarioError) as info:
         _assembled(path)
-    assert (
-        str(info.value) == f"{path}: set.training.layers_per_stage: stage 0 has no layers; give each stage one or more"
-    )
+    assert str(info.value) == f"{path}: training.layers_per_stage: stage 0 has no layers; give each stage one or more"
 
 
 SMALL = Path(__file__).resolve().parents[1] / "data" / "sweep" / "small-step.yaml"
@@ -209,9 +207,9 @@ SMALL = Path(__file__).resolve().parents[1] / "data" / "sweep" / "small-step.yam
 @pytest.mark.parametrize(
     ("base_set", "expected"),
     [
-        ("{comm.smz: 12}", "set.comm.smz: unknown key"),
-        ("{comm.sms: -4}", "set.comm.sms: Input should be greater than or equal to 0"),
-        ("{workload.ep: 3}", "set.workload.ep: EP 3 does not divide"),  # refused by assemble, not the loader
+        ("{comm.smz: 12}", "comm.smz: unknown key"),
+        ("{comm.sms: -4}", "comm.sms: Input should be greater than or equal to 0"),
+        ("{workload.ep: 3}", "workload.ep: EP 3 does not divide"),  # refused by assemble, not the loader
     ],
 )
 def test_a_bad_key_in_a_bases_own_set_names_the_base_file(
@@ -239,7 +237,7 @@ def test_a_derived_files_own_set_is_its_own_and_overrides_its_bases(tmp_path: Pa
     base.write_text(f"base: {SMALL}\nset: {{comm.sms: -4}}\n")
     derived = tmp_path / "derived.yaml"
     derived.write_text("base: base.yaml\nset: {comm.sms: 16, training.gpus: -8}\n")
-    with pytest.raises(ScenarioError, match=r"derived\.yaml: set\.training\.gpus"):
+    with pytest.raises(ScenarioError, match=r"derived\.yaml: training\.gpus"):
         load_scenario(derived)
     derived.write_text("base: base.yaml\nset: {comm.sms: 16}\n")  # the base's bad value overridden
     assert load_scenario(derived).comm.sms == 16
@@ -274,17 +272,17 @@ LLAMA_H100 = Path(__file__).resolve().parents[2] / "scenarios" / "clusters" / "l
     [
         (
             "1e18",
-            "set.training.microbatch_sequences: 1,000,000,000,000,000,000 sequence(s) of model.seq_len 8,192 tokens "
+            "training.microbatch_sequences: 1,000,000,000,000,000,000 sequence(s) of model.seq_len 8,192 tokens "
             "are 8,192,000,000,000,000,000,000 tokens per micro-batch on a GPU, over the limit of 16,777,216",
         ),
         (
             "100000000000",
-            "set.training.microbatch_sequences: 100,000,000,000 sequence(s) of model.seq_len 8,192 tokens are "
+            "training.microbatch_sequences: 100,000,000,000 sequence(s) of model.seq_len 8,192 tokens are "
             "819,200,000,000,000 tokens per micro-batch on a GPU, over the limit of 16,777,216",
         ),
         (
             "1000",
-            "set.training.microbatch_sequences: 1,000 sequences per micro-batch of one GPU are more than the whole "
+            "training.microbatch_sequences: 1,000 sequences per micro-batch of one GPU are more than the whole "
             "step's training.global_batch (256)",
         ),
     ],
@@ -394,3 +392,16 @@ def test_micro_batches_made_by_the_batch_are_blamed_on_the_batch(
     with pytest.raises(ScenarioError) as info:
         assemble(load_scenario(path))
     assert str(info.value) == f"{path}: {line}"
+
+
+@pytest.mark.parametrize("empty", ["set: {}\n", "set:\n"])
+def test_an_empty_set_is_refused_as_other_empty_mappings_are(tmp_path: Path, empty: str) -> None:
+    """A derived file's ``set: {}`` changes nothing (refused as ``workload.comm_beside_compute: {}`` is); a
+    file with no ``set`` at all (a copy renamed) is taken."""
+    path = tmp_path / "d.yaml"
+    path.write_text(f"base: {SMALL}\n{empty}")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert str(info.value) == f"{path}: set: empty: it changes nothing; give dotted keys to values, or remove it"
+    path.write_text(f"base: {SMALL}\nname: renamed\n")
+    assert load_scenario(path).name == "renamed"

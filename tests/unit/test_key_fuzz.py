@@ -84,6 +84,9 @@ def _numbers(x: Any) -> Iterator[float]:
 
 
 def _names_a_key(what: str) -> bool:
+    after = re.match(r"set: (\{.*?\}|.*? \(\d+ characters\)): ", what)  # a key its override makes wrong: after it
+    if after is not None:
+        what = what[after.end() :]
     m = WHAT.match(what)
     if m is None:
         return what.startswith("the results overflow: ") and " from " in what

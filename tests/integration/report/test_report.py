@@ -147,7 +147,9 @@ def test_nothing_is_written_when_the_scenario_is_bad(tmp_path: Path, capsys: pyt
         main(["report", str(bad), "-o", str(out)])
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and "bad.yaml: training.gpus" in err[0]
+    assert (
+        len(err) == 1 and err[0].startswith("error: ") and 'bad.yaml: set: {"pipeline.pp": 15}: training.gpus' in err[0]
+    )
     assert not out.exists() or not any(out.iterdir())
 
 

@@ -96,3 +96,18 @@ def test_the_bound_is_the_slack(tmp_path: Path, capsys: pytest.CaptureFixture[st
         assert load_profile(path).samples[at].time_s == b.least_s / ratio
     else:
         assert f"samples[{at}].time_s: " in _refused(path, capsys)
+
+
+def test_a_device_without_a_datasheet_is_not_held_to_its_measured_peaks(tmp_path: Path) -> None:
+    """A CPU's ``calibrate run`` takes its peaks from its own best GEMMs on all cores (calibrate/run.py):
+    a sample on fewer cores, or attention, passes them (7.5x on this host's CPU), and no datasheet says
+    what is possible; such a profile loads as written."""
+
+    def cpu(sample: dict[str, Any]) -> None:
+        sample["time_s"] *= 1e-6
+
+    path, at, _ = _with(tmp_path, "gemm", cpu)
+    data = json.loads(path.read_text())
+    data["device"]["name"] = "x86_64 CPU"
+    path.write_text(json.dumps(data))
+    assert load_profile(path).samples[at].time_s == data["samples"][at]["time_s"]
