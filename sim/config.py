@@ -1071,8 +1071,6 @@ def scenario_chain(path: str | Path, below: tuple[Path, ...] = ()) -> tuple[dict
     sets = data.get("set") or {}
     if not isinstance(sets, dict):
         raise ScenarioError("set", "a mapping of dotted keys to values, e.g. {comm.sms: 12}", str(path))
-    if "set" in data and not sets:  # (refused as other empty mappings are: it changes nothing)
-        raise ScenarioError("set", "empty: it changes nothing; give dotted keys to values, or remove it", str(path))
     for key in sets:
         check_key(key, "set", str(path))
     base_path = Path(base) if Path(base).is_absolute() else path.parent / base

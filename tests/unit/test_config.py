@@ -392,16 +392,3 @@ def test_micro_batches_made_by_the_batch_are_blamed_on_the_batch(
     with pytest.raises(ScenarioError) as info:
         assemble(load_scenario(path))
     assert str(info.value) == f"{path}: {line}"
-
-
-@pytest.mark.parametrize("empty", ["set: {}\n", "set:\n"])
-def test_an_empty_set_is_refused_as_other_empty_mappings_are(tmp_path: Path, empty: str) -> None:
-    """A derived file's ``set: {}`` changes nothing (refused as ``workload.comm_beside_compute: {}`` is); a
-    file with no ``set`` at all (a copy renamed) is taken."""
-    path = tmp_path / "d.yaml"
-    path.write_text(f"base: {SMALL}\n{empty}")
-    with pytest.raises(ScenarioError) as info:
-        load_scenario(path)
-    assert str(info.value) == f"{path}: set: empty: it changes nothing; give dotted keys to values, or remove it"
-    path.write_text(f"base: {SMALL}\nname: renamed\n")
-    assert load_scenario(path).name == "renamed"
