@@ -21,10 +21,6 @@ from sim.experiments.layouts import candidates, fitting, formed
 from sim.sweep.compare import load_results
 from tests.conftest import REPO
 
-# whole steps simulated here again and again, on paths the rest of the suite reaches: run untraced
-# (tests/conftest.py; what it costs the coverage report: docs/testing.md)
-pytestmark = pytest.mark.untraced
-
 SCENARIO = REPO / "scenarios" / "clusters" / "llama3.1-8b-h100.yaml"
 
 

@@ -24,10 +24,6 @@ from sim.experiments.run_sweep import load_run_sweep, simulate_sweep_steps, swee
 from tests.conftest import SMALL_STEP
 from tests.integration.test_plan_run import _run_file
 
-# whole steps simulated here again and again, on paths the rest of the suite reaches: run untraced
-# (tests/conftest.py; what it costs the coverage report: docs/testing.md)
-pytestmark = pytest.mark.untraced
-
 FAILURES = {"mtbf_gpu_hours": 50000.0, "checkpoint_s": 60.0, "restart_s": 600.0}
 
 

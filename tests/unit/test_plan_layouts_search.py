@@ -20,10 +20,6 @@ from sim.run import simulate_training
 from sim.units import GiB
 from tests.conftest import REPO
 
-# whole steps simulated here again and again, on paths the rest of the suite reaches: run untraced
-# (tests/conftest.py; what it costs the coverage report: docs/testing.md)
-pytestmark = pytest.mark.untraced
-
 SMALL_STEP = REPO / "tests" / "data" / "sweep" / "small-step.yaml"  # DeepSeek-V3 on 512 H800s
 
 
