@@ -63,8 +63,9 @@ class _Untraced:
     again and again, on paths the rest of the suite reaches. Traced, such a module takes some 3.3 times
     as long (tests/integration/training/test_what_ifs.py: 74 s against 22 s, one process, 2026-12-07),
     and CI's 15 minutes were passed on a slower day (1,282 s). What it costs the coverage report (about
-    0.1 point: 25 lines only they reach) is measured in docs/testing.md. (A plugin of its own: the module's ``pytest_runtest_setup`` above is
-    no wrapper, so that a refusal there comes after the other plugins' wrappers have set up.)"""
+    0.1 point: 25 lines only they reach) is measured in docs/testing.md. (A plugin of its own: the
+    module's ``pytest_runtest_setup`` above is no wrapper, so that a refusal there comes after the other
+    plugins' wrappers have set up.)"""
 
     @staticmethod
     def _around(item: pytest.Item) -> Iterator[None]:
