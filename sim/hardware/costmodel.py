@@ -55,7 +55,7 @@ from sim.hardware.gemm_model import (
     summarise_lofo,
 )
 from sim.hardware.interference import InterferenceModel, InterferenceRow
-from sim.hardware.profile import ATTENTION_DEFAULTS, GemmFitEntry, Profile, Sample
+from sim.hardware.profile import GemmFitEntry, Profile, Sample, attention_param
 from sim.hardware.promotion import MIN_TOKENS as PROMOTION_MIN_TOKENS
 from sim.hardware.promotion import PromotionFit, promotion_factor
 from sim.model.ops import ATTENTION_BWD_RATIO, attention_flops
@@ -318,7 +318,7 @@ class CostModel:
             s
             for s in self.profile.samples
             if s.op == "attention"
-            and int(s.params.get("causal", ATTENTION_DEFAULTS["causal"])) == int(causal)
+            and attention_param(s.params, "causal") == int(causal)
             and s.params.get("phase") == phase
             and int(s.params.get("sms", self.all_sms)) == sms
         ]
@@ -326,17 +326,8 @@ class CostModel:
     @staticmethod
     def _attention_coords(s: Sample) -> np.ndarray:
         p = s.params
-        return np.log(
-            np.array(
-                [
-                    p["heads"],
-                    p["seq"],
-                    p.get("qk_dim", ATTENTION_DEFAULTS["qk_dim"]),
-                    p.get("v_dim", ATTENTION_DEFAULTS["v_dim"]),
-                ],
-                dtype=np.float64,
-            )
-        )
+        coords = [p["heads"], p["seq"], attention_param(p, "qk_dim"), attention_param(p, "v_dim")]
+        return np.log(np.array(coords, dtype=np.float64))
 
     def _attention_full(self, heads: int, seq: int, qk: int, v: int, causal: bool, phase: str) -> float:
         """Time on all SMs: efficiency interpolated over the class's samples, each taken on any SM
@@ -346,7 +337,7 @@ class CostModel:
             s
             for s in self.profile.samples
             if s.op == "attention"
-            and int(s.params.get("causal", ATTENTION_DEFAULTS["causal"])) == int(causal)
+            and attention_param(s.params, "causal") == int(causal)
             and s.params.get("phase") == phase
         ]
         xs = np.array([self._attention_coords(s) for s in samples]).reshape(len(samples), 4)
@@ -355,8 +346,8 @@ class CostModel:
                 self.attention_roofline(
                     int(s.params["heads"]),
                     int(s.params["seq"]),
-                    int(s.params.get("qk_dim", ATTENTION_DEFAULTS["qk_dim"])),
-                    int(s.params.get("v_dim", ATTENTION_DEFAULTS["v_dim"])),
+                    attention_param(s.params, "qk_dim"),
+                    attention_param(s.params, "v_dim"),
                     causal,
                     phase,
                 )
@@ -383,7 +374,7 @@ class CostModel:
             for s in limited:
                 full = [
                     f
-                    for f in self._attention_samples(bool(s.params.get("causal", ATTENTION_DEFAULTS["causal"])), phase)
+                    for f in self._attention_samples(bool(attention_param(s.params, "causal")), phase)
                     if all(f.params.get(x) == s.params.get(x) for x in ("heads", "seq", "qk_dim", "v_dim"))
                 ]
                 if full:

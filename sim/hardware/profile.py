@@ -109,6 +109,14 @@ KNOWN_PARAMS: dict[str, frozenset[str]] = {
 # What the cost model takes for an attention sample's head dims and mask where it does not give them:
 # DeepSeek-V3's MLA (a query/key head of 128 + 64 RoPE dims, a value head of 128), causal.
 ATTENTION_DEFAULTS: dict[str, int] = {"qk_dim": 192, "v_dim": 128, "causal": 1}
+
+
+def attention_param(params: dict[str, float | int | str], key: str) -> int:
+    """An attention sample's ``qk_dim``, ``v_dim`` or ``causal`` as the cost model reads it: given, or
+    :data:`ATTENTION_DEFAULTS`."""
+    return int(params.get(key, ATTENTION_DEFAULTS[key]))
+
+
 # The memory class of an FP8 quantisation written with torch ops (amax per tile, scale, cast: several
 # unfused passes, about 7% of HBM bandwidth on an H100): what ../shared/measurements' fp8_cast table and
 # `twin calibrate run` time. It is not the recipe's cast: DeepSeek's kernels (its trace: 1-3 TB/s on the
@@ -381,12 +389,11 @@ def _check_roofline(profile: Profile, path: Path) -> None:
         # datasheet says what is possible)
         return
     for i, sample in enumerate(profile.samples):
-        rooflines = roofline_times(sample, profile.peaks, profile.device.sms)
-        sheet = roofline_times(sample, gpu, profile.device.sms)
-        for (key, seconds, b), (_, _, real) in zip(rooflines, sheet, strict=True):
+        for j, (key, seconds, b) in enumerate(roofline_times(sample, profile.peaks, profile.device.sms)):
             if not too_fast(seconds, b):
                 continue
             peak = b.peak / 1e12
+            real = roofline_times(sample, gpu, profile.device.sms)[j][2]  # the same work at the datasheet's peaks
             if not too_fast(seconds, real):  # the time is one the GPU can do: the profile's peak is off
                 given = getattr(profile.peaks, b.peak_key)
                 message = (

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from sim.hardware.profile import ATTENTION_DEFAULTS
+from sim.hardware.profile import attention_param
 from sim.model.ops import ATTENTION_BWD_RATIO, attention_flops
 
 if TYPE_CHECKING:
@@ -97,8 +97,8 @@ def roofline_times(sample: Sample, peaks: PeakRates, all_sms: int) -> list[tuple
         sms = int(p.get("sms", all_sms))
         out.append((TIME_S, sample.time_s, flops_bound(flops, str(p["dtype"]), sms, all_sms, peaks)))
     elif sample.op == "attention":
-        q = {**ATTENTION_DEFAULTS, **p}  # what the cost model takes where the sample is silent
-        flops = attention_flops(int(p["heads"]), int(p["seq"]), int(q["qk_dim"]), int(q["v_dim"]), bool(q["causal"]))
+        qk, v, causal = (attention_param(p, k) for k in ("qk_dim", "v_dim", "causal"))  # (as the cost model reads them)
+        flops = attention_flops(int(p["heads"]), int(p["seq"]), qk, v, bool(causal))
         flops *= ATTENTION_BWD_RATIO if p["phase"] == "bwd" else 1.0
         sms = int(p.get("sms", all_sms))
         out.append((TIME_S, sample.time_s, flops_bound(flops, "bf16", sms, all_sms, peaks)))
