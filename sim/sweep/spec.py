@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.config import expand_model_config, parse_scenario, scenario_data, scenario_from_data, unnamed
-from sim.errors import ScenarioError, shown
+from sim.errors import ScenarioError, shown, shown_path
 from sim.overrides import (
     NAMED_PATH_KEYS,
     PATH_KEYS,
@@ -418,7 +418,7 @@ def sweep_from_data(data: Any, path: Path, progress: Checked | None = None) -> S
     if base_data.get("training") is None and not is_serve_data(base_data):
         raise ScenarioError(  # (named at this file's key: it named the base file and a key it has not)
             "base",
-            f"{shown(str(data['base']))} has no training or serve section: a sweep runs training steps or "
+            f"{shown_path(str(data['base']))} has no training or serve section: a sweep runs training steps or "
             "serving deployments",
             file,
         )

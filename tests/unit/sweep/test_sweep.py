@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +128,17 @@ def test_bad_sweep_from_the_command_line_is_one_line_and_writes_nothing(tmp_path
 def test_base_without_training_is_refused(tmp_path: Path) -> None:
     path = write_sweep(tmp_path, {"base": str(ROOT / "scenarios" / "schedule-comparison.yaml"), "grid": {"seed": [1]}})
     with pytest.raises(ScenarioError, match="has no training or serve section"):
+        load_sweep(path)
+
+
+def test_base_without_training_is_named_whole_however_deep_its_folder(tmp_path: Path) -> None:
+    """The refusal names the base as a path (cut only past ``PATH_CHARS``), not as a value cut at 40
+    characters: CI's checkout sits deeper than this one, and its line read ``/check/work/main/scenarios/d...``."""
+    deep = tmp_path / ("a" * 60) / "comparison.yaml"
+    deep.parent.mkdir()
+    shutil.copy(ROOT / "scenarios" / "schedule-comparison.yaml", deep)
+    path = write_sweep(tmp_path, {"base": str(deep), "grid": {"seed": [1]}})
+    with pytest.raises(ScenarioError, match=f"base: {re.escape(str(deep))} has no training or serve section"):
         load_sweep(path)
 
 
