@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 SMALL_STEP = REPO / "tests" / "data" / "sweep" / "small-step.yaml"  # a small, fast training step for sweeps
 INTEGRATION = REPO / "tests" / "integration"
+UNTRACED_LIST = REPO / "tests" / "untraced.txt"  # tests run without coverage's tracer (tests/untraced_select.py)
 
 
 def in_ci() -> bool:
@@ -63,13 +64,18 @@ class _Untraced:
     again and again, on paths the rest of the suite reaches. Traced, such a module takes some 3.3 times
     as long (tests/integration/training/test_what_ifs.py: 74 s against 22 s, one process, 2026-12-07),
     and CI's 15 minutes were passed on a slower day (1,282 s). What it costs the coverage report (about
-    0.1 point: 25 lines only they reach) is measured in docs/testing.md. (A plugin of its own: the
+    0.1 point: 25 lines only they reach) is measured in docs/testing.md. The tests listed in
+    ``tests/untraced.txt`` run so too: each line they reach a traced test reaches (``tests/untraced_select.py``
+    chose them from a run with per-test contexts, and says how to remake the list). (A plugin of its own: the
     module's ``pytest_runtest_setup`` above is no wrapper, so that a refusal there comes after the other
     plugins' wrappers have set up.)"""
 
-    @staticmethod
-    def _around(item: pytest.Item) -> Iterator[None]:
-        if item.get_closest_marker("untraced") is None:
+    def __init__(self) -> None:
+        listed = UNTRACED_LIST.read_text(encoding="utf-8").splitlines() if UNTRACED_LIST.is_file() else []
+        self.listed = {t.replace("{REPO}", str(REPO)) for t in listed if t and not t.startswith("#")}
+
+    def _around(self, item: pytest.Item) -> Iterator[None]:
+        if item.get_closest_marker("untraced") is None and item.nodeid not in self.listed:
             return (yield)
         with untraced():
             return (yield)
