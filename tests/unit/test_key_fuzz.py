@@ -1,8 +1,9 @@
 """Every key of a scenario, given each of thirteen hostile values, ends cleanly (issue 23).
 
-For each kind of scenario (here the default training step and a schedule comparison with given op
-times; ``tests/serve/test_serve_key_fuzz.py`` DeepSeek's serving deployment), every leaf key of the
-schema (:func:`tests.unit.test_every_key_is_used.schema_keys`: a new key is fuzzed from the day it
+For each kind of scenario (here DeepSeek-V3's training step, made small as
+``tests/unit/test_every_key_is_used.py`` makes it, with its memory checked, and a schedule comparison
+with given op times; ``tests/serve/test_serve_key_fuzz.py`` DeepSeek's serving deployment), every leaf
+key of the schema (:func:`tests.unit.test_every_key_is_used.schema_keys`: a new key is fuzzed from the day it
 exists) is set, one at a time, to 0, -1, 1e308, 1e-300, NaN, inf, 1e18, 3.5, a string, a list, a
 mapping, true and null, and ``twin run`` (``twin serve``) ``--format json`` runs on it. Each run
 must end (an alarm turns a hang into a failure), with
@@ -32,17 +33,18 @@ import yaml
 
 from sim.cli import main
 from sim.serve.spec import ServeScenario
-from tests.conftest import untraced
-from tests.unit.test_every_key_is_used import schema_keys
+from tests.conftest import SMALL_STEP, untraced
+from tests.unit.test_every_key_is_used import STEP, schema_keys
 
 REPO = Path(__file__).resolve().parents[2]
 BASES = {  # kind: (base scenario, command, keys set before the fuzzed one)
-    "step": (REPO / "scenarios" / "deepseek_v3_pretrain.yaml", "run", {}),
+    # DeepSeek-V3's step on 128 GPUs, 8 layers, its memory checked: a run takes 0.3 s, the default's 1 s
+    "step": (SMALL_STEP, "run", STEP | {"training.check_memory": True}),
     "comparison": (REPO / "scenarios" / "dualpipe-table.yaml", "run", {}),
     "serve": (REPO / "scenarios" / "serve" / "deepseek-v3-h800.yaml", "serve", {"serve.duration_s": 0.5}),
 }
 VALUES: list[Any] = [0, -1, 1e308, 1e-300, math.nan, math.inf, 10**18, 3.5, "abc", [1], {"a": 1}, True, None]
-ALARM_S = 60  # per run: a refusal takes milliseconds, a run of the default step about one second
+ALARM_S = 60  # per run: a refusal takes milliseconds, a run of the step under a second
 TRAINING_KEYS = schema_keys()
 SERVE_KEYS = schema_keys(ServeScenario)
 KEYS = set(TRAINING_KEYS) | set(SERVE_KEYS)
