@@ -5,16 +5,13 @@ revision and date line)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from reports.document import Document
 from reports.validation import dualpipe_section, model_section
 from sim.experiments.published import bubbles, model_figures
-from tests.conftest import untraced
 
 ROOT = Path(__file__).resolve().parents[2]
 TRACE = ROOT.parent / "shared" / "reference" / "deepseek-v3"
@@ -53,33 +50,11 @@ def test_committed_validation_lists_the_required_figures() -> None:
     assert hours is not None and abs(float(hours.group(2))) < 15  # the step is within 15% of the published cost
 
 
-def _untraced_calls(monkeypatch: pytest.MonkeyPatch, module: Any, *names: str) -> None:
-    """``module.NAME`` for each name runs without coverage's tracer (:func:`tests.conftest.untraced`)."""
-
-    def wrapped(f: Callable[..., Any]) -> Callable[..., Any]:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with untraced():
-                return f(*args, **kwargs)
-
-        return call
-
-    for name in names:
-        monkeypatch.setattr(module, name, wrapped(getattr(module, name)))
-
-
 @pytest.mark.needs_shared(TRACE)
-def test_the_command_regenerates_the_committed_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    """(The steps and the run it simulates go untraced: 57 s of a CI run traced. The lines of sim/ that
-    only this test reaches are sim/experiments/published.py's own, which stays traced; the simulations'
-    lines the rest of the suite reaches: tests/untraced_select.py's per-test contexts, 2026-12-07.)"""
-    import sim.experiments.published as published
-    import sim.experiments.run_plan as run_plan
+def test_the_command_regenerates_the_committed_file() -> None:
     from calibrate.trace_figures import trace_figures
     from reports.validation import validation_document
     from sim.experiments.published import published_figures
-
-    _untraced_calls(monkeypatch, published, "simulate_training", "run_schedule")
-    _untraced_calls(monkeypatch, run_plan, "plan_run")
 
     fresh = validation_document(published_figures(trace_figures())).to_markdown().rstrip().splitlines()
     committed = (ROOT / "docs" / "validation.md").read_text().rstrip().splitlines()
