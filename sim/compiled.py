@@ -8,7 +8,7 @@ so a step gives the same results bit for bit (checked on every build before it i
 about 0.75x the time (a point of the 1,000-point sweep, in-process: 0.60 s against 0.45 s).
 
 How. ``twin compile`` (:func:`build`) copies the ``sim`` package, compiles :data:`MODULES` with mypyc
-(about a minute, once per version of the sources), then runs each of :data:`CHECKS` in fresh processes
+(about a minute and a half on 2 cores, once per version of the sources), then runs each of :data:`CHECKS` in fresh processes
 from the sources and from the build, and keeps the build only if every figure printed is the same bits
 (only the run's wall time may differ). A build is kept under :func:`cache_root` in a folder named by
 :func:`build_key`: the digest of the ``sim`` package's sources (:func:`sim.code_digest.code_digest`,
@@ -89,6 +89,12 @@ OFF = "TWIN_COMPILED"  # "0": never load a build
 CACHE = "TWIN_CACHE_DIR"  # the cache's folder [default: $XDG_CACHE_HOME/clustertwin, else ~/.cache/clustertwin]
 MANIFEST = "manifest.json"
 KEPT = 4  # builds kept (of other versions of the sources): the oldest beyond are removed by a build
+# The C compiler's optimisation level (mypyc's MYPYC_OPT_LEVEL, the -O it passes). Measured 2026-12-07 on
+# this package (21 modules, 2 cores, the same sources built three times): -O0 built in 64 s and ran a
+# sweep point in 1.3 to 1.5 s; -O1 in 80 s and -O3 (mypyc's default) in 111 s, a point in 0.69 to 0.77 s
+# and 0.68 to 0.84 s (10 points of thousand.yaml in-process, 4 alternating runs): -O1 runs as fast and
+# builds in 0.7x the time. Every level gave the same figures on the checks (they are exact C doubles).
+OPT_LEVEL = "1"
 DIR = "TWIN_COMPILED_DIR"  # a build's folder to load instead of the cache's (a build's own checks)
 # What a build must reproduce bit for bit before it is kept (every figure but the wall time): twin's
 # arguments, {random} standing for the default scenario with ``workload.routing: random`` (written
@@ -352,7 +358,7 @@ def _mypyc(src: Path) -> None:
     flags = os.environ.get("CFLAGS", "")
     if any(f in flags for f in ("-ffast-math", "-Ofast", "-funsafe-math")):
         raise BuildError(f"CFLAGS={flags!r} lets the compiler reorder float operations; unset it to build")
-    env = {**os.environ, "MYPYC_OPT_LEVEL": "3", "CFLAGS": f"{flags} -ffp-contract=off".strip()}
+    env = {**os.environ, "MYPYC_OPT_LEVEL": OPT_LEVEL, "CFLAGS": f"{flags} -ffp-contract=off".strip()}
     # PYTHONPATH set to anything (even a folder that does not exist) made mypy read the modules the
     # build imports differently (sim/model/spec.py's pydantic model then lacked its defaults: "Missing
     # named argument") and the build fail. So mypyc runs without it: it must be installed in this
