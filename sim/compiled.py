@@ -8,16 +8,16 @@ so a step gives the same results bit for bit (checked on every build before it i
 about 0.75x the time (a point of the 1,000-point sweep, in-process: 0.60 s against 0.45 s).
 
 How. ``twin compile`` (:func:`build`) copies the ``sim`` package, compiles :data:`MODULES` with mypyc
-(about a minute and a half on 2 cores, once per version of the sources), then runs each of :data:`CHECKS` in fresh processes
-from the sources and from the build, and keeps the build only if every figure printed is the same bits
-(only the run's wall time may differ). A build is kept under :func:`cache_root` in a folder named by
-:func:`build_key`: the digest of the ``sim`` package's sources (:func:`sim.code_digest.code_digest`,
-the same that marks a sweep's rows) and this Python's extension suffix. ``import sim`` calls
-:func:`install`: when a build of that key exists, a finder loads its extensions in place of the listed
-sources. An edited source changes the key, so a stale build is never loaded (it is not found; the
-sources run, as without any build). ``TWIN_COMPILED=0`` turns the finder off (the tests run the
-sources: they patch classes that a compiled module would not let them patch); ``TWIN_CACHE_DIR``
-moves the cache.
+(about a minute and a half on 2 cores, once per version of the sources), then runs each of
+:data:`CHECKS` in fresh processes from the sources and from the build, and keeps the build only if every
+figure printed is the same bits (only the run's wall time may differ). A build is kept under
+:func:`cache_root` in a folder named by :func:`build_key`: the digest of the ``sim`` package's sources
+(:func:`sim.code_digest.code_digest`, the same that marks a sweep's rows) and this Python's extension
+suffix. ``import sim`` calls :func:`install`: when a build of that key exists, a finder loads its
+extensions in place of the listed sources. An edited source changes the key, so a stale build is never
+loaded (it is not found; the sources run, as without any build). ``TWIN_COMPILED=0`` turns the finder
+off (the tests run the sources: they patch classes that a compiled module would not let them patch);
+``TWIN_CACHE_DIR`` moves the cache.
 
 Which modules. Those of the event loop whose compiled form gives the same figures on the checks, on
 10 points of ``scenarios/sweeps/thousand.yaml`` and on every test of ``tests/unit`` but the four that

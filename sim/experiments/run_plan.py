@@ -658,6 +658,8 @@ def integrate(plan: RunPlan, rows: dict[str, dict[str, Any]]) -> tuple[list[Phas
             assert count is not None
             tokens = float(count) * s.global_batch * step.seq_len
         results[s.phase].slices.append(Slice(s.global_batch, tokens, row, step.seq_len, step.gpu_hour_usd))
+    if spec.failures is not None:
+        _check_lost(spec.failures, results, plan.path)
     groups = []
     by_name = {r.name: r for r in results}
     for g in spec.groups:
@@ -671,6 +673,37 @@ def integrate(plan: RunPlan, rows: dict[str, dict[str, Any]]) -> tuple[list[Phas
             }
         )
     return results, groups
+
+
+def _check_lost(failures: FailureSpec, results: list[PhaseResult], run: Path) -> None:
+    """Refuse a run whose expected time lost to failures is past :data:`sim.limits.MAX_TIME`, the bound of
+    any time. :func:`failure_overhead` bounds it per second of training; over a whole run the seconds
+    multiply (``interval_s: 1e-10`` on DeepSeek-V3's 2048 GPUs: 6e11 s lost per second of training, 10
+    steps 1.3e14 s). The key named is ``failures.interval_s`` where the run at Young's interval stays
+    within the bound, else ``failures.mtbf_gpu_hours``."""
+    lost = sum(s.lost(failures)[0] for r in results for s in r.slices)
+    if not lost > MAX_TIME:
+        return
+    trained = sum(s.seconds for r in results for s in r.slices)
+    young = failures.model_copy(update={"interval_s": None})
+    at_young = sum(s.lost(young)[0] for r in results for s in r.slices)
+    gpus = sorted({int(s.step["gpus"]) for r in results for s in r.slices})
+    on = f"on {', '.join(f'{g:,}' for g in gpus)} GPUs"
+    if failures.interval_s is not None and at_young <= MAX_TIME:
+        raise ScenarioError(
+            "failures.interval_s",
+            f"a checkpoint every {failures.interval_s:g} s {on}: the run's {trained:.3g} s of training are expected "
+            f"to lose {lost:.3g} s to checkpoints, restarts and lost work, more than the {MAX_TIME:g} s any time "
+            f"may be (sim.limits.MAX_TIME); at Young's interval sqrt(2 C M) it would lose {at_young:.3g} s",
+            str(run),
+        )
+    raise ScenarioError(
+        "failures.mtbf_gpu_hours",
+        f"{on} the run's {trained:.3g} s of training are expected to lose {lost:.3g} s to checkpoints, restarts "
+        f"and lost work (at Young's interval {at_young:.3g} s), more than the {MAX_TIME:g} s any time may be "
+        "(sim.limits.MAX_TIME): give a longer MTBF, or a shorter restart_s or checkpoint_s",
+        str(run),
+    )
 
 
 def plan_run(spec: RunSpec, path: Path, progress: Any = None) -> tuple[list[PhaseResult], list[dict[str, Any]]]:

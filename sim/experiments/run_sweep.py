@@ -413,7 +413,11 @@ def sweep_summary(rs: RunSweep, rows: dict[str, dict[str, Any]], simulated: int)
             entry.update(status=str(row["status"]), error=f"phases.{phase}: {row['error']}")
             entry.update(total=None, phases=[], groups=[])
         else:
-            results, groups = integrate(p.plan, rows)
+            try:
+                results, groups = integrate(p.plan, rows)
+            except ScenarioError as err:  # (a failure model whose run loses more than any time): the key that set it
+                names = [ph.name for ph in p.plan.spec.phases]
+                raise _owned(err, p.overrides, p.where, str(rs.path), names) from None
             run = summary(p.plan.spec, results, groups)
             entry.update(status=OK, error=None, total=run["total"], phases=run["phases"], groups=groups)
         points.append(entry)

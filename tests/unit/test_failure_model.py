@@ -125,6 +125,64 @@ def test_a_run_sweep_names_its_point(
     refused_in_one_line(["plan", "run", "sw.yaml"], expected, tmp_path, capsys)
 
 
+# ------------------------------------------------------------------------ a whole run past any time
+def _trained_s(name: str, capsys: pytest.CaptureFixture[str]) -> float:
+    """The run's seconds of training, as ``twin plan run --format json`` prints them."""
+    data = json.loads(ran_cleanly(["plan", "run", name, "--format", "json"], capsys))
+    return sum(s["days"] * 86400 for ph in data["phases"] for s in ph["slices"])
+
+
+def test_a_run_whose_lost_time_passes_any_time_is_refused_after_its_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``interval_s: 1e-10`` with ``C = 60`` s: about ``C / tau = 6e11`` s lost per second of training, under
+    MAX_TIME (1e12) per second, so the per-second check passes; 10 steps of the small step (tens of seconds)
+    lose some 1e13 s in all, which is past it: refused naming the interval (at Young's interval the run
+    loses seconds). It printed 1.5e9 lost days with exit 0 on DeepSeek-V3's 2048 GPUs."""
+    monkeypatch.chdir(tmp_path)
+    base = "mtbf_gpu_hours: 50000, checkpoint_s: 60, restart_s: 600"
+    _run(tmp_path, "fine.yaml", base)
+    trained = _trained_s("fine.yaml", capsys)
+    name = _run(tmp_path, "tiny-interval.yaml", base + ", interval_s: 1.0e-10")
+    f = FailureSpec(mtbf_gpu_hours=50000, checkpoint_s=60, restart_s=600, interval_s=1e-10)
+    per_second = failure_overhead(f, GPUS)[1]
+    young = failure_overhead(f.model_copy(update={"interval_s": None}), GPUS)[1]
+    assert per_second < 1e12 < trained * per_second and trained * young < 1e12  # (the case's conditions)
+    expected = (
+        f"error: {name}: failures.interval_s: a checkpoint every 1e-10 s on 512 GPUs: the run's {trained:.3g} s of "
+        f"training are expected to lose {trained * per_second:.3g} s to checkpoints, restarts and lost work, more "
+        f"than the 1e+12 s any time may be (sim.limits.MAX_TIME); at Young's interval sqrt(2 C M) it would lose "
+        f"{trained * young:.3g} s"
+    )
+    # (refused once its steps are simulated, so after their progress line: -q keeps the error the only line)
+    refused_in_one_line(["plan", "run", name, "-q", "--format", "json"], expected, tmp_path, capsys)
+    refused_in_one_line(["plan", "run", name, "-q", "-o", "out"], expected, tmp_path, capsys)  # (nothing written)
+    # a sweep of the run names its own key, not the run file's
+    (tmp_path / "sw.yaml").write_text("base: fine.yaml\ngrid: {failures.interval_s: [1000, 1.0e-10]}\n")
+    swept = expected.replace(f"{name}: failures.interval_s:", "sw.yaml: grid.failures.interval_s: 1e-10:")
+    refused_in_one_line(["plan", "run", "sw.yaml", "-q"], swept, tmp_path, capsys)
+
+
+def test_a_run_past_any_time_even_at_youngs_interval_names_the_mtbf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``M = 3.8 x 3600 / 512 = 26.7`` s against ``R = 600`` s (``e^(R/M)`` = 5.6e9): 2.1e11 s a second of
+    training at Young's interval, under MAX_TIME per second, past it over the run's tens of seconds."""
+    monkeypatch.chdir(tmp_path)
+    _run(tmp_path, "fine.yaml", "mtbf_gpu_hours: 50000, checkpoint_s: 60, restart_s: 600")
+    trained = _trained_s("fine.yaml", capsys)
+    name = _run(tmp_path, "fragile.yaml", "mtbf_gpu_hours: 3.8, checkpoint_s: 60, restart_s: 600")
+    per_second = failure_overhead(FailureSpec(mtbf_gpu_hours=3.8, checkpoint_s=60, restart_s=600), GPUS)[1]
+    assert per_second < 1e12 < trained * per_second  # (the case's conditions)
+    lost = trained * per_second
+    expected = (
+        f"error: {name}: failures.mtbf_gpu_hours: on 512 GPUs the run's {trained:.3g} s of training are expected to "
+        f"lose {lost:.3g} s to checkpoints, restarts and lost work (at Young's interval {lost:.3g} s), more than the "
+        "1e+12 s any time may be (sim.limits.MAX_TIME): give a longer MTBF, or a shorter restart_s or checkpoint_s"
+    )
+    refused_in_one_line(["plan", "run", name, "-q", "--format", "json"], expected, tmp_path, capsys)
+
+
 def test_a_failure_prone_run_costs_the_closed_form(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
