@@ -392,7 +392,8 @@ def _two_layer(spec: ClusterSpec, links: _Links, planes: int) -> tuple[TreeLayou
     """Per plane: ``ceil(endpoints / down)`` leaves of ``down`` endpoint ports and ``up`` uplinks (``up =
     down / oversubscription``), uplink ``p`` to spine ``p % spines``, and the fewest spines whose ports
     take every leaf's links to them. At oversubscription k the leaves are the same and there are about
-    k times fewer spines and leaf-spine links (module docstring)."""
+    k times fewer spines and leaf-spine links (module docstring). A plane of one leaf has no spines and
+    no uplinks: none of its traffic leaves the leaf, so neither is priced nor crossed."""
     if spec.fabric.core_oversubscription != 1:
         raise ScenarioError("fabric.core_oversubscription", "ft3 only: a two-layer tree has no layer between pods")
     g, k = spec.node.gpus_per_node, spec.fabric.switch_radix
@@ -407,13 +408,17 @@ def _two_layer(spec: ClusterSpec, links: _Links, planes: int) -> tuple[TreeLayou
             f"a two-layer fat tree of radix {k} holds at most {k * down} endpoints per plane, "
             f"got {endpoints}; use more planes (mpft) or ft3",
         )
-    spines = math.ceil(leaves * up / k)
-    while leaves * math.ceil(up / spines) > k:
-        spines += 1
+    if leaves == 1:  # every endpoint of the plane on one leaf: no traffic leaves it, no spine layer is built
+        spines = 0
+    else:
+        spines = math.ceil(leaves * up / k)
+        while leaves * math.ceil(up / spines) > k:
+            spines += 1
     _nic_links(spec, links)
     cap, hop = _switch_link(spec)
-    links.add("leaf_up", planes * leaves * up, SWITCH, cap, hop)
-    links.add("leaf_down", planes * leaves * up, SWITCH, cap, hop)
+    uplinks = planes * leaves * up if spines else 0  # (a leaf's up ports stay empty without spines)
+    links.add("leaf_up", uplinks, SWITCH, cap, hop)
+    links.add("leaf_down", uplinks, SWITCH, cap, hop)
     kind = "mpft" if planes > 1 or spec.fabric.kind == "mpft" else "ft2"
     rails = _rails(spec, kind)
     layout = TreeLayout(kind, planes, endpoints, k, down, up, leaves=leaves, spines=spines, rails=rails)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import networkx as nx
+import numpy as np
 import pytest
 
 from sim.errors import ScenarioError
+from sim.network.routing import route
 from sim.network.spec import load_cluster
-from sim.network.topology import build_topology
+from sim.network.topology import SWITCH, build_topology
 from tests.unit.network.conftest import make
 
 TOPOLOGIES = Path(__file__).resolve().parents[3] / "topologies"
@@ -101,3 +103,34 @@ def test_graph_has_one_edge_per_directed_link() -> None:
     graph = topo.graph()
     assert graph.number_of_edges() == topo.num_links
     assert sorted(k for _, _, k in graph.edges(keys=True)) == list(range(topo.num_links))
+
+
+@pytest.mark.parametrize(
+    "nodes,kind,fabric,planes",
+    [
+        (32, "mpft", {"switch_radix": 64}, 8),  # 256 GPUs: each plane's 32 NICs on one leaf of 32 down ports
+        (4, "ft2", {"switch_radix": 64}, 1),  # 32 GPUs on one leaf
+        (6, "ft2", {"switch_radix": 16, "oversubscription": 2}, 1),  # 48 GPUs on 6 leaves: spines (the control)
+    ],
+)
+def test_a_plane_of_one_leaf_has_no_spines_and_no_uplinks(nodes: int, kind: str, fabric: dict, planes: int) -> None:
+    """No route leaves a lone leaf (every pair of endpoints of the plane meets on it), so its spines and
+    leaf-spine cables carried nothing and were priced: a 256-GPU MPFT paid 8 spines and 256 cables. Where
+    the plane has two leaves or more, the spines stay (the last case)."""
+    topo = make(nodes, kind, **fabric)
+    lay = topo.layout
+    assert lay is not None and lay.planes == planes
+    one_leaf = lay.leaves == 1
+    assert one_leaf == (nodes * 8 // planes <= lay.down)
+    s = topo.summary()
+    if one_leaf:
+        assert (lay.spines, s["switches"], s["switch_links"]) == (0, planes, 0)
+    else:
+        assert lay.spines > 0 and s["switch_links"] == planes * lay.leaves * lay.up
+    # every GPU pair's route: through a switch-to-switch link only between two leaves
+    gpus = np.arange(topo.gpus)
+    src, dst = np.repeat(gpus, topo.gpus), np.tile(gpus, topo.gpus)
+    keep = src // 8 != dst // 8  # (inside a node: NVLink)
+    routes = route(topo, src[keep], dst[keep])
+    crossing = np.add.reduceat(topo.kind[routes.links] == SWITCH, routes.indptr[:-1]) > 0
+    assert crossing.any() != one_leaf
