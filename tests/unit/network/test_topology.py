@@ -72,6 +72,8 @@ def _max_flow_across_halves(topo) -> float:  # type: ignore[no-untyped-def]
         (6, "ft2", {"switch_radix": 16, "oversubscription": 2}),
         (16, "ft3", {"switch_radix": 8}),
         (8, "mpft", {"switch_radix": 8, "planes": 4}),
+        (4, "ft2", {"switch_radix": 64}),  # one leaf, no spines
+        (32, "mpft", {"switch_radix": 64}),  # a leaf per plane, no spines
     ],
 )
 def test_bisection_equals_max_flow(nodes: int, kind: str, fabric: dict) -> None:
