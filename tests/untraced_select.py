@@ -94,6 +94,10 @@ def main(argv: list[str]) -> None:
         raise SystemExit("usage: python -m tests.untraced_select COVERAGE_FILE DURATIONS_LOG")
     lines = reached(Path(argv[0]))
     seconds = durations(Path(argv[1]))
+    known = {t for tests in lines for t in tests}
+    if not seconds or known.isdisjoint(seconds):  # (else the list would be written empty, without a word)
+        why = "no durations" if not seconds else "no test of its durations is a context of the coverage file"
+        raise SystemExit(f"{argv[1]}: {why}; give the log of the same run with --durations=0")
     chosen = select(lines, seconds)
     root = str(REPO)
     body = "".join(t.replace(root, "{REPO}") + "\n" for t in sorted(chosen))

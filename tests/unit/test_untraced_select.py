@@ -7,11 +7,12 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import REPO, UNTRACED_LIST
-from tests.untraced_select import durations, select
+from tests.untraced_select import durations, main, select
 
 TESTS = [f"tests/t.py::t{i}" for i in range(6)]
 
@@ -51,3 +52,24 @@ def test_the_list_names_test_files_of_this_checkout() -> None:
     for test in listed:
         assert "::" in test and (REPO / test.split("::")[0]).is_file(), test
         assert str(REPO) not in test  # the checkout is written {REPO}
+
+
+def test_durations_of_another_run_are_refused_before_the_list_is_written(tmp_path: Path) -> None:
+    """Ids that match no coverage context (another checkout's run, a log without --durations=0) left every
+    test traced and wrote an empty list without a word."""
+    from coverage import CoverageData
+
+    data = CoverageData(str(tmp_path / ".coverage"))
+    for context in (TESTS[0] + "|run", TESTS[1] + "|run"):
+        data.set_context(context)
+        data.add_lines({str(tmp_path / "m.py"): [1, 2]})
+    data.write()
+    log = tmp_path / "d.log"
+    before = UNTRACED_LIST.read_bytes()
+    log.write_text("2.00s call     tests/other.py::x\n")
+    with pytest.raises(SystemExit, match=r"d\.log: no test of its durations is a context of the coverage file"):
+        main([str(tmp_path / ".coverage"), str(log)])
+    log.write_text("== 3 passed in 1.00s ==\n")
+    with pytest.raises(SystemExit, match=r"d\.log: no durations; give the log of the same run with --durations=0"):
+        main([str(tmp_path / ".coverage"), str(log)])
+    assert UNTRACED_LIST.read_bytes() == before
