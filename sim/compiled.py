@@ -229,6 +229,25 @@ def stale() -> Path | None:
     return root if builds else None
 
 
+HINT_POINTS = 200  # a sweep of at least this many points run from the sources, no build at all: say twin compile
+
+
+def missing(points: int) -> bool:
+    """Whether a sweep of ``points`` points should hear of ``twin compile``: at least :data:`HINT_POINTS`,
+    run from the sources with no build in the cache for this Python (builds not turned off nor given by
+    folder). :func:`stale` covers a cache of other sources' builds."""
+    if points < HINT_POINTS or _active is not None or os.environ.get(OFF, "") == "0" or os.environ.get(DIR):
+        return False
+    try:
+        root = cache_root()
+        suffix = key_suffix()
+        return not any(p.name.endswith(suffix) and (p / MANIFEST).is_file() for p in root.iterdir())
+    except FileNotFoundError:  # (no cache folder yet)
+        return True
+    except (OSError, RuntimeError):
+        return False
+
+
 def loaded() -> list[str]:
     """The listed modules this process runs compiled (imported from a build's extension files)."""
     suffix = ext_suffix()

@@ -148,6 +148,14 @@ def sweep_cmd(
             markup=False,
             soft_wrap=True,
         )
+    elif not quiet and not scheduler and compiled.missing(len(sweep.points)):
+        err.print(
+            f"{sweep.name}: its {len(sweep.points):,} points run from the sources; twin compile (once per version "
+            "of the sources, about a minute and a half) runs them about 1.5x faster, with the same figures",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),

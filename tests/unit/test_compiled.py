@@ -126,6 +126,45 @@ def test_a_cache_of_other_sources_builds_is_named_and_a_sweep_says_so(
     assert said in " ".join(r.stderr.split()), r.stderr
 
 
+def test_a_long_sweep_from_the_sources_with_no_build_hears_of_twin_compile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep of at least HINT_POINTS points, with no build of any sources for this Python, says once that
+    twin compile would run it faster; a shorter sweep, builds turned off or given by folder, or a cache
+    holding a build (of these sources, or of others: stale() says that) stay silent."""
+    monkeypatch.delenv(compiled.OFF)
+    monkeypatch.setenv(compiled.CACHE, str(tmp_path))
+    n = compiled.HINT_POINTS
+    assert compiled.missing(n) and not compiled.missing(n - 1)  # no cache folder at all
+    (tmp_path / "compiled").mkdir()
+    assert compiled.missing(n)  # an empty one
+    other = f"0123456789abcdef{compiled.key_suffix()}"
+    _fake_build(tmp_path / "compiled" / other, other, ["sim.engine.clock"])
+    assert not compiled.missing(n)  # a build for this Python (stale() names it)
+    shutil.rmtree(tmp_path / "compiled" / other)
+    _fake_build(tmp_path / "compiled" / "x-cpython-299-other", "x-cpython-299-other", ["sim.engine.clock"])
+    assert compiled.missing(n)  # another Python's build only
+    monkeypatch.setenv(compiled.DIR, str(tmp_path))
+    assert not compiled.missing(n)
+    monkeypatch.delenv(compiled.DIR)
+    monkeypatch.setenv(compiled.OFF, "0")
+    assert not compiled.missing(n)
+    # through the command: 200 points that each stop at their check (a layer split of the wrong length)
+    grid = {"grid": {"training.layers_per_stage": [[i] for i in range(1, n + 1)]}}
+    sweep = write_sweep(tmp_path, grid)
+    r = subprocess.run(
+        [sys.executable, "-m", "sim", "sweep", str(sweep), "-o", str(tmp_path / "r.parquet"), "--workers", "1"],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path / "empty"),
+        cwd=REPO,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    said = f"s: its {n} points run from the sources; twin compile (once per version of the sources, about a minute"
+    assert " ".join(r.stderr.split()).count(said) == 1, r.stderr
+
+
 def test_twin_compiled_0_turns_it_off_and_tests_run_the_sources() -> None:
     assert os.environ[compiled.OFF] == "0"  # (tests/conftest.py)
     assert compiled.active() is None and compiled.loaded() == []
