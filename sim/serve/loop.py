@@ -38,14 +38,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sim.serve.draft_steps import DraftSteps
 from sim.serve.forward import GRID_RATIO, Forward, ForwardModel, Shape
 from sim.serve.kvcache import requests_per_rank, reserved_tokens
 from sim.serve.requests import Requests
 
 CONTEXT_EXACT = 64  # KV lengths below this are exact; above, on a geometric grid (GRID_RATIO)
 DRAIN_FACTOR = 4.0  # after the last arrival, run at most this many durations (and 60 s) to drain
-KV_SAMPLES = 4000
-PROGRESS_EVERY = 8192  # events between progress reports  # KV-occupancy points kept per unit
+KV_SAMPLES = 4000  # KV-occupancy points kept per unit
+PROGRESS_EVERY = 8192  # events between progress reports
 
 
 def bucket(x: float) -> int:
@@ -170,8 +171,8 @@ class Loop:
         self.prefill, self.decode, self.colocated = prefill, decode, colocated
         self.kv_bytes_per_token, self.nic_Bps, self.ib_latency_s = kv_bytes_per_token, nic_Bps, ib_latency_s
         self.duration_s = duration_s
-        self.rng = np.random.default_rng([seed, 7])
-        self.acceptance, self.drafts = acceptance, drafts
+        # a request's decode steps, drawn at admission (sim.serve.draft_steps)
+        self._steps = DraftSteps(np.random.default_rng([seed, 7]), acceptance, drafts)
         n = len(requests)
         self.first = np.full(n, np.nan)
         self.finish = np.full(n, np.nan)
@@ -371,20 +372,6 @@ class Loop:
         self.in_system -= 1
 
     # ------------------------------------------------------------------ decode
-    def _steps(self, tokens: int) -> int:
-        """Decode steps to produce ``tokens`` tokens: each step makes one plus its accepted drafts, the
-        ``j``-th draft counting only when the ones before it were accepted (so ``P(X >= j) = p^j``,
-        ``X <= drafts``: ``X = min(drafts, floor(log u / log p))`` for uniform ``u``)."""
-        p, d = self.acceptance, self.drafts
-        if d == 0 or p == 0 or tokens <= 0:
-            return tokens
-        if p >= 1:
-            return -(-tokens // (1 + d))
-        u = self.rng.random(tokens)
-        extra = np.minimum(d, np.floor(np.log(np.maximum(u, 1e-300)) / math.log(p)))
-        made = np.cumsum(1 + extra)
-        return int(np.searchsorted(made, tokens) + 1)
-
     def _start_step(self, u: Unit) -> None:
         m = u.model
         cap = m.pool.max_batch * m.dp
