@@ -289,3 +289,29 @@ def test_decode_steps_run_as_cuda_graphs_only_with_low_latency_kernels() -> None
     co = _model("colocated", {"kernels": "normal"})
     assert co.decode_forwards is None and co.params.launch_gap_us == LAUNCH_GAP_US
     assert _model("colocated", {}).decode_forwards is not None
+
+
+def test_a_routing_draw_is_kept_by_its_arguments_and_is_the_draw() -> None:
+    """Two forward models of the same unit (two points of a sweep that change no routing argument) share
+    one draw; a draw kept is the one route_batch makes from those arguments, read-only; another seed or
+    load draws again."""
+    from sim.serve.forward import _ROUTES
+
+    a, b = _model("prefill", {"kernels": "normal"}), _model("prefill", {"kernels": "normal"})
+    ra = a._routing(3000)  # 3000 tokens a rank: more than ROUTING_SAMPLE over the unit, sampled
+    assert b._routing(3000) is not ra and b._route(16_384) is a._route(16_384)  # (scaled copies; one draw)
+    s = a.model
+    fresh = route_batch(
+        a.load, a.placement, 16_384, s.n_activated_experts, a.router_groups, s.n_limited_groups,
+        a.links.domain, a.pool.shared_as_routed, a.pool.kernels, np.random.default_rng([a.seed, 16_384]),
+    )  # fmt: skip
+    kept = a._route(16_384)
+    for x, y in zip(
+        (kept.rows, kept.shared_rows, kept.ib_send, kept.ib_recv, kept.nvl_send, kept.nvl_recv),
+        (fresh.rows, fresh.shared_rows, fresh.ib_send, fresh.ib_recv, fresh.nvl_send, fresh.nvl_recv),
+        strict=True,
+    ):
+        assert np.array_equal(x, y) and not x.flags.writeable
+    drawn = _model("prefill", {"kernels": "normal"}, expert_load="skewed")._route(16_384)
+    assert drawn is not kept and any(v is drawn for v in _ROUTES.values())  # (another load: drawn, and kept)
+    assert not np.array_equal(drawn.rows, kept.rows)
