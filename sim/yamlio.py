@@ -246,9 +246,13 @@ def parse_yaml(text: str, file: str | None = None) -> Any:
 
 
 def read_yaml(path: str | Path, what: str = "scenario") -> Any:
-    """Parse a YAML file; a missing, unreadable, oversized, binary or malformed file is a one-line
-    ScenarioError naming it."""
-    return parse_yaml(read_text(path, what, MAX_YAML_BYTES), str(path))
+    """Parse a YAML file; a missing, unreadable, oversized, binary, malformed or empty file (nothing but
+    blanks and comments: YAML's null, which each reader refused as "got NoneType" or "not a mapping") is a
+    one-line ScenarioError naming it."""
+    data = parse_yaml(read_text(path, what, MAX_YAML_BYTES), str(path))
+    if data is None:
+        raise ScenarioError("", f"the file is empty: a {what} file is a mapping of keys", str(path))
+    return data
 
 
 # ---- JSON ----------------------------------------------------------------------------------------

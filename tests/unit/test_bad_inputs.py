@@ -206,7 +206,7 @@ HAND: list[Any] = [
     (["validate", "bomb.yaml"], "bomb.yaml: expands to more than"),
     (["validate", "self.yaml"], "self.yaml: a[0]: an alias refers to itself"),
     (["validate", "list.yaml"], "list.yaml: a scenario must be a mapping"),
-    (["validate", "empty.yaml"], "empty.yaml: a scenario must be a mapping"),
+    (["validate", "empty.yaml"], "empty.yaml: the file is empty: a scenario file is a mapping of keys"),
     (["validate", "inf.yaml"], "inf.yaml: ops.forward_ms[0]: Input should be a finite number"),
     (["validate", "nan.yaml"], "nan.yaml: p2p.bandwidth_GBps: Input should be a finite number"),
     (["validate", "zero_bw.yaml"], "zero_bw.yaml: p2p.bandwidth_GBps"),

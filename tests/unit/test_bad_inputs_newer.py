@@ -649,7 +649,7 @@ SWEEP: list[tuple[list[str], str]] = [
     (["sweep", "missing.yaml"], "missing.yaml: no such sweep file"),
     (["sweep", "folder"], "folder: is a folder, not a sweep file"),
     (["sweep", "/dev/zero"], "/dev/zero: not a regular file"),
-    (["sweep", "empty.yaml"], "empty.yaml: a sweep file is a mapping"),
+    (["sweep", "empty.yaml"], "empty.yaml: the file is empty: a sweep file is a mapping of keys"),
     (["sweep", "sw_list.yaml"], "sw_list.yaml: a sweep file is a mapping"),
     (["sweep", "sw_scalar.yaml"], "sw_scalar.yaml: a sweep file is a mapping"),
     (["sweep", "sw_text.yaml"], "sw_text.yaml: a sweep file is a mapping"),
