@@ -30,7 +30,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from sim.economics import FABRIC_LIFE_YEARS, GPU_HOUR_USD
-from sim.errors import ScenarioError, shown
+from sim.errors import ScenarioError, kind_of, shown
 from sim.hardware.gpu import DEEPSEEK_COMM_SMS, NIC_Gbps
 from sim.hardware.profile import DEFAULT_PROFILE, load_profile
 from sim.layout_defaults import DEFAULT_EP, DEFAULT_GLOBAL_BATCH, DEFAULT_GPUS
@@ -493,7 +493,7 @@ def parse_scenario(data: Any) -> Scenario:
     not go together. What needs building (layout, schedules, times, fabric) is checked by
     :func:`sim.assemble.assemble`."""
     if not isinstance(data, dict):
-        raise ScenarioError("", f"a scenario must be a mapping of keys, got {type(data).__name__}")
+        raise ScenarioError("", f"a scenario must be a mapping of keys, got {kind_of(data)}")
     if "serve" in data:
         raise ScenarioError("serve", "a serve scenario (a deployment and its traffic): run it with 'twin serve'")
     model = data.get("model")

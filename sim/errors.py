@@ -48,6 +48,24 @@ def one_printable_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def kind_of(value: object) -> str:
+    """What a parsed YAML or JSON value is, in those formats' words (an error says ``got a list``, not
+    Python's ``got list``, or ``got NoneType`` for a file holding ``null``)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
 class TwinError(Exception):
     """Base class of every error the twin reports to a user (exit status 2)."""
 

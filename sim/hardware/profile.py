@@ -37,7 +37,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, ValidationError, ValidationInfo, field_validator
 
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, kind_of
 from sim.hardware.gpu import DEFAULT_EFFICIENCY, GpuSpec, datasheet_for
 from sim.limits import MAX_BYTES, MIN_RATE
 from sim.yamlio import MAX_JSON_BYTES, parse_json, read_text, validation_error
@@ -358,7 +358,7 @@ def check_device_sms(path: str | Path, profile: Profile, gpu: GpuSpec) -> None:
 
 def _validated(data: object, path: Path) -> Profile:
     if not isinstance(data, dict):
-        raise ScenarioError("", f"a profile is a JSON object, got {type(data).__name__}", str(path))
+        raise ScenarioError("", f"a profile is a JSON object, got {kind_of(data)}", str(path))
     try:
         profile = Profile.model_validate(data)
     except ValidationError as err:

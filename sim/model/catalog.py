@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, kind_of
 from sim.errors import shown as cut
 from sim.model.hf_config import hf_fields, is_hf_config, source_key, source_text
 from sim.model.spec import ModelSpec, deepseek_config_fields, parse_model
@@ -73,7 +73,7 @@ def _read(ref: str, folder: Path | None) -> tuple[dict[str, Any], str | None, st
     file = shown(path)
     data = read_json(path, "model config")
     if not isinstance(data, dict):
-        raise ScenarioError("", f"a model config must be a JSON object, got {type(data).__name__}", file)
+        raise ScenarioError("", f"a model config must be a JSON object, got {kind_of(data)}", file)
     if is_hf_config(data):
         return {"name": name, **hf_fields(data, file)}, str(data.get("model_type")), file
     return {"name": name, **deepseek_config_fields(data, file)}, None, file

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, kind_of
 from sim.limits import MAX_EXPERTS, MAX_HIDDEN, MAX_LAYERS, MAX_TOKENS, MAX_VOCAB
 from sim.yamlio import validation_error
 
@@ -219,7 +219,7 @@ def parse_model(data: object, file: str | None = None, timed: bool = True) -> Mo
     if data is None:
         return DEEPSEEK_V3
     if not isinstance(data, dict):
-        raise ScenarioError("model", f"must be a mapping of keys, got {type(data).__name__}", file)
+        raise ScenarioError("model", f"must be a mapping of keys, got {kind_of(data)}", file)
     try:
         spec = ModelSpec.model_validate(data)
     except ValidationError as err:

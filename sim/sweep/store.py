@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from sim.code_digest import code_digest
-from sim.errors import ScenarioError, TwinError
+from sim.errors import ScenarioError, TwinError, kind_of
 from sim.outputs import NAME_BYTES, a_link, atomic_write
 from sim.overrides import label
 from sim.sweep.point import (
@@ -98,9 +98,7 @@ def meta_of(schema_metadata: dict[bytes, bytes] | None, file: str | None = None)
     if not isinstance(meta, dict):
         if file is None:
             return {}
-        raise ScenarioError(
-            META_KEY.decode(), f"the file's metadata is not a JSON mapping, got {type(meta).__name__}", file
-        )
+        raise ScenarioError(META_KEY.decode(), f"the file's metadata is not a JSON mapping, got {kind_of(meta)}", file)
     return meta
 
 

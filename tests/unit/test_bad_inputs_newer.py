@@ -1155,7 +1155,7 @@ PREDICT: list[tuple[list[str], str]] = [
     (_profile("pf/empty.json"), "empty.json: malformed JSON at line 1"),
     (_profile("pf/truncated.json"), "truncated.json: malformed JSON"),
     (_profile("pf/object.json"), "object.json: device: required key is missing"),
-    (_profile("pf/string.json"), "string.json: a profile is a JSON object, got str"),
+    (_profile("pf/string.json"), "string.json: a profile is a JSON object, got a string"),
     (_profile("pf/nan_peak.json"), "nan_peak.json: peaks.hbm_TBps: NaN is not"),
     (_profile("pf/inf_efficiency.json"), "inf_efficiency.json: efficiency: Infinity"),
     (_profile("pf/zero_sms.json"), "zero_sms.json: device.sms"),

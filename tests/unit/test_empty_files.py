@@ -1,6 +1,7 @@
 """An empty input file (nothing, or only blanks and comments: YAML's null) is refused in one line naming
 it as empty, by every command that reads YAML (sim/yamlio.py ``read_yaml``). Each reader said it in its
-own words, and two as Python saw it: ``a scenario must be a mapping of keys, got NoneType``."""
+own words, and two as Python saw it: ``a scenario must be a mapping of keys, got NoneType``. A file that
+is not a mapping is said in YAML's and JSON's words (``got a list``, ``got null``), not Python's."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "blank.yaml").write_text("")
     (tmp_path / "comments.yaml").write_text("# a scenario to come\n\n   \n")
     (tmp_path / "derived.yaml").write_text("name: d\nbase: blank.yaml\nset: {comm.sms: 16}\n")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    (tmp_path / "text.yaml").write_text("just words\n")
     return tmp_path
 
 
@@ -31,6 +34,9 @@ CASES: list[tuple[list[str], str]] = [
     (["sweep", "blank.yaml"], "blank.yaml: " + EMPTY.format("sweep")),
     (["plan", "run", "comments.yaml"], "comments.yaml: " + EMPTY.format("run")),
     (["topology", "show", "blank.yaml"], "blank.yaml: " + EMPTY.format("topology")),
+    # not empty, not a mapping: said in YAML's words (it was Python's: got list, got str)
+    (["run", "list.yaml"], "list.yaml: a scenario must be a mapping of keys, got a list"),
+    (["validate", "text.yaml"], "text.yaml: a scenario must be a mapping of keys, got a string"),
 ]
 
 

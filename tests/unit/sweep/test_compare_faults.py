@@ -162,8 +162,8 @@ def test_a_file_of_no_points_is_refused(tmp_path: Path, capsys: pytest.CaptureFi
         (b"{not json", "is not JSON (twin sweep writes a JSON mapping)"),
         (b"", "is not JSON (twin sweep writes a JSON mapping)"),
         (b"\xff\xfe", "is not JSON (twin sweep writes a JSON mapping)"),
-        (b"[1, 2]", "is not a JSON mapping, got list"),
-        (b"null", "is not a JSON mapping, got NoneType"),
+        (b"[1, 2]", "is not a JSON mapping, got a list"),
+        (b"null", "is not a JSON mapping, got null"),
     ],
 )
 def test_metadata_that_is_not_a_json_mapping_is_refused_naming_its_key(
