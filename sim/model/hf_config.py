@@ -45,7 +45,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from sim.errors import ScenarioError, shown
+from sim.errors import ScenarioError, kind_of, shown
 
 # keys that change no time, byte or parameter count the twin works out
 IGNORED: frozenset[str] = frozenset(
@@ -361,9 +361,13 @@ def is_hf_config(data: dict[str, Any]) -> bool:
 
 def hf_fields(data: dict[str, Any], file: str) -> dict[str, Any]:
     """The ModelSpec fields of a Hugging Face ``config.json`` (``name`` not among them)."""
-    model_type = data.get("model_type")
-    if model_type not in _READERS:
-        raise ScenarioError("model_type", f"must be one of {', '.join(MODEL_TYPES)}, got {model_type!r}", file)
+    if "model_type" not in data:  # (a Hugging Face config by its hidden_size: it names its architecture)
+        why = f"required key is missing (a Hugging Face config names its architecture: {', '.join(MODEL_TYPES)})"
+        raise ScenarioError("model_type", why, file)
+    model_type = data["model_type"]
+    if not isinstance(model_type, str) or model_type not in _READERS:  # (a list is unhashable: a traceback)
+        got = shown(repr(model_type)) if isinstance(model_type, str) else kind_of(model_type)
+        raise ScenarioError("model_type", f"must be one of {', '.join(MODEL_TYPES)}, got {got}", file)
     reader = _Reader(data, file)
     fields = _READERS[model_type](reader)
     reader.finish(model_type)

@@ -176,6 +176,9 @@ def test_deepseek_router_keys_are_checked(tmp_path: Path, changes: dict[str, obj
     ("changes", "key", "message"),
     [
         ({"model_type": "gpt2"}, "model_type", "must be one of"),
+        ({"model_type": ["llama"]}, "model_type", "must be one of llama, mistral"),  # (a TypeError: unhashable)
+        ({"model_type": {"a": 1}}, "model_type", "deepseek_v3, got a mapping"),
+        ({"model_type": "DROP"}, "model_type", "required key is missing (a Hugging Face config names its"),
         ({"rope_skew": 3}, "rope_skew", "not a key the twin reads"),
         ({"hidden_act": "gelu"}, "hidden_act", "SwiGLU"),
         ({"attention_bias": True}, "attention_bias", "without bias"),
