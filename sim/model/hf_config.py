@@ -46,6 +46,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sim.errors import ScenarioError, kind_of, shown
+from sim.limits import MAX_LAYERS
 
 # keys that change no time, byte or parameter count the twin works out
 IGNORED: frozenset[str] = frozenset(
@@ -103,7 +104,9 @@ class _Reader:
     def error(self, key: str, message: str) -> ScenarioError:
         return ScenarioError(key, message, self.file)  # the key as the file writes it
 
-    def whole(self, key: str, default: int | None = None, minimum: int = 1) -> int:
+    def whole(self, key: str, default: int | None = None, minimum: int = 1, maximum: int | None = None) -> int:
+        """A whole number ``>= minimum`` (and ``<= maximum``: a count the reader loops over before the
+        model's own bounds are checked, ``num_hidden_layers: 1e29`` looped for ever)."""
         if key not in self.data:
             if default is None:
                 raise self.error(key, "required in this config.json")
@@ -112,7 +115,9 @@ class _Reader:
         if value is None and default is not None:
             return default
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise self.error(key, f"must be a whole number >= {minimum}, got {value!r}")
+            raise self.error(key, f"must be a whole number >= {minimum}, got {shown(repr(value))}")
+        if maximum is not None and value > maximum:
+            raise self.error(key, f"must be a whole number in [{minimum}, {maximum:,}], got {shown(repr(value))}")
         return value
 
     def flag(self, key: str, default: bool) -> bool:
@@ -162,7 +167,7 @@ def _gqa(r: _Reader) -> dict[str, Any]:
     dim = r.whole("hidden_size")
     fields: dict[str, Any] = {
         "dim": dim,
-        "n_layers": r.whole("num_hidden_layers"),
+        "n_layers": r.whole("num_hidden_layers", maximum=MAX_LAYERS),
         "n_heads": heads,
         "attention": "mha" if kv == heads else "gqa",
         "n_kv_heads": kv,
@@ -259,7 +264,7 @@ TOPK_METHODS = ("greedy", "group_limited_greedy", "noaux_tc")
 
 def _deepseek(r: _Reader) -> dict[str, Any]:
     topk = r.whole("num_experts_per_tok")
-    n = r.whole("num_hidden_layers")
+    n = r.whole("num_hidden_layers", maximum=MAX_LAYERS)
     first = r.whole("first_k_dense_replace", 0, minimum=0)
     if first > n:  # (not clamped: every layer would be dense without a word)
         raise r.error("first_k_dense_replace", f"{first} exceeds num_hidden_layers ({n})")

@@ -157,6 +157,15 @@ def test_deepseek_layer_frequency_and_groups(tmp_path: Path) -> None:
     assert load_model("deepseek-v2-lite", timed=False).n_limited_groups == 6  # one group: no limit
 
 
+def test_a_huge_layer_count_is_refused_before_layers_are_listed(tmp_path: Path) -> None:
+    """Qwen3-MoE's and DeepSeek's readers list the layers (dense or MoE) from num_hidden_layers: 10**29 of them
+    never returned (found by a fuzz of every key of every shipped config)."""
+    for name in ("qwen3-30b-a3b", "deepseek-v2-lite"):
+        with pytest.raises(ScenarioError) as info:
+            load_model(str(_hf(tmp_path, name, num_hidden_layers=10**29)), timed=False)
+        assert info.value.key_path == "num_hidden_layers" and "[1, 1,024], got 100000" in info.value.message
+
+
 @pytest.mark.parametrize(
     ("changes", "key", "message"),
     [
@@ -179,6 +188,8 @@ def test_deepseek_router_keys_are_checked(tmp_path: Path, changes: dict[str, obj
         ({"model_type": ["llama"]}, "model_type", "must be one of llama, mistral"),  # (a TypeError: unhashable)
         ({"model_type": {"a": 1}}, "model_type", "deepseek_v3, got a mapping"),
         ({"model_type": "DROP"}, "model_type", "required key is missing (a Hugging Face config names its"),
+        # a layer count past the model's bound: refused before any per-layer list is built (10**29 looped for ever)
+        ({"num_hidden_layers": 10**29}, "num_hidden_layers", "must be a whole number in [1, 1,024], got 1000"),
         ({"rope_skew": 3}, "rope_skew", "not a key the twin reads"),
         ({"hidden_act": "gelu"}, "hidden_act", "SwiGLU"),
         ({"attention_bias": True}, "attention_bias", "without bias"),
