@@ -32,6 +32,7 @@ import difflib
 import hashlib
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -187,6 +188,8 @@ def _check_param(key: str, value: float | int | str) -> None:
         raise ValueError(f"{key}: must be text, got {value!r}")
     if key not in NUMERIC_PARAMS:
         return
+    if isinstance(value, int) and abs(value) > sys.float_info.max:  # (math.isfinite raised OverflowError)
+        raise ValueError(f"{key}: must be {_what_param(key)}, got a whole number of {len(str(abs(value))):,} digits")
     if isinstance(value, str) or not math.isfinite(value):
         raise ValueError(f"{key}: must be {_what_param(key)}, got {value!r}")
     if key in WHOLE_PARAMS and (value != int(value) or value < WHOLE_PARAMS[key]):

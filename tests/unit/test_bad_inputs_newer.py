@@ -510,6 +510,9 @@ def _write_files(tmp_path: Path) -> None:
         "attention_str": json.dumps(
             {**datasheet, "samples": [{"op": "attention", "params": {"heads": "many"}, "time_s": 1e-3}]}
         ),
+        "attention_huge": json.dumps(  # a whole number past a float: OverflowError from math.isfinite
+            {**datasheet, "samples": [{"op": "attention", "params": {"seq": 10**400}, "time_s": 1e-3}]}
+        ),
         "gemm_str_shape": json.dumps(
             {
                 **datasheet,
@@ -1165,6 +1168,7 @@ PREDICT: list[tuple[list[str], str]] = [
     (_profile("pf/sample_op.json"), "sample_op.json: samples[0].op"),
     (_profile("pf/sample_params.json"), "sample_params.json: samples[0].params"),
     (_profile("pf/attention_str.json"), "samples[0].params.heads: must be a whole number >= 1, got 'many'"),
+    (_profile("pf/attention_huge.json"), "params.seq: must be a whole number >= 1, got a whole number of 401 digits"),
     (_profile("pf/gemm_str_shape.json"), "str_shape.json: samples[0].params.m: must be a whole number >= 1, got 'x'"),
     (_profile("pf/dup.json"), "dup.json: duplicate key 'source'"),
     # sample values the fits cannot take: a traceback from scipy, a KeyError, a warning, or ignored
