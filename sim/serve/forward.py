@@ -293,11 +293,7 @@ class ForwardModel:
         forward of DeepSeek's deployment routes 16,384 tokens to 256 experts: some 60 ms, 14 of them
         a run)."""
         s, pl = self.model, self.placement
-        key = (
-            self.load.tobytes(),
-            pl.slots.shape,
-            pl.slots.tobytes(),
-            pl.copies.tobytes(),
+        args = (
             sample,
             s.n_activated_experts,
             self.router_groups,
@@ -305,23 +301,12 @@ class ForwardModel:
             self.links.domain,
             self.pool.shared_as_routed,
             self.pool.kernels,
-            self.seed,
         )
+        key = (self.load.tobytes(), pl.slots.shape, pl.slots.tobytes(), pl.copies.tobytes(), *args, self.seed)
         hit = _ROUTES.get(key)
         if hit is not None:
             return hit
-        r = route_batch(
-            self.load,
-            pl,
-            sample,
-            s.n_activated_experts,
-            self.router_groups,
-            s.n_limited_groups,
-            self.links.domain,
-            self.pool.shared_as_routed,
-            self.pool.kernels,
-            np.random.default_rng([self.seed, sample]),
-        )
+        r = route_batch(self.load, pl, *args, np.random.default_rng([self.seed, sample]))
         for a in (r.rows, r.shared_rows, r.ib_send, r.ib_recv, r.nvl_send, r.nvl_recv):
             a.setflags(write=False)  # shared by every forward model of these arguments
         if len(_ROUTES) >= ROUTES_KEPT:
