@@ -45,7 +45,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from calibrate.profiles import git_revision, with_errors
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, shown
 from sim.hardware.gpu import GpuSpec, datasheet_for
 from sim.hardware.profile import TORCH_FP8_CAST, DeviceInfo, Peaks, Profile, Sample, Skipped, SourceFile
 from sim.hardware.roofline import ALONE_S, Bound, roofline_times, too_fast
@@ -316,8 +316,16 @@ def _interference(t: _Table, all_sms: int) -> list[tuple[int, Sample]]:
             mode = t.choice(line, row, "mode", INTERFERENCE_MODES)
         else:  # torch's GreenContext.create gives overlapping SM sets (docs/calibration.md)
             mode = "shared-sms" if comm == 0 else "green-contexts-overlapping"
+        label = gemm_label(t.text(line, row, "gemm"))
+        if label["dtype"] == "unknown":  # (a profile's Sample refused the dtype: a traceback)
+            raise ScenarioError(
+                f"row {line}, column gemm",
+                f"{shown(repr(label['gemm']))} does not start with the GEMM's dtype ({', '.join(sorted(DTYPES))}): "
+                "DTYPE_FAMILY_M (fp8_moe_up_8192) or DTYPE_MxNxK (bf16_8192x4096x7168)",
+                str(t.path),
+            )
         base = {
-            **gemm_label(t.text(line, row, "gemm")),
+            **label,
             "compute_sms": compute,
             "comm_sms": comm,
             "mode": mode,

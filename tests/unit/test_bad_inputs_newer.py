@@ -400,6 +400,9 @@ def _write_files(tmp_path: Path) -> None:
         "128,4096,192,128,maybe,1e-3,2e-3\n",
         "interference": "compute_sms,comm_sms,gemm,gemm_alone_us,gemm_beside_copy_us,copy_bytes,"
         "copy_alone_us,copy_beside_gemm_us\n120,20,fp8_moe_up_4096,100,110,1048576,50,60\n",
+        # a GEMM label of no dtype (pydantic's traceback, exit 1, before: found by a fuzz of every cell)
+        "interference_label": "compute_sms,comm_sms,gemm,gemm_alone_us,gemm_beside_copy_us,copy_bytes,"
+        "copy_alone_us,copy_beside_gemm_us\n100,20,fp4_moe_up_4096,100,110,1048576,50,60\n",
         "nul": gemm + "moe_up,fp8,block\x00wise,64,4096,7168,132,1e-5\n",
         "quote": gemm + 'moe_up,fp8,"blockwise,64,4096,7168,132,1e-5\n',
         "huge_field": gemm + "moe_up,fp8,blockwise," + "9" * 200_000 + ",4096,7168,132,1e-5\n",
@@ -1031,6 +1034,7 @@ MEASURE: list[tuple[list[str], str]] = [
     (_measure("ms/sms.csv"), "row 2, column sms: must be in 1..132"),
     (_measure("ms/causal.csv"), "row 2, column causal: 'maybe'"),
     (_measure("ms/interference.csv"), "row 2, column compute_sms: 120"),
+    (_measure("ms/interference_label.csv"), "column gemm: 'fp4_moe_up_4096' does not start with the GEMM's dtype"),
     (_measure("ms/nul.csv"), "nul.csv: row 2"),
     (_measure("ms/quote.csv"), "quote.csv: row 2"),
     (_measure("ms/huge_field.csv"), "huge_field.csv: row 2: malformed CSV: field larger than field limit"),
