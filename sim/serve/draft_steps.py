@@ -11,7 +11,8 @@ Each request reads the next ``n`` uniforms of one stream (at most one per step, 
 in the order requests are admitted, so a run's draws depend only on its seed and that order.
 :func:`steps_reference` draws them request by request (a dozen numpy calls each: with some 180,000
 requests in the default serve scenario, a third of its run). :class:`DraftSteps` turns the stream
-into tokens a step a block at a time (one pass) and sums them along the block: sums of whole
+into tokens a step a block at a time (one pass; blocks double from :data:`FIRST_BLOCK` to
+:data:`BLOCK`, so a short run draws little ahead) and sums them along the block: sums of whole
 numbers below 2^53 are exact in floats, so a request's own sums are differences of the block's and
 its ``k`` is the same, request for request (tested against the reference with blocks small enough
 to cut requests in two).
@@ -23,7 +24,8 @@ import math
 
 import numpy as np
 
-BLOCK = 1 << 20  # uniforms drawn at a time (8 MiB, and 8 MiB of sums)
+BLOCK = 1 << 20  # uniforms drawn at a time at most (8 MiB, and 8 MiB of sums)
+FIRST_BLOCK = 1 << 14  # the first draw's (doubling up to BLOCK: a short run draws little ahead)
 
 
 def _tokens_a_step(u: np.ndarray, p: float, drafts: int) -> np.ndarray:
@@ -56,6 +58,7 @@ class DraftSteps:
         self.rng, self.p, self.drafts, self.block = rng, p, drafts, block
         self._made = np.zeros(0)  # tokens a step of the stream's uniforms drawn, summed along the block
         self._pos = 0  # the block's first uniform not yet read
+        self._next = min(FIRST_BLOCK, block)  # the next draw's size (the steps do not depend on it)
 
     def __call__(self, tokens: int) -> int:
         fixed = _trivial(tokens, self.p, self.drafts)
@@ -64,7 +67,8 @@ class DraftSteps:
         pos, made = self._pos, self._made
         if pos + tokens > len(made):  # the rest of the block, then fresh draws
             left = np.diff(made[pos - 1 :]) if pos else np.diff(made, prepend=0.0)
-            step = _tokens_a_step(self.rng.random(max(self.block, tokens)), self.p, self.drafts)
+            step = _tokens_a_step(self.rng.random(max(self._next, tokens)), self.p, self.drafts)
+            self._next = min(2 * self._next, self.block)
             made = self._made = np.cumsum(np.concatenate((left, step)))
             pos = 0
         before = made[pos - 1] if pos else 0.0
