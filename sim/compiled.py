@@ -212,21 +212,39 @@ def install(folder: Path | None = None) -> Path | None:
     return folder
 
 
+def _cached_builds() -> tuple[Path, list[Path]] | None:
+    """(the cache's folder, its builds for this Python, of any sources) when this process runs the sources
+    by default; None when a build runs, builds are turned off or given by folder, or the cache cannot be
+    read (no home folder). No cache folder yet: no builds."""
+    if _active is not None or os.environ.get(OFF, "") == "0" or os.environ.get(DIR):
+        return None
+    try:
+        root = cache_root()
+    except RuntimeError:  # (Path.home(): no home folder)
+        return None
+    suffix = key_suffix()
+    try:
+        return root, [p for p in root.iterdir() if p.name.endswith(suffix) and (p / MANIFEST).is_file()]
+    except FileNotFoundError:
+        return root, []
+    except OSError:
+        return None
+
+
 def stale() -> Path | None:
     """The cache's folder when this process runs the sources while the cache holds a build of other
     sources for this Python (the sources were edited or updated since ``twin compile``; a long run may
     want to build again), else None (a build runs, builds are turned off or given by folder, or the
     cache holds none for this Python)."""
-    if _active is not None or os.environ.get(OFF, "") == "0" or os.environ.get(DIR):
+    cached = _cached_builds()
+    if cached is None:
         return None
-    suffix = key_suffix()
+    root, builds = cached
     try:
-        root = cache_root()
         mine = build_key()
-        builds = [p for p in root.iterdir() if p.name.endswith(suffix) and p.name != mine and (p / MANIFEST).is_file()]
     except (OSError, RuntimeError):
         return None
-    return root if builds else None
+    return root if any(p.name != mine for p in builds) else None
 
 
 HINT_POINTS = 200  # a sweep of at least this many points run from the sources, no build at all: say twin compile
@@ -236,16 +254,8 @@ def missing(points: int) -> bool:
     """Whether a sweep of ``points`` points should hear of ``twin compile``: at least :data:`HINT_POINTS`,
     run from the sources with no build in the cache for this Python (builds not turned off nor given by
     folder). :func:`stale` covers a cache of other sources' builds."""
-    if points < HINT_POINTS or _active is not None or os.environ.get(OFF, "") == "0" or os.environ.get(DIR):
-        return False
-    try:
-        root = cache_root()
-        suffix = key_suffix()
-        return not any(p.name.endswith(suffix) and (p / MANIFEST).is_file() for p in root.iterdir())
-    except FileNotFoundError:  # (no cache folder yet)
-        return True
-    except (OSError, RuntimeError):
-        return False
+    cached = _cached_builds() if points >= HINT_POINTS else None
+    return cached is not None and not cached[1]
 
 
 def loaded() -> list[str]:
