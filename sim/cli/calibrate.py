@@ -16,6 +16,7 @@ from sim.cli.common import (
     Format,
     Int,
     check_printed,
+    err,
     flag_errors,
     given_on_command_line,
     input_file_option,
@@ -261,6 +262,17 @@ def run_cmd(
     if device not in ("cpu", "cuda"):
         raise ScenarioError("--device", f"unknown device {device!r}; choose from cpu, cuda")
     _replaceable(ctx, output)
+    if device == "cpu" and preset != "tiny":
+        # the quick and full presets time GPU-sized kernels (GEMMs of 8,192 x 4,096 x 7,168 at the
+        # quick one): on a CPU a single one takes seconds, the whole run far longer than anyone waits
+        # without being told (a 2-core host had not finished --quick after 5 minutes)
+        err.print(
+            f"note: --preset {preset} times kernels sized for a GPU: on the CPU it runs for a long time; "
+            "--preset tiny (the CPU's default) runs in seconds",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     try:
         from calibrate.run import merge_comm_samples, run_calibration
     except ImportError as e:

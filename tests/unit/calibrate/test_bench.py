@@ -108,3 +108,22 @@ def test_progress_names_each_benchmark(without_comm: tuple[Any, list[str]]) -> N
     _, told = without_comm
     assert any(t.startswith("fp8 gemm moe-up") for t in told) and any(t.startswith("copy ") for t in told)
     assert any("(1/" in t for t in told)
+
+
+def test_a_gpu_preset_on_the_cpu_says_it_will_be_long(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--quick`` (or ``--preset full``) on the CPU times GPU-sized kernels: it ran for over 5 minutes on a
+    2-core host with no word. It now says so before it starts; the tiny preset (the CPU's default) does not."""
+    import calibrate.run
+
+    def refused(*_: Any, **__: Any) -> Any:  # stop where the benchmarks would start
+        raise RuntimeError("stopped here")
+
+    monkeypatch.setattr(calibrate.run, "run_calibration", refused)
+    for args, told in ((["--quick"], True), (["--preset", "full"], True), (["--preset", "tiny"], False), ([], False)):
+        with pytest.raises(SystemExit):
+            main(["calibrate", "run", "--device", "cpu", "-o", str(tmp_path / "p.json"), *args])
+        err = capsys.readouterr().err
+        assert ("runs for a long time" in err) is told, (args, err)
+        assert "--device: stopped here" in err
