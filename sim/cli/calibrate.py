@@ -333,7 +333,7 @@ def datasheet(
     """An analytical profile for any GPU from its datasheet (defaults: the named GPU's figures in
     sim.hardware.gpu)."""
     from calibrate.profiles import datasheet_profile
-    from sim.hardware.gpu import GpuSpec, datasheet_for
+    from sim.hardware.gpu import GpuSpec, datasheet_for, known_gpus
 
     if not 0 < efficiency <= 1:
         raise ScenarioError("--efficiency", f"must be in (0, 1], got {efficiency}")
@@ -347,7 +347,9 @@ def datasheet(
     given = {"--sms": sms, "--fp8-tflops": fp8_tflops, "--bf16-tflops": bf16_tflops, "--hbm-tbps": hbm_tbps}
     if known is None and None in given.values():
         missing = next(k for k, v in given.items() if v is None)
-        raise ScenarioError(missing, f"no datasheet for {name!r}: give {', '.join(given)}")
+        raise ScenarioError(
+            missing, f"no datasheet for {name!r} (the twin knows {known_gpus()}): give {', '.join(given)}"
+        )
     base = known or GpuSpec(name=name)
     gpu = GpuSpec(
         name=name,

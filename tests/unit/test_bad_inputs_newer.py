@@ -1045,6 +1045,11 @@ MEASURE: list[tuple[list[str], str]] = [
     (_measure("ms_mixed"), "bad.csv: row 2, column seconds: 'fast'"),
     (["calibrate", "import-measurements", "ms_mixed", "--device", "TPU v5"], "--device: no datasheet for 'TPU v5'"),
     (["calibrate", "import-measurements", "ms_mixed"], "--device: name the GPU"),
+    # a GPU the twin has no datasheet for needs every figure; the line names the known ones (a typo's fix)
+    (
+        ["calibrate", "datasheet", "--name", "A100", "-o", "x.json"],
+        "--sms: no datasheet for 'A100' (the twin knows H800, H100, H200, B200, GB200): give --sms, --fp8-tflops",
+    ),
     (_measure("ms_mixed", "--sms", "0"), "--sms: must be a whole"),
     (_measure("ms_mixed", "-o", "folder"), "--output: folder is a"),
     (_measure("ms_copied"), "ms_copied/gemm_copy.csv: holds the same bytes as gemm.csv: give each table once"),
