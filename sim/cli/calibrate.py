@@ -263,9 +263,10 @@ def run_cmd(
         raise ScenarioError("--device", f"unknown device {device!r}; choose from cpu, cuda")
     _replaceable(ctx, output)
     if device == "cpu" and preset != "tiny":
-        # the quick and full presets time GPU-sized kernels (GEMMs of 8,192 x 4,096 x 7,168 at the
-        # quick one): on a CPU a single one takes seconds, the whole run far longer than anyone waits
-        # without being told (a 2-core host had not finished --quick after 5 minutes)
+        # the quick and full presets time GPU-sized kernels (DeepSeek-V3's GEMM shapes at up to 8,192
+        # rows in the quick one, calibrate/shapes.py; tiny divides them by 64): on a CPU the whole run
+        # takes far longer than anyone waits without being told (a 2-core host had not finished
+        # --quick after 5 minutes)
         err.print(
             f"note: --preset {preset} times kernels sized for a GPU: on the CPU it runs for a long time; "
             "--preset tiny (the CPU's default) runs in seconds",
